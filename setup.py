@@ -1,0 +1,72 @@
+"""Build the Cython hot path.
+
+Every extension is optional: if the compiler or Cython is missing, or a module
+fails to compile, the install still succeeds and tcpio runs on the pure-Python
+twins in tcpio/_fast/ (with a warning at build time).
+"""
+
+import os
+import sys
+import warnings
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """Turn a compile failure into a warning: the pure twins take over."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any build failure falls back
+            warnings.warn(f"tcpio: C extensions not built ({exc}); using pure Python",
+                          stacklevel=1)
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"tcpio: extension {ext.name} not built ({exc}); using pure Python",
+                          stacklevel=1)
+
+
+def extensions() -> list:
+    if os.environ.get("TCPIO_NO_EXTENSIONS") == "1":
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        warnings.warn("tcpio: Cython not available; using pure Python", stacklevel=1)
+        return []
+    here = os.path.dirname(os.path.abspath(__file__))
+    fast = os.path.join(here, "tcpio", "_fast")
+    sources = sorted(f for f in os.listdir(fast) if f.endswith(".pyx"))
+    from setuptools import Extension
+
+    exts = [
+        Extension(
+            f"tcpio._fast.{name[:-4]}",
+            [os.path.join("tcpio", "_fast", name)],
+            extra_compile_args=["-O3"] if sys.platform != "win32" else [],
+        )
+        for name in sources
+    ]
+    built = cythonize(
+        exts,
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+        quiet=True,
+    )
+    # cythonize() drops Extension(optional=True); set it on what it returns.
+    for ext in built:
+        ext.optional = True
+    return built
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,24 @@
+"""Errors with errno codes, as the BSD socket API reports them.
+
+``sock_error(errno.ECONNREFUSED)`` returns a ``ConnectionRefusedError`` with
+``.errno`` set, because ``OSError(errno, msg)`` picks the subclass itself.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+def sock_error(code: int, detail: str | None = None) -> OSError:
+    msg = os.strerror(code)
+    if detail:
+        msg = f"{msg} ({detail})"
+    return OSError(code, msg)
+
+
+def raise_errno(code: int, detail: str | None = None) -> None:
+    raise sock_error(code, detail)
+
+
+errno = _errno

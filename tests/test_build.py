@@ -1,0 +1,44 @@
+"""The build contract: compiled modules when built, twins otherwise."""
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tcpio
+from tcpio import _fast
+
+FAST_MODULES = ["checksum", "wire"]
+
+
+def test_version():
+    assert isinstance(tcpio.__version__, str) and tcpio.__version__.count(".") == 2
+
+
+@pytest.mark.parametrize("name", FAST_MODULES)
+def test_compiled_present_in_ci(name):
+    mod = _fast.load(name)
+    if os.environ.get("TCPIO_REQUIRE_COMPILED") == "1":
+        assert _fast.is_compiled(mod), f"{name}: compiled module expected in CI"
+
+
+@pytest.mark.parametrize("name", FAST_MODULES)
+def test_no_extensions_switch_forces_twin(name):
+    code = (f"from tcpio import _fast; m = _fast.load({name!r}); "
+            "print(m.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TCPIO_NO_EXTENSIONS": "1"}, check=True)
+    assert out.stdout.strip() == f"tcpio._fast.{name}_py"
+
+
+@pytest.mark.parametrize("name", FAST_MODULES)
+def test_twins_export_the_same_api(name):
+    pure = importlib.import_module(f"tcpio._fast.{name}_py")
+    compiled = _fast.load_compiled(name)
+    if compiled is None:
+        pytest.skip(f"{name} not built")
+    public = {n for n in dir(pure) if not n.startswith("_") and n not in {"annotations"}}
+    missing = {n for n in public if not hasattr(compiled, n)}
+    assert not missing
