@@ -1,7 +1,45 @@
-"""tcpio: a userspace TCP/IP stack for asyncio."""
+"""tcpio: a userspace TCP/IP stack for asyncio.
+
+Public names are imported lazily so ``import tcpio`` stays cheap and a missing
+optional piece does not break the rest.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from tcpio._version import __version__
 
-__all__ = ["__version__"]
+# name -> module that defines it
+_EXPORTS = {
+    "Stack": "tcpio.stack",
+    "Settings": "tcpio.core.settings",
+    "Host": "tcpio.core.host",
+    "VirtualNetwork": "tcpio.core.sim",
+    "Impairment": "tcpio.devices.impair",
+    "MemoryWire": "tcpio.devices.memory",
+    "ImpairedDevice": "tcpio.devices.memory",
+    "TapDevice": "tcpio.devices.tap",
+    "TunDevice": "tcpio.devices.tap",
+    "PcapDevice": "tcpio.devices.pcap",
+    "PcapWriter": "tcpio.devices.pcap",
+    "Socket": "tcpio.socket",
+    "SOCK_STREAM": "tcpio.socket",
+    "SOCK_DGRAM": "tcpio.socket",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tcpio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,67 @@
+"""Per-host tunables, named after the Linux sysctls they mirror.
+
+One ``Settings`` object per Host (``host.settings``).  Defaults are Linux's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Settings:
+    # --- net.ipv4 (IP) ---
+    ip_default_ttl: int = 64
+    ipfrag_time: float = 30.0              # reassembly timeout, seconds
+    ipfrag_high_thresh: int = 4 * 1024 * 1024  # reassembly memory cap, bytes
+    ipfrag_max_dist: int = 64
+    ip_local_port_range: tuple[int, int] = (32768, 60999)
+    # --- ARP / neighbour (net.ipv4.neigh.default) ---
+    arp_base_reachable_time: float = 30.0
+    arp_gc_stale_time: float = 60.0
+    arp_retrans_time: float = 1.0
+    arp_mcast_solicit: int = 3             # requests before giving up
+    arp_unres_qlen: int = 101              # packets queued per unresolved neighbour (Linux: bytes; we count packets)
+    arp_gc_thresh3: int = 1024             # cache size cap
+    # --- ICMP ---
+    icmp_ratelimit: float = 0.001          # seconds between ICMP errors per destination (token bucket)
+    icmp_ratemask_burst: int = 50
+    # --- UDP ---
+    udp_rmem_default: int = 212992
+    # --- TCP connection management ---
+    tcp_syn_retries: int = 6
+    tcp_synack_retries: int = 5
+    tcp_max_syn_backlog: int = 1024
+    somaxconn: int = 4096
+    tcp_syncookies: int = 1                # 0 off, 1 when SYN queue full, 2 always
+    tcp_abort_on_overflow: int = 0
+    tcp_fin_timeout: float = 60.0
+    tcp_tw_timeout: float = 60.0           # TCP_TIMEWAIT_LEN
+    tcp_tw_reuse: int = 2                  # 2 = loopback only (we treat as off), 1 = on
+    tcp_max_orphans: int = 65536
+    tcp_max_tw_buckets: int = 262144
+    tcp_orphan_retries: int = 0            # 0 means 8 like Linux
+    tcp_challenge_ack_limit: int = 1000    # per second, RFC 5961
+    tcp_invalid_ratelimit: float = 0.5
+    # --- TCP data path ---
+    tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
+    tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
+    tcp_window_scaling: int = 1
+    tcp_timestamps: int = 1
+    tcp_sack: int = 1
+    tcp_dsack: int = 1
+    tcp_retries1: int = 3
+    tcp_retries2: int = 15
+    tcp_rto_min: float = 0.2
+    tcp_rto_max: float = 120.0
+    tcp_rto_initial: float = 1.0
+    tcp_delack_max: float = 0.04
+    tcp_delack_min: float = 0.04
+    tcp_init_cwnd: int = 10
+    tcp_congestion_control: str = "cubic"
+    tcp_keepalive_time: float = 7200.0
+    tcp_keepalive_intvl: float = 75.0
+    tcp_keepalive_probes: int = 9
+    tcp_ofo_max_bytes: int | None = None   # None: bounded by the receive buffer
+    tcp_base_mss: int = 1024
+    extra: dict = field(default_factory=dict)
