@@ -15,12 +15,15 @@ class Settings:
     ipfrag_time: float = 30.0              # reassembly timeout, seconds
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # reassembly memory cap, bytes
     ipfrag_max_dist: int = 64
+    min_pmtu: int = 552                    # floor for a learned path MTU
+    ip_rt_mtu_expires: float = 600.0       # how long a learned path MTU lasts
     ip_local_port_range: tuple[int, int] = (32768, 60999)
     # --- ARP / neighbour (net.ipv4.neigh.default) ---
     arp_base_reachable_time: float = 30.0
     arp_gc_stale_time: float = 60.0
     arp_retrans_time: float = 1.0
-    arp_mcast_solicit: int = 3             # requests before giving up
+    arp_mcast_solicit: int = 3             # broadcast requests before giving up
+    arp_ucast_solicit: int = 3             # unicast probes of a stale entry
     arp_unres_qlen: int = 101              # packets queued per unresolved neighbour (Linux: bytes; we count packets)
     arp_gc_thresh3: int = 1024             # cache size cap
     # --- ICMP ---

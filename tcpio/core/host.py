@@ -1,0 +1,415 @@
+"""The sans-IO host: interfaces, addresses, routes, neighbours and protocol tables.
+
+Frames go in with ``receive(ifindex, frame, now)``, timers run with
+``poll(now)``, and frames to transmit come out of ``take_output()``.  The
+host never reads a clock: ``now`` is whatever the caller says (the asyncio
+driver's loop.time(), or a virtual clock in tests).
+
+Layering (each file mirrors a kernel file):
+    ether.py      ether_input / ether_xmit (eth_type_trans, dev_hard_header)
+    arp.py        neighbour table, ARP in/out
+    ip_input.py   ip_rcv, ip_local_deliver
+    ip_fragment.py reassembly
+    ip_output.py  ip_output, ip_fragment, IP ID
+    icmp.py       ICMP in, icmp_send, echo
+    udp.py        UDP socks
+    tcp/          TCP (another module; plugged in through register_protocol)
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+from collections import deque
+from typing import Any
+
+from tcpio.core import ether, ip_input, ip_output
+from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
+
+LOOPBACK = 0x7F000001
+from tcpio.core.arp import Arp
+from tcpio.core.errors import sock_error
+from tcpio.core.icmp import IcmpProto
+from tcpio.core.ip_fragment import Reassembler
+from tcpio.core.mib import Mib
+from tcpio.core.route import Fib, Route, select_source
+from tcpio.core.settings import Settings
+from tcpio.core.timer import TimerWheel
+from tcpio.core.udp import UdpProto
+
+log = logging.getLogger("tcpio.host")
+
+
+class Interface:
+    """One link: ``link`` is "ether" (Ethernet + ARP) or "ip" (TUN: bare datagrams)."""
+
+    __slots__ = ("addrs", "ifindex", "link", "mac", "mtu", "name", "up")
+
+    def __init__(self, ifindex: int, name: str, link: str, mac: bytes | None,
+                 mtu: int) -> None:
+        self.ifindex = ifindex
+        self.name = name
+        self.link = link
+        self.mac = mac
+        self.mtu = mtu
+        self.addrs: list[tuple[int, int]] = []   # (ip, prefixlen), primary first
+        self.up = True
+
+    def broadcasts(self) -> list[int]:
+        """Directed broadcast address of each subnet on this link."""
+        return [ip | (~prefix_mask(plen) & 0xFFFFFFFF) for ip, plen in self.addrs if plen < 31]
+
+    def __repr__(self) -> str:
+        return f"<Interface {self.ifindex}:{self.name} {self.link} mtu {self.mtu}>"
+
+
+class Host:
+    """A sans-IO IPv4 host (see docs/internals.md "tcpio.core.host.Host")."""
+
+    def __init__(self, name: str = "host", seed: int | None = None,
+                 settings: Settings | None = None) -> None:
+        self.name = name
+        self.settings = settings if settings is not None else Settings()
+        self.rng = random.Random(seed)
+        # Key for the keyed hashes (IP ID buckets, TCP ISN/port offsets).
+        self.secret = self.rng.randbytes(16) if seed is not None else os.urandom(16)
+        self.now = 0.0
+        self.mib = Mib()
+        self.timers = TimerWheel()
+        self.interfaces: dict[int, Interface] = {}
+        self.fib = Fib()
+        self.arp = Arp(self)
+        self.frags = Reassembler(self)
+        self.ip_ids = ip_output.IpIdents(self.rng)
+        self.protocols: dict[int, Any] = {}
+        # Path MTU learned from ICMP "fragmentation needed": dst -> (mtu, expires).
+        self.pmtu: dict[int, tuple[int, float]] = {}
+        self._rt_cache: dict[int, Route] = {}
+        # Set True in tests so that a bug surfaces as an exception instead of a counter.
+        self.debug = False
+        self._local: dict[int, int] = {}           # address -> ifindex
+        # The loopback device: 127.0.0.0/8 is always local, as on Linux.
+        self.lo = Interface(0, "lo", "ip", None, 65536)
+        self.lo.addrs.append((LOOPBACK, 8))
+        # True while processing a frame that arrived as a link-layer broadcast or
+        # multicast: RFC 1122 3.2.2 forbids ICMP errors about those.
+        self.rx_link_bcast = False
+        self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
+        self._output: list[tuple[int, bytes | bytearray]] = []
+        self._wakeups: dict[Any, None] = {}
+        self._loopback: deque[bytes] = deque()
+        self._in_loopback = False
+        self._busy = False
+        self.icmp = IcmpProto(self)
+        self.register_protocol(1, self.icmp)
+        self.udp = UdpProto(self)
+        self.register_protocol(17, self.udp)
+        try:
+            from tcpio.core.tcp.tcp_ipv4 import TcpProto
+        except ImportError:
+            TcpProto = None
+        self.tcp = TcpProto(self) if TcpProto is not None else None
+        if self.tcp is not None:
+            self.register_protocol(6, self.tcp)
+
+    # ----- configuration ------------------------------------------------------------
+
+    def add_interface(self, name: str, link: str = "ether", mac: bytes | None = None,
+                      mtu: int = 1500) -> int:
+        if link not in ("ether", "ip"):
+            raise ValueError(f"link must be 'ether' or 'ip', not {link!r}")
+        if mtu < 68:
+            raise ValueError("mtu below the IPv4 minimum of 68")
+        if link == "ether":
+            if mac is None:
+                # Locally administered unicast, from the host's RNG (deterministic per seed).
+                mac = bytes([0x02, *self.rng.randbytes(5)])
+            if len(mac) != 6 or mac[0] & 1:
+                raise ValueError("mac must be 6 bytes, unicast")
+        else:
+            mac = None
+        ifindex = max(self.interfaces, default=0) + 1
+        self.interfaces[ifindex] = Interface(ifindex, name, link, bytes(mac) if mac else None,
+                                             mtu)
+        return ifindex
+
+    def set_mtu(self, ifindex: int, mtu: int) -> None:
+        if mtu < 68:
+            raise ValueError("mtu below the IPv4 minimum of 68")
+        self._iface(ifindex).mtu = mtu
+        self.invalidate_routes()
+
+    def add_address(self, ifindex: int, ip: int, prefixlen: int) -> None:
+        """inet_insert_ifa: the address, its connected route, and a gratuitous ARP."""
+        iface = self._iface(ifindex)
+        if ip in self._local:
+            raise sock_error(errno.EEXIST, "address already assigned")
+        if not 0 <= prefixlen <= 32:
+            raise ValueError("bad prefix length")
+        iface.addrs.append((ip, prefixlen))
+        self._local[ip] = ifindex
+        self._rebuild_broadcasts()
+        if prefixlen < 32 and self.fib.get(ip, prefixlen) is None:
+            # The first address in a subnet is primary: it owns the connected route,
+            # later ones are secondaries (as with `ip addr add` on Linux).
+            self.fib.add(ip, prefixlen, None, ifindex, prefsrc=ip)
+        if iface.link == "ether":
+            self.arp.gratuitous(iface, ip)
+
+    def remove_address(self, ifindex: int, ip: int) -> None:
+        iface = self._iface(ifindex)
+        for entry in list(iface.addrs):
+            if entry[0] == ip:
+                iface.addrs.remove(entry)
+                self._local.pop(ip, None)
+                route = self.fib.get(ip, entry[1])
+                if route is not None and route.prefsrc == ip:
+                    self.fib.remove(ip, entry[1])
+                    mask = prefix_mask(entry[1])
+                    # Promote a secondary in the same subnet, if any.
+                    for other, plen in iface.addrs:
+                        if plen == entry[1] and other & mask == ip & mask:
+                            self.fib.add(other, plen, None, ifindex, prefsrc=other)
+                            break
+                self._rebuild_broadcasts()
+                return
+        raise sock_error(errno.EADDRNOTAVAIL)
+
+    def add_route(self, prefix: int, prefixlen: int, via: int | None,
+                  ifindex: int | None = None) -> None:
+        """``ip route add prefix/len [via GW] [dev IF]``."""
+        if ifindex is None:
+            if via is None:
+                raise ValueError("a route needs a gateway or an interface")
+            entry = self.fib.lookup(via)
+            if entry is None or entry.gateway is not None:
+                raise sock_error(errno.ENETUNREACH, "gateway not on a connected network")
+            ifindex = entry.ifindex
+        self._iface(ifindex)
+        self.fib.add(prefix, prefixlen, via, ifindex)
+        self.invalidate_routes()
+
+    def remove_route(self, prefix: int, prefixlen: int) -> None:
+        if not self.fib.remove(prefix, prefixlen):
+            raise sock_error(errno.ESRCH)
+        self.invalidate_routes()
+
+    def add_static_arp(self, ip: int, mac: bytes, ifindex: int | None = None) -> None:
+        if ifindex is None:
+            entry = self.fib.lookup(ip)
+            if entry is None:
+                raise sock_error(errno.ENETUNREACH)
+            ifindex = entry.ifindex
+        self.arp.add_static(ifindex, ip, mac)
+
+    def register_protocol(self, proto: int, handler: Any) -> None:
+        self.protocols[proto] = handler
+
+    def _iface(self, ifindex: int) -> Interface:
+        try:
+            return self.interfaces[ifindex]
+        except KeyError:
+            raise sock_error(errno.ENODEV, f"no interface {ifindex}") from None
+
+    def _rebuild_broadcasts(self) -> None:
+        self.invalidate_routes()     # called on every address change
+        self._bcast = {INADDR_BROADCAST}
+        for iface in self.interfaces.values():
+            self._bcast.update(iface.broadcasts())
+
+    # ----- addresses and routes -----------------------------------------------------
+
+    def is_local_address(self, ip: int) -> bool:
+        return ip in self._local or ip >> 24 == 127
+
+    def local_addresses(self) -> list[int]:
+        return list(self._local)
+
+    def is_broadcast(self, ip: int) -> bool:
+        """Limited broadcast or the directed broadcast of one of our subnets."""
+        return ip in self._bcast
+
+    def route_lookup(self, dst: int) -> Route:
+        """fib_lookup + source selection (cached per destination); raises ENETUNREACH."""
+        cache = self._rt_cache
+        rt = cache.get(dst)
+        if rt is None:
+            rt = self._route_slow(dst)
+            if len(cache) >= 4096:
+                cache.clear()       # bounded: a scan of many destinations cannot grow it
+            cache[dst] = rt
+        if self.pmtu:
+            learned = self.pmtu.get(dst)
+            if learned is not None:
+                if learned[1] > self.now:
+                    if learned[0] < rt.mtu:
+                        return rt._replace(mtu=learned[0])
+                else:
+                    del self.pmtu[dst]
+        return rt
+
+    def invalidate_routes(self) -> None:
+        """Forget cached lookups after any change of addresses, routes or MTUs."""
+        self._rt_cache.clear()
+
+    def _route_slow(self, dst: int) -> Route:
+        if dst in self._local:
+            # Local delivery (the kernel's "local" table): through the owning interface.
+            iface = self.interfaces[self._local[dst]]
+            return Route(iface.ifindex, None, dst, 65535)
+        if dst >> 24 == 127:
+            return Route(0, None, dst, self.lo.mtu)
+        entry = self.fib.lookup(dst)
+        if entry is None:
+            if dst == INADDR_BROADCAST and self.interfaces:
+                iface = next((i for i in self.interfaces.values() if i.addrs),
+                             next(iter(self.interfaces.values())))
+                return Route(iface.ifindex, None, self.source_for(iface, dst), iface.mtu)
+            raise sock_error(errno.ENETUNREACH)
+        iface = self.interfaces[entry.ifindex]
+        target = entry.gateway if entry.gateway is not None else dst
+        src = select_source(iface.addrs, target, entry.prefsrc, list(self._local))
+        return Route(entry.ifindex, entry.gateway, src, iface.mtu)
+
+    def update_pmtu(self, dst: int, mtu: int) -> None:
+        """__ip_rt_update_pmtu: remember a smaller path MTU towards ``dst`` for a while.
+
+        Clamped below at min_pmtu (552, like Linux) so a forged ICMP cannot make
+        us send tiny fragments; forgotten after ip_rt_mtu_expires (600 s).
+        """
+        extra = self.settings.extra
+        if mtu < 68:
+            return
+        mtu = max(mtu, extra.get("min_pmtu", 552))
+        if len(self.pmtu) >= 4096:
+            self.pmtu.clear()          # bounded; forgetting only costs a new ICMP
+        self.pmtu[dst] = (mtu, self.now + extra.get("ip_rt_mtu_expires", 600.0))
+        self.mib["PMTUUpdates"] += 1
+
+    def source_for(self, iface: Interface, target: int) -> int:
+        return select_source(iface.addrs, target, None, list(self._local))
+
+    # ----- the sans-IO surface ------------------------------------------------------
+
+    def receive(self, ifindex: int, frame: bytes | bytearray | memoryview, now: float) -> None:
+        """One frame from the link (Ethernet or bare IPv4 per the interface)."""
+        self.now = now
+        iface = self.interfaces.get(ifindex)
+        if iface is None or not iface.up:
+            self.mib["InNoInterface"] += 1
+            return
+        self._busy = True
+        self.rx_link_bcast = False
+        try:
+            if iface.link == "ether":
+                ether.ether_input(self, iface, frame, now)
+            elif frame and frame[0] >> 4 == 6:
+                # A kernel peer on a TUN sends IPv6 (router solicitations...): not ours.
+                self.mib["InIPv6Discards"] += 1
+            else:
+                ip_input.ip_rcv(self, iface, frame, now, False)
+            if self._loopback:
+                self._run_loopback()
+        except Exception:
+            if self.debug:
+                raise
+            # A bug must not kill the stack: count it, log it, drop the frame.
+            self.mib["CoreExceptions"] += 1
+            log.exception("%s: exception while processing a frame", self.name)
+        finally:
+            self._busy = False
+            self.rx_link_bcast = False
+
+    def poll(self, now: float) -> None:
+        """Run the timers due at ``now``."""
+        self.now = now
+        self._busy = True
+        try:
+            self.timers.run(now)
+            if self._loopback:
+                self._run_loopback()
+        except Exception:
+            if self.debug:
+                raise
+            self.mib["CoreExceptions"] += 1
+            log.exception("%s: exception in a timer", self.name)
+        finally:
+            self._busy = False
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def take_output(self) -> list[tuple[int, bytes | bytearray]]:
+        out = self._output
+        self._output = []
+        return out
+
+    def schedule_wakeup(self, sk: Any) -> None:
+        self._wakeups[sk] = None
+
+    def take_wakeups(self) -> list[Any]:
+        if not self._wakeups:
+            return []
+        woken = list(self._wakeups)
+        self._wakeups.clear()
+        return woken
+
+    # ----- for the protocol layers ----------------------------------------------------
+
+    def ip_output(self, proto: int, src: int | None, dst: int,
+                  payload: bytes | bytearray | memoryview, *, ttl: int | None = None,
+                  tos: int = 0, df: bool = False) -> None:
+        ip_output.ip_output(self, proto, src, dst, payload,
+                            self.settings.ip_default_ttl if ttl is None else ttl, tos, df)
+        # From a user call, deliver to ourselves now; from inside packet or timer
+        # processing, after it (no re-entry into a protocol mid-segment).
+        if self._loopback and not self._busy:
+            self._run_loopback()
+
+    def icmp_send(self, iph: Any, payload: bytes | bytearray | memoryview, type: int,
+                  code: int, info: int = 0) -> None:
+        """Send an ICMP error about the datagram (iph, payload) to its source."""
+        self.icmp.send_error(iph, payload, type, code, info)
+
+    def ip_local_error(self, packet: bytes | bytearray, type: int, code: int,
+                       info: int = 0) -> None:
+        """A locally generated packet could not be sent (e.g. ARP failed).
+
+        Like Linux's icmp_send to ourselves: the transport that sent it gets
+        the error through its err handler, as if an ICMP error had arrived.
+        """
+        self.icmp.local_error(packet, type, code, info)
+
+    def ether_xmit(self, iface: Interface, dst_mac: bytes | None, ethertype: int,
+                   payload: bytes | bytearray) -> None:
+        ether.ether_xmit(self, iface, dst_mac, ethertype, payload)
+
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
+        self._output.append((ifindex, frame))
+
+    def loopback(self, packet: bytes) -> None:
+        """A datagram to one of our own addresses: delivered after the current call."""
+        self._loopback.append(packet)
+
+    def _run_loopback(self) -> None:
+        if self._in_loopback:
+            return
+        self._in_loopback = True
+        try:
+            budget = 10000   # a protocol answering itself forever must not hang us
+            while self._loopback and budget:
+                packet = self._loopback.popleft()
+                budget -= 1
+                ifindex = self._local.get(ip_input.peek_dst(packet), 0)
+                iface = self.interfaces[ifindex] if ifindex else self.lo
+                ip_input.ip_rcv(self, iface, packet, self.now, False, loopback=True)
+            if self._loopback:
+                self.mib["LoopbackDrops"] += len(self._loopback)
+                self._loopback.clear()
+        finally:
+            self._in_loopback = False
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {len(self.interfaces)} interfaces>"

@@ -1,0 +1,276 @@
+"""ICMP (net/ipv4/icmp.c): echo, errors out (icmp_send), errors in (icmp_unreach).
+
+Errors we receive are matched to the transport by the datagram they quote
+and handed to its ``err(kind, code, errno, info, iph_quoted, payload_quoted)``
+with the errno Linux's ``icmp_err_convert`` gives.  Errors we send obey
+RFC 1122 3.2.2: never about an ICMP error, a broadcast or multicast, a
+non-initial fragment, or a datagram whose source is not a unicast host; and
+they are rate limited per destination (token bucket, Linux's icmp_ratelimit)
+except "fragmentation needed", which path MTU discovery depends on.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from tcpio import _fast
+from tcpio.core.addr import is_multicast
+
+if TYPE_CHECKING:
+    from tcpio.core.host import Host
+
+wire = _fast.load("wire")
+csum = _fast.load("checksum")
+
+ICMP_ECHOREPLY = 0
+ICMP_DEST_UNREACH = 3
+ICMP_SOURCE_QUENCH = 4
+ICMP_ECHO = 8
+ICMP_TIME_EXCEEDED = 11
+ICMP_PARAMETERPROB = 12
+
+ICMP_NET_UNREACH = 0
+ICMP_HOST_UNREACH = 1
+ICMP_PROT_UNREACH = 2
+ICMP_PORT_UNREACH = 3
+ICMP_FRAG_NEEDED = 4
+ICMP_EXC_FRAGTIME = 1
+
+# Types that are queries/replies, about which an error may be sent.
+_INFO_TYPES = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
+# Linux's icmp_err_convert: destination unreachable code -> errno.
+UNREACH_ERRNO = (
+    errno.ENETUNREACH,    # 0 net unreachable
+    errno.EHOSTUNREACH,   # 1 host unreachable
+    errno.ENOPROTOOPT,    # 2 protocol unreachable
+    errno.ECONNREFUSED,   # 3 port unreachable
+    errno.EMSGSIZE,       # 4 fragmentation needed
+    errno.EOPNOTSUPP,     # 5 source route failed
+    errno.ENETUNREACH,    # 6 net unknown
+    errno.EHOSTDOWN,      # 7 host unknown
+    errno.ENONET,         # 8 host isolated
+    errno.ENETUNREACH,    # 9 net administratively prohibited
+    errno.EHOSTUNREACH,   # 10 host administratively prohibited
+    errno.ENETUNREACH,    # 11 net unreachable for TOS
+    errno.EHOSTUNREACH,   # 12 host unreachable for TOS
+    errno.EHOSTUNREACH,   # 13 communication administratively prohibited
+    errno.EHOSTUNREACH,   # 14 host precedence violation
+    errno.EHOSTUNREACH,   # 15 precedence cut-off
+)
+_IN_COUNTER = {3: "IcmpInDestUnreachs", 4: "IcmpInSrcQuenchs", 11: "IcmpInTimeExcds",
+               12: "IcmpInParmProbs"}
+_OUT_COUNTER = {3: "IcmpOutDestUnreachs", 11: "IcmpOutTimeExcds", 12: "IcmpOutParmProbs"}
+# RFC 1812 4.3.2.3: an error quotes as much of the datagram as fits in 576 bytes.
+ICMP_QUOTE_MAX = 576 - 20 - 8
+
+
+def err_convert(type: int, code: int) -> int | None:
+    """errno for an ICMP error (None: not an error we act on)."""
+    if type == ICMP_DEST_UNREACH:
+        return UNREACH_ERRNO[code] if code < len(UNREACH_ERRNO) else None
+    if type == ICMP_TIME_EXCEEDED:
+        return errno.EHOSTUNREACH
+    if type == ICMP_PARAMETERPROB:
+        return errno.EPROTO
+    return None
+
+
+class EchoReply(NamedTuple):
+    src: int
+    ident: int
+    seq: int
+    data: bytes
+    time: float
+
+
+class IcmpError(NamedTuple):
+    """An ICMP error about one of our echo requests (for ping-like users)."""
+
+    src: int
+    type: int
+    code: int
+    errno: int
+    ident: int
+    seq: int
+
+
+class IcmpProto:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.echo_replies: deque[EchoReply] = deque(maxlen=1024)
+        self.errors: deque[IcmpError] = deque(maxlen=1024)
+        self._buckets: dict[int, tuple[float, float]] = {}   # dst -> (tokens, last)
+        # Woken (via host.schedule_wakeup) when echo_replies or errors grow.
+        self.wakeup: Callable[[], None] | None = None
+
+    # ----- input ------------------------------------------------------------------
+
+    def rcv(self, iph: Any, payload: memoryview, now: float) -> bool:
+        host = self.host
+        mib = host.mib
+        mib["IcmpInMsgs"] += 1
+        if len(payload) < 8:
+            mib["IcmpInErrors"] += 1
+            return False
+        if csum.csum_partial(payload) != 0xFFFF:
+            mib["IcmpInCsumErrors"] += 1
+            mib["IcmpInErrors"] += 1
+            return False
+        icmph = wire.parse_icmp(payload)
+        type = icmph.type
+        if type == ICMP_ECHO:
+            mib["IcmpInEchos"] += 1
+            if host.is_broadcast(iph.dst):
+                return True     # icmp_echo_ignore_broadcasts=1 (smurf amplification)
+            self._reply(iph, icmph.rest, payload[8:])
+        elif type == ICMP_ECHOREPLY:
+            mib["IcmpInEchoReps"] += 1
+            self.echo_replies.append(EchoReply(iph.src, icmph.rest >> 16, icmph.rest & 0xFFFF,
+                                               bytes(payload[8:]), now))
+            host.schedule_wakeup(self)
+        elif type in _IN_COUNTER:
+            mib[_IN_COUNTER[type]] += 1
+            self._error_in(iph, icmph.code, type, icmph.rest, payload[8:])
+        return True
+
+    def _reply(self, iph: Any, rest: int, data: memoryview) -> None:
+        host = self.host
+        try:
+            host.ip_output(1, iph.dst, iph.src, wire.build_icmp(ICMP_ECHOREPLY, 0, rest, data),
+                           tos=iph.tos)
+        except OSError:
+            host.mib["IcmpOutErrors"] += 1
+            return
+        host.mib["IcmpOutMsgs"] += 1
+        host.mib["IcmpOutEchoReps"] += 1
+
+    def _error_in(self, iph: Any, code: int, type: int, rest: int, quoted: memoryview) -> None:
+        """icmp_unreach: find the transport the quoted datagram came from."""
+        mib = self.host.mib
+        if type == ICMP_SOURCE_QUENCH:
+            return          # RFC 6633: ignored
+        if len(quoted) < 20:
+            mib["IcmpInErrors"] += 1
+            return
+        inner = wire.parse_ipv4(quoted) if quoted[0] >> 4 == 4 else None
+        if inner is None or inner.ihl < 5 or len(quoted) < inner.ihl * 4 + 8:
+            mib["IcmpInErrors"] += 1
+            return
+        code_errno = err_convert(type, code)
+        if code_errno is None:
+            mib["IcmpInErrors"] += 1
+            return
+        info = 0
+        if type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
+            info = rest & 0xFFFF         # next-hop MTU (RFC 1191)
+            if info and self.host.is_local_address(inner.src):
+                self.host.update_pmtu(inner.dst, info)
+        elif type == ICMP_PARAMETERPROB:
+            info = rest >> 24            # pointer
+        self.deliver_err(type, code, code_errno, info, inner,
+                         bytes(quoted[inner.ihl * 4:]))
+
+    def deliver_err(self, type: int, code: int, code_errno: int, info: int, inner: Any,
+                    quoted_payload: bytes) -> None:
+        handler = self.host.protocols.get(inner.proto)
+        err = getattr(handler, "err", None)
+        if err is None:
+            self.host.mib["IcmpInErrorsUnmatched"] += 1
+            return
+        err(type, code, code_errno, info, inner, quoted_payload)
+
+    def err(self, kind: int, code: int, code_errno: int, info: int, iph: Any,
+            payload: bytes) -> None:
+        """Errors about our own ICMP messages (an echo request that bounced)."""
+        if len(payload) >= 8 and payload[0] == ICMP_ECHO:
+            rest = int.from_bytes(payload[4:8], "big")
+            self.errors.append(IcmpError(iph.dst, kind, code, code_errno, rest >> 16,
+                                         rest & 0xFFFF))
+            self.host.schedule_wakeup(self)
+
+    # ----- output -----------------------------------------------------------------
+
+    def echo_request(self, dst: int, ident: int, seq: int, data: bytes = b"",
+                     src: int | None = None, df: bool = False) -> None:
+        """Send a ping; the reply appears in ``echo_replies``."""
+        host = self.host
+        rest = ((ident & 0xFFFF) << 16) | (seq & 0xFFFF)
+        host.ip_output(1, src, dst, wire.build_icmp(ICMP_ECHO, 0, rest, data), df=df)
+        host.mib["IcmpOutMsgs"] += 1
+        host.mib["IcmpOutEchos"] += 1
+
+    def send_error(self, iph: Any, payload: bytes | bytearray | memoryview, type: int,
+                   code: int, info: int = 0) -> bool:
+        """icmp_send: an error about the datagram (iph, payload) to its source."""
+        host = self.host
+        mib = host.mib
+        src = iph.src
+        if iph.frag_offset or host.is_broadcast(iph.dst) or is_multicast(iph.dst) \
+                or src == 0 or host.is_broadcast(src) or is_multicast(src) \
+                or host.rx_link_bcast:
+            return False
+        if iph.proto == 1 and (len(payload) < 1 or payload[0] not in _INFO_TYPES):
+            return False     # never an error about an error
+        if not (type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED) \
+                and not self._allow(src):
+            mib["IcmpOutRateLimitHost"] += 1
+            return False
+        hdr = bytearray(60)
+        hlen = wire.build_ipv4(hdr, 0, iph)
+        quoted = bytes(hdr[:hlen]) + bytes(payload[:max(0, ICMP_QUOTE_MAX - hlen)])
+        if type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
+            rest = info & 0xFFFF
+        elif type == ICMP_PARAMETERPROB:
+            rest = (info & 0xFF) << 24
+        else:
+            rest = 0
+        reply_src = iph.dst if host.is_local_address(iph.dst) else None
+        try:
+            host.ip_output(1, reply_src, src, wire.build_icmp(type, code, rest, quoted),
+                           tos=0xC0)
+        except OSError:
+            mib["IcmpOutErrors"] += 1
+            return False
+        mib["IcmpOutMsgs"] += 1
+        mib[_OUT_COUNTER.get(type, "IcmpOutOther")] += 1
+        return True
+
+    def _allow(self, dst: int) -> bool:
+        """Per-destination token bucket (inet_peer_xrlim_allow)."""
+        s = self.host.settings
+        now = self.host.now
+        burst = float(s.icmp_ratemask_burst)
+        interval = s.icmp_ratelimit
+        tokens, last = self._buckets.get(dst, (burst, now))
+        if interval > 0:
+            tokens = min(burst, tokens + (now - last) / interval)
+        else:
+            tokens = burst
+        if tokens < 1.0:
+            self._buckets[dst] = (tokens, now)
+            return False
+        if len(self._buckets) > 4096:
+            self._buckets.clear()       # bounded; forgetting only makes us more permissive
+        self._buckets[dst] = (tokens - 1.0, now)
+        return True
+
+    def local_error(self, packet: bytes | bytearray, type: int, code: int, info: int = 0
+                    ) -> None:
+        """An error about a datagram we generated and could not send (ARP failure)."""
+        host = self.host
+        try:
+            inner = wire.parse_ipv4(packet)
+        except ValueError:
+            return
+        if inner.frag_offset:
+            return              # one error per datagram: the first fragment's
+        code_errno = err_convert(type, code)
+        if code_errno is None:
+            return
+        host.mib["IpLocalErrors"] += 1
+        hlen = inner.ihl * 4
+        self.deliver_err(type, code, code_errno, info, inner,
+                         bytes(packet[hlen:hlen + ICMP_QUOTE_MAX]))

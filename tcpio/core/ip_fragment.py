@@ -1,0 +1,170 @@
+"""IPv4 reassembly (net/ipv4/ip_fragment.c: ip_defrag, ip_frag_queue, ip_frag_reasm).
+
+Fragments are queued per (src, dst, proto, id) in an ``Ipq``.  Rules, as in
+Linux since 4.19 (RFC 5722's rule carried over to IPv4):
+
+- a fragment lying entirely inside data we already hold is a duplicate:
+  dropped, the queue is kept;
+- any other overlap poisons the datagram: the whole queue is dropped and
+  counted (ReasmOverlaps, ReasmFails);
+- a non-final fragment's length is trimmed to a multiple of 8 (RFC 791);
+- a datagram that would exceed 65535 bytes is dropped (ping of death);
+- each queue lives at most ``ipfrag_time`` seconds; on expiry ReasmTimeout +
+  ReasmFails, and ICMP time exceeded (code 1) if fragment 0 arrived;
+- the bytes held by all queues are capped by ``ipfrag_high_thresh``: the
+  oldest queues are evicted (ReasmFails) to make room.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from tcpio.core.timer import Timer
+
+if TYPE_CHECKING:
+    from tcpio.core.host import Host
+
+# Accounting overhead per fragment, standing in for the kernel's skb truesize.
+FRAG_OVERHEAD = 128
+IP_MAX_LEN = 65535
+
+
+class Ipq:
+    __slots__ = (
+        "created",
+        "first_iph",
+        "first_payload",
+        "frags",
+        "key",
+        "last_seen",
+        "meat",
+        "mem",
+        "timer",
+        "total",
+    )
+
+    def __init__(self, key: tuple[int, int, int, int], created: float, timer: Timer) -> None:
+        self.key = key
+        self.frags: list[tuple[int, int, bytes]] = []   # (offset, end, data), sorted
+        self.total: int | None = None                   # datagram payload length, once known
+        self.meat = 0                                   # payload bytes received
+        self.first_iph: Any = None                      # header of fragment 0
+        self.first_payload = b""                        # its first 8 bytes, for ICMP
+        self.created = created
+        self.timer = timer
+        self.mem = 0
+        self.last_seen = False
+
+
+class Reassembler:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.queues: OrderedDict[tuple[int, int, int, int], Ipq] = OrderedDict()
+        self.mem = 0
+
+    def defrag(self, iph: Any, payload: bytes | memoryview, now: float
+               ) -> tuple[Any, bytes] | None:
+        """Queue one fragment; return (first fragment's header, whole payload) when complete."""
+        host = self.host
+        mib = host.mib
+        mib["ReasmReqds"] += 1
+        key = (iph.src, iph.dst, iph.proto, iph.ident)
+        q = self.queues.get(key)
+        if q is None:
+            timer = host.timers.timer(lambda now: None)
+            q = Ipq(key, now, timer)
+            timer.callback = lambda now, q=q: self._expire(q, now)
+            timer.arm(now + host.settings.ipfrag_time)
+            self.queues[key] = q
+        offset = iph.frag_offset
+        end = offset + len(payload)
+        if iph.ihl * 4 + end > IP_MAX_LEN:
+            self._kill(q)
+            mib["ReasmFails"] += 1
+            return None
+        if iph.mf:
+            end &= ~7
+            if end <= offset or (q.last_seen and end > q.total):
+                return self._bad(q)
+        else:
+            # The last fragment fixes the length; data already past it is a lie.
+            if (q.last_seen and end != q.total) or (q.frags and q.frags[-1][1] > end):
+                return self._bad(q)
+            q.last_seen = True
+            q.total = end
+        data = bytes(payload[:end - offset])
+        verdict = self._insert(q, offset, end, data)
+        if verdict == "dup":
+            mib["ReasmDuplicates"] += 1
+            return None
+        if verdict == "overlap":
+            mib["ReasmOverlaps"] += 1
+            self._kill(q)
+            mib["ReasmFails"] += 1
+            return None
+        if offset == 0:
+            q.first_iph = iph
+            q.first_payload = data[:8]
+        size = len(data) + FRAG_OVERHEAD
+        q.mem += size
+        self.mem += size
+        if q.last_seen and q.meat == q.total and q.first_iph is not None:
+            self._kill(q)
+            mib["ReasmOKs"] += 1
+            return q.first_iph, b"".join(f[2] for f in q.frags)
+        self._enforce_cap(q)
+        return None
+
+    def _bad(self, q: Ipq) -> None:
+        """A fragment inconsistent with the queue: drop the datagram (ip_frag_queue -EINVAL)."""
+        self._kill(q)
+        self.host.mib["ReasmFails"] += 1
+
+    @staticmethod
+    def _insert(q: Ipq, offset: int, end: int, data: bytes) -> str:
+        frags = q.frags
+        # Find the insertion point; fragments are few (<= 45 for 64 KiB at MTU 1500).
+        i = len(frags)
+        while i > 0 and frags[i - 1][0] > offset:
+            i -= 1
+        prev = frags[i - 1] if i > 0 else None
+        nxt = frags[i] if i < len(frags) else None
+        if prev is not None and prev[1] > offset:
+            if prev[0] <= offset and end <= prev[1]:
+                return "dup"
+            return "overlap"
+        if nxt is not None and end > nxt[0]:
+            if nxt[0] == offset and end <= nxt[1]:
+                return "dup"
+            return "overlap"
+        frags.insert(i, (offset, end, data))
+        q.meat += end - offset
+        return "ok"
+
+    def _enforce_cap(self, newest: Ipq) -> None:
+        cap = self.host.settings.ipfrag_high_thresh
+        while self.mem > cap and self.queues:
+            _, victim = next(iter(self.queues.items()))
+            self._kill(victim)
+            self.host.mib["ReasmFails"] += 1
+            self.host.mib["ReasmEvictions"] += 1
+
+    def _kill(self, q: Ipq) -> None:
+        q.timer.cancel()
+        if self.queues.get(q.key) is q:
+            del self.queues[q.key]
+            self.mem -= q.mem
+        q.mem = 0
+
+    def _expire(self, q: Ipq, now: float) -> None:
+        """ip_expire: give up on the datagram; tell the sender if we saw its start."""
+        host = self.host
+        self._kill(q)
+        host.mib["ReasmTimeout"] += 1
+        host.mib["ReasmFails"] += 1
+        if q.first_iph is not None:
+            host.icmp_send(q.first_iph, q.first_payload, 11, 1)
+
+    def __len__(self) -> int:
+        return len(self.queues)

@@ -1,0 +1,116 @@
+"""The FIB: longest-prefix-match routing and source address selection.
+
+Like Linux's fib_lookup for a host: connected routes (added with an address)
+and static routes (``ip route add PREFIX via GW``).  The table is a dict per
+prefix length, searched from /32 down, so a lookup is at most 33 dict probes;
+results are cached per destination until the table changes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from tcpio.core.addr import prefix_mask
+
+
+class Route(NamedTuple):
+    """What ip_output needs to send to one destination."""
+
+    ifindex: int
+    gateway: int | None     # next hop; None when the destination is on-link
+    src: int                # preferred source address (0 if the interface has none)
+    mtu: int
+
+
+class FibEntry(NamedTuple):
+    prefix: int
+    prefixlen: int
+    gateway: int | None
+    ifindex: int
+    prefsrc: int | None     # the address that created a connected route
+
+
+class Fib:
+    """Routes keyed by (prefixlen, prefix); lookup by longest prefix match."""
+
+    def __init__(self) -> None:
+        self._by_len: dict[int, dict[int, FibEntry]] = {}
+        self._lens: list[int] = []          # prefix lengths present, longest first
+        self._cache: dict[int, FibEntry | None] = {}
+
+    def add(self, prefix: int, prefixlen: int, gateway: int | None, ifindex: int,
+            prefsrc: int | None = None) -> FibEntry:
+        """Add or replace the route for prefix/prefixlen."""
+        if not 0 <= prefixlen <= 32:
+            raise ValueError(f"bad prefix length {prefixlen}")
+        prefix &= prefix_mask(prefixlen)
+        entry = FibEntry(prefix, prefixlen, gateway, ifindex, prefsrc)
+        table = self._by_len.setdefault(prefixlen, {})
+        table[prefix] = entry
+        self._lens = sorted(self._by_len, reverse=True)
+        self._cache.clear()
+        return entry
+
+    def get(self, prefix: int, prefixlen: int) -> FibEntry | None:
+        """The route for exactly prefix/prefixlen."""
+        table = self._by_len.get(prefixlen)
+        return table.get(prefix & prefix_mask(prefixlen)) if table else None
+
+    def remove(self, prefix: int, prefixlen: int) -> bool:
+        table = self._by_len.get(prefixlen)
+        prefix &= prefix_mask(prefixlen)
+        if not table or table.pop(prefix, None) is None:
+            return False
+        if not table:
+            del self._by_len[prefixlen]
+            self._lens = sorted(self._by_len, reverse=True)
+        self._cache.clear()
+        return True
+
+    def remove_interface(self, ifindex: int) -> None:
+        for entry in list(self.entries()):
+            if entry.ifindex == ifindex:
+                self.remove(entry.prefix, entry.prefixlen)
+
+    def lookup(self, dst: int) -> FibEntry | None:
+        """The most specific route covering ``dst``, or None."""
+        cache = self._cache
+        try:
+            return cache[dst]
+        except KeyError:
+            pass
+        found = None
+        for plen in self._lens:
+            entry = self._by_len[plen].get(dst & prefix_mask(plen))
+            if entry is not None:
+                found = entry
+                break
+        if len(cache) > 4096:     # bounded: a scan of many destinations cannot grow it
+            cache.clear()
+        cache[dst] = found
+        return found
+
+    def entries(self) -> list[FibEntry]:
+        return [e for plen in self._lens for e in self._by_len[plen].values()]
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._by_len.values())
+
+
+def select_source(addrs: list[tuple[int, int]], target: int, prefsrc: int | None,
+                  fallback: list[int]) -> int:
+    """Source address for a packet leaving an interface towards ``target``.
+
+    Like inet_select_addr: the route's preferred source if any, else the
+    interface address whose subnet contains the next hop, else the
+    interface's primary (first) address, else any address of the host.
+    """
+    if prefsrc:
+        return prefsrc
+    for ip, plen in addrs:
+        mask = prefix_mask(plen)
+        if ip & mask == target & mask:
+            return ip
+    if addrs:
+        return addrs[0][0]
+    return fallback[0] if fallback else 0

@@ -1,0 +1,299 @@
+"""UDP (net/ipv4/udp.c): udp_rcv, udp_sendmsg, port binding, ICMP errors.
+
+Socks are found by local port, then scored like Linux's compute_score: an
+exact local address beats a wildcard bind, a matching connected peer beats
+an unconnected sock.  Broadcast datagrams go to every matching sock.
+
+ICMP errors reach a sock's ``errors`` deque when it is connected (like Linux,
+where an unconnected UDP socket hears about errors only with IP_RECVERR), or
+always when the sock sets ``recverr = True``.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tcpio import _fast
+from tcpio.core.errors import sock_error
+
+if TYPE_CHECKING:
+    from tcpio.core.host import Host
+
+wire = _fast.load("wire")
+csum = _fast.load("checksum")
+
+UDP_HLEN = 8
+UDP_MAX_PAYLOAD = 65535 - 20 - UDP_HLEN     # 65507
+ERRQUEUE_MAX = 64
+
+
+class UdpSock:
+    """A core UDP sock (see docs/internals.md "UDP core sock")."""
+
+    def __init__(self, proto: UdpProto) -> None:
+        self.proto = proto
+        self.host = proto.host
+        self.laddr = 0
+        self.lport = 0
+        self.raddr = 0
+        self.rport = 0
+        self.connected = False
+        self.closed = False
+        self.broadcast = False          # SO_BROADCAST
+        self.reuseaddr = False          # SO_REUSEADDR: share a port when both socks set it
+        self.recverr = False            # IP_RECVERR: errors even when unconnected
+        self.rcvbuf = self.host.settings.udp_rmem_default
+        self.rcv_queue: deque[tuple[bytes, tuple[int, int]]] = deque()
+        self.rcv_bytes = 0
+        self.errors: deque[OSError] = deque(maxlen=ERRQUEUE_MAX)
+        self.drops = 0
+        self.wakeup: Callable[[], None] | None = None
+
+    # ----- user calls -------------------------------------------------------------
+
+    def bind(self, addr: int, port: int) -> None:
+        self._check_open()
+        if self.lport:
+            raise sock_error(errno.EINVAL, "already bound")
+        if not 0 <= port <= 0xFFFF:
+            raise sock_error(errno.EINVAL, "port out of range")
+        host = self.host
+        if addr and not host.is_local_address(addr) and not host.is_broadcast(addr):
+            raise sock_error(errno.EADDRNOTAVAIL)
+        self.proto.get_port(self, addr, port)
+
+    def connect(self, addr: int | None, port: int | None) -> None:
+        """Set the default peer; ``addr=None`` (AF_UNSPEC) dissolves the association."""
+        self._check_open()
+        if addr is None:
+            self.connected = False
+            self.raddr = self.rport = 0
+            return
+        if not port or not 0 < port <= 0xFFFF:
+            raise sock_error(errno.EINVAL, "bad port")
+        route = self.host.route_lookup(addr)       # ENETUNREACH
+        if self.host.is_broadcast(addr) and not self.broadcast:
+            raise sock_error(errno.EACCES, "broadcast needs SO_BROADCAST")
+        if not self.lport:
+            self.proto.get_port(self, 0, 0)
+        if not self.laddr:
+            # ip4_datagram_connect fixes the source address from the route.
+            self.laddr = route.src
+        self.raddr = addr
+        self.rport = port
+        self.connected = True
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: int | None = None,
+               port: int | None = None) -> int:
+        self._check_open()
+        host = self.host
+        if addr is None:
+            if not self.connected:
+                raise sock_error(errno.EDESTADDRREQ)
+            addr, port = self.raddr, self.rport
+        if not port or not 0 < port <= 0xFFFF:
+            raise sock_error(errno.EINVAL, "bad port")
+        n = len(data)
+        if n > UDP_MAX_PAYLOAD:
+            raise sock_error(errno.EMSGSIZE)
+        if host.is_broadcast(addr) and not self.broadcast:
+            raise sock_error(errno.EACCES, "broadcast needs SO_BROADCAST")
+        if not self.lport:
+            self.proto.get_port(self, 0, 0)
+        src = self.laddr
+        if not src:
+            src = host.route_lookup(addr).src      # ENETUNREACH
+        dgram = wire.build_udp(src, addr, self.lport, port, data)
+        try:
+            host.ip_output(17, src, addr, dgram)
+        except OSError:
+            host.mib["UdpOutErrors"] += 1
+            raise
+        host.mib["UdpOutDatagrams"] += 1
+        return n
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        return self.sendto(data)
+
+    def recvfrom(self) -> tuple[bytes, tuple[int, int]] | None:
+        if not self.rcv_queue:
+            return None
+        data, peer = self.rcv_queue.popleft()
+        self.rcv_bytes -= len(data)
+        return data, peer
+
+    def pending(self) -> int:
+        return len(self.rcv_queue)
+
+    def getsockname(self) -> tuple[int, int]:
+        return self.laddr, self.lport
+
+    def getpeername(self) -> tuple[int, int]:
+        if not self.connected:
+            raise sock_error(errno.ENOTCONN)
+        return self.raddr, self.rport
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.proto.unhash(self)
+        self.rcv_queue.clear()
+        self.rcv_bytes = 0
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise sock_error(errno.EBADF)
+
+    # ----- from the protocol ------------------------------------------------------
+
+    def _enqueue(self, data: bytes, peer: tuple[int, int]) -> bool:
+        if self.rcv_bytes + len(data) > self.rcvbuf and self.rcv_queue:
+            # Like Linux, one datagram always fits an empty queue.
+            self.drops += 1
+            return False
+        self.rcv_queue.append((data, peer))
+        self.rcv_bytes += len(data)
+        self.host.schedule_wakeup(self)
+        return True
+
+    def __repr__(self) -> str:
+        peer = f" -> {self.raddr:#x}:{self.rport}" if self.connected else ""
+        return f"<UdpSock {self.laddr:#x}:{self.lport}{peer}>"
+
+
+class UdpProto:
+    """The UDP table plus udp_rcv / udp_err."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.ports: dict[int, list[UdpSock]] = {}
+
+    def socket(self) -> UdpSock:
+        return UdpSock(self)
+
+    # ----- binding: udp_lib_get_port --------------------------------------------------
+
+    def _conflicts(self, addr: int, port: int, reuse: bool = False) -> bool:
+        for other in self.ports.get(port, ()):
+            if reuse and other.reuseaddr:
+                continue
+            if not addr or not other.laddr or other.laddr == addr:
+                return True
+        return False
+
+    def get_port(self, sk: UdpSock, addr: int, port: int) -> None:
+        if port == 0:
+            low, high = self.host.settings.ip_local_port_range
+            span = high - low + 1
+            start = self.host.rng.randrange(span)
+            for i in range(span):
+                candidate = low + (start + i) % span
+                if not self._conflicts(addr, candidate):
+                    port = candidate
+                    break
+            else:
+                raise sock_error(errno.EADDRINUSE, "no free ephemeral port")
+        elif self._conflicts(addr, port, sk.reuseaddr):
+            raise sock_error(errno.EADDRINUSE)
+        sk.laddr = addr
+        sk.lport = port
+        self.ports.setdefault(port, []).append(sk)
+
+    def unhash(self, sk: UdpSock) -> None:
+        socks = self.ports.get(sk.lport)
+        if socks and sk in socks:
+            socks.remove(sk)
+            if not socks:
+                del self.ports[sk.lport]
+
+    def lookup(self, saddr: int, sport: int, daddr: int, dport: int) -> UdpSock | None:
+        """__udp4_lib_lookup: the best-scoring sock for this 4-tuple."""
+        best = None
+        best_score = -1
+        for sk in self.ports.get(dport, ()):
+            score = 0
+            if sk.laddr:
+                if sk.laddr != daddr:
+                    continue
+                score += 4
+            if sk.connected:
+                if sk.raddr != saddr or sk.rport != sport:
+                    continue
+                score += 8
+            if score > best_score:
+                best, best_score = sk, score
+        return best
+
+    # ----- input: __udp4_lib_rcv --------------------------------------------------------
+
+    def rcv(self, iph: Any, payload: memoryview, now: float) -> bool:
+        host = self.host
+        mib = host.mib
+        n = len(payload)
+        if n < UDP_HLEN:
+            mib["UdpInErrors"] += 1
+            return False
+        ulen = (payload[4] << 8) | payload[5]
+        if ulen < UDP_HLEN or ulen > n:
+            mib["UdpInErrors"] += 1      # short packet
+            return False
+        if ulen < n:
+            payload = payload[:ulen]     # trim to the UDP length
+        check = (payload[6] << 8) | payload[7]
+        if check and csum.tcpudp_checksum(iph.src, iph.dst, 17, payload) != 0:
+            mib["UdpInCsumErrors"] += 1
+            mib["UdpInErrors"] += 1
+            return False
+        sport = (payload[0] << 8) | payload[1]
+        dport = (payload[2] << 8) | payload[3]
+        peer = (iph.src, sport)
+        if host.is_broadcast(iph.dst):
+            delivered = False
+            data = bytes(payload[UDP_HLEN:])
+            for sk in list(self.ports.get(dport, ())):
+                if (not sk.laddr or sk.laddr == iph.dst or host.is_broadcast(sk.laddr)) and \
+                        (not sk.connected or (sk.raddr, sk.rport) == peer):
+                    delivered |= self._queue(sk, data, peer)
+            if not delivered:
+                mib["UdpNoPorts"] += 1
+            return delivered
+        sk = self.lookup(iph.src, sport, iph.dst, dport)
+        if sk is None:
+            mib["UdpNoPorts"] += 1
+            host.icmp_send(iph, payload, 3, 3)      # port unreachable
+            return False
+        return self._queue(sk, bytes(payload[UDP_HLEN:]), peer)
+
+    def _queue(self, sk: UdpSock, data: bytes, peer: tuple[int, int]) -> bool:
+        mib = self.host.mib
+        if not sk._enqueue(data, peer):
+            mib["UdpRcvbufErrors"] += 1
+            mib["UdpInErrors"] += 1
+            return False
+        mib["UdpInDatagrams"] += 1
+        return True
+
+    # ----- ICMP errors: __udp4_lib_err ----------------------------------------------------
+
+    def err(self, kind: int, code: int, code_errno: int, info: int, iph: Any,
+            payload: bytes) -> None:
+        if len(payload) < 4:
+            return
+        sport = (payload[0] << 8) | payload[1]
+        dport = (payload[2] << 8) | payload[3]
+        # The quoted datagram is ours: its source is our address, its destination the peer.
+        sk = self.lookup(iph.dst, dport, iph.src, sport)
+        if sk is None:
+            self.host.mib["UdpInErrorsNoSock"] += 1
+            return
+        if not (sk.connected or sk.recverr):
+            return
+        detail = f"ICMP type {kind} code {code}"
+        if code_errno == errno.EMSGSIZE and info:
+            detail += f", next-hop MTU {info}"
+        sk.errors.append(sock_error(code_errno, detail))
+        self.host.schedule_wakeup(sk)

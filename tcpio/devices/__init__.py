@@ -1,0 +1,1 @@
+"""Link devices: in-memory wires, TAP/TUN, pcap capture, impairment."""
