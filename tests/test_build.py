@@ -10,7 +10,7 @@ import pytest
 import tcpio
 from tcpio import _fast
 
-FAST_MODULES = ["checksum", "wire"]
+FAST_MODULES = ["checksum", "wire", "ehash"]
 
 
 def test_version():

@@ -1,0 +1,337 @@
+"""Where TCP socks live: ehash, listening hash and bind hash (``inet_hashtables.c``).
+
+* ehash: full socks, request socks (NEW_SYN_RECV) and time-wait socks by
+  4-tuple ``(laddr, lport, raddr, rport)``, ours first.  A keyed hash, compiled
+  (``tcpio._fast.ehash``): one lookup per received segment.
+* listening hash: listeners by (local address, port); an exact address wins
+  over the wildcard 0.0.0.0 (``__inet_lookup_listener``).
+* bhash: port -> ``InetBindBucket`` (owners = every sock holding the port:
+  bound, listening, connected, accepted children, time-wait), used by
+  ``inet_csk_get_port`` (bind) and ``inet_hash_connect`` (connect's autobind).
+
+Every stored sock has ``laddr, lport, raddr, rport, state, reuseaddr``.
+
+Bind conflicts follow ``inet_csk_bind_conflict`` / ``inet_bind_conflict``
+(no SO_REUSEPORT, no bound devices): on the same port, two socks whose local
+addresses overlap (equal, or either is 0.0.0.0) conflict unless both have
+SO_REUSEADDR and the one already there is not listening.  A time-wait sock is
+an owner like any other and keeps its SO_REUSEADDR from the sock it replaces.
+``listen()`` re-runs the check with the sock in LISTEN (as
+``inet_csk_listen_start`` calls ``get_port`` again), which is why two
+SO_REUSEADDR socks may bind the same port but only one may listen.
+
+Contract with the TCP core (beyond docs/internals.md):
+* before ``inet_hash_connect``, the core sets ``sk.laddr`` (source address),
+  ``sk.raddr`` and ``sk.rport``;
+* ``check_established(sk, lport) -> bool`` must NOT insert ``sk``; if it
+  recycles a time-wait sock it removes it with ``inet_twsk_kill(tw)``;
+* entering TIME_WAIT: ``inet_twsk_hashdance(tw, sk)`` swaps the sock for its
+  time-wait sock in ehash and bhash; when the time-wait sock dies:
+  ``inet_twsk_kill(tw)``;
+* accept: ``inet_inherit_port(listener, child)`` puts the child on the port
+  (``__inet_inherit_port``), ``ehash_insert(child)`` replaces the request sock.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tcpio import _fast
+from tcpio.core.errors import sock_error
+from tcpio.core.tcp.secure_seq import secure_port_offset
+from tcpio.core.tcp.tcp_states import TCP_LISTEN
+
+# Linux's INET_TABLE_PERTURB_SIZE is 2**16; a smaller table is plenty for one host.
+INET_TABLE_PERTURB_SHIFT = 8
+INET_TABLE_PERTURB_SIZE = 1 << INET_TABLE_PERTURB_SHIFT
+
+
+class InetBindBucket:
+    """One port in bhash (``struct inet_bind_bucket``).
+
+    ``fastreuse``: -1 when the bucket was created by connect()'s autobind,
+    else Linux's flag (1 while every owner had SO_REUSEADDR and none
+    listened).  ``inet_hash_connect`` only shares buckets with fastreuse == -1,
+    never a port someone bind()-ed.
+    """
+
+    __slots__ = ("fastreuse", "owners", "port")
+
+    def __init__(self, port: int, fastreuse: int = 0) -> None:
+        self.port = port
+        self.owners: list[Any] = []
+        self.fastreuse = fastreuse
+
+    def __repr__(self) -> str:
+        return f"<InetBindBucket port={self.port} owners={len(self.owners)} " \
+               f"fastreuse={self.fastreuse}>"
+
+
+def _addr_overlap(a: int, b: int) -> bool:
+    """``inet_rcv_saddr_equal`` with wildcard matching."""
+    return a == b or a == 0 or b == 0
+
+
+class InetHashInfo:
+    """The host's TCP tables (``struct inet_hashinfo``)."""
+
+    def __init__(self, settings: Any, secret: bytes, ehash_module: Any = None) -> None:
+        self.settings = settings
+        self.secret = bytes(secret)
+        mod = ehash_module if ehash_module is not None else _fast.load("ehash")
+        self.ehash = mod.EHash(self.secret)
+        # The receive path's call goes straight to the (compiled) table.
+        self.lookup_established: Callable[[int, int, int, int], Any] = self.ehash.lookup
+        self.lhash: dict[tuple[int, int], list[Any]] = {}
+        self.bhash: dict[int, InetBindBucket] = {}
+        seed = hashlib.blake2b(self.secret, digest_size=8, person=b"bind").digest()
+        self._rng = random.Random(int.from_bytes(seed, "little"))
+        self._table_perturb = [0] * INET_TABLE_PERTURB_SIZE
+
+    # -- ehash ----------------------------------------------------------------
+    def ehash_insert(self, sk: Any) -> None:
+        """Hash ``sk`` by its 4-tuple (replaces whatever had that tuple)."""
+        self.ehash.insert(sk.laddr, sk.lport, sk.raddr, sk.rport, sk)
+
+    def ehash_remove(self, sk: Any) -> bool:
+        """Unhash ``sk`` if it (not another sock with its tuple) is in ehash."""
+        t = (sk.laddr, sk.lport, sk.raddr, sk.rport)
+        if self.ehash.lookup(*t) is not sk:
+            return False
+        self.ehash.remove(*t)
+        return True
+
+    # -- listening hash ---------------------------------------------------------
+    def listen_add(self, sk: Any) -> None:
+        self.lhash.setdefault((sk.laddr, sk.lport), []).append(sk)
+
+    def listen_remove(self, sk: Any) -> None:
+        key = (sk.laddr, sk.lport)
+        lst = self.lhash.get(key)
+        if lst is None:
+            return
+        lst[:] = [s for s in lst if s is not sk]
+        if not lst:
+            del self.lhash[key]
+
+    def lookup_listener(self, laddr: int, lport: int) -> Any:
+        """The listener for a segment to laddr:lport: exact address, then 0.0.0.0."""
+        lst = self.lhash.get((laddr, lport)) or self.lhash.get((0, lport))
+        return lst[0] if lst else None
+
+    def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
+        """``__inet_lookup``: established/request/time-wait first, then a listener."""
+        sk = self.ehash.lookup(laddr, lport, raddr, rport)
+        if sk is None:
+            lst = self.lhash.get((laddr, lport)) or self.lhash.get((0, lport))
+            if lst:
+                return lst[0]
+        return sk
+
+    def inet_unhash(self, sk: Any) -> None:
+        """Remove ``sk`` from ehash or the listening hash (not from bhash)."""
+        if sk.state == TCP_LISTEN:
+            self.listen_remove(sk)
+        else:
+            self.ehash_remove(sk)
+
+    # -- bhash: bind() ------------------------------------------------------------
+    def bind_owners(self, port: int) -> list[Any]:
+        tb = self.bhash.get(port)
+        return list(tb.owners) if tb is not None else []
+
+    def _bind_conflict(self, sk: Any, addr: int, tb: InetBindBucket, relax: bool) -> bool:
+        """``inet_csk_bind_conflict``: would ``sk`` at ``addr`` clash with an owner?"""
+        for sk2 in tb.owners:
+            if sk2 is sk or not _addr_overlap(addr, sk2.laddr):
+                continue
+            if sk.reuseaddr and sk2.reuseaddr and sk2.state != TCP_LISTEN and relax:
+                continue
+            return True
+        return False
+
+    def _bind_hash(self, sk: Any, tb: InetBindBucket, addr: int) -> None:
+        """``inet_csk_update_fastreuse`` + ``inet_bind_hash``."""
+        reuse = bool(sk.reuseaddr) and sk.state != TCP_LISTEN
+        if not tb.owners:
+            tb.fastreuse = 1 if reuse else 0
+        elif not reuse:
+            tb.fastreuse = 0
+        if not any(o is sk for o in tb.owners):
+            tb.owners.append(sk)
+        sk.laddr = addr
+        sk.lport = tb.port
+
+    def _local_port_range(self) -> tuple[int, int]:
+        low, high = self.settings.ip_local_port_range
+        return low, high + 1     # [low, high] -> [low, high + 1[
+
+    def _find_open_port(self, sk: Any, addr: int) -> InetBindBucket | None:
+        """``inet_csk_find_open_port``: a free port for bind(addr, 0).
+
+        Random start, ports of the parity opposite to connect()'s first; a
+        SO_REUSEADDR sock tries the lower half of the range first.  Only ports
+        with no overlapping owner qualify (relax = False: even two
+        SO_REUSEADDR socks do not share an automatically chosen port).
+        """
+        attempt_half = 1 if sk.reuseaddr else 0
+        while True:
+            low, high = self._local_port_range()
+            if high - low < 4:
+                attempt_half = 0
+            if attempt_half:
+                half = low + (((high - low) >> 2) << 1)
+                if attempt_half == 1:
+                    high = half
+                else:
+                    low = half
+            remaining = high - low
+            if remaining > 1:
+                remaining &= ~1
+            if remaining > 0:
+                offset = self._rng.randrange(remaining) | 1
+                for _parity in range(2):
+                    port = low + offset
+                    for _ in range(0, remaining, 2):
+                        if port >= high:
+                            port -= remaining
+                        tb = self.bhash.get(port)
+                        if tb is None:
+                            tb = self.bhash[port] = InetBindBucket(port)
+                            return tb
+                        if not self._bind_conflict(sk, addr, tb, relax=False):
+                            return tb
+                        port += 2
+                    offset -= 1
+                    if offset & 1:
+                        break
+            if attempt_half == 1:
+                attempt_half = 2
+                continue
+            return None
+
+    def inet_csk_get_port(self, sk: Any, addr: int, port: int) -> int:
+        """Bind ``sk`` to addr:port (port 0: pick one); returns the port.
+
+        Raises OSError(EADDRINUSE) on a conflict or when no port is free (as
+        Linux does for bind; connect() reports EADDRNOTAVAIL instead).  Called
+        again by listen() with ``sk.state == LISTEN`` to re-check conflicts.
+        Whether ``addr`` is one of the host's addresses (EADDRNOTAVAIL) is for
+        the caller (``inet_bind``) to check.
+        """
+        if port == 0:
+            tb = self._find_open_port(sk, addr)
+            if tb is None:
+                raise sock_error(errno.EADDRINUSE, "no free local port")
+        else:
+            tb = self.bhash.get(port)
+            if tb is None:
+                tb = self.bhash[port] = InetBindBucket(port)
+            elif self._bind_conflict(sk, addr, tb, relax=True):
+                raise sock_error(errno.EADDRINUSE)
+        self._bind_hash(sk, tb, addr)
+        return tb.port
+
+    def inet_put_port(self, sk: Any) -> None:
+        """Release ``sk``'s port (its bucket goes when its last owner does)."""
+        tb = self.bhash.get(sk.lport)
+        if tb is None:
+            return
+        tb.owners[:] = [o for o in tb.owners if o is not sk]
+        if not tb.owners:
+            del self.bhash[tb.port]
+
+    def inet_inherit_port(self, sk: Any, child: Any) -> None:
+        """``__inet_inherit_port``: an accepted child shares its listener's port."""
+        tb = self.bhash.get(sk.lport)
+        if tb is None:
+            tb = self.bhash[sk.lport] = InetBindBucket(sk.lport)
+        if not any(o is child for o in tb.owners):
+            tb.owners.append(child)
+
+    # -- time-wait ---------------------------------------------------------------
+    def inet_twsk_hashdance(self, tw: Any, sk: Any) -> None:
+        """``inet_twsk_hashdance``: ``tw`` takes ``sk``'s place in ehash and bhash."""
+        tb = self.bhash.get(sk.lport)
+        if tb is not None:
+            for i, o in enumerate(tb.owners):
+                if o is sk:
+                    tb.owners[i] = tw
+                    break
+            else:
+                tb.owners.append(tw)
+        else:
+            tb = self.bhash[tw.lport] = InetBindBucket(tw.lport, fastreuse=-1)
+            tb.owners.append(tw)
+        self.ehash_remove(sk)
+        self.ehash_insert(tw)
+
+    def inet_twsk_kill(self, tw: Any) -> None:
+        """A time-wait sock is gone (timer or recycled): unhash it everywhere."""
+        self.ehash_remove(tw)
+        self.inet_put_port(tw)
+
+    # -- connect(): autobind ----------------------------------------------------------
+    def inet_hash_connect(self, sk: Any,
+                          check_established: Callable[[Any, int], bool]) -> None:
+        """Pick the local port for connect() and hash ``sk`` (``__inet_hash_connect``).
+
+        RFC 6056 with Linux's refinement (RFC 6056 algorithm 4 "double hash"):
+        the start is F(laddr, raddr, rport, secret) plus a perturbation
+        counter for that destination's slot, so consecutive connections to the
+        same destination take successive ports while other destinations see
+        unrelated ones.  Ports of the range's low parity are tried first (bind(0)
+        takes the other parity first).  A port someone bind()-ed is skipped; a
+        port used by other connections is shared if ``check_established`` says
+        the 4-tuple is free.  OSError(EADDRNOTAVAIL) when none is.
+        """
+        if sk.lport:
+            if not check_established(sk, sk.lport):
+                raise sock_error(errno.EADDRNOTAVAIL)
+            self.ehash_insert(sk)
+            return
+
+        low, high = self._local_port_range()
+        remaining = high - low
+        if remaining > 1:
+            remaining &= ~1
+        if remaining <= 0:
+            raise sock_error(errno.EADDRNOTAVAIL)
+        port_offset = secure_port_offset(self.secret, sk.laddr, sk.raddr, sk.rport)
+        index = port_offset & (INET_TABLE_PERTURB_SIZE - 1)
+        offset = (self._table_perturb[index] + (port_offset >> 32)) % remaining
+        offset &= ~1
+        while True:
+            port = low + offset
+            for i in range(0, remaining, 2):
+                if port >= high:
+                    port -= remaining
+                tb = self.bhash.get(port)
+                if tb is None:
+                    if self.ehash.lookup(sk.laddr, port, sk.raddr, sk.rport) is None:
+                        tb = self.bhash[port] = InetBindBucket(port, fastreuse=-1)
+                        return self._hash_connect_ok(sk, tb, index, i)
+                elif tb.fastreuse < 0 and check_established(sk, port):
+                    return self._hash_connect_ok(sk, tb, index, i)
+                port += 2
+            offset += 1
+            if not (offset & 1) or remaining <= 1:
+                break
+        raise sock_error(errno.EADDRNOTAVAIL, "no free local port for this destination")
+
+    def _hash_connect_ok(self, sk: Any, tb: InetBindBucket, index: int, i: int) -> None:
+        # A little randomness in the next port for this slot, maximal under
+        # low contention (Linux: i = max(i, random(8) * step)).
+        i = max(i, self._rng.randrange(8) * 2)
+        self._table_perturb[index] += i + 2
+        # check_established may have recycled the bucket's last time-wait sock,
+        # which dropped the bucket: put it back.
+        tb = self.bhash.setdefault(tb.port, tb)
+        if not any(o is sk for o in tb.owners):
+            tb.owners.append(sk)
+        sk.lport = tb.port
+        self.ehash_insert(sk)
