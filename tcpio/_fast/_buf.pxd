@@ -1,0 +1,51 @@
+# cython: language_level=3
+"""Read-only byte access to bytes / bytearray / memoryview without a typed memoryview.
+
+FIELD-NOTES: a typed memoryview argument costs ~65 ns per call for buffer
+acquisition; ``bytes`` needs none (its storage is immutable), and a plain
+``PyObject_GetBuffer(PyBUF_SIMPLE)`` is much cheaper than a typed view.  The
+buffer export also pins a bytearray so it cannot be resized while we read it.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+
+ctypedef struct rbuf:
+    const unsigned char* p
+    Py_ssize_t n
+    bint release        # view must be released with rbuf_release
+    Py_buffer view
+
+
+cdef inline object rbuf_get(object obj, rbuf* b):
+    """Point ``b`` at the bytes of ``obj``; return the object that owns them.
+
+    Keep the returned object alive and call ``rbuf_release(b)`` when done.  A
+    non-contiguous memoryview is flattened into a new ``bytes`` (returned).
+    """
+    if type(obj) is bytes:
+        b.p = <const unsigned char*>PyBytes_AS_STRING(obj)
+        b.n = PyBytes_GET_SIZE(obj)
+        b.release = False
+        return obj
+    try:
+        PyObject_GetBuffer(obj, &b.view, PyBUF_SIMPLE)
+    except BufferError:
+        if not isinstance(obj, memoryview):
+            raise
+        obj = obj.tobytes()
+        b.p = <const unsigned char*>PyBytes_AS_STRING(obj)
+        b.n = PyBytes_GET_SIZE(obj)
+        b.release = False
+        return obj
+    b.p = <const unsigned char*>b.view.buf
+    b.n = b.view.len
+    b.release = True
+    return obj
+
+
+cdef inline void rbuf_release(rbuf* b) noexcept:
+    if b.release:
+        b.release = False
+        PyBuffer_Release(&b.view)
