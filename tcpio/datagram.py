@@ -1,0 +1,191 @@
+"""UDP for asyncio users: ``stack.create_datagram_endpoint`` and its transport.
+
+The contract is asyncio's own (``loop.create_datagram_endpoint``):
+``connection_made(transport)`` before the call returns,
+``datagram_received(data, (host, port))`` per datagram,
+``error_received(exc)`` for ICMP errors the core reports on the sock (e.g.
+ECONNREFUSED on a connected endpoint after a port unreachable) and for
+``sendto`` failures (asyncio reports those there too, it does not raise),
+``connection_lost(None)`` soon after ``close()``.
+
+Under it is a core ``UdpSock``.  The core never calls us from inside packet
+processing: it marks the sock, and the driver calls ``sk.wakeup`` (our
+``_on_wakeup``) once the batch is done; we then drain the sock's error and
+receive queues (level-triggered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket as _socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tcpio.core.addr import ip_ntoa
+from tcpio.core.errors import sock_error
+from tcpio.socket import resolve_host, to_address
+
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
+
+Address = tuple[str, int]
+
+
+class UdpTransport(asyncio.DatagramTransport):
+    """An asyncio DatagramTransport over a tcpio core ``UdpSock``."""
+
+    def __init__(self, stack: Stack, sk: Any, protocol: asyncio.DatagramProtocol,
+                 peer: Address | None) -> None:
+        super().__init__()
+        self._stack = stack
+        self._sk = sk
+        self._protocol = protocol
+        self._address = peer          # the connected peer, as the user gave it
+        self._closing = False
+        self._names: dict[int, str] = {}
+        self._extra.update(sockname=to_address(sk.getsockname()), peername=peer,
+                           stack=stack)
+        sk.wakeup = self._on_wakeup
+
+    # --- receiving ---------------------------------------------------------
+
+    def _on_wakeup(self) -> None:
+        sk = self._sk
+        protocol = self._protocol
+        errors = sk.errors
+        while errors and not self._closing:
+            protocol.error_received(errors.popleft())
+        recvfrom = sk.recvfrom
+        names = self._names
+        while not self._closing:
+            item = recvfrom()
+            if item is None:
+                break
+            data, (ip, port) = item
+            name = names.get(ip)
+            if name is None:
+                # Dotted strings for the few peers a socket talks to, made once.
+                if len(names) >= 256:
+                    names.clear()
+                name = names[ip] = ip_ntoa(ip)
+            protocol.datagram_received(data, (name, port))
+
+    # --- sending -----------------------------------------------------------
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._address is not None:
+            if addr not in (None, self._address):
+                raise ValueError(f"Invalid address: must be None or {self._address}")
+            addr = None
+        if self._closing:
+            return      # asyncio drops (and eventually warns about) writes after close
+        stack = self._stack
+        stack.update_time()
+        try:
+            if addr is None:
+                self._sk.sendto(bytes(data), None, None)
+            else:
+                self._sk.sendto(bytes(data), resolve_host(addr[0]), int(addr[1]))
+        except OSError as exc:
+            # asyncio's UDP transport hands send errors to the protocol too.
+            self._protocol.error_received(exc)
+        finally:
+            stack.kick()
+
+    # --- flow control: UDP never buffers in the transport ---------------------
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    # --- lifetime ----------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        sk, stack = self._sk, self._stack
+        sk.wakeup = None
+        stack._forget_endpoint(self)
+        if not stack.closed:
+            stack.update_time()
+            sk.close()
+            stack.kick()
+        else:
+            sk.close()
+        stack.loop.call_soon(self._call_connection_lost)
+
+    def abort(self) -> None:
+        self.close()    # nothing is buffered, so abort and close are the same
+
+    def _call_connection_lost(self) -> None:
+        try:
+            self._protocol.connection_lost(None)
+        finally:
+            self._protocol = None  # type: ignore[assignment]
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return (f"<tcpio UdpTransport {state} sockname={self._extra.get('sockname')} "
+                f"peername={self._address}>")
+
+
+def create_datagram_endpoint(
+        stack: Stack, protocol_factory: Callable[[], asyncio.DatagramProtocol],
+        local_addr: tuple[str | None, int] | None = None,
+        remote_addr: tuple[str, int] | None = None, *,
+        family: int = 0, proto: int = 0, flags: int = 0,
+        reuse_port: bool | None = None, allow_broadcast: bool | None = None,
+        sock: Any = None) -> tuple[UdpTransport, asyncio.DatagramProtocol]:
+    """Bind (and connect) a core UdpSock and wrap it; see ``Stack.create_datagram_endpoint``.
+
+    Without ``local_addr`` the sock is bound to 0.0.0.0 and an ephemeral port,
+    as the kernel autobinds on connect/sendto.  ``allow_broadcast`` is accepted
+    for compatibility and changes nothing (the core sends to broadcast anyway).
+    """
+    if family not in (0, _socket.AF_INET):
+        raise sock_error(errno.EAFNOSUPPORT, "tcpio is IPv4 only")
+    if proto not in (0, _socket.IPPROTO_UDP):
+        raise sock_error(errno.EPROTONOSUPPORT)
+    if sock is not None:
+        raise ValueError("tcpio endpoints are not built on kernel sockets (sock=)")
+    if reuse_port:
+        raise ValueError("reuse_port is not supported by tcpio")
+    peer: Address | None = None
+    sk = stack.host.udp.socket()
+    stack.update_time()
+    try:
+        if local_addr is not None:
+            sk.bind(resolve_host(local_addr[0]), int(local_addr[1]))
+        else:
+            sk.bind(0, 0)
+        if remote_addr is not None:
+            peer = (remote_addr[0], int(remote_addr[1]))
+            sk.connect(resolve_host(peer[0]), peer[1])
+    except BaseException:
+        sk.close()
+        raise
+    finally:
+        stack.kick()
+    protocol = protocol_factory()
+    transport = UdpTransport(stack, sk, protocol, peer)
+    protocol.connection_made(transport)
+    return transport, protocol

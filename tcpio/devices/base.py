@@ -1,0 +1,53 @@
+"""What every device offers the asyncio driver (see docs/internals.md "Devices").
+
+A device moves whole frames: Ethernet frames for ``link == "ether"``, bare IPv4
+datagrams for ``link == "ip"``.  ``start(loop, on_frames)`` begins delivering
+received frames in batches (a list per call, from one loop callback); ``send``
+never blocks and never raises for a frame the link cannot take (it counts a
+drop instead, like a full qdisc).
+
+Counters follow ``/proc/net/dev``: rx/tx packets, bytes, dropped, errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+OnFrames = Callable[[list[bytes]], None]
+Link = Literal["ether", "ip"]
+
+ETH_HLEN = 14
+VLAN_HLEN = 4
+
+
+class Device(Protocol):
+    name: str
+    mtu: int
+    link: Link
+    mac: bytes | None
+    stats: dict[str, int]
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None: ...
+    def send(self, frame: bytes | bytearray) -> None: ...
+    def send_batch(self, frames: list[bytes | bytearray]) -> None: ...
+    def stop(self) -> None: ...
+
+
+def new_stats() -> dict[str, int]:
+    """Zeroed interface counters, named like the columns of /proc/net/dev."""
+    return dict.fromkeys(("rx_packets", "rx_bytes", "rx_dropped", "rx_errors",
+                          "tx_packets", "tx_bytes", "tx_dropped", "tx_errors"), 0)
+
+
+def random_mac() -> bytes:
+    """A random unicast, locally administered MAC (bit 1 of the first byte set)."""
+    first, *rest = os.urandom(6)
+    return bytes([(first & 0xFC) | 0x02, *rest])
+
+
+def max_frame_len(mtu: int, link: Link) -> int:
+    """Largest frame a device with this MTU carries (room for one VLAN tag)."""
+    return mtu + ETH_HLEN + VLAN_HLEN if link == "ether" else mtu

@@ -1,0 +1,270 @@
+"""In-memory links for the asyncio driver: ``MemoryWire`` joins two stacks in one
+process; ``ImpairedDevice`` puts an impaired link in front of any device.
+
+Frames in flight sit in a ``DelayLine`` per direction: a heap ordered by
+delivery time (from ``Impairment.fate``) and ONE loop timer for its earliest
+entry.  When the timer fires, every frame due by then is handed over as one
+batch, just as a TAP reader hands over what it drained.  Even a zero-delay
+frame goes through the timer, so a frame sent from inside a receive callback
+is never delivered re-entrantly into the middle of that callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+
+from tcpio.devices.base import ETH_HLEN, Device, Link, OnFrames, new_stats
+from tcpio.devices.impair import Impairment
+
+
+class DelayLine:
+    """Frames in flight in one direction, delivered to ``sink`` in due batches."""
+
+    def __init__(self, impairment: Impairment | None,
+                 sink: Callable[[list[bytes]], None] | None = None) -> None:
+        self.impairment = impairment
+        self.sink = sink
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._heap: list[tuple[float, int, bytes]] = []
+        self._seq = itertools.count()   # FIFO among frames due at the same time
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, frame: bytes | bytearray) -> bool:
+        """Put one frame on the line; False if there is no loop to carry it."""
+        loop = self.loop
+        if loop is None:
+            return False
+        now = loop.time()
+        imp = self.impairment
+        fates = imp.fate(frame, now) if imp is not None else [(now, bytes(frame))]
+        heap, seq = self._heap, self._seq
+        for when, data in fates:
+            heapq.heappush(heap, (when, next(seq), data))
+        if heap:
+            self._arm()
+        return True
+
+    def _arm(self) -> None:
+        first = self._heap[0][0]
+        if self._timer is not None:
+            if self._timer_when <= first:
+                return          # already armed early enough
+            self._timer.cancel()
+        assert self.loop is not None
+        self._timer_when = first
+        self._timer = self.loop.call_at(first, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        assert self.loop is not None
+        # uvloop's timers have millisecond granularity and may fire a little
+        # early: treat the armed time as reached rather than spinning.
+        now = max(self.loop.time(), self._timer_when)
+        heap = self._heap
+        due = []
+        while heap and heap[0][0] <= now:
+            due.append(heapq.heappop(heap)[2])
+        if heap:
+            self._arm()
+        if due and self.sink is not None:
+            self.sink(due)
+
+    def clear(self) -> None:
+        """Forget frames in flight and the timer (the link was taken down)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._heap.clear()
+
+
+class WireEnd:
+    """One end of a MemoryWire: an Ethernet device whose frames reach the peer end."""
+
+    link: Link = "ether"
+
+    def __init__(self, name: str, mac: bytes, mtu: int, line_out: DelayLine) -> None:
+        self.name = name
+        self.mac: bytes | None = mac
+        self.mtu = mtu
+        self.stats = new_stats()
+        self.peer: WireEnd | None = None
+        self._line_out = line_out
+        self._on_frames: OnFrames | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def impairment(self) -> Impairment | None:
+        """The impairment of the direction this end transmits on."""
+        return self._line_out.impairment
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
+        if self._on_frames is not None:
+            raise RuntimeError(f"{self.name}: already started")
+        peer_loop = self.peer._loop if self.peer is not None else None
+        if peer_loop is not None and peer_loop is not loop:
+            raise RuntimeError("both ends of a MemoryWire must run on the same loop")
+        self._loop = loop
+        self._on_frames = on_frames
+        # Both directions run on this loop (frames towards us may already be waiting).
+        self._line_out.loop = loop
+        if self.peer is not None:
+            self.peer._line_out.loop = loop
+
+    def _deliver(self, frames: list[bytes]) -> None:
+        st = self.stats
+        on_frames = self._on_frames
+        if on_frames is None:       # this end is down: the frames fall on the floor
+            st["rx_dropped"] += len(frames)
+            return
+        st["rx_packets"] += len(frames)
+        st["rx_bytes"] += sum(map(len, frames))
+        on_frames(frames)
+
+    def send(self, frame: bytes | bytearray) -> None:
+        st = self.stats
+        if self._on_frames is None or not self._line_out.push(frame):
+            st["tx_dropped"] += 1
+            return
+        st["tx_packets"] += 1
+        st["tx_bytes"] += len(frame)
+
+    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+        send = self.send
+        for frame in frames:
+            send(frame)
+
+    def stop(self) -> None:
+        """Take this end down; frames it had in flight are lost."""
+        self._on_frames = None
+        self._loop = None
+        self._line_out.clear()
+
+    def __repr__(self) -> str:
+        return f"WireEnd({self.name!r}, mtu={self.mtu})"
+
+
+class MemoryWire:
+    """Two Ethernet ends (``wire.a``, ``wire.b``) joined in memory.
+
+    The impairment knobs (see ``Impairment``) apply to each direction
+    independently, with seeds ``seed`` (a->b) and ``seed + 1`` (b->a).  ``mtu``
+    is the IP MTU of both ends; the wire carries frames up to mtu + 14 bytes.
+    MACs are deterministic: 02:00:00:00:00:01 for ``a`` and ...:02 for ``b``
+    unless ``macs`` is given.
+    """
+
+    def __init__(self, loss: float = 0.0, delay: float = 0.0, jitter: float = 0.0,
+                 reorder: float = 0.0, duplicate: float = 0.0, corrupt: float = 0.0,
+                 rate: float | None = None, mtu: int = 1500, seed: int = 0, *,
+                 reorder_delay: float = 0.005, macs: tuple[bytes, bytes] | None = None,
+                 names: tuple[str, str] = ("wire.a", "wire.b")) -> None:
+        def impairment(direction_seed: int) -> Impairment:
+            return Impairment(loss=loss, delay=delay, jitter=jitter, reorder=reorder,
+                              duplicate=duplicate, corrupt=corrupt, rate=rate,
+                              mtu=mtu + ETH_HLEN, seed=direction_seed,
+                              reorder_delay=reorder_delay)
+
+        mac_a, mac_b = macs or (b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02")
+        self.a_to_b = impairment(seed)
+        self.b_to_a = impairment(seed + 1)
+        line_ab = DelayLine(self.a_to_b)
+        line_ba = DelayLine(self.b_to_a)
+        self.a = WireEnd(names[0], mac_a, mtu, line_ab)
+        self.b = WireEnd(names[1], mac_b, mtu, line_ba)
+        self.a.peer, self.b.peer = self.b, self.a
+        line_ab.sink = self.b._deliver
+        line_ba.sink = self.a._deliver
+
+    @property
+    def in_flight(self) -> int:
+        """Frames currently on the wire, both directions."""
+        return len(self.a._line_out) + len(self.b._line_out)
+
+    def __repr__(self) -> str:
+        return f"MemoryWire({self.a_to_b!r})"
+
+
+class ImpairedDevice:
+    """Wrap any device so frames it sends (``impairment_out``) and receives
+    (``impairment_in``) cross an impaired link first; None means untouched.
+
+    On a TAP this impairs both directions from our side, which is how tests
+    get loss and delay against the kernel (this kernel has no netem).
+    """
+
+    def __init__(self, device: Device, impairment_out: Impairment | None = None,
+                 impairment_in: Impairment | None = None) -> None:
+        self.device = device
+        self._out = DelayLine(impairment_out, device.send_batch)
+        self._in = DelayLine(impairment_in)
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    @property
+    def mtu(self) -> int:
+        return self.device.mtu
+
+    @property
+    def link(self) -> Link:
+        return self.device.link
+
+    @property
+    def mac(self) -> bytes | None:
+        return self.device.mac
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.device.stats
+
+    @property
+    def impairment_out(self) -> Impairment | None:
+        return self._out.impairment
+
+    @property
+    def impairment_in(self) -> Impairment | None:
+        return self._in.impairment
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
+        self._out.loop = self._in.loop = loop
+        if self._in.impairment is None:
+            self.device.start(loop, on_frames)
+            return
+        self._in.sink = on_frames
+        push = self._in.push
+
+        def impair_in(frames: list[bytes]) -> None:
+            for frame in frames:
+                push(frame)
+
+        self.device.start(loop, impair_in)
+
+    def send(self, frame: bytes | bytearray) -> None:
+        if self._out.impairment is None:
+            self.device.send(frame)
+        elif not self._out.push(frame):
+            self.device.stats["tx_dropped"] += 1
+
+    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+        if self._out.impairment is None:
+            self.device.send_batch(frames)
+            return
+        for frame in frames:
+            self.send(frame)
+
+    def stop(self) -> None:
+        self._out.clear()
+        self._in.clear()
+        self.device.stop()
+
+    def __repr__(self) -> str:
+        return (f"ImpairedDevice({self.device!r}, out={self._out.impairment!r}, "
+                f"in={self._in.impairment!r})")

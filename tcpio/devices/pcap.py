@@ -1,0 +1,152 @@
+"""Capture to classic pcap files: a writer, and a device wrapper that records
+every frame in and out of any device.
+
+Format (https://www.tcpdump.org/manpages/pcap-savefile.5.html, and
+draft-ietf-opsawg-pcap): a 24-byte file header, then per frame a 16-byte record
+header and the frame.  We write the nanosecond variant (magic 0xa1b23c4d),
+little-endian; readers detect the byte order from the magic.
+
+Timestamps come from a clock the caller supplies, so a test running under a
+virtual clock writes a pcap whose times are the virtual ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+
+from tcpio.devices.base import Device, Link, OnFrames
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101          # bare IPv4/IPv6, what a TUN device carries
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAP_VERSION = (2, 4)
+DEFAULT_SNAPLEN = 262144
+
+_FILE_HDR = struct.Struct("<IHHiIII")   # magic, major, minor, thiszone, sigfigs, snaplen, linktype
+_REC_HDR = struct.Struct("<IIII")       # ts_sec, ts_nsec, incl_len, orig_len
+
+LINKTYPES: dict[Link, int] = {"ether": LINKTYPE_ETHERNET, "ip": LINKTYPE_RAW}
+
+
+class PcapWriter:
+    """Append frames to a pcap file.  ``write(frame, ts)`` with ``ts`` in seconds
+    (float), ``write_ns(frame, ts_ns)`` with integer nanoseconds."""
+
+    def __init__(self, path: str | BinaryIO, linktype: int = LINKTYPE_ETHERNET,
+                 snaplen: int = DEFAULT_SNAPLEN) -> None:
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.frames = 0
+        if isinstance(path, str):
+            self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+            self._owns_file = True
+        else:
+            self._file = path
+            self._owns_file = False
+        self.path = path if isinstance(path, str) else getattr(path, "name", None)
+        self._file.write(_FILE_HDR.pack(PCAP_MAGIC_NS, *PCAP_VERSION, 0, 0, snaplen, linktype))
+
+    def write(self, frame: bytes | bytearray | memoryview, ts: float) -> None:
+        self.write_ns(frame, round(ts * 1e9))
+
+    def write_ns(self, frame: bytes | bytearray | memoryview, ts_ns: int) -> None:
+        if self._file.closed:
+            return
+        sec, nsec = divmod(ts_ns, 1_000_000_000)
+        orig = len(frame)
+        incl = min(orig, self.snaplen)
+        self._file.write(_REC_HDR.pack(sec, nsec, incl, orig))
+        self._file.write(frame if incl == orig else frame[:incl])
+        self.frames += 1
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._owns_file:
+            self._file.close()
+        else:
+            self.flush()
+
+
+def loop_wall_clock_ns(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
+    """A clock that reads ``loop.time()`` (so it agrees with the stack's timers)
+    shifted to wall-clock nanoseconds, the epoch pcap readers expect."""
+    offset = time.time_ns() - round(loop.time() * 1e9)
+    return lambda: round(loop.time() * 1e9) + offset
+
+
+class PcapDevice:
+    """Wrap ``device``: every frame it receives or sends is also written to ``path``.
+
+    ``clock`` returns nanoseconds; by default it is the running loop's clock
+    shifted to the wall clock (set at ``start``).  Frames the inner device then
+    drops on send are still in the capture (like tcpdump on a full qdisc).
+    """
+
+    def __init__(self, device: Device, path: str | BinaryIO,
+                 clock: Callable[[], int] | None = None,
+                 snaplen: int = DEFAULT_SNAPLEN) -> None:
+        self.device = device
+        self.writer = PcapWriter(path, LINKTYPES[device.link], snaplen)
+        self._clock = clock or (lambda: time.time_ns())
+        self._clock_given = clock is not None
+
+    # Identity of the wrapped device.
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    @property
+    def mtu(self) -> int:
+        return self.device.mtu
+
+    @property
+    def link(self) -> Link:
+        return self.device.link
+
+    @property
+    def mac(self) -> bytes | None:
+        return self.device.mac
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.device.stats
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
+        if not self._clock_given:
+            self._clock = loop_wall_clock_ns(loop)
+        writer = self.writer
+
+        def record_and_deliver(frames: list[bytes]) -> None:
+            ts = self._clock()
+            for frame in frames:
+                writer.write_ns(frame, ts)
+            on_frames(frames)
+
+        self.device.start(loop, record_and_deliver)
+
+    def send(self, frame: bytes | bytearray) -> None:
+        self.writer.write_ns(frame, self._clock())
+        self.device.send(frame)
+
+    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+        ts = self._clock()
+        write = self.writer.write_ns
+        for frame in frames:
+            write(frame, ts)
+        self.device.send_batch(frames)
+
+    def stop(self) -> None:
+        try:
+            self.device.stop()
+        finally:
+            self.writer.close()
+
+    def __repr__(self) -> str:
+        return f"PcapDevice({self.device!r}, {self.writer.path!r})"

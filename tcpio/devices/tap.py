@@ -1,0 +1,191 @@
+"""Linux TAP and TUN devices (``/dev/net/tun``) for the asyncio driver.
+
+``TapDevice("tap0")`` creates (or attaches to) a kernel interface that carries
+Ethernet frames; tcpio is the host at the far end of that virtual cable, with
+its own MAC.  ``TunDevice("tun0")`` carries bare IPv4 datagrams (no Ethernet,
+no ARP).  Both use IFF_NO_PI, so a read returns exactly one frame.
+
+Receiving: one ``loop.add_reader`` callback reads until EAGAIN (at most
+``budget`` frames, so one busy device cannot starve the loop) and hands the
+whole batch to ``on_frames``.  Reading one frame per wake-up costs 4x in loop
+overhead (FIELD-NOTES.md).
+
+Sending: ``os.write`` straight away.  A frame the kernel will not take right
+now is a counted drop, never an exception: EAGAIN/ENOBUFS when its queue is
+full, EIO while the link is down (the kernel refuses writes then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import socket
+import struct
+
+from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
+
+# <linux/if_tun.h>, <linux/sockios.h>
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+IFNAMSIZ = 16
+
+# Write errors that mean "the link cannot take this frame now": count, drop.
+_DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENETDOWN,
+                          errno.EMSGSIZE, errno.EINVAL, errno.EBADF})
+
+
+def _ifreq(name: str, value: int, fmt: str) -> bytes:
+    raw = name.encode()
+    if not raw or len(raw) >= IFNAMSIZ:
+        raise OSError(errno.EINVAL, f"interface name must be 1..15 bytes: {name!r}")
+    return struct.pack(f"{IFNAMSIZ}s{fmt}", raw, value).ljust(40, b"\0")
+
+
+class _TunTapBase:
+    """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
+
+    _flags: int
+    link: Link
+
+    def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256) -> None:
+        if budget < 1:
+            raise ValueError("budget must be >= 1")
+        self.mtu = mtu
+        self.budget = budget
+        self.stats = new_stats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_frames: OnFrames | None = None
+        self._readsize = max_frame_len(mtu, self.link)
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, self._flags | IFF_NO_PI, "H"))
+            # The kernel fills in the name it used (a "tap%d" pattern expands).
+            self.name = ifr[:IFNAMSIZ].rstrip(b"\0").decode()
+            self._set_kernel_mtu(mtu)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd: int | None = fd
+
+    def _set_kernel_mtu(self, mtu: int) -> None:
+        """Make the kernel side of the link agree with our MTU (while it is still
+        in our namespace: after ``ip link set NAME netns X`` use ``ip`` there)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            cur = struct.unpack_from("i", fcntl.ioctl(s, SIOCGIFMTU,
+                                                      _ifreq(self.name, 0, "i")), IFNAMSIZ)[0]
+            if cur != mtu:
+                fcntl.ioctl(s, SIOCSIFMTU, _ifreq(self.name, mtu, "i"))
+
+    # --- the device contract -------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
+        if self.fd is None:
+            raise OSError(errno.EBADF, f"{self.name}: device is stopped")
+        if self._loop is not None:
+            raise RuntimeError(f"{self.name}: already started")
+        self._loop = loop
+        self._on_frames = on_frames
+        loop.add_reader(self.fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        """Drain the fd until EAGAIN or the budget, then deliver one batch."""
+        fd, read, size = self.fd, os.read, self._readsize
+        if fd is None:
+            return
+        frames: list[bytes] = []
+        nbytes = 0
+        for _ in range(self.budget):
+            try:
+                frame = read(fd, size)
+            except BlockingIOError:
+                break
+            except OSError:
+                # e.g. EBADFD while the interface is being torn down
+                self.stats["rx_errors"] += 1
+                break
+            frames.append(frame)
+            nbytes += len(frame)
+        if frames:
+            st = self.stats
+            st["rx_packets"] += len(frames)
+            st["rx_bytes"] += nbytes
+            on_frames = self._on_frames
+            if on_frames is not None:
+                on_frames(frames)
+
+    def send(self, frame: bytes | bytearray) -> None:
+        fd = self.fd
+        st = self.stats
+        if fd is None:
+            st["tx_dropped"] += 1
+            return
+        try:
+            os.write(fd, frame)
+        except OSError as exc:
+            if exc.errno not in _DROP_ERRNOS:
+                st["tx_errors"] += 1
+            st["tx_dropped"] += 1
+            return
+        st["tx_packets"] += 1
+        st["tx_bytes"] += len(frame)
+
+    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+        send = self.send
+        for frame in frames:
+            send(frame)
+
+    def stop(self) -> None:
+        """Stop reading and close the fd (the kernel interface goes away unless
+        it was made persistent).  Idempotent."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            # Remove the reader first: uvloop keeps its own poll handle on the
+            # fd and misbehaves if the fd is closed (and reused) under it.
+            loop.remove_reader(fd)
+        os.close(fd)
+
+    close = stop
+
+    def fileno(self) -> int:
+        if self.fd is None:
+            raise OSError(errno.EBADF, f"{self.name}: device is stopped")
+        return self.fd
+
+    def __repr__(self) -> str:
+        state = "closed" if self.fd is None else f"fd={self.fd}"
+        return f"{type(self).__name__}({self.name!r}, mtu={self.mtu}, {state})"
+
+
+class TapDevice(_TunTapBase):
+    """A kernel TAP interface: Ethernet frames, tcpio answering ARP with ``mac``
+    (random, locally administered unless given)."""
+
+    _flags = IFF_TAP
+    link: Link = "ether"
+
+    def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
+                 budget: int = 256) -> None:
+        if mac is not None and len(mac) != 6:
+            raise ValueError("mac must be 6 bytes")
+        self.mac: bytes | None = mac if mac is not None else random_mac()
+        super().__init__(name, mtu, budget=budget)
+
+
+class TunDevice(_TunTapBase):
+    """A kernel TUN interface: bare IPv4 datagrams, no Ethernet, no ARP."""
+
+    _flags = IFF_TUN
+    link: Link = "ip"
+    mac: bytes | None = None
+
+    def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256) -> None:
+        super().__init__(name, mtu, budget=budget)

@@ -1,0 +1,348 @@
+"""The asyncio driver: binds one sans-IO ``Host`` to the running event loop.
+
+    async with tcpio.Stack() as stack:
+        stack.add_interface(tcpio.TapDevice("tap0"), "10.0.0.2/24")
+        transport, proto = await stack.create_datagram_endpoint(Echo, local_addr=("0.0.0.0", 7))
+
+The core never reads a clock or touches a file descriptor, so this module does
+both for it, in three places only:
+
+- a device callback (one per batch of received frames): ``host.receive`` for
+  each frame, to completion, then ``kick()``;
+- the one loop timer, armed for ``host.next_deadline()``: ``host.poll(now)``,
+  then ``kick()``;
+- user calls (datagram transports, sockets, streams): ``update_time()``, the
+  core call, then ``kick()``.
+
+``kick()`` flushes ``host.take_output()`` to the devices (one ``send_batch``
+per device), delivers ``host.take_wakeups()`` to the socks' glue, and re-arms
+the timer if the deadline moved.  No queue or task per packet anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket as _socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tcpio.core.addr import ip_aton, parse_cidr
+from tcpio.core.errors import sock_error
+from tcpio.core.host import Host
+from tcpio.core.settings import Settings
+from tcpio.devices.base import Device
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from tcpio.datagram import UdpTransport
+
+# Wakeup callbacks may produce more output or wakeups without calling kick()
+# themselves; kick() loops until quiet, but never forever.
+_KICK_ROUNDS = 16
+
+
+class Stack:
+    """One host: interfaces, routes, sockets, driven by the running asyncio loop."""
+
+    def __init__(self, settings: Settings | None = None, seed: int | None = None, *,
+                 name: str = "tcpio") -> None:
+        self.host = Host(name=name, seed=seed, settings=settings or Settings())
+        self.devices: dict[int, Device] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
+        self._closed = False
+        self._endpoints: set[UdpTransport] = set()
+        # ping(): outstanding echo requests by (ident, seq); one ident per stack.
+        self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], bytes]] = {}
+        self._ping_ident = self.host.rng.getrandbits(16)
+        self._ping_seq = 0
+        self.host.icmp.wakeup = self._on_icmp_wakeup
+
+    # --- lifetime -----------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._bind_loop()
+        assert self._loop is not None
+        return self._loop
+
+    def _bind_loop(self) -> None:
+        if self._closed:
+            raise sock_error(errno.EBADF, "stack is closed")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self.update_time()
+
+    async def __aenter__(self) -> Self:
+        self._bind_loop()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close datagram endpoints, stop every device, cancel the timer.  Idempotent."""
+        if self._closed:
+            return
+        for transport in list(self._endpoints):
+            transport.abort()
+        self._endpoints.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_when = None
+        for dev in self.devices.values():
+            dev.stop()
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- configuration ------------------------------------------------------
+
+    def add_interface(self, device: Device, address: str | None = None,
+                      mtu: int | None = None) -> int:
+        """Attach ``device`` as a new interface, optionally with "ip/prefixlen";
+        start receiving from it.  Returns the ifindex."""
+        self._bind_loop()
+        self.update_time()
+        ifindex = self.host.add_interface(device.name, link=device.link, mac=device.mac,
+                                          mtu=mtu or device.mtu)
+        self.devices[ifindex] = device
+        device.start(self.loop, lambda frames: self._on_frames(ifindex, frames))
+        if address is not None:
+            self.add_address(ifindex, address)
+        self.kick()
+        return ifindex
+
+    def add_address(self, ifindex: int, address: str) -> None:
+        """Add "ip/prefixlen" to an interface (gratuitous ARP, connected route)."""
+        ip, prefixlen = _parse_cidr(address)
+        self.update_time()
+        self.host.add_address(ifindex, ip, prefixlen)
+        self.kick()
+
+    def add_route(self, prefix: str, via: str | None = None,
+                  ifindex: int | None = None) -> None:
+        """``add_route("0.0.0.0/0", via="10.0.0.1")``, like ``ip route add``."""
+        net, prefixlen = _parse_cidr(prefix)
+        gateway = _parse_ip(via) if via is not None else None
+        self.update_time()
+        self.host.add_route(net, prefixlen, gateway, ifindex)
+        self.kick()
+
+    # --- the driver ---------------------------------------------------------
+
+    def update_time(self) -> float:
+        """Set ``host.now`` from the loop clock (before any user call into the core).
+
+        Never backwards: after an early uvloop timer (see ``_on_timer``) the
+        host may already be a fraction of a millisecond ahead of the loop.
+        """
+        host = self.host
+        now = self.loop.time()
+        now = max(now, host.now)
+        host.now = now
+        return now
+
+    def _on_frames(self, ifindex: int, frames: list[bytes]) -> None:
+        """A device's batch: each frame processed to completion, then one kick."""
+        if self._closed:
+            return
+        now = self.update_time()
+        receive = self.host.receive
+        for frame in frames:
+            receive(ifindex, frame, now)
+        self.kick()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        when, self._timer_when = self._timer_when, None
+        if self._closed:
+            return
+        now = self.update_time()
+        if when is not None and now < when:
+            # uvloop's timers have millisecond granularity and can fire a
+            # little early: count the deadline as reached instead of spinning.
+            now = self.host.now = when
+        self.host.poll(now)
+        self.kick()
+
+    def kick(self) -> None:
+        """Flush output to devices, deliver sock wakeups, re-arm the timer."""
+        if self._closed:
+            return
+        host = self.host
+        for _ in range(_KICK_ROUNDS):
+            out = host.take_output()
+            if out:
+                self._transmit(out)
+            wakeups = host.take_wakeups()
+            for sk in wakeups:
+                wakeup = getattr(sk, "wakeup", None)
+                if wakeup is not None:
+                    try:
+                        wakeup()
+                    except Exception as exc:  # noqa: BLE001 - application code
+                        # A failing protocol callback must not leave the other
+                        # socks unwoken or the timer unarmed: report and go on.
+                        self.loop.call_exception_handler({
+                            "message": "exception in a tcpio socket wakeup",
+                            "exception": exc, "socket": sk})
+            if self._closed:
+                return          # a callback closed the stack: arm nothing
+            if not wakeups:
+                break
+        else:
+            # Still busy: finish on the next loop iteration rather than starve it.
+            self.loop.call_soon(self.kick)
+        self._rearm()
+
+    def _transmit(self, out: list[tuple[int, bytes | bytearray]]) -> None:
+        devices = self.devices
+        if len(out) == 1:
+            ifindex, frame = out[0]
+            dev = devices.get(ifindex)
+            if dev is not None:
+                dev.send(frame)
+            return
+        # One send_batch per device, frames in their original order.
+        batches: dict[int, list[bytes | bytearray]] = {}
+        for ifindex, frame in out:
+            batch = batches.get(ifindex)
+            if batch is None:
+                batches[ifindex] = [frame]
+            else:
+                batch.append(frame)
+        for ifindex, frames in batches.items():
+            dev = devices.get(ifindex)
+            if dev is not None:
+                dev.send_batch(frames)
+
+    def _rearm(self) -> None:
+        deadline = self.host.next_deadline()
+        if deadline == self._timer_when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_when = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    # --- introspection ------------------------------------------------------
+
+    def mib(self) -> dict[str, int]:
+        """A snapshot of the host's MIB counters (netstat -s style)."""
+        return self.host.mib.snapshot()
+
+    def device_stats(self) -> dict[str, dict[str, int]]:
+        """Per-interface counters, like /proc/net/dev."""
+        return {dev.name: dict(dev.stats) for dev in self.devices.values()}
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.devices)} interfaces"
+        return f"<tcpio.Stack {self.host.name!r} {state}>"
+
+    # --- UDP ----------------------------------------------------------------
+
+    async def create_datagram_endpoint(
+            self, protocol_factory: Callable[[], asyncio.DatagramProtocol],
+            local_addr: tuple[str | None, int] | None = None,
+            remote_addr: tuple[str, int] | None = None,
+            **kwargs: Any) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
+        """Like ``loop.create_datagram_endpoint`` (AF_INET only)."""
+        from tcpio.datagram import create_datagram_endpoint
+
+        self._bind_loop()
+        transport, protocol = create_datagram_endpoint(
+            self, protocol_factory, local_addr=local_addr, remote_addr=remote_addr, **kwargs)
+        self._endpoints.add(transport)
+        return transport, protocol
+
+    def _forget_endpoint(self, transport: UdpTransport) -> None:
+        self._endpoints.discard(transport)
+
+    # --- ICMP echo ------------------------------------------------------------
+
+    async def ping(self, host: str, data: bytes = b"", *, timeout: float = 1.0,
+                   df: bool = False) -> float:
+        """Send one ICMP echo request; return the round-trip time in seconds.
+
+        Raises ``TimeoutError`` without a reply, or the OSError an ICMP error
+        about the request maps to (e.g. EHOSTUNREACH when ARP fails).
+        """
+        dst = _parse_ip(host)
+        self._ping_seq = seq = (self._ping_seq + 1) & 0xFFFF
+        key = (self._ping_ident, seq)
+        fut: asyncio.Future[float] = self.loop.create_future()
+        self._pings[key] = (fut, bytes(data))
+        t0 = self.update_time()
+        try:
+            try:
+                self.host.icmp.echo_request(dst, key[0], seq, bytes(data), df=df)
+            finally:
+                self.kick()
+            return await asyncio.wait_for(fut, timeout) - t0
+        finally:
+            self._pings.pop(key, None)
+
+    def _on_icmp_wakeup(self) -> None:
+        icmp = self.host.icmp
+        pings = self._pings
+        while icmp.echo_replies:
+            reply = icmp.echo_replies.popleft()
+            entry = pings.get((reply.ident, reply.seq))
+            if entry is not None and not entry[0].done() and reply.data == entry[1]:
+                entry[0].set_result(reply.time)
+        while icmp.errors:
+            err = icmp.errors.popleft()
+            entry = pings.get((err.ident, err.seq))
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(sock_error(err.errno, f"ICMP type {err.type} "
+                                                             f"code {err.code}"))
+
+    # --- TCP: thin doors into the modules that implement them ----------------
+
+    async def open_connection(self, host: str | None = None, port: int | None = None,
+                              **kw: Any) -> Any:
+        from tcpio.streams import open_connection
+        return await open_connection(self, host, port, **kw)
+
+    async def start_server(self, client_connected_cb: Any, host: str | None = None,
+                           port: int | None = None, **kw: Any) -> Any:
+        from tcpio.streams import start_server
+        return await start_server(self, client_connected_cb, host, port, **kw)
+
+    async def create_connection(self, protocol_factory: Any, host: str | None = None,
+                                port: int | None = None, **kw: Any) -> Any:
+        from tcpio.transports import create_connection
+        return await create_connection(self, protocol_factory, host, port, **kw)
+
+    async def create_server(self, protocol_factory: Any, host: str | None = None,
+                            port: int | None = None, **kw: Any) -> Any:
+        from tcpio.server import create_server
+        return await create_server(self, protocol_factory, host, port, **kw)
+
+    def socket(self, type: int = _socket.SOCK_STREAM) -> Any:
+        from tcpio.socket import Socket
+        return Socket(self, type)
+
+
+def _parse_ip(text: str) -> int:
+    try:
+        return ip_aton(text)
+    except ValueError:
+        raise sock_error(errno.EINVAL, f"not an IPv4 address: {text!r}") from None
+
+
+def _parse_cidr(text: str) -> tuple[int, int]:
+    try:
+        return parse_cidr(text)
+    except ValueError:
+        raise sock_error(errno.EINVAL, f"not an IPv4 prefix: {text!r}") from None

@@ -1,0 +1,230 @@
+"""The asyncio DatagramProtocol contract on tcpio's UDP transport.
+
+The rules checked here are asyncio's (Lib/asyncio/selector_events.py
+_SelectorDatagramTransport and the DatagramProtocol docs) and Linux's UDP
+semantics (connected sockets hear ICMP errors, unconnected ones do not).
+tests/tap/test_kernel_udp.py runs the same protocol script against asyncio on
+kernel sockets as a differential check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+import pytest
+from stackutil import Sink, all_loops, run_on, two_stacks
+
+import tcpio
+
+
+class Recorder(Sink):
+    """Sink that also logs the order of callbacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.calls.append("connection_made")
+        super().connection_made(transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.calls.append("datagram_received")
+        super().datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.calls.append(f"error_received:{getattr(exc, 'errno', None)}")
+        super().error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.calls.append("connection_lost")
+        super().connection_lost(exc)
+
+
+@all_loops
+def test_lifecycle_and_extra_info(loop_name):
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            t, p = await a.create_datagram_endpoint(Recorder, local_addr=("10.0.0.1", 4000),
+                                                    remote_addr=("10.0.0.2", 7))
+            made_before_return = list(p.calls)
+            info = (t.get_extra_info("sockname"), t.get_extra_info("peername"),
+                    t.get_extra_info("nonsense", 42), t.get_protocol() is p)
+            t.close()
+            closing = t.is_closing()
+            lost_synchronously = "connection_lost" in p.calls
+            t.close()                            # twice is harmless
+            t.sendto(b"ignored")                 # after close: dropped silently
+            await asyncio.sleep(0)
+            return made_before_return, info, closing, lost_synchronously, p, a.mib()
+        finally:
+            a.close()
+            b.close()
+
+    made, info, closing, lost_sync, p, mib = run_on(loop_name, main)
+    assert made == ["connection_made"]
+    assert info == (("10.0.0.1", 4000), ("10.0.0.2", 7), 42, True)
+    assert closing and not lost_sync
+    assert p.calls == ["connection_made", "connection_lost"]
+    assert p.lost == [None]
+    assert mib.get("UdpOutDatagrams", 0) == 0
+
+
+def test_unbound_endpoint_gets_an_ephemeral_port_on_any():
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            t, _ = await a.create_datagram_endpoint(Sink)
+            return t.get_extra_info("sockname"), t.get_extra_info("peername")
+        finally:
+            a.close()
+            b.close()
+
+    (addr, port), peer = run_on("virtual", main)
+    assert addr == "0.0.0.0" and 32768 <= port <= 60999 and peer is None
+
+
+def test_sendto_argument_rules():
+    """asyncio: bytes-like only; a connected transport takes addr None or its peer."""
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            _, sink = await b.create_datagram_endpoint(Sink, local_addr=("0.0.0.0", 7))
+            t, p = await a.create_datagram_endpoint(Sink, remote_addr=("10.0.0.2", 7))
+            with pytest.raises(TypeError):
+                t.sendto("text")  # type: ignore[arg-type]
+            with pytest.raises(ValueError):
+                t.sendto(b"x", ("10.0.0.3", 7))
+            buf = bytearray(b"original")
+            t.sendto(buf)
+            buf[:] = b"mutated!"                 # the datagram was copied at sendto
+            t.sendto(memoryview(b"view"), ("10.0.0.2", 7))
+            await sink.wait_for(lambda: len(sink.received) == 2)
+            return [d for d, _ in sink.received], p.errors
+        finally:
+            a.close()
+            b.close()
+
+    data, errors = run_on("virtual", main)
+    assert data == [b"original", b"view"]
+    assert errors == []
+
+
+def test_send_errors_go_to_error_received():
+    """Like asyncio on a kernel socket: a failing send is reported, not raised."""
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            t, p = await a.create_datagram_endpoint(Recorder)
+            t.sendto(b"x", ("192.0.2.1", 9))          # no route (no default route)
+            t.sendto(b"x" * 65508, ("10.0.0.2", 9))   # larger than any IPv4 datagram
+            t.sendto(b"x")                            # unconnected, no address
+            return [getattr(e, "errno", None) for e in p.errors]
+        finally:
+            a.close()
+            b.close()
+
+    assert run_on("virtual", main) == [errno.ENETUNREACH, errno.EMSGSIZE, errno.EDESTADDRREQ]
+
+
+def test_icmp_errors_only_for_connected_endpoints():
+    """Linux reports port unreachable to connected UDP sockets only (without
+    IP_RECVERR); so does tcpio, through error_received."""
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            tc, pc = await a.create_datagram_endpoint(Recorder, remote_addr=("10.0.0.2", 9))
+            tu, pu = await a.create_datagram_endpoint(Recorder)
+            tc.sendto(b"connected")
+            tu.sendto(b"unconnected", ("10.0.0.2", 9))
+            await asyncio.sleep(0.1)
+            tc.sendto(b"again")                    # the endpoint stays usable
+            await asyncio.sleep(0.1)
+            return list(pc.calls), list(pu.calls), b.mib()
+        finally:
+            a.close()
+            b.close()
+
+    connected, unconnected, mib_b = run_on("virtual", main)
+    refused = f"error_received:{errno.ECONNREFUSED}"
+    assert connected == ["connection_made", refused, refused]
+    assert unconnected == ["connection_made"]
+    assert mib_b["UdpNoPorts"] == 3
+
+
+def test_bind_errors_raise():
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            await a.create_datagram_endpoint(Sink, local_addr=("0.0.0.0", 53))
+            errs = []
+            for kwargs in ({"local_addr": ("0.0.0.0", 53)},       # in use
+                           {"local_addr": ("10.9.9.9", 54)},      # not our address
+                           {"local_addr": ("no.such.name", 55)},  # tcpio resolves no names
+                           {"remote_addr": ("10.0.0.2", 0)}):     # port 0
+                with pytest.raises(OSError) as info:
+                    await a.create_datagram_endpoint(Sink, **kwargs)
+                errs.append(info.value)
+            with pytest.raises(OSError) as info:
+                await a.create_datagram_endpoint(Sink, family=socket.AF_INET6)
+            errs.append(info.value)
+            return errs, len(a._endpoints)
+        finally:
+            a.close()
+            b.close()
+
+    errs, endpoints = run_on("virtual", main)
+    assert [e.errno for e in errs] == [errno.EADDRINUSE, errno.EADDRNOTAVAIL,
+                                       socket.EAI_NONAME, errno.EINVAL, errno.EAFNOSUPPORT]
+    assert isinstance(errs[2], socket.gaierror)
+    assert endpoints == 1                      # failed attempts leave nothing behind
+
+
+def test_closing_the_stack_closes_endpoints_and_frees_ports():
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        t, p = await a.create_datagram_endpoint(Recorder, local_addr=("0.0.0.0", 53))
+        a.close()
+        b.close()
+        await asyncio.sleep(0)
+        return t.is_closing(), p.calls, a.host.udp.ports
+
+    closing, calls, ports = run_on("virtual", main)
+    assert closing
+    assert calls == ["connection_made", "connection_lost"]
+    assert ports == {}
+
+
+def test_protocol_may_close_inside_datagram_received():
+    """Closing from a callback stops delivery of the rest of the batch."""
+    class CloseOnFirst(Recorder):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            super().datagram_received(data, addr)
+            self.transport.close()  # type: ignore[union-attr]
+
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            _, p = await b.create_datagram_endpoint(CloseOnFirst, local_addr=("0.0.0.0", 7))
+            t, _ = await a.create_datagram_endpoint(Sink, remote_addr=("10.0.0.2", 7))
+            for i in range(5):
+                t.sendto(b"%d" % i)
+            await asyncio.sleep(0.1)
+            return list(p.calls)
+        finally:
+            a.close()
+            b.close()
+
+    assert run_on("virtual", main) == ["connection_made", "datagram_received",
+                                       "connection_lost"]
