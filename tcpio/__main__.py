@@ -1,0 +1,446 @@
+"""The ``tcpio`` command (also ``python -m tcpio``).
+
+``tcpio demo`` (the default; no root needed): an in-memory network.  One
+server host is joined to each client host by its own MemoryWire (a star:
+the server has one interface per wire), with optional loss, delay,
+reordering and a rate limit on every wire.  The server speaks HTTP (aiohttp
+when installed, else tcpio's built-in HTTP/1.1), the clients fetch
+``/bytes/SIZE`` over keep-alive connections, a progress line runs while they
+do, and a summary follows: throughput, requests, latency, retransmissions,
+RTT, the server's connection table and the MIB counters that moved.
+
+``tcpio serve --tap NAME --address A/N`` (root): serve HTTP (or echo with
+``--echo``) on a TAP interface, so the kernel side can ``curl`` it.
+
+Examples::
+
+    tcpio                                   # demo with defaults (a few seconds)
+    tcpio demo --loss 0.02 --delay 0.005 --reorder 0.01 --pcap demo.pcap
+    tcpio demo --clients 3 --concurrency 8 --size 1000000 --duration 10
+    sudo tcpio serve --tap tap0 --address 10.0.0.2/24
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import tcpio
+from tcpio.contrib import http11
+
+# --- demo ------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What the clients did, for the progress line and the summary."""
+
+    requests: int = 0
+    failures: int = 0
+    bytes: int = 0
+    latencies: list[float] = field(default_factory=list)
+    srtts: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, exc: BaseException) -> None:
+        self.failures += 1
+        name = type(exc).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+
+async def start_http_server(stack: Any, host: str, port: int, use_aiohttp: bool) -> Any:
+    """aiohttp on the stack if available (and wanted), else the built-in server.
+
+    Returns an object with ``async close()``.
+    """
+    if use_aiohttp:
+        try:
+            from aiohttp import web
+
+            from tcpio.contrib.aiohttp import TcpioSite
+        except ImportError:
+            use_aiohttp = False
+    if use_aiohttp:
+        async def data(request: web.Request) -> web.StreamResponse:
+            status, body, n = http11.body_for(request.path)
+            if body is not None:
+                return web.Response(status=status, body=body)
+            resp = web.StreamResponse(status=status)
+            resp.content_length = n
+            await resp.prepare(request)
+            pattern = http11._PATTERN
+            while n > 0:
+                chunk = pattern[:min(n, len(pattern))]
+                await resp.write(chunk)
+                n -= len(chunk)
+            return resp
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", data)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await TcpioSite(runner, stack, host, port).start()
+
+        class AiohttpServer:
+            kind = "aiohttp"
+
+            async def close(self) -> None:
+                await runner.cleanup()
+
+        return AiohttpServer()
+
+    server = await stack.start_server(http11.handle, host, port)
+
+    class BuiltinServer:
+        kind = "built-in HTTP/1.1"
+
+        async def close(self) -> None:
+            server.close()
+            server.close_clients()
+            await server.wait_closed()
+
+    return BuiltinServer()
+
+
+async def client_worker(stack: Any, server_ip: str, port: int, path: str, tally: Tally,
+                        deadline: float, budget: list[int], per_connection: int) -> None:
+    """Fetch ``path`` over keep-alive connections until time or budget runs out."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline and budget[0] > 0:
+        try:
+            reader, writer = await stack.open_connection(server_ip, port)
+        except OSError as exc:
+            tally.error(exc)
+            await asyncio.sleep(0.05)
+            continue
+        try:
+            for _ in range(per_connection):
+                if loop.time() >= deadline or budget[0] <= 0:
+                    break
+                budget[0] -= 1
+                t0 = loop.time()
+                status, body = await http11.get(reader, writer, path, host=server_ip)
+                if status != 200:
+                    tally.failures += 1
+                    continue
+                tally.requests += 1
+                tally.bytes += len(body)
+                tally.latencies.append(loop.time() - t0)
+            sk = writer.get_extra_info("tcp_sock")
+            if sk is not None and getattr(sk, "srtt", 0):
+                tally.srtts.append(sk.srtt)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            tally.error(exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def total_mib(stacks: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for st in stacks:
+        for k, v in st.host.mib.snapshot().items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+async def progress(tally: Tally, stacks: list[Any], started: float, stream: Any,
+                   interval: float) -> None:
+    loop = asyncio.get_running_loop()
+    tty = stream.isatty()
+    last_print = 0.0
+    while True:
+        await asyncio.sleep(interval)
+        elapsed = loop.time() - started
+        retrans = total_mib(stacks).get("RetransSegs", 0)
+        rtt = f"{statistics.median(tally.srtts) * 1000:.2f} ms" if tally.srtts else "-"
+        line = (f"[{elapsed:5.1f}s] {tally.requests} requests, {fmt_bytes(tally.bytes)}, "
+                f"{fmt_bytes(tally.bytes / max(elapsed, 1e-9))}/s, "
+                f"retrans {retrans}, srtt {rtt}")
+        if tty:
+            stream.write("\r" + line.ljust(90))
+            stream.flush()
+        elif elapsed - last_print >= 1.0:       # a log, not a terminal: one line a second
+            stream.write(line + "\n")
+            stream.flush()
+            last_print = elapsed
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    stacks: list[Any] = []
+    server_stack = tcpio.Stack(seed=args.seed, name="server")
+    stacks.append(server_stack)
+    client_stacks = []
+    pcap_dev = None
+    for k in range(1, args.clients + 1):
+        wire = tcpio.MemoryWire(loss=args.loss, delay=args.delay, reorder=args.reorder,
+                                rate=args.rate, seed=args.seed * 100 + k * 2,
+                                names=(f"srv-eth{k}", f"cli{k}-eth0"))
+        server_end: Any = wire.a
+        if args.pcap and k == 1:
+            pcap_dev = server_end = tcpio.PcapDevice(wire.a, args.pcap)
+        server_stack.add_interface(server_end, f"10.0.{k}.1/24")
+        client = tcpio.Stack(seed=args.seed * 100 + k, name=f"client{k}")
+        client.add_interface(wire.b, f"10.0.{k}.2/24")
+        client_stacks.append(client)
+        stacks.append(client)
+
+    port = 80
+    server = await start_http_server(server_stack, None, port, not args.builtin_http)
+    impair = ", ".join(f"{name} {val}" for name, val in
+                       (("loss", args.loss), ("delay", args.delay),
+                        ("reorder", args.reorder), ("rate", args.rate)) if val) or "none"
+    print(f"tcpio demo: server 10.0.x.1:{port} ({server.kind}), {args.clients} client hosts "
+          f"x {args.concurrency} connections, GET /bytes/{args.size}, impairment: {impair}",
+          file=out)
+
+    mib_before = total_mib(stacks)
+    tally = Tally()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + args.duration
+    budget = [args.requests if args.requests > 0 else 1 << 62]
+    path = f"/bytes/{args.size}"
+    workers = [asyncio.create_task(client_worker(
+        client, f"10.0.{k}.1", port, path, tally, deadline, budget, args.per_connection))
+        for k, client in enumerate(client_stacks, 1) for _ in range(args.concurrency)]
+    ticker = asyncio.create_task(progress(tally, stacks, started, sys.stderr, 0.25))
+    conn_table: list[Any] = []
+    try:
+        # Snapshot the connection table mid-run, while connections are open.
+        await asyncio.sleep(min(args.duration / 2, 1.0))
+        conn_table = list(connections(server_stack))
+        await asyncio.gather(*workers)
+    finally:
+        ticker.cancel()
+        for w in workers:
+            w.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+    elapsed = loop.time() - started
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    await server.close()
+    mib_moved = {k: v - mib_before.get(k, 0) for k, v in total_mib(stacks).items()
+                 if v != mib_before.get(k, 0)}
+    for st in stacks:
+        st.close()
+    if pcap_dev is not None:
+        with contextlib.suppress(Exception):
+            pcap_dev.writer.close()
+
+    print_summary(out, args, tally, elapsed, mib_moved, conn_table)
+    return 0 if tally.requests > 0 else 1
+
+
+def connections(stack: Any) -> list[Any]:
+    """The stack's TCP connection table (``ss -tan``), if the core exposes it."""
+    fn = getattr(stack, "connections", None)
+    if fn is None:
+        tcp = getattr(stack.host, "tcp", None)
+        fn = getattr(tcp, "connections", None)
+    return list(fn()) if fn is not None else []
+
+
+def print_summary(out: Any, args: argparse.Namespace, tally: Tally, elapsed: float,
+                  mib_moved: dict[str, int], conn_table: list[Any]) -> None:
+    p = print
+    p("", file=out)
+    p(f"  elapsed        {elapsed:.2f} s", file=out)
+    p(f"  requests       {tally.requests} ok, {tally.failures} failed"
+      f" ({tally.requests / max(elapsed, 1e-9):.0f} req/s)", file=out)
+    if tally.errors:
+        p(f"  errors         {tally.errors}", file=out)
+    p(f"  transferred    {fmt_bytes(tally.bytes)} "
+      f"({fmt_bytes(tally.bytes / max(elapsed, 1e-9))}/s, "
+      f"{tally.bytes * 8 / max(elapsed, 1e-9) / 1e6:.1f} Mbit/s)", file=out)
+    if tally.latencies:
+        lat = sorted(tally.latencies)
+        p(f"  latency        p50 {lat[len(lat) // 2] * 1000:.2f} ms, "
+          f"p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.2f} ms", file=out)
+    if tally.srtts:
+        p(f"  srtt           median {statistics.median(tally.srtts) * 1000:.3f} ms "
+          f"over {len(tally.srtts)} connections", file=out)
+    p(f"  retransmitted  {mib_moved.get('RetransSegs', 0)} segments "
+      f"of {mib_moved.get('OutSegs', 0)} sent", file=out)
+    if conn_table:
+        p("\n  server connections (mid-run, like ss -tan):", file=out)
+        p(f"    {'State':<11}{'Recv-Q':>7}{'Send-Q':>8}  {'Local':<20}{'Peer':<20}Timer",
+          file=out)
+        for row in conn_table[:12]:
+            p(f"    {row.state:<11}{row.recv_q:>7}{row.send_q:>8}  {row.local:<20}"
+              f"{row.remote:<20}{row.timer}", file=out)
+        if len(conn_table) > 12:
+            p(f"    ... {len(conn_table) - 12} more", file=out)
+    if mib_moved:
+        p("\n  MIB counters that moved (all hosts):", file=out)
+        items = sorted(mib_moved.items())
+        width = max(len(k) for k, _ in items)
+        for i in range(0, len(items), 3):
+            p("    " + "  ".join(f"{k:<{width}} {v:>9}" for k, v in items[i:i + 3]), file=out)
+    if args.pcap:
+        p(f"\n  capture of the first wire (server side): {args.pcap}", file=out)
+
+
+# --- serve -----------------------------------------------------------------------
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+def kernel_side_commands(args: argparse.Namespace) -> list[str]:
+    """The commands that give the kernel its end of the TAP (run in the same netns)."""
+    ip_text, _, plen = args.address.partition("/")
+    peer = args.peer or _peer_address(ip_text)
+    url = f"http://{ip_text}:{args.port}/" if not args.echo else None
+    return [
+        f"ip addr add {peer}/{plen or 24} dev {args.tap}",
+        f"ip link set {args.tap} up",
+        f"curl {url}bytes/1000000 -o /dev/null" if url else f"nc {ip_text} {args.port}",
+    ]
+
+
+def _peer_address(ip_text: str) -> str:
+    parts = ip_text.split(".")
+    last = int(parts[-1])
+    parts[-1] = str(1 if last != 1 else 2)
+    return ".".join(parts)
+
+
+async def run_serve(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("tcpio serve needs root (it opens /dev/net/tun)", file=sys.stderr)
+        return 2
+    stack = tcpio.Stack(name="tcpio-serve")
+    device: Any = tcpio.TapDevice(args.tap, mtu=args.mtu)
+    if args.pcap:
+        device = tcpio.PcapDevice(device, args.pcap)
+    stack.add_interface(device, args.address)
+    if args.gateway:
+        stack.add_route("0.0.0.0/0", via=args.gateway)
+    ip_text = args.address.partition("/")[0]
+    if args.echo:
+        srv = await stack.start_server(echo, ip_text, args.port)
+        closer = srv
+        what = "echo"
+    else:
+        server = await start_http_server(stack, ip_text, args.port, not args.builtin_http)
+        closer = server
+        what = f"HTTP ({server.kind})"
+    print(f"tcpio serving {what} on {ip_text}:{args.port} via TAP {args.tap}", flush=True)
+    print("Kernel side (as root, in the namespace that holds the TAP, e.g. after "
+          "`unshare -n`):", flush=True)
+    for cmd in kernel_side_commands(args):
+        print(f"    {cmd}", flush=True)
+    if args.configure:
+        for cmd in kernel_side_commands(args)[:2]:
+            proc = await asyncio.create_subprocess_exec(*cmd.split())
+            await proc.wait()
+        print("kernel side configured", flush=True)
+    try:
+        if args.duration:
+            await asyncio.sleep(args.duration)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        if hasattr(closer, "close") and asyncio.iscoroutinefunction(closer.close):
+            await closer.close()
+        else:
+            closer.close()
+        stack.close()
+    return 0
+
+
+# --- command line ----------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tcpio", description="tcpio: a userspace TCP/IP stack "
+                                "for asyncio.  Without a subcommand, runs the demo.")
+    p.add_argument("--version", action="version", version=f"tcpio {tcpio.__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    sub = p.add_subparsers(dest="command")
+
+    d = sub.add_parser("demo", parents=[common],
+                       help="HTTP over an in-memory network (default; no root)")
+    d.add_argument("--clients", type=int, default=2, help="client hosts (default 2)")
+    d.add_argument("--concurrency", type=int, default=4,
+                   help="connections per client host (default 4)")
+    d.add_argument("--size", type=int, default=100_000, help="response size in bytes")
+    d.add_argument("--per-connection", type=int, default=10,
+                   help="requests per keep-alive connection (default 10)")
+    d.add_argument("--duration", type=float, default=3.0, help="seconds to run (default 3)")
+    d.add_argument("--requests", type=int, default=0,
+                   help="stop after this many requests (default: no limit)")
+    d.add_argument("--loss", type=float, default=0.0, help="loss probability per frame")
+    d.add_argument("--delay", type=float, default=0.0, help="one-way delay, seconds")
+    d.add_argument("--reorder", type=float, default=0.0, help="reorder probability")
+    d.add_argument("--rate", type=float, default=None, help="rate limit, bytes/second")
+    d.add_argument("--seed", type=int, default=1, help="seed for impairments and ISNs")
+    d.add_argument("--pcap", metavar="FILE", help="capture the first wire to FILE")
+    d.add_argument("--builtin-http", action="store_true",
+                   help="use the built-in HTTP server even if aiohttp is installed")
+
+    s = sub.add_parser("serve", parents=[common],
+                       help="serve HTTP or echo on a TAP interface (root)")
+    s.add_argument("--tap", required=True, metavar="NAME", help="TAP interface name")
+    s.add_argument("--address", required=True, metavar="A/N", help="tcpio's address/prefix")
+    s.add_argument("--peer", help="the kernel's address on the TAP (default: .1 or .2)")
+    s.add_argument("--gateway", help="default route via this address")
+    s.add_argument("--port", type=int, default=80)
+    s.add_argument("--mtu", type=int, default=1500)
+    s.add_argument("--echo", action="store_true", help="TCP echo instead of HTTP")
+    s.add_argument("--builtin-http", action="store_true")
+    s.add_argument("--pcap", metavar="FILE")
+    s.add_argument("--configure", action="store_true",
+                   help="also run the two `ip` commands for the kernel side")
+    s.add_argument("--duration", type=float, default=0.0,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["demo", *argv]          # demo is the default subcommand
+    args = p.parse_args(argv)
+    run = run_demo if args.command == "demo" else run_serve
+    loop_factory = None
+    if args.uvloop:
+        import uvloop
+        loop_factory = uvloop.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,587 @@
+"""TcpSock: the TCP control block (struct tcp_sock) and the user calls on it.
+
+The fields keep the kernel's names (snd_una, snd_nxt, rcv_nxt, rcv_wup,
+snd_cwnd, ...).  The user calls mirror net/ipv4/af_inet.c and tcp.c:
+bind -> inet_bind, listen -> inet_listen, connect -> inet_stream_connect,
+sendmsg/recvmsg -> tcp_sendmsg/tcp_recvmsg, close -> tcp_close.  Everything
+that touches the wire lives in tcp_output / tcp_input / tcp_timer.
+
+Buffers: ``wq`` holds every byte not yet acknowledged (sent or not), starting
+at sequence ``wq_seq``; the retransmit queue ``rtx`` only records segment
+boundaries (TxSeg), so a retransmission slices ``wq`` again and no payload is
+copied per segment.  ``rq`` holds in-order received bytes the app has not read.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import sock_error
+from . import tcp_output
+from .tcp_cong import get_congestion_control
+from .tcp_rtt import RttEstimator
+from .tcp_states import (
+    RCV_SHUTDOWN,
+    SEND_SHUTDOWN,
+    TCP_CA_OPEN,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_CLOSING,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT1,
+    TCP_FIN_WAIT2,
+    TCP_LAST_ACK,
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+)
+
+if TYPE_CHECKING:
+    from .tcp_ipv4 import TcpProto
+
+# inet_stream_connect's socket states (sock->state).
+SS_UNCONNECTED = 1
+SS_CONNECTING = 2
+SS_CONNECTED = 3
+
+SOCK_MIN_SNDBUF = 4608
+SOCK_MIN_RCVBUF = 2304
+TCP_MSS_DEFAULT = 536
+TCP_MIN_MSS = 88
+MAX_TCP_WINDOW = 65535
+TCP_MAX_WSCALE = 14
+
+# TxSeg.sacked bits (the kernel's TCPCB_*).
+TCPCB_SACKED_ACKED = 1
+TCPCB_SACKED_RETRANS = 2
+TCPCB_LOST = 4
+
+# icsk_pending: what the retransmit timer is armed for.
+ICSK_TIME_RETRANS = 1
+ICSK_TIME_PROBE0 = 3
+
+_LINGER = struct.Struct("ii")
+
+
+class TxSeg:
+    """One transmitted, not yet acknowledged segment: [seq, end_seq) + flags.
+
+    The payload is not stored: it is ``sk.wq`` sliced at ``seq``.
+    """
+
+    __slots__ = ("end_seq", "flags", "retrans", "sacked", "seq", "tstamp")
+
+    def __init__(self, seq: int, end_seq: int, flags: int, tstamp: float) -> None:
+        self.seq = seq
+        self.end_seq = end_seq
+        self.flags = flags      # TCPHDR_SYN / TCPHDR_FIN bits carried
+        self.sacked = 0         # TCPCB_* bits
+        self.tstamp = tstamp    # last (re)transmission time
+        self.retrans = 0
+
+    def __repr__(self) -> str:
+        return f"TxSeg({self.seq}, {self.end_seq}, flags={self.flags}, sacked={self.sacked})"
+
+
+class TcpSock:
+    """A full TCP socket (listening or connected)."""
+
+    def __init__(self, proto: TcpProto) -> None:
+        host = proto.host
+        st = host.settings
+        self.proto = proto
+        self.host = host
+        self.wakeup: Callable[[], None] | None = None
+        # identity (the tables read these)
+        self.laddr = 0
+        self.lport = 0
+        self.raddr = 0
+        self.rport = 0
+        self.state = TCP_CLOSE
+        self.reuseaddr = False
+        self.sock_state = SS_UNCONNECTED
+        self.bound = False          # bind() pinned the port (SOCK_BINDPORT_LOCK)
+        self.hashed = False         # in ehash
+        self.orphan = False         # closed by the user, still finishing on the wire
+        self.dead = False           # tcp_done ran; nothing references it any more
+        self.sk_shutdown = 0
+        self.sk_err = 0
+        self.sk_err_soft = 0
+        # listener
+        self.max_ack_backlog = 0
+        self.accept_queue: deque[TcpSock] = deque()
+        self.syn_queue: dict = {}   # request socks (NEW_SYN_RECV) of this listener
+        self.last_synq_overflow = -1e9
+        self.parent: TcpSock | None = None  # listener of a child waiting in accept queue
+        # options set by the user
+        self.nodelay = False
+        self.keepalive = False
+        self.linger: tuple[int, int] = (0, 0)
+        self.user_mss = 0
+        self.keepidle = st.tcp_keepalive_time
+        self.keepintvl = st.tcp_keepalive_intvl
+        self.keepcnt = st.tcp_keepalive_probes
+        self.user_timeout = 0.0     # seconds, 0 = off
+        self.sndbuf = st.tcp_wmem[1]
+        self.rcvbuf = st.tcp_rmem[1]
+        self.sndbuf_locked = False
+        self.rcvbuf_locked = False
+        self.ca_ops = get_congestion_control(st.tcp_congestion_control)
+        # sequence space: send
+        self.iss = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.max_window = 0
+        self.snd_sml = 0            # end of the last small segment (Minshall's Nagle)
+        self.write_seq = 0          # sequence after the last byte queued
+        self.wq = bytearray()
+        self.wq_seq = 0
+        self.fin_queued = False
+        self.snd_up: int | None = None   # urgent pointer while in urgent mode
+        self.urg_seq: int | None = None  # sequence of the peer's announced urgent byte
+        self.urg_data: int | None = None  # the out-of-band byte, once it arrived
+        self.urg_last: int | None = None  # last urgent byte taken (no replays)
+        self.rtx: list[TxSeg] = []
+        self.retransmit_hint: int | None = None  # where lost segments may start
+        self.sack_cache: list[tuple[int, int]] = []  # SACK blocks of the previous ACK
+        # sequence space: receive
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_wnd = 0
+        self.rcv_wup = 0
+        self.window_clamp = MAX_TCP_WINDOW << TCP_MAX_WSCALE
+        self.rq = bytearray()
+        self.ofo: list[list] = []    # [seq, end_seq, bytes, fin] sorted, disjoint
+        self.ofo_bytes = 0
+        self.sack_blocks: list[tuple[int, int]] = []   # what we report, recent first
+        self.dsack: tuple[int, int] | None = None
+        self.rcv_eof = False
+        self.got_data = False
+        self.rcv_rtt = 0.0          # receiver's RTT estimate from timestamp echoes
+        self.rcvq_space = 0         # bytes the app read in the last measured RTT
+        self.rcvq_seq = 0
+        self.rcvq_time = 0.0
+        self.last_oow_ack_time: float | None = None
+        # negotiated options
+        self.advmss = 1460
+        self.mss_cache = TCP_MSS_DEFAULT
+        self.mss_clamp = MAX_TCP_WINDOW  # peer's MSS option
+        self.rcv_mss = TCP_MSS_DEFAULT
+        self.wscale_ok = False
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.sack_ok = False
+        self.tstamp_ok = False
+        self.ts_recent = 0
+        self.ts_recent_stamp = 0.0
+        self.ts_off = 0
+        # congestion control (tcp_sock / inet_connection_sock names)
+        self.snd_cwnd = st.tcp_init_cwnd
+        self.snd_ssthresh = 0x7FFFFFFF
+        self.snd_cwnd_cnt = 0
+        self.snd_cwnd_clamp = 0xFFFFFFFF
+        self.prior_cwnd = 0
+        self.prior_ssthresh = 0
+        self.ca_state = TCP_CA_OPEN
+        self.ca_priv: Any = None
+        self.high_seq = 0
+        self.is_cwnd_limited = False
+        self.packets_out = 0
+        self.sacked_out = 0
+        self.lost_out = 0
+        self.retrans_out = 0
+        self.rtt_est = RttEstimator(st.tcp_rto_initial, st.tcp_rto_min, st.tcp_rto_max)
+        self.min_rtt = 0.0
+        self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
+        self.retrans_stamp: float | None = None  # when the current retransmission episode began
+        self.probes_out = 0         # zero-window or keepalive probes unanswered
+        self.backoff = 0            # icsk_backoff for probe0
+        self.probe_start = 0.0
+        self.pending = 0            # ICSK_TIME_*
+        # ACK scheduling (icsk_ack)
+        self.ack_pending = False
+        self.quick = 0
+        self.rcv_tstamp = 0.0       # last time we heard from the peer (keepalive)
+        self.lsndtime: float | None = None  # last time data was sent
+        # timers: one per purpose (inet_csk: retransmit, delack, keepalive/sk_timer)
+        timers = host.timers
+        from . import tcp_timer  # here: tcp_timer imports tcp_output, which is light
+        self.rtx_timer = timers.timer(lambda now: tcp_timer.tcp_write_timer(self, now))
+        self.delack_timer = timers.timer(lambda now: tcp_timer.tcp_delack_timer(self, now))
+        self.ka_timer = timers.timer(lambda now: tcp_timer.tcp_keepalive_timer(self, now))
+
+    # --- derived values --------------------------------------------------
+    @property
+    def srtt(self) -> float:
+        return self.rtt_est.srtt if self.rtt_est.has_sample else 0.0
+
+    @property
+    def rto(self) -> float:
+        return self.rtt_est.rto
+
+    @property
+    def tcp_packets_in_flight(self) -> int:
+        return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
+
+    def __repr__(self) -> str:
+        from .tcp_states import STATE_NAMES
+        return (f"<TcpSock {STATE_NAMES.get(self.state, self.state)} "
+                f"{self.laddr:#x}:{self.lport} -> {self.raddr:#x}:{self.rport}>")
+
+    def _wake(self) -> None:
+        self.host.schedule_wakeup(self)
+
+    # --- bind / listen / accept (inet_bind, inet_listen, inet_accept) ----
+    def bind(self, addr: int, port: int) -> None:
+        if self.state != TCP_CLOSE or self.lport:
+            raise sock_error(errno.EINVAL)
+        if addr and not self.host.is_local_address(addr):
+            raise sock_error(errno.EADDRNOTAVAIL)
+        if not 0 <= port <= 0xFFFF:
+            raise sock_error(errno.EINVAL)
+        self.proto.hashinfo.inet_csk_get_port(self, addr, port)
+        self.laddr = addr
+        self.bound = True
+
+    def listen(self, backlog: int) -> None:
+        if self.sock_state != SS_UNCONNECTED or self.state not in (TCP_CLOSE, TCP_LISTEN):
+            raise sock_error(errno.EINVAL)
+        self.max_ack_backlog = max(0, min(backlog, self.host.settings.somaxconn))
+        if self.state == TCP_LISTEN:
+            return
+        # inet_csk_listen_start: take the port again as a listener, so two
+        # SO_REUSEADDR socks may share a bound port but only one may listen.
+        self.state = TCP_LISTEN
+        try:
+            self.proto.hashinfo.inet_csk_get_port(self, self.laddr, self.lport)
+        except OSError:
+            self.state = TCP_CLOSE
+            raise
+        self.proto.hashinfo.listen_add(self)
+
+    def accept(self) -> TcpSock | None:
+        if self.state != TCP_LISTEN:
+            raise sock_error(errno.EINVAL)
+        if not self.accept_queue:
+            return None
+        child = self.accept_queue.popleft()
+        child.parent = None
+        return child
+
+    # --- connect (inet_stream_connect) ------------------------------------
+    def connect(self, addr: int, port: int) -> None:
+        if self.sock_state == SS_CONNECTED:
+            raise sock_error(errno.EISCONN)
+        if self.sock_state == SS_CONNECTING:
+            if self.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+                raise sock_error(errno.EALREADY)
+            if self.state == TCP_CLOSE:
+                err = self.sk_err or errno.ECONNABORTED
+                self.sk_err = 0
+                self.sock_state = SS_UNCONNECTED
+                raise sock_error(err)
+            self.sock_state = SS_CONNECTED    # connected since the last call: report 0
+            return
+        if self.state != TCP_CLOSE:
+            raise sock_error(errno.EISCONN if self.state != TCP_LISTEN else errno.EINVAL)
+        if port == 0 or not 0 < port <= 0xFFFF:
+            raise sock_error(errno.ECONNREFUSED if port == 0 else errno.EINVAL)
+        self.proto.tcp_v4_connect(self, addr, port)
+        self.sock_state = SS_CONNECTING
+        raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
+
+    # --- data --------------------------------------------------------------
+    def send_space(self) -> int:
+        if self.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT) or self.sk_shutdown & SEND_SHUTDOWN:
+            return 0
+        return max(0, self.sndbuf - len(self.wq))
+
+    def sendmsg(self, data: Any, flags: int = 0) -> int:
+        """tcp_sendmsg: copy what fits into the send buffer and push.
+
+        MSG_OOB makes the last byte urgent (BSD semantics, Linux's default)."""
+        if self.sk_err:
+            raise self.sock_error()
+        if self.sk_shutdown & SEND_SHUTDOWN:
+            raise sock_error(errno.EPIPE)
+        if self.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+            return 0
+        if self.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+            raise sock_error(errno.EPIPE if self.sock_state != SS_UNCONNECTED
+                             else errno.ENOTCONN)
+        n = min(len(data), self.sndbuf - len(self.wq))
+        if n <= 0:
+            return 0
+        mv = memoryview(data)
+        if mv.itemsize != 1 or mv.ndim != 1:
+            mv = mv.cast("B")
+        self.wq += mv[:n]
+        self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
+        if flags & socket.MSG_OOB:
+            self.snd_up = self.write_seq
+        tcp_output.tcp_push(self, self.host.now)
+        return n
+
+    def readable(self) -> int:
+        return len(self.rq)
+
+    def recvmsg(self, maxlen: int, flags: int = 0) -> bytes:
+        """tcp_recvmsg: in-order bytes; b"" when nothing is queued (check rcv_eof).
+
+        A pending error is raised only when no data is left to read, like Linux.
+        MSG_OOB returns the urgent byte (EINVAL if there is none, EAGAIN if it
+        was announced but has not arrived yet), like tcp_recv_urg.
+        """
+        if maxlen < 0:
+            raise sock_error(errno.EINVAL)
+        if flags & socket.MSG_OOB:
+            if self.urg_data is None:
+                raise sock_error(errno.EAGAIN if self.urg_seq is not None else errno.EINVAL)
+            byte = bytes((self.urg_data,))
+            if not flags & socket.MSG_PEEK:
+                self.urg_data = None
+            return byte if maxlen else b""
+        rq = self.rq
+        if not rq:
+            if self.sk_err and not self.rcv_eof:
+                raise self.sock_error()
+            if self.state == TCP_LISTEN:
+                raise sock_error(errno.ENOTCONN)
+            return b""
+        data = bytes(rq[:maxlen]) if maxlen < len(rq) else bytes(rq)
+        del rq[:len(data)]
+        now = self.host.now
+        if not self.rcvbuf_locked:
+            tcp_output.tcp_rcv_space_adjust(self, now)
+        tcp_output.tcp_cleanup_rbuf(self, now)
+        return data
+
+    def sock_error(self) -> OSError:
+        """Pop the pending error (sock_error()); an OSError with errno 0 if none."""
+        err, self.sk_err = self.sk_err, 0
+        return sock_error(err) if err else OSError(0, "Success")
+
+    # --- shutdown / close / abort ---------------------------------------------
+    def shutdown(self, how: int) -> None:
+        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+            raise sock_error(errno.EINVAL)
+        if self.state in (TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT) and self.sock_state != SS_CONNECTED:
+            if self.state == TCP_LISTEN and how != socket.SHUT_WR:
+                self.close()
+                return
+            if self.state != TCP_SYN_SENT:
+                raise sock_error(errno.ENOTCONN)
+        mask = {socket.SHUT_RD: RCV_SHUTDOWN, socket.SHUT_WR: SEND_SHUTDOWN}.get(
+            how, RCV_SHUTDOWN | SEND_SHUTDOWN)
+        self.sk_shutdown |= mask
+        if mask & RCV_SHUTDOWN:
+            self.rcv_eof = True      # reads return what is queued, then EOF
+        if mask & SEND_SHUTDOWN:
+            if self.state == TCP_SYN_SENT:
+                tcp_output.tcp_disconnect(self, self.host.now)
+            elif tcp_close_state(self):
+                tcp_output.tcp_send_fin(self, self.host.now)
+        self._wake()
+
+    def close(self) -> None:
+        """tcp_close: FIN (or RST with unread data / SO_LINGER 0), then orphan."""
+        if self.orphan or self.dead:
+            return
+        now = self.host.now
+        proto = self.proto
+        self.sk_shutdown = RCV_SHUTDOWN | SEND_SHUTDOWN
+        self.wakeup = None
+        if self.state == TCP_LISTEN:
+            proto.listen_stop(self, now)
+            return
+        if self.state == TCP_CLOSE:
+            proto.sk_release(self)
+            return
+        # From here the sock belongs to the stack until the wire is done with it.
+        self.orphan = True
+        proto.orphans += 1
+        mib = self.host.mib
+        if self.rq:
+            # RFC 2525 2.17: unread data is lost, tell the peer with a RST.
+            mib["TCPAbortOnClose"] += 1
+            tcp_output.tcp_abort_with_reset(self, now, 0)
+            return
+        if self.linger[0] and self.linger[1] == 0:
+            mib["TCPAbortOnLinger"] += 1
+            tcp_output.tcp_abort_with_reset(self, now, 0)
+            return
+        if self.state == TCP_SYN_SENT:
+            proto.tcp_done(self)
+            return
+        if tcp_close_state(self):
+            tcp_output.tcp_send_fin(self, now)
+        if proto.orphans > self.host.settings.tcp_max_orphans:
+            mib["TCPAbortOnMemory"] += 1
+            tcp_output.tcp_abort_with_reset(self, now, 0)
+            return
+        if self.state == TCP_FIN_WAIT2:
+            from .tcp_timer import tcp_fin_wait2_orphan
+            tcp_fin_wait2_orphan(self, now)
+
+    def abort(self) -> None:
+        """Close with SO_LINGER {1, 0}: RST now, drop everything."""
+        self.linger = (1, 0)
+        self.close()
+
+    # --- names -------------------------------------------------------------
+    def getsockname(self) -> tuple[int, int]:
+        return (self.laddr, self.lport)
+
+    def getpeername(self) -> tuple[int, int]:
+        if self.state in (TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT) or not self.rport:
+            raise sock_error(errno.ENOTCONN)
+        return (self.raddr, self.rport)
+
+    # --- options ------------------------------------------------------------
+    def setsockopt(self, level: int, name: int, value: Any) -> None:
+        st = self.host.settings
+        if level == socket.SOL_SOCKET:
+            if name == socket.SO_REUSEADDR:
+                self.reuseaddr = bool(_int(value))
+            elif name == socket.SO_KEEPALIVE:
+                on = bool(_int(value))
+                if on != self.keepalive:
+                    self.keepalive = on
+                    from .tcp_timer import tcp_set_keepalive
+                    tcp_set_keepalive(self, self.host.now)
+            elif name == socket.SO_LINGER:
+                if isinstance(value, (bytes, bytearray)):
+                    value = _LINGER.unpack(bytes(value)[:8])
+                on, secs = value
+                self.linger = (int(bool(on)), max(0, int(secs)))
+            elif name == socket.SO_SNDBUF:
+                v = min(_int(value), st.tcp_wmem[2])
+                self.sndbuf = max(2 * v, SOCK_MIN_SNDBUF)
+                self.sndbuf_locked = True
+                self._wake()
+            elif name == socket.SO_RCVBUF:
+                v = min(_int(value), st.tcp_rmem[2])
+                self.rcvbuf = max(2 * v, SOCK_MIN_RCVBUF)
+                self.rcvbuf_locked = True
+            else:
+                raise sock_error(errno.ENOPROTOOPT)
+        elif level == socket.IPPROTO_TCP:
+            if name == socket.TCP_NODELAY:
+                self.nodelay = bool(_int(value))
+                if self.nodelay:
+                    tcp_output.tcp_push(self, self.host.now)
+            elif name == socket.TCP_MAXSEG:
+                v = _int(value)
+                if v and not TCP_MIN_MSS <= v <= 32767:
+                    raise sock_error(errno.EINVAL)
+                self.user_mss = v
+            elif name in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL):
+                v = _int(value)
+                if not 1 <= v <= 32767:
+                    raise sock_error(errno.EINVAL)
+                if name == socket.TCP_KEEPIDLE:
+                    self.keepidle = float(v)
+                    if self.keepalive:
+                        from .tcp_timer import tcp_set_keepalive
+                        tcp_set_keepalive(self, self.host.now)
+                else:
+                    self.keepintvl = float(v)
+            elif name == socket.TCP_KEEPCNT:
+                v = _int(value)
+                if not 1 <= v <= 127:
+                    raise sock_error(errno.EINVAL)
+                self.keepcnt = v
+            elif name == socket.TCP_USER_TIMEOUT:
+                v = _int(value)
+                if v < 0:
+                    raise sock_error(errno.EINVAL)
+                self.user_timeout = v / 1000.0
+            elif name == socket.TCP_CONGESTION:
+                nm = value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+                try:
+                    ops = get_congestion_control(nm.rstrip("\0"))
+                except (KeyError, ValueError, OSError):
+                    raise sock_error(errno.ENOENT) from None
+                self.ca_ops = ops
+                self.ca_priv = None
+                if self.state not in (TCP_CLOSE, TCP_LISTEN):
+                    ops.init(self, self.host.now)
+            else:
+                raise sock_error(errno.ENOPROTOOPT)
+        else:
+            raise sock_error(errno.ENOPROTOOPT)
+
+    def getsockopt(self, level: int, name: int, buflen: int = 0) -> Any:
+        if level == socket.SOL_SOCKET:
+            if name == socket.SO_REUSEADDR:
+                return int(self.reuseaddr)
+            if name == socket.SO_KEEPALIVE:
+                return int(self.keepalive)
+            if name == socket.SO_LINGER:
+                return _LINGER.pack(*self.linger)
+            if name == socket.SO_SNDBUF:
+                return self.sndbuf
+            if name == socket.SO_RCVBUF:
+                return self.rcvbuf
+            if name == socket.SO_ERROR:
+                err, self.sk_err = self.sk_err, 0
+                return err
+            if name == socket.SO_TYPE:
+                return socket.SOCK_STREAM
+            if name == socket.SO_ACCEPTCONN:
+                return int(self.state == TCP_LISTEN)
+        elif level == socket.IPPROTO_TCP:
+            if name == socket.TCP_NODELAY:
+                return int(self.nodelay)
+            if name == socket.TCP_MAXSEG:
+                if self.state in (TCP_CLOSE, TCP_LISTEN):
+                    return self.user_mss or TCP_MSS_DEFAULT
+                return self.mss_cache
+            if name == socket.TCP_KEEPIDLE:
+                return int(self.keepidle)
+            if name == socket.TCP_KEEPINTVL:
+                return int(self.keepintvl)
+            if name == socket.TCP_KEEPCNT:
+                return self.keepcnt
+            if name == socket.TCP_USER_TIMEOUT:
+                return round(self.user_timeout * 1000)
+            if name == socket.TCP_CONGESTION:
+                return self.ca_ops.name.encode()
+        raise sock_error(errno.ENOPROTOOPT)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, (bytes, bytearray)):
+        return int.from_bytes(bytes(value)[:4], "little", signed=True)
+    return int(value)
+
+
+# tcp_close_state: the state after the user closes the sending side, and
+# whether a FIN must be sent (the kernel's new_state[] table).
+_CLOSE_NEXT = {
+    TCP_ESTABLISHED: (TCP_FIN_WAIT1, True),
+    TCP_SYN_SENT: (TCP_CLOSE, False),
+    TCP_SYN_RECV: (TCP_FIN_WAIT1, True),
+    TCP_FIN_WAIT1: (TCP_FIN_WAIT1, False),
+    TCP_FIN_WAIT2: (TCP_FIN_WAIT2, False),
+    TCP_CLOSE: (TCP_CLOSE, False),
+    TCP_CLOSE_WAIT: (TCP_LAST_ACK, True),
+    TCP_LAST_ACK: (TCP_LAST_ACK, False),
+    TCP_LISTEN: (TCP_CLOSE, False),
+    TCP_CLOSING: (TCP_CLOSING, False),
+}
+
+
+def tcp_close_state(sk: TcpSock) -> bool:
+    nxt, send_fin = _CLOSE_NEXT.get(sk.state, (sk.state, False))
+    if send_fin and sk.fin_queued:
+        return False
+    sk.proto.tcp_set_state(sk, nxt)
+    return send_fin

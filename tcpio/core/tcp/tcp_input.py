@@ -1,0 +1,838 @@
+"""Receiving side (net/ipv4/tcp_input.c): the state machine for full socks.
+
+``tcp_rcv_established`` is the header-prediction fast path (kept small so it
+can move into Cython); everything else goes through
+``tcp_rcv_state_process``, which follows RFC 9293 3.10.7 and Linux's order of
+checks: PAWS, sequence acceptability, RST, SYN (RFC 5961), ACK, data, FIN.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+from . import tcp_output, tcp_sack
+from .tcp_output import (
+    tcp_receive_window,
+    tcp_send_ack,
+    tcp_time_stamp,
+    tcp_write_xmit,
+    tcp_xmit_retransmit_queue,
+)
+from .tcp_states import (
+    RCV_SHUTDOWN,
+    SEND_SHUTDOWN,
+    TCP_CA_DISORDER,
+    TCP_CA_LOSS,
+    TCP_CA_OPEN,
+    TCP_CA_RECOVERY,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_CLOSING,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT1,
+    TCP_FIN_WAIT2,
+    TCP_LAST_ACK,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCP_TIME_WAIT,
+    TCPHDR_ACK,
+    TCPHDR_FIN,
+    TCPHDR_RST,
+    TCPHDR_SYN,
+    TCPHDR_URG,
+    after,
+    before,
+    seq_diff,
+)
+
+if TYPE_CHECKING:
+    from .sock import TcpSock
+
+# tcp_ack() flags
+FLAG_DATA = 0x01
+FLAG_WIN_UPDATE = 0x02
+FLAG_DATA_ACKED = 0x04
+FLAG_SND_UNA_ADVANCED = 0x400
+FLAG_SACKED = 0x20
+FLAG_DSACK = 0x40
+FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE | FLAG_DATA_ACKED
+
+TCP_MAX_QUICKACKS = 16
+TCP_PAWS_24DAYS = 24 * 86400
+DUPTHRESH = 3  # tp->reordering
+
+
+class Skb:
+    """One received segment, parsed (the parts of struct tcp_skb_cb we use)."""
+
+    __slots__ = ("ack_seq", "data", "end_seq", "flags", "opts", "seq", "th", "window")
+
+    def __init__(self, th: Any, data: Any) -> None:
+        self.th = th
+        self.seq = th.seq
+        flags = th.flags
+        self.flags = flags
+        self.end_seq = (th.seq + len(data) + (flags & TCPHDR_SYN and 1) +
+                        (flags & TCPHDR_FIN)) & 0xFFFFFFFF
+        self.ack_seq = th.ack
+        self.window = th.window
+        self.opts = th.options
+        self.data = data
+
+
+# --- the fast path ---------------------------------------------------------------
+def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
+    """Header prediction: an in-order pure ACK or data segment on an idle,
+    loss-free connection takes the short path; anything else the slow one."""
+    opts = skb.opts
+    if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
+            != TCPHDR_ACK or skb.seq != sk.rcv_nxt or sk.ca_state != TCP_CA_OPEN
+            or sk.ofo or opts.sack_blocks or sk.urg_seq is not None or
+            (skb.window << sk.snd_wscale) != sk.snd_wnd):
+        return tcp_rcv_state_process(sk, skb, now)
+    ts_val = opts.ts_val
+    if sk.tstamp_ok and (ts_val is None or before(ts_val, sk.ts_recent)):
+        return tcp_rcv_state_process(sk, skb, now)
+    ack = skb.ack_seq
+    if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
+        return tcp_rcv_state_process(sk, skb, now)
+    sk.rcv_tstamp = now
+    if ts_val is not None and not after(skb.seq, sk.rcv_wup):
+        sk.ts_recent = ts_val
+        sk.ts_recent_stamp = now
+    data = skb.data
+    if not data:
+        # A pure ACK: new data acked, or a duplicate ACK while data is out.
+        if ack != sk.snd_una or sk.packets_out:
+            tcp_ack(sk, skb, now, 0)
+            tcp_data_snd_check(sk, now)
+        return None
+    if not tcp_receive_window(sk):
+        return tcp_rcv_state_process(sk, skb, now)
+    # in-order data
+    if sk.tstamp_ok:
+        tcp_rcv_rtt_measure_ts(sk, skb, now)
+    sk.rq += data
+    sk.rcv_nxt = skb.end_seq
+    tcp_event_data_recv(sk, len(data), now)
+    if ack != sk.snd_una:
+        tcp_ack(sk, skb, now, FLAG_DATA)
+        tcp_data_snd_check(sk, now)
+    sk.ack_pending = True
+    sk.host.schedule_wakeup(sk)
+    __tcp_ack_snd_check(sk, now)
+    return None
+
+
+# --- the slow path -----------------------------------------------------------------
+def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
+    """Every state except LISTEN / NEW_SYN_RECV / TIME_WAIT (those live in
+    tcp_ipv4 and tcp_minisocks)."""
+    state = sk.state
+    if state == TCP_SYN_SENT:
+        return tcp_rcv_synsent_state_process(sk, skb, now)
+    if state == TCP_CLOSE:
+        return None
+    if not tcp_validate_incoming(sk, skb, now):
+        return None
+    flags = skb.flags
+    if not flags & TCPHDR_ACK:
+        return None   # RFC 9293: if the ACK bit is off, drop the segment
+    sk.rcv_tstamp = now
+    if state == TCP_SYN_RECV:
+        # simultaneous open: our SYN-ACK must be acknowledged exactly
+        if not (after(skb.ack_seq, sk.snd_una) and not after(skb.ack_seq, sk.snd_nxt)):
+            sk.proto.tcp_v4_send_reset(sk.laddr, sk.raddr, skb)
+            return None
+        sk.snd_wl1 = skb.seq
+        sk.snd_wnd = skb.window << sk.snd_wscale
+        sk.max_window = max(sk.max_window, sk.snd_wnd)
+        tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0)
+        tcp_finish_connect(sk, now)
+        state = sk.state
+    else:
+        if tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0) < 0:
+            return None
+        if sk.state == TCP_CLOSE:
+            return None
+    if sk.tstamp_ok and skb.opts.ts_val is not None and not after(skb.seq, sk.rcv_wup):
+        sk.ts_recent = skb.opts.ts_val
+        sk.ts_recent_stamp = now
+    fin_acked = sk.fin_queued and sk.snd_una == ((sk.write_seq + 1) & 0xFFFFFFFF)
+    if state == TCP_FIN_WAIT1 and fin_acked:
+        sk.proto.tcp_set_state(sk, TCP_FIN_WAIT2)
+        sk.sk_shutdown |= SEND_SHUTDOWN
+        sk.host.schedule_wakeup(sk)
+        if sk.orphan:
+            # An orphan has nobody to read more data: if data arrives now,
+            # abort like Linux (TCPAbortOnData); else wait tcp_fin_timeout.
+            if skb.end_seq != skb.seq and after(skb.end_seq, sk.rcv_nxt) and not skb.flags & TCPHDR_FIN:
+                sk.host.mib["TCPAbortOnData"] += 1
+                tcp_output.tcp_abort_with_reset(sk, now, 0)
+                return None
+            if not skb.flags & TCPHDR_FIN:
+                from .tcp_timer import tcp_fin_wait2_orphan
+                tcp_fin_wait2_orphan(sk, now)
+                return None
+    elif state == TCP_CLOSING and fin_acked:
+        sk.proto.tcp_time_wait(sk, TCP_TIME_WAIT, now)
+        return None
+    elif state == TCP_LAST_ACK and fin_acked:
+        sk.proto.tcp_done(sk)
+        return None
+    state = sk.state
+    # process the segment text
+    if state in (TCP_CLOSE_WAIT, TCP_CLOSING, TCP_LAST_ACK):
+        # The peer already sent FIN: later data is a protocol error; ignore it.
+        if not before(skb.seq, sk.rcv_nxt):
+            tcp_data_snd_check(sk, now)
+            __tcp_ack_snd_check(sk, now)
+            return None
+    elif (state in (TCP_FIN_WAIT1, TCP_FIN_WAIT2) and sk.orphan and skb.data
+          and after(skb.end_seq, sk.rcv_nxt)):
+        # Nobody will ever read this data (tcp_rcv_state_process: TCPAbortOnData).
+        sk.host.mib["TCPAbortOnData"] += 1
+        tcp_output.tcp_abort_with_reset(sk, now, 0)
+        return None
+    if flags & TCPHDR_URG:
+        tcp_check_urg(sk, skb)
+    if skb.data or skb.flags & TCPHDR_FIN:
+        tcp_data_queue(sk, skb, now)
+    if sk.state in (TCP_CLOSE, TCP_TIME_WAIT) or sk.dead:
+        return None
+    tcp_data_snd_check(sk, now)
+    __tcp_ack_snd_check(sk, now)
+    return None
+
+
+def tcp_finish_connect(sk: TcpSock, now: float) -> None:
+    sk.proto.tcp_set_state(sk, TCP_ESTABLISHED)
+    sk.rcv_tstamp = now
+    sk.ca_ops.init(sk, now)
+    if sk.keepalive:
+        from .tcp_timer import tcp_set_keepalive
+        tcp_set_keepalive(sk, now)
+    tcp_output.sndbuf_expand(sk)
+    sk.host.schedule_wakeup(sk)
+
+
+# --- SYN_SENT (tcp_rcv_synsent_state_process) ------------------------------------------
+def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
+    flags = skb.flags
+    opts = skb.opts
+    if flags & TCPHDR_ACK:
+        # RFC 9293: an ACK for something we never sent gets a RST (unless RST).
+        if not after(skb.ack_seq, sk.iss) or after(skb.ack_seq, sk.snd_nxt):
+            if not flags & TCPHDR_RST:
+                sk.proto.tcp_v4_send_reset(sk.laddr, sk.raddr, skb)
+            return
+        if (sk.tstamp_ok and opts.ts_ecr is not None and opts.ts_ecr and
+                flags & TCPHDR_SYN and not flags & TCPHDR_RST):
+            # tcp_rcv_synsent: PAWS on the echoed value (it must be one we sent)
+            ours = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
+            if after(opts.ts_ecr, ours):
+                sk.host.mib["PAWSActiveRejected"] += 1
+                return
+        if flags & TCPHDR_RST:
+            tcp_reset(sk, now)
+            return
+        if not flags & TCPHDR_SYN:
+            return
+        # SYN-ACK: the connection is established.
+        _tcp_accept_syn_options(sk, skb)
+        sk.irs = skb.seq
+        sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
+        sk.rcv_wup = sk.rcv_nxt
+        sk.snd_wl1 = skb.seq
+        sk.snd_wnd = skb.window   # never scaled in a SYN
+        sk.max_window = max(sk.max_window, sk.snd_wnd)
+        tcp_ack(sk, skb, now, 0)
+        tcp_output.tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
+        tcp_initialize_rcv_mss(sk)
+        tcp_finish_connect(sk, now)
+        tcp_send_ack(sk, now)
+        tcp_data_snd_check(sk, now)
+        return
+    if flags & TCPHDR_RST:
+        return
+    if flags & TCPHDR_SYN:
+        # Simultaneous open (RFC 9293 figure 7): SYN_RECV and answer SYN-ACK.
+        _tcp_accept_syn_options(sk, skb)
+        sk.irs = skb.seq
+        sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
+        sk.rcv_wup = sk.rcv_nxt
+        sk.snd_wl1 = skb.seq
+        sk.snd_wnd = skb.window
+        sk.max_window = max(sk.max_window, sk.snd_wnd)
+        tcp_output.tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
+        sk.proto.tcp_set_state(sk, TCP_SYN_RECV)
+        sk.rtx[0].flags = TCPHDR_SYN
+        tcp_output.tcp_send_synack(sk, now)
+    return
+
+
+def _tcp_accept_syn_options(sk: TcpSock, skb: Skb) -> None:
+    """Options negotiated by the peer's SYN (tcp_parse_options on a SYN)."""
+    opts = skb.opts
+    if opts.mss:
+        sk.mss_clamp = opts.mss
+    if sk.wscale_ok and opts.wscale is not None:
+        sk.snd_wscale = min(opts.wscale, 14)
+    else:
+        sk.wscale_ok = False
+        sk.snd_wscale = 0
+        sk.rcv_wscale = 0
+    sk.sack_ok = sk.sack_ok and bool(opts.sack_ok)
+    sk.window_clamp = 65535 << sk.rcv_wscale
+    if sk.tstamp_ok and opts.ts_val is not None:
+        sk.ts_recent = opts.ts_val
+        sk.ts_recent_stamp = sk.host.now
+    else:
+        sk.tstamp_ok = False
+
+
+# --- validation (tcp_validate_incoming) --------------------------------------------------
+def tcp_sequence(sk: TcpSock, seq: int, end_seq: int) -> bool:
+    """RFC 9293 acceptability, as Linux checks it (left edge = rcv_wup)."""
+    return (not before(end_seq, sk.rcv_wup) and
+            not after(seq, (sk.rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF))
+
+
+def tcp_paws_discard(sk: TcpSock, skb: Skb, now: float) -> bool:
+    """RFC 7323 5.3: a timestamp older than ts_recent marks an old duplicate."""
+    ts = skb.opts.ts_val
+    if not sk.tstamp_ok or ts is None:
+        return False
+    if not before(ts, sk.ts_recent):
+        return False
+    # ts_recent too old to trust (24 days idle): accept.
+    return now - sk.ts_recent_stamp <= TCP_PAWS_24DAYS
+
+
+def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
+    mib = sk.host.mib
+    flags = skb.flags
+    if not flags & TCPHDR_RST and tcp_paws_discard(sk, skb, now):
+        mib["PAWSEstabRejected"] += 1
+        tcp_send_dupack(sk, skb, now)
+        return False
+    if not tcp_sequence(sk, skb.seq, skb.end_seq):
+        if not flags & TCPHDR_RST:
+            if flags & TCPHDR_SYN:
+                mib["TCPSYNChallenge"] += 1
+                tcp_send_challenge_ack(sk, now)
+            elif not tcp_oow_rate_limited(sk, skb, now):
+                tcp_send_dupack(sk, skb, now)
+        return False
+    if flags & TCPHDR_RST:
+        # RFC 5961 3.2: only an exact match resets; in-window ones are challenged.
+        if skb.seq == sk.rcv_nxt:
+            tcp_reset(sk, now)
+        else:
+            tcp_send_challenge_ack(sk, now)
+        return False
+    if flags & TCPHDR_SYN and sk.state != TCP_SYN_RECV:
+        # RFC 5961 4.2: SYN in a synchronized state -> challenge ACK.
+        mib["TCPSYNChallenge"] += 1
+        tcp_send_challenge_ack(sk, now)
+        return False
+    return True
+
+
+def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
+    """Rate-limit ACKs for out-of-window pure ACKs (tcp_invalid_ratelimit)."""
+    if skb.seq != skb.end_seq:
+        return False
+    last = getattr(sk, "last_oow_ack_time", None)
+    if last is not None and now - last < sk.host.settings.tcp_invalid_ratelimit:
+        sk.host.mib["TCPACKSkippedSeq"] += 1
+        return True
+    sk.last_oow_ack_time = now
+    return False
+
+
+def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
+    """RFC 5961 challenge ACK, limited per host to tcp_challenge_ack_limit/s."""
+    proto = sk.proto
+    sec = int(now)
+    if proto.challenge_second != sec:
+        proto.challenge_second = sec
+        proto.challenge_count = 0
+    if proto.challenge_count >= sk.host.settings.tcp_challenge_ack_limit:
+        return
+    proto.challenge_count += 1
+    sk.host.mib["TCPChallengeACK"] += 1
+    tcp_send_ack(sk, now)
+
+
+def tcp_send_dupack(sk: TcpSock, skb: Skb, now: float) -> None:
+    if skb.end_seq != skb.seq and before(skb.seq, sk.rcv_nxt):
+        sk.host.mib["DelayedACKLost"] += 1
+        if sk.sack_ok and sk.host.settings.tcp_dsack:
+            end = skb.end_seq if before(skb.end_seq, sk.rcv_nxt) else sk.rcv_nxt
+            sk.dsack = (skb.seq, end)
+        sk.quick = TCP_MAX_QUICKACKS
+    tcp_send_ack(sk, now)
+
+
+def tcp_reset(sk: TcpSock, now: float) -> None:
+    """A valid RST arrived (tcp_reset): report the error and close."""
+    state = sk.state
+    if state == TCP_SYN_SENT:
+        err = errno.ECONNREFUSED
+    elif state == TCP_CLOSE_WAIT:
+        err = errno.EPIPE
+    else:
+        err = errno.ECONNRESET
+    if state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+        sk.host.mib["EstabResets"] += 1
+    if not sk.orphan:
+        sk.sk_err = err
+    sk.proto.tcp_done(sk)
+
+
+# --- ACK processing (tcp_ack) ------------------------------------------------------------
+def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
+    """Process the ACK field: window update, SACK, acked segments, recovery,
+    congestion window.  Returns a negative value when the ACK was rejected."""
+    ack = skb.ack_seq
+    prior_snd_una = sk.snd_una
+    if before(ack, prior_snd_una):
+        # RFC 5961 5.2: far too old -> challenge; otherwise just an old ACK.
+        if before(ack, (prior_snd_una - sk.max_window) & 0xFFFFFFFF):
+            tcp_send_challenge_ack(sk, now)
+            return -1
+        return 0
+    if after(ack, sk.snd_nxt):
+        # RFC 9293: ACK of data never sent -> send an ACK, drop the segment.
+        tcp_send_challenge_ack(sk, now)
+        return -1
+    prior_in_flight = sk.tcp_packets_in_flight
+    prior_packets = sk.packets_out
+    # window update (tcp_ack_update_window)
+    # RFC 7323 2.2: the window field of a SYN is never scaled
+    nwin = skb.window if skb.flags & TCPHDR_SYN else skb.window << sk.snd_wscale
+    if (after(ack, prior_snd_una) or after(skb.seq, sk.snd_wl1) or
+            (skb.seq == sk.snd_wl1 and (nwin > sk.snd_wnd or not nwin))):
+        if sk.snd_wnd != nwin:
+            flag |= FLAG_WIN_UPDATE
+            sk.snd_wnd = nwin
+            sk.max_window = max(sk.max_window, nwin)
+        sk.snd_wl1 = skb.seq
+    if after(ack, prior_snd_una):
+        flag |= FLAG_SND_UNA_ADVANCED
+        sk.retransmits = 0
+        if sk.snd_up is not None and not before(ack, sk.snd_up):
+            sk.snd_up = None         # the urgent data is acknowledged: urgent mode ends
+    sk.probes_out = 0
+    sk.snd_una = ack
+    if skb.opts.sack_blocks and sk.sack_ok:
+        flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una)
+    acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una)
+    if acked:
+        flag |= FLAG_DATA_ACKED
+    if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
+        sk.backoff = 0
+    is_dupack = not (flag & (FLAG_NOT_DUP | FLAG_SND_UNA_ADVANCED)) and prior_packets > 0
+    # congestion state machine (tcp_fastretrans_alert)
+    if sk.ca_state != TCP_CA_OPEN or is_dupack or flag & FLAG_SACKED or sk.sacked_out:
+        tcp_fastretrans_alert(sk, acked, is_dupack, flag, now)
+    if acked and sk.ca_state not in (TCP_CA_RECOVERY, 2) and _cwnd_limited(sk, prior_in_flight):
+        sk.ca_ops.cong_avoid(sk, acked, now)
+        tcp_output.sndbuf_expand(sk)
+    if flag & FLAG_SND_UNA_ADVANCED:
+        if sk.retrans_out == 0:
+            sk.retrans_stamp = None
+        tcp_output.tcp_rearm_rto(sk, now)
+        if not sk.packets_out and sk.pending == 1:
+            sk.rtx_timer.cancel()
+            sk.pending = 0
+        if sk.write_seq != sk.wq_seq or acked:
+            sk.host.schedule_wakeup(sk)   # send space freed
+    if sk.pending == 3 and sk.snd_wnd and not before(
+            (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF, sk.snd_nxt):
+        # tcp_ack_probe: the window opened, stop probing
+        sk.rtx_timer.cancel()
+        sk.pending = 0
+        sk.backoff = 0
+    return flag
+
+
+def _cwnd_limited(sk: TcpSock, prior_in_flight: int) -> bool:
+    """tcp_is_cwnd_limited: only grow cwnd when it was actually used."""
+    if sk.snd_cwnd < sk.snd_ssthresh:
+        return sk.snd_cwnd < 2 * max(prior_in_flight, 1) or sk.is_cwnd_limited
+    lim = sk.is_cwnd_limited or prior_in_flight >= sk.snd_cwnd
+    sk.is_cwnd_limited = False
+    return lim
+
+
+def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int) -> int:
+    """Drop fully acknowledged segments, take an RTT sample (Karn's rule, or
+    the timestamp echo), free the send buffer.  Returns segments acked."""
+    rtx = sk.rtx
+    ack = sk.snd_una
+    n = 0
+    first_tx = None
+    retrans_acked = False
+    for seg in rtx:
+        if after(seg.end_seq, ack):
+            if after(ack, seg.seq) and not seg.flags & TCPHDR_SYN:
+                seg.seq = ack   # partially acked: trim the head (tcp_trim_head)
+            break
+        s = seg.sacked
+        if s & 2:
+            sk.retrans_out -= 1
+            retrans_acked = True
+        if s & 1:
+            sk.sacked_out -= 1
+        elif s & 4:
+            sk.lost_out -= 1
+        if s & 4 and s & 1:
+            pass
+        if not seg.retrans and first_tx is None and not s & 1:
+            first_tx = seg.tstamp
+        n += 1
+    if n:
+        del rtx[:n]
+        sk.packets_out -= n
+    if sk.packets_out == 0:
+        sk.sacked_out = sk.lost_out = sk.retrans_out = 0
+    # free acknowledged bytes (the SYN and FIN take sequence space but no bytes)
+    data_end = ack if not after(ack, sk.write_seq) else sk.write_seq
+    freed = seq_diff(data_end, sk.wq_seq)
+    if freed > 0:
+        del sk.wq[:freed]
+        sk.wq_seq = data_end
+    if ack != prior_snd_una:
+        rtt = None
+        if first_tx is not None and not retrans_acked:
+            rtt = now - first_tx
+        elif sk.tstamp_ok and skb.opts.ts_ecr:
+            rtt = (tcp_time_stamp(now) + sk.ts_off - skb.opts.ts_ecr) & 0xFFFFFFFF
+            rtt = rtt / 1000.0 if rtt < 0x7FFFFFFF else None
+        if rtt is not None and rtt >= 0:
+            sk.rtt_est.sample(rtt)
+            sk.rtt_est.reset_backoff()
+            if not sk.min_rtt or rtt < sk.min_rtt:
+                sk.min_rtt = rtt
+        if n:
+            sk.ca_ops.pkts_acked(sk, n, rtt, now)
+    return n
+
+
+# --- loss recovery (tcp_fastretrans_alert) --------------------------------------------------
+def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
+                          now: float) -> None:
+    reno = not sk.sack_ok
+    state = sk.ca_state
+    if reno and is_dupack and state != TCP_CA_LOSS:
+        tcp_add_reno_sack(sk)
+    if state == TCP_CA_RECOVERY:
+        if not before(sk.snd_una, sk.high_seq):
+            tcp_end_recovery(sk, now)
+            return
+        if flag & FLAG_SND_UNA_ADVANCED:
+            # RFC 6582 partial ACK: the next hole is lost too
+            if reno:
+                sk.sacked_out = max(0, sk.sacked_out - max(acked - 1, 0))
+                tcp_limit_reno_sacked(sk)
+            tcp_mark_head_lost(sk)
+        if not reno:
+            tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
+        tcp_xmit_retransmit_queue(sk, now)
+        return
+    if state == TCP_CA_LOSS:
+        if not before(sk.snd_una, sk.high_seq):
+            sk.ca_state = TCP_CA_OPEN
+            sk.ca_ops.set_state(sk, TCP_CA_OPEN)
+            if reno:
+                sk.sacked_out = 0
+        else:
+            if not reno:
+                tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
+            tcp_xmit_retransmit_queue(sk, now)
+            return
+    # Open / Disorder
+    if reno and flag & FLAG_SND_UNA_ADVANCED:
+        sk.sacked_out = 0
+    if not reno:
+        tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
+    if sk.lost_out or sk.sacked_out >= DUPTHRESH:
+        tcp_enter_recovery(sk, now)
+        return
+    new_state = TCP_CA_DISORDER if sk.sacked_out else TCP_CA_OPEN
+    if new_state != sk.ca_state:
+        sk.ca_state = new_state
+        sk.ca_ops.set_state(sk, new_state)
+
+
+def tcp_add_reno_sack(sk: TcpSock) -> None:
+    """Without SACK each duplicate ACK stands for one segment that left the
+    network (the kernel's emulation), which also gives limited transmit."""
+    sk.sacked_out += 1
+    tcp_limit_reno_sacked(sk)
+
+
+def tcp_limit_reno_sacked(sk: TcpSock) -> None:
+    holes = min(max(sk.lost_out, 1), sk.packets_out)
+    if sk.sacked_out + holes > sk.packets_out:
+        sk.sacked_out = max(0, sk.packets_out - holes)
+
+
+def tcp_mark_head_lost(sk: TcpSock) -> None:
+    sk.retransmit_hint = None
+    for seg in sk.rtx:
+        if seg.sacked & 1:
+            continue
+        if not seg.sacked & 4:
+            if seg.sacked & 2:
+                # already retransmitted once: retransmit again (NewReno hole)
+                seg.sacked &= ~2
+                sk.retrans_out -= 1
+            seg.sacked |= 4
+            sk.lost_out += 1
+        elif seg.sacked & 2 and not sk.sack_ok:
+            seg.sacked &= ~2
+            sk.retrans_out -= 1
+        break
+
+
+def tcp_enter_recovery(sk: TcpSock, now: float) -> None:
+    """Fast retransmit (RFC 5681 / RFC 6675): halve via the CC module, then
+    retransmit the first lost segment at once."""
+    sk.host.mib["TCPRenoRecovery" if not sk.sack_ok else "TCPSackRecovery"] += 1
+    sk.prior_ssthresh = sk.snd_ssthresh
+    sk.prior_cwnd = sk.snd_cwnd
+    sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
+    sk.high_seq = sk.snd_nxt
+    sk.ca_state = TCP_CA_RECOVERY
+    sk.ca_ops.set_state(sk, TCP_CA_RECOVERY)
+    tcp_mark_head_lost(sk)
+    sk.snd_cwnd = max(sk.snd_ssthresh, 2)
+    head = sk.rtx[0] if sk.rtx else None
+    if head is not None and head.sacked & 4 and not head.sacked & 3:
+        tcp_output.tcp_retransmit_skb(sk, head, now)
+        sk.host.mib["TCPFastRetrans"] += 1
+    tcp_xmit_retransmit_queue(sk, now)
+
+
+def tcp_end_recovery(sk: TcpSock, now: float) -> None:
+    sk.snd_cwnd = max(min(sk.snd_cwnd, sk.snd_ssthresh), 2) if sk.snd_ssthresh < 0x7FFFFFFF \
+        else sk.snd_cwnd
+    sk.snd_cwnd = max(sk.snd_ssthresh, 2) if sk.snd_ssthresh < 0x7FFFFFFF else sk.snd_cwnd
+    sk.snd_cwnd_cnt = 0
+    if not sk.sack_ok:
+        sk.sacked_out = 0
+    sk.ca_state = TCP_CA_OPEN
+    sk.ca_ops.set_state(sk, TCP_CA_OPEN)
+    if sk.sacked_out:
+        sk.ca_state = TCP_CA_DISORDER
+        sk.ca_ops.set_state(sk, TCP_CA_DISORDER)
+
+
+def tcp_initialize_rcv_mss(sk: TcpSock) -> None:
+    """Our guess of the peer's segment size starts small, like Linux (536),
+    and grows with what arrives (tcp_event_data_recv)."""
+    hint = min(sk.advmss, sk.mss_cache, sk.rcv_wnd // 2, 536)
+    sk.rcv_mss = max(hint, 88)
+
+
+# --- data queueing (tcp_data_queue) --------------------------------------------------------
+def tcp_rcv_rtt_measure_ts(sk: TcpSock, skb: Skb, now: float) -> None:
+    """The receiver's RTT from the echoed timestamp (for buffer autotuning)."""
+    ecr = skb.opts.ts_ecr
+    if ecr:
+        d = (tcp_time_stamp(now) + sk.ts_off - ecr) & 0xFFFFFFFF
+        if d < 0x7FFFFFFF:
+            sample = max(d / 1000.0, 0.001)
+            sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
+
+
+def tcp_event_data_recv(sk: TcpSock, n: int, now: float) -> None:
+    """Bookkeeping for received data: the peer's MSS guess and quick-ACK mode."""
+    if n > sk.rcv_mss:
+        sk.rcv_mss = min(n, sk.advmss)
+    if not sk.got_data:
+        sk.got_data = True
+        # tcp_incr_quickack: ACK the first segments at once (slow start helper)
+        sk.quick = min(max(sk.rcv_wnd // (2 * max(sk.rcv_mss, 1)), 2), TCP_MAX_QUICKACKS)
+
+
+def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
+    data = skb.data
+    seq = skb.seq
+    fin = skb.flags & TCPHDR_FIN
+    if not data and not fin:
+        return
+    rcv_nxt = sk.rcv_nxt
+    mib = sk.host.mib
+    if sk.tstamp_ok and data:
+        tcp_rcv_rtt_measure_ts(sk, skb, now)
+    if seq == rcv_nxt:
+        if data and not tcp_receive_window(sk):
+            mib["TCPZeroWindowDrop"] += 1
+            sk.quick = TCP_MAX_QUICKACKS
+            tcp_send_ack(sk, now)
+            return
+        _queue_in_order(sk, data, fin, now)
+        return
+    end = skb.end_seq
+    if not after(end, rcv_nxt):
+        # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
+        mib["DelayedACKLost"] += 1
+        if sk.sack_ok and sk.host.settings.tcp_dsack:
+            sk.dsack = (seq, end)
+        sk.quick = TCP_MAX_QUICKACKS
+        tcp_send_ack(sk, now)
+        return
+    if not before(seq, (rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF):
+        sk.quick = TCP_MAX_QUICKACKS
+        tcp_send_ack(sk, now)
+        return
+    if before(seq, rcv_nxt):
+        # Partial overlap with what we have: D-SACK the old part, keep the rest.
+        if sk.sack_ok and sk.host.settings.tcp_dsack:
+            sk.dsack = (seq, rcv_nxt)
+        data = data[seq_diff(rcv_nxt, seq):]
+        _queue_in_order(sk, data, fin, now)
+        return
+    tcp_data_queue_ofo(sk, seq, data, fin, now)
+
+
+def tcp_check_urg(sk: TcpSock, skb: Skb) -> None:
+    """An urgent pointer (BSD semantics, tcp_stdurg=0): it points just past
+    the urgent byte.  Remember which byte; it is taken out of the stream when
+    it arrives (SO_OOBINLINE off, Linux's default)."""
+    ptr = skb.th.urg_ptr
+    if ptr:
+        ptr -= 1
+    ptr = (skb.seq + ptr) & 0xFFFFFFFF
+    if before(ptr, sk.rcv_nxt):
+        return                       # already received (and maybe read)
+    if sk.urg_last is not None and not after(ptr, sk.urg_last):
+        return                       # do not replay an old pointer
+    if sk.urg_seq is not None and not after(ptr, sk.urg_seq):
+        return
+    sk.urg_seq = ptr
+    sk.urg_data = None               # a newer urgent byte replaces an unread one
+    sk.host.schedule_wakeup(sk)
+
+
+def _rq_append(sk: TcpSock, data: Any) -> None:
+    """Append in-order bytes starting at rcv_nxt, lifting out an urgent byte."""
+    n = len(data)
+    urg = sk.urg_seq
+    if urg is not None:
+        off = seq_diff(urg, sk.rcv_nxt)
+        if 0 <= off < n:
+            sk.urg_data = data[off]
+            sk.urg_last = urg
+            sk.urg_seq = None
+            sk.rq += data[:off]
+            sk.rq += data[off + 1:]
+            sk.rcv_nxt = (sk.rcv_nxt + n) & 0xFFFFFFFF
+            return
+    sk.rq += data
+    sk.rcv_nxt = (sk.rcv_nxt + n) & 0xFFFFFFFF
+
+
+def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float) -> None:
+    if data:
+        _rq_append(sk, data)
+        tcp_event_data_recv(sk, len(data), now)
+    if sk.ofo:
+        fin = tcp_ofo_queue(sk, now) or fin
+        if not sk.ofo:
+            sk.quick = max(sk.quick, 1)   # a hole filled: tell the sender now
+    sk.ack_pending = True
+    if fin:
+        tcp_fin(sk, now)
+    sk.host.schedule_wakeup(sk)
+
+
+def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
+    """Move segments that became in-order from the ofo queue; returns FIN seen."""
+    ofo = sk.ofo
+    fin = 0
+    i = 0
+    while i < len(ofo):
+        seq, end, data, f = ofo[i]
+        if after(seq, sk.rcv_nxt):
+            break
+        if after(end, sk.rcv_nxt) or (f and end == sk.rcv_nxt):
+            skip = seq_diff(sk.rcv_nxt, seq)
+            chunk = data[skip:]
+            if chunk:
+                _rq_append(sk, chunk)
+            if f:
+                fin = 1
+        sk.ofo_bytes -= len(data)
+        i += 1
+    del ofo[:i]
+    tcp_sack.tcp_sack_remove(sk)
+    return fin
+
+
+def tcp_data_queue_ofo(sk: TcpSock, seq: int, data: Any, fin: int, now: float) -> None:
+    mib = sk.host.mib
+    sk.quick = TCP_MAX_QUICKACKS
+    limit = sk.host.settings.tcp_ofo_max_bytes or sk.rcvbuf
+    if sk.ofo_bytes + len(data) > limit:
+        mib["TCPOFODrop"] += 1
+        tcp_send_ack(sk, now)
+        return
+    mib["TCPOFOQueue"] += 1
+    end = (seq + len(data)) & 0xFFFFFFFF
+    if tcp_sack.ofo_insert(sk, seq, end, bytes(data), fin):
+        tcp_sack.tcp_sack_new_ofo_skb(sk, seq, end)
+    tcp_send_ack(sk, now)
+
+
+def tcp_fin(sk: TcpSock, now: float) -> None:
+    """The peer's FIN, in order (tcp_fin)."""
+    sk.rcv_nxt = (sk.rcv_nxt + 1) & 0xFFFFFFFF
+    sk.sk_shutdown |= RCV_SHUTDOWN
+    sk.rcv_eof = True
+    sk.ack_pending = True
+    state = sk.state
+    proto = sk.proto
+    if state in (TCP_SYN_RECV, TCP_ESTABLISHED):
+        proto.tcp_set_state(sk, TCP_CLOSE_WAIT)
+    elif state == TCP_FIN_WAIT1:
+        # simultaneous close: both FINs crossed
+        tcp_send_ack(sk, now)
+        proto.tcp_set_state(sk, TCP_CLOSING)
+    elif state == TCP_FIN_WAIT2:
+        tcp_send_ack(sk, now)
+        proto.tcp_time_wait(sk, TCP_TIME_WAIT, now)
+        return
+    sk.ofo.clear()
+    sk.ofo_bytes = 0
+    sk.sack_blocks = []
+    sk.quick = max(sk.quick, 1)
+    sk.host.schedule_wakeup(sk)
+
+
+# --- output triggers ------------------------------------------------------------------
+def tcp_data_snd_check(sk: TcpSock, now: float) -> None:
+    if sk.state in (TCP_CLOSE, TCP_TIME_WAIT) or sk.dead:
+        return
+    if sk.write_seq != sk.snd_nxt or sk.fin_queued:
+        tcp_write_xmit(sk, now)
+
+
+def __tcp_ack_snd_check(sk: TcpSock, now: float) -> None:
+    """ACK now (two full segments unacked, quick-ACK mode, a hole) or delay."""
+    if not sk.ack_pending or sk.dead:
+        return
+    if ((seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and
+         tcp_output.__tcp_select_window(sk) >= sk.rcv_wnd) or sk.quick or sk.ofo):
+        tcp_send_ack(sk, now)
+        return
+    if not sk.delack_timer.pending:
+        sk.delack_timer.arm(now + sk.host.settings.tcp_delack_min)
+
+
+tcp_ack_snd_check = __tcp_ack_snd_check

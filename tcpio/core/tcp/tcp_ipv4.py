@@ -1,0 +1,572 @@
+"""TCP over IPv4 (net/ipv4/tcp_ipv4.c): the protocol handler the host calls.
+
+``TcpProto(host)`` owns the hash tables and the per-host TCP state (orphan and
+time-wait counts, the challenge-ACK budget).  ``rcv`` is tcp_v4_rcv: checksum,
+parse, one ehash lookup, then the sock's state decides where the segment goes:
+ESTABLISHED -> tcp_rcv_established (fast path); TIME_WAIT -> the time-wait
+sock; NEW_SYN_RECV -> tcp_check_req; LISTEN -> SYN handling / cookies;
+anything else -> tcp_rcv_state_process.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+from ... import _fast
+from ..addr import ip_ntoa
+from .inet_hashtables import InetHashInfo
+from .secure_seq import secure_tcp_seq, secure_tcp_ts_off
+from .sock import TcpSock
+from .syncookies import (
+    cookie_init_timestamp,
+    cookie_timestamp_decode,
+    cookie_v4_check,
+    cookie_v4_init_sequence,
+)
+from .tcp_input import Skb, tcp_rcv_established, tcp_rcv_state_process
+from .tcp_minisocks import (
+    TCP_TW_ACK,
+    TCP_TW_RST,
+    TCP_TW_SYN,
+    RequestSock,
+    TimeWaitSock,
+    reqsk_timer_handler,
+    tcp_check_req,
+    tcp_create_openreq_child,
+    tcp_send_synack,
+    tcp_timewait_state_process,
+)
+from .tcp_output import tcp_connect, tcp_time_stamp, tcp_v4_send
+from .tcp_states import (
+    SHUTDOWN_MASK,
+    STATE_NAMES,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_ESTABLISHED,
+    TCP_LISTEN,
+    TCP_NEW_SYN_RECV,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCP_TIME_WAIT,
+    TCPHDR_ACK,
+    TCPHDR_FIN,
+    TCPHDR_RST,
+    TCPHDR_SYN,
+    between,
+    seq_diff,
+)
+
+wire = _fast.load("wire")
+checksum = _fast.load("checksum")
+parse_tcp = wire.parse_tcp
+ParseError = wire.ParseError
+tcpudp_checksum = checksum.tcpudp_checksum
+
+IPPROTO_TCP = 6
+TCP_MSS_DEFAULT = 536
+MAX_SYNCOOKIE_AGE = 120.0
+
+ConnRow = namedtuple("ConnRow", "state local remote recv_q send_q timer")
+
+
+class TcpProto:
+    """The host's TCP: tables, counters, and the entry points from IP."""
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.hashinfo = InetHashInfo(host.settings, host.secret)
+        self.orphans = 0
+        self.tw_count = 0
+        self.challenge_second = -1
+        self.challenge_count = 0
+
+    # --- user entry ---------------------------------------------------------------
+    def socket(self) -> TcpSock:
+        return TcpSock(self)
+
+    # --- helpers ------------------------------------------------------------------
+    def route_mtu(self, raddr: int) -> int:
+        try:
+            return self.host.route_lookup(raddr).mtu
+        except OSError:
+            return 576
+
+    def advmss_for(self, raddr: int) -> int:
+        return max(self.route_mtu(raddr) - 40, 88)
+
+    def _rcv_wscale(self, rcvbuf: int) -> int:
+        """tcp_select_initial_window: enough scale for the largest buffer."""
+        if not self.host.settings.tcp_window_scaling:
+            return 0
+        space = max(self.host.settings.tcp_rmem[2], rcvbuf)
+        ws = 0
+        while space > 65535 and ws < 14:
+            space >>= 1
+            ws += 1
+        return ws
+
+    @staticmethod
+    def _initial_rcv_wnd(rcvbuf: int, mss: int) -> int:
+        space = min(rcvbuf, 65535)
+        return max(space // mss * mss, mss) if space >= mss else space
+
+    def tcp_set_state(self, sk: TcpSock, state: int) -> None:
+        old = sk.state
+        mib = self.host.mib
+        if state == TCP_ESTABLISHED and old != TCP_ESTABLISHED:
+            mib["CurrEstab"] += 1
+        elif (old == TCP_ESTABLISHED and state != TCP_CLOSE_WAIT) or \
+                (old == TCP_CLOSE_WAIT and state != TCP_CLOSE_WAIT):
+            mib["CurrEstab"] -= 1
+        sk.state = state
+
+    # --- active open (tcp_v4_connect) ------------------------------------------------
+    def tcp_v4_connect(self, sk: TcpSock, addr: int, port: int) -> None:
+        host = self.host
+        st = host.settings
+        now = host.now
+        rt = host.route_lookup(addr)        # ENETUNREACH propagates
+        had_laddr = sk.laddr
+        if not sk.laddr:
+            sk.laddr = rt.src
+        sk.raddr, sk.rport = addr, port
+        try:
+            self.hashinfo.inet_hash_connect(sk, self._check_established)
+        except OSError:
+            sk.raddr = sk.rport = 0
+            sk.laddr = had_laddr
+            raise
+        sk.hashed = True
+        sk.wscale_ok = bool(st.tcp_window_scaling)
+        sk.rcv_wscale = self._rcv_wscale(sk.rcvbuf)
+        sk.sack_ok = bool(st.tcp_sack)
+        sk.tstamp_ok = bool(st.tcp_timestamps)
+        sk.advmss = min(rt.mtu - 40, sk.user_mss or 65535)
+        sk.mss_cache = min(sk.advmss, TCP_MSS_DEFAULT)
+        sk.rcv_mss = sk.mss_cache
+        sk.rcv_wnd = self._initial_rcv_wnd(sk.rcvbuf, sk.advmss)
+        sk.iss = secure_tcp_seq(host.secret, sk.laddr, sk.lport, addr, port, now)
+        sk.ts_off = secure_tcp_ts_off(host.secret, sk.laddr, addr) if sk.tstamp_ok else 0
+        sk.snd_una = sk.snd_nxt = sk.iss
+        sk.write_seq = sk.wq_seq = sk.snd_sml = (sk.iss + 1) & 0xFFFFFFFF
+        sk.sk_err = 0
+        sk.sk_shutdown = 0
+        self.tcp_set_state(sk, TCP_SYN_SENT)
+        host.mib["ActiveOpens"] += 1
+        tcp_connect(sk, now)
+
+    def _check_established(self, sk: TcpSock, lport: int) -> bool:
+        """__inet_check_established: is (laddr, lport, raddr, rport) free?
+        A TIME_WAIT entry may be recycled when tcp_tw_reuse=1 and timestamps
+        make old duplicates harmless (tcp_twsk_unique)."""
+        other = self.hashinfo.lookup_established(sk.laddr, lport, sk.raddr, sk.rport)
+        if other is None:
+            return True
+        if isinstance(other, TimeWaitSock) and self.host.settings.tcp_tw_reuse == 1 \
+                and other.tstamp_ok and self.host.now - other.ts_recent_stamp > 1.0:
+            self.inet_twsk_kill(other)
+            self.host.mib["TWRecycled"] += 1
+            return True
+        return False
+
+    # --- teardown -----------------------------------------------------------------
+    def tcp_done(self, sk: TcpSock) -> None:
+        """The connection is over (tcp_done): CLOSE, unhash, stop the timers."""
+        if sk.dead:
+            return
+        if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+            self.host.mib["AttemptFails"] += 1
+        if sk.state != TCP_CLOSE:
+            self.tcp_set_state(sk, TCP_CLOSE)
+        sk.rtx_timer.cancel()
+        sk.delack_timer.cancel()
+        sk.ka_timer.cancel()
+        sk.pending = 0
+        sk.ack_pending = False
+        if sk.hashed:
+            self.hashinfo.ehash_remove(sk)
+            sk.hashed = False
+        sk.sk_shutdown = SHUTDOWN_MASK
+        sk.rtx.clear()
+        sk.packets_out = sk.sacked_out = sk.lost_out = sk.retrans_out = 0
+        if sk.orphan or not sk.bound:
+            self.hashinfo.inet_put_port(sk)
+        if sk.orphan:
+            self.sk_release(sk)
+        else:
+            self.host.schedule_wakeup(sk)
+
+    def sk_release(self, sk: TcpSock) -> None:
+        """The user closed a sock that is (now) CLOSE: free everything."""
+        if sk.dead:
+            return
+        if sk.orphan:
+            self.orphans -= 1
+        sk.dead = True
+        self.hashinfo.inet_put_port(sk)
+        sk.wq = bytearray()
+        sk.rq = bytearray()
+        sk.ofo = []
+        sk.ofo_bytes = 0
+
+    def tcp_time_wait(self, sk: TcpSock, substate: int, now: float,
+                      timeo: float | None = None) -> None:
+        """Hand the 4-tuple to a light time-wait sock and finish the full sock."""
+        st = self.host.settings
+        if self.tw_count >= st.tcp_max_tw_buckets:
+            self.host.mib["TCPTimeWaitOverflow"] += 1
+        else:
+            tw = TimeWaitSock(self, sk, substate)
+            self.hashinfo.inet_twsk_hashdance(tw, sk)
+            sk.hashed = False
+            self.tw_count += 1
+            tw.timer.arm(now + (timeo if timeo is not None else st.tcp_tw_timeout))
+        orphan = sk.orphan
+        if sk.state != TCP_CLOSE:
+            self.tcp_set_state(sk, TCP_CLOSE)
+        bound = sk.bound
+        sk.bound = True     # the port now belongs to the time-wait sock
+        sk.orphan = False
+        self.tcp_done(sk)
+        sk.bound = bound
+        if orphan:
+            sk.orphan = True
+            self.sk_release(sk)
+
+    def inet_twsk_kill(self, tw: TimeWaitSock) -> None:
+        if tw.dead:
+            return
+        tw.dead = True
+        tw.timer.cancel()
+        self.hashinfo.inet_twsk_kill(tw)
+        self.tw_count -= 1
+
+    def listen_stop(self, sk: TcpSock, now: float) -> None:
+        """inet_csk_listen_stop: drop the SYN queue, reset the accept queue."""
+        self.hashinfo.listen_remove(sk)
+        for req in list(sk.syn_queue):
+            self.reqsk_drop(req)
+        while sk.accept_queue:
+            child = sk.accept_queue.popleft()
+            child.parent = None
+            child.orphan = True
+            self.orphans += 1
+            from .tcp_output import tcp_abort_with_reset
+            tcp_abort_with_reset(child, now, 0)
+        self.tcp_set_state(sk, TCP_CLOSE)
+        sk.orphan = False
+        sk.dead = True
+        self.hashinfo.inet_put_port(sk)
+
+    # --- passive open -----------------------------------------------------------------
+    def reqsk_drop(self, req: RequestSock) -> None:
+        if req.dead:
+            return
+        req.dead = True
+        if req.timer is not None:
+            req.timer.cancel()
+        self.hashinfo.ehash_remove(req)
+        req.listener.syn_queue.pop(req, None)
+
+    def tcp_v4_conn_request(self, listener: TcpSock, skb: Skb, iph: Any, now: float) -> None:
+        host = self.host
+        st = host.settings
+        mib = host.mib
+        if len(listener.accept_queue) > listener.max_ack_backlog:
+            mib["ListenOverflows"] += 1
+            mib["ListenDrops"] += 1
+            return
+        want_cookie = False
+        if st.tcp_syncookies == 2 or len(listener.syn_queue) >= st.tcp_max_syn_backlog:
+            if not st.tcp_syncookies:
+                mib["TCPReqQFullDrop"] += 1
+                mib["ListenDrops"] += 1
+                return
+            want_cookie = True
+            listener.last_synq_overflow = now
+            if st.tcp_syncookies != 2:
+                mib["TCPReqQFullDoCookies"] += 1
+        opts = skb.opts
+        req = RequestSock(listener, iph.dst, skb.th.dport, iph.src, skb.th.sport)
+        req.rcv_isn = skb.seq
+        req.mss = opts.mss or TCP_MSS_DEFAULT
+        req.wscale_ok = bool(st.tcp_window_scaling) and opts.wscale is not None
+        req.snd_wscale = min(opts.wscale, 14) if req.wscale_ok else 0
+        req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
+        req.sack_ok = bool(st.tcp_sack) and opts.sack_ok
+        req.tstamp_ok = bool(st.tcp_timestamps) and opts.ts_val is not None
+        req.ts_recent = opts.ts_val or 0
+        req.snd_wnd = skb.window
+        advmss = min(self.advmss_for(req.raddr), listener.user_mss or 65535)
+        req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
+        req.ts_off = secure_tcp_ts_off(host.secret, req.laddr, req.raddr) if req.tstamp_ok else 0
+        if want_cookie:
+            isn, mss = cookie_v4_init_sequence(host.secret, req.laddr, req.lport, req.raddr,
+                                               req.rport, skb.seq, req.mss, now)
+            req.snt_isn = isn
+            req.mss = mss
+            if req.tstamp_ok:
+                # The SYN-ACK's timestamp carries wscale and SACK (cookie_init_timestamp):
+                # tsval = cookie bits + ts_off, so tcp_send_synack's ts_off is folded in.
+                ts = cookie_init_timestamp(tcp_time_stamp(now),
+                                           req.snd_wscale if req.wscale_ok else None,
+                                           req.sack_ok)
+                req.ts_off = (ts - tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
+            else:
+                # Without timestamps a cookie cannot carry wscale or SACK.
+                req.wscale_ok = req.sack_ok = False
+                req.rcv_wscale = 0
+            mib["SyncookiesSent"] += 1
+            tcp_send_synack(self, req, now)
+            return
+        req.snt_isn = secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
+                                     req.rport, now)
+        req.syn_time = now
+        req.timer = host.timers.timer(lambda t, r=req: reqsk_timer_handler(self, r, t))
+        req.timer.arm(now + 1.0)
+        self.hashinfo.ehash_insert(req)
+        listener.syn_queue[req] = None
+        tcp_send_synack(self, req, now)
+
+    def cookie_v4_check(self, listener: TcpSock, skb: Skb, iph: Any, now: float) -> TcpSock | None:
+        """A bare ACK at a listener that recently sent cookies."""
+        host = self.host
+        mib = host.mib
+        st = host.settings
+        if now - listener.last_synq_overflow > MAX_SYNCOOKIE_AGE:
+            return None
+        laddr, lport, raddr, rport = iph.dst, skb.th.dport, iph.src, skb.th.sport
+        client_isn = (skb.seq - 1) & 0xFFFFFFFF
+        cookie = (skb.ack_seq - 1) & 0xFFFFFFFF
+        mss = cookie_v4_check(host.secret, laddr, lport, raddr, rport, client_isn, cookie, now)
+        if mss is None:
+            mib["SyncookiesFailed"] += 1
+            return None
+        mib["SyncookiesRecv"] += 1
+        req = RequestSock(listener, laddr, lport, raddr, rport)
+        req.rcv_isn = client_isn
+        req.snt_isn = cookie
+        req.mss = mss
+        opts = skb.opts
+        ts_off = secure_tcp_ts_off(host.secret, laddr, raddr)
+        if st.tcp_timestamps and opts.ts_ecr:
+            wscale, sack_ok = cookie_timestamp_decode((opts.ts_ecr - ts_off) & 0xFFFFFFFF)
+            req.tstamp_ok = True
+            req.ts_recent = opts.ts_val or 0
+            # The cookie's TSval was never ahead of now_ms + ts_off (see
+            # cookie_init_timestamp), so the child's clock does not go back.
+            req.ts_off = ts_off
+            req.sack_ok = bool(sack_ok) and bool(st.tcp_sack)
+            req.wscale_ok = wscale is not None and bool(st.tcp_window_scaling)
+            req.snd_wscale = wscale or 0
+            req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
+        advmss = min(self.advmss_for(raddr), listener.user_mss or 65535)
+        req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
+        req.snd_wnd = skb.window
+        if len(listener.accept_queue) > listener.max_ack_backlog:
+            mib["ListenOverflows"] += 1
+            mib["ListenDrops"] += 1
+            return None
+        req.dead = True   # never hashed
+        return self.tcp_v4_syn_recv_sock(listener, req, skb, now)
+
+    def tcp_v4_syn_recv_sock(self, listener: TcpSock, req: RequestSock, skb: Skb,
+                             now: float) -> TcpSock:
+        """The third ACK: create the child, hash it, queue it for accept()."""
+        child = tcp_create_openreq_child(self, listener, req, now)
+        child.snd_wnd = skb.window << child.snd_wscale
+        child.max_window = max(child.max_window, child.snd_wnd)
+        child.snd_wl1 = skb.seq
+        self.reqsk_drop(req)
+        self.hashinfo.ehash_insert(child)
+        child.hashed = True
+        self.hashinfo.inet_inherit_port(listener, child)
+        self.tcp_set_state(child, TCP_ESTABLISHED)
+        child.ca_ops.init(child, now)
+        self.host.mib["PassiveOpens"] += 1
+        child.parent = listener
+        listener.accept_queue.append(child)
+        if child.keepalive:
+            from .tcp_timer import tcp_set_keepalive
+            tcp_set_keepalive(child, now)
+        self.host.schedule_wakeup(listener)
+        return child
+
+    # --- resets ---------------------------------------------------------------------
+    def tcp_v4_send_reset(self, laddr: int, raddr: int, skb: Skb) -> None:
+        """RST in reply to ``skb`` (RFC 9293 3.10.7.1); never in reply to a RST."""
+        if skb.flags & TCPHDR_RST:
+            return
+        th = skb.th
+        if skb.flags & TCPHDR_ACK:
+            seq, ack, flags = skb.ack_seq, 0, TCPHDR_RST
+        else:
+            seq, ack, flags = 0, skb.end_seq, TCPHDR_RST | TCPHDR_ACK
+        tcp_v4_send(self.host, laddr, raddr, th.dport, th.sport, seq, ack, flags, 0)
+
+    # --- receive (tcp_v4_rcv) ------------------------------------------------------------
+    def rcv(self, iph: Any, payload: Any, now: float) -> bool:
+        mib = self.host.mib
+        n = len(payload)
+        if n < 20:
+            mib["InErrs"] += 1
+            return True
+        if tcpudp_checksum(iph.src, iph.dst, IPPROTO_TCP, payload):
+            mib["InCsumErrors"] += 1
+            mib["InErrs"] += 1
+            return True
+        try:
+            th = parse_tcp(payload)
+        except (ParseError, ValueError):
+            mib["InErrs"] += 1
+            return True
+        doff = th.doff << 2
+        if doff > n:
+            mib["InErrs"] += 1
+            return True
+        mib["InSegs"] += 1
+        skb = Skb(th, payload[doff:])
+        sk = self.hashinfo.lookup(iph.dst, th.dport, iph.src, th.sport)
+        if sk is None:
+            self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+            return True
+        state = sk.state
+        if state == TCP_ESTABLISHED:
+            tcp_rcv_established(sk, skb, now)
+        elif state == TCP_TIME_WAIT:
+            self._rcv_timewait(sk, skb, iph, now)
+        elif state == TCP_NEW_SYN_RECV:
+            self._rcv_request(sk, skb, iph, now)
+        elif state == TCP_LISTEN:
+            self._rcv_listen(sk, skb, iph, now)
+        else:
+            tcp_rcv_state_process(sk, skb, now)
+        return True
+
+    def _rcv_timewait(self, tw: TimeWaitSock, skb: Skb, iph: Any, now: float) -> None:
+        verdict = tcp_timewait_state_process(tw, skb, now)
+        if verdict == TCP_TW_ACK:
+            tw.send_ack(now)
+        elif verdict == TCP_TW_RST:
+            self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+        elif verdict == TCP_TW_SYN:
+            listener = self.hashinfo.lookup_listener(iph.dst, skb.th.dport)
+            self.inet_twsk_kill(tw)
+            if listener is not None:
+                self._rcv_listen(listener, skb, iph, now)
+            else:
+                self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+
+    def _rcv_request(self, req: RequestSock, skb: Skb, iph: Any, now: float) -> None:
+        listener = req.listener
+        if listener.state != TCP_LISTEN:
+            self.reqsk_drop(req)
+            sk = self.hashinfo.lookup(iph.dst, skb.th.dport, iph.src, skb.th.sport)
+            if sk is None or sk.state != TCP_LISTEN:
+                self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+                return
+            self._rcv_listen(sk, skb, iph, now)
+            return
+        child = tcp_check_req(self, req, skb, now)
+        if child is not None:
+            tcp_rcv_state_process(child, skb, now)
+
+    def _rcv_listen(self, sk: TcpSock, skb: Skb, iph: Any, now: float) -> None:
+        flags = skb.flags
+        if flags & TCPHDR_RST:
+            return
+        if flags & TCPHDR_ACK:
+            if not flags & TCPHDR_SYN and self.host.settings.tcp_syncookies:
+                child = self.cookie_v4_check(sk, skb, iph, now)
+                if child is not None:
+                    tcp_rcv_state_process(child, skb, now)
+                    return
+            self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+            return
+        if flags & TCPHDR_SYN:
+            if flags & TCPHDR_FIN:
+                return   # SYN+FIN is junk; drop like Linux's tcp_filter does not, but harmless
+            self.tcp_v4_conn_request(sk, skb, iph, now)
+
+    # --- ICMP errors (tcp_v4_err) ----------------------------------------------------------
+    def err(self, kind: int, code: int, errno_: int, info: int, iph_quoted: Any,
+            payload_quoted: bytes) -> None:
+        if len(payload_quoted) < 8:
+            return
+        sport = int.from_bytes(payload_quoted[0:2], "big")
+        dport = int.from_bytes(payload_quoted[2:4], "big")
+        seq = int.from_bytes(payload_quoted[4:8], "big")
+        sk = self.hashinfo.lookup_established(iph_quoted.src, sport, iph_quoted.dst, dport)
+        mib = self.host.mib
+        if sk is None:
+            mib["TcpInErrs"] += 0
+            return
+        if isinstance(sk, TimeWaitSock):
+            return
+        if isinstance(sk, RequestSock):
+            if seq == sk.snt_isn and kind == 3:
+                self.reqsk_drop(sk)
+            return
+        if not between(seq, sk.snd_una, sk.snd_nxt):
+            mib["OutOfWindowIcmps"] += 1
+            return
+        if kind == 3 and code == 4:
+            # fragmentation needed: lower the MSS for new segments
+            if info and info >= 68:
+                from .tcp_output import tcp_sync_mss
+                tcp_sync_mss(sk, info)
+            return
+        if not errno_:
+            return
+        if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+            sk.sk_err = errno_
+            self.tcp_done(sk)
+        else:
+            sk.sk_err_soft = errno_
+
+    # --- ss -tan ------------------------------------------------------------------------------
+    def connections(self) -> list[ConnRow]:
+        rows = []
+        now = self.host.now
+        seen = set()
+        for lst in list(self.hashinfo.lhash.values()):
+            for sk in lst:
+                rows.append(ConnRow("LISTEN", f"{_addr(sk.laddr)}:{sk.lport}", "0.0.0.0:*",
+                                    len(sk.accept_queue), sk.max_ack_backlog, ""))
+                seen.add(id(sk))
+        for sk in list(self.hashinfo.ehash):
+            if id(sk) in seen:
+                continue
+            seen.add(id(sk))
+            if isinstance(sk, TimeWaitSock):
+                name = STATE_NAMES[sk.substate]
+                timer = _timer_str("timewait", sk.timer, now)
+                rq = sq = 0
+            elif isinstance(sk, RequestSock):
+                name = STATE_NAMES[TCP_NEW_SYN_RECV]
+                timer = _timer_str("on", sk.timer, now) if sk.timer else ""
+                rq = sq = 0
+            else:
+                name = STATE_NAMES.get(sk.state, str(sk.state))
+                rq = len(sk.rq)
+                sq = seq_diff(sk.write_seq, sk.snd_una)
+                if sk.rtx_timer.pending:
+                    timer = _timer_str("on" if sk.pending == 1 else "persist", sk.rtx_timer, now)
+                elif sk.ka_timer.pending:
+                    timer = _timer_str("keepalive", sk.ka_timer, now)
+                else:
+                    timer = ""
+            rows.append(ConnRow(name, f"{_addr(sk.laddr)}:{sk.lport}",
+                                f"{_addr(sk.raddr)}:{sk.rport}", rq, max(sq, 0), timer))
+        return rows
+
+
+def _addr(ip: int) -> str:
+    return ip_ntoa(ip) if ip else "0.0.0.0"
+
+
+def _timer_str(kind: str, timer: Any, now: float) -> str:
+    if timer is None or timer.when is None:
+        return ""
+    return f"{kind}({max(timer.when - now, 0.0):.3f}s)"

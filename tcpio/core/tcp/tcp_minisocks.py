@@ -1,0 +1,345 @@
+"""Mini socks (net/ipv4/tcp_minisocks.c): request socks and time-wait socks.
+
+A request sock (state NEW_SYN_RECV) is what a SYN leaves behind in the
+listener's SYN queue: just enough to answer with SYN-ACK, retransmit it and
+recognise the third ACK (tcp_check_req), which turns it into a full TcpSock
+(tcp_create_openreq_child).  A time-wait sock keeps the 4-tuple busy after
+close (TIME_WAIT, or an orphan's FIN_WAIT2) without the full control block.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .tcp_output import tcp_time_stamp, tcp_v4_send
+from .tcp_states import (
+    TCP_FIN_WAIT2,
+    TCP_NEW_SYN_RECV,
+    TCP_SYN_RECV,
+    TCP_TIME_WAIT,
+    TCPHDR_ACK,
+    TCPHDR_FIN,
+    TCPHDR_RST,
+    TCPHDR_SYN,
+    after,
+    before,
+)
+
+if TYPE_CHECKING:
+    from .sock import TcpSock
+    from .tcp_input import Skb
+    from .tcp_ipv4 import TcpProto
+
+TCP_TIMEOUT_INIT = 1.0
+
+
+class RequestSock:
+    """struct tcp_request_sock: a half-open passive connection."""
+
+    __slots__ = (
+        "acked",
+        "dead",
+        "laddr",
+        "listener",
+        "lport",
+        "mss",
+        "num_retrans",
+        "raddr",
+        "rcv_isn",
+        "rcv_wnd",
+        "rcv_wscale",
+        "reuseaddr",
+        "rport",
+        "sack_ok",
+        "snd_wnd",
+        "snd_wscale",
+        "snt_isn",
+        "state",
+        "syn_time",
+        "timer",
+        "ts_off",
+        "ts_recent",
+        "tstamp_ok",
+        "wscale_ok",
+    )
+
+    def __init__(self, listener: TcpSock, laddr: int, lport: int, raddr: int,
+                 rport: int) -> None:
+        self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
+        self.state = TCP_NEW_SYN_RECV
+        self.reuseaddr = listener.reuseaddr
+        self.listener = listener
+        self.snt_isn = 0
+        self.rcv_isn = 0
+        self.mss = 536
+        self.wscale_ok = False
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.sack_ok = False
+        self.tstamp_ok = False
+        self.ts_recent = 0
+        self.ts_off = 0
+        self.num_retrans = 0
+        self.timer: Any = None
+        self.acked = False
+        self.rcv_wnd = 0
+        self.snd_wnd = 0
+        self.dead = False
+        self.syn_time = 0.0
+
+
+class TimeWaitSock:
+    """struct inet_timewait_sock: TIME_WAIT (or an orphan's FIN_WAIT2)."""
+
+    __slots__ = (
+        "dead",
+        "laddr",
+        "lport",
+        "proto",
+        "raddr",
+        "rcv_nxt",
+        "rcv_wnd",
+        "rcv_wscale",
+        "reuseaddr",
+        "rport",
+        "snd_nxt",
+        "state",
+        "substate",
+        "timer",
+        "ts_off",
+        "ts_recent",
+        "ts_recent_stamp",
+        "tstamp_ok",
+    )
+
+    def __init__(self, proto: TcpProto, sk: TcpSock, substate: int) -> None:
+        self.proto = proto
+        self.laddr, self.lport, self.raddr, self.rport = sk.laddr, sk.lport, sk.raddr, sk.rport
+        self.state = TCP_TIME_WAIT
+        self.substate = substate
+        self.reuseaddr = sk.reuseaddr
+        self.snd_nxt = sk.snd_nxt
+        self.rcv_nxt = sk.rcv_nxt
+        self.rcv_wnd = sk.rcv_wnd
+        self.rcv_wscale = sk.rcv_wscale
+        self.tstamp_ok = sk.tstamp_ok
+        self.ts_recent = sk.ts_recent
+        self.ts_recent_stamp = sk.ts_recent_stamp
+        self.ts_off = sk.ts_off
+        self.dead = False
+        self.timer = proto.host.timers.timer(self._expire)
+
+    def _expire(self, now: float) -> None:
+        self.proto.inet_twsk_kill(self)
+
+    def send_ack(self, now: float) -> None:
+        opts = None
+        if self.tstamp_ok:
+            opts = _ts_opts(now, self.ts_off, self.ts_recent)
+        tcp_v4_send(self.proto.host, self.laddr, self.raddr, self.lport, self.rport,
+                    self.snd_nxt, self.rcv_nxt, TCPHDR_ACK,
+                    min(self.rcv_wnd >> self.rcv_wscale, 65535), opts)
+
+
+def _ts_opts(now: float, ts_off: int, ts_ecr: int) -> Any:
+    from .tcp_output import TcpOptions
+    return TcpOptions(ts_val=(tcp_time_stamp(now) + ts_off) & 0xFFFFFFFF, ts_ecr=ts_ecr)
+
+
+# TCP_TW_* verdicts of tcp_timewait_state_process
+TCP_TW_SUCCESS = 0
+TCP_TW_RST = 1
+TCP_TW_ACK = 2
+TCP_TW_SYN = 3
+
+
+def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
+    """RFC 9293 TIME_WAIT rules with Linux's PAWS and FIN_WAIT2 substate."""
+    flags = skb.flags
+    opts = skb.opts
+    paws_reject = bool(tw.tstamp_ok and opts.ts_val is not None
+                       and before(opts.ts_val, tw.ts_recent))
+    if tw.substate == TCP_FIN_WAIT2:
+        # Like FIN_WAIT2 of a full sock, with no receive buffer.
+        if paws_reject or not _tw_in_window(tw, skb):
+            return TCP_TW_ACK if not flags & TCPHDR_RST else TCP_TW_SUCCESS
+        if flags & TCPHDR_RST:
+            tw.proto.inet_twsk_kill(tw)
+            return TCP_TW_SUCCESS
+        if flags & TCPHDR_SYN:
+            return TCP_TW_RST
+        if skb.data and after(skb.end_seq, tw.rcv_nxt) and not flags & TCPHDR_FIN:
+            tw.proto.inet_twsk_kill(tw)
+            return TCP_TW_RST
+        if flags & TCPHDR_FIN and skb.end_seq == ((tw.rcv_nxt + 1) & 0xFFFFFFFF):
+            # the FIN we waited for: now a real TIME_WAIT
+            tw.substate = TCP_TIME_WAIT
+            tw.rcv_nxt = skb.end_seq
+            if opts.ts_val is not None:
+                tw.ts_recent = opts.ts_val
+                tw.ts_recent_stamp = now
+            tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
+            return TCP_TW_ACK
+        return TCP_TW_SUCCESS
+    # TIME_WAIT proper
+    if not paws_reject and skb.seq == tw.rcv_nxt and (
+            skb.seq == skb.end_seq or flags & TCPHDR_RST):
+        if flags & TCPHDR_RST:
+            # RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the entry.
+            tw.proto.inet_twsk_kill(tw)
+            return TCP_TW_SUCCESS
+        if opts.ts_val is not None and tw.tstamp_ok:
+            tw.ts_recent = opts.ts_val
+            tw.ts_recent_stamp = now
+        return TCP_TW_SUCCESS   # a plain ACK of our last segment: nothing to do
+    # A new SYN beyond the old sequence space may reopen the tuple (RFC 6191).
+    if flags & TCPHDR_SYN and not flags & (TCPHDR_RST | TCPHDR_ACK) and not paws_reject and (
+            after(skb.seq, tw.rcv_nxt) or
+            (tw.tstamp_ok and opts.ts_val is not None and after(opts.ts_val, tw.ts_recent))):
+        return TCP_TW_SYN
+    if paws_reject:
+        tw.proto.host.mib["PAWSEstabRejected"] += 1
+    if not flags & TCPHDR_RST:
+        # Retransmitted FIN or anything else: re-ACK, and a FIN restarts the clock.
+        if flags & TCPHDR_FIN or flags & TCPHDR_ACK:
+            tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
+        return TCP_TW_ACK
+    return TCP_TW_SUCCESS
+
+
+def _tw_in_window(tw: TimeWaitSock, skb: Skb) -> bool:
+    return not before(skb.end_seq, tw.rcv_nxt) and not after(
+        skb.seq, (tw.rcv_nxt + tw.rcv_wnd) & 0xFFFFFFFF)
+
+
+# --- request socks ---------------------------------------------------------------
+def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
+    from .tcp_output import TcpOptions
+    ts = None
+    if req.tstamp_ok:
+        ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
+    opts = TcpOptions(mss=proto.advmss_for(req.raddr),
+                      wscale=req.rcv_wscale if req.wscale_ok else None,
+                      sack_ok=req.sack_ok, ts_val=ts,
+                      ts_ecr=req.ts_recent if ts is not None else None)
+    tcp_v4_send(proto.host, req.laddr, req.raddr, req.lport, req.rport, req.snt_isn,
+                (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_SYN | TCPHDR_ACK,
+                min(req.rcv_wnd, 65535), opts)
+
+
+def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
+    """SYN-ACK retransmission with exponential backoff (reqsk_timer_handler)."""
+    if req.dead:
+        return
+    listener = req.listener
+    max_retries = proto.host.settings.tcp_synack_retries
+    if req.num_retrans >= max_retries or listener.state != 10:
+        proto.reqsk_drop(req)
+        return
+    # Also for an acked request (its third ACK met a full accept queue): the
+    # client, already ESTABLISHED, answers the old SYN-ACK with a challenge
+    # ACK, which is the third ACK again (Linux's syn_ack_recalc: resend = 1).
+    tcp_send_synack(proto, req, now)
+    proto.host.mib["TCPSynRetrans"] += 1
+    req.num_retrans += 1
+    req.timer.arm(now + min(TCP_TIMEOUT_INIT * (1 << req.num_retrans),
+                            proto.host.settings.tcp_rto_max))
+
+
+def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> TcpSock | None:
+    """The segment for a request sock: a retransmitted SYN, the third ACK,
+    or junk.  Returns the new child (already queued) or None."""
+    flags = skb.flags
+    opts = skb.opts
+    host = proto.host
+    paws_reject = bool(req.tstamp_ok and opts.ts_val is not None and
+                       before(opts.ts_val, req.ts_recent))
+    if skb.seq == req.rcv_isn and flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) == TCPHDR_SYN \
+            and not paws_reject:
+        # A retransmitted SYN: our SYN-ACK was lost; send it again.
+        tcp_send_synack(proto, req, now)
+        host.mib["TCPSynRetrans"] += 1
+        return None
+    if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
+        # RFC 9293: an unacceptable ACK in SYN-RECEIVED gets a reset.
+        if not flags & TCPHDR_RST:
+            proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
+        return None
+    rcv_nxt = (req.rcv_isn + 1) & 0xFFFFFFFF
+    in_window = not before(skb.end_seq, rcv_nxt) and not after(
+        skb.seq, (rcv_nxt + req.rcv_wnd) & 0xFFFFFFFF)
+    if paws_reject or not in_window:
+        if not flags & TCPHDR_RST:
+            tcp_v4_send(host, req.laddr, req.raddr, req.lport, req.rport,
+                        (req.snt_isn + 1) & 0xFFFFFFFF, rcv_nxt, TCPHDR_ACK,
+                        min(req.rcv_wnd >> req.rcv_wscale, 65535),
+                        _ts_opts(now, req.ts_off, req.ts_recent) if req.tstamp_ok else None)
+        if paws_reject:
+            host.mib["PAWSEstabRejected"] += 1
+        return None
+    if flags & TCPHDR_RST:
+        proto.reqsk_drop(req)
+        return None
+    if flags & TCPHDR_SYN:
+        # RFC 5961 4.2 would challenge; Linux resets the embryonic connection.
+        proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
+        proto.reqsk_drop(req)
+        return None
+    if not flags & TCPHDR_ACK:
+        return None
+    listener = req.listener
+    if len(listener.accept_queue) > listener.max_ack_backlog:
+        # sk_acceptq_is_full with tcp_abort_on_overflow = 0: drop, let the
+        # client retransmit (the request stays in the SYN queue).
+        host.mib["ListenOverflows"] += 1
+        host.mib["ListenDrops"] += 1
+        if host.settings.tcp_abort_on_overflow:
+            proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
+            proto.reqsk_drop(req)
+            return None
+        req.acked = True
+        return None
+    return proto.tcp_v4_syn_recv_sock(listener, req, skb, now)
+
+
+def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock,
+                             now: float) -> TcpSock:
+    """A full sock from a request sock, in SYN_RECV about to become ESTABLISHED."""
+    from .sock import SS_CONNECTED, TcpSock
+    sk = TcpSock(proto)
+    sk.laddr, sk.lport, sk.raddr, sk.rport = req.laddr, req.lport, req.raddr, req.rport
+    sk.reuseaddr = listener.reuseaddr
+    sk.sock_state = SS_CONNECTED
+    # inherit user options from the listener (sk_clone_lock)
+    for name in ("nodelay", "keepalive", "linger", "user_mss", "keepidle", "keepintvl",
+                 "keepcnt", "user_timeout", "sndbuf", "rcvbuf", "sndbuf_locked",
+                 "rcvbuf_locked"):
+        setattr(sk, name, getattr(listener, name))
+    sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
+    sk.iss = req.snt_isn
+    isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
+    sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = isn1
+    sk.irs = req.rcv_isn
+    sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
+    sk.rcv_wnd = req.rcv_wnd
+    sk.snd_wl1 = req.rcv_isn
+    sk.wscale_ok = req.wscale_ok
+    sk.snd_wscale = req.snd_wscale if req.wscale_ok else 0
+    sk.rcv_wscale = req.rcv_wscale if req.wscale_ok else 0
+    sk.window_clamp = 65535 << sk.rcv_wscale
+    sk.snd_wnd = req.snd_wnd
+    sk.max_window = sk.snd_wnd
+    sk.sack_ok = req.sack_ok
+    sk.tstamp_ok = req.tstamp_ok
+    sk.ts_recent = req.ts_recent
+    sk.ts_recent_stamp = now if req.tstamp_ok else 0.0
+    sk.ts_off = req.ts_off
+    sk.mss_clamp = req.mss
+    sk.advmss = proto.advmss_for(req.raddr)
+    from .tcp_output import tcp_sync_mss
+    tcp_sync_mss(sk, proto.route_mtu(req.raddr))
+    from .tcp_input import tcp_initialize_rcv_mss
+    tcp_initialize_rcv_mss(sk)
+    sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
+    sk.rcv_tstamp = now
+    return sk

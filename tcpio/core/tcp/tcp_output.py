@@ -1,0 +1,459 @@
+"""Sending side (net/ipv4/tcp_output.c): segments out, window selection,
+Nagle, retransmission of queued segments, ACKs, FIN, RST, probes.
+
+Every function takes the sock and ``now``; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Any
+
+from ... import _fast
+from .tcp_states import (
+    RCV_SHUTDOWN,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_CLOSING,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT1,
+    TCP_FIN_WAIT2,
+    TCP_LAST_ACK,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCPHDR_ACK,
+    TCPHDR_FIN,
+    TCPHDR_PSH,
+    TCPHDR_RST,
+    TCPHDR_SYN,
+    TCPHDR_URG,
+    after,
+    seq_diff,
+)
+
+if TYPE_CHECKING:
+    from .sock import TcpSock
+
+wire = _fast.load("wire")
+TcpOptions = wire.TcpOptions
+build_tcp = wire.build_tcp
+
+IPPROTO_TCP = 6
+MAX_TCP_WINDOW = 65535
+TCP_TIMEOUT_INIT = 1.0
+
+# States in which new data / FIN may still go out.
+_SEND_STATES = frozenset((TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_FIN_WAIT1, TCP_LAST_ACK,
+                          TCP_CLOSING))
+# States where the peer expects a RST when we abort (tcp_need_reset).
+_NEED_RESET = frozenset((TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+                         TCP_SYN_RECV))
+
+
+def tcp_time_stamp(now: float) -> int:
+    """The 1 ms timestamp clock (tcp_time_stamp_ms)."""
+    return int(now * 1000) & 0xFFFFFFFF
+
+
+# --- raw segment output ------------------------------------------------------
+def tcp_v4_send(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: int,
+                ack: int, flags: int, window: int, opts: Any = None,
+                payload: Any = b"", urg_ptr: int = 0) -> None:
+    """Build one segment and hand it to IP.  Routing failures are soft: the
+    segment is lost like a dropped packet (the timers will notice)."""
+    seg = build_tcp(laddr, raddr, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags,
+                    window, opts, payload, urg_ptr)
+    host.mib["OutSegs"] += 1
+    if flags & TCPHDR_RST:
+        host.mib["OutRsts"] += 1
+    try:
+        host.ip_output(IPPROTO_TCP, laddr, raddr, seg)
+    except OSError:
+        host.mib["TCPOutNoRoute"] += 1
+
+
+def tcp_syn_options(sk: TcpSock, now: float, ts_ecr: int | None = None) -> Any:
+    st = sk.host.settings
+    mss = sk.advmss
+    ts = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF if sk.tstamp_ok else None
+    return TcpOptions(mss=mss, wscale=sk.rcv_wscale if sk.wscale_ok else None,
+                      sack_ok=sk.sack_ok and bool(st.tcp_sack), sack_blocks=(),
+                      ts_val=ts, ts_ecr=(ts_ecr or 0) if ts is not None else None)
+
+
+def _established_options(sk: TcpSock, now: float) -> Any:
+    ts = None
+    if sk.tstamp_ok:
+        ts = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
+    blocks: tuple = ()
+    if sk.sack_ok and (sk.dsack is not None or sk.sack_blocks):
+        room = 3 if ts is not None else 4
+        lst = []
+        if sk.dsack is not None:
+            lst.append(sk.dsack)
+            sk.dsack = None
+        lst.extend(sk.sack_blocks[:room - len(lst)])
+        blocks = tuple(lst)
+    if ts is None and not blocks:
+        return None
+    return TcpOptions(sack_blocks=blocks, ts_val=ts,
+                      ts_ecr=sk.ts_recent if ts is not None else None)
+
+
+def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float) -> None:
+    """Send one segment of an established (or closing) connection."""
+    if flags & TCPHDR_SYN:
+        opts = tcp_syn_options(sk, now, sk.ts_recent if flags & TCPHDR_ACK else None)
+        # The window in a SYN is never scaled (RFC 7323 2.2).
+        window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
+    else:
+        opts = _established_options(sk, now)
+        window = tcp_select_window(sk)
+    urg_ptr = 0
+    # Urgent mode (BSD/Linux semantics): the pointer names the byte after the
+    # urgent one; every segment before it says so, up to 0xFFFF ahead.
+    if sk.snd_up is not None and not flags & TCPHDR_SYN and after(sk.snd_up, seq):
+        urg_ptr = min(seq_diff(sk.snd_up, seq), 0xFFFF)
+        flags |= TCPHDR_URG
+    tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
+                window, opts, payload, urg_ptr)
+    if flags & TCPHDR_ACK:
+        tcp_event_ack_sent(sk)
+    if payload:
+        sk.lsndtime = now
+
+
+def tcp_event_ack_sent(sk: TcpSock) -> None:
+    if sk.quick:
+        sk.quick -= 1
+    sk.ack_pending = False
+    sk.delack_timer.cancel()
+
+
+# --- windows -----------------------------------------------------------------
+def tcp_space(sk: TcpSock) -> int:
+    return max(0, sk.rcvbuf - len(sk.rq) - sk.ofo_bytes)
+
+
+def tcp_receive_window(sk: TcpSock) -> int:
+    """How much the peer may still send beyond rcv_nxt per our last advertisement."""
+    return max(0, seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd)
+
+
+def __tcp_select_window(sk: TcpSock) -> int:
+    """Receiver SWS avoidance (RFC 1122 4.2.3.3): offer space in whole MSS units
+    and nothing while less than min(MSS, half the buffer) is free."""
+    mss = min(sk.rcv_mss, sk.advmss) or 1
+    full = min(sk.rcvbuf, sk.window_clamp)
+    free = min(tcp_space(sk), sk.window_clamp)
+    if free < full >> 1 and free < mss:
+        return 0
+    if sk.rcv_wscale:
+        # The scaled field cannot express less than 1 << wscale: round down.
+        gran = 1 << sk.rcv_wscale
+        window = free // max(mss, gran) * max(mss, gran) if free >= mss else free
+        return window - window % gran
+    window = sk.rcv_wnd
+    if window <= free - mss or window > free:
+        window = free // mss * mss
+    return window
+
+
+def tcp_select_window(sk: TcpSock) -> int:
+    """The 16-bit window field for the next segment; never shrinks the window."""
+    cur = tcp_receive_window(sk)
+    new = __tcp_select_window(sk)
+    if new < cur:
+        # RFC 7323 2.4: do not move the right edge back.
+        gran = 1 << sk.rcv_wscale
+        new = (cur + gran - 1) // gran * gran
+    new = min(new, MAX_TCP_WINDOW << sk.rcv_wscale)
+    sk.rcv_wnd = new
+    sk.rcv_wup = sk.rcv_nxt
+    return new >> sk.rcv_wscale
+
+
+def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
+    """After the app read: send a window update if the window grew a lot."""
+    if (sk.state not in (TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2)
+            or sk.sk_shutdown & RCV_SHUTDOWN) and not sk.ack_pending:
+        return
+    cur = tcp_receive_window(sk)
+    if sk.ack_pending and sk.quick:
+        tcp_send_ack(sk, now)
+        return
+    new = __tcp_select_window(sk)
+    if new and new >= 2 * cur and new - cur >= min(sk.rcv_mss, sk.advmss):
+        tcp_send_ack(sk, now)
+
+
+def tcp_rcv_space_adjust(sk: TcpSock, now: float) -> None:
+    """Receive buffer autotuning (dynamic right-sizing, like Linux's
+    tcp_rcv_space_adjust): once per RTT, if the app read more than the last
+    round, let the buffer hold twice that, so the sender is never window-limited
+    by a reader that keeps up."""
+    rtt = sk.rcv_rtt or sk.srtt
+    if not rtt or now - sk.rcvq_time < rtt:
+        return
+    copied_seq = (sk.rcv_nxt - len(sk.rq)) & 0xFFFFFFFF
+    copied = seq_diff(copied_seq, sk.rcvq_seq)
+    if sk.rcvq_time and copied > sk.rcvq_space:
+        want = min(4 * copied + 16 * sk.advmss, sk.host.settings.tcp_rmem[2])
+        sk.rcvbuf = max(sk.rcvbuf, want)
+        sk.rcvq_space = copied
+    sk.rcvq_seq = copied_seq
+    sk.rcvq_time = now
+
+
+# --- MSS -----------------------------------------------------------------------
+def tcp_current_mss(sk: TcpSock) -> int:
+    """mss_cache bounded by half the largest window the peer offered
+    (tcp_bound_to_half_wnd), so a tiny peer window still gets full segments."""
+    mss = sk.mss_cache
+    mw = sk.max_window
+    if mw:
+        cutoff = mw >> 1 if mw > 536 else mw
+        if cutoff < mss:
+            mss = max(cutoff, 48)
+    return mss
+
+
+def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
+    """Effective MSS from the path MTU, the peer's MSS option and TCP_MAXSEG."""
+    mss = pmtu - 40
+    mss = min(mss, sk.mss_clamp)
+    if sk.user_mss:
+        mss = min(mss, sk.user_mss)
+    if sk.tstamp_ok:
+        mss -= 12
+    sk.mss_cache = max(mss, 48)
+    return sk.mss_cache
+
+
+# --- data output -----------------------------------------------------------------
+def tcp_push(sk: TcpSock, now: float) -> None:
+    if sk.state in _SEND_STATES:
+        tcp_write_xmit(sk, now)
+
+
+def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
+    """Send new segments while the peer's window, cwnd and Nagle allow.
+    Returns True if anything was sent."""
+    from .sock import TxSeg
+    mss = tcp_current_mss(sk)
+    wq_seq = sk.wq_seq
+    wq = sk.wq
+    sent = False
+    wnd_end = (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF
+    write_seq = sk.write_seq
+    while True:
+        unsent = seq_diff(write_seq, sk.snd_nxt)
+        fin_pending = sk.fin_queued and unsent == 0
+        if unsent <= 0 and not fin_pending:
+            break
+        if sk.tcp_packets_in_flight >= sk.snd_cwnd:
+            sk.is_cwnd_limited = True
+            break
+        seglen = min(mss, unsent)
+        flags = TCPHDR_ACK
+        if sk.fin_queued and seglen == unsent:
+            flags |= TCPHDR_FIN
+        seq = sk.snd_nxt
+        end = (seq + seglen + (1 if flags & TCPHDR_FIN else 0)) & 0xFFFFFFFF
+        if after(end, wnd_end):
+            break   # rwnd-limited; the probe timer below takes over
+        # Nagle with Minshall's tweak: at most one small segment unacked.
+        if (seglen < mss and not flags & TCPHDR_FIN and not sk.nodelay and sk.packets_out
+                and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq)):
+            break
+        if not sk.packets_out:
+            tcp_event_data_sent_idle(sk, now)
+        off = seq_diff(seq, wq_seq)
+        payload = memoryview(wq)[off:off + seglen] if seglen else b""
+        if seglen:
+            flags |= TCPHDR_PSH if seglen == unsent else 0
+        seg = TxSeg(seq, end, flags & TCPHDR_FIN, now)
+        sk.rtx.append(seg)
+        sk.packets_out += 1
+        sk.snd_nxt = end
+        if seglen < mss:
+            sk.snd_sml = end
+        tcp_transmit_skb(sk, seq, flags, payload, now)
+        if isinstance(payload, memoryview):
+            payload.release()
+        sent = True
+    if sent:
+        if not sk.rtx_timer.pending or sk.pending != 1:
+            tcp_rearm_rto(sk, now)
+    else:
+        tcp_check_probe_timer(sk, now)
+    return sent
+
+
+CA_EVENT_TX_START = 0
+
+
+def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
+    """First transmission with nothing in flight: after an idle period longer
+    than the RTO the old cwnd is stale (RFC 7661, Linux tcp_cwnd_restart with
+    tcp_slow_start_after_idle=1): halve it per RTO idle, not below the initial
+    window; and tell the CC module (CUBIC shifts its epoch)."""
+    rto = sk.rto
+    if sk.lsndtime is not None and now - sk.lsndtime > rto:
+        idle = now - sk.lsndtime
+        restart = min(sk.host.settings.tcp_init_cwnd, sk.snd_cwnd)
+        cwnd = sk.snd_cwnd
+        idle -= rto
+        while idle > 0 and cwnd > restart:
+            cwnd >>= 1
+            idle -= rto
+        sk.snd_cwnd = max(cwnd, restart)
+    sk.ca_ops.cwnd_event(sk, CA_EVENT_TX_START, now)
+
+
+def tcp_rearm_rto(sk: TcpSock, now: float) -> None:
+    if not sk.packets_out:
+        if sk.pending == 1:
+            sk.rtx_timer.cancel()
+            sk.pending = 0
+        return
+    sk.pending = 1
+    sk.rtx_timer.arm(now + sk.rto)
+
+
+def tcp_check_probe_timer(sk: TcpSock, now: float) -> None:
+    """Arm the persist timer when data waits on a closed window with nothing in flight."""
+    if sk.packets_out or sk.rtx_timer.pending:
+        return
+    if seq_diff(sk.write_seq, sk.snd_nxt) <= 0 and not (sk.fin_queued and sk.snd_nxt == sk.write_seq):
+        return
+    sk.pending = 3
+    sk.rtx_timer.arm(now + tcp_probe0_when(sk))
+
+
+def tcp_probe0_when(sk: TcpSock) -> float:
+    base = max(sk.rto, sk.host.settings.tcp_rto_min)
+    return min(base * (1 << min(sk.backoff, 30)), sk.host.settings.tcp_rto_max)
+
+
+def tcp_send_probe0(sk: TcpSock, now: float) -> None:
+    """Zero-window probe (tcp_write_wakeup / tcp_xmit_probe_skb): an old
+    sequence number with no data, which makes the receiver ACK with its window."""
+    tcp_transmit_skb(sk, (sk.snd_una - 1) & 0xFFFFFFFF, TCPHDR_ACK, b"", now)
+
+
+# --- retransmission ------------------------------------------------------------
+def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
+    """Resend one queued segment, rebuilt from the send buffer."""
+    flags = TCPHDR_ACK | seg.flags
+    if seg.flags & TCPHDR_SYN:
+        if sk.state == TCP_SYN_SENT:
+            flags = TCPHDR_SYN
+        payload: Any = b""
+    else:
+        start = seg.seq
+        dlen = seq_diff(seg.end_seq, start) - (1 if seg.flags & TCPHDR_FIN else 0)
+        off = seq_diff(start, sk.wq_seq)
+        payload = bytes(sk.wq[off:off + dlen]) if dlen > 0 else b""
+        if payload:
+            flags |= TCPHDR_PSH
+    if not seg.sacked & 2:
+        seg.sacked |= 2   # TCPCB_SACKED_RETRANS
+        sk.retrans_out += 1
+    seg.retrans += 1
+    if sk.retrans_stamp is None:
+        sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
+    seg.tstamp = now
+    sk.host.mib["RetransSegs"] += 1
+    tcp_transmit_skb(sk, seg.seq, flags, payload, now)
+
+
+def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
+    """Retransmit segments marked lost while the congestion window has room.
+
+    ``sk.retransmit_hint`` (Linux's retransmit_skb_hint) remembers where the
+    walk stopped, so a long queue is not rescanned on every ACK; whoever
+    marks a segment lost moves the hint back to it."""
+    rtx = sk.rtx
+    if not sk.lost_out or not rtx:
+        return
+    cwnd = sk.snd_cwnd
+    in_flight = sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out
+    if in_flight >= cwnd:
+        return
+    una = sk.snd_una
+    i = 0
+    hint = sk.retransmit_hint
+    if hint is not None and seq_diff(hint, una) > 0:
+        rel = seq_diff(hint, una)
+        i = bisect_left(rtx, rel, key=lambda x: seq_diff(x.seq, una))
+    n = len(rtx)
+    while i < n and in_flight < cwnd:
+        seg = rtx[i]
+        s = seg.sacked
+        if s & 4 and not s & 3:   # LOST, not SACKED, not already retransmitted
+            tcp_retransmit_skb(sk, seg, now)
+            in_flight += 1
+            if i == 0 and not sk.rtx_timer.pending:
+                tcp_rearm_rto(sk, now)
+        i += 1
+    sk.retransmit_hint = rtx[i].seq if i < n else sk.snd_nxt
+
+
+# --- control segments ---------------------------------------------------------------
+def tcp_send_ack(sk: TcpSock, now: float) -> None:
+    if sk.state == TCP_CLOSE:
+        return
+    tcp_transmit_skb(sk, sk.snd_nxt, TCPHDR_ACK, b"", now)
+
+
+def tcp_send_fin(sk: TcpSock, now: float) -> None:
+    """Queue a FIN after the data; it goes out with (or after) the last segment."""
+    if sk.fin_queued:
+        return
+    sk.fin_queued = True
+    tcp_write_xmit(sk, now)
+
+
+def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
+    tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
+                TCPHDR_RST | TCPHDR_ACK, 0)
+
+
+def tcp_abort_with_reset(sk: TcpSock, now: float, err: int) -> None:
+    """Send a RST if the peer knows about us, then tear down (tcp_disconnect)."""
+    if sk.state in _NEED_RESET:
+        tcp_send_active_reset(sk, now)
+    if err:
+        sk.sk_err = err
+    sk.proto.tcp_done(sk)
+
+
+def tcp_disconnect(sk: TcpSock, now: float) -> None:
+    tcp_abort_with_reset(sk, now, 0)
+
+
+def tcp_connect(sk: TcpSock, now: float) -> None:
+    """Send the SYN (tcp_connect): the SYN is queued like data so the RTO logic
+    retransmits it."""
+    from .sock import TxSeg
+    seg = TxSeg(sk.iss, (sk.iss + 1) & 0xFFFFFFFF, TCPHDR_SYN, now)
+    sk.rtx.append(seg)
+    sk.packets_out = 1
+    sk.snd_nxt = seg.end_seq
+    tcp_transmit_skb(sk, sk.iss, TCPHDR_SYN, b"", now)
+    sk.pending = 1
+    sk.rtx_timer.arm(now + TCP_TIMEOUT_INIT)
+
+
+def tcp_send_synack(sk: TcpSock, now: float) -> None:
+    """SYN-ACK from a full sock (simultaneous open)."""
+    tcp_transmit_skb(sk, sk.iss, TCPHDR_SYN | TCPHDR_ACK, b"", now)
+
+
+def sndbuf_expand(sk: TcpSock) -> None:
+    """tcp_sndbuf_expand: room for twice the congestion window, unless locked."""
+    if sk.sndbuf_locked:
+        return
+    want = min(2 * sk.snd_cwnd * sk.mss_cache * 2, sk.host.settings.tcp_wmem[2])
+    sk.sndbuf = max(sk.sndbuf, want)

@@ -1,0 +1,180 @@
+"""SACK, both ends (RFC 2018, RFC 2883, RFC 6675).
+
+Receiver: the out-of-order queue (sorted, disjoint ``[seq, end, data, fin]``
+entries) and the SACK blocks we report, most recent first.
+Sender: the scoreboard lives in the TxSeg.sacked bits of the retransmit
+queue; ``tcp_sacktag_write_queue`` marks SACKed segments and
+``tcp_mark_lost`` applies RFC 6675's IsLost (DupThresh SACKed segments above).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import TYPE_CHECKING
+
+from .tcp_states import after, before, seq_diff
+
+if TYPE_CHECKING:
+    from .sock import TcpSock
+
+TCPCB_SACKED_ACKED = 1
+TCPCB_SACKED_RETRANS = 2
+TCPCB_LOST = 4
+FLAG_SACKED = 0x20
+FLAG_DSACK = 0x40
+TCP_NUM_SACKS = 4
+
+
+# --- receiver side ----------------------------------------------------------------
+def ofo_insert(sk: TcpSock, seq: int, end: int, data: bytes, fin: int) -> bool:
+    """Insert into the ofo queue, trimming overlaps; D-SACK any duplicate part.
+    Returns False when the segment brought nothing new."""
+    ofo = sk.ofo
+    base = sk.rcv_nxt
+    s = seq_diff(seq, base)
+    e = seq_diff(end, base)
+    dsack_ok = sk.sack_ok and sk.host.settings.tcp_dsack
+    i = bisect_left(ofo, s, key=lambda x: seq_diff(x[1], base) - 1) if ofo else 0
+    # i: first entry whose end > s
+    while i < len(ofo) and seq_diff(ofo[i][1], base) <= s:
+        i += 1
+    if i < len(ofo) and seq_diff(ofo[i][0], base) <= s:
+        oe = seq_diff(ofo[i][1], base)
+        if oe >= e and not (fin and not ofo[i][3] and oe == e):
+            if dsack_ok:
+                sk.dsack = (seq, end)
+            sk.host.mib["TCPOFOMerge"] += 1
+            return False
+        if dsack_ok:
+            sk.dsack = (seq, ofo[i][1])
+        data = data[oe - s:]
+        s = oe
+        seq = ofo[i][1]
+        i += 1
+    j = i
+    while j < len(ofo) and seq_diff(ofo[j][1], base) <= e:
+        if dsack_ok and sk.dsack is None:
+            sk.dsack = (ofo[j][0], ofo[j][1])
+        sk.ofo_bytes -= len(ofo[j][2])
+        j += 1
+    if j < len(ofo) and seq_diff(ofo[j][0], base) < e:
+        keep = seq_diff(ofo[j][0], base) - s
+        data = data[:keep]
+        end = ofo[j][0]
+        fin = 0
+    ofo[i:j] = [[seq, end, data, fin]]
+    sk.ofo_bytes += len(data)
+    return True
+
+
+def tcp_sack_new_ofo_skb(sk: TcpSock, seq: int, end: int) -> None:
+    """RFC 2018 4: the first block reports the segment that just arrived
+    (merged with the blocks it touches), then the earlier blocks, at most 4
+    (Linux's tcp_sack_new_ofo_skb; a run pushed out is not reported again)."""
+    if seq == end:
+        return
+    new_start, new_end = seq, end
+    rest = sk.sack_blocks
+    merged = True
+    while merged:
+        merged = False
+        keep = []
+        for b in rest:
+            if not after(b[0], new_end) and not after(new_start, b[1]):
+                if before(b[0], new_start):
+                    new_start = b[0]
+                if after(b[1], new_end):
+                    new_end = b[1]
+                merged = True
+            else:
+                keep.append(b)
+        rest = keep
+    sk.sack_blocks = [(new_start, new_end), *rest[:TCP_NUM_SACKS - 1]]
+
+
+def tcp_sack_remove(sk: TcpSock) -> None:
+    """Blocks that reached rcv_nxt were pulled in order: stop reporting them."""
+    if not sk.ofo:
+        sk.sack_blocks = []
+        return
+    rcv_nxt = sk.rcv_nxt
+    sk.sack_blocks = [b for b in sk.sack_blocks if after(b[0], rcv_nxt)]
+
+
+# --- sender side ---------------------------------------------------------------------
+def tcp_sacktag_write_queue(sk: TcpSock, blocks: tuple, prior_snd_una: int) -> int:
+    flag = 0
+    mib = sk.host.mib
+    una = sk.snd_una
+    rtx = sk.rtx
+    cache = sk.sack_cache
+    used = []
+    for n, (start, end) in enumerate(blocks):
+        # RFC 2883: a first block below the ACK, or inside the second block,
+        # reports a duplicate (D-SACK): it says nothing about holes.
+        if n == 0 and (not after(end, una) or (
+                len(blocks) > 1 and not before(start, blocks[1][0])
+                and not after(end, blocks[1][1]))):
+            mib["TCPDSACKRecv"] += 1
+            flag |= FLAG_DSACK
+            continue
+        if not before(start, end) or after(end, sk.snd_nxt) or not after(end, una):
+            mib["TCPSACKDiscard"] += 1
+            continue
+        used.append((start, end))
+        for cs, ce in cache:
+            # the part reported by the previous ACK is already tagged (Linux's
+            # recv_sack_cache): only walk what is new in this block
+            if cs == start and not after(ce, end):
+                start = ce
+                break
+        if not before(start, end):
+            continue
+        rel = seq_diff(start, una)
+        i = bisect_left(rtx, rel, key=lambda x: seq_diff(x.seq, una)) if rel > 0 else 0
+        while i < len(rtx):
+            seg = rtx[i]
+            if after(seg.end_seq, end):
+                break
+            i += 1
+            if before(seg.seq, start):
+                continue
+            s = seg.sacked
+            if s & TCPCB_SACKED_ACKED:
+                continue
+            if s & TCPCB_SACKED_RETRANS:
+                sk.retrans_out -= 1
+            if s & TCPCB_LOST:
+                sk.lost_out -= 1
+            seg.sacked = TCPCB_SACKED_ACKED
+            sk.sacked_out += 1
+            flag |= FLAG_SACKED
+    sk.sack_cache = used
+    return flag
+
+
+def tcp_mark_lost(sk: TcpSock, dupthresh: int) -> None:
+    """RFC 6675 IsLost: a segment with at least ``dupthresh`` SACKed segments
+    above it is lost.  Walks down from the top; stops at an earlier mark."""
+    if not sk.sacked_out:
+        return
+    count = 0
+    lowest = None
+    for seg in reversed(sk.rtx):
+        s = seg.sacked
+        if s & TCPCB_SACKED_ACKED:
+            count += 1
+            continue
+        if count < dupthresh:
+            continue
+        if s & TCPCB_LOST:
+            break
+        if s & TCPCB_SACKED_RETRANS:
+            continue
+        seg.sacked = s | TCPCB_LOST
+        sk.lost_out += 1
+        lowest = seg.seq
+    if lowest is not None:
+        hint = sk.retransmit_hint
+        if hint is None or before(lowest, hint):
+            sk.retransmit_hint = lowest

@@ -1,0 +1,188 @@
+"""TCP timers (net/ipv4/tcp_timer.c): three Timer handles per connection.
+
+- ``rtx_timer``: retransmission (RTO) or zero-window probe, by ``sk.pending``;
+- ``delack_timer``: delayed ACK;
+- ``ka_timer``: keepalive, and the FIN_WAIT2 timeout (the kernel's sk_timer).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from . import tcp_output
+from .tcp_states import (
+    TCP_CA_DISORDER,
+    TCP_CA_LOSS,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT2,
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCPHDR_SYN,
+    after,
+)
+
+if TYPE_CHECKING:
+    from .sock import TcpSock
+
+ICSK_TIME_RETRANS = 1
+ICSK_TIME_PROBE0 = 3
+CA_EVENT_LOSS = 3
+
+
+def tcp_write_err(sk: TcpSock) -> None:
+    """Give up on the connection: report ETIMEDOUT (or the soft error seen)."""
+    sk.sk_err = sk.sk_err_soft or errno.ETIMEDOUT
+    sk.host.mib["TCPAbortOnTimeout"] += 1
+    sk.proto.tcp_done(sk)
+
+
+def tcp_write_timer(sk: TcpSock, now: float) -> None:
+    event, sk.pending = sk.pending, 0
+    if sk.dead or sk.state in (TCP_CLOSE, TCP_LISTEN):
+        return
+    if event == ICSK_TIME_RETRANS:
+        tcp_retransmit_timer(sk, now)
+    elif event == ICSK_TIME_PROBE0:
+        tcp_probe_timer(sk, now)
+
+
+def _timed_out(sk: TcpSock, now: float, limit: int) -> bool:
+    if sk.retransmits >= limit:
+        return True
+    return bool(sk.user_timeout and sk.retrans_stamp is not None and
+                now - sk.retrans_stamp >= sk.user_timeout)
+
+
+def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
+    if not sk.packets_out or not sk.rtx:
+        return
+    st = sk.host.settings
+    mib = sk.host.mib
+    mib["TCPTimeouts"] += 1
+    if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+        limit = st.tcp_syn_retries if sk.state == TCP_SYN_SENT else st.tcp_synack_retries
+    elif sk.orphan:
+        limit = st.tcp_orphan_retries or 8
+    else:
+        limit = st.tcp_retries2
+    if _timed_out(sk, now, limit):
+        tcp_write_err(sk)
+        return
+    head = sk.rtx[0]
+    if not head.flags & TCPHDR_SYN:
+        tcp_enter_loss(sk)
+    tcp_output.tcp_retransmit_skb(sk, head, now)
+    sk.retransmits += 1
+    sk.rtt_est.backoff()
+    when = now + sk.rto
+    if sk.user_timeout and sk.retrans_stamp is not None:
+        # tcp_clamp_rto_to_user_timeout: do not overshoot the user's limit
+        when = min(when, max(sk.retrans_stamp + sk.user_timeout, now + 0.001))
+    sk.pending = ICSK_TIME_RETRANS
+    sk.rtx_timer.arm(when)
+
+
+def tcp_enter_loss(sk: TcpSock) -> None:
+    """RTO: every unSACKed segment is presumed lost; cwnd restarts at 1."""
+    if (sk.ca_state <= TCP_CA_DISORDER or not after(sk.high_seq, sk.snd_una) or
+            (sk.ca_state == TCP_CA_LOSS and not sk.retransmits)):
+        sk.prior_ssthresh = sk.snd_ssthresh
+        sk.prior_cwnd = sk.snd_cwnd
+        sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
+        sk.ca_ops.cwnd_event(sk, CA_EVENT_LOSS)
+    lost = 0
+    for seg in sk.rtx:
+        if seg.sacked & 1:
+            continue
+        seg.sacked = 4
+        lost += 1
+    sk.lost_out = lost
+    sk.retrans_out = 0
+    sk.retransmit_hint = None
+    if not sk.sack_ok:
+        sk.sacked_out = 0
+    sk.snd_cwnd = 1
+    sk.snd_cwnd_cnt = 0
+    sk.high_seq = sk.snd_nxt
+    sk.ca_state = TCP_CA_LOSS
+    sk.ca_ops.set_state(sk, TCP_CA_LOSS)
+
+
+def tcp_probe_timer(sk: TcpSock, now: float) -> None:
+    """Persist timer: probe the zero window with exponential backoff."""
+    if sk.packets_out or (sk.write_seq == sk.snd_nxt and not
+                          (sk.fin_queued and sk.snd_nxt == sk.write_seq)):
+        sk.probes_out = 0
+        sk.backoff = 0
+        return
+    st = sk.host.settings
+    limit = (st.tcp_orphan_retries or 8) if sk.orphan else st.tcp_retries2
+    if sk.user_timeout and sk.probes_out and sk.probe_start and \
+            now - sk.probe_start >= sk.user_timeout:
+        tcp_write_err(sk)
+        return
+    if sk.probes_out >= limit:
+        tcp_write_err(sk)
+        return
+    if not sk.probes_out:
+        sk.probe_start = now
+    # If the window opened a little, tcp_write_xmit sends real data instead.
+    if tcp_output.tcp_write_xmit(sk, now):
+        return
+    tcp_output.tcp_send_probe0(sk, now)
+    sk.probes_out += 1
+    sk.backoff += 1
+    sk.pending = ICSK_TIME_PROBE0
+    sk.rtx_timer.arm(now + tcp_output.tcp_probe0_when(sk))
+
+
+def tcp_delack_timer(sk: TcpSock, now: float) -> None:
+    if sk.dead or not sk.ack_pending or sk.state == TCP_CLOSE:
+        return
+    sk.host.mib["DelayedACKs"] += 1
+    tcp_output.tcp_send_ack(sk, now)
+
+
+# --- keepalive / FIN_WAIT2 (sk_timer) ------------------------------------------------
+def tcp_set_keepalive(sk: TcpSock, now: float) -> None:
+    if sk.keepalive and sk.state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+        sk.ka_timer.arm(now + sk.keepidle)
+    elif not sk.keepalive and sk.state != TCP_FIN_WAIT2:
+        sk.ka_timer.cancel()
+
+
+def tcp_fin_wait2_orphan(sk: TcpSock, now: float) -> None:
+    """An orphan in FIN_WAIT2 waits tcp_fin_timeout as a light time-wait entry."""
+    sk.proto.tcp_time_wait(sk, TCP_FIN_WAIT2, now, sk.host.settings.tcp_fin_timeout)
+
+
+def tcp_keepalive_timer(sk: TcpSock, now: float) -> None:
+    if sk.dead:
+        return
+    if sk.state == TCP_FIN_WAIT2 and sk.orphan:
+        tcp_fin_wait2_orphan(sk, now)
+        return
+    if not sk.keepalive or sk.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+        return
+    if sk.packets_out or sk.write_seq != sk.snd_nxt:
+        # data in flight: the retransmit timer watches the peer
+        sk.ka_timer.arm(now + sk.keepidle)
+        return
+    idle = now - sk.rcv_tstamp
+    if idle >= sk.keepidle:
+        if (sk.user_timeout and sk.probes_out and idle >= sk.user_timeout) or \
+                (not sk.user_timeout and sk.probes_out >= sk.keepcnt):
+            sk.host.mib["TCPKeepAliveTimeouts"] += 1
+            tcp_output.tcp_send_active_reset(sk, now)
+            tcp_write_err(sk)
+            return
+        tcp_output.tcp_send_probe0(sk, now)   # seq snd_una - 1, no data
+        sk.probes_out += 1
+        sk.ka_timer.arm(now + sk.keepintvl)
+    else:
+        sk.probes_out = 0   # the peer answered since the last probe
+        sk.ka_timer.arm(now + sk.keepidle - idle)

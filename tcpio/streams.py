@@ -1,0 +1,74 @@
+"""``open_connection`` / ``start_server`` returning asyncio's own streams.
+
+Built exactly the way ``asyncio.streams`` builds them: a ``StreamReader``
+fed by a ``StreamReaderProtocol``, and a ``StreamWriter`` over the
+transport, so limits, ``drain()`` back-pressure, ``write_eof()``,
+``wait_closed()`` and ``get_extra_info()`` behave as on kernel sockets.
+
+Example::
+
+    reader, writer = await stack.open_connection("10.0.0.1", 7)
+    writer.write(b"ping\\n")
+    await writer.drain()
+    print(await reader.readline())
+    writer.close()
+    await writer.wait_closed()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from asyncio.streams import _DEFAULT_LIMIT  # 64 KiB, asyncio's default
+from collections.abc import Callable
+from typing import Any
+
+from tcpio import server as _server
+from tcpio import tls
+from tcpio import transports as _transports
+
+
+async def open_connection(stack: Any, host: str | None = None, port: int | None = None, *,
+                          limit: int = _DEFAULT_LIMIT,
+                          **kwds: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` on a tcpio stack (same arguments)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await _transports.create_connection(stack, lambda: protocol,
+                                                       host, port, **kwds)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
+
+
+async def start_server(stack: Any, client_connected_cb: Callable[..., Any],
+                       host: str | None = None, port: int | None = None, *,
+                       limit: int = _DEFAULT_LIMIT, **kwds: Any) -> _server.Server:
+    """``asyncio.start_server`` on a tcpio stack (same arguments)."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+    return await _server.create_server(stack, factory, host, port, **kwds)
+
+
+async def start_tls(writer: asyncio.StreamWriter, sslcontext: ssl.SSLContext, *,
+                    server_hostname: str | None = None,
+                    ssl_handshake_timeout: float | None = None) -> None:
+    """``StreamWriter.start_tls`` that works on uvloop too (tcpio.tls.start_tls).
+
+    Upgrades the connection in place: the same reader and writer carry
+    plaintext afterwards, as with asyncio's own method (whose steps, including
+    the private ``_replace_writer``, this follows).
+    """
+    protocol: Any = writer._protocol
+    server_side = protocol._client_connected_cb is not None
+    await writer.drain()
+    new_transport = await tls.start_tls(writer.transport, protocol, sslcontext,
+                                        server_side=server_side,
+                                        server_hostname=server_hostname,
+                                        ssl_handshake_timeout=ssl_handshake_timeout)
+    writer._transport = new_transport
+    protocol._replace_writer(writer)

@@ -1,0 +1,455 @@
+"""asyncio Transport for a TCP core sock, and ``create_connection``.
+
+``TcpTransport`` is what ``_SelectorSocketTransport`` is for a kernel socket:
+it moves bytes between a Protocol and the core's ``TcpSock``, and keeps the
+contract asyncio code relies on (connection_made/connection_lost exactly
+once and in order, write buffer limits with pause_writing/resume_writing,
+pause_reading/resume_reading, close vs abort, write_eof, BufferedProtocol).
+
+Where the bytes wait:
+- the transport's own buffer holds what ``sk.sendmsg`` has not accepted yet
+  (the core's send buffer was full).  ``get_write_buffer_size()`` is that
+  buffer only: bytes in the core's send buffer or in flight are TCP's
+  business, exactly as bytes in the kernel's socket buffer are for asyncio.
+- receive: pausing reading means not calling ``sk.recvmsg``; the core's
+  receive buffer fills and the advertised window closes.
+
+The transport learns about events through ``sk.wakeup`` (see "Sock wakeups"
+in docs/internals.md) and re-reads the sock's state each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket as _socket
+import ssl as _ssl
+from asyncio import constants, transports
+from collections.abc import Callable
+from typing import Any
+
+from tcpio import tls
+from tcpio.socket import SOCK_STREAM, TCP_CLOSE, Socket, pop_error, to_address
+
+logger = logging.getLogger("tcpio")
+
+# asyncio's selector transport reads 256 KiB at most per recv; same here.
+MAX_READ = 256 * 1024
+# after this many writes on a lost connection, say so once (asyncio does too)
+LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+
+
+class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
+    """A Transport over one connected ``TcpSock``."""
+
+    # loop.sendfile() and aiohttp's FileResponse check this; FALLBACK makes
+    # them read the file and call write() (else the body is silently empty).
+    _sendfile_compatible = constants._SendfileMode.FALLBACK
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stack: Any, sk: Any,
+                 protocol: asyncio.BaseProtocol, extra: dict[str, Any] | None = None,
+                 server: Any = None, waiter: asyncio.Future[None] | None = None) -> None:
+        super().__init__(extra, loop)
+        self._stack = stack
+        self._sk = sk
+        self._extra["socket"] = None   # no kernel socket to hand out
+        # the core TcpSock, for introspection (state, srtt, rto); not for I/O
+        self._extra["tcp_sock"] = sk
+        try:
+            self._extra["sockname"] = to_address(sk.getsockname())
+        except OSError:
+            self._extra["sockname"] = None
+        try:
+            self._extra["peername"] = to_address(sk.getpeername())
+        except OSError:
+            self._extra["peername"] = None
+        # asyncio and uvloop set TCP_NODELAY on every TCP transport: protocols
+        # that write a header and then a body would otherwise wait out Nagle
+        # against the peer's delayed ACK (40 ms per response).
+        with contextlib.suppress(OSError):
+            sk.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        self._protocol: Any = None
+        self._protocol_connected = False
+        self.set_protocol(protocol)
+        self._buffer = bytearray()   # bytes not yet accepted by the core
+        self._closing = False        # close() or a fatal error happened
+        self._conn_lost = 0          # >0 once connection_lost is scheduled
+        self._eof = False            # write_eof() was called
+        self._eof_sent = False       # ... and the core was told (shutdown(SHUT_WR))
+        self._read_eof = False       # eof_received() was delivered
+        self._paused = False         # pause_reading()
+        self._aborted = False
+        self._in_wakeup = False      # inside the driver's kick(): it flushes for us
+        self._server = server
+        if server is not None:
+            server._attach(self)
+        sk.wakeup = self._on_wakeup
+        # Like asyncio: connection_made from the loop, then start reading
+        # (data may already be queued), then wake whoever awaits the result.
+        loop.call_soon(self._connection_made)
+        loop.call_soon(self._poll)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return (f"<TcpTransport {state} local={self._extra.get('sockname')} "
+                f"peer={self._extra.get('peername')} buffered={len(self._buffer)}>")
+
+    # --- protocol ------------------------------------------------------------
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._buffered_protocol = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def _connection_made(self) -> None:
+        if self._conn_lost:
+            # closed before the loop got here: asyncio still reports both
+            # events, in order (connection_lost is already scheduled after us).
+            pass
+        self._protocol_connected = True
+        self._protocol.connection_made(self)
+
+    # --- state ---------------------------------------------------------------
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._paused and not self._closing
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    # --- reading -------------------------------------------------------------
+    def pause_reading(self) -> None:
+        # Idempotent, as asyncio's transports are (uvicorn calls it unguarded).
+        if self._closing or self._paused:
+            return
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        # Data or EOF may have arrived while paused with no wakeup to come.
+        self._loop.call_soon(self._poll)
+
+    def _kick(self) -> None:
+        """After a core call: let the driver send what it produced.
+
+        Not needed inside a wakeup: the driver's kick() is running and loops
+        until quiet (and must not be re-entered from every callback).
+        """
+        if not self._in_wakeup:
+            self._stack.kick()
+
+    def _poll(self) -> None:
+        """Check the sock from a loop callback (not from the driver)."""
+        if self._conn_lost or self._sk is None:
+            return
+        self._stack.update_time()
+        self._on_wakeup()
+        self._stack.kick()
+
+    def _on_wakeup(self) -> None:
+        """sk.wakeup: the core says this sock changed (level-triggered)."""
+        if self._in_wakeup:
+            return
+        self._in_wakeup = True
+        try:
+            self._handle_events()
+        finally:
+            self._in_wakeup = False
+
+    def _handle_events(self) -> None:
+        """Flush the write buffer, read, then look for errors."""
+        if self._conn_lost or self._sk is None:
+            return
+        if not self._protocol_connected:
+            # Data can arrive before the loop ran connection_made (it is
+            # call_soon'd); the _poll queued right after it reads it then.
+            return
+        if self._buffer:
+            self._flush()
+            if self._conn_lost:
+                return
+        if not self._paused and not self._closing:
+            self._read_ready()
+            if self._conn_lost:
+                return
+        exc = pop_error(self._sk)
+        if exc is not None:
+            self._force_close(exc)
+
+    def _read_ready(self) -> None:
+        sk = self._sk
+        try:
+            while sk.readable() and not self._paused and not self._closing:
+                if self._buffered_protocol:
+                    self._read_into_buffer(sk)
+                else:
+                    data = sk.recvmsg(MAX_READ)
+                    if not data:
+                        break
+                    self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+            self._fatal_error(exc, "Fatal read error on tcpio transport")
+            return
+        if (sk.rcv_eof and not self._read_eof and not self._paused and not self._closing
+                and not sk.readable()):
+            self._read_eof = True
+            self._eof_received()
+
+    def _read_into_buffer(self, sk: Any) -> None:
+        want = min(sk.readable(), MAX_READ)
+        buf = self._protocol.get_buffer(want)
+        n = len(buf)
+        if not n:
+            raise RuntimeError("get_buffer() returned an empty buffer")
+        data = sk.recvmsg(min(n, want))
+        nbytes = len(data)
+        memoryview(buf)[:nbytes] = data
+        self._protocol.buffer_updated(nbytes)
+
+    def _eof_received(self) -> None:
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    # --- writing -------------------------------------------------------------
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("tcpio transport: write() on a lost connection.")
+            self._conn_lost += 1
+            return
+        if not self._buffer:
+            # Fast path: straight into the core's send buffer.
+            stack = self._stack
+            stack.update_time()
+            try:
+                n = self._sk.sendmsg(data)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+                self._fatal_error(exc, "Fatal write error on tcpio transport")
+                return
+            finally:
+                self._kick()
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+        self._buffer += data
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _flush(self) -> None:
+        """Hand buffered bytes to the core as its send buffer frees up."""
+        sk = self._sk
+        if sk.send_space() <= 0:
+            return
+        try:
+            n = sk.sendmsg(self._buffer)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+            self._fatal_error(exc, "Fatal write error on tcpio transport")
+            return
+        if n:
+            del self._buffer[:n]
+        self._maybe_resume_protocol()
+        if not self._buffer:
+            if self._closing:
+                self._conn_lost += 1
+                self._loop.call_soon(self._call_connection_lost, None)
+            elif self._eof:
+                self._shutdown_write()
+
+    def write_eof(self) -> None:
+        """Half-close: FIN after everything written so far."""
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        if self._eof_sent:
+            return
+        self._eof_sent = True
+        self._stack.update_time()
+        try:
+            self._sk.shutdown(_socket.SHUT_WR)
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal error on shutdown")
+        finally:
+            self._kick()
+
+    # --- closing -------------------------------------------------------------
+    def close(self) -> None:
+        """Stop reading, flush the buffer, then FIN.  Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        """Drop the buffer and reset the connection (RST)."""
+        self._force_close(None, rst=True)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        if not isinstance(exc, OSError):
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc,
+                "transport": self, "protocol": self._protocol})
+        self._force_close(exc, rst=not isinstance(exc, OSError))
+
+    def _force_close(self, exc: BaseException | None, rst: bool = False) -> None:
+        """Close now (asyncio's name: sslproto calls it on handshake errors)."""
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+        self._closing = True
+        self._conn_lost += 1
+        # An error reported by the core means the connection is already dead
+        # (never answer a RST with a RST); otherwise reset it.
+        if rst or exc is None:
+            self._aborted = True
+            self._stack.update_time()
+            try:
+                self._sk.abort()
+            finally:
+                self._kick()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        sk, self._sk = self._sk, None
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            if sk is not None:
+                sk.wakeup = None
+                if not self._aborted:
+                    self._stack.update_time()
+                    try:
+                        sk.close()
+                    finally:
+                        self._stack.kick()
+            self._protocol = None
+            server, self._server = self._server, None
+            if server is not None:
+                server._detach(self)
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future[None], result: None) -> None:
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+def ssl_context_for(ssl: Any, server_side: bool) -> _ssl.SSLContext | None:
+    """asyncio's rule: ``ssl=True`` means a default client context."""
+    if not ssl:
+        return None
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    if server_side:
+        raise ValueError("ssl=True is not valid for a server; pass an SSLContext")
+    return _ssl.create_default_context()
+
+
+async def make_transport(stack: Any, sk: Any, protocol_factory: Callable[[], Any], *,
+                         ssl: Any = None, server_side: bool = False,
+                         server_hostname: str | None = None, server: Any = None,
+                         ssl_handshake_timeout: float | None = None,
+                         ssl_shutdown_timeout: float | None = None) -> tuple[Any, Any]:
+    """Wrap a connected core sock in a transport (TLS if asked) and wait for it."""
+    loop = asyncio.get_running_loop()
+    protocol = protocol_factory()
+    waiter = loop.create_future()
+    sslcontext = ssl_context_for(ssl, server_side)
+    if sslcontext is not None:
+        ssl_protocol = tls.wrap_protocol(
+            loop, protocol, sslcontext, waiter, server_side=server_side,
+            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        transport: Any = TcpTransport(loop, stack, sk, ssl_protocol, server=server)
+        app_transport = ssl_protocol._app_transport
+    else:
+        transport = app_transport = TcpTransport(loop, stack, sk, protocol, server=server,
+                                                 waiter=waiter)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return app_transport, protocol
+
+
+async def create_connection(stack: Any, protocol_factory: Callable[[], Any],
+                            host: str | None = None, port: int | None = None, *,
+                            ssl: Any = None, family: int = 0, proto: int = 0, flags: int = 0,
+                            sock: Socket | None = None,
+                            local_addr: tuple[str, int] | None = None,
+                            server_hostname: str | None = None,
+                            ssl_handshake_timeout: float | None = None,
+                            ssl_shutdown_timeout: float | None = None,
+                            happy_eyeballs_delay: float | None = None,
+                            interleave: int | None = None,
+                            all_errors: bool = False) -> tuple[Any, Any]:
+    """``loop.create_connection`` on a tcpio stack (same arguments)."""
+    if server_hostname is not None and not ssl:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    if server_hostname is None and ssl:
+        server_hostname = host
+    if ssl_handshake_timeout is not None and not ssl:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if sock is not None:
+        if host is not None or port is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        if sock.type != SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+    else:
+        if host is None and port is None:
+            raise ValueError("host and port was not specified and no sock specified")
+        sock = Socket(stack, SOCK_STREAM)
+        try:
+            if local_addr is not None:
+                sock.bind(local_addr)
+            await sock.connect((host, port))
+        except BaseException:
+            sock.abort()
+            raise
+    sk = sock.core
+    if sk.state == TCP_CLOSE:
+        raise ConnectionResetError("connection closed before the transport was made")
+    return await make_transport(stack, sk, protocol_factory, ssl=ssl,
+                                server_hostname=server_hostname,
+                                ssl_handshake_timeout=ssl_handshake_timeout,
+                                ssl_shutdown_timeout=ssl_shutdown_timeout)

@@ -1,0 +1,304 @@
+"""Test plumbing for the TCP core: a tiny fake host and a segment-level harness.
+
+``FakeHost`` has just what TcpProto needs (timers, settings, mib, now, secret,
+rng, ip_output, route_lookup, schedule_wakeup) and records every segment sent.
+``Peer`` plays the remote end by hand, smoltcp style: tests build exact
+segments in with ``peer.send(...)`` and assert exact segments out with
+``peer.recv()``.  ``Link`` joins two fake hosts for small end-to-end runs
+under a virtual clock, with an optional seeded drop/reorder function.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from tcpio._fast import load_pure
+from tcpio.core.mib import Mib
+from tcpio.core.settings import Settings
+from tcpio.core.tcp.tcp_ipv4 import TcpProto
+from tcpio.core.timer import TimerWheel
+
+wire = load_pure("wire")
+TcpOptions = wire.TcpOptions
+
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+LOCAL = 0x0A000001    # 10.0.0.1: the stack under test
+REMOTE = 0x0A000002   # 10.0.0.2: the hand-played peer
+LPORT = 80
+RPORT = 49500
+
+
+@dataclass
+class Route:
+    ifindex: int
+    gateway: int | None
+    src: int
+    mtu: int
+
+
+class FakeHost:
+    def __init__(self, addr: int = LOCAL, settings: Settings | None = None, mtu: int = 1500,
+                 seed: int = 1) -> None:
+        self.name = f"fake{addr & 0xFF}"
+        self.addr = addr
+        self.settings = settings or Settings()
+        self.mib = Mib()
+        self.timers = TimerWheel()
+        self.now = 0.0
+        self.rng = random.Random(seed)
+        self.secret = bytes(self.rng.getrandbits(8) for _ in range(16))
+        self.mtu = mtu
+        self.sent: list[tuple[int, int, bytes]] = []
+        self.woken: list[Any] = []
+        self.tcp = TcpProto(self)
+
+    # the Host contract used by TCP
+    def ip_output(self, proto: int, src: int | None, dst: int, payload: Any, *, ttl: int = 64,
+                  tos: int = 0, df: bool = False) -> None:
+        assert proto == 6
+        self.sent.append((src if src is not None else self.addr, dst, bytes(payload)))
+
+    def route_lookup(self, dst: int) -> Route:
+        return Route(1, None, self.addr, self.mtu)
+
+    def is_local_address(self, ip: int) -> bool:
+        return ip == self.addr
+
+    def schedule_wakeup(self, sk: Any) -> None:
+        self.woken.append(sk)
+
+    # driving
+    def advance(self, t: float) -> None:
+        """Move the virtual clock to ``t`` and run the timers due."""
+        assert t >= self.now
+        self.now = t
+        self.timers.run(t)
+
+    def deliver(self, src: int, dst: int, segment: bytes) -> None:
+        iph = SimpleNamespace(src=src, dst=dst, proto=6)
+        self.tcp.rcv(iph, memoryview(segment), self.now)
+
+
+@dataclass
+class Seg:
+    """A parsed segment, compared field by field in tests."""
+    flags: int
+    seq: int
+    ack: int
+    window: int
+    payload: bytes = b""
+    opts: Any = field(default=None, compare=False)
+    sport: int = field(default=0, compare=False)
+    dport: int = field(default=0, compare=False)
+    urg_ptr: int = field(default=0, compare=False)
+
+    def key(self) -> tuple:
+        """(flags, seq, ack, payload): what most rules are about."""
+        return (self.flags, self.seq, self.ack, self.payload)
+
+    def __repr__(self) -> str:
+        names = "".join(n for b, n in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"),
+                                       (ACK, "."), (URG, "U")) if self.flags & b)
+        return (f"Seg([{names}] seq={self.seq} ack={self.ack} win={self.window} "
+                f"len={len(self.payload)} opts={self.opts!r})")
+
+
+def parse(segment: bytes) -> Seg:
+    th = wire.parse_tcp(segment)
+    return Seg(th.flags, th.seq, th.ack, th.window, bytes(segment[th.doff * 4:]), th.options,
+               th.sport, th.dport, th.urg_ptr)
+
+
+class Peer:
+    """The remote end, played by the test."""
+
+    def __init__(self, host: FakeHost, addr: int = REMOTE, port: int = RPORT,
+                 lport: int = LPORT) -> None:
+        self.host = host
+        self.addr = addr
+        self.port = port
+        self.lport = lport
+
+    def send(self, flags: int, seq: int, ack: int = 0, window: int = 65535,
+             payload: bytes = b"", opts: Any = None, sport: int | None = None) -> None:
+        seg = wire.build_tcp(self.addr, self.host.addr, self.port if sport is None else sport,
+                             self.lport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags, window,
+                             opts, payload)
+        self.host.deliver(self.addr, self.host.addr, seg)
+
+    def recv(self) -> list[Seg]:
+        """Segments the stack sent to us since the last call."""
+        mine = [x for x in self.host.sent
+                if x[1] == self.addr and int.from_bytes(x[2][2:4], "big") == self.port]
+        self.host.sent = [x for x in self.host.sent if not any(x is m for m in mine)]
+        return [parse(b) for (_s, _d, b) in mine]
+
+    def recv_one(self) -> Seg:
+        segs = self.recv()
+        assert len(segs) == 1, segs
+        return segs[0]
+
+
+class Link:
+    """Two FakeHosts joined back to back, with a virtual clock.
+
+    ``fault(src_host, segment_bytes) -> list[bytes]`` may drop (return []),
+    duplicate or corrupt; reordering comes from per-packet delay in
+    ``delay_fn``.  Everything is seeded.
+    """
+
+    def __init__(self, a: FakeHost, b: FakeHost, delay: float = 0.001,
+                 fault: Callable[[FakeHost, bytes], list[bytes]] | None = None,
+                 delay_fn: Callable[[], float] | None = None) -> None:
+        self.a, self.b = a, b
+        self.delay = delay
+        self.fault = fault
+        self.delay_fn = delay_fn
+        self.now = 0.0
+        self.inflight: list[tuple[float, int, FakeHost, int, int, bytes]] = []
+        self._n = 0
+
+    def _collect(self) -> None:
+        for src, dst in ((self.a, self.b), (self.b, self.a)):
+            sent, src.sent = src.sent, []
+            for (s, d, seg) in sent:
+                segs = self.fault(src, seg) if self.fault else [seg]
+                for x in segs:
+                    dl = self.delay + (self.delay_fn() if self.delay_fn else 0.0)
+                    self._n += 1
+                    self.inflight.append((self.now + dl, self._n, dst, s, d, x))
+        self.inflight.sort(key=lambda e: (e[0], e[1]))
+
+    def step(self) -> bool:
+        """Deliver the next packet or fire the next timer; False when idle."""
+        self._collect()
+        t_pkt = self.inflight[0][0] if self.inflight else None
+        deadlines = [d for d in (self.a.timers.next_deadline(), self.b.timers.next_deadline())
+                     if d is not None]
+        t_tmr = min(deadlines) if deadlines else None
+        if t_pkt is None and t_tmr is None:
+            return False
+        if t_pkt is not None and (t_tmr is None or t_pkt <= t_tmr):
+            when, _, dst, s, d, seg = self.inflight.pop(0)
+            self.now = max(self.now, when)
+            for h in (self.a, self.b):
+                h.now = self.now
+            dst.deliver(s, d, seg)
+        else:
+            self.now = max(self.now, t_tmr)
+            for h in (self.a, self.b):
+                h.advance(self.now)
+        self._collect()
+        return True
+
+    def run_until(self, cond: Callable[[], bool], limit: float = 600.0,
+                  max_steps: int = 10_000_000) -> None:
+        steps = 0
+        while not cond():
+            if self.now > limit or steps > max_steps:
+                raise AssertionError(f"condition not met by t={self.now}")
+            if not self.step():
+                if cond():
+                    return
+                raise AssertionError(f"idle at t={self.now} before condition")
+            steps += 1
+
+    def run_for(self, duration: float) -> None:
+        end = self.now + duration
+        while True:
+            self._collect()
+            t_pkt = self.inflight[0][0] if self.inflight else None
+            deadlines = [d for d in (self.a.timers.next_deadline(),
+                                     self.b.timers.next_deadline()) if d is not None]
+            nxt = min([x for x in (t_pkt, *deadlines) if x is not None], default=None)
+            if nxt is None or nxt > end:
+                break
+            self.step()
+        self.now = end
+        for h in (self.a, self.b):
+            h.advance(end)
+
+
+# --- connection set-up shortcuts ------------------------------------------------------
+PEER_ISS = 1000
+
+
+class Conn:
+    """An established connection between the stack (``sk``) and a hand-played peer.
+
+    ``snd`` is the peer's next sequence number, ``rcv`` what the peer expects
+    next from the stack (i.e. the peer's ACK field).
+    """
+
+    def __init__(self, host: FakeHost, peer: Peer, sk: Any, snd: int, rcv: int) -> None:
+        self.host, self.peer, self.sk, self.snd, self.rcv = host, peer, sk, snd, rcv
+
+    def send(self, payload: bytes = b"", flags: int = ACK, window: int = 65535,
+             opts: Any = None, seq: int | None = None, ack: int | None = None) -> None:
+        s = self.snd if seq is None else seq
+        self.peer.send(flags, s, self.rcv if ack is None else ack, window, payload, opts)
+        if seq is None:
+            self.snd = (self.snd + len(payload) + (1 if flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
+
+    def recv(self) -> list[Seg]:
+        return self.peer.recv()
+
+    def ack_all(self, segs: list[Seg]) -> None:
+        """Move our ACK point past everything in ``segs`` (without sending)."""
+        for s in segs:
+            end = (s.seq + len(s.payload) + (1 if s.flags & (SYN | FIN) else 0)) & 0xFFFFFFFF
+            if ((end - self.rcv) & 0xFFFFFFFF) < 0x80000000:
+                self.rcv = end
+
+
+def passive_open(settings: Settings | None = None, syn_opts: Any = None, window: int = 65535,
+                 backlog: int = 8, setup: Callable[[Any], None] | None = None) -> Conn:
+    """Listener on LPORT; the peer completes the handshake; return the child."""
+    host = FakeHost(settings=settings)
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    if setup:
+        setup(ls)
+    ls.bind(0, LPORT)
+    ls.listen(backlog)
+    peer.send(SYN, PEER_ISS, 0, window, opts=syn_opts)
+    synack = peer.recv_one()
+    assert synack.flags == SYN | ACK and synack.ack == PEER_ISS + 1
+    ack_opts = None
+    if syn_opts is not None and syn_opts.ts_val is not None and synack.opts.ts_val is not None:
+        ack_opts = TcpOptions(ts_val=syn_opts.ts_val + 1, ts_ecr=synack.opts.ts_val)
+    peer.send(ACK, PEER_ISS + 1, synack.seq + 1, window, opts=ack_opts)
+    sk = ls.accept()
+    assert sk is not None
+    conn = Conn(host, peer, sk, PEER_ISS + 1, (synack.seq + 1) & 0xFFFFFFFF)
+    conn.listener = ls
+    conn.synack = synack
+    return conn
+
+
+def active_open(settings: Settings | None = None, synack_opts: Any = None,
+                window: int = 65535, setup: Callable[[Any], None] | None = None) -> Conn:
+    """The stack connects to the peer; the peer answers SYN-ACK."""
+    host = FakeHost(settings=settings)
+    peer = Peer(host)
+    sk = host.tcp.socket()
+    if setup:
+        setup(sk)
+    try:
+        sk.connect(REMOTE, RPORT)
+    except BlockingIOError:
+        pass
+    syn = peer.recv_one()
+    assert syn.flags == SYN
+    peer.lport = syn.sport
+    peer.send(SYN | ACK, PEER_ISS, syn.seq + 1, window, opts=synack_opts)
+    segs = peer.recv()
+    conn = Conn(host, peer, sk, PEER_ISS + 1, (syn.seq + 1) & 0xFFFFFFFF)
+    conn.syn = syn
+    conn.handshake_ack = segs
+    return conn

@@ -1,0 +1,178 @@
+"""Two real Hosts over tcpio.core.sim.VirtualNetwork: many connections, bulk
+transfer under loss/reordering/duplication/corruption (sha256 must match), a
+path whose bandwidth-delay product needs window scaling, and ss-style rows."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+
+import pytest
+
+from tcpio.core.addr import ip_aton
+from tcpio.core.sim import VirtualNetwork
+from tcpio.core.tcp.tcp_states import TCP_CLOSE, TCP_ESTABLISHED
+from tcpio.devices.impair import Impairment
+
+A_IP, B_IP = "10.0.0.1", "10.0.0.2"
+
+
+def _net(imp_ab=None, imp_ba=None, mtu=1500):
+    net = VirtualNetwork(seed=7)
+    a = net.host("a")
+    b = net.host("b")
+    link = net.link(a, b, f"{A_IP}/24", f"{B_IP}/24", impairment=imp_ab,
+                    impairment_ba=imp_ba, mtu=mtu)
+    link.capture_enabled = False
+    return net, a, b, link
+
+
+def _connect(net, a, b, port=80, listener=None):
+    if listener is None:
+        listener = b.tcp.socket()
+        listener.bind(0, port)
+        listener.listen(128)
+    c = a.tcp.socket()
+    with pytest.raises(BlockingIOError):
+        c.connect(ip_aton(B_IP), port)
+    assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 60)
+    return listener, c, listener.accept()
+
+
+def _transfer(net, pairs, size, seed, timeout):
+    """Send ``size`` random bytes each way on every (x, y) pair; sha256 both ends."""
+    rng = random.Random(seed)
+    jobs = []
+    for x, y in pairs:
+        for src, dst in ((x, y), (y, x)):
+            data = rng.randbytes(size)
+            jobs.append([src, dst, data, 0, bytearray()])
+
+    def pump():
+        done = True
+        for job in jobs:
+            src, dst, data, sent, got = job
+            if sent < len(data):
+                job[3] += src.sendmsg(memoryview(data)[sent:])
+            if dst.readable():
+                got += dst.recvmsg(1 << 22)
+            done = done and len(got) == len(data)
+        return done
+
+    assert net.run_until(pump, timeout), [len(j[4]) for j in jobs]
+    for _src, _dst, data, _sent, got in jobs:
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+def test_many_connections_open_transfer_close():
+    net, a, b, _ = _net(Impairment(delay=0.001), Impairment(delay=0.001))
+    ls = b.tcp.socket()
+    ls.bind(0, 80)
+    ls.listen(128)
+    clients = []
+    for _ in range(50):
+        c = a.tcp.socket()
+        with pytest.raises(BlockingIOError):
+            c.connect(ip_aton(B_IP), 80)
+        clients.append(c)
+    assert net.run_until(lambda: len(ls.accept_queue) == 50, 30)
+    servers = [ls.accept() for _ in range(50)]
+    ports = {c.getsockname()[1] for c in clients}
+    assert len(ports) == 50                       # distinct ephemeral ports
+    _transfer(net, list(zip(clients, servers)), 20_000, 1, 60)
+    for c in clients:
+        c.close()
+    for s in servers:
+        net.run_until(lambda s=s: s.rcv_eof, 10)
+        s.close()
+    net.run_for(5)
+    assert all(s.state == TCP_CLOSE for s in servers)
+    rows = a.tcp.connections()
+    assert len([r for r in rows if r.state == "TIME-WAIT"]) == 50
+    assert a.mib["ActiveOpens"] == 50 and b.mib["PassiveOpens"] == 50
+    assert a.mib["CurrEstab"] == 0 and b.mib["CurrEstab"] == 0
+    net.run_for(61)
+    assert [r for r in a.tcp.connections() if r.state == "TIME-WAIT"] == []
+
+
+def test_connect_to_closed_port_is_refused():
+    net, a, _b, _ = _net()
+    c = a.tcp.socket()
+    with pytest.raises(BlockingIOError):
+        c.connect(ip_aton(B_IP), 81)
+    net.run_until(lambda: c.state == TCP_CLOSE, 10)
+    with pytest.raises(ConnectionRefusedError):
+        c.connect(ip_aton(B_IP), 81)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_bulk_under_loss_reorder_duplication_corruption(seed):
+    def imp(s):
+        return Impairment(loss=0.05, reorder=0.05, duplicate=0.01, corrupt=0.005,
+                          delay=0.005, seed=s)
+    net, a, b, _ = _net(imp(seed * 10), imp(seed * 10 + 1))
+    _, c, s = _connect(net, a, b)
+    _transfer(net, [(c, s)], 1 << 20, seed, 600)
+    assert a.mib["RetransSegs"] > 0 and b.mib["InCsumErrors"] + a.mib["InCsumErrors"] > 0
+
+
+def test_window_scaling_fills_a_large_bdp_path():
+    """100 Mbit/s x 40 ms RTT = 500 kB in flight: impossible with a 64 KiB window."""
+    imp = Impairment(delay=0.02, rate=100e6, seed=1)
+    imp2 = Impairment(delay=0.02, rate=100e6, seed=2)
+    net, a, b, _ = _net(imp, imp2)
+    _, c, s = _connect(net, a, b)
+    assert c.rcv_wscale > 0 and c.snd_wscale > 0
+    size = 4 << 20
+    data = random.Random(5).randbytes(size)
+    sent = 0
+    got = bytearray()
+    start = net.now
+    max_inflight = 0
+
+    def pump():
+        nonlocal sent, max_inflight
+        if sent < size:
+            sent += c.sendmsg(memoryview(data)[sent:])
+        max_inflight = max(max_inflight, (c.snd_nxt - c.snd_una) & 0xFFFFFFFF)
+        if s.readable():
+            got.extend(s.recvmsg(1 << 22))
+        return len(got) == size
+
+    assert net.run_until(pump, 60)
+    assert bytes(got) == data
+    assert max_inflight > 65535                  # more than an unscaled window allows
+    elapsed = net.now - start
+    assert size * 8 / elapsed > 30e6              # well beyond 64 KiB / 40 ms = 13 Mbit/s
+
+
+def test_listener_backlog_overflow_client_retransmits_and_gets_in():
+    net, a, b, _ = _net(Impairment(delay=0.001), Impairment(delay=0.001))
+    ls = b.tcp.socket()
+    ls.bind(0, 80)
+    ls.listen(2)
+    cs = []
+    for _ in range(4):
+        c = a.tcp.socket()
+        with pytest.raises(BlockingIOError):
+            c.connect(ip_aton(B_IP), 80)
+        cs.append(c)
+    net.run_for(0.5)
+    assert len(ls.accept_queue) == 3               # backlog + 1, like Linux
+    assert b.mib["ListenOverflows"] > 0
+    accepted = [ls.accept(), ls.accept(), ls.accept()]
+    assert net.run_until(lambda: len(ls.accept_queue) == 1, 30)
+    accepted += [ls.accept()]
+    assert all(x is not None for x in accepted)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TCPIO_SLOW") != "1", reason="set TCPIO_SLOW=1 for soaks")
+def test_soak_256mib_each_way_impaired():
+    def imp(s):
+        return Impairment(loss=0.05, reorder=0.05, duplicate=0.01, corrupt=0.005,
+                          delay=0.005, seed=s)
+    net, a, b, _ = _net(imp(101), imp(102))
+    _, c, s = _connect(net, a, b)
+    _transfer(net, [(c, s)], 256 << 20, 9, 1e6)
