@@ -241,6 +241,22 @@ class Stack:
         """A snapshot of the host's MIB counters (netstat -s style)."""
         return self.host.mib.snapshot()
 
+    def connections(self) -> list:
+        """TCP sockets like ``ss -tan``: rows of (state, local, remote, recv_q,
+        send_q, timer), listeners first, then established, request and
+        TIME_WAIT entries."""
+        tcp = getattr(self.host, "tcp", None)
+        return tcp.connections() if tcp is not None else []
+
+    def format_connections(self) -> str:
+        """``connections()`` as the table ``ss -tan`` prints."""
+        rows = self.connections()
+        lines = [f"{'State':<12}{'Recv-Q':>7}{'Send-Q':>7}  {'Local':<22}{'Peer':<22}Timer"]
+        for r in rows:
+            lines.append(f"{r.state:<12}{r.recv_q:>7}{r.send_q:>7}  {r.local:<22}"
+                         f"{r.remote:<22}{r.timer}")
+        return "\n".join(lines)
+
     def device_stats(self) -> dict[str, dict[str, int]]:
         """Per-interface counters, like /proc/net/dev."""
         return {dev.name: dict(dev.stats) for dev in self.devices.values()}
