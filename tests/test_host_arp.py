@@ -113,6 +113,19 @@ def test_unresolved_queue_is_bounded():
     assert h.mib["ArpUnresolvedDiscards"] == 2
 
 
+def test_queue_overflow_drops_silently_like_neigh_event_send():
+    """Linux frees the oldest queued packet without telling its sender (TCP will
+    retransmit); only a failed resolution reports EHOSTUNREACH."""
+    h = make_host(arp_unres_qlen=2)
+    out(h)
+    sk = h.udp.socket()
+    sk.connect(ip_aton(PEER), 9)
+    for i in range(4):
+        sk.sendto(bytes([i]))
+    assert h.mib["ArpUnresolvedDiscards"] == 2
+    assert not sk.errors
+
+
 def test_retry_limit_then_ehostunreach_to_the_sender():
     h = make_host(arp_mcast_solicit=3, arp_retrans_time=1.0)
     out(h)

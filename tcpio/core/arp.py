@@ -111,6 +111,19 @@ class Arp:
 
     # ----- output: neigh_resolve_output ---------------------------------------------
 
+    def hh_lookup(self, ifindex: int, nexthop: int) -> bytes | None:
+        """The neighbour's MAC when a packet may go out now with no state change.
+
+        Like the kernel's neigh_hh_output short cut for a connected neighbour:
+        REACHABLE, PERMANENT or already PROBE (exactly the states in which
+        ``output`` only prepends the header).  None means: call ``output``.
+        """
+        n = self.table.get((ifindex, nexthop))
+        if n is None or not n.state & (NUD_REACHABLE | NUD_PERMANENT | NUD_PROBE):
+            return None
+        n.used = self.host.now
+        return n.mac
+
     def output(self, iface: Interface, nexthop: int, packet: bytes | bytearray) -> None:
         """Send an IP packet to ``nexthop`` on ``iface``, resolving its MAC first."""
         host = self.host
@@ -137,9 +150,11 @@ class Arp:
         # INCOMPLETE: queue (bounded), the first packet starts the resolution.
         limit = max(1, host.settings.arp_unres_qlen)
         while len(n.queue) >= limit:
-            dropped = n.queue.popleft()
+            # Like __neigh_event_send: the oldest packet goes, silently (counted
+            # as unres_discards).  Its sender is not told: TCP retransmits, and
+            # only a failed resolution reports EHOSTUNREACH (below).
+            n.queue.popleft()
             host.mib["ArpUnresolvedDiscards"] += 1
-            host.ip_local_error(dropped, 3, 1)
         n.queue.append(packet)
         if n.probes == 0:
             n.probes = 1

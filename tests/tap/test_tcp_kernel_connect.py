@@ -118,11 +118,6 @@ async def test_tcpio_connects_to_kernel_200_at_once(peer):
         server.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "host core: tcpio/core/arp.py output(), INCOMPLETE branch, calls ip_local_error "
-    "(EHOSTUNREACH to the socket) for a packet pushed out of the unresolved queue; "
-    "Linux's __neigh_event_send frees it silently (SKB_DROP_REASON_NEIGH_QUEUEFULL, "
-    "unres_discards) and the SYN is simply retransmitted"))
 async def test_200_connects_while_arp_resolves(peer):
     """200 SYNs to a neighbour tcpio has not resolved yet: more than
     arp_unres_qlen wait for ARP.  Linux drops the overflow silently, the
