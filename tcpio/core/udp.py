@@ -268,6 +268,46 @@ class UdpProto:
             return False
         return self._queue(sk, bytes(payload[UDP_HLEN:]), peer)
 
+    def rcv_fast(self, rec: tuple, frame: bytes | bytearray | memoryview, now: float) -> bool:
+        """udp_rcv for a datagram the host's rx classifier already checked.
+
+        ``rec`` is ``rx_classify``'s tuple: unicast to one of our addresses,
+        length and checksum good, payload already copied out.  Only the socket
+        lookup and the queueing are left; the counters are those of ``rcv``.
+        """
+        _, src, dst, sport, dport, data, off, end = rec
+        socks = self.ports.get(dport)
+        sk = None
+        if socks:
+            if len(socks) == 1:
+                # The usual case, one sock on the port: lookup()'s scoring reduced
+                # to "does it match at all".
+                sk = socks[0]
+                if (sk.laddr and sk.laddr != dst) or \
+                        (sk.connected and (sk.raddr != src or sk.rport != sport)):
+                    sk = None
+            else:
+                sk = self.lookup(src, sport, dst, dport)
+        host = self.host
+        if sk is None:
+            host.mib["UdpNoPorts"] += 1
+            # The error quotes the datagram: build the header record only now.
+            host.icmp_send(wire.parse_ipv4(frame, off - 20), memoryview(frame)[off:end], 3, 3)
+            return False
+        # _queue + UdpSock._enqueue, inlined: this runs once per datagram.
+        n = len(data)
+        if sk.rcv_bytes + n > sk.rcvbuf and sk.rcv_queue:
+            sk.drops += 1
+            mib = host.mib
+            mib["UdpRcvbufErrors"] += 1
+            mib["UdpInErrors"] += 1
+            return False
+        sk.rcv_queue.append((data, (src, sport)))
+        sk.rcv_bytes += n
+        host.schedule_wakeup(sk)
+        host.mib["UdpInDatagrams"] += 1
+        return True
+
     def _queue(self, sk: UdpSock, data: bytes, peer: tuple[int, int]) -> bool:
         mib = self.host.mib
         if not sk._enqueue(data, peer):

@@ -1,0 +1,105 @@
+"""Receive-path classifier, pure-Python twin of ``rx.pyx``.
+
+``rx_classify`` looks at one whole frame and answers one question: is this the
+common case, a clean unicast IPv4 datagram for one of our addresses carrying an
+unfragmented UDP datagram or TCP segment with a good checksum?  If so it returns
+a small tuple with everything the host needs to hand the datagram to its
+protocol; otherwise it returns ``None`` and the host runs the ordinary layered
+path (ether_input -> ip_rcv -> the protocol), which does every check again and
+counts every drop in the MIB.  So this module never counts and never drops:
+it can only say "fast" for a frame the slow path would deliver the same way.
+That keeps the drop counters exactly those of the layered path, and a bad or
+unusual frame (ARP, broadcast, options, fragments, ICMP, bad checksums...)
+simply costs one classification more.
+
+The checks are ip_rcv's (RFC 1122 3.2.1, RFC 791): version 4, IHL 5 (options
+go the slow way), total length within the frame and at least the header,
+header checksum, no fragment bits, no martian source (multicast, limited
+broadcast, 127/8) or 127/8 destination, destination one of ``local`` and not
+one of ``bcast``.  Then UDP's (RFC 768: length within the datagram, checksum
+zero or good) or TCP's (RFC 9293: data offset >= 5 and within the segment,
+checksum good; the checksum only when ``verify_tcp``).
+
+Result tuple ``(proto, src, dst, sport, dport, aux, off, end)``:
+``frame[off:end]`` is the transport datagram (trimmed to the IP total length,
+and for UDP to the UDP length); ``aux`` is the UDP payload as ``bytes`` for
+UDP, and the ``wire.IPv4Header`` for TCP (which needs it).  Addresses are
+host-order ints, as everywhere in the core.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from tcpio._fast import load
+
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "rx_classify"]
+
+# The same checksum and header records as the rest of the core uses.
+_csum = load("checksum")
+_wire = load("wire")
+_csum_partial = _csum.csum_partial
+_pseudo = _csum.pseudo_header_sum
+_parse_ipv4 = _wire.parse_ipv4
+
+ETH_HLEN = 14
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+# version/IHL, TOS, total length, ID, frag, TTL, proto, checksum, src, dst
+_IP = struct.Struct("!BxHxxHxBxxII")
+_PORTS = struct.Struct("!HHH")
+
+
+def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local: Any,
+                bcast: Any, verify_tcp: bool = True) -> tuple | None:
+    """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None)."""
+    n = len(frame)
+    if mac is not None:
+        # Unicast to us carrying IPv4; broadcast and ARP take the slow path.
+        if n < ETH_HLEN + 20 or frame[12] != 0x08 or frame[13] != 0x00 or \
+                frame[0:6] != mac:
+            return None
+        ip = ETH_HLEN
+    else:
+        if n < 20:
+            return None
+        ip = 0
+    vihl, tot_len, frag, proto, src, dst = _IP.unpack_from(frame, ip)
+    if vihl != 0x45 or tot_len < 20 or tot_len > n - ip or frag & 0x3FFF:
+        return None
+    if proto != IPPROTO_UDP and proto != IPPROTO_TCP:
+        return None
+    if src >> 28 == 0xE or src == 0xFFFFFFFF or src >> 24 == 127 or dst >> 24 == 127:
+        return None
+    if dst not in local or dst in bcast:
+        return None
+    if type(frame) is not bytes:
+        frame = bytes(frame)
+    if _csum_partial(frame[ip:ip + 20]) != 0xFFFF:
+        return None
+    off = ip + 20
+    end = ip + tot_len
+    seglen = tot_len - 20
+    if proto == IPPROTO_UDP:
+        if seglen < 8:
+            return None
+        sport, dport, ulen = _PORTS.unpack_from(frame, off)
+        if ulen < 8 or ulen > seglen:
+            return None
+        end = off + ulen
+        seg = frame[off:end]
+        if (seg[6] or seg[7]) and \
+                _csum_partial(seg, _pseudo(src, dst, IPPROTO_UDP, ulen)) != 0xFFFF:
+            return None
+        return (IPPROTO_UDP, src, dst, sport, dport, seg[8:], off, end)
+    if seglen < 20:
+        return None
+    doff = (frame[off + 12] >> 4) << 2
+    if doff < 20 or doff > seglen:
+        return None
+    if verify_tcp and \
+            _csum_partial(frame[off:end], _pseudo(src, dst, IPPROTO_TCP, seglen)) != 0xFFFF:
+        return None
+    sport, dport, _ = _PORTS.unpack_from(frame, off)
+    return (IPPROTO_TCP, src, dst, sport, dport, _parse_ipv4(frame, ip), off, end)
