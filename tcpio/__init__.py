@@ -29,7 +29,11 @@ _EXPORTS = {
     "SOCK_DGRAM": "tcpio.socket",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
+    "__version__", "Stack", "Settings", "Host", "VirtualNetwork", "Impairment", "MemoryWire",
+    "ImpairedDevice", "TapDevice", "TunDevice", "PcapDevice", "PcapWriter", "Socket",
+    "SOCK_STREAM", "SOCK_DGRAM",
+]
 
 
 def __getattr__(name: str) -> Any:

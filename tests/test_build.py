@@ -52,3 +52,10 @@ def test_twins_export_the_same_api(name):
     public = {n for n in dir(pure) if not n.startswith("_") and _defined_here(pure, n)}
     missing = {n for n in public if not hasattr(compiled, n)}
     assert not missing
+
+
+def test_every_public_name_resolves():
+    """tcpio.__all__ matches the lazy export table, and every name imports."""
+    assert set(tcpio.__all__) == {"__version__", *tcpio._EXPORTS}
+    for name in tcpio.__all__:
+        assert getattr(tcpio, name) is not None

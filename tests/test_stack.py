@@ -332,11 +332,11 @@ def test_connections_lists_listener_and_established_like_ss(loop_name):
             a.add_interface(wire.a, "10.0.0.1/24")
             b.add_interface(wire.b, "10.0.0.2/24")
             server = await a.start_server(lambda r, w: None, "10.0.0.1", 8080)
-            reader, writer = await b.open_connection("10.0.0.1", 8080)
+            _reader, writer = await b.open_connection("10.0.0.1", 8080)
             rows_a = {(r.state, r.local, r.remote) for r in a.connections()}
             rows_b = [(r.state, r.remote) for r in b.connections()]
             assert ("LISTEN", "10.0.0.1:8080", "0.0.0.0:*") in rows_a
-            local_b = "%s:%d" % writer.get_extra_info("sockname")
+            local_b = "{}:{}".format(*writer.get_extra_info("sockname"))
             assert ("ESTAB", "10.0.0.1:8080", local_b) in rows_a
             assert rows_b == [("ESTAB", "10.0.0.1:8080")]
             assert "LISTEN" in a.format_connections()

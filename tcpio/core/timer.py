@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 _INF = float("inf")
 
@@ -20,7 +20,7 @@ _INF = float("inf")
 class Timer:
     """A re-armable one-shot timer: ``callback(now)`` runs once at ``when``."""
 
-    __slots__ = ("_wheel", "callback", "when", "_gen")
+    __slots__ = ("_gen", "_wheel", "callback", "when")
 
     def __init__(self, wheel: TimerWheel, callback: Callable[[float], None]) -> None:
         self._wheel = wheel
