@@ -51,3 +51,31 @@ def random_mac() -> bytes:
 def max_frame_len(mtu: int, link: Link) -> int:
     """Largest frame a device with this MTU carries (room for one VLAN tag)."""
     return mtu + ETH_HLEN + VLAN_HLEN if link == "ether" else mtu
+
+
+class DeviceWrapper:
+    """A device that wraps another (impairment, capture) and keeps its identity:
+    name, MTU, link kind, MAC and counters are the inner device's."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    @property
+    def mtu(self) -> int:
+        return self.device.mtu
+
+    @property
+    def link(self) -> Link:
+        return self.device.link
+
+    @property
+    def mac(self) -> bytes | None:
+        return self.device.mac
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.device.stats

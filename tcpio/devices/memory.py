@@ -16,7 +16,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-from tcpio.devices.base import ETH_HLEN, Device, Link, OnFrames, new_stats
+from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, new_stats
 from tcpio.devices.impair import Impairment
 
 
@@ -191,7 +191,7 @@ class MemoryWire:
         return f"MemoryWire({self.a_to_b!r})"
 
 
-class ImpairedDevice:
+class ImpairedDevice(DeviceWrapper):
     """Wrap any device so frames it sends (``impairment_out``) and receives
     (``impairment_in``) cross an impaired link first; None means untouched.
 
@@ -201,29 +201,9 @@ class ImpairedDevice:
 
     def __init__(self, device: Device, impairment_out: Impairment | None = None,
                  impairment_in: Impairment | None = None) -> None:
-        self.device = device
+        super().__init__(device)
         self._out = DelayLine(impairment_out, device.send_batch)
         self._in = DelayLine(impairment_in)
-
-    @property
-    def name(self) -> str:
-        return self.device.name
-
-    @property
-    def mtu(self) -> int:
-        return self.device.mtu
-
-    @property
-    def link(self) -> Link:
-        return self.device.link
-
-    @property
-    def mac(self) -> bytes | None:
-        return self.device.mac
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return self.device.stats
 
     @property
     def impairment_out(self) -> Impairment | None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
-from tcpio.devices.base import Device, Link, OnFrames
+from tcpio.devices.base import Device, DeviceWrapper, Link, OnFrames
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101          # bare IPv4/IPv6, what a TUN device carries
@@ -81,7 +81,7 @@ def loop_wall_clock_ns(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
     return lambda: round(loop.time() * 1e9) + offset
 
 
-class PcapDevice:
+class PcapDevice(DeviceWrapper):
     """Wrap ``device``: every frame it receives or sends is also written to ``path``.
 
     ``clock`` returns nanoseconds; by default it is the running loop's clock
@@ -92,31 +92,10 @@ class PcapDevice:
     def __init__(self, device: Device, path: str | BinaryIO,
                  clock: Callable[[], int] | None = None,
                  snaplen: int = DEFAULT_SNAPLEN) -> None:
-        self.device = device
+        super().__init__(device)
         self.writer = PcapWriter(path, LINKTYPES[device.link], snaplen)
         self._clock = clock or (lambda: time.time_ns())
         self._clock_given = clock is not None
-
-    # Identity of the wrapped device.
-    @property
-    def name(self) -> str:
-        return self.device.name
-
-    @property
-    def mtu(self) -> int:
-        return self.device.mtu
-
-    @property
-    def link(self) -> Link:
-        return self.device.link
-
-    @property
-    def mac(self) -> bytes | None:
-        return self.device.mac
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return self.device.stats
 
     def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
         if not self._clock_given:
