@@ -140,3 +140,43 @@ def test_dsack_received_is_harmless():
 def _flight_bytes(c, n):
     c.sk.sendmsg(b"d" * n)
     return c.recv()
+
+
+def _optlen(opts):
+    n = 0
+    if opts.ts_val is not None:
+        n += 12
+    if opts.sack_blocks:
+        n += 4 + 8 * len(opts.sack_blocks)
+    return n
+
+
+def test_data_segments_with_sack_blocks_stay_within_mss():
+    """Like Linux's tcp_current_mss: SACK option bytes come out of the payload,
+    or the segment would exceed the path MTU and be fragmented by IP."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, sack_ok=True, ts_val=1, ts_ecr=0))
+    ts = TcpOptions(ts_val=2, ts_ecr=0)
+    for k in (1, 3, 5):                         # three holes: three SACK blocks
+        c.send(b"h" * 100, seq=c.snd + 200 * k, opts=ts)
+    c.recv()
+    assert len(c.sk.sack_blocks) == 3
+    c.sk.sendmsg(b"D" * 20000)
+    out = c.recv()
+    assert out
+    for s in out:
+        assert s.opts.sack_blocks, "data carries the SACK information"
+        assert len(s.payload) + _optlen(s.opts) <= 1460
+
+
+def test_retransmission_drops_sack_blocks_that_do_not_fit():
+    c = passive_open(syn_opts=TcpOptions(mss=1460, sack_ok=True, ts_val=1, ts_ecr=0))
+    c.sk.sendmsg(b"R" * 1448)
+    first = c.recv()[0]
+    assert len(first.payload) == 1448
+    for k in (1, 3, 5):
+        c.send(b"h" * 100, seq=c.snd + 200 * k, opts=TcpOptions(ts_val=2, ts_ecr=0))
+    c.recv()
+    c.host.advance(1.5)                         # RTO: the 1448-byte segment again
+    again = [s for s in c.recv() if s.payload]
+    assert again and len(again[0].payload) == 1448
+    assert len(again[0].payload) + _optlen(again[0].opts) <= 1460

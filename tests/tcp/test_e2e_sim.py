@@ -40,29 +40,56 @@ def _connect(net, a, b, port=80, listener=None):
     return listener, c, listener.accept()
 
 
+class _Stream:
+    """Seeded random bytes produced in chunks and hashed as they go, so a
+    soak never holds its whole payload in memory."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, src, dst, size: int, rng: random.Random) -> None:
+        self.src, self.dst, self.size, self.rng = src, dst, size, rng
+        self.produced = 0
+        self.pending = memoryview(b"")
+        self.sent_hash = hashlib.sha256()
+        self.got_hash = hashlib.sha256()
+        self.received = 0
+
+    def pump(self) -> bool:
+        while True:
+            if not self.pending and self.produced < self.size:
+                chunk = self.rng.randbytes(min(self.CHUNK, self.size - self.produced))
+                self.produced += len(chunk)
+                self.sent_hash.update(chunk)
+                self.pending = memoryview(chunk)
+            if not self.pending:
+                break
+            n = self.src.sendmsg(self.pending)
+            if not n:
+                break
+            self.pending = self.pending[n:]
+        while self.dst.readable():
+            data = self.dst.recvmsg(1 << 22)
+            self.received += len(data)
+            self.got_hash.update(data)
+        return self.received == self.size
+
+
 def _transfer(net, pairs, size, seed, timeout):
-    """Send ``size`` random bytes each way on every (x, y) pair; sha256 both ends."""
+    """Send ``size`` seeded random bytes each way on every (x, y) pair and
+    compare sha256 of what was sent and what arrived."""
     rng = random.Random(seed)
-    jobs = []
-    for x, y in pairs:
-        for src, dst in ((x, y), (y, x)):
-            data = rng.randbytes(size)
-            jobs.append([src, dst, data, 0, bytearray()])
+    jobs = [_Stream(src, dst, size, random.Random(rng.random()))
+            for x, y in pairs for src, dst in ((x, y), (y, x))]
 
     def pump():
         done = True
-        for job in jobs:
-            src, dst, data, sent, got = job
-            if sent < len(data):
-                job[3] += src.sendmsg(memoryview(data)[sent:])
-            if dst.readable():
-                got += dst.recvmsg(1 << 22)
-            done = done and len(got) == len(data)
+        for job in jobs:             # every job pumps: no short-circuit
+            done = job.pump() and done
         return done
 
-    assert net.run_until(pump, timeout), [len(j[4]) for j in jobs]
-    for _src, _dst, data, _sent, got in jobs:
-        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert net.run_until(pump, timeout), [j.received for j in jobs]
+    for job in jobs:
+        assert job.got_hash.digest() == job.sent_hash.digest()
 
 
 def test_many_connections_open_transfer_close():
@@ -176,3 +203,16 @@ def test_soak_256mib_each_way_impaired():
     net, a, b, _ = _net(imp(101), imp(102))
     _, c, s = _connect(net, a, b)
     _transfer(net, [(c, s)], 256 << 20, 9, 1e6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TCPIO_SLOW") != "1", reason="set TCPIO_SLOW=1 for soaks")
+def test_soak_256mib_each_way_impaired_large_bdp():
+    """The same impairments on a 100 Mbit/s path with 40 ms RTT (BDP 500 kB)."""
+    def imp(s):
+        return Impairment(loss=0.05, reorder=0.05, duplicate=0.01, corrupt=0.005,
+                          delay=0.02, rate=100e6, seed=s)
+    net, a, b, _ = _net(imp(201), imp(202))
+    _, c, s = _connect(net, a, b)
+    assert c.rcv_wscale and c.snd_wscale
+    _transfer(net, [(c, s)], 256 << 20, 10, 1e6)

@@ -372,14 +372,17 @@ class TcpSock:
     def shutdown(self, how: int) -> None:
         if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
             raise sock_error(errno.EINVAL)
-        if self.state in (TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT) and self.sock_state != SS_CONNECTED:
-            if self.state == TCP_LISTEN and how != socket.SHUT_WR:
-                self.close()
-                return
-            if self.state != TCP_SYN_SENT:
-                raise sock_error(errno.ENOTCONN)
         mask = {socket.SHUT_RD: RCV_SHUTDOWN, socket.SHUT_WR: SEND_SHUTDOWN}.get(
             how, RCV_SHUTDOWN | SEND_SHUTDOWN)
+        if self.state == TCP_LISTEN:
+            # inet_shutdown: shutting the read side of a listener stops it
+            if mask & RCV_SHUTDOWN:
+                self.close()
+            return
+        if self.state == TCP_CLOSE:
+            # like inet_shutdown: the bits are set, but the call reports ENOTCONN
+            self.sk_shutdown |= mask
+            raise sock_error(errno.ENOTCONN)
         self.sk_shutdown |= mask
         if mask & RCV_SHUTDOWN:
             self.rcv_eof = True      # reads return what is queued, then EOF

@@ -81,18 +81,34 @@ def tcp_syn_options(sk: TcpSock, now: float, ts_ecr: int | None = None) -> Any:
                       ts_val=ts, ts_ecr=(ts_ecr or 0) if ts is not None else None)
 
 
-def _established_options(sk: TcpSock, now: float) -> Any:
+def tcp_sack_option_len(sk: TcpSock) -> int:
+    """Bytes the SACK option of our next segment takes (2 NOPs + kind/len + blocks)."""
+    if not sk.sack_ok:
+        return 0
+    n = len(sk.sack_blocks) + (sk.dsack is not None)
+    if not n:
+        return 0
+    return 4 + 8 * min(n, 3 if sk.tstamp_ok else 4)
+
+
+def _established_options(sk: TcpSock, now: float, datalen: int = 0) -> Any:
     ts = None
     if sk.tstamp_ok:
         ts = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
     blocks: tuple = ()
     if sk.sack_ok and (sk.dsack is not None or sk.sack_blocks):
         room = 3 if ts is not None else 4
+        # Never let the option push the segment past the MSS (IP would
+        # fragment it): a segment sized before the SACK blocks existed (a
+        # retransmission) carries fewer of them.
+        spare = sk.mss_cache - datalen
+        room = min(room, (spare - 4) // 8) if spare >= 12 else 0
         lst = []
-        if sk.dsack is not None:
-            lst.append(sk.dsack)
-            sk.dsack = None
-        lst.extend(sk.sack_blocks[:room - len(lst)])
+        if room > 0:
+            if sk.dsack is not None:
+                lst.append(sk.dsack)
+            lst.extend(sk.sack_blocks[:room - len(lst)])
+        sk.dsack = None
         blocks = tuple(lst)
     if ts is None and not blocks:
         return None
@@ -107,7 +123,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         # The window in a SYN is never scaled (RFC 7323 2.2).
         window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
     else:
-        opts = _established_options(sk, now)
+        opts = _established_options(sk, now, len(payload))
         window = tcp_select_window(sk)
     urg_ptr = 0
     # Urgent mode (BSD/Linux semantics): the pointer names the byte after the
@@ -240,7 +256,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     """Send new segments while the peer's window, cwnd and Nagle allow.
     Returns True if anything was sent."""
     from .sock import TxSeg
-    mss = tcp_current_mss(sk)
+    # Like tcp_current_mss: room for the SACK blocks this segment will carry.
+    mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
     wq_seq = sk.wq_seq
     wq = sk.wq
     sent = False
