@@ -52,10 +52,9 @@ class UdpTransport(asyncio.DatagramTransport):
 
     def _on_wakeup(self) -> None:
         sk = self._sk
-        protocol = self._protocol
         errors = sk.errors
         while errors and not self._closing:
-            protocol.error_received(errors.popleft())
+            self._call_protocol("error_received", errors.popleft())
         recvfrom = sk.recvfrom
         names = self._names
         while not self._closing:
@@ -69,7 +68,23 @@ class UdpTransport(asyncio.DatagramTransport):
                 if len(names) >= 256:
                     names.clear()
                 name = names[ip] = ip_ntoa(ip)
-            protocol.datagram_received(data, (name, port))
+            self._call_protocol("datagram_received", data, (name, port))
+
+    def _call_protocol(self, method: str, *args: Any) -> None:
+        """One protocol callback; an exception goes to the loop's handler.
+
+        asyncio delivers each datagram from its own reader callback, so a
+        protocol that raises loses nothing behind it; we deliver a whole
+        batch per wakeup and must not strand the rest of it on the sock.
+        """
+        try:
+            getattr(self._protocol, method)(*args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, go on
+            self._stack.loop.call_exception_handler({
+                "message": f"Exception in {method}() of a tcpio datagram endpoint",
+                "exception": exc, "transport": self, "protocol": self._protocol})
 
     # --- sending -----------------------------------------------------------
 

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket as _socket
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,14 @@ class Waker:
     async def wait(self) -> None:
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
-        await fut
+        try:
+            await fut
+        finally:
+            # Cancelled (a wait_for timeout): forget the future now, or a
+            # polling loop on a quiet socket would pile them up until a wakeup.
+            if not fut.done() or fut.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
 
 
 class Socket:
@@ -123,6 +131,9 @@ class Socket:
             raise sock_error(errno.ESOCKTNOSUPPORT)
         self._stack = stack
         self.type = type
+        # Has this socket ever tried to connect (or come from accept)?  A
+        # TCP_CLOSE socket that has not is "not connected", not "at EOF".
+        self._connect_started = _core is not None
         if _core is None:
             proto = stack.host.tcp if type == SOCK_STREAM else stack.host.udp
             _core = proto.socket()
@@ -182,6 +193,7 @@ class Socket:
         if self.type == SOCK_DGRAM:
             self._call(self._sk.connect, ip, int(port))
             return 0
+        self._connect_started = True
         try:
             self._call(self._sk.connect, ip, int(port))
         except OSError as exc:
@@ -287,7 +299,13 @@ class Socket:
             exc = pop_error(sk)
             if exc is not None:
                 raise exc
-            if sk.rcv_eof or sk.state == TCP_CLOSE or bufsize == 0:
+            state = sk.state
+            # tcp_recvmsg: ENOTCONN for a listener, and for a closed socket
+            # that never had a connection (one that had one reads EOF).
+            if state == TCP_LISTEN or (state == TCP_CLOSE and not self._connect_started
+                                       and bufsize):
+                raise sock_error(errno.ENOTCONN)
+            if sk.rcv_eof or state == TCP_CLOSE or bufsize == 0:
                 return b""
             await self._wait()
 

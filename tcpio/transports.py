@@ -46,6 +46,11 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     # loop.sendfile() and aiohttp's FileResponse check this; FALLBACK makes
     # them read the file and call write() (else the body is silently empty).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
+    # asyncio's loop.start_tls (and so StreamWriter.start_tls) refuses any
+    # transport without this; it only needs pause/resume_reading and
+    # set_protocol, which we have.  (uvloop refuses foreign transports anyway:
+    # tcpio.tls.start_tls works on both.)
+    _start_tls_compatible = True
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stack: Any, sk: Any,
                  protocol: asyncio.BaseProtocol, extra: dict[str, Any] | None = None,
@@ -53,6 +58,9 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         super().__init__(extra, loop)
         self._stack = stack
         self._sk = sk
+        registry = getattr(stack, "_transports", None)
+        if registry is not None:   # Stack.close() ends every transport
+            registry.add(self)
         self._extra["socket"] = None   # no kernel socket to hand out
         # the core TcpSock, for introspection (state, srtt, rto); not for I/O
         self._extra["tcp_sock"] = sk
@@ -106,10 +114,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         return self._protocol
 
     def _connection_made(self) -> None:
-        if self._conn_lost:
-            # closed before the loop got here: asyncio still reports both
-            # events, in order (connection_lost is already scheduled after us).
-            pass
+        # Even if closed before the loop got here, asyncio reports both
+        # events, in order: connection_lost is call_soon'd after us.
         self._protocol_connected = True
         self._protocol.connection_made(self)
 
@@ -189,35 +195,69 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
 
     def _read_ready(self) -> None:
         sk = self._sk
-        try:
-            while sk.readable() and not self._paused and not self._closing:
-                if self._buffered_protocol:
-                    self._read_into_buffer(sk)
-                else:
-                    data = sk.recvmsg(MAX_READ)
-                    if not data:
-                        break
-                    self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
-            self._fatal_error(exc, "Fatal read error on tcpio transport")
-            return
+        while sk.readable() and not self._paused and not self._closing:
+            if self._buffered_protocol:
+                if not self._read_into_buffer(sk):
+                    return
+                continue
+            try:
+                data = sk.recvmsg(MAX_READ)
+            except OSError as exc:
+                self._fatal_error(exc, "Fatal read error on tcpio transport")
+                return
+            if not data:
+                break
+            try:
+                self._protocol.data_received(data)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                return
         if (sk.rcv_eof and not self._read_eof and not self._paused and not self._closing
                 and not sk.readable()):
             self._read_eof = True
             self._eof_received()
 
-    def _read_into_buffer(self, sk: Any) -> None:
+    def _read_into_buffer(self, sk: Any) -> bool:
+        """One read for a BufferedProtocol; False after a fatal error.
+
+        Each step fails the way asyncio's ``_read_ready__get_buffer`` does,
+        with the same message, so logs read the same on either transport.
+        """
         want = min(sk.readable(), MAX_READ)
-        buf = self._protocol.get_buffer(want)
-        n = len(buf)
-        if not n:
-            raise RuntimeError("get_buffer() returned an empty buffer")
-        data = sk.recvmsg(min(n, want))
+        try:
+            buf = self._protocol.get_buffer(want)
+            with memoryview(buf) as view:
+                size = view.nbytes
+                if view.readonly or not view.c_contiguous:
+                    # recv_into would refuse it: fail here, not mid-copy
+                    raise BufferError("get_buffer() must return a writable, "
+                                      "contiguous buffer")
+            if not size:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return False
+        try:
+            data = sk.recvmsg(min(size, want))
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal read error on tcpio transport")
+            return False
         nbytes = len(data)
-        memoryview(buf)[:nbytes] = data
-        self._protocol.buffer_updated(nbytes)
+        # Views released before buffer_updated: the protocol may resize buf.
+        with memoryview(buf) as view, view.cast("B") as flat:
+            flat[:nbytes] = data
+        try:
+            self._protocol.buffer_updated(nbytes)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return False
+        return True
 
     def _eof_received(self) -> None:
         try:
@@ -237,6 +277,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
                             f"not {type(data).__name__!r}")
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
+        if isinstance(data, memoryview) and (data.itemsize != 1 or data.ndim != 1):
+            # Count and slice in bytes, not items: a partial send of an
+            # array('i') view must resume at the right byte.
+            data = data.cast("B")
         if not data:
             return
         if self._conn_lost:
@@ -280,8 +324,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             return
         if n:
             del self._buffer[:n]
-        self._maybe_resume_protocol()
-        if not self._buffer:
+        self._maybe_resume_protocol()    # may write, close or abort
+        if not self._buffer and not self._conn_lost:
+            # (a close() or abort() inside resume_writing has already
+            # scheduled connection_lost: asyncio 3.11 schedules it twice here)
             if self._closing:
                 self._conn_lost += 1
                 self._loop.call_soon(self._call_connection_lost, None)
@@ -323,11 +369,13 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self._force_close(None, rst=True)
 
     def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        """Report a non-OSError, then close: like asyncio, the sock is *closed*
+        (FIN, or RST if unread data is left, as tcp_close decides), not reset."""
         if not isinstance(exc, OSError):
             self._loop.call_exception_handler({
                 "message": message, "exception": exc,
                 "transport": self, "protocol": self._protocol})
-        self._force_close(exc, rst=not isinstance(exc, OSError))
+        self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None, rst: bool = False) -> None:
         """Close now (asyncio's name: sslproto calls it on handshake errors)."""
@@ -337,8 +385,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             self._buffer.clear()
         self._closing = True
         self._conn_lost += 1
-        # An error reported by the core means the connection is already dead
-        # (never answer a RST with a RST); otherwise reset it.
+        # abort() resets.  With an exception the sock is closed later, in
+        # _call_connection_lost, as asyncio does: a core error means the
+        # connection is already dead (never answer a RST with a RST), and
+        # after a protocol bug the peer gets FIN like on kernel sockets.
         if rst or exc is None:
             self._aborted = True
             self._stack.update_time()

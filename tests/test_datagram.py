@@ -228,3 +228,56 @@ def test_protocol_may_close_inside_datagram_received():
 
     assert run_on("virtual", main) == ["connection_made", "datagram_received",
                                        "connection_lost"]
+
+
+class RaisesOnFirst(Recorder):
+    """A protocol with a bug: its first datagram_received raises."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        super().datagram_received(data, addr)
+        if len(self.received) == 1:
+            raise ValueError("bug in the protocol")
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_exception_in_datagram_received_does_not_strand_the_rest(loop_name):
+    """Differential: on kernel sockets (loopback) asyncio reports the exception
+    to the loop's handler and still delivers the datagrams behind it, with
+    no further traffic.  tcpio must not leave them queued on the sock."""
+    async def burst(make_endpoints):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        errors: list[dict] = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        (t, _), (_, p) = await make_endpoints()
+        for i in range(3):
+            t.sendto(b"%d" % i)
+        await p.wait_for(lambda: len(p.received) == 3, timeout=1.0)
+        t.close()
+        p.transport.close()
+        await asyncio.sleep(0)
+        return [d for d, _ in p.received], [type(c.get("exception")) for c in errors]
+
+    async def kernel():  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        rx = await loop.create_datagram_endpoint(RaisesOnFirst, local_addr=("127.0.0.1", 0))
+        port = rx[0].get_extra_info("sockname")[1]
+        tx = await loop.create_datagram_endpoint(Sink, remote_addr=("127.0.0.1", port))
+        return tx, rx
+
+    async def main():
+        oracle = await burst(kernel)
+        wire = tcpio.MemoryWire(seed=1)
+        a, b = await two_stacks(wire)
+        try:
+            async def ours():  # type: ignore[no-untyped-def]
+                rx = await b.create_datagram_endpoint(RaisesOnFirst, local_addr=("0.0.0.0", 7))
+                tx = await a.create_datagram_endpoint(Sink, remote_addr=("10.0.0.2", 7))
+                return tx, rx
+            return oracle, await burst(ours)
+        finally:
+            a.close()
+            b.close()
+
+    oracle, ours = run_on(loop_name, main)
+    assert oracle == ([b"0", b"1", b"2"], [ValueError])
+    assert ours == oracle

@@ -190,3 +190,45 @@ def test_bad_socket_type(kind: str) -> None:
     with pytest.raises(OSError) as ei:
         Socket(object(), socket.SOCK_RAW)
     assert ei.value.errno == errno.ESOCKTNOSUPPORT
+
+
+def kernel_recv_errno(listening_socket: bool) -> int | None:
+    """What Linux says to recv() on a TCP socket that never connected."""
+    with socket.socket() as k:
+        if listening_socket:
+            k.bind(("127.0.0.1", 0))
+            k.listen()
+        try:
+            k.recv(1)
+        except OSError as exc:
+            return exc.errno
+    return None
+
+
+@both_loops
+@pytest.mark.parametrize("listening_socket", [False, True], ids=["fresh", "listening"])
+async def test_recv_on_unconnected_socket_is_enotconn(kind: str, listening_socket: bool) -> None:
+    """Differential: tcp_recvmsg gives ENOTCONN for a listener and for a socket
+    that never connected (not b"", which means end of stream, and not a wait
+    that never ends)."""
+    expected = kernel_recv_errno(listening_socket)
+    assert expected == errno.ENOTCONN
+    srv, _ = await make_pair(kind)
+    sock = await listening(srv) if listening_socket else srv.socket()
+    with pytest.raises(OSError) as ei:
+        await asyncio.wait_for(sock.recv(1), 5)
+    assert ei.value.errno == expected
+    sock.close()
+
+
+@both_loops
+async def test_cancelled_waits_leave_nothing_behind(kind: str) -> None:
+    """A recv/accept cancelled by a timeout must not leave its future on the
+    socket: a poll loop with wait_for would otherwise grow without bound."""
+    srv, _ = await make_pair(kind)
+    lsock = await listening(srv)
+    for _ in range(20):
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(lsock.accept(), 0.0005)
+    assert len(lsock._waker._waiters) <= 1
+    lsock.close()

@@ -46,3 +46,36 @@ async def test_connected_udp_learns_econnrefused() -> None:
         await asyncio.wait_for(s.recv(100), 10)
     assert ei.value.errno == errno.ECONNREFUSED
     s.close()
+
+
+@both_loops
+async def test_every_call_on_a_closed_socket_is_ebadf() -> None:
+    """Differential: what a closed kernel UDP socket says to each call."""
+    import socket
+
+    def kernel(call):  # type: ignore[no-untyped-def]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as k:
+            k.connect(("127.0.0.1", 9))
+        try:
+            call(k)
+        except OSError as exc:
+            return exc.errno
+        return None
+
+    _, cli = await make_pair("memory")
+    s = cli.socket(tcpio.SOCK_DGRAM)
+    await s.connect(("10.0.0.1", 9))
+    s.close()
+    calls = {
+        "send": (lambda k: k.send(b"x"), lambda: s.send(b"x")),
+        "sendto": (lambda k: k.sendto(b"x", ("127.0.0.1", 9)),
+                   lambda: s.sendto(b"x", ("10.0.0.1", 9))),
+        "recv": (lambda k: k.recv(1), lambda: s.recv(1)),
+    }
+    for name, (on_kernel, on_ours) in calls.items():
+        expected = kernel(on_kernel)
+        assert expected == errno.EBADF, name
+        with pytest.raises(OSError) as ei:
+            await asyncio.wait_for(on_ours(), 5)
+        assert ei.value.errno == expected, name
+    assert cli.mib().get("UdpOutDatagrams", 0) == 0

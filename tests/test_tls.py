@@ -125,3 +125,58 @@ async def test_server_hostname_without_ssl_is_refused(kind: str) -> None:
     _, cli = await make_pair(kind)
     with pytest.raises(ValueError):
         await cli.open_connection(SERVER_IP, 443, server_hostname="x")
+
+
+def starttls_server(upgrade_server):  # type: ignore[no-untyped-def]
+    """A STARTTLS-style handler: plaintext line, upgrade, echo a line over TLS."""
+    done = asyncio.get_running_loop().create_future()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            assert await reader.readline() == b"STARTTLS\n"
+            writer.write(b"GO\n")
+            await upgrade_server(writer)
+            writer.write(await reader.readline())
+            await writer.drain()
+            writer.close()
+            done.set_result(None)
+        except BaseException as exc:  # noqa: BLE001 - hand it to the test
+            done.set_exception(exc)
+
+    return handler, done
+
+
+@both_loops
+@pytest.mark.parametrize("how", ["writer.start_tls", "tcpio.streams.start_tls"])
+async def test_starttls_upgrade_in_place(kind: str, how: str) -> None:
+    """``StreamWriter.start_tls`` (3.11) goes through ``loop.start_tls``: the
+    default loop accepts our transport as a kernel one (_start_tls_compatible);
+    uvloop refuses foreign transports, so there ``tcpio.streams.start_tls``
+    is the way (it works on both)."""
+    from tcpio import streams
+
+    loop = asyncio.get_running_loop()
+    if how == "writer.start_tls" and not isinstance(loop, asyncio.BaseEventLoop):
+        pytest.skip("uvloop's start_tls refuses transports it did not make")
+    server_ctx, client_ctx = tls_contexts()
+    srv, cli = await make_pair(kind)
+
+    async def upgrade(writer, ctx, **kw):  # type: ignore[no-untyped-def]
+        if how == "writer.start_tls":
+            await writer.start_tls(ctx, **kw)
+        else:
+            await streams.start_tls(writer, ctx, **kw)
+
+    handler, done = starttls_server(lambda w: upgrade(w, server_ctx))
+    async with await srv.start_server(handler, SERVER_IP, 25):
+        reader, writer = await cli.open_connection(SERVER_IP, 25)
+        try:
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"GO\n"
+            await upgrade(writer, client_ctx, server_hostname=SERVER_IP)
+            assert isinstance(writer.get_extra_info("ssl_object"), ssl.SSLObject)
+            writer.write(b"secret\n")
+            assert await reader.readline() == b"secret\n"
+            await done
+        finally:
+            writer.close()      # else the server's wait_closed waits for it

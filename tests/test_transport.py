@@ -12,11 +12,15 @@ import asyncio
 import errno
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 import pytest
 from fake_core import KINDS, FakeNet, both_loops, fake_pair, make_pair
 
 from tcpio.transports import TcpTransport
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 # tests that need no fake internals also run on real Stacks over a MemoryWire
 both_kinds = pytest.mark.parametrize("kind", KINDS)
@@ -446,3 +450,333 @@ async def test_data_before_connection_made_waits_for_it() -> None:
     await asyncio.sleep(0)
     assert proto.events == ["made", "data"]
     assert bytes(proto.data) == b"GET / HTTP/1.1\r\n\r\n"
+
+
+# --- differential tests: the same scenario on kernel sockets over loopback ---
+#
+# The oracle is asyncio's own transport on a kernel TCP socket (127.0.0.1),
+# driven in the same test and on the same loop: what its protocols observe
+# is what ours must observe.
+
+
+async def kernel_pair(server_proto, client_proto=Recorder):  # type: ignore[no-untyped-def]
+    """``connected_pair`` on kernel sockets over loopback (the oracle)."""
+    loop = asyncio.get_running_loop()
+    server_side: list[asyncio.Protocol] = []
+    made = loop.create_future()
+
+    def factory() -> asyncio.Protocol:
+        p = server_proto()
+        server_side.append(p)
+        loop.call_soon(lambda: made.done() or made.set_result(None))
+        return p
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, cp = await loop.create_connection(client_proto, "127.0.0.1", port)
+    await made
+    await asyncio.sleep(0)
+    return server, cp, server_side[0]
+
+
+class LoopErrors:
+    """Collects what reaches the loop's exception handler during a block."""
+
+    def __init__(self) -> None:
+        self.contexts: list[dict] = []
+
+    def __enter__(self) -> Self:
+        self.loop = asyncio.get_running_loop()
+        self.old = self.loop.get_exception_handler()
+        self.loop.set_exception_handler(lambda _loop, ctx: self.contexts.append(ctx))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.set_exception_handler(self.old)
+
+    def messages(self) -> list[str]:
+        return [str(c.get("message")) for c in self.contexts]
+
+
+class RaisesInDataReceived(Recorder):
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        raise ValueError("bug in the protocol")
+
+
+class RaisesInEofReceived(Recorder):
+    def eof_received(self) -> bool:
+        super().eof_received()
+        raise ValueError("bug in the protocol")
+
+
+async def _protocol_bug_scenario(pair, server_proto, trigger):  # type: ignore[no-untyped-def]
+    server, cp, sp = await pair(server_proto)
+    with LoopErrors() as errors:
+        trigger(cp.transport)
+        exc = await sp.lost
+        await cp.lost
+    server.close()
+    return type(exc), cp.events, cp.exc, errors.messages()
+
+
+@both_kinds
+@both_loops
+@pytest.mark.parametrize("server_proto, trigger, message", [
+    (RaisesInDataReceived, lambda t: t.write(b"hello"),
+     "Fatal error: protocol.data_received() call failed."),
+    (RaisesInEofReceived, lambda t: t.write_eof(),
+     "Fatal error: protocol.eof_received() call failed."),
+], ids=["data_received", "eof_received"])
+async def test_protocol_callback_error_closes_like_asyncio(  # type: ignore[no-untyped-def]
+        kind: str, server_proto, trigger, message) -> None:
+    """A protocol that raises gets connection_lost(its exception) and the
+    connection is *closed* (FIN), not reset: asyncio's _fatal_error closes the
+    socket, so the peer sees EOF and a clean connection_lost(None)."""
+    ours = await _protocol_bug_scenario(
+        lambda sp: connected_pair(kind, server_proto=sp), server_proto, trigger)
+    oracle = await _protocol_bug_scenario(kernel_pair, server_proto, trigger)
+    assert oracle[0] is ValueError and len(oracle[3]) == 1
+    assert ours[:3] == oracle[:3]
+    assert ours[3] == [message]
+    if isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        assert oracle[3] == [message]     # uvloop words it differently
+
+
+class EmptyBuffer(asyncio.BufferedProtocol):
+    def __init__(self) -> None:
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):  # type: ignore[no-untyped-def]
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return bytearray()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        raise AssertionError("no buffer, no update")
+
+    def connection_lost(self, exc):  # type: ignore[no-untyped-def]
+        self.lost.set_result(exc)
+
+
+@both_kinds
+@both_loops
+async def test_get_buffer_returning_empty_buffer_is_a_fatal_error(kind: str) -> None:
+    """asyncio: RuntimeError to connection_lost and to the exception handler
+    as a get_buffer() failure.  (Compared with the selector transport only:
+    uvloop's own TCP transport spins on an empty buffer.)"""
+    async def scenario(pair):  # type: ignore[no-untyped-def]
+        server, cp, sp = await pair(EmptyBuffer)
+        with LoopErrors() as errors:
+            cp.transport.write(b"hello")
+            exc = await sp.lost
+            await cp.lost
+        server.close()
+        return type(exc), errors.messages()
+
+    ours = await scenario(lambda sp: connected_pair(kind, server_proto=sp))
+    assert ours == (RuntimeError, ["Fatal error: protocol.get_buffer() call failed."])
+    if isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        assert await scenario(kernel_pair) == ours
+
+
+@both_kinds
+@both_loops
+@pytest.mark.parametrize("action", ["close", "abort"])
+async def test_close_inside_resume_writing_loses_the_connection_once(
+        kind: str, action: str) -> None:
+    """resume_writing() is called as the buffer drains; a protocol that closes
+    (or aborts) there must get connection_lost exactly once and leave nothing
+    for the loop's exception handler.  (asyncio 3.11's selector transport
+    calls _call_connection_lost twice here and errors; uvloop does not.)"""
+    class CloseOnResume(Recorder):
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            getattr(self.transport, action)()
+
+    server, cp, sp = await connected_pair(kind, net_kw={"sndbuf": 4096, "rcvbuf": 8192},
+                                          client_proto=CloseOnResume)
+    t = cp.transport
+    with LoopErrors() as errors:
+        sp.transport.pause_reading()
+        t.set_write_buffer_limits(high=1, low=0)
+        t.write(b"x" * 50_000)          # more than the core takes: pause
+        assert cp.events[-1] == "pause"
+        await asyncio.sleep(0.01)
+        sp.transport.resume_reading()   # the buffer drains: resume, then close
+        await cp.lost
+        await sp.lost
+        await asyncio.sleep(0.01)
+    assert cp.events == ["made", "pause", "resume", "lost"]
+    assert errors.contexts == []
+    server.close()
+
+
+@both_kinds
+@both_loops
+async def test_nothing_keeps_a_lost_connection_alive(kind: str) -> None:
+    """After connection_lost, the stack, the server and the core must hold no
+    reference to the transport or the protocol (sk.wakeup is the usual
+    culprit): a long-running server would otherwise grow per connection."""
+    import gc
+    import weakref
+
+    server, cp, sp = await connected_pair(kind)
+    refs = [weakref.ref(o) for o in (cp, cp.transport, sp, sp.transport)]
+    cp.transport.write(b"bye")
+    cp.transport.close()
+    await cp.lost
+    await sp.lost
+    await asyncio.sleep(0.01)
+    server.close()          # (its protocol factory remembers sp: see connected_pair)
+    await server.wait_closed()
+    del cp, sp, server
+    gc.collect()
+    assert [r() for r in refs] == [None] * 4
+
+
+class KeepOpen(Recorder):
+    def __init__(self) -> None:
+        super().__init__(keep_open=True)
+
+
+class OneByteBuffers(asyncio.BufferedProtocol):
+    """Hands out 1-byte buffers: every byte is one get_buffer/buffer_updated."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.data = bytearray()
+        self.buf = bytearray(1)
+        self.lost = asyncio.get_running_loop().create_future()
+        self.eof = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):  # type: ignore[no-untyped-def]
+        self.transport = transport
+        self.events.append("made")
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.events.append(f"updated {nbytes}")
+        self.data += self.buf[:nbytes]
+
+    def eof_received(self) -> None:
+        self.events.append("eof")
+        self.eof.set_result(None)
+
+    def connection_lost(self, exc):  # type: ignore[no-untyped-def]
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+async def _close_while_paused_with_unread_data(server, cp, sp):  # type: ignore[no-untyped-def]
+    sp.transport.pause_reading()
+    cp.transport.write(b"x" * 1000)
+    await asyncio.sleep(0.02)
+    sp.transport.close()        # tcp_close with unread data: RST
+    await sp.lost
+    await cp.lost
+
+
+async def _half_close_both_ways(server, cp, sp):  # type: ignore[no-untyped-def]
+    cp.transport.write(b"request")
+    cp.transport.write_eof()
+    await sp.eof
+    sp.transport.write(b"response")
+    sp.transport.write_eof()
+    await cp.eof                # the client's eof_received closes it
+    await cp.lost
+    sp.transport.close()
+    await sp.lost
+
+
+async def _one_byte_buffers(server, cp, sp):  # type: ignore[no-untyped-def]
+    cp.transport.write(b"abc")
+    await asyncio.sleep(0.02)
+    cp.transport.close()
+    await sp.lost
+
+
+@both_kinds
+@both_loops
+@pytest.mark.parametrize("scenario, server_proto", [
+    (_close_while_paused_with_unread_data, Recorder),
+    (_half_close_both_ways, KeepOpen),
+    (_one_byte_buffers, OneByteBuffers),
+], ids=["close_paused_unread", "half_close_both_ways", "one_byte_buffers"])
+async def test_same_events_as_asyncio_on_kernel_sockets(  # type: ignore[no-untyped-def]
+        kind: str, scenario, server_proto) -> None:
+    """Differential: both protocols see the same callbacks, in the same order,
+    with the same exception types, as over kernel sockets on this loop."""
+    async def run(pair):  # type: ignore[no-untyped-def]
+        server, cp, sp = await pair(server_proto)
+        with LoopErrors() as errors:
+            await scenario(server, cp, sp)
+            await asyncio.sleep(0.01)
+        server.close()
+        return (cp.events, type(cp.lost.result()), sp.events, type(sp.lost.result()),
+                bytes(sp.data), errors.messages())
+
+    oracle = await run(kernel_pair)
+    ours = await run(lambda sp: connected_pair(kind, server_proto=sp))
+    assert ours == oracle
+
+
+class GrowingBuffer(Buffered):
+    """Resizes its buffer in buffer_updated (legal: the read is over by then)."""
+
+    def buffer_updated(self, nbytes: int) -> None:
+        super().buffer_updated(nbytes)
+        self.buf.extend(b"\0" * 10)
+
+
+@both_kinds
+@both_loops
+async def test_buffered_protocol_may_resize_its_buffer_in_buffer_updated(kind: str) -> None:
+    """The transport must not hold a view of the buffer past the copy (a
+    resize would raise BufferError: "Existing exports of data")."""
+    server, cp, sp = await connected_pair(kind, server_proto=GrowingBuffer)
+    with LoopErrors() as errors:
+        payload = os.urandom(5000)
+        cp.transport.write(payload)
+        cp.transport.close()
+        assert await sp.lost is None
+    assert errors.contexts == []
+    assert bytes(sp.got) == payload
+    server.close()
+
+
+class ReadOnlyBuffer(EmptyBuffer):
+    def get_buffer(self, sizehint: int) -> bytes:  # type: ignore[override]
+        return b"\0" * 100
+
+
+@both_kinds
+@both_loops
+async def test_get_buffer_returning_a_readonly_buffer_is_a_fatal_error(kind: str) -> None:
+    server, cp, sp = await connected_pair(kind, server_proto=ReadOnlyBuffer)
+    with LoopErrors() as errors:
+        cp.transport.write(b"hello")
+        exc = await sp.lost
+        await cp.lost
+    assert isinstance(exc, (BufferError, TypeError))
+    assert errors.messages() == ["Fatal error: protocol.get_buffer() call failed."]
+    server.close()
+
+
+@both_kinds
+@both_loops
+async def test_write_of_a_wide_memoryview_sends_every_byte(kind: str) -> None:
+    """write() takes any bytes-like object; a memoryview of 4-byte items that
+    the core takes only in part must continue at the right *byte*."""
+    from array import array
+
+    server, cp, sp = await connected_pair(kind, net_kw={"sndbuf": 4096, "rcvbuf": 8192})
+    payload = array("i", range(10_000))
+    cp.transport.write(memoryview(payload))     # 40 000 bytes: a partial send
+    cp.transport.close()
+    await sp.eof
+    assert bytes(sp.data) == payload.tobytes()
+    server.close()
