@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket as _socket
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,9 @@ class Stack:
         self._timer_when: float | None = None
         self._closed = False
         self._endpoints: set[UdpTransport] = set()
+        # TCP transports register here so close() can end them (weak: a
+        # transport that is gone needs no closing).
+        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()
         # ping(): outstanding echo requests by (ident, seq); one ident per stack.
         self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], bytes]] = {}
         self._ping_ident = self.host.rng.getrandbits(16)
@@ -91,6 +95,11 @@ class Stack:
         for transport in list(self._endpoints):
             transport.abort()
         self._endpoints.clear()
+        # Like a host going down: every TCP connection is reset and its
+        # protocol learns ECONNABORTED (otherwise readers and wait_closed()
+        # would wait for ever on a stack that no longer runs).
+        for tcp_transport in list(self._transports):
+            tcp_transport._force_close(sock_error(errno.ECONNABORTED, "stack closed"), rst=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -343,3 +343,42 @@ def test_connections_lists_listener_and_established_like_ss(loop_name):
             writer.close()
             server.close()
     run_on(loop_name, main)
+
+
+@all_loops
+def test_closing_a_stack_ends_its_tcp_connections(loop_name):
+    """Stack.close() is a host going down: local protocols get ECONNABORTED and
+    nothing waits for ever (readers, wait_closed, the server's wait_closed).
+    (The RST it sends is lost with the wire end that goes down with it.)"""
+    async def main():
+        wire = tcpio.MemoryWire(seed=4)
+        accepted, server_errors = [], []
+        async with tcpio.Stack(seed=1) as a, tcpio.Stack(seed=2) as b:
+            a.add_interface(wire.a, "10.0.0.1/24")
+            b.add_interface(wire.b, "10.0.0.2/24")
+
+            async def handle(reader, writer):
+                accepted.append(writer)
+                try:
+                    await reader.read()
+                except OSError as exc:
+                    server_errors.append(exc)
+
+            server = await a.start_server(handle, "10.0.0.1", 8080)
+            # keep the client's writer: a collected StreamWriter closes (FIN)
+            _reader, _writer = await b.open_connection("10.0.0.1", 8080)
+            while not accepted:
+                await asyncio.sleep(0.01)
+            a.close()
+            # the server side's writer is done (wait_closed re-raises what
+            # connection_lost got, as asyncio does)
+            with pytest.raises(ConnectionAbortedError):
+                await asyncio.wait_for(accepted[0].wait_closed(), 5)
+            for _ in range(100):   # let the handler's read() see it
+                if server_errors:
+                    break
+                await asyncio.sleep(0.01)
+            assert [type(e) for e in server_errors] == [ConnectionAbortedError]
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), 5)
+    run_on(loop_name, main)
