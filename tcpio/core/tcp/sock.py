@@ -314,8 +314,9 @@ class TcpSock:
         if self.state in (TCP_SYN_SENT, TCP_SYN_RECV):
             return 0
         if self.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
-            raise sock_error(errno.EPIPE if self.sock_state != SS_UNCONNECTED
-                             else errno.ENOTCONN)
+            # sk_stream_wait_connect: any state but SYN_SENT/SYN_RECV is EPIPE,
+            # a socket that never connected (or a listener) included.
+            raise sock_error(errno.EPIPE)
         n = min(len(data), self.sndbuf - len(self.wq))
         if n <= 0:
             return 0
