@@ -79,6 +79,26 @@ def test_ack_every_second_full_segment():
     assert len(acks) == 1 and acks[0].ack == c.snd
 
 
+def test_held_back_second_segment_ack_goes_out_when_the_app_reads():
+    """Linux's tcp_cleanup_rbuf: when two full segments arrived but the unread
+    data kept the window from advancing, __tcp_ack_snd_check holds the ACK
+    back ("tcp_recvmsg() will send ACK otherwise"); the app's read sends it at
+    once, not the 40 ms delayed-ACK timer."""
+    c = passive_open(syn_opts=TcpOptions(mss=1000),
+                     setup=lambda ls: ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4000))
+    _exhaust_quickack(c)
+    c.sk.recvmsg(1 << 20)
+    c.recv()
+    c.send(b"1" * 1000)
+    c.send(b"2" * 1000)
+    assert c.recv() == []                      # held back: the window could not advance
+    assert c.sk.ack_pending
+    c.sk.recvmsg(1 << 20)                      # the app reads: ACK now
+    acks = c.recv()
+    assert [a.ack for a in acks] == [c.snd]
+    assert c.host.mib["DelayedACKs"] == 0
+
+
 def test_out_of_order_segment_is_acked_immediately():
     c = passive_open()
     _exhaust_quickack(c)

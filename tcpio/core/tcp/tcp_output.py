@@ -195,7 +195,13 @@ def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
             or sk.sk_shutdown & RCV_SHUTDOWN) and not sk.ack_pending:
         return
     cur = tcp_receive_window(sk)
-    if sk.ack_pending and sk.quick:
+    # An ACK is scheduled and either we are in quick-ACK mode, or this is the
+    # once-per-two-segments ACK that __tcp_ack_snd_check held back because the
+    # unread data kept the window from advancing ("tcp_recvmsg() will send ACK
+    # otherwise"): send it now that the app has read.  Without this, after a
+    # zero-window episode a reader that keeps up is ACKed only by the 40 ms
+    # delayed-ACK timer, once per window.
+    if sk.ack_pending and (sk.quick or seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss):
         tcp_send_ack(sk, now)
         return
     new = __tcp_select_window(sk)
