@@ -11,6 +11,7 @@ from scapy.layers.l2 import Ether
 from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
+from tcpio.core.udp import UDP_SKB_OVERHEAD
 
 MAC = bytes.fromhex("020000000002")
 PEER_MAC = bytes.fromhex("020000000001")
@@ -164,7 +165,9 @@ def test_receive_queue_bounded():
     h = make_host()
     sk = h.udp.socket()
     sk.bind(0, 53)
-    sk.rcvbuf = 1000
+    # Each datagram is charged its payload plus the per-datagram overhead
+    # (Linux: skb truesize), so this buffer holds exactly ten of them.
+    sk.rcvbuf = 10 * (100 + UDP_SKB_OVERHEAD)
     for _ in range(20):
         inject(h, dgram(b"x" * 100))
     assert sk.pending() == 10

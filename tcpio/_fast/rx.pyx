@@ -81,6 +81,12 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True):
         dst_obj = dst
         if dst_obj not in local or dst_obj in bcast:
             return None
+        # fib_validate_source (see rx_py): 0/8, our own or our broadcast source.
+        if src >> 24 == 0:
+            return None
+        src_obj = src
+        if src_obj in local or src_obj in bcast:
+            return None
         if csum_net(p, 20, 0) != 0xFFFF:
             return None
         off = ip + 20

@@ -15,7 +15,7 @@ simply costs one classification more.
 The checks are ip_rcv's (RFC 1122 3.2.1, RFC 791): version 4, IHL 5 (options
 go the slow way), total length within the frame and at least the header,
 header checksum, no fragment bits, no martian source (multicast, limited
-broadcast, 127/8) or 127/8 destination, destination one of ``local`` and not
+broadcast, 127/8, 0/8, one of ``local`` or ``bcast``) or 127/8 destination, destination one of ``local`` and not
 one of ``bcast``.  Then UDP's (RFC 768: length within the datagram, checksum
 zero or good) or TCP's (RFC 9293: data offset >= 5 and within the segment,
 checksum good; the checksum only when ``verify_tcp``).
@@ -73,6 +73,10 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
     if src >> 28 == 0xE or src == 0xFFFFFFFF or src >> 24 == 127 or dst >> 24 == 127:
         return None
     if dst not in local or dst in bcast:
+        return None
+    # fib_validate_source: a source in 0/8, one of ours or one of our broadcasts
+    # is martian on a unicast datagram; the slow path counts it.
+    if src >> 24 == 0 or src in local or src in bcast:
         return None
     if type(frame) is not bytes:
         frame = bytes(frame)

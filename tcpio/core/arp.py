@@ -11,8 +11,8 @@ One ``Neighbour`` per (ifindex, ip).  States use the kernel's NUD_* numbers:
 STALE entries nobody uses for ``arp_gc_stale_time`` are deleted.  PERMANENT
 (static) entries never age and ARP input never changes them.
 
-While INCOMPLETE, up to ``arp_unres_qlen`` IP packets wait in the entry
-(oldest dropped first, counted ArpUnresolvedDiscards, as Linux's
+While INCOMPLETE, up to ``arp_unres_qlen`` IP packets (and at most
+``settings.arp_unres_qlen_bytes`` bytes) wait in the entry (oldest dropped first, counted ArpUnresolvedDiscards, as Linux's
 ``unresolved_discards``).  Linux skips the DELAY state (waiting for an
 upper-layer reachability confirmation) here: we have no such hints yet, so a
 used STALE entry is probed at once.
@@ -46,8 +46,8 @@ NUD_PERMANENT = 0x80
 STATE_NAMES = {NUD_INCOMPLETE: "INCOMPLETE", NUD_REACHABLE: "REACHABLE", NUD_STALE: "STALE",
                NUD_PROBE: "PROBE", NUD_FAILED: "FAILED", NUD_PERMANENT: "PERMANENT"}
 
-# Defaults for tunables Settings does not (yet) carry; read via Settings.extra.
-ARP_UCAST_SOLICIT = 3
+# Linux bounds the unresolved queue in bytes too (neigh.default.unres_qlen_bytes,
+# SK_WMEM_MAX): on a big-MTU link 101 packets could otherwise be 6 MiB per neighbour.
 
 
 class Neighbour:
@@ -57,6 +57,7 @@ class Neighbour:
         "ip",
         "mac",
         "probes",
+        "qbytes",
         "queue",
         "state",
         "timer",
@@ -72,6 +73,7 @@ class Neighbour:
         self.used = 0.0
         self.probes = 0
         self.queue: deque[bytes | bytearray] = deque()
+        self.qbytes = 0                 # sum of len() over queue
         self.timer = timer
 
     def __repr__(self) -> str:
@@ -149,13 +151,16 @@ class Arp:
             return
         # INCOMPLETE: queue (bounded), the first packet starts the resolution.
         limit = max(1, host.settings.arp_unres_qlen)
-        while len(n.queue) >= limit:
+        size = len(packet)
+        max_bytes = host.settings.arp_unres_qlen_bytes
+        while n.queue and (len(n.queue) >= limit or n.qbytes + size > max_bytes):
             # Like __neigh_event_send: the oldest packet goes, silently (counted
             # as unres_discards).  Its sender is not told: TCP retransmits, and
             # only a failed resolution reports EHOSTUNREACH (below).
-            n.queue.popleft()
+            n.qbytes -= len(n.queue.popleft())
             host.mib["ArpUnresolvedDiscards"] += 1
         n.queue.append(packet)
+        n.qbytes += size
         if n.probes == 0:
             n.probes = 1
             self._solicit(iface, n, unicast=False)
@@ -220,6 +225,7 @@ class Arp:
             host.mib["ArpResolveFailed"] += 1
             queued = list(n.queue)
             n.queue.clear()
+            n.qbytes = 0
             n.state = NUD_FAILED
             self._delete(n)
             for packet in queued:
@@ -234,8 +240,7 @@ class Arp:
             else:
                 n.timer.arm(n.used + s.arp_gc_stale_time)
         elif n.state == NUD_PROBE:
-            ucast = s.extra.get("arp_ucast_solicit", ARP_UCAST_SOLICIT)
-            if n.probes < ucast:
+            if n.probes < s.arp_ucast_solicit:
                 n.probes += 1
                 self._solicit(iface, n, unicast=True)
                 n.timer.arm(now + s.arp_retrans_time)
@@ -270,6 +275,7 @@ class Arp:
         iface = host.interfaces.get(n.ifindex)
         queued = list(n.queue)
         n.queue.clear()
+        n.qbytes = 0
         if iface is None:
             return
         for packet in queued:
@@ -296,6 +302,13 @@ class Arp:
             return
         if sha == iface.mac:
             mib["ArpInDrops"] += 1      # our own frame looped back
+            return
+        if spa and (host.is_local_address(spa) or host.is_broadcast(spa)):
+            # arp_process only answers when ip_route_input(tip, sip) accepts the
+            # sender: one of our own addresses (an address conflict, RFC 5227
+            # 2.4), our broadcast or 127/8 is refused, and nothing is learned
+            # (a neighbour entry for our own address would be poison).
+            mib["ArpInMartians"] += 1
             return
         mib["ArpInRequests" if op == ARPOP_REQUEST else "ArpInReplies"] += 1
         for_us = host.is_local_address(tpa) and tpa >> 24 != 127

@@ -292,15 +292,16 @@ class Host:
         """__ip_rt_update_pmtu: remember a smaller path MTU towards ``dst`` for a while.
 
         Clamped below at min_pmtu (552, like Linux) so a forged ICMP cannot make
-        us send tiny fragments; forgotten after ip_rt_mtu_expires (600 s).
+        us send tiny fragments; forgotten after ip_rt_mtu_expires (600 s).  Any
+        smaller value, including an old router's 0 (RFC 1191 section 5), lands on
+        the floor, as in Linux (``mtu = min(old_mtu, ip_rt_min_pmtu)``: the
+        route lookup keeps the smaller of this and the interface MTU).
         """
-        extra = self.settings.extra
-        if mtu < 68:
-            return
-        mtu = max(mtu, extra.get("min_pmtu", 552))
+        s = self.settings
+        mtu = max(mtu, s.min_pmtu)
         if len(self.pmtu) >= 4096:
             self.pmtu.clear()          # bounded; forgetting only costs a new ICMP
-        self.pmtu[dst] = (mtu, self.now + extra.get("ip_rt_mtu_expires", 600.0))
+        self.pmtu[dst] = (mtu, self.now + s.ip_rt_mtu_expires)
         self.mib["PMTUUpdates"] += 1
 
     def source_for(self, iface: Interface, target: int) -> int:

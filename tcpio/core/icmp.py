@@ -5,8 +5,9 @@ and handed to its ``err(kind, code, errno, info, iph_quoted, payload_quoted)``
 with the errno Linux's ``icmp_err_convert`` gives.  Errors we send obey
 RFC 1122 3.2.2: never about an ICMP error, a broadcast or multicast, a
 non-initial fragment, or a datagram whose source is not a unicast host; and
-they are rate limited per destination (token bucket, Linux's icmp_ratelimit)
-except "fragmentation needed", which path MTU discovery depends on.
+they are rate limited host-wide (icmp_msgs_per_sec) and per destination
+(token bucket, Linux's icmp_ratelimit) except "fragmentation needed", which
+path MTU discovery depends on.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class IcmpProto:
         self.echo_replies: deque[EchoReply] = deque(maxlen=1024)
         self.errors: deque[IcmpError] = deque(maxlen=1024)
         self._buckets: dict[int, tuple[float, float]] = {}   # dst -> (tokens, last)
+        self._global = (float(host.settings.icmp_msgs_burst), 0.0)  # (tokens, last)
         # Woken (via host.schedule_wakeup) when echo_replies or errors grow.
         self.wakeup: Callable[[], None] | None = None
 
@@ -121,10 +123,21 @@ class IcmpProto:
             return False
         icmph = wire.parse_icmp(payload)
         type = icmph.type
+        if host.is_broadcast(iph.dst) or is_multicast(iph.dst):
+            # icmp_rcv: to a broadcast only queries are looked at, and echo is
+            # ignored too (icmp_echo_ignore_broadcasts=1, no smurf amplifier).
+            # An error or reply sent to everyone is never believed: one forged
+            # broadcast must not reset every host's sockets.
+            if type == ICMP_ECHO:
+                mib["IcmpInEchos"] += 1
+            elif type == ICMP_ECHOREPLY:
+                mib["IcmpInEchoReps"] += 1
+            elif type in _IN_COUNTER:
+                mib[_IN_COUNTER[type]] += 1
+            mib["IcmpInErrors"] += 1
+            return False
         if type == ICMP_ECHO:
             mib["IcmpInEchos"] += 1
-            if host.is_broadcast(iph.dst):
-                return True     # icmp_echo_ignore_broadcasts=1 (smurf amplification)
             self._reply(iph, icmph.rest, payload[8:])
         elif type == ICMP_ECHOREPLY:
             mib["IcmpInEchoReps"] += 1
@@ -155,18 +168,21 @@ class IcmpProto:
         if len(quoted) < 20:
             mib["IcmpInErrors"] += 1
             return
-        inner = wire.parse_ipv4(quoted) if quoted[0] >> 4 == 4 else None
-        if inner is None or inner.ihl < 5 or len(quoted) < inner.ihl * 4 + 8:
+        # icmp_unreach: the quoted header must be IPv4 with a sane IHL, and the
+        # quote must hold all of it plus 8 bytes (the ports) before it is parsed.
+        b0 = quoted[0]
+        if b0 >> 4 != 4 or b0 & 0x0F < 5 or len(quoted) < (b0 & 0x0F) * 4 + 8:
             mib["IcmpInErrors"] += 1
             return
+        inner = wire.parse_ipv4(quoted)
         code_errno = err_convert(type, code)
         if code_errno is None:
             mib["IcmpInErrors"] += 1
             return
         info = 0
         if type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
-            info = rest & 0xFFFF         # next-hop MTU (RFC 1191)
-            if info and self.host.is_local_address(inner.src):
+            info = rest & 0xFFFF         # next-hop MTU (RFC 1191; 0 from old routers)
+            if self.host.is_local_address(inner.src):
                 self.host.update_pmtu(inner.dst, info)
         elif type == ICMP_PARAMETERPROB:
             info = rest >> 24            # pointer
@@ -214,10 +230,14 @@ class IcmpProto:
             return False
         if iph.proto == 1 and (len(payload) < 1 or payload[0] not in _INFO_TYPES):
             return False     # never an error about an error
-        if not (type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED) \
-                and not self._allow(src):
-            mib["IcmpOutRateLimitHost"] += 1
-            return False
+        if not (type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED):
+            # __icmp_send: the host-wide budget first, then the per-destination one.
+            if not self._global_allow():
+                mib["IcmpOutRateLimitGlobal"] += 1
+                return False
+            if not self._allow(src):
+                mib["IcmpOutRateLimitHost"] += 1
+                return False
         hdr = bytearray(60)
         hlen = wire.build_ipv4(hdr, 0, iph)
         quoted = bytes(hdr[:hlen]) + bytes(payload[:max(0, ICMP_QUOTE_MAX - hlen)])
@@ -236,6 +256,26 @@ class IcmpProto:
             return False
         mib["IcmpOutMsgs"] += 1
         mib[_OUT_COUNTER.get(type, "IcmpOutOther")] += 1
+        return True
+
+    def _global_allow(self) -> bool:
+        """icmp_global_allow: all errors share icmp_msgs_per_sec, burst icmp_msgs_burst.
+
+        Without it, a scan from spoofed sources (a fresh per-destination bucket
+        each) would draw an error for every datagram.
+        """
+        settings = self.host.settings
+        rate = float(settings.icmp_msgs_per_sec)
+        burst = float(settings.icmp_msgs_burst)
+        if rate <= 0:
+            return True         # 0 disables the limit, as in Linux
+        now = self.host.now
+        tokens, last = self._global
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._global = (tokens, now)
+            return False
+        self._global = (tokens - 1.0, now)
         return True
 
     def _allow(self, dst: int) -> bool:

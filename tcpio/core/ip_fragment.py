@@ -11,8 +11,10 @@ Linux since 4.19 (RFC 5722's rule carried over to IPv4):
 - a datagram that would exceed 65535 bytes is dropped (ping of death);
 - each queue lives at most ``ipfrag_time`` seconds; on expiry ReasmTimeout +
   ReasmFails, and ICMP time exceeded (code 1) if fragment 0 arrived;
-- the bytes held by all queues are capped by ``ipfrag_high_thresh``: the
-  oldest queues are evicted (ReasmFails) to make room.
+- the bytes held by all queues (data plus a per-fragment and a per-queue
+  overhead, like the kernel's truesize + sizeof(struct ipq)) are capped by
+  ``ipfrag_high_thresh``: the oldest queues are evicted (ReasmFails) to make
+  room.  (Linux >= 4.17 refuses new queues instead of evicting old ones.)
 """
 
 from __future__ import annotations
@@ -25,9 +27,18 @@ from tcpio.core.timer import Timer
 if TYPE_CHECKING:
     from tcpio.core.host import Host
 
-# Accounting overhead per fragment, standing in for the kernel's skb truesize.
+# Accounting overhead per fragment, standing in for the kernel's skb truesize
+# (measured: a queued fragment costs ~150 bytes of Python objects beyond its data).
 FRAG_OVERHEAD = 128
+# Charged once per queue, like Linux charges sizeof(struct ipq) in inet_frag_alloc:
+# a queue (Ipq, its Timer and callback, key, header record, dict slot) costs
+# ~1 KiB here, so a flood of one-fragment datagrams is held to the cap as well.
+IPQ_OVERHEAD = 1024
 IP_MAX_LEN = 65535
+
+
+def _noop(now: float) -> None:
+    pass
 
 
 class Ipq:
@@ -77,6 +88,8 @@ class Reassembler:
             timer.callback = lambda now, q=q: self._expire(q, now)
             timer.arm(now + host.settings.ipfrag_time)
             self.queues[key] = q
+            q.mem = IPQ_OVERHEAD
+            self.mem += IPQ_OVERHEAD
         offset = iph.frag_offset
         end = offset + len(payload)
         if iph.ihl * 4 + end > IP_MAX_LEN:
@@ -89,7 +102,10 @@ class Reassembler:
                 return self._bad(q)
         else:
             # The last fragment fixes the length; data already past it is a lie.
-            if (q.last_seen and end != q.total) or (q.frags and q.frags[-1][1] > end):
+            # An empty one is discarded with its queue too (ip_frag_queue's
+            # ``end == offset``), so no zero-length fragment is ever queued.
+            if end == offset or (q.last_seen and end != q.total) or \
+                    (q.frags and q.frags[-1][1] > end):
                 return self._bad(q)
             q.last_seen = True
             q.total = end
@@ -152,6 +168,9 @@ class Reassembler:
 
     def _kill(self, q: Ipq) -> None:
         q.timer.cancel()
+        # Break the q -> timer -> callback -> q cycle so a dead queue is freed
+        # at once by reference counting, not whenever the cyclic GC runs.
+        q.timer.callback = _noop
         if self.queues.get(q.key) is q:
             del self.queues[q.key]
             self.mem -= q.mem

@@ -3,9 +3,11 @@
 Every drop is counted where Linux counts it (``/proc/net/snmp`` Ip: line):
 too short / bad version / bad IHL / bad total length -> InHdrErrors; a frame
 shorter than the total length -> InTruncatedPkts; bad header checksum ->
-InCsumErrors and InHdrErrors; not addressed to us -> InAddrErrors (we are a
-host: forwarding is off); no handler for the protocol -> InUnknownProtos plus
-ICMP protocol unreachable.
+InCsumErrors and InHdrErrors; a martian source (multicast, broadcast, 127/8,
+0/8 towards a unicast address, or one of our own addresses: RFC 1122 3.2.1.3)
+or not addressed to us -> InAddrErrors (we are a host: forwarding is off); a
+malformed option list -> InHdrErrors plus ICMP parameter problem; no handler
+for the protocol -> InUnknownProtos plus ICMP protocol unreachable.
 """
 
 from __future__ import annotations
@@ -28,29 +30,48 @@ def peek_dst(packet: bytes | bytearray | memoryview) -> int:
     return int.from_bytes(packet[16:20], "big")
 
 
-def options_ok(opts: bytes) -> bool:
-    """Walk the option list (ip_options_compile) without acting on any option.
+def options_error(opts: bytes) -> int | None:
+    """Walk the option list like ip_options_compile, without acting on any option.
 
     We are a host that neither forwards nor source-routes, so every option is
-    skipped; a malformed list (length < 2 or running past the header) is
-    rejected, like Linux answers it with a parameter problem.
+    skipped.  Returns None for a well-formed list, else the offset (from the
+    start of the options) of the option whose length is wrong: its type octet,
+    as Linux's ``pp_ptr`` (an option with no room for its length byte, a
+    length below 2, or one running past the header).
     """
     i = 0
     n = len(opts)
     while i < n:
         kind = opts[i]
         if kind == 0:           # IPOPT_END
-            return True
+            return None
         if kind == 1:           # IPOPT_NOOP
             i += 1
             continue
         if i + 1 >= n:
-            return False
+            return i
         olen = opts[i + 1]
         if olen < 2 or i + olen > n:
-            return False
+            return i
         i += olen
-    return True
+    return None
+
+
+def martian_on_wire(host: Host, src: int, dst: int) -> bool:
+    """ip_route_input_slow + fib_validate_source for a datagram from a link.
+
+    127/8 never comes from a wire (either way).  A source that is one of our
+    own addresses or one of our broadcast addresses is forged or looped
+    (RFC 1122 3.2.1.3; fib_validate_source always refuses our own addresses,
+    and with rp_filter on, as distributions set it, broadcast ones too).  0/8 is
+    only a valid source towards 255.255.255.255 (a DHCP client before it has
+    an address: Linux takes the brd_input branch before its zeronet check).
+    """
+    if src >> 24 == 127 or dst >> 24 == 127:
+        return True
+    if src >> 24 == 0:
+        return dst != 0xFFFFFFFF
+    return host.is_local_address(src) or host.is_broadcast(src)
 
 
 def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview, now: float,
@@ -79,14 +100,11 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
         mib["InHdrErrors"] += 1
         return
     iph = wire.parse_ipv4(packet)
-    if ihl > 5 and not options_ok(iph.options):
-        mib["InHdrErrors"] += 1
-        return
     src = iph.src
     dst = iph.dst
     if is_multicast(src) or src == 0xFFFFFFFF or \
-            (not loopback and (src >> 24 == 127 or dst >> 24 == 127)):
-        mib["InAddrErrors"] += 1          # martian: 127/8 never comes from a wire
+            (not loopback and martian_on_wire(host, src, dst)):
+        mib["InAddrErrors"] += 1
         return
     host.rx_link_bcast = link_bcast
     bcast = False
@@ -99,6 +117,16 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
             mib["InAddrErrors"] += 1
             return
     payload: memoryview | bytes = memoryview(packet)[hlen:tot_len]
+    if ihl > 5:
+        # ip_rcv_finish_core: options are compiled after the route lookup, so a
+        # datagram for someone else is an address error first; a malformed list
+        # gets a parameter problem pointing at the bad octet (icmp_send refuses
+        # it for broadcasts itself).
+        bad = options_error(iph.options)
+        if bad is not None:
+            mib["InHdrErrors"] += 1
+            host.icmp_send(iph, payload, 12, 0, IP_HLEN + bad)
+            return
     if iph.mf or iph.frag_offset:
         done = host.frags.defrag(iph, payload, now)
         if done is None:

@@ -4,7 +4,8 @@ A locally generated datagram is routed (longest prefix match), given a
 source address and an IP ID, fragmented if it does not fit the interface MTU
 (unless DF is set: then the sender gets EMSGSIZE, as a UDP sendto does on
 Linux), and handed to the neighbour layer (ARP) or straight to the link.
-Datagrams to one of our own addresses take the loopback path.
+Datagrams to one of our own addresses take the loopback path, and a copy of
+every broadcast we send does too (ip_mc_output).
 """
 
 from __future__ import annotations
@@ -77,8 +78,16 @@ def ip_output(host: Host, proto: int, src: int | None, dst: int,
         return
     iface = host.interfaces[route.ifindex]
     mtu = route.mtu
+    if df and length > mtu:
+        mib["FragFails"] += 1
+        raise sock_error(errno.EMSGSIZE, f"datagram of {length} bytes over MTU {mtu} with DF")
+    bcast = host.is_broadcast(dst)
+    if bcast:
+        # ip_mc_output: the local stack gets a copy of every broadcast it sends
+        # (the kernel's RTCF_BROADCAST clone), as well as the link.
+        host.loopback(build_packet(proto, src, dst, ident, ttl, tos, df, False, 0, payload))
     if length <= mtu:
-        if iface.link == "ether" and not host.is_broadcast(dst) and not is_multicast(dst):
+        if iface.link == "ether" and not bcast and not is_multicast(dst):
             # The common case: a resolved neighbour.  Build the whole frame in one
             # call and one copy (the kernel's cached hard header), instead of an
             # IP packet that ether_xmit then copies again behind a header.
@@ -92,9 +101,6 @@ def ip_output(host: Host, proto: int, src: int | None, dst: int,
         neigh_output(host, iface, route, dst,
                      build_packet(proto, src, dst, ident, ttl, tos, df, False, 0, payload))
         return
-    if df:
-        mib["FragFails"] += 1
-        raise sock_error(errno.EMSGSIZE, f"datagram of {length} bytes over MTU {mtu} with DF")
     # ip_fragment: every fragment but the last carries a multiple of 8 bytes.
     step = (mtu - IP_HLEN) & ~7
     view = memoryview(payload)

@@ -24,11 +24,14 @@ class Settings:
     arp_retrans_time: float = 1.0
     arp_mcast_solicit: int = 3             # broadcast requests before giving up
     arp_ucast_solicit: int = 3             # unicast probes of a stale entry
-    arp_unres_qlen: int = 101              # packets queued per unresolved neighbour (Linux: bytes; we count packets)
+    arp_unres_qlen: int = 101              # packets queued per unresolved neighbour
+    arp_unres_qlen_bytes: int = 212992     # ... and at most this many bytes (unres_qlen_bytes)
     arp_gc_thresh3: int = 1024             # cache size cap
     # --- ICMP ---
     icmp_ratelimit: float = 0.001          # seconds between ICMP errors per destination (token bucket)
     icmp_ratemask_burst: int = 50
+    icmp_msgs_per_sec: int = 1000          # host-wide ICMP error budget (icmp_global_allow)
+    icmp_msgs_burst: int = 50
     # --- UDP ---
     udp_rmem_default: int = 212992
     # --- TCP connection management ---

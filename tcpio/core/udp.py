@@ -27,6 +27,10 @@ csum = _fast.load("checksum")
 
 UDP_HLEN = 8
 UDP_MAX_PAYLOAD = 65535 - 20 - UDP_HLEN     # 65507
+# What one queued datagram costs beyond its payload (the tuple, the bytes and
+# address objects): charged against rcvbuf like Linux charges skb truesize, so
+# empty datagrams cannot grow a queue without bound.
+UDP_SKB_OVERHEAD = 256
 ERRQUEUE_MAX = 64
 
 
@@ -122,7 +126,7 @@ class UdpSock:
         if not self.rcv_queue:
             return None
         data, peer = self.rcv_queue.popleft()
-        self.rcv_bytes -= len(data)
+        self.rcv_bytes -= len(data) + UDP_SKB_OVERHEAD
         return data, peer
 
     def pending(self) -> int:
@@ -151,12 +155,13 @@ class UdpSock:
     # ----- from the protocol ------------------------------------------------------
 
     def _enqueue(self, data: bytes, peer: tuple[int, int]) -> bool:
-        if self.rcv_bytes + len(data) > self.rcvbuf and self.rcv_queue:
+        size = len(data) + UDP_SKB_OVERHEAD
+        if self.rcv_bytes + size > self.rcvbuf and self.rcv_queue:
             # Like Linux, one datagram always fits an empty queue.
             self.drops += 1
             return False
         self.rcv_queue.append((data, peer))
-        self.rcv_bytes += len(data)
+        self.rcv_bytes += size
         self.host.schedule_wakeup(self)
         return True
 
@@ -259,7 +264,7 @@ class UdpProto:
                         (not sk.connected or (sk.raddr, sk.rport) == peer):
                     delivered |= self._queue(sk, data, peer)
             if not delivered:
-                mib["UdpNoPorts"] += 1
+                mib["UdpIgnoredMulti"] += 1     # __udp4_lib_mcast_deliver: no ICMP either
             return delivered
         sk = self.lookup(iph.src, sport, iph.dst, dport)
         if sk is None:
@@ -295,7 +300,7 @@ class UdpProto:
             host.icmp_send(wire.parse_ipv4(frame, off - 20), memoryview(frame)[off:end], 3, 3)
             return False
         # _queue + UdpSock._enqueue, inlined: this runs once per datagram.
-        n = len(data)
+        n = len(data) + UDP_SKB_OVERHEAD
         if sk.rcv_bytes + n > sk.rcvbuf and sk.rcv_queue:
             sk.drops += 1
             mib = host.mib
