@@ -36,10 +36,6 @@ class Timer:
         self.when = when
         self._wheel._push(when, self)
 
-    def arm_if_earlier(self, when: float) -> None:
-        if self.when is None or when < self.when:
-            self.arm(when)
-
     def cancel(self) -> None:
         if self.when is not None:
             self._wheel._stale += 1
@@ -100,6 +96,3 @@ class TimerWheel:
             fired += 1
             timer.callback(now)
         return fired
-
-    def __len__(self) -> int:
-        return sum(1 for (_, _, gen, t) in self._heap if t._gen == gen and t.when is not None)
