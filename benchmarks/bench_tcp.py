@@ -127,6 +127,26 @@ async def run_peer(ns: Any, pin: int | None, *args: str, timeout: float = 600) -
 
 # --- tcpio measurements (run in a child process) -------------------------------------------
 
+_ZEROS = memoryview(bytes(CHUNK))
+
+
+async def write_bytes(writer: asyncio.StreamWriter, nbytes: int) -> None:
+    """Write ``nbytes`` zero bytes in CHUNK pieces, honouring drain()."""
+    sent = 0
+    while sent < nbytes:
+        n = min(CHUNK, nbytes - sent)
+        writer.write(_ZEROS[:n])
+        await writer.drain()
+        sent += n
+
+
+async def read_to_eof(reader: asyncio.StreamReader) -> int:
+    """Read until EOF; the byte count."""
+    got = 0
+    while chunk := await reader.read(CHUNK):
+        got += len(chunk)
+    return got
+
 
 async def tap_connections(count: int, peer_cpu: int | None) -> float:
     from netns import kernel_peer
@@ -149,9 +169,7 @@ async def tap_bulk_to_tcpio(nbytes: int, peer_cpu: int | None) -> float:
 
     async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         t0 = time.perf_counter()
-        got = 0
-        while chunk := await reader.read(CHUNK):
-            got += len(chunk)
+        got = await read_to_eof(reader)
         elapsed = time.perf_counter() - t0
         writer.close()
         done.set_result(got / elapsed)
@@ -168,15 +186,8 @@ async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None) -> float:
     """tcpio sends ``nbytes``; the kernel receives, timing connect -> EOF."""
     from netns import kernel_peer
 
-    payload = memoryview(bytes(CHUNK))
-
     async def source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sent = 0
-        while sent < nbytes:
-            n = min(CHUNK, nbytes - sent)
-            writer.write(payload[:n])
-            await writer.drain()
-            sent += n
+        await write_bytes(writer, nbytes)
         writer.close()
 
     async with kernel_peer(ipv6=False) as peer:
@@ -224,9 +235,7 @@ async def wire_bulk(nbytes: int, mtu: int = 65535) -> float:
     t0 = 0.0
 
     async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got = 0
-        while chunk := await reader.read(CHUNK):
-            got += len(chunk)
+        got = await read_to_eof(reader)
         done.set_result(got / (time.perf_counter() - t0))
         writer.close()
 
@@ -234,14 +243,8 @@ async def wire_bulk(nbytes: int, mtu: int = 65535) -> float:
         await server.start_server(sink, "0.0.0.0", PORT)
         await client.ping("10.0.0.2", timeout=5)
         _, writer = await client.open_connection("10.0.0.2", PORT)
-        payload = memoryview(bytes(CHUNK))
         t0 = time.perf_counter()
-        sent = 0
-        while sent < nbytes:
-            n = min(CHUNK, nbytes - sent)
-            writer.write(payload[:n])
-            await writer.drain()
-            sent += n
+        await write_bytes(writer, nbytes)
         writer.write_eof()
         rate = await asyncio.wait_for(done, 600)
         writer.close()
