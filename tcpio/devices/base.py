@@ -53,6 +53,15 @@ def max_frame_len(mtu: int, link: Link) -> int:
     return mtu + ETH_HLEN + VLAN_HLEN if link == "ether" else mtu
 
 
+class SendEach:
+    """``send_batch`` for a device whose frames go out one ``send`` at a time."""
+
+    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+        send = self.send  # type: ignore[attr-defined]
+        for frame in frames:
+            send(frame)
+
+
 class DeviceWrapper:
     """A device that wraps another (impairment, capture) and keeps its identity:
     name, MTU, link kind, MAC and counters are the inner device's."""

@@ -16,7 +16,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, new_stats
+from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, SendEach, new_stats
 from tcpio.devices.impair import Impairment
 
 
@@ -84,7 +84,7 @@ class DelayLine:
         self._heap.clear()
 
 
-class WireEnd:
+class WireEnd(SendEach):
     """One end of a MemoryWire: an Ethernet device whose frames reach the peer end."""
 
     link: Link = "ether"
@@ -134,11 +134,6 @@ class WireEnd:
             return
         st["tx_packets"] += 1
         st["tx_bytes"] += len(frame)
-
-    def send_batch(self, frames: list[bytes | bytearray]) -> None:
-        send = self.send
-        for frame in frames:
-            send(frame)
 
     def stop(self) -> None:
         """Take this end down; frames it had in flight are lost."""

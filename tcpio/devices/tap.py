@@ -24,7 +24,7 @@ import os
 import socket
 import struct
 
-from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
+from tcpio.devices.base import Link, OnFrames, SendEach, max_frame_len, new_stats, random_mac
 
 # <linux/if_tun.h>, <linux/sockios.h>
 TUNSETIFF = 0x400454CA
@@ -47,7 +47,7 @@ def _ifreq(name: str, value: int, fmt: str) -> bytes:
     return struct.pack(f"{IFNAMSIZ}s{fmt}", raw, value).ljust(40, b"\0")
 
 
-class _TunTapBase:
+class _TunTapBase(SendEach):
     """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
 
     _flags: int
@@ -134,11 +134,6 @@ class _TunTapBase:
             return
         st["tx_packets"] += 1
         st["tx_bytes"] += len(frame)
-
-    def send_batch(self, frames: list[bytes | bytearray]) -> None:
-        send = self.send
-        for frame in frames:
-            send(frame)
 
     def stop(self) -> None:
         """Stop reading and close the fd (the kernel interface goes away unless
