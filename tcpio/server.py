@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import socket as _socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +46,7 @@ class Server(asyncio.AbstractServer):
         self._backlog = backlog
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
-        self._active_count = 0
-        self._clients: set[Any] = set()
+        self._clients: set[Any] = set()   # live transports it accepted
         self._waiters: list[asyncio.Future[None]] | None = []
         self._serving = False
         self._serving_forever_fut: asyncio.Future[None] | None = None
@@ -57,13 +57,11 @@ class Server(asyncio.AbstractServer):
 
     # --- bookkeeping called by transports ---------------------------------
     def _attach(self, transport: Any) -> None:
-        self._active_count += 1
         self._clients.add(transport)
 
     def _detach(self, transport: Any) -> None:
-        self._active_count -= 1
         self._clients.discard(transport)
-        if self._active_count == 0 and self._sockets is None:
+        if not self._clients and self._sockets is None:
             self._wakeup()
 
     def _wakeup(self) -> None:
@@ -158,7 +156,7 @@ class Server(asyncio.AbstractServer):
         if self._serving_forever_fut is not None and not self._serving_forever_fut.done():
             self._serving_forever_fut.cancel()
             self._serving_forever_fut = None
-        if self._active_count == 0:
+        if not self._clients:
             self._wakeup()
 
     def close_clients(self) -> None:
@@ -223,8 +221,6 @@ async def create_server(stack: Any, protocol_factory: Callable[[], Any],
                         ssl_shutdown_timeout: float | None = None,
                         start_serving: bool = True) -> Server:
     """``loop.create_server`` on a tcpio stack (same arguments)."""
-    import socket as _socket
-
     loop = asyncio.get_running_loop()
     if ssl_handshake_timeout is not None and not ssl:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
