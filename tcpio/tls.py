@@ -25,11 +25,13 @@ def wrap_protocol(loop: asyncio.AbstractEventLoop, app_protocol: asyncio.BasePro
                   sslcontext: ssl.SSLContext, waiter: asyncio.Future[None] | None, *,
                   server_side: bool, server_hostname: str | None = None,
                   ssl_handshake_timeout: float | None = None,
-                  ssl_shutdown_timeout: float | None = None) -> sslproto.SSLProtocol:
+                  ssl_shutdown_timeout: float | None = None,
+                  call_connection_made: bool = True) -> sslproto.SSLProtocol:
     """An SSLProtocol feeding ``app_protocol``; ``waiter`` resolves after the handshake."""
     kwargs: dict[str, Any] = {"server_side": server_side,
                               "server_hostname": server_hostname,
-                              "ssl_handshake_timeout": ssl_handshake_timeout}
+                              "ssl_handshake_timeout": ssl_handshake_timeout,
+                              "call_connection_made": call_connection_made}
     if _HAS_SHUTDOWN_TIMEOUT:
         kwargs["ssl_shutdown_timeout"] = ssl_shutdown_timeout
     return sslproto.SSLProtocol(loop, app_protocol, sslcontext, waiter, **kwargs)
@@ -49,13 +51,11 @@ async def start_tls(transport: asyncio.Transport, protocol: asyncio.BaseProtocol
     """
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
-    kwargs: dict[str, Any] = {"server_side": server_side,
-                              "server_hostname": server_hostname,
-                              "ssl_handshake_timeout": ssl_handshake_timeout,
-                              "call_connection_made": False}
-    if _HAS_SHUTDOWN_TIMEOUT:
-        kwargs["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-    ssl_protocol = sslproto.SSLProtocol(loop, protocol, sslcontext, waiter, **kwargs)
+    ssl_protocol = wrap_protocol(loop, protocol, sslcontext, waiter, server_side=server_side,
+                                 server_hostname=server_hostname,
+                                 ssl_handshake_timeout=ssl_handshake_timeout,
+                                 ssl_shutdown_timeout=ssl_shutdown_timeout,
+                                 call_connection_made=False)
     transport.pause_reading()
     transport.set_protocol(ssl_protocol)
     conmade = loop.call_soon(ssl_protocol.connection_made, transport)
