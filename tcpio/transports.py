@@ -26,6 +26,7 @@ import logging
 import socket as _socket
 import ssl as _ssl
 from asyncio import constants, transports
+from asyncio.futures import _set_result_unless_cancelled
 from collections.abc import Callable
 from typing import Any
 
@@ -416,11 +417,6 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             server, self._server = self._server, None
             if server is not None:
                 server._detach(self)
-
-
-def _set_result_unless_cancelled(fut: asyncio.Future[None], result: None) -> None:
-    if not fut.cancelled():
-        fut.set_result(result)
 
 
 def ssl_context_for(ssl: Any, server_side: bool) -> _ssl.SSLContext | None:
