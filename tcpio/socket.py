@@ -197,11 +197,9 @@ class Socket:
         try:
             self._call(self._sk.connect, ip, int(port))
         except OSError as exc:
-            if exc.errno == errno.EINPROGRESS or exc.errno == errno.EALREADY:
-                return exc.errno
             if exc.errno is None:
                 raise
-            return exc.errno
+            return exc.errno   # EINPROGRESS, EALREADY, EISCONN, ECONNREFUSED...
         return 0
 
     def shutdown(self, how: int) -> None:
