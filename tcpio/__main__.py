@@ -74,11 +74,8 @@ async def start_http_server(stack: Any, host: str, port: int, use_aiohttp: bool)
             resp = web.StreamResponse(status=status)
             resp.content_length = n
             await resp.prepare(request)
-            pattern = http11._PATTERN
-            while n > 0:
-                chunk = pattern[:min(n, len(pattern))]
+            for chunk in http11.pattern_chunks(n):
                 await resp.write(chunk)
-                n -= len(chunk)
             return resp
 
         app = web.Application()
@@ -225,7 +222,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     try:
         # Snapshot the connection table mid-run, while connections are open.
         await asyncio.sleep(min(args.duration / 2, 1.0))
-        conn_table = list(connections(server_stack))
+        conn_table = server_stack.connections()
         await asyncio.gather(*workers)
     finally:
         ticker.cancel()
@@ -247,15 +244,6 @@ async def run_demo(args: argparse.Namespace) -> int:
 
     print_summary(out, args, tally, elapsed, mib_moved, conn_table)
     return 0 if tally.requests > 0 else 1
-
-
-def connections(stack: Any) -> list[Any]:
-    """The stack's TCP connection table (``ss -tan``), if the core exposes it."""
-    fn = getattr(stack, "connections", None)
-    if fn is None:
-        tcp = getattr(stack.host, "tcp", None)
-        fn = getattr(tcp, "connections", None)
-    return list(fn()) if fn is not None else []
 
 
 def print_summary(out: Any, args: argparse.Namespace, tally: Tally, elapsed: float,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 MAX_BODY = 1 << 30
 _PATTERN = bytes(range(256)) * 256      # 64 KiB, sliced for /bytes/N
@@ -40,12 +41,20 @@ def body_for(path: str) -> tuple[int, bytes | None, int]:
     return 404, b"not found\n", 10
 
 
-async def _write_pattern(writer: asyncio.StreamWriter, n: int) -> None:
+def pattern_chunks(n: int) -> Iterator[bytes]:
+    """The ``/bytes/n`` body in chunks of at most 64 KiB."""
     while n > 0:
         chunk = _PATTERN[:min(n, len(_PATTERN))]
-        writer.write(chunk)
         n -= len(chunk)
-        await writer.drain()
+        yield chunk
+
+
+def _parse_head(head: bytes) -> tuple[str, dict[str, str]]:
+    """A request or status line and the lower-cased header fields."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:] if line)}
+    return lines[0], headers
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -56,15 +65,13 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 head = await reader.readuntil(b"\r\n\r\n")
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 break
-            lines = head.decode("latin-1").split("\r\n")
-            parts = lines[0].split(" ")
+            first, headers = _parse_head(head)
+            parts = first.split(" ")
             if len(parts) != 3:
                 writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
                              b"Connection: close\r\n\r\n")
                 break
             method, path, version = parts
-            headers = {k.strip().lower(): v.strip() for k, _, v in
-                       (line.partition(":") for line in lines[1:] if line)}
             length = int(headers.get("content-length", "0") or 0)
             if length:
                 await reader.readexactly(length)      # request bodies are ignored
@@ -80,7 +87,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 if body is not None:
                     writer.write(body)
                 else:
-                    await _write_pattern(writer, n)
+                    for chunk in pattern_chunks(n):
+                        writer.write(chunk)
+                        await writer.drain()
             await writer.drain()
             if close:
                 break
@@ -98,11 +107,8 @@ async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: 
     extra = "Connection: close\r\n" if close else ""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode())
     await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in
-               (line.partition(":") for line in lines[1:] if line)}
+    first, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+    status = int(first.split(" ")[1])
     if "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     else:

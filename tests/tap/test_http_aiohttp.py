@@ -27,11 +27,8 @@ SMALL_COUNT = 1000
 def pattern_sha256(n: int) -> str:
     """SHA-256 of the body ``/bytes/n`` serves (tcpio.contrib.http11's pattern)."""
     h = hashlib.sha256()
-    pattern = http11._PATTERN
-    while n > 0:
-        chunk = pattern[:min(n, len(pattern))]
+    for chunk in http11.pattern_chunks(n):
         h.update(chunk)
-        n -= len(chunk)
     return h.hexdigest()
 
 

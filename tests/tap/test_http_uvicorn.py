@@ -30,9 +30,7 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     if body is not None:
         await send({"type": "http.response.body", "body": body})
         return
-    pattern = http11._PATTERN
-    while n > 0:
-        chunk = pattern[:min(n, len(pattern))]
+    for chunk in http11.pattern_chunks(n):
         n -= len(chunk)
         await send({"type": "http.response.body", "body": chunk, "more_body": n > 0})
 
