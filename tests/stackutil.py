@@ -4,7 +4,8 @@
   default loop, uvloop, or ``VirtualClockLoop`` (deterministic virtual time),
   without depending on a pytest-asyncio version's loop-factory API.
 - ``two_stacks(wire)``: two started Stacks (10.0.0.1, 10.0.0.2) on a MemoryWire,
-  optionally recording each end to an in-memory pcap.
+  optionally recording each end to an in-memory pcap; ``wired_stacks()``: the
+  same on a fresh wire as an ``async with`` that closes both.
 - ``Sink`` / ``Echo``: DatagramProtocols for tests.
 - ``received(pcap, mac)``: what a device received, dissected by scapy.
 """
@@ -12,11 +13,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from fake_core import LOOPS as FAKE_CORE_LOOPS
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 from virtual_loop import VirtualClockLoop
@@ -25,19 +28,8 @@ import tcpio
 from tcpio.devices.pcap import PcapDevice
 from tcpio.stack import Stack
 
-
-def _loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-        "asyncio": asyncio.new_event_loop, "virtual": VirtualClockLoop}
-    try:
-        import uvloop
-        factories["uvloop"] = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a test dependency
-        pass
-    return factories
-
-
-LOOPS = _loop_factories()
+# fake_core's loops (asyncio, uvloop) plus the deterministic virtual clock
+LOOPS = {**FAKE_CORE_LOOPS, "virtual": VirtualClockLoop}
 
 
 def run_on(loop_name: str, main: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
@@ -111,6 +103,17 @@ async def two_stacks(wire: tcpio.MemoryWire, pcap_a: io.BytesIO | None = None,
     a.add_interface(PcapDevice(wire.a, pcap_a, clock=ns) if pcap_a else wire.a, "10.0.0.1/24")
     b.add_interface(PcapDevice(wire.b, pcap_b, clock=ns) if pcap_b else wire.b, "10.0.0.2/24")
     return a, b
+
+
+@contextlib.asynccontextmanager
+async def wired_stacks(seed: int = 1) -> AsyncIterator[tuple[Stack, Stack]]:
+    """``two_stacks`` on a fresh ``MemoryWire(seed=seed)``, both closed on exit."""
+    a, b = await two_stacks(tcpio.MemoryWire(seed=seed))
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
 
 
 async def warm_up(a: Stack, peer: str, tries: int = 10) -> None:

@@ -14,7 +14,7 @@ import errno
 import socket
 
 import pytest
-from stackutil import Sink, all_loops, run_on, two_stacks
+from stackutil import Sink, all_loops, run_on, two_stacks, wired_stacks
 
 import tcpio
 
@@ -46,9 +46,7 @@ class Recorder(Sink):
 @all_loops
 def test_lifecycle_and_extra_info(loop_name):
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, _):
             t, p = await a.create_datagram_endpoint(Recorder, local_addr=("10.0.0.1", 4000),
                                                     remote_addr=("10.0.0.2", 7))
             made_before_return = list(p.calls)
@@ -61,9 +59,6 @@ def test_lifecycle_and_extra_info(loop_name):
             t.sendto(b"ignored")                 # after close: dropped silently
             await asyncio.sleep(0)
             return made_before_return, info, closing, lost_synchronously, p, a.mib()
-        finally:
-            a.close()
-            b.close()
 
     made, info, closing, lost_sync, p, mib = run_on(loop_name, main)
     assert made == ["connection_made"]
@@ -76,14 +71,9 @@ def test_lifecycle_and_extra_info(loop_name):
 
 def test_unbound_endpoint_gets_an_ephemeral_port_on_any():
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, _):
             t, _ = await a.create_datagram_endpoint(Sink)
             return t.get_extra_info("sockname"), t.get_extra_info("peername")
-        finally:
-            a.close()
-            b.close()
 
     (addr, port), peer = run_on("virtual", main)
     assert addr == "0.0.0.0" and 32768 <= port <= 60999 and peer is None
@@ -92,9 +82,7 @@ def test_unbound_endpoint_gets_an_ephemeral_port_on_any():
 def test_sendto_argument_rules():
     """asyncio: bytes-like only; a connected transport takes addr None or its peer."""
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, b):
             _, sink = await b.create_datagram_endpoint(Sink, local_addr=("0.0.0.0", 7))
             t, p = await a.create_datagram_endpoint(Sink, remote_addr=("10.0.0.2", 7))
             with pytest.raises(TypeError):
@@ -107,9 +95,6 @@ def test_sendto_argument_rules():
             t.sendto(memoryview(b"view"), ("10.0.0.2", 7))
             await sink.wait_for(lambda: len(sink.received) == 2)
             return [d for d, _ in sink.received], p.errors
-        finally:
-            a.close()
-            b.close()
 
     data, errors = run_on("virtual", main)
     assert data == [b"original", b"view"]
@@ -119,17 +104,12 @@ def test_sendto_argument_rules():
 def test_send_errors_go_to_error_received():
     """Like asyncio on a kernel socket: a failing send is reported, not raised."""
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, _):
             t, p = await a.create_datagram_endpoint(Recorder)
             t.sendto(b"x", ("192.0.2.1", 9))          # no route (no default route)
             t.sendto(b"x" * 65508, ("10.0.0.2", 9))   # larger than any IPv4 datagram
             t.sendto(b"x")                            # unconnected, no address
             return [getattr(e, "errno", None) for e in p.errors]
-        finally:
-            a.close()
-            b.close()
 
     assert run_on("virtual", main) == [errno.ENETUNREACH, errno.EMSGSIZE, errno.EDESTADDRREQ]
 
@@ -138,9 +118,7 @@ def test_icmp_errors_only_for_connected_endpoints():
     """Linux reports port unreachable to connected UDP sockets only (without
     IP_RECVERR); so does tcpio, through error_received."""
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, b):
             tc, pc = await a.create_datagram_endpoint(Recorder, remote_addr=("10.0.0.2", 9))
             tu, pu = await a.create_datagram_endpoint(Recorder)
             tc.sendto(b"connected")
@@ -149,9 +127,6 @@ def test_icmp_errors_only_for_connected_endpoints():
             tc.sendto(b"again")                    # the endpoint stays usable
             await asyncio.sleep(0.1)
             return list(pc.calls), list(pu.calls), b.mib()
-        finally:
-            a.close()
-            b.close()
 
     connected, unconnected, mib_b = run_on("virtual", main)
     refused = f"error_received:{errno.ECONNREFUSED}"
@@ -162,9 +137,7 @@ def test_icmp_errors_only_for_connected_endpoints():
 
 def test_bind_errors_raise():
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, _):
             await a.create_datagram_endpoint(Sink, local_addr=("0.0.0.0", 53))
             errs = []
             for kwargs in ({"local_addr": ("0.0.0.0", 53)},       # in use
@@ -178,9 +151,6 @@ def test_bind_errors_raise():
                 await a.create_datagram_endpoint(Sink, family=socket.AF_INET6)
             errs.append(info.value)
             return errs, len(a._endpoints)
-        finally:
-            a.close()
-            b.close()
 
     errs, endpoints = run_on("virtual", main)
     assert [e.errno for e in errs] == [errno.EADDRINUSE, errno.EADDRNOTAVAIL,
@@ -191,8 +161,7 @@ def test_bind_errors_raise():
 
 def test_closing_the_stack_closes_endpoints_and_frees_ports():
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
+        a, b = await two_stacks(tcpio.MemoryWire(seed=1))
         t, p = await a.create_datagram_endpoint(Recorder, local_addr=("0.0.0.0", 53))
         a.close()
         b.close()
@@ -213,18 +182,13 @@ def test_protocol_may_close_inside_datagram_received():
             self.transport.close()  # type: ignore[union-attr]
 
     async def main():
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, b):
             _, p = await b.create_datagram_endpoint(CloseOnFirst, local_addr=("0.0.0.0", 7))
             t, _ = await a.create_datagram_endpoint(Sink, remote_addr=("10.0.0.2", 7))
             for i in range(5):
                 t.sendto(b"%d" % i)
             await asyncio.sleep(0.1)
             return list(p.calls)
-        finally:
-            a.close()
-            b.close()
 
     assert run_on("virtual", main) == ["connection_made", "datagram_received",
                                        "connection_lost"]
@@ -266,17 +230,12 @@ def test_exception_in_datagram_received_does_not_strand_the_rest(loop_name):
 
     async def main():
         oracle = await burst(kernel)
-        wire = tcpio.MemoryWire(seed=1)
-        a, b = await two_stacks(wire)
-        try:
+        async with wired_stacks() as (a, b):
             async def ours():  # type: ignore[no-untyped-def]
                 rx = await b.create_datagram_endpoint(RaisesOnFirst, local_addr=("0.0.0.0", 7))
                 tx = await a.create_datagram_endpoint(Sink, remote_addr=("10.0.0.2", 7))
                 return tx, rx
             return oracle, await burst(ours)
-        finally:
-            a.close()
-            b.close()
 
     oracle, ours = run_on(loop_name, main)
     assert oracle == ([b"0", b"1", b"2"], [ValueError])
