@@ -400,6 +400,32 @@ async def make_pair(kind: str = "fake", *, sndbuf: int | None = None, rcvbuf: in
     return srv, cli
 
 
+# --- stream helpers shared by the in-memory and TAP tests --------------------
+
+async def stream_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A ``start_server`` handler: echo everything until the peer's EOF, then close."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def write_and_read_back(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                              data: bytes) -> bytes:
+    """Write ``data`` (draining) while reading as many bytes back from an echo:
+    a payload larger than the buffers on the path would deadlock otherwise."""
+    async def send() -> None:
+        writer.write(data)
+        await writer.drain()
+
+    sender = asyncio.create_task(send())
+    got = await reader.readexactly(len(data))
+    await sender
+    return got
+
+
 # --- running async tests on both loops --------------------------------------
 
 def _loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:

@@ -10,24 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 
-from fake_core import both_loops, make_pair
+from fake_core import both_loops, make_pair, stream_echo
 
 CLIENTS = 1000
-
-
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
 
 
 @both_loops
 async def test_1000_concurrent_echo_clients_over_memory_wire() -> None:
     srv, cli = await make_pair("memory")
-    server = await srv.start_server(echo, "10.0.0.1", 7, backlog=CLIENTS)
+    server = await srv.start_server(stream_echo, "10.0.0.1", 7, backlog=CLIENTS)
     # Resolve ARP first: 1000 SYNs queued behind one unresolved neighbour
     # overflow its queue (arp_unres_qlen), which is not what this test is about.
     _, w = await cli.open_connection("10.0.0.1", 7)

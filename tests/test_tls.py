@@ -16,7 +16,7 @@ import ssl
 import tempfile
 
 import pytest
-from fake_core import KINDS, both_loops, make_pair
+from fake_core import KINDS, both_loops, make_pair, stream_echo, write_and_read_back
 
 SERVER_IP = "10.0.0.1"
 
@@ -65,33 +65,18 @@ def tls_contexts(ip: str = SERVER_IP) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server_ctx, client_ctx
 
 
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-
-
 @both_loops
 async def test_tls_echo_streams(kind: str) -> None:
     server_ctx, client_ctx = tls_contexts()
     srv, cli = await make_pair(kind, sndbuf=8192, rcvbuf=16384)
-    async with await srv.start_server(echo, SERVER_IP, 443, ssl=server_ctx):
+    async with await srv.start_server(stream_echo, SERVER_IP, 443, ssl=server_ctx):
         reader, writer = await cli.open_connection(SERVER_IP, 443, ssl=client_ctx)
         ssl_object = writer.get_extra_info("ssl_object")
         assert isinstance(ssl_object, ssl.SSLObject)
         assert ssl_object.version() in ("TLSv1.2", "TLSv1.3")
         assert writer.get_extra_info("peername") == (SERVER_IP, 443)
         payload = os.urandom(300_000)
-
-        async def send() -> None:
-            writer.write(payload)
-            await writer.drain()
-
-        sender = asyncio.create_task(send())
-        got = await reader.readexactly(len(payload))
-        await sender
-        assert got == payload
+        assert await write_and_read_back(reader, writer, payload) == payload
         writer.close()
         await writer.wait_closed()
 
@@ -100,7 +85,7 @@ async def test_tls_echo_streams(kind: str) -> None:
 async def test_tls_server_hostname_checked(kind: str) -> None:
     server_ctx, client_ctx = tls_contexts()
     srv, cli = await make_pair(kind)
-    async with await srv.start_server(echo, SERVER_IP, 443, ssl=server_ctx):
+    async with await srv.start_server(stream_echo, SERVER_IP, 443, ssl=server_ctx):
         # the certificate names tcpio.test too: verifying that name works
         _, writer = await cli.open_connection(SERVER_IP, 443, ssl=client_ctx,
                                               server_hostname="tcpio.test")
@@ -115,7 +100,7 @@ async def test_tls_server_hostname_checked(kind: str) -> None:
 async def test_untrusted_certificate_fails(kind: str) -> None:
     server_ctx, _ = tls_contexts()
     srv, cli = await make_pair(kind)
-    async with await srv.start_server(echo, SERVER_IP, 443, ssl=server_ctx):
+    async with await srv.start_server(stream_echo, SERVER_IP, 443, ssl=server_ctx):
         with pytest.raises(ssl.SSLCertVerificationError):
             await cli.open_connection(SERVER_IP, 443, ssl=ssl.create_default_context())
 

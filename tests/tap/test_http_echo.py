@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 from conftest import require_tap
-from fake_core import both_loops
+from fake_core import both_loops, stream_echo
 from netns import kernel_peer
 
 pytestmark = pytest.mark.tap
@@ -45,20 +45,11 @@ KERNEL_CLIENTS = textwrap.dedent("""
 """)
 
 
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
-
-
 @both_loops
 async def test_1000_concurrent_kernel_echo_clients(tmp_path) -> None:  # type: ignore[no-untyped-def]
     require_tap()
     async with kernel_peer(ipv6=False) as peer:
-        server = await peer.stack.start_server(echo, peer.tcpio_ip, 7, backlog=CLIENTS)
+        server = await peer.stack.start_server(stream_echo, peer.tcpio_ip, 7, backlog=CLIENTS)
         opens = peer.stack.mib().get("PassiveOpens", 0)
         (tmp_path / "clients.py").write_text(KERNEL_CLIENTS)
         res = await peer.ns.arun(sys.executable, str(tmp_path / "clients.py"), peer.tcpio_ip,

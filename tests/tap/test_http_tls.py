@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 from conftest import require_tap
-from fake_core import both_loops
+from fake_core import both_loops, stream_echo, write_and_read_back
 from netns import kernel_peer
 from test_tls import make_cert
 
@@ -55,13 +55,6 @@ KERNEL_SERVER = textwrap.dedent("""
 """)
 
 
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-
-
 @both_loops
 async def test_kernel_ssl_client_to_tcpio_tls_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
     require_tap()
@@ -71,7 +64,7 @@ async def test_kernel_ssl_client_to_tcpio_tls_server(tmp_path) -> None:  # type:
         (tmp_path / "key.pem").write_bytes(key)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-        server = await peer.stack.start_server(echo, peer.tcpio_ip, 4433, ssl=ctx)
+        server = await peer.stack.start_server(stream_echo, peer.tcpio_ip, 4433, ssl=ctx)
         (tmp_path / "client.py").write_text(KERNEL_CLIENT)
         res = await peer.ns.arun(sys.executable, str(tmp_path / "client.py"), peer.tcpio_ip,
                                  "4433", str(tmp_path / "cert.pem"), str(PAYLOAD), timeout=60)
@@ -100,15 +93,7 @@ async def test_tcpio_tls_client_to_kernel_ssl_server(tmp_path) -> None:  # type:
                                                               ssl=client_ctx)
             assert writer.get_extra_info("ssl_object").version().startswith("TLSv1.")
             data = bytes(range(256)) * (PAYLOAD // 256)
-
-            async def send() -> None:
-                writer.write(data)
-                await writer.drain()
-
-            sender = asyncio.create_task(send())
-            got = await reader.readexactly(len(data))
-            await sender
-            assert got == data
+            assert await write_and_read_back(reader, writer, data) == data
             writer.close()
             await writer.wait_closed()
             line = await asyncio.wait_for(proc.stdout.readline(), 30)
