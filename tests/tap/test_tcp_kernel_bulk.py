@@ -26,7 +26,12 @@ from netns import KernelPeer, kernel_peer
 from tcpio.devices.impair import Impairment
 from tcpio.devices.memory import ImpairedDevice
 
-from .test_tcp_kernel_common import kernel_mib, tshark_tcp_problems, window_violations
+from .test_tcp_kernel_common import (
+    connect_to_kernel,
+    kernel_mib,
+    tshark_tcp_problems,
+    window_violations,
+)
 from .tshark import needs_tshark
 
 pytestmark = pytest.mark.tap
@@ -56,31 +61,10 @@ def expected_digest(nbytes: int, seed: int) -> str:
     return h.hexdigest()
 
 
-async def kernel_side(peer: KernelPeer) -> tuple[socket.socket, object]:
-    """A tcpio socket connected to a kernel socket in the namespace."""
-    loop = asyncio.get_running_loop()
-
-    def make_listener() -> socket.socket:
-        srv = socket.socket()
-        srv.bind((peer.kernel_ip, PORT))
-        srv.listen(1)
-        srv.setblocking(False)
-        return srv
-
-    srv = peer.ns.call(make_listener)
-    sock = peer.stack.socket(socket.SOCK_STREAM)
-    accepted = asyncio.ensure_future(loop.sock_accept(srv))
-    await asyncio.wait_for(sock.connect((peer.kernel_ip, PORT)), 30)
-    ksock, _ = await asyncio.wait_for(accepted, 30)
-    srv.close()
-    ksock.setblocking(False)
-    return ksock, sock
-
-
 async def kernel_to_tcpio(peer: KernelPeer, nbytes: int, seed: int) -> str:
     """Send from the kernel socket, receive with tcpio; tcpio's digest."""
     loop = asyncio.get_running_loop()
-    ksock, sock = await kernel_side(peer)
+    sock, ksock = await connect_to_kernel(peer, PORT, 30)
 
     async def send() -> None:
         for chunk in stream(nbytes, seed):
@@ -104,7 +88,7 @@ async def kernel_to_tcpio(peer: KernelPeer, nbytes: int, seed: int) -> str:
 async def tcpio_to_kernel(peer: KernelPeer, nbytes: int, seed: int) -> str:
     """Send with tcpio, receive on the kernel socket; the kernel side's digest."""
     loop = asyncio.get_running_loop()
-    ksock, sock = await kernel_side(peer)
+    sock, ksock = await connect_to_kernel(peer, PORT, 30)
 
     async def send() -> None:
         for chunk in stream(nbytes, seed):

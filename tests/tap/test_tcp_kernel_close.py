@@ -30,6 +30,7 @@ from scapy.utils import rdpcap
 from tcpio.core.settings import Settings
 
 from .test_tcp_kernel_common import (
+    connect_to_kernel,
     ss,
     tcp_info,
     tcpio_rows,
@@ -57,21 +58,7 @@ async def connected_pair(peer: KernelPeer, port: int = PORT) -> tuple[Any, socke
     """
     loop = asyncio.get_running_loop()
     peer.ns.sysctl("net.ipv4.tcp_early_retrans", 0)
-
-    def make_listener() -> socket.socket:
-        srv = socket.socket()
-        srv.bind((peer.kernel_ip, port))
-        srv.listen(1)
-        srv.setblocking(False)
-        return srv
-
-    srv = peer.ns.call(make_listener)
-    sock = peer.stack.socket(socket.SOCK_STREAM)
-    accepted = asyncio.ensure_future(loop.sock_accept(srv))
-    await asyncio.wait_for(sock.connect((peer.kernel_ip, port)), 20)
-    ksock, _ = await asyncio.wait_for(accepted, 20)
-    srv.close()
-    ksock.setblocking(False)
+    sock, ksock = await connect_to_kernel(peer, port)
     await sock.sendall(b"hello kernel")
     assert await asyncio.wait_for(loop.sock_recv(ksock, 100), 20) == b"hello kernel"
     await loop.sock_sendall(ksock, b"hello tcpio")

@@ -7,6 +7,7 @@ a thread; tcpio's side uses its own ``start_server``/``open_connection``.
 
 - ``kernel_sockets(ns, n)``: n non-blocking TCP sockets living in the namespace.
 - ``kernel_connect`` / ``kernel_listener``: a kernel client or server as asyncio streams.
+- ``connect_to_kernel(peer, port)``: a tcpio socket connected to a kernel socket.
 - ``echo_handler``: a stream handler that reads to EOF, echoes, and closes.
 - ``payload(i)``: a seeded, varied message for connection i.
 - ``tcp_info(sock)``: the fields of Linux's ``struct tcp_info`` the tests read.
@@ -65,6 +66,29 @@ async def kernel_listener(ns: NetNs, addr: tuple[str, int], handler: Callable[..
         s.setblocking(False)
         return s
     return await asyncio.start_server(handler, sock=ns.call(make), backlog=backlog)
+
+
+async def connect_to_kernel(peer: Any, port: int, timeout: float = 20
+                            ) -> tuple[Any, socket.socket]:
+    """(tcpio socket, non-blocking kernel socket) joined by one connection: the
+    kernel side accepts on ``peer.kernel_ip:port`` inside the namespace."""
+    loop = asyncio.get_running_loop()
+
+    def make_listener() -> socket.socket:
+        srv = socket.socket()
+        srv.bind((peer.kernel_ip, port))
+        srv.listen(1)
+        srv.setblocking(False)
+        return srv
+
+    srv = peer.ns.call(make_listener)
+    sock = peer.stack.socket(socket.SOCK_STREAM)
+    accepted = asyncio.ensure_future(loop.sock_accept(srv))
+    await asyncio.wait_for(sock.connect((peer.kernel_ip, port)), timeout)
+    ksock, _ = await asyncio.wait_for(accepted, timeout)
+    srv.close()
+    ksock.setblocking(False)
+    return sock, ksock
 
 
 async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
