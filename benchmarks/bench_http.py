@@ -44,7 +44,7 @@ def make_app() -> web.Application:
     async def data(request: web.Request) -> web.Response:
         status, body, n = http11.body_for(request.path)
         if body is None:
-            body = (http11._PATTERN * (n // len(http11._PATTERN) + 1))[:n]
+            body = b"".join(http11.pattern_chunks(n))
         return web.Response(status=status, body=body)
 
     app = web.Application()
