@@ -34,8 +34,6 @@ from typing import Any
 from tcpio import _fast
 from tcpio.core import ether, ip_input, ip_output
 from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
-
-LOOPBACK = 0x7F000001
 from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.icmp import IcmpProto
@@ -52,6 +50,7 @@ log = logging.getLogger("tcpio.host")
 rx_classify = _fast.load("rx").rx_classify
 wire = _fast.load("wire")
 IPPROTO_TCP = 6
+LOOPBACK = 0x7F000001
 
 
 class Interface:
@@ -285,7 +284,7 @@ class Host:
             raise sock_error(errno.ENETUNREACH)
         iface = self.interfaces[entry.ifindex]
         target = entry.gateway if entry.gateway is not None else dst
-        src = select_source(iface.addrs, target, entry.prefsrc, list(self._local))
+        src = select_source(iface.addrs, target, entry.prefsrc, next(iter(self._local), 0))
         return Route(entry.ifindex, entry.gateway, src, iface.mtu)
 
     def update_pmtu(self, dst: int, mtu: int) -> None:
@@ -305,7 +304,7 @@ class Host:
         self.mib["PMTUUpdates"] += 1
 
     def source_for(self, iface: Interface, target: int) -> int:
-        return select_source(iface.addrs, target, None, list(self._local))
+        return select_source(iface.addrs, target, None, next(iter(self._local), 0))
 
     # ----- the sans-IO surface ------------------------------------------------------
 
@@ -317,7 +316,6 @@ class Host:
             self.mib["InNoInterface"] += 1
             return
         self._busy = True
-        self.rx_link_bcast = False
         try:
             if not self._rx_fast(iface, frame, now):
                 self._rx_slow(iface, frame, now)
@@ -331,6 +329,7 @@ class Host:
             log.exception("%s: exception while processing a frame", self.name)
         finally:
             self._busy = False
+            # Only meaningful inside receive (ip_rcv sets it per datagram).
             self.rx_link_bcast = False
 
     def _rx_fast(self, iface: Interface, frame: bytes | bytearray | memoryview,

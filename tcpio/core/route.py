@@ -2,8 +2,8 @@
 
 Like Linux's fib_lookup for a host: connected routes (added with an address)
 and static routes (``ip route add PREFIX via GW``).  The table is a dict per
-prefix length, searched from /32 down, so a lookup is at most 33 dict probes;
-results are cached per destination until the table changes.
+prefix length, searched from /32 down, so a lookup is at most 33 dict probes
+(the host caches the result per destination: ``Host.route_lookup``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ class Fib:
     def __init__(self) -> None:
         self._by_len: dict[int, dict[int, FibEntry]] = {}
         self._lens: list[int] = []          # prefix lengths present, longest first
-        self._cache: dict[int, FibEntry | None] = {}
 
     def add(self, prefix: int, prefixlen: int, gateway: int | None, ifindex: int,
             prefsrc: int | None = None) -> FibEntry:
@@ -48,7 +47,6 @@ class Fib:
         table = self._by_len.setdefault(prefixlen, {})
         table[prefix] = entry
         self._lens = sorted(self._by_len, reverse=True)
-        self._cache.clear()
         return entry
 
     def get(self, prefix: int, prefixlen: int) -> FibEntry | None:
@@ -64,46 +62,28 @@ class Fib:
         if not table:
             del self._by_len[prefixlen]
             self._lens = sorted(self._by_len, reverse=True)
-        self._cache.clear()
         return True
-
-    def remove_interface(self, ifindex: int) -> None:
-        for entry in list(self.entries()):
-            if entry.ifindex == ifindex:
-                self.remove(entry.prefix, entry.prefixlen)
 
     def lookup(self, dst: int) -> FibEntry | None:
         """The most specific route covering ``dst``, or None."""
-        cache = self._cache
-        try:
-            return cache[dst]
-        except KeyError:
-            pass
-        found = None
         for plen in self._lens:
             entry = self._by_len[plen].get(dst & prefix_mask(plen))
             if entry is not None:
-                found = entry
-                break
-        if len(cache) > 4096:     # bounded: a scan of many destinations cannot grow it
-            cache.clear()
-        cache[dst] = found
-        return found
-
-    def entries(self) -> list[FibEntry]:
-        return [e for plen in self._lens for e in self._by_len[plen].values()]
+                return entry
+        return None
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._by_len.values())
 
 
 def select_source(addrs: list[tuple[int, int]], target: int, prefsrc: int | None,
-                  fallback: list[int]) -> int:
+                  fallback: int) -> int:
     """Source address for a packet leaving an interface towards ``target``.
 
     Like inet_select_addr: the route's preferred source if any, else the
     interface address whose subnet contains the next hop, else the
-    interface's primary (first) address, else any address of the host.
+    interface's primary (first) address, else ``fallback`` (any address of the
+    host, or 0).
     """
     if prefsrc:
         return prefsrc
@@ -113,4 +93,4 @@ def select_source(addrs: list[tuple[int, int]], target: int, prefsrc: int | None
             return ip
     if addrs:
         return addrs[0][0]
-    return fallback[0] if fallback else 0
+    return fallback
