@@ -23,10 +23,6 @@ def ip_ntoa(ip: int) -> str:
     return socket.inet_ntoa(struct.pack("!I", ip))
 
 
-def ip_to_bytes(ip: int) -> bytes:
-    return ip.to_bytes(4, "big")
-
-
 def parse_cidr(text: str) -> tuple[int, int]:
     """'10.0.0.2/24' -> (ip, 24).  A bare address means /32."""
     if "/" in text:
@@ -62,7 +58,3 @@ INADDR_BROADCAST = 0xFFFFFFFF
 
 def is_multicast(ip: int) -> bool:
     return (ip >> 28) == 0xE
-
-
-def is_loopback(ip: int) -> bool:
-    return (ip >> 24) == 127

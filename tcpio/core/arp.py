@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from tcpio import _fast
 from tcpio.core.addr import BROADCAST_MAC, ZERO_MAC, is_multicast
+from tcpio.core.ether import ETH_P_ARP, ETH_P_IP
 from tcpio.core.timer import Timer
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 wire = _fast.load("wire")
 
-ETH_P_ARP = 0x0806
 ARPOP_REQUEST = 1
 ARPOP_REPLY = 2
 
@@ -45,9 +45,6 @@ NUD_PERMANENT = 0x80
 
 STATE_NAMES = {NUD_INCOMPLETE: "INCOMPLETE", NUD_REACHABLE: "REACHABLE", NUD_STALE: "STALE",
                NUD_PROBE: "PROBE", NUD_FAILED: "FAILED", NUD_PERMANENT: "PERMANENT"}
-
-# Linux bounds the unresolved queue in bytes too (neigh.default.unres_qlen_bytes,
-# SK_WMEM_MAX): on a big-MTU link 101 packets could otherwise be 6 MiB per neighbour.
 
 
 class Neighbour:
@@ -105,12 +102,6 @@ class Arp:
     def lookup(self, ifindex: int, ip: int) -> Neighbour | None:
         return self.table.get((ifindex, ip))
 
-    def flush_interface(self, ifindex: int) -> None:
-        for key, n in list(self.table.items()):
-            if key[0] == ifindex:
-                n.timer.cancel()
-                del self.table[key]
-
     # ----- output: neigh_resolve_output ---------------------------------------------
 
     def hh_lookup(self, ifindex: int, nexthop: int) -> bytes | None:
@@ -140,10 +131,10 @@ class Arp:
         n.used = now
         state = n.state
         if state & (NUD_REACHABLE | NUD_PERMANENT | NUD_PROBE):
-            host.ether_xmit(iface, n.mac, 0x0800, packet)
+            host.ether_xmit(iface, n.mac, ETH_P_IP, packet)
             return
         if state == NUD_STALE:
-            host.ether_xmit(iface, n.mac, 0x0800, packet)
+            host.ether_xmit(iface, n.mac, ETH_P_IP, packet)
             n.state = NUD_PROBE
             n.probes = 1
             self._solicit(iface, n, unicast=True)
@@ -279,7 +270,7 @@ class Arp:
         if iface is None:
             return
         for packet in queued:
-            host.ether_xmit(iface, n.mac, 0x0800, packet)
+            host.ether_xmit(iface, n.mac, ETH_P_IP, packet)
 
     # ----- input: arp_rcv / arp_process ---------------------------------------------
 

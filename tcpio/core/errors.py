@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 
 
@@ -16,9 +15,3 @@ def sock_error(code: int, detail: str | None = None) -> OSError:
         msg = f"{msg} ({detail})"
     return OSError(code, msg)
 
-
-def raise_errno(code: int, detail: str | None = None) -> None:
-    raise sock_error(code, detail)
-
-
-errno = _errno

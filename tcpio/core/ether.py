@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 ETH_HLEN = 14
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
-ETH_P_8021Q = 0x8100
 _IP_TYPE = b"\x08\x00"
 
 
@@ -36,8 +35,7 @@ def ether_input(host: Host, iface: Interface, frame: bytes | bytearray | memoryv
             return
         link_bcast = True     # broadcast or multicast
     ethertype = (frame[12] << 8) | frame[13]
-    view = memoryview(frame)[ETH_HLEN:] if not isinstance(frame, memoryview) \
-        else frame[ETH_HLEN:]
+    view = memoryview(frame)[ETH_HLEN:]
     if ethertype == ETH_P_IP:
         ip_input.ip_rcv(host, iface, view, now, link_bcast)
     elif ethertype == ETH_P_ARP:

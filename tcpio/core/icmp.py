@@ -202,7 +202,7 @@ class IcmpProto:
             payload: bytes) -> None:
         """Errors about our own ICMP messages (an echo request that bounced)."""
         if len(payload) >= 8 and payload[0] == ICMP_ECHO:
-            rest = int.from_bytes(payload[4:8], "big")
+            rest = wire.parse_icmp(payload).rest
             self.errors.append(IcmpError(iph.dst, kind, code, code_errno, rest >> 16,
                                          rest & 0xFFFF))
             self.host.schedule_wakeup(self)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from tcpio.core.ip_output import IP_MAX_LEN
 from tcpio.core.timer import Timer
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ FRAG_OVERHEAD = 128
 # a queue (Ipq, its Timer and callback, key, header record, dict slot) costs
 # ~1 KiB here, so a flood of one-fragment datagrams is held to the cap as well.
 IPQ_OVERHEAD = 1024
-IP_MAX_LEN = 65535
 
 
 def _noop(now: float) -> None:
@@ -43,7 +43,6 @@ def _noop(now: float) -> None:
 
 class Ipq:
     __slots__ = (
-        "created",
         "first_iph",
         "first_payload",
         "frags",
@@ -55,14 +54,13 @@ class Ipq:
         "total",
     )
 
-    def __init__(self, key: tuple[int, int, int, int], created: float, timer: Timer) -> None:
+    def __init__(self, key: tuple[int, int, int, int], timer: Timer) -> None:
         self.key = key
         self.frags: list[tuple[int, int, bytes]] = []   # (offset, end, data), sorted
         self.total: int | None = None                   # datagram payload length, once known
         self.meat = 0                                   # payload bytes received
         self.first_iph: Any = None                      # header of fragment 0
         self.first_payload = b""                        # its first 8 bytes, for ICMP
-        self.created = created
         self.timer = timer
         self.mem = 0
         self.last_seen = False
@@ -83,8 +81,8 @@ class Reassembler:
         key = (iph.src, iph.dst, iph.proto, iph.ident)
         q = self.queues.get(key)
         if q is None:
-            timer = host.timers.timer(lambda now: None)
-            q = Ipq(key, now, timer)
+            timer = host.timers.timer(_noop)
+            q = Ipq(key, timer)
             timer.callback = lambda now, q=q: self._expire(q, now)
             timer.arm(now + host.settings.ipfrag_time)
             self.queues[key] = q
@@ -129,7 +127,7 @@ class Reassembler:
             self._kill(q)
             mib["ReasmOKs"] += 1
             return q.first_iph, b"".join(f[2] for f in q.frags)
-        self._enforce_cap(q)
+        self._enforce_cap()
         return None
 
     def _bad(self, q: Ipq) -> None:
@@ -158,7 +156,7 @@ class Reassembler:
         q.meat += end - offset
         return "ok"
 
-    def _enforce_cap(self, newest: Ipq) -> None:
+    def _enforce_cap(self) -> None:
         cap = self.host.settings.ipfrag_high_thresh
         while self.mem > cap and self.queues:
             _, victim = next(iter(self.queues.items()))

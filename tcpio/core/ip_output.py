@@ -18,15 +18,14 @@ from tcpio import _fast
 from tcpio.core.addr import BROADCAST_MAC, is_multicast
 from tcpio.core.errors import sock_error
 from tcpio.core.ether import ETH_P_IP, multicast_mac
+from tcpio.core.ip_input import IP_HLEN
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
     from tcpio.core.route import Route
 
-wire = _fast.load("wire")
 ip_build = _fast.load("tx").ip_build
 
-IP_HLEN = 20
 IP_MAX_LEN = 65535
 IP_IDENTS_SZ = 2048
 

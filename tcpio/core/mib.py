@@ -18,9 +18,6 @@ class Mib(defaultdict):
     def __init__(self) -> None:
         super().__init__(int)
 
-    def inc(self, name: str, n: int = 1) -> None:
-        self[name] += n
-
     def snapshot(self) -> dict[str, int]:
         return dict(sorted(self.items()))
 

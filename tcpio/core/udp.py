@@ -242,19 +242,19 @@ class UdpProto:
         if n < UDP_HLEN:
             mib["UdpInErrors"] += 1
             return False
-        ulen = (payload[4] << 8) | payload[5]
+        udph = wire.parse_udp(payload)
+        ulen = udph.length
         if ulen < UDP_HLEN or ulen > n:
             mib["UdpInErrors"] += 1      # short packet
             return False
         if ulen < n:
             payload = payload[:ulen]     # trim to the UDP length
-        check = (payload[6] << 8) | payload[7]
-        if check and csum.tcpudp_checksum(iph.src, iph.dst, 17, payload) != 0:
+        if udph.checksum and csum.tcpudp_checksum(iph.src, iph.dst, 17, payload) != 0:
             mib["UdpInCsumErrors"] += 1
             mib["UdpInErrors"] += 1
             return False
-        sport = (payload[0] << 8) | payload[1]
-        dport = (payload[2] << 8) | payload[3]
+        sport = udph.sport
+        dport = udph.dport
         peer = (iph.src, sport)
         if host.is_broadcast(iph.dst):
             delivered = False
