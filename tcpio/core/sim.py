@@ -134,11 +134,11 @@ class VirtualNetwork:
             self.stats["unlinked"] += 1
             return
         link, peer, peer_if = port
-        # Looked up per frame, so a test may swap a link's impairment mid-run.
-        imp = link.impairment_ab if host is link.a else link.impairment_ba
         if not link.up:
             self.stats["link_down"] += 1
             return
+        # Looked up per frame, so a test may swap a link's impairment mid-run.
+        imp = link.impairment_from(host)
         data = bytes(frame)
         self.stats["frames_sent"] += 1
         now = self.now
@@ -152,20 +152,19 @@ class VirtualNetwork:
         for when, out in fates:
             heapq.heappush(self._events, (when, next(self._seq), peer, peer_if, out, link))
 
+    def _send_output(self, host: Host) -> None:
+        # _transmit only queues events: it never adds to the host's output.
+        for ifindex, frame in host.take_output():
+            self._transmit(host, ifindex, frame)
+
     def _flush(self, host: Host) -> None:
-        out = host.take_output()
-        while out:
-            for ifindex, frame in out:
-                self._transmit(host, ifindex, frame)
-            out = host.take_output()
+        self._send_output(host)
         for sk in host.take_wakeups():
             wakeup = getattr(sk, "wakeup", None)
             if wakeup is not None:
                 wakeup()
         # A wakeup may have made the application send: move that too.
-        out = host.take_output()
-        for ifindex, frame in out:
-            self._transmit(host, ifindex, frame)
+        self._send_output(host)
 
     def _flush_all(self) -> None:
         for host in self.hosts.values():
