@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+from hostutil import MAC, MY, PEER, PEER_MAC
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -15,10 +16,6 @@ from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 
-MAC = bytes.fromhex("020000000002")
-PEER_MAC = bytes.fromhex("020000000001")
-MY = "10.0.0.2"
-PEER = "10.0.0.1"
 BCAST = "ff:ff:ff:ff:ff:ff"
 
 

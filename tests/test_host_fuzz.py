@@ -6,6 +6,7 @@ exception into a CoreExceptions counter is off, so any bug fails the test.
 
 from __future__ import annotations
 
+from hostutil import MAC, MY, PEER, PEER_MAC
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP, IPOption_NOP, fragment
@@ -14,10 +15,6 @@ from scapy.layers.l2 import ARP, Ether
 from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
-
-MAC = bytes.fromhex("020000000002")
-PEER_MAC = bytes.fromhex("020000000001")
-MY, PEER = "10.0.0.2", "10.0.0.1"
 
 
 def make_host(link: str = "ether") -> Host:

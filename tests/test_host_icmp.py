@@ -5,35 +5,15 @@ from __future__ import annotations
 import errno
 
 import pytest
+from hostutil import MY, PEER, inject, make_host
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from tcpio import _fast
 from tcpio.core.addr import ip_aton
-from tcpio.core.host import Host
-from tcpio.core.settings import Settings
 
 wire = _fast.load("wire")
-
-MAC = bytes.fromhex("020000000002")
-PEER_MAC = bytes.fromhex("020000000001")
-MY, PEER = "10.0.0.2", "10.0.0.1"
-
-
-def make_host(**settings) -> Host:
-    h = Host("h", seed=1, settings=Settings(**settings))
-    h.debug = True
-    h.add_interface("eth0", mac=MAC)
-    h.add_address(1, ip_aton(MY), 24)
-    h.add_static_arp(ip_aton(PEER), PEER_MAC)
-    h.take_output()
-    return h
-
-
-def inject(h: Host, pkt, now: float = 0.0) -> list[Ether]:
-    h.receive(1, bytes(Ether(dst=MAC, src=PEER_MAC) / pkt), now)
-    return [Ether(f) for _, f in h.take_output()]
 
 
 class Recorder:

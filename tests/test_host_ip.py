@@ -7,6 +7,7 @@ import itertools
 import random
 
 import pytest
+from hostutil import MAC, MY, PEER, PEER_MAC, make_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, IPOption_NOP, IPOption_RR, fragment
@@ -15,22 +16,6 @@ from scapy.packet import Raw
 
 from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
-from tcpio.core.settings import Settings
-
-MAC = bytes.fromhex("020000000002")
-PEER_MAC = bytes.fromhex("020000000001")
-MY = "10.0.0.2"
-PEER = "10.0.0.1"
-
-
-def make_host(**settings) -> Host:
-    h = Host("h", seed=1, settings=Settings(**settings))
-    h.debug = True          # a bug raises instead of being counted
-    ifi = h.add_interface("eth0", mac=MAC)
-    h.add_address(ifi, ip_aton(MY), 24)
-    h.add_static_arp(ip_aton(PEER), PEER_MAC)
-    h.take_output()
-    return h
 
 
 def inject(h: Host, pkt, now: float = 0.0, raw: bytes | None = None) -> list[Ether]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+from hostutil import MAC, MY, PEER, PEER_MAC, inject, make_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP
@@ -20,24 +21,7 @@ from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 
-MAC = bytes.fromhex("020000000002")
-PEER_MAC = bytes.fromhex("020000000001")
-MY, PEER, BCAST = "10.0.0.2", "10.0.0.1", "10.0.0.255"
-
-
-def make_host(**settings) -> Host:
-    h = Host("h", seed=1, settings=Settings(**settings))
-    h.debug = True
-    h.add_interface("eth0", mac=MAC)
-    h.add_address(1, ip_aton(MY), 24)
-    h.add_static_arp(ip_aton(PEER), PEER_MAC)
-    h.take_output()
-    return h
-
-
-def inject(h: Host, pkt, now: float = 0.0, dst_mac: bytes | str = MAC) -> list[Ether]:
-    h.receive(1, bytes(Ether(dst=dst_mac, src=PEER_MAC) / pkt), now)
-    return [Ether(f) for _, f in h.take_output()]
+BCAST = "10.0.0.255"
 
 
 # ----- ip_rcv / ip_route_input_slow: martian sources -------------------------------------

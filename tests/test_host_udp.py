@@ -4,34 +4,20 @@ from __future__ import annotations
 
 import errno
 
+import hostutil
 import pytest
+from hostutil import MY, MY2, PEER, PEER_MAC, inject
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
 from scapy.layers.l2 import Ether
 
 from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
-from tcpio.core.settings import Settings
 from tcpio.core.udp import UDP_SKB_OVERHEAD
-
-MAC = bytes.fromhex("020000000002")
-PEER_MAC = bytes.fromhex("020000000001")
-MY, MY2, PEER = "10.0.0.2", "10.0.0.3", "10.0.0.1"
 
 
 def make_host(**settings) -> Host:
-    h = Host("h", seed=1, settings=Settings(**settings))
-    h.debug = True
-    h.add_interface("eth0", mac=MAC)
-    h.add_address(1, ip_aton(MY), 24)
-    h.add_address(1, ip_aton(MY2), 24)
-    h.add_static_arp(ip_aton(PEER), PEER_MAC)
-    h.take_output()
-    return h
-
-
-def inject(h: Host, pkt) -> list[Ether]:
-    h.receive(1, bytes(Ether(dst=MAC, src=PEER_MAC) / pkt), 0.0)
-    return [Ether(f) for _, f in h.take_output()]
+    """Two addresses (MY, MY2) for the demux tests."""
+    return hostutil.make_host(MY2, **settings)
 
 
 def dgram(data=b"hi", sport=1000, dport=53, dst=MY, **udp):

@@ -1,0 +1,36 @@
+"""Shared plumbing for the one-Host tests (tests/test_host_*.py).
+
+- ``make_host(*extra, **settings)``: a debug Host with one Ethernet interface
+  (ifindex 1, ``MAC``), ``MY``/24 plus any ``extra`` addresses in the same
+  subnet, a static ARP entry for ``PEER``, and its start-up output discarded.
+- ``inject(h, pkt, now, dst_mac)``: one scapy packet in from ``PEER_MAC``, the
+  frames the host sent in answer out, dissected by scapy.
+"""
+
+from __future__ import annotations
+
+from scapy.layers.l2 import Ether
+
+from tcpio.core.addr import ip_aton
+from tcpio.core.host import Host
+from tcpio.core.settings import Settings
+
+MAC = bytes.fromhex("020000000002")
+PEER_MAC = bytes.fromhex("020000000001")
+MY, MY2, PEER = "10.0.0.2", "10.0.0.3", "10.0.0.1"
+
+
+def make_host(*extra: str, **settings) -> Host:
+    h = Host("h", seed=1, settings=Settings(**settings))
+    h.debug = True          # a bug raises instead of being counted
+    h.add_interface("eth0", mac=MAC)
+    for addr in (MY, *extra):
+        h.add_address(1, ip_aton(addr), 24)
+    h.add_static_arp(ip_aton(PEER), PEER_MAC)
+    h.take_output()
+    return h
+
+
+def inject(h: Host, pkt, now: float = 0.0, dst_mac: bytes | str = MAC) -> list[Ether]:
+    h.receive(1, bytes(Ether(dst=dst_mac, src=PEER_MAC) / pkt), now)
+    return [Ether(f) for _, f in h.take_output()]
