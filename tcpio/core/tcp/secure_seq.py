@@ -23,16 +23,21 @@ ISN_TICKS_PER_SECOND = 250_000
 
 
 @lru_cache(maxsize=64)
-def _keyed(secret: bytes, person: bytes) -> hashlib._Hash:
+def _keyed(secret: bytes, person: bytes, digest_size: int) -> hashlib._Hash:
     """A keyed BLAKE2s state to ``copy()`` from (saves re-keying per call)."""
     key = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
-    return hashlib.blake2s(key=key, person=person, digest_size=8)
+    return hashlib.blake2s(key=key, person=person, digest_size=digest_size)
+
+
+def keyed_digest(secret: bytes, person: bytes, msg: bytes, digest_size: int = 8) -> bytes:
+    """BLAKE2s of ``msg`` keyed by ``secret``, personalised per use (syncookies too)."""
+    h = _keyed(bytes(secret), person, digest_size).copy()
+    h.update(msg)
+    return h.digest()
 
 
 def _h64(secret: bytes, person: bytes, msg: bytes) -> int:
-    h = _keyed(bytes(secret), person).copy()
-    h.update(msg)
-    return int.from_bytes(h.digest(), "little")
+    return int.from_bytes(keyed_digest(secret, person, msg), "little")
 
 
 def secure_tcp_seq(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,

@@ -26,9 +26,9 @@ listener's), ``raddr``/``rport`` the client's.
 
 from __future__ import annotations
 
-import hashlib
 import struct
-from functools import lru_cache
+
+from .secure_seq import keyed_digest
 
 COOKIEBITS = 24
 COOKIEMASK = (1 << COOKIEBITS) - 1
@@ -42,24 +42,16 @@ TSBITS = 6
 TSMASK = (1 << TSBITS) - 1
 TS_OPT_WSCALE_MASK = 0xF
 TS_OPT_SACK = 1 << 4
-TCP_MAX_WSCALE = 14
 
 _M32 = 0xFFFFFFFF
 _PACK = struct.Struct("!IIHHI").pack
 
 
-@lru_cache(maxsize=16)
-def _keyed(secret: bytes, c: int) -> hashlib._Hash:
-    key = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
-    return hashlib.blake2s(key=key, person=b"cookie%d" % c, digest_size=4)
-
-
 def cookie_hash(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                 count: int, c: int) -> int:
     """Keyed 32-bit hash of the 4-tuple and ``count``; ``c`` selects H0 or H1."""
-    h = _keyed(bytes(secret), c).copy()
-    h.update(_PACK(raddr, laddr, rport, lport, count & _M32))
-    return int.from_bytes(h.digest(), "big")
+    msg = _PACK(raddr, laddr, rport, lport, count & _M32)
+    return int.from_bytes(keyed_digest(secret, b"cookie%d" % c, msg, 4), "big")
 
 
 def tcp_cookie_time(now: float) -> int:
