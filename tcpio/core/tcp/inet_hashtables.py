@@ -126,11 +126,7 @@ class InetHashInfo:
     def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
         """``__inet_lookup``: established/request/time-wait first, then a listener."""
         sk = self.ehash.lookup(laddr, lport, raddr, rport)
-        if sk is None:
-            lst = self.lhash.get((laddr, lport)) or self.lhash.get((0, lport))
-            if lst:
-                return lst[0]
-        return sk
+        return sk if sk is not None else self.lookup_listener(laddr, lport)
 
     def inet_unhash(self, sk: Any) -> None:
         """Remove ``sk`` from ehash or the listening hash (not from bhash)."""
