@@ -8,7 +8,7 @@ that touches the wire lives in tcp_output / tcp_input / tcp_timer.
 
 Buffers: ``wq`` holds every byte not yet acknowledged (sent or not), starting
 at sequence ``wq_seq``; the retransmit queue ``rtx`` only records segment
-boundaries (TxSeg), so a retransmission slices ``wq`` again and no payload is
+boundaries (tcp_output.TxSeg), so a retransmission slices ``wq`` again and no payload is
 copied per segment.  ``rq`` holds in-order received bytes the app has not read.
 """
 
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import sock_error
 from . import tcp_output
 from .tcp_cong import get_congestion_control
+from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_rtt import RttEstimator
 from .tcp_states import (
     RCV_SHUTDOWN,
@@ -53,39 +54,12 @@ SOCK_MIN_SNDBUF = 4608
 SOCK_MIN_RCVBUF = 2304
 TCP_MSS_DEFAULT = 536
 TCP_MIN_MSS = 88
-MAX_TCP_WINDOW = 65535
 TCP_MAX_WSCALE = 14
 
-# TxSeg.sacked bits (the kernel's TCPCB_*).
-TCPCB_SACKED_ACKED = 1
-TCPCB_SACKED_RETRANS = 2
-TCPCB_LOST = 4
-
-# icsk_pending: what the retransmit timer is armed for.
-ICSK_TIME_RETRANS = 1
-ICSK_TIME_PROBE0 = 3
-
 _LINGER = struct.Struct("ii")
-
-
-class TxSeg:
-    """One transmitted, not yet acknowledged segment: [seq, end_seq) + flags.
-
-    The payload is not stored: it is ``sk.wq`` sliced at ``seq``.
-    """
-
-    __slots__ = ("end_seq", "flags", "retrans", "sacked", "seq", "tstamp")
-
-    def __init__(self, seq: int, end_seq: int, flags: int, tstamp: float) -> None:
-        self.seq = seq
-        self.end_seq = end_seq
-        self.flags = flags      # TCPHDR_SYN / TCPHDR_FIN bits carried
-        self.sacked = 0         # TCPCB_* bits
-        self.tstamp = tstamp    # last (re)transmission time
-        self.retrans = 0
-
-    def __repr__(self) -> str:
-        return f"TxSeg({self.seq}, {self.end_seq}, flags={self.flags}, sacked={self.sacked})"
+# Plain ints: `flags & socket.MSG_OOB` would be IntFlag arithmetic on every call.
+_MSG_OOB = int(socket.MSG_OOB)
+_MSG_PEEK = int(socket.MSG_PEEK)
 
 
 class TcpSock:
@@ -325,7 +299,7 @@ class TcpSock:
             mv = mv.cast("B")
         self.wq += mv[:n]
         self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
-        if flags & socket.MSG_OOB:
+        if flags & _MSG_OOB:
             self.snd_up = self.write_seq
         tcp_output.tcp_push(self, self.host.now)
         return n
@@ -342,11 +316,11 @@ class TcpSock:
         """
         if maxlen < 0:
             raise sock_error(errno.EINVAL)
-        if flags & socket.MSG_OOB:
+        if flags & _MSG_OOB:
             if self.urg_data is None:
                 raise sock_error(errno.EAGAIN if self.urg_seq is not None else errno.EINVAL)
             byte = bytes((self.urg_data,))
-            if not flags & socket.MSG_PEEK:
+            if not flags & _MSG_PEEK:
                 self.urg_data = None
             return byte if maxlen else b""
         rq = self.rq

@@ -19,6 +19,7 @@ from .tcp_output import (
     tcp_write_xmit,
     tcp_xmit_retransmit_queue,
 )
+from .tcp_sack import FLAG_SACKED
 from .tcp_states import (
     RCV_SHUTDOWN,
     SEND_SHUTDOWN,
@@ -54,8 +55,6 @@ FLAG_DATA = 0x01
 FLAG_WIN_UPDATE = 0x02
 FLAG_DATA_ACKED = 0x04
 FLAG_SND_UNA_ADVANCED = 0x400
-FLAG_SACKED = 0x20
-FLAG_DSACK = 0x40
 FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE | FLAG_DATA_ACKED
 
 TCP_MAX_QUICKACKS = 16
@@ -344,7 +343,7 @@ def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
     """Rate-limit ACKs for out-of-window pure ACKs (tcp_invalid_ratelimit)."""
     if skb.seq != skb.end_seq:
         return False
-    last = getattr(sk, "last_oow_ack_time", None)
+    last = sk.last_oow_ack_time
     if last is not None and now - last < sk.host.settings.tcp_invalid_ratelimit:
         sk.host.mib["TCPACKSkippedSeq"] += 1
         return True
@@ -445,9 +444,6 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         if sk.retrans_out == 0:
             sk.retrans_stamp = None
         tcp_output.tcp_rearm_rto(sk, now)
-        if not sk.packets_out and sk.pending == 1:
-            sk.rtx_timer.cancel()
-            sk.pending = 0
         if sk.write_seq != sk.wq_seq or acked:
             sk.host.schedule_wakeup(sk)   # send space freed
     if sk.pending == 3 and sk.snd_wnd and not before(
@@ -489,8 +485,6 @@ def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int) -
             sk.sacked_out -= 1
         elif s & 4:
             sk.lost_out -= 1
-        if s & 4 and s & 1:
-            pass
         if not seg.retrans and first_tx is None and not s & 1:
             first_tx = seg.tstamp
         n += 1
@@ -619,8 +613,6 @@ def tcp_enter_recovery(sk: TcpSock, now: float) -> None:
 
 
 def tcp_end_recovery(sk: TcpSock, now: float) -> None:
-    sk.snd_cwnd = max(min(sk.snd_cwnd, sk.snd_ssthresh), 2) if sk.snd_ssthresh < 0x7FFFFFFF \
-        else sk.snd_cwnd
     sk.snd_cwnd = max(sk.snd_ssthresh, 2) if sk.snd_ssthresh < 0x7FFFFFFF else sk.snd_cwnd
     sk.snd_cwnd_cnt = 0
     if not sk.sack_ok:
@@ -833,6 +825,3 @@ def __tcp_ack_snd_check(sk: TcpSock, now: float) -> None:
         return
     if not sk.delack_timer.pending:
         sk.delack_timer.arm(now + sk.host.settings.tcp_delack_min)
-
-
-tcp_ack_snd_check = __tcp_ack_snd_check

@@ -17,7 +17,7 @@ from ... import _fast
 from ..addr import ip_ntoa
 from .inet_hashtables import InetHashInfo
 from .secure_seq import secure_tcp_seq, secure_tcp_ts_off
-from .sock import TcpSock
+from .sock import TCP_MSS_DEFAULT, TcpSock
 from .syncookies import (
     cookie_init_timestamp,
     cookie_timestamp_decode,
@@ -64,7 +64,6 @@ ParseError = wire.ParseError
 tcpudp_checksum = checksum.tcpudp_checksum
 
 IPPROTO_TCP = 6
-TCP_MSS_DEFAULT = 536
 MAX_SYNCOOKIE_AGE = 120.0
 
 ConnRow = namedtuple("ConnRow", "state local remote recv_q send_q timer")
@@ -408,21 +407,26 @@ class TcpProto:
     # --- receive (tcp_v4_rcv) ------------------------------------------------------------
     def rcv(self, iph: Any, payload: Any, now: float) -> bool:
         mib = self.host.mib
-        n = len(payload)
-        if n < 20:
+        if len(payload) < 20:
             mib["InErrs"] += 1
             return True
         if tcpudp_checksum(iph.src, iph.dst, IPPROTO_TCP, payload):
             mib["InCsumErrors"] += 1
             mib["InErrs"] += 1
             return True
+        return self.rcv_verified(iph, payload, now)
+
+    def rcv_verified(self, iph: Any, payload: Any, now: float) -> bool:
+        """``rcv`` past the length and checksum checks: the host's fast path
+        calls this for segments rx_classify already verified (CHECKSUM_UNNECESSARY)."""
+        mib = self.host.mib
         try:
             th = parse_tcp(payload)
         except (ParseError, ValueError):
             mib["InErrs"] += 1
             return True
         doff = th.doff << 2
-        if doff > n:
+        if doff > len(payload):
             mib["InErrs"] += 1
             return True
         mib["InSegs"] += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .tcp_output import tcp_time_stamp, tcp_v4_send
+from .tcp_output import TCP_TIMEOUT_INIT, TcpOptions, tcp_time_stamp, tcp_v4_send
 from .tcp_states import (
     TCP_FIN_WAIT2,
     TCP_NEW_SYN_RECV,
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from .sock import TcpSock
     from .tcp_input import Skb
     from .tcp_ipv4 import TcpProto
-
-TCP_TIMEOUT_INIT = 1.0
 
 
 class RequestSock:
@@ -142,7 +140,6 @@ class TimeWaitSock:
 
 
 def _ts_opts(now: float, ts_off: int, ts_ecr: int) -> Any:
-    from .tcp_output import TcpOptions
     return TcpOptions(ts_val=(tcp_time_stamp(now) + ts_off) & 0xFFFFFFFF, ts_ecr=ts_ecr)
 
 
@@ -214,7 +211,6 @@ def _tw_in_window(tw: TimeWaitSock, skb: Skb) -> bool:
 
 # --- request socks ---------------------------------------------------------------
 def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
-    from .tcp_output import TcpOptions
     ts = None
     if req.tstamp_ok:
         ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF

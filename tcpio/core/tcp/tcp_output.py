@@ -10,6 +10,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from ... import _fast
+from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
     RCV_SHUTDOWN,
     TCP_CLOSE,
@@ -41,6 +42,27 @@ build_tcp = wire.build_tcp
 IPPROTO_TCP = 6
 MAX_TCP_WINDOW = 65535
 TCP_TIMEOUT_INIT = 1.0
+
+
+class TxSeg:
+    """One transmitted, not yet acknowledged segment: [seq, end_seq) + flags.
+
+    The payload is not stored: it is ``sk.wq`` sliced at ``seq``.
+    """
+
+    __slots__ = ("end_seq", "flags", "retrans", "sacked", "seq", "tstamp")
+
+    def __init__(self, seq: int, end_seq: int, flags: int, tstamp: float) -> None:
+        self.seq = seq
+        self.end_seq = end_seq
+        self.flags = flags      # TCPHDR_SYN / TCPHDR_FIN bits carried
+        self.sacked = 0         # TCPCB_* bits (tcp_sack)
+        self.tstamp = tstamp    # last (re)transmission time
+        self.retrans = 0
+
+    def __repr__(self) -> str:
+        return f"TxSeg({self.seq}, {self.end_seq}, flags={self.flags}, sacked={self.sacked})"
+
 
 # States in which new data / FIN may still go out.
 _SEND_STATES = frozenset((TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_FIN_WAIT1, TCP_LAST_ACK,
@@ -261,7 +283,6 @@ def tcp_push(sk: TcpSock, now: float) -> None:
 def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     """Send new segments while the peer's window, cwnd and Nagle allow.
     Returns True if anything was sent."""
-    from .sock import TxSeg
     # Like tcp_current_mss: room for the SACK blocks this segment will carry.
     mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
     wq_seq = sk.wq_seq
@@ -311,9 +332,6 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     else:
         tcp_check_probe_timer(sk, now)
     return sent
-
-
-CA_EVENT_TX_START = 0
 
 
 def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
@@ -459,7 +477,6 @@ def tcp_disconnect(sk: TcpSock, now: float) -> None:
 def tcp_connect(sk: TcpSock, now: float) -> None:
     """Send the SYN (tcp_connect): the SYN is queued like data so the RTO logic
     retransmits it."""
-    from .sock import TxSeg
     seg = TxSeg(sk.iss, (sk.iss + 1) & 0xFFFFFFFF, TCPHDR_SYN, now)
     sk.rtx.append(seg)
     sk.packets_out = 1

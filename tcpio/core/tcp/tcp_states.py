@@ -59,10 +59,6 @@ _MOD = 0x100000000
 _HALF = 0x80000000
 
 
-def seq_add(a: int, b: int) -> int:
-    return (a + b) & 0xFFFFFFFF
-
-
 def seq_diff(a: int, b: int) -> int:
     """a - b as a signed 32-bit distance."""
     d = (a - b) & 0xFFFFFFFF

@@ -11,6 +11,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from . import tcp_output
+from .tcp_cong import CA_EVENT_LOSS
 from .tcp_states import (
     TCP_CA_DISORDER,
     TCP_CA_LOSS,
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 ICSK_TIME_RETRANS = 1
 ICSK_TIME_PROBE0 = 3
-CA_EVENT_LOSS = 3
 
 
 def tcp_write_err(sk: TcpSock) -> None:
