@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # run from a checkout
 
+from tcpio._fast import wire_py as w  # frames are built by the pure twin
+
 # CPU time of this process, not wall time: on a shared, loaded machine the
 # wall clock also counts the time other processes held the CPU.
 _clock = time.process_time
@@ -46,53 +48,25 @@ MY = 0x0A000002
 PEER = 0x0A000001
 
 
-def _csum(data: bytes) -> int:
-    s = 0
-    if len(data) & 1:
-        data += b"\0"
-    for i in range(0, len(data), 2):
-        s += (data[i] << 8) | data[i + 1]
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def ip_frame(proto: int, l4: bytes, ident: int = 1) -> bytes:
-    """Ethernet + IPv4 + ``l4`` (whose checksum the caller already set)."""
+def ip_frame(proto: int, l4: bytes) -> bytes:
+    """Ethernet + IPv4 (DF, TTL 64, PEER -> MY) + ``l4``, built by the pure twin."""
     hdr = bytearray(20)
-    hdr[0] = 0x45
-    hdr[2:4] = (20 + len(l4)).to_bytes(2, "big")
-    hdr[4:6] = ident.to_bytes(2, "big")
-    hdr[6] = 0x40
-    hdr[8] = 64
-    hdr[9] = proto
-    hdr[12:16] = PEER.to_bytes(4, "big")
-    hdr[16:20] = MY.to_bytes(4, "big")
-    hdr[10:12] = _csum(bytes(hdr)).to_bytes(2, "big")
+    w.build_ipv4(hdr, 0, w.IPv4Header(total_length=20 + len(l4), ident=1, df=True,
+                                      proto=proto, src=PEER, dst=MY))
     return MAC + PEER_MAC + b"\x08\x00" + bytes(hdr) + l4
 
 
-def pseudo(proto: int, n: int) -> bytes:
-    return PEER.to_bytes(4, "big") + MY.to_bytes(4, "big") + bytes([0, proto]) + \
-        n.to_bytes(2, "big")
+def data_bytes(size: int) -> bytes:
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
 
 
 def udp_frame(size: int) -> bytes:
-    data = bytes(range(256)) * (size // 256 + 1)
-    seg = bytearray((4000).to_bytes(2, "big") + (53).to_bytes(2, "big")
-                    + (8 + size).to_bytes(2, "big") + b"\0\0" + data[:size])
-    seg[6:8] = _csum(pseudo(17, len(seg)) + bytes(seg)).to_bytes(2, "big")
-    return ip_frame(17, bytes(seg))
+    return ip_frame(17, w.build_udp(PEER, MY, 4000, 53, data_bytes(size)))
 
 
 def tcp_frame(size: int) -> bytes:
-    data = bytes(range(256)) * (size // 256 + 1)
-    seg = bytearray(40000 .to_bytes(2, "big") + (80).to_bytes(2, "big")
-                    + (1000).to_bytes(4, "big") + (2000).to_bytes(4, "big")
-                    + bytes([5 << 4, 0x18]) + (65535).to_bytes(2, "big") + b"\0\0\0\0"
-                    + data[:size])
-    seg[16:18] = _csum(pseudo(6, len(seg)) + bytes(seg)).to_bytes(2, "big")
-    return ip_frame(6, bytes(seg))
+    return ip_frame(6, w.build_tcp(PEER, MY, 40000, 80, 1000, 2000, w.ACK | w.PSH, 65535,
+                                   None, data_bytes(size)))
 
 
 class Sink:

@@ -31,6 +31,29 @@ def twin_params(name: str) -> list:
     return params
 
 
+def twin_fixture(name: str, fixture_name: str):
+    """A module-scoped fixture named ``fixture_name``: each twin of ``name`` in turn."""
+
+    def fixture(request):
+        return request.param
+
+    return pytest.fixture(params=twin_params(name), scope="module", name=fixture_name)(fixture)
+
+
+def built_twins(name: str) -> list:
+    """The twins of ``name`` that can run here: the pure one, and the compiled one if built."""
+    compiled = _fast.load_compiled(name)
+    return [_fast.load_pure(name)] if compiled is None else [_fast.load_pure(name), compiled]
+
+
+def twin_pair(name: str) -> tuple:
+    """(pure, compiled) for a test comparing the twins; skipped when not built."""
+    compiled = _fast.load_compiled(name)
+    if compiled is None:
+        pytest.skip(f"tcpio._fast.{name} not built")
+    return _fast.load_pure(name), compiled
+
+
 def tap_unavailable_reason() -> str | None:
     """Why TAP tests cannot run here, or None if they can."""
     if os.geteuid() != 0:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import struct
 
 import pytest
-from conftest import twin_params
+from conftest import twin_fixture, twin_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.utils import checksum as scapy_checksum
 
-CSUM = twin_params("checksum")
 FAST = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 
 data_st = st.binary(min_size=0, max_size=300)
@@ -35,9 +34,7 @@ def rfc1071_sum(data: bytes, initial: int = 0) -> int:
     return total
 
 
-@pytest.fixture(params=CSUM, scope="module")
-def ck(request):
-    return request.param
+ck = twin_fixture("checksum", "ck")
 
 
 # --- known vectors -------------------------------------------------------------
@@ -202,9 +199,7 @@ def test_update32_equals_recompute(ck, words, idx, new):
 @given(data=st.binary(max_size=2000), initial=st.integers(0, 2**64 - 1),
        src=addr_st, dst=addr_st)
 def test_twins_agree(data, initial, src, dst):
-    pure, compiled = (p.values[0] for p in CSUM)
-    if compiled is None:
-        pytest.skip("tcpio._fast.checksum not built")
+    pure, compiled = twin_pair("checksum")
     assert pure.csum_partial(data, initial) == compiled.csum_partial(data, initial)
     assert pure.internet_checksum(data, initial) == compiled.internet_checksum(data, initial)
     assert pure.tcpudp_checksum(src, dst, 6, data) == compiled.tcpudp_checksum(src, dst, 6, data)

@@ -14,7 +14,7 @@ What must hold:
 from __future__ import annotations
 
 import pytest
-from conftest import twin_params
+from conftest import built_twins, twin_fixture, twin_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -26,7 +26,6 @@ from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 
-RX = twin_params("rx")
 HYPO = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 
 MAC = bytes.fromhex("020000000002")
@@ -37,16 +36,7 @@ LOCAL = {ip_aton(MY): 1, ip_aton(MY2): 1}
 BCASTS = {0xFFFFFFFF, ip_aton(BCAST)}
 
 
-@pytest.fixture(params=RX, scope="module")
-def rx(request):
-    return request.param
-
-
-def both():
-    pure, compiled = (p.values[0] for p in RX)
-    if compiled is None:
-        pytest.skip("tcpio._fast.rx not built")
-    return pure, compiled
+rx = twin_fixture("rx", "rx")
 
 
 def eth(pkt, dst=MAC) -> bytes:
@@ -451,10 +441,7 @@ def mangled_frames(draw) -> bytes:
 @HYPO
 @given(frames=st.lists(mangled_frames(), min_size=1, max_size=4))
 def test_mangled_frames_same_state_as_layered_path(frames):
-    for param in RX:
-        rx = param.values[0]
-        if rx is None:
-            continue
+    for rx in built_twins("rx"):
         for sink_cls in (TcpSink, VerifiedTcpSink):
             fast, slow = run_pair(rx, frames, sink_cls)
             assert fast == slow
@@ -464,7 +451,7 @@ def test_mangled_frames_same_state_as_layered_path(frames):
 @given(frame=mangled_frames(), verify=st.booleans(),
        mac=st.sampled_from([MAC, None]))
 def test_twins_agree(frame, verify, mac):
-    pure, compiled = both()
+    pure, compiled = twin_pair("rx")
     f = frame if mac is not None else frame[14:]
     assert pure.rx_classify(f, mac, LOCAL, BCASTS, verify) == \
         compiled.rx_classify(f, mac, LOCAL, BCASTS, verify)
@@ -473,10 +460,7 @@ def test_twins_agree(frame, verify, mac):
 @HYPO
 @given(frame=st.binary(max_size=100))
 def test_random_bytes_never_raise(frame):
-    for param in RX:
-        rx = param.values[0]
-        if rx is None:
-            continue
+    for rx in built_twins("rx"):
         for mac in (MAC, None):
             rx.rx_classify(frame, mac, LOCAL, BCASTS)
             rx.rx_classify(MAC + frame, mac, LOCAL, BCASTS)

@@ -8,7 +8,7 @@ the bytes the layered path (IP packet, then ether_xmit) puts there.
 from __future__ import annotations
 
 import pytest
-from conftest import twin_params
+from conftest import twin_fixture, twin_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
@@ -18,22 +18,12 @@ from tcpio.core.addr import ip_aton, ip_ntoa
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 
-TX = twin_params("tx")
 HYPO = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 MAC = bytes.fromhex("020000000002")
 PEER_MAC = bytes.fromhex("020000000001")
 
 
-@pytest.fixture(params=TX, scope="module")
-def tx(request):
-    return request.param
-
-
-def both():
-    pure, compiled = (p.values[0] for p in TX)
-    if compiled is None:
-        pytest.skip("tcpio._fast.tx not built")
-    return pure, compiled
+tx = twin_fixture("tx", "tx")
 
 
 def rechecked(pkt):
@@ -95,7 +85,7 @@ def test_bad_arguments_raise_value_error(tx, field, value):
        tos=st.integers(0, 255), df=st.booleans(), mf=st.booleans(),
        frag=st.integers(0, 0x1FFF), payload=st.binary(max_size=120))
 def test_twins_agree(eth, proto, src, dst, ident, ttl, tos, df, mf, frag, payload):
-    pure, compiled = both()
+    pure, compiled = twin_pair("tx")
     macs = (PEER_MAC, MAC) if eth else (None, None)
     args = (*macs, proto, src, dst, ident, ttl, tos, df, mf, frag * 8, payload)
     assert pure.ip_build(*args) == compiled.ip_build(*args)

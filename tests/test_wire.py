@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from conftest import twin_params
+from conftest import twin_fixture, twin_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -18,7 +18,6 @@ from scapy.layers.l2 import ARP, Ether
 
 from tcpio._fast import checksum_py
 
-WIRE = twin_params("wire")
 FAST = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 SCAPY = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 
@@ -29,17 +28,7 @@ mac_st = st.binary(min_size=6, max_size=6)
 payload_st = st.binary(max_size=64)
 
 
-@pytest.fixture(params=WIRE, scope="module")
-def w(request):
-    return request.param
-
-
-def both():
-    """(pure, compiled) or skip when the extension is not built."""
-    pure, compiled = (p.values[0] for p in WIRE)
-    if compiled is None:
-        pytest.skip("tcpio._fast.wire not built")
-    return pure, compiled
+w = twin_fixture("wire", "w")
 
 
 def dotted(ip: int) -> str:
@@ -301,7 +290,7 @@ def result(parse, buf, off):
 @FAST
 @given(kind=st.sampled_from(PARSERS), raw=st.binary(max_size=80), off=st.integers(0, 4))
 def test_twins_agree_on_random_bytes(kind, raw, off):
-    pure, comp = both()
+    pure, comp = twin_pair("wire")
     a = result(getattr(pure, f"parse_{kind}"), raw, off)
     b = result(getattr(comp, f"parse_{kind}"), memoryview(bytearray(raw)), off)
     assert a == b
@@ -310,7 +299,7 @@ def test_twins_agree_on_random_bytes(kind, raw, off):
 @FAST
 @given(raw=st.binary(max_size=40), seg_prefix=st.sampled_from([b"", b"\x01", b"\x01\x01"]))
 def test_twins_agree_on_random_tcp_options(raw, seg_prefix):
-    pure, comp = both()
+    pure, comp = twin_pair("wire")
     seg = tcp_with_raw_options(seg_prefix + raw)
     assert result(pure.parse_tcp, seg, 0) == result(comp.parse_tcp, seg, 0)
 
@@ -318,7 +307,7 @@ def test_twins_agree_on_random_tcp_options(raw, seg_prefix):
 @FAST
 @given(kind=st.sampled_from(PARSERS), data=st.data())
 def test_twins_agree_on_mutated_frames(kind, data):
-    pure, comp = both()
+    pure, comp = twin_pair("wire")
     frame = bytearray(sample_frames(pure)[kind])
     for _ in range(data.draw(st.integers(1, 4))):
         frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(u8)
@@ -331,7 +320,7 @@ def test_twins_agree_on_mutated_frames(kind, data):
 @FAST
 @given(data=st.data())
 def test_twins_build_identical_bytes(data):
-    pure, comp = both()
+    pure, comp = twin_pair("wire")
     src, dst, sport, dport = data.draw(u32), data.draw(u32), data.draw(u16), data.draw(u16)
     payload = data.draw(payload_st)
     popts = data.draw(tcp_options_st(pure))
@@ -360,13 +349,13 @@ def test_twins_build_identical_bytes(data):
 
 
 def test_records_equal_across_twins():
-    pure, comp = both()
+    pure, comp = twin_pair("wire")
     frames = sample_frames(pure)
     for kind in PARSERS:
         a = getattr(pure, f"parse_{kind}")(frames[kind])
         b = getattr(comp, f"parse_{kind}")(frames[kind])
         assert a == b and b == a
-        assert not (a != b)  # noqa: SIM202 - __ne__ is implemented separately
+        assert not (a != b)  # noqa: SIM202 - checks __ne__ as well as __eq__
         assert hash(a) == hash(b)
         assert type(a).__name__ == type(b).__name__
         assert type(a)._fields == type(b)._fields
@@ -376,7 +365,7 @@ def test_records_equal_across_twins():
 
 
 def test_compiled_records_are_read_only():
-    _, comp = both()
+    _, comp = twin_pair("wire")
     h = comp.parse_udp(comp.build_udp(1, 2, 3, 4, b""))
     with pytest.raises(AttributeError):
         h.sport = 5
