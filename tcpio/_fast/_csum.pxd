@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""RFC 1071 checksum kernels shared by checksum.pyx and wire.pyx (inlined in each).
+"""RFC 1071 checksum kernels shared by the compiled modules (inlined in each),
+and the checksummed IPv4 header writer used by wire.build_ipv4 and tx.ip_build.
 
 The sum is taken in the machine's byte order and converted once at the end
 (RFC 1071 section 2(B): the ones'-complement sum is byte-order independent up
@@ -10,6 +11,8 @@ same ones'-complement sum.
 
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
+
+from tcpio._fast._buf cimport wr16, wr32
 
 
 cdef inline bint host_is_little_endian() noexcept nogil:
@@ -96,3 +99,23 @@ cdef inline uint32_t pseudo_sum(uint32_t src, uint32_t dst, uint32_t proto,
                                 uint64_t length) noexcept nogil:
     return csum_fold64(<uint64_t>(src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
                        + proto + length)
+
+
+cdef inline void ipv4_header(unsigned char* h, Py_ssize_t hlen, uint32_t version,
+                             uint32_t tos, uint32_t total_length, uint32_t ident, bint df,
+                             bint mf, uint32_t frag_offset, uint32_t ttl, uint32_t proto,
+                             uint32_t src, uint32_t dst) noexcept nogil:
+    """The 20 fixed bytes of an IPv4 header at ``h``, then the header checksum over
+    ``h[0:hlen]`` (options, if any, already at ``h[20:hlen]``; ``ip_send_check``).
+    Fields are range-checked by the caller; ``frag_offset`` is in bytes."""
+    h[0] = <unsigned char>((version << 4) | (hlen >> 2))
+    h[1] = <unsigned char>tos
+    wr16(h + 2, total_length)
+    wr16(h + 4, ident)
+    wr16(h + 6, (frag_offset >> 3) | (0x4000 if df else 0) | (0x2000 if mf else 0))
+    h[8] = <unsigned char>ttl
+    h[9] = <unsigned char>proto
+    wr16(h + 10, 0)
+    wr32(h + 12, src)
+    wr32(h + 16, dst)
+    wr16(h + 10, ~csum_net(h, hlen, 0) & 0xFFFF)

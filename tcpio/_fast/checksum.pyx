@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Internet checksum (RFC 1071), compiled.  Same API as ``checksum_py``.
 
-The kernel is in ``_csum.pxd`` (shared with ``wire.pyx``): raw pointer, 32-bit
+The kernel is in ``_csum.pxd`` (shared with the other modules): raw pointer, 64-bit
 loads, 64-bit accumulator, one fold at the end.  Inputs are taken as plain
 objects and read through ``_buf.pxd`` (no typed memoryview: cheaper per call).
 """

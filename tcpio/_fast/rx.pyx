@@ -14,7 +14,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcmp
 
-from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release
+from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32
 from tcpio._fast._csum cimport csum_net, pseudo_sum
 
 from tcpio._fast import load as _load
@@ -32,14 +32,6 @@ cdef enum:
     C_ETH_HLEN = 14
     C_TCP = 6
     C_UDP = 17
-
-
-cdef inline uint32_t rd16(const unsigned char* p) noexcept nogil:
-    return (<uint32_t>p[0] << 8) | p[1]
-
-
-cdef inline uint32_t rd32(const unsigned char* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
 
 cdef inline bint _mac_is(const unsigned char* p, object mac):

@@ -13,11 +13,12 @@ normalise like the twin's (bytes-like -> bytes, SACK block list -> tuple).
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release
-from tcpio._fast._csum cimport csum_net, pseudo_sum
+from tcpio._fast._buf cimport (chk_range, rbuf, rbuf_get, rbuf_release, rd16, rd32, wr16,
+                               wr32)
+from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
 
 __all__ = [
     "ACK", "ARPHRD_ETHER", "ARPOP_REPLY", "ARPOP_REQUEST", "ARP_PLEN", "CWR", "ECE",
@@ -75,34 +76,7 @@ class ParseError(ValueError):
     """A header is truncated or malformed (the caller drops and counts it)."""
 
 
-# --- big-endian access ---------------------------------------------------------
-cdef inline uint32_t rd16(const unsigned char* p) noexcept nogil:
-    return (<uint32_t>p[0] << 8) | p[1]
-
-
-cdef inline uint32_t rd32(const unsigned char* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-
-cdef inline void wr16(unsigned char* p, uint32_t v) noexcept nogil:
-    p[0] = <unsigned char>(v >> 8)
-    p[1] = <unsigned char>v
-
-
-cdef inline void wr32(unsigned char* p, uint32_t v) noexcept nogil:
-    p[0] = <unsigned char>(v >> 24)
-    p[1] = <unsigned char>(v >> 16)
-    p[2] = <unsigned char>(v >> 8)
-    p[3] = <unsigned char>v
-
-
 # --- argument checks (builders raise ValueError like wire_py) -------------------
-cdef inline int _chk(long long v, long long vmax, str what) except -1:
-    if v < 0 or v > vmax:
-        raise ValueError(f"{what} out of range 0..{vmax}")
-    return 0
-
-
 cdef inline uint32_t _chk_addr(object v) except? 0xFFFFFFFF:
     if not 0 <= v <= 0xFFFFFFFF:
         raise ValueError("address out of range")
@@ -149,10 +123,6 @@ cdef class _Record:
             return self._values() == tuple([getattr(other, f) for f in self._fields])
         except AttributeError:
             return False
-
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
 
     def __hash__(self):
         return hash((type(self).__name__, self._values()))
@@ -320,7 +290,7 @@ def build_eth(buf, Py_ssize_t off, dst, src, long long ethertype):
     cdef unsigned char hdr[14]
     _copy_mac(hdr, dst)
     _copy_mac(hdr + 6, src)
-    _chk(ethertype, 0xFFFF, "ethertype")
+    chk_range(ethertype, 0xFFFF, "ethertype")
     wr16(hdr + 12, <uint32_t>ethertype)
     PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
     try:
@@ -360,7 +330,7 @@ def build_arp(long long op, sha, spa, tha, tpa):
     cdef unsigned char* p = _wptr(out)
     _copy_mac(p + 8, sha)
     _copy_mac(p + 18, tha)
-    _chk(op, 0xFFFF, "op")
+    chk_range(op, 0xFFFF, "op")
     wr16(p, 1)
     wr16(p + 2, 0x0800)
     p[4] = 6
@@ -416,36 +386,20 @@ def build_ipv4(buf, Py_ssize_t off, hdr):
     cdef unsigned char h[60]
     cdef Py_ssize_t olen, hlen
     cdef long long version, tos, total_length, ident, ttl, proto, frag_offset
-    cdef uint32_t src, dst, frag
     cdef bint df, mf
-    cdef IPv4Header ch
-    if type(hdr) is IPv4Header:
-        ch = <IPv4Header>hdr
-        version = ch.version
-        tos = ch.tos
-        total_length = ch.total_length
-        ident = ch.ident
-        df = ch.df
-        mf = ch.mf
-        frag_offset = ch.frag_offset
-        ttl = ch.ttl
-        proto = ch.proto
-        src_o = ch.src
-        dst_o = ch.dst
-        options = ch.options
-    else:  # any object with the fields (e.g. the pure twin's record)
-        version = hdr.version
-        tos = hdr.tos
-        total_length = hdr.total_length
-        ident = hdr.ident
-        df = hdr.df
-        mf = hdr.mf
-        frag_offset = hdr.frag_offset
-        ttl = hdr.ttl
-        proto = hdr.proto
-        src_o = hdr.src
-        dst_o = hdr.dst
-        options = hdr.options
+    # any object with the fields (this module's record or the pure twin's); a cold path
+    version = hdr.version
+    tos = hdr.tos
+    total_length = hdr.total_length
+    ident = hdr.ident
+    df = hdr.df
+    mf = hdr.mf
+    frag_offset = hdr.frag_offset
+    ttl = hdr.ttl
+    proto = hdr.proto
+    src_o = hdr.src
+    dst_o = hdr.dst
+    options = hdr.options
     memset(h, 0, 60)
     owner = rbuf_get(options, &ob)
     try:
@@ -463,26 +417,15 @@ def build_ipv4(buf, Py_ssize_t off, hdr):
             raise ValueError(f"buffer too small: need {hlen} bytes at offset {off}")
         if frag_offset & 7 or not 0 <= frag_offset <= (C_IP_OFFMASK << 3):
             raise ValueError("ipv4: frag_offset must be a multiple of 8 in 0..65528")
-        frag = <uint32_t>(frag_offset >> 3) | (C_IP_DF if df else 0) | (C_IP_MF if mf else 0)
         if not 0 <= version <= 15:
             raise ValueError("ipv4: version out of range")
-        _chk(tos, 0xFF, "tos")
-        _chk(total_length, 0xFFFF, "total_length")
-        _chk(ident, 0xFFFF, "ident")
-        _chk(ttl, 0xFF, "ttl")
-        _chk(proto, 0xFF, "proto")
-        src = _chk_addr(src_o)
-        dst = _chk_addr(dst_o)
-        h[0] = <unsigned char>((version << 4) | (hlen >> 2))
-        h[1] = <unsigned char>tos
-        wr16(h + 2, <uint32_t>total_length)
-        wr16(h + 4, <uint32_t>ident)
-        wr16(h + 6, frag)
-        h[8] = <unsigned char>ttl
-        h[9] = <unsigned char>proto
-        wr32(h + 12, src)
-        wr32(h + 16, dst)
-        wr16(h + 10, ~csum_net(h, hlen, 0) & 0xFFFF)
+        chk_range(tos, 0xFF, "tos")
+        chk_range(total_length, 0xFFFF, "total_length")
+        chk_range(ident, 0xFFFF, "ident")
+        chk_range(ttl, 0xFF, "ttl")
+        chk_range(proto, 0xFF, "proto")
+        ipv4_header(h, hlen, version, tos, total_length, ident, df, mf, frag_offset, ttl, proto,
+                    _chk_addr(src_o), _chk_addr(dst_o))
         memcpy(<unsigned char*>view.buf + off, h, hlen)
     finally:
         PyBuffer_Release(&view)
@@ -514,9 +457,9 @@ def build_icmp(long long type, long long code, long long rest, payload=b""):
     cdef rbuf pb
     cdef bytes out
     cdef unsigned char* p
-    _chk(type, 0xFF, "type")
-    _chk(code, 0xFF, "code")
-    _chk(rest, 0xFFFFFFFF, "rest")
+    chk_range(type, 0xFF, "type")
+    chk_range(code, 0xFF, "code")
+    chk_range(rest, 0xFFFFFFFF, "rest")
     owner = rbuf_get(payload, &pb)
     try:
         out = _new_bytes(8 + pb.n)
@@ -564,8 +507,8 @@ def build_udp(src, dst, long long sport, long long dport, payload=b""):
         length = 8 + pb.n
         if length > 0xFFFF:
             raise ValueError("udp: datagram longer than 65535 bytes")
-        _chk(sport, 0xFFFF, "sport")
-        _chk(dport, 0xFFFF, "dport")
+        chk_range(sport, 0xFFFF, "sport")
+        chk_range(dport, 0xFFFF, "dport")
         s = _chk_addr(src)
         d = _chk_addr(dst)
         out = _new_bytes(length)
@@ -712,7 +655,7 @@ cdef Py_ssize_t _write_tcp_options(unsigned char* p, object opts) except -1:
     blocks = tuple(opts.sack_blocks)   # a snapshot: its length bounds what we write
     if mss is not None:
         v = mss
-        _chk(v, 0xFFFF, "mss")
+        chk_range(v, 0xFFFF, "mss")
         p[0] = 2
         p[1] = 4
         wr16(p + 2, <uint32_t>v)
@@ -725,10 +668,10 @@ cdef Py_ssize_t _write_tcp_options(unsigned char* p, object opts) except -1:
         p[i + 2] = 8
         p[i + 3] = 10
         v = ts_val
-        _chk(v, 0xFFFFFFFF, "ts_val")
+        chk_range(v, 0xFFFFFFFF, "ts_val")
         wr32(p + i + 4, <uint32_t>v)
         v = ts_ecr if ts_ecr is not None else 0
-        _chk(v, 0xFFFFFFFF, "ts_ecr")
+        chk_range(v, 0xFFFFFFFF, "ts_ecr")
         wr32(p + i + 8, <uint32_t>v)
         i += 12
     elif sack_ok:
@@ -739,7 +682,7 @@ cdef Py_ssize_t _write_tcp_options(unsigned char* p, object opts) except -1:
         i += 4
     if wscale is not None:
         v = wscale
-        _chk(v, 0xFF, "wscale")
+        chk_range(v, 0xFF, "wscale")
         p[i] = 1
         p[i + 1] = 3
         p[i + 2] = 3
@@ -755,10 +698,10 @@ cdef Py_ssize_t _write_tcp_options(unsigned char* p, object opts) except -1:
         i += 4
         for start, end in blocks:
             v = start
-            _chk(v, 0xFFFFFFFF, "sack block edge")
+            chk_range(v, 0xFFFFFFFF, "sack block edge")
             wr32(p + i, <uint32_t>v)
             v = end
-            _chk(v, 0xFFFFFFFF, "sack block edge")
+            chk_range(v, 0xFFFFFFFF, "sack block edge")
             wr32(p + i + 4, <uint32_t>v)
             i += 8
     return i
@@ -777,13 +720,13 @@ def build_tcp(src, dst, long long sport, long long dport, long long seq, long lo
     if options is not None:
         olen = _write_tcp_options(h + 20, options)
     hlen = 20 + olen
-    _chk(sport, 0xFFFF, "sport")
-    _chk(dport, 0xFFFF, "dport")
-    _chk(seq, 0xFFFFFFFF, "seq")
-    _chk(ack, 0xFFFFFFFF, "ack")
-    _chk(flags, 0xFF, "flags")
-    _chk(window, 0xFFFF, "window")
-    _chk(urg_ptr, 0xFFFF, "urg_ptr")
+    chk_range(sport, 0xFFFF, "sport")
+    chk_range(dport, 0xFFFF, "dport")
+    chk_range(seq, 0xFFFFFFFF, "seq")
+    chk_range(ack, 0xFFFFFFFF, "ack")
+    chk_range(flags, 0xFF, "flags")
+    chk_range(window, 0xFFFF, "window")
+    chk_range(urg_ptr, 0xFFFF, "urg_ptr")
     wr16(h, <uint32_t>sport)
     wr16(h + 2, <uint32_t>dport)
     wr32(h + 4, <uint32_t>seq)

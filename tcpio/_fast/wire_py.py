@@ -153,10 +153,6 @@ class _Record:
         except AttributeError:
             return False
 
-    def __ne__(self, other: object) -> bool:
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
-
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._values()))
 
