@@ -52,9 +52,6 @@ cdef class EHash:
         for i in range(n):
             self.heads[i] = -1
         self.mask = n - 1
-        self.count = 0
-        self.cap = 0
-        self.free_head = -1
 
     def __dealloc__(self):
         self._clear_entries()
@@ -237,20 +234,9 @@ cdef class EHash:
     def __len__(self):
         return self.count
 
-    def _values(self):
-        cdef uint32_t b
-        cdef int32_t i
-        out = []
-        for b in range(self.mask + 1):
-            i = self.heads[b]
-            while i >= 0:
-                out.append(<object>self.entries[i].obj)
-                i = self.entries[i].next
-        return out
-
     def __iter__(self):
         """Values, bucket by bucket (a snapshot: the table may change meanwhile)."""
-        return iter(self._values())
+        return iter([obj for _, obj in self.items()])
 
     def items(self):
         cdef uint32_t b

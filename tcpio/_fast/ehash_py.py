@@ -47,12 +47,12 @@ def derive_keys(secret: bytes) -> tuple[int, int, int, int]:
 class EHash:
     """The established hash: ``(laddr, lport, raddr, rport) -> obj``."""
 
-    __slots__ = ("_buckets", "_count", "_k0", "_k1", "_k2", "_k3", "_keys", "_mask")
+    __slots__ = ("_buckets", "_count", "_keys", "_mask")
 
     def __init__(self, secret: bytes, nbuckets: int = INITIAL_BUCKETS) -> None:
-        self._k0, self._k1, self._k2, self._k3 = derive_keys(secret)
+        k0, k1, k2, k3 = derive_keys(secret)
         # What the hash needs, in one tuple (one attribute load per lookup).
-        self._keys = (self._k0, self._k1, self._k2, _P0 ^ self._k3)
+        self._keys = (k0, k1, k2, _P0 ^ k3)
         n = INITIAL_BUCKETS
         while n < nbuckets:
             n <<= 1
