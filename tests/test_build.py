@@ -11,7 +11,7 @@ import pytest
 import tcpio
 from tcpio import _fast
 
-FAST_MODULES = ["checksum", "wire", "ehash", "rx", "tx"]
+FAST_MODULES = ["checksum", "wire", "ehash", "rx", "tx", "tcp_fast"]
 
 
 def test_version():

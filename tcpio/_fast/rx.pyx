@@ -14,8 +14,12 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcmp
 
+from cpython.object cimport PyObject
+
 from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32
 from tcpio._fast._csum cimport csum_net, pseudo_sum
+from tcpio._fast.ehash cimport EHash
+from tcpio._fast.tcp_fast cimport TcpCb, rcv_established_c
 
 from tcpio._fast import load as _load
 
@@ -32,6 +36,10 @@ cdef enum:
     C_ETH_HLEN = 14
     C_TCP = 6
     C_UDP = 17
+    # flags header prediction looks at: FIN SYN RST URG must be off, ACK on
+    C_PRED_MASK = 0x37
+    C_TCPHDR_ACK = 0x10
+    C_TCPOLEN_TSTAMP_ALIGNED = 32   # header + NOP NOP TS(10)
 
 
 cdef inline bint _mac_is(const unsigned char* p, object mac):
@@ -40,7 +48,35 @@ cdef inline bint _mac_is(const unsigned char* p, object mac):
     return len(mac) == 6 and memcmp(p, m, 6) == 0
 
 
-def rx_classify(frame, mac, local, bcast, bint verify_tcp=True):
+cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_t doff,
+                          uint32_t src, uint32_t dst, object ehash, double now) except -1:
+    """The established fast path for a verified segment (see rx_py.tcp_fast)."""
+    cdef bint has_ts = False
+    cdef uint32_t ts_val = 0, ts_ecr = 0
+    cdef PyObject* p
+    if seg[13] & C_PRED_MASK != C_TCPHDR_ACK:
+        return False
+    if doff == C_TCPOLEN_TSTAMP_ALIGNED and rd32(seg + 20) == 0x0101080A:
+        has_ts = True
+        ts_val = rd32(seg + 24)
+        ts_ecr = rd32(seg + 28)
+    elif doff != 20:
+        return False
+    if type(ehash) is EHash:
+        p = (<EHash>ehash).lookup_c(dst, rd16(seg + 2), src, rd16(seg))
+        if p == NULL:
+            return False
+        sk = <object>p
+    else:
+        sk = ehash.lookup(dst, rd16(seg + 2), src, rd16(seg))
+    if not isinstance(sk, TcpCb):
+        return False
+    return rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
+                             ts_val, ts_ecr, seg + doff, seglen - doff, now) == 1
+
+
+def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
+                double now=0.0):
     """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None)."""
     cdef rbuf b
     cdef const unsigned char* p
@@ -104,6 +140,8 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True):
             return None
         if verify_tcp and csum_net(seg, seglen, pseudo_sum(src, dst, proto, seglen)) != 0xFFFF:
             return None
+        if verify_tcp and ehash is not None and tcp_fast(seg, seglen, doff, src, dst, ehash, now):
+            return True
         return (C_TCP, src, dst_obj, rd16(seg), rd16(seg + 2),
                 _parse_ipv4(owner, ip), off, end)
     finally:

@@ -25,6 +25,16 @@ Result tuple ``(proto, src, dst, sport, dport, aux, off, end)``:
 and for UDP to the UDP length); ``aux`` is the UDP payload as ``bytes`` for
 UDP, and the ``wire.IPv4Header`` for TCP (which needs it).  Addresses are
 host-order ints, as everywhere in the core.
+
+The TCP established fast path: given ``ehash`` (the TCP established hash)
+and ``now``, a verified TCP segment whose header says "plain ACK, at most a
+timestamp option" is looked up in ``ehash``; when that finds a full sock
+(``tcp_fast.TcpCb``) and ``tcp_fast.rcv_established`` accepts the segment
+(header prediction: in-order data on a quiet established connection), the
+segment is fully processed and the result is ``True``.  So the common data
+segment costs one call: parse, checksum, lookup and queueing together.  The
+host counts it (InReceives, InDelivers, InSegs) like a delivered segment.
+Everything else gets the tuple as before.
 """
 
 from __future__ import annotations
@@ -42,6 +52,9 @@ _wire = load("wire")
 _csum_partial = _csum.csum_partial
 _pseudo = _csum.pseudo_header_sum
 _parse_ipv4 = _wire.parse_ipv4
+_tcp_fast_mod = load("tcp_fast")
+_TcpCb = _tcp_fast_mod.TcpCb
+_rcv_established = _tcp_fast_mod.rcv_established
 
 ETH_HLEN = 14
 IPPROTO_TCP = 6
@@ -49,10 +62,40 @@ IPPROTO_UDP = 17
 # version/IHL, TOS, total length, ID, frag, TTL, proto, checksum, src, dst
 _IP = struct.Struct("!BxHxxHxBxxII")
 _PORTS = struct.Struct("!HHH")
+# sport, dport, seq, ack, (doff, flags), window
+_TCP = struct.Struct("!HHIIxBH")
+_TS_ALIGNED = struct.Struct("!III")      # NOP NOP kind len, TSval, TSecr
+_NOP_NOP_TS = 0x0101080A
+# flags header prediction looks at: FIN SYN RST URG must be off, ACK on
+_PRED_MASK = 0x37
+_TCPHDR_ACK = 0x10
+
+
+def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, ehash: Any,
+             now: float) -> bool:
+    """The established fast path for a verified segment ``frame[off:end]``."""
+    sport, dport, seq, ack, flags, window = _TCP.unpack_from(frame, off)
+    if flags & _PRED_MASK != _TCPHDR_ACK:
+        return False
+    has_ts = False
+    ts_val = ts_ecr = 0
+    if doff == 32:
+        kind, ts_val, ts_ecr = _TS_ALIGNED.unpack_from(frame, off + 20)
+        if kind != _NOP_NOP_TS:
+            return False
+        has_ts = True
+    elif doff != 20:
+        return False
+    sk = ehash.lookup(dst, dport, src, sport)
+    if not isinstance(sk, _TcpCb):
+        return False
+    return _rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
+                            memoryview(frame)[off + doff:end], now)
 
 
 def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local: Any,
-                bcast: Any, verify_tcp: bool = True) -> tuple | None:
+                bcast: Any, verify_tcp: bool = True, ehash: Any = None,
+                now: float = 0.0) -> tuple | bool | None:
     """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None)."""
     n = len(frame)
     if mac is not None:
@@ -105,5 +148,7 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
     if verify_tcp and \
             _csum_partial(frame[off:end], _pseudo(src, dst, IPPROTO_TCP, seglen)) != 0xFFFF:
         return None
+    if verify_tcp and ehash is not None and _tcp_fast(frame, off, end, doff, src, dst, ehash, now):
+        return True
     sport, dport, _ = _PORTS.unpack_from(frame, off)
     return (IPPROTO_TCP, src, dst, sport, dport, _parse_ipv4(frame, ip), off, end)

@@ -113,9 +113,11 @@ class Host:
         self._loopback: deque[bytes] = deque()
         self._in_loopback = False
         self._busy = False
-        # The TCP handler the fast path last saw, and its rcv_verified (or None).
+        # The TCP handler the fast path last saw, its rcv_verified (or None)
+        # and its established hash (the TCP fast path inside rx_classify).
         self._tcp_handler: Any = None
         self._tcp_verified: Any = None
+        self._tcp_ehash: Any = None
         self.icmp = IcmpProto(self)
         self.register_protocol(1, self.icmp)
         self.udp = UdpProto(self)
@@ -348,10 +350,21 @@ class Host:
             # lets us skip its checksum; otherwise rx leaves the TCP checksum to it.
             self._tcp_handler = tcp
             self._tcp_verified = getattr(tcp, "rcv_verified", None)
+            # Its established hash, if it has one, for the TCP fast path in rx.
+            self._tcp_ehash = (getattr(getattr(tcp, "hashinfo", None), "ehash", None)
+                               if self._tcp_verified is not None else None)
         verified = self._tcp_verified
-        rec = rx_classify(frame, iface.mac, self._local, self._bcast, verified is not None)
+        rec = rx_classify(frame, iface.mac, self._local, self._bcast, verified is not None,
+                          self._tcp_ehash, now)
         if rec is None:
             return False
+        if rec is True:
+            # The TCP established fast path took it whole (tcp_fast.rcv_established).
+            mib = self.mib
+            mib["InReceives"] += 1
+            mib["InDelivers"] += 1
+            mib["InSegs"] += 1
+            return True
         proto = rec[0]
         handler = tcp if proto == IPPROTO_TCP else protocols.get(proto)
         if handler is None:

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ... import _fast
 from ..errors import sock_error
 from . import tcp_output
 from .tcp_cong import get_congestion_control
@@ -61,8 +62,13 @@ _LINGER = struct.Struct("ii")
 _MSG_OOB = int(socket.MSG_OOB)
 _MSG_PEEK = int(socket.MSG_PEEK)
 
+# The fields the compiled receive fast path touches live in this base (C
+# fields when compiled, see tcpio/_fast/tcp_fast.pxd); the rest are ordinary
+# attributes of TcpSock.
+TcpCb = _fast.load("tcp_fast").TcpCb
 
-class TcpSock:
+
+class TcpSock(TcpCb):
     """A full TCP socket (listening or connected)."""
 
     def __init__(self, proto: TcpProto) -> None:

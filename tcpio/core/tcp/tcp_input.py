@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+from ... import _fast
 from . import tcp_output, tcp_sack
 from .tcp_output import (
     tcp_receive_window,
@@ -50,6 +51,13 @@ from .tcp_states import (
 if TYPE_CHECKING:
     from .sock import TcpSock
 
+# Header prediction's in-order data path: compiled (or its twin), shared with
+# the receive classifier in tcpio._fast.rx, which calls it for the common
+# segment before any Python runs.  It calls back here to send an ACK.
+_tcp_fast = _fast.load("tcp_fast")
+_tcp_fast.set_hooks(tcp_send_ack)
+rcv_established_fast = _tcp_fast.rcv_established
+
 # tcp_ack() flags
 FLAG_DATA = 0x01
 FLAG_WIN_UPDATE = 0x02
@@ -83,14 +91,24 @@ class Skb:
 # --- the fast path ---------------------------------------------------------------
 def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     """Header prediction: an in-order pure ACK or data segment on an idle,
-    loss-free connection takes the short path; anything else the slow one."""
+    loss-free connection takes the short path; anything else the slow one.
+
+    The in-order data segment that acknowledges nothing new is the compiled
+    ``tcp_fast.rcv_established`` (the host's receive classifier usually ran it
+    already; segments reach here from the layered path, e.g. loopback)."""
     opts = skb.opts
-    if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
+    flags = skb.flags
+    if (flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
             != TCPHDR_ACK or skb.seq != sk.rcv_nxt or sk.ca_state != TCP_CA_OPEN
             or sk.ofo or opts.sack_blocks or sk.urg_seq is not None or
             (skb.window << sk.snd_wscale) != sk.snd_wnd):
         return tcp_rcv_state_process(sk, skb, now)
     ts_val = opts.ts_val
+    data = skb.data
+    if data and skb.ack_seq == sk.snd_una and rcv_established_fast(
+            sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
+            opts.ts_ecr or 0, data, now):
+        return None
     if sk.tstamp_ok and (ts_val is None or before(ts_val, sk.ts_recent)):
         return tcp_rcv_state_process(sk, skb, now)
     ack = skb.ack_seq
@@ -100,7 +118,6 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     if ts_val is not None and not after(skb.seq, sk.rcv_wup):
         sk.ts_recent = ts_val
         sk.ts_recent_stamp = now
-    data = skb.data
     if not data:
         # A pure ACK: new data acked, or a duplicate ACK while data is out.
         if ack != sk.snd_una or sk.packets_out:
@@ -109,7 +126,7 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
         return None
     if not tcp_receive_window(sk):
         return tcp_rcv_state_process(sk, skb, now)
-    # in-order data
+    # in-order data that also acknowledges new data: queue it, then tcp_ack
     if sk.tstamp_ok:
         tcp_rcv_rtt_measure_ts(sk, skb, now)
     sk.rq += data

@@ -178,23 +178,9 @@ def tcp_receive_window(sk: TcpSock) -> int:
     return max(0, seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd)
 
 
-def __tcp_select_window(sk: TcpSock) -> int:
-    """Receiver SWS avoidance (RFC 1122 4.2.3.3): offer space in whole MSS units
-    and nothing while less than min(MSS, half the buffer) is free."""
-    mss = min(sk.rcv_mss, sk.advmss) or 1
-    full = min(sk.rcvbuf, sk.window_clamp)
-    free = min(tcp_space(sk), sk.window_clamp)
-    if free < full >> 1 and free < mss:
-        return 0
-    if sk.rcv_wscale:
-        # The scaled field cannot express less than 1 << wscale: round down.
-        gran = 1 << sk.rcv_wscale
-        window = free // max(mss, gran) * max(mss, gran) if free >= mss else free
-        return window - window % gran
-    window = sk.rcv_wnd
-    if window <= free - mss or window > free:
-        window = free // mss * mss
-    return window
+# Receiver SWS avoidance (RFC 1122 4.2.3.3); it lives with the compiled
+# receive fast path, which needs it to decide when to ACK.
+__tcp_select_window = _fast.load("tcp_fast").select_window
 
 
 def tcp_select_window(sk: TcpSock) -> int:

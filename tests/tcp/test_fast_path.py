@@ -1,0 +1,344 @@
+"""The established-state receive fast path (tcpio._fast.tcp_fast, called from
+the rx classifier): header prediction must be a pure optimisation.
+
+Two kinds of evidence:
+- differential: the same seeded transfers over a VirtualNetwork (clean, and
+  with loss, reordering and duplication; data both ways) put exactly the same
+  frames on the wire, byte for byte, and move exactly the same counters,
+  whether segments take the compiled fast path, its pure twin, or no fast
+  path at all (everything through tcp_input's Python state machine);
+- per rule: each condition of header prediction (RFC 9293 3.10.7.4's order
+  of checks as Linux's tcp_rcv_established short-cuts it; RFC 7323 PAWS)
+  declines the segment without touching the sock, and an accepted segment
+  does what the slow path does: bytes queued, rcv_nxt moved, ts_recent
+  taken, an ACK for every second full segment and a delayed ACK otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from tcpio import _fast
+from tcpio._fast import load_compiled, load_pure
+from tcpio.core import host as host_mod
+from tcpio.core.addr import ip_aton
+from tcpio.core.sim import VirtualNetwork
+from tcpio.core.tcp import tcp_input
+from tcpio.core.tcp.sock import TcpSock
+from tcpio.core.tcp.tcp_output import tcp_send_ack
+from tcpio.core.tcp.tcp_states import TCP_CA_DISORDER, TCP_CLOSE_WAIT, TCP_ESTABLISHED
+from tcpio.devices.impair import Impairment
+
+from .helpers import ACK, FIN, PSH, SYN, URG, TcpOptions, passive_open
+
+rx_py = load_pure("rx")
+fast_py = load_pure("tcp_fast")
+fast_c = load_compiled("tcp_fast")
+rx_c = load_compiled("rx")
+
+# TcpSock derives from whichever TcpCb tcpio._fast.load picked at import; the
+# compiled fast path only takes socks built on the compiled TcpCb.
+SOCK_IS_COMPILED = fast_c is not None and issubclass(TcpSock, fast_c.TcpCb)
+
+
+def _flavours() -> list:
+    out = [pytest.param("pure", id="pure"), pytest.param("off", id="off")]
+    reason = ("tcpio._fast.tcp_fast not built" if fast_c is None else
+              "TcpSock is built on the pure TcpCb in this run (TCPIO_NO_EXTENSIONS=1)")
+    out.append(pytest.param("compiled", id="compiled",
+                            marks=() if SOCK_IS_COMPILED else pytest.mark.skip(reason=reason)))
+    return out
+
+
+def _no_fast(*_args) -> bool:
+    return False
+
+
+@pytest.fixture
+def flavour(request, monkeypatch):
+    """Route every segment through one implementation of the fast path."""
+    name = request.param
+    if name == "compiled":
+        fast, rx = fast_c, (rx_c or rx_py)
+    elif name == "pure":
+        fast, rx = fast_py, rx_py
+        monkeypatch.setattr(rx_py, "_TcpCb", fast_py.TcpCb if not SOCK_IS_COMPILED
+                            else fast_c.TcpCb)
+        monkeypatch.setattr(rx_py, "_rcv_established", fast_py.rcv_established)
+    else:
+        fast, rx = None, rx_py
+    if fast is not None:
+        fast.set_hooks(tcp_send_ack)
+        monkeypatch.setattr(tcp_input, "rcv_established_fast", fast.rcv_established)
+        monkeypatch.setattr(host_mod, "rx_classify", rx.rx_classify)
+    else:
+        monkeypatch.setattr(tcp_input, "rcv_established_fast", _no_fast)
+
+        def classify_without_fast_path(frame, mac, local, bcast, verify_tcp=True,
+                                       ehash=None, now=0.0):
+            return rx_py.rx_classify(frame, mac, local, bcast, verify_tcp)
+
+        monkeypatch.setattr(host_mod, "rx_classify", classify_without_fast_path)
+    return name
+
+
+# --- differential: same frames, same counters ------------------------------------------------
+
+def _connected(net, a, b):
+    """(client on a, accepted child on b), established."""
+    listener = b.tcp.socket()
+    listener.bind(0, 80)
+    listener.listen(4)
+    c = a.tcp.socket()
+    with pytest.raises(BlockingIOError):
+        c.connect(ip_aton("10.0.0.2"), 80)
+    assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 30)
+    return c, listener.accept()
+
+
+def _run_transfer(impair: bool, seed: int) -> tuple[bytes, dict, dict, int]:
+    """Data both ways on one connection; returns (digest of every frame on the
+    wire in order, a's MIB, b's MIB, segments delivered to b)."""
+    net = VirtualNetwork(seed=seed)
+    a, b = net.host("a"), net.host("b")
+    imp = (Impairment(loss=0.03, reorder=0.05, duplicate=0.01, seed=seed)
+           if impair else None)
+    link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24", impairment=imp,
+                    impairment_ba=Impairment(loss=0.03, seed=seed + 1) if impair else None)
+    c, s = _connected(net, a, b)
+    rng = random.Random(seed)
+    up, down = rng.randbytes(600_000), rng.randbytes(150_000)
+    got_up, got_down = bytearray(), bytearray()
+    sent = [0, 0]
+
+    def pump() -> bool:
+        if sent[0] < len(up):
+            sent[0] += c.sendmsg(memoryview(up)[sent[0]:sent[0] + 65536])
+        if sent[1] < len(down) and len(got_up) > 100_000:
+            sent[1] += s.sendmsg(memoryview(down)[sent[1]:sent[1] + 8192])
+        while s.readable():
+            got_up.extend(s.recvmsg(1 << 20))
+        while c.readable():
+            got_down.extend(c.recvmsg(1 << 20))
+        return len(got_up) == len(up) and len(got_down) == len(down)
+
+    assert net.run_until(pump, 600)
+    assert bytes(got_up) == up and bytes(got_down) == down
+    h = hashlib.sha256()
+    for when, frame in link.capture:
+        h.update(repr(when).encode())
+        h.update(bytes(frame))
+    return h.digest(), a.mib.snapshot(), b.mib.snapshot(), len(link.capture)
+
+
+_REFERENCE: dict = {}
+
+
+@pytest.mark.parametrize("impair", [False, True], ids=["clean", "lossy"])
+@pytest.mark.parametrize("flavour", _flavours(), indirect=True)
+def test_same_frames_and_counters_with_and_without_fast_path(flavour, impair):
+    result = _run_transfer(impair, seed=11)
+    # Every flavour must agree with the one that ran first (order-independent:
+    # pytest may run any flavour first, and each is checked against the same
+    # deterministic scenario).
+    ref = _REFERENCE.setdefault(impair, (flavour, result))
+    assert result[3] > 400
+    assert result[1] == ref[1][1], f"a's counters differ from the {ref[0]} run"
+    assert result[2] == ref[1][2], f"b's counters differ from the {ref[0]} run"
+    assert result[0] == ref[1][0], f"the frames on the wire differ from the {ref[0]} run"
+
+
+def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
+    """The point of it: on a clean one-way transfer almost every data segment
+    the receiver gets is handled by rcv_established (the fast path)."""
+    fast = _fast.load("tcp_fast")
+    calls = {"taken": 0, "declined": 0}
+    real = fast.rcv_established
+
+    def counting(*args):
+        ok = real(*args)
+        calls["taken" if ok else "declined"] += 1
+        return ok
+
+    # Count through the pure classifier so every fast-path attempt is visible.
+    monkeypatch.setattr(rx_py, "_rcv_established", counting)
+    monkeypatch.setattr(rx_py, "_TcpCb", fast.TcpCb)
+    monkeypatch.setattr(host_mod, "rx_classify", rx_py.rx_classify)
+    net = VirtualNetwork(seed=3)
+    a, b = net.host("a"), net.host("b")
+    net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = _connected(net, a, b)
+    data = bytes(2_000_000)
+    sent, got = 0, 0
+
+    def pump() -> bool:
+        nonlocal sent, got
+        if sent < len(data):
+            sent += c.sendmsg(memoryview(data)[sent:sent + 65536])
+        while s.readable():
+            got += len(s.recvmsg(1 << 20))
+        return got == len(data)
+
+    assert net.run_until(pump, 120)
+    segments = len(data) // 1448
+    assert calls["taken"] >= segments * 0.95, calls
+    assert b.mib["InSegs"] >= calls["taken"]
+
+
+# --- per rule ------------------------------------------------------------------------------------
+
+def _conn():
+    """An established child with timestamps, MSS 1460 and an idle send side."""
+    conn = passive_open(syn_opts=TcpOptions(mss=1460, wscale=7, sack_ok=True, ts_val=4000,
+                                            ts_ecr=0))
+    conn.tsval = 4001
+    return conn
+
+
+def _send(conn, payload: bytes, flags: int = ACK | PSH, ts: int | None = None, **kw) -> None:
+    if ts is None:
+        conn.tsval += 1
+        ts = conn.tsval
+    conn.send(payload, flags=flags, opts=TcpOptions(ts_val=ts, ts_ecr=0), **kw)
+
+
+_FIELDS = ("rcv_nxt", "rcv_wup", "rcv_wnd", "rcv_mss", "ts_recent", "ts_recent_stamp",
+           "rcv_tstamp", "rcv_rtt", "quick", "ack_pending", "got_data", "snd_una", "snd_wnd",
+           "state")
+
+
+def _snapshot(sk) -> dict:
+    out = {f: getattr(sk, f) for f in _FIELDS}
+    out["rq"] = bytes(sk.rq)
+    return out
+
+
+def _impl(flavour: str):
+    return {"pure": fast_py, "compiled": fast_c}[flavour]
+
+
+@pytest.mark.parametrize("flavour", [p for p in _flavours() if p.id != "off"], indirect=True)
+class TestHeaderPrediction:
+    def _call(self, conn, payload, *, seq=None, ack=None, window=None, ts=True, ts_val=None):
+        sk = conn.sk
+        fast = _impl(self.flavour)
+        win = (sk.snd_wnd >> sk.snd_wscale) if window is None else window
+        conn.tsval += 1
+        return fast.rcv_established(
+            sk, conn.snd if seq is None else seq, sk.snd_una if ack is None else ack, win,
+            ts, conn.tsval if ts_val is None else ts_val, 0, payload, conn.host.now)
+
+    @pytest.fixture(autouse=True)
+    def _setup(self, flavour):
+        self.flavour = flavour
+
+    def test_in_order_segment_is_queued_and_acked_every_second_segment(self):
+        conn = _conn()
+        sk = conn.sk
+        conn.recv()
+        sk.quick = 0            # past the quick-ACK start: delayed ACKs apply
+        sk.got_data = True
+        start = sk.rcv_nxt
+        assert self._call(conn, b"a" * 1460)
+        conn.snd += 1460
+        assert sk.rcv_nxt == (start + 1460) & 0xFFFFFFFF
+        assert bytes(sk.rq) == b"a" * 1460
+        assert sk.ts_recent == conn.tsval
+        # RFC 1122 4.2.3.2 / Linux: the first full segment is not ACKed at once...
+        assert conn.recv() == []
+        assert sk.delack_timer.pending and sk.ack_pending
+        # ...the second one is.
+        assert self._call(conn, b"b" * 1460)
+        conn.snd += 1460
+        acks = conn.recv()
+        assert [(s.flags, s.ack) for s in acks] == [(ACK, (start + 2920) & 0xFFFFFFFF)]
+        assert not sk.ack_pending and not sk.delack_timer.pending
+
+    def test_first_data_enters_quickack_mode(self):
+        conn = _conn()
+        conn.recv()
+        sk = conn.sk
+        assert not sk.got_data
+        assert self._call(conn, b"x" * 100)
+        # tcp_event_data_recv -> tcp_incr_quickack: ACK at once at the start.
+        assert [s.ack for s in conn.recv()] == [sk.rcv_nxt]
+        assert sk.got_data and sk.rcv_mss >= 88
+
+    @pytest.mark.parametrize("rule", ["seq", "ack_new", "ack_old", "window", "paws", "no_ts",
+                                      "empty", "ofo", "urg", "ca_state", "zero_window",
+                                      "state"])
+    def test_declined_segment_changes_nothing(self, rule):
+        conn = _conn()
+        conn.recv()
+        sk = conn.sk
+        kw: dict = {}
+        payload = b"z" * 500
+        if rule == "seq":
+            kw["seq"] = (conn.snd + 1) & 0xFFFFFFFF
+        elif rule == "ack_new":
+            kw["ack"] = (sk.snd_una + 1) & 0xFFFFFFFF
+        elif rule == "ack_old":
+            kw["ack"] = (sk.snd_una - 1) & 0xFFFFFFFF
+        elif rule == "window":
+            kw["window"] = (sk.snd_wnd >> sk.snd_wscale) - 1
+        elif rule == "paws":
+            kw["ts_val"] = (sk.ts_recent - 1) & 0xFFFFFFFF
+        elif rule == "no_ts":
+            kw["ts"] = False
+        elif rule == "empty":
+            payload = b""
+        elif rule == "ofo":
+            sk.ofo.append([(conn.snd + 1000) & 0xFFFFFFFF, (conn.snd + 1010) & 0xFFFFFFFF,
+                           b"q" * 10, 0])
+        elif rule == "urg":
+            sk.urg_seq = conn.snd
+        elif rule == "ca_state":
+            sk.ca_state = TCP_CA_DISORDER
+        elif rule == "zero_window":
+            sk.rcv_wnd = 0
+            sk.rcv_wup = sk.rcv_nxt
+        elif rule == "state":
+            sk.state = TCP_CLOSE_WAIT
+        before = _snapshot(sk)
+        assert not self._call(conn, payload, **kw)
+        assert _snapshot(sk) == before
+        assert conn.recv() == []
+
+
+@pytest.mark.parametrize("flags", [ACK | FIN, ACK | SYN, ACK | URG, PSH])
+@pytest.mark.parametrize("flavour", _flavours(), indirect=True)
+def test_classifier_leaves_unusual_flags_to_the_state_machine(flavour, flags):
+    """FIN, SYN, URG or no ACK: never the fast path (the slow path's answer,
+    e.g. FIN -> CLOSE_WAIT, must happen)."""
+    conn = _conn()
+    conn.recv()
+    sk = conn.sk
+    _send(conn, b"d" * 10, flags=flags)
+    if flags == ACK | FIN:
+        assert sk.state == TCP_CLOSE_WAIT and bytes(sk.rq) == b"d" * 10
+    elif flags == PSH:
+        assert bytes(sk.rq) == b""          # RFC 9293: no ACK bit, drop
+    else:
+        assert sk.state == TCP_ESTABLISHED
+
+
+def test_select_window_twins_agree():
+    """__tcp_select_window: both twins give the same window for the same sock."""
+    if not SOCK_IS_COMPILED:
+        pytest.skip("the compiled twin needs socks built on the compiled TcpCb")
+    rng = random.Random(5)
+    conn = _conn()
+    sk = conn.sk
+    for _ in range(2000):
+        sk.rcv_mss = rng.choice([88, 536, 1448, 1460, 9000])
+        sk.advmss = rng.choice([536, 1460, 8960, 65495])
+        sk.rcvbuf = rng.randrange(2304, 1 << 24)
+        sk.window_clamp = rng.choice([65535, 65535 << 7, 65535 << 14, rng.randrange(1, 1 << 30)])
+        sk.rcv_wscale = rng.randrange(0, 15)
+        sk.rcv_wnd = rng.randrange(0, 1 << 24)
+        sk.ofo_bytes = rng.randrange(0, 1 << 16)
+        sk.rq = bytearray(rng.randrange(0, 1 << 18))
+        assert fast_c.select_window(sk) == fast_py.select_window(sk)
