@@ -163,10 +163,7 @@ class Stack:
         """A device's batch: each frame processed to completion, then one kick."""
         if self._closed:
             return
-        now = self.update_time()
-        receive = self.host.receive
-        for frame in frames:
-            receive(ifindex, frame, now)
+        self.host.receive_batch(ifindex, frames, self.update_time())
         self.kick()
 
     def _on_timer(self) -> None:

@@ -312,39 +312,17 @@ class Host:
 
     def receive(self, ifindex: int, frame: bytes | bytearray | memoryview, now: float) -> None:
         """One frame from the link (Ethernet or bare IPv4 per the interface)."""
+        self.receive_batch(ifindex, (frame,), now)
+
+    def receive_batch(self, ifindex: int, frames: Any, now: float) -> None:
+        """Frames from one link, in arrival order, each processed to completion
+        (``receive`` for each, with the per-call setup done once per batch)."""
         self.now = now
         iface = self.interfaces.get(ifindex)
         if iface is None or not iface.up:
-            self.mib["InNoInterface"] += 1
+            self.mib["InNoInterface"] += len(frames)
             return
-        self._busy = True
-        try:
-            if not self._rx_fast(iface, frame, now):
-                self._rx_slow(iface, frame, now)
-            if self._loopback:
-                self._run_loopback()
-        except Exception:
-            if self.debug:
-                raise
-            # A bug must not kill the stack: count it, log it, drop the frame.
-            self.mib["CoreExceptions"] += 1
-            log.exception("%s: exception while processing a frame", self.name)
-        finally:
-            self._busy = False
-            # Only meaningful inside receive (ip_rcv sets it per datagram).
-            self.rx_link_bcast = False
-
-    def _rx_fast(self, iface: Interface, frame: bytes | bytearray | memoryview,
-                 now: float) -> bool:
-        """The common case in one compiled call: a clean unicast UDP/TCP datagram.
-
-        Returns False when the frame needs the layered path (anything unusual,
-        and every frame that will be dropped: that path counts the drop).  The
-        counters moved here are the ones the layered path moves for the same
-        frame: InReceives and InDelivers, then the protocol's own.
-        """
-        protocols = self.protocols
-        tcp = protocols.get(IPPROTO_TCP)
+        tcp = self.protocols.get(IPPROTO_TCP)
         if tcp is not self._tcp_handler:
             # A TCP that accepts pre-verified segments (CHECKSUM_UNNECESSARY)
             # lets us skip its checksum; otherwise rx leaves the TCP checksum to it.
@@ -353,20 +331,55 @@ class Host:
             # Its established hash, if it has one, for the TCP fast path in rx.
             self._tcp_ehash = (getattr(getattr(tcp, "hashinfo", None), "ehash", None)
                                if self._tcp_verified is not None else None)
-        verified = self._tcp_verified
-        rec = rx_classify(frame, iface.mac, self._local, self._bcast, verified is not None,
-                          self._tcp_ehash, now)
-        if rec is None:
-            return False
-        if rec is True:
-            # The TCP established fast path took it whole (tcp_fast.rcv_established).
-            mib = self.mib
-            mib["InReceives"] += 1
-            mib["InDelivers"] += 1
-            mib["InSegs"] += 1
-            return True
+        classify = rx_classify
+        mac, local, bcast = iface.mac, self._local, self._bcast
+        verify = self._tcp_verified is not None
+        ehash = self._tcp_ehash
+        taken = 0       # segments the TCP fast path took whole
+        self._busy = True
+        try:
+            for frame in frames:
+                try:
+                    rec = classify(frame, mac, local, bcast, verify, ehash, now)
+                    if rec is True:
+                        taken += 1
+                        continue
+                    if rec is None or not self._rx_deliver(rec, frame, now):
+                        self._rx_slow(iface, frame, now)
+                    if self._loopback:
+                        self._run_loopback()
+                except Exception:
+                    if self.debug:
+                        raise
+                    # A bug must not kill the stack: count it, log it, drop the frame.
+                    self.mib["CoreExceptions"] += 1
+                    log.exception("%s: exception while processing a frame", self.name)
+                finally:
+                    # Only meaningful inside receive (ip_rcv sets it per datagram).
+                    self.rx_link_bcast = False
+        finally:
+            self._busy = False
+            if taken:
+                # What the layered path counts for each of them (see _rx_deliver).
+                mib = self.mib
+                mib["InReceives"] += taken
+                mib["InDelivers"] += taken
+                mib["InSegs"] += taken
+
+    def _rx_deliver(self, rec: tuple, frame: bytes | bytearray | memoryview,
+                    now: float) -> bool:
+        """Deliver a frame rx_classify found clean (its tuple ``rec``).
+
+        rx_classify did ip_rcv's checks in one compiled call (and, for an
+        established TCP connection's in-order data, all of the receive work:
+        it answered True then and we never get here).  Returns False when
+        the frame needs the layered path after all (no handler for the
+        protocol).  The counters moved here are the ones the layered path
+        moves for the same frame: InReceives and InDelivers, then the
+        protocol's own.
+        """
         proto = rec[0]
-        handler = tcp if proto == IPPROTO_TCP else protocols.get(proto)
+        handler = self._tcp_handler if proto == IPPROTO_TCP else self.protocols.get(proto)
         if handler is None:
             return False      # InUnknownProtos + ICMP protocol unreachable: slow path
         mib = self.mib
@@ -376,6 +389,7 @@ class Host:
             handler.rcv_fast(rec, frame, now)
         elif proto == IPPROTO_TCP:
             payload = memoryview(frame)[rec[6]:rec[7]]
+            verified = self._tcp_verified
             if verified is not None:
                 verified(rec[5], payload, now)
             else:
