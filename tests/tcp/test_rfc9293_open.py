@@ -56,7 +56,7 @@ def test_syn_to_listener_gets_synack_with_options():
     assert s.opts.wscale == 7            # enough for tcp_rmem[2] = 6 MiB
     assert s.opts.sack_ok
     assert s.opts.ts_ecr == 100          # echoes the SYN's TSval
-    assert s.window == 64240             # 44 full segments, unscaled in a SYN
+    assert s.window == 65160             # 45 x 1448 (MSS less timestamps), as Linux
     assert host.mib["PassiveOpens"] == 0  # not before the third ACK
 
 

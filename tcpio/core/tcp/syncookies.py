@@ -84,7 +84,11 @@ def cookie_v4_init_sequence(secret: bytes, laddr: int, lport: int, raddr: int, r
                             client_isn: int, mss: int, now: float) -> tuple[int, int]:
     """The cookie ISN for a SYN, and the MSS it encodes (the largest table entry <= mss).
 
-    Like Linux, an MSS below the smallest entry is encoded as that entry (536).
+    ``mss`` is the request's MSS as tcp_parse_options leaves it: the SYN's
+    option bounded by the listener's TCP_MAXSEG, 536 without the option.  Like
+    Linux, an MSS below the smallest entry is encoded as that entry (536), so a
+    listener with TCP_MAXSEG 1000 makes cookie children that send 536-byte
+    segments (measured on Linux 6.18, tests/tap/test_tcp_kernel_maxseg.py).
     """
     mssind = len(MSSTAB) - 1
     while mssind > 0 and mss < MSSTAB[mssind]:

@@ -292,7 +292,8 @@ def _tcp_accept_syn_options(sk: TcpSock, skb: Skb) -> None:
     """Options negotiated by the peer's SYN (tcp_parse_options on a SYN)."""
     opts = skb.opts
     if opts.mss:
-        sk.mss_clamp = opts.mss
+        # tcp_parse_options: the peer's MSS, bounded by our TCP_MAXSEG
+        sk.mss_clamp = min(opts.mss, sk.user_mss) if sk.user_mss else opts.mss
     if sk.wscale_ok and opts.wscale is not None:
         sk.snd_wscale = min(opts.wscale, 14)
     else:

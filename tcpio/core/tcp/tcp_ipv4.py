@@ -91,8 +91,15 @@ class TcpProto:
         except OSError:
             return 576
 
-    def advmss_for(self, raddr: int) -> int:
-        return max(self.route_mtu(raddr) - 40, 88)
+    def advmss_for(self, raddr: int, user_mss: int = 0) -> int:
+        """The MSS we advertise to ``raddr``: the route's (dst_metric_advmss),
+        bounded by a TCP_MAXSEG ``user_mss`` when one is set (tcp_mss_clamp).
+
+        A listener passes its own user_mss: Linux clamps the SYN-ACK's MSS
+        option, the request's initial window and the child's advmss with it.
+        """
+        advmss = max(self.route_mtu(raddr) - 40, 88)
+        return user_mss if user_mss and user_mss < advmss else advmss
 
     def _rcv_wscale(self, rcvbuf: int) -> int:
         """tcp_select_initial_window: enough scale for the largest buffer."""
@@ -141,7 +148,9 @@ class TcpProto:
         sk.rcv_wscale = self._rcv_wscale(sk.rcvbuf)
         sk.sack_ok = bool(st.tcp_sack)
         sk.tstamp_ok = bool(st.tcp_timestamps)
-        sk.advmss = min(rt.mtu - 40, sk.user_mss or 65535)
+        sk.advmss = self.advmss_for(addr, sk.user_mss)
+        if sk.user_mss:
+            sk.mss_clamp = sk.user_mss      # tcp_connect_init
         sk.mss_cache = min(sk.advmss, TCP_MSS_DEFAULT)
         sk.rcv_mss = sk.mss_cache
         sk.rcv_wnd = self._initial_rcv_wnd(sk.rcvbuf, sk.advmss)
@@ -289,7 +298,12 @@ class TcpProto:
         opts = skb.opts
         req = RequestSock(listener, iph.dst, skb.th.dport, iph.src, skb.th.sport)
         req.rcv_isn = skb.seq
+        # tcp_parse_options on a SYN: the peer's MSS, bounded by the listener's
+        # TCP_MAXSEG; without the option (or with 0) RFC 9293's default 536, which
+        # Linux leaves unclamped.  A SYN cookie encodes this value, not the raw option.
         req.mss = opts.mss or TCP_MSS_DEFAULT
+        if opts.mss and listener.user_mss and listener.user_mss < opts.mss:
+            req.mss = listener.user_mss
         req.wscale_ok = bool(st.tcp_window_scaling) and opts.wscale is not None
         req.snd_wscale = min(opts.wscale, 14) if req.wscale_ok else 0
         req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
@@ -297,8 +311,10 @@ class TcpProto:
         req.tstamp_ok = bool(st.tcp_timestamps) and opts.ts_val is not None
         req.ts_recent = opts.ts_val or 0
         req.snd_wnd = skb.window
-        advmss = min(self.advmss_for(req.raddr), listener.user_mss or 65535)
-        req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
+        advmss = self.advmss_for(req.raddr, listener.user_mss)
+        # tcp_openreq_init_rwin: whole segments of the MSS less the timestamp option
+        req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf,
+                                            advmss - 12 if req.tstamp_ok else advmss)
         req.ts_off = secure_tcp_ts_off(host.secret, req.laddr, req.raddr) if req.tstamp_ok else 0
         if want_cookie:
             isn, mss = cookie_v4_init_sequence(host.secret, req.laddr, req.lport, req.raddr,
@@ -360,7 +376,7 @@ class TcpProto:
             req.wscale_ok = wscale is not None and bool(st.tcp_window_scaling)
             req.snd_wscale = wscale or 0
             req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
-        advmss = min(self.advmss_for(raddr), listener.user_mss or 65535)
+        advmss = self.advmss_for(raddr, listener.user_mss)
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
         req.snd_wnd = skb.window
         if len(listener.accept_queue) > listener.max_ack_backlog:

@@ -214,7 +214,9 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
     ts = None
     if req.tstamp_ok:
         ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
-    opts = TcpOptions(mss=proto.advmss_for(req.raddr),
+    # tcp_make_synack: the route's advmss bounded by the listener's TCP_MAXSEG
+    # (tcp_mss_clamp), read now, so a retransmitted SYN-ACK uses the current value.
+    opts = TcpOptions(mss=proto.advmss_for(req.raddr, req.listener.user_mss),
                       wscale=req.rcv_wscale if req.wscale_ok else None,
                       sack_ok=req.sack_ok, ts_val=ts,
                       ts_ecr=req.ts_recent if ts is not None else None)
@@ -330,8 +332,10 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.ts_recent = req.ts_recent
     sk.ts_recent_stamp = now if req.tstamp_ok else 0.0
     sk.ts_off = req.ts_off
+    # req.mss is the peer's MSS already bounded by our TCP_MAXSEG (or a cookie's
+    # table value); user_mss, copied above, bounds mss_cache again in tcp_sync_mss.
     sk.mss_clamp = req.mss
-    sk.advmss = proto.advmss_for(req.raddr)
+    sk.advmss = proto.advmss_for(req.raddr, sk.user_mss)   # tcp_v4_syn_recv_sock
     from .tcp_output import tcp_sync_mss
     tcp_sync_mss(sk, proto.route_mtu(req.raddr))
     from .tcp_input import tcp_initialize_rcv_mss

@@ -251,9 +251,9 @@ def tcp_current_mss(sk: TcpSock) -> int:
 def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
     """Effective MSS from the path MTU, the peer's MSS option and TCP_MAXSEG."""
     mss = pmtu - 40
+    # TCP_MAXSEG is already in mss_clamp (tcp_connect_init, tcp_parse_options),
+    # as in Linux: a SYN without an MSS option leaves 536 unclamped.
     mss = min(mss, sk.mss_clamp)
-    if sk.user_mss:
-        mss = min(mss, sk.user_mss)
     if sk.tstamp_ok:
         mss -= 12
     sk.mss_cache = max(mss, 48)
