@@ -1,11 +1,20 @@
 """One timer heap for the whole host, driven by the caller's clock.
 
 Protocol objects own ``Timer`` handles (one per connection and purpose, never
-one per segment).  Arming a timer pushes a heap entry; re-arming or cancelling
-just bumps the handle's generation so stale heap entries are skipped when they
-surface (lazy deletion, O(log n) per arm, no search).  The asyncio driver asks
-``next_deadline()`` after each batch and keeps exactly one loop timer armed for
-it; virtual-clock tests call ``run(now)`` directly.
+one per segment).  The asyncio driver asks ``next_deadline()`` after each
+batch and keeps exactly one loop timer armed for it; virtual-clock tests call
+``run(now)`` directly.
+
+Re-arming is cheap where it matters.  TCP pushes its retransmission timer
+later on every ACK (tcp_rearm_rto), so a heap push per re-arm would be a heap
+push per ACK.  Instead a timer keeps at most one live heap entry: arming it
+later than that entry only records the new deadline, and when the early entry
+surfaces it is moved to the real deadline (once per timeout period, not per
+ACK).  Arming it earlier pushes a new entry and leaves the old one stale, and
+cancelling makes the entry stale; stale entries are dropped when they surface
+or when they make up most of the heap.  Each arming takes
+a sequence number, and the heap orders by (deadline, sequence), so timers due
+at the same moment fire in the order they were armed, moved entries included.
 """
 
 from __future__ import annotations
@@ -14,33 +23,38 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-_INF = float("inf")
-
 
 class Timer:
     """A re-armable one-shot timer: ``callback(now)`` runs once at ``when``."""
 
-    __slots__ = ("_gen", "_wheel", "callback", "when")
+    __slots__ = ("_queued", "_seq", "_wheel", "callback", "when")
 
     def __init__(self, wheel: TimerWheel, callback: Callable[[float], None]) -> None:
         self._wheel = wheel
         self.callback = callback
         self.when: float | None = None
-        self._gen = 0
+        self._seq = 0
+        # Deadline of this timer's live heap entry (None: no live entry).
+        self._queued: float | None = None
 
     def arm(self, when: float) -> None:
         """Fire at ``when`` (replacing any earlier arming)."""
-        if self.when is not None:
-            self._wheel._stale += 1
-        self._gen += 1
+        wheel = self._wheel
         self.when = when
-        self._wheel._push(when, self)
+        self._seq = next(wheel._seq)
+        queued = self._queued
+        if queued is None or when < queued:
+            if queued is not None:
+                wheel._stale += 1
+            self._queued = when
+            wheel._push(when, self._seq, self)
 
     def cancel(self) -> None:
-        if self.when is not None:
+        self.when = None
+        if self._queued is not None:
+            # The entry is garbage now (counted, so compaction can drop it).
+            self._queued = None
             self._wheel._stale += 1
-            self._gen += 1
-            self.when = None
 
     @property
     def pending(self) -> bool:
@@ -48,50 +62,61 @@ class Timer:
 
 
 class TimerWheel:
-    """Heap of (when, seq, generation, timer) with lazy deletion."""
+    """Heap of (when, seq, timer) with lazy moves and deletion (see above)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int, Timer]] = []
+        self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
-        self._stale = 0  # heap entries whose timer was re-armed or cancelled
+        self._stale = 0  # entries superseded by an earlier one of the same timer
 
     def timer(self, callback: Callable[[float], None]) -> Timer:
         return Timer(self, callback)
 
-    def _push(self, when: float, timer: Timer) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), timer._gen, timer))
+    def _push(self, when: float, seq: int, timer: Timer) -> None:
+        heapq.heappush(self._heap, (when, seq, timer))
         # Bound the garbage: when stale entries dominate, rebuild the heap.
         if self._stale > 256 and self._stale * 2 > len(self._heap):
             self._compact()
 
     def _compact(self) -> None:
-        self._heap = [e for e in self._heap if e[3]._gen == e[2] and e[3].when is not None]
+        self._heap = [e for e in self._heap if e[2]._queued == e[0]]
         heapq.heapify(self._heap)
         self._stale = 0
 
-    def next_deadline(self) -> float | None:
+    def _settle_top(self) -> tuple[float, int, Timer] | None:
+        """Drop stale entries at the top, move postponed ones to
+        their deadline; return the top entry once it is a timer really due then."""
         heap = self._heap
         while heap:
-            when, _, gen, timer = heap[0]
-            if timer._gen == gen and timer.when is not None:
-                return when
-            heapq.heappop(heap)
-            self._stale = max(0, self._stale - 1)
+            entry = heap[0]
+            when, seq, timer = entry
+            if timer._queued != when:
+                heapq.heappop(heap)             # cancelled, or superseded
+                self._stale = max(0, self._stale - 1)
+                continue
+            if timer.when != when or timer._seq != seq:
+                # re-armed (later, or again at the same time): move the entry
+                timer._queued = timer.when
+                heapq.heapreplace(heap, (timer.when, timer._seq, timer))
+                continue
+            return entry
         return None
+
+    def next_deadline(self) -> float | None:
+        top = self._settle_top()
+        return None if top is None else top[0]
 
     def run(self, now: float) -> int:
         """Fire every timer due at or before ``now``; return how many fired."""
         heap = self._heap
         fired = 0
-        while heap:
-            when, _, gen, timer = heap[0]
-            if timer._gen != gen or timer.when is None:
-                heapq.heappop(heap)
-                self._stale = max(0, self._stale - 1)
-                continue
-            if when > now:
+        while True:
+            top = self._settle_top()
+            if top is None or top[0] > now:
                 break
             heapq.heappop(heap)
+            timer = top[2]
+            timer._queued = None
             timer.when = None
             fired += 1
             timer.callback(now)

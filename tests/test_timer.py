@@ -1,0 +1,128 @@
+"""TimerWheel against a naive model: a dict of armed timers, scanned for the
+minimum (deadline, arming order) on every step.
+
+The wheel moves postponed entries lazily and leaves cancelled ones in the heap
+(tcpio/core/timer.py); none of that may be visible: the same timers fire, at
+the same times, in the same order, as in the model; next_deadline() is always
+the model's earliest deadline; and the heap stays bounded however often timers
+are re-armed and cancelled.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcpio.core.timer import TimerWheel
+
+N_TIMERS = 5
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("arm"), st.integers(0, N_TIMERS - 1), st.integers(0, 40)),
+    st.tuples(st.just("cancel"), st.integers(0, N_TIMERS - 1), st.just(0)),
+    st.tuples(st.just("run"), st.just(0), st.integers(0, 15)),
+    st.tuples(st.just("peek"), st.just(0), st.just(0)),
+), max_size=60)
+
+
+class Model:
+    def __init__(self) -> None:
+        self.armed: dict[int, tuple[float, int]] = {}
+        self.seq = itertools.count()
+        self.fired: list[tuple[float, int]] = []
+
+    def arm(self, i: int, when: float) -> None:
+        self.armed[i] = (when, next(self.seq))
+
+    def cancel(self, i: int) -> None:
+        self.armed.pop(i, None)
+
+    def next_deadline(self) -> float | None:
+        return min(self.armed.values())[0] if self.armed else None
+
+    def run(self, now: float, rearm: dict[int, float]) -> None:
+        while self.armed:
+            i, (when, _) = min(self.armed.items(), key=lambda kv: kv[1])
+            if when > now:
+                break
+            del self.armed[i]
+            self.fired.append((now, i))
+            if i in rearm:
+                self.arm(i, now + rearm[i])
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops, st.dictionaries(st.integers(0, N_TIMERS - 1), st.integers(1, 10), max_size=2))
+def test_wheel_behaves_like_the_model(script, rearm):
+    """``rearm``: timers whose callback re-arms itself (like TCP's RTO)."""
+    wheel = TimerWheel()
+    model = Model()
+    fired: list[tuple[float, int]] = []
+    timers = []
+    for i in range(N_TIMERS):
+        def callback(now, i=i):
+            fired.append((now, i))
+            if i in rearm:
+                timers[i].arm(now + rearm[i])
+        timers.append(wheel.timer(callback))
+    now = 0.0
+    for op, i, arg in script:
+        if op == "arm":
+            timers[i].arm(now + arg)
+            model.arm(i, now + arg)
+        elif op == "cancel":
+            timers[i].cancel()
+            model.cancel(i)
+        elif op == "run":
+            now += arg
+            model.run(now, rearm)
+            wheel.run(now)
+        else:
+            assert wheel.next_deadline() == model.next_deadline()
+        assert [t.pending for t in timers] == [i in model.armed for i in range(N_TIMERS)]
+        assert [t.when for t in timers] == [model.armed[i][0] if i in model.armed else None
+                                            for i in range(N_TIMERS)]
+    assert fired == model.fired
+    assert wheel.next_deadline() == model.next_deadline()
+
+
+def test_postponing_does_not_grow_the_heap():
+    """An RTO pushed later on every ACK: one heap entry, moved once per period."""
+    wheel = TimerWheel()
+    hits = []
+    t = wheel.timer(hits.append)
+    for k in range(10000):
+        t.arm(k * 0.001 + 0.2)
+    assert len(wheel._heap) == 1
+    assert wheel.run(0.2) == 0             # the early entry surfaced and moved
+    assert len(wheel._heap) == 1 and wheel.next_deadline() == 9.999 + 0.2
+    assert wheel.run(10.2) == 1 and hits == [10.2]
+
+
+def test_cancel_and_rearm_churn_is_bounded():
+    """A delayed-ACK timer armed and cancelled per segment, or earlier deadlines
+    each time: stale entries are compacted away, the heap does not grow."""
+    wheel = TimerWheel()
+    a = wheel.timer(lambda now: None)
+    b = wheel.timer(lambda now: None)
+    for k in range(100000):
+        a.arm(1000.0 + k)
+        a.cancel()
+        b.arm(1e9 - k)          # earlier every time: a new entry each time
+    assert len(wheel._heap) < 1000
+    assert wheel.next_deadline() == 1e9 - 99999
+
+
+def test_rearming_at_the_same_time_goes_behind_timers_armed_since():
+    """Equal deadlines fire in arming order, a re-arm counting as a new arming."""
+    wheel = TimerWheel()
+    order = []
+    a = wheel.timer(lambda now: order.append("a"))
+    b = wheel.timer(lambda now: order.append("b"))
+    a.arm(5.0)
+    b.arm(5.0)
+    a.arm(5.0)
+    wheel.run(5.0)
+    assert order == ["b", "a"]
