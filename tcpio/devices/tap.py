@@ -23,8 +23,9 @@ import fcntl
 import os
 import socket
 import struct
+from collections.abc import Sequence
 
-from tcpio.devices.base import Link, OnFrames, SendEach, max_frame_len, new_stats, random_mac
+from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
 # <linux/if_tun.h>, <linux/sockios.h>
 TUNSETIFF = 0x400454CA
@@ -47,7 +48,7 @@ def _ifreq(name: str, value: int, fmt: str) -> bytes:
     return struct.pack(f"{IFNAMSIZ}s{fmt}", raw, value).ljust(40, b"\0")
 
 
-class _TunTapBase(SendEach):
+class _TunTapBase:
     """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
 
     _flags: int
@@ -120,20 +121,29 @@ class _TunTapBase(SendEach):
                 on_frames(frames)
 
     def send(self, frame: bytes | bytearray) -> None:
+        self.send_batch((frame,))
+
+    def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
+        """One write per frame (a TAP takes one frame per write), counted once."""
         fd = self.fd
         st = self.stats
         if fd is None:
-            st["tx_dropped"] += 1
+            st["tx_dropped"] += len(frames)
             return
-        try:
-            os.write(fd, frame)
-        except OSError as exc:
-            if exc.errno not in _DROP_ERRNOS:
-                st["tx_errors"] += 1
-            st["tx_dropped"] += 1
-            return
-        st["tx_packets"] += 1
-        st["tx_bytes"] += len(frame)
+        write = os.write
+        sent = nbytes = 0
+        for frame in frames:
+            try:
+                write(fd, frame)
+            except OSError as exc:
+                if exc.errno not in _DROP_ERRNOS:
+                    st["tx_errors"] += 1
+                st["tx_dropped"] += 1
+                continue
+            sent += 1
+            nbytes += len(frame)
+        st["tx_packets"] += sent
+        st["tx_bytes"] += nbytes
 
     def stop(self) -> None:
         """Stop reading and close the fd (the kernel interface goes away unless

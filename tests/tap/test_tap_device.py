@@ -75,6 +75,7 @@ async def test_send_while_link_down_is_a_counted_drop(ns):
     tap.send(frame)                        # after stop: counted too
     assert tap.stats["tx_dropped"] == 2
     assert tap.stats["tx_packets"] == 3
+    assert tap.stats["tx_bytes"] == 3 * len(frame)
     assert tap.stats["tx_errors"] == 0
 
 
