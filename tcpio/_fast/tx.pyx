@@ -1,23 +1,71 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Transmit-path builder, compiled.  Same API and results as ``tx_py``.
+"""Transmit-path builders, compiled.  Same API and results as ``tx_py``.
 
 One allocation, one copy of the payload, headers written in place: the
 frame is built directly in a fresh ``bytes`` object.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from tcpio._fast._buf cimport chk_range, rbuf, rbuf_get, rbuf_release
-from tcpio._fast._csum cimport ipv4_header
+from tcpio._fast._buf cimport chk_range, rbuf, rbuf_get, rbuf_release, wr16
+from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
+from tcpio._fast._tcphdr cimport tcp_header_write, tcp_sack_write, tcp_ts_write
 
-__all__ = ["ETH_ZLEN", "ip_build"]
+__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame"]
 
 ETH_ZLEN = 60
 
 cdef enum:
     C_ETH_HLEN = 14
     C_ETH_ZLEN = 60
+    MAX_TCP_OPTION_SPACE = 40
+    IPPROTO_TCP = 6
+
+
+cdef int _ipv4_fields_check(long long src, long long dst, long long ident,
+                            long long ttl) except -1:
+    chk_range(src, 0xFFFFFFFF, "ipv4: src")
+    chk_range(dst, 0xFFFFFFFF, "ipv4: dst")
+    chk_range(ident, 0xFFFF, "ipv4: ident")
+    chk_range(ttl, 0xFF, "ipv4: ttl")
+    return 0
+
+
+cdef Py_ssize_t _hh_len(dst_mac, src_mac) except -1:
+    """Length of the Ethernet header to write: 14, or 0 for a bare IP datagram."""
+    if dst_mac is None:
+        return 0
+    if src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6:
+        raise ValueError("mac addresses must be 6 bytes")
+    return C_ETH_HLEN
+
+
+cdef bytes _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsigned char** ip):
+    """A frame for an IPv4 datagram of ``total`` bytes behind ``hh`` bytes of
+    Ethernet header (written here), zero-padded to ETH_ZLEN on Ethernet;
+    ``*ip`` is set to where the datagram goes."""
+    cdef Py_ssize_t flen = hh + total
+    cdef const unsigned char* dm
+    cdef const unsigned char* sm
+    if total > 0xFFFF:
+        raise ValueError("ipv4: datagram longer than 65535 bytes")
+    if hh and flen < C_ETH_ZLEN:
+        flen = C_ETH_ZLEN
+    frame = PyBytes_FromStringAndSize(NULL, flen)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(frame)
+    if hh:
+        dm = dst_mac
+        sm = src_mac
+        memcpy(p, dm, 6)
+        memcpy(p + 6, sm, 6)
+        p[12] = 0x08
+        p[13] = 0x00
+        if hh + total < flen:
+            memset(p + hh + total, 0, flen - hh - total)
+    ip[0] = p + hh
+    return frame
 
 
 def ip_build(dst_mac, src_mac, long long proto, long long src, long long dst,
@@ -25,46 +73,57 @@ def ip_build(dst_mac, src_mac, long long proto, long long src, long long dst,
              long long frag_offset, payload):
     """Ethernet (optional) + IPv4 header (no options) + ``payload`` (see ``tx_py``)."""
     cdef rbuf b
-    cdef Py_ssize_t n, total, flen, hh
-    cdef unsigned char* p
-    cdef const unsigned char* dm
-    cdef const unsigned char* sm
+    cdef Py_ssize_t hh
+    cdef unsigned char* ip
     chk_range(proto, 0xFF, "ipv4: proto")
-    chk_range(ttl, 0xFF, "ipv4: ttl")
     chk_range(tos, 0xFF, "ipv4: tos")
-    chk_range(ident, 0xFFFF, "ipv4: ident")
-    chk_range(src, 0xFFFFFFFF, "ipv4: src")
-    chk_range(dst, 0xFFFFFFFF, "ipv4: dst")
+    _ipv4_fields_check(src, dst, ident, ttl)
     if frag_offset & 7 or frag_offset < 0 or frag_offset > 0xFFF8:
         raise ValueError("ipv4: frag_offset must be a multiple of 8 in 0..65528")
-    if dst_mac is not None:
-        if src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6:
-            raise ValueError("mac addresses must be 6 bytes")
-        hh = C_ETH_HLEN
-    else:
-        hh = 0
+    hh = _hh_len(dst_mac, src_mac)
     owner = rbuf_get(payload, &b)
     try:
-        n = b.n
-        total = 20 + n
-        if total > 0xFFFF:
-            raise ValueError("ipv4: datagram longer than 65535 bytes")
-        flen = hh + total
-        if hh and flen < C_ETH_ZLEN:
-            flen = C_ETH_ZLEN
-        frame = PyBytes_FromStringAndSize(NULL, flen)
-        p = <unsigned char*>PyBytes_AS_STRING(frame)
-        if hh:
-            dm = dst_mac
-            sm = src_mac
-            memcpy(p, dm, 6)
-            memcpy(p + 6, sm, 6)
-            p[12] = 0x08
-            p[13] = 0x00
-        ipv4_header(p + hh, 20, 4, tos, total, ident, df, mf, frag_offset, ttl, proto, src, dst)
-        memcpy(p + hh + 20, b.p, n)
-        if hh + total < flen:
-            memset(p + hh + total, 0, flen - hh - total)
+        frame = _new_frame(dst_mac, src_mac, hh, 20 + b.n, &ip)
+        ipv4_header(ip, 20, 4, tos, 20 + b.n, ident, df, mf, frag_offset, ttl, proto, src, dst)
+        memcpy(ip + 20, b.p, b.n)
+        return frame
+    finally:
+        rbuf_release(&b)
+
+
+def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
+              long long ttl, long long sport, long long dport, long long seq, long long ack,
+              long long flags, long long window, long long ts_val, long long ts_ecr,
+              sack_blocks, payload, long long urg_ptr):
+    """Ethernet (optional) + IPv4 + TCP (+ established options) + ``payload`` (see ``tx_py``)."""
+    cdef unsigned char th[60]     # TCP header + options, copied into the frame
+    cdef rbuf b
+    cdef Py_ssize_t hh, olen, thlen, seglen
+    cdef unsigned char* ip
+    cdef unsigned char* seg
+    _ipv4_fields_check(src, dst, ident, ttl)
+    # The options of a segment after the handshake, as tcp_options_write lays
+    # them out: NOP NOP timestamp (unless ts_val is -1), then NOP NOP SACK.
+    olen = 0
+    if ts_val != -1:
+        olen = tcp_ts_write(th + 20, False, ts_val, ts_ecr)
+    if sack_blocks:
+        # a tuple snapshot: its length bounds what is written
+        olen += tcp_sack_write(th + 20 + olen, MAX_TCP_OPTION_SPACE - olen, tuple(sack_blocks))
+    thlen = 20 + olen
+    tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, urg_ptr)
+    hh = _hh_len(dst_mac, src_mac)
+    owner = rbuf_get(payload, &b)
+    try:
+        seglen = thlen + b.n
+        frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip)
+        seg = ip + 20
+        memcpy(seg, th, thlen)
+        memcpy(seg + thlen, b.p, b.n)
+        wr16(seg + 16, ~csum_net(seg, seglen, pseudo_sum(<uint32_t>src, <uint32_t>dst,
+                                                         IPPROTO_TCP, <uint64_t>seglen)) & 0xFFFF)
+        ipv4_header(ip, 20, 4, 0, 20 + seglen, ident, False, False, 0, ttl, IPPROTO_TCP,
+                    src, dst)
         return frame
     finally:
         rbuf_release(&b)

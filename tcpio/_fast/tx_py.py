@@ -1,4 +1,4 @@
-"""Transmit-path builder, pure-Python twin of ``tx.pyx``.
+"""Transmit-path builders, pure-Python twin of ``tx.pyx``.
 
 ``ip_build`` turns a transport payload into what goes on the link in one
 call and one copy of the payload: the Ethernet header (when ``dst_mac`` is
@@ -7,9 +7,16 @@ a 20-byte IPv4 header with its checksum, the payload, and the padding to the
 60-byte Ethernet minimum.  With ``dst_mac=None`` it builds the bare IPv4
 datagram (TUN links, the ARP queue, loopback, fragments).
 
+``tcp_frame`` does the same for one TCP segment after the handshake, TCP
+header included: what ``wire.build_tcp`` followed by ``ip_build`` produce,
+in one call (the kernel's tcp_transmit_skb -> ip_queue_xmit with a cached
+route and neighbour).  Its arguments are flat ints, no options record: a
+call into compiled code is priced per argument conversion (FIELD-NOTES).
+
 The layered alternative copies the payload once per layer (IP packet, then
 Ethernet frame) and builds a header record object on the way; see
-benchmarks/bench_rx.py (udp-out rows) for what this saves.
+benchmarks/bench_rx.py (udp-out rows) and benchmarks/bench_tcp_cpu.py for
+what this saves.
 """
 
 from __future__ import annotations
@@ -18,14 +25,62 @@ import struct
 
 from tcpio._fast import load
 
-__all__ = ["ETH_ZLEN", "ip_build"]
+__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame"]
 
-_csum_partial = load("checksum").csum_partial
+_checksum = load("checksum")
+_csum_partial = _checksum.csum_partial
+_pseudo_header_sum = _checksum.pseudo_header_sum
 
 ETH_ZLEN = 60          # minimum frame without FCS
 _IP = struct.Struct("!BBHHHBBHII")
 _IP_DF = 0x4000
 _IP_MF = 0x2000
+_ETH_P_IP = b"\x08\x00"
+_TCP = struct.Struct("!HHIIBBHHH")
+# NOP, NOP, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP as one word, then TSval, TSecr.
+_TS_OPT = struct.Struct("!III")
+_TS_OPT_HEAD = 0x0101080A
+_SACK_OPT_HEAD = b"\x01\x01\x05"    # NOP, NOP, TCPOPT_SACK (the length follows)
+_MAX_TCP_OPTION_SPACE = 40
+_IPPROTO_TCP = 6
+
+
+def _ipv4_header(proto: int, src: int, dst: int, ident: int, ttl: int, tos: int, df: bool,
+                 mf: bool, frag_offset: int, total: int) -> bytes:
+    """20-byte IPv4 header (no options) with its checksum; ValueError out of range."""
+    if total > 0xFFFF:
+        raise ValueError("ipv4: datagram longer than 65535 bytes")
+    if frag_offset & 7 or not 0 <= frag_offset <= 0xFFF8:
+        raise ValueError("ipv4: frag_offset must be a multiple of 8 in 0..65528")
+    frag = (frag_offset >> 3) | (_IP_DF if df else 0) | (_IP_MF if mf else 0)
+    try:
+        hdr = _IP.pack(0x45, tos, total, ident, frag, ttl, proto, 0, src, dst)
+    except struct.error as exc:
+        raise ValueError(str(exc)) from None
+    check = ~_csum_partial(hdr) & 0xFFFF
+    return hdr[:10] + check.to_bytes(2, "big") + hdr[12:]
+
+
+def _flat(payload: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+    """``payload`` as bytes.join takes it and len() counts it: a strided or
+    multi-byte-item view is copied (as the compiled twin's rbuf_get reads it)."""
+    if type(payload) is memoryview and (not payload.contiguous or payload.itemsize != 1):
+        return payload.tobytes()
+    return payload
+
+
+def _frame(dst_mac: bytes | None, src_mac: bytes | None,
+           parts: tuple[bytes | bytearray | memoryview, ...]) -> bytes:
+    """``parts`` joined behind an Ethernet header (none when ``dst_mac`` is None),
+    padded to ETH_ZLEN; ValueError for a bad MAC."""
+    if dst_mac is None:
+        return b"".join(parts)
+    if src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6:
+        raise ValueError("mac addresses must be 6 bytes")
+    frame = b"".join((dst_mac, src_mac, _ETH_P_IP, *parts))
+    if len(frame) < ETH_ZLEN:
+        frame += bytes(ETH_ZLEN - len(frame))
+    return frame
 
 
 def ip_build(dst_mac: bytes | None, src_mac: bytes | None, proto: int, src: int, dst: int,
@@ -36,25 +91,46 @@ def ip_build(dst_mac: bytes | None, src_mac: bytes | None, proto: int, src: int,
     ``frag_offset`` is in bytes (a multiple of 8); ValueError when a field is
     out of range or the datagram would exceed 65535 bytes.
     """
-    n = len(payload)
-    total = 20 + n
-    if total > 0xFFFF:
-        raise ValueError("ipv4: datagram longer than 65535 bytes")
-    if frag_offset & 7 or not 0 <= frag_offset <= 0xFFF8:
-        raise ValueError("ipv4: frag_offset must be a multiple of 8 in 0..65528")
-    frag = (frag_offset >> 3) | (_IP_DF if df else 0) | (_IP_MF if mf else 0)
+    payload = _flat(payload)
+    hdr = _ipv4_header(proto, src, dst, ident, ttl, tos, df, mf, frag_offset, 20 + len(payload))
+    return _frame(dst_mac, src_mac, (hdr, payload))
+
+
+def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, ident: int,
+              ttl: int, sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
+              ts_val: int, ts_ecr: int, sack_blocks: tuple[tuple[int, int], ...],
+              payload: bytes | bytearray | memoryview, urg_ptr: int) -> bytes:
+    """Ethernet (optional) + IPv4 + TCP header with options + ``payload``, checksummed.
+
+    The IPv4 header is the one ``ip_output`` gives a TCP segment: TOS 0, no
+    DF, ``ttl``, ``ident``.  Options are those of a segment after the
+    handshake, in ``tcp_options_write`` order and alignment: NOP NOP
+    timestamp (unless ``ts_val`` is -1; ``ts_ecr`` is ignored then), then NOP
+    NOP SACK with ``sack_blocks`` ((start, end) pairs; usually empty).  Same
+    bytes as ``ip_build(dst_mac, src_mac, 6, src, dst, ident, ttl, 0, False,
+    False, 0, wire.build_tcp(src, dst, sport, dport, seq, ack, flags, window,
+    TcpOptions(sack_blocks=..., ts_val=..., ts_ecr=...), payload, urg_ptr))``.
+    ValueError when a field is out of range, the options exceed 40 bytes or
+    the datagram 65535 bytes.
+    """
     try:
-        hdr = bytearray(_IP.pack(0x45, tos, total, ident, frag, ttl, proto, 0, src, dst))
+        opts = b"" if ts_val == -1 else _TS_OPT.pack(_TS_OPT_HEAD, ts_val, ts_ecr)
+        if sack_blocks:
+            blocks = tuple(sack_blocks)
+            if len(opts) + 4 + 8 * len(blocks) > _MAX_TCP_OPTION_SPACE:
+                raise ValueError("tcp: options longer than 40 bytes")
+            edges = [edge for start, end in blocks for edge in (start, end)]
+            opts += (_SACK_OPT_HEAD + bytes((2 + 8 * len(blocks),))
+                     + struct.pack(f"!{len(edges)}I", *edges))
+        thlen = 20 + len(opts)
+        th = _TCP.pack(sport, dport, seq, ack, (thlen >> 2) << 4, flags, window, 0,
+                       urg_ptr) + opts
     except struct.error as exc:
         raise ValueError(str(exc)) from None
-    check = ~_csum_partial(bytes(hdr)) & 0xFFFF
-    hdr[10] = check >> 8
-    hdr[11] = check & 0xFF
-    if dst_mac is None:
-        return bytes(hdr) + bytes(payload)
-    if src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6:
-        raise ValueError("mac addresses must be 6 bytes")
-    frame = b"".join((dst_mac, src_mac, b"\x08\x00", hdr, payload))
-    if len(frame) < ETH_ZLEN:
-        frame += bytes(ETH_ZLEN - len(frame))
-    return frame
+    payload = _flat(payload)
+    seglen = thlen + len(payload)
+    iph = _ipv4_header(_IPPROTO_TCP, src, dst, ident, ttl, 0, False, False, 0, 20 + seglen)
+    check = ~_csum_partial(payload, _csum_partial(th, _pseudo_header_sum(src, dst, _IPPROTO_TCP,
+                                                                          seglen))) & 0xFFFF
+    th = th[:16] + check.to_bytes(2, "big") + th[18:]
+    return _frame(dst_mac, src_mac, (iph, th, payload))

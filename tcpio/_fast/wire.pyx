@@ -19,6 +19,7 @@ from libc.string cimport memcpy, memset
 from tcpio._fast._buf cimport (chk_range, rbuf, rbuf_get, rbuf_release, rd16, rd32, wr16,
                                wr32)
 from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
+from tcpio._fast._tcphdr cimport tcp_header_write, tcp_sack_write, tcp_ts_write
 
 __all__ = [
     "ACK", "ARPHRD_ETHER", "ARPOP_REPLY", "ARPOP_REQUEST", "ARP_PLEN", "CWR", "ECE",
@@ -662,18 +663,7 @@ cdef Py_ssize_t _write_tcp_options(unsigned char* p, object opts) except -1:
         i = 4
     if ts_val is not None:
         ts_ecr = opts.ts_ecr
-        # SACK-permitted rides in the two bytes that would otherwise be NOP NOP
-        p[i] = 4 if sack_ok else 1
-        p[i + 1] = 2 if sack_ok else 1
-        p[i + 2] = 8
-        p[i + 3] = 10
-        v = ts_val
-        chk_range(v, 0xFFFFFFFF, "ts_val")
-        wr32(p + i + 4, <uint32_t>v)
-        v = ts_ecr if ts_ecr is not None else 0
-        chk_range(v, 0xFFFFFFFF, "ts_ecr")
-        wr32(p + i + 8, <uint32_t>v)
-        i += 12
+        i += tcp_ts_write(p + i, sack_ok, ts_val, ts_ecr if ts_ecr is not None else 0)
     elif sack_ok:
         p[i] = 1
         p[i + 1] = 1
@@ -689,21 +679,7 @@ cdef Py_ssize_t _write_tcp_options(unsigned char* p, object opts) except -1:
         p[i + 3] = <unsigned char>v
         i += 4
     if blocks:
-        if i + 4 + 8 * len(blocks) > 40:
-            raise ValueError("tcp: options longer than 40 bytes")
-        p[i] = 1
-        p[i + 1] = 1
-        p[i + 2] = 5
-        p[i + 3] = <unsigned char>(2 + 8 * len(blocks))
-        i += 4
-        for start, end in blocks:
-            v = start
-            chk_range(v, 0xFFFFFFFF, "sack block edge")
-            wr32(p + i, <uint32_t>v)
-            v = end
-            chk_range(v, 0xFFFFFFFF, "sack block edge")
-            wr32(p + i + 4, <uint32_t>v)
-            i += 8
+        i += tcp_sack_write(p + i, 40 - i, blocks)
     return i
 
 
@@ -720,22 +696,7 @@ def build_tcp(src, dst, long long sport, long long dport, long long seq, long lo
     if options is not None:
         olen = _write_tcp_options(h + 20, options)
     hlen = 20 + olen
-    chk_range(sport, 0xFFFF, "sport")
-    chk_range(dport, 0xFFFF, "dport")
-    chk_range(seq, 0xFFFFFFFF, "seq")
-    chk_range(ack, 0xFFFFFFFF, "ack")
-    chk_range(flags, 0xFF, "flags")
-    chk_range(window, 0xFFFF, "window")
-    chk_range(urg_ptr, 0xFFFF, "urg_ptr")
-    wr16(h, <uint32_t>sport)
-    wr16(h + 2, <uint32_t>dport)
-    wr32(h + 4, <uint32_t>seq)
-    wr32(h + 8, <uint32_t>ack)
-    h[12] = <unsigned char>((hlen >> 2) << 4)
-    h[13] = <unsigned char>flags
-    wr16(h + 14, <uint32_t>window)
-    wr16(h + 16, 0)
-    wr16(h + 18, <uint32_t>urg_ptr)
+    tcp_header_write(h, sport, dport, seq, ack, hlen, flags, window, urg_ptr)
     s = _chk_addr(src)
     d = _chk_addr(dst)
     owner = rbuf_get(payload, &pb)

@@ -6,6 +6,10 @@ source address and an IP ID, fragmented if it does not fit the interface MTU
 Linux), and handed to the neighbour layer (ARP) or straight to the link.
 Datagrams to one of our own addresses take the loopback path, and a copy of
 every broadcast we send does too (ip_mc_output).
+
+TCP's segments after the handshake take ``ip_queue_xmit_tcp`` first: with a
+cached route and a resolved neighbour the whole frame (Ethernet, IPv4, TCP)
+is built by one compiled call; anything unusual goes through ``ip_output``.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
     from tcpio.core.route import Route
 
-ip_build = _fast.load("tx").ip_build
+_tx = _fast.load("tx")
+ip_build = _tx.ip_build
+tcp_frame = _tx.tcp_frame
 
 IP_MAX_LEN = 65535
 IP_IDENTS_SZ = 2048
+IPPROTO_TCP = 6
 
 
 class IpIdents:
@@ -125,3 +132,66 @@ def neigh_output(host: Host, iface: Interface, route: Route, dst: int,
     else:
         nexthop = route.gateway if route.gateway is not None else dst
         host.arp.output(iface, nexthop, packet)
+
+
+def ip_tcp_path(host: Host, dst: int,
+                length: int) -> tuple[int, bytes | None, bytes | None, int] | None:
+    """Where TCP datagrams of up to ``length`` bytes to ``dst`` go when each can
+    leave as one whole frame now: ``(ifindex, dst_mac, src_mac, src)`` (MACs
+    None on an "ip" link, ``src`` the route's source address).
+
+    The kernel's ip_queue_xmit with the route cached on the socket and
+    neigh_hh_output for a connected neighbour: a unicast, non-local
+    destination that fits the route MTU, on an Ethernet link with a resolved
+    neighbour or on an "ip" link.  None, having changed nothing, when the
+    datagram needs ip_output's general path (no route, loopback, broadcast or
+    multicast, fragmentation, ARP resolution), which does all of that and
+    counts it.
+    """
+    try:
+        route = host.route_lookup(dst)
+    except OSError:
+        return None         # ip_output counts OutNoRoutes and raises ENETUNREACH
+    if host.is_local_address(dst) or host.is_broadcast(dst) or is_multicast(dst):
+        return None
+    if length > route.mtu or length > IP_MAX_LEN:
+        return None         # fragmentation, or EMSGSIZE
+    iface = host.interfaces[route.ifindex]
+    if iface.link != "ether":
+        return iface.ifindex, None, None, route.src
+    dst_mac = host.arp.hh_lookup(iface.ifindex,
+                                 route.gateway if route.gateway is not None else dst)
+    if dst_mac is None:
+        return None         # not resolved (or stale): arp.output queues / probes
+    return iface.ifindex, dst_mac, iface.mac, route.src
+
+
+def ip_queue_xmit_tcp(host: Host, src: int, dst: int, sport: int, dport: int, seq: int,
+                      ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
+                      sack_blocks: tuple[tuple[int, int], ...],
+                      payload: bytes | bytearray | memoryview, urg_ptr: int) -> bool:
+    """Send one TCP segment (header fields and options as ``tx.tcp_frame`` takes
+    them) as a whole frame built by one compiled call, when ``ip_tcp_path``
+    allows.  The frame and the MIB counters are exactly those of
+    ``build_tcp`` + ``ip_output`` for the same segment.
+
+    Returns False, having sent and counted nothing, when the segment needs
+    ip_output's general path: the caller then builds the segment and calls it.
+    """
+    # IPv4 header + TCP header + timestamp option (12) + SACK option (4 + 8 per block)
+    length = (IP_HLEN + 20 + len(payload) + (12 if ts_val != -1 else 0)
+              + (4 + 8 * len(sack_blocks) if sack_blocks else 0))
+    path = ip_tcp_path(host, dst, length)
+    if path is None:
+        return False
+    ifindex, dst_mac, src_mac, route_src = path
+    frame = tcp_frame(dst_mac, src_mac, src or route_src, dst,
+                      host.ip_ids.next(dst, IPPROTO_TCP), host.settings.ip_default_ttl,
+                      sport, dport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
+                      payload, urg_ptr)
+    mib = host.mib
+    mib["OutRequests"] += 1
+    if dst_mac is not None:
+        mib["EthOutFrames"] += 1
+    host.xmit(ifindex, frame)
+    return True

@@ -10,6 +10,8 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from ... import _fast
+from ..host import Host
+from ..ip_output import ip_queue_xmit_tcp
 from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
     RCV_SHUTDOWN,
@@ -81,13 +83,60 @@ def tcp_time_stamp(now: float) -> int:
 def tcp_v4_send(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, opts: Any = None,
                 payload: Any = b"", urg_ptr: int = 0) -> None:
-    """Build one segment and hand it to IP.  Routing failures are soft: the
-    segment is lost like a dropped packet (the timers will notice)."""
-    seg = build_tcp(laddr, raddr, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags,
-                    window, opts, payload, urg_ptr)
-    host.mib["OutSegs"] += 1
+    """Build one segment (any: SYN, RST, time-wait ACK...) and hand it to IP.
+    Routing failures are soft: the segment is lost like a dropped packet (the
+    timers will notice)."""
+    if opts is None:
+        tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window, -1, 0, (),
+                    payload, urg_ptr)
+    elif opts.mss is None and opts.wscale is None and not opts.sack_ok:
+        # Only the options of a segment after the handshake: the flat form.
+        ts_val = opts.ts_val
+        tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window,
+                    -1 if ts_val is None else ts_val, opts.ts_ecr or 0, opts.sack_blocks,
+                    payload, urg_ptr)
+    else:
+        _tcp_out_count(host, flags)
+        _tcp_ip_output(host, laddr, raddr,
+                       build_tcp(laddr, raddr, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                                 flags, window, opts, payload, urg_ptr))
+
+
+def tcp_v4_xmit(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: int,
+                ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
+                sack_blocks: tuple[tuple[int, int], ...], payload: Any, urg_ptr: int) -> None:
+    """Send a segment whose options are at most a timestamp (``ts_val`` -1:
+    none) and SACK blocks, the options of every segment after the handshake.
+
+    The common case is one compiled call for the whole frame, with no options
+    record (ip_output.ip_queue_xmit_tcp); when IP needs its general path the
+    segment is built here and handed to ip_output.
+    """
+    _tcp_out_count(host, flags)
+    seq &= 0xFFFFFFFF
+    ack &= 0xFFFFFFFF
+    # Only a real Host has the route and neighbour caches the one-call path
+    # reads; a stand-in (tests/tcp/helpers.FakeHost) takes segments at ip_output.
+    if isinstance(host, Host) and ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack,
+                                                    flags, window, ts_val, ts_ecr, sack_blocks,
+                                                    payload, urg_ptr):
+        return
+    if ts_val == -1:
+        opts = TcpOptions(sack_blocks=sack_blocks) if sack_blocks else None
+    else:
+        opts = TcpOptions(sack_blocks=sack_blocks, ts_val=ts_val, ts_ecr=ts_ecr)
+    _tcp_ip_output(host, laddr, raddr, build_tcp(laddr, raddr, lport, rport, seq, ack, flags,
+                                                 window, opts, payload, urg_ptr))
+
+
+def _tcp_out_count(host: Any, flags: int) -> None:
+    mib = host.mib
+    mib["OutSegs"] += 1
     if flags & TCPHDR_RST:
-        host.mib["OutRsts"] += 1
+        mib["OutRsts"] += 1
+
+
+def _tcp_ip_output(host: Any, laddr: int, raddr: int, seg: bytes) -> None:
     try:
         host.ip_output(IPPROTO_TCP, laddr, raddr, seg)
     except OSError:
@@ -113,48 +162,53 @@ def tcp_sack_option_len(sk: TcpSock) -> int:
     return 4 + 8 * min(n, 3 if sk.tstamp_ok else 4)
 
 
-def _established_options(sk: TcpSock, now: float, datalen: int = 0) -> Any:
-    ts = None
+def _established_options(sk: TcpSock, now: float,
+                         datalen: int = 0) -> tuple[int, int, tuple[tuple[int, int], ...]]:
+    """tcp_established_options: (ts_val, ts_ecr, sack_blocks) for a segment
+    after the handshake, flat as tcp_v4_xmit takes them (ts_val -1: no
+    timestamp).  Consumes the pending D-SACK block."""
     if sk.tstamp_ok:
-        ts = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
-    blocks: tuple = ()
-    if sk.sack_ok and (sk.dsack is not None or sk.sack_blocks):
-        room = 3 if ts is not None else 4
-        # Never let the option push the segment past the MSS (IP would
-        # fragment it): a segment sized before the SACK blocks existed (a
-        # retransmission) carries fewer of them.
-        spare = sk.mss_cache - datalen
-        room = min(room, (spare - 4) // 8) if spare >= 12 else 0
-        lst = []
-        if room > 0:
-            if sk.dsack is not None:
-                lst.append(sk.dsack)
-            lst.extend(sk.sack_blocks[:room - len(lst)])
-        sk.dsack = None
-        blocks = tuple(lst)
-    if ts is None and not blocks:
-        return None
-    return TcpOptions(sack_blocks=blocks, ts_val=ts,
-                      ts_ecr=sk.ts_recent if ts is not None else None)
+        ts_val = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
+        ts_ecr = sk.ts_recent
+    else:
+        ts_val = -1
+        ts_ecr = 0
+    if not sk.sack_ok or (sk.dsack is None and not sk.sack_blocks):
+        return ts_val, ts_ecr, ()
+    room = 3 if ts_val != -1 else 4
+    # Never let the option push the segment past the MSS (IP would fragment
+    # it): a segment sized before the SACK blocks existed (a retransmission)
+    # carries fewer of them.
+    spare = sk.mss_cache - datalen
+    room = min(room, (spare - 4) // 8) if spare >= 12 else 0
+    lst = []
+    if room > 0:
+        if sk.dsack is not None:
+            lst.append(sk.dsack)
+        lst.extend(sk.sack_blocks[:room - len(lst)])
+    sk.dsack = None
+    return ts_val, ts_ecr, tuple(lst)
 
 
 def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float) -> None:
-    """Send one segment of an established (or closing) connection."""
+    """Send one segment of a connection: the SYN (or SYN-ACK) with its options,
+    or a segment of an established (or closing) connection."""
     if flags & TCPHDR_SYN:
         opts = tcp_syn_options(sk, now, sk.ts_recent if flags & TCPHDR_ACK else None)
         # The window in a SYN is never scaled (RFC 7323 2.2).
-        window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
+        tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
+                    min(sk.rcv_wnd, MAX_TCP_WINDOW), opts, payload)
     else:
-        opts = _established_options(sk, now, len(payload))
+        ts_val, ts_ecr, sack_blocks = _established_options(sk, now, len(payload))
         window = tcp_select_window(sk)
-    urg_ptr = 0
-    # Urgent mode (BSD/Linux semantics): the pointer names the byte after the
-    # urgent one; every segment before it says so, up to 0xFFFF ahead.
-    if sk.snd_up is not None and not flags & TCPHDR_SYN and after(sk.snd_up, seq):
-        urg_ptr = min(seq_diff(sk.snd_up, seq), 0xFFFF)
-        flags |= TCPHDR_URG
-    tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                window, opts, payload, urg_ptr)
+        urg_ptr = 0
+        # Urgent mode (BSD/Linux semantics): the pointer names the byte after
+        # the urgent one; every segment before it says so, up to 0xFFFF ahead.
+        if sk.snd_up is not None and after(sk.snd_up, seq):
+            urg_ptr = min(seq_diff(sk.snd_up, seq), 0xFFFF)
+            flags |= TCPHDR_URG
+        tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
+                    window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr)
     if flags & TCPHDR_ACK:
         tcp_event_ack_sent(sk)
     if payload:
