@@ -16,6 +16,18 @@ cdef class TcpCb:
     cdef public double rcv_tstamp, ts_recent_stamp, rcv_rtt
     cdef public bytearray rq
     cdef public object ofo, urg_seq, host, delack_timer
+    # the send side (write_xmit)
+    cdef public long long laddr, raddr, lport, rport
+    cdef public long long snd_cwnd, packets_out, sacked_out, lost_out, retrans_out
+    cdef public long long snd_sml, write_seq, wq_seq
+    cdef public bint nodelay, is_cwnd_limited
+    cdef public bytearray wq
+    cdef public list rtx
+
+
+cdef class TxSeg:
+    cdef public long long seq, end_seq, flags, sacked, retrans
+    cdef public double tstamp
 
 
 cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,

@@ -14,22 +14,32 @@ from libc.stdint cimport int32_t, uint32_t
 from libc.string cimport memcpy
 
 from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release
+from tcpio._fast.tx cimport tcp_data_frame
 
-__all__ = ["TcpCb", "rcv_established", "select_window", "set_hooks"]
+__all__ = ["TcpCb", "TxSeg", "clean_rtx_queue", "rcv_established", "select_window",
+           "set_hooks", "tcp_select_window", "write_xmit"]
 
 cdef enum:
     C_TCP_ESTABLISHED = 1
     C_TCP_CA_OPEN = 0
     C_TCP_MAX_QUICKACKS = 16
+    C_MAX_TCP_WINDOW = 65535
+    C_TCPHDR_ACK = 0x10
+    C_TCPHDR_PSH = 0x08
+    C_IPPROTO_TCP = 6
+    C_TCPHDR_SYN = 0x02
 
-# tcp_send_ack(sk, now): set by core.tcp.tcp_input (this module sits below it).
+# The Python side the fast paths call out to, set by core.tcp (this module
+# sits below it): tcp_send_ack(sk, now) and tcp_event_data_sent_idle(sk, now).
 cdef object _send_ack = None
+cdef object _data_sent_idle = None
 
 
-def set_hooks(send_ack):
-    """Install the Python side the fast path calls out to (tcp_send_ack)."""
-    global _send_ack
+def set_hooks(send_ack, data_sent_idle=None):
+    """Install the Python side the fast paths call out to."""
+    global _send_ack, _data_sent_idle
     _send_ack = send_ack
+    _data_sent_idle = data_sent_idle
 
 
 cdef class TcpCb:
@@ -37,6 +47,23 @@ cdef class TcpCb:
 
     def __cinit__(self, *args, **kwargs):
         self.rq = bytearray()
+        self.wq = bytearray()
+        self.rtx = []
+
+
+cdef class TxSeg:
+    """One transmitted, not yet acknowledged segment (see the twin)."""
+
+    def __init__(self, long long seq, long long end_seq, long long flags, double tstamp):
+        self.seq = seq
+        self.end_seq = end_seq
+        self.flags = flags
+        self.sacked = 0
+        self.tstamp = tstamp
+        self.retrans = 0
+
+    def __repr__(self):
+        return f"TxSeg({self.seq}, {self.end_seq}, flags={self.flags}, sacked={self.sacked})"
 
 
 cdef inline bint before(uint32_t a, uint32_t b) noexcept nogil:
@@ -80,6 +107,26 @@ cdef long long select_window_c(TcpCb sk) except -1:
 
 def select_window(TcpCb sk):
     return select_window_c(sk)
+
+
+cdef long long tcp_select_window_c(TcpCb sk) except -1:
+    """tcp_select_window: the window field for the next segment, never
+    moving the right edge back (RFC 7323 2.4)."""
+    cdef long long cur = receive_window(sk)
+    cdef long long new = select_window_c(sk)
+    cdef long long gran
+    if new < cur:
+        gran = (<long long>1) << sk.rcv_wscale
+        new = (cur + gran - 1) // gran * gran
+    if new > (<long long>C_MAX_TCP_WINDOW) << sk.rcv_wscale:
+        new = (<long long>C_MAX_TCP_WINDOW) << sk.rcv_wscale
+    sk.rcv_wnd = new
+    sk.rcv_wup = sk.rcv_nxt
+    return new >> sk.rcv_wscale
+
+
+def tcp_select_window(TcpCb sk):
+    return tcp_select_window_c(sk)
 
 
 cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
@@ -152,3 +199,114 @@ def rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint 
                                  b.p, b.n, now) == 1
     finally:
         rbuf_release(&b)
+
+
+def write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
+               list ids, Py_ssize_t bucket, double now):
+    """tcp_write_xmit's loop for plain data segments (see the twin)."""
+    cdef uint32_t wq_seq = <uint32_t>sk.wq_seq
+    cdef uint32_t write_seq = <uint32_t>sk.write_seq
+    cdef uint32_t wnd_end = <uint32_t>(sk.snd_una + sk.snd_wnd)
+    cdef uint32_t seq, end, ident
+    cdef long long unsent, seglen, ts_val, flags, window
+    cdef uint32_t ts_ecr
+    cdef Py_ssize_t hh = 14 if dst_mac is not None else 0
+    cdef int sent = 0
+    cdef TxSeg seg
+    cdef bytearray wq = sk.wq
+    cdef const unsigned char* base
+    cdef Py_ssize_t off
+    if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):
+        raise ValueError("mac addresses must be 6 bytes")
+    if not 0 <= bucket < len(ids):
+        raise IndexError("IP ID bucket out of range")
+    if sk.tstamp_ok:
+        ts_val = <uint32_t>(<uint32_t>(<long long>(now * 1000)) + <uint32_t>sk.ts_off)
+        ts_ecr = <uint32_t>sk.ts_recent
+    else:
+        ts_val = -1
+        ts_ecr = 0
+    while True:
+        seq = <uint32_t>sk.snd_nxt
+        unsent = <int32_t>(write_seq - seq)
+        if unsent <= 0:
+            break
+        if sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
+            sk.is_cwnd_limited = True
+            break
+        seglen = mss if mss < unsent else unsent
+        end = <uint32_t>(seq + <uint32_t>seglen)
+        if after(end, wnd_end):
+            break
+        if (seglen < mss and not sk.nodelay and sk.packets_out
+                and after(<uint32_t>sk.snd_sml, <uint32_t>sk.snd_una)
+                and not after(<uint32_t>sk.snd_sml, seq)):
+            break
+        if not sk.packets_out:
+            _data_sent_idle(sk, now)
+        flags = C_TCPHDR_ACK | C_TCPHDR_PSH if seglen == unsent else C_TCPHDR_ACK
+        seg = TxSeg.__new__(TxSeg)
+        seg.seq = seq
+        seg.end_seq = end
+        seg.tstamp = now
+        sk.rtx.append(seg)
+        sk.packets_out += 1
+        sk.snd_nxt = end
+        if seglen < mss:
+            sk.snd_sml = end
+        window = tcp_select_window_c(sk)
+        ident = (<uint32_t>ids[bucket] + 1) & 0xFFFF
+        ids[bucket] = ident
+        off = <uint32_t>(seq - wq_seq)
+        if off + seglen > PyByteArray_GET_SIZE(wq):
+            raise RuntimeError("tcp: send buffer shorter than write_seq says")
+        base = <const unsigned char*>PyByteArray_AS_STRING(wq)
+        out.append((ifindex, tcp_data_frame(
+            dst_mac, src_mac, hh, <uint32_t>sk.laddr, <uint32_t>sk.raddr, ident, ttl,
+            <uint32_t>sk.lport, <uint32_t>sk.rport, seq, <uint32_t>sk.rcv_nxt, flags,
+            <uint32_t>window, ts_val, ts_ecr, base + off, seglen)))
+        if sk.quick:
+            sk.quick -= 1
+        sent += 1
+    return sent
+
+
+def clean_rtx_queue(TcpCb sk):
+    """tcp_clean_rtx_queue's walk of the retransmit queue (see the twin)."""
+    cdef list rtx = sk.rtx
+    cdef uint32_t ack = <uint32_t>sk.snd_una
+    cdef Py_ssize_t n = 0, count = len(rtx)
+    cdef long long s
+    cdef TxSeg seg
+    cdef uint32_t data_end
+    cdef int32_t freed
+    first_tx = None
+    cdef bint retrans_acked = False
+    while n < count:
+        seg = rtx[n]                # type-checked: only TxSeg records belong here
+        if before(ack, <uint32_t>seg.end_seq):
+            if before(<uint32_t>seg.seq, ack) and not seg.flags & C_TCPHDR_SYN:
+                seg.seq = ack
+            break
+        s = seg.sacked
+        if s & 2:
+            sk.retrans_out -= 1
+            retrans_acked = True
+        if s & 1:
+            sk.sacked_out -= 1
+        elif s & 4:
+            sk.lost_out -= 1
+        if not seg.retrans and first_tx is None and not s & 1:
+            first_tx = seg.tstamp
+        n += 1
+    if n:
+        del rtx[:n]
+        sk.packets_out -= n
+    if sk.packets_out == 0:
+        sk.sacked_out = sk.lost_out = sk.retrans_out = 0
+    data_end = <uint32_t>sk.write_seq if before(<uint32_t>sk.write_seq, ack) else ack
+    freed = <int32_t>(data_end - <uint32_t>sk.wq_seq)
+    if freed > 0:
+        del sk.wq[:freed]
+        sk.wq_seq = data_end
+    return n, first_tx, retrans_acked

@@ -21,31 +21,77 @@ timestamp missing or older than ts_recent (PAWS), or a closed receive window.
 makes those C fields.  ``core.tcp.sock.TcpSock`` subclasses it.
 
 ``select_window(sk)`` is __tcp_select_window (receiver SWS avoidance), the one
-the fast path needs to decide whether to ACK; core.tcp.tcp_output uses it too.
+the fast path needs to decide whether to ACK; ``tcp_select_window(sk)`` the
+window field of the next segment.  core.tcp.tcp_output uses both.
+
+``clean_rtx_queue(sk)`` is the loop of tcp_clean_rtx_queue: drop the
+segments snd_una now covers from sk.rtx (trimming a partly acked head),
+keep the SACK scoreboard counts right, free the acknowledged bytes of sk.wq;
+it returns (segments acked, send time of the first one never retransmitted
+nor SACKed or None, whether a retransmitted one was acked) for Karn's rule.
+
+The send side: ``write_xmit(sk, mss, out, ifindex, dst_mac, src_mac, ttl,
+ids, bucket, now)`` (``ids[bucket]``: the IP ID counter of the destination) is tcp_write_xmit's loop for plain data segments, each built
+as a whole frame (tx.tcp_frame) and appended to ``out`` (the host's output
+list), with its ``TxSeg`` (the retransmit queue's record of a segment)
+appended to sk.rtx.  core.tcp.tcp_output calls it when nothing unusual is
+pending (no FIN queued, no urgent mode, no SACK option to send) and the
+route's neighbour is resolved; it returns the number of segments sent.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TcpCb", "rcv_established", "select_window", "set_hooks"]
+from tcpio._fast import load
+
+__all__ = ["TcpCb", "TxSeg", "clean_rtx_queue", "rcv_established", "select_window",
+           "set_hooks", "tcp_select_window", "write_xmit"]
+
+_tcp_frame = load("tx").tcp_frame
 
 _TCP_ESTABLISHED = 1
 _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
+_MAX_TCP_WINDOW = 65535
+_TCPHDR_ACK = 0x10
+_TCPHDR_PSH = 0x08
 
-# tcp_send_ack(sk, now): set by core.tcp.tcp_input (this module sits below it).
+# The Python side the fast paths call out to, set by core.tcp (this module
+# sits below it): tcp_send_ack(sk, now) and tcp_event_data_sent_idle(sk, now).
 _send_ack: Any = None
+_data_sent_idle: Any = None
 
 
-def set_hooks(send_ack: Any) -> None:
-    """Install the Python side the fast path calls out to (tcp_send_ack)."""
-    global _send_ack
+def set_hooks(send_ack: Any, data_sent_idle: Any = None) -> None:
+    """Install the Python side the fast paths call out to."""
+    global _send_ack, _data_sent_idle
     _send_ack = send_ack
+    _data_sent_idle = data_sent_idle
 
 
 class TcpCb:
     """The hot part of the TCP control block; plain attributes in this twin."""
+
+
+class TxSeg:
+    """One transmitted, not yet acknowledged segment: [seq, end_seq) + flags.
+
+    The payload is not stored: it is ``sk.wq`` sliced at ``seq``.
+    """
+
+    __slots__ = ("end_seq", "flags", "retrans", "sacked", "seq", "tstamp")
+
+    def __init__(self, seq: int, end_seq: int, flags: int, tstamp: float) -> None:
+        self.seq = seq
+        self.end_seq = end_seq
+        self.flags = flags      # TCPHDR_SYN / TCPHDR_FIN bits carried
+        self.sacked = 0         # TCPCB_* bits (tcp_sack)
+        self.tstamp = tstamp    # last (re)transmission time
+        self.retrans = 0
+
+    def __repr__(self) -> str:
+        return f"TxSeg({self.seq}, {self.end_seq}, flags={self.flags}, sacked={self.sacked})"
 
 
 def select_window(sk: Any) -> int:
@@ -67,6 +113,21 @@ def select_window(sk: Any) -> int:
     if window <= free - mss or window > free:
         window = free // mss * mss
     return window
+
+
+def tcp_select_window(sk: Any) -> int:
+    """The 16-bit window field for the next segment; never shrinks the window."""
+    cur = ((sk.rcv_wup - sk.rcv_nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000 + sk.rcv_wnd
+    cur = max(cur, 0)
+    new = select_window(sk)
+    if new < cur:
+        # RFC 7323 2.4: do not move the right edge back.
+        gran = 1 << sk.rcv_wscale
+        new = (cur + gran - 1) // gran * gran
+    new = min(new, _MAX_TCP_WINDOW << sk.rcv_wscale)
+    sk.rcv_wnd = new
+    sk.rcv_wup = sk.rcv_nxt
+    return new >> sk.rcv_wscale
 
 
 def _before(a: int, b: int) -> bool:
@@ -119,3 +180,99 @@ def rcv_established(sk: Any, seq: int, ack: int, window: int, has_ts: bool, ts_v
         if timer.when is None:
             timer.arm(now + sk.host.settings.tcp_delack_min)
     return True
+
+
+def write_xmit(sk: Any, mss: int, out: list, ifindex: int, dst_mac: bytes | None,
+               src_mac: bytes | None, ttl: int, ids: list[int], bucket: int,
+               now: float) -> int:
+    """tcp_write_xmit's loop for plain data segments (see the module docstring)."""
+    wq_seq = sk.wq_seq
+    write_seq = sk.write_seq
+    wnd_end = (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF
+    if sk.tstamp_ok:
+        ts_val = (int(now * 1000) + sk.ts_off) & 0xFFFFFFFF
+        ts_ecr = sk.ts_recent
+    else:
+        ts_val, ts_ecr = -1, 0
+    sent = 0
+    with memoryview(sk.wq) as wq:
+        while True:
+            seq = sk.snd_nxt
+            unsent = ((write_seq - seq + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if unsent <= 0:
+                break
+            if (sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out
+                    >= sk.snd_cwnd):
+                sk.is_cwnd_limited = True
+                break
+            seglen = min(mss, unsent)
+            end = (seq + seglen) & 0xFFFFFFFF
+            if _before(wnd_end, end):
+                break   # rwnd-limited; tcp_output arms the probe timer
+            # Nagle with Minshall's tweak: at most one small segment unacked.
+            if (seglen < mss and not sk.nodelay and sk.packets_out
+                    and _before(sk.snd_una, sk.snd_sml) and not _before(seq, sk.snd_sml)):
+                break
+            if not sk.packets_out:
+                _data_sent_idle(sk, now)
+            off = ((seq - wq_seq) & 0xFFFFFFFF)
+            if off + seglen > len(wq):
+                raise RuntimeError("tcp: send buffer shorter than write_seq says")
+            flags = _TCPHDR_ACK | _TCPHDR_PSH if seglen == unsent else _TCPHDR_ACK
+            sk.rtx.append(TxSeg(seq, end, 0, now))
+            sk.packets_out += 1
+            sk.snd_nxt = end
+            if seglen < mss:
+                sk.snd_sml = end
+            # tcp_transmit_skb -> ip_queue_xmit: the whole frame in one call,
+            # the IP ID from the destination's counter (IpIdents.next)
+            window = tcp_select_window(sk)
+            ident = ids[bucket] = (ids[bucket] + 1) & 0xFFFF
+            out.append((ifindex, _tcp_frame(
+                dst_mac, src_mac, sk.laddr, sk.raddr, ident, ttl,
+                sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
+                wq[off:off + seglen], 0)))
+            if sk.quick:
+                sk.quick -= 1          # tcp_event_ack_sent, per segment
+            sent += 1
+    return sent
+
+
+_TCPHDR_SYN = 0x02
+
+
+def clean_rtx_queue(sk: Any) -> tuple[int, float | None, bool]:
+    """tcp_clean_rtx_queue's walk of the retransmit queue (see the module docstring)."""
+    rtx = sk.rtx
+    ack = sk.snd_una
+    n = 0
+    first_tx = None
+    retrans_acked = False
+    for seg in rtx:
+        if _before(ack, seg.end_seq):
+            if _before(seg.seq, ack) and not seg.flags & _TCPHDR_SYN:
+                seg.seq = ack   # partially acked: trim the head (tcp_trim_head)
+            break
+        s = seg.sacked
+        if s & 2:           # TCPCB_SACKED_RETRANS
+            sk.retrans_out -= 1
+            retrans_acked = True
+        if s & 1:           # TCPCB_SACKED_ACKED
+            sk.sacked_out -= 1
+        elif s & 4:         # TCPCB_LOST
+            sk.lost_out -= 1
+        if not seg.retrans and first_tx is None and not s & 1:
+            first_tx = seg.tstamp
+        n += 1
+    if n:
+        del rtx[:n]
+        sk.packets_out -= n
+    if sk.packets_out == 0:
+        sk.sacked_out = sk.lost_out = sk.retrans_out = 0
+    # free acknowledged bytes (the SYN and FIN take sequence space but no bytes)
+    data_end = sk.write_seq if _before(sk.write_seq, ack) else ack
+    freed = ((data_end - sk.wq_seq + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+    if freed > 0:
+        del sk.wq[:freed]
+        sk.wq_seq = data_end
+    return n, first_tx, retrans_acked

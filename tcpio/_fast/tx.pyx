@@ -91,6 +91,39 @@ def ip_build(dst_mac, src_mac, long long proto, long long src, long long dst,
         rbuf_release(&b)
 
 
+cdef bytes _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, long long dst,
+                            long long ident, long long ttl, const unsigned char* th,
+                            Py_ssize_t thlen, const unsigned char* data, Py_ssize_t n):
+    """The frame for a TCP header ``th`` (``thlen`` bytes, checksum zero) and
+    ``n`` bytes of ``data``: Ethernet (``hh`` 14) or none, IPv4, TCP checksum."""
+    cdef unsigned char* ip
+    cdef unsigned char* seg
+    cdef Py_ssize_t seglen = thlen + n
+    frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip)
+    seg = ip + 20
+    memcpy(seg, th, thlen)
+    memcpy(seg + thlen, data, n)
+    wr16(seg + 16, ~csum_net(seg, seglen, pseudo_sum(<uint32_t>src, <uint32_t>dst,
+                                                     IPPROTO_TCP, <uint64_t>seglen)) & 0xFFFF)
+    ipv4_header(ip, 20, 4, 0, 20 + seglen, ident, False, False, 0, ttl, IPPROTO_TCP, src, dst)
+    return frame
+
+
+cdef bytes tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_t dst,
+                          uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
+                          uint32_t seq, uint32_t ack, uint32_t flags, uint32_t window,
+                          long long ts_val, uint32_t ts_ecr, const unsigned char* data,
+                          Py_ssize_t n):
+    """``tcp_frame`` for compiled callers (tcp_fast's send loop): no SACK
+    blocks, no urgent pointer, fields already in range, ``hh`` from the MACs."""
+    cdef unsigned char th[32]
+    cdef Py_ssize_t thlen = 20
+    if ts_val != -1:
+        thlen += tcp_ts_write(th + 20, False, ts_val, ts_ecr)
+    tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, 0)
+    return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, data, n)
+
+
 def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
               long long ttl, long long sport, long long dport, long long seq, long long ack,
               long long flags, long long window, long long ts_val, long long ts_ecr,
@@ -98,9 +131,7 @@ def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
     """Ethernet (optional) + IPv4 + TCP (+ established options) + ``payload`` (see ``tx_py``)."""
     cdef unsigned char th[60]     # TCP header + options, copied into the frame
     cdef rbuf b
-    cdef Py_ssize_t hh, olen, thlen, seglen
-    cdef unsigned char* ip
-    cdef unsigned char* seg
+    cdef Py_ssize_t hh, olen, thlen
     _ipv4_fields_check(src, dst, ident, ttl)
     # The options of a segment after the handshake, as tcp_options_write lays
     # them out: NOP NOP timestamp (unless ts_val is -1), then NOP NOP SACK.
@@ -115,15 +146,6 @@ def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
     hh = _hh_len(dst_mac, src_mac)
     owner = rbuf_get(payload, &b)
     try:
-        seglen = thlen + b.n
-        frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip)
-        seg = ip + 20
-        memcpy(seg, th, thlen)
-        memcpy(seg + thlen, b.p, b.n)
-        wr16(seg + 16, ~csum_net(seg, seglen, pseudo_sum(<uint32_t>src, <uint32_t>dst,
-                                                         IPPROTO_TCP, <uint64_t>seglen)) & 0xFFFF)
-        ipv4_header(ip, 20, 4, 0, 20 + seglen, ident, False, False, 0, ttl, IPPROTO_TCP,
-                    src, dst)
-        return frame
+        return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, b.p, b.n)
     finally:
         rbuf_release(&b)

@@ -49,6 +49,17 @@ class IpIdents:
         self._key = rng.getrandbits(32) | 1
         self._ids = [rng.getrandbits(16) for _ in range(IP_IDENTS_SZ)]
 
+    def bucket(self, dst: int, proto: int) -> int:
+        """Index of the counter for (dst, proto) in ``counters``."""
+        h = ((dst ^ (proto << 24)) * self._key) & 0xFFFFFFFF
+        return (h ^ (h >> 16)) % IP_IDENTS_SZ
+
+    @property
+    def counters(self) -> list[int]:
+        """The counters themselves: the last ID given out per bucket (the TCP
+        send loop takes consecutive IDs from one bucket without a call each)."""
+        return self._ids
+
     def next(self, dst: int, proto: int) -> int:
         h = ((dst ^ (proto << 24)) * self._key) & 0xFFFFFFFF
         i = (h ^ (h >> 16)) % IP_IDENTS_SZ

@@ -26,7 +26,7 @@ from tcpio._fast import load_compiled, load_pure
 from tcpio.core import host as host_mod
 from tcpio.core.addr import ip_aton
 from tcpio.core.sim import VirtualNetwork
-from tcpio.core.tcp import tcp_input
+from tcpio.core.tcp import tcp_input, tcp_output
 from tcpio.core.tcp.sock import TcpSock
 from tcpio.core.tcp.tcp_output import tcp_send_ack
 from tcpio.core.tcp.tcp_states import TCP_CA_DISORDER, TCP_CLOSE_WAIT, TCP_ESTABLISHED
@@ -71,11 +71,15 @@ def flavour(request, monkeypatch):
     else:
         fast, rx = None, rx_py
     if fast is not None:
-        fast.set_hooks(tcp_send_ack)
+        fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle)
         monkeypatch.setattr(tcp_input, "rcv_established_fast", fast.rcv_established)
         monkeypatch.setattr(host_mod, "rx_classify", rx.rx_classify)
+        monkeypatch.setattr(tcp_output, "_tcp_fast", fast)
+        monkeypatch.setattr(tcp_input, "clean_rtx_queue_walk", fast.clean_rtx_queue)
     else:
         monkeypatch.setattr(tcp_input, "rcv_established_fast", _no_fast)
+        # and the send side's compiled loop: every segment through tcp_transmit_skb
+        monkeypatch.setattr(tcp_output, "_tcp_xmit_path", lambda sk, mss: None)
 
         def classify_without_fast_path(frame, mac, local, bcast, verify_tcp=True,
                                        ehash=None, now=0.0):
@@ -153,7 +157,8 @@ def test_same_frames_and_counters_with_and_without_fast_path(flavour, impair):
 
 def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
     """The point of it: on a clean one-way transfer almost every data segment
-    the receiver gets is handled by rcv_established (the fast path)."""
+    is sent by the compiled send loop (write_xmit) and handled on arrival by
+    rcv_established (the receive fast path)."""
     fast = _fast.load("tcp_fast")
     calls = {"taken": 0, "declined": 0}
     real = fast.rcv_established
@@ -163,6 +168,15 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
         calls["taken" if ok else "declined"] += 1
         return ok
 
+    burst = {"segments": 0}
+    real_xmit = fast.write_xmit
+
+    def counting_xmit(*args):
+        n = real_xmit(*args)
+        burst["segments"] += n
+        return n
+
+    monkeypatch.setattr(fast, "write_xmit", counting_xmit)
     # Count through the pure classifier so every fast-path attempt is visible.
     monkeypatch.setattr(rx_py, "_rcv_established", counting)
     monkeypatch.setattr(rx_py, "_TcpCb", fast.TcpCb)
@@ -186,6 +200,9 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
     segments = len(data) // 1448
     assert calls["taken"] >= segments * 0.95, calls
     assert b.mib["InSegs"] >= calls["taken"]
+    # ...and the sender built almost all of them in the compiled send loop.
+    assert burst["segments"] >= segments * 0.95, burst
+    assert a.mib["OutSegs"] >= burst["segments"]
 
 
 # --- per rule ------------------------------------------------------------------------------------
@@ -342,3 +359,62 @@ def test_select_window_twins_agree():
         sk.ofo_bytes = rng.randrange(0, 1 << 16)
         sk.rq = bytearray(rng.randrange(0, 1 << 18))
         assert fast_c.select_window(sk) == fast_py.select_window(sk)
+
+
+def _random_queue(rng: random.Random, TxSeg) -> tuple[list, dict]:
+    """A retransmit queue of 1..30 segments from snd_una (random sizes, SACK
+    bits, retransmission counts and send times) and the counters that go with it."""
+    una = rng.randrange(1 << 32)
+    seq = una
+    rtx = []
+    counts = {"sacked_out": 0, "lost_out": 0, "retrans_out": 0}
+    for _ in range(rng.randrange(1, 30)):
+        end = (seq + rng.choice([1, 100, 1448])) & 0xFFFFFFFF
+        seg = TxSeg(seq, end, 0, rng.random() * 100)
+        seg.sacked = rng.choice([0, 0, 1, 2, 4, 6])
+        seg.retrans = rng.choice([0, 0, 1, 2])
+        counts["sacked_out"] += seg.sacked & 1
+        counts["lost_out"] += bool(seg.sacked & 4 and not seg.sacked & 1)
+        counts["retrans_out"] += bool(seg.sacked & 2)
+        rtx.append(seg)
+        seq = end
+    return rtx, {"una": una, "end": seq, **counts}
+
+
+def test_clean_rtx_queue_twins_agree():
+    """tcp_clean_rtx_queue's walk: both twins, on the same random queues and
+    ACKs, return the same (acked, first_tx, retrans_acked) and leave the same
+    queue, counters and send buffer."""
+    if not SOCK_IS_COMPILED:
+        pytest.skip("the compiled twin needs socks built on the compiled TcpCb")
+    rng = random.Random(9)
+    for _ in range(500):
+        state = rng.getstate()
+        results = []
+        for impl in (fast_py, fast_c):
+            rng.setstate(state)
+            rtx, q = _random_queue(rng, impl.TxSeg)
+            ends = [s.end_seq for s in rtx]
+            sk = TcpSock(_conn().host.tcp)
+            sk.rtx = rtx
+            sk.packets_out = len(rtx)
+            sk.sacked_out, sk.lost_out, sk.retrans_out = (q["sacked_out"], q["lost_out"],
+                                                          q["retrans_out"])
+            sk.wq_seq = q["una"]
+            sk.write_seq = q["end"]
+            sk.wq = bytearray(rng.randbytes(min((q["end"] - q["una"]) & 0xFFFFFFFF, 50000)))
+            sk.write_seq = (q["una"] + len(sk.wq)) & 0xFFFFFFFF
+            sk.snd_una = (q["una"] + rng.randrange(0, ((q["end"] - q["una"]) & 0xFFFFFFFF) + 1)) \
+                & 0xFFFFFFFF
+            out = impl.clean_rtx_queue(sk)
+            results.append((out, [(s.seq, s.end_seq, s.sacked) for s in sk.rtx],
+                            sk.packets_out, sk.sacked_out, sk.lost_out, sk.retrans_out,
+                            sk.wq_seq, bytes(sk.wq)))
+        assert results[0] == results[1]
+        # and against the rule itself: exactly the segments ending at or before
+        # snd_una go, and the send buffer now starts at snd_una (or write_seq)
+        n = results[0][0][0]
+        una = sk.snd_una
+        assert n == sum(1 for e in ends if (una - e) & 0xFFFFFFFF < 0x80000000)
+        assert sk.wq_seq == (una if (sk.write_seq - una) & 0xFFFFFFFF < 0x80000000
+                             else sk.write_seq)

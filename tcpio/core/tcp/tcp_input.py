@@ -55,8 +55,9 @@ if TYPE_CHECKING:
 # the receive classifier in tcpio._fast.rx, which calls it for the common
 # segment before any Python runs.  It calls back here to send an ACK.
 _tcp_fast = _fast.load("tcp_fast")
-_tcp_fast.set_hooks(tcp_send_ack)
+_tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle)
 rcv_established_fast = _tcp_fast.rcv_established
+clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 
 # tcp_ack() flags
 FLAG_DATA = 0x01
@@ -485,38 +486,8 @@ def _cwnd_limited(sk: TcpSock, prior_in_flight: int) -> bool:
 def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int) -> int:
     """Drop fully acknowledged segments, take an RTT sample (Karn's rule, or
     the timestamp echo), free the send buffer.  Returns segments acked."""
-    rtx = sk.rtx
+    n, first_tx, retrans_acked = clean_rtx_queue_walk(sk)
     ack = sk.snd_una
-    n = 0
-    first_tx = None
-    retrans_acked = False
-    for seg in rtx:
-        if after(seg.end_seq, ack):
-            if after(ack, seg.seq) and not seg.flags & TCPHDR_SYN:
-                seg.seq = ack   # partially acked: trim the head (tcp_trim_head)
-            break
-        s = seg.sacked
-        if s & 2:
-            sk.retrans_out -= 1
-            retrans_acked = True
-        if s & 1:
-            sk.sacked_out -= 1
-        elif s & 4:
-            sk.lost_out -= 1
-        if not seg.retrans and first_tx is None and not s & 1:
-            first_tx = seg.tstamp
-        n += 1
-    if n:
-        del rtx[:n]
-        sk.packets_out -= n
-    if sk.packets_out == 0:
-        sk.sacked_out = sk.lost_out = sk.retrans_out = 0
-    # free acknowledged bytes (the SYN and FIN take sequence space but no bytes)
-    data_end = ack if not after(ack, sk.write_seq) else sk.write_seq
-    freed = seq_diff(data_end, sk.wq_seq)
-    if freed > 0:
-        del sk.wq[:freed]
-        sk.wq_seq = data_end
     if ack != prior_snd_una:
         rtt = None
         if first_tx is not None and not retrans_acked:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from ..host import Host
-from ..ip_output import ip_queue_xmit_tcp
+from ..ip_output import ip_queue_xmit_tcp, ip_tcp_path
 from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
     RCV_SHUTDOWN,
@@ -46,24 +46,10 @@ MAX_TCP_WINDOW = 65535
 TCP_TIMEOUT_INIT = 1.0
 
 
-class TxSeg:
-    """One transmitted, not yet acknowledged segment: [seq, end_seq) + flags.
-
-    The payload is not stored: it is ``sk.wq`` sliced at ``seq``.
-    """
-
-    __slots__ = ("end_seq", "flags", "retrans", "sacked", "seq", "tstamp")
-
-    def __init__(self, seq: int, end_seq: int, flags: int, tstamp: float) -> None:
-        self.seq = seq
-        self.end_seq = end_seq
-        self.flags = flags      # TCPHDR_SYN / TCPHDR_FIN bits carried
-        self.sacked = 0         # TCPCB_* bits (tcp_sack)
-        self.tstamp = tstamp    # last (re)transmission time
-        self.retrans = 0
-
-    def __repr__(self) -> str:
-        return f"TxSeg({self.seq}, {self.end_seq}, flags={self.flags}, sacked={self.sacked})"
+# The retransmit queue's record of a segment, and the send loop for plain data
+# segments, compiled (tcpio/_fast/tcp_fast.pyx) or the twin.
+_tcp_fast = _fast.load("tcp_fast")
+TxSeg = _tcp_fast.TxSeg
 
 
 # States in which new data / FIN may still go out.
@@ -237,18 +223,9 @@ def tcp_receive_window(sk: TcpSock) -> int:
 __tcp_select_window = _fast.load("tcp_fast").select_window
 
 
-def tcp_select_window(sk: TcpSock) -> int:
-    """The 16-bit window field for the next segment; never shrinks the window."""
-    cur = tcp_receive_window(sk)
-    new = __tcp_select_window(sk)
-    if new < cur:
-        # RFC 7323 2.4: do not move the right edge back.
-        gran = 1 << sk.rcv_wscale
-        new = (cur + gran - 1) // gran * gran
-    new = min(new, MAX_TCP_WINDOW << sk.rcv_wscale)
-    sk.rcv_wnd = new
-    sk.rcv_wup = sk.rcv_nxt
-    return new >> sk.rcv_wscale
+# The window field for the next segment (never shrinking the window), with
+# the send loop that calls it per segment.
+tcp_select_window = _tcp_fast.tcp_select_window
 
 
 def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
@@ -324,7 +301,12 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     """Send new segments while the peer's window, cwnd and Nagle allow.
     Returns True if anything was sent."""
     # Like tcp_current_mss: room for the SACK blocks this segment will carry.
-    mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
+    sack_len = tcp_sack_option_len(sk)
+    mss = max(tcp_current_mss(sk) - sack_len, 48)
+    if not sack_len and not sk.fin_queued and sk.snd_up is None:
+        path = _tcp_xmit_path(sk, mss)
+        if path is not None:
+            return _tcp_write_xmit_fast(sk, mss, path, now)
     wq_seq = sk.wq_seq
     wq = sk.wq
     sent = False
@@ -372,6 +354,41 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     else:
         tcp_check_probe_timer(sk, now)
     return sent
+
+
+def _tcp_xmit_path(sk: TcpSock, mss: int) -> tuple | None:
+    """Where every segment of up to ``mss`` bytes to the peer can go out as one
+    whole frame now (ip_output.ip_tcp_path, checked once for a burst); None:
+    the general path."""
+    if not isinstance(sk.host, Host):
+        return None
+    return ip_tcp_path(sk.host, sk.raddr, 40 + (12 if sk.tstamp_ok else 0) + mss)
+
+
+def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: tuple, now: float) -> bool:
+    """tcp_write_xmit through the compiled send loop (tcp_fast.write_xmit),
+    then what tcp_transmit_skb and ip_output do per segment, in bulk."""
+    host = sk.host
+    ifindex, dst_mac, src_mac, _src = path
+    ip_ids = host.ip_ids
+    n = _tcp_fast.write_xmit(sk, mss, host._output, ifindex, dst_mac, src_mac,
+                             host.settings.ip_default_ttl, ip_ids.counters,
+                             ip_ids.bucket(sk.raddr, IPPROTO_TCP), now)
+    if n:
+        mib = host.mib
+        mib["OutSegs"] += n
+        mib["OutRequests"] += n
+        if dst_mac is not None:
+            mib["EthOutFrames"] += n
+        # tcp_event_ack_sent (the per-segment quick-ACK count is done in the loop)
+        sk.ack_pending = False
+        sk.delack_timer.cancel()
+        sk.lsndtime = now
+        if not sk.rtx_timer.pending or sk.pending != 1:
+            tcp_rearm_rto(sk, now)
+        return True
+    tcp_check_probe_timer(sk, now)
+    return False
 
 
 def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:

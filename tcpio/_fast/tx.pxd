@@ -1,0 +1,11 @@
+# cython: language_level=3
+# Declarations of the compiled frame builders, so tcp_fast's send loop can
+# build a segment's frame as a C call.
+from libc.stdint cimport uint32_t
+
+
+cdef bytes tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_t dst,
+                          uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
+                          uint32_t seq, uint32_t ack, uint32_t flags, uint32_t window,
+                          long long ts_val, uint32_t ts_ecr, const unsigned char* data,
+                          Py_ssize_t n)
