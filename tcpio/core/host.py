@@ -458,6 +458,26 @@ class Host:
         if self._loopback and not self._busy:
             self._run_loopback()
 
+    def defer_loopback(self) -> bool:
+        """Hold deliveries to our own addresses until ``release_loopback``.
+
+        Like the kernel's socket backlog while a user call owns the sock: a
+        protocol that sends to itself from a user call (TCP over 127.0.0.1)
+        must not have the reply processed in the middle of its own send loop.
+        Returns whether this call took the hold (False inside packet or timer
+        processing, which delivers afterwards anyway)."""
+        if self._busy:
+            return False
+        self._busy = True
+        return True
+
+    def release_loopback(self, held: bool) -> None:
+        """End a ``defer_loopback`` hold and deliver what it held."""
+        if held:
+            self._busy = False
+            if self._loopback:
+                self._run_loopback()
+
     def icmp_send(self, iph: Any, payload: bytes | bytearray | memoryview, type: int,
                   code: int, info: int = 0) -> None:
         """Send an ICMP error about the datagram (iph, payload) to its source."""

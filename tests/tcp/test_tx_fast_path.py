@@ -246,13 +246,10 @@ def test_loopback_falls_back(rec):
     assert rec.taken == 0 and rec.declined >= 10
 
 
-@pytest.mark.xfail(strict=True, raises=BufferError,
-                   reason="known bug, not of the transmit path (it fails the same with "
-                          "the one-call path off): host.ip_output delivers to ourselves "
-                          "synchronously inside the user's sendmsg, the ACK comes back "
-                          "while tcp_write_xmit still holds a memoryview of the send "
-                          "queue, and tcp_clean_rtx_queue cannot resize it")
 def test_loopback_data_from_a_user_call():
+    """TCP to one of our own addresses, sent from a user call: the ACK used to
+    be processed inside sendmsg while tcp_write_xmit held a view of the send
+    queue (BufferError); now it waits for the loop, like the kernel's backlog."""
     net = VirtualNetwork(seed=7)
     a, b = net.host("a"), net.host("b")
     net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")

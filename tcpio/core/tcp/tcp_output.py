@@ -307,6 +307,26 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         path = _tcp_xmit_path(sk, mss)
         if path is not None:
             return _tcp_write_xmit_fast(sk, mss, path, now)
+    # Segments to ourselves (loopback) come back only after this loop: it holds
+    # views of sk.wq, which processing their ACK would resize.
+    defer = getattr(sk.host, "defer_loopback", None)
+    held = defer() if defer is not None else False
+    try:
+        sent = _tcp_write_xmit_loop(sk, mss, now)
+        if sent:
+            if not sk.rtx_timer.pending or sk.pending != 1:
+                tcp_rearm_rto(sk, now)
+        else:
+            tcp_check_probe_timer(sk, now)
+    finally:
+        if held:
+            sk.host.release_loopback(held)
+    return sent
+
+
+def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
+    """tcp_write_xmit's loop, one segment at a time through tcp_transmit_skb
+    (FIN, urgent mode, SACK options, and paths ip_tcp_path declines)."""
     wq_seq = sk.wq_seq
     wq = sk.wq
     sent = False
@@ -348,11 +368,6 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         if isinstance(payload, memoryview):
             payload.release()
         sent = True
-    if sent:
-        if not sk.rtx_timer.pending or sk.pending != 1:
-            tcp_rearm_rto(sk, now)
-    else:
-        tcp_check_probe_timer(sk, now)
     return sent
 
 
