@@ -30,16 +30,18 @@ cdef enum:
     C_TCPHDR_SYN = 0x02
 
 # The Python side the fast paths call out to, set by core.tcp (this module
-# sits below it): tcp_send_ack(sk, now) and tcp_event_data_sent_idle(sk, now).
+# sits below it; see set_hooks).
 cdef object _send_ack = None
 cdef object _data_sent_idle = None
+cdef object _ack_predicted = None
 
 
-def set_hooks(send_ack, data_sent_idle=None):
-    """Install the Python side the fast paths call out to."""
-    global _send_ack, _data_sent_idle
+def set_hooks(send_ack, data_sent_idle, ack_predicted):
+    """Install the Python side the fast paths call out to (see the twin)."""
+    global _send_ack, _data_sent_idle, _ack_predicted
     _send_ack = send_ack
     _data_sent_idle = data_sent_idle
+    _ack_predicted = ack_predicted
 
 
 cdef class TcpCb:
@@ -82,6 +84,8 @@ cdef inline long long receive_window(TcpCb sk) noexcept:
 
 cdef long long select_window_c(TcpCb sk) except -1:
     """__tcp_select_window (the twin's docstring says why each step)."""
+    if sk.rq is None:
+        raise TypeError("tcp: the receive queue must be a bytearray")
     cdef long long mss = sk.rcv_mss if sk.rcv_mss < sk.advmss else sk.advmss
     cdef long long full, free, window, gran, unit
     if mss == 0:
@@ -105,7 +109,7 @@ cdef long long select_window_c(TcpCb sk) except -1:
     return window
 
 
-def select_window(TcpCb sk):
+def select_window(TcpCb sk not None):
     return select_window_c(sk)
 
 
@@ -125,7 +129,7 @@ cdef long long tcp_select_window_c(TcpCb sk) except -1:
     return new >> sk.rcv_wscale
 
 
-def tcp_select_window(TcpCb sk):
+def tcp_select_window(TcpCb sk not None):
     return tcp_select_window_c(sk)
 
 
@@ -136,14 +140,32 @@ cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window
     cdef uint32_t d
     cdef double sample
     cdef long long quick
+    if sk.rq is None:
+        raise TypeError("tcp: the receive queue must be a bytearray")
     # Header prediction (the caller checked: flags are exactly ACK [+PSH], no
     # options but an aligned timestamp).
-    if (sk.state != C_TCP_ESTABLISHED or n <= 0 or seq != <uint32_t>sk.rcv_nxt
-            or ack != <uint32_t>sk.snd_una or sk.ca_state != C_TCP_CA_OPEN
-            or sk.urg_seq is not None or sk.ofo
+    if (sk.state != C_TCP_ESTABLISHED or seq != <uint32_t>sk.rcv_nxt
+            or sk.ca_state != C_TCP_CA_OPEN or sk.urg_seq is not None or sk.ofo
             or (<long long>window << sk.snd_wscale) != sk.snd_wnd):
         return 0
     if sk.tstamp_ok and (not has_ts or before(ts_val, <uint32_t>sk.ts_recent)):
+        return 0
+    if n == 0:
+        # A bare ACK: acceptable if it acknowledges nothing we did not send.
+        if before(ack, <uint32_t>sk.snd_una) or after(ack, <uint32_t>sk.snd_nxt):
+            return 0
+        sk.rcv_tstamp = now
+        if has_ts and not after(seq, <uint32_t>sk.rcv_wup):
+            sk.ts_recent = ts_val
+            sk.ts_recent_stamp = now
+        # New data acked, or a duplicate ACK while data is out: tcp_ack.
+        if ack != <uint32_t>sk.snd_una or sk.packets_out:
+            if has_ts:
+                _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now)
+            else:
+                _ack_predicted(sk, seq, ack, window, None, None, now)
+        return 1
+    if ack != <uint32_t>sk.snd_una:
         return 0
     if receive_window(sk) == 0:
         return 0
@@ -189,7 +211,7 @@ cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window
     return 1
 
 
-def rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
+def rcv_established(TcpCb sk not None, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
                     uint32_t ts_val, uint32_t ts_ecr, data, double now):
     """True if the segment took the fast path (then it is fully processed)."""
     cdef rbuf b
@@ -201,7 +223,7 @@ def rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint 
         rbuf_release(&b)
 
 
-def write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
+def write_xmit(TcpCb sk not None, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                list ids, Py_ssize_t bucket, double now):
     """tcp_write_xmit's loop for plain data segments (see the twin)."""
     cdef uint32_t wq_seq = <uint32_t>sk.wq_seq
@@ -216,8 +238,12 @@ def write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uin
     cdef bytearray wq = sk.wq
     cdef const unsigned char* base
     cdef Py_ssize_t off
+    if wq is None:
+        raise TypeError("tcp: the send queue must be a bytearray")
     if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):
         raise ValueError("mac addresses must be 6 bytes")
+    if mss <= 0 or ttl > 0xFF:
+        raise ValueError("tcp: mss must be positive and ttl at most 255")
     if not 0 <= bucket < len(ids):
         raise IndexError("IP ID bucket out of range")
     if sk.tstamp_ok:
@@ -244,6 +270,10 @@ def write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uin
             break
         if not sk.packets_out:
             _data_sent_idle(sk, now)
+        # wq holds [wq_seq, write_seq): checked before anything changes
+        off = <uint32_t>(seq - wq_seq)
+        if off + seglen > PyByteArray_GET_SIZE(wq):
+            raise RuntimeError("tcp: send buffer shorter than write_seq says")
         flags = C_TCPHDR_ACK | C_TCPHDR_PSH if seglen == unsent else C_TCPHDR_ACK
         seg = TxSeg.__new__(TxSeg)
         seg.seq = seq
@@ -257,9 +287,6 @@ def write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uin
         window = tcp_select_window_c(sk)
         ident = (<uint32_t>ids[bucket] + 1) & 0xFFFF
         ids[bucket] = ident
-        off = <uint32_t>(seq - wq_seq)
-        if off + seglen > PyByteArray_GET_SIZE(wq):
-            raise RuntimeError("tcp: send buffer shorter than write_seq says")
         base = <const unsigned char*>PyByteArray_AS_STRING(wq)
         out.append((ifindex, tcp_data_frame(
             dst_mac, src_mac, hh, <uint32_t>sk.laddr, <uint32_t>sk.raddr, ident, ttl,
@@ -271,7 +298,7 @@ def write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uin
     return sent
 
 
-def clean_rtx_queue(TcpCb sk):
+def clean_rtx_queue(TcpCb sk not None):
     """tcp_clean_rtx_queue's walk of the retransmit queue (see the twin)."""
     cdef list rtx = sk.rtx
     cdef uint32_t ack = <uint32_t>sk.snd_una
@@ -283,7 +310,10 @@ def clean_rtx_queue(TcpCb sk):
     first_tx = None
     cdef bint retrans_acked = False
     while n < count:
-        seg = rtx[n]                # type-checked: only TxSeg records belong here
+        item = rtx[n]
+        if not isinstance(item, TxSeg):
+            raise TypeError("tcp: the retransmit queue holds TxSeg records only")
+        seg = <TxSeg>item
         if before(ack, <uint32_t>seg.end_seq):
             if before(<uint32_t>seg.seq, ack) and not seg.flags & C_TCPHDR_SYN:
                 seg.seq = ack

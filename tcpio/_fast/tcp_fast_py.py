@@ -12,10 +12,13 @@ changed nothing, when the segment needs the full path
 (core.tcp.tcp_input.tcp_rcv_established).  The caller has already checked
 what the header alone says: the flags are ACK (PSH, ECE, CWR allowed; no
 SYN, FIN, RST or URG) and the options are at most a timestamp (no SACK
-blocks).  Declined here: another state, no data, data not at rcv_nxt, an ACK
-other than snd_una (new data acked or an old ACK: tcp_ack must run), loss
+blocks).  Declined here: another state, a segment not at rcv_nxt, loss
 recovery, an out-of-order queue, pending urgent data, a window change, a
-timestamp missing or older than ts_recent (PAWS), or a closed receive window.
+timestamp missing or older than ts_recent (PAWS); for data, an ACK other
+than snd_una (tcp_input queues it and runs tcp_ack) or a closed receive
+window; for a bare ACK, one below snd_una or above snd_nxt.  An accepted bare
+ACK gets the timestamp bookkeeping here, then tcp_ack through the
+``ack_predicted`` hook, as Linux's fast path calls tcp_ack.
 
 ``TcpCb`` is the part of the control block this path uses; the compiled twin
 makes those C fields.  ``core.tcp.sock.TcpSock`` subclasses it.
@@ -58,16 +61,20 @@ _TCPHDR_ACK = 0x10
 _TCPHDR_PSH = 0x08
 
 # The Python side the fast paths call out to, set by core.tcp (this module
-# sits below it): tcp_send_ack(sk, now) and tcp_event_data_sent_idle(sk, now).
+# sits below it; see set_hooks).
 _send_ack: Any = None
 _data_sent_idle: Any = None
+_ack_predicted: Any = None
 
 
-def set_hooks(send_ack: Any, data_sent_idle: Any = None) -> None:
-    """Install the Python side the fast paths call out to."""
-    global _send_ack, _data_sent_idle
+def set_hooks(send_ack: Any, data_sent_idle: Any, ack_predicted: Any) -> None:
+    """Install the Python side the fast paths call out to: tcp_send_ack(sk, now),
+    tcp_event_data_sent_idle(sk, now) and tcp_ack_predicted(sk, seq, ack,
+    window, ts_val, ts_ecr, now) (tcp_ack for a bare ACK prediction accepted)."""
+    global _send_ack, _data_sent_idle, _ack_predicted
     _send_ack = send_ack
     _data_sent_idle = data_sent_idle
+    _ack_predicted = ack_predicted
 
 
 class TcpCb:
@@ -138,12 +145,27 @@ def rcv_established(sk: Any, seq: int, ack: int, window: int, has_ts: bool, ts_v
                     ts_ecr: int, data: Any, now: float) -> bool:
     """Header prediction and the in-order data path (see the module docstring)."""
     n = len(data)
-    if (sk.state != _TCP_ESTABLISHED or n <= 0 or seq != sk.rcv_nxt or ack != sk.snd_una
+    if (sk.state != _TCP_ESTABLISHED or seq != sk.rcv_nxt
             or sk.ca_state != _TCP_CA_OPEN or sk.urg_seq is not None or sk.ofo
             or (window << sk.snd_wscale) != sk.snd_wnd):
         return False
     if sk.tstamp_ok and (not has_ts or _before(ts_val, sk.ts_recent)):
         return False
+    if not n:
+        # A bare ACK: acceptable if it acknowledges nothing we did not send.
+        if _before(ack, sk.snd_una) or _before(sk.snd_nxt, ack):
+            return False
+        sk.rcv_tstamp = now
+        if has_ts and not _before(sk.rcv_wup, seq):
+            sk.ts_recent = ts_val
+            sk.ts_recent_stamp = now
+        # New data acked, or a duplicate ACK while data is out: tcp_ack.
+        if ack != sk.snd_una or sk.packets_out:
+            _ack_predicted(sk, seq, ack, window, ts_val if has_ts else None,
+                           ts_ecr if has_ts else None, now)
+        return True
+    if ack != sk.snd_una:
+        return False        # data that also acknowledges new data: tcp_input's path
     # tcp_receive_window
     if ((sk.rcv_wup - sk.rcv_nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000 + sk.rcv_wnd <= 0:
         return False
@@ -194,6 +216,10 @@ def write_xmit(sk: Any, mss: int, out: list, ifindex: int, dst_mac: bytes | None
         ts_ecr = sk.ts_recent
     else:
         ts_val, ts_ecr = -1, 0
+    if mss <= 0 or not 0 <= ttl <= 0xFF:
+        raise ValueError("tcp: mss must be positive and ttl at most 255")
+    if not 0 <= bucket < len(ids):
+        raise IndexError("IP ID bucket out of range")
     sent = 0
     with memoryview(sk.wq) as wq:
         while True:

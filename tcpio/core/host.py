@@ -339,7 +339,9 @@ class Host:
         self._busy = True
         try:
             for frame in frames:
+                rec = None
                 try:
+                    rec = False         # inside classify: the TCP fast path may run
                     rec = classify(frame, mac, local, bcast, verify, ehash, now)
                     if rec is True:
                         taken += 1
@@ -349,6 +351,11 @@ class Host:
                     if self._loopback:
                         self._run_loopback()
                 except Exception:
+                    if rec is False:
+                        # Raised inside rx_classify: only the TCP fast path runs
+                        # protocol code there, after it took the segment, which the
+                        # layered path would have counted before failing too.
+                        taken += 1
                     if self.debug:
                         raise
                     # A bug must not kill the stack: count it, log it, drop the frame.

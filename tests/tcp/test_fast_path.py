@@ -71,7 +71,8 @@ def flavour(request, monkeypatch):
     else:
         fast, rx = None, rx_py
     if fast is not None:
-        fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle)
+        fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle,
+                       tcp_input.tcp_ack_predicted)
         monkeypatch.setattr(tcp_input, "rcv_established_fast", fast.rcv_established)
         monkeypatch.setattr(host_mod, "rx_classify", rx.rx_classify)
         monkeypatch.setattr(tcp_output, "_tcp_fast", fast)
@@ -160,12 +161,15 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
     is sent by the compiled send loop (write_xmit) and handled on arrival by
     rcv_established (the receive fast path)."""
     fast = _fast.load("tcp_fast")
-    calls = {"taken": 0, "declined": 0}
+    calls = {"taken": 0, "declined": 0, "acks": 0}
     real = fast.rcv_established
 
     def counting(*args):
         ok = real(*args)
-        calls["taken" if ok else "declined"] += 1
+        if len(args[7]):            # data segments (bare ACKs go this way too)
+            calls["taken" if ok else "declined"] += 1
+        elif ok:
+            calls["acks"] += 1      # bare ACKs the prediction accepted
         return ok
 
     burst = {"segments": 0}
@@ -199,6 +203,8 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
     assert net.run_until(pump, 120)
     segments = len(data) // 1448
     assert calls["taken"] >= segments * 0.95, calls
+    # ...and most of the receiver's ACKs (about one per two segments) too
+    assert calls["acks"] >= segments * 0.3, calls
     assert b.mib["InSegs"] >= calls["taken"]
     # ...and the sender built almost all of them in the compiled send loop.
     assert burst["segments"] >= segments * 0.95, burst
@@ -285,8 +291,8 @@ class TestHeaderPrediction:
         assert sk.got_data and sk.rcv_mss >= 88
 
     @pytest.mark.parametrize("rule", ["seq", "ack_new", "ack_old", "window", "paws", "no_ts",
-                                      "empty", "ofo", "urg", "ca_state", "zero_window",
-                                      "state"])
+                                      "ofo", "urg", "ca_state", "zero_window", "state",
+                                      "bare_ack_old", "bare_ack_unsent"])
     def test_declined_segment_changes_nothing(self, rule):
         conn = _conn()
         conn.recv()
@@ -305,8 +311,12 @@ class TestHeaderPrediction:
             kw["ts_val"] = (sk.ts_recent - 1) & 0xFFFFFFFF
         elif rule == "no_ts":
             kw["ts"] = False
-        elif rule == "empty":
+        elif rule == "bare_ack_old":
             payload = b""
+            kw["ack"] = (sk.snd_una - 1) & 0xFFFFFFFF
+        elif rule == "bare_ack_unsent":
+            payload = b""
+            kw["ack"] = (sk.snd_nxt + 1) & 0xFFFFFFFF
         elif rule == "ofo":
             sk.ofo.append([(conn.snd + 1000) & 0xFFFFFFFF, (conn.snd + 1010) & 0xFFFFFFFF,
                            b"q" * 10, 0])
@@ -418,3 +428,40 @@ def test_clean_rtx_queue_twins_agree():
         assert n == sum(1 for e in ends if (una - e) & 0xFFFFFFFF < 0x80000000)
         assert sk.wq_seq == (una if (sk.write_seq - una) & 0xFFFFFFFF < 0x80000000
                              else sk.write_seq)
+
+
+@pytest.mark.parametrize("flavour", [p for p in _flavours() if p.id != "off"], indirect=True)
+def test_bare_ack_prediction_runs_tcp_ack(flavour):
+    """A bare in-window ACK of sent data: accepted, timestamps taken, then
+    tcp_ack (through the hook) frees the acknowledged bytes and segments."""
+    fast = _impl(flavour)
+    conn = _conn()
+    sk = conn.sk
+    conn.recv()
+    sk.nodelay = True
+    assert sk.sendmsg(b"p" * 3000) == 3000
+    sent = conn.recv()
+    assert sum(len(s.payload) for s in sent) == 3000 and sk.packets_out == len(sent)
+    una = sk.snd_una
+    conn.tsval += 1
+    ok = fast.rcv_established(sk, conn.snd, (una + 1448) & 0xFFFFFFFF,
+                              sk.snd_wnd >> sk.snd_wscale, True, conn.tsval, 0, b"",
+                              conn.host.now)
+    assert ok
+    assert sk.snd_una == (una + 1448) & 0xFFFFFFFF
+    assert sk.packets_out == len(sent) - 1 and len(sk.wq) == 3000 - 1448
+    assert sk.ts_recent == conn.tsval
+    # Nothing outstanding and nothing new: accepted, only the bookkeeping.
+    conn.tsval += 1
+    assert fast.rcv_established(sk, conn.snd, (una + 3000) & 0xFFFFFFFF,
+                                sk.snd_wnd >> sk.snd_wscale, True, conn.tsval, 0, b"",
+                                conn.host.now)
+    assert sk.packets_out == 0 and not sk.wq
+    before = _snapshot(sk)
+    conn.tsval += 1
+    assert fast.rcv_established(sk, conn.snd, sk.snd_una, sk.snd_wnd >> sk.snd_wscale, True,
+                                conn.tsval, 0, b"", conn.host.now)
+    after = _snapshot(sk)
+    assert after.pop("ts_recent") == conn.tsval
+    before.pop("ts_recent")
+    assert after == before

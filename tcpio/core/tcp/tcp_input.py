@@ -51,11 +51,13 @@ from .tcp_states import (
 if TYPE_CHECKING:
     from .sock import TcpSock
 
+TcpOptions = _fast.load("wire").TcpOptions
+_NO_OPTIONS = TcpOptions()
+
 # Header prediction's in-order data path: compiled (or its twin), shared with
 # the receive classifier in tcpio._fast.rx, which calls it for the common
 # segment before any Python runs.  It calls back here to send an ACK.
 _tcp_fast = _fast.load("tcp_fast")
-_tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle)
 rcv_established_fast = _tcp_fast.rcv_established
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 
@@ -87,6 +89,20 @@ class Skb:
         self.window = th.window
         self.opts = th.options
         self.data = data
+
+    @classmethod
+    def pure_ack(cls, seq: int, ack: int, window: int, opts: Any) -> Skb:
+        """A bare ACK (no SYN/FIN/RST/URG, no data) from its fields, for the
+        fast path, which parsed the header itself (``th`` is None)."""
+        skb = cls.__new__(cls)
+        skb.th = None
+        skb.seq = skb.end_seq = seq
+        skb.flags = TCPHDR_ACK
+        skb.ack_seq = ack
+        skb.window = window
+        skb.opts = opts
+        skb.data = b""
+        return skb
 
 
 # --- the fast path ---------------------------------------------------------------
@@ -140,6 +156,15 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     sk.host.schedule_wakeup(sk)
     __tcp_ack_snd_check(sk, now)
     return None
+
+
+def tcp_ack_predicted(sk: TcpSock, seq: int, ack: int, window: int, ts_val: int | None,
+                      ts_ecr: int | None, now: float) -> None:
+    """A bare ACK that header prediction accepted (tcp_fast.rcv_established did
+    the checks and the timestamp bookkeeping): tcp_ack, then send what it allows."""
+    opts = _NO_OPTIONS if ts_val is None else TcpOptions(ts_val=ts_val, ts_ecr=ts_ecr)
+    tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, 0)
+    tcp_data_snd_check(sk, now)
 
 
 # --- the slow path -----------------------------------------------------------------
@@ -814,3 +839,7 @@ def __tcp_ack_snd_check(sk: TcpSock, now: float) -> None:
         return
     if not sk.delack_timer.pending:
         sk.delack_timer.arm(now + sk.host.settings.tcp_delack_min)
+
+
+# The compiled fast paths call back into these (see tcpio/_fast/tcp_fast_py.py).
+_tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, tcp_ack_predicted)

@@ -333,7 +333,8 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.ts_recent_stamp = now if req.tstamp_ok else 0.0
     sk.ts_off = req.ts_off
     # req.mss is the peer's MSS already bounded by our TCP_MAXSEG (or a cookie's
-    # table value); user_mss, copied above, bounds mss_cache again in tcp_sync_mss.
+    # table value): mss_clamp, which tcp_sync_mss applies (user_mss is not
+    # applied a second time there, as in Linux).
     sk.mss_clamp = req.mss
     sk.advmss = proto.advmss_for(req.raddr, sk.user_mss)   # tcp_v4_syn_recv_sock
     from .tcp_output import tcp_sync_mss
