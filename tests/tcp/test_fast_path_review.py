@@ -32,11 +32,11 @@ from conftest import twin_fixture
 
 from tcpio._fast import load_compiled, load_pure
 from tcpio.core import host as host_mod
-from tcpio.core.addr import ip_aton
 from tcpio.core.sim import VirtualNetwork
 from tcpio.core.tcp import tcp_input, tcp_output
 from tcpio.core.tcp.sock import TcpSock
-from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
+
+from .test_fast_path import _connected
 
 tf = twin_fixture("tcp_fast", "tf")
 
@@ -363,14 +363,7 @@ def _counters_when_the_wakeup_raises(mp: pytest.MonkeyPatch) -> dict:
     net = VirtualNetwork(seed=5)
     a, b = net.host("a"), net.host("b")
     net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
-    listener = b.tcp.socket()
-    listener.bind(0, 80)
-    listener.listen(4)
-    c = a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        c.connect(ip_aton("10.0.0.2"), 80)
-    assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 30)
-    s = listener.accept()
+    c, s = _connected(net, a, b)
     net.run(net.now + 1.0)
     b.debug = False
     real = b.schedule_wakeup
