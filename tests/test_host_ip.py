@@ -10,7 +10,7 @@ import pytest
 from hostutil import MAC, MY, PEER, PEER_MAC, make_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP, UDP, IPerror, IPOption_NOP, IPOption_RR, fragment
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, IPOption_NOP, IPOption_RR, fragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
@@ -160,6 +160,25 @@ def test_broadcast_echo_ignored_but_udp_broadcast_delivered():
     assert sk.recvfrom() == (b"b", (ip_aton(PEER), 68))
     # No port unreachable for broadcasts to a closed port.
     assert inject(h, IP(src=PEER, dst="10.0.0.255") / UDP(sport=68, dport=99) / b"b") == []
+
+
+@pytest.mark.parametrize("dst,dst_mac", [("10.0.0.255", MAC), ("255.255.255.255", MAC),
+                                         (MY, "ff:ff:ff:ff:ff:ff")])
+def test_tcp_to_a_broadcast_is_silently_discarded(dst, dst_mac):
+    """RFC 1122 4.2.3.10: a SYN addressed to a broadcast address MUST be
+    silently discarded (Linux's tcp_v4_rcv drops anything not PACKET_HOST,
+    link-layer broadcasts included): no SYN-ACK from a broadcast source, no RST."""
+    h = make_host()
+    ls = h.tcp.socket()
+    ls.bind(0, 80)
+    ls.listen(4)
+    for dport, flags in ((80, "S"), (81, "S"), (80, "A")):
+        seg = IP(src=PEER, dst=dst) / TCP(sport=1234, dport=dport, flags=flags, seq=1, ack=5)
+        assert inject(h, None, raw=bytes(Ether(dst=dst_mac, src=PEER_MAC) / seg)) == []
+    assert not ls.syn_queue and h.mib["TcpInBroadcastDrops"] == 3
+    # the same SYN to our unicast address is answered
+    (synack,) = inject(h, IP(src=PEER, dst=MY) / TCP(sport=1234, dport=80, flags="S", seq=1))
+    assert synack[TCP].flags == "SA" and synack[IP].src == MY
 
 
 def test_unknown_protocol_gets_protocol_unreachable():

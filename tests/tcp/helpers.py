@@ -69,6 +69,12 @@ class FakeHost:
     def is_local_address(self, ip: int) -> bool:
         return ip == self.addr
 
+    # Segments come in as unicast IP in unicast frames.
+    rx_link_bcast = False
+
+    def is_broadcast(self, ip: int) -> bool:
+        return ip == 0xFFFFFFFF
+
     def schedule_wakeup(self, sk: Any) -> None:
         self.woken.append(sk)
 

@@ -435,7 +435,14 @@ class TcpProto:
     def rcv_verified(self, iph: Any, payload: Any, now: float) -> bool:
         """``rcv`` past the length and checksum checks: the host's fast path
         calls this for segments rx_classify already verified (CHECKSUM_UNNECESSARY)."""
-        mib = self.host.mib
+        host = self.host
+        mib = host.mib
+        if host.rx_link_bcast or host.is_broadcast(iph.dst):
+            # tcp_v4_rcv drops what is not PACKET_HOST; RFC 1122 4.2.3.10: a SYN
+            # to a broadcast address MUST be silently discarded (and answering
+            # anything from a broadcast source address would be worse).
+            mib["TcpInBroadcastDrops"] += 1
+            return True
         try:
             th = parse_tcp(payload)
         except (ParseError, ValueError):
