@@ -9,14 +9,13 @@ classifier, right after the checksum and the ehash lookup: one crossing into
 compiled code per received data segment.
 """
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from libc.stdint cimport int32_t, uint32_t
-from libc.string cimport memcpy
 
-from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release
+from tcpio._fast._buf cimport ba_append, ba_consume, rbuf, rbuf_get, rbuf_release
 from tcpio._fast.tx cimport tcp_data_frame
 
-__all__ = ["TcpCb", "TxSeg", "clean_rtx_queue", "rcv_established", "select_window",
+__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established", "select_window",
            "set_hooks", "tcp_select_window", "write_xmit"]
 
 cdef enum:
@@ -136,7 +135,6 @@ def tcp_select_window(TcpCb sk not None):
 cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
                            const unsigned char* data, Py_ssize_t n, double now) except -1:
-    cdef Py_ssize_t old
     cdef uint32_t d
     cdef double sample
     cdef long long quick
@@ -182,10 +180,7 @@ cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window
             if sample < 0.001:
                 sample = 0.001
             sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
-    rq = sk.rq
-    old = PyByteArray_GET_SIZE(rq)
-    PyByteArray_Resize(rq, old + n)
-    memcpy(PyByteArray_AS_STRING(rq) + old, data, n)
+    ba_append(sk.rq, data, n)
     sk.rcv_nxt = <uint32_t>(seq + <uint32_t>n)
     # tcp_event_data_recv
     if n > sk.rcv_mss:
@@ -337,6 +332,23 @@ def clean_rtx_queue(TcpCb sk not None):
     data_end = <uint32_t>sk.write_seq if before(<uint32_t>sk.write_seq, ack) else ack
     freed = <int32_t>(data_end - <uint32_t>sk.wq_seq)
     if freed > 0:
-        del sk.wq[:freed]
+        ba_consume(sk.wq, freed)
         sk.wq_seq = data_end
     return n, first_tx, retrans_acked
+
+
+def buf_append(bytearray ba not None, data):
+    """``ba += data`` for a socket queue (amortized O(len(data)), see _buf.pxd)."""
+    cdef rbuf b
+    owner = rbuf_get(data, &b)
+    try:
+        ba_append(ba, b.p, b.n)
+    finally:
+        rbuf_release(&b)
+
+
+def buf_consume(bytearray ba not None, Py_ssize_t n):
+    """``del ba[:n]`` for a socket queue (see _buf.pxd)."""
+    if n < 0:
+        raise ValueError("buf_consume: negative length")
+    ba_consume(ba, n)

@@ -48,7 +48,7 @@ from typing import Any
 
 from tcpio._fast import load
 
-__all__ = ["TcpCb", "TxSeg", "clean_rtx_queue", "rcv_established", "select_window",
+__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established", "select_window",
            "set_hooks", "tcp_select_window", "write_xmit"]
 
 _tcp_frame = load("tx").tcp_frame
@@ -180,7 +180,7 @@ def rcv_established(sk: Any, seq: int, ack: int, window: int, has_ts: bool, ts_v
         if d < 0x7FFFFFFF:
             sample = max(d / 1000.0, 0.001)
             sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
-    sk.rq += data
+    buf_append(sk.rq, data)
     sk.rcv_nxt = (seq + n) & 0xFFFFFFFF
     # tcp_event_data_recv: the peer's MSS guess, quick-ACK at the start
     if n > sk.rcv_mss:
@@ -299,6 +299,19 @@ def clean_rtx_queue(sk: Any) -> tuple[int, float | None, bool]:
     data_end = sk.write_seq if _before(sk.write_seq, ack) else ack
     freed = ((data_end - sk.wq_seq + 0x80000000) & 0xFFFFFFFF) - 0x80000000
     if freed > 0:
-        del sk.wq[:freed]
+        buf_consume(sk.wq, freed)
         sk.wq_seq = data_end
     return n, first_tx, retrans_acked
+
+
+def buf_append(ba: bytearray, data: Any) -> None:
+    """``ba += data`` for a socket queue.  The compiled twin also keeps this
+    amortized O(len(data)) when the front has been consumed (see _buf.pxd)."""
+    ba += data
+
+
+def buf_consume(ba: bytearray, n: int) -> None:
+    """``del ba[:n]`` for a socket queue (see buf_append)."""
+    if n < 0:
+        raise ValueError("buf_consume: negative length")
+    del ba[:n]

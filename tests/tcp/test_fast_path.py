@@ -465,3 +465,40 @@ def test_bare_ack_prediction_runs_tcp_ack(flavour):
     assert after.pop("ts_recent") == conn.tsval
     before.pop("ts_recent")
     assert after == before
+
+
+@pytest.mark.parametrize("impl", [p for p in (fast_py, fast_c) if p is not None],
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_queue_append_and_consume_behave_like_a_bytearray(impl):
+    """buf_append/buf_consume (the send and receive queues' FIFO operations)
+    give exactly the bytes of ``+=`` and ``del b[:n]``, keep the memory within
+    a few times the content, and refuse to resize an exported buffer."""
+    import sys
+    rng = random.Random(1)
+    for _ in range(300):
+        ref = bytearray(rng.randbytes(rng.randrange(0, 5000)))
+        q = bytearray(ref)
+        for _ in range(40):
+            op = rng.random()
+            if op < 0.4:
+                k = rng.randrange(0, len(ref) + 2)
+                del ref[:k]
+                impl.buf_consume(q, k)
+            elif op < 0.5:
+                k = rng.randrange(0, len(ref) + 1)
+                del ref[len(ref) - k:]
+                del q[len(q) - k:]
+            else:
+                data = rng.randbytes(rng.randrange(0, 300000))
+                ref += data
+                impl.buf_append(q, memoryview(data) if op < 0.75 else data)
+            assert q == ref
+            assert sys.getsizeof(q) <= 8 * len(q) + 600000
+    with memoryview(q):
+        with pytest.raises(BufferError):
+            impl.buf_append(q, b"x")
+        if len(q):
+            with pytest.raises(BufferError):
+                impl.buf_consume(q, 1)
+    with pytest.raises(ValueError):
+        impl.buf_consume(q, -1)

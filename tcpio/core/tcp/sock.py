@@ -65,7 +65,11 @@ _MSG_PEEK = int(socket.MSG_PEEK)
 # The fields the compiled receive fast path touches live in this base (C
 # fields when compiled, see tcpio/_fast/tcp_fast.pxd); the rest are ordinary
 # attributes of TcpSock.
-TcpCb = _fast.load("tcp_fast").TcpCb
+_tcp_fast = _fast.load("tcp_fast")
+TcpCb = _tcp_fast.TcpCb
+# The receive and send queues are FIFOs (see tcpio/_fast/_buf.pxd).
+buf_append = _tcp_fast.buf_append
+buf_consume = _tcp_fast.buf_consume
 
 
 class TcpSock(TcpCb):
@@ -303,7 +307,7 @@ class TcpSock(TcpCb):
         mv = memoryview(data)
         if mv.itemsize != 1 or mv.ndim != 1:
             mv = mv.cast("B")
-        self.wq += mv[:n]
+        buf_append(self.wq, mv[:n])
         self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
         if flags & _MSG_OOB:
             self.snd_up = self.write_seq
@@ -337,7 +341,7 @@ class TcpSock(TcpCb):
                 raise sock_error(errno.ENOTCONN)
             return b""
         data = bytes(rq[:maxlen]) if maxlen < len(rq) else bytes(rq)
-        del rq[:len(data)]
+        buf_consume(rq, len(data))
         now = self.host.now
         if not self.rcvbuf_locked:
             tcp_output.tcp_rcv_space_adjust(self, now)

@@ -60,6 +60,7 @@ _NO_OPTIONS = TcpOptions()
 _tcp_fast = _fast.load("tcp_fast")
 rcv_established_fast = _tcp_fast.rcv_established
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
+buf_append = _tcp_fast.buf_append
 
 # tcp_ack() flags
 FLAG_DATA = 0x01
@@ -146,7 +147,7 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     # in-order data that also acknowledges new data: queue it, then tcp_ack
     if sk.tstamp_ok:
         tcp_rcv_rtt_measure_ts(sk, skb, now)
-    sk.rq += data
+    buf_append(sk.rq, data)
     sk.rcv_nxt = skb.end_seq
     tcp_event_data_recv(sk, len(data), now)
     if ack != sk.snd_una:
@@ -736,11 +737,11 @@ def _rq_append(sk: TcpSock, data: Any) -> None:
             sk.urg_data = data[off]
             sk.urg_last = urg
             sk.urg_seq = None
-            sk.rq += data[:off]
-            sk.rq += data[off + 1:]
+            buf_append(sk.rq, data[:off])
+            buf_append(sk.rq, data[off + 1:])
             sk.rcv_nxt = (sk.rcv_nxt + n) & 0xFFFFFFFF
             return
-    sk.rq += data
+    buf_append(sk.rq, data)
     sk.rcv_nxt = (sk.rcv_nxt + n) & 0xFFFFFFFF
 
 
