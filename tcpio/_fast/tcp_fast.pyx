@@ -1,12 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The established-state receive fast path, compiled.  Same API and results as
+"""TCP's established-state paths, compiled.  Same API and results as
 ``tcp_fast_py`` (read its docstring for the rules and the why).
 
-``TcpCb`` holds the control-block fields the fast path touches as C fields, so
-header prediction and queueing an in-order segment are C arithmetic on the
-sock; ``rx.pyx`` calls ``rcv_established_c`` from inside the per-frame
-classifier, right after the checksum and the ehash lookup: one crossing into
-compiled code per received data segment.
+``TcpCb`` holds the control-block fields these paths touch as C fields, so
+header prediction, queueing an in-order segment and the send loop are C
+arithmetic on the sock; ``rx.pyx`` calls ``rcv_established_c`` from inside the
+per-frame classifier, right after the checksum and the ehash lookup: one
+crossing into compiled code per received segment.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
@@ -15,8 +15,8 @@ from libc.stdint cimport int32_t, uint32_t
 from tcpio._fast._buf cimport ba_append, ba_consume, rbuf, rbuf_get, rbuf_release
 from tcpio._fast.tx cimport tcp_data_frame
 
-__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established", "select_window",
-           "set_hooks", "tcp_select_window", "write_xmit"]
+__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue",
+           "rcv_established", "select_window", "set_hooks", "tcp_select_window", "write_xmit"]
 
 cdef enum:
     C_TCP_ESTABLISHED = 1
@@ -73,6 +73,20 @@ cdef inline bint before(uint32_t a, uint32_t b) noexcept nogil:
 
 cdef inline bint after(uint32_t a, uint32_t b) noexcept nogil:
     return <int32_t>(b - a) < 0
+
+
+cdef inline uint32_t tcp_time_stamp(double now) noexcept:
+    # the 1 ms timestamp clock (tcp_time_stamp_ms); int() truncation, now >= 0
+    return <uint32_t>(<long long>(now * 1000))
+
+
+cdef inline void store_ts_recent(TcpCb sk, uint32_t seq, bint has_ts, uint32_t ts_val,
+                                 double now) noexcept:
+    # tcp_store_ts_recent, with the time the peer was last heard from
+    sk.rcv_tstamp = now
+    if has_ts and not after(seq, <uint32_t>sk.rcv_wup):
+        sk.ts_recent = ts_val
+        sk.ts_recent_stamp = now
 
 
 cdef inline long long receive_window(TcpCb sk) noexcept:
@@ -152,10 +166,7 @@ cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window
         # A bare ACK: acceptable if it acknowledges nothing we did not send.
         if before(ack, <uint32_t>sk.snd_una) or after(ack, <uint32_t>sk.snd_nxt):
             return 0
-        sk.rcv_tstamp = now
-        if has_ts and not after(seq, <uint32_t>sk.rcv_wup):
-            sk.ts_recent = ts_val
-            sk.ts_recent_stamp = now
+        store_ts_recent(sk, seq, has_ts, ts_val, now)
         # New data acked, or a duplicate ACK while data is out: tcp_ack.
         if ack != <uint32_t>sk.snd_una or sk.packets_out:
             if has_ts:
@@ -168,13 +179,10 @@ cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window
     if receive_window(sk) == 0:
         return 0
     # Commit: nothing below declines the segment.
-    sk.rcv_tstamp = now
-    if has_ts and not after(seq, <uint32_t>sk.rcv_wup):
-        sk.ts_recent = ts_val
-        sk.ts_recent_stamp = now
+    store_ts_recent(sk, seq, has_ts, ts_val, now)
     if sk.tstamp_ok and ts_ecr:
         # tcp_rcv_rtt_measure_ts
-        d = <uint32_t>(<long long>(now * 1000)) + <uint32_t>sk.ts_off - ts_ecr
+        d = tcp_time_stamp(now) + <uint32_t>sk.ts_off - ts_ecr
         if d < 0x7FFFFFFF:
             sample = d / 1000.0
             if sample < 0.001:
@@ -242,7 +250,7 @@ def write_xmit(TcpCb sk not None, long long mss, list out, ifindex, dst_mac, src
     if not 0 <= bucket < len(ids):
         raise IndexError("IP ID bucket out of range")
     if sk.tstamp_ok:
-        ts_val = <uint32_t>(<uint32_t>(<long long>(now * 1000)) + <uint32_t>sk.ts_off)
+        ts_val = <uint32_t>(tcp_time_stamp(now) + <uint32_t>sk.ts_off)
         ts_ecr = <uint32_t>sk.ts_recent
     else:
         ts_val = -1

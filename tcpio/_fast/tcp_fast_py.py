@@ -124,8 +124,7 @@ def select_window(sk: Any) -> int:
 
 def tcp_select_window(sk: Any) -> int:
     """The 16-bit window field for the next segment; never shrinks the window."""
-    cur = ((sk.rcv_wup - sk.rcv_nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000 + sk.rcv_wnd
-    cur = max(cur, 0)
+    cur = _receive_window(sk)
     new = select_window(sk)
     if new < cur:
         # RFC 7323 2.4: do not move the right edge back.
@@ -139,6 +138,29 @@ def tcp_select_window(sk: Any) -> int:
 
 def _before(a: int, b: int) -> bool:
     return ((a - b) & 0xFFFFFFFF) >= 0x80000000
+
+
+def _seq_diff(a: int, b: int) -> int:
+    """a - b as a signed 32-bit distance."""
+    return ((a - b + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+def _receive_window(sk: Any) -> int:
+    """tcp_receive_window: what the peer may still send beyond rcv_nxt."""
+    return max(_seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd, 0)
+
+
+def _tcp_time_stamp(now: float) -> int:
+    """The 1 ms timestamp clock (tcp_time_stamp_ms)."""
+    return int(now * 1000) & 0xFFFFFFFF
+
+
+def _store_ts_recent(sk: Any, seq: int, has_ts: bool, ts_val: int, now: float) -> None:
+    """tcp_store_ts_recent, with the time the peer was last heard from."""
+    sk.rcv_tstamp = now
+    if has_ts and not _before(sk.rcv_wup, seq):
+        sk.ts_recent = ts_val
+        sk.ts_recent_stamp = now
 
 
 def rcv_established(sk: Any, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
@@ -155,10 +177,7 @@ def rcv_established(sk: Any, seq: int, ack: int, window: int, has_ts: bool, ts_v
         # A bare ACK: acceptable if it acknowledges nothing we did not send.
         if _before(ack, sk.snd_una) or _before(sk.snd_nxt, ack):
             return False
-        sk.rcv_tstamp = now
-        if has_ts and not _before(sk.rcv_wup, seq):
-            sk.ts_recent = ts_val
-            sk.ts_recent_stamp = now
+        _store_ts_recent(sk, seq, has_ts, ts_val, now)
         # New data acked, or a duplicate ACK while data is out: tcp_ack.
         if ack != sk.snd_una or sk.packets_out:
             _ack_predicted(sk, seq, ack, window, ts_val if has_ts else None,
@@ -166,17 +185,13 @@ def rcv_established(sk: Any, seq: int, ack: int, window: int, has_ts: bool, ts_v
         return True
     if ack != sk.snd_una:
         return False        # data that also acknowledges new data: tcp_input's path
-    # tcp_receive_window
-    if ((sk.rcv_wup - sk.rcv_nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000 + sk.rcv_wnd <= 0:
+    if not _receive_window(sk):
         return False
     # Commit: nothing below declines the segment.
-    sk.rcv_tstamp = now
-    if has_ts and not _before(sk.rcv_wup, seq):
-        sk.ts_recent = ts_val
-        sk.ts_recent_stamp = now
+    _store_ts_recent(sk, seq, has_ts, ts_val, now)
     if sk.tstamp_ok and ts_ecr:
         # tcp_rcv_rtt_measure_ts: the receiver's RTT, for buffer autotuning
-        d = (int(now * 1000) + sk.ts_off - ts_ecr) & 0xFFFFFFFF
+        d = (_tcp_time_stamp(now) + sk.ts_off - ts_ecr) & 0xFFFFFFFF
         if d < 0x7FFFFFFF:
             sample = max(d / 1000.0, 0.001)
             sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
@@ -194,8 +209,8 @@ def rcv_established(sk: Any, seq: int, ack: int, window: int, has_ts: bool, ts_v
     # in quick-ACK mode, or with a hole; else delay.
     if sk.dead:
         return True
-    if ((((sk.rcv_nxt - sk.rcv_wup + 0x80000000) & 0xFFFFFFFF) - 0x80000000 > sk.rcv_mss
-         and select_window(sk) >= sk.rcv_wnd) or sk.quick or sk.ofo):
+    if ((_seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and select_window(sk) >= sk.rcv_wnd)
+            or sk.quick or sk.ofo):
         _send_ack(sk, now)
     else:
         timer = sk.delack_timer
@@ -212,7 +227,7 @@ def write_xmit(sk: Any, mss: int, out: list, ifindex: int, dst_mac: bytes | None
     write_seq = sk.write_seq
     wnd_end = (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF
     if sk.tstamp_ok:
-        ts_val = (int(now * 1000) + sk.ts_off) & 0xFFFFFFFF
+        ts_val = (_tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
         ts_ecr = sk.ts_recent
     else:
         ts_val, ts_ecr = -1, 0
@@ -224,7 +239,7 @@ def write_xmit(sk: Any, mss: int, out: list, ifindex: int, dst_mac: bytes | None
     with memoryview(sk.wq) as wq:
         while True:
             seq = sk.snd_nxt
-            unsent = ((write_seq - seq + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            unsent = _seq_diff(write_seq, seq)
             if unsent <= 0:
                 break
             if (sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out
@@ -297,7 +312,7 @@ def clean_rtx_queue(sk: Any) -> tuple[int, float | None, bool]:
         sk.sacked_out = sk.lost_out = sk.retrans_out = 0
     # free acknowledged bytes (the SYN and FIN take sequence space but no bytes)
     data_end = sk.write_seq if _before(sk.write_seq, ack) else ack
-    freed = ((data_end - sk.wq_seq + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+    freed = _seq_diff(data_end, sk.wq_seq)
     if freed > 0:
         buf_consume(sk.wq, freed)
         sk.wq_seq = data_end

@@ -209,10 +209,6 @@ def tcp_event_ack_sent(sk: TcpSock) -> None:
 
 
 # --- windows -----------------------------------------------------------------
-def tcp_space(sk: TcpSock) -> int:
-    return max(0, sk.rcvbuf - len(sk.rq) - sk.ofo_bytes)
-
-
 def tcp_receive_window(sk: TcpSock) -> int:
     """How much the peer may still send beyond rcv_nxt per our last advertisement."""
     return max(0, seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd)
