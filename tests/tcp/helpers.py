@@ -72,6 +72,13 @@ class FakeHost:
     # Segments come in as unicast IP in unicast frames.
     rx_link_bcast = False
 
+    # No loopback here: nothing to hold back (Host.defer_loopback).
+    def defer_loopback(self) -> bool:
+        return False
+
+    def release_loopback(self, held: bool) -> None:
+        pass
+
     def is_broadcast(self, ip: int) -> bool:
         return ip == 0xFFFFFFFF
 

@@ -299,24 +299,25 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # Like tcp_current_mss: room for the SACK blocks this segment will carry.
     sack_len = tcp_sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
+    path = None
     if not sack_len and not sk.fin_queued and sk.snd_up is None:
         path = _tcp_xmit_path(sk, mss)
-        if path is not None:
-            return _tcp_write_xmit_fast(sk, mss, path, now)
-    # Segments to ourselves (loopback) come back only after this loop: it holds
-    # views of sk.wq, which processing their ACK would resize.
-    defer = getattr(sk.host, "defer_loopback", None)
-    held = defer() if defer is not None else False
+    # Segments to ourselves (loopback) come back only after this call, like the
+    # kernel's socket backlog: the loop holds views of sk.wq, which processing
+    # their ACK would resize.
+    held = sk.host.defer_loopback()
     try:
-        sent = _tcp_write_xmit_loop(sk, mss, now)
+        if path is not None:
+            sent = _tcp_write_xmit_fast(sk, mss, path, now)
+        else:
+            sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
             if not sk.rtx_timer.pending or sk.pending != 1:
                 tcp_rearm_rto(sk, now)
         else:
             tcp_check_probe_timer(sk, now)
     finally:
-        if held:
-            sk.host.release_loopback(held)
+        sk.host.release_loopback(held)
     return sent
 
 
@@ -377,29 +378,26 @@ def _tcp_xmit_path(sk: TcpSock, mss: int) -> tuple | None:
 
 
 def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: tuple, now: float) -> bool:
-    """tcp_write_xmit through the compiled send loop (tcp_fast.write_xmit),
-    then what tcp_transmit_skb and ip_output do per segment, in bulk."""
+    """The send loop compiled (tcp_fast.write_xmit), then what tcp_transmit_skb
+    and ip_output do per segment, in bulk; the timers are tcp_write_xmit's."""
     host = sk.host
     ifindex, dst_mac, src_mac, _src = path
     ip_ids = host.ip_ids
     n = _tcp_fast.write_xmit(sk, mss, host._output, ifindex, dst_mac, src_mac,
                              host.settings.ip_default_ttl, ip_ids.counters,
                              ip_ids.bucket(sk.raddr, IPPROTO_TCP), now)
-    if n:
-        mib = host.mib
-        mib["OutSegs"] += n
-        mib["OutRequests"] += n
-        if dst_mac is not None:
-            mib["EthOutFrames"] += n
-        # tcp_event_ack_sent (the per-segment quick-ACK count is done in the loop)
-        sk.ack_pending = False
-        sk.delack_timer.cancel()
-        sk.lsndtime = now
-        if not sk.rtx_timer.pending or sk.pending != 1:
-            tcp_rearm_rto(sk, now)
-        return True
-    tcp_check_probe_timer(sk, now)
-    return False
+    if not n:
+        return False
+    mib = host.mib
+    mib["OutSegs"] += n
+    mib["OutRequests"] += n
+    if dst_mac is not None:
+        mib["EthOutFrames"] += n
+    # tcp_event_ack_sent (the per-segment quick-ACK count is done in the loop)
+    sk.ack_pending = False
+    sk.delack_timer.cancel()
+    sk.lsndtime = now
+    return True
 
 
 def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
