@@ -339,9 +339,8 @@ class Host:
         self._busy = True
         try:
             for frame in frames:
-                rec = None
+                rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
-                    rec = False         # inside classify: the TCP fast path may run
                     rec = classify(frame, mac, local, bcast, verify, ehash, now)
                     if rec is True:
                         taken += 1
