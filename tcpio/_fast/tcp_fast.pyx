@@ -44,12 +44,10 @@ def set_hooks(send_ack, data_sent_idle, ack_predicted):
 
 
 cdef class TcpCb:
-    """The hot part of the TCP control block (see tcp_fast.pxd for the fields)."""
+    """The hot part of the TCP control block (see tcp_fast.pxd for the fields).
 
-    def __cinit__(self, *args, **kwargs):
-        self.rq = bytearray()
-        self.wq = bytearray()
-        self.rtx = []
+    TcpSock.__init__ sets every field, as with the twin's plain attributes;
+    until then the object fields are None, which the entry points refuse."""
 
 
 cdef class TxSeg:
