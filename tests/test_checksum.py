@@ -165,33 +165,30 @@ def _dotted(ip: int) -> str:
 words_st = st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=40)
 
 
+def _replace_word(ck, fmt, words, idx, new):
+    """Checksum of ``words`` (packed as ``fmt``), the word at 1 + idx (mod the
+    rest) and the checksum recomputed after that word becomes ``new``."""
+    idx = 1 + idx % (len(words) - 1)
+    check = ck.internet_checksum(struct.pack(f"!{len(words)}{fmt}", *words))
+    old, words[idx] = words[idx], new
+    return check, old, ck.internet_checksum(struct.pack(f"!{len(words)}{fmt}", *words))
+
+
 @FAST
 @given(words=words_st, idx=st.integers(0, 39), new=st.integers(0, 0xFFFF))
 def test_update16_equals_recompute(ck, words, idx, new):
     # a fixed non-zero word (like an IPv4 header's 0x45xx) keeps the sum away
     # from zero, where eqn. 3 and a full recompute legitimately differ (0 vs 0xFFFF)
-    words = [0x4500] + words
-    idx = 1 + idx % len(words[1:])
-    data = struct.pack(f"!{len(words)}H", *words)
-    check = ck.internet_checksum(data)
-    old = words[idx]
-    words[idx] = new
-    data2 = struct.pack(f"!{len(words)}H", *words)
-    assert ck.checksum_update16(check, old, new) == ck.internet_checksum(data2)
+    check, old, recomputed = _replace_word(ck, "H", [0x4500] + words, idx, new)
+    assert ck.checksum_update16(check, old, new) == recomputed
 
 
 @FAST
 @given(words=st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=20),
        idx=st.integers(0, 19), new=st.integers(0, 0xFFFFFFFF))
 def test_update32_equals_recompute(ck, words, idx, new):
-    words = [0x45000000] + words
-    idx = 1 + idx % len(words[1:])
-    data = struct.pack(f"!{len(words)}I", *words)
-    check = ck.internet_checksum(data)
-    old = words[idx]
-    words[idx] = new
-    data2 = struct.pack(f"!{len(words)}I", *words)
-    assert ck.checksum_update32(check, old, new) == ck.internet_checksum(data2)
+    check, old, recomputed = _replace_word(ck, "I", [0x45000000] + words, idx, new)
+    assert ck.checksum_update32(check, old, new) == recomputed
 
 
 # --- the twins agree --------------------------------------------------------------------

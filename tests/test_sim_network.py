@@ -33,12 +33,26 @@ def pair(imp_ab=None, imp_ba=None, mtu=1500, static_arp=False, seed=0):
     return net, a, b, link
 
 
+def udp_socks(a, b, port_a, port_b, addr_b=0):
+    """A UDP socket on each host, bound to ``port_a`` and ``(addr_b, port_b)``."""
+    sa, sb = a.udp.socket(), b.udp.socket()
+    sa.bind(0, port_a)
+    sb.bind(addr_b, port_b)
+    return sa, sb
+
+
+def drain(sk):
+    """The payloads of every datagram waiting on ``sk``, in arrival order."""
+    got = []
+    while (m := sk.recvfrom()) is not None:
+        got.append(m[0])
+    return got
+
+
 def test_ping_and_udp_over_a_clean_link():
     net, a, b, link = pair()
     a.icmp.echo_request(B_IP, 7, 1, b"ping")
-    sa, sb = a.udp.socket(), b.udp.socket()
-    sa.bind(0, 5000)
-    sb.bind(B_IP, 53)
+    sa, sb = udp_socks(a, b, 5000, 53, B_IP)
     sa.sendto(b"question", B_IP, 53)
     net.run_for(1.0)
     assert [(r.src, r.ident, r.seq, r.data) for r in a.icmp.echo_replies] == \
@@ -68,9 +82,7 @@ def assert_checksums_good(pkt):
 @pytest.mark.parametrize("size", [1, 1472, 1473, 8000, 30000, 65507])
 def test_large_udp_fragmented_and_reassembled(size):
     net, a, b, link = pair()
-    sa, sb = a.udp.socket(), b.udp.socket()
-    sa.bind(0, 1111)
-    sb.bind(0, 2222)
+    sa, sb = udp_socks(a, b, 1111, 2222)
     data = random.Random(size).randbytes(size)
     sa.sendto(data, B_IP, 2222)
     net.run_for(1.0)
@@ -98,16 +110,12 @@ def test_fragments_reassembled_in_any_order():
     # Heavy reordering with jitter: the fragments of each datagram arrive shuffled.
     imp = Impairment(jitter=0.01, reorder=0.5, reorder_delay=0.02, seed=11)
     net, a, b, link = pair(imp_ab=imp, static_arp=True)
-    sa, sb = a.udp.socket(), b.udp.socket()
-    sa.bind(0, 1)
-    sb.bind(0, 2)
+    sa, sb = udp_socks(a, b, 1, 2)
     blobs = [random.Random(i).randbytes(9000 + i) for i in range(20)]
     for blob in blobs:
         sa.sendto(blob, B_IP, 2)
     net.run_for(2.0)
-    got = []
-    while (m := sb.recvfrom()) is not None:
-        got.append(m[0])
+    got = drain(sb)
     assert sorted(got) == sorted(blobs)
     # Confirm the wire really delivered fragments out of offset order.
     arrivals = [Ether(f)[IP] for _, who, f in link.delivered if who == "b"]
@@ -121,9 +129,7 @@ def test_fragments_reassembled_in_any_order():
 def test_udp_loses_exactly_what_the_wire_lost():
     imp_ab = Impairment(loss=0.1, reorder=0.2, delay=0.001, seed=5)
     net, a, b, link = pair(imp_ab=imp_ab, static_arp=True)
-    sa, sb = a.udp.socket(), b.udp.socket()
-    sa.bind(0, 4000)
-    sb.bind(0, 4001)
+    sa, sb = udp_socks(a, b, 4000, 4001)
     # Room for every datagram (each is charged its payload plus a per-datagram
     # overhead, like skb truesize): only the wire may lose anything here.
     sb.rcvbuf = 1 << 20
@@ -132,9 +138,7 @@ def test_udp_loses_exactly_what_the_wire_lost():
         sa.sendto(i.to_bytes(4, "big") * 50, B_IP, 4001)
         net.run_for(0.0005)
     net.run_for(1.0)
-    got = []
-    while (m := sb.recvfrom()) is not None:
-        got.append(int.from_bytes(m[0][:4], "big"))
+    got = [int.from_bytes(d[:4], "big") for d in drain(sb)]
     lost = imp_ab.stats["lost"]
     assert 50 < lost < 150
     assert len(got) == n - lost
@@ -164,9 +168,7 @@ def run_scenario(seed):
     imp_ab = Impairment(loss=0.1, reorder=0.1, jitter=0.002, duplicate=0.05, seed=seed)
     imp_ba = Impairment(loss=0.1, reorder=0.1, jitter=0.002, seed=seed + 1)
     net, a, b, link = pair(imp_ab, imp_ba)
-    sa, sb = a.udp.socket(), b.udp.socket()
-    sa.bind(0, 0)
-    sb.bind(0, 9)
+    sa, _sb = udp_socks(a, b, 0, 9)
     for i in range(100):
         sa.sendto(bytes([i]) * (100 + 50 * i), B_IP, 9)
         a.icmp.echo_request(B_IP, 1, i, b"p")
@@ -201,16 +203,12 @@ def test_corrupted_frames_are_caught_by_checksums_never_delivered():
     # field whose damage is harmless (source MAC, padding).  Nothing corrupt gets through.
     imp = Impairment(corrupt=0.3, seed=9)
     net, a, b, _ = pair(imp_ab=imp, static_arp=True)
-    sa, sb = a.udp.socket(), b.udp.socket()
-    sa.bind(0, 1)
-    sb.bind(0, 2)
+    sa, sb = udp_socks(a, b, 1, 2)
     sent = {random.Random(i).randbytes(200 + i) for i in range(300)}
     for blob in sorted(sent):
         sa.sendto(blob, B_IP, 2)
     net.run_for(1.0)
-    got = []
-    while (m := sb.recvfrom()) is not None:
-        got.append(m[0])
+    got = drain(sb)
     assert set(got) <= sent and len(got) == len(set(got))
     assert imp.stats["corrupted"] > 50
     m = b.mib

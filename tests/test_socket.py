@@ -29,6 +29,17 @@ async def listening(stack, port: int = 80) -> Socket:  # type: ignore[no-untyped
     return lsock
 
 
+async def connected(kind: str, **kw):  # type: ignore[no-untyped-def]
+    """A client socket connected to an accepted server socket: (client, server)."""
+    srv, cli = await make_pair(kind, **kw)
+    lsock = await listening(srv)
+    csock = cli.socket()
+    accept = asyncio.create_task(lsock.accept())
+    await csock.connect(("10.0.0.1", 80))
+    conn, _ = await accept
+    return csock, conn
+
+
 @both_loops
 async def test_connect_accept_send_recv_close(kind: str) -> None:
     srv, cli = await make_pair(kind)
@@ -57,12 +68,7 @@ async def test_connect_accept_send_recv_close(kind: str) -> None:
 
 @both_loops
 async def test_sendall_waits_for_send_space(kind: str) -> None:
-    srv, cli = await make_pair(kind, sndbuf=4096, rcvbuf=8192)
-    lsock = await listening(srv)
-    csock = cli.socket()
-    accept = asyncio.create_task(lsock.accept())
-    await csock.connect(("10.0.0.1", 80))
-    conn, _ = await accept
+    csock, conn = await connected(kind, sndbuf=4096, rcvbuf=8192)
     payload = bytes(range(256)) * 400
     sender = asyncio.create_task(csock.sendall(payload))
     await asyncio.sleep(0.01)
@@ -140,12 +146,7 @@ async def test_getpeername_unconnected_is_enotconn(kind: str) -> None:
 
 @both_loops
 async def test_shutdown_wr_half_close(kind: str) -> None:
-    srv, cli = await make_pair(kind)
-    lsock = await listening(srv)
-    csock = cli.socket()
-    accept = asyncio.create_task(lsock.accept())
-    await csock.connect(("10.0.0.1", 80))
-    conn, _ = await accept
+    csock, conn = await connected(kind)
     await csock.sendall(b"req")
     csock.shutdown(socket.SHUT_WR)
     assert await conn.recv(10) == b"req"
@@ -161,12 +162,7 @@ async def test_shutdown_wr_half_close(kind: str) -> None:
 
 @both_loops
 async def test_peer_reset_raises_connection_reset(kind: str) -> None:
-    srv, cli = await make_pair(kind)
-    lsock = await listening(srv)
-    csock = cli.socket()
-    accept = asyncio.create_task(lsock.accept())
-    await csock.connect(("10.0.0.1", 80))
-    conn, _ = await accept
+    csock, conn = await connected(kind)
     reader = asyncio.create_task(csock.recv(10))
     await asyncio.sleep(0)
     conn.abort()

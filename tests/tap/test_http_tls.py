@@ -12,6 +12,7 @@ import asyncio
 import ssl
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import require_tap
@@ -55,13 +56,19 @@ KERNEL_SERVER = textwrap.dedent("""
 """)
 
 
+def write_cert(tmp_path: Path, ip: str) -> bytes:
+    """A certificate for ``ip`` as tmp_path/cert.pem and its key as key.pem."""
+    cert, key = make_cert(ip)
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    return cert
+
+
 @both_loops
 async def test_kernel_ssl_client_to_tcpio_tls_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
     require_tap()
     async with kernel_peer(ipv6=False) as peer:
-        cert, key = make_cert(peer.tcpio_ip)
-        (tmp_path / "cert.pem").write_bytes(cert)
-        (tmp_path / "key.pem").write_bytes(key)
+        write_cert(tmp_path, peer.tcpio_ip)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
         server = await peer.stack.start_server(stream_echo, peer.tcpio_ip, 4433, ssl=ctx)
@@ -78,9 +85,7 @@ async def test_kernel_ssl_client_to_tcpio_tls_server(tmp_path) -> None:  # type:
 async def test_tcpio_tls_client_to_kernel_ssl_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
     require_tap()
     async with kernel_peer(ipv6=False) as peer:
-        cert, key = make_cert(peer.kernel_ip)
-        (tmp_path / "cert.pem").write_bytes(cert)
-        (tmp_path / "key.pem").write_bytes(key)
+        cert = write_cert(tmp_path, peer.kernel_ip)
         (tmp_path / "server.py").write_text(KERNEL_SERVER)
         proc = await asyncio.create_subprocess_exec(
             *peer.ns.exec_argv(sys.executable, str(tmp_path / "server.py"), peer.kernel_ip,

@@ -61,10 +61,9 @@ def expected_digest(nbytes: int, seed: int) -> str:
     return h.hexdigest()
 
 
-async def kernel_to_tcpio(peer: KernelPeer, nbytes: int, seed: int) -> str:
+async def kernel_to_tcpio(sock, ksock: socket.socket, nbytes: int, seed: int) -> str:
     """Send from the kernel socket, receive with tcpio; tcpio's digest."""
     loop = asyncio.get_running_loop()
-    sock, ksock = await connect_to_kernel(peer, PORT, 30)
 
     async def send() -> None:
         for chunk in stream(nbytes, seed):
@@ -77,18 +76,13 @@ async def kernel_to_tcpio(peer: KernelPeer, nbytes: int, seed: int) -> str:
             h.update(chunk)
         return h.hexdigest()
 
-    try:
-        _, digest = await asyncio.gather(send(), receive())
-    finally:
-        sock.close()
-        ksock.close()
+    _, digest = await asyncio.gather(send(), receive())
     return digest
 
 
-async def tcpio_to_kernel(peer: KernelPeer, nbytes: int, seed: int) -> str:
+async def tcpio_to_kernel(sock, ksock: socket.socket, nbytes: int, seed: int) -> str:
     """Send with tcpio, receive on the kernel socket; the kernel side's digest."""
     loop = asyncio.get_running_loop()
-    sock, ksock = await connect_to_kernel(peer, PORT, 30)
 
     async def send() -> None:
         for chunk in stream(nbytes, seed):
@@ -102,15 +96,21 @@ async def tcpio_to_kernel(peer: KernelPeer, nbytes: int, seed: int) -> str:
             h.update(memoryview(buf)[:n])
         return h.hexdigest()
 
-    try:
-        _, digest = await asyncio.gather(send(), receive())
-    finally:
-        sock.close()
-        ksock.close()
+    _, digest = await asyncio.gather(send(), receive())
     return digest
 
 
 DIRECTIONS = {"kernel_to_tcpio": kernel_to_tcpio, "tcpio_to_kernel": tcpio_to_kernel}
+
+
+async def transfer(peer: KernelPeer, direction: str, nbytes: int, seed: int) -> str:
+    """Connect tcpio to the kernel, move the stream one way, close both ends."""
+    sock, ksock = await connect_to_kernel(peer, PORT, 30)
+    try:
+        return await DIRECTIONS[direction](sock, ksock, nbytes, seed)
+    finally:
+        sock.close()
+        ksock.close()
 
 
 def lossy(seed: int, loss: float):
@@ -136,7 +136,7 @@ async def run(direction: str, nbytes: int, *, loss: float = 0.0, pcap: str | Non
                     break
                 except TimeoutError:
                     pass
-        digest = await asyncio.wait_for(DIRECTIONS[direction](peer, nbytes, seed), 600)
+        digest = await asyncio.wait_for(transfer(peer, direction, nbytes, seed), 600)
         mib = peer.stack.mib()
         kmib = kernel_mib(peer.ns)
     assert digest == expected_digest(nbytes, seed)

@@ -135,16 +135,21 @@ def test_segments_respect_peer_mss_option():
     assert [len(s.payload) for s in c.recv()] == [700, 700, 600]
 
 
-def test_route_mtu_limits_mss():
-    host = FakeHost(mtu=576)
+def _syn(host, setup=None):
+    """The SYN a fresh socket on ``host`` sends to the peer (``setup`` runs first)."""
     peer = Peer(host)
     sk = host.tcp.socket()
+    if setup:
+        setup(sk)
     try:
         sk.connect(peer.addr, peer.port)
     except BlockingIOError:
         pass
-    syn = peer.recv_one()
-    assert syn.opts.mss == 536
+    return peer.recv_one()
+
+
+def test_route_mtu_limits_mss():
+    assert _syn(FakeHost(mtu=576)).opts.mss == 536
 
 
 def test_sender_respects_peer_window():
@@ -294,15 +299,8 @@ def test_socket_options_roundtrip():
 
 
 def test_tcp_maxseg_limits_advertised_and_sent_mss():
-    host = FakeHost()
-    peer = Peer(host)
-    sk = host.tcp.socket()
-    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 700)
-    try:
-        sk.connect(peer.addr, peer.port)
-    except BlockingIOError:
-        pass
-    syn = peer.recv_one()
+    syn = _syn(FakeHost(),
+               lambda sk: sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 700))
     assert syn.opts.mss == 700
 
 

@@ -25,6 +25,15 @@ def _times_of(c, until: float, step: float = 0.05, pred=lambda s: True):
     return out
 
 
+def _send_acked_at(c, data: bytes, t: float) -> None:
+    """The stack sends ``data``; the peer ACKs all of it at time ``t``."""
+    c.sk.sendmsg(data)
+    seg = c.recv()
+    c.host.advance(t)
+    c.ack_all(seg)
+    c.send()
+
+
 def test_initial_rto_is_one_second_and_doubles():
     c = passive_open(settings=Settings(tcp_retries2=20))
     c.sk.sendmsg(b"x" * 100)
@@ -38,11 +47,7 @@ def test_initial_rto_is_one_second_and_doubles():
 def test_rto_from_first_rtt_sample():
     """RFC 6298 2.2: SRTT=R, RTTVAR=R/2, RTO=SRTT+4*RTTVAR = 3R (R=0.1 -> 0.3 s)."""
     c = passive_open()
-    c.sk.sendmsg(b"a" * 10)
-    seg = c.recv()
-    c.host.advance(0.1)
-    c.ack_all(seg)
-    c.send()
+    _send_acked_at(c, b"a" * 10, 0.1)
     assert abs(c.sk.rto - 0.3) < 1e-9
     c.sk.sendmsg(b"b" * 10)
     c.recv()
@@ -52,11 +57,7 @@ def test_rto_from_first_rtt_sample():
 
 def test_rto_floor_is_200ms():
     c = passive_open()
-    c.sk.sendmsg(b"a")
-    seg = c.recv()
-    c.host.advance(0.001)
-    c.ack_all(seg)
-    c.send()
+    _send_acked_at(c, b"a", 0.001)
     assert c.sk.rto >= 0.2 - 1e-9
 
 
@@ -103,11 +104,7 @@ def test_tcp_user_timeout():
 
 def test_ack_stops_retransmission():
     c = passive_open()
-    c.sk.sendmsg(b"x" * 10)
-    seg = c.recv()
-    c.host.advance(0.5)
-    c.ack_all(seg)
-    c.send()
+    _send_acked_at(c, b"x" * 10, 0.5)
     assert _times_of(c, 10.0) == []
     assert not c.sk.rtx_timer.pending
 
@@ -152,13 +149,17 @@ def test_receiver_answers_probe_and_keeps_zero_window():
 
 
 # --- keepalive ------------------------------------------------------------------------------
+def _keepalive(sk, idle: int, intvl: int, cnt: int) -> None:
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, intvl)
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, cnt)
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
 def test_keepalive_probes_then_reset_and_etimedout():
     c = passive_open()
     sk = c.sk
-    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 10)
-    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
-    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
-    sk.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    _keepalive(sk, idle=10, intvl=2, cnt=3)
     out = _times_of(c, 20.0, step=0.5)
     probes = [(t, s) for t, s in out if not s.flags & RST]
     assert [t for t, _ in probes] == [10.0, 12.0, 14.0]
@@ -172,10 +173,7 @@ def test_keepalive_probes_then_reset_and_etimedout():
 def test_keepalive_answer_resets_the_count():
     c = passive_open()
     sk = c.sk
-    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 10)
-    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
-    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
-    sk.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    _keepalive(sk, idle=10, intvl=2, cnt=2)
     _times_of(c, 10.0, step=0.5)
     c.send()                                     # the peer is alive
     out = _times_of(c, 21.0, step=0.5)

@@ -28,14 +28,33 @@ def _net(imp_ab=None, imp_ba=None, mtu=1500):
     return net, a, b, link
 
 
-def _connect(net, a, b, port=80, listener=None):
-    if listener is None:
-        listener = b.tcp.socket()
-        listener.bind(0, port)
-        listener.listen(128)
-    c = a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        c.connect(ip_aton(B_IP), port)
+def _harsh(seed, delay=0.005, rate=None):
+    """Loss, reordering, duplication and corruption on one direction."""
+    return Impairment(loss=0.05, reorder=0.05, duplicate=0.01, corrupt=0.005,
+                      delay=delay, rate=rate, seed=seed)
+
+
+def _listen(b, port=80, backlog=128):
+    ls = b.tcp.socket()
+    ls.bind(0, port)
+    ls.listen(backlog)
+    return ls
+
+
+def _dial(a, n=1, port=80):
+    """``n`` sockets on ``a`` that have started connecting to B."""
+    socks = []
+    for _ in range(n):
+        c = a.tcp.socket()
+        with pytest.raises(BlockingIOError):
+            c.connect(ip_aton(B_IP), port)
+        socks.append(c)
+    return socks
+
+
+def _connect(net, a, b, port=80):
+    listener = _listen(b, port)
+    (c,) = _dial(a, 1, port)
     assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 60)
     return listener, c, listener.accept()
 
@@ -94,15 +113,8 @@ def _transfer(net, pairs, size, seed, timeout):
 
 def test_many_connections_open_transfer_close():
     net, a, b, _ = _net(Impairment(delay=0.001), Impairment(delay=0.001))
-    ls = b.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(128)
-    clients = []
-    for _ in range(50):
-        c = a.tcp.socket()
-        with pytest.raises(BlockingIOError):
-            c.connect(ip_aton(B_IP), 80)
-        clients.append(c)
+    ls = _listen(b)
+    clients = _dial(a, 50)
     assert net.run_until(lambda: len(ls.accept_queue) == 50, 30)
     servers = [ls.accept() for _ in range(50)]
     ports = {c.getsockname()[1] for c in clients}
@@ -125,9 +137,7 @@ def test_many_connections_open_transfer_close():
 
 def test_connect_to_closed_port_is_refused():
     net, a, _b, _ = _net()
-    c = a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        c.connect(ip_aton(B_IP), 81)
+    (c,) = _dial(a, 1, 81)
     net.run_until(lambda: c.state == TCP_CLOSE, 10)
     with pytest.raises(ConnectionRefusedError):
         c.connect(ip_aton(B_IP), 81)
@@ -135,10 +145,7 @@ def test_connect_to_closed_port_is_refused():
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_bulk_under_loss_reorder_duplication_corruption(seed):
-    def imp(s):
-        return Impairment(loss=0.05, reorder=0.05, duplicate=0.01, corrupt=0.005,
-                          delay=0.005, seed=s)
-    net, a, b, _ = _net(imp(seed * 10), imp(seed * 10 + 1))
+    net, a, b, _ = _net(_harsh(seed * 10), _harsh(seed * 10 + 1))
     _, c, s = _connect(net, a, b)
     _transfer(net, [(c, s)], 1 << 20, seed, 600)
     assert a.mib["RetransSegs"] > 0 and b.mib["InCsumErrors"] + a.mib["InCsumErrors"] > 0
@@ -176,15 +183,8 @@ def test_window_scaling_fills_a_large_bdp_path():
 
 def test_listener_backlog_overflow_client_retransmits_and_gets_in():
     net, a, b, _ = _net(Impairment(delay=0.001), Impairment(delay=0.001))
-    ls = b.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(2)
-    cs = []
-    for _ in range(4):
-        c = a.tcp.socket()
-        with pytest.raises(BlockingIOError):
-            c.connect(ip_aton(B_IP), 80)
-        cs.append(c)
+    ls = _listen(b, backlog=2)
+    _dial(a, 4)
     net.run_for(0.5)
     assert len(ls.accept_queue) == 3               # backlog + 1, like Linux
     assert b.mib["ListenOverflows"] > 0
@@ -197,10 +197,7 @@ def test_listener_backlog_overflow_client_retransmits_and_gets_in():
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TCPIO_SLOW") != "1", reason="set TCPIO_SLOW=1 for soaks")
 def test_soak_256mib_each_way_impaired():
-    def imp(s):
-        return Impairment(loss=0.05, reorder=0.05, duplicate=0.01, corrupt=0.005,
-                          delay=0.005, seed=s)
-    net, a, b, _ = _net(imp(101), imp(102))
+    net, a, b, _ = _net(_harsh(101), _harsh(102))
     _, c, s = _connect(net, a, b)
     _transfer(net, [(c, s)], 256 << 20, 9, 1e6)
 
@@ -209,10 +206,7 @@ def test_soak_256mib_each_way_impaired():
 @pytest.mark.skipif(os.environ.get("TCPIO_SLOW") != "1", reason="set TCPIO_SLOW=1 for soaks")
 def test_soak_256mib_each_way_impaired_large_bdp():
     """The same impairments on a 100 Mbit/s path with 40 ms RTT (BDP 500 kB)."""
-    def imp(s):
-        return Impairment(loss=0.05, reorder=0.05, duplicate=0.01, corrupt=0.005,
-                          delay=0.02, rate=100e6, seed=s)
-    net, a, b, _ = _net(imp(201), imp(202))
+    net, a, b, _ = _net(_harsh(201, delay=0.02, rate=100e6), _harsh(202, delay=0.02, rate=100e6))
     _, c, s = _connect(net, a, b)
     assert c.rcv_wscale and c.snd_wscale
     _transfer(net, [(c, s)], 256 << 20, 10, 1e6)

@@ -472,16 +472,22 @@ print(json.dumps(res))
 """
 
 
-def test_kernel_agrees_with_table():
+def _ask_kernel(code: str, timeout: float = 120):
+    """Run ``code`` under ``unshare -n`` and return the JSON it prints; skip
+    when there is no root, no unshare, or unshare fails."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare to ask the kernel")
-    cases = [(k, r1, _NAMES[a1], _NAMES[a2], r2) for k, r1, a1, a2, r2, _, _ in BIND_TABLE]
-    code = f"CASES = {json.dumps(json.dumps(cases))}\n" + KERNEL_ORACLE
     out = subprocess.run(["unshare", "-n", sys.executable, "-c", code],
-                         capture_output=True, text=True, timeout=120, check=False)
+                         capture_output=True, text=True, timeout=timeout, check=False)
     if out.returncode != 0:
         pytest.skip(f"unshare -n failed: {out.stderr.strip()[:200]}")
-    got = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def test_kernel_agrees_with_table():
+    cases = [(k, r1, _NAMES[a1], _NAMES[a2], r2) for k, r1, a1, a2, r2, _, _ in BIND_TABLE]
+    code = f"CASES = {json.dumps(json.dumps(cases))}\n" + KERNEL_ORACLE
+    got = _ask_kernel(code)
     for (k, r1, a1, a2, r2, want_bind, want_listen), case in zip(BIND_TABLE, cases):
         b, lst = got[repr(tuple(case))]
         b = b if b == "ok" else errno.errorcode[b]
@@ -547,13 +553,7 @@ print(json.dumps(res))
 
 
 def test_kernel_agrees_on_exhaustion():
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare to ask the kernel")
-    out = subprocess.run(["unshare", "-n", sys.executable, "-c", KERNEL_EXHAUSTION],
-                         capture_output=True, text=True, timeout=60, check=False)
-    if out.returncode != 0:
-        pytest.skip(f"unshare -n failed: {out.stderr.strip()[:200]}")
-    k = json.loads(out.stdout)
+    k = _ask_kernel(KERNEL_EXHAUSTION, timeout=60)
     name = (lambda v: v if isinstance(v, str) or v > 1024 else errno.errorcode[v])
     assert {"first": k["first"], "second": name(k["second"]),
             "other_addr_odd": k["other"] % 2 == 1,
@@ -663,14 +663,8 @@ SEQS = random_sequences(150, 14)
 
 
 def test_random_sequences_against_the_kernel():
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare to ask the kernel")
     code = f"SEQS = {json.dumps(json.dumps(SEQS))}\n" + KERNEL_REPLAY
-    out = subprocess.run(["unshare", "-n", sys.executable, "-c", code],
-                         capture_output=True, text=True, timeout=120, check=False)
-    if out.returncode != 0:
-        pytest.skip(f"unshare -n failed: {out.stderr.strip()[:200]}")
-    kernel = json.loads(out.stdout)
+    kernel = _ask_kernel(code)
     interesting = 0
     for ops, want in zip(SEQS, kernel):
         got = replay_ours(ops)

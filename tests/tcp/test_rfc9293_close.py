@@ -26,6 +26,23 @@ def _tw_rows(c):
             and r.remote.endswith(str(c.peer.port))]
 
 
+def _fin_wait2(settings=None):
+    """We closed and the peer ACKed our FIN: FIN_WAIT2 (an orphan)."""
+    c = passive_open(settings=settings)
+    c.sk.close()
+    c.ack_all(c.recv())
+    c.send()
+    return c
+
+
+def _time_wait():
+    """Then the peer's FIN, which we ACK: TIME_WAIT."""
+    c = _fin_wait2()
+    c.send(flags=FIN | ACK)
+    c.recv()
+    return c
+
+
 def test_active_close_fin_wait1_fin_wait2_time_wait_then_gone():
     c = passive_open()
     c.sk.close()
@@ -47,12 +64,7 @@ def test_active_close_fin_wait1_fin_wait2_time_wait_then_gone():
 
 
 def test_time_wait_acks_retransmitted_fin_and_restarts_timer():
-    c = passive_open()
-    c.sk.close()
-    c.ack_all(c.recv())
-    c.send()
-    c.send(flags=FIN | ACK)
-    c.recv()
+    c = _time_wait()
     c.host.advance(30.0)
     c.send(flags=FIN | ACK, seq=c.snd - 1)      # our ACK was lost: FIN again
     assert [s.key() for s in c.recv()] == [(ACK, c.rcv, c.snd, b"")]
@@ -63,33 +75,20 @@ def test_time_wait_acks_retransmitted_fin_and_restarts_timer():
 
 
 def test_time_wait_rst_kills_entry():
-    c = passive_open()
-    c.sk.close()
-    c.ack_all(c.recv())
-    c.send()
-    c.send(flags=FIN | ACK)
-    c.recv()
+    c = _time_wait()
     c.send(flags=RST)
     assert _tw_rows(c) == []
 
 
 def test_new_syn_reopens_time_wait_tuple():
-    c = passive_open()
-    c.sk.close()
-    c.ack_all(c.recv())
-    c.send()
-    c.send(flags=FIN | ACK)
-    c.recv()
+    c = _time_wait()
     c.peer.send(SYN, c.snd + 100000)
     out = c.recv()
     assert len(out) == 1 and out[0].flags == SYN | ACK and out[0].ack == c.snd + 100001
 
 
 def test_fin_wait2_orphan_times_out_after_tcp_fin_timeout():
-    c = passive_open(settings=Settings(tcp_fin_timeout=30.0))
-    c.sk.close()
-    c.ack_all(c.recv())
-    c.send()
+    c = _fin_wait2(Settings(tcp_fin_timeout=30.0))
     assert [r.state for r in _tw_rows(c)] == ["FIN-WAIT-2"]
     c.host.advance(29.0)
     assert _tw_rows(c)
@@ -203,10 +202,7 @@ def test_orphan_receiving_new_data_is_reset():
 
 
 def test_time_wait_bucket_limit():
-    c = passive_open(settings=Settings(tcp_max_tw_buckets=0))
-    c.sk.close()
-    c.ack_all(c.recv())
-    c.send()
+    c = _fin_wait2(Settings(tcp_max_tw_buckets=0))
     c.send(flags=FIN | ACK)
     assert c.host.mib["TCPTimeWaitOverflow"] >= 1
     assert _tw_rows(c) == []

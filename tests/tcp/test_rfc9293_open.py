@@ -40,13 +40,28 @@ def _connect(host: FakeHost, addr: int = REMOTE, port: int = RPORT):
     return sk
 
 
-# --- LISTEN ------------------------------------------------------------------------
-def test_syn_to_listener_gets_synack_with_options():
-    host = FakeHost()
-    peer = Peer(host)
+def _listen(settings: Settings | None = None, backlog: int = 8):
+    """A host with a listener on port 80 and a hand-played peer."""
+    host = FakeHost(settings=settings)
     ls = host.tcp.socket()
     ls.bind(0, 80)
-    ls.listen(8)
+    ls.listen(backlog)
+    return host, Peer(host), ls
+
+
+def _syn_sent(settings: Settings | None = None):
+    """A host whose socket has sent its SYN; the peer answers to its port."""
+    host = FakeHost(settings=settings)
+    peer = Peer(host)
+    sk = _connect(host)
+    syn = peer.recv_one()
+    peer.lport = syn.sport
+    return host, peer, sk, syn
+
+
+# --- LISTEN ------------------------------------------------------------------------
+def test_syn_to_listener_gets_synack_with_options():
+    host, peer, _ls = _listen()
     peer.send(SYN, PEER_ISS, 0, 65535,
               opts=TcpOptions(mss=1460, wscale=7, sack_ok=True, ts_val=100, ts_ecr=0))
     s = peer.recv_one()
@@ -61,11 +76,7 @@ def test_syn_to_listener_gets_synack_with_options():
 
 
 def test_synack_without_options_when_syn_has_none():
-    host = FakeHost()
-    peer = Peer(host)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(8)
+    _host, peer, _ls = _listen()
     peer.send(SYN, PEER_ISS)
     s = peer.recv_one()
     assert s.opts.wscale is None and not s.opts.sack_ok and s.opts.ts_val is None
@@ -83,22 +94,14 @@ def test_third_ack_creates_child_in_accept_queue():
 
 def test_ack_to_listener_gets_rst_with_seq_from_ack():
     """RFC 9293 3.10.7.2: <SEQ=SEG.ACK><CTL=RST> for an ACK in LISTEN."""
-    host = FakeHost()
-    peer = Peer(host)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(8)
+    _host, peer, _ls = _listen()
     peer.send(ACK, 5000, 777)
     s = peer.recv_one()
     assert (s.flags, s.seq) == (RST, 777)
 
 
 def test_rst_to_listener_is_ignored():
-    host = FakeHost()
-    peer = Peer(host)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(8)
+    host, peer, _ls = _listen()
     peer.send(RST, 5000)
     assert peer.recv() == []
     assert host.mib["OutRsts"] == 0
@@ -124,11 +127,7 @@ def test_never_rst_a_rst():
 
 
 def test_retransmitted_syn_gets_same_synack():
-    host = FakeHost()
-    peer = Peer(host)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(8)
+    _host, peer, _ls = _listen()
     peer.send(SYN, PEER_ISS)
     a = peer.recv_one()
     peer.send(SYN, PEER_ISS)
@@ -137,12 +136,7 @@ def test_retransmitted_syn_gets_same_synack():
 
 
 def test_synack_retransmission_backoff_then_drop():
-    st = Settings(tcp_synack_retries=3)
-    host = FakeHost(settings=st)
-    peer = Peer(host)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(8)
+    host, peer, ls = _listen(Settings(tcp_synack_retries=3))
     peer.send(SYN, PEER_ISS)
     first = peer.recv_one()
     times = []
@@ -161,11 +155,7 @@ def test_synack_retransmission_backoff_then_drop():
 
 
 def test_bad_ack_in_syn_recv_gets_rst():
-    host = FakeHost()
-    peer = Peer(host)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(8)
+    _host, peer, ls = _listen()
     peer.send(SYN, PEER_ISS)
     synack = peer.recv_one()
     peer.send(ACK, PEER_ISS + 1, synack.seq + 5)
@@ -175,11 +165,7 @@ def test_bad_ack_in_syn_recv_gets_rst():
 
 
 def test_rst_in_syn_recv_drops_request():
-    host = FakeHost()
-    peer = Peer(host)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(8)
+    _host, peer, ls = _listen()
     peer.send(SYN, PEER_ISS)
     peer.recv_one()
     peer.send(RST, PEER_ISS + 1)
@@ -197,10 +183,7 @@ def _complete(host, port, isn):
 
 def test_accept_queue_holds_backlog_plus_one():
     """Linux's sk_acceptq_is_full is ``ack_backlog > max_ack_backlog``."""
-    host = FakeHost()
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(1)
+    host, _, ls = _listen(backlog=1)
     _complete(host, 1111, 10)
     _complete(host, 2222, 20)
     assert len(ls.accept_queue) == 2
@@ -208,10 +191,7 @@ def test_accept_queue_holds_backlog_plus_one():
 
 
 def test_accept_queue_full_drops_third_ack_and_counts():
-    host = FakeHost()
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(0)                              # holds one child (see above)
+    host, _, ls = _listen(backlog=0)          # holds one child (see above)
     p1, p2 = Peer(host, port=1111), Peer(host, port=2222)
     p1.send(SYN, 10)
     s1 = p1.recv_one()
@@ -230,10 +210,7 @@ def test_accept_queue_full_drops_third_ack_and_counts():
 
 
 def test_syn_dropped_when_accept_queue_full():
-    host = FakeHost()
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(0)
+    host, _, _ls = _listen(backlog=0)
     _complete(host, 1111, 10)
     p2 = Peer(host, port=2222)
     p2.send(SYN, 20)
@@ -242,11 +219,7 @@ def test_syn_dropped_when_accept_queue_full():
 
 
 def test_syncookies_when_syn_queue_full():
-    st = Settings(tcp_max_syn_backlog=2)
-    host = FakeHost(settings=st)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(16)
+    host, _, ls = _listen(Settings(tcp_max_syn_backlog=2), backlog=16)
     for port in (1001, 1002):
         Peer(host, port=port).send(SYN, 5)
     assert len(ls.syn_queue) == 2
@@ -265,11 +238,7 @@ def test_syncookies_when_syn_queue_full():
 
 
 def test_bad_cookie_is_counted_and_reset():
-    st = Settings(tcp_syncookies=2)
-    host = FakeHost(settings=st)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(16)
+    host, _, ls = _listen(Settings(tcp_syncookies=2), backlog=16)
     p = Peer(host, port=1003)
     p.send(SYN, 700)
     synack = p.recv_one()
@@ -280,11 +249,7 @@ def test_bad_cookie_is_counted_and_reset():
 
 
 def test_syn_queue_full_without_cookies_drops():
-    st = Settings(tcp_max_syn_backlog=1, tcp_syncookies=0)
-    host = FakeHost(settings=st)
-    ls = host.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(16)
+    host, _, _ls = _listen(Settings(tcp_max_syn_backlog=1, tcp_syncookies=0), backlog=16)
     Peer(host, port=1).send(SYN, 5)
     p = Peer(host, port=2)
     p.send(SYN, 5)
@@ -308,10 +273,7 @@ def test_listener_close_resets_accept_queue():
 
 # --- SYN-SENT (active open) ------------------------------------------------------------
 def test_connect_sends_syn_with_options():
-    host = FakeHost()
-    peer = Peer(host)
-    sk = _connect(host)
-    syn = peer.recv_one()
+    host, _peer, sk, syn = _syn_sent()
     assert syn.flags == SYN and syn.ack == 0
     assert syn.opts.mss == 1460 and syn.opts.wscale == 7 and syn.opts.sack_ok
     assert syn.opts.ts_val is not None and syn.opts.ts_ecr == 0
@@ -341,11 +303,7 @@ def test_connect_again_ealready_then_established_then_eisconn():
 
 
 def test_rst_in_syn_sent_is_econnrefused():
-    host = FakeHost()
-    peer = Peer(host)
-    sk = _connect(host)
-    syn = peer.recv_one()
-    peer.lport = syn.sport
+    host, peer, sk, syn = _syn_sent()
     peer.send(RST | ACK, 0, syn.seq + 1)
     assert sk.state == TCP_CLOSE
     assert sk.sk_err == errno.ECONNREFUSED
@@ -355,22 +313,14 @@ def test_rst_in_syn_sent_is_econnrefused():
 
 
 def test_rst_with_unacceptable_ack_in_syn_sent_is_ignored():
-    host = FakeHost()
-    peer = Peer(host)
-    sk = _connect(host)
-    syn = peer.recv_one()
-    peer.lport = syn.sport
+    _host, peer, sk, syn = _syn_sent()
     peer.send(RST | ACK, 0, syn.seq + 100)
     assert sk.state == TCP_SYN_SENT
     assert peer.recv() == []
 
 
 def test_bad_ack_in_syn_sent_gets_rst():
-    host = FakeHost()
-    peer = Peer(host)
-    sk = _connect(host)
-    syn = peer.recv_one()
-    peer.lport = syn.sport
+    _host, peer, sk, syn = _syn_sent()
     peer.send(SYN | ACK, PEER_ISS, syn.seq + 10)
     s = peer.recv_one()
     assert (s.flags, s.seq) == (RST, syn.seq + 10)
@@ -378,11 +328,7 @@ def test_bad_ack_in_syn_sent_gets_rst():
 
 
 def test_syn_retransmit_backoff_and_etimedout():
-    st = Settings(tcp_syn_retries=3)
-    host = FakeHost(settings=st)
-    peer = Peer(host)
-    sk = _connect(host)
-    syn = peer.recv_one()
+    host, peer, sk, syn = _syn_sent(Settings(tcp_syn_retries=3))
     times = []
     t = 0.0
     while sk.state == TCP_SYN_SENT and t < 100:
@@ -399,11 +345,7 @@ def test_syn_retransmit_backoff_and_etimedout():
 
 def test_simultaneous_open():
     """RFC 9293 figure 7: SYN crosses SYN -> SYN-RECEIVED, SYN-ACK, then ESTABLISHED."""
-    host = FakeHost()
-    peer = Peer(host)
-    sk = _connect(host)
-    syn = peer.recv_one()
-    peer.lport = syn.sport
+    _host, peer, sk, syn = _syn_sent()
     peer.send(SYN, PEER_ISS)
     sa = peer.recv_one()
     assert (sa.flags, sa.seq, sa.ack) == (SYN | ACK, syn.seq, PEER_ISS + 1)
@@ -443,10 +385,7 @@ def test_connect_unbound_fails_enetunreach_passthrough():
 
 
 def test_icmp_unreachable_in_syn_sent_fails_connect():
-    host = FakeHost()
-    peer = Peer(host)
-    sk = _connect(host)
-    syn = peer.recv_one()
+    host, _, sk, syn = _syn_sent()
     from types import SimpleNamespace
     quoted = syn.sport.to_bytes(2, "big") + RPORT.to_bytes(2, "big") + syn.seq.to_bytes(4, "big")
     host.tcp.err(3, 1, errno.EHOSTUNREACH, 0,

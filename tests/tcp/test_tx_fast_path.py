@@ -30,7 +30,7 @@ from tcpio.core import ip_output
 from tcpio.core.addr import ip_aton
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
-from tcpio.core.sim import VirtualNetwork
+from tcpio.core.sim import Link, VirtualNetwork
 from tcpio.core.tcp import tcp_output
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED, TCPHDR_ACK, TCPHDR_RST
 from tcpio.devices.impair import Impairment
@@ -83,6 +83,13 @@ class Recorder:
 @pytest.fixture
 def rec(monkeypatch, tx) -> Recorder:
     return Recorder(monkeypatch, tx)
+
+
+def two_hosts(seed: int, **link_kw) -> tuple[VirtualNetwork, Host, Host, Link]:
+    """Hosts a (10.0.0.1) and b (10.0.0.2) on one link of a seeded network."""
+    net = VirtualNetwork(seed=seed)
+    a, b = net.host("a"), net.host("b")
+    return net, a, b, net.link(a, b, "10.0.0.1/24", "10.0.0.2/24", **link_kw)
 
 
 def connect(net: VirtualNetwork, a: Host, b: Host, addr: str, port: int = 80):
@@ -142,11 +149,10 @@ def options_seen(frames: list[tuple[float, bytes]], eth: bool = True) -> dict[st
 @pytest.mark.parametrize("kind", ["ether", "ip"])
 def test_lossy_transfer_same_frames_and_counters(rec, kind):
     def scenario():
-        net = VirtualNetwork(seed=5)
-        a, b = net.host("a"), net.host("b")
-        net.link(a, b, "10.0.0.1/24", "10.0.0.2/24", kind=kind,
-                 impairment=Impairment(loss=0.03, reorder=0.05, duplicate=0.02, seed=1),
-                 impairment_ba=Impairment(loss=0.03, duplicate=0.02, seed=2))
+        net, a, b, _ = two_hosts(
+            5, kind=kind,
+            impairment=Impairment(loss=0.03, reorder=0.05, duplicate=0.02, seed=1),
+            impairment_ba=Impairment(loss=0.03, duplicate=0.02, seed=2))
         c, s = connect(net, a, b, "10.0.0.2")
         rng = random.Random(9)
         transfer(net, c, s, rng.randbytes(400_000), rng.randbytes(120_000))
@@ -174,10 +180,7 @@ def test_wireshark_checks_the_one_call_frames(rec, tmp_path):
     segment of a lossy SACK transfer well formed: IP and TCP checksums Good,
     the options where it expects them, the timestamps it parses equal to ours."""
     def scenario():
-        net = VirtualNetwork(seed=5)
-        a, b = net.host("a"), net.host("b")
-        link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24",
-                        impairment=Impairment(loss=0.05, reorder=0.05, seed=3))
+        net, a, b, link = two_hosts(5, impairment=Impairment(loss=0.05, reorder=0.05, seed=3))
         # (a port no dissector above TCP claims: random bytes on 80 are "malformed HTTP")
         c, s = connect(net, a, b, "10.0.0.2", port=40123)
         transfer(net, c, s, random.Random(1).randbytes(200_000), b"x" * 20_000)
@@ -205,9 +208,7 @@ def test_unresolved_and_stale_neighbour_fall_back(rec):
     deleted after gc_stale_time (the segment waits in the ARP queue until the
     reply).  Both must behave exactly as before."""
     def scenario():
-        net = VirtualNetwork(seed=6)
-        a, b = net.host("a"), net.host("b")
-        net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+        net, a, b, _ = two_hosts(6)
         c, s = connect(net, a, b, "10.0.0.2")
         states = []
         for idle in (50.0, 200.0):
@@ -227,9 +228,7 @@ def test_loopback_falls_back(rec):
     on the wire.  (Handshake, a pure ACK and the close; data over loopback from
     a user call hits the bug shown by test_loopback_data_from_a_user_call.)"""
     def scenario():
-        net = VirtualNetwork(seed=7)
-        a, b = net.host("a"), net.host("b")
-        net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+        net, a, _, _ = two_hosts(7)
         states = []
         for addr, port in (("10.0.0.1", 80), ("127.0.0.1", 81)):
             c, s = connect(net, a, a, addr, port)
@@ -250,9 +249,7 @@ def test_loopback_data_from_a_user_call():
     """TCP to one of our own addresses, sent from a user call: the ACK used to
     be processed inside sendmsg while tcp_write_xmit held a view of the send
     queue (BufferError); now it waits for the loop, like the kernel's backlog."""
-    net = VirtualNetwork(seed=7)
-    a, b = net.host("a"), net.host("b")
-    net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    net, a, _, _ = two_hosts(7)
     c, s = connect(net, a, a, "10.0.0.1")
     transfer(net, c, s, bytes(5000), b"")
 
@@ -261,9 +258,7 @@ def test_over_mtu_falls_back_and_fragments(rec):
     """The interface MTU drops under an established connection's MSS: its
     segments no longer fit and ip_output fragments them (TCP sets no DF here)."""
     def scenario():
-        net = VirtualNetwork(seed=8)
-        a, b = net.host("a"), net.host("b")
-        net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+        net, a, b, _ = two_hosts(8)
         c, s = connect(net, a, b, "10.0.0.2")
         a.set_mtu(1, 576)
         transfer(net, c, s, bytes(range(256)) * 100, b"ack me" * 10)
@@ -278,9 +273,7 @@ def test_no_route_falls_back(rec):
     """With the route gone, segments are lost as before (OutNoRoutes and
     TCPOutNoRoute counted once each), and the connection recovers with it."""
     def scenario():
-        net = VirtualNetwork(seed=9)
-        a, b = net.host("a"), net.host("b")
-        net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+        net, a, b, _ = two_hosts(9)
         c, s = connect(net, a, b, "10.0.0.2")
         a.remove_route(ip_aton("10.0.0.0"), 24)
         c.sendmsg(b"lost at first" * 100)
