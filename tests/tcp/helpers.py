@@ -315,3 +315,20 @@ def active_open(settings: Settings | None = None, synack_opts: Any = None,
     conn.syn = syn
     conn.handshake_ack = segs
     return conn
+
+
+def sim_connect(net: Any, a: Any, b: Any, addr: str = "10.0.0.2", port: int = 80) -> tuple:
+    """Over a VirtualNetwork: (client on ``a``, the child ``b`` accepted), established."""
+    import pytest
+
+    from tcpio.core.addr import ip_aton
+    from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
+
+    listener = b.tcp.socket()
+    listener.bind(0, port)
+    listener.listen(4)
+    c = a.tcp.socket()
+    with pytest.raises(BlockingIOError):
+        c.connect(ip_aton(addr), port)
+    assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 30)
+    return c, listener.accept()

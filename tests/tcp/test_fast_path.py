@@ -24,7 +24,6 @@ import pytest
 from tcpio import _fast
 from tcpio._fast import load_compiled, load_pure
 from tcpio.core import host as host_mod
-from tcpio.core.addr import ip_aton
 from tcpio.core.sim import VirtualNetwork
 from tcpio.core.tcp import tcp_input, tcp_output
 from tcpio.core.tcp.sock import TcpSock
@@ -32,7 +31,7 @@ from tcpio.core.tcp.tcp_output import tcp_send_ack
 from tcpio.core.tcp.tcp_states import TCP_CA_DISORDER, TCP_CLOSE_WAIT, TCP_ESTABLISHED
 from tcpio.devices.impair import Impairment
 
-from .helpers import ACK, FIN, PSH, SYN, URG, TcpOptions, passive_open
+from .helpers import ACK, FIN, PSH, SYN, URG, TcpOptions, passive_open, sim_connect
 
 rx_py = load_pure("rx")
 fast_py = load_pure("tcp_fast")
@@ -92,18 +91,6 @@ def flavour(request, monkeypatch):
 
 # --- differential: same frames, same counters ------------------------------------------------
 
-def _connected(net, a, b):
-    """(client on a, accepted child on b), established."""
-    listener = b.tcp.socket()
-    listener.bind(0, 80)
-    listener.listen(4)
-    c = a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        c.connect(ip_aton("10.0.0.2"), 80)
-    assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 30)
-    return c, listener.accept()
-
-
 def _run_transfer(impair: bool, seed: int) -> tuple[bytes, dict, dict, int]:
     """Data both ways on one connection; returns (digest of every frame on the
     wire in order, a's MIB, b's MIB, segments delivered to b)."""
@@ -113,7 +100,7 @@ def _run_transfer(impair: bool, seed: int) -> tuple[bytes, dict, dict, int]:
            if impair else None)
     link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24", impairment=imp,
                     impairment_ba=Impairment(loss=0.03, seed=seed + 1) if impair else None)
-    c, s = _connected(net, a, b)
+    c, s = sim_connect(net, a, b)
     rng = random.Random(seed)
     up, down = rng.randbytes(600_000), rng.randbytes(150_000)
     got_up, got_down = bytearray(), bytearray()
@@ -188,7 +175,7 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
     net = VirtualNetwork(seed=3)
     a, b = net.host("a"), net.host("b")
     net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
-    c, s = _connected(net, a, b)
+    c, s = sim_connect(net, a, b)
     data = bytes(2_000_000)
     sent, got = 0, 0
 

@@ -36,7 +36,7 @@ from tcpio.core.sim import VirtualNetwork
 from tcpio.core.tcp import tcp_input, tcp_output
 from tcpio.core.tcp.sock import TcpSock
 
-from .test_fast_path import _connected
+from .helpers import sim_connect
 
 tf = twin_fixture("tcp_fast", "tf")
 
@@ -363,7 +363,7 @@ def _counters_when_the_wakeup_raises(mp: pytest.MonkeyPatch) -> dict:
     net = VirtualNetwork(seed=5)
     a, b = net.host("a"), net.host("b")
     net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
-    c, s = _connected(net, a, b)
+    c, s = sim_connect(net, a, b)
     net.run(net.now + 1.0)
     b.debug = False
     real = b.schedule_wakeup

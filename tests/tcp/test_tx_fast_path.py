@@ -32,8 +32,10 @@ from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 from tcpio.core.sim import Link, VirtualNetwork
 from tcpio.core.tcp import tcp_output
-from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED, TCPHDR_ACK, TCPHDR_RST
+from tcpio.core.tcp.tcp_states import TCPHDR_ACK, TCPHDR_RST
 from tcpio.devices.impair import Impairment
+
+from .helpers import sim_connect
 
 tx = twin_fixture("tx", "tx")
 wire = load("wire")
@@ -92,17 +94,6 @@ def two_hosts(seed: int, **link_kw) -> tuple[VirtualNetwork, Host, Host, Link]:
     return net, a, b, net.link(a, b, "10.0.0.1/24", "10.0.0.2/24", **link_kw)
 
 
-def connect(net: VirtualNetwork, a: Host, b: Host, addr: str, port: int = 80):
-    listener = b.tcp.socket()
-    listener.bind(0, port)
-    listener.listen(4)
-    c = a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        c.connect(ip_aton(addr), port)
-    assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 30)
-    return c, listener.accept()
-
-
 def transfer(net: VirtualNetwork, c, s, up: bytes, down: bytes) -> None:
     """``up`` from c to s and ``down`` back, both at once; asserts they arrive intact."""
     got_up, got_down = bytearray(), bytearray()
@@ -153,12 +144,12 @@ def test_lossy_transfer_same_frames_and_counters(rec, kind):
             5, kind=kind,
             impairment=Impairment(loss=0.03, reorder=0.05, duplicate=0.02, seed=1),
             impairment_ba=Impairment(loss=0.03, duplicate=0.02, seed=2))
-        c, s = connect(net, a, b, "10.0.0.2")
+        c, s = sim_connect(net, a, b, "10.0.0.2")
         rng = random.Random(9)
         transfer(net, c, s, rng.randbytes(400_000), rng.randbytes(120_000))
         c.sendmsg(b"urgent!", MSG_OOB)
         net.run_for(2)
-        c2, _ = connect(net, a, b, "10.0.0.2", port=81)
+        c2, _ = sim_connect(net, a, b, "10.0.0.2", port=81)
         c2.abort()                       # RST (tcp_send_active_reset, no options)
         c.close()
         s.close()                        # FIN both ways, then TIME_WAIT's ACKs
@@ -182,7 +173,7 @@ def test_wireshark_checks_the_one_call_frames(rec, tmp_path):
     def scenario():
         net, a, b, link = two_hosts(5, impairment=Impairment(loss=0.05, reorder=0.05, seed=3))
         # (a port no dissector above TCP claims: random bytes on 80 are "malformed HTTP")
-        c, s = connect(net, a, b, "10.0.0.2", port=40123)
+        c, s = sim_connect(net, a, b, "10.0.0.2", port=40123)
         transfer(net, c, s, random.Random(1).randbytes(200_000), b"x" * 20_000)
         return link
 
@@ -209,7 +200,7 @@ def test_unresolved_and_stale_neighbour_fall_back(rec):
     reply).  Both must behave exactly as before."""
     def scenario():
         net, a, b, _ = two_hosts(6)
-        c, s = connect(net, a, b, "10.0.0.2")
+        c, s = sim_connect(net, a, b, "10.0.0.2")
         states = []
         for idle in (50.0, 200.0):
             net.run_for(idle)
@@ -231,7 +222,7 @@ def test_loopback_falls_back(rec):
         net, a, _, _ = two_hosts(7)
         states = []
         for addr, port in (("10.0.0.1", 80), ("127.0.0.1", 81)):
-            c, s = connect(net, a, a, addr, port)
+            c, s = sim_connect(net, a, a, addr, port)
             tcp_output.tcp_send_ack(c, net.now)
             c.close()
             s.close()
@@ -250,7 +241,7 @@ def test_loopback_data_from_a_user_call():
     be processed inside sendmsg while tcp_write_xmit held a view of the send
     queue (BufferError); now it waits for the loop, like the kernel's backlog."""
     net, a, _, _ = two_hosts(7)
-    c, s = connect(net, a, a, "10.0.0.1")
+    c, s = sim_connect(net, a, a, "10.0.0.1")
     transfer(net, c, s, bytes(5000), b"")
 
 
@@ -259,7 +250,7 @@ def test_over_mtu_falls_back_and_fragments(rec):
     segments no longer fit and ip_output fragments them (TCP sets no DF here)."""
     def scenario():
         net, a, b, _ = two_hosts(8)
-        c, s = connect(net, a, b, "10.0.0.2")
+        c, s = sim_connect(net, a, b, "10.0.0.2")
         a.set_mtu(1, 576)
         transfer(net, c, s, bytes(range(256)) * 100, b"ack me" * 10)
         return outcome(net)
@@ -274,7 +265,7 @@ def test_no_route_falls_back(rec):
     TCPOutNoRoute counted once each), and the connection recovers with it."""
     def scenario():
         net, a, b, _ = two_hosts(9)
-        c, s = connect(net, a, b, "10.0.0.2")
+        c, s = sim_connect(net, a, b, "10.0.0.2")
         a.remove_route(ip_aton("10.0.0.0"), 24)
         c.sendmsg(b"lost at first" * 100)
         net.run_for(3)
