@@ -66,6 +66,11 @@ class InetBindBucket:
         self.owners: list[Any] = []
         self.fastreuse = fastreuse
 
+    def add_owner(self, sk: Any) -> None:
+        """Put ``sk`` on the port unless it is already there."""
+        if not any(o is sk for o in self.owners):
+            self.owners.append(sk)
+
     def __repr__(self) -> str:
         return f"<InetBindBucket port={self.port} owners={len(self.owners)} " \
                f"fastreuse={self.fastreuse}>"
@@ -157,8 +162,7 @@ class InetHashInfo:
             tb.fastreuse = 1 if reuse else 0
         elif not reuse:
             tb.fastreuse = 0
-        if not any(o is sk for o in tb.owners):
-            tb.owners.append(sk)
+        tb.add_owner(sk)
         sk.laddr = addr
         sk.lport = tb.port
 
@@ -246,8 +250,7 @@ class InetHashInfo:
         tb = self.bhash.get(sk.lport)
         if tb is None:
             tb = self.bhash[sk.lport] = InetBindBucket(sk.lport)
-        if not any(o is child for o in tb.owners):
-            tb.owners.append(child)
+        tb.add_owner(child)
 
     # -- time-wait ---------------------------------------------------------------
     def inet_twsk_hashdance(self, tw: Any, sk: Any) -> None:
@@ -327,7 +330,6 @@ class InetHashInfo:
         # check_established may have recycled the bucket's last time-wait sock,
         # which dropped the bucket: put it back.
         tb = self.bhash.setdefault(tb.port, tb)
-        if not any(o is sk for o in tb.owners):
-            tb.owners.append(sk)
+        tb.add_owner(sk)
         sk.lport = tb.port
         self.ehash_insert(sk)
