@@ -117,6 +117,15 @@ class TcpProto:
         space = min(rcvbuf, 65535)
         return max(space // mss * mss, mss) if space >= mss else space
 
+    def acceptq_overflow(self, listener: TcpSock) -> bool:
+        """``sk_acceptq_is_full``, counting the drop (ListenOverflows, ListenDrops)."""
+        if len(listener.accept_queue) <= listener.max_ack_backlog:
+            return False
+        mib = self.host.mib
+        mib["ListenOverflows"] += 1
+        mib["ListenDrops"] += 1
+        return True
+
     def tcp_set_state(self, sk: TcpSock, state: int) -> None:
         old = sk.state
         mib = self.host.mib
@@ -281,9 +290,7 @@ class TcpProto:
         host = self.host
         st = host.settings
         mib = host.mib
-        if len(listener.accept_queue) > listener.max_ack_backlog:
-            mib["ListenOverflows"] += 1
-            mib["ListenDrops"] += 1
+        if self.acceptq_overflow(listener):
             return
         want_cookie = False
         if st.tcp_syncookies == 2 or len(listener.syn_queue) >= st.tcp_max_syn_backlog:
@@ -379,9 +386,7 @@ class TcpProto:
         advmss = self.advmss_for(raddr, listener.user_mss)
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
         req.snd_wnd = skb.window
-        if len(listener.accept_queue) > listener.max_ack_backlog:
-            mib["ListenOverflows"] += 1
-            mib["ListenDrops"] += 1
+        if self.acceptq_overflow(listener):
             return None
         req.dead = True   # never hashed
         return self.tcp_v4_syn_recv_sock(listener, req, skb, now)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .tcp_output import TCP_TIMEOUT_INIT, TcpOptions, tcp_time_stamp, tcp_v4_send
 from .tcp_states import (
     TCP_FIN_WAIT2,
+    TCP_LISTEN,
     TCP_NEW_SYN_RECV,
     TCP_SYN_RECV,
     TCP_TIME_WAIT,
@@ -158,7 +159,7 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
                        and before(opts.ts_val, tw.ts_recent))
     if tw.substate == TCP_FIN_WAIT2:
         # Like FIN_WAIT2 of a full sock, with no receive buffer.
-        if paws_reject or not _tw_in_window(tw, skb):
+        if paws_reject or not _in_window(skb, tw.rcv_nxt, tw.rcv_wnd):
             return TCP_TW_ACK if not flags & TCPHDR_RST else TCP_TW_SUCCESS
         if flags & TCPHDR_RST:
             tw.proto.inet_twsk_kill(tw)
@@ -204,9 +205,10 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
     return TCP_TW_SUCCESS
 
 
-def _tw_in_window(tw: TimeWaitSock, skb: Skb) -> bool:
-    return not before(skb.end_seq, tw.rcv_nxt) and not after(
-        skb.seq, (tw.rcv_nxt + tw.rcv_wnd) & 0xFFFFFFFF)
+def _in_window(skb: Skb, rcv_nxt: int, rcv_wnd: int) -> bool:
+    """The segment overlaps [rcv_nxt, rcv_nxt + rcv_wnd] (a mini sock's window check)."""
+    return not before(skb.end_seq, rcv_nxt) and not after(
+        skb.seq, (rcv_nxt + rcv_wnd) & 0xFFFFFFFF)
 
 
 # --- request socks ---------------------------------------------------------------
@@ -231,7 +233,7 @@ def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
         return
     listener = req.listener
     max_retries = proto.host.settings.tcp_synack_retries
-    if req.num_retrans >= max_retries or listener.state != 10:
+    if req.num_retrans >= max_retries or listener.state != TCP_LISTEN:
         proto.reqsk_drop(req)
         return
     # Also for an acked request (its third ACK met a full accept queue): the
@@ -264,9 +266,7 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
             proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
         return None
     rcv_nxt = (req.rcv_isn + 1) & 0xFFFFFFFF
-    in_window = not before(skb.end_seq, rcv_nxt) and not after(
-        skb.seq, (rcv_nxt + req.rcv_wnd) & 0xFFFFFFFF)
-    if paws_reject or not in_window:
+    if paws_reject or not _in_window(skb, rcv_nxt, req.rcv_wnd):
         if not flags & TCPHDR_RST:
             tcp_v4_send(host, req.laddr, req.raddr, req.lport, req.rport,
                         (req.snt_isn + 1) & 0xFFFFFFFF, rcv_nxt, TCPHDR_ACK,
@@ -286,11 +286,9 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     if not flags & TCPHDR_ACK:
         return None
     listener = req.listener
-    if len(listener.accept_queue) > listener.max_ack_backlog:
+    if proto.acceptq_overflow(listener):
         # sk_acceptq_is_full with tcp_abort_on_overflow = 0: drop, let the
         # client retransmit (the request stays in the SYN queue).
-        host.mib["ListenOverflows"] += 1
-        host.mib["ListenDrops"] += 1
         if host.settings.tcp_abort_on_overflow:
             proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
             proto.reqsk_drop(req)
