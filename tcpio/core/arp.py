@@ -32,9 +32,8 @@ if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
 
 wire = _fast.load("wire")
-
-ARPOP_REQUEST = 1
-ARPOP_REPLY = 2
+ARPOP_REQUEST = wire.ARPOP_REQUEST
+ARPOP_REPLY = wire.ARPOP_REPLY
 
 NUD_INCOMPLETE = 0x01
 NUD_REACHABLE = 0x02
@@ -76,6 +75,14 @@ class Neighbour:
     def __repr__(self) -> str:
         mac = self.mac.hex(":") if self.mac else "-"
         return f"<Neighbour {self.ip:#010x} dev {self.ifindex} {mac} {STATE_NAMES[self.state]}>"
+
+
+def _take_queue(n: Neighbour) -> list[bytes | bytearray]:
+    """Empty ``n``'s packet queue and return what was in it."""
+    queued = list(n.queue)
+    n.queue.clear()
+    n.qbytes = 0
+    return queued
 
 
 class Arp:
@@ -214,9 +221,7 @@ class Arp:
                 return
             # Resolution failed: every queued packet's sender learns EHOSTUNREACH.
             host.mib["ArpResolveFailed"] += 1
-            queued = list(n.queue)
-            n.queue.clear()
-            n.qbytes = 0
+            queued = _take_queue(n)
             n.state = NUD_FAILED
             self._delete(n)
             for packet in queued:
@@ -264,9 +269,7 @@ class Arp:
             return
         host = self.host
         iface = host.interfaces.get(n.ifindex)
-        queued = list(n.queue)
-        n.queue.clear()
-        n.qbytes = 0
+        queued = _take_queue(n)
         if iface is None:
             return
         for packet in queued:
