@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 from tcpio.socket import SOCK_STREAM, Socket
-from tcpio.transports import TcpTransport, make_transport, ssl_context_for
+from tcpio.transports import TcpTransport, check_given_sock, make_transport, ssl_context_for
 
 
 class Server(asyncio.AbstractServer):
@@ -226,10 +226,7 @@ async def create_server(stack: Any, protocol_factory: Callable[[], Any],
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
     sslcontext = ssl_context_for(ssl, server_side=True)
     if sock is not None:
-        if host is not None or port is not None:
-            raise ValueError("host/port and sock can not be specified at the same time")
-        if sock.type != SOCK_STREAM:
-            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        check_given_sock(sock, host, port)
         sockets = [sock]
     else:
         sockets = []

@@ -419,6 +419,14 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
                 server._detach(self)
 
 
+def check_given_sock(sock: Socket, host: Any, port: Any) -> None:
+    """asyncio's checks on a ``sock=`` argument (create_connection, create_server)."""
+    if host is not None or port is not None:
+        raise ValueError("host/port and sock can not be specified at the same time")
+    if sock.type != SOCK_STREAM:
+        raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+
+
 def ssl_context_for(ssl: Any, server_side: bool) -> _ssl.SSLContext | None:
     """asyncio's rule: ``ssl=True`` means a default client context."""
     if not ssl:
@@ -477,10 +485,7 @@ async def create_connection(stack: Any, protocol_factory: Callable[[], Any],
     if ssl_handshake_timeout is not None and not ssl:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
     if sock is not None:
-        if host is not None or port is not None:
-            raise ValueError("host/port and sock can not be specified at the same time")
-        if sock.type != SOCK_STREAM:
-            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        check_given_sock(sock, host, port)
     else:
         if host is None and port is None:
             raise ValueError("host and port was not specified and no sock specified")
