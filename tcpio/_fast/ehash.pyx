@@ -236,18 +236,25 @@ cdef class EHash:
 
     def __iter__(self):
         """Values, bucket by bucket (a snapshot: the table may change meanwhile)."""
-        return iter([obj for _, obj in self.items()])
+        return iter(self._entries(False))
 
     def items(self):
+        return self._entries(True)
+
+    def _entries(self, bint with_keys):
+        """The stored objects bucket by bucket, as ``(key, obj)`` pairs when ``with_keys``."""
         cdef uint32_t b
         cdef int32_t i
-        cdef ehash_entry e
+        cdef ehash_entry *e
         out = []
         for b in range(self.mask + 1):
             i = self.heads[b]
             while i >= 0:
-                e = self.entries[i]
-                out.append((((e.addrs >> 32), (e.ports >> 16), (e.addrs & 0xFFFFFFFF),
-                             (e.ports & 0xFFFF)), <object>e.obj))
-                i = self.entries[i].next
+                e = &self.entries[i]
+                if with_keys:
+                    out.append((((e.addrs >> 32), (e.ports >> 16), (e.addrs & 0xFFFFFFFF),
+                                 (e.ports & 0xFFFF)), <object>e.obj))
+                else:
+                    out.append(<object>e.obj)
+                i = e.next
         return out
