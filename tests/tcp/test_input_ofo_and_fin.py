@@ -1,0 +1,312 @@
+"""Receive queueing (tcp_data_queue, tcp_ofo_queue, tcp_data_queue_ofo, tcp_fin
+in net/ipv4/tcp_input.c): in-order, duplicate, partly old, out-of-order and
+out-of-window data, the FIN in and out of order, and the ACKs each one gets
+(RFC 9293 3.10.7.4, RFC 5681 4.2, RFC 2018, RFC 2883).
+
+The stack is the passive side; the peer sends plain segments (with SACK
+permitted where a test needs SACK), so every ACK out can be checked exactly.
+"""
+
+from __future__ import annotations
+
+from tcpio.core.settings import Settings
+from tcpio.core.tcp.tcp_states import (
+    TCP_CLOSE_WAIT,
+    TCP_CLOSING,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT1,
+    TCP_FIN_WAIT2,
+)
+
+from .helpers import ACK, FIN, PSH, Conn, TcpOptions, passive_open
+
+SACK = TcpOptions(sack_ok=True)
+
+
+def _acks(c: Conn) -> list[tuple[int, int, tuple]]:
+    """(seq, ack, SACK blocks) of each pure ACK the stack sent."""
+    out = []
+    for s in c.recv():
+        assert s.flags == ACK and not s.payload, s
+        out.append((s.seq, s.ack, tuple(s.opts.sack_blocks)))
+    return out
+
+
+def _read_all(c: Conn) -> bytes:
+    return c.sk.recvmsg(1 << 20) or b""
+
+
+# --- FIN and the out-of-order queue -----------------------------------------------
+def test_fin_beyond_a_hole_is_delivered_when_the_hole_fills():
+    """RFC 9293 3.10.7.4 eighth: the FIN is processed once everything before
+    it has arrived; it then takes one sequence number and moves to CLOSE-WAIT."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"B" * 10, seq=s0 + 10, flags=ACK | FIN)
+    assert _acks(c) == [(c.rcv, s0, ())]           # the hole is reported at once
+    assert c.sk.state == TCP_ESTABLISHED and not c.sk.rcv_eof
+    c.send(b"A" * 10, seq=s0)
+    assert _acks(c) == [(c.rcv, s0 + 21, ())]      # data and FIN acknowledged
+    assert c.sk.state == TCP_CLOSE_WAIT
+    assert _read_all(c) == b"A" * 10 + b"B" * 10
+    assert c.sk.rcv_eof
+
+
+def test_bare_fin_beyond_a_hole_is_delivered_when_the_hole_fills():
+    c = passive_open()
+    s0 = c.snd
+    c.send(seq=s0 + 10, flags=ACK | FIN)
+    assert _acks(c) == [(c.rcv, s0, ())]
+    assert c.sk.state == TCP_ESTABLISHED
+    c.send(b"A" * 10, seq=s0)
+    assert _acks(c) == [(c.rcv, s0 + 11, ())]
+    assert c.sk.state == TCP_CLOSE_WAIT
+    assert _read_all(c) == b"A" * 10 and c.sk.rcv_eof
+
+
+def test_fin_after_two_holes_waits_for_both():
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"C" * 5, seq=s0 + 20, flags=ACK | FIN)
+    c.send(b"B" * 5, seq=s0 + 10)
+    c.recv()
+    c.send(b"A" * 10, seq=s0)                      # fills the first hole only
+    assert _acks(c) == [(c.rcv, s0 + 15, ())]
+    assert c.sk.state == TCP_ESTABLISHED and not c.sk.rcv_eof
+    c.send(b"b" * 5, seq=s0 + 15)
+    assert _acks(c) == [(c.rcv, s0 + 26, ())]
+    assert c.sk.state == TCP_CLOSE_WAIT
+    assert _read_all(c) == b"A" * 10 + b"B" * 5 + b"b" * 5 + b"C" * 5
+
+
+def test_in_order_fin_moves_to_close_wait_and_is_acked_at_once():
+    """RFC 9293 3.10.7.4 eighth, Linux tcp_fin: ESTABLISHED -> CLOSE-WAIT and
+    an immediate ACK of the FIN."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"xy", flags=ACK | FIN)
+    assert _acks(c) == [(c.rcv, s0 + 3, ())]
+    assert c.sk.state == TCP_CLOSE_WAIT and c.sk.rcv_nxt == s0 + 3
+    assert _read_all(c) == b"xy" and c.sk.rcv_eof
+    assert c.host.woken and c.host.woken[-1] is c.sk
+
+
+def test_fin_in_fin_wait1_is_simultaneous_close_closing():
+    """RFC 9293 3.10.7.4 eighth: FIN-WAIT-1, our FIN not yet acked -> CLOSING,
+    and the peer's FIN is acknowledged at once."""
+    c = passive_open()
+    c.sk.shutdown(1)
+    fin = c.recv()
+    assert [s.flags & FIN for s in fin] == [FIN]
+    assert c.sk.state == TCP_FIN_WAIT1
+    c.send(flags=ACK | FIN)                        # acks nothing of ours
+    assert _acks(c) == [(c.rcv + 1, c.snd, ())]
+    assert c.sk.state == TCP_CLOSING
+
+
+def test_fin_in_fin_wait2_acks_and_enters_time_wait():
+    c = passive_open()
+    c.sk.shutdown(1)
+    c.recv()
+    c.send(ack=c.rcv + 1)
+    c.rcv += 1
+    assert c.sk.state == TCP_FIN_WAIT2
+    c.send(flags=ACK | FIN)
+    assert _acks(c) == [(c.rcv, c.snd, ())]
+    # the full sock hands over to a time-wait entry (tcp_time_wait)
+    assert [r.state for r in c.host.tcp.connections()
+            if r.remote.endswith(str(c.peer.port))] == ["TIME-WAIT"]
+
+
+def test_in_order_fin_purges_data_queued_beyond_it():
+    """Linux tcp_fin: anything out of order after the FIN can never be
+    delivered; the queue is purged and no SACK block is reported any more."""
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"Z" * 10, seq=s0 + 50)
+    assert _acks(c) == [(c.rcv, s0, ((s0 + 50, s0 + 60),))]
+    c.send(b"A" * 10, flags=ACK | FIN)
+    assert _acks(c) == [(c.rcv, s0 + 11, ())]
+    assert c.sk.ofo == [] and c.sk.ofo_bytes == 0 and c.sk.sack_blocks == []
+    assert _read_all(c) == b"A" * 10
+
+
+# --- out-of-order data -------------------------------------------------------------
+def test_out_of_order_segment_is_queued_and_sacked_in_an_immediate_dupack():
+    """RFC 5681 4.2: an out-of-order segment gets an immediate duplicate ACK;
+    RFC 2018 4: its first SACK block is that segment."""
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"B" * 10, seq=s0 + 10)
+    assert _acks(c) == [(c.rcv, s0, ((s0 + 10, s0 + 20),))]
+    assert c.sk.readable() == 0 and c.sk.ofo_bytes == 10
+    assert c.host.mib["TCPOFOQueue"] == 1
+
+
+def test_filling_the_hole_delivers_everything_contiguous_and_clears_sack():
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"C" * 10, seq=s0 + 20)
+    c.send(b"B" * 10, seq=s0 + 10)
+    assert _acks(c)[-1] == (c.rcv, s0, ((s0 + 10, s0 + 30),))
+    c.send(b"A" * 10, seq=s0)
+    assert _acks(c) == [(c.rcv, s0 + 30, ())]
+    assert _read_all(c) == b"A" * 10 + b"B" * 10 + b"C" * 10
+    assert c.sk.ofo == [] and c.sk.ofo_bytes == 0
+
+
+def test_partly_filled_hole_keeps_reporting_the_rest():
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"C" * 10, seq=s0 + 30)
+    c.recv()
+    c.send(b"A" * 10, seq=s0)
+    assert _acks(c) == [(c.rcv, s0 + 10, ((s0 + 30, s0 + 40),))]
+    assert _read_all(c) == b"A" * 10
+    assert c.sk.ofo_bytes == 10
+
+
+def test_in_order_segment_overlapping_queued_data_delivers_each_byte_once():
+    """tcp_ofo_queue: a queued segment that now starts before rcv_nxt
+    contributes only its bytes past rcv_nxt."""
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"0123456789", seq=s0 + 5)
+    c.recv()
+    c.send(b"abcdefgh", seq=s0)                    # up to s0 + 8, into the queued one
+    assert _acks(c) == [(c.rcv, s0 + 15, ())]
+    assert _read_all(c) == b"abcdefgh" + b"3456789"
+
+
+def test_queued_segment_wholly_covered_by_the_filler_is_dropped():
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"qq", seq=s0 + 3)
+    c.send(b"zz", seq=s0 + 20)
+    c.recv()
+    c.send(b"A" * 10, seq=s0)                      # covers the first, not the second
+    assert _acks(c) == [(c.rcv, s0 + 10, ((s0 + 20, s0 + 22),))]
+    assert _read_all(c) == b"A" * 10
+    assert c.sk.ofo_bytes == 2
+
+
+def test_out_of_order_queue_beyond_its_memory_bound_drops_and_counts():
+    c = passive_open(settings=Settings(tcp_ofo_max_bytes=15), syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"B" * 10, seq=s0 + 10)
+    c.recv()
+    c.send(b"C" * 10, seq=s0 + 30)
+    assert _acks(c) == [(c.rcv, s0, ((s0 + 10, s0 + 20),))]
+    assert c.host.mib["TCPOFODrop"] == 1 and c.host.mib["TCPOFOQueue"] == 1
+    assert c.sk.ofo_bytes == 10
+
+
+def test_out_of_order_queue_bound_is_inclusive():
+    c = passive_open(settings=Settings(tcp_ofo_max_bytes=20), syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"B" * 10, seq=s0 + 10)
+    c.send(b"C" * 10, seq=s0 + 30)
+    assert c.host.mib["TCPOFODrop"] == 0 and c.sk.ofo_bytes == 20
+
+
+# --- duplicates, partial overlaps, the window ------------------------------------------
+def test_complete_duplicate_is_acked_at_once_with_a_dsack():
+    """RFC 2883 4.1.1: a duplicate segment is reported in the first SACK block;
+    RFC 9293: a duplicate gets an ACK (tcp_data_queue: DelayedACKLost)."""
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"A" * 10)
+    c.recv()
+    c.send(b"A" * 10, seq=s0)
+    assert _acks(c) == [(c.rcv, s0 + 10, ((s0, s0 + 10),))]
+    assert c.host.mib["DelayedACKLost"] == 1
+    assert _read_all(c) == b"A" * 10
+
+
+def test_duplicate_without_sack_is_acked_without_blocks():
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"A" * 10)
+    c.recv()
+    c.send(b"A" * 10, seq=s0)
+    assert _acks(c) == [(c.rcv, s0 + 10, ())]
+
+
+def test_dsack_off_sends_no_duplicate_block():
+    c = passive_open(settings=Settings(tcp_dsack=0), syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"A" * 10)
+    c.recv()
+    c.send(b"A" * 10, seq=s0)
+    assert _acks(c) == [(c.rcv, s0 + 10, ())]
+
+
+def test_partly_old_segment_delivers_the_new_part_and_dsacks_the_old():
+    """RFC 9293 3.10.7.4: the part of a segment before RCV.NXT is trimmed;
+    RFC 2883: the duplicated part is reported as a D-SACK."""
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"abcdef")
+    c.recv()
+    c.send(b"defghi", seq=s0 + 3)
+    assert _acks(c) == [(c.rcv, s0 + 9, ((s0 + 3, s0 + 6),))]
+    assert _read_all(c) == b"abcdefghi"
+
+
+def test_partly_old_segment_with_fin_closes():
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"abc")
+    c.recv()
+    c.send(b"bcd", seq=s0 + 1, flags=ACK | FIN)
+    assert _acks(c) == [(c.rcv, s0 + 5, ())]
+    assert c.sk.state == TCP_CLOSE_WAIT
+    assert _read_all(c) == b"abcd"
+
+
+def test_data_at_rcv_nxt_into_a_zero_window_is_dropped_and_acked():
+    """RFC 9293 3.10.7.4: with RCV.WND zero no data is acceptable, but the
+    ACK is sent (tcp_data_queue: TCPZeroWindowDrop)."""
+    c = passive_open()
+    c.sk.rcvbuf = 1                                # nothing fits any more
+    c.sk.rcv_wnd = 0
+    s0 = c.snd
+    c.send(b"x" * 10)
+    segs = c.recv()
+    assert [(s.flags, s.ack) for s in segs] == [(ACK, s0)]
+    assert c.sk.readable() == 0
+    assert c.host.mib["TCPZeroWindowDrop"] == 1
+
+
+def test_fin_alone_is_accepted_in_a_zero_window():
+    """RFC 9293 3.3: a FIN needs no window (only data is dropped)."""
+    c = passive_open()
+    c.sk.rcvbuf = 1
+    c.sk.rcv_wnd = 0
+    s0 = c.snd
+    c.send(flags=ACK | FIN)
+    assert c.sk.state == TCP_CLOSE_WAIT
+    assert [s.ack for s in c.recv()] == [s0 + 1]
+
+
+def test_segment_beyond_the_window_is_acked_and_dropped():
+    c = passive_open()
+    s0 = c.snd
+    wnd = c.sk.rcv_wnd
+    c.send(b"x" * 10, seq=s0 + wnd + 100)
+    assert _acks(c) == [(c.rcv, s0, ())]
+    assert c.sk.ofo == [] and c.host.mib["TCPOFOQueue"] == 0
+
+
+def test_in_order_data_with_push_is_delivered_and_the_ack_delayed():
+    """RFC 1122 4.2.3.2 / RFC 9293 3.8.6.3: a lone in-order segment after the
+    quick-ACK phase gets a delayed ACK."""
+    c = passive_open()
+    for _ in range(20):                            # leave quick-ACK mode
+        c.send(b"q" * 100, flags=ACK | PSH)
+    c.recv()
+    _read_all(c)
+    c.sk.quick = 0
+    c.send(b"z" * 10, flags=ACK | PSH)
+    assert c.recv() == []
+    assert c.sk.delack_timer.pending
