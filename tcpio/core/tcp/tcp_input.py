@@ -612,8 +612,6 @@ def tcp_enter_recovery(sk: TcpSock, now: float) -> None:
     """Fast retransmit (RFC 5681 / RFC 6675): halve via the CC module, then
     retransmit the first lost segment at once."""
     sk.host.mib["TCPRenoRecovery" if not sk.sack_ok else "TCPSackRecovery"] += 1
-    sk.prior_ssthresh = sk.snd_ssthresh
-    sk.prior_cwnd = sk.snd_cwnd
     sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
     sk.high_seq = sk.snd_nxt
     sk.ca_state = TCP_CA_RECOVERY
