@@ -548,6 +548,11 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
                 sk.sacked_out = max(0, sk.sacked_out - max(acked - 1, 0))
                 tcp_limit_reno_sacked(sk)
             tcp_mark_head_lost(sk)
+            if reno:
+                # RFC 6582 3.2 step 5: retransmit the first unacknowledged
+                # segment now, whatever the window (Linux's PRR sends at
+                # least one segment on an ACK that delivered data).
+                _tcp_retransmit_head(sk, now)
         if not reno:
             tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
         tcp_xmit_retransmit_queue(sk, now)
@@ -618,11 +623,17 @@ def tcp_enter_recovery(sk: TcpSock, now: float) -> None:
     sk.ca_ops.set_state(sk, TCP_CA_RECOVERY)
     tcp_mark_head_lost(sk)
     sk.snd_cwnd = max(sk.snd_ssthresh, 2)
+    _tcp_retransmit_head(sk, now)
+    tcp_xmit_retransmit_queue(sk, now)
+
+
+def _tcp_retransmit_head(sk: TcpSock, now: float) -> None:
+    """Retransmit the first segment if it is marked lost and not yet resent
+    (the fast retransmit itself, outside the congestion window)."""
     head = sk.rtx[0] if sk.rtx else None
     if head is not None and head.sacked & 4 and not head.sacked & 3:
         tcp_output.tcp_retransmit_skb(sk, head, now)
         sk.host.mib["TCPFastRetrans"] += 1
-    tcp_xmit_retransmit_queue(sk, now)
 
 
 def tcp_end_recovery(sk: TcpSock, now: float) -> None:

@@ -1,0 +1,271 @@
+"""Loss recovery in tcp_ack / tcp_fastretrans_alert (net/ipv4/tcp_input.c):
+entering fast recovery with the congestion module's ssthresh (RFC 5681 3.2,
+RFC 9438 4.6), the segments released during recovery, NewReno partial ACKs
+(RFC 6582), leaving recovery, and the Disorder and Loss states.
+
+The peer sends no options, so the MSS is RFC 9293's default of 536 bytes and
+segment N of a flight starts at ``base + N * MSS``.  The initial window is ten
+segments (RFC 6928).
+"""
+
+from __future__ import annotations
+
+from tcpio.core.settings import Settings
+from tcpio.core.tcp.tcp_states import (
+    TCP_CA_DISORDER,
+    TCP_CA_OPEN,
+    TCP_CA_RECOVERY,
+)
+
+from .helpers import Conn, TcpOptions, passive_open
+
+MSS = 536
+IW = 10
+
+
+def _open(cc: str = "reno", syn_opts=None, window: int = 65535) -> Conn:
+    return passive_open(settings=Settings(tcp_congestion_control=cc), syn_opts=syn_opts,
+                        window=window)
+
+
+def _flight(c: Conn, nseg: int) -> int:
+    """Queue ``nseg`` segments of data (segment i filled with byte i); return
+    the first sequence number.  The first IW segments go out at once."""
+    c.sk.sendmsg(b"".join(bytes([i % 256]) * MSS for i in range(nseg)))
+    out = c.recv()
+    assert len(out) == IW
+    return out[0].seq
+
+
+def _segno(segs, base: int) -> list[int]:
+    return [(s.seq - base) // MSS for s in segs]
+
+
+def _dupacks(c: Conn, ack: int, n: int) -> list[list[int]]:
+    """``n`` duplicate ACKs; the segment numbers each one released."""
+    base = c.sk.snd_una
+    out = []
+    for _ in range(n):
+        c.send(ack=ack)
+        out.append(_segno(c.recv(), base))
+    return out
+
+
+def _enter_recovery(c: Conn) -> int:
+    """Segment 0 lost: three duplicate ACKs; returns base."""
+    base = _flight(c, 40)
+    assert _dupacks(c, base, 3) == [[10], [11], [0]]
+    return base
+
+
+# --- entering fast recovery -----------------------------------------------------
+def test_third_dupack_sets_ssthresh_to_half_the_window_and_cwnd_to_ssthresh():
+    """RFC 5681 3.2 step 2-3 with Linux's tcp_reno_ssthresh: ssthresh =
+    max(cwnd / 2, 2) = 5 for a window of 10 (the two limited-transmit segments
+    are not counted, RFC 3042), and the window is brought down to it at once:
+    the third duplicate ACK releases the retransmission and nothing else."""
+    c = _open("reno")
+    base = _flight(c, 40)
+    assert c.sk.snd_cwnd == IW
+    assert _dupacks(c, base, 3) == [[10], [11], [0]]
+    assert c.sk.snd_ssthresh == 5
+    assert c.sk.snd_cwnd == 5
+    assert c.sk.ca_state == TCP_CA_RECOVERY
+    assert c.host.mib["TCPRenoRecovery"] == 1
+    assert c.host.mib["TCPSackRecovery"] == 0
+    assert c.host.mib["TCPFastRetrans"] == 1
+    assert c.host.mib["RetransSegs"] == 1
+
+
+def test_cubic_recovery_multiplies_the_window_by_beta():
+    """RFC 9438 4.6: ssthresh = cwnd * beta_cubic (0.7), cwnd = ssthresh."""
+    c = _open("cubic")
+    _enter_recovery(c)
+    assert c.sk.snd_ssthresh == 7
+    assert c.sk.snd_cwnd == 7
+
+
+def test_retransmission_in_recovery_is_the_lost_segment_with_its_data():
+    c = _open("reno")
+    base = _flight(c, 40)
+    _dupacks(c, base, 2)
+    c.send(ack=base)
+    segs = c.recv()
+    assert [(s.seq, s.ack, s.payload) for s in segs] == [(base, c.snd, bytes([0]) * MSS)]
+
+
+def test_recovery_point_is_snd_nxt_when_recovery_starts():
+    """RFC 6582 3.2 step 2: "recover" is the highest sequence number sent."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    assert c.sk.high_seq == base + 12 * MSS == c.sk.snd_nxt
+
+
+def test_dupacks_in_recovery_release_new_data_only_as_the_window_allows():
+    """RFC 5681 3.2 step 4-5: each further duplicate ACK means a segment left
+    the network; new data goes out only when cwnd (5) + the 3 + k duplicate
+    ACKs exceeds the 12 segments outstanding, i.e. from the 8th on, one per ACK."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    assert _dupacks(c, base, 6) == [[], [], [], [], [12], [13]]
+    assert c.host.mib["RetransSegs"] == 1
+    assert c.sk.snd_cwnd == 5 and c.sk.snd_ssthresh == 5
+
+
+def test_cwnd_does_not_grow_during_recovery():
+    """RFC 5681 3.2: the window is not opened by ACKs while recovering."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    _dupacks(c, base, 4)
+    c.send(ack=base + 3 * MSS)        # partial ACK of three segments
+    assert c.sk.ca_state == TCP_CA_RECOVERY
+    assert c.sk.snd_cwnd == 5 and c.sk.snd_ssthresh == 5
+
+
+def test_partial_ack_retransmits_the_next_hole_at_once():
+    """RFC 6582 3.2 step 5: a partial ACK retransmits the first unacknowledged
+    segment and stays in fast recovery."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    c.send(ack=base + 3 * MSS)
+    segs = c.recv()
+    assert (segs[0].seq, segs[0].payload) == (base + 3 * MSS, bytes([3]) * MSS)
+    assert c.sk.ca_state == TCP_CA_RECOVERY
+    assert c.host.mib["RetransSegs"] == 2
+
+
+def test_partial_ack_forgets_the_dupacks_of_the_acknowledged_segments():
+    """Linux tcp_remove_reno_sacks: a partial ACK of n segments removes n-1
+    emulated SACKs (one ACKed segment was the hole)."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    _dupacks(c, base, 4)                       # 7 dupacks: 7 segments "sacked"
+    assert c.sk.sacked_out == 7
+    c.send(ack=base + 3 * MSS)
+    assert c.sk.sacked_out == 5
+
+
+def test_ack_of_the_recovery_point_ends_recovery_with_cwnd_at_ssthresh():
+    """RFC 6582 3.2 step 3 / RFC 5681 step 6: a full ACK ends fast recovery
+    and sets cwnd to ssthresh (deflating the window)."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    c.sk.snd_cwnd = 9            # whatever the window did meanwhile
+    c.send(ack=base + 12 * MSS)
+    assert c.sk.ca_state == TCP_CA_OPEN
+    assert c.sk.sacked_out == 0 and c.sk.lost_out == 0 and c.sk.retrans_out == 0
+    assert c.sk.snd_ssthresh == 5
+    # cwnd = ssthresh, then congestion avoidance for the 12 segments acked:
+    # RFC 5681 3.1, cwnd += acked / cwnd, so 5 + 12 // 5 with a remainder of 2.
+    assert (c.sk.snd_cwnd, c.sk.snd_cwnd_cnt) == (7, 2)
+
+
+def test_full_ack_after_partial_ack_sends_new_data_within_ssthresh():
+    c = _open("reno")
+    base = _enter_recovery(c)
+    c.send(ack=base + 3 * MSS)
+    c.recv()
+    c.send(ack=base + 12 * MSS)
+    segs = c.recv()
+    assert c.sk.ca_state == TCP_CA_OPEN
+    # cwnd 5 + 9 acked // 5 = 6 segments in flight: 12..17
+    assert _segno(segs, base) == [12, 13, 14, 15, 16, 17]
+
+
+# --- Disorder -----------------------------------------------------------------------
+def test_one_dupack_is_disorder_and_an_ack_of_new_data_reopens():
+    """Linux tcp_fastretrans_alert: a duplicate ACK below the threshold is
+    the Disorder state (RFC 3042 limited transmit); new data acked -> Open."""
+    c = _open("reno")
+    base = _flight(c, 40)
+    c.send(ack=base)
+    assert c.sk.ca_state == TCP_CA_DISORDER and c.sk.sacked_out == 1
+    c.send(ack=base + MSS)
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
+    assert c.host.mib["RetransSegs"] == 0
+
+
+def test_ack_that_advances_is_not_a_dupack():
+    """RFC 5681 2: a duplicate ACK acknowledges nothing new; an ACK that
+    advances snd_una never counts towards fast retransmit."""
+    c = _open("reno")
+    base = _flight(c, 40)
+    for k in range(1, 6):
+        c.send(ack=base + k)          # each acknowledges one more byte
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
+    assert c.host.mib["RetransSegs"] == 0
+
+
+def test_window_update_is_not_a_dupack():
+    """RFC 5681 2 (d): the advertised window must not change for an ACK to be
+    a duplicate."""
+    c = _open("reno", window=40000)
+    base = _flight(c, 40)
+    for w in (41000, 42000, 43000, 44000):
+        c.send(ack=base, window=w)
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
+    assert c.host.mib["RetransSegs"] == 0
+
+
+def test_ack_carrying_data_is_not_a_dupack():
+    """RFC 5681 2 (b): a duplicate ACK carries no data."""
+    c = _open("reno")
+    base = _flight(c, 40)
+    for _ in range(4):
+        c.send(b"x", ack=base)
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
+    assert c.host.mib["RetransSegs"] == 0
+
+
+def test_no_dupacks_counted_with_nothing_outstanding():
+    """RFC 5681 2 (a): there must be outstanding data."""
+    c = _open("reno")
+    for _ in range(4):
+        c.send()
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
+
+
+# --- SACK recovery --------------------------------------------------------------
+def _sack_open(cc: str = "reno") -> tuple[Conn, int, int]:
+    c = _open(cc, syn_opts=TcpOptions(mss=1000, sack_ok=True))
+    mss = c.sk.mss_cache
+    c.sk.sendmsg(b"s" * (40 * mss))
+    out = c.recv()
+    assert len(out) == IW
+    return c, out[0].seq, mss
+
+
+def test_sack_recovery_counts_sack_recovery_and_ends_in_open():
+    """RFC 6675 5: three segments SACKed above a hole start recovery; the ACK
+    of the recovery point ends it."""
+    c, base, mss = _sack_open()
+    for k in (2, 3, 4):
+        c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + k * mss),)))
+    assert c.sk.ca_state == TCP_CA_RECOVERY
+    assert c.host.mib["TCPSackRecovery"] == 1 and c.host.mib["TCPRenoRecovery"] == 0
+    assert c.sk.snd_ssthresh == 5
+    c.send(ack=c.sk.high_seq)
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
+
+
+def test_sack_below_dupthresh_is_disorder():
+    c, base, mss = _sack_open()
+    c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + 2 * mss),)))
+    assert c.sk.ca_state == TCP_CA_DISORDER and c.sk.sacked_out == 1
+    assert c.host.mib["RetransSegs"] == 0
+
+
+def test_recovery_ends_in_disorder_when_sacked_data_remains_above_the_ack():
+    """Linux tcp_try_to_open: leaving recovery with SACKed segments still
+    outstanding is the Disorder state, not Open."""
+    c, base, mss = _sack_open()
+    for k in (2, 3, 4):
+        c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + k * mss),)))
+    for k in range(5, 11):      # more SACKed: the pipe drains, new data goes out
+        c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + k * mss),)))
+    high = c.sk.high_seq
+    assert high == base + 12 * mss
+    assert (c.sk.snd_nxt - high) & 0xFFFFFFFF == 2 * mss
+    # the full ACK comes with a SACK of new data above it
+    c.send(ack=high, opts=TcpOptions(sack_blocks=((high + mss, high + 2 * mss),)))
+    assert c.sk.ca_state == TCP_CA_DISORDER and c.sk.sacked_out == 1
