@@ -13,6 +13,7 @@ from __future__ import annotations
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import (
     TCP_CA_DISORDER,
+    TCP_CA_LOSS,
     TCP_CA_OPEN,
     TCP_CA_RECOVERY,
 )
@@ -269,3 +270,20 @@ def test_recovery_ends_in_disorder_when_sacked_data_remains_above_the_ack():
     # the full ACK comes with a SACK of new data above it
     c.send(ack=high, opts=TcpOptions(sack_blocks=((high + mss, high + 2 * mss),)))
     assert c.sk.ca_state == TCP_CA_DISORDER and c.sk.sacked_out == 1
+
+
+# --- Loss (after an RTO) --------------------------------------------------------
+def test_rto_recovery_is_the_loss_state_until_the_recovery_point_is_acked():
+    """RFC 5681 3.1 / Linux tcp_enter_loss: after an RTO, ACKs below the
+    recovery point keep the Loss state (and retransmit); reaching it -> Open."""
+    c = _open("reno")
+    base = _flight(c, 40)
+    c.host.advance(c.sk.rtx_timer.when)
+    assert c.sk.ca_state == TCP_CA_LOSS and c.sk.snd_cwnd == 1
+    assert _segno(c.recv(), base) == [0]
+    high = c.sk.high_seq
+    c.send(ack=base + MSS)
+    assert c.sk.ca_state == TCP_CA_LOSS
+    assert _segno(c.recv(), base) == [1, 2]    # slow start from 1: two segments
+    c.send(ack=high)
+    assert c.sk.ca_state == TCP_CA_OPEN

@@ -485,6 +485,10 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     if acked and sk.ca_state not in (TCP_CA_RECOVERY, 2) and _cwnd_limited(sk, prior_in_flight):
         sk.ca_ops.cong_avoid(sk, acked, now)
         tcp_output.sndbuf_expand(sk)
+    if sk.ca_state == TCP_CA_LOSS:
+        # tcp_xmit_recovery: after an RTO the segments marked lost are resent
+        # with the window this ACK opened, before any new data.
+        tcp_xmit_retransmit_queue(sk, now)
     if flag & FLAG_SND_UNA_ADVANCED:
         if sk.retrans_out == 0:
             sk.retrans_stamp = None
@@ -564,9 +568,9 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
             if reno:
                 sk.sacked_out = 0
         else:
+            # The lost segments go out in tcp_ack, once cwnd grew for this ACK.
             if not reno:
                 tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
-            tcp_xmit_retransmit_queue(sk, now)
             return
     # Open / Disorder
     if reno and flag & FLAG_SND_UNA_ADVANCED:
