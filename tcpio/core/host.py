@@ -122,13 +122,11 @@ class Host:
         self.register_protocol(1, self.icmp)
         self.udp = UdpProto(self)
         self.register_protocol(17, self.udp)
-        try:
-            from tcpio.core.tcp.tcp_ipv4 import TcpProto
-        except ImportError:
-            TcpProto = None
-        self.tcp = TcpProto(self) if TcpProto is not None else None
-        if self.tcp is not None:
-            self.register_protocol(6, self.tcp)
+        # Imported here, not at the top: tcp_output imports this module.  A TCP
+        # that fails to import is an error, not a host without TCP.
+        from tcpio.core.tcp.tcp_ipv4 import TcpProto
+        self.tcp = TcpProto(self)
+        self.register_protocol(6, self.tcp)
 
     # ----- configuration ------------------------------------------------------------
 
