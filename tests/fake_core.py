@@ -435,7 +435,11 @@ def _loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
         import uvloop
         factories["uvloop"] = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a test dependency
-        pass
+        # Without it every both_loops test silently runs on one loop only:
+        # under the CI variables that is a failure, like any other skip.
+        from conftest import strict_skips
+        if strict_skips():
+            raise
     return factories
 
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REQUIRE_TAP
 
 from tcpio.core.addr import ip_aton
 from tcpio.core.settings import Settings
@@ -472,16 +473,42 @@ print(json.dumps(res))
 """
 
 
+def _kernel_unavailable_reason() -> str | None:
+    """Why the kernel cannot be asked here (no root, no unshare, no new
+    network namespace), or None."""
+    if os.geteuid() != 0:
+        return "asking the kernel needs root (unshare -n)"
+    if shutil.which("unshare") is None:
+        return "no unshare to ask the kernel"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    if probe.returncode != 0:
+        return f"unshare -n failed: {probe.stderr.strip()[:200]}"
+    return None
+
+
 def _ask_kernel(code: str, timeout: float = 120):
-    """Run ``code`` under ``unshare -n`` and return the JSON it prints; skip
-    when there is no root, no unshare, or unshare fails."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare to ask the kernel")
+    """Run ``code`` under ``unshare -n`` and return the JSON it prints.
+
+    Without root or a working ``unshare -n`` the test skips, or fails under
+    TCPIO_REQUIRE_TAP=1 (``require_tap()``'s rule: CI has both).  Once the
+    namespace works, anything else is a failure everywhere: a traceback or
+    a non-zero exit of the oracle script, or output that is not its JSON."""
+    reason = _kernel_unavailable_reason()
+    if reason is not None:
+        if REQUIRE_TAP:
+            pytest.fail(f"TCPIO_REQUIRE_TAP=1 but {reason}")
+        pytest.skip(reason)
     out = subprocess.run(["unshare", "-n", sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=timeout, check=False)
     if out.returncode != 0:
-        pytest.skip(f"unshare -n failed: {out.stderr.strip()[:200]}")
-    return json.loads(out.stdout)
+        pytest.fail(f"the kernel oracle exited with {out.returncode}:\n{out.stderr.strip()}",
+                    pytrace=False)
+    try:
+        return json.loads(out.stdout)
+    except ValueError:
+        pytest.fail(f"the kernel oracle printed no JSON:\n{out.stdout[:500]}\n"
+                    f"{out.stderr.strip()}", pytrace=False)
 
 
 def test_kernel_agrees_with_table():
