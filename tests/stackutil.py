@@ -7,6 +7,7 @@
   optionally recording each end to an in-memory pcap; ``wired_stacks()``: the
   same on a fresh wire as an ``async with`` that closes both.
 - ``Sink`` / ``Echo``: DatagramProtocols for tests.
+- ``until(pred)``: wait on the loop's clock until a condition holds.
 - ``received(pcap, mac)``: what a device received, dissected by scapy.
 """
 
@@ -114,6 +115,19 @@ async def wired_stacks(seed: int = 1) -> AsyncIterator[tuple[Stack, Stack]]:
     finally:
         a.close()
         b.close()
+
+
+async def until(pred: Callable[[], bool], timeout: float = 30.0, step: float = 0.01) -> None:
+    """Wait (on the running loop's clock) until ``pred()`` holds; AssertionError
+    after ``timeout``.  Meant for the virtual clock, where the polling costs
+    no real time and a protocol timer (an RTO) fires as soon as nothing else
+    is due."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() >= deadline:
+            raise AssertionError(f"condition not reached in {timeout} s")
+        await asyncio.sleep(step)
 
 
 async def warm_up(a: Stack, peer: str, tries: int = 10) -> None:

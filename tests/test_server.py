@@ -8,17 +8,21 @@ close_clients/abort_clients, is_serving, sockets, get_loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 
 import pytest
 from fake_core import KINDS, both_loops, make_pair
+from stackutil import run_on, until, wired_stacks
 from test_transport import Recorder
 
+import tcpio
 from tcpio.server import Server
 
-# every test runs on the fake core and on real Stacks over a MemoryWire
-pytestmark = pytest.mark.parametrize("kind", KINDS)
+# the glue's tests run on the fake core and on real Stacks over a MemoryWire
+all_kinds = pytest.mark.parametrize("kind", KINDS)
 
 
+@all_kinds
 @both_loops
 async def test_sockets_is_serving_get_loop(kind: str) -> None:
     srv, _ = await make_pair(kind)
@@ -33,6 +37,7 @@ async def test_sockets_is_serving_get_loop(kind: str) -> None:
     await server.wait_closed()
 
 
+@all_kinds
 @both_loops
 async def test_port_zero_picks_a_port(kind: str) -> None:
     srv, cli = await make_pair(kind)
@@ -44,6 +49,7 @@ async def test_port_zero_picks_a_port(kind: str) -> None:
     server.close()
 
 
+@all_kinds
 @both_loops
 async def test_closed_server_refuses_new_connections(kind: str) -> None:
     srv, cli = await make_pair(kind)
@@ -53,6 +59,7 @@ async def test_closed_server_refuses_new_connections(kind: str) -> None:
         await cli.create_connection(Recorder, "10.0.0.1", 80)
 
 
+@all_kinds
 @both_loops
 async def test_start_serving_false_does_not_listen_yet(kind: str) -> None:
     srv, cli = await make_pair(kind)
@@ -67,6 +74,7 @@ async def test_start_serving_false_does_not_listen_yet(kind: str) -> None:
     server.close()
 
 
+@all_kinds
 @both_loops
 async def test_wait_closed_waits_for_connections_to_end(kind: str) -> None:
     srv, cli = await make_pair(kind)
@@ -83,29 +91,62 @@ async def test_wait_closed_waits_for_connections_to_end(kind: str) -> None:
     await p.lost
 
 
+class Accepted:
+    """A protocol factory for servers: a Recorder per accepted connection,
+    and ``await accepted.wait(n)`` until n connections were made."""
+
+    def __init__(self) -> None:
+        self.protocols: list[Recorder] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self) -> Recorder:
+        p = Recorder()
+        self.protocols.append(p)
+        self._changed.set()
+        return p
+
+    async def wait(self, n: int) -> list[Recorder]:
+        while len(self.protocols) < n:
+            self._changed.clear()
+            await self._changed.wait()
+        await asyncio.sleep(0)      # connection_made runs in the next loop iteration
+        return self.protocols
+
+
+@all_kinds
 @both_loops
 async def test_close_clients_and_abort_clients(kind: str) -> None:
+    """asyncio's Server.close_clients closes each accepted transport (the
+    peer reads EOF: a FIN, then its connection ends without error);
+    abort_clients aborts them (the peer gets a reset, no EOF)."""
     srv, cli = await make_pair(kind)
-    server = await srv.create_server(Recorder, "10.0.0.1", 80)
+    accepted = Accepted()
+    server = await srv.create_server(accepted, "10.0.0.1", 80)
     _, p1 = await cli.create_connection(Recorder, "10.0.0.1", 80)
     _, p2 = await cli.create_connection(Recorder, "10.0.0.1", 80)
-    await asyncio.sleep(0.01)
+    s1, s2 = await accepted.wait(2)
     server.close()
     server.close_clients()
-    await p1.eof          # orderly: FIN
-    await p2.eof
+    assert await p1.lost is None and await p2.lost is None
+    assert p1.events == p2.events == ["made", "eof", "lost"]
     await server.wait_closed()
+    assert [p.events[-1] for p in (s1, s2)] == ["lost", "lost"]
+    assert s1.exc is None and s2.exc is None
 
-    server2 = await srv.create_server(Recorder, "10.0.0.1", 81)
+    accepted2 = Accepted()
+    server2 = await srv.create_server(accepted2, "10.0.0.1", 81)
     _, p3 = await cli.create_connection(Recorder, "10.0.0.1", 81)
-    await asyncio.sleep(0.01)
+    (s3,) = await accepted2.wait(1)
     server2.abort_clients()
     exc = await p3.lost
-    assert isinstance(exc, ConnectionResetError)
+    assert type(exc) is ConnectionResetError and exc.errno == errno.ECONNRESET
+    assert p3.events == ["made", "lost"]            # a reset, not an EOF
+    assert await s3.lost is None                    # abort() is not an error locally
     server2.close()
     await server2.wait_closed()
 
 
+@all_kinds
 @both_loops
 async def test_serve_forever_and_cancel(kind: str) -> None:
     srv, cli = await make_pair(kind)
@@ -123,6 +164,7 @@ async def test_serve_forever_and_cancel(kind: str) -> None:
         await server.serve_forever()    # closed
 
 
+@all_kinds
 @both_loops
 async def test_async_with_closes_and_waits(kind: str) -> None:
     srv, cli = await make_pair(kind)
@@ -133,35 +175,110 @@ async def test_async_with_closes_and_waits(kind: str) -> None:
     assert not server.is_serving()
 
 
-@both_loops
-async def test_backlog_bounds_the_accept_queue_until_serving(kind: str) -> None:
-    srv, cli = await make_pair(kind)
-    server = await srv.create_server(Recorder, "10.0.0.1", 80, backlog=2)
-    # the server accepts as fast as connections come, so many more than the
-    # backlog succeed one after another
-    conns = [await cli.create_connection(Recorder, "10.0.0.1", 80) for _ in range(10)]
-    for t, _ in conns:
-        t.close()
-    server.close()
-    await server.wait_closed()
+def test_backlog_bounds_the_accept_queue_until_serving() -> None:
+    """listen(backlog) before the server serves, as Linux bounds it.
+
+    The accept queue holds backlog + 1 connections: sk_acceptq_is_full is
+    ``sk_ack_backlog > sk_max_ack_backlog``.  A final ACK that finds it full
+    is dropped (tcp_check_req: the connection stays in SYN-RECV although the
+    client believes it is established), and so is a SYN (tcp_conn_request:
+    the client stays in SYN-SENT); each drop counts ListenOverflows and
+    ListenDrops.  Once the server serves it accepts the queue, and the
+    waiting handshakes complete on their retransmissions.  Real stacks on the
+    virtual clock (the retransmissions take seconds); the fake core has no
+    handshakes to drop.
+    """
+    async def main() -> None:
+        async with wired_stacks() as (srv, cli):
+            lsock = srv.socket(tcpio.SOCK_STREAM)
+            lsock.bind(("10.0.0.1", 80))
+            lsock.listen(2)
+            accepted: list[Recorder] = []
+            server = await srv.create_server(
+                lambda: accepted.append(Recorder()) or accepted[-1],
+                sock=lsock, backlog=2, start_serving=False)
+
+            def listener() -> tuple[int, int]:
+                (row,) = [r for r in srv.connections() if r.state == "LISTEN"]
+                return row.recv_q, row.send_q       # ss: queued, backlog
+
+            def drops() -> tuple[int, int]:
+                mib = srv.mib()
+                return mib.get("ListenOverflows", 0), mib.get("ListenDrops", 0)
+
+            def server_states() -> list[str]:
+                return sorted(r.state for r in srv.connections() if r.state != "LISTEN")
+
+            clients = [await cli.create_connection(Recorder, "10.0.0.1", 80)
+                       for _ in range(2)]
+            await until(lambda: listener() == (2, 2))
+            # Two handshakes at once: both SYNs find room, the first final ACK
+            # fills the queue to backlog + 1, the second is dropped.
+            clients += await asyncio.gather(
+                *(cli.create_connection(Recorder, "10.0.0.1", 80) for _ in range(2)))
+            await until(lambda: drops() == (1, 1))
+            assert listener() == (3, 2)
+            assert server_states() == ["ESTAB"] * 3 + ["SYN-RECV"]
+            # A SYN now: dropped, not answered; that client stays in SYN-SENT.
+            late = asyncio.create_task(cli.create_connection(Recorder, "10.0.0.1", 80))
+            await until(lambda: drops() == (2, 2))
+            assert not late.done() and listener() == (3, 2)
+            assert "SYN-SENT" in [r.state for r in cli.connections()]
+            assert server_states() == ["ESTAB"] * 3 + ["SYN-RECV"]
+            assert accepted == []
+
+            await server.start_serving()
+            await until(lambda: len(accepted) == 3)
+            clients.append(await asyncio.wait_for(late, 30))
+            await until(lambda: len(accepted) == 5)
+            assert listener() == (0, 2)
+            for i, (t, _) in enumerate(clients):
+                t.write(b"client %d" % i)
+            await until(lambda: sorted(bytes(p.data) for p in accepted)
+                        == [b"client %d" % i for i in range(5)])
+            for t, _ in clients:
+                t.close()
+            server.close()
+            await server.wait_closed()
+
+    run_on("virtual", main)
 
 
+@all_kinds
 @both_loops
 async def test_factory_error_is_reported_and_connection_reset(kind: str) -> None:
+    """asyncio's rule for a failing protocol factory: the exception goes to
+    the loop's exception handler, that connection is aborted (the client
+    gets a reset), and the server goes on accepting."""
     errors: list[dict] = []
     asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+    accepted = Accepted()
 
-    def bad_factory() -> asyncio.Protocol:
-        raise ZeroDivisionError
+    def factory_failing_once() -> asyncio.Protocol:
+        if not errors:
+            raise ZeroDivisionError
+        return accepted()
 
     srv, cli = await make_pair(kind)
-    server = await srv.create_server(bad_factory, "10.0.0.1", 80)
+    server = await srv.create_server(factory_failing_once, "10.0.0.1", 80)
     # the RST may arrive before or after connect() returned: both are resets
     try:
         _, p = await cli.create_connection(Recorder, "10.0.0.1", 80)
         exc = await p.lost
+        assert "eof" not in p.events
     except ConnectionResetError as e:
         exc = e
-    assert isinstance(exc, ConnectionResetError)
-    assert isinstance(errors[0]["exception"], ZeroDivisionError)
+    assert type(exc) is ConnectionResetError and exc.errno == errno.ECONNRESET
+    assert len(errors) == 1
+    assert type(errors[0]["exception"]) is ZeroDivisionError
+    assert "protocol factory" in errors[0]["message"]
+    # The next connection is served.
+    t, p = await cli.create_connection(Recorder, "10.0.0.1", 80)
+    (sp,) = await accepted.wait(1)
+    t.write(b"still serving")
+    while bytes(sp.data) != b"still serving":
+        await asyncio.sleep(0)
+    t.close()
+    await p.lost
+    assert len(errors) == 1
     server.close()
