@@ -14,9 +14,12 @@ import math
 
 import pytest
 
+from tcpio.core.settings import Settings
 from tcpio.core.tcp import tcp_cubic
 from tcpio.core.tcp.tcp_cong import CA_EVENT_TX_START, CA_LOSS, get_congestion_control
 from tcpio.core.tcp.tcp_cubic import CSS_ROUNDS, Cubic
+
+from .helpers import passive_open
 
 # RFC 9438's formulas and constants, written out here as the reference.
 C = 0.4
@@ -244,9 +247,36 @@ def test_undo():
     assert ca.undo_cwnd(tp) == 100
 
 
-def test_default_module_is_registered():
+@pytest.mark.parametrize("name,want", [(None, 7), ("cubic", 7), ("reno", 5)])
+def test_a_new_connection_uses_cubic_by_default(name, want):
+    """Linux's default net.ipv4.tcp_congestion_control is cubic: after an RTO
+    a fresh connection (cwnd 10, the initial window) sets ssthresh to
+    max(cwnd * beta_cubic, 2) = 7 (RFC 9438 4.6; Linux: cwnd * 717 >> 10),
+    where Reno (RFC 5681 eq. 4) would set max(FlightSize / 2, 2) = 5."""
+    settings = Settings() if name is None else Settings(tcp_congestion_control=name)
+    c = passive_open(settings=settings)
+    assert c.sk.snd_cwnd == 10
+    c.sk.sendmsg(b"d" * 20000)
+    assert len(c.peer.recv()) == 10                     # the initial window, unacked
+    c.host.advance(c.host.now + 1.5)                    # the first RTO (1 s) fires
+    (rexmit,) = c.peer.recv()
+    assert rexmit.seq == c.rcv and len(rexmit.payload) > 0
+    assert c.sk.snd_ssthresh == want and c.sk.snd_cwnd == 1
+
+
+def test_one_cubic_module_keeps_state_per_flow():
+    """Children share their listener's module instance (tcp_minisocks: the
+    ops are stateless), so CUBIC's state (W_max, the epoch) must live with
+    each flow, in ca_priv: one flow's loss does not move another's curve."""
     ca = get_congestion_control("cubic")
-    assert isinstance(ca, Cubic)
+    ta, tb = Tp(cwnd=100), Tp(cwnd=40)
+    ca.init(ta, 0.0)
+    ca.init(tb, 0.0)
+    assert ca.ssthresh(ta) == 70
+    assert ta.ca_priv.w_max == 100 and tb.ca_priv.w_max == 0
+    # b's first loss is not "below a's W_max": no fast convergence for b.
+    assert ca.ssthresh(tb) == 28 and tb.ca_priv.w_max == 40
+    assert ta.ca_priv.w_max == 100
 
 
 # -- HyStart++ ---------------------------------------------------------------------------
