@@ -29,10 +29,13 @@ import os
 import statistics
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import tcpio
 from tcpio.contrib import http11
+
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
 
 # --- demo ------------------------------------------------------------------------
 
@@ -54,11 +57,17 @@ class Tally:
         self.errors[name] = self.errors.get(name, 0) + 1
 
 
-async def start_http_server(stack: Any, host: str, port: int, use_aiohttp: bool) -> Any:
-    """aiohttp on the stack if available (and wanted), else the built-in server.
+class HttpServer(Protocol):
+    """What ``start_http_server`` returns."""
 
-    Returns an object with ``async close()``.
-    """
+    kind: str
+
+    async def close(self) -> None: ...
+
+
+async def start_http_server(stack: Stack, host: str | None, port: int,
+                            use_aiohttp: bool) -> HttpServer:
+    """aiohttp on the stack if available (and wanted), else the built-in server."""
     if use_aiohttp:
         try:
             from aiohttp import web
@@ -105,7 +114,7 @@ async def start_http_server(stack: Any, host: str, port: int, use_aiohttp: bool)
     return BuiltinServer()
 
 
-async def client_worker(stack: Any, server_ip: str, port: int, path: str, tally: Tally,
+async def client_worker(stack: Stack, server_ip: str, port: int, path: str, tally: Tally,
                         deadline: float, budget: list[int], per_connection: int) -> None:
     """Fetch ``path`` over keep-alive connections until time or budget runs out."""
     loop = asyncio.get_running_loop()
@@ -129,9 +138,9 @@ async def client_worker(stack: Any, server_ip: str, port: int, path: str, tally:
                 tally.requests += 1
                 tally.bytes += len(body)
                 tally.latencies.append(loop.time() - t0)
-            sk = writer.get_extra_info("tcp_sock")
-            if sk is not None and getattr(sk, "srtt", 0):
-                tally.srtts.append(sk.srtt)
+            srtt = getattr(writer.get_extra_info("tcp_sock"), "srtt", None)
+            if srtt:
+                tally.srtts.append(srtt)
         except (OSError, asyncio.IncompleteReadError) as exc:
             tally.error(exc)
         finally:
@@ -333,11 +342,14 @@ async def run_serve(args: argparse.Namespace) -> int:
     ip_text = args.address.partition("/")[0]
     if args.echo:
         srv = await stack.start_server(echo, ip_text, args.port)
-        closer = srv
+
+        async def close() -> None:
+            srv.close()
+
         what = "echo"
     else:
         server = await start_http_server(stack, ip_text, args.port, not args.builtin_http)
-        closer = server
+        close = server.close
         what = f"HTTP ({server.kind})"
     print(f"tcpio serving {what} on {ip_text}:{args.port} via TAP {args.tap}", flush=True)
     print("Kernel side (as root, in the namespace that holds the TAP, e.g. after "
@@ -355,10 +367,7 @@ async def run_serve(args: argparse.Namespace) -> int:
         else:
             await asyncio.Event().wait()
     finally:
-        if hasattr(closer, "close") and asyncio.iscoroutinefunction(closer.close):
-            await closer.close()
-        else:
-            closer.close()
+        await close()
         stack.close()
     return 0
 
@@ -424,8 +433,13 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
         loop_factory = uvloop.new_event_loop
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(run(args))
+        if sys.version_info >= (3, 11):
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                return runner.run(run(args))
+        # Python 3.10 has no asyncio.Runner: the loop comes from the policy.
+        if args.uvloop:
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
 

@@ -35,6 +35,8 @@ Address = tuple[str, int]
 class UdpTransport(asyncio.DatagramTransport):
     """An asyncio DatagramTransport over a tcpio core ``UdpSock``."""
 
+    _extra: dict[str, Any]    # set by asyncio's BaseTransport (not declared in typeshed)
+
     def __init__(self, stack: Stack, sk: Any, protocol: asyncio.DatagramProtocol,
                  peer: Address | None) -> None:
         super().__init__()

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from tcpio.stack import Stack
+
 from tcpio.socket import SOCK_STREAM, Socket
 from tcpio.transports import TcpTransport, check_given_sock, make_transport, ssl_context_for
 
@@ -34,7 +36,7 @@ from tcpio.transports import TcpTransport, check_given_sock, make_transport, ssl
 class Server(asyncio.AbstractServer):
     """Like ``asyncio.Server``, over tcpio listening sockets."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stack: Any, sockets: list[Socket],
+    def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack, sockets: list[Socket],
                  protocol_factory: Callable[[], Any], ssl_context: Any, backlog: int,
                  ssl_handshake_timeout: float | None,
                  ssl_shutdown_timeout: float | None) -> None:
@@ -211,7 +213,7 @@ def _hosts(host: str | Iterable[str] | None) -> list[str | None]:
     return list(host)
 
 
-async def create_server(stack: Any, protocol_factory: Callable[[], Any],
+async def create_server(stack: Stack, protocol_factory: Callable[[], Any],
                         host: str | Iterable[str] | None = None, port: int | None = None, *,
                         family: int = 0, flags: int = 0, sock: Socket | None = None,
                         backlog: int = 100, ssl: Any = None,

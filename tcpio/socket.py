@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from tcpio.stack import Stack
+
 from tcpio.core.addr import ip_aton, ip_ntoa
 from tcpio.core.errors import sock_error
 
@@ -126,7 +128,7 @@ class Socket:
     family = AF_INET
     proto = 0
 
-    def __init__(self, stack: Any, type: int = SOCK_STREAM, *, _core: Any = None) -> None:
+    def __init__(self, stack: Stack, type: int = SOCK_STREAM, *, _core: Any = None) -> None:
         if type not in (SOCK_STREAM, SOCK_DGRAM):
             raise sock_error(errno.ESOCKTNOSUPPORT)
         self._stack = stack

@@ -25,8 +25,8 @@ import asyncio
 import errno
 import socket as _socket
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tcpio.core.addr import ip_aton, parse_cidr
 from tcpio.core.errors import sock_error
@@ -35,9 +35,13 @@ from tcpio.core.settings import Settings
 from tcpio.devices.base import Device
 
 if TYPE_CHECKING:
-    from typing import Self
+    from typing_extensions import Self  # typing.Self is 3.11+
 
     from tcpio.datagram import UdpTransport
+    from tcpio.server import Server
+    from tcpio.socket import Socket
+
+_ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)
 
 # Wakeup callbacks may produce more output or wakeups without calling kick()
 # themselves; kick() loops until quiet, but never forever.
@@ -332,26 +336,29 @@ class Stack:
     # --- TCP: thin doors into the modules that implement them ----------------
 
     async def open_connection(self, host: str | None = None, port: int | None = None,
-                              **kw: Any) -> Any:
+                              **kw: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         from tcpio.streams import open_connection
         return await open_connection(self, host, port, **kw)
 
-    async def start_server(self, client_connected_cb: Any, host: str | None = None,
-                           port: int | None = None, **kw: Any) -> Any:
+    async def start_server(self, client_connected_cb: Callable[..., Any],
+                           host: str | None = None, port: int | None = None,
+                           **kw: Any) -> Server:
         from tcpio.streams import start_server
         return await start_server(self, client_connected_cb, host, port, **kw)
 
-    async def create_connection(self, protocol_factory: Any, host: str | None = None,
-                                port: int | None = None, **kw: Any) -> Any:
+    async def create_connection(self, protocol_factory: Callable[[], _ProtocolT],
+                                host: str | None = None, port: int | None = None,
+                                **kw: Any) -> tuple[asyncio.Transport, _ProtocolT]:
         from tcpio.transports import create_connection
         return await create_connection(self, protocol_factory, host, port, **kw)
 
-    async def create_server(self, protocol_factory: Any, host: str | None = None,
-                            port: int | None = None, **kw: Any) -> Any:
+    async def create_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                            host: str | Iterable[str] | None = None, port: int | None = None,
+                            **kw: Any) -> Server:
         from tcpio.server import create_server
         return await create_server(self, protocol_factory, host, port, **kw)
 
-    def socket(self, type: int = _socket.SOCK_STREAM) -> Any:
+    def socket(self, type: int = _socket.SOCK_STREAM) -> Socket:
         from tcpio.socket import Socket
         return Socket(self, type)
 

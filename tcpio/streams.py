@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from asyncio.streams import _DEFAULT_LIMIT  # 64 KiB, asyncio's default
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcpio import server as _server
 from tcpio import tls
 from tcpio import transports as _transports
 
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
 
-async def open_connection(stack: Any, host: str | None = None, port: int | None = None, *,
+# asyncio.streams' default buffer limit (its private _DEFAULT_LIMIT): 64 KiB.
+_DEFAULT_LIMIT = 2 ** 16
+
+
+async def open_connection(stack: Stack, host: str | None = None, port: int | None = None, *,
                           limit: int = _DEFAULT_LIMIT,
                           **kwds: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """``asyncio.open_connection`` on a tcpio stack (same arguments)."""
@@ -41,7 +46,7 @@ async def open_connection(stack: Any, host: str | None = None, port: int | None 
     return reader, writer
 
 
-async def start_server(stack: Any, client_connected_cb: Callable[..., Any],
+async def start_server(stack: Stack, client_connected_cb: Callable[..., Any],
                        host: str | None = None, port: int | None = None, *,
                        limit: int = _DEFAULT_LIMIT, **kwds: Any) -> _server.Server:
     """``asyncio.start_server`` on a tcpio stack (same arguments)."""
@@ -63,12 +68,17 @@ async def start_tls(writer: asyncio.StreamWriter, sslcontext: ssl.SSLContext, *,
     plaintext afterwards, as with asyncio's own method (whose steps, including
     the private ``_replace_writer``, this follows).
     """
-    protocol: Any = writer._protocol
+    # The writer's StreamReaderProtocol and transport are private attributes
+    # (asyncio's own start_tls uses them too); typeshed does not declare them.
+    protocol: Any = writer._protocol  # type: ignore[attr-defined]
     server_side = protocol._client_connected_cb is not None
+    transport = writer.transport
+    if not isinstance(transport, asyncio.Transport):
+        raise TypeError(f"start_tls needs a read/write transport, not {transport!r}")
     await writer.drain()
-    new_transport = await tls.start_tls(writer.transport, protocol, sslcontext,
+    new_transport = await tls.start_tls(transport, protocol, sslcontext,
                                         server_side=server_side,
                                         server_hostname=server_hostname,
                                         ssl_handshake_timeout=ssl_handshake_timeout)
-    writer._transport = new_transport
+    writer._transport = new_transport  # type: ignore[attr-defined]
     protocol._replace_writer(writer)

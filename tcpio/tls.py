@@ -22,7 +22,7 @@ _HAS_SHUTDOWN_TIMEOUT = "ssl_shutdown_timeout" in inspect.signature(
 
 
 def wrap_protocol(loop: asyncio.AbstractEventLoop, app_protocol: asyncio.BaseProtocol,
-                  sslcontext: ssl.SSLContext, waiter: asyncio.Future[None] | None, *,
+                  sslcontext: ssl.SSLContext, waiter: asyncio.Future[None], *,
                   server_side: bool, server_hostname: str | None = None,
                   ssl_handshake_timeout: float | None = None,
                   ssl_shutdown_timeout: float | None = None,

@@ -26,19 +26,30 @@ import logging
 import socket as _socket
 import ssl as _ssl
 from asyncio import constants, transports
-from asyncio.futures import _set_result_unless_cancelled
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tcpio import tls
 from tcpio.socket import SOCK_STREAM, TCP_CLOSE, Socket, pop_error, to_address
 
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
+
 logger = logging.getLogger("tcpio")
+
+_ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)
 
 # asyncio's selector transport reads 256 KiB at most per recv; same here.
 MAX_READ = 256 * 1024
 # after this many writes on a lost connection, say so once (asyncio does too)
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future[None], result: None) -> None:
+    """asyncio.futures' private helper of the same name: the waiter may be cancelled."""
+    if fut.cancelled():
+        return
+    fut.set_result(result)
 
 
 class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
@@ -53,7 +64,14 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     # tcpio.tls.start_tls works on both.)
     _start_tls_compatible = True
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stack: Any, sk: Any,
+    # Set and provided by asyncio's base classes (BaseTransport and
+    # _FlowControlMixin), which typeshed does not declare.
+    _extra: dict[str, Any]
+    _loop: asyncio.AbstractEventLoop
+    _maybe_pause_protocol: Callable[[], None]
+    _maybe_resume_protocol: Callable[[], None]
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack, sk: Any,
                  protocol: asyncio.BaseProtocol, extra: dict[str, Any] | None = None,
                  server: Any = None, waiter: asyncio.Future[None] | None = None) -> None:
         super().__init__(extra, loop)
@@ -438,22 +456,25 @@ def ssl_context_for(ssl: Any, server_side: bool) -> _ssl.SSLContext | None:
     return _ssl.create_default_context()
 
 
-async def make_transport(stack: Any, sk: Any, protocol_factory: Callable[[], Any], *,
+async def make_transport(stack: Stack, sk: Any, protocol_factory: Callable[[], _ProtocolT], *,
                          ssl: Any = None, server_side: bool = False,
                          server_hostname: str | None = None, server: Any = None,
                          ssl_handshake_timeout: float | None = None,
-                         ssl_shutdown_timeout: float | None = None) -> tuple[Any, Any]:
+                         ssl_shutdown_timeout: float | None = None,
+                         ) -> tuple[asyncio.Transport, _ProtocolT]:
     """Wrap a connected core sock in a transport (TLS if asked) and wait for it."""
     loop = asyncio.get_running_loop()
     protocol = protocol_factory()
     waiter = loop.create_future()
     sslcontext = ssl_context_for(ssl, server_side)
+    transport: TcpTransport
+    app_transport: asyncio.Transport     # what the application writes to
     if sslcontext is not None:
         ssl_protocol = tls.wrap_protocol(
             loop, protocol, sslcontext, waiter, server_side=server_side,
             server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        transport: Any = TcpTransport(loop, stack, sk, ssl_protocol, server=server)
+        transport = TcpTransport(loop, stack, sk, ssl_protocol, server=server)
         app_transport = ssl_protocol._app_transport
     else:
         transport = app_transport = TcpTransport(loop, stack, sk, protocol, server=server,
@@ -466,7 +487,7 @@ async def make_transport(stack: Any, sk: Any, protocol_factory: Callable[[], Any
     return app_transport, protocol
 
 
-async def create_connection(stack: Any, protocol_factory: Callable[[], Any],
+async def create_connection(stack: Stack, protocol_factory: Callable[[], _ProtocolT],
                             host: str | None = None, port: int | None = None, *,
                             ssl: Any = None, family: int = 0, proto: int = 0, flags: int = 0,
                             sock: Socket | None = None,
@@ -476,7 +497,7 @@ async def create_connection(stack: Any, protocol_factory: Callable[[], Any],
                             ssl_shutdown_timeout: float | None = None,
                             happy_eyeballs_delay: float | None = None,
                             interleave: int | None = None,
-                            all_errors: bool = False) -> tuple[Any, Any]:
+                            all_errors: bool = False) -> tuple[asyncio.Transport, _ProtocolT]:
     """``loop.create_connection`` on a tcpio stack (same arguments)."""
     if server_hostname is not None and not ssl:
         raise ValueError("server_hostname is only meaningful with ssl")
@@ -493,7 +514,9 @@ async def create_connection(stack: Any, protocol_factory: Callable[[], Any],
         try:
             if local_addr is not None:
                 sock.bind(local_addr)
-            await sock.connect((host, port))
+            # Like asyncio, whose getaddrinfo(host, None) gives port 0 (refused,
+            # not a TypeError); a None host is INADDR_ANY, as in resolve_host.
+            await sock.connect(("" if host is None else host, 0 if port is None else port))
         except BaseException:
             sock.abort()
             raise

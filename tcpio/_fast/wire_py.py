@@ -136,15 +136,15 @@ class ParseError(ValueError):
 class _Record:
     """Value object over ``__slots__``: equality, hash and repr by field."""
 
-    _fields = ()
+    _fields: tuple[str, ...] = ()
     __slots__ = _fields
 
-    def _values(self) -> tuple:
+    def _values(self) -> tuple[object, ...]:
         return tuple([getattr(self, f) for f in self.__slots__])
 
     def __eq__(self, other: object) -> bool:
         if type(other) is type(self):
-            return self._values() == other._values()  # type: ignore[attr-defined]
+            return self._values() == other._values()
         # the compiled twin's record of the same name compares equal too
         if type(other).__name__ != type(self).__name__:
             return NotImplemented

@@ -22,10 +22,13 @@ kernel-socket transports (including the sendfile fallback)::
 from __future__ import annotations
 
 from ssl import SSLContext
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from yarl import URL
+
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
 
 
 class TcpioSite(web.BaseSite):
@@ -33,7 +36,7 @@ class TcpioSite(web.BaseSite):
 
     __slots__ = ("_bound_port", "_host", "_port", "_stack")
 
-    def __init__(self, runner: web.BaseRunner, stack: Any, host: str | None = None,
+    def __init__(self, runner: web.BaseRunner, stack: Stack, host: str | None = None,
                  port: int | None = None, *, ssl_context: SSLContext | None = None,
                  backlog: int = 128) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
@@ -56,6 +59,7 @@ class TcpioSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        self._server = await self._stack.create_server(
+        listener = await self._stack.create_server(
             server, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog)
-        self._bound_port = self._server.sockets[0].getsockname()[1]
+        self._server = listener
+        self._bound_port = listener.sockets[0].getsockname()[1]

@@ -20,12 +20,15 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
 
 from tcpio import streams
+
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
 
 
 @contextlib.contextmanager
@@ -83,14 +86,15 @@ class TcpioStream(httpcore.AsyncNetworkStream):
         if info == "is_readable":
             # httpcore asks this of idle pooled connections: readable means
             # the server closed it (EOF) or sent something unexpected.
-            return self._reader.at_eof() or bool(self._reader._buffer)
+            # StreamReader has no public "bytes buffered": _buffer is it.
+            return self._reader.at_eof() or bool(self._reader._buffer)  # type: ignore[attr-defined]
         return None
 
 
 class TcpioBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, with tcpio ``stack`` in place of the kernel."""
 
-    def __init__(self, stack: Any) -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
@@ -118,7 +122,7 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 class TcpioTransport(httpx.AsyncHTTPTransport):
     """``httpx.AsyncHTTPTransport`` whose connections go through a tcpio stack."""
 
-    def __init__(self, stack: Any, *, verify: ssl.SSLContext | str | bool = True,
+    def __init__(self, stack: Stack, *, verify: ssl.SSLContext | str | bool = True,
                  cert: Any = None, trust_env: bool = True, http1: bool = True,
                  limits: httpx.Limits = DEFAULT_LIMITS,
                  retries: int = 0) -> None:

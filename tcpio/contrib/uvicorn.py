@@ -17,11 +17,16 @@ stack; everything else (h11 or httptools, lifespan, graceful shutdown on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -32,7 +37,7 @@ STARTUP_FAILURE = 3
 class TcpioServer(uvicorn.Server):
     """A uvicorn server listening on ``host:port`` of a tcpio ``stack``."""
 
-    def __init__(self, config: uvicorn.Config, stack: Any, host: str | None = None,
+    def __init__(self, config: uvicorn.Config, stack: Stack, host: str | None = None,
                  port: int | None = None) -> None:
         super().__init__(config)
         self.stack = stack
@@ -45,10 +50,13 @@ class TcpioServer(uvicorn.Server):
         if self.lifespan.should_exit:
             sys.exit(STARTUP_FAILURE)
         config = self.config
+        # Declared as type[asyncio.Protocol], but uvicorn's HTTP protocol classes
+        # take these keywords (uvicorn.Server calls them the same way).
+        protocol_class: Callable[..., asyncio.Protocol] = config.http_protocol_class
 
-        def protocol_factory() -> Any:
-            return config.http_protocol_class(config=config, server_state=self.server_state,
-                                              app_state=self.lifespan.state)
+        def protocol_factory() -> asyncio.Protocol:
+            return protocol_class(config=config, server_state=self.server_state,
+                                  app_state=self.lifespan.state)
 
         try:
             server = await self.stack.create_server(protocol_factory, self.host, self.port,
@@ -57,7 +65,9 @@ class TcpioServer(uvicorn.Server):
             logger.error(exc)
             await self.lifespan.shutdown()
             sys.exit(STARTUP_FAILURE)
-        self.servers = [server]
+        # uvicorn declares asyncio.Server here but only calls close() and
+        # wait_closed(), which tcpio's Server (an asyncio.AbstractServer) has.
+        self.servers = [server]  # type: ignore[list-item]
         host, port = server.sockets[0].getsockname()
         scheme = "https" if config.ssl else "http"
         logger.info("Uvicorn running on tcpio %s://%s:%d", scheme, host, port)

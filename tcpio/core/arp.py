@@ -77,6 +77,17 @@ class Neighbour:
         return f"<Neighbour {self.ip:#010x} dev {self.ifindex} {mac} {STATE_NAMES[self.state]}>"
 
 
+def _resolved_mac(n: Neighbour) -> bytes:
+    """The MAC of a neighbour in REACHABLE, STALE, PROBE or PERMANENT.
+
+    Only INCOMPLETE has none: every way out of it (a reply, hearsay, a static
+    entry) sets the MAC first, and FAILED entries leave the table at once.
+    """
+    mac = n.mac
+    assert mac is not None, f"{n!r}: resolved state without a MAC"
+    return mac
+
+
 def _take_queue(n: Neighbour) -> list[bytes | bytearray]:
     """Empty ``n``'s packet queue and return what was in it."""
     queued = list(n.queue)
@@ -100,11 +111,13 @@ class Arp:
             raise ValueError("MAC must be 6 bytes")
         n = self.table.get((ifindex, ip))
         if n is None:
-            n = self._create(ifindex, ip, force=True)
+            # A static entry goes in even when nothing could be evicted for it.
+            self._make_room()
+            n = self._new(ifindex, ip)
         n.timer.cancel()
-        n.mac = bytes(mac)
+        n.mac = mac = bytes(mac)
         n.state = NUD_PERMANENT
-        self._flush_queue(n)
+        self._flush_queue(n, mac)
 
     def lookup(self, ifindex: int, ip: int) -> Neighbour | None:
         return self.table.get((ifindex, ip))
@@ -138,10 +151,10 @@ class Arp:
         n.used = now
         state = n.state
         if state & (NUD_REACHABLE | NUD_PERMANENT | NUD_PROBE):
-            host.ether_xmit(iface, n.mac, ETH_P_IP, packet)
+            host.ether_xmit(iface, _resolved_mac(n), ETH_P_IP, packet)
             return
         if state == NUD_STALE:
-            host.ether_xmit(iface, n.mac, ETH_P_IP, packet)
+            host.ether_xmit(iface, _resolved_mac(n), ETH_P_IP, packet)
             n.state = NUD_PROBE
             n.probes = 1
             self._solicit(iface, n, unicast=True)
@@ -164,14 +177,24 @@ class Arp:
             self._solicit(iface, n, unicast=False)
             n.timer.arm(now + host.settings.arp_retrans_time)
 
-    def _create(self, ifindex: int, ip: int, force: bool = False) -> Neighbour | None:
-        table = self.table
-        if len(table) >= self.host.settings.arp_gc_thresh3 and not self._evict_one() \
-                and not force:
+    def _create(self, ifindex: int, ip: int) -> Neighbour | None:
+        """A new INCOMPLETE entry, or None when the table is full (gc_thresh3)."""
+        if not self._make_room():
             return None
+        return self._new(ifindex, ip)
+
+    def _make_room(self) -> bool:
+        """Below gc_thresh3, or brought below it by evicting one entry."""
+        return len(self.table) < self.host.settings.arp_gc_thresh3 or self._evict_one()
+
+    def _new(self, ifindex: int, ip: int) -> Neighbour:
         n = Neighbour(ip, ifindex, self.host.timers.timer(lambda now: None))
-        n.timer.callback = lambda now, n=n: self._timer(n, now)
-        table[(ifindex, ip)] = n
+
+        def expire(now: float) -> None:
+            self._timer(n, now)
+
+        n.timer.callback = expire
+        self.table[(ifindex, ip)] = n
         return n
 
     def _evict_one(self) -> bool:
@@ -262,9 +285,10 @@ class Arp:
             n.state = NUD_STALE
             n.probes = 0
             n.timer.arm(max(now, n.used) + s.arp_gc_stale_time)
-        self._flush_queue(n)
+        self._flush_queue(n, mac)
 
-    def _flush_queue(self, n: Neighbour) -> None:
+    def _flush_queue(self, n: Neighbour, mac: bytes) -> None:
+        """Send the packets that waited for ``n`` to resolve, to ``mac`` (just learned)."""
         if not n.queue:
             return
         host = self.host
@@ -273,7 +297,7 @@ class Arp:
         if iface is None:
             return
         for packet in queued:
-            host.ether_xmit(iface, n.mac, ETH_P_IP, packet)
+            host.ether_xmit(iface, mac, ETH_P_IP, packet)
 
     # ----- input: arp_rcv / arp_process ---------------------------------------------
 

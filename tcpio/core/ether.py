@@ -45,14 +45,17 @@ def ether_input(host: Host, iface: Interface, frame: bytes | bytearray | memoryv
         mib["EthInUnknownProtos"] += 1
 
 
-def ether_xmit(host: Host, iface: Interface, dst_mac: bytes | None, ethertype: int,
+def ether_xmit(host: Host, iface: Interface, dst_mac: bytes, ethertype: int,
                payload: bytes | bytearray) -> None:
     """Prepend the Ethernet header (or nothing, on an "ip" link) and queue the frame."""
+    src_mac = iface.mac
     if iface.link != "ether":
         host.xmit(iface.ifindex, payload)
         return
-    header = dst_mac + iface.mac + (_IP_TYPE if ethertype == ETH_P_IP
-                                    else ethertype.to_bytes(2, "big"))
+    # Host.add_interface gives every "ether" link a MAC (only "ip" links have none).
+    assert src_mac is not None, f"{iface!r} has no MAC"
+    header = dst_mac + src_mac + (_IP_TYPE if ethertype == ETH_P_IP
+                                  else ethertype.to_bytes(2, "big"))
     frame = header + payload
     if len(frame) < 60:
         # Pad to the Ethernet minimum (the receiver trims by IP total length).

@@ -116,7 +116,7 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
             # Someone else's datagram (or a multicast group we never joined).
             mib["InAddrErrors"] += 1
             return
-    payload: memoryview | bytes = memoryview(packet)[hlen:tot_len]
+    payload = memoryview(packet)[hlen:tot_len]
     if ihl > 5:
         # ip_rcv_finish_core: options are compiled after the route lookup, so a
         # datagram for someone else is an address error first; a malformed list

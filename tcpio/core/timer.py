@@ -94,10 +94,14 @@ class TimerWheel:
                 heapq.heappop(heap)             # cancelled, or superseded
                 self._stale = max(0, self._stale - 1)
                 continue
-            if timer.when != when or timer._seq != seq:
-                # re-armed (later, or again at the same time): move the entry
-                timer._queued = timer.when
-                heapq.heapreplace(heap, (timer.when, timer._seq, timer))
+            armed = timer.when
+            if armed != when or timer._seq != seq:
+                # re-armed (later, or again at the same time): move the entry.
+                # A live entry means an armed timer: cancel() and run() clear
+                # _queued whenever they clear when.
+                assert armed is not None
+                timer._queued = armed
+                heapq.heapreplace(heap, (armed, timer._seq, timer))
                 continue
             return entry
         return None

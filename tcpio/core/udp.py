@@ -266,12 +266,12 @@ class UdpProto:
             if not delivered:
                 mib["UdpIgnoredMulti"] += 1     # __udp4_lib_mcast_deliver: no ICMP either
             return delivered
-        sk = self.lookup(iph.src, sport, iph.dst, dport)
-        if sk is None:
+        dest = self.lookup(iph.src, sport, iph.dst, dport)
+        if dest is None:
             mib["UdpNoPorts"] += 1
             host.icmp_send(iph, payload, 3, 3)      # port unreachable
             return False
-        return self._queue(sk, bytes(payload[UDP_HLEN:]), peer)
+        return self._queue(dest, bytes(payload[UDP_HLEN:]), peer)
 
     def rcv_fast(self, rec: tuple, frame: bytes | bytearray | memoryview, now: float) -> bool:
         """udp_rcv for a datagram the host's rx classifier already checked.

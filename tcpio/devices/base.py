@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 OnFrames = Callable[[list[bytes]], None]
@@ -32,7 +32,7 @@ class Device(Protocol):
 
     def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None: ...
     def send(self, frame: bytes | bytearray) -> None: ...
-    def send_batch(self, frames: list[bytes | bytearray]) -> None: ...
+    def send_batch(self, frames: Sequence[bytes | bytearray]) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -56,7 +56,7 @@ def max_frame_len(mtu: int, link: Link) -> int:
 class SendEach:
     """``send_batch`` for a device whose frames go out one ``send`` at a time."""
 
-    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+    def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         send = self.send  # type: ignore[attr-defined]
         for frame in frames:
             send(frame)

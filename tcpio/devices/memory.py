@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, SendEach, new_stats
 from tcpio.devices.impair import Impairment
@@ -228,7 +228,7 @@ class ImpairedDevice(DeviceWrapper):
         elif not self._out.push(frame):
             self.device.stats["tx_dropped"] += 1
 
-    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+    def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         if self._out.impairment is None:
             self.device.send_batch(frames)
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from tcpio.devices.base import Device, DeviceWrapper, Link, OnFrames
@@ -114,7 +114,7 @@ class PcapDevice(DeviceWrapper):
         self.writer.write_ns(frame, self._clock())
         self.device.send(frame)
 
-    def send_batch(self, frames: list[bytes | bytearray]) -> None:
+    def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         ts = self._clock()
         write = self.writer.write_ns
         for frame in frames:

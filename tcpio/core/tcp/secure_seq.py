@@ -23,7 +23,7 @@ ISN_TICKS_PER_SECOND = 250_000
 
 
 @lru_cache(maxsize=64)
-def _keyed(secret: bytes, person: bytes, digest_size: int) -> hashlib._Hash:
+def _keyed(secret: bytes, person: bytes, digest_size: int) -> hashlib.blake2s:
     """A keyed BLAKE2s state to ``copy()`` from (saves re-keying per call)."""
     key = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
     return hashlib.blake2s(key=key, person=person, digest_size=digest_size)
