@@ -206,9 +206,18 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
 
 
 def _in_window(skb: Skb, rcv_nxt: int, rcv_wnd: int) -> bool:
-    """The segment overlaps [rcv_nxt, rcv_nxt + rcv_wnd] (a mini sock's window check)."""
-    return not before(skb.end_seq, rcv_nxt) and not after(
-        skb.seq, (rcv_nxt + rcv_wnd) & 0xFFFFFFFF)
+    """tcp_in_window, the mini socks' acceptability test: the segment starts at
+    rcv_nxt, or overlaps [rcv_nxt, rcv_nxt + rcv_wnd), or is empty at the right
+    edge.  Stricter than a full sock's tcp_sequence: an old duplicate that ends
+    exactly at rcv_nxt, or data that starts at the right edge, is out of window
+    (RFC 9293 3.10.7.4's test; the empty segment at the edge is Linux's)."""
+    seq, end_seq = skb.seq, skb.end_seq
+    if seq == rcv_nxt:
+        return True
+    e_win = (rcv_nxt + rcv_wnd) & 0xFFFFFFFF
+    if after(end_seq, rcv_nxt) and before(seq, e_win):
+        return True
+    return seq == e_win and seq == end_seq
 
 
 # --- request socks ---------------------------------------------------------------
