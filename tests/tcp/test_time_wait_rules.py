@@ -54,3 +54,87 @@ def test_fin_wait2_old_duplicate_ending_at_rcv_nxt_gets_an_ack():
     c.send(b"x" * 5, seq=c.snd - 5)
     assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
     assert _states(c) == ["FIN-WAIT-2"]
+
+
+def test_fin_wait2_in_window_syn_is_reset_and_ends_the_time_wait_sock():
+    """A SYN at or above RCV.NXT: <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK>, and
+    the tuple is free (Linux tcp_v4_rcv, TCP_TW_RST; Linux 6.18)."""
+    c = _fin_wait2()
+    c.peer.send(SYN, c.snd + 10)
+    assert [s.key() for s in c.recv()] == [(RST | ACK, 0, c.snd + 11, b"")]
+    assert _states(c) == []
+
+
+def test_fin_wait2_fin_with_data_is_reset_and_ends_the_time_wait_sock():
+    """Data after our close cannot be delivered: <SEQ=SEG.ACK><CTL=RST>
+    (RFC 1122 4.2.2.13; Linux 6.18 resets a FIN carrying data too)."""
+    c = _fin_wait2()
+    c.send(b"abc", flags=FIN | ACK)
+    assert [s.key() for s in c.recv()] == [(RST, c.rcv, 0, b"")]
+    assert _states(c) == []
+
+
+def test_fin_wait2_new_data_is_reset_and_ends_the_time_wait_sock():
+    c = _fin_wait2()
+    c.send(b"late")
+    assert [s.key() for s in c.recv()] == [(RST, c.rcv, 0, b"")]
+    assert _states(c) == []
+
+
+def test_fin_wait2_fin_after_a_gap_is_reset():
+    """A FIN whose sequence is not RCV.NXT means data we will never get."""
+    c = _fin_wait2()
+    c.send(flags=FIN | ACK, seq=c.snd + 3)
+    assert [s.key() for s in c.recv()] == [(RST, c.rcv, 0, b"")]
+    assert _states(c) == []
+
+
+def test_fin_wait2_data_without_ack_is_dropped_silently():
+    """No ACK bit: drop it (RFC 9293 fifth check; Linux 6.18 keeps the entry)."""
+    c = _fin_wait2()
+    c.send(b"abc", flags=0)
+    assert c.recv() == []
+    assert _states(c) == ["FIN-WAIT-2"]
+
+
+def test_fin_wait2_duplicate_ack_is_ignored():
+    c = _fin_wait2()
+    c.send()
+    assert c.recv() == []
+    assert _states(c) == ["FIN-WAIT-2"]
+
+
+def test_fin_wait2_out_of_window_rst_is_dropped_without_reply():
+    """RFC 9293 3.10.7.4: an unacceptable RST is dropped, never answered."""
+    c = _fin_wait2()
+    c.send(flags=RST, seq=c.snd + 100000)
+    assert c.recv() == []
+    assert _states(c) == ["FIN-WAIT-2"]
+
+
+def test_fin_wait2_in_window_rst_ends_the_time_wait_sock_silently():
+    c = _fin_wait2()
+    c.send(flags=RST, seq=c.snd + 5)
+    assert c.recv() == []
+    assert _states(c) == []
+
+
+def test_fin_wait2_out_of_window_data_gets_an_ack():
+    c = _fin_wait2()
+    c.send(b"far", seq=c.snd + 200000)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["FIN-WAIT-2"]
+
+
+def test_fin_wait2_peer_fin_is_acked_and_starts_time_wait_for_its_full_length():
+    """The FIN moves the tuple to TIME-WAIT for tcp_tw_timeout (TCP_TIMEWAIT_LEN),
+    not what was left of the FIN-WAIT-2 timeout."""
+    c = _fin_wait2(Settings(tcp_fin_timeout=10.0, tcp_tw_timeout=30.0))
+    c.host.advance(4.0)
+    c.send(flags=FIN | ACK)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["TIME-WAIT"]
+    c.host.advance(33.9)
+    assert _states(c) == ["TIME-WAIT"]
+    c.host.advance(34.1)
+    assert _states(c) == []

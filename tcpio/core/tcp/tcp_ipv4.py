@@ -482,6 +482,7 @@ class TcpProto:
             tw.send_ack(now)
         elif verdict == TCP_TW_RST:
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+            self.inet_twsk_kill(tw)
         elif verdict == TCP_TW_SYN:
             listener = self.hashinfo.lookup_listener(iph.dst, skb.th.dport)
             self.inet_twsk_kill(tw)

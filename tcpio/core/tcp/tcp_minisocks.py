@@ -158,27 +158,30 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
     paws_reject = bool(tw.tstamp_ok and opts.ts_val is not None
                        and before(opts.ts_val, tw.ts_recent))
     if tw.substate == TCP_FIN_WAIT2:
-        # Like FIN_WAIT2 of a full sock, with no receive buffer.
+        # tcp_rcv_state_process's checks again, for a sock with no receive
+        # buffer (TCP_TW_RST also ends the time-wait sock, in tcp_v4_rcv).
         if paws_reject or not _in_window(skb, tw.rcv_nxt, tw.rcv_wnd):
+            # RFC 9293: never answer a RST (Linux ACKs it here, rate-limited).
             return TCP_TW_ACK if not flags & TCPHDR_RST else TCP_TW_SUCCESS
         if flags & TCPHDR_RST:
             tw.proto.inet_twsk_kill(tw)
             return TCP_TW_SUCCESS
-        if flags & TCPHDR_SYN:
+        if flags & TCPHDR_SYN and not before(skb.seq, tw.rcv_nxt):
             return TCP_TW_RST
-        if skb.data and after(skb.end_seq, tw.rcv_nxt) and not flags & TCPHDR_FIN:
-            tw.proto.inet_twsk_kill(tw)
+        if not flags & TCPHDR_ACK or not after(skb.end_seq, tw.rcv_nxt) \
+                or skb.end_seq == skb.seq:
+            return TCP_TW_SUCCESS   # a duplicate ACK, or no ACK at all: drop
+        if not flags & TCPHDR_FIN or skb.end_seq != ((tw.rcv_nxt + 1) & 0xFFFFFFFF):
+            # New data after our close (RFC 1122 4.2.2.13): reset.
             return TCP_TW_RST
-        if flags & TCPHDR_FIN and skb.end_seq == ((tw.rcv_nxt + 1) & 0xFFFFFFFF):
-            # the FIN we waited for: now a real TIME_WAIT
-            tw.substate = TCP_TIME_WAIT
-            tw.rcv_nxt = skb.end_seq
-            if opts.ts_val is not None:
-                tw.ts_recent = opts.ts_val
-                tw.ts_recent_stamp = now
-            tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
-            return TCP_TW_ACK
-        return TCP_TW_SUCCESS
+        # the FIN we waited for: now a real TIME_WAIT
+        tw.substate = TCP_TIME_WAIT
+        tw.rcv_nxt = skb.end_seq
+        if opts.ts_val is not None:
+            tw.ts_recent = opts.ts_val
+            tw.ts_recent_stamp = now
+        tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
+        return TCP_TW_ACK
     # TIME_WAIT proper
     if not paws_reject and skb.seq == tw.rcv_nxt and (
             skb.seq == skb.end_seq or flags & TCPHDR_RST):
