@@ -138,3 +138,82 @@ def test_fin_wait2_peer_fin_is_acked_and_starts_time_wait_for_its_full_length():
     assert _states(c) == ["TIME-WAIT"]
     c.host.advance(34.1)
     assert _states(c) == []
+
+
+# --- TIME-WAIT ---------------------------------------------------------------------
+def _time_wait(settings: Settings | None = None, syn_opts=None):
+    """Then the peer's FIN, which we ACK: TIME-WAIT from t = 0."""
+    c = _fin_wait2(settings, syn_opts)
+    c.send(flags=FIN | ACK)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["TIME-WAIT"]
+    return c
+
+
+def _gone_at(c, t: float) -> bool:
+    """Still there just before ``t``, gone just after."""
+    c.host.advance(t - 0.01)
+    there = _states(c) == ["TIME-WAIT"]
+    c.host.advance(t + 0.01)
+    return there and _states(c) == []
+
+
+def test_time_wait_lasts_tcp_tw_timeout():
+    c = _time_wait(Settings(tcp_tw_timeout=5.0))
+    assert _gone_at(c, 5.0)
+
+
+def test_time_wait_bare_ack_at_rcv_nxt_restarts_the_timer_without_reply():
+    """In-window bare ACK: nothing to answer, but the peer still holds the
+    connection, so TIME-WAIT starts over (Linux inet_twsk_reschedule; 6.18)."""
+    c = _time_wait()
+    c.host.advance(30.0)
+    c.send()
+    assert c.recv() == []
+    assert _gone_at(c, 90.0)
+
+
+def test_time_wait_retransmitted_fin_without_ack_is_acked_but_keeps_the_timer():
+    """An ACK-less segment is answered; only the ACK bit (or a PAWS failure)
+    restarts the clock (Linux 6.18: the timer keeps running)."""
+    c = _time_wait()
+    c.host.advance(30.0)
+    c.send(flags=FIN, seq=c.snd - 1)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _gone_at(c, 60.0)
+
+
+def test_time_wait_old_ack_is_acked_and_restarts_the_timer():
+    c = _time_wait()
+    c.host.advance(20.0)
+    c.send(b"old", seq=c.snd - 10)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _gone_at(c, 80.0)
+
+
+def test_time_wait_old_syn_is_acked_and_does_not_restart_the_timer():
+    """A SYN below RCV.NXT cannot reopen the tuple; it gets the time-wait ACK
+    and, having no ACK bit, leaves the timer alone (Linux 6.18)."""
+    c = _time_wait()
+    c.host.advance(30.0)
+    c.peer.send(SYN, c.snd - 1000)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _gone_at(c, 60.0)
+
+
+def test_time_wait_rst_not_at_rcv_nxt_is_ignored():
+    """Only an exact RST ends TIME-WAIT (Linux, tcp_rfc1337 = 0; 6.18); any
+    other is dropped without reply and without touching the timer."""
+    c = _time_wait()
+    c.host.advance(30.0)
+    c.send(flags=RST, seq=c.snd + 1)
+    c.send(flags=RST | ACK, seq=c.snd - 1)
+    assert c.recv() == []
+    assert _gone_at(c, 60.0)
+
+
+def test_time_wait_exact_rst_ends_it_without_reply():
+    c = _time_wait()
+    c.send(flags=RST)
+    assert c.recv() == []
+    assert _states(c) == []

@@ -189,10 +189,13 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
             # RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the entry.
             tw.proto.inet_twsk_kill(tw)
             return TCP_TW_SUCCESS
+        # A bare ACK at RCV.NXT: the peer still holds the connection, so the
+        # whole TIME-WAIT starts again (inet_twsk_reschedule); nothing to send.
+        tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
         if opts.ts_val is not None and tw.tstamp_ok:
             tw.ts_recent = opts.ts_val
             tw.ts_recent_stamp = now
-        return TCP_TW_SUCCESS   # a plain ACK of our last segment: nothing to do
+        return TCP_TW_SUCCESS
     # A new SYN beyond the old sequence space may reopen the tuple (RFC 6191).
     if flags & TCPHDR_SYN and not flags & (TCPHDR_RST | TCPHDR_ACK) and not paws_reject and (
             after(skb.seq, tw.rcv_nxt) or
@@ -201,8 +204,11 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
     if paws_reject:
         tw.proto.host.mib["PAWSEstabRejected"] += 1
     if not flags & TCPHDR_RST:
-        # Retransmitted FIN or anything else: re-ACK, and a FIN restarts the clock.
-        if flags & TCPHDR_FIN or flags & TCPHDR_ACK:
+        # Anything else is re-ACKed (a retransmitted FIN: our ACK was lost).  It
+        # restarts the clock when it has the ACK bit or failed PAWS; an ACK-less
+        # SYN below RCV.NXT may be a new connection's with a random ISN, which
+        # must not keep the old tuple alive (Linux).
+        if paws_reject or flags & TCPHDR_ACK:
             tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
         return TCP_TW_ACK
     return TCP_TW_SUCCESS
