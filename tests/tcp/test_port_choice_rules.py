@@ -17,6 +17,7 @@ can, so the expectations cannot drift from Linux.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -175,7 +176,7 @@ def test_each_connect_moves_the_slot_by_an_even_step_from_2_to_16():
     ports to one destination differ by every even value 2..16, nothing else."""
     h = hinfo()
     ports = [connect(h) for _ in range(400)]
-    steps = {(b - a) % (61000 - 32768) for a, b in zip(ports, ports[1:])}
+    steps = {(b - a) % (61000 - 32768) for a, b in itertools.pairwise(ports)}
     assert steps == set(range(2, 17, 2))
 
 

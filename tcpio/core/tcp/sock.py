@@ -274,7 +274,8 @@ class TcpSock(TcpCb):
             self.sock_state = SS_CONNECTED    # connected since the last call: report 0
             return
         if self.state != TCP_CLOSE:
-            raise sock_error(errno.EISCONN if self.state != TCP_LISTEN else errno.EINVAL)
+            # SS_UNCONNECTED but not CLOSE: EISCONN, a listener included.
+            raise sock_error(errno.EISCONN)
         if port == 0 or not 0 < port <= 0xFFFF:
             raise sock_error(errno.ECONNREFUSED if port == 0 else errno.EINVAL)
         self.proto.tcp_v4_connect(self, addr, port)
