@@ -6,6 +6,7 @@ or listening socket), and with exact segments where the call touches the wire.
 
 from __future__ import annotations
 
+import array
 import errno
 import socket
 import struct
@@ -563,6 +564,15 @@ def test_send_goes_out_at_once_with_the_next_sequence_numbers():
     assert data == b"hello world"
     assert segs[0].seq == c.rcv
     assert c.sk.write_seq == (c.rcv + 11) & 0xFFFFFFFF
+
+
+def test_send_takes_any_buffer_as_bytes():
+    """tcp_sendmsg copies bytes: an array of shorts is sent as its raw bytes."""
+    c = passive_open(setup=lambda s: s.setsockopt(TCP, socket.TCP_NODELAY, 1))
+    arr = array.array("H", [0x0102, 0x0304])
+    assert c.sk.sendmsg(arr) == 4
+    assert c.sk.sendmsg(memoryview(b"abcdef")[2:4]) == 2
+    assert b"".join(s.payload for s in c.recv()) == arr.tobytes() + b"cd"
 
 
 def test_sequence_numbers_wrap_at_2_32():

@@ -302,12 +302,13 @@ class TcpSock(TcpCb):
             # sk_stream_wait_connect: any state but SYN_SENT/SYN_RECV is EPIPE,
             # a socket that never connected (or a listener) included.
             raise sock_error(errno.EPIPE)
-        n = min(len(data), self.sndbuf - len(self.wq))
-        if n <= 0:
-            return 0
         mv = memoryview(data)
         if mv.itemsize != 1 or mv.ndim != 1:
             mv = mv.cast("B")
+        # Bytes, not items: an array of shorts counts two per element.
+        n = min(len(mv), self.sndbuf - len(self.wq))
+        if n <= 0:
+            return 0
         buf_append(self.wq, mv[:n])
         self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
         if flags & _MSG_OOB:
