@@ -99,6 +99,7 @@ OPTION_CASES = [
     (TCP, socket.TCP_CONGESTION, b"reno"), (TCP, socket.TCP_CONGESTION, b"no-such-cc"),
     (SOL, socket.SO_LINGER, struct.pack("ii", 1, 5)),
     (SOL, socket.SO_LINGER, struct.pack("ii", 7, 0)),
+    (SOL, socket.SO_LINGER, struct.pack("ii", 0, 9)),
     (SOL, 9999, 1), (TCP, 9999, 1), (socket.IPPROTO_IP + 200, 1, 1),
 ]
 
@@ -880,6 +881,44 @@ def test_so_linger_zero_timeout_alone_turns_close_into_reset(linger, want):
     c.sk.close()
     assert [s.flags for s in c.recv()] == [want]
     assert c.host.mib["TCPAbortOnLinger"] == (1 if want & RST else 0)
+
+
+def test_so_linger_off_keeps_the_linger_time_like_linux():
+    """sock_setsockopt SO_LINGER: l_onoff = 0 clears SOCK_LINGER only."""
+    on_off = [struct.pack("ii", 1, 5), struct.pack("ii", 0, 9)]
+    with socket.socket() as s:
+        for v in on_off:
+            s.setsockopt(SOL, socket.SO_LINGER, v)
+        want = struct.unpack("ii", s.getsockopt(SOL, socket.SO_LINGER, 8))
+    _host, sk = fresh()
+    for v in on_off:
+        sk.setsockopt(SOL, socket.SO_LINGER, v)
+    assert struct.unpack("ii", sk.getsockopt(SOL, socket.SO_LINGER)) == want == (0, 5)
+
+
+def test_so_linger_negative_time_lingers_without_limit():
+    """A negative l_linger is a huge unsigned time (MAX_SCHEDULE_TIMEOUT in
+    Linux), not zero: close() sends a FIN, not a RST."""
+    with socket.socket() as s:
+        s.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 1, -3))
+        on, secs = struct.unpack("ii", s.getsockopt(SOL, socket.SO_LINGER, 8))
+        assert on == 1 and secs != 0
+    c = passive_open()
+    c.sk.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 1, -3))
+    on, secs = struct.unpack("ii", c.sk.getsockopt(SOL, socket.SO_LINGER))
+    assert on == 1 and secs > 0
+    c.sk.close()
+    assert [s.flags for s in c.recv()] == [FIN | ACK]
+    assert c.host.mib["TCPAbortOnLinger"] == 0
+
+
+def test_so_linger_short_buffer_is_einval_like_linux():
+    with socket.socket() as s, pytest.raises(OSError) as ke:
+        s.setsockopt(SOL, socket.SO_LINGER, b"\1\0\0\0")
+    _host, sk = fresh()
+    assert errno_of(sk.setsockopt, SOL, socket.SO_LINGER, b"\1\0\0\0") == \
+        ke.value.errno == errno.EINVAL
+    assert sk.linger == (0, 0)
 
 
 def test_so_linger_takes_a_pair_too():

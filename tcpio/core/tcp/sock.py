@@ -58,6 +58,7 @@ TCP_MIN_MSS = 88
 TCP_MAX_WSCALE = 14
 
 _LINGER = struct.Struct("ii")
+_LINGER_FOREVER = 0x7FFFFFFF     # l_linger read back for an unlimited linger
 # Plain ints: `flags & socket.MSG_OOB` would be IntFlag arithmetic on every call.
 _MSG_OOB = int(socket.MSG_OOB)
 _MSG_PEEK = int(socket.MSG_PEEK)
@@ -448,9 +449,17 @@ class TcpSock(TcpCb):
                     tcp_set_keepalive(self, self.host.now)
             elif name == socket.SO_LINGER:
                 if isinstance(value, (bytes, bytearray)):
-                    value = _LINGER.unpack(bytes(value)[:8])
+                    if len(value) < _LINGER.size:
+                        raise sock_error(errno.EINVAL)
+                    value = _LINGER.unpack(bytes(value)[:_LINGER.size])
                 on, secs = value
-                self.linger = (int(bool(on)), max(0, int(secs)))
+                if not on:
+                    # sock_setsockopt: l_onoff 0 clears SOCK_LINGER, the time stays.
+                    self.linger = (0, self.linger[1])
+                else:
+                    # A negative l_linger is huge as u32: linger without limit.
+                    secs = int(secs)
+                    self.linger = (1, secs if secs >= 0 else _LINGER_FOREVER)
             elif name == socket.SO_SNDBUF:
                 v = min(_int(value), st.tcp_wmem[2])
                 self.sndbuf = max(2 * v, SOCK_MIN_SNDBUF)
