@@ -152,7 +152,8 @@ FRESH_READS = [
     (SOL, socket.SO_REUSEADDR), (SOL, socket.SO_KEEPALIVE), (SOL, socket.SO_ERROR),
     (SOL, socket.SO_TYPE), (SOL, socket.SO_ACCEPTCONN), (SOL, socket.SO_LINGER),
     (TCP, socket.TCP_NODELAY), (TCP, socket.TCP_MAXSEG), (TCP, socket.TCP_USER_TIMEOUT),
-    (SOL, 9999), (TCP, 9999),
+    (SOL, 9999), (TCP, 9999), (socket.IPPROTO_IP + 200, 1), (socket.IPPROTO_IP, 9999),
+    (socket.IPPROTO_UDP, 1),
 ]
 
 

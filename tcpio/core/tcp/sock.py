@@ -553,6 +553,10 @@ class TcpSock(TcpCb):
                 return round(self.user_timeout * 1000)
             if name == socket.TCP_CONGESTION:
                 return self.ca_ops.name.encode()
+        elif level != socket.IPPROTO_IP:
+            # tcp_getsockopt hands other levels to ip_getsockopt, which only
+            # knows SOL_IP (setsockopt says ENOPROTOOPT there instead).
+            raise sock_error(errno.EOPNOTSUPP)
         raise sock_error(errno.ENOPROTOOPT)
 
 
