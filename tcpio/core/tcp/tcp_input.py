@@ -137,8 +137,10 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
         sk.ts_recent = ts_val
         sk.ts_recent_stamp = now
     if not data:
-        # A pure ACK: new data acked, or a duplicate ACK while data is out.
-        if ack != sk.snd_una or sk.packets_out:
+        # A pure ACK: new data acked, a duplicate ACK while data is out, or
+        # the answer to a probe: tcp_ack clears probes_out, so a receiver
+        # that keeps answering keeps the connection (RFC 1122 4.2.2.17).
+        if ack != sk.snd_una or sk.packets_out or sk.probes_out:
             tcp_ack(sk, skb, now, 0)
             tcp_data_snd_check(sk, now)
         return None

@@ -1,0 +1,371 @@
+"""The established state's receive path in tcp_input (tcp_rcv_established's
+Python part and tcp_ack, net/ipv4/tcp_input.c): data that also acknowledges
+ours, pure ACKs, window updates (RFC 9293 3.10.7.4 fifth, SND.WL1/SND.WL2),
+ACK acceptability (RFC 5961 5.2), the retransmission timer on new ACKs
+(RFC 6298 5.3), zero-window probing (RFC 1122 4.2.2.17), timestamps (RFC 7323)
+and when cwnd may grow (RFC 7661, Linux tcp_is_cwnd_limited).
+
+The stack is the passive side of a connection without options unless a test
+says otherwise; the peer is played by hand.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from tcpio.core.settings import Settings
+from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
+
+from .helpers import ACK, Conn, TcpOptions, passive_open
+
+MSS = 536
+
+
+def _sent(c: Conn, n: int, window: int | None = None) -> list:
+    """Queue ``n`` bytes; return the segments that went out."""
+    c.sk.sendmsg(bytes(range(256)) * (n // 256) + bytes(n % 256))
+    return c.recv()
+
+
+# --- data that also acknowledges new data --------------------------------------------
+def test_data_acking_new_data_is_delivered_and_acks_ours():
+    """RFC 9293 3.10.7.4: the ACK field advances SND.UNA, the text is queued
+    and RCV.NXT advanced; the first data is acknowledged at once (Linux's
+    quick-ACK mode at the start of a connection)."""
+    c = passive_open()
+    out = _sent(c, 100)
+    c.ack_all(out)
+    s0 = c.snd
+    c.send(b"reply" * 10)
+    assert c.sk.snd_una == c.rcv and c.sk.packets_out == 0
+    assert not c.sk.rtx_timer.pending
+    assert c.sk.recvmsg(1000) == b"reply" * 10
+    assert [s.key() for s in c.recv()] == [(ACK, c.rcv, s0 + 50, b"")]
+    assert c.host.woken and c.host.woken[-1] is c.sk
+
+
+def test_data_acking_new_data_releases_data_the_window_held_back():
+    c = passive_open(window=1000)
+    out = _sent(c, 2000)
+    assert sum(len(s.payload) for s in out) == 1000     # the peer's window
+    c.ack_all(out)
+    c.send(b"x" * 10, window=1000)
+    segs = [s for s in c.recv() if s.payload]
+    assert sum(len(s.payload) for s in segs) == 1000
+    assert segs[0].seq == c.rcv
+
+
+def test_in_order_data_after_quickack_gets_a_delayed_ack():
+    """RFC 1122 4.2.3.2: a lone segment may wait for the delayed-ACK timer."""
+    c = passive_open()
+    c.sk.quick = 0
+    c.sk.got_data = True
+    out = _sent(c, 100)
+    c.ack_all(out)
+    c.send(b"y" * 10)
+    assert c.recv() == []
+    assert c.sk.delack_timer.pending
+    c.host.advance(c.host.settings.tcp_delack_min)
+    assert [s.ack for s in c.recv()] == [c.snd]
+
+
+def test_two_full_segments_acking_new_data_get_an_immediate_ack():
+    """RFC 5681 4.2: an ACK at least for every second full-sized segment."""
+    c = passive_open()
+    c.sk.quick = 0
+    c.sk.got_data = True
+    out = _sent(c, 100)
+    c.ack_all(out)
+    c.send(b"a" * MSS)
+    assert c.recv() == []
+    c.send(b"b" * MSS)
+    assert [s.ack for s in c.recv()] == [c.snd]
+
+
+def test_data_with_ack_of_unsent_data_is_dropped_and_acked():
+    """RFC 9293 3.10.7.4 fifth: SEG.ACK > SND.NXT -> send an ACK, drop."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"zz", ack=c.rcv + 5)
+    assert [s.key() for s in c.recv()] == [(ACK, c.rcv, s0, b"")]
+    assert c.sk.readable() == 0
+
+
+def test_data_with_a_too_old_ack_is_dropped_with_a_challenge():
+    """RFC 5961 5.2: SEG.ACK < SND.UNA - MAX.SND.WND: discard and send an ACK."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"zz", ack=c.rcv - 70000)
+    assert [s.key() for s in c.recv()] == [(ACK, c.rcv, s0, b"")]
+    assert c.sk.readable() == 0
+    assert c.host.mib["TCPChallengeACK"] == 1
+
+
+def test_data_with_an_old_ack_inside_max_window_is_accepted():
+    """RFC 5961 5.2: an old ACK within MAX.SND.WND is acceptable: the text
+    is processed, the ACK field ignored."""
+    c = passive_open()
+    out = _sent(c, 1000)
+    c.ack_all(out)
+    c.send()
+    c.send(b"old-ack", ack=c.rcv - 1000)
+    assert c.sk.recvmsg(100) == b"old-ack"
+    assert c.sk.snd_una == c.rcv
+    assert c.host.mib["TCPChallengeACK"] == 0
+
+
+def test_ack_at_the_edge_of_max_window_is_not_challenged():
+    c = passive_open(window=2000)
+    out = _sent(c, 1000)
+    c.ack_all(out)
+    c.send(window=2000)
+    assert c.sk.max_window == 2000
+    c.send(b"q", ack=c.rcv - 2000, window=2000)
+    assert c.host.mib["TCPChallengeACK"] == 0 and c.sk.recvmsg(10) == b"q"
+    c.send(b"r", ack=c.rcv - 2001, window=2000)
+    assert c.host.mib["TCPChallengeACK"] == 1 and c.sk.readable() == 0
+
+
+# --- pure ACKs ----------------------------------------------------------------------------
+def test_ack_of_new_data_restarts_the_retransmission_timer():
+    """RFC 6298 5.3: an ACK of new data restarts the timer (RTO = 1 s here)."""
+    c = passive_open()
+    c.sk.nodelay = True
+    a = _sent(c, 100)
+    c.host.advance(0.5)
+    b = _sent(c, 100)
+    assert c.sk.rtx_timer.when == 1.0
+    c.ack_all(a)
+    c.send()
+    assert c.sk.rtx_timer.when > 1.0
+    c.host.advance(1.0)
+    assert c.recv() == []
+    del b
+
+
+def test_ack_of_everything_stops_the_retransmission_timer():
+    """RFC 6298 5.2."""
+    c = passive_open()
+    c.ack_all(_sent(c, 100))
+    c.send()
+    assert not c.sk.rtx_timer.pending
+    c.host.advance(5.0)
+    assert c.recv() == []
+
+
+def test_ack_of_new_data_wakes_the_writer():
+    c = passive_open()
+    c.ack_all(_sent(c, 100))
+    c.host.woken.clear()
+    c.send()
+    assert c.host.woken == [c.sk]
+
+
+def test_duplicate_ack_with_nothing_outstanding_changes_nothing():
+    c = passive_open()
+    c.host.woken.clear()
+    c.send()
+    c.send()
+    assert c.recv() == [] and c.host.woken == []
+    assert c.sk.snd_una == c.rcv
+
+
+# --- window updates (RFC 9293 3.10.7.4 fifth: SND.WL1 / SND.WL2) -----------------------------
+def test_window_update_in_a_pure_ack_opens_the_send_window():
+    c = passive_open(window=600)
+    out = _sent(c, 2000)
+    assert sum(len(s.payload) for s in out) == 600
+    c.send(window=2000)                  # same ACK, a larger window
+    more = c.recv()
+    assert sum(len(s.payload) for s in more) == 1400
+    assert c.sk.snd_wnd == 2000 and c.sk.max_window == 2000
+
+
+def test_window_from_an_older_segment_is_ignored():
+    """SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK): a
+    reordered older segment must not move the window."""
+    c = passive_open(window=5000)
+    s0 = c.snd
+    c.send(b"a" * 10)
+    c.send(b"n" * 10, window=300)        # SND.WL1 = s0 + 10, window 300
+    c.recv()
+    assert c.sk.snd_wnd == 300
+    c.send(b"a" * 10 + b"n" * 10, seq=s0, window=9000)   # older, reaches RCV.NXT
+    assert c.sk.snd_wnd == 300
+    c.send(window=9000)                  # newer: taken
+    assert c.sk.snd_wnd == 9000
+
+
+def test_window_shrink_with_the_same_seq_and_ack_is_ignored():
+    """Linux tcp_may_update_window: with SEG.SEQ = SND.WL1 and no new ACK,
+    only a larger (or zero) window is taken."""
+    c = passive_open(window=5000)
+    c.send(window=3000)
+    assert c.sk.snd_wnd == 5000
+    c.send(window=6000)
+    assert c.sk.snd_wnd == 6000
+    c.send(window=0)
+    assert c.sk.snd_wnd == 0
+
+
+def test_window_from_a_newer_segment_is_taken_even_if_smaller():
+    c = passive_open(window=5000)
+    c.send(b"m" * 10)
+    c.send(b"m" * 10, window=3000)
+    assert c.sk.snd_wnd == 3000
+
+
+def test_window_with_an_ack_of_new_data_is_taken_even_if_smaller():
+    c = passive_open(window=5000)
+    c.ack_all(_sent(c, 10))
+    c.send(window=3000)
+    assert c.sk.snd_wnd == 3000
+
+
+def test_window_is_scaled_by_the_peer_shift():
+    """RFC 7323 2.3: SND.WND = SEG.WND << Snd.Wind.Shift outside SYNs."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, wscale=3))
+    c.send(b"a")
+    c.send(window=1000)
+    assert c.sk.snd_wnd == 8000
+
+
+# --- zero-window probes ---------------------------------------------------------------
+def test_answered_zero_window_probes_keep_the_connection_open():
+    """RFC 1122 4.2.2.17: the sender MUST allow the connection to stay open
+    indefinitely as long as the receiver keeps acknowledging the probes
+    (Linux: every ACK clears icsk_probes_out in tcp_ack)."""
+    c = passive_open(settings=Settings(tcp_retries2=3))
+    c.send(window=0)
+    c.sk.sendmsg(b"z" * 100)
+    t = 0.0
+    probes = 0
+    while t < 400.0:
+        t += 0.5
+        c.host.advance(t)
+        for _ in c.recv():
+            probes += 1
+            c.send(window=0)             # the receiver answers, window still zero
+    assert probes > 3
+    assert c.sk.state == TCP_ESTABLISHED and c.sk.sk_err == 0
+
+
+def test_unanswered_zero_window_probes_time_out():
+    c = passive_open(settings=Settings(tcp_retries2=3))
+    c.send(window=0)
+    c.sk.sendmsg(b"z" * 100)
+    t = 0.0
+    while t < 400.0 and not c.sk.sk_err:
+        t += 0.5
+        c.host.advance(t)
+    assert c.sk.sk_err == errno.ETIMEDOUT
+    assert t == 15.0                      # probes at 1, 3, 7; gives up at 15
+
+
+def test_window_opening_stops_probing_and_sends_the_data():
+    c = passive_open()
+    c.send(window=0)
+    c.sk.sendmsg(b"z" * 100)
+    c.host.advance(1.0)
+    assert len(c.recv()) == 1            # a probe
+    c.send(window=1000)
+    assert [s.payload for s in c.recv()] == [b"z" * 100]
+    assert c.sk.probes_out == 0 and c.sk.backoff == 0
+
+
+# --- timestamps --------------------------------------------------------------------------
+def _ts_conn() -> Conn:
+    return passive_open(syn_opts=TcpOptions(mss=1460, ts_val=100, ts_ecr=0))
+
+
+def test_pure_ack_at_rcv_nxt_updates_ts_recent_which_we_echo():
+    """RFC 7323 4.3: TS.Recent = SEG.TSval for a segment at Last.ACK.sent;
+    our next segment echoes it."""
+    c = _ts_conn()
+    c.send(opts=TcpOptions(ts_val=5000, ts_ecr=0))
+    assert c.sk.ts_recent == 5000
+    out = _sent(c, 10)
+    assert out[0].opts.ts_ecr == 5000
+
+
+def test_data_acking_new_data_updates_ts_recent():
+    c = _ts_conn()
+    c.ack_all(_sent(c, 10))
+    c.send(b"d", opts=TcpOptions(ts_val=6000, ts_ecr=0))
+    assert c.sk.ts_recent == 6000
+    assert c.sk.recvmsg(10) == b"d"
+
+
+def test_pure_ack_with_an_old_timestamp_is_paws_rejected():
+    c = _ts_conn()
+    c.send(opts=TcpOptions(ts_val=5000, ts_ecr=0))
+    c.send(opts=TcpOptions(ts_val=4000, ts_ecr=0))
+    assert c.host.mib["PAWSEstabRejected"] == 1
+    assert c.sk.ts_recent == 5000
+
+
+def test_pure_ack_without_a_timestamp_on_a_timestamp_connection_is_not_taken():
+    """RFC 7323 3.2: once negotiated, a segment without TSopt (other than a
+    RST) is dropped -- here: it must not advance SND.UNA on the fast path."""
+    c = _ts_conn()
+    out = _sent(c, 10)
+    c.ack_all(out)
+    c.send()
+    assert c.sk.ts_recent == 101
+
+
+# --- when cwnd may grow ----------------------------------------------------------------
+def _reno() -> Conn:
+    return passive_open(settings=Settings(tcp_congestion_control="reno"))
+
+
+def test_slow_start_grows_cwnd_by_the_segments_acked_when_window_limited():
+    """RFC 5681 3.1: cwnd += SMSS per ACK of new data in slow start (Linux:
+    acked segments) when the window was used."""
+    c = _reno()
+    out = _sent(c, 10 * MSS)
+    assert len(out) == 10
+    c.ack_all(out[:6])
+    c.send()
+    assert c.sk.snd_cwnd == 16
+
+
+def test_application_limited_sender_does_not_grow_cwnd():
+    """RFC 7661 / Linux tcp_is_cwnd_limited: in slow start cwnd grows only
+    while cwnd < 2 * packets in flight."""
+    c = _reno()
+    out = _sent(c, 2 * MSS)
+    c.ack_all(out)
+    c.send()
+    assert c.sk.snd_cwnd == 10
+
+
+def test_slow_start_growth_edge_is_twice_the_flight():
+    c = _reno()
+    out = _sent(c, 6 * MSS)              # 10 < 2 * 6: may grow
+    c.ack_all(out[:1])
+    c.send()
+    assert c.sk.snd_cwnd == 11
+    c2 = _reno()
+    out = _sent(c2, 5 * MSS)             # 10 == 2 * 5: may not
+    c2.ack_all(out[:1])
+    c2.send()
+    assert c2.sk.snd_cwnd == 10
+
+
+def test_congestion_avoidance_grows_only_when_the_window_was_full():
+    c = _reno()
+    c.sk.snd_ssthresh = 4
+    c.sk.snd_cwnd = 4
+    out = _sent(c, 8 * MSS)
+    assert len(out) == 4
+    c.ack_all(out)
+    c.send()                              # 4 acked with 4 in flight: +1
+    assert c.sk.snd_cwnd == 5
+    c3 = _reno()
+    c3.sk.snd_ssthresh = 4
+    c3.sk.snd_cwnd = 4
+    out = _sent(c3, 3 * MSS)              # 3 in flight < cwnd 4: no growth
+    c3.ack_all(out)
+    c3.send()
+    assert c3.sk.snd_cwnd == 4 and c3.sk.snd_cwnd_cnt == 0
