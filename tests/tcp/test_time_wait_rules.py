@@ -217,3 +217,64 @@ def test_time_wait_exact_rst_ends_it_without_reply():
     c.send(flags=RST)
     assert c.recv() == []
     assert _states(c) == []
+
+
+# --- a new SYN in TIME-WAIT (RFC 1122 4.2.2.13) -----------------------------------
+def test_new_syn_reopens_the_tuple_with_an_isn_above_the_old_sequence_space():
+    """RFC 1122 4.2.2.13 (1): the new ISN must be larger than any sequence
+    number the old incarnation used.  Linux takes the time-wait sock's
+    SND.NXT + 65535 + 2 (Linux 6.18); a clock-based ISN for the same tuple at
+    about the same time would land inside the old space."""
+    c = _time_wait()
+    c.peer.send(SYN, c.snd + 1000)
+    out = c.recv()
+    assert [s.key() for s in out] == [(SYN | ACK, c.rcv + 65537, c.snd + 1001, b"")]
+    assert _states(c) == []
+    c.peer.send(ACK, c.snd + 1001, c.rcv + 65538)
+    child = c.listener.accept()
+    assert child is not None and (child.snd_nxt, child.rcv_nxt) == (c.rcv + 65538,
+                                                                     c.snd + 1001)
+
+
+def test_reopening_syn_is_taken_even_when_the_syn_queue_would_want_a_cookie():
+    """tcp_conn_request: a SYN that brings its ISN from TIME-WAIT skips the
+    SYN-queue-full / syncookie decision."""
+    c = _time_wait(Settings(tcp_max_syn_backlog=0))   # the first handshake was a cookie's
+    cookies = c.host.mib["SyncookiesSent"]
+    c.peer.send(SYN, c.snd + 1000)
+    assert [s.key() for s in c.recv()] == [(SYN | ACK, c.rcv + 65537, c.snd + 1001, b"")]
+    assert c.host.mib["SyncookiesSent"] == cookies == 1
+    assert len(c.listener.syn_queue) == 1
+
+
+def test_new_syn_without_a_listener_gets_the_time_wait_ack():
+    """No listener to hand the SYN to: TIME-WAIT stays and ACKs it like any
+    other out-of-window segment (Linux tcp_v4_rcv; 6.18), no reset."""
+    c = _time_wait()
+    c.listener.close()
+    c.host.advance(10.0)
+    c.peer.send(SYN, c.snd + 1000)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _gone_at(c, 60.0)
+
+
+def test_syn_with_ack_does_not_reopen_and_gets_the_time_wait_ack():
+    c = _time_wait()
+    c.peer.send(SYN | ACK, c.snd + 1000, c.rcv)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["TIME-WAIT"]
+
+
+def test_syn_with_rst_neither_reopens_nor_gets_an_answer():
+    c = _time_wait()
+    c.peer.send(SYN | RST, c.snd + 1000)
+    assert c.recv() == []
+    assert _states(c) == ["TIME-WAIT"]
+
+
+def test_syn_at_rcv_nxt_does_not_reopen():
+    """Reopening needs SEG.SEQ above RCV.NXT (or a newer timestamp)."""
+    c = _time_wait()
+    c.peer.send(SYN, c.snd)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["TIME-WAIT"]

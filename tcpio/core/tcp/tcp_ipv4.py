@@ -36,6 +36,7 @@ from .tcp_minisocks import (
     tcp_create_openreq_child,
     tcp_send_synack,
     tcp_timewait_state_process,
+    tcp_tw_isn,
 )
 from .tcp_output import tcp_connect, tcp_time_stamp, tcp_v4_send
 from .tcp_states import (
@@ -286,14 +287,18 @@ class TcpProto:
         self.hashinfo.ehash_remove(req)
         req.listener.syn_queue.pop(req, None)
 
-    def tcp_v4_conn_request(self, listener: TcpSock, skb: Skb, iph: Any, now: float) -> None:
+    def tcp_v4_conn_request(self, listener: TcpSock, skb: Skb, iph: Any, now: float,
+                            isn: int = 0) -> None:
+        """A SYN at a listener (tcp_conn_request).  ``isn`` is set when the SYN
+        reopens a TIME-WAIT tuple: then it is the ISN, and no cookie is used."""
         host = self.host
         st = host.settings
         mib = host.mib
         if self.acceptq_overflow(listener):
             return
         want_cookie = False
-        if st.tcp_syncookies == 2 or len(listener.syn_queue) >= st.tcp_max_syn_backlog:
+        if not isn and (st.tcp_syncookies == 2 or
+                        len(listener.syn_queue) >= st.tcp_max_syn_backlog):
             if not st.tcp_syncookies:
                 mib["TCPReqQFullDrop"] += 1
                 mib["ListenDrops"] += 1
@@ -342,8 +347,8 @@ class TcpProto:
             mib["SyncookiesSent"] += 1
             tcp_send_synack(self, req, now)
             return
-        req.snt_isn = secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
-                                     req.rport, now)
+        req.snt_isn = isn or secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
+                                            req.rport, now)
         req.syn_time = now
         req.timer = host.timers.timer(lambda t, r=req: reqsk_timer_handler(self, r, t))
         req.timer.arm(now + 1.0)
@@ -485,11 +490,14 @@ class TcpProto:
             self.inet_twsk_kill(tw)
         elif verdict == TCP_TW_SYN:
             listener = self.hashinfo.lookup_listener(iph.dst, skb.th.dport)
-            self.inet_twsk_kill(tw)
             if listener is not None:
-                self._rcv_listen(listener, skb, iph, now)
+                isn = tcp_tw_isn(tw)
+                self.inet_twsk_kill(tw)
+                self._rcv_listen(listener, skb, iph, now, isn)
             else:
-                self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+                # Nobody to reopen the tuple for: TIME-WAIT goes on and
+                # answers like for any other segment (Linux's fallthrough).
+                tw.send_ack(now)
 
     def _rcv_request(self, req: RequestSock, skb: Skb, iph: Any, now: float) -> None:
         listener = req.listener
@@ -505,7 +513,7 @@ class TcpProto:
         if child is not None:
             tcp_rcv_state_process(child, skb, now)
 
-    def _rcv_listen(self, sk: TcpSock, skb: Skb, iph: Any, now: float) -> None:
+    def _rcv_listen(self, sk: TcpSock, skb: Skb, iph: Any, now: float, isn: int = 0) -> None:
         flags = skb.flags
         if flags & TCPHDR_RST:
             return
@@ -520,7 +528,7 @@ class TcpProto:
         if flags & TCPHDR_SYN:
             if flags & TCPHDR_FIN:
                 return   # SYN+FIN is junk; drop like Linux's tcp_filter does not, but harmless
-            self.tcp_v4_conn_request(sk, skb, iph, now)
+            self.tcp_v4_conn_request(sk, skb, iph, now, isn)
 
     # --- ICMP errors (tcp_v4_err) ----------------------------------------------------------
     def err(self, kind: int, code: int, errno_: int, info: int, iph_quoted: Any,

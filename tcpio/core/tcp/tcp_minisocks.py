@@ -214,6 +214,13 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
     return TCP_TW_SUCCESS
 
 
+def tcp_tw_isn(tw: TimeWaitSock) -> int:
+    """The ISN for a connection that reopens a TIME-WAIT tuple: RFC 1122
+    4.2.2.13 wants it above the old incarnation's sequence space; Linux takes
+    SND.NXT + 65535 + 2 (the old window cannot reach it), never 0."""
+    return (tw.snd_nxt + 65535 + 2) & 0xFFFFFFFF or 1
+
+
 def _in_window(skb: Skb, rcv_nxt: int, rcv_wnd: int) -> bool:
     """tcp_in_window, the mini socks' acceptability test: the segment starts at
     rcv_nxt, or overlaps [rcv_nxt, rcv_nxt + rcv_wnd), or is empty at the right
