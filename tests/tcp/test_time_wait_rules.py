@@ -10,9 +10,27 @@ hand-made segments on a TUN device.
 
 from __future__ import annotations
 
+import errno
+import socket
+
+import pytest
+
 from tcpio.core.settings import Settings
 
-from .helpers import ACK, FIN, RST, SYN, passive_open
+from .helpers import (
+    ACK,
+    FIN,
+    PEER_ISS,
+    REMOTE,
+    RPORT,
+    RST,
+    SYN,
+    Conn,
+    FakeHost,
+    Peer,
+    TcpOptions,
+    passive_open,
+)
 
 
 def _rows(c) -> list:
@@ -277,4 +295,98 @@ def test_syn_at_rcv_nxt_does_not_reopen():
     c = _time_wait()
     c.peer.send(SYN, c.snd)
     assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["TIME-WAIT"]
+
+
+# --- connect() over a TIME-WAIT tuple (tcp_twsk_unique) ----------------------------
+def _connect(host: FakeHost, port: int = 0, reuseaddr: bool = False):
+    sk = host.tcp.socket()
+    if reuseaddr:
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if port:
+        sk.bind(0, port)
+    with pytest.raises(BlockingIOError):
+        sk.connect(REMOTE, RPORT)
+    return sk
+
+
+def _client_time_wait(settings: Settings | None = None, port: int = 0,
+                      timestamps: bool = True):
+    """Our client sent 100 bytes and closed first; the peer's FIN put the
+    tuple in TIME-WAIT at t = 0.  Returns the connection and our final SND.NXT."""
+    host = FakeHost(settings=settings)
+    peer = Peer(host)
+    sk = _connect(host, port, reuseaddr=bool(port))
+    syn = peer.recv_one()
+    peer.lport = syn.sport
+    ts = (lambda v: TcpOptions(ts_val=v, ts_ecr=syn.opts.ts_val)) if timestamps \
+        else (lambda v: None)
+    peer.send(SYN | ACK, PEER_ISS, syn.seq + 1,
+              opts=TcpOptions(mss=1460, ts_val=700, ts_ecr=syn.opts.ts_val) if timestamps
+              else TcpOptions(mss=1460))
+    c = Conn(host, peer, sk, PEER_ISS + 1, syn.seq + 1)
+    c.recv()
+    sk.sendmsg(b"z" * 100)
+    sk.close()
+    c.ack_all(c.recv())                     # the data and our FIN
+    c.send(flags=FIN | ACK, opts=ts(701))
+    assert [s.flags for s in c.recv()] == [ACK]
+    assert _states(c) == ["TIME-WAIT"]
+    assert c.rcv == syn.seq + 1 + 100 + 1
+    return c, syn.sport
+
+
+def test_connect_from_the_bound_port_recycles_time_wait_above_the_old_space():
+    """A sock bound (SO_REUSEADDR) to the time-wait sock's port may take the
+    tuple at once when the old connection had timestamps, whatever
+    tcp_tw_reuse says; its ISN is the old SND.NXT + 65537 (RFC 1122 4.2.2.13;
+    Linux tcp_twsk_unique, 6.18 with tcp_tw_reuse = 0)."""
+    c, port = _client_time_wait(Settings(tcp_tw_reuse=0), port=40000)
+    _connect(c.host, 40000, reuseaddr=True)
+    syn = c.peer.recv_one()
+    assert (syn.flags, syn.sport, syn.seq) == (SYN, 40000, c.rcv + 65537)
+    assert c.host.mib["TWRecycled"] == 1
+    assert _states(c) == []
+
+
+def test_connect_from_the_bound_port_needs_timestamps_to_recycle_time_wait():
+    """Without timestamps nothing guards the new connection against the old
+    one's duplicates: EADDRNOTAVAIL (Linux 6.18)."""
+    c, port = _client_time_wait(port=40000, timestamps=False)
+    sk = c.host.tcp.socket()
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sk.bind(0, 40000)
+    with pytest.raises(OSError) as ei:
+        sk.connect(REMOTE, RPORT)
+    assert ei.value.errno == errno.EADDRNOTAVAIL
+    assert c.host.mib["TWRecycled"] == 0
+    assert _states(c) == ["TIME-WAIT"]
+
+
+ONE_PORT = (40000, 40000)
+
+
+def test_connect_choosing_a_port_recycles_time_wait_with_tw_reuse_after_a_second():
+    """tcp_tw_reuse = 1: an automatically chosen port may reuse a TIME-WAIT
+    tuple once its last timestamp is more than a second old; the ISN is again
+    the old SND.NXT + 65537 (Linux 6.18)."""
+    c, port = _client_time_wait(Settings(ip_local_port_range=ONE_PORT, tcp_tw_reuse=1))
+    assert port == 40000
+    c.host.advance(0.9)
+    with pytest.raises(OSError) as ei:
+        c.host.tcp.socket().connect(REMOTE, RPORT)
+    assert ei.value.errno == errno.EADDRNOTAVAIL
+    c.host.advance(1.1)
+    _connect(c.host)
+    syn = c.peer.recv_one()
+    assert (syn.flags, syn.sport, syn.seq) == (SYN, 40000, c.rcv + 65537)
+    assert c.host.mib["TWRecycled"] == 1
+
+
+def test_connect_choosing_a_port_leaves_time_wait_alone_without_tw_reuse():
+    c, port = _client_time_wait(Settings(ip_local_port_range=ONE_PORT, tcp_tw_reuse=2))
+    c.host.advance(5.0)
+    with pytest.raises(OSError) as ei:
+        c.host.tcp.socket().connect(REMOTE, RPORT)
+    assert ei.value.errno == errno.EADDRNOTAVAIL
     assert _states(c) == ["TIME-WAIT"]

@@ -147,6 +147,7 @@ class TcpProto:
         if not sk.laddr:
             sk.laddr = rt.src
         sk.raddr, sk.rport = addr, port
+        sk.iss = 0      # _check_established sets it when it recycles a TIME-WAIT tuple
         try:
             self.hashinfo.inet_hash_connect(sk, self._check_established)
         except OSError:
@@ -164,7 +165,8 @@ class TcpProto:
         sk.mss_cache = min(sk.advmss, TCP_MSS_DEFAULT)
         sk.rcv_mss = sk.mss_cache
         sk.rcv_wnd = self._initial_rcv_wnd(sk.rcvbuf, sk.advmss)
-        sk.iss = secure_tcp_seq(host.secret, sk.laddr, sk.lport, addr, port, now)
+        if not sk.iss:
+            sk.iss = secure_tcp_seq(host.secret, sk.laddr, sk.lport, addr, port, now)
         sk.ts_off = secure_tcp_ts_off(host.secret, sk.laddr, addr) if sk.tstamp_ok else 0
         sk.snd_una = sk.snd_nxt = sk.iss
         sk.write_seq = sk.wq_seq = sk.snd_sml = (sk.iss + 1) & 0xFFFFFFFF
@@ -176,17 +178,24 @@ class TcpProto:
 
     def _check_established(self, sk: TcpSock, lport: int) -> bool:
         """__inet_check_established: is (laddr, lport, raddr, rport) free?
-        A TIME_WAIT entry may be recycled when tcp_tw_reuse=1 and timestamps
-        make old duplicates harmless (tcp_twsk_unique)."""
+
+        A TIME_WAIT entry may be recycled when timestamps make old duplicates
+        harmless (tcp_twsk_unique): for a sock bound to its port by the user,
+        always; for a port connect() is choosing, only with tcp_tw_reuse = 1
+        and more than a second after its last timestamp.  The new connection
+        then starts above the old sequence space (RFC 1122 4.2.2.13)."""
         other = self.hashinfo.lookup_established(sk.laddr, lport, sk.raddr, sk.rport)
         if other is None:
             return True
-        if isinstance(other, TimeWaitSock) and self.host.settings.tcp_tw_reuse == 1 \
-                and other.tstamp_ok and self.host.now - other.ts_recent_stamp > 1.0:
-            self.inet_twsk_kill(other)
-            self.host.mib["TWRecycled"] += 1
-            return True
-        return False
+        if not isinstance(other, TimeWaitSock) or not other.tstamp_ok:
+            return False
+        if not sk.lport and not (self.host.settings.tcp_tw_reuse == 1 and
+                                 self.host.now - other.ts_recent_stamp > 1.0):
+            return False
+        sk.iss = tcp_tw_isn(other)
+        self.inet_twsk_kill(other)
+        self.host.mib["TWRecycled"] += 1
+        return True
 
     # --- teardown -----------------------------------------------------------------
     def tcp_done(self, sk: TcpSock) -> None:
