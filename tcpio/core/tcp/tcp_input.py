@@ -23,7 +23,6 @@ from .tcp_output import (
 from .tcp_sack import FLAG_SACKED
 from .tcp_states import (
     RCV_SHUTDOWN,
-    SEND_SHUTDOWN,
     TCP_CA_DISORDER,
     TCP_CA_LOSS,
     TCP_CA_OPEN,
@@ -206,9 +205,9 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
         sk.ts_recent_stamp = now
     fin_acked = sk.fin_queued and sk.snd_una == ((sk.write_seq + 1) & 0xFFFFFFFF)
     if state == TCP_FIN_WAIT1 and fin_acked:
+        # (SEND_SHUTDOWN is already set: only shutdown/close queue a FIN; the
+        # ACK of the FIN freed a segment, so tcp_ack scheduled the wakeup.)
         sk.proto.tcp_set_state(sk, TCP_FIN_WAIT2)
-        sk.sk_shutdown |= SEND_SHUTDOWN
-        sk.host.schedule_wakeup(sk)
         if sk.orphan:
             # An orphan has nobody to read more data: if data arrives now,
             # abort like Linux (TCPAbortOnData); else wait tcp_fin_timeout.
@@ -226,8 +225,8 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     elif state == TCP_LAST_ACK and fin_acked:
         sk.proto.tcp_done(sk)
         return None
-    state = sk.state
-    # process the segment text
+    # process the segment text (``state`` may still say FIN_WAIT1 after the
+    # move to FIN_WAIT2 above: both are treated alike below)
     if state in (TCP_CLOSE_WAIT, TCP_CLOSING, TCP_LAST_ACK):
         # The peer already sent FIN: later data is a protocol error; ignore it.
         if not before(skb.seq, sk.rcv_nxt):
@@ -244,8 +243,8 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
         tcp_check_urg(sk, skb)
     if skb.data or skb.flags & TCPHDR_FIN:
         tcp_data_queue(sk, skb, now)
-    if sk.state in (TCP_CLOSE, TCP_TIME_WAIT) or sk.dead:
-        return None
+    # (A FIN that ended the connection has sent its ACK: both checks below
+    # return at once for a closed or dead sock.)
     tcp_data_snd_check(sk, now)
     __tcp_ack_snd_check(sk, now)
     return None
