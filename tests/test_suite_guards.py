@@ -50,6 +50,8 @@ def _inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # The inner tests need no third-party plugin; loading them all costs a second a run.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makeconftest(CONFTEST.read_text())
     pytester.makepyfile(**files)
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args)
@@ -60,16 +62,15 @@ def _inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict
 CRASH_PRELUDE = '''
 import asyncio, gc
 import pytest
-from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import Ether
 import tcpio
 from tcpio.core.host import Host
 
 class Boom:
     """A protocol handler with a bug: rcv raises."""
-    calls = 0
+    def __init__(self):
+        self.calls = 0
     def rcv(self, iph, payload, now):
-        Boom.calls += 1
+        self.calls += 1
         raise ZeroDivisionError("injected into rcv")
     def err(self, *args):
         pass
@@ -81,8 +82,7 @@ def victim():
     h.register_protocol(6, Boom())
     return h
 
-FRAME = bytes(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01")
-              / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=80, flags="S"))
+FRAME = {frame!r}    # a SYN from 10.0.0.1 to 10.0.0.2:80 (scapy-built outside)
 '''
 
 CRASH_TESTS = {
@@ -92,7 +92,7 @@ CRASH_TESTS = {
 def test_frame():
     h = victim()
     h.receive(1, FRAME, 1.0)        # counted and logged, never raised
-    assert Boom.calls == 1 and h.mib["InReceives"] == 1
+    assert h.protocols[6].calls == 1 and h.mib["InReceives"] == 1
 ''',
     # A timer callback that raises (Host.poll).
     "test_timer": '''
@@ -120,10 +120,11 @@ def test_stack():
         async with tcpio.Stack(name="victim") as a, tcpio.Stack(name="peer") as b:
             a.add_interface(wire.a, "10.0.0.2/24")
             b.add_interface(wire.b, "10.0.0.1/24")
-            a.host.register_protocol(1, Boom())      # ICMP input raises
+            boom = Boom()
+            a.host.register_protocol(1, boom)        # ICMP input raises
             with pytest.raises(TimeoutError):
                 await b.ping("10.0.0.2", timeout=0.3)
-            assert Boom.calls >= 1
+            assert boom.calls >= 1
     asyncio.run(main())
 ''',
 }
@@ -138,20 +139,30 @@ def test_clean():
 '''
 
 
-def _crash_module(marker: str) -> str:
-    return CRASH_PRELUDE + "".join(t.format(marker=marker) for t in CRASH_TESTS.values()) \
-        + CLEAN_TEST
+ALLOW = '@pytest.mark.allow_core_exceptions("testing the count-and-log path")'
+
+
+def _crash_module() -> str:
+    """Each crash test twice: as is, and with the opt-out marker (``_allowed``)."""
+    frame = bytes(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01")
+                  / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=80, flags="S"))
+    tests = [t.format(marker="") for t in CRASH_TESTS.values()]
+    tests += [t.format(marker=ALLOW).replace(f"def {name}(", f"def {name}_allowed(")
+              for name, t in CRASH_TESTS.items()]
+    return CRASH_PRELUDE.format(frame=frame) + "".join(tests) + CLEAN_TEST
 
 
 def test_a_swallowed_core_exception_fails_the_test(pytester, monkeypatch):
     """Each inner test passes on its own terms (nothing raised), and fails at
     teardown because its host counted CoreExceptions; the report names the
-    counter, the host and the exception with its traceback.  The clean one
-    passes."""
-    result = _inner(pytester, monkeypatch, {}, test_inner=_crash_module(""))
-    result.assert_outcomes(passed=len(CRASH_TESTS) + 1, errors=len(CRASH_TESTS))
+    counter, the host and the exception with its traceback.  The same tests
+    with ``allow_core_exceptions`` pass, and so does a clean one."""
+    result = _inner(pytester, monkeypatch, {}, test_inner=_crash_module())
+    result.assert_outcomes(passed=2 * len(CRASH_TESTS) + 1, errors=len(CRASH_TESTS))
     out = result.stdout.str()
-    assert "ERROR at teardown of test_clean" not in out
+    errors = {line.split("::")[1].split()[0] for line in result.outlines
+              if line.startswith("ERROR test_inner.py::")}
+    assert errors == set(CRASH_TESTS)           # not the _allowed ones, not test_clean
     for name in CRASH_TESTS:
         # the section under "___ ERROR at teardown of NAME ___", up to the next header
         section = out.split(f"ERROR at teardown of {name} ", 1)[1].split("\n", 1)[1]
@@ -160,13 +171,6 @@ def test_a_swallowed_core_exception_fails_the_test(pytester, monkeypatch):
         assert "host 'victim': CoreExceptions = 1 (was 0)" in report
         assert "Traceback (most recent call last)" in report
         assert "ZeroDivisionError" in report
-
-
-def test_the_opt_out_marker_lets_a_test_count_core_exceptions(pytester, monkeypatch):
-    marker = '@pytest.mark.allow_core_exceptions("testing the count-and-log path")'
-    result = _inner(pytester, monkeypatch, {}, test_inner=_crash_module(marker))
-    result.assert_outcomes(passed=len(CRASH_TESTS) + 1)
-    assert "CoreExceptions = " not in result.stdout.str()
 
 
 def _boom_host(debug: bool = False) -> tuple[Host, list]:
@@ -269,9 +273,9 @@ def test_never_runs():
     pass
 '''
 
-@pytest.mark.parametrize("var", ["TCPIO_REQUIRE_TAP", "TCPIO_REQUIRE_COMPILED"])
-def test_strict_skips_fail_under_the_ci_variables(pytester, monkeypatch, var):
-    result = _inner(pytester, monkeypatch, {var: "1"}, "--continue-on-collection-errors",
+def test_strict_skips_fail_under_the_ci_variables(pytester, monkeypatch):
+    result = _inner(pytester, monkeypatch, {"TCPIO_REQUIRE_TAP": "1"},
+                    "--continue-on-collection-errors",
                     test_skips=SKIPS, test_optional=IMPORTORSKIP)
     # The two non-allowlisted skips fail (the marker's at setup: an error), and
     # so does the module-level importorskip (a collection error); the allowed
@@ -293,8 +297,9 @@ def test_skips_stay_skips_without_the_ci_variables(pytester, monkeypatch):
 
 
 def test_soaks_are_not_skipped_when_asked_for(pytester, monkeypatch):
-    """The soak allowance holds only while TCPIO_SLOW is unset."""
-    result = _inner(pytester, monkeypatch, {"TCPIO_REQUIRE_TAP": "1", "TCPIO_SLOW": "1"},
+    """The soak allowance holds only while TCPIO_SLOW is unset (and
+    TCPIO_REQUIRE_COMPILED=1 alone makes skips strict too)."""
+    result = _inner(pytester, monkeypatch, {"TCPIO_REQUIRE_COMPILED": "1", "TCPIO_SLOW": "1"},
                     test_skips=SKIPS)
     result.assert_outcomes(failed=2, errors=1, skipped=1, xfailed=1)
 
