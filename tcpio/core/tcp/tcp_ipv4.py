@@ -66,6 +66,13 @@ tcpudp_checksum = checksum.tcpudp_checksum
 
 IPPROTO_TCP = 6
 MAX_SYNCOOKIE_AGE = 120.0
+# ICMP types and destination-unreachable codes tcp_v4_err looks at
+ICMP_DEST_UNREACH = 3
+ICMP_TIME_EXCEEDED = 11
+ICMP_PARAMETERPROB = 12
+ICMP_NET_UNREACH = 0
+ICMP_HOST_UNREACH = 1
+ICMP_FRAG_NEEDED = 4
 
 ConnRow = namedtuple("ConnRow", "state local remote recv_q send_q timer")
 
@@ -542,38 +549,49 @@ class TcpProto:
     # --- ICMP errors (tcp_v4_err) ----------------------------------------------------------
     def err(self, kind: int, code: int, errno_: int, info: int, iph_quoted: Any,
             payload_quoted: bytes) -> None:
-        if len(payload_quoted) < 8:
-            return
+        """tcp_v4_err: an ICMP error quoting one of our segments.  The host has
+        checked that the quote holds the ports and the sequence number, and
+        ``errno_`` is icmp_err_convert's (never 0 for what reaches us)."""
         sport = int.from_bytes(payload_quoted[0:2], "big")
         dport = int.from_bytes(payload_quoted[2:4], "big")
         seq = int.from_bytes(payload_quoted[4:8], "big")
         sk = self.hashinfo.lookup_established(iph_quoted.src, sport, iph_quoted.dst, dport)
         mib = self.host.mib
         if sk is None:
-            mib["TcpInErrs"] += 0
+            mib["IcmpInErrors"] += 1
             return
         if isinstance(sk, TimeWaitSock):
             return
         if isinstance(sk, RequestSock):
-            if seq == sk.snt_isn and kind == 3:
-                self.reqsk_drop(sk)
+            self.tcp_req_err(sk, seq, kind == ICMP_PARAMETERPROB or kind == ICMP_TIME_EXCEEDED
+                             or (kind == ICMP_DEST_UNREACH and
+                                 code in (ICMP_NET_UNREACH, ICMP_HOST_UNREACH)))
             return
         if not between(seq, sk.snd_una, sk.snd_nxt):
             mib["OutOfWindowIcmps"] += 1
             return
-        if kind == 3 and code == 4:
-            # fragmentation needed: lower the MSS for new segments
-            if info and info >= 68:
-                from .tcp_output import tcp_sync_mss
-                tcp_sync_mss(sk, info)
-            return
-        if not errno_:
+        if kind == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
+            # tcp_v4_mtu_reduced: the host has learned the path MTU (floored at
+            # min_pmtu); the route's MTU now bounds the MSS of new segments.
+            from .tcp_output import tcp_sync_mss
+            tcp_sync_mss(sk, self.route_mtu(sk.raddr))
             return
         if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
             sk.sk_err = errno_
             self.tcp_done(sk)
         else:
+            # RFC 1122 4.2.3.9: a soft error for a synchronized connection; it
+            # is reported only if the connection later times out.
             sk.sk_err_soft = errno_
+
+    def tcp_req_err(self, req: RequestSock, seq: int, abort: bool) -> None:
+        """An ICMP error about our SYN-ACK.  Only one saying the peer cannot be
+        reached drops the request, silently (POSIX wants no error from accept())."""
+        if seq != req.snt_isn:
+            self.host.mib["OutOfWindowIcmps"] += 1
+        elif abort:
+            self.reqsk_drop(req)
+            self.host.mib["ListenDrops"] += 1
 
     # --- ss -tan ------------------------------------------------------------------------------
     def connections(self) -> list[ConnRow]:
