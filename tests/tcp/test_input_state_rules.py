@@ -542,3 +542,41 @@ def test_ack_in_close_wait_releases_queued_data():
     c.ack_all(first)
     c.send()
     assert c.sk.snd_una == c.rcv
+
+
+# --- simultaneous open: the options of the peer's SYN --------------------------------------
+def test_simultaneous_open_synack_offers_only_the_options_the_syn_had():
+    """RFC 7323 1.3/2.2 and RFC 2018 2: a <SYN,ACK> carries Window Scale,
+    SACK-permitted and Timestamps only if the <SYN> it answers did."""
+    _host, peer, sk, syn = _syn_sent()
+    assert syn.opts.wscale is not None and syn.opts.sack_ok and syn.opts.ts_val is not None
+    peer.send(SYN, PEER_ISS, opts=TcpOptions(mss=1000))
+    sa = peer.recv_one()
+    assert sa.flags == SYN | ACK
+    assert sa.opts.wscale is None and not sa.opts.sack_ok and sa.opts.ts_val is None
+    assert sk.rcv_wscale == 0 and sk.snd_wscale == 0
+    assert sk.mss_cache == 1000            # the peer's MSS, not our route's
+
+
+def test_simultaneous_open_synack_keeps_the_options_the_syn_had():
+    _host, peer, sk, syn = _syn_sent()
+    peer.send(SYN, PEER_ISS, opts=TcpOptions(mss=1000, wscale=2, sack_ok=True,
+                                              ts_val=55, ts_ecr=0))
+    sa = peer.recv_one()
+    assert sa.opts.wscale == syn.opts.wscale and sa.opts.sack_ok
+    assert sa.opts.ts_ecr == 55
+    assert sk.snd_wscale == 2 and sk.sack_ok and sk.tstamp_ok
+    assert sk.mss_cache == 1000 - 12       # less the timestamp option
+    peer.send(SYN | ACK, PEER_ISS, syn.seq + 1, window=1000,
+              opts=TcpOptions(ts_val=56, ts_ecr=sa.opts.ts_val))
+    assert sk.state == TCP_ESTABLISHED
+    assert sk.snd_wnd == 1000              # a SYN's window is never scaled
+
+
+def test_simultaneous_open_retransmits_its_synack():
+    """RFC 9293 3.10.7.3 / 3.8.1: in SYN-RECEIVED the retransmission timer
+    resends our SYN, now with the ACK of the peer's SYN."""
+    host, peer, sk, syn = _syn_recv()
+    host.advance(sk.rtx_timer.when)
+    again = peer.recv()
+    assert [(s.flags, s.seq, s.ack) for s in again] == [(SYN | ACK, syn.seq, PEER_ISS + 1)]
