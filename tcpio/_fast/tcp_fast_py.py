@@ -108,7 +108,8 @@ def select_window(sk: Any) -> int:
     min(MSS, half the buffer) is free."""
     mss = min(sk.rcv_mss, sk.advmss) or 1
     full = min(sk.rcvbuf, sk.window_clamp)
-    free = min(max(0, sk.rcvbuf - len(sk.rq) - sk.ofo_bytes), sk.window_clamp)
+    # (an over-committed buffer gives a negative free space: zero below)
+    free = min(sk.rcvbuf - len(sk.rq) - sk.ofo_bytes, sk.window_clamp)
     if free < full >> 1 and free < mss:
         return 0
     if sk.rcv_wscale:

@@ -198,6 +198,8 @@ def test_no_timestamp_no_ts_recent(tf, hooks):
     (1000, 1001, True),
     (0xFFFFFFF0, 5, True),            # newer across the wrap
     (5, 0xFFFFFFF0, False),           # older across the wrap
+    (1000, 1000 + 0x7FFFFFFF, True),  # 2**31 - 1 ahead: newer
+    (1000, 1000 + 0x80000000, False), # 2**31 away: before() in 32-bit arithmetic
 ])
 def test_paws_declines_a_segment_with_an_older_timestamp(tf, hooks, ts_recent, ts_val, taken):
     """RFC 7323 5.3 R1: SEG.TSval < TS.Recent (mod 2**32) fails PAWS: not
