@@ -117,3 +117,28 @@ def test_data_overlapping_rcv_nxt_from_below_is_acceptable():
     r.peer.send(ACK, r.rcv_nxt - 2, r.iss + 1, payload=b"abcd")
     child = r.ls.accept()
     assert child is not None and child.state == TCP_ESTABLISHED
+
+
+# --- the child (tcp_create_openreq_child) -------------------------------------------
+def test_child_send_window_is_the_third_acks_not_the_syns():
+    """SND.WND and MAX.SND.WND start from the third ACK's window (scaled): the
+    SYN's is stale.  Linux then bounds segments to half the largest window
+    the peer offered (tcp_bound_to_half_wnd): 1000 bytes go as 500 + 500
+    (Linux 6.18, with the same SYN window 65535 and ACK window 1000)."""
+    r = _syn_recv(opts=TcpOptions(mss=1460))
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=1000)
+    child = r.ls.accept()
+    assert (child.snd_wnd, child.max_window) == (1000, 1000)
+    child.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    child.sendmsg(b"d" * 1000)
+    assert [(s.seq, len(s.payload)) for s in r.peer.recv()] == [(r.iss + 1, 500),
+                                                                (r.iss + 501, 500)]
+
+
+def test_child_send_window_is_scaled_by_the_peers_shift():
+    """RFC 7323 2.3: after the handshake the peer's window field is shifted by
+    the scale its SYN announced."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, wscale=3))
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=250)
+    child = r.ls.accept()
+    assert (child.snd_wnd, child.max_window) == (2000, 2000)

@@ -338,7 +338,6 @@ class TcpProto:
         req.sack_ok = bool(st.tcp_sack) and opts.sack_ok
         req.tstamp_ok = bool(st.tcp_timestamps) and opts.ts_val is not None
         req.ts_recent = opts.ts_val or 0
-        req.snd_wnd = skb.window
         advmss = self.advmss_for(req.raddr, listener.user_mss)
         # tcp_openreq_init_rwin: whole segments of the MSS less the timestamp option
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf,
@@ -406,7 +405,6 @@ class TcpProto:
             req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
         advmss = self.advmss_for(raddr, listener.user_mss)
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
-        req.snd_wnd = skb.window
         if self.acceptq_overflow(listener):
             return None
         req.dead = True   # never hashed
@@ -416,8 +414,9 @@ class TcpProto:
                              now: float) -> TcpSock:
         """The third ACK: create the child, hash it, queue it for accept()."""
         child = tcp_create_openreq_child(self, listener, req, now)
-        child.snd_wnd = skb.window << child.snd_wscale
-        child.max_window = max(child.max_window, child.snd_wnd)
+        # The third ACK's window, scaled, is the first SND.WND and MAX.SND.WND
+        # (the SYN's is unscaled and stale; Linux tcp_create_openreq_child).
+        child.snd_wnd = child.max_window = skb.window << child.snd_wscale
         child.snd_wl1 = skb.seq
         self.reqsk_drop(req)
         self.hashinfo.ehash_insert(child)

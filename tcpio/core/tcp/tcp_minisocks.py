@@ -50,7 +50,6 @@ class RequestSock:
         "reuseaddr",
         "rport",
         "sack_ok",
-        "snd_wnd",
         "snd_wscale",
         "snt_isn",
         "state",
@@ -82,7 +81,6 @@ class RequestSock:
         self.timer: Any = None
         self.acked = False
         self.rcv_wnd = 0
-        self.snd_wnd = 0
         self.dead = False
         self.syn_time = 0.0
 
@@ -348,8 +346,6 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.snd_wscale = req.snd_wscale if req.wscale_ok else 0
     sk.rcv_wscale = req.rcv_wscale if req.wscale_ok else 0
     sk.window_clamp = 65535 << sk.rcv_wscale
-    sk.snd_wnd = req.snd_wnd
-    sk.max_window = sk.snd_wnd
     sk.sack_ok = req.sack_ok
     sk.tstamp_ok = req.tstamp_ok
     sk.ts_recent = req.ts_recent
