@@ -189,9 +189,7 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
         if not (after(skb.ack_seq, sk.snd_una) and not after(skb.ack_seq, sk.snd_nxt)):
             sk.proto.tcp_v4_send_reset(sk.laddr, sk.raddr, skb)
             return None
-        sk.snd_wl1 = skb.seq
-        sk.snd_wnd = skb.window << sk.snd_wscale
-        sk.max_window = max(sk.max_window, sk.snd_wnd)
+        # tcp_ack takes the window: this ACK advances SND.UNA past our SYN.
         tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0)
         tcp_finish_connect(sk, now)
         state = sk.state
@@ -285,12 +283,10 @@ def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             return
         # SYN-ACK: the connection is established.
         _tcp_accept_syn_options(sk, skb)
-        sk.irs = skb.seq
         sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
         sk.rcv_wup = sk.rcv_nxt
-        sk.snd_wl1 = skb.seq
-        sk.snd_wnd = skb.window   # never scaled in a SYN
-        sk.max_window = max(sk.max_window, sk.snd_wnd)
+        # tcp_ack takes SND.WND (unscaled in a SYN), SND.WL1 and max_window:
+        # the ACK advances SND.UNA past our SYN.
         tcp_ack(sk, skb, now, 0)
         tcp_output.tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
         tcp_initialize_rcv_mss(sk)
@@ -303,7 +299,6 @@ def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     if flags & TCPHDR_SYN:
         # Simultaneous open (RFC 9293 figure 7): SYN_RECV and answer SYN-ACK.
         _tcp_accept_syn_options(sk, skb)
-        sk.irs = skb.seq
         sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
         sk.rcv_wup = sk.rcv_nxt
         sk.snd_wl1 = skb.seq
@@ -311,7 +306,7 @@ def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
         sk.max_window = max(sk.max_window, sk.snd_wnd)
         tcp_output.tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
         sk.proto.tcp_set_state(sk, TCP_SYN_RECV)
-        sk.rtx[0].flags = TCPHDR_SYN
+        # (our SYN stays queued as it is: its retransmission carries the ACK)
         tcp_output.tcp_send_synack(sk, now)
     return
 
