@@ -181,8 +181,8 @@ class InetHashInfo:
         attempt_half = 1 if sk.reuseaddr else 0
         while True:
             low, high = self._local_port_range()
-            if high - low < 4:
-                attempt_half = 0
+            # (Linux skips the halves below 4 ports; no need here: then half
+            # == low, the lower half is empty and the upper one is the range.)
             if attempt_half:
                 half = low + (((high - low) >> 2) << 1)
                 if attempt_half == 1:
@@ -194,7 +194,7 @@ class InetHashInfo:
                 remaining &= ~1
             if remaining > 0:
                 offset = self._rng.randrange(remaining) | 1
-                for _parity in range(2):
+                while True:         # this parity, then (offset - 1) the other
                     port = low + offset
                     for _ in range(0, remaining, 2):
                         if port >= high:
