@@ -310,19 +310,18 @@ class TcpProto:
         host = self.host
         st = host.settings
         mib = host.mib
-        if self.acceptq_overflow(listener):
-            return
         want_cookie = False
         if not isn and (st.tcp_syncookies == 2 or
                         len(listener.syn_queue) >= st.tcp_max_syn_backlog):
+            # tcp_syn_flood_action (counted with tcp_syncookies = 2 too)
             if not st.tcp_syncookies:
                 mib["TCPReqQFullDrop"] += 1
                 mib["ListenDrops"] += 1
                 return
+            mib["TCPReqQFullDoCookies"] += 1
             want_cookie = True
-            listener.last_synq_overflow = now
-            if st.tcp_syncookies != 2:
-                mib["TCPReqQFullDoCookies"] += 1
+        if self.acceptq_overflow(listener):
+            return
         opts = skb.opts
         req = RequestSock(listener, iph.dst, skb.th.dport, iph.src, skb.th.sport)
         req.rcv_isn = skb.seq
@@ -344,6 +343,7 @@ class TcpProto:
                                             advmss - 12 if req.tstamp_ok else advmss)
         req.ts_off = secure_tcp_ts_off(host.secret, req.laddr, req.raddr) if req.tstamp_ok else 0
         if want_cookie:
+            listener.last_synq_overflow = now    # tcp_synq_overflow: ACKs may bring cookies
             isn, mss = cookie_v4_init_sequence(host.secret, req.laddr, req.lport, req.raddr,
                                                req.rport, skb.seq, req.mss, now)
             req.snt_isn = isn
@@ -372,19 +372,23 @@ class TcpProto:
         tcp_send_synack(self, req, now)
 
     def cookie_v4_check(self, listener: TcpSock, skb: Skb, iph: Any, now: float) -> TcpSock | None:
-        """A bare ACK at a listener that recently sent cookies."""
+        """A bare ACK at a listener that may bring back a cookie.  Returns the
+        child; the listener itself when no cookie applies (no SYN-ACK carried
+        one recently, or it does not check out: the listener resets); None for
+        a good cookie the full accept queue has no room for (dropped, like a
+        request sock's third ACK: the client will retransmit)."""
         host = self.host
         mib = host.mib
         st = host.settings
         if now - listener.last_synq_overflow > MAX_SYNCOOKIE_AGE:
-            return None
+            return listener
         laddr, lport, raddr, rport = iph.dst, skb.th.dport, iph.src, skb.th.sport
         client_isn = (skb.seq - 1) & 0xFFFFFFFF
         cookie = (skb.ack_seq - 1) & 0xFFFFFFFF
         mss = cookie_v4_check(host.secret, laddr, lport, raddr, rport, client_isn, cookie, now)
         if mss is None:
             mib["SyncookiesFailed"] += 1
-            return None
+            return listener
         mib["SyncookiesRecv"] += 1
         req = RequestSock(listener, laddr, lport, raddr, rport)
         req.rcv_isn = client_isn
@@ -535,7 +539,9 @@ class TcpProto:
         if flags & TCPHDR_ACK:
             if not flags & TCPHDR_SYN and self.host.settings.tcp_syncookies:
                 child = self.cookie_v4_check(sk, skb, iph, now)
-                if child is not None:
+                if child is None:
+                    return
+                if child is not sk:
                     tcp_rcv_state_process(child, skb, now)
                     return
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
