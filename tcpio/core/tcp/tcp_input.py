@@ -119,18 +119,21 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
             != TCPHDR_ACK or skb.seq != sk.rcv_nxt or sk.ca_state != TCP_CA_OPEN
             or sk.ofo or opts.sack_blocks or sk.urg_seq is not None or
             (skb.window << sk.snd_wscale) != sk.snd_wnd):
-        return tcp_rcv_state_process(sk, skb, now)
+        tcp_rcv_state_process(sk, skb, now)
+        return
     ts_val = opts.ts_val
     data = skb.data
     if data and skb.ack_seq == sk.snd_una and rcv_established_fast(
             sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
             opts.ts_ecr or 0, data, now):
-        return None
+        return
     if sk.tstamp_ok and (ts_val is None or before(ts_val, sk.ts_recent)):
-        return tcp_rcv_state_process(sk, skb, now)
+        tcp_rcv_state_process(sk, skb, now)
+        return
     ack = skb.ack_seq
     if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
-        return tcp_rcv_state_process(sk, skb, now)
+        tcp_rcv_state_process(sk, skb, now)
+        return
     sk.rcv_tstamp = now
     if ts_val is not None and not after(skb.seq, sk.rcv_wup):
         sk.ts_recent = ts_val
@@ -142,9 +145,10 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
         if ack != sk.snd_una or sk.packets_out or sk.probes_out:
             tcp_ack(sk, skb, now, 0)
             tcp_data_snd_check(sk, now)
-        return None
+        return
     if not tcp_receive_window(sk):
-        return tcp_rcv_state_process(sk, skb, now)
+        tcp_rcv_state_process(sk, skb, now)
+        return
     # in-order data that also acknowledges new data: queue it, then tcp_ack
     if sk.tstamp_ok:
         tcp_rcv_rtt_measure_ts(sk, skb, now)
@@ -157,7 +161,7 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     sk.ack_pending = True
     sk.host.schedule_wakeup(sk)
     __tcp_ack_snd_check(sk, now)
-    return None
+    return
 
 
 def tcp_ack_predicted(sk: TcpSock, seq: int, ack: int, window: int, ts_val: int | None,
@@ -175,29 +179,30 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     tcp_ipv4 and tcp_minisocks)."""
     state = sk.state
     if state == TCP_SYN_SENT:
-        return tcp_rcv_synsent_state_process(sk, skb, now)
+        tcp_rcv_synsent_state_process(sk, skb, now)
+        return
     if state == TCP_CLOSE:
-        return None
+        return
     if not tcp_validate_incoming(sk, skb, now):
-        return None
+        return
     flags = skb.flags
     if not flags & TCPHDR_ACK:
-        return None   # RFC 9293: if the ACK bit is off, drop the segment
+        return   # RFC 9293: if the ACK bit is off, drop the segment
     sk.rcv_tstamp = now
     if state == TCP_SYN_RECV:
         # simultaneous open: our SYN-ACK must be acknowledged exactly
         if not (after(skb.ack_seq, sk.snd_una) and not after(skb.ack_seq, sk.snd_nxt)):
             sk.proto.tcp_v4_send_reset(sk.laddr, sk.raddr, skb)
-            return None
+            return
         # tcp_ack takes the window: this ACK advances SND.UNA past our SYN.
         tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0)
         tcp_finish_connect(sk, now)
         state = sk.state
     else:
         if tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0) < 0:
-            return None
+            return
         if sk.state == TCP_CLOSE:
-            return None
+            return
     if sk.tstamp_ok and skb.opts.ts_val is not None and not after(skb.seq, sk.rcv_wup):
         sk.ts_recent = skb.opts.ts_val
         sk.ts_recent_stamp = now
@@ -212,17 +217,17 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             if skb.end_seq != skb.seq and after(skb.end_seq, sk.rcv_nxt) and not skb.flags & TCPHDR_FIN:
                 sk.host.mib["TCPAbortOnData"] += 1
                 tcp_output.tcp_abort_with_reset(sk, now, 0)
-                return None
+                return
             if not skb.flags & TCPHDR_FIN:
                 from .tcp_timer import tcp_fin_wait2_orphan
                 tcp_fin_wait2_orphan(sk, now)
-                return None
+                return
     elif state == TCP_CLOSING and fin_acked:
         sk.proto.tcp_time_wait(sk, TCP_TIME_WAIT, now)
-        return None
+        return
     elif state == TCP_LAST_ACK and fin_acked:
         sk.proto.tcp_done(sk)
-        return None
+        return
     # process the segment text (``state`` may still say FIN_WAIT1 after the
     # move to FIN_WAIT2 above: both are treated alike below)
     if state in (TCP_CLOSE_WAIT, TCP_CLOSING, TCP_LAST_ACK):
@@ -230,13 +235,13 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
         if not before(skb.seq, sk.rcv_nxt):
             tcp_data_snd_check(sk, now)
             __tcp_ack_snd_check(sk, now)
-            return None
+            return
     elif (state in (TCP_FIN_WAIT1, TCP_FIN_WAIT2) and sk.orphan and skb.data
           and after(skb.end_seq, sk.rcv_nxt)):
         # Nobody will ever read this data (tcp_rcv_state_process: TCPAbortOnData).
         sk.host.mib["TCPAbortOnData"] += 1
         tcp_output.tcp_abort_with_reset(sk, now, 0)
-        return None
+        return
     if flags & TCPHDR_URG:
         tcp_check_urg(sk, skb)
     if skb.data or skb.flags & TCPHDR_FIN:
@@ -245,7 +250,7 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     # return at once for a closed or dead sock.)
     tcp_data_snd_check(sk, now)
     __tcp_ack_snd_check(sk, now)
-    return None
+    return
 
 
 def tcp_finish_connect(sk: TcpSock, now: float) -> None:
@@ -342,12 +347,9 @@ def tcp_sequence(sk: TcpSock, seq: int, end_seq: int) -> bool:
 def tcp_paws_discard(sk: TcpSock, skb: Skb, now: float) -> bool:
     """RFC 7323 5.3: a timestamp older than ts_recent marks an old duplicate."""
     ts = skb.opts.ts_val
-    if not sk.tstamp_ok or ts is None:
-        return False
-    if not before(ts, sk.ts_recent):
-        return False
-    # ts_recent too old to trust (24 days idle): accept.
-    return now - sk.ts_recent_stamp <= TCP_PAWS_24DAYS
+    # (a ts_recent older than 24 days is not trusted: accept)
+    return (sk.tstamp_ok and ts is not None and before(ts, sk.ts_recent)
+            and now - sk.ts_recent_stamp <= TCP_PAWS_24DAYS)
 
 
 def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
