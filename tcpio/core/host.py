@@ -274,7 +274,9 @@ class Host:
             iface = self.interfaces[self._local[dst]]
             return Route(iface.ifindex, None, dst, 65535)
         if dst >> 24 == 127:
-            return Route(0, None, dst, self.lo.mtu)
+            # Linux's "local 127.0.0.0/8 dev lo src 127.0.0.1": lo's address is
+            # the source for the whole block, not the destination itself.
+            return Route(0, None, LOOPBACK, self.lo.mtu)
         entry = self.fib.lookup(dst)
         if entry is None:
             if dst == INADDR_BROADCAST and self.interfaces:
