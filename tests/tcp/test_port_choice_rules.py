@@ -304,26 +304,107 @@ def test_connect_never_offers_a_port_past_the_range():
 
 
 def test_connect_shares_a_connect_port_only_when_the_tuple_is_free():
-    """A bucket made by connect (fastreuse -1) is shared with another
+    """A bucket made by connect (connect_only) is shared with another
     destination when check_established agrees; with a one-port range a second
     connect to the same destination has nothing left."""
     h = hinfo(7000, 7000)
     assert connect(h, DST, 80) == 7000
-    assert h.bhash[7000].fastreuse == -1
+    assert h.bhash[7000].connect_only
     assert connect(h, DST, 81) == 7000
     assert connect(h, DST, 80) == "EADDRNOTAVAIL"
 
 
 def test_connect_skips_a_port_bound_with_reuseaddr_too():
-    """Any bind()-ed bucket (fastreuse >= 0, SO_REUSEADDR or not) is skipped:
+    """Any bind()-ed bucket (SO_REUSEADDR or not) is skipped:
     connect() only shares ports that connect() took."""
     h = hinfo(7000, 7001)
     s = Sk(True)
     h.inet_csk_get_port(s, A1, 7000)
-    assert h.bhash[7000].fastreuse == 1
+    assert not h.bhash[7000].connect_only
     assert connect(h, DST, 80) == 7001
     assert connect(h, DST, 81) == 7001
     assert connect(h, DST, 80) == "EADDRNOTAVAIL"
+
+
+# Kernel (KERNEL_SHARING below), port range 40000-40000: a connect() takes
+# 40000; another sock then bind()s 127.0.0.2:40000 (no overlap with the
+# connection's 127.0.0.1), with or without SO_REUSEADDR; a second connect() to
+# another destination can no longer share the port; nor can connect() take
+# a port (42000, the whole range then) that a SO_REUSEADDR sock bind()-ed.
+SHARING = {"reuse1": [40000, "EADDRNOTAVAIL"], "reuse0": [40000, "EADDRNOTAVAIL"],
+           "bound_reuse_then_connect": "EADDRNOTAVAIL"}
+
+
+def _sharing_ours() -> dict:
+    out = {}
+    for reuse in (1, 0):
+        h = hinfo(40000, 40000)
+        first = connect(h, DST, 9000)
+        h.inet_csk_get_port(Sk(bool(reuse)), A2, 40000)
+        out[f"reuse{reuse}"] = [first, connect(h, DST, 9001)]
+    h = hinfo(42000, 42000)
+    h.inet_csk_get_port(Sk(True), A1, 42000)
+    out["bound_reuse_then_connect"] = connect(h, DST, 9000)
+    return out
+
+
+def test_a_bind_on_a_connect_port_stops_connect_sharing_it():
+    """inet_csk_update_fastreuse sets fastreuseport = 0 for any bind() (no
+    SO_REUSEPORT), and __inet_hash_connect skips a bucket whose fastreuse or
+    fastreuseport is >= 0: from then on connect() leaves the port alone,
+    SO_REUSEADDR or not."""
+    assert _sharing_ours() == SHARING
+
+
+def test_connect_shares_the_port_again_only_after_the_bucket_is_gone():
+    h = hinfo(40000, 40000)
+    c1 = Sk(False, TCP_SYN_SENT, A1, 0, DST, 9000)
+    h.inet_hash_connect(c1, tuple_free(h))
+    b = Sk()
+    h.inet_csk_get_port(b, A2, 40000)
+    h.inet_put_port(b)                     # the bind()-ed sock leaves ...
+    assert connect(h, DST, 9001) == "EADDRNOTAVAIL"   # ... the bucket stays bind-marked
+    h.ehash_remove(c1)
+    h.inet_put_port(c1)                    # last owner gone: bucket freed
+    assert connect(h, DST, 9001) == 40000
+
+
+KERNEL_SHARING = r"""
+import errno, json, socket, subprocess
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+    f.write("40000 40000")
+ls = []
+for p in range(9000, 9006):
+    l = socket.socket(); l.bind(("127.0.0.5", p)); l.listen(100); ls.append(l)
+def conn(port):
+    c = socket.socket()
+    try:
+        c.connect(("127.0.0.5", port)); return c, c.getsockname()[1]
+    except OSError as e:
+        return c, errno.errorcode[e.errno]
+res = {}
+for reuse in (1, 0):
+    c1, p1 = conn(9002 + 2 * reuse)
+    b = socket.socket()
+    if reuse:
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    b.bind(("127.0.0.2", 40000))
+    c2, p2 = conn(9003 + 2 * reuse)
+    res[f"reuse{reuse}"] = [p1, p2]
+    for s in (c1, b, c2):
+        s.close()
+with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+    f.write("42000 42000")
+a = socket.socket(); a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+a.bind(("127.0.0.1", 42000))
+c, res["bound_reuse_then_connect"] = conn(9000)
+print(json.dumps(res))
+"""
+
+
+def test_kernel_agrees_on_sharing():
+    assert _ask_kernel(KERNEL_SHARING) == SHARING
 
 
 def test_connect_recycling_the_last_timewait_keeps_the_port_in_bhash():

@@ -53,18 +53,21 @@ INET_TABLE_PERTURB_SIZE = 1 << INET_TABLE_PERTURB_SHIFT
 class InetBindBucket:
     """One port in bhash (``struct inet_bind_bucket``).
 
-    ``fastreuse``: -1 when the bucket was created by connect()'s autobind,
-    else Linux's flag (1 while every owner had SO_REUSEADDR and none
-    listened).  ``inet_hash_connect`` only shares buckets with fastreuse == -1,
-    never a port someone bind()-ed.
+    ``connect_only``: True while only connect()'s autobind has used the port
+    (Linux: fastreuse and fastreuseport both -1); ``inet_hash_connect`` shares
+    only such ports.  Any bind() or listen() on the port clears it for good:
+    in Linux that sock sets fastreuseport to 0 (there is no SO_REUSEPORT
+    here), and a bucket with fastreuse or fastreuseport >= 0 is never offered
+    to connect(), even once the bind()-ed sock has left.  (Linux's fastreuse
+    = 1 is a bind() shortcut for SO_REUSEADDR; _bind_conflict always checks.)
     """
 
-    __slots__ = ("fastreuse", "owners", "port")
+    __slots__ = ("connect_only", "owners", "port")
 
-    def __init__(self, port: int, fastreuse: int = 0) -> None:
+    def __init__(self, port: int, connect_only: bool = False) -> None:
         self.port = port
         self.owners: list[Any] = []
-        self.fastreuse = fastreuse
+        self.connect_only = connect_only
 
     def add_owner(self, sk: Any) -> None:
         """Put ``sk`` on the port unless it is already there."""
@@ -73,7 +76,7 @@ class InetBindBucket:
 
     def __repr__(self) -> str:
         return f"<InetBindBucket port={self.port} owners={len(self.owners)} " \
-               f"fastreuse={self.fastreuse}>"
+               f"connect_only={self.connect_only}>"
 
 
 def _addr_overlap(a: int, b: int) -> bool:
@@ -156,12 +159,8 @@ class InetHashInfo:
         return False
 
     def _bind_hash(self, sk: Any, tb: InetBindBucket, addr: int) -> None:
-        """``inet_csk_update_fastreuse`` + ``inet_bind_hash``."""
-        reuse = bool(sk.reuseaddr) and sk.state != TCP_LISTEN
-        if not tb.owners:
-            tb.fastreuse = 1 if reuse else 0
-        elif not reuse:
-            tb.fastreuse = 0
+        """``inet_csk_update_fastreuse`` (as far as connect() cares) + ``inet_bind_hash``."""
+        tb.connect_only = False
         tb.add_owner(sk)
         sk.laddr = addr
         sk.lport = tb.port
@@ -264,7 +263,7 @@ class InetHashInfo:
             else:
                 tb.owners.append(tw)
         else:
-            tb = self.bhash[tw.lport] = InetBindBucket(tw.lport, fastreuse=-1)
+            tb = self.bhash[tw.lport] = InetBindBucket(tw.lport, connect_only=True)
             tb.owners.append(tw)
         self.ehash_remove(sk)
         self.ehash_insert(tw)
@@ -312,9 +311,9 @@ class InetHashInfo:
                 tb = self.bhash.get(port)
                 if tb is None:
                     if self.ehash.lookup(sk.laddr, port, sk.raddr, sk.rport) is None:
-                        tb = self.bhash[port] = InetBindBucket(port, fastreuse=-1)
+                        tb = self.bhash[port] = InetBindBucket(port, connect_only=True)
                         return self._hash_connect_ok(sk, tb, index, i)
-                elif tb.fastreuse < 0 and check_established(sk, port):
+                elif tb.connect_only and check_established(sk, port):
                     return self._hash_connect_ok(sk, tb, index, i)
                 port += 2
             offset += 1
