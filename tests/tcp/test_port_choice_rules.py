@@ -492,6 +492,35 @@ def test_bind0_start_is_random_within_the_parity():
     assert firsts == {41001, 41003, 41005, 41007}
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_bind0_in_a_one_port_range_takes_that_port_once(reuse):
+    """remaining = 1 is not rounded down to 0 (``if remaining > 1``), and the
+    scan wraps onto it (kernel: 41000, then EADDRINUSE)."""
+    h = hinfo(41000, 41000)
+    assert [bind0(h, reuse) for _ in range(3)] == [41000, "EADDRINUSE", "EADDRINUSE"]
+
+
+def test_bind0_in_an_empty_port_range_is_eaddrinuse():
+    for high in (40999, 40990):
+        assert bind0(hinfo(41000, high), False) == "EADDRINUSE"
+        assert bind0(hinfo(41000, high), True) == "EADDRINUSE"
+
+
+def test_bind0_upper_half_scan_starts_anywhere_in_the_upper_half():
+    """attempt_half == 2: the scan is over [half, high) with a random start
+    there (``low = half``), so once the lower half is full every upper odd
+    port is about equally likely to come first, not mostly the lowest one."""
+    firsts = []
+    for i in range(200):
+        h = hinfo(41000, 41015, b"half-%d" % i)
+        got = [bind0(h, True) for _ in range(9)]
+        assert all(p < 41008 for p in got[:8])
+        firsts.append(got[8])
+    counts = {p: firsts.count(p) for p in (41009, 41011, 41013, 41015)}
+    assert sum(counts.values()) == 200
+    assert all(25 <= n <= 80 for n in counts.values()), counts
+
+
 def test_bind0_shares_no_port_even_between_reuseaddr_socks():
     """relax = false: an automatically chosen port has no overlapping owner,
     even when both socks have SO_REUSEADDR (kernel: EADDRINUSE when full)."""
@@ -565,6 +594,20 @@ def _ask_kernel(code: str, timeout: float = 120):
                          capture_output=True, text=True, timeout=timeout, check=False)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def test_ehash_remove_says_whether_it_removed():
+    """docs/internals.md: ``ehash_remove(sk)`` removes only that exact object
+    and returns a bool."""
+    h = hinfo()
+    a = Sk(False, TCP_SYN_SENT, A1, 5000, DST, 80)
+    b = Sk(False, TCP_SYN_SENT, A1, 5000, DST, 80)
+    h.ehash_insert(a)
+    assert h.ehash_remove(b) is False
+    assert h.lookup_established(A1, 5000, DST, 80) is a
+    assert h.ehash_remove(a) is True
+    assert h.ehash_remove(a) is False
+    assert h.lookup_established(A1, 5000, DST, 80) is None
 
 
 def test_kernel_agrees_on_port_orders():
