@@ -227,11 +227,9 @@ def write_xmit(sk: Any, mss: int, out: list, ifindex: int, dst_mac: bytes | None
     wq_seq = sk.wq_seq
     write_seq = sk.write_seq
     wnd_end = (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF
-    if sk.tstamp_ok:
-        ts_val = (_tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
-        ts_ecr = sk.ts_recent
-    else:
-        ts_val, ts_ecr = -1, 0
+    # ts_val -1: no timestamp option (tcp_frame then ignores ts_ecr)
+    ts_val = (_tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF if sk.tstamp_ok else -1
+    ts_ecr = sk.ts_recent
     if mss <= 0 or not 0 <= ttl <= 0xFF:
         raise ValueError("tcp: mss must be positive and ttl at most 255")
     if not 0 <= bucket < len(ids):

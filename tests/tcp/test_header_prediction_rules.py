@@ -227,6 +227,7 @@ def test_a_connection_without_timestamps_takes_segments_without_them(tf, hooks):
 @pytest.mark.parametrize("now, ts_off, ts_ecr, rcv_rtt, expect", [
     (10.0, 0, 9900, 0.0, 0.1),                     # first sample: 100 ms
     (10.0, 0, 9900, 0.5, 0.5 * 0.875 + 0.1 * 0.125),   # then a 1/8 moving average
+    (10.0, 0, 9899, 0.0, 0.101),
     (10.0, 0, 10000, 0.0, 0.001),                  # same ms: at least 1 ms
     (10.0, (1 << 32) - 5000, (5000 - 300) & 0xFFFFFFFF, 0.0, 0.3),  # clock + offset wraps
     (10.0, 0, 10001, 0.25, 0.25),                  # echo from the future: no sample
@@ -241,6 +242,26 @@ def test_receiver_rtt_from_the_echoed_timestamp(tf, hooks, now, ts_off, ts_ecr, 
     sk = make_cb(tf, tstamp_ok=True, ts_off=ts_off, rcv_rtt=rcv_rtt)
     assert _rcv(tf, sk, b"r" * 10, ts=(1, ts_ecr), now=now) is True
     assert sk.rcv_rtt == pytest.approx(expect, rel=1e-12)
+
+
+@pytest.mark.parametrize("delta", [0, 1, 0x7FFFFFFD, 0x7FFFFFFE, 0x7FFFFFFF, 0x80000000,
+                                   0x80000001, 0xFFFFFFFF])
+def test_receiver_rtt_sample_is_the_slow_paths(tf, hooks, delta):
+    """Header prediction is an optimisation: for any echoed timestamp the
+    fast path takes the same receiver RTT sample as tcp_input's
+    tcp_rcv_rtt_measure_ts, up to the edges of the 32-bit difference."""
+    from types import SimpleNamespace
+
+    from tcpio.core.tcp.tcp_input import tcp_rcv_rtt_measure_ts
+
+    now, ts_off = 20.0, 12345
+    ts_ecr = (20000 + ts_off - delta) & 0xFFFFFFFF
+    for prior in (0.0, 0.3):
+        slow = SimpleNamespace(ts_off=ts_off, rcv_rtt=prior)
+        tcp_rcv_rtt_measure_ts(slow, SimpleNamespace(opts=SimpleNamespace(ts_ecr=ts_ecr)), now)
+        sk = make_cb(tf, tstamp_ok=True, ts_off=ts_off, rcv_rtt=prior)
+        assert _rcv(tf, sk, b"r" * 10, ts=(1, ts_ecr), now=now) is True
+        assert sk.rcv_rtt == slow.rcv_rtt
 
 
 def test_no_receiver_rtt_without_timestamps_or_with_a_zero_echo(tf, hooks):

@@ -338,10 +338,11 @@ def test_the_smallest_mss_and_any_8_bit_ttl_are_accepted(tf, hooks, mss, ttl):
     assert {iph.ttl for iph, _th, _p in segs} == {ttl}
 
 
-def test_a_negative_ttl_is_refused(tf, hooks):
+def test_a_negative_ttl_is_refused_before_anything_is_sent(tf, hooks):
     sk = _sk(tf, _pattern(3))
     with pytest.raises((ValueError, OverflowError)):
         _xmit(tf, sk, ttl=-1)
+    assert sk.rtx == [] and sk.snd_nxt == 5000 and sk.packets_out == 0
 
 
 @pytest.mark.parametrize("bucket, ok", [(0, True), (2, True), (3, False), (-1, False)])
