@@ -518,9 +518,8 @@ class Host:
             while self._loopback and budget:
                 packet = self._loopback.popleft()
                 budget -= 1
-                ifindex = self._local.get(ip_input.peek_dst(packet), 0)
-                iface = self.interfaces[ifindex] if ifindex else self.lo
-                ip_input.ip_rcv(self, iface, packet, self.now, False, loopback=True)
+                # Like Linux, every datagram to one of our addresses comes in on lo.
+                ip_input.ip_rcv(self, self.lo, packet, self.now, False, loopback=True)
             if self._loopback:
                 self.mib["LoopbackDrops"] += len(self._loopback)
                 self._loopback.clear()
