@@ -12,6 +12,8 @@ whole segments), unscaled.
 from __future__ import annotations
 
 import socket
+
+import pytest
 from types import SimpleNamespace
 
 from tcpio.core.settings import Settings
@@ -142,3 +144,307 @@ def test_child_send_window_is_scaled_by_the_peers_shift():
     r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=250)
     child = r.ls.accept()
     assert (child.snd_wnd, child.max_window) == (2000, 2000)
+
+
+# --- RST (RFC 5961 3.2) ---------------------------------------------------------------
+def test_rst_at_rcv_nxt_drops_the_request_silently():
+    r = _syn_recv()
+    r.peer.send(RST, r.rcv_nxt)
+    assert r.peer.recv() == [] and len(r.ls.syn_queue) == 0
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)           # now it meets the listener
+    assert [s.key() for s in r.peer.recv()] == [(RST, r.iss + 1, 0, b"")]
+
+
+def test_in_window_rst_not_at_rcv_nxt_gets_a_challenge_ack_and_keeps_the_request():
+    """RFC 5961 3.2 covers every state but SYN-SENT: an in-window RST that is
+    not exactly at RCV.NXT is challenged (Linux 6.18 does so for a request sock)."""
+    r = _syn_recv()
+    r.peer.send(RST, r.rcv_nxt + 4)
+    assert [_fields(s) for s in r.peer.recv()] == [_plain_ack(r)]
+    assert r.host.mib["TCPChallengeACK"] == 1
+    assert _completes(r)
+
+
+def test_challenge_acks_from_request_socks_share_the_host_budget():
+    r = _syn_recv(Settings(tcp_challenge_ack_limit=2))
+    for i in range(3):
+        r.peer.send(RST, r.rcv_nxt + 4 + i)
+    assert len(r.peer.recv()) == 2 and r.host.mib["TCPChallengeACK"] == 2
+    r.host.advance(1.0)
+    r.peer.recv()                                   # the SYN-ACK retransmission
+    r.peer.send(RST, r.rcv_nxt + 4)
+    assert [_fields(s) for s in r.peer.recv()] == [_plain_ack(r)]
+    assert len(r.ls.syn_queue) == 1
+
+
+def test_out_of_window_rst_is_dropped_silently_and_keeps_the_request():
+    r = _syn_recv()
+    r.peer.send(RST, r.rcv_nxt + RCV_WND + 1)
+    r.peer.send(RST, r.rcv_nxt - 1)
+    assert r.peer.recv() == []
+    assert _completes(r)
+
+
+def test_rst_with_an_unacceptable_ack_is_dropped_silently():
+    r = _syn_recv()
+    r.peer.send(RST | ACK, r.rcv_nxt, r.iss + 7)
+    assert r.peer.recv() == []
+    assert _completes(r)
+
+
+# --- SYN -------------------------------------------------------------------------------
+def test_retransmitted_syn_gets_the_same_synack_and_counts_tcpsynretrans():
+    """Our SYN-ACK was lost: the SYN again (same ISN) gets it again."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, wscale=2, sack_ok=True))
+    r.peer.send(SYN, PEER_ISS, opts=TcpOptions(mss=1460, wscale=2, sack_ok=True))
+    [again] = r.peer.recv()
+    assert (again.key(), again.window, again.opts) == (r.synack.key(), r.synack.window,
+                                                       r.synack.opts)
+    assert r.host.mib["TCPSynRetrans"] == 1
+    assert _completes(r)
+
+
+def test_syn_with_an_old_timestamp_is_no_retransmission_but_an_old_duplicate():
+    """RFC 7323 5.3: PAWS first.  A SYN with the same ISN and a TSval older
+    than the one we hold is answered with a plain ACK (with timestamps), not
+    a SYN-ACK, and counted (Linux tcp_check_req)."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, ts_val=1000, ts_ecr=0))
+    r.host.advance(0.25)
+    r.peer.send(SYN, PEER_ISS, opts=TcpOptions(mss=1460, ts_val=999, ts_ecr=0))
+    [ack] = r.peer.recv()
+    assert _fields(ack) == _plain_ack(r, RCV_WND_TS)
+    assert (ack.opts.ts_val, ack.opts.ts_ecr) == (r.synack.opts.ts_val + 250, 1000)
+    assert r.host.mib["PAWSEstabRejected"] == 1 and r.host.mib["TCPSynRetrans"] == 0
+
+
+def test_in_window_syn_with_another_isn_resets_the_embryonic_connection():
+    """Linux resets (RFC 5961 4.2 would challenge): <SEQ=0><ACK=SEG.SEQ+1><RST,ACK>."""
+    r = _syn_recv()
+    r.peer.send(SYN, PEER_ISS + 5)
+    assert [s.key() for s in r.peer.recv()] == [(RST | ACK, 0, PEER_ISS + 6, b"")]
+    assert len(r.ls.syn_queue) == 0
+
+
+def test_out_of_window_syn_gets_an_ack_and_keeps_the_request():
+    r = _syn_recv()
+    r.peer.send(SYN, r.rcv_nxt + RCV_WND + 10)
+    assert [_fields(s) for s in r.peer.recv()] == [_plain_ack(r)]
+    assert _completes(r)
+
+
+# --- the ACK field ------------------------------------------------------------------
+def test_unacceptable_ack_gets_a_reset_from_seg_ack_and_keeps_the_request():
+    """RFC 9293 3.10.7.3: SYN-RECEIVED and SEG.ACK is not ISS+1 ->
+    <SEQ=SEG.ACK><CTL=RST>; the half-open connection stays."""
+    r = _syn_recv()
+    for bad in (r.iss, r.iss + 2):
+        r.peer.send(ACK, r.rcv_nxt, bad)
+        assert [s.key() for s in r.peer.recv()] == [(RST, bad, 0, b"")]
+    assert len(r.ls.syn_queue) == 1 and r.ls.accept() is None
+    assert _completes(r)
+
+
+def test_in_window_segment_without_ack_is_dropped_and_keeps_the_request():
+    r = _syn_recv()
+    r.peer.send(PSH, r.rcv_nxt, payload=b"early")
+    assert r.peer.recv() == [] and r.ls.accept() is None
+    assert _completes(r)
+
+
+# --- PAWS and the unacceptable-segment ACK ---------------------------------------------
+def test_paws_rejected_third_ack_gets_an_ack_and_creates_no_child():
+    """RFC 7323 5.3: a TSval older than TS.Recent marks an old duplicate: send
+    <SEQ=ISS+1><ACK=RCV.NXT><CTL=ACK> with TSval from our clock and TSecr =
+    TS.Recent, drop the segment, count PAWSEstabRejected."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, ts_val=1000, ts_ecr=0))
+    r.host.advance(0.5)
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, opts=TcpOptions(ts_val=999,
+                                                          ts_ecr=r.synack.opts.ts_val))
+    [ack] = r.peer.recv()
+    assert _fields(ack) == _plain_ack(r, RCV_WND_TS)
+    assert (ack.opts.ts_val, ack.opts.ts_ecr) == (r.synack.opts.ts_val + 500, 1000)
+    assert r.ls.accept() is None and r.host.mib["PAWSEstabRejected"] == 1
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, opts=TcpOptions(ts_val=1000,
+                                                          ts_ecr=r.synack.opts.ts_val))
+    assert r.ls.accept() is not None
+
+
+def test_paws_rejected_rst_is_dropped_without_reply():
+    r = _syn_recv(opts=TcpOptions(mss=1460, ts_val=1000, ts_ecr=0))
+    r.peer.send(RST, r.rcv_nxt, opts=TcpOptions(ts_val=999, ts_ecr=0))
+    assert r.peer.recv() == [] and len(r.ls.syn_queue) == 1
+
+
+def test_ack_from_syn_received_scales_its_window_by_our_shift():
+    """After our SYN-ACK announced our shift, the window field is scaled:
+    64240 >> 7 = 501 (RFC 7323 2.2)."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, wscale=2))
+    r.peer.send(ACK, r.rcv_nxt + RCV_WND + 5, r.iss + 1, payload=b"x")
+    assert [_fields(s) for s in r.peer.recv()] == [_plain_ack(r, RCV_WND >> 7)]
+
+
+# --- a full accept queue --------------------------------------------------------------
+def _queue_full(settings: Settings | None = None):
+    """backlog 0 holds one child; a second handshake's third ACK meets the full queue."""
+    r = _syn_recv(settings, backlog=0)
+    other = Peer(r.host, port=1111)
+    other.send(SYN, 50)
+    [sa] = other.recv()
+    other.send(ACK, 51, sa.seq + 1)
+    assert len(r.ls.accept_queue) == 1
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
+    return r
+
+
+def test_third_ack_meeting_a_full_accept_queue_is_dropped_and_counted():
+    r = _queue_full()
+    assert r.peer.recv() == [] and len(r.ls.syn_queue) == 1
+    assert (r.host.mib["ListenOverflows"], r.host.mib["ListenDrops"]) == (1, 1)
+
+
+def test_abort_on_overflow_resets_the_third_ack_and_forgets_the_request():
+    r = _queue_full(Settings(tcp_abort_on_overflow=1))
+    assert [s.key() for s in r.peer.recv()] == [(RST, r.iss + 1, 0, b"")]
+    assert len(r.ls.syn_queue) == 0 and r.host.mib["ListenOverflows"] == 1
+
+
+def test_request_whose_third_ack_was_dropped_keeps_retransmitting_its_synack():
+    """The client is ESTABLISHED already; our SYN-ACK makes it ACK again, which
+    gets in once the application accepted (Linux's syn_ack_recalc resends)."""
+    r = _queue_full()
+    r.host.advance(1.0)
+    [again] = r.peer.recv()
+    assert again.key() == r.synack.key()
+    r.ls.accept()
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
+    assert r.ls.accept() is not None
+
+
+# --- SYN-ACK retransmission (reqsk_timer_handler) ------------------------------------
+def _synack_times(r, until: float) -> list[float]:
+    times, t = [], 0.0
+    while t < until:
+        t = round(t + 0.5, 3)
+        r.host.advance(t)
+        for s in r.peer.recv():
+            assert s.key() == r.synack.key()
+            times.append(t)
+    return times
+
+
+def test_synack_backoff_doubles_from_one_second_up_to_tcp_rto_max():
+    """TCP_TIMEOUT_INIT << n, capped at TCP_RTO_MAX; tcp_synack_retries
+    retransmissions, then the request goes."""
+    r = _syn_recv(Settings(tcp_synack_retries=5, tcp_rto_max=3.0))
+    assert _synack_times(r, 20.0) == [1.0, 3.0, 6.0, 9.0, 12.0]
+    assert r.host.mib["TCPSynRetrans"] == 5
+    assert len(r.ls.syn_queue) == 0
+
+
+def test_synack_retries_setting_bounds_the_retransmissions():
+    r = _syn_recv(Settings(tcp_synack_retries=1))
+    assert _synack_times(r, 10.0) == [1.0]
+    assert len(r.ls.syn_queue) == 0
+
+
+def test_completed_handshake_stops_the_synack_timer():
+    r = _syn_recv()
+    assert _completes(r)
+    assert _synack_times(r, 40.0) == []
+
+
+def test_listener_close_drops_its_requests_and_their_timers():
+    r = _syn_recv()
+    r.ls.close()
+    assert _synack_times(r, 40.0) == []
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
+    assert [s.key() for s in r.peer.recv()] == [(RST, r.iss + 1, 0, b"")]
+
+
+# --- more of the child ----------------------------------------------------------------
+def test_child_inherits_the_listeners_socket_options():
+    """sk_clone_lock: user options set on the listener hold for its children."""
+    def setup(ls):
+        for level, name, value in OPTIONS:
+            ls.setsockopt(level, name, value)
+    r = _syn_recv(setup=setup)
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
+    child = r.ls.accept()
+    for level, name, _value in OPTIONS:
+        assert child.getsockopt(level, name) == r.ls.getsockopt(level, name), name
+    assert (child.sndbuf_locked, child.rcvbuf_locked) == (True, True)
+    assert child.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION) == b"reno"
+
+
+OPTIONS = [
+    (socket.SOL_SOCKET, socket.SO_REUSEADDR, 1),
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (socket.SOL_SOCKET, socket.SO_LINGER, (1, 7)),
+    (socket.SOL_SOCKET, socket.SO_SNDBUF, 50000),
+    (socket.SOL_SOCKET, socket.SO_RCVBUF, 60000),
+    (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 111),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 22),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+    (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 4000),
+    (socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno"),
+]
+
+
+def test_child_continues_both_sequence_spaces_from_the_handshake():
+    r = _syn_recv()
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, payload=b"abc")
+    child = r.ls.accept()
+    assert child.recvmsg(10) == b"abc"
+    child.sendmsg(b"xyz")
+    out = [s for s in r.peer.recv() if s.payload]
+    assert [(s.seq, s.ack, s.payload) for s in out] == [(r.iss + 1, r.rcv_nxt + 3, b"xyz")]
+
+
+@pytest.mark.parametrize("ts,size", [(False, 1000), (True, 988)])
+def test_child_segments_follow_the_peers_mss(ts, size):
+    """The SYN's MSS bounds our segments, less 12 bytes of timestamps."""
+    opts = TcpOptions(mss=1000, ts_val=5, ts_ecr=0) if ts else TcpOptions(mss=1000)
+    r = _syn_recv(opts=opts)
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1,
+                opts=TcpOptions(ts_val=6, ts_ecr=r.synack.opts.ts_val) if ts else None)
+    child = r.ls.accept()
+    child.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    child.sendmsg(b"x" * 3000)
+    assert [len(s.payload) for s in r.peer.recv()][:2] == [size, size]
+
+
+def test_child_timestamps_continue_the_handshakes():
+    """The child keeps the request's clock offset and TS.Recent: its TSval
+    goes on from the SYN-ACK's, its TSecr echoes the peer's latest TSval."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, ts_val=500, ts_ecr=0))
+    r.host.advance(0.1)
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, opts=TcpOptions(ts_val=510,
+                                                          ts_ecr=r.synack.opts.ts_val))
+    child = r.ls.accept()
+    r.host.advance(0.3)
+    child.sendmsg(b"x")
+    [seg] = r.peer.recv()
+    assert (seg.opts.ts_val, seg.opts.ts_ecr) == (r.synack.opts.ts_val + 300, 510)
+
+
+def test_child_without_window_scaling_advertises_an_unscaled_window():
+    """RFC 7323 2.2: no shift unless both SYNs carried the option."""
+    r = _syn_recv(opts=TcpOptions(mss=1460))
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=4000)
+    child = r.ls.accept()
+    child.sendmsg(b"x")
+    [seg] = r.peer.recv()
+    assert (child.snd_wscale, child.rcv_wscale, child.snd_wnd) == (0, 0, 4000)
+    assert seg.window == child.rcv_wnd and child.window_clamp == 65535
+
+
+def test_child_with_window_scaling_advertises_a_scaled_window():
+    """Our shift is the one the SYN-ACK announced (7 for a 6 MiB tcp_rmem)."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, wscale=2))
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=4000)
+    child = r.ls.accept()
+    child.sendmsg(b"x")
+    [seg] = r.peer.recv()
+    assert (child.snd_wscale, child.rcv_wscale, child.snd_wnd) == (2, 7, 16000)
+    assert seg.window == child.rcv_wnd >> 7 and child.window_clamp == 65535 << 7

@@ -125,6 +125,19 @@ class TcpProto:
         space = min(rcvbuf, 65535)
         return max(space // mss * mss, mss) if space >= mss else space
 
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """RFC 5961 7: the host-wide challenge-ACK budget, tcp_challenge_ack_limit
+        a second; counts TCPChallengeACK when one may go."""
+        sec = int(now)
+        if self.challenge_second != sec:
+            self.challenge_second = sec
+            self.challenge_count = 0
+        if self.challenge_count >= self.host.settings.tcp_challenge_ack_limit:
+            return False
+        self.challenge_count += 1
+        self.host.mib["TCPChallengeACK"] += 1
+        return True
+
     def acceptq_overflow(self, listener: TcpSock) -> bool:
         """``sk_acceptq_is_full``, counting the drop (ListenOverflows, ListenDrops)."""
         if len(listener.accept_queue) <= listener.max_ack_backlog:

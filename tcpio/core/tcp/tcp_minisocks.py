@@ -269,6 +269,16 @@ def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
                             proto.host.settings.tcp_rto_max))
 
 
+def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None:
+    """<SEQ=ISS+1><ACK=RCV.NXT><CTL=ACK> from SYN-RECEIVED, window scaled by
+    our shift (the peer has seen our SYN-ACK's option), with timestamps if
+    negotiated."""
+    tcp_v4_send(proto.host, req.laddr, req.raddr, req.lport, req.rport,
+                (req.snt_isn + 1) & 0xFFFFFFFF, (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_ACK,
+                min(req.rcv_wnd >> req.rcv_wscale, 65535),
+                _ts_opts(now, req.ts_off, req.ts_recent) if req.tstamp_ok else None)
+
+
 def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> TcpSock | None:
     """The segment for a request sock: a retransmitted SYN, the third ACK,
     or junk.  Returns the new child (already queued) or None."""
@@ -290,15 +300,19 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
         return None
     rcv_nxt = (req.rcv_isn + 1) & 0xFFFFFFFF
     if paws_reject or not _in_window(skb, rcv_nxt, req.rcv_wnd):
+        # RFC 9293 3.10.7.4: an unacceptable segment gets an ACK (a RST none).
         if not flags & TCPHDR_RST:
-            tcp_v4_send(host, req.laddr, req.raddr, req.lport, req.rport,
-                        (req.snt_isn + 1) & 0xFFFFFFFF, rcv_nxt, TCPHDR_ACK,
-                        min(req.rcv_wnd >> req.rcv_wscale, 65535),
-                        _ts_opts(now, req.ts_off, req.ts_recent) if req.tstamp_ok else None)
+            tcp_v4_reqsk_send_ack(proto, req, now)
         if paws_reject:
             host.mib["PAWSEstabRejected"] += 1
         return None
     if flags & TCPHDR_RST:
+        # RFC 5961 3.2, all states but SYN-SENT: only a RST at RCV.NXT ends the
+        # request; another one in the window gets a challenge ACK (Linux 6.18).
+        if skb.seq != rcv_nxt:
+            if proto.challenge_ack_allowed(now):
+                tcp_v4_reqsk_send_ack(proto, req, now)
+            return None
         proto.reqsk_drop(req)
         return None
     if flags & TCPHDR_SYN:
