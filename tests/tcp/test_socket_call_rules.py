@@ -44,6 +44,7 @@ from .helpers import (
     passive_open,
     wire,
 )
+from .test_port_choice_rules import _ask_kernel
 
 SOL, TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
 
@@ -241,6 +242,36 @@ def test_tcp_maxseg_reads_the_user_value_before_a_connection_and_mss_after():
                     synack_opts=TcpOptions(mss=700))
     assert c.sk.getsockopt(TCP, socket.TCP_MAXSEG) == c.sk.mss_cache == 700
     assert c.syn.opts.mss == 1000
+
+
+def test_tcp_maxseg_after_a_connection_ends_still_reads_its_mss_like_linux():
+    """do_tcp_getsockopt TCP_MAXSEG returns mss_cache, which a finished
+    connection leaves as it was (kernel: KERNEL_MAXSEG_AFTER_RESET)."""
+    k = _ask_kernel(KERNEL_MAXSEG_AFTER_RESET)
+    assert k["fresh"] == 536 and k["after_reset"] == k["established"] != 536
+    c = active_open(synack_opts=TcpOptions(mss=1200))
+    assert c.sk.getsockopt(TCP, socket.TCP_MAXSEG) == 1200
+    c.send(flags=RST)
+    assert c.sk.state == TCP_CLOSE
+    assert c.sk.getsockopt(TCP, socket.TCP_MAXSEG) == 1200
+
+
+KERNEL_MAXSEG_AFTER_RESET = r"""
+import json, socket, struct, subprocess, time
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+res = {"fresh": socket.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)}
+l = socket.socket(); l.bind(("127.0.0.1", 5000)); l.listen()
+d = socket.socket(); d.connect(("127.0.0.1", 5000)); a, _ = l.accept()
+res["established"] = d.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); a.close()
+time.sleep(0.1)
+try:
+    d.recv(10)
+except OSError:
+    pass
+res["after_reset"] = d.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+print(json.dumps(res))
+"""
 
 
 def test_tcp_maxseg_set_on_the_socket_limits_the_mss_it_advertises():

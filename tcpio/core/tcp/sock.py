@@ -540,8 +540,11 @@ class TcpSock(TcpCb):
             if name == socket.TCP_NODELAY:
                 return int(self.nodelay)
             if name == socket.TCP_MAXSEG:
-                if self.state in (TCP_CLOSE, TCP_LISTEN):
-                    return self.user_mss or TCP_MSS_DEFAULT
+                # do_tcp_getsockopt: mss_cache (TCP_MSS_DEFAULT until a
+                # connection sets it, and kept after it ends), the user's
+                # value instead while CLOSE or LISTEN.
+                if self.user_mss and self.state in (TCP_CLOSE, TCP_LISTEN):
+                    return self.user_mss
                 return self.mss_cache
             if name == socket.TCP_KEEPIDLE:
                 return int(self.keepidle)
