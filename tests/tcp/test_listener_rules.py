@@ -148,7 +148,7 @@ def test_cookies_are_checked_for_120_s_after_the_last_one_was_sent(t, child):
 
 
 def test_bad_cookie_is_counted_and_reset_with_seq_from_the_ack():
-    host, ls = _listen(Settings(tcp_syncookies=2))
+    host, _ls = _listen(Settings(tcp_syncookies=2))
     p, [synack] = _syn(host)
     # (+1 would only move the cookie's 2-bit MSS index, as in Linux)
     p.send(ACK, PEER_ISS + 1, synack.seq + 101)
@@ -157,7 +157,7 @@ def test_bad_cookie_is_counted_and_reset_with_seq_from_the_ack():
 
 
 def test_without_syncookies_a_bare_ack_is_reset_unchecked():
-    host, ls = _listen(Settings(tcp_syncookies=0))
+    host, _ls = _listen(Settings(tcp_syncookies=0))
     p = Peer(host)
     p.send(ACK, PEER_ISS + 1, 777)
     assert [s.key() for s in p.recv()] == [(RST, 777, 0, b"")]
@@ -290,9 +290,9 @@ def test_peer_without_a_usable_mss_option_gets_536_byte_segments(opts):
 def test_synack_isn_and_timestamp_come_from_the_secret_and_the_clock():
     """RFC 6528: ISN = F(4-tuple, secret) + 4 us clock; RFC 7323 5.4 / Linux:
     TSval = ms clock + a per address pair offset (secure_tcp_ts_off)."""
-    host, ls = _listen()
+    host, _ls = _listen()
     host.advance(2.5)
-    p, [synack] = _syn(host, opts=TcpOptions(mss=1460, ts_val=42, ts_ecr=0))
+    _p, [synack] = _syn(host, opts=TcpOptions(mss=1460, ts_val=42, ts_ecr=0))
     assert synack.seq == secure_tcp_seq(host.secret, LOCAL, LPORT, REMOTE, RPORT, 2.5)
     assert synack.opts.ts_val == (2500 + secure_tcp_ts_off(host.secret, LOCAL, REMOTE)) \
         & 0xFFFFFFFF

@@ -12,14 +12,14 @@ whole segments), unscaled.
 from __future__ import annotations
 
 import socket
+from types import SimpleNamespace
 
 import pytest
-from types import SimpleNamespace
 
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
 
-from .helpers import ACK, FIN, LPORT, PEER_ISS, PSH, RST, SYN, FakeHost, Peer, TcpOptions
+from .helpers import ACK, LPORT, PEER_ISS, PSH, RST, SYN, FakeHost, Peer, TcpOptions
 
 RCV_WND = 64240          # 44 whole 1460-byte segments below 65535
 RCV_WND_TS = 65160       # 45 x 1448 when timestamps take 12 bytes of each segment

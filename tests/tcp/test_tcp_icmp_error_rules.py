@@ -107,7 +107,7 @@ def test_icmp_error_for_no_connection_counts_icmp_in_errors():
 
 
 def test_icmp_error_for_a_time_wait_tuple_is_ignored():
-    w, sk, snd = _established()
+    w, sk, _snd = _established()
     sk.close()
     [fin] = w.out()
     w.send(TCP(sport=RPORT, dport=LPORT, flags="FA", seq=PEER_ISS + 1, ack=fin.seq + 1,

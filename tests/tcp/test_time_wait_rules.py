@@ -341,7 +341,7 @@ def test_connect_from_the_bound_port_recycles_time_wait_above_the_old_space():
     tuple at once when the old connection had timestamps, whatever
     tcp_tw_reuse says; its ISN is the old SND.NXT + 65537 (RFC 1122 4.2.2.13;
     Linux tcp_twsk_unique, 6.18 with tcp_tw_reuse = 0)."""
-    c, port = _client_time_wait(Settings(tcp_tw_reuse=0), port=40000)
+    c, _port = _client_time_wait(Settings(tcp_tw_reuse=0), port=40000)
     _connect(c.host, 40000, reuseaddr=True)
     syn = c.peer.recv_one()
     assert (syn.flags, syn.sport, syn.seq) == (SYN, 40000, c.rcv + 65537)
@@ -352,7 +352,7 @@ def test_connect_from_the_bound_port_recycles_time_wait_above_the_old_space():
 def test_connect_from_the_bound_port_needs_timestamps_to_recycle_time_wait():
     """Without timestamps nothing guards the new connection against the old
     one's duplicates: EADDRNOTAVAIL (Linux 6.18)."""
-    c, port = _client_time_wait(port=40000, timestamps=False)
+    c, _port = _client_time_wait(port=40000, timestamps=False)
     sk = c.host.tcp.socket()
     sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sk.bind(0, 40000)
@@ -384,7 +384,7 @@ def test_connect_choosing_a_port_recycles_time_wait_with_tw_reuse_after_a_second
 
 
 def test_connect_choosing_a_port_leaves_time_wait_alone_without_tw_reuse():
-    c, port = _client_time_wait(Settings(ip_local_port_range=ONE_PORT, tcp_tw_reuse=2))
+    c, _port = _client_time_wait(Settings(ip_local_port_range=ONE_PORT, tcp_tw_reuse=2))
     c.host.advance(5.0)
     with pytest.raises(OSError) as ei:
         c.host.tcp.socket().connect(REMOTE, RPORT)
