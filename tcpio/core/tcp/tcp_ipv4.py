@@ -377,7 +377,6 @@ class TcpProto:
             return
         req.snt_isn = isn or secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
                                             req.rport, now)
-        req.syn_time = now
         req.timer = host.timers.timer(lambda t, r=req: reqsk_timer_handler(self, r, t))
         req.timer.arm(now + 1.0)
         self.hashinfo.ehash_insert(req)
@@ -532,15 +531,8 @@ class TcpProto:
                 tw.send_ack(now)
 
     def _rcv_request(self, req: RequestSock, skb: Skb, iph: Any, now: float) -> None:
-        listener = req.listener
-        if listener.state != TCP_LISTEN:
-            self.reqsk_drop(req)
-            sk = self.hashinfo.lookup(iph.dst, skb.th.dport, iph.src, skb.th.sport)
-            if sk is None or sk.state != TCP_LISTEN:
-                self.tcp_v4_send_reset(iph.dst, iph.src, skb)
-                return
-            self._rcv_listen(sk, skb, iph, now)
-            return
+        # (Linux re-looks up when the listener stopped meanwhile; here
+        # listen_stop unhashes its requests at once, so it is still listening.)
         child = tcp_check_req(self, req, skb, now)
         if child is not None:
             tcp_rcv_state_process(child, skb, now)

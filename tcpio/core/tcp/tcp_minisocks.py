@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from .tcp_output import TCP_TIMEOUT_INIT, TcpOptions, tcp_time_stamp, tcp_v4_send
 from .tcp_states import (
     TCP_FIN_WAIT2,
-    TCP_LISTEN,
     TCP_NEW_SYN_RECV,
     TCP_SYN_RECV,
     TCP_TIME_WAIT,
@@ -36,7 +35,6 @@ class RequestSock:
     """struct tcp_request_sock: a half-open passive connection."""
 
     __slots__ = (
-        "acked",
         "dead",
         "laddr",
         "listener",
@@ -47,13 +45,11 @@ class RequestSock:
         "rcv_isn",
         "rcv_wnd",
         "rcv_wscale",
-        "reuseaddr",
         "rport",
         "sack_ok",
         "snd_wscale",
         "snt_isn",
         "state",
-        "syn_time",
         "timer",
         "ts_off",
         "ts_recent",
@@ -65,7 +61,6 @@ class RequestSock:
                  rport: int) -> None:
         self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
         self.state = TCP_NEW_SYN_RECV
-        self.reuseaddr = listener.reuseaddr
         self.listener = listener
         self.snt_isn = 0
         self.rcv_isn = 0
@@ -79,10 +74,8 @@ class RequestSock:
         self.ts_off = 0
         self.num_retrans = 0
         self.timer: Any = None
-        self.acked = False
         self.rcv_wnd = 0
         self.dead = False
-        self.syn_time = 0.0
 
 
 class TimeWaitSock:
@@ -251,12 +244,9 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
 
 
 def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
-    """SYN-ACK retransmission with exponential backoff (reqsk_timer_handler)."""
-    if req.dead:
-        return
-    listener = req.listener
-    max_retries = proto.host.settings.tcp_synack_retries
-    if req.num_retrans >= max_retries or listener.state != TCP_LISTEN:
+    """SYN-ACK retransmission with exponential backoff (reqsk_timer_handler).
+    A dropped request (its listener closed, its handshake done) has no timer."""
+    if req.num_retrans >= proto.host.settings.tcp_synack_retries:
         proto.reqsk_drop(req)
         return
     # Also for an acked request (its third ACK met a full accept queue): the
@@ -329,8 +319,6 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
         if host.settings.tcp_abort_on_overflow:
             proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
             proto.reqsk_drop(req)
-            return None
-        req.acked = True
         return None
     return proto.tcp_v4_syn_recv_sock(listener, req, skb, now)
 
