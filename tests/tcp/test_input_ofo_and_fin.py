@@ -310,3 +310,36 @@ def test_in_order_data_with_push_is_delivered_and_the_ack_delayed():
     c.send(b"z" * 10, flags=ACK | PSH)
     assert c.recv() == []
     assert c.sk.delack_timer.pending
+
+
+# --- quick-ACK mode (tcp_incr_quickack / TCP_MAX_QUICKACKS) ---------------------------------
+def _immediate_acks(c: Conn, n: int) -> int:
+    """Send ``n`` small in-order segments; how many were ACKed at once."""
+    count = 0
+    for _ in range(n):
+        c.send(b"s" * 10)
+        count += len(c.recv())
+        c.sk.recvmsg(1 << 20)
+    return count
+
+
+def test_first_data_starts_quickack_mode_for_sixteen_acks():
+    """Linux tcp_incr_quickack: at the start, min(rcv_wnd / (2 * rcv_mss),
+    TCP_MAX_QUICKACKS = 16) segments are ACKed at once, then ACKs are delayed
+    (the first segment here takes the slow path: a window change)."""
+    c = passive_open()
+    c.send(b"f" * 10, window=60000)
+    assert len(c.recv()) == 1
+    assert _immediate_acks(c, 20) == 15
+
+
+def test_duplicate_segment_restarts_quickack_mode():
+    """Linux tcp_data_queue: a duplicate enters quick-ACK mode with
+    TCP_MAX_QUICKACKS (the ACK of the duplicate is the first of the 16)."""
+    c = passive_open()
+    c.send(b"f" * 10)
+    c.recv()
+    _immediate_acks(c, 20)                      # quick-ACK mode is used up
+    c.send(b"f" * 10, seq=c.snd - 10)
+    assert len(c.recv()) == 1
+    assert _immediate_acks(c, 20) == 15

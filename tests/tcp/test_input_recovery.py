@@ -287,3 +287,29 @@ def test_rto_recovery_is_the_loss_state_until_the_recovery_point_is_acked():
     assert _segno(c.recv(), base) == [1, 2]    # slow start from 1: two segments
     c.send(ack=high)
     assert c.sk.ca_state == TCP_CA_OPEN
+
+
+# --- what is and is not a duplicate ACK outside Open --------------------------------
+def test_data_with_the_same_ack_in_disorder_is_not_a_dupack():
+    """RFC 5681 2 (b): a segment carrying data is not a duplicate ACK, also
+    when the connection is not in the Open state (the slow path)."""
+    c = _open("reno")
+    base = _flight(c, 40)
+    c.send(ack=base)                              # one real dupack: Disorder
+    assert c.sk.ca_state == TCP_CA_DISORDER
+    c.recv()
+    for _ in range(3):
+        c.send(b"d", ack=base)
+    assert c.sk.sacked_out == 1 and c.sk.ca_state == TCP_CA_DISORDER
+    assert c.host.mib["RetransSegs"] == 0
+
+
+def test_data_with_the_same_ack_in_recovery_is_not_a_partial_ack():
+    """RFC 6582: only an ACK that advances SND.UNA is a partial ACK; peer data
+    acknowledging nothing new retransmits nothing."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    c.send(b"d", ack=base)
+    assert [s for s in c.recv() if s.payload] == []
+    assert c.host.mib["RetransSegs"] == 1
+    assert c.sk.sacked_out == 3

@@ -580,3 +580,74 @@ def test_simultaneous_open_retransmits_its_synack():
     host.advance(sk.rtx_timer.when)
     again = peer.recv()
     assert [(s.flags, s.seq, s.ack) for s in again] == [(SYN | ACK, syn.seq, PEER_ISS + 1)]
+
+
+def test_syn_with_data_in_window_is_challenged_and_its_data_dropped():
+    """RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK and
+    the segment is discarded, data and all."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"payload", flags=SYN | ACK)
+    assert _keys(c.recv()) == [(ACK, c.rcv, s0, b"")]
+    assert c.sk.readable() == 0 and c.sk.rcv_nxt == s0
+
+
+def test_retransmitted_fin_in_close_wait_is_acked_at_once():
+    """RFC 9293 3.10.7.4: a duplicate (here the peer's FIN again, its ACK was
+    lost) gets an ACK, in CLOSE-WAIT too."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"ab", flags=ACK | FIN)
+    c.recv()
+    c.send(b"ab", flags=ACK | FIN, seq=s0)
+    assert _keys(c.recv()) == [(ACK, c.rcv, s0 + 3, b"")]
+    assert c.sk.state == TCP_CLOSE_WAIT
+
+
+def test_window_update_in_close_wait_releases_data_the_window_held_back():
+    c = passive_open(window=600)
+    c.send(flags=ACK | FIN, window=600)
+    c.recv()
+    c.sk.sendmsg(b"W" * 2000)
+    first = c.recv()
+    assert sum(len(s.payload) for s in first) == 600
+    c.send(window=3000)                     # same ACK, the window opens
+    more = c.recv()
+    assert sum(len(s.payload) for s in more) == 1400
+
+
+def test_old_pure_ack_below_the_window_gets_a_plain_dupack():
+    """tcp_send_dupack: only a segment with data is a duplicate to D-SACK
+    (and counts DelayedACKLost)."""
+    c = passive_open(syn_opts=TcpOptions(sack_ok=True))
+    s0 = c.snd
+    c.send(b"x" * 100)
+    c.recv()
+    c.send(seq=s0 - 10)
+    segs = c.recv()
+    assert [(s.flags, s.ack, s.opts.sack_blocks) for s in segs] == [(ACK, s0 + 100, ())]
+    assert c.host.mib["DelayedACKLost"] == 0
+
+
+def test_old_duplicate_below_the_window_without_dsack_setting_has_no_block():
+    c = passive_open(settings=Settings(tcp_dsack=0), syn_opts=TcpOptions(sack_ok=True))
+    s0 = c.snd
+    c.send(b"x" * 100)
+    c.recv()
+    c.send(b"x" * 10, seq=s0)
+    segs = c.recv()
+    assert [(s.flags, s.ack, s.opts.sack_blocks) for s in segs] == [(ACK, s0 + 100, ())]
+    assert c.host.mib["DelayedACKLost"] == 1
+
+
+def test_old_duplicate_below_the_window_restarts_quickack_mode():
+    """tcp_send_dupack -> tcp_enter_quickack_mode: the next ACKs go out at once."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"x" * 100)
+    c.recv()
+    c.sk.quick = 0
+    c.send(b"x" * 10, seq=s0)
+    assert len(c.recv()) == 1
+    c.send(b"y" * 10)
+    assert len(c.recv()) == 1             # quick-ACK: not delayed

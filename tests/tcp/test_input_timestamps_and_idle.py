@@ -175,3 +175,67 @@ def test_send_buffer_grows_for_the_initial_window_when_connected():
 def test_connect_completion_wakes_the_connecting_socket():
     host, _peer, sk = _established_at(0.0)
     assert sk in host.woken
+
+
+def test_in_order_data_updates_ts_recent_across_the_wrap():
+    """RFC 7323 5.2: timestamps compare modulo 2**32; a TSval of 0 after
+    0xFFFFFFF1 is newer, and is what the ACK echoes."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=0xFFFFFFF0, ts_ecr=0))
+    assert c.sk.ts_recent == 0xFFFFFFF1
+    c.send(b"w" * 10, opts=_ts(0))
+    segs = c.recv()
+    assert [s.opts.ts_ecr for s in segs] == [0]
+    assert c.host.mib["PAWSEstabRejected"] == 0
+
+
+def test_delayed_ack_echoes_the_earliest_unacknowledged_timestamp():
+    """RFC 7323 4.3 (2): with an ACK delayed, TS.Recent is not taken from
+    later segments (SEG.SEQ > Last.ACK.sent), so the ACK echoes the timestamp
+    of the first segment it acknowledges."""
+    c = _ts_conn()
+    c.sk.quick = 0
+    out = c.sk.sendmsg(b"o" * 10)
+    assert out == 10
+    ours = c.recv()
+    c.send(b"1" * 10, opts=_ts(2000))            # ACK delayed
+    assert c.recv() == []
+    c.ack_all(ours)
+    c.send(opts=_ts(3000))                        # a pure ACK of our data, later
+    assert c.sk.ts_recent == 2000
+    c.host.advance(c.host.settings.tcp_delack_min)
+    assert [s.opts.ts_ecr for s in c.recv()] == [2000]
+
+
+# --- the receiver's RTT estimate (Linux tcp_rcv_rtt_measure_ts) --------------------------
+def test_receiver_rtt_is_measured_from_the_echoed_timestamp():
+    """Linux tcp_rcv_rtt_measure_ts: RTT = now - TSecr (ms clock); the first
+    sample is taken as is, later ones as rtt = 7/8 rtt + 1/8 sample."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=100, ts_ecr=0))
+    sent = c.sk.sendmsg(b"q" * 10)
+    assert sent == 10
+    ecr = c.recv()[0].opts.ts_val
+    c.host.now = 0.2
+    c.ack_all([])
+    c.send(b"r" * 10, opts=TcpOptions(ts_val=200, ts_ecr=ecr), window=60000)  # slow path
+    assert c.sk.rcv_rtt == pytest.approx(0.2)
+    c.host.now = 0.3
+    c.send(b"s" * 10, opts=TcpOptions(ts_val=300, ts_ecr=ecr), window=50000)
+    assert c.sk.rcv_rtt == pytest.approx(0.2 * 0.875 + 0.3 * 0.125)
+
+
+def test_receiver_rtt_ignores_an_echo_of_zero_and_one_from_the_future():
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=100, ts_ecr=0))
+    c.host.now = 0.2
+    c.send(b"r" * 10, opts=TcpOptions(ts_val=200, ts_ecr=0), window=60000)
+    assert not c.sk.rcv_rtt
+    ours = (int(c.host.now * 1000) + c.sk.ts_off) & 0xFFFFFFFF
+    c.send(b"s" * 10, opts=TcpOptions(ts_val=300, ts_ecr=(ours + 5000) & 0xFFFFFFFF),
+           window=50000)
+    assert not c.sk.rcv_rtt
+
+
+def test_receiver_rtt_sample_has_a_floor_of_one_millisecond():
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=100, ts_ecr=0))
+    ours = (int(c.host.now * 1000) + c.sk.ts_off) & 0xFFFFFFFF
+    c.send(b"r" * 10, opts=TcpOptions(ts_val=200, ts_ecr=ours), window=60000)
+    assert c.sk.rcv_rtt == pytest.approx(0.001)

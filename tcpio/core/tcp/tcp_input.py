@@ -261,7 +261,8 @@ def tcp_finish_connect(sk: TcpSock, now: float) -> None:
         from .tcp_timer import tcp_set_keepalive
         tcp_set_keepalive(sk, now)
     tcp_output.sndbuf_expand(sk)
-    sk.host.schedule_wakeup(sk)
+    # (no wakeup here: the ACK of our SYN freed a segment, so tcp_ack, which
+    # both callers ran just before, scheduled it)
 
 
 # --- SYN_SENT (tcp_rcv_synsent_state_process) ------------------------------------------
