@@ -278,9 +278,6 @@ def write_xmit(sk: Any, mss: int, out: list, ifindex: int, dst_mac: bytes | None
     return sent
 
 
-_TCPHDR_SYN = 0x02
-
-
 def clean_rtx_queue(sk: Any) -> tuple[int, float | None, bool]:
     """tcp_clean_rtx_queue's walk of the retransmit queue (see the module docstring)."""
     rtx = sk.rtx
@@ -290,8 +287,10 @@ def clean_rtx_queue(sk: Any) -> tuple[int, float | None, bool]:
     retrans_acked = False
     for seg in rtx:
         if _before(ack, seg.end_seq):
-            if _before(seg.seq, ack) and not seg.flags & _TCPHDR_SYN:
-                seg.seq = ack   # partially acked: trim the head (tcp_trim_head)
+            # partially acked: trim the head (tcp_trim_head).  (A SYN is one
+            # sequence number, so never partly acked.)
+            if _before(seg.seq, ack):
+                seg.seq = ack
             break
         s = seg.sacked
         if s & 2:           # TCPCB_SACKED_RETRANS

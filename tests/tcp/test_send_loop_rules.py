@@ -292,6 +292,7 @@ def test_segments_carry_the_ack_window_and_timestamps_of_the_connection(tf, hook
         # 3001 ms + ts_off wraps to 2001
         assert (th.options.ts_val, th.options.ts_ecr) == (2001, 0xABCDEF01)
         assert th.window == 40_000 // 1460 * 1460
+        assert th.urg_ptr == 0 and not th.flags & 0x20
     assert sk.rcv_wup == 777_777 and sk.rcv_wnd == 40_000 // 1460 * 1460
 
 
@@ -317,7 +318,10 @@ def test_each_frame_takes_the_next_ip_id_of_the_destination(tf, hooks):
 def test_each_segment_sent_counts_as_an_ack_sent_for_quickack(tf, hooks):
     """tcp_event_ack_sent per segment: quick-ACK credit goes down by one per
     segment (every data segment carries an ACK), never below zero."""
-    sk = _sk(tf, _pattern(3 * MSS), quick=2)
+    sk = _sk(tf, _pattern(3 * MSS), quick=5)
+    _xmit(tf, sk)
+    assert sk.quick == 2
+    sk = _sk(tf, _pattern(3 * MSS), quick=1)
     _xmit(tf, sk)
     assert sk.quick == 0
 
