@@ -177,14 +177,14 @@ class InetHashInfo:
         with no overlapping owner qualify (relax = False: even two
         SO_REUSEADDR socks do not share an automatically chosen port).
         """
-        attempt_half = 1 if sk.reuseaddr else 0
-        while True:
+        # Linux's attempt_half: 1 (lower half), then 2 (upper half).  (Linux
+        # skips the halves below 4 ports; no need here: then half == low, the
+        # lower half is empty and the upper one is the whole range.)
+        for part in ("lower", "upper") if sk.reuseaddr else ("all",):
             low, high = self._local_port_range()
-            # (Linux skips the halves below 4 ports; no need here: then half
-            # == low, the lower half is empty and the upper one is the range.)
-            if attempt_half:
+            if part != "all":
                 half = low + (((high - low) >> 2) << 1)
-                if attempt_half == 1:
+                if part == "lower":
                     high = half
                 else:
                     low = half
@@ -208,10 +208,7 @@ class InetHashInfo:
                     offset -= 1
                     if offset & 1:
                         break
-            if attempt_half == 1:
-                attempt_half = 2
-                continue
-            return None
+        return None
 
     def inet_csk_get_port(self, sk: Any, addr: int, port: int) -> int:
         """Bind ``sk`` to addr:port (port 0: pick one); returns the port.
@@ -245,26 +242,16 @@ class InetHashInfo:
             del self.bhash[tb.port]
 
     def inet_inherit_port(self, sk: Any, child: Any) -> None:
-        """``__inet_inherit_port``: an accepted child shares its listener's port."""
-        tb = self.bhash.get(sk.lport)
-        if tb is None:
-            tb = self.bhash[sk.lport] = InetBindBucket(sk.lport)
-        tb.add_owner(child)
+        """``__inet_inherit_port``: an accepted child shares its listener's port
+        (a listener holds its bucket until listen_stop puts the port)."""
+        self.bhash[sk.lport].add_owner(child)
 
     # -- time-wait ---------------------------------------------------------------
     def inet_twsk_hashdance(self, tw: Any, sk: Any) -> None:
-        """``inet_twsk_hashdance``: ``tw`` takes ``sk``'s place in ehash and bhash."""
-        tb = self.bhash.get(sk.lport)
-        if tb is not None:
-            for i, o in enumerate(tb.owners):
-                if o is sk:
-                    tb.owners[i] = tw
-                    break
-            else:
-                tb.owners.append(tw)
-        else:
-            tb = self.bhash[tw.lport] = InetBindBucket(tw.lport, connect_only=True)
-            tb.owners.append(tw)
+        """``inet_twsk_hashdance``: ``tw`` takes ``sk``'s place in ehash and bhash
+        (``sk`` owns its port until then: bind, connect or inherit put it there)."""
+        owners = self.bhash[sk.lport].owners
+        owners[next(i for i, o in enumerate(owners) if o is sk)] = tw
         self.ehash_remove(sk)
         self.ehash_insert(tw)
 
@@ -317,7 +304,9 @@ class InetHashInfo:
                     return self._hash_connect_ok(sk, tb, index, i)
                 port += 2
             offset += 1
-            if not (offset & 1) or remaining <= 1:
+            # (Linux also stops when remaining == 1: the other pass would
+            # only look at the same single port again.)
+            if not offset & 1:
                 break
         raise sock_error(errno.EADDRNOTAVAIL, "no free local port for this destination")
 
