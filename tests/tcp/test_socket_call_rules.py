@@ -1037,6 +1037,17 @@ def test_getpeername_only_once_the_peer_is_known():
     assert errno_of(c.sk.getpeername) == errno.ENOTCONN
 
 
+def test_a_new_sock_is_unbound_and_unconnected():
+    """sk_alloc zeroes the sock: no addresses, no ports, CLOSE (ss shows
+    UNCONN), until bind/connect fill them in; repr says so."""
+    host, sk = fresh()
+    assert (sk.laddr, sk.lport, sk.raddr, sk.rport, sk.state) == (0, 0, 0, 0, TCP_CLOSE)
+    assert repr(sk) == "<TcpSock UNCONN 0x0:0 -> 0x0:0>"
+    assert host.tcp.socket() is not sk
+    c = passive_open()
+    assert repr(c.sk) == f"<TcpSock ESTAB {LOCAL:#x}:{LPORT} -> {REMOTE:#x}:{RPORT}>"
+
+
 # -- option side effects --------------------------------------------------------------------
 
 
