@@ -247,3 +247,32 @@ def test_buf_append_adds_at_the_end(tf):
     tf.buf_append(q, b"cd")
     tf.buf_append(q, memoryview(b"ef"))
     assert q == b"abcdef"
+
+
+def test_twins_walk_the_queue_alike():
+    """clean_rtx_queue, compiled and pure, on the same seeded queues and
+    ACKs: the same result, queue, counters and send buffer."""
+    from conftest import twin_pair
+    pure, comp = twin_pair("tcp_fast")
+    for case in range(500):
+        results = []
+        for mod in (pure, comp):
+            rng = random.Random(case)
+            una = rng.choice([0, 0xFFFFF000, rng.randrange(1 << 32)])
+            spec = [(rng.choice([1, 100, 1448]), rng.choice([0, 0, SACKED, RETRANS, LOST,
+                                                              LOST | RETRANS]),
+                     rng.choice([0, 1]), rng.random()) for _ in range(rng.randrange(1, 20))]
+            fin = rng.random() < 0.2
+            sk = _queue(mod, una, spec)
+            if fin:
+                sk.rtx[-1].flags = 0x01
+                sk.write_seq = (sk.snd_nxt - 1) & 0xFFFFFFFF
+                del sk.wq[-1:]
+            if rng.random() < 0.2:
+                sk.sacked_out += 1            # a Reno duplicate ACK
+            ack = (una + rng.randrange(0, ((sk.snd_nxt - una) & 0xFFFFFFFF) + 1)) & 0xFFFFFFFF
+            out = _ack(mod, sk, ack)
+            results.append((out, [(s.seq, s.end_seq, s.flags, s.sacked) for s in sk.rtx],
+                            sk.packets_out, sk.sacked_out, sk.lost_out, sk.retrans_out,
+                            sk.wq_seq, bytes(sk.wq)))
+        assert results[0] == results[1], case
