@@ -9,8 +9,9 @@ Linux since 4.19 (RFC 5722's rule carried over to IPv4):
   counted (ReasmOverlaps, ReasmFails);
 - a non-final fragment's length is trimmed to a multiple of 8 (RFC 791);
 - a datagram that would exceed 65535 bytes is dropped (ping of death);
-- each queue lives at most ``ipfrag_time`` seconds; on expiry ReasmTimeout +
-  ReasmFails, and ICMP time exceeded (code 1) if fragment 0 arrived;
+- each queue lives at most ``ipfrag_time`` seconds from its first fragment; on
+  expiry ReasmTimeout + ReasmFails, and ICMP time exceeded (code 1) about
+  fragment 0, quoting as much of it as fits, if it arrived;
 - the bytes held by all queues (data plus a per-fragment and a per-queue
   overhead, like the kernel's truesize + sizeof(struct ipq)) are capped by
   ``ipfrag_high_thresh``: the oldest queues are evicted (ReasmFails) to make
@@ -44,7 +45,6 @@ def _noop(now: float) -> None:
 class Ipq:
     __slots__ = (
         "first_iph",
-        "first_payload",
         "frags",
         "key",
         "last_seen",
@@ -60,7 +60,6 @@ class Ipq:
         self.total: int | None = None                   # datagram payload length, once known
         self.meat = 0                                   # payload bytes received
         self.first_iph: Any = None                      # header of fragment 0
-        self.first_payload = b""                        # its first 8 bytes, for ICMP
         self.timer = timer
         self.mem = 0
         self.last_seen = False
@@ -119,7 +118,6 @@ class Reassembler:
             return None
         if offset == 0:
             q.first_iph = iph
-            q.first_payload = data[:8]
         size = len(data) + FRAG_OVERHEAD
         q.mem += size
         self.mem += size
@@ -175,13 +173,17 @@ class Reassembler:
         q.mem = 0
 
     def _expire(self, q: Ipq, now: float) -> None:
-        """ip_expire: give up on the datagram; tell the sender if we saw its start."""
+        """ip_expire: give up on the datagram; tell the sender if we saw its start.
+
+        Like Linux, the error is about fragment 0 (held first in ``frags``) and
+        quotes as much of its data as icmp_send fits in 576 bytes.
+        """
         host = self.host
         self._kill(q)
         host.mib["ReasmTimeout"] += 1
         host.mib["ReasmFails"] += 1
         if q.first_iph is not None:
-            host.icmp_send(q.first_iph, q.first_payload, 11, 1)
+            host.icmp_send(q.first_iph, q.frags[0][2], 11, 1)
 
     def __len__(self) -> int:
         return len(self.queues)
