@@ -116,7 +116,7 @@ def test_data_with_an_old_ack_inside_max_window_is_accepted():
 
 def test_ack_at_the_edge_of_max_window_is_not_challenged():
     c = passive_open(window=2000)
-    out = _sent(c, 1000)
+    out = _sent(c, 999 if c.rcv % 2 == 0 else 1000)   # an odd SND.UNA - MAX.SND.WND
     c.ack_all(out)
     c.send(window=2000)
     assert c.sk.max_window == 2000
@@ -369,3 +369,122 @@ def test_congestion_avoidance_grows_only_when_the_window_was_full():
     c3.ack_all(out)
     c3.send()
     assert c3.sk.snd_cwnd == 4 and c3.sk.snd_cwnd_cnt == 0
+
+
+# --- what an ACK of new data resets -----------------------------------------------------
+def test_ack_of_new_data_restarts_the_retransmission_count():
+    """Linux tcp_ack (icsk_retransmits = 0 when SND.UNA advances): the
+    tcp_retries2 limit counts the retransmissions since the last progress."""
+    c = passive_open(settings=Settings(tcp_retries2=3))
+    c.sk.nodelay = True
+    a = _sent(c, 100)
+    b = _sent(c, 100)
+    t = 0.0
+    resent = []
+    while t < 3.5:
+        t += 0.5
+        c.host.advance(t)
+        resent += [s.seq for s in c.recv()]
+    assert resent == [a[0].seq, a[0].seq]           # RTOs at 1 s and 3 s
+    c.ack_all(a)
+    c.send()                                        # progress: A acked at 3.5 s
+    resent = []
+    while t < 400.0 and not c.sk.sk_err:
+        t += 0.5
+        c.host.advance(t)
+        resent += [s.seq for s in c.recv()]
+    # B goes again at once (the ACK leaves it marked lost in the Loss state),
+    # then three RTO retransmissions before the limit is reached
+    assert resent == [b[0].seq] * 4
+    assert c.sk.sk_err == errno.ETIMEDOUT
+
+
+def test_partial_ack_keeps_urgent_mode_for_the_retransmission():
+    """Urgent mode lasts until the urgent byte is acknowledged (Linux
+    tcp_clean_rtx_queue ends urg_mode only when snd_una reaches snd_up): a
+    retransmission before that still carries URG and the pointer."""
+    import socket
+    c = passive_open()
+    c.sk.nodelay = True
+    first = _sent(c, 100)
+    c.sk.sendmsg(b"abc!", socket.MSG_OOB)
+    urg = c.recv()
+    assert urg and urg[0].flags & 0x20 and urg[0].urg_ptr == 4
+    c.ack_all(first)
+    c.send()                                        # acks the plain data only
+    c.host.advance(c.sk.rtx_timer.when)
+    again = c.recv()
+    assert [(s.seq, s.payload, s.flags & 0x20, s.urg_ptr) for s in again] == \
+        [(urg[0].seq, b"abc!", 0x20, 4)]
+
+
+def test_sack_blocks_are_ignored_without_sack_permitted():
+    """RFC 2018 2: SACK options are used only when SACK-permitted was
+    exchanged; a duplicate ACK carrying blocks is one duplicate ACK."""
+    c = _reno()
+    out = _sent(c, 20 * MSS)
+    base = out[0].seq
+    c.send(ack=base, opts=TcpOptions(sack_blocks=((base + MSS, base + 5 * MSS),)))
+    assert c.sk.sacked_out == 1
+    assert c.host.mib["RetransSegs"] == 0
+
+
+def test_cwnd_grows_in_disorder():
+    """Linux tcp_may_raise_cwnd: Disorder (SACKed data, no loss yet) does not
+    stop slow start: the ACK of two new segments adds two."""
+    c = passive_open(settings=Settings(tcp_congestion_control="reno"),
+                     syn_opts=TcpOptions(mss=MSS, sack_ok=True))
+    out = _sent(c, 20 * MSS)
+    base = out[0].seq
+    sack = TcpOptions(sack_blocks=((base + 5 * MSS, base + 6 * MSS),))
+    c.send(ack=base + 2 * MSS, opts=sack)
+    assert c.sk.snd_cwnd == 12
+    c.send(ack=base + 4 * MSS, opts=sack)
+    assert c.sk.ca_state == 1                       # Disorder
+    assert c.sk.snd_cwnd == 14
+
+
+def test_user_timeout_counts_from_the_current_loss_episode():
+    """RFC 5482 / Linux retransmits_timed_out: TCP_USER_TIMEOUT is measured
+    from the first unacknowledged send of the current episode; an episode
+    that ended with an ACK of everything leaves no trace (retrans_stamp)."""
+    import socket
+    c = passive_open()
+    c.sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)
+    c.sk.nodelay = True
+    a = _sent(c, 100)
+    c.host.advance(1.0)
+    assert [s.seq for s in c.recv()] == [a[0].seq]   # an RTO: an episode began
+    c.ack_all(a)
+    c.send()
+    c.host.advance(10.0)
+    b = _sent(c, 100)                                 # sent at 10 s
+    t, resent = 10.0, []
+    while t < 60.0 and not c.sk.sk_err:
+        t += 0.5
+        c.host.advance(t)
+        resent += [(t, s.seq) for s in c.recv()]
+    assert resent == [(12.0, b[0].seq)]
+    assert c.sk.sk_err == errno.ETIMEDOUT and t == 15.0   # 10 s + 5 s
+
+
+def test_send_buffer_grows_with_cwnd():
+    """Linux tcp_ack -> tcp_sndbuf_expand after cwnd grew: room for twice
+    the congestion window (twice again for overhead)."""
+    c = _reno()
+    out = _sent(c, 10 * MSS)
+    c.ack_all(out)
+    c.send()
+    assert c.sk.snd_cwnd == 20
+    want = min(2 * 2 * 20 * MSS, c.host.settings.tcp_wmem[2])
+    assert c.sk.sendmsg(b"w" * (1 << 20)) == want
+
+
+def test_ack_of_part_of_a_segment_wakes_the_writer():
+    """Send space is freed by any advance of SND.UNA, even inside a segment."""
+    c = passive_open()
+    out = _sent(c, 300)
+    c.host.woken.clear()
+    c.send(ack=out[0].seq + 100)
+    assert c.sk.snd_una == out[0].seq + 100
+    assert c.host.woken == [c.sk]

@@ -23,6 +23,7 @@ from .tcp_output import (
 from .tcp_sack import FLAG_SACKED
 from .tcp_states import (
     RCV_SHUTDOWN,
+    TCP_CA_CWR,
     TCP_CA_DISORDER,
     TCP_CA_LOSS,
     TCP_CA_OPEN,
@@ -64,9 +65,10 @@ buf_append = _tcp_fast.buf_append
 # tcp_ack() flags
 FLAG_DATA = 0x01
 FLAG_WIN_UPDATE = 0x02
-FLAG_DATA_ACKED = 0x04
 FLAG_SND_UNA_ADVANCED = 0x400
-FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE | FLAG_DATA_ACKED
+# (Linux's FLAG_DATA_ACKED is left out: segments are acked only when SND.UNA
+# advances, which FLAG_SND_UNA_ADVANCED already says.)
+FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE
 
 TCP_MAX_QUICKACKS = 16
 TCP_PAWS_24DAYS = 24 * 86400
@@ -473,15 +475,13 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     if skb.opts.sack_blocks and sk.sack_ok:
         flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una)
     acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una)
-    if acked:
-        flag |= FLAG_DATA_ACKED
     if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
         sk.backoff = 0
     is_dupack = not (flag & (FLAG_NOT_DUP | FLAG_SND_UNA_ADVANCED)) and prior_packets > 0
     # congestion state machine (tcp_fastretrans_alert)
     if sk.ca_state != TCP_CA_OPEN or is_dupack or flag & FLAG_SACKED or sk.sacked_out:
         tcp_fastretrans_alert(sk, acked, is_dupack, flag, now)
-    if acked and sk.ca_state not in (TCP_CA_RECOVERY, 2) and _cwnd_limited(sk, prior_in_flight):
+    if acked and sk.ca_state not in (TCP_CA_RECOVERY, TCP_CA_CWR) and _cwnd_limited(sk, prior_in_flight):
         sk.ca_ops.cong_avoid(sk, acked, now)
         tcp_output.sndbuf_expand(sk)
     if sk.ca_state == TCP_CA_LOSS:
