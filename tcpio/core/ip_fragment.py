@@ -3,8 +3,8 @@
 Fragments are queued per (src, dst, proto, id) in an ``Ipq``.  Rules, as in
 Linux since 4.19 (RFC 5722's rule carried over to IPv4):
 
-- a fragment lying entirely inside data we already hold is a duplicate:
-  dropped, the queue is kept;
+- a fragment lying entirely inside one fragment we already hold is a
+  duplicate: dropped, the queue is kept;
 - any other overlap poisons the datagram: the whole queue is dropped and
   counted (ReasmOverlaps, ReasmFails);
 - a non-final fragment's length is trimmed to a multiple of 8 (RFC 791);
@@ -57,11 +57,13 @@ class Ipq:
     def __init__(self, key: tuple[int, int, int, int], timer: Timer) -> None:
         self.key = key
         self.frags: list[tuple[int, int, bytes]] = []   # (offset, end, data), sorted
-        self.total: int | None = None                   # datagram payload length, once known
+        # Linux's q.len: the furthest end of any fragment so far; the datagram's
+        # payload length once the last fragment (no MF) has arrived.
+        self.total = 0
         self.meat = 0                                   # payload bytes received
         self.first_iph: Any = None                      # header of fragment 0
         self.timer = timer
-        self.mem = 0
+        self.mem = IPQ_OVERHEAD                         # sizeof(struct ipq), then fragments
         self.last_seen = False
 
 
@@ -85,7 +87,6 @@ class Reassembler:
             timer.callback = lambda now, q=q: self._expire(q, now)
             timer.arm(now + host.settings.ipfrag_time)
             self.queues[key] = q
-            q.mem = IPQ_OVERHEAD
             self.mem += IPQ_OVERHEAD
         offset = iph.frag_offset
         end = offset + len(payload)
@@ -93,25 +94,29 @@ class Reassembler:
             self._kill(q)
             mib["ReasmFails"] += 1
             return None
+        # ip_frag_queue's length checks, in its order.
         if iph.mf:
             end &= ~7
-            if end <= offset or (q.last_seen and end > q.total):
-                return self._bad(q)
+            if end > q.total:
+                if q.last_seen:
+                    return self._bad(q)     # data past the end the last fragment gave
+                q.total = end
         else:
             # The last fragment fixes the length; data already past it is a lie.
-            # An empty one is discarded with its queue too (ip_frag_queue's
-            # ``end == offset``), so no zero-length fragment is ever queued.
-            if end == offset or (q.last_seen and end != q.total) or \
-                    (q.frags and q.frags[-1][1] > end):
+            if end < q.total or (q.last_seen and end != q.total):
                 return self._bad(q)
             q.last_seen = True
             q.total = end
+        if end == offset:
+            # Nothing left (an empty last fragment, or under 8 bytes with MF):
+            # discarded with its queue, so no zero-length fragment is queued.
+            return self._bad(q)
         data = bytes(payload[:end - offset])
         verdict = self._insert(q, offset, end, data)
-        if verdict == "dup":
-            mib["ReasmDuplicates"] += 1
-            return None
-        if verdict == "overlap":
+        if verdict != "ok":
+            if verdict == "dup":
+                mib["ReasmDuplicates"] += 1
+                return None
             mib["ReasmOverlaps"] += 1
             self._kill(q)
             mib["ReasmFails"] += 1
@@ -140,15 +145,13 @@ class Reassembler:
         i = len(frags)
         while i > 0 and frags[i - 1][0] > offset:
             i -= 1
+        # Now prev starts at or before offset and nxt after it: a fragment can
+        # lie inside prev (a duplicate) but never inside nxt.
         prev = frags[i - 1] if i > 0 else None
         nxt = frags[i] if i < len(frags) else None
         if prev is not None and prev[1] > offset:
-            if prev[0] <= offset and end <= prev[1]:
-                return "dup"
-            return "overlap"
+            return "dup" if end <= prev[1] else "overlap"
         if nxt is not None and end > nxt[0]:
-            if nxt[0] == offset and end <= nxt[1]:
-                return "dup"
             return "overlap"
         frags.insert(i, (offset, end, data))
         q.meat += end - offset
@@ -170,7 +173,6 @@ class Reassembler:
         if self.queues.get(q.key) is q:
             del self.queues[q.key]
             self.mem -= q.mem
-        q.mem = 0
 
     def _expire(self, q: Ipq, now: float) -> None:
         """ip_expire: give up on the datagram; tell the sender if we saw its start.
