@@ -66,6 +66,7 @@ tcpudp_checksum = checksum.tcpudp_checksum
 
 IPPROTO_TCP = 6
 MAX_SYNCOOKIE_AGE = 120.0
+IP_RT_MIN_ADVMSS = 256      # Linux's ip_rt_min_advmss: the floor of a route's advmss
 # ICMP types and destination-unreachable codes tcp_v4_err looks at
 ICMP_DEST_UNREACH = 3
 ICMP_TIME_EXCEEDED = 11
@@ -106,7 +107,7 @@ class TcpProto:
         A listener passes its own user_mss: Linux clamps the SYN-ACK's MSS
         option, the request's initial window and the child's advmss with it.
         """
-        advmss = max(self.route_mtu(raddr) - 40, 88)
+        advmss = max(self.route_mtu(raddr) - 40, IP_RT_MIN_ADVMSS)
         return user_mss if user_mss and user_mss < advmss else advmss
 
     def _rcv_wscale(self, rcvbuf: int) -> int:
