@@ -488,3 +488,34 @@ def test_ack_of_part_of_a_segment_wakes_the_writer():
     c.send(ack=out[0].seq + 100)
     assert c.sk.snd_una == out[0].seq + 100
     assert c.host.woken == [c.sk]
+
+
+def test_congestion_avoidance_counts_a_window_filled_exactly_as_used():
+    """Linux tcp_cwnd_validate: in flight >= cwnd is cwnd-limited, even when
+    the application had no more to send."""
+    c = _reno()
+    c.sk.snd_ssthresh = 4
+    c.sk.snd_cwnd = 4
+    out = _sent(c, 4 * MSS)
+    assert len(out) == 4
+    c.ack_all(out)
+    c.send()
+    assert c.sk.snd_cwnd == 5
+
+
+def test_cwnd_limited_state_is_forgotten_after_each_ack():
+    """tcp_is_cwnd_limited looks at the last flight only: after a round that
+    was cwnd-limited, an application-limited round adds nothing."""
+    c = _reno()
+    c.sk.snd_ssthresh = 4
+    c.sk.snd_cwnd = 4
+    out = _sent(c, 7 * MSS)                   # 4 go out: cwnd-limited
+    assert len(out) == 4
+    c.ack_all(out)
+    c.send()
+    assert (c.sk.snd_cwnd, c.sk.snd_cwnd_cnt) == (5, 0)
+    rest = c.recv()
+    assert len(rest) == 3                     # the rest: 3 < cwnd 5
+    c.ack_all(rest)
+    c.send()
+    assert (c.sk.snd_cwnd, c.sk.snd_cwnd_cnt) == (5, 0)
