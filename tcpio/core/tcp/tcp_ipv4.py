@@ -463,18 +463,19 @@ class TcpProto:
         tcp_v4_send(self.host, laddr, raddr, th.dport, th.sport, seq, ack, flags, 0)
 
     # --- receive (tcp_v4_rcv) ------------------------------------------------------------
-    def rcv(self, iph: Any, payload: Any, now: float) -> bool:
+    # The host does not read what a handler's rcv returns (docs/internals.md).
+    def rcv(self, iph: Any, payload: Any, now: float) -> None:
         mib = self.host.mib
         if len(payload) < 20:
             mib["InErrs"] += 1
-            return True
+            return
         if tcpudp_checksum(iph.src, iph.dst, IPPROTO_TCP, payload):
             mib["InCsumErrors"] += 1
             mib["InErrs"] += 1
-            return True
-        return self.rcv_verified(iph, payload, now)
+            return
+        self.rcv_verified(iph, payload, now)
 
-    def rcv_verified(self, iph: Any, payload: Any, now: float) -> bool:
+    def rcv_verified(self, iph: Any, payload: Any, now: float) -> None:
         """``rcv`` past the length and checksum checks: the host's fast path
         calls this for segments rx_classify already verified (CHECKSUM_UNNECESSARY)."""
         host = self.host
@@ -484,22 +485,19 @@ class TcpProto:
             # to a broadcast address MUST be silently discarded (and answering
             # anything from a broadcast source address would be worse).
             mib["TcpInBroadcastDrops"] += 1
-            return True
+            return
         try:
+            # raises for a data offset below 5 or past the end of the segment
             th = parse_tcp(payload)
         except (ParseError, ValueError):
             mib["InErrs"] += 1
-            return True
-        doff = th.doff << 2
-        if doff > len(payload):
-            mib["InErrs"] += 1
-            return True
+            return
         mib["InSegs"] += 1
-        skb = Skb(th, payload[doff:])
+        skb = Skb(th, payload[th.doff << 2:])
         sk = self.hashinfo.lookup(iph.dst, th.dport, iph.src, th.sport)
         if sk is None:
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
-            return True
+            return
         state = sk.state
         if state == TCP_ESTABLISHED:
             tcp_rcv_established(sk, skb, now)
@@ -511,7 +509,6 @@ class TcpProto:
             self._rcv_listen(sk, skb, iph, now)
         else:
             tcp_rcv_state_process(sk, skb, now)
-        return True
 
     def _rcv_timewait(self, tw: TimeWaitSock, skb: Skb, iph: Any, now: float) -> None:
         verdict = tcp_timewait_state_process(tw, skb, now)
