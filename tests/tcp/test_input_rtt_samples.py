@@ -120,3 +120,20 @@ def test_sample_just_inside_the_half_range_is_taken():
     c.ack_all(out)
     c.send(opts=TcpOptions(ts_val=200, ts_ecr=(ours - 0x7FFFFFFE) & 0xFFFFFFFF))
     assert c.sk.rtt_est.srtt == pytest.approx(0x7FFFFFFE / 1000.0)
+
+
+def test_congestion_module_gets_each_sample_with_the_segments_acked():
+    """tcp_clean_rtx_queue -> ca_ops.pkts_acked: CUBIC keeps the smallest RTT
+    seen (delay_min, RFC 9406 HyStart++ / Linux bictcp_acked)."""
+    from tcpio.core.settings import Settings
+    c = passive_open(settings=Settings(tcp_congestion_control="cubic"))
+    out = _send(c)
+    c.host.now = 0.1
+    c.ack_all(out)
+    c.send()
+    assert c.sk.ca_priv.delay_min == pytest.approx(0.1)
+    out = _send(c)
+    c.host.now = 0.25
+    c.ack_all(out)
+    c.send()
+    assert c.sk.ca_priv.delay_min == pytest.approx(0.1)   # 0.15 is not smaller
