@@ -313,3 +313,62 @@ def test_data_with_the_same_ack_in_recovery_is_not_a_partial_ack():
     assert [s for s in c.recv() if s.payload] == []
     assert c.host.mib["RetransSegs"] == 1
     assert c.sk.sacked_out == 3
+
+
+# --- Reno's emulated SACK count on partial ACKs (Linux tcp_remove_reno_sacks) ------------
+def _reno_dupacks(n: int, nseg: int = 14) -> tuple[Conn, int]:
+    c = _open("reno")
+    c.sk.sendmsg(bytes(MSS * nseg))
+    base = c.recv()[0].seq
+    for _ in range(n):
+        c.send(ack=base)
+        c.recv()
+    return c, base
+
+
+def test_partial_ack_of_one_segment_keeps_the_dupack_count():
+    """One acked segment is the hole itself: sacked_out -= acked - 1 = 0."""
+    c, base = _reno_dupacks(3)
+    c.send(ack=base + MSS)
+    assert c.sk.sacked_out == 3
+
+
+def test_partial_ack_inside_a_segment_keeps_the_dupack_count():
+    c, base = _reno_dupacks(3)
+    c.send(ack=base + 100)
+    assert c.sk.ca_state == TCP_CA_RECOVERY and c.sk.sacked_out == 3
+
+
+def test_partial_ack_of_more_segments_than_dupacks_empties_the_count():
+    c, base = _reno_dupacks(3)
+    c.send(ack=base + 6 * MSS)
+    assert c.sk.sacked_out == 0
+    assert c.sk.packets_out == 6
+
+
+def test_dupack_count_stays_below_the_segments_outstanding():
+    """Linux tcp_limit_reno_sacked: sacked_out + max(lost_out, 1) never
+    exceeds packets_out, also after a partial ACK shrinks the flight."""
+    c, base = _reno_dupacks(20)
+    assert (c.sk.sacked_out, c.sk.packets_out) == (13, 14)
+    c.send(ack=base + 3 * MSS)
+    assert (c.sk.sacked_out, c.sk.packets_out) == (10, 11)
+
+
+def test_sack_recovery_retransmits_a_second_hole_once_three_above_it_are_sacked():
+    """RFC 6675 4 (IsLost): during recovery each new SACK re-evaluates which
+    segments are lost; segment 5 is lost once 6, 7 and 8 are SACKed, and is
+    retransmitted on that ACK."""
+    c, base, mss = _sack_open()
+    out = []
+    for k in (2, 3, 4, 5):                      # segment 0 lost, 1.. SACKed
+        c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + k * mss),)))
+        out.append([(s.seq - base) // mss for s in c.recv()])
+    assert out == [[10], [11], [0], []]
+    assert c.sk.ca_state == TCP_CA_RECOVERY
+    out = []
+    for k in (7, 8, 9, 10):                     # segment 5 lost too, 6.. SACKed
+        blocks = ((base + 6 * mss, base + k * mss), (base + mss, base + 5 * mss))
+        c.send(ack=base, opts=TcpOptions(sack_blocks=blocks))
+        out.append([(s.seq - base) // mss for s in c.recv()])
+    assert out == [[], [], [5], [12]]

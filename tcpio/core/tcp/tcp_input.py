@@ -560,18 +560,13 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
             tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
         tcp_xmit_retransmit_queue(sk, now)
         return
-    if state == TCP_CA_LOSS:
-        if not before(sk.snd_una, sk.high_seq):
-            sk.ca_state = TCP_CA_OPEN
-            sk.ca_ops.set_state(sk, TCP_CA_OPEN)
-            if reno:
-                sk.sacked_out = 0
-        else:
-            # The lost segments go out in tcp_ack, once cwnd grew for this ACK.
-            if not reno:
-                tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
-            return
-    # Open / Disorder
+    if state == TCP_CA_LOSS and before(sk.snd_una, sk.high_seq):
+        # The lost segments go out in tcp_ack, once cwnd grew for this ACK.
+        if not reno:
+            tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
+        return
+    # Open / Disorder, or Loss recovered: this ACK advanced SND.UNA to the
+    # recovery point, so the code below clears Reno's count and reopens.
     if reno and flag & FLAG_SND_UNA_ADVANCED:
         sk.sacked_out = 0
     if not reno:
