@@ -166,6 +166,8 @@ def test_active_reset_is_rst_ack_at_snd_nxt_and_rcv_nxt():
     c.sk.close()
     rst, = _rst_of(c)
     assert (rst.flags, rst.seq, rst.ack, rst.payload) == (RST | ACK, nxt, rcv_nxt, b"")
+    # no options (no timestamp), no urgent pointer
+    assert rst.opts.ts_val is None and not rst.opts.sack_blocks and rst.urg_ptr == 0
     assert c.host.mib["OutRsts"] == 1
 
 
@@ -639,11 +641,16 @@ def test_probe_interval_uses_the_rto_floor():
 @pytest.mark.parametrize("cwnd, idle_rtos, expect", [
     (64, 0.5, 64),       # not idle for a whole RTO: unchanged
     (64, 1.5, 32),       # halved once per RTO idle beyond the first
+    (64, 2.0, 32),       # (delta -= rto) > 0: exactly two RTOs halve once
     (64, 2.5, 16),
     (64, 20.5, 10),      # ...not below the initial window
     (8, 20.5, 8),        # a cwnd below the initial window is kept
 ])
 def test_cwnd_restarts_after_an_idle_period(cwnd, idle_rtos, expect):
+    """RFC 7661 / Linux tcp_cwnd_restart (slow start after idle): idle for
+    more than an RTO, cwnd is halved for every RTO of idle time beyond the
+    first, not below min(initial window, cwnd)."""
+    from tcpio.core.tcp.tcp_rtt import RttEstimator
     c = passive_open(syn_opts=TcpOptions(mss=1000))
     sk = c.sk
     sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -652,10 +659,12 @@ def test_cwnd_restarts_after_an_idle_period(cwnd, idle_rtos, expect):
     c.ack_all(c.recv())
     c.send()
     sk.snd_cwnd = cwnd
-    sent_at = sk.lsndtime
-    c.host.advance(sent_at + idle_rtos * sk.rto)
+    sk.rtt_est = RttEstimator(0.5, 0.2, 120.0)     # an RTO of exactly 0.5 s
+    assert sk.lsndtime == 0.0
+    c.host.advance(idle_rtos * 0.5)
     sk.sendmsg(b"b" * 100_000)
     assert len(c.recv()) == expect == sk.packets_out
+    assert sk.lsndtime == idle_rtos * 0.5
 
 
 # --- window updates after a read (tcp_cleanup_rbuf) --------------------------------------------
@@ -736,3 +745,135 @@ def test_an_owed_ack_goes_out_even_in_close_wait():
     sk.state = TCP_CLOSE_WAIT
     tcp_output.tcp_cleanup_rbuf(sk, c.host.now)
     assert len(c.recv()) == 1
+
+
+# --- options after the handshake (tcp_established_options) ---------------------------------
+
+def test_no_sack_option_to_a_peer_that_did_not_permit_sack():
+    """RFC 2018 2: SACK blocks only go to a peer whose SYN carried
+    SACK-permitted; an out-of-order segment still gets its duplicate ACK."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460))
+    c.send(b"h" * 100, seq=c.snd + 1000)
+    ack, = c.recv()
+    assert ack.ack == c.snd
+    assert ack.opts is None or not ack.opts.sack_blocks
+    c.sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.sk.sendmsg(b"x")
+    data, = c.recv()
+    assert data.opts is None or not data.opts.sack_blocks
+
+
+def test_without_timestamps_a_dsack_and_four_sack_blocks_make_four_blocks():
+    """40 bytes of options hold 4 blocks (RFC 2018 3): with a D-SACK pending
+    the D-SACK and the three most recent SACK blocks go."""
+    c = _sack_conn(False)
+    c.send(b"a" * 100)
+    for k in range(1, 6):                   # five holes, four blocks kept
+        c.send(b"h" * 10, seq=c.snd + 100 * k)
+    c.recv()
+    assert len(c.sk.sack_blocks) == 4
+    c.send(b"a" * 10, seq=c.snd - 10)      # an old duplicate: D-SACK
+    ack, = c.recv()
+    assert ack.opts.sack_blocks == (((c.snd - 10) & MASK, c.snd), *c.sk.sack_blocks[:3])
+
+
+def test_a_dsack_that_does_not_fit_is_dropped_not_delayed():
+    """With no room for a block (a near-full segment), the D-SACK is not
+    sent and not kept for a later segment: it reports one arrival."""
+    c = _sack_conn(True)
+    sk = c.sk
+    sk.dsack = (5, 10)
+    assert tcp_output._established_options(sk, c.host.now, sk.mss_cache - 11)[2] == ()
+    assert sk.dsack is None
+    sk.dsack = (5, 10)
+    assert tcp_output._established_options(sk, c.host.now, sk.mss_cache - 12)[2] == ((5, 10),)
+    assert sk.dsack is None
+
+
+def test_an_ack_sent_clears_the_owed_ack():
+    """tcp_event_ack_sent: any segment carrying the ACK (here data) settles
+    the ACK owed: no delayed ACK timer, nothing pending."""
+    c = passive_open()
+    c.send(b"q")                              # quick-ACK mode: ACKed at once
+    c.recv()
+    c.sk.quick = 0
+    c.send(b"y")
+    assert c.sk.ack_pending and c.sk.delack_timer.pending
+    c.sk.sendmsg(b"reply")
+    assert not c.sk.ack_pending and not c.sk.delack_timer.pending
+
+
+def test_the_receive_window_left_is_never_negative():
+    """tcp_receive_window: rcv_wup + rcv_wnd - rcv_nxt, or 0 when the peer
+    sent past the offer."""
+    c = passive_open()
+    sk = c.sk
+    sk.rcv_wup, sk.rcv_wnd = (sk.rcv_nxt - 2000) & MASK, 1000
+    assert tcp_output.tcp_receive_window(sk) == 0
+    sk.rcv_wnd = 2500
+    assert tcp_output.tcp_receive_window(sk) == 500
+
+
+def test_receive_buffer_does_not_grow_when_the_reader_took_the_same():
+    """tcp_rcv_space_adjust: copied <= rcvq_space is no growth (Linux: goto
+    new_measure)."""
+    c, sk = _autotune_conn()
+    sk.rcv_nxt = (sk.rcvq_seq + 2000) & MASK
+    tcp_output.tcp_rcv_space_adjust(sk, 1.25)
+    assert (sk.rcvbuf, sk.rcvq_space) == (50_000, 2000)
+
+
+def test_sack_blocks_never_push_the_payload_below_48_bytes():
+    """tcp_write_xmit sizes segments to the MSS minus the SACK option, but
+    not below 48 bytes (TCP_MIN_SND_MSS, Linux's floor since CVE-2019-11477)."""
+    c = _sack_conn(True)
+    c.send(b"a" * 10, opts=_opts(c, True))
+    c.send(b"h" * 10, seq=c.snd + 100, opts=_opts(c, True))
+    c.recv()
+    sk = c.sk
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sk.max_window = 48                        # segments of at most 48 bytes
+    sk.snd_wnd = 1000
+    sk.sendmsg(b"z" * 200)
+    assert [len(s.payload) for s in c.recv()] == [48, 48, 48, 48, 8]
+
+
+def test_sending_data_turns_a_pending_persist_timer_into_the_rto():
+    """RFC 6298 5.1 / RFC 9293 3.8.6.1: once data is in flight the
+    retransmission timer runs, not the zero-window probe timer."""
+    c = passive_open()
+    sk = c.sk
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.send(window=0)
+    sk.sendmsg(b"p" * 10)
+    assert sk.pending == 3
+    sk.snd_wnd = 1000                        # (as if the window opened unseen)
+    c.host.now = 0.5
+    assert tcp_output.tcp_write_xmit(sk, 0.5) is True
+    assert len(c.recv()) == 1
+    assert sk.pending == 1 and sk.rtx_timer.when == pytest.approx(0.5 + sk.rto)
+
+
+def test_the_send_loop_records_that_cwnd_stopped_it():
+    """tcp_cwnd_validate: the congestion window, not the application, limited
+    the burst (is_cwnd_limited, for tcp_is_cwnd_limited); running out of data
+    does not set it."""
+    c = passive_open(syn_opts=TcpOptions(mss=1000))
+    sk = c.sk
+    sk.sendmsg(b"a" * 5000)
+    assert len(c.recv()) == 5 and not sk.is_cwnd_limited
+    sk.sendmsg(b"b" * 10_000)
+    assert len(c.recv()) == 5 and sk.is_cwnd_limited
+
+
+def test_outsegs_counts_every_segment_sent():
+    """RFC 4022 tcpOutSegs (Linux OutSegs): SYN-ACK, ACKs, data, FIN and RST,
+    each counted once, whichever path built it."""
+    c = passive_open()
+    c.sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.send(b"x")
+    c.sk.sendmsg(b"a" * 100)
+    c.sk.sendmsg(b"b" * 100)
+    c.sk.shutdown(socket.SHUT_WR)
+    c.peer.send(ACK, 5, 5, 0, sport=c.peer.port + 1)      # unknown connection: RST
+    assert c.host.mib["OutSegs"] == 1 + 1 + 2 + 1 + 1 == len(c.host.sent) + 1

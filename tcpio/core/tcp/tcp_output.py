@@ -149,24 +149,20 @@ def tcp_sack_option_len(sk: TcpSock) -> int:
 
 
 def _established_options(sk: TcpSock, now: float,
-                         datalen: int = 0) -> tuple[int, int, tuple[tuple[int, int], ...]]:
+                         datalen: int) -> tuple[int, int, tuple[tuple[int, int], ...]]:
     """tcp_established_options: (ts_val, ts_ecr, sack_blocks) for a segment
     after the handshake, flat as tcp_v4_xmit takes them (ts_val -1: no
-    timestamp).  Consumes the pending D-SACK block."""
-    if sk.tstamp_ok:
-        ts_val = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF
-        ts_ecr = sk.ts_recent
-    else:
-        ts_val = -1
-        ts_ecr = 0
+    timestamp, and ts_ecr is then ignored).  Consumes the pending D-SACK block."""
+    ts_val = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF if sk.tstamp_ok else -1
+    ts_ecr = sk.ts_recent
     if not sk.sack_ok or (sk.dsack is None and not sk.sack_blocks):
         return ts_val, ts_ecr, ()
     room = 3 if ts_val != -1 else 4
     # Never let the option push the segment past the MSS (IP would fragment
     # it): a segment sized before the SACK blocks existed (a retransmission)
-    # carries fewer of them.
+    # carries fewer of them (none with less than 12 bytes spare).
     spare = sk.mss_cache - datalen
-    room = min(room, (spare - 4) // 8) if spare >= 12 else 0
+    room = min(room, (spare - 4) // 8)
     lst = []
     if room > 0:
         if sk.dsack is not None:
