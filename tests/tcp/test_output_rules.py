@@ -589,18 +589,60 @@ def test_a_fin_is_retransmitted_with_the_data_it_rode_on():
 
 # --- the persist timer (zero window) -------------------------------------------------------
 
-def test_the_persist_timer_is_armed_when_data_waits_on_a_zero_window():
-    """RFC 9293 3.8.6.1 / RFC 1122 4.2.2.17: nothing in flight, data waiting,
-    window zero: the probe timer (ICSK_TIME_PROBE0) runs, at
-    max(RTO, rto_min) << backoff."""
+@pytest.mark.parametrize("n", [1, 10])
+def test_the_persist_timer_is_armed_when_data_waits_on_a_zero_window(n):
+    """RFC 9293 3.8.6.1 / RFC 1122 4.2.2.17: nothing in flight, data waiting
+    (even one byte), window zero: the probe timer (ICSK_TIME_PROBE0) runs,
+    at max(RTO, rto_min) << backoff."""
     c = passive_open()
     c.send(window=0)
     c.host.advance(1.0)
-    c.sk.sendmsg(b"z" * 10)
+    c.sk.sendmsg(b"z" * n)
     assert c.recv() == []
     sk = c.sk
     assert sk.pending == 3
     assert sk.rtx_timer.when == pytest.approx(1.0 + max(sk.rto, 0.2))
+
+
+def test_more_data_does_not_push_the_persist_timer_back():
+    """Linux tcp_check_probe_timer arms the timer only if none is pending:
+    the app writing more does not delay the next probe."""
+    c = passive_open()
+    c.send(window=0)
+    c.sk.sendmsg(b"z" * 10)
+    when = c.sk.rtx_timer.when
+    c.host.advance(0.1)
+    c.sk.sendmsg(b"y" * 10)
+    assert c.sk.rtx_timer.when == when and c.sk.pending == 3
+
+
+def test_the_cc_module_hears_of_transmission_after_idle():
+    """tcp_event_data_sent: the first segment with nothing in flight tells the
+    congestion control module (CA_EVENT_TX_START; CUBIC moves its epoch so
+    the idle time does not count as growth time); later segments do not."""
+    from tcpio.core.tcp.tcp_cong import CA_EVENT_TX_START
+
+    c = passive_open(syn_opts=TcpOptions(mss=1000))
+    sk = c.sk
+    events = []
+    real = sk.ca_ops
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def cwnd_event(self, tp, event, now=None):
+            events.append((event, now))
+            return real.cwnd_event(tp, event, now)
+
+    sk.ca_ops = Recorder()
+    c.host.advance(3.0)
+    sk.sendmsg(b"a" * 3000)
+    assert len(c.recv()) == 3
+    assert events == [(CA_EVENT_TX_START, 3.0)]
+    sk.sendmsg(b"b" * 1000)
+    c.recv()
+    assert events == [(CA_EVENT_TX_START, 3.0)]
 
 
 def test_the_persist_timer_is_armed_for_a_fin_alone():

@@ -416,9 +416,9 @@ def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
 
 def tcp_rearm_rto(sk: TcpSock, now: float) -> None:
     if not sk.packets_out:
+        # (sk.pending is read only while the timer is armed: no reset needed)
         if sk.pending == 1:
             sk.rtx_timer.cancel()
-            sk.pending = 0
         return
     sk.pending = 1
     sk.rtx_timer.arm(now + sk.rto)
