@@ -390,3 +390,130 @@ def test_connect_choosing_a_port_leaves_time_wait_alone_without_tw_reuse():
         c.host.tcp.socket().connect(REMOTE, RPORT)
     assert ei.value.errno == errno.EADDRNOTAVAIL
     assert _states(c) == ["TIME-WAIT"]
+
+
+# --- timestamps (RFC 7323) --------------------------------------------------------------
+TS0 = 100
+
+
+def _ts(v: int) -> TcpOptions:
+    return TcpOptions(ts_val=v, ts_ecr=0)
+
+
+def _ts_time_wait():
+    """TIME-WAIT with timestamps: the peer's TSvals were 100, 101 (handshake),
+    102 (ACK of our FIN), 103 (its FIN), all at t = 0.  ``c.tsv0`` is our
+    TSval at t = 0."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=TS0, ts_ecr=0))
+    c.sk.close()
+    [fin] = c.recv()
+    c.tsv0 = fin.opts.ts_val
+    c.window = fin.window
+    c.ack_all([fin])
+    c.send(opts=_ts(TS0 + 2))
+    c.send(flags=FIN | ACK, opts=_ts(TS0 + 3))
+    [ack] = c.recv()
+    assert _fields(ack) == _ack_from_tw(c)
+    assert (ack.opts.ts_val, ack.opts.ts_ecr) == (c.tsv0, TS0 + 3)
+    assert _states(c) == ["TIME-WAIT"]
+    return c
+
+
+def test_time_wait_ack_carries_our_clock_and_echoes_ts_recent():
+    """The time-wait ACK keeps the connection's timestamp clock (offset and
+    all: TSval grows by the milliseconds elapsed) and echoes TS.Recent."""
+    c = _ts_time_wait()
+    c.host.advance(2.5)
+    c.send(b"old", seq=c.snd - 10, opts=_ts(TS0 + 4))
+    [ack] = c.recv()
+    assert _fields(ack) == _ack_from_tw(c)
+    assert (ack.opts.ts_val, ack.opts.ts_ecr) == (c.tsv0 + 2500, TS0 + 3)
+
+
+def test_time_wait_bare_ack_with_a_newer_timestamp_updates_ts_recent():
+    c = _ts_time_wait()
+    c.send(opts=_ts(TS0 + 50))
+    assert c.recv() == []
+    c.send(b"old", seq=c.snd - 10, opts=_ts(TS0 + 51))
+    [ack] = c.recv()
+    assert ack.opts.ts_ecr == TS0 + 50
+
+
+def test_time_wait_paws_rejects_an_old_timestamp_even_at_rcv_nxt():
+    """RFC 7323 5.3: a TSval below TS.Recent is an old duplicate: ACKed,
+    counted (Linux 6.18: TcpExtPAWSTimewait), and it restarts TIME-WAIT."""
+    c = _ts_time_wait()
+    c.host.advance(30.0)
+    c.send(opts=_ts(TS0 + 2))
+    [ack] = c.recv()
+    assert _fields(ack) == _ack_from_tw(c) and ack.opts.ts_ecr == TS0 + 3
+    assert (c.host.mib["PAWSTimewait"], c.host.mib["PAWSEstabRejected"]) == (1, 0)
+    assert _gone_at(c, 90.0)
+
+
+def test_time_wait_paws_rejected_rst_does_not_end_it():
+    """Linux 6.18: an exact RST with an old TSval is rejected too (counted,
+    not answered); TIME-WAIT stays."""
+    c = _ts_time_wait()
+    c.send(flags=RST, opts=_ts(TS0 + 2))
+    assert c.recv() == []
+    assert _states(c) == ["TIME-WAIT"] and c.host.mib["PAWSTimewait"] == 1
+
+
+def test_time_wait_exact_rst_with_a_current_timestamp_ends_it():
+    c = _ts_time_wait()
+    c.send(flags=RST, opts=_ts(TS0 + 3))
+    assert _states(c) == []
+
+
+def test_syn_with_a_newer_timestamp_reopens_even_below_rcv_nxt():
+    """With timestamps a newer TSval is enough to tell a new incarnation
+    (Linux: RFC 1122's sequence test relaxed by PAWS)."""
+    c = _ts_time_wait()
+    c.peer.send(SYN, c.snd - 500, opts=TcpOptions(mss=1460, ts_val=TS0 + 10, ts_ecr=0))
+    [synack] = c.recv()
+    assert (synack.flags, synack.seq, synack.ack) == (SYN | ACK, c.rcv + 65537, c.snd - 499)
+    assert _states(c) == []
+
+
+def test_syn_with_the_same_timestamp_below_rcv_nxt_does_not_reopen():
+    c = _ts_time_wait()
+    c.peer.send(SYN, c.snd - 500, opts=TcpOptions(mss=1460, ts_val=TS0 + 3, ts_ecr=0))
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["TIME-WAIT"]
+
+
+def test_paws_rejected_syn_does_not_reopen_even_above_rcv_nxt():
+    c = _ts_time_wait()
+    c.peer.send(SYN, c.snd + 5000, opts=TcpOptions(mss=1460, ts_val=TS0, ts_ecr=0))
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+    assert _states(c) == ["TIME-WAIT"] and c.host.mib["PAWSTimewait"] == 1
+
+
+def test_fin_wait2_takes_ts_recent_from_the_peers_fin():
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=TS0, ts_ecr=0))
+    c.sk.close()
+    [fin] = c.recv()
+    c.window = fin.window
+    c.ack_all([fin])
+    c.send(opts=_ts(TS0 + 2))
+    assert _states(c) == ["FIN-WAIT-2"]
+    c.send(flags=FIN | ACK, opts=_ts(TS0 + 9))
+    [ack] = c.recv()
+    assert _fields(ack) == _ack_from_tw(c) and ack.opts.ts_ecr == TS0 + 9
+
+
+def test_fin_wait2_paws_rejected_segment_gets_an_ack_without_counting():
+    """Linux 6.18: in FIN-WAIT-2 an old TSval gets the ACK (TSecr unchanged)
+    and no PAWS counter moves."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=TS0, ts_ecr=0))
+    c.sk.close()
+    [fin] = c.recv()
+    c.window = fin.window
+    c.ack_all([fin])
+    c.send(opts=_ts(TS0 + 2))
+    c.send(b"x", seq=c.snd, opts=_ts(TS0 + 1))
+    [ack] = c.recv()
+    assert _fields(ack) == _ack_from_tw(c) and ack.opts.ts_ecr == TS0 + 2
+    assert _states(c) == ["FIN-WAIT-2"]
+    assert c.host.mib["PAWSTimewait"] == c.host.mib["PAWSEstabRejected"] == 0

@@ -193,7 +193,7 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
             (tw.tstamp_ok and opts.ts_val is not None and after(opts.ts_val, tw.ts_recent))):
         return TCP_TW_SYN
     if paws_reject:
-        tw.proto.host.mib["PAWSEstabRejected"] += 1
+        tw.proto.host.mib["PAWSTimewait"] += 1      # LINUX_MIB_PAWS_TW_REJECTED
     if not flags & TCPHDR_RST:
         # Anything else is re-ACKed (a retransmitted FIN: our ACK was lost).  It
         # restarts the clock when it has the ACK bit or failed PAWS; an ACK-less
