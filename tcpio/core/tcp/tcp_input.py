@@ -524,7 +524,7 @@ def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int) -
         elif sk.tstamp_ok and skb.opts.ts_ecr:
             rtt = (tcp_time_stamp(now) + sk.ts_off - skb.opts.ts_ecr) & 0xFFFFFFFF
             rtt = rtt / 1000.0 if rtt < 0x7FFFFFFF else None
-        if rtt is not None and rtt >= 0:
+        if rtt is not None:            # (never negative: sent before now)
             sk.rtt_est.sample(rtt)
             sk.rtt_est.reset_backoff()
             if not sk.min_rtt or rtt < sk.min_rtt:
