@@ -11,6 +11,7 @@ segments (RFC 6928).
 from __future__ import annotations
 
 from tcpio.core.settings import Settings
+from tcpio.core.tcp.tcp_cong import Reno
 from tcpio.core.tcp.tcp_states import (
     TCP_CA_DISORDER,
     TCP_CA_LOSS,
@@ -372,3 +373,34 @@ def test_sack_recovery_retransmits_a_second_hole_once_three_above_it_are_sacked(
         c.send(ack=base, opts=TcpOptions(sack_blocks=blocks))
         out.append([(s.seq - base) // mss for s in c.recv()])
     assert out == [[], [], [5], [12]]
+
+
+# --- the congestion module hears every state change (tcp_set_ca_state) ------------------
+class _Recording(Reno):
+    """A congestion module that records its set_state calls."""
+
+    def __init__(self) -> None:
+        self.states: list[int] = []
+
+    def set_state(self, tp, ca_state: int) -> None:
+        self.states.append(ca_state)
+
+
+def test_congestion_module_hears_disorder_recovery_and_open():
+    """Linux tcp_set_ca_state: ca_ops->set_state on every change of state."""
+    c = _open("reno")
+    c.sk.ca_ops = rec = _Recording()
+    base = _flight(c, 40)
+    for _ in range(3):
+        c.send(ack=base)
+    c.send(ack=c.sk.high_seq)
+    assert rec.states == [TCP_CA_DISORDER, TCP_CA_RECOVERY, TCP_CA_OPEN]
+
+
+def test_congestion_module_hears_loss_and_open():
+    c = _open("reno")
+    c.sk.ca_ops = rec = _Recording()
+    _flight(c, 40)
+    c.host.advance(c.sk.rtx_timer.when)
+    c.send(ack=c.sk.high_seq)
+    assert rec.states == [TCP_CA_LOSS, TCP_CA_OPEN]
