@@ -608,6 +608,17 @@ def test_send_takes_any_buffer_as_bytes():
     assert b"".join(s.payload for s in c.recv()) == arr.tobytes() + b"cd"
 
 
+def test_send_takes_a_multi_dimensional_buffer_whole():
+    """A C-contiguous 2-D buffer is its bytes in order, like any buffer
+    socket.send() accepts; a 2-D array of shorts counts 2 bytes a cell."""
+    c = passive_open(setup=lambda s: s.setsockopt(TCP, socket.TCP_NODELAY, 1))
+    grid = memoryview(b"abcdef").cast("B", (2, 3))
+    assert c.sk.sendmsg(grid) == 6
+    shorts = memoryview(array.array("H", [1, 2, 3, 4]).tobytes()).cast("H", (2, 2))
+    assert c.sk.sendmsg(shorts) == 8
+    assert b"".join(s.payload for s in c.recv()) == b"abcdef" + shorts.tobytes()
+
+
 def test_sequence_numbers_wrap_at_2_32():
     c = passive_open()
     c.sk.write_seq = c.sk.snd_nxt = c.sk.snd_una = c.sk.wq_seq = c.sk.snd_sml = 0xFFFFFFFE
