@@ -404,3 +404,17 @@ def test_congestion_module_hears_loss_and_open():
     c.host.advance(c.sk.rtx_timer.when)
     c.send(ack=c.sk.high_seq)
     assert rec.states == [TCP_CA_LOSS, TCP_CA_OPEN]
+
+
+def test_more_dupacks_than_segments_beyond_the_hole_do_not_start_recovery():
+    """Linux tcp_limit_reno_sacked: with three segments out and the first
+    lost, at most two duplicate ACKs can be real; a third (a duplicated ACK)
+    is not counted, so there is no fast retransmit."""
+    c = _open("reno")
+    c.sk.sendmsg(bytes(3 * MSS))
+    base = c.recv()[0].seq
+    for _ in range(4):
+        c.send(ack=base)
+    assert c.sk.sacked_out == 2
+    assert c.sk.ca_state == TCP_CA_DISORDER
+    assert c.host.mib["RetransSegs"] == 0
