@@ -659,14 +659,16 @@ def test_no_persist_timer_without_anything_to_send():
     assert c.sk.pending == 0 and not c.sk.rtx_timer.pending
 
 
-@pytest.mark.parametrize("backoff", [0, 1, 3, 9, 40])
+@pytest.mark.parametrize("backoff", [0, 1, 3, 9, 40, 2000])
 def test_probe_interval_backs_off_exponentially_up_to_rto_max(backoff):
     """tcp_probe0_when: tcp_probe0_base << icsk_backoff, at most tcp_rto_max."""
     c = passive_open()
     sk = c.sk
     sk.backoff = backoff
     base = max(sk.rto, c.host.settings.tcp_rto_min)
-    assert tcp_output.tcp_probe0_when(sk) == min(base * 2 ** backoff,
+    # (the backoff keeps counting while a peer holds its window at zero for
+    # hours; the interval stays rto_max, never a float overflow)
+    assert tcp_output.tcp_probe0_when(sk) == min(base * 2.0 ** min(backoff, 100),
                                                  c.host.settings.tcp_rto_max)
 
 
@@ -919,3 +921,47 @@ def test_outsegs_counts_every_segment_sent():
     c.sk.shutdown(socket.SHUT_WR)
     c.peer.send(ACK, 5, 5, 0, sport=c.peer.port + 1)      # unknown connection: RST
     assert c.host.mib["OutSegs"] == 1 + 1 + 2 + 1 + 1 == len(c.host.sent) + 1
+
+
+def test_a_peer_timestamp_of_zero_is_echoed_as_zero():
+    """RFC 7323 3.2: TSecr carries TS.Recent, whatever its value, 0 included
+    (here a request sock's ACK for an out-of-window segment, RFC 9293
+    3.10.7.4, built from a timestamp-only options record)."""
+    host = FakeHost()
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    ls.bind(0, 80)
+    ls.listen(8)
+    peer.send(SYN, 5000, 0, 65535, opts=TcpOptions(mss=1460, ts_val=0, ts_ecr=0))
+    synack = peer.recv_one()
+    assert synack.opts.ts_ecr == 0
+    peer.send(ACK, 5001 + 100_000, synack.seq + 1, 65535, b"far",
+              opts=TcpOptions(ts_val=0, ts_ecr=synack.opts.ts_val))
+    ack = peer.recv_one()
+    assert (ack.flags, ack.seq, ack.ack) == (ACK, synack.seq + 1, 5001)
+    assert (ack.opts.ts_val, ack.opts.ts_ecr) == (synack.opts.ts_val, 0)
+
+
+def test_a_one_byte_segment_is_retransmitted_with_its_byte():
+    c = passive_open()
+    c.sk.sendmsg(b"!")
+    first, = c.recv()
+    c.host.advance(c.host.now + c.sk.rto)
+    again, = c.recv()
+    assert again.key() == first.key() == (PSH | ACK, first.seq, c.snd, b"!")
+
+
+def test_a_retransmission_counts_in_flight_even_if_the_segment_was_sacked():
+    """RFC 6675 pipe: a retransmitted copy is in the network; retrans_out
+    counts it (TCPCB_SACKED_RETRANS) whatever else is marked on the segment
+    (here a SACK from a reneging receiver, then an RTO retransmits the head)."""
+    c = _sack_conn(True)
+    sk = c.sk
+    sk.sendmsg(b"s" * 100)
+    c.recv()
+    seg = sk.rtx[0]
+    seg.sacked = 1
+    sk.sacked_out = 1
+    tcp_output.tcp_retransmit_skb(sk, seg, c.host.now)
+    assert seg.sacked & 2 and sk.retrans_out == 1
+    assert sk.tcp_packets_in_flight == 1

@@ -457,7 +457,7 @@ def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
         start = seg.seq
         dlen = seq_diff(seg.end_seq, start) - (1 if seg.flags & TCPHDR_FIN else 0)
         off = seq_diff(start, sk.wq_seq)
-        payload = bytes(sk.wq[off:off + dlen]) if dlen > 0 else b""
+        payload = bytes(sk.wq[off:off + dlen])
         if payload:
             flags |= TCPHDR_PSH
     if not seg.sacked & 2:
