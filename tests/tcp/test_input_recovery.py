@@ -418,3 +418,13 @@ def test_more_dupacks_than_segments_beyond_the_hole_do_not_start_recovery():
     assert c.sk.sacked_out == 2
     assert c.sk.ca_state == TCP_CA_DISORDER
     assert c.host.mib["RetransSegs"] == 0
+
+
+def test_a_dupack_with_one_segment_out_is_not_counted():
+    """Linux tcp_limit_reno_sacked: with one segment outstanding it is the
+    hole; no duplicate ACK can stand for a segment that left the network."""
+    c = _open("reno")
+    c.sk.sendmsg(bytes(MSS))
+    base = c.recv()[0].seq
+    c.send(ack=base)
+    assert c.sk.sacked_out == 0 and c.sk.ca_state == TCP_CA_OPEN

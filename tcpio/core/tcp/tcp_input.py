@@ -590,7 +590,7 @@ def tcp_add_reno_sack(sk: TcpSock) -> None:
 def tcp_limit_reno_sacked(sk: TcpSock) -> None:
     holes = min(max(sk.lost_out, 1), sk.packets_out)
     if sk.sacked_out + holes > sk.packets_out:
-        sk.sacked_out = max(0, sk.packets_out - holes)
+        sk.sacked_out = sk.packets_out - holes    # (holes =< packets_out)
 
 
 def tcp_mark_head_lost(sk: TcpSock) -> None:
