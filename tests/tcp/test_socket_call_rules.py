@@ -7,6 +7,7 @@ or listening socket), and with exact segments where the call touches the wire.
 from __future__ import annotations
 
 import array
+import ctypes
 import errno
 import socket
 import struct
@@ -617,6 +618,32 @@ def test_send_takes_a_multi_dimensional_buffer_whole():
     shorts = memoryview(array.array("H", [1, 2, 3, 4]).tobytes()).cast("H", (2, 2))
     assert c.sk.sendmsg(shorts) == 8
     assert b"".join(s.payload for s in c.recv()) == b"abcdef" + shorts.tobytes()
+
+
+def test_send_takes_a_zero_dimensional_buffer_as_its_one_byte():
+    """A ctypes scalar is a 0-d buffer: socket.send() sends its bytes (a
+    socketpair agrees), so does sendmsg."""
+    a, b = socket.socketpair()
+    with a, b:
+        assert a.send(ctypes.c_ubyte(7)) == 1
+        assert b.recv(4) == b"\x07"
+    c = passive_open(setup=lambda s: s.setsockopt(TCP, socket.TCP_NODELAY, 1))
+    assert c.sk.sendmsg(ctypes.c_ubyte(7)) == 1
+    assert [s.payload for s in c.recv()] == [b"\x07"]
+
+
+def test_send_that_copies_nothing_sets_no_urgent_mark():
+    """tcp_sendmsg marks urgent data (MSG_OOB) only in tcp_push, which runs
+    only when something was copied: a full buffer or empty data leaves urgent
+    mode alone."""
+    c = passive_open(setup=lambda s: s.setsockopt(SOL, socket.SO_SNDBUF, 1))
+    assert c.sk.sendmsg(b"", socket.MSG_OOB) == 0
+    assert c.sk.snd_up is None
+    assert c.sk.sendmsg(b"x" * c.sk.sndbuf) == c.sk.sndbuf
+    c.recv()
+    assert c.sk.sendmsg(b"y", socket.MSG_OOB) == 0
+    assert c.sk.snd_up is None
+    assert all(not s.flags & URG for s in c.recv())
 
 
 def test_sequence_numbers_wrap_at_2_32():
