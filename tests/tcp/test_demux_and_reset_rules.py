@@ -433,3 +433,28 @@ def test_connections_shows_time_wait_with_its_remaining_time():
     [tw] = [r for r in c.host.tcp.connections() if r.state == "TIME-WAIT"]
     assert (tw.local, tw.remote, tw.recv_q, tw.send_q, tw.timer) == (
         "10.0.0.1:80", "10.0.0.2:49500", 0, 0, "timewait(50.000s)")
+
+
+class RoutelessHost(FakeHost):
+    """A FakeHost whose route to the peer can be taken away."""
+
+    routed = True
+
+    def route_lookup(self, dst: int):
+        if not self.routed:
+            raise OSError(errno.ENETUNREACH, "no route")
+        return super().route_lookup(dst)
+
+
+def test_handshake_finishing_without_a_route_falls_back_to_536_bytes():
+    """With no route (so no path MTU) the MSS is the RFC 1122 / RFC 879
+    default: 576-byte datagrams, 536 bytes of data."""
+    host = RoutelessHost()
+    peer = Peer(host)
+    sk = _connect(host)
+    [syn] = peer.recv()
+    peer.lport = syn.sport
+    host.routed = False
+    peer.send(SYN | ACK, PEER_ISS, syn.seq + 1, opts=TcpOptions(mss=1460))
+    assert sk.state == TCP_ESTABLISHED
+    assert sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 536

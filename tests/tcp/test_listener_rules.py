@@ -13,7 +13,10 @@ import errno
 import socket
 
 import pytest
+from scapy.layers.inet import IP
 
+from tcpio.core.addr import ip_aton
+from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.secure_seq import secure_tcp_seq, secure_tcp_ts_off
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
@@ -31,6 +34,8 @@ from .helpers import (
     FakeHost,
     Peer,
     TcpOptions,
+    parse,
+    wire,
 )
 
 
@@ -339,3 +344,71 @@ def test_child_of_a_keepalive_listener_probes_after_keepidle():
     assert p.recv() == []
     host.advance(100.1)
     assert [s.key() for s in p.recv()] == [(ACK, synack.seq, PEER_ISS + 1, b"")]
+
+
+# --- no route back to the peer (a real Host) ----------------------------------------
+class RoutedHost:
+    """A Host at 10.0.0.2/24 on an IP link, with a default route via
+    10.0.0.1 that tests remove; peers far away at 192.168.9.9."""
+
+    FAR = "192.168.9.9"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.h = Host("h", seed=1, settings=settings or Settings())
+        self.h.debug = True
+        self.h.add_interface("tun0", link="ip")
+        self.h.add_address(1, ip_aton("10.0.0.2"), 24)
+        self.h.add_route(0, 0, ip_aton("10.0.0.1"))
+        self.h.take_output()
+        self.ls = self.h.tcp.socket()
+        self.ls.bind(0, LPORT)
+        self.ls.listen(8)
+
+    def send(self, flags: int, seq: int, ack: int = 0, opts=None) -> list:
+        seg = wire.build_tcp(ip_aton(self.FAR), ip_aton("10.0.0.2"), RPORT, LPORT,
+                             seq, ack, flags, 8000, opts, b"")
+        self.h.receive(1, bytes(IP(src=self.FAR, dst="10.0.0.2", proto=6) / seg), self.h.now)
+        return [parse(f[20:]) for _, f in self.h.take_output()]
+
+    def unroute(self) -> None:
+        self.h.remove_route(0, 0)
+
+    def reroute(self) -> None:
+        self.h.add_route(0, 0, ip_aton("10.0.0.1"))
+
+
+def test_syn_from_a_peer_we_cannot_route_to_leaves_no_state():
+    """tcp_conn_request: when inet_csk_route_req finds no route the SYN is
+    dropped (ListenDrops): no request, no SYN-ACK retransmitted into the void."""
+    r = RoutedHost()
+    r.unroute()
+    assert r.send(SYN, PEER_ISS) == []
+    assert len(r.ls.syn_queue) == 0 and r.h.mib["ListenDrops"] == 1
+    r.h.poll(10.0)
+    assert r.h.mib["TCPSynRetrans"] == 0
+
+
+def test_third_ack_after_the_route_went_away_is_dropped_and_the_request_kept():
+    """tcp_v4_syn_recv_sock: no route for the child -> no child, a listen
+    drop; the request stays, and the ACK gets in once the route is back."""
+    r = RoutedHost()
+    [synack] = r.send(SYN, PEER_ISS)
+    r.unroute()
+    assert r.send(ACK, PEER_ISS + 1, synack.seq + 1) == []
+    assert r.ls.accept() is None and len(r.ls.syn_queue) == 1
+    assert (r.h.mib["ListenDrops"], r.h.mib["ListenOverflows"]) == (1, 0)
+    r.reroute()
+    r.send(ACK, PEER_ISS + 1, synack.seq + 1)
+    assert r.ls.accept() is not None
+
+
+def test_cookie_ack_from_a_peer_we_cannot_route_to_is_dropped_silently():
+    r = RoutedHost(Settings(tcp_syncookies=2))
+    [synack] = r.send(SYN, PEER_ISS)
+    r.unroute()
+    assert r.send(ACK, PEER_ISS + 1, synack.seq + 1) == []
+    assert r.ls.accept() is None
+    assert (r.h.mib["SyncookiesRecv"], r.h.mib["SyncookiesFailed"]) == (1, 0)
+    r.reroute()
+    r.send(ACK, PEER_ISS + 1, synack.seq + 1)
+    assert r.ls.accept() is not None

@@ -230,3 +230,12 @@ def test_fragmentation_needed_about_data_we_never_sent_is_ignored():
     w.icmp(3, 4, _ours(LPORT, RPORT, snd + 1), mtu=1000)
     assert sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 1460
     assert w.mib["OutOfWindowIcmps"] == 1
+
+
+def test_fragmentation_needed_with_no_route_left_changes_nothing():
+    """inet_csk_update_pmtu finds no route: the MSS stays."""
+    w, sk, snd = _established()
+    w.h.remove_route(ip_aton("10.0.0.0"), 24)
+    w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1000)
+    assert sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 1460
+    assert sk.state == TCP_ESTABLISHED

@@ -336,6 +336,12 @@ class TcpProto:
             want_cookie = True
         if self.acceptq_overflow(listener):
             return
+        try:
+            host.route_lookup(iph.src)
+        except OSError:
+            # inet_csk_route_req: no way to answer; keep no state for it.
+            mib["ListenDrops"] += 1
+            return
         opts = skb.opts
         req = RequestSock(listener, iph.dst, skb.th.dport, iph.src, skb.th.sport)
         req.rcv_isn = skb.seq
@@ -403,6 +409,10 @@ class TcpProto:
             mib["SyncookiesFailed"] += 1
             return listener
         mib["SyncookiesRecv"] += 1
+        try:
+            host.route_lookup(raddr)
+        except OSError:
+            return None             # no way back to the client: drop (Linux)
         req = RequestSock(listener, laddr, lport, raddr, rport)
         req.rcv_isn = client_isn
         req.snt_isn = cookie
@@ -422,14 +432,21 @@ class TcpProto:
             req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
         advmss = self.advmss_for(raddr, listener.user_mss)
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
-        if self.acceptq_overflow(listener):
-            return None
         req.dead = True   # never hashed
         return self.tcp_v4_syn_recv_sock(listener, req, skb, now)
 
     def tcp_v4_syn_recv_sock(self, listener: TcpSock, req: RequestSock, skb: Skb,
-                             now: float) -> TcpSock:
-        """The third ACK: create the child, hash it, queue it for accept()."""
+                             now: float) -> TcpSock | None:
+        """The third ACK: create the child, hash it, queue it for accept().
+        None, counted as a listen drop, when the accept queue is full or the
+        route back to the peer has gone (inet_csk_route_child_sock)."""
+        if self.acceptq_overflow(listener):
+            return None
+        try:
+            self.host.route_lookup(req.raddr)
+        except OSError:
+            self.host.mib["ListenDrops"] += 1
+            return None
         child = tcp_create_openreq_child(self, listener, req, now)
         # The third ACK's window, scaled, is the first SND.WND and MAX.SND.WND
         # (the SYN's is unscaled and stale; Linux tcp_create_openreq_child).
@@ -582,7 +599,11 @@ class TcpProto:
             # tcp_v4_mtu_reduced: the host has learned the path MTU (floored at
             # min_pmtu); the route's MTU now bounds the MSS of new segments.
             from .tcp_output import tcp_sync_mss
-            tcp_sync_mss(sk, self.route_mtu(sk.raddr))
+            try:
+                mtu = self.host.route_lookup(sk.raddr).mtu
+            except OSError:
+                return              # no route to update (inet_csk_update_pmtu)
+            tcp_sync_mss(sk, mtu)
             return
         if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
             sk.sk_err = errno_

@@ -312,15 +312,13 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
         return None
     if not flags & TCPHDR_ACK:
         return None
-    listener = req.listener
-    if proto.acceptq_overflow(listener):
-        # sk_acceptq_is_full with tcp_abort_on_overflow = 0: drop, let the
-        # client retransmit (the request stays in the SYN queue).
-        if host.settings.tcp_abort_on_overflow:
-            proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
-            proto.reqsk_drop(req)
-        return None
-    return proto.tcp_v4_syn_recv_sock(listener, req, skb, now)
+    child = proto.tcp_v4_syn_recv_sock(req.listener, req, skb, now)
+    if child is None and host.settings.tcp_abort_on_overflow:
+        # No child (a full accept queue): with tcp_abort_on_overflow = 0 the
+        # request stays and the client's retransmitted ACK may get in later.
+        proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
+        proto.reqsk_drop(req)
+    return child
 
 
 def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock,
