@@ -195,6 +195,15 @@ def test_a_contended_connect_moves_the_slot_past_the_ports_it_probed():
     assert connect(h) == at(24)
     # The next connect does not come back to the probed ports: it starts at +26.
     assert connect(h) == at(26)
+    # That one probed nothing, so its step is the random one alone: the same
+    # as the second step of a table with the same secret and no contention.
+    twin = hinfo(low, high)
+    ports = [connect(twin) for _ in range(3)]
+    step = ports[2] - ports[1]
+    assert connect(h) == at(26 + step)
+    # (Sensitive to an off-by-one in the probe count: the start is even and
+    # the random step is not the smallest.)
+    assert ((raw_offset(DST) >> 32) % (high + 1 - low)) % 2 == 0 and step >= 4
 
 
 def bind0_at(h: InetHashInfo, port: int) -> str:
