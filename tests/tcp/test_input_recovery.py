@@ -153,6 +153,7 @@ def test_ack_of_the_recovery_point_ends_recovery_with_cwnd_at_ssthresh():
     c = _open("reno")
     base = _enter_recovery(c)
     c.sk.snd_cwnd = 9            # whatever the window did meanwhile
+    c.sk.snd_cwnd_cnt = 3        # and a count left over from before the loss
     c.send(ack=base + 12 * MSS)
     assert c.sk.ca_state == TCP_CA_OPEN
     assert c.sk.sacked_out == 0 and c.sk.lost_out == 0 and c.sk.retrans_out == 0
@@ -428,3 +429,25 @@ def test_a_dupack_with_one_segment_out_is_not_counted():
     base = c.recv()[0].seq
     c.send(ack=base)
     assert c.sk.sacked_out == 0 and c.sk.ca_state == TCP_CA_OPEN
+
+
+class _TinySsthresh(_Recording):
+    """A module whose ssthresh is below RFC 5681's floor of two segments."""
+
+    def ssthresh(self, tp) -> int:
+        return 1
+
+
+def test_cwnd_in_and_after_recovery_is_at_least_two_segments():
+    """RFC 5681 3.2 (ssthresh >= 2 * SMSS): whatever the module says, fast
+    recovery runs with, and ends at, a window of at least two segments."""
+    c = _open("reno")
+    c.sk.ca_ops = _TinySsthresh()
+    base = _enter_recovery(c)
+    assert c.sk.snd_cwnd == 2
+    c.sk.snd_cwnd = 7
+    c.send(ack=base + 12 * MSS)
+    assert c.sk.ca_state == TCP_CA_OPEN
+    # cwnd = 2, then congestion avoidance (cwnd >= ssthresh) for the 12
+    # segments acked: + 12 // 2, nothing left over
+    assert (c.sk.snd_cwnd, c.sk.snd_cwnd_cnt) == (8, 0)

@@ -635,7 +635,7 @@ def _tcp_retransmit_head(sk: TcpSock, now: float) -> None:
 
 
 def tcp_end_recovery(sk: TcpSock, now: float) -> None:
-    sk.snd_cwnd = max(sk.snd_ssthresh, 2) if sk.snd_ssthresh < 0x7FFFFFFF else sk.snd_cwnd
+    sk.snd_cwnd = max(sk.snd_ssthresh, 2)    # (tcp_enter_recovery set ssthresh)
     sk.snd_cwnd_cnt = 0
     if not sk.sack_ok:
         sk.sacked_out = 0
