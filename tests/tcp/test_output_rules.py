@@ -965,3 +965,95 @@ def test_a_retransmission_counts_in_flight_even_if_the_segment_was_sacked():
     tcp_output.tcp_retransmit_skb(sk, seg, c.host.now)
     assert seg.sacked & 2 and sk.retrans_out == 1
     assert sk.tcp_packets_in_flight == 1
+
+
+@pytest.mark.parametrize("timestamps", [1, 0])
+def test_a_segment_one_byte_over_the_mtu_is_fragmented_not_sent_whole(timestamps):
+    """The burst path (tcp_fast.write_xmit) takes only segments whose
+    datagram (20 + 20 + 12 with timestamps + MSS) fits the route MTU; when
+    the interface MTU drops one byte under a connection's MSS the segments
+    go to ip_output and are fragmented: no datagram on the wire exceeds
+    the MTU (RFC 791)."""
+    from tcpio.core.sim import VirtualNetwork
+
+    from .helpers import sim_connect
+    net = VirtualNetwork(seed=4)
+    a, b = net.host("a"), net.host("b")
+    a.settings.tcp_timestamps = b.settings.tcp_timestamps = timestamps
+    link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = sim_connect(net, a, b)
+    assert c.mss_cache == (1448 if timestamps else 1460)
+    a.set_mtu(1, 1499)
+    data = bytes(range(256)) * 40
+    sent = [0]
+    got = bytearray()
+
+    def pump() -> bool:
+        if sent[0] < len(data):
+            sent[0] += c.sendmsg(memoryview(data)[sent[0]:])
+        while s.readable():
+            got.extend(s.recvmsg(1 << 20))
+        return len(got) == len(data)
+
+    start = len(link.capture)
+    assert net.run_until(pump, 60)
+    assert bytes(got) == data
+    assert a.mib["FragCreates"] > 0
+    ip_lengths = [int.from_bytes(f[16:18], "big") for _t, f in link.capture[start:]
+                  if f[12:14] == b"\x08\x00"]
+    assert max(ip_lengths) <= 1499
+
+
+@pytest.mark.parametrize("timestamps", [1, 0])
+def test_full_size_data_segments_take_the_burst_path(monkeypatch, timestamps):
+    """docs/internals.md: tcp_write_xmit hands plain data to the compiled
+    loop (tcp_fast.write_xmit) when the route takes whole frames; a full
+    segment (20 + 20 [+ 12] + MSS = the MTU) fits exactly, with or without
+    timestamps, so a clean bulk transfer goes out that way."""
+    from tcpio.core.sim import VirtualNetwork
+
+    from .helpers import sim_connect
+    real = tcp_output._tcp_fast
+    burst = [0]
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def write_xmit(self, *args):
+            n = real.write_xmit(*args)
+            burst[0] += n
+            return n
+
+    monkeypatch.setattr(tcp_output, "_tcp_fast", Counting())
+    net = VirtualNetwork(seed=5)
+    a, b = net.host("a"), net.host("b")
+    a.settings.tcp_timestamps = b.settings.tcp_timestamps = timestamps
+    net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = sim_connect(net, a, b)
+    data = bytes(300_000)
+    sent = [0]
+    got = [0]
+
+    def pump() -> bool:
+        if sent[0] < len(data):
+            sent[0] += c.sendmsg(memoryview(data)[sent[0]:])
+        while s.readable():
+            got[0] += len(s.recvmsg(1 << 20))
+        return got[0] == len(data)
+
+    assert net.run_until(pump, 60)
+    assert burst[0] >= 0.9 * len(data) / c.mss_cache
+
+
+def test_an_abort_with_an_error_reports_it():
+    """tcp_abort_with_reset(sk, now, err): RST to the peer, the sock closed,
+    and ``err`` pending for the user (sk_err)."""
+    import errno
+    c = passive_open()
+    tcp_output.tcp_abort_with_reset(c.sk, c.host.now, errno.ECONNABORTED)
+    assert [s.flags for s in c.recv()] == [RST | ACK]
+    assert c.sk.state == TCP_CLOSE and c.sk.sk_err == errno.ECONNABORTED
+    c = passive_open()
+    tcp_output.tcp_abort_with_reset(c.sk, c.host.now, 0)
+    assert c.sk.state == TCP_CLOSE and c.sk.sk_err == 0
