@@ -201,7 +201,7 @@ class InetHashInfo:
                         tb = self.bhash.get(port)
                         if tb is None:
                             tb = self.bhash[port] = InetBindBucket(port)
-                            return tb
+                        # (a new, empty bucket never conflicts)
                         if not self._bind_conflict(sk, addr, tb, relax=False):
                             return tb
                         port += 2
