@@ -651,3 +651,30 @@ def test_old_duplicate_below_the_window_restarts_quickack_mode():
     assert len(c.recv()) == 1
     c.send(b"y" * 10)
     assert len(c.recv()) == 1             # quick-ACK: not delayed
+
+
+def test_simultaneous_open_remembers_the_window_of_the_peer_syn():
+    """MAX.SND.WND (Linux max_window) counts every window the peer offered,
+    the SYN's too: segments are only cut to half of it (tcp_bound_to_half_wnd)."""
+    _host, peer, sk, syn = _syn_sent()
+    peer.send(SYN, PEER_ISS, window=60000, opts=TcpOptions(mss=1460))
+    peer.recv_one()
+    peer.send(SYN | ACK, PEER_ISS, syn.seq + 1, window=2000)
+    assert sk.max_window == 60000 and sk.snd_wnd == 2000
+    sk.sendmsg(b"x" * 3000)
+    assert [len(s.payload) for s in peer.recv()] == [1460]
+
+
+def test_active_open_guesses_the_peer_segment_size_from_its_mss():
+    """Linux tcp_initialize_rcv_mss: the receiver's guess of the peer's
+    segment size starts at min(MSS, 536); two such segments get an ACK at once."""
+    _host, peer, sk, syn = _syn_sent()
+    peer.send(SYN | ACK, PEER_ISS, syn.seq + 1, opts=TcpOptions(mss=200))
+    peer.recv()
+    assert sk.rcv_mss == 200
+    sk.quick = 0
+    sk.got_data = True
+    peer.send(ACK, PEER_ISS + 1, syn.seq + 1, payload=b"a" * 200)
+    assert peer.recv() == []                  # one segment: the ACK waits
+    peer.send(ACK, PEER_ISS + 201, syn.seq + 1, payload=b"b" * 200)
+    assert [s.ack for s in peer.recv()] == [PEER_ISS + 401]
