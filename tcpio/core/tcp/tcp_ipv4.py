@@ -123,8 +123,10 @@ class TcpProto:
 
     @staticmethod
     def _initial_rcv_wnd(rcvbuf: int, mss: int) -> int:
+        """tcp_select_initial_window: the buffer, at most 65535 (a SYN's window
+        is not scaled), rounded down to whole segments when one fits."""
         space = min(rcvbuf, 65535)
-        return max(space // mss * mss, mss) if space >= mss else space
+        return space // mss * mss or space
 
     def challenge_ack_allowed(self, now: float) -> bool:
         """RFC 5961 7: the host-wide challenge-ACK budget, tcp_challenge_ack_limit
@@ -624,25 +626,22 @@ class TcpProto:
 
     # --- ss -tan ------------------------------------------------------------------------------
     def connections(self) -> list[ConnRow]:
+        """``ss -tan``: the listeners, then everything in ehash (each once)."""
         rows = []
         now = self.host.now
-        seen = set()
         for lst in list(self.hashinfo.lhash.values()):
             for sk in lst:
                 rows.append(ConnRow("LISTEN", f"{_addr(sk.laddr)}:{sk.lport}", "0.0.0.0:*",
                                     len(sk.accept_queue), sk.max_ack_backlog, ""))
-                seen.add(id(sk))
         for sk in list(self.hashinfo.ehash):
-            if id(sk) in seen:
-                continue
-            seen.add(id(sk))
+            # a hashed request or time-wait sock always has its timer armed
             if isinstance(sk, TimeWaitSock):
                 name = STATE_NAMES[sk.substate]
                 timer = _timer_str("timewait", sk.timer, now)
                 rq = sq = 0
             elif isinstance(sk, RequestSock):
                 name = STATE_NAMES[TCP_NEW_SYN_RECV]
-                timer = _timer_str("on", sk.timer, now) if sk.timer else ""
+                timer = _timer_str("on", sk.timer, now)
                 rq = sq = 0
             else:
                 name = STATE_NAMES.get(sk.state, str(sk.state))
@@ -664,6 +663,5 @@ def _addr(ip: int) -> str:
 
 
 def _timer_str(kind: str, timer: Any, now: float) -> str:
-    if timer is None or timer.when is None:
-        return ""
+    """An armed timer as ss shows it (0 when due but not run yet)."""
     return f"{kind}({max(timer.when - now, 0.0):.3f}s)"

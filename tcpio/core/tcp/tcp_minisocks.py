@@ -238,9 +238,10 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
                       wscale=req.rcv_wscale if req.wscale_ok else None,
                       sack_ok=req.sack_ok, ts_val=ts,
                       ts_ecr=req.ts_recent if ts is not None else None)
+    # RFC 7323 2.2: a SYN's window is never scaled; req.rcv_wnd is at most
+    # 65535 by construction (TcpProto._initial_rcv_wnd).
     tcp_v4_send(proto.host, req.laddr, req.raddr, req.lport, req.rport, req.snt_isn,
-                (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_SYN | TCPHDR_ACK,
-                min(req.rcv_wnd, 65535), opts)
+                (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_SYN | TCPHDR_ACK, req.rcv_wnd, opts)
 
 
 def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
@@ -265,7 +266,7 @@ def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None
     negotiated."""
     tcp_v4_send(proto.host, req.laddr, req.raddr, req.lport, req.rport,
                 (req.snt_isn + 1) & 0xFFFFFFFF, (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_ACK,
-                min(req.rcv_wnd >> req.rcv_wscale, 65535),
+                req.rcv_wnd >> req.rcv_wscale,
                 _ts_opts(now, req.ts_off, req.ts_recent) if req.tstamp_ok else None)
 
 
