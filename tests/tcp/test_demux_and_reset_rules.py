@@ -38,6 +38,7 @@ from .helpers import (
     FakeHost,
     Peer,
     TcpOptions,
+    active_open,
     parse,
     passive_open,
 )
@@ -458,3 +459,27 @@ def test_handshake_finishing_without_a_route_falls_back_to_536_bytes():
     peer.send(SYN | ACK, PEER_ISS, syn.seq + 1, opts=TcpOptions(mss=1460))
     assert sk.state == TCP_ESTABLISHED
     assert sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 536
+
+
+@pytest.mark.parametrize("maxseg,size", [(0, 536), (1000, 1000)])
+def test_synack_without_an_mss_option_means_536_or_our_maxseg(maxseg, size):
+    """RFC 9293 3.7.1: with no MSS option the send MSS MUST be 536; Linux
+    (tcp_v4_connect / tcp_connect_init) takes TCP_MAXSEG instead when set.
+    Linux 6.18 sends 536- (or 1000-) byte segments here."""
+    def setup(sk):
+        if maxseg:
+            sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, maxseg)
+        sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c = active_open(setup=setup)
+    c.sk.sendmsg(b"d" * 3000)
+    sizes = [len(s.payload) for s in c.recv() if s.payload]
+    assert sizes[0] == size and all(n <= size for n in sizes)
+
+
+@pytest.mark.parametrize("timestamps,mss", [(0, 536), (1, 524)])
+def test_mss_while_connecting_is_536_less_the_timestamp(timestamps, mss):
+    """getsockopt(TCP_MAXSEG) in SYN-SENT: tcp_sync_mss with the default
+    clamp, less 12 bytes when timestamps are on (Linux 6.18: 536 / 524)."""
+    host = FakeHost(settings=Settings(tcp_timestamps=timestamps))
+    sk = _connect(host)
+    assert sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == mss

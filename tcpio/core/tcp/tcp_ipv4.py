@@ -24,7 +24,7 @@ from .syncookies import (
     cookie_v4_check,
     cookie_v4_init_sequence,
 )
-from .tcp_input import Skb, tcp_rcv_established, tcp_rcv_state_process
+from .tcp_input import Skb, tcp_initialize_rcv_mss, tcp_rcv_established, tcp_rcv_state_process
 from .tcp_minisocks import (
     TCP_TW_ACK,
     TCP_TW_RST,
@@ -38,7 +38,7 @@ from .tcp_minisocks import (
     tcp_timewait_state_process,
     tcp_tw_isn,
 )
-from .tcp_output import tcp_connect, tcp_time_stamp, tcp_v4_send
+from .tcp_output import tcp_connect, tcp_sync_mss, tcp_time_stamp, tcp_v4_send
 from .tcp_states import (
     SHUTDOWN_MASK,
     STATE_NAMES,
@@ -183,11 +183,13 @@ class TcpProto:
         sk.sack_ok = bool(st.tcp_sack)
         sk.tstamp_ok = bool(st.tcp_timestamps)
         sk.advmss = self.advmss_for(addr, sk.user_mss)
-        if sk.user_mss:
-            sk.mss_clamp = sk.user_mss      # tcp_connect_init
-        sk.mss_cache = min(sk.advmss, TCP_MSS_DEFAULT)
-        sk.rcv_mss = sk.mss_cache
+        # tcp_v4_connect / tcp_connect_init: until the SYN-ACK's MSS option
+        # says otherwise the peer takes RFC 9293 3.7.1's 536 (or TCP_MAXSEG):
+        # a SYN-ACK without the option leaves it so.
+        sk.mss_clamp = sk.user_mss or TCP_MSS_DEFAULT
+        tcp_sync_mss(sk, rt.mtu)
         sk.rcv_wnd = self._initial_rcv_wnd(sk.rcvbuf, sk.advmss)
+        tcp_initialize_rcv_mss(sk)
         if not sk.iss:
             sk.iss = secure_tcp_seq(host.secret, sk.laddr, sk.lport, addr, port, now)
         sk.ts_off = secure_tcp_ts_off(host.secret, sk.laddr, addr) if sk.tstamp_ok else 0
