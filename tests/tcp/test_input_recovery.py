@@ -451,3 +451,15 @@ def test_cwnd_in_and_after_recovery_is_at_least_two_segments():
     # cwnd = 2, then congestion avoidance (cwnd >= ssthresh) for the 12
     # segments acked: + 12 // 2, nothing left over
     assert (c.sk.snd_cwnd, c.sk.snd_cwnd_cnt) == (8, 0)
+
+
+def test_partial_ack_inside_the_retransmitted_segment_resends_the_rest():
+    """RFC 6582 3.2 step 5: the first unacknowledged segment is retransmitted
+    on a partial ACK, also when it is the retransmitted one, cut at the ACK."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    c.send(ack=base + 100)
+    segs = [s for s in c.recv() if s.payload]
+    assert [(s.seq, len(s.payload)) for s in segs] == [(base + 100, MSS - 100)]
+    assert c.host.mib["RetransSegs"] == 2
+    assert (c.sk.retrans_out, c.sk.lost_out) == (1, 1)

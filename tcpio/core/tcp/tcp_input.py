@@ -599,13 +599,13 @@ def tcp_mark_head_lost(sk: TcpSock) -> None:
         if seg.sacked & 1:
             continue
         if not seg.sacked & 4:
-            if seg.sacked & 2:
-                # already retransmitted once: retransmit again (NewReno hole)
-                seg.sacked &= ~2
-                sk.retrans_out -= 1
+            # (never retransmitted yet: every retransmission is of a segment
+            # marked lost, and tcp_enter_loss marks them all)
             seg.sacked |= 4
             sk.lost_out += 1
         elif seg.sacked & 2 and not sk.sack_ok:
+            # NewReno: a partial ACK inside the retransmitted head: send the
+            # rest of it again
             seg.sacked &= ~2
             sk.retrans_out -= 1
         break
