@@ -108,7 +108,7 @@ class TcpProto:
         option, the request's initial window and the child's advmss with it.
         """
         advmss = max(self.route_mtu(raddr) - 40, IP_RT_MIN_ADVMSS)
-        return user_mss if user_mss and user_mss < advmss else advmss
+        return min(user_mss, advmss) if user_mss else advmss
 
     def _rcv_wscale(self, rcvbuf: int) -> int:
         """tcp_select_initial_window: enough scale for the largest buffer."""
