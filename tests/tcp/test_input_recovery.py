@@ -463,3 +463,18 @@ def test_partial_ack_inside_the_retransmitted_segment_resends_the_rest():
     assert [(s.seq, len(s.payload)) for s in segs] == [(base + 100, MSS - 100)]
     assert c.host.mib["RetransSegs"] == 2
     assert (c.sk.retrans_out, c.sk.lost_out) == (1, 1)
+
+
+def test_duplicate_ack_taken_by_header_prediction_is_counted():
+    """The compiled receive path hands predicted bare ACKs to tcp_ack through
+    tcp_ack_predicted: a duplicate ACK that way counts like any other
+    (RFC 5681 2: no data, no window change, data outstanding)."""
+    from tcpio.core.tcp import tcp_input
+    c = _open("reno")
+    base = _flight(c, 40)
+    sk = c.sk
+    taken = tcp_input._tcp_fast.rcv_established(
+        sk, c.snd, base, sk.snd_wnd >> sk.snd_wscale, False, 0, 0, b"", c.host.now)
+    assert taken
+    assert sk.ca_state == TCP_CA_DISORDER and sk.sacked_out == 1
+    assert _segno(c.recv(), base) == [10]        # limited transmit (RFC 3042)
