@@ -478,3 +478,15 @@ def test_duplicate_ack_taken_by_header_prediction_is_counted():
     assert taken
     assert sk.ca_state == TCP_CA_DISORDER and sk.sacked_out == 1
     assert _segno(c.recv(), base) == [10]        # limited transmit (RFC 3042)
+
+
+def test_full_ack_with_new_data_still_out_forgets_the_dupacks():
+    """RFC 6582 3.2 step 3 / Linux tcp_reset_reno_sack: leaving recovery
+    clears Reno's duplicate-ACK count even when segments sent during
+    recovery (beyond the recovery point) are still in flight."""
+    c = _open("reno")
+    base = _enter_recovery(c)
+    assert _dupacks(c, base, 6)[-2:] == [[12], [13]]
+    c.send(ack=base + 12 * MSS)                   # the recovery point exactly
+    assert c.sk.packets_out >= 2                  # 12 and 13 (and what this ACK sent)
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0

@@ -239,3 +239,13 @@ def test_receiver_rtt_sample_has_a_floor_of_one_millisecond():
     ours = (int(c.host.now * 1000) + c.sk.ts_off) & 0xFFFFFFFF
     c.send(b"r" * 10, opts=TcpOptions(ts_val=200, ts_ecr=ours), window=60000)
     assert c.sk.rcv_rtt == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(("age", "taken"), [(0x7FFFFFFE, True), (0x7FFFFFFF, False)])
+def test_receiver_rtt_takes_echoes_up_to_half_the_timestamp_space(age, taken):
+    """An echo is a measurement only while now - TSecr < 2**31 ms."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, ts_val=100, ts_ecr=0))
+    ours = (int(c.host.now * 1000) + c.sk.ts_off) & 0xFFFFFFFF
+    c.send(b"r" * 10, opts=TcpOptions(ts_val=200, ts_ecr=(ours - age) & 0xFFFFFFFF),
+           window=60000)
+    assert c.sk.rcv_rtt == (pytest.approx(age / 1000.0) if taken else 0)
