@@ -316,8 +316,7 @@ class TcpProto:
         if req.dead:
             return
         req.dead = True
-        if req.timer is not None:
-            req.timer.cancel()
+        req.timer.cancel()      # (a cookie's request is born dead and has none)
         self.hashinfo.ehash_remove(req)
         req.listener.syn_queue.pop(req, None)
 
@@ -353,8 +352,8 @@ class TcpProto:
         # TCP_MAXSEG; without the option (or with 0) RFC 9293's default 536, which
         # Linux leaves unclamped.  A SYN cookie encodes this value, not the raw option.
         req.mss = opts.mss or TCP_MSS_DEFAULT
-        if opts.mss and listener.user_mss and listener.user_mss < opts.mss:
-            req.mss = listener.user_mss
+        if opts.mss and listener.user_mss:
+            req.mss = min(opts.mss, listener.user_mss)
         req.wscale_ok = bool(st.tcp_window_scaling) and opts.wscale is not None
         req.snd_wscale = min(opts.wscale, 14) if req.wscale_ok else 0
         req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
@@ -365,7 +364,7 @@ class TcpProto:
         # tcp_openreq_init_rwin: whole segments of the MSS less the timestamp option
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf,
                                             advmss - 12 if req.tstamp_ok else advmss)
-        req.ts_off = secure_tcp_ts_off(host.secret, req.laddr, req.raddr) if req.tstamp_ok else 0
+        req.ts_off = secure_tcp_ts_off(host.secret, req.laddr, req.raddr)  # used with timestamps
         if want_cookie:
             listener.last_synq_overflow = now    # tcp_synq_overflow: ACKs may bring cookies
             isn, mss = cookie_v4_init_sequence(host.secret, req.laddr, req.lport, req.raddr,
@@ -382,7 +381,6 @@ class TcpProto:
             else:
                 # Without timestamps a cookie cannot carry wscale or SACK.
                 req.wscale_ok = req.sack_ok = False
-                req.rcv_wscale = 0
             mib["SyncookiesSent"] += 1
             tcp_send_synack(self, req, now)
             return
@@ -432,7 +430,7 @@ class TcpProto:
             req.ts_off = ts_off
             req.sack_ok = bool(sack_ok) and bool(st.tcp_sack)
             req.wscale_ok = wscale is not None and bool(st.tcp_window_scaling)
-            req.snd_wscale = wscale or 0
+            req.snd_wscale = wscale if req.wscale_ok else 0
             req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
         advmss = self.advmss_for(raddr, listener.user_mss)
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)

@@ -339,13 +339,12 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.iss = req.snt_isn
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
     sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = isn1
-    sk.irs = req.rcv_isn
     sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
     sk.rcv_wnd = req.rcv_wnd
     sk.snd_wl1 = req.rcv_isn
     sk.wscale_ok = req.wscale_ok
-    sk.snd_wscale = req.snd_wscale if req.wscale_ok else 0
-    sk.rcv_wscale = req.rcv_wscale if req.wscale_ok else 0
+    sk.snd_wscale = req.snd_wscale      # both 0 unless wscale_ok
+    sk.rcv_wscale = req.rcv_wscale
     sk.window_clamp = 65535 << sk.rcv_wscale
     sk.sack_ok = req.sack_ok
     sk.tstamp_ok = req.tstamp_ok
