@@ -483,3 +483,28 @@ def test_mss_while_connecting_is_536_less_the_timestamp(timestamps, mss):
     host = FakeHost(settings=Settings(tcp_timestamps=timestamps))
     sk = _connect(host)
     assert sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == mss
+
+
+def test_connections_shows_the_keepalive_and_persist_timers():
+    def setup(ls):
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 100)
+    c = passive_open(setup=setup)
+    c.host.advance(40.0)
+    [row] = [r for r in c.host.tcp.connections() if r.state == "ESTAB"]
+    assert (row.send_q, row.timer) == (0, "keepalive(60.000s)")
+    c.send(window=0)                          # the peer's window closes
+    c.sk.sendmsg(b"z" * 10)
+    [row] = [r for r in c.host.tcp.connections() if r.state == "ESTAB"]
+    assert row.send_q == 10 and row.timer.startswith("persist(")
+
+
+def test_connections_send_q_is_never_negative_after_our_fin_is_acked():
+    """FIN-WAIT-2 of a sock the user holds: SND.UNA is past the FIN, the
+    send queue shows 0."""
+    c = passive_open()
+    c.sk.shutdown(socket.SHUT_WR)
+    c.ack_all(c.recv())
+    c.send()
+    [row] = [r for r in c.host.tcp.connections() if r.state == "FIN-WAIT-2"]
+    assert (row.recv_q, row.send_q, row.timer) == (0, 0, "")

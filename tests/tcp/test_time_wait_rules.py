@@ -517,3 +517,44 @@ def test_fin_wait2_paws_rejected_segment_gets_an_ack_without_counting():
     assert _fields(ack) == _ack_from_tw(c) and ack.opts.ts_ecr == TS0 + 2
     assert _states(c) == ["FIN-WAIT-2"]
     assert c.host.mib["PAWSTimewait"] == c.host.mib["PAWSEstabRejected"] == 0
+
+
+# --- the time-wait sock's copy of the connection (tcp_time_wait) -------------------------
+def test_time_wait_ack_window_is_scaled_like_the_connections():
+    """tw_rcv_wnd >> tw_rcv_wscale: the ACK advertises what the connection
+    last advertised, in the same scaled units."""
+    c = _fin_wait2(syn_opts=TcpOptions(mss=1460, wscale=4))
+    assert c.window < 65535 >> 4 and c.sk.rcv_wscale == 7
+    c.send(b"x", seq=c.snd + 400000)
+    assert [_fields(s) for s in c.recv()] == [_ack_from_tw(c)]
+
+
+def test_time_wait_holds_the_port_until_it_ends():
+    """The port belongs to the time-wait sock after the connection closed: a
+    plain bind() to it fails until TIME-WAIT is over."""
+    c = _time_wait(Settings(tcp_tw_timeout=5.0))
+    other = c.host.tcp.socket()
+    with pytest.raises(OSError) as ei:
+        other.bind(0, 80)
+    assert ei.value.errno == errno.EADDRINUSE
+    c.listener.close()
+    with pytest.raises(OSError):
+        other.bind(0, 80)
+    c.host.advance(5.1)
+    other.bind(0, 80)
+
+
+def test_time_wait_of_a_sock_the_user_still_holds_outlives_its_close():
+    """shutdown(SHUT_WR), then the peer's FIN: TIME-WAIT while the user
+    still has the sock; closing it later does not end TIME-WAIT early."""
+    c = passive_open(settings=Settings(tcp_tw_timeout=5.0))
+    c.sk.shutdown(socket.SHUT_WR)
+    c.ack_all(c.recv())
+    c.send()
+    c.send(flags=FIN | ACK)
+    assert [s.flags for s in c.recv()] == [ACK]
+    assert _states(c) == ["TIME-WAIT"]
+    c.sk.close()
+    assert _states(c) == ["TIME-WAIT"] and c.host.tcp.orphans == 0
+    c.host.advance(5.1)
+    assert _states(c) == [] and c.host.tcp.tw_count == 0
