@@ -11,6 +11,7 @@ whole segments), unscaled.
 
 from __future__ import annotations
 
+import errno
 import socket
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ import pytest
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
 
-from .helpers import ACK, LPORT, PEER_ISS, PSH, RST, SYN, FakeHost, Peer, TcpOptions
+from .helpers import ACK, LPORT, PEER_ISS, PSH, REMOTE, RST, SYN, FakeHost, Peer, TcpOptions
 
 RCV_WND = 64240          # 44 whole 1460-byte segments below 65535
 RCV_WND_TS = 65160       # 45 x 1448 when timestamps take 12 bytes of each segment
@@ -448,3 +449,38 @@ def test_child_with_window_scaling_advertises_a_scaled_window():
     [seg] = r.peer.recv()
     assert (child.snd_wscale, child.rcv_wscale, child.snd_wnd) == (2, 7, 16000)
     assert seg.window == child.rcv_wnd >> 7 and child.window_clamp == 65535 << 7
+
+
+def test_synack_echoes_a_zero_tsval():
+    """RFC 7323 4.3: TSecr is the TSval received, 0 included (some stacks
+    start their clock at 0)."""
+    r = _syn_recv(opts=TcpOptions(mss=1460, ts_val=0, ts_ecr=0))
+    assert r.synack.opts.ts_ecr == 0 and r.synack.opts.ts_val is not None
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, opts=TcpOptions(ts_val=1, ts_ecr=r.synack.opts.ts_val))
+    child = r.ls.accept()
+    assert child.tstamp_ok
+
+
+def test_child_is_connected_for_the_socket_calls():
+    """The accepted sock is connected: connect() is EISCONN, it has a peer."""
+    r = _syn_recv()
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
+    child = r.ls.accept()
+    with pytest.raises(OSError) as ei:
+        child.connect(REMOTE, r.peer.port)
+    assert ei.value.errno == errno.EISCONN
+    assert child.getpeername() == (REMOTE, r.peer.port)
+
+
+def test_window_update_rule_starts_from_the_third_acks_sequence():
+    """RFC 9293 3.10.7.4: SND.WND is taken from a segment only if SND.WL1 <
+    SEG.SEQ, or SND.WL1 = SEG.SEQ and the ACK is new; the third ACK set
+    SND.WL1, so a later segment with the same SEG.SEQ and ACK may not shrink
+    the window (tcp_init_wl on entering ESTABLISHED)."""
+    r = _syn_recv()
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=4000)
+    child = r.ls.accept()
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=1000)
+    assert child.snd_wnd == 4000
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=6000)
+    assert child.snd_wnd == 6000
