@@ -343,3 +343,19 @@ def test_duplicate_segment_restarts_quickack_mode():
     c.send(b"f" * 10, seq=c.snd - 10)
     assert len(c.recv()) == 1
     assert _immediate_acks(c, 20) == 15
+
+
+def test_segment_starting_at_the_right_window_edge_is_acked_and_dropped():
+    """RFC 9293 3.10.7.4: SEG.SEQ must be below RCV.NXT + RCV.WND; a segment
+    starting exactly there is dropped with an immediate ACK, and quick-ACK
+    mode follows (Linux tcp_data_queue: out_of_window)."""
+    c = passive_open()
+    c.send(b"f" * 10)
+    c.recv()
+    _immediate_acks(c, 20)                      # quick-ACK mode is used up
+    s0 = c.snd
+    edge = (s0 + c.sk.rcv_wnd - (c.sk.rcv_nxt - c.sk.rcv_wup)) & 0xFFFFFFFF
+    c.send(b"x" * 10, seq=edge)
+    assert _acks(c) == [(c.rcv, s0, ())]
+    assert c.sk.ofo == [] and c.host.mib["TCPOFOQueue"] == 0
+    assert _immediate_acks(c, 20) == 15
