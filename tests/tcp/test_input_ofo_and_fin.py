@@ -353,6 +353,9 @@ def test_segment_starting_at_the_right_window_edge_is_acked_and_dropped():
     c.send(b"f" * 10)
     c.recv()
     _immediate_acks(c, 20)                      # quick-ACK mode is used up
+    c.host.advance(c.host.now + 1.0)            # and the delayed ACK went out
+    c.recv()
+    assert not c.sk.ack_pending
     s0 = c.snd
     edge = (s0 + c.sk.rcv_wnd - (c.sk.rcv_nxt - c.sk.rcv_wup)) & 0xFFFFFFFF
     c.send(b"x" * 10, seq=edge)
