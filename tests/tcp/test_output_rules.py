@@ -498,6 +498,7 @@ def test_a_retransmission_repeats_the_segment_from_the_send_queue():
     assert c.sk.retrans_stamp == 0.5
     seg = c.sk.rtx[0]
     assert seg.retrans == 1 and seg.tstamp == c.host.now and c.sk.retrans_out == 1
+    assert seg.sacked == 4 | 2          # TCPCB_LOST (the RTO) | TCPCB_SACKED_RETRANS
 
 
 def test_a_second_retransmission_counts_once_in_flight():
@@ -1044,6 +1045,8 @@ def test_full_size_data_segments_take_the_burst_path(monkeypatch, timestamps):
 
     assert net.run_until(pump, 60)
     assert burst[0] >= 0.9 * len(data) / c.mss_cache
+    # "Returns True if anything was sent": nothing left, False
+    assert tcp_output.tcp_write_xmit(c, net.now) is False
 
 
 def test_an_abort_with_an_error_reports_it():
@@ -1057,3 +1060,170 @@ def test_an_abort_with_an_error_reports_it():
     c = passive_open()
     tcp_output.tcp_abort_with_reset(c.sk, c.host.now, 0)
     assert c.sk.state == TCP_CLOSE and c.sk.sk_err == 0
+
+
+# --- retransmitting what is marked lost (tcp_xmit_retransmit_queue) ----------------------------
+
+def _scoreboard(marks: list[int], cwnd: int, hint_index: int | None = None, size: int = 100):
+    """A SACK connection with len(marks) segments of ``size`` bytes out,
+    marked as given (TCPCB_* bits), counters to match, cwnd as given."""
+    c = passive_open(syn_opts=TcpOptions(mss=100, sack_ok=True))
+    sk = c.sk
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sk.snd_cwnd = len(marks)
+    for i in range(len(marks)):
+        sk.sendmsg(bytes(range(i, i + size)))
+    out = c.recv()
+    assert len(out) == len(marks) == len(sk.rtx)
+    for seg, m in zip(sk.rtx, marks, strict=True):
+        seg.sacked = m
+    sk.sacked_out = sum(1 for m in marks if m & 1)
+    sk.lost_out = sum(1 for m in marks if m & 4 and not m & 1)
+    sk.retrans_out = sum(1 for m in marks if m & 2)
+    sk.snd_cwnd = cwnd
+    sk.retransmit_hint = None if hint_index is None else sk.rtx[hint_index].seq
+    return c, sk, out
+
+
+def test_lost_segments_are_retransmitted_in_order_while_pipe_is_below_cwnd():
+    """RFC 6675 5 (NextSeg rule 1, "while pipe < cwnd"): the lost segments
+    not SACKed and not yet retransmitted go again, lowest first, one per
+    unit of cwnd above pipe; the walk remembers where it stopped."""
+    #        0  1  2      3  4  5  6  7
+    marks = [4, 1, 4 | 2, 4, 4, 0, 0, 0]
+    c, sk, out = _scoreboard(marks, cwnd=6)
+    assert sk.tcp_packets_in_flight == 4
+    tcp_output.tcp_xmit_retransmit_queue(sk, c.host.now)
+    again = c.recv()
+    assert [s.seq for s in again] == [out[0].seq, out[3].seq]
+    assert [s.payload for s in again] == [out[0].payload, out[3].payload]
+    assert sk.tcp_packets_in_flight == 6 and sk.retrans_out == 3
+    assert sk.retransmit_hint == out[4].seq
+    assert c.host.mib["RetransSegs"] == 2
+
+
+def test_nothing_is_retransmitted_when_pipe_fills_cwnd():
+    c, sk, _out = _scoreboard([4, 0, 0, 0], cwnd=3)
+    assert sk.tcp_packets_in_flight == 3
+    tcp_output.tcp_xmit_retransmit_queue(sk, c.host.now)
+    assert c.recv() == [] and sk.retrans_out == 0
+
+
+def test_nothing_is_retransmitted_without_lost_segments():
+    c, sk, _out = _scoreboard([0, 1, 2, 0], cwnd=20)
+    tcp_output.tcp_xmit_retransmit_queue(sk, c.host.now)
+    assert c.recv() == []
+
+
+def test_the_walk_resumes_at_the_retransmit_hint():
+    """Linux's retransmit_skb_hint: the walk starts where the last one
+    stopped (whoever marks an earlier segment lost moves the hint back), so
+    a long queue is not rescanned on every ACK."""
+    c, sk, out = _scoreboard([4, 4, 4, 4, 0], cwnd=20, hint_index=2)
+    tcp_output.tcp_xmit_retransmit_queue(sk, c.host.now)
+    assert [s.seq for s in c.recv()] == [out[2].seq, out[3].seq]
+    assert sk.retransmit_hint == sk.snd_nxt
+
+
+def test_a_hint_at_snd_una_walks_from_the_head():
+    c, sk, out = _scoreboard([4, 4, 0], cwnd=20, hint_index=0)
+    tcp_output.tcp_xmit_retransmit_queue(sk, c.host.now)
+    assert [s.seq for s in c.recv()] == [out[0].seq, out[1].seq]
+
+
+def test_a_hint_one_byte_past_snd_una_skips_the_head():
+    c, sk, out = _scoreboard([4, 4, 0], cwnd=20, hint_index=1, size=1)
+    assert sk.retransmit_hint == (sk.snd_una + 1) & MASK
+    tcp_output.tcp_xmit_retransmit_queue(sk, c.host.now)
+    assert [s.seq for s in c.recv()] == [out[1].seq]
+
+
+def test_without_a_hint_the_walk_starts_at_the_head():
+    """One unit of cwnd free: the lowest lost segment goes, not a later one."""
+    c, sk, out = _scoreboard([4, 0, 4], cwnd=2)
+    assert sk.tcp_packets_in_flight == 1
+    tcp_output.tcp_xmit_retransmit_queue(sk, c.host.now)
+    assert [s.seq for s in c.recv()] == [out[0].seq]
+
+
+def test_retransmitting_the_head_starts_a_stopped_timer():
+    """RFC 6298 5.1: a retransmission of the head with no timer running
+    starts the retransmission timer..."""
+    c, sk, _out = _scoreboard([4, 0], cwnd=20)
+    sk.rtx_timer.cancel()
+    c.host.now = 0.25
+    tcp_output.tcp_xmit_retransmit_queue(sk, 0.25)
+    assert len(c.recv()) == 1
+    assert sk.rtx_timer.when == pytest.approx(0.25 + sk.rto) and sk.pending == 1
+
+
+def test_retransmitting_leaves_a_running_timer_alone():
+    """...and leaves a running one as it is (only an ACK of new data
+    restarts it, RFC 6298 5.3); a later segment's retransmission does not
+    start it either."""
+    c, sk, _out = _scoreboard([4, 0], cwnd=20)
+    deadline = sk.rtx_timer.when
+    c.host.now = 0.25
+    tcp_output.tcp_xmit_retransmit_queue(sk, 0.25)
+    assert len(c.recv()) == 1 and sk.rtx_timer.when == deadline
+    c, sk, _out = _scoreboard([0, 4], cwnd=20)
+    sk.rtx_timer.cancel()
+    tcp_output.tcp_xmit_retransmit_queue(sk, 0.25)
+    assert len(c.recv()) == 1 and not sk.rtx_timer.pending
+
+
+def test_a_syn_offers_a_full_65535_byte_window():
+    """RFC 7323 2.2: the SYN's window is unscaled, at most 65535; an initial
+    window of exactly 65535 (whole 1285-byte segments on a 1325-byte MTU
+    route) is offered in full."""
+    host = FakeHost(mtu=1325)
+    peer = Peer(host)
+    sk = host.tcp.socket()
+    with pytest.raises(BlockingIOError):
+        sk.connect(REMOTE, RPORT)
+    syn = peer.recv_one()
+    assert syn.opts.mss == 1285 and sk.rcv_wnd == 65535
+    assert syn.window == 65535
+
+
+
+def _sim_pair(seed: int = 6):
+    from tcpio.core.sim import VirtualNetwork
+
+    from .helpers import sim_connect
+    net = VirtualNetwork(seed=seed)
+    a, b = net.host("a"), net.host("b")
+    net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = sim_connect(net, a, b)
+    net.run(net.now + 1.0)
+    return net, c, s
+
+
+def test_data_from_the_burst_path_carries_the_owed_ack():
+    """tcp_event_ack_sent for the burst path (tcp_fast.write_xmit): the data
+    segment carries the ACK owed, so the delayed ACK is cancelled and
+    nothing is owed any more; the send time is the connection's lsndtime."""
+    net, c, s = _sim_pair()
+    s.quick, s.got_data = 0, True          # past the quick-ACK start
+    c.sendmsg(b"request")
+    assert net.run_until(lambda: s.readable(), 5)
+    assert s.ack_pending and s.delack_timer.pending
+    s.sendmsg(b"reply")
+    assert not s.ack_pending and not s.delack_timer.pending
+    assert s.lsndtime == net.now
+
+
+def test_data_to_ourselves_from_a_user_call_arrives_when_the_call_returns():
+    """Loopback from a user call is held while the send loop runs (the
+    kernel's socket backlog) and delivered when it ends (release_sock), not
+    left for the next timer."""
+    from tcpio.core.sim import VirtualNetwork
+
+    from .helpers import sim_connect
+    net = VirtualNetwork(seed=7)
+    a, b = net.host("a"), net.host("b")
+    net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = sim_connect(net, a, a, "10.0.0.1")
+    net.run(net.now + 1.0)
+    c.sendmsg(b"to myself")
+    assert s.readable() == 9
