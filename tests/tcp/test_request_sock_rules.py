@@ -20,7 +20,20 @@ import pytest
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
 
-from .helpers import ACK, LPORT, PEER_ISS, PSH, REMOTE, RST, SYN, FakeHost, Peer, TcpOptions
+from .helpers import (
+    ACK,
+    LOCAL,
+    LPORT,
+    PEER_ISS,
+    PSH,
+    REMOTE,
+    RPORT,
+    RST,
+    SYN,
+    FakeHost,
+    Peer,
+    TcpOptions,
+)
 
 RCV_WND = 64240          # 44 whole 1460-byte segments below 65535
 RCV_WND_TS = 65160       # 45 x 1448 when timestamps take 12 bytes of each segment
@@ -484,3 +497,55 @@ def test_window_update_rule_starts_from_the_third_acks_sequence():
     assert child.snd_wnd == 4000
     r.peer.send(ACK, r.rcv_nxt, r.iss + 1, window=6000)
     assert child.snd_wnd == 6000
+
+
+# --- sequence and timestamp arithmetic wraps at 2**32 (RFC 9293 3.4, RFC 7323 5.2) ----
+def _time_for_isn(host: FakeHost, isn: int) -> float:
+    """The clock reading at which our RFC 6528 ISN towards the peer is ``isn``."""
+    from tcpio.core.tcp.secure_seq import ISN_TICKS_PER_SECOND, secure_tcp_seq
+    base = secure_tcp_seq(host.secret, LOCAL, LPORT, REMOTE, RPORT, 0.0)
+    return (((isn - base) & 0xFFFFFFFF) + 0.5) / ISN_TICKS_PER_SECOND
+
+
+def test_both_isns_at_2_32_minus_1_wrap_to_zero():
+    """ISN 2**32-1 on both sides: every number after the SYNs is 0 mod 2**32
+    (our SYN-ACK's ACK, the request's ACK, the reset's SEQ, the child's)."""
+    host = FakeHost()
+    host.advance(_time_for_isn(host, 0xFFFFFFFF))
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    ls.bind(0, LPORT)
+    ls.listen(8)
+    peer.send(SYN, 0xFFFFFFFF)
+    [synack] = peer.recv()
+    assert (synack.seq, synack.ack) == (0xFFFFFFFF, 0)
+    peer.send(ACK, RCV_WND + 10, 0, payload=b"x")          # out of window
+    assert [_fields(s) for s in peer.recv()] == [(ACK, 0, 0, RCV_WND)]
+    peer.send(ACK, 0, 1)                                     # unacceptable ACK
+    assert [s.key() for s in peer.recv()] == [(RST, 1, 0, b"")]
+    peer.send(ACK, 0, 0, payload=b"hi")
+    child = ls.accept()
+    assert child.recvmsg(10) == b"hi"
+    child.sendmsg(b"yo")
+    assert [(s.seq, s.ack, s.payload) for s in peer.recv() if s.payload] == [(0, 2, b"yo")]
+
+
+def test_timestamps_wrap_at_2_32():
+    """TSval = (ms clock + offset) mod 2**32: the SYN-ACK's and the request's
+    ACK's timestamps wrap like sequence numbers."""
+    from tcpio.core.tcp.secure_seq import secure_tcp_ts_off
+    host = FakeHost()
+    off = secure_tcp_ts_off(host.secret, LOCAL, REMOTE)
+    host.advance(((1 << 32) - off + 5) / 1000 + 0.0001)
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    ls.bind(0, LPORT)
+    ls.listen(8)
+    peer.send(SYN, PEER_ISS, opts=TcpOptions(mss=1460, ts_val=7, ts_ecr=0))
+    [synack] = peer.recv()
+    assert synack.opts.ts_val == 5
+    host.advance(host.now + 0.010)
+    peer.send(ACK, PEER_ISS + 1 + RCV_WND_TS + 10, synack.seq + 1, payload=b"x",
+              opts=TcpOptions(ts_val=8, ts_ecr=5))
+    [ack] = peer.recv()
+    assert (ack.opts.ts_val, ack.opts.ts_ecr) == (15, 7)

@@ -558,3 +558,39 @@ def test_time_wait_of_a_sock_the_user_still_holds_outlives_its_close():
     assert _states(c) == ["TIME-WAIT"] and c.host.tcp.orphans == 0
     c.host.advance(5.1)
     assert _states(c) == [] and c.host.tcp.tw_count == 0
+
+
+def _time_wait_with_iss(iss: int):
+    """TIME-WAIT of a connection whose ISS (ours) was ``iss``: no data, so
+    the time-wait sock's SND.NXT is iss + 2."""
+    from tcpio.core.tcp.secure_seq import ISN_TICKS_PER_SECOND, secure_tcp_seq
+
+    from .helpers import LOCAL, LPORT
+
+    def setup(ls):
+        base = secure_tcp_seq(ls.host.secret, LOCAL, LPORT, REMOTE, RPORT, 0.0)
+        ls.host.advance((((iss - base) & 0xFFFFFFFF) + 0.5) / ISN_TICKS_PER_SECOND)
+    c = passive_open(setup=setup)
+    assert c.synack.seq == iss
+    c.sk.close()
+    c.ack_all(c.recv())
+    c.send()
+    c.send(flags=FIN | ACK)
+    c.recv()
+    assert _states(c) == ["TIME-WAIT"] and c.rcv == (iss + 2) & 0xFFFFFFFF
+    return c
+
+
+def test_reopening_isn_wraps_around_2_32():
+    c = _time_wait_with_iss(0xFFFFFFF0)
+    c.peer.send(SYN, c.snd + 1000)
+    [synack] = c.recv()
+    assert synack.seq == (0xFFFFFFF2 + 65537) & 0xFFFFFFFF
+
+
+def test_reopening_isn_is_never_zero():
+    """Linux's tcp_timewait_state_process: an ISN of 0 becomes 1."""
+    c = _time_wait_with_iss(0xFFFEFFFD)          # SND.NXT + 65537 = 2**32
+    c.peer.send(SYN, c.snd + 1000)
+    [synack] = c.recv()
+    assert (synack.flags, synack.seq) == (SYN | ACK, 1)
