@@ -166,9 +166,31 @@ def test_active_reset_is_rst_ack_at_snd_nxt_and_rcv_nxt():
     c.sk.close()
     rst, = _rst_of(c)
     assert (rst.flags, rst.seq, rst.ack, rst.payload) == (RST | ACK, nxt, rcv_nxt, b"")
-    # no options (no timestamp), no urgent pointer
+    # no timestamp without one negotiated, no urgent pointer
     assert rst.opts.ts_val is None and not rst.opts.sack_blocks and rst.urg_ptr == 0
     assert c.host.mib["OutRsts"] == 1
+
+
+def test_an_active_reset_carries_the_timestamp_and_the_window():
+    """RFC 7323 3.2: once negotiated, TSopt SHOULD be sent in a RST too.
+    Linux's tcp_send_active_reset goes through tcp_transmit_skb, so its RST
+    carries TSval/TSecr and the connection's window like any segment
+    (checked against the kernel: close() with unread data gives
+    [R.] win 64 <nop,nop,TS val .. ecr ..> on a wscale-7 connection)."""
+    c = passive_open(syn_opts=TcpOptions(mss=1460, wscale=7, ts_val=500, ts_ecr=0))
+    c.send(b"unread", opts=TcpOptions(ts_val=501, ts_ecr=0))
+    c.recv()
+    sk = c.sk
+    c.host.advance(2.5)
+    expect_window = tcp_output.__tcp_select_window(sk) >> sk.rcv_wscale \
+        if hasattr(tcp_output, "__tcp_select_window") else None
+    sk.close()
+    rst, = _rst_of(c)
+    assert rst.flags == RST | ACK
+    assert (rst.opts.ts_val, rst.opts.ts_ecr) == ((_ms(2.5) + sk.ts_off) & MASK, 501)
+    assert rst.window > 0
+    if expect_window is not None:
+        assert rst.window == expect_window
 
 
 def _to_state(state: int):

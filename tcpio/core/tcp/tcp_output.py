@@ -519,8 +519,13 @@ def tcp_send_fin(sk: TcpSock, now: float) -> None:
 
 
 def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
-    tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
-                TCPHDR_RST | TCPHDR_ACK, 0)
+    """RST|ACK at snd_nxt.  Like Linux (tcp_send_active_reset ->
+    tcp_transmit_skb) it carries the connection's window and, once
+    negotiated, a timestamp: RFC 7323 3.2, TSopt SHOULD be sent in a RST."""
+    ts_val = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF if sk.tstamp_ok else -1
+    tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
+                TCPHDR_RST | TCPHDR_ACK, tcp_select_window(sk), ts_val, sk.ts_recent, (), b"",
+                0)
 
 
 def tcp_abort_with_reset(sk: TcpSock, now: float, err: int) -> None:
