@@ -1249,3 +1249,14 @@ def test_data_to_ourselves_from_a_user_call_arrives_when_the_call_returns():
     net.run(net.now + 1.0)
     c.sendmsg(b"to myself")
     assert s.readable() == 9
+
+
+def test_an_active_open_has_nothing_in_flight_after_the_handshake():
+    """tcp_connect queues the SYN as one packet in flight; the SYN-ACK
+    acknowledges it, leaving nothing outstanding, so the first flight is
+    the full initial window (RFC 6928: 10 segments)."""
+    from .helpers import active_open
+    c = active_open(synack_opts=TcpOptions(mss=1000))
+    assert c.sk.packets_out == 0 and c.sk.rtx == []
+    c.sk.sendmsg(b"i" * 50_000)
+    assert len(c.recv()) == 10
