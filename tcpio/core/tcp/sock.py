@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ... import _fast
 from ..errors import sock_error
 from . import tcp_output
-from .tcp_cong import get_congestion_control
+from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_rtt import RttEstimator
 from .tcp_states import (
@@ -169,7 +169,7 @@ class TcpSock(TcpCb):
         self.ts_off = 0
         # congestion control (tcp_sock / inet_connection_sock names)
         self.snd_cwnd = st.tcp_init_cwnd
-        self.snd_ssthresh = 0x7FFFFFFF
+        self.snd_ssthresh = TCP_INFINITE_SSTHRESH
         self.snd_cwnd_cnt = 0
         self.snd_cwnd_clamp = 0xFFFFFFFF
         self.prior_cwnd = 0
