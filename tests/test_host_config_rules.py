@@ -64,6 +64,24 @@ def test_the_secret_is_128_bits_and_reproducible_from_the_seed():
     assert isns[0] == isns[1] != isns[2]
 
 
+@pytest.mark.allow_core_exceptions("a Host is in production mode unless told otherwise")
+def test_a_host_counts_internal_errors_unless_debug_is_set():
+    """docs/internals.md: ``host.debug=True`` re-raises internal exceptions;
+    by default (a program on tcpio) they are counted in CoreExceptions."""
+    h = Host("p", seed=1)
+    assert h.debug is False
+    h.add_interface("e", mac=MAC)
+    h.add_address(1, ip(MY), 24)
+
+    class Broken:
+        def rcv(self, iph, payload, now):
+            raise RuntimeError("a bug")
+
+    h.register_protocol(253, Broken())
+    inject(h, IP(src=PEER, dst=MY, proto=253) / b"x")
+    assert h.mib["CoreExceptions"] == 1
+
+
 def test_a_new_host_starts_at_time_zero():
     """The host keeps the caller's latest ``now``; before any call it is 0, so a
     path MTU learned at once expires ip_rt_mtu_expires later."""
@@ -274,6 +292,28 @@ def test_removing_the_primary_promotes_the_first_secondary_of_that_subnet_only()
     assert h.route_lookup(ip("10.0.0.50")).src == ip("10.0.0.3")
     assert h.fib.get(ip("10.0.0.0"), 24).prefsrc == ip("10.0.0.3")
     assert h.route_lookup(ip("10.0.0.200")).src == ip("10.0.0.130")   # its own /25
+
+
+def test_removing_an_address_leaves_a_route_it_did_not_create():
+    """Only the connected route an address brought (its prefsrc) goes with it:
+    a route configured for the same prefix beforehand stays."""
+    h = bare_host()
+    h.add_interface("e")
+    h.add_interface("t", link="ip")
+    h.add_route(ip("10.4.0.0"), 24, None, 2)
+    h.add_address(1, ip("10.4.0.2"), 24)
+    h.remove_address(1, ip("10.4.0.2"))
+    rt = h.route_lookup(ip("10.4.0.9"))
+    assert (rt.ifindex, rt.gateway) == (2, None)
+
+
+def test_removing_a_host_address_leaves_the_other_routes():
+    h = make_host()
+    h.add_address(1, ip("10.0.0.77"), 32)
+    h.remove_address(1, ip("10.0.0.77"))
+    assert not h.is_local_address(ip("10.0.0.77"))
+    rt = h.route_lookup(ip("10.0.0.77"))
+    assert (rt.ifindex, rt.src, rt.mtu) == (1, ip(MY), 1500)
 
 
 # ----- routes ------------------------------------------------------------------------------

@@ -276,7 +276,7 @@ class Host:
         if dst >> 24 == 127:
             # Linux's "local 127.0.0.0/8 dev lo src 127.0.0.1": lo's address is
             # the source for the whole block, not the destination itself.
-            return Route(0, None, LOOPBACK, self.lo.mtu)
+            return Route(self.lo.ifindex, None, LOOPBACK, self.lo.mtu)
         entry = self.fib.lookup(dst)
         if entry is None:
             if dst == INADDR_BROADCAST and self.interfaces:
