@@ -46,17 +46,17 @@ class Host:
         self.woken.append(sk)
 
 
-DEFAULTS: dict[str, Any] = dict(
-    state=1, ca_state=0,
-    rcv_nxt=100_000, rcv_wup=100_000, rcv_wnd=65535, rcv_mss=1460, rcv_wscale=0,
-    rcvbuf=1 << 20, window_clamp=65535, ofo_bytes=0, advmss=1460, quick=0,
-    snd_una=5000, snd_nxt=5000, snd_wnd=65535, snd_wscale=0,
-    ts_recent=0, ts_off=0, tstamp_ok=False, got_data=True, ack_pending=False, dead=False,
-    rcv_tstamp=0.0, ts_recent_stamp=0.0, rcv_rtt=0.0,
-    laddr=0x0A000001, raddr=0x0A000002, lport=80, rport=40000,
-    snd_cwnd=10, packets_out=0, sacked_out=0, lost_out=0, retrans_out=0,
-    snd_sml=5000, write_seq=5000, wq_seq=5000, nodelay=False, is_cwnd_limited=False,
-)
+DEFAULTS: dict[str, Any] = {
+    "state": 1, "ca_state": 0,
+    "rcv_nxt": 100_000, "rcv_wup": 100_000, "rcv_wnd": 65535, "rcv_mss": 1460, "rcv_wscale": 0,
+    "rcvbuf": 1 << 20, "window_clamp": 65535, "ofo_bytes": 0, "advmss": 1460, "quick": 0,
+    "snd_una": 5000, "snd_nxt": 5000, "snd_wnd": 65535, "snd_wscale": 0,
+    "ts_recent": 0, "ts_off": 0, "tstamp_ok": False, "got_data": True, "ack_pending": False, "dead": False,
+    "rcv_tstamp": 0.0, "ts_recent_stamp": 0.0, "rcv_rtt": 0.0,
+    "laddr": 0x0A000001, "raddr": 0x0A000002, "lport": 80, "rport": 40000,
+    "snd_cwnd": 10, "packets_out": 0, "sacked_out": 0, "lost_out": 0, "retrans_out": 0,
+    "snd_sml": 5000, "write_seq": 5000, "wq_seq": 5000, "nodelay": False, "is_cwnd_limited": False,
+}
 
 
 def make_cb(mod: Any, **fields: Any) -> Any:

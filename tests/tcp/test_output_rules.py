@@ -20,7 +20,6 @@ from tcpio.core.tcp import tcp_output
 from tcpio.core.tcp.tcp_states import (
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
-    TCP_CLOSING,
     TCP_ESTABLISHED,
     TCP_FIN_WAIT1,
     TCP_FIN_WAIT2,
@@ -416,7 +415,7 @@ def _autotune_conn():
 def test_receive_buffer_autotuning_waits_one_rtt():
     """tcp_rcv_space_adjust measures once per RTT: before an RTT has passed
     since the last measure, nothing changes."""
-    c, sk = _autotune_conn()
+    _c, sk = _autotune_conn()
     sk.rcv_nxt = (sk.rcv_nxt + 30_000) & MASK      # 30000 bytes read since
     tcp_output.tcp_rcv_space_adjust(sk, 1.2499)
     assert (sk.rcvbuf, sk.rcvq_space, sk.rcvq_time) == (50_000, 2000, 1.0)
@@ -446,7 +445,7 @@ def test_receive_buffer_grows_when_the_reader_took_more_than_last_rtt():
 
 def test_receive_buffer_counts_only_what_the_app_read():
     """copied = rcv_nxt - len(rq) - rcvq_seq: bytes still queued are not read."""
-    c, sk = _autotune_conn()
+    _c, sk = _autotune_conn()
     sk.rcv_nxt = (sk.rcvq_seq + 30_000) & MASK
     sk.rq = bytearray(27_000)
     tcp_output.tcp_rcv_space_adjust(sk, 1.25)
@@ -454,7 +453,7 @@ def test_receive_buffer_counts_only_what_the_app_read():
 
 
 def test_no_autotuning_without_an_rtt_estimate():
-    c, sk = _autotune_conn()
+    _c, sk = _autotune_conn()
     sk.rcv_rtt = 0.0
     sk.rcv_nxt = (sk.rcv_nxt + 30_000) & MASK
     tcp_output.tcp_rcv_space_adjust(sk, 100.0)
@@ -464,7 +463,7 @@ def test_no_autotuning_without_an_rtt_estimate():
 def test_the_first_measure_only_starts_the_clock():
     """With no earlier measure (rcvq_time 0) the first call records the
     starting point and grows nothing."""
-    c, sk = _autotune_conn()
+    _c, sk = _autotune_conn()
     sk.rcvq_time = 0.0
     sk.rcv_nxt = (sk.rcv_nxt + 30_000) & MASK
     tcp_output.tcp_rcv_space_adjust(sk, 5.0)
@@ -539,7 +538,7 @@ def test_a_simultaneous_open_retransmits_its_syn_as_a_synack():
     """In SYN_RECV after a simultaneous open our SYN is retransmitted with
     the ACK of the peer's SYN (Linux tcp_send_synack turns the queued SYN
     into a SYN-ACK)."""
-    host, peer, sk, syn = _syn_sent()
+    host, peer, _sk, syn = _syn_sent()
     peer.send(SYN, 7000, 0, 65535)
     first = peer.recv_one()
     host.advance(1.0)
@@ -884,7 +883,7 @@ def test_the_receive_window_left_is_never_negative():
 def test_receive_buffer_does_not_grow_when_the_reader_took_the_same():
     """tcp_rcv_space_adjust: copied <= rcvq_space is no growth (Linux: goto
     new_measure)."""
-    c, sk = _autotune_conn()
+    _c, sk = _autotune_conn()
     sk.rcv_nxt = (sk.rcvq_seq + 2000) & MASK
     tcp_output.tcp_rcv_space_adjust(sk, 1.25)
     assert (sk.rcvbuf, sk.rcvq_space) == (50_000, 2000)

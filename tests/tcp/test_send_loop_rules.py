@@ -165,7 +165,7 @@ def test_a_segment_that_would_pass_the_right_window_edge_waits(tf, hooks):
     """...but not one byte beyond: the whole MSS segment waits (sender SWS
     avoidance, RFC 1122 4.2.3.4) rather than a piece that fits."""
     sk = _sk(tf, _pattern(3 * MSS), snd_wnd=2 * MSS - 1)
-    n, segs = _xmit(tf, sk)
+    n, _segs = _xmit(tf, sk)
     assert n == 1 and sk.snd_nxt == 5000 + MSS
     assert not sk.is_cwnd_limited
 

@@ -36,39 +36,39 @@ def _cb(tf, *, rq: int = 0, **kw):
 # (fields, expected __tcp_select_window)
 _SELECT = {
     # SWS avoidance: 1000 free of 10000, MSS 1460
-    "sws_zero": (dict(rcvbuf=10_000, rq=9000, rcv_wnd=1000), 0),
-    "ofo_counts_as_used": (dict(rcvbuf=10_000, ofo_bytes=9000, rcv_wnd=1000), 0),
-    "over_committed": (dict(rcvbuf=1000, rq=2000, rcv_wnd=0), 0),
+    "sws_zero": ({"rcvbuf": 10_000, "rq": 9000, "rcv_wnd": 1000}, 0),
+    "ofo_counts_as_used": ({"rcvbuf": 10_000, "ofo_bytes": 9000, "rcv_wnd": 1000}, 0),
+    "over_committed": ({"rcvbuf": 1000, "rq": 2000, "rcv_wnd": 0}, 0),
     # half the buffer free but less than one MSS: offered (small buffers)
-    "half_buffer_free": (dict(rcvbuf=1000, rq=500, rcv_mss=536, rcv_wnd=500), 500),
+    "half_buffer_free": ({"rcvbuf": 1000, "rq": 500, "rcv_mss": 536, "rcv_wnd": 500}, 500),
     # one MSS free but less than half the buffer: offered
-    "one_mss_free": (dict(rcvbuf=10_000, rq=10_000 - 536, rcv_mss=536, rcv_wnd=0), 536),
+    "one_mss_free": ({"rcvbuf": 10_000, "rq": 10_000 - 536, "rcv_mss": 536, "rcv_wnd": 0}, 536),
     # below both a quarter of... no: below half and below one MSS
-    "below_half_and_mss": (dict(rcvbuf=1000, rq=700, rcv_mss=536, rcv_wnd=300), 0),
-    "above_half_below_mss": (dict(rcvbuf=1000, rq=400, rcv_wnd=600), 600),
+    "below_half_and_mss": ({"rcvbuf": 1000, "rq": 700, "rcv_mss": 536, "rcv_wnd": 300}, 0),
+    "above_half_below_mss": ({"rcvbuf": 1000, "rq": 400, "rcv_wnd": 600}, 600),
     # the MSS is the smaller of the peer's guess and ours
-    "mss_is_min_of_rcv_mss_and_advmss": (dict(rcvbuf=1 << 20, window_clamp=20_500,
-                                              advmss=1000, rcv_wnd=0), 20_000),
-    "clamp_limits": (dict(rcvbuf=1 << 20, window_clamp=20_000, rcv_wnd=0), 13 * 1460),
-    "ofo_reduces_free": (dict(rcvbuf=20_000, rq=1000, ofo_bytes=2000, rcv_wnd=0), 11 * 1460),
+    "mss_is_min_of_rcv_mss_and_advmss": ({"rcvbuf": 1 << 20, "window_clamp": 20_500,
+                                              "advmss": 1000, "rcv_wnd": 0}, 20_000),
+    "clamp_limits": ({"rcvbuf": 1 << 20, "window_clamp": 20_000, "rcv_wnd": 0}, 13 * 1460),
+    "ofo_reduces_free": ({"rcvbuf": 20_000, "rq": 1000, "ofo_bytes": 2000, "rcv_wnd": 0}, 11 * 1460),
     # an MSS guess of 0 rounds to single bytes, never divides by zero
-    "zero_mss_guess": (dict(rcvbuf=1 << 20, window_clamp=20_501, rcv_mss=0, rcv_wnd=0), 20_501),
+    "zero_mss_guess": ({"rcvbuf": 1 << 20, "window_clamp": 20_501, "rcv_mss": 0, "rcv_wnd": 0}, 20_501),
     # no scaling: keep the current offer within one MSS below the free space...
-    "keep_within_one_mss": (dict(rcvbuf=10_000, rcv_wnd=9000), 9000),
-    "keep_just_above_free_minus_mss": (dict(rcvbuf=10_000, rcv_wnd=8541), 8541),
-    "keep_equal_to_free": (dict(rcvbuf=10_000, rcv_wnd=10_000), 10_000),
+    "keep_within_one_mss": ({"rcvbuf": 10_000, "rcv_wnd": 9000}, 9000),
+    "keep_just_above_free_minus_mss": ({"rcvbuf": 10_000, "rcv_wnd": 8541}, 8541),
+    "keep_equal_to_free": ({"rcvbuf": 10_000, "rcv_wnd": 10_000}, 10_000),
     # ...else whole MSS of it
-    "round_at_free_minus_mss": (dict(rcvbuf=10_000, rcv_wnd=8540), 6 * 1460),
-    "round_above_free": (dict(rcvbuf=10_000, rcv_wnd=10_001), 6 * 1460),
+    "round_at_free_minus_mss": ({"rcvbuf": 10_000, "rcv_wnd": 8540}, 6 * 1460),
+    "round_above_free": ({"rcvbuf": 10_000, "rcv_wnd": 10_001}, 6 * 1460),
     # scaling: whole MSS, then whole 1 << wscale
-    "scaled_mss_then_unit": (dict(rcvbuf=1 << 20, window_clamp=100_000, rcv_wscale=7,
-                                  rcv_wnd=0), 99_200),
+    "scaled_mss_then_unit": ({"rcvbuf": 1 << 20, "window_clamp": 100_000, "rcv_wscale": 7,
+                                  "rcv_wnd": 0}, 99_200),
     # a unit larger than the MSS: whole units
-    "scaled_unit_above_mss": (dict(rcvbuf=1 << 20, window_clamp=65_636, rcv_wscale=14,
-                                   rcv_wnd=0), 65_536),
+    "scaled_unit_above_mss": ({"rcvbuf": 1 << 20, "window_clamp": 65_636, "rcv_wscale": 14,
+                                   "rcv_wnd": 0}, 65_536),
     # scaled, less than one MSS free (but half the buffer): the free space in units
-    "scaled_below_mss": (dict(rcvbuf=2000, rq=901, rcv_wscale=2, rcv_wnd=0), 1096),
-    "scaled_sws_zero": (dict(rcvbuf=100_000, rq=99_000, rcv_wscale=7, rcv_wnd=0), 0),
+    "scaled_below_mss": ({"rcvbuf": 2000, "rq": 901, "rcv_wscale": 2, "rcv_wnd": 0}, 1096),
+    "scaled_sws_zero": ({"rcvbuf": 100_000, "rq": 99_000, "rcv_wscale": 7, "rcv_wnd": 0}, 0),
 }
 
 
