@@ -174,8 +174,8 @@ def test_an_active_reset_carries_the_timestamp_and_the_window():
     """RFC 7323 3.2: once negotiated, TSopt SHOULD be sent in a RST too.
     Linux's tcp_send_active_reset goes through tcp_transmit_skb, so its RST
     carries TSval/TSecr and the connection's window like any segment
-    (checked against the kernel: close() with unread data gives
-    [R.] win 64 <nop,nop,TS val .. ecr ..> on a wscale-7 connection)."""
+    (checked against the kernel over loopback: close() with unread data
+    sends [R.] with a non-zero window (64, scaled) and <nop,nop,TS>)."""
     c = passive_open(syn_opts=TcpOptions(mss=1460, wscale=7, ts_val=500, ts_ecr=0))
     c.send(b"unread", opts=TcpOptions(ts_val=501, ts_ecr=0))
     c.recv()
