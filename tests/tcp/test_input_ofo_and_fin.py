@@ -362,3 +362,21 @@ def test_segment_starting_at_the_right_window_edge_is_acked_and_dropped():
     assert _acks(c) == [(c.rcv, s0, ())]
     assert c.sk.ofo == [] and c.host.mib["TCPOFOQueue"] == 0
     assert _immediate_acks(c, 20) == 15
+
+
+def test_out_of_order_segment_restarts_quickack_mode():
+    """Linux tcp_data_queue_ofo: tcp_enter_quickack_mode, so the ACKs after
+    the hole is filled go out at once too."""
+    c = passive_open()
+    c.send(b"f" * 10)
+    c.recv()
+    _immediate_acks(c, 20)                      # quick-ACK mode is used up
+    c.host.advance(c.host.now + 1.0)
+    c.recv()
+    s0 = c.snd
+    c.send(b"B" * 10, seq=s0 + 10)              # out of order: ACK, quick mode
+    assert len(c.recv()) == 1
+    c.send(b"A" * 10, seq=s0)                   # fills the hole: ACK
+    assert len(c.recv()) == 1
+    c.snd = s0 + 20
+    assert _immediate_acks(c, 20) == 14

@@ -137,3 +137,4 @@ def test_congestion_module_gets_each_sample_with_the_segments_acked():
     c.ack_all(out)
     c.send()
     assert c.sk.ca_priv.delay_min == pytest.approx(0.1)   # 0.15 is not smaller
+

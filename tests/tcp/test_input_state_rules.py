@@ -678,3 +678,14 @@ def test_active_open_guesses_the_peer_segment_size_from_its_mss():
     assert peer.recv() == []                  # one segment: the ACK waits
     peer.send(ACK, PEER_ISS + 201, syn.seq + 1, payload=b"b" * 200)
     assert [s.ack for s in peer.recv()] == [PEER_ISS + 401]
+
+
+def test_in_window_rst_with_data_is_challenged_and_its_data_dropped():
+    """RFC 5961 3.2: a RST in the window but not at RCV.NXT gets a challenge
+    ACK and the segment is discarded, text and all."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(b"rstdata", flags=RST | ACK, seq=s0 + 100)
+    assert _keys(c.recv()) == [(ACK, c.rcv, s0, b"")]
+    assert c.sk.state == TCP_ESTABLISHED
+    assert c.sk.ofo == [] and c.host.mib["TCPOFOQueue"] == 0
