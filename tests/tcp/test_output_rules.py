@@ -884,9 +884,10 @@ def test_receive_buffer_does_not_grow_when_the_reader_took_the_same():
     """tcp_rcv_space_adjust: copied <= rcvq_space is no growth (Linux: goto
     new_measure)."""
     _c, sk = _autotune_conn()
+    sk.rcvbuf = 10_000
     sk.rcv_nxt = (sk.rcvq_seq + 2000) & MASK
     tcp_output.tcp_rcv_space_adjust(sk, 1.25)
-    assert (sk.rcvbuf, sk.rcvq_space) == (50_000, 2000)
+    assert (sk.rcvbuf, sk.rcvq_space, sk.rcvq_time) == (10_000, 2000, 1.25)
 
 
 def test_sack_blocks_never_push_the_payload_below_48_bytes():
@@ -1259,3 +1260,40 @@ def test_an_active_open_has_nothing_in_flight_after_the_handshake():
     assert c.sk.packets_out == 0 and c.sk.rtx == []
     c.sk.sendmsg(b"i" * 50_000)
     assert len(c.recv()) == 10
+
+
+
+def test_a_retransmitted_syn_follows_the_sysctls_at_the_time():
+    """tcp_syn_options reads the sysctls when the SYN is built (Linux
+    tcp_syn_options: sysctl_tcp_sack): SACK turned off before the
+    retransmission, the retransmitted SYN offers no SACK-permitted."""
+    host, peer, _sk, syn = _syn_sent()
+    assert syn.opts.sack_ok
+    host.settings.tcp_sack = 0
+    host.advance(1.0)
+    again = peer.recv_one()
+    assert again.flags == SYN and again.seq == syn.seq and not again.opts.sack_ok
+
+
+def test_a_reset_for_an_unknown_connection_has_no_options_or_urgent_pointer():
+    """tcp_v4_send_reset: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> (RFC 9293
+    3.10.7.1) with no options (Linux sends no timestamp in a stateless RST)
+    and a zero urgent pointer."""
+    host = FakeHost()
+    peer = Peer(host)
+    peer.send(SYN, 0xFFFFFFF0, 0, 1000, b"abcdefghijklmnopqrst",
+              opts=TcpOptions(mss=1000, ts_val=7, ts_ecr=0))
+    rst = peer.recv_one()
+    assert (rst.flags, rst.seq, rst.ack) == (RST | ACK, 0, (0xFFFFFFF0 + 21) & MASK)
+    assert rst.opts.ts_val is None and rst.opts.mss is None and rst.urg_ptr == 0
+
+
+def test_a_synack_has_a_zero_urgent_pointer():
+    host = FakeHost()
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    ls.bind(0, 80)
+    ls.listen(8)
+    peer.send(SYN, 5000, 0, 65535, opts=TcpOptions(mss=1460))
+    synack = peer.recv_one()
+    assert synack.flags == SYN | ACK and synack.urg_ptr == 0
