@@ -508,3 +508,15 @@ def test_connections_send_q_is_never_negative_after_our_fin_is_acked():
     c.send()
     [row] = [r for r in c.host.tcp.connections() if r.state == "FIN-WAIT-2"]
     assert (row.recv_q, row.send_q, row.timer) == (0, 0, "")
+
+
+def test_close_with_unread_data_resets_and_frees_the_receive_queue():
+    """RFC 2525 2.17: unread data at close means a RST; the sock's queued
+    bytes go with it (sk_release), the user cannot read them afterwards."""
+    c = passive_open()
+    c.send(b"unread")
+    assert c.sk.readable() == 6
+    c.sk.close()
+    assert c.recv()[-1].flags & RST
+    assert c.sk.readable() == 0 and c.sk.recvmsg(100) == b""
+    assert c.sk.dead and c.host.tcp.orphans == 0

@@ -549,3 +549,22 @@ def test_timestamps_wrap_at_2_32():
               opts=TcpOptions(ts_val=8, ts_ecr=5))
     [ack] = peer.recv()
     assert (ack.opts.ts_val, ack.opts.ts_ecr) == (15, 7)
+
+
+def test_request_ack_and_reset_numbers_for_an_even_iss():
+    """The same rules with ISS even (ISS + 1 odd): nothing may drop a bit."""
+    host = FakeHost()
+    host.advance(_time_for_isn(host, 0x12345678))
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    ls.bind(0, LPORT)
+    ls.listen(8)
+    peer.send(SYN, 0x22222222)
+    [synack] = peer.recv()
+    assert (synack.seq, synack.ack) == (0x12345678, 0x22222223)
+    peer.send(ACK, 0x22222223 + RCV_WND + 10, 0x12345679, payload=b"x")
+    assert [_fields(s) for s in peer.recv()] == [(ACK, 0x12345679, 0x22222223, RCV_WND)]
+    peer.send(ACK, 0x22222223, 0x12345679)
+    child = ls.accept()
+    child.sendmsg(b"yo")
+    assert [(s.seq, s.ack) for s in peer.recv() if s.payload] == [(0x12345679, 0x22222223)]
