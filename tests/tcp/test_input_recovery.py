@@ -490,3 +490,14 @@ def test_full_ack_with_new_data_still_out_forgets_the_dupacks():
     c.send(ack=base + 12 * MSS)                   # the recovery point exactly
     assert c.sk.packets_out >= 2                  # 12 and 13 (and what this ACK sent)
     assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
+
+
+def test_entering_sack_recovery_retransmits_every_lost_segment_the_window_allows():
+    """RFC 6675 5 (NextSeg rule 1 before rule 2): on entering recovery the
+    segments already deemed lost (3 SACKed above each: 0 and 2) go out
+    before new data, as far as the pipe allows."""
+    c, base, mss = _sack_open()
+    blocks = ((base + 3 * mss, base + 10 * mss), (base + mss, base + 2 * mss))
+    c.send(ack=base, opts=TcpOptions(sack_blocks=blocks))
+    assert c.sk.ca_state == TCP_CA_RECOVERY
+    assert [(s.seq - base) // mss for s in c.recv()] == [0, 2, 10, 11, 12]
