@@ -28,7 +28,7 @@ from .tcp_input import Skb, tcp_initialize_rcv_mss, tcp_rcv_established, tcp_rcv
 from .tcp_minisocks import (
     TCP_TW_ACK,
     TCP_TW_RST,
-    TCP_TW_SYN,
+    TCP_TW_SUCCESS,
     RequestSock,
     TimeWaitSock,
     reqsk_timer_handler,
@@ -346,8 +346,7 @@ class TcpProto:
             mib["ListenDrops"] += 1
             return
         opts = skb.opts
-        req = RequestSock(listener, iph.dst, skb.th.dport, iph.src, skb.th.sport)
-        req.rcv_isn = skb.seq
+        req = RequestSock(listener, iph.dst, skb.th.dport, iph.src, skb.th.sport, skb.seq)
         # tcp_parse_options on a SYN: the peer's MSS, bounded by the listener's
         # TCP_MAXSEG; without the option (or with 0) RFC 9293's default 536, which
         # Linux leaves unclamped.  A SYN cookie encodes this value, not the raw option.
@@ -415,19 +414,17 @@ class TcpProto:
             host.route_lookup(raddr)
         except OSError:
             return None             # no way back to the client: drop (Linux)
-        req = RequestSock(listener, laddr, lport, raddr, rport)
-        req.rcv_isn = client_isn
+        req = RequestSock(listener, laddr, lport, raddr, rport, client_isn)
         req.snt_isn = cookie
         req.mss = mss
         opts = skb.opts
-        ts_off = secure_tcp_ts_off(host.secret, laddr, raddr)
+        # The cookie's TSval was never ahead of now_ms + ts_off (see
+        # cookie_init_timestamp), so the child's clock does not go back.
+        req.ts_off = secure_tcp_ts_off(host.secret, laddr, raddr)
+        req.ts_recent = opts.ts_val or 0            # (used with timestamps only)
         if st.tcp_timestamps and opts.ts_ecr:
-            wscale, sack_ok = cookie_timestamp_decode((opts.ts_ecr - ts_off) & 0xFFFFFFFF)
+            wscale, sack_ok = cookie_timestamp_decode((opts.ts_ecr - req.ts_off) & 0xFFFFFFFF)
             req.tstamp_ok = True
-            req.ts_recent = opts.ts_val or 0
-            # The cookie's TSval was never ahead of now_ms + ts_off (see
-            # cookie_init_timestamp), so the child's clock does not go back.
-            req.ts_off = ts_off
             req.sack_ok = bool(sack_ok) and bool(st.tcp_sack)
             req.wscale_ok = wscale is not None and bool(st.tcp_window_scaling)
             req.snd_wscale = wscale if req.wscale_ok else 0
@@ -531,12 +528,14 @@ class TcpProto:
 
     def _rcv_timewait(self, tw: TimeWaitSock, skb: Skb, iph: Any, now: float) -> None:
         verdict = tcp_timewait_state_process(tw, skb, now)
+        if verdict == TCP_TW_SUCCESS:
+            return
         if verdict == TCP_TW_ACK:
             tw.send_ack(now)
         elif verdict == TCP_TW_RST:
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
             self.inet_twsk_kill(tw)
-        elif verdict == TCP_TW_SYN:
+        else:   # TCP_TW_SYN
             listener = self.hashinfo.lookup_listener(iph.dst, skb.th.dport)
             if listener is not None:
                 isn = tcp_tw_isn(tw)

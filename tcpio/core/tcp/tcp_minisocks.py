@@ -58,23 +58,20 @@ class RequestSock:
     )
 
     def __init__(self, listener: TcpSock, laddr: int, lport: int, raddr: int,
-                 rport: int) -> None:
+                 rport: int, rcv_isn: int) -> None:
+        # snt_isn, mss, rcv_wnd, ts_recent and ts_off are the creator's to set
+        # (tcp_v4_conn_request, cookie_v4_check), and the timer too for a
+        # request that is hashed; the options start off until negotiated.
         self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
         self.state = TCP_NEW_SYN_RECV
         self.listener = listener
-        self.snt_isn = 0
-        self.rcv_isn = 0
-        self.mss = 536
+        self.rcv_isn = rcv_isn
         self.wscale_ok = False
         self.snd_wscale = 0
         self.rcv_wscale = 0
         self.sack_ok = False
         self.tstamp_ok = False
-        self.ts_recent = 0
-        self.ts_off = 0
         self.num_retrans = 0
-        self.timer: Any = None
-        self.rcv_wnd = 0
         self.dead = False
 
 
@@ -128,7 +125,7 @@ class TimeWaitSock:
             opts = _ts_opts(now, self.ts_off, self.ts_recent)
         tcp_v4_send(self.proto.host, self.laddr, self.raddr, self.lport, self.rport,
                     self.snd_nxt, self.rcv_nxt, TCPHDR_ACK,
-                    min(self.rcv_wnd >> self.rcv_wscale, 65535), opts)
+                    self.rcv_wnd >> self.rcv_wscale, opts)    # (at most 65535 << rcv_wscale)
 
 
 def _ts_opts(now: float, ts_off: int, ts_ecr: int) -> Any:
@@ -144,48 +141,24 @@ TCP_TW_SYN = 3
 
 def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
     """RFC 9293 TIME_WAIT rules with Linux's PAWS and FIN_WAIT2 substate."""
-    flags = skb.flags
     opts = skb.opts
     paws_reject = bool(tw.tstamp_ok and opts.ts_val is not None
                        and before(opts.ts_val, tw.ts_recent))
     if tw.substate == TCP_FIN_WAIT2:
-        # tcp_rcv_state_process's checks again, for a sock with no receive
-        # buffer (TCP_TW_RST also ends the time-wait sock, in tcp_v4_rcv).
-        if paws_reject or not _in_window(skb, tw.rcv_nxt, tw.rcv_wnd):
-            # RFC 9293: never answer a RST (Linux ACKs it here, rate-limited).
-            return TCP_TW_ACK if not flags & TCPHDR_RST else TCP_TW_SUCCESS
-        if flags & TCPHDR_RST:
-            tw.proto.inet_twsk_kill(tw)
-            return TCP_TW_SUCCESS
-        if flags & TCPHDR_SYN and not before(skb.seq, tw.rcv_nxt):
-            return TCP_TW_RST
-        if not flags & TCPHDR_ACK or not after(skb.end_seq, tw.rcv_nxt) \
-                or skb.end_seq == skb.seq:
-            return TCP_TW_SUCCESS   # a duplicate ACK, or no ACK at all: drop
-        if not flags & TCPHDR_FIN or skb.end_seq != ((tw.rcv_nxt + 1) & 0xFFFFFFFF):
-            # New data after our close (RFC 1122 4.2.2.13): reset.
-            return TCP_TW_RST
-        # the FIN we waited for: now a real TIME_WAIT
-        tw.substate = TCP_TIME_WAIT
-        tw.rcv_nxt = skb.end_seq
-        if opts.ts_val is not None:
-            tw.ts_recent = opts.ts_val
-            tw.ts_recent_stamp = now
-        tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
-        return TCP_TW_ACK
-    # TIME_WAIT proper
+        return _tw_fin_wait2_process(tw, skb, paws_reject, now)
+    flags = skb.flags
     if not paws_reject and skb.seq == tw.rcv_nxt and (
             skb.seq == skb.end_seq or flags & TCPHDR_RST):
         if flags & TCPHDR_RST:
             # RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the entry.
             tw.proto.inet_twsk_kill(tw)
-            return TCP_TW_SUCCESS
-        # A bare ACK at RCV.NXT: the peer still holds the connection, so the
-        # whole TIME-WAIT starts again (inet_twsk_reschedule); nothing to send.
-        tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
-        if opts.ts_val is not None and tw.tstamp_ok:
-            tw.ts_recent = opts.ts_val
-            tw.ts_recent_stamp = now
+        else:
+            # A bare ACK at RCV.NXT: the peer still holds the connection, so
+            # the whole TIME-WAIT starts again (inet_twsk_reschedule).
+            tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
+            if opts.ts_val is not None and tw.tstamp_ok:
+                tw.ts_recent = opts.ts_val
+                tw.ts_recent_stamp = now
         return TCP_TW_SUCCESS
     # A new SYN beyond the old sequence space may reopen the tuple (RFC 6191).
     if flags & TCPHDR_SYN and not flags & (TCPHDR_RST | TCPHDR_ACK) and not paws_reject and (
@@ -203,6 +176,35 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
             tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
         return TCP_TW_ACK
     return TCP_TW_SUCCESS
+
+
+def _tw_fin_wait2_process(tw: TimeWaitSock, skb: Skb, paws_reject: bool, now: float) -> int:
+    """An orphan's FIN-WAIT-2: tcp_rcv_state_process's checks again, for a
+    sock with no receive buffer (TCP_TW_RST also ends the time-wait sock, in
+    tcp_v4_rcv)."""
+    flags = skb.flags
+    if paws_reject or not _in_window(skb, tw.rcv_nxt, tw.rcv_wnd):
+        # RFC 9293: never answer a RST (Linux ACKs it here, rate-limited).
+        return TCP_TW_ACK if not flags & TCPHDR_RST else TCP_TW_SUCCESS
+    if flags & TCPHDR_RST:
+        tw.proto.inet_twsk_kill(tw)
+        return TCP_TW_SUCCESS
+    if flags & TCPHDR_SYN and not before(skb.seq, tw.rcv_nxt):
+        return TCP_TW_RST
+    if not flags & TCPHDR_ACK or not after(skb.end_seq, tw.rcv_nxt) \
+            or skb.end_seq == skb.seq:
+        return TCP_TW_SUCCESS   # a duplicate ACK, or no ACK at all: drop
+    if not flags & TCPHDR_FIN or skb.end_seq != ((tw.rcv_nxt + 1) & 0xFFFFFFFF):
+        # New data after our close (RFC 1122 4.2.2.13): reset.
+        return TCP_TW_RST
+    # the FIN we waited for: now a real TIME_WAIT
+    tw.substate = TCP_TIME_WAIT
+    tw.rcv_nxt = skb.end_seq
+    if skb.opts.ts_val is not None:
+        tw.ts_recent = skb.opts.ts_val
+        tw.ts_recent_stamp = now
+    tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
+    return TCP_TW_ACK
 
 
 def tcp_tw_isn(tw: TimeWaitSock) -> int:
@@ -336,12 +338,10 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
                  "rcvbuf_locked"):
         setattr(sk, name, getattr(listener, name))
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
-    sk.iss = req.snt_isn
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
     sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = isn1
     sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
     sk.rcv_wnd = req.rcv_wnd
-    sk.snd_wl1 = req.rcv_isn
     sk.wscale_ok = req.wscale_ok
     sk.snd_wscale = req.snd_wscale      # both 0 unless wscale_ok
     sk.rcv_wscale = req.rcv_wscale
@@ -361,5 +361,5 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     from .tcp_input import tcp_initialize_rcv_mss
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
-    sk.rcv_tstamp = now
+    # (snd_wl1, and rcv_tstamp when the third ACK is processed, are the caller's)
     return sk
