@@ -182,7 +182,7 @@ def collect(pytest_args: list[str]) -> int:
         COVERAGE.write_text(json.dumps(merge(old, new, hashes)))
     bad = new.get("not_passed", {})
     print(f"{len(new['tests'])} tests measured in {time.time() - t0:.0f} s -> "
-          f"{COVERAGE.relative_to(ROOT)}")
+          f"{COVERAGE}")
     if bad:
         print(f"warning: {len(bad)} tests did not pass; mutants they cover look killed:")
         for t, o in list(bad.items())[:20]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .sock import TcpSock
     from .tcp_input import Skb
     from .tcp_ipv4 import TcpProto
+    from ..timer import Timer
 
 
 class RequestSock:
@@ -56,6 +57,13 @@ class RequestSock:
         "tstamp_ok",
         "wscale_ok",
     )
+    # Set by the creator, not __init__ (see there).
+    snt_isn: int
+    mss: int
+    rcv_wnd: int
+    ts_recent: int
+    ts_off: int
+    timer: Timer
 
     def __init__(self, listener: TcpSock, laddr: int, lport: int, raddr: int,
                  rport: int, rcv_isn: int) -> None:
