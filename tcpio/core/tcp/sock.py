@@ -19,7 +19,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ... import _fast
 from ..errors import sock_error
@@ -435,138 +435,228 @@ class TcpSock(TcpCb):
             raise sock_error(errno.ENOTCONN)
         return (self.raddr, self.rport)
 
-    # --- options ------------------------------------------------------------
+    # --- options (sk_setsockopt / do_tcp_setsockopt and their getters) -----
     def setsockopt(self, level: int, name: int, value: Any) -> None:
-        st = self.host.settings
-        if level == socket.SOL_SOCKET:
-            if name == socket.SO_REUSEADDR:
-                self.reuseaddr = bool(_int(value))
-            elif name == socket.SO_KEEPALIVE:
-                on = bool(_int(value))
-                if on != self.keepalive:
-                    self.keepalive = on
-                    from .tcp_timer import tcp_set_keepalive
-                    tcp_set_keepalive(self, self.host.now)
-            elif name == socket.SO_LINGER:
-                if isinstance(value, (bytes, bytearray)):
-                    if len(value) < _LINGER.size:
-                        raise sock_error(errno.EINVAL)
-                    value = _LINGER.unpack(bytes(value)[:_LINGER.size])
-                on, secs = value
-                if not on:
-                    # sock_setsockopt: l_onoff 0 clears SOCK_LINGER, the time stays.
-                    self.linger = (0, self.linger[1])
-                else:
-                    # A negative l_linger is huge as u32: linger without limit.
-                    secs = int(secs)
-                    self.linger = (1, secs if secs >= 0 else _LINGER_FOREVER)
-            elif name == socket.SO_SNDBUF:
-                v = min(_int(value), st.tcp_wmem[2])
-                self.sndbuf = max(2 * v, SOCK_MIN_SNDBUF)
-                self.sndbuf_locked = True
-                self._wake()
-            elif name == socket.SO_RCVBUF:
-                v = min(_int(value), st.tcp_rmem[2])
-                self.rcvbuf = max(2 * v, SOCK_MIN_RCVBUF)
-                self.rcvbuf_locked = True
-            else:
-                raise sock_error(errno.ENOPROTOOPT)
-        elif level == socket.IPPROTO_TCP:
-            if name == socket.TCP_NODELAY:
-                self.nodelay = bool(_int(value))
-                if self.nodelay:
-                    tcp_output.tcp_push(self, self.host.now)
-            elif name == socket.TCP_MAXSEG:
-                v = _int(value)
-                if v and not TCP_MIN_MSS <= v <= 32767:
-                    raise sock_error(errno.EINVAL)
-                self.user_mss = v
-            elif name in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL):
-                v = _int(value)
-                if not 1 <= v <= 32767:
-                    raise sock_error(errno.EINVAL)
-                if name == socket.TCP_KEEPIDLE:
-                    self.keepidle = float(v)
-                    if self.keepalive:
-                        from .tcp_timer import tcp_set_keepalive
-                        tcp_set_keepalive(self, self.host.now)
-                else:
-                    self.keepintvl = float(v)
-            elif name == socket.TCP_KEEPCNT:
-                v = _int(value)
-                if not 1 <= v <= 127:
-                    raise sock_error(errno.EINVAL)
-                self.keepcnt = v
-            elif name == socket.TCP_USER_TIMEOUT:
-                v = _int(value)
-                if v < 0:
-                    raise sock_error(errno.EINVAL)
-                self.user_timeout = v / 1000.0
-            elif name == socket.TCP_CONGESTION:
-                nm = value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
-                try:
-                    ops = get_congestion_control(nm.rstrip("\0"))
-                except (KeyError, ValueError, OSError):
-                    raise sock_error(errno.ENOENT) from None
-                self.ca_ops = ops
-                self.ca_priv = None
-                if self.state not in (TCP_CLOSE, TCP_LISTEN):
-                    ops.init(self, self.host.now)
-            else:
-                raise sock_error(errno.ENOPROTOOPT)
-        else:
+        """Set an option from SOCKOPTS; ENOPROTOOPT for any level or name it
+        does not list (or lists read-only), like sk_setsockopt/tcp_setsockopt."""
+        opt = SOCKOPTS.get((level, name))
+        if opt is None or opt.store is None:
             raise sock_error(errno.ENOPROTOOPT)
+        opt.store(self, opt.convert(value))
 
     def getsockopt(self, level: int, name: int, buflen: int = 0) -> Any:
-        if level == socket.SOL_SOCKET:
-            if name == socket.SO_REUSEADDR:
-                return int(self.reuseaddr)
-            if name == socket.SO_KEEPALIVE:
-                return int(self.keepalive)
-            if name == socket.SO_LINGER:
-                return _LINGER.pack(*self.linger)
-            if name == socket.SO_SNDBUF:
-                return self.sndbuf
-            if name == socket.SO_RCVBUF:
-                return self.rcvbuf
-            if name == socket.SO_ERROR:
-                err, self.sk_err = self.sk_err, 0
-                return err
-            if name == socket.SO_TYPE:
-                return socket.SOCK_STREAM
-            if name == socket.SO_ACCEPTCONN:
-                return int(self.state == TCP_LISTEN)
-        elif level == socket.IPPROTO_TCP:
-            if name == socket.TCP_NODELAY:
-                return int(self.nodelay)
-            if name == socket.TCP_MAXSEG:
-                # do_tcp_getsockopt: mss_cache (TCP_MSS_DEFAULT until a
-                # connection sets it, and kept after it ends), the user's
-                # value instead while CLOSE or LISTEN.
-                if self.user_mss and self.state in (TCP_CLOSE, TCP_LISTEN):
-                    return self.user_mss
-                return self.mss_cache
-            if name == socket.TCP_KEEPIDLE:
-                return int(self.keepidle)
-            if name == socket.TCP_KEEPINTVL:
-                return int(self.keepintvl)
-            if name == socket.TCP_KEEPCNT:
-                return self.keepcnt
-            if name == socket.TCP_USER_TIMEOUT:
-                return round(self.user_timeout * 1000)
-            if name == socket.TCP_CONGESTION:
-                return self.ca_ops.name.encode()
-        elif level != socket.IPPROTO_IP:
+        """Read an option from SOCKOPTS (``buflen`` is accepted and ignored:
+        ints come back as ints, SO_LINGER as the packed struct linger)."""
+        opt = SOCKOPTS.get((level, name))
+        if opt is None:
+            if level in (socket.SOL_SOCKET, socket.IPPROTO_TCP, socket.IPPROTO_IP):
+                raise sock_error(errno.ENOPROTOOPT)
             # tcp_getsockopt hands other levels to ip_getsockopt, which only
             # knows SOL_IP (setsockopt says ENOPROTOOPT there instead).
             raise sock_error(errno.EOPNOTSUPP)
-        raise sock_error(errno.ENOPROTOOPT)
+        return opt.load(self)
 
 
 def _int(value: Any) -> int:
+    """An int option as the C API passes it: an int, or its packed bytes."""
     if isinstance(value, (bytes, bytearray)):
         return int.from_bytes(bytes(value)[:4], "little", signed=True)
     return int(value)
+
+
+# --- the socket option table ------------------------------------------------------------
+# One row per (level, optname): ``convert`` turns the user's value into what
+# the kernel stores and raises the errno Linux gives a bad value (EINVAL for
+# an out-of-range int or a short struct, ENOENT for an unknown congestion
+# control); ``store`` writes it with its side effects (None: read-only, so
+# setsockopt says ENOPROTOOPT); ``load`` is what getsockopt returns.
+
+class SockOpt(NamedTuple):
+    convert: Callable[[Any], Any]
+    store: Callable[[TcpSock, Any], None] | None
+    load: Callable[[TcpSock], Any]
+
+
+def _read_only(load: Callable[[TcpSock], Any]) -> SockOpt:
+    return SockOpt(_int, None, load)
+
+
+def _bool(value: Any) -> bool:
+    return bool(_int(value))
+
+
+def _int_in(lo: int, hi: int, *, zero_ok: bool = False) -> Callable[[Any], int]:
+    """An int in lo..hi (or 0 when ``zero_ok``), else EINVAL."""
+    def convert(value: Any) -> int:
+        v = _int(value)
+        if not (lo <= v <= hi or (zero_ok and v == 0)):
+            raise sock_error(errno.EINVAL)
+        return v
+    return convert
+
+
+def _nonneg(value: Any) -> int:
+    v = _int(value)
+    if v < 0:
+        raise sock_error(errno.EINVAL)
+    return v
+
+
+def _linger_in(value: Any) -> tuple[int, int]:
+    """struct linger, packed (EINVAL when shorter than the struct) or a pair."""
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) < _LINGER.size:
+            raise sock_error(errno.EINVAL)
+        value = _LINGER.unpack(bytes(value)[:_LINGER.size])
+    on, secs = value
+    return on, secs
+
+
+def _cc_in(value: Any) -> Any:
+    """A congestion control by name (NULs stripped); ENOENT if unknown."""
+    nm = value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+    try:
+        return get_congestion_control(nm.rstrip("\0"))
+    except (KeyError, ValueError, OSError):
+        raise sock_error(errno.ENOENT) from None
+
+
+def _set_attr(attr: str) -> Callable[[TcpSock, Any], None]:
+    def store(sk: TcpSock, v: Any) -> None:
+        setattr(sk, attr, v)
+    return store
+
+
+def _get_int(attr: str) -> Callable[[TcpSock], int]:
+    def load(sk: TcpSock) -> int:
+        return int(getattr(sk, attr))
+    return load
+
+
+def _set_keepalive(sk: TcpSock, on: bool) -> None:
+    # tcp_set_keepalive: arm or stop the timer only when the flag changes.
+    if on != sk.keepalive:
+        sk.keepalive = on
+        from .tcp_timer import tcp_set_keepalive
+        tcp_set_keepalive(sk, sk.host.now)
+
+
+def _set_linger(sk: TcpSock, v: tuple[int, int]) -> None:
+    on, secs = v
+    if not on:
+        # sk_setsockopt: l_onoff 0 clears SOCK_LINGER, the time stays.
+        sk.linger = (0, sk.linger[1])
+    else:
+        # A negative l_linger is huge as u32: linger without limit.
+        secs = int(secs)
+        sk.linger = (1, secs if secs >= 0 else _LINGER_FOREVER)
+
+
+def _get_linger(sk: TcpSock) -> bytes:
+    return _LINGER.pack(*sk.linger)
+
+
+def _set_sndbuf(sk: TcpSock, v: int) -> None:
+    # Limited (tcpio's limit is tcp_wmem[2]) before doubling for overhead,
+    # with a floor; SOCK_SNDBUF_LOCK; sk_write_space: there may be new room.
+    v = min(v, sk.host.settings.tcp_wmem[2])
+    sk.sndbuf = max(2 * v, SOCK_MIN_SNDBUF)
+    sk.sndbuf_locked = True
+    sk._wake()
+
+
+def _set_rcvbuf(sk: TcpSock, v: int) -> None:
+    v = min(v, sk.host.settings.tcp_rmem[2])
+    sk.rcvbuf = max(2 * v, SOCK_MIN_RCVBUF)
+    sk.rcvbuf_locked = True
+
+
+def _get_type(sk: TcpSock) -> int:
+    return socket.SOCK_STREAM
+
+
+def _get_acceptconn(sk: TcpSock) -> int:
+    return int(sk.state == TCP_LISTEN)
+
+
+def _so_error(sk: TcpSock) -> int:
+    # sock_error(): reading the pending error clears it.
+    err, sk.sk_err = sk.sk_err, 0
+    return err
+
+
+def _set_nodelay(sk: TcpSock, on: bool) -> None:
+    # __tcp_sock_set_nodelay: turning Nagle off pushes what it held back.
+    sk.nodelay = on
+    if on:
+        tcp_output.tcp_push(sk, sk.host.now)
+
+
+def _get_maxseg(sk: TcpSock) -> int:
+    # do_tcp_getsockopt: mss_cache (TCP_MSS_DEFAULT until a connection sets
+    # it, and kept after it ends), the user's value instead while CLOSE or LISTEN.
+    if sk.user_mss and sk.state in (TCP_CLOSE, TCP_LISTEN):
+        return sk.user_mss
+    return sk.mss_cache
+
+
+def _set_keepidle(sk: TcpSock, v: int) -> None:
+    # tcp_sock_set_keepidle_locked: a running keepalive timer moves too.
+    sk.keepidle = float(v)
+    if sk.keepalive:
+        from .tcp_timer import tcp_set_keepalive
+        tcp_set_keepalive(sk, sk.host.now)
+
+
+def _set_keepintvl(sk: TcpSock, v: int) -> None:
+    sk.keepintvl = float(v)
+
+
+def _set_user_timeout(sk: TcpSock, ms: int) -> None:
+    sk.user_timeout = ms / 1000.0
+
+
+def _get_user_timeout(sk: TcpSock) -> int:
+    return round(sk.user_timeout * 1000)
+
+
+def _get_congestion(sk: TcpSock) -> bytes:
+    return sk.ca_ops.name.encode()
+
+
+def _set_congestion(sk: TcpSock, ops: Any) -> None:
+    # tcp_set_congestion_control: a live connection restarts the new one.
+    sk.ca_ops = ops
+    sk.ca_priv = None
+    if sk.state not in (TCP_CLOSE, TCP_LISTEN):
+        ops.init(sk, sk.host.now)
+
+
+_SOL, _TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
+SOCKOPTS: dict[tuple[int, int], SockOpt] = {
+    # sk_setsockopt / sk_getsockopt (net/core/sock.c)
+    (_SOL, socket.SO_REUSEADDR): SockOpt(_bool, _set_attr("reuseaddr"), _get_int("reuseaddr")),
+    (_SOL, socket.SO_KEEPALIVE): SockOpt(_bool, _set_keepalive, _get_int("keepalive")),
+    (_SOL, socket.SO_LINGER): SockOpt(_linger_in, _set_linger, _get_linger),
+    (_SOL, socket.SO_SNDBUF): SockOpt(_int, _set_sndbuf, _get_int("sndbuf")),
+    (_SOL, socket.SO_RCVBUF): SockOpt(_int, _set_rcvbuf, _get_int("rcvbuf")),
+    (_SOL, socket.SO_ERROR): _read_only(_so_error),
+    (_SOL, socket.SO_TYPE): _read_only(_get_type),
+    (_SOL, socket.SO_ACCEPTCONN): _read_only(_get_acceptconn),
+    # do_tcp_setsockopt / do_tcp_getsockopt (net/ipv4/tcp.c)
+    (_TCP, socket.TCP_NODELAY): SockOpt(_bool, _set_nodelay, _get_int("nodelay")),
+    (_TCP, socket.TCP_MAXSEG): SockOpt(_int_in(TCP_MIN_MSS, 32767, zero_ok=True),
+                                       _set_attr("user_mss"), _get_maxseg),
+    (_TCP, socket.TCP_KEEPIDLE): SockOpt(_int_in(1, 32767), _set_keepidle, _get_int("keepidle")),
+    (_TCP, socket.TCP_KEEPINTVL): SockOpt(_int_in(1, 32767), _set_keepintvl,
+                                          _get_int("keepintvl")),
+    (_TCP, socket.TCP_KEEPCNT): SockOpt(_int_in(1, 127), _set_attr("keepcnt"),
+                                        _get_int("keepcnt")),
+    (_TCP, socket.TCP_USER_TIMEOUT): SockOpt(_nonneg, _set_user_timeout,
+                                             _get_user_timeout),
+    (_TCP, socket.TCP_CONGESTION): SockOpt(_cc_in, _set_congestion,
+                                           _get_congestion),
+}
 
 
 # tcp_close_state: the state after the user closes the sending side, and
