@@ -14,7 +14,6 @@ class Settings:
     ip_default_ttl: int = 64
     ipfrag_time: float = 30.0              # reassembly timeout, seconds
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # reassembly memory cap, bytes
-    ipfrag_max_dist: int = 64
     min_pmtu: int = 552                    # floor for a learned path MTU
     ip_rt_mtu_expires: float = 600.0       # how long a learned path MTU lasts
     ip_local_port_range: tuple[int, int] = (32768, 60999)
@@ -56,12 +55,10 @@ class Settings:
     tcp_timestamps: int = 1
     tcp_sack: int = 1
     tcp_dsack: int = 1
-    tcp_retries1: int = 3
     tcp_retries2: int = 15
     tcp_rto_min: float = 0.2
     tcp_rto_max: float = 120.0
     tcp_rto_initial: float = 1.0
-    tcp_delack_max: float = 0.04
     tcp_delack_min: float = 0.04
     tcp_init_cwnd: int = 10
     tcp_congestion_control: str = "cubic"
@@ -69,5 +66,4 @@ class Settings:
     tcp_keepalive_intvl: float = 75.0
     tcp_keepalive_probes: int = 9
     tcp_ofo_max_bytes: int | None = None   # None: bounded by the receive buffer
-    tcp_base_mss: int = 1024
     extra: dict = field(default_factory=dict)
