@@ -281,7 +281,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # Tests in files this conftest's owner does not edit that inject core exceptions
 # on purpose: node id -> why (the marker is added at collection).
 EXPECTED_CORE_EXCEPTIONS = {
-    "tests/tcp/test_fast_path_review.py::"
+    "tests/tcp/test_fast_path_twin_rules.py::"
     "test_counters_of_a_frame_that_raises_match_the_layered_path":
         "injects a RuntimeError into a sock's wakeup to compare the counters the fast "
         "and the layered path move for a frame that raises (CoreExceptions among them)",

@@ -129,7 +129,7 @@ def test_malformed_options_dropped(opts):
     h = make_host()
     out = inject(h, None, raw=eth(with_csum(b)))
     # Not delivered (no echo reply): only a parameter problem goes back
-    # (tests/test_host_review.py pins its pointer).
+    # (tests/test_host_ip_rcv_rules.py pins its pointer).
     assert [(p[ICMP].type, p[ICMP].code) for p in out] == [(12, 0)]
     assert h.mib["InHdrErrors"] == 1 and h.mib["InDelivers"] == 0
 

@@ -1,4 +1,5 @@
-"""Review of the compiled TCP fast paths (tcp_fast, rx, host.receive_batch).
+"""The compiled TCP fast paths (tcp_fast, rx, host.receive_batch) against
+their pure twins and the layered path.
 
 Each test here states a rule the two twins (and the Python code they
 replaced) must share, and checks it against something independent of the
@@ -188,7 +189,7 @@ def test_twins_agree_on_header_prediction_and_windows():
         pytest.skip("tcpio._fast.tcp_fast not built")
     code = ("import sys\n"
             f"sys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
-            "from tcp import test_fast_path_review as t\n"
+            "from tcp import test_fast_path_twin_rules as t\n"
             "t._agreement_check(20000)\n"
             "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
