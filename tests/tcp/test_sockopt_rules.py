@@ -31,10 +31,13 @@ def test_tcp_keepintvl_does_not_move_the_first_probe():
     c = passive_open()
     c.sk.setsockopt(TCP, socket.TCP_KEEPIDLE, 10)
     c.sk.setsockopt(SOL, socket.SO_KEEPALIVE, 1)
+    c.host.advance(6.0)
     c.sk.setsockopt(TCP, socket.TCP_KEEPINTVL, 1)
+    assert c.sk.getsockopt(TCP, socket.TCP_KEEPINTVL) == 1
     c.host.advance(9.5)
     assert c.recv() == []
-    assert c.sk.getsockopt(TCP, socket.TCP_KEEPINTVL) == 1
+    c.host.advance(10.5)
+    assert [(s.flags, s.seq) for s in c.recv()] == [(ACK, (c.rcv - 1) & 0xFFFFFFFF)]
 
 
 def test_buffer_options_lock_their_own_buffer_only():
