@@ -81,6 +81,24 @@ def _end(seg: Seg) -> int:
     return (seg.seq + len(seg.payload) + (1 if seg.flags & (SYN | FIN) else 0)) & MASK
 
 
+def _our_fin(conn: Conn, state: int) -> Conn:
+    """We shut down the sending side: our FIN goes out (``conn.fin``), not
+    yet acknowledged, and the sock is in ``state``."""
+    conn.sk.shutdown(socket.SHUT_WR)
+    fin = conn.peer.recv_one()
+    assert fin.key() == (FIN | ACK, conn.rcv, conn.snd, b"")
+    assert conn.sk.state == state
+    conn.fin = fin
+    return conn
+
+
+def _their_fin(conn: Conn, our_seq: int) -> Conn:
+    """The peer's FIN, which we acknowledge at once from ``our_seq``."""
+    conn.send(flags=FIN | ACK)
+    assert [s.key() for s in conn.recv()] == [(ACK, our_seq, conn.snd, b"")]
+    return conn
+
+
 # --- a socket in each state -------------------------------------------------------------
 
 def syn_sent(settings: Settings | None = None) -> Conn:
@@ -162,13 +180,7 @@ def fin_wait_1(settings: Settings | None = None) -> Conn:
     acknowledged the FIN), SND.NXT = I+2.  shutdown(SHUT_WR), not close(),
     so the socket stays the user's (not an orphan).
     """
-    conn = established(settings)
-    conn.sk.shutdown(socket.SHUT_WR)
-    fin = conn.peer.recv_one()
-    assert fin.key() == (FIN | ACK, conn.rcv, conn.snd, b"")
-    assert conn.sk.state == TCP_FIN_WAIT1
-    conn.fin = fin
-    return conn
+    return _our_fin(established(settings), TCP_FIN_WAIT1)
 
 
 def fin_wait_2(settings: Settings | None = None) -> Conn:
@@ -192,8 +204,7 @@ def close_wait(settings: Settings | None = None) -> Conn:
         > ACK seq=I+1 ack=P+2
     """
     conn = established(settings)
-    conn.send(flags=FIN | ACK)
-    assert [s.key() for s in conn.recv()] == [(ACK, conn.rcv, conn.snd, b"")]
+    _their_fin(conn, conn.rcv)
     assert conn.sk.state == TCP_CLOSE_WAIT
     return conn
 
@@ -208,8 +219,7 @@ def closing(settings: Settings | None = None) -> Conn:
     Our FIN is still unacknowledged: ``conn.rcv`` = I+1, SND.UNA = I+1.
     """
     conn = fin_wait_1(settings)
-    conn.send(flags=FIN | ACK)
-    assert [s.key() for s in conn.recv()] == [(ACK, _end(conn.fin), conn.snd, b"")]
+    _their_fin(conn, _end(conn.fin))
     assert conn.sk.state == TCP_CLOSING
     return conn
 
@@ -223,13 +233,7 @@ def last_ack(settings: Settings | None = None) -> Conn:
 
     ``conn.fin`` is our FIN.
     """
-    conn = close_wait(settings)
-    conn.sk.shutdown(socket.SHUT_WR)
-    fin = conn.peer.recv_one()
-    assert fin.key() == (FIN | ACK, conn.rcv, conn.snd, b"")
-    assert conn.sk.state == TCP_LAST_ACK
-    conn.fin = fin
-    return conn
+    return _our_fin(close_wait(settings), TCP_LAST_ACK)
 
 
 def time_wait(settings: Settings | None = None) -> Conn:
@@ -246,8 +250,7 @@ def time_wait(settings: Settings | None = None) -> Conn:
     tcp_tw_timeout from now (t = 0).
     """
     conn = fin_wait_2(settings)
-    conn.send(flags=FIN | ACK)
-    assert [s.key() for s in conn.recv()] == [(ACK, conn.rcv, conn.snd, b"")]
+    _their_fin(conn, conn.rcv)
     sk = conn.sk
     tw = conn.host.tcp.hashinfo.lookup_established(sk.laddr, sk.lport, sk.raddr, sk.rport)
     assert sk.state == TCP_CLOSE and tw is not None and tw.state == TCP_TIME_WAIT
