@@ -13,7 +13,10 @@ Layering (each file mirrors a kernel file):
     ip_output.py  ip_output, ip_fragment, IP ID
     icmp.py       ICMP in, icmp_send, echo
     udp.py        UDP socks
-    tcp/          TCP (another module; plugged in through register_protocol)
+    tcp/          TCP
+    af_inet.py    inet_init: builds ICMP, UDP and TCP and registers them here
+    protocol.py   the seam: NetHost (what they may ask of us), InetProtocol
+                  (what we ask of them), EarlyDemux (the receive fast path)
 
 Receive fast path: ``receive`` first asks the compiled classifier
 (tcpio._fast.rx) whether the frame is a clean unicast UDP datagram or TCP
@@ -29,27 +32,31 @@ import logging
 import os
 import random
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
-from tcpio.core import ether, ip_input, ip_output
+from tcpio.core import af_inet, ether, ip_input, ip_output
 from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
 from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
-from tcpio.core.icmp import IcmpProto
+from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_fragment import Reassembler
 from tcpio.core.mib import Mib
+from tcpio.core.protocol import EarlyDemux, InetProtocol, TcpXmitPath
 from tcpio.core.route import Fib, Route, select_source
 from tcpio.core.settings import Settings
 from tcpio.core.timer import TimerWheel
-from tcpio.core.udp import UdpProto
+
+if TYPE_CHECKING:
+    from tcpio.core.icmp import IcmpProto
+    from tcpio.core.tcp.tcp_ipv4 import TcpProto
+    from tcpio.core.udp import UdpProto
 
 log = logging.getLogger("tcpio.host")
 
 # One compiled call per frame classifies the common case (see tcpio/_fast/rx_py.py).
 rx_classify = _fast.load("rx").rx_classify
 wire = _fast.load("wire")
-IPPROTO_TCP = 6
 LOOPBACK = 0x7F000001
 
 
@@ -77,7 +84,14 @@ class Interface:
 
 
 class Host:
-    """A sans-IO IPv4 host (see docs/internals.md "tcpio.core.host.Host")."""
+    """A sans-IO IPv4 host (see docs/internals.md "tcpio.core.host.Host").
+
+    It is the ``protocol.NetHost`` its transports are written against."""
+
+    # The protocols af_inet.inet_init registered.
+    icmp: IcmpProto
+    udp: UdpProto
+    tcp: TcpProto
 
     def __init__(self, name: str = "host", seed: int | None = None,
                  settings: Settings | None = None) -> None:
@@ -95,6 +109,9 @@ class Host:
         self.frags = Reassembler(self)
         self.ip_ids = ip_output.IpIdents(self.rng)
         self.protocols: dict[int, Any] = {}
+        # proto -> (the handler that registered it, its EarlyDemux); only
+        # used while that handler is still protocols[proto].
+        self._early_demux: dict[int, tuple[Any, EarlyDemux]] = {}
         # Path MTU learned from ICMP "fragmentation needed": dst -> (mtu, expires).
         self.pmtu: dict[int, tuple[int, float]] = {}
         self._rt_cache: dict[int, Route] = {}
@@ -113,20 +130,12 @@ class Host:
         self._loopback: deque[bytes] = deque()
         self._in_loopback = False
         self._busy = False
-        # The TCP handler the fast path last saw, its rcv_verified (or None)
-        # and its established hash (the TCP fast path inside rx_classify).
+        # The TCP handler the fast path serves this batch, and its early demux
+        # (None: none, every segment takes rcv).
         self._tcp_handler: Any = None
-        self._tcp_verified: Any = None
-        self._tcp_ehash: Any = None
-        self.icmp = IcmpProto(self)
-        self.register_protocol(1, self.icmp)
-        self.udp = UdpProto(self)
-        self.register_protocol(17, self.udp)
-        # Imported here, not at the top: tcp_output imports this module.  A TCP
-        # that fails to import is an error, not a host without TCP.
-        from tcpio.core.tcp.tcp_ipv4 import TcpProto
-        self.tcp = TcpProto(self)
-        self.register_protocol(6, self.tcp)
+        self._tcp_demux: EarlyDemux | None = None
+        # inet_init: the transports register themselves (af_inet.py).
+        self.icmp, self.udp, self.tcp = af_inet.inet_init(self)
 
     # ----- configuration ------------------------------------------------------------
 
@@ -218,8 +227,25 @@ class Host:
             ifindex = entry.ifindex
         self.arp.add_static(ifindex, ip, mac)
 
-    def register_protocol(self, proto: int, handler: Any) -> None:
+    def register_protocol(self, proto: int, handler: InetProtocol,
+                          early_demux: EarlyDemux | None = None) -> None:
+        """inet_add_protocol: ``handler`` gets every datagram for ``proto`` from
+        now on (replacing any other), and its ICMP errors.
+
+        ``early_demux`` is its receive fast path, if it has one.  A handler
+        given without one that has a ``rcv_verified`` method gets that as its
+        fast path (docs/internals.md: rcv_verified is optional; the
+        classifier's established-hash search is only for an explicit one)."""
         self.protocols[proto] = handler
+        self._tcp_handler = None        # the next batch looks the demux up again
+        if early_demux is None:
+            verified = getattr(handler, "rcv_verified", None)
+            if verified is not None:
+                early_demux = EarlyDemux(verified)
+        if early_demux is None:
+            self._early_demux.pop(proto, None)
+        else:
+            self._early_demux[proto] = (handler, early_demux)
 
     def _iface(self, ifindex: int) -> Interface:
         try:
@@ -324,17 +350,17 @@ class Host:
             return
         tcp = self.protocols.get(IPPROTO_TCP)
         if tcp is not self._tcp_handler:
-            # A TCP that accepts pre-verified segments (CHECKSUM_UNNECESSARY)
-            # lets us skip its checksum; otherwise rx leaves the TCP checksum to it.
+            # The TCP early demux, if the handler now in the table registered
+            # one: with it rx verifies the TCP checksum (CHECKSUM_UNNECESSARY)
+            # and may search its established hash; without, TCP checks its own.
             self._tcp_handler = tcp
-            self._tcp_verified = getattr(tcp, "rcv_verified", None)
-            # Its established hash, if it has one, for the TCP fast path in rx.
-            self._tcp_ehash = (getattr(getattr(tcp, "hashinfo", None), "ehash", None)
-                               if self._tcp_verified is not None else None)
+            entry = self._early_demux.get(IPPROTO_TCP)
+            self._tcp_demux = entry[1] if entry is not None and entry[0] is tcp else None
+        demux = self._tcp_demux
         classify = rx_classify
         mac, local, bcast = iface.mac, self._local, self._bcast
-        verify = self._tcp_verified is not None
-        ehash = self._tcp_ehash
+        verify = demux is not None
+        ehash = demux.ehash if demux is not None else None
         taken = 0       # segments the TCP fast path took whole
         self._busy = True
         try:
@@ -395,9 +421,9 @@ class Host:
             handler.rcv_fast(rec, frame, now)
         elif proto == IPPROTO_TCP:
             payload = memoryview(frame)[rec[6]:rec[7]]
-            verified = self._tcp_verified
-            if verified is not None:
-                verified(rec[5], payload, now)
+            demux = self._tcp_demux
+            if demux is not None:
+                demux.rcv_verified(rec[5], payload, now)
             else:
                 handler.rcv(rec[5], payload, now)
         else:
@@ -441,6 +467,11 @@ class Host:
         out = self._output
         self._output = []
         return out
+
+    def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
+        """The list ``take_output`` will return next: TCP's send loop appends
+        whole frames to it (NetHost.tx_queue)."""
+        return self._output
 
     def schedule_wakeup(self, sk: Any) -> None:
         self._wakeups[sk] = None
@@ -498,7 +529,11 @@ class Host:
         """
         self.icmp.local_error(packet, type, code, info)
 
-    def ether_xmit(self, iface: Interface, dst_mac: bytes | None, ethertype: int,
+    def ip_tcp_path(self, dst: int, length: int) -> TcpXmitPath | None:
+        """NetHost.ip_tcp_path: see ip_output.ip_tcp_path."""
+        return ip_output.ip_tcp_path(self, dst, length)
+
+    def ether_xmit(self, iface: Interface, dst_mac: bytes, ethertype: int,
                    payload: bytes | bytearray) -> None:
         ether.ether_xmit(self, iface, dst_mac, ethertype, payload)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tcpio import _fast
 from tcpio.core.addr import is_multicast
+from tcpio.core.in_h import IPPROTO_ICMP
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host
@@ -152,8 +153,8 @@ class IcmpProto:
     def _reply(self, iph: Any, rest: int, data: memoryview) -> None:
         host = self.host
         try:
-            host.ip_output(1, iph.dst, iph.src, wire.build_icmp(ICMP_ECHOREPLY, 0, rest, data),
-                           tos=iph.tos)
+            host.ip_output(IPPROTO_ICMP, iph.dst, iph.src,
+                           wire.build_icmp(ICMP_ECHOREPLY, 0, rest, data), tos=iph.tos)
         except OSError:
             host.mib["IcmpOutErrors"] += 1
             return
@@ -214,7 +215,7 @@ class IcmpProto:
         """Send a ping; the reply appears in ``echo_replies``."""
         host = self.host
         rest = ((ident & 0xFFFF) << 16) | (seq & 0xFFFF)
-        host.ip_output(1, src, dst, wire.build_icmp(ICMP_ECHO, 0, rest, data), df=df)
+        host.ip_output(IPPROTO_ICMP, src, dst, wire.build_icmp(ICMP_ECHO, 0, rest, data), df=df)
         host.mib["IcmpOutMsgs"] += 1
         host.mib["IcmpOutEchos"] += 1
 
@@ -228,7 +229,7 @@ class IcmpProto:
                 or src == 0 or host.is_broadcast(src) or is_multicast(src) \
                 or host.rx_link_bcast:
             return False
-        if iph.proto == 1 and (len(payload) < 1 or payload[0] not in _INFO_TYPES):
+        if iph.proto == IPPROTO_ICMP and (len(payload) < 1 or payload[0] not in _INFO_TYPES):
             return False     # never an error about an error
         if not (type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED):
             # __icmp_send: the host-wide budget first, then the per-destination one.
@@ -249,7 +250,7 @@ class IcmpProto:
             rest = 0
         reply_src = iph.dst if host.is_local_address(iph.dst) else None
         try:
-            host.ip_output(1, reply_src, src, wire.build_icmp(type, code, rest, quoted),
+            host.ip_output(IPPROTO_ICMP, reply_src, src, wire.build_icmp(type, code, rest, quoted),
                            tos=0xC0)
         except OSError:
             mib["IcmpOutErrors"] += 1

@@ -21,6 +21,7 @@ Linux since 4.19 (RFC 5722's rule carried over to IPv4):
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tcpio.core.ip_output import IP_MAX_LEN
@@ -84,7 +85,7 @@ class Reassembler:
         if q is None:
             timer = host.timers.timer(_noop)
             q = Ipq(key, timer)
-            timer.callback = lambda now, q=q: self._expire(q, now)
+            timer.callback = partial(self._expire, q)
             timer.arm(now + host.settings.ipfrag_time)
             self.queues[key] = q
             self.mem += IPQ_OVERHEAD
@@ -99,18 +100,21 @@ class Reassembler:
             end &= ~7
             if end > q.total:
                 if q.last_seen:
-                    return self._bad(q)     # data past the end the last fragment gave
+                    self._bad(q)            # data past the end the last fragment gave
+                    return None
                 q.total = end
         else:
             # The last fragment fixes the length; data already past it is a lie.
             if end < q.total or (q.last_seen and end != q.total):
-                return self._bad(q)
+                self._bad(q)
+                return None
             q.last_seen = True
             q.total = end
         if end == offset:
             # Nothing left (an empty last fragment, or under 8 bytes with MF):
             # discarded with its queue, so no zero-length fragment is queued.
-            return self._bad(q)
+            self._bad(q)
+            return None
         data = bytes(payload[:end - offset])
         verdict = self._insert(q, offset, end, data)
         if verdict != "ok":

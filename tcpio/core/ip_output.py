@@ -22,10 +22,12 @@ from tcpio import _fast
 from tcpio.core.addr import BROADCAST_MAC, is_multicast
 from tcpio.core.errors import sock_error
 from tcpio.core.ether import ETH_P_IP, multicast_mac
+from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_input import IP_HLEN
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
+    from tcpio.core.protocol import NetHost, TcpXmitPath
     from tcpio.core.route import Route
 
 _tx = _fast.load("tx")
@@ -34,7 +36,6 @@ tcp_frame = _tx.tcp_frame
 
 IP_MAX_LEN = 65535
 IP_IDENTS_SZ = 2048
-IPPROTO_TCP = 6
 
 
 class IpIdents:
@@ -145,8 +146,7 @@ def neigh_output(host: Host, iface: Interface, route: Route, dst: int,
         host.arp.output(iface, nexthop, packet)
 
 
-def ip_tcp_path(host: Host, dst: int,
-                length: int) -> tuple[int, bytes | None, bytes | None, int] | None:
+def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
     """Where TCP datagrams of up to ``length`` bytes to ``dst`` go when each can
     leave as one whole frame now: ``(ifindex, dst_mac, src_mac, src)`` (MACs
     None on an "ip" link, ``src`` the route's source address).
@@ -177,14 +177,14 @@ def ip_tcp_path(host: Host, dst: int,
     return iface.ifindex, dst_mac, iface.mac, route.src
 
 
-def ip_queue_xmit_tcp(host: Host, src: int, dst: int, sport: int, dport: int, seq: int,
+def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int, seq: int,
                       ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                       sack_blocks: tuple[tuple[int, int], ...],
                       payload: bytes | bytearray | memoryview, urg_ptr: int) -> bool:
     """Send one TCP segment (header fields and options as ``tx.tcp_frame`` takes
-    them) as a whole frame built by one compiled call, when ``ip_tcp_path``
-    allows.  The frame and the MIB counters are exactly those of
-    ``build_tcp`` + ``ip_output`` for the same segment.
+    them) as a whole frame built by one compiled call, when the host's
+    ``ip_tcp_path`` allows.  The frame and the MIB counters are
+    exactly those of ``build_tcp`` + ``ip_output`` for the same segment.
 
     Returns False, having sent and counted nothing, when the segment needs
     ip_output's general path: the caller then builds the segment and calls it.
@@ -192,7 +192,7 @@ def ip_queue_xmit_tcp(host: Host, src: int, dst: int, sport: int, dport: int, se
     # IPv4 header + TCP header + timestamp option (12) + SACK option (4 + 8 per block)
     length = (IP_HLEN + 20 + len(payload) + (12 if ts_val != -1 else 0)
               + (4 + 8 * len(sack_blocks) if sack_blocks else 0))
-    path = ip_tcp_path(host, dst, length)
+    path = host.ip_tcp_path(dst, length)
     if path is None:
         return False
     ifindex, dst_mac, src_mac, route_src = path

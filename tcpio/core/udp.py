@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
+from tcpio.core.in_h import IPPROTO_UDP
 
 if TYPE_CHECKING:
-    from tcpio.core.host import Host
+    from tcpio.core.protocol import NetHost
 
 wire = _fast.load("wire")
 csum = _fast.load("checksum")
@@ -112,7 +113,7 @@ class UdpSock:
             src = host.route_lookup(addr).src      # ENETUNREACH
         dgram = wire.build_udp(src, addr, self.lport, port, data)
         try:
-            host.ip_output(17, src, addr, dgram)
+            host.ip_output(IPPROTO_UDP, src, addr, dgram)
         except OSError:
             host.mib["UdpOutErrors"] += 1
             raise
@@ -173,7 +174,7 @@ class UdpSock:
 class UdpProto:
     """The UDP table plus udp_rcv / udp_err."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: NetHost) -> None:
         self.host = host
         self.ports: dict[int, list[UdpSock]] = {}
 
@@ -249,7 +250,7 @@ class UdpProto:
             return False
         if ulen < n:
             payload = payload[:ulen]     # trim to the UDP length
-        if udph.checksum and csum.tcpudp_checksum(iph.src, iph.dst, 17, payload) != 0:
+        if udph.checksum and csum.tcpudp_checksum(iph.src, iph.dst, IPPROTO_UDP, payload) != 0:
             mib["UdpInCsumErrors"] += 1
             mib["UdpInErrors"] += 1
             return False

@@ -1,7 +1,11 @@
 """Test plumbing for the TCP core: a tiny fake host and a segment-level harness.
 
-``FakeHost`` has just what TcpProto needs (timers, settings, mib, now, secret,
-rng, ip_output, route_lookup, schedule_wakeup) and records every segment sent.
+``FakeHost`` is a ``tcpio.core.protocol.NetHost``, what TcpProto may ask of
+a host (timers, settings, mib, now, secret, rng, ip_output, route_lookup,
+schedule_wakeup, the whole-frame TCP transmit path...), on one bare IP link
+(no Ethernet, no ARP), and records every segment sent.  TCP takes the same
+send paths as on a real Host: the compiled send loop and the one-call frame
+builder for a connection's segments, ip_output for the rest.
 ``Peer`` plays the remote end by hand, smoltcp style: tests build exact
 segments in with ``peer.send(...)`` and assert exact segments out with
 ``peer.recv()``.  ``Link`` joins two fake hosts for small end-to-end runs
@@ -17,6 +21,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from tcpio._fast import load_pure
+from tcpio.core.in_h import IPPROTO_TCP
+from tcpio.core.ip_output import IpIdents
 from tcpio.core.mib import Mib
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_ipv4 import TcpProto
@@ -53,15 +59,51 @@ class FakeHost:
         self.rng = random.Random(seed)
         self.secret = bytes(self.rng.getrandbits(8) for _ in range(16))
         self.mtu = mtu
-        self.sent: list[tuple[int, int, bytes]] = []
+        # Its own generator: IP IDs must not shift what the tests draw from rng.
+        self.ip_ids = IpIdents(random.Random(seed))
+        self._sent: list[tuple[int, int, bytes]] = []
+        self._txq: list[tuple[int, bytes | bytearray]] = []   # whole IP datagrams
         self.woken: list[Any] = []
         self.tcp = TcpProto(self)
 
-    # the Host contract used by TCP
-    def ip_output(self, proto: int, src: int | None, dst: int, payload: Any, *, ttl: int = 64,
-                  tos: int = 0, df: bool = False) -> None:
-        assert proto == 6
-        self.sent.append((src if src is not None else self.addr, dst, bytes(payload)))
+    # the NetHost contract (tcpio/core/protocol.py)
+    def ip_output(self, proto: int, src: int | None, dst: int, payload: Any, *,
+                  ttl: int | None = None, tos: int = 0, df: bool = False) -> None:
+        assert proto == IPPROTO_TCP
+        self._drain()       # whole frames queued before this one go first
+        self._sent.append((src if src is not None else self.addr, dst, bytes(payload)))
+
+    def ip_tcp_path(self, dst: int, length: int) -> tuple[int, None, None, int] | None:
+        """Like Host's on an "ip" link: whole datagrams unless local or too big."""
+        if self.is_local_address(dst) or self.is_broadcast(dst) or length > self.mtu:
+            return None
+        return 1, None, None, self.addr
+
+    def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
+        return self._txq
+
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
+        self._txq.append((ifindex, frame))
+
+    @property
+    def sent(self) -> list[tuple[int, int, bytes]]:
+        """(src, dst, TCP segment) of everything sent, in order."""
+        self._drain()
+        return self._sent
+
+    @sent.setter
+    def sent(self, value: list[tuple[int, int, bytes]]) -> None:
+        self._drain()
+        self._sent = value
+
+    def _drain(self) -> None:
+        """The datagrams on the transmit queue as (src, dst, segment) in ``sent``."""
+        if self._txq:
+            for _ifindex, dgram in self._txq:
+                iph = wire.parse_ipv4(dgram)
+                assert iph.proto == IPPROTO_TCP and not iph.mf and iph.frag_offset == 0
+                self._sent.append((iph.src, iph.dst, bytes(dgram[iph.ihl * 4:iph.total_length])))
+            self._txq.clear()
 
     def route_lookup(self, dst: int) -> Route:
         return Route(1, None, self.addr, self.mtu)
@@ -71,6 +113,9 @@ class FakeHost:
 
     # Segments come in as unicast IP in unicast frames.
     rx_link_bcast = False
+
+    def icmp_send(self, iph: Any, payload: Any, type: int, code: int, info: int = 0) -> None:
+        raise AssertionError("TCP sends no ICMP")
 
     # No loopback here: nothing to hold back (Host.defer_loopback).
     def defer_loopback(self) -> bool:

@@ -38,13 +38,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tcpio.core.tcp.tcp_cong import (
+from tcpio.core.tcp.tcp_ca import (
     CA_EVENT_TX_START,
     CA_LOSS,
     CongestionOps,
     tcp_cong_avoid_ai,
     tcp_in_slow_start,
-    tcp_register_congestion_control,
     tcp_slow_start,
 )
 
@@ -127,7 +126,6 @@ class CubicState:
         self.css_acc = 0
 
 
-@tcp_register_congestion_control
 class Cubic(CongestionOps):
     name = "cubic"
     fast_convergence = True

@@ -47,6 +47,7 @@ from .tcp_states import (
     before,
     seq_diff,
 )
+from .tcp_timer import tcp_fin_wait2_orphan, tcp_set_keepalive
 
 if TYPE_CHECKING:
     from .sock import TcpSock
@@ -221,7 +222,6 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
                 tcp_output.tcp_abort_with_reset(sk, now, 0)
                 return
             if not skb.flags & TCPHDR_FIN:
-                from .tcp_timer import tcp_fin_wait2_orphan
                 tcp_fin_wait2_orphan(sk, now)
                 return
     elif state == TCP_CLOSING and fin_acked:
@@ -260,7 +260,6 @@ def tcp_finish_connect(sk: TcpSock, now: float) -> None:
     sk.rcv_tstamp = now
     sk.ca_ops.init(sk, now)
     if sk.keepalive:
-        from .tcp_timer import tcp_set_keepalive
         tcp_set_keepalive(sk, now)
     tcp_output.sndbuf_expand(sk)
     # (no wakeup here: the ACK of our SYN freed a segment, so tcp_ack, which
@@ -849,5 +848,8 @@ def __tcp_ack_snd_check(sk: TcpSock, now: float) -> None:
         sk.delack_timer.arm(now + sk.host.settings.tcp_delack_min)
 
 
-# The compiled fast paths call back into these (see tcpio/_fast/tcp_fast_py.py).
-_tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, tcp_ack_predicted)
+def tcp_init_fast_hooks() -> None:
+    """Install the Python side the compiled fast paths call back into (see
+    tcpio/_fast/tcp_fast_py.py): TcpProto does it when it is built, not this
+    module when it is imported.  Idempotent."""
+    _tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, tcp_ack_predicted)

@@ -6,15 +6,23 @@ parse, one ehash lookup, then the sock's state decides where the segment goes:
 ESTABLISHED -> tcp_rcv_established (fast path); TIME_WAIT -> the time-wait
 sock; NEW_SYN_RECV -> tcp_check_req; LISTEN -> SYN handling / cookies;
 anything else -> tcp_rcv_state_process.
+
+TCP sees its host only as a ``protocol.NetHost``; ``af_inet.inet_init``
+builds it and registers it, with ``early_demux()``, as Linux's inet_init
+registers tcp_protocol.  Building the first one installs the Python side the
+compiled fast paths call back into (``tcp_input.tcp_init_fast_hooks``).
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from ..addr import ip_ntoa
+from ..in_h import IPPROTO_TCP
+from ..protocol import EarlyDemux
 from .inet_hashtables import InetHashInfo
 from .secure_seq import secure_tcp_seq, secure_tcp_ts_off
 from .sock import TCP_MSS_DEFAULT, TcpSock
@@ -24,7 +32,13 @@ from .syncookies import (
     cookie_v4_check,
     cookie_v4_init_sequence,
 )
-from .tcp_input import Skb, tcp_initialize_rcv_mss, tcp_rcv_established, tcp_rcv_state_process
+from .tcp_input import (
+    Skb,
+    tcp_init_fast_hooks,
+    tcp_initialize_rcv_mss,
+    tcp_rcv_established,
+    tcp_rcv_state_process,
+)
 from .tcp_minisocks import (
     TCP_TW_ACK,
     TCP_TW_RST,
@@ -38,7 +52,13 @@ from .tcp_minisocks import (
     tcp_timewait_state_process,
     tcp_tw_isn,
 )
-from .tcp_output import tcp_connect, tcp_sync_mss, tcp_time_stamp, tcp_v4_send
+from .tcp_output import (
+    tcp_abort_with_reset,
+    tcp_connect,
+    tcp_sync_mss,
+    tcp_time_stamp,
+    tcp_v4_send,
+)
 from .tcp_states import (
     SHUTDOWN_MASK,
     STATE_NAMES,
@@ -57,6 +77,10 @@ from .tcp_states import (
     between,
     seq_diff,
 )
+from .tcp_timer import tcp_set_keepalive
+
+if TYPE_CHECKING:
+    from ..protocol import NetHost
 
 wire = _fast.load("wire")
 checksum = _fast.load("checksum")
@@ -64,7 +88,6 @@ parse_tcp = wire.parse_tcp
 ParseError = wire.ParseError
 tcpudp_checksum = checksum.tcpudp_checksum
 
-IPPROTO_TCP = 6
 MAX_SYNCOOKIE_AGE = 120.0
 IP_RT_MIN_ADVMSS = 256      # Linux's ip_rt_min_advmss: the floor of a route's advmss
 # ICMP types and destination-unreachable codes tcp_v4_err looks at
@@ -81,13 +104,20 @@ ConnRow = namedtuple("ConnRow", "state local remote recv_q send_q timer")
 class TcpProto:
     """The host's TCP: tables, counters, and the entry points from IP."""
 
-    def __init__(self, host: Any) -> None:
+    def __init__(self, host: NetHost) -> None:
+        tcp_init_fast_hooks()
         self.host = host
         self.hashinfo = InetHashInfo(host.settings, host.secret)
         self.orphans = 0
         self.tw_count = 0
         self.challenge_second = -1
         self.challenge_count = 0
+
+    def early_demux(self) -> EarlyDemux:
+        """The receive fast path this TCP registers with the host (tcp_v4_early_demux):
+        segments the rx classifier verified go to ``rcv_verified``, and the
+        classifier may search our established hash itself."""
+        return EarlyDemux(self.rcv_verified, self.hashinfo.ehash)
 
     # --- user entry ---------------------------------------------------------------
     def socket(self) -> TcpSock:
@@ -304,7 +334,6 @@ class TcpProto:
             child.parent = None
             child.orphan = True
             self.orphans += 1
-            from .tcp_output import tcp_abort_with_reset
             tcp_abort_with_reset(child, now, 0)
         self.tcp_set_state(sk, TCP_CLOSE)
         sk.orphan = False
@@ -385,7 +414,7 @@ class TcpProto:
             return
         req.snt_isn = isn or secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
                                             req.rport, now)
-        req.timer = host.timers.timer(lambda t, r=req: reqsk_timer_handler(self, r, t))
+        req.timer = host.timers.timer(partial(reqsk_timer_handler, self, req))
         req.timer.arm(now + 1.0)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
@@ -427,7 +456,7 @@ class TcpProto:
             req.tstamp_ok = True
             req.sack_ok = bool(sack_ok) and bool(st.tcp_sack)
             req.wscale_ok = wscale is not None and bool(st.tcp_window_scaling)
-            req.snd_wscale = wscale if req.wscale_ok else 0
+            req.snd_wscale = wscale if wscale is not None and req.wscale_ok else 0
             req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
         advmss = self.advmss_for(raddr, listener.user_mss)
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
@@ -461,7 +490,6 @@ class TcpProto:
         child.parent = listener
         listener.accept_queue.append(child)
         if child.keepalive:
-            from .tcp_timer import tcp_set_keepalive
             tcp_set_keepalive(child, now)
         self.host.schedule_wakeup(listener)
         return child
@@ -599,7 +627,6 @@ class TcpProto:
         if kind == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
             # tcp_v4_mtu_reduced: the host has learned the path MTU (floored at
             # min_pmtu); the route's MTU now bounds the MSS of new segments.
-            from .tcp_output import tcp_sync_mss
             try:
                 mtu = self.host.route_lookup(sk.raddr).mtu
             except OSError:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .tcp_output import TCP_TIMEOUT_INIT, TcpOptions, tcp_time_stamp, tcp_v4_send
+from .sock import SS_CONNECTED, TcpSock
+from .tcp_input import tcp_initialize_rcv_mss
+from .tcp_output import TCP_TIMEOUT_INIT, TcpOptions, tcp_sync_mss, tcp_time_stamp, tcp_v4_send
 from .tcp_states import (
     TCP_FIN_WAIT2,
     TCP_NEW_SYN_RECV,
@@ -26,10 +28,9 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
-    from .sock import TcpSock
+    from ..timer import Timer
     from .tcp_input import Skb
     from .tcp_ipv4 import TcpProto
-    from ..timer import Timer
 
 
 class RequestSock:
@@ -335,7 +336,6 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
 def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock,
                              now: float) -> TcpSock:
     """A full sock from a request sock, in SYN_RECV about to become ESTABLISHED."""
-    from .sock import SS_CONNECTED, TcpSock
     sk = TcpSock(proto)
     sk.laddr, sk.lport, sk.raddr, sk.rport = req.laddr, req.lport, req.raddr, req.rport
     sk.reuseaddr = listener.reuseaddr
@@ -364,9 +364,7 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # applied a second time there, as in Linux).
     sk.mss_clamp = req.mss
     sk.advmss = proto.advmss_for(req.raddr, sk.user_mss)   # tcp_v4_syn_recv_sock
-    from .tcp_output import tcp_sync_mss
     tcp_sync_mss(sk, proto.route_mtu(req.raddr))
-    from .tcp_input import tcp_initialize_rcv_mss
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
     # (snd_wl1, and rcv_tstamp when the third ACK is processed, are the caller's)

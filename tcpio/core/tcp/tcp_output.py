@@ -10,8 +10,8 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from ... import _fast
-from ..host import Host
-from ..ip_output import ip_queue_xmit_tcp, ip_tcp_path
+from ..in_h import IPPROTO_TCP
+from ..ip_output import ip_queue_xmit_tcp
 from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
     RCV_SHUTDOWN,
@@ -35,13 +35,13 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
+    from ..protocol import NetHost, TcpXmitPath
     from .sock import TcpSock
 
 wire = _fast.load("wire")
 TcpOptions = wire.TcpOptions
 build_tcp = wire.build_tcp
 
-IPPROTO_TCP = 6
 MAX_TCP_WINDOW = 65535
 TCP_TIMEOUT_INIT = 1.0
 
@@ -66,7 +66,7 @@ def tcp_time_stamp(now: float) -> int:
 
 
 # --- raw segment output ------------------------------------------------------
-def tcp_v4_send(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: int,
+def tcp_v4_send(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, opts: Any = None,
                 payload: Any = b"", urg_ptr: int = 0) -> None:
     """Build one segment (any: SYN, RST, time-wait ACK...) and hand it to IP.
@@ -88,7 +88,7 @@ def tcp_v4_send(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: 
                                  flags, window, opts, payload, urg_ptr))
 
 
-def tcp_v4_xmit(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: int,
+def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                 sack_blocks: tuple[tuple[int, int], ...], payload: Any, urg_ptr: int) -> None:
     """Send a segment whose options are at most a timestamp (``ts_val`` -1:
@@ -101,11 +101,8 @@ def tcp_v4_xmit(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: 
     _tcp_out_count(host, flags)
     seq &= 0xFFFFFFFF
     ack &= 0xFFFFFFFF
-    # Only a real Host has the route and neighbour caches the one-call path
-    # reads; a stand-in (tests/tcp/helpers.FakeHost) takes segments at ip_output.
-    if isinstance(host, Host) and ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack,
-                                                    flags, window, ts_val, ts_ecr, sack_blocks,
-                                                    payload, urg_ptr):
+    if ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val,
+                         ts_ecr, sack_blocks, payload, urg_ptr):
         return
     if ts_val == -1:
         opts = TcpOptions(sack_blocks=sack_blocks) if sack_blocks else None
@@ -115,14 +112,14 @@ def tcp_v4_xmit(host: Any, laddr: int, raddr: int, lport: int, rport: int, seq: 
                                                  window, opts, payload, urg_ptr))
 
 
-def _tcp_out_count(host: Any, flags: int) -> None:
+def _tcp_out_count(host: NetHost, flags: int) -> None:
     mib = host.mib
     mib["OutSegs"] += 1
     if flags & TCPHDR_RST:
         mib["OutRsts"] += 1
 
 
-def _tcp_ip_output(host: Any, laddr: int, raddr: int, seg: bytes) -> None:
+def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes) -> None:
     try:
         host.ip_output(IPPROTO_TCP, laddr, raddr, seg)
     except OSError:
@@ -364,22 +361,20 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
     return sent
 
 
-def _tcp_xmit_path(sk: TcpSock, mss: int) -> tuple | None:
+def _tcp_xmit_path(sk: TcpSock, mss: int) -> TcpXmitPath | None:
     """Where every segment of up to ``mss`` bytes to the peer can go out as one
-    whole frame now (ip_output.ip_tcp_path, checked once for a burst); None:
+    whole frame now (NetHost.ip_tcp_path, checked once for a burst); None:
     the general path."""
-    if not isinstance(sk.host, Host):
-        return None
-    return ip_tcp_path(sk.host, sk.raddr, 40 + (12 if sk.tstamp_ok else 0) + mss)
+    return sk.host.ip_tcp_path(sk.raddr, 40 + (12 if sk.tstamp_ok else 0) + mss)
 
 
-def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: tuple, now: float) -> bool:
+def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -> bool:
     """The send loop compiled (tcp_fast.write_xmit), then what tcp_transmit_skb
     and ip_output do per segment, in bulk; the timers are tcp_write_xmit's."""
     host = sk.host
     ifindex, dst_mac, src_mac, _src = path
     ip_ids = host.ip_ids
-    n = _tcp_fast.write_xmit(sk, mss, host._output, ifindex, dst_mac, src_mac,
+    n = _tcp_fast.write_xmit(sk, mss, host.tx_queue(), ifindex, dst_mac, src_mac,
                              host.settings.ip_default_ttl, ip_ids.counters,
                              ip_ids.bucket(sk.raddr, IPPROTO_TCP), now)
     if not n:

@@ -1,0 +1,143 @@
+"""The seam between the host (IP) and its transport protocols, as typing Protocols.
+
+Linux splits the same way: ``struct net_protocol`` is what IP asks of a
+transport (``handler``, ``err_handler``, ``early_demux``), and a transport
+reaches the rest of the stack only through the functions IP exports
+(``ip_queue_xmit``, ``ip_route_output``, ``icmp_send``...).  Here:
+
+* ``NetHost``: everything TCP and UDP may ask of the host.  ``Host`` provides
+  it, and so does the TCP tests' ``FakeHost`` (tests/tcp/helpers.py), so the
+  tests run the production send path.  Nothing under ``core/tcp`` imports
+  ``core/host.py``; they are typed against this.
+* ``InetProtocol``: what the host asks of a protocol it delivers to
+  (``ip_local_deliver`` -> ``rcv``, an ICMP error quoting one of its
+  datagrams -> ``err``).
+* ``EarlyDemux``: what a protocol hands the host, when it registers, for the
+  receive fast path (Linux's ``early_demux``): an entry for segments whose
+  checksum the rx classifier already verified, and the established hash the
+  classifier may search itself.
+
+These are structural types only: no class inherits from them and they cost
+nothing at run time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from tcpio.core.ip_output import IpIdents
+    from tcpio.core.mib import Mib
+    from tcpio.core.settings import Settings
+    from tcpio.core.timer import TimerWheel
+
+# Where TCP datagrams to one destination leave as whole frames now (see
+# NetHost.ip_tcp_path): (ifindex, dst_mac, src_mac, src); MACs None on a bare
+# IP link.
+TcpXmitPath = tuple[int, "bytes | None", "bytes | None", int]
+
+
+class RouteInfo(Protocol):
+    """What a transport reads of a route (``route.Route`` has it)."""
+
+    @property
+    def ifindex(self) -> int: ...
+    @property
+    def gateway(self) -> int | None: ...
+    @property
+    def src(self) -> int: ...
+    @property
+    def mtu(self) -> int: ...
+
+
+class NetHost(Protocol):
+    """What a transport protocol may ask of the host it is registered with."""
+
+    # The host's clock (set by receive/poll; transports never read a real clock).
+    now: float
+    mib: Mib
+    settings: Settings
+    timers: TimerWheel
+    # Key of the keyed hashes (ISNs, ephemeral port offsets, IP IDs).
+    secret: bytes
+    rng: random.Random
+    # True while a frame that arrived as a link-layer broadcast is processed
+    # (RFC 1122: no answers, and TCP drops it: not PACKET_HOST).
+    rx_link_bcast: bool
+    # The IP ID counters (ip_idents); the TCP send loop takes IDs in bulk.
+    ip_ids: IpIdents
+
+    def route_lookup(self, dst: int) -> RouteInfo:
+        """ip_route_output: the route to ``dst``; raises OSError(ENETUNREACH)."""
+        ...
+
+    def is_local_address(self, ip: int) -> bool: ...
+
+    def is_broadcast(self, ip: int) -> bool: ...
+
+    def ip_output(self, proto: int, src: int | None, dst: int,
+                  payload: bytes | bytearray | memoryview, *, ttl: int | None = None,
+                  tos: int = 0, df: bool = False) -> None:
+        """ip_queue_xmit / ip_build_and_send_pkt: route, fragment and send."""
+        ...
+
+    def ip_tcp_path(self, dst: int, length: int) -> TcpXmitPath | None:
+        """Where TCP datagrams of up to ``length`` bytes to ``dst`` can leave as
+        one whole frame each, built by the transport (a cached route and a
+        resolved neighbour, the kernel's sk_dst_cache + neigh_hh_output);
+        None: they need ``ip_output``'s general path."""
+        ...
+
+    def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
+        """The host's transmit queue, (ifindex, frame) in order: whole frames on
+        an ``ip_tcp_path`` are appended here (the compiled send loop appends
+        many in one call, so it gets the list, not a per-frame method)."""
+        ...
+
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
+        """dev_queue_xmit: one whole frame out of ``ifindex``."""
+        ...
+
+    def defer_loopback(self) -> bool:
+        """Hold deliveries to our own addresses (the socket backlog); see Host."""
+        ...
+
+    def release_loopback(self, held: bool) -> None: ...
+
+    def schedule_wakeup(self, sk: Any) -> None:
+        """sk_data_ready & co.: the driver wakes ``sk``'s waiters after this call."""
+        ...
+
+    def icmp_send(self, iph: Any, payload: bytes | bytearray | memoryview, type: int,
+                  code: int, info: int = 0) -> None:
+        """icmp_send: an ICMP error about the datagram (iph, payload) to its source."""
+        ...
+
+
+class InetProtocol(Protocol):
+    """What the host asks of a registered protocol (Linux's struct net_protocol)."""
+
+    def rcv(self, iph: Any, payload: memoryview, now: float) -> Any:
+        """The handler: one datagram for us, IP header checked (the host does
+        not read what it returns)."""
+        ...
+
+    def err(self, kind: int, code: int, code_errno: int, info: int, iph: Any,
+            payload: bytes) -> None:
+        """err_handler: an ICMP error quoting one of our datagrams (``iph`` and
+        the start of its payload); ``code_errno`` is icmp_err_convert's."""
+        ...
+
+
+class EarlyDemux(NamedTuple):
+    """The receive fast path a protocol registers (Linux's ``early_demux``).
+
+    ``rcv_verified``: ``rcv`` for a datagram whose checksum the host's rx
+    classifier has already verified (CHECKSUM_UNNECESSARY).  ``ehash``: the
+    protocol's established hash, which the classifier may search itself to
+    hand in-order data straight to the sock (None: it does not)."""
+
+    rcv_verified: Callable[[Any, memoryview, float], Any]
+    ehash: Any = None
