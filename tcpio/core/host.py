@@ -41,8 +41,9 @@ from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_fragment import Reassembler
+from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
 from tcpio.core.mib import Mib
-from tcpio.core.protocol import EarlyDemux, InetProtocol, TcpXmitPath
+from tcpio.core.protocol import EarlyDemux, InetProtocol
 from tcpio.core.route import Fib, Route, select_source
 from tcpio.core.settings import Settings
 from tcpio.core.timer import TimerWheel
@@ -529,9 +530,9 @@ class Host:
         """
         self.icmp.local_error(packet, type, code, info)
 
-    def ip_tcp_path(self, dst: int, length: int) -> TcpXmitPath | None:
-        """NetHost.ip_tcp_path: see ip_output.ip_tcp_path."""
-        return ip_output.ip_tcp_path(self, dst, length)
+    # NetHost.ip_tcp_path(dst, length): ip_output's function itself as the
+    # method (no extra call per segment; its first parameter is the host).
+    ip_tcp_path = _ip_tcp_path
 
     def ether_xmit(self, iface: Interface, dst_mac: bytes, ethertype: int,
                    payload: bytes | bytearray) -> None:
