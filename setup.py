@@ -2,7 +2,8 @@
 
 Every extension is optional: if the compiler or Cython is missing, or a module
 fails to compile, the install still succeeds and tcpio runs on the pure-Python
-twins in tcpio/_fast/ (with a warning at build time).
+twins in tcpio/_fast/ (with a warning at build time); a pure-Python-mode
+source (tcp_fast.py) then simply runs interpreted.
 """
 
 import os
@@ -41,12 +42,16 @@ def extensions() -> list:
         return []
     here = os.path.dirname(os.path.abspath(__file__))
     fast = os.path.join(here, "tcpio", "_fast")
-    sources = sorted(f for f in os.listdir(fast) if f.endswith(".pyx"))
+    # The .pyx modules, and the pure-Python-mode sources: a .py with an
+    # augmenting .pxd of the same name (tcp_fast.py + tcp_fast.pxd), which
+    # also runs interpreted (tcpio._fast.PURE_MODE).
+    sources = sorted(f for f in os.listdir(fast) if f.endswith(".pyx")
+                     or (f.endswith(".py") and os.path.exists(os.path.join(fast, f[:-3] + ".pxd"))))
     from setuptools import Extension
 
     exts = [
         Extension(
-            f"tcpio._fast.{name[:-4]}",
+            f"tcpio._fast.{os.path.splitext(name)[0]}",
             [os.path.join("tcpio", "_fast", name)],
             extra_compile_args=["-O3"] if sys.platform != "win32" else [],
         )

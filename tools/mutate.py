@@ -57,7 +57,7 @@ TARGETS = [
     "tcpio/core/tcp/tcp_input.py",
     "tcpio/core/tcp/tcp_minisocks.py",
     "tcpio/core/tcp/inet_hashtables.py",
-    "tcpio/_fast/tcp_fast_py.py",
+    "tcpio/_fast/tcp_fast.py",
     "tcpio/core/tcp/tcp_output.py",
     "tcpio/core/ip_fragment.py",
     "tcpio/core/tcp/tcp_ipv4.py",

@@ -30,11 +30,19 @@ from mutate_ops import enumerate_mutants, mutated_tree  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# tcpio/_fast sources compiled and also run as they are (tcpio._fast.PURE_MODE):
+# interpreted, tcp_fast.py is the module tcpio._fast.tcp_fast_py, and that is
+# the build mutants run on.
+PURE_MODE_FAST = {"tcp_fast"}
+
+
 def module_name(path: str) -> str:
     rel = Path(path).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts[:2] == ["tcpio", "_fast"] and parts[-1] in PURE_MODE_FAST:
+        parts[-1] += "_py"
     return ".".join(parts)
 
 

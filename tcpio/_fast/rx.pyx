@@ -19,7 +19,7 @@ from cpython.object cimport PyObject
 from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32
 from tcpio._fast._csum cimport csum_net, pseudo_sum
 from tcpio._fast.ehash cimport EHash
-from tcpio._fast.tcp_fast cimport TcpCb, rcv_established_c
+from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c
 
 from tcpio._fast import load as _load
 
@@ -71,7 +71,7 @@ cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_
         sk = ehash.lookup(dst, rd16(seg + 2), src, rd16(seg))
     if not isinstance(sk, TcpCb):
         return False
-    return rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
+    return _rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
                              ts_val, ts_ecr, seg + doff, seglen - doff, now) == 1
 
 

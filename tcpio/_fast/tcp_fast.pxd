@@ -1,7 +1,18 @@
 # cython: language_level=3
-# Declarations of the compiled TCP fast path, so rx.pyx can ``cimport`` the
-# control block type and call the established-state fast path as a C call.
-from libc.stdint cimport uint32_t
+# The C types of tcp_fast.py, the one source of TCP's established-state paths.
+#
+# Cython reads this file next to tcp_fast.py ("augmenting .pxd", pure Python
+# mode): the classes become cdef classes with C fields, the functions below
+# cdef/cpdef functions with C arguments and locals; the interpreted build runs
+# tcp_fast.py as it is and never reads this file.  rx.pyx ``cimport``s TcpCb
+# and _rcv_established_c from here, so a received segment enters the fast path
+# as one C call from the per-frame classifier.
+cimport cython
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from libc.stdint cimport int32_t, uint32_t
+
+from tcpio._fast._buf cimport ba_append, ba_consume, rbuf, rbuf_get, rbuf_release
+from tcpio._fast.tx cimport tcp_data_frame
 
 
 cdef class TcpCb:
@@ -30,6 +41,54 @@ cdef class TxSeg:
     cdef public double tstamp
 
 
-cdef int rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
+cdef object _send_ack, _data_sent_idle, _ack_predicted
+# C constants, not module objects, in the compiled arithmetic
+cdef long long _TCP_ESTABLISHED, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
+cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK
+cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
+
+# sequence space (include/net/tcp.h before/after)
+cpdef uint32_t u32(long long x) noexcept
+cpdef int32_t seq_diff(uint32_t a, uint32_t b) noexcept
+cpdef bint before(uint32_t a, uint32_t b) noexcept
+cpdef bint after(uint32_t a, uint32_t b) noexcept
+
+cpdef uint32_t tcp_time_stamp(double now) noexcept
+cdef void _store_ts_recent(TcpCb sk, uint32_t seq, bint has_ts, uint32_t ts_val,
+                                 double now) noexcept
+cdef long long _receive_window(TcpCb sk) noexcept
+cdef int _queue_tail(bytearray ba, const unsigned char* data, Py_ssize_t n) except -1
+
+@cython.locals(mss=cython.longlong, full=cython.longlong, free=cython.longlong,
+               window=cython.longlong, gran=cython.longlong, unit=cython.longlong)
+cpdef long long select_window(TcpCb sk) except -1
+@cython.locals(cur=cython.longlong, new=cython.longlong, gran=cython.longlong)
+cpdef long long tcp_select_window(TcpCb sk) except -1
+
+@cython.locals(d=uint32_t, sample=double, quick=cython.longlong, shifted=cython.longlong)
+cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
                            const unsigned char* data, Py_ssize_t n, double now) except -1
+@cython.locals(b=rbuf)
+cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
+                           uint32_t ts_val, uint32_t ts_ecr, data, double now) except -1
+
+@cython.locals(base=cython.p_const_uchar)
+cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
+                      src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
+                      uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr)
+@cython.locals(wq_seq=uint32_t, write_seq=uint32_t, wnd_end=uint32_t, seq=uint32_t,
+               end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,
+               ts_val=cython.longlong, ts_ecr=uint32_t, flags=cython.longlong,
+               window=cython.longlong, hh=Py_ssize_t, sent=cython.int, seg=TxSeg,
+               wq=bytearray, off=Py_ssize_t)
+cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
+                     list ids, Py_ssize_t bucket, double now) except -1
+
+@cython.locals(rtx=list, ack=uint32_t, n=Py_ssize_t, count=Py_ssize_t, s=cython.longlong,
+               seg=TxSeg, data_end=uint32_t, freed=int32_t, retrans_acked=bint)
+cpdef tuple clean_rtx_queue(TcpCb sk)
+
+@cython.locals(b=rbuf)
+cpdef buf_append(bytearray ba, data)
+cpdef buf_consume(bytearray ba, Py_ssize_t n)

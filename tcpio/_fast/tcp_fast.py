@@ -1,0 +1,565 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, annotation_typing=False
+# mypy: always-false=compiled
+"""TCP's established-state paths: one source, compiled and interpreted.
+
+This file is ordinary Python and runs as it is (``TCPIO_NO_EXTENSIONS=1``, or
+no compiler: ``_fast.load_pure("tcp_fast")`` is this file interpreted).
+setup.py also compiles it with Cython's pure Python mode into the extension
+``tcpio._fast.tcp_fast``: ``tcp_fast.pxd`` next to it gives the classes C
+fields and the functions C arguments and locals, so header prediction,
+queueing an in-order segment and the send loop are C arithmetic on the sock.
+Only the byte-level steps (copying a payload into the receive queue, building
+a frame from the send queue) differ between the builds, in ``if
+cython.compiled:`` branches: raw pointers into the buffer when compiled, the
+buffer objects when interpreted.  (mypy checks the interpreted branches only:
+the ``always-false=compiled`` line above.)
+
+Integers: every sequence number is kept in [0, 2**32) by ``u32`` and compared
+with ``seq_diff``/``before``/``after``; compiled, those are C conversions of
+uint32_t values, interpreted the masks they stand for, so both builds compute
+the same values.
+
+Linux's tcp_rcv_established starts with header prediction: on an established
+connection with nothing unusual going on, a segment that carries the next
+in-order data and acknowledges nothing new needs no state machine, only
+"append the bytes, advance rcv_nxt, decide whether to ACK now".  That is the
+segment a bulk receiver sees all the time, so it is the one worth compiling.
+
+``rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr, data, now)``
+returns True when it processed the segment completely, and False, having
+changed nothing, when the segment needs the full path
+(core.tcp.tcp_input.tcp_rcv_established).  The caller has already checked
+what the header alone says: the flags are ACK (PSH, ECE, CWR allowed; no
+SYN, FIN, RST or URG) and the options are at most a timestamp (no SACK
+blocks).  Declined here: another state, a segment not at rcv_nxt, loss
+recovery, an out-of-order queue, pending urgent data, a window change, a
+timestamp missing or older than ts_recent (PAWS); for data, an ACK other
+than snd_una (tcp_input queues it and runs tcp_ack) or a closed receive
+window; for a bare ACK, one below snd_una or above snd_nxt.  An accepted bare
+ACK gets the timestamp bookkeeping here, then tcp_ack through the
+``ack_predicted`` hook, as Linux's fast path calls tcp_ack.  The compiled
+receive classifier (rx.pyx) calls ``_rcv_established_c`` with a pointer into
+the frame instead.
+
+``TcpCb`` is the part of the control block these paths use (C fields when
+compiled, see tcp_fast.pxd); ``core.tcp.sock.TcpSock`` subclasses it.
+
+``select_window(sk)`` is __tcp_select_window (receiver SWS avoidance), the one
+the fast path needs to decide whether to ACK; ``tcp_select_window(sk)`` the
+window field of the next segment.  core.tcp.tcp_output uses both.
+
+``clean_rtx_queue(sk)`` is the loop of tcp_clean_rtx_queue: drop the
+segments snd_una now covers from sk.rtx (trimming a partly acked head),
+keep the SACK scoreboard counts right, free the acknowledged bytes of sk.wq;
+it returns (segments acked, send time of the first one never retransmitted
+nor SACKed or None, whether a retransmitted one was acked) for Karn's rule.
+
+The send side: ``write_xmit(sk, mss, out, ifindex, dst_mac, src_mac, ttl,
+ids, bucket, now)`` (``ids[bucket]``: the IP ID counter of the destination)
+is tcp_write_xmit's loop for plain data segments, each built as a whole frame
+(tx.tcp_frame) and appended to ``out`` (the host's output list), with its
+``TxSeg`` (the retransmit queue's record of a segment) appended to sk.rtx.
+core.tcp.tcp_output calls it when nothing unusual is pending (no FIN queued,
+no urgent mode, no SACK option to send) and the route's neighbour is
+resolved; it returns the number of segments sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:       # Cython ships no type information: check against the shim
+    from tcpio._fast import _cython_shim as cython
+else:
+    try:
+        import cython
+    except ImportError:     # Cython is a build dependency only: run without it
+        from tcpio._fast import _cython_shim as cython
+
+from tcpio._fast import load
+
+__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established",
+           "select_window", "set_hooks", "tcp_select_window", "write_xmit"]
+
+# The interpreted send loop builds frames with tx.tcp_frame; the compiled one
+# calls tx.pyx's tcp_data_frame directly (cimported in tcp_fast.pxd).
+_tcp_frame = load("tx").tcp_frame
+
+_TCP_ESTABLISHED = 1
+_TCP_CA_OPEN = 0
+_TCP_MAX_QUICKACKS = 16
+_MAX_TCP_WINDOW = 65535
+_TCPHDR_SYN = 0x02
+_TCPHDR_PSH = 0x08
+_TCPHDR_ACK = 0x10
+# TxSeg.sacked bits (TCPCB_*)
+_TCPCB_SACKED_ACKED = 1
+_TCPCB_SACKED_RETRANS = 2
+_TCPCB_LOST = 4
+
+# The Python side the fast paths call out to, set by core.tcp (this module
+# sits below it; see set_hooks).
+_send_ack: Callable[..., Any] | None = None
+_data_sent_idle: Callable[..., Any] | None = None
+_ack_predicted: Callable[..., Any] | None = None
+
+
+def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
+              ack_predicted: Callable[..., Any]) -> None:
+    """Install the Python side the fast paths call out to: tcp_send_ack(sk, now),
+    tcp_event_data_sent_idle(sk, now) and tcp_ack_predicted(sk, seq, ack,
+    window, ts_val, ts_ecr, now) (tcp_ack for a bare ACK prediction accepted)."""
+    global _send_ack, _data_sent_idle, _ack_predicted
+    _send_ack = send_ack
+    _data_sent_idle = data_sent_idle
+    _ack_predicted = ack_predicted
+
+
+class TcpCb:
+    """The hot part of the TCP control block (struct tcp_sock names).
+
+    Compiled, these are C fields (tcp_fast.pxd); interpreted, plain
+    attributes.  TcpSock.__init__ sets every one; until then the compiled
+    object fields are None, which the entry points refuse."""
+
+    state: int
+    ca_state: int
+    rcv_nxt: int
+    rcv_wup: int
+    rcv_wnd: int
+    rcv_mss: int
+    rcv_wscale: int
+    rcvbuf: int
+    window_clamp: int
+    ofo_bytes: int
+    advmss: int
+    quick: int
+    snd_una: int
+    snd_nxt: int
+    snd_wnd: int
+    snd_wscale: int
+    ts_recent: int
+    ts_off: int
+    tstamp_ok: bool
+    got_data: bool
+    ack_pending: bool
+    dead: bool
+    rcv_tstamp: float
+    ts_recent_stamp: float
+    rcv_rtt: float
+    rq: bytearray
+    ofo: Any
+    urg_seq: int | None
+    host: Any
+    delack_timer: Any
+    laddr: int
+    raddr: int
+    lport: int
+    rport: int
+    snd_cwnd: int
+    packets_out: int
+    sacked_out: int
+    lost_out: int
+    retrans_out: int
+    snd_sml: int
+    write_seq: int
+    wq_seq: int
+    nodelay: bool
+    is_cwnd_limited: bool
+    wq: bytearray
+    rtx: list[TxSeg]
+
+
+class TxSeg:
+    """One transmitted, not yet acknowledged segment: [seq, end_seq) + flags.
+
+    The payload is not stored: it is ``sk.wq`` sliced at ``seq``.
+    """
+
+    # no per-instance dict for the many records of a retransmit queue
+    # (compiled: C fields instead)
+    __slots__ = ("end_seq", "flags", "retrans", "sacked", "seq", "tstamp")
+
+    seq: int
+    end_seq: int
+    flags: int          # _TCPHDR_SYN / TCPHDR_FIN bits carried
+    sacked: int         # TCPCB_* bits (tcp_sack)
+    retrans: int
+    tstamp: float       # last (re)transmission time
+
+    def __init__(self, seq: int, end_seq: int, flags: int, tstamp: float) -> None:
+        self.seq = seq
+        self.end_seq = end_seq
+        self.flags = flags
+        self.sacked = 0
+        self.tstamp = tstamp
+        self.retrans = 0
+
+    def __repr__(self) -> str:
+        return f"TxSeg({self.seq}, {self.end_seq}, flags={self.flags}, sacked={self.sacked})"
+
+
+# --- sequence space ----------------------------------------------------------------------------
+
+def u32(x: int) -> int:
+    """x modulo 2**32: a sequence number or timestamp after arithmetic (the
+    compiled build's conversion to the uint32_t result does it)."""
+    if cython.compiled:
+        return x
+    return x & 0xFFFFFFFF
+
+
+def seq_diff(a: int, b: int) -> int:
+    """a - b as a signed 32-bit distance (compiled: the uint32_t difference
+    read as int32_t, as include/net/tcp.h's before() does)."""
+    if cython.compiled:
+        return a - b
+    d = (a - b) & 0xFFFFFFFF
+    return d - 0x100000000 if d >= 0x80000000 else d
+
+
+def before(a: int, b: int) -> bool:
+    """a comes before b in 32-bit sequence space (include/net/tcp.h)."""
+    return seq_diff(a, b) < 0
+
+
+def after(a: int, b: int) -> bool:
+    return seq_diff(b, a) < 0
+
+
+def tcp_time_stamp(now: float) -> int:
+    """The 1 ms timestamp clock (tcp_time_stamp_ms); ``now`` >= 0."""
+    return u32(cython.cast(cython.longlong, now * 1000))
+
+
+def _store_ts_recent(sk: TcpCb, seq: int, has_ts: bool, ts_val: int, now: float) -> None:
+    """tcp_store_ts_recent, with the time the peer was last heard from."""
+    sk.rcv_tstamp = now
+    if has_ts and not after(seq, sk.rcv_wup):
+        sk.ts_recent = ts_val
+        sk.ts_recent_stamp = now
+
+
+def _receive_window(sk: TcpCb) -> int:
+    """tcp_receive_window: what the peer may still send beyond rcv_nxt."""
+    w = seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd
+    return w if w > 0 else 0
+
+
+# --- the byte-level steps: raw pointers compiled, buffer objects interpreted --------------------
+
+def _queue_tail(ba: bytearray, data: Any, n: int) -> int:
+    """``ba += data`` (``n`` bytes) for a socket queue: compiled, amortized
+    O(n) however much of the front has been consumed (_buf.pxd)."""
+    if cython.compiled:
+        return ba_append(ba, data, n)
+    ba += data
+    return 0
+
+
+def buf_append(ba: bytearray, data: Any) -> None:
+    """``ba += data`` for a socket queue (see _queue_tail)."""
+    if ba is None:
+        raise TypeError("buf_append: the queue must be a bytearray")
+    if cython.compiled:
+        owner = rbuf_get(data, cython.address(b))
+        try:
+            ba_append(ba, b.p, b.n)
+        finally:
+            rbuf_release(cython.address(b))
+        return
+    ba += data
+
+
+def buf_consume(ba: bytearray, n: int) -> None:
+    """``del ba[:n]`` for a socket queue (see _buf.pxd for the compiled one)."""
+    if ba is None:
+        raise TypeError("buf_consume: the queue must be a bytearray")
+    if n < 0:
+        raise ValueError("buf_consume: negative length")
+    if cython.compiled:
+        ba_consume(ba, n)
+        return
+    del ba[:n]
+
+
+def _data_frame(sk: TcpCb, wq: bytearray, off: int, seglen: int, dst_mac: bytes | None,
+               src_mac: bytes | None, hh: int, ident: int, ttl: int, seq: int, flags: int,
+               window: int, ts_val: int, ts_ecr: int) -> bytes:
+    """The frame of the data segment ``wq[off:off + seglen]`` (tcp_transmit_skb
+    -> ip_queue_xmit in one call)."""
+    if cython.compiled:
+        base = cython.cast(cython.p_const_uchar, PyByteArray_AS_STRING(wq))
+        return tcp_data_frame(dst_mac, src_mac, hh, sk.laddr, sk.raddr, ident, ttl,
+                              sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
+                              ts_ecr, base + off, seglen)
+    with memoryview(wq) as view:
+        frame: bytes = _tcp_frame(dst_mac, src_mac, sk.laddr, sk.raddr, ident, ttl, sk.lport,
+                                  sk.rport, seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
+                                  view[off:off + seglen], 0)
+    return frame
+
+
+# --- the receive window --------------------------------------------------------------------------
+
+def select_window(sk: TcpCb) -> int:
+    """__tcp_select_window: receiver SWS avoidance (RFC 1122 4.2.3.3).
+
+    Offer space in whole MSS units, and nothing while less than
+    min(MSS, half the buffer) is free."""
+    if sk is None or sk.rq is None:
+        raise TypeError("tcp: the receive queue must be a bytearray")
+    mss = sk.rcv_mss if sk.rcv_mss < sk.advmss else sk.advmss
+    if mss == 0:
+        mss = 1
+    full = sk.rcvbuf if sk.rcvbuf < sk.window_clamp else sk.window_clamp
+    # (an over-committed buffer gives a negative free space: zero below)
+    free = sk.rcvbuf - len(sk.rq) - sk.ofo_bytes
+    if free < 0:
+        free = 0
+    if free > sk.window_clamp:
+        free = sk.window_clamp
+    if free < (full >> 1) and free < mss:
+        return 0
+    if sk.rcv_wscale:
+        # The scaled field cannot express less than 1 << wscale: round down.
+        gran = 1 << sk.rcv_wscale
+        unit = mss if mss > gran else gran
+        window = free // unit * unit if free >= mss else free
+        return window - window % gran
+    window = sk.rcv_wnd
+    if window <= free - mss or window > free:
+        window = free // mss * mss
+    return window
+
+
+def tcp_select_window(sk: TcpCb) -> int:
+    """tcp_select_window: the 16-bit window field for the next segment,
+    never moving the right edge back (RFC 7323 2.4)."""
+    if sk is None:
+        raise TypeError("tcp_select_window: a TcpCb is required")
+    cur = _receive_window(sk)
+    new = select_window(sk)
+    if new < cur:
+        gran = 1 << sk.rcv_wscale
+        new = (cur + gran - 1) // gran * gran
+    if new > _MAX_TCP_WINDOW << sk.rcv_wscale:
+        new = _MAX_TCP_WINDOW << sk.rcv_wscale
+    sk.rcv_wnd = new
+    sk.rcv_wup = sk.rcv_nxt
+    return new >> sk.rcv_wscale
+
+
+# --- the receive fast path -----------------------------------------------------------------------
+
+def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
+                      ts_ecr: int, data: Any, n: int, now: float) -> int:
+    """Header prediction and the in-order data path (see the module
+    docstring): 1 if the segment was fully processed, 0 if declined."""
+    if sk.rq is None:
+        raise TypeError("tcp: the receive queue must be a bytearray")
+    shifted = window
+    shifted <<= sk.snd_wscale
+    if (sk.state != _TCP_ESTABLISHED or seq != sk.rcv_nxt
+            or sk.ca_state != _TCP_CA_OPEN or sk.urg_seq is not None or sk.ofo
+            or shifted != sk.snd_wnd):
+        return 0
+    if sk.tstamp_ok and (not has_ts or before(ts_val, sk.ts_recent)):
+        return 0
+    if n == 0:
+        # A bare ACK: acceptable if it acknowledges nothing we did not send.
+        if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
+            return 0
+        _store_ts_recent(sk, seq, has_ts, ts_val, now)
+        # New data acked, or a duplicate ACK while data is out: tcp_ack.
+        if ack != sk.snd_una or sk.packets_out:
+            assert _ack_predicted is not None
+            if has_ts:
+                _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now)
+            else:
+                _ack_predicted(sk, seq, ack, window, None, None, now)
+        return 1
+    if ack != sk.snd_una:
+        return 0        # data that also acknowledges new data: tcp_input's path
+    if _receive_window(sk) == 0:
+        return 0
+    # Commit: nothing below declines the segment.
+    _store_ts_recent(sk, seq, has_ts, ts_val, now)
+    if sk.tstamp_ok and ts_ecr:
+        # tcp_rcv_rtt_measure_ts: the receiver's RTT, for buffer autotuning
+        d = u32(tcp_time_stamp(now) + sk.ts_off - ts_ecr)
+        if d < 0x7FFFFFFF:
+            sample = d / 1000.0
+            if sample < 0.001:
+                sample = 0.001
+            sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
+    _queue_tail(sk.rq, data, n)
+    sk.rcv_nxt = u32(seq + n)
+    # tcp_event_data_recv: the peer's MSS guess, quick-ACK at the start
+    if n > sk.rcv_mss:
+        sk.rcv_mss = n if n < sk.advmss else sk.advmss
+    if not sk.got_data:
+        sk.got_data = True
+        quick = sk.rcv_wnd // (2 * (sk.rcv_mss if sk.rcv_mss > 1 else 1))
+        if quick < 2:
+            quick = 2
+        sk.quick = quick if quick < _TCP_MAX_QUICKACKS else _TCP_MAX_QUICKACKS
+    sk.ack_pending = True
+    sk.host.schedule_wakeup(sk)
+    # __tcp_ack_snd_check: ACK every second full segment (if the window moved),
+    # in quick-ACK mode, or with a hole; else delay.
+    if sk.dead:
+        return 1
+    if ((seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and select_window(sk) >= sk.rcv_wnd)
+            or sk.quick or sk.ofo):
+        assert _send_ack is not None
+        _send_ack(sk, now)
+    else:
+        timer = sk.delack_timer
+        if timer.when is None:
+            timer.arm(now + sk.host.settings.tcp_delack_min)
+    return 1
+
+
+def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
+                    ts_ecr: int, data: Any, now: float) -> bool:
+    """True if the segment took the fast path (then it is fully processed)."""
+    if sk is None:
+        raise TypeError("rcv_established: a TcpCb is required")
+    if cython.compiled:
+        owner = rbuf_get(data, cython.address(b))
+        try:
+            return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
+                                     b.p, b.n, now) == 1
+        finally:
+            rbuf_release(cython.address(b))
+    return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
+                             data, len(data), now) == 1
+
+
+# --- the send loop -------------------------------------------------------------------------------
+
+def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
+               src_mac: bytes | None, ttl: int, ids: list[int], bucket: int,
+               now: float) -> int:
+    """tcp_write_xmit's loop for plain data segments (see the module docstring)."""
+    if sk is None:
+        raise TypeError("write_xmit: a TcpCb is required")
+    wq = sk.wq
+    if wq is None:
+        raise TypeError("tcp: the send queue must be a bytearray")
+    hh = 14 if dst_mac is not None else 0
+    if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):  # type: ignore[arg-type]
+        raise ValueError("mac addresses must be 6 bytes")
+    if mss <= 0 or not 0 <= ttl <= 0xFF:
+        raise ValueError("tcp: mss must be positive and ttl at most 255")
+    if not 0 <= bucket < len(ids):
+        raise IndexError("IP ID bucket out of range")
+    wq_seq = sk.wq_seq
+    write_seq = sk.write_seq
+    wnd_end = u32(sk.snd_una + sk.snd_wnd)
+    # ts_val -1: no timestamp option (the frame builder then ignores ts_ecr)
+    if sk.tstamp_ok:
+        ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
+        ts_ecr = sk.ts_recent
+    else:
+        ts_val = -1
+        ts_ecr = 0
+    sent = 0
+    while True:
+        seq = sk.snd_nxt
+        unsent = seq_diff(write_seq, seq)
+        if unsent <= 0:
+            break
+        if sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
+            sk.is_cwnd_limited = True
+            break
+        seglen = mss if mss < unsent else unsent
+        end = u32(seq + seglen)
+        if after(end, wnd_end):
+            break       # rwnd-limited; tcp_output arms the probe timer
+        # Nagle with Minshall's tweak: at most one small segment unacked.
+        if (seglen < mss and not sk.nodelay and sk.packets_out
+                and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq)):
+            break
+        if not sk.packets_out:
+            assert _data_sent_idle is not None
+            _data_sent_idle(sk, now)
+        # wq holds [wq_seq, write_seq): checked before anything changes
+        off = u32(seq - wq_seq)
+        if off + seglen > len(wq):
+            raise RuntimeError("tcp: send buffer shorter than write_seq says")
+        flags = _TCPHDR_ACK | _TCPHDR_PSH if seglen == unsent else _TCPHDR_ACK
+        seg = TxSeg.__new__(TxSeg)
+        seg.seq = seq
+        seg.end_seq = end
+        seg.flags = 0
+        seg.sacked = 0
+        seg.tstamp = now
+        seg.retrans = 0
+        sk.rtx.append(seg)
+        sk.packets_out += 1
+        sk.snd_nxt = end
+        if seglen < mss:
+            sk.snd_sml = end
+        window = tcp_select_window(sk)
+        # the IP ID from the destination's counter (IpIdents.next)
+        ident = ids[bucket]
+        ident = (ident + 1) & 0xFFFF
+        ids[bucket] = ident
+        out.append((ifindex, _data_frame(sk, wq, off, seglen, dst_mac, src_mac, hh, ident, ttl,
+                                        seq, flags, window, ts_val, ts_ecr)))
+        if sk.quick:
+            sk.quick -= 1           # tcp_event_ack_sent, per segment
+        sent += 1
+    return sent
+
+
+# --- the retransmit queue on an ACK --------------------------------------------------------------
+
+def clean_rtx_queue(sk: TcpCb) -> tuple[int, float | None, bool]:
+    """tcp_clean_rtx_queue's walk of the retransmit queue (see the module docstring)."""
+    if sk is None:
+        raise TypeError("clean_rtx_queue: a TcpCb is required")
+    rtx = sk.rtx
+    ack = sk.snd_una
+    n = 0
+    count = len(rtx)
+    first_tx: float | None = None
+    retrans_acked = False
+    while n < count:
+        item = rtx[n]
+        # Compiled, seg's fields are read as C fields of a TxSeg: refuse
+        # anything else.  Interpreted, any record with those attributes does.
+        if cython.compiled and not isinstance(item, TxSeg):
+            raise TypeError("tcp: the retransmit queue holds TxSeg records only")
+        seg = item
+        if before(ack, seg.end_seq):
+            # partially acked: trim the head (tcp_trim_head).  (A SYN is one
+            # sequence number, so never partly acked.)
+            if before(seg.seq, ack) and not seg.flags & _TCPHDR_SYN:
+                seg.seq = ack
+            break
+        s = seg.sacked
+        if s & _TCPCB_SACKED_RETRANS:
+            sk.retrans_out -= 1
+            retrans_acked = True
+        if s & _TCPCB_SACKED_ACKED:
+            sk.sacked_out -= 1
+        elif s & _TCPCB_LOST:
+            sk.lost_out -= 1
+        if not seg.retrans and first_tx is None and not s & _TCPCB_SACKED_ACKED:
+            first_tx = seg.tstamp
+        n += 1
+    if n:
+        del rtx[:n]
+        sk.packets_out -= n
+    if sk.packets_out == 0:
+        sk.sacked_out = sk.lost_out = sk.retrans_out = 0
+    # free acknowledged bytes (the SYN and FIN take sequence space but no bytes)
+    data_end = sk.write_seq if before(sk.write_seq, ack) else ack
+    freed = seq_diff(data_end, sk.wq_seq)
+    if freed > 0:
+        buf_consume(sk.wq, freed)
+        sk.wq_seq = data_end
+    return n, first_tx, retrans_acked
