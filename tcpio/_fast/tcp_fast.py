@@ -529,11 +529,14 @@ def clean_rtx_queue(sk: TcpCb) -> tuple[int, float | None, bool]:
     retrans_acked = False
     while n < count:
         item = rtx[n]
-        # Compiled, seg's fields are read as C fields of a TxSeg: refuse
-        # anything else.  Interpreted, any record with those attributes does.
-        if cython.compiled and not isinstance(item, TxSeg):
-            raise TypeError("tcp: the retransmit queue holds TxSeg records only")
-        seg = item
+        if cython.compiled:
+            # seg's fields are read as C fields of a TxSeg: refuse anything
+            # else, then take it as one without a second test.
+            if not isinstance(item, TxSeg):
+                raise TypeError("tcp: the retransmit queue holds TxSeg records only")
+            seg = cython.cast(TxSeg, item)
+        else:
+            seg = item      # interpreted: any record with these attributes
         if before(ack, seg.end_seq):
             # partially acked: trim the head (tcp_trim_head).  (A SYN is one
             # sequence number, so never partly acked.)
