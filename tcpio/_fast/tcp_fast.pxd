@@ -46,9 +46,11 @@ cdef object _send_ack, _data_sent_idle, _ack_predicted
 cdef long long _TCP_ESTABLISHED, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
 cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
+cdef long long _U32_MASK, _U32_HALF, _U32_MOD
 
 # sequence space (include/net/tcp.h before/after)
 cpdef uint32_t u32(long long x) noexcept
+@cython.locals(d=cython.longlong)
 cpdef int32_t seq_diff(uint32_t a, uint32_t b) noexcept
 cpdef bint before(uint32_t a, uint32_t b) noexcept
 cpdef bint after(uint32_t a, uint32_t b) noexcept

@@ -15,9 +15,8 @@ buffer objects when interpreted.  (mypy checks the interpreted branches only:
 the ``always-false=compiled`` line above.)
 
 Integers: every sequence number is kept in [0, 2**32) by ``u32`` and compared
-with ``seq_diff``/``before``/``after``; compiled, those are C conversions of
-uint32_t values, interpreted the masks they stand for, so both builds compute
-the same values.
+with ``seq_diff``/``before``/``after``, masks whose constants tcp_fast.pxd types
+as C integers: the same expressions, the same values, in both builds.
 
 Linux's tcp_rcv_established starts with header prediction: on an established
 connection with nothing unusual going on, a segment that carries the next
@@ -92,6 +91,12 @@ _MAX_TCP_WINDOW = 65535
 _TCPHDR_SYN = 0x02
 _TCPHDR_PSH = 0x08
 _TCPHDR_ACK = 0x10
+# Sequence space.  Typed long long in tcp_fast.pxd, so the compiled build
+# does this arithmetic in C (a bare literal this large would be a Python int
+# there), and the same expressions give the same values in both builds.
+_U32_MASK = 0xFFFFFFFF
+_U32_HALF = 0x80000000
+_U32_MOD = 0x100000000
 # TxSeg.sacked bits (TCPCB_*)
 _TCPCB_SACKED_ACKED = 1
 _TCPCB_SACKED_RETRANS = 2
@@ -202,29 +207,23 @@ class TxSeg:
 # --- sequence space ----------------------------------------------------------------------------
 
 def u32(x: int) -> int:
-    """x modulo 2**32: a sequence number or timestamp after arithmetic (the
-    compiled build's conversion to the uint32_t result does it)."""
-    if cython.compiled:
-        return x
-    return x & 0xFFFFFFFF
+    """x modulo 2**32: a sequence number or timestamp after arithmetic."""
+    return x & _U32_MASK
 
 
 def seq_diff(a: int, b: int) -> int:
-    """a - b as a signed 32-bit distance (compiled: the uint32_t difference
-    read as int32_t, as include/net/tcp.h's before() does)."""
-    if cython.compiled:
-        return a - b
-    d = (a - b) & 0xFFFFFFFF
-    return d - 0x100000000 if d >= 0x80000000 else d
+    """a - b as a signed 32-bit distance."""
+    d = (a - b) & _U32_MASK
+    return d - _U32_MOD if d >= _U32_HALF else d
 
 
 def before(a: int, b: int) -> bool:
     """a comes before b in 32-bit sequence space (include/net/tcp.h)."""
-    return seq_diff(a, b) < 0
+    return ((a - b) & _U32_MASK) >= _U32_HALF
 
 
 def after(a: int, b: int) -> bool:
-    return seq_diff(b, a) < 0
+    return ((b - a) & _U32_MASK) >= _U32_HALF
 
 
 def tcp_time_stamp(now: float) -> int:
