@@ -59,3 +59,31 @@ def test_every_public_name_resolves():
     assert set(tcpio.__all__) == {"__version__", *tcpio._EXPORTS}
     for name in tcpio.__all__:
         assert getattr(tcpio, name) is not None
+
+
+def test_pure_mode_source_runs_interpreted_beside_the_extension():
+    """tcp_fast.py is one source for both builds (tcpio._fast.PURE_MODE):
+    load_pure runs the file itself, as tcpio._fast.tcp_fast_py, even where
+    the extension built from it is importable; is_compiled tells them apart
+    by the loader, and load_compiled never returns the interpreted file."""
+    pure = _fast.load_pure("tcp_fast")
+    assert pure.__name__ == "tcpio._fast.tcp_fast_py"
+    assert os.path.basename(pure.__file__) == "tcp_fast.py"
+    assert not _fast.is_compiled(pure)
+    compiled = _fast.load_compiled("tcp_fast")
+    if compiled is None:
+        pytest.skip("tcp_fast not built")
+    assert _fast.is_compiled(compiled) and compiled is not pure
+    assert not compiled.__file__.endswith(".py")
+    assert not isinstance(pure.TcpCb(), compiled.TcpCb)
+
+
+def test_pure_mode_source_runs_without_cython():
+    """Cython is a build dependency only: without it, tcp_fast.py imports
+    through tcpio/_fast/_cython_shim.py and runs."""
+    code = ("import sys; sys.modules['cython'] = None\n"
+            "from tcpio import _fast\n"
+            "m = _fast.load_pure('tcp_fast')\n"
+            "print(m.cython.__name__, m.seq_diff(1, 0xFFFFFFFF), m.before(0xFFFFFFFF, 1))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["tcpio._fast._cython_shim", "2", "True"]
