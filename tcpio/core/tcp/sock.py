@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ... import _fast
 from ..errors import sock_error
-from . import tcp_output
+from . import tcp_output, tcp_timer
 from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_rtt import RttEstimator
@@ -41,6 +41,7 @@ from .tcp_states import (
     TCP_LISTEN,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
+    STATE_NAMES,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +67,12 @@ _MSG_PEEK = int(socket.MSG_PEEK)
 # The fields the compiled receive fast path touches live in this base (C
 # fields when compiled, see tcpio/_fast/tcp_fast.pxd); the rest are ordinary
 # attributes of TcpSock.
-_tcp_fast = _fast.load("tcp_fast")
+# mypy reads the one source (tcpio/_fast/tcp_fast.py); at run time _fast.load
+# picks its compiled module or the same file run interpreted.
+if TYPE_CHECKING:
+    from tcpio._fast import tcp_fast as _tcp_fast
+else:
+    _tcp_fast = _fast.load("tcp_fast")
 TcpCb = _tcp_fast.TcpCb
 # The receive and send queues are FIFOs (see tcpio/_fast/_buf.pxd).
 buf_append = _tcp_fast.buf_append
@@ -197,7 +203,6 @@ class TcpSock(TcpCb):
         self.lsndtime: float | None = None  # last time data was sent
         # timers: one per purpose (inet_csk: retransmit, delack, keepalive/sk_timer)
         timers = host.timers
-        from . import tcp_timer  # here: tcp_timer imports tcp_output, which is light
         self.rtx_timer = timers.timer(lambda now: tcp_timer.tcp_write_timer(self, now))
         self.delack_timer = timers.timer(lambda now: tcp_timer.tcp_delack_timer(self, now))
         self.ka_timer = timers.timer(lambda now: tcp_timer.tcp_keepalive_timer(self, now))
@@ -216,7 +221,6 @@ class TcpSock(TcpCb):
         return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
 
     def __repr__(self) -> str:
-        from .tcp_states import STATE_NAMES
         return (f"<TcpSock {STATE_NAMES.get(self.state, self.state)} "
                 f"{self.laddr:#x}:{self.lport} -> {self.raddr:#x}:{self.rport}>")
 
@@ -418,8 +422,7 @@ class TcpSock(TcpCb):
             tcp_output.tcp_abort_with_reset(self, now, 0)
             return
         if self.state == TCP_FIN_WAIT2:
-            from .tcp_timer import tcp_fin_wait2_orphan
-            tcp_fin_wait2_orphan(self, now)
+            tcp_timer.tcp_fin_wait2_orphan(self, now)
 
     def abort(self) -> None:
         """Close with SO_LINGER {1, 0}: RST now, drop everything."""
@@ -537,8 +540,7 @@ def _set_keepalive(sk: TcpSock, on: bool) -> None:
     # tcp_set_keepalive: arm or stop the timer only when the flag changes.
     if on != sk.keepalive:
         sk.keepalive = on
-        from .tcp_timer import tcp_set_keepalive
-        tcp_set_keepalive(sk, sk.host.now)
+        tcp_timer.tcp_set_keepalive(sk, sk.host.now)
 
 
 def _set_linger(sk: TcpSock, v: tuple[int, int]) -> None:
@@ -604,8 +606,7 @@ def _set_keepidle(sk: TcpSock, v: int) -> None:
     # tcp_sock_set_keepidle_locked: a running keepalive timer moves too.
     sk.keepidle = float(v)
     if sk.keepalive:
-        from .tcp_timer import tcp_set_keepalive
-        tcp_set_keepalive(sk, sk.host.now)
+        tcp_timer.tcp_set_keepalive(sk, sk.host.now)
 
 
 def _set_keepintvl(sk: TcpSock, v: int) -> None:

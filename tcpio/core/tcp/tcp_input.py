@@ -58,7 +58,12 @@ _NO_OPTIONS = TcpOptions()
 # Header prediction's in-order data path: compiled (or its twin), shared with
 # the receive classifier in tcpio._fast.rx, which calls it for the common
 # segment before any Python runs.  It calls back here to send an ACK.
-_tcp_fast = _fast.load("tcp_fast")
+# mypy reads the one source (tcpio/_fast/tcp_fast.py); at run time _fast.load
+# picks its compiled module or the same file run interpreted.
+if TYPE_CHECKING:
+    from tcpio._fast import tcp_fast as _tcp_fast
+else:
+    _tcp_fast = _fast.load("tcp_fast")
 rcv_established_fast = _tcp_fast.rcv_established
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 buf_append = _tcp_fast.buf_append
@@ -849,7 +854,7 @@ def __tcp_ack_snd_check(sk: TcpSock, now: float) -> None:
 
 
 def tcp_init_fast_hooks() -> None:
-    """Install the Python side the compiled fast paths call back into (see
-    tcpio/_fast/tcp_fast_py.py): TcpProto does it when it is built, not this
+    """Install the Python side the fast paths call back into (see
+    tcpio/_fast/tcp_fast.py, set_hooks): TcpProto does it when it is built, not this
     module when it is imported.  Idempotent."""
     _tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, tcp_ack_predicted)

@@ -47,8 +47,13 @@ TCP_TIMEOUT_INIT = 1.0
 
 
 # The retransmit queue's record of a segment, and the send loop for plain data
-# segments, compiled (tcpio/_fast/tcp_fast.pyx) or the twin.
-_tcp_fast = _fast.load("tcp_fast")
+# segments, one source compiled or run interpreted (tcpio/_fast/tcp_fast.py).
+# mypy reads the one source (tcpio/_fast/tcp_fast.py); at run time _fast.load
+# picks its compiled module or the same file run interpreted.
+if TYPE_CHECKING:
+    from tcpio._fast import tcp_fast as _tcp_fast
+else:
+    _tcp_fast = _fast.load("tcp_fast")
 TxSeg = _tcp_fast.TxSeg
 
 
@@ -209,7 +214,7 @@ def tcp_receive_window(sk: TcpSock) -> int:
 
 # Receiver SWS avoidance (RFC 1122 4.2.3.3); it lives with the compiled
 # receive fast path, which needs it to decide when to ACK.
-__tcp_select_window = _fast.load("tcp_fast").select_window
+__tcp_select_window = _tcp_fast.select_window
 
 
 # The window field for the next segment (never shrinking the window), with
