@@ -10,6 +10,14 @@ Receiving: one ``loop.add_reader`` callback reads until EAGAIN (at most
 whole batch to ``on_frames``.  Reading one frame per wake-up costs 4x in loop
 overhead (FIELD-NOTES.md).
 
+Queue: the kernel queues frames for us on the interface's tx queue (the
+tun driver's ring is ``txqueuelen`` frames long) and drops what does not fit
+while Python works through a batch.  The kernel's default is 1000 frames,
+which overflows with ten busy flows (FIELD-NOTES.md: 8186 drops); the devices
+set ``txqueuelen`` (default ``DEFAULT_TXQUEUELEN``) when they create or
+attach.  ``kernel_counters()`` reads the kernel's own counters for the
+interface (its ``tx_dropped`` is what it dropped on the way to us).
+
 Sending: ``os.write`` straight away.  A frame the kernel will not take right
 now is a counted drop, never an exception: EAGAIN/ENOBUFS when its queue is
 full, EIO while the link is down (the kernel refuses writes then).
@@ -34,7 +42,14 @@ IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
+SIOCGIFTXQLEN = 0x8942
+SIOCSIFTXQLEN = 0x8943
 IFNAMSIZ = 16
+
+# Frames the kernel may queue for us.  20 000 removed the drops in the
+# measurements of FIELD-NOTES.md; a full queue of MTU-sized frames is tens of
+# MB at worst, and only while tcpio falls behind.
+DEFAULT_TXQUEUELEN = 20000
 
 # Write errors that mean "the link cannot take this frame now": count, drop.
 _DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENETDOWN,
@@ -48,15 +63,35 @@ def _ifreq(name: str, value: int, fmt: str) -> bytes:
     return struct.pack(f"{IFNAMSIZ}s{fmt}", raw, value).ljust(40, b"\0")
 
 
+_PROC_NET_DEV_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "rx_fifo",
+                        "rx_frame", "rx_compressed", "rx_multicast",
+                        "tx_bytes", "tx_packets", "tx_errors", "tx_dropped", "tx_fifo",
+                        "tx_colls", "tx_carrier", "tx_compressed")
+
+
+def read_proc_net_dev(ifname: str, path: str = "/proc/thread-self/net/dev") -> dict[str, int] | None:
+    """One interface's line of /proc/net/dev (the reading thread's network
+    namespace) as a dict, or None when it is not there."""
+    with open(path) as f:
+        for line in f.readlines()[2:]:
+            name, sep, rest = line.partition(":")
+            if sep and name.strip() == ifname:
+                return dict(zip(_PROC_NET_DEV_FIELDS, map(int, rest.split())))
+    return None
+
+
 class _TunTapBase:
     """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
 
     _flags: int
     link: Link
 
-    def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256) -> None:
+    def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
+                 txqueuelen: int | None = DEFAULT_TXQUEUELEN) -> None:
         if budget < 1:
             raise ValueError("budget must be >= 1")
+        if txqueuelen is not None and not 1 <= txqueuelen <= 0x7FFFFFFF:
+            raise ValueError("txqueuelen must be 1..2**31-1, or None to leave the kernel's")
         self.mtu = mtu
         self.budget = budget
         self.stats = new_stats()
@@ -69,6 +104,8 @@ class _TunTapBase:
             # The kernel fills in the name it used (a "tap%d" pattern expands).
             self.name = ifr[:IFNAMSIZ].rstrip(b"\0").decode()
             self._set_kernel_mtu(mtu)
+            if txqueuelen is not None:
+                self._set_kernel_txqueuelen(txqueuelen)
         except BaseException:
             os.close(fd)
             raise
@@ -82,6 +119,26 @@ class _TunTapBase:
                                                       _ifreq(self.name, 0, "i")), IFNAMSIZ)[0]
             if cur != mtu:
                 fcntl.ioctl(s, SIOCSIFMTU, _ifreq(self.name, mtu, "i"))
+
+    def _set_kernel_txqueuelen(self, qlen: int) -> None:
+        """SIOCSIFTXQLEN: the tun driver resizes its ring to match."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s, SIOCSIFTXQLEN, _ifreq(self.name, qlen, "i"))
+
+    @property
+    def txqueuelen(self) -> int:
+        """The kernel interface's tx queue length (SIOCGIFTXQLEN; the
+        interface must be in this process's network namespace)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            ifr = fcntl.ioctl(s, SIOCGIFTXQLEN, _ifreq(self.name, 0, "i"))
+        return int(struct.unpack_from("i", ifr, IFNAMSIZ)[0])
+
+    def kernel_counters(self) -> dict[str, int] | None:
+        """The kernel's counters for this interface, as /proc/net/dev names
+        them (rx_*/tx_* from the kernel's side: its ``tx_dropped`` are frames
+        it dropped on the way to tcpio), or None when the interface is not in
+        this process's network namespace."""
+        return read_proc_net_dev(self.name)
 
     # --- the device contract -------------------------------------------------
 
@@ -178,11 +235,11 @@ class TapDevice(_TunTapBase):
     link: Link = "ether"
 
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
-                 budget: int = 256) -> None:
+                 budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
         self.mac: bytes | None = mac if mac is not None else random_mac()
-        super().__init__(name, mtu, budget=budget)
+        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen)
 
 
 class TunDevice(_TunTapBase):
@@ -192,5 +249,6 @@ class TunDevice(_TunTapBase):
     link: Link = "ip"
     mac: bytes | None = None
 
-    def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256) -> None:
-        super().__init__(name, mtu, budget=budget)
+    def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
+                 txqueuelen: int | None = DEFAULT_TXQUEUELEN) -> None:
+        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen)
