@@ -30,6 +30,7 @@ cdef class TcpCb:
     # the send side (write_xmit)
     cdef public long long laddr, raddr, lport, rport
     cdef public long long snd_cwnd, packets_out, sacked_out, lost_out, retrans_out
+    cdef public long long probes_out
     cdef public long long snd_sml, write_seq, wq_seq
     cdef public bint nodelay, is_cwnd_limited
     cdef public bytearray wq

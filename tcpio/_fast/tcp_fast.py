@@ -163,6 +163,7 @@ class TcpCb:
     rport: int
     snd_cwnd: int
     packets_out: int
+    probes_out: int     # zero-window or keepalive probes unanswered
     sacked_out: int
     lost_out: int
     retrans_out: int
@@ -370,8 +371,10 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
             return 0
         _store_ts_recent(sk, seq, has_ts, ts_val, now)
-        # New data acked, or a duplicate ACK while data is out: tcp_ack.
-        if ack != sk.snd_una or sk.packets_out:
+        # New data acked, a duplicate ACK while data is out, or the answer to
+        # a probe: tcp_ack (it clears probes_out, so a receiver that keeps
+        # answering keeps the connection, RFC 1122 4.2.2.17).
+        if ack != sk.snd_una or sk.packets_out or sk.probes_out:
             assert _ack_predicted is not None
             if has_ts:
                 _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now)
