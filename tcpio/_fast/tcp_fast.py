@@ -125,7 +125,8 @@ class TcpCb:
 
     Compiled, these are C fields (tcp_fast.pxd); interpreted, plain
     attributes.  TcpSock.__init__ sets every one; until then the compiled
-    object fields are None, which the entry points refuse."""
+    object fields are None, which the entry points refuse, and probes_out is
+    0 in both builds."""
 
     state: int
     ca_state: int
@@ -174,6 +175,12 @@ class TcpCb:
     is_cwnd_limited: bool
     wq: bytearray
     rtx: list[TxSeg]
+
+    def __init__(self) -> None:
+        # Read by the bare-ACK rule only when nothing else decides it: zero
+        # in both builds for a control block that never probed (a C field
+        # starts at 0; give the interpreted one the same start).
+        self.probes_out = 0
 
 
 class TxSeg:

@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "ts_recent": 0, "ts_off": 0, "tstamp_ok": False, "got_data": True, "ack_pending": False, "dead": False,
     "rcv_tstamp": 0.0, "ts_recent_stamp": 0.0, "rcv_rtt": 0.0,
     "laddr": 0x0A000001, "raddr": 0x0A000002, "lport": 80, "rport": 40000,
-    "snd_cwnd": 10, "packets_out": 0, "probes_out": 0, "sacked_out": 0, "lost_out": 0, "retrans_out": 0,
+    "snd_cwnd": 10, "packets_out": 0, "sacked_out": 0, "lost_out": 0, "retrans_out": 0,
     "snd_sml": 5000, "write_seq": 5000, "wq_seq": 5000, "nodelay": False, "is_cwnd_limited": False,
 }
 

@@ -118,58 +118,20 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     """Header prediction: an in-order pure ACK or data segment on an idle,
     loss-free connection takes the short path; anything else the slow one.
 
-    The in-order data segment that acknowledges nothing new is the compiled
-    ``tcp_fast.rcv_established`` (the host's receive classifier usually ran it
-    already; segments reach here from the layered path, e.g. loopback)."""
+    The prediction itself is ``tcp_fast.rcv_established`` (the one source; the
+    host's receive classifier usually ran it already, segments reach here from
+    the layered path, e.g. loopback).  Only what it cannot see in its
+    arguments is checked here, as the classifier does when it parses: the
+    flags are exactly ACK (PSH, ECE, CWR allowed) and there are no SACK blocks.
+    What it declines (e.g. data that also acknowledges new data) is the state
+    machine's."""
     opts = skb.opts
-    flags = skb.flags
-    if (flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
-            != TCPHDR_ACK or skb.seq != sk.rcv_nxt or sk.ca_state != TCP_CA_OPEN
-            or sk.ofo or opts.sack_blocks or sk.urg_seq is not None or
-            (skb.window << sk.snd_wscale) != sk.snd_wnd):
-        tcp_rcv_state_process(sk, skb, now)
-        return
     ts_val = opts.ts_val
-    data = skb.data
-    if data and skb.ack_seq == sk.snd_una and rcv_established_fast(
-            sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
-            opts.ts_ecr or 0, data, now):
-        return
-    if sk.tstamp_ok and (ts_val is None or before(ts_val, sk.ts_recent)):
+    if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
+            != TCPHDR_ACK or opts.sack_blocks or not rcv_established_fast(
+                sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
+                opts.ts_ecr or 0, skb.data, now)):
         tcp_rcv_state_process(sk, skb, now)
-        return
-    ack = skb.ack_seq
-    if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
-        tcp_rcv_state_process(sk, skb, now)
-        return
-    sk.rcv_tstamp = now
-    if ts_val is not None and not after(skb.seq, sk.rcv_wup):
-        sk.ts_recent = ts_val
-        sk.ts_recent_stamp = now
-    if not data:
-        # A pure ACK: new data acked, a duplicate ACK while data is out, or
-        # the answer to a probe: tcp_ack clears probes_out, so a receiver
-        # that keeps answering keeps the connection (RFC 1122 4.2.2.17).
-        if ack != sk.snd_una or sk.packets_out or sk.probes_out:
-            tcp_ack(sk, skb, now, 0)
-            tcp_data_snd_check(sk, now)
-        return
-    if not tcp_receive_window(sk):
-        tcp_rcv_state_process(sk, skb, now)
-        return
-    # in-order data that also acknowledges new data: queue it, then tcp_ack
-    if sk.tstamp_ok:
-        tcp_rcv_rtt_measure_ts(sk, skb, now)
-    buf_append(sk.rq, data)
-    sk.rcv_nxt = skb.end_seq
-    tcp_event_data_recv(sk, len(data), now)
-    if ack != sk.snd_una:
-        tcp_ack(sk, skb, now, FLAG_DATA)
-        tcp_data_snd_check(sk, now)
-    sk.ack_pending = True
-    sk.host.schedule_wakeup(sk)
-    __tcp_ack_snd_check(sk, now)
-    return
 
 
 def tcp_ack_predicted(sk: TcpSock, seq: int, ack: int, window: int, ts_val: int | None,
