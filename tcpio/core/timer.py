@@ -15,23 +15,37 @@ cancelling makes the entry stale; stale entries are dropped when they surface
 or when they make up most of the heap.  Each arming takes
 a sequence number, and the heap orders by (deadline, sequence), so timers due
 at the same moment fire in the order they were armed, moved entries included.
+
+A timer that belongs to an object (a socket's retransmit, delayed-ACK and
+keepalive timers) is made with ``timer(callback, owner)``: it calls
+``callback(owner, now)`` and holds the owner by a weak reference, as Linux's
+``timer_setup`` + ``from_timer`` find the socket from the timer instead of the
+timer pinning the socket.  A closure over the socket would make socket ->
+timer -> closure -> socket a reference cycle, and every closed socket would
+wait for the cycle collector; with the weak reference it is freed when the
+last real reference goes, and a timer whose owner is gone does nothing.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 
 class Timer:
     """A re-armable one-shot timer: ``callback(now)`` runs once at ``when``."""
 
-    __slots__ = ("_queued", "_seq", "_wheel", "callback", "when")
+    __slots__ = ("_queued", "_seq", "_wheel", "callback", "owner", "when")
 
-    def __init__(self, wheel: TimerWheel, callback: Callable[[float], None]) -> None:
+    def __init__(self, wheel: TimerWheel, callback: Callable[..., None],
+                 owner: weakref.ref[Any] | None = None) -> None:
         self._wheel = wheel
+        # callback(now), or callback(owner, now) when the timer has an owner
         self.callback = callback
+        self.owner = owner
         self.when: float | None = None
         self._seq = 0
         # Deadline of this timer's live heap entry (None: no live entry).
@@ -69,8 +83,12 @@ class TimerWheel:
         self._seq = itertools.count()
         self._stale = 0  # entries superseded by an earlier one of the same timer
 
-    def timer(self, callback: Callable[[float], None]) -> Timer:
-        return Timer(self, callback)
+    def timer(self, callback: Callable[..., None], owner: object = None) -> Timer:
+        """A timer calling ``callback(now)``, or ``callback(owner, now)`` with
+        ``owner`` held weakly (see the module docstring)."""
+        if owner is None:
+            return Timer(self, callback)
+        return Timer(self, callback, weakref.ref(owner))
 
     def _push(self, when: float, seq: int, timer: Timer) -> None:
         heapq.heappush(self._heap, (when, seq, timer))
@@ -123,5 +141,11 @@ class TimerWheel:
             timer._queued = None
             timer.when = None
             fired += 1
-            timer.callback(now)
+            ref = timer.owner
+            if ref is None:
+                timer.callback(now)
+            else:
+                owner = ref()
+                if owner is not None:
+                    timer.callback(owner, now)
         return fired

@@ -203,9 +203,11 @@ class TcpSock(TcpCb):
         self.lsndtime: float | None = None  # last time data was sent
         # timers: one per purpose (inet_csk: retransmit, delack, keepalive/sk_timer)
         timers = host.timers
-        self.rtx_timer = timers.timer(lambda now: tcp_timer.tcp_write_timer(self, now))
-        self.delack_timer = timers.timer(lambda now: tcp_timer.tcp_delack_timer(self, now))
-        self.ka_timer = timers.timer(lambda now: tcp_timer.tcp_keepalive_timer(self, now))
+        # (owned timers: they hold the socket weakly, so a closed socket is
+        # freed by reference counting, not left to the cycle collector)
+        self.rtx_timer = timers.timer(tcp_timer.tcp_write_timer, self)
+        self.delack_timer = timers.timer(tcp_timer.tcp_delack_timer, self)
+        self.ka_timer = timers.timer(tcp_timer.tcp_keepalive_timer, self)
 
     # --- derived values --------------------------------------------------
     @property

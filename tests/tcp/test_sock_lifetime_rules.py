@@ -1,0 +1,86 @@
+"""A socket's lifetime (issue 11): once TCP is done with a socket and the
+application lets go of it, reference counting frees it at once.
+
+Linux frees a socket when its last reference is dropped (sock_put); its timers
+find the socket from the timer (from_timer) and do not pin it.  Here the
+retransmit, delayed-ACK and keepalive timers hold the socket weakly
+(tcpio/core/timer.py), so no reference cycle is left for the cycle collector;
+these tests run with the collector off and require the socket to be gone.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from tcpio.core.tcp.tcp_states import TCP_CLOSE, TCP_ESTABLISHED
+
+from .states import established, last_ack
+
+
+@pytest.fixture
+def no_cycle_collector() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _drop_all(conn) -> weakref.ref:
+    """A weak reference to conn's socket, after dropping every test-side
+    reference to it (the host's wakeup list included)."""
+    ref = weakref.ref(conn.sk)
+    conn.host.woken.clear()
+    conn.sk = None
+    return ref
+
+
+def test_a_closed_socket_is_freed_without_the_cycle_collector(no_cycle_collector):
+    conn = last_ack()
+    conn.ack_all([conn.fin])
+    conn.send()                              # the peer ACKs our FIN: CLOSE
+    assert conn.sk.state == TCP_CLOSE
+    ref = _drop_all(conn)
+    assert ref() is None
+
+
+def test_a_closed_socket_with_its_timers_armed_is_freed_and_the_timers_do_nothing(
+        no_cycle_collector):
+    conn = established()
+    sk = conn.sk
+    sk.sendmsg(b"x" * 100)                   # the retransmit timer is armed
+    sk.keepalive = True
+    sk.ka_timer.arm(conn.host.now + 7200.0)
+    rtx_when = sk.rtx_timer.when
+    assert rtx_when is not None
+    sk.abort()                               # RST, CLOSE; the timers stay in the heap
+    assert sk.state == TCP_CLOSE
+    del sk
+    conn.recv()
+    ref = _drop_all(conn)
+    assert ref() is None
+    conn.host.advance(rtx_when + 7200.0)     # the stale entries surface: nothing runs
+    assert conn.recv() == []
+
+
+def test_an_established_socket_stays_alive_while_its_table_holds_it(no_cycle_collector):
+    """The weak timer reference does not free a socket TCP still owns: the
+    established hash holds it, and its retransmit timer still fires."""
+    conn = established()
+    conn.sk.sendmsg(b"y" * 100)
+    (seg,) = conn.recv()
+    ref = _drop_all(conn)
+    live = ref()
+    assert live is not None and live.state == TCP_ESTABLISHED
+    when = live.rtx_timer.when
+    del live
+    conn.host.advance(when)
+    (again,) = conn.recv()                   # the retransmission, from the table's socket
+    assert again.seq == seg.seq and again.payload == seg.payload
