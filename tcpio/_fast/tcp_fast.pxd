@@ -76,11 +76,13 @@ cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t windo
 cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
                            uint32_t ts_val, uint32_t ts_ecr, data, double now) except -1
 
+cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, long long mss,
+                     bint fin) except -1
 @cython.locals(base=cython.p_const_uchar)
 cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
                       src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
                       uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr)
-@cython.locals(wq_seq=uint32_t, write_seq=uint32_t, wnd_end=uint32_t, seq=uint32_t,
+@cython.locals(wq_seq=uint32_t, write_seq=uint32_t, seq=uint32_t,
                end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,
                ts_val=cython.longlong, ts_ecr=uint32_t, flags=cython.longlong,
                window=cython.longlong, hh=Py_ssize_t, sent=cython.int, seg=TxSeg,

@@ -78,7 +78,7 @@ else:
 from tcpio._fast import load
 
 __all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established",
-           "select_window", "set_hooks", "tcp_select_window", "write_xmit"]
+           "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
 # calls tx.pyx's tcp_data_frame directly (cimported in tcp_fast.pxd).
@@ -448,6 +448,23 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
 
 # --- the send loop -------------------------------------------------------------------------------
 
+def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -> bool:
+    """May the next segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go
+    out now?  tcp_write_xmit's three tests, for both send loops: tcp_cwnd_test
+    (no room sets is_cwnd_limited), tcp_snd_wnd_test (the peer's window) and
+    tcp_nagle_test with Minshall's tweak (at most one small segment unacked;
+    a FIN is never held back)."""
+    if sk is None:
+        raise TypeError("xmit_test: a TcpCb is required")
+    if sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
+        sk.is_cwnd_limited = True
+        return False
+    if after(end, (sk.snd_una + sk.snd_wnd) & _U32_MASK):
+        return False
+    return not (seglen < mss and not fin and not sk.nodelay and sk.packets_out
+                and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq))
+
+
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                src_mac: bytes | None, ttl: int, ids: list[int], bucket: int,
                now: float) -> int:
@@ -466,7 +483,6 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         raise IndexError("IP ID bucket out of range")
     wq_seq = sk.wq_seq
     write_seq = sk.write_seq
-    wnd_end = u32(sk.snd_una + sk.snd_wnd)
     # ts_val -1: no timestamp option (the frame builder then ignores ts_ecr)
     if sk.tstamp_ok:
         ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
@@ -480,17 +496,10 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         unsent = seq_diff(write_seq, seq)
         if unsent <= 0:
             break
-        if sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
-            sk.is_cwnd_limited = True
-            break
         seglen = mss if mss < unsent else unsent
         end = u32(seq + seglen)
-        if after(end, wnd_end):
-            break       # rwnd-limited; tcp_output arms the probe timer
-        # Nagle with Minshall's tweak: at most one small segment unacked.
-        if (seglen < mss and not sk.nodelay and sk.packets_out
-                and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq)):
-            break
+        if not xmit_test(sk, seq, end, seglen, mss, False):
+            break       # (rwnd-limited: tcp_output arms the probe timer)
         if not sk.packets_out:
             assert _data_sent_idle is not None
             _data_sent_idle(sk, now)

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 else:
     _tcp_fast = _fast.load("tcp_fast")
 TxSeg = _tcp_fast.TxSeg
+xmit_test = _tcp_fast.xmit_test
 
 
 # States in which new data / FIN may still go out.
@@ -325,28 +326,20 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
     wq_seq = sk.wq_seq
     wq = sk.wq
     sent = False
-    wnd_end = (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF
     write_seq = sk.write_seq
     while True:
         unsent = seq_diff(write_seq, sk.snd_nxt)
         fin_pending = sk.fin_queued and unsent == 0
         if unsent <= 0 and not fin_pending:
             break
-        if sk.tcp_packets_in_flight >= sk.snd_cwnd:
-            sk.is_cwnd_limited = True
-            break
         seglen = min(mss, unsent)
-        flags = TCPHDR_ACK
-        if sk.fin_queued and seglen == unsent:
-            flags |= TCPHDR_FIN
+        fin = sk.fin_queued and seglen == unsent
+        flags = TCPHDR_ACK | TCPHDR_FIN if fin else TCPHDR_ACK
         seq = sk.snd_nxt
-        end = (seq + seglen + (1 if flags & TCPHDR_FIN else 0)) & 0xFFFFFFFF
-        if after(end, wnd_end):
-            break   # rwnd-limited; the probe timer below takes over
-        # Nagle with Minshall's tweak: at most one small segment unacked.
-        if (seglen < mss and not flags & TCPHDR_FIN and not sk.nodelay and sk.packets_out
-                and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq)):
-            break
+        end = (seq + seglen + (1 if fin else 0)) & 0xFFFFFFFF
+        # cwnd, the peer's window, Nagle: the compiled loop's own tests
+        if not xmit_test(sk, seq, end, seglen, mss, fin):
+            break   # (rwnd-limited: the probe timer below takes over)
         if not sk.packets_out:
             tcp_event_data_sent_idle(sk, now)
         off = seq_diff(seq, wq_seq)
