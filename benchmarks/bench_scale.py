@@ -1,0 +1,406 @@
+"""Many connections at once (issue 11): aggregate throughput, connections/s,
+memory and opening cost as the number of concurrent connections grows.
+
+    sudo python benchmarks/bench_scale.py [--quick] [--steps 1,10,100,1000,10000]
+                                          [--modes tap_in,tap_out,wire] [--json FILE]
+
+For each step N (concurrent connections):
+
+- ``tap_in``: N kernel flows send to a tcpio server over a TAP (MTU 1500),
+  ``tap_out``: N tcpio flows send to a kernel server over the TAP,
+  ``wire``: N tcpio flows to another tcpio Stack over a MemoryWire (MTU 1500),
+  each moving ``total / N`` bytes (a counter pattern the receiver checks), so
+  every step moves the same total; aggregate throughput = total / elapsed,
+  timed on the sending side from the first connect to the last EOF.
+- ``kernel``: the same job kernel to kernel on the namespace's loopback
+  (benchmarks/scale_peer.py on both ends), in the same run.
+- connections/s: a kernel client keeps min(N, 1000) connects in flight
+  against a tcpio server (accept, close), beside the same client against a
+  kernel asyncio server on loopback.
+
+Reported with each TAP step: the kernel's drops on the TAP (its tx_dropped:
+frames it could not queue toward tcpio), tcpio's device drops, and the RTOs
+tcpio's stack took (TCPTimeouts).  Then, in one process: the memory per idle
+established connection (bare sockets and asyncio streams; RSS delta, both
+ends counted, per end) and the time to open 5 000 and 20 000 idle
+connections.  The targets issue 11 sets are printed with a verdict.
+
+The machine is shared and noisy: quote ratios from one run, and several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))         # netns: the namespace + TAP fixture
+
+import scale_peer  # noqa: E402
+
+PEER = str(ROOT / "benchmarks" / "scale_peer.py")
+PORT = 5001
+MiB = 1024 * 1024
+CHUNK = 64 * 1024
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+async def peer_json(proc: asyncio.subprocess.Process) -> dict:
+    """The last JSON line a scale_peer process prints."""
+    assert proc.stdout is not None
+    out, err = await proc.communicate()
+    lines = out.decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"scale_peer failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return json.loads(lines[-1])
+
+
+async def start_peer(ns: Any, *args: str) -> asyncio.subprocess.Process:
+    argv = ns.exec_argv(sys.executable, PEER, *args)
+    return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+
+
+async def wait_listening(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    if b"listening" not in line:
+        raise RuntimeError(f"scale_peer did not start: {line!r}")
+
+
+async def sink_handler(counts: list[int], bad: list[int], n: int,
+                       done: asyncio.Future[None]) -> Any:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read()
+        if not scale_peer.check(data):
+            bad.append(1)
+        counts.append(len(data))
+        writer.close()
+        if len(counts) == n and not done.done():
+            done.set_result(None)
+    return handle
+
+
+async def tcpio_send(stack: Any, host: str, n: int, nbytes: int) -> float:
+    """n concurrent flows of nbytes from ``stack`` to host:PORT; elapsed to the last EOF."""
+    async def flow(i: int) -> None:
+        reader, writer = await stack.open_connection(host, PORT)
+        data = memoryview(scale_peer.pattern(i, nbytes))
+        for off in range(0, nbytes, CHUNK):
+            writer.write(data[off:off + CHUNK])
+            await writer.drain()
+        writer.write_eof()
+        await reader.read()
+        writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(flow(i) for i in range(n)))
+    return time.perf_counter() - t0
+
+
+def drops(peer: Any) -> dict[str, int]:
+    k = peer.ns.call(peer.tap.kernel_counters) or {}
+    mib = peer.stack.mib()
+    return {"kernel_tx_dropped": k.get("tx_dropped", 0),
+            "tcpio_tx_dropped": peer.tap.stats["tx_dropped"],
+            "rtos": mib.get("TCPTimeouts", 0)}
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
+# --- the measurements ----------------------------------------------------------------------
+
+async def tap_in(peer: Any, n: int, nbytes: int) -> dict:
+    counts: list[int] = []
+    bad: list[int] = []
+    done = asyncio.get_running_loop().create_future()
+    server = await peer.stack.start_server(await sink_handler(counts, bad, n, done),
+                                           "0.0.0.0", PORT, backlog=4096)
+    before = drops(peer)
+    try:
+        out = await peer_json(await start_peer(peer.ns, "send", peer.tcpio_ip, str(PORT),
+                                               str(n), str(nbytes)))
+        await asyncio.wait_for(done, 60)
+    finally:
+        server.close()
+    assert not bad and sum(counts) == n * nbytes, (len(bad), sum(counts))
+    return {"rate": out["bytes"] / out["elapsed"], **delta(drops(peer), before)}
+
+
+async def tap_out(peer: Any, n: int, nbytes: int) -> dict:
+    proc = await start_peer(peer.ns, "sink", peer.kernel_ip, str(PORT), str(n))
+    await wait_listening(proc)
+    before = drops(peer)
+    await tcpio_send(peer.stack, peer.kernel_ip, n, nbytes)
+    out = await peer_json(proc)
+    assert out["bad"] == 0 and out["bytes"] == n * nbytes, out
+    return {"rate": out["bytes"] / out["elapsed"], **delta(drops(peer), before)}
+
+
+async def wire(n: int, nbytes: int) -> dict:
+    import tcpio
+    w = tcpio.MemoryWire(mtu=1500)
+    async with tcpio.Stack(seed=1, name="c") as client, tcpio.Stack(seed=2, name="s") as srv:
+        client.add_interface(w.a, "10.0.0.1/24")
+        srv.add_interface(w.b, "10.0.0.2/24")
+        counts: list[int] = []
+        bad: list[int] = []
+        done = asyncio.get_running_loop().create_future()
+        await srv.start_server(await sink_handler(counts, bad, n, done), "0.0.0.0", PORT,
+                               backlog=4096)
+        await client.ping("10.0.0.2", timeout=5)
+        elapsed = await tcpio_send(client, "10.0.0.2", n, nbytes)
+        await asyncio.wait_for(done, 60)
+        assert not bad and sum(counts) == n * nbytes
+        rtos = client.mib().get("TCPTimeouts", 0) + srv.mib().get("TCPTimeouts", 0)
+    return {"rate": n * nbytes / elapsed, "rtos": rtos}
+
+
+async def kernel_bulk(ns: Any, n: int, nbytes: int) -> dict:
+    proc = await start_peer(ns, "sink", "127.0.0.1", str(PORT + 1), str(n))
+    await wait_listening(proc)
+    out = await peer_json(await start_peer(ns, "send", "127.0.0.1", str(PORT + 1), str(n),
+                                           str(nbytes)))
+    await peer_json(proc)
+    return {"rate": out["bytes"] / out["elapsed"]}
+
+
+async def conns_tap(peer: Any, n: int, total: int) -> dict:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await peer.stack.start_server(handle, "0.0.0.0", PORT, backlog=4096)
+    try:
+        out = await peer_json(await start_peer(peer.ns, "connect", peer.tcpio_ip, str(PORT),
+                                               str(n), str(total)))
+    finally:
+        server.close()
+    return {"rate": out["conns"] / out["elapsed"], "failed": out["failed"]}
+
+
+async def conns_kernel(ns: Any, n: int, total: int) -> dict:
+    srv = await start_peer(ns, "accept", "127.0.0.1", str(PORT + 2))
+    await wait_listening(srv)
+    try:
+        out = await peer_json(await start_peer(ns, "connect", "127.0.0.1", str(PORT + 2),
+                                               str(n), str(total)))
+    finally:
+        srv.kill()
+        await srv.wait()
+    return {"rate": out["conns"] / out["elapsed"], "failed": out["failed"]}
+
+
+# --- idle connections in one process -----------------------------------------------------
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def idle(n: int, streams: bool) -> dict:
+    """Open n idle established connections between two stacks; per-end memory
+    (RSS delta over both ends) and time (run in a fresh process)."""
+    import tcpio
+    w = tcpio.MemoryWire(mtu=1500)
+    keep: list[Any] = []
+    async with tcpio.Stack(seed=1, name="c") as client, tcpio.Stack(seed=2, name="s") as srv:
+        client.add_interface(w.a, "10.0.0.1/24")
+        srv.add_interface(w.b, "10.0.0.2/24")
+        if streams:
+            async def handle(reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+                keep.append((reader, writer))
+            await srv.start_server(handle, "0.0.0.0", PORT, backlog=4096)
+        else:
+            lst = srv.socket(socket.SOCK_STREAM)
+            lst.bind(("0.0.0.0", PORT))
+            lst.listen(4096)
+
+            async def acceptor() -> None:
+                while True:
+                    keep.append(await lst.accept())
+            acc = asyncio.ensure_future(acceptor())
+        await client.ping("10.0.0.2", timeout=5)
+        gc.collect()
+        m0 = rss()
+        t0 = time.perf_counter()
+        batch = 500
+        for start in range(0, n, batch):
+            k = min(batch, n - start)
+            if streams:
+                keep.extend(await asyncio.gather(
+                    *(client.open_connection("10.0.0.2", PORT) for _ in range(k))))
+            else:
+                socks = [client.socket(socket.SOCK_STREAM) for _ in range(k)]
+                await asyncio.gather(*(s.connect(("10.0.0.2", PORT)) for s in socks))
+                keep.extend(socks)
+        while len(keep) < 2 * n:
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - t0
+        gc.collect()
+        m1 = rss()
+        established = len(srv.connections())
+        if not streams:
+            acc.cancel()
+    return {"n": n, "seconds": elapsed, "bytes_per_end": (m1 - m0) / (2 * n),
+            "established_server_side": established}
+
+
+# --- the run -------------------------------------------------------------------------------
+
+async def run(args: argparse.Namespace) -> dict:
+    from netns import NetNs, kernel_peer
+
+    steps = [int(x) for x in args.steps.split(",")]
+    modes = args.modes.split(",")
+    total = args.total * MiB
+    results: dict[str, Any] = {"steps": {}, "idle": {}}
+    root = os.geteuid() == 0 and os.path.exists("/dev/net/tun")
+    for n in steps:
+        nbytes = max(1, total // n)
+        row: dict[str, Any] = {"bytes_per_flow": nbytes}
+        if root and ("tap_in" in modes or "tap_out" in modes or "conns" in modes):
+            async with kernel_peer(ipv6=False) as peer:
+                if "tap_in" in modes:
+                    row["tap_in"] = await tap_in(peer, n, nbytes)
+                if "tap_out" in modes:
+                    row["tap_out"] = await tap_out(peer, n, nbytes)
+                if "conns" in modes:
+                    row["conns_tap"] = await conns_tap(peer, min(n, 1000),
+                                                       max(args.conns, n))
+        if "wire" in modes:
+            row["wire"] = await wire(n, nbytes)
+        if root and "kernel" in modes:
+            with NetNs() as ns:
+                ns.ip("link", "set", "lo", "up")
+                row["kernel"] = await kernel_bulk(ns, n, nbytes)
+                if "conns" in modes:
+                    row["conns_kernel"] = await conns_kernel(ns, min(n, 1000),
+                                                             max(args.conns, n))
+        results["steps"][n] = row
+        print(json.dumps({n: row}), flush=True)
+    for n in [int(x) for x in args.idle.split(",") if x]:
+        for kind in ("bare", "streams"):
+            # a fresh process each: RSS grows only by what these connections take
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--idle-child", f"{n},{kind}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            results["idle"][f"{n}_{kind}"] = await peer_json(proc)
+            print(json.dumps({f"{n}_{kind}": results["idle"][f"{n}_{kind}"]}), flush=True)
+    return results
+
+
+def rate_text(r: dict | None) -> str:
+    return "n/a" if not r else f"{r['rate']:.0f}"
+
+
+def report(res: dict, args: argparse.Namespace) -> None:
+    steps = res["steps"]
+    ns = sorted(steps, key=int)
+
+    def mbs(row: dict, key: str) -> str:
+        v = row.get(key)
+        return "n/a" if not v else f"{v['rate'] / 1e6:8.1f}"
+
+    print()
+    print(f"{'flows':>6} {'tap_in MB/s':>12} {'tap_out MB/s':>13} {'wire MB/s':>10} "
+          f"{'kernel lo MB/s':>15} {'conn/s tcpio':>13} {'conn/s kernel':>14}  "
+          "drops (kernel tx, tcpio tx), RTOs")
+    for n in ns:
+        row = steps[n]
+        ct = row.get("conns_tap")
+        ck = row.get("conns_kernel")
+        extra = []
+        for key in ("tap_in", "tap_out"):
+            if key in row:
+                r = row[key]
+                extra.append(f"{key}: {r['kernel_tx_dropped']},{r['tcpio_tx_dropped']}, "
+                             f"RTO {r['rtos']}")
+        if "wire" in row:
+            extra.append(f"wire: RTO {row['wire']['rtos']}")
+        print(f"{n:>6} {mbs(row, 'tap_in'):>12} {mbs(row, 'tap_out'):>13} "
+              f"{mbs(row, 'wire'):>10} {mbs(row, 'kernel'):>15} "
+              f"{rate_text(ct):>13} {rate_text(ck):>14}  {'; '.join(extra)}")
+    print()
+    print("targets (issue 11):")
+    first, big = (ns[0], next((n for n in ns if int(n) == 1000), None)) if ns else (None, None)
+    for key in ("tap_in", "tap_out", "wire"):
+        if big is not None and key in steps[first] and key in steps[big]:
+            ratio = steps[big][key]["rate"] / steps[first][key]["rate"]
+            print(f"  {key}: 1000 flows at {ratio:.0%} of {first} flow(s)  (>= 70%: "
+                  f"{'met' if ratio >= 0.7 else 'NOT met'})")
+    for n in ns:
+        ct, ck = steps[n].get("conns_tap"), steps[n].get("conns_kernel")
+        if ct and ck:
+            ratio = ct["rate"] / ck["rate"]
+            print(f"  conn/s kernel -> tcpio at {n}: {ratio:.2f}x kernel loopback asyncio "
+                  f"(>= 0.5x: {'met' if ratio >= 0.5 else 'NOT met'})")
+    idle_res = res["idle"]
+    for kind in ("bare", "streams"):
+        rows = sorted((v for k, v in idle_res.items() if k.endswith(kind)),
+                      key=lambda v: v["n"])
+        for v in rows:
+            print(f"  idle {kind}: {v['n']} connections opened in {v['seconds']:.2f} s, "
+                  f"{v['bytes_per_end'] / 1024:.2f} KiB per end "
+                  f"(target {'3' if kind == 'bare' else '5'} KiB)")
+        if len(rows) >= 2:
+            a, b = rows[0], rows[-1]
+            cost = (b["seconds"] / b["n"]) / (a["seconds"] / a["n"])
+            print(f"  idle {kind}: opening {b['n']} costs {b['seconds'] / a['seconds']:.1f}x "
+                  f"opening {a['n']} (per connection {cost:.2f}x; target: 20 000 <= 5x 5 000)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="steps 1,10,100; 16 MiB per step; idle 1000,4000")
+    ap.add_argument("--steps", default="1,10,100,1000,10000")
+    ap.add_argument("--modes", default="tap_in,tap_out,wire,kernel,conns")
+    ap.add_argument("--total", type=int, default=128, help="MiB moved per step")
+    ap.add_argument("--conns", type=int, default=3000, help="connections per conn/s figure")
+    ap.add_argument("--idle", default="5000,20000", help="idle-connection counts ('' skips)")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--idle-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.idle_child:
+        n, kind = args.idle_child.split(",")
+        print(json.dumps(asyncio.run(idle(int(n), kind == "streams"))))
+        return
+    if args.quick:
+        args.steps, args.total, args.conns, args.idle = "1,10,100", 16, 1000, "1000,4000"
+    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/bench_scale.py",
+                                                 *sys.argv[1:]])
+    from tcpio import _fast
+    build = "compiled" if _fast.load_compiled("checksum") is not None else "pure"
+    print("# tcpio many-connections benchmark (issue 11)")
+    print(f"# reproduce: sudo {command}   (from the repository root)")
+    print(f"# {platform.python_implementation()} {platform.python_version()}, kernel "
+          f"{platform.release()}, tcpio {build}, load average {os.getloadavg()[0]:.2f}, "
+          f"{os.cpu_count()} CPUs, not pinned")
+    sys.stdout.flush()
+    t0 = time.perf_counter()
+    res = asyncio.run(run(args))
+    report(res, args)
+    print(f"# total {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
