@@ -38,7 +38,6 @@ import os
 import platform
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))         # netns: the namespace + TAP fixture
 
-import scale_peer  # noqa: E402
+import scale_peer
 
 PEER = str(ROOT / "benchmarks" / "scale_peer.py")
 PORT = 5001
