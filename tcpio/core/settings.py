@@ -61,6 +61,7 @@ class Settings:
     tcp_rto_initial: float = 1.0
     tcp_delack_min: float = 0.04
     tcp_init_cwnd: int = 10
+    tcp_early_retrans: int = 3             # 3 (4): tail loss probes (RFC 8985 TLP) on; else off
     tcp_congestion_control: str = "cubic"
     tcp_keepalive_time: float = 7200.0
     tcp_keepalive_intvl: float = 75.0

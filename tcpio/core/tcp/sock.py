@@ -183,6 +183,8 @@ class TcpSock(TcpCb):
         self.ca_state = TCP_CA_OPEN
         self.ca_priv: Any = None
         self.high_seq = 0
+        self.tlp_high_seq: int | None = None  # snd_nxt when the loss probe went out
+        self.tlp_retrans = False    # ... and the probe was a retransmission
         self.is_cwnd_limited = False
         self.packets_out = 0
         self.sacked_out = 0

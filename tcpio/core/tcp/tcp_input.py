@@ -20,7 +20,7 @@ from .tcp_output import (
     tcp_write_xmit,
     tcp_xmit_retransmit_queue,
 )
-from .tcp_sack import FLAG_SACKED
+from .tcp_sack import FLAG_DSACK_TLP, FLAG_SACKED
 from .tcp_states import (
     RCV_SHUTDOWN,
     TCP_CA_CWR,
@@ -443,6 +443,8 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una)
     if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
         sk.backoff = 0
+    if sk.tlp_high_seq is not None:
+        tcp_process_tlp_ack(sk, ack, flag, now)
     is_dupack = not (flag & (FLAG_NOT_DUP | FLAG_SND_UNA_ADVANCED)) and prior_packets > 0
     # congestion state machine (tcp_fastretrans_alert)
     if sk.ca_state != TCP_CA_OPEN or is_dupack or flag & FLAG_SACKED or sk.sacked_out:
@@ -457,7 +459,9 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     if flag & FLAG_SND_UNA_ADVANCED:
         if sk.retrans_out == 0:
             sk.retrans_stamp = None
-        tcp_output.tcp_rearm_rto(sk, now)
+        # tcp_set_xmit_timer: a loss probe if RFC 8985 7.2 allows, else the RTO
+        if not tcp_output.tcp_schedule_loss_probe(sk, now, True):
+            tcp_output.tcp_rearm_rto(sk, now)
         if sk.write_seq != sk.wq_seq or acked:
             sk.host.schedule_wakeup(sk)   # send space freed
     if sk.pending == 3 and sk.snd_wnd and not before(
@@ -467,6 +471,37 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         sk.pending = 0
         sk.backoff = 0
     return flag
+
+
+def tcp_process_tlp_ack(sk: TcpSock, ack: int, flag: int, now: float) -> None:
+    """An ACK during a loss-probe episode (RFC 8985 7.4, Linux
+    tcp_process_tlp_ack).  The episode ends when the ACK reaches the probe's
+    snd_nxt and shows how it went: a probe of new data needs no verdict; a
+    D-SACK of the retransmitted probe or a pure duplicate ACK says both the
+    original and the probe arrived (no loss); an ACK beyond it says the probe
+    repaired a loss: reduce cwnd once, like a fast recovery (TCPLossProbeRecovery)."""
+    high = sk.tlp_high_seq
+    if high is None or before(ack, high):
+        return
+    if not sk.tlp_retrans or flag & FLAG_DSACK_TLP:
+        sk.tlp_high_seq = None
+    elif after(ack, high):
+        # tcp_init_cwnd_reduction, CWR, tcp_end_cwnd_reduction, tcp_try_keep_open
+        sk.tlp_high_seq = None
+        sk.high_seq = sk.snd_nxt
+        sk.snd_cwnd_cnt = 0
+        sk.prior_cwnd = sk.snd_cwnd
+        sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
+        sk.ca_state = TCP_CA_CWR
+        sk.ca_ops.set_state(sk, TCP_CA_CWR)
+        sk.snd_cwnd = sk.snd_ssthresh
+        state = TCP_CA_DISORDER if (sk.sacked_out or sk.lost_out or sk.retrans_out) \
+            else TCP_CA_OPEN
+        sk.ca_state = state
+        sk.ca_ops.set_state(sk, state)
+        sk.host.mib["TCPLossProbeRecovery"] += 1
+    elif not flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_SACKED):
+        sk.tlp_high_seq = None
 
 
 def _cwnd_limited(sk: TcpSock, prior_in_flight: int) -> bool:

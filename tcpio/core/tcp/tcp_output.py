@@ -15,6 +15,8 @@ from ..ip_output import ip_queue_xmit_tcp
 from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
     RCV_SHUTDOWN,
+    TCP_CA_CWR,
+    TCP_CA_OPEN,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
     TCP_CLOSING,
@@ -44,6 +46,14 @@ build_tcp = wire.build_tcp
 
 MAX_TCP_WINDOW = 65535
 TCP_TIMEOUT_INIT = 1.0
+TCP_TIMEOUT_MIN = 0.002        # TCP_TIMEOUT_MIN_US: the least a timer waits
+
+# What the retransmit timer is armed for (sk.pending, icsk_pending): the
+# loss probe and RACK's reordering timer share it with the RTO, like Linux.
+ICSK_TIME_RETRANS = 1
+ICSK_TIME_PROBE0 = 3
+ICSK_TIME_LOSS_PROBE = 5
+ICSK_TIME_REO_TIMEOUT = 6
 
 
 # The retransmit queue's record of a segment, and the send loop for plain data
@@ -313,6 +323,7 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         if sent:
             if not sk.rtx_timer.pending or sk.pending != 1:
                 tcp_rearm_rto(sk, now)
+            tcp_schedule_loss_probe(sk, now, False)
         else:
             tcp_check_probe_timer(sk, now)
     finally:
@@ -408,13 +419,111 @@ def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
 
 
 def tcp_rearm_rto(sk: TcpSock, now: float) -> None:
+    """Restart the RTO after forward progress (RFC 6298 5.3).  When the timer
+    was standing in for the RTO as a loss probe or RACK's reordering timer,
+    the RTO keeps its original deadline (the head's send time + RTO), as
+    Linux's tcp_rearm_rto does, so probing never postpones it."""
+    pending = sk.pending
     if not sk.packets_out:
-        # (sk.pending is read only while the timer is armed: no reset needed)
-        if sk.pending == 1:
+        # (sk.pending is read only while the timer is armed: no reset needed;
+        # the loss probe and the reordering timer go with the RTO)
+        if pending == ICSK_TIME_RETRANS or pending >= ICSK_TIME_LOSS_PROBE:
             sk.rtx_timer.cancel()
+            sk.pending = 0
         return
-    sk.pending = 1
-    sk.rtx_timer.arm(now + sk.rto)
+    rto = sk.rto
+    if pending >= ICSK_TIME_LOSS_PROBE:
+        rto = max(tcp_rto_delta(sk, now), 0.000001)
+    sk.pending = ICSK_TIME_RETRANS
+    sk.rtx_timer.arm(now + rto)
+
+
+def tcp_rto_delta(sk: TcpSock, now: float) -> float:
+    """tcp_rto_delta_us: how far in the future the RTO of the oldest
+    outstanding segment is (its last transmission + RTO)."""
+    rtx = sk.rtx
+    if not rtx:
+        return sk.rto
+    return rtx[0].tstamp + sk.rto - now
+
+
+# --- tail loss probe (RFC 8985 section 7, Linux tcp_schedule_loss_probe) ----------
+def tcp_schedule_loss_probe(sk: TcpSock, now: float, advancing_rto: bool) -> bool:
+    """Arm the loss-probe timer instead of the RTO when RFC 8985 7.2 allows:
+    SACK negotiated, data outstanding, no recovery under way (Open or CWR),
+    net.ipv4.tcp_early_retrans 3 or 4.  PTO = 2*SRTT, plus the peer's
+    worst-case delayed ACK (tcp_rto_min) when one segment is in flight, else
+    plus 2 ms; 1 s without an RTT sample; never later than the RTO would fire
+    (``advancing_rto``: the RTO is being restarted now, a full RTO away)."""
+    if (sk.host.settings.tcp_early_retrans not in (3, 4) or not sk.packets_out
+            or not sk.sack_ok or sk.ca_state not in (TCP_CA_OPEN, TCP_CA_CWR)):
+        return False
+    if sk.rtt_est.has_sample:
+        timeout = 2 * sk.rtt_est.srtt
+        timeout += sk.host.settings.tcp_rto_min if sk.packets_out == 1 else TCP_TIMEOUT_MIN
+    else:
+        timeout = TCP_TIMEOUT_INIT
+    rto_delta = sk.rto if advancing_rto else tcp_rto_delta(sk, now)
+    if rto_delta > 0:
+        timeout = min(timeout, rto_delta)
+    sk.pending = ICSK_TIME_LOSS_PROBE
+    sk.rtx_timer.arm(now + timeout)
+    return True
+
+
+def tcp_send_loss_probe(sk: TcpSock, now: float) -> None:
+    """The probe timeout fired (RFC 8985 7.3, Linux tcp_send_loss_probe): send
+    one new segment if there is one and the peer's window takes it, else
+    retransmit the last segment sent; at most one probe outstanding
+    (tlp_high_seq).  Then the RTO is re-armed from now."""
+    if sk.tlp_high_seq is None:
+        sent = False
+        sk.tlp_retrans = False
+        mss = tcp_current_mss(sk)
+        unsent = seq_diff(sk.write_seq, sk.snd_nxt)
+        fin = sk.fin_queued and unsent <= 0 and sk.snd_nxt == sk.write_seq
+        if unsent > 0 or fin:
+            end = (sk.snd_nxt + min(mss, max(unsent, 0)) + (1 if fin else 0)) & 0xFFFFFFFF
+            if not after(end, (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF):
+                sent = _tcp_write_one(sk, now)
+            else:
+                sent = _tcp_retransmit_last(sk, now)
+        else:
+            sent = _tcp_retransmit_last(sk, now)
+        if sent:
+            # (snd_nxt for loss detection: an ACK beyond it shows the probe
+            # repaired a loss, tcp_input.tcp_process_tlp_ack)
+            sk.tlp_high_seq = sk.snd_nxt
+            sk.host.mib["TCPLossProbes"] += 1
+            sk.pending = 0      # the RTO restarts from now
+    if not sk.rtx:
+        sk.pending = 0
+        return
+    tcp_rearm_rto(sk, now)
+
+
+def _tcp_write_one(sk: TcpSock, now: float) -> bool:
+    """Force out exactly one new segment, past cwnd and Nagle (Linux's
+    tcp_write_xmit with push_one == 2)."""
+    cwnd, nodelay = sk.snd_cwnd, sk.nodelay
+    sk.snd_cwnd = sk.tcp_packets_in_flight + 1
+    sk.nodelay = True
+    prior = sk.packets_out
+    try:
+        tcp_write_xmit(sk, now)
+    finally:
+        sk.snd_cwnd, sk.nodelay = cwnd, nodelay
+    return sk.packets_out > prior
+
+
+def _tcp_retransmit_last(sk: TcpSock, now: float) -> bool:
+    """The probe as a retransmission of the highest segment sent: not marked
+    lost nor counted in retrans_out (Linux calls __tcp_retransmit_skb)."""
+    if not sk.rtx:
+        return False
+    __tcp_retransmit_skb(sk, sk.rtx[-1], now)
+    sk.tlp_retrans = True
+    return True
 
 
 def tcp_check_probe_timer(sk: TcpSock, now: float) -> None:
@@ -440,7 +549,20 @@ def tcp_send_probe0(sk: TcpSock, now: float) -> None:
 
 # --- retransmission ------------------------------------------------------------
 def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
-    """Resend one queued segment, rebuilt from the send buffer."""
+    """Resend one queued segment, rebuilt from the send buffer, and count it
+    in retrans_out (TCPCB_SACKED_RETRANS) until it is (S)ACKed or lost again."""
+    if not seg.sacked & 2:
+        seg.sacked |= 2   # TCPCB_SACKED_RETRANS
+        sk.retrans_out += 1
+    if sk.retrans_stamp is None:
+        sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
+    __tcp_retransmit_skb(sk, seg, now)
+
+
+def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
+    """Send a queued segment again, with no scoreboard marks but "ever
+    retransmitted" (seg.retrans, Karn's rule) and its new send time (the
+    loss probe's retransmission is only this)."""
     flags = TCPHDR_ACK | seg.flags
     if seg.flags & TCPHDR_SYN:
         if sk.state == TCP_SYN_SENT:
@@ -453,12 +575,7 @@ def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
         payload = bytes(sk.wq[off:off + dlen])
         if payload:
             flags |= TCPHDR_PSH
-    if not seg.sacked & 2:
-        seg.sacked |= 2   # TCPCB_SACKED_RETRANS
-        sk.retrans_out += 1
     seg.retrans += 1
-    if sk.retrans_stamp is None:
-        sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
     seg.tstamp = now
     sk.host.mib["RetransSegs"] += 1
     tcp_transmit_skb(sk, seg.seq, flags, payload, now)

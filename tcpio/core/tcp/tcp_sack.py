@@ -22,6 +22,7 @@ TCPCB_SACKED_RETRANS = 2
 TCPCB_LOST = 4
 FLAG_SACKED = 0x20
 FLAG_DSACK = 0x40
+FLAG_DSACK_TLP = 0x20000    # the D-SACK reports exactly the loss probe
 TCP_NUM_SACKS = 4
 
 
@@ -117,6 +118,10 @@ def tcp_sacktag_write_queue(sk: TcpSock, blocks: tuple, prior_snd_una: int) -> i
                 and not after(end, blocks[1][1]))):
             mib["TCPDSACKRecv"] += 1
             flag |= FLAG_DSACK
+            # (tcp_dsack_seen: one segment's worth ending where the probe did)
+            if (sk.tlp_high_seq is not None and end == sk.tlp_high_seq
+                    and seq_diff(end, start) <= sk.mss_cache):
+                flag |= FLAG_DSACK_TLP
             continue
         if not before(start, end) or after(end, sk.snd_nxt) or not after(end, una):
             mib["TCPSACKDiscard"] += 1

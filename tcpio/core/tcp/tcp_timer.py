@@ -29,8 +29,10 @@ from .tcp_states import (
 if TYPE_CHECKING:
     from .sock import TcpSock
 
-ICSK_TIME_RETRANS = 1
-ICSK_TIME_PROBE0 = 3
+ICSK_TIME_RETRANS = tcp_output.ICSK_TIME_RETRANS
+ICSK_TIME_PROBE0 = tcp_output.ICSK_TIME_PROBE0
+ICSK_TIME_LOSS_PROBE = tcp_output.ICSK_TIME_LOSS_PROBE
+ICSK_TIME_REO_TIMEOUT = tcp_output.ICSK_TIME_REO_TIMEOUT
 
 
 def tcp_write_err(sk: TcpSock) -> None:
@@ -41,13 +43,21 @@ def tcp_write_err(sk: TcpSock) -> None:
 
 
 def tcp_write_timer(sk: TcpSock, now: float) -> None:
-    event, sk.pending = sk.pending, 0
+    """tcp_write_timer_handler: the one retransmit timer, by what it was
+    armed for.  The loss probe and the reordering timer keep sk.pending while
+    they run, so re-arming the RTO from them keeps its original deadline."""
+    event = sk.pending
+    if event < ICSK_TIME_LOSS_PROBE:
+        sk.pending = 0
     if sk.dead or sk.state in (TCP_CLOSE, TCP_LISTEN):
+        sk.pending = 0
         return
     if event == ICSK_TIME_RETRANS:
         tcp_retransmit_timer(sk, now)
     elif event == ICSK_TIME_PROBE0:
         tcp_probe_timer(sk, now)
+    elif event == ICSK_TIME_LOSS_PROBE:
+        tcp_output.tcp_send_loss_probe(sk, now)
 
 
 def _timed_out(sk: TcpSock, now: float, limit: int) -> bool:
@@ -108,6 +118,7 @@ def tcp_enter_loss(sk: TcpSock) -> None:
     sk.snd_cwnd = 1
     sk.snd_cwnd_cnt = 0
     sk.high_seq = sk.snd_nxt
+    sk.tlp_high_seq = None      # a loss-probe episode ends with the RTO
     sk.ca_state = TCP_CA_LOSS
     sk.ca_ops.set_state(sk, TCP_CA_LOSS)
 
