@@ -35,6 +35,10 @@ cdef class TcpCb:
     cdef public bint nodelay, is_cwnd_limited
     cdef public bytearray wq
     cdef public list rtx
+    # RACK (rack_advance, clean_rtx_queue)
+    cdef public double min_rtt, rack_mstamp, rack_rtt
+    cdef public long long rack_end_seq, reord_seen
+    cdef public bint rack_advanced
 
 
 cdef class TxSeg:
@@ -90,9 +94,12 @@ cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      list ids, Py_ssize_t bucket, double now) except -1
 
+@cython.locals(rtt=double)
+cpdef void rack_advance(TcpCb sk, long long retrans, uint32_t end_seq, double xmit_time,
+                        double now) except *
 @cython.locals(rtx=list, ack=uint32_t, n=Py_ssize_t, count=Py_ssize_t, s=cython.longlong,
-               seg=TxSeg, data_end=uint32_t, freed=int32_t, retrans_acked=bint)
-cpdef tuple clean_rtx_queue(TcpCb sk)
+               seg=TxSeg, data_end=uint32_t, freed=int32_t, retrans_acked=bint, reord=bint)
+cpdef tuple clean_rtx_queue(TcpCb sk, double now=*, long long fack=*)
 
 @cython.locals(b=rbuf)
 cpdef buf_append(bytearray ba, data)

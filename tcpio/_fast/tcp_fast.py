@@ -77,8 +77,9 @@ else:
 
 from tcpio._fast import load
 
-__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established",
-           "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_test"]
+__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rack_advance",
+           "rcv_established", "select_window", "set_hooks", "tcp_select_window", "write_xmit",
+           "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
 # calls tx.pyx's tcp_data_frame directly (cimported in tcp_fast.pxd).
@@ -175,6 +176,14 @@ class TcpCb:
     is_cwnd_limited: bool
     wq: bytearray
     rtx: list[TxSeg]
+    # RACK (RFC 8985; Linux tp->rack): the most recently sent segment (S)ACKed
+    # so far, its RTT, and whether a new one was seen since loss detection ran
+    min_rtt: float
+    rack_mstamp: float
+    rack_rtt: float
+    rack_end_seq: int
+    rack_advanced: bool
+    reord_seen: int     # reordering events seen (tp->reord_seen)
 
     def __init__(self) -> None:
         # Read by the bare-ACK rule only when nothing else decides it: zero
@@ -535,8 +544,31 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
 
 # --- the retransmit queue on an ACK --------------------------------------------------------------
 
-def clean_rtx_queue(sk: TcpCb) -> tuple[int, float | None, bool]:
-    """tcp_clean_rtx_queue's walk of the retransmit queue (see the module docstring)."""
+def rack_advance(sk: TcpCb, retrans: int, end_seq: int, xmit_time: float, now: float) -> None:
+    """tcp_rack_advance (RFC 8985 6.2 step 2): a segment sent at ``xmit_time``
+    was just (S)ACKed.  RACK.rtt becomes its RTT and RACK.xmit_ts/end_seq move
+    to it if it was sent after the one they name (ties by end_seq).  A
+    retransmitted segment is ambiguous (the original may be what arrived):
+    it counts only if its RTT is at least min_rtt."""
+    if sk is None:
+        raise TypeError("rack_advance: a TcpCb is required")
+    rtt = now - xmit_time
+    if retrans and rtt < sk.min_rtt:
+        return
+    sk.rack_advanced = True
+    sk.rack_rtt = rtt
+    if xmit_time > sk.rack_mstamp or (xmit_time == sk.rack_mstamp
+                                      and after(end_seq, sk.rack_end_seq)):
+        sk.rack_mstamp = xmit_time
+        sk.rack_end_seq = end_seq
+
+
+def clean_rtx_queue(sk: TcpCb, now: float = -1.0, fack: int = -1) -> tuple[int, float | None, bool]:
+    """tcp_clean_rtx_queue's walk of the retransmit queue (see the module
+    docstring).  With ``now`` (>= 0) each acknowledged segment not SACKed
+    before also advances RACK, and one never retransmitted that ends below
+    ``fack`` (the highest SACKed sequence before this ACK, -1: none) was
+    reordered: ``sk.reord_seen`` counts it (RFC 8985 6.2 step 3)."""
     if sk is None:
         raise TypeError("clean_rtx_queue: a TcpCb is required")
     rtx = sk.rtx
@@ -545,6 +577,7 @@ def clean_rtx_queue(sk: TcpCb) -> tuple[int, float | None, bool]:
     count = len(rtx)
     first_tx: float | None = None
     retrans_acked = False
+    reord = False
     while n < count:
         item = rtx[n]
         if cython.compiled:
@@ -571,7 +604,13 @@ def clean_rtx_queue(sk: TcpCb) -> tuple[int, float | None, bool]:
             sk.lost_out -= 1
         if not seg.retrans and first_tx is None and not s & _TCPCB_SACKED_ACKED:
             first_tx = seg.tstamp
+        if now >= 0.0 and not s & _TCPCB_SACKED_ACKED:
+            if fack >= 0 and not seg.retrans and before(seg.end_seq, fack):
+                reord = True
+            rack_advance(sk, seg.retrans, seg.end_seq, seg.tstamp, now)
         n += 1
+    if reord:
+        sk.reord_seen += 1
     if n:
         del rtx[:n]
         sk.packets_out -= n

@@ -62,6 +62,9 @@ class Settings:
     tcp_delack_min: float = 0.04
     tcp_init_cwnd: int = 10
     tcp_early_retrans: int = 3             # 3 (4): tail loss probes (RFC 8985 TLP) on; else off
+    tcp_recovery: int = 1                  # 0x1 RACK loss detection, 0x2 static reo_wnd, 0x4 no dupthresh
+    tcp_reordering: int = 3                # initial reordering degree (DupThresh)
+    tcp_max_reordering: int = 300
     tcp_congestion_control: str = "cubic"
     tcp_keepalive_time: float = 7200.0
     tcp_keepalive_intvl: float = 75.0

@@ -4,6 +4,7 @@ limited transmit (RFC 3042), NewReno partial ACKs (RFC 6582), SACK generation
 
 from __future__ import annotations
 
+from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import TCP_CA_OPEN, TCP_CA_RECOVERY
 
 from .helpers import TcpOptions, passive_open
@@ -112,8 +113,9 @@ def test_at_most_three_sack_blocks_with_timestamps():
 
 
 def test_sack_recovery_retransmits_only_the_hole():
-    """RFC 6675: a segment is lost once DupThresh segments above it are SACKed."""
-    c = passive_open(syn_opts=TcpOptions(mss=1000, sack_ok=True))
+    """RFC 6675: a segment is lost once DupThresh segments above it are SACKed
+    (net.ipv4.tcp_recovery=0: RFC 6675 instead of RACK, Linux's default)."""
+    c = passive_open(Settings(tcp_recovery=0), syn_opts=TcpOptions(mss=1000, sack_ok=True))
     mss = c.sk.mss_cache
     out = _flight_bytes(c, 10 * mss)
     base = out[0].seq

@@ -431,8 +431,10 @@ def test_sack_blocks_are_ignored_without_sack_permitted():
 
 def test_cwnd_grows_in_disorder():
     """Linux tcp_may_raise_cwnd: Disorder (SACKed data, no loss yet) does not
-    stop slow start: the ACK of two new segments adds two."""
-    c = passive_open(settings=Settings(tcp_congestion_control="reno"),
+    stop slow start: the ACK of two new segments adds two.  (RFC 6675's
+    DupThresh loss detection, tcp_recovery=0: with RACK and no RTT sample yet
+    the SACK above the holes would mark them lost at once.)"""
+    c = passive_open(settings=Settings(tcp_congestion_control="reno", tcp_recovery=0),
                      syn_opts=TcpOptions(mss=MSS, sack_ok=True))
     out = _sent(c, 20 * MSS)
     base = out[0].seq

@@ -25,9 +25,9 @@ MSS = 536
 IW = 10
 
 
-def _open(cc: str = "reno", syn_opts=None, window: int = 65535) -> Conn:
-    return passive_open(settings=Settings(tcp_congestion_control=cc), syn_opts=syn_opts,
-                        window=window)
+def _open(cc: str = "reno", syn_opts=None, window: int = 65535, tcp_recovery: int = 1) -> Conn:
+    return passive_open(settings=Settings(tcp_congestion_control=cc, tcp_recovery=tcp_recovery),
+                        syn_opts=syn_opts, window=window)
 
 
 def _flight(c: Conn, nseg: int) -> int:
@@ -229,8 +229,12 @@ def test_no_dupacks_counted_with_nothing_outstanding():
 
 
 # --- SACK recovery --------------------------------------------------------------
-def _sack_open(cc: str = "reno") -> tuple[Conn, int, int]:
-    c = _open(cc, syn_opts=TcpOptions(mss=1000, sack_ok=True))
+def _sack_open(cc: str = "reno", tcp_recovery: int = 1) -> tuple[Conn, int, int]:
+    """A SACK connection, 10 segments sent at t=0 (no RTT sample yet).
+    ``tcp_recovery=0``: RFC 6675's DupThresh loss detection instead of RACK,
+    for the rules about it (RACK with no RTT sample has no reordering window:
+    the first SACK above a hole marks it lost)."""
+    c = _open(cc, syn_opts=TcpOptions(mss=1000, sack_ok=True), tcp_recovery=tcp_recovery)
     mss = c.sk.mss_cache
     c.sk.sendmsg(b"s" * (40 * mss))
     out = c.recv()
@@ -252,7 +256,7 @@ def test_sack_recovery_counts_sack_recovery_and_ends_in_open():
 
 
 def test_sack_below_dupthresh_is_disorder():
-    c, base, mss = _sack_open()
+    c, base, mss = _sack_open(tcp_recovery=0)
     c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + 2 * mss),)))
     assert c.sk.ca_state == TCP_CA_DISORDER and c.sk.sacked_out == 1
     assert c.host.mib["RetransSegs"] == 0
@@ -261,7 +265,7 @@ def test_sack_below_dupthresh_is_disorder():
 def test_recovery_ends_in_disorder_when_sacked_data_remains_above_the_ack():
     """Linux tcp_try_to_open: leaving recovery with SACKed segments still
     outstanding is the Disorder state, not Open."""
-    c, base, mss = _sack_open()
+    c, base, mss = _sack_open(tcp_recovery=0)
     for k in (2, 3, 4):
         c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + k * mss),)))
     for k in range(5, 11):      # more SACKed: the pipe drains, new data goes out
@@ -361,7 +365,7 @@ def test_sack_recovery_retransmits_a_second_hole_once_three_above_it_are_sacked(
     """RFC 6675 4 (IsLost): during recovery each new SACK re-evaluates which
     segments are lost; segment 5 is lost once 6, 7 and 8 are SACKed, and is
     retransmitted on that ACK."""
-    c, base, mss = _sack_open()
+    c, base, mss = _sack_open(tcp_recovery=0)
     out = []
     for k in (2, 3, 4, 5):                      # segment 0 lost, 1.. SACKed
         c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + k * mss),)))

@@ -192,6 +192,18 @@ class TcpSock(TcpCb):
         self.retrans_out = 0
         self.rtt_est = RttEstimator(st.tcp_rto_initial, st.tcp_rto_min, st.tcp_rto_max)
         self.min_rtt = 0.0
+        # RACK (RFC 8985; Linux tp->rack, tp->reordering, tp->reord_seen)
+        self.rack_mstamp = -1.0     # send time of the latest segment (S)ACKed (-1: none)
+        self.rack_rtt = 0.0
+        self.rack_end_seq = 0
+        self.rack_advanced = False
+        self.rack_reo_wnd_steps = 1
+        self.rack_reo_wnd_persist = 0
+        self.rack_reo_wnd_stamp = -1e9
+        self.rack_dsack_seen = False
+        self.reord_seen = 0
+        self.reordering = st.tcp_reordering
+        self.highest_sack = 0       # end of the highest SACKed segment (while sacked_out)
         self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
         self.retrans_stamp: float | None = None  # when the current retransmission episode began
         self.probes_out = 0         # zero-window or keepalive probes unanswered

@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from . import tcp_output, tcp_sack
+from .tcp_recovery import (
+    tcp_enter_recovery,
+    tcp_highest_sack_seq,
+    tcp_is_rack,
+    tcp_mark_head_lost,
+    tcp_rack_mark_lost,
+    tcp_rack_update_reo_wnd,
+)
+from .tcp_recovery import tcp_retransmit_head as _tcp_retransmit_head
 from .tcp_output import (
     tcp_receive_window,
     tcp_send_ack,
@@ -421,6 +430,7 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         return -1
     prior_in_flight = sk.tcp_packets_in_flight
     prior_packets = sk.packets_out
+    prior_fack = tcp_highest_sack_seq(sk) if sk.sacked_out else -1
     # window update (tcp_ack_update_window)
     # RFC 7323 2.2: the window field of a SYN is never scaled
     nwin = skb.window if skb.flags & TCPHDR_SYN else skb.window << sk.snd_wscale
@@ -439,16 +449,19 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     sk.probes_out = 0
     sk.snd_una = ack
     if skb.opts.sack_blocks and sk.sack_ok:
-        flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una)
-    acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una)
+        flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una, now)
+    acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una, prior_fack)
+    if acked or flag & FLAG_SACKED:
+        tcp_rack_update_reo_wnd(sk, now)
     if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
         sk.backoff = 0
     if sk.tlp_high_seq is not None:
         tcp_process_tlp_ack(sk, ack, flag, now)
     is_dupack = not (flag & (FLAG_NOT_DUP | FLAG_SND_UNA_ADVANCED)) and prior_packets > 0
     # congestion state machine (tcp_fastretrans_alert)
+    reo_armed = False   # RACK's reordering timer now holds the retransmit timer
     if sk.ca_state != TCP_CA_OPEN or is_dupack or flag & FLAG_SACKED or sk.sacked_out:
-        tcp_fastretrans_alert(sk, acked, is_dupack, flag, now)
+        reo_armed = tcp_fastretrans_alert(sk, acked, is_dupack, flag, now)
     if acked and sk.ca_state not in (TCP_CA_RECOVERY, TCP_CA_CWR) and _cwnd_limited(sk, prior_in_flight):
         sk.ca_ops.cong_avoid(sk, acked, now)
         tcp_output.sndbuf_expand(sk)
@@ -460,7 +473,7 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         if sk.retrans_out == 0:
             sk.retrans_stamp = None
         # tcp_set_xmit_timer: a loss probe if RFC 8985 7.2 allows, else the RTO
-        if not tcp_output.tcp_schedule_loss_probe(sk, now, True):
+        if not reo_armed and not tcp_output.tcp_schedule_loss_probe(sk, now, True):
             tcp_output.tcp_rearm_rto(sk, now)
         if sk.write_seq != sk.wq_seq or acked:
             sk.host.schedule_wakeup(sk)   # send space freed
@@ -513,10 +526,16 @@ def _cwnd_limited(sk: TcpSock, prior_in_flight: int) -> bool:
     return lim
 
 
-def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int) -> int:
+def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int,
+                        prior_fack: int = -1) -> int:
     """Drop fully acknowledged segments, take an RTT sample (Karn's rule, or
-    the timestamp echo), free the send buffer.  Returns segments acked."""
-    n, first_tx, retrans_acked = clean_rtx_queue_walk(sk)
+    the timestamp echo), free the send buffer, advance RACK.  Returns
+    segments acked."""
+    reord_seen = sk.reord_seen
+    n, first_tx, retrans_acked = clean_rtx_queue_walk(sk, now, prior_fack)
+    if sk.reord_seen != reord_seen:
+        # a hole below the highest SACK filled by an original: reordering
+        sk.host.mib["TCPSACKReorder"] += 1
     ack = sk.snd_una
     if ack != prior_snd_una:
         rtt = None
@@ -536,16 +555,30 @@ def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int) -
 
 
 # --- loss recovery (tcp_fastretrans_alert) --------------------------------------------------
+def _sack_mark_lost(sk: TcpSock, now: float) -> bool:
+    """tcp_identify_packet_loss for a SACK connection: RACK (Linux's default,
+    net.ipv4.tcp_recovery bit 1), else RFC 6675's DupThresh rule.  True when
+    RACK armed its reordering timer."""
+    if tcp_is_rack(sk):
+        return tcp_rack_mark_lost(sk, now)
+    tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
+    return False
+
+
 def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
-                          now: float) -> None:
+                          now: float) -> bool:
+    """The congestion state machine on a dubious ACK.  Returns True when
+    RACK's reordering timer was armed (the caller must not re-arm the RTO
+    over it)."""
     reno = not sk.sack_ok
+    armed = False
     state = sk.ca_state
     if reno and is_dupack and state != TCP_CA_LOSS:
         tcp_add_reno_sack(sk)
     if state == TCP_CA_RECOVERY:
         if not before(sk.snd_una, sk.high_seq):
             tcp_end_recovery(sk, now)
-            return
+            return False
         if flag & FLAG_SND_UNA_ADVANCED:
             # RFC 6582 partial ACK: the next hole is lost too
             if reno:
@@ -558,27 +591,30 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
                 # least one segment on an ACK that delivered data).
                 _tcp_retransmit_head(sk, now)
         if not reno:
-            tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
+            armed = _sack_mark_lost(sk, now)
         tcp_xmit_retransmit_queue(sk, now)
-        return
+        return armed
     if state == TCP_CA_LOSS and before(sk.snd_una, sk.high_seq):
         # The lost segments go out in tcp_ack, once cwnd grew for this ACK.
         if not reno:
-            tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
-        return
+            armed = _sack_mark_lost(sk, now)
+        return armed
     # Open / Disorder, or Loss recovered: this ACK advanced SND.UNA to the
     # recovery point, so the code below clears Reno's count and reopens.
     if reno and flag & FLAG_SND_UNA_ADVANCED:
         sk.sacked_out = 0
     if not reno:
-        tcp_sack.tcp_mark_lost(sk, DUPTHRESH)
-    if sk.lost_out or sk.sacked_out >= DUPTHRESH:
+        armed = _sack_mark_lost(sk, now)
+    # tcp_time_to_recover: RACK has marked a segment lost (Linux), or the
+    # DupThresh rule without RACK
+    if sk.lost_out or (sk.sacked_out >= DUPTHRESH and not tcp_is_rack(sk)):
         tcp_enter_recovery(sk, now)
-        return
+        return armed
     new_state = TCP_CA_DISORDER if sk.sacked_out else TCP_CA_OPEN
     if new_state != sk.ca_state:
         sk.ca_state = new_state
         sk.ca_ops.set_state(sk, new_state)
+    return armed
 
 
 def tcp_add_reno_sack(sk: TcpSock) -> None:
@@ -594,48 +630,9 @@ def tcp_limit_reno_sacked(sk: TcpSock) -> None:
         sk.sacked_out = sk.packets_out - holes    # (holes =< packets_out)
 
 
-def tcp_mark_head_lost(sk: TcpSock) -> None:
-    sk.retransmit_hint = None
-    for seg in sk.rtx:
-        if seg.sacked & 1:
-            continue
-        if not seg.sacked & 4:
-            # (never retransmitted yet: every retransmission is of a segment
-            # marked lost, and tcp_enter_loss marks them all)
-            seg.sacked |= 4
-            sk.lost_out += 1
-        elif seg.sacked & 2 and not sk.sack_ok:
-            # NewReno: a partial ACK inside the retransmitted head: send the
-            # rest of it again
-            seg.sacked &= ~2
-            sk.retrans_out -= 1
-        break
-
-
-def tcp_enter_recovery(sk: TcpSock, now: float) -> None:
-    """Fast retransmit (RFC 5681 / RFC 6675): halve via the CC module, then
-    retransmit the first lost segment at once."""
-    sk.host.mib["TCPRenoRecovery" if not sk.sack_ok else "TCPSackRecovery"] += 1
-    sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
-    sk.high_seq = sk.snd_nxt
-    sk.ca_state = TCP_CA_RECOVERY
-    sk.ca_ops.set_state(sk, TCP_CA_RECOVERY)
-    tcp_mark_head_lost(sk)
-    sk.snd_cwnd = max(sk.snd_ssthresh, 2)
-    _tcp_retransmit_head(sk, now)
-    tcp_xmit_retransmit_queue(sk, now)
-
-
-def _tcp_retransmit_head(sk: TcpSock, now: float) -> None:
-    """Retransmit the first segment if it is marked lost and not yet resent
-    (the fast retransmit itself, outside the congestion window)."""
-    head = sk.rtx[0] if sk.rtx else None
-    if head is not None and head.sacked & 4 and not head.sacked & 3:
-        tcp_output.tcp_retransmit_skb(sk, head, now)
-        sk.host.mib["TCPFastRetrans"] += 1
-
-
 def tcp_end_recovery(sk: TcpSock, now: float) -> None:
+    if sk.rack_reo_wnd_persist:
+        sk.rack_reo_wnd_persist -= 1    # (tcp_try_undo_recovery: no undo here)
     sk.snd_cwnd = max(sk.snd_ssthresh, 2)    # (tcp_enter_recovery set ssthresh)
     sk.snd_cwnd_cnt = 0
     if not sk.sack_ok:

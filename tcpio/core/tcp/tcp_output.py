@@ -321,7 +321,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         else:
             sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
-            if not sk.rtx_timer.pending or sk.pending != 1:
+            # (tcp_event_new_data_sent: a running RTO or reordering timer stays)
+            if not sk.rtx_timer.pending or sk.pending in (ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE):
                 tcp_rearm_rto(sk, now)
             tcp_schedule_loss_probe(sk, now, False)
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
+from .tcp_recovery import rack_advance, tcp_check_sack_reordering, tcp_highest_sack_seq
 from .tcp_states import after, before, seq_diff
 
 if TYPE_CHECKING:
@@ -103,8 +104,15 @@ def tcp_sack_remove(sk: TcpSock) -> None:
 
 
 # --- sender side ---------------------------------------------------------------------
-def tcp_sacktag_write_queue(sk: TcpSock, blocks: tuple, prior_snd_una: int) -> int:
+def tcp_sacktag_write_queue(sk: TcpSock, blocks: tuple, prior_snd_una: int,
+                            now: float = -1.0) -> int:
+    """Mark the segments the SACK blocks cover.  With ``now`` each newly
+    SACKed segment advances RACK (RFC 8985 6.2 step 2), and one never
+    retransmitted below the highest SACK of earlier ACKs shows reordering
+    (step 3)."""
     flag = 0
+    prior_fack = sk.highest_sack if sk.sacked_out else sk.snd_una
+    reord = None
     mib = sk.host.mib
     una = sk.snd_una
     rtx = sk.rtx
@@ -122,6 +130,10 @@ def tcp_sacktag_write_queue(sk: TcpSock, blocks: tuple, prior_snd_una: int) -> i
             if (sk.tlp_high_seq is not None and end == sk.tlp_high_seq
                     and seq_diff(end, start) <= sk.mss_cache):
                 flag |= FLAG_DSACK_TLP
+            elif sk.reord_seen:
+                # RACK's window may have been too short: widen it
+                # (tcp_rack_update_reo_wnd), not for a D-SACKed probe
+                sk.rack_dsack_seen = True
             continue
         if not before(start, end) or after(end, sk.snd_nxt) or not after(end, una):
             mib["TCPSACKDiscard"] += 1
@@ -151,10 +163,19 @@ def tcp_sacktag_write_queue(sk: TcpSock, blocks: tuple, prior_snd_una: int) -> i
                 sk.retrans_out -= 1
             if s & TCPCB_LOST:
                 sk.lost_out -= 1
+            if now >= 0:
+                rack_advance(sk, seg.retrans, seg.end_seq, seg.tstamp, now)
+                if (not seg.retrans and before(seg.seq, prior_fack)
+                        and (reord is None or before(seg.seq, reord))):
+                    reord = seg.seq
+            if not sk.sacked_out or after(seg.end_seq, sk.highest_sack):
+                sk.highest_sack = seg.end_seq
             seg.sacked = TCPCB_SACKED_ACKED
             sk.sacked_out += 1
             flag |= FLAG_SACKED
     sk.sack_cache = used
+    if reord is not None:
+        tcp_check_sack_reordering(sk, reord, tcp_highest_sack_seq(sk))
     return flag
 
 

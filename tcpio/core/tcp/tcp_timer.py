@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from . import tcp_output
+from . import tcp_output, tcp_recovery
 from .tcp_cong import CA_EVENT_LOSS
 from .tcp_states import (
     TCP_CA_DISORDER,
@@ -58,6 +58,8 @@ def tcp_write_timer(sk: TcpSock, now: float) -> None:
         tcp_probe_timer(sk, now)
     elif event == ICSK_TIME_LOSS_PROBE:
         tcp_output.tcp_send_loss_probe(sk, now)
+    elif event == ICSK_TIME_REO_TIMEOUT:
+        tcp_recovery.tcp_rack_reo_timeout(sk, now)
 
 
 def _timed_out(sk: TcpSock, now: float, limit: int) -> bool:
