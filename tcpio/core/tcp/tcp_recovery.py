@@ -97,8 +97,14 @@ def tcp_rack_detect_loss(sk: TcpSock, now: float) -> float:
         if s & TCPCB_LOST and not s & TCPCB_SACKED_RETRANS:
             continue            # marked lost, not yet retransmitted
         t = seg.tstamp
-        if not (mstamp > t or (mstamp == t and before(seg.end_seq, end_seq))):
-            continue            # not sent before the latest delivered segment
+        # Sent before the latest delivered segment?  Segments sent at the
+        # same instant (one batch shares host.now) are ordered by sequence,
+        # which is their send order for first transmissions only: a
+        # retransmission may have gone out after new data of that instant,
+        # so a tie never makes it "sent before".
+        if not (mstamp > t or (mstamp == t and not seg.retrans
+                               and before(seg.end_seq, end_seq))):
+            continue
         remaining = deadline - (now - t)
         if remaining <= 0:
             tcp_mark_skb_lost(sk, seg)
