@@ -242,3 +242,19 @@ def test_at_most_one_probe_outstanding():
     assert segs[0].seq == out[1].seq
     mib = c.host.mib
     assert (mib["TCPLossProbes"], mib["TCPTimeouts"]) == (1, 1)
+
+
+def test_new_data_does_not_push_the_probe_past_the_oldest_segments_rto():
+    """Linux tcp_rto_delta_us: a probe scheduled when new data goes out is
+    capped by the time the RTO of the oldest outstanding segment has left.
+    A at t0, B at t0 + 1.0: PTO from B would be 1.002 s, but A's RTO is due
+    at t0 + 1.5, so the probe (of B, the last segment) goes out then."""
+    c = _conn()
+    (a,) = _tail(c, 1)
+    t0 = c.host.now
+    c.host.advance(t0 + 1.0)
+    (b,) = _tail(c, 1)
+    _quiet_until(c, t0 + 3 * R)
+    (probe,) = c.recv()
+    assert probe.seq == b.seq
+    assert c.host.mib["TCPLossProbes"] == 1 and c.host.mib["TCPTimeouts"] == 0

@@ -451,8 +451,8 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     if skb.opts.sack_blocks and sk.sack_ok:
         flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una, now)
     acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una, prior_fack)
-    if acked or flag & FLAG_SACKED:
-        tcp_rack_update_reo_wnd(sk, now)
+    if (acked or flag & FLAG_SACKED) and (sk.rack_dsack_seen or sk.rack_reo_wnd_steps != 1):
+        tcp_rack_update_reo_wnd(sk, now)    # (nothing to do otherwise: skip the call)
     if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
         sk.backoff = 0
     if sk.tlp_high_seq is not None:

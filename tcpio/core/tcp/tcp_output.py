@@ -321,10 +321,14 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         else:
             sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
-            # (tcp_event_new_data_sent: a running RTO or reordering timer stays)
-            if not sk.rtx_timer.pending or sk.pending in (ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE):
+            # A loss probe if RFC 8985 allows (it is never later than the
+            # RTO), else tcp_event_new_data_sent's RTO: a running RTO or
+            # reordering timer stays.  (Linux arms the RTO, then the probe
+            # over it; one arming is the same and spares the timer heap.)
+            if not tcp_schedule_loss_probe(sk, now, False) and (
+                    not sk.rtx_timer.pending
+                    or sk.pending in (ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE)):
                 tcp_rearm_rto(sk, now)
-            tcp_schedule_loss_probe(sk, now, False)
         else:
             tcp_check_probe_timer(sk, now)
     finally:
@@ -456,20 +460,31 @@ def tcp_schedule_loss_probe(sk: TcpSock, now: float, advancing_rto: bool) -> boo
     worst-case delayed ACK (tcp_rto_min) when one segment is in flight, else
     plus 2 ms; 1 s without an RTT sample; never later than the RTO would fire
     (``advancing_rto``: the RTO is being restarted now, a full RTO away)."""
-    if (sk.host.settings.tcp_early_retrans not in (3, 4) or not sk.packets_out
-            or not sk.sack_ok or sk.ca_state not in (TCP_CA_OPEN, TCP_CA_CWR)):
+    # (on every ACK and every send: plain locals, no helper calls)
+    packets_out = sk.packets_out
+    if not packets_out or not sk.sack_ok or sk.ca_state not in _TLP_STATES:
         return False
-    if sk.rtt_est.has_sample:
-        timeout = 2 * sk.rtt_est.srtt
-        timeout += sk.host.settings.tcp_rto_min if sk.packets_out == 1 else TCP_TIMEOUT_MIN
+    st = sk.host.settings
+    if st.tcp_early_retrans not in (3, 4):
+        return False
+    est = sk.rtt_est
+    if est.has_sample:
+        timeout = 2 * est.srtt + (st.tcp_rto_min if packets_out == 1 else TCP_TIMEOUT_MIN)
     else:
         timeout = TCP_TIMEOUT_INIT
-    rto_delta = sk.rto if advancing_rto else tcp_rto_delta(sk, now)
-    if rto_delta > 0:
-        timeout = min(timeout, rto_delta)
+    rto_delta = est.rto
+    if not advancing_rto:
+        rtx = sk.rtx
+        if rtx:
+            rto_delta += rtx[0].tstamp - now      # tcp_rto_delta
+    if 0 < rto_delta < timeout:
+        timeout = rto_delta
     sk.pending = ICSK_TIME_LOSS_PROBE
     sk.rtx_timer.arm(now + timeout)
     return True
+
+
+_TLP_STATES = (TCP_CA_OPEN, TCP_CA_CWR)
 
 
 def tcp_send_loss_probe(sk: TcpSock, now: float) -> None:
