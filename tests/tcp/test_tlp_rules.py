@@ -92,6 +92,9 @@ def test_the_probe_ack_repairs_the_tail_without_an_rto():
     mib = c.host.mib
     assert (mib["TCPLossProbes"], mib["TCPTimeouts"], mib["RetransSegs"]) == (1, 0, 1)
     assert c.sk.ca_state == TCP_CA_OPEN and c.sk.snd_cwnd == 10
+    # Karn's rule: that ACK may answer the probe, not the originals sent
+    # 1.5 s earlier: no RTT sample from it (SRTT stays R, not 7/8 R + 1.5/8)
+    assert c.sk.srtt == R
 
 
 def test_an_ack_beyond_the_probe_counts_a_repaired_loss_and_reduces_cwnd_once():

@@ -539,6 +539,13 @@ def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int,
     ack = sk.snd_una
     if ack != prior_snd_una:
         rtt = None
+        tlp = sk.tlp_high_seq
+        if (tlp is not None and sk.tlp_retrans and before(prior_snd_una, tlp)
+                and not before(ack, tlp)):
+            # The loss probe's retransmission (the segment ending at tlp_high_seq)
+            # is acked too: the ACK may answer the probe, not the originals
+            # (Karn; Linux: FLAG_RETRANS_DATA_ACKED from TCPCB_EVER_RETRANS).
+            retrans_acked = True
         if first_tx is not None and not retrans_acked:
             rtt = now - first_tx
         elif sk.tstamp_ok and skb.opts.ts_ecr:
