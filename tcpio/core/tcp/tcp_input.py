@@ -586,8 +586,10 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
         if not before(sk.snd_una, sk.high_seq):
             tcp_end_recovery(sk, now)
             return False
-        if flag & FLAG_SND_UNA_ADVANCED:
-            # RFC 6582 partial ACK: the next hole is lost too
+        if flag & FLAG_SND_UNA_ADVANCED and not tcp_is_rack(sk):
+            # RFC 6582 partial ACK: the next hole is lost too.  (Not with
+            # RACK, Linux's tcp_identify_packet_loss: RACK says by time
+            # which holes are lost; the next one may still be in flight.)
             if reno:
                 sk.sacked_out = max(0, sk.sacked_out - max(acked - 1, 0))
                 tcp_limit_reno_sacked(sk)
