@@ -59,7 +59,7 @@ cpdef bint after(uint32_t a, uint32_t b) noexcept
 cpdef uint32_t tcp_time_stamp(double now) noexcept
 cdef void _store_ts_recent(TcpCb sk, uint32_t seq, bint has_ts, uint32_t ts_val,
                                  double now) noexcept
-cdef long long _receive_window(TcpCb sk) noexcept
+cpdef long long receive_window(TcpCb sk) except -1
 cdef int _queue_tail(bytearray ba, const unsigned char* data, Py_ssize_t n) except -1
 
 @cython.locals(mss=cython.longlong, full=cython.longlong, free=cython.longlong,

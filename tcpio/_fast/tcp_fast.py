@@ -78,7 +78,7 @@ else:
 from tcpio._fast import load
 
 __all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established",
-           "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_test"]
+           "receive_window", "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
 # calls tx.pyx's tcp_data_frame directly (cimported in tcp_fast.pxd).
@@ -235,7 +235,8 @@ def after(a: int, b: int) -> bool:
 
 
 def tcp_time_stamp(now: float) -> int:
-    """The 1 ms timestamp clock (tcp_time_stamp_ms); ``now`` >= 0."""
+    """The 1 ms timestamp clock (tcp_time_stamp_ms): ``now`` in ms, truncated,
+    mod 2**32."""
     return u32(cython.cast(cython.longlong, now * 1000))
 
 
@@ -247,8 +248,11 @@ def _store_ts_recent(sk: TcpCb, seq: int, has_ts: bool, ts_val: int, now: float)
         sk.ts_recent_stamp = now
 
 
-def _receive_window(sk: TcpCb) -> int:
-    """tcp_receive_window: what the peer may still send beyond rcv_nxt."""
+def receive_window(sk: TcpCb) -> int:
+    """tcp_receive_window: what the peer may still send beyond rcv_nxt per our
+    last advertisement (never negative)."""
+    if sk is None:
+        raise TypeError("receive_window: a TcpCb is required")
     w = seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd
     return w if w > 0 else 0
 
@@ -345,7 +349,7 @@ def tcp_select_window(sk: TcpCb) -> int:
     never moving the right edge back (RFC 7323 2.4)."""
     if sk is None:
         raise TypeError("tcp_select_window: a TcpCb is required")
-    cur = _receive_window(sk)
+    cur = receive_window(sk)
     new = select_window(sk)
     if new < cur:
         gran = 1 << sk.rcv_wscale
@@ -390,7 +394,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         return 1
     if ack != sk.snd_una:
         return 0        # data that also acknowledges new data: tcp_input's path
-    if _receive_window(sk) == 0:
+    if receive_window(sk) == 0:
         return 0
     # Commit: nothing below declines the segment.
     _store_ts_recent(sk, seq, has_ts, ts_val, now)

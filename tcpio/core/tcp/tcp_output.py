@@ -66,9 +66,8 @@ _NEED_RESET = frozenset((TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_FIN_WAIT1, TCP_FIN
                          TCP_SYN_RECV))
 
 
-def tcp_time_stamp(now: float) -> int:
-    """The 1 ms timestamp clock (tcp_time_stamp_ms)."""
-    return int(now * 1000) & 0xFFFFFFFF
+# The 1 ms timestamp clock (tcp_time_stamp_ms), the fast path's.
+tcp_time_stamp = _tcp_fast.tcp_time_stamp
 
 
 # --- raw segment output ------------------------------------------------------
@@ -208,9 +207,8 @@ def tcp_event_ack_sent(sk: TcpSock) -> None:
 
 
 # --- windows -----------------------------------------------------------------
-def tcp_receive_window(sk: TcpSock) -> int:
-    """How much the peer may still send beyond rcv_nxt per our last advertisement."""
-    return max(0, seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd)
+# How much the peer may still send beyond rcv_nxt per our last advertisement.
+tcp_receive_window = _tcp_fast.receive_window
 
 
 # Receiver SWS avoidance (RFC 1122 4.2.3.3); it lives with the compiled
