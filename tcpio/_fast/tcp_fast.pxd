@@ -68,7 +68,10 @@ cpdef long long select_window(TcpCb sk) except -1
 @cython.locals(cur=cython.longlong, new=cython.longlong, gran=cython.longlong)
 cpdef long long tcp_select_window(TcpCb sk) except -1
 
-@cython.locals(d=uint32_t, sample=double, quick=cython.longlong, shifted=cython.longlong)
+@cython.locals(quick=cython.longlong)
+cpdef event_data_recv(TcpCb sk, long long n)
+cpdef ack_snd_check(TcpCb sk, double now)
+@cython.locals(d=uint32_t, sample=double, shifted=cython.longlong)
 cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
                            const unsigned char* data, Py_ssize_t n, double now) except -1

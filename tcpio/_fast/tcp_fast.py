@@ -77,7 +77,8 @@ else:
 
 from tcpio._fast import load
 
-__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rcv_established",
+__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue", "event_data_recv",
+           "rcv_established",
            "receive_window", "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
@@ -408,7 +409,19 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
             sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
     _queue_tail(sk.rq, data, n)
     sk.rcv_nxt = u32(seq + n)
-    # tcp_event_data_recv: the peer's MSS guess, quick-ACK at the start
+    event_data_recv(sk, n)
+    sk.ack_pending = True
+    sk.host.schedule_wakeup(sk)
+    ack_snd_check(sk, now)
+    return 1
+
+
+def event_data_recv(sk: TcpCb, n: int) -> None:
+    """tcp_event_data_recv for ``n`` bytes received: the peer's MSS guess, and
+    quick-ACK mode for half a window of segments at the start
+    (tcp_incr_quickack).  The slow path's too."""
+    if sk is None:
+        raise TypeError("event_data_recv: a TcpCb is required")
     if n > sk.rcv_mss:
         sk.rcv_mss = n if n < sk.advmss else sk.advmss
     if not sk.got_data:
@@ -417,12 +430,17 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         if quick < 2:
             quick = 2
         sk.quick = quick if quick < _TCP_MAX_QUICKACKS else _TCP_MAX_QUICKACKS
-    sk.ack_pending = True
-    sk.host.schedule_wakeup(sk)
-    # __tcp_ack_snd_check: ACK every second full segment (if the window moved),
-    # in quick-ACK mode, or with a hole; else delay.
-    if sk.dead:
-        return 1
+
+
+def ack_snd_check(sk: TcpCb, now: float) -> None:
+    """__tcp_ack_snd_check, for both paths: with an ACK pending, ACK now for
+    more than one full segment unacknowledged when the window can advance, in
+    quick-ACK mode, or with a hole (RFC 1122 4.2.3.2, RFC 5681 4.2); else
+    arm the delayed-ACK timer (not pushing an armed one back)."""
+    if sk is None:
+        raise TypeError("ack_snd_check: a TcpCb is required")
+    if not sk.ack_pending or sk.dead:
+        return
     if ((seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and select_window(sk) >= sk.rcv_wnd)
             or sk.quick or sk.ofo):
         assert _send_ack is not None
@@ -431,7 +449,6 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         timer = sk.delack_timer
         if timer.when is None:
             timer.arm(now + sk.host.settings.tcp_delack_min)
-    return 1
 
 
 def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,

@@ -630,14 +630,8 @@ def tcp_rcv_rtt_measure_ts(sk: TcpSock, skb: Skb, now: float) -> None:
             sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
 
 
-def tcp_event_data_recv(sk: TcpSock, n: int, now: float) -> None:
-    """Bookkeeping for received data: the peer's MSS guess and quick-ACK mode."""
-    if n > sk.rcv_mss:
-        sk.rcv_mss = min(n, sk.advmss)
-    if not sk.got_data:
-        sk.got_data = True
-        # tcp_incr_quickack: ACK the first segments at once (slow start helper)
-        sk.quick = min(max(sk.rcv_wnd // (2 * max(sk.rcv_mss, 1)), 2), TCP_MAX_QUICKACKS)
+# The peer's MSS guess and quick-ACK mode for received data: the fast path's.
+tcp_event_data_recv = _tcp_fast.event_data_recv
 
 
 def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
@@ -721,7 +715,7 @@ def _rq_append(sk: TcpSock, data: Any) -> None:
 def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float) -> None:
     if data:
         _rq_append(sk, data)
-        tcp_event_data_recv(sk, len(data), now)
+        tcp_event_data_recv(sk, len(data))
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin
         if not sk.ofo:
@@ -803,16 +797,9 @@ def tcp_data_snd_check(sk: TcpSock, now: float) -> None:
         tcp_write_xmit(sk, now)
 
 
-def __tcp_ack_snd_check(sk: TcpSock, now: float) -> None:
-    """ACK now (two full segments unacked, quick-ACK mode, a hole) or delay."""
-    if not sk.ack_pending or sk.dead:
-        return
-    if ((seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and
-         tcp_output.__tcp_select_window(sk) >= sk.rcv_wnd) or sk.quick or sk.ofo):
-        tcp_send_ack(sk, now)
-        return
-    if not sk.delack_timer.pending:
-        sk.delack_timer.arm(now + sk.host.settings.tcp_delack_min)
+# ACK now (two full segments unacked, quick-ACK mode, a hole) or delay: the
+# fast path's decision.
+__tcp_ack_snd_check = _tcp_fast.ack_snd_check
 
 
 def tcp_init_fast_hooks() -> None:
