@@ -13,5 +13,6 @@ from __future__ import annotations
 
 from .lexer import ScriptError
 from .parser import parse, parse_file
+from .runner import Result, Runner, run_file
 
-__all__ = ["ScriptError", "parse", "parse_file"]
+__all__ = ["Result", "Runner", "ScriptError", "parse", "parse_file", "run_file"]
