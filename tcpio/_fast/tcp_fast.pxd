@@ -45,7 +45,7 @@ cdef class TxSeg:
 cdef object _send_ack, _data_sent_idle, _ack_predicted
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
-cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK
+cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
 
@@ -71,13 +71,15 @@ cpdef long long tcp_select_window(TcpCb sk) except -1
 @cython.locals(quick=cython.longlong)
 cpdef event_data_recv(TcpCb sk, long long n)
 cpdef ack_snd_check(TcpCb sk, double now)
-@cython.locals(d=uint32_t, sample=double, shifted=cython.longlong)
+@cython.locals(d=uint32_t, sample=double, shifted=cython.longlong, new_ack=bint)
 cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
-                           const unsigned char* data, Py_ssize_t n, double now) except -1
+                           const unsigned char* data, Py_ssize_t n, double now,
+                           bint new_ack_data=*) except -1
 @cython.locals(b=rbuf)
 cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
-                           uint32_t ts_val, uint32_t ts_ecr, data, double now) except -1
+                           uint32_t ts_val, uint32_t ts_ecr, data, double now,
+                           bint new_ack_data=*) except -1
 
 cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, long long mss,
                      bint fin) except -1

@@ -32,11 +32,13 @@ what the header alone says: the flags are ACK (PSH, ECE, CWR allowed; no
 SYN, FIN, RST or URG) and the options are at most a timestamp (no SACK
 blocks).  Declined here: another state, a segment not at rcv_nxt, loss
 recovery, an out-of-order queue, pending urgent data, a window change, a
-timestamp missing or older than ts_recent (PAWS); for data, an ACK other
-than snd_una (tcp_input queues it and runs tcp_ack) or a closed receive
-window; for a bare ACK, one below snd_una or above snd_nxt.  An accepted bare
-ACK gets the timestamp bookkeeping here, then tcp_ack through the
-``ack_predicted`` hook, as Linux's fast path calls tcp_ack.  The compiled
+timestamp missing or older than ts_recent (PAWS); for data, a closed receive
+window or an ACK other than snd_una (unless ``new_ack_data``: then one up to
+snd_nxt is taken, and tcp_ack runs after the data is queued); for a bare
+ACK, one below snd_una or above snd_nxt.  An accepted bare ACK gets the
+timestamp bookkeeping here, then tcp_ack through the ``ack_predicted`` hook
+when it acknowledges new data, duplicates an ACK with data in flight or
+answers a probe, as Linux's fast path calls tcp_ack.  The compiled
 receive classifier (rx.pyx) calls ``_rcv_established_c`` with a pointer into
 the frame instead.
 
@@ -92,6 +94,7 @@ _MAX_TCP_WINDOW = 65535
 _TCPHDR_SYN = 0x02
 _TCPHDR_PSH = 0x08
 _TCPHDR_ACK = 0x10
+_FLAG_DATA = 0x01       # tcp_ack's FLAG_DATA (core.tcp.tcp_input)
 # Sequence space.  Typed long long in tcp_fast.pxd, so the compiled build
 # does this arithmetic in C (a bare literal this large would be a Python int
 # there), and the same expressions give the same values in both builds.
@@ -114,7 +117,8 @@ def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
               ack_predicted: Callable[..., Any]) -> None:
     """Install the Python side the fast paths call out to: tcp_send_ack(sk, now),
     tcp_event_data_sent_idle(sk, now) and tcp_ack_predicted(sk, seq, ack,
-    window, ts_val, ts_ecr, now) (tcp_ack for a bare ACK prediction accepted)."""
+    window, ts_val, ts_ecr, now[, flag]) (tcp_ack for an accepted prediction:
+    a bare ACK, or with flag FLAG_DATA data that acknowledges new data)."""
     global _send_ack, _data_sent_idle, _ack_predicted
     _send_ack = send_ack
     _data_sent_idle = data_sent_idle
@@ -365,7 +369,8 @@ def tcp_select_window(sk: TcpCb) -> int:
 # --- the receive fast path -----------------------------------------------------------------------
 
 def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
-                      ts_ecr: int, data: Any, n: int, now: float) -> int:
+                      ts_ecr: int, data: Any, n: int, now: float,
+                      new_ack_data: bool = False) -> int:
     """Header prediction and the in-order data path (see the module
     docstring): 1 if the segment was fully processed, 0 if declined."""
     if sk.rq is None:
@@ -393,8 +398,9 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
             else:
                 _ack_predicted(sk, seq, ack, window, None, None, now)
         return 1
-    if ack != sk.snd_una:
-        return 0        # data that also acknowledges new data: tcp_input's path
+    new_ack = ack != sk.snd_una
+    if new_ack and (not new_ack_data or before(ack, sk.snd_una) or after(ack, sk.snd_nxt)):
+        return 0
     if receive_window(sk) == 0:
         return 0
     # Commit: nothing below declines the segment.
@@ -412,6 +418,14 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     event_data_recv(sk, n)
     sk.ack_pending = True
     sk.host.schedule_wakeup(sk)
+    if new_ack:
+        # Linux's order: data queued, then tcp_ack(FLAG_DATA) and
+        # tcp_data_snd_check (a segment sent now carries the pending ACK)
+        assert _ack_predicted is not None
+        if has_ts:
+            _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now, _FLAG_DATA)
+        else:
+            _ack_predicted(sk, seq, ack, window, None, None, now, _FLAG_DATA)
     ack_snd_check(sk, now)
     return 1
 
@@ -452,19 +466,21 @@ def ack_snd_check(sk: TcpCb, now: float) -> None:
 
 
 def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
-                    ts_ecr: int, data: Any, now: float) -> bool:
-    """True if the segment took the fast path (then it is fully processed)."""
+                    ts_ecr: int, data: Any, now: float, new_ack_data: bool = False) -> bool:
+    """True if the segment took the fast path (then it is fully processed).
+    ``new_ack_data``: also take in-order data that acknowledges new data
+    (tcp_input's caller; the classifier leaves it to the layered path)."""
     if sk is None:
         raise TypeError("rcv_established: a TcpCb is required")
     if cython.compiled:
         owner = rbuf_get(data, cython.address(b))
         try:
             return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                                     b.p, b.n, now) == 1
+                                     b.p, b.n, now, new_ack_data) == 1
         finally:
             rbuf_release(cython.address(b))
     return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                             data, len(data), now) == 1
+                             data, len(data), now, new_ack_data) == 1
 
 
 # --- the send loop -------------------------------------------------------------------------------

@@ -123,23 +123,25 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     the layered path, e.g. loopback).  Only what it cannot see in its
     arguments is checked here, as the classifier does when it parses: the
     flags are exactly ACK (PSH, ECE, CWR allowed) and there are no SACK blocks.
-    What it declines (e.g. data that also acknowledges new data) is the state
+    Here it also takes in-order data that acknowledges new data (which the
+    classifier leaves to this path).  What it declines is the state
     machine's."""
     opts = skb.opts
     ts_val = opts.ts_val
     if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
             != TCPHDR_ACK or opts.sack_blocks or not rcv_established_fast(
                 sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
-                opts.ts_ecr or 0, skb.data, now)):
+                opts.ts_ecr or 0, skb.data, now, True)):
         tcp_rcv_state_process(sk, skb, now)
 
 
 def tcp_ack_predicted(sk: TcpSock, seq: int, ack: int, window: int, ts_val: int | None,
-                      ts_ecr: int | None, now: float) -> None:
-    """A bare ACK that header prediction accepted (tcp_fast.rcv_established did
-    the checks and the timestamp bookkeeping): tcp_ack, then send what it allows."""
+                      ts_ecr: int | None, now: float, flag: int = 0) -> None:
+    """An ACK that header prediction accepted (tcp_fast.rcv_established did the
+    checks and the timestamp bookkeeping, and queued the data of a segment
+    with ``flag`` FLAG_DATA): tcp_ack, then send what it allows."""
     opts = _NO_OPTIONS if ts_val is None else TcpOptions(ts_val=ts_val, ts_ecr=ts_ecr)
-    tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, 0)
+    tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, flag)
     tcp_data_snd_check(sk, now)
 
 
