@@ -285,6 +285,8 @@ class Runner:
         for cmd in fx.ignored:
             if cmd.startswith("tc ") and "limit 0" in cmd:
                 raise Unsupported(line, f"shell command `{cmd}` (a qdisc that drops)")
+            if cmd.startswith("tc ") and " fq" in f"{cmd} ":
+                raise Unsupported(line, f"shell command `{cmd}` (fq pacing)")
         for name, value in fx.sysctls:
             note = sysctl.apply(self.settings, name, value)
             if note is not None and note not in self.notes:
@@ -586,9 +588,12 @@ class Runner:
             segs.append(nxt)
             total += len(nxt.payload)
         if total != pkt.payload:
+            shown = self._to_script(conn, self._aggregate(segs), pkt)
             raise Failure(ev.line, f"live packet payload: expected {pkt.payload} bytes vs "
                           f"actual {total} bytes", [
-                              f"script packet: {start / 1e6:.6f} {format_script_packet(pkt)}"])
+                              f"script packet: {start / 1e6:.6f} {format_script_packet(pkt)}",
+                              (f"actual packet: {shown.time - START:.6f} "
+                               f"{self._format_actual(shown)}")])
         live = self._aggregate(segs)
         actual = self._to_script(conn, live, pkt)
         actual_usecs = round((live.time - START) * 1_000_000)
