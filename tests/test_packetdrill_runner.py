@@ -194,7 +194,7 @@ def test_sysctls_are_applied_from_commands(tmp_path) -> None:
 
 
 def test_unsupported_constructs_are_reported_not_crashed(tmp_path) -> None:
-    for body, what in [("   +0 %{ assert tcpi_snd_cwnd == 10 }%\n", "%{ python }%"),
+    for body, what in [("   +0 %{ assert tcpi_snd_cwnd == 10; f() }%\n", "Expr"),
                        ("   +0 setsockopt(4, SOL_TCP, TCP_CORK, [1], 4) = 0\n", "TCP_CORK"),
                        ("   +0 `rm -rf /tmp/x`\n", "shell command"),
                        ("   +0 < udp (100)\n", "UDP packets"),
@@ -224,3 +224,26 @@ def test_cli_prints_a_summary_and_exits_nonzero_on_failure(tmp_path) -> None:
                            text=True, env=env, check=False)
         assert p.returncode == 1 and p.stdout.endswith("1 passed, 1 failed\n"), p.stdout
         assert f"FAIL {bad}:{SERVER_LINES + 1}: timed out" in p.stdout
+
+
+def test_tcp_info_blocks_are_asserted(tmp_path) -> None:
+    """%{ }% blocks see the socket's tcp_info at that time: IW10 (RFC 6928),
+    the MSS, CA_Open; a wrong value fails at the block's line."""
+    ok = run(tmp_path, "   +0 %{ assert tcpi_snd_cwnd == 10, tcpi_snd_cwnd }%\n"
+                       "   +0 %{ assert tcpi_snd_mss == 1000 and tcpi_ca_state == TCP_CA_Open }%\n"
+                       "   +0 %{\nassert tcpi_unacked == 0\nassert tcpi_lost + tcpi_sacked == 0\n}%\n")
+    assert ok.passed, ok.report()
+    bad = run(tmp_path, "   +0 %{ assert tcpi_snd_cwnd == 12, 'cwnd=%d' % tcpi_snd_cwnd }%\n")
+    assert bad.status == "fail" and bad.line == SERVER_LINES + 1
+    assert bad.message == "assert tcpi_snd_cwnd == 12 failed: cwnd=10"
+
+
+@pytest.mark.parametrize("block, what", [
+    ("import os", "Import"),
+    ("assert __import__('os').system('true') == 0", "Call"),
+    ("assert tcpi_snd_cwnd.real == 4", "Attribute"),
+    ("assert tcpi_delivery_rate == 0", "tcp_info field tcpi_delivery_rate"),
+])
+def test_tcp_info_blocks_only_evaluate_assertions(tmp_path, block: str, what: str) -> None:
+    res = run(tmp_path, f"   +0 %{{ {block} }}%\n")
+    assert res.status == "unsupported" and what in res.message, res.report()

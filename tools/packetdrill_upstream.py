@@ -44,6 +44,11 @@ RACK = ("unsupported feature: RACK loss detection (net.ipv4.tcp_recovery=1): Lin
 TLP = ("unsupported feature: Tail Loss Probe (net.ipv4.tcp_early_retrans=4, RFC 8985): "
        "Linux probes after ~2 RTT; tcpio waits for the RTO")
 
+APP_LIMITED = ("tcpio deviation: slow start stops growing when application-limited. Linux "
+               "grows cwnd while cwnd < 2 * max_packets_out (tcp_is_cwnd_limited); tcpio "
+               "compares with the packets in flight before each ACK, so cwnd stops at 14, "
+               "not 20 (tests/packetdrill/deviations/slow-start-app-limited-growth.pkt)")
+
 # script -> (first failure, and what the lenient run adds)
 CLASSES: dict[str, str] = {
     "blocking/blocking-write.pkt":
@@ -84,6 +89,14 @@ CLASSES: dict[str, str] = {
         "the script's next expected ACK comes second "
         "(tests/packetdrill/deviations/ack-of-unsent-data.pkt)",
     "user_timeout/user_timeout.pkt": TLP,
+    "mss/mss-setsockopt-tcp_maxseg-client.pkt": PSH,
+    "mss/mss-setsockopt-tcp_maxseg-server.pkt": PSH,
+    "slow_start/slow-start-app-limited.pkt": APP_LIMITED,
+    "slow_start/slow-start-app-limited-9-packets-out.pkt": APP_LIMITED,
+    "cubic/cubic-rack-reo-timeout-retrans-failed-incoming-data.pkt":
+        "unsupported feature: adaptive reordering degree (tp->reordering grows with the "
+        "reordering RACK sees; tcpio's dupthresh is fixed at 3: tcpi_reordering 3, not 10)",
+    "cubic/cubic-rto-ss-ca-cwnd-bump.pkt": TLP,
 }
 
 

@@ -49,7 +49,7 @@ from tcpio.core.tcp.tcp_states import (
     TCP_SYN_SENT,
 )
 
-from . import ast, shell, sysctl
+from . import ast, shell, sysctl, tcpinfo
 from .lexer import ScriptError
 from .packets import (
     ACK,
@@ -459,9 +459,11 @@ class Runner:
             self.wait_for(start, "command")
             self._command(action.text, ev.line)
         elif isinstance(action, ast.Code):
-            if "code" not in self.cfg.lenient:
-                raise Unsupported(ev.line, "%{ python }% code blocks (TCP_INFO checks)")
-            self.notes.append(f"line {ev.line}: %{{ }}% block skipped")
+            if "code" in self.cfg.lenient:
+                self.notes.append(f"line {ev.line}: %{{ }}% block skipped")
+            else:
+                self.wait_for(start, "data collection for code")
+                self.code(ev, action)
         elif isinstance(action, ast.UdpPacket):
             raise Unsupported(ev.line, "UDP packets")
         else:
@@ -469,6 +471,18 @@ class Runner:
         if action is not None and not isinstance(action, ast.Code):
             self.last_event = ev
             self.last_event_usecs = start
+
+    def code(self, ev: ast.Event, block: ast.Code) -> None:
+        """A %{ }% block: its assertions over the tcp_info of the socket under test."""
+        sk = self.conn.sock if self.conn is not None else None
+        if sk is None:
+            raise Failure(ev.line, "no socket under test for a %{ }% block")
+        try:
+            tcpinfo.run_block(block.text, sk)
+        except tcpinfo.CodeError as e:
+            raise Unsupported(ev.line, str(e)) from None
+        except tcpinfo.AssertFailed as e:
+            raise Failure(ev.line, str(e)) from None
 
     # --- inbound packets ---------------------------------------------------------------
     def _conn_for_inbound(self, pkt: ast.TcpPacket) -> Conn:
