@@ -1,0 +1,742 @@
+"""A stub resolver whose queries go through the stack itself.
+
+``Stack.getaddrinfo``/``getnameinfo`` answer what ``socket.getaddrinfo`` and
+``socket.getnameinfo`` answer on Linux with glibc (``hosts: files dns``), but
+every DNS packet is a tcpio datagram (or, for a truncated answer, a tcpio TCP
+connection, RFC 7766), sent from the stack's own addresses:
+
+- numeric hosts never reach DNS: glibc's ``inet_aton`` forms ("10.1",
+  "0x7f.1", "4294967295"), and a name of only digits and dots that is not a
+  valid address ("10.0.0.300", "1.2.3.4.5") is EAI_NONAME without a query,
+  as glibc's getaddrinfo does; an IPv6 literal for AF_INET is EAI_ADDRFAMILY;
+- then the hosts table (``stack.hosts``, "localhost" in it), case-insensitive,
+  exact names only (glibc's files backend does not match "localhost.");
+- then DNS: the search list (``ndots`` as in resolv.conf(5)), A for AF_INET,
+  AAAA for AF_INET6, both for AF_UNSPEC (IPv4 first while the stack has no
+  IPv6: RFC 6724 rule 1, unusable destinations last), ``attempts`` rounds
+  over the servers with ``timeout`` seconds each, a fresh connected UDP
+  endpoint (ephemeral port) and a random ID per query.
+
+Every answer is checked before it is believed: the source (the core's
+connected-socket lookup and here), the length (512 bytes over UDP: we send no
+EDNS), the ID, the QR bit, and the question echoed back; a datagram failing
+any check is counted in ``resolver.stats`` and the query keeps waiting.  An
+answer that passes those checks but cannot be parsed (pointer loops, records
+cut short) is EAI_NODATA, which is what glibc 2.36 gives for it.  The errors
+are glibc's: NXDOMAIN -> EAI_NONAME, no address records -> EAI_NODATA,
+SERVFAIL/REFUSED/NOTIMP, silence or ICMP errors from every server ->
+EAI_AGAIN, FORMERR -> EAI_NONAME.  Nothing waits longer than
+``attempts * len(servers) * timeout``; every endpoint and TCP connection is
+closed when its query ends.
+
+Answers are cached for their TTL (the smallest in the CNAME chain), NXDOMAIN
+and NODATA for the SOA's negative TTL (RFC 2308 section 5); the cache holds
+``CACHE_SIZE`` names, least recently used out first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import socket as _socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tcpio import dns_wire as w
+
+if TYPE_CHECKING:
+    from tcpio.stack import Stack
+
+AF_INET: int = int(_socket.AF_INET)
+AF_INET6: int = int(_socket.AF_INET6)
+AF_UNSPEC: int = int(_socket.AF_UNSPEC)
+
+# glibc's gai_strerror texts, so a tcpio gaierror reads like the kernel side's.
+_GAI_TEXT = {
+    _socket.EAI_NONAME: "Name or service not known",
+    _socket.EAI_AGAIN: "Temporary failure in name resolution",
+    _socket.EAI_FAIL: "Non-recoverable failure in name resolution",
+    _socket.EAI_NODATA: "No address associated with hostname",
+    _socket.EAI_FAMILY: "ai_family not supported",
+    _socket.EAI_SOCKTYPE: "ai_socktype not supported",
+    _socket.EAI_SERVICE: "Servname not supported for ai_socktype",
+    _socket.EAI_ADDRFAMILY: "Address family for hostname not supported",
+}
+
+DEFAULT_HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+CACHE_SIZE = 512
+MAX_TTL = 86400          # cache nothing longer than a day, whatever the TTL says
+MAX_CNAME_CHAIN = 8
+_SOCKTYPES: tuple[tuple[int, int], ...] = (
+    (_socket.SOCK_STREAM, _socket.IPPROTO_TCP), (_socket.SOCK_DGRAM, _socket.IPPROTO_UDP),
+    (_socket.SOCK_RAW, 0))
+
+
+def gaierror(code: int, detail: str | None = None) -> _socket.gaierror:
+    text = _GAI_TEXT.get(code, "Unknown error")
+    return _socket.gaierror(code, f"{text} ({detail})" if detail else text)
+
+
+# --- numeric hosts --------------------------------------------------------------
+
+def inet_aton(text: str) -> str | None:
+    """glibc's ``inet_aton`` forms (a, a.b, a.b.c, a.b.c.d; decimal, 0octal,
+    0xhex parts) as a dotted quad, or None.  getaddrinfo accepts all of them."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = []
+    for part in parts:
+        if not part or not part.isascii() or not part.isalnum():
+            return None
+        try:
+            if part[:2] in ("0x", "0X"):
+                value = int(part, 16)          # "0x" alone is no number
+            elif part.startswith("0"):
+                value = int(part, 8)
+            else:
+                value = int(part, 10)
+        except ValueError:
+            return None
+        values.append(value)
+    last_bits = 8 * (5 - len(values))
+    if any(v > 255 for v in values[:-1]) or values[-1] >= 1 << last_bits:
+        return None
+    n = values[-1]
+    for i, v in enumerate(values[:-1]):
+        n |= v << (24 - 8 * i)
+    return _socket.inet_ntoa(n.to_bytes(4, "big"))
+
+
+def inet6_literal(text: str) -> tuple[str, int] | None:
+    """An IPv6 literal, with an optional numeric "%scope", as (address, scope_id)."""
+    addr, _, scope = text.partition("%")
+    try:
+        packed = _socket.inet_pton(AF_INET6, addr)
+    except (OSError, ValueError):
+        return None
+    if scope and not scope.isdigit():
+        return None
+    return _socket.inet_ntop(AF_INET6, packed), int(scope or 0)
+
+
+def looks_numeric(name: str) -> bool:
+    """Only digits and dots, not ending in a dot: glibc treats such a name as an
+    address and fails it without a query when it is not one."""
+    return bool(name) and not name.endswith(".") and all(c in "0123456789." for c in name)
+
+
+def valid_hostname(name: str) -> bool:
+    """res_hnok: letters, digits, '-' and '_' in labels of 1..63, no leading '-',
+    at most 253 characters (255 on the wire).  glibc never sends anything else."""
+    body = name.removesuffix(".")
+    if not body or len(body) > 253 or body.startswith("-"):
+        return False
+    for label in body.split("."):
+        if not 0 < len(label) <= w.MAX_LABEL:
+            return False
+        if not all(c.isascii() and (c.isalnum() or c in "-_") for c in label):
+            return False
+    return True
+
+
+# --- the hosts table ----------------------------------------------------------------
+
+class HostsTable:
+    """Names the stack knows without DNS, like /etc/hosts (``localhost`` to start)."""
+
+    def __init__(self, text: str = DEFAULT_HOSTS) -> None:
+        self._by_name: dict[str, list[str]] = {}
+        self._names: dict[str, str] = {}
+        self.load(text)
+
+    def load(self, text: str) -> None:
+        """Add entries in /etc/hosts syntax ("address name alias... # comment")."""
+        for line in text.splitlines():
+            fields = line.split("#", 1)[0].split()
+            if len(fields) >= 2:
+                self.add(fields[0], *fields[1:])
+
+    def add(self, address: str, *names: str) -> None:
+        """Map each name to ``address`` (IPv4 or IPv6, numeric); the first name is
+        what ``getnameinfo`` gives for the address."""
+        canon = inet_aton(address) if "." in address and ":" not in address else None
+        if canon is None:
+            six = inet6_literal(address)
+            if six is None or "%" in address:
+                raise ValueError(f"not a numeric address: {address!r}")
+            canon = six[0]
+        if not names:
+            raise ValueError("a hosts entry needs at least one name")
+        for name in names:
+            addrs = self._by_name.setdefault(name.lower(), [])
+            if canon not in addrs:
+                addrs.append(canon)
+        self._names.setdefault(canon, names[0])
+
+    def remove(self, name: str) -> None:
+        for addr in self._by_name.pop(name.lower(), []):
+            if self._names.get(addr, "").lower() == name.lower():
+                del self._names[addr]
+
+    def lookup(self, name: str, family: int = AF_UNSPEC) -> list[tuple[int, str]]:
+        found = []
+        for addr in self._by_name.get(name.lower(), ()):
+            fam = AF_INET6 if ":" in addr else AF_INET
+            if family in (AF_UNSPEC, fam):
+                found.append((fam, addr))
+        return found
+
+    def name_of(self, address: str) -> str | None:
+        return self._names.get(address)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._by_name
+
+    def __repr__(self) -> str:
+        return f"<HostsTable {dict(self._by_name)}>"
+
+
+# --- the cache ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Answer:
+    canonical: str
+    addresses: tuple[str, ...]
+
+
+class DnsCache:
+    """(name, qtype) -> an answer or a negative result (an EAI code), until its TTL."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: collections.OrderedDict[tuple[str, int], tuple[float, _Answer | int]] = \
+            collections.OrderedDict()
+
+    def get(self, key: tuple[str, int], now: float) -> _Answer | int | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: tuple[str, int], value: _Answer | int, ttl: float, now: float) -> None:
+        if ttl <= 0 or self.size <= 0:
+            return
+        self._entries[key] = (now + min(ttl, MAX_TTL), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# --- one query on the wire -------------------------------------------------------------------
+
+class _Failure(Exception):
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class _UdpCatcher(asyncio.DatagramProtocol):
+    """Hands the resolver each datagram and ICMP error of one query's endpoint."""
+
+    def __init__(self) -> None:
+        self.inbox: collections.deque[tuple[bytes, Any] | OSError] = collections.deque()
+        self.changed: asyncio.Future[None] | None = None
+
+    def _wake(self) -> None:
+        if self.changed is not None and not self.changed.done():
+            self.changed.set_result(None)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(self.inbox) < 64:          # a flood costs a bounded queue, not memory
+            self.inbox.append((data, addr))
+        self._wake()
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.inbox.append(exc)
+        self._wake()
+
+
+_MALFORMED = object()
+
+
+class Resolver:
+    """The stack's stub resolver: hosts table, name servers, search list, cache.
+
+    ``stats`` counts every answer thrown away and why ("wrong_id",
+    "wrong_question", "not_response", "oversized", "short", "wrong_source",
+    "malformed"), plus "queries", "timeouts", "tcp_fallbacks" and "cache_hits".
+    """
+
+    def __init__(self, stack: Stack, *, rng: random.Random | None = None) -> None:
+        self._stack = stack
+        self.hosts = HostsTable()
+        self.nameservers: list[tuple[str, int]] = []
+        self.search: list[str] = []
+        self.ndots = 1
+        self.timeout = 5.0
+        self.attempts = 2
+        self.cache = DnsCache()
+        self.stats: collections.Counter[str] = collections.Counter()
+        # DNS IDs must not be guessable (RFC 5452); tests may pass a seeded Random.
+        self.rng: random.Random = rng if rng is not None else random.SystemRandom()
+
+    def configure(self, servers: Iterable[str | tuple[str, int]],
+                  search: Iterable[str] | None = None, *, ndots: int | None = None,
+                  timeout: float | None = None, attempts: int | None = None) -> None:
+        """Name servers ("10.0.0.53" or (address, port)), search list, options."""
+        parsed = []
+        for server in servers:
+            host, port = (server, 53) if isinstance(server, str) else server
+            addr = inet_aton(host) if ":" not in host else None
+            if addr is None:
+                raise ValueError(f"a name server must be an IPv4 address: {host!r}")
+            if not 0 < int(port) < 65536:
+                raise ValueError(f"bad name server port: {port!r}")
+            parsed.append((addr, int(port)))
+        self.nameservers = parsed
+        if search is not None:
+            domains = [d.strip(".").encode("idna").decode("ascii").lower() for d in search]
+            if not all(valid_hostname(d) for d in domains):
+                raise ValueError(f"bad search domain in {list(search)!r}")
+            self.search = domains
+        if ndots is not None:
+            self.ndots = max(0, min(int(ndots), 15))       # resolv.conf caps it at 15
+        if timeout is not None:
+            if not timeout > 0:
+                raise ValueError("timeout must be positive")
+            self.timeout = float(timeout)
+        if attempts is not None:
+            if int(attempts) < 1:
+                raise ValueError("attempts must be at least 1")
+            self.attempts = int(attempts)
+        self.cache.clear()
+
+    # --- what the non-async calls may use ----------------------------------------
+
+    def lookup_nowait(self, host: str) -> str | None:
+        """An IPv4 address for ``host`` without waiting: numeric, the hosts table or
+        a cached answer (what a non-async call such as ``bind`` can use)."""
+        numeric = inet_aton(host)
+        if numeric is not None:
+            return numeric
+        found = self.hosts.lookup(host, AF_INET)
+        if found:
+            return found[0][1]
+        for name in self._candidates(host.lower()):
+            hit = self.cache.get((name, w.TYPE_A), self._now())
+            if isinstance(hit, _Answer) and hit.addresses:
+                return hit.addresses[0]
+        return None
+
+    async def resolve_address(self, address: Any, type: int = _socket.SOCK_STREAM) -> Any:
+        """(host, port) with a name -> (dotted address, port), as a socket call
+        resolves it (the first AF_INET answer); numeric or empty hosts unchanged."""
+        host, port = address[0], address[1]
+        if not isinstance(host, str) or not host or self.lookup_nowait(host):
+            return address
+        infos = await self.getaddrinfo(host, port, AF_INET, type)
+        return (infos[0][4][0], port, *address[2:])
+
+    # --- name -> addresses -----------------------------------------------------------
+
+    async def lookup(self, name: str, family: int = AF_UNSPEC) -> tuple[str, list[tuple[int, str]]]:
+        """(canonical name, [(family, address)...]) for an ASCII host name that is
+        not numeric; ``socket.gaierror`` when there is none."""
+        found = self.hosts.lookup(name, family)
+        if found:
+            return name, found
+        if not valid_hostname(name):
+            raise gaierror(_socket.EAI_NONAME)
+        if not self.nameservers:
+            raise gaierror(_socket.EAI_NONAME, "tcpio: no name servers, see Stack.set_name_servers")
+        qtypes: tuple[int, ...] = (w.TYPE_A,) if family == AF_INET else \
+            (w.TYPE_AAAA,) if family == AF_INET6 else (w.TYPE_A, w.TYPE_AAAA)
+        failure: _Failure | None = None
+        servfail: _Failure | None = None
+        nodata: _Failure | None = None
+        for candidate in self._candidates(name.lower()):
+            try:
+                canonical, addrs = await self._lookup_types(candidate, qtypes)
+                return canonical, addrs
+            except _Failure as exc:
+                failure = exc
+                if exc.code == _socket.EAI_NODATA:
+                    nodata = nodata or exc
+                elif exc.code == _socket.EAI_AGAIN:
+                    if exc.args[0] != "server failure":
+                        break             # silence: the next domain would time out too
+                    servfail = servfail or exc
+        # res_search's verdict: NODATA for any domain beats a server failure,
+        # which beats NXDOMAIN everywhere.
+        final = nodata or servfail or failure
+        assert final is not None
+        raise gaierror(final.code, str(final) if final.code == _socket.EAI_AGAIN else None)
+
+    def _candidates(self, name: str) -> list[str]:
+        """The names to try, in res_search's order (resolv.conf(5) ndots)."""
+        if name.endswith("."):
+            return [name[:-1]]
+        with_domains = [f"{name}.{d}" for d in self.search]
+        if name.count(".") >= self.ndots:
+            return [name, *with_domains]
+        return [*with_domains, name]
+
+    async def _lookup_types(self, name: str, qtypes: Sequence[int]) -> tuple[str, list[tuple[int, str]]]:
+        if len(qtypes) == 1:
+            results: list[_Answer | BaseException] = [await self._query(name, qtypes[0])]
+        else:
+            results = list(await asyncio.gather(*(self._query(name, q) for q in qtypes),
+                                                 return_exceptions=True))
+        found: list[tuple[int, str]] = []
+        canonical = name
+        first_error: _Failure | None = None
+        for qtype, res in zip(qtypes, results):
+            if isinstance(res, _Answer):
+                if res.addresses and not found:
+                    canonical = res.canonical
+                fam = AF_INET if qtype == w.TYPE_A else AF_INET6
+                found += [(fam, a) for a in res.addresses]
+            elif isinstance(res, _Failure):
+                first_error = first_error or res
+            elif isinstance(res, BaseException):
+                raise res
+        if found:
+            return canonical, found
+        assert first_error is not None
+        raise first_error
+
+    def _now(self) -> float:
+        """The stack's clock (the loop's, virtual in tests), for TTLs."""
+        try:
+            self._stack.update_time()
+        except RuntimeError:        # no running loop: a non-async call from outside
+            pass
+        return self._stack.host.now
+
+    async def _query(self, name: str, qtype: int) -> _Answer:
+        key = (name, qtype)
+        hit = self.cache.get(key, self._now())
+        if hit is not None:
+            self.stats["cache_hits"] += 1
+            if isinstance(hit, int):
+                raise _Failure(hit, "cached")
+            return hit
+        last = _Failure(_socket.EAI_AGAIN, "no answer")
+        for _ in range(self.attempts):
+            for server in self.nameservers:
+                msg = await self._ask_udp(server, name, qtype)
+                if msg is None:
+                    last = _Failure(_socket.EAI_AGAIN, "no answer")
+                    continue
+                if msg is _MALFORMED:
+                    raise _Failure(_socket.EAI_NODATA, "malformed answer")
+                assert isinstance(msg, w.Message)
+                rcode = msg.rcode
+                if rcode == w.NXDOMAIN:
+                    self._cache_negative(key, msg, _socket.EAI_NONAME)
+                    raise _Failure(_socket.EAI_NONAME, "NXDOMAIN")
+                if rcode == w.NOERROR:
+                    return self._answer(key, msg, qtype)
+                last = _Failure(_socket.EAI_NONAME, "FORMERR") if rcode == w.FORMERR else \
+                    _Failure(_socket.EAI_AGAIN, "server failure")
+        raise last
+
+    def _answer(self, key: tuple[str, int], msg: w.Message, qtype: int) -> _Answer:
+        """Follow the CNAME chain from the question's name; keep class IN records of
+        ``qtype`` owned by its end (RFC 1034 4.3.2)."""
+        owner = key[0]
+        ttl = MAX_TTL
+        for _ in range(MAX_CNAME_CHAIN):
+            alias = [rr for rr in msg.answers
+                     if rr.name == owner and rr.type == w.TYPE_CNAME and rr.rclass == w.CLASS_IN]
+            if not alias:
+                break
+            ttl = min(ttl, alias[0].ttl)
+            owner = str(alias[0].data)
+        records = [rr for rr in msg.answers
+                   if rr.name == owner and rr.type == qtype and rr.rclass == w.CLASS_IN]
+        if not records:
+            self._cache_negative(key, msg, _socket.EAI_NODATA)
+            raise _Failure(_socket.EAI_NODATA, "no address records")
+        ttl = min([ttl, *(rr.ttl for rr in records)])
+        addresses = tuple(dict.fromkeys(str(rr.data) for rr in records))
+        answer = _Answer(owner, addresses)
+        self.cache.put(key, answer, ttl, self._now())
+        return answer
+
+    def _cache_negative(self, key: tuple[str, int], msg: w.Message, code: int) -> None:
+        # RFC 2308 5: the negative TTL is min(SOA TTL, SOA MINIMUM); no SOA, no caching.
+        for rr in msg.authority:
+            if rr.type == w.TYPE_SOA and isinstance(rr.data, w.Soa):
+                self.cache.put(key, code, min(rr.ttl, rr.data.minimum), self._now())
+                return
+
+    def _check(self, data: bytes, qid: int, name: str, qtype: int,
+               limit: int) -> w.Message | object | None:
+        """A message that answers this query, _MALFORMED, or None (counted drop)."""
+        stats = self.stats
+        if len(data) > limit:
+            stats["oversized"] += 1
+            return None
+        try:
+            rid, flags, _ = w.parse_header(data)
+        except w.DnsError:
+            stats["short"] += 1
+            return None
+        if rid != qid:
+            stats["wrong_id"] += 1
+            return None
+        if not flags & 0x8000:
+            stats["not_response"] += 1
+            return None
+        try:
+            questions, _ = w.parse_question(data)
+        except w.DnsError:
+            questions = []
+        if questions != [(name, qtype, w.CLASS_IN)]:
+            stats["wrong_question"] += 1
+            return None
+        if flags & 0x0200:
+            return w.Message(rid, flags, questions)      # truncated: TCP will tell
+        try:
+            return w.parse_message(data)
+        except w.DnsError:
+            stats["malformed"] += 1
+            return _MALFORMED
+
+    async def _ask_udp(self, server: tuple[str, int], name: str,
+                       qtype: int) -> w.Message | object | None:
+        qid = self.rng.getrandbits(16)
+        query = w.build_query(qid, name, qtype)
+        self.stats["queries"] += 1
+        catcher = _UdpCatcher()
+        transport, _ = await self._stack.create_datagram_endpoint(lambda: catcher,
+                                                                  remote_addr=server)
+        loop = self._stack.loop
+        deadline = loop.time() + self.timeout
+        try:
+            transport.sendto(query)
+            while True:
+                while catcher.inbox:
+                    item = catcher.inbox.popleft()
+                    if isinstance(item, OSError):
+                        return None              # ICMP unreachable: next server
+                    data, addr = item
+                    if tuple(addr) != server:
+                        self.stats["wrong_source"] += 1
+                        continue
+                    msg = self._check(data, qid, name, qtype, w.UDP_MAX)
+                    if msg is None:
+                        continue
+                    if isinstance(msg, w.Message) and msg.tc:
+                        self.stats["tcp_fallbacks"] += 1
+                        transport.close()
+                        return await self._ask_tcp(server, query, qid, name, qtype,
+                                                   deadline - loop.time())
+                    return msg
+                left = deadline - loop.time()
+                if left <= 0:
+                    self.stats["timeouts"] += 1
+                    return None
+                catcher.changed = loop.create_future()
+                try:
+                    await asyncio.wait_for(catcher.changed, left)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            transport.close()
+
+    async def _ask_tcp(self, server: tuple[str, int], query: bytes, qid: int, name: str,
+                       qtype: int, left: float) -> w.Message | object | None:
+        """The same query over TCP (RFC 7766 5): two-byte length, then the message."""
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async def exchange() -> bytes:
+                nonlocal writer
+                reader, writer = await self._stack.open_connection(server[0], server[1])
+                writer.write(len(query).to_bytes(2, "big") + query)
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                return await reader.readexactly(size)
+
+            data = await asyncio.wait_for(exchange(), max(left, 0.001))
+        except asyncio.TimeoutError:
+            self.stats["timeouts"] += 1
+            return None
+        except (OSError, asyncio.IncompleteReadError):
+            return None
+        finally:
+            if writer is not None:
+                writer.transport.abort()
+        msg = self._check(data, qid, name, qtype, 0xFFFF)
+        if isinstance(msg, w.Message) and msg.tc:
+            return _MALFORMED            # truncated over TCP: nothing more to ask for
+        return msg
+
+    # --- address -> name -------------------------------------------------------------
+
+    async def name_of(self, address: str) -> str | None:
+        """The hosts table's name for ``address``, else its PTR record, else None."""
+        name = self.hosts.name_of(address)
+        if name is not None or not self.nameservers:
+            return name
+        qname = w.reverse_name(address)
+        key = (qname, w.TYPE_PTR)
+        hit = self.cache.get(key, self._now())
+        if isinstance(hit, _Answer):
+            return hit.addresses[0]
+        if hit is not None:
+            return None
+        for _ in range(self.attempts):
+            for server in self.nameservers:
+                msg = await self._ask_udp(server, qname, w.TYPE_PTR)
+                if isinstance(msg, w.Message):
+                    ptrs = [rr for rr in msg.answers if rr.name == qname
+                            and rr.type == w.TYPE_PTR and rr.rclass == w.CLASS_IN]
+                    if ptrs:
+                        self.cache.put(key, _Answer(qname, (str(ptrs[0].data),)),
+                                       ptrs[0].ttl, self._now())
+                        return str(ptrs[0].data)
+                    return None
+                if msg is _MALFORMED:
+                    return None
+        return None
+
+    # --- the socket module's two calls ----------------------------------------------------
+
+    async def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> list[tuple[Any, Any, int, str, Any]]:
+        """``socket.getaddrinfo`` with the stack as the network (see the module doc)."""
+        if host is None:
+            hostname = None
+        elif isinstance(host, str):
+            hostname = host.encode("idna").decode("ascii")   # UnicodeError, as CPython
+        elif isinstance(host, (bytes, bytearray)):
+            hostname = bytes(host).decode("ascii")
+        else:
+            raise TypeError("getaddrinfo() argument 1 must be string or None")
+        if family not in (AF_UNSPEC, AF_INET, AF_INET6):
+            raise gaierror(_socket.EAI_FAMILY)
+        kinds = [(t, p) for t, p in _SOCKTYPES
+                 if type in (0, t) and (proto in (0, p) or t == _socket.SOCK_RAW and type)]
+        if not kinds:
+            raise gaierror(_socket.EAI_SOCKTYPE)
+        ports = _service_ports(port, kinds, flags)
+        canonical = ""
+        if hostname is None:
+            passive = flags & _socket.AI_PASSIVE
+            found: list[tuple[int, str]] = [(f, a) for f, a in ((AF_INET, "0.0.0.0" if passive else "127.0.0.1"),
+                                         (AF_INET6, "::" if passive else "::1"))
+                     if family in (AF_UNSPEC, f)]
+            scope = 0
+        else:
+            found, scope = _numeric(hostname, family)
+            if found:
+                canonical = hostname
+            elif flags & _socket.AI_NUMERICHOST or looks_numeric(hostname) or not hostname:
+                raise gaierror(_socket.EAI_NONAME)
+            else:
+                canonical, found = await self.lookup(hostname, family)
+                found = self._order(found)
+        if not flags & _socket.AI_CANONNAME:
+            canonical = ""
+        result: list[tuple[Any, Any, int, str, Any]] = []
+        for fam, addr in found:
+            for (kind, kproto), kport in ports:
+                sockaddr: Any = (addr, kport) if fam == AF_INET else (addr, kport, 0, scope)
+                result.append((_socket.AddressFamily(fam), _socket.SocketKind(kind), kproto,
+                               canonical, sockaddr))
+                canonical = ""        # only the first entry carries it, as in glibc
+        return result
+
+    def _order(self, found: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        # RFC 6724 rule 1 (avoid unusable destinations): the stack speaks IPv4 only
+        # so far, so IPv6 goes last.  Happy eyeballs will interleave here later.
+        return sorted(found, key=lambda fa: fa[0] != AF_INET)
+
+    async def getnameinfo(self, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
+        """``socket.getnameinfo``: the host must be numeric, as in CPython."""
+        if not isinstance(sockaddr, tuple):
+            raise TypeError("getnameinfo() argument 1 must be a tuple")
+        if len(sockaddr) not in (2, 4) or not isinstance(sockaddr[0], str) \
+                or not isinstance(sockaddr[1], int):
+            raise TypeError("getnameinfo(): illegal sockaddr argument")
+        host, port = sockaddr[0], sockaddr[1] & 0xFFFF
+        address = inet_aton(host)
+        if address is None:
+            six = inet6_literal(host)
+            if six is None:
+                raise gaierror(_socket.EAI_NONAME)
+            address = six[0]
+        name = None if flags & _socket.NI_NUMERICHOST else await self.name_of(address)
+        if name is None:
+            if flags & _socket.NI_NAMEREQD:
+                raise gaierror(_socket.EAI_NONAME)
+            name = address
+        elif flags & _socket.NI_NOFQDN:
+            name = name.split(".", 1)[0]
+        serv = str(port)
+        if not flags & _socket.NI_NUMERICSERV:
+            try:
+                serv = _socket.getservbyport(port, "udp" if flags & _socket.NI_DGRAM else "tcp")
+            except OSError:
+                pass
+        return name, serv
+
+
+def _numeric(hostname: str, family: int) -> tuple[list[tuple[int, str]], int]:
+    v4 = inet_aton(hostname)
+    if v4 is not None:
+        if family == AF_INET6:
+            raise gaierror(_socket.EAI_ADDRFAMILY)
+        return [(AF_INET, v4)], 0
+    v6 = inet6_literal(hostname)
+    if v6 is not None:
+        if family == AF_INET:
+            raise gaierror(_socket.EAI_ADDRFAMILY)
+        return [(AF_INET6, v6[0])], v6[1]
+    return [], 0
+
+
+def _service_ports(port: Any, kinds: list[tuple[int, int]],
+                   flags: int) -> list[tuple[tuple[int, int], int]]:
+    """Each socket kind with its port number, as glibc's gaih_inet_serv picks them."""
+    if port is None:
+        return [(k, 0) for k in kinds]
+    if isinstance(port, int):
+        service = str(port)
+    elif isinstance(port, str):
+        service = port
+    elif isinstance(port, (bytes, bytearray)):
+        service = bytes(port).decode("ascii", "replace")
+    else:
+        raise OSError("Int or String expected")
+    if service.isdigit():
+        return [(k, int(service) & 0xFFFF) for k in kinds]   # glibc truncates to 16 bits
+    if flags & _socket.AI_NUMERICSERV:
+        raise gaierror(_socket.EAI_NONAME)
+    out = []
+    for kind in kinds:
+        pname = {_socket.IPPROTO_TCP: "tcp", _socket.IPPROTO_UDP: "udp"}.get(kind[1])
+        if pname is None:
+            continue
+        try:
+            out.append((kind, _socket.getservbyname(service, pname)))
+        except OSError:
+            continue
+    if not out:
+        raise gaierror(_socket.EAI_SERVICE)
+    return out
