@@ -1,9 +1,9 @@
 """Run a packetdrill script against a fresh tcpio stack on virtual time.
 
 The stack is a sans-IO ``Host`` with one "ip" link (a tun device: whole IPv4
-datagrams, no ARP) at packetdrill's addresses: local 192.168.0.2/16 (packetdrill
-picks a random address in 192.168.0.0/16 whose gateway is 192.168.0.1), remote
-192.0.2.1, server port 8080.  The runner plays the remote end: inbound script
+datagrams, no ARP) at packetdrill's addresses: local 192.168.0.1/16 (what
+Linux's selftests pass with --local_ip; packetdrill alone picks a random address
+in 192.168.0.0/16), remote 192.0.2.1, server port 8080.  The runner plays the remote end: inbound script
 packets are mapped onto the live connection (sequence numbers, ports, TS ecr)
 and injected; outbound ones are compared with what the stack sent, by
 packetdrill's rules (run_packet.c, read for the rules, code written here):
@@ -162,7 +162,7 @@ class Config:
     ts_tick_usecs: int = 0
     ts_ecr_scaled: bool = False
     strict_segments: bool = False
-    local_ip: int = ip_aton("192.168.0.2")
+    local_ip: int = ip_aton("192.168.0.1")
     remote_ip: int = ip_aton("192.0.2.1")
     prefixlen: int = 16
     bind_port: int = 8080
