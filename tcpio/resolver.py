@@ -8,7 +8,10 @@ connection, RFC 7766), sent from the stack's own addresses:
 - numeric hosts never reach DNS: glibc's ``inet_aton`` forms ("10.1",
   "0x7f.1", "4294967295"), and a name of only digits and dots that is not a
   valid address ("10.0.0.300", "1.2.3.4.5") is EAI_NONAME without a query,
-  as glibc's getaddrinfo does; an IPv6 literal for AF_INET is EAI_ADDRFAMILY;
+  as glibc 2.36 gives it for AF_INET (the call CPython's connect makes; for
+  AF_UNSPEC or AI_CANONNAME glibc does send such a name, and a server's
+  NXDOMAIN makes the same EAI_NONAME); an IPv6 literal for AF_INET is
+  EAI_ADDRFAMILY; names res_hnok refuses ("-", "a b") are never sent either;
 - then the hosts table (``stack.hosts``, "localhost" in it), case-insensitive,
   exact names only (glibc's files backend does not match "localhost.");
 - then DNS: the search list (``ndots`` as in resolv.conf(5)), A for AF_INET,
