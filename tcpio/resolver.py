@@ -281,7 +281,8 @@ class Resolver:
 
     ``stats`` counts every answer thrown away and why ("wrong_id",
     "wrong_question", "not_response", "oversized", "short", "wrong_source",
-    "malformed"), plus "queries", "timeouts", "tcp_fallbacks" and "cache_hits".
+    "malformed"), plus "queries", "timeouts", "unreachable" (no route, or an ICMP
+    error), "tcp_fallbacks" and "cache_hits".
     """
 
     def __init__(self, stack: Stack, *, rng: random.Random | None = None) -> None:
@@ -527,8 +528,12 @@ class Resolver:
         query = w.build_query(qid, name, qtype)
         self.stats["queries"] += 1
         catcher = _UdpCatcher()
-        transport, _ = await self._stack.create_datagram_endpoint(lambda: catcher,
-                                                                  remote_addr=server)
+        try:
+            transport, _ = await self._stack.create_datagram_endpoint(lambda: catcher,
+                                                                      remote_addr=server)
+        except OSError:
+            self.stats["unreachable"] += 1      # no route to it: the next server
+            return None
         loop = self._stack.loop
         deadline = loop.time() + self.timeout
         try:
@@ -537,6 +542,7 @@ class Resolver:
                 while catcher.inbox:
                     item = catcher.inbox.popleft()
                     if isinstance(item, OSError):
+                        self.stats["unreachable"] += 1
                         return None              # ICMP unreachable: next server
                     data, addr = item
                     if tuple(addr) != server:

@@ -340,6 +340,24 @@ def test_retries_each_server_then_each_round() -> None:
     assert len(set(seen)) == 3               # a fresh ID per query
 
 
+def test_unreachable_servers_are_skipped_at_once() -> None:
+    # 192.0.2.53: no route (connect fails); 10.0.0.2:5353: ICMP port unreachable.
+    # glibc 2.36 with its only server refusing (port unreachable): EAI_AGAIN at once.
+    async def body(a: Any, server: Server) -> Any:
+        alone = await resolve(a, "x.test")
+        a.set_name_servers(["192.0.2.53", ("10.0.0.2", 5353), "10.0.0.2"], timeout=1,
+                           attempts=1)
+        good = await resolve(a, "x.test")
+        return alone, good, a.resolver.stats["unreachable"]
+
+    def script(q: bytes) -> list[bytes]:
+        return [reply(q, an=a_records(q, "10.2.2.2"))]
+
+    alone, good, unreachable = run(body, script, servers=[("10.0.0.2", 5353)])
+    assert alone == (socket.EAI_AGAIN, 0.0)
+    assert good == (["10.2.2.2"], 0.0) and unreachable == 2 + 2    # 2 rounds alone, then 2
+
+
 # --- cache and search list -------------------------------------------------------------------
 
 def test_answers_are_cached_for_their_ttl() -> None:
