@@ -282,7 +282,8 @@ class Resolver:
     ``stats`` counts every answer thrown away and why ("wrong_id",
     "wrong_question", "not_response", "oversized", "short", "wrong_source",
     "malformed"), plus "queries", "timeouts", "unreachable" (no route, or an ICMP
-    error), "tcp_fallbacks" and "cache_hits".
+    error), "tcp_fallbacks", "cache_hits" and "joined" (a caller that waited for
+    a query already on the wire).
     """
 
     def __init__(self, stack: Stack, *, rng: random.Random | None = None) -> None:
@@ -297,6 +298,7 @@ class Resolver:
         self.stats: collections.Counter[str] = collections.Counter()
         # DNS IDs must not be guessable (RFC 5452); tests may pass a seeded Random.
         self.rng: random.Random = rng if rng is not None else random.SystemRandom()
+        self._inflight: dict[tuple[str, int], asyncio.Future[_Answer]] = {}
 
     def configure(self, servers: Iterable[str | tuple[str, int]],
                   search: Iterable[str] | None = None, *, ndots: int | None = None,
@@ -439,6 +441,25 @@ class Resolver:
             if isinstance(hit, int):
                 raise _Failure(hit, "cached")
             return hit
+        # One query on the wire per name and type at a time: later callers wait
+        # for the same answer (shielded: one caller's cancel is not everyone's).
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._query_servers(key))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._query_done(key, t))
+        else:
+            self.stats["joined"] += 1
+        return await asyncio.shield(task)
+
+    def _query_done(self, key: tuple[str, int], task: asyncio.Future[_Answer]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()          # retrieved: nobody may be left to await it
+
+    async def _query_servers(self, key: tuple[str, int]) -> _Answer:
+        name, qtype = key
         last = _Failure(_socket.EAI_AGAIN, "no answer")
         for _ in range(self.attempts):
             for server in self.nameservers:

@@ -105,8 +105,7 @@ def run(body: Callable[[Any, Server], Any], script: Script, *,
             result = await body(a, server)
             # nothing left behind: every query endpoint and connection closed
             assert not a._endpoints
-            assert all(sk is None for sk in a.host.udp.ports.values()) or \
-                not any(a.host.udp.ports.values())
+            assert not any(a.host.udp.ports.values())
             return result
     return run_on("virtual", main)
 
@@ -356,6 +355,42 @@ def test_unreachable_servers_are_skipped_at_once() -> None:
     alone, good, unreachable = run(body, script, servers=[("10.0.0.2", 5353)])
     assert alone == (socket.EAI_AGAIN, 0.0)
     assert good == (["10.2.2.2"], 0.0) and unreachable == 2 + 2    # 2 rounds alone, then 2
+
+
+def test_concurrent_lookups_of_one_name_share_one_query() -> None:
+    def script(q: bytes) -> list[bytes]:
+        return [reply(q, an=a_records(q, "10.6.6.1"))]
+
+    async def body(a: Any, server: Server) -> Any:
+        first = asyncio.ensure_future(resolve(a, "same.test"))
+        others = [asyncio.ensure_future(resolve(a, "same.test")) for _ in range(3)]
+        await asyncio.sleep(0)
+        others[0].cancel()                      # one caller gives up: the rest still get it
+        got = [(await t)[0] for t in (first, *others[1:])]
+        return got, len(server.queries), a.resolver.stats["joined"]
+
+    got, queries, joined = run(body, script)
+    assert got == [["10.6.6.1"]] * 3 and queries == 1 and joined == 3
+
+
+def test_aaaa_for_af_inet6_and_both_for_af_unspec_ipv4_first() -> None:
+    # The stack speaks IPv4 only so far: RFC 6724 rule 1 puts IPv6 last.
+    def script(q: bytes) -> list[bytes]:
+        d = DNS(q)
+        if d.qd[0].qtype == 28:
+            return [reply(q, an=[DNSRR(rrname=d.qd[0].qname, type="AAAA", rdata="fd00::7",
+                                       ttl=60)])]
+        return [reply(q, an=a_records(q, "10.7.7.7"))]
+
+    async def body(a: Any, server: Server) -> Any:
+        six = await resolve(a, "dual.test", socket.AF_INET6)
+        both = await a.getaddrinfo("dual.test", 80, 0, socket.SOCK_STREAM)
+        return six[0], [i[4] for i in both], sorted(q.qd[0].qtype for q in server.queries)
+
+    six, both, qtypes = run(body, script)
+    assert six == ["fd00::7"]
+    assert both == [("10.7.7.7", 80), ("fd00::7", 80, 0, 0)]
+    assert qtypes == [1, 28]                    # AAAA cached from the first call
 
 
 # --- cache and search list -------------------------------------------------------------------
