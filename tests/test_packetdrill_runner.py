@@ -247,3 +247,30 @@ def test_tcp_info_blocks_are_asserted(tmp_path) -> None:
 def test_tcp_info_blocks_only_evaluate_assertions(tmp_path, block: str, what: str) -> None:
     res = run(tmp_path, f"   +0 %{{ {block} }}%\n")
     assert res.status == "unsupported" and what in res.message, res.report()
+
+
+def test_poll_sendmsg_ioctl_and_options(tmp_path) -> None:
+    """poll() reports POLLOUT on an idle connection and POLLIN once data came
+    (a blocking poll returning when it arrives), sendmsg's iovecs add up,
+    SIOCOUTQ counts unacked bytes, SO_LINGER and TCP_CONGESTION round-trip."""
+    res = run(tmp_path, """\
+   +0 poll([{fd=4, events=POLLIN|POLLOUT, revents=POLLOUT}], 1, 0) = 1
+   +0...0.050 poll([{fd=4, events=POLLIN, revents=POLLIN}], 1, 1000) = 1
+ +.05 < P. 1:11(10) ack 1 win 257
+   +0 > . 1:1(0) ack 11
+   +0 poll([{fd=4, events=POLLIN, revents=POLLIN}], 1, 0) = 1
+   +0 sendmsg(4, {msg_name(...)=..., msg_iov(2)=[{..., 30}, {..., 70}], msg_flags=0}, 0) = 100
+   +0 > P. 1:101(100) ack 11
+   +0 ioctl(4, SIOCOUTQ, [100]) = 0
+   +0 setsockopt(4, SOL_SOCKET, SO_LINGER, {onoff=1, linger=5}, 8) = 0
+   +0 getsockopt(4, SOL_SOCKET, SO_LINGER, {onoff=1, linger=5}, [8]) = 0
+   +0 setsockopt(4, SOL_TCP, TCP_CONGESTION, "reno", 4) = 0
+   +0 getsockopt(4, SOL_TCP, TCP_CONGESTION, "reno", [16]) = 0
+""")
+    assert res.passed, res.report()
+    res = run(tmp_path, "   +0 poll([{fd=4, events=POLLIN, revents=POLLIN}], 1, 0) = 1\n")
+    assert res.status == "fail" and "Expected result 1 but got 0" in res.message
+    res = run(tmp_path, "   +0...0.200 poll([{fd=4, events=POLLIN}], 1, 100) = 0\n")
+    assert res.status == "fail" and "system call return" in res.message  # returns at 0.1
+    res = run(tmp_path, "   +0 poll([{fd=4, events=POLLIN|POLLOUT, revents=POLLIN}], 1, 0) = 1\n")
+    assert res.status == "fail" and "poll revents: expected: 0x1 actual: 0x4" in res.message

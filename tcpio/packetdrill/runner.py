@@ -241,6 +241,8 @@ class Runner:
         self.event: ast.Event | None = None
         self.steps = 0
         self.alarms: list[float] = []
+        # id(call) -> a check to run after its result is verified (poll's revents)
+        self.post_checks: dict[int, Callable[[], None]] = {}
 
     # --- setup ----------------------------------------------------------------------
     def _apply_options(self) -> None:
@@ -789,6 +791,12 @@ class Runner:
         self._verify_result(ev, call, res[0], res[1])
 
     def _verify_result(self, ev: ast.Event, call: ast.Syscall, ret: int, err: int) -> None:
+        self._verify_return(ev, call, ret, err)
+        post = self.post_checks.pop(id(call), None)
+        if post is not None:
+            post()
+
+    def _verify_return(self, ev: ast.Event, call: ast.Syscall, ret: int, err: int) -> None:
         expected = self.int_value(call.result, ev)
         fd_mode = call.name in ("socket", "accept", "accept4")
         if fd_mode and expected >= 0:
@@ -1239,9 +1247,13 @@ class Runner:
                 ready += bool(r)
             if ready == 0 and (deadline is None or self.now < deadline - 1e-9):
                 return WOULD_BLOCK
-            for (_f, _events, want), r in zip(entries, got):
-                if want is not None and want != r:
-                    raise Failure(ev.line, f"poll revents: expected: {want:#x} actual: {r:#x}")
+            def check_revents() -> None:
+                # after the result, as packetdrill's pollfds_check
+                for (_f, _events, want), r in zip(entries, got):
+                    if want is not None and want != r:
+                        raise Failure(ev.line, f"poll revents: expected: {want:#x} "
+                                      f"actual: {r:#x}")
+            self.post_checks[id(call)] = check_revents
             return ready, 0
         if deadline is not None:
             self._poll_deadline(deadline)
