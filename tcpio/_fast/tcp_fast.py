@@ -32,15 +32,13 @@ what the header alone says: the flags are ACK (PSH, ECE, CWR allowed; no
 SYN, FIN, RST or URG) and the options are at most a timestamp (no SACK
 blocks).  Declined here: another state, a segment not at rcv_nxt, loss
 recovery, an out-of-order queue, pending urgent data, a window change, a
-timestamp missing or older than ts_recent (PAWS); for data, a closed receive
-window or an ACK other than snd_una (unless ``new_ack_data``: then one up to
-snd_nxt is taken, and tcp_ack runs after the data is queued); for a bare
-ACK, one below snd_una or above snd_nxt.  An accepted bare ACK gets the
-timestamp bookkeeping here, then tcp_ack through the ``ack_predicted`` hook
-when it acknowledges new data, duplicates an ACK with data in flight or
-answers a probe, as Linux's fast path calls tcp_ack.  The compiled
-receive classifier (rx.pyx) calls ``_rcv_established_c`` with a pointer into
-the frame instead.
+timestamp missing or older than ts_recent (PAWS), an ACK below snd_una or
+above snd_nxt; for data, a closed receive window or (unless
+``new_ack_data``) an ACK of new data.  tcp_ack runs through the
+``ack_predicted`` hook, as Linux's fast path calls it: after queueing the
+data, for a bare ACK of new data, a duplicate with data in flight or the
+answer to a probe.  The compiled receive classifier (rx.pyx) calls
+``_rcv_established_c`` with a pointer into the frame instead.
 
 ``TcpCb`` is the part of the control block these paths use (C fields when
 compiled, see tcp_fast.pxd); ``core.tcp.sock.TcpSock`` subclasses it.
@@ -79,8 +77,8 @@ else:
 
 from tcpio._fast import load
 
-__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue", "event_data_recv",
-           "rcv_established",
+__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue", "event_data_recv", "new_data_sent",
+           "rcv_established", "rcv_rtt_update",
            "receive_window", "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
@@ -182,10 +180,7 @@ class TcpCb:
     rtx: list[TxSeg]
 
     def __init__(self) -> None:
-        # Read by the bare-ACK rule only when nothing else decides it: zero
-        # in both builds for a control block that never probed (a C field
-        # starts at 0; give the interpreted one the same start).
-        self.probes_out = 0
+        self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
 
 
 class TxSeg:
@@ -406,13 +401,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     # Commit: nothing below declines the segment.
     _store_ts_recent(sk, seq, has_ts, ts_val, now)
     if sk.tstamp_ok and ts_ecr:
-        # tcp_rcv_rtt_measure_ts: the receiver's RTT, for buffer autotuning
-        d = u32(tcp_time_stamp(now) + sk.ts_off - ts_ecr)
-        if d < 0x7FFFFFFF:
-            sample = d / 1000.0
-            if sample < 0.001:
-                sample = 0.001
-            sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
+        sk.rcv_rtt = rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ts_ecr, now)
     _queue_tail(sk.rq, data, n)
     sk.rcv_nxt = u32(seq + n)
     event_data_recv(sk, n)
@@ -430,10 +419,21 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     return 1
 
 
+def rcv_rtt_update(rcv_rtt: float, ts_off: int, ts_ecr: int, now: float) -> float:
+    """tcp_rcv_rtt_measure_ts for both paths: the receiver's RTT estimate
+    updated from the echoed timestamp (a sample of at least 1 ms)."""
+    d = u32(tcp_time_stamp(now) + ts_off - ts_ecr)
+    if d >= 0x7FFFFFFF:
+        return rcv_rtt
+    sample = d / 1000.0
+    if sample < 0.001:
+        sample = 0.001
+    return sample if not rcv_rtt else rcv_rtt * 0.875 + sample * 0.125
+
+
 def event_data_recv(sk: TcpCb, n: int) -> None:
-    """tcp_event_data_recv for ``n`` bytes received: the peer's MSS guess, and
-    quick-ACK mode for half a window of segments at the start
-    (tcp_incr_quickack).  The slow path's too."""
+    """tcp_event_data_recv for both paths: the peer's MSS guess, quick-ACK
+    mode at the start (tcp_incr_quickack)."""
     if sk is None:
         raise TypeError("event_data_recv: a TcpCb is required")
     if n > sk.rcv_mss:
@@ -447,10 +447,8 @@ def event_data_recv(sk: TcpCb, n: int) -> None:
 
 
 def ack_snd_check(sk: TcpCb, now: float) -> None:
-    """__tcp_ack_snd_check, for both paths: with an ACK pending, ACK now for
-    more than one full segment unacknowledged when the window can advance, in
-    quick-ACK mode, or with a hole (RFC 1122 4.2.3.2, RFC 5681 4.2); else
-    arm the delayed-ACK timer (not pushing an armed one back)."""
+    """__tcp_ack_snd_check for both paths: ACK now for two full segments (if
+    the window moved), in quick-ACK mode or with a hole; else delay."""
     if sk is None:
         raise TypeError("ack_snd_check: a TcpCb is required")
     if not sk.ack_pending or sk.dead:
@@ -467,9 +465,8 @@ def ack_snd_check(sk: TcpCb, now: float) -> None:
 
 def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
                     ts_ecr: int, data: Any, now: float, new_ack_data: bool = False) -> bool:
-    """True if the segment took the fast path (then it is fully processed).
-    ``new_ack_data``: also take in-order data that acknowledges new data
-    (tcp_input's caller; the classifier leaves it to the layered path)."""
+    """True if the segment took the fast path (then it is fully processed);
+    ``new_ack_data``: see the module docstring."""
     if sk is None:
         raise TypeError("rcv_established: a TcpCb is required")
     if cython.compiled:
@@ -486,11 +483,9 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
 # --- the send loop -------------------------------------------------------------------------------
 
 def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -> bool:
-    """May the next segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go
-    out now?  tcp_write_xmit's three tests, for both send loops: tcp_cwnd_test
-    (no room sets is_cwnd_limited), tcp_snd_wnd_test (the peer's window) and
-    tcp_nagle_test with Minshall's tweak (at most one small segment unacked;
-    a FIN is never held back)."""
+    """May segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go now?  Both
+    send loops' tcp_cwnd_test (no room: is_cwnd_limited), tcp_snd_wnd_test
+    and tcp_nagle_test with Minshall's tweak (a FIN is never held back)."""
     if sk is None:
         raise TypeError("xmit_test: a TcpCb is required")
     if sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
@@ -500,6 +495,28 @@ def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -
         return False
     return not (seglen < mss and not fin and not sk.nodelay and sk.packets_out
                 and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq))
+
+
+def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: float) -> None:
+    """tcp_event_new_data_sent + tcp_minshall_update for both send loops: a new
+    segment [seq, end) (``flags``: its SYN/FIN bits) goes on sk.rtx."""
+    if sk is None:
+        raise TypeError("new_data_sent: a TcpCb is required")
+    if not sk.packets_out:
+        assert _data_sent_idle is not None
+        _data_sent_idle(sk, now)
+    seg = TxSeg.__new__(TxSeg)
+    seg.seq = seq
+    seg.end_seq = end
+    seg.flags = flags
+    seg.sacked = 0
+    seg.tstamp = now
+    seg.retrans = 0
+    sk.rtx.append(seg)
+    sk.packets_out += 1
+    sk.snd_nxt = end
+    if small:
+        sk.snd_sml = end
 
 
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
@@ -537,26 +554,12 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         end = u32(seq + seglen)
         if not xmit_test(sk, seq, end, seglen, mss, False):
             break       # (rwnd-limited: tcp_output arms the probe timer)
-        if not sk.packets_out:
-            assert _data_sent_idle is not None
-            _data_sent_idle(sk, now)
         # wq holds [wq_seq, write_seq): checked before anything changes
         off = u32(seq - wq_seq)
         if off + seglen > len(wq):
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
         flags = _TCPHDR_ACK | _TCPHDR_PSH if seglen == unsent else _TCPHDR_ACK
-        seg = TxSeg.__new__(TxSeg)
-        seg.seq = seq
-        seg.end_seq = end
-        seg.flags = 0
-        seg.sacked = 0
-        seg.tstamp = now
-        seg.retrans = 0
-        sk.rtx.append(seg)
-        sk.packets_out += 1
-        sk.snd_nxt = end
-        if seglen < mss:
-            sk.snd_sml = end
+        new_data_sent(sk, seq, end, 0, seglen < mss, now)
         window = tcp_select_window(sk)
         # the IP ID from the destination's counter (IpIdents.next)
         ident = ids[bucket]

@@ -1,7 +1,7 @@
 """Receiving side (net/ipv4/tcp_input.c): the state machine for full socks.
 
-``tcp_rcv_established`` is the header-prediction fast path (kept small so it
-can move into Cython); everything else goes through
+``tcp_rcv_established`` is header prediction (tcpio._fast.tcp_fast's, called
+for every candidate segment); everything else goes through
 ``tcp_rcv_state_process``, which follows RFC 9293 3.10.7 and Linux's order of
 checks: PAWS, sequence acceptability, RST, SYN (RFC 5961), ACK, data, FIN.
 """
@@ -115,17 +115,11 @@ class Skb:
 
 # --- the fast path ---------------------------------------------------------------
 def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
-    """Header prediction: an in-order pure ACK or data segment on an idle,
-    loss-free connection takes the short path; anything else the slow one.
-
-    The prediction itself is ``tcp_fast.rcv_established`` (the one source; the
-    host's receive classifier usually ran it already, segments reach here from
-    the layered path, e.g. loopback).  Only what it cannot see in its
-    arguments is checked here, as the classifier does when it parses: the
-    flags are exactly ACK (PSH, ECE, CWR allowed) and there are no SACK blocks.
-    Here it also takes in-order data that acknowledges new data (which the
-    classifier leaves to this path).  What it declines is the state
-    machine's."""
+    """Header prediction is tcp_fast.rcv_established's (the classifier usually
+    ran it on the whole frame already; this is the layered path, e.g.
+    loopback): only the header checks the classifier makes while parsing are
+    here (flags exactly ACK, no SACK blocks); this call also takes in-order
+    data acking new data.  Whatever it declines is the state machine's."""
     opts = skb.opts
     ts_val = opts.ts_val
     if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
@@ -626,13 +620,10 @@ def tcp_rcv_rtt_measure_ts(sk: TcpSock, skb: Skb, now: float) -> None:
     """The receiver's RTT from the echoed timestamp (for buffer autotuning)."""
     ecr = skb.opts.ts_ecr
     if ecr:
-        d = (tcp_time_stamp(now) + sk.ts_off - ecr) & 0xFFFFFFFF
-        if d < 0x7FFFFFFF:
-            sample = max(d / 1000.0, 0.001)
-            sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
+        sk.rcv_rtt = _tcp_fast.rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ecr, now)
 
 
-# The peer's MSS guess and quick-ACK mode for received data: the fast path's.
+# (the fast path's, like __tcp_ack_snd_check below)
 tcp_event_data_recv = _tcp_fast.event_data_recv
 
 
@@ -799,8 +790,6 @@ def tcp_data_snd_check(sk: TcpSock, now: float) -> None:
         tcp_write_xmit(sk, now)
 
 
-# ACK now (two full segments unacked, quick-ACK mode, a hole) or delay: the
-# fast path's decision.
 __tcp_ack_snd_check = _tcp_fast.ack_snd_check
 
 

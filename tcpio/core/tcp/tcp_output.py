@@ -56,6 +56,7 @@ else:
     _tcp_fast = _fast.load("tcp_fast")
 TxSeg = _tcp_fast.TxSeg
 xmit_test = _tcp_fast.xmit_test
+new_data_sent = _tcp_fast.new_data_sent
 
 
 # States in which new data / FIN may still go out.
@@ -335,21 +336,13 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
         flags = TCPHDR_ACK | TCPHDR_FIN if fin else TCPHDR_ACK
         seq = sk.snd_nxt
         end = (seq + seglen + (1 if fin else 0)) & 0xFFFFFFFF
-        # cwnd, the peer's window, Nagle: the compiled loop's own tests
         if not xmit_test(sk, seq, end, seglen, mss, fin):
             break   # (rwnd-limited: the probe timer below takes over)
-        if not sk.packets_out:
-            tcp_event_data_sent_idle(sk, now)
         off = seq_diff(seq, wq_seq)
         payload = memoryview(wq)[off:off + seglen] if seglen else b""
         if seglen:
             flags |= TCPHDR_PSH if seglen == unsent else 0
-        seg = TxSeg(seq, end, flags & TCPHDR_FIN, now)
-        sk.rtx.append(seg)
-        sk.packets_out += 1
-        sk.snd_nxt = end
-        if seglen < mss:
-            sk.snd_sml = end
+        new_data_sent(sk, seq, end, flags & TCPHDR_FIN, seglen < mss, now)
         tcp_transmit_skb(sk, seq, flags, payload, now)
         if isinstance(payload, memoryview):
             payload.release()
