@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from scapy.layers.dns import DNS, DNSRR, DNSRRSOA
-from stackutil import run_on, wired_stacks
+from stackutil import LOOPS, run_on, wired_stacks
 
 from tcpio import dns_wire as w
 from tcpio.resolver import inet_aton
@@ -84,7 +84,8 @@ def rr_a(ip: str, *, name: bytes = b"\xc0\x0c", rclass: int = 1, rdata: bytes | 
 
 
 def run(body: Callable[[Any, Server], Any], script: Script, *,
-        tcp: Callable[[bytes], bytes] | None = None, **config: Any) -> Any:
+        tcp: Callable[[bytes], bytes] | None = None, loop: str = "virtual",
+        **config: Any) -> Any:
     """Run ``body(a, server)`` with a resolving through b's scripted port 53."""
     async def main() -> Any:
         async with wired_stacks() as (a, b):
@@ -107,7 +108,7 @@ def run(body: Callable[[Any, Server], Any], script: Script, *,
             assert not a._endpoints
             assert not any(a.host.udp.ports.values())
             return result
-    return run_on("virtual", main)
+    return run_on(loop, main)
 
 
 async def resolve(a: Any, name: str, family: int = socket.AF_INET) -> Any:
@@ -391,6 +392,21 @@ def test_aaaa_for_af_inet6_and_both_for_af_unspec_ipv4_first() -> None:
     assert six == ["fd00::7"]
     assert both == [("10.7.7.7", 80), ("fd00::7", 80, 0, 0)]
     assert qtypes == [1, 28]                    # AAAA cached from the first call
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_udp_answer_and_tcp_fallback_on_every_loop(loop: str) -> None:
+    many = [f"10.9.0.{i}" for i in range(1, 61)]
+
+    def udp(q: bytes) -> list[bytes]:
+        name = DNS(q).qd[0].qname
+        return [reply(q, tc=1)] if name == b"many.test." else [reply(q, an=a_records(q, "10.9.9.1"))]
+
+    async def body(a: Any, server: Server) -> Any:
+        return (await resolve(a, "one.test"))[0], (await resolve(a, "many.test"))[0]
+
+    one, got = run(body, udp, tcp=lambda q: reply(q, an=a_records(q, *many)), loop=loop)
+    assert one == ["10.9.9.1"] and got == many
 
 
 # --- cache and search list -------------------------------------------------------------------

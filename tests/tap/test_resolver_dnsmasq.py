@@ -10,7 +10,8 @@ names the same dnsmasq.
 
 ``many.zone.test`` has 60 A records, 960 bytes of answer: dnsmasq truncates
 its UDP answer to a query without EDNS (512 bytes, RFC 1035 4.2.1) and sets
-TC, so tcpio must ask again over TCP.
+TC, so tcpio must ask again over TCP.  Each test runs on asyncio's default
+loop and on uvloop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_core import both_loops
 from netns import KernelPeer, kernel_peer
 
 pytestmark = pytest.mark.tap
@@ -122,6 +124,7 @@ async def tcpio_answers(peer: KernelPeer, lookups: list[tuple[str, int]]) -> lis
 
 
 @needs_dnsmasq
+@both_loops
 async def test_tcpio_resolves_as_glibc_does_through_dnsmasq(tap_required: None,
                                                             tmp_path: Path) -> None:
     async with kernel_peer(ipv6=False) as peer, dnsmasq(peer, tmp_path):
@@ -141,6 +144,7 @@ async def test_tcpio_resolves_as_glibc_does_through_dnsmasq(tap_required: None,
 
 
 @needs_dnsmasq
+@both_loops
 async def test_open_connection_by_name_over_tap(tap_required: None, tmp_path: Path) -> None:
     async with kernel_peer(ipv6=False) as peer, dnsmasq(peer, tmp_path):
         peer.stack.set_name_servers([peer.kernel_ip], search=["zone.test"])
