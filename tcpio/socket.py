@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 from tcpio.core.addr import ip_aton, ip_ntoa
 from tcpio.core.errors import sock_error
-from tcpio.resolver import gaierror, inet_aton
+from tcpio.netdb import gaierror, inet_aton
 
 SOCK_STREAM = _socket.SOCK_STREAM
 SOCK_DGRAM = _socket.SOCK_DGRAM

@@ -33,7 +33,8 @@ from tcpio.core.errors import sock_error
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 from tcpio.devices.base import Device
-from tcpio.resolver import HostsTable, Resolver
+from tcpio.netdb import HostsTable
+from tcpio.resolver import Resolver
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+

@@ -30,7 +30,7 @@ from scapy.layers.dns import DNS, DNSRR, DNSRRSOA
 from stackutil import LOOPS, run_on, wired_stacks
 
 from tcpio import dns_wire as w
-from tcpio.resolver import inet_aton
+from tcpio.netdb import inet_aton
 
 Script = Callable[[bytes], list[bytes]]
 
