@@ -43,7 +43,7 @@ import asyncio
 import collections
 import random
 import socket as _socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,25 +121,24 @@ class _Failure(Exception):
 
 
 class _UdpCatcher(asyncio.DatagramProtocol):
-    """Hands the resolver each datagram and ICMP error of one query's endpoint."""
+    """One query's endpoint: each datagram is judged as it arrives (``judge``
+    counts the drops), and the first that answers the query, or an ICMP error,
+    ends the wait.  Nothing is queued, so a flood costs no memory."""
 
-    def __init__(self) -> None:
-        self.inbox: collections.deque[tuple[bytes, Any] | OSError] = collections.deque()
-        self.changed: asyncio.Future[None] | None = None
-
-    def _wake(self) -> None:
-        if self.changed is not None and not self.changed.done():
-            self.changed.set_result(None)
+    def __init__(self, judge: Callable[[bytes, Any], w.Message | object | None]) -> None:
+        self.judge = judge
+        self.done: asyncio.Future[w.Message | object | None] = \
+            asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if len(self.inbox) < 64:          # a flood costs a bounded queue, not memory
-            self.inbox.append((data, addr))
-        self._wake()
+        if not self.done.done():
+            msg = self.judge(data, addr)
+            if msg is not None:
+                self.done.set_result(msg)
 
     def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, OSError):
-            self.inbox.append(exc)
-        self._wake()
+        if not self.done.done():
+            self.done.set_result(exc)
 
 
 _MALFORMED = object()
@@ -417,7 +416,14 @@ class Resolver:
         qid = self.rng.getrandbits(16)
         query = w.build_query(qid, name, qtype)
         self.stats["queries"] += 1
-        catcher = _UdpCatcher()
+
+        def judge(data: bytes, addr: Any) -> w.Message | object | None:
+            if tuple(addr) != server:
+                self.stats["wrong_source"] += 1
+                return None
+            return self._check(data, qid, name, qtype, w.UDP_MAX)
+
+        catcher = _UdpCatcher(judge)
         try:
             transport, _ = await self._stack.create_datagram_endpoint(lambda: catcher,
                                                                       remote_addr=server)
@@ -428,36 +434,20 @@ class Resolver:
         deadline = loop.time() + self.timeout
         try:
             transport.sendto(query)
-            while True:
-                while catcher.inbox:
-                    item = catcher.inbox.popleft()
-                    if isinstance(item, OSError):
-                        self.stats["unreachable"] += 1
-                        return None              # ICMP unreachable: next server
-                    data, addr = item
-                    if tuple(addr) != server:
-                        self.stats["wrong_source"] += 1
-                        continue
-                    msg = self._check(data, qid, name, qtype, w.UDP_MAX)
-                    if msg is None:
-                        continue
-                    if isinstance(msg, w.Message) and msg.tc:
-                        self.stats["tcp_fallbacks"] += 1
-                        transport.close()
-                        return await self._ask_tcp(server, query, qid, name, qtype,
-                                                   deadline - loop.time())
-                    return msg
-                left = deadline - loop.time()
-                if left <= 0:
-                    self.stats["timeouts"] += 1
-                    return None
-                catcher.changed = loop.create_future()
-                try:
-                    await asyncio.wait_for(catcher.changed, left)
-                except asyncio.TimeoutError:
-                    pass
+            try:
+                msg = await asyncio.wait_for(asyncio.shield(catcher.done), self.timeout)
+            except asyncio.TimeoutError:
+                self.stats["timeouts"] += 1
+                return None
         finally:
             transport.close()
+        if isinstance(msg, OSError):
+            self.stats["unreachable"] += 1      # an ICMP error: the next server
+            return None
+        if isinstance(msg, w.Message) and msg.tc:
+            self.stats["tcp_fallbacks"] += 1
+            return await self._ask_tcp(server, query, qid, name, qtype, deadline - loop.time())
+        return msg
 
     async def _ask_tcp(self, server: tuple[str, int], query: bytes, qid: int, name: str,
                        qtype: int, left: float) -> w.Message | object | None:

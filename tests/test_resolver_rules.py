@@ -20,6 +20,7 @@ timeouts and TTLs pass in no real time.  The references:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from collections.abc import Callable
@@ -84,7 +85,7 @@ def rr_a(ip: str, *, name: bytes = b"\xc0\x0c", rclass: int = 1, rdata: bytes | 
 
 
 def run(body: Callable[[Any, Server], Any], script: Script, *,
-        tcp: Callable[[bytes], bytes] | None = None, loop: str = "virtual",
+        tcp: Callable[[bytes], bytes | None] | None = None, loop: str = "virtual",
         **config: Any) -> Any:
     """Run ``body(a, server)`` with a resolving through b's scripted port 53."""
     async def main() -> Any:
@@ -96,8 +97,12 @@ def run(body: Callable[[Any, Server], Any], script: Script, *,
                                  writer: asyncio.StreamWriter) -> None:
                     size = int.from_bytes(await reader.readexactly(2), "big")
                     answer = tcp(await reader.readexactly(size))
-                    writer.write(len(answer).to_bytes(2, "big") + answer)
-                    await writer.drain()
+                    if answer == b"":                     # a server that never answers
+                        with contextlib.suppress(ConnectionError):
+                            await reader.read()             # until the client gives up
+                    if answer is not None:                  # None: close without an answer
+                        writer.write(len(answer).to_bytes(2, "big") + answer)
+                        await writer.drain()
                     writer.close()
                 await b.start_server(handle, "10.0.0.2", 53)
             config.setdefault("timeout", 1.0)
@@ -315,6 +320,38 @@ def test_truncated_answer_is_asked_again_over_tcp(cut: bool) -> None:
     assert "ESTAB" not in states and "ESTABLISHED" not in states
 
 
+@pytest.mark.parametrize("case, tcp, expected", [
+    ("wrong id", lambda q: raw_answer(q, rr_a("1.1.1.1"), qid=DNS(q).id ^ 0x8000), socket.EAI_AGAIN),
+    ("closed", lambda q: None, socket.EAI_AGAIN),
+    ("silent", lambda q: b"", socket.EAI_AGAIN),
+    ("pointer loop", lambda q: CASES["loop"][0](q)[0],
+     socket.EAI_NODATA),
+    ("truncated again", lambda q: reply(q, tc=1), socket.EAI_NODATA),
+])
+def test_hostile_answers_over_tcp(case: str, tcp: Callable[[bytes], bytes | None],
+                                  expected: int) -> None:
+    async def body(a: Any, server: Server) -> Any:
+        got, took = await resolve(a, "tc.test")
+        await asyncio.sleep(1)
+        return got, took, [c.state for c in a.connections()]
+
+    got, took, states = run(body, lambda q: [reply(q, tc=1)], tcp=tcp, attempts=1, timeout=1.0)
+    assert got == expected and took <= 1.0 + 0.01
+    assert states == []               # aborted (RST), not left open or closing
+
+
+def test_a_flood_of_forged_answers_is_counted_and_the_answer_still_gets_through() -> None:
+    def script(q: bytes) -> list[bytes]:
+        forged = [raw_answer(q, rr_a("6.6.6.6"), qid=(DNS(q).id + i) & 0xFFFF)
+                  for i in range(1, 301)]
+        return [*forged, reply(q, an=a_records(q, "10.1.1.1"))]
+
+    async def body(a: Any, server: Server) -> Any:
+        return (await resolve(a, "x.test"))[0], a.resolver.stats["wrong_id"]
+
+    assert run(body, script) == (["10.1.1.1"], 300)
+
+
 def test_truncated_answer_with_no_tcp_server_is_eai_again() -> None:
     # glibc 2.36: TC set and TCP refused -> "Temporary failure in name resolution"
     async def body(a: Any, server: Server) -> Any:
@@ -515,11 +552,12 @@ def test_numeric_hosts_as_socket_getaddrinfo_reads_them(host: str, family: int) 
 
 
 @pytest.mark.parametrize("host", ["10.0.0.300", "256.1.1.1", "1.2.3.4.5", "4294967296", "-",
-                                  "a b", ""])
+                                  "a b", "", "a." * 126 + "test"])
 def test_malformed_hosts_are_eai_noname_without_a_query(host: str) -> None:
     # glibc 2.36, AF_INET without AI_CANONNAME (CPython's connect): an all-numeric
-    # name that is no address, or one res_hnok refuses, is EAI_NONAME and never
-    # sent (measured: no query reached the server).  tcpio never sends them.
+    # name that is no address, one res_hnok refuses, or one longer than a DNS name
+    # can be (256 characters), is EAI_NONAME and never sent (measured: no query
+    # reached the server).  tcpio never sends them.
     async def body(a: Any, server: Server) -> Any:
         return (await resolve(a, host))[0], len(server.queries)
 
