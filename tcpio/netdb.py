@@ -119,6 +119,7 @@ class HostsTable:
 
     def __init__(self, text: str = DEFAULT_HOSTS) -> None:
         self._by_name: dict[str, list[str]] = {}
+        self._official: dict[str, str] = {}     # any name -> its first line's first name
         self._names: dict[str, str] = {}
         self.load(text)
 
@@ -144,9 +145,11 @@ class HostsTable:
             addrs = self._by_name.setdefault(name.lower(), [])
             if canon not in addrs:
                 addrs.append(canon)
+            self._official.setdefault(name.lower(), names[0])
         self._names.setdefault(canon, names[0])
 
     def remove(self, name: str) -> None:
+        self._official.pop(name.lower(), None)
         for addr in self._by_name.pop(name.lower(), []):
             if self._names.get(addr, "").lower() == name.lower():
                 del self._names[addr]
@@ -158,6 +161,11 @@ class HostsTable:
             if family in (AF_UNSPEC, fam):
                 found.append((fam, addr))
         return found
+
+    def canonical(self, name: str) -> str:
+        """The official name (the first on the first line naming it), as glibc's
+        files backend gives it for AI_CANONNAME."""
+        return self._official.get(name.lower(), name)
 
     def name_of(self, address: str) -> str | None:
         return self._names.get(address)

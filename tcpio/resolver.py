@@ -115,9 +115,10 @@ class DnsCache:
 # --- one query on the wire -------------------------------------------------------------------
 
 class _Failure(Exception):
-    def __init__(self, code: int, detail: str) -> None:
+    def __init__(self, code: int, detail: str, *, servfail: bool = False) -> None:
         super().__init__(detail)
         self.code = code
+        self.servfail = servfail      # the server answered that it failed (vs. silence)
 
 
 class _UdpCatcher(asyncio.DatagramProtocol):
@@ -232,7 +233,7 @@ class Resolver:
         not numeric; ``socket.gaierror`` when there is none."""
         found = self.hosts.lookup(name, family)
         if found:
-            return name, found
+            return self.hosts.canonical(name), found
         if not valid_hostname(name):
             raise gaierror(_socket.EAI_NONAME)
         if not self.nameservers:
@@ -251,7 +252,7 @@ class Resolver:
                 if exc.code == _socket.EAI_NODATA:
                     nodata = nodata or exc
                 elif exc.code == _socket.EAI_AGAIN:
-                    if exc.args[0] != "server failure":
+                    if not exc.servfail:
                         break             # silence: the next domain would time out too
                     servfail = servfail or exc
         # res_search's verdict: NODATA for any domain beats a server failure,
@@ -345,7 +346,7 @@ class Resolver:
                 if rcode == w.NOERROR:
                     return self._answer(key, msg, qtype)
                 last = _Failure(_socket.EAI_NONAME, "FORMERR") if rcode == w.FORMERR else \
-                    _Failure(_socket.EAI_AGAIN, "server failure")
+                    _Failure(_socket.EAI_AGAIN, "server failure", servfail=True)
         raise last
 
     def _answer(self, key: tuple[str, int], msg: w.Message, qtype: int) -> _Answer:

@@ -611,6 +611,18 @@ def test_localhost_comes_from_the_hosts_table() -> None:
     assert dotted == socket.EAI_NONAME and queries == 1
 
 
+def test_hosts_table_canonical_name_and_every_line_as_glibc_files() -> None:
+    # glibc 2.36, "hosts: files", the same two lines in /etc/hosts:
+    # getaddrinfo("PEER.test", AI_CANONNAME) -> [("peer", 10.0.0.2), ("", 10.0.0.3)]
+    async def body(a: Any, server: Server) -> Any:
+        a.hosts.load("10.0.0.2 peer peer.test  # a comment\n10.0.0.3 peer.test\n")
+        infos = await a.getaddrinfo("PEER.test", 80, socket.AF_INET, socket.SOCK_STREAM, 0,
+                                    socket.AI_CANONNAME)
+        return [(i[3], i[4][0]) for i in infos]
+
+    assert run(body, lambda q: []) == [("peer", "10.0.0.2"), ("", "10.0.0.3")]
+
+
 def test_getnameinfo_asks_for_the_ptr_record() -> None:
     def script(q: bytes) -> list[bytes]:
         qname = DNS(q).qd[0].qname
