@@ -45,7 +45,7 @@ def test_listen_gives_the_socket_its_own_queues():
 
 def test_an_unlisted_attribute_cannot_be_set_on_the_compiled_socket():
     if not _fast.is_compiled(_fast.load("tcp_fast")):
-        pytest.skip("the interpreted TcpCb keeps a dict (only the compiled build is slotted)")
+        pytest.skip("compiled build only: the interpreted TcpCb keeps a dict")
     sk = established().sk
     assert not hasattr(sk, "__dict__")
     with pytest.raises(AttributeError):
@@ -57,7 +57,7 @@ def test_a_socket_costs_less_than_3_kib():
     RTT and congestion state), measured with tracemalloc: under issue 11's
     3 KiB per bare socket (compiled build; the interpreted one keeps a dict)."""
     if not _fast.is_compiled(_fast.load("tcp_fast")):
-        pytest.skip("the 3 KiB target is the compiled build's")
+        pytest.skip("compiled build only: the 3 KiB target is the compiled build's")
     proto = established().host.tcp
     proto.socket()                               # warm every code path once
     tracemalloc.start()
