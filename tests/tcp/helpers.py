@@ -67,6 +67,10 @@ class FakeHost:
         self.tcp = TcpProto(self)
 
     # the NetHost contract (tcpio/core/protocol.py)
+    def defer_to_batch_end(self, fn: Any, owner: Any) -> bool:
+        """No receive batches here: every segment is its own (ACK at once)."""
+        return False
+
     def ip_output(self, proto: int, src: int | None, dst: int, payload: Any, *,
                   ttl: int | None = None, tos: int = 0, df: bool = False) -> None:
         assert proto == IPPROTO_TCP

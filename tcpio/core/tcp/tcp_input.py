@@ -793,8 +793,33 @@ def tcp_data_snd_check(sk: TcpSock, now: float) -> None:
 __tcp_ack_snd_check = _tcp_fast.ack_snd_check
 
 
+# ACK coalescing: at most this much newly received data waits for the end of
+# a receive batch before its ACK goes (GRO's largest aggregate, 64 KiB).
+TCP_ACK_COALESCE_MAX = 65536
+
+
+def tcp_send_ack_or_coalesce(sk: TcpSock, now: float) -> None:
+    """__tcp_ack_snd_check decided to ACK now (two full segments unacked, or
+    quick-ACK mode, or out-of-order data).  Linux makes that decision once per
+    GRO aggregate, not per segment: in-order segments of one flow arriving
+    together get one ACK for all of them.  So inside a receive batch the ACK
+    for in-order data waits for the batch's end (``host.defer_to_batch_end``),
+    unless 64 KiB are already unacknowledged; an ACK with a hole (out-of-order
+    data: dupACKs with SACK blocks, which the sender counts) goes at once."""
+    if (sk.ofo or seq_diff(sk.rcv_nxt, sk.rcv_wup) >= TCP_ACK_COALESCE_MAX
+            or not sk.host.defer_to_batch_end(_tcp_coalesced_ack, sk)):
+        tcp_send_ack(sk, now)
+
+
+def _tcp_coalesced_ack(sk: TcpSock, now: float) -> None:
+    """The batch's end: the one ACK, unless something already carried it."""
+    if sk.ack_pending and not sk.dead:
+        tcp_send_ack(sk, now)
+
+
 def tcp_init_fast_hooks() -> None:
     """Install the Python side the fast paths call back into (see
     tcpio/_fast/tcp_fast.py, set_hooks): TcpProto does it when it is built, not this
     module when it is imported.  Idempotent."""
-    _tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, tcp_ack_predicted)
+    _tcp_fast.set_hooks(tcp_send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
+                        tcp_ack_predicted)
