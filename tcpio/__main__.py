@@ -418,6 +418,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also run the two `ip` commands for the kernel side")
     s.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds (default: run until Ctrl-C)")
+
+    from tcpio.packetdrill.cli import add_arguments
+    add_arguments(sub.add_parser("packetdrill", help="run packetdrill scripts against tcpio "
+                                 "on virtual time (no root)"))
     return p
 
 
@@ -427,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["demo", *argv]          # demo is the default subcommand
     args = p.parse_args(argv)
+    if args.command == "packetdrill":
+        from tcpio.packetdrill.cli import run as run_packetdrill
+        return run_packetdrill(args)
     run = run_demo if args.command == "demo" else run_serve
     loop_factory = None
     if args.uvloop:

@@ -106,7 +106,7 @@ class UdpTransport(asyncio.DatagramTransport):
             if addr is None:
                 self._sk.sendto(bytes(data), None, None)
             else:
-                self._sk.sendto(bytes(data), resolve_host(addr[0]), int(addr[1]))
+                self._sk.sendto(bytes(data), resolve_host(addr[0], stack), int(addr[1]))
         except OSError as exc:
             # asyncio's UDP transport hands send errors to the protocol too.
             self._protocol.error_received(exc)
@@ -191,12 +191,12 @@ def create_datagram_endpoint(
     stack.update_time()
     try:
         if local_addr is not None:
-            sk.bind(resolve_host(local_addr[0]), int(local_addr[1]))
+            sk.bind(resolve_host(local_addr[0], stack), int(local_addr[1]))
         else:
             sk.bind(0, 0)
         if remote_addr is not None:
             peer = (remote_addr[0], int(remote_addr[1]))
-            sk.connect(resolve_host(peer[0]), peer[1])
+            sk.connect(resolve_host(peer[0], stack), peer[1])
     except BaseException:
         sk.close()
         raise

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 from tcpio.core.addr import ip_aton, ip_ntoa
 from tcpio.core.errors import sock_error
+from tcpio.netdb import gaierror, inet_aton
 
 SOCK_STREAM = _socket.SOCK_STREAM
 SOCK_DGRAM = _socket.SOCK_DGRAM
@@ -55,22 +56,24 @@ TCP_LISTEN = 10
 
 # --- address conversion at the public boundary ------------------------------
 
-def resolve_host(host: str | None) -> int:
+def resolve_host(host: str | None, stack: Stack | None = None) -> int:
     """'10.0.0.1' -> host-order int; None, '' and '0.0.0.0' -> INADDR_ANY.
 
-    There is no DNS inside tcpio: a name that is not a dotted quad raises
-    ``socket.gaierror`` like a failed lookup ("localhost" is not special,
-    because the stack has no loopback interface unless one is added).
+    Without waiting, so only what needs no DNS: numeric addresses (glibc's
+    inet_aton forms, "10.1" too), and with a ``stack`` its hosts table and
+    resolver cache.  Anything else raises ``socket.gaierror`` (EAI_NONAME):
+    the async calls (``await sock.connect``, ``stack.getaddrinfo``...)
+    resolve names through the stack first (tcpio/resolver.py).
     """
     if host is None or host == "":
         return 0
     if isinstance(host, int):
         return host
-    try:
-        return ip_aton(host)
-    except ValueError:
-        raise _socket.gaierror(_socket.EAI_NONAME,
-                               f"tcpio resolves no names: {host!r}") from None
+    found = stack.resolver.lookup_nowait(host) if stack is not None else inet_aton(host)
+    if found is None:
+        raise gaierror(_socket.EAI_NONAME, f"{host!r} in a non-async call: only numeric "
+                                            f"addresses, stack.hosts and cached names")
+    return ip_aton(found)
 
 
 def to_address(addr: Any) -> tuple[str, int]:
@@ -176,7 +179,7 @@ class Socket:
     def bind(self, address: tuple[str | None, int]) -> None:
         self._check_open()
         host, port = address
-        self._call(self._sk.bind, resolve_host(host), int(port))
+        self._call(self._sk.bind, resolve_host(host, self._stack), int(port))
 
     def listen(self, backlog: int = 128) -> None:
         self._check_open()
@@ -191,7 +194,7 @@ class Socket:
         """
         self._check_open()
         host, port = address
-        ip = resolve_host(host)
+        ip = resolve_host(host, self._stack)
         if self.type == SOCK_DGRAM:
             self._call(self._sk.connect, ip, int(port))
             return 0
@@ -252,8 +255,10 @@ class Socket:
 
     # --- TCP blocking calls ------------------------------------------------
     async def connect(self, address: tuple[str, int]) -> None:
-        """Connect, waiting for the handshake; raises ECONNREFUSED, ETIMEDOUT..."""
-        err = self.connect_ex(address)
+        """Connect, waiting for the handshake; raises ECONNREFUSED, ETIMEDOUT...
+        A name is resolved through the stack first (socket.gaierror if not)."""
+        self._check_open()
+        err = self.connect_ex(await self._stack.resolver.resolve_address(address, self.type))
         if self.type == SOCK_DGRAM:
             return
         while err in (errno.EINPROGRESS, errno.EALREADY):
@@ -337,8 +342,8 @@ class Socket:
     # --- UDP ---------------------------------------------------------------
     async def sendto(self, data: Any, address: tuple[str, int]) -> int:
         self._check_open()
-        host, port = address
-        return self._call(self._sk.sendto, data, resolve_host(host), int(port))
+        host, port = await self._stack.resolver.resolve_address(address, SOCK_DGRAM)
+        return self._call(self._sk.sendto, data, resolve_host(host, self._stack), int(port))
 
     async def recvfrom(self, bufsize: int) -> tuple[bytes, tuple[str, int]]:
         sk = self._sk

@@ -33,6 +33,8 @@ from tcpio.core.errors import sock_error
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 from tcpio.devices.base import Device
+from tcpio.netdb import HostsTable
+from tcpio.resolver import Resolver
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+
@@ -68,6 +70,8 @@ class Stack:
         self._ping_ident = self.host.rng.getrandbits(16)
         self._ping_seq = 0
         self.host.icmp.wakeup = self._on_icmp_wakeup
+        # Names: hosts table, name servers, cache (tcpio/resolver.py).
+        self.resolver = Resolver(self)
 
     # --- lifetime -----------------------------------------------------------
 
@@ -148,6 +152,30 @@ class Stack:
         self.update_time()
         self.host.add_route(net, prefixlen, gateway, ifindex)
         self.kick()
+
+    # --- names (tcpio/resolver.py) ----------------------------------------------
+
+    @property
+    def hosts(self) -> HostsTable:
+        """Names known without DNS, like /etc/hosts (``localhost`` to start)."""
+        return self.resolver.hosts
+
+    def set_name_servers(self, servers: Iterable[str | tuple[str, int]],
+                         search: Iterable[str] | None = None, **options: Any) -> None:
+        """Like resolv.conf: ``set_name_servers(["10.0.0.53"], search=["example.test"])``;
+        options ``ndots``, ``timeout`` (seconds per try), ``attempts``."""
+        self.resolver.configure(servers, search, **options)
+
+    async def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> list[tuple[Any, Any, int, str, Any]]:
+        """``socket.getaddrinfo``, resolved through this stack."""
+        self._bind_loop()
+        return await self.resolver.getaddrinfo(host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
+        """``socket.getnameinfo``, resolved through this stack."""
+        self._bind_loop()
+        return await self.resolver.getnameinfo(sockaddr, flags)
 
     # --- the driver ---------------------------------------------------------
 
@@ -286,6 +314,10 @@ class Stack:
         from tcpio.datagram import create_datagram_endpoint
 
         self._bind_loop()
+        if local_addr is not None:
+            local_addr = await self.resolver.resolve_address(local_addr, _socket.SOCK_DGRAM)
+        if remote_addr is not None:
+            remote_addr = await self.resolver.resolve_address(remote_addr, _socket.SOCK_DGRAM)
         transport, protocol = create_datagram_endpoint(
             self, protocol_factory, local_addr=local_addr, remote_addr=remote_addr, **kwargs)
         self._endpoints.add(transport)

@@ -487,6 +487,38 @@ async def make_transport(stack: Stack, sk: Any, protocol_factory: Callable[[], _
     return app_transport, protocol
 
 
+async def _connect_each(stack: Stack, host: str | None, port: int | None,
+                        local_addr: tuple[str, int] | None) -> Socket:
+    """Try each address the name resolves to, in order, like asyncio's
+    create_connection; the one error, or all of them in one OSError."""
+    # Like asyncio, whose getaddrinfo(host, None) gives port 0 (refused, not a
+    # TypeError); a None host is INADDR_ANY, as in resolve_host.
+    port = 0 if port is None else port
+    addresses: list[tuple[str, int]] = [("" if host is None else host, port)]
+    if host:
+        infos = await stack.resolver.getaddrinfo(host, port, _socket.AF_INET, SOCK_STREAM)
+        addresses = [info[4] for info in infos]
+    errors: list[OSError] = []
+    for address in addresses:
+        sock = Socket(stack, SOCK_STREAM)
+        try:
+            if local_addr is not None:
+                sock.bind(local_addr)
+            await sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.abort()
+            if len(addresses) == 1:
+                raise
+            errors.append(exc)
+        except BaseException:
+            sock.abort()
+            raise
+    if len({str(exc) for exc in errors}) == 1:
+        raise errors[0]
+    raise OSError(f"Multiple exceptions: {', '.join(str(exc) for exc in errors)}")
+
+
 async def create_connection(stack: Stack, protocol_factory: Callable[[], _ProtocolT],
                             host: str | None = None, port: int | None = None, *,
                             ssl: Any = None, family: int = 0, proto: int = 0, flags: int = 0,
@@ -510,16 +542,7 @@ async def create_connection(stack: Stack, protocol_factory: Callable[[], _Protoc
     else:
         if host is None and port is None:
             raise ValueError("host and port was not specified and no sock specified")
-        sock = Socket(stack, SOCK_STREAM)
-        try:
-            if local_addr is not None:
-                sock.bind(local_addr)
-            # Like asyncio, whose getaddrinfo(host, None) gives port 0 (refused,
-            # not a TypeError); a None host is INADDR_ANY, as in resolve_host.
-            await sock.connect(("" if host is None else host, 0 if port is None else port))
-        except BaseException:
-            sock.abort()
-            raise
+        sock = await _connect_each(stack, host, port, local_addr)
     sk = sock.core
     if sk.state == TCP_CLOSE:
         raise ConnectionResetError("connection closed before the transport was made")

@@ -37,6 +37,7 @@ import pytest
 from tcpio.core.addr import ip_aton
 from tcpio.core.errors import sock_error
 from tcpio.core.mib import Mib
+from tcpio.resolver import Resolver
 
 # Linux TCP state numbers (include/net/tcp_states.h)
 TCP_ESTABLISHED, TCP_SYN_SENT, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_LISTEN = 1, 2, 7, 8, 10
@@ -325,6 +326,7 @@ class FakeStack:
     def __init__(self, net: FakeNet, ip: str) -> None:
         self.net = net
         self.host = net.host(ip)
+        self.resolver = Resolver(self)      # numeric hosts and the hosts table
 
     def update_time(self) -> None:
         self.host.now = asyncio.get_running_loop().time()

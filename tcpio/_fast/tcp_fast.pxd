@@ -49,7 +49,7 @@ cdef class TxSeg:
 cdef object _send_ack, _data_sent_idle, _ack_predicted
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
-cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK
+cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
 
@@ -63,7 +63,7 @@ cpdef bint after(uint32_t a, uint32_t b) noexcept
 cpdef uint32_t tcp_time_stamp(double now) noexcept
 cdef void _store_ts_recent(TcpCb sk, uint32_t seq, bint has_ts, uint32_t ts_val,
                                  double now) noexcept
-cdef long long _receive_window(TcpCb sk) noexcept
+cpdef long long receive_window(TcpCb sk) except -1
 cdef int _queue_tail(bytearray ba, const unsigned char* data, Py_ssize_t n) except -1
 
 @cython.locals(mss=cython.longlong, full=cython.longlong, free=cython.longlong,
@@ -72,16 +72,25 @@ cpdef long long select_window(TcpCb sk) except -1
 @cython.locals(cur=cython.longlong, new=cython.longlong, gran=cython.longlong)
 cpdef long long tcp_select_window(TcpCb sk) except -1
 
-@cython.locals(d=uint32_t, sample=double, quick=cython.longlong, shifted=cython.longlong)
+@cython.locals(d=uint32_t, sample=double)
+cpdef double rcv_rtt_update(double rcv_rtt, long long ts_off, uint32_t ts_ecr, double now) noexcept
+@cython.locals(quick=cython.longlong)
+cpdef event_data_recv(TcpCb sk, long long n)
+cpdef ack_snd_check(TcpCb sk, double now)
+@cython.locals(shifted=cython.longlong, new_ack=bint)
 cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
-                           const unsigned char* data, Py_ssize_t n, double now) except -1
+                           const unsigned char* data, Py_ssize_t n, double now,
+                           bint new_ack_data=*) except -1
 @cython.locals(b=rbuf)
 cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
-                           uint32_t ts_val, uint32_t ts_ecr, data, double now) except -1
+                           uint32_t ts_val, uint32_t ts_ecr, data, double now,
+                           bint new_ack_data=*) except -1
 
 cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, long long mss,
                      bint fin) except -1
+@cython.locals(seg=TxSeg)
+cpdef new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags, bint small, double now)
 @cython.locals(base=cython.p_const_uchar)
 cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
                       src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
@@ -89,7 +98,7 @@ cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen
 @cython.locals(wq_seq=uint32_t, write_seq=uint32_t, seq=uint32_t,
                end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,
                ts_val=cython.longlong, ts_ecr=uint32_t, flags=cython.longlong,
-               window=cython.longlong, hh=Py_ssize_t, sent=cython.int, seg=TxSeg,
+               window=cython.longlong, hh=Py_ssize_t, sent=cython.int,
                wq=bytearray, off=Py_ssize_t)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      list ids, Py_ssize_t bucket, double now) except -1

@@ -32,13 +32,13 @@ what the header alone says: the flags are ACK (PSH, ECE, CWR allowed; no
 SYN, FIN, RST or URG) and the options are at most a timestamp (no SACK
 blocks).  Declined here: another state, a segment not at rcv_nxt, loss
 recovery, an out-of-order queue, pending urgent data, a window change, a
-timestamp missing or older than ts_recent (PAWS); for data, an ACK other
-than snd_una (tcp_input queues it and runs tcp_ack) or a closed receive
-window; for a bare ACK, one below snd_una or above snd_nxt.  An accepted bare
-ACK gets the timestamp bookkeeping here, then tcp_ack through the
-``ack_predicted`` hook, as Linux's fast path calls tcp_ack.  The compiled
-receive classifier (rx.pyx) calls ``_rcv_established_c`` with a pointer into
-the frame instead.
+timestamp missing or older than ts_recent (PAWS), an ACK below snd_una or
+above snd_nxt; for data, a closed receive window or (unless
+``new_ack_data``) an ACK of new data.  tcp_ack runs through the
+``ack_predicted`` hook, as Linux's fast path calls it: after queueing the
+data, for a bare ACK of new data, a duplicate with data in flight or the
+answer to a probe.  The compiled receive classifier (rx.pyx) calls
+``_rcv_established_c`` with a pointer into the frame instead.
 
 ``TcpCb`` is the part of the control block these paths use (C fields when
 compiled, see tcp_fast.pxd); ``core.tcp.sock.TcpSock`` subclasses it.
@@ -77,8 +77,9 @@ else:
 
 from tcpio._fast import load
 
-__all__ = ["TcpCb", "TxSeg", "buf_append", "buf_consume", "clean_rtx_queue", "rack_advance",
-           "rcv_established", "select_window", "set_hooks", "tcp_select_window", "write_xmit",
+__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
+           "event_data_recv", "new_data_sent", "rack_advance", "rcv_established", "rcv_rtt_update",
+           "receive_window", "select_window", "set_hooks", "tcp_select_window", "write_xmit",
            "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
@@ -92,6 +93,7 @@ _MAX_TCP_WINDOW = 65535
 _TCPHDR_SYN = 0x02
 _TCPHDR_PSH = 0x08
 _TCPHDR_ACK = 0x10
+_FLAG_DATA = 0x01       # tcp_ack's FLAG_DATA (core.tcp.tcp_input)
 # Sequence space.  Typed long long in tcp_fast.pxd, so the compiled build
 # does this arithmetic in C (a bare literal this large would be a Python int
 # there), and the same expressions give the same values in both builds.
@@ -114,7 +116,8 @@ def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
               ack_predicted: Callable[..., Any]) -> None:
     """Install the Python side the fast paths call out to: tcp_send_ack(sk, now),
     tcp_event_data_sent_idle(sk, now) and tcp_ack_predicted(sk, seq, ack,
-    window, ts_val, ts_ecr, now) (tcp_ack for a bare ACK prediction accepted)."""
+    window, ts_val, ts_ecr, now[, flag]) (tcp_ack for an accepted prediction:
+    a bare ACK, or with flag FLAG_DATA data that acknowledges new data)."""
     global _send_ack, _data_sent_idle, _ack_predicted
     _send_ack = send_ack
     _data_sent_idle = data_sent_idle
@@ -186,10 +189,7 @@ class TcpCb:
     reord_seen: int     # reordering events seen (tp->reord_seen)
 
     def __init__(self) -> None:
-        # Read by the bare-ACK rule only when nothing else decides it: zero
-        # in both builds for a control block that never probed (a C field
-        # starts at 0; give the interpreted one the same start).
-        self.probes_out = 0
+        self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
 
 
 class TxSeg:
@@ -244,7 +244,8 @@ def after(a: int, b: int) -> bool:
 
 
 def tcp_time_stamp(now: float) -> int:
-    """The 1 ms timestamp clock (tcp_time_stamp_ms); ``now`` >= 0."""
+    """The 1 ms timestamp clock (tcp_time_stamp_ms): ``now`` in ms, truncated,
+    mod 2**32."""
     return u32(cython.cast(cython.longlong, now * 1000))
 
 
@@ -256,8 +257,11 @@ def _store_ts_recent(sk: TcpCb, seq: int, has_ts: bool, ts_val: int, now: float)
         sk.ts_recent_stamp = now
 
 
-def _receive_window(sk: TcpCb) -> int:
-    """tcp_receive_window: what the peer may still send beyond rcv_nxt."""
+def receive_window(sk: TcpCb) -> int:
+    """tcp_receive_window: what the peer may still send beyond rcv_nxt per our
+    last advertisement (never negative)."""
+    if sk is None:
+        raise TypeError("receive_window: a TcpCb is required")
     w = seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd
     return w if w > 0 else 0
 
@@ -354,7 +358,7 @@ def tcp_select_window(sk: TcpCb) -> int:
     never moving the right edge back (RFC 7323 2.4)."""
     if sk is None:
         raise TypeError("tcp_select_window: a TcpCb is required")
-    cur = _receive_window(sk)
+    cur = receive_window(sk)
     new = select_window(sk)
     if new < cur:
         gran = 1 << sk.rcv_wscale
@@ -369,7 +373,8 @@ def tcp_select_window(sk: TcpCb) -> int:
 # --- the receive fast path -----------------------------------------------------------------------
 
 def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
-                      ts_ecr: int, data: Any, n: int, now: float) -> int:
+                      ts_ecr: int, data: Any, n: int, now: float,
+                      new_ack_data: bool = False) -> int:
     """Header prediction and the in-order data path (see the module
     docstring): 1 if the segment was fully processed, 0 if declined."""
     if sk.rq is None:
@@ -397,23 +402,49 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
             else:
                 _ack_predicted(sk, seq, ack, window, None, None, now)
         return 1
-    if ack != sk.snd_una:
-        return 0        # data that also acknowledges new data: tcp_input's path
-    if _receive_window(sk) == 0:
+    new_ack = ack != sk.snd_una
+    if new_ack and (not new_ack_data or before(ack, sk.snd_una) or after(ack, sk.snd_nxt)):
+        return 0
+    if receive_window(sk) == 0:
         return 0
     # Commit: nothing below declines the segment.
     _store_ts_recent(sk, seq, has_ts, ts_val, now)
     if sk.tstamp_ok and ts_ecr:
-        # tcp_rcv_rtt_measure_ts: the receiver's RTT, for buffer autotuning
-        d = u32(tcp_time_stamp(now) + sk.ts_off - ts_ecr)
-        if d < 0x7FFFFFFF:
-            sample = d / 1000.0
-            if sample < 0.001:
-                sample = 0.001
-            sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
+        sk.rcv_rtt = rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ts_ecr, now)
     _queue_tail(sk.rq, data, n)
     sk.rcv_nxt = u32(seq + n)
-    # tcp_event_data_recv: the peer's MSS guess, quick-ACK at the start
+    event_data_recv(sk, n)
+    sk.ack_pending = True
+    sk.host.schedule_wakeup(sk)
+    if new_ack:
+        # Linux's order: data queued, then tcp_ack(FLAG_DATA) and
+        # tcp_data_snd_check (a segment sent now carries the pending ACK)
+        assert _ack_predicted is not None
+        if has_ts:
+            _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now, _FLAG_DATA)
+        else:
+            _ack_predicted(sk, seq, ack, window, None, None, now, _FLAG_DATA)
+    ack_snd_check(sk, now)
+    return 1
+
+
+def rcv_rtt_update(rcv_rtt: float, ts_off: int, ts_ecr: int, now: float) -> float:
+    """tcp_rcv_rtt_measure_ts for both paths: the receiver's RTT estimate
+    updated from the echoed timestamp (a sample of at least 1 ms)."""
+    d = u32(tcp_time_stamp(now) + ts_off - ts_ecr)
+    if d >= 0x7FFFFFFF:
+        return rcv_rtt
+    sample = d / 1000.0
+    if sample < 0.001:
+        sample = 0.001
+    return sample if not rcv_rtt else rcv_rtt * 0.875 + sample * 0.125
+
+
+def event_data_recv(sk: TcpCb, n: int) -> None:
+    """tcp_event_data_recv for both paths: the peer's MSS guess, quick-ACK
+    mode at the start (tcp_incr_quickack)."""
+    if sk is None:
+        raise TypeError("event_data_recv: a TcpCb is required")
     if n > sk.rcv_mss:
         sk.rcv_mss = n if n < sk.advmss else sk.advmss
     if not sk.got_data:
@@ -422,12 +453,15 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         if quick < 2:
             quick = 2
         sk.quick = quick if quick < _TCP_MAX_QUICKACKS else _TCP_MAX_QUICKACKS
-    sk.ack_pending = True
-    sk.host.schedule_wakeup(sk)
-    # __tcp_ack_snd_check: ACK every second full segment (if the window moved),
-    # in quick-ACK mode, or with a hole; else delay.
-    if sk.dead:
-        return 1
+
+
+def ack_snd_check(sk: TcpCb, now: float) -> None:
+    """__tcp_ack_snd_check for both paths: ACK now for two full segments (if
+    the window moved), in quick-ACK mode or with a hole; else delay."""
+    if sk is None:
+        raise TypeError("ack_snd_check: a TcpCb is required")
+    if not sk.ack_pending or sk.dead:
+        return
     if ((seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and select_window(sk) >= sk.rcv_wnd)
             or sk.quick or sk.ofo):
         assert _send_ack is not None
@@ -436,33 +470,31 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         timer = sk.delack_timer
         if timer.when is None:
             timer.arm(now + sk.host.settings.tcp_delack_min)
-    return 1
 
 
 def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
-                    ts_ecr: int, data: Any, now: float) -> bool:
-    """True if the segment took the fast path (then it is fully processed)."""
+                    ts_ecr: int, data: Any, now: float, new_ack_data: bool = False) -> bool:
+    """True if the segment took the fast path (then it is fully processed);
+    ``new_ack_data``: see the module docstring."""
     if sk is None:
         raise TypeError("rcv_established: a TcpCb is required")
     if cython.compiled:
         owner = rbuf_get(data, cython.address(b))
         try:
             return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                                     b.p, b.n, now) == 1
+                                     b.p, b.n, now, new_ack_data) == 1
         finally:
             rbuf_release(cython.address(b))
     return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                             data, len(data), now) == 1
+                             data, len(data), now, new_ack_data) == 1
 
 
 # --- the send loop -------------------------------------------------------------------------------
 
 def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -> bool:
-    """May the next segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go
-    out now?  tcp_write_xmit's three tests, for both send loops: tcp_cwnd_test
-    (no room sets is_cwnd_limited), tcp_snd_wnd_test (the peer's window) and
-    tcp_nagle_test with Minshall's tweak (at most one small segment unacked;
-    a FIN is never held back)."""
+    """May segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go now?  Both
+    send loops' tcp_cwnd_test (no room: is_cwnd_limited), tcp_snd_wnd_test
+    and tcp_nagle_test with Minshall's tweak (a FIN is never held back)."""
     if sk is None:
         raise TypeError("xmit_test: a TcpCb is required")
     if sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
@@ -472,6 +504,28 @@ def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -
         return False
     return not (seglen < mss and not fin and not sk.nodelay and sk.packets_out
                 and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq))
+
+
+def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: float) -> None:
+    """tcp_event_new_data_sent + tcp_minshall_update for both send loops: a new
+    segment [seq, end) (``flags``: its SYN/FIN bits) goes on sk.rtx."""
+    if sk is None:
+        raise TypeError("new_data_sent: a TcpCb is required")
+    if not sk.packets_out:
+        assert _data_sent_idle is not None
+        _data_sent_idle(sk, now)
+    seg = TxSeg.__new__(TxSeg)
+    seg.seq = seq
+    seg.end_seq = end
+    seg.flags = flags
+    seg.sacked = 0
+    seg.tstamp = now
+    seg.retrans = 0
+    sk.rtx.append(seg)
+    sk.packets_out += 1
+    sk.snd_nxt = end
+    if small:
+        sk.snd_sml = end
 
 
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
@@ -509,26 +563,12 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         end = u32(seq + seglen)
         if not xmit_test(sk, seq, end, seglen, mss, False):
             break       # (rwnd-limited: tcp_output arms the probe timer)
-        if not sk.packets_out:
-            assert _data_sent_idle is not None
-            _data_sent_idle(sk, now)
         # wq holds [wq_seq, write_seq): checked before anything changes
         off = u32(seq - wq_seq)
         if off + seglen > len(wq):
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
         flags = _TCPHDR_ACK | _TCPHDR_PSH if seglen == unsent else _TCPHDR_ACK
-        seg = TxSeg.__new__(TxSeg)
-        seg.seq = seq
-        seg.end_seq = end
-        seg.flags = 0
-        seg.sacked = 0
-        seg.tstamp = now
-        seg.retrans = 0
-        sk.rtx.append(seg)
-        sk.packets_out += 1
-        sk.snd_nxt = end
-        if seglen < mss:
-            sk.snd_sml = end
+        new_data_sent(sk, seq, end, 0, seglen < mss, now)
         window = tcp_select_window(sk)
         # the IP ID from the destination's counter (IpIdents.next)
         ident = ids[bucket]

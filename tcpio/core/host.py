@@ -32,6 +32,7 @@ import logging
 import os
 import random
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
@@ -131,6 +132,9 @@ class Host:
         self._loopback: deque[bytes] = deque()
         self._in_loopback = False
         self._busy = False
+        # Inside receive_batch: what runs once the batch's frames are all
+        # processed (defer_to_batch_end), by owner; None outside a batch.
+        self._batch_end: dict[int, tuple[Callable[[Any, float], None], Any]] | None = None
         # The TCP handler the fast path serves this batch, and its early demux
         # (None: none, every segment takes rcv).
         self._tcp_handler: Any = None
@@ -364,6 +368,7 @@ class Host:
         ehash = demux.ehash if demux is not None else None
         taken = 0       # segments the TCP fast path took whole
         self._busy = True
+        self._batch_end = {}
         try:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
@@ -390,8 +395,10 @@ class Host:
                 finally:
                     # Only meaningful inside receive (ip_rcv sets it per datagram).
                     self.rx_link_bcast = False
+            self._run_batch_end(now)
         finally:
             self._busy = False
+            self._batch_end = None
             if taken:
                 # What the layered path counts for each of them (see _rx_deliver).
                 mib = self.mib
@@ -495,6 +502,30 @@ class Host:
         # processing, after it (no re-entry into a protocol mid-segment).
         if self._loopback and not self._busy:
             self._run_loopback()
+
+    def defer_to_batch_end(self, fn: Callable[[Any, float], None], owner: Any) -> bool:
+        """Run ``fn(owner, now)`` once after this receive batch (see NetHost);
+        False outside a batch."""
+        pending = self._batch_end
+        if pending is None:
+            return False
+        pending.setdefault(id(owner), (fn, owner))
+        return True
+
+    def _run_batch_end(self, now: float) -> None:
+        """What the batch's frames deferred, in the order first asked; what
+        that in turn defers runs too (the dict is re-read until empty)."""
+        pending = self._batch_end
+        while pending:
+            key = next(iter(pending))
+            fn, owner = pending.pop(key)
+            try:
+                fn(owner, now)
+            except Exception:
+                if self.debug:
+                    raise
+                self.mib["CoreExceptions"] += 1
+                log.exception("%s: exception at the end of a receive batch", self.name)
 
     def defer_loopback(self) -> bool:
         """Hold deliveries to our own addresses until ``release_loopback``.

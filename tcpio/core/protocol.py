@@ -104,6 +104,14 @@ class NetHost(Protocol):
         """Hold deliveries to our own addresses (the socket backlog); see Host."""
         ...
 
+    def defer_to_batch_end(self, fn: Callable[[Any, float], None], owner: Any) -> bool:
+        """Inside a receive batch, call ``fn(owner, now)`` once when the batch's
+        frames are all processed (once per owner however often asked) and
+        return True; outside one, do nothing and return False (the caller acts
+        now).  TCP's ACK coalescing uses it, as GRO makes Linux decide one ACK
+        per aggregate instead of per segment."""
+        ...
+
     def release_loopback(self, held: bool) -> None: ...
 
     def schedule_wakeup(self, sk: Any) -> None:

@@ -67,6 +67,10 @@ class FakeHost:
         self.tcp = TcpProto(self)
 
     # the NetHost contract (tcpio/core/protocol.py)
+    def defer_to_batch_end(self, fn: Any, owner: Any) -> bool:
+        """No receive batches here: every segment is its own (ACK at once)."""
+        return False
+
     def ip_output(self, proto: int, src: int | None, dst: int, payload: Any, *,
                   ttl: int | None = None, tos: int = 0, df: bool = False) -> None:
         assert proto == IPPROTO_TCP
@@ -316,7 +320,13 @@ class Conn:
 
 def passive_open(settings: Settings | None = None, syn_opts: Any = None, window: int = 65535,
                  backlog: int = 8, setup: Callable[[Any], None] | None = None) -> Conn:
-    """Listener on LPORT; the peer completes the handshake; return the child."""
+    """Listener on LPORT; the peer completes the handshake; return the child.
+
+    The handshake takes no virtual time, so the child's SYN-ACK RTT sample
+    (tcp_synack_rtt_meas) is 0 s.  The child's estimator is then put back to
+    "no sample yet" (RFC 6298 2.1: RTO 1 s), the starting point the RTT/RTO
+    rule tests measure from; the handshake's own sample is tested in
+    test_passive_child_init_rules.py."""
     host = FakeHost(settings=settings)
     peer = Peer(host)
     ls = host.tcp.socket()
@@ -333,6 +343,8 @@ def passive_open(settings: Settings | None = None, syn_opts: Any = None, window:
     peer.send(ACK, PEER_ISS + 1, synack.seq + 1, window, opts=ack_opts)
     sk = ls.accept()
     assert sk is not None
+    sk.rtt_est.reset()
+    sk.min_rtt = 0.0
     conn = Conn(host, peer, sk, PEER_ISS + 1, (synack.seq + 1) & 0xFFFFFFFF)
     conn.listener = ls
     conn.synack = synack

@@ -19,6 +19,14 @@ an owner like any other and keeps its SO_REUSEADDR from the sock it replaces.
 ``listen()`` re-runs the check with the sock in LISTEN (as
 ``inet_csk_listen_start`` calls ``get_port`` again), which is why two
 SO_REUSEADDR socks may bind the same port but only one may listen.
+A bucket whose bind()-ed socks all had SO_REUSEADDR and were not listening
+(``fastreuse > 0``) takes a further SO_REUSEADDR bind() without the check,
+as Linux's ``inet_csk_get_port`` does.
+
+Cost: every per-connection operation (connect's autobind once it has its
+port, accept's ``inet_inherit_port``, ``inet_put_port``, the time-wait
+hashdance and kill) is O(1) in the number of socks on the port; only a bind
+conflict check walks a port's owners (Linux's does too).
 
 Contract with the TCP core (beyond docs/internals.md):
 * before ``inet_hash_connect``, the core sets ``sk.laddr`` (source address),
@@ -53,30 +61,53 @@ INET_TABLE_PERTURB_SIZE = 1 << INET_TABLE_PERTURB_SHIFT
 class InetBindBucket:
     """One port in bhash (``struct inet_bind_bucket``).
 
-    ``connect_only``: True while only connect()'s autobind has used the port
-    (Linux: fastreuse and fastreuseport both -1); ``inet_hash_connect`` shares
-    only such ports.  Any bind() or listen() on the port clears it for good:
-    in Linux that sock sets fastreuseport to 0 (there is no SO_REUSEPORT
-    here), and a bucket with fastreuse or fastreuseport >= 0 is never offered
-    to connect(), even once the bind()-ed sock has left.  (Linux's fastreuse
-    = 1 is a bind() shortcut for SO_REUSEADDR; _bind_conflict always checks.)
+    ``owners``: every sock holding the port, as an insertion-ordered dict used
+    as a set (Linux's ``tb->owners`` hlist): putting a sock on the port,
+    taking it off and swapping it for its time-wait sock are O(1) whatever the
+    number of connections on the port.  Only a bind conflict check
+    (``inet_csk_bind_conflict``) walks the owners, as Linux's does.
+
+    ``fastreuse`` / ``fastreuseport``: Linux's caches (``inet_csk_update_fastreuse``).
+    Both are -1 in a bucket connect()'s autobind made.  A bind() or listen()
+    (``inet_csk_get_port``'s success) sets, on an empty bucket, fastreuse to 1
+    when the sock has SO_REUSEADDR and is not listening, else 0; on a bucket
+    with owners it only ever lowers fastreuse to 0 (a sock without that
+    reuse).  fastreuseport is 0 after any bind() (there is no SO_REUSEPORT
+    here).  ``fastreuse > 0`` lets a further SO_REUSEADDR bind() skip the
+    conflict walk; ``inet_hash_connect`` shares only ``connect_only`` ports
+    (both still -1), so a port someone bind()-ed is never offered to
+    connect() again, even once that sock has left.
     """
 
-    __slots__ = ("connect_only", "owners", "port")
+    __slots__ = ("fastreuse", "fastreuseport", "owners", "port")
 
     def __init__(self, port: int, connect_only: bool = False) -> None:
         self.port = port
-        self.owners: list[Any] = []
-        self.connect_only = connect_only
+        self.owners: dict[Any, None] = {}
+        self.fastreuse = self.fastreuseport = -1 if connect_only else 0
+
+    @property
+    def connect_only(self) -> bool:
+        """Only connect()'s autobind has used the port (``__inet_hash_connect``'s
+        ``fastreuse < 0 && fastreuseport < 0``)."""
+        return self.fastreuse < 0 and self.fastreuseport < 0
 
     def add_owner(self, sk: Any) -> None:
-        """Put ``sk`` on the port unless it is already there."""
-        if not any(o is sk for o in self.owners):
-            self.owners.append(sk)
+        """Put ``sk`` on the port (no-op if it is already there)."""
+        self.owners[sk] = None
+
+    def update_fastreuse(self, sk: Any) -> None:
+        """``inet_csk_update_fastreuse``, before a bind()-ed sock joins."""
+        reuse = bool(sk.reuseaddr) and sk.state != TCP_LISTEN
+        if not self.owners:
+            self.fastreuse = 1 if reuse else 0
+        elif not reuse:
+            self.fastreuse = 0
+        self.fastreuseport = 0      # no SO_REUSEPORT
 
     def __repr__(self) -> str:
         return f"<InetBindBucket port={self.port} owners={len(self.owners)} " \
-               f"connect_only={self.connect_only}>"
+               f"fastreuse={self.fastreuse} fastreuseport={self.fastreuseport}>"
 
 
 def _addr_overlap(a: int, b: int) -> bool:
@@ -159,8 +190,8 @@ class InetHashInfo:
         return False
 
     def _bind_hash(self, sk: Any, tb: InetBindBucket, addr: int) -> None:
-        """``inet_csk_update_fastreuse`` (as far as connect() cares) + ``inet_bind_hash``."""
-        tb.connect_only = False
+        """``inet_csk_update_fastreuse`` + ``inet_bind_hash``."""
+        tb.update_fastreuse(sk)
         tb.add_owner(sk)
         sk.laddr = addr
         sk.lport = tb.port
@@ -227,6 +258,11 @@ class InetHashInfo:
             tb = self.bhash.get(port)
             if tb is None:
                 tb = self.bhash[port] = InetBindBucket(port)
+            elif tb.fastreuse > 0 and sk.reuseaddr and sk.state != TCP_LISTEN:
+                # Every sock bind() put here had SO_REUSEADDR and was not
+                # listening then (nor since: listen() would have come through
+                # here and cleared fastreuse): no need to walk the owners.
+                pass
             elif self._bind_conflict(sk, addr, tb, relax=True):
                 raise sock_error(errno.EADDRINUSE)
         self._bind_hash(sk, tb, addr)
@@ -237,8 +273,9 @@ class InetHashInfo:
         tb = self.bhash.get(sk.lport)
         if tb is None:
             return
-        tb.owners[:] = [o for o in tb.owners if o is not sk]
-        if not tb.owners:
+        owners = tb.owners
+        owners.pop(sk, None)
+        if not owners:
             del self.bhash[tb.port]
 
     def inet_inherit_port(self, sk: Any, child: Any) -> None:
@@ -251,7 +288,8 @@ class InetHashInfo:
         """``inet_twsk_hashdance``: ``tw`` takes ``sk``'s place in ehash and bhash
         (``sk`` owns its port until then: bind, connect or inherit put it there)."""
         owners = self.bhash[sk.lport].owners
-        owners[next(i for i, o in enumerate(owners) if o is sk)] = tw
+        del owners[sk]          # (KeyError if sk does not own its port: a core bug)
+        owners[tw] = None
         self.ehash_remove(sk)
         self.ehash_insert(tw)
 

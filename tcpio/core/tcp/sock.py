@@ -79,8 +79,51 @@ buf_append = _tcp_fast.buf_append
 buf_consume = _tcp_fast.buf_consume
 
 
+class _NoAcceptQueue(deque):
+    """The accept queue of a socket that never listened: empty for good."""
+
+    def _refuse(self, *args: object) -> None:
+        raise AssertionError("tcp: accept queue of a socket that is not listening")
+
+    append = appendleft = extend = extendleft = insert = _refuse
+
+
+class _NoSynQueue(dict):
+    """The SYN queue of a socket that never listened: empty for good."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("tcp: SYN queue of a socket that is not listening")
+
+    __setitem__ = setdefault = update = _refuse
+
+
+_NO_ACCEPT_QUEUE: deque[Any] = _NoAcceptQueue()
+_NO_SYN_QUEUE: dict[Any, Any] = _NoSynQueue()
+
+
 class TcpSock(TcpCb):
     """A full TCP socket (listening or connected)."""
+
+    # No per-instance dict: the fields TcpCb does not hold are slots (about
+    # 0.8 KiB less per socket than a dict; issue 11's memory target).  A new
+    # attribute must be added here: assigning an unlisted one raises
+    # AttributeError (loudly, in the first test that does it).  __weakref__
+    # (unless the base has one: the interpreted TcpCb is a plain class): the
+    # socket's timers hold it weakly (tcpio/core/timer.py).
+    __slots__ = (
+        "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
+        "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
+        "keepintvl", "last_oow_ack_time", "last_synq_overflow", "linger", "lsndtime",
+        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "pending",
+        "prior_cwnd", "prior_ssthresh", "probe_start", "proto", "rack_dsack_seen",
+        "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
+        "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "reordering", "retrans_stamp",
+        "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
+        "sack_cache", "sack_ok", "sk_err", "sk_err_soft", "sk_shutdown", "snd_cwnd_clamp",
+        "snd_cwnd_cnt", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
+        "syn_queue", "tlp_high_seq", "tlp_retrans", "urg_data", "urg_last", "user_mss",
+        "user_timeout", "wakeup", "wscale_ok",
+    ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
 
     def __init__(self, proto: TcpProto) -> None:
         host = proto.host
@@ -105,8 +148,11 @@ class TcpSock(TcpCb):
         self.sk_err_soft = 0
         # listener
         self.max_ack_backlog = 0
-        self.accept_queue: deque[TcpSock] = deque()
-        self.syn_queue: dict = {}   # request socks (NEW_SYN_RECV) of this listener
+        # the queues exist only on listeners (listen() makes them); every
+        # other socket shares the empty, unmodifiable stand-ins (a deque is
+        # ~0.6 KiB, most of a socket's memory otherwise)
+        self.accept_queue: deque[TcpSock] = _NO_ACCEPT_QUEUE
+        self.syn_queue: dict = _NO_SYN_QUEUE   # request socks (NEW_SYN_RECV) of this listener
         self.last_synq_overflow = -1e9
         self.parent: TcpSock | None = None  # listener of a child waiting in accept queue
         # options set by the user
@@ -264,6 +310,9 @@ class TcpSock(TcpCb):
         # inet_csk_listen_start: take the port again as a listener, so two
         # SO_REUSEADDR socks may share a bound port but only one may listen.
         self.state = TCP_LISTEN
+        if self.accept_queue is _NO_ACCEPT_QUEUE:
+            self.accept_queue = deque()
+            self.syn_queue = {}
         try:
             self.proto.hashinfo.inet_csk_get_port(self, self.laddr, self.lport)
         except OSError:

@@ -1,7 +1,7 @@
 """Receiving side (net/ipv4/tcp_input.c): the state machine for full socks.
 
-``tcp_rcv_established`` is the header-prediction fast path (kept small so it
-can move into Cython); everything else goes through
+``tcp_rcv_established`` is header prediction (tcpio._fast.tcp_fast's, called
+for every candidate segment); everything else goes through
 ``tcp_rcv_state_process``, which follows RFC 9293 3.10.7 and Linux's order of
 checks: PAWS, sequence acceptability, RST, SYN (RFC 5961), ACK, data, FIN.
 """
@@ -124,31 +124,27 @@ class Skb:
 
 # --- the fast path ---------------------------------------------------------------
 def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
-    """Header prediction: an in-order pure ACK or data segment on an idle,
-    loss-free connection takes the short path; anything else the slow one.
-
-    The prediction itself is ``tcp_fast.rcv_established`` (the one source; the
-    host's receive classifier usually ran it already, segments reach here from
-    the layered path, e.g. loopback).  Only what it cannot see in its
-    arguments is checked here, as the classifier does when it parses: the
-    flags are exactly ACK (PSH, ECE, CWR allowed) and there are no SACK blocks.
-    What it declines (e.g. data that also acknowledges new data) is the state
-    machine's."""
+    """Header prediction is tcp_fast.rcv_established's (the classifier usually
+    ran it on the whole frame already; this is the layered path, e.g.
+    loopback): only the header checks the classifier makes while parsing are
+    here (flags exactly ACK, no SACK blocks); this call also takes in-order
+    data acking new data.  Whatever it declines is the state machine's."""
     opts = skb.opts
     ts_val = opts.ts_val
     if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
             != TCPHDR_ACK or opts.sack_blocks or not rcv_established_fast(
                 sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
-                opts.ts_ecr or 0, skb.data, now)):
+                opts.ts_ecr or 0, skb.data, now, True)):
         tcp_rcv_state_process(sk, skb, now)
 
 
 def tcp_ack_predicted(sk: TcpSock, seq: int, ack: int, window: int, ts_val: int | None,
-                      ts_ecr: int | None, now: float) -> None:
-    """A bare ACK that header prediction accepted (tcp_fast.rcv_established did
-    the checks and the timestamp bookkeeping): tcp_ack, then send what it allows."""
+                      ts_ecr: int | None, now: float, flag: int = 0) -> None:
+    """An ACK that header prediction accepted (tcp_fast.rcv_established did the
+    checks and the timestamp bookkeeping, and queued the data of a segment
+    with ``flag`` FLAG_DATA): tcp_ack, then send what it allows."""
     opts = _NO_OPTIONS if ts_val is None else TcpOptions(ts_val=ts_val, ts_ecr=ts_ecr)
-    tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, 0)
+    tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, flag)
     tcp_data_snd_check(sk, now)
 
 
@@ -665,20 +661,11 @@ def tcp_rcv_rtt_measure_ts(sk: TcpSock, skb: Skb, now: float) -> None:
     """The receiver's RTT from the echoed timestamp (for buffer autotuning)."""
     ecr = skb.opts.ts_ecr
     if ecr:
-        d = (tcp_time_stamp(now) + sk.ts_off - ecr) & 0xFFFFFFFF
-        if d < 0x7FFFFFFF:
-            sample = max(d / 1000.0, 0.001)
-            sk.rcv_rtt = sample if not sk.rcv_rtt else sk.rcv_rtt * 0.875 + sample * 0.125
+        sk.rcv_rtt = _tcp_fast.rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ecr, now)
 
 
-def tcp_event_data_recv(sk: TcpSock, n: int, now: float) -> None:
-    """Bookkeeping for received data: the peer's MSS guess and quick-ACK mode."""
-    if n > sk.rcv_mss:
-        sk.rcv_mss = min(n, sk.advmss)
-    if not sk.got_data:
-        sk.got_data = True
-        # tcp_incr_quickack: ACK the first segments at once (slow start helper)
-        sk.quick = min(max(sk.rcv_wnd // (2 * max(sk.rcv_mss, 1)), 2), TCP_MAX_QUICKACKS)
+# (the fast path's, like __tcp_ack_snd_check below)
+tcp_event_data_recv = _tcp_fast.event_data_recv
 
 
 def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
@@ -762,7 +749,7 @@ def _rq_append(sk: TcpSock, data: Any) -> None:
 def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float) -> None:
     if data:
         _rq_append(sk, data)
-        tcp_event_data_recv(sk, len(data), now)
+        tcp_event_data_recv(sk, len(data))
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin
         if not sk.ofo:
@@ -844,20 +831,36 @@ def tcp_data_snd_check(sk: TcpSock, now: float) -> None:
         tcp_write_xmit(sk, now)
 
 
-def __tcp_ack_snd_check(sk: TcpSock, now: float) -> None:
-    """ACK now (two full segments unacked, quick-ACK mode, a hole) or delay."""
-    if not sk.ack_pending or sk.dead:
-        return
-    if ((seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and
-         tcp_output.__tcp_select_window(sk) >= sk.rcv_wnd) or sk.quick or sk.ofo):
+__tcp_ack_snd_check = _tcp_fast.ack_snd_check
+
+
+# ACK coalescing: at most this much newly received data waits for the end of
+# a receive batch before its ACK goes (GRO's largest aggregate, 64 KiB).
+TCP_ACK_COALESCE_MAX = 65536
+
+
+def tcp_send_ack_or_coalesce(sk: TcpSock, now: float) -> None:
+    """__tcp_ack_snd_check decided to ACK now (two full segments unacked, or
+    quick-ACK mode, or out-of-order data).  Linux makes that decision once per
+    GRO aggregate, not per segment: in-order segments of one flow arriving
+    together get one ACK for all of them.  So inside a receive batch the ACK
+    for in-order data waits for the batch's end (``host.defer_to_batch_end``),
+    unless 64 KiB are already unacknowledged; an ACK with a hole (out-of-order
+    data: dupACKs with SACK blocks, which the sender counts) goes at once."""
+    if (sk.ofo or seq_diff(sk.rcv_nxt, sk.rcv_wup) >= TCP_ACK_COALESCE_MAX
+            or not sk.host.defer_to_batch_end(_tcp_coalesced_ack, sk)):
         tcp_send_ack(sk, now)
-        return
-    if not sk.delack_timer.pending:
-        sk.delack_timer.arm(now + sk.host.settings.tcp_delack_min)
+
+
+def _tcp_coalesced_ack(sk: TcpSock, now: float) -> None:
+    """The batch's end: the one ACK, unless something already carried it."""
+    if sk.ack_pending and not sk.dead:
+        tcp_send_ack(sk, now)
 
 
 def tcp_init_fast_hooks() -> None:
     """Install the Python side the fast paths call back into (see
     tcpio/_fast/tcp_fast.py, set_hooks): TcpProto does it when it is built, not this
     module when it is imported.  Idempotent."""
-    _tcp_fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, tcp_ack_predicted)
+    _tcp_fast.set_hooks(tcp_send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
+                        tcp_ack_predicted)

@@ -48,7 +48,9 @@ from .tcp_minisocks import (
     reqsk_timer_handler,
     tcp_check_req,
     tcp_create_openreq_child,
+    tcp_init_transfer_passive,
     tcp_send_synack,
+    tcp_synack_rtt_meas,
     tcp_timewait_state_process,
     tcp_tw_isn,
 )
@@ -485,7 +487,10 @@ class TcpProto:
         child.hashed = True
         self.hashinfo.inet_inherit_port(listener, child)
         self.tcp_set_state(child, TCP_ESTABLISHED)
-        child.ca_ops.init(child, now)
+        # tcp_check_req / tcp_rcv_state_process (SYN_RECV): the SYN-ACK's RTT
+        # sample, then tcp_init_transfer (RTO fallback, cc init, send buffer).
+        tcp_synack_rtt_meas(child, req, skb, now)
+        tcp_init_transfer_passive(child, now)
         self.host.mib["PassiveOpens"] += 1
         child.parent = listener
         listener.accept_queue.append(child)

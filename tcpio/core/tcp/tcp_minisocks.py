@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from .sock import SS_CONNECTED, TcpSock
 from .tcp_input import tcp_initialize_rcv_mss
-from .tcp_output import TCP_TIMEOUT_INIT, TcpOptions, tcp_sync_mss, tcp_time_stamp, tcp_v4_send
+from .tcp_output import (
+    TCP_TIMEOUT_INIT,
+    TcpOptions,
+    sndbuf_expand,
+    tcp_sync_mss,
+    tcp_time_stamp,
+    tcp_v4_send,
+)
 from .tcp_states import (
     TCP_FIN_WAIT2,
     TCP_NEW_SYN_RECV,
@@ -51,7 +58,9 @@ class RequestSock:
         "sack_ok",
         "snd_wscale",
         "snt_isn",
+        "snt_synack",
         "state",
+        "synack_rtx",
         "timer",
         "ts_off",
         "ts_recent",
@@ -81,6 +90,13 @@ class RequestSock:
         self.sack_ok = False
         self.tstamp_ok = False
         self.num_retrans = 0
+        # When the first SYN-ACK left (Linux's snt_synack; None: none has, or a
+        # cookie's request, which does not know), and how many times one was
+        # sent again for any reason (Linux's num_retrans: the timer, or the
+        # peer's retransmitted SYN; our num_retrans counts timer firings,
+        # Linux's num_timeout).  tcp_synack_rtt_meas uses both.
+        self.snt_synack: float | None = None
+        self.synack_rtx = 0
         self.dead = False
 
 
@@ -240,6 +256,8 @@ def _in_window(skb: Skb, rcv_nxt: int, rcv_wnd: int) -> bool:
 
 # --- request socks ---------------------------------------------------------------
 def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
+    if req.snt_synack is None:
+        req.snt_synack = now        # tcp_make_synack: the first SYN-ACK's time
     ts = None
     if req.tstamp_ok:
         ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
@@ -267,6 +285,7 @@ def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
     tcp_send_synack(proto, req, now)
     proto.host.mib["TCPSynRetrans"] += 1
     req.num_retrans += 1
+    req.synack_rtx += 1
     req.timer.arm(now + min(TCP_TIMEOUT_INIT * (1 << req.num_retrans),
                             proto.host.settings.tcp_rto_max))
 
@@ -294,6 +313,7 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
         # A retransmitted SYN: our SYN-ACK was lost; send it again.
         tcp_send_synack(proto, req, now)
         host.mib["TCPSynRetrans"] += 1
+        req.synack_rtx += 1             # (inet_rtx_syn_ack: num_retrans++)
         return None
     if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
         # RFC 9293: an unacceptable ACK in SYN-RECEIVED gets a reset.
@@ -367,5 +387,65 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     tcp_sync_mss(sk, proto.route_mtu(req.raddr))
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
-    # (snd_wl1, and rcv_tstamp when the third ACK is processed, are the caller's)
+    # (snd_wl1, and rcv_tstamp when the third ACK is processed, are the caller's;
+    # so are the RTT sample and tcp_init_transfer: tcp_synack_rtt_meas,
+    # tcp_init_transfer_passive.)  The rest of Linux's list is TcpSock's
+    # defaults: srtt 0 and RTO TCP_TIMEOUT_INIT, cwnd TCP_INIT_CWND, ssthresh
+    # infinite, nothing in flight.  Not modelled: total_retrans (no such
+    # counter), lsndtime (None = no idle restart before the first send, where
+    # Linux stamps the handshake; a restart then changes nothing at the
+    # initial window), icsk_ack.last_seg_size / lrcvtime (the rcv_mss
+    # estimate starts from tcp_initialize_rcv_mss), ECN, RACK state, and
+    # advmss -= 12 with timestamps (neither side does it).
     return sk
+
+
+# Linux's TCP_TIMEOUT_FALLBACK: the RTO after a handshake that gave no RTT sample.
+TCP_TIMEOUT_FALLBACK = 3.0
+
+
+def tcp_synack_rtt_meas(child: TcpSock, req: RequestSock, skb: Skb, now: float) -> None:
+    """The passive side's first RTT sample: the third ACK acknowledges our SYN-ACK.
+
+    Linux takes it twice over: ``tcp_check_req`` calls ``tcp_synack_rtt_meas``
+    with the request, which measures from the first SYN-ACK's send time when
+    no SYN-ACK was sent again (Karn's rule); if that gave nothing,
+    ``tcp_rcv_state_process`` (SYN_RECV, ``srtt_us == 0``) calls it again
+    without one, and ``tcp_ack_update_rtt`` falls back to the third ACK's
+    timestamp echo (less our ts_off; a 0 ms result counts as 1 ms, an echo
+    of 0 or one that would be a delta of 2**31 microseconds or more, none).
+    The sample then goes through the RFC 6298 estimator like any other and
+    clears the backoff; min_rtt takes it too (tcp_update_rtt_min).
+    """
+    rtt = None
+    if req.synack_rtx == 0 and req.snt_synack is not None:
+        rtt = now - req.snt_synack
+    else:
+        opts = skb.opts
+        tsecr = ((opts.ts_ecr - child.ts_off) & 0xFFFFFFFF
+                 if child.tstamp_ok and opts.ts_val is not None and opts.ts_ecr is not None
+                 else 0)
+        if tsecr:
+            delta = (tcp_time_stamp(now) - tsecr) & 0xFFFFFFFF
+            if delta < 0x7FFFFFFF // 1000:       # INT_MAX / (USEC_PER_SEC / TCP_TS_HZ)
+                rtt = max(delta, 1) / 1000.0
+    if rtt is None:
+        return
+    child.rtt_est.sample(rtt)
+    child.rtt_est.reset_backoff()
+    if not child.min_rtt or rtt < child.min_rtt:
+        child.min_rtt = rtt
+
+
+def tcp_init_transfer_passive(child: TcpSock, now: float) -> None:
+    """What ``tcp_init_transfer`` does for an accepted child once its RTT is
+    measured: ``tcp_init_metrics``'s RFC 6298 5.7 rule (no sample from the
+    handshake: the RTO goes back to 3 s; tcpio keeps no per-destination
+    metrics cache), the congestion control's init, and
+    ``tcp_init_buffer_space``'s ``tcp_sndbuf_expand`` (room for the initial
+    congestion window unless SO_SNDBUF locked the buffer).  (The receive
+    buffer stays the listener's, as in Linux since 4.19.)"""
+    if not child.rtt_est.has_sample:
+        child.rtt_est.reset(TCP_TIMEOUT_FALLBACK)
+    child.ca_ops.init(child, now)
+    sndbuf_expand(child)

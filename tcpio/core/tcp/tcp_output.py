@@ -66,6 +66,7 @@ else:
     _tcp_fast = _fast.load("tcp_fast")
 TxSeg = _tcp_fast.TxSeg
 xmit_test = _tcp_fast.xmit_test
+new_data_sent = _tcp_fast.new_data_sent
 
 
 # States in which new data / FIN may still go out.
@@ -76,9 +77,8 @@ _NEED_RESET = frozenset((TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_FIN_WAIT1, TCP_FIN
                          TCP_SYN_RECV))
 
 
-def tcp_time_stamp(now: float) -> int:
-    """The 1 ms timestamp clock (tcp_time_stamp_ms)."""
-    return int(now * 1000) & 0xFFFFFFFF
+# The 1 ms timestamp clock (tcp_time_stamp_ms), the fast path's.
+tcp_time_stamp = _tcp_fast.tcp_time_stamp
 
 
 # --- raw segment output ------------------------------------------------------
@@ -218,9 +218,8 @@ def tcp_event_ack_sent(sk: TcpSock) -> None:
 
 
 # --- windows -----------------------------------------------------------------
-def tcp_receive_window(sk: TcpSock) -> int:
-    """How much the peer may still send beyond rcv_nxt per our last advertisement."""
-    return max(0, seq_diff(sk.rcv_wup, sk.rcv_nxt) + sk.rcv_wnd)
+# How much the peer may still send beyond rcv_nxt per our last advertisement.
+tcp_receive_window = _tcp_fast.receive_window
 
 
 # Receiver SWS avoidance (RFC 1122 4.2.3.3); it lives with the compiled
@@ -353,21 +352,13 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
         flags = TCPHDR_ACK | TCPHDR_FIN if fin else TCPHDR_ACK
         seq = sk.snd_nxt
         end = (seq + seglen + (1 if fin else 0)) & 0xFFFFFFFF
-        # cwnd, the peer's window, Nagle: the compiled loop's own tests
         if not xmit_test(sk, seq, end, seglen, mss, fin):
             break   # (rwnd-limited: the probe timer below takes over)
-        if not sk.packets_out:
-            tcp_event_data_sent_idle(sk, now)
         off = seq_diff(seq, wq_seq)
         payload = memoryview(wq)[off:off + seglen] if seglen else b""
         if seglen:
             flags |= TCPHDR_PSH if seglen == unsent else 0
-        seg = TxSeg(seq, end, flags & TCPHDR_FIN, now)
-        sk.rtx.append(seg)
-        sk.packets_out += 1
-        sk.snd_nxt = end
-        if seglen < mss:
-            sk.snd_sml = end
+        new_data_sent(sk, seq, end, flags & TCPHDR_FIN, seglen < mss, now)
         tcp_transmit_skb(sk, seq, flags, payload, now)
         if isinstance(payload, memoryview):
             payload.release()

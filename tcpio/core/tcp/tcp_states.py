@@ -1,10 +1,22 @@
-"""TCP states with Linux's numbering (include/net/tcp_states.h) and seq arithmetic.
+"""TCP states with Linux's numbering (include/net/tcp_states.h) and seq arithmetic
+(the sequence helpers are tcpio._fast.tcp_fast's).
 
 The infra modules (hash tables, syncookies) import these too, so the numbers
 must stay the kernel's.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ... import _fast
+
+# mypy reads the one source; at run time _fast.load picks the compiled module
+# or the same file run interpreted.
+if TYPE_CHECKING:
+    from tcpio._fast import tcp_fast as _tcp_fast
+else:
+    _tcp_fast = _fast.load("tcp_fast")
 
 TCP_ESTABLISHED = 1
 TCP_SYN_SENT = 2
@@ -55,23 +67,11 @@ RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
 SHUTDOWN_MASK = 3
 
-_MOD = 0x100000000
-_HALF = 0x80000000
-
-
-def seq_diff(a: int, b: int) -> int:
-    """a - b as a signed 32-bit distance."""
-    d = (a - b) & 0xFFFFFFFF
-    return d - _MOD if d >= _HALF else d
-
-
-def before(a: int, b: int) -> bool:
-    """a < b in sequence space (the kernel's before())."""
-    return ((a - b) & 0xFFFFFFFF) >= _HALF
-
-
-def after(a: int, b: int) -> bool:
-    return ((b - a) & 0xFFFFFFFF) >= _HALF
+# Sequence space: the one definition is tcp_fast's (compiled, C-typed on
+# uint32_t: every caller passes values already taken mod 2**32).
+seq_diff = _tcp_fast.seq_diff      # a - b as a signed 32-bit distance
+before = _tcp_fast.before          # a < b in sequence space (the kernel's before())
+after = _tcp_fast.after
 
 
 def between(seq: int, lo: int, hi: int) -> bool:
