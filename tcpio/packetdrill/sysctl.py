@@ -54,6 +54,10 @@ SYSCTL_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "net.ipv4.tcp_keepalive_intvl": ("tcp_keepalive_intvl", _secs),
     "net.ipv4.tcp_keepalive_probes": ("tcp_keepalive_probes", _int),
     "net.ipv4.tcp_congestion_control": ("tcp_congestion_control", str.strip),
+    "net.ipv4.tcp_early_retrans": ("tcp_early_retrans", _int),
+    "net.ipv4.tcp_recovery": ("tcp_recovery", _int),
+    "net.ipv4.tcp_reordering": ("tcp_reordering", _int),
+    "net.ipv4.tcp_max_reordering": ("tcp_max_reordering", _int),
     "net.ipv4.ip_local_port_range": ("ip_local_port_range", _ints(2)),
     "net.ipv4.ip_default_ttl": ("ip_default_ttl", _int),
     "net.core.somaxconn": ("somaxconn", _int),
@@ -61,13 +65,12 @@ SYSCTL_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
 
 # Sysctls with no Settings field whose value is what tcpio always does, so
 # setting them changes nothing (tcpio has no ECN, no FACK, no notsent_lowat,
-# no Fast Open; its dupthresh is 3).
+# no Fast Open).
 MATCHES_TCPIO: dict[str, Callable[[str], bool]] = {
     "net.ipv4.tcp_ecn": lambda v: v.strip() == "0",
     "net.ipv4.tcp_ecn_option": lambda v: True,       # only used with tcp_ecn
     "net.ipv4.tcp_ecn_fallback": lambda v: True,
     "net.ipv4.tcp_fack": lambda v: v.strip() == "0",
-    "net.ipv4.tcp_reordering": lambda v: v.strip() == "3",
     "net.ipv4.tcp_notsent_lowat": lambda v: v.strip() == "4294967295",
     "net.ipv4.tcp_fastopen": lambda v: True,         # matters only with TFO, not supported
     "net.ipv4.tcp_fastopen_key": lambda v: True,
