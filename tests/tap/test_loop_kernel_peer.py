@@ -30,10 +30,9 @@ from typing import Any
 
 import pytest
 from looputil import LOOP_CLASSES, loop_names
-from netns import NetNs
+from netns import NetNs, kernel_side
 
 import tcpio
-from tcpio.devices.tap import TapDevice
 
 from .test_resolver_dnsmasq import MANY, dnsmasq, needs_dnsmasq
 
@@ -98,18 +97,9 @@ def run_over_tap(loop_name: str, tmp_path: Path,
     with dnsmasq for zone.test and the kernel aiohttp server."""
     from conftest import require_tap
     require_tap()
-    ns = NetNs().create()
-    tap: TapDevice | None = None
-    try:
-        ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-        ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-        tap = ns.tap()
-        ns.ip("addr", "add", f"{KERNEL_IP}/24", "dev", tap.name)
-        ns.ip("link", "set", tap.name, "up")
-        device = tap
-
+    with kernel_side(f"{KERNEL_IP}/24", ipv6=False) as (ns, tap):
         def setup(stack: tcpio.Stack) -> None:
-            stack.add_interface(device, f"{TCPIO_IP}/24")
+            stack.add_interface(tap, f"{TCPIO_IP}/24")
             stack.set_name_servers([KERNEL_IP], search=["zone.test"], timeout=2, attempts=2)
 
         async def program() -> Any:
@@ -118,10 +108,6 @@ def run_over_tap(loop_name: str, tmp_path: Path,
                 return await asyncio.wait_for(main(stack, ns), 60)
 
         return tcpio.run(program(), setup=setup, loop_class=LOOP_CLASSES[loop_name], seed=1)
-    finally:
-        if tap is not None:
-            tap.stop()
-        ns.delete()
 
 
 @needs_dnsmasq
