@@ -317,3 +317,38 @@ def test_start_tls_and_sendfile_over_tls(loop_name: str, tmp_path: Any) -> None:
     plain, secret, rest, cipher = on_tcpio(loop_name, main)
     assert plain == b"ok STARTTLS\n" and secret == b"secret hi\n"
     assert rest == blob and cipher is not None
+
+
+@loop_names
+def test_run_without_asyncio_runner_as_on_python_3_10(loop_name: str) -> None:
+    """3.10 has no asyncio.Runner: tcpio.run takes asyncio.run's steps itself
+    (result out, leftover tasks cancelled, async generators closed, loop closed)."""
+    from tcpio.loop import _run_310, loop_factory
+
+    events: list[str] = []
+
+    async def gen() -> Any:
+        try:
+            yield 1
+            yield 2
+        finally:
+            events.append("agen closed")
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("task cancelled")
+            raise
+
+    async def main() -> Any:
+        asyncio.ensure_future(forever())
+        agen = gen()
+        await agen.__anext__()
+        events.append("main done")
+        return asyncio.get_running_loop()
+
+    loop = _run_310(main(), loop_factory(loop_class=LOOP_CLASSES[loop_name]), None)
+    assert events[0] == "main done"
+    assert sorted(events[1:]) == ["agen closed", "task cancelled"]
+    assert loop.is_closed() and loop.stack.closed
