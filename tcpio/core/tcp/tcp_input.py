@@ -356,30 +356,35 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     return True
 
 
-def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
-    """Rate-limit ACKs for out-of-window pure ACKs (tcp_invalid_ratelimit)."""
-    if skb.seq != skb.end_seq:
-        return False
+def _tcp_oow_rate_limited(sk: TcpSock, now: float, counter: str) -> bool:
+    """__tcp_oow_rate_limited: at most one ACK per tcp_invalid_ratelimit (500 ms)
+    for this socket's out-of-window and challenge ACKs; a skipped one is
+    counted in ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge)."""
     last = sk.last_oow_ack_time
-    if last is not None and now - last < sk.host.settings.tcp_invalid_ratelimit:
-        sk.host.mib["TCPACKSkippedSeq"] += 1
+    if last is not None and 0 <= now - last < sk.host.settings.tcp_invalid_ratelimit:
+        sk.host.mib[counter] += 1
         return True
     sk.last_oow_ack_time = now
     return False
 
 
+def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
+    """Rate-limit ACKs for out-of-window pure ACKs (tcp_oow_rate_limited: data
+    without SYN is not part of an ACK loop and is always answered)."""
+    if skb.seq != skb.end_seq and not skb.flags & TCPHDR_SYN:
+        return False
+    return _tcp_oow_rate_limited(sk, now, "TCPACKSkippedSeq")
+
+
 def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
-    """RFC 5961 challenge ACK, limited per host to tcp_challenge_ack_limit/s."""
-    proto = sk.proto
-    sec = int(now)
-    if proto.challenge_second != sec:
-        proto.challenge_second = sec
-        proto.challenge_count = 0
-    if proto.challenge_count >= sk.host.settings.tcp_challenge_ack_limit:
+    """RFC 5961 7 challenge ACK, as Linux 6.x limits it: first per socket
+    (tcp_invalid_ratelimit, TCPACKSkippedChallenge), then by the host-wide
+    budget when tcp_challenge_ack_limit is set (off by default since 6.0,
+    which closed the CVE-2016-5696 side channel)."""
+    if _tcp_oow_rate_limited(sk, now, "TCPACKSkippedChallenge"):
         return
-    proto.challenge_count += 1
-    sk.host.mib["TCPChallengeACK"] += 1
-    tcp_send_ack(sk, now)
+    if sk.proto.challenge_ack_allowed(now):
+        tcp_send_ack(sk, now)
 
 
 def tcp_send_dupack(sk: TcpSock, skb: Skb, now: float) -> None:

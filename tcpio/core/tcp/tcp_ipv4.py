@@ -91,6 +91,7 @@ ParseError = wire.ParseError
 tcpudp_checksum = checksum.tcpudp_checksum
 
 MAX_SYNCOOKIE_AGE = 120.0
+CHALLENGE_ACK_LIMIT_OFF = 0x7FFFFFFF   # INT_MAX: no host-wide challenge-ACK limit
 IP_RT_MIN_ADVMSS = 256      # Linux's ip_rt_min_advmss: the floor of a route's advmss
 # ICMP types and destination-unreachable codes tcp_v4_err looks at
 ICMP_DEST_UNREACH = 3
@@ -161,15 +162,27 @@ class TcpProto:
         return space // mss * mss or space
 
     def challenge_ack_allowed(self, now: float) -> bool:
-        """RFC 5961 7: the host-wide challenge-ACK budget, tcp_challenge_ack_limit
-        a second; counts TCPChallengeACK when one may go."""
-        sec = int(now)
-        if self.challenge_second != sec:
-            self.challenge_second = sec
-            self.challenge_count = 0
-        if self.challenge_count >= self.host.settings.tcp_challenge_ack_limit:
-            return False
-        self.challenge_count += 1
+        """The host-wide part of tcp_send_challenge_ack (RFC 5961 7); counts
+        TCPChallengeACK when one may go.
+
+        tcp_challenge_ack_limit at INT_MAX (Linux >= 6.0's default) turns it
+        off: a shared counter is the CVE-2016-5696 side channel (an off-path
+        attacker spends it through a victim's connection and counts what is
+        left on its own).  When set, each second's budget is drawn at random
+        from [limit/2, limit + limit/2) as Linux has done since 4.7, so what
+        is left says little about what was spent.
+        """
+        limit = self.host.settings.tcp_challenge_ack_limit
+        if limit < CHALLENGE_ACK_LIMIT_OFF:
+            sec = int(now)
+            if self.challenge_second != sec:
+                half = (limit + 1) >> 1
+                self.challenge_second = sec
+                self.challenge_count = self.host.rng.randint(half, limit + half - 1) \
+                    if limit > 0 else 0
+            if self.challenge_count <= 0:
+                return False
+            self.challenge_count -= 1
         self.host.mib["TCPChallengeACK"] += 1
         return True
 
