@@ -15,6 +15,7 @@ class Settings:
     ipfrag_time: float = 30.0              # reassembly timeout, seconds
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # reassembly memory cap, bytes
     min_pmtu: int = 552                    # floor for a learned path MTU
+    ip_no_pmtu_disc: int = 0               # 0: TCP sets DF and learns the path MTU; 1: neither
     ip_rt_mtu_expires: float = 600.0       # how long a learned path MTU lasts
     ip_local_port_range: tuple[int, int] = (32768, 60999)
     # --- ARP / neighbour (net.ipv4.neigh.default) ---

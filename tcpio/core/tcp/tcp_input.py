@@ -18,6 +18,7 @@ from .tcp_recovery import (
     tcp_highest_sack_seq,
     tcp_is_rack,
     tcp_mark_head_lost,
+    tcp_mark_skb_lost,
     tcp_rack_mark_lost,
     tcp_rack_update_reo_wnd,
 )
@@ -385,6 +386,33 @@ def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
         return
     if sk.proto.challenge_ack_allowed(now):
         tcp_send_ack(sk, now)
+
+
+def tcp_current_ssthresh(sk: TcpSock) -> int:
+    """tcp_current_ssthresh: in CWR or Recovery the threshold itself, otherwise
+    at least three quarters of the window in use."""
+    if sk.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
+        return sk.snd_ssthresh
+    return max(sk.snd_ssthresh, (sk.snd_cwnd >> 1) + (sk.snd_cwnd >> 2))
+
+
+def tcp_simple_retransmit(sk: TcpSock, now: float) -> None:
+    """tcp_simple_retransmit: the path MTU fell, so every queued segment longer
+    than the new MSS is lost; resend them (cut to size) at once.  The window is
+    left alone: no more data is in the network, only smaller units of it."""
+    mss = tcp_output.tcp_current_mss(sk)
+    for seg in sk.rtx:
+        if not seg.flags & TCPHDR_SYN and \
+                seq_diff(seg.end_seq, seg.seq) - (1 if seg.flags & TCPHDR_FIN else 0) > mss:
+            tcp_mark_skb_lost(sk, seg)
+    if not sk.lost_out:
+        return
+    if sk.ca_state != TCP_CA_LOSS:
+        sk.high_seq = sk.snd_nxt
+        sk.snd_ssthresh = tcp_current_ssthresh(sk)
+        sk.prior_ssthresh = 0           # (no undo: this was no congestion signal)
+        sk.ca_state = TCP_CA_LOSS
+    tcp_xmit_retransmit_queue(sk, now)
 
 
 def tcp_send_dupack(sk: TcpSock, skb: Skb, now: float) -> None:

@@ -38,6 +38,7 @@ from .tcp_input import (
     tcp_initialize_rcv_mss,
     tcp_rcv_established,
     tcp_rcv_state_process,
+    tcp_simple_retransmit,
 )
 from .tcp_minisocks import (
     TCP_TW_ACK,
@@ -643,13 +644,7 @@ class TcpProto:
             mib["OutOfWindowIcmps"] += 1
             return
         if kind == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
-            # tcp_v4_mtu_reduced: the host has learned the path MTU (floored at
-            # min_pmtu); the route's MTU now bounds the MSS of new segments.
-            try:
-                mtu = self.host.route_lookup(sk.raddr).mtu
-            except OSError:
-                return              # no route to update (inet_csk_update_pmtu)
-            tcp_sync_mss(sk, mtu)
+            self.tcp_v4_mtu_reduced(sk)
             return
         if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
             sk.sk_err = errno_
@@ -658,6 +653,22 @@ class TcpProto:
             # RFC 1122 4.2.3.9: a soft error for a synchronized connection; it
             # is reported only if the connection later times out.
             sk.sk_err_soft = errno_
+
+    def tcp_v4_mtu_reduced(self, sk: TcpSock) -> None:
+        """tcp_v4_mtu_reduced: the host has learned the path MTU (floored at
+        min_pmtu, tcpio.core.host.update_pmtu); a smaller one shrinks the MSS
+        and resends at once what no longer fits (tcp_simple_retransmit): the
+        router dropped it.  Without PMTU discovery (ip_no_pmtu_disc, Linux's
+        IP_PMTUDISC_DONT) segments are not DF and the MSS stays."""
+        if sk.state in (TCP_LISTEN, TCP_CLOSE) or self.host.settings.ip_no_pmtu_disc:
+            return
+        try:
+            mtu = self.host.route_lookup(sk.raddr).mtu
+        except OSError:
+            return              # no route to update (inet_csk_update_pmtu)
+        old = sk.mss_cache
+        if tcp_sync_mss(sk, mtu) < old:
+            tcp_simple_retransmit(sk, self.host.now)
 
     def tcp_req_err(self, req: RequestSock, seq: int, abort: bool) -> None:
         """An ICMP error about our SYN-ACK.  Only one saying the peer cannot be
