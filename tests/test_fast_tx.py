@@ -165,7 +165,7 @@ def tcp_args(**kw) -> dict:
 
 
 def layered(w, ip_build, a: dict) -> bytes:
-    """The same segment the layered way: wire.build_tcp, then ip_build (TOS 0, no DF)."""
+    """The same segment the layered way: wire.build_tcp, then ip_build (TOS 0, DF)."""
     opts = None
     if a["ts_val"] != -1 or a["sack_blocks"]:
         ts = a["ts_val"] != -1
@@ -174,7 +174,7 @@ def layered(w, ip_build, a: dict) -> bytes:
     seg = w.build_tcp(a["src"], a["dst"], a["sport"], a["dport"], a["seq"], a["ack"],
                       a["flags"], a["window"], opts, a["payload"], a["urg_ptr"])
     return ip_build(a["dst_mac"], a["src_mac"], 6, a["src"], a["dst"], a["ident"], a["ttl"],
-                    0, False, False, 0, seg)
+                    0, True, False, 0, seg)
 
 
 def dissect(frame: bytes, eth: bool = True):
@@ -202,9 +202,9 @@ def test_tcp_frame_dissected_by_scapy(tx, ts, blocks, size):
     assert (pkt.dst, pkt.src, pkt.type) == ("02:00:00:00:00:01", "02:00:00:00:00:02", 0x0800)
     ip, th = pkt[IP], pkt[TCP]
     olen = (12 if ts else 0) + (4 + 8 * len(blocks) if blocks else 0)
-    # What ip_output gives a TCP segment today: TOS 0, no DF, not a fragment.
+    # What ip_output gives a TCP segment: TOS 0, DF (Linux's IP_PMTUDISC_WANT), not a fragment.
     assert (ip.version, ip.ihl, ip.tos, ip.len, ip.id, ip.flags, ip.frag, ip.ttl, ip.proto) == \
-        (4, 5, 0, 40 + olen + size, 0x1234, 0, 0, 64, 6)
+        (4, 5, 0, 40 + olen + size, 0x1234, 2, 0, 64, 6)
     assert (ip.src, ip.dst) == ("10.0.0.2", "192.0.2.7")
     assert (th.sport, th.dport, th.seq, th.ack, th.dataofs, int(th.flags), th.window,
             th.urgptr) == (40000, 80, 1000, 2000, 5 + olen // 4, 0x38, 502, 3)

@@ -105,7 +105,8 @@ cdef bytes _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, long
     memcpy(seg + thlen, data, n)
     wr16(seg + 16, ~csum_net(seg, seglen, pseudo_sum(<uint32_t>src, <uint32_t>dst,
                                                      IPPROTO_TCP, <uint64_t>seglen)) & 0xFFFF)
-    ipv4_header(ip, 20, 4, 0, 20 + seglen, ident, False, False, 0, ttl, IPPROTO_TCP, src, dst)
+    # DF: TCP does path-MTU discovery (ip_tcp_path sends nothing here when it is off)
+    ipv4_header(ip, 20, 4, 0, 20 + seglen, ident, True, False, 0, ttl, IPPROTO_TCP, src, dst)
     return frame
 
 

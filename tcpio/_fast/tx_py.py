@@ -129,7 +129,8 @@ def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, 
         raise ValueError(str(exc)) from None
     payload = _flat(payload)
     seglen = thlen + len(payload)
-    iph = _ipv4_header(_IPPROTO_TCP, src, dst, ident, ttl, 0, False, False, 0, 20 + seglen)
+    # DF: TCP does path-MTU discovery (ip_tcp_path sends nothing here when it is off)
+    iph = _ipv4_header(_IPPROTO_TCP, src, dst, ident, ttl, 0, True, False, 0, 20 + seglen)
     check = ~_csum_partial(payload, _csum_partial(th, _pseudo_header_sum(src, dst, _IPPROTO_TCP,
                                                                           seglen))) & 0xFFFF
     th = th[:16] + check.to_bytes(2, "big") + th[18:]

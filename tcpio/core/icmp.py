@@ -183,7 +183,8 @@ class IcmpProto:
         info = 0
         if type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
             info = rest & 0xFFFF         # next-hop MTU (RFC 1191; 0 from old routers)
-            if self.host.is_local_address(inner.src):
+            # (ip_no_pmtu_disc: our datagrams carry no DF, so none learns a path MTU)
+            if self.host.is_local_address(inner.src) and not self.host.settings.ip_no_pmtu_disc:
                 self.host.update_pmtu(inner.dst, info)
         elif type == ICMP_PARAMETERPROB:
             info = rest >> 24            # pointer

@@ -168,6 +168,8 @@ def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
     multicast, fragmentation, ARP resolution), which does all of that and
     counts it.
     """
+    if host.settings.ip_no_pmtu_disc:
+        return None         # whole TCP frames carry DF: without PMTU discovery, ip_output
     try:
         route = host.route_lookup(dst)
     except OSError:

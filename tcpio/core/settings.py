@@ -15,6 +15,7 @@ class Settings:
     ipfrag_time: float = 30.0              # reassembly timeout, seconds
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # reassembly memory cap, bytes
     min_pmtu: int = 552                    # floor for a learned path MTU
+    ip_no_pmtu_disc: int = 0               # 0: TCP sets DF and learns the path MTU; 1: neither
     ip_rt_mtu_expires: float = 600.0       # how long a learned path MTU lasts
     ip_local_port_range: tuple[int, int] = (32768, 60999)
     # --- ARP / neighbour (net.ipv4.neigh.default) ---
@@ -46,7 +47,10 @@ class Settings:
     tcp_max_orphans: int = 65536
     tcp_max_tw_buckets: int = 262144
     tcp_orphan_retries: int = 0            # 0 means 8 like Linux
-    tcp_challenge_ack_limit: int = 1000    # per second, RFC 5961
+    # RFC 5961 challenge ACKs: a host-wide budget per second, off (INT_MAX) as in
+    # Linux >= 6.0, randomised around the value when set; and per socket at most
+    # one challenge or out-of-window ACK per tcp_invalid_ratelimit.
+    tcp_challenge_ack_limit: int = 0x7FFFFFFF
     tcp_invalid_ratelimit: float = 0.5
     # --- TCP data path ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)

@@ -48,6 +48,7 @@ SYSCTL_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "net.ipv4.tcp_max_orphans": ("tcp_max_orphans", _int),
     "net.ipv4.tcp_max_tw_buckets": ("tcp_max_tw_buckets", _int),
     "net.ipv4.tcp_tw_reuse": ("tcp_tw_reuse", _int),
+    "net.ipv4.ip_no_pmtu_disc": ("ip_no_pmtu_disc", _int),
     "net.ipv4.tcp_challenge_ack_limit": ("tcp_challenge_ack_limit", _int),
     "net.ipv4.tcp_invalid_ratelimit": ("tcp_invalid_ratelimit", _ms),
     "net.ipv4.tcp_keepalive_time": ("tcp_keepalive_time", _secs),

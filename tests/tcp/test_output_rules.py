@@ -991,12 +991,12 @@ def test_a_retransmission_counts_in_flight_even_if_the_segment_was_sacked():
 
 
 @pytest.mark.parametrize("timestamps", [1, 0])
-def test_a_segment_one_byte_over_the_mtu_is_fragmented_not_sent_whole(timestamps):
-    """The burst path (tcp_fast.write_xmit) takes only segments whose
-    datagram (20 + 20 + 12 with timestamps + MSS) fits the route MTU; when
-    the interface MTU drops one byte under a connection's MSS the segments
-    go to ip_output and are fragmented: no datagram on the wire exceeds
-    the MTU (RFC 791)."""
+def test_the_mss_follows_an_mtu_one_byte_under_it(timestamps):
+    """When the interface MTU drops one byte under a connection's MSS, the
+    MSS is synced to it before the next send (tcp_current_mss: dst_mtu !=
+    icsk_pmtu_cookie), so no datagram on the wire exceeds the MTU and none is
+    fragmented: TCP sets DF, as Linux does.  (It asserted fragmentation while
+    TCP sent without DF.)"""
     from tcpio.core.sim import VirtualNetwork
 
     from .helpers import sim_connect
@@ -1021,7 +1021,8 @@ def test_a_segment_one_byte_over_the_mtu_is_fragmented_not_sent_whole(timestamps
     start = len(link.capture)
     assert net.run_until(pump, 60)
     assert bytes(got) == data
-    assert a.mib["FragCreates"] > 0
+    assert a.mib["FragCreates"] == 0
+    assert c.mss_cache == (1447 if timestamps else 1459)
     ip_lengths = [int.from_bytes(f[16:18], "big") for _t, f in link.capture[start:]
                   if f[12:14] == b"\x08\x00"]
     assert max(ip_lengths) <= 1499

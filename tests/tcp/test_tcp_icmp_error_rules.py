@@ -239,3 +239,75 @@ def test_fragmentation_needed_with_no_route_left_changes_nothing():
     w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1000)
     assert sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 1460
     assert sk.state == TCP_ESTABLISHED
+
+
+def _data_in_flight(w, sk, nbytes: int) -> list:
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sk.sendmsg(b"d" * nbytes)
+    return w.out()
+
+
+def test_fragmentation_needed_resends_what_no_longer_fits_cut_to_the_new_mss():
+    """tcp_v4_mtu_reduced -> tcp_sync_mss, then tcp_simple_retransmit: every
+    queued segment longer than the new MSS is lost (the router dropped it) and
+    goes again at once, cut to the MSS (tcp_fragment); a segment that fits
+    stays in flight; the congestion window is left alone (CA_Loss, no
+    reduction: only the units changed)."""
+    w, sk, snd = _established()
+    out = _data_in_flight(w, sk, 3000)
+    assert [len(s.payload) for s in out] == [1460, 1460, 80]
+    cwnd = sk.snd_cwnd
+    resent = w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1000)
+    assert [(s.seq - snd, len(s.payload)) for s in resent] == \
+        [(0, 960), (960, 500), (1460, 960), (2420, 500)]
+    assert sk.snd_cwnd == cwnd and sk.ca_state == 4          # TCP_CA_Loss
+    assert w.mib["RetransSegs"] == 4
+    # the peer ACKs it all: the queue is empty, nothing left over
+    w.send(TCP(sport=RPORT, dport=LPORT, flags="A", seq=PEER_ISS + 1, ack=snd + 3000,
+               window=8000))
+    assert sk.packets_out == 0 and sk.lost_out == 0 and sk.retrans_out == 0 and not sk.rtx
+
+
+def test_fragmentation_needed_for_a_larger_mtu_resends_nothing():
+    w, sk, snd = _established()
+    _data_in_flight(w, sk, 1000)
+    assert w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1400) == []
+    w.h.update_pmtu(ip_aton(PEER), 1500)
+    assert w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1500) == []
+    assert w.mib["RetransSegs"] == 0
+
+
+def test_every_tcp_segment_carries_df_and_ip_no_pmtu_disc_turns_it_off():
+    """Linux sets DF on TCP (ip_no_pmtu_disc = 0: IP_PMTUDISC_WANT); with
+    ip_no_pmtu_disc = 1 (IP_PMTUDISC_DONT) no segment has it and a
+    fragmentation-needed leaves the MSS alone."""
+    for setting, df in ((0, True), (1, False)):
+        w = Wire(Settings(ip_no_pmtu_disc=setting))
+        ls = w.h.tcp.socket()
+        ls.bind(0, LPORT)
+        ls.listen(8)
+        frames = []
+        w.h.receive(1, bytes(IP(src=PEER, dst=MY) / TCP(sport=RPORT, dport=LPORT, flags="S",
+                                                       seq=PEER_ISS, options=[("MSS", 1460)])),
+                    0.0)
+        frames += w.h.take_output()
+        synack = IP(frames[-1][1])[TCP]
+        w.h.receive(1, bytes(IP(src=PEER, dst=MY) / TCP(sport=RPORT, dport=LPORT, flags="A",
+                                                       seq=PEER_ISS + 1, ack=synack.seq + 1)),
+                    0.0)
+        sk = ls.accept()
+        sk.sendmsg(b"x" * 3000)
+        frames += w.h.take_output()
+        w.h.receive(1, bytes(IP(src=PEER, dst=MY) / TCP(sport=RPORT, dport=9, flags="S")), 0.0)
+        frames += w.h.take_output()                            # a RST from no socket
+        w.h.receive(1, bytes(IP(src=PEER, dst=MY) / TCP(sport=RPORT, dport=LPORT, flags="A",
+                                                       seq=PEER_ISS + 1, ack=synack.seq + 1,
+                                                       window=0)), 0.0)
+        frames += w.h.take_output()
+        ips = [IP(f) for _, f in frames]
+        assert len(ips) >= 5 and {p.proto for p in ips} == {6}
+        assert all(bool(p.flags.DF) == df for p in ips), [p.flags for p in ips]
+        w.icmp(3, 4, _ours(LPORT, RPORT, synack.seq + 1), mtu=1000)
+        assert sk.mss_cache == (960 if df else 1460)
+        sk.sendmsg(b"y" * 3000)
+        assert {len(IP(f)[TCP].payload) for _, f in w.h.take_output()} <= {960 if df else 1460}

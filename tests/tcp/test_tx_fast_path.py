@@ -245,9 +245,12 @@ def test_loopback_data_from_a_user_call():
     transfer(net, c, s, bytes(5000), b"")
 
 
-def test_over_mtu_falls_back_and_fragments(rec):
-    """The interface MTU drops under an established connection's MSS: its
-    segments no longer fit and ip_output fragments them (TCP sets no DF here)."""
+def test_over_mtu_resyncs_the_mss_and_nothing_is_fragmented(rec):
+    """The interface MTU drops under an established connection's MSS: as in
+    Linux's tcp_current_mss (dst_mtu != icsk_pmtu_cookie -> tcp_sync_mss) the
+    MSS follows the route's MTU, so the DF segments keep fitting: nothing is
+    fragmented and the burst path keeps taking them.  (It asserted
+    fragmentation while TCP sent without DF, which Linux never does.)"""
     def scenario():
         net, a, b, _ = two_hosts(8)
         c, s = sim_connect(net, a, b, "10.0.0.2")
@@ -256,8 +259,8 @@ def test_over_mtu_falls_back_and_fragments(rec):
         return outcome(net)
 
     _, mibs = rec.compare(scenario)
-    assert mibs["a"]["FragCreates"] > 10 and mibs["b"]["ReasmOKs"] > 5
-    assert rec.declined > 5 and rec.taken > 0      # the pure ACKs still fit
+    assert mibs["a"].get("FragCreates", 0) == 0 and mibs["b"].get("ReasmOKs", 0) == 0
+    assert rec.taken > 10
 
 
 def test_no_route_falls_back(rec):

@@ -115,7 +115,7 @@ class TcpSock(TcpCb):
         "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
         "keepintvl", "last_oow_ack_time", "last_synq_overflow", "linger", "lsndtime",
         "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "pending",
-        "prior_cwnd", "prior_ssthresh", "probe_start", "proto", "rack_dsack_seen",
+        "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto", "rack_dsack_seen",
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
         "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "reordering", "retrans_stamp",
         "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
@@ -209,6 +209,7 @@ class TcpSock(TcpCb):
         # negotiated options
         self.advmss = 1460
         self.mss_cache = TCP_MSS_DEFAULT
+        self.pmtu_cookie = 0            # the path MTU mss_cache was last synced to
         self.mss_clamp = MAX_TCP_WINDOW  # peer's MSS option
         self.rcv_mss = TCP_MSS_DEFAULT
         self.wscale_ok = False

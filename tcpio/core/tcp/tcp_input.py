@@ -18,6 +18,7 @@ from .tcp_recovery import (
     tcp_highest_sack_seq,
     tcp_is_rack,
     tcp_mark_head_lost,
+    tcp_mark_skb_lost,
     tcp_rack_mark_lost,
     tcp_rack_update_reo_wnd,
 )
@@ -356,30 +357,62 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     return True
 
 
-def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
-    """Rate-limit ACKs for out-of-window pure ACKs (tcp_invalid_ratelimit)."""
-    if skb.seq != skb.end_seq:
-        return False
+def _tcp_oow_rate_limited(sk: TcpSock, now: float, counter: str) -> bool:
+    """__tcp_oow_rate_limited: at most one ACK per tcp_invalid_ratelimit (500 ms)
+    for this socket's out-of-window and challenge ACKs; a skipped one is
+    counted in ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge)."""
     last = sk.last_oow_ack_time
-    if last is not None and now - last < sk.host.settings.tcp_invalid_ratelimit:
-        sk.host.mib["TCPACKSkippedSeq"] += 1
+    if last is not None and 0 <= now - last < sk.host.settings.tcp_invalid_ratelimit:
+        sk.host.mib[counter] += 1
         return True
     sk.last_oow_ack_time = now
     return False
 
 
+def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
+    """Rate-limit ACKs for out-of-window pure ACKs (tcp_oow_rate_limited: data
+    without SYN is not part of an ACK loop and is always answered)."""
+    if skb.seq != skb.end_seq and not skb.flags & TCPHDR_SYN:
+        return False
+    return _tcp_oow_rate_limited(sk, now, "TCPACKSkippedSeq")
+
+
 def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
-    """RFC 5961 challenge ACK, limited per host to tcp_challenge_ack_limit/s."""
-    proto = sk.proto
-    sec = int(now)
-    if proto.challenge_second != sec:
-        proto.challenge_second = sec
-        proto.challenge_count = 0
-    if proto.challenge_count >= sk.host.settings.tcp_challenge_ack_limit:
+    """RFC 5961 7 challenge ACK, as Linux 6.x limits it: first per socket
+    (tcp_invalid_ratelimit, TCPACKSkippedChallenge), then by the host-wide
+    budget when tcp_challenge_ack_limit is set (off by default since 6.0,
+    which closed the CVE-2016-5696 side channel)."""
+    if _tcp_oow_rate_limited(sk, now, "TCPACKSkippedChallenge"):
         return
-    proto.challenge_count += 1
-    sk.host.mib["TCPChallengeACK"] += 1
-    tcp_send_ack(sk, now)
+    if sk.proto.challenge_ack_allowed(now):
+        tcp_send_ack(sk, now)
+
+
+def tcp_current_ssthresh(sk: TcpSock) -> int:
+    """tcp_current_ssthresh: in CWR or Recovery the threshold itself, otherwise
+    at least three quarters of the window in use."""
+    if sk.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
+        return sk.snd_ssthresh
+    return max(sk.snd_ssthresh, (sk.snd_cwnd >> 1) + (sk.snd_cwnd >> 2))
+
+
+def tcp_simple_retransmit(sk: TcpSock, now: float) -> None:
+    """tcp_simple_retransmit: the path MTU fell, so every queued segment longer
+    than the new MSS is lost; resend them (cut to size) at once.  The window is
+    left alone: no more data is in the network, only smaller units of it."""
+    mss = tcp_output.tcp_current_mss(sk)
+    for seg in sk.rtx:
+        if not seg.flags & TCPHDR_SYN and \
+                seq_diff(seg.end_seq, seg.seq) - (1 if seg.flags & TCPHDR_FIN else 0) > mss:
+            tcp_mark_skb_lost(sk, seg)
+    if not sk.lost_out:
+        return
+    if sk.ca_state != TCP_CA_LOSS:
+        sk.high_seq = sk.snd_nxt
+        sk.snd_ssthresh = tcp_current_ssthresh(sk)
+        sk.prior_ssthresh = 0           # (no undo: this was no congestion signal)
+        sk.ca_state = TCP_CA_LOSS
+    tcp_xmit_retransmit_queue(sk, now)
 
 
 def tcp_send_dupack(sk: TcpSock, skb: Skb, now: float) -> None:

@@ -40,6 +40,7 @@ from .tcp_input import (
     tcp_initialize_rcv_mss,
     tcp_rcv_established,
     tcp_rcv_state_process,
+    tcp_simple_retransmit,
 )
 from .tcp_minisocks import (
     TCP_TW_ACK,
@@ -93,6 +94,7 @@ ParseError = wire.ParseError
 tcpudp_checksum = checksum.tcpudp_checksum
 
 MAX_SYNCOOKIE_AGE = 120.0
+CHALLENGE_ACK_LIMIT_OFF = 0x7FFFFFFF   # INT_MAX: no host-wide challenge-ACK limit
 IP_RT_MIN_ADVMSS = 256      # Linux's ip_rt_min_advmss: the floor of a route's advmss
 # ICMP types and destination-unreachable codes tcp_v4_err looks at
 ICMP_DEST_UNREACH = 3
@@ -163,15 +165,27 @@ class TcpProto:
         return space // mss * mss or space
 
     def challenge_ack_allowed(self, now: float) -> bool:
-        """RFC 5961 7: the host-wide challenge-ACK budget, tcp_challenge_ack_limit
-        a second; counts TCPChallengeACK when one may go."""
-        sec = int(now)
-        if self.challenge_second != sec:
-            self.challenge_second = sec
-            self.challenge_count = 0
-        if self.challenge_count >= self.host.settings.tcp_challenge_ack_limit:
-            return False
-        self.challenge_count += 1
+        """The host-wide part of tcp_send_challenge_ack (RFC 5961 7); counts
+        TCPChallengeACK when one may go.
+
+        tcp_challenge_ack_limit at INT_MAX (Linux >= 6.0's default) turns it
+        off: a shared counter is the CVE-2016-5696 side channel (an off-path
+        attacker spends it through a victim's connection and counts what is
+        left on its own).  When set, each second's budget is drawn at random
+        from [limit/2, limit + limit/2) as Linux has done since 4.7, so what
+        is left says little about what was spent.
+        """
+        limit = self.host.settings.tcp_challenge_ack_limit
+        if limit < CHALLENGE_ACK_LIMIT_OFF:
+            sec = int(now)
+            if self.challenge_second != sec:
+                half = (limit + 1) >> 1
+                self.challenge_second = sec
+                self.challenge_count = self.host.rng.randint(half, limit + half - 1) \
+                    if limit > 0 else 0
+            if self.challenge_count <= 0:
+                return False
+            self.challenge_count -= 1
         self.host.mib["TCPChallengeACK"] += 1
         return True
 
@@ -637,13 +651,7 @@ class TcpProto:
             mib["OutOfWindowIcmps"] += 1
             return
         if kind == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
-            # tcp_v4_mtu_reduced: the host has learned the path MTU (floored at
-            # min_pmtu); the route's MTU now bounds the MSS of new segments.
-            try:
-                mtu = self.host.route_lookup(sk.raddr).mtu
-            except OSError:
-                return              # no route to update (inet_csk_update_pmtu)
-            tcp_sync_mss(sk, mtu)
+            self.tcp_v4_mtu_reduced(sk)
             return
         if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
             sk.sk_err = errno_
@@ -652,6 +660,22 @@ class TcpProto:
             # RFC 1122 4.2.3.9: a soft error for a synchronized connection; it
             # is reported only if the connection later times out.
             sk.sk_err_soft = errno_
+
+    def tcp_v4_mtu_reduced(self, sk: TcpSock) -> None:
+        """tcp_v4_mtu_reduced: the host has learned the path MTU (floored at
+        min_pmtu, tcpio.core.host.update_pmtu); a smaller one shrinks the MSS
+        and resends at once what no longer fits (tcp_simple_retransmit): the
+        router dropped it.  Without PMTU discovery (ip_no_pmtu_disc, Linux's
+        IP_PMTUDISC_DONT) segments are not DF and the MSS stays."""
+        if sk.state in (TCP_LISTEN, TCP_CLOSE) or self.host.settings.ip_no_pmtu_disc:
+            return
+        try:
+            mtu = self.host.route_lookup(sk.raddr).mtu
+        except OSError:
+            return              # no route to update (inet_csk_update_pmtu)
+        old = sk.mss_cache
+        if tcp_sync_mss(sk, mtu) < old:
+            tcp_simple_retransmit(sk, self.host.now)
 
     def tcp_req_err(self, req: RequestSock, seq: int, abort: bool) -> None:
         """An ICMP error about our SYN-ACK.  Only one saying the peer cannot be

@@ -136,8 +136,11 @@ def _tcp_out_count(host: NetHost, flags: int) -> None:
 
 
 def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes) -> None:
+    """Hand a segment to IP, with DF as Linux sets it for TCP (ip_no_pmtu_disc 0:
+    IP_PMTUDISC_WANT, so a router on a smaller link answers with an ICMP
+    fragmentation-needed instead of fragmenting)."""
     try:
-        host.ip_output(IPPROTO_TCP, laddr, raddr, seg)
+        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=not host.settings.ip_no_pmtu_disc)
     except OSError:
         host.mib["TCPOutNoRoute"] += 1
 
@@ -285,6 +288,7 @@ def tcp_current_mss(sk: TcpSock) -> int:
 
 def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
     """Effective MSS from the path MTU, the peer's MSS option and TCP_MAXSEG."""
+    sk.pmtu_cookie = pmtu
     mss = pmtu - 40
     # TCP_MAXSEG is already in mss_clamp (tcp_connect_init, tcp_parse_options),
     # as in Linux: a SYN without an MSS option leaves 536 unclamped.
@@ -304,6 +308,10 @@ def tcp_push(sk: TcpSock, now: float) -> None:
 def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     """Send new segments while the peer's window, cwnd and Nagle allow.
     Returns True if anything was sent."""
+    # tcp_current_mss: a route MTU that changed since the MSS was synced (the
+    # interface's, or a learned path MTU that came or expired) syncs it again.
+    if sk.proto.route_mtu(sk.raddr) != sk.pmtu_cookie:
+        tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
     # Like tcp_current_mss: room for the SACK blocks this segment will carry.
     sack_len = tcp_sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
@@ -555,9 +563,35 @@ def tcp_send_probe0(sk: TcpSock, now: float) -> None:
 
 
 # --- retransmission ------------------------------------------------------------
+def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
+    """Split ``sk.rtx[i]`` after ``mss`` bytes of data (tcp_fragment): the tail
+    becomes its own queued segment, with the FIN and the scoreboard marks, so
+    a segment queued before the path MTU fell goes out again in pieces."""
+    seg = sk.rtx[i]
+    split = (seg.seq + mss) & 0xFFFFFFFF
+    tail = TxSeg(split, seg.end_seq, seg.flags & TCPHDR_FIN, seg.tstamp)
+    tail.sacked = seg.sacked
+    tail.retrans = seg.retrans
+    seg.end_seq = split
+    seg.flags &= ~TCPHDR_FIN
+    sk.rtx.insert(i + 1, tail)
+    sk.packets_out += 1
+    if tail.sacked & 1:        # TCPCB_SACKED_ACKED
+        sk.sacked_out += 1
+    if tail.sacked & 2:        # TCPCB_SACKED_RETRANS
+        sk.retrans_out += 1
+    if tail.sacked & 4:        # TCPCB_LOST
+        sk.lost_out += 1
+
+
 def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
     """Resend one queued segment, rebuilt from the send buffer, and count it
-    in retrans_out (TCPCB_SACKED_RETRANS) until it is (S)ACKed or lost again."""
+    in retrans_out (TCPCB_SACKED_RETRANS) until it is (S)ACKed or lost again.
+    One longer than the current MSS (the path MTU fell) is cut to it first."""
+    if not seg.flags & TCPHDR_SYN:
+        mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
+        if seq_diff(seg.end_seq, seg.seq) - (1 if seg.flags & TCPHDR_FIN else 0) > mss:
+            tcp_fragment(sk, sk.rtx.index(seg), mss)
     if not seg.sacked & 2:
         seg.sacked |= 2   # TCPCB_SACKED_RETRANS
         sk.retrans_out += 1
@@ -613,6 +647,7 @@ def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
         s = seg.sacked
         if s & 4 and not s & 3:   # LOST, not SACKED, not already retransmitted
             tcp_retransmit_skb(sk, seg, now)
+            n = len(rtx)          # (tcp_fragment may have queued the tail after it)
             in_flight += 1
             if i == 0 and not sk.rtx_timer.pending:
                 tcp_rearm_rto(sk, now)
