@@ -279,21 +279,33 @@ class Stack:
         """A snapshot of the host's MIB counters (netstat -s style)."""
         return self.host.mib.snapshot()
 
-    def connections(self) -> list:
+    def connections(self, info: bool = False) -> list:
         """TCP sockets like ``ss -tan``: rows of (state, local, remote, recv_q,
-        send_q, timer), listeners first, then established, request and
-        TIME_WAIT entries."""
+        send_q, timer, info), listeners first, then established, request and
+        TIME_WAIT entries; ``info``: each full socket's TCP_INFO fields as a
+        dict (``tcpi_`` names), else None."""
         tcp = getattr(self.host, "tcp", None)
-        return tcp.connections() if tcp is not None else []
+        return tcp.connections(info) if tcp is not None else []
 
-    def format_connections(self) -> str:
-        """``connections()`` as the table ``ss -tan`` prints."""
-        rows = self.connections()
+    def format_connections(self, info: bool = False) -> str:
+        """``connections()`` as the table ``ss -tan`` prints; ``info``: each
+        connection followed by its TCP_INFO line, like ``ss -ti``."""
+        from tcpio.core.tcp.tcp_info import format_ss_info
+
+        rows = self.connections(info)
         lines = [f"{'State':<12}{'Recv-Q':>7}{'Send-Q':>7}  {'Local':<22}{'Peer':<22}Timer"]
         for r in rows:
             lines.append(f"{r.state:<12}{r.recv_q:>7}{r.send_q:>7}  {r.local:<22}"
                          f"{r.remote:<22}{r.timer}")
+            if info and r.info is not None and r.state != "LISTEN":
+                lines.append("\t " + format_ss_info(r.info))
         return "\n".join(lines)
+
+    def set_trace(self, sink: Callable[[dict[str, Any]], None] | None) -> None:
+        """Trace every TCP connection of this stack to ``sink`` (a callable
+        taking one event dict, e.g. ``tcpio.trace.JsonLinesWriter``); None
+        stops (docs/internals.md, Tracing)."""
+        self.host.tcp.set_trace(sink)
 
     def device_stats(self) -> dict[str, dict[str, int]]:
         """Per-interface counters, like /proc/net/dev."""

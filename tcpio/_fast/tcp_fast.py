@@ -187,9 +187,13 @@ class TcpCb:
     rack_end_seq: int
     rack_advanced: bool
     reord_seen: int     # reordering events seen (tp->reord_seen)
+    # tracing (tcpio.core.tcp.tcp_trace.SockTracer or None): set, the fast
+    # paths decline and the traced segments take the general path
+    trace: Any
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
+        self.trace = None
 
 
 class TxSeg:
@@ -383,7 +387,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     shifted <<= sk.snd_wscale
     if (sk.state != _TCP_ESTABLISHED or seq != sk.rcv_nxt
             or sk.ca_state != _TCP_CA_OPEN or sk.urg_seq is not None or sk.ofo
-            or shifted != sk.snd_wnd):
+            or shifted != sk.snd_wnd or sk.trace is not None):
         return 0
     if sk.tstamp_ok and (not has_ts or before(ts_val, sk.ts_recent)):
         return 0

@@ -26,7 +26,9 @@ from ..errors import sock_error
 from . import tcp_output, tcp_timer
 from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
+from .tcp_info import tcp_get_info, tcp_info_pack
 from .tcp_rtt import RttEstimator
+from .tcp_trace import SockTracer, TraceSink
 from .tcp_states import (
     RCV_SHUTDOWN,
     SEND_SHUTDOWN,
@@ -121,7 +123,7 @@ class TcpSock(TcpCb):
         "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
         "sack_cache", "sack_ok", "sk_err", "sk_err_soft", "sk_shutdown", "snd_cwnd_clamp",
         "snd_cwnd_cnt", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
-        "syn_queue", "tlp_high_seq", "tlp_retrans", "urg_data", "urg_last", "user_mss",
+        "syn_queue", "tlp_high_seq", "tlp_retrans", "total_retrans", "urg_data", "urg_last", "user_mss",
         "user_timeout", "wakeup", "wscale_ok",
     ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
 
@@ -251,6 +253,7 @@ class TcpSock(TcpCb):
         self.reordering = st.tcp_reordering
         self.highest_sack = 0       # end of the highest SACKed segment (while sacked_out)
         self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
+        self.total_retrans = 0      # tp->total_retrans: segments retransmitted, ever
         self.retrans_stamp: float | None = None  # when the current retransmission episode began
         self.probes_out = 0         # zero-window or keepalive probes unanswered
         self.backoff = 0            # icsk_backoff for probe0
@@ -268,6 +271,9 @@ class TcpSock(TcpCb):
         self.rtx_timer = timers.timer(tcp_timer.tcp_write_timer, self)
         self.delack_timer = timers.timer(tcp_timer.tcp_delack_timer, self)
         self.ka_timer = timers.timer(tcp_timer.tcp_keepalive_timer, self)
+        # tracing: off unless the stack traces every connection (tcp_trace)
+        sink = proto.trace_sink
+        self.trace = None if sink is None else SockTracer(sink)
 
     # --- derived values --------------------------------------------------
     @property
@@ -281,6 +287,18 @@ class TcpSock(TcpCb):
     @property
     def tcp_packets_in_flight(self) -> int:
         return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
+
+    def set_trace(self, sink: TraceSink | None) -> None:
+        """Trace this connection's events to ``sink`` (None: stop); a
+        listener's sink goes to the connections it accepts."""
+        if sink is None:
+            self.trace = None
+        elif self.trace is None or self.trace.sink is not sink:
+            self.trace = SockTracer(sink)
+
+    def tcp_info(self) -> dict[str, int]:
+        """TCP_INFO's fields tcpio keeps, by their tcpi_ names (tcp_info.tcp_get_info)."""
+        return tcp_get_info(self)
 
     def __repr__(self) -> str:
         return (f"<TcpSock {STATE_NAMES.get(self.state, self.state)} "
@@ -310,6 +328,8 @@ class TcpSock(TcpCb):
         # inet_csk_listen_start: take the port again as a listener, so two
         # SO_REUSEADDR socks may share a bound port but only one may listen.
         self.state = TCP_LISTEN
+        if self.trace is not None:
+            self.trace.set_state(self, TCP_CLOSE, TCP_LISTEN, self.host.now)
         if self.accept_queue is _NO_ACCEPT_QUEUE:
             self.accept_queue = deque()
             self.syn_queue = {}
@@ -513,8 +533,9 @@ class TcpSock(TcpCb):
         opt.store(self, opt.convert(value))
 
     def getsockopt(self, level: int, name: int, buflen: int = 0) -> Any:
-        """Read an option from SOCKOPTS (``buflen`` is accepted and ignored:
-        ints come back as ints, SO_LINGER as the packed struct linger)."""
+        """Read an option from SOCKOPTS: ints come back as ints, structs
+        (SO_LINGER, TCP_INFO) packed, cut to ``buflen`` bytes when it is
+        given, as Linux copies at most the caller's length."""
         opt = SOCKOPTS.get((level, name))
         if opt is None:
             if level in (socket.SOL_SOCKET, socket.IPPROTO_TCP, socket.IPPROTO_IP):
@@ -522,7 +543,10 @@ class TcpSock(TcpCb):
             # tcp_getsockopt hands other levels to ip_getsockopt, which only
             # knows SOL_IP (setsockopt says ENOPROTOOPT there instead).
             raise sock_error(errno.EOPNOTSUPP)
-        return opt.load(self)
+        value = opt.load(self)
+        if buflen and isinstance(value, bytes):
+            return value[:buflen]
+        return value
 
 
 def _int(value: Any) -> int:
@@ -722,6 +746,7 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
                                              _get_user_timeout),
     (_TCP, socket.TCP_CONGESTION): SockOpt(_cc_in, _set_congestion,
                                            _get_congestion),
+    (_TCP, socket.TCP_INFO): _read_only(lambda sk: tcp_info_pack(tcp_get_info(sk))),
 }
 
 

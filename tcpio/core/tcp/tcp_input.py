@@ -262,6 +262,7 @@ def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             return
         # SYN-ACK: the connection is established.
         _tcp_accept_syn_options(sk, skb)
+        sk.irs = skb.seq
         sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
         sk.rcv_wup = sk.rcv_nxt
         # tcp_ack takes SND.WND (unscaled in a SYN), SND.WL1 and max_window:
@@ -278,6 +279,7 @@ def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     if flags & TCPHDR_SYN:
         # Simultaneous open (RFC 9293 figure 7): SYN_RECV and answer SYN-ACK.
         _tcp_accept_syn_options(sk, skb)
+        sk.irs = skb.seq
         sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
         sk.rcv_wup = sk.rcv_nxt
         sk.snd_wl1 = skb.seq
