@@ -116,7 +116,8 @@ class TcpSock(TcpCb):
         "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
         "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
         "keepintvl", "last_oow_ack_time", "last_synq_overflow", "linger", "lsndtime",
-        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "pending",
+        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "passive",
+        "pending",
         "prior_cwnd", "prior_ssthresh", "probe_start", "proto", "rack_dsack_seen",
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
         "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "reordering", "retrans_stamp",
@@ -157,6 +158,7 @@ class TcpSock(TcpCb):
         self.syn_queue: dict = _NO_SYN_QUEUE   # request socks (NEW_SYN_RECV) of this listener
         self.last_synq_overflow = -1e9
         self.parent: TcpSock | None = None  # listener of a child waiting in accept queue
+        self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
         # options set by the user
         self.nodelay = False
         self.keepalive = False

@@ -137,8 +137,10 @@ def tcp_get_info(sk: TcpSock) -> dict[str, int]:
         info["tcpi_sacked"] = sk.max_ack_backlog
     elif sk.state != TCP_SYN_SENT and sk.raddr:
         # tcp_snd_una_update / tcp_rcv_nxt_update sums: what SND.UNA and
-        # RCV.NXT moved past (the SYN counts as acknowledged, as in Linux)
-        info["tcpi_bytes_acked"] = seq_diff(sk.snd_una, sk.iss) & 0xFFFFFFFF
+        # RCV.NXT moved past; as in Linux the active opener's SYN counts (its
+        # ACK moved SND.UNA), a passive child starts past its SYN-ACK
+        base = (sk.iss + 1) & 0xFFFFFFFF if sk.passive else sk.iss
+        info["tcpi_bytes_acked"] = seq_diff(sk.snd_una, base) & 0xFFFFFFFF
         info["tcpi_bytes_received"] = (seq_diff(sk.rcv_nxt, sk.irs) - 1) & 0xFFFFFFFF
     return info
 

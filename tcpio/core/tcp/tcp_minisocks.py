@@ -369,7 +369,8 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
     sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = isn1
-    sk.irs = req.rcv_isn
+    sk.iss, sk.irs = req.snt_isn, req.rcv_isn
+    sk.passive = True
     sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
     sk.rcv_wnd = req.rcv_wnd
     sk.wscale_ok = req.wscale_ok
