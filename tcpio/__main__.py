@@ -378,7 +378,9 @@ async def run_serve(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tcpio", description="tcpio: a userspace TCP/IP stack "
                                 "for asyncio.  Without a subcommand, runs the demo.")
-    p.add_argument("--version", action="version", version=f"tcpio {tcpio.__version__}")
+    from tcpio import info
+    p.add_argument("--version", action="version",
+                   version=f"tcpio {tcpio.__version__} ({info.build_summary()})")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--uvloop", action="store_true", help="run on uvloop")
     sub = p.add_subparsers(dest="command")
@@ -422,6 +424,8 @@ def parser() -> argparse.ArgumentParser:
     from tcpio.packetdrill.cli import add_arguments
     add_arguments(sub.add_parser("packetdrill", help="run packetdrill scripts against tcpio "
                                  "on virtual time (no root)"))
+    info.add_arguments(sub.add_parser("info", help="which build runs (compiled or pure); "
+                                      "--counters: what each counter means"))
     return p
 
 
@@ -434,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "packetdrill":
         from tcpio.packetdrill.cli import run as run_packetdrill
         return run_packetdrill(args)
+    if args.command == "info":
+        from tcpio.info import run as run_info
+        return run_info(args)
     run = run_demo if args.command == "demo" else run_serve
     loop_factory = None
     if args.uvloop:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket as _socket
 import weakref
 from collections.abc import Callable, Iterable
@@ -35,6 +36,8 @@ from tcpio.core.settings import Settings
 from tcpio.devices.base import Device
 from tcpio.netdb import HostsTable
 from tcpio.resolver import Resolver
+
+_host_log = logging.getLogger("tcpio.host")
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+
@@ -72,6 +75,10 @@ class Stack:
         self.host.icmp.wakeup = self._on_icmp_wakeup
         # Names: hosts table, name servers, cache (tcpio/resolver.py).
         self.resolver = Resolver(self)
+        # tcpio.tcp at DEBUG: every segment of every connection, through tracing
+        if logging.getLogger("tcpio.tcp").isEnabledFor(logging.DEBUG):
+            from tcpio.core.tcp.tcp_trace import log_event
+            self.host.tcp.set_trace(log_event)
 
     # --- lifetime -----------------------------------------------------------
 
@@ -134,6 +141,9 @@ class Stack:
         device.start(self.loop, lambda frames: self._on_frames(ifindex, frames))
         if address is not None:
             self.add_address(ifindex, address)
+        _host_log.info("%s: interface %d %s up (%s, mtu %d)%s", self.host.name, ifindex,
+                       device.name, type(device).__name__, mtu or device.mtu,
+                       f" {address}" if address is not None else "")
         self.kick()
         return ifindex
 

@@ -17,7 +17,8 @@ import asyncio
 import socket
 import struct
 
-import tcpio
+from stackutil import wired_stacks
+
 from tcpio.core.tcp.tcp_info import (
     TCP_INFO_STRUCT,
     format_ss_info,
@@ -96,16 +97,12 @@ def test_after_an_rto_the_counters_say_so():
 
 def test_format_connections_with_info_prints_ss_ti_lines():
     async def main():
-        wire = tcpio.MemoryWire(seed=3)
-        async with tcpio.Stack(seed=1) as a, tcpio.Stack(seed=2) as b:
-            a.add_interface(wire.a, "10.0.0.1/24")
-            b.add_interface(wire.b, "10.0.0.2/24")
+        async with wired_stacks(seed=3) as (a, b):
             server = await a.start_server(lambda r, w: None, "10.0.0.1", 8080)
             _reader, writer = await b.open_connection("10.0.0.1", 8080)
             text = b.format_connections(info=True)
             [row] = b.connections(info=True)
-            assert b.format_connections() == text.splitlines()[0] + "\n" + \
-                text.splitlines()[1]
+            assert b.format_connections() == "\n".join(text.splitlines()[:2])
             writer.close()
             server.close()
             return text, row

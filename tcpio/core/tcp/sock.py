@@ -15,6 +15,7 @@ copied per segment.  ``rq`` holds in-order received bytes the app has not read.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import struct
 from collections import deque
@@ -28,7 +29,7 @@ from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_info import tcp_get_info, tcp_info_pack
 from .tcp_rtt import RttEstimator
-from .tcp_trace import SockTracer, TraceSink
+from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 from .tcp_states import (
     RCV_SHUTDOWN,
     SEND_SHUTDOWN,
@@ -80,6 +81,8 @@ TcpCb = _tcp_fast.TcpCb
 buf_append = _tcp_fast.buf_append
 buf_consume = _tcp_fast.buf_consume
 
+
+_log = logging.getLogger("tcpio.tcp")
 
 class _NoAcceptQueue(deque):
     """The accept queue of a socket that never listened: empty for good."""
@@ -332,6 +335,8 @@ class TcpSock(TcpCb):
         self.state = TCP_LISTEN
         if self.trace is not None:
             self.trace.set_state(self, TCP_CLOSE, TCP_LISTEN, self.host.now)
+        if _log.isEnabledFor(logging.INFO):
+            tcp_log_state(self, TCP_CLOSE, TCP_LISTEN)
         if self.accept_queue is _NO_ACCEPT_QUEUE:
             self.accept_queue = deque()
             self.syn_queue = {}

@@ -15,6 +15,7 @@ compiled fast paths call back into (``tcp_input.tcp_init_fast_hooks``).
 
 from __future__ import annotations
 
+import logging
 from collections import namedtuple
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,9 @@ from .tcp_states import (
 )
 from .tcp_timer import tcp_set_keepalive
 from .tcp_info import tcp_get_info
-from .tcp_trace import TraceSink
+from .tcp_trace import TraceSink, tcp_log_state
+
+_log = logging.getLogger("tcpio.tcp")
 
 if TYPE_CHECKING:
     from ..protocol import NetHost
@@ -208,6 +211,8 @@ class TcpProto:
         sk.state = state
         if sk.trace is not None:
             sk.trace.set_state(sk, old, state, self.host.now)
+        if _log.isEnabledFor(logging.INFO):
+            tcp_log_state(sk, old, state)
 
     # --- active open (tcp_v4_connect) ------------------------------------------------
     def tcp_v4_connect(self, sk: TcpSock, addr: int, port: int) -> None:

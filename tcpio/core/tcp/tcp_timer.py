@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import errno
+import logging
 from typing import TYPE_CHECKING
 
 from . import tcp_output, tcp_recovery
 from .tcp_cong import CA_EVENT_LOSS
-from .tcp_trace import TIMER_NAMES
+from .tcp_trace import TIMER_NAMES, log_rto
+
+_log = logging.getLogger("tcpio.tcp")
 from .tcp_states import (
     TCP_CA_DISORDER,
     TCP_CA_LOSS,
@@ -88,6 +91,8 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         tcp_write_err(sk)
         return
     head = sk.rtx[0]
+    if _log.isEnabledFor(logging.INFO):
+        log_rto(sk, now)
     if not head.flags & TCPHDR_SYN:
         tcp_enter_loss(sk)
     tcp_output.tcp_retransmit_skb(sk, head, now, "rto")

@@ -10,12 +10,21 @@ tracer's sink.
 
 from __future__ import annotations
 
+import errno
 import itertools
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..addr import ip_ntoa
-from .tcp_states import TCPHDR_SYN
+from .tcp_states import (
+    TCP_CLOSE,
+    TCP_ESTABLISHED,
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCPHDR_SYN,
+)
 
 if TYPE_CHECKING:
     from .sock import TcpSock
@@ -132,3 +141,54 @@ class SockTracer:
         e["timer"] = name
         e["backoff"] = max(sk.rtt_est.backoff_count, sk.backoff)
         self._emit(sk, e)
+
+
+# --- logging (the ``tcpio.tcp`` logger) ------------------------------------------
+_log = logging.getLogger("tcpio.tcp")
+
+
+def _ends(sk: TcpSock) -> str:
+    return f"{ip_ntoa(sk.laddr)}:{sk.lport} -> {ip_ntoa(sk.raddr)}:{sk.rport}"
+
+
+def tcp_log_state(sk: TcpSock, old: int, new: int) -> None:
+    """A state change on the ``tcpio.tcp`` logger: INFO for the connection's
+    lifecycle (connected, accepted, closed, failed with its errno), DEBUG for
+    the steps between."""
+    if new == TCP_ESTABLISHED and old in (TCP_SYN_SENT, TCP_SYN_RECV):
+        _log.info("%s %s", "connected" if old == TCP_SYN_SENT else "accepted", _ends(sk))
+    elif new == TCP_CLOSE and old != TCP_LISTEN:
+        err = sk.sk_err
+        if err:
+            _log.info("connection %s failed in %s: %s", _ends(sk), STATE_NAMES.get(old, old),
+                      errno.errorcode.get(err, err))
+        else:
+            _log.info("connection %s closed (from %s)", _ends(sk), STATE_NAMES.get(old, old))
+    elif new == TCP_LISTEN:
+        _log.info("listening on %s:%d", ip_ntoa(sk.laddr), sk.lport)
+    else:
+        _log.debug("%s %s -> %s", _ends(sk), STATE_NAMES.get(old, old),
+                   STATE_NAMES.get(new, new))
+
+
+def log_rto(sk: TcpSock, now: float) -> None:
+    """The retransmission timer fired with data out (INFO: a loss the peer did
+    not repair in time)."""
+    _log.info("retransmission timeout %s: resending from %d (RTO %.3f s, backoff %d)",
+              _ends(sk), sk.snd_una, sk.rto, sk.rtt_est.backoff_count)
+
+
+def log_event(event: dict[str, Any]) -> None:
+    """A trace sink writing each event on the ``tcpio.tcp`` logger at DEBUG
+    (a Stack made while that logger is at DEBUG traces to it)."""
+    ev = event["ev"]
+    head = f"{event['saddr']}:{event['sport']} -> {event['daddr']}:{event['dport']} {ev}"
+    if "seq" in event and "flags" in event:
+        _log.debug("%s [%s] seq %d ack %d len %d win %d cwnd %s ssthresh %s srtt %sus "
+                   "inflight %s", head, event["flags"], event["seq"], event["ack"],
+                   event["len"], event["win"], event["snd_cwnd"], event["ssthresh"],
+                   event["srtt_us"], event["in_flight"])
+    else:
+        rest = {k: v for k, v in event.items()
+                if k not in ("t", "ev", "sock", "saddr", "sport", "daddr", "dport")}
+        _log.debug("%s %s", head, " ".join(f"{k}={v}" for k, v in rest.items()))
