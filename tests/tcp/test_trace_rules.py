@@ -21,7 +21,7 @@ from tcpio.core.sim import VirtualNetwork
 from tcpio.devices.impair import Impairment
 from tcpio.trace import JsonLinesWriter, read_trace
 
-from .helpers import ACK, FIN, PEER_ISS, active_open, parse, sim_connect
+from .helpers import ACK, FIN, PEER_ISS, TcpOptions, active_open, parse, sim_connect
 
 MSS = 536       # the peer sends no MSS option
 LETTERS = "FSRPAUEC"
@@ -258,3 +258,23 @@ def test_json_lines_round_trip_with_the_header_first():
     back = list(read_trace(io.BytesIO(buf.getvalue())))
     assert [e["ev"] for e in back] == ["trace_start", "tcp_transmit_skb"]
     assert back[1]["len"] == 10 and back[1]["flags"] == "PA"
+
+
+def test_a_tail_loss_probe_traces_its_timer_and_cause():
+    """RFC 8985 7.3: with SACK, the probe timer fires before the RTO; with no
+    new data it resends the last segment: cause "tlp", not counted lost."""
+    events: list = []
+    c = active_open(synack_opts=TcpOptions(mss=MSS, sack_ok=True),
+                    setup=lambda sk: sk.set_trace(events.append))
+    c.sk.sendmsg(b"p" * MSS * 2)
+    out = c.recv()
+    assert len(out) == 2
+    deadline = c.sk.rtx_timer.when
+    c.host.advance(deadline)
+    [probe] = c.recv()
+    assert probe.seq == out[1].seq                  # the last segment again
+    timer, rtx, tx = events[-3:]
+    assert (timer["ev"], timer["timer"]) == ("tcp_timer", "loss_probe")
+    assert (rtx["ev"], rtx["cause"], rtx["seq"]) == ("tcp_retransmit_skb", "tlp", out[1].seq)
+    assert rtx["lost_out"] == 0 and rtx["ca_state"] == "Open"
+    assert tx["ev"] == "tcp_transmit_skb" and tx["retrans"] is True
