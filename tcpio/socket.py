@@ -245,9 +245,9 @@ class Socket:
         self._check_open()
         self._call(self._sk.setsockopt, level, name, value)
 
-    def getsockopt(self, level: int, name: int) -> Any:
+    def getsockopt(self, level: int, name: int, buflen: int = 0) -> Any:
         self._check_open()
-        return self._sk.getsockopt(level, name)
+        return self._sk.getsockopt(level, name, buflen)
 
     def tcp_info(self) -> dict[str, int]:
         """TCP_INFO as a dict of the fields tcpio keeps, by Linux's ``tcpi_``

@@ -278,3 +278,46 @@ def test_a_tail_loss_probe_traces_its_timer_and_cause():
     assert (rtx["ev"], rtx["cause"], rtx["seq"]) == ("tcp_retransmit_skb", "tlp", out[1].seq)
     assert rtx["lost_out"] == 0 and rtx["ca_state"] == "Open"
     assert tx["ev"] == "tcp_transmit_skb" and tx["retrans"] is True
+
+
+def test_trace_socket_takes_a_socket_or_a_transport_and_only_that_connection_reports():
+    import asyncio
+    import socket as pysocket
+
+    from stackutil import until, wired_stacks
+
+    from tcpio.trace import trace_socket
+
+    async def main():
+        async with wired_stacks(seed=4) as (a, b):
+            listener = a.socket(pysocket.SOCK_STREAM)
+            listener.bind(("10.0.0.1", 7000))
+            listener.listen(4)
+            server = await a.start_server(lambda r, w: None, "10.0.0.1", 8080)
+            sock = b.socket(pysocket.SOCK_STREAM)
+            await sock.connect(("10.0.0.1", 7000))
+            _r, writer = await b.open_connection("10.0.0.1", 8080)
+            by_sock: list = []
+            by_transport: list = []
+            trace_socket(sock, by_sock.append)
+            trace_socket(writer.transport, by_transport.append)
+            await sock.sendall(b"s" * 10)
+            writer.write(b"t" * 20)
+            await writer.drain()
+            await until(lambda: sock.tcp_info()["tcpi_unacked"] == 0)
+            raw = sock.getsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_INFO, 104)
+            info = sock.tcp_info()
+            writer.close()
+            sock.close()
+            server.close()
+            listener.close()
+            return by_sock, by_transport, raw, info
+
+    by_sock, by_transport, raw, info = asyncio.run(main())
+    # (data segments: the FIN of close() is traced too)
+    assert [e["len"] for e in by_sock if e["ev"] == "tcp_transmit_skb" and e["len"]] == [10]
+    assert {e["dport"] for e in by_sock} == {7000}
+    assert [e["len"] for e in by_transport
+            if e["ev"] == "tcp_transmit_skb" and e["len"]] == [20]
+    assert {e["dport"] for e in by_transport} == {8080}
+    assert len(raw) == 104 and raw[0] == 1 and info["tcpi_bytes_acked"] == 11
