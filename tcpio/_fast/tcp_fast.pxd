@@ -42,6 +42,7 @@ cdef class TcpCb:
     # tracing (tcpio.core.tcp.tcp_trace.SockTracer or None): set, the fast
     # paths decline and the traced segments take the general path
     cdef public object trace
+    cdef public long long segs_in
 
 
 cdef class TxSeg:

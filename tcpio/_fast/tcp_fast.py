@@ -190,10 +190,14 @@ class TcpCb:
     # tracing (tcpio.core.tcp.tcp_trace.SockTracer or None): set, the fast
     # paths decline and the traced segments take the general path
     trace: Any
+    # TCP_INFO's tcpi_segs_in: segments the connection received (here when
+    # the classifier's call takes one; the layered path counts its own)
+    segs_in: int
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.trace = None
+        self.segs_in = 0
 
 
 class TxSeg:
@@ -396,6 +400,8 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
             return 0
         _store_ts_recent(sk, seq, has_ts, ts_val, now)
+        if not new_ack_data:
+            sk.segs_in += 1     # (the layered path's caller counted it)
         # New data acked, a duplicate ACK while data is out, or the answer to
         # a probe: tcp_ack (it clears probes_out, so a receiver that keeps
         # answering keeps the connection, RFC 1122 4.2.2.17).
@@ -413,6 +419,8 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         return 0
     # Commit: nothing below declines the segment.
     _store_ts_recent(sk, seq, has_ts, ts_val, now)
+    if not new_ack_data:
+        sk.segs_in += 1
     if sk.tstamp_ok and ts_ecr:
         sk.rcv_rtt = rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ts_ecr, now)
     _queue_tail(sk.rq, data, n)

@@ -37,13 +37,13 @@ pytestmark = pytest.mark.tap
 PORT = 7340
 # Linux's struct tcp_info up to tcpi_bytes_received (include/uapi/linux/tcp.h),
 # written here independently of tcpio.core.tcp.tcp_info
-LAYOUT = struct.Struct("=8B24I4Q")
+LAYOUT = struct.Struct("=8B24I4Q2I")
 NAMES = ("state", "ca_state", "retransmits", "probes", "backoff", "options", "wscale",
          "flags", "rto", "ato", "snd_mss", "rcv_mss", "unacked", "sacked", "lost", "retrans",
          "fackets", "last_data_sent", "last_ack_sent", "last_data_recv", "last_ack_recv",
          "pmtu", "rcv_ssthresh", "rtt", "rttvar", "snd_ssthresh", "snd_cwnd", "advmss",
          "reordering", "rcv_rtt", "rcv_space", "total_retrans", "pacing_rate",
-         "max_pacing_rate", "bytes_acked", "bytes_received")
+         "max_pacing_rate", "bytes_acked", "bytes_received", "segs_out", "segs_in")
 
 
 def unpack(raw: bytes) -> dict[str, int]:
@@ -129,6 +129,15 @@ async def test_both_ends_of_one_connection_agree_with_the_kernel(tap_required):
         # mirror images: what one end acknowledged the other received (plus
         # the active opener's SYN, which Linux counts in bytes_acked)
         assert ours["bytes_received"] == 7000 and theirs["bytes_received"] == 5000
+    # segments: each end received what the other sent, but the SYN-ACK, which
+    # the listener's request sock sent before the passive child existed (the
+    # child counts the SYN it was made from in segs_in: Linux's
+    # tcp_create_openreq_child)
+    (t_act, k_pas), (t_pas, k_act) = active, passive
+    for act, pas in ((t_act, k_pas), (k_act, t_pas)):
+        assert act["segs_in"] == pas["segs_out"] + 1
+        assert pas["segs_in"] == act["segs_out"]
+        assert act["segs_out"] >= 5 and pas["segs_out"] >= 5
     # tcpio in a role counts as the kernel in that role
     (act_ours, act_kernel_peer), (pas_ours, pas_kernel_peer) = active, passive
     assert act_ours["bytes_acked"] - 5000 == pas_kernel_peer["bytes_acked"] - 7000 == 1

@@ -26,9 +26,10 @@ from tcpio.core.tcp.tcp_info import (
     tcp_info_pack,
     tcp_info_unpack,
 )
+from tcpio.core.sim import VirtualNetwork
 from tcpio.core.tcp.tcp_states import TCP_CA_LOSS, TCP_ESTABLISHED, TCP_LISTEN
 
-from .helpers import active_open, passive_open
+from .helpers import active_open, passive_open, sim_connect, sim_transfer
 
 # byte offsets in struct tcp_info (include/uapi/linux/tcp.h, Linux 6.x)
 OFFSETS = {"tcpi_rto": (8, "I"), "tcpi_snd_mss": (16, "I"), "tcpi_unacked": (24, "I"),
@@ -114,3 +115,25 @@ def test_format_connections_with_info_prints_ss_ti_lines():
     words = lines[2].split()
     assert words[:3] == ["ts", "sack", "wscale:7,7"]
     assert "mss:1448" in words and "cwnd:10" in words and "pmtu:1500" in words
+
+
+def test_segs_out_and_in_count_every_segment_on_the_wire_as_linux():
+    """A transfer over a VirtualNetwork (the compiled or interpreted fast
+    paths taking most segments): each end's segs_out is its frames on the
+    wire, its segs_in what it got, but the SYN-ACK: the request sock sent
+    it before the passive child existed; the child counts its SYN
+    (Linux's tcp_create_openreq_child starts segs_in at 1)."""
+    net = VirtualNetwork(seed=9)
+    a, b = net.host("a"), net.host("b")
+    link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = sim_connect(net, a, b)
+    assert sim_transfer(net, c, s, bytes(300_000)) == bytes(300_000)
+    net.run_for(1.0)
+    tcp = [bytes(f) for _, f in link.capture if bytes(f)[12:14] == b"\x08\x00" and f[23] == 6]
+    from_a = sum(1 for f in tcp if f[26:30] == bytes([10, 0, 0, 1]))
+    from_b = len(tcp) - from_a
+    ci, si = tcp_get_info(c), tcp_get_info(s)
+    assert ci["tcpi_segs_out"] == from_a > 200
+    assert ci["tcpi_segs_in"] == from_b
+    assert si["tcpi_segs_out"] == from_b - 1            # the SYN-ACK was the request's
+    assert si["tcpi_segs_in"] == from_a

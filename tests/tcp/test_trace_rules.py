@@ -21,7 +21,16 @@ from tcpio.core.sim import VirtualNetwork
 from tcpio.devices.impair import Impairment
 from tcpio.trace import JsonLinesWriter, read_trace
 
-from .helpers import ACK, FIN, PEER_ISS, TcpOptions, active_open, parse, sim_connect
+from .helpers import (
+    ACK,
+    FIN,
+    PEER_ISS,
+    TcpOptions,
+    active_open,
+    parse,
+    sim_connect,
+    sim_transfer,
+)
 
 MSS = 536       # the peer sends no MSS option
 LETTERS = "FSRPAUEC"
@@ -219,17 +228,7 @@ def _lossy_transfer(trace: bool):
         b.tcp.set_trace(events.append)
     cl, sv = sim_connect(net, a, b)
     data = bytes(range(256)) * 800
-    got = bytearray()
-    sent = [0]
-
-    def pump() -> bool:
-        if sent[0] < len(data):
-            sent[0] += cl.sendmsg(memoryview(data)[sent[0]:sent[0] + 65536])
-        while sv.readable():
-            got.extend(sv.recvmsg(1 << 20))
-        return len(got) == len(data)
-
-    assert net.run_until(pump, 600)
+    assert sim_transfer(net, cl, sv, data) == data
     net.run_for(1.0)            # the last ACKs land
     h = hashlib.sha256()
     frames: dict = {}

@@ -125,7 +125,8 @@ class TcpSock(TcpCb):
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
         "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "reordering", "retrans_stamp",
         "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
-        "sack_cache", "sack_ok", "sk_err", "sk_err_soft", "sk_shutdown", "snd_cwnd_clamp",
+        "sack_cache", "sack_ok", "segs_out", "sk_err", "sk_err_soft", "sk_shutdown",
+        "snd_cwnd_clamp",
         "snd_cwnd_cnt", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
         "syn_queue", "tlp_high_seq", "tlp_retrans", "total_retrans", "urg_data", "urg_last", "user_mss",
         "user_timeout", "wakeup", "wscale_ok",
@@ -259,6 +260,8 @@ class TcpSock(TcpCb):
         self.highest_sack = 0       # end of the highest SACKed segment (while sacked_out)
         self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
         self.total_retrans = 0      # tp->total_retrans: segments retransmitted, ever
+        self.segs_out = 0           # tp->segs_out: segments sent (TCP_INFO)
+        self.segs_in = 0            # tp->segs_in: segments received (a TcpCb field)
         self.retrans_stamp: float | None = None  # when the current retransmission episode began
         self.probes_out = 0         # zero-window or keepalive probes unanswered
         self.backoff = 0            # icsk_backoff for probe0

@@ -10,8 +10,8 @@ Linux 6.x; callers that ask for fewer bytes get the prefix, as getsockopt
 truncates to the caller's length).
 
 Not kept: tcpi_rcv_ssthresh, tcpi_last_data_recv, tcpi_last_ack_sent,
-pacing and delivery rates, segs_out/segs_in and data_segs_*, busy/limited
-times, bytes_sent/bytes_retrans, delivered, dsack_dups, rcv_ooopack.
+pacing and delivery rates, data_segs_*, busy/limited times,
+bytes_sent/bytes_retrans, delivered, dsack_dups, rcv_ooopack.
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ def tcp_get_info(sk: TcpSock) -> dict[str, int]:
         "tcpi_rcv_rtt": _us(sk.rcv_rtt),
         "tcpi_rcv_space": sk.rcvq_space,
         "tcpi_total_retrans": sk.total_retrans,
+        "tcpi_segs_out": sk.segs_out,
+        "tcpi_segs_in": sk.segs_in,
         "tcpi_notsent_bytes": max(seq_diff(sk.write_seq, sk.snd_nxt), 0),
         "tcpi_min_rtt": _us(sk.min_rtt) if sk.min_rtt else 0xFFFFFFFF,
         "tcpi_reord_seen": sk.reord_seen,
@@ -211,6 +213,8 @@ def format_ss_info(info: dict[str, int], cc: str = "") -> str:
     if "tcpi_bytes_acked" in info:
         parts.append(f"bytes_acked:{info['tcpi_bytes_acked']}")
         parts.append(f"bytes_received:{info['tcpi_bytes_received']}")
+    parts.append(f"segs_out:{info['tcpi_segs_out']}")
+    parts.append(f"segs_in:{info['tcpi_segs_in']}")
     if info.get("tcpi_last_data_sent") is not None:
         parts.append(f"lastsnd:{info['tcpi_last_data_sent']}")
     parts.append(f"lastack:{info['tcpi_last_ack_recv']}")

@@ -571,6 +571,7 @@ class TcpProto:
             return
         state = sk.state
         if state == TCP_ESTABLISHED:
+            sk.segs_in += 1
             tcp_rcv_established(sk, skb, now)
             if sk.trace is not None:
                 sk.trace.probe(sk, skb, now)
@@ -581,6 +582,7 @@ class TcpProto:
         elif state == TCP_LISTEN:
             self._rcv_listen(sk, skb, iph, now)
         else:
+            sk.segs_in += 1
             tcp_rcv_state_process(sk, skb, now)
             if sk.trace is not None:
                 sk.trace.probe(sk, skb, now)
@@ -610,6 +612,7 @@ class TcpProto:
         # listen_stop unhashes its requests at once, so it is still listening.)
         child = tcp_check_req(self, req, skb, now)
         if child is not None:
+            child.segs_in += 1
             tcp_rcv_state_process(child, skb, now)
             if child.trace is not None:
                 child.trace.probe(child, skb, now)
@@ -624,6 +627,7 @@ class TcpProto:
                 if child is None:
                     return
                 if child is not sk:
+                    child.segs_in += 1
                     tcp_rcv_state_process(child, skb, now)
                     if child.trace is not None:
                         child.trace.probe(child, skb, now)

@@ -371,6 +371,7 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = isn1
     sk.iss, sk.irs = req.snt_isn, req.rcv_isn
     sk.passive = True
+    sk.segs_in = 1      # the SYN, as Linux's child counts it (not the SYN-ACK in segs_out)
     sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
     sk.rcv_wnd = req.rcv_wnd
     sk.wscale_ok = req.wscale_ok

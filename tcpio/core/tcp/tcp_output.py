@@ -206,6 +206,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
             flags |= TCPHDR_URG
         tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
                     window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr)
+    sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, seq, sk.rcv_nxt, flags, len(payload), window, sack_blocks, now)
     if flags & TCPHDR_ACK:
@@ -388,6 +389,7 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
                              ip_ids.bucket(sk.raddr, IPPROTO_TCP), now)
     if not n:
         return False
+    sk.segs_out += n
     mib = host.mib
     mib["OutSegs"] += n
     mib["OutRequests"] += n
@@ -651,6 +653,7 @@ def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
     window = tcp_select_window(sk)
     tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
                 TCPHDR_RST | TCPHDR_ACK, window, ts_val, sk.ts_recent, (), b"", 0)
+    sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, sk.snd_nxt, sk.rcv_nxt, TCPHDR_RST | TCPHDR_ACK, 0, window, (),
                           now)
