@@ -286,11 +286,12 @@ def print_summary(out: Any, args: argparse.Namespace, tally: Tally, elapsed: flo
         if len(conn_table) > 12:
             p(f"    ... {len(conn_table) - 12} more", file=out)
     if mib_moved:
-        p("\n  MIB counters that moved (all hosts):", file=out)
-        items = sorted(mib_moved.items())
-        width = max(len(k) for k, _ in items)
-        for i in range(0, len(items), 3):
-            p("    " + "  ".join(f"{k:<{width}} {v:>9}" for k, v in items[i:i + 3]), file=out)
+        from tcpio.core.mib import describe
+        p("\n  MIB counters that moved (all hosts; `tcpio info --counters` lists all):",
+          file=out)
+        width = max(len(k) for k in mib_moved)
+        for k, v in sorted(mib_moved.items()):
+            p(f"    {k:<{width}} {v:>9}  {describe(k)}", file=out)
     if args.pcap:
         p(f"\n  capture of the first wire (server side): {args.pcap}", file=out)
 

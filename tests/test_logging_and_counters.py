@@ -38,13 +38,14 @@ SRC = Path(tcpio.__file__).parent
 
 
 def incremented_counters() -> set[str]:
-    """Every counter name the source increments: ``mib["X"]`` anywhere, and
-    the ICMP per-type tables (``mib[_IN_COUNTER[type]]``)."""
+    """Every counter name the source increments: each string in ``mib[...]``
+    anywhere, and the ICMP per-type tables (``mib[_IN_COUNTER[type]]``)."""
     names: set[str] = set()
     for path in SRC.rglob("*.py*"):
         if path.suffix not in (".py", ".pyx"):
             continue
-        names.update(re.findall(r'mib\["(\w+)"\]', path.read_text()))
+        for index in re.findall(r'mib\[([^\]]+)\]', path.read_text()):
+            names.update(re.findall(r'"(\w+)"', index))    # mib["X" if c else "Y"] too
     names.update(icmp._IN_COUNTER.values())
     names.update(icmp._OUT_COUNTER.values())
     names.add("IcmpOutOther")           # icmp's default for _OUT_COUNTER.get

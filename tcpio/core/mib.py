@@ -77,6 +77,10 @@ DESCRIPTIONS: dict[str, str] = {
     "EthInUnknownProtos": "tcpio: frames of an EtherType tcpio does not handle (IPv6, VLANs, "
                           "...)",
     "ArpInPackets": "tcpio: ARP packets received",
+    "ArpInRequests": "tcpio: ARP requests received",
+    "ArpInReplies": "tcpio: ARP replies received",
+    "ArpOutRequests": "tcpio: ARP requests sent (resolving a neighbour, or probing it again)",
+    "ArpOutReplies": "tcpio: ARP replies sent (for our addresses)",
     "ArpInErrors": "tcpio: malformed ARP packets (bad opcode, hardware or protocol type, "
                    "sender MAC)",
     "ArpInDrops": "tcpio: ARP packets dropped (our own, looped back)",
@@ -187,6 +191,10 @@ DESCRIPTIONS: dict[str, str] = {
     "TCPSynRetrans": "TcpExt: TCPSynRetrans - SYN and SYN-ACK retransmissions",
     "TCPFastRetrans": "TcpExt: TCPFastRetrans - fast retransmissions (loss detected by "
                       "duplicate ACKs, SACK or RACK, not the timer)",
+    "TCPSackRecovery": "TcpExt: TCPSackRecovery - recoveries entered on a SACK connection "
+                       "(fast retransmit)",
+    "TCPRenoRecovery": "TcpExt: TCPRenoRecovery - recoveries entered on a connection "
+                       "without SACK (three duplicate ACKs)",
     "TCPLostRetransmit": "TcpExt: TCPLostRetransmit - retransmissions detected lost in turn "
                          "(RACK)",
     "TCPLossProbes": "TcpExt: TCPLossProbes - tail loss probes sent (RFC 8985 TLP)",
