@@ -43,6 +43,7 @@ cdef class TcpCb:
     # paths decline and the traced segments take the general path
     cdef public object trace
     cdef public long long segs_in
+    cdef public double lrcvtime
 
 
 cdef class TxSeg:

@@ -193,11 +193,13 @@ class TcpCb:
     # TCP_INFO's tcpi_segs_in: segments the connection received (here when
     # the classifier's call takes one; the layered path counts its own)
     segs_in: int
+    lrcvtime: float     # icsk_ack.lrcvtime: when in-order data last arrived (-1: never)
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.trace = None
         self.segs_in = 0
+        self.lrcvtime = -1.0
 
 
 class TxSeg:
@@ -426,6 +428,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     _queue_tail(sk.rq, data, n)
     sk.rcv_nxt = u32(seq + n)
     event_data_recv(sk, n)
+    sk.lrcvtime = now
     sk.ack_pending = True
     sk.host.schedule_wakeup(sk)
     if new_ack:

@@ -137,3 +137,23 @@ def test_segs_out_and_in_count_every_segment_on_the_wire_as_linux():
     assert ci["tcpi_segs_in"] == from_b
     assert si["tcpi_segs_out"] == from_b - 1            # the SYN-ACK was the request's
     assert si["tcpi_segs_in"] == from_a
+
+
+def test_last_data_and_ack_ages_in_milliseconds():
+    """tcpi_last_data_sent/recv and last_ack_recv: milliseconds since data
+    last left, in-order data last arrived (icsk_ack.lrcvtime, tcp_event_data_recv),
+    any segment last arrived (rcv_tstamp)."""
+    c = passive_open()
+    t0 = c.host.now
+    c.send(b"q" * 100)                              # data in at t0
+    c.recv()
+    c.host.advance(t0 + 0.25)
+    c.sk.sendmsg(b"r" * 10)                         # data out at t0 + 0.25
+    c.ack_all(c.recv())
+    c.host.advance(t0 + 0.5)
+    c.send()                                        # a bare ACK at t0 + 0.5
+    c.host.advance(t0 + 0.8)
+    info = tcp_get_info(c.sk)
+    assert info["tcpi_last_data_recv"] == 800
+    assert info["tcpi_last_data_sent"] == 550
+    assert info["tcpi_last_ack_recv"] == 300

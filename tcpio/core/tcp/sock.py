@@ -262,6 +262,7 @@ class TcpSock(TcpCb):
         self.total_retrans = 0      # tp->total_retrans: segments retransmitted, ever
         self.segs_out = 0           # tp->segs_out: segments sent (TCP_INFO)
         self.segs_in = 0            # tp->segs_in: segments received (a TcpCb field)
+        self.lrcvtime = -1.0        # when in-order data last arrived (-1: never; TcpCb's)
         self.retrans_stamp: float | None = None  # when the current retransmission episode began
         self.probes_out = 0         # zero-window or keepalive probes unanswered
         self.backoff = 0            # icsk_backoff for probe0

@@ -9,7 +9,7 @@ packed struct ``tcp_info_pack`` builds in Linux's layout (248 bytes, as
 Linux 6.x; callers that ask for fewer bytes get the prefix, as getsockopt
 truncates to the caller's length).
 
-Not kept: tcpi_rcv_ssthresh, tcpi_last_data_recv, tcpi_last_ack_sent,
+Not kept: tcpi_rcv_ssthresh, tcpi_last_ack_sent,
 pacing and delivery rates, data_segs_*, busy/limited times,
 bytes_sent/bytes_retrans, delivered, dsack_dups, rcv_ooopack.
 """
@@ -128,6 +128,8 @@ def tcp_get_info(sk: TcpSock) -> dict[str, int]:
         info["tcpi_rcv_wscale"] = sk.rcv_wscale
     if sk.lsndtime is not None:
         info["tcpi_last_data_sent"] = _ms(now - sk.lsndtime)
+    if sk.lrcvtime >= 0:
+        info["tcpi_last_data_recv"] = _ms(now - sk.lrcvtime)
     if sk.raddr:
         try:
             info["tcpi_pmtu"] = sk.proto.route_mtu(sk.raddr)
@@ -217,6 +219,8 @@ def format_ss_info(info: dict[str, int], cc: str = "") -> str:
     parts.append(f"segs_in:{info['tcpi_segs_in']}")
     if info.get("tcpi_last_data_sent") is not None:
         parts.append(f"lastsnd:{info['tcpi_last_data_sent']}")
+    if "tcpi_last_data_recv" in info:
+        parts.append(f"lastrcv:{info['tcpi_last_data_recv']}")
     parts.append(f"lastack:{info['tcpi_last_ack_recv']}")
     if info.get("tcpi_ca_state"):
         parts.append(f"ca_state:{_CA_NAMES[info['tcpi_ca_state']]}")

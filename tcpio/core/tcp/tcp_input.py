@@ -752,6 +752,7 @@ def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float) -> None:
     if data:
         _rq_append(sk, data)
         tcp_event_data_recv(sk, len(data))
+        sk.lrcvtime = now
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin
         if not sk.ofo:
