@@ -247,7 +247,9 @@ class Socket:
 
     def getsockopt(self, level: int, name: int, buflen: int = 0) -> Any:
         self._check_open()
-        return self._sk.getsockopt(level, name, buflen)
+        if buflen:
+            return self._sk.getsockopt(level, name, buflen)
+        return self._sk.getsockopt(level, name)
 
     def tcp_info(self) -> dict[str, int]:
         """TCP_INFO as a dict of the fields tcpio keeps, by Linux's ``tcpi_``

@@ -62,6 +62,10 @@ DESCRIPTIONS: dict[str, str] = {
     "FragFails": "Ip: FragFails - datagrams that needed fragmenting but had DF set "
                  "(EMSGSIZE)",
     "FragCreates": "Ip: FragCreates - fragments made by output fragmentation",
+    "InMartianSrc": "IpExt/rt_cache: in_martian_src - datagrams from an impossible source "
+                    "(127/8, multicast, broadcast) on a device, dropped",
+    "InMartianDst": "IpExt/rt_cache: in_martian_dst - datagrams to 127/8 arriving on a "
+                    "device, dropped",
     "InNoInterface": "tcpio: frames received on an interface that is unknown or down",
     "InIPv6Discards": "tcpio: IPv6 packets received (tcpio speaks IPv4 only), dropped",
     "IpLocalErrors": "tcpio: ICMP errors about our own datagrams with a code that maps to "
