@@ -353,11 +353,12 @@ def print_summary(out: Any, args: argparse.Namespace, tally: Tally, elapsed: flo
         if len(conn_table) > 12:
             p(f"    ... {len(conn_table) - 12} more", file=out)
     if mib_moved:
-        p("\n  MIB counters that moved (all hosts):", file=out)
-        items = sorted(mib_moved.items())
-        width = max(len(k) for k, _ in items)
-        for i in range(0, len(items), 3):
-            p("    " + "  ".join(f"{k:<{width}} {v:>9}" for k, v in items[i:i + 3]), file=out)
+        from tcpio.core.mib import describe
+        p("\n  MIB counters that moved (all hosts; `tcpio info --counters` lists all):",
+          file=out)
+        width = max(len(k) for k in mib_moved)
+        for k, v in sorted(mib_moved.items()):
+            p(f"    {k:<{width}} {v:>9}  {describe(k)}", file=out)
     if args.pcap:
         p(f"\n  capture of the first wire (server side): {args.pcap}", file=out)
 
@@ -556,7 +557,9 @@ def tap_name(text: str) -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tcpio", description="tcpio: a userspace TCP/IP stack "
                                 "for asyncio.  Without a subcommand, runs the demo.")
-    p.add_argument("--version", action="version", version=f"tcpio {tcpio.__version__}")
+    from tcpio import info
+    p.add_argument("--version", action="version",
+                   version=f"tcpio {tcpio.__version__} ({info.build_summary()})")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--uvloop", action="store_true", help="run on uvloop")
     sub = p.add_subparsers(dest="command")
@@ -612,6 +615,8 @@ def parser() -> argparse.ArgumentParser:
     from tcpio.packetdrill.cli import add_arguments
     add_arguments(sub.add_parser("packetdrill", help="run packetdrill scripts against tcpio "
                                  "on virtual time (no root)"))
+    info.add_arguments(sub.add_parser("info", help="which build runs (compiled or pure); "
+                                      "--counters: what each counter means"))
     return p
 
 
@@ -624,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "packetdrill":
         from tcpio.packetdrill.cli import run as run_packetdrill
         return run_packetdrill(args)
+    if args.command == "info":
+        from tcpio.info import run as run_info
+        return run_info(args)
     run = run_demo if args.command == "demo" else run_serve
     loop_factory = None
     if args.uvloop:

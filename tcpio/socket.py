@@ -377,9 +377,19 @@ class Socket:
         self._check_open()
         self._call(self._sk.setsockopt, level, name, value)
 
-    def getsockopt(self, level: int, name: int) -> Any:
+    def getsockopt(self, level: int, name: int, buflen: int = 0) -> Any:
         self._check_open()
+        if buflen:
+            return self._sk.getsockopt(level, name, buflen)
         return self._sk.getsockopt(level, name)
+
+    def tcp_info(self) -> dict[str, int]:
+        """TCP_INFO as a dict of the fields tcpio keeps, by Linux's ``tcpi_``
+        names and units (``getsockopt(IPPROTO_TCP, TCP_INFO)`` gives them
+        packed as Linux's struct tcp_info)."""
+        self._check_open()
+        self._require_stream()
+        return self._sk.tcp_info()
 
     def _require_stream(self) -> None:
         if self.type != SOCK_STREAM:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket as _socket
 import weakref
 from collections.abc import Callable, Iterable
@@ -35,6 +36,8 @@ from tcpio.core.settings import Settings
 from tcpio.devices.base import Device
 from tcpio.netdb import HostsTable
 from tcpio.resolver import Resolver
+
+_host_log = logging.getLogger("tcpio.host")
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+
@@ -77,6 +80,10 @@ class Stack:
         self.host.icmp.wakeup = self._on_icmp_wakeup
         # Names: hosts table, name servers, cache (tcpio/resolver.py).
         self.resolver = Resolver(self)
+        # tcpio.tcp at DEBUG: every segment of every connection, through tracing
+        if logging.getLogger("tcpio.tcp").isEnabledFor(logging.DEBUG):
+            from tcpio.core.tcp.tcp_trace import log_event
+            self.host.tcp.set_trace(log_event)
 
     # --- lifetime -----------------------------------------------------------
 
@@ -142,6 +149,9 @@ class Stack:
         device.start(self.loop, lambda frames: self._on_frames(ifindex, frames))
         if address is not None:
             self.add_address(ifindex, address)
+        _host_log.info("%s: interface %d %s up (%s, mtu %d)%s", self.host.name, ifindex,
+                       device.name, type(device).__name__, mtu or device.mtu,
+                       f" {address}" if address is not None else "")
         self.kick()
         return ifindex
 
@@ -299,21 +309,33 @@ class Stack:
         """A snapshot of the host's MIB counters (netstat -s style)."""
         return self.host.mib.snapshot()
 
-    def connections(self) -> list:
+    def connections(self, info: bool = False) -> list:
         """TCP sockets like ``ss -tan``: rows of (state, local, remote, recv_q,
-        send_q, timer), listeners first, then established, request and
-        TIME_WAIT entries."""
+        send_q, timer, info), listeners first, then established, request and
+        TIME_WAIT entries; ``info``: each full socket's TCP_INFO fields as a
+        dict (``tcpi_`` names), else None."""
         tcp = getattr(self.host, "tcp", None)
-        return tcp.connections() if tcp is not None else []
+        return tcp.connections(info) if tcp is not None else []
 
-    def format_connections(self) -> str:
-        """``connections()`` as the table ``ss -tan`` prints."""
-        rows = self.connections()
+    def format_connections(self, info: bool = False) -> str:
+        """``connections()`` as the table ``ss -tan`` prints; ``info``: each
+        connection followed by its TCP_INFO line, like ``ss -ti``."""
+        from tcpio.core.tcp.tcp_info import format_ss_info
+
+        rows = self.connections(info)
         lines = [f"{'State':<12}{'Recv-Q':>7}{'Send-Q':>7}  {'Local':<22}{'Peer':<22}Timer"]
         for r in rows:
             lines.append(f"{r.state:<12}{r.recv_q:>7}{r.send_q:>7}  {r.local:<22}"
                          f"{r.remote:<22}{r.timer}")
+            if info and r.info is not None and r.state != "LISTEN":
+                lines.append("\t " + format_ss_info(r.info))
         return "\n".join(lines)
+
+    def set_trace(self, sink: Callable[[dict[str, Any]], None] | None) -> None:
+        """Trace every TCP connection of this stack to ``sink`` (a callable
+        taking one event dict, e.g. ``tcpio.trace.JsonLinesWriter``); None
+        stops (docs/internals.md, Tracing)."""
+        self.host.tcp.set_trace(sink)
 
     def device_stats(self) -> dict[str, dict[str, int]]:
         """Per-interface counters, like /proc/net/dev (``lo`` first)."""

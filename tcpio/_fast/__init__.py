@@ -24,6 +24,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import sys
 from types import ModuleType
@@ -59,13 +60,47 @@ if not any(isinstance(f, _PureModeFinder) for f in sys.meta_path):
     sys.meta_path.append(_PureModeFinder())
 
 
+# Why each compiled module is not in use (``build_info``), and whether the
+# one warning about it was logged.
+_fallbacks: dict[str, str] = {}
+_warned = False
+
+
 def load(name: str) -> ModuleType:
-    """The compiled module if available and allowed, else the interpreted one."""
+    """The compiled module if available and allowed, else the interpreted one
+    (then, unless TCPIO_NO_EXTENSIONS=1 asked for it, a warning on the
+    ``tcpio`` logger, once per process)."""
+    global _warned
     if not NO_EXTENSIONS:
         module = load_compiled(name)
         if module is not None:
             return module
+        _fallbacks[name] = _import_errors.get(name, "not built")
+        if not _warned:
+            _warned = True
+            logging.getLogger("tcpio").warning(
+                "tcpio: the compiled module tcpio._fast.%s is not in use (%s): running the "
+                "pure-Python twins, several times slower; build them with `python setup.py "
+                "build_ext --inplace` (or set TCPIO_NO_EXTENSIONS=1 to choose the twins "
+                "quietly)", name, _fallbacks[name])
     return load_pure(name)
+
+
+def build_info() -> dict[str, str]:
+    """Which build of each hot-path module runs: "compiled", or "pure" with
+    the reason (TCPIO_NO_EXTENSIONS=1, or the compiled module's import error)."""
+    out = {}
+    for name in ("checksum", "wire", "ehash", "rx", "tx", "tcp_fast"):
+        if NO_EXTENSIONS:
+            out[name] = "pure (TCPIO_NO_EXTENSIONS=1)"
+        elif load_compiled(name) is not None:
+            out[name] = "compiled"
+        else:
+            out[name] = f"pure ({_import_errors.get(name, 'not built')})"
+    return out
+
+
+_import_errors: dict[str, str] = {}
 
 
 def load_pure(name: str) -> ModuleType:
@@ -77,11 +112,15 @@ def load_compiled(name: str) -> ModuleType | None:
     """The compiled module, or None if it was not built (tests skip it then)."""
     try:
         module = importlib.import_module(f"tcpio._fast.{name}")
-    except ImportError:
+    except ImportError as e:
+        _import_errors[name] = f"{type(e).__name__}: {e}"
         return None
     # A pure-mode source without its extension imports as the .py itself:
     # that is not a compiled module.
-    return module if is_compiled(module) else None
+    if not is_compiled(module):
+        _import_errors[name] = "not built"
+        return None
+    return module
 
 
 def is_compiled(module: ModuleType) -> bool:

@@ -39,6 +39,11 @@ cdef class TcpCb:
     cdef public double min_rtt, rack_mstamp, rack_rtt
     cdef public long long rack_end_seq, reord_seen
     cdef public bint rack_advanced
+    # tracing (tcpio.core.tcp.tcp_trace.SockTracer or None): set, the fast
+    # paths decline and the traced segments take the general path
+    cdef public object trace
+    cdef public long long segs_in
+    cdef public double lrcvtime
 
 
 cdef class TxSeg:

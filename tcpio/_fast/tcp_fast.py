@@ -187,9 +187,19 @@ class TcpCb:
     rack_end_seq: int
     rack_advanced: bool
     reord_seen: int     # reordering events seen (tp->reord_seen)
+    # tracing (tcpio.core.tcp.tcp_trace.SockTracer or None): set, the fast
+    # paths decline and the traced segments take the general path
+    trace: Any
+    # TCP_INFO's tcpi_segs_in: segments the connection received (here when
+    # the classifier's call takes one; the layered path counts its own)
+    segs_in: int
+    lrcvtime: float     # icsk_ack.lrcvtime: when in-order data last arrived (-1: never)
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
+        self.trace = None
+        self.segs_in = 0
+        self.lrcvtime = -1.0
 
 
 class TxSeg:
@@ -383,7 +393,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     shifted <<= sk.snd_wscale
     if (sk.state != _TCP_ESTABLISHED or seq != sk.rcv_nxt
             or sk.ca_state != _TCP_CA_OPEN or sk.urg_seq is not None or sk.ofo
-            or shifted != sk.snd_wnd):
+            or shifted != sk.snd_wnd or sk.trace is not None):
         return 0
     if sk.tstamp_ok and (not has_ts or before(ts_val, sk.ts_recent)):
         return 0
@@ -392,6 +402,8 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
             return 0
         _store_ts_recent(sk, seq, has_ts, ts_val, now)
+        if not new_ack_data:
+            sk.segs_in += 1     # (the layered path's caller counted it)
         # New data acked, a duplicate ACK while data is out, or the answer to
         # a probe: tcp_ack (it clears probes_out, so a receiver that keeps
         # answering keeps the connection, RFC 1122 4.2.2.17).
@@ -409,11 +421,14 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         return 0
     # Commit: nothing below declines the segment.
     _store_ts_recent(sk, seq, has_ts, ts_val, now)
+    if not new_ack_data:
+        sk.segs_in += 1
     if sk.tstamp_ok and ts_ecr:
         sk.rcv_rtt = rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ts_ecr, now)
     _queue_tail(sk.rq, data, n)
     sk.rcv_nxt = u32(seq + n)
     event_data_recv(sk, n)
+    sk.lrcvtime = now
     sk.ack_pending = True
     sk.host.schedule_wakeup(sk)
     if new_ack:

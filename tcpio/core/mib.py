@@ -25,3 +25,228 @@ class Mib(defaultdict):
         """Counters that moved since ``before`` (a snapshot)."""
         return {k: v - before.get(k, 0) for k, v in sorted(self.items())
                 if v != before.get(k, 0)}
+
+
+# One line per counter: where Linux has it, the group and name ``nstat`` and
+# ``netstat -s`` show ("TcpExt: DelayedACKLost"), then what it counts; a
+# counter only tcpio has says "tcpio:".  tests/test_mib_descriptions.py checks
+# that every counter the code increments is here.
+DESCRIPTIONS: dict[str, str] = {
+    # --- IP (Ip: in /proc/net/snmp, RFC 4293 ipSystemStats) ---
+    "InReceives": "Ip: InReceives - IP datagrams received from the interfaces, errors included",
+    "InHdrErrors": "Ip: InHdrErrors - datagrams dropped for a bad IP header (version, IHL, "
+                   "checksum, TTL, options)",
+    "InAddrErrors": "Ip: InAddrErrors - datagrams not for this host (tcpio does not forward)",
+    "InUnknownProtos": "Ip: InUnknownProtos - datagrams for this host with a protocol "
+                       "nobody registered",
+    "InTruncatedPkts": "Ip: InTruncatedPkts - datagrams shorter than their IP total length",
+    "InCsumErrors": "Ip/Tcp: InCsumErrors - segments (TCP) or datagrams dropped for a bad "
+                    "checksum",
+    "InDelivers": "Ip: InDelivers - datagrams handed to a transport protocol (TCP, UDP, ICMP)",
+    "InBcastPkts": "IpExt: InBcastPkts - broadcast datagrams received",
+    "OutRequests": "Ip: OutRequests - datagrams the transports asked IP to send",
+    "OutDiscards": "Ip: OutDiscards - outgoing datagrams dropped for lack of room "
+                   "(a full interface queue)",
+    "OutNoRoutes": "Ip: OutNoRoutes - outgoing datagrams with no route to their destination",
+    "ReasmReqds": "Ip: ReasmReqds - fragments received that needed reassembly",
+    "ReasmOKs": "Ip: ReasmOKs - datagrams reassembled",
+    "ReasmFails": "Ip: ReasmFails - reassembly failures (timeouts, memory, bad fragments)",
+    "ReasmTimeout": "Ip: ReasmTimeout - fragment queues dropped when the reassembly timer "
+                    "expired (ipfrag_time)",
+    "ReasmOverlaps": "IpExt: ReasmOverlaps - fragments that overlapped another (RFC 5722: the "
+                     "whole datagram is dropped)",
+    "ReasmDuplicates": "tcpio: fragments received twice (same offset and data), ignored",
+    "ReasmEvictions": "tcpio: fragment queues evicted to stay under the reassembly memory "
+                      "limit (ipfrag_high_thresh)",
+    "FragOKs": "Ip: FragOKs - datagrams fragmented on output",
+    "FragFails": "Ip: FragFails - datagrams that needed fragmenting but had DF set "
+                 "(EMSGSIZE)",
+    "FragCreates": "Ip: FragCreates - fragments made by output fragmentation",
+    "InMartianSrc": "IpExt/rt_cache: in_martian_src - datagrams from an impossible source "
+                    "(127/8, multicast, broadcast) on a device, dropped",
+    "InMartianDst": "IpExt/rt_cache: in_martian_dst - datagrams to 127/8 arriving on a "
+                    "device, dropped",
+    "InNoInterface": "tcpio: frames received on an interface that is unknown or down",
+    "InIPv6Discards": "tcpio: IPv6 packets received (tcpio speaks IPv4 only), dropped",
+    "IpLocalErrors": "tcpio: ICMP errors about our own datagrams with a code that maps to "
+                     "no errno",
+    "LoopbackDrops": "tcpio: loopback datagrams dropped (the loopback queue was full)",
+    "CoreExceptions": "tcpio: exceptions inside the core while processing a frame or timer "
+                      "(a bug: counted, logged, the frame dropped)",
+    # --- Ethernet and ARP (tcpio: Linux counts these per device or not at all) ---
+    "EthOutFrames": "tcpio: Ethernet frames sent",
+    "EthInTruncated": "tcpio: frames shorter than an Ethernet header",
+    "EthInDrops": "tcpio: Ethernet frames dropped before any protocol saw them",
+    "EthInNotForUs": "tcpio: unicast frames for another MAC address (PACKET_OTHERHOST)",
+    "EthInUnknownProtos": "tcpio: frames of an EtherType tcpio does not handle (IPv6, VLANs, "
+                          "...)",
+    "ArpInPackets": "tcpio: ARP packets received",
+    "ArpInRequests": "tcpio: ARP requests received",
+    "ArpInReplies": "tcpio: ARP replies received",
+    "ArpOutRequests": "tcpio: ARP requests sent (resolving a neighbour, or probing it again)",
+    "ArpOutReplies": "tcpio: ARP replies sent (for our addresses)",
+    "ArpInErrors": "tcpio: malformed ARP packets (bad opcode, hardware or protocol type, "
+                   "sender MAC)",
+    "ArpInDrops": "tcpio: ARP packets dropped (our own, looped back)",
+    "ArpInMartians": "tcpio: ARP claiming an address that cannot be a neighbour's (ours, "
+                     "broadcast, 127/8): nothing learned",
+    "ArpInIgnored": "tcpio: ARP replies nobody asked for, or other hosts' conversations "
+                    "(arp_accept=0)",
+    "ArpResolveFailed": "tcpio: neighbour resolutions that failed (queued packets get "
+                        "EHOSTUNREACH), like the neigh table's res_failed",
+    "ArpUnresolvedDiscards": "tcpio: packets dropped while their neighbour was unresolved "
+                             "(the neighbour's queue full), like unresolved_discards",
+    "ArpCacheEvictions": "tcpio: neighbour entries evicted for room (gc_thresh), like "
+                         "forced_gc_runs",
+    # --- ICMP (Icmp: in /proc/net/snmp) ---
+    "IcmpInMsgs": "Icmp: InMsgs - ICMP messages received",
+    "IcmpInErrors": "Icmp: InErrors - ICMP messages received that were bad or errors",
+    "IcmpInCsumErrors": "Icmp: InCsumErrors - ICMP messages with a bad checksum",
+    "IcmpInEchos": "Icmp: InEchos - echo requests received",
+    "IcmpInEchoReps": "Icmp: InEchoReps - echo replies received",
+    "IcmpInDestUnreachs": "Icmp: InDestUnreachs - destination unreachable messages received",
+    "IcmpInSrcQuenchs": "Icmp: InSrcQuenchs - source quench messages received (ignored, "
+                        "RFC 6633)",
+    "IcmpInTimeExcds": "Icmp: InTimeExcds - time exceeded messages received",
+    "IcmpInParmProbs": "Icmp: InParmProbs - parameter problem messages received",
+    "IcmpInErrorsUnmatched": "tcpio: ICMP errors quoting a datagram no socket owns",
+    "IcmpOutMsgs": "Icmp: OutMsgs - ICMP messages sent",
+    "IcmpOutErrors": "Icmp: OutErrors - ICMP messages not sent because of an error",
+    "IcmpOutEchos": "Icmp: OutEchos - echo requests sent",
+    "IcmpOutEchoReps": "Icmp: OutEchoReps - echo replies sent",
+    "IcmpOutDestUnreachs": "Icmp: OutDestUnreachs - destination unreachable messages sent",
+    "IcmpOutTimeExcds": "Icmp: OutTimeExcds - time exceeded messages sent",
+    "IcmpOutParmProbs": "Icmp: OutParmProbs - parameter problem messages sent",
+    "IcmpOutOther": "tcpio: other ICMP error types sent",
+    "IcmpOutRateLimitGlobal": "Icmp: OutRateLimitGlobal - ICMP messages not sent: the "
+                              "host-wide rate limit (icmp_msgs_per_sec)",
+    "IcmpOutRateLimitHost": "Icmp: OutRateLimitHost - ICMP messages not sent: the "
+                            "per-destination rate limit (icmp_ratelimit)",
+    # --- UDP (Udp: in /proc/net/snmp) ---
+    "UdpInDatagrams": "Udp: InDatagrams - datagrams delivered to sockets",
+    "UdpNoPorts": "Udp: NoPorts - datagrams to a port nobody listens on (ICMP port "
+                  "unreachable sent)",
+    "UdpInErrors": "Udp: InErrors - datagrams received but not delivered (bad length, "
+                   "checksum, full buffer)",
+    "UdpInErrorsNoSock": "tcpio: of UdpInErrors, those whose socket closed before delivery",
+    "UdpOutDatagrams": "Udp: OutDatagrams - datagrams sent",
+    "UdpOutErrors": "Udp: OutErrors - datagrams not sent (no route, no buffer room; Linux "
+                    "counts the latter in SndbufErrors too)",
+    "UdpRcvbufErrors": "Udp: RcvbufErrors - datagrams dropped: the receive buffer was full",
+    "UdpInCsumErrors": "Udp: InCsumErrors - datagrams with a bad checksum",
+    "UdpIgnoredMulti": "Udp: IgnoredMulti - broadcast datagrams no socket wanted (no port "
+                       "unreachable for those)",
+    # --- TCP (Tcp: in /proc/net/snmp, RFC 4022) ---
+    "ActiveOpens": "Tcp: ActiveOpens - connections opened by connect() (CLOSED -> SYN-SENT)",
+    "PassiveOpens": "Tcp: PassiveOpens - connections opened by a listener (LISTEN -> "
+                    "SYN-RECV)",
+    "AttemptFails": "Tcp: AttemptFails - openings that failed (SYN-SENT/SYN-RECV -> CLOSED, "
+                    "or SYN-RECV -> LISTEN)",
+    "EstabResets": "Tcp: EstabResets - connections reset from ESTABLISHED or CLOSE-WAIT",
+    "CurrEstab": "Tcp: CurrEstab - connections now in ESTABLISHED or CLOSE-WAIT (a gauge)",
+    "InSegs": "Tcp: InSegs - segments received, errors included",
+    "OutSegs": "Tcp: OutSegs - segments sent (retransmissions included, as Linux counts)",
+    "RetransSegs": "Tcp: RetransSegs - segments retransmitted",
+    "InErrs": "Tcp: InErrs - segments received in error (bad header, checksum)",
+    "OutRsts": "Tcp: OutRsts - segments sent with RST",
+    "TcpInBroadcastDrops": "tcpio: segments to or from a broadcast address, dropped (RFC 1122 "
+                           "4.2.3.10)",
+    # --- TCP extended (TcpExt: in /proc/net/netstat, LINUX_MIB_*) ---
+    "DelayedACKs": "TcpExt: DelayedACKs - delayed ACKs sent when the delayed-ACK timer "
+                   "fired",
+    "DelayedACKLost": "TcpExt: DelayedACKLost - data received again that we had already "
+                      "ACKed (our ACK was lost or late): answered with a quick ACK and D-SACK",
+    "ListenOverflows": "TcpExt: ListenOverflows - connections dropped: the accept queue was "
+                       "full (listen backlog)",
+    "ListenDrops": "TcpExt: ListenDrops - SYNs or completing ACKs a listener dropped, "
+                   "overflows included",
+    "PAWSActiveRejected": "TcpExt: PAWSActive - SYN-ACKs rejected by PAWS (an old "
+                          "timestamp, RFC 7323)",
+    "PAWSEstabRejected": "TcpExt: PAWSEstab - segments of a connection rejected by PAWS "
+                         "(timestamp older than the last one seen)",
+    "PAWSTimewait": "TcpExt: PAWSTimewait - segments to a TIME-WAIT socket rejected by PAWS",
+    "TWRecycled": "TcpExt: TWRecycled - TIME-WAIT sockets reused for a new outgoing "
+                  "connection (tcp_tw_reuse)",
+    "TCPTimeWaitOverflow": "TcpExt: TCPTimeWaitOverflow - connections closed without "
+                           "TIME-WAIT: tcp_max_tw_buckets reached",
+    "SyncookiesSent": "TcpExt: SyncookiesSent - SYN cookies sent (the SYN queue was full)",
+    "SyncookiesRecv": "TcpExt: SyncookiesRecv - valid SYN cookies received (connections "
+                      "made from them)",
+    "SyncookiesFailed": "TcpExt: SyncookiesFailed - ACKs whose SYN cookie did not check",
+    "TCPReqQFullDoCookies": "TcpExt: TCPReqQFullDoCookies - SYNs answered with a cookie "
+                            "because the SYN queue was full",
+    "TCPReqQFullDrop": "TcpExt: TCPReqQFullDrop - SYNs dropped: the SYN queue was full and "
+                       "cookies were off",
+    "TCPAbortOnData": "TcpExt: TCPAbortOnData - connections reset because data arrived after "
+                      "the application closed",
+    "TCPAbortOnClose": "TcpExt: TCPAbortOnClose - connections reset because the application "
+                       "closed with unread data",
+    "TCPAbortOnMemory": "TcpExt: TCPAbortOnMemory - connections reset for lack of memory "
+                        "(too many orphans)",
+    "TCPAbortOnTimeout": "TcpExt: TCPAbortOnTimeout - connections given up after too many "
+                         "retransmissions or probes (tcp_retries2, syn_retries, "
+                         "TCP_USER_TIMEOUT)",
+    "TCPAbortOnLinger": "TcpExt: TCPAbortOnLinger - connections reset on close by SO_LINGER "
+                        "with a zero timeout",
+    "TCPKeepAliveTimeouts": "TcpExt: TCPKeepAliveTimeouts - connections dropped: keepalive "
+                            "probes went unanswered",
+    "TCPTimeouts": "TcpExt: TCPTimeouts - retransmission timer expiries (RTO) with data "
+                   "out",
+    "TCPSynRetrans": "TcpExt: TCPSynRetrans - SYN and SYN-ACK retransmissions",
+    "TCPFastRetrans": "TcpExt: TCPFastRetrans - fast retransmissions (loss detected by "
+                      "duplicate ACKs, SACK or RACK, not the timer)",
+    "TCPSackRecovery": "TcpExt: TCPSackRecovery - recoveries entered on a SACK connection "
+                       "(fast retransmit)",
+    "TCPRenoRecovery": "TcpExt: TCPRenoRecovery - recoveries entered on a connection "
+                       "without SACK (three duplicate ACKs)",
+    "TCPLostRetransmit": "TcpExt: TCPLostRetransmit - retransmissions detected lost in turn "
+                         "(RACK)",
+    "TCPLossProbes": "TcpExt: TCPLossProbes - tail loss probes sent (RFC 8985 TLP)",
+    "TCPLossProbeRecovery": "TcpExt: TCPLossProbeRecovery - losses repaired by a tail loss "
+                            "probe",
+    "TCPSACKReorder": "TcpExt: TCPSACKReorder - reordering detected from SACK",
+    "TCPSACKDiscard": "TcpExt: TCPSACKDiscard - SACK blocks ignored as invalid (outside the "
+                      "window)",
+    "TCPDSACKRecv": "TcpExt: TCPDSACKRecv - D-SACKs received (the peer got a segment twice)",
+    "TCPOFOQueue": "TcpExt: TCPOFOQueue - segments put in the out-of-order queue",
+    "TCPOFODrop": "TcpExt: TCPOFODrop - out-of-order segments dropped (no receive buffer "
+                  "room)",
+    "TCPOFOMerge": "TcpExt: TCPOFOMerge - out-of-order segments that overlapped queued data",
+    "TCPZeroWindowDrop": "TcpExt: TCPZeroWindowDrop - in-order data dropped: our receive "
+                         "window was zero",
+    "TCPChallengeACK": "TcpExt: TCPChallengeACK - challenge ACKs sent (RFC 5961), within "
+                       "tcp_challenge_ack_limit",
+    "TCPSYNChallenge": "TcpExt: TCPSYNChallenge - challenge ACKs sent for a SYN in a "
+                       "synchronized state (RFC 5961 4)",
+    "TCPACKSkippedSeq": "TcpExt: TCPACKSkippedSeq - out-of-window ACKs not sent "
+                        "(tcp_invalid_ratelimit)",
+    "OutOfWindowIcmps": "LINUX_MIB_OUTOFWINDOWICMPS (TcpExt: OutOfWindowIcmps) - ICMP errors "
+                        "quoting a sequence number outside the window, ignored",
+    "PMTUUpdates": "tcpio: path MTU lowered by ICMP fragmentation needed (Linux counts it "
+                   "in the route cache)",
+    "TCPOutNoRoute": "tcpio: TCP segments not sent: no route to the peer",
+}
+
+
+def describe(name: str) -> str:
+    """The one-line description of a counter ('' if it has none)."""
+    return DESCRIPTIONS.get(name, "")
+
+
+def nstat(before: dict[str, int], after: dict[str, int],
+          with_zero: bool = False) -> list[tuple[str, int, str]]:
+    """``nstat``'s view of two snapshots: (name, increase, description) for
+    every counter that moved (all of them with ``with_zero``), by name."""
+    names = sorted(set(before) | set(after))
+    rows = []
+    for name in names:
+        d = after.get(name, 0) - before.get(name, 0)
+        if d or with_zero:
+            rows.append((name, d, describe(name)))
+    return rows
+
+
+def format_nstat(rows: list[tuple[str, int, str]]) -> str:
+    """``nstat``-style lines: the name, the delta, the meaning."""
+    width = max((len(n) for n, _, _ in rows), default=0)
+    return "\n".join(f"{n:<{width}} {d:>10}    {desc}" for n, d, desc in rows)

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from tcpio.core.tcp.sock import TcpSock
+from tcpio.core.tcp.tcp_info import tcp_get_info
 
 CA_STATES = {"TCP_CA_Open": 0, "TCP_CA_Disorder": 1, "TCP_CA_CWR": 2,
              "TCP_CA_Recovery": 3, "TCP_CA_Loss": 4}
-TCP_INFINITE_SSTHRESH = 0x7FFFFFFF
-DUPTHRESH = 3           # tcpio's reordering degree (tcp_input.DUPTHRESH): fixed
 
 
 class CodeError(Exception):
@@ -32,30 +31,9 @@ class AssertFailed(Exception):
 
 
 def tcp_info(sk: TcpSock) -> dict[str, Any]:
-    """The tcp_info fields tcpio can answer, by their tcpi_ names."""
-    est = sk.rtt_est
-    info: dict[str, Any] = {
-        "tcpi_state": sk.state,
-        "tcpi_ca_state": sk.ca_state,
-        "tcpi_snd_cwnd": sk.snd_cwnd,
-        "tcpi_snd_ssthresh": min(sk.snd_ssthresh, TCP_INFINITE_SSTHRESH),
-        "tcpi_unacked": sk.packets_out,
-        "tcpi_sacked": sk.sacked_out,
-        "tcpi_lost": sk.lost_out,
-        "tcpi_retrans": sk.retrans_out,
-        "tcpi_probes": sk.probes_out,
-        "tcpi_backoff": est.backoff_count,
-        "tcpi_advmss": sk.advmss,
-        "tcpi_snd_mss": sk.mss_cache,
-        "tcpi_rcv_mss": sk.rcv_mss,
-        "tcpi_rto": round(sk.rto * 1_000_000),
-        "tcpi_reordering": DUPTHRESH,
-    }
-    if est.has_sample:
-        info["tcpi_rtt"] = round(sk.srtt * 1_000_000)
-    if sk.min_rtt:
-        info["tcpi_min_rtt"] = round(sk.min_rtt * 1_000_000)
-    return info
+    """The tcp_info fields tcpio can answer, by their tcpi_ names (the core's
+    tcp_get_info, Linux's tcp_get_info)."""
+    return dict(tcp_get_info(sk))
 
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {

@@ -389,3 +389,20 @@ def sim_connect(net: Any, a: Any, b: Any, addr: str = "10.0.0.2", port: int = 80
         c.connect(ip_aton(addr), port)
     assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 30)
     return c, listener.accept()
+
+
+def sim_transfer(net: Any, c: Any, s: Any, data: bytes, limit: float = 600) -> bytes:
+    """Over a VirtualNetwork: send ``data`` from core sock ``c`` to ``s`` (the
+    app writing and reading as fast as the stack allows); what ``s`` read."""
+    sent = [0]
+    got = bytearray()
+
+    def pump() -> bool:
+        if sent[0] < len(data):
+            sent[0] += c.sendmsg(memoryview(data)[sent[0]:sent[0] + 65536])
+        while s.readable():
+            got.extend(s.recvmsg(1 << 20))
+        return len(got) == len(data)
+
+    assert net.run_until(pump, limit)
+    return bytes(got)

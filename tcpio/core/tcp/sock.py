@@ -15,6 +15,7 @@ copied per segment.  ``rq`` holds in-order received bytes the app has not read.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import struct
 from collections import deque
@@ -26,7 +27,9 @@ from ..errors import sock_error
 from . import tcp_output, tcp_timer
 from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
+from .tcp_info import tcp_get_info, tcp_info_pack
 from .tcp_rtt import RttEstimator
+from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 from .tcp_states import (
     RCV_SHUTDOWN,
     SEND_SHUTDOWN,
@@ -79,6 +82,8 @@ buf_append = _tcp_fast.buf_append
 buf_consume = _tcp_fast.buf_consume
 
 
+_log = logging.getLogger("tcpio.tcp")
+
 class _NoAcceptQueue(deque):
     """The accept queue of a socket that never listened: empty for good."""
 
@@ -114,14 +119,16 @@ class TcpSock(TcpCb):
         "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
         "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
         "keepintvl", "last_oow_ack_time", "last_synq_overflow", "linger", "lsndtime",
-        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "pending",
-        "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto", "rack_dsack_seen",
+        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "passive",
+        "pending", "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto",
+        "rack_dsack_seen",
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
         "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "reordering", "retrans_stamp",
         "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
-        "sack_cache", "sack_ok", "sk_err", "sk_err_soft", "sk_shutdown", "snd_cwnd_clamp",
+        "sack_cache", "sack_ok", "segs_out", "sk_err", "sk_err_soft", "sk_shutdown",
+        "snd_cwnd_clamp",
         "snd_cwnd_cnt", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
-        "syn_queue", "tlp_high_seq", "tlp_retrans", "urg_data", "urg_last", "user_mss",
+        "syn_queue", "tlp_high_seq", "tlp_retrans", "total_retrans", "urg_data", "urg_last", "user_mss",
         "user_timeout", "wakeup", "wscale_ok",
     ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
 
@@ -155,6 +162,7 @@ class TcpSock(TcpCb):
         self.syn_queue: dict = _NO_SYN_QUEUE   # request socks (NEW_SYN_RECV) of this listener
         self.last_synq_overflow = -1e9
         self.parent: TcpSock | None = None  # listener of a child waiting in accept queue
+        self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
         # options set by the user
         self.nodelay = False
         self.keepalive = False
@@ -252,6 +260,10 @@ class TcpSock(TcpCb):
         self.reordering = st.tcp_reordering
         self.highest_sack = 0       # end of the highest SACKed segment (while sacked_out)
         self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
+        self.total_retrans = 0      # tp->total_retrans: segments retransmitted, ever
+        self.segs_out = 0           # tp->segs_out: segments sent (TCP_INFO)
+        self.segs_in = 0            # tp->segs_in: segments received (a TcpCb field)
+        self.lrcvtime = -1.0        # when in-order data last arrived (-1: never; TcpCb's)
         self.retrans_stamp: float | None = None  # when the current retransmission episode began
         self.probes_out = 0         # zero-window or keepalive probes unanswered
         self.backoff = 0            # icsk_backoff for probe0
@@ -269,6 +281,9 @@ class TcpSock(TcpCb):
         self.rtx_timer = timers.timer(tcp_timer.tcp_write_timer, self)
         self.delack_timer = timers.timer(tcp_timer.tcp_delack_timer, self)
         self.ka_timer = timers.timer(tcp_timer.tcp_keepalive_timer, self)
+        # tracing: off unless the stack traces every connection (tcp_trace)
+        sink = proto.trace_sink
+        self.trace = None if sink is None else SockTracer(sink)
 
     # --- derived values --------------------------------------------------
     @property
@@ -282,6 +297,18 @@ class TcpSock(TcpCb):
     @property
     def tcp_packets_in_flight(self) -> int:
         return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
+
+    def set_trace(self, sink: TraceSink | None) -> None:
+        """Trace this connection's events to ``sink`` (None: stop); a
+        listener's sink goes to the connections it accepts."""
+        if sink is None:
+            self.trace = None
+        elif self.trace is None or self.trace.sink is not sink:
+            self.trace = SockTracer(sink)
+
+    def tcp_info(self) -> dict[str, int]:
+        """TCP_INFO's fields tcpio keeps, by their tcpi_ names (tcp_info.tcp_get_info)."""
+        return tcp_get_info(self)
 
     def __repr__(self) -> str:
         return (f"<TcpSock {STATE_NAMES.get(self.state, self.state)} "
@@ -311,6 +338,10 @@ class TcpSock(TcpCb):
         # inet_csk_listen_start: take the port again as a listener, so two
         # SO_REUSEADDR socks may share a bound port but only one may listen.
         self.state = TCP_LISTEN
+        if self.trace is not None:
+            self.trace.set_state(self, TCP_CLOSE, TCP_LISTEN, self.host.now)
+        if _log.isEnabledFor(logging.INFO):
+            tcp_log_state(self, TCP_CLOSE, TCP_LISTEN)
         if self.accept_queue is _NO_ACCEPT_QUEUE:
             self.accept_queue = deque()
             self.syn_queue = {}
@@ -514,8 +545,9 @@ class TcpSock(TcpCb):
         opt.store(self, opt.convert(value))
 
     def getsockopt(self, level: int, name: int, buflen: int = 0) -> Any:
-        """Read an option from SOCKOPTS (``buflen`` is accepted and ignored:
-        ints come back as ints, SO_LINGER as the packed struct linger)."""
+        """Read an option from SOCKOPTS: ints come back as ints, structs
+        (SO_LINGER, TCP_INFO) packed, cut to ``buflen`` bytes when it is
+        given, as Linux copies at most the caller's length."""
         opt = SOCKOPTS.get((level, name))
         if opt is None:
             if level in (socket.SOL_SOCKET, socket.IPPROTO_TCP, socket.IPPROTO_IP):
@@ -523,7 +555,10 @@ class TcpSock(TcpCb):
             # tcp_getsockopt hands other levels to ip_getsockopt, which only
             # knows SOL_IP (setsockopt says ENOPROTOOPT there instead).
             raise sock_error(errno.EOPNOTSUPP)
-        return opt.load(self)
+        value = opt.load(self)
+        if buflen and isinstance(value, bytes):
+            return value[:buflen]
+        return value
 
 
 def _int(value: Any) -> int:
@@ -723,6 +758,7 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
                                              _get_user_timeout),
     (_TCP, socket.TCP_CONGESTION): SockOpt(_cc_in, _set_congestion,
                                            _get_congestion),
+    (_TCP, socket.TCP_INFO): _read_only(lambda sk: tcp_info_pack(tcp_get_info(sk))),
 }
 
 

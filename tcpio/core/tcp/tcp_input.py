@@ -263,6 +263,7 @@ def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             return
         # SYN-ACK: the connection is established.
         _tcp_accept_syn_options(sk, skb)
+        sk.irs = skb.seq
         sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
         sk.rcv_wup = sk.rcv_nxt
         # tcp_ack takes SND.WND (unscaled in a SYN), SND.WL1 and max_window:
@@ -279,6 +280,7 @@ def tcp_rcv_synsent_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     if flags & TCPHDR_SYN:
         # Simultaneous open (RFC 9293 figure 7): SYN_RECV and answer SYN-ACK.
         _tcp_accept_syn_options(sk, skb)
+        sk.irs = skb.seq
         sk.rcv_nxt = (skb.seq + 1) & 0xFFFFFFFF
         sk.rcv_wup = sk.rcv_nxt
         sk.snd_wl1 = skb.seq
@@ -783,6 +785,7 @@ def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float) -> None:
     if data:
         _rq_append(sk, data)
         tcp_event_data_recv(sk, len(data))
+        sk.lrcvtime = now
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin
         if not sk.ofo:

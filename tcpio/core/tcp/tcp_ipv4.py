@@ -16,6 +16,7 @@ compiled fast paths call back into (``tcp_input.tcp_init_fast_hooks``).
 from __future__ import annotations
 
 import errno
+import logging
 from collections import namedtuple
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,10 @@ from .tcp_states import (
     seq_diff,
 )
 from .tcp_timer import tcp_set_keepalive
+from .tcp_info import tcp_get_info
+from .tcp_trace import TraceSink, tcp_log_state
+
+_log = logging.getLogger("tcpio.tcp")
 
 if TYPE_CHECKING:
     from ..protocol import NetHost
@@ -105,6 +110,8 @@ ICMP_HOST_UNREACH = 1
 ICMP_FRAG_NEEDED = 4
 
 ConnRow = namedtuple("ConnRow", "state local remote recv_q send_q timer")
+# connections(info=True): info is the full sock's tcp_info dict (else None)
+ConnInfoRow = namedtuple("ConnInfoRow", "state local remote recv_q send_q timer info")
 
 
 class TcpProto:
@@ -118,6 +125,17 @@ class TcpProto:
         self.tw_count = 0
         self.challenge_second = -1
         self.challenge_count = 0
+        # the per-stack trace sink: every connection reports to it (set_trace)
+        self.trace_sink: TraceSink | None = None
+
+    def set_trace(self, sink: TraceSink | None) -> None:
+        """Trace every TCP connection of the host to ``sink`` (None: stop),
+        the existing ones and those made later (docs/internals.md, Tracing)."""
+        self.trace_sink = sink
+        socks = [sk for lst in self.hashinfo.lhash.values() for sk in lst]
+        socks += [sk for sk in self.hashinfo.ehash if isinstance(sk, TcpSock)]
+        for sk in socks:
+            sk.set_trace(sink)
 
     def early_demux(self) -> EarlyDemux:
         """The receive fast path this TCP registers with the host (tcp_v4_early_demux):
@@ -207,6 +225,10 @@ class TcpProto:
                 (old == TCP_CLOSE_WAIT and state != TCP_CLOSE_WAIT):
             mib["CurrEstab"] -= 1
         sk.state = state
+        if sk.trace is not None:
+            sk.trace.set_state(sk, old, state, self.host.now)
+        if _log.isEnabledFor(logging.INFO):
+            tcp_log_state(sk, old, state)
 
     # --- active open (tcp_v4_connect) ------------------------------------------------
     def tcp_v4_connect(self, sk: TcpSock, addr: int, port: int) -> None:
@@ -570,7 +592,10 @@ class TcpProto:
             return
         state = sk.state
         if state == TCP_ESTABLISHED:
+            sk.segs_in += 1
             tcp_rcv_established(sk, skb, now)
+            if sk.trace is not None:
+                sk.trace.probe(sk, skb, now)
         elif state == TCP_TIME_WAIT:
             self._rcv_timewait(sk, skb, iph, now)
         elif state == TCP_NEW_SYN_RECV:
@@ -578,7 +603,10 @@ class TcpProto:
         elif state == TCP_LISTEN:
             self._rcv_listen(sk, skb, iph, now)
         else:
+            sk.segs_in += 1
             tcp_rcv_state_process(sk, skb, now)
+            if sk.trace is not None:
+                sk.trace.probe(sk, skb, now)
 
     def _rcv_timewait(self, tw: TimeWaitSock, skb: Skb, iph: Any, now: float) -> None:
         verdict = tcp_timewait_state_process(tw, skb, now)
@@ -605,7 +633,10 @@ class TcpProto:
         # listen_stop unhashes its requests at once, so it is still listening.)
         child = tcp_check_req(self, req, skb, now)
         if child is not None:
+            child.segs_in += 1
             tcp_rcv_state_process(child, skb, now)
+            if child.trace is not None:
+                child.trace.probe(child, skb, now)
 
     def _rcv_listen(self, sk: TcpSock, skb: Skb, iph: Any, now: float, isn: int = 0) -> None:
         flags = skb.flags
@@ -617,7 +648,10 @@ class TcpProto:
                 if child is None:
                     return
                 if child is not sk:
+                    child.segs_in += 1
                     tcp_rcv_state_process(child, skb, now)
+                    if child.trace is not None:
+                        child.trace.probe(child, skb, now)
                     return
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
             return
@@ -687,14 +721,16 @@ class TcpProto:
             self.host.mib["ListenDrops"] += 1
 
     # --- ss -tan ------------------------------------------------------------------------------
-    def connections(self) -> list[ConnRow]:
-        """``ss -tan``: the listeners, then everything in ehash (each once)."""
+    def connections(self, info: bool = False) -> list[Any]:
+        """``ss -tan``: the listeners, then everything in ehash (each once);
+        ``info``: with each full sock's tcp_info (``ss -tani``)."""
         rows = []
         now = self.host.now
         for lst in list(self.hashinfo.lhash.values()):
             for sk in lst:
-                rows.append(ConnRow("LISTEN", f"{_addr(sk.laddr)}:{sk.lport}", "0.0.0.0:*",
-                                    len(sk.accept_queue), sk.max_ack_backlog, ""))
+                row = ("LISTEN", f"{_addr(sk.laddr)}:{sk.lport}", "0.0.0.0:*",
+                       len(sk.accept_queue), sk.max_ack_backlog, "")
+                rows.append(ConnInfoRow(*row, tcp_get_info(sk)) if info else ConnRow(*row))
         for sk in list(self.hashinfo.ehash):
             # a hashed request or time-wait sock always has its timer armed
             if isinstance(sk, TimeWaitSock):
@@ -715,8 +751,13 @@ class TcpProto:
                     timer = _timer_str("keepalive", sk.ka_timer, now)
                 else:
                     timer = ""
-            rows.append(ConnRow(name, f"{_addr(sk.laddr)}:{sk.lport}",
-                                f"{_addr(sk.raddr)}:{sk.rport}", rq, max(sq, 0), timer))
+            row = (name, f"{_addr(sk.laddr)}:{sk.lport}", f"{_addr(sk.raddr)}:{sk.rport}",
+                   rq, max(sq, 0), timer)
+            if info:
+                rows.append(ConnInfoRow(*row, tcp_get_info(sk) if isinstance(sk, TcpSock)
+                                        else None))
+            else:
+                rows.append(ConnRow(*row))
         return rows
 
 

@@ -22,6 +22,7 @@ from .tcp_output import (
     tcp_v4_send,
 )
 from .tcp_states import (
+    TCP_CLOSE,
     TCP_FIN_WAIT2,
     TCP_NEW_SYN_RECV,
     TCP_SYN_RECV,
@@ -368,6 +369,9 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
     sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = isn1
+    sk.iss, sk.irs = req.snt_isn, req.rcv_isn
+    sk.passive = True
+    sk.segs_in = 1      # the SYN, as Linux's child counts it (not the SYN-ACK in segs_out)
     sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
     sk.rcv_wnd = req.rcv_wnd
     sk.wscale_ok = req.wscale_ok
@@ -387,6 +391,10 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     tcp_sync_mss(sk, proto.route_mtu(req.raddr))
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
+    if listener.trace is not None:
+        sk.set_trace(listener.trace.sink)   # (a per-stack sink came with TcpSock())
+    if sk.trace is not None:
+        sk.trace.set_state(sk, TCP_CLOSE, TCP_SYN_RECV, now)
     # (snd_wl1, and rcv_tstamp when the third ACK is processed, are the caller's;
     # so are the RTT sample and tcp_init_transfer: tcp_synack_rtt_meas,
     # tcp_init_transfer_passive.)  The rest of Linux's list is TcpSock's

@@ -194,8 +194,10 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
     if flags & TCPHDR_SYN:
         opts = tcp_syn_options(sk, now, sk.ts_recent if flags & TCPHDR_ACK else None)
         # The window in a SYN is never scaled (RFC 7323 2.2).
+        window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
         tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    min(sk.rcv_wnd, MAX_TCP_WINDOW), opts, payload)
+                    window, opts, payload)
+        sack_blocks: tuple[tuple[int, int], ...] = ()
     else:
         ts_val, ts_ecr, sack_blocks = _established_options(sk, now, len(payload))
         window = tcp_select_window(sk)
@@ -207,6 +209,9 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
             flags |= TCPHDR_URG
         tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
                     window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr)
+    sk.segs_out += 1
+    if sk.trace is not None:
+        sk.trace.transmit(sk, seq, sk.rcv_nxt, flags, len(payload), window, sack_blocks, now)
     if flags & TCPHDR_ACK:
         tcp_event_ack_sent(sk)
     if payload:
@@ -316,7 +321,7 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     sack_len = tcp_sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
     path = None
-    if not sack_len and not sk.fin_queued and sk.snd_up is None:
+    if not sack_len and not sk.fin_queued and sk.snd_up is None and sk.trace is None:
         path = _tcp_xmit_path(sk, mss)
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog: the loop holds views of sk.wq, which processing
@@ -392,6 +397,7 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
                              ip_ids.bucket(sk.raddr, IPPROTO_TCP), now)
     if not n:
         return False
+    sk.segs_out += n
     mib = host.mib
     mib["OutSegs"] += n
     mib["OutRequests"] += n
@@ -536,7 +542,7 @@ def _tcp_retransmit_last(sk: TcpSock, now: float) -> bool:
     lost nor counted in retrans_out (Linux calls __tcp_retransmit_skb)."""
     if not sk.rtx:
         return False
-    __tcp_retransmit_skb(sk, sk.rtx[-1], now)
+    __tcp_retransmit_skb(sk, sk.rtx[-1], now, "tlp")
     sk.tlp_retrans = True
     return True
 
@@ -584,10 +590,11 @@ def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
         sk.lost_out += 1
 
 
-def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
+def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -> None:
     """Resend one queued segment, rebuilt from the send buffer, and count it
     in retrans_out (TCPCB_SACKED_RETRANS) until it is (S)ACKed or lost again.
-    One longer than the current MSS (the path MTU fell) is cut to it first."""
+    One longer than the current MSS (the path MTU fell) is cut to it first.
+    ``cause`` ("loss", "rto") is the trace's."""
     if not seg.flags & TCPHDR_SYN:
         mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
         if seq_diff(seg.end_seq, seg.seq) - (1 if seg.flags & TCPHDR_FIN else 0) > mss:
@@ -597,10 +604,10 @@ def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
         sk.retrans_out += 1
     if sk.retrans_stamp is None:
         sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
-    __tcp_retransmit_skb(sk, seg, now)
+    __tcp_retransmit_skb(sk, seg, now, cause)
 
 
-def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
+def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -> None:
     """Send a queued segment again, with no scoreboard marks but "ever
     retransmitted" (seg.retrans, Karn's rule) and its new send time (the
     loss probe's retransmission is only this)."""
@@ -619,6 +626,9 @@ def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float) -> None:
     seg.retrans += 1
     seg.tstamp = now
     sk.host.mib["RetransSegs"] += 1
+    sk.total_retrans += 1
+    if sk.trace is not None:
+        sk.trace.retransmit(sk, seg.seq, seg.end_seq, cause, now)
     tcp_transmit_skb(sk, seg.seq, flags, payload, now)
 
 
@@ -675,9 +685,13 @@ def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
     tcp_transmit_skb) it carries the connection's window and, once
     negotiated, a timestamp: RFC 7323 3.2, TSopt SHOULD be sent in a RST."""
     ts_val = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF if sk.tstamp_ok else -1
+    window = tcp_select_window(sk)
     tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
-                TCPHDR_RST | TCPHDR_ACK, tcp_select_window(sk), ts_val, sk.ts_recent, (), b"",
-                0)
+                TCPHDR_RST | TCPHDR_ACK, window, ts_val, sk.ts_recent, (), b"", 0)
+    sk.segs_out += 1
+    if sk.trace is not None:
+        sk.trace.transmit(sk, sk.snd_nxt, sk.rcv_nxt, TCPHDR_RST | TCPHDR_ACK, 0, window, (),
+                          now)
 
 
 def tcp_abort_with_reset(sk: TcpSock, now: float, err: int) -> None:

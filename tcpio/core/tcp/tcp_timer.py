@@ -8,10 +8,14 @@
 from __future__ import annotations
 
 import errno
+import logging
 from typing import TYPE_CHECKING
 
 from . import tcp_output, tcp_recovery
 from .tcp_cong import CA_EVENT_LOSS
+from .tcp_trace import TIMER_NAMES, log_rto
+
+_log = logging.getLogger("tcpio.tcp")
 from .tcp_states import (
     TCP_CA_DISORDER,
     TCP_CA_LOSS,
@@ -52,6 +56,8 @@ def tcp_write_timer(sk: TcpSock, now: float) -> None:
     if sk.dead or sk.state in (TCP_CLOSE, TCP_LISTEN):
         sk.pending = 0
         return
+    if sk.trace is not None:
+        sk.trace.timer(sk, TIMER_NAMES.get(event, str(event)), now)
     if event == ICSK_TIME_RETRANS:
         tcp_retransmit_timer(sk, now)
     elif event == ICSK_TIME_PROBE0:
@@ -85,9 +91,11 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         tcp_write_err(sk)
         return
     head = sk.rtx[0]
+    if _log.isEnabledFor(logging.INFO):
+        log_rto(sk, now)
     if not head.flags & TCPHDR_SYN:
         tcp_enter_loss(sk)
-    tcp_output.tcp_retransmit_skb(sk, head, now)
+    tcp_output.tcp_retransmit_skb(sk, head, now, "rto")
     sk.retransmits += 1
     sk.rtt_est.backoff()
     when = now + sk.rto
@@ -156,6 +164,8 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
 def tcp_delack_timer(sk: TcpSock, now: float) -> None:
     if sk.dead or not sk.ack_pending or sk.state == TCP_CLOSE:
         return
+    if sk.trace is not None:
+        sk.trace.timer(sk, "delack", now)
     sk.host.mib["DelayedACKs"] += 1
     tcp_output.tcp_send_ack(sk, now)
 
@@ -176,6 +186,8 @@ def tcp_fin_wait2_orphan(sk: TcpSock, now: float) -> None:
 def tcp_keepalive_timer(sk: TcpSock, now: float) -> None:
     if sk.dead:
         return
+    if sk.trace is not None:
+        sk.trace.timer(sk, "keepalive", now)
     if sk.state == TCP_FIN_WAIT2 and sk.orphan:
         tcp_fin_wait2_orphan(sk, now)
         return
