@@ -530,6 +530,9 @@ def render(d: PlotData, path: str) -> str:
                 label="rto")
     if d.rto:
         rt.set_yscale("log")            # the RTO (>= 200 ms) dwarfs a LAN's srtt
+    else:
+        rt.set_ylim(bottom=0)
+        rt.ticklabel_format(axis="y", useOffset=False)
     rt.set_ylabel("ms")
     rt.set_xlabel("time (s)")
     if rt.get_legend_handles_labels()[0]:
