@@ -114,7 +114,8 @@ class TcpioEventLoop(_LoopBase):
         return self._tcpio_stack
 
     def _net(self) -> Stack:
-        return _current_stack.get() or self._tcpio_stack
+        stack = _current_stack.get()
+        return self._tcpio_stack if stack is None else stack
 
     def close(self) -> None:
         if self.is_running():
@@ -170,6 +171,7 @@ class TcpioEventLoop(_LoopBase):
         # The kernel socket object's end (collected before a transport took the
         # tcpio socket) ends the tcpio socket it stands for.
         finalizer = weakref.finalize(ksock, tsock.close)
+        finalizer.atexit = False        # at exit the loop and its stack are gone
         self._tcpio_adopted[ksock] = (tsock, finalizer)
         try:
             await tsock.connect(address)
@@ -366,7 +368,7 @@ def _kernel_state(sock: _socket.socket) -> str:
     if isinstance(name, tuple) and len(name) >= 2 and name[1]:
         return "bound"
     if sock.family not in (_socket.AF_INET, _socket.AF_INET6):
-        return f"a {sock.family.name} socket"
+        return f"an {sock.family.name} socket"
     return ""
 
 

@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 import pytest
-from looputil import CLIENT_IP, LOOP_CLASSES, PEER_IP, Net, loop_names, on_tcpio
+from looputil import CLIENT_IP, LOOP_CLASSES, PEER_IP, Net, loop_names, on_tcpio, until
 from test_tls import tls_contexts
 
 import tcpio
@@ -317,3 +317,78 @@ def test_start_tls_and_sendfile_over_tls(loop_name: str, tmp_path: Any) -> None:
     plain, secret, rest, cipher = on_tcpio(loop_name, main)
     assert plain == b"ok STARTTLS\n" and secret == b"secret hi\n"
     assert rest == blob and cipher is not None
+
+
+@loop_names
+def test_run_without_asyncio_runner_as_on_python_3_10(loop_name: str) -> None:
+    """3.10 has no asyncio.Runner: tcpio.run takes asyncio.run's steps itself
+    (result out, leftover tasks cancelled, async generators closed, loop closed)."""
+    from tcpio.loop import _run_310, loop_factory
+
+    events: list[str] = []
+
+    async def gen() -> Any:
+        try:
+            yield 1
+            yield 2
+        finally:
+            events.append("agen closed")
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("task cancelled")
+            raise
+
+    async def main() -> Any:
+        asyncio.ensure_future(forever())
+        agen = gen()
+        await agen.__anext__()
+        events.append("main done")
+        return asyncio.get_running_loop()
+
+    loop = _run_310(main(), loop_factory(loop_class=LOOP_CLASSES[loop_name]), None)
+    assert events[0] == "main done"
+    assert sorted(events[1:]) == ["agen closed", "task cancelled"]
+    assert loop.is_closed() and loop.stack.closed
+
+
+@loop_names
+def test_use_stack_reaches_tasks_created_in_it_and_only_them(loop_name: str) -> None:
+    async def main(net: Net) -> Any:
+        loop = asyncio.get_running_loop()
+        loop.stack.hosts.add("10.0.0.50", "where")     # each host names "where" its way
+        net.peer.hosts.add("10.0.0.60", "where")
+
+        async def lookup() -> str:
+            infos = await loop.getaddrinfo("where", 1, family=socket.AF_INET,
+                                           type=socket.SOCK_STREAM)
+            return infos[0][4][0]
+
+        with tcpio.use_stack(net.peer):
+            inside = await lookup()
+            task = asyncio.create_task(lookup())          # made inside: the peer's
+        outside = await lookup()
+        later = asyncio.create_task(lookup())             # made outside: the loop's
+        # a sock= argument keeps its socket's stack, whatever the context: the
+        # accepted connection is the peer's, so the peer going down ends it
+        lost: list[Any] = []
+
+        class Recorder(asyncio.Protocol):
+            def connection_lost(self, exc: Exception | None) -> None:
+                lost.append(exc)
+
+        listener = net.peer.socket()
+        listener.bind((PEER_IP, 11))
+        server = await loop.create_server(Recorder, sock=listener)
+        _, writer = await asyncio.open_connection(PEER_IP, 11)
+        await until(lambda: bool(server._clients))
+        net.peer.close()
+        await until(lambda: bool(lost))
+        writer.close()
+        return inside, await task, outside, await later, lost
+
+    *names, lost = on_tcpio(loop_name, main)
+    assert names == ["10.0.0.60", "10.0.0.60", "10.0.0.50", "10.0.0.50"]
+    assert [type(exc) for exc in lost] == [ConnectionAbortedError]

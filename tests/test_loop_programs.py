@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from looputil import CLIENT_IP, PEER_IP, Net, loop_names, on_tcpio, until
+from test_tls import tls_contexts
 
 import tcpio
 
@@ -176,3 +177,32 @@ def test_open_connection_by_name_resolves_through_the_stack(loop_name: str) -> N
     # every name went to the peer's server, through the search list ("nosuch" also as is)
     assert list(dict.fromkeys(questions)) == ["www.example.test.", "peer.example.test.",
                                               "nosuch.example.test.", "nosuch."]
+
+
+@loop_names
+def test_https_aiohttp_and_httpx_clients(loop_name: str, tmp_path: Any,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    server_ctx, client_ctx = tls_contexts(PEER_IP)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+    async def main(net: Net) -> Any:
+        runner = web.AppRunner(aiohttp_app(tmp_path))
+        await runner.setup()
+        with tcpio.use_stack(net.peer):
+            await web.TCPSite(runner, PEER_IP, 8443, ssl_context=server_ctx).start()
+        try:
+            async with aiohttp.ClientSession() as session, \
+                    session.get(f"https://{PEER_IP}:8443/", ssl=client_ctx) as r:
+                by_aiohttp = await r.json()
+            async with httpx.AsyncClient(verify=client_ctx) as client:
+                r2 = await client.get(f"https://{PEER_IP}:8443/blob")
+        finally:
+            await runner.cleanup()
+        return by_aiohttp, r2.content
+
+    # the clients verified the peer's certificate (a failed handshake raises)
+    by_aiohttp, blob = on_tcpio(loop_name, main)
+    assert by_aiohttp == {"remote": CLIENT_IP, "host": f"{PEER_IP}:8443"}
+    assert blob == FILE_BYTES

@@ -11,7 +11,9 @@ The oracles: the kernel-side server reports the client address it accepted
 dnsmasq's query log names tcpio's address, and the truncated answer (60 A
 records) comes back complete because tcpio asked again over TCP.  The other
 way round, ``uvicorn.Server`` on ``tcpio.run`` serves curl in the namespace
-(the kernel's TCP as the client; the app sees curl at 10.7.0.1).
+(the kernel's TCP as the client; the app sees curl at 10.7.0.1), both from
+a task and through ``uvicorn.Server.run`` given ``tcpio.loop_factory`` by
+import string (``uvicorn --loop module:name``).
 Each test runs over asyncio's default loop and over uvloop.
 """
 
@@ -23,6 +25,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +33,9 @@ from typing import Any
 
 import pytest
 from looputil import LOOP_CLASSES, loop_names
-from netns import NetNs
+from netns import NetNs, kernel_side
 
 import tcpio
-from tcpio.devices.tap import TapDevice
 
 from .test_resolver_dnsmasq import MANY, dnsmasq, needs_dnsmasq
 
@@ -98,18 +100,9 @@ def run_over_tap(loop_name: str, tmp_path: Path,
     with dnsmasq for zone.test and the kernel aiohttp server."""
     from conftest import require_tap
     require_tap()
-    ns = NetNs().create()
-    tap: TapDevice | None = None
-    try:
-        ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-        ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-        tap = ns.tap()
-        ns.ip("addr", "add", f"{KERNEL_IP}/24", "dev", tap.name)
-        ns.ip("link", "set", tap.name, "up")
-        device = tap
-
+    with kernel_side(f"{KERNEL_IP}/24", ipv6=False) as (ns, tap):
         def setup(stack: tcpio.Stack) -> None:
-            stack.add_interface(device, f"{TCPIO_IP}/24")
+            stack.add_interface(tap, f"{TCPIO_IP}/24")
             stack.set_name_servers([KERNEL_IP], search=["zone.test"], timeout=2, attempts=2)
 
         async def program() -> Any:
@@ -118,10 +111,6 @@ def run_over_tap(loop_name: str, tmp_path: Path,
                 return await asyncio.wait_for(main(stack, ns), 60)
 
         return tcpio.run(program(), setup=setup, loop_class=LOOP_CLASSES[loop_name], seed=1)
-    finally:
-        if tap is not None:
-            tap.stop()
-        ns.delete()
 
 
 @needs_dnsmasq
@@ -211,5 +200,54 @@ def test_uvicorn_with_its_normal_api_serves_curl_in_the_kernel(loop_name: str, t
         return res
 
     res = run_over_tap(loop_name, tmp_path, main)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"client": KERNEL_IP}
+
+
+# uvicorn's own entry point takes a loop factory by import string
+# (``uvicorn.run(app, loop="module:name")``, ``uvicorn --loop module:name``):
+# tcpio.loop_factory(setup) is one.  The test sets the TAP it is to use.
+_uvicorn_tap: list[Any] = []
+
+
+def _uvicorn_setup(stack: tcpio.Stack) -> None:
+    stack.add_interface(_uvicorn_tap[0], f"{TCPIO_IP}/24")
+
+
+uvicorn_tcpio_loop = tcpio.loop_factory(_uvicorn_setup)
+uvicorn_tcpio_uvloop = tcpio.loop_factory(_uvicorn_setup, loop_class=LOOP_CLASSES.get("uvloop"))
+
+
+@loop_names
+def test_uvicorn_run_takes_tcpio_loop_factory_by_import_string(loop_name: str) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    from conftest import require_tap
+    require_tap()
+    with kernel_side(f"{KERNEL_IP}/24", ipv6=False) as (ns, tap):
+        _uvicorn_tap[:] = [tap]
+        factory = "uvicorn_tcpio_loop" if loop_name == "asyncio" else "uvicorn_tcpio_uvloop"
+        server = uvicorn.Server(uvicorn.Config(asgi_app, host=TCPIO_IP, port=8001,
+                                               lifespan="off", log_level="warning",
+                                               loop=f"{__name__}:{factory}"))
+        result: dict[str, Any] = {}
+
+        def kernel_client() -> None:
+            # curl retries until uvicorn (in this process's main thread) listens
+            try:
+                result["curl"] = ns.run("curl", "-sS", "--retry", "50", "--retry-delay", "0",
+                                        "--retry-all-errors", "--max-time", "20",
+                                        f"http://{TCPIO_IP}:8001/", timeout=60)
+            finally:
+                server.should_exit = True
+
+        thread = threading.Thread(target=kernel_client)
+        thread.start()
+        try:
+            server.run()                         # uvicorn.run's own path: asyncio_run + factory
+        finally:
+            server.should_exit = True
+            thread.join()
+        _uvicorn_tap.clear()
+    res = result["curl"]
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"client": KERNEL_IP}
