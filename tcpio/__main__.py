@@ -260,6 +260,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     stacks.append(server_stack)
     client_stacks = []
     pcap_dev = None
+    plot_devs: list[Any] = []
     for k in range(1, args.clients + 1):
         wire = tcpio.MemoryWire(loss=args.loss, delay=args.delay, reorder=args.reorder,
                                 rate=args.rate, seed=args.seed * 100 + k * 2,
@@ -267,6 +268,10 @@ async def run_demo(args: argparse.Namespace) -> int:
         server_end: Any = wire.a
         if args.pcap and k == 1:
             pcap_dev = server_end = tcpio.PcapDevice(wire.a, args.pcap)
+        elif args.plot:
+            os.makedirs(args.plot, exist_ok=True)
+            server_end = tcpio.PcapDevice(wire.a, os.path.join(args.plot, f"wire{k}.pcap"))
+            plot_devs.append(server_end)
         server_stack.add_interface(server_end, f"10.0.{k}.1/24")
         client = tcpio.Stack(seed=args.seed * 100 + k, name=f"client{k}")
         client.add_interface(wire.b, f"10.0.{k}.2/24")
@@ -319,6 +324,12 @@ async def run_demo(args: argparse.Namespace) -> int:
             pcap_dev.writer.close()
 
     print_summary(out, args, tally, elapsed, mib_moved, conn_table)
+    if args.plot:
+        from tcpio.plot import demo_plots
+        for dev in plot_devs:
+            dev.writer.close()
+        pcaps = [d.writer.path for d in plot_devs] + ([args.pcap] if pcap_dev else [])
+        print(f"\n  plots: {len(demo_plots(pcaps, args.plot))} figures in {args.plot}", file=out)
     return 0 if tally.requests > 0 else 1
 
 
@@ -591,6 +602,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--pcap", metavar="FILE", help="capture the first wire to FILE")
     d.add_argument("--builtin-http", action="store_true",
                    help="use the built-in HTTP server even if aiohttp is installed")
+    d.add_argument("--plot", metavar="DIR", help="capture every wire and draw each "
+                   "connection's time-sequence graph into DIR (tcpio plot; needs matplotlib)")
 
     s = sub.add_parser("serve", parents=[common],
                        help="serve HTTP or echo on a TAP interface (root)")
@@ -612,6 +625,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=seconds(positive=False), default=0.0,
                    help="stop after this many seconds (default: run until Ctrl-C)")
 
+    from tcpio.plot import add_arguments as add_plot_arguments
+    add_plot_arguments(sub.add_parser("plot", help="time-sequence and cwnd/RTT graphs of "
+                                      "TCP connections from a pcap or a tcpio trace"))
     from tcpio.packetdrill.cli import add_arguments
     add_arguments(sub.add_parser("packetdrill", help="run packetdrill scripts against tcpio "
                                  "on virtual time (no root)"))
@@ -626,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["demo", *argv]          # demo is the default subcommand
     args = p.parse_args(argv)
+    if args.command == "plot":
+        from tcpio.plot import run as run_plot
+        return run_plot(args)
     if args.command == "packetdrill":
         from tcpio.packetdrill.cli import run as run_packetdrill
         return run_packetdrill(args)

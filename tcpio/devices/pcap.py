@@ -1,5 +1,6 @@
 """Capture to classic pcap files: a writer, and a device wrapper that records
-every frame in and out of any device.
+every frame in and out of any device; and a reader for pcap and pcapng files
+(``read_pcap``, what ``tcpio plot`` reads).
 
 Format (https://www.tcpdump.org/manpages/pcap-savefile.5.html, and
 draft-ietf-opsawg-pcap): a 24-byte file header, then per frame a 16-byte record
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
 from tcpio.devices.base import Device, DeviceWrapper, Link, OnFrames
@@ -129,3 +130,123 @@ class PcapDevice(DeviceWrapper):
 
     def __repr__(self) -> str:
         return f"PcapDevice({self.device!r}, {self.writer.path!r})"
+
+
+# --- reading -----------------------------------------------------------------------
+
+LINKTYPE_NULL = 0           # BSD loopback: a 4-byte address family in host order
+LINKTYPE_LINUX_SLL = 113    # tcpdump -i any (cooked v1)
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276   # tcpdump -i any (cooked v2)
+
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_BOM = 0x1A2B3C4D
+
+
+class PcapFormatError(ValueError):
+    """The file is not a pcap/pcapng capture, or is cut in a header."""
+
+
+def read_pcap(path: str | BinaryIO) -> Iterator[tuple[float, int, bytes]]:
+    """Yield ``(timestamp_seconds, linktype, frame)`` for each packet of a capture.
+
+    Reads classic pcap (either byte order, microsecond or nanosecond magic) and
+    pcapng (what Wireshark, tshark and dumpcap write by default: section,
+    interface and enhanced/simple packet blocks; ``if_tsresol`` honoured).
+    A file cut inside its last record ends the iteration quietly, as tcpdump
+    reads a capture that is still being written.
+    """
+    if isinstance(path, str):
+        with open(path, "rb") as f:
+            yield from _read_capture(f)
+    else:
+        yield from _read_capture(path)
+
+
+def _read_capture(f: BinaryIO) -> Iterator[tuple[float, int, bytes]]:
+    head = f.read(4)
+    if len(head) < 4:
+        raise PcapFormatError("not a capture: file shorter than a header")
+    (magic_le,) = struct.unpack("<I", head)
+    if magic_le == _PCAPNG_SHB:
+        yield from _read_pcapng(f, head)
+        return
+    for endian in ("<", ">"):
+        (magic,) = struct.unpack(endian + "I", head)
+        if magic in (0xA1B2C3D4, PCAP_MAGIC_NS):
+            break
+    else:
+        raise PcapFormatError(f"not a capture: magic {head.hex()}")
+    rest = f.read(20)
+    if len(rest) < 20:
+        raise PcapFormatError("pcap: file header cut")
+    linktype = struct.unpack(endian + "I", rest[16:20])[0] & 0x0FFFFFFF
+    scale = 1e-9 if magic == PCAP_MAGIC_NS else 1e-6
+    rec = struct.Struct(endian + "IIII")
+    while True:
+        hdr = f.read(16)
+        if len(hdr) < 16:
+            return
+        sec, frac, incl, _orig = rec.unpack(hdr)
+        frame = f.read(incl)
+        if len(frame) < incl:
+            return
+        yield sec + frac * scale, linktype, frame
+
+
+def _read_pcapng(f: BinaryIO, first: bytes) -> Iterator[tuple[float, int, bytes]]:
+    endian = "<"
+    interfaces: list[tuple[int, float]] = []     # (linktype, seconds per tick)
+    pending = first
+    while True:
+        head = pending + f.read(8 - len(pending))
+        pending = b""
+        if len(head) < 8:
+            return
+        btype = struct.unpack(endian + "I", head[:4])[0]
+        if btype == _PCAPNG_SHB:
+            # A new section: its byte-order magic decides how to read the rest.
+            bom = f.read(4)
+            if len(bom) < 4:
+                return
+            endian = "<" if struct.unpack("<I", bom)[0] == _PCAPNG_BOM else ">"
+            if struct.unpack(endian + "I", bom)[0] != _PCAPNG_BOM:
+                raise PcapFormatError("pcapng: bad byte-order magic")
+            blen = struct.unpack(endian + "I", head[4:8])[0]
+            body = f.read(blen - 12)
+            if len(body) < blen - 12:
+                return
+            interfaces = []
+            continue
+        blen = struct.unpack(endian + "I", head[4:8])[0]
+        if blen < 12 or blen % 4:
+            raise PcapFormatError(f"pcapng: bad block length {blen}")
+        body = f.read(blen - 8)
+        if len(body) < blen - 8:
+            return
+        body = body[:-4]                         # the trailing copy of the length
+        if btype == 1:                           # Interface Description Block
+            linktype = struct.unpack(endian + "H", body[:2])[0]
+            interfaces.append((linktype, _pcapng_tsresol(body[8:], endian)))
+        elif btype == 6 and interfaces:          # Enhanced Packet Block
+            ifid, ts_hi, ts_lo, incl, _orig = struct.unpack(endian + "IIIII", body[:20])
+            linktype, tick = interfaces[ifid]
+            yield ((ts_hi << 32) | ts_lo) * tick, linktype, body[20:20 + incl]
+        elif btype == 3 and interfaces:          # Simple Packet Block: no timestamp
+            (orig,) = struct.unpack(endian + "I", body[:4])
+            yield 0.0, interfaces[0][0], body[4:4 + orig]
+
+
+def _pcapng_tsresol(options: bytes, endian: str) -> float:
+    """Seconds per timestamp tick from an IDB's options (default microseconds)."""
+    off = 0
+    while off + 4 <= len(options):
+        code, length = struct.unpack(endian + "HH", options[off:off + 4])
+        if code == 0:
+            break
+        if code == 9 and length >= 1:            # if_tsresol
+            v = options[off + 4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+        off += 4 + (length + 3) // 4 * 4
+    return 1e-6
