@@ -224,12 +224,14 @@ async def kernel_peer(*, kernel_cidr: str = "10.7.0.1/24", tcpio_cidr: str = "10
                       mtu: int = 1500, pcap: str | os.PathLike[str] | None = None,
                       wrap: Callable[[Device], Device] | None = None,
                       settings: Settings | None = None, seed: int | None = 1,
-                      ipv6: bool = True) -> AsyncIterator[KernelPeer]:
+                      ipv6: bool = True,
+                      tap_options: dict[str, Any] | None = None) -> AsyncIterator[KernelPeer]:
     """Namespace + TAP + kernel address + started Stack; everything undone on exit.
 
     ``pcap`` records the TAP's frames as they cross the link (innermost
     wrapper); ``wrap`` (e.g. ``lambda d: ImpairedDevice(d, out, in_)``) goes
     around that.  ``ipv6=False`` silences the kernel's IPv6 ND/RS chatter.
+    ``tap_options`` go to ``TapDevice`` (e.g. ``{"offloads": False}``).
     """
     ns = NetNs().create()
     tap: TapDevice | None = None
@@ -237,7 +239,7 @@ async def kernel_peer(*, kernel_cidr: str = "10.7.0.1/24", tcpio_cidr: str = "10
         if not ipv6:
             ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
             ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-        tap = ns.tap(mtu=mtu)
+        tap = ns.tap(mtu=mtu, **(tap_options or {}))
         ns.ip("addr", "add", kernel_cidr, "dev", tap.name)
         ns.ip("link", "set", tap.name, "up")
         device: Device = tap
