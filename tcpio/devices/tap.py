@@ -147,6 +147,12 @@ class _TunTapBase:
         except BaseException:
             os.close(fd)
             raise
+        # What we hand the kernel: TCP/IPv4 super-frames of up to 64 KiB
+        # (the host's interface takes these as its TSO capability).  The
+        # kernel segments what we send whatever TUN_F_* says (that is what we
+        # take); TSO4 accepted is the sign this kernel does both ways.
+        self.gso_max_size = 0xFFFF if self.offloads & vnet.TUN_F_TSO4 else 0
+        self.tx_csum_partial = bool(self.offloads & vnet.TUN_F_CSUM)
         gso_in = self.offloads & (vnet.TUN_F_TSO4 | vnet.TUN_F_TSO6
                                   | vnet.TUN_F_USO4 | vnet.TUN_F_USO6)
         self._readsize = self.vnet_hdr_len + (_GSO_FRAME_MAX if gso_in
