@@ -9,7 +9,9 @@ the server accepts and keeps every child.  Reported per N: wall time from the
 first connect to the N-th accepted child, and the time for the first and the
 last ``--batch`` connections, which shows whether the per-connection cost
 grows with the number already open (all on the listener's one port: what
-the bind bucket's owner list costs).  Then the ratio of the largest N's time
+the bind bucket's owner list costs), and the resident memory the N
+connections added, per connection (both ends: a client socket, an accepted
+child, and the Stack's Socket wrappers).  Then the ratio of the largest N's time
 to the smallest's; issue 11's target is <= 5x for 4x the connections (linear
 is 4x).
 
@@ -63,6 +65,7 @@ async def open_idle(n: int, batch: int, ports: int) -> dict:
         await asyncio.sleep(0)
         await client.ping("10.0.0.2", timeout=5)
         batches: list[float] = []
+        rss0 = _rss_bytes()
         t0 = time.perf_counter()
         for start in range(0, n, batch):
             tb = time.perf_counter()
@@ -75,12 +78,20 @@ async def open_idle(n: int, batch: int, ports: int) -> dict:
                 await asyncio.sleep(0)
             batches.append(time.perf_counter() - tb)
         elapsed = time.perf_counter() - t0
+        rss1 = _rss_bytes()
         for acc in accs:
             acc.cancel()
         established = sum(1 for r in srv.connections() if r.state == "ESTAB")
     return {"n": n, "seconds": elapsed, "first_batch_s": batches[0],
             "last_batch_s": batches[-1], "batch": batch, "ports": ports,
-            "established_server_side": established}
+            "established_server_side": established,
+            "rss_per_connection": (rss1 - rss0) / n}
+
+
+def _rss_bytes() -> int:
+    """Resident memory of this process (/proc/self/statm, pages)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> None:
@@ -109,7 +120,8 @@ def main() -> None:
               f"({r['n'] / r['seconds']:6.0f}/s; first {r['batch']}: "
               f"{r['first_batch_s'] * 1e3:.0f} ms, last {r['batch']}: "
               f"{r['last_batch_s'] * 1e3:.0f} ms; server ESTABLISHED "
-              f"{r['established_server_side']})", flush=True)
+              f"{r['established_server_side']}; RSS {r['rss_per_connection'] / 1024:.1f} KiB "
+              "per connection, both ends)", flush=True)
     if len(res) >= 2:
         a, b = res[0], res[-1]
         ratio = b["seconds"] / a["seconds"]

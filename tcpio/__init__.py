@@ -27,12 +27,16 @@ _EXPORTS = {
     "Socket": "tcpio.socket",
     "SOCK_STREAM": "tcpio.socket",
     "SOCK_DGRAM": "tcpio.socket",
+    "run": "tcpio.loop",
+    "loop_factory": "tcpio.loop",
+    "use_stack": "tcpio.loop",
+    "TcpioEventLoop": "tcpio.loop",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__", "Stack", "Settings", "Host", "VirtualNetwork", "Impairment", "MemoryWire",
     "ImpairedDevice", "TapDevice", "TunDevice", "PcapDevice", "PcapWriter", "Socket",
-    "SOCK_STREAM", "SOCK_DGRAM",
+    "SOCK_STREAM", "SOCK_DGRAM", "run", "loop_factory", "use_stack", "TcpioEventLoop",
 ]
 
 

@@ -56,6 +56,11 @@ class Stack:
     def __init__(self, settings: Settings | None = None, seed: int | None = None, *,
                  name: str = "tcpio") -> None:
         self.host = Host(name=name, seed=seed, settings=settings or Settings())
+        # lo's backlog runs from the loop (_on_backlog), like the NET_RX
+        # softirq after netif_rx: a user call returns before anything it sent
+        # to ourselves is processed, so its waiter is in place for the answer.
+        self.host.backlog_deferred = True
+        self._backlog_handle: asyncio.Handle | None = None
         self.devices: dict[int, Device] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -112,6 +117,9 @@ class Stack:
             self._timer.cancel()
             self._timer = None
             self._timer_when = None
+        if self._backlog_handle is not None:
+            self._backlog_handle.cancel()
+            self._backlog_handle = None
         for dev in self.devices.values():
             dev.stop()
         self._closed = True
@@ -243,7 +251,19 @@ class Stack:
         else:
             # Still busy: finish on the next loop iteration rather than starve it.
             self.loop.call_soon(self.kick)
+        if host.backlog and self._backlog_handle is None:
+            self._backlog_handle = self.loop.call_soon(self._on_backlog)
         self._rearm()
+
+    def _on_backlog(self) -> None:
+        """lo's receive side (the NET_RX softirq's process_backlog): one
+        budget of datagrams to ourselves, then a kick; what is left (or what
+        the kick's wakeups sent to ourselves) waits for the next iteration."""
+        self._backlog_handle = None
+        if self._closed:
+            return
+        self.host.process_backlog(self.update_time())
+        self.kick()
 
     def _transmit(self, out: list[tuple[int, bytes | bytearray]]) -> None:
         devices = self.devices
@@ -300,8 +320,10 @@ class Stack:
         return "\n".join(lines)
 
     def device_stats(self) -> dict[str, dict[str, int]]:
-        """Per-interface counters, like /proc/net/dev."""
-        return {dev.name: dict(dev.stats) for dev in self.devices.values()}
+        """Per-interface counters, like /proc/net/dev (``lo`` first)."""
+        stats = {"lo": dict(self.host.lo_stats)}
+        stats.update((dev.name, dict(dev.stats)) for dev in self.devices.values())
+        return stats
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.devices)} interfaces"

@@ -40,7 +40,7 @@ import secrets
 import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -233,15 +233,7 @@ async def kernel_peer(*, kernel_cidr: str = "10.7.0.1/24", tcpio_cidr: str = "10
     around that.  ``ipv6=False`` silences the kernel's IPv6 ND/RS chatter.
     ``tap_options`` go to ``TapDevice`` (e.g. ``{"offloads": False}``).
     """
-    ns = NetNs().create()
-    tap: TapDevice | None = None
-    try:
-        if not ipv6:
-            ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-            ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-        tap = ns.tap(mtu=mtu, **(tap_options or {}))
-        ns.ip("addr", "add", kernel_cidr, "dev", tap.name)
-        ns.ip("link", "set", tap.name, "up")
+    with kernel_side(kernel_cidr, mtu=mtu, ipv6=ipv6, tap_options=tap_options) as (ns, tap):
         device: Device = tap
         if pcap is not None:
             device = PcapDevice(device, os.fspath(pcap))
@@ -253,6 +245,25 @@ async def kernel_peer(*, kernel_cidr: str = "10.7.0.1/24", tcpio_cidr: str = "10
                              kernel_ip=kernel_cidr.partition("/")[0],
                              tcpio_ip=tcpio_cidr.partition("/")[0],
                              prefixlen=int(kernel_cidr.partition("/")[2] or 32))
+
+
+@contextlib.contextmanager
+def kernel_side(kernel_cidr: str = "10.7.0.1/24", *, mtu: int = 1500,
+                ipv6: bool = True, tap_options: dict[str, Any] | None = None
+                ) -> Iterator[tuple[NetNs, TapDevice]]:
+    """A fresh namespace whose TAP is up with ``kernel_cidr``; the TapDevice is
+    tcpio's end, for a Stack to add (kernel_peer's, or a tcpio.run loop's);
+    ``tap_options`` go to ``TapDevice`` (e.g. ``{"offloads": False}``)."""
+    ns = NetNs().create()
+    tap: TapDevice | None = None
+    try:
+        if not ipv6:
+            ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+            ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+        tap = ns.tap(mtu=mtu, **(tap_options or {}))
+        ns.ip("addr", "add", kernel_cidr, "dev", tap.name)
+        ns.ip("link", "set", tap.name, "up")
+        yield ns, tap
     finally:
         if tap is not None:
             tap.stop()          # idempotent: the stack normally stopped it already

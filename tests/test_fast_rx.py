@@ -578,3 +578,28 @@ def test_random_transport_bytes_behind_a_clean_ip_header(case):
     want = scapy_verdict(frame, MAC, verify)
     for r in built_twins("rx"):
         assert _same(r.rx_classify(frame, MAC, LOCAL, BCASTS, verify), want)
+
+
+# ----- lo: datagrams from the host's own backlog ---------------------------------------
+
+@pytest.mark.parametrize("src, dst", [("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "127.9.9.9"),
+                                      (MY, MY), (MY2, MY)])
+def test_lo_takes_what_the_wire_would_call_martian(rx, src, dst):
+    """On lo (``lo=True``) 127/8 and our own sources are the normal case and
+    take the fast path with the same fields; from a device they are martian
+    (None: the layered path counts the drop)."""
+    for pkt in (udp(b"lo", src=src, dst=dst), tcp(b"lo", src=src, dst=dst)):
+        packet = bytes(pkt)
+        assert rx.rx_classify(packet, None, LOCAL, BCASTS) is None
+        rec = rx.rx_classify(packet, None, LOCAL, BCASTS, True, None, 0.0, True)
+        assert rec is not None and rec[1:3] == (ip_aton(src), ip_aton(dst))
+        assert rec[6:] == (20, len(packet))
+
+
+def test_lo_still_sends_broadcast_copies_and_bad_checksums_the_slow_way(rx):
+    """A broadcast's loopback copy (ip_mc_output) needs the broadcast rules of
+    the layered path; a bad checksum is never "clean", on lo or not."""
+    bcast = bytes(udp(b"b", src=MY, dst=BCAST))
+    assert rx.rx_classify(bcast, None, LOCAL, BCASTS, True, None, 0.0, True) is None
+    bad = corrupt(bytes(udp(b"x", src="127.0.0.1", dst="127.0.0.1")), 27)
+    assert rx.rx_classify(bad, None, LOCAL, BCASTS, True, None, 0.0, True) is None

@@ -159,11 +159,13 @@ def test_an_ip_link_has_no_mac_even_if_given_one():
 def test_the_loopback_device_has_linux_mtu_65536_and_127_0_0_1():
     """Linux's lo: mtu 65536, 127.0.0.1/8; every 127/8 address is local and
     routed through it with source 127.0.0.1 (``ip route get 127.0.0.5`` ->
-    ``local 127.0.0.5 dev lo src 127.0.0.1``)."""
+    ``local 127.0.0.5 dev lo src 127.0.0.1``).  The route's MTU is the
+    device's capped at IP_MAX_MTU (ipv4_mtu): ``ss -ti`` on a Linux 6.18 lo
+    connection shows ``pmtu:65535 advmss:65483``."""
     h = make_host()
     assert h.lo.mtu == 65536 and h.lo.addrs == [(ip("127.0.0.1"), 8)]
     rt = h.route_lookup(ip("127.0.0.5"))
-    assert (rt.ifindex, rt.gateway, rt.src, rt.mtu) == (0, None, ip("127.0.0.1"), 65536)
+    assert (rt.ifindex, rt.gateway, rt.src, rt.mtu) == (0, None, ip("127.0.0.1"), 65535)
 
 
 # ----- addresses -------------------------------------------------------------------------
@@ -399,10 +401,12 @@ def test_the_route_cache_is_bounded_at_4096_destinations():
 
 def test_our_own_address_is_routed_locally_with_the_largest_datagram_as_mtu():
     """Local delivery never fragments: the route's MTU is 65535, so TCP to our
-    own address advertises Linux's loopback MSS, 65495 (65535 - 40)."""
+    own address advertises Linux's loopback MSS, 65495 (65535 - 40).  The
+    route goes through lo, whichever interface holds the address (Linux 6.18:
+    ``ip route get 10.0.0.2`` -> ``local 10.0.0.2 dev lo src 10.0.0.2``)."""
     h = make_host()
     rt = h.route_lookup(ip(MY))
-    assert (rt.ifindex, rt.gateway, rt.src, rt.mtu) == (1, None, ip(MY), 65535)
+    assert (rt.ifindex, rt.gateway, rt.src, rt.mtu) == (0, None, ip(MY), 65535)
     seen: list[bytes] = []
     real = h.loopback
     h.loopback = lambda packet: (seen.append(bytes(packet)), real(packet))[1]

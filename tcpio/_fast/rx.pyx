@@ -76,7 +76,7 @@ cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_
 
 
 def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
-                double now=0.0):
+                double now=0.0, bint lo=False):
     """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None)."""
     cdef rbuf b
     cdef const unsigned char* p
@@ -104,17 +104,25 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             return None
         src = rd32(p + 12)
         dst = rd32(p + 16)
-        if src >> 28 == 0xE or src == 0xFFFFFFFF or src >> 24 == 127 or dst >> 24 == 127:
+        if src >> 28 == 0xE or src == 0xFFFFFFFF:
             return None
         dst_obj = dst
-        if dst_obj not in local or dst_obj in bcast:
-            return None
-        # fib_validate_source (see rx_py): 0/8, our own or our broadcast source.
-        if src >> 24 == 0:
-            return None
-        src_obj = src
-        if src_obj in local or src_obj in bcast:
-            return None
+        if lo:
+            # From lo's backlog (see rx_py): ours by construction, 127/8 and
+            # our own sources allowed; a broadcast copy goes the slow way.
+            if dst_obj in bcast:
+                return None
+        else:
+            if src >> 24 == 127 or dst >> 24 == 127:
+                return None
+            if dst_obj not in local or dst_obj in bcast:
+                return None
+            # fib_validate_source (see rx_py): 0/8, our own or our broadcast source.
+            if src >> 24 == 0:
+                return None
+            src_obj = src
+            if src_obj in local or src_obj in bcast:
+                return None
         if csum_net(p, 20, 0) != 0xFFFF:
             return None
         off = ip + 20

@@ -95,8 +95,13 @@ def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, e
 
 def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local: Any,
                 bcast: Any, verify_tcp: bool = True, ehash: Any = None,
-                now: float = 0.0) -> tuple | bool | None:
-    """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None)."""
+                now: float = 0.0, lo: bool = False) -> tuple | bool | None:
+    """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None).
+
+    ``lo``: a datagram from the host's loopback backlog (bare IPv4), which
+    ip_output put there because its destination is ours (127/8 or one of
+    ``local``): the wire's martian checks do not apply (127/8 and our own
+    sources are what lo carries), only a broadcast copy goes the slow way."""
     n = len(frame)
     if mac is not None:
         # Unicast to us carrying IPv4; broadcast and ARP take the slow path.
@@ -113,14 +118,20 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
         return None
     if proto != IPPROTO_UDP and proto != IPPROTO_TCP:
         return None
-    if src >> 28 == 0xE or src == 0xFFFFFFFF or src >> 24 == 127 or dst >> 24 == 127:
+    if src >> 28 == 0xE or src == 0xFFFFFFFF:
         return None
-    if dst not in local or dst in bcast:
-        return None
-    # fib_validate_source: a source in 0/8, one of ours or one of our broadcasts
-    # is martian on a unicast datagram; the slow path counts it.
-    if src >> 24 == 0 or src in local or src in bcast:
-        return None
+    if lo:
+        if dst in bcast:
+            return None
+    else:
+        if src >> 24 == 127 or dst >> 24 == 127:
+            return None
+        if dst not in local or dst in bcast:
+            return None
+        # fib_validate_source: a source in 0/8, one of ours or one of our broadcasts
+        # is martian on a unicast datagram; the slow path counts it.
+        if src >> 24 == 0 or src in local or src in bcast:
+            return None
     if type(frame) is not bytes:
         frame = bytes(frame)
     if _csum_partial(frame[ip:ip + 20]) != 0xFFFF:

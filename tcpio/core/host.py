@@ -23,6 +23,19 @@ Receive fast path: ``receive`` first asks the compiled classifier
 segment for us; if so it is delivered straight to the protocol, after one call
 into compiled code.  Anything else, including every frame that will be dropped,
 takes the layered path above, which does all the checks and counts the drops.
+
+Loopback (drivers/net/loopback.c, net/core/dev.c): every host has ``lo``
+(ifindex 0, 127.0.0.1/8, MTU 65536).  A datagram to 127/8 or to one of our
+own addresses (the kernel's RTN_LOCAL routes, table "local") never reaches a
+device: ip_output hands it to ``loopback_xmit``, which queues it on the
+backlog (netif_rx), and ``process_backlog`` later feeds the queue, a batch
+at a time, to the same receive code as a device's frames (``receive_batch``
+on ``lo``).  When is "later" is the driver's choice: by default the host
+drains the backlog itself at the end of the current call (frame, timer or
+user call); a driver that sets ``backlog_deferred`` (the asyncio Stack) runs
+``process_backlog`` from its event loop instead, so a user call returns
+before anything it sent to itself is processed (see docs/internals.md
+"Loopback").
 """
 
 from __future__ import annotations
@@ -59,7 +72,23 @@ log = logging.getLogger("tcpio.host")
 # One compiled call per frame classifies the common case (see tcpio/_fast/rx_py.py).
 rx_classify = _fast.load("rx").rx_classify
 wire = _fast.load("wire")
-LOOPBACK = 0x7F000001
+LOOPBACK = 0x7F000001           # INADDR_LOOPBACK
+LOOPBACK_IFINDEX = 0
+LOOPBACK_MTU = 65536            # drivers/net/loopback.c: 64 KiB, as Linux's lo
+# ipv4_mtu: a route's MTU is the device's, never above IP_MAX_MTU (lo's 65536
+# would allow a 65536-byte datagram, which the 16-bit total length cannot say).
+IP_MAX_MTU = 0xFFFF
+# The drain budget when the host drains its own backlog (no driver): a
+# protocol answering itself for ever is cut off here, the rest counted as
+# LoopbackDrops.
+LOOPBACK_BUDGET = 10000
+# process_backlog's budget per call from a driver (net.core.netdev_budget is
+# 300 packets per softirq round; a TCP flight over lo is a few 64 KiB
+# segments, so a round here is bounded in packets and gives the loop back).
+BACKLOG_BUDGET = 300
+# net.core.netdev_max_backlog: the backlog queue's bound; netif_rx drops
+# beyond it (LoopbackDrops).
+NETDEV_MAX_BACKLOG = 1000
 
 
 class Interface:
@@ -126,17 +155,26 @@ class Host:
         # Set True in tests so that a bug surfaces as an exception instead of a counter.
         self.debug = False
         self._local: dict[int, int] = {}           # address -> ifindex
-        # The loopback device: 127.0.0.0/8 is always local, as on Linux.
-        self.lo = Interface(0, "lo", "ip", None, 65536)
+        # The loopback device: 127.0.0.0/8 is always local, as on Linux.  It
+        # is not in ``interfaces`` (no driver device behind it).
+        self.lo = Interface(LOOPBACK_IFINDEX, "lo", "ip", None, LOOPBACK_MTU)
         self.lo.addrs.append((LOOPBACK, 8))
+        # lo's /proc/net/dev counters (what loopback_xmit / process_backlog moved).
+        self.lo_stats = {"rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
+                         "rx_dropped": 0}
         # True while processing a frame that arrived as a link-layer broadcast or
         # multicast: RFC 1122 3.2.2 forbids ICMP errors about those.
         self.rx_link_bcast = False
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
         self._output: list[tuple[int, bytes | bytearray]] = []
         self._wakeups: dict[Any, None] = {}
-        self._loopback: deque[bytes] = deque()
+        # The backlog (softnet_data.input_pkt_queue): datagrams to ourselves,
+        # waiting for process_backlog.
+        self._loopback: deque[bytes | bytearray] = deque()
         self._in_loopback = False
+        # Set by a driver that calls process_backlog itself from its loop
+        # (the asyncio Stack); False: the host drains after each call.
+        self.backlog_deferred = False
         self._busy = False
         # Inside receive_batch: what runs once the batch's frames are all
         # processed (defer_to_batch_end), by owner; None outside a batch.
@@ -178,9 +216,11 @@ class Host:
         return ifindex
 
     def set_mtu(self, ifindex: int, mtu: int) -> None:
+        """``ip link set IF mtu N`` (ifindex 0 is ``lo``)."""
         if mtu < 68:
             raise ValueError("mtu below the IPv4 minimum of 68")
-        self._iface(ifindex).mtu = mtu
+        iface = self.lo if ifindex == LOOPBACK_IFINDEX else self._iface(ifindex)
+        iface.mtu = mtu
         self.invalidate_routes()
 
     def add_address(self, ifindex: int, ip: int, prefixlen: int) -> None:
@@ -314,25 +354,28 @@ class Host:
         self._rt_cache.clear()
 
     def _route_slow(self, dst: int) -> Route:
+        lo = self.lo
         if dst in self._local:
-            # Local delivery (the kernel's "local" table): through the owning interface.
-            iface = self.interfaces[self._local[dst]]
-            return Route(iface.ifindex, None, dst, 65535)
+            # RTN_LOCAL (the kernel's "local" table: ``ip route get 10.0.0.1`` ->
+            # ``local 10.0.0.1 dev lo src 10.0.0.1``): through lo, whichever
+            # interface holds the address, with the address itself as source.
+            return Route(lo.ifindex, None, dst, min(lo.mtu, IP_MAX_MTU))
         if dst >> 24 == 127:
             # Linux's "local 127.0.0.0/8 dev lo src 127.0.0.1": lo's address is
             # the source for the whole block, not the destination itself.
-            return Route(self.lo.ifindex, None, LOOPBACK, self.lo.mtu)
+            return Route(lo.ifindex, None, LOOPBACK, min(lo.mtu, IP_MAX_MTU))
         entry = self.fib.lookup(dst)
         if entry is None:
             if dst == INADDR_BROADCAST and self.interfaces:
                 iface = next((i for i in self.interfaces.values() if i.addrs),
                              next(iter(self.interfaces.values())))
-                return Route(iface.ifindex, None, self.source_for(iface, dst), iface.mtu)
+                return Route(iface.ifindex, None, self.source_for(iface, dst),
+                             min(iface.mtu, IP_MAX_MTU))
             raise sock_error(errno.ENETUNREACH)
         iface = self.interfaces[entry.ifindex]
         target = entry.gateway if entry.gateway is not None else dst
         src = select_source(iface.addrs, target, entry.prefsrc, next(iter(self._local), 0))
-        return Route(entry.ifindex, entry.gateway, src, iface.mtu)
+        return Route(entry.ifindex, entry.gateway, src, min(iface.mtu, IP_MAX_MTU))
 
     def update_pmtu(self, dst: int, mtu: int) -> None:
         """__ip_rt_update_pmtu: remember a smaller path MTU towards ``dst`` for a while.
@@ -367,6 +410,18 @@ class Host:
         if iface is None or not iface.up:
             self.mib["InNoInterface"] += len(frames)
             return
+        self._rx_batch(iface, frames, now)
+        if self._loopback and not self.backlog_deferred:
+            self._run_loopback()
+
+    def _rx_batch(self, iface: Interface, frames: Any, now: float) -> None:
+        """netif_receive_skb for each of ``frames`` (from ``iface``, or lo's
+        backlog), then what the batch deferred (``defer_to_batch_end``).
+
+        Each takes the compiled classifier first (a datagram from lo with
+        the wire's martian checks off: 127/8 and our own source addresses are
+        what lo carries), then, if it declines, the layered path (for lo,
+        ip_rcv with those checks off)."""
         tcp = self.protocols.get(IPPROTO_TCP)
         if tcp is not self._tcp_handler:
             # The TCP early demux, if the handler now in the table registered
@@ -380,21 +435,25 @@ class Host:
         mac, local, bcast = iface.mac, self._local, self._bcast
         verify = demux is not None
         ehash = demux.ehash if demux is not None else None
+        lo = iface is self.lo
+        ip_rcv = ip_input.ip_rcv
         taken = 0       # segments the TCP fast path took whole
+        was_busy = self._busy
         self._busy = True
         self._batch_end = {}
         try:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
-                    rec = classify(frame, mac, local, bcast, verify, ehash, now)
+                    rec = classify(frame, mac, local, bcast, verify, ehash, now, lo)
                     if rec is True:
                         taken += 1
                         continue
                     if rec is None or not self._rx_deliver(rec, frame, now):
-                        self._rx_slow(iface, frame, now)
-                    if self._loopback:
-                        self._run_loopback()
+                        if lo:
+                            ip_rcv(self, iface, frame, now, False, True)
+                        else:
+                            self._rx_slow(iface, frame, now)
                 except Exception:
                     if rec is False:
                         # Raised inside rx_classify: only the TCP fast path runs
@@ -411,7 +470,7 @@ class Host:
                     self.rx_link_bcast = False
             self._run_batch_end(now)
         finally:
-            self._busy = False
+            self._busy = was_busy
             self._batch_end = None
             if taken:
                 # What the layered path counts for each of them (see _rx_deliver).
@@ -472,7 +531,7 @@ class Host:
         self._busy = True
         try:
             self.timers.run(now)
-            if self._loopback:
+            if self._loopback and not self.backlog_deferred:
                 self._run_loopback()
         except Exception:
             if self.debug:
@@ -513,8 +572,9 @@ class Host:
         ip_output.ip_output(self, proto, src, dst, payload,
                             self.settings.ip_default_ttl if ttl is None else ttl, tos, df)
         # From a user call, deliver to ourselves now; from inside packet or timer
-        # processing, after it (no re-entry into a protocol mid-segment).
-        if self._loopback and not self._busy:
+        # processing, after it (no re-entry into a protocol mid-segment); with
+        # a driver that runs the backlog, from its loop.
+        if self._loopback and not self._busy and not self.backlog_deferred:
             self._run_loopback()
 
     def defer_to_batch_end(self, fn: Callable[[Any, float], None], owner: Any) -> bool:
@@ -558,7 +618,7 @@ class Host:
         """End a ``defer_loopback`` hold and deliver what it held."""
         if held:
             self._busy = False
-            if self._loopback:
+            if self._loopback and not self.backlog_deferred:
                 self._run_loopback()
 
     def icmp_send(self, iph: Any, payload: bytes | bytearray | memoryview, type: int,
@@ -593,24 +653,72 @@ class Host:
             return 0, False
         return iface.gso_max_size, iface.tx_csum_partial
 
-    def loopback(self, packet: bytes) -> None:
-        """A datagram to one of our own addresses: delivered after the current call."""
-        self._loopback.append(packet)
+    def loopback(self, packet: bytes | bytearray) -> None:
+        """loopback_xmit + netif_rx: a datagram to one of our own addresses
+        joins lo's backlog, delivered after the current call (or by the
+        driver's ``process_backlog``); beyond netdev_max_backlog it is dropped."""
+        queue = self._loopback
+        stats = self.lo_stats
+        if len(queue) >= NETDEV_MAX_BACKLOG:
+            self.mib["LoopbackDrops"] += 1
+            stats["rx_dropped"] += 1
+            return
+        queue.append(packet)
+        stats["tx_packets"] += 1
+        stats["tx_bytes"] += len(packet)
+
+    @property
+    def backlog(self) -> int:
+        """Datagrams waiting on lo's backlog (a driver runs ``process_backlog``
+        while this is not 0)."""
+        return len(self._loopback)
+
+    def _take_backlog(self, budget: int) -> list[bytes | bytearray]:
+        """Up to ``budget`` datagrams off the backlog, oldest first."""
+        queue = self._loopback
+        if len(queue) <= budget:
+            batch = list(queue)
+            queue.clear()
+        else:
+            pop = queue.popleft
+            batch = [pop() for _ in range(budget)]
+        stats = self.lo_stats
+        stats["rx_packets"] += len(batch)
+        stats["rx_bytes"] += sum(map(len, batch))
+        return batch
+
+    def process_backlog(self, now: float, budget: int = BACKLOG_BUDGET) -> bool:
+        """process_backlog (net/core/dev.c), for a driver that set
+        ``backlog_deferred``: what lo's backlog holds, as receive batches on
+        lo (so ACKs coalesce per batch as for a device's batch), including
+        what that processing sends to ourselves in turn, up to ``budget``
+        datagrams.  Returns True when some are left for the next call (the
+        softirq's budget: the driver gives its loop a turn first)."""
+        self.now = now
+        queue = self._loopback
+        while queue and budget > 0:
+            batch = self._take_backlog(budget)
+            budget -= len(batch)
+            self._rx_batch(self.lo, batch, now)
+        return bool(queue)
 
     def _run_loopback(self) -> None:
+        """Drain the backlog now (no driver does): batch after batch, each
+        after the processing that queued it, never nested."""
         if self._in_loopback:
             return
         self._in_loopback = True
         try:
-            budget = 10000   # a protocol answering itself forever must not hang us
-            while self._loopback and budget:
-                packet = self._loopback.popleft()
-                budget -= 1
-                # Like Linux, every datagram to one of our addresses comes in on lo.
-                ip_input.ip_rcv(self, self.lo, packet, self.now, False, loopback=True)
-            if self._loopback:
-                self.mib["LoopbackDrops"] += len(self._loopback)
-                self._loopback.clear()
+            budget = LOOPBACK_BUDGET  # a protocol answering itself forever must not hang us
+            queue = self._loopback
+            while queue and budget:
+                batch = self._take_backlog(budget)
+                budget -= len(batch)
+                self._rx_batch(self.lo, batch, self.now)
+            if queue:
+                self.mib["LoopbackDrops"] += len(queue)
+                self.lo_stats["rx_dropped"] += len(queue)
+                queue.clear()
         finally:
             self._in_loopback = False
 

@@ -5,7 +5,9 @@ too short / bad version / bad IHL / bad total length -> InHdrErrors; a frame
 shorter than the total length -> InTruncatedPkts; bad header checksum ->
 InCsumErrors and InHdrErrors; a martian source (multicast, broadcast, 127/8,
 0/8 towards a unicast address, or one of our own addresses: RFC 1122 3.2.1.3)
-or not addressed to us -> InAddrErrors (we are a host: forwarding is off); a
+or a 127/8 destination from a device -> InAddrErrors (and InMartianSrc or
+InMartianDst, Linux's rt_cache in_martian_src/in_martian_dst); not addressed
+to us -> InAddrErrors (we are a host: forwarding is off); a
 malformed option list -> InHdrErrors plus ICMP parameter problem; no handler
 for the protocol -> InUnknownProtos plus ICMP protocol unreachable.
 """
@@ -105,6 +107,11 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
     if is_multicast(src) or src == 0xFFFFFFFF or \
             (not loopback and martian_on_wire(host, src, dst)):
         mib["InAddrErrors"] += 1
+        # Linux's rt_cache statistics, in ip_route_input_slow's order: a
+        # multicast, broadcast or 0/8 source is in_martian_src, then a 127/8
+        # destination in_martian_dst, then any other (127/8, ours) source.
+        mib["InMartianDst" if dst >> 24 == 127 and src >> 24 != 0 and
+            not is_multicast(src) and src != 0xFFFFFFFF else "InMartianSrc"] += 1
         return
     host.rx_link_bcast = link_bcast
     bcast = False

@@ -4,8 +4,10 @@ A locally generated datagram is routed (longest prefix match), given a
 source address and an IP ID, fragmented if it does not fit the interface MTU
 (unless DF is set: then the sender gets EMSGSIZE, as a UDP sendto does on
 Linux), and handed to the neighbour layer (ARP) or straight to the link.
-Datagrams to one of our own addresses take the loopback path, and a copy of
-every broadcast we send does too (ip_mc_output).
+Datagrams to 127/8 or to one of our own addresses take the loopback path
+(``Host.loopback``: lo's backlog, never a device; a 127/8 source towards
+anything else is refused with EINVAL as Linux's __mkroute_output does), and a
+copy of every broadcast we send does too (ip_mc_output).
 
 TCP's segments after the handshake take ``ip_queue_xmit_tcp`` first: with a
 cached route and a resolved neighbour the whole frame (Ethernet, IPv4, TCP)
@@ -83,15 +85,22 @@ def ip_output(host: Host, proto: int, src: int | None, dst: int,
     except OSError:
         mib["OutNoRoutes"] += 1
         raise
-    mib["OutRequests"] += 1
     if not src:
         src = route.src
+    elif src >> 24 == 127 and route.ifindex != host.lo.ifindex:
+        # __mkroute_output: a 127/8 source only through lo (RFC 1122 3.2.1.3:
+        # 127/8 must not appear outside a host); Linux fails the route with
+        # EINVAL before anything is counted or sent.
+        raise sock_error(errno.EINVAL, "127/8 source towards a non-local destination")
+    mib["OutRequests"] += 1
     length = IP_HLEN + len(payload)
     if length > IP_MAX_LEN:
         mib["OutDiscards"] += 1
         raise sock_error(errno.EMSGSIZE)
     ident = host.ip_ids.next(dst, proto)
     if host.is_local_address(dst):
+        # RTN_LOCAL: ip_local_out over lo (loopback_xmit), never a device;
+        # lo's MTU is 64 KiB, so nothing under IP_MAX_LEN is fragmented.
         host.loopback(build_packet(proto, src, dst, ident, ttl, tos, df, False, 0, payload))
         return
     iface = host.interfaces[route.ifindex]
