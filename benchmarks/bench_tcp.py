@@ -229,8 +229,9 @@ async def wire_connections(count: int) -> float:
         server.close()
 
 
-async def wire_bulk(nbytes: int, mtu: int = 65535) -> float:
-    client, server = await wire_pair(mtu)
+async def stream_bulk(client: Any, server: Any, dst: str, nbytes: int) -> float:
+    """Bytes/s of one stream from Stack ``client`` to a server on Stack
+    ``server`` at ``dst`` (the receiver times from the first write to EOF)."""
     done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     t0 = 0.0
 
@@ -239,16 +240,24 @@ async def wire_bulk(nbytes: int, mtu: int = 65535) -> float:
         done.set_result(got / (time.perf_counter() - t0))
         writer.close()
 
+    srv = await server.start_server(sink, "0.0.0.0", PORT)
     try:
-        await server.start_server(sink, "0.0.0.0", PORT)
-        await client.ping("10.0.0.2", timeout=5)
-        _, writer = await client.open_connection("10.0.0.2", PORT)
+        _, writer = await client.open_connection(dst, PORT)
         t0 = time.perf_counter()
         await write_bytes(writer, nbytes)
         writer.write_eof()
         rate = await asyncio.wait_for(done, 600)
         writer.close()
         return rate
+    finally:
+        srv.close()
+
+
+async def wire_bulk(nbytes: int, mtu: int = 65535) -> float:
+    client, server = await wire_pair(mtu)
+    try:
+        await client.ping("10.0.0.2", timeout=5)       # ARP out of the timed part
+        return await stream_bulk(client, server, "10.0.0.2", nbytes)
     finally:
         client.close()
         server.close()
