@@ -18,6 +18,13 @@ Examples::
     tcpio demo --loss 0.02 --delay 0.005 --reorder 0.01 --pcap demo.pcap
     tcpio demo --clients 3 --concurrency 8 --size 1000000 --duration 10
     sudo tcpio serve --tap tap0 --address 10.0.0.2/24
+
+Input errors (a loss of 2, a negative size, an address without its prefix
+length...) are argparse usage errors: the usage line, one message, exit 2.
+A TAP that cannot be opened (busy, missing permission) is one line on
+stderr and exit 1.  SIGINT (Ctrl-C) and SIGTERM stop ``demo`` and ``serve``
+the way the end of ``--duration`` does: the summary, the pcap closed after
+its last whole record, exit status as for a normal end.
 """
 
 from __future__ import annotations
@@ -25,17 +32,76 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import math
 import os
+import signal
 import statistics
 import sys
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import tcpio
 from tcpio.contrib import http11
+from tcpio.core.addr import ip_aton
 
 if TYPE_CHECKING:
     from tcpio.stack import Stack
+
+# --- stopping on SIGINT / SIGTERM -----------------------------------------------
+
+
+class Stop:
+    """Set by SIGINT or SIGTERM while ``demo`` or ``serve`` runs."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signal: str | None = None
+
+    def __call__(self, sig: signal.Signals) -> None:
+        if self.signal is None:
+            self.signal = sig.name
+            print(f"\ntcpio: {sig.name}, stopping", file=sys.stderr, flush=True)
+        self.event.set()
+
+    async def run(self, aw: Awaitable[Any]) -> bool:
+        """Await ``aw`` unless a signal comes first (then cancel it); True if stopped."""
+        task = asyncio.ensure_future(aw)
+        waiter = asyncio.ensure_future(self.event.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task.done():
+            task.result()
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Stop]:
+    """SIGINT and SIGTERM set the returned ``Stop`` instead of killing us, so the
+    caller can finish: print its summary, close its pcap.  Off the main thread
+    (where a loop cannot take signals) nothing is installed."""
+    loop = asyncio.get_running_loop()
+    stop = Stop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(sig)
+    try:
+        yield stop
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
 
 # --- demo ------------------------------------------------------------------------
 
@@ -229,10 +295,11 @@ async def run_demo(args: argparse.Namespace) -> int:
     ticker = asyncio.create_task(progress(tally, stacks, started, sys.stderr, 0.25))
     conn_table: list[Any] = []
     try:
-        # Snapshot the connection table mid-run, while connections are open.
-        await asyncio.sleep(min(args.duration / 2, 1.0))
-        conn_table = server_stack.connections()
-        await asyncio.gather(*workers)
+        with stop_on_signals() as stop:
+            # Snapshot the connection table mid-run, while connections are open.
+            if not await stop.run(asyncio.sleep(min(args.duration / 2, 1.0))):
+                conn_table = server_stack.connections()
+                await stop.run(asyncio.gather(*workers))
     finally:
         ticker.cancel()
         for w in workers:
@@ -328,12 +395,29 @@ def _peer_address(ip_text: str) -> str:
     return ".".join(parts)
 
 
+def open_tap(args: argparse.Namespace) -> Any:
+    """The TAP device, or None after one line on stderr saying why not."""
+    try:
+        return tcpio.TapDevice(args.tap, mtu=args.mtu)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        hint = {errno.EBUSY: " (another process has it open: is a tcpio or a VM "
+                             "already using it?)",
+                errno.EPERM: " (tcpio serve needs root or CAP_NET_ADMIN)",
+                errno.EINVAL: " (is it a TUN device, or is the MTU too large?)"}
+        print(f"tcpio serve: cannot open TAP {args.tap!r}: {why}{hint.get(exc.errno or 0, '')}",
+              file=sys.stderr)
+        return None
+
+
 async def run_serve(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("tcpio serve needs root (it opens /dev/net/tun)", file=sys.stderr)
         return 2
+    device: Any = open_tap(args)
+    if device is None:
+        return 1
     stack = tcpio.Stack(name="tcpio-serve")
-    device: Any = tcpio.TapDevice(args.tap, mtu=args.mtu)
     if args.pcap:
         device = tcpio.PcapDevice(device, args.pcap)
     stack.add_interface(device, args.address)
@@ -361,18 +445,112 @@ async def run_serve(args: argparse.Namespace) -> int:
             proc = await asyncio.create_subprocess_exec(*cmd.split())
             await proc.wait()
         print("kernel side configured", flush=True)
+    stopped_by = None
     try:
-        if args.duration:
-            await asyncio.sleep(args.duration)
-        else:
-            await asyncio.Event().wait()
+        with stop_on_signals() as stop:
+            await stop.run(asyncio.sleep(args.duration) if args.duration
+                           else asyncio.Event().wait())
+            stopped_by = stop.signal
     finally:
         await close()
         stack.close()
+    mib = stack.host.mib.snapshot()
+    print(f"tcpio serve: stopped{f' by {stopped_by}' if stopped_by else ''}; "
+          f"{mib.get('PassiveOpens', 0)} connections accepted, "
+          f"{mib.get('InSegs', 0)} segments in, {mib.get('OutSegs', 0)} out", flush=True)
+    if args.pcap:
+        print(f"capture: {args.pcap}", flush=True)
     return 0
 
 
 # --- command line ----------------------------------------------------------------
+# argparse ``type=`` checkers: a bad value is an ArgumentTypeError, which
+# argparse turns into "usage: ...  error: argument --loss: ..." and exit 2.
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability (0 to 1)")
+    return value
+
+
+def int_at_least(low: int) -> Any:
+    def check(text: str) -> int:
+        value = _number(text, int)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is less than {low}")
+        return value
+    check.__name__ = f"integer >= {low}"
+    return check
+
+
+def int_between(low: int, high: int) -> Any:
+    def check(text: str) -> int:
+        value = _number(text, int)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not in {low}..{high}")
+        return value
+    check.__name__ = f"integer in {low}..{high}"
+    return check
+
+
+def seconds(*, positive: bool) -> Any:
+    def check(text: str) -> float:
+        value = _number(text, float)
+        if value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"{text} is not {'more than 0' if positive else '0 or more'} seconds")
+        return value
+    check.__name__ = "seconds"
+    return check
+
+
+def positive_rate(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate above 0 bytes/second")
+    return value
+
+
+def ipv4(text: str) -> str:
+    """A dotted-quad address (what ``ip addr`` takes), as the stack parses it."""
+    try:
+        ip_aton(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
+    return text
+
+
+def ipv4_prefix(text: str) -> str:
+    """A/N: an address and its prefix length, both required (the stack needs
+    N to know the subnet; a bare address would silently be a /32)."""
+    addr, slash, plen = text.partition("/")
+    if not slash:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no prefix length (write it as A/N, e.g. {text}/24)")
+    ipv4(addr)
+    if not plen.isdigit() or not 0 <= int(plen) <= 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: the prefix length must be 0..32")
+    return text
+
+
+def tap_name(text: str) -> str:
+    if not 1 <= len(text.encode()) <= 15 or "/" in text or text.strip() != text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an interface name (1..15 bytes)")
+    return text
+
 
 
 def parser() -> argparse.ArgumentParser:
@@ -385,38 +563,50 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", parents=[common],
                        help="HTTP over an in-memory network (default; no root)")
-    d.add_argument("--clients", type=int, default=2, help="client hosts (default 2)")
-    d.add_argument("--concurrency", type=int, default=4,
+    # the server's interfaces are 10.0.K.1/24, K = 1..clients: at most 255
+    d.add_argument("--clients", type=int_between(1, 255), default=2,
+                   help="client hosts, 1..255 (default 2)")
+    d.add_argument("--concurrency", type=int_at_least(1), default=4,
                    help="connections per client host (default 4)")
-    d.add_argument("--size", type=int, default=100_000, help="response size in bytes")
-    d.add_argument("--per-connection", type=int, default=10,
+    d.add_argument("--size", type=int_at_least(0), default=100_000,
+                   help="response size in bytes")
+    d.add_argument("--per-connection", type=int_at_least(1), default=10,
                    help="requests per keep-alive connection (default 10)")
-    d.add_argument("--duration", type=float, default=3.0, help="seconds to run (default 3)")
-    d.add_argument("--requests", type=int, default=0,
+    d.add_argument("--duration", type=seconds(positive=True), default=3.0,
+                   help="seconds to run (default 3)")
+    d.add_argument("--requests", type=int_at_least(0), default=0,
                    help="stop after this many requests (default: no limit)")
-    d.add_argument("--loss", type=float, default=0.0, help="loss probability per frame")
-    d.add_argument("--delay", type=float, default=0.0, help="one-way delay, seconds")
-    d.add_argument("--reorder", type=float, default=0.0, help="reorder probability")
-    d.add_argument("--rate", type=float, default=None, help="rate limit, bytes/second")
-    d.add_argument("--seed", type=int, default=1, help="seed for impairments and ISNs")
+    d.add_argument("--loss", type=probability, default=0.0,
+                   help="loss probability per frame, 0..1")
+    d.add_argument("--delay", type=seconds(positive=False), default=0.0,
+                   help="one-way delay, seconds")
+    d.add_argument("--reorder", type=probability, default=0.0,
+                   help="reorder probability, 0..1")
+    d.add_argument("--rate", type=positive_rate, default=None, help="rate limit, bytes/second")
+    d.add_argument("--seed", type=int_at_least(0), default=1,
+                   help="seed for impairments and ISNs")
     d.add_argument("--pcap", metavar="FILE", help="capture the first wire to FILE")
     d.add_argument("--builtin-http", action="store_true",
                    help="use the built-in HTTP server even if aiohttp is installed")
 
     s = sub.add_parser("serve", parents=[common],
                        help="serve HTTP or echo on a TAP interface (root)")
-    s.add_argument("--tap", required=True, metavar="NAME", help="TAP interface name")
-    s.add_argument("--address", required=True, metavar="A/N", help="tcpio's address/prefix")
-    s.add_argument("--peer", help="the kernel's address on the TAP (default: .1 or .2)")
-    s.add_argument("--gateway", help="default route via this address")
-    s.add_argument("--port", type=int, default=80)
-    s.add_argument("--mtu", type=int, default=1500)
+    s.add_argument("--tap", required=True, type=tap_name, metavar="NAME",
+                   help="TAP interface name")
+    s.add_argument("--address", required=True, type=ipv4_prefix, metavar="A/N",
+                   help="tcpio's address/prefix")
+    s.add_argument("--peer", type=ipv4,
+                   help="the kernel's address on the TAP (default: .1 or .2)")
+    s.add_argument("--gateway", type=ipv4, help="default route via this address")
+    s.add_argument("--port", type=int_between(1, 65535), default=80)
+    # 68: the IPv4 minimum MTU (RFC 791); 65521: what Linux's tun takes
+    s.add_argument("--mtu", type=int_between(68, 65521), default=1500)
     s.add_argument("--echo", action="store_true", help="TCP echo instead of HTTP")
     s.add_argument("--builtin-http", action="store_true")
     s.add_argument("--pcap", metavar="FILE")
     s.add_argument("--configure", action="store_true",
                    help="also run the two `ip` commands for the kernel side")
-    s.add_argument("--duration", type=float, default=0.0,
+    s.add_argument("--duration", type=seconds(positive=False), default=0.0,
                    help="stop after this many seconds (default: run until Ctrl-C)")
 
     from tcpio.packetdrill.cli import add_arguments

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio.core.addr import ip_ntoa
 from tcpio.core.errors import sock_error
-from tcpio.socket import resolve_host, to_address
+from tcpio.socket import (
+    check_family,
+    check_port,
+    inet_pair,
+    resolve_host,
+    set_reuseport,
+    to_address,
+)
 
 if TYPE_CHECKING:
     from tcpio.stack import Stack
@@ -175,28 +182,33 @@ def create_datagram_endpoint(
     """Bind (and connect) a core UdpSock and wrap it; see ``Stack.create_datagram_endpoint``.
 
     Without ``local_addr`` the sock is bound to 0.0.0.0 and an ephemeral port,
-    as the kernel autobinds on connect/sendto.  ``allow_broadcast`` is accepted
-    for compatibility and changes nothing (the core sends to broadcast anyway).
+    as the kernel autobinds on connect/sendto.  ``allow_broadcast`` sets
+    SO_BROADCAST, as asyncio does (without it a broadcast peer is EACCES);
+    ``reuse_port`` is honoured or refused as ``create_server`` does it.
     """
-    if family not in (0, _socket.AF_INET):
-        raise sock_error(errno.EAFNOSUPPORT, "tcpio is IPv4 only")
+    check_family(family)
     if proto not in (0, _socket.IPPROTO_UDP):
         raise sock_error(errno.EPROTONOSUPPORT)
     if sock is not None:
         raise ValueError("tcpio endpoints are not built on kernel sockets (sock=)")
-    if reuse_port:
-        raise ValueError("reuse_port is not supported by tcpio")
     peer: Address | None = None
     sk = stack.host.udp.socket()
     stack.update_time()
     try:
+        if reuse_port:
+            set_reuseport(sk.setsockopt)
+        if allow_broadcast:
+            sk.setsockopt(_socket.SOL_SOCKET, _socket.SO_BROADCAST, 1)
         if local_addr is not None:
-            sk.bind(resolve_host(local_addr[0], stack), int(local_addr[1]))
+            host, port = inet_pair(local_addr, "bind")
+            sk.bind(resolve_host(host, stack), check_port(port, "bind"))
         else:
             sk.bind(0, 0)
         if remote_addr is not None:
-            peer = (remote_addr[0], int(remote_addr[1]))
-            sk.connect(resolve_host(peer[0], stack), peer[1])
+            host, port = inet_pair(remote_addr, "connect")
+            ip = resolve_host(host, stack)
+            peer = (remote_addr[0], check_port(port, "connect"))
+            sk.connect(ip, port)
     except BaseException:
         sk.close()
         raise

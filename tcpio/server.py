@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from tcpio.stack import Stack
 
-from tcpio.socket import SOCK_STREAM, Socket
+from tcpio.socket import SOCK_STREAM, Socket, check_family, set_reuseport
 from tcpio.transports import TcpTransport, check_given_sock, make_transport, ssl_context_for
 
 
@@ -224,6 +224,7 @@ async def create_server(stack: Stack, protocol_factory: Callable[[], Any],
                         start_serving: bool = True) -> Server:
     """``loop.create_server`` on a tcpio stack (same arguments)."""
     loop = asyncio.get_running_loop()
+    check_family(family)        # AF_INET6: EAFNOSUPPORT, as create_connection
     if ssl_handshake_timeout is not None and not ssl:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
     sslcontext = ssl_context_for(ssl, server_side=True)
@@ -239,6 +240,8 @@ async def create_server(stack: Stack, protocol_factory: Callable[[], Any],
                 # asyncio sets SO_REUSEADDR on servers by default (on POSIX).
                 if reuse_address is None or reuse_address:
                     s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    set_reuseport(s.setsockopt)     # as create_datagram_endpoint
                 if keep_alive:
                     s.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
                 s.bind((h, port or 0))

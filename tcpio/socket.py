@@ -4,11 +4,14 @@
 calls are coroutines (``await sock.connect(...)``, ``await sock.recv(n)``)
 and whose non-blocking calls behave like the BSD ones (``bind``, ``listen``,
 ``shutdown``, ``close``, and ``connect_ex`` returning EINPROGRESS, EALREADY,
-EISCONN the way ``inet_stream_connect`` does).  There is no ``setblocking``:
-every call that would block is ``async`` and every other call never blocks.
+EISCONN the way ``inet_stream_connect`` does).  Every call that would block
+is ``async`` and every other call never blocks; ``settimeout`` bounds the
+waiting calls (docs/internals.md "tcpio.Socket: the API edges").
 
 Errors are ``OSError`` subclasses with an errno, exactly as Python's own
-sockets raise them (``ConnectionRefusedError``, ``TimeoutError``, ...).
+sockets raise them (``ConnectionRefusedError``, ``TimeoutError``, ...), and a
+bad argument is the ``TypeError`` / ``ValueError`` / ``OverflowError`` the
+``socket`` module gives for it (``inet_pair``).
 
 How a coroutine learns that it can proceed: the core marks a sock with
 ``host.schedule_wakeup``; the driver calls ``sk.wakeup()`` after the batch,
@@ -29,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import math
+import operator
 import socket as _socket
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +79,76 @@ def resolve_host(host: str | None, stack: Stack | None = None) -> int:
         raise gaierror(_socket.EAI_NONAME, f"{host!r} in a non-async call: only numeric "
                                             f"addresses, stack.hosts and cached names")
     return ip_aton(found)
+
+
+def inet_pair(address: Any, caller: str) -> tuple[str | None, int]:
+    """Check an AF_INET ``(host, port)`` as CPython's getsockaddrarg does.
+
+    The same exception types and texts as Python's ``socket`` module on
+    Linux (measured with CPython 3.11, see tests/test_socket_api_edges_rules.py):
+    ``TypeError`` for a non-tuple, a tuple that is not a pair, a host that is
+    not str/bytes (or has a NUL), a port that is not an integer; ``OverflowError``
+    for a port beyond a C int.  The 0..65535 check comes after the host is
+    resolved (``check_port``), as in CPython.  A ``None`` host is tcpio's own
+    spelling of INADDR_ANY (kept: asyncio-style callers pass it); bytes are
+    decoded to str.
+    """
+    if not isinstance(address, tuple):
+        raise TypeError(f"{caller}(): AF_INET address must be tuple, "
+                        f"not {type(address).__name__}")
+    if len(address) != 2:
+        raise TypeError("AF_INET address must be a pair (host, port)")
+    host, port = address
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("latin-1")
+    elif host is not None and not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if host is not None and "\0" in host:
+        raise TypeError("host name must not contain null character")
+    port = operator.index(port)        # TypeError: "'str' object cannot be interpreted..."
+    if not -0x80000000 <= port <= 0x7FFFFFFF:     # the C int of the "i" format
+        raise OverflowError(f"{caller}(): port must be 0-65535.")
+    return host, port
+
+
+def check_port(port: int, caller: str) -> int:
+    """CPython's range check on an AF_INET port: OverflowError, not an errno."""
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError(f"{caller}(): port must be 0-65535.")
+    return port
+
+
+def bytes_view(data: Any) -> memoryview:
+    """``data`` as bytes; the socket module's TypeError for str and friends."""
+    try:
+        return memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") \
+            from None
+
+
+def check_bufsize(bufsize: Any, caller: str) -> int:
+    n = operator.index(bufsize)
+    if n < 0:
+        raise ValueError(f"negative buffersize in {caller}")
+    return n
+
+
+def check_timeout(value: Any) -> float | None:
+    """socket.settimeout's argument rules: None, or seconds >= 0 (not NaN)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError("Invalid value NaN (not a number)")
+        if math.isinf(value):
+            raise OverflowError("timestamp out of range for platform time_t")
+        timeout = value
+    else:
+        timeout = float(operator.index(value))
+    if timeout < 0:
+        raise ValueError("Timeout value out of range")
+    return timeout
 
 
 def to_address(addr: Any) -> tuple[str, int]:
@@ -128,23 +203,64 @@ class Waker:
 class Socket:
     """One ``socket()``: a TCP or UDP core sock plus async blocking calls."""
 
-    family = AF_INET
-    proto = 0
-
-    def __init__(self, stack: Stack, type: int = SOCK_STREAM, *, _core: Any = None) -> None:
+    def __init__(self, stack: Stack, type: int = SOCK_STREAM, *, proto: int = 0,
+                 family: int = AF_INET, _core: Any = None) -> None:
+        # inet_create's order: the family (no IPv6 built: EAFNOSUPPORT, as a
+        # kernel booted with ipv6.disable=1 says), the type, then the protocol.
+        if family != AF_INET:
+            raise sock_error(errno.EAFNOSUPPORT, "tcpio has no IPv6 yet" if
+                             family == _socket.AF_INET6 else None)
         if type not in (SOCK_STREAM, SOCK_DGRAM):
             raise sock_error(errno.ESOCKTNOSUPPORT)
+        if proto not in (0, _socket.IPPROTO_TCP if type == SOCK_STREAM else _socket.IPPROTO_UDP):
+            raise sock_error(errno.EPROTONOSUPPORT)
         self._stack = stack
-        self.type = type
+        self._type = type
+        self._proto = proto
+        self._timeout: float | None = _socket.getdefaulttimeout()
         # Has this socket ever tried to connect (or come from accept)?  A
         # TCP_CLOSE socket that has not is "not connected", not "at EOF".
         self._connect_started = _core is not None
         if _core is None:
-            proto = stack.host.tcp if type == SOCK_STREAM else stack.host.udp
-            _core = proto.socket()
+            core_proto = stack.host.tcp if type == SOCK_STREAM else stack.host.udp
+            _core = core_proto.socket()
         self._sk = _core
         self._waker = Waker()
         self._closed = False
+
+    # --- what asyncio and its libraries read ---------------------------------
+    @property
+    def family(self) -> _socket.AddressFamily:
+        return _socket.AddressFamily.AF_INET
+
+    @property
+    def type(self) -> _socket.SocketKind:
+        return _socket.SocketKind(self._type)
+
+    @property
+    def proto(self) -> int:
+        return self._proto
+
+    def fileno(self) -> int:
+        """-1: no file descriptor behind a userspace socket (what a closed
+        Python socket says).  docs/internals.md "tcpio.Socket: the API edges"
+        says why -1 and not an exception."""
+        return -1
+
+    def settimeout(self, value: float | None) -> None:
+        """None: waiting calls wait; a positive number: they raise
+        ``TimeoutError('timed out')`` after that many seconds; 0 (non-blocking,
+        what asyncio sets): recorded, and awaits wait as with None."""
+        self._timeout = check_timeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
 
     # --- plumbing ----------------------------------------------------------
     @property
@@ -156,12 +272,27 @@ class Socket:
         if self._closed:
             raise sock_error(errno.EBADF)
 
-    async def _wait(self) -> None:
-        """Sleep until the core reports a change on this sock."""
+    def _deadline(self) -> float | None:
+        """When a waiting call started now must give up (None: never)."""
+        if not self._timeout:
+            return None
+        return asyncio.get_running_loop().time() + self._timeout
+
+    async def _wait(self, deadline: float | None = None) -> None:
+        """Sleep until the core reports a change on this sock (or the deadline)."""
         # Claim the sock's wakeup only while someone waits: a transport or
         # server may own it otherwise.
         self._sk.wakeup = self._waker
-        await self._waker.wait()
+        if deadline is None:
+            await self._waker.wait()
+        else:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            try:
+                await asyncio.wait_for(self._waker.wait(), left)
+            except asyncio.TimeoutError:
+                raise TimeoutError("timed out") from None
         self._check_open()
 
     def _call(self, fn: Any, *args: Any) -> Any:
@@ -172,14 +303,12 @@ class Socket:
         finally:
             self._stack.kick()
 
-    def fileno(self) -> int:
-        return -1      # no file descriptor behind a userspace socket
-
     # --- non-blocking calls ------------------------------------------------
     def bind(self, address: tuple[str | None, int]) -> None:
         self._check_open()
-        host, port = address
-        self._call(self._sk.bind, resolve_host(host, self._stack), int(port))
+        host, port = inet_pair(address, "bind")
+        ip = resolve_host(host, self._stack)
+        self._call(self._sk.bind, ip, check_port(port, "bind"))
 
     def listen(self, backlog: int = 128) -> None:
         self._check_open()
@@ -190,17 +319,20 @@ class Socket:
         """Start connecting; 0 or an errno (EINPROGRESS, EALREADY, EISCONN...).
 
         Like ``connect()`` on a non-blocking BSD socket, reported as an errno
-        the way Python's ``socket.connect_ex`` does.
+        the way Python's ``socket.connect_ex`` does (for UDP too: EACCES for
+        a broadcast address without SO_BROADCAST).  A bad address is the
+        socket module's TypeError/OverflowError, not an errno.
         """
         self._check_open()
-        host, port = address
+        host, port = inet_pair(address, "connect_ex")
         ip = resolve_host(host, self._stack)
-        if self.type == SOCK_DGRAM:
-            self._call(self._sk.connect, ip, int(port))
-            return 0
-        self._connect_started = True
+        return self._connect_ex(ip, check_port(port, "connect_ex"))
+
+    def _connect_ex(self, ip: int, port: int) -> int:
+        if self.type == SOCK_STREAM:
+            self._connect_started = True
         try:
-            self._call(self._sk.connect, ip, int(port))
+            self._call(self._sk.connect, ip, port)
         except OSError as exc:
             if exc.errno is None:
                 raise
@@ -256,16 +388,36 @@ class Socket:
     # --- TCP blocking calls ------------------------------------------------
     async def connect(self, address: tuple[str, int]) -> None:
         """Connect, waiting for the handshake; raises ECONNREFUSED, ETIMEDOUT...
-        A name is resolved through the stack first (socket.gaierror if not)."""
+        A name is resolved through the stack first (socket.gaierror if not).
+
+        On a connected socket EISCONN (to any address, as Linux).  While
+        another connect on it is in progress: in blocking mode (timeout None,
+        the default) this call waits for that attempt and returns its result,
+        as Linux's blocking connect does (inet_wait_for_connect); with a
+        timeout or non-blocking, EALREADY at once, as CPython's connect
+        (which polls a non-blocking fd) says.  Measured on Linux 6.18.
+        """
         self._check_open()
-        err = self.connect_ex(await self._stack.resolver.resolve_address(address, self.type))
-        if self.type == SOCK_DGRAM:
+        host, port = inet_pair(address, "connect")
+        deadline = self._deadline()
+        host, port = await self._stack.resolver.resolve_address((host, port), self._type)
+        ip = resolve_host(host, self._stack)
+        err = self._connect_ex(ip, check_port(port, "connect"))
+        if err == errno.EALREADY and self._timeout is None:
+            err = errno.EINPROGRESS     # blocking: wait for the attempt under way
+        if self.type == SOCK_DGRAM or err != errno.EINPROGRESS:
+            if err:
+                raise sock_error(err)
             return
-        while err in (errno.EINPROGRESS, errno.EALREADY):
-            await self._wait()
+        while err == errno.EINPROGRESS:
+            await self._wait(deadline)
             err = self._connect_status()
-        if err and err != errno.EISCONN:
+        if err:
             raise sock_error(err)
+        # inet_stream_connect after its wait: sock->state = SS_CONNECTED, so
+        # the next connect says EISCONN.  The core's connect() reports the
+        # completed attempt (0) and records exactly that.
+        self._connect_ex(ip, port)
 
     def _connect_status(self) -> int:
         exc = pop_error(self._sk)
@@ -275,28 +427,29 @@ class Socket:
         if is_connected_state(state):
             return 0
         if state == TCP_SYN_SENT or state == TCP_SYN_RECV:
-            return errno.EALREADY
+            return errno.EINPROGRESS
         return errno.ECONNABORTED
 
     async def accept(self) -> tuple[Socket, tuple[str, int]]:
         """The next connection from the accept queue (``inet_accept``)."""
         self._require_stream()
+        deadline = self._deadline()
         while True:
             self._check_open()
             child = self._call(self._sk.accept)
             if child is not None:
-                sock = Socket(self._stack, SOCK_STREAM, _core=child)
+                sock = Socket(self._stack, SOCK_STREAM, proto=self._proto, _core=child)
                 return sock, to_address(child.getpeername())
-            await self._wait()
+            await self._wait(deadline)
 
     async def recv(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes; b"" at end of stream (the peer's FIN)."""
-        if bufsize < 0:
-            raise sock_error(errno.EINVAL)
+        bufsize = check_bufsize(bufsize, "recv")
         if self.type == SOCK_DGRAM:
-            data, _ = await self.recvfrom(bufsize)
+            data, _ = await self._recvfrom(bufsize)
             return data
         sk = self._sk
+        deadline = self._deadline()
         while True:
             self._check_open()
             if sk.readable():
@@ -312,12 +465,53 @@ class Socket:
                 raise sock_error(errno.ENOTCONN)
             if sk.rcv_eof or state == TCP_CLOSE or bufsize == 0:
                 return b""
-            await self._wait()
+            await self._wait(deadline)
+
+    async def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        """``recv`` into ``buffer`` (its first ``nbytes`` bytes; 0: all of it);
+        the byte count.  A datagram longer than that is cut, as on Linux."""
+        view = self._writable(buffer, "recv_into")
+        nbytes = self._into_size(view, nbytes, "recv_into")
+        if self.type == SOCK_DGRAM:
+            data, _ = await self._recvfrom(nbytes)
+        else:
+            data = await self.recv(nbytes)
+        view[:len(data)] = data
+        return len(data)
+
+    async def recvfrom_into(self, buffer: Any, nbytes: int = 0) -> tuple[int, tuple[str, int]]:
+        view = self._writable(buffer, "recvfrom_into")
+        nbytes = self._into_size(view, nbytes, "recvfrom_into")
+        data, addr = await self._recvfrom(nbytes)
+        view[:len(data)] = data
+        return len(data), addr
+
+    @staticmethod
+    def _writable(buffer: Any, caller: str) -> memoryview:
+        try:
+            view = memoryview(buffer)
+        except TypeError:
+            view = None
+        if view is None or view.readonly:
+            raise TypeError(f"{caller}() argument 1 must be read-write bytes-like object, "
+                            f"not {type(buffer).__name__}")
+        return view.cast("B")
+
+    @staticmethod
+    def _into_size(view: memoryview, nbytes: Any, caller: str) -> int:
+        nbytes = check_bufsize(nbytes, caller)
+        if nbytes > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        return nbytes or len(view)
 
     async def send(self, data: Any) -> int:
         """Queue as much of ``data`` as the send buffer takes (at least 1 byte)."""
+        view = bytes_view(data)
         if self.type == SOCK_DGRAM:
-            return self._call(self._sk.sendto, data, None, None)
+            return self._call(self._sk.sendto, view, None, None)
+        return await self._send(view, self._deadline())
+
+    async def _send(self, data: memoryview, deadline: float | None) -> int:
         sk = self._sk
         if not len(data):
             return 0
@@ -331,22 +525,34 @@ class Socket:
             n = self._call(sk.sendmsg, data)
             if n:
                 return n
-            await self._wait()
+            await self._wait(deadline)
 
     async def sendall(self, data: Any) -> None:
-        view = memoryview(data).cast("B")
+        """All of ``data``; the timeout bounds the whole call, as in CPython."""
+        view = bytes_view(data).cast("B")
+        if self.type == SOCK_DGRAM:
+            self._call(self._sk.sendto, view, None, None)
+            return
+        deadline = self._deadline()
         while view:
-            n = await self.send(view)
+            n = await self._send(view, deadline)
             view = view[n:]
 
     # --- UDP ---------------------------------------------------------------
     async def sendto(self, data: Any, address: tuple[str, int]) -> int:
         self._check_open()
-        host, port = await self._stack.resolver.resolve_address(address, SOCK_DGRAM)
-        return self._call(self._sk.sendto, data, resolve_host(host, self._stack), int(port))
+        view = bytes_view(data)
+        host, port = inet_pair(address, "sendto")
+        host, port = await self._stack.resolver.resolve_address((host, port), SOCK_DGRAM)
+        ip = resolve_host(host, self._stack)
+        return self._call(self._sk.sendto, view, ip, check_port(port, "sendto"))
 
     async def recvfrom(self, bufsize: int) -> tuple[bytes, tuple[str, int]]:
+        return await self._recvfrom(check_bufsize(bufsize, "recvfrom"))
+
+    async def _recvfrom(self, bufsize: int) -> tuple[bytes, tuple[str, int]]:
         sk = self._sk
+        deadline = self._deadline()
         while True:
             self._check_open()
             got = sk.recvfrom()
@@ -356,7 +562,7 @@ class Socket:
             errors = getattr(sk, "errors", None)
             if errors:
                 raise errors.popleft()
-            await self._wait()
+            await self._wait(deadline)
 
     # --- context manager / repr ------------------------------------------
     async def __aenter__(self) -> Self:
@@ -380,3 +586,23 @@ class Socket:
         except OSError:
             local = None
         return f"<tcpio.Socket {kind} laddr={local}>"
+
+
+def set_reuseport(setsockopt: Any) -> None:
+    """asyncio's ``_set_reuseport`` for a tcpio sock: ``reuse_port=True`` is
+    honoured exactly when the sock takes SO_REUSEPORT, else the ValueError
+    asyncio gives, so create_server and create_datagram_endpoint agree (no
+    tcpio sock takes it yet: docs/internals.md "Not built yet")."""
+    try:
+        setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+    except OSError:
+        raise ValueError("reuse_port not supported by socket module, "
+                         "SO_REUSEPORT defined but not implemented.") from None
+
+
+def check_family(family: int) -> None:
+    """A ``family=`` argument tcpio can honour: 0 (AF_UNSPEC) or AF_INET; IPv6
+    is not built, so EAFNOSUPPORT, the errno of a kernel without IPv6."""
+    if family not in (0, AF_INET):
+        raise sock_error(errno.EAFNOSUPPORT, "tcpio has no IPv6 yet" if
+                         family == _socket.AF_INET6 else None)

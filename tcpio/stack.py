@@ -338,12 +338,17 @@ class Stack:
             **kwargs: Any) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
         """Like ``loop.create_datagram_endpoint`` (AF_INET only)."""
         from tcpio.datagram import create_datagram_endpoint
+        from tcpio.socket import inet_pair
 
         self._bind_loop()
+        # The socket module's argument errors first (TypeError for a
+        # non-tuple...), then names; the port range is checked after.
         if local_addr is not None:
-            local_addr = await self.resolver.resolve_address(local_addr, _socket.SOCK_DGRAM)
+            local_addr = await self.resolver.resolve_address(inet_pair(local_addr, "bind"),
+                                                             _socket.SOCK_DGRAM)
         if remote_addr is not None:
-            remote_addr = await self.resolver.resolve_address(remote_addr, _socket.SOCK_DGRAM)
+            remote_addr = await self.resolver.resolve_address(inet_pair(remote_addr, "connect"),
+                                                              _socket.SOCK_DGRAM)
         transport, protocol = create_datagram_endpoint(
             self, protocol_factory, local_addr=local_addr, remote_addr=remote_addr, **kwargs)
         self._endpoints.add(transport)
@@ -416,9 +421,11 @@ class Stack:
         from tcpio.server import create_server
         return await create_server(self, protocol_factory, host, port, **kw)
 
-    def socket(self, type: int = _socket.SOCK_STREAM) -> Socket:
+    def socket(self, type: int = _socket.SOCK_STREAM, proto: int = 0, *,
+               family: int = _socket.AF_INET) -> Socket:
+        """A ``tcpio.Socket``; ``family=AF_INET6`` is EAFNOSUPPORT (no IPv6 yet)."""
         from tcpio.socket import Socket
-        return Socket(self, type)
+        return Socket(self, type, proto=proto, family=family)
 
 
 def _parse_ip(text: str) -> int:

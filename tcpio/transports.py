@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tcpio import tls
-from tcpio.socket import SOCK_STREAM, TCP_CLOSE, Socket, pop_error, to_address
+from tcpio.socket import SOCK_STREAM, TCP_CLOSE, Socket, check_family, pop_error, to_address
 
 if TYPE_CHECKING:
     from tcpio.stack import Stack
@@ -487,6 +487,18 @@ async def make_transport(stack: Stack, sk: Any, protocol_factory: Callable[[], _
     return app_transport, protocol
 
 
+def _ipaddr_info(host: Any, port: Any) -> tuple[str, int] | None:
+    """(host, port) when ``host`` is an IPv4 literal and ``port`` a number, as
+    asyncio's base_events._ipaddr_info decides it; else None (resolve)."""
+    if not isinstance(host, str) or not host:
+        return None
+    try:
+        _socket.inet_pton(_socket.AF_INET, host)
+        return host, int(port)
+    except (OSError, TypeError, ValueError):
+        return None
+
+
 async def _connect_each(stack: Stack, host: str | None, port: int | None,
                         local_addr: tuple[str, int] | None) -> Socket:
     """Try each address the name resolves to, in order, like asyncio's
@@ -495,7 +507,13 @@ async def _connect_each(stack: Stack, host: str | None, port: int | None,
     # TypeError); a None host is INADDR_ANY, as in resolve_host.
     port = 0 if port is None else port
     addresses: list[tuple[str, int]] = [("" if host is None else host, port)]
-    if host:
+    numeric = _ipaddr_info(host, port)
+    if numeric is not None:
+        # asyncio's _ipaddr_info: a literal address is used as given, so a
+        # port past 65535 is connect()'s OverflowError, not getaddrinfo's
+        # 16-bit truncation.
+        addresses = [numeric]
+    elif host:
         infos = await stack.resolver.getaddrinfo(host, port, _socket.AF_INET, SOCK_STREAM)
         addresses = [info[4] for info in infos]
     errors: list[OSError] = []
@@ -531,6 +549,7 @@ async def create_connection(stack: Stack, protocol_factory: Callable[[], _Protoc
                             interleave: int | None = None,
                             all_errors: bool = False) -> tuple[asyncio.Transport, _ProtocolT]:
     """``loop.create_connection`` on a tcpio stack (same arguments)."""
+    check_family(family)        # AF_INET6: EAFNOSUPPORT, as create_datagram_endpoint
     if server_hostname is not None and not ssl:
         raise ValueError("server_hostname is only meaningful with ssl")
     if server_hostname is None and ssl:

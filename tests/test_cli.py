@@ -95,4 +95,6 @@ def test_serve_on_tap_answers_curl() -> None:
     proc = subprocess.run(["unshare", "-n", "sh", "-c", script], check=False,
                           capture_output=True,
                           text=True, timeout=120, env=env, cwd=ROOT)
-    assert proc.stdout.strip().endswith("200 1000000"), (proc.stdout, proc.stderr)
+    # curl's "200 1000000", then (after kill's SIGTERM) serve's own summary line
+    assert "\n200 1000000tcpio serve: stopped by SIGTERM; " in proc.stdout, \
+        (proc.stdout, proc.stderr)

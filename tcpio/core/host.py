@@ -445,7 +445,10 @@ class Host:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
-                    rec = classify(frame, mac, local, bcast, verify, ehash, now, lo)
+                    if lo:
+                        rec = classify(frame, None, local, bcast, verify, ehash, now, True)
+                    else:
+                        rec = classify(frame, mac, local, bcast, verify, ehash, now)
                     if rec is True:
                         taken += 1
                         continue

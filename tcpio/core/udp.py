@@ -12,6 +12,7 @@ always when the sock sets ``recverr = True``.
 from __future__ import annotations
 
 import errno
+import socket as _socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ UDP_MAX_PAYLOAD = 65535 - 20 - UDP_HLEN     # 65507
 # empty datagrams cannot grow a queue without bound.
 UDP_SKB_OVERHEAD = 256
 ERRQUEUE_MAX = 64
+IP_RECVERR = 11         # include/uapi/linux/in.h (Python's socket module lacks it)
 
 
 class UdpSock:
@@ -133,6 +135,28 @@ class UdpSock:
     def pending(self) -> int:
         return len(self.rcv_queue)
 
+    # ----- options: sk_setsockopt / do_ip_setsockopt for what a UDP sock keeps ------
+
+    def setsockopt(self, level: int, name: int, value: Any) -> None:
+        """SO_BROADCAST, SO_REUSEADDR, IP_RECVERR (flags: any non-zero int sets
+        them); ENOPROTOOPT for any other option, SO_REUSEPORT included, as
+        TcpSock's table says for what it does not list."""
+        self._check_open()
+        attr = _UDP_FLAG_OPTS.get((level, name))
+        if attr is None:
+            raise sock_error(errno.ENOPROTOOPT)
+        if isinstance(value, (bytes, bytearray)):
+            value = int.from_bytes(bytes(value)[:4], "little", signed=True)
+        setattr(self, attr, bool(int(value)))
+
+    def getsockopt(self, level: int, name: int, buflen: int = 0) -> int:
+        if level == _socket.SOL_SOCKET and name == _socket.SO_TYPE:
+            return _socket.SOCK_DGRAM
+        attr = _UDP_FLAG_OPTS.get((level, name))
+        if attr is None:
+            raise sock_error(errno.ENOPROTOOPT)
+        return int(getattr(self, attr))
+
     def getsockname(self) -> tuple[int, int]:
         return self.laddr, self.lport
 
@@ -169,6 +193,14 @@ class UdpSock:
     def __repr__(self) -> str:
         peer = f" -> {self.raddr:#x}:{self.rport}" if self.connected else ""
         return f"<UdpSock {self.laddr:#x}:{self.lport}{peer}>"
+
+
+# (level, optname) -> the UdpSock flag it sets
+_UDP_FLAG_OPTS = {
+    (_socket.SOL_SOCKET, _socket.SO_BROADCAST): "broadcast",
+    (_socket.SOL_SOCKET, _socket.SO_REUSEADDR): "reuseaddr",
+    (_socket.IPPROTO_IP, IP_RECVERR): "recverr",
+}
 
 
 class UdpProto:

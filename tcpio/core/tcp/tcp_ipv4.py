@@ -15,12 +15,14 @@ compiled fast paths call back into (``tcp_input.tcp_init_fast_hooks``).
 
 from __future__ import annotations
 
+import errno
 from collections import namedtuple
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ... import _fast
-from ..addr import ip_ntoa
+from ..addr import ip_ntoa, is_multicast
+from ..errors import sock_error
 from ..in_h import IPPROTO_TCP
 from ..protocol import EarlyDemux
 from .inet_hashtables import InetHashInfo
@@ -198,6 +200,11 @@ class TcpProto:
         st = host.settings
         now = host.now
         rt = host.route_lookup(addr)        # ENETUNREACH propagates
+        if host.is_broadcast(addr) or is_multicast(addr):
+            # The route is RTN_BROADCAST / RTN_MULTICAST (RTCF_BROADCAST,
+            # RTCF_MULTICAST): tcp_v4_connect refuses it with -ENETUNREACH
+            # before taking a port or sending anything.
+            raise sock_error(errno.ENETUNREACH, "TCP to a broadcast or multicast address")
         had_laddr = sk.laddr
         if not sk.laddr:
             sk.laddr = rt.src
