@@ -143,8 +143,12 @@ class Stack:
         start receiving from it.  Returns the ifindex."""
         self._bind_loop()
         self.update_time()
-        ifindex = self.host.add_interface(device.name, link=device.link, mac=device.mac,
-                                          mtu=mtu or device.mtu)
+        # TSO: what the device says it takes (a device without the
+        # attributes, or a wrapper that does not pass them on, takes none)
+        ifindex = self.host.add_interface(
+            device.name, link=device.link, mac=device.mac, mtu=mtu or device.mtu,
+            gso_max_size=getattr(device, "gso_max_size", 0),
+            tx_csum_partial=getattr(device, "tx_csum_partial", False))
         self.devices[ifindex] = device
         device.start(self.loop, lambda frames: self._on_frames(ifindex, frames))
         if address is not None:

@@ -224,14 +224,16 @@ async def kernel_peer(*, kernel_cidr: str = "10.7.0.1/24", tcpio_cidr: str = "10
                       mtu: int = 1500, pcap: str | os.PathLike[str] | None = None,
                       wrap: Callable[[Device], Device] | None = None,
                       settings: Settings | None = None, seed: int | None = 1,
-                      ipv6: bool = True) -> AsyncIterator[KernelPeer]:
+                      ipv6: bool = True,
+                      tap_options: dict[str, Any] | None = None) -> AsyncIterator[KernelPeer]:
     """Namespace + TAP + kernel address + started Stack; everything undone on exit.
 
     ``pcap`` records the TAP's frames as they cross the link (innermost
     wrapper); ``wrap`` (e.g. ``lambda d: ImpairedDevice(d, out, in_)``) goes
     around that.  ``ipv6=False`` silences the kernel's IPv6 ND/RS chatter.
+    ``tap_options`` go to ``TapDevice`` (e.g. ``{"offloads": False}``).
     """
-    with kernel_side(kernel_cidr, mtu=mtu, ipv6=ipv6) as (ns, tap):
+    with kernel_side(kernel_cidr, mtu=mtu, ipv6=ipv6, tap_options=tap_options) as (ns, tap):
         device: Device = tap
         if pcap is not None:
             device = PcapDevice(device, os.fspath(pcap))
@@ -247,16 +249,18 @@ async def kernel_peer(*, kernel_cidr: str = "10.7.0.1/24", tcpio_cidr: str = "10
 
 @contextlib.contextmanager
 def kernel_side(kernel_cidr: str = "10.7.0.1/24", *, mtu: int = 1500,
-                ipv6: bool = True) -> Iterator[tuple[NetNs, TapDevice]]:
+                ipv6: bool = True, tap_options: dict[str, Any] | None = None
+                ) -> Iterator[tuple[NetNs, TapDevice]]:
     """A fresh namespace whose TAP is up with ``kernel_cidr``; the TapDevice is
-    tcpio's end, for a Stack to add (kernel_peer's, or a tcpio.run loop's)."""
+    tcpio's end, for a Stack to add (kernel_peer's, or a tcpio.run loop's);
+    ``tap_options`` go to ``TapDevice`` (e.g. ``{"offloads": False}``)."""
     ns = NetNs().create()
     tap: TapDevice | None = None
     try:
         if not ipv6:
             ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
             ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-        tap = ns.tap(mtu=mtu)
+        tap = ns.tap(mtu=mtu, **(tap_options or {}))
         ns.ip("addr", "add", kernel_cidr, "dev", tap.name)
         ns.ip("link", "set", tap.name, "up")
         yield ns, tap

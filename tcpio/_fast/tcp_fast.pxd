@@ -99,14 +99,23 @@ cpdef new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags, bint 
 @cython.locals(base=cython.p_const_uchar)
 cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
                       src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
-                      uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr)
+                      uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr,
+                      bint partial=*)
 @cython.locals(wq_seq=uint32_t, write_seq=uint32_t, seq=uint32_t,
                end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,
                ts_val=cython.longlong, ts_ecr=uint32_t, flags=cython.longlong,
-               window=cython.longlong, hh=Py_ssize_t, sent=cython.int,
+               hh=Py_ssize_t, sent=cython.int, hdrs=cython.longlong, gso_room=cython.longlong,
+               run_segs=cython.longlong, run_seq=uint32_t, run_off=Py_ssize_t,
+               run_len=cython.longlong, run_flags=cython.longlong,
                wq=bytearray, off=Py_ssize_t)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
-                     list ids, Py_ssize_t bucket, double now) except -1
+                     list ids, Py_ssize_t bucket, double now, long long gso_max=*,
+                     bint csum_partial=*) except -1
+@cython.locals(window=cython.longlong, ident=uint32_t)
+cdef int _xmit_run(TcpCb sk, bytearray wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
+                   uint32_t ttl, list ids, Py_ssize_t bucket, Py_ssize_t off, Py_ssize_t n,
+                   long long segs, long long mss, uint32_t seq, long long flags,
+                   long long ts_val, uint32_t ts_ecr, bint csum_partial) except -1
 
 @cython.locals(rtt=double)
 cpdef void rack_advance(TcpCb sk, long long retrans, uint32_t end_seq, double xmit_time,

@@ -76,6 +76,7 @@ else:
         from tcpio._fast import _cython_shim as cython
 
 from tcpio._fast import load
+from tcpio._fast.gso import gso_frame
 
 __all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
            "event_data_recv", "new_data_sent", "rack_advance", "rcv_established", "rcv_rtt_update",
@@ -315,18 +316,18 @@ def buf_consume(ba: bytearray, n: int) -> None:
 
 def _data_frame(sk: TcpCb, wq: bytearray, off: int, seglen: int, dst_mac: bytes | None,
                src_mac: bytes | None, hh: int, ident: int, ttl: int, seq: int, flags: int,
-               window: int, ts_val: int, ts_ecr: int) -> bytes:
+               window: int, ts_val: int, ts_ecr: int, partial: bool = False) -> bytes:
     """The frame of the data segment ``wq[off:off + seglen]`` (tcp_transmit_skb
-    -> ip_queue_xmit in one call)."""
+    -> ip_queue_xmit in one call; ``partial``: CHECKSUM_PARTIAL)."""
     if cython.compiled:
         base = cython.cast(cython.p_const_uchar, PyByteArray_AS_STRING(wq))
         return tcp_data_frame(dst_mac, src_mac, hh, sk.laddr, sk.raddr, ident, ttl,
                               sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
-                              ts_ecr, base + off, seglen)
+                              ts_ecr, base + off, seglen, partial)
     with memoryview(wq) as view:
         frame: bytes = _tcp_frame(dst_mac, src_mac, sk.laddr, sk.raddr, ident, ttl, sk.lport,
                                   sk.rport, seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
-                                  view[off:off + seglen], 0)
+                                  view[off:off + seglen], 0, partial)
     return frame
 
 
@@ -545,8 +546,18 @@ def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: f
 
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                src_mac: bytes | None, ttl: int, ids: list[int], bucket: int,
-               now: float) -> int:
-    """tcp_write_xmit's loop for plain data segments (see the module docstring)."""
+               now: float, gso_max: int = 0, csum_partial: bool = False) -> int:
+    """tcp_write_xmit's loop for plain data segments (see the module docstring).
+
+    ``gso_max`` (the route's device takes TCP super-frames of up to that many
+    bytes of IP datagram, Linux's sk_gso_max_size; 0: it does not): runs of
+    full segments that go out back to back leave as one frame (a GsoFrame,
+    its checksum partial with ``csum_partial``), which the device cuts into
+    exactly the segments this loop decided on: each segment is still tested
+    (cwnd, window, Nagle), recorded on sk.rtx and counted on its own, so
+    retransmissions and probes stay segment-sized.  The super-frame's header
+    is its first segment's, with the last one's PSH (as tcp_gso_segment
+    gives PSH to the last segment only) and one IP ID per segment."""
     if sk is None:
         raise TypeError("write_xmit: a TcpCb is required")
     wq = sk.wq
@@ -565,10 +576,19 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     if sk.tstamp_ok:
         ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
         ts_ecr = sk.ts_recent
+        hdrs = 20 + 20 + 12
     else:
         ts_val = -1
         ts_ecr = 0
+        hdrs = 20 + 20
+    # payload bytes a super-frame may carry (0: one frame per segment)
+    gso_room = (gso_max - hdrs) // mss * mss if gso_max > hdrs + mss else 0
     sent = 0
+    run_segs = 0        # segments in the frame being gathered
+    run_seq = 0
+    run_off = 0
+    run_len = 0
+    run_flags = 0
     while True:
         seq = sk.snd_nxt
         unsent = seq_diff(write_seq, seq)
@@ -584,17 +604,47 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
         flags = _TCPHDR_ACK | _TCPHDR_PSH if seglen == unsent else _TCPHDR_ACK
         new_data_sent(sk, seq, end, 0, seglen < mss, now)
-        window = tcp_select_window(sk)
-        # the IP ID from the destination's counter (IpIdents.next)
-        ident = ids[bucket]
-        ident = (ident + 1) & 0xFFFF
-        ids[bucket] = ident
-        out.append((ifindex, _data_frame(sk, wq, off, seglen, dst_mac, src_mac, hh, ident, ttl,
-                                        seq, flags, window, ts_val, ts_ecr)))
+        if run_segs:
+            run_len += seglen
+            run_segs += 1
+        else:
+            run_seq = seq
+            run_off = off
+            run_len = seglen
+            run_segs = 1
+        run_flags = flags
         if sk.quick:
             sk.quick -= 1           # tcp_event_ack_sent, per segment
         sent += 1
+        if run_len + mss > gso_room:     # (a short segment is the last one)
+            _xmit_run(sk, wq, out, ifindex, dst_mac, src_mac, hh, ttl, ids, bucket, run_off,
+                      run_len, run_segs, mss, run_seq, run_flags, ts_val, ts_ecr, csum_partial)
+            run_segs = 0
+    if run_segs:
+        _xmit_run(sk, wq, out, ifindex, dst_mac, src_mac, hh, ttl, ids, bucket, run_off,
+                  run_len, run_segs, mss, run_seq, run_flags, ts_val, ts_ecr, csum_partial)
     return sent
+
+
+def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: bytes | None,
+              src_mac: bytes | None, hh: int, ttl: int, ids: list[int], bucket: int,
+              off: int, n: int, segs: int, mss: int, seq: int, flags: int, ts_val: int,
+              ts_ecr: int, csum_partial: bool) -> int:
+    """Append the frame of ``segs`` segments (``wq[off:off + n]``) to ``out``:
+    a plain frame for one, a GsoFrame for more."""
+    window = tcp_select_window(sk)
+    # the IP IDs from the destination's counter (IpIdents.next), one per segment
+    ident = ids[bucket]
+    ident = (ident + 1) & 0xFFFF
+    ids[bucket] = (ident + segs - 1) & 0xFFFF
+    if segs == 1:
+        out.append((ifindex, _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl,
+                                         seq, flags, window, ts_val, ts_ecr)))
+        return 0
+    frame = _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl, seq, flags, window,
+                        ts_val, ts_ecr, csum_partial)
+    out.append((ifindex, gso_frame(frame, mss, segs, csum_partial)))
+    return 0
 
 
 # --- the retransmit queue on an ACK --------------------------------------------------------------

@@ -93,18 +93,24 @@ def ip_build(dst_mac, src_mac, long long proto, long long src, long long dst,
 
 cdef bytes _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, long long dst,
                             long long ident, long long ttl, const unsigned char* th,
-                            Py_ssize_t thlen, const unsigned char* data, Py_ssize_t n):
+                            Py_ssize_t thlen, const unsigned char* data, Py_ssize_t n,
+                            bint partial=False):
     """The frame for a TCP header ``th`` (``thlen`` bytes, checksum zero) and
-    ``n`` bytes of ``data``: Ethernet (``hh`` 14) or none, IPv4, TCP checksum."""
+    ``n`` bytes of ``data``: Ethernet (``hh`` 14) or none, IPv4, TCP checksum
+    (``partial``: the pseudo-header sum only, CHECKSUM_PARTIAL)."""
     cdef unsigned char* ip
     cdef unsigned char* seg
     cdef Py_ssize_t seglen = thlen + n
+    cdef uint32_t pseudo
     frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip)
     seg = ip + 20
     memcpy(seg, th, thlen)
     memcpy(seg + thlen, data, n)
-    wr16(seg + 16, ~csum_net(seg, seglen, pseudo_sum(<uint32_t>src, <uint32_t>dst,
-                                                     IPPROTO_TCP, <uint64_t>seglen)) & 0xFFFF)
+    pseudo = pseudo_sum(<uint32_t>src, <uint32_t>dst, IPPROTO_TCP, <uint64_t>seglen)
+    if partial:
+        wr16(seg + 16, pseudo)
+    else:
+        wr16(seg + 16, ~csum_net(seg, seglen, pseudo) & 0xFFFF)
     # DF: TCP does path-MTU discovery (ip_tcp_path sends nothing here when it is off)
     ipv4_header(ip, 20, 4, 0, 20 + seglen, ident, True, False, 0, ttl, IPPROTO_TCP, src, dst)
     return frame
@@ -114,7 +120,7 @@ cdef bytes tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_
                           uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
                           uint32_t seq, uint32_t ack, uint32_t flags, uint32_t window,
                           long long ts_val, uint32_t ts_ecr, const unsigned char* data,
-                          Py_ssize_t n):
+                          Py_ssize_t n, bint partial=False):
     """``tcp_frame`` for compiled callers (tcp_fast's send loop): no SACK
     blocks, no urgent pointer, fields already in range, ``hh`` from the MACs."""
     cdef unsigned char th[32]
@@ -122,13 +128,14 @@ cdef bytes tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_
     if ts_val != -1:
         thlen += tcp_ts_write(th + 20, False, ts_val, ts_ecr)
     tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, 0)
-    return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, data, n)
+    return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, data, n,
+                            partial)
 
 
 def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
               long long ttl, long long sport, long long dport, long long seq, long long ack,
               long long flags, long long window, long long ts_val, long long ts_ecr,
-              sack_blocks, payload, long long urg_ptr):
+              sack_blocks, payload, long long urg_ptr, bint partial=False):
     """Ethernet (optional) + IPv4 + TCP (+ established options) + ``payload`` (see ``tx_py``)."""
     cdef unsigned char th[60]     # TCP header + options, copied into the frame
     cdef rbuf b
@@ -147,6 +154,7 @@ def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
     hh = _hh_len(dst_mac, src_mac)
     owner = rbuf_get(payload, &b)
     try:
-        return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, b.p, b.n)
+        return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, b.p, b.n,
+                                partial)
     finally:
         rbuf_release(&b)

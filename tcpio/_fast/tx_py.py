@@ -99,7 +99,8 @@ def ip_build(dst_mac: bytes | None, src_mac: bytes | None, proto: int, src: int,
 def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, ident: int,
               ttl: int, sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
               ts_val: int, ts_ecr: int, sack_blocks: tuple[tuple[int, int], ...],
-              payload: bytes | bytearray | memoryview, urg_ptr: int) -> bytes:
+              payload: bytes | bytearray | memoryview, urg_ptr: int,
+              partial: bool = False) -> bytes:
     """Ethernet (optional) + IPv4 + TCP header with options + ``payload``, checksummed.
 
     The IPv4 header is the one ``ip_output`` gives a TCP segment: TOS 0, no
@@ -111,7 +112,9 @@ def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, 
     False, 0, wire.build_tcp(src, dst, sport, dport, seq, ack, flags, window,
     TcpOptions(sack_blocks=..., ts_val=..., ts_ecr=...), payload, urg_ptr))``.
     ValueError when a field is out of range, the options exceed 40 bytes or
-    the datagram 65535 bytes.
+    the datagram 65535 bytes.  ``partial``: the TCP checksum field holds only
+    the pseudo-header sum (CHECKSUM_PARTIAL, for a device that finishes it:
+    a TSO super-frame).
     """
     try:
         opts = b"" if ts_val == -1 else _TS_OPT.pack(_TS_OPT_HEAD, ts_val, ts_ecr)
@@ -131,7 +134,7 @@ def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, 
     seglen = thlen + len(payload)
     # DF: TCP does path-MTU discovery (ip_tcp_path sends nothing here when it is off)
     iph = _ipv4_header(_IPPROTO_TCP, src, dst, ident, ttl, 0, True, False, 0, 20 + seglen)
-    check = ~_csum_partial(payload, _csum_partial(th, _pseudo_header_sum(src, dst, _IPPROTO_TCP,
-                                                                          seglen))) & 0xFFFF
+    pseudo = _pseudo_header_sum(src, dst, _IPPROTO_TCP, seglen)
+    check = pseudo if partial else ~_csum_partial(payload, _csum_partial(th, pseudo)) & 0xFFFF
     th = th[:16] + check.to_bytes(2, "big") + th[18:]
     return _frame(dst_mac, src_mac, (iph, th, payload))

@@ -94,10 +94,16 @@ NETDEV_MAX_BACKLOG = 1000
 class Interface:
     """One link: ``link`` is "ether" (Ethernet + ARP) or "ip" (TUN: bare datagrams)."""
 
-    __slots__ = ("addrs", "ifindex", "link", "mac", "mtu", "name", "up")
+    __slots__ = ("addrs", "gso_max_size", "ifindex", "link", "mac", "mtu", "name",
+                 "tx_csum_partial", "up")
 
     def __init__(self, ifindex: int, name: str, link: str, mac: bytes | None,
                  mtu: int) -> None:
+        # What the device takes (Linux's dev->gso_max_size, NETIF_F_TSO and
+        # NETIF_F_HW_CSUM): TCP super-frames of up to this many bytes of IP
+        # datagram (0: none), and their TCP checksum left partial.
+        self.gso_max_size = 0
+        self.tx_csum_partial = False
         self.ifindex = ifindex
         self.name = name
         self.link = link
@@ -183,7 +189,10 @@ class Host:
     # ----- configuration ------------------------------------------------------------
 
     def add_interface(self, name: str, link: str = "ether", mac: bytes | None = None,
-                      mtu: int = 1500) -> int:
+                      mtu: int = 1500, *, gso_max_size: int = 0,
+                      tx_csum_partial: bool = False) -> int:
+        """A new link; ``gso_max_size``/``tx_csum_partial``: the device's TSO
+        (see Interface and NetHost.gso_caps)."""
         if link not in ("ether", "ip"):
             raise ValueError(f"link must be 'ether' or 'ip', not {link!r}")
         if mtu < 68:
@@ -197,8 +206,13 @@ class Host:
         else:
             mac = None
         ifindex = max(self.interfaces, default=0) + 1
-        self.interfaces[ifindex] = Interface(ifindex, name, link, bytes(mac) if mac else None,
-                                             mtu)
+        iface = Interface(ifindex, name, link, bytes(mac) if mac else None, mtu)
+        if gso_max_size:
+            if not mtu < gso_max_size <= 0xFFFF:
+                raise ValueError("gso_max_size must be above the MTU and at most 65535")
+            iface.gso_max_size = gso_max_size
+            iface.tx_csum_partial = tx_csum_partial
+        self.interfaces[ifindex] = iface
         return ifindex
 
     def set_mtu(self, ifindex: int, mtu: int) -> None:
@@ -634,6 +648,13 @@ class Host:
 
     def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
         self._output.append((ifindex, frame))
+
+    def gso_caps(self, ifindex: int) -> tuple[int, bool]:
+        """NetHost.gso_caps: the interface's (gso_max_size, tx_csum_partial)."""
+        iface = self.interfaces.get(ifindex)
+        if iface is None:
+            return 0, False
+        return iface.gso_max_size, iface.tx_csum_partial
 
     def loopback(self, packet: bytes | bytearray) -> None:
         """loopback_xmit + netif_rx: a datagram to one of our own addresses

@@ -7,6 +7,15 @@ entry.  When the timer fires, every frame due by then is handed over as one
 batch, just as a TAP reader hands over what it drained.  Even a zero-delay
 frame goes through the timer, so a frame sent from inside a receive callback
 is never delivered re-entrantly into the middle of that callback.
+
+``MemoryWire(gso=True)`` carries TCP super-frames (issue 12): its ends say
+they take them (``gso_max_size``, full checksums), so the send loop hands
+over up to 64 KiB per frame, the same path as TSO on a TAP.  A super-frame
+crosses whole, as GRO's aggregate, when the direction only delays (the
+receiving host takes a big segment as the run of segments it is); with
+loss, jitter, reordering, duplication, corruption or a rate it is cut into
+its segments first (virtio_net.gso_segment), so each meets the impairment
+model on its own, as it would on a real link.
 """
 
 from __future__ import annotations
@@ -16,8 +25,15 @@ import heapq
 import itertools
 from collections.abc import Callable, Sequence
 
+from tcpio.devices import virtio_net
 from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, SendEach, new_stats
 from tcpio.devices.impair import Impairment
+
+
+def _per_segment(imp: Impairment) -> bool:
+    """Does this impairment act on each segment (not only delay them all)?"""
+    return bool(imp.loss or imp.jitter or imp.reorder or imp.duplicate or imp.corrupt
+                or imp.rate)
 
 
 class DelayLine:
@@ -43,7 +59,19 @@ class DelayLine:
             return False
         now = loop.time()
         imp = self.impairment
-        fates = imp.fate(frame, now) if imp is not None else [(now, bytes(frame))]
+        gso_size = getattr(frame, "gso_size", 0) if type(frame) is not bytes else 0
+        if gso_size:
+            if imp is not None and _per_segment(imp):
+                hdr = virtio_net.gso_hdr_for(frame, gso_size, partial=False)
+                for seg in virtio_net.gso_segment(frame, hdr):
+                    self.push(seg)
+                return True
+            # whole, delayed like any frame (the MTU is the segments')
+            fates = [(now + (imp.delay if imp is not None else 0.0), bytes(frame))]
+        elif imp is not None:
+            fates = imp.fate(frame, now)
+        else:
+            fates = [(now, bytes(frame))]
         heap, seq = self._heap, self._seq
         for when, data in fates:
             heapq.heappush(heap, (when, next(seq), data))
@@ -89,8 +117,12 @@ class WireEnd(SendEach):
 
     link: Link = "ether"
 
-    def __init__(self, name: str, mac: bytes, mtu: int, line_out: DelayLine) -> None:
+    def __init__(self, name: str, mac: bytes, mtu: int, line_out: DelayLine,
+                 gso: bool = False) -> None:
         self.name = name
+        # TSO: super-frames of up to 64 KiB, checksum complete (see above)
+        self.gso_max_size = 0xFFFF if gso else 0
+        self.tx_csum_partial = False
         self.mac: bytes | None = mac
         self.mtu = mtu
         self.stats = new_stats()
@@ -152,14 +184,14 @@ class MemoryWire:
     independently, with seeds ``seed`` (a->b) and ``seed + 1`` (b->a).  ``mtu``
     is the IP MTU of both ends; the wire carries frames up to mtu + 14 bytes.
     MACs are deterministic: 02:00:00:00:00:01 for ``a`` and ...:02 for ``b``
-    unless ``macs`` is given.
+    unless ``macs`` is given.  ``gso=True``: TCP super-frames (module docstring).
     """
 
     def __init__(self, loss: float = 0.0, delay: float = 0.0, jitter: float = 0.0,
                  reorder: float = 0.0, duplicate: float = 0.0, corrupt: float = 0.0,
                  rate: float | None = None, mtu: int = 1500, seed: int = 0, *,
                  reorder_delay: float = 0.005, macs: tuple[bytes, bytes] | None = None,
-                 names: tuple[str, str] = ("wire.a", "wire.b")) -> None:
+                 names: tuple[str, str] = ("wire.a", "wire.b"), gso: bool = False) -> None:
         def impairment(direction_seed: int) -> Impairment:
             return Impairment(loss=loss, delay=delay, jitter=jitter, reorder=reorder,
                               duplicate=duplicate, corrupt=corrupt, rate=rate,
@@ -171,8 +203,8 @@ class MemoryWire:
         self.b_to_a = impairment(seed + 1)
         line_ab = DelayLine(self.a_to_b)
         line_ba = DelayLine(self.b_to_a)
-        self.a = WireEnd(names[0], mac_a, mtu, line_ab)
-        self.b = WireEnd(names[1], mac_b, mtu, line_ba)
+        self.a = WireEnd(names[0], mac_a, mtu, line_ab, gso)
+        self.b = WireEnd(names[1], mac_b, mtu, line_ba, gso)
         self.a.peer, self.b.peer = self.b, self.a
         line_ab.sink = self.b._deliver
         line_ba.sink = self.a._deliver

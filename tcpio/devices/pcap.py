@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
+from tcpio.devices import virtio_net
 from tcpio.devices.base import Device, DeviceWrapper, Link, OnFrames
 
 LINKTYPE_ETHERNET = 1
@@ -82,6 +83,19 @@ def loop_wall_clock_ns(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
     return lambda: round(loop.time() * 1e9) + offset
 
 
+def _as_seen(frame: bytes | bytearray, link: str) -> bytes | bytearray:
+    """A TSO super-frame whose TCP checksum is left partial (the device
+    finishes it) is recorded whole, with the checksum its segments'
+    content gives, so a reader finds it valid; anything else as it is."""
+    gso_size = getattr(frame, "gso_size", 0)
+    if not gso_size or not getattr(frame, "csum_partial", False):
+        return frame
+    hdr = virtio_net.gso_hdr_for(frame, gso_size, ether=link == "ether")
+    done = bytearray(frame)
+    virtio_net.csum_complete(done, hdr.csum_start, hdr.csum_offset)
+    return done
+
+
 class PcapDevice(DeviceWrapper):
     """Wrap ``device``: every frame it receives or sends is also written to ``path``.
 
@@ -98,6 +112,15 @@ class PcapDevice(DeviceWrapper):
         self._clock = clock or (lambda: time.time_ns())
         self._clock_given = clock is not None
 
+    @property
+    def gso_max_size(self) -> int:
+        """The inner device's TSO (a capture records super-frames as they go)."""
+        return int(getattr(self.device, "gso_max_size", 0))
+
+    @property
+    def tx_csum_partial(self) -> bool:
+        return bool(getattr(self.device, "tx_csum_partial", False))
+
     def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
         if not self._clock_given:
             self._clock = loop_wall_clock_ns(loop)
@@ -112,14 +135,15 @@ class PcapDevice(DeviceWrapper):
         self.device.start(loop, record_and_deliver)
 
     def send(self, frame: bytes | bytearray) -> None:
-        self.writer.write_ns(frame, self._clock())
+        self.writer.write_ns(_as_seen(frame, self.link), self._clock())
         self.device.send(frame)
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         ts = self._clock()
         write = self.writer.write_ns
+        link = self.link
         for frame in frames:
-            write(frame, ts)
+            write(frame if type(frame) is bytes else _as_seen(frame, link), ts)
         self.device.send_batch(frames)
 
     def stop(self) -> None:

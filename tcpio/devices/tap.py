@@ -21,6 +21,18 @@ interface (its ``tx_dropped`` is what it dropped on the way to us).
 Sending: ``os.write`` straight away.  A frame the kernel will not take right
 now is a counted drop, never an exception: EAGAIN/ENOBUFS when its queue is
 full, EIO while the link is down (the kernel refuses writes then).
+
+Offloads (``offloads=True``, the default): the device is opened with
+IFF_VNET_HDR, so a virtio-net header (devices/virtio_net.py) travels in front
+of every frame both ways, and TUNSETOFFLOAD tells the kernel what we take:
+partial checksums (TUN_F_CSUM), TCP super-frames of up to 64 KiB (TSO4/6) and
+UDP ones (USO4/6), each bit dropped in turn if the kernel refuses it.
+``device.offloads`` is the TUN_F_* mask the kernel accepted (0: none;
+``offloads=False`` asks for nothing and opens without the header).  The
+kernel then hands us its TCP data as it built it, up to 64 KiB at a time (its
+GSO is not run for us): such a frame goes to the host whole, like GRO's
+aggregate, with its checksum completed (a partial one is finished here, as
+skb_checksum_help would); a UDP super-frame is cut into its datagrams.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
+from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
 # <linux/if_tun.h>, <linux/sockios.h>
@@ -50,6 +63,16 @@ IFNAMSIZ = 16
 # measurements of FIELD-NOTES.md; a full queue of MTU-sized frames is tens of
 # MB at worst, and only while tcpio falls behind.
 DEFAULT_TXQUEUELEN = 20000
+
+# What offloads=True asks for, most first; refused bits are dropped in this order.
+DEFAULT_OFFLOADS = (vnet.TUN_F_CSUM | vnet.TUN_F_TSO4 | vnet.TUN_F_TSO6
+                    | vnet.TUN_F_USO4 | vnet.TUN_F_USO6)
+_KNOWN_OFFLOADS = (vnet.TUN_F_CSUM | vnet.TUN_F_TSO4 | vnet.TUN_F_TSO6 | vnet.TUN_F_TSO_ECN
+                   | vnet.TUN_F_UFO | vnet.TUN_F_USO4 | vnet.TUN_F_USO6)
+_DROP_ORDER = (~_KNOWN_OFFLOADS, vnet.TUN_F_USO4 | vnet.TUN_F_USO6, vnet.TUN_F_UFO, vnet.TUN_F_TSO_ECN,
+               vnet.TUN_F_TSO6, vnet.TUN_F_TSO4, vnet.TUN_F_CSUM)
+# A super-frame: an IP datagram of up to 64 KiB behind the link header.
+_GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # Write errors that mean "the link cannot take this frame now": count, drop.
 _DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENETDOWN,
@@ -87,29 +110,101 @@ class _TunTapBase:
     link: Link
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
-                 txqueuelen: int | None = DEFAULT_TXQUEUELEN) -> None:
+                 txqueuelen: int | None = DEFAULT_TXQUEUELEN,
+                 offloads: bool | int = True) -> None:
         if budget < 1:
             raise ValueError("budget must be >= 1")
         if txqueuelen is not None and not 1 <= txqueuelen <= 0x7FFFFFFF:
             raise ValueError("txqueuelen must be 1..2**31-1, or None to leave the kernel's")
+        want = DEFAULT_OFFLOADS if offloads is True else int(offloads)
+        if want < 0:
+            raise ValueError("offloads must be True, False or a TUN_F_* mask")
         self.mtu = mtu
         self.budget = budget
         self.stats = new_stats()
+        # Frames that came or went as super-frames (virtio gso_type set) and
+        # the segments they stood for.
+        self.gso_stats = dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
+                                        "tx_gso_frames", "tx_gso_segs"), 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frames: OnFrames | None = None
-        self._readsize = max_frame_len(mtu, self.link)
+        self.vnet_hdr_len = 0       # bytes of virtio_net_hdr before each frame on the fd
+        self.offloads = 0           # the TUN_F_* bits the kernel accepted
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, self._flags | IFF_NO_PI, "H"))
+            flags = self._flags | IFF_NO_PI
+            if want and self._kernel_has_vnet_hdr(fd):
+                flags |= vnet.IFF_VNET_HDR
+            ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags, "H"))
             # The kernel fills in the name it used (a "tap%d" pattern expands).
             self.name = ifr[:IFNAMSIZ].rstrip(b"\0").decode()
+            if flags & vnet.IFF_VNET_HDR:
+                self.vnet_hdr_len = self._vnet_hdr_size(fd)
+                self.offloads = self._negotiate_offloads(fd, want)
             self._set_kernel_mtu(mtu)
             if txqueuelen is not None:
                 self._set_kernel_txqueuelen(txqueuelen)
         except BaseException:
             os.close(fd)
             raise
+        # What we hand the kernel: TCP/IPv4 super-frames of up to 64 KiB
+        # (the host's interface takes these as its TSO capability).  The
+        # kernel segments what we send whatever TUN_F_* says (that is what we
+        # take); TSO4 accepted is the sign this kernel does both ways.
+        self.gso_max_size = 0xFFFF if self.offloads & vnet.TUN_F_TSO4 else 0
+        self.tx_csum_partial = bool(self.offloads & vnet.TUN_F_CSUM)
+        gso_in = self.offloads & (vnet.TUN_F_TSO4 | vnet.TUN_F_TSO6
+                                  | vnet.TUN_F_USO4 | vnet.TUN_F_USO6)
+        self._readsize = self.vnet_hdr_len + (_GSO_FRAME_MAX if gso_in
+                                              else max_frame_len(mtu, self.link))
         self.fd: int | None = fd
+
+    @staticmethod
+    def _kernel_has_vnet_hdr(fd: int) -> bool:
+        """TUNGETFEATURES: does this kernel's tun know IFF_VNET_HDR?"""
+        try:
+            raw = fcntl.ioctl(fd, vnet.TUNGETFEATURES, b"\0" * 4)
+        except OSError:
+            return False
+        return bool(struct.unpack("I", raw)[0] & vnet.IFF_VNET_HDR)
+
+    @staticmethod
+    def _vnet_hdr_size(fd: int) -> int:
+        """TUNGETVNETHDRSZ (10 unless someone set 12 with TUNSETVNETHDRSZ)."""
+        try:
+            raw = fcntl.ioctl(fd, vnet.TUNGETVNETHDRSZ, b"\0" * 4)
+        except OSError:
+            return vnet.VNET_HDR_LEN
+        size = struct.unpack("i", raw)[0]
+        if size not in (vnet.VNET_HDR_LEN, vnet.VNET_HDR_MRG_LEN):
+            # a header we do not lay out: ask for the plain one
+            fcntl.ioctl(fd, vnet.TUNSETVNETHDRSZ, struct.pack("i", vnet.VNET_HDR_LEN))
+            return vnet.VNET_HDR_LEN
+        return int(size)
+
+    @staticmethod
+    def _negotiate_offloads(fd: int, want: int) -> int:
+        """TUNSETOFFLOAD with ``want``; on EINVAL (a bit this kernel does not
+        know, or a combination it refuses) drop bits in ``_DROP_ORDER`` and try
+        again.  Returns the mask the kernel took (0: none)."""
+        mask = want
+        drops = iter(_DROP_ORDER)
+        while mask:
+            if mask & ~vnet.TUN_F_CSUM and not mask & vnet.TUN_F_CSUM:
+                return 0            # every segmentation offload needs partial checksums
+            try:
+                fcntl.ioctl(fd, vnet.TUNSETOFFLOAD, mask)
+                return mask
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+            for drop in drops:
+                if mask & drop:
+                    mask &= ~drop
+                    break
+            else:
+                return 0
+        return 0
 
     def _set_kernel_mtu(self, mtu: int) -> None:
         """Make the kernel side of the link agree with our MTU (while it is still
@@ -158,6 +253,8 @@ class _TunTapBase:
             return
         frames: list[bytes] = []
         nbytes = 0
+        hlen = self.vnet_hdr_len
+        nread = 0
         for _ in range(self.budget):
             try:
                 frame = read(fd, size)
@@ -167,31 +264,77 @@ class _TunTapBase:
                 # e.g. EBADFD while the interface is being torn down
                 self.stats["rx_errors"] += 1
                 break
-            frames.append(frame)
-            nbytes += len(frame)
-        if frames:
+            nread += 1
+            if hlen:
+                nbytes += len(frame) - hlen
+                if frame[0] or frame[1]:
+                    # flags or gso_type: a partial checksum or a super-frame
+                    self._rx_offloaded(frame, frames)
+                else:
+                    frames.append(frame[hlen:])
+            else:
+                frames.append(frame)
+                nbytes += len(frame)
+        if nread:
             st = self.stats
-            st["rx_packets"] += len(frames)
+            st["rx_packets"] += nread
             st["rx_bytes"] += nbytes
             on_frames = self._on_frames
-            if on_frames is not None:
+            if frames and on_frames is not None:
                 on_frames(frames)
+
+    def _rx_offloaded(self, raw: bytes, frames: list[bytes]) -> None:
+        """A frame whose virtio header has work in it: a TCP super-frame goes on
+        whole (GRO's aggregate), a UDP one is cut into its datagrams; a
+        partial checksum is completed (the host checks every checksum)."""
+        hlen = self.vnet_hdr_len
+        try:
+            hdr = vnet.parse_vnet_hdr(raw)
+            gso = hdr.gso_type & ~vnet.VIRTIO_NET_HDR_GSO_ECN
+            gs = self.gso_stats
+            if gso == vnet.VIRTIO_NET_HDR_GSO_UDP_L4:
+                segs = vnet.gso_segment(memoryview(raw)[hlen:], hdr,
+                                        ether=self.link == "ether")
+                gs["rx_gso_frames"] += 1
+                gs["rx_gso_segs"] += len(segs)
+                frames.extend(segs)
+                return
+            frame = bytearray(memoryview(raw)[hlen:])
+            if gso != vnet.VIRTIO_NET_HDR_GSO_NONE:
+                gs["rx_gso_frames"] += 1
+                if hdr.gso_size:
+                    gs["rx_gso_segs"] += -(-(len(frame) - hdr.hdr_len) // hdr.gso_size)
+            if hdr.needs_csum:
+                gs["rx_csum_partial"] += 1
+                vnet.csum_complete(frame, hdr.csum_start, hdr.csum_offset)
+        except ValueError:
+            self.stats["rx_errors"] += 1     # a header that does not fit its frame
+            return
+        frames.append(frame)    # type: ignore[arg-type]  # bytes-like, as the host takes
 
     def send(self, frame: bytes | bytearray) -> None:
         self.send_batch((frame,))
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
-        """One write per frame (a TAP takes one frame per write), counted once."""
+        """One write per frame (a TAP takes one frame per write), counted once.
+        With the virtio header, it goes first in the same write (writev)."""
         fd = self.fd
         st = self.stats
         if fd is None:
             st["tx_dropped"] += len(frames)
             return
-        write = os.write
+        write, writev = os.write, os.writev
+        hlen = self.vnet_hdr_len
+        plain = vnet.build_vnet_hdr(size=hlen) if hlen else b""
         sent = nbytes = 0
         for frame in frames:
             try:
-                write(fd, frame)
+                if not hlen:
+                    write(fd, frame)
+                elif type(frame) is bytes:
+                    writev(fd, (plain, frame))
+                else:
+                    writev(fd, (self._tx_hdr(frame, plain), frame))
             except OSError as exc:
                 if exc.errno not in _DROP_ERRNOS:
                     st["tx_errors"] += 1
@@ -201,6 +344,19 @@ class _TunTapBase:
             nbytes += len(frame)
         st["tx_packets"] += sent
         st["tx_bytes"] += nbytes
+
+    def _tx_hdr(self, frame: bytes | bytearray, plain: bytes) -> bytes:
+        """The virtio header for a frame that is not plain ``bytes``: a TCP
+        super-frame (``gso_size`` set) gets its segmentation header."""
+        gso_size: int = getattr(frame, "gso_size", 0)
+        if not gso_size:
+            return plain
+        gs = self.gso_stats
+        gs["tx_gso_frames"] += 1
+        gs["tx_gso_segs"] += getattr(frame, "gso_segs", 1)
+        hdr = vnet.gso_hdr_for(frame, gso_size, ether=self.link == "ether",
+                               partial=getattr(frame, "csum_partial", False))
+        return vnet.build_vnet_hdr(hdr, self.vnet_hdr_len)
 
     def stop(self) -> None:
         """Stop reading and close the fd (the kernel interface goes away unless
@@ -224,7 +380,8 @@ class _TunTapBase:
 
     def __repr__(self) -> str:
         state = "closed" if self.fd is None else f"fd={self.fd}"
-        return f"{type(self).__name__}({self.name!r}, mtu={self.mtu}, {state})"
+        return (f"{type(self).__name__}({self.name!r}, mtu={self.mtu}, "
+                f"offloads={self.offloads:#x}, {state})")
 
 
 class TapDevice(_TunTapBase):
@@ -235,11 +392,12 @@ class TapDevice(_TunTapBase):
     link: Link = "ether"
 
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
-                 budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN) -> None:
+                 budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
+                 offloads: bool | int = True) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
         self.mac: bytes | None = mac if mac is not None else random_mac()
-        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen)
+        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads)
 
 
 class TunDevice(_TunTapBase):
@@ -250,5 +408,6 @@ class TunDevice(_TunTapBase):
     mac: bytes | None = None
 
     def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
-                 txqueuelen: int | None = DEFAULT_TXQUEUELEN) -> None:
-        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen)
+                 txqueuelen: int | None = DEFAULT_TXQUEUELEN,
+                 offloads: bool | int = True) -> None:
+        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads)

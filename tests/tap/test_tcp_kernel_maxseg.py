@@ -151,7 +151,10 @@ def read_capture(path: str, server_ip: str, port: int, side: Side) -> None:
 async def test_listener_maxseg_like_linux(tap_required, wire, tmp_path, mode):  # noqa: F811
     cap = str(tmp_path / "maxseg.pcap")
     settings = Settings(tcp_syncookies=MODES[mode])
-    async with kernel_peer(pcap=cap, settings=settings, ipv6=False) as peer:
+    # offloads off: the capture must show the kernel's segments as they are
+    # cut for the wire, not its TSO super-frames
+    async with kernel_peer(pcap=cap, settings=settings, ipv6=False,
+                           tap_options={"offloads": False}) as peer:
         peer.ns.sysctl("net.ipv4.tcp_syncookies", MODES[mode])
         await peer.stack.ping(peer.kernel_ip, timeout=5)      # no ARP in the way
         kernel = await kernel_serves(peer)
@@ -206,7 +209,8 @@ def kernel_with_hand_client(user_mss: int, client_mss: int | None, timestamps: b
     try:
         ns.sysctl("net.ipv6.conf.all.disable_ipv6", 1)
         ns.sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-        tap = ns.tap()
+        # raw frames on the fd: no virtio-net header in front of them
+        tap = ns.tap(offloads=False)
         ns.ip("addr", "add", f"{KERNEL_IP}/24", "dev", tap.name)
         ns.ip("link", "set", tap.name, "up")
         ns.ip("neigh", "add", CLIENT_IP, "lladdr", CLIENT_MAC, "dev", tap.name)

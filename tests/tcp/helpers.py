@@ -27,6 +27,7 @@ from tcpio.core.mib import Mib
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_ipv4 import TcpProto
 from tcpio.core.timer import TimerWheel
+from tcpio.devices import virtio_net
 
 wire = load_pure("wire")
 TcpOptions = wire.TcpOptions
@@ -64,6 +65,7 @@ class FakeHost:
         self._sent: list[tuple[int, int, bytes]] = []
         self._txq: list[tuple[int, bytes | bytearray]] = []   # whole IP datagrams
         self.woken: list[Any] = []
+        self.gso_frames: list[bytes] = []      # super-frames the send loop handed over
         self.tcp = TcpProto(self)
 
     # the NetHost contract (tcpio/core/protocol.py)
@@ -86,6 +88,13 @@ class FakeHost:
     def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
         return self._txq
 
+    # TSO: set gso_max_size to have the send loop hand over super-frames
+    # (cut back into segments by _drain, as the device would)
+    gso_max_size = 0
+
+    def gso_caps(self, ifindex: int) -> tuple[int, bool]:
+        return self.gso_max_size, False
+
     def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
         self._txq.append((ifindex, frame))
 
@@ -103,11 +112,28 @@ class FakeHost:
     def _drain(self) -> None:
         """The datagrams on the transmit queue as (src, dst, segment) in ``sent``."""
         if self._txq:
-            for _ifindex, dgram in self._txq:
+            for _ifindex, dgram in self._cut(self._txq):
                 iph = wire.parse_ipv4(dgram)
                 assert iph.proto == IPPROTO_TCP and not iph.mf and iph.frag_offset == 0
                 self._sent.append((iph.src, iph.dst, bytes(dgram[iph.ihl * 4:iph.total_length])))
             self._txq.clear()
+
+    def _cut(self, queue: list[tuple[int, bytes | bytearray]]
+             ) -> list[tuple[int, bytes | bytearray]]:
+        """The queue with each super-frame cut into its segments (the
+        device's TSO, done by virtio_net.gso_segment); counted in
+        ``self.gso_frames``."""
+        out: list[tuple[int, bytes | bytearray]] = []
+        for ifindex, dgram in queue:
+            gso_size = getattr(dgram, "gso_size", 0)
+            if not gso_size:
+                out.append((ifindex, dgram))
+                continue
+            assert len(dgram) > self.mtu and dgram.gso_segs > 1
+            self.gso_frames.append(dgram)
+            hdr = virtio_net.gso_hdr_for(dgram, gso_size, ether=False, partial=False)
+            out += [(ifindex, seg) for seg in virtio_net.gso_segment(dgram, hdr, ether=False)]
+        return out
 
     def route_lookup(self, dst: int) -> Route:
         return Route(1, None, self.addr, self.mtu)

@@ -392,17 +392,23 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     host = sk.host
     ifindex, dst_mac, src_mac, _src = path
     ip_ids = host.ip_ids
-    n = _tcp_fast.write_xmit(sk, mss, host.tx_queue(), ifindex, dst_mac, src_mac,
+    gso_max, csum_partial = host.gso_caps(ifindex)
+    queue = host.tx_queue()
+    before = len(queue)
+    n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac,
                              host.settings.ip_default_ttl, ip_ids.counters,
-                             ip_ids.bucket(sk.raddr, IPPROTO_TCP), now)
+                             ip_ids.bucket(sk.raddr, IPPROTO_TCP), now, gso_max, csum_partial)
     if not n:
         return False
     sk.segs_out += n
+    # segments for TCP (tcp_skb_pcount), frames for IP: a TSO super-frame is
+    # one datagram of several segments
+    frames = len(queue) - before
     mib = host.mib
     mib["OutSegs"] += n
-    mib["OutRequests"] += n
+    mib["OutRequests"] += frames
     if dst_mac is not None:
-        mib["EthOutFrames"] += n
+        mib["EthOutFrames"] += frames
     # tcp_event_ack_sent (the per-segment quick-ACK count is done in the loop)
     sk.ack_pending = False
     sk.delack_timer.cancel()

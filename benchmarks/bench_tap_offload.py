@@ -1,0 +1,147 @@
+"""Bulk over a TAP with the virtio-net offloads on and off (issue 12).
+
+    sudo python benchmarks/bench_tap_offload.py [--runs 5] [--mib 256] [--pin A,B]
+
+Four figures, each the median and range of ``--runs`` runs made in this one
+invocation, interleaved (on, off, on, off, ...) so that the machine's noise
+falls on both alike:
+
+- kernel -> tcpio: a Python client in the namespace sends ``--mib`` MiB,
+  tcpio (compiled build) reads them to EOF, timing accept -> EOF;
+- tcpio -> kernel: tcpio writes, the kernel side reads, timing connect -> EOF;
+
+and tcpio -> tcpio over a MemoryWire at MTU 1500 (``gso=True``: 64 KiB
+super-frames; off: one frame per segment), each
+with ``TapDevice(offloads=True)`` (IFF_VNET_HDR, TSO/checksum offload both
+ways: 64 KiB frames) and ``offloads=False`` (one 1514-byte frame per write),
+at MTU 1500.  Beside them, kernel <-> kernel over a veth pair at MTU 1500
+(benchmarks/kernel_ref.py), once per run.  ``--pin A,B`` puts tcpio on CPU A
+and the kernel-side process on CPU B; unpinned otherwise (FIELD-NOTES: the
+figures move with placement).  Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import kernel_ref  # noqa: E402
+import bench_tcp  # noqa: E402
+from bench_tcp import PORT, read_to_eof, run_peer, write_bytes  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+async def to_tcpio(nbytes: int, offloads: bool, peer_cpu: int | None) -> tuple[float, dict]:
+    from netns import kernel_peer
+
+    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        t0 = time.perf_counter()
+        got = await read_to_eof(reader)
+        writer.close()
+        done.set_result(got / (time.perf_counter() - t0))
+
+    async with kernel_peer(ipv6=False, tap_options={"offloads": offloads}) as peer:
+        await peer.stack.start_server(sink, "0.0.0.0", PORT)
+        out, rate = await asyncio.gather(
+            run_peer(peer.ns, peer_cpu, "send", peer.tcpio_ip, str(PORT), str(nbytes)), done)
+        stats = dict(peer.tap.gso_stats, rx_frames=peer.tap.stats["rx_packets"])
+    assert out["sent"] == nbytes
+    return rate, stats
+
+
+async def from_tcpio(nbytes: int, offloads: bool, peer_cpu: int | None) -> tuple[float, dict]:
+    from netns import kernel_peer
+
+    async def source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await write_bytes(writer, nbytes)
+        writer.close()
+
+    async with kernel_peer(ipv6=False, tap_options={"offloads": offloads}) as peer:
+        await peer.stack.start_server(source, "0.0.0.0", PORT)
+        out = await run_peer(peer.ns, peer_cpu, "sink", peer.tcpio_ip, str(PORT), "0")
+        stats = dict(peer.tap.gso_stats, tx_frames=peer.tap.stats["tx_packets"])
+    assert out["got"] == nbytes
+    return out["rate"], stats
+
+
+async def in_memory(nbytes: int, gso: bool) -> tuple[float, dict]:
+    """tcpio -> tcpio over a MemoryWire at MTU 1500, super-frames or not."""
+    import tcpio
+
+    real = tcpio.MemoryWire
+    wires: list[Any] = []
+
+    def wire(mtu: int = 1500, **kw: Any) -> Any:
+        wires.append(real(mtu=mtu, gso=gso, **kw))
+        return wires[-1]
+
+    tcpio.MemoryWire = wire          # bench_tcp.wire_pair builds its own wire
+    try:
+        rate = await bench_tcp.wire_bulk(nbytes, mtu=1500)
+    finally:
+        tcpio.MemoryWire = real
+    return rate, {"tx_frames": wires[0].a.stats["tx_packets"]}
+
+
+def summary(rates: list[float]) -> str:
+    g = [r * 8 / 1e9 for r in rates]
+    return f"median {statistics.median(g):6.2f} Gbit/s  range {min(g):.2f}-{max(g):.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--pin", default=None, help="TCPIO_CPU,PEER_CPU")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (TAP, namespaces)")
+    peer_cpu = None
+    if args.pin:
+        mine, peer = (int(x) for x in args.pin.split(","))
+        os.sched_setaffinity(0, {mine})
+        peer_cpu = peer
+    nbytes = args.mib * MiB
+    results: dict[str, list[float]] = {}
+    last: dict[str, Any] = {}
+    veth: list[float] = []
+    for _ in range(args.runs):
+        for name, fn in (("kernel -> tcpio", to_tcpio), ("tcpio -> kernel", from_tcpio)):
+            for off in (True, False):
+                rate, stats = asyncio.run(fn(nbytes, off, peer_cpu))
+                key = f"{name}  offloads {'on ' if off else 'off'}"
+                results.setdefault(key, []).append(rate)
+                last[key] = stats
+        for gso in (True, False):
+            rate, stats = asyncio.run(in_memory(nbytes, gso))
+            key = f"tcpio -> tcpio memory gso {'on ' if gso else 'off'}"
+            results.setdefault(key, []).append(rate)
+            last[key] = stats
+        v = kernel_ref.veth_bulk(nbytes)
+        if v:
+            veth.append(v)
+    print(f"bulk {args.mib} MiB, MTU 1500, {args.runs} runs, "
+          f"{'pinned ' + args.pin if args.pin else 'unpinned'}, compiled build")
+    for key, rates in results.items():
+        frames = {k: v for k, v in last[key].items() if v}
+        print(f"  {key}: {summary(rates)}   (last run: {frames})")
+    if veth:
+        print(f"  kernel <-> kernel veth:     {summary(veth)}")
+
+
+if __name__ == "__main__":
+    main()
