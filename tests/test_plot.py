@@ -15,6 +15,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tap.tshark import fields, needs_tshark
@@ -26,6 +27,7 @@ from tcpio.core.host import Host
 from tcpio.core.sim import Link, VirtualNetwork
 from tcpio.devices.impair import Impairment
 from tcpio.devices.pcap import read_pcap
+from tcpio.trace import JsonLinesWriter
 
 pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) not installed")
 
@@ -34,17 +36,20 @@ ROOT = Path(__file__).resolve().parent.parent
 DELAY = 0.01            # one way, each direction
 
 
-def transfer_with_drops(tmp_path: Path, drops: set[int], size: int = 300_000
-                        ) -> tuple[Path, list[int], Host]:
+def transfer_with_drops(tmp_path: Path, drops: set[int], size: int = 300_000,
+                        trace: Any = None) -> tuple[Path, list[int], Host]:
     """``size`` bytes from a to b over a virtual link with DELAY each way; the data
     frames of a numbered in ``drops`` (1 = the first data frame) are lost on the
     wire after the capture saw them.  Returns the capture, the relative sequence
     numbers of the dropped segments (tshark's relative numbering: the first data
-    byte is 1) and the sender."""
+    byte is 1) and the sender.  ``trace``: a sink for the sender's stack-wide
+    trace (tcpio.trace), on from the SYN."""
     net = VirtualNetwork(seed=1)
     a, b = net.host("a"), net.host("b")
     link: Link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24", impairment=Impairment(delay=DELAY),
                           impairment_ba=Impairment(delay=DELAY))
+    if trace is not None:
+        a.tcp.set_trace(trace)
     c, s = sim_connect(net, a, b)
     count = [0]
     dropped_seq: list[int] = []
@@ -204,6 +209,37 @@ def test_png_and_svg_are_valid_and_draw_every_mark(tmp_path) -> None:
 
 
 # --- traces ----------------------------------------------------------------------------------
+
+def test_a_trace_tcpio_wrote_plots_the_same_marks_as_the_capture(tmp_path) -> None:
+    """The sender's own trace (JSON lines written by tcpio during the transfer)
+    and the capture of its link are independent records of one transfer: the
+    figure from each marks the same segments, the ones the link dropped, and
+    the trace's marks carry their causes; both files render."""
+    from PIL import Image
+
+    with JsonLinesWriter(str(tmp_path / "a.jsonl")) as w:
+        path, dropped, a = transfer_with_drops(tmp_path, {10, 40, 70, 120}, trace=w)
+    [from_pcap] = plot.analyze_pcap(str(path))
+    [from_trace] = plot.analyze_file(str(tmp_path / "a.jsonl"))
+    assert from_trace.source == "trace"
+    marks = [(s, e) for _, s, e in from_trace.retransmissions]
+    assert marks == [(s, e) for _, s, e in from_pcap.retransmissions]
+    assert [s for s, _ in marks] == dropped and a.mib["RetransSegs"] == 4
+    # Each was resent by a loss rule (SACK/RACK), none by a timer: the link
+    # delivered everything after each drop, so duplicate ACKs followed.
+    assert from_trace.retrans_causes == ["loss"] * 4
+    # The congestion window fell at the first loss (CUBIC's decrease) and the
+    # figure has the series the pcap cannot give.
+    assert from_trace.ssthresh and from_trace.cwnd and from_trace.srtt
+    png = plot.render(from_trace, str(tmp_path / "trace.png"))
+    with Image.open(png) as im:
+        im.verify()
+        assert im.format == "PNG"
+    root = ET.parse(plot.render(from_trace, str(tmp_path / "trace.svg"))).getroot()
+    [g] = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("id") == "retransmissions"]
+    assert len(g.findall(".//{http://www.w3.org/2000/svg}use")) == 4
+
+
 
 def trace_event(t: float, ev: str, **kw: object) -> dict:
     base = {"t": t, "ev": ev, "sock": 7, "saddr": "10.0.0.1", "sport": 40000,
