@@ -195,3 +195,35 @@ async def test_drain_blocks_and_memory_stays_flat_while_reader_paused(kind: str)
         while received < written:
             await asyncio.sleep(0.005)
         assert received == 200 * 8192
+
+
+@both_loops
+async def test_concurrent_drains_all_wait_while_paused_and_all_return_on_resume(kind: str) -> None:
+    """asyncio's rule since 3.10: any number of tasks may wait in drain() at
+    once; every one returns when the transport resumes writing.  (tcpio's
+    protocol makes the waiters' queue only when the first one waits: an
+    idle connection carries none.)"""
+    release = asyncio.Event()
+
+    async def slow_reader(reader, writer):  # type: ignore[no-untyped-def]
+        await release.wait()
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    srv, cli = await make_pair(kind, sndbuf=16384, rcvbuf=65536)
+    async with await srv.start_server(slow_reader, "10.0.0.1", 7):
+        _, writer = await cli.open_connection("10.0.0.1", 7)
+        protocol = writer._protocol  # type: ignore[attr-defined]
+        assert not getattr(protocol, "_drain_waiters", ())    # idle: nothing queued
+        for _ in range(64):                 # past every buffer on the way
+            writer.write(b"d" * 8192)
+        drains = [asyncio.create_task(writer.drain()) for _ in range(3)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert not any(d.done() for d in drains)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*drains), 10)
+        writer.close()
+        await writer.wait_closed()
