@@ -6,7 +6,7 @@ kernel's tcp_options_write.
 
 from libc.stdint cimport uint32_t
 
-from tcpio._fast._buf cimport chk_range, wr16, wr32
+from tcpio._fast._buf cimport chk_range, rd16, rd32, wr16, wr32
 
 
 cdef inline int tcp_header_write(unsigned char* h, long long sport, long long dport,
@@ -69,3 +69,99 @@ cdef inline Py_ssize_t tcp_sack_write(unsigned char* p, Py_ssize_t room, tuple b
         wr32(p + i + 4, <uint32_t>v)
         i += 8
     return i
+
+
+cdef inline Py_ssize_t tcp_ts_ws_write(unsigned char* p, Py_ssize_t i, bint sack_ok,
+                                       long long ts_val, long long ts_ecr,
+                                       long long wscale) except -1:
+    """After the MSS option (at ``p + i``), tcp_options_write's layout: the
+    timestamp with SACK-permitted in its lead, or NOP NOP SACK-permitted;
+    then NOP window scale.  ``ts_val``/``wscale`` -1: absent.  Returns the
+    new offset."""
+    if ts_val != -1:
+        i += tcp_ts_write(p + i, sack_ok, ts_val, ts_ecr)
+    elif sack_ok:
+        p[i] = 1
+        p[i + 1] = 1
+        p[i + 2] = 4
+        p[i + 3] = 2
+        i += 4
+    if wscale != -1:
+        chk_range(wscale, 0xFF, "wscale")
+        p[i] = 1
+        p[i + 1] = 3
+        p[i + 2] = 3
+        p[i + 3] = <unsigned char>wscale
+        i += 4
+    return i
+
+
+cdef inline Py_ssize_t tcp_syn_options_write(unsigned char* p, uint32_t mss, long long wscale,
+                                             bint sack_ok, long long ts_val,
+                                             uint32_t ts_ecr) except -1:
+    """A SYN's options at ``p`` (room for 20 bytes), what wire.build_tcp writes
+    for the same TcpOptions: MSS, then tcp_ts_ws_write.  Returns the length."""
+    p[0] = 2
+    p[1] = 4
+    wr16(p + 2, mss)
+    return tcp_ts_ws_write(p, 4, sack_ok, ts_val, ts_ecr, wscale)
+
+
+cdef struct tcp_opts:
+    bint has_mss, has_ws, sack_ok, has_ts
+    uint32_t mss, ws, ts_val, ts_ecr
+    int nblocks
+    uint32_t blocks[8]  # edges of at most 4 blocks: (40 - 2) // 8
+
+
+cdef inline const char* tcp_parse_options(const unsigned char* p, Py_ssize_t n,
+                                          tcp_opts* o) noexcept nogil:
+    """Like the kernel's ``tcp_parse_options`` (the options of ``n`` bytes at
+    ``p`` into ``o``, zeroed by the caller): NULL, or the reason wire's
+    ParseError gives.  wire.parse_tcp and rx's SYN path both parse with it."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned int kind, olen
+    cdef int k
+    while i < n:
+        kind = p[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n:
+            return "tcp: option length missing"
+        olen = p[i + 1]
+        if olen < 2:
+            return "tcp: option length < 2"
+        if i + olen > n:
+            return "tcp: option runs past the header"
+        if kind == 2:
+            if olen != 4:
+                return "tcp: bad MSS option length"
+            o.has_mss = True
+            o.mss = rd16(p + i + 2)
+        elif kind == 3:
+            if olen != 3:
+                return "tcp: bad window scale option length"
+            o.has_ws = True
+            o.ws = p[i + 2]
+        elif kind == 4:
+            if olen != 2:
+                return "tcp: bad SACK-permitted option length"
+            o.sack_ok = True
+        elif kind == 5:
+            if olen < 10 or (olen - 2) & 7:
+                return "tcp: bad SACK option length"
+            # olen <= n <= 40 here, so at most 4 blocks: fits o.blocks
+            o.nblocks = (olen - 2) >> 3
+            for k in range(2 * o.nblocks):
+                o.blocks[k] = rd32(p + i + 2 + 4 * k)
+        elif kind == 8:
+            if olen != 10:
+                return "tcp: bad timestamp option length"
+            o.has_ts = True
+            o.ts_val = rd32(p + i + 2)
+            o.ts_ecr = rd32(p + i + 6)
+        i += olen
+    return NULL

@@ -12,13 +12,15 @@ re-checks and counts; a tuple means "deliver".
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memset
 
 from cpython.object cimport PyObject
 
 from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32
 from tcpio._fast._csum cimport csum_net, pseudo_sum
+from tcpio._fast._tcphdr cimport tcp_opts, tcp_parse_options
 from tcpio._fast.ehash cimport EHash
+from tcpio._fast.syn_fast cimport SynPath, syn_cookie
 from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c
 
 from tcpio._fast import load as _load
@@ -39,6 +41,9 @@ cdef enum:
     # flags header prediction looks at: FIN SYN RST URG must be off, ACK on
     C_PRED_MASK = 0x37
     C_TCPHDR_ACK = 0x10
+    # flags of a SYN the stateless path answers: SYN, and no FIN RST ACK
+    C_SYN_MASK = 0x17
+    C_TCPHDR_SYN = 0x02
     C_TCPOLEN_TSTAMP_ALIGNED = 32   # header + NOP NOP TS(10)
 
 
@@ -75,8 +80,27 @@ cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_
                              ts_val, ts_ecr, seg + doff, seglen - doff, now) == 1
 
 
+cdef inline int tcp_syn(const unsigned char* seg, Py_ssize_t doff, uint32_t src,
+                        uint32_t dst, object ehash, SynPath syn, double now) except -1:
+    """The stateless SYN path for a verified SYN (see rx_py.tcp_syn): 1 when
+    syn_fast answered it with a cookie SYN-ACK or dropped it over the budget."""
+    cdef tcp_opts o
+    cdef uint32_t sport = rd16(seg), dport = rd16(seg + 2)
+    if type(ehash) is EHash:
+        if (<EHash>ehash).lookup_c(dst, dport, src, sport) != NULL:
+            return 0
+    elif ehash.lookup(dst, dport, src, sport) is not None:
+        return 0
+    memset(&o, 0, sizeof(o))
+    if doff > 20 and tcp_parse_options(seg + 20, doff - 20, &o) != NULL:
+        return 0
+    return syn_cookie(syn, src, dst, sport, dport, rd32(seg + 4),
+                      o.mss if o.has_mss else -1, o.ws if o.has_ws else -1, o.sack_ok,
+                      o.ts_val if o.has_ts else -1, now) != 0
+
+
 def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
-                double now=0.0, bint lo=False):
+                double now=0.0, bint lo=False, SynPath syn=None):
     """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None)."""
     cdef rbuf b
     cdef const unsigned char* p
@@ -148,8 +172,12 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             return None
         if verify_tcp and csum_net(seg, seglen, pseudo_sum(src, dst, proto, seglen)) != 0xFFFF:
             return None
-        if verify_tcp and ehash is not None and tcp_fast(seg, seglen, doff, src, dst, ehash, now):
-            return True
+        if verify_tcp and ehash is not None:
+            if seg[13] & C_SYN_MASK == C_TCPHDR_SYN:
+                if syn is not None and tcp_syn(seg, doff, src, dst, ehash, syn, now):
+                    return True
+            elif tcp_fast(seg, seglen, doff, src, dst, ehash, now):
+                return True
         return (C_TCP, src, dst_obj, rd16(seg), rd16(seg + 2),
                 _parse_ipv4(owner, ip), off, end)
     finally:

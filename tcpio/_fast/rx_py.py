@@ -35,6 +35,14 @@ segment is fully processed and the result is ``True``.  So the common data
 segment costs one call: parse, checksum, lookup and queueing together.  The
 host counts it (InReceives, InDelivers, InSegs) like a delivered segment.
 Everything else gets the tuple as before.
+
+The stateless SYN path: given ``syn`` (TCP's ``syn_fast.SynPath``), a
+verified SYN (no FIN, RST or ACK) whose 4-tuple is not in ``ehash`` and
+whose options parse goes to ``syn_fast.syn_cookie``: to a listener whose SYN
+queue is full (or with cookies forced) it is answered with the cookie
+SYN-ACK, or dropped past the batch's budget, and the result is ``True``
+(the host counts it like a delivered segment; TCP's own counters are folded
+in at the batch's end).  Anything else it declines takes the tuple.
 """
 
 from __future__ import annotations
@@ -55,6 +63,9 @@ _parse_ipv4 = _wire.parse_ipv4
 _tcp_fast_mod = load("tcp_fast")
 _TcpCb = _tcp_fast_mod.TcpCb
 _rcv_established = _tcp_fast_mod.rcv_established
+_syn_cookie = load("syn_fast").syn_cookie
+_parse_tcp = _wire.parse_tcp
+_ParseError = _wire.ParseError
 
 ETH_HLEN = 14
 IPPROTO_TCP = 6
@@ -69,6 +80,9 @@ _NOP_NOP_TS = 0x0101080A
 # flags header prediction looks at: FIN SYN RST URG must be off, ACK on
 _PRED_MASK = 0x37
 _TCPHDR_ACK = 0x10
+# flags of a SYN the stateless path answers: SYN, and no FIN RST ACK
+_SYN_MASK = 0x17
+_TCPHDR_SYN = 0x02
 
 
 def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, ehash: Any,
@@ -93,9 +107,25 @@ def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, e
                             memoryview(frame)[off + doff:end], now)
 
 
+def _tcp_syn(frame: bytes, off: int, end: int, src: int, dst: int, ehash: Any, syn: Any,
+             now: float) -> bool:
+    """The stateless SYN path for a verified SYN ``frame[off:end]``."""
+    sport, dport, _ = _PORTS.unpack_from(frame, off)
+    if ehash.lookup(dst, dport, src, sport) is not None:
+        return False
+    try:
+        th = _parse_tcp(frame, off)
+    except _ParseError:
+        return False
+    o = th.options
+    return _syn_cookie(syn, src, dst, sport, dport, th.seq,
+                       -1 if o.mss is None else o.mss, -1 if o.wscale is None else o.wscale,
+                       o.sack_ok, -1 if o.ts_val is None else o.ts_val, now) != 0
+
+
 def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local: Any,
                 bcast: Any, verify_tcp: bool = True, ehash: Any = None,
-                now: float = 0.0, lo: bool = False) -> tuple | bool | None:
+                now: float = 0.0, lo: bool = False, syn: Any = None) -> tuple | bool | None:
     """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None).
 
     ``lo``: a datagram from the host's loopback backlog (bare IPv4), which
@@ -159,7 +189,11 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
     if verify_tcp and \
             _csum_partial(frame[off:end], _pseudo(src, dst, IPPROTO_TCP, seglen)) != 0xFFFF:
         return None
-    if verify_tcp and ehash is not None and _tcp_fast(frame, off, end, doff, src, dst, ehash, now):
-        return True
+    if verify_tcp and ehash is not None:
+        if frame[off + 13] & _SYN_MASK == _TCPHDR_SYN:
+            if syn is not None and _tcp_syn(frame, off, end, src, dst, ehash, syn, now):
+                return True
+        elif _tcp_fast(frame, off, end, doff, src, dst, ehash, now):
+            return True
     sport, dport, _ = _PORTS.unpack_from(frame, off)
     return (IPPROTO_TCP, src, dst, sport, dport, _parse_ipv4(frame, ip), off, end)

@@ -44,6 +44,8 @@ cdef class TcpCb:
     cdef public object trace
     cdef public long long segs_in
     cdef public double lrcvtime
+    # a listener's last cookie SYN-ACK (tcp_synq_overflow; syn_fast writes it)
+    cdef public double last_synq_overflow
 
 
 cdef class TxSeg:

@@ -195,12 +195,15 @@ class TcpCb:
     # the classifier's call takes one; the layered path counts its own)
     segs_in: int
     lrcvtime: float     # icsk_ack.lrcvtime: when in-order data last arrived (-1: never)
+    # a listener's last cookie SYN-ACK (tcp_synq_overflow; syn_fast writes it)
+    last_synq_overflow: float
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.trace = None
         self.segs_in = 0
         self.lrcvtime = -1.0
+        self.last_synq_overflow = -1e9
 
 
 class TxSeg:

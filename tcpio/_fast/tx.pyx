@@ -11,7 +11,8 @@ from libc.string cimport memcpy, memset
 
 from tcpio._fast._buf cimport chk_range, rbuf, rbuf_get, rbuf_release, wr16
 from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
-from tcpio._fast._tcphdr cimport tcp_header_write, tcp_sack_write, tcp_ts_write
+from tcpio._fast._tcphdr cimport (tcp_header_write, tcp_sack_write, tcp_syn_options_write,
+                                  tcp_ts_write)
 
 __all__ = ["ETH_ZLEN", "ip_build", "tcp_frame"]
 
@@ -130,6 +131,20 @@ cdef bytes tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_
     tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, 0)
     return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, data, n,
                             partial)
+
+
+cdef bytes tcp_synack_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_t dst,
+                            uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
+                            uint32_t seq, uint32_t ack, uint32_t window, uint32_t mss,
+                            long long wscale, bint sack_ok, long long ts_val, uint32_t ts_ecr):
+    """A SYN-ACK's frame for compiled callers (syn_fast's cookie path): the
+    bytes ``ip_build(..., df=True, wire.build_tcp(..., TcpOptions(mss, wscale,
+    sack_ok, ts_val, ts_ecr)))`` gives (``wscale``/``ts_val`` -1: absent)."""
+    cdef unsigned char th[40]
+    cdef Py_ssize_t thlen = 20 + tcp_syn_options_write(th + 20, mss, wscale, sack_ok, ts_val,
+                                                       ts_ecr)
+    tcp_header_write(th, sport, dport, seq, ack, thlen, 0x12, window, 0)
+    return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, th, 0)
 
 
 def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,

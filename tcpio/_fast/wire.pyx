@@ -19,7 +19,8 @@ from libc.string cimport memcpy, memset
 from tcpio._fast._buf cimport (chk_range, rbuf, rbuf_get, rbuf_release, rd16, rd32, wr16,
                                wr32)
 from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
-from tcpio._fast._tcphdr cimport tcp_header_write, tcp_sack_write, tcp_ts_write
+from tcpio._fast._tcphdr cimport (tcp_header_write, tcp_opts, tcp_parse_options,
+                                  tcp_sack_write, tcp_ts_ws_write)
 
 __all__ = [
     "ACK", "ARPHRD_ETHER", "ARPOP_REPLY", "ARPOP_REQUEST", "ARP_PLEN", "CWR", "ECE",
@@ -527,64 +528,6 @@ def build_udp(src, dst, long long sport, long long dport, payload=b""):
 
 
 # --- TCP -----------------------------------------------------------------------
-cdef struct tcp_opts:
-    bint has_mss, has_ws, sack_ok, has_ts
-    uint32_t mss, ws, ts_val, ts_ecr
-    int nblocks
-    uint32_t blocks[8]  # edges of at most 4 blocks: (40 - 2) // 8
-
-
-cdef const char* _parse_tcp_options(const unsigned char* p, Py_ssize_t n,
-                                     tcp_opts* o) noexcept nogil:
-    """Like ``tcp_parse_options``; returns NULL or the ParseError reason."""
-    cdef Py_ssize_t i = 0
-    cdef unsigned int kind, olen
-    cdef int k
-    while i < n:
-        kind = p[i]
-        if kind == 0:
-            break
-        if kind == 1:
-            i += 1
-            continue
-        if i + 1 >= n:
-            return "tcp: option length missing"
-        olen = p[i + 1]
-        if olen < 2:
-            return "tcp: option length < 2"
-        if i + olen > n:
-            return "tcp: option runs past the header"
-        if kind == 2:
-            if olen != 4:
-                return "tcp: bad MSS option length"
-            o.has_mss = True
-            o.mss = rd16(p + i + 2)
-        elif kind == 3:
-            if olen != 3:
-                return "tcp: bad window scale option length"
-            o.has_ws = True
-            o.ws = p[i + 2]
-        elif kind == 4:
-            if olen != 2:
-                return "tcp: bad SACK-permitted option length"
-            o.sack_ok = True
-        elif kind == 5:
-            if olen < 10 or (olen - 2) & 7:
-                return "tcp: bad SACK option length"
-            # olen <= n <= 40 here, so at most 4 blocks: fits o.blocks
-            o.nblocks = (olen - 2) >> 3
-            for k in range(2 * o.nblocks):
-                o.blocks[k] = rd32(p + i + 2 + 4 * k)
-        elif kind == 8:
-            if olen != 10:
-                return "tcp: bad timestamp option length"
-            o.has_ts = True
-            o.ts_val = rd32(p + i + 2)
-            o.ts_ecr = rd32(p + i + 6)
-        i += olen
-    return NULL
-
-
 cdef TcpOptions _options_record(tcp_opts* o):
     cdef TcpOptions r = TcpOptions.__new__(TcpOptions)
     r.mss = o.mss if o.has_mss else None
@@ -619,7 +562,7 @@ def parse_tcp(buf, Py_ssize_t offset=0):
             raise ParseError("tcp: options truncated")
         memset(&o, 0, sizeof(o))
         if hlen > 20:
-            err = _parse_tcp_options(p + 20, hlen - 20, &o)
+            err = tcp_parse_options(p + 20, hlen - 20, &o)
             if err != NULL:
                 raise ParseError(err.decode("ascii"))
         h = TcpHeader.__new__(TcpHeader)
@@ -661,23 +604,16 @@ cdef Py_ssize_t _write_tcp_options(unsigned char* p, object opts) except -1:
         p[1] = 4
         wr16(p + 2, <uint32_t>v)
         i = 4
+    ts_ecr = opts.ts_ecr
     if ts_val is not None:
-        ts_ecr = opts.ts_ecr
-        i += tcp_ts_write(p + i, sack_ok, ts_val, ts_ecr if ts_ecr is not None else 0)
-    elif sack_ok:
-        p[i] = 1
-        p[i + 1] = 1
-        p[i + 2] = 4
-        p[i + 3] = 2
-        i += 4
+        v = ts_val
+        chk_range(v, 0xFFFFFFFF, "ts_val")   # (-1 is "absent" below)
     if wscale is not None:
         v = wscale
         chk_range(v, 0xFF, "wscale")
-        p[i] = 1
-        p[i + 1] = 3
-        p[i + 2] = 3
-        p[i + 3] = <unsigned char>v
-        i += 4
+    i = tcp_ts_ws_write(p, i, sack_ok, -1 if ts_val is None else ts_val,
+                        ts_ecr if ts_ecr is not None and ts_val is not None else 0,
+                        -1 if wscale is None else wscale)
     if blocks:
         i += tcp_sack_write(p + i, 40 - i, blocks)
     return i

@@ -436,17 +436,23 @@ class Host:
         verify = demux is not None
         ehash = demux.ehash if demux is not None else None
         lo = iface is self.lo
+        # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
+        syn = demux.syn if demux is not None and not lo else None
         ip_rcv = ip_input.ip_rcv
         taken = 0       # segments the TCP fast path took whole
         was_busy = self._busy
         self._busy = True
         self._batch_end = {}
+        if syn is not None:
+            syn.batch_begin(self._output)
         try:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
                     if lo:
                         rec = classify(frame, None, local, bcast, verify, ehash, now, True)
+                    elif syn is not None:
+                        rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn)
                     else:
                         rec = classify(frame, mac, local, bcast, verify, ehash, now)
                     if rec is True:
@@ -475,6 +481,8 @@ class Host:
         finally:
             self._busy = was_busy
             self._batch_end = None
+            if syn is not None:
+                syn.batch_end(self.mib)     # its counters, and the next batch's budget
             if taken:
                 # What the layered path counts for each of them (see _rx_deliver).
                 mib = self.mib

@@ -175,6 +175,9 @@ DESCRIPTIONS: dict[str, str] = {
     "SyncookiesFailed": "TcpExt: SyncookiesFailed - ACKs whose SYN cookie did not check",
     "TCPReqQFullDoCookies": "TcpExt: TCPReqQFullDoCookies - SYNs answered with a cookie "
                             "because the SYN queue was full",
+    "TCPSynBudgetDrop": "tcpio: SYNs for a listener answering with cookies dropped past "
+                        "the receive batch's budget (tcp_syn_budget), so a SYN flood "
+                        "cannot starve established connections; also in ListenDrops",
     "TCPReqQFullDrop": "TcpExt: TCPReqQFullDrop - SYNs dropped: the SYN queue was full and "
                        "cookies were off",
     "TCPAbortOnData": "TcpExt: TCPAbortOnData - connections reset because data arrived after "

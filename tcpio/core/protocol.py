@@ -153,7 +153,12 @@ class EarlyDemux(NamedTuple):
     ``rcv_verified``: ``rcv`` for a datagram whose checksum the host's rx
     classifier has already verified (CHECKSUM_UNNECESSARY).  ``ehash``: the
     protocol's established hash, which the classifier may search itself to
-    hand in-order data straight to the sock (None: it does not)."""
+    hand in-order data straight to the sock (None: it does not).  ``syn``:
+    TCP's stateless SYN path (``syn_fast.SynPath``), which the classifier
+    hands SYNs that nothing in ``ehash`` claims; the host gives it each
+    device batch's output list (``batch_begin``) and its MIB at the batch's
+    end (``batch_end``)."""
 
     rcv_verified: Callable[[Any, memoryview, float], Any]
     ehash: Any = None
+    syn: Any = None

@@ -40,6 +40,10 @@ class Settings:
     tcp_max_syn_backlog: int = 1024
     somaxconn: int = 4096
     tcp_syncookies: int = 1                # 0 off, 1 when SYN queue full, 2 always
+    # cookie SYN-ACKs per receive batch (tcpio; syn_fast): SYNs past it are
+    # dropped (ListenDrops, TCPSynBudgetDrop) so a flood leaves the batch's
+    # time to established connections
+    tcp_syn_budget: int = 64
     tcp_abort_on_overflow: int = 0
     tcp_fin_timeout: float = 60.0
     tcp_tw_timeout: float = 60.0           # TCP_TIMEWAIT_LEN

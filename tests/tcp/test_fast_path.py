@@ -82,7 +82,7 @@ def flavour(request, monkeypatch):
         monkeypatch.setattr(tcp_output, "_tcp_xmit_path", lambda sk, mss: None)
 
         def classify_without_fast_path(frame, mac, local, bcast, verify_tcp=True,
-                                       ehash=None, now=0.0):
+                                       ehash=None, now=0.0, lo=False, syn=None):
             return rx_py.rx_classify(frame, mac, local, bcast, verify_tcp)
 
         monkeypatch.setattr(host_mod, "rx_classify", classify_without_fast_path)

@@ -53,6 +53,8 @@ from tcpio.core.errors import sock_error
 from tcpio.core.tcp.secure_seq import secure_port_offset
 from tcpio.core.tcp.tcp_states import TCP_LISTEN
 
+listener_pick = _fast.load("syn_fast").listener_pick
+
 # Linux's INET_TABLE_PERTURB_SIZE is 2**16; a smaller table is plenty for one host.
 INET_TABLE_PERTURB_SHIFT = 8
 INET_TABLE_PERTURB_SIZE = 1 << INET_TABLE_PERTURB_SHIFT
@@ -126,6 +128,9 @@ class InetHashInfo:
         # The receive path's call goes straight to the (compiled) table.
         self.lookup_established: Callable[[int, int, int, int], Any] = self.ehash.lookup
         self.lhash: dict[tuple[int, int], list[Any]] = {}
+        # the listeners of each port in listen() order (None: none), what
+        # lookup_listener and the compiled SYN path (syn_fast.SynPath) search
+        self.by_port: list[list[Any] | None] = [None] * 65536
         self.bhash: dict[int, InetBindBucket] = {}
         seed = hashlib.blake2b(self.secret, digest_size=8, person=b"bind").digest()
         self._rng = random.Random(int.from_bytes(seed, "little"))
@@ -147,6 +152,7 @@ class InetHashInfo:
     # -- listening hash ---------------------------------------------------------
     def listen_add(self, sk: Any) -> None:
         self.lhash.setdefault((sk.laddr, sk.lport), []).append(sk)
+        self.by_port[sk.lport] = (self.by_port[sk.lport] or []) + [sk]
 
     def listen_remove(self, sk: Any) -> None:
         key = (sk.laddr, sk.lport)
@@ -156,11 +162,13 @@ class InetHashInfo:
         lst[:] = [s for s in lst if s is not sk]
         if not lst:
             del self.lhash[key]
+        on_port = [s for s in self.by_port[sk.lport] or () if s is not sk]
+        self.by_port[sk.lport] = on_port or None
 
     def lookup_listener(self, laddr: int, lport: int) -> Any:
-        """The listener for a segment to laddr:lport: exact address, then 0.0.0.0."""
-        lst = self.lhash.get((laddr, lport)) or self.lhash.get((0, lport))
-        return lst[0] if lst else None
+        """The listener for a segment to laddr:lport: exact address, then 0.0.0.0
+        (syn_fast.listener_pick, the rule the compiled SYN path uses too)."""
+        return listener_pick(self.by_port[lport], laddr)
 
     def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
         """``__inet_lookup``: established/request/time-wait first, then a listener."""

@@ -118,7 +118,7 @@ class TcpSock(TcpCb):
     __slots__ = (
         "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
         "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
-        "keepintvl", "last_oow_ack_time", "last_synq_overflow", "linger", "lsndtime",
+        "keepintvl", "last_oow_ack_time", "linger", "lsndtime",
         "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "passive",
         "pending", "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto",
         "rack_dsack_seen",

@@ -26,58 +26,50 @@ listener's), ``raddr``/``rport`` the client's.
 
 from __future__ import annotations
 
-import struct
+from functools import lru_cache
 
-from .secure_seq import keyed_digest
+from ... import _fast
 
-COOKIEBITS = 24
-COOKIEMASK = (1 << COOKIEBITS) - 1
-TCP_SYNCOOKIE_PERIOD = 64.0     # seconds per count tick
-MAX_SYNCOOKIE_AGE = 2           # ticks: a cookie is valid for up to 2 periods
-# Linux's msstab (ipv4): the MSS values a cookie can carry (2 bits).
-MSSTAB = (536, 1300, 1440, 1460)
+# The cookie's rules are written once, in tcpio/_fast/syn_fast.py, which the
+# compiled SYN path (rx.pyx) runs too: these are its names for the layered path.
+_syn_fast = _fast.load("syn_fast")
+COOKIEBITS = _syn_fast.COOKIEBITS
+COOKIEMASK = _syn_fast.COOKIEMASK
+TCP_SYNCOOKIE_PERIOD = _syn_fast.TCP_SYNCOOKIE_PERIOD
+MAX_SYNCOOKIE_AGE = _syn_fast.MAX_SYNCOOKIE_AGE
+MSSTAB = _syn_fast.MSSTAB
+TSBITS = _syn_fast.TSBITS
+TSMASK = _syn_fast.TSMASK
+TS_OPT_WSCALE_MASK = _syn_fast.TS_OPT_WSCALE_MASK
+TS_OPT_SACK = _syn_fast.TS_OPT_SACK
+tcp_cookie_time = _syn_fast.tcp_cookie_time
 
-# Timestamp option bits (Linux TSBITS / TS_OPT_*).
-TSBITS = 6
-TSMASK = (1 << TSBITS) - 1
-TS_OPT_WSCALE_MASK = 0xF
-TS_OPT_SACK = 1 << 4
 
-_M32 = 0xFFFFFFFF
-_PACK = struct.Struct("!IIHHI").pack
+@lru_cache(maxsize=64)
+def syn_keys(secret: bytes) -> object:
+    """The host secret's keyed hash states (syn_fast.SynKeys), made once."""
+    return _syn_fast.SynKeys(secret)
 
 
 def cookie_hash(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                 count: int, c: int) -> int:
     """Keyed 32-bit hash of the 4-tuple and ``count``; ``c`` selects H0 or H1."""
-    msg = _PACK(raddr, laddr, rport, lport, count & _M32)
-    return int.from_bytes(keyed_digest(secret, b"cookie%d" % c, msg, 4), "big")
-
-
-def tcp_cookie_time(now: float) -> int:
-    return int(now // TCP_SYNCOOKIE_PERIOD)
+    return int(_syn_fast.cookie_hash(syn_keys(bytes(secret)), laddr, lport, raddr, rport,
+                                     count, c))
 
 
 def secure_tcp_syn_cookie(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                           sseq: int, data: int, now: float) -> int:
-    count = tcp_cookie_time(now)
-    return (cookie_hash(secret, laddr, lport, raddr, rport, 0, 0) + sseq
-            + (count << COOKIEBITS)
-            + ((cookie_hash(secret, laddr, lport, raddr, rport, count, 1) + data)
-               & COOKIEMASK)) & _M32
+    return int(_syn_fast.secure_tcp_syn_cookie(syn_keys(bytes(secret)), laddr, lport, raddr,
+                                               rport, sseq, data, now))
 
 
 def check_tcp_syn_cookie(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                          sseq: int, cookie: int, now: float) -> int | None:
     """The data (MSS index) encoded in ``cookie``, or None if it is too old."""
-    count = tcp_cookie_time(now)
-    cookie = (cookie - cookie_hash(secret, laddr, lport, raddr, rport, 0, 0) - sseq) & _M32
-    # What is left is (count << 24) + (H1 + data) mod 2**24.
-    diff = (count - (cookie >> COOKIEBITS)) & (_M32 >> COOKIEBITS)
-    if diff >= MAX_SYNCOOKIE_AGE:
-        return None
-    return (cookie - cookie_hash(secret, laddr, lport, raddr, rport, count - diff, 1)) \
-        & COOKIEMASK
+    data = _syn_fast.check_tcp_syn_cookie(syn_keys(bytes(secret)), laddr, lport, raddr, rport,
+                                          sseq, cookie, now)
+    return None if data < 0 else int(data)
 
 
 def cookie_v4_init_sequence(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
@@ -90,9 +82,7 @@ def cookie_v4_init_sequence(secret: bytes, laddr: int, lport: int, raddr: int, r
     listener with TCP_MAXSEG 1000 makes cookie children that send 536-byte
     segments (measured on Linux 6.18, tests/tap/test_tcp_kernel_maxseg.py).
     """
-    mssind = len(MSSTAB) - 1
-    while mssind > 0 and mss < MSSTAB[mssind]:
-        mssind -= 1
+    mssind = int(_syn_fast.cookie_mss_index(mss))
     isn = secure_tcp_syn_cookie(secret, laddr, lport, raddr, rport, client_isn, mssind, now)
     return isn, MSSTAB[mssind]
 
@@ -117,14 +107,8 @@ def cookie_init_timestamp(now_ts: int, wscale: int | None, sack_ok: bool) -> int
     never ahead of the clock: if setting the low bits would move it forward,
     it steps back one 64-tick block.
     """
-    options = TS_OPT_WSCALE_MASK if wscale is None else wscale & TS_OPT_WSCALE_MASK
-    if sack_ok:
-        options |= TS_OPT_SACK
-    now_ts &= _M32
-    ts = ((now_ts >> TSBITS) << TSBITS) | options
-    if ts > now_ts:
-        ts -= 1 << TSBITS
-    return ts & _M32
+    return int(_syn_fast.cookie_init_timestamp(now_ts & 0xFFFFFFFF,
+                                               -1 if wscale is None else wscale, sack_ok))
 
 
 def cookie_timestamp_decode(tsecr: int) -> tuple[int | None, bool]:

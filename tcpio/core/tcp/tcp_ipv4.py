@@ -34,6 +34,7 @@ from .syncookies import (
     cookie_timestamp_decode,
     cookie_v4_check,
     cookie_v4_init_sequence,
+    syn_keys,
 )
 from .tcp_input import (
     Skb,
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
     from ..protocol import NetHost
 
 wire = _fast.load("wire")
+_syn_fast = _fast.load("syn_fast")
 checksum = _fast.load("checksum")
 parse_tcp = wire.parse_tcp
 ParseError = wire.ParseError
@@ -100,7 +102,7 @@ tcpudp_checksum = checksum.tcpudp_checksum
 
 MAX_SYNCOOKIE_AGE = 120.0
 CHALLENGE_ACK_LIMIT_OFF = 0x7FFFFFFF   # INT_MAX: no host-wide challenge-ACK limit
-IP_RT_MIN_ADVMSS = 256      # Linux's ip_rt_min_advmss: the floor of a route's advmss
+MAX_SYNACK_LEN = 60         # IPv4 + TCP + MSS, timestamp (with SACK-permitted), window scale
 # ICMP types and destination-unreachable codes tcp_v4_err looks at
 ICMP_DEST_UNREACH = 3
 ICMP_TIME_EXCEEDED = 11
@@ -121,6 +123,10 @@ class TcpProto:
         tcp_init_fast_hooks()
         self.host = host
         self.hashinfo = InetHashInfo(host.settings, host.secret)
+        # the stateless SYN path the rx classifier runs (syn_fast; early_demux)
+        self.syn_path = _syn_fast.SynPath(syn_keys(host.secret), host.settings,
+                                          self.synack_route, host.ip_ids.counters)
+        self.syn_path.by_port = self.hashinfo.by_port
         self.orphans = 0
         self.tw_count = 0
         self.challenge_second = -1
@@ -140,8 +146,9 @@ class TcpProto:
     def early_demux(self) -> EarlyDemux:
         """The receive fast path this TCP registers with the host (tcp_v4_early_demux):
         segments the rx classifier verified go to ``rcv_verified``, and the
-        classifier may search our established hash itself."""
-        return EarlyDemux(self.rcv_verified, self.hashinfo.ehash)
+        classifier may search our established hash itself, and answer a SYN
+        with a cookie through our SYN path."""
+        return EarlyDemux(self.rcv_verified, self.hashinfo.ehash, self.syn_path)
 
     # --- user entry ---------------------------------------------------------------
     def socket(self) -> TcpSock:
@@ -154,6 +161,17 @@ class TcpProto:
         except OSError:
             return 576
 
+    def synack_route(self, raddr: int) -> tuple[int, Any, Any, int, int] | None:
+        """For the compiled SYN path: where a SYN-ACK to ``raddr`` leaves as one
+        whole frame (ifindex, dst_mac, src_mac; ip_tcp_path), the route MTU
+        and the IP ID bucket; None when ip_output's general path is needed."""
+        host = self.host
+        path = host.ip_tcp_path(raddr, MAX_SYNACK_LEN)
+        if path is None:
+            return None
+        return (path[0], path[1], path[2], self.route_mtu(raddr),
+                host.ip_ids.bucket(raddr, IPPROTO_TCP))
+
     def advmss_for(self, raddr: int, user_mss: int = 0) -> int:
         """The MSS we advertise to ``raddr``: the route's (dst_metric_advmss),
         bounded by a TCP_MAXSEG ``user_mss`` when one is set (tcp_mss_clamp).
@@ -161,26 +179,18 @@ class TcpProto:
         A listener passes its own user_mss: Linux clamps the SYN-ACK's MSS
         option, the request's initial window and the child's advmss with it.
         """
-        advmss = max(self.route_mtu(raddr) - 40, IP_RT_MIN_ADVMSS)
-        return min(user_mss, advmss) if user_mss else advmss
+        return int(_syn_fast.route_advmss(self.route_mtu(raddr), user_mss))
 
     def _rcv_wscale(self, rcvbuf: int) -> int:
         """tcp_select_initial_window: enough scale for the largest buffer."""
-        if not self.host.settings.tcp_window_scaling:
-            return 0
-        space = max(self.host.settings.tcp_rmem[2], rcvbuf)
-        ws = 0
-        while space > 65535 and ws < 14:
-            space >>= 1
-            ws += 1
-        return ws
+        st = self.host.settings
+        return int(_syn_fast.tcp_rcv_wscale(bool(st.tcp_window_scaling), st.tcp_rmem[2], rcvbuf))
 
     @staticmethod
     def _initial_rcv_wnd(rcvbuf: int, mss: int) -> int:
         """tcp_select_initial_window: the buffer, at most 65535 (a SYN's window
         is not scaled), rounded down to whole segments when one fits."""
-        space = min(rcvbuf, 65535)
-        return space // mss * mss or space
+        return int(_syn_fast.initial_rcv_wnd(rcvbuf, mss))
 
     def challenge_ack_allowed(self, now: float) -> bool:
         """The host-wide part of tcp_send_challenge_ack (RFC 5961 7); counts

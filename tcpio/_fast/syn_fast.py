@@ -1,0 +1,359 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, annotation_typing=False
+# mypy: always-false=compiled
+"""The stateless SYN path (SYN cookies): one source, compiled and interpreted.
+
+Like tcp_fast.py this file runs as it is (``_fast.load_pure("syn_fast")``)
+and setup.py compiles it with ``syn_fast.pxd`` (Cython's pure Python mode).
+It holds the rules of a SYN cookie (Linux's ``net/ipv4/syncookies.c``) and of
+the listener's answer to a SYN that the layered path
+(core.tcp.tcp_ipv4.tcp_v4_conn_request, through core.tcp.syncookies) and the
+compiled receive classifier (rx.pyx) both use:
+
+- the cookie: ``cookie_hash`` (BLAKE2s keyed by the host's secret, as
+  core.tcp.secure_seq; compiled: ``_blake2s.pxd``, interpreted: hashlib),
+  ``secure_tcp_syn_cookie``/``check_tcp_syn_cookie``, ``cookie_mss_index``
+  (Linux's msstab), ``cookie_init_timestamp`` (wscale and SACK in TSval);
+- the listener's numbers for a request: ``tcp_rcv_wscale``,
+  ``initial_rcv_wnd``, ``route_advmss``, ``listener_pick`` (the listening
+  hash's choice: exact address, then the wildcard);
+- ``syn_cookie(syn, ...)``: a SYN (already checksummed, its options parsed,
+  nothing in the established hash for its 4-tuple) to a listener whose SYN
+  queue is full (or with ``tcp_syncookies=2``) answered with the cookie
+  SYN-ACK, frame built and queued, without a request sock: the same bytes
+  tcp_v4_conn_request sends for it.  Returns ``SYN_DECLINED`` (0: the layered
+  path takes the SYN, which counts whatever it drops), ``SYN_COOKIE_SENT``
+  or ``SYN_BUDGET_DROP``: past ``syn.budget`` cookie SYN-ACKs in the current
+  receive batch the SYN is dropped and counted (ListenDrops, as
+  tcp_conn_request's drop; TCPSynBudgetDrop), so a flood cannot take the
+  batch's time from the established connections (issue 13).
+
+``SynPath`` is what TCP registers with its early demux: the host's secret
+(``SynKeys``), settings, listeners by port, the route/neighbour callback and
+IP ID counters, and the counters the host folds into the MIB per batch
+(``batch_end``).  Compiled, a SYN costs no Python object but the frame, its
+(ifindex, frame) entry and what the route callback builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:       # Cython ships no type information: check against the shim
+    from tcpio._fast import _cython_shim as cython
+else:
+    try:
+        import cython
+    except ImportError:     # Cython is a build dependency only: run without it
+        from tcpio._fast import _cython_shim as cython
+
+from tcpio._fast import load
+
+__all__ = ["MSSTAB", "SynKeys", "SynPath", "check_tcp_syn_cookie", "cookie_hash",
+           "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "listener_pick",
+           "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "tcp_rcv_wscale",
+           "ts_off_hash"]
+
+# (C constants when compiled, see syn_fast.pxd; the public names below)
+_COOKIEBITS = 24
+_COOKIEMASK = 0xFFFFFF
+_TCP_SYNCOOKIE_PERIOD = 64.0    # seconds per count tick
+_MAX_SYNCOOKIE_AGE = 2          # ticks: a cookie is valid for up to 2 periods
+# Timestamp option bits (Linux TSBITS / TS_OPT_*).
+_TSBITS = 6
+_TS_OPT_WSCALE_MASK = 0xF
+_TS_OPT_SACK = 1 << 4
+COOKIEBITS = _COOKIEBITS
+COOKIEMASK = _COOKIEMASK
+TCP_SYNCOOKIE_PERIOD = _TCP_SYNCOOKIE_PERIOD
+MAX_SYNCOOKIE_AGE = _MAX_SYNCOOKIE_AGE
+TSBITS = _TSBITS
+TSMASK = (1 << _TSBITS) - 1
+TS_OPT_WSCALE_MASK = _TS_OPT_WSCALE_MASK
+TS_OPT_SACK = _TS_OPT_SACK
+# Linux's msstab (ipv4): the MSS values a cookie can carry (2 bits).
+MSSTAB = (536, 1300, 1440, 1460)
+
+SYN_DECLINED = 0
+SYN_COOKIE_SENT = 1
+SYN_BUDGET_DROP = 2
+
+_M32 = 0xFFFFFFFF
+_TCP_LISTEN = 10
+_TCP_MSS_DEFAULT = 536
+_IP_RT_MIN_ADVMSS = 256
+_TCPHDR_SYN_ACK = 0x12
+_IPPROTO_TCP = 6
+_PACK_COOKIE = struct.Struct("!IIHHI").pack
+_PACK_ADDRS = struct.Struct("!II").pack
+
+# The interpreted path builds the frame with wire.build_tcp + tx.ip_build; the
+# compiled one calls tx.pyx's tcp_synack_frame (cimported in syn_fast.pxd).
+_wire = load("wire")
+_tx = load("tx")
+_tcp_fast = load("tcp_fast")
+
+
+class SynKeys:
+    """The host's secret as the SYN path hashes with it: keyed BLAKE2s states
+    for the cookie's H0/H1 (person ``cookie0``/``cookie1``, 4 bytes) and the
+    timestamp offset (``tsoff``, 8 bytes), as core.tcp.secure_seq.keyed_digest."""
+
+    secret: bytes
+
+    def __init__(self, secret: bytes) -> None:
+        secret = bytes(secret)
+        key = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
+        self.secret = secret
+        if cython.compiled:
+            kp: cython.p_const_uchar = key
+            b2s_key_state(self.k0, kp, len(key), b"cookie0\x00", 4)
+            b2s_key_state(self.k1, kp, len(key), b"cookie1\x00", 4)
+            b2s_key_state(self.kts, kp, len(key), b"tsoff\x00\x00\x00", 8)
+        else:
+            self._h = (hashlib.blake2s(key=key, person=b"cookie0", digest_size=4),
+                       hashlib.blake2s(key=key, person=b"cookie1", digest_size=4),
+                       hashlib.blake2s(key=key, person=b"tsoff", digest_size=8))
+
+
+def _digest(keys: SynKeys, which: int, msg: bytes) -> bytes:
+    """Interpreted: the keyed digest of ``msg`` (0, 1: cookie H0/H1; 2: tsoff)."""
+    h = keys._h[which].copy()
+    h.update(msg)
+    return h.digest()
+
+
+def cookie_hash(keys: SynKeys, laddr: int, lport: int, raddr: int, rport: int, count: int,
+                c: int) -> int:
+    """Keyed 32-bit hash of the 4-tuple and ``count``; ``c`` selects H0 or H1."""
+    if cython.compiled:
+        if c:
+            return b2s_cookie(keys.k1, laddr, lport, raddr, rport, count & _M32)
+        return b2s_cookie(keys.k0, laddr, lport, raddr, rport, count & _M32)
+    else:
+        return int.from_bytes(_digest(keys, 1 if c else 0,
+                                      _PACK_COOKIE(raddr, laddr, rport, lport, count & _M32)),
+                              "big")
+
+
+def ts_off_hash(keys: SynKeys, laddr: int, raddr: int) -> int:
+    """core.tcp.secure_seq.secure_tcp_ts_off with these keys."""
+    if cython.compiled:
+        return b2s_tsoff(keys.kts, laddr, raddr)
+    else:
+        return int.from_bytes(_digest(keys, 2, _PACK_ADDRS(laddr, raddr)), "little") & _M32
+
+
+def tcp_cookie_time(now: float) -> int:
+    return cython.cast(cython.longlong, now // _TCP_SYNCOOKIE_PERIOD)
+
+
+def secure_tcp_syn_cookie(keys: SynKeys, laddr: int, lport: int, raddr: int, rport: int,
+                          sseq: int, data: int, now: float) -> int:
+    """cookie = H0 + client ISN + (count << 24) + ((H1(count) + data) mod 2**24)."""
+    count = tcp_cookie_time(now)
+    return (cookie_hash(keys, laddr, lport, raddr, rport, 0, 0) + sseq
+            + ((count << _COOKIEBITS) & _M32)
+            + ((cookie_hash(keys, laddr, lport, raddr, rport, count, 1) + data)
+               & _COOKIEMASK)) & _M32
+
+
+def check_tcp_syn_cookie(keys: SynKeys, laddr: int, lport: int, raddr: int, rport: int,
+                         sseq: int, cookie: int, now: float) -> int:
+    """The data (MSS index) encoded in ``cookie``, or -1 if it is too old."""
+    count = tcp_cookie_time(now)
+    cookie = (cookie - cookie_hash(keys, laddr, lport, raddr, rport, 0, 0) - sseq) & _M32
+    # What is left is (count << 24) + (H1 + data) mod 2**24.
+    diff = (count - (cookie >> _COOKIEBITS)) & (_M32 >> _COOKIEBITS)
+    if diff >= _MAX_SYNCOOKIE_AGE:
+        return -1
+    return (cookie - cookie_hash(keys, laddr, lport, raddr, rport, count - diff, 1)) \
+        & _COOKIEMASK
+
+
+def cookie_mss_index(mss: int) -> int:
+    """The largest msstab entry <= ``mss`` (the smallest when none is)."""
+    mssind = 3
+    while mssind > 0 and mss < MSSTAB[mssind]:
+        mssind -= 1
+    return mssind
+
+
+def cookie_init_timestamp(now_ts: int, wscale: int, sack_ok: bool) -> int:
+    """Our TSval for a cookie SYN-ACK, with the SYN's options in the low 6 bits
+    (``wscale`` -1: none).  Never ahead of the clock ``now_ts``: if setting the
+    low bits would move it forward, it steps back one 64-tick block."""
+    options = _TS_OPT_WSCALE_MASK if wscale < 0 else wscale & _TS_OPT_WSCALE_MASK
+    if sack_ok:
+        options |= _TS_OPT_SACK
+    now_ts &= _M32
+    ts = ((now_ts >> _TSBITS) << _TSBITS) | options
+    if ts > now_ts:
+        ts -= 1 << _TSBITS
+    return ts & _M32
+
+
+def tcp_rcv_wscale(window_scaling: bool, rmem_max: int, rcvbuf: int) -> int:
+    """tcp_select_initial_window: enough scale for the largest buffer."""
+    if not window_scaling:
+        return 0
+    space = max(rmem_max, rcvbuf)
+    ws = 0
+    while space > 65535 and ws < 14:
+        space >>= 1
+        ws += 1
+    return ws
+
+
+def initial_rcv_wnd(rcvbuf: int, mss: int) -> int:
+    """tcp_select_initial_window: the buffer, at most 65535 (a SYN's window is
+    not scaled), rounded down to whole segments when one fits."""
+    space = min(rcvbuf, 65535)
+    return space // mss * mss or space
+
+
+def route_advmss(mtu: int, user_mss: int) -> int:
+    """The MSS we advertise over a route of ``mtu`` (dst_metric_advmss, floor
+    ip_rt_min_advmss), bounded by a TCP_MAXSEG ``user_mss`` (tcp_mss_clamp)."""
+    advmss = max(mtu - 40, _IP_RT_MIN_ADVMSS)
+    return min(user_mss, advmss) if user_mss else advmss
+
+
+def listener_pick(socks: Any, laddr: int) -> Any:
+    """__inet_lookup_listener over the listeners of one port (in the order
+    they started listening): the first bound to ``laddr``, else the first
+    bound to 0.0.0.0, else None."""
+    if socks is None:
+        return None
+    wild = None
+    for sk in socks:
+        if sk.laddr == laddr:
+            return sk
+        if wild is None and sk.laddr == 0:
+            wild = sk
+    return wild
+
+
+class SynPath:
+    """The stateless SYN path's context (one per TCP; see the module doc)."""
+
+    keys: SynKeys
+    settings: Any
+    by_port: list
+    route: Any
+    ids: list
+    out: list
+    budget: int
+    sent: int
+    eth_sent: int
+    dropped: int
+
+    def __init__(self, keys: SynKeys, settings: Any, route: Any, ids: list) -> None:
+        self.keys = keys
+        self.settings = settings
+        self.by_port = [None] * 65536
+        self.route = route
+        self.ids = ids
+        self.out = []
+        self.budget = settings.tcp_syn_budget
+        self.sent = self.eth_sent = self.dropped = 0
+
+    def batch_begin(self, out: list) -> None:
+        """A receive batch starts: SYN-ACKs go to ``out`` (the host's output)."""
+        self.out = out
+
+    def batch_end(self, mib: Any) -> None:
+        """A receive batch ended: fold what the compiled path did into ``mib``
+        (the counters tcp_v4_conn_request and ip_output move for the same
+        SYNs) and give the next batch its budget."""
+        sent = self.sent
+        if sent:
+            mib["TCPReqQFullDoCookies"] += sent
+            mib["SyncookiesSent"] += sent
+            mib["OutSegs"] += sent
+            mib["OutRequests"] += sent
+            if self.eth_sent:
+                mib["EthOutFrames"] += self.eth_sent
+            self.sent = self.eth_sent = 0
+        if self.dropped:
+            mib["TCPReqQFullDoCookies"] += self.dropped
+            mib["TCPSynBudgetDrop"] += self.dropped
+            mib["ListenDrops"] += self.dropped
+            self.dropped = 0
+        self.budget = self.settings.tcp_syn_budget
+        self.out = []
+
+
+def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: int,
+               opt_mss: int, opt_wscale: int, opt_sack: bool, opt_tsval: int,
+               now: float) -> int:
+    """A SYN ``src:sport -> dst:dport`` (options parsed: -1 for an absent MSS,
+    window scale or timestamp) that has no entry in the established hash.
+    See the module doc; the rules are tcp_v4_conn_request's cookie branch."""
+    listener = listener_pick(syn.by_port[dport], dst)
+    if listener is None or listener.state != _TCP_LISTEN:
+        return SYN_DECLINED
+    st = syn.settings
+    syncookies = st.tcp_syncookies
+    if not syncookies:
+        return SYN_DECLINED
+    if syncookies != 2 and len(listener.syn_queue) < st.tcp_max_syn_backlog:
+        return SYN_DECLINED         # room for a request sock: the layered path's
+    if len(listener.accept_queue) > listener.max_ack_backlog:
+        return SYN_DECLINED         # sk_acceptq_is_full: counted there
+    if syn.budget <= 0:
+        syn.dropped += 1
+        return SYN_BUDGET_DROP
+    path = syn.route(src)
+    if path is None:
+        return SYN_DECLINED         # no route, or a neighbour to resolve: ip_output's work
+    ifindex, dst_mac, src_mac, mtu, bucket = path
+    syn.budget -= 1
+    user_mss = listener.user_mss
+    # tcp_parse_options: the peer's MSS bounded by TCP_MAXSEG, 536 without it
+    mss = opt_mss if opt_mss > 0 else _TCP_MSS_DEFAULT
+    if opt_mss > 0 and user_mss:
+        mss = min(opt_mss, user_mss)
+    tstamp_ok = bool(st.tcp_timestamps) and opt_tsval >= 0
+    wscale_ok = tstamp_ok and bool(st.tcp_window_scaling) and opt_wscale >= 0
+    sack_ok = tstamp_ok and bool(st.tcp_sack) and opt_sack
+    snd_wscale = min(opt_wscale, 14) if wscale_ok else -1
+    rcv_wscale = tcp_rcv_wscale(st.tcp_window_scaling, st.tcp_rmem[2],
+                                listener.rcvbuf) if wscale_ok else -1
+    advmss = route_advmss(mtu, user_mss)
+    rcv_wnd = initial_rcv_wnd(listener.rcvbuf, advmss - 12 if tstamp_ok else advmss)
+    mssind = cookie_mss_index(mss)
+    isn = secure_tcp_syn_cookie(syn.keys, dst, dport, src, sport, seq, mssind, now)
+    ts_val = -1
+    if tstamp_ok:
+        # the cookie's bits, then the connection's offset (secure_tcp_ts_off),
+        # which the returning TSecr has taken off again when it is decoded
+        if cython.compiled:
+            now_ts = tcp_time_stamp(now)
+        else:
+            now_ts = _tcp_fast.tcp_time_stamp(now)
+        ts_val = (cookie_init_timestamp(now_ts, snd_wscale, sack_ok)
+                  + ts_off_hash(syn.keys, dst, src)) & _M32
+    listener.last_synq_overflow = now   # tcp_synq_overflow: ACKs may bring cookies
+    ids = syn.ids
+    ident = (ids[bucket] + 1) & 0xFFFF
+    ids[bucket] = ident
+    if cython.compiled:
+        frame = tcp_synack_frame(dst_mac, src_mac, 14 if dst_mac is not None else 0, dst, src,
+                                 ident, st.ip_default_ttl, dport, sport, isn,
+                                 (seq + 1) & _M32, rcv_wnd, advmss, rcv_wscale, sack_ok,
+                                 ts_val, opt_tsval if tstamp_ok else 0)
+    else:
+        opts = _wire.TcpOptions(mss=advmss, wscale=rcv_wscale if wscale_ok else None,
+                                sack_ok=sack_ok, ts_val=ts_val if tstamp_ok else None,
+                                ts_ecr=opt_tsval if tstamp_ok else None)
+        frame = _tx.ip_build(dst_mac, src_mac, _IPPROTO_TCP, dst, src, ident,
+                             st.ip_default_ttl, 0, True, False, 0,
+                             _wire.build_tcp(dst, src, dport, sport, isn, (seq + 1) & _M32,
+                                             _TCPHDR_SYN_ACK, rcv_wnd, opts))
+    syn.out.append((ifindex, frame))
+    syn.sent += 1
+    if dst_mac is not None:
+        syn.eth_sent += 1
+    return SYN_COOKIE_SENT
