@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tcpio.core.addr import ip_aton, parse_cidr
+from tcpio.core.addr import ip6_aton, ip_aton, parse_cidr, parse_cidr6
 from tcpio.core.errors import sock_error
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
@@ -78,6 +78,7 @@ class Stack:
         self._ping_ident = self.host.rng.getrandbits(16)
         self._ping_seq = 0
         self.host.icmp.wakeup = self._on_icmp_wakeup
+        self.host.icmp6.wakeup = self._on_icmp_wakeup
         # Names: hosts table, name servers, cache (tcpio/resolver.py).
         self.resolver = Resolver(self)
         # tcpio.tcp at DEBUG: every segment of every connection, through tracing
@@ -159,16 +160,30 @@ class Stack:
         self.kick()
         return ifindex
 
-    def add_address(self, ifindex: int, address: str) -> None:
-        """Add "ip/prefixlen" to an interface (gratuitous ARP, connected route)."""
-        ip, prefixlen = _parse_cidr(address)
+    def add_address(self, ifindex: int, address: str, *, nodad: bool = False) -> None:
+        """Add "ip/prefixlen" to an interface (gratuitous ARP, connected
+        route); an IPv6 one ("fd00::2/64") is tentative until DAD passes,
+        unless ``nodad``."""
         self.update_time()
-        self.host.add_address(ifindex, ip, prefixlen)
+        if ":" in address:
+            ip6, plen6 = _parse_cidr6(address)
+            self.host.add_address6(ifindex, ip6, plen6, nodad=nodad)
+        else:
+            ip, prefixlen = _parse_cidr(address)
+            self.host.add_address(ifindex, ip, prefixlen)
         self.kick()
 
     def add_route(self, prefix: str, via: str | None = None,
                   ifindex: int | None = None) -> None:
-        """``add_route("0.0.0.0/0", via="10.0.0.1")``, like ``ip route add``."""
+        """``add_route("0.0.0.0/0", via="10.0.0.1")``, like ``ip route add``
+        (``add_route("::/0", via="fd00::1")`` for IPv6)."""
+        if ":" in prefix:
+            net6, plen6 = _parse_cidr6(prefix)
+            self.update_time()
+            self.host.add_route6(net6, plen6, _parse_ip6(via) if via is not None else None,
+                                 ifindex)
+            self.kick()
+            return
         net, prefixlen = _parse_cidr(prefix)
         gateway = _parse_ip(via) if via is not None else None
         self.update_time()
@@ -386,9 +401,17 @@ class Stack:
         """Send one ICMP echo request; return the round-trip time in seconds.
 
         Raises ``TimeoutError`` without a reply, or the OSError an ICMP error
-        about the request maps to (e.g. EHOSTUNREACH when ARP fails).
+        about the request maps to (e.g. EHOSTUNREACH when ARP fails).  An
+        IPv6 address is pinged with ICMPv6 ("fe80::1%2": the interface's
+        index as the scope).
         """
-        dst = _parse_ip(host)
+        v6 = ":" in host
+        if v6:
+            text, _, scope = host.partition("%")
+            dst6 = _parse_ip6(text)
+            ifindex = int(scope) if scope else None
+        else:
+            dst = _parse_ip(host)
         self._ping_seq = seq = (self._ping_seq + 1) & 0xFFFF
         key = (self._ping_ident, seq)
         fut: asyncio.Future[float] = self.loop.create_future()
@@ -396,7 +419,11 @@ class Stack:
         t0 = self.update_time()
         try:
             try:
-                self.host.icmp.echo_request(dst, key[0], seq, bytes(data), df=df)
+                if v6:
+                    self.host.icmp6.echo_request(dst6, key[0], seq, bytes(data),
+                                                 ifindex=ifindex)
+                else:
+                    self.host.icmp.echo_request(dst, key[0], seq, bytes(data), df=df)
             finally:
                 self.kick()
             return await asyncio.wait_for(fut, timeout) - t0
@@ -404,7 +431,10 @@ class Stack:
             self._pings.pop(key, None)
 
     def _on_icmp_wakeup(self) -> None:
-        icmp = self.host.icmp
+        for icmp in (self.host.icmp, self.host.icmp6):
+            self._settle_pings(icmp)
+
+    def _settle_pings(self, icmp: Any) -> None:
         pings = self._pings
         while icmp.echo_replies:
             reply = icmp.echo_replies.popleft()
@@ -455,6 +485,20 @@ def _parse_ip(text: str) -> int:
         return ip_aton(text)
     except ValueError:
         raise sock_error(errno.EINVAL, f"not an IPv4 address: {text!r}") from None
+
+
+def _parse_ip6(text: str) -> int:
+    try:
+        return ip6_aton(text)
+    except ValueError:
+        raise sock_error(errno.EINVAL, f"not an IPv6 address: {text!r}") from None
+
+
+def _parse_cidr6(text: str) -> tuple[int, int]:
+    try:
+        return parse_cidr6(text)
+    except ValueError:
+        raise sock_error(errno.EINVAL, f"not an IPv6 prefix: {text!r}") from None
 
 
 def _parse_cidr(text: str) -> tuple[int, int]:

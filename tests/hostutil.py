@@ -1,6 +1,7 @@
 """Shared plumbing for the one-Host tests (tests/test_host_*.py).
 
-- ``make_host(*extra, **settings)``: a debug Host with one Ethernet interface
+- ``make_host(*extra, **settings)``: a debug Host (IPv4 only unless
+  ``disable_ipv6=0``) with one Ethernet interface
   (ifindex 1, ``MAC``), ``MY``/24 plus any ``extra`` addresses in the same
   subnet, a static ARP entry for ``PEER``, and its start-up output discarded.
 - ``inject(h, pkt, now, dst_mac)``: one scapy packet in from ``PEER_MAC``, the
@@ -21,6 +22,9 @@ MY, MY2, PEER = "10.0.0.2", "10.0.0.3", "10.0.0.1"
 
 
 def make_host(*extra: str, **settings) -> Host:
+    # IPv4 rules: no IPv6 link-local address, so the frames and timers a test
+    # sees are its rule's alone (not DAD's neighbour solicitations).
+    settings.setdefault("disable_ipv6", 1)
     h = Host("h", seed=1, settings=Settings(**settings))
     h.debug = True          # a bug raises instead of being counted
     h.add_interface("eth0", mac=MAC)

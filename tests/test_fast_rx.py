@@ -141,7 +141,7 @@ def _frame_cases():
         ("arp", eth(ARP(op=1, psrc=PEER, pdst=MY, hwsrc="02:00:00:00:00:01"),
                     dst="ff:ff:ff:ff:ff:ff"), None),
         ("ipv6-type", Ether(dst=MAC, src=PEER_MAC, type=0x86DD).build() + bytes(40),
-         "EthInUnknownProtos"),
+         "Ip6InHdrErrors"),            # IPv6's layered path: version 0
         ("ip-short", good_udp[:ip0 + 19], "InHdrErrors"),
         ("version", eth(IP(src=PEER, dst=MY, version=5) / UDP() / b"x"), "InHdrErrors"),
         ("ihl-4", eth(IP(src=PEER, dst=MY, ihl=4) / UDP(dport=53) / b"xxxxxxxx"),

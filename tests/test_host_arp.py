@@ -20,6 +20,7 @@ BCAST = "ff:ff:ff:ff:ff:ff"
 
 
 def make_host(**settings) -> Host:
+    settings.setdefault("disable_ipv6", 1)      # ARP's frames alone (no DAD for fe80::)
     h = Host("h", seed=1, settings=Settings(**settings))
     h.debug = True
     h.add_interface("eth0", mac=MAC)

@@ -129,7 +129,7 @@ A, B = "10.0.0.1", "10.0.0.2"
 def pair(**settings) -> tuple[Host, Host]:
     hosts = []
     for name, mac, addr, seed in (("a", MAC_A, A, 1), ("b", MAC_B, B, 2)):
-        h = Host(name, seed=seed, settings=Settings(**settings))
+        h = Host(name, seed=seed, settings=Settings(disable_ipv6=1, **settings))
         h.debug = True
         h.add_interface("eth0", mac=mac)
         h.add_address(1, ip(addr), 24)
@@ -259,7 +259,7 @@ def test_a_datagram_for_an_unknown_protocol_gets_protocol_unreachable():
 
 # ----- bare IP links (TUN) ---------------------------------------------------------------
 
-def tun_host() -> Host:
+def tun_host() -> Host:  # an "ip" link: no link-local address (addrconf_dev_config)
     h = Host("t", seed=1)
     h.debug = True
     h.add_interface("tun0", link="ip")
@@ -267,20 +267,22 @@ def tun_host() -> Host:
     return h
 
 
-def test_on_an_ip_link_ipv6_is_discarded_apart_and_other_versions_are_header_errors():
-    """A TUN carries whatever the kernel routes to it (IPv6 router solicitations
-    too): IPv6 counts InIPv6Discards only; any other version is ip_rcv's
+def test_on_an_ip_link_ipv6_goes_to_ipv6_rcv_and_other_versions_are_header_errors():
+    """A TUN carries both families: version 6 is ipv6_rcv's (here all zeros: a
+    hop-by-hop header with payload length 0, a jumbogram: Ip6InHdrErrors, not
+    InHdrErrors); any other version is ip_rcv's
     InHdrErrors; an empty frame too."""
     h = tun_host()
     sk = h.udp.socket()
     sk.bind(0, 53)
     good = bytes(IP(src=PEER, dst=MY) / UDP(sport=1, dport=53) / b"v4")
     h.receive(1, bytes([0x60]) + bytes(39), 1.0)
-    assert h.mib["InIPv6Discards"] == 1 and h.mib["InHdrErrors"] == 0
+    assert h.mib["Ip6InReceives"] == 1 and h.mib["Ip6InHdrErrors"] == 1
+    assert h.mib["InHdrErrors"] == 0
     for version in (5, 7):
         h.receive(1, bytes([version << 4 | 5]) + good[1:], 1.0)
     h.receive(1, b"", 1.0)
-    assert h.mib["InIPv6Discards"] == 1 and h.mib["InHdrErrors"] == 3
+    assert h.mib["Ip6InReceives"] == 1 and h.mib["InHdrErrors"] == 3
     h.receive(1, good, 1.0)
     with_opt = bytes(IP(src=PEER, dst=MY, options=b"\x01" * 4) / UDP(sport=1, dport=53) / b"o")
     h.receive(1, with_opt, 1.0)

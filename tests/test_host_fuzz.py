@@ -10,18 +10,34 @@ from hostutil import MAC, MY, PEER, PEER_MAC
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP, IPOption_NOP, fragment
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    ICMPv6PacketTooBig,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    fragment6,
+)
 from scapy.layers.l2 import ARP, Ether
 
-from tcpio.core.addr import ip_aton
+from tcpio.core.addr import ip6_aton, ip_aton
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
 
 
 def make_host(link: str = "ether") -> Host:
-    h = Host("fuzz", seed=1, settings=Settings(ipfrag_high_thresh=32 * 1024))
+    h = Host("fuzz", seed=1, settings=Settings(ipfrag_high_thresh=32 * 1024,
+                                               ip6frag_high_thresh=32 * 1024))
     h.debug = True
     h.add_interface("if0", link=link, mac=MAC if link == "ether" else None)
     h.add_address(1, ip_aton(MY), 24)
+    h.add_address6(1, ip6_aton(MY6), 64, nodad=True)
     if link == "ether":
         h.add_static_arp(ip_aton(PEER), PEER_MAC)
     sk = h.udp.socket()
@@ -33,6 +49,10 @@ def make_host(link: str = "ether") -> Host:
 
 def _eth(pkt) -> bytes:
     return bytes(Ether(dst=MAC, src=PEER_MAC) / pkt)
+
+
+MY6, PEER6 = "fd00::2", "fd00::1"
+_PEER_LL = PEER_MAC.hex(":")
 
 
 SEEDS = [
@@ -48,6 +68,18 @@ SEEDS = [
     bytes(Ether(dst=MAC, src=PEER_MAC) / ARP(op=2, psrc=PEER, pdst=MY, hwsrc=PEER_MAC)),
     *[_eth(f) for f in fragment(IP(src=PEER, dst=MY, id=7) / UDP(dport=53) / (b"F" * 3000),
                                 fragsize=1000)],
+    # IPv6: echo through every extension header, ND, an error quoting us, fragments
+    _eth(IPv6(src=PEER6, dst=MY6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+         / IPv6ExtHdrRouting(segleft=0) / ICMPv6EchoRequest(data=b"ping6")),
+    bytes(Ether(dst="33:33:ff:00:00:02", src=PEER_MAC)
+          / IPv6(src=PEER6, dst="ff02::1:ff00:2", hlim=255) / ICMPv6ND_NS(tgt=MY6)
+          / ICMPv6NDOptSrcLLAddr(lladdr=_PEER_LL)),
+    _eth(IPv6(src=PEER6, dst=MY6, hlim=255) / ICMPv6ND_NA(tgt=PEER6, S=1, O=1)
+         / ICMPv6NDOptDstLLAddr(lladdr=_PEER_LL)),
+    _eth(IPv6(src=PEER6, dst=MY6) / ICMPv6PacketTooBig(mtu=1280)
+         / bytes(IPv6(src=MY6, dst=PEER6) / ICMPv6EchoRequest(data=b"q" * 64))),
+    *[_eth(f) for f in fragment6(IPv6(src=PEER6, dst=MY6) / IPv6ExtHdrFragment(id=9)
+                                 / ICMPv6EchoRequest(data=b"G" * 3000), 1280)],
 ]
 
 
@@ -96,8 +128,11 @@ def test_mutated_frames_never_raise_and_state_stays_bounded(frames, later):
     for _, frame in h.take_output():
         assert 14 <= len(frame) <= 1514
     assert h.frags.mem <= h.settings.ipfrag_high_thresh
+    assert h.frags6.mem <= h.settings.ip6frag_high_thresh
     if later >= h.settings.ipfrag_time:
         assert len(h.frags) == 0          # every queue timed out
+    if later >= h.settings.ip6frag_time:
+        assert len(h.frags6) == 0
 
 
 @FUZZ
@@ -107,7 +142,7 @@ def test_raw_ip_link_never_raises(frames):
     for f in frames:
         h.receive(1, f[14:], 0.0)       # the same datagrams without Ethernet (TUN)
     for _, frame in h.take_output():
-        assert frame[0] >> 4 == 4
+        assert frame[0] >> 4 in (4, 6)
 
 
 def test_every_frame_is_accounted_for():
@@ -126,3 +161,22 @@ def test_every_frame_is_accounted_for():
     outcomes = (m["InDelivers"] + m["InHdrErrors"] + m["InAddrErrors"] + m["InTruncatedPkts"]
                 + m["InUnknownProtos"])
     assert m["InReceives"] == 5 == outcomes
+
+
+def test_every_ipv6_datagram_is_accounted_for():
+    """Each received IPv6 datagram ends in exactly one Ip6 outcome counter
+    (or a queued fragment)."""
+    h = make_host()
+    frames = [
+        _eth(IPv6(src=PEER6, dst=MY6) / ICMPv6EchoRequest()),           # delivered
+        _eth(IPv6(src=PEER6, dst=MY6) / ICMPv6EchoRequest())[:50],      # header error
+        _eth(IPv6(src=PEER6, dst=MY6, plen=200) / ICMPv6EchoRequest()), # truncated
+        _eth(IPv6(src=PEER6, dst="fd00::99") / ICMPv6EchoRequest()),    # address error
+        _eth(IPv6(src=PEER6, dst=MY6, nh=253) / b"x"),                  # unknown protocol
+    ]
+    for f in frames:
+        h.receive(1, f, 0.0)
+    m = h.mib
+    outcomes = (m["Ip6InDelivers"] + m["Ip6InHdrErrors"] + m["Ip6InAddrErrors"]
+                + m["Ip6InTruncatedPkts"] + m["Ip6InUnknownProtos"] + m["Ip6InDiscards"])
+    assert m["Ip6InReceives"] == 5 == outcomes

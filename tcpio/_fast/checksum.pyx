@@ -17,6 +17,7 @@ __all__ = [
     "csum_partial",
     "internet_checksum",
     "pseudo_header_sum",
+    "pseudo_header_sum6",
     "tcpudp_checksum",
 ]
 
@@ -44,6 +45,14 @@ def pseudo_header_sum(unsigned int src, unsigned int dst, unsigned int proto,
                       unsigned long long length):
     """Folded sum of the IPv4 pseudo-header (RFC 793 / RFC 768)."""
     return pseudo_sum(src, dst, proto, length)
+
+
+def pseudo_header_sum6(src, dst, unsigned int proto, unsigned long long length):
+    """Folded sum of the IPv6 pseudo-header (RFC 8200 8.1); the addresses are
+    128-bit ints, summed mod 0xFFFF (their 16-bit words' sum, 2**16 == 1)."""
+    cdef uint64_t s = <uint64_t>(src % 0xFFFF) + <uint64_t>(dst % 0xFFFF)
+    s += (length >> 16) + (length & 0xFFFF) + proto
+    return csum_fold64(s)
 
 
 def tcpudp_checksum(unsigned int src, unsigned int dst, unsigned int proto, segment):

@@ -25,6 +25,7 @@ __all__ = [
     "csum_partial",
     "internet_checksum",
     "pseudo_header_sum",
+    "pseudo_header_sum6",
     "tcpudp_checksum",
 ]
 
@@ -62,6 +63,14 @@ def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) ->
 def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
     """Folded sum of the IPv4 pseudo-header (RFC 793 / RFC 768)."""
     return _fold((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length)
+
+
+def pseudo_header_sum6(src: int, dst: int, proto: int, length: int) -> int:
+    """Folded sum of the IPv6 pseudo-header (RFC 8200 8.1): the two 128-bit
+    addresses, the upper-layer length (32 bits) and the next header.  The
+    16-bit words of an int sum to it mod 0xFFFF (2**16 == 1), as in
+    csum_partial."""
+    return _fold(src % 0xFFFF + dst % 0xFFFF + (length >> 16) + (length & 0xFFFF) + proto)
 
 
 def tcpudp_checksum(src: int, dst: int, proto: int,

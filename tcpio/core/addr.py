@@ -1,4 +1,4 @@
-"""Address helpers: the core uses host-order ints for IPv4, bytes for MACs."""
+"""Address helpers: the core uses host-order ints for IPv4 and IPv6, bytes for MACs."""
 
 from __future__ import annotations
 
@@ -37,6 +37,32 @@ def parse_cidr(text: str) -> tuple[int, int]:
 
 def prefix_mask(prefixlen: int) -> int:
     return (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF if prefixlen else 0
+
+
+def ip6_aton(text: str) -> int:
+    """'fd00::2' -> 0xfd00...02 (a 128-bit int).  ValueError on junk (a zone
+    index like 'fe80::1%eth0' included: scopes are ifindex arguments here)."""
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except (OSError, TypeError):
+        raise ValueError(f"not an IPv6 address: {text!r}") from None
+
+
+def ip6_ntoa(ip: int) -> str:
+    return socket.inet_ntop(socket.AF_INET6, ip.to_bytes(16, "big"))
+
+
+def parse_cidr6(text: str) -> tuple[int, int]:
+    """'fd00::2/64' -> (ip, 64).  A bare address means /128."""
+    addr, slash, plen = text.partition("/")
+    prefixlen = int(plen) if slash else 128
+    if not 0 <= prefixlen <= 128:
+        raise ValueError(f"bad prefix length in {text!r}")
+    return ip6_aton(addr), prefixlen
+
+
+def prefix_mask6(prefixlen: int) -> int:
+    return ((1 << 128) - 1) ^ ((1 << (128 - prefixlen)) - 1)
 
 
 def mac_ntoa(mac: bytes) -> str:

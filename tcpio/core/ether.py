@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpio.core import ip_input
+from tcpio.core import ip6_input, ip_input
+from tcpio.core.ipv6 import ETH_P_IPV6
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
@@ -40,9 +41,10 @@ def ether_input(host: Host, iface: Interface, frame: bytes | bytearray | memoryv
         ip_input.ip_rcv(host, iface, view, now, link_bcast)
     elif ethertype == ETH_P_ARP:
         host.arp.rcv(iface, view, now)
+    elif ethertype == ETH_P_IPV6:
+        ip6_input.ipv6_rcv(host, iface, view, now, link_bcast)
     else:
-        # IPv6 neighbour discovery from a kernel peer lands here, VLANs too.
-        mib["EthInUnknownProtos"] += 1
+        mib["EthInUnknownProtos"] += 1          # VLANs, ...
 
 
 def ether_xmit(host: Host, iface: Interface, dst_mac: bytes, ethertype: int,

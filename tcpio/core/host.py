@@ -15,6 +15,9 @@ Layering (each file mirrors a kernel file):
     udp.py        UDP socks
     tcp/          TCP
     af_inet.py    inet_init: builds ICMP, UDP and TCP and registers them here
+    IPv6 beside it (docs/internals.md "IPv6"): ip6_input.py, ip6_output.py,
+    reassembly.py, icmpv6.py, ndisc.py, addrconf.py; af_inet6.py registers
+    ICMPv6 in the inet6 table (``register_protocol6``)
     protocol.py   the seam: NetHost (what they may ask of us), InetProtocol
                   (what we ask of them), EarlyDemux (the receive fast path)
 
@@ -49,21 +52,34 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
-from tcpio.core import af_inet, ether, ip_input, ip_output
+from tcpio.core import (
+    addrconf,
+    af_inet,
+    af_inet6,
+    ether,
+    ip6_input,
+    ip6_output,
+    ip_input,
+    ip_output,
+)
 from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
 from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_fragment import Reassembler
 from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
+from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicast6
 from tcpio.core.mib import Mib
+from tcpio.core.ndisc import Ndisc
 from tcpio.core.protocol import EarlyDemux, InetProtocol
+from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
 from tcpio.core.settings import Settings
 from tcpio.core.timer import TimerWheel
 
 if TYPE_CHECKING:
     from tcpio.core.icmp import IcmpProto
+    from tcpio.core.icmpv6 import Icmpv6Proto
     from tcpio.core.tcp.tcp_ipv4 import TcpProto
     from tcpio.core.udp import UdpProto
 
@@ -94,7 +110,7 @@ NETDEV_MAX_BACKLOG = 1000
 class Interface:
     """One link: ``link`` is "ether" (Ethernet + ARP) or "ip" (TUN: bare datagrams)."""
 
-    __slots__ = ("addrs", "gso_max_size", "ifindex", "link", "mac", "mtu", "name",
+    __slots__ = ("addrs", "gso_max_size", "ifindex", "ip6", "link", "mac", "mtu", "name",
                  "tx_csum_partial", "up")
 
     def __init__(self, ifindex: int, name: str, link: str, mac: bytes | None,
@@ -110,6 +126,7 @@ class Interface:
         self.mac = mac
         self.mtu = mtu
         self.addrs: list[tuple[int, int]] = []   # (ip, prefixlen), primary first
+        self.ip6 = addrconf.Inet6Dev()           # IPv6 addresses and groups
         self.up = True
 
     def broadcasts(self) -> list[int]:
@@ -129,6 +146,7 @@ class Host:
     icmp: IcmpProto
     udp: UdpProto
     tcp: TcpProto
+    icmp6: Icmpv6Proto
 
     def __init__(self, name: str = "host", seed: int | None = None,
                  settings: Settings | None = None) -> None:
@@ -185,6 +203,21 @@ class Host:
         self._tcp_demux: EarlyDemux | None = None
         # inet_init: the transports register themselves (af_inet.py).
         self.icmp, self.udp, self.tcp = af_inet.inet_init(self)
+        # IPv6 (docs/internals.md "IPv6"): its own tables beside IPv4's.  Its
+        # randomness (DAD delays) comes from its own generator, keyed by the
+        # secret, so IPv4's draws from ``rng`` stay what they were.
+        self.rng6 = random.Random(self.secret)
+        self.fib6 = Fib(128)
+        self.local6: dict[int, int] = {}           # preferred address -> ifindex
+        self.protocols6: dict[int, Any] = {}
+        self.pmtu6: dict[int, tuple[int, float]] = {}
+        self.ndisc = Ndisc(self)
+        self.frags6 = ip6_reassembler(self)
+        self.ip6_ids = ip6_output.Ip6Idents(self.secret)
+        # The interface of the IPv6 datagram being received (ICMPv6 errors
+        # about it go back out there: a link-local source needs it).
+        self.rx_iif6: int | None = None
+        self.icmp6 = af_inet6.inet6_init(self)
 
     # ----- configuration ------------------------------------------------------------
 
@@ -213,6 +246,8 @@ class Host:
             iface.gso_max_size = gso_max_size
             iface.tx_csum_partial = tx_csum_partial
         self.interfaces[ifindex] = iface
+        if link == "ether":
+            addrconf.addrconf_dev_config(self, iface)   # fe80::EUI-64, with DAD
         return ifindex
 
     def set_mtu(self, ifindex: int, mtu: int) -> None:
@@ -305,6 +340,113 @@ class Host:
             self._early_demux.pop(proto, None)
         else:
             self._early_demux[proto] = (handler, early_demux)
+
+    # ----- IPv6 configuration (addrconf.py) ----------------------------------------
+
+    def add_address6(self, ifindex: int, ip: int, prefixlen: int, nodad: bool = False) -> None:
+        """``ip -6 addr add IP/LEN dev IF [nodad]``: tentative until DAD passes."""
+        addrconf.ipv6_add_addr(self, self._iface(ifindex), ip, prefixlen, nodad)
+
+    def remove_address6(self, ifindex: int, ip: int) -> None:
+        addrconf.ipv6_del_addr(self, self._iface(ifindex), ip)
+
+    def addresses6(self, ifindex: int) -> list[tuple[int, int, str]]:
+        """(ip, prefixlen, state) of the interface's IPv6 addresses (``ip -6 addr``)."""
+        return [(a.ip, a.prefixlen, a.state) for a in self._iface(ifindex).ip6.addrs]
+
+    def add_route6(self, prefix: int, prefixlen: int, via: int | None,
+                   ifindex: int | None = None) -> None:
+        """``ip -6 route add prefix/len [via GW] [dev IF]``."""
+        if ifindex is None:
+            if via is None:
+                raise ValueError("a route needs a gateway or an interface")
+            if is_linklocal6(via):
+                ifindex = self._default_iface6().ifindex
+            else:
+                entry = self.fib6.lookup(via)
+                if entry is None or entry.gateway is not None:
+                    raise sock_error(errno.ENETUNREACH, "gateway not on a connected network")
+                ifindex = entry.ifindex
+        self._iface(ifindex)
+        self.fib6.add(prefix, prefixlen, via, ifindex)
+        self.invalidate_routes()
+
+    def remove_route6(self, prefix: int, prefixlen: int) -> None:
+        if not self.fib6.remove(prefix, prefixlen):
+            raise sock_error(errno.ESRCH)
+        self.invalidate_routes()
+
+    def is_local_address6(self, ip: int) -> bool:
+        """One of our preferred IPv6 addresses, or ::1."""
+        return ip in self.local6 or ip == 1
+
+    def route6_lookup(self, dst: int, ifindex: int | None = None) -> Route:
+        """ip6_route_output: (ifindex, gateway, src, mtu) for ``dst``.  A
+        link-scope destination goes out of ``ifindex`` (the scope id), or the
+        first Ethernet interface; ENETUNREACH without a route."""
+        if dst == 1 or dst in self.local6:
+            return Route(LOOPBACK_IFINDEX, None, dst, min(self.lo.mtu, IP_MAX_MTU))
+        if is_linklocal6(dst) or (is_multicast6(dst) and addr_scope(dst) <= 2):
+            iface = self._iface(ifindex) if ifindex else self._default_iface6()
+            return Route(iface.ifindex, None, addrconf.ipv6_dev_get_saddr(iface, dst) or 0,
+                         self._mtu6(iface, dst))
+        entry = self.fib6.lookup(dst)
+        if entry is None:
+            raise sock_error(errno.ENETUNREACH)
+        iface = self.interfaces[entry.ifindex]
+        return Route(entry.ifindex, entry.gateway,
+                     addrconf.ipv6_dev_get_saddr(iface, dst) or 0, self._mtu6(iface, dst))
+
+    def _default_iface6(self) -> Interface:
+        for iface in self.interfaces.values():
+            if iface.up and iface.link == "ether":
+                return iface
+        raise sock_error(errno.ENETUNREACH, "no interface for a link-local destination")
+
+    def _mtu6(self, iface: Interface, dst: int) -> int:
+        mtu = min(iface.mtu, IP_MAX_MTU)
+        learned = self.pmtu6.get(dst)
+        if learned is not None:
+            if learned[1] > self.now:
+                mtu = min(mtu, learned[0])
+            else:
+                del self.pmtu6[dst]
+        return mtu
+
+    def update_pmtu6(self, dst: int, mtu: int) -> None:
+        """A Packet Too Big about a datagram of ours to ``dst`` (RFC 8201):
+        lower its path MTU, never below 1280, never raise it."""
+        mtu = max(mtu, IPV6_MIN_MTU)
+        try:
+            current = self.route6_lookup(dst).mtu
+        except OSError:
+            return
+        if mtu >= current:
+            return
+        if len(self.pmtu6) > 4096:
+            self.pmtu6.clear()
+        self.pmtu6[dst] = (mtu, self.now + self.settings.ip_rt_mtu_expires)
+        self.mib["Ip6PmtuUpdates"] += 1
+
+    def register_protocol6(self, proto: int, handler: Any) -> None:
+        """inet6_add_protocol: ``handler.rcv(skb, payload, now)`` gets every
+        IPv6 datagram for ``proto``, ``handler.err(...)`` its ICMPv6 errors."""
+        self.protocols6[proto] = handler
+
+    def ip6_output(self, proto: int, src: int | None, dst: int,
+                   payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
+                   tclass: int = 0, dontfrag: bool = False, ifindex: int | None = None) -> None:
+        """Route, pick the source, fragment, resolve by ND (ip6_output.py)."""
+        ip6_output.ip6_output(self, proto, src, dst, payload,
+                              self.settings.ipv6_hop_limit if hlim is None else hlim,
+                              tclass, dontfrag, ifindex)
+        if self._loopback and not self._busy and not self.backlog_deferred:
+            self._run_loopback()
+
+    def icmp6_send(self, packet: bytes | bytearray | memoryview, type: int, code: int,
+                   info: int = 0) -> None:
+        """icmp6_send: an ICMPv6 error about the received datagram ``packet``."""
+        self.icmp6.send_error(packet, type, code, info)
 
     def _iface(self, ifindex: int) -> Interface:
         try:
@@ -460,7 +602,10 @@ class Host:
                         continue
                     if rec is None or not self._rx_deliver(rec, frame, now):
                         if lo:
-                            ip_rcv(self, iface, frame, now, False, True)
+                            if frame[0] >> 4 == 6:
+                                ip6_input.ipv6_rcv(self, iface, frame, now, False, True)
+                            else:
+                                ip_rcv(self, iface, frame, now, False, True)
                         else:
                             self._rx_slow(iface, frame, now)
                 except Exception:
@@ -531,8 +676,7 @@ class Host:
         if iface.link == "ether":
             ether.ether_input(self, iface, frame, now)
         elif frame and frame[0] >> 4 == 6:
-            # A kernel peer on a TUN sends IPv6 (router solicitations...): not ours.
-            self.mib["InIPv6Discards"] += 1
+            ip6_input.ipv6_rcv(self, iface, frame, now, False)
         else:
             ip_input.ip_rcv(self, iface, frame, now, False)
 

@@ -11,3 +11,11 @@ from typing import Final
 IPPROTO_ICMP: Final = 1
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
+# IPv6 next-header values (include/uapi/linux/in6.h): the extension headers
+# share the space with the transports.
+IPPROTO_HOPOPTS: Final = 0
+IPPROTO_ROUTING: Final = 43
+IPPROTO_FRAGMENT: Final = 44
+IPPROTO_ICMPV6: Final = 58
+IPPROTO_NONE: Final = 59
+IPPROTO_DSTOPTS: Final = 60

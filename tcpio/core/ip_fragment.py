@@ -1,5 +1,9 @@
 """IPv4 reassembly (net/ipv4/ip_fragment.c: ip_defrag, ip_frag_queue, ip_frag_reasm).
 
+The queue code (``Reassembler.frag_queue``) is also IPv6's (reassembly.py
+checks the fragment header and calls it with its own key, counters,
+settings and expiry message), as Linux shares inet_fragment.c between them.
+
 Fragments are queued per (src, dst, proto, id) in an ``Ipq``.  Rules, as in
 Linux since 4.19 (RFC 5722's rule carried over to IPv4):
 
@@ -21,10 +25,11 @@ Linux since 4.19 (RFC 5722's rule carried over to IPv4):
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tcpio.core.ip_output import IP_MAX_LEN
+from tcpio.core.ip_input import IP_MAX_LEN
 from tcpio.core.timer import Timer
 
 if TYPE_CHECKING:
@@ -69,34 +74,55 @@ class Ipq:
 
 
 class Reassembler:
-    def __init__(self, host: Host) -> None:
+    """Fragment queues of one family.  ``prefix`` is put before the counter
+    names ("" for IPv4's ReasmReqds..., "Ip6" for IPv6's); ``time_attr`` and
+    ``thresh_attr`` name the settings for the timeout and the memory cap;
+    ``on_expire(first, data)`` reports a queue that timed out after its
+    fragment 0 came (``first`` is what ``frag_queue`` was given with it)."""
+
+    def __init__(self, host: Host, prefix: str = "", time_attr: str = "ipfrag_time",
+                 thresh_attr: str = "ipfrag_high_thresh",
+                 on_expire: Callable[[Any, bytes], None] | None = None) -> None:
         self.host = host
         self.queues: OrderedDict[tuple[int, int, int, int], Ipq] = OrderedDict()
         self.mem = 0
+        self.prefix = prefix
+        self.time_attr = time_attr
+        self.thresh_attr = thresh_attr
+        self.on_expire = on_expire if on_expire is not None else self._icmp_expire
 
     def defrag(self, iph: Any, payload: bytes | memoryview, now: float
                ) -> tuple[Any, bytes] | None:
         """Queue one fragment; return (first fragment's header, whole payload) when complete."""
+        self.host.mib["ReasmReqds"] += 1
+        return self.frag_queue((iph.src, iph.dst, iph.proto, iph.ident), iph.frag_offset,
+                               iph.mf, iph.ihl * 4, payload, iph, now)
+
+    def frag_queue(self, key: tuple[int, int, int, int], offset: int, mf: bool, hlen: int,
+                   payload: bytes | memoryview, first: Any, now: float
+                   ) -> tuple[Any, bytes] | None:
+        """ip_frag_queue + ip_frag_reasm: the fragment at ``offset`` (bytes)
+        with ``payload``, the last one unless ``mf``; ``hlen`` the header
+        length in front of it (for the 64 KiB limit); ``first`` is kept
+        with fragment 0 and returned with the whole payload when complete."""
         host = self.host
         mib = host.mib
-        mib["ReasmReqds"] += 1
-        key = (iph.src, iph.dst, iph.proto, iph.ident)
+        p = self.prefix
         q = self.queues.get(key)
         if q is None:
             timer = host.timers.timer(_noop)
             q = Ipq(key, timer)
             timer.callback = partial(self._expire, q)
-            timer.arm(now + host.settings.ipfrag_time)
+            timer.arm(now + getattr(host.settings, self.time_attr))
             self.queues[key] = q
             self.mem += IPQ_OVERHEAD
-        offset = iph.frag_offset
         end = offset + len(payload)
-        if iph.ihl * 4 + end > IP_MAX_LEN:
+        if hlen + end > IP_MAX_LEN:
             self._kill(q)
-            mib["ReasmFails"] += 1
+            mib[p + "ReasmFails"] += 1
             return None
         # ip_frag_queue's length checks, in its order.
-        if iph.mf:
+        if mf:
             end &= ~7
             if end > q.total:
                 if q.last_seen:
@@ -119,20 +145,20 @@ class Reassembler:
         verdict = self._insert(q, offset, end, data)
         if verdict != "ok":
             if verdict == "dup":
-                mib["ReasmDuplicates"] += 1
+                mib[p + "ReasmDuplicates"] += 1
                 return None
-            mib["ReasmOverlaps"] += 1
+            mib[p + "ReasmOverlaps"] += 1
             self._kill(q)
-            mib["ReasmFails"] += 1
+            mib[p + "ReasmFails"] += 1
             return None
         if offset == 0:
-            q.first_iph = iph
+            q.first_iph = first
         size = len(data) + FRAG_OVERHEAD
         q.mem += size
         self.mem += size
         if q.last_seen and q.meat == q.total and q.first_iph is not None:
             self._kill(q)
-            mib["ReasmOKs"] += 1
+            mib[p + "ReasmOKs"] += 1
             return q.first_iph, b"".join(f[2] for f in q.frags)
         self._enforce_cap()
         return None
@@ -140,7 +166,7 @@ class Reassembler:
     def _bad(self, q: Ipq) -> None:
         """A fragment inconsistent with the queue: drop the datagram (ip_frag_queue -EINVAL)."""
         self._kill(q)
-        self.host.mib["ReasmFails"] += 1
+        self.host.mib[self.prefix + "ReasmFails"] += 1
 
     @staticmethod
     def _insert(q: Ipq, offset: int, end: int, data: bytes) -> str:
@@ -162,12 +188,13 @@ class Reassembler:
         return "ok"
 
     def _enforce_cap(self) -> None:
-        cap = self.host.settings.ipfrag_high_thresh
+        cap = getattr(self.host.settings, self.thresh_attr)
+        p = self.prefix
         while self.mem > cap and self.queues:
             _, victim = next(iter(self.queues.items()))
             self._kill(victim)
-            self.host.mib["ReasmFails"] += 1
-            self.host.mib["ReasmEvictions"] += 1
+            self.host.mib[p + "ReasmFails"] += 1
+            self.host.mib[p + "ReasmEvictions"] += 1
 
     def _kill(self, q: Ipq) -> None:
         q.timer.cancel()
@@ -186,10 +213,13 @@ class Reassembler:
         """
         host = self.host
         self._kill(q)
-        host.mib["ReasmTimeout"] += 1
-        host.mib["ReasmFails"] += 1
+        host.mib[self.prefix + "ReasmTimeout"] += 1
+        host.mib[self.prefix + "ReasmFails"] += 1
         if q.first_iph is not None:
-            host.icmp_send(q.first_iph, q.frags[0][2], 11, 1)
+            self.on_expire(q.first_iph, q.frags[0][2])
+
+    def _icmp_expire(self, first_iph: Any, data: bytes) -> None:
+        self.host.icmp_send(first_iph, data, 11, 1)
 
     def __len__(self) -> int:
         return len(self.queues)

@@ -26,6 +26,7 @@ wire = _fast.load("wire")
 csum = _fast.load("checksum")
 
 IP_HLEN = 20
+IP_MAX_LEN = 65535
 
 
 def peek_dst(packet: bytes | bytearray | memoryview) -> int:

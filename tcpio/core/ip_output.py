@@ -25,7 +25,7 @@ from tcpio.core.addr import BROADCAST_MAC, is_multicast
 from tcpio.core.errors import sock_error
 from tcpio.core.ether import ETH_P_IP, multicast_mac
 from tcpio.core.in_h import IPPROTO_TCP
-from tcpio.core.ip_input import IP_HLEN
+from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
@@ -36,7 +36,6 @@ _tx = _fast.load("tx")
 ip_build = _tx.ip_build
 tcp_frame = _tx.tcp_frame
 
-IP_MAX_LEN = 65535
 IP_IDENTS_SZ = 2048
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tcpio.core.addr import prefix_mask
+from tcpio.core.addr import prefix_mask, prefix_mask6
 
 
 class Route(NamedTuple):
@@ -31,18 +31,23 @@ class FibEntry(NamedTuple):
 
 
 class Fib:
-    """Routes keyed by (prefixlen, prefix); lookup by longest prefix match."""
+    """Routes keyed by (prefixlen, prefix); lookup by longest prefix match.
 
-    def __init__(self) -> None:
+    ``bits`` is the address width: 32 (IPv4, the default) or 128 (IPv6's
+    table, Linux's fib6 for a host: connected and static routes)."""
+
+    def __init__(self, bits: int = 32) -> None:
+        self.bits = bits
+        self._mask = prefix_mask if bits == 32 else prefix_mask6
         self._by_len: dict[int, dict[int, FibEntry]] = {}
         self._lens: list[int] = []          # prefix lengths present, longest first
 
     def add(self, prefix: int, prefixlen: int, gateway: int | None, ifindex: int,
             prefsrc: int | None = None) -> FibEntry:
         """Add or replace the route for prefix/prefixlen."""
-        if not 0 <= prefixlen <= 32:
+        if not 0 <= prefixlen <= self.bits:
             raise ValueError(f"bad prefix length {prefixlen}")
-        prefix &= prefix_mask(prefixlen)
+        prefix &= self._mask(prefixlen)
         entry = FibEntry(prefix, prefixlen, gateway, ifindex, prefsrc)
         table = self._by_len.setdefault(prefixlen, {})
         table[prefix] = entry
@@ -52,11 +57,11 @@ class Fib:
     def get(self, prefix: int, prefixlen: int) -> FibEntry | None:
         """The route for exactly prefix/prefixlen."""
         table = self._by_len.get(prefixlen)
-        return table.get(prefix & prefix_mask(prefixlen)) if table else None
+        return table.get(prefix & self._mask(prefixlen)) if table else None
 
     def remove(self, prefix: int, prefixlen: int) -> bool:
         table = self._by_len.get(prefixlen)
-        prefix &= prefix_mask(prefixlen)
+        prefix &= self._mask(prefixlen)
         if not table or table.pop(prefix, None) is None:
             return False
         if not table:
@@ -66,8 +71,9 @@ class Fib:
 
     def lookup(self, dst: int) -> FibEntry | None:
         """The most specific route covering ``dst``, or None."""
+        mask = self._mask
         for plen in self._lens:
-            entry = self._by_len[plen].get(dst & prefix_mask(plen))
+            entry = self._by_len[plen].get(dst & mask(plen))
             if entry is not None:
                 return entry
         return None

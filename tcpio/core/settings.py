@@ -27,6 +27,15 @@ class Settings:
     arp_unres_qlen: int = 101              # packets queued per unresolved neighbour
     arp_unres_qlen_bytes: int = 212992     # ... and at most this many bytes (unres_qlen_bytes)
     arp_gc_thresh3: int = 1024             # cache size cap
+    # --- IPv6 (net.ipv6) ---
+    disable_ipv6: int = 0                  # 1: no link-local address on new interfaces
+    ipv6_hop_limit: int = 64               # conf.all.hop_limit
+    ip6frag_time: float = 60.0             # IPv6 reassembly timeout (RFC 8200's 60 s)
+    ip6frag_high_thresh: int = 4 * 1024 * 1024
+    dad_transmits: int = 1                 # DAD probes per address (0: no DAD)
+    rtr_solicit_delay: float = 1.0         # DAD's first probe waits a random part of it
+    ndisc_delay_first_probe_time: float = 5.0  # neigh.default.delay_first_probe_time
+    icmpv6_ratelimit: float = 1.0          # net.ipv6.icmp.ratelimit (seconds per error, /0)
     # --- ICMP ---
     icmp_ratelimit: float = 0.001          # seconds between ICMP errors per destination (token bucket)
     icmp_ratemask_burst: int = 50

@@ -1,0 +1,23 @@
+"""The host's IPv6 protocols, registered from outside it (net/ipv6/af_inet6.c).
+
+``inet6_init`` builds ICMPv6 (which hands ND messages to ``host.ndisc``) and
+registers it in the host's inet6 protocol table, as Linux's inet6_init does
+with inet6_add_protocol.  TCP and UDP over IPv6 register here in the next
+phase.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tcpio.core.icmpv6 import Icmpv6Proto
+from tcpio.core.in_h import IPPROTO_ICMPV6
+
+if TYPE_CHECKING:
+    from tcpio.core.host import Host
+
+
+def inet6_init(host: Host) -> Icmpv6Proto:
+    icmp6 = Icmpv6Proto(host)
+    host.register_protocol6(IPPROTO_ICMPV6, icmp6)
+    return icmp6
