@@ -47,10 +47,14 @@ def test_timers_executor_signals_subprocesses_are_the_wrapped_loops(loop_name: s
         loop = asyncio.get_running_loop()
         order: list[int] = []
         done = loop.create_future()
-        loop.call_later(0.002, order.append, 2)
+        # The later deadline is scheduled first, so order by deadline differs
+        # from order of scheduling.  The gap is wide: uvloop keeps time in
+        # whole milliseconds and may advance it between two call_later()s on
+        # a loaded machine (0.002 then 0.001 once tied, and fired as scheduled).
+        loop.call_later(0.05, order.append, 2)
         loop.call_later(0.001, order.append, 1)
         loop.call_soon(order.append, 0)
-        loop.call_later(0.003, done.set_result, None)
+        loop.call_later(0.06, done.set_result, None)
         await done
         in_thread = await loop.run_in_executor(None, sum, [1, 2, 3])
         got_signal = asyncio.Event()
