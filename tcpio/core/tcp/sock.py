@@ -127,7 +127,7 @@ class TcpSock(TcpCb):
         "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
         "sack_cache", "sack_ok", "segs_out", "sk_err", "sk_err_soft", "sk_shutdown",
         "snd_cwnd_clamp",
-        "snd_cwnd_cnt", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
+        "snd_cwnd_cnt", "cwnd_usage_seq", "max_packets_out", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
         "syn_queue", "tlp_high_seq", "tlp_retrans", "total_retrans", "urg_data", "urg_last", "user_mss",
         "user_timeout", "wakeup", "wscale_ok",
     ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
@@ -241,6 +241,10 @@ class TcpSock(TcpCb):
         self.tlp_high_seq: int | None = None  # snd_nxt when the loss probe went out
         self.tlp_retrans = False    # ... and the probe was a retransmission
         self.is_cwnd_limited = False
+        # tcp_cwnd_validate's record of the window (until snd_una passes
+        # cwnd_usage_seq): the most segments out, or cwnd-limited
+        self.max_packets_out = 0
+        self.cwnd_usage_seq = 0
         self.packets_out = 0
         self.sacked_out = 0
         self.lost_out = 0
@@ -413,6 +417,8 @@ class TcpSock(TcpCb):
             return 0
         buf_append(self.wq, mv[:n])
         self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
+        # tcp_push's tcp_mark_push: PSH where this write ends
+        self.pushed_seq = self.write_seq
         if flags & _MSG_OOB:
             self.snd_up = self.write_seq
         tcp_output.tcp_push(self, self.host.now)
