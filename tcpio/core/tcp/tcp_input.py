@@ -191,8 +191,7 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             # An orphan has nobody to read more data: if data arrives now,
             # abort like Linux (TCPAbortOnData); else wait tcp_fin_timeout.
             if skb.end_seq != skb.seq and after(skb.end_seq, sk.rcv_nxt) and not skb.flags & TCPHDR_FIN:
-                sk.host.mib["TCPAbortOnData"] += 1
-                tcp_output.tcp_abort_with_reset(sk, now, 0)
+                tcp_abort_on_data(sk, skb)
                 return
             if not skb.flags & TCPHDR_FIN:
                 tcp_fin_wait2_orphan(sk, now)
@@ -214,8 +213,7 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     elif (state in (TCP_FIN_WAIT1, TCP_FIN_WAIT2) and sk.orphan and skb.data
           and after(skb.end_seq, sk.rcv_nxt)):
         # Nobody will ever read this data (tcp_rcv_state_process: TCPAbortOnData).
-        sk.host.mib["TCPAbortOnData"] += 1
-        tcp_output.tcp_abort_with_reset(sk, now, 0)
+        tcp_abort_on_data(sk, skb)
         return
     if flags & TCPHDR_URG:
         tcp_check_urg(sk, skb)
@@ -444,6 +442,15 @@ def tcp_reset(sk: TcpSock, now: float) -> None:
 
 
 # --- ACK processing (tcp_ack) ------------------------------------------------------------
+def tcp_abort_on_data(sk: TcpSock, skb: Skb) -> None:
+    """Data for a socket nobody will read (TCPAbortOnData): tcp_reset, and
+    tcp_rcv_state_process returns 1, so tcp_v4_do_rcv answers the segment
+    itself with a RST (tcp_v4_send_reset: seq = its ACK, no ACK flag)."""
+    sk.host.mib["TCPAbortOnData"] += 1
+    sk.proto.tcp_v4_send_reset(sk.laddr, sk.raddr, skb)
+    sk.proto.tcp_done(sk)
+
+
 def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     """Process the ACK field: window update, SACK, acked segments, recovery,
     congestion window.  Returns a negative value when the ACK was rejected."""
