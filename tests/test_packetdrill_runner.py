@@ -274,3 +274,43 @@ def test_poll_sendmsg_ioctl_and_options(tmp_path) -> None:
     assert res.status == "fail" and "system call return" in res.message  # returns at 0.1
     res = run(tmp_path, "   +0 poll([{fd=4, events=POLLIN|POLLOUT, revents=POLLIN}], 1, 0) = 1\n")
     assert res.status == "fail" and "poll revents: expected: 0x1 actual: 0x4" in res.message
+
+
+INQ_READS = """\
+   +0 setsockopt(4, SOL_TCP, TCP_INQ, [1], 4) = 0
+   +0 getsockopt(4, SOL_TCP, TCP_INQ, [1], [4]) = 0
+   +0 < . 1:3001(3000) ack 1 win 257
+   +0 > . 1:1(0) ack 3001
+   +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 1000}], msg_flags=0,
+                  msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
+                                cmsg_data=%d}]}, 0) = 1000
+   +0 < F. 3001:3001(0) ack 1 win 257
+   +0 > . 1:1(0) ack 3002
+   +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 5000}], msg_flags=0,
+                  msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
+                                cmsg_data=%d}]}, 0) = 2000
+"""
+
+
+@pytest.mark.parametrize("first, last, ok", [(2000, 1, True), (3000, 1, False), (2000, 0, False)])
+def test_recvmsg_control_messages_are_compared(tmp_path, first: int, last: int, ok: bool) -> None:
+    """TCP_INQ (Linux tcp_inq_hint): each recvmsg carries a TCP_CM_INQ control
+    message with the bytes left to read, 1 when none are left after the
+    peer's FIN; the runner compares it like packetdrill's cmsg check."""
+    res = run(tmp_path, INQ_READS % (first, last))
+    assert res.status == ("pass" if ok else "fail"), res.report()
+    if not ok:
+        assert "control messages" in res.message and res.line == SERVER_LINES + (
+            5 if first != 2000 else 10)
+
+
+def test_tcp_inq_takes_0_or_1_and_control_needs_it(tmp_path) -> None:
+    res = run(tmp_path, """\
+   +0 setsockopt(4, SOL_TCP, TCP_INQ, [2], 4) = -1 EINVAL (Invalid argument)
+   +0 < . 1:101(100) ack 1 win 257
+   +0 > . 1:1(0) ack 101
+   +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 100}], msg_flags=0,
+                  msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
+                                cmsg_data=0}]}, 0) = 100
+""")
+    assert res.status == "fail" and "control messages" in res.message, res.report()

@@ -104,14 +104,15 @@ def test_each_dropped_segment_is_one_mark_and_wireshark_counts_the_same(tmp_path
     assert a.mib["RetransSegs"] == len(dropped) == 4
     # Wireshark's analysis of the same file finds the same segments, flagging
     # each a retransmission or, when it follows the newest data by less than
-    # its RTT estimate and is not at the ACK point, "out of order" (here 55025,
-    # resent by RACK after one duplicate ACK): Wireshark's heuristic for
-    # captures taken behind reordering, which this link does not do.  The
-    # kernel-to-kernel capture (tests/tap/test_plot_kernel.py) has none of
-    # those and matches tcp.analysis.retransmission alone.
+    # its RTT estimate and is not at the ACK point, "out of order" (here the
+    # ones RACK resent soon after new data went out): Wireshark's heuristic
+    # for captures taken behind reordering, which this link does not do.
+    # Which way each goes depends on timing; together they are the drops.
+    # The kernel-to-kernel capture (tests/tap/test_plot_kernel.py) has none
+    # of those and matches tcp.analysis.retransmission alone.
     wireshark = tshark_retransmissions(path)
     assert sorted(wireshark + tshark_retransmissions(path, "out_of_order")) == dropped
-    assert len(wireshark) == 3
+    assert wireshark
     # Every mark lies on a segment sent before (same bytes, later in time).
     first = {start: t for t, start, _ in d.data}
     for t, start, end in d.retransmissions:

@@ -31,7 +31,7 @@ cdef class TcpCb:
     cdef public long long laddr, raddr, lport, rport
     cdef public long long snd_cwnd, packets_out, sacked_out, lost_out, retrans_out
     cdef public long long probes_out
-    cdef public long long snd_sml, write_seq, wq_seq
+    cdef public long long snd_sml, write_seq, wq_seq, pushed_seq
     cdef public bint nodelay, is_cwnd_limited
     cdef public bytearray wq
     cdef public list rtx
@@ -96,6 +96,12 @@ cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window
 
 cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, long long mss,
                      bint fin) except -1
+@cython.locals(unsent=cython.longlong, seglen=cython.longlong, fin=bint)
+cpdef bint xmit_more(TcpCb sk, uint32_t seq, long long mss, bint fin_queued) except -1
+@cython.locals(cwnd=cython.longlong, room=cython.longlong, half=cython.longlong)
+cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
+@cython.locals(pushed=uint32_t)
+cpdef long long push_mark(TcpCb sk, uint32_t seq, uint32_t end) except -1
 @cython.locals(seg=TxSeg)
 cpdef new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags, bint small, double now)
 @cython.locals(base=cython.p_const_uchar)
@@ -109,10 +115,11 @@ cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen
                hh=Py_ssize_t, sent=cython.int, hdrs=cython.longlong, gso_room=cython.longlong,
                run_segs=cython.longlong, run_seq=uint32_t, run_off=Py_ssize_t,
                run_len=cython.longlong, run_flags=cython.longlong,
-               wq=bytearray, off=Py_ssize_t)
+               wq=bytearray, off=Py_ssize_t, burst=cython.longlong, more=bint,
+               mark=cython.longlong, quota=cython.longlong, last=bint)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      list ids, Py_ssize_t bucket, double now, long long gso_max=*,
-                     bint csum_partial=*) except -1
+                     bint csum_partial=*, long long max_segs=*) except -1
 @cython.locals(window=cython.longlong, ident=uint32_t)
 cdef int _xmit_run(TcpCb sk, bytearray wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
                    uint32_t ttl, list ids, Py_ssize_t bucket, Py_ssize_t off, Py_ssize_t n,

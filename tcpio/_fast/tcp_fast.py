@@ -79,9 +79,10 @@ from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
 __all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
-           "event_data_recv", "new_data_sent", "rack_advance", "rcv_established", "rcv_rtt_update",
+           "cwnd_quota",
+           "event_data_recv", "new_data_sent", "push_mark", "rack_advance", "rcv_established", "rcv_rtt_update",
            "receive_window", "select_window", "set_hooks", "tcp_select_window", "write_xmit",
-           "xmit_test"]
+           "xmit_more", "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
 # calls tx.pyx's tcp_data_frame directly (cimported in tcp_fast.pxd).
@@ -175,6 +176,7 @@ class TcpCb:
     retrans_out: int
     snd_sml: int
     write_seq: int
+    pushed_seq: int     # write_seq at the last tcp_mark_push (the end of a write)
     wq_seq: int
     nodelay: bool
     is_cwnd_limited: bool
@@ -200,6 +202,7 @@ class TcpCb:
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
+        self.pushed_seq = 0
         self.trace = None
         self.segs_in = 0
         self.lrcvtime = -1.0
@@ -218,7 +221,7 @@ class TxSeg:
 
     seq: int
     end_seq: int
-    flags: int          # _TCPHDR_SYN / TCPHDR_FIN bits carried
+    flags: int          # _TCPHDR_SYN / TCPHDR_FIN / _TCPHDR_PSH bits carried
     sacked: int         # TCPCB_* bits (tcp_sack)
     retrans: int
     tstamp: float       # last (re)transmission time
@@ -512,17 +515,64 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
 
 def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -> bool:
     """May segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go now?  Both
-    send loops' tcp_cwnd_test (no room: is_cwnd_limited), tcp_snd_wnd_test
-    and tcp_nagle_test with Minshall's tweak (a FIN is never held back)."""
+    send loops' tcp_cwnd_test (no room: is_cwnd_limited; the FIN's segment
+    goes past it), tcp_snd_wnd_test and tcp_nagle_test with Minshall's tweak
+    (a FIN is never held back)."""
     if sk is None:
         raise TypeError("xmit_test: a TcpCb is required")
-    if sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
+    # tcp_cwnd_test: "Don't be strict about the congestion window for the
+    # final FIN" (a segment of at most one MSS carrying it goes regardless)
+    if not fin and sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
         sk.is_cwnd_limited = True
         return False
     if after(end, (sk.snd_una + sk.snd_wnd) & _U32_MASK):
         return False
     return not (seglen < mss and not fin and not sk.nodelay and sk.packets_out
                 and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq))
+
+
+def xmit_more(sk: TcpCb, seq: int, mss: int, fin_queued: bool) -> bool:
+    """Does tcp_write_xmit send a segment at ``seq`` now (new data, with the
+    FIN if it is the last and ``fin_queued``, or the FIN alone)?  Both send
+    loops ask before each segment, and again after it: a segment that no
+    other follows ends its burst (see push_flags)."""
+    if sk is None:
+        raise TypeError("xmit_more: a TcpCb is required")
+    unsent = seq_diff(sk.write_seq, seq)
+    if unsent <= 0:
+        return fin_queued and unsent == 0 and xmit_test(sk, seq, u32(seq + 1), 0, mss, True)
+    seglen = mss if mss < unsent else unsent
+    fin = fin_queued and seglen == unsent
+    return xmit_test(sk, seq, u32(seq + seglen + (1 if fin else 0)), seglen, mss, fin)
+
+
+def cwnd_quota(sk: TcpCb, sent: int) -> int:
+    """tcp_cwnd_test's quota: how many segments a burst (one GSO skb in
+    Linux) may have, at most half the cwnd ("ensure we have at least 2 GSO
+    packets in flight"); ``sent``: of them already counted in flight.  (The
+    loops ask after the burst's first segment, so the cwnd is the one
+    tcp_event_data_sent_idle may just have restarted, as Linux restarts it
+    before sending, in tcp_skb_entail.)"""
+    if sk is None:
+        raise TypeError("cwnd_quota: a TcpCb is required")
+    cwnd = sk.snd_cwnd
+    room = cwnd + sent - (sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out)
+    half = cwnd >> 1 if cwnd > 1 else 1
+    return half if half < room else room
+
+
+def push_mark(sk: TcpCb, seq: int, end: int) -> int:
+    """_TCPHDR_PSH if the data [seq, end) ends where a write() ended
+    (tcp_sendmsg's tcp_mark_push on the write's last skb, remembered as
+    pushed_seq), else 0.  It stays with the segment (its TxSeg's flags): a
+    retransmission resends it (tcp_retransmit_skb), a split head loses it
+    (tcp_fragment moves PSH to the tail)."""
+    if sk is None:
+        raise TypeError("push_mark: a TcpCb is required")
+    pushed = u32(sk.pushed_seq)
+    if before(seq, pushed) and not after(pushed, end):
+        return _TCPHDR_PSH
+    return 0
 
 
 def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: float) -> None:
@@ -549,8 +599,14 @@ def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: f
 
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                src_mac: bytes | None, ttl: int, ids: list[int], bucket: int,
-               now: float, gso_max: int = 0, csum_partial: bool = False) -> int:
+               now: float, gso_max: int = 0, csum_partial: bool = False,
+               max_segs: int = 0) -> int:
     """tcp_write_xmit's loop for plain data segments (see the module docstring).
+
+    PSH where Linux's wire has it: where a write ended (push_mark), and on
+    the last segment of each burst of several, a burst being what Linux
+    sends as one GSO skb (cwnd_quota segments, at most ``max_segs``, the
+    TSO autosizing of core.tcp.tcp_output.tcp_tso_segs; 0: no bound).
 
     ``gso_max`` (the route's device takes TCP super-frames of up to that many
     bytes of IP datagram, Linux's sk_gso_max_size; 0: it does not): runs of
@@ -592,21 +648,34 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     run_off = 0
     run_len = 0
     run_flags = 0
-    while True:
+    burst = 0           # segments of the burst being sent (Linux's GSO skb)
+    quota = 0           # its size at most (cwnd_quota when it started)
+    more = xmit_more(sk, sk.snd_nxt, mss, False)
+    while more:
         seq = sk.snd_nxt
         unsent = seq_diff(write_seq, seq)
-        if unsent <= 0:
-            break
         seglen = mss if mss < unsent else unsent
         end = u32(seq + seglen)
-        if not xmit_test(sk, seq, end, seglen, mss, False):
-            break       # (rwnd-limited: tcp_output arms the probe timer)
         # wq holds [wq_seq, write_seq): checked before anything changes
         off = u32(seq - wq_seq)
         if off + seglen > len(wq):
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
-        flags = _TCPHDR_ACK | _TCPHDR_PSH if seglen == unsent else _TCPHDR_ACK
-        new_data_sent(sk, seq, end, 0, seglen < mss, now)
+        mark = push_mark(sk, seq, end)
+        new_data_sent(sk, seq, end, mark, seglen < mss, now)
+        if not burst:
+            quota = cwnd_quota(sk, 1)
+            if 0 < max_segs < quota:
+                quota = max_segs
+        burst += 1
+        more = xmit_more(sk, end, mss, False)
+        # PSH where Linux's wire has it: the end of a write (push_mark), or
+        # the last segment of a burst of several, which Linux sends as one
+        # GSO skb and __tcp_transmit_skb gives PSH ("Force a PSH flag on all
+        # (GSO) packets to expedite GRO flush at receiver")
+        last = not more or burst == quota
+        flags = _TCPHDR_ACK | _TCPHDR_PSH if mark or (last and burst > 1) else _TCPHDR_ACK
+        if mark or last:
+            burst = 0
         if run_segs:
             run_len += seglen
             run_segs += 1
@@ -619,13 +688,13 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         if sk.quick:
             sk.quick -= 1           # tcp_event_ack_sent, per segment
         sent += 1
-        if run_len + mss > gso_room:     # (a short segment is the last one)
+        # a frame ends with the burst, with a PSH (the GSO frame gives it to
+        # its last segment only) or when no other segment fits in it (a
+        # short segment is the last one)
+        if not more or flags != _TCPHDR_ACK or run_len + mss > gso_room:
             _xmit_run(sk, wq, out, ifindex, dst_mac, src_mac, hh, ttl, ids, bucket, run_off,
                       run_len, run_segs, mss, run_seq, run_flags, ts_val, ts_ecr, csum_partial)
             run_segs = 0
-    if run_segs:
-        _xmit_run(sk, wq, out, ifindex, dst_mac, src_mac, hh, ttl, ids, bucket, run_off,
-                  run_len, run_segs, mss, run_seq, run_flags, ts_val, ts_ecr, csum_partial)
     return sent
 
 

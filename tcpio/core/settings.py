@@ -78,6 +78,9 @@ class Settings:
     tcp_rto_initial: float = 1.0
     tcp_delack_min: float = 0.04
     tcp_init_cwnd: int = 10
+    tcp_min_tso_segs: int = 2              # smallest burst tcp_tso_autosize allows
+    tcp_pacing_ss_ratio: int = 200         # pacing rate, % of cwnd/srtt, in slow start
+    tcp_pacing_ca_ratio: int = 120         # ... and in congestion avoidance
     tcp_early_retrans: int = 3             # 3 (4): tail loss probes (RFC 8985 TLP) on; else off
     tcp_recovery: int = 1                  # 0x1 RACK loss detection, 0x2 static reo_wnd, 0x4 no dupthresh
     tcp_reordering: int = 3                # initial reordering degree (DupThresh)

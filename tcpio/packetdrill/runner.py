@@ -1014,9 +1014,19 @@ class Runner:
 
     def _msghdr(self, msg: ast.Expr, ev: ast.Event) -> tuple[int, int]:
         """Total iov length and msg_flags of a ``{msg_name(...)=..., msg_iov(n)=[...], ...}``."""
+        size, flags, control = self._msghdr_parts(msg, ev)
+        if control:
+            raise Unsupported(ev.line, "control messages (msg_control)")
+        return size, flags
+
+    def _msghdr_parts(self, msg: ast.Expr, ev: ast.Event
+                      ) -> tuple[int, int, list[tuple[int, int, int]]]:
+        """The iov length, msg_flags and control messages (cmsg_level,
+        cmsg_type, cmsg_data as an int) of a msghdr literal."""
         if not isinstance(msg, ast.Struct):
             raise Unsupported(ev.line, "a msghdr that is not a {...} literal")
         size, flags = 0, 0
+        control: list[tuple[int, int, int]] = []
         for item in msg.items:
             if not isinstance(item, ast.Binary) or item.op != "=":
                 continue
@@ -1027,12 +1037,24 @@ class Runner:
                         size += self.int_value(iov.items[-1], ev)
             elif name == "msg_flags":
                 flags = self.int_value(item.rhs, ev)
-            elif name == "msg_control" and isinstance(item.rhs, ast.List) and item.rhs.items:
-                raise Unsupported(ev.line, "control messages (msg_control)")
-        return size, flags
+            elif name == "msg_control" and isinstance(item.rhs, ast.List):
+                for cmsg in item.rhs.items:
+                    fields = {i.lhs.name: i.rhs for i in getattr(cmsg, "items", ())
+                              if isinstance(i, ast.Binary) and isinstance(i.lhs, ast.Word)}
+                    if set(fields) != {"cmsg_level", "cmsg_type", "cmsg_data"}:
+                        raise Unsupported(ev.line, "a control message other than "
+                                          "{cmsg_level=..., cmsg_type=..., cmsg_data=N}")
+                    control.append((self.int_value(fields["cmsg_level"], ev),
+                                    self.int_value(fields["cmsg_type"], ev),
+                                    self.int_value(fields["cmsg_data"], ev)))
+        return size, flags, control
 
-    def _recv(self, ev: ast.Event, fd: Fd, size: int, flags: int
+    def _recv(self, ev: ast.Event, fd: Fd, size: int, flags: int,
+              control: list[tuple[int, int, int]] | None = None
               ) -> Callable[[], SysResult | None]:
+        """``control``: the control messages recvmsg must return (None: not
+        checked); the only one tcpio sends is TCP_INQ's (SOL_TCP,
+        TCP_CM_INQ, tcp_inq_hint)."""
         supported = EXTRA_SYMBOLS["MSG_DONTWAIT"] | EXTRA_SYMBOLS["MSG_PEEK"] | \
             EXTRA_SYMBOLS["MSG_OOB"]
         if flags & ~supported:
@@ -1047,10 +1069,15 @@ class Runner:
                 if e.errno == _errno.EAGAIN and not nonblock:
                     return WOULD_BLOCK
                 return _err(e)
-            if data or size == 0:
+            if data or size == 0 or sk.rcv_eof or sk.state in (TCP_CLOSE,) \
+                    or sk.sk_shutdown & 1:
+                if control is not None:
+                    got = [(EXTRA_SYMBOLS["SOL_TCP"], EXTRA_SYMBOLS["TCP_CM_INQ"],
+                            sk.inq_hint())] if sk.recvmsg_inq else []
+                    if got != control:
+                        raise Failure(ev.line, f"Bad recvmsg control messages: expected: "
+                                      f"{control} actual: {got}")
                 return len(data), 0
-            if sk.rcv_eof or sk.state in (TCP_CLOSE,) or sk.sk_shutdown & 1:
-                return 0, 0
             if sk.state == TCP_LISTEN:
                 return -1, _errno.ENOTCONN
             return (-1, _errno.EAGAIN) if nonblock else WOULD_BLOCK
@@ -1074,9 +1101,12 @@ class Runner:
 
     def sys_recvmsg(self, ev: ast.Event, call: ast.Syscall) -> Callable[[], SysResult | None]:
         fd = self.fd(call, ev)
-        size, _ = self._msghdr(self.arg(call, 1, ev), ev)
+        size, _, control = self._msghdr_parts(self.arg(call, 1, ev), ev)
         flags = self.int_value(call.args[2], ev) if len(call.args) > 2 else 0
-        return self._recv(ev, fd, size, flags)
+        for level, kind, _data in control:
+            if (level, kind) != (EXTRA_SYMBOLS["SOL_TCP"], EXTRA_SYMBOLS["TCP_CM_INQ"]):
+                raise Unsupported(ev.line, f"control message level {level} type {kind}")
+        return self._recv(ev, fd, size, flags, control)
 
     def sys_close(self, ev: ast.Event, call: ast.Syscall) -> Callable[[], SysResult | None]:
         n = self.int_value(self.arg(call, 0, ev), ev)

@@ -77,9 +77,10 @@ def make_cb(mod: Any, **fields: Any) -> Any:
 
 
 def queue_data(sk: Any, data: bytes) -> None:
-    """Put ``data`` in the send queue after what is there (sendmsg's effect)."""
+    """Put ``data`` in the send queue after what is there (sendmsg's effect,
+    with tcp_mark_push at the end of the write)."""
     sk.wq += data
-    sk.write_seq = (sk.write_seq + len(data)) & 0xFFFFFFFF
+    sk.write_seq = sk.pushed_seq = (sk.write_seq + len(data)) & 0xFFFFFFFF
 
 
 class Hooks:

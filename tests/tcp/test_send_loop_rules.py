@@ -2,8 +2,8 @@
 
 Each test builds a control block on one twin's TcpCb (tests/tcp/fastcb.py), so
 the rules are checked on the pure twin and the compiled module alike, in both
-builds: segments of at most one MSS, PSH on the segment that empties the
-queue, the congestion window against RFC 6675's in-flight count, the
+builds: segments of at most one MSS, PSH where a write ends and on the last
+segment of each burst (Linux's GSO packet), the congestion window against RFC 6675's in-flight count, the
 receiver's window (RFC 9293 3.8.6.2.1: never send past SND.UNA + SND.WND),
 Nagle with Minshall's variant (RFC 896, RFC 1122 4.2.3.4, Linux
 tcp_nagle_check / tcp_minshall_check), and the frame each segment goes out in.
@@ -26,9 +26,10 @@ MSS = 1000
 
 
 def _xmit(tf, sk, *, mss: int = MSS, now: float = 1.0, ids: list[int] | None = None,
-          bucket: int = 0, ttl: int = 64) -> tuple[int, list]:
+          bucket: int = 0, ttl: int = 64, max_segs: int = 0) -> tuple[int, list]:
     out: list = []
-    n = tf.write_xmit(sk, mss, out, 3, None, None, ttl, [0] if ids is None else ids, bucket, now)
+    n = tf.write_xmit(sk, mss, out, 3, None, None, ttl, [0] if ids is None else ids, bucket, now,
+                      0, False, max_segs)
     return n, [parse_frame(f) for (_ifx, f) in out]
 
 
@@ -62,14 +63,48 @@ def test_a_queue_of_exactly_one_mss_is_one_segment_with_psh(tf, hooks):
     assert n == 1 and [(th.flags, len(p)) for _ip, th, p in segs] == [(ACK | PSH, MSS)]
 
 
+def test_psh_ends_each_burst_of_max_segs(tf, hooks):
+    """A burst (Linux's GSO skb) is at most max_segs segments (tcp_tso_autosize);
+    __tcp_transmit_skb forces PSH on every GSO packet, so on the last segment
+    of each burst, and tcp_mark_push put one where the write ends."""
+    sk = _sk(tf, _pattern(4500))
+    n, segs = _xmit(tf, sk, max_segs=2)
+    assert n == 5
+    assert [(th.flags, len(p)) for _ip, th, p in segs] == [
+        (ACK, 1000), (ACK | PSH, 1000), (ACK, 1000), (ACK | PSH, 1000), (ACK | PSH, 500)]
+
+
+def test_a_burst_is_at_most_half_the_cwnd(tf, hooks):
+    """tcp_cwnd_test: "ensure we have at least 2 GSO packets in flight"; the
+    write of 12 segments into a cwnd of 10 goes as two bursts of five."""
+    sk = _sk(tf, _pattern(12 * MSS), snd_cwnd=10)
+    n, segs = _xmit(tf, sk)
+    assert n == 10
+    assert [i for i, (_ip, th, _p) in enumerate(segs) if th.flags & PSH] == [4, 9]
+
+
+def test_a_lone_segment_cut_from_a_write_has_no_psh(tf, hooks):
+    """A burst of one that does not end the write carries no PSH (Linux
+    forces PSH on GSO packets only); the PSH of the write's end stays with
+    the rest, and is recorded with the segment that carries it."""
+    sk = _sk(tf, _pattern(3 * MSS), snd_cwnd=1)
+    n, segs = _xmit(tf, sk)
+    assert n == 1 and segs[0][1].flags == ACK
+    assert [s.flags for s in sk.rtx] == [0]
+    sk.snd_cwnd = 3
+    n, segs = _xmit(tf, sk)
+    assert [th.flags for _ip, th, _p in segs] == [ACK, ACK | PSH]
+    assert [s.flags for s in sk.rtx] == [0, 0, PSH]
+
+
 def test_each_segment_is_recorded_for_retransmission(tf, hooks):
     """Every segment sent joins the retransmit queue ([seq, end_seq), no SYN
-    or FIN, its send time), packets_out counts it and snd_nxt moves past it."""
+    or FIN, PSH if the write ends in it, its send time), packets_out counts it and snd_nxt moves past it."""
     sk = _sk(tf, _pattern(1500))
     n, _segs = _xmit(tf, sk, now=2.5)
     assert n == 2
     assert [(s.seq, s.end_seq, s.flags, s.sacked, s.retrans, s.tstamp) for s in sk.rtx] == [
-        (5000, 6000, 0, 0, 0, 2.5), (6000, 6500, 0, 0, 0, 2.5)]
+        (5000, 6000, 0, 0, 0, 2.5), (6000, 6500, PSH, 0, 0, 2.5)]
     assert sk.packets_out == 2 and sk.snd_nxt == 6500
     # the send queue keeps the bytes until they are acknowledged
     assert len(sk.wq) == 1500 and sk.wq_seq == 5000

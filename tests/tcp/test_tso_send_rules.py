@@ -57,10 +57,14 @@ def test_the_cut_super_frames_are_the_segments_sent_without_tso(nbytes):
 
 
 def test_cwnd_limits_a_super_frame_to_the_segments_it_allows():
+    """cwnd 4 lets four segments go, in two bursts of half the cwnd (Linux's
+    tcp_cwnd_test: "ensure we have at least 2 GSO packets in flight"), each
+    its own super-frame whose last segment carries PSH."""
     c = conn(65535)
     c.sk.snd_cwnd = 4
     segs = flight(c, b"x" * 20 * 1460)
-    assert len(segs) == 4 and [len(f) for f in c.host.gso_frames] == [20 + 20 + 4 * 1460]
+    assert len(segs) == 4 and [len(f) for f in c.host.gso_frames] == [20 + 20 + 2 * 1460] * 2
+    assert [s[33] & 0x08 for s in segs] == [0, 0x08, 0, 0x08]
 
 
 def test_the_peers_window_limits_it_too():

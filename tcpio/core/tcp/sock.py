@@ -123,11 +123,11 @@ class TcpSock(TcpCb):
         "pending", "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto",
         "rack_dsack_seen",
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
-        "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "reordering", "retrans_stamp",
+        "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "recvmsg_inq", "reordering", "retrans_stamp",
         "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
         "sack_cache", "sack_ok", "segs_out", "sk_err", "sk_err_soft", "sk_shutdown",
         "snd_cwnd_clamp",
-        "snd_cwnd_cnt", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
+        "snd_cwnd_cnt", "cwnd_usage_seq", "max_packets_out", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
         "syn_queue", "tlp_high_seq", "tlp_retrans", "total_retrans", "urg_data", "urg_last", "user_mss",
         "user_timeout", "wakeup", "wscale_ok",
     ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
@@ -208,6 +208,7 @@ class TcpSock(TcpCb):
         self.sack_blocks: list[tuple[int, int]] = []   # what we report, recent first
         self.dsack: tuple[int, int] | None = None
         self.rcv_eof = False
+        self.recvmsg_inq = False    # TCP_INQ: recvmsg reports tcp_inq_hint
         self.got_data = False
         self.rcv_rtt = 0.0          # receiver's RTT estimate from timestamp echoes
         self.rcvq_space = 0         # bytes the app read in the last measured RTT
@@ -241,6 +242,10 @@ class TcpSock(TcpCb):
         self.tlp_high_seq: int | None = None  # snd_nxt when the loss probe went out
         self.tlp_retrans = False    # ... and the probe was a retransmission
         self.is_cwnd_limited = False
+        # tcp_cwnd_validate's record of the window (until snd_una passes
+        # cwnd_usage_seq): the most segments out, or cwnd-limited
+        self.max_packets_out = 0
+        self.cwnd_usage_seq = 0
         self.packets_out = 0
         self.sacked_out = 0
         self.lost_out = 0
@@ -413,6 +418,8 @@ class TcpSock(TcpCb):
             return 0
         buf_append(self.wq, mv[:n])
         self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
+        # tcp_push's tcp_mark_push: PSH where this write ends
+        self.pushed_seq = self.write_seq
         if flags & _MSG_OOB:
             self.snd_up = self.write_seq
         tcp_output.tcp_push(self, self.host.now)
@@ -420,6 +427,12 @@ class TcpSock(TcpCb):
 
     def readable(self) -> int:
         return len(self.rq)
+
+    def inq_hint(self) -> int:
+        """tcp_inq_hint (TCP_INQ's TCP_CM_INQ): the bytes left to read, 1
+        when none are left but the peer's FIN has come (SOCK_DONE)."""
+        inq = len(self.rq)
+        return 1 if not inq and self.rcv_eof else inq
 
     def recvmsg(self, maxlen: int, flags: int = 0) -> bytes:
         """tcp_recvmsg: in-order bytes; b"" when nothing is queued (check rcv_eof).
@@ -735,6 +748,7 @@ def _set_congestion(sk: TcpSock, ops: Any) -> None:
 
 
 _SOL, _TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
+TCP_INQ = 36        # include/uapi/linux/tcp.h (also its cmsg type, TCP_CM_INQ)
 SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     # sk_setsockopt / sk_getsockopt (net/core/sock.c)
     (_SOL, socket.SO_REUSEADDR): SockOpt(_bool, _set_attr("reuseaddr"), _get_int("reuseaddr")),
@@ -759,6 +773,7 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     (_TCP, socket.TCP_CONGESTION): SockOpt(_cc_in, _set_congestion,
                                            _get_congestion),
     (_TCP, socket.TCP_INFO): _read_only(lambda sk: tcp_info_pack(tcp_get_info(sk))),
+    (_TCP, TCP_INQ): SockOpt(_int_in(0, 1), _set_attr("recvmsg_inq"), _get_int("recvmsg_inq")),
 }
 
 

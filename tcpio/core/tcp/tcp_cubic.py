@@ -30,7 +30,10 @@ previous round's; a rise of max(4 ms, min(lastRoundMinRTT / 8, 16 ms)) after
 N_RTT_SAMPLE samples moves to Conservative Slow Start (growth divided by 4),
 which ends in congestion avoidance after CSS_ROUNDS rounds, or returns to slow
 start if the RTT falls back below the baseline.  Like the RFC recommends,
-HyStart++ runs only in the initial slow start (until the first loss).
+HyStart++ runs only in the initial slow start (until the first loss).  Its
+per-ACK cap on growth (L = 8 segments for a non-paced sender) is left out, as
+Linux's tcp_slow_start has none (cwnd += acked): one ACK for the initial
+window of ten lets twenty out.
 """
 
 from __future__ import annotations
@@ -59,7 +62,6 @@ MIN_RTT_DIVISOR = 8
 N_RTT_SAMPLE = 8
 CSS_GROWTH_DIVISOR = 4
 CSS_ROUNDS = 5
-HYSTART_L = 8        # max segments of growth per ACK (non-paced sender)
 
 _INF = math.inf
 
@@ -226,13 +228,11 @@ class Cubic(CongestionOps):
         st = self._st(tp)
         st.last_ack_time = now
         if tcp_in_slow_start(tp):
-            if st.hystart:
-                acked = min(acked, HYSTART_L)
-                if st.in_css:
-                    st.css_acc += acked
-                    grow, st.css_acc = divmod(st.css_acc, CSS_GROWTH_DIVISOR)
-                    tp.snd_cwnd = min(tp.snd_cwnd + grow, tp.snd_cwnd_clamp)
-                    return
+            if st.hystart and st.in_css:
+                st.css_acc += acked
+                grow, st.css_acc = divmod(st.css_acc, CSS_GROWTH_DIVISOR)
+                tp.snd_cwnd = min(tp.snd_cwnd + grow, tp.snd_cwnd_clamp)
+                return
             acked = tcp_slow_start(tp, acked)
             if not acked:
                 return

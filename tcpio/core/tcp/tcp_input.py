@@ -191,8 +191,7 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             # An orphan has nobody to read more data: if data arrives now,
             # abort like Linux (TCPAbortOnData); else wait tcp_fin_timeout.
             if skb.end_seq != skb.seq and after(skb.end_seq, sk.rcv_nxt) and not skb.flags & TCPHDR_FIN:
-                sk.host.mib["TCPAbortOnData"] += 1
-                tcp_output.tcp_abort_with_reset(sk, now, 0)
+                tcp_abort_on_data(sk, skb)
                 return
             if not skb.flags & TCPHDR_FIN:
                 tcp_fin_wait2_orphan(sk, now)
@@ -214,8 +213,7 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     elif (state in (TCP_FIN_WAIT1, TCP_FIN_WAIT2) and sk.orphan and skb.data
           and after(skb.end_seq, sk.rcv_nxt)):
         # Nobody will ever read this data (tcp_rcv_state_process: TCPAbortOnData).
-        sk.host.mib["TCPAbortOnData"] += 1
-        tcp_output.tcp_abort_with_reset(sk, now, 0)
+        tcp_abort_on_data(sk, skb)
         return
     if flags & TCPHDR_URG:
         tcp_check_urg(sk, skb)
@@ -444,6 +442,15 @@ def tcp_reset(sk: TcpSock, now: float) -> None:
 
 
 # --- ACK processing (tcp_ack) ------------------------------------------------------------
+def tcp_abort_on_data(sk: TcpSock, skb: Skb) -> None:
+    """Data for a socket nobody will read (TCPAbortOnData): tcp_reset, and
+    tcp_rcv_state_process returns 1, so tcp_v4_do_rcv answers the segment
+    itself with a RST (tcp_v4_send_reset: seq = its ACK, no ACK flag)."""
+    sk.host.mib["TCPAbortOnData"] += 1
+    sk.proto.tcp_v4_send_reset(sk.laddr, sk.raddr, skb)
+    sk.proto.tcp_done(sk)
+
+
 def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     """Process the ACK field: window update, SACK, acked segments, recovery,
     congestion window.  Returns a negative value when the ACK was rejected."""
@@ -456,10 +463,13 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             return -1
         return 0
     if after(ack, sk.snd_nxt):
-        # RFC 9293: ACK of data never sent -> send an ACK, drop the segment.
-        tcp_send_challenge_ack(sk, now)
+        # An ACK of data never sent: the segment is dropped (RFC 9293
+        # 3.10.7.4), silently in ESTABLISHED as Linux's tcp_rcv_established
+        # does (tcp_ack < 0 -> discard); in the other states with a
+        # (challenge) ACK, as tcp_rcv_state_process does.
+        if sk.state != TCP_ESTABLISHED:
+            tcp_send_challenge_ack(sk, now)
         return -1
-    prior_in_flight = sk.tcp_packets_in_flight
     prior_packets = sk.packets_out
     prior_fack = tcp_highest_sack_seq(sk) if sk.sacked_out else -1
     # window update (tcp_ack_update_window)
@@ -479,9 +489,19 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             sk.snd_up = None         # the urgent data is acknowledged: urgent mode ends
     sk.probes_out = 0
     sk.snd_una = ack
+    prior_sacked = sk.sacked_out
     if skb.opts.sack_blocks and sk.sack_ok:
         flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una, now)
+    tagged = sk.sacked_out
     acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una, prior_fack)
+    # what cwnd grows by (tcp_cong_control's acked_sacked, tp->delivered):
+    # the segments this ACK delivered, newly SACKed or newly acked, not the
+    # ones already SACKed (with Reno's dupack count: tcp_remove_reno_sacks,
+    # one ACK acked the hole, the rest ate duplicate ACKs)
+    if sk.sack_ok:
+        delivered = acked - (tagged - sk.sacked_out) + (tagged - prior_sacked)
+    else:
+        delivered = max(acked - sk.sacked_out, 1)
     if (acked or flag & FLAG_SACKED) and (sk.rack_dsack_seen or sk.rack_reo_wnd_steps != 1):
         tcp_rack_update_reo_wnd(sk, now)    # (nothing to do otherwise: skip the call)
     if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
@@ -493,8 +513,9 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     reo_armed = False   # RACK's reordering timer now holds the retransmit timer
     if sk.ca_state != TCP_CA_OPEN or is_dupack or flag & FLAG_SACKED or sk.sacked_out:
         reo_armed = tcp_fastretrans_alert(sk, acked, is_dupack, flag, now)
-    if acked and sk.ca_state not in (TCP_CA_RECOVERY, TCP_CA_CWR) and _cwnd_limited(sk, prior_in_flight):
-        sk.ca_ops.cong_avoid(sk, acked, now)
+    if acked and delivered > 0 and sk.ca_state not in (TCP_CA_RECOVERY, TCP_CA_CWR) \
+            and _cwnd_limited(sk):
+        sk.ca_ops.cong_avoid(sk, delivered, now)
         tcp_output.sndbuf_expand(sk)
     if sk.ca_state == TCP_CA_LOSS:
         # tcp_xmit_recovery: after an RTO the segments marked lost are resent
@@ -548,13 +569,13 @@ def tcp_process_tlp_ack(sk: TcpSock, ack: int, flag: int, now: float) -> None:
         sk.tlp_high_seq = None
 
 
-def _cwnd_limited(sk: TcpSock, prior_in_flight: int) -> bool:
-    """tcp_is_cwnd_limited: only grow cwnd when it was actually used."""
-    if sk.snd_cwnd < sk.snd_ssthresh:
-        return sk.snd_cwnd < 2 * max(prior_in_flight, 1) or sk.is_cwnd_limited
-    lim = sk.is_cwnd_limited or prior_in_flight >= sk.snd_cwnd
-    sk.is_cwnd_limited = False
-    return lim
+def _cwnd_limited(sk: TcpSock) -> bool:
+    """tcp_is_cwnd_limited: only grow cwnd when it was actually used: the
+    window was cwnd-limited, or (slow start) cwnd < 2 * max_packets_out
+    (tcp_output.tcp_cwnd_validate keeps both per window)."""
+    if sk.is_cwnd_limited:
+        return True
+    return sk.snd_cwnd < sk.snd_ssthresh and sk.snd_cwnd < 2 * sk.max_packets_out
 
 
 def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int,

@@ -33,6 +33,7 @@ from .tcp_states import (
     TCPHDR_SYN,
     TCPHDR_URG,
     after,
+    before,
     seq_diff,
 )
 
@@ -67,6 +68,9 @@ else:
 TxSeg = _tcp_fast.TxSeg
 xmit_test = _tcp_fast.xmit_test
 new_data_sent = _tcp_fast.new_data_sent
+xmit_more = _tcp_fast.xmit_more
+push_mark = _tcp_fast.push_mark
+cwnd_quota = _tcp_fast.cwnd_quota
 
 
 # States in which new data / FIN may still go out.
@@ -327,12 +331,19 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # kernel's socket backlog: the loop holds views of sk.wq, which processing
     # their ACK would resize.
     held = sk.host.defer_loopback()
+    # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
+    # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
+    window_limited = sk.is_cwnd_limited
+    sk.is_cwnd_limited = False
     try:
         if path is not None:
             sent = _tcp_write_xmit_fast(sk, mss, path, now)
         else:
             sent = _tcp_write_xmit_loop(sk, mss, now)
+        limited = sk.is_cwnd_limited
+        sk.is_cwnd_limited = window_limited
         if sent:
+            tcp_cwnd_validate(sk, limited or sk.tcp_packets_in_flight >= sk.snd_cwnd)
             # A loss probe if RFC 8985 allows (it is never later than the
             # RTO), else tcp_event_new_data_sent's RTO: a running RTO or
             # reordering timer stays.  (Linux arms the RTO, then the probe
@@ -348,34 +359,78 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     return sent
 
 
+def tcp_tso_segs(sk: TcpSock, mss: int) -> int:
+    """tcp_tso_autosize: the most segments one burst (Linux's GSO skb) has,
+    about 1 ms at the pacing rate (tcp_update_pacing_rate: 200 % of
+    cwnd * mss / srtt in slow start, 120 % after; unbounded before an RTT
+    sample), plus up to 64 KB when min_rtt is short (tcp_tso_rtt_log 9),
+    and at least tcp_min_tso_segs.  PSH marks the end of each burst."""
+    st = sk.host.settings
+    srtt = sk.srtt
+    size = 65536        # sk_gso_max_size
+    if srtt > 0:
+        ratio = st.tcp_pacing_ss_ratio if sk.snd_cwnd < sk.snd_ssthresh // 2 \
+            else st.tcp_pacing_ca_ratio
+        rate = mss * ratio / 100 * max(sk.snd_cwnd, sk.packets_out) / srtt
+        n = int(rate) >> 10        # sk_pacing_shift
+        if sk.min_rtt > 0:
+            r = int(sk.min_rtt * 1e6) >> 9
+            if r < 32:
+                n += size >> r
+        size = min(n, size)
+    return max(size // mss, st.tcp_min_tso_segs)
+
+
+def tcp_cwnd_validate(sk: TcpSock, is_cwnd_limited: bool) -> None:
+    """tcp_cwnd_validate's record of how the window is used: once a window
+    of data is acked (snd_una reaches cwnd_usage_seq), or when cwnd limited
+    this send, or the most segments out grew, restart it: cwnd-limited or
+    not, max_packets_out, up to snd_nxt.  tcp_is_cwnd_limited reads it: an
+    application-limited slow start still grows while cwnd < 2 *
+    max_packets_out, and a window that was cwnd-limited stays so until acked."""
+    if (not before(sk.snd_una, sk.cwnd_usage_seq) or is_cwnd_limited
+            or (not sk.is_cwnd_limited and sk.packets_out > sk.max_packets_out)):
+        sk.is_cwnd_limited = is_cwnd_limited
+        sk.max_packets_out = sk.packets_out
+        sk.cwnd_usage_seq = sk.snd_nxt
+
+
 def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
     """tcp_write_xmit's loop, one segment at a time through tcp_transmit_skb
-    (FIN, urgent mode, SACK options, and paths ip_tcp_path declines)."""
+    (FIN, urgent mode, SACK options, and paths ip_tcp_path declines).  PSH as
+    the compiled loop (tcp_fast.write_xmit) sets it: at the end of a write
+    (push_mark), and on the last data segment of a burst of several (at
+    most cwnd_quota segments: Linux's GSO skb)."""
     wq_seq = sk.wq_seq
     wq = sk.wq
-    sent = False
     write_seq = sk.write_seq
-    while True:
-        unsent = seq_diff(write_seq, sk.snd_nxt)
-        fin_pending = sk.fin_queued and unsent == 0
-        if unsent <= 0 and not fin_pending:
-            break
-        seglen = min(mss, unsent)
-        fin = sk.fin_queued and seglen == unsent
-        flags = TCPHDR_ACK | TCPHDR_FIN if fin else TCPHDR_ACK
+    fin_queued = sk.fin_queued
+    more = sent = xmit_more(sk, sk.snd_nxt, mss, fin_queued)
+    burst = quota = 0
+    max_segs = tcp_tso_segs(sk, mss)
+    while more:
         seq = sk.snd_nxt
+        unsent = seq_diff(write_seq, seq)
+        seglen = min(mss, unsent) if unsent > 0 else 0
+        fin = fin_queued and seglen == unsent
         end = (seq + seglen + (1 if fin else 0)) & 0xFFFFFFFF
-        if not xmit_test(sk, seq, end, seglen, mss, fin):
-            break   # (rwnd-limited: the probe timer below takes over)
         off = seq_diff(seq, wq_seq)
         payload = memoryview(wq)[off:off + seglen] if seglen else b""
-        if seglen:
-            flags |= TCPHDR_PSH if seglen == unsent else 0
-        new_data_sent(sk, seq, end, flags & TCPHDR_FIN, seglen < mss, now)
+        mark = push_mark(sk, seq, end) if seglen else 0
+        new_data_sent(sk, seq, end, (TCPHDR_FIN if fin else 0) | mark, seglen < mss, now)
+        if not burst:
+            quota = min(cwnd_quota(sk, 1), max_segs)
+        burst += 1
+        more = xmit_more(sk, end, mss, fin_queued)
+        flags = TCPHDR_ACK | TCPHDR_FIN if fin else TCPHDR_ACK
+        last = not more or burst == quota
+        if mark or (seglen and last and burst > 1):
+            flags |= TCPHDR_PSH
+        if mark or last:
+            burst = 0
         tcp_transmit_skb(sk, seq, flags, payload, now)
         if isinstance(payload, memoryview):
             payload.release()
-        sent = True
     return sent
 
 
@@ -394,16 +449,17 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     ip_ids = host.ip_ids
     gso_max, csum_partial = host.gso_caps(ifindex)
     queue = host.tx_queue()
-    before = len(queue)
+    queued = len(queue)
     n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac,
                              host.settings.ip_default_ttl, ip_ids.counters,
-                             ip_ids.bucket(sk.raddr, IPPROTO_TCP), now, gso_max, csum_partial)
+                             ip_ids.bucket(sk.raddr, IPPROTO_TCP), now, gso_max, csum_partial,
+                             tcp_tso_segs(sk, mss))
     if not n:
         return False
     sk.segs_out += n
     # segments for TCP (tcp_skb_pcount), frames for IP: a TSO super-frame is
     # one datagram of several segments
-    frames = len(queue) - before
+    frames = len(queue) - queued
     mib = host.mib
     mib["OutSegs"] += n
     mib["OutRequests"] += frames
@@ -581,11 +637,13 @@ def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
     a segment queued before the path MTU fell goes out again in pieces."""
     seg = sk.rtx[i]
     split = (seg.seq + mss) & 0xFFFFFFFF
-    tail = TxSeg(split, seg.end_seq, seg.flags & TCPHDR_FIN, seg.tstamp)
+    # PSH and FIN stay with the tail (tcp_fragment: "PSH and FIN should only
+    # be set in the second packet")
+    tail = TxSeg(split, seg.end_seq, seg.flags & (TCPHDR_FIN | TCPHDR_PSH), seg.tstamp)
     tail.sacked = seg.sacked
     tail.retrans = seg.retrans
     seg.end_seq = split
-    seg.flags &= ~TCPHDR_FIN
+    seg.flags &= ~(TCPHDR_FIN | TCPHDR_PSH)
     sk.rtx.insert(i + 1, tail)
     sk.packets_out += 1
     if tail.sacked & 1:        # TCPCB_SACKED_ACKED
@@ -616,7 +674,8 @@ def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -
 def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -> None:
     """Send a queued segment again, with no scoreboard marks but "ever
     retransmitted" (seg.retrans, Karn's rule) and its new send time (the
-    loss probe's retransmission is only this)."""
+    loss probe's retransmission is only this).  Its flags are the segment's
+    own (tcp_retransmit_skb): PSH only where a write ended (push_mark)."""
     flags = TCPHDR_ACK | seg.flags
     if seg.flags & TCPHDR_SYN:
         if sk.state == TCP_SYN_SENT:
@@ -627,8 +686,6 @@ def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss")
         dlen = seq_diff(seg.end_seq, start) - (1 if seg.flags & TCPHDR_FIN else 0)
         off = seq_diff(start, sk.wq_seq)
         payload = bytes(sk.wq[off:off + dlen])
-        if payload:
-            flags |= TCPHDR_PSH
     seg.retrans += 1
     seg.tstamp = now
     sk.host.mib["RetransSegs"] += 1
