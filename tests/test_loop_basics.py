@@ -71,7 +71,12 @@ def test_timers_executor_signals_subprocesses_are_the_wrapped_loops(loop_name: s
 
     loop, order, in_thread, out = on_tcpio(loop_name, main)
     assert isinstance(loop, LOOP_CLASSES[loop_name]) and isinstance(loop, TcpioEventLoop)
-    assert order == [0, 1, 2] and in_thread == 6 and out == b"42\n"
+    # Timers fire by deadline; the call_soon ran too.  (Not asserted: that it
+    # ran before the 1 ms timer. asyncio does that, but uvloop runs libuv's
+    # timer phase first, so a timer already due when the loop turns goes
+    # ahead of it: [1, 0, 2] was seen on a loaded machine.)
+    assert [x for x in order if x] == [1, 2] and sorted(order) == [0, 1, 2]
+    assert in_thread == 6 and out == b"42\n"
     assert loop.is_closed() and loop.stack.closed
 
 
