@@ -206,3 +206,26 @@ def test_a_retransmission_found_lost_leaves_the_retransmitted_count_when_resent(
     c.send(ack=top + 2 * MSS)
     info = tcp_get_info(c.sk)
     assert (info["tcpi_unacked"], info["tcpi_retrans"], info["tcpi_lost"]) == (0, 0, 0)
+
+
+# --- RFC 8985 6.2 step 2: a cumulative ACK advances RACK too -----------------------------------
+def test_a_cumulative_ack_of_a_retransmission_shows_older_segments_above_it_lost():
+    """RFC 8985 6.2 step 2 (RACK_update for every newly acknowledged segment,
+    cumulatively or selectively; Linux tcp_clean_rtx_queue -> tcp_rack_advance):
+    segment 1's retransmission, cumulatively acknowledged one RTT after it
+    was sent (so not a spurious sample), moves RACK.xmit_ts to its send time.
+    Segment 4, sent with the first flight long before and neither ACKed nor
+    SACKed, is then overdue (reo_wnd 0 in recovery) and is retransmitted on
+    that very ACK, without waiting for the RTO."""
+    c = _conn()
+    out = _send(c, 5)
+    t0 = c.host.now
+    c.host.advance(t0 + R)
+    assert _sack(c, out[1].seq, (out[2].seq, out[3].seq + MSS)) == []
+    c.host.advance(t0 + R + REO_WND + TIMEOUT_MIN + EPS)
+    assert _seqs(c.recv()) == [out[1].seq]
+    assert c.sk.ca_state == TCP_CA_RECOVERY
+    c.host.advance(c.host.now + R)
+    c.send(ack=out[4].seq)
+    assert _seqs(c.recv()) == [out[4].seq]
+    assert c.host.mib["TCPTimeouts"] == 0
