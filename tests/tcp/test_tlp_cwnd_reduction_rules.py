@@ -13,18 +13,21 @@ Linux tcp_cong_avoid_ai with snd_cwnd_cnt).
 
 from __future__ import annotations
 
+from typing import Any
+
 from tcpio.core.settings import Settings
+from tcpio.core.tcp import tcp_cong
 from tcpio.core.tcp.tcp_info import tcp_get_info
-from tcpio.core.tcp.tcp_states import TCP_CA_OPEN
+from tcpio.core.tcp.tcp_states import TCP_CA_CWR, TCP_CA_OPEN
 
 from .test_tlp_rules import EPS, MSS, R, _conn, _tail
 
 
-def reduced_by_a_probe():
+def reduced_by_a_probe(cc: str = "reno"):
     """A Reno connection whose tail probe repaired a loss: the probe's ACK,
     then an ACK above it (one new segment, so the ACK is not cwnd-limited
     and cwnd does not grow on it) ends the episode with the reduction."""
-    c = _conn(Settings(tcp_congestion_control="reno"))
+    c = _conn(Settings(tcp_congestion_control=cc))
     out = _tail(c, 3)
     c.host.advance(c.host.now + 2 * R + 0.002 + EPS)
     c.recv()
@@ -56,3 +59,27 @@ def test_after_the_probe_reduction_cwnd_grows_after_a_full_window_is_acked():
         c.send(ack=seg.seq + MSS)
         seen.append((tcp_get_info(c.sk)["tcpi_snd_cwnd"], len(c.recv())))
     assert seen == [(5, 1)] * 4 + [(6, 2)]
+
+
+class _StateRecorder(tcp_cong.Reno):
+    """Reno that remembers every congestion state it is told about."""
+
+    name = "test-state-recorder"
+
+    def init(self, tp: Any, now: float) -> None:
+        self.states: list[int] = []
+
+    def set_state(self, tp: Any, ca_state: int) -> None:
+        self.states.append(ca_state)
+
+
+def test_the_congestion_module_is_told_of_cwr_and_of_the_return_to_open(monkeypatch):
+    """Linux tcp_set_ca_state calls the module's set_state on every change
+    of icsk_ca_state: tcp_process_tlp_ack enters CWR, and
+    tcp_end_cwnd_reduction + tcp_try_keep_open leave it for Open at once (no
+    SACKed or lost segment left).  A module keeping per-state data (CUBIC's
+    reset on Loss, BBR's on every state) must see both transitions."""
+    monkeypatch.setitem(tcp_cong._REGISTRY, _StateRecorder.name, _StateRecorder)
+    c = reduced_by_a_probe(_StateRecorder.name)
+    assert isinstance(c.sk.ca_ops, _StateRecorder)
+    assert c.sk.ca_ops.states == [TCP_CA_CWR, TCP_CA_OPEN]
