@@ -101,7 +101,7 @@ def make_host(mode: str, monkeypatch: pytest.MonkeyPatch, user_mss: int = 0,
 
 
 MODES = [pytest.param("compiled", marks=pytest.mark.skipif(
-    COMPILED is None or _fast.NO_EXTENSIONS, reason="compiled build only")), "pure"]
+    COMPILED is None or _fast.NO_EXTENSIONS, reason="compiled build only: the C SYN path (rx.pyx, syn_fast) is not built here")), "pure"]
 
 
 def run(mode: str, frames: list[bytes], monkeypatch: pytest.MonkeyPatch, now: float = 100.0,
