@@ -18,6 +18,7 @@ IP headers are read back with scapy.
 from __future__ import annotations
 
 import socket
+from itertools import pairwise
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
@@ -39,7 +40,7 @@ class Wire(_IcmpWire):
 
 
 def _consecutive(ids: list[int]) -> bool:
-    return all((b - a) & 0xFFFF == 1 for a, b in zip(ids, ids[1:]))
+    return all((b - a) & 0xFFFF == 1 for a, b in pairwise(ids))
 
 
 def _passive(w: Wire, sport: int = RPORT):
