@@ -97,12 +97,11 @@ def main() -> None:
 
     tx = make_cb(m)
     out: list = []
-    ids = [0]
 
     def send_and_ack() -> None:
         m.buf_append(tx.wq, payload)
         tx.write_seq = (tx.write_seq + len(payload)) & 0xFFFFFFFF
-        m.write_xmit(tx, 1460, out, 1, None, None, 64, ids, 0, 1.0)
+        m.write_xmit(tx, 1460, out, 1, None, None, 64, 1.0)
         out.clear()
         tx.snd_una = tx.snd_nxt
         m.clean_rtx_queue(tx)

@@ -85,10 +85,18 @@ def test_a_host_counts_internal_errors_unless_debug_is_set():
 def test_a_new_host_starts_at_time_zero():
     """The host keeps the caller's latest ``now``; before any call it is 0, so a
     path MTU learned at once expires ip_rt_mtu_expires later."""
-    h = bare_host()
+    h = make_host()
     assert h.now == 0.0
+    h.update_pmtu(ip("10.0.0.9"), 1000)
+    assert h.pmtu[ip("10.0.0.9")] == (1000, 600.0)
+
+
+def test_a_path_mtu_without_a_route_is_not_learned():
+    """__ip_rt_update_pmtu updates the route's exception; with no route there
+    is nothing to update (nothing of ours can have gone that way)."""
+    h = bare_host()
     h.update_pmtu(ip("10.1.1.1"), 1000)
-    assert h.pmtu[ip("10.1.1.1")] == (1000, 600.0)
+    assert h.pmtu == {} and h.mib["PMTUUpdates"] == 0
 
 
 # ----- interfaces ----------------------------------------------------------------------
@@ -492,6 +500,7 @@ def test_each_update_counts_and_restarts_the_lifetime():
 
 def test_the_path_mtu_table_is_bounded_at_4096_destinations():
     h = make_host()
+    h.add_route(0, 0, ip(PEER))
     for n in range(4096):
         h.update_pmtu(0x0B000000 + n, 1000)
     assert len(h.pmtu) == 4096

@@ -77,6 +77,56 @@ def test_pmtu_floor_and_lifetime_come_from_settings():
     assert h.route_lookup(ip_aton(PEER)).mtu == 1500
 
 
+# ----- __ip_rt_update_pmtu: only ever lower ----------------------------------------------
+
+def _frag_needed(h, sk, mtu: int) -> None:
+    """A frag-needed about our UDP datagram, received at the host's ``now``."""
+    quoted = bytes(IP(src=MY, dst=PEER, flags="DF")
+                   / UDP(sport=sk.getsockname()[1], dport=53) / (b"x" * 8))
+    inject(h, IP(src=PEER, dst=MY) / ICMP(type=3, code=4, nexthopmtu=mtu) / quoted, h.now)
+
+
+def test_frag_needed_announcing_a_larger_mtu_changes_nothing():
+    """__ip_rt_update_pmtu: ``if (old_mtu < mtu) return;`` -- an MTU above the
+    route's current one (learned or the interface's) is not learned, counted
+    or given a new lifetime: a stale or forged ICMP cannot raise the path
+    MTU (RFC 1191 section 6.3: only a decrease is acted on; increases come
+    from aging)."""
+    h = make_host(ip_rt_mtu_expires=100.0)
+    sk = h.udp.socket()
+    sk.connect(ip_aton(PEER), 53)
+    _frag_needed(h, sk, 1600)               # above the interface's 1500
+    assert h.pmtu == {} and h.mib["PMTUUpdates"] == 0
+    _frag_needed(h, sk, 1200)
+    assert h.route_lookup(ip_aton(PEER)).mtu == 1200 and h.mib["PMTUUpdates"] == 1
+    h.now = 60.0
+    _frag_needed(h, sk, 1400)               # above what was learned
+    assert h.route_lookup(ip_aton(PEER)).mtu == 1200 and h.mib["PMTUUpdates"] == 1
+    h.now = 100.0                           # the 1200 learned at 0 expired, not renewed
+    assert h.route_lookup(ip_aton(PEER)).mtu == 1500
+    # a lower one still counts
+    _frag_needed(h, sk, 1100)
+    assert h.route_lookup(ip_aton(PEER)).mtu == 1100 and h.mib["PMTUUpdates"] == 2
+
+
+def test_the_same_mtu_again_renews_only_in_the_second_half_of_its_life():
+    """``if (rt->rt_pmtu == mtu && !lock && time_before(jiffies, dst->expires -
+    ip_rt_mtu_expires / 2)) return;``: a repeat in the first half is not news;
+    later it restarts the lifetime."""
+    h = make_host(ip_rt_mtu_expires=100.0)
+    sk = h.udp.socket()
+    sk.connect(ip_aton(PEER), 53)
+    _frag_needed(h, sk, 1200)
+    h.now = 40.0
+    _frag_needed(h, sk, 1200)
+    assert h.mib["PMTUUpdates"] == 1 and h.pmtu[ip_aton(PEER)] == (1200, 100.0)
+    h.now = 60.0
+    _frag_needed(h, sk, 1200)
+    assert h.mib["PMTUUpdates"] == 2 and h.pmtu[ip_aton(PEER)] == (1200, 160.0)
+    h.now = 150.0
+    assert h.route_lookup(ip_aton(PEER)).mtu == 1200
+
+
 # ----- __ip_rt_update_pmtu below the floor ------------------------------------------------
 
 @pytest.mark.parametrize("mtu", [0, 40])

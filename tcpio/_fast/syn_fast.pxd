@@ -21,7 +21,7 @@ cdef class SynKeys:
 cdef class SynPath:
     cdef public SynKeys keys
     cdef public object settings, route
-    cdef public list by_port, ids, out
+    cdef public list by_port, out
     cdef public long long budget, sent, eth_sent, dropped
 
 
@@ -61,7 +61,7 @@ cpdef object listener_pick(object socks, long long laddr)
                snd_wscale=cython.longlong, rcv_wscale=cython.longlong, advmss=cython.longlong,
                rcv_wnd=cython.longlong, mssind=cython.longlong, isn=uint32_t,
                ts_val=cython.longlong, now_ts=uint32_t, ident=cython.longlong,
-               bucket=Py_ssize_t, mtu=cython.longlong, ids=list)
+               mtu=cython.longlong)
 cpdef int syn_cookie(SynPath syn, uint32_t src, uint32_t dst, uint32_t sport, uint32_t dport,
                      uint32_t seq, long long opt_mss, long long opt_wscale, bint opt_sack,
                      long long opt_tsval, double now) except -1

@@ -28,8 +28,8 @@ compiled receive classifier (rx.pyx) both use:
   batch's time from the established connections (issue 13).
 
 ``SynPath`` is what TCP registers with its early demux: the host's secret
-(``SynKeys``), settings, listeners by port, the route/neighbour callback and
-IP ID counters, and the counters the host folds into the MIB per batch
+(``SynKeys``), settings, listeners by port, the route/neighbour callback,
+and the counters the host folds into the MIB per batch
 (``batch_end``).  Compiled, a SYN costs no Python object but the frame, its
 (ifindex, frame) entry and what the route callback builds.
 """
@@ -242,19 +242,17 @@ class SynPath:
     settings: Any
     by_port: list
     route: Any
-    ids: list
     out: list
     budget: int
     sent: int
     eth_sent: int
     dropped: int
 
-    def __init__(self, keys: SynKeys, settings: Any, route: Any, ids: list) -> None:
+    def __init__(self, keys: SynKeys, settings: Any, route: Any) -> None:
         self.keys = keys
         self.settings = settings
         self.by_port = [None] * 65536
         self.route = route
-        self.ids = ids
         self.out = []
         self.budget = settings.tcp_syn_budget
         self.sent = self.eth_sent = self.dropped = 0
@@ -308,7 +306,7 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     path = syn.route(src)
     if path is None:
         return SYN_DECLINED         # no route, or a neighbour to resolve: ip_output's work
-    ifindex, dst_mac, src_mac, mtu, bucket = path
+    ifindex, dst_mac, src_mac, mtu = path
     syn.budget -= 1
     user_mss = listener.user_mss
     # tcp_parse_options: the peer's MSS bounded by TCP_MAXSEG, 536 without it
@@ -336,9 +334,9 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
         ts_val = (cookie_init_timestamp(now_ts, snd_wscale, sack_ok)
                   + ts_off_hash(syn.keys, dst, src)) & _M32
     listener.last_synq_overflow = now   # tcp_synq_overflow: ACKs may bring cookies
-    ids = syn.ids
-    ident = (ids[bucket] + 1) & 0xFFFF
-    ids[bucket] = ident
+    # ip_build_and_send_pkt: a SYN-ACK with DF (a whole frame always has it)
+    # is no connected socket's datagram: IP ID 0 (ip_output.ip_select_ident)
+    ident = 0
     if cython.compiled:
         frame = tcp_synack_frame(dst_mac, src_mac, 14 if dst_mac is not None else 0, dst, src,
                                  ident, st.ip_default_ttl, dport, sport, isn,

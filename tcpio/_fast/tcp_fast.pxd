@@ -46,6 +46,8 @@ cdef class TcpCb:
     cdef public double lrcvtime
     # a listener's last cookie SYN-ACK (tcp_synq_overflow; syn_fast writes it)
     cdef public double last_synq_overflow
+    # the IP ID of the connection's next segment (inet_id)
+    cdef public long long inet_id
 
 
 cdef class TxSeg:
@@ -104,6 +106,8 @@ cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
 cpdef long long push_mark(TcpCb sk, uint32_t seq, uint32_t end) except -1
 @cython.locals(seg=TxSeg)
 cpdef new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags, bint small, double now)
+@cython.locals(ident=cython.longlong)
+cpdef long long ip_select_ident_segs(TcpCb sk, long long segs) except -1
 @cython.locals(base=cython.p_const_uchar)
 cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
                       src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
@@ -118,11 +122,11 @@ cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen
                wq=bytearray, off=Py_ssize_t, burst=cython.longlong, more=bint,
                mark=cython.longlong, quota=cython.longlong, last=bint)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
-                     list ids, Py_ssize_t bucket, double now, long long gso_max=*,
+                     double now, long long gso_max=*,
                      bint csum_partial=*, long long max_segs=*) except -1
 @cython.locals(window=cython.longlong, ident=uint32_t)
 cdef int _xmit_run(TcpCb sk, bytearray wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
-                   uint32_t ttl, list ids, Py_ssize_t bucket, Py_ssize_t off, Py_ssize_t n,
+                   uint32_t ttl, Py_ssize_t off, Py_ssize_t n,
                    long long segs, long long mss, uint32_t seq, long long flags,
                    long long ts_val, uint32_t ts_ecr, bint csum_partial) except -1
 

@@ -54,13 +54,17 @@ it returns (segments acked, send time of the first one never retransmitted
 nor SACKed or None, whether a retransmitted one was acked) for Karn's rule.
 
 The send side: ``write_xmit(sk, mss, out, ifindex, dst_mac, src_mac, ttl,
-ids, bucket, now)`` (``ids[bucket]``: the IP ID counter of the destination)
-is tcp_write_xmit's loop for plain data segments, each built as a whole frame
+now)`` is tcp_write_xmit's loop for plain data segments, each built as a whole frame
 (tx.tcp_frame) and appended to ``out`` (the host's output list), with its
 ``TxSeg`` (the retransmit queue's record of a segment) appended to sk.rtx.
 core.tcp.tcp_output calls it when nothing unusual is pending (no FIN queued,
 no urgent mode, no SACK option to send) and the route's neighbour is
 resolved; it returns the number of segments sent.
+
+``ip_select_ident_segs(sk, segs)``: the IP ID of a connected socket's next
+datagram of ``segs`` segments, from its own counter (``sk.inet_id``, Linux's
+inet_id: random at connect or accept, advanced by the segments sent), for
+every segment of the connection, in both send loops.
 """
 
 from __future__ import annotations
@@ -79,10 +83,11 @@ from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
 __all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
-           "cwnd_quota",
-           "event_data_recv", "new_data_sent", "push_mark", "rack_advance", "rcv_established", "rcv_rtt_update",
-           "receive_window", "select_window", "set_hooks", "tcp_select_window", "write_xmit",
-           "xmit_more", "xmit_test"]
+__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
+           "cwnd_quota", "event_data_recv", "ip_select_ident_segs", "new_data_sent", "push_mark",
+           "rack_advance", "rcv_established", "rcv_rtt_update", "receive_window",
+           "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_more",
+           "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
 # calls tx.pyx's tcp_data_frame directly (cimported in tcp_fast.pxd).
@@ -199,10 +204,13 @@ class TcpCb:
     lrcvtime: float     # icsk_ack.lrcvtime: when in-order data last arrived (-1: never)
     # a listener's last cookie SYN-ACK (tcp_synq_overflow; syn_fast writes it)
     last_synq_overflow: float
+    # the IP ID of the connection's next segment (inet_id; ip_select_ident_segs)
+    inet_id: int
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.pushed_seq = 0
+        self.inet_id = 0
         self.trace = None
         self.segs_in = 0
         self.lrcvtime = -1.0
@@ -597,10 +605,24 @@ def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: f
         sk.snd_sml = end
 
 
+def ip_select_ident_segs(sk: TcpCb, segs: int) -> int:
+    """ip_select_ident_segs for a connected TCP socket: its datagram of
+    ``segs`` segments takes the ID ``sk.inet_id`` and the socket's counter
+    moves on by ``segs`` (a TSO frame's segments get consecutive IDs from the
+    device), so a connection's segments are numbered one by one from a random
+    start and say nothing about other traffic (Linux's "ipv4: avoid using
+    shared IP generator for connected sockets", after the mixed-IPID
+    off-path attacks)."""
+    if sk is None:
+        raise TypeError("ip_select_ident_segs: a TcpCb is required")
+    ident = sk.inet_id & 0xFFFF
+    sk.inet_id = (ident + segs) & 0xFFFF
+    return ident
+
+
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
-               src_mac: bytes | None, ttl: int, ids: list[int], bucket: int,
-               now: float, gso_max: int = 0, csum_partial: bool = False,
-               max_segs: int = 0) -> int:
+               src_mac: bytes | None, ttl: int, now: float, gso_max: int = 0,
+               csum_partial: bool = False, max_segs: int = 0) -> int:
     """tcp_write_xmit's loop for plain data segments (see the module docstring).
 
     PSH where Linux's wire has it: where a write ended (push_mark), and on
@@ -616,7 +638,8 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     (cwnd, window, Nagle), recorded on sk.rtx and counted on its own, so
     retransmissions and probes stay segment-sized.  The super-frame's header
     is its first segment's, with the last one's PSH (as tcp_gso_segment
-    gives PSH to the last segment only) and one IP ID per segment."""
+    gives PSH to the last segment only) and one IP ID per segment
+    (ip_select_ident_segs)."""
     if sk is None:
         raise TypeError("write_xmit: a TcpCb is required")
     wq = sk.wq
@@ -627,8 +650,6 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         raise ValueError("mac addresses must be 6 bytes")
     if mss <= 0 or not 0 <= ttl <= 0xFF:
         raise ValueError("tcp: mss must be positive and ttl at most 255")
-    if not 0 <= bucket < len(ids):
-        raise IndexError("IP ID bucket out of range")
     wq_seq = sk.wq_seq
     write_seq = sk.write_seq
     # ts_val -1: no timestamp option (the frame builder then ignores ts_ecr)
@@ -692,23 +713,19 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         # its last segment only) or when no other segment fits in it (a
         # short segment is the last one)
         if not more or flags != _TCPHDR_ACK or run_len + mss > gso_room:
-            _xmit_run(sk, wq, out, ifindex, dst_mac, src_mac, hh, ttl, ids, bucket, run_off,
+            _xmit_run(sk, wq, out, ifindex, dst_mac, src_mac, hh, ttl, run_off,
                       run_len, run_segs, mss, run_seq, run_flags, ts_val, ts_ecr, csum_partial)
             run_segs = 0
     return sent
 
 
 def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: bytes | None,
-              src_mac: bytes | None, hh: int, ttl: int, ids: list[int], bucket: int,
-              off: int, n: int, segs: int, mss: int, seq: int, flags: int, ts_val: int,
+              src_mac: bytes | None, hh: int, ttl: int, off: int, n: int, segs: int, mss: int, seq: int, flags: int, ts_val: int,
               ts_ecr: int, csum_partial: bool) -> int:
     """Append the frame of ``segs`` segments (``wq[off:off + n]``) to ``out``:
     a plain frame for one, a GsoFrame for more."""
     window = tcp_select_window(sk)
-    # the IP IDs from the destination's counter (IpIdents.next), one per segment
-    ident = ids[bucket]
-    ident = (ident + 1) & 0xFFFF
-    ids[bucket] = (ident + segs - 1) & 0xFFFF
+    ident = ip_select_ident_segs(sk, segs)     # one IP ID per segment
     if segs == 1:
         out.append((ifindex, _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl,
                                          seq, flags, window, ts_val, ts_ecr)))

@@ -522,14 +522,31 @@ class Host:
     def update_pmtu(self, dst: int, mtu: int) -> None:
         """__ip_rt_update_pmtu: remember a smaller path MTU towards ``dst`` for a while.
 
-        Clamped below at min_pmtu (552, like Linux) so a forged ICMP cannot make
-        us send tiny fragments; forgotten after ip_rt_mtu_expires (600 s).  Any
-        smaller value, including an old router's 0 (RFC 1191 section 5), lands on
-        the floor, as in Linux (``mtu = min(old_mtu, ip_rt_min_pmtu)``: the
-        route lookup keeps the smaller of this and the interface MTU).
+        Only ever lowers it: an MTU above the route's current one (the
+        interface's, or one learned before) changes nothing (``if (old_mtu <
+        mtu) return;``), so a stale or forged ICMP cannot raise the path MTU;
+        it grows back only when what was learned expires (RFC 8201-style
+        aging, ip_rt_mtu_expires, 600 s).  Clamped below at min_pmtu (552,
+        like Linux) so a forged ICMP cannot make us send tiny fragments: any
+        smaller value, including an old router's 0 (RFC 1191 section 5),
+        lands on the floor (``mtu = min(old_mtu, ip_rt_min_pmtu)``).  The
+        same MTU again in the first half of its lifetime is not news (Linux
+        leaves the exception as it is); later it restarts the lifetime.
+        PMTUUpdates counts what was stored.
         """
         s = self.settings
-        mtu = max(mtu, s.min_pmtu)
+        try:
+            old_mtu = self.route_lookup(dst).mtu
+        except OSError:
+            return                     # no route, nothing to update
+        if old_mtu < mtu:
+            return
+        if mtu < s.min_pmtu:
+            mtu = min(old_mtu, s.min_pmtu)
+        learned = self.pmtu.get(dst)
+        if (learned is not None and learned[0] == mtu
+                and self.now < learned[1] - s.ip_rt_mtu_expires / 2):
+            return
         if len(self.pmtu) >= 4096:
             self.pmtu.clear()          # bounded; forgetting only costs a new ICMP
         self.pmtu[dst] = (mtu, self.now + s.ip_rt_mtu_expires)
@@ -723,9 +740,10 @@ class Host:
 
     def ip_output(self, proto: int, src: int | None, dst: int,
                   payload: bytes | bytearray | memoryview, *, ttl: int | None = None,
-                  tos: int = 0, df: bool = False) -> None:
+                  tos: int = 0, df: bool = False, ident: int = -1) -> None:
         ip_output.ip_output(self, proto, src, dst, payload,
-                            self.settings.ip_default_ttl if ttl is None else ttl, tos, df)
+                            self.settings.ip_default_ttl if ttl is None else ttl, tos, df,
+                            ident)
         # From a user call, deliver to ourselves now; from inside packet or timer
         # processing, after it (no re-entry into a protocol mid-segment); with
         # a driver that runs the backlog, from its loop.

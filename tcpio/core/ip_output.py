@@ -37,6 +37,9 @@ ip_build = _tx.ip_build
 tcp_frame = _tx.tcp_frame
 
 IP_IDENTS_SZ = 2048
+# ``ident`` for a datagram no connected socket sends (ip_select_ident_segs
+# with no sk, or one without inet_daddr: a listener, TCP's control socket)
+IP_ID_NO_SOCK = -1
 
 
 class IpIdents:
@@ -50,6 +53,14 @@ class IpIdents:
     def __init__(self, rng: random.Random) -> None:
         self._key = rng.getrandbits(32) | 1
         self._ids = [rng.getrandbits(16) for _ in range(IP_IDENTS_SZ)]
+        # get_random_u16 for a socket's first ID (inet_id): seeded from what
+        # was drawn above, so the host's rng stream is the same as before
+        self._rand = random.Random(self._key << 16 | self._ids[0])
+
+    def random_u16(self) -> int:
+        """get_random_u16: the random start of a connected socket's IDs
+        (tcp_v4_connect, tcp_v4_syn_recv_sock) or a SYN-ACK's ID without DF."""
+        return self._rand.getrandbits(16)
 
     def bucket(self, dst: int, proto: int) -> int:
         """Index of the counter for (dst, proto) in ``counters``."""
@@ -76,8 +87,20 @@ def build_packet(proto: int, src: int, dst: int, ident: int, ttl: int, tos: int,
     return ip_build(None, None, proto, src, dst, ident, ttl, tos, df, mf, offset, chunk)
 
 
+def ip_select_ident(host: NetHost, dst: int, proto: int, df: bool, ident: int) -> int:
+    """ip_select_ident_segs for one datagram: a connected socket's own counter
+    (``ident`` >= 0, its inet_id, taken by the caller); without one, 0 when DF
+    is set (a datagram that is never fragmented needs no ID, RFC 6864 4.1;
+    Linux since 4.1 does this rather than leak a shared counter), else the
+    hashed ip_idents counter for (dst, proto)."""
+    if ident >= 0:
+        return ident
+    return 0 if df else host.ip_ids.next(dst, proto)
+
+
 def ip_output(host: Host, proto: int, src: int | None, dst: int,
-              payload: bytes | bytearray | memoryview, ttl: int, tos: int, df: bool) -> None:
+              payload: bytes | bytearray | memoryview, ttl: int, tos: int, df: bool,
+              ident: int = IP_ID_NO_SOCK) -> None:
     mib = host.mib
     try:
         route = host.route_lookup(dst)
@@ -96,7 +119,7 @@ def ip_output(host: Host, proto: int, src: int | None, dst: int,
     if length > IP_MAX_LEN:
         mib["OutDiscards"] += 1
         raise sock_error(errno.EMSGSIZE)
-    ident = host.ip_ids.next(dst, proto)
+    ident = ip_select_ident(host, dst, proto, df, ident)
     if host.is_local_address(dst):
         # RTN_LOCAL: ip_local_out over lo (loopback_xmit), never a device;
         # lo's MTU is 64 KiB, so nothing under IP_MAX_LEN is fragmented.
@@ -190,11 +213,13 @@ def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
 def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int, seq: int,
                       ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                       sack_blocks: tuple[tuple[int, int], ...],
-                      payload: bytes | bytearray | memoryview, urg_ptr: int) -> bool:
+                      payload: bytes | bytearray | memoryview, urg_ptr: int,
+                      ident: int = IP_ID_NO_SOCK) -> bool:
     """Send one TCP segment (header fields and options as ``tx.tcp_frame`` takes
     them) as a whole frame built by one compiled call, when the host's
     ``ip_tcp_path`` allows.  The frame and the MIB counters are
-    exactly those of ``build_tcp`` + ``ip_output`` for the same segment.
+    exactly those of ``build_tcp`` + ``ip_output`` (DF set) for the same
+    segment and ``ident`` (ip_select_ident).
 
     Returns False, having sent and counted nothing, when the segment needs
     ip_output's general path: the caller then builds the segment and calls it.
@@ -207,7 +232,8 @@ def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int,
         return False
     ifindex, dst_mac, src_mac, route_src = path
     frame = tcp_frame(dst_mac, src_mac, src or route_src, dst,
-                      host.ip_ids.next(dst, IPPROTO_TCP), host.settings.ip_default_ttl,
+                      ip_select_ident(host, dst, IPPROTO_TCP, True, ident),
+                      host.settings.ip_default_ttl,
                       sport, dport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
                       payload, urg_ptr)
     mib = host.mib

@@ -66,7 +66,8 @@ class NetHost(Protocol):
     # True while a frame that arrived as a link-layer broadcast is processed
     # (RFC 1122: no answers, and TCP drops it: not PACKET_HOST).
     rx_link_bcast: bool
-    # The IP ID counters (ip_idents); the TCP send loop takes IDs in bulk.
+    # The IP ID counters (ip_idents) for datagrams no connected socket sends
+    # without DF, and get_random_u16 for a connected socket's first ID.
     ip_ids: IpIdents
 
     def route_lookup(self, dst: int) -> RouteInfo:
@@ -79,8 +80,10 @@ class NetHost(Protocol):
 
     def ip_output(self, proto: int, src: int | None, dst: int,
                   payload: bytes | bytearray | memoryview, *, ttl: int | None = None,
-                  tos: int = 0, df: bool = False) -> None:
-        """ip_queue_xmit / ip_build_and_send_pkt: route, fragment and send."""
+                  tos: int = 0, df: bool = False, ident: int = -1) -> None:
+        """ip_queue_xmit / ip_build_and_send_pkt: route, fragment and send.
+        ``ident``: a connected socket's IP ID (its inet_id), -1 none
+        (ip_output.ip_select_ident decides)."""
         ...
 
     def ip_tcp_path(self, dst: int, length: int) -> TcpXmitPath | None:

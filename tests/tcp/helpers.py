@@ -74,7 +74,8 @@ class FakeHost:
         return False
 
     def ip_output(self, proto: int, src: int | None, dst: int, payload: Any, *,
-                  ttl: int | None = None, tos: int = 0, df: bool = False) -> None:
+                  ttl: int | None = None, tos: int = 0, df: bool = False,
+                  ident: int = -1) -> None:
         assert proto == IPPROTO_TCP
         self._drain()       # whole frames queued before this one go first
         self._sent.append((src if src is not None else self.addr, dst, bytes(payload)))

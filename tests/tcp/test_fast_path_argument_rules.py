@@ -55,7 +55,7 @@ def test_header_prediction_refuses_a_sock_without_a_receive_queue(tf, hooks):
 
 def _xmit(tf, sk, dst_mac, src_mac):
     out: list = []
-    return tf.write_xmit(sk, 1460, out, 1, dst_mac, src_mac, 64, [0], 0, NOW), out
+    return tf.write_xmit(sk, 1460, out, 1, dst_mac, src_mac, 64, NOW), out
 
 
 @pytest.mark.parametrize("dst_mac, src_mac", [

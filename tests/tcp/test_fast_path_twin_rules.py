@@ -237,11 +237,11 @@ def test_write_xmit_error_leaves_the_sock_unchanged(tf):
     sk = _short_send_buffer_cb(tf)
     before = (sk.snd_nxt, sk.packets_out, sk.snd_sml, sk.quick, sk.rcv_wnd, sk.rcv_wup)
     out: list = []
-    ids = [7, 7]
+    sk.inet_id = 7
     with pytest.raises(RuntimeError):
-        tf.write_xmit(sk, 1460, out, 1, None, None, 64, ids, 1, 1.0)
+        tf.write_xmit(sk, 1460, out, 1, None, None, 64, 1.0)
     assert out == []
-    assert ids == [7, 7]
+    assert sk.inet_id == 7
     assert sk.rtx == []
     assert (sk.snd_nxt, sk.packets_out, sk.snd_sml, sk.quick, sk.rcv_wnd, sk.rcv_wup) == before
 
@@ -253,12 +253,13 @@ _NONE_PROBES = {
     "tcp_select_window(None)": "m.tcp_select_window(None)",
     "clean_rtx_queue(None)": "m.clean_rtx_queue(None)",
     "rcv_established(None, ...)": "m.rcv_established(None, 0, 0, 0, False, 0, 0, b'x', 1.0)",
-    "write_xmit(None, ...)": "m.write_xmit(None, 1460, [], 1, None, None, 64, [0], 0, 1.0)",
+    "write_xmit(None, ...)": "m.write_xmit(None, 1460, [], 1, None, None, 64, 1.0)",
+    "ip_select_ident_segs(None, 1)": "m.ip_select_ident_segs(None, 1)",
     "rq=None then rcv_established": "sk.rq = None\n"
                                     "m.rcv_established(sk, 100, 5, 1000, False, 0, 0, b'x' * 100, 1.0)",
     "rq=None then select_window": "sk.rq = None\nm.select_window(sk)",
     "wq=None then write_xmit": "sk.wq = None\n"
-                               "m.write_xmit(sk, 1460, [], 1, None, None, 64, [7], 0, 1.0)",
+                               "m.write_xmit(sk, 1460, [], 1, None, None, 64, 1.0)",
     "None in rtx then clean_rtx_queue": "sk.rtx = [None]\nm.clean_rtx_queue(sk)",
 }
 

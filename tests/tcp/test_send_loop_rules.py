@@ -25,11 +25,10 @@ ACK, PSH = 0x10, 0x08
 MSS = 1000
 
 
-def _xmit(tf, sk, *, mss: int = MSS, now: float = 1.0, ids: list[int] | None = None,
-          bucket: int = 0, ttl: int = 64, max_segs: int = 0) -> tuple[int, list]:
+def _xmit(tf, sk, *, mss: int = MSS, now: float = 1.0, ttl: int = 64,
+          max_segs: int = 0) -> tuple[int, list]:
     out: list = []
-    n = tf.write_xmit(sk, mss, out, 3, None, None, ttl, [0] if ids is None else ids, bucket, now,
-                      0, False, max_segs)
+    n = tf.write_xmit(sk, mss, out, 3, None, None, ttl, now, 0, False, max_segs)
     return n, [parse_frame(f) for (_ifx, f) in out]
 
 
@@ -341,15 +340,16 @@ def test_segments_have_no_timestamp_option_without_timestamps(tf, hooks):
     assert segs[0][1].doff == 5
 
 
-def test_each_frame_takes_the_next_ip_id_of_the_destination(tf, hooks):
-    """The IP ID comes from the destination's counter (ids[bucket]), one per
-    datagram, 16 bits, wrapping; the other counters are left alone."""
-    sk = _sk(tf, _pattern(3 * MSS))
-    ids = [5, 0xFFFE, 9]
-    _n, segs = _xmit(tf, sk, ids=ids, bucket=1, ttl=17)
-    assert [iph.ident for iph, _th, _p in segs] == [0xFFFF, 0, 1]
-    assert ids == [5, 1, 9]
+def test_each_frame_takes_the_next_ip_id_of_the_connection(tf, hooks):
+    """ip_select_ident_segs for a connected socket: the IP ID is the sock's
+    own counter (inet_id) as it stands, then the counter moves on by one per
+    segment, 16 bits, wrapping; nothing else is consulted."""
+    sk = _sk(tf, _pattern(3 * MSS), inet_id=0xFFFE)
+    _n, segs = _xmit(tf, sk, ttl=17)
+    assert [iph.ident for iph, _th, _p in segs] == [0xFFFE, 0xFFFF, 0]
+    assert sk.inet_id == 1
     assert {iph.ttl for iph, _th, _p in segs} == {17}
+    assert all(iph.df for iph, _th, _p in segs)
 
 
 def test_each_segment_sent_counts_as_an_ack_sent_for_quickack(tf, hooks):
@@ -386,22 +386,10 @@ def test_a_negative_ttl_is_refused_before_anything_is_sent(tf, hooks):
     assert sk.rtx == [] and sk.snd_nxt == 5000 and sk.packets_out == 0
 
 
-@pytest.mark.parametrize("bucket, ok", [(0, True), (2, True), (3, False), (-1, False)])
-def test_the_ip_id_bucket_must_be_one_of_the_counters(tf, hooks, bucket, ok):
-    sk = _sk(tf, _pattern(3))
-    ids = [0, 0, 0]
-    if ok:
-        assert _xmit(tf, sk, ids=ids, bucket=bucket)[0] == 1
-    else:
-        with pytest.raises(IndexError):
-            _xmit(tf, sk, ids=ids, bucket=bucket)
-        assert sk.rtx == []
-
-
 # --- the compiled loop follows the twin ----------------------------------------------------
 
 _XMIT_FIELDS = ("snd_nxt", "snd_sml", "packets_out", "is_cwnd_limited", "quick", "rcv_wnd",
-                "rcv_wup", "write_seq", "wq_seq", "snd_una")
+                "rcv_wup", "write_seq", "wq_seq", "snd_una", "inet_id")
 
 
 def _random_sender(mod, rng):
@@ -419,7 +407,7 @@ def _random_sender(mod, rng):
                  ts_off=rng.randrange(1 << 32), ts_recent=rng.randrange(1 << 32),
                  quick=rng.choice([0, 1, 3]), rcv_wscale=rng.choice([0, 7]),
                  rcv_wnd=rng.choice([0, 1000, 65535]), rcvbuf=rng.choice([4096, 1 << 20]),
-                 rcv_nxt=rng.randrange(1 << 32))
+                 rcv_nxt=rng.randrange(1 << 32), inet_id=rng.randrange(1 << 16))
     sk.rcv_wup = (sk.rcv_nxt - rng.choice([0, 10, 5000])) & 0xFFFFFFFF
     queue_data(sk, bytes(rng.randrange(256) for _ in range(in_flight + queued)))
     return sk
@@ -433,8 +421,8 @@ def _sender_state(sk) -> tuple:
 def test_twins_send_the_same_frames_for_random_senders():
     """write_xmit, compiled and pure, on the same seeded control blocks: the
     same frames byte for byte (Ethernet or IP links), the same segments
-    queued for retransmission, the same sock and IP ID counters, the same
-    calls of the idle hook."""
+    queued for retransmission, the same sock fields (the IP ID counter
+    among them), the same calls of the idle hook."""
     from conftest import twin_pair
 
     from .fastcb import install_hooks
@@ -446,15 +434,14 @@ def test_twins_send_the_same_frames_for_random_senders():
             sk = _random_sender(mod, rng)
             mss = rng.choice([1, 536, 1000, 1448, 1460])
             macs = rng.choice([(None, None), (b"\x02" * 6, b"\x04" * 6)])
-            ids = [rng.randrange(1 << 16) for _ in range(4)]
             now = rng.choice([0.0015, rng.uniform(0, 1e5), 4294967.2961])
             gen = install_hooks(mod)
             hooks_ = next(gen)
             try:
                 out: list = []
-                n = mod.write_xmit(sk, mss, out, 2, macs[0], macs[1], 64, ids, case % 4, now)
+                n = mod.write_xmit(sk, mss, out, 2, macs[0], macs[1], 64, now)
             finally:
                 gen.close()
-            results.append((n, [(i, bytes(f)) for i, f in out], _sender_state(sk), ids,
+            results.append((n, [(i, bytes(f)) for i, f in out], _sender_state(sk),
                             hooks_.calls))
         assert results[0] == results[1], case

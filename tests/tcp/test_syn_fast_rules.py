@@ -78,8 +78,7 @@ def make_host(mode: str, monkeypatch: pytest.MonkeyPatch, user_mss: int = 0,
     if mode == "layered":
         h.register_protocol(6, tcp, EarlyDemux(tcp.rcv_verified, tcp.hashinfo.ehash))
     elif mode == "pure":
-        path = PURE.SynPath(PURE.SynKeys(h.secret), h.settings, tcp.synack_route,
-                            h.ip_ids.counters)
+        path = PURE.SynPath(PURE.SynKeys(h.secret), h.settings, tcp.synack_route)
         path.by_port = tcp.hashinfo.by_port
         h.register_protocol(6, tcp, EarlyDemux(tcp.rcv_verified, tcp.hashinfo.ehash, path))
         monkeypatch.setattr(host_mod, "rx_classify", RX_PURE.rx_classify)

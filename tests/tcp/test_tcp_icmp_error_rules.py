@@ -28,8 +28,8 @@ PEER_ISS = 5000
 class Wire:
     """A Host on an IP link, the peer played with scapy datagrams."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.h = Host("h", seed=1, settings=settings or Settings())
+    def __init__(self, settings: Settings | None = None, seed: int = 1) -> None:
+        self.h = Host("h", seed=seed, settings=settings or Settings())
         self.h.debug = True
         self.h.add_interface("tun0", link="ip")
         self.h.add_address(1, ip_aton(MY), 24)
@@ -275,6 +275,51 @@ def test_fragmentation_needed_for_a_larger_mtu_resends_nothing():
     w.h.update_pmtu(ip_aton(PEER), 1500)
     assert w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1500) == []
     assert w.mib["RetransSegs"] == 0
+
+
+def test_a_larger_mtu_after_a_smaller_one_leaves_the_mss_down():
+    """tcp_v4_mtu_reduced acts only when the path MTU went down; the host
+    ignores an ICMP announcing more than it learned (__ip_rt_update_pmtu), so
+    a later frag-needed for 1400 leaves the connection at 1000's MSS."""
+    w, sk, snd = _established()
+    _data_in_flight(w, sk, 100)
+    w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1000)
+    assert sk.mss_cache == 960
+    w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1400)
+    assert sk.mss_cache == 960 and w.h.route_lookup(ip_aton(PEER)).mtu == 1000
+    sk.sendmsg(b"e" * 3000)
+    assert {len(s.payload) for s in w.out()} == {960, 3000 - 3 * 960}
+
+
+def test_the_mss_grows_back_when_the_learned_path_mtu_expires():
+    """RFC 8201-style aging (RFC 1191 section 6.3): the learned PMTU is
+    forgotten ip_rt_mtu_expires after it was learned; the connection's next
+    segment (tcp_current_mss: the route's MTU is no longer the pmtu_cookie,
+    tcp_sync_mss) is sized for the larger path again."""
+    w = Wire(Settings(ip_rt_mtu_expires=30.0))
+    ls = w.h.tcp.socket()
+    ls.bind(0, LPORT)
+    ls.listen(8)
+    [synack] = w.send(TCP(sport=RPORT, dport=LPORT, flags="S", seq=PEER_ISS, window=65535,
+                          options=[("MSS", 1460)]))
+    snd = synack.seq + 1
+    w.send(TCP(sport=RPORT, dport=LPORT, flags="A", seq=PEER_ISS + 1, ack=snd, window=65535))
+    sk = ls.accept()
+    w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=1000)
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sk.sendmsg(b"f" * 2000)
+    assert [len(s.payload) for s in w.out()] == [960, 960, 80]
+    w.now = 29.0
+    w.send(TCP(sport=RPORT, dport=LPORT, flags="A", seq=PEER_ISS + 1, ack=snd + 2000,
+               window=65535))
+    sk.sendmsg(b"g" * 2000)
+    assert [len(s.payload) for s in w.out()] == [960, 960, 80]
+    w.now = 31.0
+    w.send(TCP(sport=RPORT, dport=LPORT, flags="A", seq=PEER_ISS + 1, ack=snd + 4000,
+               window=65535))
+    sk.sendmsg(b"h" * 2000)
+    assert [len(s.payload) for s in w.out()] == [1460, 540]
+    assert sk.mss_cache == 1460
 
 
 def test_every_tcp_segment_carries_df_and_ip_no_pmtu_disc_turns_it_off():

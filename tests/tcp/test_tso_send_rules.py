@@ -100,3 +100,19 @@ def test_write_xmit_ignores_gso_it_cannot_fill():
     c = conn(20 + 20 + 1460)
     c.sk.snd_cwnd = 10
     assert len(flight(c, b"w" * 5 * 1460)) == 5 and not c.host.gso_frames
+
+
+def test_a_super_frame_takes_one_ip_id_per_segment_from_the_connection():
+    """ip_select_ident_segs(sk, gso_segs): the super-frame carries the
+    connection's next ID and inet_id moves on by its segment count, so the
+    device's cut (consecutive IDs from the first, as tcp_gso_segment's
+    IP header update does) numbers the segments as if sent one by one."""
+    c = conn(65535)
+    c.sk.snd_cwnd = 60
+    start = c.sk.inet_id
+    dgrams = flight(c, bytes(100_000))
+    assert len(c.host.gso_frames) >= 2
+    ids = [int.from_bytes(d[4:6], "big") for d in dgrams]
+    assert ids == [(start + i) & 0xFFFF for i in range(len(dgrams))]
+    assert c.sk.inet_id == (start + len(dgrams)) & 0xFFFF
+    assert all(d[6] & 0x40 for d in dgrams)        # DF

@@ -267,6 +267,8 @@ class TcpSock(TcpCb):
         self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
         self.total_retrans = 0      # tp->total_retrans: segments retransmitted, ever
         self.segs_out = 0           # tp->segs_out: segments sent (TCP_INFO)
+        self.inet_id = 0            # the next segment's IP ID (a TcpCb field; random
+                                    # from connect or accept: ip_select_ident_segs)
         self.segs_in = 0            # tp->segs_in: segments received (a TcpCb field)
         self.lrcvtime = -1.0        # when in-order data last arrived (-1: never; TcpCb's)
         self.retrans_stamp: float | None = None  # when the current retransmission episode began

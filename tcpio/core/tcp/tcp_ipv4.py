@@ -125,7 +125,7 @@ class TcpProto:
         self.hashinfo = InetHashInfo(host.settings, host.secret)
         # the stateless SYN path the rx classifier runs (syn_fast; early_demux)
         self.syn_path = _syn_fast.SynPath(syn_keys(host.secret), host.settings,
-                                          self.synack_route, host.ip_ids.counters)
+                                          self.synack_route)
         self.syn_path.by_port = self.hashinfo.by_port
         self.orphans = 0
         self.tw_count = 0
@@ -161,16 +161,15 @@ class TcpProto:
         except OSError:
             return 576
 
-    def synack_route(self, raddr: int) -> tuple[int, Any, Any, int, int] | None:
+    def synack_route(self, raddr: int) -> tuple[int, Any, Any, int] | None:
         """For the compiled SYN path: where a SYN-ACK to ``raddr`` leaves as one
-        whole frame (ifindex, dst_mac, src_mac; ip_tcp_path), the route MTU
-        and the IP ID bucket; None when ip_output's general path is needed."""
+        whole frame (ifindex, dst_mac, src_mac; ip_tcp_path) and the route
+        MTU; None when ip_output's general path is needed."""
         host = self.host
         path = host.ip_tcp_path(raddr, MAX_SYNACK_LEN)
         if path is None:
             return None
-        return (path[0], path[1], path[2], self.route_mtu(raddr),
-                host.ip_ids.bucket(raddr, IPPROTO_TCP))
+        return path[0], path[1], path[2], self.route_mtu(raddr)
 
     def advmss_for(self, raddr: int, user_mss: int = 0) -> int:
         """The MSS we advertise to ``raddr``: the route's (dst_metric_advmss),
@@ -278,6 +277,7 @@ class TcpProto:
         if not sk.iss:
             sk.iss = secure_tcp_seq(host.secret, sk.laddr, sk.lport, addr, port, now)
         sk.ts_off = secure_tcp_ts_off(host.secret, sk.laddr, addr) if sk.tstamp_ok else 0
+        sk.inet_id = host.ip_ids.random_u16()     # the connection's IP IDs start here
         sk.snd_una = sk.snd_nxt = sk.iss
         sk.write_seq = sk.wq_seq = sk.snd_sml = (sk.iss + 1) & 0xFFFFFFFF
         sk.sk_err = 0
@@ -531,6 +531,7 @@ class TcpProto:
             self.host.mib["ListenDrops"] += 1
             return None
         child = tcp_create_openreq_child(self, listener, req, now)
+        child.inet_id = self.host.ip_ids.random_u16()
         # The third ACK's window, scaled, is the first SND.WND and MAX.SND.WND
         # (the SYN's is unscaled and stale; Linux tcp_create_openreq_child).
         child.snd_wnd = child.max_window = skb.window << child.snd_wscale

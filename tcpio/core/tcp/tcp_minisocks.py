@@ -268,10 +268,16 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
                       wscale=req.rcv_wscale if req.wscale_ok else None,
                       sack_ok=req.sack_ok, ts_val=ts,
                       ts_ecr=req.ts_recent if ts is not None else None)
+    # ip_build_and_send_pkt: with DF, IP ID 0 (the request has no connected
+    # socket: ip_output.ip_select_ident); without (ip_no_pmtu_disc), a random
+    # one rather than the hashed counters.
+    host = proto.host
+    ident = host.ip_ids.random_u16() if host.settings.ip_no_pmtu_disc else -1
     # RFC 7323 2.2: a SYN's window is never scaled; req.rcv_wnd is at most
     # 65535 by construction (TcpProto._initial_rcv_wnd).
-    tcp_v4_send(proto.host, req.laddr, req.raddr, req.lport, req.rport, req.snt_isn,
-                (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_SYN | TCPHDR_ACK, req.rcv_wnd, opts)
+    tcp_v4_send(host, req.laddr, req.raddr, req.lport, req.rport, req.snt_isn,
+                (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_SYN | TCPHDR_ACK, req.rcv_wnd, opts,
+                b"", 0, ident)
 
 
 def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:

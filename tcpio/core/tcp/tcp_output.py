@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from ..in_h import IPPROTO_TCP
-from ..ip_output import ip_queue_xmit_tcp
+from ..ip_output import IP_ID_NO_SOCK, ip_queue_xmit_tcp
 from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
     RCV_SHUTDOWN,
@@ -71,6 +71,7 @@ new_data_sent = _tcp_fast.new_data_sent
 xmit_more = _tcp_fast.xmit_more
 push_mark = _tcp_fast.push_mark
 cwnd_quota = _tcp_fast.cwnd_quota
+ip_select_ident_segs = _tcp_fast.ip_select_ident_segs
 
 
 # States in which new data / FIN may still go out.
@@ -88,29 +89,33 @@ tcp_time_stamp = _tcp_fast.tcp_time_stamp
 # --- raw segment output ------------------------------------------------------
 def tcp_v4_send(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, opts: Any = None,
-                payload: Any = b"", urg_ptr: int = 0) -> None:
+                payload: Any = b"", urg_ptr: int = 0, ident: int = IP_ID_NO_SOCK) -> None:
     """Build one segment (any: SYN, RST, time-wait ACK...) and hand it to IP.
     Routing failures are soft: the segment is lost like a dropped packet (the
-    timers will notice)."""
+    timers will notice).  ``ident``: a connection's IP ID
+    (ip_select_ident_segs); the default, for segments no connected socket
+    sends (RSTs and ACKs of TCP's control socket, a request's SYN-ACK), is
+    ID 0 under DF (ip_output.ip_select_ident)."""
     if opts is None:
         tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window, -1, 0, (),
-                    payload, urg_ptr)
+                    payload, urg_ptr, ident)
     elif opts.mss is None and opts.wscale is None and not opts.sack_ok:
         # Only the options of a segment after the handshake: the flat form.
         ts_val = opts.ts_val
         tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window,
                     -1 if ts_val is None else ts_val, opts.ts_ecr or 0, opts.sack_blocks,
-                    payload, urg_ptr)
+                    payload, urg_ptr, ident)
     else:
         _tcp_out_count(host, flags)
         _tcp_ip_output(host, laddr, raddr,
                        build_tcp(laddr, raddr, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                                 flags, window, opts, payload, urg_ptr))
+                                 flags, window, opts, payload, urg_ptr), ident)
 
 
 def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
-                sack_blocks: tuple[tuple[int, int], ...], payload: Any, urg_ptr: int) -> None:
+                sack_blocks: tuple[tuple[int, int], ...], payload: Any, urg_ptr: int,
+                ident: int = IP_ID_NO_SOCK) -> None:
     """Send a segment whose options are at most a timestamp (``ts_val`` -1:
     none) and SACK blocks, the options of every segment after the handshake.
 
@@ -122,14 +127,14 @@ def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, s
     seq &= 0xFFFFFFFF
     ack &= 0xFFFFFFFF
     if ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val,
-                         ts_ecr, sack_blocks, payload, urg_ptr):
+                         ts_ecr, sack_blocks, payload, urg_ptr, ident):
         return
     if ts_val == -1:
         opts = TcpOptions(sack_blocks=sack_blocks) if sack_blocks else None
     else:
         opts = TcpOptions(sack_blocks=sack_blocks, ts_val=ts_val, ts_ecr=ts_ecr)
     _tcp_ip_output(host, laddr, raddr, build_tcp(laddr, raddr, lport, rport, seq, ack, flags,
-                                                 window, opts, payload, urg_ptr))
+                                                 window, opts, payload, urg_ptr), ident)
 
 
 def _tcp_out_count(host: NetHost, flags: int) -> None:
@@ -139,12 +144,13 @@ def _tcp_out_count(host: NetHost, flags: int) -> None:
         mib["OutRsts"] += 1
 
 
-def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes) -> None:
+def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int) -> None:
     """Hand a segment to IP, with DF as Linux sets it for TCP (ip_no_pmtu_disc 0:
     IP_PMTUDISC_WANT, so a router on a smaller link answers with an ICMP
     fragmentation-needed instead of fragmenting)."""
     try:
-        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=not host.settings.ip_no_pmtu_disc)
+        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=not host.settings.ip_no_pmtu_disc,
+                       ident=ident)
     except OSError:
         host.mib["TCPOutNoRoute"] += 1
 
@@ -200,7 +206,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         # The window in a SYN is never scaled (RFC 7323 2.2).
         window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
         tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    window, opts, payload)
+                    window, opts, payload, 0, ip_select_ident_segs(sk, 1))
         sack_blocks: tuple[tuple[int, int], ...] = ()
     else:
         ts_val, ts_ecr, sack_blocks = _established_options(sk, now, len(payload))
@@ -212,7 +218,8 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
             urg_ptr = min(seq_diff(sk.snd_up, seq), 0xFFFF)
             flags |= TCPHDR_URG
         tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr)
+                    window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr,
+                    ip_select_ident_segs(sk, 1))
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, seq, sk.rcv_nxt, flags, len(payload), window, sack_blocks, now)
@@ -446,13 +453,11 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     and ip_output do per segment, in bulk; the timers are tcp_write_xmit's."""
     host = sk.host
     ifindex, dst_mac, src_mac, _src = path
-    ip_ids = host.ip_ids
     gso_max, csum_partial = host.gso_caps(ifindex)
     queue = host.tx_queue()
     queued = len(queue)
     n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac,
-                             host.settings.ip_default_ttl, ip_ids.counters,
-                             ip_ids.bucket(sk.raddr, IPPROTO_TCP), now, gso_max, csum_partial,
+                             host.settings.ip_default_ttl, now, gso_max, csum_partial,
                              tcp_tso_segs(sk, mss))
     if not n:
         return False
@@ -750,7 +755,8 @@ def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
     ts_val = (tcp_time_stamp(now) + sk.ts_off) & 0xFFFFFFFF if sk.tstamp_ok else -1
     window = tcp_select_window(sk)
     tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
-                TCPHDR_RST | TCPHDR_ACK, window, ts_val, sk.ts_recent, (), b"", 0)
+                TCPHDR_RST | TCPHDR_ACK, window, ts_val, sk.ts_recent, (), b"", 0,
+                ip_select_ident_segs(sk, 1))
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, sk.snd_nxt, sk.rcv_nxt, TCPHDR_RST | TCPHDR_ACK, 0, window, (),
