@@ -349,6 +349,37 @@ def test_connections_lists_listener_and_established_like_ss(loop_name):
     run_on(loop_name, main)
 
 
+def test_connections_lists_live_sockets_before_time_wait_entries():
+    """stack.connections() promises listeners, then full sockets, then request
+    and TIME_WAIT entries: a busy server's table cut to its first rows (the
+    demo prints 12) must still show its live connections, however many
+    earlier connections left TIME_WAIT entries ahead of them in ehash."""
+    async def main():
+        wire = tcpio.MemoryWire(seed=5)
+        async with tcpio.Stack(seed=1) as a, tcpio.Stack(seed=2) as b:
+            a.add_interface(wire.a, "10.0.0.1/24")
+            b.add_interface(wire.b, "10.0.0.2/24")
+
+            async def handle(reader, writer):
+                await reader.read()
+                writer.close()
+
+            server = await a.start_server(handle, "10.0.0.1", 8080)
+            for _ in range(20):     # the client closes first: TIME_WAIT on b
+                _r, w = await b.open_connection("10.0.0.1", 8080)
+                w.close()
+                await _r.read()
+            _r, live = await b.open_connection("10.0.0.1", 8080)
+            states = [r.state for r in b.connections()]
+            live.close()
+            server.close()
+            return states
+
+    states = run_on("virtual", main)
+    assert states.count("TIME-WAIT") == 20 and states.count("ESTAB") == 1, states
+    assert states.index("ESTAB") < states.index("TIME-WAIT"), states
+
+
 @all_loops
 def test_closing_a_stack_ends_its_tcp_connections(loop_name):
     """Stack.close() is a host going down: local protocols get ECONNABORTED and

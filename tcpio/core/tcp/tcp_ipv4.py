@@ -733,7 +733,10 @@ class TcpProto:
 
     # --- ss -tan ------------------------------------------------------------------------------
     def connections(self, info: bool = False) -> list[Any]:
-        """``ss -tan``: the listeners, then everything in ehash (each once);
+        """``ss -tan``: the listeners, then everything in ehash (each once):
+        full sockets, then request socks, then time-wait socks, so a table
+        cut short (the demo prints the first rows) shows live connections
+        first however many TIME_WAIT entries a busy server holds;
         ``info``: with each full sock's tcp_info (``ss -tani``)."""
         rows = []
         now = self.host.now
@@ -742,7 +745,10 @@ class TcpProto:
                 row = ("LISTEN", f"{_addr(sk.laddr)}:{sk.lport}", "0.0.0.0:*",
                        len(sk.accept_queue), sk.max_ack_backlog, "")
                 rows.append(ConnInfoRow(*row, tcp_get_info(sk)) if info else ConnRow(*row))
-        for sk in list(self.hashinfo.ehash):
+        ehash = list(self.hashinfo.ehash)
+        ehash.sort(key=lambda sk: 2 if isinstance(sk, TimeWaitSock)
+                   else 1 if isinstance(sk, RequestSock) else 0)
+        for sk in ehash:
             # a hashed request or time-wait sock always has its timer armed
             if isinstance(sk, TimeWaitSock):
                 name = STATE_NAMES[sk.substate]
