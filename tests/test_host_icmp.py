@@ -103,6 +103,17 @@ def test_error_delivered_to_the_registered_protocol():
     assert len(rec.errs) == 2
 
 
+@pytest.mark.parametrize("code", [0, 1, 255])
+def test_echo_reply_copies_the_requests_code_id_seq_and_data(code):
+    """Linux's icmp_echo answers with the request's ICMP header, type
+    changed: an odd code comes back as sent (nmap's IE probe reads it)."""
+    h = make_host()
+    (rep,) = inject(h, IP(src=PEER, dst=MY) / ICMP(type=8, code=code, id=9, seq=4) / (b"x" * 20))
+    assert (rep[IP].src, rep[IP].dst) == (MY, PEER)
+    # the whole ICMP message, checksum included, as scapy builds the reply
+    assert bytes(rep[ICMP]) == bytes(ICMP(type=0, code=code, id=9, seq=4) / (b"x" * 20))
+
+
 def test_our_pings_get_replies_and_errors():
     h = make_host()
     h.icmp.echo_request(ip_aton(PEER), 42, 1, b"data")

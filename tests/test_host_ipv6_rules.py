@@ -103,6 +103,20 @@ def test_echo_request_is_answered_from_the_address_it_was_sent_to():
     assert h.mib["Icmp6InEchos"] == 1 and h.mib["Icmp6OutEchoReplies"] == 1
 
 
+@pytest.mark.parametrize("code", [0, 1, 255])
+def test_echo_reply_copies_the_requests_code(code):
+    """icmpv6_echo_reply copies the request's header and changes only the
+    type; scapy checks the reply's checksum over the IPv6 pseudo-header."""
+    h = make_host()
+    resolve_peer(h)
+    req = IPv6(src=PEER, dst=MY) / ICMPv6EchoRequest(code=code, id=7, seq=3, data=b"q" * 9)
+    (reply,) = inject(h, req)
+    assert (reply[IPv6].src, reply[IPv6].dst) == (MY, PEER)
+    # the whole ICMPv6 message, pseudo-header checksum included, as scapy builds it
+    expected = IPv6(src=MY, dst=PEER) / ICMPv6EchoReply(code=code, id=7, seq=3, data=b"q" * 9)
+    assert bytes(reply[IPv6])[40:] == bytes(expected)[40:]
+
+
 @pytest.mark.parametrize("mangle, counter", [
     (lambda b: b[:39], "Ip6InHdrErrors"),                        # shorter than the header
     (lambda b: bytes([0x40]) + b[1:], "Ip6InHdrErrors"),         # version 4 in an IPv6 frame

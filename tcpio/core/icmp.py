@@ -139,7 +139,7 @@ class IcmpProto:
             return False
         if type == ICMP_ECHO:
             mib["IcmpInEchos"] += 1
-            self._reply(iph, icmph.rest, payload[8:])
+            self._reply(iph, icmph.code, icmph.rest, payload[8:])
         elif type == ICMP_ECHOREPLY:
             mib["IcmpInEchoReps"] += 1
             self.echo_replies.append(EchoReply(iph.src, icmph.rest >> 16, icmph.rest & 0xFFFF,
@@ -150,11 +150,14 @@ class IcmpProto:
             self._error_in(iph, icmph.code, type, icmph.rest, payload[8:])
         return True
 
-    def _reply(self, iph: Any, rest: int, data: memoryview) -> None:
+    def _reply(self, iph: Any, code: int, rest: int, data: memoryview) -> None:
+        """icmp_echo: the reply is the request's header with the type changed
+        (Linux copies the whole header, so a nonzero code comes back as sent;
+        RFC 792 says only that the code is 0, which every real request has)."""
         host = self.host
         try:
             host.ip_output(IPPROTO_ICMP, iph.dst, iph.src,
-                           wire.build_icmp(ICMP_ECHOREPLY, 0, rest, data), tos=iph.tos)
+                           wire.build_icmp(ICMP_ECHOREPLY, code, rest, data), tos=iph.tos)
         except OSError:
             host.mib["IcmpOutErrors"] += 1
             return

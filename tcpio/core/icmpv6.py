@@ -161,7 +161,7 @@ class Icmpv6Proto:
             return
         rest = int.from_bytes(payload[4:8], "big")
         if type == ICMPV6_ECHO_REQUEST:
-            self._echo_reply(skb, rest, payload[8:])
+            self._echo_reply(skb, payload[1], rest, payload[8:])
         elif type == ICMPV6_ECHO_REPLY:
             self.echo_replies.append(EchoReply(ip6h.src, rest >> 16, rest & 0xFFFF,
                                                bytes(payload[8:]), now))
@@ -169,15 +169,16 @@ class Icmpv6Proto:
         elif not type & ICMPV6_INFOMSG_MASK:
             self._error_in(type, payload[1], rest, payload[8:])
 
-    def _echo_reply(self, skb: Ip6Skb, rest: int, data: memoryview) -> None:
-        """icmpv6_echo_reply: same identifier, sequence and data, from the
+    def _echo_reply(self, skb: Ip6Skb, code: int, rest: int, data: memoryview) -> None:
+        """icmpv6_echo_reply: same code, identifier, sequence and data (Linux
+        copies the request's header and changes the type), from the
         address the request was sent to."""
         host = self.host
         ip6h = skb.ip6h
         try:
             src = ip6h.dst if not is_multicast6(ip6h.dst) else \
                 host.route6_lookup(ip6h.src, skb.iif).src
-            msg = icmp6_message(src, ip6h.src, ICMPV6_ECHO_REPLY, 0,
+            msg = icmp6_message(src, ip6h.src, ICMPV6_ECHO_REPLY, code,
                                 rest.to_bytes(4, "big") + bytes(data))
             host.ip6_output(IPPROTO_ICMPV6, src, ip6h.src, msg, tclass=ip6h.tclass,
                             ifindex=skb.iif)
