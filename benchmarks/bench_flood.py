@@ -2,8 +2,9 @@
 
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
+                                          [--syn-queue off|on|both]
 
-Two runs, one after the other in the same process, the same job:
+Runs one after the other in the same process, the same job:
 
 - ``tcpio``: a Stack on a TAP (tests/netns.py's kernel_peer), a sink server
   and an accept-and-close listener.  From the namespace: ``--flows`` kernel
@@ -12,6 +13,10 @@ Two runs, one after the other in the same process, the same job:
   and during the middle phase ``hping3 --flood -S --rand-source`` floods the
   listener's port from spoofed sources, as fast as it can (the raw-socket
   sender's ceiling on this machine, stated in the output).
+- ``tcpio, SYN queue``: the same with ``TapDevice(syn_queue=True)``: the
+  kernel steers SYNs to a second TAP queue (devices/tun_steering.py), so the
+  flood fills a ring of its own instead of the flows' (``--syn-queue``
+  picks off, on or both; both by default).
 - ``kernel``: the same peer script against a kernel listener in a second
   namespace over a veth pair, under the same flood.
 
@@ -101,12 +106,16 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     return res
 
 
-async def tcpio_run(args: argparse.Namespace) -> dict:
+async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
     settings = Settings()
     if args.budget is not None:
         settings.tcp_syn_budget = args.budget
-    tap_options = {} if args.txqueuelen is None else {"txqueuelen": args.txqueuelen}
+    tap_options: dict[str, Any] = {"syn_queue": syn_queue}
+    if args.txqueuelen is not None:
+        tap_options["txqueuelen"] = args.txqueuelen
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
+        if syn_queue and not peer.tap.syn_queue:
+            raise SystemExit(f"the kernel refused the SYN queue: {peer.tap.syn_queue_error}")
         stack = peer.stack
         stack.add_route("0.0.0.0/0", via=peer.kernel_ip)   # SYN-ACKs to spoofed sources
 
@@ -126,6 +135,7 @@ async def tcpio_run(args: argparse.Namespace) -> dict:
             mib = stack.mib()
             k = peer.ns.call(peer.tap.kernel_counters) or {}
             return {"tcpio_rx_frames": peer.tap.stats["rx_packets"],
+                    "syn_queue_rx": peer.tap.syn_queue_rx,
                     "tap_kernel_tx_dropped": k.get("tx_dropped", 0),
                     "SyncookiesSent": mib.get("SyncookiesSent", 0),
                     "TCPSynBudgetDrop": mib.get("TCPSynBudgetDrop", 0),
@@ -172,7 +182,9 @@ def report(name: str, res: dict) -> dict:
         print(f"  during the flood: tcpio read {d['tcpio_rx_frames'] / secs:,.0f} frames/s, "
               f"the kernel dropped {d['tap_kernel_tx_dropped']:,} on the TAP; "
               f"SyncookiesSent {d['SyncookiesSent']:,}, TCPSynBudgetDrop "
-              f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}")
+              f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
+              + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
+                 if d.get("syn_queue_rx") else ""))
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "
           f"{'met' if keep >= 0.5 else 'NOT met'}); new connections during the flood "
           f"{ok:.0%} (target >= 90%: {'met' if ok >= 0.9 else 'NOT met'})")
@@ -189,6 +201,8 @@ def main() -> None:
                     help="Settings.tcp_syn_budget for tcpio (default: the setting's)")
     ap.add_argument("--txqueuelen", type=int, default=None,
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
+    ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",
+                    help="tcpio's TAP with a second queue for SYNs (default: both runs)")
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -199,8 +213,13 @@ def main() -> None:
     print("command:", shlex.join([sys.executable, *sys.argv]))
     from tcpio import _fast
     print("build:", _fast.build_info()["syn_fast"], "| cpus:", os.cpu_count(), "(unpinned)")
-    out: dict[str, Any] = {"tcpio": asyncio.run(tcpio_run(args))}
-    out["tcpio_verdict"] = report("tcpio", out["tcpio"])
+    out: dict[str, Any] = {}
+    if args.syn_queue in ("off", "both"):
+        out["tcpio"] = asyncio.run(tcpio_run(args, False))
+        out["tcpio_verdict"] = report("tcpio (one TAP queue)", out["tcpio"])
+    if args.syn_queue in ("on", "both"):
+        out["tcpio_syn_queue"] = asyncio.run(tcpio_run(args, True))
+        out["tcpio_syn_queue_verdict"] = report("tcpio (SYN queue)", out["tcpio_syn_queue"])
     if not args.skip_kernel:
         out["kernel"] = asyncio.run(kernel_run(args))
         out["kernel_verdict"] = report("kernel (veth, same flood)", out["kernel"])

@@ -22,6 +22,15 @@ Sending: ``os.write`` straight away.  A frame the kernel will not take right
 now is a counted drop, never an exception: EAGAIN/ENOBUFS when its queue is
 full, EIO while the link is down (the kernel refuses writes then).
 
+A queue for connection requests (``syn_queue=True``, the default): the device opens with
+IFF_MULTI_QUEUE and a second fd, and an eBPF steering program
+(devices/tun_steering.py) makes the kernel put TCP SYNs on the second queue
+and everything else on the first, so a SYN flood fills a ring of its own and
+no longer drops the established flows' frames with its SYNs.  The SYN queue
+is read at most ``syn_budget`` frames per wake-up.  ``device.syn_queue``
+says whether the kernel took it (False where it refused the program, with
+the reason in ``device.syn_queue_error``).
+
 Offloads (``offloads=True``, the default): the device is opened with
 IFF_VNET_HDR, so a virtio-net header (devices/virtio_net.py) travels in front
 of every frame both ways, and TUNSETOFFLOAD tells the kernel what we take:
@@ -45,6 +54,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
+from tcpio.devices import tun_steering
 from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
@@ -111,9 +121,10 @@ class _TunTapBase:
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True) -> None:
-        if budget < 1:
-            raise ValueError("budget must be >= 1")
+                 offloads: bool | int = True, syn_queue: bool = True,
+                 syn_budget: int = 64) -> None:
+        if budget < 1 or syn_budget < 1:
+            raise ValueError("budget and syn_budget must be >= 1")
         if txqueuelen is not None and not 1 <= txqueuelen <= 0x7FFFFFFF:
             raise ValueError("txqueuelen must be 1..2**31-1, or None to leave the kernel's")
         want = DEFAULT_OFFLOADS if offloads is True else int(offloads)
@@ -130,12 +141,27 @@ class _TunTapBase:
         self._on_frames: OnFrames | None = None
         self.vnet_hdr_len = 0       # bytes of virtio_net_hdr before each frame on the fd
         self.offloads = 0           # the TUN_F_* bits the kernel accepted
+        self.syn_budget = syn_budget
+        self.syn_queue = False      # a second queue takes the SYNs (see the module doc)
+        self.syn_queue_error: OSError | None = None
+        self.syn_fd: int | None = None    # the SYN queue's fd
+        self.syn_queue_rx = 0               # frames read from it
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             flags = self._flags | IFF_NO_PI
             if want and self._kernel_has_vnet_hdr(fd):
                 flags |= vnet.IFF_VNET_HDR
-            ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags, "H"))
+            if syn_queue:
+                flags |= tun_steering.IFF_MULTI_QUEUE
+            try:
+                ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags, "H"))
+            except OSError as exc:
+                # an existing persistent interface made single-queue: take it as it is
+                if not flags & tun_steering.IFF_MULTI_QUEUE or exc.errno != errno.EINVAL:
+                    raise
+                self.syn_queue_error = exc
+                flags &= ~tun_steering.IFF_MULTI_QUEUE
+                ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags, "H"))
             # The kernel fills in the name it used (a "tap%d" pattern expands).
             self.name = ifr[:IFNAMSIZ].rstrip(b"\0").decode()
             if flags & vnet.IFF_VNET_HDR:
@@ -144,8 +170,12 @@ class _TunTapBase:
             self._set_kernel_mtu(mtu)
             if txqueuelen is not None:
                 self._set_kernel_txqueuelen(txqueuelen)
+            if flags & tun_steering.IFF_MULTI_QUEUE:
+                self._open_syn_queue(fd, flags)
         except BaseException:
             os.close(fd)
+            if self.syn_fd is not None:
+                os.close(self.syn_fd)
             raise
         # What we hand the kernel: TCP/IPv4 super-frames of up to 64 KiB
         # (the host's interface takes these as its TSO capability).  The
@@ -158,6 +188,27 @@ class _TunTapBase:
         self._readsize = self.vnet_hdr_len + (_GSO_FRAME_MAX if gso_in
                                               else max_frame_len(mtu, self.link))
         self.fd: int | None = fd
+
+    def _open_syn_queue(self, fd: int, flags: int) -> None:
+        """Attach the second queue and the steering program; where the kernel
+        refuses (no eBPF, no permission), stay on one queue and say why."""
+        qfd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(qfd, TUNSETIFF, _ifreq(self.name, flags, "H"))
+            if self.vnet_hdr_len and self.vnet_hdr_len != vnet.VNET_HDR_LEN:
+                fcntl.ioctl(qfd, vnet.TUNSETVNETHDRSZ, struct.pack("i", self.vnet_hdr_len))
+            prog = tun_steering.load_socket_filter(
+                tun_steering.syn_steering_program(self.link))
+            try:
+                fcntl.ioctl(fd, tun_steering.TUNSETSTEERINGEBPF, struct.pack("i", prog))
+            finally:
+                os.close(prog)          # the device holds its own reference
+        except OSError as exc:
+            os.close(qfd)
+            self.syn_queue_error = exc
+            return
+        self.syn_fd = qfd
+        self.syn_queue = True
 
     @staticmethod
     def _kernel_has_vnet_hdr(fd: int) -> bool:
@@ -245,17 +296,22 @@ class _TunTapBase:
         self._loop = loop
         self._on_frames = on_frames
         loop.add_reader(self.fd, self._on_readable)
+        if self.syn_fd is not None:
+            loop.add_reader(self.syn_fd, self._on_readable, self.syn_fd, self.syn_budget)
 
-    def _on_readable(self) -> None:
-        """Drain the fd until EAGAIN or the budget, then deliver one batch."""
-        fd, read, size = self.fd, os.read, self._readsize
-        if fd is None:
+    def _on_readable(self, fd: int | None = None, budget: int = 0) -> None:
+        """Drain the fd (the flows' queue unless ``fd`` names the SYN queue)
+        until EAGAIN or the budget, then deliver one batch."""
+        read, size = os.read, self._readsize
+        if self.fd is None:
             return
+        if fd is None:
+            fd, budget = self.fd, self.budget
         frames: list[bytes] = []
         nbytes = 0
         hlen = self.vnet_hdr_len
         nread = 0
-        for _ in range(self.budget):
+        for _ in range(budget):
             try:
                 frame = read(fd, size)
             except BlockingIOError:
@@ -276,6 +332,8 @@ class _TunTapBase:
                 frames.append(frame)
                 nbytes += len(frame)
         if nread:
+            if fd == self.syn_fd:
+                self.syn_queue_rx += nread
             st = self.stats
             st["rx_packets"] += nread
             st["rx_bytes"] += nbytes
@@ -364,12 +422,17 @@ class _TunTapBase:
         fd, self.fd = self.fd, None
         if fd is None:
             return
+        syn_fd, self.syn_fd = self.syn_fd, None
         loop, self._loop = self._loop, None
         if loop is not None and not loop.is_closed():
             # Remove the reader first: uvloop keeps its own poll handle on the
             # fd and misbehaves if the fd is closed (and reused) under it.
             loop.remove_reader(fd)
+            if syn_fd is not None:
+                loop.remove_reader(syn_fd)
         os.close(fd)
+        if syn_fd is not None:
+            os.close(syn_fd)
 
     close = stop
 
@@ -393,11 +456,13 @@ class TapDevice(_TunTapBase):
 
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
                  budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True) -> None:
+                 offloads: bool | int = True, syn_queue: bool = True,
+                 syn_budget: int = 64) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
         self.mac: bytes | None = mac if mac is not None else random_mac()
-        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads)
+        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
+                         syn_queue=syn_queue, syn_budget=syn_budget)
 
 
 class TunDevice(_TunTapBase):
@@ -409,5 +474,7 @@ class TunDevice(_TunTapBase):
 
     def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True) -> None:
-        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads)
+                 offloads: bool | int = True, syn_queue: bool = True,
+                 syn_budget: int = 64) -> None:
+        super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
+                         syn_queue=syn_queue, syn_budget=syn_budget)
