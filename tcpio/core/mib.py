@@ -237,6 +237,9 @@ DESCRIPTIONS: dict[str, str] = {
     "TCPSynBudgetDrop": "tcpio: SYNs for a listener answering with cookies dropped past "
                         "the receive batch's budget (tcp_syn_budget), so a SYN flood "
                         "cannot starve established connections; also in ListenDrops",
+    "TCPReqQCookieTakeover": "tcpio: valid SYN-cookie ACKs that found a request sock "
+                             "for the same SYN (its retransmission met a SYN queue with "
+                             "room) and replaced it; Linux drops such ACKs",
     "TCPReqQFullDrop": "TcpExt: TCPReqQFullDrop - SYNs dropped: the SYN queue was full and "
                        "cookies were off",
     "TCPAbortOnData": "TcpExt: TCPAbortOnData - connections reset because data arrived after "

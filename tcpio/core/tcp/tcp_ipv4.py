@@ -475,12 +475,27 @@ class TcpProto:
         listener.syn_queue[req] = None
         tcp_send_synack(self, req, now)
 
-    def cookie_v4_check(self, listener: TcpSock, skb: Skb, iph: Any, now: float) -> TcpSock | None:
+    def cookie_v4_check(self, listener: TcpSock, skb: Skb, iph: Any, now: float,
+                        req_dup: RequestSock | None = None) -> TcpSock | None:
         """A bare ACK at a listener that may bring back a cookie.  Returns the
         child; the listener itself when no cookie applies (no SYN-ACK carried
         one recently, or it does not check out: the listener resets); None for
         a good cookie the full accept queue has no room for (dropped, like a
-        request sock's third ACK: the client will retransmit)."""
+        request sock's third ACK: the client will retransmit).
+
+        ``req_dup``: a request sock holds the 4-tuple and the ACK was not for
+        its SYN-ACK.  That happens when the client's SYN was answered with a
+        cookie while the SYN queue was full, and its retransmission of the
+        same SYN (sent before the cookie SYN-ACK arrived) found room and made
+        the request: the client took the cookie SYN-ACK and ACKs it.  A valid
+        cookie for the request's own client ISN proves it, so the request
+        gives way to the cookie's child and the client has its connection.
+        Linux keeps the request there (inet_ehash_insert finds the duplicate
+        and tcp_v4_syn_recv_sock frees the child) and drops the ACK without a
+        counter until the request's SYN-ACK retries run out, about a minute;
+        the client's next retransmission then meets the cookie check alone.
+        A cookie for another ISN (an older incarnation) is dropped as Linux
+        does, counted as a listen drop."""
         host = self.host
         mib = host.mib
         st = host.settings
@@ -498,6 +513,12 @@ class TcpProto:
             host.route_lookup(raddr)
         except OSError:
             return None             # no way back to the client: drop (Linux)
+        if req_dup is not None:
+            if req_dup.rcv_isn != client_isn:
+                mib["ListenDrops"] += 1
+                return None
+            self.reqsk_drop(req_dup)
+            mib["TCPReqQCookieTakeover"] += 1
         req = RequestSock(listener, laddr, lport, raddr, rport, client_isn)
         req.snt_isn = cookie
         req.mss = mss
@@ -643,19 +664,27 @@ class TcpProto:
         # (Linux re-looks up when the listener stopped meanwhile; here
         # listen_stop unhashes its requests at once, so it is still listening.)
         child = tcp_check_req(self, req, skb, now)
-        if child is not None:
+        if child is req.listener:
+            # An ACK of something this request never sent: the listener's
+            # (tcp_v4_rcv goes on with ``sk = req->rsk_listener``), which may
+            # find it is the ACK of a cookie SYN-ACK (see cookie_v4_check).
+            self._rcv_listen(child, skb, iph, now, req=req)
+        elif child is not None:
             child.segs_in += 1
             tcp_rcv_state_process(child, skb, now)
             if child.trace is not None:
                 child.trace.probe(child, skb, now)
 
-    def _rcv_listen(self, sk: TcpSock, skb: Skb, iph: Any, now: float, isn: int = 0) -> None:
+    def _rcv_listen(self, sk: TcpSock, skb: Skb, iph: Any, now: float, isn: int = 0,
+                    req: RequestSock | None = None) -> None:
+        """A segment for listener ``sk``; ``req``: the request sock of its
+        4-tuple that handed it on (tcp_check_req: not its ACK)."""
         flags = skb.flags
         if flags & TCPHDR_RST:
             return
         if flags & TCPHDR_ACK:
             if not flags & TCPHDR_SYN and self.host.settings.tcp_syncookies:
-                child = self.cookie_v4_check(sk, skb, iph, now)
+                child = self.cookie_v4_check(sk, skb, iph, now, req)
                 if child is None:
                     return
                 if child is not sk:

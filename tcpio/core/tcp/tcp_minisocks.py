@@ -309,7 +309,9 @@ def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None
 
 def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> TcpSock | None:
     """The segment for a request sock: a retransmitted SYN, the third ACK,
-    or junk.  Returns the new child (already queued) or None."""
+    or junk.  Returns the new child (already queued), None, or the
+    listener (``req.listener``) for an ACK of something this request never
+    sent: the listener's to answer (Linux returns ``sk``)."""
     flags = skb.flags
     opts = skb.opts
     host = proto.host
@@ -323,10 +325,11 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
         req.synack_rtx += 1             # (inet_rtx_syn_ack: num_retrans++)
         return None
     if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
-        # RFC 9293: an unacceptable ACK in SYN-RECEIVED gets a reset.
-        if not flags & TCPHDR_RST:
-            proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
-        return None
+        # RFC 9293: an unacceptable ACK in SYN-RECEIVED gets a reset; Linux
+        # has the listener send it ("Invalid ACK: reset will be sent by
+        # listening socket"), so the segment goes on to the listener, which
+        # first tries it as a SYN cookie's ACK (TcpProto._rcv_request).
+        return req.listener
     rcv_nxt = (req.rcv_isn + 1) & 0xFFFFFFFF
     if paws_reject or not _in_window(skb, rcv_nxt, req.rcv_wnd):
         # RFC 9293 3.10.7.4: an unacceptable segment gets an ACK (a RST none).
