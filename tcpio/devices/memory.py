@@ -66,8 +66,10 @@ class DelayLine:
                 for seg in virtio_net.gso_segment(frame, hdr):
                     self.push(seg)
                 return True
-            # whole, delayed like any frame (the MTU is the segments')
-            fates = [(now + (imp.delay if imp is not None else 0.0), bytes(frame))]
+            # whole, delayed like any frame (the MTU is the segments'); still a
+            # GsoFrame, so the receiver takes it as the segments it stands for
+            whole = frame if isinstance(frame, bytes) else bytes(frame)
+            fates = [(now + (imp.delay if imp is not None else 0.0), whole)]
         elif imp is not None:
             fates = imp.fate(frame, now)
         else:
