@@ -20,7 +20,7 @@ from tcpio.devices.pcap import PcapDevice
 from tcpio.devices import virtio_net as vnet
 from tcpio.devices.tap import DEFAULT_OFFLOADS
 
-from .test_tcp_kernel_bulk import MiB, expected_digest, transfer
+from .test_tcp_kernel_bulk import MiB, arp_out_of_the_way, expected_digest, transfer
 from .test_tcp_kernel_common import kernel_mib
 from .tshark import needs_tshark
 
@@ -126,8 +126,6 @@ async def test_2pct_loss_with_offloads_each_way_resends_segments(tap_required, t
     impairment, so it records what tcpio handed the device (super-frames
     included, lost ones too) and tshark's own TCP analysis picks out the
     retransmissions."""
-    from .test_tcp_kernel_bulk import transfer as bulk_transfer
-    from .test_tcp_kernel_common import kernel_mib as read_kernel_mib
     from .tshark import fields
     nbytes = 32 * MiB
     seed = SEED + len(direction)
@@ -140,18 +138,10 @@ async def test_2pct_loss_with_offloads_each_way_resends_segments(tap_required, t
 
     async with kernel_peer(ipv6=False, wrap=wrap) as peer:
         assert peer.tap.offloads & vnet.TUN_F_TSO4
-        # no ARP for the loss to hit (as test_tcp_kernel_bulk does)
-        peer.ns.ip("neigh", "replace", peer.tcpio_ip, "lladdr", peer.tap.mac.hex(":"),
-                   "dev", peer.ifname, "nud", "permanent")
-        for _ in range(20):
-            try:
-                await peer.stack.ping(peer.kernel_ip, timeout=1)
-                break
-            except TimeoutError:
-                pass
-        digest = await asyncio.wait_for(bulk_transfer(peer, direction, nbytes, seed), 300)
+        await arp_out_of_the_way(peer)
+        digest = await asyncio.wait_for(transfer(peer, direction, nbytes, seed), 300)
         mib = peer.stack.mib()
-        kmib = read_kernel_mib(peer.ns)
+        kmib = kernel_mib(peer.ns)
         gso = dict(peer.tap.gso_stats)
     assert digest == expected_digest(nbytes, seed)
     ours = f"ip.src == {peer.tcpio_ip} && tcp.len > 0"
