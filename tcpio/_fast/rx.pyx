@@ -289,7 +289,7 @@ def vnet_rx(raw, Py_ssize_t hlen):
             gso_size = 0
         out.gso_size = gso_size
         out.gso_segs = segs
-        out.csum_valid = True
+        out.csum_valid = (flags & (C_F_NEEDS_CSUM | C_F_DATA_VALID)) != 0
         return out
     finally:
         rbuf_release(&b)

@@ -231,7 +231,8 @@ def vnet_rx(raw: bytes | bytearray | memoryview, hlen: int) -> bytes | GsoFrame 
       whole as a ``GsoFrame``: ``gso_size`` from the header, ``gso_segs``
       the segments its TCP payload makes (ceil(payload / gso_size), the
       payload measured from the TCP header at csum_start, else past
-      hdr_len), ``csum_valid`` (the checksums need no second sum);
+      hdr_len), ``csum_valid`` when the header said NEEDS_CSUM or
+      DATA_VALID (the checksums need no second sum);
     - a frame without GSO but flagged NEEDS_CSUM or DATA_VALID (Linux's
       CHECKSUM_UNNECESSARY) larger than RX_FLAGGED_MIN likewise, with
       ``gso_segs`` 1 and ``gso_size`` 0; any other frame as plain ``bytes``.
@@ -272,5 +273,5 @@ def vnet_rx(raw: bytes | bytearray | memoryview, hlen: int) -> bytes | GsoFrame 
     out = GsoFrame(data)
     out.gso_size = gso_size
     out.gso_segs = segs
-    out.csum_valid = True
+    out.csum_valid = bool(flags & (_F_NEEDS_CSUM | _F_DATA_VALID))
     return out
