@@ -126,6 +126,9 @@ async def test_both_ends_of_one_connection_agree_with_the_kernel(tap_required, o
         assert (snd, rcv) == (theirs["wscale"] >> 4, theirs["wscale"] & 15)
         assert ours["pmtu"] == theirs["pmtu"] == 1500
         assert ours["snd_mss"] == theirs["snd_mss"] == 1448
+        # each end's guess of the other's MSS (tcp_measure_rcv_mss: a
+        # super-frame's gso_size, not its length) is what the other sends
+        assert ours["rcv_mss"] == theirs["snd_mss"] and theirs["rcv_mss"] == ours["snd_mss"]
         assert ours["unacked"] == theirs["unacked"] == 0
         assert ours["retransmits"] == theirs["retransmits"] == 0
         assert ours["ca_state"] == theirs["ca_state"] == 0
