@@ -8,6 +8,10 @@ checksum, all on a raw pointer into the frame (``_buf.pxd``: no typed
 memoryview, whose acquisition alone costs more than the checks).  See
 ``rx_py`` for the contract: ``None`` means "take the slow path", which
 re-checks and counts; a tuple means "deliver".
+
+``vnet_rx`` is the TAP's side of the same path: the frame behind a
+virtio-net header in one call (the copy, a partial checksum completed, a
+TCP super-frame as a GsoFrame); see ``rx_py.vnet_rx``.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize

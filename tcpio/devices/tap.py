@@ -302,7 +302,7 @@ class _TunTapBase:
         if raw[0] & vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM:
             gs["rx_csum_partial"] += 1
         if frame is not None:
-            if raw[1]:
+            if raw[1] & ~vnet.VIRTIO_NET_HDR_GSO_ECN:
                 gs["rx_gso_frames"] += 1
                 gs["rx_gso_segs"] += getattr(frame, "gso_segs", 1)
             frames.append(frame)
