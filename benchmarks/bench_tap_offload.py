@@ -1,6 +1,7 @@
 """Bulk over a TAP with the virtio-net offloads on and off (issue 12).
 
     sudo python benchmarks/bench_tap_offload.py [--runs 5] [--mib 256] [--pin A,B]
+                                                [--echo 2000] [--only bulk|echo]
 
 Four figures, each the median and range of ``--runs`` runs made in this one
 invocation, interleaved (on, off, on, off, ...) so that the machine's noise
@@ -15,7 +16,11 @@ super-frames; off: one frame per segment), each
 with ``TapDevice(offloads=True)`` (IFF_VNET_HDR, TSO/checksum offload both
 ways: 64 KiB frames) and ``offloads=False`` (one 1514-byte frame per write),
 at MTU 1500.  Beside them, kernel <-> kernel over a veth pair at MTU 1500
-(benchmarks/kernel_ref.py), once per run.  ``--pin A,B`` puts tcpio on CPU A
+(benchmarks/kernel_ref.py), once per run.  And the 1-byte echo round trip
+(median of ``--echo`` round trips, a kernel client in the namespace) to a
+tcpio echo server over the TAP with offloads on and off, beside the same
+client to an asyncio echo server over kernel loopback: latency must not be
+bought away for throughput.  ``--pin A,B`` puts tcpio on CPU A
 and the kernel-side process on CPU B; unpinned otherwise (FIELD-NOTES: the
 figures move with placement).  Needs root.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -38,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import kernel_ref  # noqa: E402
 import bench_tcp  # noqa: E402
-from bench_tcp import PORT, read_to_eof, run_peer, write_bytes  # noqa: E402
+from bench_tcp import CHUNK, PORT, peer_argv, read_to_eof, run_peer, write_bytes  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -97,6 +103,34 @@ async def in_memory(nbytes: int, gso: bool) -> tuple[float, dict]:
     return rate, {"tx_frames": wires[0].a.stats["tx_packets"]}
 
 
+async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(CHUNK):
+        writer.write(data)
+    writer.close()
+
+
+async def echo_tcpio(rounds: int, offloads: bool, peer_cpu: int | None) -> float:
+    """Median 1-byte round trip (us) of a kernel client to a tcpio echo server over the TAP."""
+    from netns import kernel_peer
+
+    async with kernel_peer(ipv6=False, tap_options={"offloads": offloads}) as peer:
+        await peer.stack.start_server(echo_handler, "0.0.0.0", PORT)
+        out = await run_peer(peer.ns, peer_cpu, "echo", peer.tcpio_ip, str(PORT), str(rounds))
+    return float(out["median_us"])
+
+
+async def echo_kernel(rounds: int, peer_cpu: int | None) -> float:
+    """The reference: the same client to an asyncio echo server over kernel loopback."""
+    server = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        proc = await asyncio.create_subprocess_exec(
+            *peer_argv(peer_cpu, "echo", "127.0.0.1", str(port), str(rounds)),
+            stdout=asyncio.subprocess.PIPE)
+        stdout, _ = await proc.communicate()
+    return float(json.loads(stdout.decode().strip().splitlines()[-1])["median_us"])
+
+
 def summary(rates: list[float]) -> str:
     g = [r * 8 / 1e9 for r in rates]
     return f"median {statistics.median(g):6.2f} Gbit/s  range {min(g):.2f}-{max(g):.2f}"
@@ -107,6 +141,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--pin", default=None, help="TCPIO_CPU,PEER_CPU")
+    ap.add_argument("--echo", type=int, default=2000,
+                    help="1-byte round trips per echo figure (0: no echo figures)")
+    ap.add_argument("--only", choices=("bulk", "echo"), default=None)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (TAP, namespaces)")
@@ -119,7 +156,17 @@ def main() -> None:
     results: dict[str, list[float]] = {}
     last: dict[str, Any] = {}
     veth: list[float] = []
+    echo: dict[str, list[float]] = {}
     for _ in range(args.runs):
+        if args.echo and args.only != "bulk":
+            for off in (True, False):
+                key = f"1-byte echo over TAP, offloads {'on ' if off else 'off'}"
+                echo.setdefault(key, []).append(
+                    asyncio.run(echo_tcpio(args.echo, off, peer_cpu)))
+            echo.setdefault("1-byte echo, asyncio over kernel loopback", []).append(
+                asyncio.run(echo_kernel(args.echo, peer_cpu)))
+        if args.only == "echo":
+            continue
         for name, fn in (("kernel -> tcpio", to_tcpio), ("tcpio -> kernel", from_tcpio)):
             for off in (True, False):
                 rate, stats = asyncio.run(fn(nbytes, off, peer_cpu))
@@ -141,6 +188,9 @@ def main() -> None:
         print(f"  {key}: {summary(rates)}   (last run: {frames})")
     if veth:
         print(f"  kernel <-> kernel veth:     {summary(veth)}")
+    for key, us in echo.items():
+        print(f"  {key}: median {statistics.median(us):6.1f} us  "
+              f"range {min(us):.1f}-{max(us):.1f}  (medians of {args.echo} round trips)")
 
 
 if __name__ == "__main__":

@@ -109,6 +109,19 @@ PEER_SCRIPT = textwrap.dedent(
                 break
             got += n
         print(json.dumps({"rate": got / (time.perf_counter() - t0), "got": got}))
+    elif mode == "echo":           # count 1-byte round trips: the median in microseconds
+        s = socket.create_connection(addr)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rtts = []
+        for i in range(count + 200):       # the first 200: warm-up
+            t0 = time.perf_counter()
+            s.sendall(b"x")
+            if s.recv(1) != b"x":
+                raise SystemExit("echo: wrong answer")
+            rtts.append(time.perf_counter() - t0)
+        s.close()
+        rtts = sorted(rtts[200:])
+        print(json.dumps({"median_us": rtts[len(rtts) // 2] * 1e6}))
     """
 )
 

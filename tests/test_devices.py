@@ -301,3 +301,46 @@ def test_impaired_device_none_is_passthrough():
     inner, rx = run_virtual(main)
     assert [index(f) for _, f in inner.sent] == [1]
     assert [index(f) for f in rx.frames] == [2]
+
+
+def test_impaired_device_passes_tso_through_and_cuts_received_super_frames_per_segment():
+    """A wrapper keeps its inner device's TSO (the stack then sends
+    super-frames through it); a received super-frame (GsoFrame) meets a lossy
+    impairment as its segments (scapy counts them), and one the cutter does
+    not know (IPv6) meets it whole instead of failing."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    from tcpio._fast.gso import gso_frame
+
+    class TsoDevice(FakeDevice):
+        gso_max_size = 0xFFFF
+        tx_csum_partial = True
+
+    def super_frame(l3) -> bytes:
+        pkt = Ether(dst="02:00:00:00:00:09") / l3 / TCP(flags="A") / (b"s" * (1000 * 8))
+        return gso_frame(bytes(pkt), 1000, 8, False)
+
+    v4 = super_frame(IP(src="10.0.0.1", dst="10.0.0.2"))
+    v6 = super_frame(IPv6(src="fd00::1", dst="fd00::2"))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        inner = TsoDevice()
+        imp_in = Impairment(loss=0.3, seed=5)
+        dev = ImpairedDevice(inner, None, imp_in)
+        assert (dev.gso_max_size, dev.tx_csum_partial) == (0xFFFF, True)
+        rx = Recorder(loop)
+        dev.start(loop, rx)
+        inner.on_frames([v4, v6])
+        await asyncio.sleep(0.1)
+        return imp_in, rx
+
+    imp_in, rx = run_virtual(main)
+    assert imp_in.stats["frames"] == 8 + 1
+    got = [Ether(f) for f in rx.frames]
+    assert 0 < imp_in.stats["lost"] and len(got) == 9 - imp_in.stats["lost"]
+    segs = [p for p in got if IP in p]
+    assert segs and all(len(p[TCP].payload) == 1000 for p in segs)
+    assert all(bytes(p) == bytes(v6) for p in got if IPv6 in p)

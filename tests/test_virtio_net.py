@@ -12,9 +12,11 @@ from __future__ import annotations
 import ctypes
 
 import pytest
+from conftest import twin_fixture
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from tcpio._fast.gso import GsoFrame
 from tcpio.devices import virtio_net as vnet
 
 
@@ -151,3 +153,74 @@ def test_bad_headers_are_value_errors():
         vnet.gso_segment(raw, vnet.VirtioNetHdr(1, vnet.VIRTIO_NET_HDR_GSO_TCPV4, 0, 0, 34, 16))
     with pytest.raises(ValueError):
         vnet.csum_complete(bytearray(20), 10, 16)
+
+
+# --- rx.vnet_rx: the frame behind the header, as the TAP hands it to the host ------------
+
+rx = twin_fixture("rx", "rx")
+
+
+def with_hdr(frame, flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0):
+    return vnet.build_vnet_hdr(vnet.VirtioNetHdr(flags, gso_type, hdr_len, gso_size,
+                                                 csum_start, csum_offset)) + bytes(frame)
+
+
+def scapy_checksums(frame: bytes) -> tuple[int, int]:
+    """(IP, TCP) checksums scapy computes for ``frame``'s content."""
+    ref = Ether(frame)
+    del ref[IP].chksum, ref[TCP].chksum
+    ref = Ether(bytes(ref))
+    return ref[IP].chksum, ref[TCP].chksum
+
+
+def test_vnet_rx_completes_a_partial_checksum_and_strips_the_header(rx):
+    raw = partial_tcp_superframe(b"x" * 100)
+    out = rx.vnet_rx(with_hdr(raw, vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 16), 10)
+    assert type(out) is bytes and len(out) == len(raw)      # small: plain bytes
+    assert (Ether(out)[IP].chksum, Ether(out)[TCP].chksum) == scapy_checksums(out)
+    assert out[:50] == bytes(raw[:50]) and out[52:] == bytes(raw[52:])
+
+
+def test_vnet_rx_passes_a_tcp_super_frame_whole_as_the_segments_scapy_counts(rx):
+    payload = bytes((i * 13) & 0xFF for i in range(1448 * 30 + 7))
+    raw = partial_tcp_superframe(payload)
+    hdr = vnet.gso_hdr_for(raw, 1448)
+    out = rx.vnet_rx(vnet.build_vnet_hdr(hdr) + bytes(raw), 10)
+    assert isinstance(out, GsoFrame) and out.csum_valid
+    # the segments it stands for: scapy's payload length cut at gso_size,
+    # and what the kernel's GSO (our cutter) would make of it
+    n = len(Ether(out)[TCP].payload)
+    assert out.gso_size == 1448
+    assert out.gso_segs == -(-n // 1448) == len(vnet.gso_segment(raw, hdr)) == 31
+    assert Ether(out)[TCP].chksum == scapy_checksums(out)[1]
+    # the 12-byte header (mrg_rxbuf) works the same
+    again = rx.vnet_rx(vnet.build_vnet_hdr(hdr, 12) + bytes(raw), 12)
+    assert again == out and again.gso_segs == 31
+    # a super-frame the kernel vouched nothing for is still checked by the host
+    unsure = rx.vnet_rx(with_hdr(out, 0, vnet.VIRTIO_NET_HDR_GSO_TCPV4, 66, 1448), 10)
+    assert unsure == out and unsure.gso_segs == 31 and not unsure.csum_valid
+
+
+def test_vnet_rx_keeps_a_large_data_valid_frame_flagged_and_unchanged(rx):
+    """DATA_VALID (CHECKSUM_UNNECESSARY): the kernel checked it; nothing is
+    summed, the frame comes up as it was, flagged so the host does not sum it
+    either (a field left wrong on purpose stays wrong)."""
+    raw = bytearray(bytes(Ether(**MACS) / IP(src="10.7.0.1", dst="10.7.0.2")
+                          / TCP(sport=5000, dport=80, flags="A") / (b"v" * 4000)))
+    raw[50] ^= 0xFF
+    out = rx.vnet_rx(with_hdr(raw, vnet.VIRTIO_NET_HDR_F_DATA_VALID), 10)
+    assert isinstance(out, GsoFrame) and out == bytes(raw)
+    assert (out.csum_valid, out.gso_segs, out.gso_size) == (True, 1, 0)
+    small = rx.vnet_rx(with_hdr(raw[:200], vnet.VIRTIO_NET_HDR_F_DATA_VALID), 10)
+    assert type(small) is bytes and small == bytes(raw[:200])
+
+
+def test_vnet_rx_refuses_what_it_does_not_take(rx):
+    raw = partial_tcp_superframe(b"x" * 3000)
+    n = len(raw)
+    assert rx.vnet_rx(with_hdr(raw, 1, 0, 0, 0, n - 10, 16), 10) is None       # csum outside
+    assert rx.vnet_rx(with_hdr(raw, 1, vnet.VIRTIO_NET_HDR_GSO_TCPV4, 66, 0, 34, 16),
+                      10) is None                                                  # gso_size 0
+    assert rx.vnet_rx(with_hdr(raw, 1, vnet.VIRTIO_NET_HDR_GSO_UDP_L4, 42, 100, 34, 6),
+                      10) is None                                                  # UDP: cut
+    assert rx.vnet_rx(bytes(9), 10) is None

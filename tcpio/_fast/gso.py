@@ -1,22 +1,31 @@
-"""A TCP super-frame on its way to a device that segments it (TSO/GSO).
+"""A TCP super-frame, on its way to a device that segments it (TSO/GSO) or
+from one that merged it (GRO: the kernel's TSO frame read from a TAP).
 
-``GsoFrame`` is the frame itself (``bytes``: one IPv4 datagram of up to 64 KiB
+``GsoFrame`` is the frame itself (``bytes``: one IP datagram of up to 64 KiB
 behind its link header, so anything that only looks at bytes, a capture
 included, sees the super-frame as it crosses the device), plus what Linux
-keeps beside an skb for the driver: ``gso_size`` (the MSS every segment but
-the last carries), ``gso_segs`` (how many segments it stands for) and
-``csum_partial`` (the TCP checksum field holds only the pseudo-header sum,
-CHECKSUM_PARTIAL).  The TAP device turns these into the virtio-net header
-(devices/virtio_net.py); TCP's send loop (tcp_fast.write_xmit) makes them.
+keeps beside an skb (skb_shinfo and ip_summed): ``gso_size`` (the MSS every
+segment but the last carries), ``gso_segs`` (how many segments it stands
+for), ``csum_partial`` (out: the TCP checksum field holds only the
+pseudo-header sum, CHECKSUM_PARTIAL) and ``csum_valid`` (in: the device
+checked or completed every checksum in it, CHECKSUM_UNNECESSARY, so the
+receive path does not sum 64 KiB again).  The TAP device turns these into
+the virtio-net header and back (devices/virtio_net.py, rx.vnet_rx); TCP's
+send loop (tcp_fast.write_xmit) makes them, and its receive side counts
+and measures one as its ``gso_segs`` segments of ``gso_size``
+(tcp_segs_in, tcp_measure_rcv_mss).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class GsoFrame(bytes):
     gso_size: int
     gso_segs: int
-    csum_partial: bool
+    csum_partial: bool = False
+    csum_valid: bool = False
 
 
 def gso_frame(frame: bytes, gso_size: int, gso_segs: int, csum_partial: bool) -> GsoFrame:
@@ -26,3 +35,12 @@ def gso_frame(frame: bytes, gso_size: int, gso_segs: int, csum_partial: bool) ->
     out.gso_segs = gso_segs
     out.csum_partial = csum_partial
     return out
+
+
+def rx_gso(frame: Any) -> tuple[int, int]:
+    """``(gso_segs, gso_size)`` of a received frame: ``(1, 0)`` unless it is a
+    super-frame (tcp_segs_in's ``max(1, gso_segs)``)."""
+    if type(frame) is GsoFrame:
+        segs = getattr(frame, "gso_segs", 1)
+        return (segs if segs > 1 else 1), getattr(frame, "gso_size", 0)
+    return 1, 0

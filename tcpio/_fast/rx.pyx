@@ -8,15 +8,20 @@ checksum, all on a raw pointer into the frame (``_buf.pxd``: no typed
 memoryview, whose acquisition alone costs more than the checks).  See
 ``rx_py`` for the contract: ``None`` means "take the slow path", which
 re-checks and counts; a tuple means "deliver".
+
+``vnet_rx`` is the TAP's side of the same path: the frame behind a
+virtio-net header in one call (the copy, a partial checksum completed, a
+TCP super-frame as a GsoFrame); see ``rx_py.vnet_rx``.
 """
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint32_t
-from libc.string cimport memcmp, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint16_t, uint32_t
+from libc.string cimport memcmp, memcpy, memset
 
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF
 
-from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32
+from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32, wr16
 from tcpio._fast._csum cimport csum_net, pseudo_sum
 from tcpio._fast._tcphdr cimport tcp_opts, tcp_parse_options
 from tcpio._fast.ehash cimport EHash
@@ -24,8 +29,9 @@ from tcpio._fast.syn_fast cimport SynPath, syn_cookie
 from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c
 
 from tcpio._fast import load as _load
+from tcpio._fast.gso import GsoFrame
 
-__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "rx_classify"]
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "rx_classify", "vnet_rx"]
 
 # The same header record type as the rest of the core uses.
 _parse_ipv4 = _load("wire").parse_ipv4
@@ -33,6 +39,7 @@ _parse_ipv4 = _load("wire").parse_ipv4
 ETH_HLEN = 14
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+RX_FLAGGED_MIN = 2048
 
 cdef enum:
     C_ETH_HLEN = 14
@@ -45,6 +52,15 @@ cdef enum:
     C_SYN_MASK = 0x17
     C_TCPHDR_SYN = 0x02
     C_TCPOLEN_TSTAMP_ALIGNED = 32   # header + NOP NOP TS(10)
+    # <linux/virtio_net.h>
+    C_VNET_HDR_LEN = 10
+    C_F_NEEDS_CSUM = 1
+    C_F_DATA_VALID = 2
+    C_GSO_NONE = 0
+    C_GSO_TCPV4 = 1
+    C_GSO_TCPV6 = 4
+    C_GSO_ECN = 0x80
+    C_RX_FLAGGED_MIN = 2048
 
 
 cdef inline bint _mac_is(const unsigned char* p, object mac):
@@ -54,7 +70,8 @@ cdef inline bint _mac_is(const unsigned char* p, object mac):
 
 
 cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_t doff,
-                          uint32_t src, uint32_t dst, object ehash, double now) except -1:
+                          uint32_t src, uint32_t dst, object ehash, double now,
+                          long long segs, long long gso_size) except -1:
     """The established fast path for a verified segment (see rx_py.tcp_fast)."""
     cdef bint has_ts = False
     cdef uint32_t ts_val = 0, ts_ecr = 0
@@ -77,7 +94,8 @@ cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_
     if not isinstance(sk, TcpCb):
         return False
     return _rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
-                             ts_val, ts_ecr, seg + doff, seglen - doff, now) == 1
+                             ts_val, ts_ecr, seg + doff, seglen - doff, now, False, segs,
+                             gso_size) == 1
 
 
 cdef inline int tcp_syn(const unsigned char* seg, Py_ssize_t doff, uint32_t src,
@@ -107,6 +125,16 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
     cdef const unsigned char* seg
     cdef Py_ssize_t n, ip, tot_len, seglen, off, end, ulen, doff
     cdef uint32_t src, dst, proto
+    cdef long long segs = 1, gso_size = 0
+    cdef bint csum_valid = False
+    if type(frame) is not bytes and type(frame) is GsoFrame:
+        # GRO's aggregate (or a MemoryWire super-frame): its segments, their
+        # size, and whether the device already checked the checksums
+        segs = getattr(frame, "gso_segs", 1)
+        if segs < 1:
+            segs = 1
+        gso_size = getattr(frame, "gso_size", 0)
+        csum_valid = frame.csum_valid
     owner = rbuf_get(frame, &b)
     try:
         p = b.p
@@ -159,8 +187,9 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             ulen = rd16(seg + 4)
             if ulen < 8 or ulen > seglen:
                 return None
-            if (seg[6] or seg[7]) and csum_net(seg, ulen,
-                                               pseudo_sum(src, dst, proto, ulen)) != 0xFFFF:
+            if (not csum_valid and (seg[6] or seg[7])
+                    and csum_net(seg, ulen,
+                                 pseudo_sum(src, dst, proto, ulen)) != 0xFFFF):
                 return None
             return (C_UDP, src, dst_obj, rd16(seg), rd16(seg + 2),
                     PyBytes_FromStringAndSize(<const char*>seg + 8, ulen - 8),
@@ -170,15 +199,101 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
         doff = (seg[12] >> 4) << 2
         if doff < 20 or doff > seglen:
             return None
-        if verify_tcp and csum_net(seg, seglen, pseudo_sum(src, dst, proto, seglen)) != 0xFFFF:
+        if (verify_tcp and not csum_valid
+                and csum_net(seg, seglen, pseudo_sum(src, dst, proto, seglen)) != 0xFFFF):
             return None
         if verify_tcp and ehash is not None:
             if seg[13] & C_SYN_MASK == C_TCPHDR_SYN:
                 if syn is not None and tcp_syn(seg, doff, src, dst, ehash, syn, now):
                     return True
-            elif tcp_fast(seg, seglen, doff, src, dst, ehash, now):
+            elif tcp_fast(seg, seglen, doff, src, dst, ehash, now, segs, gso_size):
                 return True
         return (C_TCP, src, dst_obj, rd16(seg), rd16(seg + 2),
                 _parse_ipv4(owner, ip), off, end)
+    finally:
+        rbuf_release(&b)
+
+
+cdef inline Py_ssize_t _rdn16(const unsigned char* p) noexcept nogil:
+    # a legacy virtio header field: the host's byte order
+    cdef uint16_t v
+    memcpy(&v, p, 2)
+    return v
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyBytesObject:
+        Py_hash_t ob_shash
+    PyObject* PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t nitems) except NULL
+
+
+cdef object _gso_frame_alloc(Py_ssize_t n):
+    """A GsoFrame of ``n`` bytes to write into: the type's tp_alloc (a heap
+    type's is PyType_GenericAlloc), which zeroes the block once.  GsoFrame(n)
+    would make a zeroed bytes first and copy it into a second zeroed block
+    (bytes_subtype_new): 64 KiB written three times before the data."""
+    cdef PyObject* o = PyType_GenericAlloc(<PyTypeObject*>GsoFrame, n)
+    (<PyBytesObject*>o).ob_shash = -1      # no hash cached yet
+    out = <object>o
+    Py_DECREF(out)                          # (the cast took a reference of its own)
+    return out
+
+
+def vnet_rx(raw, Py_ssize_t hlen):
+    """The frame behind a virtio-net header (see rx_py.vnet_rx)."""
+    cdef rbuf b
+    cdef const unsigned char* p
+    cdef unsigned char* d
+    cdef Py_ssize_t n, gso_size, start, where, l4, payload, segs
+    cdef int flags, gso
+    cdef bint flagged
+    owner = rbuf_get(raw, &b)
+    try:
+        if hlen < C_VNET_HDR_LEN or b.n < hlen:
+            return None
+        p = b.p
+        flags = p[0]
+        gso = p[1] & ~C_GSO_ECN
+        gso_size = _rdn16(p + 4)
+        start = _rdn16(p + 6)
+        where = start + _rdn16(p + 8)
+        n = b.n - hlen
+        if gso != C_GSO_NONE and gso != C_GSO_TCPV4 and gso != C_GSO_TCPV6:
+            return None
+        if flags & C_F_NEEDS_CSUM and where + 2 > n:
+            return None
+        flagged = gso != C_GSO_NONE or (n > C_RX_FLAGGED_MIN
+                                        and flags & (C_F_NEEDS_CSUM | C_F_DATA_VALID))
+        if flagged:
+            out = _gso_frame_alloc(n)
+        else:
+            out = PyBytes_FromStringAndSize(NULL, n)
+        # (a new object nobody else holds yet: written in place)
+        d = <unsigned char*>PyBytes_AS_STRING(out)
+        memcpy(d, p + hlen, n)
+        if flags & C_F_NEEDS_CSUM:
+            # skb_checksum_help: the field holds the pseudo-header sum
+            wr16(d + where, ~csum_net(d + start, n - start, 0) & 0xFFFF)
+        if not flagged:
+            return out
+        segs = 1
+        if gso != C_GSO_NONE:
+            if gso_size == 0:
+                return None
+            # the TCP payload: from the L4 header the checksum starts at when
+            # the kernel gave it, else past hdr_len
+            l4 = start if flags & C_F_NEEDS_CSUM else -1
+            if l4 >= 0 and l4 + 20 <= n:
+                payload = n - l4 - ((d[l4 + 12] >> 4) << 2)
+            else:
+                payload = n - _rdn16(p + 2)
+            if payload > gso_size:
+                segs = (payload + gso_size - 1) // gso_size
+        else:
+            gso_size = 0
+        out.gso_size = gso_size
+        out.gso_segs = segs
+        out.csum_valid = (flags & (C_F_NEEDS_CSUM | C_F_DATA_VALID)) != 0
+        return out
     finally:
         rbuf_release(&b)

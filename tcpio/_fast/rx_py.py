@@ -36,6 +36,13 @@ segment costs one call: parse, checksum, lookup and queueing together.  The
 host counts it (InReceives, InDelivers, InSegs) like a delivered segment.
 Everything else gets the tuple as before.
 
+A super-frame (``gso.GsoFrame``: GRO's aggregate from a TAP, or a
+MemoryWire's) goes the same way; its ``gso_segs``/``gso_size`` reach the TCP
+fast path (the segments it stands for, skb_shinfo's), and with
+``csum_valid`` (the device checked or completed every checksum: Linux's
+CHECKSUM_UNNECESSARY, from VIRTIO_NET_HDR_F_DATA_VALID or NEEDS_CSUM) the
+TCP/UDP checksum is not summed again.  The IP header's always is.
+
 The stateless SYN path: given ``syn`` (TCP's ``syn_fast.SynPath``), a
 verified SYN (no FIN, RST or ACK) whose 4-tuple is not in ``ehash`` and
 whose options parse goes to ``syn_fast.syn_cookie``: to a listener whose SYN
@@ -51,8 +58,9 @@ import struct
 from typing import Any
 
 from tcpio._fast import load
+from tcpio._fast.gso import GsoFrame, rx_gso as _rx_gso
 
-__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "rx_classify"]
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "rx_classify", "vnet_rx"]
 
 # The same checksum and header records as the rest of the core uses.
 _csum = load("checksum")
@@ -70,6 +78,15 @@ _ParseError = _wire.ParseError
 ETH_HLEN = 14
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+# A frame without GSO above this size that the device flagged (NEEDS_CSUM or
+# DATA_VALID) comes up as a GsoFrame with csum_valid; below it, as plain
+# bytes: summing a small frame again costs less than carrying the flag.
+RX_FLAGGED_MIN = 2048
+# <linux/virtio_net.h> (devices/virtio_net.py has the whole header)
+_VNET = struct.Struct("=BBHHHH")
+_F_NEEDS_CSUM = 1
+_F_DATA_VALID = 2
+_GSO_TCP = (0, 1, 4)        # NONE, TCPV4, TCPV6 (without the ECN bit)
 # version/IHL, TOS, total length, ID, frag, TTL, proto, checksum, src, dst
 _IP = struct.Struct("!BxHxxHxBxxII")
 _PORTS = struct.Struct("!HHH")
@@ -86,7 +103,7 @@ _TCPHDR_SYN = 0x02
 
 
 def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, ehash: Any,
-             now: float) -> bool:
+             now: float, segs: int, gso_size: int) -> bool:
     """The established fast path for a verified segment ``frame[off:end]``."""
     sport, dport, seq, ack, flags, window = _TCP.unpack_from(frame, off)
     if flags & _PRED_MASK != _TCPHDR_ACK:
@@ -104,7 +121,7 @@ def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, e
     if not isinstance(sk, _TcpCb):
         return False
     return _rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                            memoryview(frame)[off + doff:end], now)
+                            memoryview(frame)[off + doff:end], now, False, segs, gso_size)
 
 
 def _tcp_syn(frame: bytes, off: int, end: int, src: int, dst: int, ehash: Any, syn: Any,
@@ -162,7 +179,11 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
         # is martian on a unicast datagram; the slow path counts it.
         if src >> 24 == 0 or src in local or src in bcast:
             return None
+    segs, gso_size = _rx_gso(frame)
+    csum_valid = False
     if type(frame) is not bytes:
+        # a GsoFrame's csum_valid: the device checked (or completed) the checksums
+        csum_valid = type(frame) is GsoFrame and bool(frame.csum_valid)
         frame = bytes(frame)
     if _csum_partial(frame[ip:ip + 20]) != 0xFFFF:
         return None
@@ -177,7 +198,7 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
             return None
         end = off + ulen
         seg = frame[off:end]
-        if (seg[6] or seg[7]) and \
+        if not csum_valid and (seg[6] or seg[7]) and \
                 _csum_partial(seg, _pseudo(src, dst, IPPROTO_UDP, ulen)) != 0xFFFF:
             return None
         return (IPPROTO_UDP, src, dst, sport, dport, seg[8:], off, end)
@@ -186,14 +207,71 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
     doff = (frame[off + 12] >> 4) << 2
     if doff < 20 or doff > seglen:
         return None
-    if verify_tcp and \
+    if verify_tcp and not csum_valid and \
             _csum_partial(frame[off:end], _pseudo(src, dst, IPPROTO_TCP, seglen)) != 0xFFFF:
         return None
     if verify_tcp and ehash is not None:
         if frame[off + 13] & _SYN_MASK == _TCPHDR_SYN:
             if syn is not None and _tcp_syn(frame, off, end, src, dst, ehash, syn, now):
                 return True
-        elif _tcp_fast(frame, off, end, doff, src, dst, ehash, now):
+        elif _tcp_fast(frame, off, end, doff, src, dst, ehash, now, segs, gso_size):
             return True
     sport, dport, _ = _PORTS.unpack_from(frame, off)
     return (IPPROTO_TCP, src, dst, sport, dport, _parse_ipv4(frame, ip), off, end)
+
+
+def vnet_rx(raw: bytes | bytearray | memoryview, hlen: int) -> bytes | GsoFrame | None:
+    """The frame behind the ``hlen``-byte virtio-net header at the start of
+    ``raw`` (what a TAP opened with IFF_VNET_HDR reads), in one call:
+
+    - NEEDS_CSUM (the kernel's CHECKSUM_PARTIAL): the checksum at
+      ``csum_start + csum_offset`` is completed (skb_checksum_help), in the
+      copy that strips the header;
+    - a TCP super-frame (gso_type TCPV4/TCPV6, with or without ECN) comes up
+      whole as a ``GsoFrame``: ``gso_size`` from the header, ``gso_segs``
+      the segments its TCP payload makes (ceil(payload / gso_size), the
+      payload measured from the TCP header at csum_start, else past
+      hdr_len), ``csum_valid`` when the header said NEEDS_CSUM or
+      DATA_VALID (the checksums need no second sum);
+    - a frame without GSO but flagged NEEDS_CSUM or DATA_VALID (Linux's
+      CHECKSUM_UNNECESSARY) larger than RX_FLAGGED_MIN likewise, with
+      ``gso_segs`` 1 and ``gso_size`` 0; any other frame as plain ``bytes``.
+
+    None for what it does not take: a header that does not fit its frame
+    (the checksum position outside it, gso_size 0), a UDP super-frame (the
+    caller cuts those into datagrams: virtio_net.gso_segment)."""
+    if hlen < 10 or len(raw) < hlen:
+        return None
+    flags, gso_type, hdr_len, gso_size, start, offset = _VNET.unpack_from(raw, 0)
+    gso = gso_type & 0x7F
+    n = len(raw) - hlen
+    where = start + offset
+    if gso not in _GSO_TCP:
+        return None
+    needs = flags & _F_NEEDS_CSUM
+    if needs and where + 2 > n:
+        return None
+    data = bytearray(memoryview(raw)[hlen:])
+    if needs:
+        with memoryview(data) as view:
+            check = ~_csum_partial(view[start:]) & 0xFFFF
+        data[where:where + 2] = check.to_bytes(2, "big")
+    if not gso and not (n > RX_FLAGGED_MIN and flags & (_F_NEEDS_CSUM | _F_DATA_VALID)):
+        return bytes(data)
+    segs = 1
+    if gso:
+        if not gso_size:
+            return None
+        if needs and start + 20 <= n:
+            payload = n - start - ((data[start + 12] >> 4) << 2)
+        else:
+            payload = n - hdr_len
+        if payload > gso_size:
+            segs = -(-payload // gso_size)
+    else:
+        gso_size = 0
+    out = GsoFrame(data)
+    out.gso_size = gso_size
+    out.gso_segs = segs
+    out.csum_valid = bool(flags & (_F_NEEDS_CSUM | _F_DATA_VALID))
+    return out

@@ -84,17 +84,19 @@ cpdef long long tcp_select_window(TcpCb sk) except -1
 @cython.locals(d=uint32_t, sample=double)
 cpdef double rcv_rtt_update(double rcv_rtt, long long ts_off, uint32_t ts_ecr, double now) noexcept
 @cython.locals(quick=cython.longlong)
-cpdef event_data_recv(TcpCb sk, long long n)
+cpdef event_data_recv(TcpCb sk, long long n, long long gso_size=*)
 cpdef ack_snd_check(TcpCb sk, double now)
 @cython.locals(shifted=cython.longlong, new_ack=bint)
 cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
                            const unsigned char* data, Py_ssize_t n, double now,
-                           bint new_ack_data=*) except -1
+                           bint new_ack_data=*, long long segs=*,
+                           long long gso_size=*) except -1
 @cython.locals(b=rbuf)
 cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
                            uint32_t ts_val, uint32_t ts_ecr, data, double now,
-                           bint new_ack_data=*) except -1
+                           bint new_ack_data=*, long long segs=*,
+                           long long gso_size=*) except -1
 
 cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, long long mss,
                      bint fin) except -1

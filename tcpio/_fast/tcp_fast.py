@@ -398,9 +398,12 @@ def tcp_select_window(sk: TcpCb) -> int:
 
 def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
                       ts_ecr: int, data: Any, n: int, now: float,
-                      new_ack_data: bool = False) -> int:
+                      new_ack_data: bool = False, segs: int = 1, gso_size: int = 0) -> int:
     """Header prediction and the in-order data path (see the module
-    docstring): 1 if the segment was fully processed, 0 if declined."""
+    docstring): 1 if the segment was fully processed, 0 if declined.
+    ``segs``/``gso_size``: a super-segment (GRO's aggregate, skb_shinfo's
+    gso_segs/gso_size) counts as its segments and measures the peer's MSS
+    by its segment size."""
     if sk.rq is None:
         raise TypeError("tcp: the receive queue must be a bytearray")
     shifted = window
@@ -417,7 +420,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
             return 0
         _store_ts_recent(sk, seq, has_ts, ts_val, now)
         if not new_ack_data:
-            sk.segs_in += 1     # (the layered path's caller counted it)
+            sk.segs_in += segs      # (the layered path's caller counted it)
         # New data acked, a duplicate ACK while data is out, or the answer to
         # a probe: tcp_ack (it clears probes_out, so a receiver that keeps
         # answering keeps the connection, RFC 1122 4.2.2.17).
@@ -436,12 +439,12 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     # Commit: nothing below declines the segment.
     _store_ts_recent(sk, seq, has_ts, ts_val, now)
     if not new_ack_data:
-        sk.segs_in += 1
+        sk.segs_in += segs          # tcp_segs_in: max(1, gso_segs)
     if sk.tstamp_ok and ts_ecr:
         sk.rcv_rtt = rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ts_ecr, now)
     _queue_tail(sk.rq, data, n)
     sk.rcv_nxt = u32(seq + n)
-    event_data_recv(sk, n)
+    event_data_recv(sk, n, gso_size)
     sk.lrcvtime = now
     sk.ack_pending = True
     sk.host.schedule_wakeup(sk)
@@ -469,11 +472,14 @@ def rcv_rtt_update(rcv_rtt: float, ts_off: int, ts_ecr: int, now: float) -> floa
     return sample if not rcv_rtt else rcv_rtt * 0.875 + sample * 0.125
 
 
-def event_data_recv(sk: TcpCb, n: int) -> None:
-    """tcp_event_data_recv for both paths: the peer's MSS guess, quick-ACK
-    mode at the start (tcp_incr_quickack)."""
+def event_data_recv(sk: TcpCb, n: int, gso_size: int = 0) -> None:
+    """tcp_event_data_recv for both paths: the peer's MSS guess
+    (tcp_measure_rcv_mss: a super-segment's ``gso_size``, else the ``n``
+    bytes that arrived), quick-ACK mode at the start (tcp_incr_quickack)."""
     if sk is None:
         raise TypeError("event_data_recv: a TcpCb is required")
+    if gso_size:
+        n = gso_size
     if n > sk.rcv_mss:
         sk.rcv_mss = n if n < sk.advmss else sk.advmss
     if not sk.got_data:
@@ -502,20 +508,21 @@ def ack_snd_check(sk: TcpCb, now: float) -> None:
 
 
 def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
-                    ts_ecr: int, data: Any, now: float, new_ack_data: bool = False) -> bool:
+                    ts_ecr: int, data: Any, now: float, new_ack_data: bool = False,
+                    segs: int = 1, gso_size: int = 0) -> bool:
     """True if the segment took the fast path (then it is fully processed);
-    ``new_ack_data``: see the module docstring."""
+    ``new_ack_data``, ``segs``, ``gso_size``: see _rcv_established_c."""
     if sk is None:
         raise TypeError("rcv_established: a TcpCb is required")
     if cython.compiled:
         owner = rbuf_get(data, cython.address(b))
         try:
             return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                                     b.p, b.n, now, new_ack_data) == 1
+                                     b.p, b.n, now, new_ack_data, segs, gso_size) == 1
         finally:
             rbuf_release(cython.address(b))
     return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                             data, len(data), now, new_ack_data) == 1
+                             data, len(data), now, new_ack_data, segs, gso_size) == 1
 
 
 # --- the send loop -------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
+from tcpio._fast.gso import GsoFrame, rx_gso
 from tcpio.core import (
     addrconf,
     af_inet,
@@ -183,6 +184,10 @@ class Host:
         # True while processing a frame that arrived as a link-layer broadcast or
         # multicast: RFC 1122 3.2.2 forbids ICMP errors about those.
         self.rx_link_bcast = False
+        # While a super-frame (gso.GsoFrame) takes the layered path: the
+        # segments it stands for and their size (NetHost.rx_gso_segs).
+        self.rx_gso_segs = 1
+        self.rx_gso_size = 0
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
         self._output: list[tuple[int, bytes | bytearray]] = []
         self._wakeups: dict[Any, None] = {}
@@ -599,6 +604,7 @@ class Host:
         syn = demux.syn if demux is not None and not lo else None
         ip_rcv = ip_input.ip_rcv
         taken = 0       # segments the TCP fast path took whole
+        gro = False     # rx_gso_* set for the frame in hand
         was_busy = self._busy
         self._busy = True
         self._batch_end = {}
@@ -617,6 +623,9 @@ class Host:
                     if rec is True:
                         taken += 1
                         continue
+                    if type(frame) is GsoFrame:
+                        gro = True
+                        self.rx_gso_segs, self.rx_gso_size = rx_gso(frame)
                     if rec is None or not self._rx_deliver(rec, frame, now):
                         if lo:
                             if frame[0] >> 4 == 6:
@@ -639,6 +648,10 @@ class Host:
                 finally:
                     # Only meaningful inside receive (ip_rcv sets it per datagram).
                     self.rx_link_bcast = False
+                    if gro:
+                        gro = False
+                        self.rx_gso_segs = 1
+                        self.rx_gso_size = 0
             self._run_batch_end(now)
         finally:
             self._busy = was_busy

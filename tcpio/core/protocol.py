@@ -66,6 +66,11 @@ class NetHost(Protocol):
     # True while a frame that arrived as a link-layer broadcast is processed
     # (RFC 1122: no answers, and TCP drops it: not PACKET_HOST).
     rx_link_bcast: bool
+    # skb_shinfo's gso_segs/gso_size of the frame being received: a
+    # super-frame (GRO's aggregate) stands for gso_segs segments of gso_size
+    # (1 and 0 for any other frame).
+    rx_gso_segs: int
+    rx_gso_size: int
     # The IP ID counters (ip_idents) for datagrams no connected socket sends
     # without DF, and get_random_u16 for a connected socket's first ID.
     ip_ids: IpIdents

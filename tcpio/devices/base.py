@@ -88,3 +88,14 @@ class DeviceWrapper:
     @property
     def stats(self) -> dict[str, int]:
         return self.device.stats
+
+    @property
+    def gso_max_size(self) -> int:
+        """The inner device's TSO: a wrapper passes super-frames through (a
+        capture records them as they go, an impairment that acts per segment
+        cuts them into their segments first)."""
+        return int(getattr(self.device, "gso_max_size", 0))
+
+    @property
+    def tx_csum_partial(self) -> bool:
+        return bool(getattr(self.device, "tx_csum_partial", False))

@@ -36,6 +36,16 @@ def _per_segment(imp: Impairment) -> bool:
                 or imp.rate)
 
 
+def _cut(frame: bytes | bytearray, gso_size: int) -> list[bytes] | None:
+    """A TCP/IPv4 super-frame's segments (virtio_net.gso_segment), or None for
+    one the cutter does not know (an IPv6 one, from a TAP with TSO6)."""
+    try:
+        return virtio_net.gso_segment(frame, virtio_net.gso_hdr_for(frame, gso_size,
+                                                                    partial=False))
+    except ValueError:
+        return None
+
+
 class DelayLine:
     """Frames in flight in one direction, delivered to ``sink`` in due batches."""
 
@@ -60,14 +70,18 @@ class DelayLine:
         now = loop.time()
         imp = self.impairment
         gso_size = getattr(frame, "gso_size", 0) if type(frame) is not bytes else 0
-        if gso_size:
-            if imp is not None and _per_segment(imp):
-                hdr = virtio_net.gso_hdr_for(frame, gso_size, partial=False)
-                for seg in virtio_net.gso_segment(frame, hdr):
+        if gso_size and imp is not None and _per_segment(imp):
+            segs = _cut(frame, gso_size)
+            if segs is not None:
+                for seg in segs:
                     self.push(seg)
                 return True
-            # whole, delayed like any frame (the MTU is the segments')
-            fates = [(now + (imp.delay if imp is not None else 0.0), bytes(frame))]
+            fates = imp.fate(frame, now)    # not one the cutter knows: the model takes it whole
+        elif gso_size:
+            # whole, delayed like any frame (the MTU is the segments'); still a
+            # GsoFrame, so the receiver takes it as the segments it stands for
+            whole = frame if isinstance(frame, bytes) else bytes(frame)
+            fates = [(now + (imp.delay if imp is not None else 0.0), whole)]
         elif imp is not None:
             fates = imp.fate(frame, now)
         else:

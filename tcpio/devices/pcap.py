@@ -112,15 +112,6 @@ class PcapDevice(DeviceWrapper):
         self._clock = clock or (lambda: time.time_ns())
         self._clock_given = clock is not None
 
-    @property
-    def gso_max_size(self) -> int:
-        """The inner device's TSO (a capture records super-frames as they go)."""
-        return int(getattr(self.device, "gso_max_size", 0))
-
-    @property
-    def tx_csum_partial(self) -> bool:
-        return bool(getattr(self.device, "tx_csum_partial", False))
-
     def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
         if not self._clock_given:
             self._clock = loop_wall_clock_ns(loop)

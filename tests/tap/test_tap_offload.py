@@ -8,13 +8,19 @@ still arrive.  A refused offload bit is dropped and the rest kept;
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from netns import NetNs, kernel_peer
+
+from tcpio.devices.impair import Impairment
+from tcpio.devices.memory import ImpairedDevice
+from tcpio.devices.pcap import PcapDevice
 
 from tcpio.devices import virtio_net as vnet
 from tcpio.devices.tap import DEFAULT_OFFLOADS
 
-from .test_tcp_kernel_bulk import MiB, expected_digest, transfer
+from .test_tcp_kernel_bulk import MiB, arp_out_of_the_way, expected_digest, transfer
 from .test_tcp_kernel_common import kernel_mib
 from .tshark import needs_tshark
 
@@ -106,3 +112,48 @@ async def test_offloads_off_opens_without_the_header_and_still_works(tap_require
     assert tap.offloads == 0 and tap.vnet_hdr_len == 0
     assert tap.gso_stats["rx_gso_frames"] == tap.gso_stats["rx_csum_partial"] == 0
     assert kmib["InCsumErrors"] == 0
+
+
+@needs_tshark
+@pytest.mark.parametrize("direction", ["kernel_to_tcpio", "tcpio_to_kernel"])
+async def test_2pct_loss_with_offloads_each_way_resends_segments(tap_required, tmp_path,
+                                                                 direction):
+    """Offloads on, 2% loss on tcpio's side of the TAP both ways: the
+    impairment cuts each super-frame into its segments first, so the loss
+    falls per segment as on a wire; every byte arrives; and what tcpio
+    resends is segment-sized (Retransmissions and probes stay MSS-sized: only
+    new data leaves as super-frames).  The capture is taken outside the
+    impairment, so it records what tcpio handed the device (super-frames
+    included, lost ones too) and tshark's own TCP analysis picks out the
+    retransmissions."""
+    from .tshark import fields
+    nbytes = 32 * MiB
+    seed = SEED + len(direction)
+    path = str(tmp_path / "loss.pcap")
+
+    def wrap(dev):
+        lossy = ImpairedDevice(dev, Impairment(loss=0.02, seed=seed),
+                               Impairment(loss=0.02, seed=seed + 1))
+        return PcapDevice(lossy, path, snaplen=96)     # headers are enough
+
+    async with kernel_peer(ipv6=False, wrap=wrap) as peer:
+        assert peer.tap.offloads & vnet.TUN_F_TSO4
+        await arp_out_of_the_way(peer)
+        digest = await asyncio.wait_for(transfer(peer, direction, nbytes, seed), 300)
+        mib = peer.stack.mib()
+        kmib = kernel_mib(peer.ns)
+        gso = dict(peer.tap.gso_stats)
+    assert digest == expected_digest(nbytes, seed)
+    ours = f"ip.src == {peer.tcpio_ip} && tcp.len > 0"
+    if direction == "tcpio_to_kernel":
+        assert mib["RetransSegs"] > 0 and kmib["TCPOFOQueue"] > 0
+        big = fields(path, "tcp.len", display_filter=f"{ours} && tcp.len > 1448")
+        assert len(big) > 10                        # new data left in super-frames
+        resent = [int(n) for (n,) in await asyncio.to_thread(
+            fields, path, "tcp.len",
+            display_filter=f"{ours} && (tcp.analysis.retransmission"
+                           " || tcp.analysis.fast_retransmission)")]
+        assert resent and max(resent) <= 1448       # segment-sized, every one
+    else:
+        assert kmib["RetransSegs"] > 0 and mib["TCPOFOQueue"] > 0
+        assert gso["rx_gso_frames"] > 10            # the kernel's super-frames came in

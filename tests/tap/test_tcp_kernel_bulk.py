@@ -119,6 +119,19 @@ def lossy(seed: int, loss: float):
                                       Impairment(loss=loss, seed=seed + 1))
 
 
+async def arp_out_of_the_way(peer: KernelPeer) -> None:
+    """A permanent neighbour entry on the kernel side and a resolved one on
+    ours keep ARP (which an injected loss could hit) out of the picture."""
+    peer.ns.ip("neigh", "replace", peer.tcpio_ip, "lladdr", peer.tap.mac.hex(":"),
+               "dev", peer.ifname, "nud", "permanent")
+    for _ in range(20):
+        try:
+            await peer.stack.ping(peer.kernel_ip, timeout=1)
+            break
+        except TimeoutError:
+            pass
+
+
 async def run(direction: str, nbytes: int, *, loss: float = 0.0, pcap: str | None = None
               ) -> tuple[dict[str, int], dict[str, int], KernelPeer]:
     """Move ``nbytes`` one way, check the sha256; tcpio's and the kernel's MIBs."""
@@ -126,16 +139,7 @@ async def run(direction: str, nbytes: int, *, loss: float = 0.0, pcap: str | Non
     wrap = lossy(seed, loss) if loss else None
     async with kernel_peer(pcap=pcap, wrap=wrap, ipv6=False) as peer:
         if loss:
-            # A permanent neighbour entry on the kernel side and a resolved one
-            # on ours keep ARP (which the loss could hit) out of the picture.
-            peer.ns.ip("neigh", "replace", peer.tcpio_ip, "lladdr", peer.tap.mac.hex(":"),
-                       "dev", peer.ifname, "nud", "permanent")
-            for _ in range(20):
-                try:
-                    await peer.stack.ping(peer.kernel_ip, timeout=1)
-                    break
-                except TimeoutError:
-                    pass
+            await arp_out_of_the_way(peer)
         digest = await asyncio.wait_for(transfer(peer, direction, nbytes, seed), 600)
         mib = peer.stack.mib()
         kmib = kernel_mib(peer.ns)

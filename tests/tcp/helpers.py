@@ -144,6 +144,9 @@ class FakeHost:
 
     # Segments come in as unicast IP in unicast frames.
     rx_link_bcast = False
+    # ...each one segment (NetHost.rx_gso_*: no super-frame in hand)
+    rx_gso_segs = 1
+    rx_gso_size = 0
 
     def icmp_send(self, iph: Any, payload: Any, type: int, code: int, info: int = 0) -> None:
         raise AssertionError("TCP sends no ICMP")

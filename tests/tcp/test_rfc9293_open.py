@@ -10,6 +10,7 @@ import errno
 import pytest
 
 from tcpio.core.settings import Settings
+from tcpio.core.tcp.tcp_info import tcp_get_info
 from tcpio.core.tcp.tcp_states import (
     TCP_CLOSE,
     TCP_ESTABLISHED,
@@ -17,6 +18,7 @@ from tcpio.core.tcp.tcp_states import (
     TCP_SYN_SENT,
 )
 
+from . import states
 from .helpers import (
     ACK,
     PEER_ISS,
@@ -419,3 +421,15 @@ def test_two_reuseaddr_socks_share_a_port_but_only_one_listens():
     with pytest.raises(OSError) as ei:
         b.listen(4)
     assert ei.value.errno == errno.EADDRINUSE
+
+
+def test_simultaneous_open_counts_received_bytes_from_the_peers_isn():
+    """After a simultaneous open the peer's ISN is the one its crossing SYN
+    carried (RFC 9293 3.10.7.3: IRS = SEG.SEQ), so TCP_INFO's bytes_received
+    (Linux tcpi_bytes_received: data bytes, the SYN not counted) counts only
+    the data that followed, as after any other open."""
+    conn = states.syn_received()
+    conn.send(flags=ACK, ack=conn.syn.seq + 1)           # ACKs our SYN: ESTABLISHED
+    assert conn.sk.state == TCP_ESTABLISHED
+    conn.send(b"d" * 300)
+    assert tcp_get_info(conn.sk)["tcpi_bytes_received"] == 300

@@ -459,7 +459,11 @@ class TcpSock(TcpCb):
             if self.state == TCP_LISTEN:
                 raise sock_error(errno.ENOTCONN)
             return b""
-        data = bytes(rq[:maxlen]) if maxlen < len(rq) else bytes(rq)
+        if maxlen < len(rq):
+            with memoryview(rq) as view:    # one copy (rq[:maxlen] would make two)
+                data = bytes(view[:maxlen])
+        else:
+            data = bytes(rq)
         buf_consume(rq, len(data))
         now = self.host.now
         if not self.rcvbuf_locked:

@@ -94,9 +94,14 @@ DUPTHRESH = 3  # tp->reordering
 class Skb:
     """One received segment, parsed (the parts of struct tcp_skb_cb we use)."""
 
-    __slots__ = ("ack_seq", "data", "end_seq", "flags", "opts", "seq", "th", "window")
+    __slots__ = ("ack_seq", "data", "end_seq", "flags", "gso_segs", "gso_size", "opts", "seq",
+                 "th", "window")
 
-    def __init__(self, th: Any, data: Any) -> None:
+    def __init__(self, th: Any, data: Any, gso_segs: int = 1, gso_size: int = 0) -> None:
+        # skb_shinfo: a super-segment (GRO's aggregate) stands for gso_segs
+        # segments of gso_size bytes
+        self.gso_segs = gso_segs
+        self.gso_size = gso_size
         self.th = th
         self.seq = th.seq
         flags = th.flags
@@ -113,6 +118,8 @@ class Skb:
         """A bare ACK (no SYN/FIN/RST/URG, no data) from its fields, for the
         fast path, which parsed the header itself (``th`` is None)."""
         skb = cls.__new__(cls)
+        skb.gso_segs = 1
+        skb.gso_size = 0
         skb.th = None
         skb.seq = skb.end_seq = seq
         skb.flags = TCPHDR_ACK
@@ -135,7 +142,7 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
             != TCPHDR_ACK or opts.sack_blocks or not rcv_established_fast(
                 sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
-                opts.ts_ecr or 0, skb.data, now, True)):
+                opts.ts_ecr or 0, skb.data, now, True, skb.gso_segs, skb.gso_size)):
         tcp_rcv_state_process(sk, skb, now)
 
 
@@ -740,7 +747,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
             sk.quick = TCP_MAX_QUICKACKS
             tcp_send_ack(sk, now)
             return
-        _queue_in_order(sk, data, fin, now)
+        _queue_in_order(sk, data, fin, now, skb.gso_size)
         return
     end = skb.end_seq
     if not after(end, rcv_nxt):
@@ -760,7 +767,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         if sk.sack_ok and sk.host.settings.tcp_dsack:
             sk.dsack = (seq, rcv_nxt)
         data = data[seq_diff(rcv_nxt, seq):]
-        _queue_in_order(sk, data, fin, now)
+        _queue_in_order(sk, data, fin, now, skb.gso_size)
         return
     tcp_data_queue_ofo(sk, seq, data, fin, now)
 
@@ -802,10 +809,10 @@ def _rq_append(sk: TcpSock, data: Any) -> None:
     sk.rcv_nxt = (sk.rcv_nxt + n) & 0xFFFFFFFF
 
 
-def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float) -> None:
+def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float, gso_size: int = 0) -> None:
     if data:
         _rq_append(sk, data)
-        tcp_event_data_recv(sk, len(data))
+        tcp_event_data_recv(sk, len(data), gso_size)
         sk.lrcvtime = now
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin

@@ -616,15 +616,15 @@ class TcpProto:
         except (ParseError, ValueError):
             mib["InErrs"] += 1
             return
-        mib["InSegs"] += 1
-        skb = Skb(th, payload[th.doff << 2:])
+        mib["InSegs"] += 1      # per datagram, as Linux counts a GRO aggregate
+        skb = Skb(th, payload[th.doff << 2:], host.rx_gso_segs, host.rx_gso_size)
         sk = self.hashinfo.lookup(iph.dst, th.dport, iph.src, th.sport)
         if sk is None:
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
             return
         state = sk.state
         if state == TCP_ESTABLISHED:
-            sk.segs_in += 1
+            sk.segs_in += skb.gso_segs      # tcp_segs_in
             tcp_rcv_established(sk, skb, now)
             if sk.trace is not None:
                 sk.trace.probe(sk, skb, now)
@@ -635,7 +635,7 @@ class TcpProto:
         elif state == TCP_LISTEN:
             self._rcv_listen(sk, skb, iph, now)
         else:
-            sk.segs_in += 1
+            sk.segs_in += skb.gso_segs
             tcp_rcv_state_process(sk, skb, now)
             if sk.trace is not None:
                 sk.trace.probe(sk, skb, now)
@@ -670,7 +670,7 @@ class TcpProto:
             # find it is the ACK of a cookie SYN-ACK (see cookie_v4_check).
             self._rcv_listen(child, skb, iph, now, req=req)
         elif child is not None:
-            child.segs_in += 1
+            child.segs_in += skb.gso_segs
             tcp_rcv_state_process(child, skb, now)
             if child.trace is not None:
                 child.trace.probe(child, skb, now)
@@ -688,7 +688,7 @@ class TcpProto:
                 if child is None:
                     return
                 if child is not sk:
-                    child.segs_in += 1
+                    child.segs_in += skb.gso_segs
                     tcp_rcv_state_process(child, skb, now)
                     if child.trace is not None:
                         child.trace.probe(child, skb, now)
