@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ... import _fast
 from ..addr import ip_ntoa, is_multicast
 from ..errors import sock_error
-from ..in_h import IPPROTO_TCP
+from ..in_h import AF_INET, IPPROTO_TCP
 from ..protocol import EarlyDemux
 from .inet_hashtables import InetHashInfo
 from .secure_seq import secure_tcp_seq, secure_tcp_ts_off
@@ -151,7 +151,9 @@ class TcpProto:
         return EarlyDemux(self.rcv_verified, self.hashinfo.ehash, self.syn_path)
 
     # --- user entry ---------------------------------------------------------------
-    def socket(self) -> TcpSock:
+    def socket(self, family: int = AF_INET) -> TcpSock:
+        if family != AF_INET:
+            raise sock_error(errno.EAFNOSUPPORT, "TCP over IPv6 is not built yet")
         return TcpSock(self)
 
     # --- helpers ------------------------------------------------------------------
