@@ -465,8 +465,12 @@ def test_an_ipv4_literal_for_af_inet6_is_eai_addrfamily_everywhere() -> None:
         six = socket.AF_INET6
         listening(b)
         out = []
-        for call in (lambda: a.socket(UDP, family=six).bind(("10.0.0.1", 0)),
+        for call in (lambda: a.socket(TCP, family=six).bind(("10.0.0.1", 0)),
+                     lambda: a.socket(UDP, family=six).bind(("10.0.0.1", 0)),
                      lambda: a.socket(six, UDP).sendto(b"x", ("10.0.0.2", 7)),
+                     lambda: a.create_connection(asyncio.Protocol, "10.0.0.2", 80, family=six),
+                     lambda: a.open_connection("10.0.0.2", 80, family=six),
+                     lambda: a.create_server(asyncio.Protocol, "10.0.0.1", 80, family=six),
                      lambda: a.create_datagram_endpoint(asyncio.DatagramProtocol,
                                                         local_addr=("10.0.0.1", 0),
                                                         family=six)):
@@ -480,7 +484,7 @@ def test_an_ipv4_literal_for_af_inet6_is_eai_addrfamily_everywhere() -> None:
         out.append(exc.value.errno)
         return out
 
-    assert on_two_stacks(body) == [socket.EAI_ADDRFAMILY] * 3 + [errno.EAFNOSUPPORT]
+    assert on_two_stacks(body) == [socket.EAI_ADDRFAMILY] * 7 + [errno.EAFNOSUPPORT]
 
 
 def test_reuse_port_is_refused_alike_by_tcp_and_udp() -> None:
