@@ -6,7 +6,8 @@ stream each way, checked by sha256 at the receiver; kernel AF_INET6 clients
 connect to a tcpio echo server (start_server on an IPv6 literal), several at
 once, each checking its echo by sha256; a kernel IPv4 client reaches a
 tcpio AF_INET6 socket listening on ``::`` and is seen as ::ffff:10.7.0.1;
-Wireshark reads the capture with every TCP checksum Good and nothing
+a forwarding kernel's Packet Too Big (a 1280-byte hop) lowers the MSS of
+tcpio's connection through it, every byte still delivered; Wireshark reads the capture with every TCP checksum Good and nothing
 malformed.  The large variants (200 connections, 64 MiB each way, 2% loss)
 need TCPIO_SLOW=1.
 """
@@ -19,7 +20,7 @@ import os
 import socket
 
 import pytest
-from netns import KernelPeer
+from netns import KernelPeer, NetNs
 
 import tcpio
 from tcpio.devices.impair import Impairment
@@ -208,3 +209,77 @@ async def test_200_concurrent_kernel_clients_over_ipv6(tap_required):
         ok = await kernel_clients(peer, 200, 64 * 1024)
         server.close()
     assert all(ok) and len(ok) == 200
+
+
+# --- Packet Too Big from a forwarding kernel ----------------------------------------------
+
+FAR6, NEAR6 = "fd08::2", "fd08::1"
+FAR_MTU = 1280
+
+
+def far_namespace6(near: NetNs) -> NetNs:
+    """Namespace B behind the kernel peer's namespace over a veth whose near
+    end has the IPv6 minimum MTU (1280), the near kernel forwarding IPv6."""
+    far = NetNs().create()
+    a, b = f"qa{far.name[-6:]}", f"qb{far.name[-6:]}"
+    near.ip("link", "add", a, "type", "veth", "peer", "name", b)
+    near.ip("link", "set", b, "netns", far.name)
+    near.ip("link", "set", a, "mtu", str(FAR_MTU))
+    near.ip("-6", "addr", "add", f"{NEAR6}/64", "dev", a, "nodad")
+    near.ip("link", "set", a, "up")
+    far.ip("-6", "addr", "add", f"{FAR6}/64", "dev", b, "nodad")
+    far.ip("link", "set", b, "up")
+    far.ip("-6", "route", "add", "default", "via", NEAR6)
+    near.sysctl("net.ipv6.conf.all.forwarding", 1)
+    return far
+
+
+async def test_packet_too_big_from_a_forwarding_kernel_lowers_the_mss(tap_required):
+    """tcpio -- TAP -- kernel A (forwarding) -- veth MTU 1280 -- kernel B:
+    A cannot forward tcpio's 1500-byte datagrams and sends Packet Too Big
+    (RFC 8201); tcpio lowers its MSS to 1280 - 60, resends what was in
+    flight cut to size, and every byte arrives (sha256)."""
+    loop = asyncio.get_running_loop()
+    data = os.urandom(4 * MiB)
+    async with ipv6_peer() as peer:
+        far = far_namespace6(peer.ns)
+        try:
+            peer.stack.add_route("fd08::/64", via=KERNEL6)
+
+            def make_listener() -> socket.socket:
+                s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+                s.bind((FAR6, PORT))
+                s.listen(1)
+                s.setblocking(False)
+                return s
+
+            srv = far.call(make_listener)
+            accepted = asyncio.ensure_future(loop.sock_accept(srv))
+            sock = peer.stack.socket(tcpio.AF_INET6, tcpio.SOCK_STREAM)
+            await asyncio.wait_for(sock.connect((FAR6, PORT)), 20)
+            ksock, _ = await asyncio.wait_for(accepted, 20)
+            ksock.setblocking(False)
+            mss_before = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+
+            async def receive() -> str:
+                h = hashlib.sha256()
+                while chunk := await loop.sock_recv(ksock, 1 << 20):
+                    h.update(chunk)
+                return h.hexdigest()
+
+            async def send() -> None:
+                await sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+
+            got, _ = await asyncio.wait_for(asyncio.gather(receive(), send()), 120)
+            mss_after = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+            mib = peer.stack.mib()
+            sock.close()
+            ksock.close()
+            srv.close()
+        finally:
+            far.delete()
+    assert got == hashlib.sha256(data).hexdigest()
+    assert mss_before == 1500 - 60 - 12 and mss_after == FAR_MTU - 60 - 12   # timestamps on
+    assert mib["Icmp6InPktTooBigs"] >= 1 and mib["Ip6PmtuUpdates"] >= 1
+    assert mib["RetransSegs"] >= 1
