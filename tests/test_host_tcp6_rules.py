@@ -289,3 +289,14 @@ def test_format_of_ipv6_connections():
     rows = h.tcp.connections()
     assert ("LISTEN", "[::]:80") == (rows[0].state, rows[0].local)
     assert any(r.local == f"[{MY6}]:80" and r.remote == f"[{PEER6}]:40000" for r in rows)
+
+
+def test_a_socket_bound_to_one_family_cannot_connect_to_the_other():
+    h = make_dual_host()
+    six = h.tcp.socket(AF_INET6)
+    six.bind(MY6_I, 0)
+    assert errno_of(lambda: six.connect(MAPPED_PEER, 80)) == errno.ENETUNREACH
+    four = h.tcp.socket(AF_INET6)
+    four.bind(ip6_aton("::ffff:" + MY), 0)
+    assert errno_of(lambda: four.connect(PEER6_I, 80)) == errno.ENETUNREACH
+    assert h.take_output() == []

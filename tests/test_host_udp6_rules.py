@@ -316,3 +316,12 @@ def test_binding_an_address_not_ours_is_eaddrnotavail():
     h = make_dual_host()
     assert errno_of(lambda: h.udp.socket(AF_INET6).bind(ip6_aton("fd00::99"), 53)) \
         == errno.EADDRNOTAVAIL
+
+
+def test_a_source_of_one_family_cannot_reach_a_peer_of_the_other():
+    h = make_dual_host()
+    six = sock6(h, addr=MY6_I)
+    assert errno_of(lambda: six.sendto(b"x", MAPPED_PEER, 7)) == errno.ENETUNREACH
+    four = sock6(h, port=54, addr=MAPPED_MY)
+    assert errno_of(lambda: four.sendto(b"x", PEER6_I, 7)) == errno.ENETUNREACH
+    assert h.take_output() == []

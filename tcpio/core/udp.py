@@ -101,14 +101,21 @@ class UdpSock:
 
     def _v4_peer(self, addr: int) -> int | None:
         """The IPv4 address this sock sends ``addr``'s traffic to, None for an
-        IPv6 destination (ENETUNREACH for a mapped one under IPV6_V6ONLY, as
-        ip6_datagram_connect and udpv6_sendmsg say)."""
+        IPv6 destination.  ENETUNREACH for a mapped one under IPV6_V6ONLY, as
+        ip6_datagram_connect and udpv6_sendmsg say, and for a peer of the
+        other family than the bound address (an IPv6 source cannot reach
+        an IPv4 peer, nor a mapped source an IPv6 one)."""
         if self.family == AF_INET:
             return addr
+        mapped_src = is_v4mapped(self.laddr)
         if not is_v4mapped(addr):
+            if mapped_src:
+                raise sock_error(errno.ENETUNREACH, "IPv6 peer of an IPv4-mapped source")
             return None
         if self.v6only:
             raise sock_error(errno.ENETUNREACH, "IPv4-mapped peer on an IPV6_V6ONLY socket")
+        if self.laddr and not mapped_src:
+            raise sock_error(errno.ENETUNREACH, "IPv4-mapped peer of an IPv6 source")
         return addr & 0xFFFFFFFF
 
     def connect(self, addr: int | None, port: int | None, scope_id: int = 0) -> None:

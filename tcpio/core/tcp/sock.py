@@ -409,6 +409,9 @@ class TcpSock(TcpCb):
     def connect(self, addr: int, port: int, scope_id: int = 0) -> None:
         if self.family == AF_INET6 and self.sock_state == SS_UNCONNECTED:
             addr = self._from_user6(addr, errno.ENETUNREACH)
+            if self.laddr and (self.laddr > V6MASK) != (addr > V6MASK):
+                # bound to one family's address, connecting to the other's
+                raise sock_error(errno.ENETUNREACH, "peer and bound address of two families")
             self.scope_id = scope_id
         if self.sock_state == SS_CONNECTED:
             raise sock_error(errno.EISCONN)
