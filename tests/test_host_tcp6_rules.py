@@ -300,3 +300,16 @@ def test_a_socket_bound_to_one_family_cannot_connect_to_the_other():
     four.bind(ip6_aton("::ffff:" + MY), 0)
     assert errno_of(lambda: four.connect(PEER6_I, 80)) == errno.ENETUNREACH
     assert h.take_output() == []
+
+
+def test_traces_and_log_lines_name_ipv6_connections(caplog):
+    """The trace events and the tcpio.tcp log lines print an IPv6 4-tuple
+    as IPv6 text (tcp_trace: the tagged addresses are never dotted quads)."""
+    h = make_dual_host()
+    events: list[dict] = []
+    h.tcp.set_trace(events.append)
+    with caplog.at_level("INFO", logger="tcpio.tcp"):
+        listener6(h)
+        handshake6(h)
+    assert {(e["saddr"], e["daddr"]) for e in events if e.get("saddr")} >= {(MY6, PEER6)}
+    assert any(f"{MY6}:80 -> {PEER6}:40000" in r.getMessage() for r in caplog.records)

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
 from tcpio import _fast
+from tcpio.core.addr import ip6_ntoa, ip_ntoa
 from tcpio.core.in_h import IPPROTO_TCP
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ def _fold(secret: bytes, addr: int) -> int:
     digest = hashlib.blake2s(addr.to_bytes(17, "big"), key=key, person=b"tcp-v6",
                              digest_size=4).digest()
     return int.from_bytes(digest, "big")
+
+
+def addr_str(addr: int) -> str:
+    """TCP's address as text: dotted IPv4, or the IPv6 address of a tagged one."""
+    return ip6_ntoa(addr & V6MASK) if addr > V6MASK else ip_ntoa(addr)
 
 
 def addr_key(secret: bytes, addr: int) -> int:
