@@ -9,7 +9,9 @@ What is measured (each figure is the best of ``--repeat`` runs):
   closes), and tcpio <-> tcpio over a MemoryWire (two Stacks, one loop);
 - bulk throughput kernel -> tcpio and tcpio -> kernel over the TAP at MTU 1500
   (the receiver times from connect to EOF), and tcpio -> tcpio over a
-  MemoryWire with a 64 KiB MTU.
+  MemoryWire with a 64 KiB MTU;
+- the MemoryWire figures again over IPv6 (fd00::1 -> fd00::2), beside IPv4's
+  (issue 17: IPv6 takes the layered path, the compiled ones are IPv4's).
 
 Every tcpio figure is measured twice, in child processes: with the compiled
 hot path and with the pure-Python twin (``TCPIO_NO_EXTENSIONS=1``).  The
@@ -210,7 +212,9 @@ async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None) -> float:
     return out["rate"]
 
 
-async def wire_pair(mtu: int) -> tuple[Any, Any]:
+async def wire_pair(mtu: int, ipv6: bool = False) -> tuple[Any, Any]:
+    """Two Stacks on a MemoryWire: 10.0.0.1 and 10.0.0.2, with ``ipv6``
+    fd00::1 and fd00::2 too."""
     import tcpio
 
     wire = tcpio.MemoryWire(mtu=mtu)
@@ -219,22 +223,30 @@ async def wire_pair(mtu: int) -> tuple[Any, Any]:
     await server.__aenter__()
     client.add_interface(wire.a, "10.0.0.1/24")
     server.add_interface(wire.b, "10.0.0.2/24")
+    if ipv6:
+        client.add_address(1, "fd00::1/64", nodad=True)
+        server.add_address(1, "fd00::2/64", nodad=True)
     return client, server
 
 
-async def wire_connections(count: int) -> float:
-    client, server = await wire_pair(1500)
+def _any(dst: str) -> str:
+    return "::" if ":" in dst else "0.0.0.0"
+
+
+async def wire_connections(count: int, dst: str = "10.0.0.2") -> float:
+    client, server = await wire_pair(1500, ":" in dst)
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
     try:
-        await server.start_server(handle, "0.0.0.0", PORT, backlog=1024)
-        await client.ping("10.0.0.2", timeout=5)       # ARP out of the timed part
+        await server.start_server(handle, _any(dst), PORT, backlog=1024)
+        await client.ping(dst, timeout=5)       # ARP / ND out of the timed part
         t0 = time.perf_counter()
         for _ in range(count):
-            sock = client.socket(socket.SOCK_STREAM)
-            await sock.connect(("10.0.0.2", PORT))
+            sock = client.socket(socket.SOCK_STREAM, family=family)
+            await sock.connect((dst, PORT))
             sock.close()
         return count / (time.perf_counter() - t0)
     finally:
@@ -253,7 +265,7 @@ async def stream_bulk(client: Any, server: Any, dst: str, nbytes: int) -> float:
         done.set_result(got / (time.perf_counter() - t0))
         writer.close()
 
-    srv = await server.start_server(sink, "0.0.0.0", PORT)
+    srv = await server.start_server(sink, _any(dst), PORT)
     try:
         _, writer = await client.open_connection(dst, PORT)
         t0 = time.perf_counter()
@@ -266,11 +278,11 @@ async def stream_bulk(client: Any, server: Any, dst: str, nbytes: int) -> float:
         srv.close()
 
 
-async def wire_bulk(nbytes: int, mtu: int = 65535) -> float:
-    client, server = await wire_pair(mtu)
+async def wire_bulk(nbytes: int, mtu: int = 65535, dst: str = "10.0.0.2") -> float:
+    client, server = await wire_pair(mtu, ":" in dst)
     try:
-        await client.ping("10.0.0.2", timeout=5)       # ARP out of the timed part
-        return await stream_bulk(client, server, "10.0.0.2", nbytes)
+        await client.ping(dst, timeout=5)       # ARP / ND out of the timed part
+        return await stream_bulk(client, server, dst, nbytes)
     finally:
         client.close()
         server.close()
@@ -293,6 +305,8 @@ async def child_main(sizes: Sizes, pure: bool, peer_cpu: int | None, root: bool)
         await best("bulk_to_tcpio", tap_bulk_to_tcpio, sizes.bulk_tap // div, peer_cpu)
         await best("bulk_from_tcpio", tap_bulk_from_tcpio, sizes.bulk_tap // div, peer_cpu)
     await best("bulk_wire", wire_bulk, sizes.bulk_wire // div)
+    await best("conn_wire6", wire_connections, sizes.conns_wire // div, "fd00::2")
+    await best("bulk_wire6", wire_bulk, sizes.bulk_wire // div, 65535, "fd00::2")
     from tcpio import _fast
     results["compiled"] = float(_fast.load_compiled("checksum") is not None and not pure)
     return results
@@ -415,6 +429,12 @@ def main() -> None:
          f"kernel veth MTU 1500 {gbit(ref_veth).strip()}", TARGET_TAP_GBITS * 1e9 / 8),
         ("bulk tcpio -> tcpio, MemoryWire MTU 64K", "bulk_wire", gbit,
          f"Python sockets loopback {gbit(ref_loop).strip()}", ref_loop),
+        ("connections/s tcpio <-> tcpio, IPv6", "conn_wire6", per_s,
+         f"IPv4 {per_s(compiled.get('conn_wire')).strip()}",
+         0.9 * compiled["conn_wire"] if compiled.get("conn_wire") else None),
+        ("bulk tcpio -> tcpio, IPv6, MTU 64K", "bulk_wire6", gbit,
+         f"IPv4 {gbit(compiled.get('bulk_wire')).strip()}",
+         0.9 * compiled["bulk_wire"] if compiled.get("bulk_wire") else None),
     ]
     print()
     print(f"{'measurement':44} {'tcpio compiled':>16} {'tcpio pure':>16}  "

@@ -27,6 +27,8 @@ _EXPORTS = {
     "Socket": "tcpio.socket",
     "SOCK_STREAM": "tcpio.socket",
     "SOCK_DGRAM": "tcpio.socket",
+    "AF_INET": "tcpio.socket",
+    "AF_INET6": "tcpio.socket",
     "run": "tcpio.loop",
     "loop_factory": "tcpio.loop",
     "use_stack": "tcpio.loop",
@@ -36,7 +38,7 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__", "Stack", "Settings", "Host", "VirtualNetwork", "Impairment", "MemoryWire",
     "ImpairedDevice", "TapDevice", "TunDevice", "PcapDevice", "PcapWriter", "Socket",
-    "SOCK_STREAM", "SOCK_DGRAM", "run", "loop_factory", "use_stack", "TcpioEventLoop",
+    "SOCK_STREAM", "SOCK_DGRAM", "AF_INET", "AF_INET6", "run", "loop_factory", "use_stack", "TcpioEventLoop",
 ]
 
 

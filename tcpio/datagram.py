@@ -22,21 +22,36 @@ import socket as _socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tcpio.core.addr import ip_ntoa
 from tcpio.core.errors import sock_error
+from tcpio.netdb import inet6_literal
 from tcpio.socket import (
+    AF_INET,
+    AF_INET6,
     check_family,
     check_port,
-    inet_pair,
-    resolve_host,
+    resolve_in,
     set_reuseport,
+    sockaddr_in,
     to_address,
 )
 
 if TYPE_CHECKING:
     from tcpio.stack import Stack
 
-Address = tuple[str, int]
+Address = tuple[Any, ...]       # (host, port) or (host, port, flowinfo, scope_id)
+
+
+def endpoint_family(family: int, *addrs: Any) -> int:
+    """The family of an endpoint: ``family=`` when given, else AF_INET6 when
+    an address is an IPv6 literal or a 4-tuple (as getaddrinfo on the
+    address would say), else AF_INET."""
+    if family:
+        return family
+    for addr in addrs:
+        if isinstance(addr, tuple) and addr and (
+                len(addr) == 4 or (isinstance(addr[0], str) and inet6_literal(addr[0]))):
+            return AF_INET6
+    return AF_INET
 
 
 class UdpTransport(asyncio.DatagramTransport):
@@ -70,14 +85,15 @@ class UdpTransport(asyncio.DatagramTransport):
             item = recvfrom()
             if item is None:
                 break
-            data, (ip, port) = item
+            data, peer = item
+            ip = peer[0]
             name = names.get(ip)
             if name is None:
-                # Dotted strings for the few peers a socket talks to, made once.
+                # Address strings for the few peers a socket talks to, made once.
                 if len(names) >= 256:
                     names.clear()
-                name = names[ip] = ip_ntoa(ip)
-            self._call_protocol("datagram_received", data, (name, port))
+                name = names[ip] = to_address(peer)[0]
+            self._call_protocol("datagram_received", data, (name, *peer[1:]))
 
     def _call_protocol(self, method: str, *args: Any) -> None:
         """One protocol callback; an exception goes to the loop's handler.
@@ -113,7 +129,10 @@ class UdpTransport(asyncio.DatagramTransport):
             if addr is None:
                 self._sk.sendto(bytes(data), None, None)
             else:
-                self._sk.sendto(bytes(data), resolve_host(addr[0], stack), int(addr[1]))
+                family = self._sk.family
+                host, port, scope = sockaddr_in(family, tuple(addr), "sendto")
+                ip, *rest = resolve_in(family, host, scope, stack)
+                self._sk.sendto(bytes(data), ip, port, *rest)
         except OSError as exc:
             # asyncio's UDP transport hands send errors to the protocol too.
             self._protocol.error_received(exc)
@@ -191,8 +210,9 @@ def create_datagram_endpoint(
         raise sock_error(errno.EPROTONOSUPPORT)
     if sock is not None:
         raise ValueError("tcpio endpoints are not built on kernel sockets (sock=)")
+    family = endpoint_family(family, local_addr, remote_addr)
     peer: Address | None = None
-    sk = stack.host.udp.socket()
+    sk = stack.host.udp.socket(family)
     stack.update_time()
     try:
         if reuse_port:
@@ -200,15 +220,16 @@ def create_datagram_endpoint(
         if allow_broadcast:
             sk.setsockopt(_socket.SOL_SOCKET, _socket.SO_BROADCAST, 1)
         if local_addr is not None:
-            host, port = inet_pair(local_addr, "bind")
-            sk.bind(resolve_host(host, stack), check_port(port, "bind"))
+            host, port, scope = sockaddr_in(family, local_addr, "bind")
+            ip, *rest = resolve_in(family, host, scope, stack)
+            sk.bind(ip, check_port(port, "bind"), *rest)
         else:
             sk.bind(0, 0)
         if remote_addr is not None:
-            host, port = inet_pair(remote_addr, "connect")
-            ip = resolve_host(host, stack)
-            peer = (remote_addr[0], check_port(port, "connect"))
-            sk.connect(ip, port)
+            host, port, scope = sockaddr_in(family, remote_addr, "connect")
+            ip, *rest = resolve_in(family, host, scope, stack)
+            peer = (remote_addr[0], check_port(port, "connect"), *remote_addr[2:])
+            sk.connect(ip, port, *rest)
     except BaseException:
         sk.close()
         raise

@@ -217,13 +217,17 @@ class Resolver:
                 return hit.addresses[0]
         return None
 
-    async def resolve_address(self, address: Any, type: int = _socket.SOCK_STREAM) -> Any:
-        """(host, port) with a name -> (dotted address, port), as a socket call
-        resolves it (the first AF_INET answer); numeric or empty hosts unchanged."""
+    async def resolve_address(self, address: Any, type: int = _socket.SOCK_STREAM,
+                              family: int = AF_INET) -> Any:
+        """(host, port) with a name -> (numeric address, port), as a socket call
+        resolves it (the first answer of ``family``); numeric or empty hosts
+        unchanged."""
         host, port = address[0], address[1]
-        if not isinstance(host, str) or not host or self.lookup_nowait(host):
+        if not isinstance(host, str) or not host:
             return address
-        infos = await self.getaddrinfo(host, port, AF_INET, type)
+        if self.lookup_nowait(host) if family == AF_INET else inet6_literal(host):
+            return address
+        infos = await self.getaddrinfo(host, port, family, type)
         return (infos[0][4][0], port, *address[2:])
 
     # --- name -> addresses -----------------------------------------------------------

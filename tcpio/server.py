@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from tcpio.stack import Stack
 
+from tcpio.netdb import inet6_literal
 from tcpio.socket import SOCK_STREAM, Socket, check_family, set_reuseport
 from tcpio.transports import TcpTransport, check_given_sock, make_transport, ssl_context_for
 
@@ -224,7 +225,7 @@ async def create_server(stack: Stack, protocol_factory: Callable[[], Any],
                         start_serving: bool = True) -> Server:
     """``loop.create_server`` on a tcpio stack (same arguments)."""
     loop = asyncio.get_running_loop()
-    check_family(family)        # AF_INET6: EAFNOSUPPORT, as create_connection
+    check_family(family)
     if ssl_handshake_timeout is not None and not ssl:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
     sslcontext = ssl_context_for(ssl, server_side=True)
@@ -235,8 +236,15 @@ async def create_server(stack: Stack, protocol_factory: Callable[[], Any],
         sockets = []
         try:
             for h in _hosts(host):
-                s = Socket(stack, SOCK_STREAM)
+                # An IPv6 literal, or family=AF_INET6 (None: "::"), makes an
+                # AF_INET6 socket with IPV6_V6ONLY, as asyncio's create_server
+                # sets it; a None host without family= is 0.0.0.0 alone.
+                fam = _socket.AF_INET6 if family == _socket.AF_INET6 or (
+                    isinstance(h, str) and inet6_literal(h)) else _socket.AF_INET
+                s = Socket(stack, SOCK_STREAM, family=fam)
                 sockets.append(s)
+                if fam == _socket.AF_INET6:
+                    s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
                 # asyncio sets SO_REUSEADDR on servers by default (on POSIX).
                 if reuse_address is None or reuse_address:
                     s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)

@@ -42,13 +42,14 @@ if TYPE_CHECKING:
 
     from tcpio.stack import Stack
 
-from tcpio.core.addr import ip_aton, ip_ntoa
+from tcpio.core.addr import ip6_aton, ip6_ntoa, ip_aton, ip_ntoa
 from tcpio.core.errors import sock_error
-from tcpio.netdb import gaierror, inet_aton
+from tcpio.netdb import gaierror, inet6_literal, inet_aton
 
 SOCK_STREAM = _socket.SOCK_STREAM
 SOCK_DGRAM = _socket.SOCK_DGRAM
 AF_INET = _socket.AF_INET
+AF_INET6 = _socket.AF_INET6
 SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR
 
 # Linux TCP state numbers (include/net/tcp_states.h), as the core reports them.
@@ -79,6 +80,64 @@ def resolve_host(host: str | None, stack: Stack | None = None) -> int:
         raise gaierror(_socket.EAI_NONAME, f"{host!r} in a non-async call: only numeric "
                                             f"addresses, stack.hosts and cached names")
     return ip_aton(found)
+
+
+def resolve_host6(host: str | None, stack: Stack | None = None) -> tuple[int, int]:
+    """An AF_INET6 socket's host -> (128-bit int, scope id from "%N").
+
+    IPv6 literals (``::ffff:a.b.c.d`` too) and, with a ``stack``, its hosts
+    table; None, '' -> ``::``.  An IPv4 literal is EAI_ADDRFAMILY, as
+    CPython's AF_INET6 setipaddr gives it; a name not found without waiting
+    EAI_NONAME (the async calls resolve names first).
+    """
+    if host is None or host == "":
+        return 0, 0
+    literal = inet6_literal(host)
+    if literal is None and stack is not None:
+        found = stack.resolver.hosts.lookup(host, AF_INET6)
+        literal = (found[0][1], 0) if found else None
+    if literal is None:
+        if inet_aton(host) is not None:
+            raise gaierror(_socket.EAI_ADDRFAMILY, "Address family for hostname not supported")
+        raise gaierror(_socket.EAI_NONAME, f"{host!r} in a non-async call: only numeric "
+                                            f"addresses and stack.hosts")
+    return ip6_aton(literal[0]), literal[1]
+
+
+def inet6_tuple(address: Any, caller: str) -> tuple[str | None, int, int, int]:
+    """Check an AF_INET6 ``(host, port[, flowinfo[, scope_id]])`` as CPython's
+    getsockaddrarg does (the same exception types and texts)."""
+    if not isinstance(address, tuple):
+        raise TypeError(f"{caller}(): AF_INET6 address must be tuple, "
+                        f"not {type(address).__name__}")
+    if not 2 <= len(address) <= 4:
+        raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+    host, port = inet_pair(address[:2], caller)
+    flowinfo = operator.index(address[2]) if len(address) > 2 else 0
+    scope_id = operator.index(address[3]) if len(address) > 3 else 0
+    if not 0 <= flowinfo <= 0xFFFFF:
+        raise OverflowError(f"{caller}(): flowinfo must be 0-1048575.")
+    return host, port, flowinfo, scope_id
+
+
+def sockaddr_in(family: int, address: Any, caller: str) -> tuple[str | None, int, int]:
+    """(host, port, scope_id) of a socket address of ``family``, checked as
+    the socket module checks it (inet_pair / inet6_tuple)."""
+    if family == AF_INET6:
+        host, port, _, scope = inet6_tuple(address, caller)
+        return host, port, scope
+    host, port = inet_pair(address, caller)
+    return host, port, 0
+
+
+def resolve_in(family: int, host: str | None, scope: int, stack: Stack | None) -> tuple[int, ...]:
+    """What a core sock of ``family`` takes after the port: ``(ip,)`` for
+    AF_INET, ``(ip, scope_id)`` for AF_INET6 (the tuple's scope, else the
+    literal's "%N")."""
+    if family == AF_INET6:
+        ip, lit_scope = resolve_host6(host, stack)
+        return ip, scope or lit_scope
+    return (resolve_host(host, stack),)
 
 
 def inet_pair(address: Any, caller: str) -> tuple[str | None, int]:
@@ -151,9 +210,13 @@ def check_timeout(value: Any) -> float | None:
     return timeout
 
 
-def to_address(addr: Any) -> tuple[str, int]:
-    """A core (ip: int, port) pair -> ('10.0.0.1', port) for users."""
+def to_address(addr: Any) -> Any:
+    """A core (ip: int, port) pair -> ('10.0.0.1', port) for users; an AF_INET6
+    sock's (ip, port, flowinfo, scope_id) -> ('fd00::1', port, flowinfo, scope_id)."""
     ip, port = addr[0], addr[1]
+    if len(addr) == 4:
+        return (ip6_ntoa(ip) if isinstance(ip, int) else str(ip), int(port),
+                int(addr[2]), int(addr[3]))
     return (ip_ntoa(ip) if isinstance(ip, int) else str(ip), int(port))
 
 
@@ -205,16 +268,15 @@ class Socket:
 
     def __init__(self, stack: Stack, type: int = SOCK_STREAM, *, proto: int = 0,
                  family: int = AF_INET, _core: Any = None) -> None:
-        # inet_create's order: the family (no IPv6 built: EAFNOSUPPORT, as a
-        # kernel booted with ipv6.disable=1 says), the type, then the protocol.
-        if family != AF_INET:
-            raise sock_error(errno.EAFNOSUPPORT, "tcpio has no IPv6 yet" if
-                             family == _socket.AF_INET6 else None)
+        # inet_create's order: the family, the type, then the protocol.
+        if family not in (AF_INET, AF_INET6):
+            raise sock_error(errno.EAFNOSUPPORT)
         if type not in (SOCK_STREAM, SOCK_DGRAM):
             raise sock_error(errno.ESOCKTNOSUPPORT)
         if proto not in (0, _socket.IPPROTO_TCP if type == SOCK_STREAM else _socket.IPPROTO_UDP):
             raise sock_error(errno.EPROTONOSUPPORT)
         self._stack = stack
+        self._family = family
         self._type = type
         self._proto = proto
         self._timeout: float | None = _socket.getdefaulttimeout()
@@ -223,7 +285,7 @@ class Socket:
         self._connect_started = _core is not None
         if _core is None:
             core_proto = stack.host.tcp if type == SOCK_STREAM else stack.host.udp
-            _core = core_proto.socket()
+            _core = core_proto.socket(family)
         self._sk = _core
         self._waker = Waker()
         self._closed = False
@@ -231,7 +293,7 @@ class Socket:
     # --- what asyncio and its libraries read ---------------------------------
     @property
     def family(self) -> _socket.AddressFamily:
-        return _socket.AddressFamily.AF_INET
+        return _socket.AddressFamily(self._family)
 
     @property
     def type(self) -> _socket.SocketKind:
@@ -304,11 +366,17 @@ class Socket:
             self._stack.kick()
 
     # --- non-blocking calls ------------------------------------------------
-    def bind(self, address: tuple[str | None, int]) -> None:
+    def _sockaddr(self, address: Any, caller: str) -> tuple[str | None, int, int]:
+        return sockaddr_in(self._family, address, caller)
+
+    def _resolve(self, host: str | None, scope: int) -> tuple[Any, ...]:
+        return resolve_in(self._family, host, scope, self._stack)
+
+    def bind(self, address: Any) -> None:
         self._check_open()
-        host, port = inet_pair(address, "bind")
-        ip = resolve_host(host, self._stack)
-        self._call(self._sk.bind, ip, check_port(port, "bind"))
+        host, port, scope = self._sockaddr(address, "bind")
+        ip, *rest = self._resolve(host, scope)
+        self._call(self._sk.bind, ip, check_port(port, "bind"), *rest)
 
     def listen(self, backlog: int = 128) -> None:
         self._check_open()
@@ -324,15 +392,15 @@ class Socket:
         socket module's TypeError/OverflowError, not an errno.
         """
         self._check_open()
-        host, port = inet_pair(address, "connect_ex")
-        ip = resolve_host(host, self._stack)
-        return self._connect_ex(ip, check_port(port, "connect_ex"))
+        host, port, scope = self._sockaddr(address, "connect_ex")
+        ip, *rest = self._resolve(host, scope)
+        return self._connect_ex(ip, check_port(port, "connect_ex"), *rest)
 
-    def _connect_ex(self, ip: int, port: int) -> int:
+    def _connect_ex(self, ip: int, port: int, *scope: int) -> int:
         if self.type == SOCK_STREAM:
             self._connect_started = True
         try:
-            self._call(self._sk.connect, ip, port)
+            self._call(self._sk.connect, ip, port, *scope)
         except OSError as exc:
             if exc.errno is None:
                 raise
@@ -365,11 +433,11 @@ class Socket:
         self._call(getattr(self._sk, "abort", self._sk.close))
         self._waker()
 
-    def getsockname(self) -> tuple[str, int]:
+    def getsockname(self) -> Any:
         self._check_open()
         return to_address(self._sk.getsockname())
 
-    def getpeername(self) -> tuple[str, int]:
+    def getpeername(self) -> Any:
         self._check_open()
         return to_address(self._sk.getpeername())
 
@@ -408,11 +476,12 @@ class Socket:
         (which polls a non-blocking fd) says.  Measured on Linux 6.18.
         """
         self._check_open()
-        host, port = inet_pair(address, "connect")
+        host, port, scope = self._sockaddr(address, "connect")
         deadline = self._deadline()
-        host, port = await self._stack.resolver.resolve_address((host, port), self._type)
-        ip = resolve_host(host, self._stack)
-        err = self._connect_ex(ip, check_port(port, "connect"))
+        host, port = await self._stack.resolver.resolve_address((host, port), self._type,
+                                                                self._family)
+        ip, *rest = self._resolve(host, scope)
+        err = self._connect_ex(ip, check_port(port, "connect"), *rest)
         if err == errno.EALREADY and self._timeout is None:
             err = errno.EINPROGRESS     # blocking: wait for the attempt under way
         if self.type == SOCK_DGRAM or err != errno.EINPROGRESS:
@@ -427,7 +496,7 @@ class Socket:
         # inet_stream_connect after its wait: sock->state = SS_CONNECTED, so
         # the next connect says EISCONN.  The core's connect() reports the
         # completed attempt (0) and records exactly that.
-        self._connect_ex(ip, port)
+        self._connect_ex(ip, port, *rest)
 
     def _connect_status(self) -> int:
         exc = pop_error(self._sk)
@@ -440,7 +509,7 @@ class Socket:
             return errno.EINPROGRESS
         return errno.ECONNABORTED
 
-    async def accept(self) -> tuple[Socket, tuple[str, int]]:
+    async def accept(self) -> tuple[Socket, Any]:
         """The next connection from the accept queue (``inet_accept``)."""
         self._require_stream()
         deadline = self._deadline()
@@ -448,7 +517,8 @@ class Socket:
             self._check_open()
             child = self._call(self._sk.accept)
             if child is not None:
-                sock = Socket(self._stack, SOCK_STREAM, proto=self._proto, _core=child)
+                sock = Socket(self._stack, SOCK_STREAM, proto=self._proto,
+                              family=self._family, _core=child)
                 return sock, to_address(child.getpeername())
             await self._wait(deadline)
 
@@ -489,7 +559,7 @@ class Socket:
         view[:len(data)] = data
         return len(data)
 
-    async def recvfrom_into(self, buffer: Any, nbytes: int = 0) -> tuple[int, tuple[str, int]]:
+    async def recvfrom_into(self, buffer: Any, nbytes: int = 0) -> tuple[int, Any]:
         view = self._writable(buffer, "recvfrom_into")
         nbytes = self._into_size(view, nbytes, "recvfrom_into")
         data, addr = await self._recvfrom(nbytes)
@@ -549,18 +619,19 @@ class Socket:
             view = view[n:]
 
     # --- UDP ---------------------------------------------------------------
-    async def sendto(self, data: Any, address: tuple[str, int]) -> int:
+    async def sendto(self, data: Any, address: Any) -> int:
         self._check_open()
         view = bytes_view(data)
-        host, port = inet_pair(address, "sendto")
-        host, port = await self._stack.resolver.resolve_address((host, port), SOCK_DGRAM)
-        ip = resolve_host(host, self._stack)
-        return self._call(self._sk.sendto, view, ip, check_port(port, "sendto"))
+        host, port, scope = self._sockaddr(address, "sendto")
+        host, port = await self._stack.resolver.resolve_address((host, port), SOCK_DGRAM,
+                                                                self._family)
+        ip, *rest = self._resolve(host, scope)
+        return self._call(self._sk.sendto, view, ip, check_port(port, "sendto"), *rest)
 
-    async def recvfrom(self, bufsize: int) -> tuple[bytes, tuple[str, int]]:
+    async def recvfrom(self, bufsize: int) -> tuple[bytes, Any]:
         return await self._recvfrom(check_bufsize(bufsize, "recvfrom"))
 
-    async def _recvfrom(self, bufsize: int) -> tuple[bytes, tuple[str, int]]:
+    async def _recvfrom(self, bufsize: int) -> tuple[bytes, Any]:
         sk = self._sk
         deadline = self._deadline()
         while True:
@@ -611,8 +682,7 @@ def set_reuseport(setsockopt: Any) -> None:
 
 
 def check_family(family: int) -> None:
-    """A ``family=`` argument tcpio can honour: 0 (AF_UNSPEC) or AF_INET; IPv6
-    is not built, so EAFNOSUPPORT, the errno of a kernel without IPv6."""
-    if family not in (0, AF_INET):
-        raise sock_error(errno.EAFNOSUPPORT, "tcpio has no IPv6 yet" if
-                         family == _socket.AF_INET6 else None)
+    """A ``family=`` argument tcpio can honour: 0 (AF_UNSPEC), AF_INET or
+    AF_INET6; anything else EAFNOSUPPORT."""
+    if family not in (0, AF_INET, AF_INET6):
+        raise sock_error(errno.EAFNOSUPPORT)

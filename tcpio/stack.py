@@ -373,21 +373,26 @@ class Stack:
             local_addr: tuple[str | None, int] | None = None,
             remote_addr: tuple[str, int] | None = None,
             **kwargs: Any) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
-        """Like ``loop.create_datagram_endpoint`` (AF_INET only)."""
-        from tcpio.datagram import create_datagram_endpoint
-        from tcpio.socket import inet_pair
+        """Like ``loop.create_datagram_endpoint``: AF_INET, or AF_INET6 with
+        ``family=`` or IPv6 addresses."""
+        from tcpio.datagram import create_datagram_endpoint, endpoint_family
+        from tcpio.socket import sockaddr_in
 
         self._bind_loop()
+        family = endpoint_family(kwargs.pop("family", 0), local_addr, remote_addr)
         # The socket module's argument errors first (TypeError for a
         # non-tuple...), then names; the port range is checked after.
         if local_addr is not None:
-            local_addr = await self.resolver.resolve_address(inet_pair(local_addr, "bind"),
-                                                             _socket.SOCK_DGRAM)
+            host, port, _ = sockaddr_in(family, local_addr, "bind")
+            local_addr = await self.resolver.resolve_address(
+                (host, port, *local_addr[2:]), _socket.SOCK_DGRAM, family)
         if remote_addr is not None:
-            remote_addr = await self.resolver.resolve_address(inet_pair(remote_addr, "connect"),
-                                                              _socket.SOCK_DGRAM)
+            host, port, _ = sockaddr_in(family, remote_addr, "connect")
+            remote_addr = await self.resolver.resolve_address(
+                (host, port, *remote_addr[2:]), _socket.SOCK_DGRAM, family)
         transport, protocol = create_datagram_endpoint(
-            self, protocol_factory, local_addr=local_addr, remote_addr=remote_addr, **kwargs)
+            self, protocol_factory, local_addr=local_addr, remote_addr=remote_addr,
+            family=family, **kwargs)
         self._endpoints.add(transport)
         return transport, protocol
 
@@ -473,10 +478,27 @@ class Stack:
         from tcpio.server import create_server
         return await create_server(self, protocol_factory, host, port, **kw)
 
-    def socket(self, type: int = _socket.SOCK_STREAM, proto: int = 0, *,
-               family: int = _socket.AF_INET) -> Socket:
-        """A ``tcpio.Socket``; ``family=AF_INET6`` is EAFNOSUPPORT (no IPv6 yet)."""
-        from tcpio.socket import Socket
+    def socket(self, *args: int, family: int | None = None, type: int | None = None,
+               proto: int | None = None) -> Socket:
+        """A ``tcpio.Socket``: ``socket(SOCK_STREAM[, proto], family=AF_INET6)``
+        (tcpio's form, IPv4 by default) or ``socket(AF_INET6, SOCK_DGRAM[,
+        proto])`` (the socket module's order).  The two forms are told apart
+        as only they can be: a first argument of AF_INET6, or AF_INET
+        followed by a socket type, is a family (AF_INET is 2, as SOCK_DGRAM
+        is, but no protocol of UDP or TCP is 1 or 2)."""
+        from tcpio.socket import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_STREAM, Socket
+        if len(args) > 3:
+            raise TypeError("socket() takes at most 3 arguments")
+        if args and (args[0] == AF_INET6 or (
+                args[0] == AF_INET and len(args) >= 2 and args[1] in (SOCK_STREAM, SOCK_DGRAM))):
+            fam, typ, prt = (*args, None, None)[:3]
+        else:
+            if len(args) > 2:
+                raise TypeError("socket(type, proto): the family goes first or as family=")
+            fam, typ, prt = None, *(*args, None, None)[:2]
+        family = family if family is not None else (fam if fam is not None else AF_INET)
+        type = type if type is not None else (typ if typ is not None else SOCK_STREAM)
+        proto = proto if proto is not None else (prt or 0)
         return Socket(self, type, proto=proto, family=family)
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tcpio import tls
+from tcpio.netdb import gaierror, inet6_literal
 from tcpio.socket import SOCK_STREAM, TCP_CLOSE, Socket, check_family, pop_error, to_address
 
 if TYPE_CHECKING:
@@ -487,38 +488,51 @@ async def make_transport(stack: Stack, sk: Any, protocol_factory: Callable[[], _
     return app_transport, protocol
 
 
-def _ipaddr_info(host: Any, port: Any) -> tuple[str, int] | None:
-    """(host, port) when ``host`` is an IPv4 literal and ``port`` a number, as
-    asyncio's base_events._ipaddr_info decides it; else None (resolve)."""
+def _ipaddr_info(host: Any, port: Any, family: int = 0) -> tuple[int, tuple] | None:
+    """(family, sockaddr) when ``host`` is an IPv4 or IPv6 literal and
+    ``port`` a number, as asyncio's base_events._ipaddr_info decides it; else
+    None (resolve).  A literal of the other family than ``family`` asks:
+    getaddrinfo's EAI_ADDRFAMILY."""
     if not isinstance(host, str) or not host:
         return None
     try:
-        _socket.inet_pton(_socket.AF_INET, host)
-        return host, int(port)
-    except (OSError, TypeError, ValueError):
+        port = int(port)
+    except (TypeError, ValueError):
         return None
+    try:
+        _socket.inet_pton(_socket.AF_INET, host)
+        found: tuple[int, tuple] = (_socket.AF_INET, (host, port))
+    except (OSError, ValueError):
+        literal = inet6_literal(host)
+        if literal is None:
+            return None
+        found = (_socket.AF_INET6, (literal[0], port, 0, literal[1]))
+    if family and family != found[0]:
+        raise gaierror(_socket.EAI_ADDRFAMILY, "Address family for hostname not supported")
+    return found
 
 
 async def _connect_each(stack: Stack, host: str | None, port: int | None,
-                        local_addr: tuple[str, int] | None) -> Socket:
+                        local_addr: tuple[str, int] | None, family: int = 0) -> Socket:
     """Try each address the name resolves to, in order, like asyncio's
     create_connection; the one error, or all of them in one OSError."""
     # Like asyncio, whose getaddrinfo(host, None) gives port 0 (refused, not a
     # TypeError); a None host is INADDR_ANY, as in resolve_host.
     port = 0 if port is None else port
-    addresses: list[tuple[str, int]] = [("" if host is None else host, port)]
-    numeric = _ipaddr_info(host, port)
+    addresses: list[tuple[int, tuple]] = [(family or _socket.AF_INET,
+                                           ("" if host is None else host, port))]
+    numeric = _ipaddr_info(host, port, family)
     if numeric is not None:
         # asyncio's _ipaddr_info: a literal address is used as given, so a
         # port past 65535 is connect()'s OverflowError, not getaddrinfo's
         # 16-bit truncation.
         addresses = [numeric]
     elif host:
-        infos = await stack.resolver.getaddrinfo(host, port, _socket.AF_INET, SOCK_STREAM)
-        addresses = [info[4] for info in infos]
+        infos = await stack.resolver.getaddrinfo(host, port, family, SOCK_STREAM)
+        addresses = [(info[0], info[4]) for info in infos]
     errors: list[OSError] = []
-    for address in addresses:
-        sock = Socket(stack, SOCK_STREAM)
+    for fam, address in addresses:
+        sock = Socket(stack, SOCK_STREAM, family=fam)
         try:
             if local_addr is not None:
                 sock.bind(local_addr)
@@ -549,7 +563,7 @@ async def create_connection(stack: Stack, protocol_factory: Callable[[], _Protoc
                             interleave: int | None = None,
                             all_errors: bool = False) -> tuple[asyncio.Transport, _ProtocolT]:
     """``loop.create_connection`` on a tcpio stack (same arguments)."""
-    check_family(family)        # AF_INET6: EAFNOSUPPORT, as create_datagram_endpoint
+    check_family(family)
     if server_hostname is not None and not ssl:
         raise ValueError("server_hostname is only meaningful with ssl")
     if server_hostname is None and ssl:
@@ -561,7 +575,7 @@ async def create_connection(stack: Stack, protocol_factory: Callable[[], _Protoc
     else:
         if host is None and port is None:
             raise ValueError("host and port was not specified and no sock specified")
-        sock = await _connect_each(stack, host, port, local_addr)
+        sock = await _connect_each(stack, host, port, local_addr, family)
     sk = sock.core
     if sk.state == TCP_CLOSE:
         raise ConnectionResetError("connection closed before the transport was made")

@@ -221,7 +221,7 @@ class FakeTcp:
     def __init__(self, host: FakeHost) -> None:
         self.host = host
 
-    def socket(self) -> FakeTcpSock:
+    def socket(self, family: int = socket.AF_INET) -> FakeTcpSock:
         return FakeTcpSock(self.host)
 
 

@@ -38,3 +38,22 @@ def make_host(*extra: str, **settings) -> Host:
 def inject(h: Host, pkt, now: float = 0.0, dst_mac: bytes | str = MAC) -> list[Ether]:
     h.receive(1, bytes(Ether(dst=dst_mac, src=PEER_MAC) / pkt), now)
     return [Ether(f) for _, f in h.take_output()]
+
+
+MY6, PEER6 = "fd00::2", "fd00::1"
+
+
+def make_dual_host(**settings) -> Host:
+    """A dual-stack host: ``make_host``'s IPv4 side, fd00::2/64 (no DAD) beside
+    it on eth0 and the IPv6 peer fd00::1 resolved, its start-up output
+    (link-local DAD) discarded."""
+    from tcpio.core.addr import ip6_aton
+    settings.setdefault("disable_ipv6", 0)
+    h = make_host(**settings)
+    h.add_address6(1, ip6_aton(MY6), 64, nodad=True)
+    h.poll(1.0)
+    h.poll(2.0)                         # the link-local address passes DAD
+    h.ndisc._learn(1, ip6_aton(PEER6), PEER_MAC, h.now)
+    h.ndisc.set_reachable(h.ndisc.lookup(1, ip6_aton(PEER6)), h.now)
+    h.take_output()
+    return h

@@ -28,7 +28,11 @@ cdef class TcpCb:
     cdef public bytearray rq
     cdef public object ofo, urg_seq, host, delack_timer
     # the send side (write_xmit)
-    cdef public long long laddr, raddr, lport, rport
+    # The addresses are Python ints: IPv4 ones (0..2**32-1) or TCP's tagged
+    # IPv6 ones (core.tcp.tcp_ipv6.V6TAG | address, 129 bits); only IPv4
+    # connections reach the compiled frame builder (issue 17).
+    cdef public object laddr, raddr
+    cdef public long long lport, rport
     cdef public long long snd_cwnd, packets_out, sacked_out, lost_out, retrans_out
     cdef public long long probes_out
     cdef public long long snd_sml, write_seq, wq_seq, pushed_seq

@@ -19,3 +19,9 @@ IPPROTO_FRAGMENT: Final = 44
 IPPROTO_ICMPV6: Final = 58
 IPPROTO_NONE: Final = 59
 IPPROTO_DSTOPTS: Final = 60
+# Address families (include/linux/socket.h): a core sock's ``family``.
+AF_INET: Final = 2
+AF_INET6: Final = 10
+# IPV6_V6ONLY (include/uapi/linux/in6.h), at level IPPROTO_IPV6 (41).
+IPPROTO_IPV6: Final = 41
+IPV6_V6ONLY: Final = 26

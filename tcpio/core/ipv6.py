@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tcpio.core.in_h import (
+    AF_INET6,
     IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT,
     IPPROTO_HOPOPTS,
@@ -105,6 +106,36 @@ def is_linklocal6(ip: int) -> bool:
 
 def is_v4mapped(ip: int) -> bool:
     return ip >> 32 == 0xFFFF                  # ::ffff:0:0/96
+
+
+V4MAPPED_PREFIX = 0xFFFF << 32                  # ::ffff:0:0/96
+
+
+def v4mapped(ip4: int) -> int:
+    """::ffff:a.b.c.d for the IPv4 address ``ip4``."""
+    return V4MAPPED_PREFIX | ip4
+
+
+def sk_bind_scope(family: int, addr: int, v6only: bool) -> tuple[int | None, int | None]:
+    """The IPv4 and IPv6 addresses a sock bound to ``addr`` receives for:
+    each None (none), 0 (the wildcard) or one address (docs/internals.md
+    "TCP and UDP over IPv6": the rule behind ``ipv6_rcv_saddr_equal``)."""
+    if family != AF_INET6:
+        return addr, None
+    if addr == 0:
+        return (None if v6only else 0), 0
+    if is_v4mapped(addr):
+        return addr & 0xFFFFFFFF, None
+    return None, addr
+
+
+def bind_scopes_overlap(a: tuple[int | None, int | None],
+                        b: tuple[int | None, int | None]) -> bool:
+    """Do two binds on one port share an address (equal, or a wildcard)?"""
+    for x, y in zip(a, b):
+        if x is not None and y is not None and (x == y or x == 0 or y == 0):
+            return True
+    return False
 
 
 def addr_scope(ip: int) -> int:

@@ -195,6 +195,15 @@ DESCRIPTIONS: dict[str, str] = {
     "UdpInCsumErrors": "Udp: InCsumErrors - datagrams with a bad checksum",
     "UdpIgnoredMulti": "Udp: IgnoredMulti - broadcast datagrams no socket wanted (no port "
                        "unreachable for those)",
+    # --- UDP over IPv6 (Udp6: in /proc/net/snmp6) ---
+    "Udp6InDatagrams": "Udp6: InDatagrams - IPv6 datagrams delivered to sockets",
+    "Udp6NoPorts": "Udp6: NoPorts - IPv6 datagrams to a port nobody listens on (ICMPv6 port unreachable sent)",
+    "Udp6InErrors": "Udp6: InErrors - IPv6 datagrams received but not delivered (bad length, checksum, full buffer)",
+    "Udp6InErrorsNoSock": "tcpio: ICMPv6 errors quoting a UDP datagram of no socket",
+    "Udp6OutDatagrams": "Udp6: OutDatagrams - IPv6 datagrams sent",
+    "Udp6OutErrors": "Udp6: OutErrors - IPv6 datagrams not sent (no route, too big with DONTFRAG)",
+    "Udp6RcvbufErrors": "Udp6: RcvbufErrors - IPv6 datagrams dropped: the receive buffer was full",
+    "Udp6InCsumErrors": "Udp6: InCsumErrors - IPv6 datagrams with a bad checksum, or the checksum 0 (invalid over IPv6, RFC 8200 8.1)",
     # --- TCP (Tcp: in /proc/net/snmp, RFC 4022) ---
     "ActiveOpens": "Tcp: ActiveOpens - connections opened by connect() (CLOSED -> SYN-SENT)",
     "PassiveOpens": "Tcp: PassiveOpens - connections opened by a listener (LISTEN -> "

@@ -140,6 +140,30 @@ class NetHost(Protocol):
         ...
 
 
+class NetHost6(NetHost, Protocol):
+    """What a transport asks of the host for IPv6 beside IPv4 (issue 17):
+    ``Host`` has it; the TCP tests' ``FakeHost`` (IPv4 only) need not."""
+
+    def route6_lookup(self, dst: int, ifindex: int | None = None) -> RouteInfo:
+        """ip6_route_output: the route to ``dst`` (``ifindex``: a link-local
+        destination's interface); raises OSError(ENETUNREACH)."""
+        ...
+
+    def is_local_address6(self, ip: int) -> bool: ...
+
+    def ip6_output(self, proto: int, src: int | None, dst: int,
+                   payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
+                   tclass: int = 0, dontfrag: bool = False,
+                   ifindex: int | None = None) -> None:
+        """ip6_xmit: route, fragment by the source, resolve by ND and send."""
+        ...
+
+    def icmp6_send(self, packet: bytes | bytearray | memoryview, type: int, code: int,
+                   info: int = 0) -> None:
+        """icmp6_send: an ICMPv6 error about the received datagram ``packet``."""
+        ...
+
+
 class InetProtocol(Protocol):
     """What the host asks of a registered protocol (Linux's struct net_protocol)."""
 

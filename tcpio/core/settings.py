@@ -36,6 +36,7 @@ class Settings:
     rtr_solicit_delay: float = 1.0         # DAD's first probe waits a random part of it
     ndisc_delay_first_probe_time: float = 5.0  # neigh.default.delay_first_probe_time
     icmpv6_ratelimit: float = 1.0          # net.ipv6.icmp.ratelimit (seconds per error, /0)
+    bindv6only: int = 0                    # net.ipv6.bindv6only: IPV6_V6ONLY's default
     # --- ICMP ---
     icmp_ratelimit: float = 0.001          # seconds between ICMP errors per destination (token bucket)
     icmp_ratemask_burst: int = 50

@@ -7,6 +7,11 @@ an unconnected sock.  Broadcast datagrams go to every matching sock.
 ICMP errors reach a sock's ``errors`` deque when it is connected (like Linux,
 where an unconnected UDP socket hears about errors only with IP_RECVERR), or
 always when the sock sets ``recverr = True``.
+
+One table serves both families (issue 17): an AF_INET6 sock keeps 128-bit
+addresses (``::ffff:a.b.c.d`` for IPv4 peers, which it reaches through IPv4
+unless IPV6_V6ONLY); IPv6 input, output and errors are ``udp_ipv6.py``'s
+(docs/internals.md "TCP and UDP over IPv6").
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
-from tcpio.core.in_h import IPPROTO_UDP
+from tcpio.core.in_h import AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_UDP, IPV6_V6ONLY
+from tcpio.core.ipv6 import (
+    V4MAPPED_PREFIX,
+    bind_scopes_overlap,
+    is_v4mapped,
+    sk_bind_scope,
+)
 
 if TYPE_CHECKING:
-    from tcpio.core.protocol import NetHost
+    from tcpio.core.protocol import NetHost6
+    from tcpio.core.udp_ipv6 import UdpV6Proto
 
 wire = _fast.load("wire")
 csum = _fast.load("checksum")
@@ -34,15 +46,21 @@ UDP_MAX_PAYLOAD = 65535 - 20 - UDP_HLEN     # 65507
 # empty datagrams cannot grow a queue without bound.
 UDP_SKB_OVERHEAD = 256
 ERRQUEUE_MAX = 64
+# What _queue counts: delivered, receive buffer full, and in errors.
+UDP_MIB = ("UdpInDatagrams", "UdpRcvbufErrors", "UdpInErrors")
+UDP6_MIB = ("Udp6InDatagrams", "Udp6RcvbufErrors", "Udp6InErrors")
 IP_RECVERR = 11         # include/uapi/linux/in.h (Python's socket module lacks it)
 
 
 class UdpSock:
     """A core UDP sock (see docs/internals.md "UDP core sock")."""
 
-    def __init__(self, proto: UdpProto) -> None:
+    def __init__(self, proto: UdpProto, family: int = AF_INET) -> None:
         self.proto = proto
         self.host = proto.host
+        self.family = family
+        self.v6only = family == AF_INET6 and bool(self.host.settings.bindv6only)
+        self.scope_id = 0               # AF_INET6: the interface of a link-local peer
         self.laddr = 0
         self.lport = 0
         self.raddr = 0
@@ -53,7 +71,7 @@ class UdpSock:
         self.reuseaddr = False          # SO_REUSEADDR: share a port when both socks set it
         self.recverr = False            # IP_RECVERR: errors even when unconnected
         self.rcvbuf = self.host.settings.udp_rmem_default
-        self.rcv_queue: deque[tuple[bytes, tuple[int, int]]] = deque()
+        self.rcv_queue: deque[tuple[bytes, tuple[int, ...]]] = deque()
         self.rcv_bytes = 0
         self.errors: deque[OSError] = deque(maxlen=ERRQUEUE_MAX)
         self.drops = 0
@@ -61,18 +79,46 @@ class UdpSock:
 
     # ----- user calls -------------------------------------------------------------
 
-    def bind(self, addr: int, port: int) -> None:
+    def bind(self, addr: int, port: int, scope_id: int = 0) -> None:
         self._check_open()
         if self.lport:
             raise sock_error(errno.EINVAL, "already bound")
         if not 0 <= port <= 0xFFFF:
             raise sock_error(errno.EINVAL, "port out of range")
         host = self.host
-        if addr and not host.is_local_address(addr) and not host.is_broadcast(addr):
-            raise sock_error(errno.EADDRNOTAVAIL)
+        if self.family == AF_INET6 and not is_v4mapped(addr):
+            # inet6_bind: one of our IPv6 addresses, or ::
+            if addr and not host.is_local_address6(addr):
+                raise sock_error(errno.EADDRNOTAVAIL)
+            self.scope_id = scope_id
+        else:
+            if self.family == AF_INET6 and self.v6only:
+                raise sock_error(errno.EINVAL, "IPv4-mapped address on an IPV6_V6ONLY socket")
+            a4 = addr & 0xFFFFFFFF
+            if a4 and not host.is_local_address(a4) and not host.is_broadcast(a4):
+                raise sock_error(errno.EADDRNOTAVAIL)
         self.proto.get_port(self, addr, port)
 
-    def connect(self, addr: int | None, port: int | None) -> None:
+    def _v4_peer(self, addr: int) -> int | None:
+        """The IPv4 address this sock sends ``addr``'s traffic to, None for an
+        IPv6 destination.  ENETUNREACH for a mapped one under IPV6_V6ONLY, as
+        ip6_datagram_connect and udpv6_sendmsg say, and for a peer of the
+        other family than the bound address (an IPv6 source cannot reach
+        an IPv4 peer, nor a mapped source an IPv6 one)."""
+        if self.family == AF_INET:
+            return addr
+        mapped_src = is_v4mapped(self.laddr)
+        if not is_v4mapped(addr):
+            if mapped_src:
+                raise sock_error(errno.ENETUNREACH, "IPv6 peer of an IPv4-mapped source")
+            return None
+        if self.v6only:
+            raise sock_error(errno.ENETUNREACH, "IPv4-mapped peer on an IPV6_V6ONLY socket")
+        if self.laddr and not mapped_src:
+            raise sock_error(errno.ENETUNREACH, "IPv4-mapped peer of an IPv6 source")
+        return addr & 0xFFFFFFFF
+
+    def connect(self, addr: int | None, port: int | None, scope_id: int = 0) -> None:
         """Set the default peer; ``addr=None`` (AF_UNSPEC) dissolves the association."""
         self._check_open()
         if addr is None:
@@ -81,28 +127,42 @@ class UdpSock:
             return
         if not port or not 0 < port <= 0xFFFF:
             raise sock_error(errno.EINVAL, "bad port")
-        route = self.host.route_lookup(addr)       # ENETUNREACH
-        if self.host.is_broadcast(addr) and not self.broadcast:
-            raise sock_error(errno.EACCES, "broadcast needs SO_BROADCAST")
+        host = self.host
+        a4 = self._v4_peer(addr)
+        if a4 is None:
+            src = host.route6_lookup(addr, scope_id or None).src    # ENETUNREACH
+        else:
+            src = host.route_lookup(a4).src        # ENETUNREACH
+            if host.is_broadcast(a4) and not self.broadcast:
+                raise sock_error(errno.EACCES, "broadcast needs SO_BROADCAST")
+            if self.family == AF_INET6:
+                src |= V4MAPPED_PREFIX
         if not self.lport:
             self.proto.get_port(self, 0, 0)
         if not self.laddr:
-            # ip4_datagram_connect fixes the source address from the route.
-            self.laddr = route.src
+            # ip4_datagram_connect / ip6_datagram_connect fix the source
+            # address from the route.
+            self.laddr = src
         self.raddr = addr
         self.rport = port
+        if a4 is None:
+            self.scope_id = scope_id
         self.connected = True
 
     def sendto(self, data: bytes | bytearray | memoryview, addr: int | None = None,
-               port: int | None = None) -> int:
+               port: int | None = None, scope_id: int = 0) -> int:
         self._check_open()
         host = self.host
         if addr is None:
             if not self.connected:
                 raise sock_error(errno.EDESTADDRREQ)
-            addr, port = self.raddr, self.rport
+            addr, port, scope_id = self.raddr, self.rport, self.scope_id
         if not port or not 0 < port <= 0xFFFF:
             raise sock_error(errno.EINVAL, "bad port")
+        a4 = self._v4_peer(addr)
+        if a4 is None:
+            return self.proto.v6.sendmsg(self, data, addr, port, scope_id)
+        addr = a4
         n = len(data)
         if n > UDP_MAX_PAYLOAD:
             raise sock_error(errno.EMSGSIZE)
@@ -110,7 +170,7 @@ class UdpSock:
             raise sock_error(errno.EACCES, "broadcast needs SO_BROADCAST")
         if not self.lport:
             self.proto.get_port(self, 0, 0)
-        src = self.laddr
+        src = self.laddr & 0xFFFFFFFF if self.family == AF_INET6 else self.laddr
         if not src:
             src = host.route_lookup(addr).src      # ENETUNREACH
         dgram = wire.build_udp(src, addr, self.lport, port, data)
@@ -125,7 +185,7 @@ class UdpSock:
     def send(self, data: bytes | bytearray | memoryview) -> int:
         return self.sendto(data)
 
-    def recvfrom(self) -> tuple[bytes, tuple[int, int]] | None:
+    def recvfrom(self) -> tuple[bytes, tuple[int, ...]] | None:
         if not self.rcv_queue:
             return None
         data, peer = self.rcv_queue.popleft()
@@ -142,27 +202,36 @@ class UdpSock:
         them); ENOPROTOOPT for any other option, SO_REUSEPORT included, as
         TcpSock's table says for what it does not list."""
         self._check_open()
-        attr = _UDP_FLAG_OPTS.get((level, name))
-        if attr is None:
-            raise sock_error(errno.ENOPROTOOPT)
+        attr = self._opt(level, name)
         if isinstance(value, (bytes, bytearray)):
             value = int.from_bytes(bytes(value)[:4], "little", signed=True)
+        if attr == "v6only" and self.lport:
+            raise sock_error(errno.EINVAL, "IPV6_V6ONLY after bind")
         setattr(self, attr, bool(int(value)))
 
     def getsockopt(self, level: int, name: int, buflen: int = 0) -> int:
         if level == _socket.SOL_SOCKET and name == _socket.SO_TYPE:
             return _socket.SOCK_DGRAM
-        attr = _UDP_FLAG_OPTS.get((level, name))
-        if attr is None:
-            raise sock_error(errno.ENOPROTOOPT)
+        attr = self._opt(level, name)
         return int(getattr(self, attr))
 
-    def getsockname(self) -> tuple[int, int]:
+    def _opt(self, level: int, name: int) -> str:
+        attr = _UDP_FLAG_OPTS.get((level, name))
+        # IPPROTO_IPV6 options exist on AF_INET6 sockets only (ipv6_setsockopt).
+        if attr is None or (level == IPPROTO_IPV6 and self.family != AF_INET6):
+            raise sock_error(errno.ENOPROTOOPT)
+        return attr
+
+    def getsockname(self) -> tuple[int, ...]:
+        if self.family == AF_INET6:
+            return self.laddr, self.lport, 0, self.scope_id
         return self.laddr, self.lport
 
-    def getpeername(self) -> tuple[int, int]:
+    def getpeername(self) -> tuple[int, ...]:
         if not self.connected:
             raise sock_error(errno.ENOTCONN)
+        if self.family == AF_INET6:
+            return self.raddr, self.rport, 0, self.scope_id
         return self.raddr, self.rport
 
     def close(self) -> None:
@@ -179,7 +248,7 @@ class UdpSock:
 
     # ----- from the protocol ------------------------------------------------------
 
-    def _enqueue(self, data: bytes, peer: tuple[int, int]) -> bool:
+    def _enqueue(self, data: bytes, peer: tuple[int, ...]) -> bool:
         size = len(data) + UDP_SKB_OVERHEAD
         if self.rcv_bytes + size > self.rcvbuf and self.rcv_queue:
             # Like Linux, one datagram always fits an empty queue.
@@ -200,26 +269,32 @@ _UDP_FLAG_OPTS = {
     (_socket.SOL_SOCKET, _socket.SO_BROADCAST): "broadcast",
     (_socket.SOL_SOCKET, _socket.SO_REUSEADDR): "reuseaddr",
     (_socket.IPPROTO_IP, IP_RECVERR): "recverr",
+    (IPPROTO_IPV6, IPV6_V6ONLY): "v6only",
 }
 
 
 class UdpProto:
     """The UDP table plus udp_rcv / udp_err."""
 
-    def __init__(self, host: NetHost) -> None:
+    def __init__(self, host: NetHost6) -> None:
         self.host = host
         self.ports: dict[int, list[UdpSock]] = {}
+        # udpv6: IPv6 input, output and errors (set by af_inet6.inet6_init).
+        self.v6: UdpV6Proto
 
-    def socket(self) -> UdpSock:
-        return UdpSock(self)
+    def socket(self, family: int = AF_INET) -> UdpSock:
+        return UdpSock(self, family)
 
     # ----- binding: udp_lib_get_port --------------------------------------------------
 
-    def _conflicts(self, addr: int, port: int, reuse: bool = False) -> bool:
+    def _conflicts(self, sk: UdpSock, addr: int, port: int, reuse: bool = False) -> bool:
+        """udp_lib_lport_inuse: the families share the ports, and two binds
+        clash when their address sets overlap (``ipv6.sk_bind_scope``)."""
+        mine = sk_bind_scope(sk.family, addr, sk.v6only)
         for other in self.ports.get(port, ()):
             if reuse and other.reuseaddr:
                 continue
-            if not addr or not other.laddr or other.laddr == addr:
+            if bind_scopes_overlap(mine, sk_bind_scope(other.family, other.laddr, other.v6only)):
                 return True
         return False
 
@@ -230,12 +305,12 @@ class UdpProto:
             start = self.host.rng.randrange(span)
             for i in range(span):
                 candidate = low + (start + i) % span
-                if not self._conflicts(addr, candidate):
+                if not self._conflicts(sk, addr, candidate):
                     port = candidate
                     break
             else:
                 raise sock_error(errno.EADDRINUSE, "no free ephemeral port")
-        elif self._conflicts(addr, port, sk.reuseaddr):
+        elif self._conflicts(sk, addr, port, sk.reuseaddr):
             raise sock_error(errno.EADDRINUSE)
         sk.laddr = addr
         sk.lport = port
@@ -249,21 +324,31 @@ class UdpProto:
                 del self.ports[sk.lport]
 
     def lookup(self, saddr: int, sport: int, daddr: int, dport: int) -> UdpSock | None:
-        """__udp4_lib_lookup: the best-scoring sock for this 4-tuple."""
+        """__udp4_lib_lookup: the best-scoring sock for this IPv4 4-tuple; an
+        AF_INET6 sock without IPV6_V6ONLY takes it as ::ffff:a.b.c.d, scored
+        below an AF_INET one (compute_score's family point)."""
         best = None
         best_score = -1
         for sk in self.ports.get(dport, ()):
-            score = 0
-            if sk.laddr:
-                if sk.laddr != daddr:
-                    continue
-                score += 4
-            if sk.connected:
-                if sk.raddr != saddr or sk.rport != sport:
-                    continue
-                score += 8
+            if sk.family == AF_INET:
+                score = _score(sk, saddr, sport, daddr, 2)
+            elif sk.v6only:
+                continue
+            else:
+                score = _score(sk, V4MAPPED_PREFIX | saddr, sport, V4MAPPED_PREFIX | daddr, 1)
             if score > best_score:
                 best, best_score = sk, score
+        return best
+
+    def lookup6(self, saddr: int, sport: int, daddr: int, dport: int) -> UdpSock | None:
+        """__udp6_lib_lookup: the best-scoring AF_INET6 sock for an IPv6 4-tuple."""
+        best = None
+        best_score = -1
+        for sk in self.ports.get(dport, ()):
+            if sk.family == AF_INET6:
+                score = _score(sk, saddr, sport, daddr, 1)
+                if score > best_score:
+                    best, best_score = sk, score
         return best
 
     # ----- input: __udp4_lib_rcv --------------------------------------------------------
@@ -293,9 +378,13 @@ class UdpProto:
             delivered = False
             data = bytes(payload[UDP_HLEN:])
             for sk in list(self.ports.get(dport, ())):
-                if (not sk.laddr or sk.laddr == iph.dst or host.is_broadcast(sk.laddr)) and \
-                        (not sk.connected or (sk.raddr, sk.rport) == peer):
-                    delivered |= self._queue(sk, data, peer)
+                if sk.family == AF_INET:
+                    match = (not sk.laddr or sk.laddr == iph.dst or host.is_broadcast(sk.laddr)) \
+                        and (not sk.connected or (sk.raddr, sk.rport) == peer)
+                else:
+                    match = not sk.v6only and not sk.laddr and not sk.connected
+                if match:
+                    delivered |= self._queue(sk, data, _peer(sk, iph.src, sport))
             if not delivered:
                 mib["UdpIgnoredMulti"] += 1     # __udp4_lib_mcast_deliver: no ICMP either
             return delivered
@@ -304,7 +393,7 @@ class UdpProto:
             mib["UdpNoPorts"] += 1
             host.icmp_send(iph, payload, 3, 3)      # port unreachable
             return False
-        return self._queue(dest, bytes(payload[UDP_HLEN:]), peer)
+        return self._queue(dest, bytes(payload[UDP_HLEN:]), _peer(dest, iph.src, sport))
 
     def rcv_fast(self, rec: tuple, frame: bytes | bytearray | memoryview, now: float) -> bool:
         """udp_rcv for a datagram the host's rx classifier already checked.
@@ -317,7 +406,7 @@ class UdpProto:
         socks = self.ports.get(dport)
         sk = None
         if socks:
-            if len(socks) == 1:
+            if len(socks) == 1 and socks[0].family == AF_INET:
                 # The usual case, one sock on the port: lookup()'s scoring reduced
                 # to "does it match at all".
                 sk = socks[0]
@@ -340,19 +429,23 @@ class UdpProto:
             mib["UdpRcvbufErrors"] += 1
             mib["UdpInErrors"] += 1
             return False
-        sk.rcv_queue.append((data, (src, sport)))
+        sk.rcv_queue.append((data, _peer(sk, src, sport)))
         sk.rcv_bytes += n
         host.schedule_wakeup(sk)
         host.mib["UdpInDatagrams"] += 1
         return True
 
-    def _queue(self, sk: UdpSock, data: bytes, peer: tuple[int, int]) -> bool:
+    def _queue(self, sk: UdpSock, data: bytes, peer: tuple[int, ...],
+               counters: tuple[str, str, str] = UDP_MIB) -> bool:
+        """Queue on ``sk``, counted in ``counters`` (UDP_MIB, or UDP6_MIB for
+        an IPv6 datagram: Linux counts by the datagram's family)."""
         mib = self.host.mib
+        delivered, rcvbuf_errors, in_errors = counters
         if not sk._enqueue(data, peer):
-            mib["UdpRcvbufErrors"] += 1
-            mib["UdpInErrors"] += 1
+            mib[rcvbuf_errors] += 1
+            mib[in_errors] += 1
             return False
-        mib["UdpInDatagrams"] += 1
+        mib[delivered] += 1
         return True
 
     # ----- ICMP errors: __udp4_lib_err ----------------------------------------------------
@@ -368,6 +461,11 @@ class UdpProto:
         if sk is None:
             self.host.mib["UdpInErrorsNoSock"] += 1
             return
+        self.sk_err(sk, kind, code, code_errno, info)
+
+    def sk_err(self, sk: UdpSock, kind: int, code: int, code_errno: int, info: int) -> None:
+        """An ICMP or ICMPv6 error for ``sk``: queued when it is connected or
+        has IP_RECVERR, as __udp4_lib_err and __udp6_lib_err do."""
         if not (sk.connected or sk.recverr):
             return
         detail = f"ICMP type {kind} code {code}"
@@ -375,3 +473,26 @@ class UdpProto:
             detail += f", next-hop MTU {info}"
         sk.errors.append(sock_error(code_errno, detail))
         self.host.schedule_wakeup(sk)
+
+
+def _score(sk: UdpSock, saddr: int, sport: int, daddr: int, score: int) -> int:
+    """compute_score for one sock (addresses in its family's form): -1 when
+    it does not match, else ``score`` plus 4 for an exact local address and
+    8 for a matching connected peer."""
+    if sk.laddr:
+        if sk.laddr != daddr:
+            return -1
+        score += 4
+    if sk.connected:
+        if sk.raddr != saddr or sk.rport != sport:
+            return -1
+        score += 8
+    return score
+
+
+def _peer(sk: UdpSock, src: int, sport: int) -> tuple[int, ...]:
+    """What recvfrom reports for an IPv4 datagram from src:sport: for an
+    AF_INET6 sock a sockaddr_in6 of ::ffff:src."""
+    if sk.family == AF_INET:
+        return (src, sport)
+    return (V4MAPPED_PREFIX | src, sport, 0, 0)

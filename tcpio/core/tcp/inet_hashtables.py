@@ -9,7 +9,15 @@
   bound, listening, connected, accepted children, time-wait), used by
   ``inet_csk_get_port`` (bind) and ``inet_hash_connect`` (connect's autobind).
 
-Every stored sock has ``laddr, lport, raddr, rport, state, reuseaddr``.
+Every stored sock has ``laddr, lport, raddr, rport, state, reuseaddr``
+(and, when it is an AF_INET6 sock, ``family`` and ``v6only``).
+
+IPv6 (issue 17): an IPv6 4-tuple (tagged addresses, ``inet6_addr``) lives in
+``ehash6``, never in the compiled ``ehash`` (32-bit keys), so the families
+never collide; the listeners an IPv6 SYN may reach are ``by_port6``'s, an
+IPv4 SYN's ``by_port``'s (an AF_INET6 listener on ``::`` without
+IPV6_V6ONLY is in both); bhash is shared and a bind conflict compares the
+address sets each bind covers (``_bind_scope``, ipv6_rcv_saddr_equal).
 
 Bind conflicts follow ``inet_csk_bind_conflict`` / ``inet_bind_conflict``
 (no SO_REUSEPORT, no bound devices): on the same port, two socks whose local
@@ -50,10 +58,16 @@ from typing import Any
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
+from tcpio.core.in_h import AF_INET6
+from tcpio.core.ipv6 import bind_scopes_overlap
+from tcpio.core.tcp.inet6_addr import V6MASK, addr_key
 from tcpio.core.tcp.secure_seq import secure_port_offset
 from tcpio.core.tcp.tcp_states import TCP_LISTEN
 
 listener_pick = _fast.load("syn_fast").listener_pick
+# The same rule for IPv6 SYNs, whose 129-bit tagged addresses the compiled
+# function's C argument cannot take: its one source, run interpreted.
+listener_pick6 = _fast.load_pure("syn_fast").listener_pick
 
 # Linux's INET_TABLE_PERTURB_SIZE is 2**16; a smaller table is plenty for one host.
 INET_TABLE_PERTURB_SHIFT = 8
@@ -112,9 +126,77 @@ class InetBindBucket:
                f"fastreuse={self.fastreuse} fastreuseport={self.fastreuseport}>"
 
 
-def _addr_overlap(a: int, b: int) -> bool:
-    """``inet_rcv_saddr_equal`` with wildcard matching."""
-    return a == b or a == 0 or b == 0
+def _bind_scope(sk: Any, addr: int) -> tuple[int | None, int | None]:
+    """The IPv4 and IPv6 addresses ``sk`` bound to ``addr`` covers (None:
+    none, 0: all): an IPv6 address only itself, ``::`` both families unless
+    IPV6_V6ONLY, anything else its IPv4 address (an AF_INET6 sock bound to
+    ``::ffff:a.b.c.d`` holds ``a.b.c.d``)."""
+    if addr > V6MASK:
+        return None, addr
+    if addr == 0 and getattr(sk, "family", 0) == AF_INET6:
+        return (None if sk.v6only else 0), 0
+    return addr, None
+
+
+def _listens_v4(sk: Any) -> bool:
+    """Can an IPv4 SYN reach this listener?"""
+    return sk.laddr <= V6MASK and not (sk.laddr == 0 and getattr(sk, "v6only", False))
+
+
+def _listens_v6(sk: Any) -> bool:
+    """Can an IPv6 SYN reach this listener?"""
+    return sk.laddr > V6MASK or (sk.laddr == 0 and getattr(sk, "family", 0) == AF_INET6)
+
+
+class EHash6:
+    """The established hash of IPv6 4-tuples: chains keyed by the ports and
+    a keyed 32-bit fold of each address (``addr_key``: an attacker choosing
+    its addresses cannot aim at one chain), entries compared whole."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self._chains: dict[tuple[int, int, int, int], list[tuple[tuple, Any]]] = {}
+        self._count = 0
+
+    def _key(self, laddr: int, lport: int, raddr: int, rport: int) -> tuple[int, int, int, int]:
+        return addr_key(self.secret, laddr), lport, addr_key(self.secret, raddr), rport
+
+    def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
+        chain = self._chains.get(self._key(laddr, lport, raddr, rport))
+        if chain:
+            t = (laddr, lport, raddr, rport)
+            for key, obj in chain:
+                if key == t:
+                    return obj
+        return None
+
+    def insert(self, laddr: int, lport: int, raddr: int, rport: int, obj: Any) -> None:
+        t = (laddr, lport, raddr, rport)
+        chain = self._chains.setdefault(self._key(*t), [])
+        for i, (key, _) in enumerate(chain):
+            if key == t:
+                chain[i] = (t, obj)
+                return
+        chain.append((t, obj))
+        self._count += 1
+
+    def remove(self, laddr: int, lport: int, raddr: int, rport: int) -> None:
+        k = self._key(laddr, lport, raddr, rport)
+        t = (laddr, lport, raddr, rport)
+        chain = self._chains.get(k)
+        if chain:
+            kept = [e for e in chain if e[0] != t]
+            self._count -= len(chain) - len(kept)
+            if kept:
+                self._chains[k] = kept
+            else:
+                del self._chains[k]
+
+    def __iter__(self) -> Any:
+        return (obj for chain in list(self._chains.values()) for _, obj in chain)
+
+    def __len__(self) -> int:
+        return self._count
 
 
 class InetHashInfo:
@@ -125,34 +207,51 @@ class InetHashInfo:
         self.secret = bytes(secret)
         mod = ehash_module if ehash_module is not None else _fast.load("ehash")
         self.ehash = mod.EHash(self.secret)
-        # The receive path's call goes straight to the (compiled) table.
-        self.lookup_established: Callable[[int, int, int, int], Any] = self.ehash.lookup
+        self.ehash6 = EHash6(self.secret)
         self.lhash: dict[tuple[int, int], list[Any]] = {}
         # the listeners of each port in listen() order (None: none), what
-        # lookup_listener and the compiled SYN path (syn_fast.SynPath) search
+        # lookup_listener and the compiled SYN path (syn_fast.SynPath) search;
+        # by_port6: those an IPv6 SYN may reach
         self.by_port: list[list[Any] | None] = [None] * 65536
+        self.by_port6: dict[int, list[Any]] = {}
         self.bhash: dict[int, InetBindBucket] = {}
         seed = hashlib.blake2b(self.secret, digest_size=8, person=b"bind").digest()
         self._rng = random.Random(int.from_bytes(seed, "little"))
         self._table_perturb = [0] * INET_TABLE_PERTURB_SIZE
 
     # -- ehash ----------------------------------------------------------------
+    def _table(self, raddr: int) -> Any:
+        return self.ehash6 if raddr > V6MASK else self.ehash
+
+    def lookup_established(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
+        """``__inet_lookup_established`` / ``__inet6_lookup_established``."""
+        return self._table(raddr).lookup(laddr, lport, raddr, rport)
+
+    def established(self) -> Any:
+        """Every sock in ehash and ehash6 (the iteration ``ss`` does)."""
+        yield from self.ehash
+        yield from self.ehash6
+
     def ehash_insert(self, sk: Any) -> None:
         """Hash ``sk`` by its 4-tuple (replaces whatever had that tuple)."""
-        self.ehash.insert(sk.laddr, sk.lport, sk.raddr, sk.rport, sk)
+        self._table(sk.raddr).insert(sk.laddr, sk.lport, sk.raddr, sk.rport, sk)
 
     def ehash_remove(self, sk: Any) -> bool:
         """Unhash ``sk`` if it (not another sock with its tuple) is in ehash."""
         t = (sk.laddr, sk.lport, sk.raddr, sk.rport)
-        if self.ehash.lookup(*t) is not sk:
+        table = self._table(sk.raddr)
+        if table.lookup(*t) is not sk:
             return False
-        self.ehash.remove(*t)
+        table.remove(*t)
         return True
 
     # -- listening hash ---------------------------------------------------------
     def listen_add(self, sk: Any) -> None:
         self.lhash.setdefault((sk.laddr, sk.lport), []).append(sk)
-        self.by_port[sk.lport] = (self.by_port[sk.lport] or []) + [sk]
+        if _listens_v4(sk):
+            self.by_port[sk.lport] = (self.by_port[sk.lport] or []) + [sk]
+        if _listens_v6(sk):
+            self.by_port6[sk.lport] = self.by_port6.get(sk.lport, []) + [sk]
 
     def listen_remove(self, sk: Any) -> None:
         key = (sk.laddr, sk.lport)
@@ -164,15 +263,23 @@ class InetHashInfo:
             del self.lhash[key]
         on_port = [s for s in self.by_port[sk.lport] or () if s is not sk]
         self.by_port[sk.lport] = on_port or None
+        on_port6 = [s for s in self.by_port6.get(sk.lport, ()) if s is not sk]
+        if on_port6:
+            self.by_port6[sk.lport] = on_port6
+        else:
+            self.by_port6.pop(sk.lport, None)
 
     def lookup_listener(self, laddr: int, lport: int) -> Any:
-        """The listener for a segment to laddr:lport: exact address, then 0.0.0.0
-        (syn_fast.listener_pick, the rule the compiled SYN path uses too)."""
+        """The listener for a segment to laddr:lport: exact address, then the
+        wildcard (syn_fast.listener_pick, the rule the compiled SYN path uses
+        too), among those of the segment's family."""
+        if laddr > V6MASK:
+            return listener_pick6(self.by_port6.get(lport), laddr)
         return listener_pick(self.by_port[lport], laddr)
 
     def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
         """``__inet_lookup``: established/request/time-wait first, then a listener."""
-        sk = self.ehash.lookup(laddr, lport, raddr, rport)
+        sk = self._table(raddr).lookup(laddr, lport, raddr, rport)
         return sk if sk is not None else self.lookup_listener(laddr, lport)
 
     def inet_unhash(self, sk: Any) -> None:
@@ -189,8 +296,9 @@ class InetHashInfo:
 
     def _bind_conflict(self, sk: Any, addr: int, tb: InetBindBucket, relax: bool) -> bool:
         """``inet_csk_bind_conflict``: would ``sk`` at ``addr`` clash with an owner?"""
+        mine = _bind_scope(sk, addr)
         for sk2 in tb.owners:
-            if sk2 is sk or not _addr_overlap(addr, sk2.laddr):
+            if sk2 is sk or not bind_scopes_overlap(mine, _bind_scope(sk2, sk2.laddr)):
                 continue
             if sk.reuseaddr and sk2.reuseaddr and sk2.state != TCP_LISTEN and relax:
                 continue
@@ -343,7 +451,7 @@ class InetHashInfo:
                     port -= remaining
                 tb = self.bhash.get(port)
                 if tb is None:
-                    if self.ehash.lookup(sk.laddr, port, sk.raddr, sk.rport) is None:
+                    if self.lookup_established(sk.laddr, port, sk.raddr, sk.rport) is None:
                         tb = self.bhash[port] = InetBindBucket(port, connect_only=True)
                         return self._hash_connect_ok(sk, tb, index, i)
                 elif tb.connect_only and check_established(sk, port):

@@ -14,6 +14,8 @@ import hashlib
 import struct
 from functools import lru_cache
 
+from .inet6_addr import addr_key
+
 _PACK_4TUPLE = struct.Struct("!IIHH").pack
 _PACK_ADDRS = struct.Struct("!II").pack
 _PACK_PORT_KEY = struct.Struct("!IIH").pack
@@ -42,7 +44,9 @@ def _h64(secret: bytes, person: bytes, msg: bytes) -> int:
 
 def secure_tcp_seq(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                    now: float) -> int:
-    """RFC 6528 initial sequence number: F(4-tuple, secret) + 4-microsecond clock."""
+    """RFC 6528 initial sequence number: F(4-tuple, secret) + 4-microsecond clock.
+    IPv6 addresses (tagged, inet6_addr) enter as their keyed 32-bit fold."""
+    laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
     f = _h64(secret, b"isn", _PACK_4TUPLE(laddr, raddr, lport, rport)) & 0xFFFFFFFF
     return (f + int(now * ISN_TICKS_PER_SECOND)) & 0xFFFFFFFF
 
@@ -53,6 +57,7 @@ def secure_tcp_ts_off(secret: bytes, laddr: int, raddr: int) -> int:
     Hides the host's uptime from the peer and keeps the offset stable between
     connections to the same peer, which PAWS across connections relies on.
     """
+    laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
     return _h64(secret, b"tsoff", _PACK_ADDRS(laddr, raddr)) & 0xFFFFFFFF
 
 
@@ -63,4 +68,5 @@ def secure_port_offset(secret: bytes, laddr: int, raddr: int, rport: int) -> int
     ``inet_hash_connect`` uses the low bits to pick a perturbation slot and the
     high 32 bits as the starting offset in the ephemeral range.
     """
+    laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
     return _h64(secret, b"port", _PACK_PORT_KEY(laddr, raddr, rport))

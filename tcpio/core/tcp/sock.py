@@ -20,11 +20,14 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ... import _fast
 from ..errors import sock_error
+from ..in_h import AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY
+from ..ipv6 import V4MAPPED_PREFIX, is_v4mapped
 from . import tcp_output, tcp_timer
+from .inet6_addr import V6MASK, V6TAG, untag6
 from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_info import tcp_get_info, tcp_info_pack
@@ -48,6 +51,7 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
+    from ..protocol import NetHost6
     from .tcp_ipv4 import TcpProto
 
 # inet_stream_connect's socket states (sock->state).
@@ -129,7 +133,7 @@ class TcpSock(TcpCb):
         "snd_cwnd_clamp",
         "snd_cwnd_cnt", "cwnd_usage_seq", "max_packets_out", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
         "syn_queue", "tlp_high_seq", "tlp_retrans", "total_retrans", "urg_data", "urg_last", "user_mss",
-        "user_timeout", "wakeup", "wscale_ok",
+        "user_timeout", "wakeup", "wscale_ok", "family", "v6only", "scope_id",
     ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
 
     def __init__(self, proto: TcpProto) -> None:
@@ -138,11 +142,14 @@ class TcpSock(TcpCb):
         self.proto = proto
         self.host = host
         self.wakeup: Callable[[], None] | None = None
-        # identity (the tables read these)
+        # identity (the tables read these); addresses as inet6_addr says
         self.laddr = 0
         self.lport = 0
         self.raddr = 0
         self.rport = 0
+        self.family = AF_INET       # AF_INET6: socket(AF_INET6) (tcp_ipv6, issue 17)
+        self.v6only = False         # IPV6_V6ONLY
+        self.scope_id = 0           # sin6_scope_id of a link-local peer
         self.state = TCP_CLOSE
         self.reuseaddr = False
         self.sock_state = SS_UNCONNECTED
@@ -325,10 +332,18 @@ class TcpSock(TcpCb):
         self.host.schedule_wakeup(self)
 
     # --- bind / listen / accept (inet_bind, inet_listen, inet_accept) ----
-    def bind(self, addr: int, port: int) -> None:
+    def bind(self, addr: int, port: int, scope_id: int = 0) -> None:
         if self.state != TCP_CLOSE or self.lport:
             raise sock_error(errno.EINVAL)
-        if addr and not self.host.is_local_address(addr):
+        if self.family == AF_INET6:
+            # inet6_bind: an IPv4-mapped address binds the IPv4 one (not
+            # under IPV6_V6ONLY); any other must be one of ours or ::
+            addr = self._from_user6(addr, errno.EINVAL)
+            if addr > V6MASK and not cast("NetHost6", self.host).is_local_address6(
+                    untag6(addr)):
+                raise sock_error(errno.EADDRNOTAVAIL)
+            self.scope_id = scope_id
+        if addr and addr <= V6MASK and not self.host.is_local_address(addr):
             raise sock_error(errno.EADDRNOTAVAIL)
         if not 0 <= port <= 0xFFFF:
             raise sock_error(errno.EINVAL)
@@ -369,7 +384,35 @@ class TcpSock(TcpCb):
         return child
 
     # --- connect (inet_stream_connect) ------------------------------------
-    def connect(self, addr: int, port: int) -> None:
+    def _from_user6(self, addr: int, mapped_errno: int) -> int:
+        """An AF_INET6 sock's address as the user gives it (128 bits) ->
+        TCP's (inet6_addr): :: stays 0, ::ffff:a.b.c.d is the IPv4 address
+        (``mapped_errno`` under IPV6_V6ONLY), anything else tagged."""
+        if not addr:
+            return 0
+        if is_v4mapped(addr):
+            if self.v6only:
+                raise sock_error(mapped_errno, "IPv4-mapped address on an IPV6_V6ONLY socket")
+            return addr & 0xFFFFFFFF
+        return V6TAG | addr
+
+    def _to_user(self, addr: int, port: int) -> tuple[int, ...]:
+        """TCP's address -> the user's: (ip, port) for AF_INET, a
+        sockaddr_in6 (ip, port, flowinfo, scope_id) for AF_INET6, an IPv4
+        address as ::ffff:a.b.c.d."""
+        if self.family != AF_INET6:
+            return (addr, port)
+        if addr > V6MASK:
+            return (untag6(addr), port, 0, self.scope_id)
+        return (V4MAPPED_PREFIX | addr if addr else 0, port, 0, 0)
+
+    def connect(self, addr: int, port: int, scope_id: int = 0) -> None:
+        if self.family == AF_INET6 and self.sock_state == SS_UNCONNECTED:
+            addr = self._from_user6(addr, errno.ENETUNREACH)
+            if self.laddr and (self.laddr > V6MASK) != (addr > V6MASK):
+                # bound to one family's address, connecting to the other's
+                raise sock_error(errno.ENETUNREACH, "peer and bound address of two families")
+            self.scope_id = scope_id
         if self.sock_state == SS_CONNECTED:
             raise sock_error(errno.EISCONN)
         if self.sock_state == SS_CONNECTING:
@@ -546,13 +589,13 @@ class TcpSock(TcpCb):
         self.close()
 
     # --- names -------------------------------------------------------------
-    def getsockname(self) -> tuple[int, int]:
-        return (self.laddr, self.lport)
+    def getsockname(self) -> tuple[int, ...]:
+        return self._to_user(self.laddr, self.lport)
 
-    def getpeername(self) -> tuple[int, int]:
+    def getpeername(self) -> tuple[int, ...]:
         if self.state in (TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT) or not self.rport:
             raise sock_error(errno.ENOTCONN)
-        return (self.raddr, self.rport)
+        return self._to_user(self.raddr, self.rport)
 
     # --- options (sk_setsockopt / do_tcp_setsockopt and their getters) -----
     def setsockopt(self, level: int, name: int, value: Any) -> None:
@@ -753,6 +796,22 @@ def _set_congestion(sk: TcpSock, ops: Any) -> None:
         ops.init(sk, sk.host.now)
 
 
+def _set_v6only(sk: TcpSock, on: bool) -> None:
+    # IPV6_V6ONLY: AF_INET6 only (ENOPROTOOPT on an AF_INET sock, where
+    # ipv6_setsockopt is not reached), and not once bound (EINVAL).
+    if sk.family != AF_INET6:
+        raise sock_error(errno.ENOPROTOOPT)
+    if sk.lport:
+        raise sock_error(errno.EINVAL)
+    sk.v6only = on
+
+
+def _get_v6only(sk: TcpSock) -> int:
+    if sk.family != AF_INET6:
+        raise sock_error(errno.ENOPROTOOPT)
+    return int(sk.v6only)
+
+
 _SOL, _TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
 TCP_INQ = 36        # include/uapi/linux/tcp.h (also its cmsg type, TCP_CM_INQ)
 SOCKOPTS: dict[tuple[int, int], SockOpt] = {
@@ -780,6 +839,8 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
                                            _get_congestion),
     (_TCP, socket.TCP_INFO): _read_only(lambda sk: tcp_info_pack(tcp_get_info(sk))),
     (_TCP, TCP_INQ): SockOpt(_int_in(0, 1), _set_attr("recvmsg_inq"), _get_int("recvmsg_inq")),
+    # do_ipv6_setsockopt (net/ipv6/ipv6_sockglue.c)
+    (IPPROTO_IPV6, IPV6_V6ONLY): SockOpt(_bool, _set_v6only, _get_v6only),
 }
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ... import _fast
+from .inet6_addr import addr_key
 
 # The cookie's rules are written once, in tcpio/_fast/syn_fast.py, which the
 # compiled SYN path (rx.pyx) runs too: these are its names for the layered path.
@@ -54,12 +55,14 @@ def syn_keys(secret: bytes) -> object:
 def cookie_hash(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                 count: int, c: int) -> int:
     """Keyed 32-bit hash of the 4-tuple and ``count``; ``c`` selects H0 or H1."""
+    laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
     return int(_syn_fast.cookie_hash(syn_keys(bytes(secret)), laddr, lport, raddr, rport,
                                      count, c))
 
 
 def secure_tcp_syn_cookie(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                           sseq: int, data: int, now: float) -> int:
+    laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
     return int(_syn_fast.secure_tcp_syn_cookie(syn_keys(bytes(secret)), laddr, lport, raddr,
                                                rport, sseq, data, now))
 
@@ -67,6 +70,7 @@ def secure_tcp_syn_cookie(secret: bytes, laddr: int, lport: int, raddr: int, rpo
 def check_tcp_syn_cookie(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
                          sseq: int, cookie: int, now: float) -> int | None:
     """The data (MSS index) encoded in ``cookie``, or None if it is too old."""
+    laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
     data = _syn_fast.check_tcp_syn_cookie(syn_keys(bytes(secret)), laddr, lport, raddr, rport,
                                           sseq, cookie, now)
     return None if data < 0 else int(data)

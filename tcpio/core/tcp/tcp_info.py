@@ -20,6 +20,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from .tcp_states import TCP_LISTEN, TCP_SYN_SENT, seq_diff
+from .inet6_addr import IPV6_TCP_EXTRA, V6MASK
 
 if TYPE_CHECKING:
     from .sock import TcpSock
@@ -132,7 +133,8 @@ def tcp_get_info(sk: TcpSock) -> dict[str, int]:
         info["tcpi_last_data_recv"] = _ms(now - sk.lrcvtime)
     if sk.raddr:
         try:
-            info["tcpi_pmtu"] = sk.proto.route_mtu(sk.raddr)
+            extra = IPV6_TCP_EXTRA if sk.raddr > V6MASK else 0   # route_mtu's IPv6 offset
+            info["tcpi_pmtu"] = sk.proto.route_mtu(sk.raddr) + extra
         except OSError:
             pass
     if sk.state == TCP_LISTEN:

@@ -22,10 +22,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ... import _fast
-from ..addr import ip_ntoa, is_multicast
+from ..addr import ip6_ntoa, ip_ntoa, is_multicast
 from ..errors import sock_error
-from ..in_h import IPPROTO_TCP
+from ..in_h import AF_INET, AF_INET6, IPPROTO_TCP
+from ..ipv6 import is_multicast6
 from ..protocol import EarlyDemux
+from .inet6_addr import IPV6_TCP_EXTRA, V6MASK, V6TAG, route_check, route_mtu4
 from .inet_hashtables import InetHashInfo
 from .secure_seq import secure_tcp_seq, secure_tcp_ts_off
 from .sock import TCP_MSS_DEFAULT, TcpSock
@@ -139,7 +141,7 @@ class TcpProto:
         the existing ones and those made later (docs/internals.md, Tracing)."""
         self.trace_sink = sink
         socks = [sk for lst in self.hashinfo.lhash.values() for sk in lst]
-        socks += [sk for sk in self.hashinfo.ehash if isinstance(sk, TcpSock)]
+        socks += [sk for sk in self.hashinfo.established() if isinstance(sk, TcpSock)]
         for sk in socks:
             sk.set_trace(sink)
 
@@ -151,12 +153,22 @@ class TcpProto:
         return EarlyDemux(self.rcv_verified, self.hashinfo.ehash, self.syn_path)
 
     # --- user entry ---------------------------------------------------------------
-    def socket(self) -> TcpSock:
-        return TcpSock(self)
+    def socket(self, family: int = AF_INET) -> TcpSock:
+        if family not in (AF_INET, AF_INET6):
+            raise sock_error(errno.EAFNOSUPPORT)
+        sk = TcpSock(self)
+        if family == AF_INET6:
+            sk.family = AF_INET6
+            sk.v6only = bool(self.host.settings.bindv6only)
+        return sk
 
     # --- helpers ------------------------------------------------------------------
     def route_mtu(self, raddr: int) -> int:
+        """The route's MTU for TCP's arithmetic (an IPv6 path's less 20:
+        inet6_addr.route_mtu4); 576 without a route."""
         try:
+            if raddr > V6MASK:
+                return route_mtu4(self.host, raddr)
             return self.host.route_lookup(raddr).mtu
         except OSError:
             return 576
@@ -244,15 +256,23 @@ class TcpProto:
         host = self.host
         st = host.settings
         now = host.now
-        rt = host.route_lookup(addr)        # ENETUNREACH propagates
-        if host.is_broadcast(addr) or is_multicast(addr):
+        if addr > V6MASK:
+            # tcp_v6_connect: the route (ENETUNREACH), never multicast
+            rt = route_check(host, addr)
+            if is_multicast6(addr & V6MASK):
+                raise sock_error(errno.ENETUNREACH, "TCP to a multicast address")
+            src, mtu = V6TAG | rt.src, rt.mtu - IPV6_TCP_EXTRA
+        else:
+            rt = host.route_lookup(addr)        # ENETUNREACH propagates
+            src, mtu = rt.src, rt.mtu
+        if addr <= V6MASK and (host.is_broadcast(addr) or is_multicast(addr)):
             # The route is RTN_BROADCAST / RTN_MULTICAST (RTCF_BROADCAST,
             # RTCF_MULTICAST): tcp_v4_connect refuses it with -ENETUNREACH
             # before taking a port or sending anything.
             raise sock_error(errno.ENETUNREACH, "TCP to a broadcast or multicast address")
         had_laddr = sk.laddr
         if not sk.laddr:
-            sk.laddr = rt.src
+            sk.laddr = src
         sk.raddr, sk.rport = addr, port
         sk.iss = 0      # _check_established sets it when it recycles a TIME-WAIT tuple
         try:
@@ -271,7 +291,7 @@ class TcpProto:
         # says otherwise the peer takes RFC 9293 3.7.1's 536 (or TCP_MAXSEG):
         # a SYN-ACK without the option leaves it so.
         sk.mss_clamp = sk.user_mss or TCP_MSS_DEFAULT
-        tcp_sync_mss(sk, rt.mtu)
+        tcp_sync_mss(sk, mtu)
         sk.rcv_wnd = self._initial_rcv_wnd(sk.rcvbuf, sk.advmss)
         tcp_initialize_rcv_mss(sk)
         if not sk.iss:
@@ -424,7 +444,7 @@ class TcpProto:
         if self.acceptq_overflow(listener):
             return
         try:
-            host.route_lookup(iph.src)
+            route_check(host, iph.src)
         except OSError:
             # inet_csk_route_req: no way to answer; keep no state for it.
             mib["ListenDrops"] += 1
@@ -510,7 +530,7 @@ class TcpProto:
             return listener
         mib["SyncookiesRecv"] += 1
         try:
-            host.route_lookup(raddr)
+            route_check(host, raddr)
         except OSError:
             return None             # no way back to the client: drop (Linux)
         if req_dup is not None:
@@ -547,7 +567,7 @@ class TcpProto:
         if self.acceptq_overflow(listener):
             return None
         try:
-            self.host.route_lookup(req.raddr)
+            route_check(self.host, req.raddr)
         except OSError:
             self.host.mib["ListenDrops"] += 1
             return None
@@ -710,21 +730,31 @@ class TcpProto:
         dport = int.from_bytes(payload_quoted[2:4], "big")
         seq = int.from_bytes(payload_quoted[4:8], "big")
         sk = self.hashinfo.lookup_established(iph_quoted.src, sport, iph_quoted.dst, dport)
-        mib = self.host.mib
         if sk is None:
-            mib["IcmpInErrors"] += 1
+            self.host.mib["IcmpInErrors"] += 1
             return
+        self.tcp_sk_err(sk, seq, errno_,
+                        kind == ICMP_PARAMETERPROB or kind == ICMP_TIME_EXCEEDED
+                        or (kind == ICMP_DEST_UNREACH and
+                            code in (ICMP_NET_UNREACH, ICMP_HOST_UNREACH)),
+                        kind == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED)
+
+    def tcp_sk_err(self, sk: Any, seq: int, errno_: int, req_abort: bool,
+                   mtu_reduced: bool) -> None:
+        """What tcp_v4_err and tcp_v6_err do once they found the sock the
+        quoted segment belongs to: a request sock is dropped when
+        ``req_abort``; a sequence outside SND.UNA..SND.NXT is ignored; a
+        fragmentation-needed / Packet Too Big (``mtu_reduced``) resizes;
+        else the error is hard while connecting, soft after."""
         if isinstance(sk, TimeWaitSock):
             return
         if isinstance(sk, RequestSock):
-            self.tcp_req_err(sk, seq, kind == ICMP_PARAMETERPROB or kind == ICMP_TIME_EXCEEDED
-                             or (kind == ICMP_DEST_UNREACH and
-                                 code in (ICMP_NET_UNREACH, ICMP_HOST_UNREACH)))
+            self.tcp_req_err(sk, seq, req_abort)
             return
         if not between(seq, sk.snd_una, sk.snd_nxt):
-            mib["OutOfWindowIcmps"] += 1
+            self.host.mib["OutOfWindowIcmps"] += 1
             return
-        if kind == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
+        if mtu_reduced:
             self.tcp_v4_mtu_reduced(sk)
             return
         if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
@@ -744,7 +774,7 @@ class TcpProto:
         if sk.state in (TCP_LISTEN, TCP_CLOSE) or self.host.settings.ip_no_pmtu_disc:
             return
         try:
-            mtu = self.host.route_lookup(sk.raddr).mtu
+            mtu = route_mtu4(self.host, sk.raddr)
         except OSError:
             return              # no route to update (inet_csk_update_pmtu)
         old = sk.mss_cache
@@ -771,10 +801,11 @@ class TcpProto:
         now = self.host.now
         for lst in list(self.hashinfo.lhash.values()):
             for sk in lst:
-                row = ("LISTEN", f"{_addr(sk.laddr)}:{sk.lport}", "0.0.0.0:*",
+                row = ("LISTEN", f"{_addr(sk.laddr, sk.family)}:{sk.lport}",
+                       "[::]:*" if sk.family == AF_INET6 else "0.0.0.0:*",
                        len(sk.accept_queue), sk.max_ack_backlog, "")
                 rows.append(ConnInfoRow(*row, tcp_get_info(sk)) if info else ConnRow(*row))
-        ehash = list(self.hashinfo.ehash)
+        ehash = list(self.hashinfo.established())
         ehash.sort(key=lambda sk: 2 if isinstance(sk, TimeWaitSock)
                    else 1 if isinstance(sk, RequestSock) else 0)
         for sk in ehash:
@@ -807,7 +838,11 @@ class TcpProto:
         return rows
 
 
-def _addr(ip: int) -> str:
+def _addr(ip: int, family: int = AF_INET) -> str:
+    if ip > V6MASK:
+        return f"[{ip6_ntoa(ip & V6MASK)}]"
+    if family == AF_INET6 and not ip:
+        return "[::]"
     return ip_ntoa(ip) if ip else "0.0.0.0"
 
 

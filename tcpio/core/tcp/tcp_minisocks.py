@@ -373,7 +373,7 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # inherit user options from the listener (sk_clone_lock)
     for name in ("nodelay", "keepalive", "linger", "user_mss", "keepidle", "keepintvl",
                  "keepcnt", "user_timeout", "sndbuf", "rcvbuf", "sndbuf_locked",
-                 "rcvbuf_locked"):
+                 "rcvbuf_locked", "family", "v6only", "scope_id"):
         setattr(sk, name, getattr(listener, name))
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF

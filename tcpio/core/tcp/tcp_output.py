@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ... import _fast
 from ..in_h import IPPROTO_TCP
 from ..ip_output import IP_ID_NO_SOCK, ip_queue_xmit_tcp
+from .inet6_addr import V6MASK, ip6_xmit_tcp
 from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
     RCV_SHUTDOWN,
@@ -107,8 +108,9 @@ def tcp_v4_send(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, s
                     payload, urg_ptr, ident)
     else:
         _tcp_out_count(host, flags)
+        src, dst = (0, 0) if raddr > V6MASK else (laddr, raddr)
         _tcp_ip_output(host, laddr, raddr,
-                       build_tcp(laddr, raddr, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                       build_tcp(src, dst, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
                                  flags, window, opts, payload, urg_ptr), ident)
 
 
@@ -126,14 +128,16 @@ def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, s
     _tcp_out_count(host, flags)
     seq &= 0xFFFFFFFF
     ack &= 0xFFFFFFFF
-    if ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val,
-                         ts_ecr, sack_blocks, payload, urg_ptr, ident):
+    if raddr <= V6MASK and ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack,
+                                             flags, window, ts_val, ts_ecr, sack_blocks,
+                                             payload, urg_ptr, ident):
         return
     if ts_val == -1:
         opts = TcpOptions(sack_blocks=sack_blocks) if sack_blocks else None
     else:
         opts = TcpOptions(sack_blocks=sack_blocks, ts_val=ts_val, ts_ecr=ts_ecr)
-    _tcp_ip_output(host, laddr, raddr, build_tcp(laddr, raddr, lport, rport, seq, ack, flags,
+    src, dst = (0, 0) if raddr > V6MASK else (laddr, raddr)
+    _tcp_ip_output(host, laddr, raddr, build_tcp(src, dst, lport, rport, seq, ack, flags,
                                                  window, opts, payload, urg_ptr), ident)
 
 
@@ -147,7 +151,11 @@ def _tcp_out_count(host: NetHost, flags: int) -> None:
 def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int) -> None:
     """Hand a segment to IP, with DF as Linux sets it for TCP (ip_no_pmtu_disc 0:
     IP_PMTUDISC_WANT, so a router on a smaller link answers with an ICMP
-    fragmentation-needed instead of fragmenting)."""
+    fragmentation-needed instead of fragmenting).  An IPv6 pair (tagged,
+    inet6_addr) was built with zero addresses and goes to ip6_output."""
+    if raddr > V6MASK:
+        ip6_xmit_tcp(host, laddr, raddr, seg)
+        return
     try:
         host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=not host.settings.ip_no_pmtu_disc,
                        ident=ident)
@@ -445,6 +453,8 @@ def _tcp_xmit_path(sk: TcpSock, mss: int) -> TcpXmitPath | None:
     """Where every segment of up to ``mss`` bytes to the peer can go out as one
     whole frame now (NetHost.ip_tcp_path, checked once for a burst); None:
     the general path."""
+    if sk.raddr > V6MASK:
+        return None             # IPv6: the general path (docs/internals.md, issue 17)
     return sk.host.ip_tcp_path(sk.raddr, 40 + (12 if sk.tstamp_ok else 0) + mss)
 
 

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..addr import ip_ntoa
+from .inet6_addr import addr_str
 from .tcp_states import (
     TCP_CLOSE,
     TCP_ESTABLISHED,
@@ -70,8 +70,8 @@ class SockTracer:
         return self._common(sk, ev, now)
 
     def _common(self, sk: TcpSock, ev: str, now: float) -> dict[str, Any]:
-        return {"t": now, "ev": ev, "sock": self.id, "saddr": ip_ntoa(sk.laddr),
-                "sport": sk.lport, "daddr": ip_ntoa(sk.raddr), "dport": sk.rport}
+        return {"t": now, "ev": ev, "sock": self.id, "saddr": addr_str(sk.laddr),
+                "sport": sk.lport, "daddr": addr_str(sk.raddr), "dport": sk.rport}
 
     def _emit(self, sk: TcpSock, e: dict[str, Any]) -> None:
         """Add the snapshot (tcp_probe's fields) and hand the event over."""
@@ -148,7 +148,7 @@ _log = logging.getLogger("tcpio.tcp")
 
 
 def _ends(sk: TcpSock) -> str:
-    return f"{ip_ntoa(sk.laddr)}:{sk.lport} -> {ip_ntoa(sk.raddr)}:{sk.rport}"
+    return f"{addr_str(sk.laddr)}:{sk.lport} -> {addr_str(sk.raddr)}:{sk.rport}"
 
 
 def tcp_log_state(sk: TcpSock, old: int, new: int) -> None:
@@ -165,7 +165,7 @@ def tcp_log_state(sk: TcpSock, old: int, new: int) -> None:
         else:
             _log.info("connection %s closed (from %s)", _ends(sk), STATE_NAMES.get(old, old))
     elif new == TCP_LISTEN:
-        _log.info("listening on %s:%d", ip_ntoa(sk.laddr), sk.lport)
+        _log.info("listening on %s:%d", addr_str(sk.laddr), sk.lport)
     else:
         _log.debug("%s %s -> %s", _ends(sk), STATE_NAMES.get(old, old),
                    STATE_NAMES.get(new, new))
