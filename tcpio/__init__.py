@@ -31,12 +31,15 @@ _EXPORTS = {
     "loop_factory": "tcpio.loop",
     "use_stack": "tcpio.loop",
     "TcpioEventLoop": "tcpio.loop",
+    "TcpForwardRequest": "tcpio.forward",
+    "UdpForwardSession": "tcpio.forward",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__", "Stack", "Settings", "Host", "VirtualNetwork", "Impairment", "MemoryWire",
     "ImpairedDevice", "TapDevice", "TunDevice", "PcapDevice", "PcapWriter", "Socket",
     "SOCK_STREAM", "SOCK_DGRAM", "run", "loop_factory", "use_stack", "TcpioEventLoop",
+    "TcpForwardRequest", "UdpForwardSession",
 ]
 
 

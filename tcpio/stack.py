@@ -79,6 +79,8 @@ class Stack:
         self._ping_seq = 0
         self.host.icmp.wakeup = self._on_icmp_wakeup
         self.host.icmp6.wakeup = self._on_icmp_wakeup
+        # Transparent forwarders by (ifindex, protocol) (tcpio/forward.py).
+        self._forwarders: dict[tuple[int, int], Any] = {}
         # Names: hosts table, name servers, cache (tcpio/resolver.py).
         self.resolver = Resolver(self)
         # tcpio.tcp at DEBUG: every segment of every connection, through tracing
@@ -472,6 +474,26 @@ class Stack:
                             **kw: Any) -> Server:
         from tcpio.server import create_server
         return await create_server(self, protocol_factory, host, port, **kw)
+
+    # --- transparent forwarding (tcpio/forward.py, issue 18) ---------------------
+
+    def set_tcp_forwarder(self, callback: Callable[[Any], Any] | None, ifindex: int,
+                          **limits: Any) -> Any:
+        """Terminate TCP to *any* address arriving on ``ifindex``: each SYN to a
+        non-local destination is a ``tcpio.forward.TcpForwardRequest`` for
+        ``callback`` (accept -> streams, refuse -> RST, drop); limits
+        ``max_pending``, ``max_connections``, ``backlog``, ``pending_timeout``.
+        None removes it.  Returns the forwarder's handle (``stats``)."""
+        from tcpio.forward import set_tcp_forwarder
+        return set_tcp_forwarder(self, callback, ifindex, **limits)
+
+    def set_udp_forwarder(self, callback: Callable[[Any], Any] | None, ifindex: int,
+                          **limits: Any) -> Any:
+        """UDP to any address arriving on ``ifindex``, as sessions by 4-tuple
+        (``tcpio.forward.UdpForwardSession`` for ``callback``); limits
+        ``idle_timeout``, ``max_sessions``.  None removes it."""
+        from tcpio.forward import set_udp_forwarder
+        return set_udp_forwarder(self, callback, ifindex, **limits)
 
     def socket(self, type: int = _socket.SOCK_STREAM, proto: int = 0, *,
                family: int = _socket.AF_INET) -> Socket:

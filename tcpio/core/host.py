@@ -111,7 +111,7 @@ class Interface:
     """One link: ``link`` is "ether" (Ethernet + ARP) or "ip" (TUN: bare datagrams)."""
 
     __slots__ = ("addrs", "gso_max_size", "ifindex", "ip6", "link", "mac", "mtu", "name",
-                 "tx_csum_partial", "up")
+                 "tproxy", "tx_csum_partial", "up")
 
     def __init__(self, ifindex: int, name: str, link: str, mac: bytes | None,
                  mtu: int) -> None:
@@ -128,6 +128,8 @@ class Interface:
         self.addrs: list[tuple[int, int]] = []   # (ip, prefixlen), primary first
         self.ip6 = addrconf.Inet6Dev()           # IPv6 addresses and groups
         self.up = True
+        # protocol -> its transparent forwarder on this link (Host.set_tproxy)
+        self.tproxy: dict[int, Any] | None = None
 
     def broadcasts(self) -> list[int]:
         """Directed broadcast address of each subnet on this link."""
@@ -183,6 +185,9 @@ class Host:
         # True while processing a frame that arrived as a link-layer broadcast or
         # multicast: RFC 1122 3.2.2 forbids ICMP errors about those.
         self.rx_link_bcast = False
+        # The forwarder a non-local datagram is being delivered to (set_tproxy;
+        # set by ip_rcv around the delivery only).
+        self.rx_tproxy: Any = None
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
         self._output: list[tuple[int, bytes | bytearray]] = []
         self._wakeups: dict[Any, None] = {}
@@ -340,6 +345,18 @@ class Host:
             self._early_demux.pop(proto, None)
         else:
             self._early_demux[proto] = (handler, early_demux)
+
+    def set_tproxy(self, ifindex: int, proto: int, handler: Any) -> None:
+        """Deliver ``proto`` datagrams to non-local destinations arriving on
+        ``ifindex`` to ``handler`` (a transparent forwarder; None removes it):
+        see docs/internals.md "Transparent forwarding"."""
+        iface = self._iface(ifindex)
+        table = dict(iface.tproxy or {})
+        if handler is None:
+            table.pop(proto, None)
+        else:
+            table[proto] = handler
+        iface.tproxy = table or None
 
     # ----- IPv6 configuration (addrconf.py) ----------------------------------------
 

@@ -66,6 +66,10 @@ class NetHost(Protocol):
     # True while a frame that arrived as a link-layer broadcast is processed
     # (RFC 1122: no answers, and TCP drops it: not PACKET_HOST).
     rx_link_bcast: bool
+    # The forwarder of the protocol being delivered to while ip_rcv delivers a
+    # datagram to a non-local destination on its interface (host.set_tproxy);
+    # None otherwise (docs/internals.md "Transparent forwarding").
+    rx_tproxy: Any
     # The IP ID counters (ip_idents) for datagrams no connected socket sends
     # without DF, and get_random_u16 for a connected socket's first ID.
     ip_ids: IpIdents

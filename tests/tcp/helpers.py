@@ -144,6 +144,8 @@ class FakeHost:
 
     # Segments come in as unicast IP in unicast frames.
     rx_link_bcast = False
+    # No forwarder on a FakeHost's link (Host.set_tproxy).
+    rx_tproxy = None
 
     def icmp_send(self, iph: Any, payload: Any, type: int, code: int, info: int = 0) -> None:
         raise AssertionError("TCP sends no ICMP")
