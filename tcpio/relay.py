@@ -159,7 +159,10 @@ class Relay:
     """The forwarder's application: what each request and session does."""
 
     def __init__(self, *, connect_timeout: float = 10.0, socks5: tuple[str, int] | None = None,
-                 log: Any = None) -> None:
+                 log: Any = None, open_connection: Any = None) -> None:
+        # how upstream connections are made: asyncio's (kernel sockets) unless
+        # given (a test passes another tcpio stack's open_connection)
+        self.open_connection = open_connection or asyncio.open_connection
         self.connect_timeout = connect_timeout
         self.socks5 = socks5
         self.log = log              # a callable taking one line, or None
@@ -174,7 +177,7 @@ class Relay:
         if self.socks5 is not None:
             coro = socks5_connect(self.socks5, host, port)
         else:
-            coro = asyncio.open_connection(host, port)
+            coro = self.open_connection(host, port)
         return await asyncio.wait_for(coro, self.connect_timeout)
 
     async def tcp(self, req: TcpForwardRequest) -> None:
