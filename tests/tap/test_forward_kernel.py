@@ -2,7 +2,7 @@
 
 Two private namespaces:
 - B, "the internet": 198.51.100.1 on its lo, a kernel HTTP server
-  (``python -m http.server``), a UDP echo and a few TCP servers for the
+  (``http.server``), a UDP echo and a few TCP servers for the
   half-close and reset cases; ``tcpio forward`` runs here (a subprocess under
   ``ip netns exec B``), so its upstream kernel sockets are B's;
 - A, the client: the forwarder's TUN is moved into it (``--netns A``), gets
@@ -38,6 +38,15 @@ CONCURRENT = 200 if SLOW else 20
 FAR = "198.51.100.1"
 CLIENT = "10.77.0.2"
 WORKTREE = Path(__file__).resolve().parents[2]
+# http.server with a listen backlog for the concurrent test (its default is 5:
+# the kernel server itself would drop the handshakes of a burst)
+HTTP_SERVER = """
+import functools, http.server, sys
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
+Server((sys.argv[1], 8080), handler).serve_forever()
+"""
 
 
 def _serve(sock: socket.socket, handler) -> threading.Thread:
@@ -102,8 +111,7 @@ def world(tap_required: None, tmp_path: Path) -> Iterator[World]:
         (www / "bulk").write_bytes(os.urandom(BULK))
         (www / "small").write_bytes(b"small file\n" * 100)
         procs.append(subprocess.Popen(
-            b.exec_argv(sys.executable, "-m", "http.server", "--bind", FAR, "8080",
-                        "--directory", str(www)),
+            b.exec_argv(sys.executable, "-c", HTTP_SERVER, FAR, str(www)),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
         tun = f"tfwd{secrets.token_hex(3)}"
         env = dict(os.environ, PYTHONPATH=str(WORKTREE))
