@@ -297,3 +297,33 @@ def test_udp_to_our_own_address_is_ordinary_udp() -> None:
     n.net.run_for(0.1)
     assert n.sessions == [] and n.f.mib["UdpNoPorts"] == 1
     assert ICMP in n.from_f()[0]
+
+
+def test_a_syn_reopening_a_forwarded_tuple_in_time_wait_is_a_new_request() -> None:
+    """RFC 6191 / tcp_timewait_state_process's TCP_TW_SYN: the forwarded
+    side closed first and holds TIME-WAIT; the client's new SYN from the same
+    port (ISN above the old sequence space) is a new request, not an ACK."""
+    n = Net()
+    sk = n.connect(FAR, 80)
+    n.net.run_for(0.1)
+    n.requests()[0].accept()
+    n.net.run_until(lambda: n.requests(CONNECTED))
+    child = n.requests(CONNECTED)[0].child
+    port = sk.lport
+    child.close()                       # our FIN first: the forwarded side ends in TIME-WAIT
+    n.net.run_for(0.5)
+    sk.close()
+    n.net.run_for(0.5)
+    assert [r.state for r in n.f.tcp.connections()] == ["TIME-WAIT"]
+    again = n.c.tcp.socket()
+    again.reuseaddr = True
+    again.bind(0, port)
+    with pytest.raises(BlockingIOError):
+        again.connect(FAR_IP, 80)
+    n.net.run_for(0.1)
+    assert n.f.mib["TcpFwdRequests"] == 2
+    new = n.ready[-1]
+    assert new.state == PENDING and new.sport == port
+    new.accept()
+    n.net.run_until(lambda: new.state == CONNECTED)
+    assert again.state == TCP_ESTABLISHED
