@@ -280,6 +280,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--quiet", action="store_true", help="no per-flow log lines")
+    p.add_argument("--answer-ping", action="store_true",
+                   help="answer ICMP echo to every address (from that address) "
+                   "instead of dropping it")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop")
 
 
@@ -344,6 +347,8 @@ async def run_forward(args: argparse.Namespace) -> int:
         tcp = stack.set_tcp_forwarder(relay.tcp, ifindex, max_connections=args.max_connections,
                                       max_pending=args.max_pending)
         udp = stack.set_udp_forwarder(relay.udp, ifindex, idle_timeout=args.udp_timeout)
+        if args.answer_ping:
+            stack.set_icmp_echo_any(ifindex)
         where = f" (in namespace {args.netns})" if args.netns else ""
         via = f" via SOCKS5 {args.socks5[0]}:{args.socks5[1]}" if args.socks5 else ""
         print(f"tcpio forwarding TCP and UDP from TUN {tun.name}{where}{via}", flush=True)

@@ -495,6 +495,12 @@ class Stack:
         from tcpio.forward import set_udp_forwarder
         return set_udp_forwarder(self, callback, ifindex, **limits)
 
+    def set_icmp_echo_any(self, ifindex: int, on: bool = True) -> None:
+        """Answer ICMP echo requests to *any* address arriving on ``ifindex``
+        (from that address), as a forwarder's network expects ping to work."""
+        from tcpio.core.in_h import IPPROTO_ICMP
+        self.host.set_tproxy(ifindex, IPPROTO_ICMP, self.host.icmp if on else None)
+
     def socket(self, type: int = _socket.SOCK_STREAM, proto: int = 0, *,
                family: int = _socket.AF_INET) -> Socket:
         """A ``tcpio.Socket``; ``family=AF_INET6`` is EAFNOSUPPORT (no IPv6 yet)."""

@@ -14,7 +14,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from tcpio.core.addr import ip_aton
-from tcpio.core.in_h import IPPROTO_TCP, IPPROTO_UDP
+from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from tcpio.core.settings import Settings
 from tcpio.core.sim import VirtualNetwork
 from tcpio.core.tcp.tcp_forward import CONNECTED, PENDING, TcpForwarder
@@ -197,6 +197,21 @@ def test_icmp_to_someone_else_is_not_forwarded() -> None:
     n.c.icmp.echo_request(FAR_IP, 1, 1, b"x")
     n.net.run_for(0.5)
     assert n.f.mib["InAddrErrors"] == 1 and n.from_f() == []
+
+
+def test_echo_to_any_address_is_answered_from_it_when_asked() -> None:
+    n = Net()
+    n.f.set_tproxy(1, IPPROTO_ICMP, n.f.icmp)
+    n.c.icmp.echo_request(FAR_IP, 7, 3, b"ping data")
+    n.net.run_for(0.5)
+    (reply,) = n.from_f()
+    assert reply.src == FAR and reply[ICMP].type == 0
+    assert (reply[ICMP].id, reply[ICMP].seq, bytes(reply[ICMP].payload)) == (7, 3, b"ping data")
+    assert [(r.src, r.ident, r.seq) for r in n.c.icmp.echo_replies] == [(FAR_IP, 7, 3)]
+    # any other ICMP message to someone else is still not ours
+    n.c.ip_output(IPPROTO_ICMP, None, FAR_IP, bytes(ICMP(type=13)))   # timestamp request
+    n.net.run_for(0.5)
+    assert len(n.from_f()) == 1
 
 
 def test_our_own_address_meets_our_listeners_not_the_forwarder() -> None:

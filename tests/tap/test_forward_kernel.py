@@ -117,7 +117,7 @@ def world(tap_required: None, tmp_path: Path) -> Iterator[World]:
         env = dict(os.environ, PYTHONPATH=str(WORKTREE))
         fwd = subprocess.Popen(
             b.exec_argv(sys.executable, "-m", "tcpio", "forward", "--tun", tun,
-                        "--netns", a.name, "--udp-timeout", "5"),
+                        "--netns", a.name, "--udp-timeout", "5", "--answer-ping"),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         procs.append(fwd)
         assert fwd.stdout is not None
@@ -202,6 +202,11 @@ def test_refused_at_the_far_end_is_refused_at_the_near_end(world: World) -> None
         c.connect((FAR, 9))                             # nobody listens on B's port 9
     res = world.a.run("curl", "-sS", "-v", f"http://{FAR}:9/", timeout=30)
     assert res.returncode == 7 and "Connection refused" in res.stderr, res.stderr
+
+
+def test_ping_to_any_address_is_answered_with_answer_ping(world: World) -> None:
+    res = world.a.run("ping", "-c", "1", "-W", "5", "203.0.113.77", timeout=30)
+    assert res.returncode == 0 and "1 received" in res.stdout, res.stdout + res.stderr
 
 
 def test_half_close_from_the_client(world: World) -> None:
