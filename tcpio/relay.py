@@ -131,11 +131,12 @@ async def splice(client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     return ends[0], ends[1]
 
 
-async def socks5_connect(proxy: tuple[str, int], host: str, port: int
+async def socks5_connect(proxy: tuple[str, int], host: str, port: int,
+                         open_connection: Any = asyncio.open_connection
                          ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """CONNECT through a SOCKS5 proxy (RFC 1928, no authentication).  A
     "connection refused" reply (REP 5) raises ConnectionRefusedError."""
-    reader, writer = await asyncio.open_connection(*proxy)
+    reader, writer = await open_connection(*proxy)
     try:
         writer.write(b"\x05\x01\x00")
         if await reader.readexactly(2) != b"\x05\x00":
@@ -175,7 +176,7 @@ class Relay:
     async def _open(self, host: str, port: int
                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.socks5 is not None:
-            coro = socks5_connect(self.socks5, host, port)
+            coro = socks5_connect(self.socks5, host, port, self.open_connection)
         else:
             coro = self.open_connection(host, port)
         return await asyncio.wait_for(coro, self.connect_timeout)

@@ -206,3 +206,37 @@ def test_udp_session_echo_and_idle_end() -> None:
             assert len(ended) == 1 and 30 <= ended[0] - t0 <= 31
             assert fwd.stats["UdpFwdIdleTimeouts"] == 1
     run_on("virtual", main)
+
+
+def test_relay_through_socks5_sends_connect_for_the_original_destination() -> None:
+    async def main() -> None:
+        async with three_stacks() as (c, f, s):
+            asked: list[bytes] = []
+
+            async def socks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                # RFC 1928: greeting (no auth), CONNECT IPv4; REP 5 for port 9
+                assert await reader.readexactly(3) == b"\x05\x01\x00"
+                writer.write(b"\x05\x00")
+                req = await reader.readexactly(10)
+                asked.append(req)
+                port = int.from_bytes(req[8:10], "big")
+                if port == 9:
+                    writer.write(b"\x05\x05\x00\x01" + bytes(6))
+                    writer.close()
+                    return
+                writer.write(b"\x05\x00\x00\x01" + bytes(6))
+                data = await reader.read()
+                writer.write(b"via proxy: " + data)
+                writer.close()
+
+            await s.start_server(socks, SERVER, 1080)
+            relay = Relay(open_connection=f.open_connection, socks5=(SERVER, 1080))
+            f.set_tcp_forwarder(relay.tcp, 1)
+            reader, writer = await c.open_connection("203.0.113.5", 443)
+            writer.write(b"hi")
+            writer.write_eof()
+            assert await reader.read() == b"via proxy: hi"
+            assert asked[0] == b"\x05\x01\x00\x01" + bytes([203, 0, 113, 5]) + (443).to_bytes(2, "big")
+            with pytest.raises(ConnectionRefusedError):
+                await c.open_connection("203.0.113.5", 9)
+    run_on("virtual", main)
