@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from netns import NetNs  # noqa: E402
+from netns import NetNs
 
 FAR = "198.51.100.1"
 HTTP_SERVER = """

@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import inspect
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tcpio.core.errors import sock_error

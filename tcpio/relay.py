@@ -329,11 +329,13 @@ async def run_forward(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     if args.netns:
-        res = subprocess.run(["ip", "link", "set", tun.name, "netns", args.netns],
-                             capture_output=True, text=True, check=False)
-        if res.returncode:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "link", "set", tun.name, "netns", args.netns,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode:
             print(f"tcpio forward: cannot move {tun.name} into {args.netns}: "
-                  f"{res.stderr.strip()}", file=sys.stderr)
+                  f"{err.decode(errors='replace').strip()}", file=sys.stderr)
             tun.stop()
             return 1
 

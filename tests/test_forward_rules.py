@@ -29,7 +29,7 @@ class Net:
     """c (10.0.0.1) --ip link-- f (10.0.0.2, forwarder on the link) [--ip link-- o]."""
 
     def __init__(self, f_settings: Settings | None = None, *, other_link: bool = False,
-                 **limits: int | float) -> None:
+                 **limits: float) -> None:
         self.net = VirtualNetwork(seed=7)
         self.c = self.net.host("c")
         self.f = self.net.host("f", settings=f_settings)
@@ -79,7 +79,7 @@ def test_accept_answers_as_a_listener_from_the_original_destination() -> None:
     # RFC 9293 3.10.7.2 from the address and port the client asked for
     assert synack.src == FAR and synack[TCP].sport == 443 and synack[TCP].flags == "SA"
     assert synack[TCP].ack == syn[TCP].seq + 1
-    opts = dict((k, v) for k, v in synack[TCP].options)
+    opts = dict(synack[TCP].options)
     assert opts["MSS"] == 1460 and "WScale" in opts and "SAckOK" in opts
     assert opts["Timestamp"][1] == dict(syn[TCP].options)["Timestamp"][0]
     child = n.requests(CONNECTED)[0].child
@@ -232,7 +232,7 @@ def test_a_forwarder_removed_takes_no_more_syns() -> None:
 # --- UDP -------------------------------------------------------------------------------
 
 class UdpNet(Net):
-    def __init__(self, **limits: int | float) -> None:
+    def __init__(self, **limits: float) -> None:
         super().__init__()
         self.ufwd = UdpForwarder(self.f, **limits)  # type: ignore[arg-type]
         self.f.set_tproxy(1, IPPROTO_UDP, self.ufwd)

@@ -56,8 +56,8 @@ class TcpFwdRequest:
     PENDING ... FAILED; ``child`` the connection once the handshake is done.
     """
 
-    __slots__ = ("child", "dport", "dst", "fwd", "iph", "isn", "sport", "src", "state",
-                 "syn", "timer", "__weakref__")
+    __slots__ = ("__weakref__", "child", "dport", "dst", "fwd", "iph", "isn", "sport", "src",
+                 "state", "syn", "timer")
 
     def __init__(self, fwd: TcpForwarder, iph: Any, th: Any, syn: bytes, isn: int,
                  now: float) -> None:
