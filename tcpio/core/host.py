@@ -60,6 +60,7 @@ from tcpio.core import (
     ip6_input,
     ip6_output,
     ip_input,
+    ip_forward,
     ip_output,
 )
 from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
@@ -766,6 +767,11 @@ class Host:
         # a driver that runs the backlog, from its loop.
         if self._loopback and not self._busy and not self.backlog_deferred:
             self._run_loopback()
+
+    def ip_forward(self, iph: Any, packet: bytes | bytearray | memoryview, hlen: int,
+                   tot_len: int, link_bcast: bool) -> None:
+        """Router mode (Settings.ip_forward): ip_rcv's datagram for someone else."""
+        ip_forward.ip_forward(self, iph, packet, hlen, tot_len, link_bcast)
 
     def defer_to_batch_end(self, fn: Callable[[Any, float], None], owner: Any) -> bool:
         """Run ``fn(owner, now)`` once after this receive batch (see NetHost);

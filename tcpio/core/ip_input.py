@@ -9,7 +9,8 @@ or a 127/8 destination from a device -> InAddrErrors (and InMartianSrc or
 InMartianDst, Linux's rt_cache in_martian_src/in_martian_dst); not addressed
 to us -> InAddrErrors (we are a host: forwarding is off), unless the
 interface has a transparent forwarder for the protocol (Host.set_tproxy:
-then it is delivered with ``host.rx_tproxy`` set); a
+then it is delivered with ``host.rx_tproxy`` set) or forwarding is on
+(``Settings.ip_forward``: ip_forward.py routes it on); a
 malformed option list -> InHdrErrors plus ICMP parameter problem; no handler
 for the protocol -> InUnknownProtos plus ICMP protocol unreachable.
 """
@@ -129,6 +130,10 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
             tp = iface.tproxy
             tproxy = tp.get(iph.proto) if tp is not None and not is_multicast(dst) else None
             if tproxy is None:
+                if host.settings.ip_forward:
+                    # router mode (ip_forward.py): forwarded or answered with ICMP
+                    host.ip_forward(iph, packet, hlen, tot_len, link_bcast)
+                    return
                 mib["InAddrErrors"] += 1
                 return
     payload = memoryview(packet)[hlen:tot_len]

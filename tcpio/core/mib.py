@@ -36,7 +36,12 @@ DESCRIPTIONS: dict[str, str] = {
     "InReceives": "Ip: InReceives - IP datagrams received from the interfaces, errors included",
     "InHdrErrors": "Ip: InHdrErrors - datagrams dropped for a bad IP header (version, IHL, "
                    "checksum, TTL, options)",
-    "InAddrErrors": "Ip: InAddrErrors - datagrams not for this host (tcpio does not forward)",
+    "InAddrErrors": "Ip: InAddrErrors - datagrams not for this host (unless forwarding: "
+                    "Settings.ip_forward, or a transparent forwarder on the interface)",
+    "ForwDatagrams": "Ip: ForwDatagrams - datagrams forwarded (router mode, "
+                     "Settings.ip_forward)",
+    "InNoRoutes": "IpExt: InNoRoutes - datagrams to forward with no route (ICMP "
+                  "destination unreachable sent)",
     "InUnknownProtos": "Ip: InUnknownProtos - datagrams for this host with a protocol "
                        "nobody registered",
     "InTruncatedPkts": "Ip: InTruncatedPkts - datagrams shorter than their IP total length",
