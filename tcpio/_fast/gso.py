@@ -26,3 +26,13 @@ def gso_frame(frame: bytes, gso_size: int, gso_segs: int, csum_partial: bool) ->
     out.gso_segs = gso_segs
     out.csum_partial = csum_partial
     return out
+
+
+class GroFrame(bytearray):
+    """A received TCP aggregate (GRO's, or the kernel's GSO super-frame read
+    from a TAP/TUN with offloads): the frame, plus ``gso_size``, the MSS of
+    the segments it stands for.  Local delivery takes it whole; forwarding
+    (core/ip_forward.py) cuts it back into segments that fit the way out,
+    as Linux's ip_forward does with a GSO skb."""
+
+    gso_size: int = 0

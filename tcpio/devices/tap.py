@@ -45,6 +45,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
+from tcpio._fast.gso import GroFrame
 from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
@@ -299,8 +300,9 @@ class _TunTapBase:
                 gs["rx_gso_segs"] += len(segs)
                 frames.extend(segs)
                 return
-            frame = bytearray(memoryview(raw)[hlen:])
+            frame = GroFrame(memoryview(raw)[hlen:])
             if gso != vnet.VIRTIO_NET_HDR_GSO_NONE:
+                frame.gso_size = hdr.gso_size     # for forwarding (ip_forward.py)
                 gs["rx_gso_frames"] += 1
                 if hdr.gso_size:
                     gs["rx_gso_segs"] += -(-(len(frame) - hdr.hdr_len) // hdr.gso_size)
