@@ -27,6 +27,7 @@ _EXPORTS = {
     "Socket": "tcpio.socket",
     "SOCK_STREAM": "tcpio.socket",
     "SOCK_DGRAM": "tcpio.socket",
+    "SOCK_RAW": "tcpio.rawsocket",
     "run": "tcpio.loop",
     "loop_factory": "tcpio.loop",
     "use_stack": "tcpio.loop",
@@ -38,7 +39,7 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__", "Stack", "Settings", "Host", "VirtualNetwork", "Impairment", "MemoryWire",
     "ImpairedDevice", "TapDevice", "TunDevice", "PcapDevice", "PcapWriter", "Socket",
-    "SOCK_STREAM", "SOCK_DGRAM", "run", "loop_factory", "use_stack", "TcpioEventLoop",
+    "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "run", "loop_factory", "use_stack", "TcpioEventLoop",
     "TcpForwardRequest", "UdpForwardSession",
 ]
 

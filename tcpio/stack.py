@@ -27,7 +27,7 @@ import logging
 import socket as _socket
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from tcpio.core.addr import ip6_aton, ip_aton, parse_cidr, parse_cidr6
 from tcpio.core.errors import sock_error
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+
 
     from tcpio.datagram import UdpTransport
+    from tcpio.rawsocket import RawSocket
     from tcpio.server import Server
     from tcpio.socket import Socket
 
@@ -501,9 +502,24 @@ class Stack:
         from tcpio.core.in_h import IPPROTO_ICMP
         self.host.set_tproxy(ifindex, IPPROTO_ICMP, self.host.icmp if on else None)
 
+    @overload
+    def socket(  # type: ignore[overload-overlap]  # SOCK_RAW is an int too
+            self, type: Literal[_socket.SocketKind.SOCK_RAW], proto: int = 0, *,
+            family: int = _socket.AF_INET) -> RawSocket: ...
+
+    @overload
     def socket(self, type: int = _socket.SOCK_STREAM, proto: int = 0, *,
-               family: int = _socket.AF_INET) -> Socket:
-        """A ``tcpio.Socket``; ``family=AF_INET6`` is EAFNOSUPPORT (no IPv6 yet)."""
+               family: int = _socket.AF_INET) -> Socket: ...
+
+    def socket(self, type: int = _socket.SOCK_STREAM, proto: int = 0, *,
+               family: int = _socket.AF_INET) -> Socket | RawSocket:
+        """A ``tcpio.Socket``; ``family=AF_INET6`` is EAFNOSUPPORT (no IPv6 yet);
+        ``SOCK_RAW`` gives a ``tcpio.rawsocket.RawSocket`` for protocol ``proto``."""
+        if type == _socket.SOCK_RAW:
+            from tcpio.rawsocket import RawSocket
+            if family != _socket.AF_INET:
+                raise sock_error(errno.EAFNOSUPPORT)
+            return RawSocket(self, proto)
         from tcpio.socket import Socket
         return Socket(self, type, proto=proto, family=family)
 

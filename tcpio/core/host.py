@@ -72,6 +72,7 @@ from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
 from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicast6
 from tcpio.core.mib import Mib
 from tcpio.core.ndisc import Ndisc
+from tcpio.core.raw import RawTable
 from tcpio.core.protocol import EarlyDemux, InetProtocol
 from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
@@ -207,6 +208,8 @@ class Host:
         # (None: none, every segment takes rcv).
         self._tcp_handler: Any = None
         self._tcp_demux: EarlyDemux | None = None
+        # raw sockets (SOCK_RAW): copies of delivered datagrams by protocol
+        self.raw = RawTable(self)
         # inet_init: the transports register themselves (af_inet.py).
         self.icmp, self.udp, self.tcp = af_inet.inet_init(self)
         # IPv6 (docs/internals.md "IPv6"): its own tables beside IPv4's.  Its
@@ -613,6 +616,8 @@ class Host:
         verify = demux is not None
         ehash = demux.ehash if demux is not None else None
         lo = iface is self.lo
+        # a raw sock for TCP or UDP must see every segment: no fast path then
+        fast = not self.raw.tcpudp
         # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
         syn = demux.syn if demux is not None and not lo else None
         ip_rcv = ip_input.ip_rcv
@@ -626,7 +631,9 @@ class Host:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
-                    if lo:
+                    if not fast:
+                        rec = None
+                    elif lo:
                         rec = classify(frame, None, local, bcast, verify, ehash, now, True)
                     elif syn is not None:
                         rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn)

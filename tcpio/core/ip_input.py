@@ -168,8 +168,13 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
 
 def ip_local_deliver(host: Host, iph: Any, payload: memoryview, now: float,
                      bcast: bool) -> None:
+    # raw_local_deliver: copies to the raw socks of the protocol (core/raw.py)
+    raw = bool(host.raw.socks) and host.raw.deliver(iph, payload)
     handler = host.protocols.get(iph.proto)
     if handler is None:
+        if raw:
+            host.mib["InDelivers"] += 1     # a raw sock took it: not unreachable
+            return
         host.mib["InUnknownProtos"] += 1
         if not bcast:
             host.icmp_send(iph, payload, 3, 2)   # protocol unreachable

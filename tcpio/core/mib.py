@@ -239,6 +239,7 @@ DESCRIPTIONS: dict[str, str] = {
     "SyncookiesFailed": "TcpExt: SyncookiesFailed - ACKs whose SYN cookie did not check",
     "TCPReqQFullDoCookies": "TcpExt: TCPReqQFullDoCookies - SYNs answered with a cookie "
                             "because the SYN queue was full",
+    "RawRcvbufErrors": "tcpio: datagrams a raw socket's full receive queue dropped",
     # the transparent forwarders (issue 18; docs/internals.md "Transparent forwarding")
     "TcpFwdRequests": "tcpio: SYNs to non-local addresses handed to a TCP forwarder's "
                       "application",
