@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import socket
 import struct
 import subprocess
@@ -290,3 +291,37 @@ def test_forwarder_logs_a_line_per_flow_and_its_counters(world: World) -> None:
     assert f"-> {FAR}:8080 fin/fin up " in log, log
     assert f"-> {FAR}:9 refused" in log, log
     assert "TcpFwdAccepted 1" in log and "TcpFwdRefused 1" in log, log
+
+
+@pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="dnsmasq (Debian package) missing")
+def test_curl_by_name_dns_and_http_both_through_the_forwarder(world: World,
+                                                                tmp_path: Path) -> None:
+    """The client's resolver asks a DNS server in B (UDP through the
+    forwarder), then curl fetches from the name (TCP through it)."""
+    world.b.ip("addr", "add", "198.51.100.53/32", "dev", "lo")
+    dns = subprocess.Popen(world.b.exec_argv(
+        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+        "--no-hosts", "--address=/example.test/" + FAR, "--bind-interfaces",
+        "--listen-address=198.51.100.53", "--port=53", "--user=root", "--group=root",
+        f"--pid-file={tmp_path / 'dnsmasq.pid'}"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    etc = Path("/etc/netns") / world.a.name      # `ip netns exec` mounts its resolv.conf
+    etc.mkdir(parents=True)
+    try:
+        (etc / "resolv.conf").write_text("nameserver 198.51.100.53\n")
+        for _ in range(100):
+            if "198.51.100.53:53" in world.b.run("ss", "-lnuH").stdout:
+                break
+            time.sleep(0.05)
+        out = tmp_path / "got"
+        res = world.a.run("curl", "-sS", "-o", str(out), "http://www.example.test:8080/small",
+                          timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert out.read_bytes() == (world.www / "small").read_bytes()
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        dns.terminate()
+        dns.wait()
+    log = world.stop()
+    assert "UdpFwdSessions" in log, log          # the DNS queries were sessions
+    assert f"-> {FAR}:8080 fin/fin" in log, log
