@@ -247,6 +247,16 @@ class UdpForwardSession:
         self._core.close()
         stack.kick()
 
+    def unreachable(self, code: int = 3) -> None:
+        """Send the client ICMP destination unreachable (3: port unreachable,
+        its connected socket gets ECONNREFUSED) from ``sockname``."""
+        stack = self._fwd.stack
+        stack.update_time()
+        try:
+            self._core.unreachable(code)
+        finally:
+            stack.kick()
+
     def __repr__(self) -> str:
         return f"<UdpForwardSession {self.peername} -> {self.sockname}>"
 

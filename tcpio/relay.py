@@ -234,7 +234,9 @@ class Relay:
                         session.send(data)
 
             def error_received(self, exc: Exception) -> None:
-                pass        # ICMP errors from upstream: the client just hears nothing
+                # the destination's port unreachable, passed on to the client
+                if isinstance(exc, ConnectionRefusedError) and not session.closed:
+                    session.unreachable(3)
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 
 from tcpio.core.addr import ip_aton
 from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
@@ -342,3 +342,19 @@ def test_a_syn_reopening_a_forwarded_tuple_in_time_wait_is_a_new_request() -> No
     new.accept()
     n.net.run_until(lambda: new.state == CONNECTED)
     assert again.state == TCP_ESTABLISHED
+
+
+def test_udp_session_unreachable_is_a_port_unreachable_from_the_original_destination() -> None:
+    n = UdpNet()
+    sk = n.udp(FAR, 5353)
+    sk.send(b"anyone?")
+    n.net.run_for(0.1)
+    (s,) = n.sessions
+    assert s.unreachable(3)
+    n.net.run_for(0.1)
+    (err,) = n.from_f()
+    assert err.src == FAR and err.dst == "10.0.0.1"
+    assert (err[ICMP].type, err[ICMP].code) == (3, 3)
+    assert (err[IPerror].src, err[IPerror].dst) == ("10.0.0.1", FAR)
+    assert (err[UDPerror].sport, err[UDPerror].dport) == (sk.lport, 5353)
+    assert [e.errno for e in sk.errors] == [errno.ECONNREFUSED]   # as from FAR itself

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
-from tcpio.core.in_h import IPPROTO_UDP
+from tcpio.core.icmp import ICMP_DEST_UNREACH, ICMP_QUOTE_MAX
+from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_UDP
 from tcpio.core.udp import UDP_MAX_PAYLOAD, UDP_SKB_OVERHEAD
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class UdpFwdSession:
         self.closed = False
         self.last = now
         self.wakeup: Callable[[], None] | None = None
+        # the last datagram from the client (IP header record, UDP payload),
+        # what an ICMP error from the original destination quotes
+        self.last_in: tuple[Any, bytes] | None = None
         self.timer = fwd.host.timers.timer(_idle, self)
         self.timer.arm(now + fwd.idle_timeout)
 
@@ -81,6 +85,29 @@ class UdpFwdSession:
             raise
         fwd._count("UdpFwdOutDatagrams")
         self._touch(host.now)
+
+    def unreachable(self, code: int = 3) -> bool:
+        """ICMP destination unreachable (``code`` 3: port) to the client, from
+        the original destination, quoting its last datagram: what the client
+        would have heard from the destination itself (a relay's upstream said
+        "refused").  False when there is nothing to quote."""
+        if self.closed or self.last_in is None:
+            return False
+        iph, data = self.last_in
+        host = self.fwd.host
+        hdr = bytearray(60)
+        hlen = wire.build_ipv4(hdr, 0, iph)
+        udp = wire.build_udp(self.src, self.dst, self.sport, self.dport, data)
+        quoted = bytes(hdr[:hlen]) + udp[:ICMP_QUOTE_MAX - hlen]
+        try:
+            host.ip_output(IPPROTO_ICMP, self.dst, self.src,
+                           wire.build_icmp(ICMP_DEST_UNREACH, code, 0, quoted), tos=0xC0)
+        except OSError:
+            host.mib["IcmpOutErrors"] += 1
+            return False
+        host.mib["IcmpOutMsgs"] += 1
+        host.mib["IcmpOutDestUnreachs"] += 1
+        return True
 
     def _touch(self, now: float) -> None:
         # Arming later only records the deadline (timer.py): cheap per datagram.
@@ -156,6 +183,7 @@ class UdpForwarder:
             self._count("UdpFwdRcvbufErrors")
             return False
         session.rcv_queue.append(data)
+        session.last_in = (iph, data)
         session.rcv_bytes += n
         session._touch(now)
         self._count("UdpFwdInDatagrams")

@@ -197,6 +197,14 @@ def test_udp_echo_through_the_forwarder(world: World) -> None:
     server.close()
 
 
+def test_udp_to_a_closed_port_at_the_far_end_is_refused_at_the_near_end(world: World) -> None:
+    c = world.client(socket.SOCK_DGRAM)
+    c.connect((FAR, 9))                         # nobody listens on B's UDP port 9
+    c.send(b"hello?")
+    with pytest.raises(ConnectionRefusedError):
+        c.recv(100)                             # the kernel's ICMP, passed on by tcpio
+
+
 def test_refused_at_the_far_end_is_refused_at_the_near_end(world: World) -> None:
     c = world.client()
     with pytest.raises(ConnectionRefusedError):
