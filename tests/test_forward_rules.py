@@ -358,3 +358,18 @@ def test_udp_session_unreachable_is_a_port_unreachable_from_the_original_destina
     assert (err[IPerror].src, err[IPerror].dst) == ("10.0.0.1", FAR)
     assert (err[UDPerror].sport, err[UDPerror].dport) == (sk.lport, 5353)
     assert [e.errno for e in sk.errors] == [errno.ECONNREFUSED]   # as from FAR itself
+
+
+def test_an_accepted_syn_whose_cookie_synack_was_lost_is_answered_again() -> None:
+    """With cookies no request sock holds the tuple: the client's
+    retransmitted SYN must meet the listener again (as every SYN does in
+    Linux's cookie mode), not be taken for the pending request's duplicate."""
+    n = Net(Settings(tcp_syncookies=2))
+    lost = []
+    n.link.drop = lambda host, frame: host is n.f and not lost and not lost.append(frame)
+    sk = n.connect(FAR, 80)
+    n.net.run_for(0.1)
+    n.requests()[0].accept()
+    n.net.run_until(lambda: n.requests(CONNECTED), timeout=10)
+    assert len(lost) == 1 and sk.state == TCP_ESTABLISHED
+    assert n.f.mib["SyncookiesSent"] == 2 and n.f.mib["TcpFwdRequests"] == 1

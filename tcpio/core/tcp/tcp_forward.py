@@ -154,8 +154,14 @@ class TcpForwarder:
             self.proto._rcv_listen(self.listener, skb, iph, now)
             return
         key = (iph.dst, skb.th.dport, iph.src, skb.th.sport)
-        if key in self.requests:
-            return                      # a retransmitted SYN: its request waits already
+        req = self.requests.get(key)
+        if req is not None:
+            if req.state == ACCEPTED:
+                # accepted, but no request sock holds the tuple (the SYN was
+                # answered with a cookie, or dropped for a full accept queue):
+                # this retransmission meets the listener as a new SYN would
+                self.proto.tcp_v4_conn_request(self.listener, skb, iph, now, req.isn)
+            return                      # pending: its request waits already
         if self.pending >= self.max_pending:
             self._count("TcpFwdPendingDrops")
             return
