@@ -193,6 +193,12 @@ class Stack:
         self.host.add_route(net, prefixlen, gateway, ifindex)
         self.kick()
 
+    def set_link(self, ifindex: int, up: bool) -> None:
+        """``ip link set IF up|down`` (see ``Host.set_link``)."""
+        self.update_time()
+        self.host.set_link(ifindex, up)
+        self.kick()
+
     # --- names (tcpio/resolver.py) ----------------------------------------------
 
     @property

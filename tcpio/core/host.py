@@ -163,6 +163,7 @@ class Host:
         self.mib = Mib()
         self.timers = TimerWheel()
         self.interfaces: dict[int, Interface] = {}
+        self._links_down: set[int] = set()         # set_link(ifindex, False)
         self.fib = Fib()
         self.arp = Arp(self)
         self.frags = Reassembler(self)
@@ -265,6 +266,24 @@ class Host:
             raise ValueError("mtu below the IPv4 minimum of 68")
         iface = self.lo if ifindex == LOOPBACK_IFINDEX else self._iface(ifindex)
         iface.mtu = mtu
+        self.invalidate_routes()
+
+    def set_link(self, ifindex: int, up: bool) -> None:
+        """``ip link set IF up|down`` (issue 18).  Down: nothing is received
+        from it (InNoInterface) and routes through it are dead, so sends
+        that needed it fail with ENETUNREACH and TCP keeps retransmitting
+        (TCPOutNoRoute); its neighbours are forgotten (neigh_ifdown).  Up
+        again: its routes are back (Linux re-adds the connected ones and
+        deletes static ones with the link; here all of them stay)."""
+        iface = self._iface(ifindex)
+        if iface.up == up:
+            return
+        iface.up = up
+        if up:
+            self._links_down.discard(ifindex)
+        else:
+            self._links_down.add(ifindex)
+            self.arp.neigh_ifdown(ifindex)
         self.invalidate_routes()
 
     def add_address(self, ifindex: int, ip: int, prefixlen: int) -> None:
@@ -527,7 +546,7 @@ class Host:
             # Linux's "local 127.0.0.0/8 dev lo src 127.0.0.1": lo's address is
             # the source for the whole block, not the destination itself.
             return Route(lo.ifindex, None, LOOPBACK, min(lo.mtu, IP_MAX_MTU))
-        entry = self.fib.lookup(dst)
+        entry = self.fib.lookup(dst, self._links_down)
         if entry is None:
             if dst == INADDR_BROADCAST and self.interfaces:
                 iface = next((i for i in self.interfaces.values() if i.addrs),
