@@ -29,16 +29,21 @@ _EXPORTS = {
     "SOCK_DGRAM": "tcpio.socket",
     "AF_INET": "tcpio.socket",
     "AF_INET6": "tcpio.socket",
+    "SOCK_RAW": "tcpio.rawsocket",
     "run": "tcpio.loop",
     "loop_factory": "tcpio.loop",
     "use_stack": "tcpio.loop",
     "TcpioEventLoop": "tcpio.loop",
+    "TcpForwardRequest": "tcpio.forward",
+    "UdpForwardSession": "tcpio.forward",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__", "Stack", "Settings", "Host", "VirtualNetwork", "Impairment", "MemoryWire",
     "ImpairedDevice", "TapDevice", "TunDevice", "PcapDevice", "PcapWriter", "Socket",
-    "SOCK_STREAM", "SOCK_DGRAM", "AF_INET", "AF_INET6", "run", "loop_factory", "use_stack", "TcpioEventLoop",
+    "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "AF_INET", "AF_INET6", "run", "loop_factory",
+    "use_stack", "TcpioEventLoop",
+    "TcpForwardRequest", "UdpForwardSession",
 ]
 
 

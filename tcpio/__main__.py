@@ -625,6 +625,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=seconds(positive=False), default=0.0,
                    help="stop after this many seconds (default: run until Ctrl-C)")
 
+    from tcpio import relay
+    relay.add_arguments(sub.add_parser("forward", help="relay every TCP and UDP flow "
+                                       "entering a TUN to its destination (root)"))
+
     from tcpio.plot import add_arguments as add_plot_arguments
     add_plot_arguments(sub.add_parser("plot", help="time-sequence and cwnd/RTT graphs of "
                                       "TCP connections from a pcap or a tcpio trace"))
@@ -648,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "packetdrill":
         from tcpio.packetdrill.cli import run as run_packetdrill
         return run_packetdrill(args)
+    if args.command == "forward":
+        from tcpio.relay import run as run_relay
+        return run_relay(args)
     if args.command == "info":
         from tcpio.info import run as run_info
         return run_info(args)

@@ -27,7 +27,7 @@ import logging
 import socket as _socket
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from tcpio.core.addr import ip6_aton, ip_aton, parse_cidr, parse_cidr6
 from tcpio.core.errors import sock_error
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+
 
     from tcpio.datagram import UdpTransport
+    from tcpio.rawsocket import RawSocket
     from tcpio.server import Server
     from tcpio.socket import Socket
 
@@ -79,6 +80,8 @@ class Stack:
         self._ping_seq = 0
         self.host.icmp.wakeup = self._on_icmp_wakeup
         self.host.icmp6.wakeup = self._on_icmp_wakeup
+        # Transparent forwarders by (ifindex, protocol) (tcpio/forward.py).
+        self._forwarders: dict[tuple[int, int], Any] = {}
         # Names: hosts table, name servers, cache (tcpio/resolver.py).
         self.resolver = Resolver(self)
         # tcpio.tcp at DEBUG: every segment of every connection, through tracing
@@ -188,6 +191,12 @@ class Stack:
         gateway = _parse_ip(via) if via is not None else None
         self.update_time()
         self.host.add_route(net, prefixlen, gateway, ifindex)
+        self.kick()
+
+    def set_link(self, ifindex: int, up: bool) -> None:
+        """``ip link set IF up|down`` (see ``Host.set_link``)."""
+        self.update_time()
+        self.host.set_link(ifindex, up)
         self.kick()
 
     # --- names (tcpio/resolver.py) ----------------------------------------------
@@ -478,14 +487,49 @@ class Stack:
         from tcpio.server import create_server
         return await create_server(self, protocol_factory, host, port, **kw)
 
+    # --- transparent forwarding (tcpio/forward.py, issue 18) ---------------------
+
+    def set_tcp_forwarder(self, callback: Callable[[Any], Any] | None, ifindex: int,
+                          **limits: Any) -> Any:
+        """Terminate TCP to *any* address arriving on ``ifindex``: each SYN to a
+        non-local destination is a ``tcpio.forward.TcpForwardRequest`` for
+        ``callback`` (accept -> streams, refuse -> RST, drop); limits
+        ``max_pending``, ``max_connections``, ``backlog``, ``pending_timeout``.
+        None removes it.  Returns the forwarder's handle (``stats``)."""
+        from tcpio.forward import set_tcp_forwarder
+        return set_tcp_forwarder(self, callback, ifindex, **limits)
+
+    def set_udp_forwarder(self, callback: Callable[[Any], Any] | None, ifindex: int,
+                          **limits: Any) -> Any:
+        """UDP to any address arriving on ``ifindex``, as sessions by 4-tuple
+        (``tcpio.forward.UdpForwardSession`` for ``callback``); limits
+        ``idle_timeout``, ``max_sessions``.  None removes it."""
+        from tcpio.forward import set_udp_forwarder
+        return set_udp_forwarder(self, callback, ifindex, **limits)
+
+    def set_icmp_echo_any(self, ifindex: int, on: bool = True) -> None:
+        """Answer ICMP echo requests to *any* address arriving on ``ifindex``
+        (from that address), as a forwarder's network expects ping to work."""
+        from tcpio.core.in_h import IPPROTO_ICMP
+        self.host.set_tproxy(ifindex, IPPROTO_ICMP, self.host.icmp if on else None)
+
+    @overload
+    def socket(  # type: ignore[overload-overlap]  # SOCK_RAW is an int too
+            self, type: Literal[_socket.SocketKind.SOCK_RAW], proto: int = 0, /) -> RawSocket: ...
+
+    @overload
     def socket(self, *args: int, family: int | None = None, type: int | None = None,
-               proto: int | None = None) -> Socket:
+               proto: int | None = None) -> Socket: ...
+
+    def socket(self, *args: int, family: int | None = None, type: int | None = None,
+               proto: int | None = None) -> Socket | RawSocket:
         """A ``tcpio.Socket``: ``socket(SOCK_STREAM[, proto], family=AF_INET6)``
         (tcpio's form, IPv4 by default) or ``socket(AF_INET6, SOCK_DGRAM[,
         proto])`` (the socket module's order).  The two forms are told apart
         as only they can be: a first argument of AF_INET6, or AF_INET
         followed by a socket type, is a family (AF_INET is 2, as SOCK_DGRAM
-        is, but no protocol of UDP or TCP is 1 or 2)."""
+        is, but no protocol of UDP or TCP is 1 or 2).  ``SOCK_RAW`` (IPv4
+        only) gives a ``tcpio.rawsocket.RawSocket`` for protocol ``proto``."""
         from tcpio.socket import AF_INET, AF_INET6, SOCK_DGRAM, SOCK_STREAM, Socket
         if len(args) > 3:
             raise TypeError("socket() takes at most 3 arguments")
@@ -499,6 +543,11 @@ class Stack:
         family = family if family is not None else (fam if fam is not None else AF_INET)
         type = type if type is not None else (typ if typ is not None else SOCK_STREAM)
         proto = proto if proto is not None else (prt or 0)
+        if type == _socket.SOCK_RAW:
+            from tcpio.rawsocket import RawSocket
+            if family != AF_INET:
+                raise sock_error(errno.EAFNOSUPPORT)
+            return RawSocket(self, proto)
         return Socket(self, type, proto=proto, family=family)
 
 

@@ -61,6 +61,7 @@ from tcpio.core import (
     ip6_input,
     ip6_output,
     ip_input,
+    ip_forward,
     ip_output,
 )
 from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
@@ -72,6 +73,7 @@ from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
 from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicast6
 from tcpio.core.mib import Mib
 from tcpio.core.ndisc import Ndisc
+from tcpio.core.raw import RawTable
 from tcpio.core.protocol import EarlyDemux, InetProtocol
 from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
@@ -112,7 +114,7 @@ class Interface:
     """One link: ``link`` is "ether" (Ethernet + ARP) or "ip" (TUN: bare datagrams)."""
 
     __slots__ = ("addrs", "gso_max_size", "ifindex", "ip6", "link", "mac", "mtu", "name",
-                 "tx_csum_partial", "up")
+                 "tproxy", "tx_csum_partial", "up")
 
     def __init__(self, ifindex: int, name: str, link: str, mac: bytes | None,
                  mtu: int) -> None:
@@ -129,6 +131,8 @@ class Interface:
         self.addrs: list[tuple[int, int]] = []   # (ip, prefixlen), primary first
         self.ip6 = addrconf.Inet6Dev()           # IPv6 addresses and groups
         self.up = True
+        # protocol -> its transparent forwarder on this link (Host.set_tproxy)
+        self.tproxy: dict[int, Any] | None = None
 
     def broadcasts(self) -> list[int]:
         """Directed broadcast address of each subnet on this link."""
@@ -160,6 +164,7 @@ class Host:
         self.mib = Mib()
         self.timers = TimerWheel()
         self.interfaces: dict[int, Interface] = {}
+        self._links_down: set[int] = set()         # set_link(ifindex, False)
         self.fib = Fib()
         self.arp = Arp(self)
         self.frags = Reassembler(self)
@@ -188,6 +193,9 @@ class Host:
         # segments it stands for and their size (NetHost.rx_gso_segs).
         self.rx_gso_segs = 1
         self.rx_gso_size = 0
+        # The forwarder a non-local datagram is being delivered to (set_tproxy;
+        # set by ip_rcv around the delivery only).
+        self.rx_tproxy: Any = None
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
         self._output: list[tuple[int, bytes | bytearray]] = []
         self._wakeups: dict[Any, None] = {}
@@ -206,6 +214,8 @@ class Host:
         # (None: none, every segment takes rcv).
         self._tcp_handler: Any = None
         self._tcp_demux: EarlyDemux | None = None
+        # raw sockets (SOCK_RAW): copies of delivered datagrams by protocol
+        self.raw = RawTable(self)
         # inet_init: the transports register themselves (af_inet.py).
         self.icmp, self.udp, self.tcp = af_inet.inet_init(self)
         # IPv6 (docs/internals.md "IPv6"): its own tables beside IPv4's.  Its
@@ -261,6 +271,24 @@ class Host:
             raise ValueError("mtu below the IPv4 minimum of 68")
         iface = self.lo if ifindex == LOOPBACK_IFINDEX else self._iface(ifindex)
         iface.mtu = mtu
+        self.invalidate_routes()
+
+    def set_link(self, ifindex: int, up: bool) -> None:
+        """``ip link set IF up|down`` (issue 18).  Down: nothing is received
+        from it (InNoInterface) and routes through it are dead, so sends
+        that needed it fail with ENETUNREACH and TCP keeps retransmitting
+        (TCPOutNoRoute); its neighbours are forgotten (neigh_ifdown).  Up
+        again: its routes are back (Linux re-adds the connected ones and
+        deletes static ones with the link; here all of them stay)."""
+        iface = self._iface(ifindex)
+        if iface.up == up:
+            return
+        iface.up = up
+        if up:
+            self._links_down.discard(ifindex)
+        else:
+            self._links_down.add(ifindex)
+            self.arp.neigh_ifdown(ifindex)
         self.invalidate_routes()
 
     def add_address(self, ifindex: int, ip: int, prefixlen: int) -> None:
@@ -345,6 +373,18 @@ class Host:
             self._early_demux.pop(proto, None)
         else:
             self._early_demux[proto] = (handler, early_demux)
+
+    def set_tproxy(self, ifindex: int, proto: int, handler: Any) -> None:
+        """Deliver ``proto`` datagrams to non-local destinations arriving on
+        ``ifindex`` to ``handler`` (a transparent forwarder; None removes it):
+        see docs/internals.md "Transparent forwarding"."""
+        iface = self._iface(ifindex)
+        table = dict(iface.tproxy or {})
+        if handler is None:
+            table.pop(proto, None)
+        else:
+            table[proto] = handler
+        iface.tproxy = table or None
 
     # ----- IPv6 configuration (addrconf.py) ----------------------------------------
 
@@ -511,7 +551,7 @@ class Host:
             # Linux's "local 127.0.0.0/8 dev lo src 127.0.0.1": lo's address is
             # the source for the whole block, not the destination itself.
             return Route(lo.ifindex, None, LOOPBACK, min(lo.mtu, IP_MAX_MTU))
-        entry = self.fib.lookup(dst)
+        entry = self.fib.lookup(dst, self._links_down)
         if entry is None:
             if dst == INADDR_BROADCAST and self.interfaces:
                 iface = next((i for i in self.interfaces.values() if i.addrs),
@@ -600,6 +640,8 @@ class Host:
         verify = demux is not None
         ehash = demux.ehash if demux is not None else None
         lo = iface is self.lo
+        # a raw sock for TCP or UDP must see every segment: no fast path then
+        fast = not self.raw.tcpudp
         # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
         syn = demux.syn if demux is not None and not lo else None
         ip_rcv = ip_input.ip_rcv
@@ -614,7 +656,9 @@ class Host:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
-                    if lo:
+                    if not fast:
+                        rec = None
+                    elif lo:
                         rec = classify(frame, None, local, bcast, verify, ehash, now, True)
                     elif syn is not None:
                         rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn)
@@ -762,6 +806,11 @@ class Host:
         # a driver that runs the backlog, from its loop.
         if self._loopback and not self._busy and not self.backlog_deferred:
             self._run_loopback()
+
+    def ip_forward(self, iph: Any, packet: bytes | bytearray | memoryview, hlen: int,
+                   tot_len: int, link_bcast: bool) -> None:
+        """Router mode (Settings.ip_forward): ip_rcv's datagram for someone else."""
+        ip_forward.ip_forward(self, iph, packet, hlen, tot_len, link_bcast)
 
     def defer_to_batch_end(self, fn: Callable[[Any, float], None], owner: Any) -> bool:
         """Run ``fn(owner, now)`` once after this receive batch (see NetHost);

@@ -124,6 +124,15 @@ class IcmpProto:
             return False
         icmph = wire.parse_icmp(payload)
         type = icmph.type
+        if host.rx_tproxy is not None:
+            # to a non-local address on an interface that answers echo for any
+            # address (Host.set_tproxy(ifindex, IPPROTO_ICMP, ...), issue 18):
+            # echo is answered from that address; nothing else is ours
+            if type != ICMP_ECHO:
+                return False
+            mib["IcmpInEchos"] += 1
+            self._reply(iph, icmph.code, icmph.rest, payload[8:])
+            return True
         if host.is_broadcast(iph.dst) or is_multicast(iph.dst):
             # icmp_rcv: to a broadcast only queries are looked at, and echo is
             # ignored too (icmp_echo_ignore_broadcasts=1, no smurf amplifier).

@@ -7,7 +7,10 @@ InCsumErrors and InHdrErrors; a martian source (multicast, broadcast, 127/8,
 0/8 towards a unicast address, or one of our own addresses: RFC 1122 3.2.1.3)
 or a 127/8 destination from a device -> InAddrErrors (and InMartianSrc or
 InMartianDst, Linux's rt_cache in_martian_src/in_martian_dst); not addressed
-to us -> InAddrErrors (we are a host: forwarding is off); a
+to us -> InAddrErrors (we are a host: forwarding is off), unless the
+interface has a transparent forwarder for the protocol (Host.set_tproxy:
+then it is delivered with ``host.rx_tproxy`` set) or forwarding is on
+(``Settings.ip_forward``: ip_forward.py routes it on); a
 malformed option list -> InHdrErrors plus ICMP parameter problem; no handler
 for the protocol -> InUnknownProtos plus ICMP protocol unreachable.
 """
@@ -116,14 +119,23 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
         return
     host.rx_link_bcast = link_bcast
     bcast = False
+    tproxy = None
     if not host.is_local_address(dst):
         if host.is_broadcast(dst):
             bcast = True
             mib["InBcastPkts"] += 1
         else:
-            # Someone else's datagram (or a multicast group we never joined).
-            mib["InAddrErrors"] += 1
-            return
+            # Someone else's datagram (or a multicast group we never joined),
+            # unless the interface has a transparent forwarder for its protocol.
+            tp = iface.tproxy
+            tproxy = tp.get(iph.proto) if tp is not None and not is_multicast(dst) else None
+            if tproxy is None:
+                if host.settings.ip_forward:
+                    # router mode (ip_forward.py): forwarded or answered with ICMP
+                    host.ip_forward(iph, packet, hlen, tot_len, link_bcast)
+                    return
+                mib["InAddrErrors"] += 1
+                return
     payload = memoryview(packet)[hlen:tot_len]
     if ihl > 5:
         # ip_rcv_finish_core: options are compiled after the route lookup, so a
@@ -144,13 +156,25 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
                               first.df, False, 0, first.ttl, first.proto, 0, first.src,
                               first.dst, first.options)
         payload = memoryview(data)
-    ip_local_deliver(host, iph, payload, now, bcast)
+    if tproxy is None:
+        ip_local_deliver(host, iph, payload, now, bcast)
+        return
+    host.rx_tproxy = tproxy
+    try:
+        ip_local_deliver(host, iph, payload, now, False)
+    finally:
+        host.rx_tproxy = None
 
 
 def ip_local_deliver(host: Host, iph: Any, payload: memoryview, now: float,
                      bcast: bool) -> None:
+    # raw_local_deliver: copies to the raw socks of the protocol (core/raw.py)
+    raw = bool(host.raw.socks) and host.raw.deliver(iph, payload)
     handler = host.protocols.get(iph.proto)
     if handler is None:
+        if raw:
+            host.mib["InDelivers"] += 1     # a raw sock took it: not unreachable
+            return
         host.mib["InUnknownProtos"] += 1
         if not bcast:
             host.icmp_send(iph, payload, 3, 2)   # protocol unreachable

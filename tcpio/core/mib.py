@@ -36,7 +36,12 @@ DESCRIPTIONS: dict[str, str] = {
     "InReceives": "Ip: InReceives - IP datagrams received from the interfaces, errors included",
     "InHdrErrors": "Ip: InHdrErrors - datagrams dropped for a bad IP header (version, IHL, "
                    "checksum, TTL, options)",
-    "InAddrErrors": "Ip: InAddrErrors - datagrams not for this host (tcpio does not forward)",
+    "InAddrErrors": "Ip: InAddrErrors - datagrams not for this host (unless forwarding: "
+                    "Settings.ip_forward, or a transparent forwarder on the interface)",
+    "ForwDatagrams": "Ip: ForwDatagrams - datagrams forwarded (router mode, "
+                     "Settings.ip_forward)",
+    "InNoRoutes": "IpExt: InNoRoutes - datagrams to forward with no route (ICMP "
+                  "destination unreachable sent)",
     "InUnknownProtos": "Ip: InUnknownProtos - datagrams for this host with a protocol "
                        "nobody registered",
     "InTruncatedPkts": "Ip: InTruncatedPkts - datagrams shorter than their IP total length",
@@ -243,6 +248,27 @@ DESCRIPTIONS: dict[str, str] = {
     "SyncookiesFailed": "TcpExt: SyncookiesFailed - ACKs whose SYN cookie did not check",
     "TCPReqQFullDoCookies": "TcpExt: TCPReqQFullDoCookies - SYNs answered with a cookie "
                             "because the SYN queue was full",
+    "RawRcvbufErrors": "tcpio: datagrams a raw socket's full receive queue dropped",
+    # the transparent forwarders (issue 18; docs/internals.md "Transparent forwarding")
+    "TcpFwdRequests": "tcpio: SYNs to non-local addresses handed to a TCP forwarder's "
+                      "application",
+    "TcpFwdAccepted": "tcpio: forwarder requests the application accepted",
+    "TcpFwdRefused": "tcpio: forwarder requests the application refused (RST sent)",
+    "TcpFwdDropped": "tcpio: forwarder requests the application dropped (nothing sent)",
+    "TcpFwdPendingDrops": "tcpio: SYNs dropped: max_pending requests were waiting for "
+                          "the application",
+    "TcpFwdConnLimitDrops": "tcpio: SYNs dropped: the forwarder had max_connections "
+                            "connections",
+    "TcpFwdTimeouts": "tcpio: forwarder requests not decided within pending_timeout "
+                      "(dropped)",
+    "UdpFwdSessions": "tcpio: UDP forwarder sessions made (first datagram of a 4-tuple)",
+    "UdpFwdSessionDrops": "tcpio: datagrams dropped: the UDP forwarder had max_sessions "
+                          "sessions",
+    "UdpFwdIdleTimeouts": "tcpio: UDP forwarder sessions ended by their idle timeout",
+    "UdpFwdInDatagrams": "tcpio: datagrams queued on a UDP forwarder session",
+    "UdpFwdOutDatagrams": "tcpio: datagrams a UDP forwarder session sent to its client",
+    "UdpFwdRcvbufErrors": "tcpio: datagrams dropped: a UDP forwarder session's receive "
+                          "queue was full",
     "TCPSynBudgetDrop": "tcpio: SYNs for a listener answering with cookies dropped past "
                         "the receive batch's budget (tcp_syn_budget), so a SYN flood "
                         "cannot starve established connections; also in ListenDrops",

@@ -240,6 +240,13 @@ class NeighTable:
         self.host.mib[self.C_EVICT] += 1
         return True
 
+    def neigh_ifdown(self, ifindex: int) -> None:
+        """The interface went down: forget its entries but the static ones
+        (and the packets queued on them)."""
+        for n in [n for n in self.table.values() if n.ifindex == ifindex]:
+            if not n.state & NUD_PERMANENT:
+                self._delete(n)
+
     def _delete(self, n: Neighbour) -> None:
         n.timer.cancel()
         self.table.pop((n.ifindex, n.ip), None)

@@ -71,6 +71,10 @@ class NetHost(Protocol):
     # (1 and 0 for any other frame).
     rx_gso_segs: int
     rx_gso_size: int
+    # The forwarder of the protocol being delivered to while ip_rcv delivers a
+    # datagram to a non-local destination on its interface (host.set_tproxy);
+    # None otherwise (docs/internals.md "Transparent forwarding").
+    rx_tproxy: Any
     # The IP ID counters (ip_idents) for datagrams no connected socket sends
     # without DF, and get_random_u16 for a connected socket's first ID.
     ip_ids: IpIdents

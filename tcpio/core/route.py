@@ -69,12 +69,13 @@ class Fib:
             self._lens = sorted(self._by_len, reverse=True)
         return True
 
-    def lookup(self, dst: int) -> FibEntry | None:
-        """The most specific route covering ``dst``, or None."""
+    def lookup(self, dst: int, down: frozenset[int] | set[int] = frozenset()) -> FibEntry | None:
+        """The most specific route covering ``dst``, or None; routes through
+        an interface in ``down`` are skipped (their nexthop is dead)."""
         mask = self._mask
         for plen in self._lens:
             entry = self._by_len[plen].get(dst & mask(plen))
-            if entry is not None:
+            if entry is not None and entry.ifindex not in down:
                 return entry
         return None
 

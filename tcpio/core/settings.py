@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 class Settings:
     # --- net.ipv4 (IP) ---
     ip_default_ttl: int = 64
+    ip_forward: bool = False               # router mode: forward what is not ours (ip_forward.py)
     ipfrag_time: float = 30.0              # reassembly timeout, seconds
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # reassembly memory cap, bytes
     min_pmtu: int = 552                    # floor for a learned path MTU

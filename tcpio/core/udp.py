@@ -373,6 +373,11 @@ class UdpProto:
             return False
         sport = udph.sport
         dport = udph.dport
+        tproxy = host.rx_tproxy
+        if tproxy is not None:
+            # to a non-local destination, for the interface's forwarder
+            # (udp_forward.py; docs/internals.md "Transparent forwarding")
+            return bool(tproxy.rcv(iph, sport, dport, bytes(payload[UDP_HLEN:]), now))
         peer = (iph.src, sport)
         if host.is_broadcast(iph.dst):
             delivered = False

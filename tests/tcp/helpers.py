@@ -147,6 +147,8 @@ class FakeHost:
     # ...each one segment (NetHost.rx_gso_*: no super-frame in hand)
     rx_gso_segs = 1
     rx_gso_size = 0
+    # No forwarder on a FakeHost's link (Host.set_tproxy).
+    rx_tproxy = None
 
     def icmp_send(self, iph: Any, payload: Any, type: int, code: int, info: int = 0) -> None:
         raise AssertionError("TCP sends no ICMP")

@@ -396,8 +396,14 @@ class InetHashInfo:
 
     def inet_inherit_port(self, sk: Any, child: Any) -> None:
         """``__inet_inherit_port``: an accepted child shares its listener's port
-        (a listener holds its bucket until listen_stop puts the port)."""
-        self.bhash[sk.lport].add_owner(child)
+        (a listener holds its bucket until listen_stop puts the port).  The
+        tproxy case: a transparent listener's child has the original
+        destination's port, so it goes on that port's bucket (made if need be)."""
+        tb = self.bhash.get(child.lport)
+        if tb is None:
+            tb = self.bhash[child.lport] = InetBindBucket(child.lport)
+            tb.update_fastreuse(child)
+        tb.add_owner(child)
 
     # -- time-wait ---------------------------------------------------------------
     def inet_twsk_hashdance(self, tw: Any, sk: Any) -> None:

@@ -638,7 +638,18 @@ class TcpProto:
             return
         mib["InSegs"] += 1      # per datagram, as Linux counts a GRO aggregate
         skb = Skb(th, payload[th.doff << 2:], host.rx_gso_segs, host.rx_gso_size)
-        sk = self.hashinfo.lookup(iph.dst, th.dport, iph.src, th.sport)
+        tproxy = host.rx_tproxy
+        if tproxy is not None:
+            # A non-local destination ip_rcv took for the interface's
+            # forwarder (tcp_forward.py): its flows' socks are in ehash by
+            # the original 4-tuple; a miss is the forwarder's, never a
+            # listener's (docs/internals.md "Transparent forwarding").
+            sk = self.hashinfo.lookup_established(iph.dst, th.dport, iph.src, th.sport)
+            if sk is None:
+                tproxy.rcv(skb, iph, payload, now)
+                return
+        else:
+            sk = self.hashinfo.lookup(iph.dst, th.dport, iph.src, th.sport)
         if sk is None:
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
             return
@@ -649,7 +660,7 @@ class TcpProto:
             if sk.trace is not None:
                 sk.trace.probe(sk, skb, now)
         elif state == TCP_TIME_WAIT:
-            self._rcv_timewait(sk, skb, iph, now)
+            self._rcv_timewait(sk, skb, iph, now, payload)
         elif state == TCP_NEW_SYN_RECV:
             self._rcv_request(sk, skb, iph, now)
         elif state == TCP_LISTEN:
@@ -660,7 +671,8 @@ class TcpProto:
             if sk.trace is not None:
                 sk.trace.probe(sk, skb, now)
 
-    def _rcv_timewait(self, tw: TimeWaitSock, skb: Skb, iph: Any, now: float) -> None:
+    def _rcv_timewait(self, tw: TimeWaitSock, skb: Skb, iph: Any, now: float,
+                      payload: Any = b"") -> None:
         verdict = tcp_timewait_state_process(tw, skb, now)
         if verdict == TCP_TW_SUCCESS:
             return
@@ -670,6 +682,13 @@ class TcpProto:
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
             self.inet_twsk_kill(tw)
         else:   # TCP_TW_SYN
+            tproxy = self.host.rx_tproxy
+            if tproxy is not None:
+                # a forwarded tuple reopened: a new request, ISN past the old one
+                isn = tcp_tw_isn(tw)
+                self.inet_twsk_kill(tw)
+                tproxy.rcv(skb, iph, payload, now, isn)
+                return
             listener = self.hashinfo.lookup_listener(iph.dst, skb.th.dport)
             if listener is not None:
                 isn = tcp_tw_isn(tw)
