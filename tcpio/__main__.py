@@ -410,7 +410,7 @@ def _peer_address(ip_text: str) -> str:
 def open_tap(args: argparse.Namespace) -> Any:
     """The TAP device, or None after one line on stderr saying why not."""
     try:
-        return tcpio.TapDevice(args.tap, mtu=args.mtu)
+        return tcpio.TapDevice(args.tap, mtu=args.mtu, syn_queue=args.syn_queue)
     except OSError as exc:
         why = exc.strerror or str(exc)
         hint = {errno.EBUSY: " (another process has it open: is a tcpio or a VM "
@@ -618,6 +618,9 @@ def parser() -> argparse.ArgumentParser:
     # 68: the IPv4 minimum MTU (RFC 791); 65521: what Linux's tun takes
     s.add_argument("--mtu", type=int_between(68, 65521), default=1500)
     s.add_argument("--echo", action="store_true", help="TCP echo instead of HTTP")
+    s.add_argument("--syn-queue", action="store_true",
+                   help="a second TAP queue the kernel steers SYNs to (eBPF), so a SYN "
+                        "flood cannot crowd out established connections")
     s.add_argument("--builtin-http", action="store_true")
     s.add_argument("--pcap", metavar="FILE")
     s.add_argument("--configure", action="store_true",

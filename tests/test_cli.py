@@ -77,7 +77,8 @@ def test_serve_prints_the_kernel_side_commands() -> None:
 
 
 @pytest.mark.tap
-def test_serve_on_tap_answers_curl() -> None:
+@pytest.mark.parametrize("extra", ["", "--syn-queue "])
+def test_serve_on_tap_answers_curl(extra: str) -> None:
     reason = tap_unavailable_reason()
     if reason is not None or shutil.which("unshare") is None or shutil.which("curl") is None:
         if os.environ.get("TCPIO_REQUIRE_TAP") == "1":
@@ -85,7 +86,7 @@ def test_serve_on_tap_answers_curl() -> None:
         pytest.skip(reason or "unshare or curl missing")
     # A private network namespace: tcpio serves on a TAP there, curl fetches.
     script = (
-        f"{sys.executable} -m tcpio serve --tap tcpiocli0 --address 10.77.0.2/24 "
+        f"{sys.executable} -m tcpio serve {extra}--tap tcpiocli0 --address 10.77.0.2/24 "
         "--configure --duration 60 --builtin-http & pid=$!; "
         "curl -s --retry 40 --retry-delay 1 --retry-all-errors --max-time 20 "
         "-o /dev/null -w '%{http_code} %{size_download}' "

@@ -22,7 +22,9 @@ Sending: ``os.write`` straight away.  A frame the kernel will not take right
 now is a counted drop, never an exception: EAGAIN/ENOBUFS when its queue is
 full, EIO while the link is down (the kernel refuses writes then).
 
-A queue for connection requests (``syn_queue=True``, the default): the device opens with
+A queue for connection requests (``syn_queue=True``; off by default, because
+a multi-queue TAP lets a second process attach as another queue where a
+single-queue one answers EBUSY): the device opens with
 IFF_MULTI_QUEUE and a second fd, and an eBPF steering program
 (devices/tun_steering.py) makes the kernel put TCP SYNs on the second queue
 and everything else on the first, so a SYN flood fills a ring of its own and
@@ -128,7 +130,7 @@ class _TunTapBase:
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True, syn_queue: bool = True,
+                 offloads: bool | int = True, syn_queue: bool = False,
                  syn_budget: int = 64) -> None:
         if budget < 1 or syn_budget < 1:
             raise ValueError("budget and syn_budget must be >= 1")
@@ -464,7 +466,7 @@ class TapDevice(_TunTapBase):
 
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
                  budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True, syn_queue: bool = True,
+                 offloads: bool | int = True, syn_queue: bool = False,
                  syn_budget: int = 64) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
@@ -482,7 +484,7 @@ class TunDevice(_TunTapBase):
 
     def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True, syn_queue: bool = True,
+                 offloads: bool | int = True, syn_queue: bool = False,
                  syn_budget: int = 64) -> None:
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
                          syn_queue=syn_queue, syn_budget=syn_budget)

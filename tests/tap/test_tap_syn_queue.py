@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import socket
@@ -139,7 +140,7 @@ def test_a_kernel_that_refuses_the_program_leaves_one_working_queue(tap_required
 
     monkeypatch.setattr(tun_steering, "load_socket_filter", refuse)
     with NetNs() as ns:
-        tap = ns.tap()
+        tap = ns.tap(syn_queue=True)
         try:
             assert not tap.syn_queue and tap.syn_fd is None
             assert tap.syn_queue_error is not None and tap.syn_queue_error.errno == 1
@@ -160,10 +161,15 @@ def test_a_kernel_that_refuses_the_program_leaves_one_working_queue(tap_required
 
 
 def test_syn_queue_off_opens_one_queue(tap_required):
+    """Off by default: a second opener of the interface gets EBUSY, as it
+    would from any single-queue TAP held open."""
     with NetNs() as ns:
-        tap = ns.tap(syn_queue=False)
+        tap = ns.tap()
         try:
             assert not tap.syn_queue and tap.syn_fd is None and tap.syn_queue_error is None
+            with pytest.raises(OSError) as busy:
+                ns.tap(tap.name)
+            assert busy.value.errno == errno.EBUSY
         finally:
             tap.stop()
 
@@ -173,7 +179,7 @@ def test_a_persistent_single_queue_interface_is_taken_as_it_is(tap_required):
     the device attaches without the SYN queue instead of failing."""
     with NetNs() as ns:
         ns.ip("tuntap", "add", "dev", "tcpiopers0", "mode", "tap")
-        tap = ns.tap("tcpiopers0")
+        tap = ns.tap("tcpiopers0", syn_queue=True)
         try:
             assert tap.fd is not None and not tap.syn_queue
             assert tap.syn_queue_error is not None
