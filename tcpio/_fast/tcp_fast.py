@@ -83,7 +83,6 @@ from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
 __all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
-__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
            "cwnd_quota", "event_data_recv", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "receive_window",
            "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_more",
