@@ -33,6 +33,7 @@ cdef class TcpCb:
     cdef public long long probes_out
     cdef public long long snd_sml, write_seq, wq_seq, pushed_seq
     cdef public bint nodelay, is_cwnd_limited
+    cdef public long long nonagle
     cdef public bytearray wq
     cdef public list rtx
     # RACK (rack_advance, clean_rtx_queue)
@@ -59,6 +60,7 @@ cdef object _send_ack, _data_sent_idle, _ack_predicted
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
 cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
+cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
 

@@ -97,6 +97,9 @@ _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
 _MAX_TCP_WINDOW = 65535
 _TCPHDR_SYN = 0x02
+# tp->nonagle's bits (include/net/tcp.h); TCP_NAGLE_OFF is TcpCb.nodelay
+_TCP_NAGLE_CORK = 2      # TCP_CORK, or a MSG_MORE write's push: hold partial segments
+_TCP_NAGLE_PUSH = 4      # push what is queued now (until a write starts a new skb)
 _TCPHDR_PSH = 0x08
 _TCPHDR_ACK = 0x10
 _FLAG_DATA = 0x01       # tcp_ack's FLAG_DATA (core.tcp.tcp_input)
@@ -182,7 +185,8 @@ class TcpCb:
     write_seq: int
     pushed_seq: int     # write_seq at the last tcp_mark_push (the end of a write)
     wq_seq: int
-    nodelay: bool
+    nodelay: bool       # TCP_NODELAY (tp->nonagle's TCP_NAGLE_OFF)
+    nonagle: int        # tp->nonagle's TCP_NAGLE_CORK and TCP_NAGLE_PUSH bits
     is_cwnd_limited: bool
     wq: bytearray
     rtx: list[TxSeg]
@@ -209,6 +213,7 @@ class TcpCb:
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.pushed_seq = 0
+        self.nonagle = 0
         self.inet_id = 0
         self.trace = None
         self.segs_in = 0
@@ -523,8 +528,11 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
 def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -> bool:
     """May segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go now?  Both
     send loops' tcp_cwnd_test (no room: is_cwnd_limited; the FIN's segment
-    goes past it), tcp_snd_wnd_test and tcp_nagle_test with Minshall's tweak
-    (a FIN is never held back)."""
+    goes past it), tcp_snd_wnd_test and tcp_nagle_test: a FIN is never held
+    back, TCP_NAGLE_PUSH sends what is queued, TCP_NAGLE_CORK (TCP_CORK, a
+    MSG_MORE write) holds a partial segment, and without TCP_NODELAY Nagle
+    holds one while data is in flight, with Minshall's tweak
+    (tcp_nagle_check: only while the last small segment is unacknowledged)."""
     if sk is None:
         raise TypeError("xmit_test: a TcpCb is required")
     # tcp_cwnd_test: "Don't be strict about the congestion window for the
@@ -534,8 +542,11 @@ def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -
         return False
     if after(end, (sk.snd_una + sk.snd_wnd) & _U32_MASK):
         return False
-    return not (seglen < mss and not fin and not sk.nodelay and sk.packets_out
-                and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq))
+    if seglen >= mss or fin or sk.nonagle & _TCP_NAGLE_PUSH:
+        return True
+    return not (sk.nonagle & _TCP_NAGLE_CORK
+                or (not sk.nodelay and sk.packets_out
+                    and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq)))
 
 
 def xmit_more(sk: TcpCb, seq: int, mss: int, fin_queued: bool) -> bool:

@@ -950,10 +950,11 @@ class Runner:
 
     def _send(self, ev: ast.Event, fd: Fd, size: int, flags: int
               ) -> Callable[[], SysResult | None]:
-        unsupported = flags & ~(EXTRA_SYMBOLS["MSG_DONTWAIT"] | EXTRA_SYMBOLS["MSG_OOB"]
+        stack_flags = flags & (EXTRA_SYMBOLS["MSG_OOB"] | EXTRA_SYMBOLS["MSG_MORE"])
+        unsupported = flags & ~(EXTRA_SYMBOLS["MSG_DONTWAIT"] | stack_flags
                                 | 0x4000)   # MSG_NOSIGNAL
         if unsupported:
-            raise Unsupported(ev.line, f"send flags {unsupported:#x} (MSG_MORE/MSG_EOR/"
+            raise Unsupported(ev.line, f"send flags {unsupported:#x} (MSG_EOR/"
                               "MSG_ZEROCOPY/MSG_FASTOPEN)")
         nonblock = fd.nonblock or bool(flags & EXTRA_SYMBOLS["MSG_DONTWAIT"])
         sent = [0]
@@ -962,7 +963,7 @@ class Runner:
         def attempt() -> SysResult | None:
             sk = fd.sock
             try:
-                n = sk.sendmsg(memoryview(data)[sent[0]:], flags & EXTRA_SYMBOLS["MSG_OOB"])
+                n = sk.sendmsg(memoryview(data)[sent[0]:], stack_flags)
             except OSError as e:
                 if sent[0]:
                     return sent[0], 0

@@ -42,9 +42,12 @@ from .tcp_states import (
     TCP_FIN_WAIT2,
     TCP_LAST_ACK,
     TCP_LISTEN,
+    TCP_NAGLE_CORK,
+    TCP_NAGLE_PUSH,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
     STATE_NAMES,
+    after,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +69,7 @@ _LINGER_FOREVER = 0x7FFFFFFF     # l_linger read back for an unlimited linger
 # Plain ints: `flags & socket.MSG_OOB` would be IntFlag arithmetic on every call.
 _MSG_OOB = int(socket.MSG_OOB)
 _MSG_PEEK = int(socket.MSG_PEEK)
+_MSG_MORE = int(socket.MSG_MORE)
 
 # The fields the compiled receive fast path touches live in this base (C
 # fields when compiled, see tcpio/_fast/tcp_fast.pxd); the rest are ordinary
@@ -165,6 +169,7 @@ class TcpSock(TcpCb):
         self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
         # options set by the user
         self.nodelay = False
+        self.nonagle = 0            # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
         self.keepalive = False
         self.linger: tuple[int, int] = (0, 0)
         self.user_mss = 0
@@ -186,6 +191,7 @@ class TcpSock(TcpCb):
         self.max_window = 0
         self.snd_sml = 0            # end of the last small segment (Minshall's Nagle)
         self.write_seq = 0          # sequence after the last byte queued
+        self.pushed_seq = 0         # write_seq at the last tcp_mark_push (a TcpCb field)
         self.wq = bytearray()
         self.wq_seq = 0
         self.fin_queued = False
@@ -400,7 +406,11 @@ class TcpSock(TcpCb):
     def sendmsg(self, data: Any, flags: int = 0) -> int:
         """tcp_sendmsg: copy what fits into the send buffer and push.
 
-        MSG_OOB makes the last byte urgent (BSD semantics, Linux's default)."""
+        MSG_OOB makes the last byte urgent (BSD semantics, Linux's default).
+        MSG_MORE: more is coming; the write's end is no PSH point and this
+        call's push holds a partial segment back, as TCP_CORK does (tcp_push
+        with TCP_NAGLE_CORK); the next write without it, an ACK (unless
+        TCP_CORK is set), TCP_NODELAY or the probe0 timer sends it."""
         if self.sk_err:
             raise self.sock_error()
         if self.sk_shutdown & SEND_SHUTDOWN:
@@ -418,13 +428,22 @@ class TcpSock(TcpCb):
         n = min(len(mv), self.sndbuf - len(self.wq))
         if n <= 0:
             return 0
+        if self.write_seq == self.snd_nxt:
+            # tcp_skb_entail: a write that starts a new skb (nothing unsent
+            # to append to) ends a TCP_NAGLE_PUSH
+            self.nonagle &= ~TCP_NAGLE_PUSH
         buf_append(self.wq, mv[:n])
         self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
-        # tcp_push's tcp_mark_push: PSH where this write ends
-        self.pushed_seq = self.write_seq
+        more = flags & _MSG_MORE
+        # tcp_push's tcp_mark_push: PSH where this write ends, unless more
+        # is coming and less than half the peer's largest window is unpushed
+        # (forced_push)
+        if not more or after(self.write_seq,
+                             (self.pushed_seq + (self.max_window >> 1)) & 0xFFFFFFFF):
+            self.pushed_seq = self.write_seq
         if flags & _MSG_OOB:
             self.snd_up = self.write_seq
-        tcp_output.tcp_push(self, self.host.now)
+        tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_CORK if more else -1)
         return n
 
     def readable(self) -> int:
@@ -704,10 +723,29 @@ def _so_error(sk: TcpSock) -> int:
 
 
 def _set_nodelay(sk: TcpSock, on: bool) -> None:
-    # __tcp_sock_set_nodelay: turning Nagle off pushes what it held back.
+    # __tcp_sock_set_nodelay: turning Nagle off pushes what it (or a cork)
+    # held back (TCP_NAGLE_PUSH, until the next write starts a new skb).
     sk.nodelay = on
     if on:
+        sk.nonagle |= TCP_NAGLE_PUSH
         tcp_output.tcp_push(sk, sk.host.now)
+
+
+def _set_cork(sk: TcpSock, on: bool) -> None:
+    # __tcp_sock_set_cork: corked, partial segments wait (for the cork to
+    # go, TCP_NODELAY, or the probe0 timer: tcp_output.tcp_write_wakeup);
+    # uncorking pushes them, at once even past Nagle with TCP_NODELAY set.
+    if on:
+        sk.nonagle |= TCP_NAGLE_CORK
+        return
+    sk.nonagle &= ~TCP_NAGLE_CORK
+    if sk.nodelay:
+        sk.nonagle |= TCP_NAGLE_PUSH
+    tcp_output.tcp_push(sk, sk.host.now)
+
+
+def _get_cork(sk: TcpSock) -> int:
+    return int(bool(sk.nonagle & TCP_NAGLE_CORK))
 
 
 def _get_maxseg(sk: TcpSock) -> int:
@@ -763,6 +801,7 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     (_SOL, socket.SO_ACCEPTCONN): _read_only(_get_acceptconn),
     # do_tcp_setsockopt / do_tcp_getsockopt (net/ipv4/tcp.c)
     (_TCP, socket.TCP_NODELAY): SockOpt(_bool, _set_nodelay, _get_int("nodelay")),
+    (_TCP, socket.TCP_CORK): SockOpt(_bool, _set_cork, _get_cork),
     (_TCP, socket.TCP_MAXSEG): SockOpt(_int_in(TCP_MIN_MSS, 32767, zero_ok=True),
                                        _set_attr("user_mss"), _get_maxseg),
     (_TCP, socket.TCP_KEEPIDLE): SockOpt(_int_in(1, 32767), _set_keepidle, _get_int("keepidle")),

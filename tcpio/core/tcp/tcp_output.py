@@ -316,9 +316,24 @@ def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
 
 
 # --- data output -----------------------------------------------------------------
-def tcp_push(sk: TcpSock, now: float) -> None:
-    if sk.state in _SEND_STATES:
+def tcp_push(sk: TcpSock, now: float, nonagle: int = -1) -> None:
+    """__tcp_push_pending_frames: send what the window, cwnd and Nagle allow.
+    ``nonagle``: tcp_push's argument for this push only (a MSG_MORE write
+    pushes with TCP_NAGLE_CORK); -1: the socket's own (sk.nonagle)."""
+    if sk.state not in _SEND_STATES:
+        return
+    if nonagle < 0:
         tcp_write_xmit(sk, now)
+        return
+    # (the send loops read sk.nonagle: swapped for the call, as Linux passes
+    # it down tcp_write_xmit; nothing re-enters the socket meanwhile, the
+    # loop holds back loopback segments)
+    own = sk.nonagle
+    sk.nonagle = nonagle
+    try:
+        tcp_write_xmit(sk, now)
+    finally:
+        sk.nonagle = own
 
 
 def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
@@ -627,6 +642,41 @@ def tcp_check_probe_timer(sk: TcpSock, now: float) -> None:
 def tcp_probe0_when(sk: TcpSock) -> float:
     base = max(sk.rto, sk.host.settings.tcp_rto_min)
     return min(base * (1 << min(sk.backoff, 30)), sk.host.settings.tcp_rto_max)
+
+
+def tcp_write_wakeup(sk: TcpSock, now: float) -> bool:
+    """tcp_write_wakeup's data branch: the persist timer finds unsent data
+    starting inside the peer's window and sends one segment of it whatever
+    Nagle, TCP_CORK or MSG_MORE held back and whatever the cwnd: as much as
+    the window and the MSS allow, with PSH, and pushed_seq moves past it.
+    (A corked partial segment goes out this way one probe0 timeout, about an
+    RTO, after it was queued: Linux has no other cork timer.)  False: no
+    such data (the caller sends a zero-window probe instead)."""
+    if sk.state not in _SEND_STATES:
+        return False
+    seq = sk.snd_nxt
+    unsent = seq_diff(sk.write_seq, seq)
+    room = seq_diff((sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF, seq)
+    fin_only = unsent == 0 and sk.fin_queued
+    if (unsent <= 0 and not fin_only) or room <= 0:
+        return False
+    mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
+    seglen = min(unsent, mss, room)
+    fin = sk.fin_queued and seglen == unsent
+    data_end = (seq + seglen) & 0xFFFFFFFF
+    if before(sk.pushed_seq, data_end):
+        sk.pushed_seq = data_end
+    flags = TCPHDR_FIN | TCPHDR_PSH if fin else TCPHDR_PSH
+    new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags, seglen < mss, now)
+    off = seq_diff(seq, sk.wq_seq)
+    payload = memoryview(sk.wq)[off:off + seglen]
+    held = sk.host.defer_loopback()
+    try:
+        tcp_transmit_skb(sk, seq, TCPHDR_ACK | flags, payload, now)
+    finally:
+        payload.release()
+        sk.host.release_loopback(held)
+    return True
 
 
 def tcp_send_probe0(sk: TcpSock, now: float) -> None:
