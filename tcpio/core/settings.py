@@ -68,6 +68,9 @@ class Settings:
     # --- TCP data path ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
+    # unsent bytes above which a socket is not writable (TCP_NOTSENT_LOWAT's
+    # default; 4294967295, UINT_MAX: no limit but the send buffer)
+    tcp_notsent_lowat: int = 0xFFFFFFFF
     tcp_window_scaling: int = 1
     tcp_timestamps: int = 1
     tcp_sack: int = 1

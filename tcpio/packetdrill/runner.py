@@ -1310,9 +1310,7 @@ def _poll_mask(sk: TcpSock) -> int:
         if len(sk.rq):
             mask |= 0x1 | 0x40
         if not sk.sk_shutdown & 2:
-            # sk_stream_is_writeable: free space >= half of what is queued.
-            free = sk.sndbuf - len(sk.wq)
-            if free >= len(sk.wq) // 2 and free > 0:
+            if sk.stream_writeable():
                 mask |= 0x4 | 0x100
         else:
             mask |= 0x4 | 0x100

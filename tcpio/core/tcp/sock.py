@@ -48,6 +48,7 @@ from .tcp_states import (
     TCP_SYN_SENT,
     STATE_NAMES,
     after,
+    seq_diff,
 )
 
 if TYPE_CHECKING:
@@ -123,7 +124,8 @@ class TcpSock(TcpCb):
         "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
         "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
         "keepintvl", "last_oow_ack_time", "linger", "lsndtime",
-        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "passive",
+        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "notsent_lowat", "orphan",
+        "parent", "passive",
         "pending", "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto",
         "rack_dsack_seen",
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
@@ -170,6 +172,7 @@ class TcpSock(TcpCb):
         # options set by the user
         self.nodelay = False
         self.nonagle = 0            # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
+        self.notsent_lowat = 0      # TCP_NOTSENT_LOWAT (0: the sysctl's)
         self.keepalive = False
         self.linger: tuple[int, int] = (0, 0)
         self.user_mss = 0
@@ -403,6 +406,20 @@ class TcpSock(TcpCb):
             return 0
         return max(0, self.sndbuf - len(self.wq))
 
+    def notsent_limit(self) -> int:
+        """tcp_notsent_lowat: TCP_NOTSENT_LOWAT, else the sysctl's."""
+        return (self.notsent_lowat or self.host.settings.tcp_notsent_lowat) & 0xFFFFFFFF
+
+    def stream_writeable(self) -> bool:
+        """__sk_stream_is_writeable(sk, 1), tcp_poll's EPOLLOUT: the free
+        send buffer is at least half of what is queued, and fewer than half
+        the TCP_NOTSENT_LOWAT bytes are unsent (tcp_stream_memory_free with
+        wake 1: a writer woken has room to write)."""
+        queued = len(self.wq)
+        free = self.sndbuf - queued
+        return (free > 0 and free >= queued >> 1
+                and seq_diff(self.write_seq, self.snd_nxt) << 1 < self.notsent_limit())
+
     def sendmsg(self, data: Any, flags: int = 0) -> int:
         """tcp_sendmsg: copy what fits into the send buffer and push.
 
@@ -428,12 +445,19 @@ class TcpSock(TcpCb):
         n = min(len(mv), self.sndbuf - len(self.wq))
         if n <= 0:
             return 0
-        if self.write_seq == self.snd_nxt:
+        unsent = seq_diff(self.write_seq, self.snd_nxt)
+        if not unsent:
             # tcp_skb_entail: a write that starts a new skb (nothing unsent
             # to append to) ends a TCP_NAGLE_PUSH
             self.nonagle &= ~TCP_NAGLE_PUSH
-        buf_append(self.wq, mv[:n])
-        self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
+        lowat = self.notsent_limit()
+        if unsent + n < lowat:
+            buf_append(self.wq, mv[:n])
+            self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
+        else:
+            n = self._copy_below_lowat(mv, n, lowat)
+            if not n:
+                return 0
         more = flags & _MSG_MORE
         # tcp_push's tcp_mark_push: PSH where this write ends, unless more
         # is coming and less than half the peer's largest window is unpushed
@@ -445,6 +469,31 @@ class TcpSock(TcpCb):
             self.snd_up = self.write_seq
         tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_CORK if more else -1)
         return n
+
+    def _copy_below_lowat(self, mv: memoryview, n: int, lowat: int) -> int:
+        """tcp_sendmsg_locked's copy loop when TCP_NOTSENT_LOWAT may stop it:
+        sk_stream_memory_free is asked only before a new skb, which is then
+        filled to the size goal (tcp_xmit_size_goal) and pushed when full
+        (tcp_push_one), so a write stops once lowat or more bytes are unsent
+        at an skb boundary, and may have filled the unsent tail skb (the
+        remainder of one the push split) past it.  tcpio keeps no skbs: the
+        unsent ones are taken to start at snd_nxt, size_goal apart."""
+        goal = tcp_output.tcp_xmit_size_goal(self)
+        copied = 0
+        while copied < n:
+            unsent = seq_diff(self.write_seq, self.snd_nxt)
+            room = goal - ((unsent - 1) % goal + 1) if unsent > 0 else 0
+            if not room:
+                if unsent >= lowat:
+                    break
+                room = goal
+            copy = min(room, n - copied)
+            buf_append(self.wq, mv[copied:copied + copy])
+            self.write_seq = (self.write_seq + copy) & 0xFFFFFFFF
+            copied += copy
+            if copied < n:
+                tcp_output.tcp_push(self, self.host.now)
+        return copied
 
     def readable(self) -> int:
         return len(self.rq)
@@ -748,6 +797,18 @@ def _get_cork(sk: TcpSock) -> int:
     return int(bool(sk.nonagle & TCP_NAGLE_CORK))
 
 
+def _set_notsent_lowat(sk: TcpSock, v: int) -> None:
+    # do_tcp_setsockopt: any int (a u32 in tcp_sock), then sk_write_space:
+    # the writer may now be writable
+    sk.notsent_lowat = v & 0xFFFFFFFF
+    sk._wake()
+
+
+def _get_notsent_lowat(sk: TcpSock) -> int:
+    v = sk.notsent_lowat
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
 def _get_maxseg(sk: TcpSock) -> int:
     # do_tcp_getsockopt: mss_cache (TCP_MSS_DEFAULT until a connection sets
     # it, and kept after it ends), the user's value instead while CLOSE or LISTEN.
@@ -789,6 +850,7 @@ def _set_congestion(sk: TcpSock, ops: Any) -> None:
 
 _SOL, _TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
 TCP_INQ = 36        # include/uapi/linux/tcp.h (also its cmsg type, TCP_CM_INQ)
+TCP_NOTSENT_LOWAT = 25
 SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     # sk_setsockopt / sk_getsockopt (net/core/sock.c)
     (_SOL, socket.SO_REUSEADDR): SockOpt(_bool, _set_attr("reuseaddr"), _get_int("reuseaddr")),
@@ -815,6 +877,7 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
                                            _get_congestion),
     (_TCP, socket.TCP_INFO): _read_only(lambda sk: tcp_info_pack(tcp_get_info(sk))),
     (_TCP, TCP_INQ): SockOpt(_int_in(0, 1), _set_attr("recvmsg_inq"), _get_int("recvmsg_inq")),
+    (_TCP, TCP_NOTSENT_LOWAT): SockOpt(_int, _set_notsent_lowat, _get_notsent_lowat),
 }
 
 

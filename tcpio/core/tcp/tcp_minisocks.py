@@ -368,9 +368,9 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.reuseaddr = listener.reuseaddr
     sk.sock_state = SS_CONNECTED
     # inherit user options from the listener (sk_clone_lock)
-    for name in ("nodelay", "nonagle", "keepalive", "linger", "user_mss", "keepidle", "keepintvl",
-                 "keepcnt", "user_timeout", "sndbuf", "rcvbuf", "sndbuf_locked",
-                 "rcvbuf_locked"):
+    for name in ("nodelay", "nonagle", "keepalive", "linger", "user_mss", "keepidle",
+                 "keepintvl", "keepcnt", "user_timeout", "notsent_lowat", "sndbuf", "rcvbuf",
+                 "sndbuf_locked", "rcvbuf_locked"):
         setattr(sk, name, getattr(listener, name))
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF

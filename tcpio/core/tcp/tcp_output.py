@@ -302,6 +302,19 @@ def tcp_current_mss(sk: TcpSock) -> int:
     return mss
 
 
+def tcp_xmit_size_goal(sk: TcpSock) -> int:
+    """tcp_send_mss's size_goal: how big tcp_sendmsg lets an skb grow (the
+    sk_gso_max_size of 64 KB bounded to half the peer's largest window,
+    tcp_bound_to_half_wnd) in whole segments, at least one."""
+    mss = tcp_current_mss(sk)
+    size = 65536
+    mw = sk.max_window
+    cutoff = mw >> 1 if mw > 536 else mw
+    if cutoff and size > cutoff:
+        size = cutoff
+    return max(size // mss, 1) * mss
+
+
 def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
     """Effective MSS from the path MTU, the peer's MSS option and TCP_MAXSEG."""
     sk.pmtu_cookie = pmtu
