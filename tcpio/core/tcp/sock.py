@@ -123,10 +123,11 @@ class TcpSock(TcpCb):
     __slots__ = (
         "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
         "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
-        "keepintvl", "last_oow_ack_time", "linger", "lsndtime",
+        "keepintvl", "last_oow_ack_time", "linger", "lost", "lsndtime",
         "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "notsent_lowat", "orphan",
         "parent", "passive",
         "pending", "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto",
+        "prr_delivered", "prr_out",
         "rack_dsack_seen",
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
         "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "recvmsg_inq", "reordering", "retrans_stamp",
@@ -245,6 +246,11 @@ class TcpSock(TcpCb):
         self.snd_cwnd_clamp = 0xFFFFFFFF
         self.prior_cwnd = 0
         self.prior_ssthresh = 0
+        # Proportional Rate Reduction (tcp_cwnd_reduction): delivered and
+        # sent since the reduction began; tp->lost: segments ever marked lost
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.lost = 0
         self.ca_state = TCP_CA_OPEN
         self.ca_priv: Any = None
         self.high_seq = 0

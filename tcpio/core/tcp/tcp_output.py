@@ -17,6 +17,7 @@ from .tcp_states import (
     RCV_SHUTDOWN,
     TCP_CA_CWR,
     TCP_CA_OPEN,
+    TCP_CA_RECOVERY,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
     TCP_CLOSING,
@@ -370,6 +371,7 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
     window_limited = sk.is_cwnd_limited
     sk.is_cwnd_limited = False
+    prior_packets = sk.packets_out
     try:
         if path is not None:
             sent = _tcp_write_xmit_fast(sk, mss, path, now)
@@ -378,6 +380,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         limited = sk.is_cwnd_limited
         sk.is_cwnd_limited = window_limited
         if sent:
+            if sk.ca_state in _CWND_REDUCTION:
+                sk.prr_out += sk.packets_out - prior_packets
             tcp_cwnd_validate(sk, limited or sk.tcp_packets_in_flight >= sk.snd_cwnd)
             # A loss probe if RFC 8985 allows (it is never later than the
             # RTO), else tcp_event_new_data_sent's RTO: a running RTO or
@@ -585,6 +589,8 @@ def tcp_schedule_loss_probe(sk: TcpSock, now: float, advancing_rto: bool) -> boo
 
 
 _TLP_STATES = (TCP_CA_OPEN, TCP_CA_CWR)
+# tcp_in_cwnd_reduction: PRR counts what is sent (prr_out)
+_CWND_REDUCTION = (TCP_CA_CWR, TCP_CA_RECOVERY)
 
 
 def tcp_send_loss_probe(sk: TcpSock, now: float) -> None:
@@ -788,6 +794,10 @@ def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
         s = seg.sacked
         if s & 4 and not s & 3:   # LOST, not SACKED, not already retransmitted
             tcp_retransmit_skb(sk, seg, now)
+            if sk.ca_state in _CWND_REDUCTION:
+                sk.prr_out += 1
+                if sk.ca_state == TCP_CA_RECOVERY:
+                    sk.host.mib["TCPFastRetrans"] += 1
             n = len(rtx)          # (tcp_fragment may have queued the tail after it)
             in_flight += 1
             if i == 0 and not sk.rtx_timer.pending:
