@@ -89,3 +89,18 @@ def test_the_reordering_timer_starting_recovery_sends_one_retransmission():
     # 0..8 lost, pipe = 11 - 1 - 9 = 1: sndcnt = min(5 - 1, max(1 - 0, 1)) = 1
     assert c.sk.ca_state == TCP_CA_RECOVERY and c.sk.lost_out == 9
     assert (c.sk.prr_delivered, c.sk.prr_out, c.sk.snd_cwnd) == (1, 1, 2)
+
+
+def test_an_ack_below_snd_una_still_brings_its_sack_news():
+    """Linux tcp_ack's old_ack: an ACK reordered behind a newer one is no
+    acknowledgement, but its SACK blocks are tagged and what they free is
+    used, with the window as it was (no PRR step): retransmissions 3 and 4
+    SACKed make pipe 7 - 5 - 2 + 2 = 2 under cwnd 4, so new data 10 and 11
+    go."""
+    c, base, mss = _sack_flight()
+    assert _sack(c, base, mss, 0, (7, 10)) == [0, 1, 2]
+    assert _sack(c, base, mss, 3, (7, 10)) == [3, 4, 5, 6]
+    assert c.sk.snd_cwnd == 4
+    assert _sack(c, base, mss, 1, (3, 5), (7, 10)) == [10, 11]
+    assert c.sk.sacked_out == 5 and c.sk.snd_una == base + 3 * mss
+    assert c.sk.snd_cwnd == 4

@@ -462,6 +462,15 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         if before(ack, (prior_snd_una - sk.max_window) & 0xFFFFFFFF):
             tcp_send_challenge_ack(sk, now)
             return -1
+        if skb.opts.sack_blocks and sk.sack_ok:
+            # tcp_ack's old_ack: an ACK reordered behind a newer one may
+            # still bring SACK news: tag it, run loss detection, resend
+            # what is lost (tcp_xmit_recovery), with the window as it is
+            flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks,
+                                                     prior_snd_una, now)
+            tcp_fastretrans_alert(sk, 0, False, flag, now)
+            if sk.ca_state in (TCP_CA_LOSS, TCP_CA_RECOVERY):
+                tcp_xmit_retransmit_queue(sk, now)
         return 0
     if after(ack, sk.snd_nxt):
         # An ACK of data never sent: the segment is dropped (RFC 9293
