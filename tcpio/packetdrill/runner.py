@@ -96,6 +96,8 @@ EXTRA_SYMBOLS = {
     "AF_INET": 2, "AF_INET6": 10, "AF_UNSPEC": 0, "PF_INET": 2, "SOCK_STREAM": 1,
     "SOCK_DGRAM": 2, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_IP": 0,
     "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2, "INADDR_ANY": 0,
+    "IP_TOS": 1, "IP_MTU_DISCOVER": 10, "IP_PMTUDISC_DONT": 0, "IP_PMTUDISC_WANT": 1,
+    "IP_PMTUDISC_DO": 2, "IP_PMTUDISC_PROBE": 3,
 }
 
 # Socket options a script expects to succeed that tcpio has no equivalent for:

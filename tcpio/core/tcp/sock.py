@@ -122,7 +122,8 @@ class TcpSock(TcpCb):
     # socket's timers hold it weakly (tcpio/core/timer.py).
     __slots__ = (
         "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
-        "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
+        "high_seq", "highest_sack", "ip_df", "irs", "iss", "ka_timer", "keepalive", "keepcnt",
+        "keepidle", "pmtudisc", "tos",
         "keepintvl", "last_oow_ack_time", "linger", "lost", "lsndtime",
         "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "notsent_lowat", "orphan",
         "parent", "passive",
@@ -174,6 +175,12 @@ class TcpSock(TcpCb):
         self.nodelay = False
         self.nonagle = 0            # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
         self.notsent_lowat = 0      # TCP_NOTSENT_LOWAT (0: the sysctl's)
+        # IP_TOS (inet->tos) and IP_MTU_DISCOVER (inet->pmtudisc, from the
+        # sysctl when the socket is made); ip_df: DF on its segments (None:
+        # the host's default, which the whole-frame fast path sets)
+        self.tos = 0
+        self.pmtudisc = IP_PMTUDISC_DONT if st.ip_no_pmtu_disc else IP_PMTUDISC_WANT
+        self.ip_df: bool | None = None
         self.keepalive = False
         self.linger: tuple[int, int] = (0, 0)
         self.user_mss = 0
@@ -803,6 +810,18 @@ def _get_cork(sk: TcpSock) -> int:
     return int(bool(sk.nonagle & TCP_NAGLE_CORK))
 
 
+def _set_tos(sk: TcpSock, v: int) -> None:
+    # __ip_sock_set_tos: a stream socket keeps its own ECN bits
+    sk.tos = (v & 0xFF & ~_INET_ECN_MASK) | (sk.tos & _INET_ECN_MASK)
+
+
+def _set_pmtudisc(sk: TcpSock, v: int) -> None:
+    # ip_dont_fragment: DF for IP_PMTUDISC_DO and _WANT only
+    sk.pmtudisc = v
+    want_df = v in (IP_PMTUDISC_WANT, IP_PMTUDISC_DO)
+    sk.ip_df = None if want_df == (not sk.host.settings.ip_no_pmtu_disc) else want_df
+
+
 def _set_notsent_lowat(sk: TcpSock, v: int) -> None:
     # do_tcp_setsockopt: any int (a u32 in tcp_sock), then sk_write_space:
     # the writer may now be writable
@@ -857,6 +876,12 @@ def _set_congestion(sk: TcpSock, ops: Any) -> None:
 _SOL, _TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
 TCP_INQ = 36        # include/uapi/linux/tcp.h (also its cmsg type, TCP_CM_INQ)
 TCP_NOTSENT_LOWAT = 25
+# include/uapi/linux/in.h
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT, IP_PMTUDISC_WANT, IP_PMTUDISC_DO = 0, 1, 2
+IP_PMTUDISC_OMIT = 5                # the highest value
+_INET_ECN_MASK = 3
+_IP = socket.IPPROTO_IP
 SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     # sk_setsockopt / sk_getsockopt (net/core/sock.c)
     (_SOL, socket.SO_REUSEADDR): SockOpt(_bool, _set_attr("reuseaddr"), _get_int("reuseaddr")),
@@ -884,6 +909,10 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     (_TCP, socket.TCP_INFO): _read_only(lambda sk: tcp_info_pack(tcp_get_info(sk))),
     (_TCP, TCP_INQ): SockOpt(_int_in(0, 1), _set_attr("recvmsg_inq"), _get_int("recvmsg_inq")),
     (_TCP, TCP_NOTSENT_LOWAT): SockOpt(_int, _set_notsent_lowat, _get_notsent_lowat),
+    # do_ip_setsockopt / do_ip_getsockopt (net/ipv4/ip_sockglue.c)
+    (_IP, socket.IP_TOS): SockOpt(_int, _set_tos, _get_int("tos")),
+    (_IP, IP_MTU_DISCOVER): SockOpt(_int_in(IP_PMTUDISC_DONT, IP_PMTUDISC_OMIT),
+                                    _set_pmtudisc, _get_int("pmtudisc")),
 }
 
 

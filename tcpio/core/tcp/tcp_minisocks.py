@@ -370,7 +370,7 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # inherit user options from the listener (sk_clone_lock)
     for name in ("nodelay", "nonagle", "keepalive", "linger", "user_mss", "keepidle",
                  "keepintvl", "keepcnt", "user_timeout", "notsent_lowat", "sndbuf", "rcvbuf",
-                 "sndbuf_locked", "rcvbuf_locked"):
+                 "sndbuf_locked", "rcvbuf_locked", "tos", "pmtudisc", "ip_df"):
         setattr(sk, name, getattr(listener, name))
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF

@@ -90,52 +90,57 @@ tcp_time_stamp = _tcp_fast.tcp_time_stamp
 # --- raw segment output ------------------------------------------------------
 def tcp_v4_send(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, opts: Any = None,
-                payload: Any = b"", urg_ptr: int = 0, ident: int = IP_ID_NO_SOCK) -> None:
+                payload: Any = b"", urg_ptr: int = 0, ident: int = IP_ID_NO_SOCK,
+                tos: int = 0, df: bool | None = None) -> None:
     """Build one segment (any: SYN, RST, time-wait ACK...) and hand it to IP.
     Routing failures are soft: the segment is lost like a dropped packet (the
     timers will notice).  ``ident``: a connection's IP ID
     (ip_select_ident_segs); the default, for segments no connected socket
     sends (RSTs and ACKs of TCP's control socket, a request's SYN-ACK), is
-    ID 0 under DF (ip_output.ip_select_ident)."""
+    ID 0 under DF (ip_output.ip_select_ident).  ``tos``, ``df``: a socket's
+    IP_TOS and IP_MTU_DISCOVER (None: DF as the host's default)."""
     if opts is None:
         tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window, -1, 0, (),
-                    payload, urg_ptr, ident)
+                    payload, urg_ptr, ident, tos, df)
     elif opts.mss is None and opts.wscale is None and not opts.sack_ok:
         # Only the options of a segment after the handshake: the flat form.
         ts_val = opts.ts_val
         tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window,
                     -1 if ts_val is None else ts_val, opts.ts_ecr or 0, opts.sack_blocks,
-                    payload, urg_ptr, ident)
+                    payload, urg_ptr, ident, tos, df)
     else:
         _tcp_out_count(host, flags)
         _tcp_ip_output(host, laddr, raddr,
                        build_tcp(laddr, raddr, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                                 flags, window, opts, payload, urg_ptr), ident)
+                                 flags, window, opts, payload, urg_ptr), ident, tos, df)
 
 
 def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                 sack_blocks: tuple[tuple[int, int], ...], payload: Any, urg_ptr: int,
-                ident: int = IP_ID_NO_SOCK) -> None:
+                ident: int = IP_ID_NO_SOCK, tos: int = 0, df: bool | None = None) -> None:
     """Send a segment whose options are at most a timestamp (``ts_val`` -1:
     none) and SACK blocks, the options of every segment after the handshake.
 
     The common case is one compiled call for the whole frame, with no options
     record (ip_output.ip_queue_xmit_tcp); when IP needs its general path the
-    segment is built here and handed to ip_output.
+    segment is built here and handed to ip_output (always, for a TOS or
+    without DF: the whole-frame builder sets neither).
     """
     _tcp_out_count(host, flags)
     seq &= 0xFFFFFFFF
     ack &= 0xFFFFFFFF
-    if ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val,
-                         ts_ecr, sack_blocks, payload, urg_ptr, ident):
+    if not tos and df is not False and ip_queue_xmit_tcp(
+            host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val, ts_ecr,
+            sack_blocks, payload, urg_ptr, ident):
         return
     if ts_val == -1:
         opts = TcpOptions(sack_blocks=sack_blocks) if sack_blocks else None
     else:
         opts = TcpOptions(sack_blocks=sack_blocks, ts_val=ts_val, ts_ecr=ts_ecr)
     _tcp_ip_output(host, laddr, raddr, build_tcp(laddr, raddr, lport, rport, seq, ack, flags,
-                                                 window, opts, payload, urg_ptr), ident)
+                                                 window, opts, payload, urg_ptr), ident, tos,
+                   df)
 
 
 def _tcp_out_count(host: NetHost, flags: int) -> None:
@@ -145,13 +150,16 @@ def _tcp_out_count(host: NetHost, flags: int) -> None:
         mib["OutRsts"] += 1
 
 
-def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int) -> None:
+def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int,
+                   tos: int = 0, df: bool | None = None) -> None:
     """Hand a segment to IP, with DF as Linux sets it for TCP (ip_no_pmtu_disc 0:
     IP_PMTUDISC_WANT, so a router on a smaller link answers with an ICMP
-    fragmentation-needed instead of fragmenting)."""
+    fragmentation-needed instead of fragmenting), or as the socket's
+    IP_MTU_DISCOVER says (``df``), and the socket's IP_TOS."""
+    if df is None:
+        df = not host.settings.ip_no_pmtu_disc
     try:
-        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=not host.settings.ip_no_pmtu_disc,
-                       ident=ident)
+        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=df, ident=ident, tos=tos)
     except OSError:
         host.mib["TCPOutNoRoute"] += 1
 
@@ -207,7 +215,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         # The window in a SYN is never scaled (RFC 7323 2.2).
         window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
         tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    window, opts, payload, 0, ip_select_ident_segs(sk, 1))
+                    window, opts, payload, 0, ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
         sack_blocks: tuple[tuple[int, int], ...] = ()
     else:
         ts_val, ts_ecr, sack_blocks = _established_options(sk, now, len(payload))
@@ -220,7 +228,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
             flags |= TCPHDR_URG
         tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
                     window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr,
-                    ip_select_ident_segs(sk, 1))
+                    ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, seq, sk.rcv_nxt, flags, len(payload), window, sack_blocks, now)
@@ -361,7 +369,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     sack_len = tcp_sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
     path = None
-    if not sack_len and not sk.fin_queued and sk.snd_up is None and sk.trace is None:
+    if (not sack_len and not sk.fin_queued and sk.snd_up is None and sk.trace is None
+            and not sk.tos and sk.ip_df is not False):
         path = _tcp_xmit_path(sk, mss)
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog: the loop holds views of sk.wq, which processing
@@ -829,7 +838,7 @@ def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
     window = tcp_select_window(sk)
     tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
                 TCPHDR_RST | TCPHDR_ACK, window, ts_val, sk.ts_recent, (), b"", 0,
-                ip_select_ident_segs(sk, 1))
+                ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, sk.snd_nxt, sk.rcv_nxt, TCPHDR_RST | TCPHDR_ACK, 0, window, (),
