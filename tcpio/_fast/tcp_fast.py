@@ -101,6 +101,10 @@ _TCPHDR_SYN = 0x02
 _TCP_NAGLE_CORK = 2      # TCP_CORK, or a MSG_MORE write's push: hold partial segments
 _TCP_NAGLE_PUSH = 4      # push what is queued now (until a write starts a new skb)
 _TCPHDR_PSH = 0x08
+# TxSeg.flags: the last segment of its burst (Linux's skb, one GSO packet),
+# beside the header bits; a retransmission of several lost segments of one
+# burst is again one GSO packet, with PSH (tcp_output.tcp_xmit_retransmit_queue)
+_TCPCB_EOB = 0x100
 _TCPHDR_ACK = 0x10
 _FLAG_DATA = 0x01       # tcp_ack's FLAG_DATA (core.tcp.tcp_input)
 # Sequence space.  Typed long long in tcp_fast.pxd, so the compiled build
@@ -593,9 +597,11 @@ def push_mark(sk: TcpCb, seq: int, end: int) -> int:
     return 0
 
 
-def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: float) -> None:
+def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool,
+                  now: float) -> TxSeg:
     """tcp_event_new_data_sent + tcp_minshall_update for both send loops: a new
-    segment [seq, end) (``flags``: its SYN/FIN bits) goes on sk.rtx."""
+    segment [seq, end) (``flags``: its SYN/FIN/PSH bits) goes on sk.rtx; it
+    is returned (a loop marks the last of a burst, _TCPCB_EOB)."""
     if sk is None:
         raise TypeError("new_data_sent: a TcpCb is required")
     if not sk.packets_out:
@@ -613,6 +619,7 @@ def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: f
     sk.snd_nxt = end
     if small:
         sk.snd_sml = end
+    return seg
 
 
 def ip_select_ident_segs(sk: TcpCb, segs: int) -> int:
@@ -692,7 +699,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         if off + seglen > len(wq):
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
         mark = push_mark(sk, seq, end)
-        new_data_sent(sk, seq, end, mark, seglen < mss, now)
+        seg = new_data_sent(sk, seq, end, mark, seglen < mss, now)
         if not burst:
             quota = cwnd_quota(sk, 1)
             if 0 < max_segs < quota:
@@ -707,6 +714,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         flags = _TCPHDR_ACK | _TCPHDR_PSH if mark or (last and burst > 1) else _TCPHDR_ACK
         if mark or last:
             burst = 0
+            seg.flags |= _TCPCB_EOB
         if run_segs:
             run_len += seglen
             run_segs += 1

@@ -104,3 +104,28 @@ def test_an_ack_below_snd_una_still_brings_its_sack_news():
     assert _sack(c, base, mss, 1, (3, 5), (7, 10)) == [10, 11]
     assert c.sk.sacked_out == 5 and c.sk.snd_una == base + 3 * mss
     assert c.sk.snd_cwnd == 4
+
+
+def test_lost_segments_of_one_burst_are_resent_as_one_gso_packet_with_psh():
+    """Linux retransmits an skb (what one burst sent as a GSO packet, less
+    what SACKs split off) as one GSO packet, and __tcp_transmit_skb forces
+    PSH on it; cut to the room the window leaves (tcp_retransmit_skb's segs).
+    The 10 segments left in two bursts of cwnd / 2 = 5 (0-4, 5-9): the
+    first three retransmissions are one packet (PSH on 2), then 3-4 end the
+    first burst (PSH on 4)."""
+    c, base, mss = _sack_flight()
+    c.send(ack=base, opts=TcpOptions(sack_blocks=((base + 7 * mss, base + 10 * mss),)))
+    segs = c.recv()
+    assert [((s.seq - base) // mss, s.flags & 0x08) for s in segs] == [(0, 0), (1, 0), (2, 8)]
+    c.send(ack=base + mss, opts=TcpOptions(sack_blocks=((base + 7 * mss, base + 10 * mss),)))
+    segs = c.recv()
+    assert [((s.seq - base) // mss, s.flags & 0x08) for s in segs] == [(3, 0), (4, 8)]
+
+
+def test_a_lost_segment_alone_in_its_burst_is_resent_without_psh():
+    """One lost segment (its burst's others SACKed) is a one-segment skb: no
+    PSH (Linux forces it on GSO packets only)."""
+    c, base, mss = _sack_flight()
+    c.send(ack=base, opts=TcpOptions(sack_blocks=((base + mss, base + 4 * mss),)))
+    segs = c.recv()
+    assert [((s.seq - base) // mss, s.flags & 0x08) for s in segs if s.seq == base] == [(0, 0)]

@@ -27,6 +27,7 @@ from .tcp_states import (
     TCP_LAST_ACK,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
+    TCPCB_EOB,
     TCPHDR_ACK,
     TCPHDR_FIN,
     TCPHDR_PSH,
@@ -465,7 +466,7 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
         off = seq_diff(seq, wq_seq)
         payload = memoryview(wq)[off:off + seglen] if seglen else b""
         mark = push_mark(sk, seq, end) if seglen else 0
-        new_data_sent(sk, seq, end, (TCPHDR_FIN if fin else 0) | mark, seglen < mss, now)
+        seg = new_data_sent(sk, seq, end, (TCPHDR_FIN if fin else 0) | mark, seglen < mss, now)
         if not burst:
             quota = min(cwnd_quota(sk, 1), max_segs)
         burst += 1
@@ -476,6 +477,7 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
             flags |= TCPHDR_PSH
         if mark or last:
             burst = 0
+            seg.flags |= TCPCB_EOB
         tcp_transmit_skb(sk, seq, flags, payload, now)
         if isinstance(payload, memoryview):
             payload.release()
@@ -695,7 +697,7 @@ def tcp_write_wakeup(sk: TcpSock, now: float) -> bool:
     if before(sk.pushed_seq, data_end):
         sk.pushed_seq = data_end
     flags = TCPHDR_FIN | TCPHDR_PSH if fin else TCPHDR_PSH
-    new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags, seglen < mss, now)
+    new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags | TCPCB_EOB, seglen < mss, now)
     off = seq_diff(seq, sk.wq_seq)
     payload = memoryview(sk.wq)[off:off + seglen]
     held = sk.host.defer_loopback()
@@ -722,11 +724,12 @@ def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
     split = (seg.seq + mss) & 0xFFFFFFFF
     # PSH and FIN stay with the tail (tcp_fragment: "PSH and FIN should only
     # be set in the second packet")
-    tail = TxSeg(split, seg.end_seq, seg.flags & (TCPHDR_FIN | TCPHDR_PSH), seg.tstamp)
+    tail = TxSeg(split, seg.end_seq, seg.flags & (TCPHDR_FIN | TCPHDR_PSH | TCPCB_EOB),
+                 seg.tstamp)
     tail.sacked = seg.sacked
     tail.retrans = seg.retrans
     seg.end_seq = split
-    seg.flags &= ~(TCPHDR_FIN | TCPHDR_PSH)
+    seg.flags &= ~(TCPHDR_FIN | TCPHDR_PSH | TCPCB_EOB)
     sk.rtx.insert(i + 1, tail)
     sk.packets_out += 1
     if tail.sacked & 1:        # TCPCB_SACKED_ACKED
@@ -737,11 +740,13 @@ def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
         sk.lost_out += 1
 
 
-def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -> None:
+def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
+                       psh: bool = False) -> None:
     """Resend one queued segment, rebuilt from the send buffer, and count it
     in retrans_out (TCPCB_SACKED_RETRANS) until it is (S)ACKed or lost again.
     One longer than the current MSS (the path MTU fell) is cut to it first.
-    ``cause`` ("loss", "rto") is the trace's."""
+    ``cause`` ("loss", "rto") is the trace's; ``psh``: it ends a
+    retransmitted burst of several (tcp_xmit_retransmit_queue)."""
     if not seg.flags & TCPHDR_SYN:
         mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
         if seq_diff(seg.end_seq, seg.seq) - (1 if seg.flags & TCPHDR_FIN else 0) > mss:
@@ -751,15 +756,17 @@ def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -
         sk.retrans_out += 1
     if sk.retrans_stamp is None:
         sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
-    __tcp_retransmit_skb(sk, seg, now, cause)
+    __tcp_retransmit_skb(sk, seg, now, cause, psh)
 
 
-def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -> None:
+def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
+                         psh: bool = False) -> None:
     """Send a queued segment again, with no scoreboard marks but "ever
     retransmitted" (seg.retrans, Karn's rule) and its new send time (the
     loss probe's retransmission is only this).  Its flags are the segment's
-    own (tcp_retransmit_skb): PSH only where a write ended (push_mark)."""
-    flags = TCPHDR_ACK | seg.flags
+    own (tcp_retransmit_skb): PSH where a write ended (push_mark), or
+    ``psh``, at the end of a retransmitted burst of several."""
+    flags = TCPHDR_ACK | (seg.flags & 0xFF) | (TCPHDR_PSH if psh else 0)
     if seg.flags & TCPHDR_SYN:
         if sk.state == TCP_SYN_SENT:
             flags = TCPHDR_SYN
@@ -798,11 +805,17 @@ def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
         rel = seq_diff(hint, una)
         i = bisect_left(rtx, rel, key=lambda x: seq_diff(x.seq, una))
     n = len(rtx)
+    run = 0             # segments left of the burst being retransmitted
+    several = False     # ... and it has more than one
     while i < n and in_flight < cwnd:
         seg = rtx[i]
         s = seg.sacked
         if s & 4 and not s & 3:   # LOST, not SACKED, not already retransmitted
-            tcp_retransmit_skb(sk, seg, now)
+            if not run:
+                run = _lost_run(rtx, i, cwnd - in_flight)
+                several = run > 1
+            run -= 1
+            tcp_retransmit_skb(sk, seg, now, "loss", several and not run)
             if sk.ca_state in _CWND_REDUCTION:
                 sk.prr_out += 1
                 if sk.ca_state == TCP_CA_RECOVERY:
@@ -813,6 +826,19 @@ def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
                 tcp_rearm_rto(sk, now)
         i += 1
     sk.retransmit_hint = rtx[i].seq if i < n else sk.snd_nxt
+
+
+def _lost_run(rtx: list[Any], i: int, room: int) -> int:
+    """How many segments from ``rtx[i]`` on Linux retransmits as one skb:
+    the lost, not yet retransmitted ones of the burst (one GSO skb when first
+    sent, TCPCB_EOB ending it; a SACK split it) that the window has ``room``
+    for.  Several go as one GSO packet, which __tcp_transmit_skb gives PSH."""
+    n = 1
+    end = len(rtx)
+    while n < room and i + n < end and not rtx[i + n - 1].flags & TCPCB_EOB \
+            and rtx[i + n].sacked & 7 == 4:
+        n += 1
+    return n
 
 
 # --- control segments ---------------------------------------------------------------
