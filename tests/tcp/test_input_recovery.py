@@ -508,7 +508,7 @@ def test_full_ack_with_new_data_still_out_forgets_the_dupacks():
     recovery (beyond the recovery point) are still in flight."""
     c = _open("reno")
     base = _enter_recovery(c)
-    assert sum(_dupacks(c, base, 6), []) == [12, 13]
+    assert [n for segs in _dupacks(c, base, 6) for n in segs] == [12, 13]
     c.send(ack=base + 12 * MSS)                   # the recovery point exactly
     assert c.sk.packets_out >= 2                  # 12 and 13 (and what this ACK sent)
     assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0
