@@ -89,6 +89,10 @@ class Settings:
     tcp_reordering: int = 3                # initial reordering degree (DupThresh)
     tcp_max_reordering: int = 300
     tcp_congestion_control: str = "cubic"
+    # CUBIC's slow-start exit: 0, HyStart++ (RFC 9406, tcpio's default); else
+    # Linux's tcp_cubic HyStart with its module parameter hystart_detect's
+    # bits (1: ACK train, 2: delay increase; Linux's default is 3)
+    tcp_cubic_hystart_detect: int = 0
     tcp_keepalive_time: float = 7200.0
     tcp_keepalive_intvl: float = 75.0
     tcp_keepalive_probes: int = 9

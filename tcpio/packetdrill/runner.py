@@ -245,6 +245,8 @@ class Runner:
         self.alarms: list[float] = []
         # id(call) -> a check to run after its result is verified (poll's revents)
         self.post_checks: dict[int, Callable[[], None]] = {}
+        # the names %{ NAME = ... }% blocks bind, for the script's later blocks
+        self.code_env: dict[str, Any] = {}
 
     # --- setup ----------------------------------------------------------------------
     def _apply_options(self) -> None:
@@ -482,7 +484,7 @@ class Runner:
         if sk is None:
             raise Failure(ev.line, "no socket under test for a %{ }% block")
         try:
-            tcpinfo.run_block(block.text, sk)
+            tcpinfo.run_block(block.text, sk, self.code_env)
         except tcpinfo.CodeError as e:
             raise Unsupported(ev.line, str(e)) from None
         except tcpinfo.AssertFailed as e:

@@ -66,6 +66,8 @@ SYSCTL_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "net.ipv4.ip_local_port_range": ("ip_local_port_range", _ints(2)),
     "net.ipv4.ip_default_ttl": ("ip_default_ttl", _int),
     "net.core.somaxconn": ("somaxconn", _int),
+    # /sys/module/tcp_cubic/parameters/hystart_detect (shell.py names it so)
+    "module.tcp_cubic.hystart_detect": ("tcp_cubic_hystart_detect", _int),
 }
 
 # Sysctls with no Settings field whose value is what tcpio always does, so
