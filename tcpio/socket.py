@@ -584,14 +584,24 @@ class Socket:
             raise ValueError("buffer too small for requested bytes")
         return nbytes or len(view)
 
-    async def send(self, data: Any) -> int:
-        """Queue as much of ``data`` as the send buffer takes (at least 1 byte)."""
+    async def send(self, data: Any, flags: int = 0) -> int:
+        """Queue as much of ``data`` as the send buffer takes (at least 1 byte).
+
+        ``flags`` (TCP): ``MSG_MORE`` (more is coming: a partial segment
+        waits, as with TCP_CORK, and no PSH marks this write's end),
+        ``MSG_OOB`` (the last byte is urgent); tcpio's UDP takes none."""
         view = bytes_view(data)
         if self.type == SOCK_DGRAM:
+            self._no_udp_flags(flags)
             return self._call(self._sk.sendto, view, None, None)
-        return await self._send(view, self._deadline())
+        return await self._send(view, self._deadline(), flags)
 
-    async def _send(self, data: memoryview, deadline: float | None) -> int:
+    @staticmethod
+    def _no_udp_flags(flags: int) -> None:
+        if flags:
+            raise sock_error(errno.EOPNOTSUPP)
+
+    async def _send(self, data: memoryview, deadline: float | None, flags: int = 0) -> int:
         sk = self._sk
         if not len(data):
             return 0
@@ -602,20 +612,22 @@ class Socket:
                 raise exc
             # sendmsg itself, not send_space(), decides: after shutdown the
             # space is 0 but the answer is EPIPE, not "wait".
-            n = self._call(sk.sendmsg, data)
+            n = self._call(sk.sendmsg, data, flags)
             if n:
                 return n
             await self._wait(deadline)
 
-    async def sendall(self, data: Any) -> None:
-        """All of ``data``; the timeout bounds the whole call, as in CPython."""
+    async def sendall(self, data: Any, flags: int = 0) -> None:
+        """All of ``data``; the timeout bounds the whole call, as in CPython;
+        ``flags`` as send's."""
         view = bytes_view(data).cast("B")
         if self.type == SOCK_DGRAM:
+            self._no_udp_flags(flags)
             self._call(self._sk.sendto, view, None, None)
             return
         deadline = self._deadline()
         while view:
-            n = await self._send(view, deadline)
+            n = await self._send(view, deadline, flags)
             view = view[n:]
 
     # --- UDP ---------------------------------------------------------------

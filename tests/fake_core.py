@@ -112,7 +112,7 @@ class FakeTcpSock:
         self.host.net.pending.append(("syn", self))
         raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
 
-    def sendmsg(self, data: Any) -> int:
+    def sendmsg(self, data: Any, flags: int = 0) -> int:
         if self.sk_err:
             raise self.sock_error()
         if self.fin_pending or self.fin_sent or self.closed:

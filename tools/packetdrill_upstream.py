@@ -35,9 +35,12 @@ CATEGORIES = ["blocking", "close", "cwnd_moderation", "fast_recovery", "fast_ret
               "slow_start", "syscall_bad_arg", "ts_recent", "user_timeout", "cubic",
               "validate"]
 
-RACK_TIMER = ("tcpio deviation, not diagnosed: RACK's reordering timer (RFC 8985, "
-              "tcp_recovery.py) marks the head lost and retransmits it earlier than the "
-              "script expects (tcpio: rack.rtt + min_rtt/4 + 2 ms after the send)")
+RACK_TIMER = ("tcpio deviation, not reproduced: RACK's reordering timer fires rack.rtt + "
+              "reo_wnd (min_rtt/4 = 25 ms) + TCP_TIMEOUT_MIN (2 ms) after the send, as "
+              "tcp_rack_detect_loss and tcp_rack_mark_lost compute it with 1 ms jiffies; "
+              "the script wants 40 +- 5 ms, which a kernel with HZ=250 would give (25 ms "
+              "rounded up to 7 jiffies + 2 jiffies = 36 ms): a timer granularity tcpio "
+              "does not model")
 REORDERING = ("unsupported feature: adaptive reordering degree. Linux raises tp->reordering "
               "(tcpi_reordering) from the reordering distance a SACK or a spurious "
               "retransmission shows (tcp_check_sack_reordering, in segments); tcpio's "
@@ -48,30 +51,26 @@ SKB_PSH = ("tcpio deviation: PSH where Linux's write queue skb ends. tcp_mark_pu
            "later appended to that skb moves the mark to its new end; tcpio keeps only "
            "the end of the last write (pushed_seq) and bursts (half the cwnd, "
            "tcp_tso_autosize), not the skbs tcp_sendmsg built")
+TRUESIZE = ("tcpio deviation: the send buffer.  Linux checks SO_SNDBUF only before a "
+            "new skb (sk_stream_memory_free) and counts skb truesize (payload plus "
+            "per-skb overhead), so a write may overshoot it by most of an skb, and "
+            "wakes a writer only when the free space is half of what is queued "
+            "(sk_stream_write_space); tcpio counts payload bytes exactly")
 
 # script -> why its first difference happens (and what the lenient run adds)
 CLASSES: dict[str, str] = {
     "blocking/blocking-write.pkt":
-        "tcpio deviation, not diagnosed: the write() blocked on a full send buffer "
-        "returns after the second ACK (0.4 s), Linux's after the third (0.5 s); Linux "
-        "counts skb truesize against SO_SNDBUF and wakes a writer only when the free "
-        "space is at least half of what is queued (sk_stream_write_space), tcpio counts "
-        "payload bytes",
-    "fast_recovery/prr-ss-30pkt-lost-1_4-11_16.pkt":
-        "tcpio deviation: in PRR slow start the two new segments of line 41 leave as two "
-        "one-segment bursts (no PSH), Linux's as one burst of two (PSH); passes leniently",
-    "fast_recovery/prr-ss-ack-below-snd_una-cubic.pkt":
-        "tcpio deviation, not diagnosed: after an ACK below snd_una during recovery "
-        "tcpio retransmits 3001 where Linux sends 4001",
+        TRUESIZE + ": the write() blocked on a full send buffer returns after the "
+        "second ACK (0.4 s), Linux's after the third (0.5 s)",
+    "notsent_lowat/notsent-lowat-default.pkt":
+        TRUESIZE + ": the 59000-byte write takes 50000 (tcpio's buffer), Linux's 58000 "
+        "(three 16000-byte skbs past the 10000 sent); then POLLOUT depends on "
+        "tcp_sndbuf_expand's truesize-based growth",
     "fast_retransmit/fr-4pkt-fack-last-mss.pkt": RACK_TIMER + " (0.227 s, not 0.240 s)",
-    "sack/sack-shift-sacked-2-6-8-3-9-nofack.pkt": RACK_TIMER + " (0.202 s, not 0.209 s)",
-    "sack/sack-shift-sacked-7-3-4-8-9-fack.pkt":
-        REORDERING + " (tcpi_reordering 3, not 5); then a retransmission of 3001 where "
-        "Linux sends 5001",
-    "cubic/cubic-rack-reo-timeout-retrans-failed-incoming-data.pkt":
-        REORDERING + " (tcpi_reordering 7, not 10); then a qdisc that drops",
     "cubic/cubic-rto-ss-ca-cwnd-bump.pkt": SKB_PSH + " (line 88: a PSH at 20001, the end "
         "of a forced_push skb that grew); passes leniently",
+    "cubic/cubic-rack-reo-timeout-retrans-failed-incoming-data.pkt":
+        REORDERING + " (tcpi_reordering 7, not 10); then a qdisc that drops",
 }
 
 

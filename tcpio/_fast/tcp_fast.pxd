@@ -37,6 +37,7 @@ cdef class TcpCb:
     cdef public long long probes_out
     cdef public long long snd_sml, write_seq, wq_seq, pushed_seq
     cdef public bint nodelay, is_cwnd_limited
+    cdef public long long nonagle
     cdef public bytearray wq
     cdef public list rtx
     # RACK (rack_advance, clean_rtx_queue)
@@ -63,6 +64,7 @@ cdef object _send_ack, _data_sent_idle, _ack_predicted
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
 cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
+cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
 
@@ -111,7 +113,8 @@ cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
 @cython.locals(pushed=uint32_t)
 cpdef long long push_mark(TcpCb sk, uint32_t seq, uint32_t end) except -1
 @cython.locals(seg=TxSeg)
-cpdef new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags, bint small, double now)
+cpdef TxSeg new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags, bint small,
+                          double now)
 @cython.locals(ident=cython.longlong)
 cpdef long long ip_select_ident_segs(TcpCb sk, long long segs) except -1
 @cython.locals(base=cython.p_const_uchar)
@@ -126,7 +129,7 @@ cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen
                run_segs=cython.longlong, run_seq=uint32_t, run_off=Py_ssize_t,
                run_len=cython.longlong, run_flags=cython.longlong,
                wq=bytearray, off=Py_ssize_t, burst=cython.longlong, more=bint,
-               mark=cython.longlong, quota=cython.longlong, last=bint)
+               mark=cython.longlong, quota=cython.longlong, last=bint, seg=TxSeg)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      double now, long long gso_max=*,
                      bint csum_partial=*, long long max_segs=*) except -1

@@ -97,7 +97,14 @@ _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
 _MAX_TCP_WINDOW = 65535
 _TCPHDR_SYN = 0x02
+# tp->nonagle's bits (include/net/tcp.h); TCP_NAGLE_OFF is TcpCb.nodelay
+_TCP_NAGLE_CORK = 2      # TCP_CORK, or a MSG_MORE write's push: hold partial segments
+_TCP_NAGLE_PUSH = 4      # push what is queued now (until a write starts a new skb)
 _TCPHDR_PSH = 0x08
+# TxSeg.flags: the last segment of its burst (Linux's skb, one GSO packet),
+# beside the header bits; a retransmission of several lost segments of one
+# burst is again one GSO packet, with PSH (tcp_output.tcp_xmit_retransmit_queue)
+_TCPCB_EOB = 0x100
 _TCPHDR_ACK = 0x10
 _FLAG_DATA = 0x01       # tcp_ack's FLAG_DATA (core.tcp.tcp_input)
 # Sequence space.  Typed long long in tcp_fast.pxd, so the compiled build
@@ -182,7 +189,8 @@ class TcpCb:
     write_seq: int
     pushed_seq: int     # write_seq at the last tcp_mark_push (the end of a write)
     wq_seq: int
-    nodelay: bool
+    nodelay: bool       # TCP_NODELAY (tp->nonagle's TCP_NAGLE_OFF)
+    nonagle: int        # tp->nonagle's TCP_NAGLE_CORK and TCP_NAGLE_PUSH bits
     is_cwnd_limited: bool
     wq: bytearray
     rtx: list[TxSeg]
@@ -209,6 +217,7 @@ class TcpCb:
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.pushed_seq = 0
+        self.nonagle = 0
         self.inet_id = 0
         self.trace = None
         self.segs_in = 0
@@ -530,8 +539,11 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
 def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -> bool:
     """May segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go now?  Both
     send loops' tcp_cwnd_test (no room: is_cwnd_limited; the FIN's segment
-    goes past it), tcp_snd_wnd_test and tcp_nagle_test with Minshall's tweak
-    (a FIN is never held back)."""
+    goes past it), tcp_snd_wnd_test and tcp_nagle_test: a FIN is never held
+    back, TCP_NAGLE_PUSH sends what is queued, TCP_NAGLE_CORK (TCP_CORK, a
+    MSG_MORE write) holds a partial segment, and without TCP_NODELAY Nagle
+    holds one while data is in flight, with Minshall's tweak
+    (tcp_nagle_check: only while the last small segment is unacknowledged)."""
     if sk is None:
         raise TypeError("xmit_test: a TcpCb is required")
     # tcp_cwnd_test: "Don't be strict about the congestion window for the
@@ -541,8 +553,11 @@ def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -
         return False
     if after(end, (sk.snd_una + sk.snd_wnd) & _U32_MASK):
         return False
-    return not (seglen < mss and not fin and not sk.nodelay and sk.packets_out
-                and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq))
+    if seglen >= mss or fin or sk.nonagle & _TCP_NAGLE_PUSH:
+        return True
+    return not (sk.nonagle & _TCP_NAGLE_CORK
+                or (not sk.nodelay and sk.packets_out
+                    and after(sk.snd_sml, sk.snd_una) and not after(sk.snd_sml, seq)))
 
 
 def xmit_more(sk: TcpCb, seq: int, mss: int, fin_queued: bool) -> bool:
@@ -589,9 +604,11 @@ def push_mark(sk: TcpCb, seq: int, end: int) -> int:
     return 0
 
 
-def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: float) -> None:
+def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool,
+                  now: float) -> TxSeg:
     """tcp_event_new_data_sent + tcp_minshall_update for both send loops: a new
-    segment [seq, end) (``flags``: its SYN/FIN bits) goes on sk.rtx."""
+    segment [seq, end) (``flags``: its SYN/FIN/PSH bits) goes on sk.rtx; it
+    is returned (a loop marks the last of a burst, _TCPCB_EOB)."""
     if sk is None:
         raise TypeError("new_data_sent: a TcpCb is required")
     if not sk.packets_out:
@@ -609,6 +626,7 @@ def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool, now: f
     sk.snd_nxt = end
     if small:
         sk.snd_sml = end
+    return seg
 
 
 def ip_select_ident_segs(sk: TcpCb, segs: int) -> int:
@@ -688,7 +706,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         if off + seglen > len(wq):
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
         mark = push_mark(sk, seq, end)
-        new_data_sent(sk, seq, end, mark, seglen < mss, now)
+        seg = new_data_sent(sk, seq, end, mark, seglen < mss, now)
         if not burst:
             quota = cwnd_quota(sk, 1)
             if 0 < max_segs < quota:
@@ -703,6 +721,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         flags = _TCPHDR_ACK | _TCPHDR_PSH if mark or (last and burst > 1) else _TCPHDR_ACK
         if mark or last:
             burst = 0
+            seg.flags |= _TCPCB_EOB
         if run_segs:
             run_len += seglen
             run_segs += 1

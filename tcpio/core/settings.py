@@ -70,6 +70,9 @@ class Settings:
     # --- TCP data path ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
+    # unsent bytes above which a socket is not writable (TCP_NOTSENT_LOWAT's
+    # default; 4294967295, UINT_MAX: no limit but the send buffer)
+    tcp_notsent_lowat: int = 0xFFFFFFFF
     tcp_window_scaling: int = 1
     tcp_timestamps: int = 1
     tcp_sack: int = 1
@@ -88,6 +91,10 @@ class Settings:
     tcp_reordering: int = 3                # initial reordering degree (DupThresh)
     tcp_max_reordering: int = 300
     tcp_congestion_control: str = "cubic"
+    # CUBIC's slow-start exit: 0, HyStart++ (RFC 9406, tcpio's default); else
+    # Linux's tcp_cubic HyStart with its module parameter hystart_detect's
+    # bits (1: ACK train, 2: delay increase; Linux's default is 3)
+    tcp_cubic_hystart_detect: int = 0
     tcp_keepalive_time: float = 7200.0
     tcp_keepalive_intvl: float = 75.0
     tcp_keepalive_probes: int = 9

@@ -96,6 +96,8 @@ EXTRA_SYMBOLS = {
     "AF_INET": 2, "AF_INET6": 10, "AF_UNSPEC": 0, "PF_INET": 2, "SOCK_STREAM": 1,
     "SOCK_DGRAM": 2, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17, "IPPROTO_IP": 0,
     "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2, "INADDR_ANY": 0,
+    "IP_TOS": 1, "IP_MTU_DISCOVER": 10, "IP_PMTUDISC_DONT": 0, "IP_PMTUDISC_WANT": 1,
+    "IP_PMTUDISC_DO": 2, "IP_PMTUDISC_PROBE": 3,
 }
 
 # Socket options a script expects to succeed that tcpio has no equivalent for:
@@ -243,6 +245,8 @@ class Runner:
         self.alarms: list[float] = []
         # id(call) -> a check to run after its result is verified (poll's revents)
         self.post_checks: dict[int, Callable[[], None]] = {}
+        # the names %{ NAME = ... }% blocks bind, for the script's later blocks
+        self.code_env: dict[str, Any] = {}
 
     # --- setup ----------------------------------------------------------------------
     def _apply_options(self) -> None:
@@ -480,7 +484,7 @@ class Runner:
         if sk is None:
             raise Failure(ev.line, "no socket under test for a %{ }% block")
         try:
-            tcpinfo.run_block(block.text, sk)
+            tcpinfo.run_block(block.text, sk, self.code_env)
         except tcpinfo.CodeError as e:
             raise Unsupported(ev.line, str(e)) from None
         except tcpinfo.AssertFailed as e:
@@ -950,10 +954,11 @@ class Runner:
 
     def _send(self, ev: ast.Event, fd: Fd, size: int, flags: int
               ) -> Callable[[], SysResult | None]:
-        unsupported = flags & ~(EXTRA_SYMBOLS["MSG_DONTWAIT"] | EXTRA_SYMBOLS["MSG_OOB"]
+        stack_flags = flags & (EXTRA_SYMBOLS["MSG_OOB"] | EXTRA_SYMBOLS["MSG_MORE"])
+        unsupported = flags & ~(EXTRA_SYMBOLS["MSG_DONTWAIT"] | stack_flags
                                 | 0x4000)   # MSG_NOSIGNAL
         if unsupported:
-            raise Unsupported(ev.line, f"send flags {unsupported:#x} (MSG_MORE/MSG_EOR/"
+            raise Unsupported(ev.line, f"send flags {unsupported:#x} (MSG_EOR/"
                               "MSG_ZEROCOPY/MSG_FASTOPEN)")
         nonblock = fd.nonblock or bool(flags & EXTRA_SYMBOLS["MSG_DONTWAIT"])
         sent = [0]
@@ -962,7 +967,7 @@ class Runner:
         def attempt() -> SysResult | None:
             sk = fd.sock
             try:
-                n = sk.sendmsg(memoryview(data)[sent[0]:], flags & EXTRA_SYMBOLS["MSG_OOB"])
+                n = sk.sendmsg(memoryview(data)[sent[0]:], stack_flags)
             except OSError as e:
                 if sent[0]:
                     return sent[0], 0
@@ -1309,9 +1314,7 @@ def _poll_mask(sk: TcpSock) -> int:
         if len(sk.rq):
             mask |= 0x1 | 0x40
         if not sk.sk_shutdown & 2:
-            # sk_stream_is_writeable: free space >= half of what is queued.
-            free = sk.sndbuf - len(sk.wq)
-            if free >= len(sk.wq) // 2 and free > 0:
+            if sk.stream_writeable():
                 mask |= 0x4 | 0x100
         else:
             mask |= 0x4 | 0x100

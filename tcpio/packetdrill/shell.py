@@ -139,6 +139,11 @@ def _one(cmd: str, script_dir: str, fx: ShellEffects, env: dict[str, str], depth
     if prog == "echo" and redirect_to and redirect_to.startswith("/proc/sys/"):
         fx.sysctls.append((_proc_to_sysctl(redirect_to), " ".join(clean[1:])))
         return
+    if prog == "echo" and redirect_to and redirect_to.startswith("/sys/module/"):
+        # a module parameter, named like a sysctl: module.tcp_cubic.hystart_detect
+        mod, _, param = redirect_to.removeprefix("/sys/module/").partition("/parameters/")
+        fx.sysctls.append((f"module.{mod}.{param}", " ".join(clean[1:])))
+        return
     if prog == "set_sysctls.py":
         for w in clean[1:]:
             name, eq, value = w.partition("=")

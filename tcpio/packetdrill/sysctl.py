@@ -33,6 +33,7 @@ def _ms(value: str) -> float:
 SYSCTL_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "net.ipv4.tcp_rmem": ("tcp_rmem", _ints(3)),
     "net.ipv4.tcp_wmem": ("tcp_wmem", _ints(3)),
+    "net.ipv4.tcp_notsent_lowat": ("tcp_notsent_lowat", _int),
     "net.ipv4.tcp_timestamps": ("tcp_timestamps", _int),
     "net.ipv4.tcp_sack": ("tcp_sack", _int),
     "net.ipv4.tcp_dsack": ("tcp_dsack", _int),
@@ -65,17 +66,17 @@ SYSCTL_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "net.ipv4.ip_local_port_range": ("ip_local_port_range", _ints(2)),
     "net.ipv4.ip_default_ttl": ("ip_default_ttl", _int),
     "net.core.somaxconn": ("somaxconn", _int),
+    # /sys/module/tcp_cubic/parameters/hystart_detect (shell.py names it so)
+    "module.tcp_cubic.hystart_detect": ("tcp_cubic_hystart_detect", _int),
 }
 
 # Sysctls with no Settings field whose value is what tcpio always does, so
-# setting them changes nothing (tcpio has no ECN, no FACK, no notsent_lowat,
-# no Fast Open).
+# setting them changes nothing (tcpio has no ECN, no FACK, no Fast Open).
 MATCHES_TCPIO: dict[str, Callable[[str], bool]] = {
     "net.ipv4.tcp_ecn": lambda v: v.strip() == "0",
     "net.ipv4.tcp_ecn_option": lambda v: True,       # only used with tcp_ecn
     "net.ipv4.tcp_ecn_fallback": lambda v: True,
     "net.ipv4.tcp_fack": lambda v: v.strip() == "0",
-    "net.ipv4.tcp_notsent_lowat": lambda v: v.strip() == "4294967295",
     "net.ipv4.tcp_fastopen": lambda v: True,         # matters only with TFO, not supported
     "net.ipv4.tcp_fastopen_key": lambda v: True,
 }

@@ -75,16 +75,25 @@ def _eval(node: pyast.AST, names: dict[str, Any]) -> Any:
     raise CodeError(f"python construct {type(node).__name__} in a %{{ }}% block")
 
 
-def run_block(code: str, sk: TcpSock) -> None:
-    """Evaluate the block's assertions; AssertFailed or CodeError on failure."""
+def run_block(code: str, sk: TcpSock, env: dict[str, Any] | None = None) -> None:
+    """Evaluate the block's assertions; AssertFailed or CodeError on failure.
+    A ``NAME = expression`` (the same restricted expressions) binds NAME in
+    ``env``, which the script's later blocks see, as packetdrill's blocks
+    share one Python namespace (``TCP_INFINITE_SSTHRESH = 0x7fffffff``)."""
     try:
         tree = pyast.parse(code.strip())
     except SyntaxError as e:
         raise CodeError(f"python syntax: {e.msg}") from None
     names = dict(CA_STATES)
+    if env is not None:
+        names.update(env)
     names.update(tcp_info(sk))
     for stmt in tree.body:
         if isinstance(stmt, pyast.Pass):
+            continue
+        if (isinstance(stmt, pyast.Assign) and env is not None and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], pyast.Name)):
+            env[stmt.targets[0].id] = names[stmt.targets[0].id] = _eval(stmt.value, names)
             continue
         if not isinstance(stmt, pyast.Assert):
             raise CodeError(f"python statement {type(stmt).__name__} in a %{{ }}% block")

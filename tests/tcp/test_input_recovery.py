@@ -1,7 +1,9 @@
 """Loss recovery in tcp_ack / tcp_fastretrans_alert (net/ipv4/tcp_input.c):
 entering fast recovery with the congestion module's ssthresh (RFC 5681 3.2,
-RFC 9438 4.6), the segments released during recovery, NewReno partial ACKs
-(RFC 6582), leaving recovery, and the Disorder and Loss states.
+RFC 9438 4.6), the segments released during recovery (Proportional Rate
+Reduction, RFC 6937, as Linux's tcp_cwnd_reduction: RecoverFS is the cwnd
+when recovery began, prior_cwnd; below ssthresh PRR-SSRB), NewReno partial
+ACKs (RFC 6582), leaving recovery, and the Disorder and Loss states.
 
 The peer sends no options, so the MSS is RFC 9293's default of 536 bytes and
 segment N of a flight starts at ``base + N * MSS``.  The initial window is ten
@@ -61,17 +63,19 @@ def _enter_recovery(c: Conn) -> int:
 
 
 # --- entering fast recovery -----------------------------------------------------
-def test_third_dupack_sets_ssthresh_to_half_the_window_and_cwnd_to_ssthresh():
-    """RFC 5681 3.2 step 2-3 with Linux's tcp_reno_ssthresh: ssthresh =
+def test_third_dupack_sets_ssthresh_to_half_the_window_and_prr_sends_the_retransmission():
+    """RFC 5681 3.2 step 2 with Linux's tcp_reno_ssthresh: ssthresh =
     max(cwnd / 2, 2) = 5 for a window of 10 (the two limited-transmit segments
-    are not counted, RFC 3042), and the window is brought down to it at once:
-    the third duplicate ACK releases the retransmission and nothing else."""
+    are not counted, RFC 3042).  PRR (RFC 6937 with RecoverFS = prior_cwnd
+    10): pipe is 12 - 3 dupacks - 1 lost = 8 > ssthresh, so sndcnt =
+    ceil(5 * 1 / 10) - 0 = 1 and cwnd = pipe + 1 = 9: the third duplicate ACK
+    releases the retransmission and nothing else."""
     c = _open("reno")
     base = _flight(c, 40)
     assert c.sk.snd_cwnd == IW
     assert _dupacks(c, base, 3) == [[10], [11], [0]]
     assert c.sk.snd_ssthresh == 5
-    assert c.sk.snd_cwnd == 5
+    assert c.sk.snd_cwnd == 9 and c.sk.prior_cwnd == IW
     assert c.sk.ca_state == TCP_CA_RECOVERY
     assert c.host.mib["TCPRenoRecovery"] == 1
     assert c.host.mib["TCPSackRecovery"] == 0
@@ -80,11 +84,14 @@ def test_third_dupack_sets_ssthresh_to_half_the_window_and_cwnd_to_ssthresh():
 
 
 def test_cubic_recovery_multiplies_the_window_by_beta():
-    """RFC 9438 4.6: ssthresh = cwnd * beta_cubic (0.7), cwnd = ssthresh."""
+    """RFC 9438 4.6: ssthresh = cwnd * beta_cubic (0.7); the window is
+    ssthresh when recovery ends (tcp_end_cwnd_reduction)."""
     c = _open("cubic")
-    _enter_recovery(c)
+    base = _enter_recovery(c)
     assert c.sk.snd_ssthresh == 7
-    assert c.sk.snd_cwnd == 7
+    c.send(ack=base + 12 * MSS)
+    assert c.sk.ca_state == TCP_CA_OPEN and c.sk.snd_cwnd >= 7
+    assert c.sk.snd_ssthresh == 7
 
 
 def test_retransmission_in_recovery_is_the_lost_segment_with_its_data():
@@ -103,25 +110,33 @@ def test_recovery_point_is_snd_nxt_when_recovery_starts():
     assert c.sk.high_seq == base + 12 * MSS == c.sk.snd_nxt
 
 
-def test_dupacks_in_recovery_release_new_data_only_as_the_window_allows():
-    """RFC 5681 3.2 step 4-5: each further duplicate ACK means a segment left
-    the network; new data goes out only when cwnd (5) + the 3 + k duplicate
-    ACKs exceeds the 12 segments outstanding, i.e. from the 8th on, one per ACK."""
+def test_dupacks_in_recovery_release_new_data_at_the_rate_prr_allows():
+    """RFC 6937: each duplicate ACK delivered one segment (prr_delivered);
+    while pipe > ssthresh, sndcnt = ceil(ssthresh * prr_delivered /
+    RecoverFS) - prr_out = ceil(5 * d / 10) - prr_out: one new segment for
+    every second ACK (d = 3 and 5, after the retransmission), then none
+    once pipe is down to ssthresh (pipe 5 = ssthresh: sndcnt <= 0)."""
     c = _open("reno")
     base = _enter_recovery(c)
-    assert _dupacks(c, base, 6) == [[], [], [], [], [12], [13]]
+    assert _dupacks(c, base, 6) == [[], [12], [], [13], [], []]
     assert c.host.mib["RetransSegs"] == 1
-    assert c.sk.snd_cwnd == 5 and c.sk.snd_ssthresh == 5
+    assert (c.sk.prr_delivered, c.sk.prr_out) == (7, 3)
+    assert c.sk.snd_ssthresh == 5
 
 
 def test_cwnd_does_not_grow_during_recovery():
-    """RFC 5681 3.2: the window is not opened by ACKs while recovering."""
+    """RFC 5681 3.2: the window is not opened by ACKs while recovering: a
+    partial ACK runs PRR, not congestion avoidance.  After 4 more dupacks
+    (prr_delivered 5, prr_out 3) the partial ACK of three segments delivers
+    one (Linux tcp_remove_reno_sacks: max(3 - 7 sacked, 1)), the hole's
+    retransmission makes prr_out 4 (RFC 6582), pipe = 11 - 5 - 1 + 1 = 6 >
+    ssthresh: sndcnt = max(ceil(5 * 6 / 10) - 4, 0) = 0, cwnd = pipe = 6."""
     c = _open("reno")
     base = _enter_recovery(c)
     _dupacks(c, base, 4)
     c.send(ack=base + 3 * MSS)        # partial ACK of three segments
     assert c.sk.ca_state == TCP_CA_RECOVERY
-    assert c.sk.snd_cwnd == 5 and c.sk.snd_ssthresh == 5
+    assert c.sk.snd_cwnd == 6 and c.sk.snd_ssthresh == 5
 
 
 def test_partial_ack_retransmits_the_next_hole_at_once():
@@ -364,7 +379,11 @@ def test_dupack_count_stays_below_the_segments_outstanding():
 def test_sack_recovery_retransmits_a_second_hole_once_three_above_it_are_sacked():
     """RFC 6675 4 (IsLost): during recovery each new SACK re-evaluates which
     segments are lost; segment 5 is lost once 6, 7 and 8 are SACKed, and is
-    retransmitted on that ACK."""
+    retransmitted as soon as PRR lets a segment go (RFC 6937, ssthresh 5,
+    RecoverFS 10): the SACK of 6 (prr_delivered 3, prr_out 1) sends new
+    segment 12 (ceil(5 * 3 / 10) - 1 = 1); of 7, nothing (2 - 2); of 8,
+    nothing (pipe 5 = ssthresh: PRR-SSRB's min(0, ...)); of 9, pipe 4 <
+    ssthresh: one segment, the lost 5 before new data."""
     c, base, mss = _sack_open(tcp_recovery=0)
     out = []
     for k in (2, 3, 4, 5):                      # segment 0 lost, 1.. SACKed
@@ -377,7 +396,7 @@ def test_sack_recovery_retransmits_a_second_hole_once_three_above_it_are_sacked(
         blocks = ((base + 6 * mss, base + k * mss), (base + mss, base + 5 * mss))
         c.send(ack=base, opts=TcpOptions(sack_blocks=blocks))
         out.append([(s.seq - base) // mss for s in c.recv()])
-    assert out == [[], [], [5], [12]]
+    assert out == [[12], [], [], [5]]
 
 
 # --- the congestion module hears every state change (tcp_set_ca_state) ------------------
@@ -444,11 +463,10 @@ class _TinySsthresh(_Recording):
 
 def test_cwnd_in_and_after_recovery_is_at_least_two_segments():
     """RFC 5681 3.2 (ssthresh >= 2 * SMSS): whatever the module says, fast
-    recovery runs with, and ends at, a window of at least two segments."""
+    recovery ends at a window of at least two segments."""
     c = _open("reno")
     c.sk.ca_ops = _TinySsthresh()
     base = _enter_recovery(c)
-    assert c.sk.snd_cwnd == 2
     c.sk.snd_cwnd = 7
     c.send(ack=base + 12 * MSS)
     assert c.sk.ca_state == TCP_CA_OPEN
@@ -490,7 +508,7 @@ def test_full_ack_with_new_data_still_out_forgets_the_dupacks():
     recovery (beyond the recovery point) are still in flight."""
     c = _open("reno")
     base = _enter_recovery(c)
-    assert _dupacks(c, base, 6)[-2:] == [[12], [13]]
+    assert [n for segs in _dupacks(c, base, 6) for n in segs] == [12, 13]
     c.send(ack=base + 12 * MSS)                   # the recovery point exactly
     assert c.sk.packets_out >= 2                  # 12 and 13 (and what this ACK sent)
     assert c.sk.ca_state == TCP_CA_OPEN and c.sk.sacked_out == 0

@@ -22,6 +22,7 @@ tf = twin_fixture("tcp_fast", "tf")
 hooks = hook_fixture()
 
 ACK, PSH = 0x10, 0x08
+EOB = 0x100         # TxSeg.flags: the last segment of its burst (tcp_states.TCPCB_EOB)
 MSS = 1000
 
 
@@ -85,25 +86,28 @@ def test_a_burst_is_at_most_half_the_cwnd(tf, hooks):
 def test_a_lone_segment_cut_from_a_write_has_no_psh(tf, hooks):
     """A burst of one that does not end the write carries no PSH (Linux
     forces PSH on GSO packets only); the PSH of the write's end stays with
-    the rest, and is recorded with the segment that carries it."""
+    the rest, and is recorded with the segment that carries it, as the end
+    of each burst is (a retransmission of several of one burst is one GSO
+    packet again)."""
     sk = _sk(tf, _pattern(3 * MSS), snd_cwnd=1)
     n, segs = _xmit(tf, sk)
     assert n == 1 and segs[0][1].flags == ACK
-    assert [s.flags for s in sk.rtx] == [0]
+    assert [s.flags for s in sk.rtx] == [EOB]
     sk.snd_cwnd = 3
     n, segs = _xmit(tf, sk)
     assert [th.flags for _ip, th, _p in segs] == [ACK, ACK | PSH]
-    assert [s.flags for s in sk.rtx] == [0, 0, PSH]
+    assert [s.flags for s in sk.rtx] == [EOB, EOB, PSH | EOB]     # bursts of cwnd/2 = 1
 
 
 def test_each_segment_is_recorded_for_retransmission(tf, hooks):
     """Every segment sent joins the retransmit queue ([seq, end_seq), no SYN
-    or FIN, PSH if the write ends in it, its send time), packets_out counts it and snd_nxt moves past it."""
+    or FIN, PSH if the write ends in it, the end of its burst, its send time),
+    packets_out counts it and snd_nxt moves past it."""
     sk = _sk(tf, _pattern(1500))
     n, _segs = _xmit(tf, sk, now=2.5)
     assert n == 2
     assert [(s.seq, s.end_seq, s.flags, s.sacked, s.retrans, s.tstamp) for s in sk.rtx] == [
-        (5000, 6000, 0, 0, 0, 2.5), (6000, 6500, PSH, 0, 0, 2.5)]
+        (5000, 6000, 0, 0, 0, 2.5), (6000, 6500, PSH | EOB, 0, 0, 2.5)]
     assert sk.packets_out == 2 and sk.snd_nxt == 6500
     # the send queue keeps the bytes until they are acknowledged
     assert len(sk.wq) == 1500 and sk.wq_seq == 5000

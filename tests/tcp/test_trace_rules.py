@@ -140,7 +140,9 @@ def test_a_loss_repaired_by_fast_retransmit_traces_exactly_what_happened():
     assert probes[0]["snd_cwnd"] == 10 and probes[0]["ssthresh"] == 0x7FFFFFFF
     assert probes[1]["snd_cwnd"] == 11
     assert rtx["ssthresh"] == 11 * 717 // 1024 == 7
-    assert rtx["snd_cwnd"] <= rtx["ssthresh"]
+    # PRR (RFC 6937): the window lets the fast retransmission go and no
+    # more (cwnd = pipe + sndcnt 1, pipe counting the retransmission now)
+    assert rtx["snd_cwnd"] == rtx["in_flight"]
     assert (rtx["lost_out"], rtx["retrans_out"], rtx["sacked_out"]) == (1, 1, 3)
     assert rtx["in_flight"] == rtx["packets_out"] - 3 - 1 + 1
     assert probes[5]["ssthresh"] == 7 and probes[5]["packets_out"] == 0

@@ -45,9 +45,13 @@ from .tcp_states import (
     TCP_FIN_WAIT2,
     TCP_LAST_ACK,
     TCP_LISTEN,
+    TCP_NAGLE_CORK,
+    TCP_NAGLE_PUSH,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
     STATE_NAMES,
+    after,
+    seq_diff,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +74,7 @@ _LINGER_FOREVER = 0x7FFFFFFF     # l_linger read back for an unlimited linger
 # Plain ints: `flags & socket.MSG_OOB` would be IntFlag arithmetic on every call.
 _MSG_OOB = int(socket.MSG_OOB)
 _MSG_PEEK = int(socket.MSG_PEEK)
+_MSG_MORE = int(socket.MSG_MORE)
 
 # The fields the compiled receive fast path touches live in this base (C
 # fields when compiled, see tcpio/_fast/tcp_fast.pxd); the rest are ordinary
@@ -121,10 +126,13 @@ class TcpSock(TcpCb):
     # socket's timers hold it weakly (tcpio/core/timer.py).
     __slots__ = (
         "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
-        "high_seq", "highest_sack", "irs", "iss", "ka_timer", "keepalive", "keepcnt", "keepidle",
-        "keepintvl", "last_oow_ack_time", "linger", "lsndtime",
-        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "orphan", "parent", "passive",
+        "high_seq", "highest_sack", "ip_df", "irs", "iss", "ka_timer", "keepalive", "keepcnt",
+        "keepidle", "pmtudisc", "tos",
+        "keepintvl", "last_oow_ack_time", "linger", "lost", "lsndtime",
+        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "notsent_lowat", "orphan",
+        "parent", "passive",
         "pending", "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto",
+        "prr_delivered", "prr_out",
         "rack_dsack_seen",
         "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
         "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "recvmsg_inq", "reordering", "retrans_stamp",
@@ -172,6 +180,14 @@ class TcpSock(TcpCb):
         self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
         # options set by the user
         self.nodelay = False
+        self.nonagle = 0            # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
+        self.notsent_lowat = 0      # TCP_NOTSENT_LOWAT (0: the sysctl's)
+        # IP_TOS (inet->tos) and IP_MTU_DISCOVER (inet->pmtudisc, from the
+        # sysctl when the socket is made); ip_df: DF on its segments (None:
+        # the host's default, which the whole-frame fast path sets)
+        self.tos = 0
+        self.pmtudisc = IP_PMTUDISC_DONT if st.ip_no_pmtu_disc else IP_PMTUDISC_WANT
+        self.ip_df: bool | None = None
         self.keepalive = False
         self.linger: tuple[int, int] = (0, 0)
         self.user_mss = 0
@@ -193,6 +209,7 @@ class TcpSock(TcpCb):
         self.max_window = 0
         self.snd_sml = 0            # end of the last small segment (Minshall's Nagle)
         self.write_seq = 0          # sequence after the last byte queued
+        self.pushed_seq = 0         # write_seq at the last tcp_mark_push (a TcpCb field)
         self.wq = bytearray()
         self.wq_seq = 0
         self.fin_queued = False
@@ -243,6 +260,11 @@ class TcpSock(TcpCb):
         self.snd_cwnd_clamp = 0xFFFFFFFF
         self.prior_cwnd = 0
         self.prior_ssthresh = 0
+        # Proportional Rate Reduction (tcp_cwnd_reduction): delivered and
+        # sent since the reduction began; tp->lost: segments ever marked lost
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.lost = 0
         self.ca_state = TCP_CA_OPEN
         self.ca_priv: Any = None
         self.high_seq = 0
@@ -440,10 +462,28 @@ class TcpSock(TcpCb):
             return 0
         return max(0, self.sndbuf - len(self.wq))
 
+    def notsent_limit(self) -> int:
+        """tcp_notsent_lowat: TCP_NOTSENT_LOWAT, else the sysctl's."""
+        return (self.notsent_lowat or self.host.settings.tcp_notsent_lowat) & 0xFFFFFFFF
+
+    def stream_writeable(self) -> bool:
+        """__sk_stream_is_writeable(sk, 1), tcp_poll's EPOLLOUT: the free
+        send buffer is at least half of what is queued, and fewer than half
+        the TCP_NOTSENT_LOWAT bytes are unsent (tcp_stream_memory_free with
+        wake 1: a writer woken has room to write)."""
+        queued = len(self.wq)
+        free = self.sndbuf - queued
+        return (free > 0 and free >= queued >> 1
+                and seq_diff(self.write_seq, self.snd_nxt) << 1 < self.notsent_limit())
+
     def sendmsg(self, data: Any, flags: int = 0) -> int:
         """tcp_sendmsg: copy what fits into the send buffer and push.
 
-        MSG_OOB makes the last byte urgent (BSD semantics, Linux's default)."""
+        MSG_OOB makes the last byte urgent (BSD semantics, Linux's default).
+        MSG_MORE: more is coming; the write's end is no PSH point and this
+        call's push holds a partial segment back, as TCP_CORK does (tcp_push
+        with TCP_NAGLE_CORK); the next write without it, an ACK (unless
+        TCP_CORK is set), TCP_NODELAY or the probe0 timer sends it."""
         if self.sk_err:
             raise self.sock_error()
         if self.sk_shutdown & SEND_SHUTDOWN:
@@ -461,14 +501,55 @@ class TcpSock(TcpCb):
         n = min(len(mv), self.sndbuf - len(self.wq))
         if n <= 0:
             return 0
-        buf_append(self.wq, mv[:n])
-        self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
-        # tcp_push's tcp_mark_push: PSH where this write ends
-        self.pushed_seq = self.write_seq
+        unsent = seq_diff(self.write_seq, self.snd_nxt)
+        if not unsent:
+            # tcp_skb_entail: a write that starts a new skb (nothing unsent
+            # to append to) ends a TCP_NAGLE_PUSH
+            self.nonagle &= ~TCP_NAGLE_PUSH
+        lowat = self.notsent_limit()
+        if unsent + n < lowat:
+            buf_append(self.wq, mv[:n])
+            self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
+        else:
+            n = self._copy_below_lowat(mv, n, lowat)
+            if not n:
+                return 0
+        more = flags & _MSG_MORE
+        # tcp_push's tcp_mark_push: PSH where this write ends, unless more
+        # is coming and less than half the peer's largest window is unpushed
+        # (forced_push)
+        if not more or after(self.write_seq,
+                             (self.pushed_seq + (self.max_window >> 1)) & 0xFFFFFFFF):
+            self.pushed_seq = self.write_seq
         if flags & _MSG_OOB:
             self.snd_up = self.write_seq
-        tcp_output.tcp_push(self, self.host.now)
+        tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_CORK if more else -1)
         return n
+
+    def _copy_below_lowat(self, mv: memoryview, n: int, lowat: int) -> int:
+        """tcp_sendmsg_locked's copy loop when TCP_NOTSENT_LOWAT may stop it:
+        sk_stream_memory_free is asked only before a new skb, which is then
+        filled to the size goal (tcp_xmit_size_goal) and pushed when full
+        (tcp_push_one), so a write stops once lowat or more bytes are unsent
+        at an skb boundary, and may have filled the unsent tail skb (the
+        remainder of one the push split) past it.  tcpio keeps no skbs: the
+        unsent ones are taken to start at snd_nxt, size_goal apart."""
+        goal = tcp_output.tcp_xmit_size_goal(self)
+        copied = 0
+        while copied < n:
+            unsent = seq_diff(self.write_seq, self.snd_nxt)
+            room = goal - ((unsent - 1) % goal + 1) if unsent > 0 else 0
+            if not room:
+                if unsent >= lowat:
+                    break
+                room = goal
+            copy = min(room, n - copied)
+            buf_append(self.wq, mv[copied:copied + copy])
+            self.write_seq = (self.write_seq + copy) & 0xFFFFFFFF
+            copied += copy
+            if copied < n:
+                tcp_output.tcp_push(self, self.host.now)
+        return copied
 
     def readable(self) -> int:
         return len(self.rq)
@@ -751,10 +832,53 @@ def _so_error(sk: TcpSock) -> int:
 
 
 def _set_nodelay(sk: TcpSock, on: bool) -> None:
-    # __tcp_sock_set_nodelay: turning Nagle off pushes what it held back.
+    # __tcp_sock_set_nodelay: turning Nagle off pushes what it (or a cork)
+    # held back (TCP_NAGLE_PUSH, until the next write starts a new skb).
     sk.nodelay = on
     if on:
+        sk.nonagle |= TCP_NAGLE_PUSH
         tcp_output.tcp_push(sk, sk.host.now)
+
+
+def _set_cork(sk: TcpSock, on: bool) -> None:
+    # __tcp_sock_set_cork: corked, partial segments wait (for the cork to
+    # go, TCP_NODELAY, or the probe0 timer: tcp_output.tcp_write_wakeup);
+    # uncorking pushes them, at once even past Nagle with TCP_NODELAY set.
+    if on:
+        sk.nonagle |= TCP_NAGLE_CORK
+        return
+    sk.nonagle &= ~TCP_NAGLE_CORK
+    if sk.nodelay:
+        sk.nonagle |= TCP_NAGLE_PUSH
+    tcp_output.tcp_push(sk, sk.host.now)
+
+
+def _get_cork(sk: TcpSock) -> int:
+    return int(bool(sk.nonagle & TCP_NAGLE_CORK))
+
+
+def _set_tos(sk: TcpSock, v: int) -> None:
+    # __ip_sock_set_tos: a stream socket keeps its own ECN bits
+    sk.tos = (v & 0xFF & ~_INET_ECN_MASK) | (sk.tos & _INET_ECN_MASK)
+
+
+def _set_pmtudisc(sk: TcpSock, v: int) -> None:
+    # ip_dont_fragment: DF for IP_PMTUDISC_DO and _WANT only
+    sk.pmtudisc = v
+    want_df = v in (IP_PMTUDISC_WANT, IP_PMTUDISC_DO)
+    sk.ip_df = None if want_df == (not sk.host.settings.ip_no_pmtu_disc) else want_df
+
+
+def _set_notsent_lowat(sk: TcpSock, v: int) -> None:
+    # do_tcp_setsockopt: any int (a u32 in tcp_sock), then sk_write_space:
+    # the writer may now be writable
+    sk.notsent_lowat = v & 0xFFFFFFFF
+    sk._wake()
+
+
+def _get_notsent_lowat(sk: TcpSock) -> int:
+    v = sk.notsent_lowat
+    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def _get_maxseg(sk: TcpSock) -> int:
@@ -814,6 +938,13 @@ def _get_v6only(sk: TcpSock) -> int:
 
 _SOL, _TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
 TCP_INQ = 36        # include/uapi/linux/tcp.h (also its cmsg type, TCP_CM_INQ)
+TCP_NOTSENT_LOWAT = 25
+# include/uapi/linux/in.h
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT, IP_PMTUDISC_WANT, IP_PMTUDISC_DO = 0, 1, 2
+IP_PMTUDISC_OMIT = 5                # the highest value
+_INET_ECN_MASK = 3
+_IP = socket.IPPROTO_IP
 SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     # sk_setsockopt / sk_getsockopt (net/core/sock.c)
     (_SOL, socket.SO_REUSEADDR): SockOpt(_bool, _set_attr("reuseaddr"), _get_int("reuseaddr")),
@@ -826,6 +957,7 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     (_SOL, socket.SO_ACCEPTCONN): _read_only(_get_acceptconn),
     # do_tcp_setsockopt / do_tcp_getsockopt (net/ipv4/tcp.c)
     (_TCP, socket.TCP_NODELAY): SockOpt(_bool, _set_nodelay, _get_int("nodelay")),
+    (_TCP, socket.TCP_CORK): SockOpt(_bool, _set_cork, _get_cork),
     (_TCP, socket.TCP_MAXSEG): SockOpt(_int_in(TCP_MIN_MSS, 32767, zero_ok=True),
                                        _set_attr("user_mss"), _get_maxseg),
     (_TCP, socket.TCP_KEEPIDLE): SockOpt(_int_in(1, 32767), _set_keepidle, _get_int("keepidle")),
@@ -841,6 +973,11 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     (_TCP, TCP_INQ): SockOpt(_int_in(0, 1), _set_attr("recvmsg_inq"), _get_int("recvmsg_inq")),
     # do_ipv6_setsockopt (net/ipv6/ipv6_sockglue.c)
     (IPPROTO_IPV6, IPV6_V6ONLY): SockOpt(_bool, _set_v6only, _get_v6only),
+    (_TCP, TCP_NOTSENT_LOWAT): SockOpt(_int, _set_notsent_lowat, _get_notsent_lowat),
+    # do_ip_setsockopt / do_ip_getsockopt (net/ipv4/ip_sockglue.c)
+    (_IP, socket.IP_TOS): SockOpt(_int, _set_tos, _get_int("tos")),
+    (_IP, IP_MTU_DISCOVER): SockOpt(_int_in(IP_PMTUDISC_DONT, IP_PMTUDISC_OMIT),
+                                    _set_pmtudisc, _get_int("pmtudisc")),
 }
 
 

@@ -65,6 +65,15 @@ CSS_ROUNDS = 5
 
 _INF = math.inf
 
+# Linux's tcp_cubic HyStart (Settings.tcp_cubic_hystart_detect)
+HYSTART_ACK_TRAIN = 0x1
+HYSTART_DELAY = 0x2
+HYSTART_LOW_WINDOW = 16            # hystart_low_window
+HYSTART_ACK_DELTA = 0.002          # hystart_ack_delta_us
+HYSTART_MIN_SAMPLES = 8
+HYSTART_DELAY_MIN = 0.004
+HYSTART_DELAY_MAX = 0.016
+
 
 def _seq_geq(a: int, b: int) -> bool:
     return ((a - b) & 0xFFFFFFFF) < 0x80000000
@@ -94,6 +103,13 @@ class CubicState:
         "cwnd_prior",
         "delay_min",
         "epoch_start",
+        "found",
+        "hystart_detect",
+        "hy_curr_rtt",
+        "hy_end_seq",
+        "hy_last_ack",
+        "hy_round_start",
+        "hy_sample_cnt",
         "hystart",
         "in_css",
         "k",
@@ -106,7 +122,7 @@ class CubicState:
         "window_end",
     )
 
-    def __init__(self, hystart: bool) -> None:
+    def __init__(self, hystart: bool, hystart_detect: int = 0) -> None:
         self.w_max = 0.0            # window before the last reduction (0: none yet)
         self.cwnd_prior = 0.0
         self.epoch_start: float | None = None
@@ -126,6 +142,15 @@ class CubicState:
         self.css_baseline_min_rtt = _INF
         self.css_rounds = 0
         self.css_acc = 0
+        # Linux's HyStart (bictcp's found, round_start, last_ack, end_seq,
+        # curr_rtt, sample_cnt; hy_end_seq None: a round starts at the next ACK)
+        self.hystart_detect = hystart_detect     # Linux's HyStart instead (its bits)
+        self.found = False
+        self.hy_round_start = 0.0
+        self.hy_last_ack = 0.0
+        self.hy_end_seq: int | None = None
+        self.hy_curr_rtt = _INF
+        self.hy_sample_cnt = 0
 
 
 class Cubic(CongestionOps):
@@ -134,7 +159,9 @@ class Cubic(CongestionOps):
     hystart_enabled = True
 
     def init(self, tp: Any, now: float) -> None:
-        tp.ca_priv = CubicState(self.hystart_enabled)
+        host = getattr(tp, "host", None)
+        detect = host.settings.tcp_cubic_hystart_detect if host is not None else 0
+        tp.ca_priv = CubicState(self.hystart_enabled, detect)
 
     def _st(self, tp: Any) -> CubicState:
         st = tp.ca_priv
@@ -164,6 +191,8 @@ class Cubic(CongestionOps):
             st.w_max = 0.0
             st.hystart = False
             st.in_css = False
+            st.found = False        # (bictcp_reset, bictcp_hystart_reset)
+            st.hy_end_seq = None
 
     def undo_cwnd(self, tp: Any) -> int:
         return max(tp.snd_cwnd, tp.prior_cwnd)
@@ -181,6 +210,10 @@ class Cubic(CongestionOps):
     # -- RTT samples and HyStart++ rounds ---------------------------------------
     def pkts_acked(self, tp: Any, acked: int, rtt: float | None, now: float) -> None:
         st = self._st(tp)
+        detect = st.hystart_detect
+        if detect:
+            self._acked_linux(tp, st, rtt, now, detect)
+            return
         if rtt is not None and rtt > 0 and (st.delay_min == 0.0 or rtt < st.delay_min):
             st.delay_min = rtt
         if not st.hystart or not tcp_in_slow_start(tp):
@@ -209,6 +242,52 @@ class Cubic(CongestionOps):
             # The RTT rise was spurious: back to standard slow start.
             st.css_baseline_min_rtt = _INF
             st.in_css = False
+
+    def _acked_linux(self, tp: Any, st: CubicState, rtt: float | None, now: float,
+                     detect: int) -> None:
+        """Linux's cubictcp_acked: the RTT sample feeds delay_min and, in
+        slow start until it finds the exit, HyStart (hystart_update)."""
+        if rtt is None or rtt < 0:
+            return
+        if st.epoch_start is not None and now - st.epoch_start < 1.0:
+            return          # no delay samples right after a reduction
+        delay = rtt or 1e-6
+        if not st.delay_min or st.delay_min > delay:
+            st.delay_min = delay
+        if st.found or not tcp_in_slow_start(tp):
+            return
+        if st.hy_end_seq is None or not _seq_geq(st.hy_end_seq, tp.snd_una):
+            # bictcp_hystart_reset: a round starts (snd_una passed end_seq)
+            st.hy_round_start = st.hy_last_ack = now
+            st.hy_end_seq = tp.snd_nxt
+            st.hy_curr_rtt = _INF
+            st.hy_sample_cnt = 0
+        if tp.snd_cwnd < HYSTART_LOW_WINDOW:
+            return
+        if detect & HYSTART_ACK_TRAIN and now - st.hy_last_ack <= HYSTART_ACK_DELTA:
+            # ACKs still come as a train: past half of delay_min (plus
+            # hystart_ack_delay, the time of 4 GSO packets at the pacing
+            # rate, at most 1 ms) since the round began, the pipe is full
+            st.hy_last_ack = now
+            srtt = tp.srtt
+            ack_delay = 0.0
+            if srtt > 0:
+                # (tcp_update_pacing_rate in slow start: tcp_pacing_ss_ratio's 200 %)
+                rate = 2 * tp.mss_cache * max(tp.snd_cwnd, tp.packets_out) / srtt
+                ack_delay = min(0.001, 65536 * 4 / rate) if rate else 0.0
+            if now - st.hy_round_start > (st.delay_min + ack_delay) / 2:
+                st.found = True
+                tp.snd_ssthresh = tp.snd_cwnd
+        if detect & HYSTART_DELAY:
+            # the least RTT of the round's first samples, past delay_min by
+            # an eighth of it (4..16 ms): a queue is building
+            st.hy_curr_rtt = min(st.hy_curr_rtt, delay)
+            if st.hy_sample_cnt < HYSTART_MIN_SAMPLES:
+                st.hy_sample_cnt += 1
+            elif st.hy_curr_rtt > st.delay_min + min(max(st.delay_min / 8, HYSTART_DELAY_MIN),
+                                                     HYSTART_DELAY_MAX):
+                st.found = True
+                tp.snd_ssthresh = tp.snd_cwnd
 
     def _hystart_round_start(self, tp: Any, st: CubicState) -> None:
         st.last_round_min_rtt = st.cur_round_min_rtt

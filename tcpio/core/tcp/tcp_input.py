@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ... import _fast
 from . import tcp_output, tcp_sack
 from .tcp_recovery import (
+    tcp_cwnd_reduction,
     tcp_enter_recovery,
     tcp_highest_sack_seq,
     tcp_is_rack,
@@ -468,6 +469,15 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         if before(ack, (prior_snd_una - sk.max_window) & 0xFFFFFFFF):
             tcp_send_challenge_ack(sk, now)
             return -1
+        if skb.opts.sack_blocks and sk.sack_ok:
+            # tcp_ack's old_ack: an ACK reordered behind a newer one may
+            # still bring SACK news: tag it, run loss detection, resend
+            # what is lost (tcp_xmit_recovery), with the window as it is
+            flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks,
+                                                     prior_snd_una, now)
+            tcp_fastretrans_alert(sk, 0, False, flag, now)
+            if sk.ca_state in (TCP_CA_LOSS, TCP_CA_RECOVERY):
+                tcp_xmit_retransmit_queue(sk, now)
         return 0
     if after(ack, sk.snd_nxt):
         # An ACK of data never sent: the segment is dropped (RFC 9293
@@ -518,15 +528,20 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     is_dupack = not (flag & (FLAG_NOT_DUP | FLAG_SND_UNA_ADVANCED)) and prior_packets > 0
     # congestion state machine (tcp_fastretrans_alert)
     reo_armed = False   # RACK's reordering timer now holds the retransmit timer
+    prior_lost = sk.lost
     if sk.ca_state != TCP_CA_OPEN or is_dupack or flag & FLAG_SACKED or sk.sacked_out:
         reo_armed = tcp_fastretrans_alert(sk, acked, is_dupack, flag, now)
-    if acked and delivered > 0 and sk.ca_state not in (TCP_CA_RECOVERY, TCP_CA_CWR) \
-            and _cwnd_limited(sk):
+    # tcp_cong_control: PRR while the window is being reduced, else growth
+    state = sk.ca_state
+    if state in (TCP_CA_RECOVERY, TCP_CA_CWR):
+        tcp_cwnd_reduction(sk, delivered, sk.lost - prior_lost,
+                           bool(flag & FLAG_SND_UNA_ADVANCED))
+    elif acked and delivered > 0 and _cwnd_limited(sk):
         sk.ca_ops.cong_avoid(sk, delivered, now)
         tcp_output.sndbuf_expand(sk)
-    if sk.ca_state == TCP_CA_LOSS:
-        # tcp_xmit_recovery: after an RTO the segments marked lost are resent
-        # with the window this ACK opened, before any new data.
+    if state in (TCP_CA_LOSS, TCP_CA_RECOVERY):
+        # tcp_xmit_recovery: the segments marked lost are resent with the
+        # window this ACK left (after an RTO, or PRR's), before new data.
         tcp_xmit_retransmit_queue(sk, now)
     if flag & FLAG_SND_UNA_ADVANCED:
         if sk.retrans_out == 0:
@@ -660,7 +675,6 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
                 _tcp_retransmit_head(sk, now)
         if not reno:
             armed = _sack_mark_lost(sk, now)
-        tcp_xmit_retransmit_queue(sk, now)
         return armed
     if state == TCP_CA_LOSS and before(sk.snd_una, sk.high_seq):
         # The lost segments go out in tcp_ack, once cwnd grew for this ACK.

@@ -299,7 +299,7 @@ class TcpProto:
         sk.ts_off = secure_tcp_ts_off(host.secret, sk.laddr, addr) if sk.tstamp_ok else 0
         sk.inet_id = host.ip_ids.random_u16()     # the connection's IP IDs start here
         sk.snd_una = sk.snd_nxt = sk.iss
-        sk.write_seq = sk.wq_seq = sk.snd_sml = (sk.iss + 1) & 0xFFFFFFFF
+        sk.write_seq = sk.wq_seq = sk.snd_sml = sk.pushed_seq = (sk.iss + 1) & 0xFFFFFFFF
         sk.sk_err = 0
         sk.sk_shutdown = 0
         self.tcp_set_state(sk, TCP_SYN_SENT)

@@ -371,13 +371,14 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.reuseaddr = listener.reuseaddr
     sk.sock_state = SS_CONNECTED
     # inherit user options from the listener (sk_clone_lock)
-    for name in ("nodelay", "keepalive", "linger", "user_mss", "keepidle", "keepintvl",
-                 "keepcnt", "user_timeout", "sndbuf", "rcvbuf", "sndbuf_locked",
-                 "rcvbuf_locked", "family", "v6only", "scope_id"):
+    for name in ("nodelay", "nonagle", "keepalive", "linger", "user_mss", "keepidle",
+                 "keepintvl", "keepcnt", "user_timeout", "notsent_lowat", "sndbuf", "rcvbuf",
+                 "sndbuf_locked", "rcvbuf_locked", "tos", "pmtudisc", "ip_df", "family",
+                 "v6only", "scope_id"):
         setattr(sk, name, getattr(listener, name))
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
-    sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = isn1
+    sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = sk.pushed_seq = isn1
     sk.iss, sk.irs = req.snt_isn, req.rcv_isn
     sk.passive = True
     sk.segs_in = 1      # the SYN, as Linux's child counts it (not the SYN-ACK in segs_out)

@@ -18,6 +18,7 @@ from .tcp_states import (
     RCV_SHUTDOWN,
     TCP_CA_CWR,
     TCP_CA_OPEN,
+    TCP_CA_RECOVERY,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
     TCP_CLOSING,
@@ -27,6 +28,7 @@ from .tcp_states import (
     TCP_LAST_ACK,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
+    TCPCB_EOB,
     TCPHDR_ACK,
     TCPHDR_FIN,
     TCPHDR_PSH,
@@ -90,47 +92,50 @@ tcp_time_stamp = _tcp_fast.tcp_time_stamp
 # --- raw segment output ------------------------------------------------------
 def tcp_v4_send(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, opts: Any = None,
-                payload: Any = b"", urg_ptr: int = 0, ident: int = IP_ID_NO_SOCK) -> None:
+                payload: Any = b"", urg_ptr: int = 0, ident: int = IP_ID_NO_SOCK,
+                tos: int = 0, df: bool | None = None) -> None:
     """Build one segment (any: SYN, RST, time-wait ACK...) and hand it to IP.
     Routing failures are soft: the segment is lost like a dropped packet (the
     timers will notice).  ``ident``: a connection's IP ID
     (ip_select_ident_segs); the default, for segments no connected socket
     sends (RSTs and ACKs of TCP's control socket, a request's SYN-ACK), is
-    ID 0 under DF (ip_output.ip_select_ident)."""
+    ID 0 under DF (ip_output.ip_select_ident).  ``tos``, ``df``: a socket's
+    IP_TOS and IP_MTU_DISCOVER (None: DF as the host's default)."""
     if opts is None:
         tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window, -1, 0, (),
-                    payload, urg_ptr, ident)
+                    payload, urg_ptr, ident, tos, df)
     elif opts.mss is None and opts.wscale is None and not opts.sack_ok:
         # Only the options of a segment after the handshake: the flat form.
         ts_val = opts.ts_val
         tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window,
                     -1 if ts_val is None else ts_val, opts.ts_ecr or 0, opts.sack_blocks,
-                    payload, urg_ptr, ident)
+                    payload, urg_ptr, ident, tos, df)
     else:
         _tcp_out_count(host, flags)
         src, dst = (0, 0) if raddr > V6MASK else (laddr, raddr)
         _tcp_ip_output(host, laddr, raddr,
                        build_tcp(src, dst, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                                 flags, window, opts, payload, urg_ptr), ident)
+                                 flags, window, opts, payload, urg_ptr), ident, tos, df)
 
 
 def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                 sack_blocks: tuple[tuple[int, int], ...], payload: Any, urg_ptr: int,
-                ident: int = IP_ID_NO_SOCK) -> None:
+                ident: int = IP_ID_NO_SOCK, tos: int = 0, df: bool | None = None) -> None:
     """Send a segment whose options are at most a timestamp (``ts_val`` -1:
     none) and SACK blocks, the options of every segment after the handshake.
 
     The common case is one compiled call for the whole frame, with no options
     record (ip_output.ip_queue_xmit_tcp); when IP needs its general path the
-    segment is built here and handed to ip_output.
+    segment is built here and handed to ip_output (always, for a TOS or
+    without DF: the whole-frame builder sets neither).
     """
     _tcp_out_count(host, flags)
     seq &= 0xFFFFFFFF
     ack &= 0xFFFFFFFF
-    if raddr <= V6MASK and ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack,
-                                             flags, window, ts_val, ts_ecr, sack_blocks,
-                                             payload, urg_ptr, ident):
+    if raddr <= V6MASK and not tos and df is not False and ip_queue_xmit_tcp(
+            host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val, ts_ecr,
+            sack_blocks, payload, urg_ptr, ident):
         return
     if ts_val == -1:
         opts = TcpOptions(sack_blocks=sack_blocks) if sack_blocks else None
@@ -138,7 +143,8 @@ def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, s
         opts = TcpOptions(sack_blocks=sack_blocks, ts_val=ts_val, ts_ecr=ts_ecr)
     src, dst = (0, 0) if raddr > V6MASK else (laddr, raddr)
     _tcp_ip_output(host, laddr, raddr, build_tcp(src, dst, lport, rport, seq, ack, flags,
-                                                 window, opts, payload, urg_ptr), ident)
+                                                 window, opts, payload, urg_ptr), ident, tos,
+                   df)
 
 
 def _tcp_out_count(host: NetHost, flags: int) -> None:
@@ -148,17 +154,21 @@ def _tcp_out_count(host: NetHost, flags: int) -> None:
         mib["OutRsts"] += 1
 
 
-def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int) -> None:
+def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int,
+                   tos: int = 0, df: bool | None = None) -> None:
     """Hand a segment to IP, with DF as Linux sets it for TCP (ip_no_pmtu_disc 0:
     IP_PMTUDISC_WANT, so a router on a smaller link answers with an ICMP
-    fragmentation-needed instead of fragmenting).  An IPv6 pair (tagged,
-    inet6_addr) was built with zero addresses and goes to ip6_output."""
+    fragmentation-needed instead of fragmenting), or as the socket's
+    IP_MTU_DISCOVER says (``df``), and the socket's IP_TOS.  An IPv6 pair
+    (tagged, inet6_addr) was built with zero addresses and goes to ip6_output
+    (IP_TOS and IP_MTU_DISCOVER are IPv4 options: not applied there)."""
     if raddr > V6MASK:
         ip6_xmit_tcp(host, laddr, raddr, seg)
         return
+    if df is None:
+        df = not host.settings.ip_no_pmtu_disc
     try:
-        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=not host.settings.ip_no_pmtu_disc,
-                       ident=ident)
+        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=df, ident=ident, tos=tos)
     except OSError:
         host.mib["TCPOutNoRoute"] += 1
 
@@ -214,7 +224,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         # The window in a SYN is never scaled (RFC 7323 2.2).
         window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
         tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    window, opts, payload, 0, ip_select_ident_segs(sk, 1))
+                    window, opts, payload, 0, ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
         sack_blocks: tuple[tuple[int, int], ...] = ()
     else:
         ts_val, ts_ecr, sack_blocks = _established_options(sk, now, len(payload))
@@ -227,7 +237,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
             flags |= TCPHDR_URG
         tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
                     window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr,
-                    ip_select_ident_segs(sk, 1))
+                    ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, seq, sk.rcv_nxt, flags, len(payload), window, sack_blocks, now)
@@ -310,6 +320,19 @@ def tcp_current_mss(sk: TcpSock) -> int:
     return mss
 
 
+def tcp_xmit_size_goal(sk: TcpSock) -> int:
+    """tcp_send_mss's size_goal: how big tcp_sendmsg lets an skb grow (the
+    sk_gso_max_size of 64 KB bounded to half the peer's largest window,
+    tcp_bound_to_half_wnd) in whole segments, at least one."""
+    mss = tcp_current_mss(sk)
+    size = 65536
+    mw = sk.max_window
+    cutoff = mw >> 1 if mw > 536 else mw
+    if cutoff and size > cutoff:
+        size = cutoff
+    return max(size // mss, 1) * mss
+
+
 def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
     """Effective MSS from the path MTU, the peer's MSS option and TCP_MAXSEG."""
     sk.pmtu_cookie = pmtu
@@ -324,9 +347,24 @@ def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
 
 
 # --- data output -----------------------------------------------------------------
-def tcp_push(sk: TcpSock, now: float) -> None:
-    if sk.state in _SEND_STATES:
+def tcp_push(sk: TcpSock, now: float, nonagle: int = -1) -> None:
+    """__tcp_push_pending_frames: send what the window, cwnd and Nagle allow.
+    ``nonagle``: tcp_push's argument for this push only (a MSG_MORE write
+    pushes with TCP_NAGLE_CORK); -1: the socket's own (sk.nonagle)."""
+    if sk.state not in _SEND_STATES:
+        return
+    if nonagle < 0:
         tcp_write_xmit(sk, now)
+        return
+    # (the send loops read sk.nonagle: swapped for the call, as Linux passes
+    # it down tcp_write_xmit; nothing re-enters the socket meanwhile, the
+    # loop holds back loopback segments)
+    own = sk.nonagle
+    sk.nonagle = nonagle
+    try:
+        tcp_write_xmit(sk, now)
+    finally:
+        sk.nonagle = own
 
 
 def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
@@ -340,7 +378,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     sack_len = tcp_sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
     path = None
-    if not sack_len and not sk.fin_queued and sk.snd_up is None and sk.trace is None:
+    if (not sack_len and not sk.fin_queued and sk.snd_up is None and sk.trace is None
+            and not sk.tos and sk.ip_df is not False):
         path = _tcp_xmit_path(sk, mss)
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog: the loop holds views of sk.wq, which processing
@@ -350,6 +389,7 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
     window_limited = sk.is_cwnd_limited
     sk.is_cwnd_limited = False
+    prior_packets = sk.packets_out
     try:
         if path is not None:
             sent = _tcp_write_xmit_fast(sk, mss, path, now)
@@ -358,6 +398,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         limited = sk.is_cwnd_limited
         sk.is_cwnd_limited = window_limited
         if sent:
+            if sk.ca_state in _CWND_REDUCTION:
+                sk.prr_out += sk.packets_out - prior_packets
             tcp_cwnd_validate(sk, limited or sk.tcp_packets_in_flight >= sk.snd_cwnd)
             # A loss probe if RFC 8985 allows (it is never later than the
             # RTO), else tcp_event_new_data_sent's RTO: a running RTO or
@@ -432,7 +474,7 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
         off = seq_diff(seq, wq_seq)
         payload = memoryview(wq)[off:off + seglen] if seglen else b""
         mark = push_mark(sk, seq, end) if seglen else 0
-        new_data_sent(sk, seq, end, (TCPHDR_FIN if fin else 0) | mark, seglen < mss, now)
+        seg = new_data_sent(sk, seq, end, (TCPHDR_FIN if fin else 0) | mark, seglen < mss, now)
         if not burst:
             quota = min(cwnd_quota(sk, 1), max_segs)
         burst += 1
@@ -443,6 +485,7 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
             flags |= TCPHDR_PSH
         if mark or last:
             burst = 0
+            seg.flags |= TCPCB_EOB
         tcp_transmit_skb(sk, seq, flags, payload, now)
         if isinstance(payload, memoryview):
             payload.release()
@@ -567,6 +610,8 @@ def tcp_schedule_loss_probe(sk: TcpSock, now: float, advancing_rto: bool) -> boo
 
 
 _TLP_STATES = (TCP_CA_OPEN, TCP_CA_CWR)
+# tcp_in_cwnd_reduction: PRR counts what is sent (prr_out)
+_CWND_REDUCTION = (TCP_CA_CWR, TCP_CA_RECOVERY)
 
 
 def tcp_send_loss_probe(sk: TcpSock, now: float) -> None:
@@ -639,6 +684,41 @@ def tcp_probe0_when(sk: TcpSock) -> float:
     return min(base * (1 << min(sk.backoff, 30)), sk.host.settings.tcp_rto_max)
 
 
+def tcp_write_wakeup(sk: TcpSock, now: float) -> bool:
+    """tcp_write_wakeup's data branch: the persist timer finds unsent data
+    starting inside the peer's window and sends one segment of it whatever
+    Nagle, TCP_CORK or MSG_MORE held back and whatever the cwnd: as much as
+    the window and the MSS allow, with PSH, and pushed_seq moves past it.
+    (A corked partial segment goes out this way one probe0 timeout, about an
+    RTO, after it was queued: Linux has no other cork timer.)  False: no
+    such data (the caller sends a zero-window probe instead)."""
+    if sk.state not in _SEND_STATES:
+        return False
+    seq = sk.snd_nxt
+    unsent = seq_diff(sk.write_seq, seq)
+    room = seq_diff((sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF, seq)
+    fin_only = unsent == 0 and sk.fin_queued
+    if (unsent <= 0 and not fin_only) or room <= 0:
+        return False
+    mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
+    seglen = min(unsent, mss, room)
+    fin = sk.fin_queued and seglen == unsent
+    data_end = (seq + seglen) & 0xFFFFFFFF
+    if before(sk.pushed_seq, data_end):
+        sk.pushed_seq = data_end
+    flags = TCPHDR_FIN | TCPHDR_PSH if fin else TCPHDR_PSH
+    new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags | TCPCB_EOB, seglen < mss, now)
+    off = seq_diff(seq, sk.wq_seq)
+    payload = memoryview(sk.wq)[off:off + seglen]
+    held = sk.host.defer_loopback()
+    try:
+        tcp_transmit_skb(sk, seq, TCPHDR_ACK | flags, payload, now)
+    finally:
+        payload.release()
+        sk.host.release_loopback(held)
+    return True
+
+
 def tcp_send_probe0(sk: TcpSock, now: float) -> None:
     """Zero-window probe (tcp_write_wakeup / tcp_xmit_probe_skb): an old
     sequence number with no data, which makes the receiver ACK with its window."""
@@ -654,11 +734,12 @@ def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
     split = (seg.seq + mss) & 0xFFFFFFFF
     # PSH and FIN stay with the tail (tcp_fragment: "PSH and FIN should only
     # be set in the second packet")
-    tail = TxSeg(split, seg.end_seq, seg.flags & (TCPHDR_FIN | TCPHDR_PSH), seg.tstamp)
+    tail = TxSeg(split, seg.end_seq, seg.flags & (TCPHDR_FIN | TCPHDR_PSH | TCPCB_EOB),
+                 seg.tstamp)
     tail.sacked = seg.sacked
     tail.retrans = seg.retrans
     seg.end_seq = split
-    seg.flags &= ~(TCPHDR_FIN | TCPHDR_PSH)
+    seg.flags &= ~(TCPHDR_FIN | TCPHDR_PSH | TCPCB_EOB)
     sk.rtx.insert(i + 1, tail)
     sk.packets_out += 1
     if tail.sacked & 1:        # TCPCB_SACKED_ACKED
@@ -669,11 +750,13 @@ def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
         sk.lost_out += 1
 
 
-def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -> None:
+def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
+                       psh: bool = False) -> None:
     """Resend one queued segment, rebuilt from the send buffer, and count it
     in retrans_out (TCPCB_SACKED_RETRANS) until it is (S)ACKed or lost again.
     One longer than the current MSS (the path MTU fell) is cut to it first.
-    ``cause`` ("loss", "rto") is the trace's."""
+    ``cause`` ("loss", "rto") is the trace's; ``psh``: it ends a
+    retransmitted burst of several (tcp_xmit_retransmit_queue)."""
     if not seg.flags & TCPHDR_SYN:
         mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
         if seq_diff(seg.end_seq, seg.seq) - (1 if seg.flags & TCPHDR_FIN else 0) > mss:
@@ -683,15 +766,17 @@ def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -
         sk.retrans_out += 1
     if sk.retrans_stamp is None:
         sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
-    __tcp_retransmit_skb(sk, seg, now, cause)
+    __tcp_retransmit_skb(sk, seg, now, cause, psh)
 
 
-def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss") -> None:
+def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
+                         psh: bool = False) -> None:
     """Send a queued segment again, with no scoreboard marks but "ever
     retransmitted" (seg.retrans, Karn's rule) and its new send time (the
     loss probe's retransmission is only this).  Its flags are the segment's
-    own (tcp_retransmit_skb): PSH only where a write ended (push_mark)."""
-    flags = TCPHDR_ACK | seg.flags
+    own (tcp_retransmit_skb): PSH where a write ended (push_mark), or
+    ``psh``, at the end of a retransmitted burst of several."""
+    flags = TCPHDR_ACK | (seg.flags & 0xFF) | (TCPHDR_PSH if psh else 0)
     if seg.flags & TCPHDR_SYN:
         if sk.state == TCP_SYN_SENT:
             flags = TCPHDR_SYN
@@ -730,17 +815,40 @@ def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
         rel = seq_diff(hint, una)
         i = bisect_left(rtx, rel, key=lambda x: seq_diff(x.seq, una))
     n = len(rtx)
+    run = 0             # segments left of the burst being retransmitted
+    several = False     # ... and it has more than one
     while i < n and in_flight < cwnd:
         seg = rtx[i]
         s = seg.sacked
         if s & 4 and not s & 3:   # LOST, not SACKED, not already retransmitted
-            tcp_retransmit_skb(sk, seg, now)
+            if not run:
+                run = _lost_run(rtx, i, cwnd - in_flight)
+                several = run > 1
+            run -= 1
+            tcp_retransmit_skb(sk, seg, now, "loss", several and not run)
+            if sk.ca_state in _CWND_REDUCTION:
+                sk.prr_out += 1
+                if sk.ca_state == TCP_CA_RECOVERY:
+                    sk.host.mib["TCPFastRetrans"] += 1
             n = len(rtx)          # (tcp_fragment may have queued the tail after it)
             in_flight += 1
             if i == 0 and not sk.rtx_timer.pending:
                 tcp_rearm_rto(sk, now)
         i += 1
     sk.retransmit_hint = rtx[i].seq if i < n else sk.snd_nxt
+
+
+def _lost_run(rtx: list[Any], i: int, room: int) -> int:
+    """How many segments from ``rtx[i]`` on Linux retransmits as one skb:
+    the lost, not yet retransmitted ones of the burst (one GSO skb when first
+    sent, TCPCB_EOB ending it; a SACK split it) that the window has ``room``
+    for.  Several go as one GSO packet, which __tcp_transmit_skb gives PSH."""
+    n = 1
+    end = len(rtx)
+    while n < room and i + n < end and not rtx[i + n - 1].flags & TCPCB_EOB \
+            and rtx[i + n].sacked & 7 == 4:
+        n += 1
+    return n
 
 
 # --- control segments ---------------------------------------------------------------
@@ -766,7 +874,7 @@ def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
     window = tcp_select_window(sk)
     tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
                 TCPHDR_RST | TCPHDR_ACK, window, ts_val, sk.ts_recent, (), b"", 0,
-                ip_select_ident_segs(sk, 1))
+                ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, sk.snd_nxt, sk.rcv_nxt, TCPHDR_RST | TCPHDR_ACK, 0, window, (),

@@ -75,6 +75,7 @@ def tcp_mark_skb_lost(sk: TcpSock, seg: Any) -> None:
     else:
         seg.sacked = s | TCPCB_LOST
         sk.lost_out += 1
+    sk.lost += 1
     # (tcp_verify_retransmit_hint: the retransmit walk starts no later than here)
     hint = sk.retransmit_hint
     if hint is None or before(seg.seq, hint):
@@ -132,10 +133,12 @@ def tcp_rack_reo_timeout(sk: TcpSock, now: float) -> None:
     """The reordering timer fired (tcp_rack_reo_timeout): what is overdue
     now is lost; start fast recovery if not in it, and retransmit."""
     prior_inflight = sk.tcp_packets_in_flight
+    lost = sk.lost
     tcp_rack_detect_loss(sk, now)
     if prior_inflight != sk.tcp_packets_in_flight:
         if sk.ca_state != TCP_CA_RECOVERY:
             tcp_enter_recovery(sk, now)
+            tcp_cwnd_reduction(sk, 1, sk.lost - lost, False)
         tcp_output.tcp_xmit_retransmit_queue(sk, now)
     if sk.pending != tcp_output.ICSK_TIME_RETRANS:
         tcp_output.tcp_rearm_rto(sk, now)
@@ -190,6 +193,7 @@ def tcp_mark_head_lost(sk: TcpSock) -> None:
             # marked lost, and tcp_enter_loss marks them all)
             seg.sacked |= 4
             sk.lost_out += 1
+            sk.lost += 1
         elif seg.sacked & 2 and not sk.sack_ok:
             # NewReno: a partial ACK inside the retransmitted head: send the
             # rest of it again
@@ -199,25 +203,57 @@ def tcp_mark_head_lost(sk: TcpSock) -> None:
 
 
 def tcp_enter_recovery(sk: TcpSock, now: float) -> None:
-    """Fast retransmit (RFC 5681 / RFC 6675): halve via the CC module, then
-    retransmit the first lost segment at once."""
+    """Fast recovery (RFC 5681 / RFC 6675; Linux tcp_enter_recovery and
+    tcp_init_cwnd_reduction): the CC module's ssthresh, and Proportional
+    Rate Reduction from the cwnd now (prior_cwnd).  Nothing is sent here:
+    the caller's tcp_cwnd_reduction makes room for the fast retransmit and
+    tcp_xmit_retransmit_queue sends it."""
     sk.host.mib["TCPRenoRecovery" if not sk.sack_ok else "TCPSackRecovery"] += 1
-    sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
     sk.high_seq = sk.snd_nxt
-    sk.tlp_high_seq = None          # (tcp_init_cwnd_reduction)
+    sk.tlp_high_seq = None
+    sk.snd_cwnd_cnt = 0
+    sk.prior_cwnd = sk.snd_cwnd
+    sk.prr_delivered = 0
+    sk.prr_out = 0
+    sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
     sk.ca_state = TCP_CA_RECOVERY
     sk.ca_ops.set_state(sk, TCP_CA_RECOVERY)
     if not tcp_is_rack(sk):
         tcp_mark_head_lost(sk)
-    sk.snd_cwnd = max(sk.snd_ssthresh, 2)
-    tcp_retransmit_head(sk, now)
-    tcp_output.tcp_xmit_retransmit_queue(sk, now)
+
+
+def tcp_cwnd_reduction(sk: TcpSock, newly_acked_sacked: int, newly_lost: int,
+                       una_advanced: bool) -> None:
+    """Proportional Rate Reduction (RFC 6937, Linux tcp_cwnd_reduction),
+    on every ACK in Recovery (or CWR): while more is in flight than
+    ssthresh, send ssthresh/prior_cwnd of what was delivered (prr_delivered,
+    prr_out); below it, slow start back up to it (PRR-SSRB: what was
+    delivered, one more on an ACK that advanced snd_una, ``una_advanced``,
+    without new losses).
+    The first ACK always lets the fast retransmit go."""
+    if newly_acked_sacked <= 0 or not sk.prior_cwnd:
+        return
+    in_flight = sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out
+    delta = sk.snd_ssthresh - in_flight
+    sk.prr_delivered += newly_acked_sacked
+    if delta < 0:
+        sndcnt = ((sk.snd_ssthresh * sk.prr_delivered + sk.prior_cwnd - 1)
+                  // sk.prior_cwnd - sk.prr_out)
+    else:
+        sndcnt = max(sk.prr_delivered - sk.prr_out, newly_acked_sacked)
+        if una_advanced and not newly_lost:
+            sndcnt += 1
+        sndcnt = min(delta, sndcnt)
+    sndcnt = max(sndcnt, 0 if sk.prr_out else 1)
+    sk.snd_cwnd = in_flight + sndcnt
 
 
 def tcp_retransmit_head(sk: TcpSock, now: float) -> None:
-    """Retransmit the first segment if it is marked lost and not yet resent
-    (the fast retransmit itself, outside the congestion window)."""
+    """Retransmit the first segment if it is marked lost and not yet resent,
+    outside the congestion window (Reno's partial ACK, RFC 6582 3.2 step 5);
+    PRR counts it (prr_out)."""
     head = sk.rtx[0] if sk.rtx else None
     if head is not None and head.sacked & 4 and not head.sacked & 3:
         tcp_output.tcp_retransmit_skb(sk, head, now)
+        sk.prr_out += 1
         sk.host.mib["TCPFastRetrans"] += 1

@@ -61,6 +61,14 @@ TCPHDR_RST = 0x04
 TCPHDR_PSH = 0x08
 TCPHDR_ACK = 0x10
 TCPHDR_URG = 0x20
+# TxSeg.flags beside those: the last segment of its burst (one GSO skb in
+# Linux; tcp_fast keeps its own C copy, _TCPCB_EOB)
+TCPCB_EOB = 0x100
+
+# tp->nonagle's bits (include/net/tcp.h; tcp_fast keeps its own C copies):
+# TCP_NAGLE_OFF is sk.nodelay, these two are sk.nonagle.
+TCP_NAGLE_CORK = 2      # TCP_CORK set, or a MSG_MORE write's push
+TCP_NAGLE_PUSH = 4      # push what is queued (set by TCP_NODELAY, uncorking with it)
 
 # Shutdown bits (sk->sk_shutdown).
 RCV_SHUTDOWN = 1

@@ -151,8 +151,13 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         return
     if not sk.probes_out:
         sk.probe_start = now
-    # If the window opened a little, tcp_write_xmit sends real data instead.
-    if tcp_output.tcp_write_xmit(sk, now):
+    # tcp_write_wakeup: data inside the window (it opened a little, or Nagle
+    # or a cork held a partial segment back) goes out instead of a probe;
+    # then data is in flight and the RTO takes over (tcp_send_probe0).
+    if tcp_output.tcp_write_wakeup(sk, now):
+        sk.probes_out = 0
+        sk.backoff = 0
+        tcp_output.tcp_rearm_rto(sk, now)
         return
     tcp_output.tcp_send_probe0(sk, now)
     sk.probes_out += 1
