@@ -9,8 +9,9 @@ from __future__ import annotations
 from hostutil import MAC, MY, PEER, PEER_MAC
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP, UDP, IPOption_NOP, fragment
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
 from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
     ICMPv6EchoRequest,
     ICMPv6ND_NA,
     ICMPv6ND_NS,
@@ -28,6 +29,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from tcpio.core.addr import ip6_aton, ip_aton
 from tcpio.core.host import Host
+from tcpio.core.in_h import AF_INET6
 from tcpio.core.settings import Settings
 
 
@@ -40,9 +42,20 @@ def make_host(link: str = "ether") -> Host:
     h.add_address6(1, ip6_aton(MY6), 64, nodad=True)
     if link == "ether":
         h.add_static_arp(ip_aton(PEER), PEER_MAC)
+        # the peer resolved by ND too, so IPv6 answers leave at once
+        h.ndisc._learn(1, ip6_aton(PEER6), PEER_MAC, h.now)
+        h.ndisc.set_reachable(h.ndisc.lookup(1, ip6_aton(PEER6)), h.now)
     sk = h.udp.socket()
     sk.bind(0, 53)
     sk.connect(ip_aton(PEER), 1000)
+    # IPv6 and dual-stack sockets: UDP over IPv6 connected to the peer, and a
+    # `::` TCP listener that IPv4 SYNs reach too (IPV6_V6ONLY off)
+    sk6 = h.udp.socket(AF_INET6)
+    sk6.bind(0, 5353)
+    sk6.connect(ip6_aton(PEER6), 1000)
+    lst = h.tcp.socket(AF_INET6)
+    lst.bind(0, 80)
+    lst.listen(8)
     h.take_output()
     return h
 
@@ -80,6 +93,24 @@ SEEDS = [
          / bytes(IPv6(src=MY6, dst=PEER6) / ICMPv6EchoRequest(data=b"q" * 64))),
     *[_eth(f) for f in fragment6(IPv6(src=PEER6, dst=MY6) / IPv6ExtHdrFragment(id=9)
                                  / ICMPv6EchoRequest(data=b"G" * 3000), 1280)],
+    # TCP and UDP over both families: SYNs with options to the dual-stack
+    # listener, data and a FIN, UDP to the IPv6 socket, an ICMPv6 error
+    # quoting it, a Packet Too Big quoting a TCP segment of ours
+    _eth(IP(src=PEER, dst=MY) / TCP(sport=4000, dport=80, flags="S", seq=7,
+                                    options=[("MSS", 1460), ("SAckOK", b""),
+                                             ("Timestamp", (1, 0)), ("WScale", 7)])),
+    _eth(IPv6(src=PEER6, dst=MY6) / TCP(sport=4001, dport=80, flags="S", seq=9,
+                                        options=[("MSS", 1440), ("SAckOK", b""),
+                                                 ("Timestamp", (5, 0)), ("WScale", 2)])),
+    _eth(IPv6(src=PEER6, dst=MY6) / TCP(sport=4001, dport=80, flags="A", seq=10, ack=1)),
+    _eth(IPv6(src=PEER6, dst=MY6) / TCP(sport=4001, dport=80, flags="PA", seq=10, ack=1)
+         / b"GET / HTTP/1.0\r\n\r\n"),
+    _eth(IPv6(src=PEER6, dst=MY6) / TCP(sport=4001, dport=80, flags="FA", seq=28, ack=1)),
+    _eth(IPv6(src=PEER6, dst=MY6) / UDP(sport=1000, dport=5353) / b"udp6"),
+    _eth(IPv6(src=PEER6, dst=MY6) / ICMPv6DestUnreach(code=4)
+         / bytes(IPv6(src=MY6, dst=PEER6) / UDP(sport=5353, dport=1000))),
+    _eth(IPv6(src=PEER6, dst=MY6) / ICMPv6PacketTooBig(mtu=1280)
+         / bytes(IPv6(src=MY6, dst=PEER6) / TCP(sport=80, dport=4001, flags="A"))),
 ]
 
 
