@@ -166,6 +166,87 @@ async def test_tun_device_end_to_end(ns, tmp_path):
         assert sum(r[1] == "0" for r in rows) == 2
 
 
+async def test_tun_carries_ipv6_and_ipv4_at_once(ns, tmp_path):
+    """TUN with both families on one device, as device tunnels and VPNs run
+    it: the kernel pings tcpio over IPv6 (3000 bytes: fragmented and
+    reassembled both ways), and TCP crosses it over IPv6 in both directions
+    and over IPv4 beside it, every byte checked; no ND or ARP on the TUN."""
+    tun = ns.call(TunDevice, "tcpiotun6")
+    path = str(tmp_path / "tun6.pcap")
+    data = bytes(range(256)) * 1024                      # 256 KiB
+    try:
+        ns.ip("addr", "add", "10.8.0.1/24", "dev", tun.name)
+        ns.ip("-6", "addr", "add", "fd08::1/64", "dev", tun.name, "nodad")
+        ns.ip("link", "set", tun.name, "up")
+        async with Stack(seed=1) as stack:
+            ifindex = stack.add_interface(PcapDevice(tun, path), "10.8.0.2/24")
+            stack.add_address(ifindex, "fd08::2/64", nodad=True)
+            res = await ns.arun("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000",
+                                "fd08::2")
+
+            async def echo(reader, writer):
+                writer.write(await reader.read())
+                await writer.drain()
+                writer.close()
+
+            # asyncio's create_server sets IPV6_V6ONLY on an AF_INET6 socket:
+            # one server per family
+            server6 = await stack.start_server(echo, "::", 7000)
+            server4 = await stack.start_server(echo, "0.0.0.0", 7000)
+
+            def kernel_client(addr: str) -> bytes:
+                family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+                with socket.socket(family, socket.SOCK_STREAM) as c:
+                    c.settimeout(10)
+                    c.connect((addr, 7000))
+                    c.sendall(data)
+                    c.shutdown(socket.SHUT_WR)
+                    got = bytearray()
+                    while chunk := c.recv(65536):
+                        got += chunk
+                    return bytes(got)
+
+            loop = asyncio.get_running_loop()
+            back6, back4 = await asyncio.gather(
+                loop.run_in_executor(None, ns.call, kernel_client, "fd08::2"),
+                loop.run_in_executor(None, ns.call, kernel_client, "10.8.0.2"))
+            server6.close()
+            server4.close()
+            # and tcpio as the client of a kernel listener over IPv6
+            listener = ns.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            listener.bind(("fd08::1", 7001))
+            listener.listen()
+
+            def kernel_sink() -> bytes:
+                conn, _ = listener.accept()
+                with conn:
+                    got = bytearray()
+                    while chunk := conn.recv(65536):
+                        got += chunk
+                    return bytes(got)
+
+            sink = loop.run_in_executor(None, kernel_sink)
+            reader, writer = await stack.open_connection("fd08::1", 7001)
+            writer.write(data)
+            writer.write_eof()
+            await writer.drain()
+            received = await asyncio.wait_for(sink, 20)
+            writer.close()
+            listener.close()
+            mib = stack.mib()
+    finally:
+        tun.stop()
+    assert "2 received" in res.stdout, res.stdout + res.stderr
+    assert back6 == data and back4 == data and received == data
+    assert mib["Icmp6OutEchoReplies"] == 2
+    assert "ArpOutRequests" not in mib and "Icmp6OutNeighborSolicits" not in mib
+    if shutil.which("tshark"):
+        rows = await asyncio.to_thread(fields, path, "tcp.checksum.status",
+                                       display_filter="ipv6 && tcp")
+        statuses = [v for r in rows for v in r[0].split(",") if v]
+        assert len(statuses) > 50 and set(statuses) == {"1"}    # 1: Good
+
+
 def test_bad_names_raise_oserror(tap_required):
     with pytest.raises(OSError):
         TapDevice("x" * 16)
