@@ -208,10 +208,22 @@ class Server(asyncio.AbstractServer):
         await self.wait_closed()
 
 
-def _hosts(host: str | Iterable[str] | None) -> list[str | None]:
-    if host is None or host == "" or isinstance(host, str):
-        return [host or None]
-    return list(host)
+def _binds(host: str | Iterable[str] | None, family: int) -> list[tuple[int, str | None]]:
+    """(family, address) of each listening socket, as asyncio's create_server
+    gets them from getaddrinfo(host, port, family, SOCK_STREAM, AI_PASSIVE):
+    no host is every family's wildcard, IPv4's first as glibc orders them
+    (each bound on its own: with port 0 they get different ports, as in
+    asyncio); an IPv6 literal, or family=AF_INET6, is an AF_INET6 socket."""
+    hosts = [host or None] if host is None or isinstance(host, str) else list(host)
+    out: list[tuple[int, str | None]] = []
+    for h in hosts:
+        if h is None and family in (0, _socket.AF_UNSPEC):
+            out += [(_socket.AF_INET, None), (_socket.AF_INET6, None)]
+        elif family == _socket.AF_INET6 or (isinstance(h, str) and inet6_literal(h)):
+            out.append((_socket.AF_INET6, h))
+        else:
+            out.append((_socket.AF_INET, h))
+    return out
 
 
 async def create_server(stack: Stack, protocol_factory: Callable[[], Any],
@@ -235,13 +247,15 @@ async def create_server(stack: Stack, protocol_factory: Callable[[], Any],
     else:
         sockets = []
         try:
-            for h in _hosts(host):
-                # An IPv6 literal, or family=AF_INET6 (None: "::"), makes an
-                # AF_INET6 socket with IPV6_V6ONLY, as asyncio's create_server
-                # sets it; a None host without family= is 0.0.0.0 alone.
-                fam = _socket.AF_INET6 if family == _socket.AF_INET6 or (
-                    isinstance(h, str) and inet6_literal(h)) else _socket.AF_INET
-                s = Socket(stack, SOCK_STREAM, family=fam)
+            for fam, h in _binds(host, family):
+                # an AF_INET6 socket gets IPV6_V6ONLY, as asyncio's
+                # create_server sets it (so the two wildcards do not clash)
+                try:
+                    s = Socket(stack, SOCK_STREAM, family=fam)
+                except OSError:
+                    if h is not None:
+                        raise
+                    continue    # a wildcard of a family the stack lacks: skipped, as asyncio does
                 sockets.append(s)
                 if fam == _socket.AF_INET6:
                     s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)

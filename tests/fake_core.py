@@ -222,6 +222,9 @@ class FakeTcp:
         self.host = host
 
     def socket(self, family: int = socket.AF_INET) -> FakeTcpSock:
+        if family != socket.AF_INET:
+            # IPv4 only, as a kernel booted with ipv6.disable=1
+            raise sock_error(errno.EAFNOSUPPORT)
         return FakeTcpSock(self.host)
 
 

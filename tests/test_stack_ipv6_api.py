@@ -144,3 +144,26 @@ def test_format_connections_shows_ipv6():
 
     text = ipv6_run(body)
     assert f"[{B6}]:8083" in text and f"[{A6}]:" in text
+
+
+def test_create_server_without_a_host_listens_on_both_families_as_asyncio():
+    """asyncio's create_server(host=None) binds every family getaddrinfo's
+    AI_PASSIVE gives (0.0.0.0, then ::, the IPv6 one with IPV6_V6ONLY):
+    clients of both families reach it, and port 0 gives each its own port."""
+    async def body(a: Stack, b: Stack) -> tuple:
+        server = await a.create_server(asyncio.Protocol, None, 8090)
+        names = [s.getsockname()[:2] for s in server.sockets]
+        v6only = [s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+                  for s in server.sockets[1:]]
+        for addr in ("10.0.0.1", A6):
+            t, _ = await b.create_connection(asyncio.Protocol, addr, 8090)
+            t.close()
+        server.close()
+        any_port = await a.create_server(asyncio.Protocol, None, 0)
+        ports = [s.getsockname()[1] for s in any_port.sockets]
+        any_port.close()
+        return names, v6only, ports
+
+    names, v6only, ports = ipv6_run(body)
+    assert names == [("0.0.0.0", 8090), ("::", 8090)] and v6only == [1]
+    assert len(ports) == 2 and 0 not in ports
