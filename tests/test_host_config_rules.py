@@ -88,7 +88,7 @@ def test_a_new_host_starts_at_time_zero():
     h = make_host()
     assert h.now == 0.0
     h.update_pmtu(ip("10.0.0.9"), 1000)
-    assert h.pmtu[ip("10.0.0.9")] == (1000, 600.0)
+    assert h.pmtu[ip("10.0.0.9")] == (1000, 600.0, False)
 
 
 def test_a_path_mtu_without_a_route_is_not_learned():

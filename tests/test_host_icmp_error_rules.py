@@ -119,10 +119,10 @@ def test_the_same_mtu_again_renews_only_in_the_second_half_of_its_life():
     _frag_needed(h, sk, 1200)
     h.now = 40.0
     _frag_needed(h, sk, 1200)
-    assert h.mib["PMTUUpdates"] == 1 and h.pmtu[ip_aton(PEER)] == (1200, 100.0)
+    assert h.mib["PMTUUpdates"] == 1 and h.pmtu[ip_aton(PEER)] == (1200, 100.0, False)
     h.now = 60.0
     _frag_needed(h, sk, 1200)
-    assert h.mib["PMTUUpdates"] == 2 and h.pmtu[ip_aton(PEER)] == (1200, 160.0)
+    assert h.mib["PMTUUpdates"] == 2 and h.pmtu[ip_aton(PEER)] == (1200, 160.0, False)
     h.now = 150.0
     assert h.route_lookup(ip_aton(PEER)).mtu == 1200
 

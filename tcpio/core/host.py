@@ -174,7 +174,8 @@ class Host:
         # used while that handler is still protocols[proto].
         self._early_demux: dict[int, tuple[Any, EarlyDemux]] = {}
         # Path MTU learned from ICMP "fragmentation needed": dst -> (mtu, expires).
-        self.pmtu: dict[int, tuple[int, float]] = {}
+        # learned path MTUs: dst -> (mtu, expiry, locked) (update_pmtu)
+        self.pmtu: dict[int, tuple[int, float, bool]] = {}
         self._rt_cache: dict[int, Route] = {}
         # Set True in tests so that a bug surfaces as an exception instead of a counter.
         self.debug = False
@@ -530,8 +531,9 @@ class Host:
             learned = self.pmtu.get(dst)
             if learned is not None:
                 if learned[1] > self.now:
-                    if learned[0] < rt.mtu:
-                        return rt._replace(mtu=learned[0])
+                    if learned[0] < rt.mtu or learned[2]:
+                        return rt._replace(mtu=min(learned[0], rt.mtu),
+                                           mtu_locked=learned[2])
                 else:
                     del self.pmtu[dst]
         return rt
@@ -574,7 +576,10 @@ class Host:
         aging, ip_rt_mtu_expires, 600 s).  Clamped below at min_pmtu (552,
         like Linux) so a forged ICMP cannot make us send tiny fragments: any
         smaller value, including an old router's 0 (RFC 1191 section 5),
-        lands on the floor (``mtu = min(old_mtu, ip_rt_min_pmtu)``).  The
+        lands on the floor (``mtu = min(old_mtu, ip_rt_min_pmtu)``) and is
+        locked: segments of sockets that only want PMTU discovery leave
+        without DF on that path until it expires (ip_dont_fragment), so a
+        router past a link that small may fragment them.  The
         same MTU again in the first half of its lifetime is not news (Linux
         leaves the exception as it is); later it restarts the lifetime.
         PMTUUpdates counts what was stored.
@@ -586,15 +591,16 @@ class Host:
             return                     # no route, nothing to update
         if old_mtu < mtu:
             return
-        if mtu < s.min_pmtu:
+        locked = mtu < s.min_pmtu
+        if locked:
             mtu = min(old_mtu, s.min_pmtu)
         learned = self.pmtu.get(dst)
-        if (learned is not None and learned[0] == mtu
+        if (learned is not None and learned[0] == mtu and learned[2] == locked
                 and self.now < learned[1] - s.ip_rt_mtu_expires / 2):
             return
         if len(self.pmtu) >= 4096:
             self.pmtu.clear()          # bounded; forgetting only costs a new ICMP
-        self.pmtu[dst] = (mtu, self.now + s.ip_rt_mtu_expires)
+        self.pmtu[dst] = (mtu, self.now + s.ip_rt_mtu_expires, locked)
         self.mib["PMTUUpdates"] += 1
 
     def source_for(self, iface: Interface, target: int) -> int:

@@ -198,8 +198,8 @@ def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
         return None         # ip_output counts OutNoRoutes and raises ENETUNREACH
     if host.is_local_address(dst) or host.is_broadcast(dst) or is_multicast(dst):
         return None
-    if length > route.mtu or length > IP_MAX_LEN:
-        return None         # fragmentation, or EMSGSIZE
+    if length > route.mtu or length > IP_MAX_LEN or route.mtu_locked:
+        return None         # fragmentation, or EMSGSIZE; a locked MTU: DF as the socket wants
     iface = host.interfaces[route.ifindex]
     if iface.link != "ether":
         return iface.ifindex, None, None, route.src

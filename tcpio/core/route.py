@@ -20,6 +20,10 @@ class Route(NamedTuple):
     gateway: int | None     # next hop; None when the destination is on-link
     src: int                # preferred source address (0 if the interface has none)
     mtu: int
+    # RTAX_MTU locked: a learned path MTU below min_pmtu was raised to the
+    # floor (__ip_rt_update_pmtu); sockets that only want PMTU discovery
+    # then send without DF on this path (ip_dont_fragment)
+    mtu_locked: bool = False
 
 
 class FibEntry(NamedTuple):

@@ -46,6 +46,7 @@ class Route:
     gateway: int | None
     src: int
     mtu: int
+    mtu_locked: bool = False
 
 
 class FakeHost:

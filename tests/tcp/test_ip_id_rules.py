@@ -8,8 +8,9 @@ ip_select_ident_segs; issue 13).
 - No connected socket and DF: ID 0 (a request's SYN-ACK, a cookie SYN-ACK,
   the RSTs and ACKs of TCP's control socket: no socket, TIME-WAIT, a request).
 - Otherwise (DF off, ip_no_pmtu_disc = 1): the SYN-ACK gets a random ID
-  (ip_build_and_send_pkt) and the control socket's segments the host's
-  hashed counters (__ip_select_ident); a connection still uses its own.
+  (ip_build_and_send_pkt); a connection still uses its own counter.  The
+  control socket is IP_PMTUDISC_DO whatever the sysctl (tcp_sk_init), so
+  its RSTs and ACKs keep DF and ID 0.
 
 A real Host on an IP link; the peer's segments are scapy datagrams, and the
 IP headers are read back with scapy.
@@ -193,8 +194,9 @@ def test_without_pmtu_discovery_the_synack_id_is_random_and_the_connection_still
     """ip_no_pmtu_disc = 1: no DF.  ip_build_and_send_pkt gives a TCP SYN-ACK a
     random ID (never the hashed counters); the connection keeps numbering
     with its own counter (ip_select_ident_segs takes the socket first, DF or
-    not); the control socket's RSTs come from the hashed per-destination
-    counter, consecutive for one destination."""
+    not).  The control socket's RSTs are not the connection's: tcp_sk_init
+    made that socket IP_PMTUDISC_DO, so they keep DF and ID 0 (__ip_make_skb,
+    ip_select_ident_segs without a connected socket)."""
     ids = set()
     for seed in range(1, 6):
         w = Wire(seed=seed, ip_no_pmtu_disc=1)
@@ -207,7 +209,7 @@ def test_without_pmtu_discovery_the_synack_id_is_random_and_the_connection_still
         assert len(data) == 3 and not any(p.flags.DF for p in data)
         assert _consecutive([p.id for p in data])
         rsts = [w.send(TCP(sport=RPORT, dport=9, flags="S", seq=n))[0] for n in range(3)]
-        assert _consecutive([p.id for p in rsts])
+        assert all(p[TCP].flags.R and p.flags.DF and p.id == 0 for p in rsts)
     assert len(ids) >= 4
 
 
@@ -224,3 +226,27 @@ def test_icmp_with_df_and_no_socket_has_id_0_without_df_the_hashed_counter():
     assert [bool(p.flags.DF) for p in pkts] == [True, True, False, False]
     assert [p.id for p in pkts[:2]] == [0, 0]
     assert _consecutive([p.id for p in pkts[2:]])
+
+
+def test_without_pmtu_discovery_the_control_sockets_acks_keep_df_and_id_0():
+    """ip_no_pmtu_disc = 1 changes the sockets made after it, not TCP's
+    control socket (tcp_sk_init: IP_PMTUDISC_DO): a request's ACK to an
+    out-of-window segment (tcp_v4_reqsk_send_ack) and a TIME-WAIT sock's ACK
+    to a retransmitted FIN (tcp_v4_timewait_ack) carry DF and ID 0, while
+    the connection's own segments go without DF."""
+    w = Wire(ip_no_pmtu_disc=1)
+    synack, child, _ls = _passive(w)
+    [req_synack] = w.send(TCP(sport=RPORT + 1, dport=LPORT, flags="S", seq=PEER_ISS))
+    assert not req_synack.flags.DF
+    [ack] = w.send(TCP(sport=RPORT + 1, dport=LPORT, flags="A", seq=PEER_ISS + 100000,
+                       ack=req_synack[TCP].seq + 1) / b"x")
+    assert ack[TCP].flags == "A" and ack.flags.DF and ack.id == 0
+    iss = synack[TCP].seq
+    child.close()
+    [fin] = w.out()
+    assert fin[TCP].flags.F and not fin.flags.DF
+    w.send(TCP(sport=RPORT, dport=LPORT, flags="A", seq=PEER_ISS + 1, ack=iss + 2))
+    w.send(TCP(sport=RPORT, dport=LPORT, flags="FA", seq=PEER_ISS + 1, ack=iss + 2))
+    [tw_ack] = w.send(TCP(sport=RPORT, dport=LPORT, flags="FA", seq=PEER_ISS + 1,
+                          ack=iss + 2))
+    assert tw_ack[TCP].flags == "A" and tw_ack.flags.DF and tw_ack.id == 0

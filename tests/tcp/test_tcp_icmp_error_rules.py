@@ -324,8 +324,10 @@ def test_the_mss_grows_back_when_the_learned_path_mtu_expires():
 
 def test_every_tcp_segment_carries_df_and_ip_no_pmtu_disc_turns_it_off():
     """Linux sets DF on TCP (ip_no_pmtu_disc = 0: IP_PMTUDISC_WANT); with
-    ip_no_pmtu_disc = 1 (IP_PMTUDISC_DONT) no segment has it and a
-    fragmentation-needed leaves the MSS alone."""
+    ip_no_pmtu_disc = 1 (IP_PMTUDISC_DONT) no segment of a socket has it and
+    a fragmentation-needed leaves the MSS alone.  The RST for no socket comes
+    from TCP's control socket, IP_PMTUDISC_DO whatever the sysctl
+    (tcp_sk_init), so it keeps DF either way."""
     for setting, df in ((0, True), (1, False)):
         w = Wire(Settings(ip_no_pmtu_disc=setting))
         ls = w.h.tcp.socket()
@@ -344,15 +346,62 @@ def test_every_tcp_segment_carries_df_and_ip_no_pmtu_disc_turns_it_off():
         sk.sendmsg(b"x" * 3000)
         frames += w.h.take_output()
         w.h.receive(1, bytes(IP(src=PEER, dst=MY) / TCP(sport=RPORT, dport=9, flags="S")), 0.0)
-        frames += w.h.take_output()                            # a RST from no socket
+        [(_, rst)] = w.h.take_output()                         # a RST from no socket
+        assert IP(rst)[TCP].flags.R and IP(rst).flags.DF
         w.h.receive(1, bytes(IP(src=PEER, dst=MY) / TCP(sport=RPORT, dport=LPORT, flags="A",
                                                        seq=PEER_ISS + 1, ack=synack.seq + 1,
                                                        window=0)), 0.0)
         frames += w.h.take_output()
         ips = [IP(f) for _, f in frames]
-        assert len(ips) >= 5 and {p.proto for p in ips} == {6}
+        assert len(ips) >= 4 and {p.proto for p in ips} == {6}
         assert all(bool(p.flags.DF) == df for p in ips), [p.flags for p in ips]
         w.icmp(3, 4, _ours(LPORT, RPORT, synack.seq + 1), mtu=1000)
         assert sk.mss_cache == (960 if df else 1460)
         sk.sendmsg(b"y" * 3000)
         assert {len(IP(f)[TCP].payload) for _, f in w.h.take_output()} <= {960 if df else 1460}
+
+
+def test_a_path_mtu_below_the_floor_locks_it_and_segments_leave_without_df():
+    """__ip_rt_update_pmtu: a fragmentation-needed announcing less than
+    ip_rt_min_pmtu (552) stores the floor and locks the route's MTU;
+    ip_dont_fragment is then false for an IP_PMTUDISC_WANT socket, so its
+    segments (512-byte payloads, sized for 552) leave without DF and a
+    router before the small link may fragment them.  An IP_PMTUDISC_DO
+    socket keeps DF; the control socket's RSTs keep it (tcp_sk_init); when
+    the learned MTU expires, DF comes back with the full MSS."""
+    w, sk, snd = _established()
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sk.sendmsg(b"d" * 1000)
+    [(_, first)] = w.h.take_output()
+    assert IP(first).flags.DF
+    resent = w.icmp(3, 4, _ours(LPORT, RPORT, snd), mtu=300)
+    assert w.h.route_lookup(ip_aton(PEER)).mtu == 552
+    assert w.h.route_lookup(ip_aton(PEER)).mtu_locked
+    assert sk.mss_cache == 512 and sk.sk_err_soft == 0
+    assert [len(s.payload) for s in resent] == [512, 488]
+    sk.sendmsg(b"z" * 1200)
+    frames = [IP(f) for _, f in w.h.take_output()]
+    assert [len(p[TCP].payload) for p in frames] == [512, 512, 176]
+    assert not any(p.flags.DF for p in frames)
+    # the control socket's RST to the same peer keeps DF
+    w.h.receive(1, bytes(IP(src=PEER, dst=MY) / TCP(sport=RPORT, dport=9, flags="S")), w.now)
+    [(_, rst)] = w.h.take_output()
+    assert IP(rst)[TCP].flags.R and IP(rst).flags.DF
+    # IP_PMTUDISC_DO: DF whatever the path
+    sk.setsockopt(socket.IPPROTO_IP, 10, 2)                    # IP_MTU_DISCOVER, _DO
+    sk.sendmsg(b"k" * 100)
+    [(_, f)] = w.h.take_output()
+    assert IP(f).flags.DF
+    sk.setsockopt(socket.IPPROTO_IP, 10, 1)                    # back to _WANT
+    sk.sendmsg(b"k" * 100)
+    [(_, f)] = w.h.take_output()
+    assert not IP(f).flags.DF
+    # the peer ACKs everything; when the learned MTU expires the lock goes with it
+    w.now = w.h.settings.ip_rt_mtu_expires + 1.0
+    w.send(TCP(sport=RPORT, dport=LPORT, flags="A", seq=PEER_ISS + 1, ack=snd + 2400,
+               window=8000))
+    assert sk.packets_out == 0
+    sk.sendmsg(b"m" * 1000)
+    [(_, f)] = w.h.take_output()
+    assert IP(f).flags.DF and len(IP(f)[TCP].payload) == 1000
+    assert not w.h.route_lookup(ip_aton(PEER)).mtu_locked

@@ -863,10 +863,15 @@ def _set_tos(sk: TcpSock, v: int) -> None:
 
 
 def _set_pmtudisc(sk: TcpSock, v: int) -> None:
-    # ip_dont_fragment: DF for IP_PMTUDISC_DO and _WANT only
+    # ip_dont_fragment: DF for IP_PMTUDISC_DO and _WANT only, and for _WANT
+    # not on a path whose MTU is locked (None: as the host's default, which
+    # is _WANT's rule; True: DF whatever the path, as _DO and _PROBE)
     sk.pmtudisc = v
     want_df = v in (IP_PMTUDISC_WANT, IP_PMTUDISC_DO)
-    sk.ip_df = None if want_df == (not sk.host.settings.ip_no_pmtu_disc) else want_df
+    if v != IP_PMTUDISC_WANT and want_df:
+        sk.ip_df = True
+    else:
+        sk.ip_df = None if want_df == (not sk.host.settings.ip_no_pmtu_disc) else want_df
 
 
 def _set_notsent_lowat(sk: TcpSock, v: int) -> None:

@@ -62,6 +62,7 @@ from .tcp_minisocks import (
     tcp_tw_isn,
 )
 from .tcp_output import (
+    CTL_SOCK_DF,
     tcp_abort_with_reset,
     tcp_connect,
     tcp_sync_mss,
@@ -604,7 +605,11 @@ class TcpProto:
             seq, ack, flags = skb.ack_seq, 0, TCPHDR_RST
         else:
             seq, ack, flags = 0, skb.end_seq, TCPHDR_RST | TCPHDR_ACK
-        tcp_v4_send(self.host, laddr, raddr, th.dport, th.sport, seq, ack, flags, 0)
+        # From TCP's control socket, which tcp_sk_init makes IP_PMTUDISC_DO
+        # ("enforce IP_DF and IPID==0 for RST and ACK sent in SYN-RECV and
+        # TIME-WAIT state"): DF and ID 0 even under ip_no_pmtu_disc.
+        tcp_v4_send(self.host, laddr, raddr, th.dport, th.sport, seq, ack, flags, 0,
+                    df=CTL_SOCK_DF)
 
     # --- receive (tcp_v4_rcv) ------------------------------------------------------------
     # The host does not read what a handler's rcv returns (docs/internals.md).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .sock import SS_CONNECTED, TcpSock
 from .tcp_input import tcp_initialize_rcv_mss
 from .tcp_output import (
+    CTL_SOCK_DF,
     TCP_TIMEOUT_INIT,
     TcpOptions,
     sndbuf_expand,
@@ -151,7 +152,8 @@ class TimeWaitSock:
             opts = _ts_opts(now, self.ts_off, self.ts_recent)
         tcp_v4_send(self.proto.host, self.laddr, self.raddr, self.lport, self.rport,
                     self.snd_nxt, self.rcv_nxt, TCPHDR_ACK,
-                    self.rcv_wnd >> self.rcv_wscale, opts)    # (at most 65535 << rcv_wscale)
+                    self.rcv_wnd >> self.rcv_wscale, opts,    # (at most 65535 << rcv_wscale)
+                    df=CTL_SOCK_DF)                           # tcp_v4_timewait_ack
 
 
 def _ts_opts(now: float, ts_off: int, ts_ecr: int) -> Any:
@@ -304,7 +306,8 @@ def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None
     tcp_v4_send(proto.host, req.laddr, req.raddr, req.lport, req.rport,
                 (req.snt_isn + 1) & 0xFFFFFFFF, (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_ACK,
                 req.rcv_wnd >> req.rcv_wscale,
-                _ts_opts(now, req.ts_off, req.ts_recent) if req.tstamp_ok else None)
+                _ts_opts(now, req.ts_off, req.ts_recent) if req.tstamp_ok else None,
+                df=CTL_SOCK_DF)
 
 
 def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> TcpSock | None:

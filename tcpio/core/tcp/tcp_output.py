@@ -90,6 +90,12 @@ tcp_time_stamp = _tcp_fast.tcp_time_stamp
 
 
 # --- raw segment output ------------------------------------------------------
+# DF for what TCP's control socket sends (RSTs without a socket, the ACKs
+# of request and TIME-WAIT socks): tcp_sk_init makes that socket
+# IP_PMTUDISC_DO, so they carry DF (and, having no connected socket, ID 0)
+# whatever ip_no_pmtu_disc says.
+CTL_SOCK_DF = True
+
 def tcp_v4_send(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, opts: Any = None,
                 payload: Any = b"", urg_ptr: int = 0, ident: int = IP_ID_NO_SOCK,
@@ -147,6 +153,15 @@ def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, s
                    df)
 
 
+def _pmtu_locked(host: NetHost, raddr: int) -> bool:
+    """dst_metric_locked(dst, RTAX_MTU): the path MTU to ``raddr`` was floored
+    at min_pmtu (NetHost.update_pmtu)."""
+    try:
+        return host.route_lookup(raddr).mtu_locked
+    except OSError:
+        return False            # no route: ip_output says so
+
+
 def _tcp_out_count(host: NetHost, flags: int) -> None:
     mib = host.mib
     mib["OutSegs"] += 1
@@ -166,7 +181,9 @@ def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int
         ip6_xmit_tcp(host, laddr, raddr, seg)
         return
     if df is None:
-        df = not host.settings.ip_no_pmtu_disc
+        # IP_PMTUDISC_WANT (the default without ip_no_pmtu_disc): DF unless
+        # the path's MTU is locked (ip_dont_fragment)
+        df = not host.settings.ip_no_pmtu_disc and not _pmtu_locked(host, raddr)
     try:
         host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=df, ident=ident, tos=tos)
     except OSError:
