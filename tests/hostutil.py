@@ -21,11 +21,11 @@ PEER_MAC = bytes.fromhex("020000000001")
 MY, MY2, PEER = "10.0.0.2", "10.0.0.3", "10.0.0.1"
 
 
-def make_host(*extra: str, **settings) -> Host:
+def make_host(*extra: str, seed: int = 1, **settings) -> Host:
     # IPv4 rules: no IPv6 link-local address, so the frames and timers a test
     # sees are its rule's alone (not DAD's neighbour solicitations).
     settings.setdefault("disable_ipv6", 1)
-    h = Host("h", seed=1, settings=Settings(**settings))
+    h = Host("h", seed=seed, settings=Settings(**settings))
     h.debug = True          # a bug raises instead of being counted
     h.add_interface("eth0", mac=MAC)
     for addr in (MY, *extra):

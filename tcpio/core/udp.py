@@ -66,6 +66,7 @@ class UdpSock:
         self.raddr = 0
         self.rport = 0
         self.connected = False
+        self.inet_id = 0                # a connected socket's next IP ID (ip4_datagram_connect)
         self.closed = False
         self.broadcast = False          # SO_BROADCAST
         self.reuseaddr = False          # SO_REUSEADDR: share a port when both socks set it
@@ -147,6 +148,9 @@ class UdpSock:
         self.rport = port
         if a4 is None:
             self.scope_id = scope_id
+        else:
+            # ip4_datagram_connect: the socket's own IP IDs from a random start
+            self.inet_id = host.ip_ids.random_u16()
         self.connected = True
 
     def sendto(self, data: bytes | bytearray | memoryview, addr: int | None = None,
@@ -171,11 +175,25 @@ class UdpSock:
         if not self.lport:
             self.proto.get_port(self, 0, 0)
         src = self.laddr & 0xFFFFFFFF if self.family == AF_INET6 else self.laddr
+        route = host.route_lookup(addr)            # ENETUNREACH
         if not src:
-            src = host.route_lookup(addr).src      # ENETUNREACH
+            src = route.src
         dgram = wire.build_udp(src, addr, self.lport, port, data)
+        # IP_PMTUDISC_WANT, the default without ip_no_pmtu_disc (__ip_make_skb,
+        # ip_dont_fragment): DF on a datagram that fits the path, unless the
+        # path's MTU is locked; a larger one is fragmented here, without DF.
+        df = (not host.settings.ip_no_pmtu_disc and not route.mtu_locked
+              and 20 + len(dgram) <= route.mtu)
+        # ip_select_ident_segs: a connected socket numbers with its own
+        # counter, DF or not; otherwise the hashed ip_idents counter, DF or
+        # not (ID 0 is for DF without a socket's ignore_df, and a WANT
+        # socket's datagrams have it: ip_sk_ignore_df; seen on Linux 6.x).
+        if self.connected:
+            ident = self.inet_id = (self.inet_id + 1) & 0xFFFF
+        else:
+            ident = host.ip_ids.next(addr, IPPROTO_UDP)
         try:
-            host.ip_output(IPPROTO_UDP, src, addr, dgram)
+            host.ip_output(IPPROTO_UDP, src, addr, dgram, df=df, ident=ident)
         except OSError:
             host.mib["UdpOutErrors"] += 1
             raise
