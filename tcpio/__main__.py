@@ -618,9 +618,10 @@ def parser() -> argparse.ArgumentParser:
     # 68: the IPv4 minimum MTU (RFC 791); 65521: what Linux's tun takes
     s.add_argument("--mtu", type=int_between(68, 65521), default=1500)
     s.add_argument("--echo", action="store_true", help="TCP echo instead of HTTP")
-    s.add_argument("--syn-queue", action="store_true",
+    s.add_argument("--syn-queue", action=argparse.BooleanOptionalAction, default=None,
                    help="a second TAP queue the kernel steers SYNs to (eBPF), so a SYN "
-                        "flood cannot crowd out established connections")
+                        "flood cannot crowd out established connections (default: on "
+                        "when tcpio creates the TAP, as it was made when it exists)")
     s.add_argument("--builtin-http", action="store_true")
     s.add_argument("--pcap", metavar="FILE")
     s.add_argument("--configure", action="store_true",

@@ -22,16 +22,20 @@ Sending: ``os.write`` straight away.  A frame the kernel will not take right
 now is a counted drop, never an exception: EAGAIN/ENOBUFS when its queue is
 full, EIO while the link is down (the kernel refuses writes then).
 
-A queue for connection requests (``syn_queue=True``; off by default, because
-a multi-queue TAP lets a second process attach as another queue where a
-single-queue one answers EBUSY): the device opens with
-IFF_MULTI_QUEUE and a second fd, and an eBPF steering program
-(devices/tun_steering.py) makes the kernel put TCP SYNs on the second queue
-and everything else on the first, so a SYN flood fills a ring of its own and
-no longer drops the established flows' frames with its SYNs.  The SYN queue
-is read at most ``syn_budget`` frames per wake-up.  ``device.syn_queue``
-says whether the kernel took it (False where it refused the program, with
-the reason in ``device.syn_queue_error``).
+A queue for connection requests: the device opens with IFF_MULTI_QUEUE and
+a second fd, and an eBPF steering program (devices/tun_steering.py) makes
+the kernel put TCP SYNs on the second queue and everything else on the
+first, so a SYN flood fills a ring of its own and no longer drops the
+established flows' frames with its SYNs.  The SYN queue is read at most
+``syn_budget`` frames per wake-up.  ``syn_queue=None`` (the default) uses it
+when tcpio creates the interface (TUNSETIFF with IFF_TUN_EXCL) and attaches
+to an existing one as it was made; ``True`` asks for it on an existing
+interface too, ``False`` never.  A multi-queue interface would let a second
+process attach as one more queue where a single-queue one answers EBUSY, so
+an interface tcpio made multi-queue and still holds (not persistent) answers
+a second opener with EBUSY too.  ``device.syn_queue`` says whether the
+kernel took it (False where it refused the program, with the reason in
+``device.syn_queue_error`` when it was asked for).
 
 Offloads (``offloads=True``, the default): the device is opened with
 IFF_VNET_HDR, so a virtio-net header (devices/virtio_net.py) travels in front
@@ -66,9 +70,12 @@ from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_
 
 # <linux/if_tun.h>, <linux/sockios.h>
 TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
+IFF_PERSIST = 0x0800
 IFF_NO_PI = 0x1000
+IFF_TUN_EXCL = 0x8000       # TUNSETIFF: EBUSY if the interface already exists
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 SIOCGIFTXQLEN = 0x8942
@@ -130,7 +137,7 @@ class _TunTapBase:
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True, syn_queue: bool = False,
+                 offloads: bool | int = True, syn_queue: bool | None = None,
                  syn_budget: int = 64) -> None:
         if budget < 1 or syn_budget < 1:
             raise ValueError("budget and syn_budget must be >= 1")
@@ -160,17 +167,7 @@ class _TunTapBase:
             flags = self._flags | IFF_NO_PI
             if want and self._kernel_has_vnet_hdr(fd):
                 flags |= vnet.IFF_VNET_HDR
-            if syn_queue:
-                flags |= tun_steering.IFF_MULTI_QUEUE
-            try:
-                ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags, "H"))
-            except OSError as exc:
-                # an existing persistent interface made single-queue: take it as it is
-                if not flags & tun_steering.IFF_MULTI_QUEUE or exc.errno != errno.EINVAL:
-                    raise
-                self.syn_queue_error = exc
-                flags &= ~tun_steering.IFF_MULTI_QUEUE
-                ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags, "H"))
+            ifr, flags = self._attach(fd, name, flags, syn_queue)
             # The kernel fills in the name it used (a "tap%d" pattern expands).
             self.name = ifr[:IFNAMSIZ].rstrip(b"\0").decode()
             if flags & vnet.IFF_VNET_HDR:
@@ -197,6 +194,40 @@ class _TunTapBase:
         self._readsize = self.vnet_hdr_len + (_GSO_FRAME_MAX if gso_in
                                               else max_frame_len(mtu, self.link))
         self.fd: int | None = fd
+
+    def _attach(self, fd: int, name: str, flags: int,
+                syn_queue: bool | None) -> tuple[bytes, int]:
+        """TUNSETIFF: create or attach to the interface ``name``, multi-queue
+        as ``syn_queue`` says (see the module doc); the kernel's ifreq and
+        the flags to go on with (IFF_MULTI_QUEUE in them: open the SYN queue)."""
+        mq = tun_steering.IFF_MULTI_QUEUE
+        if syn_queue is None:
+            try:    # ours if we make it: then with the SYN queue
+                return fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | mq | IFF_TUN_EXCL,
+                                                         "H")), flags | mq
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.EINVAL):
+                    raise       # (EINVAL: a kernel without multi-queue tun)
+        elif syn_queue:
+            try:
+                return fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | mq, "H")), flags | mq
+            except OSError as exc:
+                # an existing persistent interface made single-queue: take it as it is
+                if exc.errno != errno.EINVAL:
+                    raise
+                self.syn_queue_error = exc
+        try:        # it exists: single-queue, as made (the kernel's EBUSY if held open)
+            return fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags, "H")), flags
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+        # made multi-queue: attach as it was made, unless another process
+        # holds it (it is not persistent, so it would be gone otherwise)
+        ifr = fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, flags | mq, "H"))
+        got = struct.unpack_from("H", fcntl.ioctl(fd, TUNGETIFF, bytes(40)), IFNAMSIZ)[0]
+        if not got & IFF_PERSIST:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), name)
+        return ifr, flags | mq if syn_queue is not False else flags
 
     def _open_syn_queue(self, fd: int, flags: int) -> None:
         """Attach the second queue and the steering program; where the kernel
@@ -466,7 +497,7 @@ class TapDevice(_TunTapBase):
 
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
                  budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True, syn_queue: bool = False,
+                 offloads: bool | int = True, syn_queue: bool | None = None,
                  syn_budget: int = 64) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
@@ -484,7 +515,7 @@ class TunDevice(_TunTapBase):
 
     def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
-                 offloads: bool | int = True, syn_queue: bool = False,
+                 offloads: bool | int = True, syn_queue: bool | None = None,
                  syn_budget: int = 64) -> None:
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
                          syn_queue=syn_queue, syn_budget=syn_budget)

@@ -161,15 +161,53 @@ def test_a_kernel_that_refuses_the_program_leaves_one_working_queue(tap_required
 
 
 def test_syn_queue_off_opens_one_queue(tap_required):
-    """Off by default: a second opener of the interface gets EBUSY, as it
-    would from any single-queue TAP held open."""
+    """syn_queue=False: one queue, and a second opener of the interface gets
+    EBUSY from the kernel, as from any single-queue TAP held open."""
     with NetNs() as ns:
-        tap = ns.tap()
+        tap = ns.tap(syn_queue=False)
         try:
             assert not tap.syn_queue and tap.syn_fd is None and tap.syn_queue_error is None
             with pytest.raises(OSError) as busy:
-                ns.tap(tap.name)
+                ns.tap(tap.name, syn_queue=False)
             assert busy.value.errno == errno.EBUSY
+        finally:
+            tap.stop()
+
+
+@pytest.mark.parametrize("second", [None, False])
+def test_by_default_an_interface_tcpio_creates_has_the_syn_queue_and_stays_exclusive(
+        tap_required, second):
+    """The default (syn_queue=None): tcpio made the interface, so it is
+    multi-queue with the SYN queue; a second opener, by default or asking for
+    one queue, still gets EBUSY while the first holds it (the kernel would
+    otherwise attach it as a third queue, or say EINVAL)."""
+    with NetNs() as ns:
+        tap = ns.tap()
+        try:
+            assert tap.syn_queue and tap.syn_fd is not None, tap.syn_queue_error
+            flags = int(ns.run("cat", f"/sys/class/net/{tap.name}/tun_flags").stdout.strip(), 16)
+            assert flags & tun_steering.IFF_MULTI_QUEUE
+            with pytest.raises(OSError) as busy:
+                ns.tap(tap.name, syn_queue=second)
+            assert busy.value.errno == errno.EBUSY
+        finally:
+            tap.stop()
+        # closed (not persistent): the name is free for a new interface
+        again = ns.tap(tap.name)
+        try:
+            assert again.syn_queue
+        finally:
+            again.stop()
+
+
+def test_by_default_an_existing_interface_is_taken_as_it_was_made(tap_required):
+    """An interface someone made with `ip tuntap add ... mode tap` (one
+    queue): the default attaches to it with one queue, and that is no error."""
+    with NetNs() as ns:
+        ns.ip("tuntap", "add", "dev", "tcpiopers1", "mode", "tap")
+        tap = ns.tap("tcpiopers1")
+        try:
+            assert tap.fd is not None and not tap.syn_queue and tap.syn_queue_error is None
         finally:
             tap.stop()
 
