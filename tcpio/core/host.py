@@ -450,7 +450,7 @@ class Host:
         raise sock_error(errno.ENETUNREACH, "no interface for a link-local destination")
 
     def _mtu6(self, iface: Interface, dst: int) -> int:
-        mtu = min(iface.mtu, IP_MAX_MTU)
+        mtu = min(iface.mtu, iface.ip6.mtu6 or IP_MAX_MTU, IP_MAX_MTU)
         learned = self.pmtu6.get(dst)
         if learned is not None:
             if learned[1] > self.now:

@@ -38,6 +38,7 @@ from tcpio.core.ipv6 import (
 from tcpio.core.ndisc import (
     NDISC_NEIGHBOUR_ADVERTISEMENT,
     NDISC_NEIGHBOUR_SOLICITATION,
+    NDISC_ROUTER_ADVERTISEMENT,
     icmp6_message,
 )
 
@@ -155,6 +156,9 @@ class Icmpv6Proto:
             mib[counter] += 1
         if type in (NDISC_NEIGHBOUR_SOLICITATION, NDISC_NEIGHBOUR_ADVERTISEMENT):
             host.ndisc.rcv(skb, type, payload, now)
+            return
+        if type == NDISC_ROUTER_ADVERTISEMENT:
+            host.ndisc.router_discovery(skb, payload, now)
             return
         if len(payload) < 8:
             mib["Icmp6InErrors"] += 1

@@ -178,6 +178,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Icmp6OutParmProblems": "Icmp6: OutParmProblems - parameter problems sent",
     "Icmp6OutEchos": "Icmp6: OutEchos - echo requests sent",
     "Icmp6OutEchoReplies": "Icmp6: OutEchoReplies - echo replies sent",
+    "Icmp6OutRouterSolicits": "Icmp6: OutRouterSolicits - router solicitations sent (accept_ra)",
     "Icmp6OutNeighborSolicits": "Icmp6: OutNeighborSolicits - neighbour solicitations sent (resolution, probes, DAD)",
     "Icmp6OutNeighborAdvertisements": "Icmp6: OutNeighborAdvertisements - neighbour advertisements sent",
     "Icmp6OutRateLimitHost": "Icmp6: OutRateLimitHost - ICMPv6 errors not sent: the per-destination limit (icmpv6_ratelimit)",

@@ -9,9 +9,11 @@ an NS for it from ``::``).
 
 Every ND message must arrive with hop limit 255 and code 0 (7.1.1/7.1.2:
 proof it was not forwarded); anything malformed is dropped and counted as
-NdiscInErrors.  Router solicitations, advertisements and redirects are
-counted by ICMPv6 and otherwise ignored (static configuration; SLAAC is a
-later phase).
+NdiscInErrors.  With ``Settings.accept_ra`` the host solicits routers
+(``send_rs``) and takes their advertisements (``router_discovery``: the
+default route, on-link prefixes, SLAAC addresses and the link MTU, handed
+to addrconf.py); without it, and always for redirects, ICMPv6 counts them
+and nothing else happens.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from tcpio.core import addrconf
 from tcpio.core.in_h import IPPROTO_ICMPV6
 from tcpio.core.ipv6 import (
     ALL_NODES,
+    ALL_ROUTERS,
     ETH_P_IPV6,
     IN6ADDR_ANY,
+    IPV6_MIN_MTU,
     SOLICITED_NODE_PREFIX,
     build_ipv6hdr,
+    is_linklocal6,
     is_multicast6,
     multicast_mac6,
 )
@@ -46,6 +51,11 @@ NDISC_REDIRECT = 137
 
 ND_OPT_SOURCE_LL_ADDR = 1
 ND_OPT_TARGET_LL_ADDR = 2
+ND_OPT_PREFIX_INFO = 3
+ND_OPT_MTU = 5
+
+PIO_ONLINK = 0x80               # the L flag of a prefix information option
+PIO_AUTONOMOUS = 0x40           # the A flag
 
 NA_ROUTER = 0x80
 NA_SOLICITED = 0x40
@@ -65,10 +75,10 @@ def icmp6_message(src: int, dst: int, type: int, code: int, body: bytes | bytear
     return bytes(msg)
 
 
-def parse_options(data: bytes | memoryview) -> dict[int, bytes] | None:
-    """ndisc_parse_options: type -> value (the last of a type); None when an
-    option has length 0 or runs past the message (7.1.1: discard)."""
-    opts: dict[int, bytes] = {}
+def parse_option_list(data: bytes | memoryview) -> list[tuple[int, bytes]] | None:
+    """ndisc_parse_options: (type, value) in order; None when an option has
+    length 0 or runs past the message (7.1.1: discard)."""
+    opts: list[tuple[int, bytes]] = []
     i = 0
     n = len(data)
     while i < n:
@@ -77,9 +87,15 @@ def parse_options(data: bytes | memoryview) -> dict[int, bytes] | None:
         olen = data[i + 1] * 8
         if olen == 0 or i + olen > n:
             return None
-        opts[data[i]] = bytes(data[i + 2:i + olen])
+        opts.append((data[i], bytes(data[i + 2:i + olen])))
         i += olen
     return opts
+
+
+def parse_options(data: bytes | memoryview) -> dict[int, bytes] | None:
+    """type -> value, the last of each type (what NS and NA carry)."""
+    opts = parse_option_list(data)
+    return None if opts is None else dict(opts)
 
 
 def _lladdr(opts: dict[int, bytes], kind: int) -> tuple[bool, bytes | None]:
@@ -130,6 +146,14 @@ class Ndisc(NeighTable):
         self.host.mib["Icmp6OutNeighborSolicits"] += 1
         self._send(iface, src, dst, dst_mac, NDISC_NEIGHBOUR_SOLICITATION, body)
 
+    def send_rs(self, iface: Interface, src: int) -> None:
+        """ndisc_send_rs: to all-routers, with our link-layer address."""
+        body = bytes(4)
+        if src != IN6ADDR_ANY and iface.mac is not None:
+            body += bytes((ND_OPT_SOURCE_LL_ADDR, 1)) + iface.mac
+        self.host.mib["Icmp6OutRouterSolicits"] += 1
+        self._send(iface, src, ALL_ROUTERS, None, NDISC_ROUTER_SOLICITATION, body)
+
     def send_na(self, iface: Interface, dst: int, target: int, solicited: bool,
                 dst_mac: bytes | None) -> None:
         """ndisc_send_na: for our address ``target``, override set."""
@@ -176,6 +200,51 @@ class Ndisc(NeighTable):
             self._recv_ns(iface, ip6h.src, ip6h.dst, target, opts, now)
         else:
             self._recv_na(iface, ip6h.dst, msg[4], target, opts, now)
+
+    def router_discovery(self, skb: Ip6Skb, msg: memoryview, now: float) -> None:
+        """ndisc_router_discovery: a router advertisement (checksum verified
+        by ICMPv6).  Only from a link-local source, hop limit 255, code 0
+        (6.1.2); taken only with accept_ra."""
+        host = self.host
+        iface = host.interfaces.get(skb.iif)
+        ip6h = skb.ip6h
+        if iface is None or iface.mac is None or ip6h.hlim != HOP_LIMIT or msg[1] != 0 \
+                or len(msg) < 16 or not is_linklocal6(ip6h.src):
+            host.mib["NdiscInErrors"] += 1
+            return
+        opts = parse_option_list(msg[16:])
+        if opts is None:
+            host.mib["NdiscInErrors"] += 1
+            return
+        ok, lladdr = _lladdr(dict(opts), ND_OPT_SOURCE_LL_ADDR)
+        if not ok:
+            host.mib["NdiscInErrors"] += 1
+            return
+        if not host.settings.accept_ra:
+            host.mib["NdiscInIgnored"] += 1
+            return
+        idev = iface.ip6
+        idev.ra_rcvd = True
+        if lladdr is not None:
+            # the router as a neighbour: a new or changed address is STALE
+            self._learn(iface.ifindex, ip6h.src, lladdr, now)
+        addrconf.rt6_router_rcv(host, iface, ip6h.src, int.from_bytes(msg[6:8], "big"))
+        for kind, value in opts:
+            if kind == ND_OPT_PREFIX_INFO:
+                if len(value) < 30:
+                    host.mib["NdiscInErrors"] += 1
+                    continue
+                flags = value[1]
+                addrconf.addrconf_prefix_rcv(
+                    host, iface, value[0], bool(flags & PIO_ONLINK),
+                    bool(flags & PIO_AUTONOMOUS), int.from_bytes(value[2:6], "big"),
+                    int.from_bytes(value[6:10], "big"), int.from_bytes(value[14:30], "big"))
+            elif kind == ND_OPT_MTU and len(value) >= 6:
+                mtu = int.from_bytes(value[2:6], "big")
+                # accept_ra_mtu: within what IPv6 and the link allow
+                if IPV6_MIN_MTU <= mtu <= iface.mtu:
+                    idev.mtu6 = mtu
+                    host.invalidate_routes()
 
     def _recv_ns(self, iface: Interface, src: int, dst: int, target: int,
                  opts: dict[int, bytes], now: float) -> None:

@@ -35,6 +35,13 @@ class Settings:
     ip6frag_high_thresh: int = 4 * 1024 * 1024
     dad_transmits: int = 1                 # DAD probes per address (0: no DAD)
     rtr_solicit_delay: float = 1.0         # DAD's first probe waits a random part of it
+    # router discovery and SLAAC (conf.*.accept_ra, autoconf, rtr_solicit*):
+    # off by default (static addresses); Linux's default is accept_ra = 1
+    accept_ra: int = 0                     # 1: solicit and accept router advertisements
+    autoconf: int = 1                      # ... and make addresses from their /64 prefixes
+    rtr_solicits: int = -1                 # router solicitations to send (-1: until answered)
+    rtr_solicit_interval: float = 4.0      # the first interval; doubling ...
+    rtr_solicit_max_interval: float = 3600.0  # ... up to this
     ndisc_delay_first_probe_time: float = 5.0  # neigh.default.delay_first_probe_time
     icmpv6_ratelimit: float = 1.0          # net.ipv6.icmp.ratelimit (seconds per error, /0)
     bindv6only: int = 0                    # net.ipv6.bindv6only: IPV6_V6ONLY's default
