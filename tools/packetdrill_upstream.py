@@ -58,11 +58,6 @@ REORDERING = ("unsupported feature: adaptive reordering degree. Linux raises tp-
               "retransmission shows (tcp_check_sack_reordering, in segments); tcpio's "
               "RACK counts reordering events (reord_seen) but its tcpi_reordering moves "
               "differently")
-SKB_PSH = ("tcpio deviation: PSH where Linux's write queue skb ends. tcp_mark_push marks "
-           "the skb a write (or forced_push, every max_window/2 bytes) ends in, and data "
-           "later appended to that skb moves the mark to its new end; tcpio keeps only "
-           "the end of the last write (pushed_seq) and bursts (half the cwnd, "
-           "tcp_tso_autosize), not the skbs tcp_sendmsg built")
 TRUESIZE = ("tcpio deviation: the send buffer.  Linux checks SO_SNDBUF only before a "
             "new skb (sk_stream_memory_free) and counts skb truesize (payload plus "
             "per-skb overhead), so a write may overshoot it by most of an skb, and "
@@ -79,8 +74,16 @@ CLASSES: dict[str, str] = {
         "(three 16000-byte skbs past the 10000 sent); then POLLOUT depends on "
         "tcp_sndbuf_expand's truesize-based growth",
     "fast_retransmit/fr-4pkt-fack-last-mss.pkt": RACK_TIMER + " (0.227 s, not 0.240 s)",
-    "cubic/cubic-rto-ss-ca-cwnd-bump.pkt": SKB_PSH + " (line 88: a PSH at 20001, the end "
-        "of a forced_push skb that grew); passes leniently",
+    "cubic/cubic-rto-ss-ca-cwnd-bump.pkt":
+        "tcpio deviation: CUBIC's congestion avoidance after an RTO.  tcpio's cwnd goes "
+        "from 7 to 8 at the 9th ACK of congestion avoidance (ack 17001), so 23001:25001 "
+        "leave as one GSO burst with PSH where Linux sends one segment per ACK and "
+        "reaches 8 at ack 23001: tcpio grows by RFC 9438's float curve and Reno-friendly "
+        "estimate, Linux by bictcp_update's integer arithmetic (its tcp_cwnd estimate, "
+        "cnt capped at 20 while last_max_cwnd is 0 after bictcp_reset); not reproduced "
+        "in a script of ours yet.  (The PSH at 20001 on line 88, the end of a forced_push "
+        "skb, now matches.)  Passes leniently: the timing tolerance absorbs the early "
+        "segment",
     "cubic/cubic-rack-reo-timeout-retrans-failed-incoming-data.pkt":
         REORDERING + " (tcpi_reordering 7, not 10); then a qdisc that drops",
 }
