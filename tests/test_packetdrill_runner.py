@@ -314,3 +314,47 @@ def test_tcp_inq_takes_0_or_1_and_control_needs_it(tmp_path) -> None:
                                 cmsg_data=0}]}, 0) = 100
 """)
     assert res.status == "fail" and "control messages" in res.message, res.report()
+
+
+@pytest.mark.parametrize("options, mss", [
+    ("", 1460),                                            # IPv4, MTU 1500: 1500 - 20 - 20
+    ("--ip_version=ipv6 --mtu=1520", 1460),                # Linux's ksft IPv6 run: 1520 - 40 - 20
+    ("--ip_version=ipv6", 1440),                           # IPv6 at MTU 1500: 1500 - 40 - 20
+    ("--ip_version=ipv4-mapped-ipv6", 1460),               # AF_INET6 sockets, IPv4 on the wire
+])
+def test_ip_version_sets_the_wire_family(tmp_path, options: str, mss: int) -> None:
+    """--ip_version=ipv6 puts IPv6 on the wire (the SYN-ACK's MSS is the MTU
+    less a 40-byte IPv6 header, RFC 8200 / RFC 9293 3.7.1), ipv4-mapped-ipv6 keeps
+    IPv4 under an AF_INET6 socket, as packetdrill's modes do."""
+    header = SERVER.replace("<mss 1460,", f"<mss {mss},")
+    res = run(tmp_path, """\
+   +0 write(4, ..., 1000) = 1000
+   +0 > P. 1:1001(1000) ack 1
+""", header=(options + "\n" if options else "") + header)
+    assert res.status == "pass", res.report()
+    other = SERVER.replace("<mss 1460,", f"<mss {mss - 20 if mss == 1460 else 1460},")
+    res = run(tmp_path, "", name="other.pkt", header=(options + "\n" if options else "") + other)
+    assert res.status == "fail", res.report()
+
+
+def test_ipv6_frames_are_ipv6(tmp_path, monkeypatch) -> None:
+    """What the stack sends in IPv6 mode parses as IPv6 from the script's
+    local address (fd3d:a0b:17d6::1, packetdrill's default) to its remote one."""
+    import ipaddress
+
+    from tcpio.packetdrill import runner as runner_mod
+
+    seen: list[tuple[int, str, str]] = []
+    real = runner_mod.parse_ip_tcp
+
+    def spy(frame: bytes, when: float):   # type: ignore[no-untyped-def]
+        seg = real(frame, when)
+        if not isinstance(seg, str):
+            seen.append((frame[0] >> 4, str(ipaddress.IPv6Address(frame[8:24])),
+                         str(ipaddress.IPv6Address(frame[24:40]))))
+        return seg
+
+    monkeypatch.setattr(runner_mod, "parse_ip_tcp", spy)
+    res = run(tmp_path, "", header="--ip_version=ipv6\n--mtu=1520\n" + SERVER)
+    assert res.status == "pass", res.report()
+    assert seen and set(seen) == {(6, "fd3d:a0b:17d6::1", "fd3d:fa7b:d17d::1")}

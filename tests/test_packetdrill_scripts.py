@@ -35,6 +35,18 @@ def test_script(path: str) -> None:
     assert res.status == "pass", res.report()
 
 
+@pytest.mark.parametrize("ip_version", ["ipv6", "ipv4-mapped-ipv6"])
+@pytest.mark.parametrize("path", SCRIPTS, ids=os.path.basename)
+def test_script_over_ipv6(path: str, ip_version: str) -> None:
+    """The same scripts as Linux's kselftest wrapper also runs them: IPv6 on the
+    wire at MTU 1520 (so the MSS stays 1460), and AF_INET6 sockets over IPv4."""
+    options: list[tuple[str, str | None]] = [("ip_version", ip_version)]
+    if ip_version == "ipv6":
+        options.append(("mtu", "1520"))
+    res = run_file(path, None, options)
+    assert res.status == "pass", res.report()
+
+
 @pytest.mark.parametrize("path", DEVIATIONS, ids=os.path.basename)
 @pytest.mark.xfail(strict=True, reason="a known tcpio deviation from Linux (see the script)")
 def test_deviation(path: str) -> None:

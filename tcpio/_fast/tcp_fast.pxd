@@ -36,6 +36,7 @@ cdef class TcpCb:
     cdef public long long snd_cwnd, packets_out, sacked_out, lost_out, retrans_out
     cdef public long long probes_out
     cdef public long long snd_sml, write_seq, wq_seq, pushed_seq
+    cdef public object push_marks
     cdef public bint nodelay, is_cwnd_limited
     cdef public long long nonagle
     cdef public bytearray wq

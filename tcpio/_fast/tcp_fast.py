@@ -188,6 +188,9 @@ class TcpCb:
     snd_sml: int
     write_seq: int
     pushed_seq: int     # write_seq at the last tcp_mark_push (the end of a write)
+    # the unsent ends of forced_push skbs (tcp_sendmsg's tcp_mark_push
+    # inside a write), oldest first; None until a write forces one
+    push_marks: Any
     wq_seq: int
     nodelay: bool       # TCP_NODELAY (tp->nonagle's TCP_NAGLE_OFF)
     nonagle: int        # tp->nonagle's TCP_NAGLE_CORK and TCP_NAGLE_PUSH bits
@@ -217,6 +220,7 @@ class TcpCb:
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.pushed_seq = 0
+        self.push_marks = None
         self.nonagle = 0
         self.inet_id = 0
         self.trace = None
@@ -593,7 +597,7 @@ def cwnd_quota(sk: TcpCb, sent: int) -> int:
 def push_mark(sk: TcpCb, seq: int, end: int) -> int:
     """_TCPHDR_PSH if the data [seq, end) ends where a write() ended
     (tcp_sendmsg's tcp_mark_push on the write's last skb, remembered as
-    pushed_seq), else 0.  It stays with the segment (its TxSeg's flags): a
+    pushed_seq) or where a write forced a push (push_marks), else 0.  It stays with the segment (its TxSeg's flags): a
     retransmission resends it (tcp_retransmit_skb), a split head loses it
     (tcp_fragment moves PSH to the tail)."""
     if sk is None:
@@ -601,6 +605,11 @@ def push_mark(sk: TcpCb, seq: int, end: int) -> int:
     pushed = u32(sk.pushed_seq)
     if before(seq, pushed) and not after(pushed, end):
         return _TCPHDR_PSH
+    marks = sk.push_marks
+    if marks:
+        for mark in marks:
+            if before(seq, u32(mark)) and not after(u32(mark), end):
+                return _TCPHDR_PSH
     return 0
 
 

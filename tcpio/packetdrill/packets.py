@@ -1,4 +1,4 @@
-"""IPv4/TCP packets for the runner: built from script packets, parsed from
+"""IPv4/TCP and IPv6/TCP packets for the runner: built from script packets, parsed from
 the stack's output, and printed the way packetdrill prints them.
 
 Written for tcpio (no packetdrill code): plain ``struct`` packing, the
@@ -130,7 +130,9 @@ def decode_options(raw: bytes) -> list[Option] | None:
 
 @dataclass
 class TcpSegment:
-    """A TCP segment in an IPv4 datagram (either direction)."""
+    """A TCP segment in an IPv4 datagram, or an IPv6 one when ``version`` is 6
+    (addresses then 128-bit ints, ``tos`` the traffic class, ``ttl`` the hop
+    limit), in either direction."""
     src: int
     dst: int
     sport: int
@@ -145,6 +147,7 @@ class TcpSegment:
     tos: int = 0
     ttl: int = 64
     time: float = 0.0
+    version: int = 4
 
     def option(self, kind: int) -> Option | None:
         for o in self.options:
@@ -159,6 +162,15 @@ class TcpSegment:
         tcp = struct.pack("!HHIIHHHH", self.sport, self.dport, self.seq & 0xFFFFFFFF,
                           self.ack & 0xFFFFFFFF, off_flags, self.win, 0, self.urg)
         tcp += opts + self.payload
+        if self.version == 6:
+            check = _checksum.internet_checksum(tcp, _checksum.pseudo_header_sum6(
+                self.src, self.dst, IPPROTO_TCP, len(tcp))) & 0xFFFF
+            tcp = tcp[:16] + struct.pack("!H", check) + tcp[18:]
+            # RFC 8200 3: version, traffic class, flow label 0, payload
+            # length, next header, hop limit, the two addresses
+            return struct.pack("!IHBB", (6 << 28) | (self.tos << 20), len(tcp), IPPROTO_TCP,
+                               self.ttl) + self.src.to_bytes(16, "big") + \
+                self.dst.to_bytes(16, "big") + tcp
         check = _checksum.tcpudp_checksum(self.src, self.dst, IPPROTO_TCP, tcp) & 0xFFFF
         tcp = tcp[:16] + struct.pack("!H", check) + tcp[18:]
         total = 20 + len(tcp)
@@ -168,11 +180,20 @@ class TcpSegment:
         return ip + tcp
 
 
-def parse_ipv4_tcp(frame: bytes, when: float) -> TcpSegment | str:
-    """A datagram from the stack as a TcpSegment, or a one-line description of
-    what else it is (UDP, ICMP, a malformed header)."""
+def parse_ip_tcp(frame: bytes, when: float) -> TcpSegment | str:
+    """A datagram from the stack (IPv4 or IPv6) as a TcpSegment, or a one-line
+    description of what else it is (UDP, ICMP, a malformed header)."""
+    if len(frame) >= 40 and frame[0] >> 4 == 6:
+        first, plen, nexthdr, hops = struct.unpack("!IHBB", frame[:8])
+        if nexthdr != IPPROTO_TCP:
+            # the stack puts no extension header on TCP: anything else is not TCP
+            return {58: "ICMPv6", 17: "UDP"}.get(nexthdr, f"IPv6 next header {nexthdr}") + \
+                f" {len(frame)} bytes"
+        return _parse_tcp(frame[40:40 + plen], int.from_bytes(frame[8:24], "big"),
+                          int.from_bytes(frame[24:40], "big"), (first >> 20) & 0xFF, hops,
+                          when, 6)
     if len(frame) < 20 or frame[0] >> 4 != 4:
-        return f"not IPv4 ({len(frame)} bytes)"
+        return f"not IPv4 or IPv6 ({len(frame)} bytes)"
     ihl = (frame[0] & 0xF) * 4
     total = struct.unpack("!H", frame[2:4])[0]
     proto = frame[9]
@@ -180,7 +201,11 @@ def parse_ipv4_tcp(frame: bytes, when: float) -> TcpSegment | str:
     if proto != IPPROTO_TCP:
         return {1: "ICMP", 17: "UDP"}.get(proto, f"IP protocol {proto}") + \
             f" {len(frame)} bytes"
-    seg = frame[ihl:total]
+    return _parse_tcp(frame[ihl:total], src, dst, frame[1], frame[8], when, 4)
+
+
+def _parse_tcp(seg: bytes, src: int, dst: int, tos: int, ttl: int, when: float,
+               version: int) -> TcpSegment | str:
     if len(seg) < 20:
         return "truncated TCP header"
     sport, dport, seq, ack, off_flags, win, _check, urg = struct.unpack("!HHIIHHHH", seg[:20])
@@ -189,7 +214,7 @@ def parse_ipv4_tcp(frame: bytes, when: float) -> TcpSegment | str:
     if opts is None:
         return "malformed TCP options"
     return TcpSegment(src, dst, sport, dport, seq, ack, off_flags & 0x1FF, win, urg, opts,
-                      bytes(seg[doff:]), frame[1], frame[8], when)
+                      bytes(seg[doff:]), tos, ttl, when, version)
 
 
 def format_segment(flags: int, seq: int, length: int, ack: int | None, win: int | None,

@@ -126,6 +126,11 @@ class Parser:
         if val.kind not in ("INT", "HEX", "FLOAT", "WORD", "STRING", "IPV4", "IPV6"):
             raise self.error(f"syntax error: bad value for option --{name}", val)
         text = str(val.value) if val.kind == "STRING" else val.text
+        # a dashed word on the option's line: --ip_version=ipv4-mapped-ipv6
+        while (val.kind == "WORD" and self.is_char("-") and self.peek(1).kind == "WORD"
+               and self.peek(1).line == val.line):
+            self.next()
+            text = f"{text}-{self.next().text}"
         if val.kind == "WORD" and self.is_char("="):
             self.next()
             rhs = self.next()

@@ -1,9 +1,13 @@
 """Run a packetdrill script against a fresh tcpio stack on virtual time.
 
-The stack is a sans-IO ``Host`` with one "ip" link (a tun device: whole IPv4
-datagrams, no ARP) at packetdrill's addresses: local 192.168.0.1/16 (what
+The stack is a sans-IO ``Host`` with one "ip" link (a tun device: whole IP
+datagrams, no ARP or ND) at packetdrill's addresses: local 192.168.0.1/16 (what
 Linux's selftests pass with --local_ip; packetdrill alone picks a random address
-in 192.168.0.0/16), remote 192.0.2.1, server port 8080.  The runner plays the remote end: inbound script
+in 192.168.0.0/16), remote 192.0.2.1, server port 8080.  ``--ip_version`` is
+packetdrill's: ``ipv4`` (the default), ``ipv6`` (IPv6 on the wire, AF_INET6
+sockets, local fd3d:a0b:17d6::1/64 and remote fd3d:fa7b:d17d::1 unless
+--local_ip/--remote_ip say otherwise) or ``ipv4-mapped-ipv6`` (IPv4 on the
+wire, AF_INET6 sockets reaching it through ::ffff:a.b.c.d).  The runner plays the remote end: inbound script
 packets are mapped onto the live connection (sequence numbers, ports, TS ecr)
 and injected; outbound ones are compared with what the stack sent, by
 packetdrill's rules (run_packet.c, read for the rules, code written here):
@@ -37,8 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcpio.core.addr import ip_aton
+from tcpio.core.addr import ip6_aton, ip_aton
 from tcpio.core.host import Host
+from tcpio.core.ipv6 import V4MAPPED_PREFIX
 from tcpio.core.settings import Settings
 from tcpio.core.tcp import sock as _tcpsock
 from tcpio.core.tcp.sock import TcpSock
@@ -68,7 +73,7 @@ from .packets import (
     flag_bits,
     format_script_packet,
     format_segment,
-    parse_ipv4_tcp,
+    parse_ip_tcp,
     script_option,
 )
 from .parser import parse_file
@@ -167,6 +172,11 @@ class Config:
     local_ip: int = ip_aton("192.168.0.1")
     remote_ip: int = ip_aton("192.0.2.1")
     prefixlen: int = 16
+    # packetdrill's --ip_version and its IPv6 defaults (DEFAULT_V6_* in config.h)
+    ip_version: str = "ipv4"
+    local_ip6: int = ip6_aton("fd3d:a0b:17d6::1")
+    remote_ip6: int = ip6_aton("fd3d:fa7b:d17d::1")
+    prefixlen6: int = 64
     bind_port: int = 8080
     connect_port: int = 8080
     mtu: int = 1500
@@ -273,9 +283,15 @@ class Runner:
             elif name == "connect_port" and value is not None:
                 cfg.connect_port = int(value)
             elif name in ("local_ip", "remote_ip") and value is not None:
-                setattr(cfg, name, ip_aton(value.split("/")[0]))
-            elif name == "ip_version" and value not in (None, "ipv4"):
-                raise Unsupported(line, f"--ip_version={value} (IPv4 only)")
+                text = value.split("/")[0]
+                if ":" in text:
+                    setattr(cfg, name + "6", ip6_aton(text))
+                else:
+                    setattr(cfg, name, ip_aton(text))
+            elif name == "ip_version" and value is not None:
+                if value not in ("ipv4", "ipv6", "ipv4-mapped-ipv6"):
+                    raise Unsupported(line, f"--ip_version={value}")
+                cfg.ip_version = value
             elif name in ("define", "verbose", "non_fatal", "dry_run", "wire_client",
                           "wire_server", "speed", "gateway_ip", "netmask_ip"):
                 pass
@@ -304,6 +320,9 @@ class Runner:
         self.ifindex = host.add_interface("tun0", link="ip", mtu=self.cfg.mtu)
         host.add_address(self.ifindex, self.cfg.local_ip, self.cfg.prefixlen)
         host.add_route(0, 0, None, self.ifindex)
+        if self.cfg.ip_version == "ipv6":
+            host.add_address6(self.ifindex, self.cfg.local_ip6, self.cfg.prefixlen6, nodad=True)
+            host.add_route6(0, 0, None, self.ifindex)
         host.take_output()
         return host
 
@@ -319,7 +338,7 @@ class Runner:
         host = self.host
         assert host is not None
         for _ifindex, frame in host.take_output():
-            seg = parse_ipv4_tcp(bytes(frame), self.now)
+            seg = parse_ip_tcp(bytes(frame), self.now)
             if isinstance(seg, str):
                 self.notes.append(f"{self.usecs() / 1e6:.6f}: stack sent {seg} (ignored)")
                 continue
@@ -535,12 +554,14 @@ class Runner:
             tos = {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3}.get(pkt.ip.ecn, 0)
         if pkt.ip.tos is not None:
             tos = pkt.ip.tos
+        v6 = self.cfg.ip_version == "ipv6"
         seg = TcpSegment(
-            self.cfg.remote_ip, self.cfg.local_ip, sport, dport,
+            self.cfg.remote_ip6 if v6 else self.cfg.remote_ip,
+            self.cfg.local_ip6 if v6 else self.cfg.local_ip, sport, dport,
             (pkt.seq + seq_off) & 0xFFFFFFFF,
             ((pkt.ack or 0) + (ack_off if bits & ACK else 0)) & 0xFFFFFFFF,
             bits, pkt.win or 0, pkt.urg or 0, opts, bytes(pkt.payload), tos,
-            pkt.ip.ttl or 64)
+            pkt.ip.ttl or 64, version=6 if v6 else 4)
         assert self.host is not None
         self.host.receive(self.ifindex, seg.to_bytes(), self.now)
         self.collect()
@@ -853,9 +874,14 @@ class Runner:
     # --- the calls (each returns an attempt function) ----------------------------------
     def sys_socket(self, ev: ast.Event, call: ast.Syscall) -> Callable[[], SysResult | None]:
         kind = self.int_value(self.arg(call, 1, ev), ev)
-        family = call.args[0]
-        if not isinstance(family, ast.Ellipsis_) and self.int_value(family, ev) != 2:
-            raise Unsupported(ev.line, "non-IPv4 sockets")
+        # "..." is the family of --ip_version, as packetdrill fills it in
+        family = 2 if self.cfg.ip_version == "ipv4" else 10
+        if not isinstance(call.args[0], ast.Ellipsis_):
+            family = self.int_value(call.args[0], ev)
+            if family not in (2, 10):
+                raise Unsupported(ev.line, f"socket family {family}")
+            if family == 2 and self.cfg.ip_version == "ipv6":
+                raise Unsupported(ev.line, "an AF_INET socket with --ip_version=ipv6")
         if kind & 0xF != 1:
             raise Unsupported(ev.line, "non-TCP sockets (SOCK_DGRAM, raw)")
         want = self.int_value(call.result, ev)
@@ -866,7 +892,7 @@ class Runner:
                 return -1, _errno.EINVAL
             if want in self.fds:
                 raise Failure(ev.line, f"duplicate fd {want} in script")
-            sk = self.host.tcp.socket()
+            sk = self.host.tcp.socket(family)
             conn = Conn(sock=sk)
             self.fds[want] = Fd(sk, nonblock=bool(kind & EXTRA_SYMBOLS["SOCK_NONBLOCK"]), conn=conn)
             self.conn = conn
@@ -935,7 +961,7 @@ class Runner:
                 # Blocking connect: wait for the handshake to finish either way.
                 return WOULD_BLOCK
             try:
-                sk.connect(self.cfg.remote_ip, self.cfg.connect_port)
+                sk.connect(self._remote_sockaddr(sk), self.cfg.connect_port)
             except BlockingIOError as e:
                 started[0] = True
                 conn = fd.conn
@@ -951,6 +977,15 @@ class Runner:
                 return _err(e)
             return 0, 0
         return attempt
+
+    def _remote_sockaddr(self, sk: TcpSock) -> int:
+        """The remote address as the script's connect() names it: IPv6, or
+        IPv4-mapped on an AF_INET6 socket over IPv4."""
+        if self.cfg.ip_version == "ipv6":
+            return self.cfg.remote_ip6
+        if sk.family == 10:
+            return V4MAPPED_PREFIX | self.cfg.remote_ip
+        return self.cfg.remote_ip
 
     def _send(self, ev: ast.Event, fd: Fd, size: int, flags: int
               ) -> Callable[[], SysResult | None]:

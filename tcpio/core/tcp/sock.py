@@ -210,6 +210,7 @@ class TcpSock(TcpCb):
         self.snd_sml = 0            # end of the last small segment (Minshall's Nagle)
         self.write_seq = 0          # sequence after the last byte queued
         self.pushed_seq = 0         # write_seq at the last tcp_mark_push (a TcpCb field)
+        self.push_marks = None      # forced_push marks not yet sent (a TcpCb field)
         self.wq = bytearray()
         self.wq_seq = 0
         self.fin_queued = False
@@ -507,11 +508,12 @@ class TcpSock(TcpCb):
             # to append to) ends a TCP_NAGLE_PUSH
             self.nonagle &= ~TCP_NAGLE_PUSH
         lowat = self.notsent_limit()
-        if unsent + n < lowat:
+        if unsent + n < lowat and unsent + n <= tcp_output.tcp_xmit_size_goal(self):
+            # the write fits in the tail skb: nothing to push before its end
             buf_append(self.wq, mv[:n])
             self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
         else:
-            n = self._copy_below_lowat(mv, n, lowat)
+            n = self._copy_skbs(mv, n, lowat, bool(flags & _MSG_OOB))
             if not n:
                 return 0
         more = flags & _MSG_MORE
@@ -526,15 +528,24 @@ class TcpSock(TcpCb):
         tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_CORK if more else -1)
         return n
 
-    def _copy_below_lowat(self, mv: memoryview, n: int, lowat: int) -> int:
-        """tcp_sendmsg_locked's copy loop when TCP_NOTSENT_LOWAT may stop it:
-        sk_stream_memory_free is asked only before a new skb, which is then
-        filled to the size goal (tcp_xmit_size_goal) and pushed when full
-        (tcp_push_one), so a write stops once lowat or more bytes are unsent
-        at an skb boundary, and may have filled the unsent tail skb (the
-        remainder of one the push split) past it.  tcpio keeps no skbs: the
-        unsent ones are taken to start at snd_nxt, size_goal apart."""
+    def _copy_skbs(self, mv: memoryview, n: int, lowat: int, oob: bool = False) -> int:
+        """tcp_sendmsg_locked's copy loop for a write that fills skbs: each is
+        filled to the size goal (tcp_xmit_size_goal) and, full with data
+        left, pushed: with a PSH mark where it ends when more than half the
+        peer's largest window went unpushed (forced_push, tcp_mark_push,
+        __tcp_push_pending_frames), else alone if it is the send head
+        (tcp_push_one); an MSG_OOB write pushes only at its end.
+        sk_stream_memory_free is asked only before a new
+        skb, so with TCP_NOTSENT_LOWAT a write stops once lowat or more
+        bytes are unsent at an skb boundary, and may have filled the unsent
+        tail skb (the remainder of one a push split) past it.  tcpio keeps
+        no skbs: the unsent ones are taken to start at snd_nxt, size_goal
+        apart."""
         goal = tcp_output.tcp_xmit_size_goal(self)
+        marks = self.push_marks
+        if marks:
+            # marks already sent live on in their segments' flags
+            marks[:] = [m for m in marks if after(m, self.snd_una)]
         copied = 0
         while copied < n:
             unsent = seq_diff(self.write_seq, self.snd_nxt)
@@ -547,8 +558,19 @@ class TcpSock(TcpCb):
             buf_append(self.wq, mv[copied:copied + copy])
             self.write_seq = (self.write_seq + copy) & 0xFFFFFFFF
             copied += copy
-            if copied < n:
-                tcp_output.tcp_push(self, self.host.now)
+            if copied == n or copy < room:
+                break
+            if oob:
+                continue
+            forced = after(self.write_seq,
+                           (self.pushed_seq + (self.max_window >> 1)) & 0xFFFFFFFF)
+            if forced:
+                self.pushed_seq = self.write_seq
+                if self.push_marks is None:
+                    self.push_marks = []
+                self.push_marks.append(self.write_seq)
+            if forced or seq_diff(self.write_seq, self.snd_nxt) <= goal:
+                tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_PUSH)
         return copied
 
     def readable(self) -> int:

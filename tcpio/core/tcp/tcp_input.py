@@ -894,9 +894,12 @@ def tcp_fin(sk: TcpSock, now: float) -> None:
         tcp_send_ack(sk, now)
         proto.tcp_time_wait(sk, TCP_TIME_WAIT, now)
         return
+    # skb_rbtree_purge of the ofo queue and tcp_sack_reset: no SACK block and
+    # no pending D-SACK survives the FIN
     sk.ofo.clear()
     sk.ofo_bytes = 0
     sk.sack_blocks = []
+    sk.dsack = None
     sk.quick = max(sk.quick, 1)
     sk.host.schedule_wakeup(sk)
 
