@@ -36,6 +36,22 @@ segment costs one call: parse, checksum, lookup and queueing together.  The
 host counts it (InReceives, InDelivers, InSegs) like a delivered segment.
 Everything else gets the tuple as before.
 
+IPv6 (issue 17): given ``v6`` (``(local6, ehash6, ifindex)``: the host's
+preferred IPv6 addresses -> interface, TCP's IPv6 established hash, the
+receiving interface), an Ethernet frame of type 0x86DD (or a bare datagram
+of version 6) is looked at for the same established fast path only
+(``rx_tcp6``): the fixed header with next header TCP directly (any
+extension header goes the layered way), ipv6_rcv's checks (payload length
+within the frame, the datagram trimmed to it; no multicast or loopback
+address either side; the destination one of ``local6``, a link-local one
+only on its own link), the flags and options header prediction takes, the
+checksum over the IPv6 pseudo-header (RFC 8200 8.1; not again with
+``csum_valid``), the lookup in ``ehash6`` with TCP's tagged addresses
+(``core.tcp.inet6_addr``: V6TAG | address), and ``rcv_established``.
+Taken whole, the result is ``RX_TAKEN6`` (the host counts Ip6InReceives,
+Ip6InDelivers and InSegs for it); anything else is None: no tuple for
+IPv6, the layered path does it all.
+
 A super-frame (``gso.GsoFrame``: GRO's aggregate from a TAP, or a
 MemoryWire's) goes the same way; its ``gso_segs``/``gso_size`` reach the TCP
 fast path (the segments it stands for, skb_shinfo's), and with
@@ -60,13 +76,15 @@ from typing import Any
 from tcpio._fast import load
 from tcpio._fast.gso import GsoFrame, rx_gso as _rx_gso
 
-__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "rx_classify", "vnet_rx"]
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "rx_classify",
+           "vnet_rx"]
 
 # The same checksum and header records as the rest of the core uses.
 _csum = load("checksum")
 _wire = load("wire")
 _csum_partial = _csum.csum_partial
 _pseudo = _csum.pseudo_header_sum
+_pseudo6 = _csum.pseudo_header_sum6
 _parse_ipv4 = _wire.parse_ipv4
 _tcp_fast_mod = load("tcp_fast")
 _TcpCb = _tcp_fast_mod.TcpCb
@@ -82,6 +100,14 @@ IPPROTO_UDP = 17
 # DATA_VALID) comes up as a GsoFrame with csum_valid; below it, as plain
 # bytes: summing a small frame again costs less than carrying the flag.
 RX_FLAGGED_MIN = 2048
+# rx_classify's answer for an IPv6 segment the TCP fast path took whole
+RX_TAKEN6 = 6
+_IPV6_HLEN = 40
+_V6TAG = 1 << 128
+_ETH_P_IPV6 = 0x86DD
+# payload length, next header; source and destination as two 128-bit halves
+_IP6 = struct.Struct("!4xHB")
+_LOOPBACK6 = 1
 # <linux/virtio_net.h> (devices/virtio_net.py has the whole header)
 _VNET = struct.Struct("=BBHHHH")
 _F_NEEDS_CSUM = 1
@@ -102,21 +128,31 @@ _SYN_MASK = 0x17
 _TCPHDR_SYN = 0x02
 
 
+def _predicted(frame: bytes, off: int, doff: int, flags: int) -> tuple[bool, int, int] | None:
+    """What header prediction reads of the TCP header at ``frame[off:]``
+    (``doff`` bytes, within the segment): None unless the flags are ACK (PSH,
+    ECE, CWR allowed) and the options at most an aligned timestamp; else
+    (has_ts, ts_val, ts_ecr)."""
+    if flags & _PRED_MASK != _TCPHDR_ACK:
+        return None
+    if doff == 32:
+        kind, ts_val, ts_ecr = _TS_ALIGNED.unpack_from(frame, off + 20)
+        if kind != _NOP_NOP_TS:
+            return None
+        return True, ts_val, ts_ecr
+    if doff != 20:
+        return None
+    return False, 0, 0
+
+
 def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, ehash: Any,
              now: float, segs: int, gso_size: int) -> bool:
     """The established fast path for a verified segment ``frame[off:end]``."""
     sport, dport, seq, ack, flags, window = _TCP.unpack_from(frame, off)
-    if flags & _PRED_MASK != _TCPHDR_ACK:
+    ts = _predicted(frame, off, doff, flags)
+    if ts is None:
         return False
-    has_ts = False
-    ts_val = ts_ecr = 0
-    if doff == 32:
-        kind, ts_val, ts_ecr = _TS_ALIGNED.unpack_from(frame, off + 20)
-        if kind != _NOP_NOP_TS:
-            return False
-        has_ts = True
-    elif doff != 20:
-        return False
+    has_ts, ts_val, ts_ecr = ts
     sk = ehash.lookup(dst, dport, src, sport)
     if not isinstance(sk, _TcpCb):
         return False
@@ -140,10 +176,58 @@ def _tcp_syn(frame: bytes, off: int, end: int, src: int, dst: int, ehash: Any, s
                        o.sack_ok, -1 if o.ts_val is None else o.ts_val, now) != 0
 
 
+def rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: int,
+            csum_valid: bool) -> int | None:
+    """The IPv6 established fast path for the datagram at ``frame[ip:]`` (see
+    the module docstring): RX_TAKEN6 when it was processed whole, else None."""
+    n = len(frame) - ip
+    if n < _IPV6_HLEN + 20 or frame[ip] >> 4 != 6:
+        return None
+    plen, nexthdr = _IP6.unpack_from(frame, ip)
+    if nexthdr != IPPROTO_TCP or plen < 20 or _IPV6_HLEN + plen > n:
+        return None
+    src = int.from_bytes(frame[ip + 8:ip + 24], "big")
+    dst = int.from_bytes(frame[ip + 24:ip + 40], "big")
+    if src >> 120 == 0xFF or dst >> 120 == 0xFF or src == _LOOPBACK6 or dst == _LOOPBACK6:
+        return None
+    off = ip + _IPV6_HLEN
+    end = off + plen
+    sport, dport, seq, ack, flags, window = _TCP.unpack_from(frame, off)
+    doff = (frame[off + 12] >> 4) << 2
+    ts = _predicted(frame, off, doff, flags) if doff <= plen else None
+    if ts is None:
+        return None
+    has_ts, ts_val, ts_ecr = ts
+    local6, ehash6, ifindex = v6
+    where = local6.get(dst)
+    if where is None:
+        return None
+    if dst >> 118 == 0xFE80 >> 6 and where != ifindex:
+        return None             # a link-local address is only its link's
+    if not csum_valid and \
+            _csum_partial(frame[off:end], _pseudo6(src, dst, IPPROTO_TCP, plen)) != 0xFFFF:
+        return None
+    sk = ehash6.lookup(_V6TAG | dst, dport, _V6TAG | src, sport)
+    if not isinstance(sk, _TcpCb):
+        return None
+    if _rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
+                        memoryview(frame)[off + doff:end], now, False, segs, gso_size):
+        return RX_TAKEN6
+    return None
+
+
+def _classify6(frame: bytes | bytearray | memoryview, ip: int, v6: tuple,
+               now: float) -> int | None:
+    segs, gso_size = _rx_gso(frame)
+    csum_valid = type(frame) is GsoFrame and bool(frame.csum_valid)
+    return rx_tcp6(bytes(frame), ip, v6, now, segs, gso_size, csum_valid)
+
+
 def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local: Any,
                 bcast: Any, verify_tcp: bool = True, ehash: Any = None,
-                now: float = 0.0, lo: bool = False, syn: Any = None) -> tuple | bool | None:
-    """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None).
+                now: float = 0.0, lo: bool = False, syn: Any = None,
+                v6: tuple | None = None) -> tuple | bool | int | None:
+    """Classify one frame (Ethernet when ``mac`` is given, bare IP when None).
 
     ``lo``: a datagram from the host's loopback backlog (bare IPv4), which
     ip_output put there because its destination is ours (127/8 or one of
@@ -151,14 +235,24 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
     sources are what lo carries), only a broadcast copy goes the slow way."""
     n = len(frame)
     if mac is not None:
-        # Unicast to us carrying IPv4; broadcast and ARP take the slow path.
-        if n < ETH_HLEN + 20 or frame[12] != 0x08 or frame[13] != 0x00 or \
-                frame[0:6] != mac:
+        # Unicast to us carrying IPv4 (or IPv6, for rx_tcp6); broadcast and ARP
+        # take the slow path.
+        if n < ETH_HLEN + 20 or frame[0:6] != mac:
+            return None
+        if frame[12] << 8 | frame[13] == _ETH_P_IPV6:
+            if v6 is None or not verify_tcp:
+                return None
+            return _classify6(frame, ETH_HLEN, v6, now)
+        if frame[12] != 0x08 or frame[13] != 0x00:
             return None
         ip = ETH_HLEN
     else:
         if n < 20:
             return None
+        if frame[0] >> 4 == 6:
+            if v6 is None or not verify_tcp:
+                return None
+            return _classify6(frame, 0, v6, now)
         ip = 0
     vihl, tot_len, frag, proto, src, dst = _IP.unpack_from(frame, ip)
     if vihl != 0x45 or tot_len < 20 or tot_len > n - ip or frag & 0x3FFF:

@@ -69,6 +69,7 @@ from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_fragment import Reassembler
+from tcpio.core.ip6_output import ip6_tcp_path as _ip6_tcp_path
 from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
 from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicast6
 from tcpio.core.mib import Mib
@@ -140,6 +141,13 @@ class Interface:
 
     def __repr__(self) -> str:
         return f"<Interface {self.ifindex}:{self.name} {self.link} mtu {self.mtu}>"
+
+
+def _is_ipv6(frame: bytes | bytearray | memoryview, mac: bytes | None) -> bool:
+    """Does ``frame`` (Ethernet when ``mac`` is given, else bare IP) carry IPv6?"""
+    if mac is not None:
+        return len(frame) > 13 and frame[12] == 0x86 and frame[13] == 0xDD
+    return len(frame) > 0 and frame[0] >> 4 == 6
 
 
 class Host:
@@ -644,6 +652,13 @@ class Host:
         fast = not self.raw.tcpudp
         # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
         syn = demux.syn if demux is not None and not lo else None
+        # IPv6 segments of established connections (rx_tcp6), when the IPv6
+        # TCP handler is this TCP's; lo's go layered
+        v6 = None
+        if demux is not None and demux.ehash6 is not None and not lo and getattr(
+                self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
+            v6 = (self.local6, demux.ehash6, iface.ifindex)
+        taken6 = 0      # the IPv6 ones
         ip_rcv = ip_input.ip_rcv
         taken = 0       # segments the TCP fast path took whole
         gro = False     # rx_gso_* set for the frame in hand
@@ -660,12 +675,14 @@ class Host:
                         rec = None
                     elif lo:
                         rec = classify(frame, None, local, bcast, verify, ehash, now, True)
-                    elif syn is not None:
-                        rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn)
                     else:
-                        rec = classify(frame, mac, local, bcast, verify, ehash, now)
+                        rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn,
+                                       v6)
                     if rec is True:
                         taken += 1
+                        continue
+                    if type(rec) is int:        # RX_TAKEN6
+                        taken6 += 1
                         continue
                     if type(frame) is GsoFrame:
                         gro = True
@@ -683,7 +700,10 @@ class Host:
                         # Raised inside rx_classify: only the TCP fast path runs
                         # protocol code there, after it took the segment, which the
                         # layered path would have counted before failing too.
-                        taken += 1
+                        if _is_ipv6(frame, mac):
+                            taken6 += 1
+                        else:
+                            taken += 1
                     if self.debug:
                         raise
                     # A bug must not kill the stack: count it, log it, drop the frame.
@@ -708,6 +728,12 @@ class Host:
                 mib["InReceives"] += taken
                 mib["InDelivers"] += taken
                 mib["InSegs"] += taken
+            if taken6:
+                # ipv6_rcv's, ip6_input_finish's and TCP's counts
+                mib = self.mib
+                mib["Ip6InReceives"] += taken6
+                mib["Ip6InDelivers"] += taken6
+                mib["InSegs"] += taken6
 
     def _rx_deliver(self, rec: tuple, frame: bytes | bytearray | memoryview,
                     now: float) -> bool:
@@ -873,6 +899,8 @@ class Host:
     # NetHost.ip_tcp_path(dst, length): ip_output's function itself as the
     # method (no extra call per segment; its first parameter is the host).
     ip_tcp_path = _ip_tcp_path
+    # NetHost6.ip6_tcp_path(dst, length): the same for IPv6 (ip6_output's)
+    ip6_tcp_path = _ip6_tcp_path
 
     def ether_xmit(self, iface: Interface, dst_mac: bytes, ethertype: int,
                    payload: bytes | bytearray) -> None:
