@@ -8,7 +8,7 @@ checksum, all on a raw pointer into the frame (``_buf.pxd``: no typed
 memoryview, whose acquisition alone costs more than the checks).  See
 ``rx_py`` for the contract: ``None`` means "take the slow path", which
 re-checks and counts; a tuple means "deliver".  An IPv6 frame goes to
-``rx_tcp6`` (an established connection's segment, or the layered path).
+``rx_tcp6`` (taken whole, a delivery tuple, or the layered path).
 
 ``vnet_rx`` is the TAP's side of the same path: the frame behind a
 virtio-net header in one call (the copy, a partial checksum completed, a
@@ -136,11 +136,12 @@ cdef object _tagged6(const unsigned char* a):
     return _from_bytes(PyBytes_FromStringAndSize(<const char*>buf, 17), "big")
 
 
-cdef object rx_tcp6(const unsigned char* p, Py_ssize_t n, tuple v6, double now,
+cdef object rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple v6, double now,
                     long long segs, long long gso_size, bint csum_valid):
-    """The IPv6 established fast path (see rx_py.rx_tcp6): RX_TAKEN6 when the
-    segment at ``p`` (``n`` bytes from the IPv6 header on) was processed
-    whole, None for the layered path."""
+    """An IPv6 TCP segment (see rx_py.rx_tcp6): RX_TAKEN6 when the datagram at
+    ``p`` (``n`` bytes from the IPv6 header on, at ``ip`` in the frame) was
+    processed whole by the established fast path, the delivery tuple when it
+    is clean but needs TCP's general path, None for the layered path."""
     cdef const unsigned char* seg
     cdef Py_ssize_t plen, doff
     cdef bint has_ts = False
@@ -153,14 +154,8 @@ cdef object rx_tcp6(const unsigned char* p, Py_ssize_t n, tuple v6, double now,
     if p[8] == 0xFF or p[24] == 0xFF or _is_loopback6(p + 8) or _is_loopback6(p + 24):
         return None
     seg = p + C_IPV6_HLEN
-    if seg[13] & C_PRED_MASK != C_TCPHDR_ACK:
-        return None
     doff = (seg[12] >> 4) << 2
-    if doff == C_TCPOLEN_TSTAMP_ALIGNED and doff <= plen and rd32(seg + 20) == 0x0101080A:
-        has_ts = True
-        ts_val = rd32(seg + 24)
-        ts_ecr = rd32(seg + 28)
-    elif doff != 20:
+    if doff < 20 or doff > plen:
         return None
     local6, ehash6, ifindex = v6
     dst = _tagged6(p + 24)
@@ -171,14 +166,20 @@ cdef object rx_tcp6(const unsigned char* p, Py_ssize_t n, tuple v6, double now,
         return None         # a link-local address is only its link's
     if not csum_valid and csum_net(seg, plen, csum_net(p + 8, 32, <uint64_t>plen + C_TCP)) != 0xFFFF:
         return None
-    sk = ehash6.lookup(dst, rd16(seg + 2), _tagged6(p + 8), rd16(seg))
-    if not isinstance(sk, TcpCb):
-        return None
-    if _rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
-                          ts_val, ts_ecr, seg + doff, plen - doff, now, False, segs,
-                          gso_size) == 1:
-        return RX_TAKEN6
-    return None
+    src = _tagged6(p + 8)
+    if seg[13] & C_PRED_MASK == C_TCPHDR_ACK:
+        if doff == C_TCPOLEN_TSTAMP_ALIGNED and rd32(seg + 20) == 0x0101080A:
+            has_ts = True
+            ts_val = rd32(seg + 24)
+            ts_ecr = rd32(seg + 28)
+        if has_ts or doff == 20:
+            sk = ehash6.lookup(dst, rd16(seg + 2), src, rd16(seg))
+            if isinstance(sk, TcpCb) and _rcv_established_c(
+                    <TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
+                    ts_ecr, seg + doff, plen - doff, now, False, segs, gso_size) == 1:
+                return RX_TAKEN6
+    return (C_TCP, src, dst, rd16(seg), rd16(seg + 2), None, ip + C_IPV6_HLEN,
+            ip + C_IPV6_HLEN + plen)
 
 
 def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
@@ -209,8 +210,8 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             if p[12] == 0x86 and p[13] == 0xDD:
                 if v6 is None or not verify_tcp:
                     return None
-                return rx_tcp6(p + C_ETH_HLEN, n - C_ETH_HLEN, v6, now, segs, gso_size,
-                               csum_valid)
+                return rx_tcp6(p + C_ETH_HLEN, n - C_ETH_HLEN, C_ETH_HLEN, v6, now, segs,
+                               gso_size, csum_valid)
             if p[12] != 0x08 or p[13] != 0x00:
                 return None
             ip = C_ETH_HLEN
@@ -220,7 +221,7 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             if p[0] >> 4 == 6:
                 if v6 is None or not verify_tcp:
                     return None
-                return rx_tcp6(p, n, v6, now, segs, gso_size, csum_valid)
+                return rx_tcp6(p, n, 0, v6, now, segs, gso_size, csum_valid)
             ip = 0
         p += ip
         tot_len = rd16(p + 2)

@@ -39,18 +39,21 @@ Everything else gets the tuple as before.
 IPv6 (issue 17): given ``v6`` (``(local6, ehash6, ifindex)``: the host's
 preferred IPv6 addresses -> interface, TCP's IPv6 established hash, the
 receiving interface), an Ethernet frame of type 0x86DD (or a bare datagram
-of version 6) is looked at for the same established fast path only
-(``rx_tcp6``): the fixed header with next header TCP directly (any
-extension header goes the layered way), ipv6_rcv's checks (payload length
-within the frame, the datagram trimmed to it; no multicast or loopback
-address either side; the destination one of ``local6``, a link-local one
-only on its own link), the flags and options header prediction takes, the
-checksum over the IPv6 pseudo-header (RFC 8200 8.1; not again with
-``csum_valid``), the lookup in ``ehash6`` with TCP's tagged addresses
-(``core.tcp.inet6_addr``: V6TAG | address), and ``rcv_established``.
-Taken whole, the result is ``RX_TAKEN6`` (the host counts Ip6InReceives,
-Ip6InDelivers and InSegs for it); anything else is None: no tuple for
-IPv6, the layered path does it all.
+of version 6) goes to ``rx_tcp6``, which takes TCP only: the fixed header
+with next header TCP directly (any extension header goes the layered way),
+ipv6_rcv's checks (payload length within the frame, the datagram trimmed
+to it; no multicast or loopback address either side; the destination one
+of ``local6``, a link-local one only on its own link), the data offset,
+the checksum over the IPv6 pseudo-header (RFC 8200 8.1; not again with
+``csum_valid``).  Then, for what header prediction takes (the flags and
+options as for IPv4), the lookup in ``ehash6`` with TCP's tagged addresses
+(``core.tcp.inet6_addr``: V6TAG | address) and ``rcv_established``: taken
+whole, the result is ``RX_TAKEN6`` (the host counts Ip6InReceives,
+Ip6InDelivers and InSegs for it).  Any other segment that passed the
+checks (a SYN, a FIN, SACK blocks, out of order...) gives the tuple, with
+the tagged addresses as ``src``/``dst`` and None for the header record
+(the host hands it to TCP's IPv6 ``rcv_verified``, counting Ip6InReceives
+and Ip6InDelivers); anything else is None, the layered path.
 
 A super-frame (``gso.GsoFrame``: GRO's aggregate from a TAP, or a
 MemoryWire's) goes the same way; its ``gso_segs``/``gso_size`` reach the TCP
@@ -177,9 +180,11 @@ def _tcp_syn(frame: bytes, off: int, end: int, src: int, dst: int, ehash: Any, s
 
 
 def rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: int,
-            csum_valid: bool) -> int | None:
-    """The IPv6 established fast path for the datagram at ``frame[ip:]`` (see
-    the module docstring): RX_TAKEN6 when it was processed whole, else None."""
+            csum_valid: bool) -> int | tuple | None:
+    """An IPv6 TCP segment, the datagram at ``frame[ip:]`` (see the module
+    docstring): RX_TAKEN6 when the established fast path processed it whole,
+    the delivery tuple when it is clean but needs TCP's general path, None
+    for the layered path."""
     n = len(frame) - ip
     if n < _IPV6_HLEN + 20 or frame[ip] >> 4 != 6:
         return None
@@ -194,10 +199,8 @@ def rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: i
     end = off + plen
     sport, dport, seq, ack, flags, window = _TCP.unpack_from(frame, off)
     doff = (frame[off + 12] >> 4) << 2
-    ts = _predicted(frame, off, doff, flags) if doff <= plen else None
-    if ts is None:
+    if doff < 20 or doff > plen:
         return None
-    has_ts, ts_val, ts_ecr = ts
     local6, ehash6, ifindex = v6
     where = local6.get(dst)
     if where is None:
@@ -207,17 +210,21 @@ def rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: i
     if not csum_valid and \
             _csum_partial(frame[off:end], _pseudo6(src, dst, IPPROTO_TCP, plen)) != 0xFFFF:
         return None
-    sk = ehash6.lookup(_V6TAG | dst, dport, _V6TAG | src, sport)
-    if not isinstance(sk, _TcpCb):
-        return None
-    if _rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                        memoryview(frame)[off + doff:end], now, False, segs, gso_size):
-        return RX_TAKEN6
-    return None
+    src |= _V6TAG
+    dst |= _V6TAG
+    ts = _predicted(frame, off, doff, flags)
+    if ts is not None:
+        has_ts, ts_val, ts_ecr = ts
+        sk = ehash6.lookup(dst, dport, src, sport)
+        if isinstance(sk, _TcpCb) and _rcv_established(
+                sk, seq, ack, window, has_ts, ts_val, ts_ecr, memoryview(frame)[off + doff:end],
+                now, False, segs, gso_size):
+            return RX_TAKEN6
+    return (IPPROTO_TCP, src, dst, sport, dport, None, off, end)
 
 
 def _classify6(frame: bytes | bytearray | memoryview, ip: int, v6: tuple,
-               now: float) -> int | None:
+               now: float) -> int | tuple | None:
     segs, gso_size = _rx_gso(frame)
     csum_valid = type(frame) is GsoFrame and bool(frame.csum_valid)
     return rx_tcp6(bytes(frame), ip, v6, now, segs, gso_size, csum_valid)

@@ -184,6 +184,7 @@ class Host:
         # Path MTU learned from ICMP "fragmentation needed": dst -> (mtu, expires).
         self.pmtu: dict[int, tuple[int, float]] = {}
         self._rt_cache: dict[int, Route] = {}
+        self._rt6_cache: dict[tuple[int, int | None], Route] = {}
         # Set True in tests so that a bug surfaces as an exception instead of a counter.
         self.debug = False
         self._local: dict[int, int] = {}           # address -> ifindex
@@ -439,16 +440,32 @@ class Host:
         first Ethernet interface; ENETUNREACH without a route."""
         if dst == 1 or dst in self.local6:
             return Route(LOOPBACK_IFINDEX, None, dst, min(self.lo.mtu, IP_MAX_MTU))
+        # the route and its source cached per (destination, scope) as
+        # route_lookup's are, cleared by invalidate_routes; the learned path
+        # MTU is applied on every lookup
+        key = (dst, ifindex)
+        cache = self._rt6_cache
+        rt = cache.get(key)
+        if rt is None:
+            rt = self._route6_slow(dst, ifindex)
+            if len(cache) >= 4096:
+                cache.clear()       # bounded: a scan of many destinations cannot grow it
+            cache[key] = rt
+        if dst in self.pmtu6:
+            return rt._replace(mtu=self._mtu6(self.interfaces[rt.ifindex], dst))
+        return rt
+
+    def _route6_slow(self, dst: int, ifindex: int | None) -> Route:
         if is_linklocal6(dst) or (is_multicast6(dst) and addr_scope(dst) <= 2):
             iface = self._iface(ifindex) if ifindex else self._default_iface6()
             return Route(iface.ifindex, None, addrconf.ipv6_dev_get_saddr(iface, dst) or 0,
-                         self._mtu6(iface, dst))
+                         min(iface.mtu, IP_MAX_MTU))
         entry = self.fib6.lookup(dst)
         if entry is None:
             raise sock_error(errno.ENETUNREACH)
         iface = self.interfaces[entry.ifindex]
         return Route(entry.ifindex, entry.gateway,
-                     addrconf.ipv6_dev_get_saddr(iface, dst) or 0, self._mtu6(iface, dst))
+                     addrconf.ipv6_dev_get_saddr(iface, dst) or 0, min(iface.mtu, IP_MAX_MTU))
 
     def _default_iface6(self) -> Interface:
         for iface in self.interfaces.values():
@@ -547,6 +564,7 @@ class Host:
     def invalidate_routes(self) -> None:
         """Forget cached lookups after any change of addresses, routes or MTUs."""
         self._rt_cache.clear()
+        self._rt6_cache.clear()
 
     def _route_slow(self, dst: int) -> Route:
         lo = self.lo
@@ -748,6 +766,15 @@ class Host:
         protocol's own.
         """
         proto = rec[0]
+        if rec[5] is None:
+            # IPv6 TCP (rx_tcp6, only with the IPv6 handler this TCP's):
+            # ipv6_rcv's and ip6_input_finish's counts, then tcp_v6_rcv's rest
+            mib = self.mib
+            mib["Ip6InReceives"] += 1
+            mib["Ip6InDelivers"] += 1
+            self.protocols6[IPPROTO_TCP].rcv_verified(rec[1], rec[2],
+                                                      memoryview(frame)[rec[6]:rec[7]], now)
+            return True
         handler = self._tcp_handler if proto == IPPROTO_TCP else self.protocols.get(proto)
         if handler is None:
             return False      # InUnknownProtos + ICMP protocol unreachable: slow path

@@ -24,7 +24,9 @@ from scapy.layers.l2 import Ether
 
 from tcpio._fast import load_compiled, load_pure
 from tcpio.core import host as host_mod
+from tcpio.core.addr import ip6_aton
 from tcpio.core.in_h import AF_INET6
+from tcpio.core.tcp.inet6_addr import V6TAG
 from tcpio.core.tcp.sock import TcpSock
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
 
@@ -85,45 +87,51 @@ def established():
     return h, child, iss, tsval
 
 
-def scenario(iss: int, tsval: int) -> list[tuple[str, bytes, bool]]:
-    """(name, frame, clean in-order: the fast path must take it) in order."""
+TAKEN, TUPLE, LAYERED = "taken", "tuple", "layered"
+
+
+def scenario(iss: int, tsval: int) -> list[tuple[str, bytes, str]]:
+    """(name, frame, what the classifier must answer) in order."""
     a = iss + 1
     seq = 1001
     out = []
 
-    def data(name, n, fast=True, **kw):
+    def data(name, n, want=TAKEN, **kw):
         nonlocal seq
         pkt = seg(seq, a, bytes([len(out) & 0xFF]) * n, ts_ecr=tsval, **kw)
-        out.append((name, frame(pkt), fast))
+        out.append((name, frame(pkt), want))
         seq += n
 
     data("plain data", 1000)
     data("PSH data", 700, flags="PA")
-    data("no timestamp", 10, fast=False, ts=None)
+    data("no timestamp", 10, TUPLE, ts=None)
     out.append(("bad checksum", frame(seg(seq, a, b"x" * 100, ts_ecr=tsval, chksum=0x1234)),
-                False))
-    # not taken, then the same bytes again the ordinary way: the receiver's
-    # state must still match (the layered path takes it as it comes)
-    data("hop-by-hop header", 50, fast=False, ext=IPv6ExtHdrHopByHop())
-    data("destination options", 50, fast=False, ext=IPv6ExtHdrDestOpt())
-    data("SACK option", 20, fast=False,
+                LAYERED))
+    # the layered path takes these as they come: the receiver's state must
+    # still match whichever way they went
+    data("hop-by-hop header", 50, LAYERED, ext=IPv6ExtHdrHopByHop())
+    data("destination options", 50, LAYERED, ext=IPv6ExtHdrDestOpt())
+    data("SACK option", 20, TUPLE,
          options=[("NOP", None), ("NOP", None), ("Timestamp", (TS_PEER, tsval)),
                   ("NOP", None), ("NOP", None), ("SAck", (1, 2))])
-    data("URG", 5, fast=False, flags="AU", urgptr=1)
+    data("URG", 5, TUPLE, flags="AU", urgptr=1)
     out.append(("to a multicast group", frame(seg(seq, a, b"m", ts_ecr=tsval, dst="ff02::1"),
-                                              bytes.fromhex("333300000001")), False))
+                                              bytes.fromhex("333300000001")), LAYERED))
     out.append(("from a multicast source", frame(seg(seq, a, b"m", ts_ecr=tsval,
-                                                     src="ff02::1")), False))
-    out.append(("from ::1", frame(seg(seq, a, b"l", ts_ecr=tsval, src="::1")), False))
+                                                     src="ff02::1")), LAYERED))
+    out.append(("from ::1", frame(seg(seq, a, b"l", ts_ecr=tsval, src="::1")), LAYERED))
     out.append(("to an address not ours", frame(seg(seq, a, b"n", ts_ecr=tsval,
-                                                    dst="fd00::99")), False))
+                                                    dst="fd00::99")), LAYERED))
     trunc = bytearray(frame(seg(seq, a, b"t" * 40, ts_ecr=tsval)))
     trunc[14 + 4:14 + 6] = (40 + 32 + 60).to_bytes(2, "big")     # plen past the frame
-    out.append(("payload length past the frame", bytes(trunc), False))
+    out.append(("payload length past the frame", bytes(trunc), LAYERED))
+    bad_doff = bytearray(frame(seg(seq, a, b"d" * 8, ts_ecr=tsval)))
+    bad_doff[14 + 40 + 12] = 0x40       # data offset 16 bytes: under the minimum
+    out.append(("data offset under 20", bytes(bad_doff), LAYERED))
     data("data after them", 1400)
-    out.append(("out of order", frame(seg(seq + 5000, a, b"o" * 100, ts_ecr=tsval)), False))
-    data("in order again", 300, fast=False)     # an out-of-order queue: the slow path
-    data("FIN", 10, fast=False, flags="FA")
+    out.append(("out of order", frame(seg(seq + 5000, a, b"o" * 100, ts_ecr=tsval)), TUPLE))
+    data("in order again", 300, TUPLE)      # an out-of-order queue: the general path
+    data("FIN", 10, TUPLE, flags="FA")
     return out
 
 
@@ -165,11 +173,19 @@ def test_scapy_segments_same_result_as_the_layered_path(flavour):
     fast = run(rx.rx_classify)
     slow = run(never)
     cases = scenario(*established()[2:])
-    for (name, _, clean), verdict in zip(cases, fast["verdicts"]):
-        if clean:
+    assert len(fast["verdicts"]) == len(cases)
+    for (name, f, want), verdict in zip(cases, fast["verdicts"]):
+        if want == TAKEN:
             assert verdict == rx.RX_TAKEN6, name
-        else:
+        elif want == LAYERED:
             assert verdict is None, name
+        else:
+            # clean, for TCP's general path: scapy's addresses (tagged), ports, TCP bytes
+            pkt = Ether(f)
+            assert isinstance(verdict, tuple), name
+            assert verdict[:6] == (6, V6TAG | ip6_aton(pkt[IPv6].src),
+                                   V6TAG | ip6_aton(pkt[IPv6].dst), 40000, 80, None), name
+            assert f[verdict[6]:verdict[7]] == bytes(pkt[TCP]), name
     assert fast["got"] == slow["got"] and len(fast["got"]) > 3000
     assert fast["rcv_nxt"] == slow["rcv_nxt"] and fast["state"] == slow["state"]
     assert fast["out"] == slow["out"]

@@ -75,6 +75,11 @@ class TcpV6Proto:
             return
         self.tcp.rcv_verified(Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst), payload, now)
 
+    def rcv_verified(self, src: int, dst: int, payload: Any, now: float) -> None:
+        """tcp_v6_rcv for a segment the host's rx classifier checked as
+        ``rcv`` does (rx.rx_tcp6): ``src``/``dst`` already tagged."""
+        self.tcp.rcv_verified(Iph6(src, dst), payload, now)
+
     def err(self, type: int, code: int, code_errno: int, info: int, ip6h: Any,
             payload: bytes) -> None:
         """tcp_v6_err: an ICMPv6 error quoting one of our segments."""
