@@ -178,7 +178,14 @@ class EHash6:
         return key
 
     def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
-        chain = self._chains.get(self._key(laddr, lport, raddr, rport))
+        # (_key inlined for the folds already known: one lookup per IPv6 segment)
+        folds = self._folds
+        lkey = folds.get(laddr)
+        rkey = folds.get(raddr)
+        if lkey is None or rkey is None:
+            chain = self._chains.get(self._key(laddr, lport, raddr, rport))
+        else:
+            chain = self._chains.get((lkey, lport, rkey, rport))
         if chain:
             t = (laddr, lport, raddr, rport)
             for key, obj in chain:
