@@ -164,7 +164,8 @@ cdef object rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple v
         return None
     if p[24] == 0xFE and p[25] & 0xC0 == 0x80 and where != ifindex:
         return None         # a link-local address is only its link's
-    if not csum_valid and csum_net(seg, plen, csum_net(p + 8, 32, <uint64_t>plen + C_TCP)) != 0xFFFF:
+    if not csum_valid and csum_net(seg, plen,
+                                   csum_net(p + 8, 32, <uint64_t>plen + C_TCP)) != 0xFFFF:
         return None
     src = _tagged6(p + 8)
     if seg[13] & C_PRED_MASK == C_TCPHDR_ACK:

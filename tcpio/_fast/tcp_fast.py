@@ -56,7 +56,8 @@ nor SACKed or None, whether a retransmitted one was acked) for Karn's rule.
 The send side: ``write_xmit(sk, mss, out, ifindex, dst_mac, src_mac, ttl,
 now)`` is tcp_write_xmit's loop for plain data segments, each built as a whole frame
 (tx.tcp_frame, or tx.tcp_frame6 for an IPv6 connection: its peer address
-tagged above bit 128, see ``addrs6_of``) and appended to ``out`` (the host's output list), with its
+tagged above bit 128, see ``addrs6_of``) and appended to ``out`` (the
+host's output list), with its
 ``TxSeg`` (the retransmit queue's record of a segment) appended to sk.rtx.
 core.tcp.tcp_output calls it when nothing unusual is pending (no FIN queued,
 no urgent mode, no SACK option to send) and the route's neighbour is
@@ -83,8 +84,9 @@ else:
 from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
-__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume", "clean_rtx_queue",
-           "cwnd_quota", "event_data_recv", "ip_select_ident_segs", "new_data_sent", "push_mark",
+__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume",
+           "clean_rtx_queue", "cwnd_quota", "event_data_recv", "ip_select_ident_segs",
+           "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "receive_window",
            "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_more",
            "xmit_test"]

@@ -73,7 +73,8 @@ def _flat(payload: bytes | bytearray | memoryview) -> bytes | bytearray | memory
 
 
 def _frame(dst_mac: bytes | None, src_mac: bytes | None,
-           parts: tuple[bytes | bytearray | memoryview, ...], ethertype: bytes = _ETH_P_IP) -> bytes:
+           parts: tuple[bytes | bytearray | memoryview, ...],
+           ethertype: bytes = _ETH_P_IP) -> bytes:
     """``parts`` joined behind an Ethernet header (none when ``dst_mac`` is None),
     padded to ETH_ZLEN; ValueError for a bad MAC."""
     if dst_mac is None:

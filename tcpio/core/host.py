@@ -68,14 +68,14 @@ from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
 from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP
-from tcpio.core.ip_fragment import Reassembler
 from tcpio.core.ip6_output import ip6_tcp_path as _ip6_tcp_path
+from tcpio.core.ip_fragment import Reassembler
 from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
 from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicast6
 from tcpio.core.mib import Mib
 from tcpio.core.ndisc import Ndisc
-from tcpio.core.raw import RawTable
 from tcpio.core.protocol import EarlyDemux, InetProtocol
+from tcpio.core.raw import RawTable
 from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
 from tcpio.core.settings import Settings

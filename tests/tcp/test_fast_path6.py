@@ -256,8 +256,9 @@ def test_tcp_frame6_partial_checksum_is_the_pseudo_header_sum(tx):
 
 @pytest.mark.parametrize("tx", TX)
 def test_tcp_frame6_rejects_what_does_not_fit(tx):
-    ok = dict(dst_mac=None, src_mac=None, src=1, dst=2, hlim=64, sport=1, dport=2, seq=3, ack=4,
-              flags=0x10, window=5, ts_val=-1, ts_ecr=0, sack_blocks=(), payload=b"", urg_ptr=0)
+    ok = {"dst_mac": None, "src_mac": None, "src": 1, "dst": 2, "hlim": 64, "sport": 1,
+          "dport": 2, "seq": 3, "ack": 4, "flags": 0x10, "window": 5, "ts_val": -1, "ts_ecr": 0,
+          "sack_blocks": (), "payload": b"", "urg_ptr": 0}
     for field, bad in (("src", 1 << 128), ("dst", -1), ("hlim", 256), ("sport", 65536),
                        ("payload", bytes(65536))):
         with pytest.raises(ValueError):
