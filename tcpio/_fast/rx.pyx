@@ -8,7 +8,7 @@ checksum, all on a raw pointer into the frame (``_buf.pxd``: no typed
 memoryview, whose acquisition alone costs more than the checks).  See
 ``rx_py`` for the contract: ``None`` means "take the slow path", which
 re-checks and counts; a tuple means "deliver".  An IPv6 frame goes to
-``rx_tcp6`` (taken whole, a delivery tuple, or the layered path).
+``_rx_tcp6`` (taken whole, a delivery tuple, or the layered path).
 
 ``vnet_rx`` is the TAP's side of the same path: the frame behind a
 virtio-net header in one call (the copy, a partial checksum completed, a
@@ -136,9 +136,9 @@ cdef object _tagged6(const unsigned char* a):
     return _from_bytes(PyBytes_FromStringAndSize(<const char*>buf, 17), "big")
 
 
-cdef object rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple v6, double now,
-                    long long segs, long long gso_size, bint csum_valid):
-    """An IPv6 TCP segment (see rx_py.rx_tcp6): RX_TAKEN6 when the datagram at
+cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple v6,
+                     double now, long long segs, long long gso_size, bint csum_valid):
+    """An IPv6 TCP segment (see rx_py._rx_tcp6): RX_TAKEN6 when the datagram at
     ``p`` (``n`` bytes from the IPv6 header on, at ``ip`` in the frame) was
     processed whole by the established fast path, the delivery tuple when it
     is clean but needs TCP's general path, None for the layered path."""
@@ -211,7 +211,7 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             if p[12] == 0x86 and p[13] == 0xDD:
                 if v6 is None or not verify_tcp:
                     return None
-                return rx_tcp6(p + C_ETH_HLEN, n - C_ETH_HLEN, C_ETH_HLEN, v6, now, segs,
+                return _rx_tcp6(p + C_ETH_HLEN, n - C_ETH_HLEN, C_ETH_HLEN, v6, now, segs,
                                gso_size, csum_valid)
             if p[12] != 0x08 or p[13] != 0x00:
                 return None
@@ -222,7 +222,7 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             if p[0] >> 4 == 6:
                 if v6 is None or not verify_tcp:
                     return None
-                return rx_tcp6(p, n, 0, v6, now, segs, gso_size, csum_valid)
+                return _rx_tcp6(p, n, 0, v6, now, segs, gso_size, csum_valid)
             ip = 0
         p += ip
         tot_len = rd16(p + 2)

@@ -39,7 +39,7 @@ Everything else gets the tuple as before.
 IPv6 (issue 17): given ``v6`` (``(local6, ehash6, ifindex)``: the host's
 preferred IPv6 addresses -> interface, TCP's IPv6 established hash, the
 receiving interface), an Ethernet frame of type 0x86DD (or a bare datagram
-of version 6) goes to ``rx_tcp6``, which takes TCP only: the fixed header
+of version 6) goes to ``_rx_tcp6``, which takes TCP only: the fixed header
 with next header TCP directly (any extension header goes the layered way),
 ipv6_rcv's checks (payload length within the frame, the datagram trimmed
 to it; no multicast or loopback address either side; the destination one
@@ -179,7 +179,7 @@ def _tcp_syn(frame: bytes, off: int, end: int, src: int, dst: int, ehash: Any, s
                        o.sack_ok, -1 if o.ts_val is None else o.ts_val, now) != 0
 
 
-def rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: int,
+def _rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: int,
             csum_valid: bool) -> int | tuple | None:
     """An IPv6 TCP segment, the datagram at ``frame[ip:]`` (see the module
     docstring): RX_TAKEN6 when the established fast path processed it whole,
@@ -227,7 +227,7 @@ def _classify6(frame: bytes | bytearray | memoryview, ip: int, v6: tuple,
                now: float) -> int | tuple | None:
     segs, gso_size = _rx_gso(frame)
     csum_valid = type(frame) is GsoFrame and bool(frame.csum_valid)
-    return rx_tcp6(bytes(frame), ip, v6, now, segs, gso_size, csum_valid)
+    return _rx_tcp6(bytes(frame), ip, v6, now, segs, gso_size, csum_valid)
 
 
 def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local: Any,
@@ -242,7 +242,7 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
     sources are what lo carries), only a broadcast copy goes the slow way."""
     n = len(frame)
     if mac is not None:
-        # Unicast to us carrying IPv4 (or IPv6, for rx_tcp6); broadcast and ARP
+        # Unicast to us carrying IPv4 (or IPv6, for _rx_tcp6); broadcast and ARP
         # take the slow path.
         if n < ETH_HLEN + 20 or frame[0:6] != mac:
             return None

@@ -670,7 +670,7 @@ class Host:
         fast = not self.raw.tcpudp
         # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
         syn = demux.syn if demux is not None and not lo else None
-        # IPv6 segments of established connections (rx_tcp6), when the IPv6
+        # IPv6 segments of established connections (_rx_tcp6), when the IPv6
         # TCP handler is this TCP's; lo's go layered
         v6 = None
         if demux is not None and demux.ehash6 is not None and not lo and getattr(
@@ -767,7 +767,7 @@ class Host:
         """
         proto = rec[0]
         if rec[5] is None:
-            # IPv6 TCP (rx_tcp6, only with the IPv6 handler this TCP's):
+            # IPv6 TCP (_rx_tcp6, only with the IPv6 handler this TCP's):
             # ipv6_rcv's and ip6_input_finish's counts, then tcp_v6_rcv's rest
             mib = self.mib
             mib["Ip6InReceives"] += 1

@@ -1,5 +1,5 @@
 """The compiled IPv6 paths of an established connection (issue 17): the
-receive classifier's ``rx_tcp6`` and the send loop's IPv6 frames.
+receive classifier's ``_rx_tcp6`` and the send loop's IPv6 frames.
 
 The receive side is fed segments built by scapy (the independent oracle for
 the IPv6 header, the pseudo-header checksum and the TCP options) on one

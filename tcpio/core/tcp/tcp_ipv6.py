@@ -9,7 +9,7 @@ sock an ICMPv6 error quotes and applies ``TcpProto.tcp_sk_err``.  Output
 leaves as a whole frame (``ip6_output.ip6_queue_xmit_tcp``) or through
 ``inet6_addr.ip6_xmit_tcp``.  An established
 connection's in-order segments usually skip this path: the compiled
-receive classifier (``rx.rx_tcp6``) hands them to the fast path itself,
+receive classifier (``rx._rx_tcp6``) hands them to the fast path itself,
 and the send loop builds their frames whole (docs/internals.md).
 """
 
@@ -77,7 +77,7 @@ class TcpV6Proto:
 
     def rcv_verified(self, src: int, dst: int, payload: Any, now: float) -> None:
         """tcp_v6_rcv for a segment the host's rx classifier checked as
-        ``rcv`` does (rx.rx_tcp6): ``src``/``dst`` already tagged."""
+        ``rcv`` does (rx._rx_tcp6): ``src``/``dst`` already tagged."""
         self.tcp.rcv_verified(Iph6(src, dst), payload, now)
 
     def err(self, type: int, code: int, code_errno: int, info: int, ip6h: Any,
