@@ -11,7 +11,8 @@ What is measured (each figure is the best of ``--repeat`` runs):
   (the receiver times from connect to EOF), and tcpio -> tcpio over a
   MemoryWire with a 64 KiB MTU;
 - the MemoryWire figures again over IPv6 (fd00::1 -> fd00::2), beside IPv4's
-  (issue 17: IPv6 takes the layered path, the compiled ones are IPv4's).
+  (issue 17; benchmarks/bench_family.py has the two side by side, round by
+  round, at MTU 1500 too).
 
 Every tcpio figure is measured twice, in child processes: with the compiled
 hot path and with the pure-Python twin (``TCPIO_NO_EXTENSIONS=1``).  The

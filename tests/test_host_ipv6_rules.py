@@ -525,6 +525,37 @@ def test_we_defend_a_preferred_address_against_another_nodes_dad():
 
 # ----- routes and source selection ----------------------------------------------------------------
 
+def test_a_looked_up_route_follows_every_change_after_it():
+    """route6_lookup caches per destination (as route_lookup does for IPv4):
+    a route, an address that passes DAD, a removed route, an MTU change and a
+    learned path MTU (and its expiry) must each show in the next lookup."""
+    h = make_host()
+    far = ip6_aton("2001:db8:9::1")
+    with pytest.raises(OSError):
+        h.route6_lookup(far)
+    h.add_route6(ip6_aton("2001:db8:9::"), 48, ip6_aton(PEER))
+    r = h.route6_lookup(far)
+    assert r.gateway == ip6_aton(PEER) and r.src == ip6_aton(MY) and r.mtu == 1500
+    h.add_address6(1, ip6_aton("2001:db8:9::2"), 64)            # tentative: not a source yet
+    assert h.route6_lookup(far).src == ip6_aton(MY)
+    start = h.now
+    for t in range(1, 10):
+        h.poll(start + t)                                        # DAD passes
+    assert h.addresses6(1)[-1][2] == "preferred"
+    assert h.route6_lookup(far).src == ip6_aton("2001:db8:9::2")    # RFC 6724 rule 8
+    h.set_mtu(1, 1400)
+    assert h.route6_lookup(far).mtu == 1400
+    h.update_pmtu6(far, 1280)
+    assert h.route6_lookup(far).mtu == 1280
+    assert h.route6_lookup(ip6_aton("2001:db8:9::5")).mtu == 1400     # that destination only
+    h.poll(h.now + h.settings.ip_rt_mtu_expires + 1)
+    assert h.route6_lookup(far).mtu == 1400                          # expired
+    h.remove_route6(ip6_aton("2001:db8:9::"), 48)
+    with pytest.raises(OSError):
+        h.route6_lookup(ip6_aton("2001:db8:99::1"))
+    assert h.route6_lookup(far).gateway is None      # now on the connected 2001:db8:9::/64
+
+
 def test_longest_prefix_and_default_route_and_source_selection():
     h = make_host()
     h.add_address6(1, ip6_aton("2001:db8::2"), 64, nodad=True)

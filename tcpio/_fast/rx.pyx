@@ -7,7 +7,8 @@ unfragmented UDP datagram or TCP segment the transport length checks and
 checksum, all on a raw pointer into the frame (``_buf.pxd``: no typed
 memoryview, whose acquisition alone costs more than the checks).  See
 ``rx_py`` for the contract: ``None`` means "take the slow path", which
-re-checks and counts; a tuple means "deliver".
+re-checks and counts; a tuple means "deliver".  An IPv6 frame goes to
+``_rx_tcp6`` (taken whole, a delivery tuple, or the layered path).
 
 ``vnet_rx`` is the TAP's side of the same path: the frame behind a
 virtio-net header in one call (the copy, a partial checksum completed, a
@@ -15,7 +16,7 @@ TCP super-frame as a GsoFrame); see ``rx_py.vnet_rx``.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint16_t, uint32_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 from cpython.object cimport PyObject, PyTypeObject
@@ -31,7 +32,8 @@ from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c
 from tcpio._fast import load as _load
 from tcpio._fast.gso import GsoFrame
 
-__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "rx_classify", "vnet_rx"]
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "rx_classify",
+           "vnet_rx"]
 
 # The same header record type as the rest of the core uses.
 _parse_ipv4 = _load("wire").parse_ipv4
@@ -40,6 +42,9 @@ ETH_HLEN = 14
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 RX_FLAGGED_MIN = 2048
+RX_TAKEN6 = 6
+_from_bytes = int.from_bytes
+_V6TAG = 1 << 128
 
 cdef enum:
     C_ETH_HLEN = 14
@@ -61,6 +66,7 @@ cdef enum:
     C_GSO_TCPV6 = 4
     C_GSO_ECN = 0x80
     C_RX_FLAGGED_MIN = 2048
+    C_IPV6_HLEN = 40
 
 
 cdef inline bint _mac_is(const unsigned char* p, object mac):
@@ -117,9 +123,69 @@ cdef inline int tcp_syn(const unsigned char* seg, Py_ssize_t doff, uint32_t src,
                       o.ts_val if o.has_ts else -1, now) != 0
 
 
+cdef inline bint _is_loopback6(const unsigned char* a) noexcept:
+    # ::1
+    return rd32(a) == 0 and rd32(a + 4) == 0 and rd32(a + 8) == 0 and rd32(a + 12) == 1
+
+
+cdef object _tagged6(const unsigned char* a):
+    """TCP's tagged int for the IPv6 address at ``a`` (inet6_addr: V6TAG | address)."""
+    cdef unsigned char buf[17]
+    buf[0] = 1
+    memcpy(buf + 1, a, 16)
+    return _from_bytes(PyBytes_FromStringAndSize(<const char*>buf, 17), "big")
+
+
+cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple v6,
+                     double now, long long segs, long long gso_size, bint csum_valid):
+    """An IPv6 TCP segment (see rx_py._rx_tcp6): RX_TAKEN6 when the datagram at
+    ``p`` (``n`` bytes from the IPv6 header on, at ``ip`` in the frame) was
+    processed whole by the established fast path, the delivery tuple when it
+    is clean but needs TCP's general path, None for the layered path."""
+    cdef const unsigned char* seg
+    cdef Py_ssize_t plen, doff
+    cdef bint has_ts = False
+    cdef uint32_t ts_val = 0, ts_ecr = 0
+    if n < C_IPV6_HLEN + 20 or p[0] >> 4 != 6 or p[6] != C_TCP:
+        return None
+    plen = rd16(p + 4)
+    if plen < 20 or C_IPV6_HLEN + plen > n:
+        return None
+    if p[8] == 0xFF or p[24] == 0xFF or _is_loopback6(p + 8) or _is_loopback6(p + 24):
+        return None
+    seg = p + C_IPV6_HLEN
+    doff = (seg[12] >> 4) << 2
+    if doff < 20 or doff > plen:
+        return None
+    local6, ehash6, ifindex = v6
+    dst = _tagged6(p + 24)
+    where = local6.get(dst ^ _V6TAG)
+    if where is None:
+        return None
+    if p[24] == 0xFE and p[25] & 0xC0 == 0x80 and where != ifindex:
+        return None         # a link-local address is only its link's
+    if not csum_valid and csum_net(seg, plen,
+                                   csum_net(p + 8, 32, <uint64_t>plen + C_TCP)) != 0xFFFF:
+        return None
+    src = _tagged6(p + 8)
+    if seg[13] & C_PRED_MASK == C_TCPHDR_ACK:
+        if doff == C_TCPOLEN_TSTAMP_ALIGNED and rd32(seg + 20) == 0x0101080A:
+            has_ts = True
+            ts_val = rd32(seg + 24)
+            ts_ecr = rd32(seg + 28)
+        if has_ts or doff == 20:
+            sk = ehash6.lookup(dst, rd16(seg + 2), src, rd16(seg))
+            if isinstance(sk, TcpCb) and _rcv_established_c(
+                    <TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
+                    ts_ecr, seg + doff, plen - doff, now, False, segs, gso_size) == 1:
+                return RX_TAKEN6
+    return (C_TCP, src, dst, rd16(seg), rd16(seg + 2), None, ip + C_IPV6_HLEN,
+            ip + C_IPV6_HLEN + plen)
+
+
 def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
-                double now=0.0, bint lo=False, SynPath syn=None):
-    """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None)."""
+                double now=0.0, bint lo=False, SynPath syn=None, tuple v6=None):
+    """Classify one frame (Ethernet when ``mac`` is given, bare IP when None)."""
     cdef rbuf b
     cdef const unsigned char* p
     cdef const unsigned char* seg
@@ -140,12 +206,23 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
         p = b.p
         n = b.n
         if mac is not None:
-            if n < C_ETH_HLEN + 20 or p[12] != 0x08 or p[13] != 0x00 or not _mac_is(p, mac):
+            if n < C_ETH_HLEN + 20 or not _mac_is(p, mac):
+                return None
+            if p[12] == 0x86 and p[13] == 0xDD:
+                if v6 is None or not verify_tcp:
+                    return None
+                return _rx_tcp6(p + C_ETH_HLEN, n - C_ETH_HLEN, C_ETH_HLEN, v6, now, segs,
+                               gso_size, csum_valid)
+            if p[12] != 0x08 or p[13] != 0x00:
                 return None
             ip = C_ETH_HLEN
         else:
             if n < 20:
                 return None
+            if p[0] >> 4 == 6:
+                if v6 is None or not verify_tcp:
+                    return None
+                return _rx_tcp6(p, n, 0, v6, now, segs, gso_size, csum_valid)
             ip = 0
         p += ip
         tot_len = rd16(p + 2)

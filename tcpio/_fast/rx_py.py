@@ -36,6 +36,25 @@ segment costs one call: parse, checksum, lookup and queueing together.  The
 host counts it (InReceives, InDelivers, InSegs) like a delivered segment.
 Everything else gets the tuple as before.
 
+IPv6 (issue 17): given ``v6`` (``(local6, ehash6, ifindex)``: the host's
+preferred IPv6 addresses -> interface, TCP's IPv6 established hash, the
+receiving interface), an Ethernet frame of type 0x86DD (or a bare datagram
+of version 6) goes to ``_rx_tcp6``, which takes TCP only: the fixed header
+with next header TCP directly (any extension header goes the layered way),
+ipv6_rcv's checks (payload length within the frame, the datagram trimmed
+to it; no multicast or loopback address either side; the destination one
+of ``local6``, a link-local one only on its own link), the data offset,
+the checksum over the IPv6 pseudo-header (RFC 8200 8.1; not again with
+``csum_valid``).  Then, for what header prediction takes (the flags and
+options as for IPv4), the lookup in ``ehash6`` with TCP's tagged addresses
+(``core.tcp.inet6_addr``: V6TAG | address) and ``rcv_established``: taken
+whole, the result is ``RX_TAKEN6`` (the host counts Ip6InReceives,
+Ip6InDelivers and InSegs for it).  Any other segment that passed the
+checks (a SYN, a FIN, SACK blocks, out of order...) gives the tuple, with
+the tagged addresses as ``src``/``dst`` and None for the header record
+(the host hands it to TCP's IPv6 ``rcv_verified``, counting Ip6InReceives
+and Ip6InDelivers); anything else is None, the layered path.
+
 A super-frame (``gso.GsoFrame``: GRO's aggregate from a TAP, or a
 MemoryWire's) goes the same way; its ``gso_segs``/``gso_size`` reach the TCP
 fast path (the segments it stands for, skb_shinfo's), and with
@@ -60,13 +79,15 @@ from typing import Any
 from tcpio._fast import load
 from tcpio._fast.gso import GsoFrame, rx_gso as _rx_gso
 
-__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "rx_classify", "vnet_rx"]
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "rx_classify",
+           "vnet_rx"]
 
 # The same checksum and header records as the rest of the core uses.
 _csum = load("checksum")
 _wire = load("wire")
 _csum_partial = _csum.csum_partial
 _pseudo = _csum.pseudo_header_sum
+_pseudo6 = _csum.pseudo_header_sum6
 _parse_ipv4 = _wire.parse_ipv4
 _tcp_fast_mod = load("tcp_fast")
 _TcpCb = _tcp_fast_mod.TcpCb
@@ -82,6 +103,14 @@ IPPROTO_UDP = 17
 # DATA_VALID) comes up as a GsoFrame with csum_valid; below it, as plain
 # bytes: summing a small frame again costs less than carrying the flag.
 RX_FLAGGED_MIN = 2048
+# rx_classify's answer for an IPv6 segment the TCP fast path took whole
+RX_TAKEN6 = 6
+_IPV6_HLEN = 40
+_V6TAG = 1 << 128
+_ETH_P_IPV6 = 0x86DD
+# payload length, next header; source and destination as two 128-bit halves
+_IP6 = struct.Struct("!4xHB")
+_LOOPBACK6 = 1
 # <linux/virtio_net.h> (devices/virtio_net.py has the whole header)
 _VNET = struct.Struct("=BBHHHH")
 _F_NEEDS_CSUM = 1
@@ -102,21 +131,31 @@ _SYN_MASK = 0x17
 _TCPHDR_SYN = 0x02
 
 
+def _predicted(frame: bytes, off: int, doff: int, flags: int) -> tuple[bool, int, int] | None:
+    """What header prediction reads of the TCP header at ``frame[off:]``
+    (``doff`` bytes, within the segment): None unless the flags are ACK (PSH,
+    ECE, CWR allowed) and the options at most an aligned timestamp; else
+    (has_ts, ts_val, ts_ecr)."""
+    if flags & _PRED_MASK != _TCPHDR_ACK:
+        return None
+    if doff == 32:
+        kind, ts_val, ts_ecr = _TS_ALIGNED.unpack_from(frame, off + 20)
+        if kind != _NOP_NOP_TS:
+            return None
+        return True, ts_val, ts_ecr
+    if doff != 20:
+        return None
+    return False, 0, 0
+
+
 def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, ehash: Any,
              now: float, segs: int, gso_size: int) -> bool:
     """The established fast path for a verified segment ``frame[off:end]``."""
     sport, dport, seq, ack, flags, window = _TCP.unpack_from(frame, off)
-    if flags & _PRED_MASK != _TCPHDR_ACK:
+    ts = _predicted(frame, off, doff, flags)
+    if ts is None:
         return False
-    has_ts = False
-    ts_val = ts_ecr = 0
-    if doff == 32:
-        kind, ts_val, ts_ecr = _TS_ALIGNED.unpack_from(frame, off + 20)
-        if kind != _NOP_NOP_TS:
-            return False
-        has_ts = True
-    elif doff != 20:
-        return False
+    has_ts, ts_val, ts_ecr = ts
     sk = ehash.lookup(dst, dport, src, sport)
     if not isinstance(sk, _TcpCb):
         return False
@@ -140,10 +179,62 @@ def _tcp_syn(frame: bytes, off: int, end: int, src: int, dst: int, ehash: Any, s
                        o.sack_ok, -1 if o.ts_val is None else o.ts_val, now) != 0
 
 
+def _rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: int,
+            csum_valid: bool) -> int | tuple | None:
+    """An IPv6 TCP segment, the datagram at ``frame[ip:]`` (see the module
+    docstring): RX_TAKEN6 when the established fast path processed it whole,
+    the delivery tuple when it is clean but needs TCP's general path, None
+    for the layered path."""
+    n = len(frame) - ip
+    if n < _IPV6_HLEN + 20 or frame[ip] >> 4 != 6:
+        return None
+    plen, nexthdr = _IP6.unpack_from(frame, ip)
+    if nexthdr != IPPROTO_TCP or plen < 20 or _IPV6_HLEN + plen > n:
+        return None
+    src = int.from_bytes(frame[ip + 8:ip + 24], "big")
+    dst = int.from_bytes(frame[ip + 24:ip + 40], "big")
+    if src >> 120 == 0xFF or dst >> 120 == 0xFF or src == _LOOPBACK6 or dst == _LOOPBACK6:
+        return None
+    off = ip + _IPV6_HLEN
+    end = off + plen
+    sport, dport, seq, ack, flags, window = _TCP.unpack_from(frame, off)
+    doff = (frame[off + 12] >> 4) << 2
+    if doff < 20 or doff > plen:
+        return None
+    local6, ehash6, ifindex = v6
+    where = local6.get(dst)
+    if where is None:
+        return None
+    if dst >> 118 == 0xFE80 >> 6 and where != ifindex:
+        return None             # a link-local address is only its link's
+    if not csum_valid and \
+            _csum_partial(frame[off:end], _pseudo6(src, dst, IPPROTO_TCP, plen)) != 0xFFFF:
+        return None
+    src |= _V6TAG
+    dst |= _V6TAG
+    ts = _predicted(frame, off, doff, flags)
+    if ts is not None:
+        has_ts, ts_val, ts_ecr = ts
+        sk = ehash6.lookup(dst, dport, src, sport)
+        if isinstance(sk, _TcpCb) and _rcv_established(
+                sk, seq, ack, window, has_ts, ts_val, ts_ecr, memoryview(frame)[off + doff:end],
+                now, False, segs, gso_size):
+            return RX_TAKEN6
+    return (IPPROTO_TCP, src, dst, sport, dport, None, off, end)
+
+
+def _classify6(frame: bytes | bytearray | memoryview, ip: int, v6: tuple,
+               now: float) -> int | tuple | None:
+    segs, gso_size = _rx_gso(frame)
+    csum_valid = type(frame) is GsoFrame and bool(frame.csum_valid)
+    return _rx_tcp6(bytes(frame), ip, v6, now, segs, gso_size, csum_valid)
+
+
 def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local: Any,
                 bcast: Any, verify_tcp: bool = True, ehash: Any = None,
-                now: float = 0.0, lo: bool = False, syn: Any = None) -> tuple | bool | None:
-    """Classify one frame (Ethernet when ``mac`` is given, bare IPv4 when None).
+                now: float = 0.0, lo: bool = False, syn: Any = None,
+                v6: tuple | None = None) -> tuple | bool | int | None:
+    """Classify one frame (Ethernet when ``mac`` is given, bare IP when None).
 
     ``lo``: a datagram from the host's loopback backlog (bare IPv4), which
     ip_output put there because its destination is ours (127/8 or one of
@@ -151,14 +242,24 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
     sources are what lo carries), only a broadcast copy goes the slow way."""
     n = len(frame)
     if mac is not None:
-        # Unicast to us carrying IPv4; broadcast and ARP take the slow path.
-        if n < ETH_HLEN + 20 or frame[12] != 0x08 or frame[13] != 0x00 or \
-                frame[0:6] != mac:
+        # Unicast to us carrying IPv4 (or IPv6, for _rx_tcp6); broadcast and ARP
+        # take the slow path.
+        if n < ETH_HLEN + 20 or frame[0:6] != mac:
+            return None
+        if frame[12] << 8 | frame[13] == _ETH_P_IPV6:
+            if v6 is None or not verify_tcp:
+                return None
+            return _classify6(frame, ETH_HLEN, v6, now)
+        if frame[12] != 0x08 or frame[13] != 0x00:
             return None
         ip = ETH_HLEN
     else:
         if n < 20:
             return None
+        if frame[0] >> 4 == 6:
+            if v6 is None or not verify_tcp:
+                return None
+            return _classify6(frame, 0, v6, now)
         ip = 0
     vihl, tot_len, frag, proto, src, dst = _IP.unpack_from(frame, ip)
     if vihl != 0x45 or tot_len < 20 or tot_len > n - ip or frag & 0x3FFF:

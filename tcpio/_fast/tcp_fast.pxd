@@ -12,7 +12,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from libc.stdint cimport int32_t, uint32_t
 
 from tcpio._fast._buf cimport ba_append, ba_consume, rbuf, rbuf_get, rbuf_release
-from tcpio._fast.tx cimport tcp_data_frame
+from tcpio._fast.tx cimport tcp_data_frame, tcp_data_frame6
 
 
 cdef class TcpCb:
@@ -29,8 +29,8 @@ cdef class TcpCb:
     cdef public object ofo, urg_seq, host, delack_timer
     # the send side (write_xmit)
     # The addresses are Python ints: IPv4 ones (0..2**32-1) or TCP's tagged
-    # IPv6 ones (core.tcp.tcp_ipv6.V6TAG | address, 129 bits); only IPv4
-    # connections reach the compiled frame builder (issue 17).
+    # IPv6 ones (core.tcp.tcp_ipv6.V6TAG | address, 129 bits); both reach
+    # the compiled frame builders (tx.tcp_data_frame / tcp_data_frame6).
     cdef public object laddr, raddr
     cdef public long long lport, rport
     cdef public long long snd_cwnd, packets_out, sacked_out, lost_out, retrans_out
@@ -122,7 +122,8 @@ cpdef long long ip_select_ident_segs(TcpCb sk, long long segs) except -1
 cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
                       src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
                       uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr,
-                      bint partial=*)
+                      bytes addrs6, bint partial=*)
+cpdef bytes addrs6_of(TcpCb sk)
 @cython.locals(wq_seq=uint32_t, write_seq=uint32_t, seq=uint32_t,
                end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,
                ts_val=cython.longlong, ts_ecr=uint32_t, flags=cython.longlong,
@@ -130,7 +131,8 @@ cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen
                run_segs=cython.longlong, run_seq=uint32_t, run_off=Py_ssize_t,
                run_len=cython.longlong, run_flags=cython.longlong,
                wq=bytearray, off=Py_ssize_t, burst=cython.longlong, more=bint,
-               mark=cython.longlong, quota=cython.longlong, last=bint, seg=TxSeg)
+               mark=cython.longlong, quota=cython.longlong, last=bint, seg=TxSeg,
+               addrs6=bytes)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      double now, long long gso_max=*,
                      bint csum_partial=*, long long max_segs=*) except -1
@@ -138,7 +140,8 @@ cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_ma
 cdef int _xmit_run(TcpCb sk, bytearray wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
                    uint32_t ttl, Py_ssize_t off, Py_ssize_t n,
                    long long segs, long long mss, uint32_t seq, long long flags,
-                   long long ts_val, uint32_t ts_ecr, bint csum_partial) except -1
+                   long long ts_val, uint32_t ts_ecr, bint csum_partial,
+                   bytes addrs6) except -1
 
 @cython.locals(rtt=double)
 cpdef void rack_advance(TcpCb sk, long long retrans, uint32_t end_seq, double xmit_time,

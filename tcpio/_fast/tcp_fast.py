@@ -55,7 +55,9 @@ nor SACKed or None, whether a retransmitted one was acked) for Karn's rule.
 
 The send side: ``write_xmit(sk, mss, out, ifindex, dst_mac, src_mac, ttl,
 now)`` is tcp_write_xmit's loop for plain data segments, each built as a whole frame
-(tx.tcp_frame) and appended to ``out`` (the host's output list), with its
+(tx.tcp_frame, or tx.tcp_frame6 for an IPv6 connection: its peer address
+tagged above bit 128, see ``addrs6_of``) and appended to ``out`` (the
+host's output list), with its
 ``TxSeg`` (the retransmit queue's record of a segment) appended to sk.rtx.
 core.tcp.tcp_output calls it when nothing unusual is pending (no FIN queued,
 no urgent mode, no SACK option to send) and the route's neighbour is
@@ -82,8 +84,9 @@ else:
 from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
-__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clean_rtx_queue",
-           "cwnd_quota", "event_data_recv", "ip_select_ident_segs", "new_data_sent", "push_mark",
+__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume",
+           "clean_rtx_queue", "cwnd_quota", "event_data_recv", "ip_select_ident_segs",
+           "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "receive_window",
            "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_more",
            "xmit_test"]
@@ -91,6 +94,10 @@ __all__ = ["TcpCb", "TxSeg", "ack_snd_check", "buf_append", "buf_consume", "clea
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
 # calls tx.pyx's tcp_data_frame directly (cimported in tcp_fast.pxd).
 _tcp_frame = load("tx").tcp_frame
+_tcp_frame6 = load("tx").tcp_frame6
+# TCP's IPv6 addresses are tagged above bit 128 (core.tcp.inet6_addr.V6TAG):
+# a connection whose peer address is above this mask is an IPv6 one.
+_V6MASK = (1 << 128) - 1
 
 _TCP_ESTABLISHED = 1
 _TCP_CA_OPEN = 0
@@ -342,19 +349,40 @@ def buf_consume(ba: bytearray, n: int) -> None:
 
 def _data_frame(sk: TcpCb, wq: bytearray, off: int, seglen: int, dst_mac: bytes | None,
                src_mac: bytes | None, hh: int, ident: int, ttl: int, seq: int, flags: int,
-               window: int, ts_val: int, ts_ecr: int, partial: bool = False) -> bytes:
+               window: int, ts_val: int, ts_ecr: int, addrs6: bytes | None,
+               partial: bool = False) -> bytes:
     """The frame of the data segment ``wq[off:off + seglen]`` (tcp_transmit_skb
-    -> ip_queue_xmit in one call; ``partial``: CHECKSUM_PARTIAL)."""
+    -> ip_queue_xmit in one call; ``partial``: CHECKSUM_PARTIAL).  ``addrs6``:
+    an IPv6 connection's source and destination address (32 bytes, as the
+    IPv6 header carries them; ``ttl`` is then the hop limit), None for IPv4."""
     if cython.compiled:
         base = cython.cast(cython.p_const_uchar, PyByteArray_AS_STRING(wq))
+        if addrs6 is not None:
+            return tcp_data_frame6(dst_mac, src_mac, hh, addrs6, ttl, sk.lport, sk.rport, seq,
+                                   sk.rcv_nxt, flags, window, ts_val, ts_ecr, base + off,
+                                   seglen, partial)
         return tcp_data_frame(dst_mac, src_mac, hh, sk.laddr, sk.raddr, ident, ttl,
                               sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
                               ts_ecr, base + off, seglen, partial)
     with memoryview(wq) as view:
-        frame: bytes = _tcp_frame(dst_mac, src_mac, sk.laddr, sk.raddr, ident, ttl, sk.lport,
-                                  sk.rport, seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
-                                  view[off:off + seglen], 0, partial)
+        if addrs6 is not None:
+            frame: bytes = _tcp_frame6(dst_mac, src_mac, sk.laddr & _V6MASK,
+                                       sk.raddr & _V6MASK, ttl, sk.lport, sk.rport, seq,
+                                       sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
+                                       view[off:off + seglen], 0, partial)
+        else:
+            frame = _tcp_frame(dst_mac, src_mac, sk.laddr, sk.raddr, ident, ttl, sk.lport,
+                               sk.rport, seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
+                               view[off:off + seglen], 0, partial)
     return frame
+
+
+def addrs6_of(sk: TcpCb) -> bytes | None:
+    """An IPv6 connection's source and destination address as its frames
+    carry them (32 bytes); None for an IPv4 one (its peer address untagged)."""
+    if sk.raddr > _V6MASK:
+        return (sk.laddr & _V6MASK).to_bytes(16, "big") + (sk.raddr & _V6MASK).to_bytes(16, "big")
+    return None
 
 
 # --- the receive window --------------------------------------------------------------------------
@@ -685,6 +713,9 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         raise ValueError("tcp: mss must be positive and ttl at most 255")
     wq_seq = sk.wq_seq
     write_seq = sk.write_seq
+    # IPv6 (issue 17): the addresses once for the whole loop, and an IP
+    # header 20 bytes longer
+    addrs6 = addrs6_of(sk)
     # ts_val -1: no timestamp option (the frame builder then ignores ts_ecr)
     if sk.tstamp_ok:
         ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
@@ -694,6 +725,8 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         ts_val = -1
         ts_ecr = 0
         hdrs = 20 + 20
+    if addrs6 is not None:
+        hdrs += 20
     # payload bytes a super-frame may carry (0: one frame per segment)
     gso_room = (gso_max - hdrs) // mss * mss if gso_max > hdrs + mss else 0
     sent = 0
@@ -748,24 +781,26 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         # short segment is the last one)
         if not more or flags != _TCPHDR_ACK or run_len + mss > gso_room:
             _xmit_run(sk, wq, out, ifindex, dst_mac, src_mac, hh, ttl, run_off,
-                      run_len, run_segs, mss, run_seq, run_flags, ts_val, ts_ecr, csum_partial)
+                      run_len, run_segs, mss, run_seq, run_flags, ts_val, ts_ecr, csum_partial,
+                      addrs6)
             run_segs = 0
     return sent
 
 
 def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: bytes | None,
-              src_mac: bytes | None, hh: int, ttl: int, off: int, n: int, segs: int, mss: int, seq: int, flags: int, ts_val: int,
-              ts_ecr: int, csum_partial: bool) -> int:
+              src_mac: bytes | None, hh: int, ttl: int, off: int, n: int, segs: int, mss: int,
+              seq: int, flags: int, ts_val: int, ts_ecr: int, csum_partial: bool,
+              addrs6: bytes | None) -> int:
     """Append the frame of ``segs`` segments (``wq[off:off + n]``) to ``out``:
     a plain frame for one, a GsoFrame for more."""
     window = tcp_select_window(sk)
     ident = ip_select_ident_segs(sk, segs)     # one IP ID per segment
     if segs == 1:
         out.append((ifindex, _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl,
-                                         seq, flags, window, ts_val, ts_ecr)))
+                                         seq, flags, window, ts_val, ts_ecr, addrs6)))
         return 0
     frame = _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl, seq, flags, window,
-                        ts_val, ts_ecr, csum_partial)
+                        ts_val, ts_ecr, addrs6, csum_partial)
     out.append((ifindex, gso_frame(frame, mss, segs, csum_partial)))
     return 0
 

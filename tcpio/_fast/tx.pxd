@@ -13,3 +13,8 @@ cdef bytes tcp_synack_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint3
                             uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
                             uint32_t seq, uint32_t ack, uint32_t window, uint32_t mss,
                             long long wscale, bint sack_ok, long long ts_val, uint32_t ts_ecr)
+cdef bytes tcp_data_frame6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char* addrs,
+                           uint32_t hlim, uint32_t sport, uint32_t dport, uint32_t seq,
+                           uint32_t ack, uint32_t flags, uint32_t window, long long ts_val,
+                           uint32_t ts_ecr, const unsigned char* data, Py_ssize_t n,
+                           bint partial=*)

@@ -14,7 +14,7 @@ from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
 from tcpio._fast._tcphdr cimport (tcp_header_write, tcp_sack_write, tcp_syn_options_write,
                                   tcp_ts_write)
 
-__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame"]
+__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame", "tcp_frame6"]
 
 ETH_ZLEN = 60
 
@@ -23,6 +23,7 @@ cdef enum:
     C_ETH_ZLEN = 60
     MAX_TCP_OPTION_SPACE = 40
     IPPROTO_TCP = 6
+    C_IPV6_HLEN = 40
 
 
 cdef int _ipv4_fields_check(long long src, long long dst, long long ident,
@@ -43,14 +44,18 @@ cdef Py_ssize_t _hh_len(dst_mac, src_mac) except -1:
     return C_ETH_HLEN
 
 
-cdef bytes _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsigned char** ip):
-    """A frame for an IPv4 datagram of ``total`` bytes behind ``hh`` bytes of
-    Ethernet header (written here), zero-padded to ETH_ZLEN on Ethernet;
-    ``*ip`` is set to where the datagram goes."""
+cdef bytes _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsigned char** ip,
+                      bint v6=False):
+    """A frame for an IPv4 (``v6``: IPv6) datagram of ``total`` bytes behind
+    ``hh`` bytes of Ethernet header (written here), zero-padded to ETH_ZLEN
+    on Ethernet; ``*ip`` is set to where the datagram goes."""
     cdef Py_ssize_t flen = hh + total
     cdef const unsigned char* dm
     cdef const unsigned char* sm
-    if total > 0xFFFF:
+    if v6:
+        if total - C_IPV6_HLEN > 0xFFFF:
+            raise ValueError("ipv6: payload longer than 65535 bytes")
+    elif total > 0xFFFF:
         raise ValueError("ipv4: datagram longer than 65535 bytes")
     if hh and flen < C_ETH_ZLEN:
         flen = C_ETH_ZLEN
@@ -61,8 +66,8 @@ cdef bytes _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsigne
         sm = src_mac
         memcpy(p, dm, 6)
         memcpy(p + 6, sm, 6)
-        p[12] = 0x08
-        p[13] = 0x00
+        p[12] = 0x86 if v6 else 0x08
+        p[13] = 0xDD if v6 else 0x00
         if hh + total < flen:
             memset(p + hh + total, 0, flen - hh - total)
     ip[0] = p + hh
@@ -117,6 +122,52 @@ cdef bytes _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, long
     return frame
 
 
+cdef bytes _tcp_frame_write6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char* addrs,
+                             uint32_t hlim, const unsigned char* th, Py_ssize_t thlen,
+                             const unsigned char* data, Py_ssize_t n, bint partial=False):
+    """``_tcp_frame_write`` for IPv6: ``addrs`` is the 32 bytes of source and
+    destination address as the header carries them; the fixed header is
+    ip6_output's for TCP (traffic class and flow label 0, hop limit
+    ``hlim``, next header TCP), the checksum over the IPv6 pseudo-header
+    (RFC 8200 8.1)."""
+    cdef unsigned char* ip
+    cdef unsigned char* seg
+    cdef Py_ssize_t seglen = thlen + n
+    cdef uint32_t pseudo
+    frame = _new_frame(dst_mac, src_mac, hh, C_IPV6_HLEN + seglen, &ip, True)
+    seg = ip + C_IPV6_HLEN
+    memcpy(seg, th, thlen)
+    memcpy(seg + thlen, data, n)
+    pseudo = csum_net(addrs, 32, <uint64_t>seglen + IPPROTO_TCP)
+    if partial:
+        wr16(seg + 16, pseudo)
+    else:
+        wr16(seg + 16, ~csum_net(seg, seglen, pseudo) & 0xFFFF)
+    ip[0] = 0x60
+    ip[1] = 0
+    ip[2] = 0
+    ip[3] = 0
+    wr16(ip + 4, <uint32_t>seglen)
+    ip[6] = IPPROTO_TCP
+    ip[7] = <unsigned char>hlim
+    memcpy(ip + 8, addrs, 32)
+    return frame
+
+
+cdef bytes tcp_data_frame6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char* addrs,
+                           uint32_t hlim, uint32_t sport, uint32_t dport, uint32_t seq,
+                           uint32_t ack, uint32_t flags, uint32_t window, long long ts_val,
+                           uint32_t ts_ecr, const unsigned char* data, Py_ssize_t n,
+                           bint partial=False):
+    """``tcp_data_frame`` over IPv6 (``addrs``: source and destination, 32 bytes)."""
+    cdef unsigned char th[32]
+    cdef Py_ssize_t thlen = 20
+    if ts_val != -1:
+        thlen += tcp_ts_write(th + 20, False, ts_val, ts_ecr)
+    tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, 0)
+    return _tcp_frame_write6(dst_mac, src_mac, hh, addrs, hlim, th, thlen, data, n, partial)
+
+
 cdef bytes tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_t dst,
                           uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
                           uint32_t seq, uint32_t ack, uint32_t flags, uint32_t window,
@@ -147,18 +198,15 @@ cdef bytes tcp_synack_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint3
     return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, th, 0)
 
 
-def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
-              long long ttl, long long sport, long long dport, long long seq, long long ack,
-              long long flags, long long window, long long ts_val, long long ts_ecr,
-              sack_blocks, payload, long long urg_ptr, bint partial=False):
-    """Ethernet (optional) + IPv4 + TCP (+ established options) + ``payload`` (see ``tx_py``)."""
-    cdef unsigned char th[60]     # TCP header + options, copied into the frame
-    cdef rbuf b
-    cdef Py_ssize_t hh, olen, thlen
-    _ipv4_fields_check(src, dst, ident, ttl)
-    # The options of a segment after the handshake, as tcp_options_write lays
-    # them out: NOP NOP timestamp (unless ts_val is -1), then NOP NOP SACK.
-    olen = 0
+cdef Py_ssize_t _established_th(unsigned char* th, long long sport, long long dport,
+                                long long seq, long long ack, long long flags,
+                                long long window, long long ts_val, long long ts_ecr,
+                                sack_blocks, long long urg_ptr) except -1:
+    """The TCP header of a segment after the handshake at ``th`` (60 bytes of
+    room), its checksum zero; returns its length.  The options as
+    tcp_options_write lays them out: NOP NOP timestamp (unless ts_val is -1),
+    then NOP NOP SACK."""
+    cdef Py_ssize_t olen = 0, thlen
     if ts_val != -1:
         olen = tcp_ts_write(th + 20, False, ts_val, ts_ecr)
     if sack_blocks:
@@ -166,10 +214,48 @@ def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
         olen += tcp_sack_write(th + 20 + olen, MAX_TCP_OPTION_SPACE - olen, tuple(sack_blocks))
     thlen = 20 + olen
     tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, urg_ptr)
+    return thlen
+
+
+def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
+              long long ttl, long long sport, long long dport, long long seq, long long ack,
+              long long flags, long long window, long long ts_val, long long ts_ecr,
+              sack_blocks, payload, long long urg_ptr, bint partial=False):
+    """Ethernet (optional) + IPv4 + TCP (+ established options) + ``payload`` (see ``tx_py``)."""
+    cdef unsigned char th[60]     # TCP header + options, copied into the frame
+    cdef rbuf b
+    cdef Py_ssize_t hh, thlen
+    _ipv4_fields_check(src, dst, ident, ttl)
+    thlen = _established_th(th, sport, dport, seq, ack, flags, window, ts_val, ts_ecr,
+                            sack_blocks, urg_ptr)
     hh = _hh_len(dst_mac, src_mac)
     owner = rbuf_get(payload, &b)
     try:
         return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, b.p, b.n,
                                 partial)
+    finally:
+        rbuf_release(&b)
+
+
+def tcp_frame6(dst_mac, src_mac, src, dst, long long hlim, long long sport, long long dport,
+               long long seq, long long ack, long long flags, long long window,
+               long long ts_val, long long ts_ecr, sack_blocks, payload, long long urg_ptr,
+               bint partial=False):
+    """``tcp_frame`` over IPv6: Ethernet (optional) + IPv6 + TCP (see ``tx_py``)."""
+    cdef unsigned char th[60]
+    cdef rbuf b
+    cdef Py_ssize_t hh, thlen
+    chk_range(hlim, 0xFF, "ipv6: hop limit")
+    try:
+        addrs = src.to_bytes(16, "big") + dst.to_bytes(16, "big")
+    except OverflowError:
+        raise ValueError("ipv6: address out of range") from None
+    thlen = _established_th(th, sport, dport, seq, ack, flags, window, ts_val, ts_ecr,
+                            sack_blocks, urg_ptr)
+    hh = _hh_len(dst_mac, src_mac)
+    owner = rbuf_get(payload, &b)
+    try:
+        return _tcp_frame_write6(dst_mac, src_mac, hh, addrs, hlim, th, thlen, b.p, b.n,
+                                 partial)
     finally:
         rbuf_release(&b)

@@ -25,17 +25,20 @@ import struct
 
 from tcpio._fast import load
 
-__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame"]
+__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame", "tcp_frame6"]
 
 _checksum = load("checksum")
 _csum_partial = _checksum.csum_partial
 _pseudo_header_sum = _checksum.pseudo_header_sum
+_pseudo_header_sum6 = _checksum.pseudo_header_sum6
 
 ETH_ZLEN = 60          # minimum frame without FCS
 _IP = struct.Struct("!BBHHHBBHII")
 _IP_DF = 0x4000
 _IP_MF = 0x2000
 _ETH_P_IP = b"\x08\x00"
+_ETH_P_IPV6 = b"\x86\xdd"
+_IPV6_HLEN = 40
 _TCP = struct.Struct("!HHIIBBHHH")
 # NOP, NOP, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP as one word, then TSval, TSecr.
 _TS_OPT = struct.Struct("!III")
@@ -70,14 +73,15 @@ def _flat(payload: bytes | bytearray | memoryview) -> bytes | bytearray | memory
 
 
 def _frame(dst_mac: bytes | None, src_mac: bytes | None,
-           parts: tuple[bytes | bytearray | memoryview, ...]) -> bytes:
+           parts: tuple[bytes | bytearray | memoryview, ...],
+           ethertype: bytes = _ETH_P_IP) -> bytes:
     """``parts`` joined behind an Ethernet header (none when ``dst_mac`` is None),
     padded to ETH_ZLEN; ValueError for a bad MAC."""
     if dst_mac is None:
         return b"".join(parts)
     if src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6:
         raise ValueError("mac addresses must be 6 bytes")
-    frame = b"".join((dst_mac, src_mac, _ETH_P_IP, *parts))
+    frame = b"".join((dst_mac, src_mac, ethertype, *parts))
     if len(frame) < ETH_ZLEN:
         frame += bytes(ETH_ZLEN - len(frame))
     return frame
@@ -94,6 +98,35 @@ def ip_build(dst_mac: bytes | None, src_mac: bytes | None, proto: int, src: int,
     payload = _flat(payload)
     hdr = _ipv4_header(proto, src, dst, ident, ttl, tos, df, mf, frag_offset, 20 + len(payload))
     return _frame(dst_mac, src_mac, (hdr, payload))
+
+
+def _established_th(sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
+                    ts_val: int, ts_ecr: int, sack_blocks: tuple[tuple[int, int], ...],
+                    urg_ptr: int) -> bytes:
+    """The TCP header of a segment after the handshake, checksum zero (see
+    ``tcp_frame``); ValueError for a field out of range or too many options."""
+    try:
+        opts = b"" if ts_val == -1 else _TS_OPT.pack(_TS_OPT_HEAD, ts_val, ts_ecr)
+        if sack_blocks:
+            blocks = tuple(sack_blocks)
+            if len(opts) + 4 + 8 * len(blocks) > _MAX_TCP_OPTION_SPACE:
+                raise ValueError("tcp: options longer than 40 bytes")
+            edges = [edge for start, end in blocks for edge in (start, end)]
+            opts += (_SACK_OPT_HEAD + bytes((2 + 8 * len(blocks),))
+                     + struct.pack(f"!{len(edges)}I", *edges))
+        thlen = 20 + len(opts)
+        return _TCP.pack(sport, dport, seq, ack, (thlen >> 2) << 4, flags, window, 0,
+                         urg_ptr) + opts
+    except struct.error as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _with_check(th: bytes, payload: bytes | bytearray | memoryview, pseudo: int,
+                partial: bool) -> bytes:
+    """``th`` with its checksum field set: over th + payload from ``pseudo``
+    (``partial``: the pseudo-header sum alone, CHECKSUM_PARTIAL)."""
+    check = pseudo if partial else ~_csum_partial(payload, _csum_partial(th, pseudo)) & 0xFFFF
+    return th[:16] + check.to_bytes(2, "big") + th[18:]
 
 
 def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, ident: int,
@@ -116,25 +149,41 @@ def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, 
     the pseudo-header sum (CHECKSUM_PARTIAL, for a device that finishes it:
     a TSO super-frame).
     """
-    try:
-        opts = b"" if ts_val == -1 else _TS_OPT.pack(_TS_OPT_HEAD, ts_val, ts_ecr)
-        if sack_blocks:
-            blocks = tuple(sack_blocks)
-            if len(opts) + 4 + 8 * len(blocks) > _MAX_TCP_OPTION_SPACE:
-                raise ValueError("tcp: options longer than 40 bytes")
-            edges = [edge for start, end in blocks for edge in (start, end)]
-            opts += (_SACK_OPT_HEAD + bytes((2 + 8 * len(blocks),))
-                     + struct.pack(f"!{len(edges)}I", *edges))
-        thlen = 20 + len(opts)
-        th = _TCP.pack(sport, dport, seq, ack, (thlen >> 2) << 4, flags, window, 0,
-                       urg_ptr) + opts
-    except struct.error as exc:
-        raise ValueError(str(exc)) from None
+    th = _established_th(sport, dport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
+                         urg_ptr)
     payload = _flat(payload)
-    seglen = thlen + len(payload)
+    seglen = len(th) + len(payload)
     # DF: TCP does path-MTU discovery (ip_tcp_path sends nothing here when it is off)
     iph = _ipv4_header(_IPPROTO_TCP, src, dst, ident, ttl, 0, True, False, 0, 20 + seglen)
-    pseudo = _pseudo_header_sum(src, dst, _IPPROTO_TCP, seglen)
-    check = pseudo if partial else ~_csum_partial(payload, _csum_partial(th, pseudo)) & 0xFFFF
-    th = th[:16] + check.to_bytes(2, "big") + th[18:]
+    th = _with_check(th, payload, _pseudo_header_sum(src, dst, _IPPROTO_TCP, seglen), partial)
     return _frame(dst_mac, src_mac, (iph, th, payload))
+
+
+def tcp_frame6(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, hlim: int,
+               sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
+               ts_val: int, ts_ecr: int, sack_blocks: tuple[tuple[int, int], ...],
+               payload: bytes | bytearray | memoryview, urg_ptr: int,
+               partial: bool = False) -> bytes:
+    """``tcp_frame`` over IPv6 (issue 17): Ethernet (optional, type 0x86DD) +
+    the fixed IPv6 header ip6_output gives a TCP segment (traffic class and
+    flow label 0, ``hlim``, next header TCP, no extension headers) + the same
+    TCP header and payload, checksummed over the IPv6 pseudo-header (RFC 8200
+    8.1).  ``src``/``dst`` are the 128-bit addresses (not TCP's tagged ones).
+    Same bytes as ``core.ipv6.build_ipv6hdr(6, src, dst, len(seg), hlim) +
+    seg`` behind the Ethernet header, ``seg`` the segment ``build_tcp`` gives
+    with these addresses' pseudo-header.  ValueError out of range."""
+    if not 0 <= hlim <= 0xFF:
+        raise ValueError("ipv6: hop limit out of range")
+    try:
+        addrs = src.to_bytes(16, "big") + dst.to_bytes(16, "big")
+    except OverflowError:
+        raise ValueError("ipv6: address out of range") from None
+    th = _established_th(sport, dport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
+                         urg_ptr)
+    payload = _flat(payload)
+    seglen = len(th) + len(payload)
+    if seglen > 0xFFFF:
+        raise ValueError("ipv6: payload longer than 65535 bytes")
+    ip6h = b"\x60\0\0\0" + bytes((seglen >> 8, seglen & 0xFF, _IPPROTO_TCP, hlim)) + addrs
+    th = _with_check(th, payload, _pseudo_header_sum6(src, dst, _IPPROTO_TCP, seglen), partial)
+    return _frame(dst_mac, src_mac, (ip6h, th, payload), _ETH_P_IPV6)

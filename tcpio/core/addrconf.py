@@ -424,6 +424,7 @@ def addrconf_dad_failure(host: Host, ifa: Inet6Ifaddr, mac: bytes | None) -> Non
         return
     ifa.state = DADFAILED
     ifa.timer.cancel()
+    host.invalidate_routes()
     host.mib["Ip6DadFailures"] += 1
     log.warning("%s: IPv6 duplicate address %s used by %s detected!", host.name,
                 ip6_ntoa(ifa.ip), mac.hex(":") if mac else "?")

@@ -68,13 +68,14 @@ from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
 from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP
+from tcpio.core.ip6_output import ip6_tcp_path as _ip6_tcp_path
 from tcpio.core.ip_fragment import Reassembler
 from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
 from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicast6
 from tcpio.core.mib import Mib
 from tcpio.core.ndisc import Ndisc
-from tcpio.core.raw import RawTable
 from tcpio.core.protocol import EarlyDemux, InetProtocol
+from tcpio.core.raw import RawTable
 from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
 from tcpio.core.settings import Settings
@@ -142,6 +143,13 @@ class Interface:
         return f"<Interface {self.ifindex}:{self.name} {self.link} mtu {self.mtu}>"
 
 
+def _is_ipv6(frame: bytes | bytearray | memoryview, mac: bytes | None) -> bool:
+    """Does ``frame`` (Ethernet when ``mac`` is given, else bare IP) carry IPv6?"""
+    if mac is not None:
+        return len(frame) > 13 and frame[12] == 0x86 and frame[13] == 0xDD
+    return len(frame) > 0 and frame[0] >> 4 == 6
+
+
 class Host:
     """A sans-IO IPv4 host (see docs/internals.md "tcpio.core.host.Host").
 
@@ -177,6 +185,7 @@ class Host:
         # learned path MTUs: dst -> (mtu, expiry, locked) (update_pmtu)
         self.pmtu: dict[int, tuple[int, float, bool]] = {}
         self._rt_cache: dict[int, Route] = {}
+        self._rt6_cache: dict[tuple[int, int | None], Route] = {}
         # Set True in tests so that a bug surfaces as an exception instead of a counter.
         self.debug = False
         self._local: dict[int, int] = {}           # address -> ifindex
@@ -432,16 +441,32 @@ class Host:
         first Ethernet interface; ENETUNREACH without a route."""
         if dst == 1 or dst in self.local6:
             return Route(LOOPBACK_IFINDEX, None, dst, min(self.lo.mtu, IP_MAX_MTU))
+        # the route and its source cached per (destination, scope) as
+        # route_lookup's are, cleared by invalidate_routes; the learned path
+        # MTU is applied on every lookup
+        key = (dst, ifindex)
+        cache = self._rt6_cache
+        rt = cache.get(key)
+        if rt is None:
+            rt = self._route6_slow(dst, ifindex)
+            if len(cache) >= 4096:
+                cache.clear()       # bounded: a scan of many destinations cannot grow it
+            cache[key] = rt
+        if dst in self.pmtu6:
+            return rt._replace(mtu=self._mtu6(self.interfaces[rt.ifindex], dst))
+        return rt
+
+    def _route6_slow(self, dst: int, ifindex: int | None) -> Route:
         if is_linklocal6(dst) or (is_multicast6(dst) and addr_scope(dst) <= 2):
             iface = self._iface(ifindex) if ifindex else self._default_iface6()
             return Route(iface.ifindex, None, addrconf.ipv6_dev_get_saddr(iface, dst) or 0,
-                         self._mtu6(iface, dst))
+                         min(iface.mtu, IP_MAX_MTU))
         entry = self.fib6.lookup(dst)
         if entry is None:
             raise sock_error(errno.ENETUNREACH)
         iface = self.interfaces[entry.ifindex]
         return Route(entry.ifindex, entry.gateway,
-                     addrconf.ipv6_dev_get_saddr(iface, dst) or 0, self._mtu6(iface, dst))
+                     addrconf.ipv6_dev_get_saddr(iface, dst) or 0, min(iface.mtu, IP_MAX_MTU))
 
     def _default_iface6(self) -> Interface:
         for iface in self.interfaces.values():
@@ -541,6 +566,7 @@ class Host:
     def invalidate_routes(self) -> None:
         """Forget cached lookups after any change of addresses, routes or MTUs."""
         self._rt_cache.clear()
+        self._rt6_cache.clear()
 
     def _route_slow(self, dst: int) -> Route:
         lo = self.lo
@@ -650,6 +676,13 @@ class Host:
         fast = not self.raw.tcpudp
         # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
         syn = demux.syn if demux is not None and not lo else None
+        # IPv6 segments of established connections (_rx_tcp6), when the IPv6
+        # TCP handler is this TCP's; lo's go layered
+        v6 = None
+        if demux is not None and demux.ehash6 is not None and not lo and getattr(
+                self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
+            v6 = (self.local6, demux.ehash6, iface.ifindex)
+        taken6 = 0      # the IPv6 ones
         ip_rcv = ip_input.ip_rcv
         taken = 0       # segments the TCP fast path took whole
         gro = False     # rx_gso_* set for the frame in hand
@@ -666,12 +699,14 @@ class Host:
                         rec = None
                     elif lo:
                         rec = classify(frame, None, local, bcast, verify, ehash, now, True)
-                    elif syn is not None:
-                        rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn)
                     else:
-                        rec = classify(frame, mac, local, bcast, verify, ehash, now)
+                        rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn,
+                                       v6)
                     if rec is True:
                         taken += 1
+                        continue
+                    if type(rec) is int:        # RX_TAKEN6
+                        taken6 += 1
                         continue
                     if type(frame) is GsoFrame:
                         gro = True
@@ -689,7 +724,10 @@ class Host:
                         # Raised inside rx_classify: only the TCP fast path runs
                         # protocol code there, after it took the segment, which the
                         # layered path would have counted before failing too.
-                        taken += 1
+                        if _is_ipv6(frame, mac):
+                            taken6 += 1
+                        else:
+                            taken += 1
                     if self.debug:
                         raise
                     # A bug must not kill the stack: count it, log it, drop the frame.
@@ -714,6 +752,12 @@ class Host:
                 mib["InReceives"] += taken
                 mib["InDelivers"] += taken
                 mib["InSegs"] += taken
+            if taken6:
+                # ipv6_rcv's, ip6_input_finish's and TCP's counts
+                mib = self.mib
+                mib["Ip6InReceives"] += taken6
+                mib["Ip6InDelivers"] += taken6
+                mib["InSegs"] += taken6
 
     def _rx_deliver(self, rec: tuple, frame: bytes | bytearray | memoryview,
                     now: float) -> bool:
@@ -728,6 +772,15 @@ class Host:
         protocol's own.
         """
         proto = rec[0]
+        if rec[5] is None:
+            # IPv6 TCP (_rx_tcp6, only with the IPv6 handler this TCP's):
+            # ipv6_rcv's and ip6_input_finish's counts, then tcp_v6_rcv's rest
+            mib = self.mib
+            mib["Ip6InReceives"] += 1
+            mib["Ip6InDelivers"] += 1
+            self.protocols6[IPPROTO_TCP].rcv_verified(rec[1], rec[2],
+                                                      memoryview(frame)[rec[6]:rec[7]], now)
+            return True
         handler = self._tcp_handler if proto == IPPROTO_TCP else self.protocols.get(proto)
         if handler is None:
             return False      # InUnknownProtos + ICMP protocol unreachable: slow path
@@ -879,6 +932,8 @@ class Host:
     # NetHost.ip_tcp_path(dst, length): ip_output's function itself as the
     # method (no extra call per segment; its first parameter is the host).
     ip_tcp_path = _ip_tcp_path
+    # NetHost6.ip6_tcp_path(dst, length): the same for IPv6 (ip6_output's)
+    ip6_tcp_path = _ip6_tcp_path
 
     def ether_xmit(self, iface: Interface, dst_mac: bytes, ethertype: int,
                    payload: bytes | bytearray) -> None:

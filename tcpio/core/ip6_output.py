@@ -12,6 +12,11 @@ datagram (ipv6_select_ident: a keyed hash of the addresses picks a counter,
 so IDs are neither global nor predictable).  With ``dontfrag``
 (IPV6_DONTFRAG) such a datagram is EMSGSIZE instead.  No atomic fragments
 (RFC 8021).
+
+``ip6_tcp_path`` and ``ip6_queue_xmit_tcp`` are ip_output's whole-frame
+short cut for TCP over IPv6 (issue 17): a cached route and a connected
+neighbour, the frame built in one compiled call (``tx.tcp_frame6``), the
+same bytes and counters as ip6_output gives the segment.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import errno
 import hashlib
 from typing import TYPE_CHECKING
 
+from tcpio import _fast
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_FRAGMENT
 from tcpio.core.ipv6 import (
@@ -34,7 +40,10 @@ from tcpio.core.ipv6 import (
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
+    from tcpio.core.protocol import NetHost6, TcpXmitPath
     from tcpio.core.route import Route
+
+tcp_frame6 = _fast.load("tx").tcp_frame6
 
 IP6_IDENTS_SZ = 2048
 
@@ -125,3 +134,56 @@ def ip6_finish_output2(host: Host, iface: Interface, route: Route, dst: int,
         host.ether_xmit(iface, multicast_mac6(dst), ETH_P_IPV6, packet)
     else:
         host.ndisc.output(iface, route.gateway if route.gateway is not None else dst, packet)
+
+
+def ip6_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
+    """Where TCP datagrams of up to ``length`` bytes (IPv6 header included)
+    to ``dst`` go when each can leave as one whole frame now: ``(ifindex,
+    dst_mac, src_mac, src)`` as ip_output.ip_tcp_path gives for IPv4 (MACs
+    None on an "ip" link, ``src`` the route's source).  None, having changed
+    nothing, when ip6_output's general path is needed: no route or no
+    source, to ourselves (lo), multicast, above the path MTU (the source
+    fragments), or a neighbour ND has not confirmed (ndisc.output queues or
+    probes)."""
+    try:
+        route = host.route6_lookup(dst)
+    except OSError:
+        return None         # ip6_output counts Ip6OutNoRoutes
+    if route.ifindex == 0 or is_multicast6(dst) or not route.src:
+        return None
+    if length > route.mtu or length - IPV6_HLEN > IPV6_MAXPLEN:
+        return None
+    iface = host.interfaces[route.ifindex]
+    if iface.link != "ether":
+        return iface.ifindex, None, None, route.src
+    dst_mac = host.ndisc.hh_lookup(iface.ifindex,
+                                   route.gateway if route.gateway is not None else dst)
+    if dst_mac is None:
+        return None
+    return iface.ifindex, dst_mac, iface.mac, route.src
+
+
+def ip6_queue_xmit_tcp(host: NetHost6, src: int, dst: int, sport: int, dport: int, seq: int,
+                       ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
+                       sack_blocks: tuple[tuple[int, int], ...],
+                       payload: bytes | bytearray | memoryview, urg_ptr: int) -> bool:
+    """ip_output.ip_queue_xmit_tcp over IPv6 (``src``/``dst`` the 128-bit
+    addresses): one TCP segment sent as a whole frame built by one compiled
+    call when ``ip6_tcp_path`` allows, with the frame and the counters of
+    ``build_tcp`` + ip6_output for it.  False, having sent and counted
+    nothing, when the segment needs ip6_output's general path."""
+    length = (IPV6_HLEN + 20 + len(payload) + (12 if ts_val != -1 else 0)
+              + (4 + 8 * len(sack_blocks) if sack_blocks else 0))
+    path = host.ip6_tcp_path(dst, length)
+    if path is None:
+        return False
+    ifindex, dst_mac, src_mac, route_src = path
+    frame = tcp_frame6(dst_mac, src_mac, src or route_src, dst, host.settings.ipv6_hop_limit,
+                       sport, dport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
+                       payload, urg_ptr)
+    mib = host.mib
+    mib["Ip6OutRequests"] += 1
+    if dst_mac is not None:
+        mib["EthOutFrames"] += 1
+    host.xmit(ifindex, frame)
+    return True

@@ -157,6 +157,11 @@ class NetHost6(NetHost, Protocol):
 
     def is_local_address6(self, ip: int) -> bool: ...
 
+    def ip6_tcp_path(self, dst: int, length: int) -> TcpXmitPath | None:
+        """``ip_tcp_path`` for IPv6: where TCP datagrams of up to ``length``
+        bytes to ``dst`` (128-bit) can leave as one whole frame each."""
+        ...
+
     def ip6_output(self, proto: int, src: int | None, dst: int,
                    payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
                    tclass: int = 0, dontfrag: bool = False,
@@ -195,8 +200,11 @@ class EarlyDemux(NamedTuple):
     TCP's stateless SYN path (``syn_fast.SynPath``), which the classifier
     hands SYNs that nothing in ``ehash`` claims; the host gives it each
     device batch's output list (``batch_begin``) and its MIB at the batch's
-    end (``batch_end``)."""
+    end (``batch_end``).  ``ehash6``: the protocol's IPv6 established hash
+    (tagged addresses, core.tcp.inet6_addr), which the classifier searches
+    for an IPv6 segment's in-order data the same way (None: it does not)."""
 
     rcv_verified: Callable[[Any, memoryview, float], Any]
     ehash: Any = None
     syn: Any = None
+    ehash6: Any = None

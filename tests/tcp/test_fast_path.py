@@ -24,8 +24,11 @@ import pytest
 from tcpio import _fast
 from tcpio._fast import load_compiled, load_pure
 from tcpio.core import host as host_mod
+from tcpio.core.addr import ip6_aton
+from tcpio.core.in_h import AF_INET6
 from tcpio.core.sim import VirtualNetwork
 from tcpio.core.tcp import tcp_input, tcp_output
+from tcpio.core.tcp.inet6_addr import V6MASK
 from tcpio.core.tcp.sock import TcpSock
 from tcpio.core.tcp.tcp_output import tcp_send_ack
 from tcpio.core.tcp.tcp_states import TCP_CA_DISORDER, TCP_CLOSE_WAIT, TCP_ESTABLISHED
@@ -82,7 +85,7 @@ def flavour(request, monkeypatch):
         monkeypatch.setattr(tcp_output, "_tcp_xmit_path", lambda sk, mss: None)
 
         def classify_without_fast_path(frame, mac, local, bcast, verify_tcp=True,
-                                       ehash=None, now=0.0, lo=False, syn=None):
+                                       ehash=None, now=0.0, lo=False, syn=None, v6=None):
             return rx_py.rx_classify(frame, mac, local, bcast, verify_tcp)
 
         monkeypatch.setattr(host_mod, "rx_classify", classify_without_fast_path)
@@ -91,16 +94,37 @@ def flavour(request, monkeypatch):
 
 # --- differential: same frames, same counters ------------------------------------------------
 
-def _run_transfer(impair: bool, seed: int) -> tuple[bytes, dict, dict, int]:
-    """Data both ways on one connection; returns (digest of every frame on the
-    wire in order, a's MIB, b's MIB, segments delivered to b)."""
+def _sim_connect6(net: VirtualNetwork, link, a, b, port: int = 80) -> tuple:
+    """sim_connect over IPv6: fd00::1 on ``a``, fd00::2 on ``b`` (no DAD),
+    an AF_INET6 client and listener; (client, accepted child), established."""
+    a.add_address6(link.ifa, ip6_aton("fd00::1"), 64, nodad=True)
+    b.add_address6(link.ifb, ip6_aton("fd00::2"), 64, nodad=True)
+    listener = b.tcp.socket(AF_INET6)
+    listener.bind(0, port)
+    listener.listen(4)
+    c = a.tcp.socket(AF_INET6)
+    with pytest.raises(BlockingIOError):
+        c.connect(ip6_aton("fd00::2"), port)
+    assert net.run_until(lambda: listener.accept_queue and c.state == TCP_ESTABLISHED, 30)
+    return c, listener.accept()
+
+
+def _run_transfer(impair: bool, seed: int, family: int = 4) -> tuple[bytes, dict, dict, int]:
+    """Data both ways on one connection (over IPv4, or IPv6 with ``family``
+    6); returns (digest of every frame on the wire in order, a's MIB, b's
+    MIB, segments delivered to b)."""
     net = VirtualNetwork(seed=seed)
     a, b = net.host("a"), net.host("b")
     imp = (Impairment(loss=0.03, reorder=0.05, duplicate=0.01, seed=seed)
            if impair else None)
     link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24", impairment=imp,
                     impairment_ba=Impairment(loss=0.03, seed=seed + 1) if impair else None)
-    c, s = sim_connect(net, a, b)
+    if family == 6:
+        c, s = _sim_connect6(net, link, a, b)
+        # every data segment must have crossed as IPv6
+        assert c.raddr > V6MASK and s.raddr > V6MASK
+    else:
+        c, s = sim_connect(net, a, b)
     rng = random.Random(seed)
     up, down = rng.randbytes(600_000), rng.randbytes(150_000)
     got_up, got_down = bytearray(), bytearray()
@@ -129,24 +153,26 @@ def _run_transfer(impair: bool, seed: int) -> tuple[bytes, dict, dict, int]:
 _REFERENCE: dict = {}
 
 
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("impair", [False, True], ids=["clean", "lossy"])
 @pytest.mark.parametrize("flavour", _flavours(), indirect=True)
-def test_same_frames_and_counters_with_and_without_fast_path(flavour, impair):
-    result = _run_transfer(impair, seed=11)
+def test_same_frames_and_counters_with_and_without_fast_path(flavour, impair, family):
+    result = _run_transfer(impair, seed=11, family=family)
     # Every flavour must agree with the one that ran first (order-independent:
     # pytest may run any flavour first, and each is checked against the same
     # deterministic scenario).
-    ref = _REFERENCE.setdefault(impair, (flavour, result))
+    ref = _REFERENCE.setdefault((impair, family), (flavour, result))
     assert result[3] > 400
     assert result[1] == ref[1][1], f"a's counters differ from the {ref[0]} run"
     assert result[2] == ref[1][2], f"b's counters differ from the {ref[0]} run"
     assert result[0] == ref[1][0], f"the frames on the wire differ from the {ref[0]} run"
 
 
-def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family):
     """The point of it: on a clean one-way transfer almost every data segment
     is sent by the compiled send loop (write_xmit) and handled on arrival by
-    rcv_established (the receive fast path)."""
+    rcv_established (the receive fast path), over IPv6 as over IPv4 (issue 17)."""
     fast = _fast.load("tcp_fast")
     calls = {"taken": 0, "declined": 0, "acks": 0}
     real = fast.rcv_established
@@ -174,8 +200,8 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
     monkeypatch.setattr(host_mod, "rx_classify", rx_py.rx_classify)
     net = VirtualNetwork(seed=3)
     a, b = net.host("a"), net.host("b")
-    net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
-    c, s = sim_connect(net, a, b)
+    link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = _sim_connect6(net, link, a, b) if family == 6 else sim_connect(net, a, b)
     data = bytes(2_000_000)
     sent, got = 0, 0
 
@@ -188,7 +214,7 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
         return got == len(data)
 
     assert net.run_until(pump, 120)
-    segments = len(data) // 1448
+    segments = len(data) // (1428 if family == 6 else 1448)     # MSS - 12 (timestamps)
     assert calls["taken"] >= segments * 0.95, calls
     # ...and most of the receiver's ACKs (about one per two segments) too
     assert calls["acks"] >= segments * 0.3, calls
@@ -196,6 +222,11 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch):
     # ...and the sender built almost all of them in the compiled send loop.
     assert burst["segments"] >= segments * 0.95, burst
     assert a.mib["OutSegs"] >= burst["segments"]
+    if family == 6:
+        # every one of them an IPv6 datagram, counted as the layered path would
+        assert b.mib["Ip6InReceives"] >= calls["taken"]
+        assert a.mib["Ip6OutRequests"] >= burst["segments"]
+        assert b.mib["InReceives"] < 10 and a.mib["OutRequests"] < 10
 
 
 # --- per rule ------------------------------------------------------------------------------------

@@ -353,7 +353,7 @@ def _use_flavour(mp: pytest.MonkeyPatch, name: str) -> None:
         mp.setattr(tcp_input, "rcv_established_fast", _no_fast)
 
         def classify_without_fast_path(frame, mac, local, bcast, verify_tcp=True,
-                                       ehash=None, now=0.0, lo=False, syn=None):
+                                       ehash=None, now=0.0, lo=False, syn=None, v6=None):
             return rx_py.rx_classify(frame, mac, local, bcast, verify_tcp)
 
         mp.setattr(host_mod, "rx_classify", classify_without_fast_path)

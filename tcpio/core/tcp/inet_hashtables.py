@@ -157,12 +157,35 @@ class EHash6:
         self.secret = secret
         self._chains: dict[tuple[int, int, int, int], list[tuple[tuple, Any]]] = {}
         self._count = 0
+        # address -> addr_key, for the lookup every IPv6 segment makes (bounded)
+        self._folds: dict[int, int] = {}
 
     def _key(self, laddr: int, lport: int, raddr: int, rport: int) -> tuple[int, int, int, int]:
-        return addr_key(self.secret, laddr), lport, addr_key(self.secret, raddr), rport
+        folds = self._folds
+        lkey = folds.get(laddr)
+        if lkey is None:
+            lkey = self._fold(laddr)
+        rkey = folds.get(raddr)
+        if rkey is None:
+            rkey = self._fold(raddr)
+        return lkey, lport, rkey, rport
+
+    def _fold(self, addr: int) -> int:
+        folds = self._folds
+        if len(folds) >= 4096:
+            folds.clear()
+        key = folds[addr] = addr_key(self.secret, addr)
+        return key
 
     def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
-        chain = self._chains.get(self._key(laddr, lport, raddr, rport))
+        # (_key inlined for the folds already known: one lookup per IPv6 segment)
+        folds = self._folds
+        lkey = folds.get(laddr)
+        rkey = folds.get(raddr)
+        if lkey is None or rkey is None:
+            chain = self._chains.get(self._key(laddr, lport, raddr, rport))
+        else:
+            chain = self._chains.get((lkey, lport, rkey, rport))
         if chain:
             t = (laddr, lport, raddr, rport)
             for key, obj in chain:

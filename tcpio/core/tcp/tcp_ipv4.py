@@ -149,9 +149,10 @@ class TcpProto:
     def early_demux(self) -> EarlyDemux:
         """The receive fast path this TCP registers with the host (tcp_v4_early_demux):
         segments the rx classifier verified go to ``rcv_verified``, and the
-        classifier may search our established hash itself, and answer a SYN
-        with a cookie through our SYN path."""
-        return EarlyDemux(self.rcv_verified, self.hashinfo.ehash, self.syn_path)
+        classifier may search our established hashes itself (IPv4's and
+        IPv6's), and answer a SYN with a cookie through our SYN path."""
+        return EarlyDemux(self.rcv_verified, self.hashinfo.ehash, self.syn_path,
+                          self.hashinfo.ehash6)
 
     # --- user entry ---------------------------------------------------------------
     def socket(self, family: int = AF_INET) -> TcpSock:

@@ -6,8 +6,11 @@ IPv6 pseudo-header), tags the addresses (``inet6_addr``) and hands it to
 the same ``TcpProto.rcv_verified`` as IPv4's, whose lookups, state machine,
 SYN cookies and output then see IPv6 4-tuples; ``tcp_v6_err`` finds the
 sock an ICMPv6 error quotes and applies ``TcpProto.tcp_sk_err``.  Output
-leaves through ``inet6_addr.ip6_xmit_tcp``.  The compiled receive
-classifier and send loop stay IPv4's: IPv6 segments take this path.
+leaves as a whole frame (``ip6_output.ip6_queue_xmit_tcp``) or through
+``inet6_addr.ip6_xmit_tcp``.  An established
+connection's in-order segments usually skip this path: the compiled
+receive classifier (``rx._rx_tcp6``) hands them to the fast path itself,
+and the send loop builds their frames whole (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ class TcpV6Proto:
             mib["TcpInBroadcastDrops"] += 1
             return
         self.tcp.rcv_verified(Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst), payload, now)
+
+    def rcv_verified(self, src: int, dst: int, payload: Any, now: float) -> None:
+        """tcp_v6_rcv for a segment the host's rx classifier checked as
+        ``rcv`` does (rx._rx_tcp6): ``src``/``dst`` already tagged."""
+        self.tcp.rcv_verified(Iph6(src, dst), payload, now)
 
     def err(self, type: int, code: int, code_errno: int, info: int, ip6h: Any,
             payload: bytes) -> None:

@@ -7,10 +7,11 @@ Every function takes the sock and ``now``; nothing here reads a clock.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ... import _fast
 from ..in_h import IPPROTO_TCP
+from ..ip6_output import ip6_queue_xmit_tcp
 from ..ip_output import IP_ID_NO_SOCK, ip_queue_xmit_tcp
 from .inet6_addr import V6MASK, ip6_xmit_tcp
 from .tcp_cong import CA_EVENT_TX_START
@@ -41,7 +42,7 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
-    from ..protocol import NetHost, TcpXmitPath
+    from ..protocol import NetHost, NetHost6, TcpXmitPath
     from .sock import TcpSock
 
 wire = _fast.load("wire")
@@ -139,7 +140,13 @@ def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, s
     _tcp_out_count(host, flags)
     seq &= 0xFFFFFFFF
     ack &= 0xFFFFFFFF
-    if raddr <= V6MASK and not tos and df is not False and ip_queue_xmit_tcp(
+    if raddr > V6MASK:
+        # IPv6 (issue 17): IP_TOS and IP_MTU_DISCOVER are IPv4's, not applied
+        if ip6_queue_xmit_tcp(cast("NetHost6", host), laddr & V6MASK, raddr & V6MASK, lport,
+                              rport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
+                              payload, urg_ptr):
+            return
+    elif not tos and df is not False and ip_queue_xmit_tcp(
             host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val, ts_ecr,
             sack_blocks, payload, urg_ptr, ident):
         return
@@ -513,9 +520,11 @@ def _tcp_xmit_path(sk: TcpSock, mss: int) -> TcpXmitPath | None:
     """Where every segment of up to ``mss`` bytes to the peer can go out as one
     whole frame now (NetHost.ip_tcp_path, checked once for a burst); None:
     the general path."""
+    length = 40 + (12 if sk.tstamp_ok else 0) + mss
     if sk.raddr > V6MASK:
-        return None             # IPv6: the general path (docs/internals.md, issue 17)
-    return sk.host.ip_tcp_path(sk.raddr, 40 + (12 if sk.tstamp_ok else 0) + mss)
+        # IPv6 (issue 17): a header 20 bytes longer, the route and ND's neighbour
+        return cast("NetHost6", sk.host).ip6_tcp_path(sk.raddr & V6MASK, length + 20)
+    return sk.host.ip_tcp_path(sk.raddr, length)
 
 
 def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -> bool:
@@ -523,12 +532,18 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     and ip_output do per segment, in bulk; the timers are tcp_write_xmit's."""
     host = sk.host
     ifindex, dst_mac, src_mac, _src = path
-    gso_max, csum_partial = host.gso_caps(ifindex)
+    v6 = sk.raddr > V6MASK
+    if v6:
+        # IPv6: the hop limit; no TSO6 (the devices' GSO is IPv4's: virtio_net)
+        ttl = host.settings.ipv6_hop_limit
+        gso_max, csum_partial = 0, False
+    else:
+        ttl = host.settings.ip_default_ttl
+        gso_max, csum_partial = host.gso_caps(ifindex)
     queue = host.tx_queue()
     queued = len(queue)
-    n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac,
-                             host.settings.ip_default_ttl, now, gso_max, csum_partial,
-                             tcp_tso_segs(sk, mss))
+    n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
+                             csum_partial, tcp_tso_segs(sk, mss))
     if not n:
         return False
     sk.segs_out += n
@@ -537,7 +552,7 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     frames = len(queue) - queued
     mib = host.mib
     mib["OutSegs"] += n
-    mib["OutRequests"] += frames
+    mib["Ip6OutRequests" if v6 else "OutRequests"] += frames
     if dst_mac is not None:
         mib["EthOutFrames"] += frames
     # tcp_event_ack_sent (the per-segment quick-ACK count is done in the loop)
