@@ -460,13 +460,13 @@ class Host:
         if is_linklocal6(dst) or (is_multicast6(dst) and addr_scope(dst) <= 2):
             iface = self._iface(ifindex) if ifindex else self._default_iface6()
             return Route(iface.ifindex, None, addrconf.ipv6_dev_get_saddr(iface, dst) or 0,
-                         min(iface.mtu, IP_MAX_MTU))
+                         self._link_mtu6(iface))
         entry = self.fib6.lookup(dst)
         if entry is None:
             raise sock_error(errno.ENETUNREACH)
         iface = self.interfaces[entry.ifindex]
         return Route(entry.ifindex, entry.gateway,
-                     addrconf.ipv6_dev_get_saddr(iface, dst) or 0, min(iface.mtu, IP_MAX_MTU))
+                     addrconf.ipv6_dev_get_saddr(iface, dst) or 0, self._link_mtu6(iface))
 
     def _default_iface6(self) -> Interface:
         for iface in self.interfaces.values():
@@ -474,8 +474,13 @@ class Host:
                 return iface
         raise sock_error(errno.ENETUNREACH, "no interface for a link-local destination")
 
+    @staticmethod
+    def _link_mtu6(iface: Interface) -> int:
+        """The link's IPv6 MTU: the interface's, or a router's MTU option below it."""
+        return min(iface.mtu, iface.ip6.mtu6 or IP_MAX_MTU, IP_MAX_MTU)
+
     def _mtu6(self, iface: Interface, dst: int) -> int:
-        mtu = min(iface.mtu, iface.ip6.mtu6 or IP_MAX_MTU, IP_MAX_MTU)
+        mtu = self._link_mtu6(iface)
         learned = self.pmtu6.get(dst)
         if learned is not None:
             if learned[1] > self.now:
