@@ -15,6 +15,7 @@ connect (or accept) to the last EOF, on this side.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import resource
 import socket
@@ -44,19 +45,29 @@ def raise_nofile() -> None:
 
 
 async def send(host: str, port: int, n: int, nbytes: int) -> dict:
+    """A flow that fails (ECONNRESET, ...) is counted by its errno name and
+    the others go on; "bytes" counts the flows that completed."""
+    errors: dict[str, int] = {}
+
     async def flow(i: int) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
-        data = memoryview(pattern(i, nbytes))
-        for off in range(0, nbytes, CHUNK):
-            writer.write(data[off:off + CHUNK])
-            await writer.drain()
-        writer.write_eof()
-        await reader.read()             # the receiver closes when it has it all
-        writer.close()
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            data = memoryview(pattern(i, nbytes))
+            for off in range(0, nbytes, CHUNK):
+                writer.write(data[off:off + CHUNK])
+                await writer.drain()
+            writer.write_eof()
+            await reader.read()             # the receiver closes when it has it all
+            writer.close()
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            errors[name] = errors.get(name, 0) + 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(flow(i) for i in range(n)))
-    return {"elapsed": time.perf_counter() - t0, "bytes": n * nbytes}
+    failed = sum(errors.values())
+    return {"elapsed": time.perf_counter() - t0, "bytes": (n - failed) * nbytes,
+            "failed": failed, "errors": errors}
 
 
 async def sink(host: str, port: int, n: int) -> dict:

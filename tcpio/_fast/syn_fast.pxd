@@ -54,6 +54,7 @@ cpdef long long tcp_rcv_wscale(bint window_scaling, long long rmem_max, long lon
 cpdef long long initial_rcv_wnd(long long rcvbuf, long long mss)
 @cython.locals(advmss=cython.longlong)
 cpdef long long route_advmss(long long mtu, long long user_mss)
+cpdef bint inet_csk_reqsk_queue_is_full(object listener) except -1
 cpdef object listener_pick(object socks, long long laddr)
 
 @cython.locals(listener=TcpCb, syncookies=cython.longlong, mss=cython.longlong,

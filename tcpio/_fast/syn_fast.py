@@ -220,6 +220,17 @@ def route_advmss(mtu: int, user_mss: int) -> int:
     return min(user_mss, advmss) if user_mss else advmss
 
 
+def inet_csk_reqsk_queue_is_full(listener: Any) -> bool:
+    """Linux's test for "the SYN queue is full", after which tcp_conn_request
+    answers with cookies (or drops, with tcp_syncookies = 0): more request
+    socks than the listen() backlog (sk_max_ack_backlog).  Linux compares with
+    ``>`` since 6.13 (commit 3479c7549fb1, "tcp/dccp: allow a connection when
+    sk_max_ack_backlog is zero"), as sk_acceptq_is_full does.  Since
+    ef547f2ac16b ("tcp: remove max_qlen_log") tcp_max_syn_backlog plays no
+    part here, only in tcp_conn_request's early drop without cookies."""
+    return len(listener.syn_queue) > listener.max_ack_backlog
+
+
 def listener_pick(socks: Any, laddr: int) -> Any:
     """__inet_lookup_listener over the listeners of one port (in the order
     they started listening): the first bound to ``laddr``, else the first
@@ -296,7 +307,7 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     syncookies = st.tcp_syncookies
     if not syncookies:
         return SYN_DECLINED
-    if syncookies != 2 and len(listener.syn_queue) < st.tcp_max_syn_backlog:
+    if syncookies != 2 and not inet_csk_reqsk_queue_is_full(listener):
         return SYN_DECLINED         # room for a request sock: the layered path's
     if len(listener.accept_queue) > listener.max_ack_backlog:
         return SYN_DECLINED         # sk_acceptq_is_full: counted there

@@ -63,8 +63,8 @@ cdef class TxSeg:
 
 cdef object _send_ack, _data_sent_idle, _ack_predicted
 # C constants, not module objects, in the compiled arithmetic
-cdef long long _TCP_ESTABLISHED, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
-cdef long long _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
+cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
+cdef long long _TCPHDR_FIN, _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
 cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
@@ -132,10 +132,10 @@ cpdef bytes addrs6_of(TcpCb sk)
                run_len=cython.longlong, run_flags=cython.longlong,
                wq=bytearray, off=Py_ssize_t, burst=cython.longlong, more=bint,
                mark=cython.longlong, quota=cython.longlong, last=bint, seg=TxSeg,
-               addrs6=bytes)
+               addrs6=bytes, fin=bint)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      double now, long long gso_max=*,
-                     bint csum_partial=*, long long max_segs=*) except -1
+                     bint csum_partial=*, long long max_segs=*, bint fin_queued=*) except -1
 @cython.locals(window=cython.longlong, ident=uint32_t)
 cdef int _xmit_run(TcpCb sk, bytearray wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
                    uint32_t ttl, Py_ssize_t off, Py_ssize_t n,

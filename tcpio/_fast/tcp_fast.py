@@ -30,7 +30,10 @@ changed nothing, when the segment needs the full path
 (core.tcp.tcp_input.tcp_rcv_established).  The caller has already checked
 what the header alone says: the flags are ACK (PSH, ECE, CWR allowed; no
 SYN, FIN, RST or URG) and the options are at most a timestamp (no SACK
-blocks).  Declined here: another state, a segment not at rcv_nxt, loss
+blocks).  Also taken: a bare ACK in FIN-WAIT-1 that does not acknowledge
+our FIN (the state machine would do the same as in ESTABLISHED with it; a
+sender that closed right after its last write spends its whole transfer in
+FIN-WAIT-1).  Declined here: another state, a segment not at rcv_nxt, loss
 recovery, an out-of-order queue, pending urgent data, a window change, a
 timestamp missing or older than ts_recent (PAWS), an ACK below snd_una or
 above snd_nxt; for data, a closed receive window or (unless
@@ -59,9 +62,11 @@ now)`` is tcp_write_xmit's loop for plain data segments, each built as a whole f
 tagged above bit 128, see ``addrs6_of``) and appended to ``out`` (the
 host's output list), with its
 ``TxSeg`` (the retransmit queue's record of a segment) appended to sk.rtx.
-core.tcp.tcp_output calls it when nothing unusual is pending (no FIN queued,
-no urgent mode, no SACK option to send) and the route's neighbour is
-resolved; it returns the number of segments sent.
+core.tcp.tcp_output calls it when nothing unusual is pending (no urgent
+mode, no SACK option to send, no FIN queued without data left to carry it)
+and the route's neighbour is resolved; it returns the number of segments
+sent.  A queued FIN goes with the last data segment, as Linux's tcp_send_fin
+marks it on the tail skb of the write queue.
 
 ``ip_select_ident_segs(sk, segs)``: the IP ID of a connected socket's next
 datagram of ``segs`` segments, from its own counter (``sk.inet_id``, Linux's
@@ -100,9 +105,11 @@ _tcp_frame6 = load("tx").tcp_frame6
 _V6MASK = (1 << 128) - 1
 
 _TCP_ESTABLISHED = 1
+_TCP_FIN_WAIT1 = 4
 _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
 _MAX_TCP_WINDOW = 65535
+_TCPHDR_FIN = 0x01
 _TCPHDR_SYN = 0x02
 # tp->nonagle's bits (include/net/tcp.h); TCP_NAGLE_OFF is TcpCb.nodelay
 _TCP_NAGLE_CORK = 2      # TCP_CORK, or a MSG_MORE write's push: hold partial segments
@@ -449,7 +456,16 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         raise TypeError("tcp: the receive queue must be a bytearray")
     shifted = window
     shifted <<= sk.snd_wscale
-    if (sk.state != _TCP_ESTABLISHED or seq != sk.rcv_nxt
+    if sk.state != _TCP_ESTABLISHED:
+        # FIN-WAIT-1 (our FIN queued or sent, not yet acknowledged): Linux's
+        # tcp_rcv_state_process does for a bare ACK that does not cover the
+        # FIN exactly what ESTABLISHED does for it (tcp_ack, then
+        # tcp_data_snd_check; its FIN-WAIT-1 step waits for snd_una to pass
+        # the FIN), so the prediction below serves it too; data, and the ACK
+        # of our FIN (write_seq + 1), go to the state machine.
+        if sk.state != _TCP_FIN_WAIT1 or n != 0 or after(ack, sk.write_seq):
+            return 0
+    if (seq != sk.rcv_nxt
             or sk.ca_state != _TCP_CA_OPEN or sk.urg_seq is not None or sk.ofo
             or shifted != sk.snd_wnd or sk.trace is not None):
         return 0
@@ -683,8 +699,15 @@ def ip_select_ident_segs(sk: TcpCb, segs: int) -> int:
 
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                src_mac: bytes | None, ttl: int, now: float, gso_max: int = 0,
-               csum_partial: bool = False, max_segs: int = 0) -> int:
+               csum_partial: bool = False, max_segs: int = 0, fin_queued: bool = False) -> int:
     """tcp_write_xmit's loop for plain data segments (see the module docstring).
+
+    ``fin_queued``: the user closed the sending side (tcp_send_fin), so the
+    last byte of the send queue carries the FIN, as Linux marks it on the
+    write queue's tail skb: the segment that ends at write_seq goes with FIN
+    (its sequence space one more, its TxSeg flags FIN), past the cwnd test
+    as tcp_cwnd_test lets the final FIN go.  A FIN with no data left to ride
+    on is tcp_transmit_skb's (the caller's: ValueError here).
 
     PSH where Linux's wire has it: where a write ended (push_mark), and on
     the last segment of each burst of several, a burst being what Linux
@@ -713,6 +736,8 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         raise ValueError("tcp: mss must be positive and ttl at most 255")
     wq_seq = sk.wq_seq
     write_seq = sk.write_seq
+    if fin_queued and sk.snd_nxt == write_seq:
+        raise ValueError("write_xmit: a FIN alone is tcp_transmit_skb's")
     # IPv6 (issue 17): the addresses once for the whole loop, and an IP
     # header 20 bytes longer
     addrs6 = addrs6_of(sk)
@@ -737,30 +762,35 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     run_flags = 0
     burst = 0           # segments of the burst being sent (Linux's GSO skb)
     quota = 0           # its size at most (cwnd_quota when it started)
-    more = xmit_more(sk, sk.snd_nxt, mss, False)
+    more = xmit_more(sk, sk.snd_nxt, mss, fin_queued)
     while more:
         seq = sk.snd_nxt
         unsent = seq_diff(write_seq, seq)
         seglen = mss if mss < unsent else unsent
-        end = u32(seq + seglen)
+        # (seglen > 0: the FIN goes with the last data, so it is never alone here)
+        fin = fin_queued and seglen == unsent
+        end = u32(seq + seglen + 1) if fin else u32(seq + seglen)
         # wq holds [wq_seq, write_seq): checked before anything changes
         off = u32(seq - wq_seq)
         if off + seglen > len(wq):
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
         mark = push_mark(sk, seq, end)
-        seg = new_data_sent(sk, seq, end, mark, seglen < mss, now)
+        seg = new_data_sent(sk, seq, end, mark | _TCPHDR_FIN if fin else mark, seglen < mss,
+                            now)
         if not burst:
             quota = cwnd_quota(sk, 1)
             if 0 < max_segs < quota:
                 quota = max_segs
         burst += 1
-        more = xmit_more(sk, end, mss, False)
+        more = xmit_more(sk, end, mss, fin_queued)
         # PSH where Linux's wire has it: the end of a write (push_mark), or
         # the last segment of a burst of several, which Linux sends as one
         # GSO skb and __tcp_transmit_skb gives PSH ("Force a PSH flag on all
         # (GSO) packets to expedite GRO flush at receiver")
         last = not more or burst == quota
         flags = _TCPHDR_ACK | _TCPHDR_PSH if mark or (last and burst > 1) else _TCPHDR_ACK
+        if fin:
+            flags |= _TCPHDR_FIN    # the last segment: it ends its frame (below)
         if mark or last:
             burst = 0
             seg.flags |= _TCPCB_EOB

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 
 import pytest
 
@@ -27,11 +28,17 @@ from tcpio.core import host as host_mod
 from tcpio.core.addr import ip6_aton
 from tcpio.core.in_h import AF_INET6
 from tcpio.core.sim import VirtualNetwork
-from tcpio.core.tcp import tcp_input, tcp_output
+from tcpio.core.tcp import tcp_input, tcp_ipv4, tcp_output
 from tcpio.core.tcp.inet6_addr import V6MASK
 from tcpio.core.tcp.sock import TcpSock
 from tcpio.core.tcp.tcp_output import tcp_send_ack
-from tcpio.core.tcp.tcp_states import TCP_CA_DISORDER, TCP_CLOSE_WAIT, TCP_ESTABLISHED
+from tcpio.core.tcp.tcp_states import (
+    TCP_CA_DISORDER,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT1,
+)
 from tcpio.devices.impair import Impairment
 
 from .helpers import ACK, FIN, PSH, SYN, URG, TcpOptions, passive_open, sim_connect
@@ -109,10 +116,14 @@ def _sim_connect6(net: VirtualNetwork, link, a, b, port: int = 80) -> tuple:
     return c, listener.accept()
 
 
-def _run_transfer(impair: bool, seed: int, family: int = 4) -> tuple[bytes, dict, dict, int]:
+def _run_transfer(impair: bool, seed: int, family: int = 4, fin_early: bool = False
+                  ) -> tuple[bytes, dict, dict, int]:
     """Data both ways on one connection (over IPv4, or IPv6 with ``family``
     6); returns (digest of every frame on the wire in order, a's MIB, b's
-    MIB, segments delivered to b)."""
+    MIB, segments delivered to b).  ``fin_early``: the client shuts its
+    sending side as soon as its last byte is queued (most of it unsent: the
+    FIN rides on the last data segment, and the client's ACKs arrive in
+    FIN-WAIT-1), and the server closes after reading it all."""
     net = VirtualNetwork(seed=seed)
     a, b = net.host("a"), net.host("b")
     imp = (Impairment(loss=0.03, reorder=0.05, duplicate=0.01, seed=seed)
@@ -133,16 +144,24 @@ def _run_transfer(impair: bool, seed: int, family: int = 4) -> tuple[bytes, dict
     def pump() -> bool:
         if sent[0] < len(up):
             sent[0] += c.sendmsg(memoryview(up)[sent[0]:sent[0] + 65536])
+            if fin_early and sent[0] == len(up):
+                c.shutdown(socket.SHUT_WR)
         if sent[1] < len(down) and len(got_up) > 100_000:
             sent[1] += s.sendmsg(memoryview(down)[sent[1]:sent[1] + 8192])
-        while s.readable():
-            got_up.extend(s.recvmsg(1 << 20))
-        while c.readable():
-            got_down.extend(c.recvmsg(1 << 20))
+        while s.readable() and (data := s.recvmsg(1 << 20)):
+            got_up.extend(data)
+        while c.readable() and (data := c.recvmsg(1 << 20)):
+            got_down.extend(data)
         return len(got_up) == len(up) and len(got_down) == len(down)
 
     assert net.run_until(pump, 600)
     assert bytes(got_up) == up and bytes(got_down) == down
+    if fin_early:
+        assert net.run_until(lambda: s.rcv_eof, 60)
+        s.close()
+        c.close()
+        net.run_for(130)            # both FINs acknowledged, TIME-WAIT ends
+        assert c.state == s.state == TCP_CLOSE
     h = hashlib.sha256()
     for when, frame in link.capture:
         h.update(repr(when).encode())
@@ -153,26 +172,33 @@ def _run_transfer(impair: bool, seed: int, family: int = 4) -> tuple[bytes, dict
 _REFERENCE: dict = {}
 
 
+@pytest.mark.parametrize("fin_early", [False, True], ids=["open", "fin_queued"])
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("impair", [False, True], ids=["clean", "lossy"])
 @pytest.mark.parametrize("flavour", _flavours(), indirect=True)
-def test_same_frames_and_counters_with_and_without_fast_path(flavour, impair, family):
-    result = _run_transfer(impair, seed=11, family=family)
+def test_same_frames_and_counters_with_and_without_fast_path(flavour, impair, family,
+                                                               fin_early):
+    result = _run_transfer(impair, seed=11, family=family, fin_early=fin_early)
     # Every flavour must agree with the one that ran first (order-independent:
     # pytest may run any flavour first, and each is checked against the same
     # deterministic scenario).
-    ref = _REFERENCE.setdefault((impair, family), (flavour, result))
+    ref = _REFERENCE.setdefault((impair, family, fin_early), (flavour, result))
     assert result[3] > 400
     assert result[1] == ref[1][1], f"a's counters differ from the {ref[0]} run"
     assert result[2] == ref[1][2], f"b's counters differ from the {ref[0]} run"
     assert result[0] == ref[1][0], f"the frames on the wire differ from the {ref[0]} run"
 
 
+@pytest.mark.parametrize("fin_early", [False, True], ids=["open", "fin_queued"])
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
-def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family):
+def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_early):
     """The point of it: on a clean one-way transfer almost every data segment
     is sent by the compiled send loop (write_xmit) and handled on arrival by
-    rcv_established (the receive fast path), over IPv6 as over IPv4 (issue 17)."""
+    rcv_established (the receive fast path), over IPv6 as over IPv4 (issue 17).
+    ``fin_queued``: the sender shut its sending side right after its last
+    write, with most of the data unsent (issue 11's flows): the FIN does not
+    send the rest of the transfer and its ACKs (in FIN-WAIT-1) to the slow
+    paths."""
     fast = _fast.load("tcp_fast")
     calls = {"taken": 0, "declined": 0, "acks": 0}
     real = fast.rcv_established
@@ -205,15 +231,46 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family):
     data = bytes(2_000_000)
     sent, got = 0, 0
 
+    states = []
+    real_ack = tcp_input.tcp_ack_predicted
+
+    def seen_state(sk, *args):
+        states.append(sk.state)
+        return real_ack(sk, *args)
+
+    monkeypatch.setattr(tcp_input, "tcp_ack_predicted", seen_state)
+    fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, seen_state)
+    slow = []
+    real_slow = tcp_ipv4.tcp_rcv_state_process
+
+    def slow_state(sk, skb, now):
+        slow.append((sk.state, len(skb.data)))
+        return real_slow(sk, skb, now)
+
+    monkeypatch.setattr(tcp_ipv4, "tcp_rcv_state_process", slow_state)
+
     def pump() -> bool:
         nonlocal sent, got
         if sent < len(data):
             sent += c.sendmsg(memoryview(data)[sent:sent + 65536])
-        while s.readable():
-            got += len(s.recvmsg(1 << 20))
+            if fin_early and sent == len(data):
+                c.shutdown(socket.SHUT_WR)
+        while s.readable() and (chunk := s.recvmsg(1 << 20)):
+            got += len(chunk)
         return got == len(data)
 
-    assert net.run_until(pump, 120)
+    try:
+        assert net.run_until(pump, 120)
+    finally:
+        tcp_input.tcp_init_fast_hooks()
+    if fin_early:
+        assert net.run_until(lambda: s.rcv_eof, 10)
+        # the FIN went with the last data segment (no segment of its own)
+        assert c.snd_nxt == (c.write_seq + 1) & 0xFFFFFFFF
+        # ... and the ACKs that reached the sender in FIN-WAIT-1 (all but the
+        # one acknowledging the FIN) were predicted, not the state machine's
+        predicted = states.count(TCP_FIN_WAIT1)
+        assert predicted > 100 and slow.count((TCP_FIN_WAIT1, 0)) <= 1, (predicted, slow)
     segments = len(data) // (1428 if family == 6 else 1448)     # MSS - 12 (timestamps)
     assert calls["taken"] >= segments * 0.95, calls
     # ...and most of the receiver's ACKs (about one per two segments) too

@@ -76,9 +76,12 @@ def test_syncookies_2_answers_every_syn_with_a_cookie_and_counts_it():
 
 def test_full_syn_queue_with_full_accept_queue_counts_the_cookie_then_the_overflow():
     """tcp_conn_request decides on cookies first, then finds the accept queue
-    full: both counted, the SYN dropped without an answer."""
-    host, ls = _listen(Settings(tcp_max_syn_backlog=0), backlog=0)
-    _handshake(host, port=1000)                 # a cookie child fills the queue
+    full: both counted, the SYN dropped without an answer.  With backlog 0 one
+    request sock makes the SYN queue full (inet_csk_reqsk_queue_is_full:
+    qlen > sk_max_ack_backlog, Linux 6.13+)."""
+    host, ls = _listen(backlog=0)
+    _syn(host, port=999)                        # a request sock: the SYN queue is full
+    _handshake(host, port=1000)                 # a cookie child fills the accept queue
     assert len(ls.accept_queue) == 1
     _p, out = _syn(host, port=1001)
     assert out == []
@@ -88,9 +91,14 @@ def test_full_syn_queue_with_full_accept_queue_counts_the_cookie_then_the_overfl
 
 
 def test_full_syn_queue_without_cookies_is_a_request_queue_drop_not_an_overflow():
-    host, ls = _listen(Settings(tcp_max_syn_backlog=0, tcp_syncookies=0), backlog=0)
+    """Backlog 0 still takes one request sock (Linux 6.13's
+    inet_csk_reqsk_queue_is_full is qlen > sk_max_ack_backlog, commit
+    3479c7549fb1); the next SYN finds the SYN queue full."""
+    host, ls = _listen(Settings(tcp_syncookies=0), backlog=0)
+    Peer(host, port=999).send(SYN, 1)
+    assert len(ls.syn_queue) == 1
     Peer(host, port=1000).send(SYN, 1)
-    assert len(ls.syn_queue) == 0
+    assert len(ls.syn_queue) == 1
     mib = host.mib
     assert (mib["TCPReqQFullDrop"], mib["ListenDrops"], mib["ListenOverflows"]) == (1, 1, 0)
     assert mib["SyncookiesSent"] == 0
@@ -105,13 +113,47 @@ def test_syn_is_dropped_while_the_accept_queue_is_full():
     assert (host.mib["ListenOverflows"], host.mib["ListenDrops"]) == (1, 1)
 
 
-def test_syn_queue_is_full_at_tcp_max_syn_backlog():
-    host, ls = _listen(Settings(tcp_max_syn_backlog=2))
+def test_syn_queue_is_full_past_the_listen_backlog():
+    """inet_csk_reqsk_queue_is_full: more request socks than listen()'s
+    backlog (qlen > sk_max_ack_backlog; Linux 6.13+, commit 3479c7549fb1),
+    whatever tcp_max_syn_backlog is: backlog 2 takes three, then cookies."""
+    host, ls = _listen(Settings(tcp_max_syn_backlog=1), backlog=2)
     _syn(host, port=1000)
     _syn(host, port=1001)
-    assert len(ls.syn_queue) == 2 and host.mib["SyncookiesSent"] == 0
     _syn(host, port=1002)
-    assert len(ls.syn_queue) == 2 and host.mib["SyncookiesSent"] == 1
+    assert len(ls.syn_queue) == 3 and host.mib["SyncookiesSent"] == 0
+    _syn(host, port=1003)
+    assert len(ls.syn_queue) == 3 and host.mib["SyncookiesSent"] == 1
+
+
+@pytest.mark.parametrize("max_syn_backlog", [8, 1024])
+def test_tcp_max_syn_backlog_is_no_limit_while_cookies_are_on(max_syn_backlog):
+    """The old rule (cookies once qlen >= tcp_max_syn_backlog) would send a
+    cookie to the ninth SYN here; Linux keeps making request socks until the
+    listen() backlog (128) is passed."""
+    host, ls = _listen(Settings(tcp_max_syn_backlog=max_syn_backlog), backlog=128)
+    for port in range(1000, 1000 + 129):
+        _syn(host, port=port)
+    assert len(ls.syn_queue) == 129 and host.mib["SyncookiesSent"] == 0
+    _p, out = _syn(host, port=2000)
+    assert [s.flags for s in out] == [SYN | ACK]
+    assert len(ls.syn_queue) == 129 and host.mib["SyncookiesSent"] == 1
+
+
+def test_without_cookies_the_last_quarter_of_tcp_max_syn_backlog_is_not_taken():
+    """tcp_conn_request with tcp_syncookies = 0: a SYN is dropped when
+    max_syn_backlog - qlen < max_syn_backlog >> 2 and tcp_peer_is_proven
+    says no (tcpio keeps no tcp_metrics: no peer is proven).  8 >> 2 = 2:
+    seven request socks, the eighth SYN dropped; only ListenDrops counts it
+    (the drop is pr_drop_req's, not tcp_syn_flood_action's)."""
+    host, ls = _listen(Settings(tcp_max_syn_backlog=8, tcp_syncookies=0), backlog=128)
+    for port in range(1000, 1007):
+        _syn(host, port=port)
+    assert len(ls.syn_queue) == 7
+    _p, out = _syn(host, port=1007)
+    assert out == [] and len(ls.syn_queue) == 7
+    mib = host.mib
+    assert (mib["ListenDrops"], mib["TCPReqQFullDrop"], mib["ListenOverflows"]) == (1, 0, 0)
 
 
 # --- a bare ACK at the listener (cookie_v4_check) -------------------------------------

@@ -221,15 +221,16 @@ def test_syn_dropped_when_accept_queue_full():
 
 
 def test_syncookies_when_syn_queue_full():
-    host, _, ls = _listen(Settings(tcp_max_syn_backlog=2), backlog=16)
-    for port in (1001, 1002):
+    # Linux's inet_csk_reqsk_queue_is_full: qlen > the listen() backlog (6.13+)
+    host, _, ls = _listen(backlog=2)
+    for port in (1000, 1001, 1002):
         Peer(host, port=port).send(SYN, 5)
-    assert len(ls.syn_queue) == 2
+    assert len(ls.syn_queue) == 3
     p = Peer(host, port=1003)
     p.send(SYN, 700, opts=TcpOptions(mss=1460, wscale=5, sack_ok=True, ts_val=42, ts_ecr=0))
     synack = p.recv_one()
     assert host.mib["SyncookiesSent"] == 1
-    assert len(ls.syn_queue) == 2          # no state kept
+    assert len(ls.syn_queue) == 3          # no state kept
     # the cookie's timestamp carries wscale and SACK back to us
     p.send(ACK, 701, synack.seq + 1, opts=TcpOptions(ts_val=43, ts_ecr=synack.opts.ts_val))
     child = ls.accept()
@@ -251,7 +252,8 @@ def test_bad_cookie_is_counted_and_reset():
 
 
 def test_syn_queue_full_without_cookies_drops():
-    host, _, _ls = _listen(Settings(tcp_max_syn_backlog=1, tcp_syncookies=0), backlog=16)
+    # a full SYN queue (qlen > backlog 0, Linux 6.13+) without cookies drops
+    host, _, _ls = _listen(Settings(tcp_syncookies=0), backlog=0)
     Peer(host, port=1).send(SYN, 5)
     p = Peer(host, port=2)
     p.send(SYN, 5)

@@ -61,8 +61,9 @@ def syn(seq: int = 1000, sport: int = 40000, src: str = CLIENT, options: list | 
 
 
 def make_host(mode: str, monkeypatch: pytest.MonkeyPatch, user_mss: int = 0,
-              **settings: int) -> tuple[Host, int, object]:
-    """A host listening on PORT, its SYN path ``mode``: compiled, pure, layered."""
+              backlog: int = 128, **settings: int) -> tuple[Host, int, object]:
+    """A host listening on PORT with ``backlog``, its SYN path ``mode``:
+    compiled, pure, layered."""
     settings.setdefault("tcp_syncookies", 2)
     h = Host(name="us", seed=7, settings=Settings(**settings))
     ifi = h.add_interface("eth0", mac=US_MAC)
@@ -73,7 +74,7 @@ def make_host(mode: str, monkeypatch: pytest.MonkeyPatch, user_mss: int = 0,
     lsk.bind(ip_aton(US), PORT)
     if user_mss:
         lsk.user_mss = user_mss
-    lsk.listen(128)
+    lsk.listen(backlog)
     tcp = h.tcp
     if mode == "layered":
         h.register_protocol(6, tcp, EarlyDemux(tcp.rcv_verified, tcp.hashinfo.ehash))
@@ -104,9 +105,9 @@ MODES = [pytest.param("compiled", marks=pytest.mark.skipif(
 
 
 def run(mode: str, frames: list[bytes], monkeypatch: pytest.MonkeyPatch, now: float = 100.0,
-        user_mss: int = 0, **settings: int) -> tuple[list[bytes], dict, Host]:
+        user_mss: int = 0, backlog: int = 128, **settings: int) -> tuple[list[bytes], dict, Host]:
     with monkeypatch.context() as mp:
-        h, ifi, _ = make_host(mode, mp, user_mss, **settings)
+        h, ifi, _ = make_host(mode, mp, user_mss, backlog, **settings)
         h.receive_batch(ifi, frames, now)
         return [bytes(f) for _, f in h.take_output()], h.mib.snapshot(), h
 
@@ -171,9 +172,11 @@ def test_cookie_synack_with_user_mss_and_no_window_scaling(
 @pytest.mark.parametrize("mode", MODES)
 def test_full_syn_queue_turns_to_the_compiled_cookie(mode: str,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """tcp_syncookies=1: request socks until tcp_max_syn_backlog, then cookies."""
+    """tcp_syncookies=1: request socks until more than listen()'s backlog are
+    queued (inet_csk_reqsk_queue_is_full: qlen > sk_max_ack_backlog, Linux
+    6.13+), then cookies; tcp_max_syn_backlog is not the limit."""
     frames = [syn(sport=41000 + i, src=f"198.51.100.{10 + i}") for i in range(6)]
-    kw = dict(tcp_syncookies=1, tcp_max_syn_backlog=2)
+    kw = dict(tcp_syncookies=1, tcp_max_syn_backlog=1, backlog=1)
     got, mib, h = run(mode, frames, monkeypatch, **kw)
     want, want_mib, _ = run("layered", frames, monkeypatch, **kw)
     assert got == want and mib == want_mib

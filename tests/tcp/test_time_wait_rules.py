@@ -256,8 +256,10 @@ def test_new_syn_reopens_the_tuple_with_an_isn_above_the_old_sequence_space():
 
 def test_reopening_syn_is_taken_even_when_the_syn_queue_would_want_a_cookie():
     """tcp_conn_request: a SYN that brings its ISN from TIME-WAIT skips the
-    SYN-queue-full / syncookie decision."""
-    c = _time_wait(Settings(tcp_max_syn_backlog=0))   # the first handshake was a cookie's
+    SYN-queue-full / syncookie decision ((syncookies == 2 ||
+    inet_csk_reqsk_queue_is_full) && !isn: tcp_syncookies = 2 wants a cookie
+    for every SYN)."""
+    c = _time_wait(Settings(tcp_syncookies=2))   # the first handshake was a cookie's
     cookies = c.host.mib["SyncookiesSent"]
     c.peer.send(SYN, c.snd + 1000)
     assert [s.key() for s in c.recv()] == [(SYN | ACK, c.rcv + 65537, c.snd + 1001, b"")]

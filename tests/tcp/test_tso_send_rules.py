@@ -116,3 +116,29 @@ def test_a_super_frame_takes_one_ip_id_per_segment_from_the_connection():
     assert ids == [(start + i) & 0xFFFF for i in range(len(dgrams))]
     assert c.sk.inet_id == (start + len(dgrams)) & 0xFFFF
     assert all(d[6] & 0x40 for d in dgrams)        # DF
+
+
+def test_a_queued_fin_rides_on_the_last_segment_of_a_super_frame():
+    """Data queued behind a closed window, then shutdown(SHUT_WR): when the
+    window opens the loop sends it all with the FIN on the last segment (as
+    Linux's tcp_send_fin marks the write queue's tail skb), and the device's
+    cut gives the FIN to that segment only (tcp_gso_segment), the same
+    segments as without TSO."""
+    data = bytes(i * 7 & 0xFF for i in range(1460 * 12 - 100))
+    out = []
+    for gso in (0, 65535):
+        c = conn(gso, window=0)
+        c.sk.snd_cwnd = 60
+        c.sk.sendmsg(data)
+        c.sk.shutdown(socket.SHUT_WR)
+        c.host.sent = []
+        c.host._txq.clear()
+        ack(c, c.sk.snd_una)            # the window opens
+        dgrams = [bytes(d) for _i, d in c.host._cut(c.host._txq)]
+        c.host._txq.clear()
+        flags = [d[20 + 13] for d in dgrams]
+        assert len(dgrams) == 12 and [f & 0x01 for f in flags] == [0] * 11 + [1]
+        assert c.sk.snd_nxt == (c.sk.write_seq + 1) & 0xFFFFFFFF
+        out.append((dgrams, bool(c.host.gso_frames)))
+    (plain, plain_gso), (tso, tso_gso) = out
+    assert tso == plain and tso_gso and not plain_gso

@@ -165,6 +165,51 @@ def test_lossy_transfer_same_frames_and_counters(rec, kind):
     assert rec.taken > 300 and rec.declined == 0
 
 
+@pytest.mark.parametrize("close", ["shutdown", "close"])
+def test_lossy_transfer_with_the_fin_queued_behind_the_data(rec, close):
+    """The sender shuts (or closes) its side as soon as its last byte is
+    queued, most of it unsent: the compiled loop sends the rest with the FIN
+    on the last data segment, retransmissions and all, the same frames and
+    counters as the layered loop (issue 11)."""
+    def scenario():
+        net, a, b, _ = two_hosts(
+            7, impairment=Impairment(loss=0.03, reorder=0.05, duplicate=0.02, seed=3),
+            impairment_ba=Impairment(loss=0.03, duplicate=0.02, seed=4))
+        c, s = sim_connect(net, a, b, "10.0.0.2")
+        up = random.Random(5).randbytes(300_000)
+        got = bytearray()
+        sent = [0]
+
+        def pump() -> bool:
+            if sent[0] < len(up):
+                sent[0] += c.sendmsg(memoryview(up)[sent[0]:sent[0] + 65536])
+                if sent[0] == len(up):
+                    c.shutdown(socket.SHUT_WR) if close == "shutdown" else c.close()
+            while s.readable() and (data := s.recvmsg(1 << 20)):
+                got.extend(data)
+            return s.rcv_eof
+        assert net.run_until(pump, 600)
+        assert bytes(got) == up
+        s.close()
+        net.run_for(130)
+        return outcome(net)
+
+    with_fin = []
+    real = tcp_output._tcp_fast.write_xmit
+
+    def counting(*args):
+        n = real(*args)
+        if args[-1]:
+            with_fin.append(n)
+        return n
+
+    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_xmit", counting)
+    rec.compare(scenario)
+    assert rec.taken > 100 and rec.declined == 0
+    # the compiled loop did send segments with the FIN queued
+    assert sum(with_fin) > 50, with_fin
+
+
 @needs_tshark
 def test_wireshark_checks_the_one_call_frames(rec, tmp_path):
     """Wireshark's dissector, with checksum validation on, finds every TCP

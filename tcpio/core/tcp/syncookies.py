@@ -44,6 +44,7 @@ TSMASK = _syn_fast.TSMASK
 TS_OPT_WSCALE_MASK = _syn_fast.TS_OPT_WSCALE_MASK
 TS_OPT_SACK = _syn_fast.TS_OPT_SACK
 tcp_cookie_time = _syn_fast.tcp_cookie_time
+inet_csk_reqsk_queue_is_full = _syn_fast.inet_csk_reqsk_queue_is_full
 
 
 @lru_cache(maxsize=64)

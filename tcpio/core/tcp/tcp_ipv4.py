@@ -36,6 +36,7 @@ from .syncookies import (
     cookie_timestamp_decode,
     cookie_v4_check,
     cookie_v4_init_sequence,
+    inet_csk_reqsk_queue_is_full,
     syn_keys,
 )
 from .tcp_input import (
@@ -434,8 +435,8 @@ class TcpProto:
         st = host.settings
         mib = host.mib
         want_cookie = False
-        if not isn and (st.tcp_syncookies == 2 or
-                        len(listener.syn_queue) >= st.tcp_max_syn_backlog):
+        qlen = len(listener.syn_queue)
+        if not isn and (st.tcp_syncookies == 2 or inet_csk_reqsk_queue_is_full(listener)):
             # tcp_syn_flood_action (counted with tcp_syncookies = 2 too)
             if not st.tcp_syncookies:
                 mib["TCPReqQFullDrop"] += 1
@@ -445,6 +446,15 @@ class TcpProto:
             want_cookie = True
         if self.acceptq_overflow(listener):
             return
+        if not want_cookie and not isn and not st.tcp_syncookies:
+            # Without cookies the last quarter of tcp_max_syn_backlog is kept
+            # for peers tcp_metrics has proven alive (tcp_peer_is_proven);
+            # tcpio keeps no metrics, so no peer is proven: dropped, counted
+            # by tcp_listendrop alone.
+            max_syn_backlog = st.tcp_max_syn_backlog
+            if max_syn_backlog - qlen < (max_syn_backlog >> 2):
+                mib["ListenDrops"] += 1
+                return
         try:
             route_check(host, iph.src)
         except OSError:

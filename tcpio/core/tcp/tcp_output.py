@@ -402,8 +402,10 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     sack_len = tcp_sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
     path = None
-    if (not sack_len and not sk.fin_queued and sk.snd_up is None and sk.trace is None
-            and not sk.tos and sk.ip_df is not False):
+    # (a queued FIN rides on the compiled loop's last data segment; a FIN with
+    # no data left to carry it goes through tcp_transmit_skb)
+    if (not sack_len and not (sk.fin_queued and sk.snd_nxt == sk.write_seq)
+            and sk.snd_up is None and sk.trace is None and not sk.tos and sk.ip_df is not False):
         path = _tcp_xmit_path(sk, mss)
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog: the loop holds views of sk.wq, which processing
@@ -543,7 +545,7 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     queue = host.tx_queue()
     queued = len(queue)
     n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
-                             csum_partial, tcp_tso_segs(sk, mss))
+                             csum_partial, tcp_tso_segs(sk, mss), sk.fin_queued)
     if not n:
         return False
     sk.segs_out += n
