@@ -16,6 +16,10 @@ and a reset on either side resets the other (tcpio's ``abort()`` sends RST;
 a kernel socket is reset by SO_LINGER {1, 0} and close, as Linux's
 ``tcp_disconnect`` on close with a zero linger).
 
+IPv6 flows are relayed as IPv4 ones are (upstream over the host's IPv6,
+or a SOCKS5 CONNECT with ATYP 4); the TUN needs no IPv6 address of
+tcpio's.
+
 Per UDP 4-tuple: a session (idle timeout ``--udp-timeout``) and a
 connected kernel datagram socket to the destination; answers go back from
 the original destination's address.
@@ -183,8 +187,8 @@ class Relay:
 
     async def tcp(self, req: TcpForwardRequest) -> None:
         c = self.counters
-        host, port = req.sockname
-        flow = f"tcp {req.peername[0]}:{req.peername[1]} -> {host}:{port}"
+        host, port = req.sockname[:2]
+        flow = f"tcp {_hostport_str(req.peername)} -> {_hostport_str(req.sockname)}"
         t0 = time.monotonic()
         try:
             upstream = await self._open(host, port)
@@ -223,7 +227,7 @@ class Relay:
     async def udp(self, session: UdpForwardSession) -> None:
         c = self.counters
         c.udp_sessions += 1
-        host, port = session.sockname
+        host, port = session.sockname[:2]
         loop = asyncio.get_running_loop()
 
         class Upstream(asyncio.DatagramProtocol):
@@ -254,8 +258,14 @@ class Relay:
                 transport.sendto(data)
         finally:
             transport.close()
-        self._log(f"udp {session.peername[0]}:{session.peername[1]} -> {host}:{port} "
-                  f"ended ({n} datagrams up)")
+        self._log(f"udp {_hostport_str(session.peername)} -> "
+                  f"{_hostport_str(session.sockname)} ended ({n} datagrams up)")
+
+
+def _hostport_str(name: tuple[Any, ...]) -> str:
+    """'10.0.0.1:80' or '[fd00::1]:80' (a socket address for a log line)."""
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -348,7 +358,9 @@ async def run_forward(args: argparse.Namespace) -> int:
                   log=None if args.quiet else log)
     async with tcpio.Stack(name="tcpio-forward") as stack:
         ifindex = stack.add_interface(tun, args.address)
+        # every destination is reached back through the TUN, in both families
         stack.add_route("0.0.0.0/0", ifindex=ifindex)
+        stack.add_route("::/0", ifindex=ifindex)
         tcp = stack.set_tcp_forwarder(relay.tcp, ifindex, max_connections=args.max_connections,
                                       max_pending=args.max_pending)
         udp = stack.set_udp_forwarder(relay.udp, ifindex, idle_timeout=args.udp_timeout)

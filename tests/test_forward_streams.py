@@ -240,3 +240,44 @@ def test_relay_through_socks5_sends_connect_for_the_original_destination() -> No
             with pytest.raises(ConnectionRefusedError):
                 await c.open_connection("203.0.113.5", 9)
     run_on("virtual", main)
+
+
+def test_relay_through_socks5_sends_an_ipv6_connect_for_an_ipv6_flow() -> None:
+    """An IPv6 flow from the client asks the proxy for its original
+    destination as RFC 1928's ATYP 4 (16 bytes), and the accepted streams
+    name it as AF_INET6 sockets do."""
+    async def main() -> None:
+        async with three_stacks() as (c, f, s):
+            c.add_address(1, "fd00::1/64", nodad=True)
+            f.add_address(1, "fd00::2/64", nodad=True)
+            c.add_route("::/0", via="fd00::2")
+            asked: list[bytes] = []
+
+            async def socks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                assert await reader.readexactly(3) == b"\x05\x01\x00"
+                writer.write(b"\x05\x00")
+                head = await reader.readexactly(4)
+                req = head + await reader.readexactly({1: 4, 4: 16}[head[3]] + 2)
+                asked.append(req)
+                writer.write(b"\x05\x00\x00\x01" + bytes(6))
+                writer.write(b"via proxy: " + await reader.read())
+                writer.close()
+
+            await s.start_server(socks, SERVER, 1080)
+            relay = Relay(open_connection=f.open_connection, socks5=(SERVER, 1080))
+            names = []
+
+            async def tcp(req: tcpio.TcpForwardRequest) -> None:
+                names.append((req.sockname, req.peername))
+                await relay.tcp(req)
+
+            f.set_tcp_forwarder(tcp, 1)
+            reader, writer = await c.open_connection("2001:db8::5", 443)
+            writer.write(b"hi6")
+            writer.write_eof()
+            assert await reader.read() == b"via proxy: hi6"
+            local = writer.get_extra_info("sockname")
+            assert names == [(("2001:db8::5", 443, 0, 0), local)]
+            assert asked == [b"\x05\x01\x00\x04" + bytes.fromhex("20010db8" + "00" * 10 + "0005")
+                             + (443).to_bytes(2, "big")]
+    run_on("virtual", main)

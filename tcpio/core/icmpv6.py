@@ -153,6 +153,14 @@ class Icmpv6Proto:
         counter = _IN_COUNTER.get(type)
         if counter is not None:
             mib[counter] += 1
+        if host.rx_tproxy is not None:
+            # to a non-local address on an interface that answers echo for
+            # any address (Stack.set_icmp_echo_any, issue 18): echo is
+            # answered from that address; nothing else is ours
+            if type == ICMPV6_ECHO_REQUEST and len(payload) >= 8:
+                self._echo_reply(skb, payload[1], int.from_bytes(payload[4:8], "big"),
+                                 payload[8:])
+            return
         if type in (NDISC_NEIGHBOUR_SOLICITATION, NDISC_NEIGHBOUR_ADVERTISEMENT):
             host.ndisc.rcv(skb, type, payload, now)
             return

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from ..errors import sock_error
+from ..in_h import AF_INET, AF_INET6
+from .inet6_addr import V6MASK, addr_str
 from .tcp_input import Skb
 from .tcp_states import TCP_CLOSE, TCP_LISTEN, TCPHDR_ACK, TCPHDR_RST, TCPHDR_SYN
 
@@ -94,9 +96,8 @@ class TcpFwdRequest:
         self.fwd.decide(self, DROPPED)
 
     def __repr__(self) -> str:
-        from ..addr import ip_ntoa
-        return (f"<TcpFwdRequest {ip_ntoa(self.src)}:{self.sport} -> "
-                f"{ip_ntoa(self.dst)}:{self.dport} state={self.state}>")
+        return (f"<TcpFwdRequest {addr_str(self.src)}:{self.sport} -> "
+                f"{addr_str(self.dst)}:{self.dport} state={self.state}>")
 
 
 def _request_timeout(req: TcpFwdRequest, now: float) -> None:
@@ -122,14 +123,10 @@ class TcpForwarder:
         self.max_pending = max_pending
         self.max_connections = max_connections
         self.pending_timeout = pending_timeout
-        # the implicit IP_TRANSPARENT wildcard listener
-        listener = proto.socket()
-        listener.max_ack_backlog = backlog
-        listener.accept_queue = deque()
-        listener.syn_queue = {}
-        listener.state = TCP_LISTEN
-        listener.wakeup = self._listener_wakeup
-        self.listener = listener
+        # the implicit IP_TRANSPARENT wildcard listeners: one per family, so
+        # an IPv6 flow's child is an AF_INET6 sock (its names sockaddr_in6s)
+        self.listener = self._implicit_listener(AF_INET, backlog)
+        self.listener6 = self._implicit_listener(AF_INET6, backlog)
         self.requests: dict[tuple[int, int, int, int], TcpFwdRequest] = {}
         self.pending = 0                # requests in state PENDING
         self.children: set[TcpSock] = set()
@@ -139,6 +136,20 @@ class TcpForwarder:
              "TcpFwdPendingDrops", "TcpFwdConnLimitDrops", "TcpFwdTimeouts"), 0)
         self.wakeup: Callable[[], None] | None = None
         self.closed = False
+
+    def _implicit_listener(self, family: int, backlog: int) -> TcpSock:
+        listener = self.proto.socket(family)
+        listener.v6only = family == AF_INET6
+        listener.max_ack_backlog = backlog
+        listener.accept_queue = deque()
+        listener.syn_queue = {}
+        listener.state = TCP_LISTEN
+        listener.wakeup = self._listener_wakeup
+        return listener
+
+    def listener_for(self, addr: int) -> TcpSock:
+        """The implicit listener of ``addr``'s family (IPv6 ones are tagged)."""
+        return self.listener6 if addr > V6MASK else self.listener
 
     def _count(self, name: str) -> None:
         self.stats[name] += 1
@@ -151,7 +162,7 @@ class TcpForwarder:
         flags = skb.flags
         if flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) != TCPHDR_SYN or self.closed:
             # as a listener: an ACK may bring back a cookie, else RST; RST ignored
-            self.proto._rcv_listen(self.listener, skb, iph, now)
+            self.proto._rcv_listen(self.listener_for(iph.dst), skb, iph, now)
             return
         key = (iph.dst, skb.th.dport, iph.src, skb.th.sport)
         req = self.requests.get(key)
@@ -160,7 +171,8 @@ class TcpForwarder:
                 # accepted, but no request sock holds the tuple (the SYN was
                 # answered with a cookie, or dropped for a full accept queue):
                 # this retransmission meets the listener as a new SYN would
-                self.proto.tcp_v4_conn_request(self.listener, skb, iph, now, req.isn)
+                self.proto.tcp_v4_conn_request(self.listener_for(iph.dst), skb, iph, now,
+                                               req.isn)
             return                      # pending: its request waits already
         if self.pending >= self.max_pending:
             self._count("TcpFwdPendingDrops")
@@ -195,7 +207,8 @@ class TcpForwarder:
             req.timer.arm(now + HANDSHAKE_TIMEOUT)
             # the SYN now meets the implicit listener: SYN queue, cookies, options
             skb = req._skb()
-            self.proto.tcp_v4_conn_request(self.listener, skb, req.iph, now, req.isn)
+            self.proto.tcp_v4_conn_request(self.listener_for(req.dst), skb, req.iph, now,
+                                           req.isn)
             return
         req.timer.cancel()
         del self.requests[req.key]
@@ -232,7 +245,10 @@ class TcpForwarder:
     def _pair_children(self) -> None:
         """Pair each child on the implicit listener's accept queue with its
         request; a child nobody asked for (its request expired) is reset."""
-        queue = self.listener.accept_queue
+        for listener in (self.listener, self.listener6):
+            self._pair_queue(listener.accept_queue)
+
+    def _pair_queue(self, queue: deque[TcpSock]) -> None:
         while queue:
             child = queue.popleft()
             child.parent = None
@@ -269,7 +285,8 @@ class TcpForwarder:
                 req.state = FAILED
                 self.ready.append(req)
         self.requests.clear()
-        for req in list(self.listener.syn_queue):
-            self.proto.reqsk_drop(req)
+        for listener in (self.listener, self.listener6):
+            for req in list(listener.syn_queue):
+                self.proto.reqsk_drop(req)
         if self.ready:
             self.host.schedule_wakeup(self)
