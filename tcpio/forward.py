@@ -121,6 +121,14 @@ class TcpForwardRequest:
         """Nothing to the client (its SYN goes unanswered)."""
         self._decide(self._core.drop)
 
+    def unreachable(self, code: int = 1) -> None:
+        """ICMP destination unreachable to the client from ``sockname``
+        (``code`` as RFC 792: 0 net, 1 host, 13 administratively prohibited;
+        the ICMPv6 equivalent for an IPv6 flow): its connect() fails with
+        ENETUNREACH / EHOSTUNREACH, as behind a router that cannot reach the
+        destination."""
+        self._decide(partial(self._core.unreachable, code))
+
     async def accept_transport(self, protocol_factory: Callable[[], Any]
                                ) -> tuple[asyncio.Transport, Any]:
         """Complete the handshake; the connection as a transport and protocol.

@@ -9,8 +9,10 @@ the running loop (or through a SOCKS5 proxy with ``--socks5``).
 Per TCP flow: the upstream connection is made *before* the client's
 handshake completes, so what the client sees is what the destination said:
 a refused upstream is an RST to the client's SYN (its connect() fails with
-"Connection refused"), an unreachable or silent one leaves the SYN
-unanswered.  Then bytes are copied both ways with backpressure (read, write,
+"Connection refused"); an unreachable one (no route, host unreachable,
+prohibited) is the ICMP destination unreachable a Linux router would send
+for it (ip_error's codes; the client's connect() fails with "No route to
+host" / "Network is unreachable"); a silent one leaves the SYN unanswered.  Then bytes are copied both ways with backpressure (read, write,
 drain), EOF is propagated as a half-close (``write_eof``: shutdown(SHUT_WR)),
 and a reset on either side resets the other (tcpio's ``abort()`` sends RST;
 a kernel socket is reset by SO_LINGER {1, 0} and close, as Linux's
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import os
 import socket
@@ -46,6 +49,14 @@ if TYPE_CHECKING:
     from tcpio.forward import TcpForwardRequest, UdpForwardSession
 
 COPY_CHUNK = 1 << 16
+# An upstream connect()'s errno -> the ICMP destination unreachable code a
+# Linux router sends for a route with that error (ip_error: EHOSTUNREACH ->
+# host unreachable, ENETUNREACH -> net unreachable, EACCES -> packet
+# filtered), which makes the client's own connect() fail the same way.  A
+# timeout stays silence, as a black hole gives.
+UNREACH_CODES = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1, errno.EACCES: 13}
+# SOCKS5 replies (RFC 1928 6) that say the same
+SOCKS5_ERRNO = {2: errno.EACCES, 3: errno.ENETUNREACH, 4: errno.EHOSTUNREACH}
 
 
 @dataclass
@@ -54,6 +65,7 @@ class RelayCounters:
 
     tcp_flows: int = 0
     tcp_refused: int = 0
+    tcp_unreachable: int = 0
     tcp_failed: int = 0
     tcp_reset: int = 0
     udp_sessions: int = 0
@@ -63,7 +75,8 @@ class RelayCounters:
     errors: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
-        return (f"tcp flows {self.tcp_flows} (refused {self.tcp_refused}, failed "
+        return (f"tcp flows {self.tcp_flows} (refused {self.tcp_refused}, unreachable "
+                f"{self.tcp_unreachable}, failed "
                 f"{self.tcp_failed}, reset {self.tcp_reset}), udp sessions "
                 f"{self.udp_sessions}, bytes up {self.bytes_up} down {self.bytes_down}")
 
@@ -152,6 +165,9 @@ async def socks5_connect(proxy: tuple[str, int], host: str, port: int,
         if head[1] != 0:
             if head[1] == 5:
                 raise ConnectionRefusedError(f"SOCKS5: {host}:{port} refused")
+            if head[1] in SOCKS5_ERRNO:
+                err = SOCKS5_ERRNO[head[1]]
+                raise OSError(err, f"SOCKS5: {host}:{port}: {os.strerror(err)}")
             raise ConnectionError(f"SOCKS5 reply {head[1]}")
         await reader.readexactly({1: 4, 4: 16}.get(head[3], 0) + 2)
     except BaseException:
@@ -198,6 +214,13 @@ class Relay:
             self._log(f"{flow} refused")
             return
         except (OSError, asyncio.TimeoutError) as exc:
+            code = UNREACH_CODES.get(getattr(exc, "errno", None) or 0)
+            if code is not None:
+                # what a router that cannot reach the destination sends
+                c.tcp_unreachable += 1
+                req.unreachable(code)
+                self._log(f"{flow} unreachable: {exc}")
+                return
             c.tcp_failed += 1
             name = type(exc).__name__
             c.errors[name] = c.errors.get(name, 0) + 1

@@ -264,3 +264,26 @@ def test_a_tcp_error_quote_from_elsewhere_is_not_a_forwarded_flow() -> None:
     n.net.run_for(0.1)
     assert n.from_f() == [] and TCPerror in n.from_c()[0]
     assert n.f.mib["Ip6InAddrErrors"] == 1
+
+
+@pytest.mark.parametrize(("code", "code6", "err"), [(1, 3, errno.EHOSTUNREACH),
+                                                    (0, 0, errno.ENETUNREACH),
+                                                    (13, 1, errno.EACCES)])
+def test_unreachable_over_ipv6_is_the_matching_icmpv6_and_the_client_connect_fails(
+        code: int, code6: int, err: int) -> None:
+    """RFC 4443 3.1's codes for what RFC 792 calls host unreachable, net
+    unreachable and administratively prohibited; the client's connect()
+    fails with icmpv6_err_convert's errno."""
+    n = Net6()
+    sk = n.connect(FAR, 80)
+    n.net.run_for(0.1)
+    syn = n.from_c()[0]
+    n.requests()[0].unreachable(code)
+    n.net.run_for(0.5)
+    (icmp,) = n.from_f()
+    assert icmp.src == FAR and icmp.dst == CLIENT
+    assert (icmp[ICMPv6DestUnreach].type, icmp[ICMPv6DestUnreach].code) == (1, code6)
+    assert _checksum_ok(icmp, ICMPv6DestUnreach, "cksum")
+    assert bytes(icmp[IPerror6]) == bytes(syn)                # the whole SYN quoted
+    assert sk.sk_err == err and sk.state == 7                 # TCP_CLOSE
+    assert n.f.mib["TcpFwdUnreachable"] == 1 and n.f.mib["Icmp6OutDestUnreachs"] == 1

@@ -373,3 +373,25 @@ def test_an_accepted_syn_whose_cookie_synack_was_lost_is_answered_again() -> Non
     n.net.run_until(lambda: n.requests(CONNECTED), timeout=10)
     assert len(lost) == 1 and sk.state == TCP_ESTABLISHED
     assert n.f.mib["SyncookiesSent"] == 2 and n.f.mib["TcpFwdRequests"] == 1
+
+
+@pytest.mark.parametrize(("code", "err"), [(1, errno.EHOSTUNREACH), (0, errno.ENETUNREACH),
+                                           (13, errno.EHOSTUNREACH)])
+def test_unreachable_is_the_icmp_a_router_sends_and_the_client_connect_fails(
+        code: int, err: int) -> None:
+    """RFC 1812 5.2.7.1 / Linux's ip_error: a router that cannot reach the
+    destination answers the SYN with destination unreachable quoting it; the
+    client's connect() in SYN-SENT fails with icmp_err_convert's errno."""
+    n = Net()
+    sk = n.connect(FAR, 80)
+    n.net.run_for(0.1)
+    syn = IP(n.link.frames_from(n.c)[0])
+    n.requests()[0].unreachable(code)
+    n.net.run_for(0.5)
+    (icmp,) = n.from_f()
+    assert icmp.src == FAR and icmp.dst == "10.0.0.1" and icmp.tos == 0xC0
+    assert (icmp[ICMP].type, icmp[ICMP].code) == (3, code)
+    assert bytes(icmp[IPerror])[:40] == bytes(syn)[:40]     # the SYN as it was sent
+    assert sk.sk_err == err and sk.state == 7               # TCP_CLOSE
+    assert n.f.mib["TcpFwdUnreachable"] == 1 and n.f.mib["IcmpOutDestUnreachs"] == 1
+    assert n.c.mib["IcmpInDestUnreachs"] == 1

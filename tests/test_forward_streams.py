@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -182,6 +183,24 @@ def test_relay_refused_upstream_is_refused_at_the_client() -> None:
             with pytest.raises(ConnectionRefusedError):
                 await c.open_connection(SERVER, 9)      # nobody listens on s:9
             assert relay.counters.tcp_refused == 1
+    run_on("virtual", main)
+
+
+def test_relay_unreachable_upstream_is_unreachable_at_the_client() -> None:
+    """f has no route to 198.18.0.1: its connect() fails with ENETUNREACH,
+    and the client hears ICMP net unreachable, as from a router with no
+    route (ip_error), so its connect() fails the same way at once."""
+    async def main() -> None:
+        async with three_stacks() as (c, f, _):
+            relay = Relay(open_connection=f.open_connection)
+            f.set_tcp_forwarder(relay.tcp, 1)
+            t0 = asyncio.get_running_loop().time()
+            with pytest.raises(OSError) as exc:
+                await c.open_connection("198.18.0.1", 80)
+            assert exc.value.errno == errno.ENETUNREACH
+            assert asyncio.get_running_loop().time() - t0 < 1.0     # not a SYN timeout
+            assert relay.counters.tcp_unreachable == 1
+            assert c.host.mib["IcmpInDestUnreachs"] == 1
     run_on("virtual", main)
 
 

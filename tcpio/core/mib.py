@@ -254,6 +254,7 @@ DESCRIPTIONS: dict[str, str] = {
                       "application",
     "TcpFwdAccepted": "tcpio: forwarder requests the application accepted",
     "TcpFwdRefused": "tcpio: forwarder requests the application refused (RST sent)",
+    "TcpFwdUnreachable": "tcpio: forwarder requests answered with ICMP destination unreachable",
     "TcpFwdDropped": "tcpio: forwarder requests the application dropped (nothing sent)",
     "TcpFwdPendingDrops": "tcpio: SYNs dropped: max_pending requests were waiting for "
                           "the application",

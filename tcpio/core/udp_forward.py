@@ -22,16 +22,12 @@ from __future__ import annotations
 import errno
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
-from tcpio.core.icmp import ICMP_DEST_UNREACH, ICMP_QUOTE_MAX
-from tcpio.core.icmpv6 import ICMPV6_DEST_UNREACH, ICMPV6_QUOTE_MAX
-from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP
-from tcpio.core.ipv6 import build_ipv6hdr
-from tcpio.core.ndisc import icmp6_message
+from tcpio.core.fwd_icmp import unreach_from_destination
+from tcpio.core.in_h import IPPROTO_UDP
 from tcpio.core.tcp.inet6_addr import V6MASK, addr_str
 from tcpio.core.udp import UDP_MAX_PAYLOAD, UDP_SKB_OVERHEAD
 from tcpio.core.udp_ipv6 import build_udp6
@@ -40,9 +36,6 @@ if TYPE_CHECKING:
     from tcpio.core.protocol import NetHost, NetHost6
 
 wire = _fast.load("wire")
-
-# ICMP destination unreachable codes (RFC 792) -> ICMPv6's (RFC 4443 3.1)
-_UNREACH6 = {0: 0, 1: 3, 3: 4, 9: 1, 10: 1, 13: 1}
 
 
 class UdpFwdSession:
@@ -108,35 +101,12 @@ class UdpFwdSession:
         if self.closed or self.last_in is None:
             return False
         iph, data = self.last_in
-        host = cast("NetHost6", self.fwd.host)
-        send: Callable[[], None]
+        fwd = self.fwd
         if self.dst > V6MASK:
-            # ICMPv6 destination unreachable, the code matching the IPv4 one
-            # (RFC 4443 3.1: port 4, no route 0, address 3, prohibited 1)
-            src, dst = self.dst & V6MASK, self.src & V6MASK
-            udp = build_udp6(dst, src, self.sport, self.dport, data)
-            quoted = (build_ipv6hdr(IPPROTO_UDP, dst, src, len(udp), iph.hlim, iph.tclass)
-                      + udp)[:ICMPV6_QUOTE_MAX]
-            msg = icmp6_message(src, dst, ICMPV6_DEST_UNREACH, _UNREACH6.get(code, 0),
-                                bytes(4) + quoted)
-            send = partial(host.ip6_output, IPPROTO_ICMPV6, src, dst, msg)
-            mib = "Icmp6"
+            udp = build_udp6(self.src & V6MASK, self.dst & V6MASK, self.sport, self.dport, data)
         else:
-            hdr = bytearray(60)
-            hlen = wire.build_ipv4(hdr, 0, iph)
             udp = wire.build_udp(self.src, self.dst, self.sport, self.dport, data)
-            quoted = bytes(hdr[:hlen]) + udp[:ICMP_QUOTE_MAX - hlen]
-            send = partial(host.ip_output, IPPROTO_ICMP, self.dst, self.src,
-                           wire.build_icmp(ICMP_DEST_UNREACH, code, 0, quoted), tos=0xC0)
-            mib = "Icmp"
-        try:
-            send()
-        except OSError:
-            host.mib[mib + "OutErrors"] += 1
-            return False
-        host.mib[mib + "OutMsgs"] += 1
-        host.mib[mib + "OutDestUnreachs"] += 1
-        return True
+        return unreach_from_destination(fwd.host, iph, IPPROTO_UDP, bytes(udp), code)
 
     def _touch(self, now: float) -> None:
         # Arming later only records the deadline (timer.py): cheap per datagram.

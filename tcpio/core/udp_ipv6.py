@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_UDP
+from tcpio.core.ipv6 import Iph6
 from tcpio.core.tcp.inet6_addr import V6TAG
 from tcpio.core.udp import UDP6_MIB
 
@@ -41,17 +42,6 @@ def build_udp6(src: int, dst: int, sport: int, dport: int,
     check = csum.internet_checksum(seg, csum.pseudo_header_sum6(src, dst, IPPROTO_UDP, length))
     seg[6:8] = (check or 0xFFFF).to_bytes(2, "big")
     return seg
-
-
-class FwdIph6(NamedTuple):
-    """What the transparent UDP forwarder keeps of an IPv6 datagram's
-    header: the addresses tagged as TCP tags them (``V6TAG``, so the two
-    families never share a session key), and what a quote rebuilds."""
-
-    src: int
-    dst: int
-    hlim: int
-    tclass: int
 
 
 class UdpV6Proto:
@@ -87,7 +77,7 @@ class UdpV6Proto:
         if tproxy is not None:
             # to a non-local destination, for the interface's forwarder
             # (udp_forward.py; docs/internals.md "Transparent forwarding")
-            iph = FwdIph6(V6TAG | ip6h.src, V6TAG | ip6h.dst, ip6h.hlim, ip6h.tclass)
+            iph = Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst, ip6h.hlim, ip6h.tclass)
             return bool(tproxy.rcv(iph, sport, dport, bytes(payload[UDP_HLEN:]), now))
         sk = self.udp.lookup6(ip6h.src, sport, ip6h.dst, dport)
         if sk is None:

@@ -17,6 +17,7 @@ suite; TCPIO_SLOW=1 runs 100 MB and 200 connections.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -405,3 +406,32 @@ def test_half_close_over_ipv6_from_the_client(world: World) -> None:
 def test_ping_6_to_any_address_is_answered_with_answer_ping(world: World) -> None:
     res = world.a.run("ping", "-6", "-c", "1", "-W", "5", "2001:db8:99::7", timeout=30)
     assert res.returncode == 0 and "1 received" in res.stdout, res.stdout + res.stderr
+
+
+# ----- what the client hears when the far end cannot be reached ------------------------
+
+
+@pytest.mark.parametrize(("route", "dst", "err"), [
+    ("unreachable", "203.0.113.9", errno.EHOSTUNREACH),
+    ("prohibit", "192.0.2.9", errno.EHOSTUNREACH),
+    (None, "100.64.0.9", errno.ENETUNREACH),
+    (None, "2001:db8:dead::9", errno.ENETUNREACH),
+])
+def test_unreachable_at_the_far_end_is_the_icmp_a_kernel_router_sends(
+        world: World, route: str | None, dst: str, err: int) -> None:
+    """B's kernel says EHOSTUNREACH (an `unreachable` route), EACCES (a
+    `prohibit` one) or ENETUNREACH (no route, either family) to the relay's
+    connect(); A's connect() fails as behind a Linux router with that route
+    (ip_error: host unreachable, packet filtered, net unreachable), at once
+    rather than after its SYN retries."""
+    if route is not None:
+        world.b.ip("route", "add", route, f"{dst.rsplit('.', 1)[0]}.0/24")
+    c = world.client(family=socket.AF_INET6 if ":" in dst else socket.AF_INET)
+    t0 = time.monotonic()
+    with pytest.raises(OSError) as exc:
+        c.connect((dst, 80))
+    assert exc.value.errno == err, exc.value
+    assert time.monotonic() - t0 < 5
+    log = world.stop()
+    assert f"{dst}]:80 unreachable" in log or f"{dst}:80 unreachable" in log, log
+    assert "TcpFwdUnreachable 1" in log, log

@@ -12,7 +12,8 @@ A SYN becomes a ``TcpFwdRequest`` for the application, which decides later
 (gVisor's ``tcp.Forwarder`` shape): ``accept`` replays the SYN into
 ``tcp_v4_conn_request`` on the implicit listener, so the SYN queue, SYN
 cookies and every option are a local listener's; ``refuse`` answers with the
-RST a closed port sends; ``drop`` sends nothing.  The child the handshake
+RST a closed port sends; ``unreachable`` with the ICMP destination
+unreachable a router would send; ``drop`` sends nothing.  The child the handshake
 makes is hashed by the original 4-tuple: its ``getsockname()`` is the
 original destination.
 
@@ -29,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from ..errors import sock_error
-from ..in_h import AF_INET, AF_INET6
+from ..fwd_icmp import ICMP_HOST_UNREACH, unreach_from_destination
+from ..in_h import AF_INET, AF_INET6, IPPROTO_TCP
 from .inet6_addr import V6MASK, addr_str
 from .tcp_input import Skb
 from .tcp_states import TCP_CLOSE, TCP_LISTEN, TCPHDR_ACK, TCPHDR_RST, TCPHDR_SYN
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 parse_tcp = _fast.load("wire").parse_tcp
 
 # A request's fate (the application's decision, or the forwarder's)
-PENDING, ACCEPTED, REFUSED, DROPPED, TIMED_OUT, CONNECTED, FAILED = range(7)
+PENDING, ACCEPTED, REFUSED, DROPPED, TIMED_OUT, CONNECTED, FAILED, UNREACHABLE = range(8)
 
 # How long an accepted request may take to become a connection (the
 # SYN-ACK's retransmissions, tcp_synack_retries = 5, give up after ~63 s).
@@ -95,6 +97,13 @@ class TcpFwdRequest:
         """Forget the SYN: the client hears nothing."""
         self.fwd.decide(self, DROPPED)
 
+    def unreachable(self, code: int = ICMP_HOST_UNREACH) -> None:
+        """Answer the SYN with ICMP destination unreachable (``code`` as in
+        RFC 792; ICMPv6's matching one for an IPv6 flow) from the original
+        destination, as a router that cannot reach it would: the client's
+        connect() fails with EHOSTUNREACH, ENETUNREACH, ...  (fwd_icmp.py)."""
+        self.fwd.decide(self, UNREACHABLE, code)
+
     def __repr__(self) -> str:
         return (f"<TcpFwdRequest {addr_str(self.src)}:{self.sport} -> "
                 f"{addr_str(self.dst)}:{self.dport} state={self.state}>")
@@ -132,7 +141,8 @@ class TcpForwarder:
         self.children: set[TcpSock] = set()
         self.ready: deque[TcpFwdRequest] = deque()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("TcpFwdRequests", "TcpFwdAccepted", "TcpFwdRefused", "TcpFwdDropped",
+            ("TcpFwdRequests", "TcpFwdAccepted", "TcpFwdRefused", "TcpFwdUnreachable",
+             "TcpFwdDropped",
              "TcpFwdPendingDrops", "TcpFwdConnLimitDrops", "TcpFwdTimeouts"), 0)
         self.wakeup: Callable[[], None] | None = None
         self.closed = False
@@ -194,7 +204,7 @@ class TcpForwarder:
         self.children = {sk for sk in self.children if sk.state != TCP_CLOSE}
 
     # --- the application's decisions ------------------------------------------------
-    def decide(self, req: TcpFwdRequest, verdict: int) -> None:
+    def decide(self, req: TcpFwdRequest, verdict: int, code: int = 0) -> None:
         if req.state != PENDING:
             raise sock_error(errno.EINVAL, "request already decided")
         if self.requests.get(req.key) is not req:
@@ -216,6 +226,10 @@ class TcpForwarder:
             req.state = REFUSED
             self._count("TcpFwdRefused")
             self.proto.tcp_v4_send_reset(req.dst, req.src, req._skb())
+        elif verdict == UNREACHABLE:
+            req.state = UNREACHABLE
+            self._count("TcpFwdUnreachable")
+            unreach_from_destination(self.host, req.iph, IPPROTO_TCP, req.syn, code)
         else:
             req.state = DROPPED
             self._count("TcpFwdDropped")

@@ -12,10 +12,11 @@ classifier and send loop stay IPv4's: IPv6 segments take this path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.in_h import IPPROTO_TCP
+from tcpio.core.ipv6 import Iph6
 from tcpio.core.tcp.inet6_addr import V6TAG
 
 if TYPE_CHECKING:
@@ -30,13 +31,6 @@ ICMPV6_PARAMPROB = 4
 # icmpv6_err_convert's tab_unreach "fatal" column, by code: what makes a
 # request sock go (tcp_req_err's abort).
 _UNREACH_FATAL = (False, True, False, False, True, True, True)
-
-
-class Iph6(NamedTuple):
-    """What TCP reads of the IP header: the tagged source and destination."""
-
-    src: int
-    dst: int
 
 
 def icmpv6_fatal(type: int, code: int) -> bool:
@@ -70,7 +64,8 @@ class TcpV6Proto:
             # not PACKET_HOST: TCP never answers a multicast destination
             mib["TcpInBroadcastDrops"] += 1
             return
-        self.tcp.rcv_verified(Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst), payload, now)
+        self.tcp.rcv_verified(Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst, ip6h.hlim, ip6h.tclass),
+                              payload, now)
 
     def err(self, type: int, code: int, code_errno: int, info: int, ip6h: Any,
             payload: bytes) -> None:
