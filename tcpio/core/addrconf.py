@@ -115,10 +115,7 @@ def ipv6_add_addr(host: Host, iface: Interface, ip: int, prefixlen: int,
     ifa.timer.callback = lambda now: addrconf_dad_work(host, ifa, now)
     idev.addrs.append(ifa)
     idev.join(solicited_node(ip))
-    if prefixlen < 128 and ifa.scope > 2 and host.fib6.get(ip, prefixlen) is None:
-        # A link-local prefix is every link's: routed by the interface given
-        # (route6_lookup), never by the table.
-        host.fib6.add(ip, prefixlen, None, iface.ifindex, prefsrc=None)
+    addrconf_prefix_route(host, iface, ifa)
     if nodad or host.settings.dad_transmits <= 0 or iface.link != "ether":
         addrconf_dad_completed(host, ifa)
     else:
@@ -128,6 +125,16 @@ def ipv6_add_addr(host: Host, iface: Interface, ip: int, prefixlen: int,
         ifa.timer.arm(host.now + delay)
     host.invalidate_routes()
     return ifa
+
+
+def addrconf_prefix_route(host: Host, iface: Interface, ifa: Inet6Ifaddr) -> None:
+    """The connected route of a global prefix, once the link is up (an
+    address added to a down link gets it at NETDEV_UP).  A link-local
+    prefix is every link's: routed by the interface given (route6_lookup),
+    never by the table."""
+    if ifa.prefixlen < 128 and ifa.scope > 2 and iface.up and \
+            host.fib6.get(ifa.ip, ifa.prefixlen) is None:
+        host.fib6.add(ifa.ip, ifa.prefixlen, None, iface.ifindex, prefsrc=None)
 
 
 def ipv6_del_addr(host: Host, iface: Interface, ip: int) -> None:
