@@ -6,8 +6,9 @@ ipv6_rcv (RFC 8200 3, RFC 4291): fewer than 40 bytes or a version other than
 arriving from a device, or a zero payload length with a hop-by-hop header (a
 jumbogram, which no link of ours carries) -> Ip6InHdrErrors; a payload length
 past the frame -> Ip6InTruncatedPkts (the frame is trimmed to it otherwise).
-Not for us -> Ip6InAddrErrors (unicast: we do not forward; our tentative
-addresses are not ours yet, RFC 4862 5.4), unless the interface has a
+Not for us -> Ip6InAddrErrors (our tentative addresses are not ours yet,
+RFC 4862 5.4), or to ip6_forward.py with ``Settings.ipv6_forward`` (router
+mode), unless the interface has a
 transparent forwarder for the datagram's upper protocol (Host.set_tproxy,
 issue 18: delivered with ``host.rx_tproxy`` set, as ip_rcv does) or Ip6InDiscards (a multicast
 group the interface has not joined; Ip6InMcastPkts counts every multicast).
@@ -50,10 +51,14 @@ from tcpio.core.ipv6 import (
     is_multicast6,
     parse_ipv6hdr,
 )
+from tcpio.core.ip6_forward import ip6_forward
 from tcpio.core.reassembly import ipv6_frag_rcv
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
+
+# Extension headers: a forwarded flow's upper protocol is behind them.
+_EXTHDRS = frozenset((IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS))
 
 ICMPV6_PARAMPROB = 4
 ICMPV6_HDR_FIELD = 0
@@ -106,13 +111,19 @@ def ipv6_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryvie
             # extension headers are walked).  A link-local destination is
             # its link's, never a forwarded flow's.
             tp = iface.tproxy
-            if tp is None or loopback or is_linklocal6(dst):
-                mib["Ip6InAddrErrors"] += 1
-                return
+            nexthdr = ip6h.nexthdr
             host.rx_link_bcast = link_bcast
             host.rx_iif6 = iface.ifindex
-            ip6_input_finish(host, iface, memoryview(packet)[:IPV6_HLEN + plen], now, False,
-                             tp)
+            if tp is not None and not loopback and not is_linklocal6(dst) and (
+                    nexthdr in tp or nexthdr in _EXTHDRS):
+                ip6_input_finish(host, iface, memoryview(packet)[:IPV6_HLEN + plen], now,
+                                 False, tp)
+            elif host.settings.ipv6_forward and not loopback:
+                # router mode (ip6_forward.py): forwarded or answered with ICMPv6
+                ip6_forward(host, iface, memoryview(packet)[:IPV6_HLEN + plen], ip6h,
+                            link_bcast)
+            else:
+                mib["Ip6InAddrErrors"] += 1
             return
         if where is not None and is_linklocal6(dst) and where != iface.ifindex and not loopback:
             mib["Ip6InAddrErrors"] += 1     # a link-local address is only its link's

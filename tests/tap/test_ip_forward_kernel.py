@@ -81,3 +81,46 @@ def test_tcp_across_the_router_and_pmtu_learned_by_the_kernel(tap_required: None
             mib = stack.mib()
             assert mib["FragFails"] >= 1 and mib["ForwDatagrams"] > 100
     asyncio.run(main())
+
+
+# ----- IPv6 router mode (Settings.ipv6_forward, tcpio/core/ip6_forward.py) -------------
+
+
+@contextlib.asynccontextmanager
+async def routed6(mtu2: int = 1500) -> AsyncIterator[tuple[NetNs, NetNs, Stack]]:
+    """K1 (fd81::1) -- tcpio (fd81::2 | fd82::2, ipv6_forward) -- K2 (fd82::1)."""
+    with kernel_side("10.83.0.1/24") as (k1, tap1), kernel_side("10.84.0.1/24") as (k2, tap2):
+        k1.ip("-6", "addr", "add", "fd81::1/64", "dev", tap1.name, "nodad")
+        k2.ip("-6", "addr", "add", "fd82::1/64", "dev", tap2.name, "nodad")
+        async with Stack(settings=Settings(ipv6_forward=1), seed=1) as stack:
+            i1 = stack.add_interface(tap1, "10.83.0.2/24")
+            i2 = stack.add_interface(tap2, "10.84.0.2/24", mtu=mtu2)
+            stack.add_address(i1, "fd81::2/64", nodad=True)
+            stack.add_address(i2, "fd82::2/64", nodad=True)
+            k1.ip("-6", "route", "add", "fd82::/64", "via", "fd81::2")
+            k2.ip("-6", "route", "add", "fd81::/64", "via", "fd82::2")
+            yield k1, k2, stack
+
+
+def test_ping_6_across_the_router_its_hop_limit_exceeded_and_packet_too_big(
+        tap_required: None) -> None:
+    """The kernel's ping -6 is the judge: the reply's hop limit one less,
+    "Time exceeded: Hop limit" from the router's address with -t 1 (a
+    traceroute's first hop), and with a 1280 link behind the router a
+    1400-byte ping meets "Packet too big: mtu=1280" and the kernel's route
+    cache learns it (RFC 8201)."""
+    async def main() -> None:
+        async with routed6(mtu2=1280) as (k1, _, stack):
+            res = await k1.arun("ping", "-6", "-c", "1", "-W", "5", "fd82::1")
+            assert res.returncode == 0 and "ttl=63" in res.stdout, res.stdout
+            res = await k1.arun("ping", "-6", "-c", "1", "-W", "5", "-t", "1", "fd82::1")
+            assert "From fd81::2 icmp_seq=1 Time exceeded: Hop limit" in res.stdout, res.stdout
+            res = await k1.arun("ping", "-6", "-c", "1", "-W", "5", "-s", "1400", "-M", "do",
+                                "fd82::1")
+            assert "From fd81::2 icmp_seq=1 Packet too big: mtu=1280" in res.stdout, res.stdout
+            route = await k1.arun("ip", "-6", "route", "get", "fd82::1")
+            assert "mtu 1280" in route.stdout, route.stdout
+            mib = stack.mib()
+            assert mib["Ip6InHdrErrors"] == 1 and mib["Ip6InTooBigErrors"] == 1
+            assert mib["Ip6OutForwDatagrams"] >= 2
+    asyncio.run(main())
