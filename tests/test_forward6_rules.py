@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from scapy.layers.inet import TCP, UDP, TCPerror, UDPerror
+from scapy.layers.inet import TCP, UDP, UDPerror
 from scapy.layers.inet6 import (
     ICMPv6DestUnreach,
     ICMPv6EchoReply,
@@ -22,6 +22,7 @@ from scapy.layers.inet6 import (
     IPerror6,
     IPv6,
 )
+from test_forward_rules import accepted_flow, assert_segments_fit
 
 from tcpio.core.addr import ip6_aton, ip_aton
 from tcpio.core.in_h import AF_INET6, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
@@ -254,16 +255,24 @@ def test_udp_over_ipv6_unreachable_is_an_icmpv6_port_unreachable_from_the_destin
     assert [e.errno for e in sk.errors] == [errno.ECONNREFUSED]   # as from FAR itself
 
 
-def test_a_tcp_error_quote_from_elsewhere_is_not_a_forwarded_flow() -> None:
-    """An ICMPv6 error about someone else's segment arriving at f is dropped
-    like any ICMPv6 to someone else (f has no echo-any here)."""
+def test_packet_too_big_about_a_forwarded_flow_shrinks_its_segments() -> None:
+    """A Packet Too Big sent to the original destination quoting what it
+    sent (a router between the client and the tunnel would send one) is
+    about the forwarded connection: its path MTU drops (RFC 8201) and its
+    segments with it.  One quoting somebody else's datagram changes nothing."""
     n = Net6()
-    quoted = bytes(IPv6(src=FAR, dst=CLIENT) / TCP(sport=80, dport=4000))
-    n.c.ip6_output(IPPROTO_ICMPV6, CLIENT_IP, FAR_IP,
-                   icmp6_message(CLIENT_IP, FAR_IP, 1, 4, bytes(4) + quoted))
-    n.net.run_for(0.1)
-    assert n.from_f() == [] and TCPerror in n.from_c()[0]
-    assert n.f.mib["Ip6InAddrErrors"] == 1
+    sk, child = accepted_flow(n, FAR, 443)
+    seg = IPv6(src=FAR, dst=CLIENT) / TCP(sport=443, dport=sk.lport, seq=child.snd_una,
+                                          flags="A")
+    for quoted in (IPv6(src="2001:db8::66", dst=CLIENT) / TCP(sport=443, dport=sk.lport), seg):
+        n.c.ip6_output(IPPROTO_ICMPV6, CLIENT_IP, FAR_IP,
+                       icmp6_message(CLIENT_IP, FAR_IP, 2, 0,
+                                     (1280).to_bytes(4, "big") + bytes(quoted)))
+        n.net.run_for(0.1)
+        if quoted is not seg:
+            assert n.f.route6_lookup(CLIENT_IP).mtu == 1500      # not its flow: ignored
+    assert n.f.route6_lookup(CLIENT_IP).mtu == 1280
+    assert_segments_fit(n, sk, child, 1280)
 
 
 @pytest.mark.parametrize(("code", "code6", "err"), [(1, 3, errno.EHOSTUNREACH),

@@ -395,3 +395,43 @@ def test_unreachable_is_the_icmp_a_router_sends_and_the_client_connect_fails(
     assert sk.sk_err == err and sk.state == 7               # TCP_CLOSE
     assert n.f.mib["TcpFwdUnreachable"] == 1 and n.f.mib["IcmpOutDestUnreachs"] == 1
     assert n.c.mib["IcmpInDestUnreachs"] == 1
+
+
+def test_fragmentation_needed_about_a_forwarded_flow_shrinks_its_segments() -> None:
+    """RFC 1191: an ICMP fragmentation needed sent to the original
+    destination quoting what it sent is about the forwarded connection (a
+    router between the client and the tunnel would send it); one quoting a
+    datagram another address sent changes nothing."""
+    n = Net()
+    sk, child = accepted_flow(n, FAR, 443)
+    client = ip_aton("10.0.0.1")
+    seg = IP(src=FAR, dst="10.0.0.1") / TCP(sport=443, dport=sk.lport, seq=child.snd_una)
+    other = IP(src="198.51.100.7", dst="10.0.0.1") / TCP(sport=443, dport=sk.lport)
+    for quoted in (other, seg):
+        n.c.ip_output(IPPROTO_ICMP, None, FAR_IP,
+                      bytes(ICMP(type=3, code=4, nexthopmtu=1000) / bytes(quoted)[:28]))
+        n.net.run_for(0.1)
+        if quoted is other:
+            assert n.f.route_lookup(client).mtu == 1500         # not its flow: ignored
+    assert n.f.route_lookup(client).mtu == 1000
+    assert_segments_fit(n, sk, child, 1000)
+
+
+def accepted_flow(n, dst: str, port: int):
+    """A forwarded connection: the client's sock and the accepted child."""
+    sk = n.connect(dst, port)
+    n.net.run_for(0.1)
+    req = n.requests()[0]
+    req.accept()
+    n.net.run_until(lambda: req.state == CONNECTED)
+    return sk, req.child
+
+
+def assert_segments_fit(n, sk, child, mtu: int) -> None:
+    """20 000 bytes from the child reach the client in datagrams of at most ``mtu``."""
+    sent = len(n.link.frames_from(n.f))
+    child.sendmsg(b"z" * 20000)
+    n.net.run_for(1)
+    frames = n.link.frames_from(n.f)[sent:]
+    assert frames and max(len(f) for f in frames) <= mtu
+    assert sk.recvmsg(1 << 16) == b"z" * 20000

@@ -40,9 +40,12 @@ from tcpio.core.in_h import (
     IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT,
     IPPROTO_HOPOPTS,
+    IPPROTO_ICMPV6,
     IPPROTO_NONE,
     IPPROTO_ROUTING,
+    IPPROTO_TCP,
 )
+from tcpio.core.ip6_forward import ip6_forward
 from tcpio.core.ipv6 import (
     IP6_MAX_EXT_HDRS,
     IPV6_HLEN,
@@ -51,7 +54,6 @@ from tcpio.core.ipv6 import (
     is_multicast6,
     parse_ipv6hdr,
 )
-from tcpio.core.ip6_forward import ip6_forward
 from tcpio.core.reassembly import ipv6_frag_rcv
 
 if TYPE_CHECKING:
@@ -115,7 +117,9 @@ def ipv6_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryvie
             host.rx_link_bcast = link_bcast
             host.rx_iif6 = iface.ifindex
             if tp is not None and not loopback and not is_linklocal6(dst) and (
-                    nexthdr in tp or nexthdr in _EXTHDRS):
+                    nexthdr in tp or nexthdr in _EXTHDRS or (
+                        nexthdr == IPPROTO_ICMPV6 and IPPROTO_TCP in tp
+                        and plen > 0 and packet[IPV6_HLEN] < 128)):     # an ICMPv6 error
                 ip6_input_finish(host, iface, memoryview(packet)[:IPV6_HLEN + plen], now,
                                  False, tp)
             elif host.settings.ipv6_forward and not loopback:
@@ -185,6 +189,9 @@ def ip6_input_finish(host: Host, iface: Interface, packet: bytes | bytearray | m
         break
     if tproxy is not None:
         fwd = tproxy.get(nexthdr)
+        if fwd is None and nexthdr == IPPROTO_ICMPV6 and len(packet) > off \
+                and packet[off] < 128:
+            fwd = tproxy.get(IPPROTO_TCP)   # an ICMPv6 error, maybe about a forwarded flow
         handler = host.protocols6.get(nexthdr)
         if fwd is None or handler is None:
             mib["Ip6InAddrErrors"] += 1
