@@ -20,7 +20,8 @@ IP_TRANSPARENT listener, limits and counters) is docs/internals.md
 or session to the application's callback (a coroutine function runs as a
 task) and turns an accepted connection into a ``TcpTransport``.
 
-Addresses are ``(host, port)`` pairs as the ``socket`` module gives them.
+Addresses are as the ``socket`` module gives them: ``(host, port)`` for an
+IPv4 flow, ``(host, port, flowinfo, scope_id)`` for an IPv6 one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP, IPPROTO_UDP
+from tcpio.core.tcp.inet6_addr import V6MASK
 from tcpio.core.tcp.tcp_forward import CONNECTED, FAILED, PENDING, TcpForwarder
 from tcpio.core.udp_forward import UdpForwarder
 from tcpio.socket import to_address
@@ -46,6 +48,15 @@ if TYPE_CHECKING:
     from tcpio.stack import Stack
 
 _DEFAULT_LIMIT = 2 ** 16
+
+
+def _name(addr: int, port: int) -> tuple[Any, ...]:
+    """The core's (address, port) as the socket module gives it: ('10.0.0.1',
+    port), or for an IPv6 flow (whose addresses the core tags) a sockaddr_in6
+    ('fd00::1', port, 0, 0), as getsockname() of an AF_INET6 socket."""
+    if addr > V6MASK:
+        return to_address((addr & V6MASK, port, 0, 0))
+    return to_address((addr, port))
 
 
 def _run_callback(stack: Stack, callback: Callable[[Any], Any], arg: Any,
@@ -85,8 +96,8 @@ class TcpForwardRequest:
     def __init__(self, fwd: TcpForwarderHandle, core: TcpFwdRequest) -> None:
         self._fwd = fwd
         self._core = core
-        self.sockname: tuple[str, int] = to_address((core.dst, core.dport))
-        self.peername: tuple[str, int] = to_address((core.src, core.sport))
+        self.sockname: tuple[Any, ...] = _name(core.dst, core.dport)
+        self.peername: tuple[Any, ...] = _name(core.src, core.sport)
         self._child: asyncio.Future[Any] | None = None
 
     @property
@@ -109,6 +120,14 @@ class TcpForwardRequest:
     def drop(self) -> None:
         """Nothing to the client (its SYN goes unanswered)."""
         self._decide(self._core.drop)
+
+    def unreachable(self, code: int = 1) -> None:
+        """ICMP destination unreachable to the client from ``sockname``
+        (``code`` as RFC 792: 0 net, 1 host, 13 administratively prohibited;
+        the ICMPv6 equivalent for an IPv6 flow): its connect() fails with
+        ENETUNREACH / EHOSTUNREACH, as behind a router that cannot reach the
+        destination."""
+        self._decide(partial(self._core.unreachable, code))
 
     async def accept_transport(self, protocol_factory: Callable[[], Any]
                                ) -> tuple[asyncio.Transport, Any]:
@@ -202,8 +221,8 @@ class UdpForwardSession:
     def __init__(self, fwd: UdpForwarderHandle, core: UdpFwdSession) -> None:
         self._fwd = fwd
         self._core = core
-        self.sockname: tuple[str, int] = to_address((core.dst, core.dport))
-        self.peername: tuple[str, int] = to_address((core.src, core.sport))
+        self.sockname: tuple[Any, ...] = _name(core.dst, core.dport)
+        self.peername: tuple[Any, ...] = _name(core.src, core.sport)
         self._waiter: asyncio.Future[None] | None = None
         core.wakeup = self._on_wakeup
 

@@ -9,12 +9,18 @@ the running loop (or through a SOCKS5 proxy with ``--socks5``).
 Per TCP flow: the upstream connection is made *before* the client's
 handshake completes, so what the client sees is what the destination said:
 a refused upstream is an RST to the client's SYN (its connect() fails with
-"Connection refused"), an unreachable or silent one leaves the SYN
-unanswered.  Then bytes are copied both ways with backpressure (read, write,
+"Connection refused"); an unreachable one (no route, host unreachable,
+prohibited) is the ICMP destination unreachable a Linux router would send
+for it (ip_error's codes; the client's connect() fails with "No route to
+host" / "Network is unreachable"); a silent one leaves the SYN unanswered.  Then bytes are copied both ways with backpressure (read, write,
 drain), EOF is propagated as a half-close (``write_eof``: shutdown(SHUT_WR)),
 and a reset on either side resets the other (tcpio's ``abort()`` sends RST;
 a kernel socket is reset by SO_LINGER {1, 0} and close, as Linux's
 ``tcp_disconnect`` on close with a zero linger).
+
+IPv6 flows are relayed as IPv4 ones are (upstream over the host's IPv6,
+or a SOCKS5 CONNECT with ATYP 4); the TUN needs no IPv6 address of
+tcpio's.
 
 Per UDP 4-tuple: a session (idle timeout ``--udp-timeout``) and a
 connected kernel datagram socket to the destination; answers go back from
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import os
 import socket
@@ -42,6 +49,14 @@ if TYPE_CHECKING:
     from tcpio.forward import TcpForwardRequest, UdpForwardSession
 
 COPY_CHUNK = 1 << 16
+# An upstream connect()'s errno -> the ICMP destination unreachable code a
+# Linux router sends for a route with that error (ip_error: EHOSTUNREACH ->
+# host unreachable, ENETUNREACH -> net unreachable, EACCES -> packet
+# filtered), which makes the client's own connect() fail the same way.  A
+# timeout stays silence, as a black hole gives.
+UNREACH_CODES = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1, errno.EACCES: 13}
+# SOCKS5 replies (RFC 1928 6) that say the same
+SOCKS5_ERRNO = {2: errno.EACCES, 3: errno.ENETUNREACH, 4: errno.EHOSTUNREACH}
 
 
 @dataclass
@@ -50,6 +65,7 @@ class RelayCounters:
 
     tcp_flows: int = 0
     tcp_refused: int = 0
+    tcp_unreachable: int = 0
     tcp_failed: int = 0
     tcp_reset: int = 0
     udp_sessions: int = 0
@@ -59,7 +75,8 @@ class RelayCounters:
     errors: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
-        return (f"tcp flows {self.tcp_flows} (refused {self.tcp_refused}, failed "
+        return (f"tcp flows {self.tcp_flows} (refused {self.tcp_refused}, unreachable "
+                f"{self.tcp_unreachable}, failed "
                 f"{self.tcp_failed}, reset {self.tcp_reset}), udp sessions "
                 f"{self.udp_sessions}, bytes up {self.bytes_up} down {self.bytes_down}")
 
@@ -148,6 +165,9 @@ async def socks5_connect(proxy: tuple[str, int], host: str, port: int,
         if head[1] != 0:
             if head[1] == 5:
                 raise ConnectionRefusedError(f"SOCKS5: {host}:{port} refused")
+            if head[1] in SOCKS5_ERRNO:
+                err = SOCKS5_ERRNO[head[1]]
+                raise OSError(err, f"SOCKS5: {host}:{port}: {os.strerror(err)}")
             raise ConnectionError(f"SOCKS5 reply {head[1]}")
         await reader.readexactly({1: 4, 4: 16}.get(head[3], 0) + 2)
     except BaseException:
@@ -183,8 +203,8 @@ class Relay:
 
     async def tcp(self, req: TcpForwardRequest) -> None:
         c = self.counters
-        host, port = req.sockname
-        flow = f"tcp {req.peername[0]}:{req.peername[1]} -> {host}:{port}"
+        host, port = req.sockname[:2]
+        flow = f"tcp {_hostport_str(req.peername)} -> {_hostport_str(req.sockname)}"
         t0 = time.monotonic()
         try:
             upstream = await self._open(host, port)
@@ -194,6 +214,13 @@ class Relay:
             self._log(f"{flow} refused")
             return
         except (OSError, asyncio.TimeoutError) as exc:
+            code = UNREACH_CODES.get(getattr(exc, "errno", None) or 0)
+            if code is not None:
+                # what a router that cannot reach the destination sends
+                c.tcp_unreachable += 1
+                req.unreachable(code)
+                self._log(f"{flow} unreachable: {exc}")
+                return
             c.tcp_failed += 1
             name = type(exc).__name__
             c.errors[name] = c.errors.get(name, 0) + 1
@@ -223,7 +250,7 @@ class Relay:
     async def udp(self, session: UdpForwardSession) -> None:
         c = self.counters
         c.udp_sessions += 1
-        host, port = session.sockname
+        host, port = session.sockname[:2]
         loop = asyncio.get_running_loop()
 
         class Upstream(asyncio.DatagramProtocol):
@@ -254,8 +281,14 @@ class Relay:
                 transport.sendto(data)
         finally:
             transport.close()
-        self._log(f"udp {session.peername[0]}:{session.peername[1]} -> {host}:{port} "
-                  f"ended ({n} datagrams up)")
+        self._log(f"udp {_hostport_str(session.peername)} -> "
+                  f"{_hostport_str(session.sockname)} ended ({n} datagrams up)")
+
+
+def _hostport_str(name: tuple[Any, ...]) -> str:
+    """'10.0.0.1:80' or '[fd00::1]:80' (a socket address for a log line)."""
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -348,7 +381,9 @@ async def run_forward(args: argparse.Namespace) -> int:
                   log=None if args.quiet else log)
     async with tcpio.Stack(name="tcpio-forward") as stack:
         ifindex = stack.add_interface(tun, args.address)
+        # every destination is reached back through the TUN, in both families
         stack.add_route("0.0.0.0/0", ifindex=ifindex)
+        stack.add_route("::/0", ifindex=ifindex)
         tcp = stack.set_tcp_forwarder(relay.tcp, ifindex, max_connections=args.max_connections,
                                       max_pending=args.max_pending)
         udp = stack.set_udp_forwarder(relay.udp, ifindex, idle_timeout=args.udp_timeout)

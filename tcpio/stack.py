@@ -508,10 +508,12 @@ class Stack:
         return set_udp_forwarder(self, callback, ifindex, **limits)
 
     def set_icmp_echo_any(self, ifindex: int, on: bool = True) -> None:
-        """Answer ICMP echo requests to *any* address arriving on ``ifindex``
-        (from that address), as a forwarder's network expects ping to work."""
-        from tcpio.core.in_h import IPPROTO_ICMP
+        """Answer ICMP and ICMPv6 echo requests to *any* address arriving on
+        ``ifindex`` (from that address), as a forwarder's network expects
+        ping to work."""
+        from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_ICMPV6
         self.host.set_tproxy(ifindex, IPPROTO_ICMP, self.host.icmp if on else None)
+        self.host.set_tproxy(ifindex, IPPROTO_ICMPV6, self.host.icmp6 if on else None)
 
     @overload
     def socket(  # type: ignore[overload-overlap]  # SOCK_RAW is an int too

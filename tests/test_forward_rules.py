@@ -373,3 +373,65 @@ def test_an_accepted_syn_whose_cookie_synack_was_lost_is_answered_again() -> Non
     n.net.run_until(lambda: n.requests(CONNECTED), timeout=10)
     assert len(lost) == 1 and sk.state == TCP_ESTABLISHED
     assert n.f.mib["SyncookiesSent"] == 2 and n.f.mib["TcpFwdRequests"] == 1
+
+
+@pytest.mark.parametrize(("code", "err"), [(1, errno.EHOSTUNREACH), (0, errno.ENETUNREACH),
+                                           (13, errno.EHOSTUNREACH)])
+def test_unreachable_is_the_icmp_a_router_sends_and_the_client_connect_fails(
+        code: int, err: int) -> None:
+    """RFC 1812 5.2.7.1 / Linux's ip_error: a router that cannot reach the
+    destination answers the SYN with destination unreachable quoting it; the
+    client's connect() in SYN-SENT fails with icmp_err_convert's errno."""
+    n = Net()
+    sk = n.connect(FAR, 80)
+    n.net.run_for(0.1)
+    syn = IP(n.link.frames_from(n.c)[0])
+    n.requests()[0].unreachable(code)
+    n.net.run_for(0.5)
+    (icmp,) = n.from_f()
+    assert icmp.src == FAR and icmp.dst == "10.0.0.1" and icmp.tos == 0xC0
+    assert (icmp[ICMP].type, icmp[ICMP].code) == (3, code)
+    assert bytes(icmp[IPerror])[:40] == bytes(syn)[:40]     # the SYN as it was sent
+    assert sk.sk_err == err and sk.state == 7               # TCP_CLOSE
+    assert n.f.mib["TcpFwdUnreachable"] == 1 and n.f.mib["IcmpOutDestUnreachs"] == 1
+    assert n.c.mib["IcmpInDestUnreachs"] == 1
+
+
+def test_fragmentation_needed_about_a_forwarded_flow_shrinks_its_segments() -> None:
+    """RFC 1191: an ICMP fragmentation needed sent to the original
+    destination quoting what it sent is about the forwarded connection (a
+    router between the client and the tunnel would send it); one quoting a
+    datagram another address sent changes nothing."""
+    n = Net()
+    sk, child = accepted_flow(n, FAR, 443)
+    client = ip_aton("10.0.0.1")
+    seg = IP(src=FAR, dst="10.0.0.1") / TCP(sport=443, dport=sk.lport, seq=child.snd_una)
+    other = IP(src="198.51.100.7", dst="10.0.0.1") / TCP(sport=443, dport=sk.lport)
+    for quoted in (other, seg):
+        n.c.ip_output(IPPROTO_ICMP, None, FAR_IP,
+                      bytes(ICMP(type=3, code=4, nexthopmtu=1000) / bytes(quoted)[:28]))
+        n.net.run_for(0.1)
+        if quoted is other:
+            assert n.f.route_lookup(client).mtu == 1500         # not its flow: ignored
+    assert n.f.route_lookup(client).mtu == 1000
+    assert_segments_fit(n, sk, child, 1000)
+
+
+def accepted_flow(n, dst: str, port: int):
+    """A forwarded connection: the client's sock and the accepted child."""
+    sk = n.connect(dst, port)
+    n.net.run_for(0.1)
+    req = n.requests()[0]
+    req.accept()
+    n.net.run_until(lambda: req.state == CONNECTED)
+    return sk, req.child
+
+
+def assert_segments_fit(n, sk, child, mtu: int) -> None:
+    """20 000 bytes from the child reach the client in datagrams of at most ``mtu``."""
+    sent = len(n.link.frames_from(n.f))
+    child.sendmsg(b"z" * 20000)
+    n.net.run_for(1)
+    frames = n.link.frames_from(n.f)[sent:]
+    assert frames and max(len(f) for f in frames) <= mtu
+    assert sk.recvmsg(1 << 16) == b"z" * 20000

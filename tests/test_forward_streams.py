@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -185,6 +186,24 @@ def test_relay_refused_upstream_is_refused_at_the_client() -> None:
     run_on("virtual", main)
 
 
+def test_relay_unreachable_upstream_is_unreachable_at_the_client() -> None:
+    """f has no route to 198.18.0.1: its connect() fails with ENETUNREACH,
+    and the client hears ICMP net unreachable, as from a router with no
+    route (ip_error), so its connect() fails the same way at once."""
+    async def main() -> None:
+        async with three_stacks() as (c, f, _):
+            relay = Relay(open_connection=f.open_connection)
+            f.set_tcp_forwarder(relay.tcp, 1)
+            t0 = asyncio.get_running_loop().time()
+            with pytest.raises(OSError) as exc:
+                await c.open_connection("198.18.0.1", 80)
+            assert exc.value.errno == errno.ENETUNREACH
+            assert asyncio.get_running_loop().time() - t0 < 1.0     # not a SYN timeout
+            assert relay.counters.tcp_unreachable == 1
+            assert c.host.mib["IcmpInDestUnreachs"] == 1
+    run_on("virtual", main)
+
+
 def test_udp_session_echo_and_idle_end() -> None:
     async def main() -> None:
         async with three_stacks() as (c, f, _):
@@ -239,4 +258,45 @@ def test_relay_through_socks5_sends_connect_for_the_original_destination() -> No
             assert asked[0] == b"\x05\x01\x00\x01" + bytes([203, 0, 113, 5]) + (443).to_bytes(2, "big")
             with pytest.raises(ConnectionRefusedError):
                 await c.open_connection("203.0.113.5", 9)
+    run_on("virtual", main)
+
+
+def test_relay_through_socks5_sends_an_ipv6_connect_for_an_ipv6_flow() -> None:
+    """An IPv6 flow from the client asks the proxy for its original
+    destination as RFC 1928's ATYP 4 (16 bytes), and the accepted streams
+    name it as AF_INET6 sockets do."""
+    async def main() -> None:
+        async with three_stacks() as (c, f, s):
+            c.add_address(1, "fd00::1/64", nodad=True)
+            f.add_address(1, "fd00::2/64", nodad=True)
+            c.add_route("::/0", via="fd00::2")
+            asked: list[bytes] = []
+
+            async def socks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                assert await reader.readexactly(3) == b"\x05\x01\x00"
+                writer.write(b"\x05\x00")
+                head = await reader.readexactly(4)
+                req = head + await reader.readexactly({1: 4, 4: 16}[head[3]] + 2)
+                asked.append(req)
+                writer.write(b"\x05\x00\x00\x01" + bytes(6))
+                writer.write(b"via proxy: " + await reader.read())
+                writer.close()
+
+            await s.start_server(socks, SERVER, 1080)
+            relay = Relay(open_connection=f.open_connection, socks5=(SERVER, 1080))
+            names = []
+
+            async def tcp(req: tcpio.TcpForwardRequest) -> None:
+                names.append((req.sockname, req.peername))
+                await relay.tcp(req)
+
+            f.set_tcp_forwarder(tcp, 1)
+            reader, writer = await c.open_connection("2001:db8::5", 443)
+            writer.write(b"hi6")
+            writer.write_eof()
+            assert await reader.read() == b"via proxy: hi6"
+            local = writer.get_extra_info("sockname")
+            assert names == [(("2001:db8::5", 443, 0, 0), local)]
+            assert asked == [b"\x05\x01\x00\x04" + bytes.fromhex("20010db8" + "00" * 10 + "0005")
+                             + (443).to_bytes(2, "big")]
     run_on("virtual", main)

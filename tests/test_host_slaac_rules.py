@@ -301,3 +301,27 @@ def test_a_ping_to_the_slaac_address_is_answered():
 def _ntoa(ip: int) -> str:
     from tcpio.core.addr import ip6_ntoa
     return ip6_ntoa(ip)
+
+
+def test_down_and_up_forgets_the_advertisements_and_solicits_again():
+    """addrconf_ifdown: the SLAAC address goes with the link's IPv6
+    addresses, the default and on-link routes with its routes; at up the
+    new link-local address passes DAD and router solicitations start again
+    (IF_RA_RCVD cleared), and the next advertisement configures it all anew."""
+    h = make_host()
+    run_to(h, 3.0)
+    give(h, ra(pio()))
+    run_to(h, 6.0)
+    assert addrs(h)[SLAAC] == "preferred" and h.fib6.get(0, 0) is not None
+    h.set_link(1, False)
+    assert SLAAC not in addrs(h) and h.fib6.get(0, 0) is None
+    assert h.fib6.get(ip6_aton(PREFIX), 64) is None
+    h.set_link(1, True)
+    before = h.mib["Icmp6OutRouterSolicits"]
+    run_to(h, 12.0)
+    assert h.mib["Icmp6OutRouterSolicits"] > before
+    give(h, ra(pio()))
+    run_to(h, 16.0)
+    assert addrs(h)[SLAAC] == "preferred"
+    assert h.fib6.get(0, 0).gateway == ip6_aton(ROUTER)
+    assert h.fib6.get(ip6_aton(PREFIX), 64) is not None

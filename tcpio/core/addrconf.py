@@ -156,11 +156,8 @@ def ipv6_add_addr(host: Host, iface: Interface, ip: int, prefixlen: int,
     ifa.timer.callback = lambda now: addrconf_dad_work(host, ifa, now)
     idev.addrs.append(ifa)
     idev.join(solicited_node(ip))
-    if (prefix_route and prefixlen < 128 and ifa.scope > 2
-            and host.fib6.get(ip, prefixlen) is None):
-        # A link-local prefix is every link's: routed by the interface given
-        # (route6_lookup), never by the table.
-        host.fib6.add(ip, prefixlen, None, iface.ifindex, prefsrc=None)
+    if prefix_route:
+        addrconf_prefix_route(host, iface, ifa)
     if nodad or host.settings.dad_transmits <= 0 or iface.link != "ether":
         addrconf_dad_completed(host, ifa)
     else:
@@ -170,6 +167,19 @@ def ipv6_add_addr(host: Host, iface: Interface, ip: int, prefixlen: int,
         ifa.timer.arm(host.now + delay)
     host.invalidate_routes()
     return ifa
+
+
+def addrconf_prefix_route(host: Host, iface: Interface, ifa: Inet6Ifaddr) -> None:
+    """The connected route of a global prefix, once the link is up (an
+    address added to a down link gets it at NETDEV_UP).  A link-local
+    prefix is every link's: routed by the interface given (route6_lookup),
+    never by the table.  A SLAAC address has none of its own
+    (IFA_F_NOPREFIXROUTE): its prefix option's L flag gives the route."""
+    if ifa.autoconf:
+        return
+    if ifa.prefixlen < 128 and ifa.scope > 2 and iface.up and \
+            host.fib6.get(ifa.ip, ifa.prefixlen) is None:
+        host.fib6.add(ifa.ip, ifa.prefixlen, None, iface.ifindex, prefsrc=None)
 
 
 def ipv6_del_addr(host: Host, iface: Interface, ip: int) -> None:
@@ -261,6 +271,21 @@ def addrconf_rs_timer(host: Host, iface: Interface, now: float) -> None:
     idev.rs_interval = _backoff_update(host, idev.rs_interval, st.rtr_solicit_max_interval)
     assert idev.rs_timer is not None
     idev.rs_timer.arm(now + idev.rs_interval)
+
+
+def addrconf_ifdown_ra(iface: Interface) -> None:
+    """The link went down (addrconf_ifdown): what advertisements taught is
+    forgotten with the routes the host flushed, solicitations stop, and
+    the next up solicits again (IF_RA_RCVD cleared)."""
+    idev = iface.ip6
+    idev.ra_rcvd = False
+    idev.rs_probes = 0
+    if idev.rs_timer is not None:
+        idev.rs_timer.cancel()
+    for timer in (*idev.routers.values(), *idev.prefixes.values()):
+        timer.cancel()
+    idev.routers.clear()
+    idev.prefixes.clear()
 
 
 def _lifetime(value: int) -> float:

@@ -284,22 +284,57 @@ class Host:
         self.invalidate_routes()
 
     def set_link(self, ifindex: int, up: bool) -> None:
-        """``ip link set IF up|down`` (issue 18).  Down: nothing is received
-        from it (InNoInterface) and routes through it are dead, so sends
-        that needed it fail with ENETUNREACH and TCP keeps retransmitting
-        (TCPOutNoRoute); its neighbours are forgotten (neigh_ifdown).  Up
-        again: its routes are back (Linux re-adds the connected ones and
-        deletes static ones with the link; here all of them stay)."""
+        """``ip link set IF up|down`` (issue 18), as Linux does it:
+
+        Down: nothing is received from it (InNoInterface); every route
+        through it is deleted, connected and static (fib_disable_ip's
+        fib_sync_down_dev + fib_flush; rt6_sync_down_dev), so sends that
+        needed it fail with ENETUNREACH (what Linux's sockets get: the route
+        lookup fails before any device is reached) and TCP keeps
+        retransmitting (TCPOutNoRoute); its IPv4 addresses stay ours; its
+        IPv6 addresses are removed unless ``Settings.keep_addr_on_down``
+        (addrconf_ifdown); its neighbours are forgotten (neigh_ifdown).
+
+        Up: the connected routes of its addresses come back (fib_add_ifaddr
+        on NETDEV_UP, addrconf's prefix routes) and, on Ethernet, a new
+        link-local address (addrconf_dev_config); static routes deleted at
+        down stay deleted, as in Linux (whoever added them adds them again)."""
         iface = self._iface(ifindex)
         if iface.up == up:
             return
         iface.up = up
         if up:
             self._links_down.discard(ifindex)
+            for ip, plen in iface.addrs:
+                self._add_connected(ifindex, ip, plen)
+            for ifa in iface.ip6.addrs:
+                addrconf.addrconf_prefix_route(self, iface, ifa)
+            if iface.link == "ether" and not any(is_linklocal6(a.ip) for a in iface.ip6.addrs):
+                addrconf.addrconf_dev_config(self, iface)
         else:
             self._links_down.add(ifindex)
+            self.fib.flush_dev(ifindex)
+            self.fib6.flush_dev(ifindex)
+            addrconf.addrconf_ifdown_ra(iface)
+            if not self.settings.keep_addr_on_down:
+                for ifa in list(iface.ip6.addrs):
+                    addrconf.ipv6_del_addr(self, iface, ifa.ip)
             self.arp.neigh_ifdown(ifindex)
+            self.ndisc.neigh_ifdown(ifindex)
         self.invalidate_routes()
+
+    def _add_connected(self, ifindex: int, ip: int, prefixlen: int) -> None:
+        """fib_add_ifaddr's prefix route, on an interface that is up: the
+        first address in a subnet is primary and owns it (later ones are
+        secondaries, as with `ip addr add` on Linux)."""
+        if prefixlen < 32 and self.fib.get(ip, prefixlen) is None \
+                and ifindex not in self._links_down:
+            self.fib.add(ip, prefixlen, None, ifindex, prefsrc=ip)
+
+    def _check_nh_dev(self, ifindex: int) -> None:
+        """fib_check_nh / ip6_route_check_nh: no route through a down device."""
+        if not self._iface(ifindex).up:
+            raise sock_error(errno.ENETDOWN, "device for nexthop is not up")
 
     def add_address(self, ifindex: int, ip: int, prefixlen: int) -> None:
         """inet_insert_ifa: the address, its connected route, and a gratuitous ARP."""
@@ -311,10 +346,7 @@ class Host:
         iface.addrs.append((ip, prefixlen))
         self._local[ip] = ifindex
         self._rebuild_broadcasts()
-        if prefixlen < 32 and self.fib.get(ip, prefixlen) is None:
-            # The first address in a subnet is primary: it owns the connected route,
-            # later ones are secondaries (as with `ip addr add` on Linux).
-            self.fib.add(ip, prefixlen, None, ifindex, prefsrc=ip)
+        self._add_connected(ifindex, ip, prefixlen)     # once the link is up
         if iface.link == "ether":
             self.arp.gratuitous(iface, ip)
 
@@ -347,7 +379,7 @@ class Host:
             if entry is None or entry.gateway is not None:
                 raise sock_error(errno.ENETUNREACH, "gateway not on a connected network")
             ifindex = entry.ifindex
-        self._iface(ifindex)
+        self._check_nh_dev(ifindex)
         self.fib.add(prefix, prefixlen, via, ifindex)
         self.invalidate_routes()
 
@@ -422,7 +454,7 @@ class Host:
                 if entry is None or entry.gateway is not None:
                     raise sock_error(errno.ENETUNREACH, "gateway not on a connected network")
                 ifindex = entry.ifindex
-        self._iface(ifindex)
+        self._check_nh_dev(ifindex)
         self.fib6.add(prefix, prefixlen, via, ifindex)
         self.invalidate_routes()
 
@@ -459,6 +491,8 @@ class Host:
     def _route6_slow(self, dst: int, ifindex: int | None) -> Route:
         if is_linklocal6(dst) or (is_multicast6(dst) and addr_scope(dst) <= 2):
             iface = self._iface(ifindex) if ifindex else self._default_iface6()
+            if not iface.up:
+                raise sock_error(errno.ENETUNREACH)     # (its fe80::/64 route went with it)
             return Route(iface.ifindex, None, addrconf.ipv6_dev_get_saddr(iface, dst) or 0,
                          self._link_mtu6(iface))
         entry = self.fib6.lookup(dst)

@@ -125,14 +125,20 @@ class IcmpProto:
         icmph = wire.parse_icmp(payload)
         type = icmph.type
         if host.rx_tproxy is not None:
-            # to a non-local address on an interface that answers echo for any
-            # address (Host.set_tproxy(ifindex, IPPROTO_ICMP, ...), issue 18):
-            # echo is answered from that address; nothing else is ours
-            if type != ICMP_ECHO:
-                return False
-            mib["IcmpInEchos"] += 1
-            self._reply(iph, icmph.code, icmph.rest, payload[8:])
-            return True
+            # to a non-local address on a forwarder's interface (issue 18):
+            # echo is answered from that address when the interface answers
+            # echo for any address (Host.set_tproxy(ifindex, IPPROTO_ICMP,
+            # icmp)); an error quoting a datagram that address sent is about
+            # a forwarded flow (its TCP sock is hashed by that 4-tuple)
+            if type == ICMP_ECHO and host.rx_tproxy is self:
+                mib["IcmpInEchos"] += 1
+                self._reply(iph, icmph.code, icmph.rest, payload[8:])
+                return True
+            if type in _IN_COUNTER:
+                mib[_IN_COUNTER[type]] += 1
+                self._error_in(iph, icmph.code, type, icmph.rest, payload[8:])
+                return True
+            return False
         if host.is_broadcast(iph.dst) or is_multicast(iph.dst):
             # icmp_rcv: to a broadcast only queries are looked at, and echo is
             # ignored too (icmp_echo_ignore_broadcasts=1, no smurf amplifier).
@@ -188,6 +194,9 @@ class IcmpProto:
             mib["IcmpInErrors"] += 1
             return
         inner = wire.parse_ipv4(quoted)
+        if self.host.rx_tproxy is not None and inner.src != iph.dst:
+            mib["IcmpInErrors"] += 1        # not about what that address sent
+            return
         code_errno = err_convert(type, code)
         if code_errno is None:
             mib["IcmpInErrors"] += 1
@@ -196,7 +205,8 @@ class IcmpProto:
         if type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
             info = rest & 0xFFFF         # next-hop MTU (RFC 1191; 0 from old routers)
             # (ip_no_pmtu_disc: our datagrams carry no DF, so none learns a path MTU)
-            if self.host.is_local_address(inner.src) and not self.host.settings.ip_no_pmtu_disc:
+            if (self.host.is_local_address(inner.src) or self.host.rx_tproxy is not None) \
+                    and not self.host.settings.ip_no_pmtu_disc:
                 self.host.update_pmtu(inner.dst, info)
         elif type == ICMP_PARAMETERPROB:
             info = rest >> 24            # pointer

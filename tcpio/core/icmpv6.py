@@ -154,6 +154,21 @@ class Icmpv6Proto:
         counter = _IN_COUNTER.get(type)
         if counter is not None:
             mib[counter] += 1
+        if host.rx_tproxy is not None:
+            # to a non-local address on a forwarder's interface (issue 18):
+            # echo is answered from that address when the interface answers
+            # echo for any address (Stack.set_icmp_echo_any); an error
+            # quoting a datagram that address sent is about a forwarded flow
+            if len(payload) < 8:
+                return
+            if type == ICMPV6_ECHO_REQUEST and host.rx_tproxy is self:
+                self._echo_reply(skb, payload[1], int.from_bytes(payload[4:8], "big"),
+                                 payload[8:])
+            elif not type & ICMPV6_INFOMSG_MASK and payload[8:][8:24] == \
+                    ip6h.dst.to_bytes(16, "big"):
+                self._error_in(type, payload[1], int.from_bytes(payload[4:8], "big"),
+                               payload[8:])
+            return
         if type in (NDISC_NEIGHBOUR_SOLICITATION, NDISC_NEIGHBOUR_ADVERTISEMENT):
             host.ndisc.rcv(skb, type, payload, now)
             return
@@ -208,7 +223,8 @@ class Icmpv6Proto:
         if code_errno is None:
             host.mib["Icmp6InErrors"] += 1
             return
-        if type == ICMPV6_PKT_TOOBIG and host.is_local_address6(inner.src):
+        if type == ICMPV6_PKT_TOOBIG and (host.is_local_address6(inner.src) or
+                                          host.rx_tproxy is not None):
             host.update_pmtu6(inner.dst, info)
         self.deliver_err(type, code, code_errno, info, inner._replace(nexthdr=proto),
                          bytes(quoted[off:]))

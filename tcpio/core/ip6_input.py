@@ -6,8 +6,11 @@ ipv6_rcv (RFC 8200 3, RFC 4291): fewer than 40 bytes or a version other than
 arriving from a device, or a zero payload length with a hop-by-hop header (a
 jumbogram, which no link of ours carries) -> Ip6InHdrErrors; a payload length
 past the frame -> Ip6InTruncatedPkts (the frame is trimmed to it otherwise).
-Not for us -> Ip6InAddrErrors (unicast: we do not forward; our tentative
-addresses are not ours yet, RFC 4862 5.4) or Ip6InDiscards (a multicast
+Not for us -> Ip6InAddrErrors (our tentative addresses are not ours yet,
+RFC 4862 5.4), or to ip6_forward.py with ``Settings.ipv6_forward`` (router
+mode), unless the interface has a
+transparent forwarder for the datagram's upper protocol (Host.set_tproxy,
+issue 18: delivered with ``host.rx_tproxy`` set, as ip_rcv does) or Ip6InDiscards (a multicast
 group the interface has not joined; Ip6InMcastPkts counts every multicast).
 
 Extension headers (ip6_input_finish and the exthdrs.c handlers), walked in
@@ -31,15 +34,18 @@ Every failure of the option and routing handlers counts Ip6InHdrErrors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tcpio.core.in_h import (
     IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT,
     IPPROTO_HOPOPTS,
+    IPPROTO_ICMPV6,
     IPPROTO_NONE,
     IPPROTO_ROUTING,
+    IPPROTO_TCP,
 )
+from tcpio.core.ip6_forward import ip6_forward
 from tcpio.core.ipv6 import (
     IP6_MAX_EXT_HDRS,
     IPV6_HLEN,
@@ -52,6 +58,9 @@ from tcpio.core.reassembly import ipv6_frag_rcv
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
+
+# Extension headers: a forwarded flow's upper protocol is behind them.
+_EXTHDRS = frozenset((IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS))
 
 ICMPV6_PARAMPROB = 4
 ICMPV6_HDR_FIELD = 0
@@ -98,7 +107,27 @@ def ipv6_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryvie
     else:
         where = host.local6.get(dst)
         if where is None and not (loopback and dst == 1):
-            mib["Ip6InAddrErrors"] += 1
+            # Someone else's datagram: ours to terminate only when the
+            # interface has a transparent forwarder for its upper protocol
+            # (Host.set_tproxy, as ip_rcv; the protocol is known once the
+            # extension headers are walked).  A link-local destination is
+            # its link's, never a forwarded flow's.
+            tp = iface.tproxy
+            nexthdr = ip6h.nexthdr
+            host.rx_link_bcast = link_bcast
+            host.rx_iif6 = iface.ifindex
+            if tp is not None and not loopback and not is_linklocal6(dst) and (
+                    nexthdr in tp or nexthdr in _EXTHDRS or (
+                        nexthdr == IPPROTO_ICMPV6 and IPPROTO_TCP in tp
+                        and plen > 0 and packet[IPV6_HLEN] < 128)):     # an ICMPv6 error
+                ip6_input_finish(host, iface, memoryview(packet)[:IPV6_HLEN + plen], now,
+                                 False, tp)
+            elif host.settings.ipv6_forward and not loopback:
+                # router mode (ip6_forward.py): forwarded or answered with ICMPv6
+                ip6_forward(host, iface, memoryview(packet)[:IPV6_HLEN + plen], ip6h,
+                            link_bcast)
+            else:
+                mib["Ip6InAddrErrors"] += 1
             return
         if where is not None and is_linklocal6(dst) and where != iface.ifindex and not loopback:
             mib["Ip6InAddrErrors"] += 1     # a link-local address is only its link's
@@ -109,8 +138,10 @@ def ipv6_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryvie
 
 
 def ip6_input_finish(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
-                     now: float, mcast: bool) -> None:
-    """The extension header chain, then the upper protocol (module docstring)."""
+                     now: float, mcast: bool, tproxy: dict[int, Any] | None = None) -> None:
+    """The extension header chain, then the upper protocol (module docstring).
+    ``tproxy``: the interface's forwarders, for a datagram to a non-local
+    address (delivered with ``host.rx_tproxy`` set, or Ip6InAddrErrors)."""
     mib = host.mib
     ip6h = parse_ipv6hdr(packet)
     nexthdr = ip6h.nexthdr
@@ -156,6 +187,23 @@ def ip6_input_finish(host: Host, iface: Interface, packet: bytes | bytearray | m
             off += hdrlen
             continue
         break
+    if tproxy is not None:
+        fwd = tproxy.get(nexthdr)
+        if fwd is None and nexthdr == IPPROTO_ICMPV6 and len(packet) > off \
+                and packet[off] < 128:
+            fwd = tproxy.get(IPPROTO_TCP)   # an ICMPv6 error, maybe about a forwarded flow
+        handler = host.protocols6.get(nexthdr)
+        if fwd is None or handler is None:
+            mib["Ip6InAddrErrors"] += 1
+            return
+        mib["Ip6InDelivers"] += 1
+        host.rx_tproxy = fwd
+        try:
+            handler.rcv(Ip6Skb(ip6h, packet, nexthdr, off, iface.ifindex),
+                        memoryview(packet)[off:], now)
+        finally:
+            host.rx_tproxy = None
+        return
     if nexthdr == IPPROTO_NONE:
         mib["Ip6InDelivers"] += 1
         return

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.addr import is_multicast
+from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_TCP
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
@@ -129,6 +130,12 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
             # unless the interface has a transparent forwarder for its protocol.
             tp = iface.tproxy
             tproxy = tp.get(iph.proto) if tp is not None and not is_multicast(dst) else None
+            if tproxy is None and tp is not None and iph.proto == IPPROTO_ICMP \
+                    and IPPROTO_TCP in tp and not is_multicast(dst) and not iph.mf \
+                    and not iph.frag_offset and tot_len > hlen \
+                    and packet[hlen] in _ICMP_ERRORS:
+                # an ICMP error, maybe about a forwarded flow (icmp.py)
+                tproxy = tp[IPPROTO_TCP]
             if tproxy is None:
                 if host.settings.ip_forward:
                     # router mode (ip_forward.py): forwarded or answered with ICMP
@@ -164,6 +171,10 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
         ip_local_deliver(host, iph, payload, now, False)
     finally:
         host.rx_tproxy = None
+
+
+# ICMP destination unreachable, time exceeded, parameter problem
+_ICMP_ERRORS = frozenset((3, 11, 12))
 
 
 def ip_local_deliver(host: Host, iph: Any, payload: memoryview, now: float,

@@ -66,6 +66,20 @@ class Ipv6Header(NamedTuple):
     dst: int
 
 
+class Iph6(NamedTuple):
+    """What a transport keeps of an IPv6 datagram's header: the addresses
+    tagged as TCP tags them (``V6TAG``: the family travels with the value,
+    so an IPv6 4-tuple never equals an IPv4 one), and what a quote of the
+    datagram rebuilds (hop limit, traffic class: only a forwarded flow's
+    SYN is ever quoted, and that always comes through ipv6_rcv with both;
+    the compiled classifier's segments, all to our own addresses, leave them 0)."""
+
+    src: int
+    dst: int
+    hlim: int = 0
+    tclass: int = 0
+
+
 class Ip6Skb(NamedTuple):
     """What a protocol registered with ``register_protocol6`` gets with a
     datagram (Linux's skb with its inet6_skb_parm): the fixed header, the

@@ -129,7 +129,7 @@ DESCRIPTIONS: dict[str, str] = {
     # --- IPv6 (Ip6:/Icmp6: in /proc/net/snmp6) ---
     "Ip6InReceives": "Ip6: InReceives - IPv6 datagrams received from the interfaces, errors included",
     "Ip6InHdrErrors": "Ip6: InHdrErrors - IPv6 datagrams dropped for a bad header or extension header (version, length, multicast source, options, routing, fragment rules, chain too long)",
-    "Ip6InAddrErrors": "Ip6: InAddrErrors - IPv6 datagrams not for one of our (preferred) addresses: tcpio does not forward",
+    "Ip6InAddrErrors": "Ip6: InAddrErrors - IPv6 datagrams not for one of our (preferred) addresses (and not forwarded)",
     "Ip6InUnknownProtos": "Ip6: InUnknownProtos - IPv6 datagrams for a next header nobody registered (parameter problem sent)",
     "Ip6InTruncatedPkts": "Ip6: InTruncatedPkts - IPv6 datagrams shorter than their payload length",
     "Ip6InDiscards": "Ip6: InDiscards - IPv6 datagrams dropped: to a multicast group the interface has not joined",
@@ -147,7 +147,10 @@ DESCRIPTIONS: dict[str, str] = {
     "Ip6ReasmDuplicates": "tcpio: IPv6 fragments lying inside one already held, ignored",
     "Ip6ReasmEvictions": "tcpio: IPv6 fragment queues evicted to stay under ip6frag_high_thresh",
     "Ip6FragOKs": "Ip6: FragOKs - IPv6 datagrams fragmented by us as their source",
-    "Ip6FragFails": "Ip6: FragFails - IPv6 datagrams over the path MTU with IPV6_DONTFRAG (EMSGSIZE)",
+    "Ip6FragFails": "Ip6: FragFails - IPv6 datagrams over the path MTU with IPV6_DONTFRAG (EMSGSIZE), or too big to forward",
+    "Ip6OutForwDatagrams": "Ip6: OutForwDatagrams - IPv6 datagrams forwarded (Settings.ipv6_forward)",
+    "Ip6InNoRoutes": "Ip6: InNoRoutes - IPv6 datagrams to forward without a route (ICMPv6 no route sent)",
+    "Ip6InTooBigErrors": "Ip6: InTooBigErrors - IPv6 datagrams to forward over the outgoing MTU (Packet Too Big sent)",
     "Ip6FragCreates": "Ip6: FragCreates - IPv6 fragments made",
     "Ip6DadFailures": "tcpio: IPv6 addresses found duplicate by DAD (RFC 4862), never used",
     "Ip6LocalErrors": "tcpio: ICMPv6 errors about our own IPv6 datagrams raised locally (ND failed)",
@@ -255,6 +258,7 @@ DESCRIPTIONS: dict[str, str] = {
                       "application",
     "TcpFwdAccepted": "tcpio: forwarder requests the application accepted",
     "TcpFwdRefused": "tcpio: forwarder requests the application refused (RST sent)",
+    "TcpFwdUnreachable": "tcpio: forwarder requests answered with ICMP destination unreachable",
     "TcpFwdDropped": "tcpio: forwarder requests the application dropped (nothing sent)",
     "TcpFwdPendingDrops": "tcpio: SYNs dropped: max_pending requests were waiting for "
                           "the application",

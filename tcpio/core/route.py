@@ -73,6 +73,15 @@ class Fib:
             self._lens = sorted(self._by_len, reverse=True)
         return True
 
+    def flush_dev(self, ifindex: int) -> int:
+        """fib_sync_down_dev + fib_flush (rt6_sync_down_dev for IPv6): every
+        route through ``ifindex`` goes, connected and static alike; how many."""
+        gone = [(e.prefix, e.prefixlen) for t in self._by_len.values() for e in t.values()
+                if e.ifindex == ifindex]
+        for prefix, plen in gone:
+            self.remove(prefix, plen)
+        return len(gone)
+
     def lookup(self, dst: int, down: frozenset[int] | set[int] = frozenset()) -> FibEntry | None:
         """The most specific route covering ``dst``, or None; routes through
         an interface in ``down`` are skipped (their nexthop is dead)."""

@@ -45,6 +45,9 @@ class Settings:
     ndisc_delay_first_probe_time: float = 5.0  # neigh.default.delay_first_probe_time
     icmpv6_ratelimit: float = 1.0          # net.ipv6.icmp.ratelimit (seconds per error, /0)
     bindv6only: int = 0                    # net.ipv6.bindv6only: IPV6_V6ONLY's default
+    ipv6_forward: int = 0                  # conf.all.forwarding: router mode (ip6_forward.py)
+    keep_addr_on_down: int = 0             # conf.all.keep_addr_on_down: 0 flushes a downed link's
+                                           # IPv6 addresses (Linux's default)
     # --- ICMP ---
     icmp_ratelimit: float = 0.001          # seconds between ICMP errors per destination (token bucket)
     icmp_ratemask_burst: int = 50

@@ -22,16 +22,18 @@ from __future__ import annotations
 import errno
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
-from tcpio.core.icmp import ICMP_DEST_UNREACH, ICMP_QUOTE_MAX
-from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_UDP
+from tcpio.core.fwd_icmp import unreach_from_destination
+from tcpio.core.in_h import IPPROTO_UDP
+from tcpio.core.tcp.inet6_addr import V6MASK, addr_str
 from tcpio.core.udp import UDP_MAX_PAYLOAD, UDP_SKB_OVERHEAD
+from tcpio.core.udp_ipv6 import build_udp6
 
 if TYPE_CHECKING:
-    from tcpio.core.protocol import NetHost
+    from tcpio.core.protocol import NetHost, NetHost6
 
 wire = _fast.load("wire")
 
@@ -76,12 +78,17 @@ class UdpFwdSession:
         if len(data) > UDP_MAX_PAYLOAD:
             raise sock_error(errno.EMSGSIZE)
         fwd = self.fwd
-        host = fwd.host
-        dgram = wire.build_udp(self.dst, self.src, self.dport, self.sport, data)
+        host = cast("NetHost6", fwd.host)
         try:
-            host.ip_output(IPPROTO_UDP, self.dst, self.src, dgram)
+            if self.dst > V6MASK:
+                src, dst = self.dst & V6MASK, self.src & V6MASK
+                host.ip6_output(IPPROTO_UDP, src, dst,
+                                build_udp6(src, dst, self.dport, self.sport, data))
+            else:
+                host.ip_output(IPPROTO_UDP, self.dst, self.src,
+                               wire.build_udp(self.dst, self.src, self.dport, self.sport, data))
         except OSError:
-            host.mib["UdpOutErrors"] += 1
+            host.mib["Udp6OutErrors" if self.dst > V6MASK else "UdpOutErrors"] += 1
             raise
         fwd._count("UdpFwdOutDatagrams")
         self._touch(host.now)
@@ -94,20 +101,12 @@ class UdpFwdSession:
         if self.closed or self.last_in is None:
             return False
         iph, data = self.last_in
-        host = self.fwd.host
-        hdr = bytearray(60)
-        hlen = wire.build_ipv4(hdr, 0, iph)
-        udp = wire.build_udp(self.src, self.dst, self.sport, self.dport, data)
-        quoted = bytes(hdr[:hlen]) + udp[:ICMP_QUOTE_MAX - hlen]
-        try:
-            host.ip_output(IPPROTO_ICMP, self.dst, self.src,
-                           wire.build_icmp(ICMP_DEST_UNREACH, code, 0, quoted), tos=0xC0)
-        except OSError:
-            host.mib["IcmpOutErrors"] += 1
-            return False
-        host.mib["IcmpOutMsgs"] += 1
-        host.mib["IcmpOutDestUnreachs"] += 1
-        return True
+        fwd = self.fwd
+        if self.dst > V6MASK:
+            udp = build_udp6(self.src & V6MASK, self.dst & V6MASK, self.sport, self.dport, data)
+        else:
+            udp = wire.build_udp(self.src, self.dst, self.sport, self.dport, data)
+        return unreach_from_destination(fwd.host, iph, IPPROTO_UDP, bytes(udp), code)
 
     def _touch(self, now: float) -> None:
         # Arming later only records the deadline (timer.py): cheap per datagram.
@@ -128,9 +127,8 @@ class UdpFwdSession:
         fwd.host.schedule_wakeup(self)
 
     def __repr__(self) -> str:
-        from tcpio.core.addr import ip_ntoa
-        return (f"<UdpFwdSession {ip_ntoa(self.src)}:{self.sport} -> "
-                f"{ip_ntoa(self.dst)}:{self.dport}{' closed' if self.closed else ''}>")
+        return (f"<UdpFwdSession {addr_str(self.src)}:{self.sport} -> "
+                f"{addr_str(self.dst)}:{self.dport}{' closed' if self.closed else ''}>")
 
 
 def _idle(session: UdpFwdSession, now: float) -> None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from tcpio import _fast
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_UDP
+from tcpio.core.ipv6 import Iph6
+from tcpio.core.tcp.inet6_addr import V6TAG
 from tcpio.core.udp import UDP6_MIB
 
 if TYPE_CHECKING:
@@ -71,6 +73,12 @@ class UdpV6Proto:
             mib["Udp6InCsumErrors"] += 1
             mib["Udp6InErrors"] += 1
             return False
+        tproxy = self.host.rx_tproxy
+        if tproxy is not None:
+            # to a non-local destination, for the interface's forwarder
+            # (udp_forward.py; docs/internals.md "Transparent forwarding")
+            iph = Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst, ip6h.hlim, ip6h.tclass)
+            return bool(tproxy.rcv(iph, sport, dport, bytes(payload[UDP_HLEN:]), now))
         sk = self.udp.lookup6(ip6h.src, sport, ip6h.dst, dport)
         if sk is None:
             mib["Udp6NoPorts"] += 1

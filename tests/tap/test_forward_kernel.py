@@ -17,6 +17,7 @@ suite; TCPIO_SLOW=1 runs 100 MB and 200 connections.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -38,13 +39,16 @@ BULK = (100 if SLOW else 8) * 1_000_000
 CONCURRENT = 200 if SLOW else 20
 FAR = "198.51.100.1"
 CLIENT = "10.77.0.2"
+FAR6 = "2001:db8:77::1"         # B's IPv6 "internet" address (on its lo)
+CLIENT6 = "fd77::2"
 WORKTREE = Path(__file__).resolve().parents[2]
 # http.server with a listen backlog for the concurrent test (its default is 5:
 # the kernel server itself would drop the handshakes of a burst)
 HTTP_SERVER = """
-import functools, http.server, sys
+import functools, http.server, socket, sys
 class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 1024
+    address_family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
 Server((sys.argv[1], 8080), handler).serve_forever()
 """
@@ -63,6 +67,20 @@ def _serve(sock: socket.socket, handler) -> threading.Thread:
     t = threading.Thread(target=loop, daemon=True)
     t.start()
     return t
+
+
+def _udp_echo(server: socket.socket) -> socket.socket:
+    """Answer every datagram on ``server`` with its bytes reversed (a daemon
+    thread, until the socket closes)."""
+    def echo() -> None:
+        while True:
+            try:
+                data, addr = server.recvfrom(65536)
+            except OSError:
+                return
+            server.sendto(data[::-1], addr)
+    threading.Thread(target=echo, daemon=True).start()
+    return server
 
 
 def _read_all(conn: socket.socket) -> bytes:
@@ -85,16 +103,18 @@ class World:
             self.log = self.fwd.communicate(timeout=20)[0]
         return self.log
 
-    def listen(self, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
-        s = self.b.socket(socket.AF_INET, kind)
+    def listen(self, port: int, kind: int = socket.SOCK_STREAM,
+               family: int = socket.AF_INET) -> socket.socket:
+        s = self.b.socket(family, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((FAR, port))
+        s.bind((FAR6 if family == socket.AF_INET6 else FAR, port))
         if kind == socket.SOCK_STREAM:
             s.listen(256)
         return s
 
-    def client(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
-        s = self.a.socket(socket.AF_INET, kind)
+    def client(self, kind: int = socket.SOCK_STREAM,
+               family: int = socket.AF_INET) -> socket.socket:
+        s = self.a.socket(family, kind)
         s.settimeout(20)
         return s
 
@@ -107,13 +127,15 @@ def world(tap_required: None, tmp_path: Path) -> Iterator[World]:
     procs: list[subprocess.Popen[str]] = []
     try:
         b.ip("addr", "add", f"{FAR}/32", "dev", "lo")
+        b.ip("-6", "addr", "add", f"{FAR6}/128", "dev", "lo")
         www = tmp_path / "www"
         www.mkdir()
         (www / "bulk").write_bytes(os.urandom(BULK))
         (www / "small").write_bytes(b"small file\n" * 100)
-        procs.append(subprocess.Popen(
-            b.exec_argv(sys.executable, "-c", HTTP_SERVER, FAR, str(www)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
+        for far in (FAR, FAR6):
+            procs.append(subprocess.Popen(
+                b.exec_argv(sys.executable, "-c", HTTP_SERVER, far, str(www)),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
         tun = f"tfwd{secrets.token_hex(3)}"
         env = dict(os.environ, PYTHONPATH=str(WORKTREE))
         fwd = subprocess.Popen(
@@ -127,13 +149,16 @@ def world(tap_required: None, tmp_path: Path) -> Iterator[World]:
         a.ip("link", "set", tun, "up")
         a.ip("addr", "add", f"{CLIENT}/24", "dev", tun)
         a.ip("route", "add", "default", "dev", tun)
+        a.ip("-6", "addr", "add", f"{CLIENT6}/64", "dev", tun, "nodad")
+        a.ip("-6", "route", "add", "default", "dev", tun)
         w = World(a, b, www, fwd)
-        # the HTTP server may still be starting
-        for _ in range(100):
-            if b.run("python3", "-c", f"import socket; socket.create_connection(('{FAR}', "
-                     "8080), 1)").returncode == 0:
-                break
-            time.sleep(0.05)
+        # the HTTP servers may still be starting
+        for far in (FAR, FAR6):
+            for _ in range(100):
+                if b.run("python3", "-c", f"import socket; socket.create_connection(('{far}', "
+                         "8080), 1)").returncode == 0:
+                    break
+                time.sleep(0.05)
         yield w
         log = w.stop()
         assert "Traceback" not in log, log
@@ -178,16 +203,7 @@ asyncio.run(main())
 
 
 def test_udp_echo_through_the_forwarder(world: World) -> None:
-    server = world.listen(7, socket.SOCK_DGRAM)
-
-    def echo() -> None:
-        while True:
-            try:
-                data, addr = server.recvfrom(65536)
-            except OSError:
-                return
-            server.sendto(data[::-1], addr)
-    threading.Thread(target=echo, daemon=True).start()
+    server = _udp_echo(world.listen(7, socket.SOCK_DGRAM))
     c = world.client(socket.SOCK_DGRAM)
     c.connect((FAR, 7))
     for msg in (b"first", b"x" * 1400, b"third"):
@@ -333,3 +349,89 @@ def test_curl_by_name_dns_and_http_both_through_the_forwarder(world: World,
     log = world.stop()
     assert "UdpFwdSessions" in log, log          # the DNS queries were sessions
     assert f"-> {FAR}:8080 fin/fin" in log, log
+
+
+# ----- IPv6 flows through the same forwarder ----------------------------------------
+
+
+def test_curl_6_fetches_bulk_over_ipv6_through_the_forwarder_with_sha256_equal(
+        world: World, tmp_path: Path) -> None:
+    out = tmp_path / "got6"
+    res = world.a.run("curl", "-6", "-sS", "--max-time", "120", "-o", str(out),
+                      f"http://[{FAR6}]:8080/bulk", timeout=150)
+    assert res.returncode == 0, res.stderr
+    got = out.read_bytes()
+    assert len(got) == BULK
+    assert hashlib.sha256(got).digest() == hashlib.sha256(
+        (world.www / "bulk").read_bytes()).digest()
+    log = world.stop()
+    assert f"-> [{FAR6}]:8080 fin/fin up " in log, log
+
+
+def test_udp_echo_over_ipv6_through_the_forwarder(world: World) -> None:
+    server = _udp_echo(world.listen(7, socket.SOCK_DGRAM, socket.AF_INET6))
+    c = world.client(socket.SOCK_DGRAM, socket.AF_INET6)
+    c.connect((FAR6, 7))
+    for msg in (b"first", b"x" * 1400, b"y" * 3000, b"third"):     # 3000: fragmented both ways
+        c.send(msg)
+        data, addr = c.recvfrom(65536)
+        assert (data, addr[:2]) == (msg[::-1], (FAR6, 7))      # from the original destination
+    server.close()
+    c.connect((FAR6, 9))                        # nobody listens on B's UDP port 9
+    c.send(b"hello?")
+    with pytest.raises(ConnectionRefusedError):
+        c.recv(100)                             # the kernel's ICMPv6, passed on by tcpio
+
+
+def test_refused_over_ipv6_at_the_far_end_is_an_rst_at_the_near_end(world: World) -> None:
+    c = world.client(family=socket.AF_INET6)
+    with pytest.raises(ConnectionRefusedError):
+        c.connect((FAR6, 9))                            # nobody listens on B's port 9
+
+
+def test_half_close_over_ipv6_from_the_client(world: World) -> None:
+    def handler(conn: socket.socket) -> None:
+        data = _read_all(conn)
+        conn.sendall(b"got %d" % len(data))
+        conn.close()
+    _serve(world.listen(7001, family=socket.AF_INET6), handler)
+    c = world.client(family=socket.AF_INET6)
+    c.connect((FAR6, 7001))
+    assert c.getpeername()[:2] == (FAR6, 7001)
+    c.sendall(b"a" * 100_000)
+    c.shutdown(socket.SHUT_WR)
+    assert _read_all(c) == b"got 100000"
+
+
+def test_ping_6_to_any_address_is_answered_with_answer_ping(world: World) -> None:
+    res = world.a.run("ping", "-6", "-c", "1", "-W", "5", "2001:db8:99::7", timeout=30)
+    assert res.returncode == 0 and "1 received" in res.stdout, res.stdout + res.stderr
+
+
+# ----- what the client hears when the far end cannot be reached ------------------------
+
+
+@pytest.mark.parametrize(("route", "dst", "err"), [
+    ("unreachable", "203.0.113.9", errno.EHOSTUNREACH),
+    ("prohibit", "192.0.2.9", errno.EHOSTUNREACH),
+    (None, "100.64.0.9", errno.ENETUNREACH),
+    (None, "2001:db8:dead::9", errno.ENETUNREACH),
+])
+def test_unreachable_at_the_far_end_is_the_icmp_a_kernel_router_sends(
+        world: World, route: str | None, dst: str, err: int) -> None:
+    """B's kernel says EHOSTUNREACH (an `unreachable` route), EACCES (a
+    `prohibit` one) or ENETUNREACH (no route, either family) to the relay's
+    connect(); A's connect() fails as behind a Linux router with that route
+    (ip_error: host unreachable, packet filtered, net unreachable), at once
+    rather than after its SYN retries."""
+    if route is not None:
+        world.b.ip("route", "add", route, f"{dst.rsplit('.', 1)[0]}.0/24")
+    c = world.client(family=socket.AF_INET6 if ":" in dst else socket.AF_INET)
+    t0 = time.monotonic()
+    with pytest.raises(OSError) as exc:
+        c.connect((dst, 80))
+    assert exc.value.errno == err, exc.value
+    assert time.monotonic() - t0 < 5
+    log = world.stop()
+    assert f"{dst}]:80 unreachable" in log or f"{dst}:80 unreachable" in log, log
+    assert "TcpFwdUnreachable 1" in log, log

@@ -12,7 +12,8 @@ A SYN becomes a ``TcpFwdRequest`` for the application, which decides later
 (gVisor's ``tcp.Forwarder`` shape): ``accept`` replays the SYN into
 ``tcp_v4_conn_request`` on the implicit listener, so the SYN queue, SYN
 cookies and every option are a local listener's; ``refuse`` answers with the
-RST a closed port sends; ``drop`` sends nothing.  The child the handshake
+RST a closed port sends; ``unreachable`` with the ICMP destination
+unreachable a router would send; ``drop`` sends nothing.  The child the handshake
 makes is hashed by the original 4-tuple: its ``getsockname()`` is the
 original destination.
 
@@ -29,6 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from ..errors import sock_error
+from ..fwd_icmp import ICMP_HOST_UNREACH, unreach_from_destination
+from ..in_h import AF_INET, AF_INET6, IPPROTO_TCP
+from .inet6_addr import V6MASK, addr_str
 from .tcp_input import Skb
 from .tcp_states import TCP_CLOSE, TCP_LISTEN, TCPHDR_ACK, TCPHDR_RST, TCPHDR_SYN
 
@@ -41,7 +45,7 @@ if TYPE_CHECKING:
 parse_tcp = _fast.load("wire").parse_tcp
 
 # A request's fate (the application's decision, or the forwarder's)
-PENDING, ACCEPTED, REFUSED, DROPPED, TIMED_OUT, CONNECTED, FAILED = range(7)
+PENDING, ACCEPTED, REFUSED, DROPPED, TIMED_OUT, CONNECTED, FAILED, UNREACHABLE = range(8)
 
 # How long an accepted request may take to become a connection (the
 # SYN-ACK's retransmissions, tcp_synack_retries = 5, give up after ~63 s).
@@ -93,10 +97,16 @@ class TcpFwdRequest:
         """Forget the SYN: the client hears nothing."""
         self.fwd.decide(self, DROPPED)
 
+    def unreachable(self, code: int = ICMP_HOST_UNREACH) -> None:
+        """Answer the SYN with ICMP destination unreachable (``code`` as in
+        RFC 792; ICMPv6's matching one for an IPv6 flow) from the original
+        destination, as a router that cannot reach it would: the client's
+        connect() fails with EHOSTUNREACH, ENETUNREACH, ...  (fwd_icmp.py)."""
+        self.fwd.decide(self, UNREACHABLE, code)
+
     def __repr__(self) -> str:
-        from ..addr import ip_ntoa
-        return (f"<TcpFwdRequest {ip_ntoa(self.src)}:{self.sport} -> "
-                f"{ip_ntoa(self.dst)}:{self.dport} state={self.state}>")
+        return (f"<TcpFwdRequest {addr_str(self.src)}:{self.sport} -> "
+                f"{addr_str(self.dst)}:{self.dport} state={self.state}>")
 
 
 def _request_timeout(req: TcpFwdRequest, now: float) -> None:
@@ -122,23 +132,34 @@ class TcpForwarder:
         self.max_pending = max_pending
         self.max_connections = max_connections
         self.pending_timeout = pending_timeout
-        # the implicit IP_TRANSPARENT wildcard listener
-        listener = proto.socket()
-        listener.max_ack_backlog = backlog
-        listener.accept_queue = deque()
-        listener.syn_queue = {}
-        listener.state = TCP_LISTEN
-        listener.wakeup = self._listener_wakeup
-        self.listener = listener
+        # the implicit IP_TRANSPARENT wildcard listeners: one per family, so
+        # an IPv6 flow's child is an AF_INET6 sock (its names sockaddr_in6s)
+        self.listener = self._implicit_listener(AF_INET, backlog)
+        self.listener6 = self._implicit_listener(AF_INET6, backlog)
         self.requests: dict[tuple[int, int, int, int], TcpFwdRequest] = {}
         self.pending = 0                # requests in state PENDING
         self.children: set[TcpSock] = set()
         self.ready: deque[TcpFwdRequest] = deque()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("TcpFwdRequests", "TcpFwdAccepted", "TcpFwdRefused", "TcpFwdDropped",
+            ("TcpFwdRequests", "TcpFwdAccepted", "TcpFwdRefused", "TcpFwdUnreachable",
+             "TcpFwdDropped",
              "TcpFwdPendingDrops", "TcpFwdConnLimitDrops", "TcpFwdTimeouts"), 0)
         self.wakeup: Callable[[], None] | None = None
         self.closed = False
+
+    def _implicit_listener(self, family: int, backlog: int) -> TcpSock:
+        listener = self.proto.socket(family)
+        listener.v6only = family == AF_INET6
+        listener.max_ack_backlog = backlog
+        listener.accept_queue = deque()
+        listener.syn_queue = {}
+        listener.state = TCP_LISTEN
+        listener.wakeup = self._listener_wakeup
+        return listener
+
+    def listener_for(self, addr: int) -> TcpSock:
+        """The implicit listener of ``addr``'s family (IPv6 ones are tagged)."""
+        return self.listener6 if addr > V6MASK else self.listener
 
     def _count(self, name: str) -> None:
         self.stats[name] += 1
@@ -151,7 +172,7 @@ class TcpForwarder:
         flags = skb.flags
         if flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) != TCPHDR_SYN or self.closed:
             # as a listener: an ACK may bring back a cookie, else RST; RST ignored
-            self.proto._rcv_listen(self.listener, skb, iph, now)
+            self.proto._rcv_listen(self.listener_for(iph.dst), skb, iph, now)
             return
         key = (iph.dst, skb.th.dport, iph.src, skb.th.sport)
         req = self.requests.get(key)
@@ -160,7 +181,8 @@ class TcpForwarder:
                 # accepted, but no request sock holds the tuple (the SYN was
                 # answered with a cookie, or dropped for a full accept queue):
                 # this retransmission meets the listener as a new SYN would
-                self.proto.tcp_v4_conn_request(self.listener, skb, iph, now, req.isn)
+                self.proto.tcp_v4_conn_request(self.listener_for(iph.dst), skb, iph, now,
+                                               req.isn)
             return                      # pending: its request waits already
         if self.pending >= self.max_pending:
             self._count("TcpFwdPendingDrops")
@@ -182,7 +204,7 @@ class TcpForwarder:
         self.children = {sk for sk in self.children if sk.state != TCP_CLOSE}
 
     # --- the application's decisions ------------------------------------------------
-    def decide(self, req: TcpFwdRequest, verdict: int) -> None:
+    def decide(self, req: TcpFwdRequest, verdict: int, code: int = 0) -> None:
         if req.state != PENDING:
             raise sock_error(errno.EINVAL, "request already decided")
         if self.requests.get(req.key) is not req:
@@ -195,7 +217,8 @@ class TcpForwarder:
             req.timer.arm(now + HANDSHAKE_TIMEOUT)
             # the SYN now meets the implicit listener: SYN queue, cookies, options
             skb = req._skb()
-            self.proto.tcp_v4_conn_request(self.listener, skb, req.iph, now, req.isn)
+            self.proto.tcp_v4_conn_request(self.listener_for(req.dst), skb, req.iph, now,
+                                           req.isn)
             return
         req.timer.cancel()
         del self.requests[req.key]
@@ -203,6 +226,10 @@ class TcpForwarder:
             req.state = REFUSED
             self._count("TcpFwdRefused")
             self.proto.tcp_v4_send_reset(req.dst, req.src, req._skb())
+        elif verdict == UNREACHABLE:
+            req.state = UNREACHABLE
+            self._count("TcpFwdUnreachable")
+            unreach_from_destination(self.host, req.iph, IPPROTO_TCP, req.syn, code)
         else:
             req.state = DROPPED
             self._count("TcpFwdDropped")
@@ -232,7 +259,10 @@ class TcpForwarder:
     def _pair_children(self) -> None:
         """Pair each child on the implicit listener's accept queue with its
         request; a child nobody asked for (its request expired) is reset."""
-        queue = self.listener.accept_queue
+        for listener in (self.listener, self.listener6):
+            self._pair_queue(listener.accept_queue)
+
+    def _pair_queue(self, queue: deque[TcpSock]) -> None:
         while queue:
             child = queue.popleft()
             child.parent = None
@@ -269,7 +299,8 @@ class TcpForwarder:
                 req.state = FAILED
                 self.ready.append(req)
         self.requests.clear()
-        for req in list(self.listener.syn_queue):
-            self.proto.reqsk_drop(req)
+        for listener in (self.listener, self.listener6):
+            for req in list(listener.syn_queue):
+                self.proto.reqsk_drop(req)
         if self.ready:
             self.host.schedule_wakeup(self)

@@ -15,10 +15,11 @@ and the send loop builds their frames whole (docs/internals.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.in_h import IPPROTO_TCP
+from tcpio.core.ipv6 import Iph6
 from tcpio.core.tcp.inet6_addr import V6TAG
 
 if TYPE_CHECKING:
@@ -33,13 +34,6 @@ ICMPV6_PARAMPROB = 4
 # icmpv6_err_convert's tab_unreach "fatal" column, by code: what makes a
 # request sock go (tcp_req_err's abort).
 _UNREACH_FATAL = (False, True, False, False, True, True, True)
-
-
-class Iph6(NamedTuple):
-    """What TCP reads of the IP header: the tagged source and destination."""
-
-    src: int
-    dst: int
 
 
 def icmpv6_fatal(type: int, code: int) -> bool:
@@ -73,7 +67,8 @@ class TcpV6Proto:
             # not PACKET_HOST: TCP never answers a multicast destination
             mib["TcpInBroadcastDrops"] += 1
             return
-        self.tcp.rcv_verified(Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst), payload, now)
+        self.tcp.rcv_verified(Iph6(V6TAG | ip6h.src, V6TAG | ip6h.dst, ip6h.hlim, ip6h.tclass),
+                              payload, now)
 
     def rcv_verified(self, src: int, dst: int, payload: Any, now: float) -> None:
         """tcp_v6_rcv for a segment the host's rx classifier checked as
