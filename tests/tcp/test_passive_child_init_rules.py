@@ -223,15 +223,15 @@ def test_so_sndbuf_on_the_listener_locks_the_child_buffer():
     host, peer, ls = listen(setup=lambda s: s.setsockopt(socket.SOL_SOCKET,
                                                          socket.SO_SNDBUF, 6000))
     child = handshake(host, peer, ls, ack_at=0.01, syn_opts=TcpOptions(mss=1460))
-    assert child.sndbuf_locked and child.sndbuf == 2 * 6000
+    assert child.opts.sndbuf_locked and child.sndbuf == 2 * 6000
 
 
 def test_the_receive_buffer_is_the_listeners():
     import socket
     host, peer, ls = listen()
     child = handshake(host, peer, ls, ack_at=0.01, syn_opts=TcpOptions(mss=1460))
-    assert child.rcvbuf == host.settings.tcp_rmem[1] and not child.rcvbuf_locked
+    assert child.rcvbuf == host.settings.tcp_rmem[1] and not child.opts.rcvbuf_locked
     host, peer, ls = listen(setup=lambda s: s.setsockopt(socket.SOL_SOCKET,
                                                          socket.SO_RCVBUF, 50000))
     child = handshake(host, peer, ls, ack_at=0.01, syn_opts=TcpOptions(mss=1460))
-    assert child.rcvbuf == 100000 and child.rcvbuf_locked
+    assert child.rcvbuf == 100000 and child.opts.rcvbuf_locked
