@@ -26,6 +26,7 @@ locks are options; TCP_CONGESTION (ca_ops) is read on every ACK.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +61,23 @@ class SockOpts:
     recvmsg_inq: bool = False       # TCP_INQ: recvmsg reports tcp_inq_hint
 
     def with_(self, **changes: Any) -> SockOpts:
-        """A copy with ``changes`` (the caller stores it in ``sk.opts``)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (the caller stores it in ``sk.opts``); an
+        unknown name raises TypeError, as dataclasses.replace does.  Written
+        out, as replace through the frozen __init__ is several times slower."""
+        new = _new(SockOpts)
+        for name, value in zip(_FIELDS, _get_all(self)):
+            _set(new, name, value)
+        for name, value in changes.items():
+            if name not in _FIELDS:
+                raise TypeError(f"SockOpts has no field {name!r}")
+            _set(new, name, value)
+        return new
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(SockOpts))
+_get_all = operator.attrgetter(*_FIELDS)
+_new = object.__new__
+_set = object.__setattr__
 
 
 # The default instance per distinct set of the sysctls it is built from
