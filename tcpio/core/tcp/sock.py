@@ -137,7 +137,8 @@ class TcpSock(TcpCb):
         "bound", "hashed", "orphan", "passive", "parent", "sk_shutdown", "sk_err", "sk_err_soft",
         # the options the user set: one shared, copy-on-write record (sock_opts.SockOpts)
         "opts",
-        # listener (icsk_accept_queue; the shared empty stand-ins elsewhere)
+        # listener (sk_max_ack_backlog, icsk_accept_queue; any other sock holds
+        # the shared empty stand-ins)
         "max_ack_backlog", "accept_queue", "syn_queue",
         # send side
         "iss", "snd_wl1", "max_window", "sndbuf", "fin_queued", "snd_up", "retransmit_hint",
