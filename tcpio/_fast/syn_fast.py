@@ -319,7 +319,7 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
         return SYN_DECLINED         # no route, or a neighbour to resolve: ip_output's work
     ifindex, dst_mac, src_mac, mtu = path
     syn.budget -= 1
-    user_mss = listener.user_mss
+    user_mss = listener.opts.user_mss
     # tcp_parse_options: the peer's MSS bounded by TCP_MAXSEG, 536 without it
     mss = opt_mss if opt_mss > 0 else _TCP_MSS_DEFAULT
     if opt_mss > 0 and user_mss:

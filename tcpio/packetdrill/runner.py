@@ -1113,7 +1113,7 @@ class Runner:
                     or sk.sk_shutdown & 1:
                 if control is not None:
                     got = [(EXTRA_SYMBOLS["SOL_TCP"], EXTRA_SYMBOLS["TCP_CM_INQ"],
-                            sk.inq_hint())] if sk.recvmsg_inq else []
+                            sk.inq_hint())] if sk.opts.recvmsg_inq else []
                     if got != control:
                         raise Failure(ev.line, f"Bad recvmsg control messages: expected: "
                                       f"{control} actual: {got}")
@@ -1155,7 +1155,7 @@ class Runner:
             fd = self.fds.pop(n, None)
             if fd is None:
                 return -1, _errno.EBADF
-            if fd.sock.linger[0] and fd.sock.linger[1] > 0 and not fd.nonblock:
+            if fd.sock.opts.linger[0] and fd.sock.opts.linger[1] > 0 and not fd.nonblock:
                 raise Unsupported(ev.line, "close() lingering with SO_LINGER > 0")
             fd.sock.close()
             return 0, 0

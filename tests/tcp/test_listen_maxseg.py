@@ -146,13 +146,13 @@ def test_synack_advertises_the_listener_maxseg(wire, mode):
 def test_without_maxseg_the_synack_advertises_the_route_mss(wire, mode):
     _host, synack, child = _handshake(mode, None, 1460)
     assert _mss_option(synack) == 1500 - 40
-    assert child.advmss == 1460 and child.user_mss == 0
+    assert child.advmss == 1460 and child.opts.user_mss == 0
 
 
 @pytest.mark.parametrize("mode,mss_clamp", [("queued", MAXSEG), ("cookie", 536)])
 def test_child_inherits_maxseg_and_sends_at_most_that(wire, mode, mss_clamp):
     host, _synack, child = _handshake(mode, MAXSEG, 1460)
-    assert child.user_mss == MAXSEG                  # sk_clone_lock copies it
+    assert child.opts.user_mss == MAXSEG                  # sk_clone_lock copies it
     assert child.advmss == MAXSEG                    # tcp_v4_syn_recv_sock
     # The client offered 1460; our TCP_MAXSEG bounds it (tcp_parse_options), and
     # a cookie can only carry the table entry below 1000.

@@ -223,15 +223,40 @@ def test_so_sndbuf_on_the_listener_locks_the_child_buffer():
     host, peer, ls = listen(setup=lambda s: s.setsockopt(socket.SOL_SOCKET,
                                                          socket.SO_SNDBUF, 6000))
     child = handshake(host, peer, ls, ack_at=0.01, syn_opts=TcpOptions(mss=1460))
-    assert child.sndbuf_locked and child.sndbuf == 2 * 6000
+    assert child.opts.sndbuf_locked and child.sndbuf == 2 * 6000
 
 
 def test_the_receive_buffer_is_the_listeners():
     import socket
     host, peer, ls = listen()
     child = handshake(host, peer, ls, ack_at=0.01, syn_opts=TcpOptions(mss=1460))
-    assert child.rcvbuf == host.settings.tcp_rmem[1] and not child.rcvbuf_locked
+    assert child.rcvbuf == host.settings.tcp_rmem[1] and not child.opts.rcvbuf_locked
     host, peer, ls = listen(setup=lambda s: s.setsockopt(socket.SOL_SOCKET,
                                                          socket.SO_RCVBUF, 50000))
     child = handshake(host, peer, ls, ack_at=0.01, syn_opts=TcpOptions(mss=1460))
-    assert child.rcvbuf == 100000 and child.rcvbuf_locked
+    assert child.rcvbuf == 100000 and child.opts.rcvbuf_locked
+
+
+def test_options_set_on_a_child_are_its_own():
+    """sk_clone_lock gives the child a copy of the listener's options: what
+    the child sets later reaches neither the listener nor a new socket
+    (which starts from the sysctls: tcp_keepalive_time)."""
+    import socket
+    SOL, TCP, IP = socket.SOL_SOCKET, socket.IPPROTO_TCP, socket.IPPROTO_IP
+
+    def setup(s):
+        s.setsockopt(TCP, socket.TCP_KEEPIDLE, 30)
+        s.setsockopt(SOL, socket.SO_KEEPALIVE, 1)
+    host, peer, ls = listen(setup=setup)
+    child = handshake(host, peer, ls, ack_at=0.01, syn_opts=TcpOptions(mss=1460))
+    assert (child.getsockopt(TCP, socket.TCP_KEEPIDLE),
+            child.getsockopt(SOL, socket.SO_KEEPALIVE)) == (30, 1)
+    child.setsockopt(TCP, socket.TCP_KEEPIDLE, 5)
+    child.setsockopt(IP, socket.IP_TOS, 0x10)
+    child.setsockopt(SOL, socket.SO_LINGER, (1, 0))
+    assert (ls.getsockopt(TCP, socket.TCP_KEEPIDLE), ls.getsockopt(IP, socket.IP_TOS),
+            ls.getsockopt(SOL, socket.SO_LINGER)) == (30, 0, b"\0" * 8)
+    fresh = host.tcp.socket()
+    assert (fresh.getsockopt(TCP, socket.TCP_KEEPIDLE), fresh.getsockopt(SOL, socket.SO_KEEPALIVE),
+            fresh.getsockopt(IP, socket.IP_TOS)) == (int(host.settings.tcp_keepalive_time), 0, 0)
+    assert child.getsockopt(TCP, socket.TCP_KEEPIDLE) == 5

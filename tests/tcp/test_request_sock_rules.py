@@ -388,7 +388,7 @@ def test_child_inherits_the_listeners_socket_options():
     child = r.ls.accept()
     for level, name, _value in OPTIONS:
         assert child.getsockopt(level, name) == r.ls.getsockopt(level, name), name
-    assert (child.sndbuf_locked, child.rcvbuf_locked) == (True, True)
+    assert (child.opts.sndbuf_locked, child.opts.rcvbuf_locked) == (True, True)
     assert child.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION) == b"reno"
 
 

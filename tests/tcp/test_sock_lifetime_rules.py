@@ -56,7 +56,7 @@ def test_a_closed_socket_with_its_timers_armed_is_freed_and_the_timers_do_nothin
     conn = established()
     sk = conn.sk
     sk.sendmsg(b"x" * 100)                   # the retransmit timer is armed
-    sk.keepalive = True
+    sk.opts = sk.opts.with_(keepalive=True)
     sk.ka_timer.arm(conn.host.now + 7200.0)
     rtx_when = sk.rtx_timer.when
     assert rtx_when is not None

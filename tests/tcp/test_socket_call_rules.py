@@ -209,7 +209,7 @@ def test_options_accept_a_packed_int_like_the_c_api():
     sk.setsockopt(TCP, socket.TCP_KEEPCNT, struct.pack("i", 5))
     sk.setsockopt(TCP, socket.TCP_MAXSEG, struct.pack("i", 1000))
     sk.setsockopt(TCP, socket.TCP_CONGESTION, "reno")
-    assert (sk.keepcnt, sk.user_mss, sk.getsockopt(TCP, socket.TCP_CONGESTION)) == \
+    assert (sk.opts.keepcnt, sk.opts.user_mss, sk.getsockopt(TCP, socket.TCP_CONGESTION)) == \
         (5, 1000, b"reno")
     sk.setsockopt(TCP, socket.TCP_CONGESTION, b"cubic\0\0\0")
     assert sk.getsockopt(TCP, socket.TCP_CONGESTION) == b"cubic"
@@ -988,7 +988,7 @@ def test_so_linger_short_buffer_is_einval_like_linux():
     _host, sk = fresh()
     assert errno_of(sk.setsockopt, SOL, socket.SO_LINGER, b"\1\0\0\0") == \
         ke.value.errno == errno.EINVAL
-    assert sk.linger == (0, 0)
+    assert sk.opts.linger == (0, 0)
 
 
 def test_so_linger_takes_a_pair_too():
@@ -1109,7 +1109,7 @@ def test_so_sndbuf_wakes_the_writer():
     c = passive_open()
     c.host.woken.clear()
     c.sk.setsockopt(SOL, socket.SO_SNDBUF, 100000)
-    assert c.sk in c.host.woken and c.sk.sndbuf_locked
+    assert c.sk in c.host.woken and c.sk.opts.sndbuf_locked
 
 
 def test_keepalive_option_arms_the_timer_and_keepidle_moves_it():
@@ -1164,5 +1164,5 @@ def test_tcp_congestion_on_an_unconnected_socket_only_records_the_choice():
 def test_tcp_user_timeout_is_kept_in_milliseconds():
     _host, sk = fresh()
     sk.setsockopt(TCP, socket.TCP_USER_TIMEOUT, 2500)
-    assert sk.user_timeout == 2.5
+    assert sk.opts.user_timeout == 2.5
     assert sk.getsockopt(TCP, socket.TCP_USER_TIMEOUT) == 2500

@@ -44,9 +44,9 @@ def test_buffer_options_lock_their_own_buffer_only():
     """SO_SNDBUF sets SOCK_SNDBUF_LOCK and SO_RCVBUF SOCK_RCVBUF_LOCK: each
     stops auto-tuning of its own buffer and leaves the other alone."""
     c = passive_open()
-    assert (c.sk.sndbuf_locked, c.sk.rcvbuf_locked) == (False, False)
+    assert (c.sk.opts.sndbuf_locked, c.sk.opts.rcvbuf_locked) == (False, False)
     c.sk.setsockopt(SOL, socket.SO_RCVBUF, 50000)
-    assert (c.sk.sndbuf_locked, c.sk.rcvbuf_locked) == (False, True)
+    assert (c.sk.opts.sndbuf_locked, c.sk.opts.rcvbuf_locked) == (False, True)
     assert c.sk.getsockopt(SOL, socket.SO_RCVBUF) == 100000
     c.sk.setsockopt(SOL, socket.SO_SNDBUF, 50000)
-    assert (c.sk.sndbuf_locked, c.sk.rcvbuf_locked) == (True, True)
+    assert (c.sk.opts.sndbuf_locked, c.sk.opts.rcvbuf_locked) == (True, True)

@@ -73,7 +73,7 @@ def make_host(mode: str, monkeypatch: pytest.MonkeyPatch, user_mss: int = 0,
     lsk = h.tcp.socket()
     lsk.bind(ip_aton(US), PORT)
     if user_mss:
-        lsk.user_mss = user_mss
+        lsk.opts = lsk.opts.with_(user_mss=user_mss)
     lsk.listen(backlog)
     tcp = h.tcp
     if mode == "layered":

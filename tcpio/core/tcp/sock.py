@@ -28,6 +28,13 @@ from ..in_h import AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY
 from ..ipv6 import V4MAPPED_PREFIX, is_v4mapped
 from . import tcp_output, tcp_timer
 from .inet6_addr import V6MASK, V6TAG, untag6
+from .sock_opts import (
+    IP_PMTUDISC_DO,
+    IP_PMTUDISC_DONT,
+    IP_PMTUDISC_OMIT,
+    IP_PMTUDISC_WANT,
+    default_opts,
+)
 from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_info import tcp_get_info, tcp_info_pack
@@ -125,23 +132,32 @@ class TcpSock(TcpCb):
     # (unless the base has one: the interpreted TcpCb is a plain class): the
     # socket's timers hold it weakly (tcpio/core/timer.py).
     __slots__ = (
-        "accept_queue", "backoff", "bound", "ca_ops", "ca_priv", "dsack", "fin_queued", "hashed",
-        "high_seq", "highest_sack", "ip_df", "irs", "iss", "ka_timer", "keepalive", "keepcnt",
-        "keepidle", "pmtudisc", "tos",
-        "keepintvl", "last_oow_ack_time", "linger", "lost", "lsndtime",
-        "max_ack_backlog", "max_window", "mss_cache", "mss_clamp", "notsent_lowat", "orphan",
-        "parent", "passive",
-        "pending", "pmtu_cookie", "prior_cwnd", "prior_ssthresh", "probe_start", "proto",
-        "prr_delivered", "prr_out",
-        "rack_dsack_seen",
-        "rack_reo_wnd_persist", "rack_reo_wnd_stamp", "rack_reo_wnd_steps", "rcv_eof",
-        "rcvbuf_locked", "rcvq_seq", "rcvq_space", "rcvq_time", "recvmsg_inq", "reordering", "retrans_stamp",
-        "retransmit_hint", "retransmits", "reuseaddr", "rtt_est", "rtx_timer", "sack_blocks",
-        "sack_cache", "sack_ok", "segs_out", "sk_err", "sk_err_soft", "sk_shutdown",
-        "snd_cwnd_clamp",
-        "snd_cwnd_cnt", "cwnd_usage_seq", "max_packets_out", "snd_ssthresh", "snd_up", "snd_wl1", "sndbuf", "sndbuf_locked", "sock_state",
-        "syn_queue", "tlp_high_seq", "tlp_retrans", "total_retrans", "urg_data", "urg_last", "user_mss",
-        "user_timeout", "wakeup", "wscale_ok", "family", "v6only", "scope_id",
+        # identity and socket state (sock_common / struct socket)
+        "proto", "wakeup", "family", "v6only", "scope_id", "reuseaddr", "sock_state",
+        "bound", "hashed", "orphan", "passive", "parent", "sk_shutdown", "sk_err", "sk_err_soft",
+        # the options the user set: one shared, copy-on-write record (sock_opts.SockOpts)
+        "opts",
+        # listener (sk_max_ack_backlog, icsk_accept_queue; any other sock holds
+        # the shared empty stand-ins)
+        "max_ack_backlog", "accept_queue", "syn_queue",
+        # send side
+        "iss", "snd_wl1", "max_window", "sndbuf", "fin_queued", "snd_up", "retransmit_hint",
+        "sack_cache", "lsndtime", "segs_out", "total_retrans",
+        # receive side
+        "irs", "rcv_eof", "urg_data", "urg_last", "sack_blocks", "dsack", "rcvq_space",
+        "rcvq_seq", "rcvq_time", "last_oow_ack_time",
+        # negotiated at the handshake
+        "mss_cache", "pmtu_cookie", "mss_clamp", "wscale_ok", "sack_ok",
+        # congestion control (tcp_cong, PRR, TLP) and the RTT estimator
+        "ca_ops", "ca_priv", "snd_ssthresh", "snd_cwnd_cnt", "snd_cwnd_clamp", "prior_cwnd",
+        "prior_ssthresh", "prr_delivered", "prr_out", "lost", "high_seq", "tlp_high_seq",
+        "tlp_retrans", "max_packets_out", "cwnd_usage_seq", "rtt_est",
+        # RACK's reordering window (the per-ACK RACK fields are TcpCb's)
+        "reordering", "highest_sack", "rack_reo_wnd_steps", "rack_reo_wnd_persist",
+        "rack_reo_wnd_stamp", "rack_dsack_seen",
+        # timers and probes (inet_connection_sock)
+        "rtx_timer", "ka_timer", "retransmits", "retrans_stamp", "backoff", "probe_start",
+        "pending",
     ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
 
     def __init__(self, proto: TcpProto) -> None:
@@ -178,27 +194,13 @@ class TcpSock(TcpCb):
         self.last_synq_overflow = -1e9
         self.parent: TcpSock | None = None  # listener of a child waiting in accept queue
         self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
-        # options set by the user
+        # options set by the user: TCP_NODELAY/TCP_CORK are TcpCb fields the
+        # send loop reads; the rest share the host's defaults until set
         self.nodelay = False
         self.nonagle = 0            # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
-        self.notsent_lowat = 0      # TCP_NOTSENT_LOWAT (0: the sysctl's)
-        # IP_TOS (inet->tos) and IP_MTU_DISCOVER (inet->pmtudisc, from the
-        # sysctl when the socket is made); ip_df: DF on its segments (None:
-        # the host's default, which the whole-frame fast path sets)
-        self.tos = 0
-        self.pmtudisc = IP_PMTUDISC_DONT if st.ip_no_pmtu_disc else IP_PMTUDISC_WANT
-        self.ip_df: bool | None = None
-        self.keepalive = False
-        self.linger: tuple[int, int] = (0, 0)
-        self.user_mss = 0
-        self.keepidle = st.tcp_keepalive_time
-        self.keepintvl = st.tcp_keepalive_intvl
-        self.keepcnt = st.tcp_keepalive_probes
-        self.user_timeout = 0.0     # seconds, 0 = off
+        self.opts = default_opts(st)
         self.sndbuf = st.tcp_wmem[1]
         self.rcvbuf = st.tcp_rmem[1]
-        self.sndbuf_locked = False
-        self.rcvbuf_locked = False
         self.ca_ops = get_congestion_control(st.tcp_congestion_control)
         # sequence space: send
         self.iss = 0
@@ -233,7 +235,6 @@ class TcpSock(TcpCb):
         self.sack_blocks: list[tuple[int, int]] = []   # what we report, recent first
         self.dsack: tuple[int, int] | None = None
         self.rcv_eof = False
-        self.recvmsg_inq = False    # TCP_INQ: recvmsg reports tcp_inq_hint
         self.got_data = False
         self.rcv_rtt = 0.0          # receiver's RTT estimate from timestamp echoes
         self.rcvq_space = 0         # bytes the app read in the last measured RTT
@@ -465,7 +466,7 @@ class TcpSock(TcpCb):
 
     def notsent_limit(self) -> int:
         """tcp_notsent_lowat: TCP_NOTSENT_LOWAT, else the sysctl's."""
-        return (self.notsent_lowat or self.host.settings.tcp_notsent_lowat) & 0xFFFFFFFF
+        return (self.opts.notsent_lowat or self.host.settings.tcp_notsent_lowat) & 0xFFFFFFFF
 
     def stream_writeable(self) -> bool:
         """__sk_stream_is_writeable(sk, 1), tcp_poll's EPOLLOUT: the free
@@ -612,7 +613,7 @@ class TcpSock(TcpCb):
             data = bytes(rq)
         buf_consume(rq, len(data))
         now = self.host.now
-        if not self.rcvbuf_locked:
+        if not self.opts.rcvbuf_locked:
             tcp_output.tcp_rcv_space_adjust(self, now)
         tcp_output.tcp_cleanup_rbuf(self, now)
         return data
@@ -670,7 +671,7 @@ class TcpSock(TcpCb):
             mib["TCPAbortOnClose"] += 1
             tcp_output.tcp_abort_with_reset(self, now, 0)
             return
-        if self.linger[0] and self.linger[1] == 0:
+        if self.opts.linger[0] and self.opts.linger[1] == 0:
             mib["TCPAbortOnLinger"] += 1
             tcp_output.tcp_abort_with_reset(self, now, 0)
             return
@@ -688,7 +689,7 @@ class TcpSock(TcpCb):
 
     def abort(self) -> None:
         """Close with SO_LINGER {1, 0}: RST now, drop everything."""
-        self.linger = (1, 0)
+        self.opts = self.opts.with_(linger=(1, 0))
         self.close()
 
     # --- names -------------------------------------------------------------
@@ -802,10 +803,22 @@ def _get_int(attr: str) -> Callable[[TcpSock], int]:
     return load
 
 
+def _set_opt(attr: str) -> Callable[[TcpSock, Any], None]:
+    def store(sk: TcpSock, v: Any) -> None:
+        sk.opts = sk.opts.with_(**{attr: v})
+    return store
+
+
+def _get_opt(attr: str) -> Callable[[TcpSock], int]:
+    def load(sk: TcpSock) -> int:
+        return int(getattr(sk.opts, attr))
+    return load
+
+
 def _set_keepalive(sk: TcpSock, on: bool) -> None:
     # tcp_set_keepalive: arm or stop the timer only when the flag changes.
-    if on != sk.keepalive:
-        sk.keepalive = on
+    if on != sk.opts.keepalive:
+        sk.opts = sk.opts.with_(keepalive=on)
         tcp_timer.tcp_set_keepalive(sk, sk.host.now)
 
 
@@ -813,15 +826,15 @@ def _set_linger(sk: TcpSock, v: tuple[int, int]) -> None:
     on, secs = v
     if not on:
         # sk_setsockopt: l_onoff 0 clears SOCK_LINGER, the time stays.
-        sk.linger = (0, sk.linger[1])
+        sk.opts = sk.opts.with_(linger=(0, sk.opts.linger[1]))
     else:
         # A negative l_linger is huge as u32: linger without limit.
         secs = int(secs)
-        sk.linger = (1, secs if secs >= 0 else _LINGER_FOREVER)
+        sk.opts = sk.opts.with_(linger=(1, secs if secs >= 0 else _LINGER_FOREVER))
 
 
 def _get_linger(sk: TcpSock) -> bytes:
-    return _LINGER.pack(*sk.linger)
+    return _LINGER.pack(*sk.opts.linger)
 
 
 def _set_sndbuf(sk: TcpSock, v: int) -> None:
@@ -829,14 +842,16 @@ def _set_sndbuf(sk: TcpSock, v: int) -> None:
     # with a floor; SOCK_SNDBUF_LOCK; sk_write_space: there may be new room.
     v = min(v, sk.host.settings.tcp_wmem[2])
     sk.sndbuf = max(2 * v, SOCK_MIN_SNDBUF)
-    sk.sndbuf_locked = True
+    if not sk.opts.sndbuf_locked:
+        sk.opts = sk.opts.with_(sndbuf_locked=True)
     sk._wake()
 
 
 def _set_rcvbuf(sk: TcpSock, v: int) -> None:
     v = min(v, sk.host.settings.tcp_rmem[2])
     sk.rcvbuf = max(2 * v, SOCK_MIN_RCVBUF)
-    sk.rcvbuf_locked = True
+    if not sk.opts.rcvbuf_locked:
+        sk.opts = sk.opts.with_(rcvbuf_locked=True)
 
 
 def _get_type(sk: TcpSock) -> int:
@@ -881,58 +896,59 @@ def _get_cork(sk: TcpSock) -> int:
 
 def _set_tos(sk: TcpSock, v: int) -> None:
     # __ip_sock_set_tos: a stream socket keeps its own ECN bits
-    sk.tos = (v & 0xFF & ~_INET_ECN_MASK) | (sk.tos & _INET_ECN_MASK)
+    sk.opts = sk.opts.with_(tos=(v & 0xFF & ~_INET_ECN_MASK) | (sk.opts.tos & _INET_ECN_MASK))
 
 
 def _set_pmtudisc(sk: TcpSock, v: int) -> None:
     # ip_dont_fragment: DF for IP_PMTUDISC_DO and _WANT only, and for _WANT
     # not on a path whose MTU is locked (None: as the host's default, which
     # is _WANT's rule; True: DF whatever the path, as _DO and _PROBE)
-    sk.pmtudisc = v
     want_df = v in (IP_PMTUDISC_WANT, IP_PMTUDISC_DO)
+    ip_df: bool | None
     if v != IP_PMTUDISC_WANT and want_df:
-        sk.ip_df = True
+        ip_df = True
     else:
-        sk.ip_df = None if want_df == (not sk.host.settings.ip_no_pmtu_disc) else want_df
+        ip_df = None if want_df == (not sk.host.settings.ip_no_pmtu_disc) else want_df
+    sk.opts = sk.opts.with_(pmtudisc=v, ip_df=ip_df)
 
 
 def _set_notsent_lowat(sk: TcpSock, v: int) -> None:
     # do_tcp_setsockopt: any int (a u32 in tcp_sock), then sk_write_space:
     # the writer may now be writable
-    sk.notsent_lowat = v & 0xFFFFFFFF
+    sk.opts = sk.opts.with_(notsent_lowat=v & 0xFFFFFFFF)
     sk._wake()
 
 
 def _get_notsent_lowat(sk: TcpSock) -> int:
-    v = sk.notsent_lowat
+    v = sk.opts.notsent_lowat
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def _get_maxseg(sk: TcpSock) -> int:
     # do_tcp_getsockopt: mss_cache (TCP_MSS_DEFAULT until a connection sets
     # it, and kept after it ends), the user's value instead while CLOSE or LISTEN.
-    if sk.user_mss and sk.state in (TCP_CLOSE, TCP_LISTEN):
-        return sk.user_mss
+    if sk.opts.user_mss and sk.state in (TCP_CLOSE, TCP_LISTEN):
+        return sk.opts.user_mss
     return sk.mss_cache
 
 
 def _set_keepidle(sk: TcpSock, v: int) -> None:
     # tcp_sock_set_keepidle_locked: a running keepalive timer moves too.
-    sk.keepidle = float(v)
-    if sk.keepalive:
+    sk.opts = sk.opts.with_(keepidle=float(v))
+    if sk.opts.keepalive:
         tcp_timer.tcp_set_keepalive(sk, sk.host.now)
 
 
 def _set_keepintvl(sk: TcpSock, v: int) -> None:
-    sk.keepintvl = float(v)
+    sk.opts = sk.opts.with_(keepintvl=float(v))
 
 
 def _set_user_timeout(sk: TcpSock, ms: int) -> None:
-    sk.user_timeout = ms / 1000.0
+    sk.opts = sk.opts.with_(user_timeout=ms / 1000.0)
 
 
 def _get_user_timeout(sk: TcpSock) -> int:
-    return round(sk.user_timeout * 1000)
+    return round(sk.opts.user_timeout * 1000)
 
 
 def _get_congestion(sk: TcpSock) -> bytes:
@@ -966,16 +982,13 @@ def _get_v6only(sk: TcpSock) -> int:
 _SOL, _TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
 TCP_INQ = 36        # include/uapi/linux/tcp.h (also its cmsg type, TCP_CM_INQ)
 TCP_NOTSENT_LOWAT = 25
-# include/uapi/linux/in.h
-IP_MTU_DISCOVER = 10
-IP_PMTUDISC_DONT, IP_PMTUDISC_WANT, IP_PMTUDISC_DO = 0, 1, 2
-IP_PMTUDISC_OMIT = 5                # the highest value
+IP_MTU_DISCOVER = 10                # include/uapi/linux/in.h
 _INET_ECN_MASK = 3
 _IP = socket.IPPROTO_IP
 SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     # sk_setsockopt / sk_getsockopt (net/core/sock.c)
     (_SOL, socket.SO_REUSEADDR): SockOpt(_bool, _set_attr("reuseaddr"), _get_int("reuseaddr")),
-    (_SOL, socket.SO_KEEPALIVE): SockOpt(_bool, _set_keepalive, _get_int("keepalive")),
+    (_SOL, socket.SO_KEEPALIVE): SockOpt(_bool, _set_keepalive, _get_opt("keepalive")),
     (_SOL, socket.SO_LINGER): SockOpt(_linger_in, _set_linger, _get_linger),
     (_SOL, socket.SO_SNDBUF): SockOpt(_int, _set_sndbuf, _get_int("sndbuf")),
     (_SOL, socket.SO_RCVBUF): SockOpt(_int, _set_rcvbuf, _get_int("rcvbuf")),
@@ -986,25 +999,25 @@ SOCKOPTS: dict[tuple[int, int], SockOpt] = {
     (_TCP, socket.TCP_NODELAY): SockOpt(_bool, _set_nodelay, _get_int("nodelay")),
     (_TCP, socket.TCP_CORK): SockOpt(_bool, _set_cork, _get_cork),
     (_TCP, socket.TCP_MAXSEG): SockOpt(_int_in(TCP_MIN_MSS, 32767, zero_ok=True),
-                                       _set_attr("user_mss"), _get_maxseg),
-    (_TCP, socket.TCP_KEEPIDLE): SockOpt(_int_in(1, 32767), _set_keepidle, _get_int("keepidle")),
+                                       _set_opt("user_mss"), _get_maxseg),
+    (_TCP, socket.TCP_KEEPIDLE): SockOpt(_int_in(1, 32767), _set_keepidle, _get_opt("keepidle")),
     (_TCP, socket.TCP_KEEPINTVL): SockOpt(_int_in(1, 32767), _set_keepintvl,
-                                          _get_int("keepintvl")),
-    (_TCP, socket.TCP_KEEPCNT): SockOpt(_int_in(1, 127), _set_attr("keepcnt"),
-                                        _get_int("keepcnt")),
+                                          _get_opt("keepintvl")),
+    (_TCP, socket.TCP_KEEPCNT): SockOpt(_int_in(1, 127), _set_opt("keepcnt"),
+                                        _get_opt("keepcnt")),
     (_TCP, socket.TCP_USER_TIMEOUT): SockOpt(_nonneg, _set_user_timeout,
                                              _get_user_timeout),
     (_TCP, socket.TCP_CONGESTION): SockOpt(_cc_in, _set_congestion,
                                            _get_congestion),
     (_TCP, socket.TCP_INFO): _read_only(lambda sk: tcp_info_pack(tcp_get_info(sk))),
-    (_TCP, TCP_INQ): SockOpt(_int_in(0, 1), _set_attr("recvmsg_inq"), _get_int("recvmsg_inq")),
+    (_TCP, TCP_INQ): SockOpt(_int_in(0, 1), _set_opt("recvmsg_inq"), _get_opt("recvmsg_inq")),
     # do_ipv6_setsockopt (net/ipv6/ipv6_sockglue.c)
     (IPPROTO_IPV6, IPV6_V6ONLY): SockOpt(_bool, _set_v6only, _get_v6only),
     (_TCP, TCP_NOTSENT_LOWAT): SockOpt(_int, _set_notsent_lowat, _get_notsent_lowat),
     # do_ip_setsockopt / do_ip_getsockopt (net/ipv4/ip_sockglue.c)
-    (_IP, socket.IP_TOS): SockOpt(_int, _set_tos, _get_int("tos")),
+    (_IP, socket.IP_TOS): SockOpt(_int, _set_tos, _get_opt("tos")),
     (_IP, IP_MTU_DISCOVER): SockOpt(_int_in(IP_PMTUDISC_DONT, IP_PMTUDISC_OMIT),
-                                    _set_pmtudisc, _get_int("pmtudisc")),
+                                    _set_pmtudisc, _get_opt("pmtudisc")),
 }
 
 

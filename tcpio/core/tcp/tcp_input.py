@@ -238,7 +238,7 @@ def tcp_finish_connect(sk: TcpSock, now: float) -> None:
     sk.proto.tcp_set_state(sk, TCP_ESTABLISHED)
     sk.rcv_tstamp = now
     sk.ca_ops.init(sk, now)
-    if sk.keepalive:
+    if sk.opts.keepalive:
         tcp_set_keepalive(sk, now)
     tcp_output.sndbuf_expand(sk)
     # (no wakeup here: the ACK of our SYN freed a segment, so tcp_ack, which
@@ -304,7 +304,7 @@ def _tcp_accept_syn_options(sk: TcpSock, skb: Skb) -> None:
     opts = skb.opts
     if opts.mss:
         # tcp_parse_options: the peer's MSS, bounded by our TCP_MAXSEG
-        sk.mss_clamp = min(opts.mss, sk.user_mss) if sk.user_mss else opts.mss
+        sk.mss_clamp = min(opts.mss, sk.opts.user_mss) if sk.opts.user_mss else opts.mss
     if sk.wscale_ok and opts.wscale is not None:
         sk.snd_wscale = min(opts.wscale, 14)
     else:

@@ -289,11 +289,11 @@ class TcpProto:
         sk.rcv_wscale = self._rcv_wscale(sk.rcvbuf)
         sk.sack_ok = bool(st.tcp_sack)
         sk.tstamp_ok = bool(st.tcp_timestamps)
-        sk.advmss = self.advmss_for(addr, sk.user_mss)
+        sk.advmss = self.advmss_for(addr, sk.opts.user_mss)
         # tcp_v4_connect / tcp_connect_init: until the SYN-ACK's MSS option
         # says otherwise the peer takes RFC 9293 3.7.1's 536 (or TCP_MAXSEG):
         # a SYN-ACK without the option leaves it so.
-        sk.mss_clamp = sk.user_mss or TCP_MSS_DEFAULT
+        sk.mss_clamp = sk.opts.user_mss or TCP_MSS_DEFAULT
         tcp_sync_mss(sk, mtu)
         sk.rcv_wnd = self._initial_rcv_wnd(sk.rcvbuf, sk.advmss)
         tcp_initialize_rcv_mss(sk)
@@ -467,15 +467,15 @@ class TcpProto:
         # TCP_MAXSEG; without the option (or with 0) RFC 9293's default 536, which
         # Linux leaves unclamped.  A SYN cookie encodes this value, not the raw option.
         req.mss = opts.mss or TCP_MSS_DEFAULT
-        if opts.mss and listener.user_mss:
-            req.mss = min(opts.mss, listener.user_mss)
+        if opts.mss and listener.opts.user_mss:
+            req.mss = min(opts.mss, listener.opts.user_mss)
         req.wscale_ok = bool(st.tcp_window_scaling) and opts.wscale is not None
         req.snd_wscale = min(opts.wscale, 14) if req.wscale_ok else 0
         req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
         req.sack_ok = bool(st.tcp_sack) and opts.sack_ok
         req.tstamp_ok = bool(st.tcp_timestamps) and opts.ts_val is not None
         req.ts_recent = opts.ts_val or 0
-        advmss = self.advmss_for(req.raddr, listener.user_mss)
+        advmss = self.advmss_for(req.raddr, listener.opts.user_mss)
         # tcp_openreq_init_rwin: whole segments of the MSS less the timestamp option
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf,
                                             advmss - 12 if req.tstamp_ok else advmss)
@@ -566,7 +566,7 @@ class TcpProto:
             req.wscale_ok = wscale is not None and bool(st.tcp_window_scaling)
             req.snd_wscale = wscale if wscale is not None and req.wscale_ok else 0
             req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
-        advmss = self.advmss_for(raddr, listener.user_mss)
+        advmss = self.advmss_for(raddr, listener.opts.user_mss)
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf, advmss)
         req.dead = True   # never hashed
         return self.tcp_v4_syn_recv_sock(listener, req, skb, now)
@@ -601,7 +601,7 @@ class TcpProto:
         self.host.mib["PassiveOpens"] += 1
         child.parent = listener
         listener.accept_queue.append(child)
-        if child.keepalive:
+        if child.opts.keepalive:
             tcp_set_keepalive(child, now)
         self.host.schedule_wakeup(listener)
         return child

@@ -266,7 +266,7 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
         ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
     # tcp_make_synack: the route's advmss bounded by the listener's TCP_MAXSEG
     # (tcp_mss_clamp), read now, so a retransmitted SYN-ACK uses the current value.
-    opts = TcpOptions(mss=proto.advmss_for(req.raddr, req.listener.user_mss),
+    opts = TcpOptions(mss=proto.advmss_for(req.raddr, req.listener.opts.user_mss),
                       wscale=req.rcv_wscale if req.wscale_ok else None,
                       sack_ok=req.sack_ok, ts_val=ts,
                       ts_ecr=req.ts_recent if ts is not None else None)
@@ -373,11 +373,10 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.laddr, sk.lport, sk.raddr, sk.rport = req.laddr, req.lport, req.raddr, req.rport
     sk.reuseaddr = listener.reuseaddr
     sk.sock_state = SS_CONNECTED
-    # inherit user options from the listener (sk_clone_lock)
-    for name in ("nodelay", "nonagle", "keepalive", "linger", "user_mss", "keepidle",
-                 "keepintvl", "keepcnt", "user_timeout", "notsent_lowat", "sndbuf", "rcvbuf",
-                 "sndbuf_locked", "rcvbuf_locked", "tos", "pmtudisc", "ip_df", "family",
-                 "v6only", "scope_id"):
+    # inherit user options from the listener (sk_clone_lock): the options
+    # record is shared, not copied (copy on write: SockOpts)
+    sk.opts = listener.opts
+    for name in ("nodelay", "nonagle", "sndbuf", "rcvbuf", "family", "v6only", "scope_id"):
         setattr(sk, name, getattr(listener, name))
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
@@ -400,7 +399,7 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # table value): mss_clamp, which tcp_sync_mss applies (user_mss is not
     # applied a second time there, as in Linux).
     sk.mss_clamp = req.mss
-    sk.advmss = proto.advmss_for(req.raddr, sk.user_mss)   # tcp_v4_syn_recv_sock
+    sk.advmss = proto.advmss_for(req.raddr, sk.opts.user_mss)   # tcp_v4_syn_recv_sock
     tcp_sync_mss(sk, proto.route_mtu(req.raddr))
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)

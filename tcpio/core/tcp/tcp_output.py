@@ -248,7 +248,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         # The window in a SYN is never scaled (RFC 7323 2.2).
         window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
         tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    window, opts, payload, 0, ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
+                    window, opts, payload, 0, ip_select_ident_segs(sk, 1), sk.opts.tos, sk.opts.ip_df)
         sack_blocks: tuple[tuple[int, int], ...] = ()
     else:
         ts_val, ts_ecr, sack_blocks = _established_options(sk, now, len(payload))
@@ -261,7 +261,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
             flags |= TCPHDR_URG
         tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
                     window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr,
-                    ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
+                    ip_select_ident_segs(sk, 1), sk.opts.tos, sk.opts.ip_df)
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, seq, sk.rcv_nxt, flags, len(payload), window, sack_blocks, now)
@@ -405,7 +405,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # (a queued FIN rides on the compiled loop's last data segment; a FIN with
     # no data left to carry it goes through tcp_transmit_skb)
     if (not sack_len and not (sk.fin_queued and sk.snd_nxt == sk.write_seq)
-            and sk.snd_up is None and sk.trace is None and not sk.tos and sk.ip_df is not False):
+            and sk.snd_up is None and sk.trace is None and not sk.opts.tos
+            and sk.opts.ip_df is not False):
         path = _tcp_xmit_path(sk, mss)
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog: the loop holds views of sk.wq, which processing
@@ -908,7 +909,7 @@ def tcp_send_active_reset(sk: TcpSock, now: float) -> None:
     window = tcp_select_window(sk)
     tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, sk.snd_nxt, sk.rcv_nxt,
                 TCPHDR_RST | TCPHDR_ACK, window, ts_val, sk.ts_recent, (), b"", 0,
-                ip_select_ident_segs(sk, 1), sk.tos, sk.ip_df)
+                ip_select_ident_segs(sk, 1), sk.opts.tos, sk.opts.ip_df)
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, sk.snd_nxt, sk.rcv_nxt, TCPHDR_RST | TCPHDR_ACK, 0, window, (),
@@ -947,7 +948,7 @@ def tcp_send_synack(sk: TcpSock, now: float) -> None:
 
 def sndbuf_expand(sk: TcpSock) -> None:
     """tcp_sndbuf_expand: room for twice the congestion window, unless locked."""
-    if sk.sndbuf_locked:
+    if sk.opts.sndbuf_locked:
         return
     want = min(2 * sk.snd_cwnd * sk.mss_cache * 2, sk.host.settings.tcp_wmem[2])
     sk.sndbuf = max(sk.sndbuf, want)

@@ -71,8 +71,8 @@ def tcp_write_timer(sk: TcpSock, now: float) -> None:
 def _timed_out(sk: TcpSock, now: float, limit: int) -> bool:
     if sk.retransmits >= limit:
         return True
-    return bool(sk.user_timeout and sk.retrans_stamp is not None and
-                now - sk.retrans_stamp >= sk.user_timeout)
+    return bool(sk.opts.user_timeout and sk.retrans_stamp is not None and
+                now - sk.retrans_stamp >= sk.opts.user_timeout)
 
 
 def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
@@ -99,9 +99,9 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
     sk.retransmits += 1
     sk.rtt_est.backoff()
     when = now + sk.rto
-    if sk.user_timeout and sk.retrans_stamp is not None:
+    if sk.opts.user_timeout and sk.retrans_stamp is not None:
         # tcp_clamp_rto_to_user_timeout: do not overshoot the user's limit
-        when = min(when, max(sk.retrans_stamp + sk.user_timeout, now + 0.001))
+        when = min(when, max(sk.retrans_stamp + sk.opts.user_timeout, now + 0.001))
     sk.pending = ICSK_TIME_RETRANS
     sk.rtx_timer.arm(when)
 
@@ -142,8 +142,8 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         return
     st = sk.host.settings
     limit = (st.tcp_orphan_retries or 8) if sk.orphan else st.tcp_retries2
-    if sk.user_timeout and sk.probes_out and sk.probe_start and \
-            now - sk.probe_start >= sk.user_timeout:
+    if sk.opts.user_timeout and sk.probes_out and sk.probe_start and \
+            now - sk.probe_start >= sk.opts.user_timeout:
         tcp_write_err(sk)
         return
     if sk.probes_out >= limit:
@@ -177,9 +177,9 @@ def tcp_delack_timer(sk: TcpSock, now: float) -> None:
 
 # --- keepalive / FIN_WAIT2 (sk_timer) ------------------------------------------------
 def tcp_set_keepalive(sk: TcpSock, now: float) -> None:
-    if sk.keepalive and sk.state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
-        sk.ka_timer.arm(now + sk.keepidle)
-    elif not sk.keepalive and sk.state != TCP_FIN_WAIT2:
+    if sk.opts.keepalive and sk.state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+        sk.ka_timer.arm(now + sk.opts.keepidle)
+    elif not sk.opts.keepalive and sk.state != TCP_FIN_WAIT2:
         sk.ka_timer.cancel()
 
 
@@ -196,23 +196,23 @@ def tcp_keepalive_timer(sk: TcpSock, now: float) -> None:
     if sk.state == TCP_FIN_WAIT2 and sk.orphan:
         tcp_fin_wait2_orphan(sk, now)
         return
-    if not sk.keepalive or sk.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+    if not sk.opts.keepalive or sk.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
         return
     if sk.packets_out or sk.write_seq != sk.snd_nxt:
         # data in flight: the retransmit timer watches the peer
-        sk.ka_timer.arm(now + sk.keepidle)
+        sk.ka_timer.arm(now + sk.opts.keepidle)
         return
     idle = now - sk.rcv_tstamp
-    if idle >= sk.keepidle:
-        if (sk.user_timeout and sk.probes_out and idle >= sk.user_timeout) or \
-                (not sk.user_timeout and sk.probes_out >= sk.keepcnt):
+    if idle >= sk.opts.keepidle:
+        if (sk.opts.user_timeout and sk.probes_out and idle >= sk.opts.user_timeout) or \
+                (not sk.opts.user_timeout and sk.probes_out >= sk.opts.keepcnt):
             sk.host.mib["TCPKeepAliveTimeouts"] += 1
             tcp_output.tcp_send_active_reset(sk, now)
             tcp_write_err(sk)
             return
         tcp_output.tcp_send_probe0(sk, now)   # seq snd_una - 1, no data
         sk.probes_out += 1
-        sk.ka_timer.arm(now + sk.keepintvl)
+        sk.ka_timer.arm(now + sk.opts.keepintvl)
     else:
         sk.probes_out = 0   # the peer answered since the last probe
-        sk.ka_timer.arm(now + sk.keepidle - idle)
+        sk.ka_timer.arm(now + sk.opts.keepidle - idle)
