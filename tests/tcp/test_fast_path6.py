@@ -46,7 +46,8 @@ def _flavours() -> list:
     return [pytest.param("pure", id="pure"),
             pytest.param("compiled", id="compiled",
                          marks=() if rx_c is not None else pytest.mark.skip(
-                             reason="tcpio._fast.rx not built or not in use"))]
+                             reason="the compiled twin needs socks built on the compiled "
+                                    "TcpCb"))]
 
 
 def ip6(src: str = PEER6, dst: str = MY6, **kw) -> IPv6:
@@ -196,7 +197,7 @@ def test_scapy_segments_same_result_as_the_layered_path(flavour):
 
 def test_twins_give_the_same_verdicts():
     if rx_c is None:
-        pytest.skip("tcpio._fast.rx not built or not in use")
+        pytest.skip("the compiled twin needs socks built on the compiled TcpCb")
     assert run(rx_c.rx_classify)["verdicts"] == run(rx_py.rx_classify)["verdicts"]
 
 
