@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tcpio import _fast
+from tcpio.core.in_h import IPPROTO_TCP
 
 from . import ast
 
@@ -31,7 +32,6 @@ OPT_MD5, OPT_FO, OPT_EXP = 19, 34, 254
 OPTION_KINDS = {"eol": OPT_EOL, "nop": OPT_NOP, "mss": OPT_MSS, "wscale": OPT_WSCALE,
                 "sackOK": OPT_SACKOK, "sack": OPT_SACK, "TS": OPT_TS, "md5": OPT_MD5,
                 "FO": OPT_FO, "FOEXP": OPT_EXP}
-IPPROTO_TCP = 6
 
 
 def flag_bits(flags: str) -> int:
