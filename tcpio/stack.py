@@ -249,6 +249,15 @@ class Stack:
         when, self._timer_when = self._timer_when, None
         if self._closed:
             return
+        # Input a device already holds comes first: a reader that stopped at
+        # its budget may hold the very ACK that would cancel a timer due now
+        # (TapDevice.poll_rx; devices without a budget have nothing waiting).
+        for dev in list(self.devices.values()):
+            poll = getattr(dev, "poll_rx", None)
+            if poll is not None:
+                poll()
+        if self._closed:
+            return
         now = self.update_time()
         if when is not None and now < when:
             # uvloop's timers have millisecond granularity and can fire a

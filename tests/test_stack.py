@@ -417,3 +417,37 @@ def test_closing_a_stack_ends_its_tcp_connections(loop_name):
             server.close()
             await asyncio.wait_for(server.wait_closed(), 5)
     run_on(loop_name, main)
+
+
+def test_input_a_device_still_holds_is_processed_before_due_timers():
+    """A reader that stopped at its budget (TapDevice.poll_rx) is drained
+    before the stack's timers run: the ACK waiting there must reach TCP
+    before the loss probe or RTO it would cancel (the kernel's 200 clients at
+    once over a TAP drew a RST for every FIN probed that way)."""
+    async def main():
+        wire = tcpio.MemoryWire(seed=1)
+        a, _b = await two_stacks(wire)
+        order: list[str] = []
+        held = [bytes(60)]              # a frame the device has read no further than
+
+        dev = a.devices[1]
+        on_frames = a._on_frames
+
+        def poll_rx() -> None:
+            while held:
+                order.append("input")
+                on_frames(1, [held.pop()])
+
+        dev.poll_rx = poll_rx           # type: ignore[attr-defined]
+        real_poll = a.host.poll
+
+        def poll(now: float) -> None:
+            order.append("timers")
+            real_poll(now)
+
+        a.host.poll = poll              # type: ignore[method-assign]
+        a._on_timer()
+        a.close()
+        return order
+
+    assert run_on("virtual", main) == ["input", "timers"]

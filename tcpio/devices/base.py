@@ -99,3 +99,10 @@ class DeviceWrapper:
     @property
     def tx_csum_partial(self) -> bool:
         return bool(getattr(self.device, "tx_csum_partial", False))
+
+    def poll_rx(self) -> None:
+        """The inner device's poll_rx, if it has one (what it reads reaches
+        this wrapper through the on_frames it was started with)."""
+        poll = getattr(self.device, "poll_rx", None)
+        if poll is not None:
+            poll()

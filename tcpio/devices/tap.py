@@ -68,6 +68,9 @@ from tcpio.devices import tun_steering
 from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
+# Budgets poll_rx reads at most before the stack's timers run.
+POLL_RX_ROUNDS = 4
+
 # <linux/if_tun.h>, <linux/sockios.h>
 TUNSETIFF = 0x400454CA
 TUNGETIFF = 0x800454D2
@@ -162,6 +165,7 @@ class _TunTapBase:
         self.syn_queue_error: OSError | None = None
         self.syn_fd: int | None = None    # the SYN queue's fd
         self.syn_queue_rx = 0               # frames read from it
+        self.rx_more = False                # the last read of the flows' queue hit the budget
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             flags = self._flags | IFF_NO_PI
@@ -371,6 +375,10 @@ class _TunTapBase:
             else:
                 frames.append(frame)
                 nbytes += len(frame)
+        if fd == self.fd:
+            # stopped at the budget: more is waiting (poll_rx reads it before
+            # the stack's timers run)
+            self.rx_more = nread == budget
         if nread:
             if fd == self.syn_fd:
                 self.syn_queue_rx += nread
@@ -380,6 +388,18 @@ class _TunTapBase:
             on_frames = self._on_frames
             if frames and on_frames is not None:
                 on_frames(frames)
+
+    def poll_rx(self) -> None:
+        """Read what the flows' queue still holds after a read that stopped at
+        the budget (at most ``POLL_RX_ROUNDS`` more budgets).  The stack calls
+        this before it runs timers: an ACK already waiting here must not lose
+        the race to a loss probe or RTO whose deadline passed while the loop
+        worked through the first budget (a probe of a FIN that was in fact
+        acknowledged gets the peer's TIME-WAIT ACK, and that a RST)."""
+        for _ in range(POLL_RX_ROUNDS):
+            if not self.rx_more or self.fd is None:
+                return
+            self._on_readable()
 
     def _rx_offloaded(self, raw: bytes, frames: list[bytes]) -> None:
         """A frame whose virtio header has work in it, in one compiled call

@@ -78,7 +78,11 @@ async def test_kernel_connects_to_tcpio_200_at_once(peer):
     assert await wait_until(lambda: no_live_tcpio_connections(peer))
     mib = peer.stack.mib()
     assert mib["PassiveOpens"] == AT_ONCE
-    assert "ListenOverflows" not in mib and "OutRsts" not in mib
+    # (a RST here has been the answer to the peer's TIME-WAIT ACK of a FIN
+    # probed needlessly: the counters say which)
+    assert "ListenOverflows" not in mib and "OutRsts" not in mib, {
+        k: mib[k] for k in ("ListenOverflows", "OutRsts", "TCPLossProbes", "RetransSegs")
+        if k in mib}
     server.close()
 
 
