@@ -27,7 +27,7 @@ from tcpio._fast._csum cimport csum_net, pseudo_sum
 from tcpio._fast._tcphdr cimport tcp_opts, tcp_parse_options
 from tcpio._fast.ehash cimport EHash
 from tcpio._fast.syn_fast cimport SynPath, syn_cookie
-from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c
+from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c, _rcv_window_ack_c
 
 from tcpio._fast import load as _load
 from tcpio._fast.gso import GsoFrame
@@ -101,7 +101,9 @@ cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_
         return False
     return _rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
                              ts_val, ts_ecr, seg + doff, seglen - doff, now, False, segs,
-                             gso_size) == 1
+                             gso_size) == 1 or _rcv_window_ack_c(
+        <TcpCb>sk, seg[13], rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
+        ts_ecr, seglen - doff, now, False, segs) == 1
 
 
 cdef inline int tcp_syn(const unsigned char* seg, Py_ssize_t doff, uint32_t src,
@@ -175,9 +177,12 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
             ts_ecr = rd32(seg + 28)
         if has_ts or doff == 20:
             sk = ehash6.lookup(dst, rd16(seg + 2), src, rd16(seg))
-            if isinstance(sk, TcpCb) and _rcv_established_c(
+            if isinstance(sk, TcpCb) and (_rcv_established_c(
                     <TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
-                    ts_ecr, seg + doff, plen - doff, now, False, segs, gso_size) == 1:
+                    ts_ecr, seg + doff, plen - doff, now, False, segs, gso_size) == 1
+                    or _rcv_window_ack_c(
+                        <TcpCb>sk, seg[13], rd32(seg + 4), rd32(seg + 8), rd16(seg + 14),
+                        has_ts, ts_val, ts_ecr, plen - doff, now, False, segs) == 1):
                 return RX_TAKEN6
     return (C_TCP, src, dst, rd16(seg), rd16(seg + 2), None, ip + C_IPV6_HLEN,
             ip + C_IPV6_HLEN + plen)

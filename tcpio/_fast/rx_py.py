@@ -30,8 +30,9 @@ The TCP established fast path: given ``ehash`` (the TCP established hash)
 and ``now``, a verified TCP segment whose header says "plain ACK, at most a
 timestamp option" is looked up in ``ehash``; when that finds a full sock
 (``tcp_fast.TcpCb``) and ``tcp_fast.rcv_established`` accepts the segment
-(header prediction: in-order data on a quiet established connection), the
-segment is fully processed and the result is ``True``.  So the common data
+(header prediction: in-order data on a quiet established connection), or
+``tcp_fast.rcv_window_ack`` does (an in-order bare ACK whose window changed),
+the segment is fully processed and the result is ``True``.  So the common data
 segment costs one call: parse, checksum, lookup and queueing together.  The
 host counts it (InReceives, InDelivers, InSegs) like a delivered segment.
 Everything else gets the tuple as before.
@@ -92,6 +93,7 @@ _parse_ipv4 = _wire.parse_ipv4
 _tcp_fast_mod = load("tcp_fast")
 _TcpCb = _tcp_fast_mod.TcpCb
 _rcv_established = _tcp_fast_mod.rcv_established
+_rcv_window_ack = _tcp_fast_mod.rcv_window_ack
 _syn_cookie = load("syn_fast").syn_cookie
 _parse_tcp = _wire.parse_tcp
 _ParseError = _wire.ParseError
@@ -159,8 +161,10 @@ def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, e
     sk = ehash.lookup(dst, dport, src, sport)
     if not isinstance(sk, _TcpCb):
         return False
-    return _rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                            memoryview(frame)[off + doff:end], now, False, segs, gso_size)
+    return (_rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
+                             memoryview(frame)[off + doff:end], now, False, segs, gso_size)
+            or _rcv_window_ack(sk, flags, seq, ack, window, has_ts, ts_val, ts_ecr,
+                               end - off - doff, now, False, segs))
 
 
 def _tcp_syn(frame: bytes, off: int, end: int, src: int, dst: int, ehash: Any, syn: Any,
@@ -216,9 +220,11 @@ def _rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: 
     if ts is not None:
         has_ts, ts_val, ts_ecr = ts
         sk = ehash6.lookup(dst, dport, src, sport)
-        if isinstance(sk, _TcpCb) and _rcv_established(
+        if isinstance(sk, _TcpCb) and (_rcv_established(
                 sk, seq, ack, window, has_ts, ts_val, ts_ecr, memoryview(frame)[off + doff:end],
-                now, False, segs, gso_size):
+                now, False, segs, gso_size) or _rcv_window_ack(
+                    sk, flags, seq, ack, window, has_ts, ts_val, ts_ecr, end - off - doff, now,
+                    False, segs)):
             return RX_TAKEN6
     return (IPPROTO_TCP, src, dst, sport, dport, None, off, end)
 

@@ -5,8 +5,8 @@
 # mode): the classes become cdef classes with C fields, the functions below
 # cdef/cpdef functions with C arguments and locals; the interpreted build runs
 # tcp_fast.py as it is and never reads this file.  rx.pyx ``cimport``s TcpCb
-# and _rcv_established_c from here, so a received segment enters the fast path
-# as one C call from the per-frame classifier.
+# and _rcv_established_c (and _rcv_window_ack_c) from here, so a received
+# segment enters the fast path as one C call from the per-frame classifier.
 cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from libc.stdint cimport int32_t, uint32_t
@@ -105,6 +105,13 @@ cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window
                            bint new_ack_data=*, long long segs=*,
                            long long gso_size=*) except -1
 
+@cython.locals(shifted=cython.longlong)
+cdef int _rcv_window_ack_c(TcpCb sk, long long flags, uint32_t seq, uint32_t ack,
+                           uint32_t window, bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
+                           Py_ssize_t n, double now, bint counted=*, long long segs=*) except -1
+cpdef bint rcv_window_ack(TcpCb sk, long long flags, uint32_t seq, uint32_t ack,
+                          uint32_t window, bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
+                          Py_ssize_t n, double now, bint counted=*, long long segs=*) except -1
 cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, long long mss,
                      bint fin) except -1
 @cython.locals(unsent=cython.longlong, seglen=cython.longlong, fin=bint)

@@ -43,6 +43,15 @@ data, for a bare ACK of new data, a duplicate with data in flight or the
 answer to a probe.  The compiled receive classifier (rx.pyx) calls
 ``_rcv_established_c`` with a pointer into the frame instead.
 
+``rcv_window_ack(sk, flags, seq, ack, window, has_ts, ts_val, ts_ecr, n,
+now)`` takes, after prediction declined it, the in-order bare ACK whose
+only difference from the prediction is its window (a receiver autotuning
+its window changes it on most ACKs): what tcp_rcv_state_process does for
+it, tcp_ack through the same hook, then tcp_data_snd_check and
+ack_snd_check, without the state machine (see _rcv_window_ack_c for what
+it declines).  The classifier and the layered tcp_rcv_established try it
+second, so header prediction itself stays Linux's.
+
 ``TcpCb`` is the part of the control block these paths use (C fields when
 compiled, see tcp_fast.pxd); ``core.tcp.sock.TcpSock`` subclasses it.
 
@@ -92,7 +101,7 @@ from tcpio._fast.gso import gso_frame
 __all__ = ["TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume",
            "clean_rtx_queue", "cwnd_quota", "event_data_recv", "ip_select_ident_segs",
            "new_data_sent", "push_mark",
-           "rack_advance", "rcv_established", "rcv_rtt_update", "receive_window",
+           "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
            "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_more",
            "xmit_test"]
 
@@ -515,6 +524,69 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
             _ack_predicted(sk, seq, ack, window, None, None, now, _FLAG_DATA)
     ack_snd_check(sk, now)
     return 1
+
+
+def _rcv_window_ack_c(sk: TcpCb, flags: int, seq: int, ack: int, window: int, has_ts: bool,
+                      ts_val: int, ts_ecr: int, n: int, now: float, counted: bool = False,
+                      segs: int = 1) -> int:
+    """The slow path's work, compiled, for the bare ACK header prediction
+    declines only for its window: 1 if the segment was fully processed, 0
+    (having changed nothing) if it needs tcp_rcv_state_process.  (Issue 11:
+    a receiver that autotunes its window changes it on most ACKs.)
+
+    For an in-order bare ACK (flags exactly ACK, no data, seq == rcv_nxt,
+    the timestamp as prediction accepts it, snd_una <= ack <= snd_nxt) in
+    ESTABLISHED, or FIN-WAIT-1 not acknowledging our FIN, Linux's slow path
+    is: tcp_validate_incoming (PAWS and the sequence test pass for it),
+    rcv_tstamp, tcp_ack, ts_recent (tcp_replace_ts_recent), then nothing
+    for the state or the text, tcp_data_snd_check and tcp_ack_snd_check.
+    Here: the checks, _store_ts_recent, the ``ack_predicted`` hook (tcp_ack,
+    whose tcp_ack_update_window takes the window under the snd_wl1/snd_una
+    rule of RFC 9293 3.10.7.4, then tcp_data_snd_check) and ack_snd_check.
+    Declined besides what prediction declines: a window that opens or closes
+    a zero window, a probe unanswered, data queued with nothing in flight
+    (the zero-window probe timer's cases), SACKed segments, a timestamp
+    where none was negotiated.  ``counted``: the caller counted segs_in."""
+    if flags != _TCPHDR_ACK or n != 0:
+        return 0
+    # FIN-WAIT-1 as in _rcv_established_c: the ACK of our FIN is the state machine's
+    if sk.state != _TCP_ESTABLISHED and (sk.state != _TCP_FIN_WAIT1
+                                         or after(ack, sk.write_seq)):
+        return 0
+    shifted = window
+    shifted <<= sk.snd_wscale
+    if (seq != sk.rcv_nxt or shifted == sk.snd_wnd or shifted == 0 or sk.snd_wnd == 0
+            or sk.ca_state != _TCP_CA_OPEN or sk.urg_seq is not None or sk.ofo
+            or sk.sacked_out or sk.probes_out or sk.trace is not None
+            or (sk.packets_out == 0 and sk.write_seq != sk.snd_nxt)):
+        return 0
+    if sk.tstamp_ok != has_ts or (has_ts and before(ts_val, sk.ts_recent)):
+        return 0
+    if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
+        return 0
+    # Commit.  (tcp_ack reads neither ts_recent nor rcv_wup, so the
+    # timestamp is stored first, as the predicted bare ACK does.)
+    _store_ts_recent(sk, seq, has_ts, ts_val, now)
+    if not counted:
+        sk.segs_in += segs
+    assert _ack_predicted is not None
+    if has_ts:
+        _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now)
+    else:
+        _ack_predicted(sk, seq, ack, window, None, None, now)
+    ack_snd_check(sk, now)
+    return 1
+
+
+def rcv_window_ack(sk: TcpCb, flags: int, seq: int, ack: int, window: int, has_ts: bool,
+                   ts_val: int, ts_ecr: int, n: int, now: float, counted: bool = False,
+                   segs: int = 1) -> bool:
+    """True if the segment (``n`` bytes of data, header ``flags``) took the
+    compiled slow path of _rcv_window_ack_c (then it is fully processed)."""
+    if sk is None:
+        raise TypeError("rcv_window_ack: a TcpCb is required")
+    return _rcv_window_ack_c(sk, flags, seq, ack, window, has_ts, ts_val, ts_ecr, n, now,
+                             counted, segs) == 1
 
 
 def rcv_rtt_update(rcv_rtt: float, ts_off: int, ts_ecr: int, now: float) -> float:

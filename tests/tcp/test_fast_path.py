@@ -77,17 +77,20 @@ def flavour(request, monkeypatch):
         monkeypatch.setattr(rx_py, "_TcpCb", fast_py.TcpCb if not SOCK_IS_COMPILED
                             else fast_c.TcpCb)
         monkeypatch.setattr(rx_py, "_rcv_established", fast_py.rcv_established)
+        monkeypatch.setattr(rx_py, "_rcv_window_ack", fast_py.rcv_window_ack)
     else:
         fast, rx = None, rx_py
     if fast is not None:
         fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle,
                        tcp_input.tcp_ack_predicted)
         monkeypatch.setattr(tcp_input, "rcv_established_fast", fast.rcv_established)
+        monkeypatch.setattr(tcp_input, "rcv_window_ack_fast", fast.rcv_window_ack)
         monkeypatch.setattr(host_mod, "rx_classify", rx.rx_classify)
         monkeypatch.setattr(tcp_output, "_tcp_fast", fast)
         monkeypatch.setattr(tcp_input, "clean_rtx_queue_walk", fast.clean_rtx_queue)
     else:
         monkeypatch.setattr(tcp_input, "rcv_established_fast", _no_fast)
+        monkeypatch.setattr(tcp_input, "rcv_window_ack_fast", _no_fast)
         # and the send side's compiled loop: every segment through tcp_transmit_skb
         monkeypatch.setattr(tcp_output, "_tcp_xmit_path", lambda sk, mss: None)
 
@@ -116,14 +119,16 @@ def _sim_connect6(net: VirtualNetwork, link, a, b, port: int = 80) -> tuple:
     return c, listener.accept()
 
 
-def _run_transfer(impair: bool, seed: int, family: int = 4, fin_early: bool = False
-                  ) -> tuple[bytes, dict, dict, int]:
+def _run_transfer(impair: bool, seed: int, family: int = 4, fin_early: bool = False,
+                  chunks: bool = False) -> tuple[bytes, dict, dict, int]:
     """Data both ways on one connection (over IPv4, or IPv6 with ``family``
     6); returns (digest of every frame on the wire in order, a's MIB, b's
     MIB, segments delivered to b).  ``fin_early``: the client shuts its
     sending side as soon as its last byte is queued (most of it unsent: the
     FIN rides on the last data segment, and the client's ACKs arrive in
-    FIN-WAIT-1), and the server closes after reading it all."""
+    FIN-WAIT-1), and the server closes after reading it all.  ``chunks``:
+    the server reads irregular pieces at irregular times, so the window it
+    advertises changes on many of its ACKs (issue 11)."""
     net = VirtualNetwork(seed=seed)
     a, b = net.host("a"), net.host("b")
     imp = (Impairment(loss=0.03, reorder=0.05, duplicate=0.01, seed=seed)
@@ -148,8 +153,12 @@ def _run_transfer(impair: bool, seed: int, family: int = 4, fin_early: bool = Fa
                 c.shutdown(socket.SHUT_WR)
         if sent[1] < len(down) and len(got_up) > 100_000:
             sent[1] += s.sendmsg(memoryview(down)[sent[1]:sent[1] + 8192])
-        while s.readable() and (data := s.recvmsg(1 << 20)):
-            got_up.extend(data)
+        if chunks:
+            if s.readable() and rng.random() < 0.3:
+                got_up.extend(s.recvmsg(rng.randrange(1, 10000)))
+        else:
+            while s.readable() and (data := s.recvmsg(1 << 20)):
+                got_up.extend(data)
         while c.readable() and (data := c.recvmsg(1 << 20)):
             got_down.extend(data)
         return len(got_up) == len(up) and len(got_down) == len(down)
@@ -172,17 +181,39 @@ def _run_transfer(impair: bool, seed: int, family: int = 4, fin_early: bool = Fa
 _REFERENCE: dict = {}
 
 
+def _counting(fn, counts: dict, key: str):
+    """``fn`` adding what it returns (segments sent, or True if taken) to counts[key]."""
+    def wrapper(*args):
+        n = fn(*args)
+        counts[key] += n
+        return n
+    return wrapper
+
+
+def _counted_connection(monkeypatch, fast, family: int, seed: int) -> tuple:
+    """(net, a, b, client, accepted child) over a clean link, every frame
+    through the pure classifier (whose calls of ``fast`` a test can count)."""
+    monkeypatch.setattr(rx_py, "_TcpCb", fast.TcpCb)
+    monkeypatch.setattr(host_mod, "rx_classify", rx_py.rx_classify)
+    net = VirtualNetwork(seed=seed)
+    a, b = net.host("a"), net.host("b")
+    link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    c, s = _sim_connect6(net, link, a, b) if family == 6 else sim_connect(net, a, b)
+    return net, a, b, c, s
+
+
+@pytest.mark.parametrize("chunks", [False, True], ids=["read_all", "read_chunks"])
 @pytest.mark.parametrize("fin_early", [False, True], ids=["open", "fin_queued"])
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("impair", [False, True], ids=["clean", "lossy"])
 @pytest.mark.parametrize("flavour", _flavours(), indirect=True)
 def test_same_frames_and_counters_with_and_without_fast_path(flavour, impair, family,
-                                                               fin_early):
-    result = _run_transfer(impair, seed=11, family=family, fin_early=fin_early)
+                                                               fin_early, chunks):
+    result = _run_transfer(impair, seed=11, family=family, fin_early=fin_early, chunks=chunks)
     # Every flavour must agree with the one that ran first (order-independent:
     # pytest may run any flavour first, and each is checked against the same
     # deterministic scenario).
-    ref = _REFERENCE.setdefault((impair, family, fin_early), (flavour, result))
+    ref = _REFERENCE.setdefault((impair, family, fin_early, chunks), (flavour, result))
     assert result[3] > 400
     assert result[1] == ref[1][1], f"a's counters differ from the {ref[0]} run"
     assert result[2] == ref[1][2], f"b's counters differ from the {ref[0]} run"
@@ -212,22 +243,10 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_e
         return ok
 
     burst = {"segments": 0}
-    real_xmit = fast.write_xmit
-
-    def counting_xmit(*args):
-        n = real_xmit(*args)
-        burst["segments"] += n
-        return n
-
-    monkeypatch.setattr(fast, "write_xmit", counting_xmit)
+    monkeypatch.setattr(fast, "write_xmit", _counting(fast.write_xmit, burst, "segments"))
     # Count through the pure classifier so every fast-path attempt is visible.
     monkeypatch.setattr(rx_py, "_rcv_established", counting)
-    monkeypatch.setattr(rx_py, "_TcpCb", fast.TcpCb)
-    monkeypatch.setattr(host_mod, "rx_classify", rx_py.rx_classify)
-    net = VirtualNetwork(seed=3)
-    a, b = net.host("a"), net.host("b")
-    link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
-    c, s = _sim_connect6(net, link, a, b) if family == 6 else sim_connect(net, a, b)
+    net, a, b, c, s = _counted_connection(monkeypatch, fast, family, seed=3)
     data = bytes(2_000_000)
     sent, got = 0, 0
 
@@ -284,6 +303,54 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_e
         assert b.mib["Ip6InReceives"] >= calls["taken"]
         assert a.mib["Ip6OutRequests"] >= burst["segments"]
         assert b.mib["InReceives"] < 10 and a.mib["OutRequests"] < 10
+
+
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_window_update_acks_take_the_compiled_slow_path(monkeypatch, family):
+    """Issue 11: a receiver that reads irregular pieces at irregular times
+    advertises a different window on many of its ACKs.  Header prediction declines those
+    (the window is part of Linux's pred_flags); what the slow path does for
+    such an in-order bare ACK (tcp_ack, tcp_data_snd_check,
+    tcp_ack_snd_check) runs in tcp_fast.rcv_window_ack instead of
+    tcp_rcv_state_process, on the sender's side (the frames and counters
+    are the layered path's: test_same_frames_and_counters_..., read_chunks)."""
+    fast = _fast.load("tcp_fast")
+    calls = {"window_acks": 0}
+    monkeypatch.setattr(rx_py, "_rcv_window_ack",
+                        _counting(fast.rcv_window_ack, calls, "window_acks"))
+    net, _a, _b, c, s = _counted_connection(monkeypatch, fast, family, seed=5)
+    slow = []
+    real_slow = tcp_ipv4.tcp_rcv_state_process
+
+    def slow_state(sk, skb, now):
+        if sk is c and not skb.data and skb.flags == ACK:
+            slow.append(skb.window << sk.snd_wscale != sk.snd_wnd)
+        return real_slow(sk, skb, now)
+
+    monkeypatch.setattr(tcp_ipv4, "tcp_rcv_state_process", slow_state)
+    windows = []
+    rng = random.Random(5)
+    data = bytes(1_000_000)
+    sent, got = 0, 0
+
+    def pump() -> bool:
+        nonlocal sent, got
+        if sent < len(data):
+            sent += c.sendmsg(memoryview(data)[sent:sent + 65536])
+        if s.readable() and rng.random() < 0.3:
+            got += len(s.recvmsg(rng.randrange(1, 10000)))
+            windows.append(s.rcv_wnd)
+        return got == len(data)
+
+    assert net.run_until(pump, 120)
+    # the receiver's window moved (else this test would show nothing)
+    assert len(set(windows)) > 10, sorted(set(windows))
+    segments = len(data) // (1428 if family == 6 else 1448)
+    # ... a good part of its ACKs (about one per two segments) were window
+    # updates, taken by the new path
+    assert calls["window_acks"] >= segments * 0.15, (calls, len(slow))
+    # ... and (almost) none of the window-changing bare ACKs took the state machine
+    assert slow.count(True) <= 2, (calls, slow.count(True), len(slow))
 
 
 # --- per rule ------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
 else:
     _tcp_fast = _fast.load("tcp_fast")
 rcv_established_fast = _tcp_fast.rcv_established
+rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 buf_append = _tcp_fast.buf_append
 
@@ -141,9 +142,16 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     opts = skb.opts
     ts_val = opts.ts_val
     if (skb.flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ACK)
-            != TCPHDR_ACK or opts.sack_blocks or not rcv_established_fast(
-                sk, skb.seq, skb.ack_seq, skb.window, ts_val is not None, ts_val or 0,
-                opts.ts_ecr or 0, skb.data, now, True, skb.gso_segs, skb.gso_size)):
+            != TCPHDR_ACK or opts.sack_blocks):
+        tcp_rcv_state_process(sk, skb, now)
+        return
+    has_ts = ts_val is not None
+    if not (rcv_established_fast(sk, skb.seq, skb.ack_seq, skb.window, has_ts, ts_val or 0,
+                                 opts.ts_ecr or 0, skb.data, now, True, skb.gso_segs,
+                                 skb.gso_size)
+            or rcv_window_ack_fast(sk, skb.flags, skb.seq, skb.ack_seq, skb.window, has_ts,
+                                   ts_val or 0, opts.ts_ecr or 0, len(skb.data), now, True,
+                                   skb.gso_segs)):
         tcp_rcv_state_process(sk, skb, now)
 
 
