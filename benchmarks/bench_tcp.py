@@ -198,17 +198,24 @@ async def tap_bulk_to_tcpio(nbytes: int, peer_cpu: int | None) -> float:
     return rate
 
 
-async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None) -> float:
-    """tcpio sends ``nbytes``; the kernel receives, timing connect -> EOF."""
+async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None, ipv6: bool = False,
+                              tap_options: dict[str, Any] | None = None) -> float:
+    """tcpio sends ``nbytes``; the kernel receives, timing connect -> EOF.
+    ``ipv6``: over fd00::2 -> fd00::1 (TSO6 where the TAP took it);
+    ``tap_options`` go to the TapDevice (e.g. an ``offloads`` mask)."""
     from netns import kernel_peer
+    from tap.test_ipv6_kernel import TCPIO6, ipv6_peer
 
     async def source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await write_bytes(writer, nbytes)
         writer.close()
 
-    async with kernel_peer(ipv6=False) as peer:
-        await peer.stack.start_server(source, "0.0.0.0", PORT)
-        out = await run_peer(peer.ns, peer_cpu, "sink", peer.tcpio_ip, str(PORT), "0")
+    peer_cm = (ipv6_peer(tap_options=tap_options) if ipv6
+               else kernel_peer(ipv6=False, tap_options=tap_options))
+    async with peer_cm as peer:
+        addr = TCPIO6 if ipv6 else peer.tcpio_ip
+        await peer.stack.start_server(source, addr, PORT)
+        out = await run_peer(peer.ns, peer_cpu, "sink", addr, str(PORT), "0")
     assert out["got"] == nbytes
     return out["rate"]
 

@@ -152,6 +152,7 @@ class Stack:
         ifindex = self.host.add_interface(
             device.name, link=device.link, mac=device.mac, mtu=mtu or device.mtu,
             gso_max_size=getattr(device, "gso_max_size", 0),
+            gso_max_size6=getattr(device, "gso_max_size6", 0),
             tx_csum_partial=getattr(device, "tx_csum_partial", False))
         self.devices[ifindex] = device
         device.start(self.loop, lambda frames: self._on_frames(ifindex, frames))

@@ -14,6 +14,7 @@ import ctypes
 import pytest
 from conftest import twin_fixture
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from tcpio._fast.gso import GsoFrame
@@ -135,6 +136,106 @@ def test_udp_superframe_cuts_into_its_datagrams():
         ref = Ether(bytes(ref))
         assert (p[UDP].len, p[UDP].chksum, p[IP].chksum) == (ref[UDP].len, ref[UDP].chksum,
                                                               ref[IP].chksum)
+
+
+# --- TSO6 (issue 12): IPv6 TCP super-frames -------------------------------------------------
+
+SRC6, DST6 = "fd00::1", "fd00::2:3"
+
+
+def partial_tcp6_superframe(payload: bytes, flags: str = "PA", ether: bool = True):
+    """A TCP/IPv6 super-frame as tcpio's send loop hands it to a TSO6 device:
+    one IPv6 packet (payload length of the whole), its TCP checksum field
+    holding the IPv6 pseudo-header sum only."""
+    pkt = (IPv6(src=SRC6, dst=DST6, hlim=33, tc=0x10, fl=0x12345)
+           / TCP(sport=5000, dport=80, seq=0xFFFFF000, ack=7, flags=flags, window=500,
+                 options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))])
+           / payload)
+    if ether:
+        pkt = Ether(**MACS) / pkt
+    raw = bytearray(bytes(pkt))
+    l4 = 54 if ether else 40
+    from tcpio import _fast
+    from tcpio.core.addr import ip6_aton
+    pseudo = _fast.load("checksum").pseudo_header_sum6(ip6_aton(SRC6), ip6_aton(DST6), 6,
+                                                       len(raw) - l4)
+    raw[l4 + 16:l4 + 18] = pseudo.to_bytes(2, "big")
+    return raw
+
+
+@pytest.mark.parametrize("ether", [True, False], ids=["tap", "tun"])
+def test_tcp6_superframe_header_is_tsov6_at_the_tcp_checksum(ether):
+    raw = partial_tcp6_superframe(b"z" * 5000, ether=ether)
+    l4 = 14 + 40 if ether else 40
+    assert vnet.gso_hdr_for(raw, 1428, ether=ether) == (
+        vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM, vnet.VIRTIO_NET_HDR_GSO_TCPV6, l4 + 32, 1428, l4, 16)
+    assert vnet.gso_hdr_for(raw, 1428, ether=ether, partial=False) == (
+        0, vnet.VIRTIO_NET_HDR_GSO_TCPV6, l4 + 32, 1428, 0, 0)
+    # completing the partial checksum gives scapy's
+    done = bytearray(raw)
+    vnet.csum_complete(done, l4, 16)
+    ref = Ether(bytes(done)) if ether else IPv6(bytes(done))
+    del ref[TCP].chksum
+    ref = Ether(bytes(ref)) if ether else IPv6(bytes(ref))
+    assert int.from_bytes(done[l4 + 16:l4 + 18], "big") == ref[TCP].chksum
+
+
+@pytest.mark.parametrize("ether", [True, False], ids=["tap", "tun"])
+@pytest.mark.parametrize("partial", [True, False])
+def test_tcp6_superframe_cuts_into_mss_segments_like_the_kernels_gso(ether, partial):
+    payload = bytes((i * 13) & 0xFF for i in range(1428 * 4 + 33))
+    raw = partial_tcp6_superframe(payload, flags="FPAC", ether=ether)
+    if not partial:
+        vnet.csum_complete(raw, 54 if ether else 40, 16)
+    hdr = vnet.gso_hdr_for(raw, 1428, ether=ether, partial=partial)
+    segs = vnet.gso_segment(raw, hdr, ether=ether)
+    parse = Ether if ether else IPv6
+    assert [len(parse(s)[TCP].payload) for s in segs] == [1428] * 4 + [33]
+    got = b""
+    for i, s in enumerate(segs):
+        p = parse(s)
+        ip6 = p[IPv6]
+        assert ip6.plen == len(s) - (54 if ether else 40)
+        assert (ip6.src, ip6.dst, ip6.hlim, ip6.tc, ip6.fl) == (SRC6, DST6, 33, 0x10, 0x12345)
+        assert p[TCP].seq == (0xFFFFF000 + 1428 * i) & 0xFFFFFFFF      # wraps
+        last = i == len(segs) - 1
+        assert str(p[TCP].flags) == ("FPA" if last else "AC" if i == 0 else "A")
+        assert p[TCP].options == [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
+        ref = parse(s)
+        del ref[IPv6].plen, ref[TCP].chksum
+        ref = parse(bytes(ref))
+        assert (ip6.plen, p[TCP].chksum) == (ref[IPv6].plen, ref[TCP].chksum)
+        got += bytes(p[TCP].payload)
+    assert got == payload
+
+
+def test_udp6_superframe_cuts_into_its_datagrams():
+    payload = bytes(range(250)) * 4              # 1000 bytes, gso_size 300
+    raw = bytes(Ether(**MACS) / IPv6(src=SRC6, dst=DST6) / UDP(sport=53, dport=99) / payload)
+    hdr = vnet.VirtioNetHdr(vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                            vnet.VIRTIO_NET_HDR_GSO_UDP_L4, 62, 300, 54, 6)
+    segs = vnet.gso_segment(raw, hdr)
+    assert [bytes(Ether(s)[UDP].payload) for s in segs] == [payload[i:i + 300]
+                                                            for i in range(0, 1000, 300)]
+    for s in segs:
+        ref = Ether(s)
+        del ref[UDP].chksum, ref[UDP].len, ref[IPv6].plen
+        ref = Ether(bytes(ref))
+        p = Ether(s)
+        assert (p[IPv6].plen, p[UDP].len, p[UDP].chksum) == (ref[IPv6].plen, ref[UDP].len,
+                                                             ref[UDP].chksum)
+
+
+def test_tcp6_bad_headers_are_value_errors():
+    raw = partial_tcp6_superframe(b"x" * 3000)
+    with pytest.raises(ValueError):     # says TCPV4, carries IPv6
+        vnet.gso_segment(raw, vnet.VirtioNetHdr(1, vnet.VIRTIO_NET_HDR_GSO_TCPV4, 86, 1000, 54, 16))
+    v4 = partial_tcp_superframe(b"x" * 3000)
+    with pytest.raises(ValueError):     # says TCPV6, carries IPv4
+        vnet.gso_segment(v4, vnet.VirtioNetHdr(1, vnet.VIRTIO_NET_HDR_GSO_TCPV6, 66, 1000, 34, 16))
+    ext = raw[:20] + b"\0" + raw[21:]  # next header: hop-by-hop
+    with pytest.raises(ValueError):
+        vnet.gso_hdr_for(ext, 1000)
 
 
 def test_a_frame_without_gso_comes_back_whole_with_its_checksum_done():

@@ -114,15 +114,17 @@ NETDEV_MAX_BACKLOG = 1000
 class Interface:
     """One link: ``link`` is "ether" (Ethernet + ARP) or "ip" (TUN: bare datagrams)."""
 
-    __slots__ = ("addrs", "gso_max_size", "ifindex", "ip6", "link", "mac", "mtu", "name",
+    __slots__ = ("addrs", "gso_max_size", "gso_max_size6", "ifindex", "ip6", "link", "mac", "mtu", "name",
                  "tproxy", "tx_csum_partial", "up")
 
     def __init__(self, ifindex: int, name: str, link: str, mac: bytes | None,
                  mtu: int) -> None:
         # What the device takes (Linux's dev->gso_max_size, NETIF_F_TSO and
         # NETIF_F_HW_CSUM): TCP super-frames of up to this many bytes of IP
-        # datagram (0: none), and their TCP checksum left partial.
+        # datagram (0: none), and their TCP checksum left partial;
+        # gso_max_size6: the same for IPv6 (NETIF_F_TSO6, issue 12).
         self.gso_max_size = 0
+        self.gso_max_size6 = 0
         self.tx_csum_partial = False
         self.ifindex = ifindex
         self.name = name
@@ -248,9 +250,9 @@ class Host:
 
     def add_interface(self, name: str, link: str = "ether", mac: bytes | None = None,
                       mtu: int = 1500, *, gso_max_size: int = 0,
-                      tx_csum_partial: bool = False) -> int:
-        """A new link; ``gso_max_size``/``tx_csum_partial``: the device's TSO
-        (see Interface and NetHost.gso_caps)."""
+                      tx_csum_partial: bool = False, gso_max_size6: int = 0) -> int:
+        """A new link; ``gso_max_size``/``gso_max_size6``/``tx_csum_partial``:
+        the device's TSO4/TSO6 (see Interface and NetHost.gso_caps)."""
         if link not in ("ether", "ip"):
             raise ValueError(f"link must be 'ether' or 'ip', not {link!r}")
         if mtu < 68:
@@ -265,11 +267,12 @@ class Host:
             mac = None
         ifindex = max(self.interfaces, default=0) + 1
         iface = Interface(ifindex, name, link, bytes(mac) if mac else None, mtu)
-        if gso_max_size:
-            if not mtu < gso_max_size <= 0xFFFF:
+        for size in (gso_max_size, gso_max_size6):
+            if size and not mtu < size <= 0xFFFF:
                 raise ValueError("gso_max_size must be above the MTU and at most 65535")
-            iface.gso_max_size = gso_max_size
-            iface.tx_csum_partial = tx_csum_partial
+        iface.gso_max_size = gso_max_size
+        iface.gso_max_size6 = gso_max_size6
+        iface.tx_csum_partial = tx_csum_partial if gso_max_size or gso_max_size6 else False
         self.interfaces[ifindex] = iface
         if link == "ether":
             addrconf.addrconf_dev_config(self, iface)   # fe80::EUI-64, with DAD
@@ -981,12 +984,14 @@ class Host:
     def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
         self._output.append((ifindex, frame))
 
-    def gso_caps(self, ifindex: int) -> tuple[int, bool]:
-        """NetHost.gso_caps: the interface's (gso_max_size, tx_csum_partial)."""
+    def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
+        """NetHost.gso_caps: the interface's (gso_max_size, tx_csum_partial),
+        its gso_max_size6 for IPv6."""
         iface = self.interfaces.get(ifindex)
         if iface is None:
             return 0, False
-        return iface.gso_max_size, iface.tx_csum_partial
+        size = iface.gso_max_size6 if v6 else iface.gso_max_size
+        return size, iface.tx_csum_partial if size else False
 
     def loopback(self, packet: bytes | bytearray) -> None:
         """loopback_xmit + netif_rx: a datagram to one of our own addresses

@@ -114,9 +114,10 @@ class NetHost(Protocol):
         """dev_queue_xmit: one whole frame out of ``ifindex``."""
         ...
 
-    def gso_caps(self, ifindex: int) -> tuple[int, bool]:
+    def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
         """What the device of ``ifindex`` takes from TCP (sk_setup_caps: the
-        route's dev->gso_max_size and NETIF_F_TSO/HW_CSUM): super-frames of
+        route's dev->gso_max_size and NETIF_F_TSO/TSO6/HW_CSUM; ``v6``: for
+        IPv6 super-frames, TSO6): super-frames of
         up to the first value's bytes of IP datagram, which it cuts into the
         segments (0: it does not), and whether their checksum may be left
         partial.  Frames on the ``ip_tcp_path`` only."""

@@ -97,6 +97,11 @@ class DeviceWrapper:
         return int(getattr(self.device, "gso_max_size", 0))
 
     @property
+    def gso_max_size6(self) -> int:
+        """The inner device's TSO6 (IPv6 super-frames), as gso_max_size."""
+        return int(getattr(self.device, "gso_max_size6", 0))
+
+    @property
     def tx_csum_partial(self) -> bool:
         return bool(getattr(self.device, "tx_csum_partial", False))
 

@@ -9,7 +9,7 @@ frame goes through the timer, so a frame sent from inside a receive callback
 is never delivered re-entrantly into the middle of that callback.
 
 ``MemoryWire(gso=True)`` carries TCP super-frames (issue 12): its ends say
-they take them (``gso_max_size``, full checksums), so the send loop hands
+they take them (``gso_max_size``/``gso_max_size6``, full checksums), so the send loop hands
 over up to 64 KiB per frame, the same path as TSO on a TAP.  A super-frame
 crosses whole, as GRO's aggregate, when the direction only delays (the
 receiving host takes a big segment as the run of segments it is); with
@@ -37,8 +37,8 @@ def _per_segment(imp: Impairment) -> bool:
 
 
 def _cut(frame: bytes | bytearray, gso_size: int) -> list[bytes] | None:
-    """A TCP/IPv4 super-frame's segments (virtio_net.gso_segment), or None for
-    one the cutter does not know (an IPv6 one, from a TAP with TSO6)."""
+    """A TCP super-frame's segments (virtio_net.gso_segment), or None for one
+    the cutter does not know (IPv6 with extension headers)."""
     try:
         return virtio_net.gso_segment(frame, virtio_net.gso_hdr_for(frame, gso_size,
                                                                     partial=False))
@@ -136,6 +136,7 @@ class WireEnd(SendEach):
         self.name = name
         # TSO: super-frames of up to 64 KiB, checksum complete (see above)
         self.gso_max_size = 0xFFFF if gso else 0
+        self.gso_max_size6 = self.gso_max_size
         self.tx_csum_partial = False
         self.mac: bytes | None = mac
         self.mtu = mtu

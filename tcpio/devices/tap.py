@@ -187,11 +187,13 @@ class _TunTapBase:
             if self.syn_fd is not None:
                 os.close(self.syn_fd)
             raise
-        # What we hand the kernel: TCP/IPv4 super-frames of up to 64 KiB
-        # (the host's interface takes these as its TSO capability).  The
+        # What we hand the kernel: TCP super-frames of up to 64 KiB, IPv4's
+        # (gso_max_size) and IPv6's (gso_max_size6, issue 12: TSO6); the
+        # host's interface takes these as its TSO capability per family.  The
         # kernel segments what we send whatever TUN_F_* says (that is what we
-        # take); TSO4 accepted is the sign this kernel does both ways.
+        # take); TSO4/TSO6 accepted is the sign this kernel does both ways.
         self.gso_max_size = 0xFFFF if self.offloads & vnet.TUN_F_TSO4 else 0
+        self.gso_max_size6 = 0xFFFF if self.offloads & vnet.TUN_F_TSO6 else 0
         self.tx_csum_partial = bool(self.offloads & vnet.TUN_F_CSUM)
         gso_in = self.offloads & (vnet.TUN_F_TSO4 | vnet.TUN_F_TSO6
                                   | vnet.TUN_F_USO4 | vnet.TUN_F_USO6)

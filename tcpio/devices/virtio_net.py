@@ -68,6 +68,8 @@ NO_OFFLOAD_HDR = bytes(VNET_HDR_LEN)   # a frame with nothing to do: all zero
 
 _ETH_HLEN = 14
 _ETH_P_IP = 0x0800
+_ETH_P_IPV6 = 0x86DD
+_IPV6_HLEN = 40
 _IPPROTO_TCP = 6
 _IPPROTO_UDP = 17
 
@@ -124,17 +126,32 @@ def csum_complete(frame: bytearray, csum_start: int, csum_offset: int) -> None:
 def _l3_offset(frame: bytes | bytearray | memoryview, ether: bool) -> int:
     if not ether:
         return 0
-    if len(frame) < _ETH_HLEN or frame[12] << 8 | frame[13] != _ETH_P_IP:
-        raise ValueError("gso: not an IPv4 frame")
+    if len(frame) < _ETH_HLEN or frame[12] << 8 | frame[13] not in (_ETH_P_IP, _ETH_P_IPV6):
+        raise ValueError("gso: not an IP frame")
     return _ETH_HLEN
+
+
+def _l4_offset(frame: bytes | bytearray | memoryview, ip: int) -> int:
+    """Where the TCP/UDP header starts: after IPv4's IHL, or right after
+    IPv6's fixed header (a super-frame carries no extension headers, as
+    Linux's TSO6 send path builds it)."""
+    if len(frame) >= ip + 20 and frame[ip] >> 4 == 4:
+        return ip + (frame[ip] & 0x0F) * 4
+    if len(frame) >= ip + _IPV6_HLEN and frame[ip] >> 4 == 6:
+        if frame[ip + 6] not in (_IPPROTO_TCP, _IPPROTO_UDP):
+            raise ValueError("gso: IPv6 extension headers are not cut")
+        return ip + _IPV6_HLEN
+    raise ValueError("gso: not an IP frame")
 
 
 def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
                 ether: bool = True) -> list[bytes]:
-    """Cut an IPv4 TCP (gso_type TCPV4) or UDP (UDP_L4) super-frame into the
-    frames it stands for, each with a complete checksum, as the kernel's
-    software GSO does: every segment but the last carries ``gso_size`` bytes;
-    IP IDs count up from the super-frame's; TCP sequence numbers advance;
+    """Cut a TCP (gso_type TCPV4 over IPv4, TCPV6 over IPv6) or UDP (UDP_L4)
+    super-frame into the frames it stands for, each with a complete checksum
+    (IPv6's over its pseudo-header), as the kernel's software GSO does:
+    every segment but the last carries ``gso_size`` bytes; IPv4 IDs count up
+    from the super-frame's, each IPv6 payload length is its segment's; TCP
+    sequence numbers advance;
     FIN and PSH only on the last TCP segment, CWR only on the first; UDP
     datagrams each get their own length.  A frame that is not GSO comes back
     alone, its checksum completed if it was partial."""
@@ -144,13 +161,12 @@ def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
             csum_complete(data, hdr.csum_start, hdr.csum_offset)
         return [bytes(data)]
     ip = _l3_offset(data, ether)
-    if len(data) < ip + 20 or data[ip] >> 4 != 4:
-        raise ValueError("gso: not an IPv4 frame")
-    ihl = (data[ip] & 0x0F) * 4
-    proto = data[ip + 9]
-    l4 = ip + ihl
+    l4 = _l4_offset(data, ip)
+    v6 = data[ip] >> 4 == 6
+    proto = data[ip + 6] if v6 else data[ip + 9]
     gso_type = hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN
-    if gso_type == VIRTIO_NET_HDR_GSO_TCPV4 and proto == _IPPROTO_TCP:
+    tcp_type = VIRTIO_NET_HDR_GSO_TCPV6 if v6 else VIRTIO_NET_HDR_GSO_TCPV4
+    if gso_type == tcp_type and proto == _IPPROTO_TCP:
         if len(data) < l4 + 20:
             raise ValueError("gso: truncated TCP header")
         l4len = (data[l4 + 12] >> 4) * 4
@@ -162,12 +178,17 @@ def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
     if mss <= 0:
         raise ValueError("gso: gso_size must be positive")
     payload_at = l4 + l4len
-    ip_end = ip + (data[ip + 2] << 8 | data[ip + 3])
+    if v6:
+        ip_end = l4 + (data[ip + 4] << 8 | data[ip + 5])
+        src = int.from_bytes(data[ip + 8:ip + 24], "big")
+        dst = int.from_bytes(data[ip + 24:ip + 40], "big")
+    else:
+        ip_end = ip + (data[ip + 2] << 8 | data[ip + 3])
+        src = int.from_bytes(data[ip + 12:ip + 16], "big")
+        dst = int.from_bytes(data[ip + 16:ip + 20], "big")
     if ip_end > len(data) or payload_at > ip_end:
         raise ValueError("gso: IP total length does not fit the frame")
     head = data[:payload_at]
-    src = int.from_bytes(data[ip + 12:ip + 16], "big")
-    dst = int.from_bytes(data[ip + 16:ip + 20], "big")
     ident = data[ip + 4] << 8 | data[ip + 5]
     seq = int.from_bytes(data[l4 + 4:l4 + 8], "big")
     out: list[bytes] = []
@@ -177,11 +198,14 @@ def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
         chunk = data[start:min(start + mss, ip_end)]
         seg = bytearray(head)
         seg += chunk
-        total = ihl + l4len + len(chunk)
-        seg[ip + 2:ip + 4] = total.to_bytes(2, "big")
-        seg[ip + 4:ip + 6] = ((ident + i) & 0xFFFF).to_bytes(2, "big")
-        seg[ip + 10:ip + 12] = b"\0\0"
-        seg[ip + 10:ip + 12] = _csum.internet_checksum(seg[ip:ip + ihl]).to_bytes(2, "big")
+        if v6:
+            seg[ip + 4:ip + 6] = (l4len + len(chunk)).to_bytes(2, "big")
+        else:
+            ihl = l4 - ip
+            seg[ip + 2:ip + 4] = (ihl + l4len + len(chunk)).to_bytes(2, "big")
+            seg[ip + 4:ip + 6] = ((ident + i) & 0xFFFF).to_bytes(2, "big")
+            seg[ip + 10:ip + 12] = b"\0\0"
+            seg[ip + 10:ip + 12] = _csum.internet_checksum(seg[ip:l4]).to_bytes(2, "big")
         seg_len = l4len + len(chunk)
         if proto == _IPPROTO_TCP:
             seg[l4 + 4:l4 + 8] = ((seq + i * mss) & 0xFFFFFFFF).to_bytes(4, "big")
@@ -194,7 +218,11 @@ def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
             seg[l4 + 4:l4 + 6] = seg_len.to_bytes(2, "big")
             where = l4 + 6
         seg[where:where + 2] = b"\0\0"
-        check = _csum.tcpudp_checksum(src, dst, proto, seg[l4:])
+        if v6:
+            check = _csum.internet_checksum(
+                seg[l4:], _csum.pseudo_header_sum6(src, dst, proto, len(seg) - l4))
+        else:
+            check = _csum.tcpudp_checksum(src, dst, proto, seg[l4:])
         if proto == _IPPROTO_UDP and check == 0:
             check = 0xFFFF
         seg[where:where + 2] = check.to_bytes(2, "big")
@@ -204,13 +232,14 @@ def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
 
 def gso_hdr_for(frame: bytes | bytearray | memoryview, gso_size: int, *, ether: bool = True,
                 partial: bool = True) -> VirtioNetHdr:
-    """The header the kernel expects with a TCP/IPv4 super-frame we send
-    (virtio_net_hdr_from_skb): gso_type TCPV4 with ``gso_size``, hdr_len the
-    headers, and with ``partial`` NEEDS_CSUM at the TCP checksum."""
+    """The header the kernel expects with a TCP super-frame we send
+    (virtio_net_hdr_from_skb): gso_type TCPV4 or TCPV6 (by the IP version)
+    with ``gso_size``, hdr_len the headers, and with ``partial`` NEEDS_CSUM
+    at the TCP checksum."""
     ip = _ETH_HLEN if ether else 0
-    ihl = (frame[ip] & 0x0F) * 4
-    l4 = ip + ihl
+    l4 = _l4_offset(frame, ip)
+    gso_type = VIRTIO_NET_HDR_GSO_TCPV6 if frame[ip] >> 4 == 6 else VIRTIO_NET_HDR_GSO_TCPV4
     thl = (frame[l4 + 12] >> 4) * 4
     return VirtioNetHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM if partial else 0,
-                        VIRTIO_NET_HDR_GSO_TCPV4, l4 + thl, gso_size, l4 if partial else 0,
+                        gso_type, l4 + thl, gso_size, l4 if partial else 0,
                         16 if partial else 0)

@@ -94,7 +94,7 @@ class FakeHost:
     # (cut back into segments by _drain, as the device would)
     gso_max_size = 0
 
-    def gso_caps(self, ifindex: int) -> tuple[int, bool]:
+    def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
         return self.gso_max_size, False
 
     def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:

@@ -537,12 +537,11 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     ifindex, dst_mac, src_mac, _src = path
     v6 = sk.raddr > V6MASK
     if v6:
-        # IPv6: the hop limit; no TSO6 (the devices' GSO is IPv4's: virtio_net)
+        # IPv6: the hop limit, and the device's TSO6 (issue 12)
         ttl = host.settings.ipv6_hop_limit
-        gso_max, csum_partial = 0, False
     else:
         ttl = host.settings.ip_default_ttl
-        gso_max, csum_partial = host.gso_caps(ifindex)
+    gso_max, csum_partial = host.gso_caps(ifindex, v6)
     queue = host.tx_queue()
     queued = len(queue)
     n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
