@@ -26,6 +26,7 @@ EtherType and its counter names.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -98,7 +99,7 @@ def _take_queue(n: Neighbour) -> list[bytes | bytearray]:
     return queued
 
 
-class NeighTable:
+class NeighTable(ABC):
     """A neighbour table (``struct neigh_table``); see the module docstring."""
 
     # The EtherType of the packets it carries, and its counters (Linux's
@@ -114,12 +115,15 @@ class NeighTable:
 
     # ----- what the protocol provides ------------------------------------------------
 
+    # (ARP and ND each provide these two: arp.Arp, ndisc.Ndisc)
+    @abstractmethod
     def solicit(self, iface: Interface, n: Neighbour, unicast: bool) -> None:
-        raise NotImplementedError
+        """Ask for ``n``'s link-layer address: broadcast/multicast while
+        INCOMPLETE, unicast (``unicast``) to probe a known one."""
 
+    @abstractmethod
     def unreachable(self, packet: bytes | bytearray) -> None:
         """Tell the sender of ``packet`` that its neighbour did not resolve."""
-        raise NotImplementedError
 
     def delay_first_probe_time(self) -> float:
         """0: a used STALE entry is probed at once (no DELAY state)."""
