@@ -33,24 +33,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tcpio import _fast
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip6_output import ip6_finish_output2
-from tcpio.core.ipv6 import (
-    IPV6_HLEN,
-    IPV6_MIN_MTU,
-    build_ipv6hdr,
-    is_linklocal6,
-    is_multicast6,
-    parse_ipv6hdr,
-)
+from tcpio.core.ipv6 import IPV6_HLEN, IPV6_MIN_MTU, is_linklocal6, is_multicast6
+from tcpio.devices import virtio_net as vnet
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
 
-csum = _fast.load("checksum")
-
-TCPHDR_FIN, TCPHDR_PSH, TCPHDR_CWR = 0x01, 0x08, 0x80
 ICMPV6_DEST_UNREACH = 1
 ICMPV6_NOROUTE = 0
 ICMPV6_NOT_NEIGHBOUR = 2
@@ -94,8 +84,11 @@ def ip6_forward(host: Host, iface: Interface, packet: bytes | bytearray | memory
             and IPV6_HLEN + ((packet[52] >> 4) << 2) + gso_size <= mtu:
         # a TSO6 aggregate a device received whole, whose segments fit: judged
         # by its segments (skb_gso_validate_network_len) and cut into them
+        datagram = bytearray(packet)
+        datagram[7] -= 1                    # hop limit, then the device's software GSO
         mib["Ip6OutForwDatagrams"] += 1
-        for seg in tcp6_gso_segment(packet, gso_size, ip6h.hlim - 1):
+        for seg in vnet.gso_segment(datagram, vnet.gso_hdr_for(datagram, gso_size, ether=False,
+                                                                 partial=False), ether=False):
             ip6_finish_output2(host, out, route, dst, seg)
         return
     if len(packet) > mtu:
@@ -107,37 +100,3 @@ def ip6_forward(host: Host, iface: Interface, packet: bytes | bytearray | memory
     datagram[7] -= 1                        # hop limit: no header checksum to mend
     mib["Ip6OutForwDatagrams"] += 1
     ip6_finish_output2(host, out, route, dst, datagram)
-
-
-
-
-def tcp6_gso_segment(packet: bytes | bytearray | memoryview, gso_size: int,
-                     hlim: int) -> list[bytearray]:
-    """Software GSO of a TCP/IPv6 aggregate (TCP right after the fixed
-    header): segments of ``gso_size`` bytes, sequence numbers advancing, FIN
-    and PSH only on the last, CWR only on the first, every checksum complete
-    over the IPv6 pseudo-header, the hop limit ``hlim``."""
-    ip6h = parse_ipv6hdr(packet)
-    thlen = (packet[IPV6_HLEN + 12] >> 4) << 2
-    th = bytes(packet[IPV6_HLEN:IPV6_HLEN + thlen])
-    data = memoryview(packet)[IPV6_HLEN + thlen:IPV6_HLEN + ip6h.plen]
-    seq = int.from_bytes(th[4:8], "big")
-    out = []
-    total = len(data)
-    for off in range(0, total, gso_size):
-        seg = bytearray(th)
-        seg += data[off:off + gso_size]
-        seg[4:8] = ((seq + off) & 0xFFFFFFFF).to_bytes(4, "big")
-        flags = th[13]
-        if off + gso_size < total:
-            flags &= ~(TCPHDR_FIN | TCPHDR_PSH)
-        if off:
-            flags &= ~TCPHDR_CWR
-        seg[13] = flags
-        seg[16:18] = b"\0\0"
-        check = csum.internet_checksum(
-            seg, csum.pseudo_header_sum6(ip6h.src, ip6h.dst, IPPROTO_TCP, len(seg)))
-        seg[16:18] = check.to_bytes(2, "big")
-        out.append(bytearray(build_ipv6hdr(IPPROTO_TCP, ip6h.src, ip6h.dst, len(seg), hlim,
-                                           ip6h.tclass, ip6h.flow)) + seg)
-    return out
