@@ -23,8 +23,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from tcpio import _fast
-from tcpio.core.icmp import ICMP_DEST_UNREACH, ICMP_QUOTE_MAX
-from tcpio.core.icmpv6 import ICMPV6_DEST_UNREACH, ICMPV6_QUOTE_MAX
+from tcpio.core.icmp import ICMP_QUOTE_MAX
+from tcpio.core.icmp_h import (
+    ICMP_DEST_UNREACH,
+    ICMP_HOST_ANO,
+    ICMP_HOST_UNREACH,
+    ICMP_NET_ANO,
+    ICMP_NET_UNREACH,
+    ICMP_PKT_FILTERED,
+    ICMP_PORT_UNREACH,
+    ICMPV6_ADDR_UNREACH,
+    ICMPV6_ADM_PROHIBITED,
+    ICMPV6_DEST_UNREACH,
+    ICMPV6_NOROUTE,
+    ICMPV6_PORT_UNREACH,
+)
+from tcpio.core.icmpv6 import ICMPV6_QUOTE_MAX
 from tcpio.core.in_h import IPPROTO_ICMP, IPPROTO_ICMPV6
 from tcpio.core.ipv6 import build_ipv6hdr
 from tcpio.core.ndisc import icmp6_message
@@ -35,15 +49,10 @@ if TYPE_CHECKING:
 
 wire = _fast.load("wire")
 
-# ICMP destination unreachable codes (RFC 792, RFC 1812 5.2.7.1)
-ICMP_NET_UNREACH = 0
-ICMP_HOST_UNREACH = 1
-ICMP_PORT_UNREACH = 3
-ICMP_PKT_FILTERED = 13
-# -> ICMPv6's (RFC 4443 3.1): no route 0, administratively prohibited 1,
-# address unreachable 3, port unreachable 4
-UNREACH_CODE6 = {ICMP_NET_UNREACH: 0, ICMP_HOST_UNREACH: 3, ICMP_PORT_UNREACH: 4,
-                 9: 1, 10: 1, ICMP_PKT_FILTERED: 1}
+# An IPv4 destination unreachable code -> ICMPv6's nearest (RFC 4443 3.1)
+UNREACH_CODE6 = {ICMP_NET_UNREACH: ICMPV6_NOROUTE, ICMP_HOST_UNREACH: ICMPV6_ADDR_UNREACH,
+                 ICMP_PORT_UNREACH: ICMPV6_PORT_UNREACH, ICMP_NET_ANO: ICMPV6_ADM_PROHIBITED,
+                 ICMP_HOST_ANO: ICMPV6_ADM_PROHIBITED, ICMP_PKT_FILTERED: ICMPV6_ADM_PROHIBITED}
 
 
 def unreach_from_destination(host: NetHost, iph: Any, proto: int, transport: bytes,

@@ -19,6 +19,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tcpio import _fast
 from tcpio.core.addr import is_multicast
+from tcpio.core.icmp_h import (
+    ICMP_DEST_UNREACH,
+    ICMP_ECHO,
+    ICMP_ECHOREPLY,
+    ICMP_FRAG_NEEDED,
+    ICMP_PARAMETERPROB,
+    ICMP_SOURCE_QUENCH,
+    ICMP_TIME_EXCEEDED,
+)
 from tcpio.core.in_h import IPPROTO_ICMP
 
 if TYPE_CHECKING:
@@ -27,19 +36,7 @@ if TYPE_CHECKING:
 wire = _fast.load("wire")
 csum = _fast.load("checksum")
 
-ICMP_ECHOREPLY = 0
-ICMP_DEST_UNREACH = 3
-ICMP_SOURCE_QUENCH = 4
-ICMP_ECHO = 8
-ICMP_TIME_EXCEEDED = 11
-ICMP_PARAMETERPROB = 12
 
-ICMP_NET_UNREACH = 0
-ICMP_HOST_UNREACH = 1
-ICMP_PROT_UNREACH = 2
-ICMP_PORT_UNREACH = 3
-ICMP_FRAG_NEEDED = 4
-ICMP_EXC_FRAGTIME = 1
 
 # Types that are queries/replies, about which an error may be sent.
 _INFO_TYPES = frozenset((0, 8, 13, 14, 15, 16, 17, 18))

@@ -26,6 +26,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tcpio import _fast
+from tcpio.core.icmp_h import (
+    ICMPV6_DEST_UNREACH,
+    ICMPV6_ECHO_REPLY,
+    ICMPV6_ECHO_REQUEST,
+    ICMPV6_INFOMSG_MASK,
+    ICMPV6_PARAMPROB,
+    ICMPV6_PKT_TOOBIG,
+    ICMPV6_TIME_EXCEED,
+    ICMPV6_UNK_OPTION,
+)
 from tcpio.core.in_h import IPPROTO_ICMPV6
 from tcpio.core.ipv6 import (
     IPV6_HLEN,
@@ -48,23 +58,7 @@ if TYPE_CHECKING:
 
 csum = _fast.load("checksum")
 
-ICMPV6_DEST_UNREACH = 1
-ICMPV6_PKT_TOOBIG = 2
-ICMPV6_TIME_EXCEED = 3
-ICMPV6_PARAMPROB = 4
-ICMPV6_ECHO_REQUEST = 128
-ICMPV6_ECHO_REPLY = 129
-ICMPV6_INFOMSG_MASK = 0x80
 
-# Destination unreachable codes, parameter problem codes.
-ICMPV6_ADDR_UNREACH = 3
-ICMPV6_PORT_UNREACH = 4
-ICMPV6_HDR_FIELD = 0
-ICMPV6_UNK_NEXTHDR = 1
-ICMPV6_UNK_OPTION = 2
-ICMPV6_HDR_INCOMP = 3
-ICMPV6_EXC_HOPLIMIT = 0
-ICMPV6_EXC_FRAGTIME = 1
 
 # icmpv6_err_convert's table (tab_unreach), code -> errno.
 UNREACH_ERRNO = (

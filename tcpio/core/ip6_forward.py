@@ -33,6 +33,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tcpio.core.icmp_h import (
+    ICMPV6_DEST_UNREACH,
+    ICMPV6_EXC_HOPLIMIT,
+    ICMPV6_NOROUTE,
+    ICMPV6_NOT_NEIGHBOUR,
+    ICMPV6_PKT_TOOBIG,
+    ICMPV6_TIME_EXCEED,
+)
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip6_output import ip6_finish_output2
 from tcpio.core.ipv6 import IPV6_HLEN, IPV6_MIN_MTU, is_linklocal6, is_multicast6
@@ -41,12 +49,6 @@ from tcpio.devices import virtio_net as vnet
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
 
-ICMPV6_DEST_UNREACH = 1
-ICMPV6_NOROUTE = 0
-ICMPV6_NOT_NEIGHBOUR = 2
-ICMPV6_PKT_TOOBIG = 2
-ICMPV6_TIME_EXCEED = 3
-ICMPV6_EXC_HOPLIMIT = 0
 
 
 def ip6_forward(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,

@@ -36,6 +36,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tcpio.core.icmp_h import (
+    ICMPV6_HDR_FIELD,
+    ICMPV6_PARAMPROB,
+    ICMPV6_UNK_NEXTHDR,
+    ICMPV6_UNK_OPTION,
+)
 from tcpio.core.in_h import (
     IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT,
@@ -47,6 +53,7 @@ from tcpio.core.in_h import (
 )
 from tcpio.core.ip6_forward import ip6_forward
 from tcpio.core.ipv6 import (
+    EXT_HDRS,
     IP6_MAX_EXT_HDRS,
     IPV6_HLEN,
     Ip6Skb,
@@ -59,13 +66,6 @@ from tcpio.core.reassembly import ipv6_frag_rcv
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
 
-# Extension headers: a forwarded flow's upper protocol is behind them.
-_EXTHDRS = frozenset((IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_DSTOPTS))
-
-ICMPV6_PARAMPROB = 4
-ICMPV6_HDR_FIELD = 0
-ICMPV6_UNK_NEXTHDR = 1
-ICMPV6_UNK_OPTION = 2
 
 IPV6_TLV_PAD1 = 0
 IPV6_TLV_PADN = 1
@@ -117,7 +117,7 @@ def ipv6_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryvie
             host.rx_link_bcast = link_bcast
             host.rx_iif6 = iface.ifindex
             if tp is not None and not loopback and not is_linklocal6(dst) and (
-                    nexthdr in tp or nexthdr in _EXTHDRS or (
+                    nexthdr in tp or nexthdr in EXT_HDRS or (
                         nexthdr == IPPROTO_ICMPV6 and IPPROTO_TCP in tp
                         and plen > 0 and packet[IPV6_HLEN] < 128)):     # an ICMPv6 error
                 ip6_input_finish(host, iface, memoryview(packet)[:IPV6_HLEN + plen], now,

@@ -35,6 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.addr import is_multicast
+from tcpio.core.icmp_h import (
+    ICMP_DEST_UNREACH,
+    ICMP_EXC_TTL,
+    ICMP_FRAG_NEEDED,
+    ICMP_NET_UNREACH,
+    ICMP_TIME_EXCEEDED,
+)
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_output import build_packet, neigh_output
 from tcpio.devices import virtio_net as vnet
@@ -44,11 +51,6 @@ if TYPE_CHECKING:
 
 csum = _fast.load("checksum")
 
-ICMP_DEST_UNREACH = 3
-ICMP_NET_UNREACH = 0
-ICMP_FRAG_NEEDED = 4
-ICMP_TIME_EXCEEDED = 11
-ICMP_EXC_TTL = 0
 
 
 def ip_forward(host: Host, iph: Any, packet: bytes | bytearray | memoryview, hlen: int,

@@ -28,6 +28,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tcpio.core.icmp_h import (
+    ICMPV6_EXC_FRAGTIME,
+    ICMPV6_HDR_FIELD,
+    ICMPV6_HDR_INCOMP,
+    ICMPV6_PARAMPROB,
+    ICMPV6_TIME_EXCEED,
+)
 from tcpio.core.ip_fragment import Reassembler
 from tcpio.core.ipv6 import (
     FRAG_HLEN,
@@ -41,11 +48,6 @@ from tcpio.core.ipv6 import (
 if TYPE_CHECKING:
     from tcpio.core.host import Host
 
-ICMPV6_PARAMPROB = 4
-ICMPV6_TIME_EXCEED = 3
-ICMPV6_HDR_FIELD = 0
-ICMPV6_HDR_INCOMP = 3
-ICMPV6_EXC_FRAGTIME = 1
 
 
 def ip6_reassembler(host: Host) -> Reassembler:

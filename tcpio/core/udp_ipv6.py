@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
+from tcpio.core.icmp_h import (
+    ICMPV6_DEST_UNREACH,
+    ICMPV6_PORT_UNREACH,
+)
 from tcpio.core.in_h import IPPROTO_UDP
 from tcpio.core.ipv6 import Iph6
 from tcpio.core.tcp.inet6_addr import V6TAG
@@ -27,8 +31,6 @@ csum = _fast.load("checksum")
 
 UDP_HLEN = 8
 UDP6_MAX_PAYLOAD = 65535 - UDP_HLEN
-ICMPV6_DEST_UNREACH = 1
-ICMPV6_PORT_UNREACH = 4
 _UDPH = struct.Struct("!HHHH")
 
 

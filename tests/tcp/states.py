@@ -35,12 +35,12 @@ import socket
 from typing import Any
 
 from tcpio._fast import load_pure
-from tcpio.core.icmp import (
+from tcpio.core.icmp import IcmpProto
+from tcpio.core.icmp_h import (
     ICMP_DEST_UNREACH,
     ICMP_FRAG_NEEDED,
     ICMP_PORT_UNREACH,
     ICMP_TIME_EXCEEDED,
-    IcmpProto,
 )
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import (

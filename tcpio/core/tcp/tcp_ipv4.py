@@ -21,6 +21,15 @@ from collections import namedtuple
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from tcpio.core.icmp_h import (
+    ICMP_DEST_UNREACH,
+    ICMP_FRAG_NEEDED,
+    ICMP_HOST_UNREACH,
+    ICMP_NET_UNREACH,
+    ICMP_PARAMETERPROB,
+    ICMP_TIME_EXCEEDED,
+)
+
 from ... import _fast
 from ..addr import ip6_ntoa, ip_ntoa, is_multicast
 from ..errors import sock_error
@@ -39,6 +48,7 @@ from .syncookies import (
     inet_csk_reqsk_queue_is_full,
     syn_keys,
 )
+from .tcp_info import tcp_get_info
 from .tcp_input import (
     Skb,
     tcp_init_fast_hooks,
@@ -89,7 +99,6 @@ from .tcp_states import (
     seq_diff,
 )
 from .tcp_timer import tcp_set_keepalive
-from .tcp_info import tcp_get_info
 from .tcp_trace import TraceSink, tcp_log_state
 
 _log = logging.getLogger("tcpio.tcp")
@@ -107,13 +116,6 @@ tcpudp_checksum = checksum.tcpudp_checksum
 MAX_SYNCOOKIE_AGE = 120.0
 CHALLENGE_ACK_LIMIT_OFF = 0x7FFFFFFF   # INT_MAX: no host-wide challenge-ACK limit
 MAX_SYNACK_LEN = 60         # IPv4 + TCP + MSS, timestamp (with SACK-permitted), window scale
-# ICMP types and destination-unreachable codes tcp_v4_err looks at
-ICMP_DEST_UNREACH = 3
-ICMP_TIME_EXCEEDED = 11
-ICMP_PARAMETERPROB = 12
-ICMP_NET_UNREACH = 0
-ICMP_HOST_UNREACH = 1
-ICMP_FRAG_NEEDED = 4
 
 ConnRow = namedtuple("ConnRow", "state local remote recv_q send_q timer")
 # connections(info=True): info is the full sock's tcp_info dict (else None)

@@ -18,6 +18,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
+from tcpio.core.icmp_h import (
+    ICMPV6_DEST_UNREACH,
+    ICMPV6_PARAMPROB,
+    ICMPV6_PKT_TOOBIG,
+)
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ipv6 import Iph6
 from tcpio.core.tcp.inet6_addr import V6TAG
@@ -28,9 +33,6 @@ if TYPE_CHECKING:
 
 csum = _fast.load("checksum")
 
-ICMPV6_DEST_UNREACH = 1
-ICMPV6_PKT_TOOBIG = 2
-ICMPV6_PARAMPROB = 4
 # icmpv6_err_convert's tab_unreach "fatal" column, by code: what makes a
 # request sock go (tcp_req_err's abort).
 _UNREACH_FATAL = (False, True, False, False, True, True, True)
