@@ -44,13 +44,14 @@ import errno
 import logging
 from typing import TYPE_CHECKING
 
-from tcpio.core.addr import ip6_ntoa
+from tcpio.core.addr import ip6_ntoa, prefix_mask6
 from tcpio.core.errors import sock_error
 from tcpio.core.ipv6 import (
     ALL_NODES,
     IN6ADDR_ANY,
     SCOPE_LINKLOCAL,
     addr_scope,
+    eui64_iid,
     eui64_linklocal,
     is_linklocal6,
     is_multicast6,
@@ -313,11 +314,16 @@ def rt6_router_rcv(host: Host, iface: Interface, router: int, lifetime: int) -> 
     timer.arm(host.now + lifetime)     # (the field is 16 bits: never infinite)
 
 
-def _router_expired(host: Host, iface: Interface, router: int) -> None:
-    idev = iface.ip6
-    timer = idev.routers.pop(router, None)
+def _drop_timer(timers: dict, key: object) -> None:
+    """Forget what ``key`` was learned by, and its expiry."""
+    timer = timers.pop(key, None)
     if timer is not None:
         timer.cancel()
+
+
+def _router_expired(host: Host, iface: Interface, router: int) -> None:
+    idev = iface.ip6
+    _drop_timer(idev.routers, router)
     current = host.fib6.get(0, 0)
     if current is not None and current.gateway == router and current.ifindex == iface.ifindex:
         host.fib6.remove(0, 0)
@@ -339,7 +345,7 @@ def addrconf_prefix_rcv(host: Host, iface: Interface, prefixlen: int, onlink: bo
     if prefered_lft > valid_lft:
         host.mib["NdiscInIgnored"] += 1      # 5.5.3 c
         return
-    prefix &= ~((1 << (128 - prefixlen)) - 1) & ((1 << 128) - 1)
+    prefix &= prefix_mask6(prefixlen)
     now = host.now
     if onlink:
         _prefix_route(host, iface, prefix, prefixlen, valid_lft)
@@ -349,7 +355,7 @@ def addrconf_prefix_rcv(host: Host, iface: Interface, prefixlen: int, onlink: bo
         # the identifier is 64 bits (RFC 4291): this prefix cannot carry it
         log.info("%s: IPv6 addrconf: prefix with wrong length %d", host.name, prefixlen)
         return
-    ip = prefix | (eui64_linklocal(iface.mac) & ((1 << 64) - 1))
+    ip = prefix | eui64_iid(iface.mac)
     ifa = iface.ip6.get(ip)
     valid = _lifetime(valid_lft)
     if ifa is None:
@@ -397,9 +403,7 @@ def _prefix_route(host: Host, iface: Interface, prefix: int, prefixlen: int,
 
 
 def _prefix_expired(host: Host, iface: Interface, key: tuple[int, int]) -> None:
-    timer = iface.ip6.prefixes.pop(key, None)
-    if timer is not None:
-        timer.cancel()
+    _drop_timer(iface.ip6.prefixes, key)
     entry = host.fib6.get(*key)
     if entry is not None and entry.gateway is None and entry.ifindex == iface.ifindex:
         host.fib6.remove(*key)

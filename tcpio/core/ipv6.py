@@ -173,11 +173,17 @@ def multicast_mac6(ip: int) -> bytes:
     return b"\x33\x33" + (ip & 0xFFFFFFFF).to_bytes(4, "big")
 
 
+def eui64_iid(mac: bytes) -> int:
+    """The modified EUI-64 interface identifier of ``mac`` (RFC 4291
+    appendix A: ff:fe in the middle, the U/L bit inverted): an address's
+    low 64 bits."""
+    return int.from_bytes(bytes((mac[0] ^ 0x02, mac[1], mac[2], 0xFF, 0xFE,
+                                 mac[3], mac[4], mac[5])), "big")
+
+
 def eui64_linklocal(mac: bytes) -> int:
-    """fe80::/64 with the modified EUI-64 interface identifier of ``mac``
-    (RFC 4291 appendix A: ff:fe in the middle, the U/L bit inverted)."""
-    iid = bytes((mac[0] ^ 0x02, mac[1], mac[2], 0xFF, 0xFE, mac[3], mac[4], mac[5]))
-    return LINKLOCAL_PREFIX | int.from_bytes(iid, "big")
+    """fe80::/64 with the modified EUI-64 interface identifier of ``mac``."""
+    return LINKLOCAL_PREFIX | eui64_iid(mac)
 
 
 def ipv6_skip_exthdr(packet: bytes | bytearray | memoryview, start: int, nexthdr: int
