@@ -3,6 +3,13 @@
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
                                           [--syn-queue off|on|both]
+    python benchmarks/bench_flood.py --inproc [--rounds 7]
+
+``--inproc`` (no root) measures the compiled stateless SYN path alone: CPU
+microseconds per cookie SYN through ``Host.receive_batch``, batches of 64
+hping3-like SYNs (no options, random off-link sources), with the SYN-ACK's
+route resolved once per batch (syn_fast.synack_path) and, side by side in
+the same run, per SYN (the route-scope callback off); median and range.
 
 Runs one after the other in the same process, the same job:
 
@@ -168,6 +175,72 @@ async def kernel_run(args: argparse.Namespace) -> dict:
             await server.wait()
 
 
+def inproc_syn_cost(rounds: int, batches: int = 200, batch: int = 64) -> None:
+    """CPU µs per cookie SYN in-process, per batch route scope vs per SYN."""
+    import random
+    import statistics
+    import struct
+
+    from tcpio.core.addr import ip_aton
+    from tcpio.core.host import Host
+    from tcpio.devices.base import random_mac
+
+    us_mac, gw_mac = random_mac(), random_mac()
+    h = Host(name="us", seed=7, settings=Settings(tcp_syncookies=2, tcp_syn_budget=1 << 20))
+    ifi = h.add_interface("eth0", mac=us_mac)
+    h.add_address(ifi, ip_aton("10.9.0.2"), 24)
+    h.add_static_arp(ip_aton("10.9.0.1"), gw_mac, ifi)
+    h.add_route(0, 0, ip_aton("10.9.0.1"))
+    lsk = h.tcp.socket()
+    lsk.bind(ip_aton("10.9.0.2"), CONN_PORT)
+    lsk.listen(128)
+    rng = random.Random(1)
+
+    def csum(data: bytes) -> int:
+        if len(data) % 2:
+            data += b"\0"
+        s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        return ~s & 0xFFFF
+
+    def syn() -> bytes:
+        src = rng.randrange(0x0B000000, 0x7F000000)         # off-link, unicast, not 127/8
+        dst = ip_aton("10.9.0.2")
+        tcp = struct.pack("!HHIIBBHHH", rng.randrange(1024, 65535), CONN_PORT,
+                          rng.getrandbits(32), 0, 5 << 4, 0x02, 512, 0, 0)
+        pseudo = struct.pack("!IIBBH", src, dst, 0, 6, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+        ip = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0, src, dst)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        return us_mac + gw_mac + b"\x08\x00" + ip + tcp
+
+    work = [[syn() for _ in range(batch)] for _ in range(batches)]
+    path = h.tcp.syn_path
+    scope_cb = path.route_scope
+    res: dict[str, list[float]] = {"per batch": [], "per SYN": []}
+    now = 100.0
+    for _ in range(rounds):
+        for name, got in res.items():
+            path.route_scope = scope_cb if name == "per batch" else None
+            sent0 = h.mib["SyncookiesSent"]
+            t0 = time.process_time()
+            for frames in work:
+                h.receive_batch(ifi, frames, now)
+                h.take_output()
+            dt = time.process_time() - t0
+            n = h.mib["SyncookiesSent"] - sent0
+            assert n == batches * batch, (n, h.mib.snapshot())
+            got.append(dt / n * 1e6)
+            now += 0.01
+    path.route_scope = scope_cb
+    from tcpio import _fast
+    print("build:", _fast.build_info()["syn_fast"], "| cpus:", os.cpu_count(), "(unpinned)")
+    for name, v in res.items():
+        print(f"  route {name:>9}: {statistics.median(v):.2f} us/SYN "
+              f"({min(v):.2f}-{max(v):.2f}), {rounds} rounds of {batches} x {batch} SYNs")
+
+
 def report(name: str, res: dict) -> dict:
     ph = {p["phase"]: p for p in res["phases"]}
     keep = ph["flood"]["mb_s"] / ph["pre"]["mb_s"] if ph["pre"]["mb_s"] else 0.0
@@ -205,7 +278,14 @@ def main() -> None:
                     help="tcpio's TAP with a second queue for SYNs (default: both runs)")
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--inproc", action="store_true",
+                    help="the in-process cost of a cookie SYN only (no root, no flood)")
+    ap.add_argument("--rounds", type=int, default=7, help="--inproc: rounds (median, range)")
     args = ap.parse_args()
+    if args.inproc:
+        print("command:", shlex.join([sys.executable, *sys.argv]))
+        inproc_syn_cost(args.rounds)
+        return
     if os.geteuid() != 0:
         sys.exit("bench_flood needs root (namespaces, TAP, hping3's raw socket)")
     if subprocess.run(["which", "hping3"], capture_output=True).returncode:
