@@ -50,7 +50,8 @@ class Settings:
                                            # IPv6 addresses (Linux's default)
     # --- ICMP ---
     icmp_ratelimit: float = 0.001          # seconds between ICMP errors per destination (token bucket)
-    icmp_ratemask_burst: int = 50
+    icmp_ratemask_burst: int = 50          # ... and the bucket's size, in errors
+    icmp_ratemask: int = 0x1818            # the types limited: 3, 4, 11, 12 (Linux's default)
     icmp_msgs_per_sec: int = 1000          # host-wide ICMP error budget (icmp_global_allow)
     icmp_msgs_burst: int = 50
     # --- UDP ---
