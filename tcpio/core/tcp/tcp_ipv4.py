@@ -80,6 +80,7 @@ from .tcp_output import (
     tcp_time_stamp,
     tcp_v4_send,
 )
+from .tcp_sack import NO_OFO
 from .tcp_states import (
     SHUTDOWN_MASK,
     STATE_NAMES,
@@ -343,7 +344,8 @@ class TcpProto:
             self.tcp_set_state(sk, TCP_CLOSE)
         sk.rtx_timer.cancel()
         sk.delack_timer.cancel()
-        sk.ka_timer.cancel()
+        if sk.ka_timer is not None:
+            sk.ka_timer.cancel()
         sk.pending = 0
         sk.ack_pending = False
         if sk.hashed:
@@ -369,7 +371,7 @@ class TcpProto:
         self.hashinfo.inet_put_port(sk)
         sk.wq = bytearray()
         sk.rq = bytearray()
-        sk.ofo = []
+        sk.ofo = NO_OFO
         sk.ofo_bytes = 0
 
     def tcp_time_wait(self, sk: TcpSock, substate: int, now: float,
@@ -861,7 +863,7 @@ class TcpProto:
                 sq = seq_diff(sk.write_seq, sk.snd_una)
                 if sk.rtx_timer.pending:
                     timer = _timer_str("on" if sk.pending == 1 else "persist", sk.rtx_timer, now)
-                elif sk.ka_timer.pending:
+                elif sk.ka_timer is not None and sk.ka_timer.pending:
                     timer = _timer_str("keepalive", sk.ka_timer, now)
                 else:
                     timer = ""
