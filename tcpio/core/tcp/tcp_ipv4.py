@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import logging
 from collections import namedtuple
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tcpio.core.icmp_h import (
@@ -63,7 +62,7 @@ from .tcp_minisocks import (
     TCP_TW_SUCCESS,
     RequestSock,
     TimeWaitSock,
-    reqsk_timer_handler,
+    reqsk_timer,
     tcp_check_req,
     tcp_create_openreq_child,
     tcp_init_transfer_passive,
@@ -505,7 +504,7 @@ class TcpProto:
             return
         req.snt_isn = isn or secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
                                             req.rport, now)
-        req.timer = host.timers.timer(partial(reqsk_timer_handler, self, req))
+        req.timer = host.timers.timer(reqsk_timer, req)
         req.timer.arm(now + 1.0)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
