@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import logging
 from collections import namedtuple
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tcpio.core.icmp_h import (
@@ -64,7 +63,7 @@ from .tcp_minisocks import (
     TCP_TW_SUCCESS,
     RequestSock,
     TimeWaitSock,
-    reqsk_timer_handler,
+    reqsk_timer,
     tcp_check_req,
     tcp_create_openreq_child,
     tcp_init_transfer_passive,
@@ -81,6 +80,7 @@ from .tcp_output import (
     tcp_time_stamp,
     tcp_v4_send,
 )
+from .tcp_sack import NO_OFO
 from .tcp_states import (
     SHUTDOWN_MASK,
     STATE_NAMES,
@@ -350,7 +350,8 @@ class TcpProto:
             self.tcp_set_state(sk, TCP_CLOSE)
         sk.rtx_timer.cancel()
         sk.delack_timer.cancel()
-        sk.ka_timer.cancel()
+        if sk.ka_timer is not None:
+            sk.ka_timer.cancel()
         sk.pending = 0
         sk.ack_pending = False
         if sk.hashed:
@@ -376,7 +377,7 @@ class TcpProto:
         self.hashinfo.inet_put_port(sk)
         sk.wq = bytearray()
         sk.rq = bytearray()
-        sk.ofo = []
+        sk.ofo = NO_OFO
         sk.ofo_bytes = 0
 
     def tcp_time_wait(self, sk: TcpSock, substate: int, now: float,
@@ -510,7 +511,7 @@ class TcpProto:
             return
         req.snt_isn = isn or secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
                                             req.rport, now)
-        req.timer = host.timers.timer(partial(reqsk_timer_handler, self, req))
+        req.timer = host.timers.timer(reqsk_timer, req)
         req.timer.arm(now + 1.0)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
@@ -868,7 +869,7 @@ class TcpProto:
                 sq = seq_diff(sk.write_seq, sk.snd_una)
                 if sk.rtx_timer.pending:
                     timer = _timer_str("on" if sk.pending == 1 else "persist", sk.rtx_timer, now)
-                elif sk.ka_timer.pending:
+                elif sk.ka_timer is not None and sk.ka_timer.pending:
                     timer = _timer_str("keepalive", sk.ka_timer, now)
                 else:
                     timer = ""
