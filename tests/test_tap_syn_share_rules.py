@@ -56,10 +56,10 @@ class FakeLoop:
 # --- the rules on their own ---------------------------------------------------------------------
 
 def test_budget_is_the_credit_over_the_measured_cost_per_syn() -> None:
-    sh = SynShare(share=0.25, batch=64, min_batch=4, burst=0.002)
+    sh = SynShare(share=0.25, batch=64, min_batch=4, burst=0.002, grace=0.0)
     sh.est_done(10, 0.001, 0.0)                  # the flows are busy
     assert sh.budget(0.0) == 64                  # no cost measured yet: a whole batch
-    sh.syn_done(64, 64 * 10e-6, True)            # 10 µs per SYN, charged
+    sh.syn_done(64, 64 * 10e-6, True, 0.0)       # 10 µs per SYN, charged
     assert sh.cost_syn == pytest.approx(10e-6)
     assert sh.credit == pytest.approx(0.002 - 64 * 10e-6)
     assert sh.budget(0.0) == 64                  # 1.36 ms pays for 136: capped at the batch
@@ -74,9 +74,9 @@ def test_budget_is_the_credit_over_the_measured_cost_per_syn() -> None:
 
 
 def test_the_credit_is_capped_and_a_dear_syn_gets_a_turn_of_one() -> None:
-    sh = SynShare(share=0.5, batch=64, min_batch=8, burst=0.001)
+    sh = SynShare(share=0.5, batch=64, min_batch=8, burst=0.001, grace=0.0)
     sh.est_done(1, 1e-5, 0.0)
-    sh.syn_done(1, 300e-6, True)                 # a real handshake: 300 µs
+    sh.syn_done(1, 300e-6, True, 0.0)            # a real handshake: 300 µs
     sh.credit = 0.0
     assert sh.budget(0.0) == 0
     # 8 x 300 µs is more than the bucket holds: wait until it is full
@@ -89,8 +89,8 @@ def test_the_credit_is_capped_and_a_dear_syn_gets_a_turn_of_one() -> None:
 
 
 def test_idle_flows_leave_the_syn_queue_a_whole_batch() -> None:
-    sh = SynShare(share=0.1, batch=32, min_batch=4, idle=0.05)
-    sh.syn_done(32, 32 * 20e-6, True)
+    sh = SynShare(share=0.1, batch=32, min_batch=4, idle=0.05, grace=0.0)
+    sh.syn_done(32, 32 * 20e-6, True, 0.0)
     sh.credit = -1.0                             # deep in debt
     assert sh.budget(0.0) == 32                  # no flows ever: nothing to protect
     sh.est_done(5, 1e-4, 1.0)
@@ -98,17 +98,28 @@ def test_idle_flows_leave_the_syn_queue_a_whole_batch() -> None:
     assert sh.budget(1.06) == 32                 # 60 ms without a flows' frame
 
 
-def test_a_syn_queue_that_empties_is_not_held_to_the_share() -> None:
-    """Connections at a rate the host keeps up with: each turn finds the
-    queue empty before its budget, so the next one may read a whole batch
-    however busy the flows and whatever the credit."""
-    sh = SynShare(share=0.1, batch=32, min_batch=4)
+def test_only_a_syn_queue_backlogged_past_the_grace_is_held_to_the_share() -> None:
+    """Connections at a rate the host keeps up with (each turn empties the
+    queue), and a burst of them shorter than ``grace``: whole batches however
+    busy the flows and whatever the credit; a queue that stays backlogged
+    past it (a flood): its share."""
+    sh = SynShare(share=0.1, batch=32, min_batch=4, grace=0.2)
     sh.est_done(5, 1e-4, 0.0)
-    sh.syn_done(3, 3 * 100e-6, False)            # three handshakes, then EAGAIN
+    sh.syn_done(3, 3 * 100e-6, False, 0.0)       # three handshakes, then EAGAIN
     sh.credit = -0.01
     assert sh.budget(0.0) == 32
-    sh.syn_done(32, 32 * 100e-6, True)           # a burst that fills the budget
-    assert sh.budget(0.0) == 0 and sh.deferred == 1
+    sh.syn_done(32, 32 * 100e-6, True, 0.01)     # a burst: the budget filled
+    sh.est_done(5, 1e-4, 0.1)
+    assert sh.budget(0.1) == 32
+    sh.syn_done(32, 32 * 100e-6, True, 0.1)      # still backlogged (since 0.01)
+    sh.est_done(5, 1e-4, 0.2)
+    assert sh.budget(0.2) == 32                  # 190 ms: within the grace
+    sh.syn_done(32, 32 * 100e-6, True, 0.2)
+    sh.est_done(5, 1e-4, 0.22)
+    sh.credit = -0.01
+    assert sh.budget(0.22) == 0 and sh.deferred == 1     # 210 ms: held to the credit
+    sh.syn_done(7, 7 * 100e-6, False, 0.3)       # the queue emptied: free again
+    assert sh.budget(0.3) == 32
 
 
 def test_a_constant_flood_gets_its_share_of_a_busy_loop_and_no_more() -> None:
@@ -116,7 +127,7 @@ def test_a_constant_flood_gets_its_share_of_a_busy_loop_and_no_more() -> None:
     that always has SYNs (12 µs each): over 2 s of virtual time the SYN queue
     takes its share of the wall clock (to within the bucket), the flows the rest."""
     for share in (0.05, 0.2, 0.5):
-        sh = SynShare(share=share, batch=64, min_batch=8, burst=0.002)
+        sh = SynShare(share=share, batch=64, min_batch=8, burst=0.002, grace=0.0)
         t, syn_t, est_t, turn_at = 0.0, 0.0, 0.0, 0.0
         while t < 2.0:
             sh.est_done(4, 0.0003, t + 0.0003)
@@ -128,7 +139,7 @@ def test_a_constant_flood_gets_its_share_of_a_busy_loop_and_no_more() -> None:
                     turn_at = t + sh.wait()
                     continue
                 took = n * 12e-6
-                sh.syn_done(n, took, True)
+                sh.syn_done(n, took, True, t)
                 t += took
                 syn_t += took
         assert syn_t / t == pytest.approx(share, abs=0.002 / 2.0 + 0.01), share
@@ -162,7 +173,7 @@ def device(monkeypatch: pytest.MonkeyPatch) -> Any:
     dev.budget, dev.vnet_hdr_len, dev._readsize = 256, 0, 2048
     dev.stats = new_stats()
     dev.rx_more, dev.syn_queue_rx = False, 0
-    dev.syn_share = SynShare(share=0.2, batch=16, min_batch=4, burst=0.001)
+    dev.syn_share = SynShare(share=0.2, batch=16, min_batch=4, burst=0.001, grace=0.0)
     dev._syn_timer = None
     loop = FakeLoop()
     dev._loop = loop

@@ -153,11 +153,15 @@ class SynShare:
     iteration: the queue's SYNs
     wait in the kernel's ring, whose overflow the kernel drops and counts
     (the TAP's tx_dropped), as Linux's backlog drops before the listener.
-    Only a SYN queue that stays backlogged is held to its share: a turn
-    after one that emptied the queue (connections coming in at a rate the
-    host keeps up with, however busy the flows) reads a whole ``batch``, and
-    so does any turn while the flows' queue has had nothing for ``idle``
-    seconds (nothing to protect).
+    Only a SYN queue that stays backlogged, every turn stopping at its
+    budget for ``grace`` seconds and more, is held to its share: a flood
+    keeps it so, while a burst of real connections (a thousand clients at
+    once, each SYN a request sock) is read a whole ``batch`` a turn until
+    it is through, so their SYNs do not wait in the ring past the peers'
+    retransmission (a late duplicate SYN of a connection already gone gets
+    a SYN-ACK, the peer's ACK to that a RST).  Any turn while the flows'
+    queue has had nothing for ``idle`` seconds reads a whole batch too
+    (nothing to protect).
 
     The rules are pure arithmetic on the times given (``now``: the loop
     clock, ``seconds``: what a turn took), so tests drive them with a
@@ -167,7 +171,8 @@ class SynShare:
     """
 
     def __init__(self, share: float = 0.2, batch: int = 64, min_batch: int = 8,
-                 burst: float = 0.002, idle: float = 0.05, alpha: float = 0.25) -> None:
+                 burst: float = 0.002, idle: float = 0.05, grace: float = 0.2,
+                 alpha: float = 0.25) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError("share must be in (0, 1]")
         if batch < 1 or not 1 <= min_batch <= batch:
@@ -177,6 +182,7 @@ class SynShare:
         self.min_batch = min_batch
         self.burst = burst
         self.idle = idle
+        self.grace = grace
         self.alpha = alpha
         self.credit = burst         # seconds of SYN work earned
         self.last: float | None = None     # when credit was last earned
@@ -186,7 +192,8 @@ class SynShare:
         self.syn_frames = self.est_frames = 0
         self.syn_time = self.est_time = 0.0
         self.turns = self.deferred = 0
-        self.backlogged = False     # the last turn stopped at its budget
+        # since when every turn stopped at its budget (None: the last one did not)
+        self.backlog_since: float | None = None
 
     def _earn(self, now: float) -> None:
         if self.last is not None and now > self.last:
@@ -201,7 +208,9 @@ class SynShare:
     def budget(self, now: float) -> int:
         """SYNs a turn at ``now`` may read: 0 puts the turn off (see wait)."""
         self._earn(now)
-        if not self.backlogged or not self.flows_busy(now) or self.cost_syn <= 0.0:
+        since = self.backlog_since
+        if (since is None or now - since < self.grace or not self.flows_busy(now)
+                or self.cost_syn <= 0.0):
             return self.batch
         n = int(self.credit / self.cost_syn) if self.credit > 0 else 0
         if n < self.min_batch and self.credit < self.burst:
@@ -219,11 +228,15 @@ class SynShare:
     def _avg(self, old: float, new: float) -> float:
         return new if old <= 0.0 else old + self.alpha * (new - old)
 
-    def syn_done(self, frames: int, seconds: float, more: bool) -> None:
-        """A SYN turn read ``frames`` and took ``seconds``: charged; ``more``:
-        it stopped at its budget (the queue still had SYNs)."""
+    def syn_done(self, frames: int, seconds: float, more: bool, now: float) -> None:
+        """A SYN turn that began at ``now`` read ``frames`` and took
+        ``seconds``: charged; ``more``: it stopped at its budget (the queue
+        still had SYNs)."""
         self.turns += 1
-        self.backlogged = more
+        if not more:
+            self.backlog_since = None
+        elif self.backlog_since is None:
+            self.backlog_since = now
         self.credit -= seconds
         if frames:
             self.syn_frames += frames
@@ -485,7 +498,7 @@ class _TunTapBase:
             self._syn_timer = loop.call_later(share.wait(), self._syn_rearm)
             return
         got = self._on_readable(fd, n)
-        share.syn_done(got, _clock() - t0, got == n)
+        share.syn_done(got, _clock() - t0, got == n, t0)
 
     def _syn_rearm(self) -> None:
         self._syn_timer = None
