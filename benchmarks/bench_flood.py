@@ -2,7 +2,7 @@
 
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
-                                          [--syn-queue off|on|both]
+                                          [--syn-queue off|on|both] [--syn-share F]
     python benchmarks/bench_flood.py --inproc [--rounds 7]
 
 ``--inproc`` (no root) measures the compiled stateless SYN path alone: CPU
@@ -118,6 +118,9 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
     if args.budget is not None:
         settings.tcp_syn_budget = args.budget
     tap_options: dict[str, Any] = {"syn_queue": syn_queue}
+    if args.syn_share is not None:
+        from tcpio.devices.tap import SynShare
+        tap_options["syn_share"] = SynShare(share=args.syn_share)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
@@ -141,7 +144,12 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
         def sample() -> dict:
             mib = stack.mib()
             k = peer.ns.call(peer.tap.kernel_counters) or {}
-            return {"tcpio_rx_frames": peer.tap.stats["rx_packets"],
+            sh = peer.tap.syn_share.stats()
+            return {"cpu": time.process_time(),
+                    "syn_time": sh["syn_time"], "syn_frames": sh["syn_frames"],
+                    "est_time": sh["est_time"], "est_frames": sh["est_frames"],
+                    "syn_deferred": sh["deferred"],
+                    "tcpio_rx_frames": peer.tap.stats["rx_packets"],
                     "syn_queue_rx": peer.tap.syn_queue_rx,
                     "tap_kernel_tx_dropped": k.get("tx_dropped", 0),
                     "SyncookiesSent": mib.get("SyncookiesSent", 0),
@@ -258,6 +266,19 @@ def report(name: str, res: dict) -> dict:
               f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
                  if d.get("syn_queue_rx") else ""))
+        if "cpu" in d:
+            # where tcpio's time went: its CPU share of the flood's wall clock,
+            # and the read loop's time per queue (read + process + reply)
+            se, sf = d["syn_time"], d["syn_frames"]
+            ee, ef = d["est_time"], d["est_frames"]
+            res["shares"] = {"cpu": d["cpu"] / secs, "syn": se / secs, "est": ee / secs,
+                             "syn_us": se / sf * 1e6 if sf else 0.0,
+                             "est_us": ee / ef * 1e6 if ef else 0.0}
+            sh = res["shares"]
+            print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
+                  f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
+                  f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
+                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)")
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "
           f"{'met' if keep >= 0.5 else 'NOT met'}); new connections during the flood "
           f"{ok:.0%} (target >= 90%: {'met' if ok >= 0.9 else 'NOT met'})")
@@ -272,6 +293,9 @@ def main() -> None:
     ap.add_argument("--post", type=float, default=3.0)
     ap.add_argument("--budget", type=int, default=None,
                     help="Settings.tcp_syn_budget for tcpio (default: the setting's)")
+    ap.add_argument("--syn-share", type=float, default=None,
+                    help="tcpio's SynShare share of the read loop for the SYN queue "
+                         "(default: TapDevice's)")
     ap.add_argument("--txqueuelen", type=int, default=None,
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
     ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",
