@@ -187,7 +187,7 @@ class Host:
         # learned path MTUs: dst -> (mtu, expiry, locked) (update_pmtu)
         self.pmtu: dict[int, tuple[int, float, bool]] = {}
         self._rt_cache: dict[int, Route] = {}
-        self._rt6_cache: dict[tuple[int, int | None], Route] = {}
+        self._rt6_cache: dict[int | tuple[int, int], Route] = {}
         # Set True in tests so that a bug surfaces as an exception instead of a counter.
         self.debug = False
         self._local: dict[int, int] = {}           # address -> ifindex
@@ -474,12 +474,12 @@ class Host:
         """ip6_route_output: (ifindex, gateway, src, mtu) for ``dst``.  A
         link-scope destination goes out of ``ifindex`` (the scope id), or the
         first Ethernet interface; ENETUNREACH without a route."""
-        if dst == 1 or dst in self.local6:
-            return Route(LOOPBACK_IFINDEX, None, dst, min(self.lo.mtu, IP_MAX_MTU))
-        # the route and its source cached per (destination, scope) as
-        # route_lookup's are, cleared by invalidate_routes; the learned path
-        # MTU is applied on every lookup
-        key = (dst, ifindex)
+        # the route and its source (our own addresses' too) cached per
+        # destination, or (destination, scope), as route_lookup's are,
+        # cleared by invalidate_routes (which every address change calls);
+        # the learned path MTU is applied on every lookup.  Once per burst
+        # TCP sends, twice: keep it to one dict lookup of the int.
+        key = dst if ifindex is None else (dst, ifindex)
         cache = self._rt6_cache
         rt = cache.get(key)
         if rt is None:
@@ -487,11 +487,13 @@ class Host:
             if len(cache) >= 4096:
                 cache.clear()       # bounded: a scan of many destinations cannot grow it
             cache[key] = rt
-        if dst in self.pmtu6:
+        if self.pmtu6 and dst in self.pmtu6:
             return rt._replace(mtu=self._mtu6(self.interfaces[rt.ifindex], dst))
         return rt
 
     def _route6_slow(self, dst: int, ifindex: int | None) -> Route:
+        if dst == 1 or dst in self.local6:
+            return Route(LOOPBACK_IFINDEX, None, dst, min(self.lo.mtu, IP_MAX_MTU))
         if is_linklocal6(dst) or (is_multicast6(dst) and addr_scope(dst) <= 2):
             iface = self._iface(ifindex) if ifindex else self._default_iface6()
             if not iface.up:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tcpio.core.icmp_h import (
     ICMP_DEST_UNREACH,
@@ -105,7 +105,7 @@ from .tcp_trace import TraceSink, tcp_log_state
 _log = logging.getLogger("tcpio.tcp")
 
 if TYPE_CHECKING:
-    from ..protocol import NetHost
+    from ..protocol import NetHost, NetHost6
 
 wire = _fast.load("wire")
 _syn_fast = _fast.load("syn_fast")
@@ -174,7 +174,9 @@ class TcpProto:
         inet6_addr.route_mtu4); 576 without a route."""
         try:
             if raddr > V6MASK:
-                return route_mtu4(self.host, raddr)
+                # route_mtu4 inlined: tcp_write_xmit asks once per call
+                return cast("NetHost6", self.host).route6_lookup(
+                    raddr & V6MASK).mtu - IPV6_TCP_EXTRA
             return self.host.route_lookup(raddr).mtu
         except OSError:
             return 576
