@@ -142,14 +142,14 @@ class TcpSock(TcpCb):
         # listener (sk_max_ack_backlog, icsk_accept_queue; any other sock holds
         # the shared empty stand-ins)
         "max_ack_backlog", "accept_queue", "syn_queue",
-        # send side
-        "iss", "snd_wl1", "max_window", "sndbuf", "fin_queued", "snd_up", "retransmit_hint",
+        # send side (iss, snd_wl1, max_window, sndbuf: TcpCb's)
+        "fin_queued", "snd_up", "retransmit_hint",
         "sack_cache", "lsndtime", "segs_out", "total_retrans",
-        # receive side
-        "irs", "rcv_eof", "urg_data", "urg_last", "sack_blocks", "dsack", "rcvq_space",
+        # receive side (irs: TcpCb's)
+        "rcv_eof", "urg_data", "urg_last", "sack_blocks", "dsack", "rcvq_space",
         "rcvq_seq", "rcvq_time", "last_oow_ack_time",
-        # negotiated at the handshake
-        "mss_cache", "pmtu_cookie", "mss_clamp", "wscale_ok", "sack_ok",
+        # negotiated at the handshake (mss_cache, mss_clamp: TcpCb's)
+        "pmtu_cookie", "wscale_ok", "sack_ok",
         # congestion control (tcp_cong, PRR, TLP) and the RTT estimator
         "ca_ops", "ca_priv", "snd_ssthresh", "snd_cwnd_cnt", "snd_cwnd_clamp", "prior_cwnd",
         "prior_ssthresh", "prr_delivered", "prr_out", "lost", "high_seq", "tlp_high_seq",
