@@ -29,7 +29,8 @@ first, so a SYN flood fills a ring of its own and no longer drops the
 established flows' frames with its SYNs.  The SYN queue is read at most
 ``syn_budget`` frames per wake-up, and while a flood keeps it backlogged
 only with its share of the loop's time (``SynShare``: established traffic
-first; the SYNs it leaves overflow the kernel's ring, the TAP's tx_dropped).  ``syn_queue=None`` (the default) uses it
+first; the SYNs it leaves overflow the kernel's ring, the TAP's
+tx_dropped).  ``syn_queue=None`` (the default) uses it
 when tcpio creates the interface (TUNSETIFF with IFF_TUN_EXCL) and attaches
 to an existing one as it was made; ``True`` asks for it on an existing
 interface too, ``False`` never.  A multi-queue interface would let a second
@@ -152,9 +153,9 @@ class SynShare:
     turns), at most ``batch``; what it really took is charged.  Without
     credit for ``min_batch`` SYNs (and a bucket not yet full) the turn is
     put off (``wait()`` says how long) rather than read a few SYNs per loop
-    iteration: the queue's SYNs
-    wait in the kernel's ring, whose overflow the kernel drops and counts
-    (the TAP's tx_dropped), as Linux's backlog drops before the listener.
+    iteration: the queue's SYNs wait in the kernel's ring, whose overflow
+    the kernel drops and counts (the TAP's tx_dropped), as Linux's backlog
+    drops before the listener.
     Only a SYN queue that stays backlogged, every turn stopping at its
     budget for ``grace`` seconds and more, is held to its share: a flood
     keeps it so, while a burst of real connections (a thousand clients at
