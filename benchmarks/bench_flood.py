@@ -120,7 +120,8 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
     tap_options: dict[str, Any] = {"syn_queue": syn_queue}
     if args.syn_share is not None:
         from tcpio.devices.tap import SynShare
-        tap_options["syn_share"] = SynShare(share=args.syn_share)
+        tap_options["syn_share"] = SynShare(share=args.syn_share,
+                                            min_batch=args.syn_min_batch or 32)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
@@ -296,6 +297,8 @@ def main() -> None:
     ap.add_argument("--syn-share", type=float, default=None,
                     help="tcpio's SynShare share of the read loop for the SYN queue "
                          "(default: TapDevice's)")
+    ap.add_argument("--syn-min-batch", type=int, default=None,
+                    help="with --syn-share: SynShare's min_batch (default 32)")
     ap.add_argument("--txqueuelen", type=int, default=None,
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
     ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",

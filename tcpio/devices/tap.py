@@ -27,7 +27,10 @@ a second fd, and an eBPF steering program (devices/tun_steering.py) makes
 the kernel put TCP SYNs on the second queue and everything else on the
 first, so a SYN flood fills a ring of its own and no longer drops the
 established flows' frames with its SYNs.  The SYN queue is read at most
-``syn_budget`` frames per wake-up.  ``syn_queue=None`` (the default) uses it
+``syn_budget`` frames per wake-up, and while a flood keeps it backlogged
+only with its share of the loop's time (``SynShare``: established traffic
+first; the SYNs it leaves overflow the kernel's ring, the TAP's
+tx_dropped).  ``syn_queue=None`` (the default) uses it
 when tcpio creates the interface (TUNSETIFF with IFF_TUN_EXCL) and attaches
 to an existing one as it was made; ``True`` asks for it on an existing
 interface too, ``False`` never.  A multi-queue interface would let a second
@@ -150,9 +153,9 @@ class SynShare:
     turns), at most ``batch``; what it really took is charged.  Without
     credit for ``min_batch`` SYNs (and a bucket not yet full) the turn is
     put off (``wait()`` says how long) rather than read a few SYNs per loop
-    iteration: the queue's SYNs
-    wait in the kernel's ring, whose overflow the kernel drops and counts
-    (the TAP's tx_dropped), as Linux's backlog drops before the listener.
+    iteration: the queue's SYNs wait in the kernel's ring, whose overflow
+    the kernel drops and counts (the TAP's tx_dropped), as Linux's backlog
+    drops before the listener.
     Only a SYN queue that stays backlogged, every turn stopping at its
     budget for ``grace`` seconds and more, is held to its share: a flood
     keeps it so, while a burst of real connections (a thousand clients at
@@ -163,6 +166,12 @@ class SynShare:
     queue has had nothing for ``idle`` seconds reads a whole batch too
     (nothing to protect).
 
+    The defaults (a 0.3 share, turns of at least 32 SYNs) are what
+    benchmarks/bench_flood.py measured best for both the flows and new
+    connections (benchmarks/README.md); fewer SYNs a turn cost more each
+    (the turn's fixed work), a smaller share leaves the legitimate SYNs
+    fewer free places in the kernel's ring.
+
     The rules are pure arithmetic on the times given (``now``: the loop
     clock, ``seconds``: what a turn took), so tests drive them with a
     virtual clock; the device feeds them from time.perf_counter.  Counters:
@@ -170,7 +179,7 @@ class SynShare:
     ``est_frames``/``est_time``), SYN turns taken and put off.
     """
 
-    def __init__(self, share: float = 0.2, batch: int = 64, min_batch: int = 8,
+    def __init__(self, share: float = 0.3, batch: int = 64, min_batch: int = 32,
                  burst: float = 0.002, idle: float = 0.05, grace: float = 0.2,
                  alpha: float = 0.25) -> None:
         if not 0.0 < share <= 1.0:
@@ -293,7 +302,8 @@ class _TunTapBase:
         self.syn_fd: int | None = None    # the SYN queue's fd
         self.syn_queue_rx = 0               # frames read from it
         # the SYN queue's share of the read loop (established traffic first)
-        self.syn_share = syn_share if syn_share is not None else SynShare(batch=syn_budget)
+        self.syn_share = syn_share if syn_share is not None else SynShare(
+            batch=syn_budget, min_batch=min(32, syn_budget))
         self._syn_timer: asyncio.TimerHandle | None = None
         self.rx_more = False                # the last read of the flows' queue hit the budget
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
