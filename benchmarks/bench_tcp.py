@@ -98,12 +98,14 @@ PEER_SCRIPT = textwrap.dedent(
     import json, socket, sys, time
     mode, host, port, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     addr = (host, port)
+    c0 = time.process_time()       # the peer's CPU (its syscalls' kernel work included)
     if mode == "connect":          # count connections: connect, close
         t0 = time.perf_counter()
         for _ in range(count):
             s = socket.create_connection(addr)
             s.close()
-        print(json.dumps({"rate": count / (time.perf_counter() - t0)}))
+        print(json.dumps({"rate": count / (time.perf_counter() - t0),
+                          "cpu": time.process_time() - c0}))
     elif mode == "send":           # count bytes to tcpio, then wait for its close
         s = socket.create_connection(addr)
         p = memoryview(bytes(256 * 1024))
@@ -114,7 +116,7 @@ PEER_SCRIPT = textwrap.dedent(
             sent += n
         s.shutdown(socket.SHUT_WR)
         s.recv(1)
-        print(json.dumps({"sent": sent}))
+        print(json.dumps({"sent": sent, "cpu": time.process_time() - c0}))
     elif mode == "sink":           # read from tcpio until EOF, timing connect -> EOF
         t0 = time.perf_counter()
         s = socket.create_connection(addr)
@@ -125,7 +127,8 @@ PEER_SCRIPT = textwrap.dedent(
             if not n:
                 break
             got += n
-        print(json.dumps({"rate": got / (time.perf_counter() - t0), "got": got}))
+        print(json.dumps({"rate": got / (time.perf_counter() - t0), "got": got,
+                          "cpu": time.process_time() - c0}))
     elif mode == "echo":           # count 1-byte round trips: the median in microseconds
         s = socket.create_connection(addr)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -192,9 +195,11 @@ async def tap_peer(fam: int, tap_options: dict[str, Any] | None = None
 
 
 async def tap_connections(count: int, peer_cpu: int | None, fam: int = 4,
-                          cpu: list[float] | None = None) -> float:
+                          cpu: list[float] | None = None,
+                          peer_cpu_s: list[float] | None = None) -> float:
     """Kernel client connects and closes ``count`` times (it times the loop);
-    ``cpu`` gets tcpio's CPU seconds over the same part."""
+    ``cpu`` gets tcpio's CPU seconds over the same part, ``peer_cpu_s`` the
+    client process's (with the kernel work its syscalls do)."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
@@ -204,13 +209,17 @@ async def tap_connections(count: int, peer_cpu: int | None, fam: int = 4,
         out = await run_peer(peer.ns, peer_cpu, "connect", addr, str(PORT), str(count))
         if cpu is not None:
             cpu.append(time.process_time() - c0)
+    if peer_cpu_s is not None:
+        peer_cpu_s.append(out["cpu"])
     return out["rate"]
 
 
 async def tap_bulk_to_tcpio(nbytes: int, peer_cpu: int | None, fam: int = 4,
-                            cpu: list[float] | None = None) -> float:
+                            cpu: list[float] | None = None,
+                            peer_cpu_s: list[float] | None = None) -> float:
     """Kernel sends ``nbytes``; tcpio receives, timing accept -> EOF (and
-    its CPU time over the same part into ``cpu``)."""
+    its CPU time over the same part into ``cpu``; the sender's whole CPU
+    time into ``peer_cpu_s``)."""
     done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
     async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -227,14 +236,18 @@ async def tap_bulk_to_tcpio(nbytes: int, peer_cpu: int | None, fam: int = 4,
         out, rate = await asyncio.gather(
             run_peer(peer.ns, peer_cpu, "send", addr, str(PORT), str(nbytes)), done)
     assert out["sent"] == nbytes
+    if peer_cpu_s is not None:
+        peer_cpu_s.append(out["cpu"])
     return rate
 
 
 async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None, ipv6: bool = False,
                               tap_options: dict[str, Any] | None = None, fam: int = 4,
-                              cpu: list[float] | None = None) -> float:
+                              cpu: list[float] | None = None,
+                              peer_cpu_s: list[float] | None = None) -> float:
     """tcpio sends ``nbytes``; the kernel receives, timing connect -> EOF;
-    ``cpu`` gets tcpio's CPU seconds from accept to the kernel's EOF.
+    ``cpu`` gets tcpio's CPU seconds from accept to the kernel's EOF,
+    ``peer_cpu_s`` the receiving process's.
     ``ipv6`` (or ``fam=6``): over fd00::2 -> fd00::1 (TSO6 where the TAP
     took it); ``tap_options`` go to the TapDevice (e.g. an ``offloads`` mask)."""
     c0 = [0.0]
@@ -250,6 +263,8 @@ async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None, ipv6: bool = Fa
         if cpu is not None:
             cpu.append(time.process_time() - c0[0])
     assert out["got"] == nbytes
+    if peer_cpu_s is not None:
+        peer_cpu_s.append(out["cpu"])
     return out["rate"]
 
 
@@ -354,15 +369,17 @@ def fig_key(name: str, fam: int) -> str:
 
 
 async def measure(name: str, amount: int, fam: int, peer_cpu: int | None,
-                  cpu: list[float]) -> float:
-    """One run of figure ``name`` for family ``fam`` (rate; CPU into ``cpu``)."""
+                  cpu: list[float], peer_cpu_s: list[float] | None = None) -> float:
+    """One run of figure ``name`` for family ``fam`` (rate; tcpio's CPU into
+    ``cpu``, a kernel-side peer process's into ``peer_cpu_s``)."""
     wire_dst = "fd00::2" if fam == 6 else "10.0.0.2"
     if name == "conn_tap":
-        return await tap_connections(amount, peer_cpu, fam=fam, cpu=cpu)
+        return await tap_connections(amount, peer_cpu, fam, cpu, peer_cpu_s)
     if name == "bulk_to_tcpio":
-        return await tap_bulk_to_tcpio(amount, peer_cpu, fam=fam, cpu=cpu)
+        return await tap_bulk_to_tcpio(amount, peer_cpu, fam, cpu, peer_cpu_s)
     if name == "bulk_from_tcpio":
-        return await tap_bulk_from_tcpio(amount, peer_cpu, fam=fam, cpu=cpu)
+        return await tap_bulk_from_tcpio(amount, peer_cpu, fam=fam, cpu=cpu,
+                                         peer_cpu_s=peer_cpu_s)
     if name == "conn_wire":
         return await wire_connections(amount, wire_dst, cpu=cpu)
     return await wire_bulk(amount, 65535, wire_dst, cpu=cpu)
@@ -381,9 +398,12 @@ async def child_main(sizes: Sizes, pure: bool, peer_cpu: int | None, root: bool,
         for _ in range(sizes.repeat):
             for fam in families:
                 cpu: list[float] = []
-                rate = await asyncio.wait_for(measure(name, amount, fam, peer_cpu, cpu), 900)
+                pcpu: list[float] = []
+                rate = await asyncio.wait_for(
+                    measure(name, amount, fam, peer_cpu, cpu, pcpu), 900)
                 runs.setdefault(fig_key(name, fam), []).append(
-                    {"rate": rate, "cpu": cpu[0] if cpu else 0.0, "amount": amount})
+                    {"rate": rate, "cpu": cpu[0] if cpu else 0.0, "amount": amount,
+                     "peer_cpu": pcpu[0] if pcpu else 0.0})
     from tcpio import _fast
     return {"runs": runs,
             "compiled": float(_fast.load_compiled("checksum") is not None and not pure)}
@@ -475,14 +495,18 @@ def family_rows(child: dict) -> list[str]:
             continue
         fmt = per_s if name.startswith("conn") else gbit
         wall = [b["rate"] / a["rate"] for a, b in zip(v4, v6)]
-        cpu = [(b["amount"] / b["cpu"]) / (a["amount"] / a["cpu"])
-               for a, b in zip(v4, v6) if a["cpu"] > 0 and b["cpu"] > 0]
+        cpu = [a["cpu"] / b["cpu"] for a, b in zip(v4, v6) if a["cpu"] > 0 and b["cpu"] > 0]
+        peer = [a["peer_cpu"] / b["peer_cpu"] for a, b in zip(v4, v6)
+                if a.get("peer_cpu", 0) > 0 and b.get("peer_cpu", 0) > 0]
         med = statistics.median(wall)
         verdict = f"{'met' if med >= TARGET_FAMILY else 'NOT met'} (target {TARGET_FAMILY:.0%})"
         lines.append(f"{label:50} IPv4 {spread([r['rate'] for r in v4], fmt)}")
         lines.append(f"{'':50} IPv6 {spread([r['rate'] for r in v6], fmt)}")
-        lines.append(f"{'':50} IPv6/IPv4 {spread(wall, pct)}, by CPU time "
+        lines.append(f"{'':50} IPv6/IPv4 {spread(wall, pct)}, by tcpio's CPU time "
                      f"{spread(cpu, pct)}: {verdict}")
+        if peer:
+            lines.append(f"{'':50} (the kernel-side peer process's CPU time, IPv6/IPv4 by "
+                         f"work per CPU second: {spread(peer, pct)})")
     return lines
 
 
