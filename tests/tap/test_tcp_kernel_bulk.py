@@ -168,7 +168,7 @@ async def test_16mib_with_2pct_loss_both_ways(tap_required, direction):
 @pytest.mark.parametrize("direction", list(DIRECTIONS))
 async def test_clean_path_capture_has_nothing_for_tshark(tap_required, tmp_path, direction):
     path = str(tmp_path / f"{direction}.pcap")
-    mib, _, peer = await run(direction, 8 * MiB, pcap=path)
+    mib, kmib, peer = await run(direction, 8 * MiB, pcap=path)
     # On a clean path tcpio resends nothing but RFC 8985 tail loss probes:
     # when the kernel holds its ACK past the probe timeout (2*SRTT + 2 ms,
     # e.g. its delayed ACK while our window-limited flight waits), the probe
@@ -182,7 +182,17 @@ async def test_clean_path_capture_has_nothing_for_tshark(tap_required, tmp_path,
     probes = [p for p in problems
               if f" {peer.tcpio_ip} \u2192 " in p and "[TCP Retransmission]" in p]
     assert len(probes) <= retrans
-    assert [p for p in problems if p not in probes] == []
+    # The same holds for the kernel as the sender: when this 2-vCPU machine
+    # leaves tcpio unscheduled past the kernel's probe timeout (2*SRTT, a few
+    # ms early in the transfer), the kernel's TLP resends its last segment
+    # although it had arrived, and tshark, seeing our ACK first, calls it
+    # spurious.  Allowed only as many as the kernel counts as its own loss
+    # probes, and only if the kernel resent nothing else (no RTO).
+    kprobes = [p for p in problems
+               if f" {peer.kernel_ip} \u2192 " in p and "Retransmission]" in p]
+    assert kmib.get("RetransSegs", 0) <= kmib.get("TCPLossProbes", 0)
+    assert len(kprobes) <= kmib.get("TCPLossProbes", 0)
+    assert [p for p in problems if p not in probes and p not in kprobes] == []
     assert await asyncio.to_thread(window_violations, path) == []
 
 
