@@ -22,6 +22,15 @@ twin, as ``inet_ehash_insert(sk, osk)`` does).
 
 Addresses must be 0..2**32-1 and ports 0..65535 (the compiled module raises
 OverflowError otherwise; the twin does not check, for speed).
+
+``EHash6`` is the same table for IPv6 4-tuples (issue 17): the addresses are
+TCP's tagged ints (``V6TAG | address``, ``tcpio.core.tcp.inet6_addr``; a
+plain 128-bit int is the same key, ``items()`` gives them tagged), hashed as
+four 64-bit words and the ports with the same key words and the same last
+round.  Only the hash differs, so it shares everything else with ``EHash``
+(the compiled twin shares its C chains, ``EHashTable``, the same way).  An
+IPv4 and an IPv6 connection never share a table, so they never collide,
+and ``::ffff:a.b.c.d`` here is an IPv6 key like any other.
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ _P0 = 0xA0761D6478BD642F
 _P1 = 0xE7037ED1A0B428DB
 
 INITIAL_BUCKETS = 64
+# TCP's tag on an IPv6 address (tcpio.core.tcp.inet6_addr.V6TAG)
+V6TAG = 1 << 128
 
 
 def derive_keys(secret: bytes) -> tuple[int, int, int, int]:
@@ -133,3 +144,38 @@ class EHash:
 
     def items(self) -> list[tuple[tuple[int, int, int, int], Any]]:
         return [((e[0], e[1], e[2], e[3]), e[4]) for bucket in self._buckets for e in bucket]
+
+
+def _mum(a: int, b: int) -> int:
+    p = a * b
+    return (p ^ (p >> 64)) & _M64
+
+
+class EHash6(EHash):
+    """The IPv6 established hash: ``(laddr, lport, raddr, rport) -> obj``,
+    128-bit addresses (tagged or not: stored tagged)."""
+
+    __slots__ = ()
+
+    def hash4(self, laddr: int, lport: int, raddr: int, rport: int) -> int:
+        """The keyed 64-bit hash of an IPv6 4-tuple (identical in both twins)."""
+        k0, k1, k2, m = self._keys
+        a = _mum(((laddr >> 64) & _M64) ^ k0, (laddr & _M64) ^ k1)
+        b = _mum(((raddr >> 64) & _M64) ^ k2, (raddr & _M64) ^ (m ^ _P0))
+        h = _mum(a ^ ((lport << 16) | rport) ^ _P0, b ^ _P1)
+        p = (h ^ k2) * m
+        return (p ^ (p >> 64) ^ _P1) & _M64
+
+    def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
+        laddr |= V6TAG
+        raddr |= V6TAG
+        for e in self._buckets[self.hash4(laddr, lport, raddr, rport) & self._mask]:
+            if e[0] == laddr and e[1] == lport and e[2] == raddr and e[3] == rport:
+                return e[4]
+        return None
+
+    def insert(self, laddr: int, lport: int, raddr: int, rport: int, obj: Any) -> None:
+        super().insert(laddr | V6TAG, lport, raddr | V6TAG, rport, obj)
+
+    def remove(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
+        return super().remove(laddr | V6TAG, lport, raddr | V6TAG, rport)

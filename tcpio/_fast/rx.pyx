@@ -25,7 +25,7 @@ from cpython.ref cimport Py_DECREF
 from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32, wr16
 from tcpio._fast._csum cimport csum_net, pseudo_sum
 from tcpio._fast._tcphdr cimport tcp_opts, tcp_parse_options
-from tcpio._fast.ehash cimport EHash
+from tcpio._fast.ehash cimport EHash, EHash6
 from tcpio._fast.syn_fast cimport SynPath, syn_cookie
 from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c, _rcv_window_ack_c
 
@@ -44,7 +44,6 @@ IPPROTO_UDP = 17
 RX_FLAGGED_MIN = 2048
 RX_TAKEN6 = 6
 _from_bytes = int.from_bytes
-_V6TAG = 1 << 128
 
 cdef enum:
     C_ETH_HLEN = 14
@@ -138,6 +137,11 @@ cdef object _tagged6(const unsigned char* a):
     return _from_bytes(PyBytes_FromStringAndSize(<const char*>buf, 17), "big")
 
 
+cdef object _addr6(const unsigned char* a):
+    """The IPv6 address at ``a`` as the host's 128-bit int (``local6``'s key)."""
+    return _from_bytes(PyBytes_FromStringAndSize(<const char*>a, 16), "big")
+
+
 cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple v6,
                      double now, long long segs, long long gso_size, bint csum_valid):
     """An IPv6 TCP segment (see rx_py._rx_tcp6): RX_TAKEN6 when the datagram at
@@ -148,6 +152,7 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
     cdef Py_ssize_t plen, doff
     cdef bint has_ts = False
     cdef uint32_t ts_val = 0, ts_ecr = 0
+    cdef PyObject* sp
     if n < C_IPV6_HLEN + 20 or p[0] >> 4 != 6 or p[6] != C_TCP:
         return None
     plen = rd16(p + 4)
@@ -160,8 +165,7 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
     if doff < 20 or doff > plen:
         return None
     local6, ehash6, ifindex = v6
-    dst = _tagged6(p + 24)
-    where = local6.get(dst ^ _V6TAG)
+    where = local6.get(_addr6(p + 24))
     if where is None:
         return None
     if p[24] == 0xFE and p[25] & 0xC0 == 0x80 and where != ifindex:
@@ -169,14 +173,19 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
     if not csum_valid and csum_net(seg, plen,
                                    csum_net(p + 8, 32, <uint64_t>plen + C_TCP)) != 0xFFFF:
         return None
-    src = _tagged6(p + 8)
     if seg[13] & C_PRED_MASK == C_TCPHDR_ACK:
         if doff == C_TCPOLEN_TSTAMP_ALIGNED and rd32(seg + 20) == 0x0101080A:
             has_ts = True
             ts_val = rd32(seg + 24)
             ts_ecr = rd32(seg + 28)
         if has_ts or doff == 20:
-            sk = ehash6.lookup(dst, rd16(seg + 2), src, rd16(seg))
+            if type(ehash6) is EHash6:
+                # the 32 address bytes as they are: no Python int per segment
+                sp = (<EHash6>ehash6).lookup_c(p + 24, rd16(seg + 2), p + 8, rd16(seg))
+                sk = <object>sp if sp != NULL else None
+            else:
+                sk = ehash6.lookup(_tagged6(p + 24), rd16(seg + 2), _tagged6(p + 8),
+                                   rd16(seg))
             if isinstance(sk, TcpCb) and (_rcv_established_c(
                     <TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
                     ts_ecr, seg + doff, plen - doff, now, False, segs, gso_size) == 1
@@ -184,8 +193,8 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
                         <TcpCb>sk, seg[13], rd32(seg + 4), rd32(seg + 8), rd16(seg + 14),
                         has_ts, ts_val, ts_ecr, plen - doff, now, False, segs) == 1):
                 return RX_TAKEN6
-    return (C_TCP, src, dst, rd16(seg), rd16(seg + 2), None, ip + C_IPV6_HLEN,
-            ip + C_IPV6_HLEN + plen)
+    return (C_TCP, _tagged6(p + 8), _tagged6(p + 24), rd16(seg), rd16(seg + 2), None,
+            ip + C_IPV6_HLEN, ip + C_IPV6_HLEN + plen)
 
 
 def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,

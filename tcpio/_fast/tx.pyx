@@ -237,6 +237,14 @@ def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
         rbuf_release(&b)
 
 
+# tcp_frame6's last address pair and its 32 header bytes (two int.to_bytes
+# and a concatenation were a third of the call; every ACK of a connection
+# names the same pair)
+cdef object _src6 = None
+cdef object _dst6 = None
+cdef bytes _addrs6 = None
+
+
 def tcp_frame6(dst_mac, src_mac, src, dst, long long hlim, long long sport, long long dport,
                long long seq, long long ack, long long flags, long long window,
                long long ts_val, long long ts_ecr, sack_blocks, payload, long long urg_ptr,
@@ -245,11 +253,16 @@ def tcp_frame6(dst_mac, src_mac, src, dst, long long hlim, long long sport, long
     cdef unsigned char th[60]
     cdef rbuf b
     cdef Py_ssize_t hh, thlen
+    global _src6, _dst6, _addrs6
     chk_range(hlim, 0xFF, "ipv6: hop limit")
-    try:
-        addrs = src.to_bytes(16, "big") + dst.to_bytes(16, "big")
-    except OverflowError:
-        raise ValueError("ipv6: address out of range") from None
+    if type(src) is int and type(dst) is int and src == _src6 and dst == _dst6:
+        addrs = _addrs6         # a connection's segments repeat its pair
+    else:
+        try:
+            addrs = src.to_bytes(16, "big") + dst.to_bytes(16, "big")
+        except OverflowError:
+            raise ValueError("ipv6: address out of range") from None
+        _src6, _dst6, _addrs6 = src, dst, addrs
     thlen = _established_th(th, sport, dport, seq, ack, flags, window, ts_val, ts_ecr,
                             sack_blocks, urg_ptr)
     hh = _hh_len(dst_mac, src_mac)

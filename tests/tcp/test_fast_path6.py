@@ -24,7 +24,7 @@ from scapy.layers.l2 import Ether
 
 from tcpio._fast import load_compiled, load_pure
 from tcpio.core import host as host_mod
-from tcpio.core.addr import ip6_aton
+from tcpio.core.addr import ip6_aton, ip6_ntoa
 from tcpio.core.in_h import AF_INET6
 from tcpio.core.tcp.inet6_addr import V6TAG
 from tcpio.core.tcp.sock import TcpSock
@@ -264,3 +264,23 @@ def test_tcp_frame6_rejects_what_does_not_fit(tx):
                        ("payload", bytes(65536))):
         with pytest.raises(ValueError):
             tx.tcp_frame6(*{**ok, field: bad}.values())
+
+
+@pytest.mark.parametrize("tx", TX)
+def test_tcp_frame6_takes_each_calls_addresses(tx):
+    # The compiled builder keeps the last pair's 32 header bytes: pairs that
+    # alternate, share one side, or differ in one bit still get their own
+    # (the addresses scapy reads back), and a bad pair after a good one
+    # is still refused.
+    pairs = [(0xFD00 << 112 | 2, 0xFD00 << 112 | 1), (0xFD00 << 112 | 2, 0xFD00 << 112 | 3),
+             (0xFD00 << 112 | 2, 0xFD00 << 112 | 1), (0xFD00 << 112 | 3, 0xFD00 << 112 | 1),
+             (0xFD00 << 112 | 3, 0xFD00 << 112 | 1 | 1 << 64),
+             (0xFD00 << 112 | 2, 0xFD00 << 112 | 1)]
+    for src, dst in pairs:
+        f = tx.tcp_frame6(None, None, src, dst, 64, 1, 2, 3, 4, 0x10, 5, -1, 0, (), b"x", 0)
+        want = IPv6(src=ip6_ntoa(src), dst=ip6_ntoa(dst), hlim=64) / TCP(
+            sport=1, dport=2, seq=3, ack=4, flags="A", window=5) / b"x"
+        assert f == bytes(want)
+    with pytest.raises(ValueError):
+        tx.tcp_frame6(None, None, 1 << 128, pairs[-1][1], 64, 1, 2, 3, 4, 0x10, 5, -1, 0, (),
+                      b"", 0)

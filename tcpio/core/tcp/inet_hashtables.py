@@ -2,7 +2,8 @@
 
 * ehash: full socks, request socks (NEW_SYN_RECV) and time-wait socks by
   4-tuple ``(laddr, lport, raddr, rport)``, ours first.  A keyed hash, compiled
-  (``tcpio._fast.ehash``): one lookup per received segment.
+  (``tcpio._fast.ehash``): one lookup per received segment; ``ehash6`` the
+  same for IPv6 4-tuples (``ehash.EHash6``, 128-bit addresses).
 * listening hash: listeners by (local address, port); an exact address wins
   over the wildcard 0.0.0.0 (``__inet_lookup_listener``).
 * bhash: port -> ``InetBindBucket`` (owners = every sock holding the port:
@@ -13,10 +14,11 @@ Every stored sock has ``laddr, lport, raddr, rport, state, reuseaddr``
 (and, when it is an AF_INET6 sock, ``family`` and ``v6only``).
 
 IPv6 (issue 17): an IPv6 4-tuple (tagged addresses, ``inet6_addr``) lives in
-``ehash6``, never in the compiled ``ehash`` (32-bit keys), so the families
-never collide; the listeners an IPv6 SYN may reach are ``by_port6``'s, an
-IPv4 SYN's ``by_port``'s (an AF_INET6 listener on ``::`` without
-IPV6_V6ONLY is in both); bhash is shared and a bind conflict compares the
+``ehash6`` (``EHash6``, the same compiled chains keyed by 128-bit
+addresses), never in ``ehash`` (32-bit keys), so the families never
+collide; the listeners an IPv6 SYN may reach are ``by_port6``'s, an IPv4
+SYN's ``by_port``'s (an AF_INET6 listener on ``::`` without IPV6_V6ONLY is
+in both); bhash is shared and a bind conflict compares the
 address sets each bind covers (``_bind_scope``, ipv6_rcv_saddr_equal).
 
 Bind conflicts follow ``inet_csk_bind_conflict`` / ``inet_bind_conflict``
@@ -60,7 +62,7 @@ from tcpio import _fast
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import AF_INET6
 from tcpio.core.ipv6 import bind_scopes_overlap
-from tcpio.core.tcp.inet6_addr import V6MASK, addr_key
+from tcpio.core.tcp.inet6_addr import V6MASK
 from tcpio.core.tcp.secure_seq import secure_port_offset
 from tcpio.core.tcp.tcp_states import TCP_LISTEN
 
@@ -148,80 +150,6 @@ def _listens_v6(sk: Any) -> bool:
     return sk.laddr > V6MASK or (sk.laddr == 0 and getattr(sk, "family", 0) == AF_INET6)
 
 
-class EHash6:
-    """The established hash of IPv6 4-tuples: chains keyed by the ports and
-    a keyed 32-bit fold of each address (``addr_key``: an attacker choosing
-    its addresses cannot aim at one chain), entries compared whole."""
-
-    def __init__(self, secret: bytes) -> None:
-        self.secret = secret
-        self._chains: dict[tuple[int, int, int, int], list[tuple[tuple, Any]]] = {}
-        self._count = 0
-        # address -> addr_key, for the lookup every IPv6 segment makes (bounded)
-        self._folds: dict[int, int] = {}
-
-    def _key(self, laddr: int, lport: int, raddr: int, rport: int) -> tuple[int, int, int, int]:
-        folds = self._folds
-        lkey = folds.get(laddr)
-        if lkey is None:
-            lkey = self._fold(laddr)
-        rkey = folds.get(raddr)
-        if rkey is None:
-            rkey = self._fold(raddr)
-        return lkey, lport, rkey, rport
-
-    def _fold(self, addr: int) -> int:
-        folds = self._folds
-        if len(folds) >= 4096:
-            folds.clear()
-        key = folds[addr] = addr_key(self.secret, addr)
-        return key
-
-    def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
-        # (_key inlined for the folds already known: one lookup per IPv6 segment)
-        folds = self._folds
-        lkey = folds.get(laddr)
-        rkey = folds.get(raddr)
-        if lkey is None or rkey is None:
-            chain = self._chains.get(self._key(laddr, lport, raddr, rport))
-        else:
-            chain = self._chains.get((lkey, lport, rkey, rport))
-        if chain:
-            t = (laddr, lport, raddr, rport)
-            for key, obj in chain:
-                if key == t:
-                    return obj
-        return None
-
-    def insert(self, laddr: int, lport: int, raddr: int, rport: int, obj: Any) -> None:
-        t = (laddr, lport, raddr, rport)
-        chain = self._chains.setdefault(self._key(*t), [])
-        for i, (key, _) in enumerate(chain):
-            if key == t:
-                chain[i] = (t, obj)
-                return
-        chain.append((t, obj))
-        self._count += 1
-
-    def remove(self, laddr: int, lport: int, raddr: int, rport: int) -> None:
-        k = self._key(laddr, lport, raddr, rport)
-        t = (laddr, lport, raddr, rport)
-        chain = self._chains.get(k)
-        if chain:
-            kept = [e for e in chain if e[0] != t]
-            self._count -= len(chain) - len(kept)
-            if kept:
-                self._chains[k] = kept
-            else:
-                del self._chains[k]
-
-    def __iter__(self) -> Any:
-        return (obj for chain in list(self._chains.values()) for _, obj in chain)
-
-    def __len__(self) -> int:
-        return self._count
-
-
 class InetHashInfo:
     """The host's TCP tables (``struct inet_hashinfo``)."""
 
@@ -230,7 +158,7 @@ class InetHashInfo:
         self.secret = bytes(secret)
         mod = ehash_module if ehash_module is not None else _fast.load("ehash")
         self.ehash = mod.EHash(self.secret)
-        self.ehash6 = EHash6(self.secret)
+        self.ehash6 = mod.EHash6(self.secret)
         self.lhash: dict[tuple[int, int], list[Any]] = {}
         # the listeners of each port in listen() order (None: none), what
         # lookup_listener and the compiled SYN path (syn_fast.SynPath) search;

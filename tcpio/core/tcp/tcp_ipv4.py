@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tcpio.core.icmp_h import (
     ICMP_DEST_UNREACH,
@@ -46,6 +46,7 @@ from .syncookies import (
     cookie_v4_init_sequence,
     inet_csk_reqsk_queue_is_full,
     syn_keys,
+    synack_route_scope,
 )
 from .tcp_info import tcp_get_info
 from .tcp_input import (
@@ -104,7 +105,7 @@ from .tcp_trace import TraceSink, tcp_log_state
 _log = logging.getLogger("tcpio.tcp")
 
 if TYPE_CHECKING:
-    from ..protocol import NetHost
+    from ..protocol import NetHost, NetHost6
 
 wire = _fast.load("wire")
 _syn_fast = _fast.load("syn_fast")
@@ -131,7 +132,7 @@ class TcpProto:
         self.hashinfo = InetHashInfo(host.settings, host.secret)
         # the stateless SYN path the rx classifier runs (syn_fast; early_demux)
         self.syn_path = _syn_fast.SynPath(syn_keys(host.secret), host.settings,
-                                          self.synack_route)
+                                          self.synack_route, self.synack_route_scope)
         self.syn_path.by_port = self.hashinfo.by_port
         self.orphans = 0
         self.tw_count = 0
@@ -173,7 +174,9 @@ class TcpProto:
         inet6_addr.route_mtu4); 576 without a route."""
         try:
             if raddr > V6MASK:
-                return route_mtu4(self.host, raddr)
+                # route_mtu4 inlined: tcp_write_xmit asks once per call
+                return cast("NetHost6", self.host).route6_lookup(
+                    raddr & V6MASK).mtu - IPV6_TCP_EXTRA
             return self.host.route_lookup(raddr).mtu
         except OSError:
             return 576
@@ -187,6 +190,12 @@ class TcpProto:
         if path is None:
             return None
         return path[0], path[1], path[2], self.route_mtu(raddr)
+
+    def synack_route_scope(self, raddr: int) -> tuple | None:
+        """For the compiled SYN path: the path of a SYN-ACK to ``raddr`` and
+        the destinations that share it, resolved once per receive batch
+        (syncookies.synack_route_scope; syn_fast.synack_path)."""
+        return synack_route_scope(self.host, raddr, MAX_SYNACK_LEN)
 
     def advmss_for(self, raddr: int, user_mss: int = 0) -> int:
         """The MSS we advertise to ``raddr``: the route's (dst_metric_advmss),
