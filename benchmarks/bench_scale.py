@@ -293,6 +293,11 @@ async def idle(n: int, streams: bool) -> dict:
 
 # --- the run -------------------------------------------------------------------------------
 
+def idle_counts(text: str) -> list[int]:
+    """The --idle counts: '' or 0 (alone or in the list) means no idle step."""
+    return [n for n in (int(x) for x in text.split(",") if x.strip()) if n > 0]
+
+
 async def run(args: argparse.Namespace) -> dict:
     from netns import NetNs, kernel_peer
 
@@ -324,7 +329,7 @@ async def run(args: argparse.Namespace) -> dict:
                                                              max(args.conns, n))
         results["steps"][n] = row
         print(json.dumps({n: row}), flush=True)
-    for n in [int(x) for x in args.idle.split(",") if x]:
+    for n in idle_counts(args.idle):
         for kind in ("bare", "streams"):
             # a fresh process each: RSS grows only by what these connections take
             proc = await asyncio.create_subprocess_exec(
@@ -405,7 +410,7 @@ def main() -> None:
     ap.add_argument("--modes", default="tap_in,tap_out,wire,kernel,conns")
     ap.add_argument("--total", type=int, default=128, help="MiB moved per step")
     ap.add_argument("--conns", type=int, default=3000, help="connections per conn/s figure")
-    ap.add_argument("--idle", default="5000,20000", help="idle-connection counts ('' skips)")
+    ap.add_argument("--idle", default="5000,20000", help="idle-connection counts ('' or 0 skips)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--idle-child", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -33,6 +33,7 @@ from tcpio.core.addr import ip6_aton, ip_aton, parse_cidr, parse_cidr6
 from tcpio.core.errors import sock_error
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
+from tcpio.core.tx_coalesce import coalesce
 from tcpio.devices.base import Device
 from tcpio.netdb import HostsTable
 from tcpio.resolver import Resolver
@@ -70,6 +71,8 @@ class Stack:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self._closed = False
+        # frames _transmit joined into the super-frame before them (tx_coalesce)
+        self.tx_coalesced = 0
         self._endpoints: set[UdpTransport] = set()
         # TCP transports register here so close() can end them (weak: a
         # transport that is gone needs no closing).
@@ -326,10 +329,20 @@ class Stack:
                 batches[ifindex] = [frame]
             else:
                 batch.append(frame)
+        interfaces = self.host.interfaces
         for ifindex, frames in batches.items():
             dev = devices.get(ifindex)
             if dev is not None:
-                dev.send_batch(frames)
+                iface = interfaces.get(ifindex)
+                if (len(frames) > 1 and iface is not None and iface.gso_max_size
+                        and iface.tx_csum_partial):
+                    # back-to-back frames of one flow as one super-frame (TSO)
+                    joined = coalesce(frames, 14 if iface.link == "ether" else 0,
+                                      iface.gso_max_size)
+                    self.tx_coalesced += len(frames) - len(joined)
+                    dev.send_batch(joined)
+                else:
+                    dev.send_batch(frames)
 
     def _rearm(self) -> None:
         deadline = self.host.next_deadline()
