@@ -2,7 +2,14 @@
 
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
-                                          [--syn-queue off|on|both]
+                                          [--syn-queue off|on|both] [--syn-share F]
+    python benchmarks/bench_flood.py --inproc [--rounds 7]
+
+``--inproc`` (no root) measures the compiled stateless SYN path alone: CPU
+microseconds per cookie SYN through ``Host.receive_batch``, batches of 64
+hping3-like SYNs (no options, random off-link sources), with the SYN-ACK's
+route resolved once per batch (syn_fast.synack_path) and, side by side in
+the same run, per SYN (the route-scope callback off); median and range.
 
 Runs one after the other in the same process, the same job:
 
@@ -111,6 +118,10 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
     if args.budget is not None:
         settings.tcp_syn_budget = args.budget
     tap_options: dict[str, Any] = {"syn_queue": syn_queue}
+    if args.syn_share is not None:
+        from tcpio.devices.tap import SynShare
+        tap_options["syn_share"] = SynShare(share=args.syn_share,
+                                            min_batch=args.syn_min_batch or 32)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
@@ -134,7 +145,12 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
         def sample() -> dict:
             mib = stack.mib()
             k = peer.ns.call(peer.tap.kernel_counters) or {}
-            return {"tcpio_rx_frames": peer.tap.stats["rx_packets"],
+            sh = peer.tap.syn_share.stats()
+            return {"cpu": time.process_time(),
+                    "syn_time": sh["syn_time"], "syn_frames": sh["syn_frames"],
+                    "est_time": sh["est_time"], "est_frames": sh["est_frames"],
+                    "syn_deferred": sh["deferred"],
+                    "tcpio_rx_frames": peer.tap.stats["rx_packets"],
                     "syn_queue_rx": peer.tap.syn_queue_rx,
                     "tap_kernel_tx_dropped": k.get("tx_dropped", 0),
                     "SyncookiesSent": mib.get("SyncookiesSent", 0),
@@ -168,6 +184,72 @@ async def kernel_run(args: argparse.Namespace) -> dict:
             await server.wait()
 
 
+def inproc_syn_cost(rounds: int, batches: int = 200, batch: int = 64) -> None:
+    """CPU µs per cookie SYN in-process, per batch route scope vs per SYN."""
+    import random
+    import statistics
+    import struct
+
+    from tcpio.core.addr import ip_aton
+    from tcpio.core.host import Host
+    from tcpio.devices.base import random_mac
+
+    us_mac, gw_mac = random_mac(), random_mac()
+    h = Host(name="us", seed=7, settings=Settings(tcp_syncookies=2, tcp_syn_budget=1 << 20))
+    ifi = h.add_interface("eth0", mac=us_mac)
+    h.add_address(ifi, ip_aton("10.9.0.2"), 24)
+    h.add_static_arp(ip_aton("10.9.0.1"), gw_mac, ifi)
+    h.add_route(0, 0, ip_aton("10.9.0.1"))
+    lsk = h.tcp.socket()
+    lsk.bind(ip_aton("10.9.0.2"), CONN_PORT)
+    lsk.listen(128)
+    rng = random.Random(1)
+
+    def csum(data: bytes) -> int:
+        if len(data) % 2:
+            data += b"\0"
+        s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        return ~s & 0xFFFF
+
+    def syn() -> bytes:
+        src = rng.randrange(0x0B000000, 0x7F000000)         # off-link, unicast, not 127/8
+        dst = ip_aton("10.9.0.2")
+        tcp = struct.pack("!HHIIBBHHH", rng.randrange(1024, 65535), CONN_PORT,
+                          rng.getrandbits(32), 0, 5 << 4, 0x02, 512, 0, 0)
+        pseudo = struct.pack("!IIBBH", src, dst, 0, 6, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+        ip = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0, src, dst)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        return us_mac + gw_mac + b"\x08\x00" + ip + tcp
+
+    work = [[syn() for _ in range(batch)] for _ in range(batches)]
+    path = h.tcp.syn_path
+    scope_cb = path.route_scope
+    res: dict[str, list[float]] = {"per batch": [], "per SYN": []}
+    now = 100.0
+    for _ in range(rounds):
+        for name, got in res.items():
+            path.route_scope = scope_cb if name == "per batch" else None
+            sent0 = h.mib["SyncookiesSent"]
+            t0 = time.process_time()
+            for frames in work:
+                h.receive_batch(ifi, frames, now)
+                h.take_output()
+            dt = time.process_time() - t0
+            n = h.mib["SyncookiesSent"] - sent0
+            assert n == batches * batch, (n, h.mib.snapshot())
+            got.append(dt / n * 1e6)
+            now += 0.01
+    path.route_scope = scope_cb
+    from tcpio import _fast
+    print("build:", _fast.build_info()["syn_fast"], "| cpus:", os.cpu_count(), "(unpinned)")
+    for name, v in res.items():
+        print(f"  route {name:>9}: {statistics.median(v):.2f} us/SYN "
+              f"({min(v):.2f}-{max(v):.2f}), {rounds} rounds of {batches} x {batch} SYNs")
+
+
 def report(name: str, res: dict) -> dict:
     ph = {p["phase"]: p for p in res["phases"]}
     keep = ph["flood"]["mb_s"] / ph["pre"]["mb_s"] if ph["pre"]["mb_s"] else 0.0
@@ -185,6 +267,19 @@ def report(name: str, res: dict) -> dict:
               f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
                  if d.get("syn_queue_rx") else ""))
+        if "cpu" in d:
+            # where tcpio's time went: its CPU share of the flood's wall clock,
+            # and the read loop's time per queue (read + process + reply)
+            se, sf = d["syn_time"], d["syn_frames"]
+            ee, ef = d["est_time"], d["est_frames"]
+            res["shares"] = {"cpu": d["cpu"] / secs, "syn": se / secs, "est": ee / secs,
+                             "syn_us": se / sf * 1e6 if sf else 0.0,
+                             "est_us": ee / ef * 1e6 if ef else 0.0}
+            sh = res["shares"]
+            print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
+                  f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
+                  f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
+                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)")
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "
           f"{'met' if keep >= 0.5 else 'NOT met'}); new connections during the flood "
           f"{ok:.0%} (target >= 90%: {'met' if ok >= 0.9 else 'NOT met'})")
@@ -199,13 +294,25 @@ def main() -> None:
     ap.add_argument("--post", type=float, default=3.0)
     ap.add_argument("--budget", type=int, default=None,
                     help="Settings.tcp_syn_budget for tcpio (default: the setting's)")
+    ap.add_argument("--syn-share", type=float, default=None,
+                    help="tcpio's SynShare share of the read loop for the SYN queue "
+                         "(default: TapDevice's)")
+    ap.add_argument("--syn-min-batch", type=int, default=None,
+                    help="with --syn-share: SynShare's min_batch (default 32)")
     ap.add_argument("--txqueuelen", type=int, default=None,
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
     ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",
                     help="tcpio's TAP with a second queue for SYNs (default: both runs)")
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--inproc", action="store_true",
+                    help="the in-process cost of a cookie SYN only (no root, no flood)")
+    ap.add_argument("--rounds", type=int, default=7, help="--inproc: rounds (median, range)")
     args = ap.parse_args()
+    if args.inproc:
+        print("command:", shlex.join([sys.executable, *sys.argv]))
+        inproc_syn_cost(args.rounds)
+        return
     if os.geteuid() != 0:
         sys.exit("bench_flood needs root (namespaces, TAP, hping3's raw socket)")
     if subprocess.run(["which", "hping3"], capture_output=True).returncode:

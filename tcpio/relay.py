@@ -24,7 +24,12 @@ tcpio's.
 
 Per UDP 4-tuple: a session (idle timeout ``--udp-timeout``) and a
 connected kernel datagram socket to the destination; answers go back from
-the original destination's address.
+the original destination's address.  The upstream socket's errors go back
+as the ICMP destination unreachable that says the same (icmp_err_convert
+read backwards, ``udp_unreach_code``): refused -> port unreachable,
+ENETUNREACH -> net unreachable, EHOSTUNREACH -> host unreachable, EACCES ->
+administratively prohibited, so the client's socket gets the errno its
+kernel would have got from a router.
 
 One log line per flow when it ends (``--quiet`` turns them off), counters
 at exit.  See docs/forwarding.md for the namespace set-up.
@@ -55,6 +60,20 @@ COPY_CHUNK = 1 << 16
 # filtered), which makes the client's own connect() fail the same way.  A
 # timeout stays silence, as a black hole gives.
 UNREACH_CODES = {errno.ENETUNREACH: 0, errno.EHOSTUNREACH: 1, errno.EACCES: 13}
+ICMP_PORT_UNREACH = 3
+
+
+def udp_unreach_code(exc: BaseException) -> int | None:
+    """The ICMP destination unreachable code to give a UDP session's client
+    for its upstream socket's error (icmp_err_convert read backwards):
+    ECONNREFUSED (the destination's port unreachable) -> port unreachable;
+    ENETUNREACH, EHOSTUNREACH, EACCES (no route, an ICMP host unreachable
+    from further on, a prohibit route) -> what a router sends for them
+    (UNREACH_CODES).  None: nothing to pass on (EMSGSIZE, ENOBUFS, ...)."""
+    err = getattr(exc, "errno", None)
+    if err == errno.ECONNREFUSED:
+        return ICMP_PORT_UNREACH
+    return UNREACH_CODES.get(err or 0)
 # SOCKS5 replies (RFC 1928 6) that say the same
 SOCKS5_ERRNO = {2: errno.EACCES, 3: errno.ENETUNREACH, 4: errno.EHOSTUNREACH}
 
@@ -180,10 +199,12 @@ class Relay:
     """The forwarder's application: what each request and session does."""
 
     def __init__(self, *, connect_timeout: float = 10.0, socks5: tuple[str, int] | None = None,
-                 log: Any = None, open_connection: Any = None) -> None:
-        # how upstream connections are made: asyncio's (kernel sockets) unless
-        # given (a test passes another tcpio stack's open_connection)
+                 log: Any = None, open_connection: Any = None,
+                 create_datagram_endpoint: Any = None) -> None:
+        # how upstream connections and UDP sockets are made: asyncio's (kernel
+        # sockets) unless given (a test passes another tcpio stack's)
         self.open_connection = open_connection or asyncio.open_connection
+        self.create_datagram_endpoint = create_datagram_endpoint
         self.connect_timeout = connect_timeout
         self.socks5 = socks5
         self.log = log              # a callable taking one line, or None
@@ -251,7 +272,9 @@ class Relay:
         c = self.counters
         c.udp_sessions += 1
         host, port = session.sockname[:2]
-        loop = asyncio.get_running_loop()
+        create = self.create_datagram_endpoint or \
+            asyncio.get_running_loop().create_datagram_endpoint
+        flow = f"udp {_hostport_str(session.peername)} -> {_hostport_str(session.sockname)}"
 
         class Upstream(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -261,16 +284,23 @@ class Relay:
                         session.send(data)
 
             def error_received(self, exc: Exception) -> None:
-                # the destination's port unreachable, passed on to the client
-                if isinstance(exc, ConnectionRefusedError) and not session.closed:
-                    session.unreachable(3)
+                # the destination's port unreachable, or a router's
+                # unreachable on the way: passed on to the client as the ICMP
+                # it would have had from that router
+                code = udp_unreach_code(exc)
+                if code is not None and not session.closed:
+                    session.unreachable(code)
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                Upstream, remote_addr=(host, port), family=family)
+            transport, _ = await create(Upstream, remote_addr=(host, port), family=family)
         except OSError as exc:
-            self._log(f"udp {session.peername} -> {session.sockname} failed: {exc}")
+            # connect() found no route (or a prohibit one): the client hears
+            # it as from a router without that route, quoting its datagram
+            code = udp_unreach_code(exc)
+            if code is not None and code != ICMP_PORT_UNREACH:
+                session.unreachable(code)
+            self._log(f"{flow} failed: {exc}")
             session.close()
             return
         n = 0
@@ -281,8 +311,7 @@ class Relay:
                 transport.sendto(data)
         finally:
             transport.close()
-        self._log(f"udp {_hostport_str(session.peername)} -> "
-                  f"{_hostport_str(session.sockname)} ended ({n} datagrams up)")
+        self._log(f"{flow} ended ({n} datagrams up)")
 
 
 def _hostport_str(name: tuple[Any, ...]) -> str:

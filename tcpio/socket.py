@@ -242,25 +242,36 @@ class Waker:
     __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[None]] = []
+        # The shared empty tuple while nobody waits (most of an idle
+        # connection's life): a list is made by the first wait() after a
+        # wakeup, not kept by every socket (issue 11: memory per connection).
+        self._waiters: list[asyncio.Future[None]] | tuple[()] = ()
 
     def __call__(self) -> None:
-        waiters, self._waiters = self._waiters, []
+        waiters = self._waiters
+        if not waiters:
+            return
+        self._waiters = ()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
     async def wait(self) -> None:
         fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        waiters = self._waiters
+        if isinstance(waiters, list):
+            waiters.append(fut)
+        else:
+            self._waiters = [fut]
         try:
             await fut
         finally:
             # Cancelled (a wait_for timeout): forget the future now, or a
             # polling loop on a quiet socket would pile them up until a wakeup.
-            if not fut.done() or fut.cancelled():
+            waiters = self._waiters
+            if (not fut.done() or fut.cancelled()) and isinstance(waiters, list):
                 with contextlib.suppress(ValueError):
-                    self._waiters.remove(fut)
+                    waiters.remove(fut)
 
 
 class Socket:

@@ -155,6 +155,7 @@ class Stack:
             gso_max_size6=getattr(device, "gso_max_size6", 0),
             tx_csum_partial=getattr(device, "tx_csum_partial", False))
         self.devices[ifindex] = device
+        self.host.attach_netif(ifindex, device, self.kick)     # its queue (core/qdisc.py)
         device.start(self.loop, lambda frames: self._on_frames(ifindex, frames))
         if address is not None:
             self.add_address(ifindex, address)

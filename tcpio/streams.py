@@ -48,13 +48,41 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     queue (``resume_writing``, ``connection_lost``) except in
     ``_drain_helper``, which appends; so an empty tuple stands in until then.
     On an asyncio without the attribute nothing is changed.
+
+    Likewise the future ``StreamWriter.wait_closed()`` awaits (``_closed``,
+    ~0.15 KiB): asyncio makes it in ``__init__``; here it is dropped there
+    and made again when first asked for (by ``wait_closed()`` or
+    ``connection_lost``), which an idle connection never does.
     """
+
+    _closed_fut: asyncio.Future[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         waiters = getattr(self, "_drain_waiters", None)
         if type(waiters) is collections.deque and not waiters:
             self._drain_waiters: Any = _NO_DRAIN_WAITERS
+        fut = self._closed_fut
+        if fut is not None and not fut.done():
+            self._closed_fut = None     # nobody has seen it: make it when asked
+
+    @property
+    def _closed(self) -> asyncio.Future[None]:
+        fut = self._closed_fut
+        if fut is None:
+            fut = self._closed_fut = self._loop.create_future()  # type: ignore[attr-defined]
+        return fut
+
+    @_closed.setter
+    def _closed(self, fut: asyncio.Future[None]) -> None:
+        self._closed_fut = fut
+
+    def __del__(self) -> None:
+        # asyncio's __del__ only reads the future's outcome: none was made, nothing to read
+        if self._closed_fut is not None:
+            base_del = getattr(super(), "__del__", None)
+            if base_del is not None:
+                base_del()
 
     async def _drain_helper(self) -> None:
         if getattr(self, "_drain_waiters", None) is _NO_DRAIN_WAITERS:

@@ -42,6 +42,10 @@ _ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)
 
 # asyncio's selector transport reads 256 KiB at most per recv; same here.
 MAX_READ = 256 * 1024
+# get_extra_info's names TcpTransport fills in when first asked for.
+_LAZY_NAMES = frozenset({"sockname", "peername"})
+# The write buffer of a transport with nothing buffered (see TcpTransport._buffer).
+_NO_BUFFER = b""
 # after this many writes on a lost connection, say so once (asyncio does too)
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
@@ -84,14 +88,14 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self._extra["socket"] = None   # no kernel socket to hand out
         # the core TcpSock, for introspection (state, srtt, rto); not for I/O
         self._extra["tcp_sock"] = sk
-        try:
-            self._extra["sockname"] = to_address(sk.getsockname())
-        except OSError:
-            self._extra["sockname"] = None
-        try:
-            self._extra["peername"] = to_address(sk.getpeername())
-        except OSError:
-            self._extra["peername"] = None
+        # "sockname" and "peername" are made when first asked for
+        # (get_extra_info): most idle connections never are, and the two
+        # strings and tuples were a twentieth of one's memory (issue 11).
+        # A sock that does not keep its addresses once closed (any but a
+        # TcpSock) is asked now, as asyncio does.
+        if not hasattr(sk, "_to_user"):
+            for name in _LAZY_NAMES:
+                self._extra[name] = _sock_address(sk, name)
         # asyncio and uvloop set TCP_NODELAY on every TCP transport: protocols
         # that write a header and then a body would otherwise wait out Nagle
         # against the peer's delayed ACK (40 ms per response).
@@ -100,7 +104,9 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self._protocol: Any = None
         self._protocol_connected = False
         self.set_protocol(protocol)
-        self._buffer = bytearray()   # bytes not yet accepted by the core
+        # bytes not yet accepted by the core: a bytearray while there are
+        # any, else the shared empty bytes (an idle transport holds no buffer)
+        self._buffer: bytearray | bytes = _NO_BUFFER
         self._closing = False        # close() or a fatal error happened
         self._conn_lost = 0          # >0 once connection_lost is scheduled
         self._eof = False            # write_eof() was called
@@ -122,8 +128,14 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
-        return (f"<TcpTransport {state} local={self._extra.get('sockname')} "
-                f"peer={self._extra.get('peername')} buffered={len(self._buffer)}>")
+        return (f"<TcpTransport {state} local={self.get_extra_info('sockname')} "
+                f"peer={self.get_extra_info('peername')} buffered={len(self._buffer)}>")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        extra = self._extra
+        if name in _LAZY_NAMES and name not in extra:
+            extra[name] = _sock_address(extra["tcp_sock"], name)
+        return extra.get(name, default)
 
     # --- protocol ------------------------------------------------------------
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
@@ -324,7 +336,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             if n == len(data):
                 return
             data = memoryview(data)[n:]
-        self._buffer += data
+        if self._buffer:
+            self._buffer += data
+        else:
+            self._buffer = bytearray(data)
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Any) -> None:
@@ -343,7 +358,11 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             self._fatal_error(exc, "Fatal write error on tcpio transport")
             return
         if n:
-            del self._buffer[:n]
+            buf = self._buffer
+            assert isinstance(buf, bytearray)   # (only called with bytes buffered)
+            del buf[:n]
+            if not buf:
+                self._buffer = _NO_BUFFER
         self._maybe_resume_protocol()    # may write, close or abort
         if not self._buffer and not self._conn_lost:
             # (a close() or abort() inside resume_writing has already
@@ -401,8 +420,7 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         """Close now (asyncio's name: sslproto calls it on handshake errors)."""
         if self._conn_lost:
             return
-        if self._buffer:
-            self._buffer.clear()
+        self._buffer = _NO_BUFFER
         self._closing = True
         self._conn_lost += 1
         # abort() resets.  With an exception the sock is closed later, in
@@ -436,6 +454,24 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             server, self._server = self._server, None
             if server is not None:
                 server._detach(self)
+
+
+def _sock_address(sk: Any, name: str) -> Any:
+    """The connected sock's "sockname" or "peername" for get_extra_info,
+    as the user sees it; asyncio reads both when it makes the transport, so
+    a TcpSock closed since still gives the addresses it was connected with
+    (it keeps them), and None only if it never had them."""
+    to_user = getattr(sk, "_to_user", None)
+    if to_user is not None:
+        port = sk.lport if name == "sockname" else sk.rport
+        if not port:
+            return None
+        return to_address(to_user(sk.laddr, port) if name == "sockname"
+                          else to_user(sk.raddr, port))
+    try:
+        return to_address(sk.getsockname() if name == "sockname" else sk.getpeername())
+    except OSError:
+        return None
 
 
 def check_given_sock(sock: Socket, host: Any, port: Any) -> None:

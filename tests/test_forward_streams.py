@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import io
 from collections.abc import AsyncIterator
 
 import pytest
 from stackutil import Sink, run_on
 
 import tcpio
+from tcpio.devices.pcap import PcapDevice
 from tcpio.relay import Relay
 from tcpio.stack import Stack
 
@@ -27,14 +29,19 @@ SERVER = "10.1.0.1"
 
 
 @contextlib.asynccontextmanager
-async def three_stacks(loss: float = 0.0) -> AsyncIterator[tuple[Stack, Stack, Stack]]:
+async def three_stacks(loss: float = 0.0, pcap: io.BytesIO | None = None
+                       ) -> AsyncIterator[tuple[Stack, Stack, Stack]]:
+    """``pcap``: record what c's end of wire 1 sees."""
     w1 = tcpio.MemoryWire(seed=3, loss=loss)
     w2 = tcpio.MemoryWire(seed=4, loss=loss)
     c, f, s = Stack(seed=1, name="c"), Stack(seed=2, name="f"), Stack(seed=3, name="s")
     for st in (c, f, s):
         await st.__aenter__()
+    loop = asyncio.get_running_loop()
     try:
-        c.add_interface(w1.a, "10.0.0.1/24")
+        c.add_interface(w1.a if pcap is None else
+                        PcapDevice(w1.a, pcap, clock=lambda: round(loop.time() * 1e9)),
+                        "10.0.0.1/24")
         f.add_interface(w1.b, "10.0.0.2/24")
         f.add_interface(w2.a, "10.1.0.2/24")
         s.add_interface(w2.b, "10.1.0.1/24")

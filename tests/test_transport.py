@@ -310,6 +310,21 @@ async def test_get_extra_info(kind: str) -> None:
 
 @both_kinds
 @both_loops
+async def test_get_extra_info_addresses_first_asked_after_a_reset(kind: str) -> None:
+    # asyncio reads both addresses when it makes the transport; tcpio makes
+    # them when first asked, so a transport asked only after the peer reset
+    # the connection must still give the ones it was connected with
+    server, cp, sp = await connected_pair(kind)
+    client_sock = cp.transport.get_extra_info("sockname")
+    cp.transport.abort()
+    assert isinstance(await sp.lost, ConnectionResetError)
+    assert sp.transport.get_extra_info("peername") == client_sock
+    assert sp.transport.get_extra_info("sockname") == ("10.0.0.1", 80)
+    server.close()
+
+
+@both_kinds
+@both_loops
 async def test_set_protocol_redirects_callbacks(kind: str) -> None:
     server, cp, sp = await connected_pair(kind)
     other = Recorder()

@@ -20,9 +20,14 @@ cdef class SynKeys:
 
 cdef class SynPath:
     cdef public SynKeys keys
-    cdef public object settings, route
+    cdef public object settings, route, route_scope
     cdef public list by_port, out
     cdef public long long budget, sent, eth_sent, dropped
+    cdef public int sc_state
+    cdef public uint32_t sc_prefix, sc_mask
+    cdef public list sc_excl
+    cdef public object sc_path, sc_token, sc_fib, sc_pmtu
+    cdef public long long scopes
 
 
 cdef long long _COOKIEBITS, _COOKIEMASK, _MAX_SYNCOOKIE_AGE, _TSBITS
@@ -56,6 +61,10 @@ cpdef long long initial_rcv_wnd(long long rcvbuf, long long mss)
 cpdef long long route_advmss(long long mtu, long long user_mss)
 cpdef bint inet_csk_reqsk_queue_is_full(object listener) except -1
 cpdef object listener_pick(object socks, long long laddr)
+
+@cython.locals(state=cython.int, pm=tuple, pmtu=object, scope=object, prefix=uint32_t,
+               mask=uint32_t, pprefix=uint32_t, pmask=uint32_t)
+cpdef object synack_path(SynPath syn, uint32_t src)
 
 @cython.locals(listener=TcpCb, syncookies=cython.longlong, mss=cython.longlong,
                user_mss=cython.longlong, tstamp_ok=bint, wscale_ok=bint, sack_ok=bint,

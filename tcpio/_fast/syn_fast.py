@@ -28,7 +28,8 @@ compiled receive classifier (rx.pyx) both use:
   batch's time from the established connections (issue 13).
 
 ``SynPath`` is what TCP registers with its early demux: the host's secret
-(``SynKeys``), settings, listeners by port, the route/neighbour callback,
+(``SynKeys``), settings, listeners by port, the route/neighbour callbacks
+(per SYN, and the batch's shared route scope: ``synack_path``),
 and the counters the host folds into the MIB per batch
 (``batch_end``).  Compiled, a SYN costs no Python object but the frame, its
 (ifindex, frame) entry and what the route callback builds.
@@ -52,7 +53,7 @@ from tcpio._fast import load
 
 __all__ = ["MSSTAB", "SynKeys", "SynPath", "check_tcp_syn_cookie", "cookie_hash",
            "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "listener_pick",
-           "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "tcp_rcv_wscale",
+           "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_path", "tcp_rcv_wscale",
            "ts_off_hash"]
 
 # (C constants when compiled, see syn_fast.pxd; the public names below)
@@ -253,24 +254,43 @@ class SynPath:
     settings: Any
     by_port: list
     route: Any
+    route_scope: Any
     out: list
     budget: int
     sent: int
     eth_sent: int
     dropped: int
+    # the batch's route scope (synack_path): 0 none yet, 1 held
+    sc_state: int
+    sc_prefix: int
+    sc_mask: int
+    sc_excl: list
+    sc_path: Any
+    sc_token: Any
+    sc_fib: Any
+    sc_pmtu: Any
+    scopes: int
 
-    def __init__(self, keys: SynKeys, settings: Any, route: Any) -> None:
+    def __init__(self, keys: SynKeys, settings: Any, route: Any,
+                 route_scope: Any = None) -> None:
         self.keys = keys
         self.settings = settings
         self.by_port = [None] * 65536
         self.route = route
+        self.route_scope = route_scope
         self.out = []
         self.budget = settings.tcp_syn_budget
         self.sent = self.eth_sent = self.dropped = 0
+        self.sc_state = 0
+        self.sc_prefix = self.sc_mask = 0
+        self.sc_excl = []
+        self.sc_path = self.sc_token = self.sc_fib = self.sc_pmtu = None
+        self.scopes = 0
 
     def batch_begin(self, out: list) -> None:
         """A receive batch starts: SYN-ACKs go to ``out`` (the host's output)."""
         self.out = out
+        self.sc_state = 0
 
     def batch_end(self, mib: Any) -> None:
         """A receive batch ended: fold what the compiled path did into ``mib``
@@ -292,6 +312,55 @@ class SynPath:
             self.dropped = 0
         self.budget = self.settings.tcp_syn_budget
         self.out = []
+        self.sc_state = 0
+        self.sc_path = self.sc_token = self.sc_fib = self.sc_pmtu = None
+
+
+def synack_path(syn: SynPath, src: int) -> Any:
+    """Where the SYN-ACK to ``src`` leaves as one whole frame: (ifindex,
+    dst_mac, src_mac, route MTU), or None (ip_output's general path).
+
+    The route and neighbour are resolved once per receive batch, not per SYN
+    (a flood's spoofed sources each miss the host's per-destination route
+    cache): a SYN asks ``syn.route_scope(src)`` for its path and the part of
+    the address space that shares it, the prefix of the gatewayed FIB entry
+    that routes ``src`` less any more specific route inside it
+    (syncookies.synack_route_scope; an on-link route shares nothing).  Later
+    SYNs of the batch inside that scope take the held path while the FIB is
+    the one the scope was computed from (``Fib.entries()`` is the same
+    object: a route added or removed mid-batch makes it compute again) and
+    no path MTU was learned for the source; those outside it ask
+    ``syn.route(src)`` as before."""
+    state = syn.sc_state
+    if state == 1:
+        if syn.sc_fib.entries() is not syn.sc_token:
+            state = 0               # the table changed under the held scope
+        else:
+            if src & syn.sc_mask != syn.sc_prefix:
+                return syn.route(src)
+            for pm in syn.sc_excl:
+                pprefix = pm[0]
+                pmask = pm[1]
+                if src & pmask == pprefix:
+                    return syn.route(src)
+            pmtu = syn.sc_pmtu
+            if pmtu and src in pmtu:
+                return syn.route(src)
+            return syn.sc_path
+    if syn.route_scope is None:
+        return syn.route(src)
+    scope = syn.route_scope(src)
+    if scope is None:
+        return None
+    if scope[4] is None:
+        syn.sc_state = 0
+        return scope[0]             # nothing to share: this SYN's own path
+    (syn.sc_path, prefix, mask, syn.sc_excl, syn.sc_token, syn.sc_fib, syn.sc_pmtu) = scope
+    syn.sc_prefix = prefix
+    syn.sc_mask = mask
+    syn.sc_state = 1
+    syn.scopes += 1
+    return syn.sc_path
 
 
 def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: int,
@@ -314,7 +383,7 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     if syn.budget <= 0:
         syn.dropped += 1
         return SYN_BUDGET_DROP
-    path = syn.route(src)
+    path = synack_path(syn, src)
     if path is None:
         return SYN_DECLINED         # no route, or a neighbour to resolve: ip_output's work
     ifindex, dst_mac, src_mac, mtu = path

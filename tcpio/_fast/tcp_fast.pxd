@@ -54,6 +54,9 @@ cdef class TcpCb:
     cdef public double last_synq_overflow
     # the IP ID of the connection's next segment (inet_id)
     cdef public long long inet_id
+    # Not read by the fast paths: C fields so that an idle connection keeps
+    # no int object per value (issue 11: memory per idle socket)
+    cdef public long long iss, irs, snd_wl1, max_window, sndbuf, mss_cache, mss_clamp
 
 
 cdef class TxSeg:

@@ -239,6 +239,16 @@ class TcpCb:
     last_synq_overflow: float
     # the IP ID of the connection's next segment (inet_id; ip_select_ident_segs)
     inet_id: int
+    # Not read by the fast paths: compiled, C fields, so that an idle
+    # connection keeps no int object per value (issue 11: memory per idle
+    # socket).  TcpSock sets them.
+    iss: int
+    irs: int
+    snd_wl1: int
+    max_window: int
+    sndbuf: int
+    mss_cache: int
+    mss_clamp: int
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)

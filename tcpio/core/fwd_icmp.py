@@ -16,6 +16,13 @@ icmp_unreach and icmpv6_notify do not look at it).
 
 ``code`` is always the IPv4 one (RFC 792); an IPv6 flow gets the ICMPv6
 code with the same meaning (RFC 4443 3.1).
+
+They are ICMP errors the host sends like any other, so they pass the same
+rate limits as a kernel router's (``IcmpProto.xrlim_allow``: icmp_global_allow
+and the client's bucket, icmpv4_xrlim_allow; ``Icmpv6Proto.xrlim_allow`` for
+an IPv6 flow): a client that opens connections to a thousand unreachable
+destinations at once hears about the first few, and its connects that heard
+nothing time out, as behind a Linux router.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from tcpio.core.ndisc import icmp6_message
 from tcpio.core.tcp.inet6_addr import V6MASK
 
 if TYPE_CHECKING:
+    from tcpio.core.host import Host
     from tcpio.core.protocol import NetHost, NetHost6
 
 wire = _fast.load("wire")
@@ -60,10 +68,19 @@ def unreach_from_destination(host: NetHost, iph: Any, proto: int, transport: byt
     """Destination unreachable to ``iph.src`` from ``iph.dst``, quoting the
     client's datagram: ``iph`` its header record (an IPv4 one, or a tagged
     ``Iph6``), ``transport`` its ``proto`` header and data.  False when it
-    could not be sent (counted as the ICMP layer counts it)."""
+    could not be sent or the rate limit held it back (counted as the ICMP
+    layer counts it)."""
     mib = host.mib
+    limits = cast("Host", host)
     if iph.dst > V6MASK:
         client, orig = iph.src & V6MASK, iph.dst & V6MASK
+        try:
+            route = cast("NetHost6", host).route6_lookup(client)
+        except OSError:
+            mib["Icmp6OutErrors"] += 1
+            return False
+        if not limits.icmp6.xrlim_allow(ICMPV6_DEST_UNREACH, client, route):
+            return False
         quoted = (build_ipv6hdr(proto, client, orig, len(transport), iph.hlim, iph.tclass)
                   + transport)[:ICMPV6_QUOTE_MAX]
         msg = icmp6_message(orig, client, ICMPV6_DEST_UNREACH, UNREACH_CODE6.get(code, 0),
@@ -76,6 +93,8 @@ def unreach_from_destination(host: NetHost, iph: Any, proto: int, transport: byt
         mib["Icmp6OutMsgs"] += 1
         mib["Icmp6OutDestUnreachs"] += 1
         return True
+    if not limits.icmp.xrlim_allow(iph.src, ICMP_DEST_UNREACH, code):
+        return False
     hdr = bytearray(60)
     hlen = wire.build_ipv4(hdr, 0, iph)
     quoted = bytes(hdr[:hlen]) + transport[:ICMP_QUOTE_MAX - hlen]

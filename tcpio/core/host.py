@@ -48,7 +48,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
@@ -75,6 +75,7 @@ from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicas
 from tcpio.core.mib import Mib
 from tcpio.core.ndisc import Ndisc
 from tcpio.core.protocol import EarlyDemux, InetProtocol
+from tcpio.core.qdisc import NetifQueue, Qdisc
 from tcpio.core.raw import RawTable
 from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
@@ -210,6 +211,11 @@ class Host:
         self.rx_tproxy: Any = None
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
         self._output: list[tuple[int, bytes | bytearray]] = []
+        # Each interface's transmit queue (qdisc.py), those whose driver has
+        # stopped them, and the frames the queues dropped (NetHost.qdisc_drops).
+        self.qdiscs: dict[int, Qdisc] = {}
+        self._tx_stopped: set[int] = set()
+        self.qdisc_drops = 0
         self._wakeups: dict[Any, None] = {}
         # The backlog (softnet_data.input_pkt_queue): datagrams to ourselves,
         # waiting for process_backlog.
@@ -274,9 +280,46 @@ class Host:
         iface.gso_max_size6 = gso_max_size6
         iface.tx_csum_partial = tx_csum_partial if gso_max_size or gso_max_size6 else False
         self.interfaces[ifindex] = iface
+        self.qdiscs[ifindex] = Qdisc(ifindex)
         if link == "ether":
             addrconf.addrconf_dev_config(self, iface)   # fe80::EUI-64, with DAD
         return ifindex
+
+    # ----- transmit queues (qdisc.py) -------------------------------------------------
+
+    def set_txqueuelen(self, ifname: str | int, length: int) -> None:
+        """``ip link set dev IF txqueuelen N``: the interface's qdisc holds at
+        most ``length`` frames while its driver is stopped (name or ifindex)."""
+        if length < 0:
+            raise ValueError("txqueuelen must not be negative")
+        ifindex = ifname if isinstance(ifname, int) else next(
+            (i.ifindex for i in self.interfaces.values() if i.name == ifname), None)
+        if ifindex is None or ifindex not in self.qdiscs:
+            raise sock_error(errno.ENODEV, f"no interface {ifname!r}")
+        self.qdiscs[ifindex].limit = length
+
+    def attach_netif(self, ifindex: int, device: Any = None,
+                     kick: Callable[[], None] | None = None) -> NetifQueue:
+        """The handle a driver stops and wakes the interface's queue with; a
+        ``device`` with ``attach_netif`` gets it (``kick``: the driver's
+        flush, run after a wake)."""
+        netif = NetifQueue(self, self.qdiscs[ifindex], kick)
+        attach = getattr(device, "attach_netif", None)
+        if attach is not None:
+            attach(netif)
+        return netif
+
+    def netif_stopped(self, qdisc: Qdisc, stopped: bool) -> None:
+        if stopped:
+            self._tx_stopped.add(qdisc.ifindex)
+        else:
+            self._tx_stopped.discard(qdisc.ifindex)
+
+    def release_backlog(self, ifindex: int, frames: Iterable[bytes | bytearray]) -> None:
+        self._output.extend([(ifindex, frame) for frame in frames])
+
+    def qdisc_dropped(self) -> None:
+        self.qdisc_drops += 1
 
     def set_mtu(self, ifindex: int, mtu: int) -> None:
         """``ip link set IF mtu N`` (ifindex 0 is ``lo``)."""
@@ -316,6 +359,7 @@ class Host:
                 addrconf.addrconf_dev_config(self, iface)
         else:
             self._links_down.add(ifindex)
+            self.qdiscs[ifindex].reset()        # dev_deactivate: the backlog goes
             self.fib.flush_dev(ifindex)
             self.fib6.flush_dev(ifindex)
             addrconf.addrconf_ifdown_ra(iface)
@@ -879,7 +923,25 @@ class Host:
     def take_output(self) -> list[tuple[int, bytes | bytearray]]:
         out = self._output
         self._output = []
+        if self._tx_stopped:
+            out = self._hold_stopped(out)
         return out
+
+    def _hold_stopped(self, out: list[tuple[int, bytes | bytearray]]
+                      ) -> list[tuple[int, bytes | bytearray]]:
+        """Frames for an interface whose driver is stopped wait in its qdisc
+        (queued before it stopped, or by TCP's send loop, which appends to
+        the list itself); what does not fit is dropped there."""
+        stopped, qdiscs = self._tx_stopped, self.qdiscs
+        go = []
+        for item in out:
+            ifindex = item[0]
+            if ifindex in stopped:
+                if not qdiscs[ifindex].enqueue(item[1]):
+                    self.qdisc_drops += 1
+            else:
+                go.append(item)
+        return go
 
     def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
         """The list ``take_output`` will return next: TCP's send loop appends
@@ -983,8 +1045,16 @@ class Host:
                    payload: bytes | bytearray) -> None:
         ether.ether_xmit(self, iface, dst_mac, ethertype, payload)
 
-    def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> bool:
+        """dev_queue_xmit: False when the interface's queue is stopped and
+        full (the frame is dropped: NET_XMIT_DROP)."""
+        if self._tx_stopped and ifindex in self._tx_stopped:
+            if self.qdiscs[ifindex].enqueue(frame):
+                return True
+            self.qdisc_drops += 1
+            return False
         self._output.append((ifindex, frame))
+        return True
 
     def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
         """NetHost.gso_caps: the interface's (gso_max_size, tx_csum_partial),

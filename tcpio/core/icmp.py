@@ -64,6 +64,33 @@ _IN_COUNTER = {3: "IcmpInDestUnreachs", 4: "IcmpInSrcQuenchs", 11: "IcmpInTimeEx
 _OUT_COUNTER = {3: "IcmpOutDestUnreachs", 11: "IcmpOutTimeExcds", 12: "IcmpOutParmProbs"}
 # RFC 1812 4.3.2.3: an error quotes as much of the datagram as fits in 576 bytes.
 ICMP_QUOTE_MAX = 576 - 20 - 8
+# inet_peer_xrlim_allow's burst: XRLIM_BURST_FACTOR timeouts' worth.
+XRLIM_BURST_FACTOR = 6
+# The rate limiters count in jiffies (HZ = 1000: milliseconds), integers as in
+# Linux, so that refills adding up to a whole timeout allow one more error
+# (float seconds would leave 0.1 + 0.15 just short of 0.25).
+HZ = 1000
+
+
+def jiffies(now: float) -> int:
+    """The host clock in jiffies (to the nearest: virtual-clock times are exact)."""
+    return round(now * HZ)
+
+
+def inet_peer_xrlim_allow(peers: dict[int, tuple[int, int]], dst: int, timeout: int,
+                          burst: int, now: int) -> bool:
+    """Linux's inet_peer_xrlim_allow: ``dst``'s tokens (jiffies) grow with time
+    up to ``burst``; an error costs ``timeout`` of them.  A destination not
+    seen before starts full (Linux's new peer has rate_last a minute ago)."""
+    tokens, last = peers.get(dst, (burst, now))
+    tokens = min(burst, tokens + now - last)
+    if tokens < timeout:
+        peers[dst] = (tokens, now)
+        return False
+    if len(peers) > 4096:
+        peers.clear()           # bounded; forgetting only makes us more permissive
+    peers[dst] = (tokens - timeout, now)
+    return True
 
 
 def err_convert(type: int, code: int) -> int | None:
@@ -101,7 +128,7 @@ class IcmpProto:
         self.host = host
         self.echo_replies: deque[EchoReply] = deque(maxlen=1024)
         self.errors: deque[IcmpError] = deque(maxlen=1024)
-        self._buckets: dict[int, tuple[float, float]] = {}   # dst -> (tokens, last)
+        self._peers: dict[int, tuple[int, int]] = {}     # dst -> (tokens, last), jiffies
         self._global = (float(host.settings.icmp_msgs_burst), 0.0)  # (tokens, last)
         # Woken (via host.schedule_wakeup) when echo_replies or errors grow.
         self.wakeup: Callable[[], None] | None = None
@@ -251,14 +278,8 @@ class IcmpProto:
             return False
         if iph.proto == IPPROTO_ICMP and (len(payload) < 1 or payload[0] not in _INFO_TYPES):
             return False     # never an error about an error
-        if not (type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED):
-            # __icmp_send: the host-wide budget first, then the per-destination one.
-            if not self._global_allow():
-                mib["IcmpOutRateLimitGlobal"] += 1
-                return False
-            if not self._allow(src):
-                mib["IcmpOutRateLimitHost"] += 1
-                return False
+        if not self.xrlim_allow(src, type, code):
+            return False
         hdr = bytearray(60)
         hlen = wire.build_ipv4(hdr, 0, iph)
         quoted = bytes(hdr[:hlen]) + bytes(payload[:max(0, ICMP_QUOTE_MAX - hlen)])
@@ -299,23 +320,30 @@ class IcmpProto:
         self._global = (tokens - 1.0, now)
         return True
 
-    def _allow(self, dst: int) -> bool:
-        """Per-destination token bucket (inet_peer_xrlim_allow)."""
-        s = self.host.settings
-        now = self.host.now
-        burst = float(s.icmp_ratemask_burst)
-        interval = s.icmp_ratelimit
-        tokens, last = self._buckets.get(dst, (burst, now))
-        if interval > 0:
-            tokens = min(burst, tokens + (now - last) / interval)
-        else:
-            tokens = burst
-        if tokens < 1.0:
-            self._buckets[dst] = (tokens, now)
+    def xrlim_allow(self, dst: int, type: int, code: int) -> bool:
+        """May an error of ``type``/``code`` go to ``dst`` now?  __icmp_send's
+        two limits: icmpv4_global_allow (the host-wide budget) first, then
+        icmpv4_xrlim_allow (``dst``'s bucket: ``icmp_ratemask_burst`` errors,
+        one more per ``icmp_ratelimit`` seconds); each refusal counted.  Only
+        the types in ``icmp_ratemask`` are limited, and never fragmentation
+        needed (path MTU discovery depends on it): icmpv4_mask_allow.  Every
+        ICMP error tcpio sends goes through here, a forwarder's impersonated
+        ones (fwd_icmp.py) included."""
+        if (type == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED) or type > 31 \
+                or not (1 << type) & self.host.settings.icmp_ratemask:
+            return True
+        mib = self.host.mib
+        if not self._global_allow():
+            mib["IcmpOutRateLimitGlobal"] += 1
             return False
-        if len(self._buckets) > 4096:
-            self._buckets.clear()       # bounded; forgetting only makes us more permissive
-        self._buckets[dst] = (tokens - 1.0, now)
+        s = self.host.settings
+        timeout = round(s.icmp_ratelimit * HZ)
+        if timeout <= 0:
+            return True         # 0 disables it, as in Linux
+        if not inet_peer_xrlim_allow(self._peers, dst, timeout,
+                                     s.icmp_ratemask_burst * timeout, jiffies(self.host.now)):
+            mib["IcmpOutRateLimitHost"] += 1
+            return False
         return True
 
     def local_error(self, packet: bytes | bytearray, type: int, code: int, info: int = 0

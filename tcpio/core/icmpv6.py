@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tcpio import _fast
+from tcpio.core.icmp import HZ, XRLIM_BURST_FACTOR, inet_peer_xrlim_allow, jiffies
 from tcpio.core.icmp_h import (
     ICMPV6_DEST_UNREACH,
     ICMPV6_ECHO_REPLY,
@@ -71,8 +72,6 @@ UNREACH_ERRNO = (
     errno.EACCES,         # 6 reject route
 )
 ICMPV6_QUOTE_MAX = IPV6_MIN_MTU - IPV6_HLEN - 8
-# inet_peer_xrlim_allow's burst: XRLIM_BURST_FACTOR timeouts' worth.
-XRLIM_BURST_FACTOR = 6
 
 _IN_COUNTER = {
     ICMPV6_DEST_UNREACH: "Icmp6InDestUnreachs", ICMPV6_PKT_TOOBIG: "Icmp6InPktTooBigs",
@@ -126,7 +125,7 @@ class Icmpv6Proto:
         self.host = host
         self.echo_replies: deque[EchoReply] = deque(maxlen=1024)
         self.errors: deque[Icmp6Error] = deque(maxlen=1024)
-        self._peers: dict[int, tuple[float, float]] = {}     # dst -> (tokens, last)
+        self._peers: dict[int, tuple[int, int]] = {}     # dst -> (tokens, last), jiffies
         self.wakeup: Callable[[], None] | None = None
 
     # ----- input: icmpv6_rcv ------------------------------------------------------------
@@ -284,7 +283,7 @@ class Icmpv6Proto:
         except OSError:
             mib["Icmp6OutErrors"] += 1
             return False
-        if not self._xrlim_allow(type, src, route):
+        if not self.xrlim_allow(type, src, route):
             return False
         if reply_src is None:
             reply_src = route.src
@@ -313,8 +312,15 @@ class Icmpv6Proto:
             return frag_off == 0
         return not packet[off] & ICMPV6_INFOMSG_MASK
 
-    def _xrlim_allow(self, type: int, dst: int, route: Any) -> bool:
-        """icmpv6_global_allow + icmpv6_xrlim_allow."""
+    def xrlim_allow(self, type: int, dst: int, route: Any) -> bool:
+        """icmpv6_global_allow + icmpv6_xrlim_allow: may an error of ``type`` go
+        to ``dst`` by ``route`` now?  Informational messages and Packet Too Big
+        are never limited, nor errors to ourselves; then the host-wide budget
+        shared with IPv4, then ``dst``'s bucket: in jiffies, integers as in
+        Linux (``icmpv6_ratelimit`` shifted right by (128 - the route's prefix
+        length) >> 5, truncating; six timeouts' burst).  Each refusal counted.
+        Every ICMPv6 error tcpio sends goes through here, a forwarder's
+        impersonated ones (fwd_icmp.py) included."""
         host = self.host
         if type & ICMPV6_INFOMSG_MASK or type == ICMPV6_PKT_TOOBIG:
             return True
@@ -323,21 +329,15 @@ class Icmpv6Proto:
         if not host.icmp._global_allow():
             host.mib["IcmpOutRateLimitGlobal"] += 1
             return False
-        tmo = host.settings.icmpv6_ratelimit
+        tmo = round(host.settings.icmpv6_ratelimit * HZ)
         if tmo <= 0:
             return True
         # Give more bandwidth to wider prefixes (icmpv6_xrlim_allow).
-        tmo /= 1 << ((128 - route_prefixlen(host, dst)) >> 5)
-        now = host.now
-        tokens, last = self._peers.get(dst, (XRLIM_BURST_FACTOR * tmo, now))
-        tokens = min(XRLIM_BURST_FACTOR * tmo, tokens + now - last)
-        if tokens < tmo:
-            self._peers[dst] = (tokens, now)
+        tmo >>= (128 - route_prefixlen(host, dst)) >> 5
+        if not inet_peer_xrlim_allow(self._peers, dst, tmo, XRLIM_BURST_FACTOR * tmo,
+                                     jiffies(host.now)):
             host.mib["Icmp6OutRateLimitHost"] += 1
             return False
-        if len(self._peers) > 4096:
-            self._peers.clear()     # bounded; forgetting only makes us more permissive
-        self._peers[dst] = (tokens - tmo, now)
         return True
 
     def local_error(self, packet: bytes | bytearray, type: int, code: int, info: int = 0

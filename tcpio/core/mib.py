@@ -136,7 +136,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Ip6InDelivers": "Ip6: InDelivers - IPv6 datagrams handed to an upper protocol (ICMPv6, ...)",
     "Ip6InMcastPkts": "Ip6: InMcastPkts - IPv6 multicast datagrams received",
     "Ip6OutRequests": "Ip6: OutRequests - IPv6 datagrams the upper layers (and ND) asked IPv6 to send",
-    "Ip6OutDiscards": "Ip6: OutDiscards - outgoing IPv6 datagrams dropped (over 65535 bytes)",
+    "Ip6OutDiscards": "Ip6: OutDiscards - outgoing IPv6 datagrams dropped (over 65535 bytes, a full interface queue)",
     "Ip6OutNoRoutes": "Ip6: OutNoRoutes - outgoing IPv6 datagrams with no route",
     "Ip6OutMcastPkts": "Ip6: OutMcastPkts - IPv6 multicast datagrams sent",
     "Ip6ReasmReqds": "Ip6: ReasmReqds - IPv6 fragments received (atomic fragments too)",
@@ -200,6 +200,9 @@ DESCRIPTIONS: dict[str, str] = {
     "UdpOutDatagrams": "Udp: OutDatagrams - datagrams sent",
     "UdpOutErrors": "Udp: OutErrors - datagrams not sent (no route, no buffer room; Linux "
                     "counts the latter in SndbufErrors too)",
+    "UdpSndbufErrors": "Udp: SndbufErrors - datagrams not sent: the interface's transmit "
+                       "queue was full (ENOBUFS with IP_RECVERR, else silently; also in "
+                       "OutDiscards)",
     "UdpRcvbufErrors": "Udp: RcvbufErrors - datagrams dropped: the receive buffer was full",
     "UdpInCsumErrors": "Udp: InCsumErrors - datagrams with a bad checksum",
     "UdpIgnoredMulti": "Udp: IgnoredMulti - broadcast datagrams no socket wanted (no port "
@@ -211,6 +214,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Udp6InErrorsNoSock": "tcpio: ICMPv6 errors quoting a UDP datagram of no socket",
     "Udp6OutDatagrams": "Udp6: OutDatagrams - IPv6 datagrams sent",
     "Udp6OutErrors": "Udp6: OutErrors - IPv6 datagrams not sent (no route, too big with DONTFRAG)",
+    "Udp6SndbufErrors": "Udp6: SndbufErrors - IPv6 datagrams not sent: the interface's transmit queue was full (ENOBUFS with IPV6_RECVERR, else silently; also in Ip6OutDiscards)",
     "Udp6RcvbufErrors": "Udp6: RcvbufErrors - IPv6 datagrams dropped: the receive buffer was full",
     "Udp6InCsumErrors": "Udp6: InCsumErrors - IPv6 datagrams with a bad checksum, or the checksum 0 (invalid over IPv6, RFC 8200 8.1)",
     # --- TCP (Tcp: in /proc/net/snmp, RFC 4022) ---

@@ -80,6 +80,10 @@ class NetHost(Protocol):
     # The IP ID counters (ip_idents) for datagrams no connected socket sends
     # without DF, and get_random_u16 for a connected socket's first ID.
     ip_ids: IpIdents
+    # Frames the interfaces' transmit queues dropped so far (qdisc.py): a
+    # sender compares it around its output, as udp_send_skb hears
+    # NET_XMIT_DROP from dev_queue_xmit.
+    qdisc_drops: int
 
     def route_lookup(self, dst: int) -> RouteInfo:
         """ip_route_output: the route to ``dst``; raises OSError(ENETUNREACH)."""
@@ -110,8 +114,9 @@ class NetHost(Protocol):
         many in one call, so it gets the list, not a per-frame method)."""
         ...
 
-    def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
-        """dev_queue_xmit: one whole frame out of ``ifindex``."""
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> bool:
+        """dev_queue_xmit: one whole frame out of ``ifindex``; False when its
+        queue is stopped and full and the frame was dropped (qdisc.py)."""
         ...
 
     def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:

@@ -45,6 +45,7 @@ class Fib:
         self._mask = prefix_mask if bits == 32 else prefix_mask6
         self._by_len: dict[int, dict[int, FibEntry]] = {}
         self._lens: list[int] = []          # prefix lengths present, longest first
+        self._entries: tuple[FibEntry, ...] | None = ()    # entries(), until a change
 
     def add(self, prefix: int, prefixlen: int, gateway: int | None, ifindex: int,
             prefsrc: int | None = None) -> FibEntry:
@@ -56,6 +57,7 @@ class Fib:
         table = self._by_len.setdefault(prefixlen, {})
         table[prefix] = entry
         self._lens = sorted(self._by_len, reverse=True)
+        self._entries = None
         return entry
 
     def get(self, prefix: int, prefixlen: int) -> FibEntry | None:
@@ -68,6 +70,7 @@ class Fib:
         prefix &= self._mask(prefixlen)
         if not table or table.pop(prefix, None) is None:
             return False
+        self._entries = None
         if not table:
             del self._by_len[prefixlen]
             self._lens = sorted(self._by_len, reverse=True)
@@ -91,6 +94,18 @@ class Fib:
             if entry is not None and entry.ifindex not in down:
                 return entry
         return None
+
+    def entries(self) -> tuple[FibEntry, ...]:
+        """Every route, longest prefix first, as one tuple that stays the same
+        object until the table changes: holding it and comparing identity
+        (``fib.entries() is held``) is a cheap "nothing changed since" check
+        for a result computed from the table (the SYN path's route scope,
+        syncookies.synack_route_scope)."""
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = tuple(e for plen in self._lens
+                                            for e in self._by_len[plen].values())
+        return entries
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._by_len.values())

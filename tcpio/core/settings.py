@@ -49,8 +49,9 @@ class Settings:
     keep_addr_on_down: int = 0             # conf.all.keep_addr_on_down: 0 flushes a downed link's
                                            # IPv6 addresses (Linux's default)
     # --- ICMP ---
-    icmp_ratelimit: float = 0.001          # seconds between ICMP errors per destination (token bucket)
-    icmp_ratemask_burst: int = 50
+    icmp_ratelimit: float = 1.0            # net.ipv4.icmp_ratelimit (1000 ms): seconds per error per destination
+    icmp_ratemask_burst: int = 6           # ... and the bucket's size in errors (XRLIM_BURST_FACTOR)
+    icmp_ratemask: int = 0x1818            # the types limited: 3, 4, 11, 12 (Linux's default)
     icmp_msgs_per_sec: int = 1000          # host-wide ICMP error budget (icmp_global_allow)
     icmp_msgs_burst: int = 50
     # --- UDP ---

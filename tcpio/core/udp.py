@@ -50,6 +50,7 @@ ERRQUEUE_MAX = 64
 UDP_MIB = ("UdpInDatagrams", "UdpRcvbufErrors", "UdpInErrors")
 UDP6_MIB = ("Udp6InDatagrams", "Udp6RcvbufErrors", "Udp6InErrors")
 IP_RECVERR = 11         # include/uapi/linux/in.h (Python's socket module lacks it)
+IPV6_RECVERR = 25       # include/uapi/linux/in6.h
 
 
 class UdpSock:
@@ -71,6 +72,7 @@ class UdpSock:
         self.broadcast = False          # SO_BROADCAST
         self.reuseaddr = False          # SO_REUSEADDR: share a port when both socks set it
         self.recverr = False            # IP_RECVERR: errors even when unconnected
+        self.recverr6 = False           # IPV6_RECVERR (ENOBUFS from a full queue, IPv6)
         self.rcvbuf = self.host.settings.udp_rmem_default
         self.rcv_queue: deque[tuple[bytes, tuple[int, ...]]] = deque()
         self.rcv_bytes = 0
@@ -192,11 +194,14 @@ class UdpSock:
             ident = self.inet_id = (self.inet_id + 1) & 0xFFFF
         else:
             ident = host.ip_ids.next(addr, IPPROTO_UDP)
+        drops = host.qdisc_drops
         try:
             host.ip_output(IPPROTO_UDP, src, addr, dgram, df=df, ident=ident)
         except OSError:
             host.mib["UdpOutErrors"] += 1
             raise
+        if host.qdisc_drops != drops:
+            return udp_xmit_dropped(host.mib, n, self.recverr, False)
         host.mib["UdpOutDatagrams"] += 1
         return n
 
@@ -282,11 +287,25 @@ class UdpSock:
         return f"<UdpSock {self.laddr:#x}:{self.lport}{peer}>"
 
 
+def udp_xmit_dropped(mib: Any, n: int, recverr: bool, v6: bool) -> int:
+    """The interface's queue was full (qdisc.py): ip_send_skb counts
+    OutDiscards, and udp_send_skb / udp_v6_send_skb report ENOBUFS only to a
+    sock with IP_RECVERR (IPV6_RECVERR); otherwise the datagram is silently
+    lost and the send succeeds.  SndbufErrors either way (udp_sendmsg's
+    ``out:`` counts the ENOBUFS it returns), OutDatagrams never."""
+    mib["Ip6OutDiscards" if v6 else "OutDiscards"] += 1
+    mib["Udp6SndbufErrors" if v6 else "UdpSndbufErrors"] += 1
+    if recverr:
+        raise sock_error(errno.ENOBUFS, "the interface's transmit queue is full")
+    return n
+
+
 # (level, optname) -> the UdpSock flag it sets
 _UDP_FLAG_OPTS = {
     (_socket.SOL_SOCKET, _socket.SO_BROADCAST): "broadcast",
     (_socket.SOL_SOCKET, _socket.SO_REUSEADDR): "reuseaddr",
     (_socket.IPPROTO_IP, IP_RECVERR): "recverr",
+    (IPPROTO_IPV6, IPV6_RECVERR): "recverr6",
     (IPPROTO_IPV6, IPV6_V6ONLY): "v6only",
 }
 

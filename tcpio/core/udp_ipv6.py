@@ -21,7 +21,7 @@ from tcpio.core.icmp_h import (
 from tcpio.core.in_h import IPPROTO_UDP
 from tcpio.core.ipv6 import Iph6
 from tcpio.core.tcp.inet6_addr import V6TAG
-from tcpio.core.udp import UDP6_MIB
+from tcpio.core.udp import UDP6_MIB, udp_xmit_dropped
 
 if TYPE_CHECKING:
     from tcpio.core.ipv6 import Ip6Skb
@@ -122,10 +122,13 @@ class UdpV6Proto:
             if not src:
                 raise sock_error(errno.EADDRNOTAVAIL, "no IPv6 source address")
         dgram = build_udp6(src, dst, sk.lport, port, data)
+        drops = host.qdisc_drops
         try:
             host.ip6_output(IPPROTO_UDP, src, dst, dgram, ifindex=ifindex)
         except OSError:
             host.mib["Udp6OutErrors"] += 1
             raise
+        if host.qdisc_drops != drops:
+            return udp_xmit_dropped(host.mib, n, sk.recverr6, True)
         host.mib["Udp6OutDatagrams"] += 1
         return n

@@ -16,6 +16,15 @@ receiving host takes a big segment as the run of segments it is); with
 loss, jitter, reordering, duplication, corruption or a rate it is cut into
 its segments first (virtio_net.gso_segment), so each meets the impairment
 model on its own, as it would on a real link.
+
+``MemoryWire(tx_ring=N)`` gives each end a transmit ring of N frames (the
+frames it has put on the line that the other end has not received yet), and
+flow control as a NIC driver does it: the end stops its interface's queue
+(``netif.stop()``, core/qdisc.py) when the ring is full and wakes it when the
+other end has taken frames, so the host's frames wait in its qdisc
+(``txqueuelen``) instead of being dropped here.  ``end.pause()`` stops
+transmitting altogether (a stalled link: the ring does not drain) until
+``end.resume()``.  Without ``tx_ring`` the ends never stop their queue.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Sequence
 
+from tcpio.core.qdisc import NetifQueue
 from tcpio.devices import virtio_net
 from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, SendEach, new_stats
 from tcpio.devices.impair import Impairment
@@ -132,8 +142,11 @@ class WireEnd(SendEach):
     link: Link = "ether"
 
     def __init__(self, name: str, mac: bytes, mtu: int, line_out: DelayLine,
-                 gso: bool = False) -> None:
+                 gso: bool = False, tx_ring: int | None = None) -> None:
         self.name = name
+        self.tx_ring = tx_ring          # frames on the line at most (None: unbounded)
+        self.netif: NetifQueue | None = None
+        self.paused = False
         # TSO: super-frames of up to 64 KiB, checksum complete (see above)
         self.gso_max_size = 0xFFFF if gso else 0
         self.gso_max_size6 = self.gso_max_size
@@ -174,13 +187,55 @@ class WireEnd(SendEach):
         st["rx_bytes"] += sum(map(len, frames))
         on_frames(frames)
 
+    def attach_netif(self, netif: NetifQueue) -> None:
+        """The interface's queue this end stops and wakes (Stack.add_interface)."""
+        self.netif = netif
+
+    def _ring_full(self) -> bool:
+        ring = self.tx_ring
+        return self.paused or (ring is not None and len(self._line_out) >= ring)
+
     def send(self, frame: bytes | bytearray) -> None:
         st = self.stats
-        if self._on_frames is None or not self._line_out.push(frame):
+        netif = self.netif
+        if netif is not None and netif.stopped:
+            netif.requeue(frame)        # NETDEV_TX_BUSY: back to the qdisc
+            return
+        if self._on_frames is None:
+            st["tx_dropped"] += 1
+            return
+        if self.paused:
+            if netif is None:           # nobody to push back on: the frame is lost
+                st["tx_dropped"] += 1
+                return
+            netif.requeue(frame)
+            netif.stop()
+            return
+        if not self._line_out.push(frame):
             st["tx_dropped"] += 1
             return
         st["tx_packets"] += 1
         st["tx_bytes"] += len(frame)
+        if netif is not None and self._ring_full():
+            netif.stop()                # netif_stop_queue: no room for another
+
+    def tx_done(self) -> None:
+        """The other end took frames off the line: room in the ring again
+        (the driver's TX completion), so a stopped queue is woken."""
+        netif = self.netif
+        if netif is not None and netif.stopped and not self._ring_full():
+            netif.wake()
+
+    def pause(self) -> None:
+        """Stop transmitting (the line does not drain): the queue is stopped."""
+        self.paused = True
+        if self.netif is not None:
+            self.netif.stop()
+
+    def resume(self) -> None:
+        """Transmit again: the queue is woken and its backlog goes out."""
+        self.paused = False
+        self.tx_done()
 
     def stop(self) -> None:
         """Take this end down; frames it had in flight are lost."""
@@ -206,7 +261,8 @@ class MemoryWire:
                  reorder: float = 0.0, duplicate: float = 0.0, corrupt: float = 0.0,
                  rate: float | None = None, mtu: int = 1500, seed: int = 0, *,
                  reorder_delay: float = 0.005, macs: tuple[bytes, bytes] | None = None,
-                 names: tuple[str, str] = ("wire.a", "wire.b"), gso: bool = False) -> None:
+                 names: tuple[str, str] = ("wire.a", "wire.b"), gso: bool = False,
+                 tx_ring: int | None = None) -> None:
         def impairment(direction_seed: int) -> Impairment:
             return Impairment(loss=loss, delay=delay, jitter=jitter, reorder=reorder,
                               duplicate=duplicate, corrupt=corrupt, rate=rate,
@@ -218,11 +274,21 @@ class MemoryWire:
         self.b_to_a = impairment(seed + 1)
         line_ab = DelayLine(self.a_to_b)
         line_ba = DelayLine(self.b_to_a)
-        self.a = WireEnd(names[0], mac_a, mtu, line_ab, gso)
-        self.b = WireEnd(names[1], mac_b, mtu, line_ba, gso)
+        self.a = WireEnd(names[0], mac_a, mtu, line_ab, gso, tx_ring)
+        self.b = WireEnd(names[1], mac_b, mtu, line_ba, gso, tx_ring)
         self.a.peer, self.b.peer = self.b, self.a
-        line_ab.sink = self.b._deliver
-        line_ba.sink = self.a._deliver
+        a, b = self.a, self.b
+
+        def a_to_b(frames: list[bytes]) -> None:
+            b._deliver(frames)
+            a.tx_done()
+
+        def b_to_a(frames: list[bytes]) -> None:
+            a._deliver(frames)
+            b.tx_done()
+
+        line_ab.sink = a_to_b
+        line_ba.sink = b_to_a
 
     @property
     def in_flight(self) -> int:

@@ -27,7 +27,10 @@ a second fd, and an eBPF steering program (devices/tun_steering.py) makes
 the kernel put TCP SYNs on the second queue and everything else on the
 first, so a SYN flood fills a ring of its own and no longer drops the
 established flows' frames with its SYNs.  The SYN queue is read at most
-``syn_budget`` frames per wake-up.  ``syn_queue=None`` (the default) uses it
+``syn_budget`` frames per wake-up, and while a flood keeps it backlogged
+only with its share of the loop's time (``SynShare``: established traffic
+first; the SYNs it leaves overflow the kernel's ring, the TAP's
+tx_dropped).  ``syn_queue=None`` (the default) uses it
 when tcpio creates the interface (TUNSETIFF with IFF_TUN_EXCL) and attaches
 to an existing one as it was made; ``True`` asks for it on an existing
 interface too, ``False`` never.  A multi-queue interface would let a second
@@ -61,6 +64,7 @@ import fcntl
 import os
 import socket
 import struct
+import time
 from collections.abc import Sequence
 
 from tcpio import _fast
@@ -68,8 +72,12 @@ from tcpio.devices import tun_steering
 from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
-# Budgets poll_rx reads at most before the stack's timers run.
-POLL_RX_ROUNDS = 4
+_clock = time.perf_counter
+
+# Budgets poll_rx reads at most before the stack's timers run: to EAGAIN in
+# practice (64 x 256 frames is most of a full DEFAULT_TXQUEUELEN ring), but
+# bounded, so timers still run under input that never stops.
+POLL_RX_ROUNDS = 64
 
 # <linux/if_tun.h>, <linux/sockios.h>
 TUNSETIFF = 0x400454CA
@@ -132,6 +140,134 @@ def read_proc_net_dev(ifname: str, path: str = "/proc/thread-self/net/dev") -> d
     return None
 
 
+class SynShare:
+    """The SYN queue's share of the device's read loop (issue 13).
+
+    Established traffic first: while the flows' queue carries frames, the
+    SYN queue is read only with the time it has earned, ``share`` of the
+    wall clock (a token bucket of seconds, at most ``burst`` saved up), so
+    a flood that always has SYNs waiting takes at most that share of the
+    loop and the flows keep the rest.  A SYN turn reads as many SYNs as
+    the credit pays for at the measured cost of one (``cost_syn``: the
+    read, the cookie and the SYN-ACK's write, an average over recent
+    turns), at most ``batch``; what it really took is charged.  Without
+    credit for ``min_batch`` SYNs (and a bucket not yet full) the turn is
+    put off (``wait()`` says how long) rather than read a few SYNs per loop
+    iteration: the queue's SYNs wait in the kernel's ring, whose overflow
+    the kernel drops and counts (the TAP's tx_dropped), as Linux's backlog
+    drops before the listener.
+    Only a SYN queue that stays backlogged, every turn stopping at its
+    budget for ``grace`` seconds and more, is held to its share: a flood
+    keeps it so, while a burst of real connections (a thousand clients at
+    once, each SYN a request sock) is read a whole ``batch`` a turn until
+    it is through, so their SYNs do not wait in the ring past the peers'
+    retransmission (a late duplicate SYN of a connection already gone gets
+    a SYN-ACK, the peer's ACK to that a RST).  Any turn while the flows'
+    queue has had nothing for ``idle`` seconds reads a whole batch too
+    (nothing to protect).
+
+    The defaults (a 0.3 share, turns of at least 32 SYNs) are what
+    benchmarks/bench_flood.py measured best for both the flows and new
+    connections (benchmarks/README.md); fewer SYNs a turn cost more each
+    (the turn's fixed work), a smaller share leaves the legitimate SYNs
+    fewer free places in the kernel's ring.
+
+    The rules are pure arithmetic on the times given (``now``: the loop
+    clock, ``seconds``: what a turn took), so tests drive them with a
+    virtual clock; the device feeds them from time.perf_counter.  Counters:
+    frames and seconds per queue (``syn_frames``/``syn_time``,
+    ``est_frames``/``est_time``), SYN turns taken and put off.
+    """
+
+    def __init__(self, share: float = 0.3, batch: int = 64, min_batch: int = 32,
+                 burst: float = 0.002, idle: float = 0.05, grace: float = 0.2,
+                 alpha: float = 0.25) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError("share must be in (0, 1]")
+        if batch < 1 or not 1 <= min_batch <= batch:
+            raise ValueError("batch >= 1 and 1 <= min_batch <= batch")
+        self.share = share
+        self.batch = batch
+        self.min_batch = min_batch
+        self.burst = burst
+        self.idle = idle
+        self.grace = grace
+        self.alpha = alpha
+        self.credit = burst         # seconds of SYN work earned
+        self.last: float | None = None     # when credit was last earned
+        self.last_est = float("-inf")      # when the flows' queue last had frames
+        self.cost_syn = 0.0         # seconds per SYN (0: not measured yet)
+        self.cost_est = 0.0         # seconds per frame of the flows' queue
+        self.syn_frames = self.est_frames = 0
+        self.syn_time = self.est_time = 0.0
+        self.turns = self.deferred = 0
+        # since when every turn stopped at its budget (None: the last one did not)
+        self.backlog_since: float | None = None
+
+    def _earn(self, now: float) -> None:
+        if self.last is not None and now > self.last:
+            self.credit = min(self.burst, self.credit + (now - self.last) * self.share)
+        if self.last is None or now > self.last:
+            self.last = now
+
+    def flows_busy(self, now: float) -> bool:
+        """The flows' queue had frames in the last ``idle`` seconds."""
+        return now - self.last_est < self.idle
+
+    def budget(self, now: float) -> int:
+        """SYNs a turn at ``now`` may read: 0 puts the turn off (see wait)."""
+        self._earn(now)
+        since = self.backlog_since
+        if (since is None or now - since < self.grace or not self.flows_busy(now)
+                or self.cost_syn <= 0.0):
+            return self.batch
+        n = int(self.credit / self.cost_syn) if self.credit > 0 else 0
+        if n < self.min_batch and self.credit < self.burst:
+            self.deferred += 1
+            return 0
+        return max(1, min(n, self.batch))
+
+    def wait(self) -> float:
+        """Seconds until the credit pays for ``min_batch`` SYNs, or fills the
+        bucket when that is less (a SYN dearer than ``burst / min_batch``,
+        a real handshake's, gets a turn of one with a full bucket); 0: now."""
+        need = min(self.min_batch * self.cost_syn, self.burst) - self.credit
+        return need / self.share if need > 0 else 0.0
+
+    def _avg(self, old: float, new: float) -> float:
+        return new if old <= 0.0 else old + self.alpha * (new - old)
+
+    def syn_done(self, frames: int, seconds: float, more: bool, now: float) -> None:
+        """A SYN turn that began at ``now`` read ``frames`` and took
+        ``seconds``: charged; ``more``: it stopped at its budget (the queue
+        still had SYNs)."""
+        self.turns += 1
+        if not more:
+            self.backlog_since = None
+        elif self.backlog_since is None:
+            self.backlog_since = now
+        self.credit -= seconds
+        if frames:
+            self.syn_frames += frames
+            self.syn_time += seconds
+            self.cost_syn = self._avg(self.cost_syn, seconds / frames)
+
+    def est_done(self, frames: int, seconds: float, now: float) -> None:
+        """The flows' queue delivered ``frames`` in ``seconds`` (ending at ``now``)."""
+        if frames:
+            self.est_frames += frames
+            self.est_time += seconds
+            self.cost_est = self._avg(self.cost_est, seconds / frames)
+            self.last_est = now
+
+    def stats(self) -> dict[str, float]:
+        """What bench_flood prints: frames, seconds and µs per frame per queue."""
+        return {"syn_frames": self.syn_frames, "syn_time": self.syn_time,
+                "est_frames": self.est_frames, "est_time": self.est_time,
+                "syn_us": self.cost_syn * 1e6, "est_us": self.cost_est * 1e6,
+                "turns": self.turns, "deferred": self.deferred}
+
+
 class _TunTapBase:
     """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
 
@@ -141,7 +277,7 @@ class _TunTapBase:
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
         if budget < 1 or syn_budget < 1:
             raise ValueError("budget and syn_budget must be >= 1")
         if txqueuelen is not None and not 1 <= txqueuelen <= 0x7FFFFFFF:
@@ -165,6 +301,10 @@ class _TunTapBase:
         self.syn_queue_error: OSError | None = None
         self.syn_fd: int | None = None    # the SYN queue's fd
         self.syn_queue_rx = 0               # frames read from it
+        # the SYN queue's share of the read loop (established traffic first)
+        self.syn_share = syn_share if syn_share is not None else SynShare(
+            batch=syn_budget, min_batch=min(32, syn_budget))
+        self._syn_timer: asyncio.TimerHandle | None = None
         self.rx_more = False                # the last read of the flows' queue hit the budget
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -341,16 +481,46 @@ class _TunTapBase:
             raise RuntimeError(f"{self.name}: already started")
         self._loop = loop
         self._on_frames = on_frames
-        loop.add_reader(self.fd, self._on_readable)
+        loop.add_reader(self.fd, self._on_flows)
         if self.syn_fd is not None:
-            loop.add_reader(self.syn_fd, self._on_readable, self.syn_fd, self.syn_budget)
+            loop.add_reader(self.syn_fd, self._on_syn)
 
-    def _on_readable(self, fd: int | None = None, budget: int = 0) -> None:
+    def _on_flows(self) -> None:
+        """The flows' queue is readable: one budget, timed for the SYN share."""
+        t0 = _clock()
+        n = self._on_readable()
+        if n:
+            t1 = _clock()
+            self.syn_share.est_done(n, t1 - t0, t1)
+
+    def _on_syn(self) -> None:
+        """The SYN queue is readable: a turn as the SYN share allows, or, out
+        of credit, stop watching the queue until the share has earned a turn
+        (a ring that stays readable would otherwise wake the loop at once)."""
+        loop, fd = self._loop, self.syn_fd
+        if loop is None or fd is None:
+            return
+        share = self.syn_share
+        t0 = _clock()
+        n = share.budget(t0)
+        if n <= 0:
+            loop.remove_reader(fd)
+            self._syn_timer = loop.call_later(share.wait(), self._syn_rearm)
+            return
+        got = self._on_readable(fd, n)
+        share.syn_done(got, _clock() - t0, got == n, t0)
+
+    def _syn_rearm(self) -> None:
+        self._syn_timer = None
+        if self._loop is not None and self.syn_fd is not None:
+            self._loop.add_reader(self.syn_fd, self._on_syn)
+
+    def _on_readable(self, fd: int | None = None, budget: int = 0) -> int:
         """Drain the fd (the flows' queue unless ``fd`` names the SYN queue)
-        until EAGAIN or the budget, then deliver one batch."""
+        until EAGAIN or the budget, then deliver one batch; frames read."""
         read, size = os.read, self._readsize
         if self.fd is None:
-            return
+            return 0
         if fd is None:
             fd, budget = self.fd, self.budget
         frames: list[bytes] = []
@@ -390,18 +560,25 @@ class _TunTapBase:
             on_frames = self._on_frames
             if frames and on_frames is not None:
                 on_frames(frames)
+        return nread
 
     def poll_rx(self) -> None:
-        """Read what the flows' queue still holds after a read that stopped at
-        the budget (at most ``POLL_RX_ROUNDS`` more budgets).  The stack calls
-        this before it runs timers: an ACK already waiting here must not lose
-        the race to a loss probe or RTO whose deadline passed while the loop
-        worked through the first budget (a probe of a FIN that was in fact
-        acknowledged gets the peer's TIME-WAIT ACK, and that a RST)."""
+        """Read what the flows' queue holds now, to EAGAIN (at most
+        ``POLL_RX_ROUNDS`` budgets).  The stack calls this before it runs
+        timers: an ACK already waiting here must not lose the race to a loss
+        probe or RTO whose deadline passed while the loop worked (a probe of
+        a FIN that was in fact acknowledged gets the peer's TIME-WAIT ACK,
+        and that a RST: issue 11, 1000 flows).  Not only after a read that
+        stopped at its budget: frames that came in since the last read are
+        as much in time, and an event loop that runs due timers before it
+        polls its fds (uvloop, libuv's order) would otherwise let the timer
+        win.  An empty queue costs one read that says EAGAIN."""
         for _ in range(POLL_RX_ROUNDS):
-            if not self.rx_more or self.fd is None:
+            if self.fd is None:
                 return
-            self._on_readable()
+            self._on_flows()
+            if not self.rx_more:
+                return
 
     def _rx_offloaded(self, raw: bytes, frames: list[bytes]) -> None:
         """A frame whose virtio header has work in it, in one compiled call
@@ -487,6 +664,9 @@ class _TunTapBase:
             return
         syn_fd, self.syn_fd = self.syn_fd, None
         loop, self._loop = self._loop, None
+        if self._syn_timer is not None:
+            self._syn_timer.cancel()
+            self._syn_timer = None
         if loop is not None and not loop.is_closed():
             # Remove the reader first: uvloop keeps its own poll handle on the
             # fd and misbehaves if the fd is closed (and reused) under it.
@@ -520,12 +700,12 @@ class TapDevice(_TunTapBase):
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
                  budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
         self.mac: bytes | None = mac if mac is not None else random_mac()
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
-                         syn_queue=syn_queue, syn_budget=syn_budget)
+                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share)
 
 
 class TunDevice(_TunTapBase):
@@ -538,6 +718,6 @@ class TunDevice(_TunTapBase):
     def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
-                         syn_queue=syn_queue, syn_budget=syn_budget)
+                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share)

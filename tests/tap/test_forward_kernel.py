@@ -435,3 +435,37 @@ def test_unreachable_at_the_far_end_is_the_icmp_a_kernel_router_sends(
     log = world.stop()
     assert f"{dst}]:80 unreachable" in log or f"{dst}:80 unreachable" in log, log
     assert "TcpFwdUnreachable 1" in log, log
+
+
+@pytest.mark.parametrize(("route", "dst", "err"), [
+    ("unreachable", "203.0.113.9", errno.EHOSTUNREACH),
+    ("prohibit", "192.0.2.9", errno.EHOSTUNREACH),
+    (None, "100.64.0.9", errno.ENETUNREACH),
+    (None, "2001:db8:dead::9", errno.ENETUNREACH),
+])
+def test_udp_unreachable_at_the_far_end_is_the_icmp_a_kernel_router_sends(
+        world: World, route: str | None, dst: str, err: int) -> None:
+    """The UDP twin of the test above: the relay's upstream UDP socket in B
+    gets EHOSTUNREACH / EACCES / ENETUNREACH from connect(), and A's
+    connected UDP socket hears the ICMP a Linux router with that route sends
+    (host unreachable, packet filtered, net unreachable / ICMPv6 no route),
+    turned into its errno by A's kernel.  Net and host unreachable are soft
+    errors for a Linux UDP socket (__udp4_lib_err, __udp6_lib_err report
+    them only with IP_RECVERR / IPV6_RECVERR), so A's socket sets it."""
+    from tcpio.core.udp import IP_RECVERR, IPV6_RECVERR
+    if route is not None:
+        world.b.ip("route", "add", route, f"{dst.rsplit('.', 1)[0]}.0/24")
+    v6 = ":" in dst
+    c = world.client(socket.SOCK_DGRAM, family=socket.AF_INET6 if v6 else socket.AF_INET)
+    if v6:
+        c.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+    else:
+        c.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    c.settimeout(5)
+    c.connect((dst, 53))
+    c.send(b"anyone there?")
+    with pytest.raises(OSError) as exc:
+        c.recv(100)
+    assert exc.value.errno == err, exc.value
+    log = world.stop()
+    assert f"{dst}]:53 failed" in log or f"{dst}:53 failed" in log, log

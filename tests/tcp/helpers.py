@@ -63,6 +63,7 @@ class FakeHost:
         self.mtu = mtu
         # Its own generator: IP IDs must not shift what the tests draw from rng.
         self.ip_ids = IpIdents(random.Random(seed))
+        self.qdisc_drops = 0                   # no transmit queue: never drops
         self._sent: list[tuple[int, int, bytes]] = []
         self._txq: list[tuple[int, bytes | bytearray]] = []   # whole IP datagrams
         self.woken: list[Any] = []
@@ -97,8 +98,9 @@ class FakeHost:
     def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
         return self.gso_max_size, False
 
-    def xmit(self, ifindex: int, frame: bytes | bytearray) -> None:
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> bool:
         self._txq.append((ifindex, frame))
+        return True
 
     @property
     def sent(self) -> list[tuple[int, int, bytes]]:

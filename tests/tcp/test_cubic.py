@@ -273,7 +273,8 @@ def test_one_cubic_module_keeps_state_per_flow():
     ca.init(ta, 0.0)
     ca.init(tb, 0.0)
     assert ca.ssthresh(ta) == 70
-    assert ta.ca_priv.w_max == 100 and tb.ca_priv.w_max == 0
+    # (b has no state yet: made on its first use, with no W_max)
+    assert ta.ca_priv.w_max == 100 and tb.ca_priv is None
     # b's first loss is not "below a's W_max": no fast convergence for b.
     assert ca.ssthresh(tb) == 28 and tb.ca_priv.w_max == 40
     assert ta.ca_priv.w_max == 100
@@ -319,7 +320,6 @@ def test_css_exit_round_by_round():
     # CSS_ROUNDS more round starts, and cwnd grows by ~1/4 per round in CSS.
     ca, tp = slow_start_flow()
     rounds = []                              # (in_css, cwnd) at each round start
-    st = tp.ca_priv
     orig = ca._hystart_round_start
 
     def spy(tp_, st_):
@@ -331,7 +331,7 @@ def test_css_exit_round_by_round():
     assert len(css) == CSS_ROUNDS
     for a, b in itertools.pairwise(css):
         assert a * 1.15 <= b <= a * 1.35, css
-    assert not st.in_css and tp.snd_ssthresh == css[-1]
+    assert not tp.ca_priv.in_css and tp.snd_ssthresh == css[-1]
 
 
 def test_rtt_back_below_baseline_resumes_slow_start():

@@ -460,8 +460,8 @@ class TestHeaderPrediction:
             payload = b""
             kw["ack"] = (sk.snd_nxt + 1) & 0xFFFFFFFF
         elif rule == "ofo":
-            sk.ofo.append([(conn.snd + 1000) & 0xFFFFFFFF, (conn.snd + 1010) & 0xFFFFFFFF,
-                           b"q" * 10, 0])
+            sk.ofo = [[(conn.snd + 1000) & 0xFFFFFFFF, (conn.snd + 1010) & 0xFFFFFFFF,
+                       b"q" * 10, 0]]
         elif rule == "urg":
             sk.urg_seq = conn.snd
         elif rule == "ca_state":

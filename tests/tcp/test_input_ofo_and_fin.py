@@ -127,7 +127,7 @@ def test_in_order_fin_purges_data_queued_beyond_it():
     assert _acks(c) == [(c.rcv, s0, ((s0 + 50, s0 + 60),))]
     c.send(b"A" * 10, flags=ACK | FIN)
     assert _acks(c) == [(c.rcv, s0 + 11, ())]
-    assert c.sk.ofo == [] and c.sk.ofo_bytes == 0 and c.sk.sack_blocks == []
+    assert not c.sk.ofo and c.sk.ofo_bytes == 0 and not c.sk.sack_blocks
     assert _read_all(c) == b"A" * 10
 
 
@@ -152,7 +152,7 @@ def test_filling_the_hole_delivers_everything_contiguous_and_clears_sack():
     c.send(b"A" * 10, seq=s0)
     assert _acks(c) == [(c.rcv, s0 + 30, ())]
     assert _read_all(c) == b"A" * 10 + b"B" * 10 + b"C" * 10
-    assert c.sk.ofo == [] and c.sk.ofo_bytes == 0
+    assert not c.sk.ofo and c.sk.ofo_bytes == 0
 
 
 def test_partly_filled_hole_keeps_reporting_the_rest():
@@ -295,7 +295,7 @@ def test_segment_beyond_the_window_is_acked_and_dropped():
     wnd = c.sk.rcv_wnd
     c.send(b"x" * 10, seq=s0 + wnd + 100)
     assert _acks(c) == [(c.rcv, s0, ())]
-    assert c.sk.ofo == [] and c.host.mib["TCPOFOQueue"] == 0
+    assert not c.sk.ofo and c.host.mib["TCPOFOQueue"] == 0
 
 
 def test_in_order_data_with_push_is_delivered_and_the_ack_delayed():
@@ -360,7 +360,7 @@ def test_segment_starting_at_the_right_window_edge_is_acked_and_dropped():
     edge = (s0 + c.sk.rcv_wnd - (c.sk.rcv_nxt - c.sk.rcv_wup)) & 0xFFFFFFFF
     c.send(b"x" * 10, seq=edge)
     assert _acks(c) == [(c.rcv, s0, ())]
-    assert c.sk.ofo == [] and c.host.mib["TCPOFOQueue"] == 0
+    assert not c.sk.ofo and c.host.mib["TCPOFOQueue"] == 0
     assert _immediate_acks(c, 20) == 15
 
 

@@ -302,7 +302,7 @@ def test_segment_starting_at_the_window_edge_is_not_acceptable():
     wnd = c.sk.rcv_wnd
     c.send(b"x", seq=c.snd + wnd + 1)
     assert _keys(c.recv()) == [(ACK, c.rcv, c.snd, b"")]
-    assert c.sk.ofo == []
+    assert not c.sk.ofo
 
 
 def test_out_of_window_data_is_not_rate_limited():
@@ -688,4 +688,4 @@ def test_in_window_rst_with_data_is_challenged_and_its_data_dropped():
     c.send(b"rstdata", flags=RST | ACK, seq=s0 + 100)
     assert _keys(c.recv()) == [(ACK, c.rcv, s0, b"")]
     assert c.sk.state == TCP_ESTABLISHED
-    assert c.sk.ofo == [] and c.host.mib["TCPOFOQueue"] == 0
+    assert not c.sk.ofo and c.host.mib["TCPOFOQueue"] == 0

@@ -11,6 +11,7 @@ these tests run with the collector off and require the socket to be gone.
 from __future__ import annotations
 
 import gc
+import socket
 import weakref
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ import pytest
 
 from tcpio.core.tcp.tcp_states import TCP_CLOSE, TCP_ESTABLISHED
 
+from .helpers import ACK, LPORT, PEER_ISS, SYN, FakeHost, Peer
 from .states import established, last_ack
 
 
@@ -56,8 +58,8 @@ def test_a_closed_socket_with_its_timers_armed_is_freed_and_the_timers_do_nothin
     conn = established()
     sk = conn.sk
     sk.sendmsg(b"x" * 100)                   # the retransmit timer is armed
-    sk.opts = sk.opts.with_(keepalive=True)
-    sk.ka_timer.arm(conn.host.now + 7200.0)
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)   # arms the keepalive timer
+    assert sk.ka_timer is not None and sk.ka_timer.pending
     rtx_when = sk.rtx_timer.when
     assert rtx_when is not None
     sk.abort()                               # RST, CLOSE; the timers stay in the heap
@@ -84,3 +86,25 @@ def test_an_established_socket_stays_alive_while_its_table_holds_it(no_cycle_col
     conn.host.advance(when)
     (again,) = conn.recv()                   # the retransmission, from the table's socket
     assert again.seq == seg.seq and again.payload == seg.payload
+
+
+def test_a_request_sock_is_freed_when_its_handshake_completes(no_cycle_collector):
+    """inet_csk_reqsk_queue_drop: the request leaves the SYN queue when the
+    third ACK makes the child, and nothing else holds it; its SYN-ACK timer
+    (cancelled, its heap entry still queued for 1 s) must not pin it."""
+    host = FakeHost()
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    ls.bind(0, LPORT)
+    ls.listen(8)
+    peer.send(SYN, PEER_ISS, 0, 65535)
+    synack = peer.recv_one()
+    (req,) = ls.syn_queue
+    ref = weakref.ref(req)
+    del req
+    peer.send(ACK, PEER_ISS + 1, synack.seq + 1, 65535)
+    child = ls.accept()
+    assert child is not None and child.state == TCP_ESTABLISHED and not ls.syn_queue
+    assert ref() is None
+    host.advance(host.now + 3.0)          # the stale timer entry surfaces: nothing runs
+    assert peer.recv() == [] and child.state == TCP_ESTABLISHED

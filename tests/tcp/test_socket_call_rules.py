@@ -1152,7 +1152,10 @@ def test_tcp_congestion_switch_reinitialises_a_live_connection():
     c.sk.setsockopt(TCP, socket.TCP_CONGESTION, b"reno")
     assert c.sk.ca_ops.name == "reno" and c.sk.ca_priv is None
     c.sk.setsockopt(TCP, socket.TCP_CONGESTION, b"cubic")
-    assert c.sk.ca_ops.name == "cubic" and c.sk.ca_priv is not None
+    # CUBIC starts over: no state kept from before (made afresh on first use)
+    assert c.sk.ca_ops.name == "cubic" and c.sk.ca_priv is None
+    assert c.sk.ca_ops.ssthresh(c.sk) == max(int(c.sk.snd_cwnd * 0.7), 2)
+    assert c.sk.ca_priv.w_max == c.sk.snd_cwnd
 
 
 def test_tcp_congestion_on_an_unconnected_socket_only_records_the_choice():

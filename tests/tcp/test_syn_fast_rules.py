@@ -79,13 +79,16 @@ def make_host(mode: str, monkeypatch: pytest.MonkeyPatch, user_mss: int = 0,
     if mode == "layered":
         h.register_protocol(6, tcp, EarlyDemux(tcp.rcv_verified, tcp.hashinfo.ehash))
     elif mode == "pure":
-        path = PURE.SynPath(PURE.SynKeys(h.secret), h.settings, tcp.synack_route)
+        path = PURE.SynPath(PURE.SynKeys(h.secret), h.settings, tcp.synack_route,
+                            tcp.synack_route_scope)
         path.by_port = tcp.hashinfo.by_port
+        h.syn_path_used = path      # type: ignore[attr-defined]
         h.register_protocol(6, tcp, EarlyDemux(tcp.rcv_verified, tcp.hashinfo.ehash, path))
         monkeypatch.setattr(host_mod, "rx_classify", RX_PURE.rx_classify)
         monkeypatch.setattr(RX_PURE, "_syn_cookie", PURE.syn_cookie)
     else:
         assert type(tcp.syn_path).__module__ == COMPILED.__name__
+        h.syn_path_used = tcp.syn_path      # type: ignore[attr-defined]
         monkeypatch.setattr(host_mod, "rx_classify", _fast.load_compiled("rx").rx_classify)
     # every SYN the layered path sees, so a test can say which path answered
     layered: list[int] = []
@@ -197,6 +200,110 @@ def test_syns_that_are_not_for_the_cookie_path_go_layered(
         got, mib, _ = run(mode, frames, monkeypatch, **kw)
         want, want_mib, _ = run("layered", frames, monkeypatch, **kw)
         assert got == want and mib == want_mib
+
+
+# --- the SYN-ACK's route: resolved once per batch ----------------------------------------------
+
+GW2 = "10.9.0.3"
+GW2_MAC = b"\x02\x00\x00\x00\x00\x03"
+ONLINK = "10.9.0.77"
+ONLINK_MAC = b"\x02\x00\x00\x00\x00\x77"
+
+
+def add_neighbours(h: Host, ifi: int) -> None:
+    """A second gateway and an on-link client, both with static ARP entries."""
+    h.add_static_arp(ip_aton(GW2), GW2_MAC, ifi)
+    h.add_static_arp(ip_aton(ONLINK), ONLINK_MAC, ifi)
+
+
+def run_routes(mode: str, frames: list[bytes], monkeypatch: pytest.MonkeyPatch,
+               routes: list[tuple[str, int, str]], change: object = None,
+               again: list[bytes] | None = None) -> tuple[list[bytes], dict, Host]:
+    """``run`` on a host with the neighbours above and ``routes`` (prefix,
+    length, gateway) added; ``change(h, src)``, if given, runs inside the
+    SYN path's per-SYN route callback (mid-batch) before it answers;
+    ``again``: a second batch after it (``h.scopes_seen``: the route scopes
+    the SYN path had computed after each batch)."""
+    with monkeypatch.context() as mp:
+        h, ifi, _ = make_host(mode, mp)
+        add_neighbours(h, ifi)
+        for prefix, plen, gw in routes:
+            h.add_route(ip_aton(prefix), plen, ip_aton(gw))
+        if change is not None and mode != "layered":
+            path = h.syn_path_used          # type: ignore[attr-defined]
+            route = path.route
+
+            def changing(src: int) -> object:
+                change(h, src)
+                return route(src)
+            path.route = changing
+        h.receive_batch(ifi, frames, 100.0)
+        out = [bytes(f) for _, f in h.take_output()]
+        mib = h.mib.snapshot()
+        path = getattr(h, "syn_path_used", None)
+        h.scopes_seen = [path.scopes if path is not None else 0]  # type: ignore[attr-defined]
+        if again:
+            h.receive_batch(ifi, again, 100.1)
+            h.scopes_seen.append(path.scopes if path is not None else 0)  # type: ignore
+        return out, mib, h
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_synacks_of_a_batch_share_the_route_where_they_may(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SYNs from the default route's sources, from a more specific route's
+    (another gateway) and from an on-link client, interleaved in one batch:
+    every SYN-ACK the layered path's, byte for byte, to the neighbour that
+    the route of its destination names; one route scope for the batch."""
+    rng = random.Random(3)
+    srcs = []
+    for i in range(30):
+        srcs.append(random.Random(i).choice([f"198.51.100.{rng.randrange(1, 255)}",
+                                             f"192.0.2.{rng.randrange(1, 255)}",
+                                             f"203.0.113.{rng.randrange(1, 255)}", ONLINK]))
+    frames = [syn(seq=rng.getrandbits(32), sport=20000 + i, src=src, options=[])
+              for i, src in enumerate(srcs)]
+    routes = [("203.0.113.0", 24, GW2)]
+    got, mib, h = run_routes(mode, frames, monkeypatch, routes, again=frames[:2])
+    want, want_mib, _ = run_routes("layered", frames, monkeypatch, routes)
+    assert got == want and mib == want_mib and mib["SyncookiesSent"] == len(frames)
+    expect = {"203.0.113.": GW2_MAC, ONLINK: ONLINK_MAC}
+    for src, raw in zip(srcs, got):
+        p = Ether(raw)
+        assert p[IP].dst == src and p[TCP].flags == "SA"
+        mac = next((m for k, m in expect.items() if src.startswith(k)), GW_MAC)
+        assert p.dst == mac.hex(":"), src
+    # one route scope for the batch; the next batch resolves its own
+    assert h.scopes_seen == [1, 2]          # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("what", ["add", "remove"])
+def test_a_route_change_mid_batch_reaches_the_next_synack(
+        mode: str, what: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A route to the flood's sources added (or removed) between two SYNs of
+    one batch: the SYN-ACKs after it go to the new gateway (or back to the
+    default's), not to the neighbour the batch's route scope held."""
+    srcs = ["198.51.100.1", "198.51.100.2", ONLINK, "198.51.100.3", "198.51.100.4"]
+    frames = [syn(seq=1000 + i, sport=30000 + i, src=src) for i, src in enumerate(srcs)]
+    routes = [] if what == "add" else [("198.51.100.0", 25, GW2)]
+    before, after = (GW_MAC, GW2_MAC) if what == "add" else (GW2_MAC, GW_MAC)
+
+    def change(h: Host, src: int) -> None:
+        if src == ip_aton(ONLINK):
+            if what == "add":
+                h.add_route(ip_aton("198.51.100.0"), 25, ip_aton(GW2))
+            else:
+                h.remove_route(ip_aton("198.51.100.0"), 25)
+
+    got, mib, h = run_routes(mode, frames, monkeypatch, routes, change)
+    want, _, _ = run_routes("layered", frames, monkeypatch, routes)
+    assert mib["SyncookiesSent"] == len(frames) and not h.layered_syns  # type: ignore[attr-defined]
+    # IP and TCP as the layered path builds them (the route changes only the MAC)
+    assert [g[14:] for g in got] == [w[14:] for w in want]
+    macs = [Ether(g).dst for g in got]
+    assert macs == [m.hex(":") for m in (before, before, ONLINK_MAC, after, after)]
+    assert h.scopes_seen == [2]             # type: ignore[attr-defined]
 
 
 # --- the cookie comes back ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ import logging
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ... import _fast
@@ -35,10 +35,11 @@ from .sock_opts import (
     IP_PMTUDISC_WANT,
     default_opts,
 )
-from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control
+from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control, shared_congestion_control
 from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_info import tcp_get_info, tcp_info_pack
 from .tcp_rtt import RttEstimator
+from .tcp_sack import NO_OFO
 from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 from .tcp_states import (
     RCV_SHUTDOWN,
@@ -63,6 +64,7 @@ from .tcp_states import (
 
 if TYPE_CHECKING:
     from ..protocol import NetHost6
+    from ..timer import Timer
     from .tcp_ipv4 import TcpProto
 
 # inet_stream_connect's socket states (sock->state).
@@ -140,14 +142,14 @@ class TcpSock(TcpCb):
         # listener (sk_max_ack_backlog, icsk_accept_queue; any other sock holds
         # the shared empty stand-ins)
         "max_ack_backlog", "accept_queue", "syn_queue",
-        # send side
-        "iss", "snd_wl1", "max_window", "sndbuf", "fin_queued", "snd_up", "retransmit_hint",
+        # send side (iss, snd_wl1, max_window, sndbuf: TcpCb's)
+        "fin_queued", "snd_up", "retransmit_hint",
         "sack_cache", "lsndtime", "segs_out", "total_retrans",
-        # receive side
-        "irs", "rcv_eof", "urg_data", "urg_last", "sack_blocks", "dsack", "rcvq_space",
+        # receive side (irs: TcpCb's)
+        "rcv_eof", "urg_data", "urg_last", "sack_blocks", "dsack", "rcvq_space",
         "rcvq_seq", "rcvq_time", "last_oow_ack_time",
-        # negotiated at the handshake
-        "mss_cache", "pmtu_cookie", "mss_clamp", "wscale_ok", "sack_ok",
+        # negotiated at the handshake (mss_cache, mss_clamp: TcpCb's)
+        "pmtu_cookie", "wscale_ok", "sack_ok",
         # congestion control (tcp_cong, PRR, TLP) and the RTT estimator
         "ca_ops", "ca_priv", "snd_ssthresh", "snd_cwnd_cnt", "snd_cwnd_clamp", "prior_cwnd",
         "prior_ssthresh", "prr_delivered", "prr_out", "lost", "high_seq", "tlp_high_seq",
@@ -201,7 +203,7 @@ class TcpSock(TcpCb):
         self.opts = default_opts(st)
         self.sndbuf = st.tcp_wmem[1]
         self.rcvbuf = st.tcp_rmem[1]
-        self.ca_ops = get_congestion_control(st.tcp_congestion_control)
+        self.ca_ops = shared_congestion_control(st.tcp_congestion_control)
         # sequence space: send
         self.iss = 0
         self.snd_una = 0
@@ -222,7 +224,9 @@ class TcpSock(TcpCb):
         self.urg_last: int | None = None  # last urgent byte taken (no replays)
         self.rtx: list[TxSeg] = []
         self.retransmit_hint: int | None = None  # where lost segments may start
-        self.sack_cache: list[tuple[int, int]] = []  # SACK blocks of the previous ACK
+        # SACK blocks of the previous ACK (tcp_sack replaces the whole
+        # sequence, never appends: an idle sock shares the empty tuple)
+        self.sack_cache: Sequence[tuple[int, int]] = ()
         # sequence space: receive
         self.irs = 0
         self.rcv_nxt = 0
@@ -230,9 +234,12 @@ class TcpSock(TcpCb):
         self.rcv_wup = 0
         self.window_clamp = MAX_TCP_WINDOW << TCP_MAX_WSCALE
         self.rq = bytearray()
-        self.ofo: list[list] = []    # [seq, end_seq, bytes, fin] sorted, disjoint
+        # [seq, end_seq, bytes, fin] sorted, disjoint; the shared empty
+        # NO_OFO until a segment arrives out of order (tcp_sack.ofo_insert)
+        self.ofo: list[list] | tuple[()] = NO_OFO
         self.ofo_bytes = 0
-        self.sack_blocks: list[tuple[int, int]] = []   # what we report, recent first
+        # what we report, recent first (replaced whole, never appended: () when none)
+        self.sack_blocks: Sequence[tuple[int, int]] = ()
         self.dsack: tuple[int, int] | None = None
         self.rcv_eof = False
         self.got_data = False
@@ -318,7 +325,8 @@ class TcpSock(TcpCb):
         # freed by reference counting, not left to the cycle collector)
         self.rtx_timer = timers.timer(tcp_timer.tcp_write_timer, self)
         self.delack_timer = timers.timer(tcp_timer.tcp_delack_timer, self)
-        self.ka_timer = timers.timer(tcp_timer.tcp_keepalive_timer, self)
+        # keepalive/sk_timer: made when first armed (tcp_timer.keepalive_timer)
+        self.ka_timer: Timer | None = None
         # tracing: off unless the stack traces every connection (tcp_trace)
         sink = proto.trace_sink
         self.trace = None if sink is None else SockTracer(sink)

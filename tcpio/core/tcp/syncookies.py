@@ -27,8 +27,10 @@ listener's), ``raddr``/``rport`` the client's.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from ... import _fast
+from ..addr import prefix_mask
 from .inet6_addr import addr_key
 
 # The cookie's rules are written once, in tcpio/_fast/syn_fast.py, which the
@@ -122,3 +124,49 @@ def cookie_timestamp_decode(tsecr: int) -> tuple[int | None, bool]:
     if wscale == TS_OPT_WSCALE_MASK:
         wscale = None
     return wscale, bool(tsecr & TS_OPT_SACK)
+
+
+def synack_route_scope(host: Any, raddr: int, length: int) -> tuple | None:
+    """The route scope of the stateless SYN path (syn_fast.synack_path): for
+    a SYN-ACK of up to ``length`` bytes to ``raddr``, ``(path, prefix, mask,
+    excluded, token, fib, pmtu)`` where ``path`` is (ifindex, dst_mac,
+    src_mac, route MTU) and every destination ``d`` with ``d & mask ==
+    prefix``, outside the ``excluded`` (prefix, mask) pairs and not in
+    ``pmtu`` (the host's learned path MTUs), has the same path while
+    ``fib.entries() is token``.  ``token`` None: the path is this
+    destination's alone; None: no whole-frame path (ip_output's work).
+
+    Shared only through a gateway: the FIB entry that routes ``raddr`` (the
+    longest prefix covering it) sends all of its destinations to one
+    neighbour with one MTU, except those that a more specific route inside
+    it takes (``excluded``) and those with a learned PMTU.  An on-link route
+    has a neighbour per destination, so each SYN resolves its own.  The
+    local, loopback, broadcast and multicast destinations that ip_tcp_path
+    turns away are never a SYN's source (the rx classifier drops those as
+    martians before the SYN path).
+    """
+    path = host.ip_tcp_path(raddr, length)
+    if path is None:
+        return None
+    try:
+        route = host.route_lookup(raddr)
+    except OSError:
+        return None
+    alone = ((path[0], path[1], path[2], route.mtu), 0, 0, None, None, None, None)
+    fib = getattr(host, "fib", None)
+    pmtu = getattr(host, "pmtu", None)
+    if fib is None or route.gateway is None or (pmtu and raddr in pmtu):
+        return alone
+    token = fib.entries()
+    entry = None
+    for e in token:             # longest prefix first: the first cover is the route
+        if raddr & prefix_mask(e.prefixlen) == e.prefix:
+            entry = e
+            break
+    if entry is None or entry.gateway != route.gateway or entry.ifindex != route.ifindex:
+        return alone            # routed by something else than the FIB (lo, broadcast)
+    mask = prefix_mask(entry.prefixlen)
+    excluded = [(e.prefix, prefix_mask(e.prefixlen)) for e in token
+                if e.prefixlen > entry.prefixlen and e.prefix & mask == entry.prefix]
+    return ((path[0], path[1], path[2], route.mtu), entry.prefix, mask, excluded, token, fib,
+            pmtu if pmtu is not None else {})

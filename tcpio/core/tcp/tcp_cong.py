@@ -109,6 +109,20 @@ def get_congestion_control(name: str) -> CongestionOps:
     return cls()
 
 
+_SHARED: dict[str, CongestionOps] = {}
+
+
+def shared_congestion_control(name: str) -> CongestionOps:
+    """One instance of the module called ``name`` for every sock that takes
+    the default (as Linux's socks all point at one tcp_congestion_ops): a
+    module keeps its per-connection state in ``tp.ca_priv``, never on
+    itself.  OSError(ENOENT) if unknown; re-registering a name replaces it."""
+    ops = _SHARED.get(name)
+    if ops is None or type(ops) is not _REGISTRY.get(name):
+        ops = _SHARED[name] = get_congestion_control(name)
+    return ops
+
+
 def available() -> list[str]:
     """Names accepted by get_congestion_control (tcp_available_congestion_control)."""
     return sorted(_REGISTRY)

@@ -159,14 +159,16 @@ class Cubic(CongestionOps):
     hystart_enabled = True
 
     def init(self, tp: Any, now: float) -> None:
-        host = getattr(tp, "host", None)
-        detect = host.settings.tcp_cubic_hystart_detect if host is not None else 0
-        tp.ca_priv = CubicState(self.hystart_enabled, detect)
+        # A fresh start; the state itself is made by the first call that
+        # needs it (_st): an idle connection never does, and keeps none.
+        tp.ca_priv = None
 
     def _st(self, tp: Any) -> CubicState:
         st = tp.ca_priv
-        if not isinstance(st, CubicState):     # init() not called: be forgiving
-            st = tp.ca_priv = CubicState(self.hystart_enabled)
+        if not isinstance(st, CubicState):
+            host = getattr(tp, "host", None)
+            detect = host.settings.tcp_cubic_hystart_detect if host is not None else 0
+            st = tp.ca_priv = CubicState(self.hystart_enabled, detect)
         return st
 
     # -- loss -----------------------------------------------------------------

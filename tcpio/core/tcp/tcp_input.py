@@ -9,7 +9,7 @@ checks: PAWS, sequence acceptability, RST, SYN (RFC 5961), ACK, data, FIN.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ... import _fast
 from . import tcp_output, tcp_sack
@@ -31,7 +31,7 @@ from .tcp_output import (
     tcp_write_xmit,
     tcp_xmit_retransmit_queue,
 )
-from .tcp_sack import FLAG_DSACK_TLP, FLAG_SACKED
+from .tcp_sack import FLAG_DSACK_TLP, FLAG_SACKED, NO_OFO
 from .tcp_states import (
     RCV_SHUTDOWN,
     TCP_CA_CWR,
@@ -847,8 +847,9 @@ def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float, gso_size: int 
 
 
 def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
-    """Move segments that became in-order from the ofo queue; returns FIN seen."""
-    ofo = sk.ofo
+    """Move segments that became in-order from the ofo queue; returns FIN seen.
+    (Called only while the queue is not empty, so it is a list, not NO_OFO.)"""
+    ofo = cast("list[list[Any]]", sk.ofo)
     fin = 0
     i = 0
     while i < len(ofo):
@@ -865,6 +866,8 @@ def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
         sk.ofo_bytes -= len(data)
         i += 1
     del ofo[:i]
+    if not ofo:
+        sk.ofo = NO_OFO         # drained: back to the shared empty queue
     tcp_sack.tcp_sack_remove(sk)
     return fin
 
@@ -904,9 +907,9 @@ def tcp_fin(sk: TcpSock, now: float) -> None:
         return
     # skb_rbtree_purge of the ofo queue and tcp_sack_reset: no SACK block and
     # no pending D-SACK survives the FIN
-    sk.ofo.clear()
+    sk.ofo = NO_OFO
     sk.ofo_bytes = 0
-    sk.sack_blocks = []
+    sk.sack_blocks = ()
     sk.dsack = None
     sk.quick = max(sk.quick, 1)
     sk.host.schedule_wakeup(sk)

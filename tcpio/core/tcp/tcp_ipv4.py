@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import logging
 from collections import namedtuple
-from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from tcpio.core.icmp_h import (
@@ -47,6 +46,7 @@ from .syncookies import (
     cookie_v4_init_sequence,
     inet_csk_reqsk_queue_is_full,
     syn_keys,
+    synack_route_scope,
 )
 from .tcp_info import tcp_get_info
 from .tcp_input import (
@@ -63,7 +63,7 @@ from .tcp_minisocks import (
     TCP_TW_SUCCESS,
     RequestSock,
     TimeWaitSock,
-    reqsk_timer_handler,
+    reqsk_timer,
     tcp_check_req,
     tcp_create_openreq_child,
     tcp_init_transfer_passive,
@@ -80,6 +80,7 @@ from .tcp_output import (
     tcp_time_stamp,
     tcp_v4_send,
 )
+from .tcp_sack import NO_OFO
 from .tcp_states import (
     SHUTDOWN_MASK,
     STATE_NAMES,
@@ -131,7 +132,7 @@ class TcpProto:
         self.hashinfo = InetHashInfo(host.settings, host.secret)
         # the stateless SYN path the rx classifier runs (syn_fast; early_demux)
         self.syn_path = _syn_fast.SynPath(syn_keys(host.secret), host.settings,
-                                          self.synack_route)
+                                          self.synack_route, self.synack_route_scope)
         self.syn_path.by_port = self.hashinfo.by_port
         self.orphans = 0
         self.tw_count = 0
@@ -189,6 +190,12 @@ class TcpProto:
         if path is None:
             return None
         return path[0], path[1], path[2], self.route_mtu(raddr)
+
+    def synack_route_scope(self, raddr: int) -> tuple | None:
+        """For the compiled SYN path: the path of a SYN-ACK to ``raddr`` and
+        the destinations that share it, resolved once per receive batch
+        (syncookies.synack_route_scope; syn_fast.synack_path)."""
+        return synack_route_scope(self.host, raddr, MAX_SYNACK_LEN)
 
     def advmss_for(self, raddr: int, user_mss: int = 0) -> int:
         """The MSS we advertise to ``raddr``: the route's (dst_metric_advmss),
@@ -345,7 +352,8 @@ class TcpProto:
             self.tcp_set_state(sk, TCP_CLOSE)
         sk.rtx_timer.cancel()
         sk.delack_timer.cancel()
-        sk.ka_timer.cancel()
+        if sk.ka_timer is not None:
+            sk.ka_timer.cancel()
         sk.pending = 0
         sk.ack_pending = False
         if sk.hashed:
@@ -371,7 +379,7 @@ class TcpProto:
         self.hashinfo.inet_put_port(sk)
         sk.wq = bytearray()
         sk.rq = bytearray()
-        sk.ofo = []
+        sk.ofo = NO_OFO
         sk.ofo_bytes = 0
 
     def tcp_time_wait(self, sk: TcpSock, substate: int, now: float,
@@ -505,7 +513,7 @@ class TcpProto:
             return
         req.snt_isn = isn or secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
                                             req.rport, now)
-        req.timer = host.timers.timer(partial(reqsk_timer_handler, self, req))
+        req.timer = host.timers.timer(reqsk_timer, req)
         req.timer.arm(now + 1.0)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
@@ -863,7 +871,7 @@ class TcpProto:
                 sq = seq_diff(sk.write_seq, sk.snd_una)
                 if sk.rtx_timer.pending:
                     timer = _timer_str("on" if sk.pending == 1 else "persist", sk.rtx_timer, now)
-                elif sk.ka_timer.pending:
+                elif sk.ka_timer is not None and sk.ka_timer.pending:
                     timer = _timer_str("keepalive", sk.ka_timer, now)
                 else:
                     timer = ""

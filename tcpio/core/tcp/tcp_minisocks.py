@@ -46,6 +46,7 @@ class RequestSock:
     """struct tcp_request_sock: a half-open passive connection."""
 
     __slots__ = (
+        "__weakref__",      # its SYN-ACK timer holds it weakly (reqsk_timer)
         "dead",
         "laddr",
         "listener",
@@ -280,6 +281,13 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
     tcp_v4_send(host, req.laddr, req.raddr, req.lport, req.rport, req.snt_isn,
                 (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_SYN | TCPHDR_ACK, req.rcv_wnd, opts,
                 b"", 0, ident)
+
+
+def reqsk_timer(req: RequestSock, now: float) -> None:
+    """A request's SYN-ACK timer (an owned timer: it holds the request
+    weakly, so a request dropped from the SYN queue, its handshake done, is
+    freed at once instead of when its cancelled heap entry surfaces)."""
+    reqsk_timer_handler(req.listener.proto, req, now)
 
 
 def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:

@@ -22,6 +22,10 @@ TCPCB_SACKED_ACKED = 1
 TCPCB_SACKED_RETRANS = 2
 TCPCB_LOST = 4
 FLAG_SACKED = 0x20
+# The out-of-order queue of a sock that has none: a list is made when a
+# segment first arrives out of order (ofo_insert) and dropped again once the
+# queue drains (tcp_input.tcp_ofo_queue), so an idle sock holds no list.
+NO_OFO: tuple[()] = ()
 FLAG_DSACK = 0x40
 FLAG_DSACK_TLP = 0x20000    # the D-SACK reports exactly the loss probe
 TCP_NUM_SACKS = 4
@@ -32,6 +36,8 @@ def ofo_insert(sk: TcpSock, seq: int, end: int, data: bytes, fin: int) -> bool:
     """Insert into the ofo queue, trimming overlaps; D-SACK any duplicate part.
     Returns False when the segment brought nothing new."""
     ofo = sk.ofo
+    if not ofo:
+        ofo = sk.ofo = []       # the sock's first out-of-order segment (was NO_OFO)
     base = sk.rcv_nxt
     s = seq_diff(seq, base)
     e = seq_diff(end, base)
@@ -97,10 +103,10 @@ def tcp_sack_new_ofo_skb(sk: TcpSock, seq: int, end: int) -> None:
 def tcp_sack_remove(sk: TcpSock) -> None:
     """Blocks that reached rcv_nxt were pulled in order: stop reporting them."""
     if not sk.ofo:
-        sk.sack_blocks = []
+        sk.sack_blocks = ()
         return
     rcv_nxt = sk.rcv_nxt
-    sk.sack_blocks = [b for b in sk.sack_blocks if after(b[0], rcv_nxt)]
+    sk.sack_blocks = [b for b in sk.sack_blocks if after(b[0], rcv_nxt)] or ()
 
 
 # --- sender side ---------------------------------------------------------------------
@@ -173,7 +179,7 @@ def tcp_sacktag_write_queue(sk: TcpSock, blocks: tuple, prior_snd_una: int,
             seg.sacked = TCPCB_SACKED_ACKED
             sk.sacked_out += 1
             flag |= FLAG_SACKED
-    sk.sack_cache = used
+    sk.sack_cache = used or ()      # (an idle sock keeps the shared empty tuple)
     if reord is not None:
         tcp_check_sack_reordering(sk, reord, tcp_highest_sack_seq(sk))
     return flag

@@ -3,6 +3,8 @@
 - ``rtx_timer``: retransmission (RTO) or zero-window probe, by ``sk.pending``;
 - ``delack_timer``: delayed ACK;
 - ``ka_timer``: keepalive, and the FIN_WAIT2 timeout (the kernel's sk_timer).
+  Made the first time it is armed (``keepalive_timer``): most connections
+  never enable SO_KEEPALIVE, and an idle one should not carry the handle.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
+    from ..timer import Timer
     from .sock import TcpSock
 
 ICSK_TIME_RETRANS = tcp_output.ICSK_TIME_RETRANS
@@ -176,10 +179,19 @@ def tcp_delack_timer(sk: TcpSock, now: float) -> None:
 
 
 # --- keepalive / FIN_WAIT2 (sk_timer) ------------------------------------------------
+def keepalive_timer(sk: TcpSock) -> Timer:
+    """The sock's keepalive timer, made on first use (``sk.ka_timer`` is
+    None until then: nothing to cancel or report)."""
+    timer = sk.ka_timer
+    if timer is None:
+        timer = sk.ka_timer = sk.host.timers.timer(tcp_keepalive_timer, sk)
+    return timer
+
+
 def tcp_set_keepalive(sk: TcpSock, now: float) -> None:
     if sk.opts.keepalive and sk.state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
-        sk.ka_timer.arm(now + sk.opts.keepidle)
-    elif not sk.opts.keepalive and sk.state != TCP_FIN_WAIT2:
+        keepalive_timer(sk).arm(now + sk.opts.keepidle)
+    elif not sk.opts.keepalive and sk.state != TCP_FIN_WAIT2 and sk.ka_timer is not None:
         sk.ka_timer.cancel()
 
 
@@ -200,7 +212,7 @@ def tcp_keepalive_timer(sk: TcpSock, now: float) -> None:
         return
     if sk.packets_out or sk.write_seq != sk.snd_nxt:
         # data in flight: the retransmit timer watches the peer
-        sk.ka_timer.arm(now + sk.opts.keepidle)
+        keepalive_timer(sk).arm(now + sk.opts.keepidle)
         return
     idle = now - sk.rcv_tstamp
     if idle >= sk.opts.keepidle:
@@ -212,7 +224,7 @@ def tcp_keepalive_timer(sk: TcpSock, now: float) -> None:
             return
         tcp_output.tcp_send_probe0(sk, now)   # seq snd_una - 1, no data
         sk.probes_out += 1
-        sk.ka_timer.arm(now + sk.opts.keepintvl)
+        keepalive_timer(sk).arm(now + sk.opts.keepintvl)
     else:
         sk.probes_out = 0   # the peer answered since the last probe
-        sk.ka_timer.arm(now + sk.opts.keepidle - idle)
+        keepalive_timer(sk).arm(now + sk.opts.keepidle - idle)

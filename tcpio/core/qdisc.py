@@ -1,0 +1,153 @@
+"""A bounded transmit queue per interface (Linux's pfifo_fast and txqueuelen).
+
+The sans-IO host hands every frame to its driver at once (``take_output``),
+so without this nothing could ever be "full": a device that cannot take
+more (a TAP whose fd says EAGAIN, a wire whose ring is full) could only drop
+what it was given, and a UDP sender would never hear ENOBUFS.  Linux puts
+the interface's qdisc between the two: while the driver has stopped the
+queue (``netif_stop_queue``, its ring is full), frames wait in the qdisc, up
+to ``txqueuelen`` of them (pfifo_fast's limit, 1000 by default for an
+Ethernet device); a frame beyond that is dropped (``qdisc_drop``, counted)
+and ``dev_queue_xmit`` says so (NET_XMIT_DROP, which ``net_xmit_errno``
+makes ENOBUFS).  When the driver has room again (``netif_wake_queue``) the
+backlog goes out in order (``qdisc_run``).
+
+Here:
+
+* ``Qdisc``: the queue of one interface (``limit``, the backlog, and the
+  ``tc -s qdisc`` counters ``drops``/``requeues``/``sent``).
+* ``NetifQueue``: what a device gets (``device.attach_netif(netif)``): its
+  side of the queue.  ``stop()``/``wake()`` are netif_stop_queue and
+  netif_wake_queue; ``requeue(frame)`` is dev_requeue_skb for a frame the
+  driver was given but has no room for (the host's frames of one flush reach
+  the device together, so the device may fill in the middle of them);
+  ``stopped`` is netif_xmit_stopped.
+* The host (``Host.xmit``) puts a frame for a stopped interface in its
+  qdisc, and returns False (counting ``host.qdisc_drops``) when the qdisc is
+  full; ``Host.take_output`` moves frames for a stopped interface that were
+  queued before it stopped, or by TCP's compiled send loop (which appends to
+  the host's transmit list itself), into the qdisc too, so nothing reaches a
+  stopped device.  A UDP sender compares ``host.qdisc_drops`` around its
+  ``ip_output``: Linux's udp_send_skb (ENOBUFS only with IP_RECVERR, else
+  the datagram is silently lost and counted).  A TCP segment dropped here is
+  lost like one dropped on the wire, and recovered the same way.
+
+A device that never calls ``stop()`` (the TAP, which drops on EAGAIN
+itself) sees no difference: its qdisc never holds anything.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+# DEFAULT_TX_QUEUE_LEN (ether_setup): pfifo_fast's limit unless told otherwise.
+DEFAULT_TX_QUEUE_LEN = 1000
+
+Frame = bytes | bytearray
+
+
+class Qdisc:
+    """One interface's queue: a FIFO of at most ``limit`` frames (pfifo_fast
+    with one band: tcpio does not look at the TOS)."""
+
+    __slots__ = ("backlog", "drops", "ifindex", "limit", "requeues", "sent", "stopped")
+
+    def __init__(self, ifindex: int, limit: int = DEFAULT_TX_QUEUE_LEN) -> None:
+        self.ifindex = ifindex
+        self.limit = limit
+        self.backlog: deque[Frame] = deque()
+        self.stopped = False            # __QUEUE_STATE_DRV_XOFF: the driver is full
+        self.drops = 0                  # tc -s qdisc: dropped
+        self.requeues = 0               # ... requeues (frames a full driver gave back)
+        self.sent = 0                   # ... frames released to the driver (again after a requeue)
+
+    def enqueue(self, frame: Frame) -> bool:
+        """pfifo_fast_enqueue: False (and counted) when ``limit`` frames wait."""
+        if len(self.backlog) >= self.limit:
+            self.drops += 1
+            return False
+        self.backlog.append(frame)
+        return True
+
+    def reset(self) -> None:
+        """qdisc_reset (the link went down): the backlog is forgotten, not counted."""
+        self.backlog.clear()
+
+    def stats(self) -> dict[str, int]:
+        """``tc -s qdisc show dev IF``'s numbers."""
+        return {"limit": self.limit, "backlog": len(self.backlog), "dropped": self.drops,
+                "requeues": self.requeues, "sent": self.sent,
+                "stopped": int(self.stopped)}
+
+    def __repr__(self) -> str:
+        return (f"Qdisc(if={self.ifindex}, limit={self.limit}, backlog={len(self.backlog)}, "
+                f"drops={self.drops}{', stopped' if self.stopped else ''})")
+
+
+class NetifQueue:
+    """A device's handle on its interface's queue (``attach_netif``)."""
+
+    __slots__ = ("_host", "kick", "qdisc")
+
+    def __init__(self, host: QdiscHost, qdisc: Qdisc,
+                 kick: Callable[[], None] | None = None) -> None:
+        self._host = host
+        self.qdisc = qdisc
+        # The driver's flush (Stack.kick): called after a wake, so the backlog
+        # the host released reaches the device.
+        self.kick = kick
+
+    @property
+    def stopped(self) -> bool:
+        """netif_xmit_stopped."""
+        return self.qdisc.stopped
+
+    def stop(self) -> None:
+        """netif_stop_queue: the device has no room; frames wait in the qdisc."""
+        if not self.qdisc.stopped:
+            self.qdisc.stopped = True
+            self._host.netif_stopped(self.qdisc, True)
+
+    def wake(self) -> None:
+        """netif_wake_queue: the device has room again; the backlog goes out
+        in order (qdisc_run), then the driver flushes."""
+        q = self.qdisc
+        if not q.stopped:
+            return
+        q.stopped = False
+        self._host.netif_stopped(q, False)
+        if q.backlog:
+            q.sent += len(q.backlog)
+            self._host.release_backlog(q.ifindex, q.backlog)
+            q.backlog.clear()
+        if self.kick is not None:
+            self.kick()
+
+    def requeue(self, frame: Frame) -> bool:
+        """dev_requeue_skb: a frame the device was given after it stopped goes
+        back to the qdisc's tail (order kept: every later frame of the flush
+        follows it there); False when the qdisc is full (dropped, counted)."""
+        q = self.qdisc
+        q.requeues += 1
+        if q.enqueue(frame):
+            return True
+        self._host.qdisc_dropped()
+        return False
+
+
+class QdiscHost(Protocol):
+    """What NetifQueue needs of the host (Host has it)."""
+
+    def netif_stopped(self, qdisc: Qdisc, stopped: bool) -> None:
+        """The driver stopped (True) or woke (False) ``qdisc``'s interface."""
+        ...
+
+    def release_backlog(self, ifindex: int, frames: deque[Frame]) -> None:
+        """qdisc_run: ``frames`` (in order) go to the driver with the next flush."""
+        ...
+
+    def qdisc_dropped(self) -> None:
+        """A qdisc dropped a frame (``host.qdisc_drops``)."""
+        ...

@@ -1,0 +1,190 @@
+"""The per-interface transmit queue (core/qdisc.py; issue 18, docs/internals.md
+"Interface state").
+
+Linux's model, checked rule by rule on the virtual clock: while the driver
+has stopped its queue (netif_stop_queue) frames wait in the qdisc, at most
+txqueuelen of them (pfifo_fast); beyond, dev_queue_xmit drops the frame
+(NET_XMIT_DROP) and udp_send_skb reports ENOBUFS only to a socket with
+IP_RECVERR / IPV6_RECVERR, counting OutDiscards and SndbufErrors (and never
+OutDatagrams) either way; netif_wake_queue sends the backlog in order.  A
+TCP segment the qdisc drops is lost, and TCP's loss recovery brings it
+back.  The test plays the driver (``host.attach_netif`` is what a device
+gets); what reaches the link is read back with scapy.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+
+from tcpio.core.addr import ip6_aton, ip_aton
+from tcpio.core.in_h import AF_INET6
+from tcpio.core.qdisc import DEFAULT_TX_QUEUE_LEN
+from tcpio.core.sim import VirtualNetwork
+from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
+from tcpio.core.udp import IP_RECVERR, IPV6_RECVERR
+
+B = ip_aton("10.0.0.2")
+B6 = ip6_aton("fd00::2")
+
+
+class Pair:
+    """a (10.0.0.1, fd00::1) --ip link-- b (10.0.0.2, fd00::2); a's queue held by the test."""
+
+    def __init__(self, txqueuelen: int | None = None) -> None:
+        self.net = VirtualNetwork(seed=3)
+        self.a = self.net.host("a")
+        self.b = self.net.host("b")
+        self.link = self.net.link(self.a, self.b, "10.0.0.1/24", "10.0.0.2/24", kind="ip")
+        self.a.add_address6(1, ip6_aton("fd00::1"), 64, nodad=True)
+        self.b.add_address6(1, B6, 64, nodad=True)
+        self.netif = self.a.attach_netif(1)         # the test is a's driver
+        if txqueuelen is not None:
+            self.a.set_txqueuelen("eth0", txqueuelen)
+        self.rx = self.b.udp.socket()
+        self.rx.bind(0, 9)
+        self.rx6 = self.b.udp.socket(AF_INET6)
+        self.rx6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.rx6.bind(0, 9)
+
+    def sent(self) -> list[bytes]:
+        return self.link.frames_from(self.a)
+
+
+def test_the_default_queue_is_1000_frames_and_txqueuelen_sets_it_by_name() -> None:
+    p = Pair()
+    assert p.a.qdiscs[1].limit == DEFAULT_TX_QUEUE_LEN == 1000   # ether_setup / pfifo_fast
+    p.a.set_txqueuelen("eth0", 7)
+    assert p.a.qdiscs[1].limit == 7
+    with pytest.raises(OSError) as e:
+        p.a.set_txqueuelen("nope0", 7)
+    assert e.value.errno == errno.ENODEV
+
+
+def test_a_running_queue_holds_nothing() -> None:
+    p = Pair(txqueuelen=2)
+    sk = p.a.udp.socket()
+    for i in range(10):
+        assert sk.sendto(b"%d" % i, B, 9) == 1
+    p.net.run_for(0.01)
+    assert len(p.sent()) == 10 and p.a.qdisc_drops == 0
+    assert p.a.mib["UdpOutDatagrams"] == 10
+
+
+def test_udp_into_a_full_queue_is_silently_dropped_and_counted_as_linux() -> None:
+    """udp_send_skb without IP_RECVERR: the send succeeds, the datagram is
+    gone; OutDiscards (ip_send_skb) and SndbufErrors, not OutDatagrams."""
+    p = Pair(txqueuelen=4)
+    sk = p.a.udp.socket()
+    p.netif.stop()
+    results = [sk.sendto(b"d%d" % i, B, 9) for i in range(6)]
+    assert results == [2] * 6                   # no error without IP_RECVERR
+    p.net.run_for(0.1)
+    assert p.sent() == []                       # the driver is stopped: nothing left
+    m = p.a.mib
+    assert (m["UdpOutDatagrams"], m["OutDiscards"], m["UdpSndbufErrors"]) == (4, 2, 2)
+    assert p.a.qdisc_drops == 2 and p.a.qdiscs[1].stats()["backlog"] == 4
+    p.netif.wake()                              # netif_wake_queue: the backlog, in order
+    p.net.run_for(0.1)
+    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"d0", b"d1", b"d2", b"d3"]
+    assert [p.rx.recvfrom()[0] for _ in range(4)] == [b"d0", b"d1", b"d2", b"d3"]
+    assert p.rx.recvfrom() is None
+
+
+def test_udp_with_ip_recverr_gets_enobufs() -> None:
+    p = Pair(txqueuelen=1)
+    sk = p.a.udp.socket()
+    sk.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    p.netif.stop()
+    assert sk.sendto(b"x", B, 9) == 1
+    with pytest.raises(OSError) as e:
+        sk.sendto(b"y", B, 9)
+    assert e.value.errno == errno.ENOBUFS
+    m = p.a.mib
+    assert (m["UdpOutDatagrams"], m["OutDiscards"], m["UdpSndbufErrors"]) == (1, 1, 1)
+    assert m["UdpOutErrors"] == 0               # not a routing failure
+
+
+def test_udp_over_ipv6_uses_ipv6_recverr() -> None:
+    """udp_v6_send_skb looks at IPV6_RECVERR, not IP_RECVERR."""
+    p = Pair(txqueuelen=1)
+    sk = p.a.udp.socket(AF_INET6)
+    sk.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)          # the IPv4 flag: no effect here
+    p.netif.stop()
+    assert sk.sendto(b"x", B6, 9) == 1
+    assert sk.sendto(b"y", B6, 9) == 1                       # dropped, silently
+    sk.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+    with pytest.raises(OSError) as e:
+        sk.sendto(b"z", B6, 9)
+    assert e.value.errno == errno.ENOBUFS
+    m = p.a.mib
+    assert (m["Udp6OutDatagrams"], m["Ip6OutDiscards"], m["Udp6SndbufErrors"]) == (1, 2, 2)
+    p.netif.wake()
+    p.net.run_for(0.1)
+    (only,) = [IPv6(f) for f in p.sent()]
+    assert bytes(only[UDP].payload) == b"x"
+
+
+def test_frames_queued_before_the_stop_wait_too() -> None:
+    """Frames the host had queued for the driver when it stopped (or that
+    TCP's send loop appended itself) do not reach a stopped device: they
+    join the qdisc, bounded like any."""
+    p = Pair(txqueuelen=3)
+    sk = p.a.udp.socket()
+    for i in range(5):
+        sk.sendto(b"e%d" % i, B, 9)             # in the host's output, not yet taken
+    p.netif.stop()
+    p.net.run_for(0.1)
+    assert p.sent() == [] and p.a.qdisc_drops == 2
+    p.netif.wake()
+    p.net.run_for(0.1)
+    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"e0", b"e1", b"e2"]
+
+
+def test_a_tcp_segment_dropped_by_the_qdisc_is_lost_and_retransmitted() -> None:
+    p = Pair(txqueuelen=3)
+    ls = p.b.tcp.socket()
+    ls.bind(0, 80)
+    ls.listen(4)
+    sk = p.a.tcp.socket()
+    with pytest.raises(BlockingIOError):
+        sk.connect(B, 80)
+    p.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
+    p.net.run_for(0.01)
+    child = ls.accept()
+    data = bytes(range(256)) * 200                          # 51 200 bytes
+    p.netif.stop()
+    assert sk.sendmsg(data) == len(data)
+    p.net.run_for(0.05)                                     # the initial window meets the queue
+    dropped = p.a.qdisc_drops
+    assert dropped > 0 and p.a.qdiscs[1].stats()["backlog"] == 3
+    p.netif.wake()
+    got = bytearray()
+
+    def drain() -> bool:
+        got.extend(child.recvmsg(1 << 20))
+        return len(got) >= len(data)
+
+    assert p.net.run_until(drain, timeout=30)
+    assert bytes(got) == data                               # every byte, in order
+    assert p.a.mib["RetransSegs"] >= dropped
+
+
+def test_link_down_forgets_the_backlog() -> None:
+    """dev_deactivate resets the qdisc: nothing waits for a link that is down."""
+    p = Pair(txqueuelen=5)
+    sk = p.a.udp.socket()
+    p.netif.stop()
+    for i in range(3):
+        sk.sendto(b"f%d" % i, B, 9)
+    assert p.a.qdiscs[1].stats()["backlog"] == 3
+    p.a.set_link(1, False)
+    assert p.a.qdiscs[1].stats()["backlog"] == 0
+    p.a.set_link(1, True)
+    p.netif.wake()
+    p.net.run_for(0.1)
+    assert p.sent() == []
