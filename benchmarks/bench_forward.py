@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from netns import NetNs
+from netns import NetNs, veth
 
 FAR = "198.51.100.1"
 HTTP_SERVER = """
@@ -55,10 +55,6 @@ async def main():
     print(sum(ok), time.perf_counter() - t0)
 asyncio.run(main())
 """
-
-
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
 
 
 def curl_speed(ns: NetNs) -> float:
@@ -98,14 +94,8 @@ def main() -> int:
                                                       FAR, www),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             # the kernel's path: K -- R -- B
-            sh("ip", "link", "add", "bfk0", "netns", k.name, "type", "veth",
-               "peer", "name", "bfr0", "netns", r.name)
-            sh("ip", "link", "add", "bfr1", "netns", r.name, "type", "veth",
-               "peer", "name", "bfb0", "netns", b.name)
-            for ns, dev, addr in ((k, "bfk0", "10.88.0.2/24"), (r, "bfr0", "10.88.0.1/24"),
-                                  (r, "bfr1", "10.89.0.1/24"), (b, "bfb0", "10.89.0.2/24")):
-                ns.ip("addr", "add", addr, "dev", dev)
-                ns.ip("link", "set", dev, "up")
+            veth(k, "bfk0", "10.88.0.2/24", r, "bfr0", "10.88.0.1/24")
+            veth(r, "bfr1", "10.89.0.1/24", b, "bfb0", "10.89.0.2/24")
             k.ip("route", "add", "default", "via", "10.88.0.1")
             b.ip("route", "add", "10.88.0.0/24", "via", "10.89.0.1")
             r.ip("route", "add", f"{FAR}/32", "via", "10.89.0.2")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio.core.errors import sock_error
 from tcpio.core.raw import IP_HDRINCL
+from tcpio.core.udp import IP_RECVERR
 from tcpio.socket import Waker, bytes_view, resolve_host
 
 if TYPE_CHECKING:
@@ -66,12 +67,17 @@ class RawSocket:
         if level == _socket.IPPROTO_IP and name == IP_HDRINCL:
             self._sk.setsockopt_hdrincl(bool(value))
             return
+        if level == _socket.IPPROTO_IP and name == IP_RECVERR:
+            self._sk.recverr = bool(value)
+            return
         raise sock_error(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, name: int) -> int:
         self._check_open()
         if level == _socket.IPPROTO_IP and name == IP_HDRINCL:
             return int(self._sk.hdrincl)
+        if level == _socket.IPPROTO_IP and name == IP_RECVERR:
+            return int(self._sk.recverr)
         raise sock_error(errno.ENOPROTOOPT)
 
     async def sendto(self, data: Any, address: tuple[str, int]) -> int:

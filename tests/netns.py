@@ -247,6 +247,15 @@ async def kernel_peer(*, kernel_cidr: str = "10.7.0.1/24", tcpio_cidr: str = "10
                              prefixlen=int(kernel_cidr.partition("/")[2] or 32))
 
 
+def veth(a: NetNs, a_dev: str, a_cidr: str, b: NetNs, b_dev: str, b_cidr: str) -> None:
+    """A veth pair from namespace ``a`` to ``b``, each end with its address and up."""
+    subprocess.run(["ip", "link", "add", a_dev, "netns", a.name, "type", "veth", "peer",
+                    "name", b_dev, "netns", b.name], check=True, capture_output=True)
+    for ns, dev, cidr in ((a, a_dev, a_cidr), (b, b_dev, b_cidr)):
+        ns.ip("addr", "add", cidr, "dev", dev)
+        ns.ip("link", "set", dev, "up")
+
+
 @contextlib.contextmanager
 def kernel_side(kernel_cidr: str = "10.7.0.1/24", *, mtu: int = 1500,
                 ipv6: bool = True, tap_options: dict[str, Any] | None = None

@@ -188,3 +188,21 @@ def test_link_down_forgets_the_backlog() -> None:
     p.netif.wake()
     p.net.run_for(0.1)
     assert p.sent() == []
+
+
+def test_a_raw_socket_into_a_full_queue_as_raw_sendmsg() -> None:
+    """raw_sendmsg: OutDiscards, ENOBUFS only with IP_RECVERR (no UDP counters)."""
+    p = Pair(txqueuelen=1)
+    raw = p.a.raw.socket(253)
+    p.netif.stop()
+    assert raw.sendto(b"r0", B) == 2
+    assert raw.sendto(b"r1", B) == 2                        # dropped, silently
+    raw.recverr = True
+    with pytest.raises(OSError) as e:
+        raw.sendto(b"r2", B)
+    assert e.value.errno == errno.ENOBUFS
+    assert p.a.mib["OutDiscards"] == 2 and p.a.mib["UdpSndbufErrors"] == 0
+    p.netif.wake()
+    p.net.run_for(0.1)
+    (only,) = [IP(f) for f in p.sent()]
+    assert only.proto == 253 and bytes(only.payload) == b"r0"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import io
+import socket
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from scapy.layers.inet import ICMP, IP, IPerror, UDPerror
 from stackutil import Sink, received, run_on
 from test_forward_streams import three_stacks
 
+from tcpio.core.udp import IP_RECVERR
 from tcpio.relay import Relay, udp_unreach_code
 from tcpio.stack import Stack
 
@@ -44,6 +46,9 @@ def relay_udp(dst: str, *, create: Any = None, wait: float = 5.0) -> tuple[list[
                           f.create_datagram_endpoint)
             f.set_udp_forwarder(relay.udp, 1)
             t, sink = await c.create_datagram_endpoint(Sink, remote_addr=(dst, 53))
+            # net and host unreachable are soft errors for a Linux UDP socket:
+            # reported only with IP_RECVERR (__udp4_lib_err)
+            t._sk.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # type: ignore[attr-defined]
             t.sendto(b"where?")
             await sink.wait_for(lambda: sink.errors, timeout=wait)
             await asyncio.sleep(0.1)
@@ -70,9 +75,18 @@ def test_no_route_upstream_is_net_unreachable_at_the_client() -> None:
 
 def test_an_unanswered_neighbour_upstream_is_host_unreachable_at_the_client() -> None:
     """10.1.0.9 is on f's second link but nobody answers ARP: f's socket gets
-    EHOSTUNREACH (as Linux's does when neighbour resolution fails) and the
-    client an ICMP host unreachable."""
-    errnos, icmps = relay_udp("10.1.0.9", wait=10.0)
+    EHOSTUNREACH (as Linux's does when neighbour resolution fails, given
+    IP_RECVERR) and the client an ICMP host unreachable."""
+    def recverr_upstream(f: Stack) -> Any:
+        # a failed neighbour is a soft error (host unreachable): a Linux UDP
+        # socket hears it only with IP_RECVERR, so the upstream sets it here
+        async def create(*args: Any, **kwargs: Any) -> Any:
+            t, p = await f.create_datagram_endpoint(*args, **kwargs)
+            t._sk.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)   # type: ignore[attr-defined]
+            return t, p
+        return create
+
+    errnos, icmps = relay_udp("10.1.0.9", create=recverr_upstream, wait=10.0)
     (icmp,) = icmps
     assert (icmp[ICMP].type, icmp[ICMP].code) == (3, 1)
     assert_quotes_the_datagram(icmp, "10.1.0.9")

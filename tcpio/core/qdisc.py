@@ -38,14 +38,30 @@ itself) sees no difference: its qdisc never holds anything.
 
 from __future__ import annotations
 
+import errno
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
+
+from tcpio.core.errors import sock_error
 
 # DEFAULT_TX_QUEUE_LEN (ether_setup): pfifo_fast's limit unless told otherwise.
 DEFAULT_TX_QUEUE_LEN = 1000
 
 Frame = bytes | bytearray
+
+
+def xmit_dropped(mib: Any, n: int, recverr: bool, counters: tuple[str, ...]) -> int:
+    """A socket's datagram met a full queue (``host.qdisc_drops`` moved
+    during its output): ip_send_skb's OutDiscards and the protocol's own
+    counters (``counters``), then ENOBUFS only for a socket with IP_RECVERR
+    (IPV6_RECVERR for IPv6) as udp_send_skb and raw_sendmsg have it;
+    otherwise the datagram is silently lost and the send returns ``n``."""
+    for name in counters:
+        mib[name] += 1
+    if recverr:
+        raise sock_error(errno.ENOBUFS, "the interface's transmit queue is full")
+    return n
 
 
 class Qdisc:

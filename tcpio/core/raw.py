@@ -30,6 +30,7 @@ from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP, IPPROTO_UDP
 from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
 from tcpio.core.ip_output import ip_select_ident, neigh_output
+from tcpio.core.qdisc import xmit_dropped
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host
@@ -49,6 +50,7 @@ class RawSock:
         self.laddr = 0
         self.raddr = 0
         self.hdrincl = proto == 255         # IPPROTO_RAW implies IP_HDRINCL
+        self.recverr = False                # IP_RECVERR: ENOBUFS from a full queue
         self.rcvbuf = self.host.settings.udp_rmem_default
         self.rcv_queue: deque[tuple[bytes, int]] = deque()
         self.rcv_bytes = 0
@@ -86,12 +88,18 @@ class RawSock:
         host = self.host
         if host.is_broadcast(addr):
             raise sock_error(errno.EACCES, "broadcast needs SO_BROADCAST")
+        drops = host.qdisc_drops
         if not self.hdrincl:
             if len(data) > IP_MAX_LEN - IP_HLEN:
                 raise sock_error(errno.EMSGSIZE)
             host.ip_output(self.proto, self.laddr or None, addr, data)
-            return len(data)
-        return self._send_hdrinc(bytearray(data), addr)
+            n = len(data)
+        else:
+            n = self._send_hdrinc(bytearray(data), addr)
+        if host.qdisc_drops != drops:
+            # raw_sendmsg / raw_send_hdrinc: OutDiscards, ENOBUFS with IP_RECVERR
+            return xmit_dropped(host.mib, n, self.recverr, ("OutDiscards",))
+        return n
 
     def _send_hdrinc(self, pkt: bytearray, addr: int) -> int:
         """raw_send_hdrinc: the caller's header, completed; routed by ``addr``."""

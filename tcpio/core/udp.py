@@ -31,6 +31,7 @@ from tcpio.core.ipv6 import (
     is_v4mapped,
     sk_bind_scope,
 )
+from tcpio.core.qdisc import xmit_dropped
 
 if TYPE_CHECKING:
     from tcpio.core.protocol import NetHost6
@@ -201,7 +202,7 @@ class UdpSock:
             host.mib["UdpOutErrors"] += 1
             raise
         if host.qdisc_drops != drops:
-            return udp_xmit_dropped(host.mib, n, self.recverr, False)
+            return xmit_dropped(host.mib, n, self.recverr, UDP_XMIT_DROPPED)
         host.mib["UdpOutDatagrams"] += 1
         return n
 
@@ -287,17 +288,11 @@ class UdpSock:
         return f"<UdpSock {self.laddr:#x}:{self.lport}{peer}>"
 
 
-def udp_xmit_dropped(mib: Any, n: int, recverr: bool, v6: bool) -> int:
-    """The interface's queue was full (qdisc.py): ip_send_skb counts
-    OutDiscards, and udp_send_skb / udp_v6_send_skb report ENOBUFS only to a
-    sock with IP_RECVERR (IPV6_RECVERR); otherwise the datagram is silently
-    lost and the send succeeds.  SndbufErrors either way (udp_sendmsg's
-    ``out:`` counts the ENOBUFS it returns), OutDatagrams never."""
-    mib["Ip6OutDiscards" if v6 else "OutDiscards"] += 1
-    mib["Udp6SndbufErrors" if v6 else "UdpSndbufErrors"] += 1
-    if recverr:
-        raise sock_error(errno.ENOBUFS, "the interface's transmit queue is full")
-    return n
+# a datagram the interface's queue dropped (qdisc.xmit_dropped): udp_send_skb
+# counts SndbufErrors either way (udp_sendmsg's ``out:`` also counts the
+# ENOBUFS it returns), OutDatagrams never
+UDP_XMIT_DROPPED = ("OutDiscards", "UdpSndbufErrors")
+UDP6_XMIT_DROPPED = ("Ip6OutDiscards", "Udp6SndbufErrors")
 
 
 # (level, optname) -> the UdpSock flag it sets

@@ -20,8 +20,9 @@ from tcpio.core.icmp_h import (
 )
 from tcpio.core.in_h import IPPROTO_UDP
 from tcpio.core.ipv6 import Iph6
+from tcpio.core.qdisc import xmit_dropped
 from tcpio.core.tcp.inet6_addr import V6TAG
-from tcpio.core.udp import UDP6_MIB, udp_xmit_dropped
+from tcpio.core.udp import UDP6_MIB, UDP6_XMIT_DROPPED
 
 if TYPE_CHECKING:
     from tcpio.core.ipv6 import Ip6Skb
@@ -129,6 +130,6 @@ class UdpV6Proto:
             host.mib["Udp6OutErrors"] += 1
             raise
         if host.qdisc_drops != drops:
-            return udp_xmit_dropped(host.mib, n, sk.recverr6, True)
+            return xmit_dropped(host.mib, n, sk.recverr6, UDP6_XMIT_DROPPED)
         host.mib["Udp6OutDatagrams"] += 1
         return n
