@@ -449,3 +449,22 @@ def test_twins_send_the_same_frames_for_random_senders():
             results.append((n, [(i, bytes(f)) for i, f in out], _sender_state(sk),
                             hooks_.calls))
         assert results[0] == results[1], case
+
+
+def test_a_vanishing_srtt_leaves_the_burst_size_finite():
+    """tcp_tso_autosize divides by srtt, which Linux keeps at 1/8 us or more
+    (tcp_rtt_estimator's max(1U, srtt)): an RTT sample of a few float ulps
+    (a virtual clock's step; hypothesis found 2.2e-308 s) gives the same
+    bursts as a 1/8 us one, the 64 KB GSO limit, not an OverflowError."""
+    from tcpio.core.tcp import tcp_output
+    from .helpers import active_open
+
+    sk = active_open().sk
+    mss = sk.mss_cache
+    sk.rtt_est.reset()
+    sk.rtt_est.sample(2.2250738585072014e-308)
+    tiny = tcp_output.tcp_tso_segs(sk, mss)
+    sk.rtt_est.reset()
+    sk.rtt_est.sample(tcp_output.SRTT_MIN)
+    assert tiny == tcp_output.tcp_tso_segs(sk, mss) == max(
+        65536 // mss, sk.host.settings.tcp_min_tso_segs)

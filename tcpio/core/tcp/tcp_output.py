@@ -443,6 +443,9 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     return sent
 
 
+SRTT_MIN = 0.125e-6     # seconds: Linux's srtt_us floor of 1 (in 1/8 us)
+
+
 def tcp_tso_segs(sk: TcpSock, mss: int) -> int:
     """tcp_tso_autosize: the most segments one burst (Linux's GSO skb) has,
     about 1 ms at the pacing rate (tcp_update_pacing_rate: 200 % of
@@ -455,7 +458,10 @@ def tcp_tso_segs(sk: TcpSock, mss: int) -> int:
     if srtt > 0:
         ratio = st.tcp_pacing_ss_ratio if sk.snd_cwnd < sk.snd_ssthresh // 2 \
             else st.tcp_pacing_ca_ratio
-        rate = mss * ratio / 100 * max(sk.snd_cwnd, sk.packets_out) / srtt
+        # Linux's srtt_us is at least 1 (an eighth of a microsecond: the
+        # max(1U, srtt) of tcp_rtt_estimator), so the rate is finite however
+        # small a float clock's RTT sample is
+        rate = mss * ratio / 100 * max(sk.snd_cwnd, sk.packets_out) / max(srtt, SRTT_MIN)
         n = int(rate) >> 10        # sk_pacing_shift
         if sk.min_rtt > 0:
             r = int(sk.min_rtt * 1e6) >> 9
