@@ -226,12 +226,14 @@ async def conns_tap(peer: Any, n: int, total: int) -> dict:
 
     await warm_neighbours(peer)
     server = await peer.stack.start_server(handle, "0.0.0.0", PORT, backlog=4096)
+    before = drops(peer)
     try:
         out = await peer_json(await start_peer(peer.ns, "connect", peer.tcpio_ip, str(PORT),
                                                str(n), str(total)))
     finally:
         server.close()
-    return {"rate": out["conns"] / out["elapsed"], "failed": out["failed"]}
+    return {"rate": out["conns"] / out["elapsed"], "failed": out["failed"],
+            **delta(drops(peer), before)}
 
 
 async def conns_kernel(ns: Any, n: int, total: int) -> dict:
@@ -372,11 +374,12 @@ def report(res: dict, args: argparse.Namespace) -> None:
         ct = row.get("conns_tap")
         ck = row.get("conns_kernel")
         extra = []
-        for key in ("tap_in", "tap_out"):
+        for key in ("tap_in", "tap_out", "conns_tap"):
             if key in row:
                 r = row[key]
-                extra.append(f"{key}: {r['kernel_tx_dropped']},{r['tcpio_tx_dropped']}, "
-                             f"RTO {r['rtos']}")
+                if key != "conns_tap":
+                    extra.append(f"{key}: {r['kernel_tx_dropped']},{r['tcpio_tx_dropped']}, "
+                                 f"RTO {r['rtos']}")
                 # resets and the kernel's retransmissions, when there were any
                 noted = [f"tcpio RSTs {r['OutRsts']}"] if r.get("OutRsts") else []
                 noted += [f"kernel {name} {r[f'kernel_{name}']}" for name in KERNEL_MIB
