@@ -122,6 +122,14 @@ def test_frames_that_do_not_continue_each_other_stay_apart(second):
     assert coalesce(frames, 14, 65535) == frames
 
 
+def test_only_ipv4_behind_ethernet_joins():
+    def retyped(frame: bytes) -> bytes:
+        other = frame[:12] + b"\x88\xb5" + frame[14:]
+        return gso_frame(other, MSS, 2, False) if type(frame) is GsoFrame else other
+    frames = [retyped(burst(1000, 10, [MSS, MSS])), retyped(seg(3000, 12, MSS))]
+    assert coalesce(frames, 14, 65535) == frames
+
+
 def test_retransmissions_stay_segment_by_segment():
     # the send loop resends segment by segment: plain frames start no run
     resent = [seg(1000, 10, MSS), seg(2000, 11, MSS), seg(3000, 12, MSS)]
