@@ -22,8 +22,9 @@ Before each TAP measurement the kernel and tcpio resolve each other (one
 ping), as the loopback baseline needs no neighbour resolution.
 
 Reported with each TAP step: the kernel's drops on the TAP (its tx_dropped:
-frames it could not queue toward tcpio), tcpio's device drops, and the RTOs
-tcpio's stack took (TCPTimeouts).  Then, in one process: the memory per idle
+frames it could not queue toward tcpio), tcpio's device drops, the RTOs
+tcpio's stack took (TCPTimeouts), and when there were any, the resets tcpio
+sent and the kernel's own SYN retransmissions, RTOs, loss probes and resets.  Then, in one process: the memory per idle
 established connection (bare sockets and asyncio streams; RSS delta, both
 ends counted, per end) and the time to open 5 000 and 20 000 idle
 connections.  The targets issue 11 sets are printed with a verdict.
@@ -119,13 +120,23 @@ LISTEN_MIB = ("OutRsts", "SyncookiesSent", "SyncookiesRecv", "SyncookiesFailed",
               "ListenOverflows", "ListenDrops", "TCPReqQFullDoCookies")
 
 
+# the kernel's counters of its own retransmissions (its TcpExt/Tcp MIB in
+# the namespace): a SYN it sent again (TCPSynRetrans: no SYN-ACK within its
+# 1 s SYN RTO) costs that flow a second, and shows as a slow, noisy step
+KERNEL_MIB = ("TCPSynRetrans", "TCPTimeouts", "TCPLossProbes", "OutRsts")
+
+
 def drops(peer: Any) -> dict[str, int]:
+    from tap.test_tcp_kernel_common import kernel_mib
+
     k = peer.ns.call(peer.tap.kernel_counters) or {}
     mib = peer.stack.mib()
+    kmib = kernel_mib(peer.ns)
     return {"kernel_tx_dropped": k.get("tx_dropped", 0),
             "tcpio_tx_dropped": peer.tap.stats["tx_dropped"],
             "rtos": mib.get("TCPTimeouts", 0),
-            **{name: mib.get(name, 0) for name in LISTEN_MIB}}
+            **{name: mib.get(name, 0) for name in LISTEN_MIB},
+            **{f"kernel_{name}": kmib.get(name, 0) for name in KERNEL_MIB}}
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -215,12 +226,14 @@ async def conns_tap(peer: Any, n: int, total: int) -> dict:
 
     await warm_neighbours(peer)
     server = await peer.stack.start_server(handle, "0.0.0.0", PORT, backlog=4096)
+    before = drops(peer)
     try:
         out = await peer_json(await start_peer(peer.ns, "connect", peer.tcpio_ip, str(PORT),
                                                str(n), str(total)))
     finally:
         server.close()
-    return {"rate": out["conns"] / out["elapsed"], "failed": out["failed"]}
+    return {"rate": out["conns"] / out["elapsed"], "failed": out["failed"],
+            **delta(drops(peer), before)}
 
 
 async def conns_kernel(ns: Any, n: int, total: int) -> dict:
@@ -361,11 +374,18 @@ def report(res: dict, args: argparse.Namespace) -> None:
         ct = row.get("conns_tap")
         ck = row.get("conns_kernel")
         extra = []
-        for key in ("tap_in", "tap_out"):
+        for key in ("tap_in", "tap_out", "conns_tap"):
             if key in row:
                 r = row[key]
-                extra.append(f"{key}: {r['kernel_tx_dropped']},{r['tcpio_tx_dropped']}, "
-                             f"RTO {r['rtos']}")
+                if key != "conns_tap":
+                    extra.append(f"{key}: {r['kernel_tx_dropped']},{r['tcpio_tx_dropped']}, "
+                                 f"RTO {r['rtos']}")
+                # resets and the kernel's retransmissions, when there were any
+                noted = [f"tcpio RSTs {r['OutRsts']}"] if r.get("OutRsts") else []
+                noted += [f"kernel {name} {r[f'kernel_{name}']}" for name in KERNEL_MIB
+                          if r.get(f"kernel_{name}")]
+                if noted:
+                    extra.append(f"{key}: " + ", ".join(noted))
                 if r.get("client_errors"):
                     extra.append(f"{key} clients failed: {r['client_errors']}")
         if "wire" in row:

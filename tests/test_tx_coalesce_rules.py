@@ -78,6 +78,21 @@ def test_back_to_back_bursts_become_one_super_frame_with_the_same_segments():
         assert (again[IP].chksum, again[TCP].chksum) == (ip_sum, tcp_sum)
 
 
+def test_the_partial_checksum_completes_to_the_super_frames_own():
+    # The kernel trusts a partial checksum on local delivery (CHECKSUM_PARTIAL)
+    # and completes it only on the way out (skb_checksum_help, or each
+    # segment's from it): the field must hold the pseudo-header sum of the
+    # whole super-frame, so that completing it gives what scapy computes.
+    out = coalesce([burst(1000, 10, [MSS, MSS]), burst(3000, 12, [MSS, 300])], 14, 65535)
+    assert len(out) == 1
+    done = bytearray(out[0])
+    vnet.csum_complete(done, 14 + 20, 16)
+    p = Ether(bytes(done))
+    tcp_sum = p[TCP].chksum
+    del p[TCP].chksum
+    assert Ether(bytes(p))[TCP].chksum == tcp_sum
+
+
 def test_the_super_frames_ip_header_is_valid_and_a_fin_may_end_it():
     frames = [burst(1000, 10, [MSS, MSS]), seg(3000, 12, 10, "FPA")]
     out = coalesce(frames, 14, 65535)
@@ -104,6 +119,14 @@ def test_the_super_frames_ip_header_is_valid_and_a_fin_may_end_it():
 ])
 def test_frames_that_do_not_continue_each_other_stay_apart(second):
     frames = [burst(1000, 9, [MSS, MSS]), second()]
+    assert coalesce(frames, 14, 65535) == frames
+
+
+def test_only_ipv4_behind_ethernet_joins():
+    def retyped(frame: bytes) -> bytes:
+        other = frame[:12] + b"\x88\xb5" + frame[14:]
+        return gso_frame(other, MSS, 2, False) if type(frame) is GsoFrame else other
+    frames = [retyped(burst(1000, 10, [MSS, MSS])), retyped(seg(3000, 12, MSS))]
     assert coalesce(frames, 14, 65535) == frames
 
 

@@ -43,6 +43,8 @@ def _parse(frame: bytes | bytearray, ip: int) -> tuple | None:
     TCP frame that may join a super-frame, else None."""
     if len(frame) < ip + 40 or frame[ip] != 0x45 or frame[ip + 9] != 6:
         return None
+    if ip and frame[ip - 2:ip] != b"\x08\x00":
+        return None                         # Ethernet: IPv4's EtherType only
     if (frame[ip + 6] << 8 | frame[ip + 7]) != _DF:
         return None                         # DF, not a fragment
     l4 = ip + 20
