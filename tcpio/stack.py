@@ -159,6 +159,11 @@ class Stack:
             tx_csum_partial=getattr(device, "tx_csum_partial", False))
         self.devices[ifindex] = device
         self.host.attach_netif(ifindex, device, self.kick)     # its queue (core/qdisc.py)
+        share = getattr(device, "syn_share", None)
+        if share is not None and share.overflowed is None:
+            # the SYN queue's share holds a flood, not a burst the listeners take
+            mib = self.host.mib
+            share.overflowed = lambda: mib.get("ListenDrops", 0) + mib.get("TCPReqQFullDoCookies", 0)
         device.start(self.loop, lambda frames: self._on_frames(ifindex, frames))
         if address is not None:
             self.add_address(ifindex, address)

@@ -270,3 +270,45 @@ def test_poll_rx_is_bounded(device: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     assert [len(b) for b in t["got"]] == [4, 4, 4] and device.rx_more
     device.poll_rx()
     assert sum(len(b) for b in t["got"]) == 20 and not device.rx_more
+
+
+def test_a_burst_the_listeners_take_is_not_held_to_the_share() -> None:
+    """With the listeners' overflow count wired (the Stack's ListenDrops +
+    TCPReqQFullDoCookies), a queue backlogged past the grace is held to its
+    share only while that count grew in the last ``grace`` seconds: a
+    thousand real SYNs behind busy flows (issue 11) are read a whole batch a
+    turn to their end; a flood (the listeners overflow) gets its share, and
+    a grace after the overflow stops the queue is free again."""
+    drops = [7]                                  # whatever the host counted before
+    sh = SynShare(share=0.1, batch=32, min_batch=4, grace=0.2,
+                  overflowed=lambda: drops[0])
+    t = 0.0
+    for _ in range(40):                          # 1.2 s of turns that stop at their budget
+        sh.est_done(5, 1e-4, t)
+        assert sh.budget(t) == 32
+        sh.syn_done(32, 32 * 100e-6, True, t)
+        t += 0.03
+    assert sh.credit < 0 and sh.deferred == 0    # far past the share and the grace
+    sh.credit = -0.05                            # deep in debt
+    drops[0] += 50                               # the listeners overflow: a flood
+    sh.est_done(5, 1e-4, t)
+    assert sh.budget(t) == 0 and sh.deferred == 1
+    sh.syn_done(0, 0.0, True, t)
+    t += 0.15
+    drops[0] += 50
+    sh.est_done(5, 1e-4, t)
+    assert sh.budget(t) == 0                     # still overflowing, still in debt
+    t += 0.19                                    # 190 ms since the last growth
+    sh.est_done(5, 1e-4, t)
+    assert sh.budget(t) == 0
+    t += 0.02                                    # 210 ms: the flood is over
+    sh.est_done(5, 1e-4, t)
+    assert sh.budget(t) == 32
+    assert sh.deferred == 3
+
+
+def test_without_an_overflow_count_every_long_backlog_is_held() -> None:
+    """A SynShare nobody wired (a device outside a Stack) keeps the rule it
+    had: backlogged past the grace with busy flows is a flood."""
+    sh = SynShare(share=0.1, batch=32, min_batch=4, grace=0.2)
+    assert sh.flooding(0.0) and sh.flooding(100.0)

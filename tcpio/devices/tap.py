@@ -65,7 +65,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tcpio import _fast
 from tcpio.devices import tun_steering
@@ -165,6 +165,14 @@ class SynShare:
     a SYN-ACK, the peer's ACK to that a RST).  Any turn while the flows'
     queue has had nothing for ``idle`` seconds reads a whole batch too
     (nothing to protect).
+    A flood is also what overflows the listeners: given ``overflowed`` (a
+    count of the SYNs the host's listeners could not queue, the Stack wires
+    ListenDrops + TCPReqQFullDoCookies), the share holds a backlogged queue
+    only while that count has grown within the last ``grace`` seconds.  A
+    burst of real connections that the listeners' queues take (a thousand
+    kernel clients at once behind a busy flows' queue: more than ``grace``
+    to read, and held to the share they waited past the kernel's 1 s SYN
+    retransmission: issue 11) is read a whole batch a turn to its end.
 
     The defaults (a 0.3 share, turns of at least 32 SYNs) are what
     benchmarks/bench_flood.py measured best for both the flows and new
@@ -181,7 +189,7 @@ class SynShare:
 
     def __init__(self, share: float = 0.3, batch: int = 64, min_batch: int = 32,
                  burst: float = 0.002, idle: float = 0.05, grace: float = 0.2,
-                 alpha: float = 0.25) -> None:
+                 alpha: float = 0.25, overflowed: Callable[[], int] | None = None) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError("share must be in (0, 1]")
         if batch < 1 or not 1 <= min_batch <= batch:
@@ -203,6 +211,24 @@ class SynShare:
         self.turns = self.deferred = 0
         # since when every turn stopped at its budget (None: the last one did not)
         self.backlog_since: float | None = None
+        # the listeners' overflow count (None: not wired, every backlog is a flood),
+        # its last value seen and when it last grew
+        self.overflowed = overflowed
+        self.overflow_seen: int | None = None
+        self.overflow_at = float("-inf")
+
+    def flooding(self, now: float) -> bool:
+        """The listeners overflowed within the last ``grace`` seconds (always
+        True without ``overflowed``)."""
+        count = self.overflowed
+        if count is None:
+            return True
+        n, seen = count(), self.overflow_seen
+        if n != seen:
+            self.overflow_seen = n
+            if seen is not None:        # the first look only sets the baseline
+                self.overflow_at = now
+        return now - self.overflow_at < self.grace
 
     def _earn(self, now: float) -> None:
         if self.last is not None and now > self.last:
@@ -219,7 +245,7 @@ class SynShare:
         self._earn(now)
         since = self.backlog_since
         if (since is None or now - since < self.grace or not self.flows_busy(now)
-                or self.cost_syn <= 0.0):
+                or self.cost_syn <= 0.0 or not self.flooding(now)):
             return self.batch
         n = int(self.credit / self.cost_syn) if self.credit > 0 else 0
         if n < self.min_batch and self.credit < self.burst:
