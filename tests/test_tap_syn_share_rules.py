@@ -312,3 +312,30 @@ def test_without_an_overflow_count_every_long_backlog_is_held() -> None:
     had: backlogged past the grace with busy flows is a flood."""
     sh = SynShare(share=0.1, batch=32, min_batch=4, grace=0.2)
     assert sh.flooding(0.0) and sh.flooding(100.0)
+
+
+def test_an_overflow_long_past_does_not_hold_a_later_burst() -> None:
+    """The count is looked at every turn, so growth while the queue was read
+    freely (the flows idle) is dated then, not when the share next has to
+    decide: a burst a second after the flood ended is not taken for one."""
+    drops = [0]
+    sh = SynShare(share=0.1, batch=32, min_batch=4, grace=0.2, overflowed=lambda: drops[0])
+    t, sh.credit = 0.0, -1.0                     # deep in debt
+    for _ in range(10):                          # a flood behind busy flows
+        drops[0] += 100
+        sh.est_done(5, 1e-4, t)
+        sh.budget(t)
+        sh.syn_done(32, 32 * 10e-6, True, t)
+        t += 0.03
+    assert sh.deferred > 0                       # held to its share
+    assert sh.budget(0.5) == 32                  # the flows went idle at 0.27
+    drops[0] += 100                              # the flood's last SYNs overflow
+    assert sh.budget(0.55) == 32 and sh.overflow_at == 0.55
+    sh.syn_done(5, 5 * 10e-6, False, 0.55)       # it ended: the queue emptied
+    deferred, t = sh.deferred, 1.0
+    for _ in range(20):                          # a burst behind busy flows, past the grace
+        sh.est_done(5, 1e-4, t)
+        assert sh.budget(t) == 32
+        sh.syn_done(32, 32 * 100e-6, True, t)
+        t += 0.03
+    assert sh.deferred == deferred

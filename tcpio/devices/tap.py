@@ -243,9 +243,10 @@ class SynShare:
     def budget(self, now: float) -> int:
         """SYNs a turn at ``now`` may read: 0 puts the turn off (see wait)."""
         self._earn(now)
+        flood = self.flooding(now)      # every turn: when the count grew is then known
         since = self.backlog_since
         if (since is None or now - since < self.grace or not self.flows_busy(now)
-                or self.cost_syn <= 0.0 or not self.flooding(now)):
+                or self.cost_syn <= 0.0 or not flood):
             return self.batch
         n = int(self.credit / self.cost_syn) if self.credit > 0 else 0
         if n < self.min_batch and self.credit < self.burst:
