@@ -7,8 +7,8 @@ txqueuelen of them (pfifo_fast); beyond, dev_queue_xmit drops the frame
 (NET_XMIT_DROP) and udp_send_skb reports ENOBUFS only to a socket with
 IP_RECVERR / IPV6_RECVERR, counting OutDiscards and SndbufErrors (and never
 OutDatagrams) either way; netif_wake_queue sends the backlog in order.  A
-TCP segment the qdisc drops is lost, and TCP's loss recovery brings it
-back.  The test plays the driver (``host.attach_netif`` is what a device
+TCP segment the qdisc refuses is no loss: TCP enters CWR and sends it later
+(__tcp_transmit_skb).  The test plays the driver (``host.attach_netif`` is what a device
 gets); what reaches the link is read back with scapy.
 """
 
@@ -25,7 +25,7 @@ from tcpio.core.addr import ip6_aton, ip_aton
 from tcpio.core.in_h import AF_INET6
 from tcpio.core.qdisc import DEFAULT_TX_QUEUE_LEN
 from tcpio.core.sim import VirtualNetwork
-from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
+from tcpio.core.tcp.tcp_states import TCP_CA_CWR, TCP_CA_OPEN, TCP_ESTABLISHED
 from tcpio.core.udp import IP_RECVERR, IPV6_RECVERR
 
 B = ip_aton("10.0.0.2")
@@ -132,20 +132,31 @@ def test_udp_over_ipv6_uses_ipv6_recverr() -> None:
 def test_frames_queued_before_the_stop_wait_too() -> None:
     """Frames the host had queued for the driver when it stopped (or that
     TCP's send loop appended itself) do not reach a stopped device: they
-    join the qdisc, bounded like any."""
+    join the qdisc.  They were admitted while the queue ran (dev_queue_xmit
+    said NET_XMIT_SUCCESS, the sender heard no error), so none is dropped,
+    even past txqueuelen, as Linux's requeued skbs are outside the limit."""
     p = Pair(txqueuelen=3)
     sk = p.a.udp.socket()
     for i in range(5):
         sk.sendto(b"e%d" % i, B, 9)             # in the host's output, not yet taken
     p.netif.stop()
     p.net.run_for(0.1)
-    assert p.sent() == [] and p.a.qdisc_drops == 2
+    assert p.sent() == [] and p.a.qdisc_drops == 0
+    assert p.a.qdiscs[1].stats()["backlog"] == 5
+    sk.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    with pytest.raises(OSError) as e:           # but nothing more is admitted
+        sk.sendto(b"late", B, 9)
+    assert e.value.errno == errno.ENOBUFS
     p.netif.wake()
     p.net.run_for(0.1)
-    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"e0", b"e1", b"e2"]
+    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"e%d" % i for i in range(5)]
 
 
-def test_a_tcp_segment_dropped_by_the_qdisc_is_lost_and_retransmitted() -> None:
+def test_a_tcp_segment_the_qdisc_refuses_enters_cwr_and_is_sent_later() -> None:
+    """__tcp_transmit_skb hears NET_XMIT_DROP: tcp_enter_cwr (ssthresh from
+    the CC module once, PRR down to it, no loss, no RTO), and tcp_write_xmit
+    stops before tcp_event_new_data_sent, so the refused segment stays
+    unsent and goes out on the ACKs after the driver wakes the queue."""
     p = Pair(txqueuelen=3)
     ls = p.b.tcp.socket()
     ls.bind(0, 80)
@@ -156,22 +167,38 @@ def test_a_tcp_segment_dropped_by_the_qdisc_is_lost_and_retransmitted() -> None:
     p.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
     p.net.run_for(0.01)
     child = ls.accept()
+    tp = sk
+    cwnd0 = tp.snd_cwnd
+    mss = tp.mss_cache
     data = bytes(range(256)) * 200                          # 51 200 bytes
     p.netif.stop()
     assert sk.sendmsg(data) == len(data)
-    p.net.run_for(0.05)                                     # the initial window meets the queue
-    dropped = p.a.qdisc_drops
-    assert dropped > 0 and p.a.qdiscs[1].stats()["backlog"] == 3
+    # the initial window meets the queue: three segments wait there, the
+    # fourth is refused (each time sendmsg pushes) and not sent (snd_nxt
+    # stays after the third)
+    assert p.a.qdisc_drops >= 1 and p.a.qdiscs[1].stats()["backlog"] == 3
+    assert tp.packets_out == 3 and tp.snd_nxt == (tp.snd_una + 3 * mss) & 0xFFFFFFFF
+    assert tp.ca_state == TCP_CA_CWR and tp.high_seq == tp.snd_nxt
+    assert tp.snd_ssthresh == cwnd0 * 717 // 1024          # CUBIC's beta, once
+    assert tp.snd_cwnd == cwnd0                             # PRR lowers it on the ACKs
+    p.net.run_for(0.05)
     p.netif.wake()
     got = bytearray()
+    cwnds = []
 
     def drain() -> bool:
         got.extend(child.recvmsg(1 << 20))
+        cwnds.append(tp.snd_cwnd)
         return len(got) >= len(data)
 
     assert p.net.run_until(drain, timeout=30)
     assert bytes(got) == data                               # every byte, in order
-    assert p.a.mib["RetransSegs"] >= dropped
+    mib = p.a.mib
+    # no network loss was assumed: nothing retransmitted, no RTO, and the
+    # window was reduced once (to ssthresh), never collapsed to one segment
+    assert mib["RetransSegs"] == 0 and mib["TCPTimeouts"] == 0
+    assert tp.snd_ssthresh == cwnd0 * 717 // 1024 and min(cwnds) >= tp.snd_ssthresh // 2
+    assert tp.ca_state == TCP_CA_OPEN
 
 
 def test_link_down_forgets_the_backlog() -> None:

@@ -318,8 +318,8 @@ class Host:
     def release_backlog(self, ifindex: int, frames: Iterable[bytes | bytearray]) -> None:
         self._output.extend([(ifindex, frame) for frame in frames])
 
-    def qdisc_dropped(self) -> None:
-        self.qdisc_drops += 1
+    def netif_xmit_stopped(self, ifindex: int) -> bool:
+        return ifindex in self._tx_stopped
 
     def set_mtu(self, ifindex: int, mtu: int) -> None:
         """``ip link set IF mtu N`` (ifindex 0 is ``lo``)."""
@@ -931,14 +931,14 @@ class Host:
                       ) -> list[tuple[int, bytes | bytearray]]:
         """Frames for an interface whose driver is stopped wait in its qdisc
         (queued before it stopped, or by TCP's send loop, which appends to
-        the list itself); what does not fit is dropped there."""
+        the list itself); they were admitted already, so none is dropped
+        (Qdisc.hold)."""
         stopped, qdiscs = self._tx_stopped, self.qdiscs
         go = []
         for item in out:
             ifindex = item[0]
             if ifindex in stopped:
-                if not qdiscs[ifindex].enqueue(item[1]):
-                    self.qdisc_drops += 1
+                qdiscs[ifindex].hold(item[1])
             else:
                 go.append(item)
         return go

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .sock import TcpSock
 
 ICSK_TIME_RETRANS = tcp_output.ICSK_TIME_RETRANS
+# TCP_RESOURCE_PROBE_INTERVAL (HZ/2): the RTO's next try after the transmit
+# queue refused its retransmission
+TCP_RESOURCE_PROBE_INTERVAL = 0.5
 ICSK_TIME_PROBE0 = tcp_output.ICSK_TIME_PROBE0
 ICSK_TIME_LOSS_PROBE = tcp_output.ICSK_TIME_LOSS_PROBE
 ICSK_TIME_REO_TIMEOUT = tcp_output.ICSK_TIME_REO_TIMEOUT
@@ -98,7 +101,12 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         log_rto(sk, now)
     if not head.flags & TCPHDR_SYN:
         tcp_enter_loss(sk)
-    tcp_output.tcp_retransmit_skb(sk, head, now, "rto")
+    if not tcp_output.tcp_retransmit_skb(sk, head, now, "rto"):
+        # The transmit queue refused it (local congestion): Linux tries again
+        # after TCP_RESOURCE_PROBE_INTERVAL, with no backoff and no retry counted.
+        sk.pending = ICSK_TIME_RETRANS
+        sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
+        return
     sk.retransmits += 1
     sk.rtt_est.backoff()
     when = now + sk.rto
