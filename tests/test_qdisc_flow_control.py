@@ -8,12 +8,15 @@ dropped by the device), and after ``resume()`` they arrive in order.  The
 oracles are the receiving socket (what arrived, in what order), the inner
 device's /proc/net/dev-style counters, and the capture read back with
 ``read_pcap`` (each frame recorded once, when the device took it, as
-tcpdump's tap in the kernel's xmit_one sees it).
+tcpdump's tap in the kernel's xmit_one sees it).  A TAP whose fd says
+EAGAIN stops the queue too and wakes it when the fd is writable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import pytest
 from stackutil import Sink, run_on
 
 import tcpio
+from tcpio.devices import tun_steering
 from tcpio.devices.pcap import read_pcap
 from tcpio.stack import Stack
 
@@ -102,3 +106,93 @@ def test_a_capture_records_each_frame_once_when_the_device_takes_it(
     # every frame the capture says a. sent is one the wire end counted
     assert len([f for f in frames if f[6:12] == b"\x02\x00\x00\x00\x00\x01"]) \
         == stats["tx_packets"]
+
+
+# --- a TAP whose fd is full (EAGAIN) stops the queue --------------------------------
+# The device's send side on a real fd that says EAGAIN: a SOCK_SEQPACKET
+# socketpair with a small send buffer stands for the tun fd (one frame per
+# write, EAGAIN when the peer has not read, writable again after it reads:
+# what a tun fd does when its socket's sndbuf is spent, TUNSETSNDBUF).
+# Only opening /dev/net/tun and its ioctls are replaced.
+
+
+class _PairTap(tcpio.TapDevice):
+    def _attach(self, fd: int, name: str, flags: int,
+                syn_queue: bool | None) -> tuple[bytes, int]:
+        return name.encode().ljust(40, b"\0"), flags & ~tun_steering.IFF_MULTI_QUEUE
+
+    @staticmethod
+    def _kernel_has_vnet_hdr(fd: int) -> bool:
+        return False
+
+    def _set_kernel_mtu(self, mtu: int) -> None:
+        pass
+
+
+def _pair_tap(monkeypatch: pytest.MonkeyPatch) -> tuple[tcpio.TapDevice, socket.socket]:
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    kernel.setblocking(False)
+    real_open = os.open
+
+    def fake_open(path: Any, flags: int, *args: Any) -> int:
+        if path == "/dev/net/tun":
+            return os.dup(ours.fileno())
+        return real_open(path, flags, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "open", fake_open)
+        dev = _PairTap("ptap0", txqueuelen=None, offloads=False, syn_queue=False)
+    os.set_blocking(dev.fileno(), False)
+    ours.close()
+    return dev, kernel
+
+
+@pytest.mark.parametrize("queue", [True, False])
+def test_a_tap_whose_fd_is_full_stops_its_queue_and_wakes_it(
+        monkeypatch: pytest.MonkeyPatch, queue: bool) -> None:
+    dev, kernel = _pair_tap(monkeypatch)
+    n = 200                                  # far more than the send buffer holds
+
+    async def main():
+        stack = Stack(seed=1, name="a")
+        await stack.__aenter__()
+        if not queue:                        # the old device: no queue to push back on
+            dev.attach_netif = None          # type: ignore[assignment,method-assign]
+        try:
+            stack.add_interface(dev, "10.0.0.1/24")
+            t, _ = await stack.create_datagram_endpoint(
+                Sink, local_addr=("10.0.0.1", 5000), remote_addr=("10.0.0.255", 7),
+                allow_broadcast=True)
+            for i in range(n):
+                t.sendto(b"t%03d" % i)
+            await asyncio.sleep(0.05)
+            held = (dict(dev.stats), len(stack.host.qdiscs[1].backlog),
+                    stack.host.qdiscs[1].stopped)
+            got: list[bytes] = []
+            for _ in range(400):             # the kernel side reads, a little at a time
+                try:
+                    got.append(kernel.recv(4096))
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+                    if len(got) >= n or (not queue and len(got) >= held[0]["tx_packets"]):
+                        break
+            return held, got, dict(dev.stats)
+        finally:
+            stack.close()
+            kernel.close()
+
+    held, got, stats = asyncio.run(main())
+    stats0, backlog, stopped = held
+    udp = [f[42:46] for f in _udp(got)]
+    assert 0 < stats0["tx_packets"] < n       # the fd filled
+    if queue:
+        # the rest waited in the stopped queue, none dropped; after the reads
+        # every datagram went out, in order
+        assert stopped and backlog > 0 and stats0["tx_dropped"] == 0
+        assert udp == [b"t%03d" % i for i in range(n)]
+        assert stats["tx_dropped"] == 0
+    else:
+        # without the queue the refused frames are dropped, counted
+        assert stats0["tx_dropped"] > 0 and backlog == 0 and not stopped
+        assert 0 < len(udp) < n
