@@ -201,6 +201,46 @@ def test_a_tcp_segment_the_qdisc_refuses_enters_cwr_and_is_sent_later() -> None:
     assert tp.ca_state == TCP_CA_OPEN
 
 
+def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() -> None:
+    """Nothing in flight, so no ACK will send the refused segment: the
+    persist timer does (tcp_check_probe_timer, then tcp_write_wakeup).
+    While the queue still refuses, tcp_send_probe0 tries again every
+    TCP_RESOURCE_PROBE_INTERVAL (0.5 s) with no backoff; once the driver
+    wakes the queue, the next try sends the data and the rest follows."""
+    p = Pair(txqueuelen=1)
+    ls = p.b.tcp.socket()
+    ls.bind(0, 80)
+    ls.listen(4)
+    sk = p.a.tcp.socket()
+    with pytest.raises(BlockingIOError):
+        sk.connect(B, 80)
+    p.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
+    p.net.run_for(0.01)
+    child = ls.accept()
+    udp = p.a.udp.socket()
+    p.netif.stop()
+    udp.sendto(b"fill", B, 9)                               # the queue's one place
+    data = bytes(range(256)) * 12                           # 3 072 bytes
+    assert sk.sendmsg(data) == len(data)
+    assert sk.packets_out == 0 and sk.snd_nxt == sk.snd_una  # nothing went
+    assert sk.rtx_timer.pending                             # the persist timer
+    drops = p.a.qdisc_drops
+    p.net.run_for(1.5)                                      # first try, then 0.5 s apart
+    tries = p.a.qdisc_drops - drops
+    assert tries in (2, 3) and sk.backoff == 0 and sk.probes_out == tries
+    assert sk.packets_out == 0
+    p.netif.wake()
+    got = bytearray()
+
+    def drain() -> bool:
+        got.extend(child.recvmsg(1 << 20))
+        return len(got) >= len(data)
+
+    assert p.net.run_until(drain, timeout=5)
+    assert bytes(got) == data
+    assert p.a.mib["RetransSegs"] == 0 and p.a.mib["TCPTimeouts"] == 0
+
+
 def test_link_down_forgets_the_backlog() -> None:
     """dev_deactivate resets the qdisc: nothing waits for a link that is down."""
     p = Pair(txqueuelen=5)

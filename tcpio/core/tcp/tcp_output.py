@@ -789,14 +789,15 @@ def tcp_probe0_when(sk: TcpSock) -> float:
     return min(base * (1 << min(sk.backoff, 30)), sk.host.settings.tcp_rto_max)
 
 
-def tcp_write_wakeup(sk: TcpSock, now: float) -> bool:
+def tcp_write_wakeup(sk: TcpSock, now: float) -> int:
     """tcp_write_wakeup's data branch: the persist timer finds unsent data
     starting inside the peer's window and sends one segment of it whatever
     Nagle, TCP_CORK or MSG_MORE held back and whatever the cwnd: as much as
     the window and the MSS allow, with PSH, and pushed_seq moves past it.
     (A corked partial segment goes out this way one probe0 timeout, about an
     RTO, after it was queued: Linux has no other cork timer.)  False: no
-    such data (the caller sends a zero-window probe instead)."""
+    such data (the caller sends a zero-window probe instead);
+    WAKEUP_REFUSED: the transmit queue refused the segment (kept unsent)."""
     if sk.state not in _SEND_STATES:
         return False
     seq = sk.snd_nxt
@@ -812,16 +813,26 @@ def tcp_write_wakeup(sk: TcpSock, now: float) -> bool:
     if before(sk.pushed_seq, data_end):
         sk.pushed_seq = data_end
     flags = TCPHDR_FIN | TCPHDR_PSH if fin else TCPHDR_PSH
-    new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags | TCPCB_EOB, seglen < mss, now)
+    sml = sk.snd_sml
+    seg = new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags | TCPCB_EOB,
+                        seglen < mss, now)
     off = seq_diff(seq, sk.wq_seq)
     payload = memoryview(sk.wq)[off:off + seglen]
     held = sk.host.defer_loopback()
     try:
-        tcp_transmit_skb(sk, seq, TCPHDR_ACK | flags, payload, now)
+        ok = tcp_transmit_skb(sk, seq, TCPHDR_ACK | flags, payload, now)
     finally:
         payload.release()
         sk.host.release_loopback(held)
+    if not ok:
+        _unsend(sk, seg, sml)   # (tcp_event_new_data_sent only on success)
+        return WAKEUP_REFUSED
     return True
+
+
+# tcp_write_wakeup's answer when the transmit queue refused its segment
+# (Linux's err > 0): the persist timer retries after TCP_RESOURCE_PROBE_INTERVAL
+WAKEUP_REFUSED = -1
 
 
 def tcp_send_probe0(sk: TcpSock, now: float) -> None:

@@ -165,7 +165,15 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
     # tcp_write_wakeup: data inside the window (it opened a little, or Nagle
     # or a cork held a partial segment back) goes out instead of a probe;
     # then data is in flight and the RTO takes over (tcp_send_probe0).
-    if tcp_output.tcp_write_wakeup(sk, now):
+    woke = tcp_output.tcp_write_wakeup(sk, now)
+    if woke == tcp_output.WAKEUP_REFUSED:
+        # tcp_send_probe0: not sent for local congestion, so no backoff: the
+        # next try after TCP_RESOURCE_PROBE_INTERVAL (a probe still counts)
+        sk.probes_out += 1
+        sk.pending = ICSK_TIME_PROBE0
+        sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
+        return
+    if woke:
         sk.probes_out = 0
         sk.backoff = 0
         tcp_output.tcp_rearm_rto(sk, now)
