@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -53,6 +54,18 @@ class Pair:
 
     def sent(self) -> list[bytes]:
         return self.link.frames_from(self.a)
+
+    def tcp_pair(self) -> tuple[Any, Any]:
+        """An established connection a -> b:80: (a's sock, b's accepted child)."""
+        ls = self.b.tcp.socket()
+        ls.bind(0, 80)
+        ls.listen(4)
+        sk = self.a.tcp.socket()
+        with pytest.raises(BlockingIOError):
+            sk.connect(B, 80)
+        self.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
+        self.net.run_for(0.01)
+        return sk, ls.accept()
 
 
 def test_the_default_queue_is_1000_frames_and_txqueuelen_sets_it_by_name() -> None:
@@ -158,15 +171,7 @@ def test_a_tcp_segment_the_qdisc_refuses_enters_cwr_and_is_sent_later() -> None:
     stops before tcp_event_new_data_sent, so the refused segment stays
     unsent and goes out on the ACKs after the driver wakes the queue."""
     p = Pair(txqueuelen=3)
-    ls = p.b.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(4)
-    sk = p.a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        sk.connect(B, 80)
-    p.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
-    p.net.run_for(0.01)
-    child = ls.accept()
+    sk, child = p.tcp_pair()
     tp = sk
     cwnd0 = tp.snd_cwnd
     mss = tp.mss_cache
@@ -208,15 +213,7 @@ def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() 
     TCP_RESOURCE_PROBE_INTERVAL (0.5 s) with no backoff; once the driver
     wakes the queue, the next try sends the data and the rest follows."""
     p = Pair(txqueuelen=1)
-    ls = p.b.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(4)
-    sk = p.a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        sk.connect(B, 80)
-    p.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
-    p.net.run_for(0.01)
-    child = ls.accept()
+    sk, child = p.tcp_pair()
     udp = p.a.udp.socket()
     p.netif.stop()
     udp.sendto(b"fill", B, 9)                               # the queue's one place
