@@ -67,6 +67,17 @@ class Pair:
         self.net.run_for(0.01)
         return sk, ls.accept()
 
+    def receive(self, child: Any, n: int, timeout: float = 5) -> bytes:
+        """What ``child`` reads until ``n`` bytes came (or ``timeout``)."""
+        got = bytearray()
+
+        def drain() -> bool:
+            got.extend(child.recvmsg(1 << 20))
+            return len(got) >= n
+
+        self.net.run_until(drain, timeout=timeout)
+        return bytes(got)
+
 
 def test_the_default_queue_is_1000_frames_and_txqueuelen_sets_it_by_name() -> None:
     p = Pair()
@@ -227,15 +238,39 @@ def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() 
     assert tries in (2, 3) and sk.backoff == 0 and sk.probes_out == tries
     assert sk.packets_out == 0
     p.netif.wake()
-    got = bytearray()
-
-    def drain() -> bool:
-        got.extend(child.recvmsg(1 << 20))
-        return len(got) >= len(data)
-
-    assert p.net.run_until(drain, timeout=5)
-    assert bytes(got) == data
+    got = p.receive(child, len(data))
+    assert got == data
     assert p.a.mib["RetransSegs"] == 0 and p.a.mib["TCPTimeouts"] == 0
+
+
+def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() -> None:
+    """tcp_retransmit_timer: when tcp_retransmit_skb fails for local
+    congestion the timer is re-armed at TCP_RESOURCE_PROBE_INTERVAL with no
+    backoff and no retry counted; the segment is not marked retransmitted
+    (TCPRetransFail counts the refusals).  After the wake it goes out."""
+    p = Pair(txqueuelen=1)
+    sk, child = p.tcp_pair()
+    p.link.drop = lambda sender, frame: sender is p.a       # a's segment is lost
+    data = b"r" * 1000
+    assert sk.sendmsg(data) == len(data)
+    p.net.run_for(0.001)
+    p.link.drop = None
+    p.netif.stop()
+    p.a.udp.socket().sendto(b"fill", B, 9)                  # the queue's one place
+    rto = sk.rto
+    mib = p.a.mib
+    # the loss probe (2 * srtt) comes first and is refused as well: no probe
+    # is outstanding after it (tlp_high_seq unset)
+    p.net.run_until(lambda: mib["TCPRetransFail"] == 1, timeout=rto)
+    assert mib["TCPTimeouts"] == 0 and sk.tlp_high_seq is None
+    p.net.run_for(rto + 0.1)                                # the RTO: refused
+    assert mib["TCPTimeouts"] == 1 and mib["TCPRetransFail"] == 2
+    assert sk.retransmits == 0 and sk.retrans_out == 0 and sk.rto == rto
+    p.net.run_for(0.5)                                      # TCP_RESOURCE_PROBE_INTERVAL
+    assert mib["TCPTimeouts"] == 2 and mib["TCPRetransFail"] == 3 and sk.rto == rto
+    p.netif.wake()
+    got = p.receive(child, len(data))
+    assert got == data and mib["TCPRetransFail"] == 3
 
 
 def test_link_down_forgets_the_backlog() -> None:
