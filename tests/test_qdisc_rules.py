@@ -176,6 +176,24 @@ def test_frames_queued_before_the_stop_wait_too() -> None:
     assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"e%d" % i for i in range(5)]
 
 
+def test_frames_a_compiled_path_appends_after_the_stop_are_bounded() -> None:
+    """A frame appended to the host's transmit list (NetHost.tx_queue: the
+    compiled ACK and SYN-ACK paths) after the driver stopped was never
+    admitted: it meets the limit like any dev_queue_xmit then."""
+    p = Pair(txqueuelen=3)
+    sk = p.a.udp.socket()
+    sk.sendto(b"before", B, 9)                  # admitted while the queue ran
+    p.netif.stop()
+    frame = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=9) / b"late")
+    p.a.tx_queue().extend((1, frame) for _ in range(5))
+    p.net.run_for(0.1)
+    # the held frame counts towards the limit: two of the five fit
+    assert p.a.qdiscs[1].stats()["backlog"] == 3 and p.a.qdisc_drops == 3
+    p.netif.wake()
+    p.net.run_for(0.1)
+    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"before"] + [b"late"] * 2
+
+
 def test_a_tcp_segment_the_qdisc_refuses_enters_cwr_and_is_sent_later() -> None:
     """__tcp_transmit_skb hears NET_XMIT_DROP: tcp_enter_cwr (ssthresh from
     the CC module once, PRR down to it, no loss, no RTO), and tcp_write_xmit
