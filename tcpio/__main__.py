@@ -38,7 +38,7 @@ import os
 import signal
 import statistics
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -422,19 +422,9 @@ def open_tap(args: argparse.Namespace) -> Any:
         return None
 
 
-async def run_serve(args: argparse.Namespace) -> int:
-    if os.geteuid() != 0:
-        print("tcpio serve needs root (it opens /dev/net/tun)", file=sys.stderr)
-        return 2
-    device: Any = open_tap(args)
-    if device is None:
-        return 1
-    stack = tcpio.Stack(name="tcpio-serve")
-    if args.pcap:
-        device = tcpio.PcapDevice(device, args.pcap)
-    stack.add_interface(device, args.address)
-    if args.gateway:
-        stack.add_route("0.0.0.0/0", via=args.gateway)
+async def start_serving(stack: Stack, args: argparse.Namespace) -> Callable[[], Awaitable[None]]:
+    """Start ``serve``'s server (echo or HTTP) on ``stack`` and print what it is
+    and the kernel side's commands; returns the server's close."""
     ip_text = args.address.partition("/")[0]
     if args.echo:
         srv = await stack.start_server(echo, ip_text, args.port)
@@ -452,20 +442,41 @@ async def run_serve(args: argparse.Namespace) -> int:
           "`unshare -n`):", flush=True)
     for cmd in kernel_side_commands(args):
         print(f"    {cmd}", flush=True)
-    if args.configure:
-        for cmd in kernel_side_commands(args)[:2]:
-            proc = await asyncio.create_subprocess_exec(*cmd.split())
-            await proc.wait()
-        print("kernel side configured", flush=True)
-    stopped_by = None
-    try:
-        with stop_on_signals() as stop:
+    return close
+
+
+async def run_serve(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("tcpio serve needs root (it opens /dev/net/tun)", file=sys.stderr)
+        return 2
+    device: Any = open_tap(args)
+    if device is None:
+        return 1
+    stack = tcpio.Stack(name="tcpio-serve")
+    if args.pcap:
+        device = tcpio.PcapDevice(device, args.pcap)
+    stack.add_interface(device, args.address)
+    if args.gateway:
+        stack.add_route("0.0.0.0/0", via=args.gateway)
+    # The handlers go in before the server can answer anyone: a client that
+    # is served (the kernel side is configured below, while the loop runs)
+    # and then sends SIGTERM must find them, or the default action kills us
+    # without a summary ("Terminated"), which test_serve_on_tap_answers_curl
+    # hit when curl finished before the handlers were installed.
+    with stop_on_signals() as stop:
+        close = await start_serving(stack, args)
+        try:
+            if args.configure:
+                for cmd in kernel_side_commands(args)[:2]:
+                    proc = await asyncio.create_subprocess_exec(*cmd.split())
+                    await proc.wait()
+                print("kernel side configured", flush=True)
             await stop.run(asyncio.sleep(args.duration) if args.duration
                            else asyncio.Event().wait())
-            stopped_by = stop.signal
-    finally:
-        await close()
-        stack.close()
+        finally:
+            await close()
+            stack.close()
+        stopped_by = stop.signal
     mib = stack.host.mib.snapshot()
     print(f"tcpio serve: stopped{f' by {stopped_by}' if stopped_by else ''}; "
           f"{mib.get('PassiveOpens', 0)} connections accepted, "

@@ -7,8 +7,8 @@ txqueuelen of them (pfifo_fast); beyond, dev_queue_xmit drops the frame
 (NET_XMIT_DROP) and udp_send_skb reports ENOBUFS only to a socket with
 IP_RECVERR / IPV6_RECVERR, counting OutDiscards and SndbufErrors (and never
 OutDatagrams) either way; netif_wake_queue sends the backlog in order.  A
-TCP segment the qdisc drops is lost, and TCP's loss recovery brings it
-back.  The test plays the driver (``host.attach_netif`` is what a device
+TCP segment the qdisc refuses is no loss: TCP enters CWR and sends it later
+(__tcp_transmit_skb).  The test plays the driver (``host.attach_netif`` is what a device
 gets); what reaches the link is read back with scapy.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -25,7 +26,7 @@ from tcpio.core.addr import ip6_aton, ip_aton
 from tcpio.core.in_h import AF_INET6
 from tcpio.core.qdisc import DEFAULT_TX_QUEUE_LEN
 from tcpio.core.sim import VirtualNetwork
-from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
+from tcpio.core.tcp.tcp_states import TCP_CA_CWR, TCP_CA_OPEN, TCP_ESTABLISHED
 from tcpio.core.udp import IP_RECVERR, IPV6_RECVERR
 
 B = ip_aton("10.0.0.2")
@@ -53,6 +54,29 @@ class Pair:
 
     def sent(self) -> list[bytes]:
         return self.link.frames_from(self.a)
+
+    def tcp_pair(self) -> tuple[Any, Any]:
+        """An established connection a -> b:80: (a's sock, b's accepted child)."""
+        ls = self.b.tcp.socket()
+        ls.bind(0, 80)
+        ls.listen(4)
+        sk = self.a.tcp.socket()
+        with pytest.raises(BlockingIOError):
+            sk.connect(B, 80)
+        self.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
+        self.net.run_for(0.01)
+        return sk, ls.accept()
+
+    def receive(self, child: Any, n: int, timeout: float = 5) -> bytes:
+        """What ``child`` reads until ``n`` bytes came (or ``timeout``)."""
+        got = bytearray()
+
+        def drain() -> bool:
+            got.extend(child.recvmsg(1 << 20))
+            return len(got) >= n
+
+        self.net.run_until(drain, timeout=timeout)
+        return bytes(got)
 
 
 def test_the_default_queue_is_1000_frames_and_txqueuelen_sets_it_by_name() -> None:
@@ -132,46 +156,139 @@ def test_udp_over_ipv6_uses_ipv6_recverr() -> None:
 def test_frames_queued_before_the_stop_wait_too() -> None:
     """Frames the host had queued for the driver when it stopped (or that
     TCP's send loop appended itself) do not reach a stopped device: they
-    join the qdisc, bounded like any."""
+    join the qdisc.  They were admitted while the queue ran (dev_queue_xmit
+    said NET_XMIT_SUCCESS, the sender heard no error), so none is dropped,
+    even past txqueuelen, as Linux's requeued skbs are outside the limit."""
     p = Pair(txqueuelen=3)
     sk = p.a.udp.socket()
     for i in range(5):
         sk.sendto(b"e%d" % i, B, 9)             # in the host's output, not yet taken
     p.netif.stop()
     p.net.run_for(0.1)
-    assert p.sent() == [] and p.a.qdisc_drops == 2
+    assert p.sent() == [] and p.a.qdisc_drops == 0
+    assert p.a.qdiscs[1].stats()["backlog"] == 5
+    sk.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    with pytest.raises(OSError) as e:           # but nothing more is admitted
+        sk.sendto(b"late", B, 9)
+    assert e.value.errno == errno.ENOBUFS
     p.netif.wake()
     p.net.run_for(0.1)
-    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"e0", b"e1", b"e2"]
+    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"e%d" % i for i in range(5)]
 
 
-def test_a_tcp_segment_dropped_by_the_qdisc_is_lost_and_retransmitted() -> None:
+def test_frames_a_compiled_path_appends_after_the_stop_are_bounded() -> None:
+    """A frame appended to the host's transmit list (NetHost.tx_queue: the
+    compiled ACK and SYN-ACK paths) after the driver stopped was never
+    admitted: it meets the limit like any dev_queue_xmit then."""
     p = Pair(txqueuelen=3)
-    ls = p.b.tcp.socket()
-    ls.bind(0, 80)
-    ls.listen(4)
-    sk = p.a.tcp.socket()
-    with pytest.raises(BlockingIOError):
-        sk.connect(B, 80)
-    p.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
-    p.net.run_for(0.01)
-    child = ls.accept()
+    sk = p.a.udp.socket()
+    sk.sendto(b"before", B, 9)                  # admitted while the queue ran
+    p.netif.stop()
+    frame = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=9) / b"late")
+    p.a.tx_queue().extend((1, frame) for _ in range(5))
+    p.net.run_for(0.1)
+    # the held frame counts towards the limit: two of the five fit
+    assert p.a.qdiscs[1].stats()["backlog"] == 3 and p.a.qdisc_drops == 3
+    p.netif.wake()
+    p.net.run_for(0.1)
+    assert [bytes(IP(f)[UDP].payload) for f in p.sent()] == [b"before"] + [b"late"] * 2
+
+
+def test_a_tcp_segment_the_qdisc_refuses_enters_cwr_and_is_sent_later() -> None:
+    """__tcp_transmit_skb hears NET_XMIT_DROP: tcp_enter_cwr (ssthresh from
+    the CC module once, PRR down to it, no loss, no RTO), and tcp_write_xmit
+    stops before tcp_event_new_data_sent, so the refused segment stays
+    unsent and goes out on the ACKs after the driver wakes the queue."""
+    p = Pair(txqueuelen=3)
+    sk, child = p.tcp_pair()
+    tp = sk
+    cwnd0 = tp.snd_cwnd
+    mss = tp.mss_cache
     data = bytes(range(256)) * 200                          # 51 200 bytes
     p.netif.stop()
     assert sk.sendmsg(data) == len(data)
-    p.net.run_for(0.05)                                     # the initial window meets the queue
-    dropped = p.a.qdisc_drops
-    assert dropped > 0 and p.a.qdiscs[1].stats()["backlog"] == 3
+    # the initial window meets the queue: three segments wait there, the
+    # fourth is refused (each time sendmsg pushes) and not sent (snd_nxt
+    # stays after the third)
+    assert p.a.qdisc_drops >= 1 and p.a.qdiscs[1].stats()["backlog"] == 3
+    assert tp.packets_out == 3 and tp.snd_nxt == (tp.snd_una + 3 * mss) & 0xFFFFFFFF
+    assert tp.ca_state == TCP_CA_CWR and tp.high_seq == tp.snd_nxt
+    assert tp.snd_ssthresh == cwnd0 * 717 // 1024          # CUBIC's beta, once
+    assert tp.snd_cwnd == cwnd0                             # PRR lowers it on the ACKs
+    p.net.run_for(0.05)
     p.netif.wake()
     got = bytearray()
+    cwnds = []
 
     def drain() -> bool:
         got.extend(child.recvmsg(1 << 20))
+        cwnds.append(tp.snd_cwnd)
         return len(got) >= len(data)
 
     assert p.net.run_until(drain, timeout=30)
     assert bytes(got) == data                               # every byte, in order
-    assert p.a.mib["RetransSegs"] >= dropped
+    mib = p.a.mib
+    # no network loss was assumed: nothing retransmitted, no RTO, and the
+    # window was reduced once (to ssthresh), never collapsed to one segment
+    assert mib["RetransSegs"] == 0 and mib["TCPTimeouts"] == 0
+    assert tp.snd_ssthresh == cwnd0 * 717 // 1024 and min(cwnds) >= tp.snd_ssthresh // 2
+    assert tp.ca_state == TCP_CA_OPEN
+
+
+def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() -> None:
+    """Nothing in flight, so no ACK will send the refused segment: the
+    persist timer does (tcp_check_probe_timer, then tcp_write_wakeup).
+    While the queue still refuses, tcp_send_probe0 tries again every
+    TCP_RESOURCE_PROBE_INTERVAL (0.5 s) with no backoff; once the driver
+    wakes the queue, the next try sends the data and the rest follows."""
+    p = Pair(txqueuelen=1)
+    sk, child = p.tcp_pair()
+    udp = p.a.udp.socket()
+    p.netif.stop()
+    udp.sendto(b"fill", B, 9)                               # the queue's one place
+    data = bytes(range(256)) * 12                           # 3 072 bytes
+    assert sk.sendmsg(data) == len(data)
+    assert sk.packets_out == 0 and sk.snd_nxt == sk.snd_una  # nothing went
+    assert sk.rtx_timer.pending                             # the persist timer
+    drops = p.a.qdisc_drops
+    p.net.run_for(1.5)                                      # first try, then 0.5 s apart
+    tries = p.a.qdisc_drops - drops
+    assert tries in (2, 3) and sk.backoff == 0 and sk.probes_out == tries
+    assert sk.packets_out == 0
+    p.netif.wake()
+    got = p.receive(child, len(data))
+    assert got == data
+    assert p.a.mib["RetransSegs"] == 0 and p.a.mib["TCPTimeouts"] == 0
+
+
+def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() -> None:
+    """tcp_retransmit_timer: when tcp_retransmit_skb fails for local
+    congestion the timer is re-armed at TCP_RESOURCE_PROBE_INTERVAL with no
+    backoff and no retry counted; the segment is not marked retransmitted
+    (TCPRetransFail counts the refusals).  After the wake it goes out."""
+    p = Pair(txqueuelen=1)
+    sk, child = p.tcp_pair()
+    p.link.drop = lambda sender, frame: sender is p.a       # a's segment is lost
+    data = b"r" * 1000
+    assert sk.sendmsg(data) == len(data)
+    p.net.run_for(0.001)
+    p.link.drop = None
+    p.netif.stop()
+    p.a.udp.socket().sendto(b"fill", B, 9)                  # the queue's one place
+    rto = sk.rto
+    mib = p.a.mib
+    # the loss probe (2 * srtt) comes first and is refused as well: no probe
+    # is outstanding after it (tlp_high_seq unset)
+    p.net.run_until(lambda: mib["TCPRetransFail"] == 1, timeout=rto)
+    assert mib["TCPTimeouts"] == 0 and sk.tlp_high_seq is None
+    p.net.run_for(rto + 0.1)                                # the RTO: refused
+    assert mib["TCPTimeouts"] == 1 and mib["TCPRetransFail"] == 2
+    assert sk.retransmits == 0 and sk.retrans_out == 0 and sk.rto == rto
+    p.net.run_for(0.5)                                      # TCP_RESOURCE_PROBE_INTERVAL
+    assert mib["TCPTimeouts"] == 2 and mib["TCPRetransFail"] == 3 and sk.rto == rto
+    p.netif.wake()
+    got = p.receive(child, len(data))
+    assert got == data and mib["TCPRetransFail"] == 3
 
 
 def test_link_down_forgets_the_backlog() -> None:

@@ -215,6 +215,9 @@ class Host:
         # stopped them, and the frames the queues dropped (NetHost.qdisc_drops).
         self.qdiscs: dict[int, Qdisc] = {}
         self._tx_stopped: set[int] = set()
+        # per stopped interface: how many frames of the host's output were
+        # there when it stopped (admitted while it ran: _hold_stopped)
+        self._stop_marks: dict[int, int] = {}
         self.qdisc_drops = 0
         self._wakeups: dict[Any, None] = {}
         # The backlog (softnet_data.input_pkt_queue): datagrams to ourselves,
@@ -312,14 +315,16 @@ class Host:
     def netif_stopped(self, qdisc: Qdisc, stopped: bool) -> None:
         if stopped:
             self._tx_stopped.add(qdisc.ifindex)
+            self._stop_marks[qdisc.ifindex] = len(self._output)
         else:
             self._tx_stopped.discard(qdisc.ifindex)
+            self._stop_marks.pop(qdisc.ifindex, None)
 
     def release_backlog(self, ifindex: int, frames: Iterable[bytes | bytearray]) -> None:
         self._output.extend([(ifindex, frame) for frame in frames])
 
-    def qdisc_dropped(self) -> None:
-        self.qdisc_drops += 1
+    def netif_xmit_stopped(self, ifindex: int) -> bool:
+        return ifindex in self._tx_stopped
 
     def set_mtu(self, ifindex: int, mtu: int) -> None:
         """``ip link set IF mtu N`` (ifindex 0 is ``lo``)."""
@@ -929,18 +934,24 @@ class Host:
 
     def _hold_stopped(self, out: list[tuple[int, bytes | bytearray]]
                       ) -> list[tuple[int, bytes | bytearray]]:
-        """Frames for an interface whose driver is stopped wait in its qdisc
-        (queued before it stopped, or by TCP's send loop, which appends to
-        the list itself); what does not fit is dropped there."""
-        stopped, qdiscs = self._tx_stopped, self.qdiscs
+        """Frames for an interface whose driver is stopped wait in its qdisc.
+        Those queued before it stopped were admitted while it ran, so none of
+        them is dropped (Qdisc.hold); those a compiled path appended to the
+        list itself since (an ACK, a SYN-ACK: only TCP's send loop checks
+        ``netif_xmit_stopped``) are admitted now, up to the limit."""
+        stopped, qdiscs, marks = self._tx_stopped, self.qdiscs, self._stop_marks
         go = []
-        for item in out:
+        for i, item in enumerate(out):
             ifindex = item[0]
             if ifindex in stopped:
-                if not qdiscs[ifindex].enqueue(item[1]):
+                if i < marks.get(ifindex, 0):
+                    qdiscs[ifindex].hold(item[1])
+                elif not qdiscs[ifindex].enqueue(item[1]):
                     self.qdisc_drops += 1
             else:
                 go.append(item)
+        for ifindex in marks:
+            marks[ifindex] = 0          # the next output is all after the stop
         return go
 
     def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:

@@ -308,6 +308,8 @@ DESCRIPTIONS: dict[str, str] = {
                        "(fast retransmit)",
     "TCPRenoRecovery": "TcpExt: TCPRenoRecovery - recoveries entered on a connection "
                        "without SACK (three duplicate ACKs)",
+    "TCPRetransFail": "TcpExt: TCPRetransFail - retransmissions the interface's transmit "
+                      "queue refused (kept, sent again later)",
     "TCPLostRetransmit": "TcpExt: TCPLostRetransmit - retransmissions detected lost in turn "
                          "(RACK)",
     "TCPLossProbes": "TcpExt: TCPLossProbes - tail loss probes sent (RFC 8985 TLP)",

@@ -119,6 +119,11 @@ class NetHost(Protocol):
         queue is stopped and full and the frame was dropped (qdisc.py)."""
         ...
 
+    def netif_xmit_stopped(self, ifindex: int) -> bool:
+        """netif_xmit_stopped: the driver of ``ifindex`` stopped its queue, so
+        a frame sent now waits in (or is refused by) the qdisc (qdisc.py)."""
+        ...
+
     def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
         """What the device of ``ifindex`` takes from TCP (sk_setup_caps: the
         route's dev->gso_max_size and NETIF_F_TSO/TSO6/HW_CSUM; ``v6``: for

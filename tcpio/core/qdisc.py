@@ -26,11 +26,16 @@ Here:
   qdisc, and returns False (counting ``host.qdisc_drops``) when the qdisc is
   full; ``Host.take_output`` moves frames for a stopped interface that were
   queued before it stopped, or by TCP's compiled send loop (which appends to
-  the host's transmit list itself), into the qdisc too, so nothing reaches a
-  stopped device.  A UDP sender compares ``host.qdisc_drops`` around its
-  ``ip_output``: Linux's udp_send_skb (ENOBUFS only with IP_RECVERR, else
-  the datagram is silently lost and counted).  A TCP segment dropped here is
-  lost like one dropped on the wire, and recovered the same way.
+  the host's transmit list itself), into the qdisc too (``hold``: they were
+  admitted, so they are not dropped), and nothing reaches a stopped device.
+  A UDP sender compares ``host.qdisc_drops`` around its ``ip_output``:
+  Linux's udp_send_skb (ENOBUFS only with IP_RECVERR, else the datagram is
+  silently lost and counted).  TCP does the same in tcp_transmit_skb, as
+  __tcp_transmit_skb hears NET_XMIT_DROP: it enters CWR (cwnd reduced once,
+  no loss counted) and keeps the segment (new data unsent, a retransmission
+  unmarked) for its ACKs and timers to send again; while the queue is
+  stopped TCP's compiled send loop is not used (``netif_xmit_stopped``), so
+  every segment hears the answer.
 
 A device that never calls ``stop()`` (the TAP, which drops on EAGAIN
 itself) sees no difference: its qdisc never holds anything.
@@ -86,6 +91,13 @@ class Qdisc:
             return False
         self.backlog.append(frame)
         return True
+
+    def hold(self, frame: Frame) -> None:
+        """A frame the queue had already let through (the driver stopped
+        before it took it) waits at the tail, whatever the backlog: the limit
+        is for admission (``enqueue``), as Linux's dev_requeue_skb keeps a
+        requeued skb outside pfifo_fast's count; nothing admitted is lost."""
+        self.backlog.append(frame)
 
     def reset(self) -> None:
         """qdisc_reset (the link went down): the backlog is forgotten, not counted."""
@@ -144,13 +156,12 @@ class NetifQueue:
     def requeue(self, frame: Frame) -> bool:
         """dev_requeue_skb: a frame the device was given after it stopped goes
         back to the qdisc's tail (order kept: every later frame of the flush
-        follows it there); False when the qdisc is full (dropped, counted)."""
+        follows it there).  It had passed the queue already, so it is never
+        dropped (Qdisc.hold); True."""
         q = self.qdisc
         q.requeues += 1
-        if q.enqueue(frame):
-            return True
-        self._host.qdisc_dropped()
-        return False
+        q.hold(frame)
+        return True
 
 
 class QdiscHost(Protocol):
@@ -162,8 +173,4 @@ class QdiscHost(Protocol):
 
     def release_backlog(self, ifindex: int, frames: deque[Frame]) -> None:
         """qdisc_run: ``frames`` (in order) go to the driver with the next flush."""
-        ...
-
-    def qdisc_dropped(self) -> None:
-        """A qdisc dropped a frame (``host.qdisc_drops``)."""
         ...

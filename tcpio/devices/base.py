@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from tcpio.core.qdisc import NetifQueue
 
 OnFrames = Callable[[list[bytes]], None]
 Link = Literal["ether", "ip"]
@@ -64,10 +67,24 @@ class SendEach:
 
 class DeviceWrapper:
     """A device that wraps another (impairment, capture) and keeps its identity:
-    name, MTU, link kind, MAC and counters are the inner device's."""
+    name, MTU, link kind, MAC and counters are the inner device's.
+
+    Flow control passes through: the interface's queue (``attach_netif``)
+    goes to the inner device, which stops and wakes it as if unwrapped; the
+    wrapper keeps it as ``netif`` too (a capture records only the frames
+    the inner device did not hand back to the queue)."""
+
+    netif: NetifQueue | None = None
 
     def __init__(self, device: Device) -> None:
         self.device = device
+
+    def attach_netif(self, netif: NetifQueue) -> None:
+        """The interface's queue (Stack.add_interface): the inner device's."""
+        self.netif = netif
+        attach = getattr(self.device, "attach_netif", None)
+        if attach is not None:
+            attach(netif)
 
     @property
     def name(self) -> str:

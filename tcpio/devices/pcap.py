@@ -101,7 +101,9 @@ class PcapDevice(DeviceWrapper):
 
     ``clock`` returns nanoseconds; by default it is the running loop's clock
     shifted to the wall clock (set at ``start``).  Frames the inner device then
-    drops on send are still in the capture (like tcpdump on a full qdisc).
+    drops on send are still in the capture (like tcpdump on a full qdisc);
+    frames it hands back to the interface's queue (flow control) are
+    recorded once, when it takes them.
     """
 
     def __init__(self, device: Device, path: str | BinaryIO,
@@ -126,16 +128,31 @@ class PcapDevice(DeviceWrapper):
         self.device.start(loop, record_and_deliver)
 
     def send(self, frame: bytes | bytearray) -> None:
-        self.writer.write_ns(_as_seen(frame, self.link), self._clock())
-        self.device.send(frame)
+        self.send_batch((frame,))
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
+        netif = self.netif
+        if netif is None:
+            self._record(frames, self._clock())
+            self.device.send_batch(frames)
+            return
+        # With flow control the inner device may hand frames back to the queue
+        # (requeue: it stopped); they are sent, and recorded, when it wakes.
+        # Like tcpdump's tap in xmit_one, record only what it kept: a stopped
+        # device requeues every frame after the first it had no room for, so
+        # those are the batch's last ``requeued``.
         ts = self._clock()
+        qdisc = netif.qdisc
+        before = qdisc.requeues
+        self.device.send_batch(frames)
+        requeued = qdisc.requeues - before
+        self._record(frames[:len(frames) - requeued] if requeued else frames, ts)
+
+    def _record(self, frames: Sequence[bytes | bytearray], ts: int) -> None:
         write = self.writer.write_ns
         link = self.link
         for frame in frames:
             write(frame if type(frame) is bytes else _as_seen(frame, link), ts)
-        self.device.send_batch(frames)
 
     def stop(self) -> None:
         try:

@@ -19,8 +19,12 @@ attach.  ``kernel_counters()`` reads the kernel's own counters for the
 interface (its ``tx_dropped`` is what it dropped on the way to us).
 
 Sending: ``os.write`` straight away.  A frame the kernel will not take right
-now is a counted drop, never an exception: EAGAIN/ENOBUFS when its queue is
-full, EIO while the link is down (the kernel refuses writes then).
+now is never an exception: on EAGAIN/ENOBUFS (the tun socket's sndbuf is
+spent) the device stops its interface's queue (``attach_netif``; the
+frames not written wait in the qdisc, docs/internals.md "Interface state")
+and watches the fd for room, then wakes it; without a queue, and for EIO
+while the link is down (the kernel refuses writes then), it is a counted
+drop.
 
 A queue for connection requests: the device opens with IFF_MULTI_QUEUE and
 a second fd, and an eBPF steering program (devices/tun_steering.py) makes
@@ -66,11 +70,15 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from tcpio import _fast
 from tcpio.devices import tun_steering
 from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
+
+if TYPE_CHECKING:
+    from tcpio.core.qdisc import NetifQueue
 
 _clock = time.perf_counter
 
@@ -114,6 +122,8 @@ _vnet_rx = _fast.load("rx").vnet_rx
 # Write errors that mean "the link cannot take this frame now": count, drop.
 _DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENETDOWN,
                           errno.EMSGSIZE, errno.EINVAL, errno.EBADF})
+# ... of those, "no room now, later": with a queue attached, the frames wait.
+_FULL_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS})
 
 
 def _ifreq(name: str, value: int, fmt: str) -> bytes:
@@ -300,6 +310,8 @@ class _TunTapBase:
 
     _flags: int
     link: Link
+    netif: NetifQueue | None = None     # the interface's queue (attach_netif)
+    _tx_waiting = False                 # a writer watches the fd for room
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
@@ -637,21 +649,60 @@ class _TunTapBase:
         gs["rx_gso_segs"] += len(segs)
         frames.extend(segs)
 
+    def attach_netif(self, netif: NetifQueue) -> None:
+        """The interface's queue (Stack.add_interface): stopped when the fd
+        will not take a frame (EAGAIN/ENOBUFS: the tun socket's sndbuf is
+        spent), woken when it is writable again."""
+        self.netif = netif
+
+    def _on_writable(self) -> None:
+        """The fd takes frames again (tun_sock_write_space): wake the queue,
+        whose backlog, the refused frame first, then goes out."""
+        loop, fd = self._loop, self.fd
+        self._tx_waiting = False
+        if loop is not None and fd is not None:
+            loop.remove_writer(fd)
+        if self.netif is not None:
+            self.netif.wake()
+
+    def _tx_full(self, frames: Sequence[bytes | bytearray]) -> bool:
+        """The fd said EAGAIN/ENOBUFS: with a queue to push back on, hand
+        ``frames`` (the refused one and the rest) back to it, stop it, and
+        watch the fd for room (netif_stop_queue in the driver's xmit); False
+        without one (the frame is dropped, counted, as before)."""
+        netif, loop, fd = self.netif, self._loop, self.fd
+        if netif is None or loop is None or fd is None:
+            return False
+        for frame in frames:
+            netif.requeue(frame)
+        netif.stop()
+        if not self._tx_waiting:
+            self._tx_waiting = True
+            loop.add_writer(fd, self._on_writable)
+        return True
+
     def send(self, frame: bytes | bytearray) -> None:
         self.send_batch((frame,))
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         """One write per frame (a TAP takes one frame per write), counted once.
-        With the virtio header, it goes first in the same write (writev)."""
+        With the virtio header, it goes first in the same write (writev).
+        EAGAIN/ENOBUFS with a queue attached: the frames not written wait in
+        it (``_tx_full``); other errors (EIO while the link is down) drop."""
         fd = self.fd
         st = self.stats
         if fd is None:
             st["tx_dropped"] += len(frames)
             return
+        netif = self.netif
+        if netif is not None and netif.stopped:
+            for frame in frames:
+                netif.requeue(frame)        # NETDEV_TX_BUSY: back to the qdisc
+            return
         write, writev = os.write, os.writev
         hlen = self.vnet_hdr_len
         plain = vnet.build_vnet_hdr(size=hlen) if hlen else b""
-        sent = nbytes = 0
+        sent = nbytes = dropped = 0
         for frame in frames:
             try:
                 if not hlen:
@@ -661,9 +712,12 @@ class _TunTapBase:
                 else:
                     writev(fd, (self._tx_hdr(frame, plain), frame))
             except OSError as exc:
+                if exc.errno in _FULL_ERRNOS and self._tx_full(frames[sent + dropped:]):
+                    break
                 if exc.errno not in _DROP_ERRNOS:
                     st["tx_errors"] += 1
                 st["tx_dropped"] += 1
+                dropped += 1
                 continue
             sent += 1
             nbytes += len(frame)
@@ -698,6 +752,9 @@ class _TunTapBase:
             # Remove the reader first: uvloop keeps its own poll handle on the
             # fd and misbehaves if the fd is closed (and reused) under it.
             loop.remove_reader(fd)
+            if self._tx_waiting:
+                loop.remove_writer(fd)
+                self._tx_waiting = False
             if syn_fd is not None:
                 loop.remove_reader(syn_fd)
         os.close(fd)

@@ -102,6 +102,9 @@ class FakeHost:
         self._txq.append((ifindex, frame))
         return True
 
+    def netif_xmit_stopped(self, ifindex: int) -> bool:
+        return False                            # no transmit queue to stop
+
     @property
     def sent(self) -> list[tuple[int, int, bytes]]:
         """(src, dst, TCP segment) of everything sent, in order."""

@@ -689,8 +689,15 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
         if not reno:
             armed = _sack_mark_lost(sk, now)
         return armed
-    # Open / Disorder, or Loss recovered: this ACK advanced SND.UNA to the
-    # recovery point, so the code below clears Reno's count and reopens.
+    if state == TCP_CA_CWR and after(sk.snd_una, sk.high_seq):
+        # tcp_end_cwnd_reduction: a local queue drop's reduction (tcp_enter_cwr)
+        # ends above high_seq; cwnd settles at ssthresh
+        sk.snd_cwnd = sk.snd_ssthresh
+        sk.snd_cwnd_cnt = 0
+        sk.ca_state = state = TCP_CA_OPEN
+        sk.ca_ops.set_state(sk, TCP_CA_OPEN)
+    # Open / Disorder, CWR, or Loss recovered: this ACK advanced SND.UNA to
+    # the recovery point, so the code below clears Reno's count and reopens.
     if reno and flag & FLAG_SND_UNA_ADVANCED:
         sk.sacked_out = 0
     if not reno:
@@ -700,6 +707,8 @@ def tcp_fastretrans_alert(sk: TcpSock, acked: int, is_dupack: bool, flag: int,
     if sk.lost_out or (sk.sacked_out >= DUPTHRESH and not tcp_is_rack(sk)):
         tcp_enter_recovery(sk, now)
         return armed
+    if state == TCP_CA_CWR:
+        return armed            # tcp_try_to_open: CWR holds until high_seq
     new_state = TCP_CA_DISORDER if sk.sacked_out else TCP_CA_OPEN
     if new_state != sk.ca_state:
         sk.ca_state = new_state

@@ -240,9 +240,20 @@ def _established_options(sk: TcpSock, now: float,
     return ts_val, ts_ecr, tuple(lst)
 
 
-def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float) -> None:
+def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float) -> bool:
     """Send one segment of a connection: the SYN (or SYN-ACK) with its options,
-    or a segment of an established (or closing) connection."""
+    or a segment of an established (or closing) connection.
+
+    False when the interface's transmit queue refused it (qdisc.py: stopped
+    and full, ``host.qdisc_drops`` moved): __tcp_transmit_skb hearing
+    NET_XMIT_DROP from ip_queue_xmit, which enters CWR (tcp_enter_cwr: a
+    local congestion signal, cwnd reduced once, not a loss) and returns the
+    error so the caller keeps the segment (new data stays unsent, a
+    retransmission unmarked) for the normal timers and ACKs to send again.
+    Everything done before the hand-over (counters, ACK bookkeeping) stands,
+    as in Linux."""
+    host = sk.host
+    drops = host.qdisc_drops
     if flags & TCPHDR_SYN:
         opts = tcp_syn_options(sk, now, sk.ts_recent if flags & TCPHDR_ACK else None)
         # The window in a SYN is never scaled (RFC 7323 2.2).
@@ -269,6 +280,35 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         tcp_event_ack_sent(sk)
     if payload:
         sk.lsndtime = now
+    if host.qdisc_drops != drops:
+        tcp_enter_cwr(sk)
+        return False
+    return True
+
+
+def tcp_init_cwnd_reduction(sk: TcpSock) -> None:
+    """tcp_init_cwnd_reduction: the CC module's ssthresh, and Proportional
+    Rate Reduction (tcp_cwnd_reduction, on the ACKs) from the cwnd now
+    (prior_cwnd) until snd_una passes high_seq."""
+    sk.high_seq = sk.snd_nxt
+    sk.tlp_high_seq = None
+    sk.snd_cwnd_cnt = 0
+    sk.prior_cwnd = sk.snd_cwnd
+    sk.prr_delivered = 0
+    sk.prr_out = 0
+    sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
+
+
+def tcp_enter_cwr(sk: TcpSock) -> None:
+    """tcp_enter_cwr: a local congestion signal (the transmit queue dropped a
+    segment): reduce cwnd once, by PRR over the next window, and stay in CWR
+    until snd_una passes high_seq (tcp_input.tcp_fastretrans_alert), unless
+    already reducing (CWR, Recovery) or in Loss; no undo (prior_ssthresh 0)."""
+    sk.prior_ssthresh = 0
+    if sk.ca_state < TCP_CA_CWR:
+        tcp_init_cwnd_reduction(sk)
+        sk.ca_state = TCP_CA_CWR
+        sk.ca_ops.set_state(sk, TCP_CA_CWR)
 
 
 def tcp_event_ack_sent(sk: TcpSock) -> None:
@@ -496,6 +536,8 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
     write_seq = sk.write_seq
     fin_queued = sk.fin_queued
     more = sent = xmit_more(sk, sk.snd_nxt, mss, fin_queued)
+    first = sk.snd_nxt
+    sml = sk.snd_sml
     burst = quota = 0
     max_segs = tcp_tso_segs(sk, mss)
     while more:
@@ -519,10 +561,30 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
         if mark or last:
             burst = 0
             seg.flags |= TCPCB_EOB
-        tcp_transmit_skb(sk, seq, flags, payload, now)
+        ok = tcp_transmit_skb(sk, seq, flags, payload, now)
         if isinstance(payload, memoryview):
             payload.release()
+        if not ok:
+            # tcp_write_xmit breaks before tcp_event_new_data_sent: the
+            # segment stays at the head of what is unsent
+            _unsend(sk, seg, sml)
+            return sk.snd_nxt != first
+        sml = sk.snd_sml
     return sent
+
+
+def _unsend(sk: TcpSock, seg: Any, sml: int) -> None:
+    """Take back new_data_sent of ``seg``, the last segment queued (the
+    transmit queue refused it): snd_nxt, packets_out and snd_sml as they were."""
+    sk.rtx.pop()
+    sk.packets_out -= 1
+    sk.snd_nxt = seg.seq
+    sk.snd_sml = sml
+    if sk.high_seq == seg.end_seq:
+        # tcp_enter_cwr took snd_nxt with the segment counted (Linux enters
+        # CWR before tcp_event_new_data_sent): the reduction ends above what
+        # was really sent
+        sk.high_seq = seg.seq
 
 
 def _tcp_xmit_path(sk: TcpSock, mss: int) -> TcpXmitPath | None:
@@ -530,10 +592,18 @@ def _tcp_xmit_path(sk: TcpSock, mss: int) -> TcpXmitPath | None:
     whole frame now (NetHost.ip_tcp_path, checked once for a burst); None:
     the general path."""
     length = 40 + (12 if sk.tstamp_ok else 0) + mss
+    host = sk.host
     if sk.raddr > V6MASK:
         # IPv6 (issue 17): a header 20 bytes longer, the route and ND's neighbour
-        return cast("NetHost6", sk.host).ip6_tcp_path(sk.raddr & V6MASK, length + 20)
-    return sk.host.ip_tcp_path(sk.raddr, length)
+        path = cast("NetHost6", host).ip6_tcp_path(sk.raddr & V6MASK, length + 20)
+    else:
+        path = host.ip_tcp_path(sk.raddr, length)
+    # A stopped queue may refuse a frame (qdisc.py): the compiled loop hands
+    # its frames over without hearing that, so each segment goes through
+    # tcp_transmit_skb (and xmit) until the device wakes the queue.
+    if path is not None and host.netif_xmit_stopped(path[0]):
+        return None
+    return path
 
 
 def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -> bool:
@@ -704,7 +774,8 @@ def _tcp_retransmit_last(sk: TcpSock, now: float) -> bool:
     lost nor counted in retrans_out (Linux calls __tcp_retransmit_skb)."""
     if not sk.rtx:
         return False
-    __tcp_retransmit_skb(sk, sk.rtx[-1], now, "tlp")
+    if not __tcp_retransmit_skb(sk, sk.rtx[-1], now, "tlp"):
+        return False            # (tcp_send_loss_probe: straight to rearm_timer)
     sk.tlp_retrans = True
     return True
 
@@ -724,14 +795,15 @@ def tcp_probe0_when(sk: TcpSock) -> float:
     return min(base * (1 << min(sk.backoff, 30)), sk.host.settings.tcp_rto_max)
 
 
-def tcp_write_wakeup(sk: TcpSock, now: float) -> bool:
+def tcp_write_wakeup(sk: TcpSock, now: float) -> int:
     """tcp_write_wakeup's data branch: the persist timer finds unsent data
     starting inside the peer's window and sends one segment of it whatever
     Nagle, TCP_CORK or MSG_MORE held back and whatever the cwnd: as much as
     the window and the MSS allow, with PSH, and pushed_seq moves past it.
     (A corked partial segment goes out this way one probe0 timeout, about an
     RTO, after it was queued: Linux has no other cork timer.)  False: no
-    such data (the caller sends a zero-window probe instead)."""
+    such data (the caller sends a zero-window probe instead);
+    WAKEUP_REFUSED: the transmit queue refused the segment (kept unsent)."""
     if sk.state not in _SEND_STATES:
         return False
     seq = sk.snd_nxt
@@ -747,16 +819,26 @@ def tcp_write_wakeup(sk: TcpSock, now: float) -> bool:
     if before(sk.pushed_seq, data_end):
         sk.pushed_seq = data_end
     flags = TCPHDR_FIN | TCPHDR_PSH if fin else TCPHDR_PSH
-    new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags | TCPCB_EOB, seglen < mss, now)
+    sml = sk.snd_sml
+    seg = new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags | TCPCB_EOB,
+                        seglen < mss, now)
     off = seq_diff(seq, sk.wq_seq)
     payload = memoryview(sk.wq)[off:off + seglen]
     held = sk.host.defer_loopback()
     try:
-        tcp_transmit_skb(sk, seq, TCPHDR_ACK | flags, payload, now)
+        ok = tcp_transmit_skb(sk, seq, TCPHDR_ACK | flags, payload, now)
     finally:
         payload.release()
         sk.host.release_loopback(held)
+    if not ok:
+        _unsend(sk, seg, sml)   # (tcp_event_new_data_sent only on success)
+        return WAKEUP_REFUSED
     return True
+
+
+# tcp_write_wakeup's answer when the transmit queue refused its segment
+# (Linux's err > 0): the persist timer retries after TCP_RESOURCE_PROBE_INTERVAL
+WAKEUP_REFUSED = -1
 
 
 def tcp_send_probe0(sk: TcpSock, now: float) -> None:
@@ -791,31 +873,41 @@ def tcp_fragment(sk: TcpSock, i: int, mss: int) -> None:
 
 
 def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
-                       psh: bool = False) -> None:
+                       psh: bool = False) -> bool:
     """Resend one queued segment, rebuilt from the send buffer, and count it
     in retrans_out (TCPCB_SACKED_RETRANS) until it is (S)ACKed or lost again.
     One longer than the current MSS (the path MTU fell) is cut to it first.
     ``cause`` ("loss", "rto") is the trace's; ``psh``: it ends a
-    retransmitted burst of several (tcp_xmit_retransmit_queue)."""
+    retransmitted burst of several (tcp_xmit_retransmit_queue).  False when
+    the transmit queue refused it: like Linux it is then not marked
+    retransmitted (still lost, sent again later), only counted
+    (TCPRetransFail)."""
     if not seg.flags & TCPHDR_SYN:
         mss = max(tcp_current_mss(sk) - tcp_sack_option_len(sk), 48)
         if seq_diff(seg.end_seq, seg.seq) - (1 if seg.flags & TCPHDR_FIN else 0) > mss:
             tcp_fragment(sk, sk.rtx.index(seg), mss)
-    if not seg.sacked & 2:
+    marked = not seg.sacked & 2
+    if marked:
         seg.sacked |= 2   # TCPCB_SACKED_RETRANS
         sk.retrans_out += 1
     if sk.retrans_stamp is None:
         sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
-    __tcp_retransmit_skb(sk, seg, now, cause, psh)
+    if __tcp_retransmit_skb(sk, seg, now, cause, psh):
+        return True
+    if marked:
+        seg.sacked &= ~2
+        sk.retrans_out -= 1
+    return False
 
 
 def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
-                         psh: bool = False) -> None:
+                         psh: bool = False) -> bool:
     """Send a queued segment again, with no scoreboard marks but "ever
     retransmitted" (seg.retrans, Karn's rule) and its new send time (the
     loss probe's retransmission is only this).  Its flags are the segment's
     own (tcp_retransmit_skb): PSH where a write ended (push_mark), or
-    ``psh``, at the end of a retransmitted burst of several."""
+    ``psh``, at the end of a retransmitted burst of several.  False (the
+    send time kept: it was not sent) when the transmit queue refused it."""
     flags = TCPHDR_ACK | (seg.flags & 0xFF) | (TCPHDR_PSH if psh else 0)
     if seg.flags & TCPHDR_SYN:
         if sk.state == TCP_SYN_SENT:
@@ -827,12 +919,17 @@ def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
         off = seq_diff(start, sk.wq_seq)
         payload = bytes(sk.wq[off:off + dlen])
     seg.retrans += 1
+    sent_at = seg.tstamp
     seg.tstamp = now
     sk.host.mib["RetransSegs"] += 1
     sk.total_retrans += 1
     if sk.trace is not None:
         sk.trace.retransmit(sk, seg.seq, seg.end_seq, cause, now)
-    tcp_transmit_skb(sk, seg.seq, flags, payload, now)
+    if tcp_transmit_skb(sk, seg.seq, flags, payload, now):
+        return True
+    seg.tstamp = sent_at        # (tcp_update_skb_after_send only on success)
+    sk.host.mib["TCPRetransFail"] += 1
+    return False
 
 
 def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
@@ -865,7 +962,8 @@ def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
                 run = _lost_run(rtx, i, cwnd - in_flight)
                 several = run > 1
             run -= 1
-            tcp_retransmit_skb(sk, seg, now, "loss", several and not run)
+            if not tcp_retransmit_skb(sk, seg, now, "loss", several and not run):
+                break           # the transmit queue is full: later (Linux breaks too)
             if sk.ca_state in _CWND_REDUCTION:
                 sk.prr_out += 1
                 if sk.ca_state == TCP_CA_RECOVERY:

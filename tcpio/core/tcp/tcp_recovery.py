@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from . import tcp_output
-from .tcp_states import TCP_CA_RECOVERY, before
+from .tcp_states import TCP_CA_CWR, TCP_CA_RECOVERY, before
 
 if TYPE_CHECKING:
     from tcpio._fast import tcp_fast as _tcp_fast
@@ -209,13 +209,9 @@ def tcp_enter_recovery(sk: TcpSock, now: float) -> None:
     the caller's tcp_cwnd_reduction makes room for the fast retransmit and
     tcp_xmit_retransmit_queue sends it."""
     sk.host.mib["TCPRenoRecovery" if not sk.sack_ok else "TCPSackRecovery"] += 1
-    sk.high_seq = sk.snd_nxt
-    sk.tlp_high_seq = None
-    sk.snd_cwnd_cnt = 0
-    sk.prior_cwnd = sk.snd_cwnd
-    sk.prr_delivered = 0
-    sk.prr_out = 0
-    sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
+    if sk.ca_state != TCP_CA_CWR:
+        # (from CWR the window is already being reduced: not again)
+        tcp_output.tcp_init_cwnd_reduction(sk)
     sk.ca_state = TCP_CA_RECOVERY
     sk.ca_ops.set_state(sk, TCP_CA_RECOVERY)
     if not tcp_is_rack(sk):

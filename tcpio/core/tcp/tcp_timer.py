@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .sock import TcpSock
 
 ICSK_TIME_RETRANS = tcp_output.ICSK_TIME_RETRANS
+# TCP_RESOURCE_PROBE_INTERVAL (HZ/2): the RTO's next try after the transmit
+# queue refused its retransmission
+TCP_RESOURCE_PROBE_INTERVAL = 0.5
 ICSK_TIME_PROBE0 = tcp_output.ICSK_TIME_PROBE0
 ICSK_TIME_LOSS_PROBE = tcp_output.ICSK_TIME_LOSS_PROBE
 ICSK_TIME_REO_TIMEOUT = tcp_output.ICSK_TIME_REO_TIMEOUT
@@ -98,7 +101,12 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         log_rto(sk, now)
     if not head.flags & TCPHDR_SYN:
         tcp_enter_loss(sk)
-    tcp_output.tcp_retransmit_skb(sk, head, now, "rto")
+    if not tcp_output.tcp_retransmit_skb(sk, head, now, "rto"):
+        # The transmit queue refused it (local congestion): Linux tries again
+        # after TCP_RESOURCE_PROBE_INTERVAL, with no backoff and no retry counted.
+        sk.pending = ICSK_TIME_RETRANS
+        sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
+        return
     sk.retransmits += 1
     sk.rtt_est.backoff()
     when = now + sk.rto
@@ -157,7 +165,15 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
     # tcp_write_wakeup: data inside the window (it opened a little, or Nagle
     # or a cork held a partial segment back) goes out instead of a probe;
     # then data is in flight and the RTO takes over (tcp_send_probe0).
-    if tcp_output.tcp_write_wakeup(sk, now):
+    woke = tcp_output.tcp_write_wakeup(sk, now)
+    if woke == tcp_output.WAKEUP_REFUSED:
+        # tcp_send_probe0: not sent for local congestion, so no backoff: the
+        # next try after TCP_RESOURCE_PROBE_INTERVAL (a probe still counts)
+        sk.probes_out += 1
+        sk.pending = ICSK_TIME_PROBE0
+        sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
+        return
+    if woke:
         sk.probes_out = 0
         sk.backoff = 0
         tcp_output.tcp_rearm_rto(sk, now)
