@@ -264,8 +264,12 @@ def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() 
 def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() -> None:
     """tcp_retransmit_timer: when tcp_retransmit_skb fails for local
     congestion the timer is re-armed at TCP_RESOURCE_PROBE_INTERVAL with no
-    backoff and no retry counted; the segment is not marked retransmitted
-    (TCPRetransFail counts the refusals).  After the wake it goes out."""
+    backoff; the segment is not marked retransmitted (TCPRetransFail counts
+    the refusals).  The attempt itself counts (tcp_update_rto_stats comes
+    before it), so the retry's tcp_enter_loss, in Loss with
+    icsk_retransmits set, leaves ssthresh where the first one put it
+    instead of reducing it again from the cwnd of 1.  After the wake it
+    goes out."""
     p = Pair(txqueuelen=1)
     sk, child = p.tcp_pair()
     p.link.drop = lambda sender, frame: sender is p.a       # a's segment is lost
@@ -281,11 +285,14 @@ def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() ->
     # is outstanding after it (tlp_high_seq unset)
     p.net.run_until(lambda: mib["TCPRetransFail"] == 1, timeout=rto)
     assert mib["TCPTimeouts"] == 0 and sk.tlp_high_seq is None
+    cwnd0 = sk.snd_cwnd
     p.net.run_for(rto + 0.1)                                # the RTO: refused
     assert mib["TCPTimeouts"] == 1 and mib["TCPRetransFail"] == 2
-    assert sk.retransmits == 0 and sk.retrans_out == 0 and sk.rto == rto
+    assert sk.retransmits == 1 and sk.retrans_out == 0 and sk.rto == rto
+    assert sk.snd_ssthresh == cwnd0 * 717 // 1024           # CUBIC's beta, once
     p.net.run_for(0.5)                                      # TCP_RESOURCE_PROBE_INTERVAL
     assert mib["TCPTimeouts"] == 2 and mib["TCPRetransFail"] == 3 and sk.rto == rto
+    assert sk.snd_ssthresh == cwnd0 * 717 // 1024 and sk.retransmits == 1
     p.netif.wake()
     got = p.receive(child, len(data))
     assert got == data and mib["TCPRetransFail"] == 3
