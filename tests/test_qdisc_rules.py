@@ -55,9 +55,12 @@ class Pair:
     def sent(self) -> list[bytes]:
         return self.link.frames_from(self.a)
 
-    def tcp_pair(self) -> tuple[Any, Any]:
-        """An established connection a -> b:80: (a's sock, b's accepted child)."""
+    def tcp_pair(self, rcvbuf: int | None = None) -> tuple[Any, Any]:
+        """An established connection a -> b:80: (a's sock, b's accepted child,
+        with SO_RCVBUF ``rcvbuf`` when given)."""
         ls = self.b.tcp.socket()
+        if rcvbuf is not None:
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         ls.bind(0, 80)
         ls.listen(4)
         sk = self.a.tcp.socket()
@@ -259,6 +262,27 @@ def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() 
     got = p.receive(child, len(data))
     assert got == data
     assert p.a.mib["RetransSegs"] == 0 and p.a.mib["TCPTimeouts"] == 0
+
+
+def test_a_zero_window_probe_the_queue_refuses_is_retried_without_backoff() -> None:
+    """The peer's window is zero, so the persist timer sends a window probe
+    (tcp_xmit_probe_skb), which returns tcp_transmit_skb's error:
+    tcp_send_probe0 then retries after TCP_RESOURCE_PROBE_INTERVAL with no
+    backoff, as for refused data.  After the wake the probes back off again."""
+    p = Pair(txqueuelen=1)
+    sk, _ = p.tcp_pair(rcvbuf=4096)                         # a window soon full, never read
+    assert sk.sendmsg(b"z" * 40000) == 40000
+    assert p.net.run_until(lambda: sk.snd_wnd == 0 and sk.packets_out == 0, timeout=10)
+    assert sk.rtx_timer.pending and sk.backoff == 0         # the persist timer
+    p.netif.stop()
+    p.a.udp.socket().sendto(b"fill", B, 9)                  # the queue's one place
+    drops = p.a.qdisc_drops
+    p.net.run_for(3.0)                                      # first try, then 0.5 s apart
+    tries = p.a.qdisc_drops - drops
+    assert tries >= 5 and sk.backoff == 0 and sk.probes_out == tries
+    p.netif.wake()
+    p.net.run_for(3.0)                                      # probes go out, backing off
+    assert p.a.qdisc_drops - drops == tries and sk.backoff >= 1
 
 
 def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() -> None:

@@ -174,6 +174,8 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
     # or a cork held a partial segment back) goes out instead of a probe;
     # then data is in flight and the RTO takes over (tcp_send_probe0).
     woke = tcp_output.tcp_write_wakeup(sk, now)
+    if not woke and not tcp_output.tcp_send_probe0(sk, now):
+        woke = tcp_output.WAKEUP_REFUSED    # (tcp_xmit_probe_skb's error too)
     if woke == tcp_output.WAKEUP_REFUSED:
         # tcp_send_probe0: not sent for local congestion, so no backoff: the
         # next try after TCP_RESOURCE_PROBE_INTERVAL (a probe still counts)
@@ -186,7 +188,6 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         sk.backoff = 0
         tcp_output.tcp_rearm_rto(sk, now)
         return
-    tcp_output.tcp_send_probe0(sk, now)
     sk.probes_out += 1
     sk.backoff += 1
     sk.pending = ICSK_TIME_PROBE0
