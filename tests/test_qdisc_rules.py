@@ -36,11 +36,11 @@ B6 = ip6_aton("fd00::2")
 class Pair:
     """a (10.0.0.1, fd00::1) --ip link-- b (10.0.0.2, fd00::2); a's queue held by the test."""
 
-    def __init__(self, txqueuelen: int | None = None) -> None:
+    def __init__(self, txqueuelen: int | None = None, kind: str = "ip") -> None:
         self.net = VirtualNetwork(seed=3)
         self.a = self.net.host("a")
         self.b = self.net.host("b")
-        self.link = self.net.link(self.a, self.b, "10.0.0.1/24", "10.0.0.2/24", kind="ip")
+        self.link = self.net.link(self.a, self.b, "10.0.0.1/24", "10.0.0.2/24", kind=kind)
         self.a.add_address6(1, ip6_aton("fd00::1"), 64, nodad=True)
         self.b.add_address6(1, B6, 64, nodad=True)
         self.netif = self.a.attach_netif(1)         # the test is a's driver
@@ -236,6 +236,30 @@ def test_a_tcp_segment_the_qdisc_refuses_enters_cwr_and_is_sent_later() -> None:
     assert mib["RetransSegs"] == 0 and mib["TCPTimeouts"] == 0
     assert tp.snd_ssthresh == cwnd0 * 717 // 1024 and min(cwnds) >= tp.snd_ssthresh // 2
     assert tp.ca_state == TCP_CA_OPEN
+
+
+def test_a_segment_the_queue_took_is_sent_even_if_the_arp_probe_after_it_is_dropped() -> None:
+    """A sender hears only its own frame's answer: the neighbour's
+    solicitation that its output triggers (a used STALE entry probed, or an
+    unresolved one) goes out on its own, and Linux ignores arp_xmit's
+    answer.  Here the segment takes the queue's last place and the ARP probe
+    after it is dropped: TCP must not take that drop for its segment's (no
+    CWR, the segment counted sent, the peer gets it once)."""
+    p = Pair(txqueuelen=1, kind="ether")
+    sk, child = p.tcp_pair()
+    neigh = p.a.arp.lookup(1, B)
+    assert neigh is not None and p.a.arp.delay_first_probe_time() == 0
+    p.a.arp.set_stale(neigh, p.a.now)                       # probed when next used
+    p.netif.stop()
+    assert sk.sendmsg(b"q" * 100) == 100
+    q = p.a.qdiscs[1]
+    assert q.stats()["backlog"] == 1 and q.drops == 1       # the segment in, the probe out
+    assert sk.ca_state == TCP_CA_OPEN and sk.packets_out == 1
+    p.netif.wake()
+    assert p.receive(child, 100) == b"q" * 100
+    p.net.run_for(1.0)
+    assert p.b.mib["DelayedACKLost"] == 0                   # no second copy came
+    assert p.a.mib["RetransSegs"] == 0
 
 
 def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() -> None:
