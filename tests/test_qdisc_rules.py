@@ -36,11 +36,11 @@ B6 = ip6_aton("fd00::2")
 class Pair:
     """a (10.0.0.1, fd00::1) --ip link-- b (10.0.0.2, fd00::2); a's queue held by the test."""
 
-    def __init__(self, txqueuelen: int | None = None) -> None:
+    def __init__(self, txqueuelen: int | None = None, kind: str = "ip") -> None:
         self.net = VirtualNetwork(seed=3)
         self.a = self.net.host("a")
         self.b = self.net.host("b")
-        self.link = self.net.link(self.a, self.b, "10.0.0.1/24", "10.0.0.2/24", kind="ip")
+        self.link = self.net.link(self.a, self.b, "10.0.0.1/24", "10.0.0.2/24", kind=kind)
         self.a.add_address6(1, ip6_aton("fd00::1"), 64, nodad=True)
         self.b.add_address6(1, B6, 64, nodad=True)
         self.netif = self.a.attach_netif(1)         # the test is a's driver
@@ -55,9 +55,12 @@ class Pair:
     def sent(self) -> list[bytes]:
         return self.link.frames_from(self.a)
 
-    def tcp_pair(self) -> tuple[Any, Any]:
-        """An established connection a -> b:80: (a's sock, b's accepted child)."""
+    def tcp_pair(self, rcvbuf: int | None = None) -> tuple[Any, Any]:
+        """An established connection a -> b:80: (a's sock, b's accepted child,
+        with SO_RCVBUF ``rcvbuf`` when given)."""
         ls = self.b.tcp.socket()
+        if rcvbuf is not None:
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         ls.bind(0, 80)
         ls.listen(4)
         sk = self.a.tcp.socket()
@@ -235,6 +238,30 @@ def test_a_tcp_segment_the_qdisc_refuses_enters_cwr_and_is_sent_later() -> None:
     assert tp.ca_state == TCP_CA_OPEN
 
 
+def test_a_segment_the_queue_took_is_sent_even_if_the_arp_probe_after_it_is_dropped() -> None:
+    """A sender hears only its own frame's answer: the neighbour's
+    solicitation that its output triggers (a used STALE entry probed, or an
+    unresolved one) goes out on its own, and Linux ignores arp_xmit's
+    answer.  Here the segment takes the queue's last place and the ARP probe
+    after it is dropped: TCP must not take that drop for its segment's (no
+    CWR, the segment counted sent, the peer gets it once)."""
+    p = Pair(txqueuelen=1, kind="ether")
+    sk, child = p.tcp_pair()
+    neigh = p.a.arp.lookup(1, B)
+    assert neigh is not None and p.a.arp.delay_first_probe_time() == 0
+    p.a.arp.set_stale(neigh, p.a.now)                       # probed when next used
+    p.netif.stop()
+    assert sk.sendmsg(b"q" * 100) == 100
+    q = p.a.qdiscs[1]
+    assert q.stats()["backlog"] == 1 and q.drops == 1       # the segment in, the probe out
+    assert sk.ca_state == TCP_CA_OPEN and sk.packets_out == 1
+    p.netif.wake()
+    assert p.receive(child, 100) == b"q" * 100
+    p.net.run_for(1.0)
+    assert p.b.mib["DelayedACKLost"] == 0                   # no second copy came
+    assert p.a.mib["RetransSegs"] == 0
+
+
 def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() -> None:
     """Nothing in flight, so no ACK will send the refused segment: the
     persist timer does (tcp_check_probe_timer, then tcp_write_wakeup).
@@ -261,11 +288,36 @@ def test_a_refused_segment_with_nothing_in_flight_waits_for_the_persist_timer() 
     assert p.a.mib["RetransSegs"] == 0 and p.a.mib["TCPTimeouts"] == 0
 
 
+def test_a_zero_window_probe_the_queue_refuses_is_retried_without_backoff() -> None:
+    """The peer's window is zero, so the persist timer sends a window probe
+    (tcp_xmit_probe_skb), which returns tcp_transmit_skb's error:
+    tcp_send_probe0 then retries after TCP_RESOURCE_PROBE_INTERVAL with no
+    backoff, as for refused data.  After the wake the probes back off again."""
+    p = Pair(txqueuelen=1)
+    sk, _ = p.tcp_pair(rcvbuf=4096)                         # a window soon full, never read
+    assert sk.sendmsg(b"z" * 40000) == 40000
+    assert p.net.run_until(lambda: sk.snd_wnd == 0 and sk.packets_out == 0, timeout=10)
+    assert sk.rtx_timer.pending and sk.backoff == 0         # the persist timer
+    p.netif.stop()
+    p.a.udp.socket().sendto(b"fill", B, 9)                  # the queue's one place
+    drops = p.a.qdisc_drops
+    p.net.run_for(3.0)                                      # first try, then 0.5 s apart
+    tries = p.a.qdisc_drops - drops
+    assert tries >= 5 and sk.backoff == 0 and sk.probes_out == tries
+    p.netif.wake()
+    p.net.run_for(3.0)                                      # probes go out, backing off
+    assert p.a.qdisc_drops - drops == tries and sk.backoff >= 1
+
+
 def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() -> None:
     """tcp_retransmit_timer: when tcp_retransmit_skb fails for local
     congestion the timer is re-armed at TCP_RESOURCE_PROBE_INTERVAL with no
-    backoff and no retry counted; the segment is not marked retransmitted
-    (TCPRetransFail counts the refusals).  After the wake it goes out."""
+    backoff; the segment is not marked retransmitted (TCPRetransFail counts
+    the refusals).  The attempt itself counts (tcp_update_rto_stats comes
+    before it), so the retry's tcp_enter_loss, in Loss with
+    icsk_retransmits set, leaves ssthresh where the first one put it
+    instead of reducing it again from the cwnd of 1.  After the wake it
+    goes out."""
     p = Pair(txqueuelen=1)
     sk, child = p.tcp_pair()
     p.link.drop = lambda sender, frame: sender is p.a       # a's segment is lost
@@ -281,11 +333,14 @@ def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() ->
     # is outstanding after it (tlp_high_seq unset)
     p.net.run_until(lambda: mib["TCPRetransFail"] == 1, timeout=rto)
     assert mib["TCPTimeouts"] == 0 and sk.tlp_high_seq is None
+    cwnd0 = sk.snd_cwnd
     p.net.run_for(rto + 0.1)                                # the RTO: refused
     assert mib["TCPTimeouts"] == 1 and mib["TCPRetransFail"] == 2
-    assert sk.retransmits == 0 and sk.retrans_out == 0 and sk.rto == rto
+    assert sk.retransmits == 1 and sk.retrans_out == 0 and sk.rto == rto
+    assert sk.snd_ssthresh == cwnd0 * 717 // 1024           # CUBIC's beta, once
     p.net.run_for(0.5)                                      # TCP_RESOURCE_PROBE_INTERVAL
     assert mib["TCPTimeouts"] == 2 and mib["TCPRetransFail"] == 3 and sk.rto == rto
+    assert sk.snd_ssthresh == cwnd0 * 717 // 1024 and sk.retransmits == 1
     p.netif.wake()
     got = p.receive(child, len(data))
     assert got == data and mib["TCPRetransFail"] == 3

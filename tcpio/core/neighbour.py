@@ -194,7 +194,7 @@ class NeighTable(ABC):
                 return
             n.state = NUD_PROBE
             n.probes = 1
-            self.solicit(iface, n, unicast=True)
+            self._probe(iface, n, unicast=True)
             n.timer.arm(now + host.settings.arp_retrans_time)
             return
         # INCOMPLETE: queue (bounded), the first packet starts the resolution.
@@ -211,8 +211,20 @@ class NeighTable(ABC):
         n.qbytes += size
         if n.probes == 0:
             n.probes = 1
-            self.solicit(iface, n, unicast=False)
+            self._probe(iface, n, unicast=False)
             n.timer.arm(now + host.settings.arp_retrans_time)
+
+    def _probe(self, iface: Interface, n: Neighbour, unicast: bool) -> None:
+        """neigh_probe from a packet's output: the solicitation is a frame of
+        its own, whose answer Linux's arp_xmit / ndisc_send_skb drops, so a
+        full transmit queue's refusal of it (counted by the qdisc) is kept
+        out of ``host.qdisc_drops``, which that packet's sender compares
+        around its output (tcp_transmit_skb, UDP, raw): the packet itself
+        went, or waits here."""
+        host = self.host
+        drops = host.qdisc_drops
+        self.solicit(iface, n, unicast)
+        host.qdisc_drops = drops
 
     def _create(self, ifindex: int, ip: int) -> Neighbour | None:
         """A new INCOMPLETE entry, or None when the table is full (gc_thresh3)."""

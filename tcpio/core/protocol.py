@@ -82,7 +82,9 @@ class NetHost(Protocol):
     ip_ids: IpIdents
     # Frames the interfaces' transmit queues dropped so far (qdisc.py): a
     # sender compares it around its output, as udp_send_skb hears
-    # NET_XMIT_DROP from dev_queue_xmit.
+    # NET_XMIT_DROP from dev_queue_xmit.  (A neighbour solicitation that
+    # output sends is not the sender's frame: its drop counts in the qdisc's
+    # own ``drops`` only, NeighTable._probe.)
     qdisc_drops: int
 
     def route_lookup(self, dst: int) -> RouteInfo:

@@ -841,10 +841,12 @@ def tcp_write_wakeup(sk: TcpSock, now: float) -> int:
 WAKEUP_REFUSED = -1
 
 
-def tcp_send_probe0(sk: TcpSock, now: float) -> None:
+def tcp_send_probe0(sk: TcpSock, now: float) -> bool:
     """Zero-window probe (tcp_write_wakeup / tcp_xmit_probe_skb): an old
-    sequence number with no data, which makes the receiver ACK with its window."""
-    tcp_transmit_skb(sk, (sk.snd_una - 1) & 0xFFFFFFFF, TCPHDR_ACK, b"", now)
+    sequence number with no data, which makes the receiver ACK with its
+    window.  False when the transmit queue refused it (tcp_xmit_probe_skb
+    returns tcp_transmit_skb's error)."""
+    return tcp_transmit_skb(sk, (sk.snd_una - 1) & 0xFFFFFFFF, TCPHDR_ACK, b"", now)
 
 
 # --- retransmission ------------------------------------------------------------

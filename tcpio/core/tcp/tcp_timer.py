@@ -103,7 +103,15 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         tcp_enter_loss(sk)
     if not tcp_output.tcp_retransmit_skb(sk, head, now, "rto"):
         # The transmit queue refused it (local congestion): Linux tries again
-        # after TCP_RESOURCE_PROBE_INTERVAL, with no backoff and no retry counted.
+        # after TCP_RESOURCE_PROBE_INTERVAL, with no backoff.  Its
+        # tcp_update_rto_stats counted the attempt before it was made, so the
+        # next try's tcp_enter_loss (Loss, icsk_retransmits set) does not
+        # reduce ssthresh again from the cwnd of 1 this one left.  tcpio
+        # times out by that count (Linux by the time since retrans_stamp),
+        # so a refusal only marks the attempt made, as Linux did before
+        # tcp_update_rto_stats ("if (!icsk_retransmits) icsk_retransmits = 1").
+        if not sk.retransmits:
+            sk.retransmits = 1
         sk.pending = ICSK_TIME_RETRANS
         sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
         return
@@ -166,6 +174,8 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
     # or a cork held a partial segment back) goes out instead of a probe;
     # then data is in flight and the RTO takes over (tcp_send_probe0).
     woke = tcp_output.tcp_write_wakeup(sk, now)
+    if not woke and not tcp_output.tcp_send_probe0(sk, now):
+        woke = tcp_output.WAKEUP_REFUSED    # (tcp_xmit_probe_skb's error too)
     if woke == tcp_output.WAKEUP_REFUSED:
         # tcp_send_probe0: not sent for local congestion, so no backoff: the
         # next try after TCP_RESOURCE_PROBE_INTERVAL (a probe still counts)
@@ -178,7 +188,6 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         sk.backoff = 0
         tcp_output.tcp_rearm_rto(sk, now)
         return
-    tcp_output.tcp_send_probe0(sk, now)
     sk.probes_out += 1
     sk.backoff += 1
     sk.pending = ICSK_TIME_PROBE0
