@@ -18,7 +18,7 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
-from netns import KernelPeer, kernel_peer
+from netns import KernelPeer, NetNs, kernel_peer
 
 from tcpio.core.addr import ip6_aton, ip6_ntoa
 from tcpio.core.ipv6 import eui64_linklocal
@@ -58,7 +58,14 @@ async def ipv6_peer(**kw) -> AsyncIterator[KernelPeer]:
 
 
 def kernel_linklocal(peer: KernelPeer) -> str | None:
-    for link in peer.ns.ip_json("-6", "addr", "show", "dev", peer.ifname):
+    return linklocal(peer.ns, peer.ifname)
+
+
+def linklocal(ns: NetNs, ifname: str) -> str | None:
+    """The kernel's link-local address on ``ifname`` once DAD is done (None
+    while tentative: Linux's ndisc_send_ns needs it as the source of its
+    Neighbor Solicitations, so none go out on the link until then)."""
+    for link in ns.ip_json("-6", "addr", "show", "dev", ifname):
         for a in link.get("addr_info", []):
             if a.get("scope") == "link" and not a.get("tentative"):
                 return a["local"]

@@ -26,7 +26,7 @@ import tcpio
 from tcpio.devices.impair import Impairment
 from tcpio.devices.memory import ImpairedDevice
 
-from .test_ipv6_kernel import KERNEL6, TCPIO6, ipv6_peer
+from .test_ipv6_kernel import KERNEL6, TCPIO6, ipv6_peer, linklocal, wait_for
 from .test_tcp_kernel_bulk import expected_digest, kernel_to_tcpio, tcpio_to_kernel
 from .test_tcp_kernel_common import kernel_mib
 from .tshark import PI_WARN, fields, matching, needs_tshark
@@ -217,20 +217,32 @@ FAR6, NEAR6 = "fd08::2", "fd08::1"
 FAR_MTU = 1280
 
 
-def far_namespace6(near: NetNs) -> NetNs:
+async def far_namespace6(near: NetNs) -> NetNs:
     """Namespace B behind the kernel peer's namespace over a veth whose near
-    end has the IPv6 minimum MTU (1280), the near kernel forwarding IPv6."""
+    end has the IPv6 minimum MTU (1280), the near kernel forwarding IPv6.
+
+    Returns once the near kernel's link-local address on the veth has passed
+    DAD: until then it sends no Neighbor Solicitation for FAR6 (ndisc_send_ns
+    has no source), so a forwarded SYN waits in its unresolved queue and,
+    after 3 silent probes, comes back as ICMPv6 address unreachable
+    (EHOSTUNREACH).  DAD takes 1-2 s after the link comes up, later on a busy
+    machine: without this wait the test failed under the parallel suite."""
     far = NetNs().create()
-    a, b = f"qa{far.name[-6:]}", f"qb{far.name[-6:]}"
-    near.ip("link", "add", a, "type", "veth", "peer", "name", b)
-    near.ip("link", "set", b, "netns", far.name)
-    near.ip("link", "set", a, "mtu", str(FAR_MTU))
-    near.ip("-6", "addr", "add", f"{NEAR6}/64", "dev", a, "nodad")
-    near.ip("link", "set", a, "up")
-    far.ip("-6", "addr", "add", f"{FAR6}/64", "dev", b, "nodad")
-    far.ip("link", "set", b, "up")
-    far.ip("-6", "route", "add", "default", "via", NEAR6)
-    near.sysctl("net.ipv6.conf.all.forwarding", 1)
+    try:
+        a, b = f"qa{far.name[-6:]}", f"qb{far.name[-6:]}"
+        near.ip("link", "add", a, "type", "veth", "peer", "name", b)
+        near.ip("link", "set", b, "netns", far.name)
+        near.ip("link", "set", a, "mtu", str(FAR_MTU))
+        near.ip("-6", "addr", "add", f"{NEAR6}/64", "dev", a, "nodad")
+        near.ip("link", "set", a, "up")
+        far.ip("-6", "addr", "add", f"{FAR6}/64", "dev", b, "nodad")
+        far.ip("link", "set", b, "up")
+        far.ip("-6", "route", "add", "default", "via", NEAR6)
+        near.sysctl("net.ipv6.conf.all.forwarding", 1)
+        await wait_for(lambda: linklocal(near, a) is not None, timeout=30)
+    except BaseException:
+        far.delete()
+        raise
     return far
 
 
@@ -242,7 +254,7 @@ async def test_packet_too_big_from_a_forwarding_kernel_lowers_the_mss(tap_requir
     loop = asyncio.get_running_loop()
     data = os.urandom(4 * MiB)
     async with ipv6_peer() as peer:
-        far = far_namespace6(peer.ns)
+        far = await far_namespace6(peer.ns)
         try:
             peer.stack.add_route("fd08::/64", via=KERNEL6)
 
