@@ -582,11 +582,7 @@ def tcp_process_tlp_ack(sk: TcpSock, ack: int, flag: int, now: float) -> None:
         sk.tlp_high_seq = None
     elif after(ack, high):
         # tcp_init_cwnd_reduction, CWR, tcp_end_cwnd_reduction, tcp_try_keep_open
-        sk.tlp_high_seq = None
-        sk.high_seq = sk.snd_nxt
-        sk.snd_cwnd_cnt = 0
-        sk.prior_cwnd = sk.snd_cwnd
-        sk.snd_ssthresh = sk.ca_ops.ssthresh(sk)
+        tcp_output.tcp_init_cwnd_reduction(sk)
         sk.ca_state = TCP_CA_CWR
         sk.ca_ops.set_state(sk, TCP_CA_CWR)
         sk.snd_cwnd = sk.snd_ssthresh
