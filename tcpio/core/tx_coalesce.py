@@ -107,6 +107,15 @@ def coalesce(frames: Sequence[bytes | bytearray], ip: int, limit: int
     nxt = None              # what the next frame must be to join: (key, seq, id, mss)
     size = 0
     for frame in frames:
+        if nxt is None and type(frame) is not GsoFrame:
+            # no run open, and a plain frame cannot start one (a run starts
+            # at a super-frame): the ACKs and lone segments of a batch go
+            # through unparsed
+            if run:
+                out.append(_join(run, ip))
+                run = []
+            out.append(frame)
+            continue
         d = _parse(frame, ip)
         if (d is not None and nxt is not None and d[0] == nxt[0] and d[1] == nxt[1]
                 and d[6] == nxt[2] and d[4] <= nxt[3] and (d[5] == 1 or d[4] == nxt[3])
