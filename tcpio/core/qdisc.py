@@ -37,8 +37,10 @@ Here:
   stopped TCP's compiled send loop is not used (``netif_xmit_stopped``), so
   every segment hears the answer.
 
-A device that never calls ``stop()`` (the TAP, which drops on EAGAIN
-itself) sees no difference: its qdisc never holds anything.
+A device that never calls ``stop()`` sees no difference: its qdisc never
+holds anything.  The TAP stops its queue only when the tun fd says EAGAIN or
+ENOBUFS (rare: the kernel takes a written frame at once) and wakes it when
+the fd is writable again.
 """
 
 from __future__ import annotations
