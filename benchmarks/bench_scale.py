@@ -3,6 +3,7 @@ memory and opening cost as the number of concurrent connections grows.
 
     sudo python benchmarks/bench_scale.py [--quick] [--steps 1,10,100,1000,10000]
                                           [--modes tap_in,tap_out,wire] [--json FILE]
+                                          [--loop-stats]
 
 For each step N (concurrent connections):
 
@@ -24,7 +25,9 @@ ping), as the loopback baseline needs no neighbour resolution.
 Reported with each TAP step: the kernel's drops on the TAP (its tx_dropped:
 frames it could not queue toward tcpio), tcpio's device drops, the RTOs
 tcpio's stack took (TCPTimeouts), and when there were any, the resets tcpio
-sent and the kernel's own SYN retransmissions, RTOs, loss probes and resets.  Then, in one process: the memory per idle
+sent and the kernel's own SYN retransmissions, RTOs, loss probes and resets;
+with ``--loop-stats``, the longest event-loop callback of the step and how
+many took 50 ms or more.  Then, in one process: the memory per idle
 established connection (bare sockets and asyncio streams; RSS delta, both
 ends counted, per end) and the time to open 5 000 and 20 000 idle
 connections.  The targets issue 11 sets are printed with a verdict.
@@ -143,6 +146,73 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before.get(k, 0) for k in after}
 
 
+class LoopStats:
+    """How long the event loop's callbacks ran (``--loop-stats``): each
+    ``asyncio.Handle._run`` timed, and those of ``SLOW`` seconds or more
+    counted by callback name (count, seconds, longest).  A callback that
+    holds the loop holds every other flow's reads, writes and timers
+    (issue 11: a timer callback that read the TAP's ring for 0.73 s).
+    Costs two clock reads per callback, in both trees alike when comparing."""
+
+    SLOW = 0.05
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.longest = 0.0
+        self.slow: dict[str, list[float]] = {}
+
+    def install(self) -> None:
+        from asyncio import events
+
+        orig = events.Handle._run
+        clock = time.perf_counter
+        stats = self
+
+        def timed_run(handle: Any) -> None:
+            t0 = clock()
+            orig(handle)
+            took = clock() - t0
+            if took > stats.longest:
+                stats.longest = took
+            if took >= stats.SLOW:
+                cb = handle._callback
+                name = getattr(cb, "__qualname__", None) or type(cb).__name__
+                row = stats.slow.setdefault(name, [0, 0.0, 0.0])
+                row[0] += 1
+                row[1] += took
+                row[2] = max(row[2], took)
+        events.Handle._run = timed_run     # type: ignore[method-assign]
+
+    def take(self) -> dict[str, Any]:
+        """The figures since the last take (or reset), then reset."""
+        out = {"loop_longest": self.longest, "loop_slow": self.slow}
+        self.reset()
+        return out
+
+
+def loop_slow_text(r: dict) -> str:
+    """``--loop-stats`` figures of a step, as the report prints them."""
+    rows = sorted(r["loop_slow"].items(), key=lambda kv: -kv[1][2])
+    slow = ", ".join(f"{name} {int(c)} ({s:.2f} s, max {m * 1e3:.0f} ms)"
+                     for name, (c, s, m) in rows)
+    return (f"longest callback {r['loop_longest'] * 1e3:.0f} ms; "
+            f">= {LoopStats.SLOW * 1e3:.0f} ms: {slow or 'none'}")
+
+
+LOOP_STATS: LoopStats | None = None
+
+
+def loop_stats_start() -> None:
+    if LOOP_STATS is not None:
+        LOOP_STATS.reset()
+
+
+def loop_stats_take() -> dict[str, Any]:
+    return LOOP_STATS.take() if LOOP_STATS is not None else {}
+
+
 async def warm_neighbours(peer: Any) -> None:
     """Resolve the kernel and tcpio to each other before a timed step (one
     ping: tcpio's ARP request also gives the kernel tcpio's MAC).  Otherwise
@@ -164,6 +234,7 @@ async def tap_in(peer: Any, n: int, nbytes: int) -> dict:
     server = await peer.stack.start_server(await sink_handler(counts, bad, n, done),
                                            "0.0.0.0", PORT, backlog=4096)
     before = drops(peer)
+    loop_stats_start()
     try:
         out = await peer_json(await start_peer(peer.ns, "send", peer.tcpio_ip, str(PORT),
                                                str(n), str(nbytes)))
@@ -178,7 +249,7 @@ async def tap_in(peer: Any, n: int, nbytes: int) -> dict:
     assert not bad, len(bad)
     assert out["failed"] or sum(counts) == n * nbytes, sum(counts)
     return {"rate": out["bytes"] / out["elapsed"], "client_errors": out["errors"],
-            **delta(drops(peer), before)}
+            **loop_stats_take(), **delta(drops(peer), before)}
 
 
 async def tap_out(peer: Any, n: int, nbytes: int) -> dict:
@@ -186,10 +257,12 @@ async def tap_out(peer: Any, n: int, nbytes: int) -> dict:
     proc = await start_peer(peer.ns, "sink", peer.kernel_ip, str(PORT), str(n))
     await wait_listening(proc)
     before = drops(peer)
+    loop_stats_start()
     await tcpio_send(peer.stack, peer.kernel_ip, n, nbytes)
     out = await peer_json(proc)
     assert out["bad"] == 0 and out["bytes"] == n * nbytes, out
-    return {"rate": out["bytes"] / out["elapsed"], **delta(drops(peer), before)}
+    return {"rate": out["bytes"] / out["elapsed"], **loop_stats_take(),
+            **delta(drops(peer), before)}
 
 
 async def wire(n: int, nbytes: int) -> dict:
@@ -386,6 +459,8 @@ def report(res: dict, args: argparse.Namespace) -> None:
                           if r.get(f"kernel_{name}")]
                 if noted:
                     extra.append(f"{key}: " + ", ".join(noted))
+                if "loop_longest" in r:
+                    extra.append(f"{key}: {loop_slow_text(r)}")
                 if r.get("client_errors"):
                     extra.append(f"{key} clients failed: {r['client_errors']}")
         if "wire" in row:
@@ -432,6 +507,8 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=3000, help="connections per conn/s figure")
     ap.add_argument("--idle", default="5000,20000", help="idle-connection counts ('' or 0 skips)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--loop-stats", action="store_true",
+                    help="time every loop callback: the longest, and those >= 50 ms (TAP steps)")
     ap.add_argument("--idle-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.idle_child:
@@ -450,6 +527,10 @@ def main() -> None:
           f"{platform.release()}, tcpio {build}, load average {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count()} CPUs, not pinned")
     sys.stdout.flush()
+    if args.loop_stats:
+        global LOOP_STATS
+        LOOP_STATS = LoopStats()
+        LOOP_STATS.install()
     t0 = time.perf_counter()
     res = asyncio.run(run(args))
     report(res, args)
