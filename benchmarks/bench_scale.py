@@ -174,8 +174,7 @@ class LoopStats:
             t0 = clock()
             orig(handle)
             took = clock() - t0
-            if took > stats.longest:
-                stats.longest = took
+            stats.longest = max(stats.longest, took)
             if took >= stats.SLOW:
                 cb = handle._callback
                 name = getattr(cb, "__qualname__", None) or type(cb).__name__
