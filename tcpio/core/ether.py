@@ -48,12 +48,12 @@ def ether_input(host: Host, iface: Interface, frame: bytes | bytearray | memoryv
 
 
 def ether_xmit(host: Host, iface: Interface, dst_mac: bytes, ethertype: int,
-               payload: bytes | bytearray) -> None:
-    """Prepend the Ethernet header (or nothing, on an "ip" link) and queue the frame."""
+               payload: bytes | bytearray) -> int:
+    """Prepend the Ethernet header (or nothing, on an "ip" link) and queue
+    the frame: dev_queue_xmit's NET_XMIT_* status (qdisc.py)."""
     src_mac = iface.mac
     if iface.link != "ether":
-        host.xmit(iface.ifindex, payload)
-        return
+        return host.xmit(iface.ifindex, payload)
     # Host.add_interface gives every "ether" link a MAC (only "ip" links have none).
     assert src_mac is not None, f"{iface!r} has no MAC"
     header = dst_mac + src_mac + (_IP_TYPE if ethertype == ETH_P_IP
@@ -63,7 +63,7 @@ def ether_xmit(host: Host, iface: Interface, dst_mac: bytes, ethertype: int,
         # Pad to the Ethernet minimum (the receiver trims by IP total length).
         frame += bytes(60 - len(frame))
     host.mib["EthOutFrames"] += 1
-    host.xmit(iface.ifindex, frame)
+    return host.xmit(iface.ifindex, frame)
 
 
 def multicast_mac(ip: int) -> bytes:

@@ -75,7 +75,7 @@ from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicas
 from tcpio.core.mib import Mib
 from tcpio.core.ndisc import Ndisc
 from tcpio.core.protocol import EarlyDemux, InetProtocol
-from tcpio.core.qdisc import NetifQueue, Qdisc
+from tcpio.core.qdisc import NET_XMIT_SUCCESS, NetifQueue, Qdisc
 from tcpio.core.raw import RawTable
 from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
@@ -212,7 +212,8 @@ class Host:
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
         self._output: list[tuple[int, bytes | bytearray]] = []
         # Each interface's transmit queue (qdisc.py), those whose driver has
-        # stopped them, and the frames the queues dropped (NetHost.qdisc_drops).
+        # stopped them, and the frames the queues dropped: a statistic only
+        # (a sender hears its own frame's NET_XMIT_* from its output call).
         self.qdiscs: dict[int, Qdisc] = {}
         self._tx_stopped: set[int] = set()
         # per stopped interface: how many frames of the host's output were
@@ -599,13 +600,15 @@ class Host:
 
     def ip6_output(self, proto: int, src: int | None, dst: int,
                    payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
-                   tclass: int = 0, dontfrag: bool = False, ifindex: int | None = None) -> None:
-        """Route, pick the source, fragment, resolve by ND (ip6_output.py)."""
-        ip6_output.ip6_output(self, proto, src, dst, payload,
-                              self.settings.ipv6_hop_limit if hlim is None else hlim,
-                              tclass, dontfrag, ifindex)
+                   tclass: int = 0, dontfrag: bool = False, ifindex: int | None = None) -> int:
+        """Route, pick the source, fragment, resolve by ND (ip6_output.py);
+        the NET_XMIT_* status (qdisc.py)."""
+        rc = ip6_output.ip6_output(self, proto, src, dst, payload,
+                                   self.settings.ipv6_hop_limit if hlim is None else hlim,
+                                   tclass, dontfrag, ifindex)
         if self._loopback and not self._busy and not self.backlog_deferred:
             self._run_loopback()
+        return rc
 
     def icmp6_send(self, packet: bytes | bytearray | memoryview, type: int, code: int,
                    info: int = 0) -> None:
@@ -946,8 +949,8 @@ class Host:
             if ifindex in stopped:
                 if i < marks.get(ifindex, 0):
                     qdiscs[ifindex].hold(item[1])
-                elif not qdiscs[ifindex].enqueue(item[1]):
-                    self.qdisc_drops += 1
+                elif qdiscs[ifindex].enqueue(item[1]):
+                    self.qdisc_drops += 1   # appended unasked: nobody to answer
             else:
                 go.append(item)
         for ifindex in marks:
@@ -973,15 +976,17 @@ class Host:
 
     def ip_output(self, proto: int, src: int | None, dst: int,
                   payload: bytes | bytearray | memoryview, *, ttl: int | None = None,
-                  tos: int = 0, df: bool = False, ident: int = -1) -> None:
-        ip_output.ip_output(self, proto, src, dst, payload,
-                            self.settings.ip_default_ttl if ttl is None else ttl, tos, df,
-                            ident)
+                  tos: int = 0, df: bool = False, ident: int = -1) -> int:
+        """ip_output.ip_output; its NET_XMIT_* status (qdisc.py)."""
+        rc = ip_output.ip_output(self, proto, src, dst, payload,
+                                 self.settings.ip_default_ttl if ttl is None else ttl, tos, df,
+                                 ident)
         # From a user call, deliver to ourselves now; from inside packet or timer
         # processing, after it (no re-entry into a protocol mid-segment); with
         # a driver that runs the backlog, from its loop.
         if self._loopback and not self._busy and not self.backlog_deferred:
             self._run_loopback()
+        return rc
 
     def ip_forward(self, iph: Any, packet: bytes | bytearray | memoryview, hlen: int,
                    tot_len: int, link_bcast: bool) -> None:
@@ -1053,19 +1058,20 @@ class Host:
     ip6_tcp_path = _ip6_tcp_path
 
     def ether_xmit(self, iface: Interface, dst_mac: bytes, ethertype: int,
-                   payload: bytes | bytearray) -> None:
-        ether.ether_xmit(self, iface, dst_mac, ethertype, payload)
+                   payload: bytes | bytearray) -> int:
+        return ether.ether_xmit(self, iface, dst_mac, ethertype, payload)
 
-    def xmit(self, ifindex: int, frame: bytes | bytearray) -> bool:
-        """dev_queue_xmit: False when the interface's queue is stopped and
-        full (the frame is dropped: NET_XMIT_DROP)."""
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> int:
+        """dev_queue_xmit: NET_XMIT_SUCCESS, or NET_XMIT_DROP when the
+        interface's queue is stopped and full and the frame was dropped
+        (counted in ``qdisc_drops``, a statistic; qdisc.py)."""
         if self._tx_stopped and ifindex in self._tx_stopped:
-            if self.qdiscs[ifindex].enqueue(frame):
-                return True
-            self.qdisc_drops += 1
-            return False
+            rc = self.qdiscs[ifindex].enqueue(frame)
+            if rc:
+                self.qdisc_drops += 1
+            return rc
         self._output.append((ifindex, frame))
-        return True
+        return NET_XMIT_SUCCESS
 
     def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
         """NetHost.gso_caps: the interface's (gso_max_size, tx_csum_partial),

@@ -17,6 +17,10 @@ so IDs are neither global nor predictable).  With ``dontfrag``
 short cut for TCP over IPv6 (issue 17): a cached route and a connected
 neighbour, the frame built in one compiled call (``tx.tcp_frame6``), the
 same bytes and counters as ip6_output gives the segment.
+
+As for IPv4 (ip_output.py), each output function returns the device
+queue's NET_XMIT_* answer (qdisc.py) to its caller, and a refused fragment
+stops the rest of its datagram (ip6_fragment's "if (err) goto fail").
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from tcpio.core.ipv6 import (
     is_multicast6,
     multicast_mac6,
 )
+from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
@@ -71,7 +76,9 @@ class Ip6Idents:
 
 def ip6_output(host: Host, proto: int, src: int | None, dst: int,
                payload: bytes | bytearray | memoryview, hlim: int, tclass: int,
-               dontfrag: bool, ifindex: int | None) -> None:
+               dontfrag: bool, ifindex: int | None) -> int:
+    """ip6_xmit / ip6_send_skb: route, fragment and send one datagram; its
+    NET_XMIT_* status (ip_output.ip_output's rules)."""
     mib = host.mib
     try:
         route = host.route6_lookup(dst, ifindex)
@@ -90,24 +97,24 @@ def ip6_output(host: Host, proto: int, src: int | None, dst: int,
     if route.ifindex == 0:
         # To one of our own addresses: lo's backlog, as for IPv4.
         host.loopback(build_ipv6hdr(proto, src, dst, plen, hlim, tclass) + payload)
-        return
+        return NET_XMIT_SUCCESS
     iface = host.interfaces[route.ifindex]
     mtu = route.mtu
     if IPV6_HLEN + plen <= mtu:
-        ip6_finish_output2(host, iface, route, dst,
-                           build_ipv6hdr(proto, src, dst, plen, hlim, tclass) + payload)
-        return
+        return ip6_finish_output2(host, iface, route, dst,
+                                  build_ipv6hdr(proto, src, dst, plen, hlim, tclass) + payload)
     if dontfrag:
         mib["Ip6FragFails"] += 1
         raise sock_error(errno.EMSGSIZE, f"datagram of {IPV6_HLEN + plen} bytes over MTU {mtu}")
-    ip6_fragment(host, iface, route, proto, src, dst, payload, hlim, tclass, mtu)
+    return ip6_fragment(host, iface, route, proto, src, dst, payload, hlim, tclass, mtu)
 
 
 def ip6_fragment(host: Host, iface: Interface, route: Route, proto: int, src: int, dst: int,
                  payload: bytes | bytearray | memoryview, hlim: int, tclass: int,
-                 mtu: int) -> None:
+                 mtu: int) -> int:
     """The source's fragmentation (RFC 8200 4.5): the whole payload is the
-    fragmentable part (we add no extension headers of our own)."""
+    fragmentable part (we add no extension headers of our own).  A refused
+    fragment ends it (Ip6FragFails, its status returned)."""
     mib = host.mib
     step = (mtu - IPV6_HLEN - FRAG_HLEN) & ~7
     ident = host.ip6_ids.next(src, dst).to_bytes(4, "big")
@@ -119,21 +126,26 @@ def ip6_fragment(host: Host, iface: Interface, route: Route, proto: int, src: in
         frag = bytes((proto, 0)) + (offset | more).to_bytes(2, "big") + ident
         packet = build_ipv6hdr(IPPROTO_FRAGMENT, src, dst, FRAG_HLEN + len(chunk), hlim,
                                tclass) + frag + chunk
-        ip6_finish_output2(host, iface, route, dst, packet)
+        rc = ip6_finish_output2(host, iface, route, dst, packet)
+        if rc:
+            mib["Ip6FragFails"] += 1
+            return rc
         mib["Ip6FragCreates"] += 1
     mib["Ip6FragOKs"] += 1
+    return NET_XMIT_SUCCESS
 
 
 def ip6_finish_output2(host: Host, iface: Interface, route: Route, dst: int,
-                       packet: bytes | bytearray) -> None:
-    """The link-layer destination: none on an "ip" link, the group's MAC, or ND."""
+                       packet: bytes | bytearray) -> int:
+    """The link-layer destination: none on an "ip" link, the group's MAC, or
+    ND; the frame's NET_XMIT_* status (success too when it waits for ND)."""
     if iface.link != "ether":
-        host.xmit(iface.ifindex, packet)
-    elif is_multicast6(dst):
+        return host.xmit(iface.ifindex, packet)
+    if is_multicast6(dst):
         host.mib["Ip6OutMcastPkts"] += 1
-        host.ether_xmit(iface, multicast_mac6(dst), ETH_P_IPV6, packet)
-    else:
-        host.ndisc.output(iface, route.gateway if route.gateway is not None else dst, packet)
+        return host.ether_xmit(iface, multicast_mac6(dst), ETH_P_IPV6, packet)
+    return host.ndisc.output(iface, route.gateway if route.gateway is not None else dst,
+                             packet)
 
 
 def ip6_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
@@ -166,17 +178,18 @@ def ip6_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
 def ip6_queue_xmit_tcp(host: NetHost6, src: int, dst: int, sport: int, dport: int, seq: int,
                        ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                        sack_blocks: tuple[tuple[int, int], ...],
-                       payload: bytes | bytearray | memoryview, urg_ptr: int) -> bool:
+                       payload: bytes | bytearray | memoryview, urg_ptr: int) -> int | None:
     """ip_output.ip_queue_xmit_tcp over IPv6 (``src``/``dst`` the 128-bit
     addresses): one TCP segment sent as a whole frame built by one compiled
     call when ``ip6_tcp_path`` allows, with the frame and the counters of
-    ``build_tcp`` + ip6_output for it.  False, having sent and counted
-    nothing, when the segment needs ip6_output's general path."""
+    ``build_tcp`` + ip6_output for it; its NET_XMIT_* status.  None, having
+    sent and counted nothing, when the segment needs ip6_output's general
+    path."""
     length = (IPV6_HLEN + 20 + len(payload) + (12 if ts_val != -1 else 0)
               + (4 + 8 * len(sack_blocks) if sack_blocks else 0))
     path = host.ip6_tcp_path(dst, length)
     if path is None:
-        return False
+        return None
     ifindex, dst_mac, src_mac, route_src = path
     frame = tcp_frame6(dst_mac, src_mac, src or route_src, dst, host.settings.ipv6_hop_limit,
                        sport, dport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
@@ -185,5 +198,4 @@ def ip6_queue_xmit_tcp(host: NetHost6, src: int, dst: int, sport: int, dport: in
     mib["Ip6OutRequests"] += 1
     if dst_mac is not None:
         mib["EthOutFrames"] += 1
-    host.xmit(ifindex, frame)
-    return True
+    return host.xmit(ifindex, frame)

@@ -12,6 +12,11 @@ copy of every broadcast we send does too (ip_mc_output).
 TCP's segments after the handshake take ``ip_queue_xmit_tcp`` first: with a
 cached route and a resolved neighbour the whole frame (Ethernet, IPv4, TCP)
 is built by one compiled call; anything unusual goes through ``ip_output``.
+
+Every output function returns the device queue's answer (NET_XMIT_*,
+qdisc.py) to its caller, as ip_finish_output2 -> ip_local_out ->
+ip_queue_xmit do in Linux; errors before the device (no route, EMSGSIZE)
+are raised.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tcpio.core.errors import sock_error
 from tcpio.core.ether import ETH_P_IP, multicast_mac
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
+from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host, Interface
@@ -100,7 +106,11 @@ def ip_select_ident(host: NetHost, dst: int, proto: int, df: bool, ident: int) -
 
 def ip_output(host: Host, proto: int, src: int | None, dst: int,
               payload: bytes | bytearray | memoryview, ttl: int, tos: int, df: bool,
-              ident: int = IP_ID_NO_SOCK) -> None:
+              ident: int = IP_ID_NO_SOCK) -> int:
+    """ip_queue_xmit / ip_send_skb: route, fragment and send one datagram;
+    the status of its frame (the first refused fragment's: the rest are not
+    sent, as ip_do_fragment stops on an error), NET_XMIT_SUCCESS for a
+    datagram to ourselves (loopback_xmit takes everything)."""
     mib = host.mib
     try:
         route = host.route_lookup(dst)
@@ -124,7 +134,7 @@ def ip_output(host: Host, proto: int, src: int | None, dst: int,
         # RTN_LOCAL: ip_local_out over lo (loopback_xmit), never a device;
         # lo's MTU is 64 KiB, so nothing under IP_MAX_LEN is fragmented.
         host.loopback(build_packet(proto, src, dst, ident, ttl, tos, df, False, 0, payload))
-        return
+        return NET_XMIT_SUCCESS
     iface = host.interfaces[route.ifindex]
     mtu = route.mtu
     if df and length > mtu:
@@ -144,12 +154,10 @@ def ip_output(host: Host, proto: int, src: int | None, dst: int,
                                      route.gateway if route.gateway is not None else dst)
             if mac is not None:
                 mib["EthOutFrames"] += 1
-                host.xmit(iface.ifindex, ip_build(mac, iface.mac, proto, src, dst, ident, ttl,
-                                                  tos, df, False, 0, payload))
-                return
-        neigh_output(host, iface, route, dst,
-                     build_packet(proto, src, dst, ident, ttl, tos, df, False, 0, payload))
-        return
+                return host.xmit(iface.ifindex, ip_build(mac, iface.mac, proto, src, dst, ident,
+                                                         ttl, tos, df, False, 0, payload))
+        return neigh_output(host, iface, route, dst,
+                            build_packet(proto, src, dst, ident, ttl, tos, df, False, 0, payload))
     # ip_fragment: every fragment but the last carries a multiple of 8 bytes.
     step = (mtu - IP_HLEN) & ~7
     view = memoryview(payload)
@@ -157,24 +165,31 @@ def ip_output(host: Host, proto: int, src: int | None, dst: int,
     for offset in range(0, total, step):
         chunk = view[offset:offset + step]
         more = offset + step < total
-        neigh_output(host, iface, route, dst,
-                     build_packet(proto, src, dst, ident, ttl, tos, False, more, offset, chunk))
+        rc = neigh_output(host, iface, route, dst,
+                          build_packet(proto, src, dst, ident, ttl, tos, False, more, offset,
+                                       chunk))
+        if rc:
+            # ip_do_fragment: "err = output(...); if (err) goto fail": the
+            # rest of a datagram that cannot be reassembled is not sent
+            mib["FragFails"] += 1
+            return rc
         mib["FragCreates"] += 1
     mib["FragOKs"] += 1
+    return NET_XMIT_SUCCESS
 
 
 def neigh_output(host: Host, iface: Interface, route: Route, dst: int,
-                 packet: bytes | bytearray) -> None:
-    """ip_finish_output2: pick the link-layer destination."""
+                 packet: bytes | bytearray) -> int:
+    """ip_finish_output2: pick the link-layer destination; the frame's
+    NET_XMIT_* status (success too when it waits for ARP)."""
     if iface.link != "ether":
-        host.xmit(iface.ifindex, packet)
-    elif host.is_broadcast(dst):
-        host.ether_xmit(iface, BROADCAST_MAC, ETH_P_IP, packet)
-    elif is_multicast(dst):
-        host.ether_xmit(iface, multicast_mac(dst), ETH_P_IP, packet)
-    else:
-        nexthop = route.gateway if route.gateway is not None else dst
-        host.arp.output(iface, nexthop, packet)
+        return host.xmit(iface.ifindex, packet)
+    if host.is_broadcast(dst):
+        return host.ether_xmit(iface, BROADCAST_MAC, ETH_P_IP, packet)
+    if is_multicast(dst):
+        return host.ether_xmit(iface, multicast_mac(dst), ETH_P_IP, packet)
+    nexthop = route.gateway if route.gateway is not None else dst
+    return host.arp.output(iface, nexthop, packet)
 
 
 def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
@@ -214,14 +229,15 @@ def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int,
                       ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                       sack_blocks: tuple[tuple[int, int], ...],
                       payload: bytes | bytearray | memoryview, urg_ptr: int,
-                      ident: int = IP_ID_NO_SOCK) -> bool:
+                      ident: int = IP_ID_NO_SOCK) -> int | None:
     """Send one TCP segment (header fields and options as ``tx.tcp_frame`` takes
     them) as a whole frame built by one compiled call, when the host's
     ``ip_tcp_path`` allows.  The frame and the MIB counters are
     exactly those of ``build_tcp`` + ``ip_output`` (DF set) for the same
-    segment and ``ident`` (ip_select_ident).
+    segment and ``ident`` (ip_select_ident).  Returns the frame's NET_XMIT_*
+    status (ip_queue_xmit's).
 
-    Returns False, having sent and counted nothing, when the segment needs
+    Returns None, having sent and counted nothing, when the segment needs
     ip_output's general path: the caller then builds the segment and calls it.
     """
     # IPv4 header + TCP header + timestamp option (12) + SACK option (4 + 8 per block)
@@ -229,7 +245,7 @@ def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int,
               + (4 + 8 * len(sack_blocks) if sack_blocks else 0))
     path = host.ip_tcp_path(dst, length)
     if path is None:
-        return False
+        return None
     ifindex, dst_mac, src_mac, route_src = path
     frame = tcp_frame(dst_mac, src_mac, src or route_src, dst,
                       ip_select_ident(host, dst, IPPROTO_TCP, True, ident),
@@ -240,5 +256,4 @@ def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int,
     mib["OutRequests"] += 1
     if dst_mac is not None:
         mib["EthOutFrames"] += 1
-    host.xmit(ifindex, frame)
-    return True
+    return host.xmit(ifindex, frame)

@@ -19,6 +19,12 @@ confirmation (``confirm``) came within that time; one without (ARP here)
 probes a used STALE entry at once.  The timing knobs are the arp_* settings,
 which Linux's ND table has with the same defaults.
 
+``output`` returns the packet's NET_XMIT_* status (qdisc.py), as
+neigh_output does to ip_finish_output2: its own frame's, or success when it
+waits in the entry.  The solicitation it may send is a frame of its own,
+whose answer is not the packet's (Linux ignores arp_xmit's and
+ndisc_send_skb's).
+
 The protocol (``Arp``, ``Ndisc``) subclasses ``NeighTable`` with how to
 solicit, how to tell a sender its packet could not be delivered, its
 EtherType and its counter names.
@@ -30,6 +36,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from typing import TYPE_CHECKING
 
+from tcpio.core.qdisc import NET_XMIT_SUCCESS
 from tcpio.core.timer import Timer
 
 if TYPE_CHECKING:
@@ -169,34 +176,36 @@ class NeighTable(ABC):
         n.used = self.host.now
         return n.mac
 
-    def output(self, iface: Interface, nexthop: int, packet: bytes | bytearray) -> None:
-        """Send a packet to ``nexthop`` on ``iface``, resolving its MAC first."""
+    def output(self, iface: Interface, nexthop: int, packet: bytes | bytearray) -> int:
+        """Send a packet to ``nexthop`` on ``iface``, resolving its MAC first
+        (neigh_resolve_output); the packet's NET_XMIT_* status."""
         host = self.host
         now = host.now
         n = self.table.get((iface.ifindex, nexthop))
         if n is None:
             n = self._create(iface.ifindex, nexthop)
             if n is None:
+                # The table is full: the sender is told through its error
+                # handler (unreachable), not by the status.
                 host.mib[self.C_UNRES] += 1
                 self.unreachable(packet)
-                return
+                return NET_XMIT_SUCCESS
         n.used = now
         state = n.state
         if state & _CONNECTED:
-            host.ether_xmit(iface, _resolved_mac(n), self.ethertype, packet)
-            return
+            return host.ether_xmit(iface, _resolved_mac(n), self.ethertype, packet)
         if state == NUD_STALE:
-            host.ether_xmit(iface, _resolved_mac(n), self.ethertype, packet)
+            rc = host.ether_xmit(iface, _resolved_mac(n), self.ethertype, packet)
             delay = self.delay_first_probe_time()
             if delay > 0:
                 n.state = NUD_DELAY
                 n.timer.arm(now + delay)
-                return
+                return rc
             n.state = NUD_PROBE
             n.probes = 1
-            self._probe(iface, n, unicast=True)
+            self.solicit(iface, n, unicast=True)        # its status is not the packet's
             n.timer.arm(now + host.settings.arp_retrans_time)
-            return
+            return rc
         # INCOMPLETE: queue (bounded), the first packet starts the resolution.
         limit = max(1, host.settings.arp_unres_qlen)
         size = len(packet)
@@ -211,20 +220,9 @@ class NeighTable(ABC):
         n.qbytes += size
         if n.probes == 0:
             n.probes = 1
-            self._probe(iface, n, unicast=False)
+            self.solicit(iface, n, unicast=False)       # its status is not the packet's
             n.timer.arm(now + host.settings.arp_retrans_time)
-
-    def _probe(self, iface: Interface, n: Neighbour, unicast: bool) -> None:
-        """neigh_probe from a packet's output: the solicitation is a frame of
-        its own, whose answer Linux's arp_xmit / ndisc_send_skb drops, so a
-        full transmit queue's refusal of it (counted by the qdisc) is kept
-        out of ``host.qdisc_drops``, which that packet's sender compares
-        around its output (tcp_transmit_skb, UDP, raw): the packet itself
-        went, or waits here."""
-        host = self.host
-        drops = host.qdisc_drops
-        self.solicit(iface, n, unicast)
-        host.qdisc_drops = drops
+        return NET_XMIT_SUCCESS         # queued: __neigh_event_send, then rc 0
 
     def _create(self, ifindex: int, ip: int) -> Neighbour | None:
         """A new INCOMPLETE entry, or None when the table is full (gc_thresh3)."""

@@ -17,6 +17,14 @@ reaches the rest of the stack only through the functions IP exports
   checksum the rx classifier already verified, and the established hash the
   classifier may search itself.
 
+The send calls answer as Linux's do: ``xmit``, ``ip_output`` and
+``ip6_output`` return the device queue's status, ``NET_XMIT_SUCCESS``,
+``NET_XMIT_DROP`` or ``NET_XMIT_CN`` (tcpio.core.qdisc; dev_queue_xmit's
+answer carried up through neigh_output and ip_local_out to ip_queue_xmit),
+and the sender acts on that value (udp_send_skb's ENOBUFS, TCP's
+tcp_enter_cwr), never on a host counter; failures before the device (no
+route, EMSGSIZE) are raised as OSError.
+
 These are structural types only: no class inherits from them and they cost
 nothing at run time.
 """
@@ -80,12 +88,6 @@ class NetHost(Protocol):
     # The IP ID counters (ip_idents) for datagrams no connected socket sends
     # without DF, and get_random_u16 for a connected socket's first ID.
     ip_ids: IpIdents
-    # Frames the interfaces' transmit queues dropped so far (qdisc.py): a
-    # sender compares it around its output, as udp_send_skb hears
-    # NET_XMIT_DROP from dev_queue_xmit.  (A neighbour solicitation that
-    # output sends is not the sender's frame: its drop counts in the qdisc's
-    # own ``drops`` only, NeighTable._probe.)
-    qdisc_drops: int
 
     def route_lookup(self, dst: int) -> RouteInfo:
         """ip_route_output: the route to ``dst``; raises OSError(ENETUNREACH)."""
@@ -97,8 +99,9 @@ class NetHost(Protocol):
 
     def ip_output(self, proto: int, src: int | None, dst: int,
                   payload: bytes | bytearray | memoryview, *, ttl: int | None = None,
-                  tos: int = 0, df: bool = False, ident: int = -1) -> None:
-        """ip_queue_xmit / ip_build_and_send_pkt: route, fragment and send.
+                  tos: int = 0, df: bool = False, ident: int = -1) -> int:
+        """ip_queue_xmit / ip_build_and_send_pkt: route, fragment and send;
+        the NET_XMIT_* status of the datagram's frame (qdisc.py).
         ``ident``: a connected socket's IP ID (its inet_id), -1 none
         (ip_output.ip_select_ident decides)."""
         ...
@@ -116,9 +119,10 @@ class NetHost(Protocol):
         many in one call, so it gets the list, not a per-frame method)."""
         ...
 
-    def xmit(self, ifindex: int, frame: bytes | bytearray) -> bool:
-        """dev_queue_xmit: one whole frame out of ``ifindex``; False when its
-        queue is stopped and full and the frame was dropped (qdisc.py)."""
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> int:
+        """dev_queue_xmit: one whole frame out of ``ifindex``; NET_XMIT_SUCCESS,
+        or NET_XMIT_DROP when its queue is stopped and full and the frame
+        was dropped (qdisc.py)."""
         ...
 
     def netif_xmit_stopped(self, ifindex: int) -> bool:
@@ -178,8 +182,9 @@ class NetHost6(NetHost, Protocol):
     def ip6_output(self, proto: int, src: int | None, dst: int,
                    payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
                    tclass: int = 0, dontfrag: bool = False,
-                   ifindex: int | None = None) -> None:
-        """ip6_xmit: route, fragment by the source, resolve by ND and send."""
+                   ifindex: int | None = None) -> int:
+        """ip6_xmit: route, fragment by the source, resolve by ND and send;
+        the NET_XMIT_* status, as ``ip_output``."""
         ...
 
     def icmp6_send(self, packet: bytes | bytearray | memoryview, type: int, code: int,

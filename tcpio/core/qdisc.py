@@ -23,19 +23,31 @@ Here:
   the device together, so the device may fill in the middle of them);
   ``stopped`` is netif_xmit_stopped.
 * The host (``Host.xmit``) puts a frame for a stopped interface in its
-  qdisc, and returns False (counting ``host.qdisc_drops``) when the qdisc is
-  full; ``Host.take_output`` moves frames for a stopped interface that were
-  queued before it stopped, or by TCP's compiled send loop (which appends to
-  the host's transmit list itself), into the qdisc too (``hold``: they were
-  admitted, so they are not dropped), and nothing reaches a stopped device.
-  A UDP sender compares ``host.qdisc_drops`` around its ``ip_output``:
-  Linux's udp_send_skb (ENOBUFS only with IP_RECVERR, else the datagram is
-  silently lost and counted).  TCP does the same in tcp_transmit_skb, as
-  __tcp_transmit_skb hears NET_XMIT_DROP: it enters CWR (cwnd reduced once,
-  no loss counted) and keeps the segment (new data unsent, a retransmission
-  unmarked) for its ACKs and timers to send again; while the queue is
-  stopped TCP's compiled send loop is not used (``netif_xmit_stopped``), so
-  every segment hears the answer.
+  qdisc, and answers as dev_queue_xmit does: ``NET_XMIT_SUCCESS``, or
+  ``NET_XMIT_DROP`` when the qdisc is full (``host.qdisc_drops`` counts it,
+  a statistic only).  ``Host.take_output`` moves frames for a stopped
+  interface that were queued before it stopped, or by TCP's compiled send
+  loop (which appends to the host's transmit list itself), into the qdisc
+  too (``hold``: they were admitted, so they are not dropped), and nothing
+  reaches a stopped device.
+
+The answer goes back up the way it does in Linux: ``Host.xmit`` (and
+``ether_xmit``) -> ``neigh_output`` / the neighbour table's ``output``
+(ip_finish_output2, neigh_output) -> ``ip_output`` / ``ip6_output``
+(ip_local_out: a fragment refused stops the rest, FragFails) ->
+``ip_queue_xmit_tcp`` and ``Host.ip_output``, to the sender, which acts on
+it: udp_send_skb (``net_xmit_errno``: ENOBUFS only with IP_RECVERR, else
+the datagram is silently lost and counted), raw_sendmsg the same, and TCP's
+tcp_transmit_skb as __tcp_transmit_skb: any positive status enters CWR
+(tcp_enter_cwr: cwnd reduced once, no loss counted), for a pure ACK too,
+and ``net_xmit_eval`` decides whether the segment counts as sent (a refused
+one is kept: new data unsent, a retransmission unmarked, for its ACKs and
+timers to send again); while the queue is stopped TCP's compiled send loop
+is not used (``netif_xmit_stopped``), so every segment hears the answer.
+A neighbour solicitation that a packet's output triggers is a frame of its
+own whose answer nobody reads (arp_xmit's is ignored in Linux): the
+packet's status is its own frame's, or success when it waits for the
+neighbour to resolve (neigh_resolve_output queues it).
 
 A device that never calls ``stop()`` sees no difference: its qdisc never
 holds anything.  The TAP stops its queue only when the tun fd says EAGAIN or
@@ -55,15 +67,34 @@ from tcpio.core.errors import sock_error
 # DEFAULT_TX_QUEUE_LEN (ether_setup): pfifo_fast's limit unless told otherwise.
 DEFAULT_TX_QUEUE_LEN = 1000
 
+# dev_queue_xmit's answer (include/linux/netdevice.h), which every output
+# function returns up to the sender: the frame was queued (or sent), dropped,
+# or queued with a congestion notification (a qdisc that marks; none of
+# tcpio's does yet, but the senders handle it as Linux's do).
+NET_XMIT_SUCCESS = 0x00
+NET_XMIT_DROP = 0x01
+NET_XMIT_CN = 0x02
+
 Frame = bytes | bytearray
 
 
+def net_xmit_eval(rc: int) -> int:
+    """net_xmit_eval: a congestion notification is no error (the packet went)."""
+    return NET_XMIT_SUCCESS if rc == NET_XMIT_CN else rc
+
+
+def net_xmit_errno(rc: int) -> int:
+    """net_xmit_errno for an output's status: ENOBUFS for a drop, 0 when the
+    packet went (NET_XMIT_SUCCESS, NET_XMIT_CN)."""
+    return 0 if rc == NET_XMIT_SUCCESS or rc == NET_XMIT_CN else errno.ENOBUFS
+
+
 def xmit_dropped(mib: Any, n: int, recverr: bool, counters: tuple[str, ...]) -> int:
-    """A socket's datagram met a full queue (``host.qdisc_drops`` moved
-    during its output): ip_send_skb's OutDiscards and the protocol's own
-    counters (``counters``), then ENOBUFS only for a socket with IP_RECVERR
-    (IPV6_RECVERR for IPv6) as udp_send_skb and raw_sendmsg have it;
-    otherwise the datagram is silently lost and the send returns ``n``."""
+    """A socket's datagram was refused (its output returned a status that
+    ``net_xmit_errno`` makes ENOBUFS): ip_send_skb's OutDiscards and the
+    protocol's own counters (``counters``), then ENOBUFS only for a socket
+    with IP_RECVERR (IPV6_RECVERR for IPv6) as udp_send_skb and raw_sendmsg
+    have it; otherwise the datagram is silently lost and the send returns ``n``."""
     for name in counters:
         mib[name] += 1
     if recverr:
@@ -86,13 +117,14 @@ class Qdisc:
         self.requeues = 0               # ... requeues (frames a full driver gave back)
         self.sent = 0                   # ... frames released to the driver (again after a requeue)
 
-    def enqueue(self, frame: Frame) -> bool:
-        """pfifo_fast_enqueue: False (and counted) when ``limit`` frames wait."""
+    def enqueue(self, frame: Frame) -> int:
+        """pfifo_fast_enqueue: NET_XMIT_DROP (qdisc_drop, counted) when
+        ``limit`` frames wait, else NET_XMIT_SUCCESS."""
         if len(self.backlog) >= self.limit:
             self.drops += 1
-            return False
+            return NET_XMIT_DROP
         self.backlog.append(frame)
-        return True
+        return NET_XMIT_SUCCESS
 
     def hold(self, frame: Frame) -> None:
         """A frame the queue had already let through (the driver stopped

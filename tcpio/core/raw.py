@@ -30,7 +30,7 @@ from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP, IPPROTO_UDP
 from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
 from tcpio.core.ip_output import ip_select_ident, neigh_output
-from tcpio.core.qdisc import xmit_dropped
+from tcpio.core.qdisc import NET_XMIT_SUCCESS, net_xmit_errno, xmit_dropped
 
 if TYPE_CHECKING:
     from tcpio.core.host import Host
@@ -88,21 +88,21 @@ class RawSock:
         host = self.host
         if host.is_broadcast(addr):
             raise sock_error(errno.EACCES, "broadcast needs SO_BROADCAST")
-        drops = host.qdisc_drops
+        n = len(data)
         if not self.hdrincl:
-            if len(data) > IP_MAX_LEN - IP_HLEN:
+            if n > IP_MAX_LEN - IP_HLEN:
                 raise sock_error(errno.EMSGSIZE)
-            host.ip_output(self.proto, self.laddr or None, addr, data)
-            n = len(data)
+            rc = host.ip_output(self.proto, self.laddr or None, addr, data)
         else:
-            n = self._send_hdrinc(bytearray(data), addr)
-        if host.qdisc_drops != drops:
+            rc = self._send_hdrinc(bytearray(data), addr)
+        if net_xmit_errno(rc):
             # raw_sendmsg / raw_send_hdrinc: OutDiscards, ENOBUFS with IP_RECVERR
             return xmit_dropped(host.mib, n, self.recverr, ("OutDiscards",))
         return n
 
     def _send_hdrinc(self, pkt: bytearray, addr: int) -> int:
-        """raw_send_hdrinc: the caller's header, completed; routed by ``addr``."""
+        """raw_send_hdrinc: the caller's header, completed; routed by
+        ``addr``; the NET_XMIT_* status of its frame."""
         host = self.host
         n = len(pkt)
         if n < IP_HLEN or pkt[0] >> 4 != 4 or (pkt[0] & 0x0F) * 4 > n or (pkt[0] & 0x0F) < 5:
@@ -124,10 +124,9 @@ class RawSock:
         host.mib["OutRequests"] += 1
         if host.is_local_address(dst):
             host.loopback(bytes(pkt))
-        else:
-            iface = host.interfaces[route.ifindex]
-            neigh_output(host, iface, route, dst, bytes(pkt))
-        return n
+            return NET_XMIT_SUCCESS
+        iface = host.interfaces[route.ifindex]
+        return neigh_output(host, iface, route, dst, bytes(pkt))
 
     def close(self) -> None:
         if not self.closed:

@@ -31,7 +31,7 @@ from tcpio.core.ipv6 import (
     is_v4mapped,
     sk_bind_scope,
 )
-from tcpio.core.qdisc import xmit_dropped
+from tcpio.core.qdisc import net_xmit_errno, xmit_dropped
 
 if TYPE_CHECKING:
     from tcpio.core.protocol import NetHost6
@@ -195,13 +195,13 @@ class UdpSock:
             ident = self.inet_id = (self.inet_id + 1) & 0xFFFF
         else:
             ident = host.ip_ids.next(addr, IPPROTO_UDP)
-        drops = host.qdisc_drops
         try:
-            host.ip_output(IPPROTO_UDP, src, addr, dgram, df=df, ident=ident)
+            rc = host.ip_output(IPPROTO_UDP, src, addr, dgram, df=df, ident=ident)
         except OSError:
             host.mib["UdpOutErrors"] += 1
             raise
-        if host.qdisc_drops != drops:
+        if net_xmit_errno(rc):
+            # udp_send_skb: ip_send_skb said ENOBUFS (the queue dropped it)
             return xmit_dropped(host.mib, n, self.recverr, UDP_XMIT_DROPPED)
         host.mib["UdpOutDatagrams"] += 1
         return n

@@ -20,7 +20,7 @@ from tcpio.core.icmp_h import (
 )
 from tcpio.core.in_h import IPPROTO_UDP
 from tcpio.core.ipv6 import Iph6
-from tcpio.core.qdisc import xmit_dropped
+from tcpio.core.qdisc import net_xmit_errno, xmit_dropped
 from tcpio.core.tcp.inet6_addr import V6TAG
 from tcpio.core.udp import UDP6_MIB, UDP6_XMIT_DROPPED
 
@@ -123,13 +123,12 @@ class UdpV6Proto:
             if not src:
                 raise sock_error(errno.EADDRNOTAVAIL, "no IPv6 source address")
         dgram = build_udp6(src, dst, sk.lport, port, data)
-        drops = host.qdisc_drops
         try:
-            host.ip6_output(IPPROTO_UDP, src, dst, dgram, ifindex=ifindex)
+            rc = host.ip6_output(IPPROTO_UDP, src, dst, dgram, ifindex=ifindex)
         except OSError:
             host.mib["Udp6OutErrors"] += 1
             raise
-        if host.qdisc_drops != drops:
+        if net_xmit_errno(rc):                  # udp_v6_send_skb: ENOBUFS
             return xmit_dropped(host.mib, n, sk.recverr6, UDP6_XMIT_DROPPED)
         host.mib["Udp6OutDatagrams"] += 1
         return n

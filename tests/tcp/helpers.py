@@ -24,6 +24,7 @@ from tcpio._fast import load_pure
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_output import IpIdents
 from tcpio.core.mib import Mib
+from tcpio.core.qdisc import NET_XMIT_SUCCESS
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_ipv4 import TcpProto
 from tcpio.core.timer import TimerWheel
@@ -63,7 +64,6 @@ class FakeHost:
         self.mtu = mtu
         # Its own generator: IP IDs must not shift what the tests draw from rng.
         self.ip_ids = IpIdents(random.Random(seed))
-        self.qdisc_drops = 0                   # no transmit queue: never drops
         self._sent: list[tuple[int, int, bytes]] = []
         self._txq: list[tuple[int, bytes | bytearray]] = []   # whole IP datagrams
         self.woken: list[Any] = []
@@ -77,10 +77,11 @@ class FakeHost:
 
     def ip_output(self, proto: int, src: int | None, dst: int, payload: Any, *,
                   ttl: int | None = None, tos: int = 0, df: bool = False,
-                  ident: int = -1) -> None:
+                  ident: int = -1) -> int:
         assert proto == IPPROTO_TCP
         self._drain()       # whole frames queued before this one go first
         self._sent.append((src if src is not None else self.addr, dst, bytes(payload)))
+        return NET_XMIT_SUCCESS                 # no transmit queue: never refused
 
     def ip_tcp_path(self, dst: int, length: int) -> tuple[int, None, None, int] | None:
         """Like Host's on an "ip" link: whole datagrams unless local or too big."""
@@ -98,9 +99,9 @@ class FakeHost:
     def gso_caps(self, ifindex: int, v6: bool = False) -> tuple[int, bool]:
         return self.gso_max_size, False
 
-    def xmit(self, ifindex: int, frame: bytes | bytearray) -> bool:
+    def xmit(self, ifindex: int, frame: bytes | bytearray) -> int:
         self._txq.append((ifindex, frame))
-        return True
+        return NET_XMIT_SUCCESS
 
     def netif_xmit_stopped(self, ifindex: int) -> bool:
         return False                            # no transmit queue to stop

@@ -56,18 +56,18 @@ class Recorder:
     def run(self, scenario: Callable[[], object], fast: bool) -> object:
         real = ip_output.ip_queue_xmit_tcp
 
-        def counting(*args) -> bool:
-            ok = real(*args)
-            if ok:
+        def counting(*args) -> int | None:
+            rc = real(*args)
+            if rc is not None:
                 self.taken += 1
             else:
                 self.declined += 1
-            return ok
+            return rc
 
         with self.monkeypatch.context() as m:
             m.setattr(ip_output, "tcp_frame", self.tx.tcp_frame)
             m.setattr(tcp_output, "ip_queue_xmit_tcp",
-                      counting if fast else (lambda *args: False))
+                      counting if fast else (lambda *args: None))
             if not fast and hasattr(tcp_output, "_tcp_xmit_path"):
                 # the burst send loop for plain data (tcp_fast.write_xmit) too
                 m.setattr(tcp_output, "_tcp_xmit_path", lambda *args: None)

@@ -77,11 +77,12 @@ def route_check(host: NetHost, addr: int) -> Any:
     return host.route_lookup(addr)
 
 
-def ip6_xmit_tcp(host: NetHost, laddr: int, raddr: int, seg: bytearray | bytes) -> None:
+def ip6_xmit_tcp(host: NetHost, laddr: int, raddr: int, seg: bytearray | bytes) -> int:
     """Send a TCP segment built with zero addresses (its checksum covering
     the segment, the protocol and the length) over IPv6: the checksum gets
     the two addresses of the IPv6 pseudo-header (RFC 1624 update), then
-    ip6_output.  No route: counted as for IPv4 (TCPOutNoRoute)."""
+    ip6_output; its NET_XMIT_* status.  No route: counted as for IPv4
+    (TCPOutNoRoute), and 0 (the segment is lost like a dropped packet)."""
     src = laddr & V6MASK
     dst = raddr & V6MASK
     seg = bytearray(seg)
@@ -93,6 +94,7 @@ def ip6_xmit_tcp(host: NetHost, laddr: int, raddr: int, seg: bytearray | bytes) 
     seg[16] = check >> 8
     seg[17] = check & 0xFF
     try:
-        cast("NetHost6", host).ip6_output(IPPROTO_TCP, src, dst, seg)
+        return cast("NetHost6", host).ip6_output(IPPROTO_TCP, src, dst, seg)
     except OSError:
         host.mib["TCPOutNoRoute"] += 1
+        return 0

@@ -13,6 +13,7 @@ from ... import _fast
 from ..in_h import IPPROTO_TCP
 from ..ip6_output import ip6_queue_xmit_tcp
 from ..ip_output import IP_ID_NO_SOCK, ip_queue_xmit_tcp
+from ..qdisc import NET_XMIT_SUCCESS, net_xmit_eval
 from .inet6_addr import V6MASK, ip6_xmit_tcp
 from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
@@ -100,37 +101,38 @@ CTL_SOCK_DF = True
 def tcp_v4_send(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, opts: Any = None,
                 payload: Any = b"", urg_ptr: int = 0, ident: int = IP_ID_NO_SOCK,
-                tos: int = 0, df: bool | None = None) -> None:
-    """Build one segment (any: SYN, RST, time-wait ACK...) and hand it to IP.
+                tos: int = 0, df: bool | None = None) -> int:
+    """Build one segment (any: SYN, RST, time-wait ACK...) and hand it to IP;
+    IP's NET_XMIT_* status for it (ip_queue_xmit's, qdisc.py).
     Routing failures are soft: the segment is lost like a dropped packet (the
-    timers will notice).  ``ident``: a connection's IP ID
+    timers will notice; the status says success).  ``ident``: a connection's IP ID
     (ip_select_ident_segs); the default, for segments no connected socket
     sends (RSTs and ACKs of TCP's control socket, a request's SYN-ACK), is
     ID 0 under DF (ip_output.ip_select_ident).  ``tos``, ``df``: a socket's
     IP_TOS and IP_MTU_DISCOVER (None: DF as the host's default)."""
     if opts is None:
-        tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window, -1, 0, (),
-                    payload, urg_ptr, ident, tos, df)
-    elif opts.mss is None and opts.wscale is None and not opts.sack_ok:
+        return tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window, -1, 0,
+                           (), payload, urg_ptr, ident, tos, df)
+    if opts.mss is None and opts.wscale is None and not opts.sack_ok:
         # Only the options of a segment after the handshake: the flat form.
         ts_val = opts.ts_val
-        tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window,
-                    -1 if ts_val is None else ts_val, opts.ts_ecr or 0, opts.sack_blocks,
-                    payload, urg_ptr, ident, tos, df)
-    else:
-        _tcp_out_count(host, flags)
-        src, dst = (0, 0) if raddr > V6MASK else (laddr, raddr)
-        _tcp_ip_output(host, laddr, raddr,
-                       build_tcp(src, dst, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                                 flags, window, opts, payload, urg_ptr), ident, tos, df)
+        return tcp_v4_xmit(host, laddr, raddr, lport, rport, seq, ack, flags, window,
+                           -1 if ts_val is None else ts_val, opts.ts_ecr or 0,
+                           opts.sack_blocks, payload, urg_ptr, ident, tos, df)
+    _tcp_out_count(host, flags)
+    src, dst = (0, 0) if raddr > V6MASK else (laddr, raddr)
+    return _tcp_ip_output(host, laddr, raddr,
+                          build_tcp(src, dst, lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                                    flags, window, opts, payload, urg_ptr), ident, tos, df)
 
 
 def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, seq: int,
                 ack: int, flags: int, window: int, ts_val: int, ts_ecr: int,
                 sack_blocks: tuple[tuple[int, int], ...], payload: Any, urg_ptr: int,
-                ident: int = IP_ID_NO_SOCK, tos: int = 0, df: bool | None = None) -> None:
+                ident: int = IP_ID_NO_SOCK, tos: int = 0, df: bool | None = None) -> int:
     """Send a segment whose options are at most a timestamp (``ts_val`` -1:
-    none) and SACK blocks, the options of every segment after the handshake.
+    none) and SACK blocks, the options of every segment after the handshake;
+    IP's NET_XMIT_* status for it.
 
     The common case is one compiled call for the whole frame, with no options
     record (ip_output.ip_queue_xmit_tcp); when IP needs its general path the
@@ -140,24 +142,25 @@ def tcp_v4_xmit(host: NetHost, laddr: int, raddr: int, lport: int, rport: int, s
     _tcp_out_count(host, flags)
     seq &= 0xFFFFFFFF
     ack &= 0xFFFFFFFF
+    rc: int | None = None
     if raddr > V6MASK:
         # IPv6 (issue 17): IP_TOS and IP_MTU_DISCOVER are IPv4's, not applied
-        if ip6_queue_xmit_tcp(cast("NetHost6", host), laddr & V6MASK, raddr & V6MASK, lport,
-                              rport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
-                              payload, urg_ptr):
-            return
-    elif not tos and df is not False and ip_queue_xmit_tcp(
-            host, laddr, raddr, lport, rport, seq, ack, flags, window, ts_val, ts_ecr,
-            sack_blocks, payload, urg_ptr, ident):
-        return
+        rc = ip6_queue_xmit_tcp(cast("NetHost6", host), laddr & V6MASK, raddr & V6MASK, lport,
+                                rport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
+                                payload, urg_ptr)
+    elif not tos and df is not False:
+        rc = ip_queue_xmit_tcp(host, laddr, raddr, lport, rport, seq, ack, flags, window,
+                               ts_val, ts_ecr, sack_blocks, payload, urg_ptr, ident)
+    if rc is not None:
+        return rc
     if ts_val == -1:
         opts = TcpOptions(sack_blocks=sack_blocks) if sack_blocks else None
     else:
         opts = TcpOptions(sack_blocks=sack_blocks, ts_val=ts_val, ts_ecr=ts_ecr)
     src, dst = (0, 0) if raddr > V6MASK else (laddr, raddr)
-    _tcp_ip_output(host, laddr, raddr, build_tcp(src, dst, lport, rport, seq, ack, flags,
-                                                 window, opts, payload, urg_ptr), ident, tos,
-                   df)
+    return _tcp_ip_output(host, laddr, raddr, build_tcp(src, dst, lport, rport, seq, ack,
+                                                        flags, window, opts, payload, urg_ptr),
+                          ident, tos, df)
 
 
 def _pmtu_locked(host: NetHost, raddr: int) -> bool:
@@ -177,24 +180,25 @@ def _tcp_out_count(host: NetHost, flags: int) -> None:
 
 
 def _tcp_ip_output(host: NetHost, laddr: int, raddr: int, seg: bytes, ident: int,
-                   tos: int = 0, df: bool | None = None) -> None:
-    """Hand a segment to IP, with DF as Linux sets it for TCP (ip_no_pmtu_disc 0:
+                   tos: int = 0, df: bool | None = None) -> int:
+    """Hand a segment to IP (its NET_XMIT_* status; a routing failure is
+    counted, TCPOutNoRoute, and soft), with DF as Linux sets it for TCP (ip_no_pmtu_disc 0:
     IP_PMTUDISC_WANT, so a router on a smaller link answers with an ICMP
     fragmentation-needed instead of fragmenting), or as the socket's
     IP_MTU_DISCOVER says (``df``), and the socket's IP_TOS.  An IPv6 pair
     (tagged, inet6_addr) was built with zero addresses and goes to ip6_output
     (IP_TOS and IP_MTU_DISCOVER are IPv4 options: not applied there)."""
     if raddr > V6MASK:
-        ip6_xmit_tcp(host, laddr, raddr, seg)
-        return
+        return ip6_xmit_tcp(host, laddr, raddr, seg)
     if df is None:
         # IP_PMTUDISC_WANT (the default without ip_no_pmtu_disc): DF unless
         # the path's MTU is locked (ip_dont_fragment)
         df = not host.settings.ip_no_pmtu_disc and not _pmtu_locked(host, raddr)
     try:
-        host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=df, ident=ident, tos=tos)
+        return host.ip_output(IPPROTO_TCP, laddr, raddr, seg, df=df, ident=ident, tos=tos)
     except OSError:
         host.mib["TCPOutNoRoute"] += 1
+        return NET_XMIT_SUCCESS
 
 
 def tcp_syn_options(sk: TcpSock, now: float, ts_ecr: int | None = None) -> Any:
@@ -244,22 +248,22 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
     """Send one segment of a connection: the SYN (or SYN-ACK) with its options,
     or a segment of an established (or closing) connection.
 
-    False when the interface's transmit queue refused it (qdisc.py: stopped
-    and full, ``host.qdisc_drops`` moved): __tcp_transmit_skb hearing
-    NET_XMIT_DROP from ip_queue_xmit, which enters CWR (tcp_enter_cwr: a
-    local congestion signal, cwnd reduced once, not a loss) and returns the
-    error so the caller keeps the segment (new data stays unsent, a
+    What __tcp_transmit_skb does with ip_queue_xmit's answer (qdisc.py):
+    any positive status (NET_XMIT_DROP: the interface's transmit queue is
+    stopped and full; NET_XMIT_CN) enters CWR (tcp_enter_cwr: a local
+    congestion signal, cwnd reduced once, not a loss), whatever the segment,
+    a pure ACK too; then ``net_xmit_eval``: False when the segment was not
+    sent (a drop), so the caller keeps it (new data stays unsent, a
     retransmission unmarked) for the normal timers and ACKs to send again.
     Everything done before the hand-over (counters, ACK bookkeeping) stands,
     as in Linux."""
-    host = sk.host
-    drops = host.qdisc_drops
     if flags & TCPHDR_SYN:
         opts = tcp_syn_options(sk, now, sk.ts_recent if flags & TCPHDR_ACK else None)
         # The window in a SYN is never scaled (RFC 7323 2.2).
         window = min(sk.rcv_wnd, MAX_TCP_WINDOW)
-        tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    window, opts, payload, 0, ip_select_ident_segs(sk, 1), sk.opts.tos, sk.opts.ip_df)
+        rc = tcp_v4_send(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt,
+                         flags, window, opts, payload, 0, ip_select_ident_segs(sk, 1),
+                         sk.opts.tos, sk.opts.ip_df)
         sack_blocks: tuple[tuple[int, int], ...] = ()
     else:
         ts_val, ts_ecr, sack_blocks = _established_options(sk, now, len(payload))
@@ -270,9 +274,9 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         if sk.snd_up is not None and after(sk.snd_up, seq):
             urg_ptr = min(seq_diff(sk.snd_up, seq), 0xFFFF)
             flags |= TCPHDR_URG
-        tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt, flags,
-                    window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr,
-                    ip_select_ident_segs(sk, 1), sk.opts.tos, sk.opts.ip_df)
+        rc = tcp_v4_xmit(sk.host, sk.laddr, sk.raddr, sk.lport, sk.rport, seq, sk.rcv_nxt,
+                         flags, window, ts_val, ts_ecr, sack_blocks, payload, urg_ptr,
+                         ip_select_ident_segs(sk, 1), sk.opts.tos, sk.opts.ip_df)
     sk.segs_out += 1
     if sk.trace is not None:
         sk.trace.transmit(sk, seq, sk.rcv_nxt, flags, len(payload), window, sack_blocks, now)
@@ -280,10 +284,10 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         tcp_event_ack_sent(sk)
     if payload:
         sk.lsndtime = now
-    if host.qdisc_drops != drops:
+    if rc > 0:
         tcp_enter_cwr(sk)
-        return False
-    return True
+        rc = net_xmit_eval(rc)
+    return rc == NET_XMIT_SUCCESS
 
 
 def tcp_init_cwnd_reduction(sk: TcpSock) -> None:
