@@ -10,7 +10,9 @@ both for it, in three places only:
 - a device callback (one per batch of received frames): ``host.receive`` for
   each frame, to completion, then ``kick()``;
 - the one loop timer, armed for ``host.next_deadline()``: ``host.poll(now)``,
-  then ``kick()``;
+  then ``kick()``; input a device already holds is read first, and while it
+  keeps coming the due timers wait for it, a loop iteration at a time
+  (``_on_timer``: Linux's net_rx_action with its budget and time limit);
 - user calls (datagram transports, sockets, streams): ``update_time()``, the
   core call, then ``kick()``.
 
@@ -54,6 +56,19 @@ _ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)
 # themselves; kick() loops until quiet, but never forever.
 _KICK_ROUNDS = 16
 
+# When timers fall due, what a device still holds is read first, with
+# net_rx_action's limits per timer callback: at most NET_RX_ROUNDS device
+# budgets, stopping after the one that passes NET_RX_USECS (Linux:
+# netdev_budget 300 frames, netdev_budget_usecs 2000; a TapDevice budget is
+# 256 frames).  Input left over puts the timers off to the next loop
+# iteration (the reader callbacks and the application's run in between),
+# until the device has been seen empty, but never longer than
+# TIMER_DEFER_MAX (well under the 200 ms minimum RTO), so timers cannot
+# starve under input that never stops.
+NET_RX_ROUNDS = 4
+NET_RX_USECS = 2000
+TIMER_DEFER_MAX = 0.05
+
 
 class Stack:
     """One host: interfaces, routes, sockets, driven by the running asyncio loop."""
@@ -68,8 +83,19 @@ class Stack:
         self._backlog_handle: asyncio.Handle | None = None
         self.devices: dict[int, Device] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # the timer: a TimerHandle, or while due timers wait for input, the
+        # call_soon Handle that looks again (_on_timer)
+        self._timer: asyncio.Handle | None = None
         self._timer_when: float | None = None
+        # due timers waiting for input since (loop time; None: not waiting),
+        # and each waiting device's rx_emptied count when they began to
+        self._squeeze_since: float | None = None
+        self._rx_marks: dict[int, int] = {}
+        # like /proc/net/softnet_stat: timer callbacks that left input
+        # waiting and put the timers off, timer runs the cap forced with
+        # input still waiting; the longest wait (seconds)
+        self.softnet_stat: dict[str, float] = {
+            "timers_deferred": 0, "timers_forced": 0, "timers_waited_max": 0.0}
         self._closed = False
         # frames _transmit joined into the super-frame before them (tx_coalesce)
         self.tx_coalesced = 0
@@ -255,19 +281,26 @@ class Stack:
         self.kick()
 
     def _on_timer(self) -> None:
+        """Due timers: ``host.poll(now)`` and a kick, after the input devices
+        already hold (``_poll_input``); while that keeps coming, the timers
+        wait for it (``_timers_wait``), looking again on the next loop
+        iteration."""
         self._timer = None
+        if self._closed:
+            return
+        # _timer_when stays the deadline while the devices are read: a kick
+        # after a batch re-arms only if the input moved it
+        waiting = self._poll_input()
+        if self._closed or self._timer is not None:
+            return          # closed, or re-armed for the deadline the input left
+        if self._timers_wait(waiting):
+            # what the input produced (ACKs, data) has gone out with each
+            # batch; the timers stay due, looked at again after the loop's
+            # other callbacks (a kick in between re-arms if the deadline moves)
+            self._timer = self.loop.call_soon(self._on_timer)
+            self.kick()
+            return
         when, self._timer_when = self._timer_when, None
-        if self._closed:
-            return
-        # Input a device already holds comes first: a reader that stopped at
-        # its budget may hold the very ACK that would cancel a timer due now
-        # (TapDevice.poll_rx; devices without a budget have nothing waiting).
-        for dev in list(self.devices.values()):
-            poll = getattr(dev, "poll_rx", None)
-            if poll is not None:
-                poll()
-        if self._closed:
-            return
         now = self.update_time()
         if when is not None and now < when:
             # uvloop's timers have millisecond granularity and can fire a
@@ -275,6 +308,58 @@ class Stack:
             now = self.host.now = when
         self.host.poll(now)
         self.kick()
+
+    def _poll_input(self) -> list[tuple[int, int]]:
+        """Read what the devices hold (``poll_rx``, within NET_RX_ROUNDS and
+        NET_RX_USECS): the devices that still hold frames after it, with
+        their ``rx_emptied`` counts."""
+        seconds = NET_RX_USECS * 1e-6
+        waiting = []
+        for ifindex, dev in list(self.devices.items()):
+            poll = getattr(dev, "poll_rx", None)
+            if poll is not None and poll(NET_RX_ROUNDS, seconds):
+                waiting.append((ifindex, getattr(dev, "rx_emptied", 0)))
+        return waiting
+
+    def _timers_wait(self, waiting: list[tuple[int, int]]) -> bool:
+        """Must the due timers wait for the input still ``waiting``?
+
+        A reader that stops at its budget may hold the very ACK that would
+        cancel a timer due now: a loss probe or RTO that overtakes it
+        retransmits what was acknowledged (a probe of a FIN the peer, now in
+        TIME-WAIT, answers with an ACK, and that a RST from us: issue 11,
+        1000 flows).  Reading until the device is empty in one callback
+        held the loop for up to 0.73 s when it never emptied (the kernel
+        sends more for every batch of ACKs), so the read is bounded and the
+        timers wait instead: True while a device that held frames when they
+        first waited has not been seen empty since (by a poll or by its own
+        reader callback in between: ``rx_emptied``), for at most
+        TIMER_DEFER_MAX; what came in after it was seen empty came after the
+        timers fell due."""
+        now = self.loop.time()
+        start = self._squeeze_since
+        if start is None:
+            if not waiting:
+                return False
+            self._squeeze_since = start = now
+            self._rx_marks.update(waiting)
+            behind = True
+        else:
+            marks = self._rx_marks
+            behind = any(marks.get(ifindex) == emptied for ifindex, emptied in waiting)
+        stat = self.softnet_stat
+        if behind:
+            if now - start < TIMER_DEFER_MAX:
+                stat["timers_deferred"] += 1
+                return True
+            stat["timers_forced"] += 1
+        stat["timers_waited_max"] = max(stat["timers_waited_max"], now - start)
+        self._end_squeeze()
+        return False
+
+    def _end_squeeze(self) -> None:
+        self._squeeze_since = None
+        self._rx_marks.clear()
 
     def kick(self) -> None:
         """Flush output to devices, deliver sock wakeups, re-arm the timer."""
@@ -357,6 +442,9 @@ class Stack:
             self._timer.cancel()
             self._timer = None
         self._timer_when = deadline
+        if deadline is None or deadline > self.host.now:
+            # nothing due any more (the input acknowledged it): no timers wait
+            self._end_squeeze()
         if deadline is not None:
             self._timer = self.loop.call_at(deadline, self._on_timer)
 

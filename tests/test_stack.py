@@ -433,10 +433,11 @@ def test_input_a_device_still_holds_is_processed_before_due_timers():
         dev = a.devices[1]
         on_frames = a._on_frames
 
-        def poll_rx() -> None:
+        def poll_rx(rounds: int, seconds: float | None) -> bool:
             while held:
                 order.append("input")
                 on_frames(1, [held.pop()])
+            return False
 
         dev.poll_rx = poll_rx           # type: ignore[attr-defined]
         real_poll = a.host.poll

@@ -172,7 +172,7 @@ def device(monkeypatch: pytest.MonkeyPatch) -> Any:
     dev.fd, dev.syn_fd = flows_r.fileno(), syn_r.fileno()
     dev.budget, dev.vnet_hdr_len, dev._readsize = 256, 0, 2048
     dev.stats = new_stats()
-    dev.rx_more, dev.syn_queue_rx = False, 0
+    dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
     dev.syn_share = SynShare(share=0.2, batch=16, min_batch=4, burst=0.001, grace=0.0)
     dev._syn_timer = None
     loop = FakeLoop()
@@ -258,18 +258,35 @@ def test_poll_rx_reads_to_eagain_even_after_a_read_that_did_not_stop_at_its_budg
     assert device.syn_share.est_frames == 3
 
 
-def test_poll_rx_is_bounded(device: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Input that never stops cannot keep the timers from running: at most
-    POLL_RX_ROUNDS budgets per call, then the rest waits for the loop."""
+def test_poll_rx_is_bounded(device: Any) -> None:
+    """Input that never stops cannot hold the caller: at most ``rounds``
+    budgets per call, and True says frames still wait (counted as a time
+    squeeze); a call that reaches EAGAIN says False and counts the queue
+    seen empty."""
     t = device.t
-    monkeypatch.setattr(tap_mod, "POLL_RX_ROUNDS", 3)
     device.budget = 4
     for i in range(20):
         t["flows"].send(b"E%d" % i)
-    device.poll_rx()
+    assert device.poll_rx(3) is True
     assert [len(b) for b in t["got"]] == [4, 4, 4] and device.rx_more
-    device.poll_rx()
+    assert device.time_squeeze == 1 and device.rx_emptied == 0
+    assert device.poll_rx(3) is False
     assert sum(len(b) for b in t["got"]) == 20 and not device.rx_more
+    assert device.time_squeeze == 1 and device.rx_emptied == 1
+
+
+def test_poll_rx_stops_after_the_budget_that_passes_its_time_limit(device: Any) -> None:
+    """net_rx_action's netdev_budget_usecs: the limit is looked at after each
+    budget (one is always read); each flows' frame costs 100 µs here, a
+    budget of 4 costs 400 µs, so a 1 ms limit stops after the third."""
+    t = device.t
+    device.budget = 4
+    for i in range(40):
+        t["flows"].send(b"E%d" % i)
+    assert device.poll_rx(64, 0.001) is True
+    assert [len(b) for b in t["got"]] == [4, 4, 4]
+    assert device.poll_rx(64, 0.0) is True          # a spent limit still reads one budget
+    assert [len(b) for b in t["got"]] == [4, 4, 4, 4]
 
 
 def test_a_burst_the_listeners_take_is_not_held_to_the_share() -> None:

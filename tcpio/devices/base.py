@@ -7,6 +7,12 @@ never blocks and never raises for a frame the link cannot take (it counts a
 drop instead, like a full qdisc).
 
 Counters follow ``/proc/net/dev``: rx/tx packets, bytes, dropped, errors.
+
+A device whose reader stops at a budget (TapDevice) may still hold frames
+after a read; it offers ``poll_rx(rounds, seconds) -> bool`` (read more now,
+within those limits; True: frames still wait) and ``rx_emptied`` (how many
+reads found its queue empty), which the stack uses to keep due timers from
+overtaking input that is already there (Stack._on_timer).
 """
 
 from __future__ import annotations
@@ -122,9 +128,14 @@ class DeviceWrapper:
     def tx_csum_partial(self) -> bool:
         return bool(getattr(self.device, "tx_csum_partial", False))
 
-    def poll_rx(self) -> None:
+    def poll_rx(self, rounds: int = 1, seconds: float | None = None) -> bool:
         """The inner device's poll_rx, if it has one (what it reads reaches
-        this wrapper through the on_frames it was started with)."""
+        this wrapper through the on_frames it was started with); True: frames
+        still wait in it."""
         poll = getattr(self.device, "poll_rx", None)
-        if poll is not None:
-            poll()
+        return bool(poll(rounds, seconds)) if poll is not None else False
+
+    @property
+    def rx_emptied(self) -> int:
+        """The inner device's count of reads that found its queue empty."""
+        return int(getattr(self.device, "rx_emptied", 0))

@@ -82,9 +82,7 @@ if TYPE_CHECKING:
 
 _clock = time.perf_counter
 
-# Budgets poll_rx reads at most before the stack's timers run: to EAGAIN in
-# practice (64 x 256 frames is most of a full DEFAULT_TXQUEUELEN ring), but
-# bounded, so timers still run under input that never stops.
+# Budgets one poll_rx reads at most (unless its time limit stops it first).
 POLL_RX_ROUNDS = 64
 
 # <linux/if_tun.h>, <linux/sockios.h>
@@ -345,6 +343,8 @@ class _TunTapBase:
             batch=syn_budget, min_batch=min(32, syn_budget))
         self._syn_timer: asyncio.TimerHandle | None = None
         self.rx_more = False                # the last read of the flows' queue hit the budget
+        self.rx_emptied = 0                 # reads of the flows' queue that ended at EAGAIN
+        self.time_squeeze = 0               # poll_rx calls that stopped with frames waiting
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             flags = self._flags | IFF_NO_PI
@@ -587,9 +587,11 @@ class _TunTapBase:
                 frames.append(frame)
                 nbytes += len(frame)
         if fd == self.fd:
-            # stopped at the budget: more is waiting (poll_rx reads it before
-            # the stack's timers run)
-            self.rx_more = nread == budget
+            # stopped at the budget: more is waiting (the stack's timers wait
+            # for it: poll_rx); short of it: the queue was seen empty
+            self.rx_more = more = nread == budget
+            if not more:
+                self.rx_emptied += 1
         if nread:
             if fd == self.syn_fd:
                 self.syn_queue_rx += nread
@@ -601,23 +603,34 @@ class _TunTapBase:
                 on_frames(frames)
         return nread
 
-    def poll_rx(self) -> None:
-        """Read what the flows' queue holds now, to EAGAIN (at most
-        ``POLL_RX_ROUNDS`` budgets).  The stack calls this before it runs
-        timers: an ACK already waiting here must not lose the race to a loss
-        probe or RTO whose deadline passed while the loop worked (a probe of
-        a FIN that was in fact acknowledged gets the peer's TIME-WAIT ACK,
-        and that a RST: issue 11, 1000 flows).  Not only after a read that
-        stopped at its budget: frames that came in since the last read are
-        as much in time, and an event loop that runs due timers before it
-        polls its fds (uvloop, libuv's order) would otherwise let the timer
-        win.  An empty queue costs one read that says EAGAIN."""
-        for _ in range(POLL_RX_ROUNDS):
+    def poll_rx(self, rounds: int = POLL_RX_ROUNDS, seconds: float | None = None) -> bool:
+        """Read the flows' queue a budget at a time until EAGAIN, ``rounds``
+        budgets, or ``seconds`` (looked at after each budget, so one is
+        always read): Linux's net_rx_action with its netdev_budget and
+        netdev_budget_usecs.  True when it stopped with frames still waiting
+        (counted in ``time_squeeze``, as softnet_stat counts it).
+
+        The stack calls this when timers fall due (Stack._on_timer): an ACK
+        already waiting here must not lose the race to a loss probe or RTO
+        whose deadline passed while the loop worked (a probe of a FIN that
+        was in fact acknowledged gets the peer's TIME-WAIT ACK, and that a
+        RST: issue 11, 1000 flows).  While this says True the stack puts its
+        due timers off and reads again on the next loop iteration, until the
+        queue has been seen empty (``rx_emptied`` counts those reads, by the
+        loop's reader too) or a cap passes; it never reads a ring that stays
+        full for long in one callback (0.73 s once, issue 11).  An empty
+        queue costs one read that says EAGAIN."""
+        deadline = None if seconds is None else _clock() + seconds
+        for _ in range(rounds):
             if self.fd is None:
-                return
+                return False
             self._on_flows()
             if not self.rx_more:
-                return
+                return False
+            if deadline is not None and _clock() >= deadline:
+                break
+        self.time_squeeze += 1
+        return True
 
     def _rx_offloaded(self, raw: bytes, frames: list[bytes]) -> None:
         """A frame whose virtio header has work in it, in one compiled call
