@@ -92,9 +92,15 @@ def _our_fin(conn: Conn, state: int) -> Conn:
     return conn
 
 
-def _their_fin(conn: Conn, our_seq: int) -> Conn:
-    """The peer's FIN, which we acknowledge at once from ``our_seq``."""
+def _their_fin(conn: Conn, our_seq: int, delayed: bool = False) -> Conn:
+    """The peer's FIN, which we acknowledge from ``our_seq``: at once, or
+    (``delayed``: entering CLOSE-WAIT, Linux's tcp_fin pingpong mode) when
+    the delayed-ACK timer fires."""
     conn.send(flags=FIN | ACK)
+    if delayed:
+        assert conn.recv() == []
+        host = conn.host
+        host.advance(host.now + host.settings.tcp_delack_min)
     assert [s.key() for s in conn.recv()] == [(ACK, our_seq, conn.snd, b"")]
     return conn
 
@@ -198,13 +204,14 @@ def fin_wait_2(settings: Settings | None = None) -> Conn:
 
 
 def close_wait(settings: Settings | None = None) -> Conn:
-    """CLOSE-WAIT: ESTABLISHED, then the peer's FIN, which we acknowledge.
+    """CLOSE-WAIT: ESTABLISHED, then the peer's FIN, which we acknowledge
+    when the delayed-ACK timer fires (tcp_fin enters pingpong mode).
 
         < FIN,ACK seq=P+1 ack=I+1
-        > ACK seq=I+1 ack=P+2
+        > ACK seq=I+1 ack=P+2       (tcp_delack_min later)
     """
     conn = established(settings)
-    _their_fin(conn, conn.rcv)
+    _their_fin(conn, conn.rcv, delayed=True)
     assert conn.sk.state == TCP_CLOSE_WAIT
     return conn
 

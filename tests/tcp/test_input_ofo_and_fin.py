@@ -32,6 +32,14 @@ def _acks(c: Conn) -> list[tuple[int, int, tuple]]:
     return out
 
 
+def _delayed(c: Conn) -> Conn:
+    """Nothing goes at once (tcp_fin's pingpong mode delays the ACK of a FIN
+    that moves to CLOSE-WAIT); then the delayed-ACK timer fires."""
+    assert c.recv() == []
+    c.host.advance(c.host.now + c.host.settings.tcp_delack_min)
+    return c
+
+
 def _read_all(c: Conn) -> bytes:
     return c.sk.recvmsg(1 << 20) or b""
 
@@ -79,16 +87,36 @@ def test_fin_after_two_holes_waits_for_both():
     assert _read_all(c) == b"A" * 10 + b"B" * 5 + b"b" * 5 + b"C" * 5
 
 
-def test_in_order_fin_moves_to_close_wait_and_is_acked_at_once():
-    """RFC 9293 3.10.7.4 eighth, Linux tcp_fin: ESTABLISHED -> CLOSE-WAIT and
-    an immediate ACK of the FIN."""
+def test_in_order_fin_moves_to_close_wait_and_its_ack_is_delayed():
+    """RFC 9293 3.10.7.4 eighth, Linux tcp_fin: ESTABLISHED -> CLOSE-WAIT, and
+    inet_csk_enter_pingpong_mode: the ACK of the FIN is delayed, not quick
+    (the kernel over loopback, measured: FIN, then FIN-ACK from the server
+    closing 0.3 ms later, then ACK; its lone ACK only when the server waits
+    longer); the delayed-ACK timer sends it when the application keeps the
+    connection open."""
     c = passive_open()
     s0 = c.snd
     c.send(b"xy", flags=ACK | FIN)
-    assert _acks(c) == [(c.rcv, s0 + 3, ())]
+    assert _acks(c) == []
     assert c.sk.state == TCP_CLOSE_WAIT and c.sk.rcv_nxt == s0 + 3
     assert _read_all(c) == b"xy" and c.sk.rcv_eof
     assert c.host.woken and c.host.woken[-1] is c.sk
+    c.host.advance(c.host.now + c.host.settings.tcp_delack_min)
+    assert _acks(c) == [(c.rcv, s0 + 3, ())]
+
+
+def test_close_in_close_wait_carries_the_delayed_ack_of_the_fin():
+    """The server closing on EOF: its FIN acknowledges the peer's FIN, one
+    segment (FIN, FIN-ACK, ACK), and no lone ACK follows from the timer."""
+    c = passive_open()
+    s0 = c.snd
+    c.send(flags=ACK | FIN)
+    assert _acks(c) == []
+    c.sk.close()
+    out = c.recv()
+    assert [(s.flags, s.ack) for s in out] == [(ACK | FIN, s0 + 1)]
+    c.host.advance(c.host.now + c.host.settings.tcp_delack_min)
+    assert c.recv() == []
 
 
 def test_fin_in_fin_wait1_is_simultaneous_close_closing():
@@ -126,7 +154,7 @@ def test_in_order_fin_purges_data_queued_beyond_it():
     c.send(b"Z" * 10, seq=s0 + 50)
     assert _acks(c) == [(c.rcv, s0, ((s0 + 50, s0 + 60),))]
     c.send(b"A" * 10, flags=ACK | FIN)
-    assert _acks(c) == [(c.rcv, s0 + 11, ())]
+    assert _acks(_delayed(c)) == [(c.rcv, s0 + 11, ())]
     assert not c.sk.ofo and c.sk.ofo_bytes == 0 and not c.sk.sack_blocks
     assert _read_all(c) == b"A" * 10
 
@@ -259,7 +287,7 @@ def test_partly_old_segment_with_fin_closes():
     c.send(b"abc")
     c.recv()
     c.send(b"bcd", seq=s0 + 1, flags=ACK | FIN)
-    assert _acks(c) == [(c.rcv, s0 + 5, ())]
+    assert _acks(_delayed(c)) == [(c.rcv, s0 + 5, ())]
     assert c.sk.state == TCP_CLOSE_WAIT
     assert _read_all(c) == b"abcd"
 
@@ -286,7 +314,7 @@ def test_fin_alone_is_accepted_in_a_zero_window():
     s0 = c.snd
     c.send(flags=ACK | FIN)
     assert c.sk.state == TCP_CLOSE_WAIT
-    assert [s.ack for s in c.recv()] == [s0 + 1]
+    assert [s.ack for s in _delayed(c).recv()] == [s0 + 1]
 
 
 def test_segment_beyond_the_window_is_acked_and_dropped():

@@ -214,9 +214,12 @@ def test_syn_received_segment_without_ack_is_dropped():
 
 
 def test_syn_received_fin_with_the_ack_goes_to_close_wait():
-    _host, peer, sk, syn = _syn_recv()
+    host, peer, sk, syn = _syn_recv()
     peer.send(ACK | FIN, PEER_ISS + 1, syn.seq + 1)
     assert sk.state == TCP_CLOSE_WAIT
+    # the ACK of the FIN is delayed (tcp_fin: pingpong mode)
+    assert peer.recv() == []
+    host.advance(host.now + host.settings.tcp_delack_min)
     assert _keys(peer.recv()) == [(ACK, syn.seq + 1, PEER_ISS + 2, b"")]
 
 

@@ -841,13 +841,15 @@ def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float, gso_size: int 
         _rq_append(sk, data)
         tcp_event_data_recv(sk, len(data), gso_size)
         sk.lrcvtime = now
+    filled = False
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin
         if not sk.ofo:
             sk.quick = max(sk.quick, 1)   # a hole filled: tell the sender now
+            filled = True                 # (ICSK_ACK_NOW: even after a FIN)
     sk.ack_pending = True
     if fin:
-        tcp_fin(sk, now)
+        tcp_fin(sk, now, sk.quick > 0 and filled)
     sk.host.schedule_wakeup(sk)
 
 
@@ -892,8 +894,10 @@ def tcp_data_queue_ofo(sk: TcpSock, seq: int, data: Any, fin: int, now: float) -
     tcp_send_ack(sk, now)
 
 
-def tcp_fin(sk: TcpSock, now: float) -> None:
-    """The peer's FIN, in order (tcp_fin)."""
+def tcp_fin(sk: TcpSock, now: float, ack_now: bool = False) -> None:
+    """The peer's FIN, in order (tcp_fin).  ``ack_now``: it filled the last
+    hole of the out-of-order queue (Linux's ICSK_ACK_NOW), so it is ACKed at
+    once even when entering CLOSE_WAIT."""
     sk.rcv_nxt = (sk.rcv_nxt + 1) & 0xFFFFFFFF
     sk.sk_shutdown |= RCV_SHUTDOWN
     sk.rcv_eof = True
@@ -902,6 +906,12 @@ def tcp_fin(sk: TcpSock, now: float) -> None:
     proto = sk.proto
     if state in (TCP_SYN_RECV, TCP_ESTABLISHED):
         proto.tcp_set_state(sk, TCP_CLOSE_WAIT)
+        # inet_csk_enter_pingpong_mode: no quick ACK, the ACK of the FIN is
+        # delayed, so the application's own FIN (a server closing on EOF)
+        # carries it: FIN, FIN-ACK, ACK, as the kernel closes.  (Nothing more
+        # arrives in order after a FIN for the lost quick ACKs to matter.)
+        if not ack_now:
+            sk.quick = 0
     elif state == TCP_FIN_WAIT1:
         # simultaneous close: both FINs crossed
         tcp_send_ack(sk, now)
@@ -916,7 +926,6 @@ def tcp_fin(sk: TcpSock, now: float) -> None:
     sk.ofo_bytes = 0
     sk.sack_blocks = ()
     sk.dsack = None
-    sk.quick = max(sk.quick, 1)
     sk.host.schedule_wakeup(sk)
 
 
