@@ -54,7 +54,7 @@ def make_cb(m: Any) -> Any:
         "nodelay": True, "is_cwnd_limited": False,
     }.items():
         setattr(sk, name, value)
-    sk.rq = bytearray()
+    sk.rq = m.RcvQueue()
     sk.wq = bytearray()
     sk.rtx = []
     sk.ofo = []
@@ -83,7 +83,7 @@ def main() -> None:
         rx.rcv_wup = rx.rcv_nxt
         m.rcv_established(rx, rx.rcv_nxt, 5000, 65535, False, 0, 0, payload, 1.0)
         if len(rx.rq) > 1 << 20:
-            m.buf_consume(rx.rq, len(rx.rq))
+            rx.rq.clear()
 
     ack = make_cb(m)
 

@@ -76,8 +76,11 @@ cdef inline bint _mac_is(const unsigned char* p, object mac):
 
 cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_t doff,
                           uint32_t src, uint32_t dst, object ehash, double now,
-                          long long segs, long long gso_size) except -1:
-    """The established fast path for a verified segment (see rx_py.tcp_fast)."""
+                          long long segs, long long gso_size, object owner,
+                          Py_ssize_t off) except -1:
+    """The established fast path for a verified segment (see rx_py.tcp_fast):
+    its payload is ``owner[off:]`` (the frame's bytes at ``off``), which the
+    receive queue may keep by reference (tcp_fast.RcvQueue)."""
     cdef bint has_ts = False
     cdef uint32_t ts_val = 0, ts_ecr = 0
     cdef PyObject* p
@@ -100,7 +103,7 @@ cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_
         return False
     return _rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
                              ts_val, ts_ecr, seg + doff, seglen - doff, now, False, segs,
-                             gso_size) == 1 or _rcv_window_ack_c(
+                             gso_size, owner, off + doff) == 1 or _rcv_window_ack_c(
         <TcpCb>sk, seg[13], rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
         ts_ecr, seglen - doff, now, False, segs) == 1
 
@@ -143,11 +146,13 @@ cdef object _addr6(const unsigned char* a):
 
 
 cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple v6,
-                     double now, long long segs, long long gso_size, bint csum_valid):
+                     double now, long long segs, long long gso_size, bint csum_valid,
+                     object owner):
     """An IPv6 TCP segment (see rx_py._rx_tcp6): RX_TAKEN6 when the datagram at
     ``p`` (``n`` bytes from the IPv6 header on, at ``ip`` in the frame) was
     processed whole by the established fast path, the delivery tuple when it
-    is clean but needs TCP's general path, None for the layered path."""
+    is clean but needs TCP's general path, None for the layered path.
+    ``owner``: the frame (``p`` is its bytes at ``ip``)."""
     cdef const unsigned char* seg
     cdef Py_ssize_t plen, doff
     cdef bint has_ts = False
@@ -188,7 +193,8 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
                                    rd16(seg))
             if isinstance(sk, TcpCb) and (_rcv_established_c(
                     <TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
-                    ts_ecr, seg + doff, plen - doff, now, False, segs, gso_size) == 1
+                    ts_ecr, seg + doff, plen - doff, now, False, segs, gso_size, owner,
+                    ip + C_IPV6_HLEN + doff) == 1
                     or _rcv_window_ack_c(
                         <TcpCb>sk, seg[13], rd32(seg + 4), rd32(seg + 8), rd16(seg + 14),
                         has_ts, ts_val, ts_ecr, plen - doff, now, False, segs) == 1):
@@ -226,7 +232,7 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
                 if v6 is None or not verify_tcp:
                     return None
                 return _rx_tcp6(p + C_ETH_HLEN, n - C_ETH_HLEN, C_ETH_HLEN, v6, now, segs,
-                               gso_size, csum_valid)
+                               gso_size, csum_valid, owner)
             if p[12] != 0x08 or p[13] != 0x00:
                 return None
             ip = C_ETH_HLEN
@@ -236,7 +242,7 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             if p[0] >> 4 == 6:
                 if v6 is None or not verify_tcp:
                     return None
-                return _rx_tcp6(p, n, 0, v6, now, segs, gso_size, csum_valid)
+                return _rx_tcp6(p, n, 0, v6, now, segs, gso_size, csum_valid, owner)
             ip = 0
         p += ip
         tot_len = rd16(p + 2)
@@ -297,7 +303,8 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             if seg[13] & C_SYN_MASK == C_TCPHDR_SYN:
                 if syn is not None and tcp_syn(seg, doff, src, dst, ehash, syn, now):
                     return True
-            elif tcp_fast(seg, seglen, doff, src, dst, ehash, now, segs, gso_size):
+            elif tcp_fast(seg, seglen, doff, src, dst, ehash, now, segs, gso_size, owner,
+                          off):
                 return True
         return (C_TCP, src, dst_obj, rd16(seg), rd16(seg + 2),
                 _parse_ipv4(owner, ip), off, end)

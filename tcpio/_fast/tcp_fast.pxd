@@ -11,8 +11,19 @@ cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from libc.stdint cimport int32_t, uint32_t
 
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.string cimport memcpy
+
 from tcpio._fast._buf cimport ba_append, ba_consume, rbuf, rbuf_get, rbuf_release
 from tcpio._fast.tx cimport tcp_data_frame, tcp_data_frame6
+
+
+cdef class RcvQueue:
+    # the receive queue (tcp_fast.RcvQueue): chunks, oldest first
+    cdef public object chunks
+    cdef public Py_ssize_t nbytes, head
+    cdef public bytearray tail
 
 
 cdef class TcpCb:
@@ -25,7 +36,7 @@ cdef class TcpCb:
     cdef public long long ts_recent, ts_off
     cdef public bint tstamp_ok, got_data, ack_pending, dead
     cdef public double rcv_tstamp, ts_recent_stamp, rcv_rtt
-    cdef public bytearray rq
+    cdef public RcvQueue rq
     cdef public object ofo, urg_seq, host, delack_timer
     # the send side (write_xmit)
     # The addresses are Python ints: IPv4 ones (0..2**32-1) or TCP's tagged
@@ -83,7 +94,17 @@ cpdef uint32_t tcp_time_stamp(double now) noexcept
 cdef void _store_ts_recent(TcpCb sk, uint32_t seq, bint has_ts, uint32_t ts_val,
                                  double now) noexcept
 cpdef long long receive_window(TcpCb sk) except -1
-cdef int _queue_tail(bytearray ba, const unsigned char* data, Py_ssize_t n) except -1
+cdef Py_ssize_t _RQ_REF_MIN, _RQ_TAIL_MAX
+cdef object _ref_view(object owner, Py_ssize_t off, Py_ssize_t n)
+@cython.locals(b=rbuf, n=Py_ssize_t)
+cdef int _rq_push(RcvQueue rq, object data) except -1
+cdef int _rq_push_ref(RcvQueue rq, object view, Py_ssize_t n) except -1
+cdef int _rq_push_copy(RcvQueue rq, const unsigned char* data, Py_ssize_t n) except -1
+@cython.locals(b=rbuf, head=Py_ssize_t, pos=Py_ssize_t, k=Py_ssize_t)
+cdef Py_ssize_t _rq_copy(RcvQueue rq, unsigned char* dst, Py_ssize_t n) except -1
+cdef bytes _rq_join(RcvQueue rq, Py_ssize_t n)
+@cython.locals(w=Py_buffer, size=Py_ssize_t)
+cdef Py_ssize_t _rq_take_into(RcvQueue rq, object buf, Py_ssize_t n, bint consume) except -1
 
 @cython.locals(mss=cython.longlong, full=cython.longlong, free=cython.longlong,
                window=cython.longlong, gran=cython.longlong, unit=cython.longlong)
@@ -101,7 +122,7 @@ cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t windo
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
                            const unsigned char* data, Py_ssize_t n, double now,
                            bint new_ack_data=*, long long segs=*,
-                           long long gso_size=*) except -1
+                           long long gso_size=*, object owner=*, Py_ssize_t off=*) except -1
 @cython.locals(b=rbuf)
 cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
                            uint32_t ts_val, uint32_t ts_ecr, data, double now,

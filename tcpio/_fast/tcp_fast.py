@@ -95,10 +95,12 @@ else:
     except ImportError:     # Cython is a build dependency only: run without it
         from tcpio._fast import _cython_shim as cython
 
+from collections import deque
+
 from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
-__all__ = ["TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume",
+__all__ = ["RcvQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume",
            "clean_rtx_queue", "cwnd_quota", "event_data_recv", "ip_select_ident_segs",
            "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
@@ -140,6 +142,13 @@ _U32_MOD = 0x100000000
 _TCPCB_SACKED_ACKED = 1
 _TCPCB_SACKED_RETRANS = 2
 _TCPCB_LOST = 4
+
+# The receive queue (RcvQueue): a payload of at least _RQ_REF_MIN bytes
+# that is at least half of the immutable frame it arrived in is queued by
+# reference (a view of the frame); anything else is copied into the queue's
+# own tail block, a new one once the tail holds _RQ_TAIL_MAX bytes.
+_RQ_REF_MIN = 2048
+_RQ_TAIL_MAX = 65536
 
 # The Python side the fast paths call out to, set by core.tcp (this module
 # sits below it; see set_hooks).
@@ -193,7 +202,7 @@ class TcpCb:
     rcv_tstamp: float
     ts_recent_stamp: float
     rcv_rtt: float
-    rq: bytearray
+    rq: RcvQueue
     ofo: Any
     urg_seq: int | None
     host: Any
@@ -260,6 +269,103 @@ class TcpCb:
         self.segs_in = 0
         self.lrcvtime = -1.0
         self.last_synq_overflow = -1e9
+
+
+class RcvQueue:
+    """sk.rq: the in-order bytes the user has not read yet (sk_receive_queue).
+
+    A FIFO of chunks, oldest first: views of received frames (an in-order
+    payload queued by reference, as Linux queues the skb and copies only in
+    tcp_recvmsg), and bytearray blocks of the queue's own for small payloads
+    (copied and coalesced, tcp_try_coalesce's job, so a peer sending tiny
+    segments pays no per-segment object and pins no frames).  ``head`` bytes
+    of the first chunk are read already.  A read copies once, from the
+    chunks to the bytes returned (``take``) or into the caller's buffer
+    (``take_into``), and drops every chunk it finished, so a frame is freed
+    as soon as its last byte is read.
+
+    Only immutable frames (``bytes`` and subclasses, or a memoryview of one)
+    are kept by reference, and only when the payload is at least half of
+    the frame, so the memory pinned is at most about twice what is queued;
+    a view of anything mutable is copied, since its owner may reuse it."""
+
+    chunks: Any         # deque of memoryview (a frame's payload) / bytearray (own block)
+    nbytes: int         # bytes queued (len)
+    head: int           # bytes of chunks[0] already read
+    tail: bytearray | None  # the last chunk when it is an own block still filling
+
+    def __init__(self, data: Any = b"") -> None:
+        self.chunks = deque()
+        self.nbytes = 0
+        self.head = 0
+        self.tail = None
+        if len(data):
+            self.push(data)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __bytes__(self) -> bytes:
+        return self.peek(self.nbytes)
+
+    def __repr__(self) -> str:
+        return f"RcvQueue({self.nbytes} bytes in {len(self.chunks)} chunks)"
+
+    def push(self, data: Any) -> None:
+        """Queue ``data`` (a bytes-like payload) at the tail: by reference
+        when it is a large part of an immutable frame, else copied."""
+        _rq_push(self, data)
+
+    def peek(self, n: int) -> bytes:
+        """The first ``n`` bytes (fewer if fewer are queued), left queued."""
+        if n > self.nbytes:
+            n = self.nbytes
+        if n <= 0:
+            return b""
+        return _rq_join(self, n)
+
+    def take(self, n: int) -> bytes:
+        """The first ``n`` bytes (fewer if fewer are queued), dequeued."""
+        out = self.peek(n)
+        self.consume(len(out))
+        return out
+
+    def take_into(self, buf: Any, n: int = -1) -> int:
+        """Move up to ``n`` bytes (-1: as many as ``buf`` holds) into the
+        writable buffer ``buf``, from its start; the count moved."""
+        return _rq_take_into(self, buf, n, True)
+
+    def peek_into(self, buf: Any, n: int = -1) -> int:
+        """``take_into`` without dequeuing (MSG_PEEK)."""
+        return _rq_take_into(self, buf, n, False)
+
+    def consume(self, n: int) -> None:
+        """Drop the first ``n`` bytes (all if fewer are queued)."""
+        if n <= 0:
+            return
+        if n >= self.nbytes:
+            self.clear()
+            return
+        chunks = self.chunks
+        head = self.head
+        self.nbytes -= n
+        while n:
+            left = len(chunks[0]) - head
+            if n < left:
+                head += n
+                break
+            n -= left
+            head = 0
+            if chunks.popleft() is self.tail:
+                self.tail = None
+        self.head = head
+
+    def clear(self) -> None:
+        """Drop everything queued (and with it the frames it referenced)."""
+        self.chunks.clear()
+        self.nbytes = 0
+        self.head = 0
+        self.tail = None
 
 
 class TxSeg:
@@ -338,17 +444,156 @@ def receive_window(sk: TcpCb) -> int:
 
 # --- the byte-level steps: raw pointers compiled, buffer objects interpreted --------------------
 
-def _queue_tail(ba: bytearray, data: Any, n: int) -> int:
-    """``ba += data`` (``n`` bytes) for a socket queue: compiled, amortized
-    O(n) however much of the front has been consumed (_buf.pxd)."""
+def _ref_view(owner: Any, off: int, n: int) -> memoryview | None:
+    """A view of ``owner[off:off + n]`` to queue by reference (RcvQueue), or
+    None to copy: when the bytes are at least _RQ_REF_MIN and half of an
+    immutable frame (``bytes``, or a flat byte view of one)."""
+    if n < _RQ_REF_MIN:
+        return None
+    if type(owner) is memoryview:
+        base = owner.obj
+        if (not isinstance(base, bytes) or owner.ndim != 1 or owner.itemsize != 1
+                or not owner.c_contiguous or 2 * n < len(base)):
+            return None
+        if off == 0 and len(owner) == n:
+            return owner
+        return owner[off:off + n]
+    if isinstance(owner, bytes) and 2 * n >= len(owner):
+        return memoryview(owner)[off:off + n]
+    return None
+
+
+def _rq_push(rq: RcvQueue, data: Any) -> int:
+    """RcvQueue.push."""
+    if type(data) is memoryview and (data.ndim != 1 or data.itemsize != 1):
+        data = data.cast("B")
+    n = len(data)
+    if n <= 0:
+        return 0
+    view = _ref_view(data, 0, n)
+    if view is not None:
+        _rq_push_ref(rq, view, n)
+        return 0
     if cython.compiled:
-        return ba_append(ba, data, n)
-    ba += data
+        owner = rbuf_get(data, cython.address(b))
+        try:
+            _rq_push_copy(rq, b.p, b.n)
+        finally:
+            rbuf_release(cython.address(b))
+        return 0
+    return _rq_push_copy(rq, data, n)
+
+
+def _rq_push_ref(rq: RcvQueue, view: memoryview, n: int) -> int:
+    rq.chunks.append(view)
+    rq.nbytes += n
+    rq.tail = None
     return 0
 
 
+def _rq_push_copy(rq: RcvQueue, data: Any, n: int) -> int:
+    """Copy ``n`` bytes (compiled: a pointer; interpreted: a bytes-like) to
+    the queue's own tail block."""
+    tail = rq.tail
+    if tail is None or len(tail) >= _RQ_TAIL_MAX:
+        tail = bytearray()
+        rq.chunks.append(tail)
+        rq.tail = tail
+    if cython.compiled:
+        ba_append(tail, data, n)
+    else:
+        tail += data
+    rq.nbytes += n
+    return 0
+
+
+def _rq_copy(rq: RcvQueue, dst: Any, n: int) -> int:
+    """Copy the first ``n`` queued bytes (n <= len(rq)) to ``dst``
+    (compiled: a pointer; interpreted: a writable byte memoryview)."""
+    head = rq.head
+    pos = 0
+    for ch in rq.chunks:
+        if pos >= n:
+            break
+        if cython.compiled:
+            owner = rbuf_get(ch, cython.address(b))
+            k = b.n - head
+            if k > n - pos:
+                k = n - pos
+            memcpy(dst + pos, b.p + head, k)
+            rbuf_release(cython.address(b))
+        else:
+            with memoryview(ch) as v:
+                k = min(len(v) - head, n - pos)
+                dst[pos:pos + k] = v[head:head + k]
+        pos += k
+        head = 0
+    return pos
+
+
+def _rq_join(rq: RcvQueue, n: int) -> bytes:
+    """The first ``n`` queued bytes (0 < n <= len(rq)) as one new bytes:
+    one copy of each byte."""
+    if cython.compiled:
+        out = PyBytes_FromStringAndSize(cython.NULL, n)
+        _rq_copy(rq, cython.cast(cython.p_uchar, PyBytes_AS_STRING(out)), n)
+        return out
+    first = rq.chunks[0]
+    head = rq.head
+    if len(first) - head >= n:
+        with memoryview(first) as v:
+            return bytes(v[head:head + n])
+    parts = []
+    pos = 0
+    for ch in rq.chunks:
+        if pos >= n:
+            break
+        v = memoryview(ch)
+        k = min(len(v) - head, n - pos)
+        parts.append(v[head:head + k])
+        v.release()
+        pos += k
+        head = 0
+    try:
+        return b"".join(parts)
+    finally:
+        for v in parts:
+            v.release()         # (a bytearray block must not stay exported)
+
+
+def _rq_take_into(rq: RcvQueue, buf: Any, n: int, consume: bool) -> int:
+    if cython.compiled:
+        PyObject_GetBuffer(buf, cython.address(w), PyBUF_WRITABLE)
+        try:
+            size = w.len
+            if n < 0 or n > size:
+                n = size
+            if n > rq.nbytes:
+                n = rq.nbytes
+            if n > 0:
+                _rq_copy(rq, cython.cast(cython.p_uchar, w.buf), n)
+        finally:
+            PyBuffer_Release(cython.address(w))
+    else:
+        with memoryview(buf) as mv:
+            if mv.readonly:
+                raise TypeError("take_into: the buffer must be writable")
+            with mv.cast("B") as flat:
+                size = len(flat)
+                if n < 0 or n > size:
+                    n = size
+                if n > rq.nbytes:
+                    n = rq.nbytes
+                if n > 0:
+                    _rq_copy(rq, flat, n)
+    if consume and n > 0:
+        rq.consume(n)
+    return n if n > 0 else 0
+
+
 def buf_append(ba: bytearray, data: Any) -> None:
-    """``ba += data`` for a socket queue (see _queue_tail)."""
+    """``ba += data`` for a bytearray FIFO (the send queue): compiled,
+    amortized O(n) however much of the front has been consumed (_buf.pxd)."""
     if ba is None:
         raise TypeError("buf_append: the queue must be a bytearray")
     if cython.compiled:
@@ -419,7 +664,7 @@ def select_window(sk: TcpCb) -> int:
     Offer space in whole MSS units, and nothing while less than
     min(MSS, half the buffer) is free."""
     if sk is None or sk.rq is None:
-        raise TypeError("tcp: the receive queue must be a bytearray")
+        raise TypeError("tcp: the receive queue must be a RcvQueue")
     mss = sk.rcv_mss if sk.rcv_mss < sk.advmss else sk.advmss
     if mss == 0:
         mss = 1
@@ -465,14 +710,18 @@ def tcp_select_window(sk: TcpCb) -> int:
 
 def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
                       ts_ecr: int, data: Any, n: int, now: float,
-                      new_ack_data: bool = False, segs: int = 1, gso_size: int = 0) -> int:
+                      new_ack_data: bool = False, segs: int = 1, gso_size: int = 0,
+                      owner: Any = None, off: int = 0) -> int:
     """Header prediction and the in-order data path (see the module
     docstring): 1 if the segment was fully processed, 0 if declined.
     ``segs``/``gso_size``: a super-segment (GRO's aggregate, skb_shinfo's
     gso_segs/gso_size) counts as its segments and measures the peer's MSS
-    by its segment size."""
+    by its segment size.  ``data``: the ``n`` payload bytes (compiled, a
+    pointer; interpreted, a bytes-like); ``owner``: the object they are
+    ``owner[off:off + n]`` of (the frame, or ``data`` itself), which the
+    receive queue may keep a view of instead of copying (RcvQueue)."""
     if sk.rq is None:
-        raise TypeError("tcp: the receive queue must be a bytearray")
+        raise TypeError("tcp: the receive queue must be a RcvQueue")
     shifted = window
     shifted <<= sk.snd_wscale
     if sk.state != _TCP_ESTABLISHED:
@@ -518,7 +767,11 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         sk.segs_in += segs          # tcp_segs_in: max(1, gso_segs)
     if sk.tstamp_ok and ts_ecr:
         sk.rcv_rtt = rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ts_ecr, now)
-    _queue_tail(sk.rq, data, n)
+    view = _ref_view(owner, off, n)
+    if view is not None:
+        _rq_push_ref(sk.rq, view, n)
+    else:
+        _rq_push_copy(sk.rq, data, n)
     sk.rcv_nxt = u32(seq + n)
     event_data_recv(sk, n, gso_size)
     sk.lrcvtime = now
@@ -657,11 +910,14 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
         owner = rbuf_get(data, cython.address(b))
         try:
             return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                                     b.p, b.n, now, new_ack_data, segs, gso_size) == 1
+                                     b.p, b.n, now, new_ack_data, segs, gso_size, owner,
+                                     0) == 1
         finally:
             rbuf_release(cython.address(b))
+    if type(data) is memoryview and (data.ndim != 1 or data.itemsize != 1):
+        data = data.cast("B")
     return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                             data, len(data), now, new_ack_data, segs, gso_size) == 1
+                             data, len(data), now, new_ack_data, segs, gso_size, data, 0) == 1
 
 
 # --- the send loop -------------------------------------------------------------------------------

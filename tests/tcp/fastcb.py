@@ -64,7 +64,7 @@ def make_cb(mod: Any, **fields: Any) -> Any:
         pass
 
     sk = Cb()
-    sk.rq = bytearray()
+    sk.rq = mod.RcvQueue()
     sk.wq = bytearray()
     sk.rtx = []
     sk.ofo = []

@@ -509,7 +509,7 @@ def test_select_window_twins_agree():
         sk.rcv_wscale = rng.randrange(0, 15)
         sk.rcv_wnd = rng.randrange(0, 1 << 24)
         sk.ofo_bytes = rng.randrange(0, 1 << 16)
-        sk.rq = bytearray(rng.randrange(0, 1 << 18))
+        sk.rq = fast_c.RcvQueue(bytes(rng.randrange(0, 1 << 18)))
         assert fast_c.select_window(sk) == fast_py.select_window(sk)
 
 

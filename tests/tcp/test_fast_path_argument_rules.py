@@ -36,7 +36,7 @@ def test_select_window_refuses_a_sock_without_a_receive_queue(tf):
     the guard, not by whatever fails first after it."""
     sk = make_cb(tf)
     sk.rq = None
-    with pytest.raises(TypeError, match="the receive queue must be a bytearray"):
+    with pytest.raises(TypeError, match="the receive queue must be a RcvQueue"):
         tf.select_window(sk)
 
 
@@ -46,7 +46,7 @@ def test_header_prediction_refuses_a_sock_without_a_receive_queue(tf, hooks):
     nothing new): no half-processed segment, no ACK decided."""
     sk = make_cb(tf)
     sk.rq = None
-    with pytest.raises(TypeError, match="the receive queue must be a bytearray"):
+    with pytest.raises(TypeError, match="the receive queue must be a RcvQueue"):
         tf.rcv_established(sk, DEFAULTS["rcv_nxt"], DEFAULTS["snd_una"], DEFAULTS["snd_wnd"],
                            False, 0, 0, b"", NOW)
     assert sk.rcv_tstamp == DEFAULTS["rcv_tstamp"]

@@ -115,7 +115,7 @@ def _random_cb(mod, rng: random.Random):
     sk.rcv_tstamp = 0.0
     sk.ts_recent_stamp = 0.0
     sk.rcv_rtt = rng.choice([0.0, 0.05])
-    sk.rq = bytearray(rng.randrange(0, 3000))
+    sk.rq = mod.RcvQueue(bytes(rng.randrange(0, 3000)))
     sk.ofo = rng.choice([[], [], [(1, 2, b"x")]])
     sk.urg_seq = None
     sk.host = _Host()
@@ -212,7 +212,7 @@ def _short_send_buffer_cb(mod):
     sk.rcvbuf = 1 << 20
     sk.window_clamp = 65535
     sk.ofo_bytes = 0
-    sk.rq = bytearray()
+    sk.rq = mod.RcvQueue()
     sk.quick = 0
     sk.wq_seq = sk.snd_una = sk.snd_nxt = sk.snd_sml = 5000
     sk.wq = bytearray(1000)
@@ -289,7 +289,7 @@ sk.window_clamp = 65535
 sk.snd_una = sk.snd_nxt = sk.wq_seq = sk.snd_sml = 5
 sk.snd_wnd = 1000
 sk.write_seq = 3005
-sk.rq = bytearray()
+sk.rq = m.RcvQueue()
 sk.wq = bytearray(3000)
 sk.packets_out = 1
 sk.sacked_out = sk.lost_out = sk.retrans_out = 0

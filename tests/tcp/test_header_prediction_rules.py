@@ -105,7 +105,7 @@ def test_the_second_full_segment_waits_if_the_window_would_not_advance(tf, hooks
     (tcp_cleanup_rbuf) or the timer."""
     # 8000-byte buffer: after the segment, 8000 - 2920 free < the 5840 offered
     sk = make_cb(tf, rcv_wup=NXT - 1460, rcvbuf=8000, rcv_wnd=5840)
-    sk.rq = bytearray(1460)
+    sk.rq = tf.RcvQueue(bytes(1460))
     assert _rcv(tf, sk, b"x" * 1460) is True
     assert hooks.named("send_ack") == [] and sk.delack_timer.armed == [NOW + 0.04]
 
@@ -349,7 +349,7 @@ def test_a_bare_ack_of_new_data_runs_tcp_ack(tf, hooks):
     assert _rcv(tf, sk, ack=UNA + 1000, ts=(60, 70), now=4.5) is True
     assert hooks.calls == [("ack_predicted", NXT, UNA + 1000, 65535, 60, 70, 4.5)]
     assert (sk.ts_recent, sk.ts_recent_stamp, sk.rcv_tstamp) == (60, 4.5, 4.5)
-    assert not sk.ack_pending and sk.rq == bytearray() and sk.host.woken == []
+    assert not sk.ack_pending and len(sk.rq) == 0 and sk.host.woken == []
     assert sk.rcv_nxt == NXT
 
 

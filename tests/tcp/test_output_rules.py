@@ -447,7 +447,7 @@ def test_receive_buffer_counts_only_what_the_app_read():
     """copied = rcv_nxt - len(rq) - rcvq_seq: bytes still queued are not read."""
     _c, sk = _autotune_conn()
     sk.rcv_nxt = (sk.rcvq_seq + 30_000) & MASK
-    sk.rq = bytearray(27_000)
+    sk.rq = type(sk.rq)(bytes(27_000))
     tcp_output.tcp_rcv_space_adjust(sk, 1.25)
     assert sk.rcvq_space == 3000 and sk.rcvbuf == max(50_000, 4 * 3000 + 16 * sk.advmss)
 

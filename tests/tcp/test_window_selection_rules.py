@@ -29,7 +29,7 @@ NXT = 100_000
 def _cb(tf, *, rq: int = 0, **kw):
     kw.setdefault("window_clamp", 65535 << 14)
     sk = make_cb(tf, rcv_nxt=NXT, rcv_wup=NXT, **kw)
-    sk.rq = bytearray(rq)
+    sk.rq = tf.RcvQueue(bytes(rq))
     return sk
 
 
@@ -147,5 +147,5 @@ def test_the_left_over_window_is_measured_across_the_wrap(tf):
     rcv_nxt just past it."""
     sk = make_cb(tf, rcvbuf=70_000, window_clamp=65_535, rcv_wnd=40_001,
                  rcv_wup=0xFFFFFFF0, rcv_nxt=0x11)
-    sk.rq = bytearray(60_000)
+    sk.rq = tf.RcvQueue(bytes(60_000))
     assert tf.tcp_select_window(sk) == 40_001 - 0x21

@@ -95,9 +95,11 @@ if TYPE_CHECKING:
 else:
     _tcp_fast = _fast.load("tcp_fast")
 TcpCb = _tcp_fast.TcpCb
-# The receive and send queues are FIFOs (see tcpio/_fast/_buf.pxd).
+# The receive queue holds views of received frames and blocks of its own
+# (tcp_fast.RcvQueue); a read copies each byte once, out of it.
+RcvQueue = _tcp_fast.RcvQueue
+# The send queue is a bytearray FIFO (see tcpio/_fast/_buf.pxd).
 buf_append = _tcp_fast.buf_append
-buf_consume = _tcp_fast.buf_consume
 
 
 _log = logging.getLogger("tcpio.tcp")
@@ -233,7 +235,7 @@ class TcpSock(TcpCb):
         self.rcv_wnd = 0
         self.rcv_wup = 0
         self.window_clamp = MAX_TCP_WINDOW << TCP_MAX_WSCALE
-        self.rq = bytearray()
+        self.rq = RcvQueue()
         # [seq, end_seq, bytes, fin] sorted, disjoint; the shared empty
         # NO_OFO until a segment arrives out of order (tcp_sack.ofo_insert)
         self.ofo: list[list] | tuple[()] = NO_OFO
@@ -595,36 +597,70 @@ class TcpSock(TcpCb):
         """tcp_recvmsg: in-order bytes; b"" when nothing is queued (check rcv_eof).
 
         A pending error is raised only when no data is left to read, like Linux.
+        MSG_PEEK returns the bytes and leaves them queued (no window update).
         MSG_OOB returns the urgent byte (EINVAL if there is none, EAGAIN if it
         was announced but has not arrived yet), like tcp_recv_urg.
         """
         if maxlen < 0:
             raise sock_error(errno.EINVAL)
         if flags & _MSG_OOB:
-            if self.urg_data is None:
-                raise sock_error(errno.EAGAIN if self.urg_seq is not None else errno.EINVAL)
-            byte = bytes((self.urg_data,))
-            if not flags & _MSG_PEEK:
-                self.urg_data = None
-            return byte if maxlen else b""
-        rq = self.rq
-        if not rq:
-            if self.sk_err and not self.rcv_eof:
-                raise self.sock_error()
-            if self.state == TCP_LISTEN:
-                raise sock_error(errno.ENOTCONN)
+            return self._recv_urg(maxlen, flags)
+        if not self._recv_ready():
             return b""
-        if maxlen < len(rq):
-            with memoryview(rq) as view:    # one copy (rq[:maxlen] would make two)
-                data = bytes(view[:maxlen])
-        else:
-            data = bytes(rq)
-        buf_consume(rq, len(data))
+        if flags & _MSG_PEEK:
+            return self.rq.peek(maxlen)
+        data = self.rq.take(maxlen)
+        self._recv_done()
+        return data
+
+    def recvmsg_into(self, buf: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """tcp_recvmsg into the writable buffer ``buf`` (its first ``nbytes``
+        bytes, 0: all of it): the count copied, each byte copied once, from
+        the receive queue to ``buf``; 0 when nothing is queued (check
+        rcv_eof).  Errors and flags as recvmsg."""
+        if nbytes < 0:
+            raise sock_error(errno.EINVAL)
+        if flags & _MSG_OOB:
+            with memoryview(buf) as view, view.cast("B") as flat:
+                byte = self._recv_urg(nbytes or len(flat), flags)
+                flat[:len(byte)] = byte
+            return len(byte)
+        if not self._recv_ready():
+            return 0
+        if flags & _MSG_PEEK:
+            return self.rq.peek_into(buf, nbytes or -1)
+        n = self.rq.take_into(buf, nbytes or -1)
+        if n:
+            self._recv_done()
+        return n
+
+    def _recv_urg(self, maxlen: int, flags: int) -> bytes:
+        """tcp_recv_urg: the urgent byte (BSD semantics, SO_OOBINLINE off)."""
+        if self.urg_data is None:
+            raise sock_error(errno.EAGAIN if self.urg_seq is not None else errno.EINVAL)
+        byte = bytes((self.urg_data,))
+        if not flags & _MSG_PEEK:
+            self.urg_data = None
+        return byte if maxlen else b""
+
+    def _recv_ready(self) -> bool:
+        """Is there data to read?  Raises what a read with none raises."""
+        if self.rq:
+            return True
+        if self.sk_err and not self.rcv_eof:
+            raise self.sock_error()
+        if self.state == TCP_LISTEN:
+            raise sock_error(errno.ENOTCONN)
+        return False
+
+    def _recv_done(self) -> None:
+        """After bytes were read: the receive buffer's autotuning
+        (tcp_rcv_space_adjust) and the window update it may owe
+        (tcp_cleanup_rbuf)."""
         now = self.host.now
         if not self.opts.rcvbuf_locked:
             tcp_output.tcp_rcv_space_adjust(self, now)
         tcp_output.tcp_cleanup_rbuf(self, now)
-        return data
 
     def sock_error(self) -> OSError:
         """Pop the pending error (sock_error()); an OSError with errno 0 if none."""

@@ -78,7 +78,6 @@ else:
 rcv_established_fast = _tcp_fast.rcv_established
 rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
-buf_append = _tcp_fast.buf_append
 
 # tcp_ack() flags
 FLAG_DATA = 0x01
@@ -828,11 +827,11 @@ def _rq_append(sk: TcpSock, data: Any) -> None:
             sk.urg_data = data[off]
             sk.urg_last = urg
             sk.urg_seq = None
-            buf_append(sk.rq, data[:off])
-            buf_append(sk.rq, data[off + 1:])
+            sk.rq.push(data[:off])
+            sk.rq.push(data[off + 1:])
             sk.rcv_nxt = (sk.rcv_nxt + n) & 0xFFFFFFFF
             return
-    buf_append(sk.rq, data)
+    sk.rq.push(data)
     sk.rcv_nxt = (sk.rcv_nxt + n) & 0xFFFFFFFF
 
 

@@ -378,7 +378,7 @@ class TcpProto:
         sk.dead = True
         self.hashinfo.inet_put_port(sk)
         sk.wq = bytearray()
-        sk.rq = bytearray()
+        sk.rq.clear()
         sk.ofo = NO_OFO
         sk.ofo_bytes = 0
 
