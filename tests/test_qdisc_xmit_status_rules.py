@@ -291,3 +291,30 @@ def test_a_syn_refused_once_is_sent_again_and_connects() -> None:
     p.net.run_for(0.01)
     assert sk.state == TCP_ESTABLISHED and ls.accept() is not None
     assert _syn_attempts(p) == 1                          # only the one that went
+
+
+# ----- keepalive: tcp_keepalive_timer on tcp_write_wakeup's error ----------------------------
+
+def test_a_keepalive_probe_the_queue_refuses_is_not_counted_and_retried_soon() -> None:
+    """tcp_keepalive_timer: "if (tcp_write_wakeup(sk, ...) <= 0)" counts the
+    probe and waits keepintvl; a probe lost to local congestion (> 0) is
+    not counted and is tried again after TCP_RESOURCE_PROBE_INTERVAL.  So a
+    queue that refuses for longer than keepcnt * keepintvl does not kill
+    the connection, and the first probe after the wake is answered."""
+    p = Pair()
+    sk, _ = p.tcp_pair()
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 10)
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    refusing(p)
+    p.net.run_for(20.0)                                   # keepidle, then 10 s of refusals
+    assert sk.state == TCP_ESTABLISHED and sk.probes_out == 0
+    assert p.a.qdiscs[1].drops == 20 or p.a.qdiscs[1].drops == 21   # every 0.5 s
+    assert p.a.mib["TCPKeepAliveTimeouts"] == 0
+    p.netif.wake()
+    p.a.set_txqueuelen("eth0", 10)
+    p.net.run_for(1.0)                                    # the next try goes, b answers
+    assert sk.state == TCP_ESTABLISHED and sk.probes_out == 0
+    sent = [IP(f)[TCP] for f in p.sent() if TCP in IP(f)]
+    assert sent and sent[-1].flags == "A" and sent[-1].seq == (sk.snd_una - 1) & 0xFFFFFFFF

@@ -256,9 +256,14 @@ def tcp_keepalive_timer(sk: TcpSock, now: float) -> None:
             tcp_output.tcp_send_active_reset(sk, now)
             tcp_write_err(sk)
             return
-        tcp_output.tcp_send_probe0(sk, now)   # seq snd_una - 1, no data
-        sk.probes_out += 1
-        keepalive_timer(sk).arm(now + sk.opts.keepintvl)
+        if tcp_output.tcp_send_probe0(sk, now):   # seq snd_una - 1, no data
+            sk.probes_out += 1
+            keepalive_timer(sk).arm(now + sk.opts.keepintvl)
+        else:
+            # tcp_write_wakeup > 0: the transmit queue refused the probe
+            # (local congestion), so it is not counted and the next try
+            # comes after TCP_RESOURCE_PROBE_INTERVAL ("try harder")
+            keepalive_timer(sk).arm(now + TCP_RESOURCE_PROBE_INTERVAL)
     else:
         sk.probes_out = 0   # the peer answered since the last probe
         keepalive_timer(sk).arm(now + sk.opts.keepidle - idle)
