@@ -75,7 +75,7 @@ from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicas
 from tcpio.core.mib import Mib
 from tcpio.core.ndisc import Ndisc
 from tcpio.core.protocol import EarlyDemux, InetProtocol
-from tcpio.core.qdisc import NET_XMIT_SUCCESS, NetifQueue, Qdisc
+from tcpio.core.qdisc import NET_XMIT_DROP, NET_XMIT_SUCCESS, NetifQueue, Qdisc
 from tcpio.core.raw import RawTable
 from tcpio.core.reassembly import ip6_reassembler
 from tcpio.core.route import Fib, Route, select_source
@@ -949,7 +949,7 @@ class Host:
             if ifindex in stopped:
                 if i < marks.get(ifindex, 0):
                     qdiscs[ifindex].hold(item[1])
-                elif qdiscs[ifindex].enqueue(item[1]):
+                elif qdiscs[ifindex].enqueue(item[1]) == NET_XMIT_DROP:
                     self.qdisc_drops += 1   # appended unasked: nobody to answer
             else:
                 go.append(item)
@@ -1062,12 +1062,14 @@ class Host:
         return ether.ether_xmit(self, iface, dst_mac, ethertype, payload)
 
     def xmit(self, ifindex: int, frame: bytes | bytearray) -> int:
-        """dev_queue_xmit: NET_XMIT_SUCCESS, or NET_XMIT_DROP when the
-        interface's queue is stopped and full and the frame was dropped
-        (counted in ``qdisc_drops``, a statistic; qdisc.py)."""
+        """dev_queue_xmit: NET_XMIT_SUCCESS, or the qdisc's answer while the
+        driver has stopped the interface's queue: NET_XMIT_DROP when it is
+        full and the frame was dropped (counted in ``qdisc_drops``, a
+        statistic), NET_XMIT_CN from a qdisc that takes it but signals
+        congestion (qdisc.py)."""
         if self._tx_stopped and ifindex in self._tx_stopped:
             rc = self.qdiscs[ifindex].enqueue(frame)
-            if rc:
+            if rc == NET_XMIT_DROP:
                 self.qdisc_drops += 1
             return rc
         self._output.append((ifindex, frame))

@@ -106,11 +106,20 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         # after TCP_RESOURCE_PROBE_INTERVAL, with no backoff.  Its
         # tcp_update_rto_stats counted the attempt before it was made, so the
         # next try's tcp_enter_loss (Loss, icsk_retransmits set) does not
-        # reduce ssthresh again from the cwnd of 1 this one left.  tcpio
-        # times out by that count (Linux by the time since retrans_stamp),
-        # so a refusal only marks the attempt made, as Linux did before
-        # tcp_update_rto_stats ("if (!icsk_retransmits) icsk_retransmits = 1").
-        if not sk.retransmits:
+        # reduce ssthresh again from the cwnd of 1 this one left.
+        if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+            # tcp_write_timeout gives up on a SYN (SYN-ACK) by that count,
+            # icsk_retransmits >= syn_retries (synack_retries): a SYN the
+            # queue keeps refusing ends in ETIMEDOUT after as many tries as
+            # one the network keeps losing, 0.5 s apart.
+            sk.retransmits += 1
+        elif not sk.retransmits:
+            # After the handshake tcpio times out by that count where Linux
+            # times out by the time since retrans_stamp (the RTOs' model
+            # time, tcp_model_timeout), so a refusal only marks the attempt
+            # made, as Linux did before tcp_update_rto_stats
+            # ("if (!icsk_retransmits) icsk_retransmits = 1"), rather than
+            # spend retries2 in 0.5 s steps.
             sk.retransmits = 1
         sk.pending = ICSK_TIME_RETRANS
         sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
@@ -247,9 +256,14 @@ def tcp_keepalive_timer(sk: TcpSock, now: float) -> None:
             tcp_output.tcp_send_active_reset(sk, now)
             tcp_write_err(sk)
             return
-        tcp_output.tcp_send_probe0(sk, now)   # seq snd_una - 1, no data
-        sk.probes_out += 1
-        keepalive_timer(sk).arm(now + sk.opts.keepintvl)
+        if tcp_output.tcp_send_probe0(sk, now):   # seq snd_una - 1, no data
+            sk.probes_out += 1
+            keepalive_timer(sk).arm(now + sk.opts.keepintvl)
+        else:
+            # tcp_write_wakeup > 0: the transmit queue refused the probe
+            # (local congestion), so it is not counted and the next try
+            # comes after TCP_RESOURCE_PROBE_INTERVAL ("try harder")
+            keepalive_timer(sk).arm(now + TCP_RESOURCE_PROBE_INTERVAL)
     else:
         sk.probes_out = 0   # the peer answered since the last probe
         keepalive_timer(sk).arm(now + sk.opts.keepidle - idle)
