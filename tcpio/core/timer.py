@@ -128,13 +128,17 @@ class TimerWheel:
         top = self._settle_top()
         return None if top is None else top[0]
 
-    def run(self, now: float) -> int:
-        """Fire every timer due at or before ``now``; return how many fired."""
+    def run(self, now: float, due: float | None = None) -> int:
+        """Fire every timer due at or before ``due`` (default ``now``), each
+        called with ``now``; return how many fired.  A ``due`` before ``now``
+        leaves the timers due since for later (the driver's: input that
+        came in after ``due`` has not been read yet, Stack._on_timer)."""
         heap = self._heap
         fired = 0
+        limit = now if due is None else due
         while True:
             top = self._settle_top()
-            if top is None or top[0] > now:
+            if top is None or top[0] > limit:
                 break
             heapq.heappop(heap)
             timer = top[2]
