@@ -342,7 +342,7 @@ def test_a_timer_due_while_others_wait_waits_for_the_input_of_its_own_time(
         return ring, t0, b_due
 
     ring, t0, (b_due,) = run_on("virtual", main)
-    (a, a_ran), (b, b_ran) = sorted(ring.ran)
+    (a, a_ran), (b, _) = sorted(ring.ran)
     assert (a, b) == (t0, b_due)
     m_read = next(i for i, (kind, what) in enumerate(ring.log) if kind == "rx" and b"M" in what)
     timer_runs = [i for i, (kind, _) in enumerate(ring.log) if kind == "timers"]
