@@ -126,3 +126,19 @@ def test_rearming_at_the_same_time_goes_behind_timers_armed_since():
     a.arm(5.0)
     wheel.run(5.0)
     assert order == ["b", "a"]
+
+
+def test_run_with_an_earlier_due_fires_only_the_timers_due_by_then_with_now() -> None:
+    """run(now, due): the driver's timers that may run, given the input read
+    so far (Stack._on_timer): those due by ``due`` fire, called with ``now``;
+    one due between ``due`` and ``now`` stays armed, still the next deadline."""
+    wheel = TimerWheel()
+    calls: list[tuple[str, float]] = []
+    a = wheel.timer(lambda now: calls.append(("a", now)))
+    b = wheel.timer(lambda now: calls.append(("b", now)))
+    a.arm(1.0)
+    b.arm(2.0)
+    assert wheel.run(3.0, due=1.5) == 1
+    assert calls == [("a", 3.0)] and b.pending and wheel.next_deadline() == 2.0
+    assert wheel.run(3.0) == 1
+    assert calls == [("a", 3.0), ("b", 3.0)]
