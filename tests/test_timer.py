@@ -142,3 +142,26 @@ def test_run_with_an_earlier_due_fires_only_the_timers_due_by_then_with_now() ->
     assert calls == [("a", 3.0)] and b.pending and wheel.next_deadline() == 2.0
     assert wheel.run(3.0) == 1
     assert calls == [("a", 3.0), ("b", 3.0)]
+
+
+def test_prompt_timers_fire_when_due_while_the_others_wait_for_due() -> None:
+    """A callback in ``prompt`` (the stack puts TCP's delayed ACK there)
+    fires when due whatever ``due`` says; the others due after ``due`` stay
+    armed, in their order, and fire on a later run."""
+    wheel = TimerWheel()
+    calls: list[str] = []
+
+    def delack(now: float) -> None:
+        calls.append("delack")
+    wheel.prompt.add(delack)
+    rto = wheel.timer(lambda now: calls.append("rto"))
+    tlp = wheel.timer(lambda now: calls.append("tlp"))
+    ack = wheel.timer(delack)
+    rto.arm(1.0)
+    ack.arm(1.5)
+    tlp.arm(1.2)
+    assert wheel.run(3.0, due=float("-inf")) == 1
+    assert calls == ["delack"] and rto.pending and tlp.pending and not ack.pending
+    assert wheel.next_deadline() == 1.0
+    assert wheel.run(3.0) == 2
+    assert calls == ["delack", "rto", "tlp"]
