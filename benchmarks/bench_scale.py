@@ -135,10 +135,16 @@ def drops(peer: Any) -> dict[str, int]:
     k = peer.ns.call(peer.tap.kernel_counters) or {}
     mib = peer.stack.mib()
     kmib = kernel_mib(peer.ns)
+    # the stack's due timers put off for input still waiting, and the runs a
+    # cap forced with input left (Stack.softnet_stat; trees before it: none)
+    soft = getattr(peer.stack, "softnet_stat", {})
     return {"kernel_tx_dropped": k.get("tx_dropped", 0),
             "tcpio_tx_dropped": peer.tap.stats["tx_dropped"],
+            "timers_deferred": soft.get("timers_deferred", 0),
+            "timers_forced": soft.get("timers_forced", 0),
             "rtos": mib.get("TCPTimeouts", 0),
             **{name: mib.get(name, 0) for name in LISTEN_MIB},
+            **({f"mib_{k}": v for k, v in mib.items()} if os.environ.get("BENCH_FULL_MIB") else {}),
             **{f"kernel_{name}": kmib.get(name, 0) for name in KERNEL_MIB}}
 
 
@@ -203,13 +209,20 @@ def loop_slow_text(r: dict) -> str:
 LOOP_STATS: LoopStats | None = None
 
 
-def loop_stats_start() -> None:
+def loop_stats_start(peer: Any) -> None:
+    soft = getattr(peer.stack, "softnet_stat", None)
+    if soft is not None:
+        soft["timers_waited_max"] = 0.0         # the step's own longest wait
     if LOOP_STATS is not None:
         LOOP_STATS.reset()
 
 
-def loop_stats_take() -> dict[str, Any]:
-    return LOOP_STATS.take() if LOOP_STATS is not None else {}
+def loop_stats_take(peer: Any) -> dict[str, Any]:
+    out = LOOP_STATS.take() if LOOP_STATS is not None else {}
+    soft = getattr(peer.stack, "softnet_stat", None)
+    if soft is not None:
+        out["timers_waited_max"] = soft["timers_waited_max"]
+    return out
 
 
 async def warm_neighbours(peer: Any) -> None:
@@ -233,7 +246,7 @@ async def tap_in(peer: Any, n: int, nbytes: int) -> dict:
     server = await peer.stack.start_server(await sink_handler(counts, bad, n, done),
                                            "0.0.0.0", PORT, backlog=4096)
     before = drops(peer)
-    loop_stats_start()
+    loop_stats_start(peer)
     try:
         out = await peer_json(await start_peer(peer.ns, "send", peer.tcpio_ip, str(PORT),
                                                str(n), str(nbytes)))
@@ -248,7 +261,7 @@ async def tap_in(peer: Any, n: int, nbytes: int) -> dict:
     assert not bad, len(bad)
     assert out["failed"] or sum(counts) == n * nbytes, sum(counts)
     return {"rate": out["bytes"] / out["elapsed"], "client_errors": out["errors"],
-            **loop_stats_take(), **delta(drops(peer), before)}
+            **loop_stats_take(peer), **delta(drops(peer), before)}
 
 
 async def tap_out(peer: Any, n: int, nbytes: int) -> dict:
@@ -256,11 +269,11 @@ async def tap_out(peer: Any, n: int, nbytes: int) -> dict:
     proc = await start_peer(peer.ns, "sink", peer.kernel_ip, str(PORT), str(n))
     await wait_listening(proc)
     before = drops(peer)
-    loop_stats_start()
+    loop_stats_start(peer)
     await tcpio_send(peer.stack, peer.kernel_ip, n, nbytes)
     out = await peer_json(proc)
     assert out["bad"] == 0 and out["bytes"] == n * nbytes, out
-    return {"rate": out["bytes"] / out["elapsed"], **loop_stats_take(),
+    return {"rate": out["bytes"] / out["elapsed"], **loop_stats_take(peer),
             **delta(drops(peer), before)}
 
 
@@ -458,6 +471,10 @@ def report(res: dict, args: argparse.Namespace) -> None:
                           if r.get(f"kernel_{name}")]
                 if noted:
                     extra.append(f"{key}: " + ", ".join(noted))
+                if r.get("timers_deferred"):
+                    extra.append(f"{key}: timers waited for input {r['timers_deferred']} "
+                                 f"times (longest {r.get('timers_waited_max', 0) * 1e3:.0f} ms), "
+                                 f"ran with input left {r['timers_forced']}")
                 if "loop_longest" in r:
                     extra.append(f"{key}: {loop_slow_text(r)}")
                 if r.get("client_errors"):

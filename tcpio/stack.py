@@ -35,6 +35,7 @@ from tcpio.core.addr import ip6_aton, ip_aton, parse_cidr, parse_cidr6
 from tcpio.core.errors import sock_error
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
+from tcpio.core.tcp.tcp_timer import tcp_delack_timer
 from tcpio.core.tx_coalesce import coalesce
 from tcpio.devices.base import Device
 from tcpio.netdb import HostsTable
@@ -62,12 +63,19 @@ _KICK_ROUNDS = 16
 # netdev_budget 300 frames, netdev_budget_usecs 2000; a TapDevice budget is
 # 256 frames).  Input left over puts the timers off to the next loop
 # iteration (the reader callbacks and the application's run in between),
-# until the device has been seen empty, but never longer than
-# TIMER_DEFER_MAX (well under the 200 ms minimum RTO), so timers cannot
-# starve under input that never stops.
+# until all that waited when they fell due has been read: the device seen
+# empty, or a whole ring's worth read since (a TAP's txqueuelen frames; the
+# ring is first in, first out), which bounds the wait by work, so timers
+# cannot starve under input that never stops.  TIMER_DEFER_MAX bounds it by
+# time too, for a device that cannot say; it is no tighter because a wait
+# cut short runs timers before ACKs that are there: at 50 ms, and at 1 s on
+# a loaded machine (the TAP's ring held a second of frames at 1000 flows),
+# loss probes of FINs already acknowledged drew 29-536 RSTs a run
+# (benchmarks/README.md).
 NET_RX_ROUNDS = 4
+_NOTHING_DUE = float("-inf")        # host.poll's due: only the prompt timers
 NET_RX_USECS = 2000
-TIMER_DEFER_MAX = 0.05
+TIMER_DEFER_MAX = 5.0
 
 
 class Stack:
@@ -80,6 +88,11 @@ class Stack:
         # softirq after netif_rx: a user call returns before anything it sent
         # to ourselves is processed, so its waiter is in place for the answer.
         self.host.backlog_deferred = True
+        # Timers that run when due even while the others wait for input
+        # (_on_timer): a delayed ACK is not made wrong by an ACK still in a
+        # device's queue, and holding it for as long as the queue takes to
+        # read (a second and more at 1000 flows) made the peer retransmit.
+        self.host.timers.prompt.add(tcp_delack_timer)
         self._backlog_handle: asyncio.Handle | None = None
         self.devices: dict[int, Device] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,9 +101,9 @@ class Stack:
         self._timer: asyncio.Handle | None = None
         self._timer_when: float | None = None
         # due timers waiting for input since (loop time; None: not waiting),
-        # and each waiting device's rx_emptied count when they began to
+        # and each waiting device's rx_mark() when they began to
         self._squeeze_since: float | None = None
-        self._rx_marks: dict[int, int] = {}
+        self._rx_marks: dict[int, object] = {}
         # like /proc/net/softnet_stat: timer callbacks that left input
         # waiting and put the timers off, timer runs the cap forced with
         # input still waiting; the longest wait (seconds)
@@ -283,7 +296,7 @@ class Stack:
     def _on_timer(self) -> None:
         """Due timers: ``host.poll(now)`` and a kick, after the input devices
         already hold (``_poll_input``); while that keeps coming, the timers
-        wait for it (``_timers_wait``), looking again on the next loop
+        wait for it (``_timers_due``), looking again on the next loop
         iteration."""
         self._timer = None
         if self._closed:
@@ -293,36 +306,43 @@ class Stack:
         waiting = self._poll_input()
         if self._closed or self._timer is not None:
             return          # closed, or re-armed for the deadline the input left
-        if self._timers_wait(waiting):
+        when = self._timer_when
+        due = self._timers_due(waiting, when)
+        if due is None:
             # what the input produced (ACKs, data) has gone out with each
             # batch; the timers stay due, looked at again after the loop's
             # other callbacks (a kick in between re-arms if the deadline moves)
             self._timer = self.loop.call_soon(self._on_timer)
+            if self.host.timers.prompt:
+                # the prompt ones (delayed ACKs) do not wait
+                self.host.poll(self.update_time(), _NOTHING_DUE)
             self.kick()
             return
-        when, self._timer_when = self._timer_when, None
+        self._timer_when = None
         now = self.update_time()
         if when is not None and now < when:
             # uvloop's timers have millisecond granularity and can fire a
             # little early: count the deadline as reached instead of spinning.
             now = self.host.now = when
-        self.host.poll(now)
+        # the timers due by then (input is read up to then); any due since
+        # re-arm the loop timer at once and wait for their own input
+        self.host.poll(now, due if due < now else None)
         self.kick()
 
-    def _poll_input(self) -> list[tuple[int, int]]:
+    def _poll_input(self) -> list[tuple[int, Any]]:
         """Read what the devices hold (``poll_rx``, within NET_RX_ROUNDS and
-        NET_RX_USECS): the devices that still hold frames after it, with
-        their ``rx_emptied`` counts."""
+        NET_RX_USECS): the devices that still hold frames after it."""
         seconds = NET_RX_USECS * 1e-6
         waiting = []
         for ifindex, dev in list(self.devices.items()):
             poll = getattr(dev, "poll_rx", None)
             if poll is not None and poll(NET_RX_ROUNDS, seconds):
-                waiting.append((ifindex, getattr(dev, "rx_emptied", 0)))
+                waiting.append((ifindex, dev))
         return waiting
 
-    def _timers_wait(self, waiting: list[tuple[int, int]]) -> bool:
-        """Must the due timers wait for the input still ``waiting``?
+    def _timers_due(self, waiting: list[tuple[int, Any]], when: float | None) -> float | None:
+        """Which due timers may run now, given the input still ``waiting``:
+        None (none yet: they wait for it), or those due by the time returned.
 
         A reader that stops at its budget may hold the very ACK that would
         cancel a timer due now: a loss probe or RTO that overtakes it
@@ -331,31 +351,46 @@ class Stack:
         1000 flows).  Reading until the device is empty in one callback
         held the loop for up to 0.73 s when it never emptied (the kernel
         sends more for every batch of ACKs), so the read is bounded and the
-        timers wait instead: True while a device that held frames when they
-        first waited has not been seen empty since (by a poll or by its own
-        reader callback in between: ``rx_emptied``), for at most
-        TIMER_DEFER_MAX; what came in after it was seen empty came after the
-        timers fell due."""
+        timers wait instead.  The first look that finds input left marks
+        where each such device's reading is (``rx_mark``, at loop time
+        ``start``); the timers wait until every frame that was waiting then
+        has been read (``rx_caught_up``: the device seen empty since, by a
+        poll or by its own reader callback in between, or a ring's length
+        read), and then those due by ``start`` run: a timer that fell due
+        meanwhile waits for the input of its own time, on the next look.
+        Nothing waiting: all due run.  At most TIMER_DEFER_MAX: then all due
+        run, input or not (counted in ``timers_forced``)."""
         now = self.loop.time()
         start = self._squeeze_since
+        marks = self._rx_marks
         if start is None:
             if not waiting:
-                return False
-            self._squeeze_since = start = now
-            self._rx_marks.update(waiting)
+                return now
+            # (not before the deadline: uvloop may call a little early)
+            self._squeeze_since = start = now if when is None else max(now, when)
+            for ifindex, dev in waiting:
+                mark = getattr(dev, "rx_mark", None)
+                marks[ifindex] = mark() if mark is not None else None
             behind = True
         else:
-            marks = self._rx_marks
-            behind = any(marks.get(ifindex) == emptied for ifindex, emptied in waiting)
+            behind = False
+            for ifindex, dev in waiting:
+                if ifindex in marks:        # else it was empty when they fell due
+                    caught_up = getattr(dev, "rx_caught_up", None)
+                    if caught_up is None or not caught_up(marks[ifindex]):
+                        behind = True
+                        break
         stat = self.softnet_stat
+        due = start if waiting else now
         if behind:
             if now - start < TIMER_DEFER_MAX:
                 stat["timers_deferred"] += 1
-                return True
+                return None
             stat["timers_forced"] += 1
+            due = now
         stat["timers_waited_max"] = max(stat["timers_waited_max"], now - start)
         self._end_squeeze()
-        return False
+        return due
 
     def _end_squeeze(self) -> None:
         self._squeeze_since = None

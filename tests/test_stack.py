@@ -442,9 +442,9 @@ def test_input_a_device_still_holds_is_processed_before_due_timers():
         dev.poll_rx = poll_rx           # type: ignore[attr-defined]
         real_poll = a.host.poll
 
-        def poll(now: float) -> None:
+        def poll(now: float, due: float | None = None) -> None:
             order.append("timers")
-            real_poll(now)
+            real_poll(now, due)
 
         a.host.poll = poll              # type: ignore[method-assign]
         a._on_timer()

@@ -29,9 +29,10 @@ import pytest
 from stackutil import run_on
 
 import tcpio.devices.tap as tap_mod
+import tcpio.stack as stack_mod
 from tcpio.devices.base import new_stats
 from tcpio.devices.tap import SynShare, TapDevice
-from tcpio.stack import NET_RX_ROUNDS, NET_RX_USECS, TIMER_DEFER_MAX, Stack
+from tcpio.stack import NET_RX_ROUNDS, NET_RX_USECS, Stack
 
 BUDGET = 8          # frames per device read
 COST = 100e-6       # virtual seconds per frame delivered: 0.8 ms a budget
@@ -51,7 +52,7 @@ class Ring:
     """A Stack with a TapDevice whose queue is a socketpair, a deadline the
     test sets, and a record of what happened in which loop callback."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, refill: bool) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, refill: bool, ring_len: int = 0) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
         monkeypatch.setattr(tap_mod, "_clock", loop.time)
@@ -64,6 +65,7 @@ class Ring:
         dev.budget, dev.vnet_hdr_len, dev._readsize = BUDGET, 0, 2048
         dev.stats = new_stats()
         dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
+        dev.rx_flows_read, dev.rx_ring_len = 0, ring_len
         dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None
         self.dev = dev
         self.stack = stack = Stack(seed=1)
@@ -85,15 +87,20 @@ class Ring:
                 self.send(len(frames))
         dev._on_frames = on_frames
 
-        # the host's timers: one deadline, set by the test, gone once run
+        # the host's timers: deadlines the test sets, each gone once run
         host = stack.host
-        self.due: float | None = None
-        host.next_deadline = lambda: self.due    # type: ignore[method-assign]
+        self.deadlines: list[float] = []
+        host.next_deadline = lambda: min(self.deadlines, default=None)  # type: ignore
 
-        def poll(now: float) -> None:
-            self.log.append(("timers", now))
-            self.due = None
+        def poll(now: float, due: float | None = None) -> None:
+            limit = now if due is None else due
+            ran = [d for d in self.deadlines if d <= limit]
+            if ran:
+                self.log.append(("timers", now))
+                self.ran.extend((d, now) for d in ran)
+                self.deadlines = [d for d in self.deadlines if d > limit]
         host.poll = poll                         # type: ignore[method-assign]
+        self.ran: list[tuple[float, float]] = []   # (deadline, when it ran)
 
         on_timer = stack._on_timer
 
@@ -109,7 +116,7 @@ class Ring:
             self.sent += 1
 
     def arm(self, due: float) -> None:
-        self.due = due
+        self.deadlines.append(due)
         self.stack.kick()           # _rearm: the loop timer for the deadline
 
     def order(self) -> list[str]:
@@ -171,12 +178,44 @@ def test_an_ack_waiting_behind_a_backlog_is_read_before_the_due_timer(
     assert ring.dev.time_squeeze >= 1
 
 
-def test_under_input_that_never_stops_the_timers_run_after_the_cap(
+def test_under_input_that_never_stops_the_timers_run_once_a_ring_was_read(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The peer answers every batch with as many frames again: the queue is
-    never seen empty.  The due timers wait TIMER_DEFER_MAX, then run with
-    input still waiting (counted as forced), and no callback held the loop
-    for longer than its limits meanwhile."""
+    never seen empty.  It holds at most ``rx_ring_len`` frames (the TAP's
+    txqueuelen), first in first out, so once that many have been read since
+    the timers fell due, all that waited then has been read: the timers run
+    (not forced by the cap), and no callback held the loop for longer than
+    its limits meanwhile."""
+    ring_len = 10 * BUDGET
+
+    async def main() -> tuple[Ring, list[float]]:
+        ring = Ring(monkeypatch, refill=True, ring_len=ring_len)
+        ring.send(6 * BUDGET)
+        ring.arm(ring.loop.time())
+        ticks = await ticks_while(lambda: not ring.timers_at(), ring.loop)
+        ring.close()
+        return ring, ticks
+
+    ring, ticks = run_on("virtual", main)
+    assert len(ring.timers_at()) == 1
+    stat = ring.stack.softnet_stat
+    assert stat["timers_forced"] == 0 and stat["timers_deferred"] >= 1
+    # read before the timers: what the first look left, and a ring's length since
+    first = ring.timer_frames[0]
+    read_first = next(i for i, (kind, _) in enumerate(ring.log) if kind == "timers")
+    frames_before = sum(len(what) for kind, what in ring.log[:read_first] if kind == "rx")
+    assert ring_len + first <= frames_before <= ring_len + first + BUDGET + TIMER_READ_MAX
+    assert max(ring.timer_frames) <= TIMER_READ_MAX
+    assert longest_gap(ticks) <= (BUDGET + TIMER_READ_MAX) * COST + 1e-9
+
+
+def test_under_input_that_never_stops_the_timers_run_after_the_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same, the ring's length unknown (0): the timers wait
+    TIMER_DEFER_MAX (here 50 ms), then run with input still waiting
+    (counted as forced)."""
+    monkeypatch.setattr(stack_mod, "TIMER_DEFER_MAX", 0.05)
+
     async def main() -> tuple[Ring, float, list[float]]:
         ring = Ring(monkeypatch, refill=True)
         ring.send(6 * BUDGET)
@@ -190,9 +229,9 @@ def test_under_input_that_never_stops_the_timers_run_after_the_cap(
     (ran,) = ring.timers_at()
     # the cap counts from the first look that found input left (one timer
     # read after the deadline); the timers run at the first look past it
-    assert TIMER_DEFER_MAX <= ran - due <= TIMER_DEFER_MAX + 2 * longest_gap(ticks)
+    assert 0.05 <= ran - due <= 0.05 + 2 * longest_gap(ticks)
     assert ring.stack.softnet_stat["timers_forced"] == 1
-    assert ring.stack.softnet_stat["timers_waited_max"] >= TIMER_DEFER_MAX
+    assert ring.stack.softnet_stat["timers_waited_max"] >= 0.05
     assert max(ring.timer_frames) <= TIMER_READ_MAX
     assert longest_gap(ticks) <= (BUDGET + TIMER_READ_MAX) * COST + 1e-9
 
@@ -241,7 +280,7 @@ def test_input_that_moves_the_deadline_ends_the_wait(
         def acked(frames: list[bytes]) -> None:
             deliver(frames)
             if any(tag_of(f) == b"M" for f in frames):
-                ring.due = due + 1.0        # the ACK cancelled the RTO: a later deadline
+                ring.deadlines = [due + 1.0]    # the ACK cancelled the RTO: a later deadline
                 stack.kick()
         ring.dev._on_frames = acked
         await ticks_while(lambda: ring.sent > ring.dev.stats["rx_packets"], ring.loop)
@@ -271,3 +310,43 @@ def test_with_nothing_waiting_the_timers_run_at_once(monkeypatch: pytest.MonkeyP
     assert len(ring.timer_frames) == 1
     assert ring.stack.softnet_stat["timers_deferred"] == 0
     assert ring.dev.time_squeeze == 0
+
+
+def test_a_timer_due_while_others_wait_waits_for_the_input_of_its_own_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queue that never empties, a timer A due first; while A waits, the
+    marker (an ACK) comes in and a timer B falls due right after it.  A runs
+    once what waited at its first look is read; B, though due by then, is
+    not run with A: it waits until the marker, which came in before B fell
+    due, has been read (before: every timer due by the time A ran, ran)."""
+    ring_len = 10 * BUDGET
+
+    async def main() -> tuple[Ring, float, list[float]]:
+        ring = Ring(monkeypatch, refill=True, ring_len=ring_len)
+        loop = ring.loop
+        ring.send(6 * BUDGET)
+        t0 = loop.time()
+        ring.arm(t0)
+        refill = ring.send
+        b_due: list[float] = []
+
+        def send(n: int, tag: bytes | None = None) -> None:
+            refill(n, tag)
+            if not b_due and loop.time() >= t0 + 0.007:
+                refill(1, b"M")
+                b_due.append(loop.time())
+                ring.arm(b_due[0])          # B falls due right after M came in
+        ring.send = send                    # type: ignore[method-assign]
+        await ticks_while(lambda: len(ring.ran) < 2, loop)
+        ring.close()
+        return ring, t0, b_due
+
+    ring, t0, (b_due,) = run_on("virtual", main)
+    (a, a_ran), (b, _) = sorted(ring.ran)
+    assert (a, b) == (t0, b_due)
+    m_read = next(i for i, (kind, what) in enumerate(ring.log) if kind == "rx" and b"M" in what)
+    timer_runs = [i for i, (kind, _) in enumerate(ring.log) if kind == "timers"]
+    assert len(timer_runs) == 2
+    assert timer_runs[0] < m_read < timer_runs[1]       # A before the marker, B after
+    assert a_ran > b_due                                # B was due when A ran
+    assert ring.stack.softnet_stat["timers_forced"] == 0

@@ -173,6 +173,7 @@ def device(monkeypatch: pytest.MonkeyPatch) -> Any:
     dev.budget, dev.vnet_hdr_len, dev._readsize = 256, 0, 2048
     dev.stats = new_stats()
     dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
+    dev.rx_flows_read, dev.rx_ring_len = 0, 0
     dev.syn_share = SynShare(share=0.2, batch=16, min_batch=4, burst=0.001, grace=0.0)
     dev._syn_timer = None
     loop = FakeLoop()
@@ -356,3 +357,21 @@ def test_an_overflow_long_past_does_not_hold_a_later_burst() -> None:
         sh.syn_done(32, 32 * 100e-6, True, t)
         t += 0.03
     assert sh.deferred == deferred
+
+
+def test_all_that_waited_at_a_mark_is_read_once_the_queue_was_empty_or_a_ring_read(
+        device: Any) -> None:
+    """rx_caught_up: the kernel's ring is first in, first out and holds at
+    most rx_ring_len frames, so what waited at the mark has been read once a
+    read found the queue empty, or once a ring's length was read since."""
+    t = device.t
+    device.budget, device.rx_ring_len = 4, 10
+    for i in range(30):
+        t["flows"].send(b"E%d" % i)
+    mark = device.rx_mark()
+    assert device.poll_rx(2) and not device.rx_caught_up(mark)     # 8 read
+    assert device.poll_rx(1) and device.rx_caught_up(mark)         # 12 >= 10
+    mark = device.rx_mark()
+    device.rx_ring_len = 0                                          # not known
+    assert device.poll_rx(4) and not device.rx_caught_up(mark)     # 16 more, not empty
+    assert not device.poll_rx(4) and device.rx_caught_up(mark)     # EAGAIN

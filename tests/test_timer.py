@@ -126,3 +126,42 @@ def test_rearming_at_the_same_time_goes_behind_timers_armed_since():
     a.arm(5.0)
     wheel.run(5.0)
     assert order == ["b", "a"]
+
+
+def test_run_with_an_earlier_due_fires_only_the_timers_due_by_then_with_now() -> None:
+    """run(now, due): the driver's timers that may run, given the input read
+    so far (Stack._on_timer): those due by ``due`` fire, called with ``now``;
+    one due between ``due`` and ``now`` stays armed, still the next deadline."""
+    wheel = TimerWheel()
+    calls: list[tuple[str, float]] = []
+    a = wheel.timer(lambda now: calls.append(("a", now)))
+    b = wheel.timer(lambda now: calls.append(("b", now)))
+    a.arm(1.0)
+    b.arm(2.0)
+    assert wheel.run(3.0, due=1.5) == 1
+    assert calls == [("a", 3.0)] and b.pending and wheel.next_deadline() == 2.0
+    assert wheel.run(3.0) == 1
+    assert calls == [("a", 3.0), ("b", 3.0)]
+
+
+def test_prompt_timers_fire_when_due_while_the_others_wait_for_due() -> None:
+    """A callback in ``prompt`` (the stack puts TCP's delayed ACK there)
+    fires when due whatever ``due`` says; the others due after ``due`` stay
+    armed, in their order, and fire on a later run."""
+    wheel = TimerWheel()
+    calls: list[str] = []
+
+    def delack(now: float) -> None:
+        calls.append("delack")
+    wheel.prompt.add(delack)
+    rto = wheel.timer(lambda now: calls.append("rto"))
+    tlp = wheel.timer(lambda now: calls.append("tlp"))
+    ack = wheel.timer(delack)
+    rto.arm(1.0)
+    ack.arm(1.5)
+    tlp.arm(1.2)
+    assert wheel.run(3.0, due=float("-inf")) == 1
+    assert calls == ["delack"] and rto.pending and tlp.pending and not ack.pending
+    assert wheel.next_deadline() == 1.0
+    assert wheel.run(3.0) == 2
+    assert calls == ["delack", "rto", "tlp"]

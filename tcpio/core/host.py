@@ -909,12 +909,13 @@ class Host:
         else:
             ip_input.ip_rcv(self, iface, frame, now, False)
 
-    def poll(self, now: float) -> None:
-        """Run the timers due at ``now``."""
+    def poll(self, now: float, due: float | None = None) -> None:
+        """Run the timers due at ``now`` (only those due by ``due``, when
+        given: see TimerWheel.run)."""
         self.now = now
         self._busy = True
         try:
-            self.timers.run(now)
+            self.timers.run(now, due)
             if self._loopback and not self.backlog_deferred:
                 self._run_loopback()
         except Exception:

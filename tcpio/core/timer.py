@@ -82,6 +82,9 @@ class TimerWheel:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._stale = 0  # entries superseded by an earlier one of the same timer
+        # callbacks whose timers run when due even while ``run``'s ``due``
+        # holds the others back (see run)
+        self.prompt: set[Callable[..., None]] = set()
 
     def timer(self, callback: Callable[..., None], owner: object = None) -> Timer:
         """A timer calling ``callback(now)``, or ``callback(owner, now)`` with
@@ -128,14 +131,26 @@ class TimerWheel:
         top = self._settle_top()
         return None if top is None else top[0]
 
-    def run(self, now: float) -> int:
-        """Fire every timer due at or before ``now``; return how many fired."""
+    def run(self, now: float, due: float | None = None) -> int:
+        """Fire every timer due at or before ``due`` (default ``now``), each
+        called with ``now``; return how many fired.  A ``due`` before ``now``
+        leaves the timers due since for later (the driver's: input that
+        came in after ``due`` has not been read yet, Stack._on_timer),
+        except those whose callback is in ``prompt``, which fire when due."""
         heap = self._heap
         fired = 0
+        limit = now if due is None else due
+        prompt = self.prompt
+        # past ``limit`` only for the prompt timers, set aside on the way
+        stop = now if prompt and limit < now else limit
+        held: list[tuple[float, int, Timer]] = []
         while True:
             top = self._settle_top()
-            if top is None or top[0] > now:
+            if top is None or top[0] > stop:
                 break
+            if top[0] > limit and top[2].callback not in prompt:
+                held.append(heapq.heappop(heap))    # due, but not yet: back after
+                continue
             heapq.heappop(heap)
             timer = top[2]
             timer._queued = None
@@ -148,4 +163,6 @@ class TimerWheel:
                 owner = ref()
                 if owner is not None:
                     timer.callback(owner, now)
+        for entry in held:
+            heapq.heappush(heap, entry)
         return fired

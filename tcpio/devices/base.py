@@ -10,9 +10,10 @@ Counters follow ``/proc/net/dev``: rx/tx packets, bytes, dropped, errors.
 
 A device whose reader stops at a budget (TapDevice) may still hold frames
 after a read; it offers ``poll_rx(rounds, seconds) -> bool`` (read more now,
-within those limits; True: frames still wait) and ``rx_emptied`` (how many
-reads found its queue empty), which the stack uses to keep due timers from
-overtaking input that is already there (Stack._on_timer).
+within those limits; True: frames still wait), ``rx_mark()`` and
+``rx_caught_up(mark)`` (has all that waited at the mark been read since?),
+which the stack uses to keep due timers from overtaking input that is
+already there (Stack._on_timer).
 """
 
 from __future__ import annotations
@@ -135,7 +136,12 @@ class DeviceWrapper:
         poll = getattr(self.device, "poll_rx", None)
         return bool(poll(rounds, seconds)) if poll is not None else False
 
-    @property
-    def rx_emptied(self) -> int:
-        """The inner device's count of reads that found its queue empty."""
-        return int(getattr(self.device, "rx_emptied", 0))
+    def rx_mark(self) -> object:
+        """The inner device's rx_mark (None without one)."""
+        mark = getattr(self.device, "rx_mark", None)
+        return mark() if mark is not None else None
+
+    def rx_caught_up(self, mark: object) -> bool:
+        """The inner device's rx_caught_up (False without one)."""
+        caught_up = getattr(self.device, "rx_caught_up", None)
+        return bool(caught_up(mark)) if caught_up is not None else False

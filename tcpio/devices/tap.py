@@ -344,7 +344,11 @@ class _TunTapBase:
         self._syn_timer: asyncio.TimerHandle | None = None
         self.rx_more = False                # the last read of the flows' queue hit the budget
         self.rx_emptied = 0                 # reads of the flows' queue that ended at EAGAIN
+        self.rx_flows_read = 0              # frames read from the flows' queue
         self.time_squeeze = 0               # poll_rx calls that stopped with frames waiting
+        # frames the kernel's ring holds for us at most (txqueuelen): after
+        # reading that many, all that waited at some moment has been read
+        self.rx_ring_len = txqueuelen or 0
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             flags = self._flags | IFF_NO_PI
@@ -359,6 +363,8 @@ class _TunTapBase:
             self._set_kernel_mtu(mtu)
             if txqueuelen is not None:
                 self._set_kernel_txqueuelen(txqueuelen)
+            else:
+                self.rx_ring_len = self.txqueuelen
             if flags & tun_steering.IFF_MULTI_QUEUE:
                 self._open_syn_queue(fd, flags)
         except BaseException:
@@ -590,6 +596,7 @@ class _TunTapBase:
             # stopped at the budget: more is waiting (the stack's timers wait
             # for it: poll_rx); short of it: the queue was seen empty
             self.rx_more = more = nread == budget
+            self.rx_flows_read += nread
             if not more:
                 self.rx_emptied += 1
         if nread:
@@ -616,10 +623,10 @@ class _TunTapBase:
         was in fact acknowledged gets the peer's TIME-WAIT ACK, and that a
         RST: issue 11, 1000 flows).  While this says True the stack puts its
         due timers off and reads again on the next loop iteration, until the
-        queue has been seen empty (``rx_emptied`` counts those reads, by the
-        loop's reader too) or a cap passes; it never reads a ring that stays
-        full for long in one callback (0.73 s once, issue 11).  An empty
-        queue costs one read that says EAGAIN."""
+        queue has been seen empty or a ring's length read since they fell due
+        (``rx_mark``/``rx_caught_up``, reads by the loop's reader too); it
+        never reads a ring that stays full for long in one callback (0.73 s
+        once, issue 11).  An empty queue costs one read that says EAGAIN."""
         deadline = None if seconds is None else _clock() + seconds
         for _ in range(rounds):
             if self.fd is None:
@@ -631,6 +638,19 @@ class _TunTapBase:
                 break
         self.time_squeeze += 1
         return True
+
+    def rx_mark(self) -> tuple[int, int]:
+        """Where the flows' queue's reading is now, for ``rx_caught_up``."""
+        return self.rx_emptied, self.rx_flows_read
+
+    def rx_caught_up(self, mark: tuple[int, int]) -> bool:
+        """Has every frame that waited in the flows' queue at ``mark`` been
+        read?  Yes once a read found the queue empty since, or once as many
+        frames as the ring holds (``rx_ring_len``) have been read since: the
+        ring is first in, first out.  (0: the ring's length is not known.)"""
+        emptied, nread = mark
+        ring = self.rx_ring_len
+        return self.rx_emptied != emptied or (ring > 0 and self.rx_flows_read - nread >= ring)
 
     def _rx_offloaded(self, raw: bytes, frames: list[bytes]) -> None:
         """A frame whose virtio header has work in it, in one compiled call
