@@ -121,8 +121,9 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         sk.wakeup = self._on_wakeup
         # Like asyncio: connection_made from the loop, then start reading
         # (data may already be queued), then wake whoever awaits the result.
+        # (One callback for the first two: asyncio's are adjacent in the
+        # ready queue, so nothing can run between them either.)
         loop.call_soon(self._connection_made)
-        loop.call_soon(self._poll)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
@@ -149,7 +150,12 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         # Even if closed before the loop got here, asyncio reports both
         # events, in order: connection_lost is call_soon'd after us.
         self._protocol_connected = True
-        self._protocol.connection_made(self)
+        try:
+            self._protocol.connection_made(self)
+        finally:
+            # then start reading (asyncio's _add_reader, queued right after
+            # connection_made): data or EOF may be queued already
+            self._poll()
 
     # --- state ---------------------------------------------------------------
     def is_closing(self) -> bool:

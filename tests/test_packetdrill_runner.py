@@ -285,7 +285,7 @@ INQ_READS = """\
                   msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
                                 cmsg_data=%d}]}, 0) = 1000
    +0 < F. 3001:3001(0) ack 1 win 257
-   +0 > . 1:1(0) ack 3002
+ +.04 > . 1:1(0) ack 3002
    +0 recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 5000}], msg_flags=0,
                   msg_control=[{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ,
                                 cmsg_data=%d}]}, 0) = 2000

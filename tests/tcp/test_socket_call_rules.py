@@ -1104,6 +1104,29 @@ def test_tcp_nodelay_pushes_what_nagle_held_back():
     assert c.sk.getsockopt(TCP, socket.TCP_NODELAY) == 0
 
 
+def test_tcp_nodelay_with_nothing_unsent_does_not_enter_the_send_loop(monkeypatch):
+    """tcp_push_pending_frames pushes only when there is a send head: every
+    accepted asyncio transport sets TCP_NODELAY on a sock with nothing queued
+    (sent and unacked data is not unsent), where the send loop has nothing
+    to do; with a byte held back it does push."""
+    from tcpio.core.tcp import tcp_output
+    c = passive_open()
+    c.sk.sendmsg(b"a" * 10)
+    c.recv()                                     # in flight, not acked: not unsent
+    pushes = []
+    real = tcp_output.tcp_push
+    monkeypatch.setattr(tcp_output, "tcp_push", lambda sk, now, *a: (pushes.append(sk),
+                                                                      real(sk, now, *a)))
+    c.sk.setsockopt(TCP, socket.TCP_NODELAY, 1)
+    assert pushes == [] and c.recv() == []
+    c.sk.setsockopt(TCP, socket.TCP_NODELAY, 0)
+    c.sk.sendmsg(b"b" * 10)                      # held by Nagle
+    assert c.recv() == []
+    pushes.clear()
+    c.sk.setsockopt(TCP, socket.TCP_NODELAY, 1)
+    assert pushes == [c.sk] and [s.payload for s in c.recv()] == [b"b" * 10]
+
+
 def test_so_sndbuf_wakes_the_writer():
     """A new send buffer size may mean new space: the sock is woken."""
     c = passive_open()

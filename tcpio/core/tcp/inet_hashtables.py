@@ -171,12 +171,9 @@ class InetHashInfo:
         self._table_perturb = [0] * INET_TABLE_PERTURB_SIZE
 
     # -- ehash ----------------------------------------------------------------
-    def _table(self, raddr: int) -> Any:
-        return self.ehash6 if raddr > V6MASK else self.ehash
-
     def lookup_established(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
         """``__inet_lookup_established`` / ``__inet6_lookup_established``."""
-        return self._table(raddr).lookup(laddr, lport, raddr, rport)
+        return (self.ehash6 if raddr > V6MASK else self.ehash).lookup(laddr, lport, raddr, rport)
 
     def established(self) -> Any:
         """Every sock in ehash and ehash6 (the iteration ``ss`` does)."""
@@ -185,15 +182,18 @@ class InetHashInfo:
 
     def ehash_insert(self, sk: Any) -> None:
         """Hash ``sk`` by its 4-tuple (replaces whatever had that tuple)."""
-        self._table(sk.raddr).insert(sk.laddr, sk.lport, sk.raddr, sk.rport, sk)
+        # (_table inlined here and below: a few calls per connection each)
+        raddr = sk.raddr
+        (self.ehash6 if raddr > V6MASK else self.ehash).insert(sk.laddr, sk.lport, raddr,
+                                                               sk.rport, sk)
 
     def ehash_remove(self, sk: Any) -> bool:
         """Unhash ``sk`` if it (not another sock with its tuple) is in ehash."""
-        t = (sk.laddr, sk.lport, sk.raddr, sk.rport)
-        table = self._table(sk.raddr)
-        if table.lookup(*t) is not sk:
+        laddr, lport, raddr, rport = sk.laddr, sk.lport, sk.raddr, sk.rport
+        table = self.ehash6 if raddr > V6MASK else self.ehash
+        if table.lookup(laddr, lport, raddr, rport) is not sk:
             return False
-        table.remove(*t)
+        table.remove(laddr, lport, raddr, rport)
         return True
 
     # -- listening hash ---------------------------------------------------------
@@ -230,7 +230,7 @@ class InetHashInfo:
 
     def lookup(self, laddr: int, lport: int, raddr: int, rport: int) -> Any:
         """``__inet_lookup``: established/request/time-wait first, then a listener."""
-        sk = self._table(raddr).lookup(laddr, lport, raddr, rport)
+        sk = (self.ehash6 if raddr > V6MASK else self.ehash).lookup(laddr, lport, raddr, rport)
         return sk if sk is not None else self.lookup_listener(laddr, lport)
 
     def inet_unhash(self, sk: Any) -> None:

@@ -893,6 +893,11 @@ def tcp_data_queue_ofo(sk: TcpSock, seq: int, data: Any, fin: int, now: float) -
     tcp_send_ack(sk, now)
 
 
+# The delayed ACK of a sock that never received data (Linux's icsk_ack.ato
+# of 0: tcp_send_delayed_ack arms its timer for the next jiffy, HZ=1000).
+TCP_ATO_UNSET_DELAY = 0.001
+
+
 def tcp_fin(sk: TcpSock, now: float, ack_now: bool = False) -> None:
     """The peer's FIN, in order (tcp_fin).  ``ack_now``: it filled the last
     hole of the out-of-order queue (Linux's ICSK_ACK_NOW), so it is ACKed at
@@ -911,6 +916,11 @@ def tcp_fin(sk: TcpSock, now: float, ack_now: bool = False) -> None:
         # arrives in order after a FIN for the lost quick ACKs to matter.)
         if not ack_now:
             sk.quick = 0
+            if not sk.got_data:
+                # No data ever arrived: Linux's icsk_ack.ato is still 0, so
+                # tcp_send_delayed_ack's timer fires at the next tick, not
+                # after TCP_ATO_MIN (the kernel here: 0.4-0.8 ms later).
+                sk.delack_timer.arm(now + TCP_ATO_UNSET_DELAY)
     elif state == TCP_FIN_WAIT1:
         # simultaneous close: both FINs crossed
         tcp_send_ack(sk, now)

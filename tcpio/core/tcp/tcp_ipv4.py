@@ -197,14 +197,22 @@ class TcpProto:
         (syncookies.synack_route_scope; syn_fast.synack_path)."""
         return synack_route_scope(self.host, raddr, MAX_SYNACK_LEN)
 
-    def advmss_for(self, raddr: int, user_mss: int = 0) -> int:
+    def route_mtu_checked(self, raddr: int) -> int:
+        """route_check and route_mtu in one lookup (the passive open's
+        inet_csk_route_req / inet_csk_route_child_sock, which go on with the
+        route they found): OSError without a route."""
+        rt = route_check(self.host, raddr)
+        return rt.mtu - IPV6_TCP_EXTRA if raddr > V6MASK else rt.mtu
+
+    def advmss_for(self, raddr: int, user_mss: int = 0, mtu: int = 0) -> int:
         """The MSS we advertise to ``raddr``: the route's (dst_metric_advmss),
         bounded by a TCP_MAXSEG ``user_mss`` when one is set (tcp_mss_clamp).
+        ``mtu``: the route's, when the caller has just looked it up.
 
         A listener passes its own user_mss: Linux clamps the SYN-ACK's MSS
         option, the request's initial window and the child's advmss with it.
         """
-        return int(_syn_fast.route_advmss(self.route_mtu(raddr), user_mss))
+        return int(_syn_fast.route_advmss(mtu or self.route_mtu(raddr), user_mss))
 
     def _rcv_wscale(self, rcvbuf: int) -> int:
         """tcp_select_initial_window: enough scale for the largest buffer."""
@@ -468,7 +476,7 @@ class TcpProto:
                 mib["ListenDrops"] += 1
                 return
         try:
-            route_check(host, iph.src)
+            mtu = self.route_mtu_checked(iph.src)
         except OSError:
             # inet_csk_route_req: no way to answer; keep no state for it.
             mib["ListenDrops"] += 1
@@ -487,7 +495,7 @@ class TcpProto:
         req.sack_ok = bool(st.tcp_sack) and opts.sack_ok
         req.tstamp_ok = bool(st.tcp_timestamps) and opts.ts_val is not None
         req.ts_recent = opts.ts_val or 0
-        advmss = self.advmss_for(req.raddr, listener.opts.user_mss)
+        advmss = self.advmss_for(req.raddr, listener.opts.user_mss, mtu)
         # tcp_openreq_init_rwin: whole segments of the MSS less the timestamp option
         req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf,
                                             advmss - 12 if req.tstamp_ok else advmss)
@@ -517,7 +525,7 @@ class TcpProto:
         req.timer.arm(now + 1.0)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
-        tcp_send_synack(self, req, now)
+        tcp_send_synack(self, req, now, advmss)
 
     def cookie_v4_check(self, listener: TcpSock, skb: Skb, iph: Any, now: float,
                         req_dup: RequestSock | None = None) -> TcpSock | None:
@@ -591,11 +599,11 @@ class TcpProto:
         if self.acceptq_overflow(listener):
             return None
         try:
-            route_check(self.host, req.raddr)
+            mtu = self.route_mtu_checked(req.raddr)
         except OSError:
             self.host.mib["ListenDrops"] += 1
             return None
-        child = tcp_create_openreq_child(self, listener, req, now)
+        child = tcp_create_openreq_child(self, listener, req, now, mtu)
         child.inet_id = self.host.ip_ids.random_u16()
         # The third ACK's window, scaled, is the first SND.WND and MAX.SND.WND
         # (the SYN's is unscaled and stale; Linux tcp_create_openreq_child).

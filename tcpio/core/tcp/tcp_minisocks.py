@@ -259,7 +259,9 @@ def _in_window(skb: Skb, rcv_nxt: int, rcv_wnd: int) -> bool:
 
 
 # --- request socks ---------------------------------------------------------------
-def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
+def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int = 0) -> None:
+    """tcp_v4_send_synack.  ``advmss``: the MSS option, when the caller has
+    just computed it (tcp_conn_request: the same route and TCP_MAXSEG)."""
     if req.snt_synack is None:
         req.snt_synack = now        # tcp_make_synack: the first SYN-ACK's time
     ts = None
@@ -267,7 +269,7 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float) -> None:
         ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
     # tcp_make_synack: the route's advmss bounded by the listener's TCP_MAXSEG
     # (tcp_mss_clamp), read now, so a retransmitted SYN-ACK uses the current value.
-    opts = TcpOptions(mss=proto.advmss_for(req.raddr, req.listener.opts.user_mss),
+    opts = TcpOptions(mss=advmss or proto.advmss_for(req.raddr, req.listener.opts.user_mss),
                       wscale=req.rcv_wscale if req.wscale_ok else None,
                       sack_ok=req.sack_ok, ts_val=ts,
                       ts_ecr=req.ts_recent if ts is not None else None)
@@ -375,8 +377,11 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
 
 
 def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock,
-                             now: float) -> TcpSock:
-    """A full sock from a request sock, in SYN_RECV about to become ESTABLISHED."""
+                             now: float, mtu: int = 0) -> TcpSock:
+    """A full sock from a request sock, in SYN_RECV about to become ESTABLISHED.
+    ``mtu``: the route MTU to the peer, when the caller has just looked it up."""
+    if not mtu:
+        mtu = proto.route_mtu(req.raddr)
     sk = TcpSock(proto)
     sk.laddr, sk.lport, sk.raddr, sk.rport = req.laddr, req.lport, req.raddr, req.rport
     sk.reuseaddr = listener.reuseaddr
@@ -384,8 +389,10 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # inherit user options from the listener (sk_clone_lock): the options
     # record is shared, not copied (copy on write: SockOpts)
     sk.opts = listener.opts
-    for name in ("nodelay", "nonagle", "sndbuf", "rcvbuf", "family", "v6only", "scope_id"):
-        setattr(sk, name, getattr(listener, name))
+    # (one assignment, not a setattr loop: per accepted connection)
+    sk.nodelay, sk.nonagle, sk.sndbuf, sk.rcvbuf = (listener.nodelay, listener.nonagle,
+                                                    listener.sndbuf, listener.rcvbuf)
+    sk.family, sk.v6only, sk.scope_id = listener.family, listener.v6only, listener.scope_id
     sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
     sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = sk.pushed_seq = isn1
@@ -407,8 +414,8 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # table value): mss_clamp, which tcp_sync_mss applies (user_mss is not
     # applied a second time there, as in Linux).
     sk.mss_clamp = req.mss
-    sk.advmss = proto.advmss_for(req.raddr, sk.opts.user_mss)   # tcp_v4_syn_recv_sock
-    tcp_sync_mss(sk, proto.route_mtu(req.raddr))
+    sk.advmss = proto.advmss_for(req.raddr, sk.opts.user_mss, mtu)   # tcp_v4_syn_recv_sock
+    tcp_sync_mss(sk, mtu)
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
     if listener.trace is not None:
