@@ -128,3 +128,15 @@ async def test_a_cut_super_frame_arrives_as_plain_segments_to_verify():
         sent = p[TCP].chksum
         del p[TCP].chksum                   # scapy computes it again
         assert Ether(bytes(p))[TCP].chksum == sent
+
+
+def test_gso_frame_takes_a_frame_built_as_one_without_copying_it():
+    """The compiled send loop builds a super-frame in place as a GsoFrame
+    (tx.tcp_data_frame's gso): gso_frame only sets its attributes; a plain
+    frame (the interpreted loop's) is copied into a new GsoFrame."""
+    built = GsoFrame(b"f" * 3000)
+    out = gso_frame(built, 1000, 3, True)
+    assert out is built and (out.gso_size, out.gso_segs, out.csum_partial) == (1000, 3, True)
+    plain = b"p" * 3000
+    copied = gso_frame(plain, 1000, 3, False)
+    assert type(copied) is GsoFrame and copied == plain and copied.gso_segs == 3

@@ -10,6 +10,8 @@ buffer export also pins a bytearray so it cannot be resized while we read it.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF
 from cpython.bytearray cimport PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint32_t
@@ -147,3 +149,23 @@ cdef inline int ba_consume(bytearray ba, Py_ssize_t n) except -1:
     o.ob_start += n
     Py_SET_SIZE(ba, size - n)
     return 0
+
+
+# --- a bytes subtype to write into (gso.GsoFrame) ----------------------------------
+cdef extern from "Python.h":
+    ctypedef struct PyBytesObject:
+        Py_hash_t ob_shash
+    PyObject* PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t nitems) except NULL
+
+
+cdef inline object bytes_subtype_alloc(object t, Py_ssize_t n):
+    """A new object of the bytes subclass ``t`` with ``n`` bytes to write into
+    (nobody else holds it yet): the type's tp_alloc (a heap type's is
+    PyType_GenericAlloc), which zeroes the block once.  ``t(n)`` would make
+    a zeroed bytes first and copy it into a second zeroed block
+    (bytes_subtype_new), and ``t(frame)`` copies a built frame again."""
+    cdef PyObject* o = PyType_GenericAlloc(<PyTypeObject*>t, n)
+    (<PyBytesObject*>o).ob_shash = -1      # no hash cached yet
+    out = <object>o
+    Py_DECREF(out)                          # (the cast took a reference of its own)
+    return out

@@ -29,8 +29,11 @@ class GsoFrame(bytes):
 
 
 def gso_frame(frame: bytes, gso_size: int, gso_segs: int, csum_partial: bool) -> GsoFrame:
-    """``frame`` as a super-frame of ``gso_segs`` segments of ``gso_size``."""
-    out = GsoFrame(frame)
+    """``frame`` as a super-frame of ``gso_segs`` segments of ``gso_size``:
+    a frame built as a GsoFrame (the compiled send loop builds it in place,
+    tx.tcp_data_frame's ``gso``) takes the attributes, any other is copied
+    into a new one."""
+    out = frame if type(frame) is GsoFrame else GsoFrame(frame)
     out.gso_size = gso_size
     out.gso_segs = gso_segs
     out.csum_partial = csum_partial

@@ -19,10 +19,10 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
-from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_DECREF
+from cpython.object cimport PyObject
 
-from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, rd16, rd32, wr16
+from tcpio._fast._buf cimport (bytes_subtype_alloc, rbuf, rbuf_get, rbuf_release, rd16,
+                               rd32, wr16)
 from tcpio._fast._csum cimport csum_net, pseudo_sum
 from tcpio._fast._tcphdr cimport tcp_opts, tcp_parse_options
 from tcpio._fast.ehash cimport EHash, EHash6
@@ -319,24 +319,6 @@ cdef inline Py_ssize_t _rdn16(const unsigned char* p) noexcept nogil:
     return v
 
 
-cdef extern from "Python.h":
-    ctypedef struct PyBytesObject:
-        Py_hash_t ob_shash
-    PyObject* PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t nitems) except NULL
-
-
-cdef object _gso_frame_alloc(Py_ssize_t n):
-    """A GsoFrame of ``n`` bytes to write into: the type's tp_alloc (a heap
-    type's is PyType_GenericAlloc), which zeroes the block once.  GsoFrame(n)
-    would make a zeroed bytes first and copy it into a second zeroed block
-    (bytes_subtype_new): 64 KiB written three times before the data."""
-    cdef PyObject* o = PyType_GenericAlloc(<PyTypeObject*>GsoFrame, n)
-    (<PyBytesObject*>o).ob_shash = -1      # no hash cached yet
-    out = <object>o
-    Py_DECREF(out)                          # (the cast took a reference of its own)
-    return out
-
-
 def vnet_rx(raw, Py_ssize_t hlen):
     """The frame behind a virtio-net header (see rx_py.vnet_rx)."""
     cdef rbuf b
@@ -363,7 +345,7 @@ def vnet_rx(raw, Py_ssize_t hlen):
         flagged = gso != C_GSO_NONE or (n > C_RX_FLAGGED_MIN
                                         and flags & (C_F_NEEDS_CSUM | C_F_DATA_VALID))
         if flagged:
-            out = _gso_frame_alloc(n)
+            out = bytes_subtype_alloc(GsoFrame, n)
         else:
             out = PyBytes_FromStringAndSize(NULL, n)
         # (a new object nobody else holds yet: written in place)

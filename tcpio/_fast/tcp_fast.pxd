@@ -150,10 +150,10 @@ cpdef TxSeg new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags,
 @cython.locals(ident=cython.longlong)
 cpdef long long ip_select_ident_segs(TcpCb sk, long long segs) except -1
 @cython.locals(base=cython.p_const_uchar)
-cdef bytes _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
-                      src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
-                      uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr,
-                      bytes addrs6, bint partial=*)
+cdef object _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
+                        src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
+                        uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr,
+                        bytes addrs6, bint partial=*, bint gso=*)
 cpdef bytes addrs6_of(TcpCb sk)
 @cython.locals(wq_seq=uint32_t, write_seq=uint32_t, seq=uint32_t,
                end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,

@@ -621,20 +621,22 @@ def buf_consume(ba: bytearray, n: int) -> None:
 def _data_frame(sk: TcpCb, wq: bytearray, off: int, seglen: int, dst_mac: bytes | None,
                src_mac: bytes | None, hh: int, ident: int, ttl: int, seq: int, flags: int,
                window: int, ts_val: int, ts_ecr: int, addrs6: bytes | None,
-               partial: bool = False) -> bytes:
+               partial: bool = False, gso: bool = False) -> bytes:
     """The frame of the data segment ``wq[off:off + seglen]`` (tcp_transmit_skb
     -> ip_queue_xmit in one call; ``partial``: CHECKSUM_PARTIAL).  ``addrs6``:
     an IPv6 connection's source and destination address (32 bytes, as the
-    IPv6 header carries them; ``ttl`` is then the hop limit), None for IPv4."""
+    IPv6 header carries them; ``ttl`` is then the hop limit), None for IPv4.
+    ``gso``: a super-frame's; compiled, it is built as a gso.GsoFrame (no
+    copy into one after), interpreted as plain bytes (gso_frame copies)."""
     if cython.compiled:
         base = cython.cast(cython.p_const_uchar, PyByteArray_AS_STRING(wq))
         if addrs6 is not None:
             return tcp_data_frame6(dst_mac, src_mac, hh, addrs6, ttl, sk.lport, sk.rport, seq,
                                    sk.rcv_nxt, flags, window, ts_val, ts_ecr, base + off,
-                                   seglen, partial)
+                                   seglen, partial, gso)
         return tcp_data_frame(dst_mac, src_mac, hh, sk.laddr, sk.raddr, ident, ttl,
                               sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
-                              ts_ecr, base + off, seglen, partial)
+                              ts_ecr, base + off, seglen, partial, gso)
     with memoryview(wq) as view:
         if addrs6 is not None:
             frame: bytes = _tcp_frame6(dst_mac, src_mac, sk.laddr & _V6MASK,
@@ -1168,7 +1170,7 @@ def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: b
                                          seq, flags, window, ts_val, ts_ecr, addrs6)))
         return 0
     frame = _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl, seq, flags, window,
-                        ts_val, ts_ecr, addrs6, csum_partial)
+                        ts_val, ts_ecr, addrs6, csum_partial, True)
     out.append((ifindex, gso_frame(frame, mss, segs, csum_partial)))
     return 0
 

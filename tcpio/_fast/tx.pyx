@@ -9,10 +9,12 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from tcpio._fast._buf cimport chk_range, rbuf, rbuf_get, rbuf_release, wr16
+from tcpio._fast._buf cimport bytes_subtype_alloc, chk_range, rbuf, rbuf_get, rbuf_release, wr16
 from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
 from tcpio._fast._tcphdr cimport (tcp_header_write, tcp_sack_write, tcp_syn_options_write,
                                   tcp_ts_write)
+
+from tcpio._fast.gso import GsoFrame
 
 __all__ = ["ETH_ZLEN", "ip_build", "tcp_frame", "tcp_frame6"]
 
@@ -44,11 +46,13 @@ cdef Py_ssize_t _hh_len(dst_mac, src_mac) except -1:
     return C_ETH_HLEN
 
 
-cdef bytes _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsigned char** ip,
-                      bint v6=False):
+cdef object _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsigned char** ip,
+                       bint v6=False, bint gso=False):
     """A frame for an IPv4 (``v6``: IPv6) datagram of ``total`` bytes behind
     ``hh`` bytes of Ethernet header (written here), zero-padded to ETH_ZLEN
-    on Ethernet; ``*ip`` is set to where the datagram goes."""
+    on Ethernet; ``*ip`` is set to where the datagram goes.  ``gso``: a
+    gso.GsoFrame (a super-frame, its attributes the caller's to set), built
+    in place rather than copied into one afterwards."""
     cdef Py_ssize_t flen = hh + total
     cdef const unsigned char* dm
     cdef const unsigned char* sm
@@ -59,7 +63,10 @@ cdef bytes _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsigne
         raise ValueError("ipv4: datagram longer than 65535 bytes")
     if hh and flen < C_ETH_ZLEN:
         flen = C_ETH_ZLEN
-    frame = PyBytes_FromStringAndSize(NULL, flen)
+    if gso:
+        frame = bytes_subtype_alloc(GsoFrame, flen)
+    else:
+        frame = PyBytes_FromStringAndSize(NULL, flen)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(frame)
     if hh:
         dm = dst_mac
@@ -97,18 +104,19 @@ def ip_build(dst_mac, src_mac, long long proto, long long src, long long dst,
         rbuf_release(&b)
 
 
-cdef bytes _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, long long dst,
-                            long long ident, long long ttl, const unsigned char* th,
-                            Py_ssize_t thlen, const unsigned char* data, Py_ssize_t n,
-                            bint partial=False):
+cdef object _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, long long dst,
+                             long long ident, long long ttl, const unsigned char* th,
+                             Py_ssize_t thlen, const unsigned char* data, Py_ssize_t n,
+                             bint partial=False, bint gso=False):
     """The frame for a TCP header ``th`` (``thlen`` bytes, checksum zero) and
     ``n`` bytes of ``data``: Ethernet (``hh`` 14) or none, IPv4, TCP checksum
-    (``partial``: the pseudo-header sum only, CHECKSUM_PARTIAL)."""
+    (``partial``: the pseudo-header sum only, CHECKSUM_PARTIAL); ``gso``: as
+    a GsoFrame (_new_frame)."""
     cdef unsigned char* ip
     cdef unsigned char* seg
     cdef Py_ssize_t seglen = thlen + n
     cdef uint32_t pseudo
-    frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip)
+    frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip, False, gso)
     seg = ip + 20
     memcpy(seg, th, thlen)
     memcpy(seg + thlen, data, n)
@@ -122,9 +130,10 @@ cdef bytes _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, long
     return frame
 
 
-cdef bytes _tcp_frame_write6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char* addrs,
-                             uint32_t hlim, const unsigned char* th, Py_ssize_t thlen,
-                             const unsigned char* data, Py_ssize_t n, bint partial=False):
+cdef object _tcp_frame_write6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char* addrs,
+                              uint32_t hlim, const unsigned char* th, Py_ssize_t thlen,
+                              const unsigned char* data, Py_ssize_t n, bint partial=False,
+                              bint gso=False):
     """``_tcp_frame_write`` for IPv6: ``addrs`` is the 32 bytes of source and
     destination address as the header carries them; the fixed header is
     ip6_output's for TCP (traffic class and flow label 0, hop limit
@@ -134,7 +143,7 @@ cdef bytes _tcp_frame_write6(dst_mac, src_mac, Py_ssize_t hh, const unsigned cha
     cdef unsigned char* seg
     cdef Py_ssize_t seglen = thlen + n
     cdef uint32_t pseudo
-    frame = _new_frame(dst_mac, src_mac, hh, C_IPV6_HLEN + seglen, &ip, True)
+    frame = _new_frame(dst_mac, src_mac, hh, C_IPV6_HLEN + seglen, &ip, True, gso)
     seg = ip + C_IPV6_HLEN
     memcpy(seg, th, thlen)
     memcpy(seg + thlen, data, n)
@@ -154,34 +163,36 @@ cdef bytes _tcp_frame_write6(dst_mac, src_mac, Py_ssize_t hh, const unsigned cha
     return frame
 
 
-cdef bytes tcp_data_frame6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char* addrs,
-                           uint32_t hlim, uint32_t sport, uint32_t dport, uint32_t seq,
-                           uint32_t ack, uint32_t flags, uint32_t window, long long ts_val,
-                           uint32_t ts_ecr, const unsigned char* data, Py_ssize_t n,
-                           bint partial=False):
+cdef object tcp_data_frame6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char* addrs,
+                            uint32_t hlim, uint32_t sport, uint32_t dport, uint32_t seq,
+                            uint32_t ack, uint32_t flags, uint32_t window, long long ts_val,
+                            uint32_t ts_ecr, const unsigned char* data, Py_ssize_t n,
+                            bint partial=False, bint gso=False):
     """``tcp_data_frame`` over IPv6 (``addrs``: source and destination, 32 bytes)."""
     cdef unsigned char th[32]
     cdef Py_ssize_t thlen = 20
     if ts_val != -1:
         thlen += tcp_ts_write(th + 20, False, ts_val, ts_ecr)
     tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, 0)
-    return _tcp_frame_write6(dst_mac, src_mac, hh, addrs, hlim, th, thlen, data, n, partial)
+    return _tcp_frame_write6(dst_mac, src_mac, hh, addrs, hlim, th, thlen, data, n, partial,
+                             gso)
 
 
-cdef bytes tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_t dst,
+cdef object tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_t dst,
                           uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
                           uint32_t seq, uint32_t ack, uint32_t flags, uint32_t window,
                           long long ts_val, uint32_t ts_ecr, const unsigned char* data,
-                          Py_ssize_t n, bint partial=False):
+                          Py_ssize_t n, bint partial=False, bint gso=False):
     """``tcp_frame`` for compiled callers (tcp_fast's send loop): no SACK
-    blocks, no urgent pointer, fields already in range, ``hh`` from the MACs."""
+    blocks, no urgent pointer, fields already in range, ``hh`` from the MACs;
+    ``gso``: the frame as a GsoFrame (the caller sets its attributes)."""
     cdef unsigned char th[32]
     cdef Py_ssize_t thlen = 20
     if ts_val != -1:
         thlen += tcp_ts_write(th + 20, False, ts_val, ts_ecr)
     tcp_header_write(th, sport, dport, seq, ack, thlen, flags, window, 0)
     return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, data, n,
-                            partial)
+                            partial, gso)
 
 
 cdef bytes tcp_synack_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32_t dst,
