@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -26,7 +27,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from test_qdisc_rules import B6, B, Pair
 
-from tcpio.core.in_h import IPPROTO_UDP
+from tcpio.core.in_h import AF_INET, AF_INET6, IPPROTO_UDP
 from tcpio.core.qdisc import NET_XMIT_CN, NET_XMIT_DROP, NET_XMIT_SUCCESS, Qdisc
 from tcpio.core.tcp.tcp_states import TCP_CA_CWR, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_SENT
 from tcpio.core.udp import IP_RECVERR, IPV6_RECVERR
@@ -47,6 +48,22 @@ def marking_pair() -> Pair:
     p.a.qdiscs[1] = MarkingQdisc(1)
     p.netif = p.a.attach_netif(1)                   # the driver's handle on the new qdisc
     return p
+
+
+def tcp_pair(p: Pair, family: int) -> tuple[Any, Any]:
+    """An established connection a -> b:80 over ``family`` (Pair.tcp_pair's,
+    or its IPv6 twin: the segments then take ip6_queue_xmit_tcp)."""
+    if family == AF_INET:
+        return p.tcp_pair()
+    ls = p.b.tcp.socket(AF_INET6)
+    ls.bind(0, 80)
+    ls.listen(4)
+    sk = p.a.tcp.socket(AF_INET6)
+    with pytest.raises(BlockingIOError):
+        sk.connect(B6, 80)
+    p.net.run_until(lambda: sk.state == TCP_ESTABLISHED)
+    p.net.run_for(0.01)
+    return sk, ls.accept()
 
 
 def refusing(p: Pair) -> None:
@@ -188,13 +205,14 @@ def test_a_stale_neighbours_probe_refused_after_the_datagram_leaves_it_sent() ->
 
 # ----- TCP: tcp_enter_cwr on any positive status, then net_xmit_eval --------------------------
 
-def test_a_pure_ack_the_queue_refuses_enters_cwr() -> None:
+@pytest.mark.parametrize("family", [AF_INET, AF_INET6], ids=["ipv4", "ipv6"])
+def test_a_pure_ack_the_queue_refuses_enters_cwr(family: int) -> None:
     """__tcp_transmit_skb calls tcp_enter_cwr for err > 0 whatever the skb:
     __tcp_send_ack goes through it, so a refused pure ACK is a local
     congestion signal too (ssthresh once, CWR until high_seq).  The ACK's
     bookkeeping stands (tcp_event_ack_sent runs before ip_queue_xmit)."""
     p = Pair(txqueuelen=1)
-    sk, child = p.tcp_pair()
+    sk, child = tcp_pair(p, family)
     cwnd0 = sk.snd_cwnd
     p.netif.stop()
     p.a.udp.socket().sendto(b"fill", B, 9)                # the queue's one place
@@ -232,8 +250,11 @@ def _syn_attempts(p: Pair) -> int:
     return sum(1 for f in p.sent() if TCP in IP(f) and IP(f)[TCP].flags == "S")
 
 
-@pytest.mark.parametrize("syn_retries", [6, 2])
-def test_syn_retransmissions_the_queue_refuses_end_in_etimedout(syn_retries: int) -> None:
+@pytest.mark.parametrize(("family", "syn_retries"),
+                         [(AF_INET, 6), (AF_INET, 2), (AF_INET6, 6)],
+                         ids=["ipv4-6", "ipv4-2", "ipv6-6"])
+def test_syn_retransmissions_the_queue_refuses_end_in_etimedout(family: int,
+                                                                syn_retries: int) -> None:
     """tcp_retransmit_timer counts every attempt (tcp_update_rto_stats, before
     tcp_retransmit_skb) and retries a refused one after
     TCP_RESOURCE_PROBE_INTERVAL without backoff; tcp_write_timeout gives up
@@ -244,9 +265,10 @@ def test_syn_retransmissions_the_queue_refuses_end_in_etimedout(syn_retries: int
     p = Pair()
     p.a.settings.tcp_syn_retries = syn_retries
     refusing(p)
-    sk = p.a.tcp.socket()
+    dst = B if family == AF_INET else B6
+    sk = p.a.tcp.socket(family)
     with pytest.raises(BlockingIOError):
-        sk.connect(B, 80)
+        sk.connect(dst, 80)
     t0 = p.net.now
     assert p.net.run_until(lambda: sk.state == TCP_CLOSE, timeout=30)
     assert p.net.now - t0 == pytest.approx(1.0 + 0.5 * syn_retries)
@@ -255,15 +277,15 @@ def test_syn_retransmissions_the_queue_refuses_end_in_etimedout(syn_retries: int
     assert mib["TCPTimeouts"] == syn_retries + 1 and mib["TCPAbortOnTimeout"] == 1
     assert sk.rto == 1.0                                  # never backed off
     with pytest.raises(OSError) as e:
-        sk.connect(B, 80)
+        sk.connect(dst, 80)
     assert e.value.errno == errno.ETIMEDOUT
 
     lossy = Pair()
     lossy.a.settings.tcp_syn_retries = syn_retries
     lossy.link.drop = lambda sender, frame: sender is lossy.a
-    sk2 = lossy.a.tcp.socket()
+    sk2 = lossy.a.tcp.socket(family)
     with pytest.raises(BlockingIOError):
-        sk2.connect(B, 80)
+        sk2.connect(dst, 80)
     assert lossy.net.run_until(lambda: sk2.state == TCP_CLOSE, timeout=600)
     assert lossy.a.mib["TCPAbortOnTimeout"] == 1
     assert lossy.a.mib["TCPTimeouts"] == mib["TCPTimeouts"]

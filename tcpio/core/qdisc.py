@@ -25,7 +25,8 @@ Here:
 * The host (``Host.xmit``) puts a frame for a stopped interface in its
   qdisc, and answers as dev_queue_xmit does: ``NET_XMIT_SUCCESS``, or
   ``NET_XMIT_DROP`` when the qdisc is full (``host.qdisc_drops`` counts it,
-  a statistic only).  ``Host.take_output`` moves frames for a stopped
+  a statistic only), or whatever else its ``enqueue`` says (``NET_XMIT_CN``
+  from a queue that marks: queued, but slow down).  ``Host.take_output`` moves frames for a stopped
   interface that were queued before it stopped, or by TCP's compiled send
   loop (which appends to the host's transmit list itself), into the qdisc
   too (``hold``: they were admitted, so they are not dropped), and nothing
