@@ -44,9 +44,13 @@ async def one_round(args: argparse.Namespace) -> dict:
         prof = cProfile.Profile() if args.profile else None
         if prof is not None:
             prof.enable()
+        st0 = dict(peer.tap.stats)
+        mib0 = peer.stack.mib()
         t0 = os.times()
         r = await bench_scale.conns_tap(peer, args.inflight, args.conns)
         t1 = os.times()
+        st1 = peer.tap.stats
+        mib1 = peer.stack.mib()
         user, system = t1.user - t0.user, t1.system - t0.system
         if prof is not None:
             prof.disable()
@@ -55,6 +59,11 @@ async def one_round(args: argparse.Namespace) -> dict:
         # this process's CPU (user + system: the TAP reads and writes) per connection
         out["tcpio_cpu_us"] = (user + system) / args.conns * 1e6
         out["tcpio_sys_us"] = system / args.conns * 1e6
+        # frames each way per connection, and how many ACKs the delayed-ACK
+        # timer sent (a FIN's ACK the application's FIN did not carry)
+        out["frames_out"] = (st1["tx_packets"] - st0["tx_packets"]) / args.conns
+        out["frames_in"] = (st1["rx_packets"] - st0["rx_packets"]) / args.conns
+        out["delayed_acks"] = (mib1.get("DelayedACKs", 0) - mib0.get("DelayedACKs", 0)) / args.conns
         out["failed"] = r["failed"]
         out["rtos"] = r["rtos"]
     if not args.profile:

@@ -37,6 +37,30 @@ _DEFAULT_LIMIT = 2 ** 16
 _NO_DRAIN_WAITERS: tuple[()] = ()
 
 
+class _ClosedCleanly:
+    """``StreamReaderProtocol._closed`` after a clean ``connection_lost`` that
+    no ``wait_closed()`` had asked about: done, result None; asyncio's own
+    code only asks ``done()`` (and ``cancelled()``/``exception()`` in
+    ``__del__``), and ``_get_close_waiter`` hands out a real done future."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
+    def result(self) -> None:
+        return None
+
+
+_CLOSED_CLEANLY = _ClosedCleanly()
+
+
 class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     """asyncio's StreamReaderProtocol, with its queue of ``drain()`` waiters
     made when a writer first has to wait.
@@ -52,10 +76,13 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     Likewise the future ``StreamWriter.wait_closed()`` awaits (``_closed``,
     ~0.15 KiB): asyncio makes it in ``__init__``; here it is dropped there
     and made again when first asked for (by ``wait_closed()`` or
-    ``connection_lost``), which an idle connection never does.
+    ``connection_lost``), which an idle connection never does.  A clean
+    ``connection_lost`` (no exception) with nobody waiting makes none either
+    (a server that accepts and closes made two futures per connection where
+    asyncio makes one): ``wait_closed()`` later gets a done one.
     """
 
-    _closed_fut: asyncio.Future[None] | None = None
+    _closed_fut: asyncio.Future[None] | _ClosedCleanly | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -67,7 +94,7 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
             self._closed_fut = None     # nobody has seen it: make it when asked
 
     @property
-    def _closed(self) -> asyncio.Future[None]:
+    def _closed(self) -> Any:
         fut = self._closed_fut
         if fut is None:
             fut = self._closed_fut = self._loop.create_future()  # type: ignore[attr-defined]
@@ -77,9 +104,23 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     def _closed(self, fut: asyncio.Future[None]) -> None:
         self._closed_fut = fut
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self._closed_fut is None:
+            self._closed_fut = _CLOSED_CLEANLY      # (asyncio sees it done)
+        super().connection_lost(exc)
+
+    def _get_close_waiter(self, stream: Any) -> asyncio.Future[None]:
+        if self._closed_fut is _CLOSED_CLEANLY:
+            fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[attr-defined]
+            fut.set_result(None)
+            self._closed_fut = fut
+            return fut
+        return super()._get_close_waiter(stream)  # type: ignore[misc]
+
     def __del__(self) -> None:
-        # asyncio's __del__ only reads the future's outcome: none was made, nothing to read
-        if self._closed_fut is not None:
+        # asyncio's __del__ only reads the future's outcome: none was made,
+        # or the connection ended cleanly before anyone asked, nothing to read
+        if self._closed_fut is not None and self._closed_fut is not _CLOSED_CLEANLY:
             base_del = getattr(super(), "__del__", None)
             if base_del is not None:
                 base_del()

@@ -21,7 +21,6 @@ in docs/internals.md) and re-reads the sock's state each time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket as _socket
 import ssl as _ssl
@@ -99,8 +98,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         # asyncio and uvloop set TCP_NODELAY on every TCP transport: protocols
         # that write a header and then a body would otherwise wait out Nagle
         # against the peer's delayed ACK (40 ms per response).
-        with contextlib.suppress(OSError):
+        try:
             sk.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         self._protocol: Any = None
         self._protocol_connected = False
         self.set_protocol(protocol)

@@ -227,3 +227,37 @@ async def test_concurrent_drains_all_wait_while_paused_and_all_return_on_resume(
         await asyncio.wait_for(asyncio.gather(*drains), 10)
         writer.close()
         await writer.wait_closed()
+
+
+@both_loops
+async def test_a_clean_close_nobody_waits_for_makes_no_closed_future(kind: str) -> None:
+    """A server that accepts and closes: asyncio's protocol resolves its
+    ``wait_closed()`` future in connection_lost; tcpio's makes none when no
+    one asked, and wait_closed() asked afterwards still returns at once (a
+    done future); after an error it is made and carries the error."""
+    protocols: list = []
+    done = asyncio.Event()
+
+    async def close_at_once(reader, writer):  # type: ignore[no-untyped-def]
+        protocols.append(writer._protocol)
+        writer.close()
+        done.set()
+
+    srv, cli = await make_pair(kind)
+    async with await srv.start_server(close_at_once, "10.0.0.1", 7):
+        reader, writer = await cli.open_connection("10.0.0.1", 7)
+        await asyncio.wait_for(done.wait(), 10)
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 10)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        proto = protocols[0]
+        assert proto._closed.done() and not isinstance(proto._closed_fut, asyncio.Future)
+        waiter = proto._get_close_waiter(None)
+        assert isinstance(waiter, asyncio.Future) and waiter.result() is None
+        await asyncio.wait_for(asyncio.shield(waiter), 1)
+        failed = type(proto)(asyncio.StreamReader(), loop=asyncio.get_running_loop())
+        failed.connection_lost(ConnectionResetError())
+        assert isinstance(failed._closed_fut, asyncio.Future)
+        assert isinstance(failed._closed.exception(), ConnectionResetError)
