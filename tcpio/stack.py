@@ -303,7 +303,17 @@ class Stack:
             return
         # _timer_when stays the deadline while the devices are read: a kick
         # after a batch re-arms only if the input moved it
-        waiting = self._poll_input()
+        try:
+            waiting = self._poll_input()
+        except BaseException:
+            # a device's read raised (a pcap wrapper's full disk): the
+            # deadline must not stay claimed by a timer no longer armed, or
+            # no later kick would arm one again
+            self._timer_when = None
+            self._end_squeeze()
+            if not self._closed:
+                self._rearm()
+            raise
         if self._closed or self._timer is not None:
             return          # closed, or re-armed for the deadline the input left
         when = self._timer_when

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcpio.core.timer import TimerWheel
+from tcpio.core.timer import Timer, TimerWheel
 
 N_TIMERS = 5
 
@@ -165,3 +166,61 @@ def test_prompt_timers_fire_when_due_while_the_others_wait_for_due() -> None:
     assert wheel.next_deadline() == 1.0
     assert wheel.run(3.0) == 2
     assert calls == ["delack", "rto", "tlp"]
+
+
+# --- timers held back by run(now, due) (the driver's wait for input) ---------
+
+def _wheel_with_held_rto(stale: int) -> tuple[TimerWheel, list[tuple[str, float]], Timer]:
+    """A wheel with an RTO due at 1.0, a prompt (delayed-ACK) timer due at
+    1.5 whose callback arms another timer, and ``stale`` cancelled entries."""
+    w = TimerWheel()
+    fired: list[tuple[str, float]] = []
+
+    def delack(now: float) -> None:
+        fired.append(("delack", now))
+        w.timer(lambda now: None).arm(50.0)     # a push from inside run()
+
+    w.prompt.add(delack)
+    rto = w.timer(lambda now: fired.append(("rto", now)))
+    rto.arm(1.0)
+    w.timer(delack).arm(1.5)
+    junk = [w.timer(lambda now: None) for _ in range(stale)]
+    for t in junk:
+        t.arm(10.0)
+    for t in junk:
+        t.cancel()
+    return w, fired, rto
+
+
+def test_a_held_timer_survives_a_compaction_by_a_prompt_callback() -> None:
+    """run(now, due < now) holds the RTO back while the prompt delayed ACK
+    fires; that callback's arm() compacts the heap (stale entries dominate)
+    into a new list.  The held RTO must be in the wheel afterwards and fire
+    when its input has been read (it was lost in the old list, for good:
+    its _queued stayed set, so re-arming it queued nothing)."""
+    w, fired, _ = _wheel_with_held_rto(stale=300)
+    w.run(2.0, float("-inf"))
+    assert fired == [("delack", 2.0)]
+    assert w.next_deadline() == 1.0
+    w.run(3.0)
+    assert fired[-1] == ("rto", 3.0)
+
+
+def test_a_held_timer_survives_a_prompt_callback_that_raises() -> None:
+    """An exception out of a callback (the host counts it and goes on) must
+    not lose the timers run() had set aside."""
+    w = TimerWheel()
+    fired: list[float] = []
+
+    def delack(now: float) -> None:
+        raise RuntimeError("a socket's bug")
+
+    w.prompt.add(delack)
+    rto = w.timer(fired.append)
+    rto.arm(1.0)
+    w.timer(delack).arm(1.5)
+    with pytest.raises(RuntimeError):
+        w.run(2.0, float("-inf"))
+    assert w.next_deadline() == 1.0
+    w.run(3.0)
+    assert fired == [3.0]

@@ -137,32 +137,37 @@ class TimerWheel:
         leaves the timers due since for later (the driver's: input that
         came in after ``due`` has not been read yet, Stack._on_timer),
         except those whose callback is in ``prompt``, which fire when due."""
-        heap = self._heap
         fired = 0
         limit = now if due is None else due
         prompt = self.prompt
         # past ``limit`` only for the prompt timers, set aside on the way
         stop = now if prompt and limit < now else limit
         held: list[tuple[float, int, Timer]] = []
-        while True:
-            top = self._settle_top()
-            if top is None or top[0] > stop:
-                break
-            if top[0] > limit and top[2].callback not in prompt:
-                held.append(heapq.heappop(heap))    # due, but not yet: back after
-                continue
-            heapq.heappop(heap)
-            timer = top[2]
-            timer._queued = None
-            timer.when = None
-            fired += 1
-            ref = timer.owner
-            if ref is None:
-                timer.callback(now)
-            else:
-                owner = ref()
-                if owner is not None:
-                    timer.callback(owner, now)
-        for entry in held:
-            heapq.heappush(heap, entry)
+        # self._heap, never a local: a callback that arms a timer may compact
+        # it into a new list.  The held entries go back even when a callback
+        # raises (the host catches and goes on): lost, a timer whose entry is
+        # gone keeps _queued set and no later arm() would queue it again.
+        try:
+            while True:
+                top = self._settle_top()
+                if top is None or top[0] > stop:
+                    break
+                if top[0] > limit and top[2].callback not in prompt:
+                    held.append(heapq.heappop(self._heap))   # due, but not yet: back after
+                    continue
+                heapq.heappop(self._heap)
+                timer = top[2]
+                timer._queued = None
+                timer.when = None
+                fired += 1
+                ref = timer.owner
+                if ref is None:
+                    timer.callback(now)
+                else:
+                    owner = ref()
+                    if owner is not None:
+                        timer.callback(owner, now)
+        finally:
+            for entry in held:
+                heapq.heappush(self._heap, entry)
         return fired
