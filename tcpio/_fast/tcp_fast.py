@@ -455,8 +455,7 @@ def _ref_view(owner: Any, off: int, n: int) -> memoryview | None:
         if (not isinstance(base, bytes) or owner.ndim != 1 or owner.itemsize != 1
                 or not owner.c_contiguous or 2 * n < len(base)):
             return None
-        if off == 0 and len(owner) == n:
-            return owner
+        # a new view (of the same buffer): the caller may release its own
         return owner[off:off + n]
     if isinstance(owner, bytes) and 2 * n >= len(owner):
         return memoryview(owner)[off:off + n]

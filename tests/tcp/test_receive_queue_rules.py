@@ -192,3 +192,14 @@ def test_recvmsg_into_oob_reads_the_urgent_byte():
     buf = bytearray(4)
     assert c.sk.recvmsg_into(buf, 0, socket.MSG_OOB) == 1 and buf[:1] == b"X"
     assert c.sk.recvmsg(10) == b"abd"
+
+
+def test_a_queued_view_outlives_the_callers_view(tf):
+    """The caller may release the memoryview it passed: the queue holds a
+    view of its own of the same frame."""
+    frame = _frame(b"r" * BIG)
+    q = tf.RcvQueue()
+    view = _payload_view(frame)
+    q.push(view)
+    view.release()
+    assert q.take(BIG) == b"r" * BIG
