@@ -370,11 +370,11 @@ class TcpProto:
         sk.sk_shutdown = SHUTDOWN_MASK
         sk.rtx.clear()
         sk.packets_out = sk.sacked_out = sk.lost_out = sk.retrans_out = 0
-        if sk.orphan or not sk.bound:
-            self.hashinfo.inet_put_port(sk)
         if sk.orphan:
-            self.sk_release(sk)
+            self.sk_release(sk)     # (which puts the port: once per connection)
         else:
+            if not sk.bound:
+                self.hashinfo.inet_put_port(sk)
             self.host.schedule_wakeup(sk)
 
     def sk_release(self, sk: TcpSock) -> None:
