@@ -27,7 +27,9 @@ frames it could not queue toward tcpio), tcpio's device drops, the RTOs
 tcpio's stack took (TCPTimeouts), and when there were any, the resets tcpio
 sent and the kernel's own SYN retransmissions, RTOs, loss probes and resets;
 with ``--loop-stats``, the longest event-loop callback of the step and how
-many took 50 ms or more.  Then, in one process: the memory per idle
+many took 50 ms or more (by name), and the stack's timers' waits for input
+(Stack.softnet_stat); BENCH_FULL_MIB=1 in the environment adds tcpio's
+whole MIB delta to the JSON.  Then, in one process: the memory per idle
 established connection (bare sockets and asyncio streams; RSS delta, both
 ends counted, per end) and the time to open 5 000 and 20 000 idle
 connections.  The targets issue 11 sets are printed with a verdict.
