@@ -23,6 +23,7 @@ from tcpio.core.icmp_h import (
     ICMP_DEST_UNREACH,
     ICMP_ECHO,
     ICMP_ECHOREPLY,
+    ICMP_EXC_FRAGTIME,
     ICMP_FRAG_NEEDED,
     ICMP_PARAMETERPROB,
     ICMP_SOURCE_QUENCH,
@@ -59,6 +60,11 @@ UNREACH_ERRNO = (
     errno.EHOSTUNREACH,   # 14 host precedence violation
     errno.EHOSTUNREACH,   # 15 precedence cut-off
 )
+# icmp_err_convert's ``fatal`` for the same codes (RFC 1122 3.2.2.1: net and
+# host unreachable, and source route failed, are transient).  A UDP socket
+# hears of a non-fatal ("soft") error only with IP_RECVERR (__udp4_lib_err).
+UNREACH_FATAL = (False, False, True, True, False, False, True, True, True, True, True,
+                 False, False, True, True, True)
 _IN_COUNTER = {3: "IcmpInDestUnreachs", 4: "IcmpInSrcQuenchs", 11: "IcmpInTimeExcds",
                12: "IcmpInParmProbs"}
 _OUT_COUNTER = {3: "IcmpOutDestUnreachs", 11: "IcmpOutTimeExcds", 12: "IcmpOutParmProbs"}
@@ -91,6 +97,15 @@ def inet_peer_xrlim_allow(peers: dict[int, tuple[int, int]], dst: int, timeout: 
         peers.clear()           # bounded; forgetting only makes us more permissive
     peers[dst] = (tokens - timeout, now)
     return True
+
+
+def err_fatal(type: int, code: int) -> bool:
+    """__udp4_lib_err's harderr: a fatal destination unreachable code, or a
+    parameter problem.  (Fragmentation needed depends on the socket's path MTU
+    discovery mode: its caller decides.)  Time exceeded is soft."""
+    if type == ICMP_DEST_UNREACH:
+        return code < len(UNREACH_FATAL) and UNREACH_FATAL[code]
+    return type == ICMP_PARAMETERPROB
 
 
 def err_convert(type: int, code: int) -> int | None:
@@ -208,6 +223,8 @@ class IcmpProto:
         mib = self.host.mib
         if type == ICMP_SOURCE_QUENCH:
             return          # RFC 6633: ignored
+        if type == ICMP_TIME_EXCEEDED and code == ICMP_EXC_FRAGTIME:
+            return          # icmp_unreach: reassembly time exceeded is for nobody
         if len(quoted) < 20:
             mib["IcmpInErrors"] += 1
             return

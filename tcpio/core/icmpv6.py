@@ -71,6 +71,9 @@ UNREACH_ERRNO = (
     errno.EACCES,         # 5 source address failed policy
     errno.EACCES,         # 6 reject route
 )
+# tab_unreach's ``fatal`` for the same codes; a code past the table is
+# fatal (EPROTO).  A UDP socket hears of a soft error only with IPV6_RECVERR.
+UNREACH_FATAL = (False, True, False, False, True, True, True)
 ICMPV6_QUOTE_MAX = IPV6_MIN_MTU - IPV6_HLEN - 8
 
 _IN_COUNTER = {
@@ -88,10 +91,20 @@ _OUT_COUNTER = {
 }
 
 
-def err_convert(type: int, code: int) -> int | None:
-    """icmpv6_err_convert: errno for an error (None: not one we act on)."""
+def err_fatal(type: int, code: int) -> bool:
+    """icmpv6_err_convert's ``fatal``: destination unreachable by tab_unreach
+    (codes past it fatal), parameter problem; not packet too big (the caller
+    decides by its path MTU discovery mode) nor time exceeded."""
     if type == ICMPV6_DEST_UNREACH:
-        return UNREACH_ERRNO[code] if code < len(UNREACH_ERRNO) else None
+        return code >= len(UNREACH_FATAL) or UNREACH_FATAL[code]
+    return type == ICMPV6_PARAMPROB
+
+
+def err_convert(type: int, code: int) -> int | None:
+    """icmpv6_err_convert: errno for an error (None: not one we act on).
+    A destination unreachable code past tab_unreach is EPROTO."""
+    if type == ICMPV6_DEST_UNREACH:
+        return UNREACH_ERRNO[code] if code < len(UNREACH_ERRNO) else errno.EPROTO
     if type == ICMPV6_PKT_TOOBIG:
         return errno.EMSGSIZE
     if type == ICMPV6_PARAMPROB:

@@ -4,9 +4,12 @@ Socks are found by local port, then scored like Linux's compute_score: an
 exact local address beats a wildcard bind, a matching connected peer beats
 an unconnected sock.  Broadcast datagrams go to every matching sock.
 
-ICMP errors reach a sock's ``errors`` deque when it is connected (like Linux,
-where an unconnected UDP socket hears about errors only with IP_RECVERR), or
-always when the sock sets ``recverr = True``.
+An ICMP error becomes the sock's pending error (``errors``, Linux's single
+sk_err: a newer one replaces it; the next recv or send reports it once) when
+the sock set IP_RECVERR (IPV6_RECVERR for ICMPv6), or when the error is hard
+(__udp4_lib_err's harderr: port or protocol unreachable, parameter problem,
+fragmentation needed ...) and the sock is connected; a soft one (net or host
+unreachable, time exceeded) is otherwise ignored, as in Linux.
 
 One table serves both families (issue 17): an AF_INET6 sock keeps 128-bit
 addresses (``::ffff:a.b.c.d`` for IPv4 peers, which it reaches through IPv4
@@ -24,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
 from tcpio.core.errors import sock_error
+from tcpio.core.icmp import err_fatal
+from tcpio.core.icmp_h import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED
 from tcpio.core.in_h import AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_UDP, IPV6_V6ONLY
 from tcpio.core.ipv6 import (
     V4MAPPED_PREFIX,
@@ -46,7 +51,6 @@ UDP_MAX_PAYLOAD = 65535 - 20 - UDP_HLEN     # 65507
 # address objects): charged against rcvbuf like Linux charges skb truesize, so
 # empty datagrams cannot grow a queue without bound.
 UDP_SKB_OVERHEAD = 256
-ERRQUEUE_MAX = 64
 # What _queue counts: delivered, receive buffer full, and in errors.
 UDP_MIB = ("UdpInDatagrams", "UdpRcvbufErrors", "UdpInErrors")
 UDP6_MIB = ("Udp6InDatagrams", "Udp6RcvbufErrors", "Udp6InErrors")
@@ -77,7 +81,7 @@ class UdpSock:
         self.rcvbuf = self.host.settings.udp_rmem_default
         self.rcv_queue: deque[tuple[bytes, tuple[int, ...]]] = deque()
         self.rcv_bytes = 0
-        self.errors: deque[OSError] = deque(maxlen=ERRQUEUE_MAX)
+        self.errors: deque[OSError] = deque(maxlen=1)   # sk_err: at most one pending
         self.drops = 0
         self.wakeup: Callable[[], None] | None = None
 
@@ -159,6 +163,10 @@ class UdpSock:
     def sendto(self, data: bytes | bytearray | memoryview, addr: int | None = None,
                port: int | None = None, scope_id: int = 0) -> int:
         self._check_open()
+        if self.errors:
+            # sock_alloc_send_skb's sock_error: a pending ICMP error is the
+            # send's answer (reported once), and the datagram is not sent
+            raise self.errors.popleft()
         host = self.host
         if addr is None:
             if not self.connected:
@@ -498,17 +506,26 @@ class UdpProto:
         if sk is None:
             self.host.mib["UdpInErrorsNoSock"] += 1
             return
-        self.sk_err(sk, kind, code, code_errno, info)
+        if kind == ICMP_DEST_UNREACH and code == ICMP_FRAG_NEEDED:
+            if self.host.settings.ip_no_pmtu_disc:
+                return      # IP_PMTUDISC_DONT: not even with IP_RECVERR
+            hard = True
+        else:
+            hard = err_fatal(kind, code)
+        self.sk_err(sk, kind, code, code_errno, info, hard, sk.recverr)
 
-    def sk_err(self, sk: UdpSock, kind: int, code: int, code_errno: int, info: int) -> None:
-        """An ICMP or ICMPv6 error for ``sk``: queued when it is connected or
-        has IP_RECVERR, as __udp4_lib_err and __udp6_lib_err do."""
-        if not (sk.connected or sk.recverr):
+    def sk_err(self, sk: UdpSock, kind: int, code: int, code_errno: int, info: int,
+               hard: bool, recverr: bool) -> None:
+        """An ICMP or ICMPv6 error for ``sk`` (__udp4_lib_err, __udp6_lib_err):
+        with IP_RECVERR (IPV6_RECVERR: ``recverr``) any error, else a ``hard``
+        one on a connected sock, becomes its pending error (sk_err), replacing
+        one not yet reported; anything else is ignored."""
+        if not (recverr or (hard and sk.connected)):
             return
         detail = f"ICMP type {kind} code {code}"
         if code_errno == errno.EMSGSIZE and info:
             detail += f", next-hop MTU {info}"
-        sk.errors.append(sock_error(code_errno, detail))
+        sk.errors.append(sock_error(code_errno, detail))    # (maxlen 1: replaces)
         self.host.schedule_wakeup(sk)
 
 

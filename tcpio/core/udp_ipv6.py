@@ -16,8 +16,10 @@ from tcpio import _fast
 from tcpio.core.errors import sock_error
 from tcpio.core.icmp_h import (
     ICMPV6_DEST_UNREACH,
+    ICMPV6_PKT_TOOBIG,
     ICMPV6_PORT_UNREACH,
 )
+from tcpio.core.icmpv6 import err_fatal
 from tcpio.core.in_h import IPPROTO_UDP
 from tcpio.core.ipv6 import Iph6
 from tcpio.core.qdisc import net_xmit_errno, xmit_dropped
@@ -104,7 +106,10 @@ class UdpV6Proto:
         if sk is None:
             self.host.mib["Udp6InErrorsNoSock"] += 1
             return
-        self.udp.sk_err(sk, kind, code, code_errno, info)
+        # __udp6_lib_err: packet too big is hard (IPV6_PMTUDISC_WANT, the
+        # default), the rest as icmpv6_err_convert says; IPV6_RECVERR for all
+        hard = kind == ICMPV6_PKT_TOOBIG or err_fatal(kind, code)
+        self.udp.sk_err(sk, kind, code, code_errno, info, hard, sk.recverr6)
 
     # ----- output: udpv6_sendmsg ----------------------------------------------------
 
