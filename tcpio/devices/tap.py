@@ -364,7 +364,13 @@ class _TunTapBase:
             if txqueuelen is not None:
                 self._set_kernel_txqueuelen(txqueuelen)
             else:
-                self.rx_ring_len = self.txqueuelen
+                try:
+                    self.rx_ring_len = self.txqueuelen
+                except OSError:
+                    # no interface by that name to ask (an fd standing for a
+                    # TAP, as in the qdisc tests): the ring's length unknown
+                    # (0), the timers' wait bounded by TIMER_DEFER_MAX instead
+                    pass
             if flags & tun_steering.IFF_MULTI_QUEUE:
                 self._open_syn_queue(fd, flags)
         except BaseException:
