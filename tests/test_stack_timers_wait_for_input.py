@@ -30,6 +30,7 @@ from stackutil import run_on
 
 import tcpio.devices.tap as tap_mod
 import tcpio.stack as stack_mod
+from tcpio.core.tcp.tcp_timer import tcp_delack_timer
 from tcpio.devices.base import new_stats
 from tcpio.devices.tap import SynShare, TapDevice
 from tcpio.stack import NET_RX_ROUNDS, NET_RX_USECS, Stack
@@ -350,3 +351,40 @@ def test_a_timer_due_while_others_wait_waits_for_the_input_of_its_own_time(
     assert timer_runs[0] < m_read < timer_runs[1]       # A before the marker, B after
     assert a_ran > b_due                                # B was due when A ran
     assert ring.stack.softnet_stat["timers_forced"] == 0
+
+
+def test_a_delayed_ack_due_while_the_timers_wait_runs_when_due(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """TCP's delayed ACK is a prompt timer (TimerWheel.prompt): an ACK still
+    in the queue does not make it wrong, and holding it for the whole wait
+    (a second and more at 1000 flows) makes the peer retransmit.  Here with
+    the host's real timer wheel: a retransmission-like timer due first
+    waits for the input, the prompt one due after it runs on the next look
+    after its deadline."""
+    async def main() -> tuple[list[tuple[str, float]], float, Stack, float]:
+        ring = Ring(monkeypatch, refill=True, ring_len=10 * BUDGET)
+        loop, stack = ring.loop, ring.stack
+        host = stack.host
+        del host.poll, host.next_deadline       # the real ones again
+        assert tcp_delack_timer in host.timers.prompt
+        fired: list[tuple[str, float]] = []
+
+        def delack(now: float) -> None:
+            fired.append(("delack", now))
+        host.timers.prompt.add(delack)
+        rto = host.timers.timer(lambda now: fired.append(("rto", now)))
+        ack = host.timers.timer(delack)
+        ring.send(6 * BUDGET)
+        t0 = loop.time()
+        rto.arm(t0)
+        ack.arm(t0 + 0.003)
+        stack.kick()
+        ticks = await ticks_while(lambda: len(fired) < 2, loop)
+        ring.close()
+        return fired, t0, stack, longest_gap(ticks)
+
+    fired, t0, stack, gap = run_on("virtual", main)
+    assert [name for name, _ in fired] == ["delack", "rto"]
+    assert fired[0][1] <= t0 + 0.003 + gap
+    assert stack.softnet_stat["timers_deferred"] >= 1
+    assert stack.softnet_stat["timers_forced"] == 0
