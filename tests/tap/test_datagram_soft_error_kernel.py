@@ -14,6 +14,7 @@ import socket
 
 import pytest
 from netns import kernel_peer
+
 from .test_datagram_contract import Trace
 
 pytestmark = pytest.mark.tap
