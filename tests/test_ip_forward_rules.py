@@ -74,6 +74,7 @@ def test_ttl_expiry_is_time_exceeded_quoting_the_datagram_as_it_arrived() -> Non
     n = Routed()
     tx, _ = _udp_pair(n)
     tx.connect(ip_aton(B), 9000)
+    tx.recverr = True           # time exceeded is a soft error: IP_RECVERR hears it
     n.a.ip_output(IPPROTO_UDP, ip_aton(A), ip_aton(B),
                   bytes(UDP(sport=tx.lport, dport=9000) / b"probe"), ttl=1)
     n.net.run_for(1)
@@ -85,13 +86,14 @@ def test_ttl_expiry_is_time_exceeded_quoting_the_datagram_as_it_arrived() -> Non
     assert quoted.ttl == 1 and (quoted.src, quoted.dst) == (A, B)
     assert err[UDPerror].sport == tx.lport and err[UDPerror].dport == 9000
     assert n.r.mib["InHdrErrors"] == 1 and n.r.mib["IcmpOutTimeExcds"] == 1
-    # the connected socket hears about it (icmp_err_convert: EHOSTUNREACH)
+    # the socket hears about it (EHOSTUNREACH)
     assert [e.errno for e in tx.errors] == [errno.EHOSTUNREACH]
 
 
 def test_no_route_is_net_unreachable() -> None:
     n = Routed()
     sk = n.a.udp.socket()
+    sk.recverr = True           # net unreachable is a soft error: IP_RECVERR hears it
     sk.connect(ip_aton("192.0.2.1"), 53)
     sk.send(b"x")
     n.net.run_for(1)

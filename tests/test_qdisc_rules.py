@@ -340,7 +340,8 @@ def test_an_rto_retransmission_the_queue_refuses_is_retried_without_backoff() ->
     assert sk.snd_ssthresh == cwnd0 * 717 // 1024           # CUBIC's beta, once
     p.net.run_for(0.5)                                      # TCP_RESOURCE_PROBE_INTERVAL
     assert mib["TCPTimeouts"] == 2 and mib["TCPRetransFail"] == 3 and sk.rto == rto
-    assert sk.snd_ssthresh == cwnd0 * 717 // 1024 and sk.retransmits == 1
+    # every attempt counts (tcp_update_rto_stats), refused or not
+    assert sk.snd_ssthresh == cwnd0 * 717 // 1024 and sk.retransmits == 2
     p.netif.wake()
     got = p.receive(child, len(data))
     assert got == data and mib["TCPRetransFail"] == 3

@@ -377,8 +377,11 @@ def test_congestion_avoidance_grows_only_when_the_window_was_full():
 
 # --- what an ACK of new data resets -----------------------------------------------------
 def test_ack_of_new_data_restarts_the_retransmission_count():
-    """Linux tcp_ack (icsk_retransmits = 0 when SND.UNA advances): the
-    tcp_retries2 limit counts the retransmissions since the last progress."""
+    """Linux tcp_ack (icsk_retransmits = 0 when SND.UNA advances): the next
+    RTO cannot give up (retransmits_timed_out needs a retransmission since
+    the progress), but the episode's clock (retrans_stamp, from A's first
+    retransmission at 1 s) runs on while B's retransmission is unacked, so
+    the one after it does: tcp_retries2=3 is 3.0 s of it."""
     c = passive_open(settings=Settings(tcp_retries2=3))
     c.sk.nodelay = True
     a = _sent(c, 100)
@@ -398,8 +401,8 @@ def test_ack_of_new_data_restarts_the_retransmission_count():
         c.host.advance(t)
         resent += [s.seq for s in c.recv()]
     # B goes again at once (the ACK leaves it marked lost in the Loss state),
-    # then three RTO retransmissions before the limit is reached
-    assert resent == [b[0].seq] * 4
+    # then once by the RTO, and the next RTO gives up
+    assert resent == [b[0].seq] * 2
     assert c.sk.sk_err == errno.ETIMEDOUT
 
 
@@ -453,9 +456,10 @@ def test_cwnd_grows_in_disorder():
 
 
 def test_user_timeout_counts_from_the_current_loss_episode():
-    """RFC 5482 / Linux retransmits_timed_out: TCP_USER_TIMEOUT is measured
-    from the first unacknowledged send of the current episode; an episode
-    that ended with an ACK of everything leaves no trace (retrans_stamp)."""
+    """Linux retransmits_timed_out: TCP_USER_TIMEOUT is measured from the
+    first retransmission of the current episode (retrans_stamp; Linux 6.18
+    gave up 3.0 s after its first RTO with a 3000 ms user timeout); an
+    episode that ended with an ACK of everything leaves no trace."""
     import socket
     c = passive_open()
     c.sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)
@@ -472,8 +476,8 @@ def test_user_timeout_counts_from_the_current_loss_episode():
         t += 0.5
         c.host.advance(t)
         resent += [(t, s.seq) for s in c.recv()]
-    assert resent == [(12.0, b[0].seq)]
-    assert c.sk.sk_err == errno.ETIMEDOUT and t == 15.0   # 10 s + 5 s
+    assert resent == [(12.0, b[0].seq), (16.0, b[0].seq)]
+    assert c.sk.sk_err == errno.ETIMEDOUT and t == 17.0   # 12 s + 5 s
 
 
 def test_send_buffer_grows_with_cwnd():

@@ -503,8 +503,9 @@ def test_the_retransmission_timer_is_started_by_the_first_segment():
 def test_a_retransmission_repeats_the_segment_from_the_send_queue():
     """tcp_retransmit_skb: same sequence number, same bytes (rebuilt from the
     send queue), PSH, the current ACK; RetransSegs counts each one; the
-    episode's start (retrans_stamp) is the original send time (RFC 6298 5.5
-    backoff, TCP_USER_TIMEOUT measured from there)."""
+    episode's start (retrans_stamp) is this first retransmission's time
+    (Linux's "stamp of the first (attempted) retransmit": tcp_retries2's
+    model time and TCP_USER_TIMEOUT are measured from there)."""
     c = passive_open()
     c.host.advance(0.5)
     c.sk.sendmsg(b"r" * 100)
@@ -516,7 +517,7 @@ def test_a_retransmission_repeats_the_segment_from_the_send_queue():
     assert (again.flags, again.seq, again.ack, again.payload) == \
         (PSH | ACK, orig.seq, c.snd, b"r" * 100)
     assert c.host.mib["RetransSegs"] == 1
-    assert c.sk.retrans_stamp == 0.5
+    assert c.sk.retrans_stamp == c.host.now == 0.5 + 1.0
     seg = c.sk.rtx[0]
     assert seg.retrans == 1 and seg.tstamp == c.host.now and c.sk.retrans_out == 1
     assert seg.sacked == 4 | 2          # TCPCB_LOST (the RTO) | TCPCB_SACKED_RETRANS

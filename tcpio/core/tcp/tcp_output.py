@@ -897,7 +897,9 @@ def tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
         seg.sacked |= 2   # TCPCB_SACKED_RETRANS
         sk.retrans_out += 1
     if sk.retrans_stamp is None:
-        sk.retrans_stamp = seg.tstamp   # original send time of the oldest segment
+        # "stamp of the first (attempted) retransmit": now, refused or not
+        # (a SYN's is its first send, as tcp_connect stamps it)
+        sk.retrans_stamp = seg.tstamp if seg.flags & TCPHDR_SYN else now
     if __tcp_retransmit_skb(sk, seg, now, cause, psh):
         return True
     if marked:

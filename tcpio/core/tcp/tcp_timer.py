@@ -74,26 +74,73 @@ def tcp_write_timer(sk: TcpSock, now: float) -> None:
         tcp_recovery.tcp_rack_reo_timeout(sk, now)
 
 
-def _timed_out(sk: TcpSock, now: float, limit: int) -> bool:
-    if sk.retransmits >= limit:
-        return True
-    return bool(sk.opts.user_timeout and sk.retrans_stamp is not None and
-                now - sk.retrans_stamp >= sk.opts.user_timeout)
+# tcp_model_timeout's constants: the default RTO floor and the RTO cap,
+# whatever this host's RTO settings (Linux uses TCP_RTO_MIN / TCP_RTO_MAX)
+TCP_RTO_MIN_MS = 200
+TCP_RTO_MAX_MS = 120_000
+
+
+def tcp_model_timeout(boundary: int, rto_base_ms: int) -> int:
+    """tcp_model_timeout: the time (ms) ``boundary`` retransmissions take
+    when the RTO starts at ``rto_base_ms`` and doubles up to TCP_RTO_MAX:
+    (2^(b+1) - 1) * base while doubling, then TCP_RTO_MAX per retry."""
+    thresh = (TCP_RTO_MAX_MS // rto_base_ms).bit_length() - 1     # ilog2
+    if boundary <= thresh:
+        return ((2 << boundary) - 1) * rto_base_ms
+    return ((2 << thresh) - 1) * rto_base_ms + (boundary - thresh) * TCP_RTO_MAX_MS
+
+
+def retransmits_timed_out(sk: TcpSock, now: float, boundary: int, timeout: float = 0.0,
+                          rto_base_ms: int = TCP_RTO_MIN_MS) -> bool:
+    """retransmits_timed_out: has the time since the first (attempted)
+    retransmission of this episode (retrans_stamp) reached ``timeout``
+    (TCP_USER_TIMEOUT), or without one the model time of ``boundary``
+    retransmissions?  Time, not the count of retransmissions: an RTO the
+    transmit queue refuses (tried again after TCP_RESOURCE_PROBE_INTERVAL,
+    with no backoff) gives up when lost ones would.  In milliseconds, as
+    Linux's tcp_time_stamp, so float sums of backoffs compare exactly."""
+    stamp = sk.retrans_stamp
+    if not sk.retransmits or stamp is None:
+        return False
+    limit = round(timeout * 1000) if timeout else tcp_model_timeout(boundary, rto_base_ms)
+    return round((now - stamp) * 1000) >= limit
+
+
+def tcp_orphan_retries(sk: TcpSock, alive: bool) -> int:
+    """tcp_orphan_retries: tcp_orphan_retries (0 by default), none left
+    after an ICMP error once the RTO is at its cap, 8 while it is not."""
+    retries = sk.host.settings.tcp_orphan_retries
+    if sk.sk_err_soft and not alive:
+        retries = 0
+    if not retries and alive:
+        retries = 8
+    return retries
+
+
+def tcp_write_timeout(sk: TcpSock, now: float) -> bool:
+    """tcp_write_timeout: give up on the connection?  A SYN (SYN-ACK) after
+    syn_retries (synack_retries) attempts, counted; otherwise when the time
+    since the episode's first retransmission reaches tcp_retries2's model
+    time (an orphan's: tcp_orphan_retries'), or TCP_USER_TIMEOUT if set."""
+    st = sk.host.settings
+    if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+        limit = st.tcp_syn_retries if sk.state == TCP_SYN_SENT else st.tcp_synack_retries
+        if sk.retransmits >= limit:
+            return True
+        # tcp_timeout_init: the SYN's RTO is the model's base
+        base = round(sk.rtt_est.rto_initial * 1000)
+        return retransmits_timed_out(sk, now, limit, sk.opts.user_timeout, base)
+    limit = st.tcp_retries2
+    if sk.orphan:
+        limit = tcp_orphan_retries(sk, sk.rto < st.tcp_rto_max)
+    return retransmits_timed_out(sk, now, limit, sk.opts.user_timeout)
 
 
 def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
     if not sk.packets_out or not sk.rtx:
         return
-    st = sk.host.settings
-    mib = sk.host.mib
-    mib["TCPTimeouts"] += 1
-    if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
-        limit = st.tcp_syn_retries if sk.state == TCP_SYN_SENT else st.tcp_synack_retries
-    elif sk.orphan:
-        limit = st.tcp_orphan_retries or 8
-    else:
-        limit = st.tcp_retries2
-    if _timed_out(sk, now, limit):
+    sk.host.mib["TCPTimeouts"] += 1
+    if tcp_write_timeout(sk, now):
         tcp_write_err(sk)
         return
     head = sk.rtx[0]
@@ -101,30 +148,18 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         log_rto(sk, now)
     if not head.flags & TCPHDR_SYN:
         tcp_enter_loss(sk)
+    # tcp_update_rto_stats: the attempt counts whether or not it goes out
+    # (after tcp_enter_loss, which reads the count of the previous ones)
+    sk.retransmits += 1
     if not tcp_output.tcp_retransmit_skb(sk, head, now, "rto"):
         # The transmit queue refused it (local congestion): Linux tries again
-        # after TCP_RESOURCE_PROBE_INTERVAL, with no backoff.  Its
-        # tcp_update_rto_stats counted the attempt before it was made, so the
-        # next try's tcp_enter_loss (Loss, icsk_retransmits set) does not
-        # reduce ssthresh again from the cwnd of 1 this one left.
-        if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
-            # tcp_write_timeout gives up on a SYN (SYN-ACK) by that count,
-            # icsk_retransmits >= syn_retries (synack_retries): a SYN the
-            # queue keeps refusing ends in ETIMEDOUT after as many tries as
-            # one the network keeps losing, 0.5 s apart.
-            sk.retransmits += 1
-        elif not sk.retransmits:
-            # After the handshake tcpio times out by that count where Linux
-            # times out by the time since retrans_stamp (the RTOs' model
-            # time, tcp_model_timeout), so a refusal only marks the attempt
-            # made, as Linux did before tcp_update_rto_stats
-            # ("if (!icsk_retransmits) icsk_retransmits = 1"), rather than
-            # spend retries2 in 0.5 s steps.
-            sk.retransmits = 1
+        # after TCP_RESOURCE_PROBE_INTERVAL, with no backoff.  A SYN gives up
+        # after syn_retries such tries; anything else when the time since the
+        # first one reaches the model time of tcp_retries2 (retrans_stamp is
+        # the first attempt's, refused or not), as a lost one would.
         sk.pending = ICSK_TIME_RETRANS
         sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
         return
-    sk.retransmits += 1
     sk.rtt_est.backoff()
     when = now + sk.rto
     if sk.opts.user_timeout and sk.retrans_stamp is not None:
