@@ -659,13 +659,15 @@ class Socket:
         deadline = self._deadline()
         while True:
             self._check_open()
+            # a pending error before queued data, as __skb_recv_udp's
+            # sock_error comes before its dequeue
+            errors = getattr(sk, "errors", None)
+            if errors:
+                raise errors.popleft()
             got = sk.recvfrom()
             if got is not None:
                 data, addr = got
                 return bytes(data[:bufsize]), to_address(addr)
-            errors = getattr(sk, "errors", None)
-            if errors:
-                raise errors.popleft()
             await self._wait(deadline)
 
     # --- context manager / repr ------------------------------------------

@@ -79,3 +79,59 @@ async def test_every_call_on_a_closed_socket_is_ebadf() -> None:
             await asyncio.wait_for(on_ours(), 5)
         assert ei.value.errno == expected, name
     assert cli.mib().get("UdpOutDatagrams", 0) == 0
+
+
+def _kernel_recv_order() -> list[object]:
+    """What two kernel UDP sockets on loopback say: a datagram queued, then
+    the ICMP port unreachable for a later send; two recv() calls."""
+    import socket
+    import time
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        b.connect(a.getsockname())
+        a.sendto(b"queued", b.getsockname())
+        a.close()
+        b.send(b"anyone?")
+        time.sleep(0.1)
+        out: list[object] = []
+        for _ in range(2):
+            try:
+                out.append(b.recv(100))
+            except OSError as exc:
+                out.append(exc.errno)
+        return out
+
+
+@both_loops
+async def test_a_pending_error_is_reported_before_queued_data() -> None:
+    """Differential (kernel loopback): with a datagram queued and the ICMP
+    error of a later send pending, recv reports the error first, then the
+    datagram."""
+    srv, cli = await make_pair("memory")
+    a = srv.socket(tcpio.SOCK_DGRAM)
+    a.bind(("10.0.0.1", 9))
+    b = cli.socket(tcpio.SOCK_DGRAM)
+    b.bind(("10.0.0.2", 0))
+    await b.connect(("10.0.0.1", 9))
+    await a.sendto(b"queued", b.getsockname())
+    for _ in range(1000):
+        if b._sk.pending():
+            break
+        await asyncio.sleep(0.001)
+    a.close()
+    await b.send(b"anyone?")
+    for _ in range(1000):
+        if b._sk.errors:
+            break
+        await asyncio.sleep(0.001)
+    out: list[object] = []
+    for _ in range(2):
+        try:
+            out.append(await asyncio.wait_for(b.recv(100), 10))
+        except OSError as exc:
+            out.append(exc.errno)
+    b.close()
+    assert out == _kernel_recv_order() == [errno.ECONNREFUSED, b"queued"]
