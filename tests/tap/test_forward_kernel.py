@@ -21,6 +21,7 @@ import errno
 import hashlib
 import os
 import secrets
+import select
 import shutil
 import socket
 import struct
@@ -95,12 +96,29 @@ class World:
         self.a, self.b, self.www = a, b, www
         self.fwd = fwd
         self.log: str | None = None
+        self.early = ""         # what wait_log read before stop()
+
+    def wait_log(self, text: str, timeout: float = 20) -> None:
+        """Read the forwarder's output until ``text`` appears in it: a flow's
+        line is printed when the relay has closed both of its connections,
+        which can be after the client program has exited (its last FIN, the
+        peer's last ACK are still crossing), so stop() at once may come
+        before the line (the forwarder prints and flushes line by line)."""
+        assert self.fwd.stdout is not None
+        fd = self.fwd.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while text not in self.early and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self.early += chunk.decode(errors="replace")
 
     def stop(self) -> str:
         """SIGINT the forwarder; what it printed (its flow lines and counters)."""
         if self.log is None:
             self.fwd.send_signal(2)
-            self.log = self.fwd.communicate(timeout=20)[0]
+            self.log = self.early + self.fwd.communicate(timeout=20)[0]
         return self.log
 
     def listen(self, port: int, kind: int = socket.SOCK_STREAM,
@@ -310,7 +328,8 @@ def test_forwarder_logs_a_line_per_flow_and_its_counters(world: World) -> None:
     assert res.returncode == 0, res.stderr
     with pytest.raises(ConnectionRefusedError):
         world.client().connect((FAR, 9))
-    time.sleep(0.5)
+    world.wait_log(f"-> {FAR}:8080 fin/fin up ")
+    world.wait_log(f"-> {FAR}:9 refused")
     log = world.stop()
     assert f"-> {FAR}:8080 fin/fin up " in log, log
     assert f"-> {FAR}:9 refused" in log, log
@@ -346,6 +365,7 @@ def test_curl_by_name_dns_and_http_both_through_the_forwarder(world: World,
         shutil.rmtree(etc, ignore_errors=True)
         dns.terminate()
         dns.wait()
+    world.wait_log(f"-> {FAR}:8080 fin/fin")
     log = world.stop()
     assert "UdpFwdSessions" in log, log          # the DNS queries were sessions
     assert f"-> {FAR}:8080 fin/fin" in log, log
@@ -364,6 +384,7 @@ def test_curl_6_fetches_bulk_over_ipv6_through_the_forwarder_with_sha256_equal(
     assert len(got) == BULK
     assert hashlib.sha256(got).digest() == hashlib.sha256(
         (world.www / "bulk").read_bytes()).digest()
+    world.wait_log(f"-> [{FAR6}]:8080 fin/fin up ")
     log = world.stop()
     assert f"-> [{FAR6}]:8080 fin/fin up " in log, log
 
