@@ -539,12 +539,18 @@ class Socket:
         if self.type == SOCK_DGRAM:
             data, _ = await self._recvfrom(bufsize)
             return data
+        received: bytes = await self._recv_stream(bufsize, self._sk.recvmsg, b"")
+        return received
+
+    async def _recv_stream(self, bufsize: int, read: Any, empty: Any) -> Any:
+        """TCP's recv loop: ``read(bufsize)`` once bytes are queued,
+        ``empty`` at end of stream; waits (timeout) and raises as recv."""
         sk = self._sk
         deadline = self._deadline()
         while True:
             self._check_open()
             if sk.readable():
-                return self._call(sk.recvmsg, bufsize)
+                return self._call(read, bufsize)
             exc = pop_error(sk)
             if exc is not None:
                 raise exc
@@ -555,7 +561,7 @@ class Socket:
                                        and bufsize):
                 raise sock_error(errno.ENOTCONN)
             if sk.rcv_eof or state == TCP_CLOSE or bufsize == 0:
-                return b""
+                return empty
             await self._wait(deadline)
 
     async def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
@@ -563,10 +569,13 @@ class Socket:
         the byte count.  A datagram longer than that is cut, as on Linux."""
         view = self._writable(buffer, "recv_into")
         nbytes = self._into_size(view, nbytes, "recv_into")
-        if self.type == SOCK_DGRAM:
-            data, _ = await self._recvfrom(nbytes)
-        else:
-            data = await self.recv(nbytes)
+        if self.type != SOCK_DGRAM:
+            # from the receive queue straight into the caller's buffer
+            sk = self._sk
+            n: int = await self._recv_stream(
+                nbytes, lambda size: sk.recvmsg_into(view, size), 0)
+            return n
+        data, _ = await self._recvfrom(nbytes)
         view[:len(data)] = data
         return len(data)
 

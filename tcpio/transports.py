@@ -105,9 +105,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self._protocol: Any = None
         self._protocol_connected = False
         self.set_protocol(protocol)
-        # bytes not yet accepted by the core: a bytearray while there are
-        # any, else the shared empty bytes (an idle transport holds no buffer)
-        self._buffer: bytearray | bytes = _NO_BUFFER
+        # bytes not yet accepted by the core: a view of the caller's bytes
+        # (immutable: not copied) or a bytearray while there are any, else
+        # the shared empty bytes (an idle transport holds no buffer)
+        self._buffer: bytearray | bytes | memoryview = _NO_BUFFER
         self._closing = False        # close() or a fatal error happened
         self._conn_lost = 0          # >0 once connection_lost is scheduled
         self._eof = False            # write_eof() was called
@@ -281,14 +282,13 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return False
         try:
-            data = sk.recvmsg(min(size, want))
+            # straight from the receive queue into the protocol's buffer:
+            # one copy, no intermediate bytes (and no view left on buf for
+            # buffer_updated, which may resize it)
+            nbytes = sk.recvmsg_into(buf, min(size, want))
         except OSError as exc:
             self._fatal_error(exc, "Fatal read error on tcpio transport")
             return False
-        nbytes = len(data)
-        # Views released before buffer_updated: the protocol may resize buf.
-        with memoryview(buf) as view, view.cast("B") as flat:
-            flat[:nbytes] = data
         try:
             self._protocol.buffer_updated(nbytes)
         except (SystemExit, KeyboardInterrupt):
@@ -343,8 +343,15 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             if n == len(data):
                 return
             data = memoryview(data)[n:]
-        if self._buffer:
-            self._buffer += data
+        buf = self._buffer
+        if buf:
+            if type(buf) is not bytearray:
+                buf = self._buffer = bytearray(buf)
+            buf += data
+        elif type(data.obj if isinstance(data, memoryview) else data) is bytes:
+            # Immutable: keep a reference, no copy (asyncio keeps one since
+            # 3.12).  Anything else the caller may still change: copied.
+            self._buffer = data
         else:
             self._buffer = bytearray(data)
         self._maybe_pause_protocol()
@@ -366,10 +373,12 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             return
         if n:
             buf = self._buffer
-            assert isinstance(buf, bytearray)   # (only called with bytes buffered)
-            del buf[:n]
-            if not buf:
+            if n >= len(buf):
                 self._buffer = _NO_BUFFER
+            elif type(buf) is bytearray:
+                del buf[:n]
+            else:
+                self._buffer = memoryview(buf)[n:]
         self._maybe_resume_protocol()    # may write, close or abort
         if not self._buffer and not self._conn_lost:
             # (a close() or abort() inside resume_writing has already

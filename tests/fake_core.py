@@ -131,10 +131,20 @@ class FakeTcpSock:
 
     def recvmsg(self, maxlen: int) -> bytes:
         data = bytes(self.rcvq[:maxlen])
-        del self.rcvq[:maxlen]
-        if data and self.peer is not None:
-            self.host.net.dirty.add(self.peer)   # window opened: peer may send more
+        self._consume(len(data))
         return data
+
+    def recvmsg_into(self, buf: Any, nbytes: int = 0) -> int:
+        with memoryview(buf) as view, view.cast("B") as flat:
+            n = min(nbytes or len(flat), len(self.rcvq))
+            flat[:n] = self.rcvq[:n]
+        self._consume(n)
+        return n
+
+    def _consume(self, n: int) -> None:
+        del self.rcvq[:n]
+        if n and self.peer is not None:
+            self.host.net.dirty.add(self.peer)   # window opened: peer may send more
 
     def readable(self) -> int:
         return len(self.rcvq)

@@ -391,10 +391,38 @@ class Buffered(asyncio.BufferedProtocol):
         self.lost.set_result(exc)
 
 
+class ArrayBuffer(Buffered):
+    """Hands out an array of 4-byte ints: any writable contiguous buffer is
+    a valid get_buffer() result (asyncio's transports recv_into it)."""
+
+    def __init__(self) -> None:
+        from array import array
+        super().__init__()
+        self.arr = array("i", bytes(1000))
+
+    def get_buffer(self, sizehint: int):  # type: ignore[no-untyped-def]
+        self.sizes.append(sizehint)
+        return self.arr
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert 0 < nbytes <= 4000
+        self.got += self.arr.tobytes()[:nbytes]
+
+
+def _no_recvmsg(maxlen: int) -> bytes:
+    raise AssertionError("recvmsg called for a BufferedProtocol")
+
+
 @both_kinds
 @both_loops
-async def test_buffered_protocol_reads_into_its_buffer(kind: str) -> None:
-    server, cp, sp = await connected_pair(kind, server_proto=Buffered)
+@pytest.mark.parametrize("proto", ["Buffered", "ArrayBuffer"])
+async def test_buffered_protocol_reads_into_its_buffer(kind: str, proto: str) -> None:
+    """Into whatever writable buffer get_buffer() returns (asyncio's
+    transports recv_into it), in one copy from the core (recvmsg_into:
+    on the fake, recvmsg's intermediate bytes object is refused)."""
+    server, cp, sp = await connected_pair(kind, server_proto=globals()[proto])
+    if kind == "fake":
+        sp.transport._sk.recvmsg = _no_recvmsg
     payload = os.urandom(20_000)
     cp.transport.write(payload)
     cp.transport.close()
@@ -795,3 +823,54 @@ async def test_write_of_a_wide_memoryview_sends_every_byte(kind: str) -> None:
     await sp.eof
     assert bytes(sp.data) == payload.tobytes()
     server.close()
+
+
+@both_kinds
+@both_loops
+async def test_write_copies_what_the_caller_may_change_after_it(kind: str) -> None:
+    """write() returns before the bytes are sent; what it was given is the
+    data, whatever the caller does with a mutable buffer afterwards (the
+    rule asyncio's selector transport kept up to 3.11 by copying them).
+    Each write is partly refused by the core, so its rest waits in the
+    transport: bytes by reference, mutable buffers as a copy, and a write
+    behind one waiting is appended in order."""
+    from array import array
+
+    server, cp, sp = await connected_pair(kind, net_kw={"sndbuf": 4096, "rcvbuf": 8192})
+    t = cp.transport
+    first = os.urandom(30_000)
+    ba = bytearray(os.urandom(30_000))
+    arr = array("i", range(5_000))
+    sent = first + bytes(ba) + arr.tobytes() + first[:1000]
+    t.write(first)                      # bytes: the rest kept by reference
+    assert t.get_write_buffer_size() > 0
+    t.write(ba)                         # appended behind it
+    t.write(memoryview(arr))
+    t.write(memoryview(first)[:1000])
+    ba[:] = bytes(len(ba))              # the caller reuses its buffers
+    arr[:] = array("i", bytes(len(arr) * 4))
+    t.close()
+    await sp.eof
+    assert bytes(sp.data) == sent
+    server.close()
+
+
+@both_kinds
+@both_loops
+@pytest.mark.parametrize("make", [bytearray, lambda b: memoryview(bytearray(b))],
+                         ids=["bytearray", "memoryview"])
+async def test_a_mutable_buffer_waiting_alone_is_a_copy(kind: str, make) -> None:  # type: ignore[no-untyped-def]
+    """The first write's rest, with nothing buffered before it, is copied
+    when the caller can change it (bytes are not: see above)."""
+    server, cp, sp = await connected_pair(kind, net_kw={"sndbuf": 4096, "rcvbuf": 8192})
+    t = cp.transport
+    payload = os.urandom(50_000)
+    buf = make(payload)
+    t.write(buf)
+    assert t.get_write_buffer_size() > 0
+    buf[:] = bytes(len(payload))
+    t.close()
+    await sp.eof
+    assert bytes(sp.data) == payload
+    server.close()
+
