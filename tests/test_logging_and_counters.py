@@ -196,3 +196,36 @@ def test_a_stack_made_with_tcpio_tcp_at_debug_logs_every_segment(caplog):
     assert any(" tcp_transmit_skb [PA] " in m and " len 5 " in m for m in seg)
     host = [r.getMessage() for r in caplog.records if r.name == "tcpio.host"]
     assert any("interface 1 " in m and "up" in m and "10.0.0.1/24" in m for m in host)
+
+
+def test_state_logging_follows_level_changes_made_between_connections(caplog):
+    """tcp_set_state reads the logger's own cached answer: a level set (or a
+    logger disabled) after connections were made holds for the next one."""
+    net = VirtualNetwork(seed=3)
+    a, b = net.host("a"), net.host("b")
+    net.link(a, b, "10.0.0.1/24", "10.0.0.2/24")
+    log = logging.getLogger("tcpio.tcp")
+    level, disabled = log.level, log.disabled
+    caplog.set_level(logging.DEBUG)             # the records reach caplog's handler
+    ports = []
+
+    def connect_and_close(port: int) -> None:
+        c, s = sim_connect(net, a, b, port=port)
+        ports.append(c.lport)
+        c.close()
+        s.close()
+        net.run_for(1)
+
+    try:
+        log.setLevel(logging.WARNING)
+        connect_and_close(80)                   # (the answer "no" is cached now)
+        log.setLevel(logging.INFO)
+        connect_and_close(81)
+        log.disabled = True
+        connect_and_close(82)
+    finally:
+        log.setLevel(level)
+        log.disabled = disabled
+    msgs = [r.getMessage() for r in caplog.records if r.name == "tcpio.tcp"]
+    assert [m for m in msgs if m.startswith("connected")] == [
+        f"connected 10.0.0.1:{ports[1]} -> 10.0.0.2:81"]

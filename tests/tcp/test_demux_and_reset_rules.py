@@ -520,3 +520,19 @@ def test_close_with_unread_data_resets_and_frees_the_receive_queue():
     assert c.recv()[-1].flags & RST
     assert c.sk.readable() == 0 and c.sk.recvmsg(100) == b""
     assert c.sk.dead and c.host.tcp.orphans == 0
+
+
+def test_release_empties_both_queues_of_an_aborted_sock():
+    """SO_LINGER 0 (RFC 9293 3.10.4 ABORT): the RST goes out, and the sock's
+    unsent and unread bytes are dropped with it (sk_release): both queues
+    of the released sock are empty, and nothing is sent afterwards."""
+    c = passive_open()
+    c.send(b"unread")
+    c.send(window=0)                          # the peer's window closes: ours stays queued
+    c.sk.sendmsg(b"z" * 10)
+    assert len(c.sk.wq) == 10 and c.sk.readable() == 6
+    c.sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, (1, 0))
+    c.sk.close()
+    assert c.recv()[-1].flags & RST
+    assert c.sk.dead and len(c.sk.wq) == 0 and len(c.sk.rq) == 0
+    assert c.recv() == []

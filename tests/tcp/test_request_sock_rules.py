@@ -570,3 +570,31 @@ def test_request_ack_and_reset_numbers_for_an_even_iss():
     child = ls.accept()
     child.sendmsg(b"yo")
     assert [(s.seq, s.ack) for s in peer.recv() if s.payload] == [(0x12345679, 0x22222223)]
+
+
+def test_child_takes_the_listeners_values_not_the_hosts_settings():
+    """sk_clone_lock copies the listener: a child's options record, buffer
+    sizes, Nagle/cork bits, family and congestion control are the
+    listener's, even where the host's settings changed after listen()
+    (a child built from the settings would take the new defaults)."""
+    def setup(ls):
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 50000)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 60000)
+        ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    r = _syn_recv(setup=setup)
+    st = r.host.settings
+    st.tcp_congestion_control = "reno" if r.ls.ca_ops.name != "reno" else "cubic"
+    st.tcp_keepalive_time = st.tcp_keepalive_time + 1
+    st.tcp_wmem = (st.tcp_wmem[0], st.tcp_wmem[1] * 2, st.tcp_wmem[2])
+    st.tcp_rmem = (st.tcp_rmem[0], st.tcp_rmem[1] * 2, st.tcp_rmem[2])
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
+    child = r.ls.accept()
+    ls = r.ls
+    assert child.opts is ls.opts            # shared, copy on write
+    assert child.ca_ops is ls.ca_ops
+    fields = ("sndbuf", "rcvbuf", "nodelay", "nonagle", "family", "v6only", "scope_id",
+              "reuseaddr")
+    assert [getattr(child, f) for f in fields] == [getattr(ls, f) for f in fields]
+    assert (child.sndbuf, child.rcvbuf, child.nodelay, child.reuseaddr) == (
+        100000, 120000, True, True)    # SO_SNDBUF/SO_RCVBUF double what is asked

@@ -164,7 +164,11 @@ class TcpSock(TcpCb):
         "pending",
     ) + (() if hasattr(TcpCb, "__weakref__") else ("__weakref__",))
 
-    def __init__(self, proto: TcpProto) -> None:
+    def __init__(self, proto: TcpProto, listener: TcpSock | None = None) -> None:
+        """A new socket; with ``listener``, a child it accepts
+        (tcp_create_openreq_child, Linux's sk_clone_lock): the user options
+        and buffer sizes are the listener's, copied here instead of computed
+        from the settings and then overwritten (once per accepted connection)."""
         host = proto.host
         st = host.settings
         self.proto = proto
@@ -175,11 +179,7 @@ class TcpSock(TcpCb):
         self.lport = 0
         self.raddr = 0
         self.rport = 0
-        self.family = AF_INET       # AF_INET6: socket(AF_INET6) (tcp_ipv6, issue 17)
-        self.v6only = False         # IPV6_V6ONLY
-        self.scope_id = 0           # sin6_scope_id of a link-local peer
         self.state = TCP_CLOSE
-        self.reuseaddr = False
         self.sock_state = SS_UNCONNECTED
         self.bound = False          # bind() pinned the port (SOCK_BINDPORT_LOCK)
         self.hashed = False         # in ehash
@@ -200,12 +200,27 @@ class TcpSock(TcpCb):
         self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
         # options set by the user: TCP_NODELAY/TCP_CORK are TcpCb fields the
         # send loop reads; the rest share the host's defaults until set
-        self.nodelay = False
-        self.nonagle = 0            # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
-        self.opts = default_opts(st)
-        self.sndbuf = st.tcp_wmem[1]
-        self.rcvbuf = st.tcp_rmem[1]
-        self.ca_ops = shared_congestion_control(st.tcp_congestion_control)
+        if listener is None:
+            self.family = AF_INET   # AF_INET6: socket(AF_INET6) (tcp_ipv6, issue 17)
+            self.v6only = False     # IPV6_V6ONLY
+            self.scope_id = 0       # sin6_scope_id of a link-local peer
+            self.reuseaddr = False
+            self.nodelay = False
+            self.nonagle = 0        # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
+            self.opts = default_opts(st)
+            self.sndbuf = st.tcp_wmem[1]
+            self.rcvbuf = st.tcp_rmem[1]
+            self.ca_ops = shared_congestion_control(st.tcp_congestion_control)
+        else:
+            # the options record is shared, not copied (copy on write:
+            # SockOpts); ca_ops is stateless (per-connection state: ca_priv)
+            self.family, self.v6only, self.scope_id = (listener.family, listener.v6only,
+                                                       listener.scope_id)
+            self.reuseaddr = listener.reuseaddr
+            self.nodelay, self.nonagle = listener.nodelay, listener.nonagle
+            self.opts = listener.opts
+            self.sndbuf, self.rcvbuf = listener.sndbuf, listener.rcvbuf
+            self.ca_ops = listener.ca_ops
         # sequence space: send
         self.iss = 0
         self.snd_una = 0

@@ -103,6 +103,12 @@ from .tcp_timer import tcp_set_keepalive
 from .tcp_trace import TraceSink, tcp_log_state
 
 _log = logging.getLogger("tcpio.tcp")
+# Logger.isEnabledFor's own answers, by level (setLevel and logging.disable
+# clear this dict in place): tcp_set_state reads it without a call, four
+# times per connection; a level not in it is asked the usual way.  (An
+# empty dict of our own if this Python's Logger keeps no such cache.)
+_LOG_ENABLED: dict[int, bool] = getattr(_log, "_cache", {})
+_INFO = logging.INFO
 
 if TYPE_CHECKING:
     from ..protocol import NetHost, NetHost6
@@ -270,7 +276,8 @@ class TcpProto:
         sk.state = state
         if sk.trace is not None:
             sk.trace.set_state(sk, old, state, self.host.now)
-        if _log.isEnabledFor(logging.INFO):
+        if (_LOG_ENABLED[_INFO] if _INFO in _LOG_ENABLED else _log.isEnabledFor(_INFO)) \
+                and not _log.disabled:
             tcp_log_state(sk, old, state)
 
     # --- active open (tcp_v4_connect) ------------------------------------------------
@@ -385,7 +392,10 @@ class TcpProto:
             self.orphans -= 1
         sk.dead = True
         self.hashinfo.inet_put_port(sk)
-        sk.wq = bytearray()
+        if sk.wq:
+            # (a new one, not clear(): a memoryview of the old may be out;
+            # most socks close with nothing unsent and keep their empty one)
+            sk.wq = bytearray()
         sk.rq.clear()
         sk.ofo = NO_OFO
         sk.ofo_bytes = 0

@@ -382,18 +382,11 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     ``mtu``: the route MTU to the peer, when the caller has just looked it up."""
     if not mtu:
         mtu = proto.route_mtu(req.raddr)
-    sk = TcpSock(proto)
+    # inherits the listener's user options, buffer sizes, family and
+    # congestion control (sk_clone_lock): TcpSock copies them
+    sk = TcpSock(proto, listener)
     sk.laddr, sk.lport, sk.raddr, sk.rport = req.laddr, req.lport, req.raddr, req.rport
-    sk.reuseaddr = listener.reuseaddr
     sk.sock_state = SS_CONNECTED
-    # inherit user options from the listener (sk_clone_lock): the options
-    # record is shared, not copied (copy on write: SockOpts)
-    sk.opts = listener.opts
-    # (one assignment, not a setattr loop: per accepted connection)
-    sk.nodelay, sk.nonagle, sk.sndbuf, sk.rcvbuf = (listener.nodelay, listener.nonagle,
-                                                    listener.sndbuf, listener.rcvbuf)
-    sk.family, sk.v6only, sk.scope_id = listener.family, listener.v6only, listener.scope_id
-    sk.ca_ops = listener.ca_ops   # stateless; per-connection state is sk.ca_priv
     isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
     sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = sk.pushed_seq = isn1
     sk.iss, sk.irs = req.snt_isn, req.rcv_isn
