@@ -61,19 +61,6 @@ class _ClosedCleanly:
 _CLOSED_CLEANLY = _ClosedCleanly()
 
 
-class _NoFutureLoop:
-    """The loop ``StreamReaderProtocol`` hands asyncio's ``__init__``: the
-    one thing that ``__init__`` asks of it (3.10 to 3.13) is
-    ``create_future()`` for ``_closed``, which this answers with None (no
-    future made just to be dropped); the real loop is put back at once."""
-
-    __slots__ = ()
-    create_future = type(None)      # NoneType() is None: a C call, no frame
-
-
-_NO_FUTURE_LOOP: Any = _NoFutureLoop()
-
-
 class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     """asyncio's StreamReaderProtocol, with its queue of ``drain()`` waiters
     made when a writer first has to wait.
@@ -87,27 +74,18 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     On an asyncio without the attribute nothing is changed.
 
     Likewise the future ``StreamWriter.wait_closed()`` awaits (``_closed``,
-    ~0.15 KiB): asyncio makes it in ``__init__``; here none is made there
-    (given a loop, asyncio's ``__init__`` gets ``_NoFutureLoop``; without
-    one, the future it made is dropped) and one is made when first asked
-    for (by ``wait_closed()`` or ``connection_lost``), which an idle
-    connection never does.  A clean ``connection_lost`` (no exception) with
-    nobody waiting makes none either (a server that accepts and closes made two futures per connection where
+    ~0.15 KiB): asyncio makes it in ``__init__``; here it is dropped there
+    and made again when first asked for (by ``wait_closed()`` or
+    ``connection_lost``), which an idle connection never does.  A clean
+    ``connection_lost`` (no exception) with nobody waiting makes none either
+    (a server that accepts and closes made two futures per connection where
     asyncio makes one): ``wait_closed()`` later gets a done one.
     """
 
     _closed_fut: asyncio.Future[None] | _ClosedCleanly | None = None
 
-    def __init__(self, stream_reader: asyncio.StreamReader,
-                 client_connected_cb: Any = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
-        if loop is None:
-            super().__init__(stream_reader, client_connected_cb)
-        else:
-            # asyncio's __init__ would make the _closed future here, and
-            # the check below drop it (once per connection): make none
-            super().__init__(stream_reader, client_connected_cb, loop=_NO_FUTURE_LOOP)
-            self._loop = loop
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         waiters = getattr(self, "_drain_waiters", None)
         if type(waiters) is collections.deque and not waiters:
             self._drain_waiters: Any = _NO_DRAIN_WAITERS
@@ -119,7 +97,7 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     def _closed(self) -> Any:
         fut = self._closed_fut
         if fut is None:
-            fut = self._closed_fut = self._loop.create_future()
+            fut = self._closed_fut = self._loop.create_future()  # type: ignore[attr-defined]
         return fut
 
     @_closed.setter
@@ -133,7 +111,7 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
 
     def _get_close_waiter(self, stream: Any) -> asyncio.Future[None]:
         if self._closed_fut is _CLOSED_CLEANLY:
-            fut: asyncio.Future[None] = self._loop.create_future()
+            fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[attr-defined]
             fut.set_result(None)
             self._closed_fut = fut
             return fut

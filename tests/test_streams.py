@@ -261,28 +261,3 @@ async def test_a_clean_close_nobody_waits_for_makes_no_closed_future(kind: str) 
         failed.connection_lost(ConnectionResetError())
         assert isinstance(failed._closed_fut, asyncio.Future)
         assert isinstance(failed._closed.exception(), ConnectionResetError)
-
-
-async def test_a_protocol_makes_no_closed_future_until_asked(kind: str) -> None:
-    """asyncio's StreamReaderProtocol.__init__ makes the ``wait_closed()``
-    future; tcpio's makes none there (the loop's create_future is not
-    called) and makes it, on the protocol's own loop, when first asked."""
-    from tcpio.streams import StreamReaderProtocol
-
-    loop = asyncio.get_running_loop()
-    made: list[asyncio.Future] = []
-    real = loop.create_future
-
-    def counted() -> asyncio.Future:
-        made.append(real())
-        return made[-1]
-
-    loop.create_future = counted  # type: ignore[method-assign]
-    try:
-        proto = StreamReaderProtocol(asyncio.StreamReader(), loop=loop)
-        assert made == [] and proto._closed_fut is None
-        assert proto._loop is loop
-        fut = proto._closed
-        assert made == [fut] and fut.get_loop() is loop and not fut.done()
-    finally:
-        del loop.create_future
