@@ -3,7 +3,7 @@ memory and opening cost as the number of concurrent connections grows.
 
     sudo python benchmarks/bench_scale.py [--quick] [--steps 1,10,100,1000,10000]
                                           [--modes tap_in,tap_out,wire] [--json FILE]
-                                          [--loop-stats]
+                                          [--loop-stats] [--txqueuelen N]
 
 For each step N (concurrent connections):
 
@@ -424,6 +424,11 @@ async def idle(n: int, streams: bool) -> dict:
 
 # --- the run -------------------------------------------------------------------------------
 
+def tap_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--txqueuelen N: the TAP's ring toward tcpio (None: TapDevice's default)."""
+    return None if args.txqueuelen is None else {"txqueuelen": args.txqueuelen}
+
+
 def idle_counts(text: str) -> list[int]:
     """The --idle counts: '' or 0 (alone or in the list) means no idle step."""
     return [n for n in (int(x) for x in text.split(",") if x.strip()) if n > 0]
@@ -441,7 +446,7 @@ async def run(args: argparse.Namespace) -> dict:
         nbytes = max(1, total // n)
         row: dict[str, Any] = {"bytes_per_flow": nbytes}
         if root and ("tap_in" in modes or "tap_out" in modes):
-            async with kernel_peer(ipv6=False) as peer:
+            async with kernel_peer(ipv6=False, tap_options=tap_options(args)) as peer:
                 if "tap_in" in modes:
                     row["tap_in"] = await tap_in(peer, n, nbytes)
                 if "tap_out" in modes:
@@ -556,6 +561,8 @@ def main() -> None:
                     help="alternating tcpio/kernel rounds per conn/s figure (median, range)")
     ap.add_argument("--idle", default="5000,20000", help="idle-connection counts ('' or 0 skips)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--txqueuelen", type=int, default=None,
+                    help="the TAP's tx queue in frames (default: TapDevice's)")
     ap.add_argument("--loop-stats", action="store_true",
                     help="time every loop callback: the longest, and those >= 50 ms (TAP steps)")
     ap.add_argument("--idle-child", help=argparse.SUPPRESS)
