@@ -131,12 +131,131 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
         await super()._drain_helper()  # type: ignore[misc]
 
 
+class StreamReader(asyncio.StreamReader):
+    """asyncio's StreamReader, without its two copies of bulk data.
+
+    asyncio's ``feed_data`` appends every chunk to one ``bytearray`` and
+    ``read(n)`` copies it out again with ``bytes(buffer[:n])``: two copies of
+    every received byte (issue 12).  Here ``feed_data`` keeps the ``bytes``
+    chunks it is given, unjoined, and ``read(n)`` hands a whole chunk over
+    as it is when the chunk fits in ``n``; only what is then left of a chunk
+    partly read is copied.
+
+    Everything else is asyncio's own code: its other methods see
+    ``_buffer``, a property that first moves the kept chunks, in order, to
+    the end of the ``bytearray`` (the copy asyncio made in ``feed_data``).
+    The stream's bytes are that ``bytearray`` followed by the chunks, so the
+    size ``feed_data`` pauses the transport at (over ``2 * limit``) and
+    ``_maybe_resume_transport`` resumes it at (``limit`` or less) count both.
+    """
+
+    # asyncio's private state, which typeshed does not declare
+    _limit: int
+    _eof: bool
+    _paused: bool
+    _transport: Any
+    _exception: BaseException | None
+    _buf: bytearray
+
+    def __init__(self, limit: int = _DEFAULT_LIMIT,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunked = 0       # bytes in _chunks
+        super().__init__(limit, loop)
+
+    @property
+    def _buffer(self) -> bytearray:
+        buf = self._buf
+        chunks = self._chunks
+        if chunks:
+            for chunk in chunks:
+                buf += chunk
+            chunks.clear()
+            self._chunked = 0
+        return buf
+
+    @_buffer.setter
+    def _buffer(self, buf: bytearray) -> None:
+        self._buf = buf
+        self._chunks.clear()
+        self._chunked = 0
+
+    def _maybe_resume_transport(self) -> None:
+        if self._paused and len(self._buf) + self._chunked <= self._limit:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buf and not self._chunks
+
+    def feed_data(self, data: Any) -> None:
+        assert not self._eof, 'feed_data after feed_eof'
+        if not data:
+            return
+        # a bytearray or memoryview may change under us: copy it, as asyncio did
+        chunk = data if type(data) is bytes else bytes(data)
+        self._chunks.append(chunk)
+        self._chunked += len(chunk)
+        self._wakeup_waiter()  # type: ignore[attr-defined]
+        transport = self._transport
+        if (transport is not None and not self._paused
+                and len(self._buf) + self._chunked > 2 * self._limit):
+            try:
+                transport.pause_reading()
+            except NotImplementedError:
+                self._transport = None
+            else:
+                self._paused = True
+
+    async def read(self, n: int = -1) -> bytes:
+        if n <= 0 or self._exception is not None:
+            return await super().read(n)    # its exception, b'', or read(limit) until EOF
+        if not self._buf and not self._chunks and not self._eof:
+            await self._wait_for_data('read')  # type: ignore[attr-defined]
+        buf = self._buf
+        chunks = self._chunks
+        if buf or not chunks:
+            # asyncio's read from the bytearray, topped up to n from the chunks
+            while len(buf) < n and chunks:
+                chunk = chunks.popleft()
+                self._chunked -= len(chunk)
+                buf += chunk
+            data = bytes(buf[:n])
+            del buf[:n]
+        else:
+            data = chunks.popleft()
+            size = len(data)
+            self._chunked -= size
+            if size < n and chunks:
+                parts: list[bytes | memoryview] = [data]
+                while chunks and size + len(chunks[0]) <= n:
+                    chunk = chunks.popleft()
+                    parts.append(chunk)
+                    size += len(chunk)
+                    self._chunked -= len(chunk)
+                if size < n and chunks:
+                    # a chunk only partly taken: the rest of it goes to the bytearray
+                    chunk = chunks.popleft()
+                    view = memoryview(chunk)
+                    parts.append(view[:n - size])
+                    buf += view[n - size:]
+                    self._chunked -= len(chunk)
+                data = b''.join(parts)
+            elif size > n:
+                # the first chunk is longer than n: the rest goes to the bytearray
+                view = memoryview(data)
+                buf += view[n:]
+                data = bytes(view[:n])
+        self._maybe_resume_transport()
+        return data
+
+
 async def open_connection(stack: Stack, host: str | None = None, port: int | None = None, *,
                           limit: int = _DEFAULT_LIMIT,
                           **kwds: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """``asyncio.open_connection`` on a tcpio stack (same arguments)."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    reader = StreamReader(limit=limit, loop=loop)
     protocol = StreamReaderProtocol(reader, loop=loop)
     transport, _ = await _transports.create_connection(stack, lambda: protocol,
                                                        host, port, **kwds)
@@ -151,7 +270,7 @@ async def start_server(stack: Stack, client_connected_cb: Callable[..., Any],
     loop = asyncio.get_running_loop()
 
     def factory() -> asyncio.StreamReaderProtocol:
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        reader = StreamReader(limit=limit, loop=loop)
         return StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
     return await _server.create_server(stack, factory, host, port, **kwds)
