@@ -141,8 +141,8 @@ class StreamReader(asyncio.StreamReader):
     ``read(n)`` copies it out again with ``bytes(buffer[:n])``: two copies of
     every received byte (issue 12).  Here ``feed_data`` keeps the ``bytes``
     chunks it is given, unjoined, and ``read(n)`` hands a whole chunk over
-    as it is when the chunk fits in ``n``; only what is then left of a chunk
-    partly read is copied.
+    as it is when the chunk fits in ``n``; otherwise it joins or slices
+    chunks (one copy), keeping its place in a chunk partly read.
 
     Everything else is asyncio's own code: its other methods see
     ``_buffer``, a property that first moves the kept chunks, in order, to
@@ -164,7 +164,8 @@ class StreamReader(asyncio.StreamReader):
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         # a deque while it holds chunks (an idle reader keeps no ~0.6 KiB deque)
         self._chunks: Any = _NO_CHUNKS
-        self._chunked = 0       # bytes in _chunks
+        self._head = 0          # bytes of the first chunk already read
+        self._chunked = 0       # bytes in _chunks not yet read
         super().__init__(limit, loop)
 
     @property
@@ -172,17 +173,18 @@ class StreamReader(asyncio.StreamReader):
         buf = self._buf
         chunks = self._chunks
         if chunks:
+            buf += memoryview(chunks.popleft())[self._head:]
             for chunk in chunks:
                 buf += chunk
             self._chunks = _NO_CHUNKS
-            self._chunked = 0
+            self._head = self._chunked = 0
         return buf
 
     @_buffer.setter
     def _buffer(self, buf: bytearray) -> None:
         self._buf = buf
         self._chunks = _NO_CHUNKS
-        self._chunked = 0
+        self._head = self._chunked = 0
 
     def _maybe_resume_transport(self) -> None:
         if self._paused and len(self._buf) + self._chunked <= self._limit:
@@ -216,46 +218,46 @@ class StreamReader(asyncio.StreamReader):
     async def read(self, n: int = -1) -> bytes:
         if n <= 0 or self._exception is not None:
             return await super().read(n)    # its exception, b'', or read(limit) until EOF
-        if not self._buf and not self._chunks and not self._eof:
-            await self._wait_for_data('read')  # type: ignore[attr-defined]
         buf = self._buf
-        chunks = self._chunks
-        if buf or not chunks:
-            # asyncio's read from the bytearray, topped up to n from the chunks
-            while len(buf) < n and chunks:
-                chunk = chunks.popleft()
-                self._chunked -= len(chunk)
-                buf += chunk
-            data = bytes(buf[:n])
+        if not buf and not self._chunks and not self._eof:
+            await self._wait_for_data('read')  # type: ignore[attr-defined]
+        if len(buf) >= n or not self._chunks:
+            data = bytes(buf[:n])           # asyncio's read
             del buf[:n]
         else:
-            data = chunks.popleft()
-            size = len(data)
-            self._chunked -= size
-            if size < n and chunks:
-                parts: list[bytes | memoryview] = [data]
-                while chunks and size + len(chunks[0]) <= n:
-                    chunk = chunks.popleft()
-                    parts.append(chunk)
-                    size += len(chunk)
-                    self._chunked -= len(chunk)
-                if size < n and chunks:
-                    # a chunk only partly taken: the rest of it goes to the bytearray
-                    chunk = chunks.popleft()
-                    view = memoryview(chunk)
-                    parts.append(view[:n - size])
-                    buf += view[n - size:]
-                    self._chunked -= len(chunk)
-                data = b''.join(parts)
-            elif size > n:
-                # the first chunk is longer than n: the rest goes to the bytearray
-                view = memoryview(data)
-                buf += view[n:]
-                data = bytes(view[:n])
-        if not chunks:
-            self._chunks = _NO_CHUNKS
+            data = self._take(n)
         self._maybe_resume_transport()
         return data
+
+    def _take(self, n: int) -> bytes:
+        """The first ``n`` bytes or fewer of the bytearray and the chunks."""
+        buf = self._buf
+        chunks = self._chunks
+        parts: list[bytes | memoryview] = []
+        if buf:                             # (left by readline and the like)
+            parts.append(bytes(buf))
+            n -= len(buf)
+            buf.clear()
+        head = self._head
+        while chunks and n > 0:
+            chunk = chunks[0]
+            size = len(chunk) - head
+            if size <= n:
+                parts.append(memoryview(chunk)[head:] if head else chunk)
+                chunks.popleft()
+                head = 0
+            else:
+                size = n
+                parts.append(memoryview(chunk)[head:head + n])
+                head += n
+            n -= size
+            self._chunked -= size
+        self._head = head
+        if not chunks:
+            self._chunks = _NO_CHUNKS
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b''.join(parts)
 
 
 async def open_connection(stack: Stack, host: str | None = None, port: int | None = None, *,

@@ -146,6 +146,14 @@ def test_bulk_reads_same_as_asyncio(limit: int, chunks: list[bytes], sizes: list
     assert run(StreamReader, limit, True, ops) == run(asyncio.StreamReader, limit, True, ops)
 
 
+def test_read_after_readline_left_bytes() -> None:
+    """read(n) takes what readline left in the bytearray, then the chunks."""
+    for n in (2, 5, 6, 9, 100):
+        ops: list[tuple[Any, ...]] = [("data", b"ab\ncd", "bytes"), ("readline",),
+                                      ("data", b"efgh", "bytes"), ("read", n), ("read", 3)]
+        assert run(StreamReader, 64, True, ops) == run(asyncio.StreamReader, 64, True, ops)
+
+
 def test_read_hands_over_whole_chunks() -> None:
     """The point of the class: a chunk that fits in n is returned, not copied."""
     async def main() -> None:
