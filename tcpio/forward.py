@@ -39,7 +39,7 @@ from tcpio.core.tcp.inet6_addr import V6MASK
 from tcpio.core.tcp.tcp_forward import CONNECTED, FAILED, PENDING, TcpForwarder
 from tcpio.core.udp_forward import UdpForwarder
 from tcpio.socket import to_address
-from tcpio.streams import StreamReaderProtocol
+from tcpio.streams import StreamReader, StreamReaderProtocol
 from tcpio.transports import make_transport
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class TcpForwardRequest:
                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Complete the handshake; the connection as asyncio streams."""
         loop = self._fwd.stack.loop
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        reader = StreamReader(limit=limit, loop=loop)
         protocol = StreamReaderProtocol(reader, loop=loop)
         transport, _ = await self.accept_transport(lambda: protocol)
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)

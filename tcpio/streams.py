@@ -36,6 +36,9 @@ _DEFAULT_LIMIT = 2 ** 16
 # Stands in for a protocol's queue of drain() waiters until one is needed.
 _NO_DRAIN_WAITERS: tuple[()] = ()
 
+# Stands in for a StreamReader's deque of received chunks while it is empty.
+_NO_CHUNKS: tuple[()] = ()
+
 
 class _ClosedCleanly:
     """``StreamReaderProtocol._closed`` after a clean ``connection_lost`` that
@@ -131,12 +134,138 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
         await super()._drain_helper()  # type: ignore[misc]
 
 
+class StreamReader(asyncio.StreamReader):
+    """asyncio's StreamReader, without its two copies of bulk data.
+
+    asyncio's ``feed_data`` appends every chunk to one ``bytearray`` and
+    ``read(n)`` copies it out again with ``bytes(buffer[:n])``: two copies of
+    every received byte (issue 12).  Here ``feed_data`` keeps the ``bytes``
+    chunks it is given, unjoined, and ``read(n)`` hands a whole chunk over
+    as it is when the chunk fits in ``n``; otherwise it joins or slices
+    chunks (one copy), keeping its place in a chunk partly read.
+
+    Everything else is asyncio's own code: its other methods see
+    ``_buffer``, a property that first moves the kept chunks, in order, to
+    the end of the ``bytearray`` (the copy asyncio made in ``feed_data``).
+    The stream's bytes are that ``bytearray`` followed by the chunks, so the
+    size ``feed_data`` pauses the transport at (over ``2 * limit``) and
+    ``_maybe_resume_transport`` resumes it at (``limit`` or less) count both.
+    """
+
+    # asyncio's private state, which typeshed does not declare
+    _limit: int
+    _eof: bool
+    _paused: bool
+    _transport: Any
+    _exception: BaseException | None
+    _buf: bytearray
+
+    def __init__(self, limit: int = _DEFAULT_LIMIT,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # a deque while it holds chunks (an idle reader keeps no ~0.6 KiB deque)
+        self._chunks: Any = _NO_CHUNKS
+        self._head = 0          # bytes of the first chunk already read
+        self._chunked = 0       # bytes in _chunks not yet read
+        super().__init__(limit, loop)
+
+    @property
+    def _buffer(self) -> bytearray:
+        buf = self._buf
+        chunks = self._chunks
+        if chunks:
+            buf += memoryview(chunks.popleft())[self._head:]
+            for chunk in chunks:
+                buf += chunk
+            self._chunks = _NO_CHUNKS
+            self._head = self._chunked = 0
+        return buf
+
+    @_buffer.setter
+    def _buffer(self, buf: bytearray) -> None:
+        self._buf = buf
+        self._chunks = _NO_CHUNKS
+        self._head = self._chunked = 0
+
+    def _maybe_resume_transport(self) -> None:
+        if self._paused and len(self._buf) + self._chunked <= self._limit:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buf and not self._chunks
+
+    def feed_data(self, data: Any) -> None:
+        assert not self._eof, 'feed_data after feed_eof'
+        if not data:
+            return
+        # a bytearray or memoryview may change under us: copy it, as asyncio did
+        chunk = data if type(data) is bytes else bytes(data)
+        if self._chunks is _NO_CHUNKS:
+            self._chunks = collections.deque()
+        self._chunks.append(chunk)
+        self._chunked += len(chunk)
+        self._wakeup_waiter()  # type: ignore[attr-defined]
+        transport = self._transport
+        if (transport is not None and not self._paused
+                and len(self._buf) + self._chunked > 2 * self._limit):
+            try:
+                transport.pause_reading()
+            except NotImplementedError:
+                self._transport = None
+            else:
+                self._paused = True
+
+    async def read(self, n: int = -1) -> bytes:
+        if n <= 0 or self._exception is not None:
+            return await super().read(n)    # its exception, b'', or read(limit) until EOF
+        buf = self._buf
+        if not buf and not self._chunks and not self._eof:
+            await self._wait_for_data('read')  # type: ignore[attr-defined]
+        if len(buf) >= n or not self._chunks:
+            data = bytes(buf[:n])           # asyncio's read
+            del buf[:n]
+        else:
+            data = self._take(n)
+        self._maybe_resume_transport()
+        return data
+
+    def _take(self, n: int) -> bytes:
+        """The first ``n`` bytes or fewer of the bytearray and the chunks."""
+        buf = self._buf
+        chunks = self._chunks
+        parts: list[bytes | memoryview] = []
+        if buf:                             # (left by readline and the like)
+            parts.append(bytes(buf))
+            n -= len(buf)
+            buf.clear()
+        head = self._head
+        while chunks and n > 0:
+            chunk = chunks[0]
+            size = len(chunk) - head
+            if size <= n:
+                parts.append(memoryview(chunk)[head:] if head else chunk)
+                chunks.popleft()
+                head = 0
+            else:
+                size = n
+                parts.append(memoryview(chunk)[head:head + n])
+                head += n
+            n -= size
+            self._chunked -= size
+        self._head = head
+        if not chunks:
+            self._chunks = _NO_CHUNKS
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b''.join(parts)
+
+
 async def open_connection(stack: Stack, host: str | None = None, port: int | None = None, *,
                           limit: int = _DEFAULT_LIMIT,
                           **kwds: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """``asyncio.open_connection`` on a tcpio stack (same arguments)."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    reader = StreamReader(limit=limit, loop=loop)
     protocol = StreamReaderProtocol(reader, loop=loop)
     transport, _ = await _transports.create_connection(stack, lambda: protocol,
                                                        host, port, **kwds)
@@ -151,7 +280,7 @@ async def start_server(stack: Stack, client_connected_cb: Callable[..., Any],
     loop = asyncio.get_running_loop()
 
     def factory() -> asyncio.StreamReaderProtocol:
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        reader = StreamReader(limit=limit, loop=loop)
         return StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
     return await _server.create_server(stack, factory, host, port, **kwds)
