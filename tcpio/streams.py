@@ -1,9 +1,12 @@
-"""``open_connection`` / ``start_server`` returning asyncio's own streams.
+"""``open_connection`` / ``start_server`` returning asyncio's streams.
 
-Built exactly the way ``asyncio.streams`` builds them: a ``StreamReader``
-fed by a ``StreamReaderProtocol``, and a ``StreamWriter`` over the
-transport, so limits, ``drain()`` back-pressure, ``write_eof()``,
-``wait_closed()`` and ``get_extra_info()`` behave as on kernel sockets.
+Built the way ``asyncio.streams`` builds them: a ``StreamReader`` fed by a
+``StreamReaderProtocol``, and a ``StreamWriter`` over the transport, so
+limits, ``drain()`` back-pressure, ``write_eof()``, ``wait_closed()`` and
+``get_extra_info()`` behave as on kernel sockets.  The reader is our
+subclass of asyncio's (``StreamReader`` below), which keeps received chunks
+unjoined so that bulk ``read(n)`` copies nothing of its own; everything
+else is asyncio's code.
 
 Example::
 
