@@ -74,6 +74,7 @@ from .tcp_minisocks import (
 )
 from .tcp_output import (
     CTL_SOCK_DF,
+    ICSK_TIME_PROBE0,
     tcp_abort_with_reset,
     tcp_connect,
     tcp_sync_mss,
@@ -888,7 +889,10 @@ class TcpProto:
                 rq = len(sk.rq)
                 sq = seq_diff(sk.write_seq, sk.snd_una)
                 if sk.rtx_timer.pending:
-                    timer = _timer_str("on" if sk.pending == 1 else "persist", sk.rtx_timer, now)
+                    # as get_tcp4_sock: "on" for the RTO, the loss probe and
+                    # RACK's reordering timer, "persist" for the window probe
+                    timer = _timer_str("persist" if sk.pending == ICSK_TIME_PROBE0 else "on",
+                                       sk.rtx_timer, now)
                 elif sk.ka_timer is not None and sk.ka_timer.pending:
                     timer = _timer_str("keepalive", sk.ka_timer, now)
                 else:
