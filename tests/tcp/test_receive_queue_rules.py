@@ -203,3 +203,18 @@ def test_a_queued_view_outlives_the_callers_view(tf):
     q.push(view)
     view.release()
     assert q.take(BIG) == b"r" * BIG
+
+
+@pytest.mark.parametrize("flags", [0, socket.MSG_PEEK, socket.MSG_OOB])
+def test_recvmsg_into_refuses_nbytes_past_the_buffer_before_taking_anything(flags):
+    """socket.recv_into's rule (ValueError, "buffer too small for requested
+    bytes"), checked before the urgent byte or any data is taken."""
+    with socket.socket() as k, pytest.raises(ValueError) as kernel:
+        k.recv_into(bytearray(2), 3)
+    c = passive_open()
+    _urg(c, b"abXd", 3)
+    with pytest.raises(ValueError) as ours:
+        c.sk.recvmsg_into(bytearray(2), 3, flags)
+    assert str(ours.value) == str(kernel.value)
+    assert _oob(c) == b"X"                       # the urgent byte is still there
+    assert c.sk.recvmsg(10) == b"abd"

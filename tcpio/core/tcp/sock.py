@@ -635,6 +635,11 @@ class TcpSock(TcpCb):
         rcv_eof).  Errors and flags as recvmsg."""
         if nbytes < 0:
             raise sock_error(errno.EINVAL)
+        with memoryview(buf) as view:
+            if nbytes > view.nbytes:
+                # as socket.recv_into, before anything is taken (the urgent
+                # byte, queued data) that the buffer could not hold
+                raise ValueError("buffer too small for requested bytes")
         if flags & _MSG_OOB:
             with memoryview(buf) as view, view.cast("B") as flat:
                 byte = self._recv_urg(nbytes or len(flat), flags)
