@@ -73,9 +73,9 @@ _KICK_ROUNDS = 16
 # loss probes of FINs already acknowledged drew 29-536 RSTs a run
 # (benchmarks/README.md).
 NET_RX_ROUNDS = 4
-_NOTHING_DUE = float("-inf")        # host.poll's due: only the prompt timers
 NET_RX_USECS = 2000
 TIMER_DEFER_MAX = 5.0
+_NOTHING_DUE = float("-inf")        # host.poll's due: only the prompt timers
 
 
 class Stack:
