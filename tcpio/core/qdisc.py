@@ -188,15 +188,14 @@ class NetifQueue:
         if self.kick is not None:
             self.kick()
 
-    def requeue(self, frame: Frame) -> bool:
+    def requeue(self, frame: Frame) -> None:
         """dev_requeue_skb: a frame the device was given after it stopped goes
         back to the qdisc's tail (order kept: every later frame of the flush
         follows it there).  It had passed the queue already, so it is never
-        dropped (Qdisc.hold); True."""
+        dropped (Qdisc.hold)."""
         q = self.qdisc
         q.requeues += 1
         q.hold(frame)
-        return True
 
 
 class QdiscHost(Protocol):
