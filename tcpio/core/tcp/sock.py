@@ -941,8 +941,7 @@ def _set_nodelay(sk: TcpSock, on: bool) -> None:
         # tcp_push_pending_frames: only with something not sent yet
         # (tcp_send_head): every accepted transport sets TCP_NODELAY on a
         # sock with nothing queued, where the send loop has nothing to do
-        if seq_diff(sk.write_seq, sk.snd_nxt) > 0 or (sk.fin_queued and
-                                                      sk.snd_nxt == sk.write_seq):
+        if tcp_output.tcp_send_head(sk):
             tcp_output.tcp_push(sk, sk.host.now)
 
 

@@ -784,11 +784,17 @@ def _tcp_retransmit_last(sk: TcpSock, now: float) -> bool:
     return True
 
 
+def tcp_send_head(sk: TcpSock) -> bool:
+    """Something queued and not sent yet (Linux's tcp_send_head != NULL):
+    data past snd_nxt, or a FIN queued with no data left to carry it."""
+    return seq_diff(sk.write_seq, sk.snd_nxt) > 0 or (sk.fin_queued and sk.snd_nxt == sk.write_seq)
+
+
 def tcp_check_probe_timer(sk: TcpSock, now: float) -> None:
     """Arm the persist timer when data waits on a closed window with nothing in flight."""
     if sk.packets_out or sk.rtx_timer.pending:
         return
-    if seq_diff(sk.write_seq, sk.snd_nxt) <= 0 and not (sk.fin_queued and sk.snd_nxt == sk.write_seq):
+    if not tcp_send_head(sk):
         return
     sk.pending = 3
     sk.rtx_timer.arm(now + tcp_probe0_when(sk))
