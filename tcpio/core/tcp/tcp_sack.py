@@ -32,6 +32,24 @@ TCP_NUM_SACKS = 4
 
 
 # --- receiver side ----------------------------------------------------------------
+def tcp_dsack_set(sk: TcpSock, seq: int, end: int) -> None:
+    """RFC 2883: report ``seq..end`` as received twice in the next ACK's first
+    SACK block (Linux's tcp_dsack_set; only with SACK and net.ipv4.tcp_dsack)."""
+    if sk.sack_ok and sk.host.settings.tcp_dsack:
+        sk.dsack = (seq, end)
+
+
+def tcp_dsack_extend(sk: TcpSock, seq: int, end: int) -> None:
+    """Linux's tcp_dsack_extend: start a D-SACK block, or grow the pending one
+    when ``seq..end`` overlaps or touches it (tcp_sack_extend); a range apart
+    from it is not reported (one D-SACK block per ACK)."""
+    d = sk.dsack
+    if d is None:
+        tcp_dsack_set(sk, seq, end)
+    elif not after(seq, d[1]) and not after(d[0], end):
+        sk.dsack = (seq if before(seq, d[0]) else d[0], end if after(end, d[1]) else d[1])
+
+
 def ofo_insert(sk: TcpSock, seq: int, end: int, data: bytes, fin: int) -> bool:
     """Insert into the ofo queue, trimming overlaps; D-SACK any duplicate part.
     Returns False when the segment brought nothing new."""
