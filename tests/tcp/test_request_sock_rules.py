@@ -221,6 +221,34 @@ def test_retransmitted_syn_gets_the_same_synack_and_counts_tcpsynretrans():
     assert _completes(r)
 
 
+def test_a_retransmitted_syn_restarts_the_synack_timer_from_its_answer():
+    """Linux tcp_check_req: after the SYN-ACK that answers a retransmitted SYN
+    the request timer is re-armed (mod_timer_pending) for reqsk_timeout, so
+    the next timeout counts from that SYN-ACK: 0.6 + 1 s, then 2 s more."""
+    r = _syn_recv(Settings(tcp_synack_retries=2))
+    r.host.advance(0.6)
+    r.peer.send(SYN, PEER_ISS)
+    assert r.peer.recv_one().key() == r.synack.key()
+    times, t = [], 0.6
+    while t < 10.0:
+        t = round(t + 0.1, 3)
+        r.host.advance(t)
+        times += [t for _ in r.peer.recv()]
+    assert times == [1.6, 3.6]
+    assert len(r.ls.syn_queue) == 0
+
+
+def test_a_refused_answer_to_a_retransmitted_syn_leaves_the_timer_alone():
+    """Only a SYN-ACK that went restarts the timer (`!tcp_rtx_synack(...)`)."""
+    r = _syn_recv(Settings(tcp_synack_retries=1))
+    r.host.advance(0.6)
+    _device_answers(r, NET_XMIT_DROP)
+    r.peer.send(SYN, PEER_ISS)
+    _device_answers(r, NET_XMIT_SUCCESS)
+    r.host.advance(1.0)
+    assert r.peer.recv_one().key() == r.synack.key()
+
+
 def test_syn_with_an_old_timestamp_is_no_retransmission_but_an_old_duplicate():
     """RFC 7323 5.3: PAWS first.  A SYN with the same ISN and a TSval older
     than the one we hold is answered with a plain ACK (with timestamps), not

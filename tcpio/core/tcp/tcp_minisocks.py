@@ -325,8 +325,13 @@ def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
         proto.reqsk_drop(req)
         return
     req.num_retrans += 1
-    req.timer.arm(now + min(TCP_TIMEOUT_INIT * (1 << req.num_retrans),
-                            proto.host.settings.tcp_rto_max))
+    req.timer.arm(now + reqsk_timeout(proto, req))
+
+
+def reqsk_timeout(proto: TcpProto, req: RequestSock) -> float:
+    """The request's SYN-ACK interval after ``num_retrans`` timeouts
+    (Linux's reqsk_timeout: TCP_TIMEOUT_INIT << num_timeout, capped)."""
+    return min(TCP_TIMEOUT_INIT * (1 << req.num_retrans), proto.host.settings.tcp_rto_max)
 
 
 def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None:
@@ -352,8 +357,12 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
                        before(opts.ts_val, req.ts_recent))
     if skb.seq == req.rcv_isn and flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) == TCPHDR_SYN \
             and not paws_reject:
-        # A retransmitted SYN: our SYN-ACK was lost; send it again.
-        tcp_rtx_synack(proto, req, now)
+        # A retransmitted SYN: our SYN-ACK was lost; send it again, and
+        # restart the timer from it (Linux: "Reset timer after retransmitting
+        # SYNACK, similar to the idea of fast retransmit in recovery";
+        # mod_timer_pending, so only a timer still running).
+        if not tcp_rtx_synack(proto, req, now) and req.timer.pending:
+            req.timer.arm(now + reqsk_timeout(proto, req))
         return None
     if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
         # RFC 9293: an unacceptable ACK in SYN-RECEIVED gets a reset; Linux
