@@ -889,10 +889,16 @@ def event_data_recv(sk: TcpCb, n: int, gso_size: int = 0) -> None:
         sk.rcv_mss = n if n < sk.advmss else sk.advmss
     if not sk.got_data:
         sk.got_data = True
+        # tcp_incr_quickack: half the window in segments; only a window
+        # under two segments (0) becomes 2, and the count is only raised
+        # (a zero-window drop may already have asked for more).
         quick = sk.rcv_wnd // (2 * (sk.rcv_mss if sk.rcv_mss > 1 else 1))
-        if quick < 2:
+        if quick == 0:
             quick = 2
-        sk.quick = quick if quick < _TCP_MAX_QUICKACKS else _TCP_MAX_QUICKACKS
+        if quick > _TCP_MAX_QUICKACKS:
+            quick = _TCP_MAX_QUICKACKS
+        if quick > sk.quick:
+            sk.quick = quick
 
 
 def ack_snd_check(sk: TcpCb, now: float) -> None:
