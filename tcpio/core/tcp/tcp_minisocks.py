@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ... import _fast
 from ..qdisc import net_xmit_eval
 from .sock import SS_CONNECTED, TcpSock
 from .tcp_input import tcp_initialize_rcv_mss
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from ..timer import Timer
     from .tcp_input import Skb
     from .tcp_ipv4 import TcpProto
+
+_syn_fast = _fast.load("syn_fast")
 
 
 class RequestSock:
@@ -437,7 +440,8 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # table value): mss_clamp, which tcp_sync_mss applies (user_mss is not
     # applied a second time there, as in Linux).
     sk.mss_clamp = req.mss
-    sk.advmss = proto.advmss_for(req.raddr, sk.opts.user_mss, mtu)   # tcp_v4_syn_recv_sock
+    # tcp_v4_syn_recv_sock: dst_metric_advmss clamped (TcpProto.advmss_for's rule)
+    sk.advmss = _syn_fast.route_advmss(mtu, sk.opts.user_mss)
     tcp_sync_mss(sk, mtu)
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
