@@ -3,6 +3,7 @@
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
                                           [--syn-queue off|on|both] [--syn-share F]
+                                          [--rate N] [--trace-legit]
     python benchmarks/bench_flood.py --inproc [--rounds 7]
 
 ``--inproc`` (no root) measures the compiled stateless SYN path alone: CPU
@@ -19,7 +20,10 @@ Runs one after the other in the same process, the same job:
   listener is tried every 0.1 s (3 s each: one SYN retransmission allowed),
   and during the middle phase ``hping3 --flood -S --rand-source`` floods the
   listener's port from spoofed sources, as fast as it can (the raw-socket
-  sender's ceiling on this machine, stated in the output).
+  sender's ceiling on this machine, stated in the output).  ``--rate N``
+  floods at N SYN/s instead, paced (flood_peer.py's raw-socket sender:
+  hping3's ``-i uN`` sleeps far longer than asked); the rate it reached is
+  printed, the kernel's run gets the same offer.
 - ``tcpio, SYN queue``: the same with ``TapDevice(syn_queue=True)``: the
   kernel steers SYNs to a second TAP queue (devices/tun_steering.py), so the
   flood fills a ring of its own instead of the flows' (``--syn-queue``
@@ -36,6 +40,14 @@ SYN path's counters (SyncookiesSent, TCPSynBudgetDrop, ListenDrops).  The
 targets of issue 13 with a verdict: during the flood the flows keep >= 50%
 of their pre-flood throughput, and >= 90% of new connections succeed.
 
+``--trace-legit`` (a debug run: a Python look at every frame tcpio reads)
+follows the legitimate client's SYNs, whose source is the namespace's
+address where the flood's are random: the SYNs the client sent during the
+flood (attempts + the namespace's TCPSynRetrans), those tcpio read, and the
+share of the flood's SYNs the TAP's ring let through (read / offered), to
+show where a failed connection's SYNs went.  Without it the client's times
+still say which connections the first SYN made and which its retransmission.
+
 The machine is shared (2 vCPUs; hping3 takes one): quote ratios.
 """
 
@@ -48,6 +60,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +97,14 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
                   sample: Any = None) -> dict:
     """The client in ``ns`` against ``target``; hping3 floods in the middle phase.
     ``sample()`` is read at the flood's start and end (tcpio's counters)."""
+    sender = None
+    if args.rate:       # the paced raw-socket sender: its pool is built before the run
+        sender = await asyncio.create_subprocess_exec(
+            *ns.exec_argv(sys.executable, PEER, "flood", target, str(CONN_PORT),
+                          str(args.rate), str(args.flood)),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        await expect(sender, b"ready")
     client = await start(ns.exec_argv(sys.executable, PEER, "client", target, str(FLOW_PORT),
                                       str(CONN_PORT), str(args.flows), str(args.pre),
                                       str(args.flood), str(args.post)))
@@ -91,15 +112,27 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     await asyncio.sleep(args.pre)
     s0 = sample() if sample else None
     t0 = time.monotonic()
-    hping = await start(ns.exec_argv("hping3", "--flood", "-S", "--rand-source", "-p",
-                                     str(CONN_PORT), target))
-    await asyncio.sleep(args.flood)
-    hping.send_signal(signal.SIGINT)
-    _, herr = await hping.communicate()
-    flood_s = time.monotonic() - t0
-    s1 = sample() if sample else None
-    m = re.search(rb"(\d+) packets transmitted", herr)
-    sent = int(m.group(1)) if m else 0
+    if sender is not None:
+        assert sender.stdin is not None and sender.stdout is not None
+        sender.stdin.write(b"go\n")
+        await sender.stdin.drain()
+        line = await asyncio.wait_for(sender.stdout.readline(), args.flood + 30)
+        flood_s = time.monotonic() - t0
+        s1 = sample() if sample else None
+        await sender.wait()
+        got = json.loads(line)
+        sent, how = got["sent"], f"raw sender paced at {args.rate:,.0f}/s"
+        flood_s = got["seconds"]
+    else:
+        hping = await start(ns.exec_argv("hping3", "--flood", "-S", "--rand-source", "-p",
+                                         str(CONN_PORT), target))
+        await asyncio.sleep(args.flood)
+        hping.send_signal(signal.SIGINT)
+        _, herr = await hping.communicate()
+        flood_s = time.monotonic() - t0
+        s1 = sample() if sample else None
+        m = re.search(rb"(\d+) packets transmitted", herr)
+        sent, how = (int(m.group(1)) if m else 0), "hping3 --flood"
     out, err = await client.communicate()
     lines = out.decode().strip().splitlines()
     if client.returncode != 0 or not lines:
@@ -107,6 +140,7 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     res = json.loads(lines[-1])
     res["flood_sent"] = sent
     res["flood_rate"] = sent / flood_s
+    res["flood_how"] = how
     if s0 is not None and s1 is not None:
         res["during_flood"] = {k: (s1[k] - s0[k]) for k in s1}
         res["during_flood"]["seconds"] = flood_s
@@ -141,6 +175,20 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
 
         s1 = await stack.start_server(sink, "0.0.0.0", FLOW_PORT, backlog=128)
         s2 = await stack.start_server(accept_close, "0.0.0.0", CONN_PORT, backlog=4096)
+        legit = [0]
+        if args.trace_legit:
+            # the client's SYNs (its source is the namespace's address; the
+            # flood's are random) among the frames tcpio reads
+            tap, deliver = peer.tap, peer.tap._on_frames
+            assert deliver is not None
+            src = socket.inet_aton(peer.kernel_ip)
+
+            def counting(frames: list[bytes]) -> None:
+                legit[0] += sum(1 for f in frames if f[26:30] == src and f[23] == 6
+                                and f[47] & 0x17 == 0x02)
+                deliver(frames)
+
+            tap._on_frames = counting
 
         def sample() -> dict:
             mib = stack.mib()
@@ -156,7 +204,8 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
                     "SyncookiesSent": mib.get("SyncookiesSent", 0),
                     "TCPSynBudgetDrop": mib.get("TCPSynBudgetDrop", 0),
                     "ListenDrops": mib.get("ListenDrops", 0),
-                    "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0)}
+                    "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0),
+                    "legit_syns_read": legit[0]}
 
         try:
             return await run_job(peer.ns, peer.tcpio_ip, args, sample)
@@ -250,14 +299,17 @@ def inproc_syn_cost(rounds: int, batches: int = 200, batch: int = 64) -> None:
               f"({min(v):.2f}-{max(v):.2f}), {rounds} rounds of {batches} x {batch} SYNs")
 
 
-def report(name: str, res: dict) -> dict:
+def report(name: str, res: dict, args: argparse.Namespace) -> dict:
     ph = {p["phase"]: p for p in res["phases"]}
     keep = ph["flood"]["mb_s"] / ph["pre"]["mb_s"] if ph["pre"]["mb_s"] else 0.0
     ok = ph["flood"]["conns_ok"] / max(1, ph["flood"]["conns_tried"])
-    print(f"\n{name}: flood {res['flood_rate']:,.0f} SYN/s (hping3 sent {res['flood_sent']:,})")
+    print(f"\n{name}: flood {res['flood_rate']:,.0f} SYN/s reached ({res['flood_how']} "
+          f"sent {res['flood_sent']:,})")
     for p in res["phases"]:
         print(f"  {p['phase']:>5}: flows {p['mb_s']:7.1f} MB/s   new connections "
-              f"{p['conns_ok']}/{p['conns_tried']}")
+              f"{p['conns_ok']}/{p['conns_tried']} (first SYN {p['conns_first']}, "
+              f"retransmission {p['conns_retry']}; client SYN retransmissions "
+              f"{p['syn_retrans']})")
     d = res.get("during_flood")
     if d:
         secs = d["seconds"]
@@ -267,6 +319,17 @@ def report(name: str, res: dict) -> dict:
               f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
                  if d.get("syn_queue_rx") else ""))
+        if args.trace_legit:
+            fl = ph["flood"]
+            legit_sent = fl["conns_tried"] + fl["syn_retrans"]
+            offered = res["flood_sent"] + legit_sent
+            got = d["legit_syns_read"]
+            print(f"  legitimate SYNs during the flood: the client sent {legit_sent} "
+                  f"({fl['conns_tried']} attempts + {fl['syn_retrans']} retransmissions), "
+                  f"tcpio read {got} ({got / max(1, legit_sent):.0%}); all SYNs: "
+                  f"{d['syn_queue_rx']:,} of {offered:,} read "
+                  f"({d['syn_queue_rx'] / max(1, offered):.0%}), the TAP dropped "
+                  f"{d['tap_kernel_tx_dropped']:,}")
         if "cpu" in d:
             # where tcpio's time went: its CPU share of the flood's wall clock,
             # and the read loop's time per queue (read + process + reply)
@@ -303,6 +366,11 @@ def main() -> None:
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
     ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",
                     help="tcpio's TAP with a second queue for SYNs (default: both runs)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="flood at this many SYN/s with flood_peer.py's paced raw-socket "
+                         "sender (default: hping3 --flood, as fast as it goes)")
+    ap.add_argument("--trace-legit", action="store_true",
+                    help="debug: count the legitimate client's SYNs tcpio reads")
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--inproc", action="store_true",
@@ -315,7 +383,7 @@ def main() -> None:
         return
     if os.geteuid() != 0:
         sys.exit("bench_flood needs root (namespaces, TAP, hping3's raw socket)")
-    if subprocess.run(["which", "hping3"], capture_output=True).returncode:
+    if not args.rate and subprocess.run(["which", "hping3"], capture_output=True).returncode:
         sys.exit("bench_flood needs hping3 (apt-get install -y hping3)")
     print("command:", shlex.join([sys.executable, *sys.argv]))
     from tcpio import _fast
@@ -323,13 +391,14 @@ def main() -> None:
     out: dict[str, Any] = {}
     if args.syn_queue in ("off", "both"):
         out["tcpio"] = asyncio.run(tcpio_run(args, False))
-        out["tcpio_verdict"] = report("tcpio (one TAP queue)", out["tcpio"])
+        out["tcpio_verdict"] = report("tcpio (one TAP queue)", out["tcpio"], args)
     if args.syn_queue in ("on", "both"):
         out["tcpio_syn_queue"] = asyncio.run(tcpio_run(args, True))
-        out["tcpio_syn_queue_verdict"] = report("tcpio (SYN queue)", out["tcpio_syn_queue"])
+        out["tcpio_syn_queue_verdict"] = report("tcpio (SYN queue)", out["tcpio_syn_queue"], args)
     if not args.skip_kernel:
         out["kernel"] = asyncio.run(kernel_run(args))
-        out["kernel_verdict"] = report("kernel (veth, same flood)", out["kernel"])
+        out["kernel_verdict"] = report("kernel (veth, same flood)", out["kernel"],
+                                     argparse.Namespace(trace_legit=False))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
