@@ -176,16 +176,23 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
         s1 = await stack.start_server(sink, "0.0.0.0", FLOW_PORT, backlog=128)
         s2 = await stack.start_server(accept_close, "0.0.0.0", CONN_PORT, backlog=4096)
         legit = [0]
+        seen: dict[int, list[float]] = {}
         if args.trace_legit:
             # the client's SYNs (its source is the namespace's address; the
-            # flood's are random) among the frames tcpio reads
+            # flood's are random) among the frames tcpio reads: per source
+            # port, when they were read (CLOCK_MONOTONIC, the client's clock)
             tap, deliver = peer.tap, peer.tap._on_frames
             assert deliver is not None
             src = socket.inet_aton(peer.kernel_ip)
 
             def counting(frames: list[bytes]) -> None:
-                legit[0] += sum(1 for f in frames if f[26:30] == src and f[23] == 6
-                                and f[47] & 0x17 == 0x02)
+                mine = [f for f in frames if f[26:30] == src and f[23] == 6
+                        and f[47] & 0x17 == 0x02]
+                if mine:
+                    now = time.monotonic()
+                    legit[0] += len(mine)
+                    for f in mine:
+                        seen.setdefault(int.from_bytes(f[34:36], "big"), []).append(now)
                 deliver(frames)
 
             tap._on_frames = counting
@@ -208,7 +215,10 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
                     "legit_syns_read": legit[0]}
 
         try:
-            return await run_job(peer.ns, peer.tcpio_ip, args, sample)
+            res = await run_job(peer.ns, peer.tcpio_ip, args, sample)
+            if args.trace_legit:
+                res["legit_reads"] = seen
+            return res
         finally:
             s1.close()
             s2.close()
@@ -299,6 +309,34 @@ def inproc_syn_cost(rounds: int, batches: int = 200, batch: int = 64) -> None:
               f"({min(v):.2f}-{max(v):.2f}), {rounds} rounds of {batches} x {batch} SYNs")
 
 
+def trace_legit(res: dict, d: dict) -> None:
+    """Where the flood phase's legitimate SYNs went: per connection attempt
+    (its source port), the SYNs tcpio read and when, against the client's
+    clock (the first SYN at the attempt's start, the retransmission 1 s on)."""
+    reads = {int(k): v for k, v in res["legit_reads"].items()}
+    att = res["flood_attempts"]
+    failed = [a for a in att if not a[1]]
+    sent = sum(1 if ok and dt < 1.0 else 2 for _, ok, dt, _ in att)
+    got = sum(len(reads.get(sport, ())) for *_, sport in att)
+    # delay of the first SYN read (in the ring, then tcpio's read loop)
+    delays = sorted(reads[sport][0] - t1 for t1, _, _, sport in att if reads.get(sport))
+    fail_none = sum(1 for *_, sport in failed if not reads.get(sport))
+    fail_late = [min(reads[sport]) - t1 for t1, _, _, sport in failed if reads.get(sport)]
+    flood_sent = res["flood_sent"]
+    print(f"  legitimate SYNs of the flood's {len(att)} attempts: the client sent about "
+          f"{sent} (1 per connection made by its first SYN, 2 otherwise), tcpio read {got} "
+          f"({got / max(1, sent):.0%}); the flood's SYNs: {d['syn_queue_rx']:,} of "
+          f"{flood_sent:,} read ({d['syn_queue_rx'] / max(1, flood_sent):.0%}), the TAP "
+          f"dropped {d['tap_kernel_tx_dropped']:,}")
+    if delays:
+        print(f"  a legitimate SYN's first read came {delays[len(delays) // 2]:.2f} s after "
+              f"the attempt began (median; {delays[0]:.2f}-{delays[-1]:.2f})")
+    print(f"  failed attempts {len(failed)}: no SYN of theirs read (dropped by the TAP's "
+          f"ring) {fail_none}, read but too late or lost after {len(fail_late)}"
+          + (f" (first read {', '.join(f'{x:.2f}' for x in sorted(fail_late))} s after)"
+             if fail_late else ""))
+
+
 def report(name: str, res: dict, args: argparse.Namespace) -> dict:
     ph = {p["phase"]: p for p in res["phases"]}
     keep = ph["flood"]["mb_s"] / ph["pre"]["mb_s"] if ph["pre"]["mb_s"] else 0.0
@@ -320,16 +358,7 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
                  if d.get("syn_queue_rx") else ""))
         if args.trace_legit:
-            fl = ph["flood"]
-            legit_sent = fl["conns_tried"] + fl["syn_retrans"]
-            offered = res["flood_sent"] + legit_sent
-            got = d["legit_syns_read"]
-            print(f"  legitimate SYNs during the flood: the client sent {legit_sent} "
-                  f"({fl['conns_tried']} attempts + {fl['syn_retrans']} retransmissions), "
-                  f"tcpio read {got} ({got / max(1, legit_sent):.0%}); all SYNs: "
-                  f"{d['syn_queue_rx']:,} of {offered:,} read "
-                  f"({d['syn_queue_rx'] / max(1, offered):.0%}), the TAP dropped "
-                  f"{d['tap_kernel_tx_dropped']:,}")
+            trace_legit(res, d)
         if "cpu" in d:
             # where tcpio's time went: its CPU share of the flood's wall clock,
             # and the read loop's time per queue (read + process + reply)

@@ -76,7 +76,7 @@ def client(host: str, flow_port: int, conn_port: int, nflows: int, pre: float, f
             except OSError:
                 return
 
-    attempts: list[tuple[float, bool, float]] = []
+    attempts: list[tuple[float, bool, float, float, int]] = []
 
     def connect_once(t: float) -> None:
         s = socket.socket()
@@ -88,8 +88,11 @@ def client(host: str, flow_port: int, conn_port: int, nflows: int, pre: float, f
         except OSError:
             ok = False
         finally:
+            sport = s.getsockname()[1]      # bound by connect(), kept until close
             s.close()
-        attempts.append((t, ok, time.monotonic() - t1))
+        # (phase time, made?, seconds to connect, CLOCK_MONOTONIC at the
+        # first SYN (one clock for every process), source port)
+        attempts.append((t, ok, time.monotonic() - t1, t1, sport))
 
     threads = [threading.Thread(target=flow, args=(i,), daemon=True) for i in range(nflows)]
     for t in threads:
@@ -121,7 +124,7 @@ def client(host: str, flow_port: int, conn_port: int, nflows: int, pre: float, f
     prev = 0
     for k, name in enumerate(("pre", "flood", "post")):
         dur = edges[k + 1] - edges[k]
-        tried = [(ok, dt) for t, ok, dt in attempts if edges[k] <= t < edges[k + 1]]
+        tried = [(ok, dt) for t, ok, dt, _, _ in attempts if edges[k] <= t < edges[k + 1]]
         phases.append({"phase": name, "seconds": dur, "bytes": marks[k] - prev,
                        "mb_s": (marks[k] - prev) / dur / 1e6,
                        "conns_tried": len(tried), "conns_ok": sum(ok for ok, _ in tried),
@@ -130,7 +133,9 @@ def client(host: str, flow_port: int, conn_port: int, nflows: int, pre: float, f
                        "conns_retry": sum(ok and dt >= SYN_RTO for ok, dt in tried),
                        "syn_retrans": retrans[k + 1] - retrans[k]})
         prev = marks[k]
-    print(json.dumps({"phases": phases}), flush=True)
+    flood_attempts = [(t1, ok, dt, sport) for t, ok, dt, t1, sport in attempts
+                      if edges[1] <= t < edges[2]]
+    print(json.dumps({"phases": phases, "flood_attempts": flood_attempts}), flush=True)
 
 
 def server(addr: str, flow_port: int, conn_port: int) -> None:
