@@ -191,40 +191,38 @@ def flood_pool(host: str, port: int, n: int, seed: int = 13) -> list[bytes]:
 
 def flood(host: str, port: int, rate: float, seconds: float) -> None:
     """SYNs at ``rate`` per second (0: flat out) for ``seconds``, paced by the
-    clock: each pass sends what is due (at most a burst), sleeping when ahead."""
+    clock: a burst of 256 once a quarter of one is due, a short sleep before
+    that (so the offered rate is never above ``rate`` by more than a burst)."""
     pool = flood_pool(host, port, POOL)
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    addr = (host, 0)
-    send = s.sendto
+    s.connect((host, 0))        # send(), not sendto(): no address to parse per SYN
+    send = s.send
     print("ready", flush=True)
     sys.stdin.readline()
     clock = time.perf_counter
+    burst = 256                 # POOL is a multiple of it
     t0 = clock()
     end = t0 + seconds
-    sent = errors = i = 0
-    npool = len(pool)
+    offered = errors = i = 0
     while True:
         now = clock()
         if now >= end:
             break
-        due = int((now - t0) * rate) - sent if rate > 0 else 256
-        if due <= 0:
-            time.sleep(0.0002)
+        if rate > 0 and int((now - t0) * rate) - offered < burst // 4:
+            time.sleep(0.0002)      # ahead of the pace
             continue
-        for _ in range(min(due, 256)):
+        for p in pool[i:i + burst]:
             try:
-                send(pool[i], addr)
-                sent += 1
+                send(p)
             except OSError:
                 errors += 1
-                sent += 1       # paced as sent: the rate asked is the offer
-            i += 1
-            if i == npool:
-                i = 0
+        offered += burst
+        i = (i + burst) % POOL
     dt = clock() - t0
-    print(json.dumps({"sent": sent - errors, "errors": errors, "seconds": dt,
-                      "rate": (sent - errors) / dt}), flush=True)
+    sent = offered - errors
+    print(json.dumps({"sent": sent, "errors": errors, "seconds": dt, "rate": sent / dt}),
+          flush=True)
 
 
 if __name__ == "__main__":
