@@ -3,7 +3,7 @@
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
                                           [--syn-queue off|on|both] [--syn-share F]
-                                          [--rate N] [--trace-legit]
+                                          [--rate N] [--trace-legit] [--runs N]
     python benchmarks/bench_flood.py --inproc [--rounds 7]
 
 ``--inproc`` (no root) measures the compiled stateless SYN path alone: CPU
@@ -400,6 +400,9 @@ def main() -> None:
                          "sender (default: hping3 --flood, as fast as it goes)")
     ap.add_argument("--trace-legit", action="store_true",
                     help="debug: count the legitimate client's SYNs tcpio reads")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="repeat the variants, alternating, and print each one's median and "
+                         "range (the targets judged by the medians)")
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--inproc", action="store_true",
@@ -417,19 +420,48 @@ def main() -> None:
     print("command:", shlex.join([sys.executable, *sys.argv]))
     from tcpio import _fast
     print("build:", _fast.build_info()["syn_fast"], "| cpus:", os.cpu_count(), "(unpinned)")
-    out: dict[str, Any] = {}
+    variants: list[tuple[str, str, Any]] = []
     if args.syn_queue in ("off", "both"):
-        out["tcpio"] = asyncio.run(tcpio_run(args, False))
-        out["tcpio_verdict"] = report("tcpio (one TAP queue)", out["tcpio"], args)
+        variants.append(("tcpio", "tcpio (one TAP queue)", lambda: tcpio_run(args, False)))
     if args.syn_queue in ("on", "both"):
-        out["tcpio_syn_queue"] = asyncio.run(tcpio_run(args, True))
-        out["tcpio_syn_queue_verdict"] = report("tcpio (SYN queue)", out["tcpio_syn_queue"], args)
+        variants.append(("tcpio_syn_queue", "tcpio (SYN queue)", lambda: tcpio_run(args, True)))
     if not args.skip_kernel:
-        out["kernel"] = asyncio.run(kernel_run(args))
-        out["kernel_verdict"] = report("kernel (veth, same flood)", out["kernel"],
-                                     argparse.Namespace(trace_legit=False))
+        variants.append(("kernel", "kernel (veth, same flood)", lambda: kernel_run(args)))
+    runs: list[dict[str, Any]] = []
+    for i in range(args.runs):
+        out: dict[str, Any] = {}
+        if args.runs > 1:
+            print(f"\n--- run {i + 1} of {args.runs}")
+        for key, name, job in variants:     # alternating: a slow spell hits each alike
+            out[key] = asyncio.run(job())
+            out[key + "_verdict"] = report(name, out[key], args if key != "kernel"
+                                           else argparse.Namespace(trace_legit=False))
+        runs.append(out)
+    if args.runs > 1:
+        summary(variants, runs)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        Path(args.json).write_text(json.dumps(runs[0] if args.runs == 1 else runs, indent=1))
+
+
+def summary(variants: list[tuple[str, str, Any]], runs: list[dict[str, Any]]) -> None:
+    """Median (range) per variant over the runs; the targets judged by the medians."""
+    import statistics
+
+    def mr(xs: list[float], fmt: str) -> str:
+        return (f"{format(statistics.median(xs), fmt)} "
+                f"({format(min(xs), fmt)}-{format(max(xs), fmt)})")
+
+    print(f"\nsummary of {len(runs)} runs, median (range):")
+    for key, name, _ in variants:
+        rate = [r[key]["flood_rate"] for r in runs]
+        keep = [r[key + "_verdict"]["keep"] for r in runs]
+        ok = [r[key + "_verdict"]["conn_ok"] for r in runs]
+        both = sum(1 for k, c in zip(keep, ok) if k >= 0.5 and c >= 0.9)
+        print(f"  {name}: flood {mr(rate, ',.0f')} SYN/s; flows kept {mr(keep, '.0%')} "
+              f"(target >= 50%: {'met' if statistics.median(keep) >= 0.5 else 'NOT met'}); "
+              f"new connections {mr(ok, '.0%')} (target >= 90%: "
+              f"{'met' if statistics.median(ok) >= 0.9 else 'NOT met'}); both targets in "
+              f"{both} of {len(runs)} runs")
 
 
 if __name__ == "__main__":
