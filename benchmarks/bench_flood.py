@@ -3,6 +3,7 @@
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
                                           [--syn-queue off|on|both] [--syn-share F]
+                                          [--syn-max-wait S]
                                           [--rate N] [--trace-legit] [--runs N]
     python benchmarks/bench_flood.py --inproc [--rounds 7]
 
@@ -152,10 +153,11 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
     if args.budget is not None:
         settings.tcp_syn_budget = args.budget
     tap_options: dict[str, Any] = {"syn_queue": syn_queue}
-    if args.syn_share is not None:
+    if args.syn_share is not None or args.syn_max_wait is not None:
         from tcpio.devices.tap import SynShare
-        tap_options["syn_share"] = SynShare(share=args.syn_share,
-                                            min_batch=args.syn_min_batch or 32)
+        tap_options["syn_share"] = SynShare(
+            share=args.syn_share if args.syn_share is not None else 0.3,
+            min_batch=args.syn_min_batch or 32, max_wait=args.syn_max_wait)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
@@ -212,7 +214,8 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
                     "TCPSynBudgetDrop": mib.get("TCPSynBudgetDrop", 0),
                     "ListenDrops": mib.get("ListenDrops", 0),
                     "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0),
-                    "legit_syns_read": legit[0]}
+                    "legit_syns_read": legit[0],
+                    "syn_ring_changes": peer.tap.syn_ring_changes}
 
         try:
             res = await run_job(peer.ns, peer.tcpio_ip, args, sample)
@@ -371,7 +374,9 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
             print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
                   f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
                   f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
-                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)")
+                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)"
+                  + (f"; the TAP's ring length changed {d['syn_ring_changes']} times"
+                     if d.get("syn_ring_changes") else ""))
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "
           f"{'met' if keep >= 0.5 else 'NOT met'}); new connections during the flood "
           f"{ok:.0%} (target >= 90%: {'met' if ok >= 0.9 else 'NOT met'})")
@@ -389,6 +394,9 @@ def main() -> None:
     ap.add_argument("--syn-share", type=float, default=None,
                     help="tcpio's SynShare share of the read loop for the SYN queue "
                          "(default: TapDevice's)")
+    ap.add_argument("--syn-max-wait", type=float, default=None,
+                    help="SynShare's max_wait: under a flood, the TAP's ring at most what the "
+                         "SYN queue reads in this many seconds (default: off)")
     ap.add_argument("--syn-min-batch", type=int, default=None,
                     help="with --syn-share: SynShare's min_batch (default 32)")
     ap.add_argument("--txqueuelen", type=int, default=None,
