@@ -78,6 +78,7 @@ from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
 if TYPE_CHECKING:
+    from tcpio._fast.devio_py import FrameIO
     from tcpio.core.qdisc import NetifQueue
 
 _clock = time.perf_counter
@@ -119,6 +120,8 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# The fd's read and write loops, compiled (one call per batch each way).
+_FrameIO = _fast.load("devio").FrameIO
 
 # Write errors that mean "the link cannot take this frame now": count, drop.
 _DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENETDOWN,
@@ -350,6 +353,7 @@ class _TunTapBase:
     link: Link
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
+    _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
     # SynShare.max_wait: the ring length set now (0: the configured one,
     # untouched), times it changed, the socket (in the TAP's namespace) that
     # sets it, and why it could not (the feature then off)
@@ -649,36 +653,23 @@ class _TunTapBase:
 
     def _on_readable(self, fd: int | None = None, budget: int = 0) -> int:
         """Drain the fd (the flows' queue unless ``fd`` names the SYN queue)
-        until EAGAIN or the budget, then deliver one batch; frames read."""
-        read, size = os.read, self._readsize
+        until EAGAIN or the budget, then deliver one batch; frames read.
+        The reads are one compiled call (devio.FrameIO.read: the header
+        stripped without a second copy, a flagged one's frame through
+        ``_rx_offloaded`` in its place)."""
         if self.fd is None:
             return 0
         if fd is None:
             fd, budget = self.fd, self.budget
+        io = self._io
+        if io is None:
+            io = self._io = _FrameIO(self._readsize, self.vnet_hdr_len)
         frames: list[bytes] = []
-        nbytes = 0
-        hlen = self.vnet_hdr_len
-        nread = 0
-        for _ in range(budget):
-            try:
-                frame = read(fd, size)
-            except BlockingIOError:
-                break
-            except OSError:
-                # e.g. EBADFD while the interface is being torn down
-                self.stats["rx_errors"] += 1
-                break
-            nread += 1
-            if hlen:
-                nbytes += len(frame) - hlen
-                if frame[0] or frame[1]:
-                    # flags or gso_type: a partial checksum or a super-frame
-                    self._rx_offloaded(frame, frames)
-                else:
-                    frames.append(frame[hlen:])
-            else:
-                frames.append(frame)
-                nbytes += len(frame)
+        nread = io.read(fd, budget, frames, self._rx_offloaded)
+        if io.error or io.runts:
+            # e.g. EBADFD while the interface is being torn down; a read
+            # shorter than the virtio header
+            self.stats["rx_errors"] += (io.error != 0) + io.runts
         if fd == self.fd:
             # stopped at the budget: more is waiting (the stack's timers wait
             # for it: poll_rx); short of it: the queue was seen empty
@@ -690,8 +681,8 @@ class _TunTapBase:
             if fd == self.syn_fd:
                 self.syn_queue_rx += nread
             st = self.stats
-            st["rx_packets"] += nread
-            st["rx_bytes"] += nbytes
+            st["rx_packets"] += nread - io.runts
+            st["rx_bytes"] += io.nbytes
             on_frames = self._on_frames
             if frames and on_frames is not None:
                 on_frames(frames)
@@ -819,28 +810,27 @@ class _TunTapBase:
             for frame in frames:
                 netif.requeue(frame)        # NETDEV_TX_BUSY: back to the qdisc
             return
-        write, writev = os.write, os.writev
+        io = self._io
+        if io is None:
+            io = self._io = _FrameIO(self._readsize, self.vnet_hdr_len)
         hlen = self.vnet_hdr_len
         plain = vnet.build_vnet_hdr(size=hlen) if hlen else b""
-        sent = nbytes = dropped = 0
-        for frame in frames:
-            try:
-                if not hlen:
-                    write(fd, frame)
-                elif type(frame) is bytes:
-                    writev(fd, (plain, frame))
-                else:
-                    writev(fd, (self._tx_hdr(frame, plain), frame))
-            except OSError as exc:
-                if exc.errno in _FULL_ERRNOS and self._tx_full(frames[sent + dropped:]):
-                    break
-                if exc.errno not in _DROP_ERRNOS:
-                    st["tx_errors"] += 1
-                st["tx_dropped"] += 1
-                dropped += 1
-                continue
-            sent += 1
-            nbytes += len(frame)
+        count = len(frames)
+        sent = nbytes = 0
+        i = 0
+        while True:
+            done = io.write(fd, frames, i, plain, self._tx_hdr)
+            sent += done - i
+            nbytes += io.nbytes
+            if done >= count:
+                break
+            err = io.error
+            if err in _FULL_ERRNOS and self._tx_full(frames[done:]):
+                break
+            if err not in _DROP_ERRNOS:
+                st["tx_errors"] += 1
+            st["tx_dropped"] += 1
+            i = done + 1
         st["tx_packets"] += sent
         st["tx_bytes"] += nbytes
 
