@@ -30,7 +30,6 @@ from stackutil import run_on
 
 import tcpio.devices.tap as tap_mod
 import tcpio.stack as stack_mod
-from tcpio.core.tcp.tcp_timer import tcp_delack_timer
 from tcpio.devices.base import new_stats
 from tcpio.devices.tap import SynShare, TapDevice
 from tcpio.stack import NET_RX_ROUNDS, NET_RX_USECS, Stack
@@ -355,7 +354,8 @@ def test_a_timer_due_while_others_wait_waits_for_the_input_of_its_own_time(
 
 def test_a_delayed_ack_due_while_the_timers_wait_runs_when_due(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """TCP's delayed ACK is a prompt timer (TimerWheel.prompt): an ACK still
+    """TCP's delayed ACK is a prompt timer (``timer(..., prompt=True)``,
+    test_a_sockets_delayed_ack_timer_alone_is_prompt): an ACK still
     in the queue does not make it wrong, and holding it for the whole wait
     (a second and more at 1000 flows) makes the peer retransmit.  Here with
     the host's real timer wheel: a retransmission-like timer due first
@@ -366,14 +366,9 @@ def test_a_delayed_ack_due_while_the_timers_wait_runs_when_due(
         loop, stack = ring.loop, ring.stack
         host = stack.host
         del host.poll, host.next_deadline       # the real ones again
-        assert tcp_delack_timer in host.timers.prompt
         fired: list[tuple[str, float]] = []
-
-        def delack(now: float) -> None:
-            fired.append(("delack", now))
-        host.timers.prompt.add(delack)
         rto = host.timers.timer(lambda now: fired.append(("rto", now)))
-        ack = host.timers.timer(delack)
+        ack = host.timers.timer(lambda now: fired.append(("delack", now)), prompt=True)
         ring.send(6 * BUDGET)
         t0 = loop.time()
         rto.arm(t0)

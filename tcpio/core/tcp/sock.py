@@ -341,7 +341,10 @@ class TcpSock(TcpCb):
         # (owned timers: they hold the socket weakly, so a closed socket is
         # freed by reference counting, not left to the cycle collector)
         self.rtx_timer = timers.timer(tcp_timer.tcp_write_timer, self)
-        self.delack_timer = timers.timer(tcp_timer.tcp_delack_timer, self)
+        # (prompt: it does not wait for input held in a device when timers
+        # fall due, Stack._on_timer; an ACK still queued does not make a
+        # delayed ACK wrong, and holding it made the peer retransmit)
+        self.delack_timer = timers.timer(tcp_timer.tcp_delack_timer, self, prompt=True)
         # keepalive/sk_timer: made when first armed (tcp_timer.keepalive_timer)
         self.ka_timer: Timer | None = None
         # tracing: off unless the stack traces every connection (tcp_trace)
