@@ -3,6 +3,8 @@
     sudo python benchmarks/bench_flood.py [--flows 4] [--pre 3] [--flood 5] [--post 3]
                                           [--budget N] [--txqueuelen N] [--json FILE]
                                           [--syn-queue off|on|both] [--syn-share F]
+                                          [--syn-max-wait S]
+                                          [--rate N] [--trace-legit] [--runs N]
     python benchmarks/bench_flood.py --inproc [--rounds 7]
 
 ``--inproc`` (no root) measures the compiled stateless SYN path alone: CPU
@@ -19,7 +21,10 @@ Runs one after the other in the same process, the same job:
   listener is tried every 0.1 s (3 s each: one SYN retransmission allowed),
   and during the middle phase ``hping3 --flood -S --rand-source`` floods the
   listener's port from spoofed sources, as fast as it can (the raw-socket
-  sender's ceiling on this machine, stated in the output).
+  sender's ceiling on this machine, stated in the output).  ``--rate N``
+  floods at N SYN/s instead, paced (flood_peer.py's raw-socket sender:
+  hping3's ``-i uN`` sleeps far longer than asked); the rate it reached is
+  printed, the kernel's run gets the same offer.
 - ``tcpio, SYN queue``: the same with ``TapDevice(syn_queue=True)``: the
   kernel steers SYNs to a second TAP queue (devices/tun_steering.py), so the
   flood fills a ring of its own instead of the flows' (``--syn-queue``
@@ -36,6 +41,14 @@ SYN path's counters (SyncookiesSent, TCPSynBudgetDrop, ListenDrops).  The
 targets of issue 13 with a verdict: during the flood the flows keep >= 50%
 of their pre-flood throughput, and >= 90% of new connections succeed.
 
+``--trace-legit`` (a debug run: a Python look at every frame tcpio reads)
+follows the legitimate client's SYNs, whose source is the namespace's
+address where the flood's are random: the SYNs the client sent during the
+flood (attempts + the namespace's TCPSynRetrans), those tcpio read, and the
+share of the flood's SYNs the TAP's ring let through (read / offered), to
+show where a failed connection's SYNs went.  Without it the client's times
+still say which connections the first SYN made and which its retransmission.
+
 The machine is shared (2 vCPUs; hping3 takes one): quote ratios.
 """
 
@@ -48,6 +61,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +98,14 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
                   sample: Any = None) -> dict:
     """The client in ``ns`` against ``target``; hping3 floods in the middle phase.
     ``sample()`` is read at the flood's start and end (tcpio's counters)."""
+    sender = None
+    if args.rate:       # the paced raw-socket sender: its pool is built before the run
+        sender = await asyncio.create_subprocess_exec(
+            *ns.exec_argv(sys.executable, PEER, "flood", target, str(CONN_PORT),
+                          str(args.rate), str(args.flood)),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        await expect(sender, b"ready")
     client = await start(ns.exec_argv(sys.executable, PEER, "client", target, str(FLOW_PORT),
                                       str(CONN_PORT), str(args.flows), str(args.pre),
                                       str(args.flood), str(args.post)))
@@ -91,15 +113,27 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     await asyncio.sleep(args.pre)
     s0 = sample() if sample else None
     t0 = time.monotonic()
-    hping = await start(ns.exec_argv("hping3", "--flood", "-S", "--rand-source", "-p",
-                                     str(CONN_PORT), target))
-    await asyncio.sleep(args.flood)
-    hping.send_signal(signal.SIGINT)
-    _, herr = await hping.communicate()
-    flood_s = time.monotonic() - t0
-    s1 = sample() if sample else None
-    m = re.search(rb"(\d+) packets transmitted", herr)
-    sent = int(m.group(1)) if m else 0
+    if sender is not None:
+        assert sender.stdin is not None and sender.stdout is not None
+        sender.stdin.write(b"go\n")
+        await sender.stdin.drain()
+        line = await asyncio.wait_for(sender.stdout.readline(), args.flood + 30)
+        flood_s = time.monotonic() - t0
+        s1 = sample() if sample else None
+        await sender.wait()
+        got = json.loads(line)
+        sent, how = got["sent"], f"raw sender paced at {args.rate:,.0f}/s"
+        flood_s = got["seconds"]
+    else:
+        hping = await start(ns.exec_argv("hping3", "--flood", "-S", "--rand-source", "-p",
+                                         str(CONN_PORT), target))
+        await asyncio.sleep(args.flood)
+        hping.send_signal(signal.SIGINT)
+        _, herr = await hping.communicate()
+        flood_s = time.monotonic() - t0
+        s1 = sample() if sample else None
+        m = re.search(rb"(\d+) packets transmitted", herr)
+        sent, how = (int(m.group(1)) if m else 0), "hping3 --flood"
     out, err = await client.communicate()
     lines = out.decode().strip().splitlines()
     if client.returncode != 0 or not lines:
@@ -107,6 +141,7 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     res = json.loads(lines[-1])
     res["flood_sent"] = sent
     res["flood_rate"] = sent / flood_s
+    res["flood_how"] = how
     if s0 is not None and s1 is not None:
         res["during_flood"] = {k: (s1[k] - s0[k]) for k in s1}
         res["during_flood"]["seconds"] = flood_s
@@ -118,10 +153,11 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
     if args.budget is not None:
         settings.tcp_syn_budget = args.budget
     tap_options: dict[str, Any] = {"syn_queue": syn_queue}
-    if args.syn_share is not None:
+    if args.syn_share is not None or args.syn_max_wait is not None:
         from tcpio.devices.tap import SynShare
-        tap_options["syn_share"] = SynShare(share=args.syn_share,
-                                            min_batch=args.syn_min_batch or 32)
+        tap_options["syn_share"] = SynShare(
+            share=args.syn_share if args.syn_share is not None else 0.3,
+            min_batch=args.syn_min_batch or 32, max_wait=args.syn_max_wait)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
@@ -141,6 +177,27 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
 
         s1 = await stack.start_server(sink, "0.0.0.0", FLOW_PORT, backlog=128)
         s2 = await stack.start_server(accept_close, "0.0.0.0", CONN_PORT, backlog=4096)
+        legit = [0]
+        seen: dict[int, list[float]] = {}
+        if args.trace_legit:
+            # the client's SYNs (its source is the namespace's address; the
+            # flood's are random) among the frames tcpio reads: per source
+            # port, when they were read (CLOCK_MONOTONIC, the client's clock)
+            tap, deliver = peer.tap, peer.tap._on_frames
+            assert deliver is not None
+            src = socket.inet_aton(peer.kernel_ip)
+
+            def counting(frames: list[bytes]) -> None:
+                mine = [f for f in frames if f[26:30] == src and f[23] == 6
+                        and f[47] & 0x17 == 0x02]
+                if mine:
+                    now = time.monotonic()
+                    legit[0] += len(mine)
+                    for f in mine:
+                        seen.setdefault(int.from_bytes(f[34:36], "big"), []).append(now)
+                deliver(frames)
+
+            tap._on_frames = counting
 
         def sample() -> dict:
             mib = stack.mib()
@@ -156,10 +213,15 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
                     "SyncookiesSent": mib.get("SyncookiesSent", 0),
                     "TCPSynBudgetDrop": mib.get("TCPSynBudgetDrop", 0),
                     "ListenDrops": mib.get("ListenDrops", 0),
-                    "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0)}
+                    "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0),
+                    "legit_syns_read": legit[0],
+                    "syn_ring_changes": peer.tap.syn_ring_changes}
 
         try:
-            return await run_job(peer.ns, peer.tcpio_ip, args, sample)
+            res = await run_job(peer.ns, peer.tcpio_ip, args, sample)
+            if args.trace_legit:
+                res["legit_reads"] = seen
+            return res
         finally:
             s1.close()
             s2.close()
@@ -250,14 +312,45 @@ def inproc_syn_cost(rounds: int, batches: int = 200, batch: int = 64) -> None:
               f"({min(v):.2f}-{max(v):.2f}), {rounds} rounds of {batches} x {batch} SYNs")
 
 
-def report(name: str, res: dict) -> dict:
+def trace_legit(res: dict, d: dict) -> None:
+    """Where the flood phase's legitimate SYNs went: per connection attempt
+    (its source port), the SYNs tcpio read and when, against the client's
+    clock (the first SYN at the attempt's start, the retransmission 1 s on)."""
+    reads = {int(k): v for k, v in res["legit_reads"].items()}
+    att = res["flood_attempts"]
+    failed = [a for a in att if not a[1]]
+    sent = sum(1 if ok and dt < 1.0 else 2 for _, ok, dt, _ in att)
+    got = sum(len(reads.get(sport, ())) for *_, sport in att)
+    # delay of the first SYN read (in the ring, then tcpio's read loop)
+    delays = sorted(reads[sport][0] - t1 for t1, _, _, sport in att if reads.get(sport))
+    fail_none = sum(1 for *_, sport in failed if not reads.get(sport))
+    fail_late = [min(reads[sport]) - t1 for t1, _, _, sport in failed if reads.get(sport)]
+    flood_sent = res["flood_sent"]
+    print(f"  legitimate SYNs of the flood's {len(att)} attempts: the client sent about "
+          f"{sent} (1 per connection made by its first SYN, 2 otherwise), tcpio read {got} "
+          f"({got / max(1, sent):.0%}); the flood's SYNs: {d['syn_queue_rx']:,} of "
+          f"{flood_sent:,} read ({d['syn_queue_rx'] / max(1, flood_sent):.0%}), the TAP "
+          f"dropped {d['tap_kernel_tx_dropped']:,}")
+    if delays:
+        print(f"  a legitimate SYN's first read came {delays[len(delays) // 2]:.2f} s after "
+              f"the attempt began (median; {delays[0]:.2f}-{delays[-1]:.2f})")
+    print(f"  failed attempts {len(failed)}: no SYN of theirs read (dropped by the TAP's "
+          f"ring) {fail_none}, read but too late or lost after {len(fail_late)}"
+          + (f" (first read {', '.join(f'{x:.2f}' for x in sorted(fail_late))} s after)"
+             if fail_late else ""))
+
+
+def report(name: str, res: dict, args: argparse.Namespace) -> dict:
     ph = {p["phase"]: p for p in res["phases"]}
     keep = ph["flood"]["mb_s"] / ph["pre"]["mb_s"] if ph["pre"]["mb_s"] else 0.0
     ok = ph["flood"]["conns_ok"] / max(1, ph["flood"]["conns_tried"])
-    print(f"\n{name}: flood {res['flood_rate']:,.0f} SYN/s (hping3 sent {res['flood_sent']:,})")
+    print(f"\n{name}: flood {res['flood_rate']:,.0f} SYN/s reached ({res['flood_how']} "
+          f"sent {res['flood_sent']:,})")
     for p in res["phases"]:
         print(f"  {p['phase']:>5}: flows {p['mb_s']:7.1f} MB/s   new connections "
-              f"{p['conns_ok']}/{p['conns_tried']}")
+              f"{p['conns_ok']}/{p['conns_tried']} (first SYN {p['conns_first']}, "
+              f"retransmission {p['conns_retry']}; client SYN retransmissions "
+              f"{p['syn_retrans']})")
     d = res.get("during_flood")
     if d:
         secs = d["seconds"]
@@ -267,6 +360,8 @@ def report(name: str, res: dict) -> dict:
               f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
                  if d.get("syn_queue_rx") else ""))
+        if args.trace_legit:
+            trace_legit(res, d)
         if "cpu" in d:
             # where tcpio's time went: its CPU share of the flood's wall clock,
             # and the read loop's time per queue (read + process + reply)
@@ -279,7 +374,9 @@ def report(name: str, res: dict) -> dict:
             print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
                   f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
                   f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
-                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)")
+                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)"
+                  + (f"; the TAP's ring length changed {d['syn_ring_changes']} times"
+                     if d.get("syn_ring_changes") else ""))
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "
           f"{'met' if keep >= 0.5 else 'NOT met'}); new connections during the flood "
           f"{ok:.0%} (target >= 90%: {'met' if ok >= 0.9 else 'NOT met'})")
@@ -297,12 +394,23 @@ def main() -> None:
     ap.add_argument("--syn-share", type=float, default=None,
                     help="tcpio's SynShare share of the read loop for the SYN queue "
                          "(default: TapDevice's)")
+    ap.add_argument("--syn-max-wait", type=float, default=None,
+                    help="SynShare's max_wait: under a flood, the TAP's ring at most what the "
+                         "SYN queue reads in this many seconds (default: off)")
     ap.add_argument("--syn-min-batch", type=int, default=None,
                     help="with --syn-share: SynShare's min_batch (default 32)")
     ap.add_argument("--txqueuelen", type=int, default=None,
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
     ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",
                     help="tcpio's TAP with a second queue for SYNs (default: both runs)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="flood at this many SYN/s with flood_peer.py's paced raw-socket "
+                         "sender (default: hping3 --flood, as fast as it goes)")
+    ap.add_argument("--trace-legit", action="store_true",
+                    help="debug: count the legitimate client's SYNs tcpio reads")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="repeat the variants, alternating, and print each one's median and "
+                         "range (the targets judged by the medians)")
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--inproc", action="store_true",
@@ -315,23 +423,53 @@ def main() -> None:
         return
     if os.geteuid() != 0:
         sys.exit("bench_flood needs root (namespaces, TAP, hping3's raw socket)")
-    if subprocess.run(["which", "hping3"], capture_output=True).returncode:
+    if not args.rate and subprocess.run(["which", "hping3"], capture_output=True).returncode:
         sys.exit("bench_flood needs hping3 (apt-get install -y hping3)")
     print("command:", shlex.join([sys.executable, *sys.argv]))
     from tcpio import _fast
     print("build:", _fast.build_info()["syn_fast"], "| cpus:", os.cpu_count(), "(unpinned)")
-    out: dict[str, Any] = {}
+    variants: list[tuple[str, str, Any]] = []
     if args.syn_queue in ("off", "both"):
-        out["tcpio"] = asyncio.run(tcpio_run(args, False))
-        out["tcpio_verdict"] = report("tcpio (one TAP queue)", out["tcpio"])
+        variants.append(("tcpio", "tcpio (one TAP queue)", lambda: tcpio_run(args, False)))
     if args.syn_queue in ("on", "both"):
-        out["tcpio_syn_queue"] = asyncio.run(tcpio_run(args, True))
-        out["tcpio_syn_queue_verdict"] = report("tcpio (SYN queue)", out["tcpio_syn_queue"])
+        variants.append(("tcpio_syn_queue", "tcpio (SYN queue)", lambda: tcpio_run(args, True)))
     if not args.skip_kernel:
-        out["kernel"] = asyncio.run(kernel_run(args))
-        out["kernel_verdict"] = report("kernel (veth, same flood)", out["kernel"])
+        variants.append(("kernel", "kernel (veth, same flood)", lambda: kernel_run(args)))
+    runs: list[dict[str, Any]] = []
+    for i in range(args.runs):
+        out: dict[str, Any] = {}
+        if args.runs > 1:
+            print(f"\n--- run {i + 1} of {args.runs}")
+        for key, name, job in variants:     # alternating: a slow spell hits each alike
+            out[key] = asyncio.run(job())
+            out[key + "_verdict"] = report(name, out[key], args if key != "kernel"
+                                           else argparse.Namespace(trace_legit=False))
+        runs.append(out)
+    if args.runs > 1:
+        summary(variants, runs)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        Path(args.json).write_text(json.dumps(runs[0] if args.runs == 1 else runs, indent=1))
+
+
+def summary(variants: list[tuple[str, str, Any]], runs: list[dict[str, Any]]) -> None:
+    """Median (range) per variant over the runs; the targets judged by the medians."""
+    import statistics
+
+    def mr(xs: list[float], fmt: str) -> str:
+        return (f"{format(statistics.median(xs), fmt)} "
+                f"({format(min(xs), fmt)}-{format(max(xs), fmt)})")
+
+    print(f"\nsummary of {len(runs)} runs, median (range):")
+    for key, name, _ in variants:
+        rate = [r[key]["flood_rate"] for r in runs]
+        keep = [r[key + "_verdict"]["keep"] for r in runs]
+        ok = [r[key + "_verdict"]["conn_ok"] for r in runs]
+        both = sum(1 for k, c in zip(keep, ok) if k >= 0.5 and c >= 0.9)
+        print(f"  {name}: flood {mr(rate, ',.0f')} SYN/s; flows kept {mr(keep, '.0%')} "
+              f"(target >= 50%: {'met' if statistics.median(keep) >= 0.5 else 'NOT met'}); "
+              f"new connections {mr(ok, '.0%')} (target >= 90%: "
+              f"{'met' if statistics.median(ok) >= 0.9 else 'NOT met'}); both targets in "
+              f"{both} of {len(runs)} runs")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ many took 50 ms or more (by name), and the stack's timers' waits for input
 whole MIB delta to the JSON.  Then, in one process: the memory per idle
 established connection (bare sockets and asyncio streams; RSS delta, both
 ends counted, per end) and the time to open 5 000 and 20 000 idle
-connections.  The targets issue 11 sets are printed with a verdict.
+connections, spread over IDLE_PORTS server ports (as bench_open_idle.py
+--ports: one destination's port search is not a per-connection cost).  The targets issue 11 sets are printed with a verdict.
 
 The machine is shared and noisy: quote ratios from one run, and several runs.
 """
@@ -63,6 +64,7 @@ import scale_peer
 
 PEER = str(ROOT / "benchmarks" / "scale_peer.py")
 PORT = 5001
+IDLE_PORTS = 4         # server ports the idle step spreads over (idle())
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
 
@@ -373,9 +375,15 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def idle(n: int, streams: bool) -> dict:
+async def idle(n: int, streams: bool, ports: int = IDLE_PORTS) -> dict:
     """Open n idle established connections between two stacks; per-end memory
-    (RSS delta over both ends) and time (run in a fresh process)."""
+    (RSS delta over both ends) and time (run in a fresh process).  The server
+    listens on ``ports`` consecutive ports and the client spreads over them:
+    from one client address to one server port, connect()'s port search
+    (__inet_hash_connect, Linux's algorithm) walks every taken port of the
+    first parity once ~14 100 are used, a cost of the single destination
+    that Linux pays too and not the per-connection cost issue 11 measures
+    (bench_open_idle.py --ports)."""
     import tcpio
     w = tcpio.MemoryWire(mtu=1500)
     keep: list[Any] = []
@@ -386,16 +394,16 @@ async def idle(n: int, streams: bool) -> dict:
             async def handle(reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
                 keep.append((reader, writer))
-            await srv.start_server(handle, "0.0.0.0", PORT, backlog=4096)
+            for i in range(ports):
+                await srv.start_server(handle, "0.0.0.0", PORT + i, backlog=4096)
         else:
-            lst = srv.socket(socket.SOCK_STREAM)
-            lst.bind(("0.0.0.0", PORT))
-            lst.listen(4096)
-
-            async def acceptor() -> None:
+            async def acceptor(port: int) -> None:
+                lst = srv.socket(socket.SOCK_STREAM)
+                lst.bind(("0.0.0.0", port))
+                lst.listen(4096)
                 while True:
                     keep.append(await lst.accept())
-            acc = asyncio.ensure_future(acceptor())
+            accs = [asyncio.ensure_future(acceptor(PORT + i)) for i in range(ports)]
         await client.ping("10.0.0.2", timeout=5)
         gc.collect()
         m0 = rss()
@@ -405,10 +413,12 @@ async def idle(n: int, streams: bool) -> dict:
             k = min(batch, n - start)
             if streams:
                 keep.extend(await asyncio.gather(
-                    *(client.open_connection("10.0.0.2", PORT) for _ in range(k))))
+                    *(client.open_connection("10.0.0.2", PORT + (start + j) % ports)
+                      for j in range(k))))
             else:
                 socks = [client.socket(socket.SOCK_STREAM) for _ in range(k)]
-                await asyncio.gather(*(s.connect(("10.0.0.2", PORT)) for s in socks))
+                await asyncio.gather(*(s.connect(("10.0.0.2", PORT + (start + j) % ports))
+                                       for j, s in enumerate(socks)))
                 keep.extend(socks)
         while len(keep) < 2 * n:
             await asyncio.sleep(0.01)
@@ -417,9 +427,10 @@ async def idle(n: int, streams: bool) -> dict:
         m1 = rss()
         established = len(srv.connections())
         if not streams:
-            acc.cancel()
+            for acc in accs:
+                acc.cancel()
     return {"n": n, "seconds": elapsed, "bytes_per_end": (m1 - m0) / (2 * n),
-            "established_server_side": established}
+            "established_server_side": established, "ports": ports}
 
 
 # --- the run -------------------------------------------------------------------------------

@@ -94,6 +94,9 @@ class Stack:
         # call_soon Handle that looks again (_on_timer)
         self._timer: asyncio.Handle | None = None
         self._timer_when: float | None = None
+        # _timer is _rearm's call_at (it may be left armed early: _rearm);
+        # False for the call_soon _on_timer arms while timers wait for input
+        self._timer_lazy = False
         # due timers waiting for input since (loop time; None: not waiting),
         # and each waiting device's rx_mark() when they began to
         self._squeeze_since: float | None = None
@@ -275,7 +278,8 @@ class Stack:
         host may already be a fraction of a millisecond ahead of the loop.
         """
         host = self.host
-        now = self.loop.time()
+        loop = self._loop
+        now = (loop if loop is not None else self.loop).time()
         now = max(now, host.now)
         host.now = now
         return now
@@ -474,18 +478,52 @@ class Stack:
                     dev.send_batch(frames)
 
     def _rearm(self) -> None:
+        """Keep the loop timer armed for ``host.next_deadline()``, lazily.
+
+        A loop timer already armed (by us, with call_at) for a moment before
+        the new deadline is left as it is: it fires early, finds the
+        deadline gone later (``_on_loop_timer``) and only then arms for it.
+        On a connection that answers each segment (request/response, echo)
+        the deadline moves later on every segment, the delayed-ACK timer
+        and the retransmission timer taking turns, and re-arming exactly
+        was two call_at and two cancels per round trip; Linux leaves its
+        timers the same way (inet_csk_clear_xmit_timer without
+        INET_CSK_CLEAR_TIMERS does not stop the delayed-ACK or
+        retransmission timer: it fires and finds nothing pending).  An
+        earlier deadline still re-arms at once."""
         deadline = self.host.next_deadline()
-        if deadline == self._timer_when:
+        when = self._timer_when
+        if deadline == when:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_when = deadline
-        if deadline is None or deadline > self.host.now:
+        if self._squeeze_since is not None and (deadline is None or deadline > self.host.now):
             # nothing due any more (the input acknowledged it): no timers wait
             self._end_squeeze()
+        timer = self._timer
+        if timer is not None:
+            if self._timer_lazy and when is not None and (deadline is None or deadline > when):
+                return      # fires first; _on_loop_timer arms for the deadline then
+            timer.cancel()
+            self._timer = None
+        self._timer_when = deadline
         if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer = self.loop.call_at(deadline, self._on_loop_timer)
+            self._timer_lazy = True
+
+    def _on_loop_timer(self) -> None:
+        """The loop timer ``_rearm`` armed: the timers' run (``_on_timer``)
+        if the host's deadline is still the one it was armed for (or
+        earlier), or has passed anyway; if it has moved later (or gone)
+        since, only a timer for it (see ``_rearm``)."""
+        self._timer_lazy = False
+        deadline = self.host.next_deadline()
+        when = self._timer_when
+        if deadline is not None and when is not None and (
+                deadline <= when or deadline <= self.loop.time()):
+            self._on_timer()
+            return
+        self._timer = None
+        self._timer_when = None
+        self._rearm()
 
     # --- introspection ------------------------------------------------------
 

@@ -224,7 +224,13 @@ class StreamReader(asyncio.StreamReader):
         buf = self._buf
         if not buf and not self._chunks and not self._eof:
             await self._wait_for_data('read')  # type: ignore[attr-defined]
-        if len(buf) >= n or not self._chunks:
+        chunks = self._chunks
+        if not buf and len(chunks) == 1 and not self._head and self._chunked <= n:
+            # the one chunk that came, whole (a request, an echo): as it is
+            data = chunks[0]
+            self._chunks = _NO_CHUNKS
+            self._chunked = 0
+        elif len(buf) >= n or not chunks:
             data = bytes(buf[:n])           # asyncio's read
             del buf[:n]
         else:

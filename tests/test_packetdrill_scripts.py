@@ -47,11 +47,12 @@ def test_script_over_ipv6(path: str, ip_version: str) -> None:
     assert res.status == "pass", res.report()
 
 
-@pytest.mark.parametrize("path", DEVIATIONS, ids=os.path.basename)
-@pytest.mark.xfail(strict=True, reason="a known tcpio deviation from Linux (see the script)")
-def test_deviation(path: str) -> None:
-    res = run_file(path)
-    assert res.status == "pass", res.report()
+if DEVIATIONS:     # (none known today: an empty parameter set would be a skip)
+    @pytest.mark.parametrize("path", DEVIATIONS, ids=os.path.basename)
+    @pytest.mark.xfail(strict=True, reason="a known tcpio deviation from Linux (see the script)")
+    def test_deviation(path: str) -> None:
+        res = run_file(path)
+        assert res.status == "pass", res.report()
 
 
 @pytest.mark.parametrize("name, change", [

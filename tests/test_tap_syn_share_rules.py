@@ -375,3 +375,127 @@ def test_all_that_waited_at_a_mark_is_read_once_the_queue_was_empty_or_a_ring_re
     device.rx_ring_len = 0                                          # not known
     assert device.poll_rx(4) and not device.rx_caught_up(mark)     # 16 more, not empty
     assert not device.poll_rx(4) and device.rx_caught_up(mark)     # EAGAIN
+
+
+# --- max_wait: the SYN's wait in the ring bounded under a flood -------------------------------
+
+def test_the_ring_is_what_the_syn_queue_reads_in_max_wait_only_under_a_flood() -> None:
+    """ring_len: the configured length until a turn is held to the share
+    (backlogged past the grace, the listeners overflowing) with a read rate
+    measured; then rate x max_wait frames, at least ring_floor, at most the
+    configured length; back to the configured one once a turn finds the
+    queue short of its budget (the flood over)."""
+    drops = [0]
+    sh = SynShare(share=0.3, batch=64, min_batch=4, grace=0.2, max_wait=0.5,
+                  ring_floor=1000, rate_window=0.25, overflowed=lambda: drops[0])
+    full = 20000
+    assert sh.ring_len(full) == full and sh.rate == 0.0
+    t = 0.0
+    # 64 SYNs every 8 ms = 8000 SYN/s of wall clock, every turn at its budget
+    while t < 0.5:
+        drops[0] += 10
+        sh.est_done(5, 1e-4, t)
+        sh.budget(t)
+        sh.syn_done(64, 64 * 20e-6, True, t)
+        if t < 0.2:                              # inside the grace: not held yet
+            assert not sh.held and sh.ring_len(full) == full
+        t += 0.008
+    assert sh.held
+    assert sh.rate == pytest.approx(8000, rel=0.05)
+    assert sh.ring_len(full) == int(sh.rate * 0.5)          # ~4000 frames: 0.5 s of reads
+    assert sh.ring_len(3000) == 3000                        # never above the configured
+    sh.rate = 500.0                                         # a starved loop
+    assert sh.ring_len(full) == 1000                        # the floor
+    sh.est_done(5, 1e-4, t)
+    sh.budget(t)
+    sh.syn_done(10, 10 * 20e-6, False, t)                   # the queue ran short: over
+    sh.budget(t + 0.001)
+    assert not sh.held and sh.ring_len(full) == full
+
+
+def test_without_max_wait_the_ring_stays_as_configured() -> None:
+    sh = SynShare(share=0.3, batch=64, min_batch=4, grace=0.0)
+    sh.held, sh.rate = True, 8000.0
+    assert sh.ring_len(20000) == 20000
+    for kw in ({"max_wait": 0.0}, {"ring_floor": 0}, {"rate_window": 0.0}):
+        with pytest.raises(ValueError):
+            SynShare(**kw)
+
+
+def test_the_device_shortens_the_ring_once_per_flood_and_restores_it(
+        device: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device's side: SIOCSIFTXQLEN (recorded here) once when ring_len
+    first asks for less than the configured length, nothing while the
+    flood goes on (a change stalls the kernel's side of the TAP), back to
+    the configured length when it ends; an error turns it off."""
+    calls: list[int] = []
+
+    def ioctl(fd: Any, req: int, arg: bytes) -> bytes:
+        assert req == tap_mod.SIOCSIFTXQLEN
+        calls.append(int.from_bytes(arg[16:20], "little"))
+        device.t["clock"].t += 0.01                      # the kernel's time
+        return arg
+    monkeypatch.setattr(tap_mod.fcntl, "ioctl", ioctl)
+    device.name, device.rx_ring_len = "tcpiotest", 20000
+    device._ring_ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert device._syn_ring(20000) == 0.0
+        assert calls == []                               # already the configured length
+        assert device._syn_ring(4000) == pytest.approx(0.01)
+        assert calls == [4000] and device.syn_ring_len == 4000
+        device._syn_ring(2000)                           # the flood goes on: left
+        device._syn_ring(9000)
+        assert calls == [4000]
+        device._syn_ring(20000)                          # the flood over
+        assert calls == [4000, 20000] and device.syn_ring_len == 0
+        assert device.syn_ring_changes == 2
+
+        def refuse(fd: Any, req: int, arg: bytes) -> bytes:
+            raise PermissionError(1, "no CAP_NET_ADMIN")
+        monkeypatch.setattr(tap_mod.fcntl, "ioctl", refuse)
+        device._syn_ring(2000)
+        assert isinstance(device.syn_ring_error, PermissionError)
+        assert device._ring_ctl is None and device.syn_ring_len == 0
+        device._syn_ring(2500)                           # off: nothing more asked
+    finally:
+        if device._ring_ctl is not None:
+            device._ring_ctl.close()
+
+
+def test_a_syn_turn_under_a_flood_shortens_the_ring_and_pays_for_it_from_its_credit(
+        device: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through _on_syn: a backlogged SYN queue held to its share (grace 0,
+    no overflow count wired: every long backlog is a flood) with a rate
+    measured sets the ring once; the ioctl's time comes off the credit and
+    does not enter the cost per SYN."""
+    calls: list[int] = []
+    rates: list[float] = []
+
+    def ioctl(fd: Any, req: int, arg: bytes) -> bytes:
+        calls.append(int.from_bytes(arg[16:20], "little"))
+        rates.append(device.syn_share.rate)          # what the share measured then
+        device.t["clock"].t += 0.02
+        return arg
+    monkeypatch.setattr(tap_mod.fcntl, "ioctl", ioctl)
+    t = device.t
+    device.name, device.rx_ring_len = "tcpiotest", 20000
+    device.syn_share = sh = SynShare(share=0.5, batch=16, min_batch=1, burst=1.0, grace=0.0,
+                                      max_wait=0.5, ring_floor=100, rate_window=0.001)
+    sh.credit = 1.0
+    device._ring_ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for i in range(100):
+            t["syn"].send(b"S%d" % i)
+        turns = 0
+        while not calls:
+            t["flows"].send(b"E")
+            device._on_flows()                   # the flows busy
+            device._on_syn()
+            turns += 1
+            assert turns < 6
+        assert sh.held and rates[0] > 0
+        assert calls == [max(100, min(20000, int(rates[0] * 0.5)))] and calls[0] < 20000
+        assert sh.cost_syn == pytest.approx(50e-6)       # the ioctl is not a SYN's cost
+        assert sh.credit < 1.0 - 0.02
+    finally:
+        device._ring_ctl.close()

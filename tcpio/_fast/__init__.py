@@ -90,7 +90,7 @@ def build_info() -> dict[str, str]:
     """Which build of each hot-path module runs: "compiled", or "pure" with
     the reason (TCPIO_NO_EXTENSIONS=1, or the compiled module's import error)."""
     out = {}
-    for name in ("checksum", "wire", "ehash", "rx", "tx", "tcp_fast", "syn_fast"):
+    for name in ("checksum", "wire", "ehash", "rx", "tx", "devio", "tcp_fast", "syn_fast"):
         if NO_EXTENSIONS:
             out[name] = "pure (TCPIO_NO_EXTENSIONS=1)"
         elif load_compiled(name) is not None:

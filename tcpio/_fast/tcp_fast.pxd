@@ -98,6 +98,7 @@ cdef Py_ssize_t _RQ_REF_MIN, _RQ_TAIL_MAX
 cdef object _ref_view(object owner, Py_ssize_t off, Py_ssize_t n)
 @cython.locals(b=rbuf, n=Py_ssize_t)
 cdef int _rq_push(RcvQueue rq, object data) except -1
+cdef object _rq_chunks(RcvQueue rq)
 cdef int _rq_push_ref(RcvQueue rq, object view, Py_ssize_t n) except -1
 cdef int _rq_push_copy(RcvQueue rq, const unsigned char* data, Py_ssize_t n) except -1
 @cython.locals(b=rbuf, head=Py_ssize_t, pos=Py_ssize_t, k=Py_ssize_t)

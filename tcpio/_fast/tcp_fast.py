@@ -149,6 +149,7 @@ _TCPCB_LOST = 4
 # own tail block, a new one once the tail holds _RQ_TAIL_MAX bytes.
 _RQ_REF_MIN = 2048
 _RQ_TAIL_MAX = 65536
+_RQ_NO_CHUNKS: Any = ()     # RcvQueue.chunks while nothing is queued
 
 # The Python side the fast paths call out to, set by core.tcp (this module
 # sits below it; see set_hooks).
@@ -295,7 +296,10 @@ class RcvQueue:
     tail: bytearray | None  # the last chunk when it is an own block still filling
 
     def __init__(self, data: Any = b"") -> None:
-        self.chunks = deque()
+        # the shared empty tuple until something is queued, and again once
+        # everything is read: an empty deque is ~0.76 KiB, and an idle
+        # connection's queue is empty (issue 11's bytes per idle socket)
+        self.chunks = _RQ_NO_CHUNKS
         self.nbytes = 0
         self.head = 0
         self.tail = None
@@ -362,7 +366,7 @@ class RcvQueue:
 
     def clear(self) -> None:
         """Drop everything queued (and with it the frames it referenced)."""
-        self.chunks.clear()
+        self.chunks = _RQ_NO_CHUNKS
         self.nbytes = 0
         self.head = 0
         self.tail = None
@@ -483,8 +487,16 @@ def _rq_push(rq: RcvQueue, data: Any) -> int:
     return _rq_push_copy(rq, data, n)
 
 
+def _rq_chunks(rq: RcvQueue) -> Any:
+    """The queue's deque, made on the first push (RcvQueue.__init__)."""
+    chunks = rq.chunks
+    if chunks is _RQ_NO_CHUNKS:
+        chunks = rq.chunks = deque()
+    return chunks
+
+
 def _rq_push_ref(rq: RcvQueue, view: memoryview, n: int) -> int:
-    rq.chunks.append(view)
+    _rq_chunks(rq).append(view)
     rq.nbytes += n
     rq.tail = None
     return 0
@@ -496,7 +508,7 @@ def _rq_push_copy(rq: RcvQueue, data: Any, n: int) -> int:
     tail = rq.tail
     if tail is None or len(tail) >= _RQ_TAIL_MAX:
         tail = bytearray()
-        rq.chunks.append(tail)
+        _rq_chunks(rq).append(tail)
         rq.tail = tail
     if cython.compiled:
         ba_append(tail, data, n)
@@ -877,10 +889,16 @@ def event_data_recv(sk: TcpCb, n: int, gso_size: int = 0) -> None:
         sk.rcv_mss = n if n < sk.advmss else sk.advmss
     if not sk.got_data:
         sk.got_data = True
+        # tcp_incr_quickack: half the window in segments; only a window
+        # under two segments (0) becomes 2, and the count is only raised
+        # (a zero-window drop may already have asked for more).
         quick = sk.rcv_wnd // (2 * (sk.rcv_mss if sk.rcv_mss > 1 else 1))
-        if quick < 2:
+        if quick == 0:
             quick = 2
-        sk.quick = quick if quick < _TCP_MAX_QUICKACKS else _TCP_MAX_QUICKACKS
+        if quick > _TCP_MAX_QUICKACKS:
+            quick = _TCP_MAX_QUICKACKS
+        if quick > sk.quick:
+            sk.quick = quick
 
 
 def ack_snd_check(sk: TcpCb, now: float) -> None:

@@ -78,6 +78,7 @@ from tcpio.devices import virtio_net as vnet
 from tcpio.devices.base import Link, OnFrames, max_frame_len, new_stats, random_mac
 
 if TYPE_CHECKING:
+    from tcpio._fast.devio_py import FrameIO
     from tcpio.core.qdisc import NetifQueue
 
 _clock = time.perf_counter
@@ -119,6 +120,8 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# The fd's read and write loops, compiled (one call per batch each way).
+_FrameIO = _fast.load("devio").FrameIO
 
 # Write errors that mean "the link cannot take this frame now": count, drop.
 _DROP_ERRNOS = frozenset({errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.ENETDOWN,
@@ -191,6 +194,19 @@ class SynShare:
     (the turn's fixed work), a smaller share leaves the legitimate SYNs
     fewer free places in the kernel's ring.
 
+    A SYN the ring takes waits there ring length / read rate: 20 000
+    frames read at a starved loop's 5 000 SYN/s is 4 s, past a client's
+    connect() (bench_flood --trace-legit: on a loaded machine most failed
+    connections had their SYNs read, too late).  ``max_wait`` (seconds,
+    None: off) bounds that wait while a flood holds the queue to its share:
+    ``ring_len`` is then what the SYN queue reads in ``max_wait`` at its
+    recent rate (``rate``, frames per second of wall clock over at least
+    ``rate_window``), at least ``ring_floor``, at most the configured
+    length, which the device sets as the TAP's txqueuelen once as the flood
+    begins (the kernel gives every queue of a tun device that one length,
+    the flows' too; a change is dear, see ``_syn_ring``) and restores when
+    it ends.
+
     The rules are pure arithmetic on the times given (``now``: the loop
     clock, ``seconds``: what a turn took), so tests drive them with a
     virtual clock; the device feeds them from time.perf_counter.  Counters:
@@ -200,11 +216,22 @@ class SynShare:
 
     def __init__(self, share: float = 0.3, batch: int = 64, min_batch: int = 32,
                  burst: float = 0.002, idle: float = 0.05, grace: float = 0.2,
-                 alpha: float = 0.25, overflowed: Callable[[], int] | None = None) -> None:
+                 alpha: float = 0.25, overflowed: Callable[[], int] | None = None,
+                 max_wait: float | None = None, ring_floor: int = 1000,
+                 rate_window: float = 0.25) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError("share must be in (0, 1]")
         if batch < 1 or not 1 <= min_batch <= batch:
             raise ValueError("batch >= 1 and 1 <= min_batch <= batch")
+        if (max_wait is not None and max_wait <= 0.0) or ring_floor < 1 or rate_window <= 0.0:
+            raise ValueError("max_wait > 0 (or None), ring_floor >= 1, rate_window > 0")
+        self.max_wait = max_wait
+        self.ring_floor = ring_floor
+        self.rate_window = rate_window
+        self.rate = 0.0             # SYNs read per second of wall clock, recently
+        self._rate_at: float | None = None      # where the rate's window began:
+        self._rate_frames = 0                   # when, and syn_frames then
+        self.held = False           # the last turn was held to the share (a flood)
         self.share = share
         self.batch = batch
         self.min_batch = min_batch
@@ -256,8 +283,8 @@ class SynShare:
         self._earn(now)
         flood = self.flooding(now)      # every turn: when the count grew is then known
         since = self.backlog_since
-        if (since is None or now - since < self.grace or not self.flows_busy(now)
-                or self.cost_syn <= 0.0 or not flood):
+        self.held = since is not None and now - since >= self.grace and flood
+        if not self.held or not self.flows_busy(now) or self.cost_syn <= 0.0:
             return self.batch
         n = int(self.credit / self.cost_syn) if self.credit > 0 else 0
         if n < self.min_batch and self.credit < self.burst:
@@ -285,10 +312,23 @@ class SynShare:
         elif self.backlog_since is None:
             self.backlog_since = now
         self.credit -= seconds
+        if self._rate_at is None:
+            self._rate_at, self._rate_frames = now, self.syn_frames
+        elif now - self._rate_at >= self.rate_window:
+            self.rate = (self.syn_frames - self._rate_frames) / (now - self._rate_at)
+            self._rate_at, self._rate_frames = now, self.syn_frames
         if frames:
             self.syn_frames += frames
             self.syn_time += seconds
             self.cost_syn = self._avg(self.cost_syn, seconds / frames)
+
+    def ring_len(self, full: int) -> int:
+        """The ring length for the TAP now (see the class doc): ``full`` (the
+        configured one) unless ``max_wait`` is set and the last turn was held
+        to the share with a rate measured."""
+        if self.max_wait is None or not self.held or self.rate <= 0.0:
+            return full
+        return min(full, max(self.ring_floor, int(self.rate * self.max_wait)))
 
     def est_done(self, frames: int, seconds: float, now: float) -> None:
         """The flows' queue delivered ``frames`` in ``seconds`` (ending at ``now``)."""
@@ -303,7 +343,7 @@ class SynShare:
         return {"syn_frames": self.syn_frames, "syn_time": self.syn_time,
                 "est_frames": self.est_frames, "est_time": self.est_time,
                 "syn_us": self.cost_syn * 1e6, "est_us": self.cost_est * 1e6,
-                "turns": self.turns, "deferred": self.deferred}
+                "turns": self.turns, "deferred": self.deferred, "syn_rate": self.rate}
 
 
 class _TunTapBase:
@@ -313,6 +353,14 @@ class _TunTapBase:
     link: Link
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
+    _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
+    # SynShare.max_wait: the ring length set now (0: the configured one,
+    # untouched), times it changed, the socket (in the TAP's namespace) that
+    # sets it, and why it could not (the feature then off)
+    syn_ring_len = 0
+    syn_ring_changes = 0
+    syn_ring_error: OSError | None = None
+    _ring_ctl: socket.socket | None = None
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
@@ -380,6 +428,8 @@ class _TunTapBase:
             os.close(fd)
             if self.syn_fd is not None:
                 os.close(self.syn_fd)
+            if self._ring_ctl is not None:
+                self._ring_ctl.close()
             raise
         # What we hand the kernel: TCP super-frames of up to 64 KiB, IPv4's
         # (gso_max_size) and IPv6's (gso_max_size6, issue 12: TSO6); the
@@ -449,6 +499,9 @@ class _TunTapBase:
             return
         self.syn_fd = qfd
         self.syn_queue = True
+        if self.syn_share.max_wait is not None and self.rx_ring_len > 0:
+            # made here: the socket stays in the namespace the TAP is made in
+            self._ring_ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     @staticmethod
     def _kernel_has_vnet_hdr(fd: int) -> bool:
@@ -557,12 +610,41 @@ class _TunTapBase:
         share = self.syn_share
         t0 = _clock()
         n = share.budget(t0)
+        if share.max_wait is not None:
+            # the SYN queue's work, paid from its credit, not a cost per SYN
+            share.credit -= self._syn_ring(share.ring_len(self.rx_ring_len))
+            t0 = _clock()
         if n <= 0:
             loop.remove_reader(fd)
             self._syn_timer = loop.call_later(share.wait(), self._syn_rearm)
             return
         got = self._on_readable(fd, n)
         share.syn_done(got, _clock() - t0, got == n, t0)
+
+    def _syn_ring(self, want: int) -> float:
+        """Shorten the TAP's ring to ``want`` frames (SynShare.ring_len) once
+        when a flood begins, and give it back its configured length once
+        when the flood ends: nothing in between.  A change is dear: the
+        kernel takes rtnl_lock and swaps the TAP's qdisc out and in around
+        it (dev_deactivate's synchronize_net), 12-136 ms on this 2-vCPU
+        machine under load (benchmarks/README.md), during which frames sent
+        to the TAP are dropped.  An error turns the feature off
+        (``syn_ring_error``).  Returns the seconds it took."""
+        ctl, full = self._ring_ctl, self.rx_ring_len
+        cur = self.syn_ring_len or full
+        if ctl is None or want == cur or (want != full and cur != full):
+            return 0.0
+        t0 = _clock()
+        try:
+            fcntl.ioctl(ctl, SIOCSIFTXQLEN, _ifreq(self.name, want, "i"))
+        except OSError as exc:
+            self.syn_ring_error = exc
+            self._ring_ctl = None
+            ctl.close()
+            return 0.0
+        self.syn_ring_len = 0 if want == full else want
+        self.syn_ring_changes += 1
+        return _clock() - t0
 
     def _syn_rearm(self) -> None:
         self._syn_timer = None
@@ -571,36 +653,23 @@ class _TunTapBase:
 
     def _on_readable(self, fd: int | None = None, budget: int = 0) -> int:
         """Drain the fd (the flows' queue unless ``fd`` names the SYN queue)
-        until EAGAIN or the budget, then deliver one batch; frames read."""
-        read, size = os.read, self._readsize
+        until EAGAIN or the budget, then deliver one batch; frames read.
+        The reads are one compiled call (devio.FrameIO.read: the header
+        stripped without a second copy, a flagged one's frame through
+        ``_rx_offloaded`` in its place)."""
         if self.fd is None:
             return 0
         if fd is None:
             fd, budget = self.fd, self.budget
+        io = self._io
+        if io is None:
+            io = self._io = _FrameIO(self._readsize, self.vnet_hdr_len)
         frames: list[bytes] = []
-        nbytes = 0
-        hlen = self.vnet_hdr_len
-        nread = 0
-        for _ in range(budget):
-            try:
-                frame = read(fd, size)
-            except BlockingIOError:
-                break
-            except OSError:
-                # e.g. EBADFD while the interface is being torn down
-                self.stats["rx_errors"] += 1
-                break
-            nread += 1
-            if hlen:
-                nbytes += len(frame) - hlen
-                if frame[0] or frame[1]:
-                    # flags or gso_type: a partial checksum or a super-frame
-                    self._rx_offloaded(frame, frames)
-                else:
-                    frames.append(frame[hlen:])
-            else:
-                frames.append(frame)
-                nbytes += len(frame)
+        nread = io.read(fd, budget, frames, self._rx_offloaded)
+        if io.error or io.runts:
+            # e.g. EBADFD while the interface is being torn down; a read
+            # shorter than the virtio header
+            self.stats["rx_errors"] += (io.error != 0) + io.runts
         if fd == self.fd:
             # stopped at the budget: more is waiting (the stack's timers wait
             # for it: poll_rx); short of it: the queue was seen empty
@@ -612,8 +681,8 @@ class _TunTapBase:
             if fd == self.syn_fd:
                 self.syn_queue_rx += nread
             st = self.stats
-            st["rx_packets"] += nread
-            st["rx_bytes"] += nbytes
+            st["rx_packets"] += nread - io.runts
+            st["rx_bytes"] += io.nbytes
             on_frames = self._on_frames
             if frames and on_frames is not None:
                 on_frames(frames)
@@ -741,28 +810,27 @@ class _TunTapBase:
             for frame in frames:
                 netif.requeue(frame)        # NETDEV_TX_BUSY: back to the qdisc
             return
-        write, writev = os.write, os.writev
+        io = self._io
+        if io is None:
+            io = self._io = _FrameIO(self._readsize, self.vnet_hdr_len)
         hlen = self.vnet_hdr_len
         plain = vnet.build_vnet_hdr(size=hlen) if hlen else b""
-        sent = nbytes = dropped = 0
-        for frame in frames:
-            try:
-                if not hlen:
-                    write(fd, frame)
-                elif type(frame) is bytes:
-                    writev(fd, (plain, frame))
-                else:
-                    writev(fd, (self._tx_hdr(frame, plain), frame))
-            except OSError as exc:
-                if exc.errno in _FULL_ERRNOS and self._tx_full(frames[sent + dropped:]):
-                    break
-                if exc.errno not in _DROP_ERRNOS:
-                    st["tx_errors"] += 1
-                st["tx_dropped"] += 1
-                dropped += 1
-                continue
-            sent += 1
-            nbytes += len(frame)
+        count = len(frames)
+        sent = nbytes = 0
+        i = 0
+        while True:
+            done = io.write(fd, frames, i, plain, self._tx_hdr)
+            sent += done - i
+            nbytes += io.nbytes
+            if done >= count:
+                break
+            err = io.error
+            if err in _FULL_ERRNOS and self._tx_full(frames[done:]):
+                break
+            if err not in _DROP_ERRNOS:
+                st["tx_errors"] += 1
+            st["tx_dropped"] += 1
+            i = done + 1
         st["tx_packets"] += sent
         st["tx_bytes"] += nbytes
 
@@ -802,6 +870,14 @@ class _TunTapBase:
         os.close(fd)
         if syn_fd is not None:
             os.close(syn_fd)
+        ctl, self._ring_ctl = self._ring_ctl, None
+        if ctl is not None:
+            if self.syn_ring_len:       # a persistent interface keeps its length
+                try:
+                    fcntl.ioctl(ctl, SIOCSIFTXQLEN, _ifreq(self.name, self.rx_ring_len, "i"))
+                except OSError:
+                    pass                # gone with the fd: not persistent
+            ctl.close()
 
     close = stop
 

@@ -223,3 +223,53 @@ def test_a_persistent_single_queue_interface_is_taken_as_it_is(tap_required):
             assert tap.syn_queue_error is not None
         finally:
             tap.stop()
+
+
+def test_max_wait_shortens_the_kernels_ring_for_the_syns_and_restores_it(tap_required):
+    """SynShare(max_wait=...): the device sets the TAP's txqueuelen to the
+    length the share asks (the kernel resizes every queue's ring to it, the
+    SYN queue's too) and back.  The kernel is the oracle: its txqueuelen,
+    and how many of 2500 SYNs sent while nobody reads the SYN queue holds."""
+    from tcpio.devices.tap import SynShare
+
+    with NetNs() as ns:
+        tap = ns.tap(syn_queue=True, txqueuelen=20000, offloads=False,
+                     syn_share=SynShare(max_wait=0.5))
+        try:
+            assert tap.syn_queue, tap.syn_queue_error
+            assert tap._ring_ctl is not None
+            mac = tap.mac.hex(":")
+            ns.ip("addr", "add", "10.7.0.1/24", "dev", tap.name)
+            ns.ip("link", "set", tap.name, "up")
+            ns.ip("neigh", "add", "10.7.0.2", "lladdr", mac, "dev", tap.name, "nud", "permanent")
+            kernel_mac = ns.ip_json("link", "show", tap.name)[0]["address"]
+
+            def txqlen() -> int:
+                return int(ns.ip_json("link", "show", tap.name)[0]["txqlen"])
+
+            def fill(n: int) -> int:
+                """n SYNs from the kernel's side, then the SYN queue read dry."""
+                drain(tap.syn_fd, 0)
+
+                syn = bytes(Ether(dst=mac, src=kernel_mac) / IP(src="11.0.0.1", dst="10.7.0.2")
+                            / TCP(sport=1024, dport=80, flags="S"))
+
+                def send() -> None:
+                    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
+                        raw.bind((tap.name, 0))
+                        for _ in range(n):
+                            raw.send(syn)
+                ns.call(send)
+                time.sleep(0.2)
+                return len(drain(tap.syn_fd, 0))
+
+            assert txqlen() == 20000
+            tap._syn_ring(1500)          # what SynShare.ring_len asks under a flood
+            assert txqlen() == 1500 and tap.syn_ring_len == 1500
+            assert fill(2500) == 1500
+            tap._syn_ring(20000)         # the flood over
+            assert txqlen() == 20000 and tap.syn_ring_len == 0
+            assert fill(2500) == 2500
+            assert tap.syn_ring_changes == 2 and tap.syn_ring_error is None
+        finally:
+            tap.stop()

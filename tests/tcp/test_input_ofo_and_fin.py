@@ -217,13 +217,15 @@ def test_partly_filled_hole_keeps_reporting_the_rest():
 
 def test_in_order_segment_overlapping_queued_data_delivers_each_byte_once():
     """tcp_ofo_queue: a queued segment that now starts before rcv_nxt
-    contributes only its bytes past rcv_nxt."""
+    contributes only its bytes past rcv_nxt, and the part the filler brought
+    again is D-SACKed (RFC 2883; Linux's tcp_dsack_extend up to dsack_high,
+    the rcv_nxt the filler reached)."""
     c = passive_open(syn_opts=SACK)
     s0 = c.snd
     c.send(b"0123456789", seq=s0 + 5)
     c.recv()
     c.send(b"abcdefgh", seq=s0)                    # up to s0 + 8, into the queued one
-    assert _acks(c) == [(c.rcv, s0 + 15, ())]
+    assert _acks(c) == [(c.rcv, s0 + 15, ((s0 + 5, s0 + 8),))]
     assert _read_all(c) == b"abcdefgh" + b"3456789"
 
 
@@ -234,7 +236,8 @@ def test_queued_segment_wholly_covered_by_the_filler_is_dropped():
     c.send(b"zz", seq=s0 + 20)
     c.recv()
     c.send(b"A" * 10, seq=s0)                      # covers the first, not the second
-    assert _acks(c) == [(c.rcv, s0 + 10, ((s0 + 20, s0 + 22),))]
+    # the covered one D-SACKed (RFC 2883) ahead of the SACK block left
+    assert _acks(c) == [(c.rcv, s0 + 10, ((s0 + 3, s0 + 5), (s0 + 20, s0 + 22)))]
     assert _read_all(c) == b"A" * 10
     assert c.sk.ofo_bytes == 2
 

@@ -5,13 +5,14 @@ Linux (net/ipv4/tcp_input.c, tcp_incr_quickack):
     quickacks = rcv_wnd / (2 * rcv_mss);
     if (quickacks == 0) quickacks = 2;
     quickacks = min(quickacks, TCP_MAX_QUICKACKS);      /* 16 */
-so the receiver ACKs at once about half a window's worth of segments, at
-least 2 when the window holds less than two segments, at most 16.
+    if (quickacks > icsk_ack.quick) icsk_ack.quick = quickacks;
+so the receiver ACKs at once about half a window's worth of segments, 2
+when the window holds less than two segments, at most 16, and never fewer
+than it was already going to.
 """
 
 from __future__ import annotations
 
-import pytest
 from conftest import twin_fixture
 
 from .fastcb import make_cb
@@ -38,14 +39,27 @@ def test_a_window_of_less_than_two_segments_gives_two_quickacks(tf):
     assert sk.quick == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tcp_fast.event_data_recv raises every count below 2 to 2 (`if quick < 2`); Linux's "
-    "tcp_incr_quickack raises only 0 to 2, so a window of 2-3 segments gives 1 quick ACK there"))
 def test_a_window_of_two_to_three_segments_gives_one_quickack(tf):
     """rcv_wnd / (2 rcv_mss) == 1 (3000 / 2000): Linux keeps 1 (only 0
     becomes 2)."""
     sk = _first_data(tf, 1000, rcv_wnd=3000, rcv_mss=536, advmss=1460)
     assert sk.quick == 1
+
+
+def test_the_first_data_only_raises_the_quickack_count(tf):
+    """tcp_incr_quickack: `if (quickacks > icsk_ack.quick)`: a count already
+    higher (a zero-window drop's TCP_MAX_QUICKACKS before any data was
+    taken) is kept, not lowered to this window's 5."""
+    sk = make_cb(tf, got_data=False, quick=15, rcv_wnd=10_000, rcv_mss=536, advmss=1460)
+    tf.event_data_recv(sk, 1000)
+    assert sk.quick == 15
+
+
+def test_the_first_data_raises_a_lower_quickack_count(tf):
+    """A count below this window's (1 < 5) is raised to it."""
+    sk = make_cb(tf, got_data=False, quick=1, rcv_wnd=10_000, rcv_mss=536, advmss=1460)
+    tf.event_data_recv(sk, 1000)
+    assert sk.quick == 5
 
 
 def test_quickacks_are_capped_at_tcp_max_quickacks(tf):

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tcpio.core.qdisc import NET_XMIT_CN, NET_XMIT_DROP, NET_XMIT_SUCCESS
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
 
@@ -220,6 +221,34 @@ def test_retransmitted_syn_gets_the_same_synack_and_counts_tcpsynretrans():
     assert _completes(r)
 
 
+def test_a_retransmitted_syn_restarts_the_synack_timer_from_its_answer():
+    """Linux tcp_check_req: after the SYN-ACK that answers a retransmitted SYN
+    the request timer is re-armed (mod_timer_pending) for reqsk_timeout, so
+    the next timeout counts from that SYN-ACK: 0.6 + 1 s, then 2 s more."""
+    r = _syn_recv(Settings(tcp_synack_retries=2))
+    r.host.advance(0.6)
+    r.peer.send(SYN, PEER_ISS)
+    assert r.peer.recv_one().key() == r.synack.key()
+    times, t = [], 0.6
+    while t < 10.0:
+        t = round(t + 0.1, 3)
+        r.host.advance(t)
+        times += [t for _ in r.peer.recv()]
+    assert times == [1.6, 3.6]
+    assert len(r.ls.syn_queue) == 0
+
+
+def test_a_refused_answer_to_a_retransmitted_syn_leaves_the_timer_alone():
+    """Only a SYN-ACK that went restarts the timer (`!tcp_rtx_synack(...)`)."""
+    r = _syn_recv(Settings(tcp_synack_retries=1))
+    r.host.advance(0.6)
+    _device_answers(r, NET_XMIT_DROP)
+    r.peer.send(SYN, PEER_ISS)
+    _device_answers(r, NET_XMIT_SUCCESS)
+    r.host.advance(1.0)
+    assert r.peer.recv_one().key() == r.synack.key()
+
+
 def test_syn_with_an_old_timestamp_is_no_retransmission_but_an_old_duplicate():
     """RFC 7323 5.3: PAWS first.  A SYN with the same ISN and a TSval older
     than the one we hold is answered with a plain ACK (with timestamps), not
@@ -375,6 +404,77 @@ def test_listener_close_drops_its_requests_and_their_timers():
     assert _synack_times(r, 40.0) == []
     r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
     assert [s.key() for s in r.peer.recv()] == [(RST, r.iss + 1, 0, b"")]
+
+
+# --- a SYN-ACK the device refuses (tcp_rtx_synack's status) ---------------------------
+def _device_answers(r, status: int) -> None:
+    """From now on the transmit queue answers ``status`` for every frame:
+    NET_XMIT_DROP refuses it (nothing leaves), NET_XMIT_CN takes it."""
+    host = r.host
+
+    def ip_output(*args, **kw):
+        if status != NET_XMIT_DROP:
+            type(host).ip_output(host, *args, **kw)
+        return status
+    host.ip_output = ip_output
+
+
+def test_a_refused_synack_retransmission_ends_the_request():
+    """Linux reqsk_timer_handler: the request is re-armed only if
+    `!tcp_rtx_synack(...) || acked`; a SYN-ACK the device refuses (nonzero
+    net_xmit_eval) ends a request that was not acked at once, unlike a lost
+    one (test_synack_backoff_...: sent again up to tcp_synack_retries), and
+    is not counted as a retransmission."""
+    r = _syn_recv()
+    _device_answers(r, NET_XMIT_DROP)
+    r.host.advance(1.0)
+    assert len(r.ls.syn_queue) == 0
+    assert r.host.mib["TCPSynRetrans"] == 0
+    _device_answers(r, NET_XMIT_SUCCESS)
+    r.host.advance(40.0)
+    assert r.peer.recv() == []
+
+
+def test_a_synack_retransmission_with_a_congestion_notification_was_sent():
+    """net_xmit_eval(NET_XMIT_CN) is 0: the SYN-ACK went, is counted, and the
+    request keeps its timer."""
+    r = _syn_recv(Settings(tcp_synack_retries=2))
+    _device_answers(r, NET_XMIT_CN)
+    assert _synack_times(r, 10.0) == [1.0, 3.0]
+    assert r.host.mib["TCPSynRetrans"] == 2
+
+
+def test_an_acked_request_keeps_its_timer_when_its_synack_is_refused():
+    """inet_rsk(req)->acked (its third ACK met a full accept queue): a refused
+    SYN-ACK does not end it; the timer backs off as after a sent one, and the
+    next SYN-ACK that goes brings the client's ACK in."""
+    r = _queue_full()
+    _device_answers(r, NET_XMIT_DROP)
+    r.host.advance(1.0)
+    assert len(r.ls.syn_queue) == 1 and r.host.mib["TCPSynRetrans"] == 0
+    _device_answers(r, NET_XMIT_SUCCESS)
+    r.host.advance(2.5)
+    assert r.peer.recv() == []                  # backed off: 1 s + 2 s
+    r.host.advance(3.0)
+    [again] = r.peer.recv()
+    assert again.key() == r.synack.key() and r.host.mib["TCPSynRetrans"] == 1
+    r.ls.accept()
+    r.peer.send(ACK, r.rcv_nxt, r.iss + 1)
+    assert r.ls.accept() is not None
+
+
+def test_a_refused_answer_to_a_retransmitted_syn_is_not_counted():
+    """tcp_check_req answers a retransmitted SYN with tcp_rtx_synack, which
+    counts (TCPSynRetrans, num_retrans) only a SYN-ACK that went."""
+    r = _syn_recv()
+    _device_answers(r, NET_XMIT_DROP)
+    r.peer.send(SYN, PEER_ISS)
+    assert r.host.mib["TCPSynRetrans"] == 0
+    assert len(r.ls.syn_queue) == 1             # (the timer decides its fate)
+    _device_answers(r, NET_XMIT_SUCCESS)
+    r.peer.send(SYN, PEER_ISS)
+    assert r.peer.recv_one().key() == r.synack.key()
+    assert r.host.mib["TCPSynRetrans"] == 1
 
 
 # --- more of the child ----------------------------------------------------------------

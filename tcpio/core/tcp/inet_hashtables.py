@@ -354,7 +354,7 @@ class InetHashInfo:
         if tb is None:
             tb = self.bhash[child.lport] = InetBindBucket(child.lport)
             tb.update_fastreuse(child)
-        tb.add_owner(child)
+        tb.owners[child] = None     # (tb.add_owner, once per accepted connection)
 
     # -- time-wait ---------------------------------------------------------------
     def inet_twsk_hashdance(self, tw: Any, sk: Any) -> None:

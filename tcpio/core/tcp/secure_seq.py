@@ -14,7 +14,7 @@ import hashlib
 import struct
 from functools import lru_cache
 
-from .inet6_addr import addr_key
+from .inet6_addr import V6MASK, addr_key
 
 _PACK_4TUPLE = struct.Struct("!IIHH").pack
 _PACK_ADDRS = struct.Struct("!II").pack
@@ -46,8 +46,12 @@ def secure_tcp_seq(secret: bytes, laddr: int, lport: int, raddr: int, rport: int
                    now: float) -> int:
     """RFC 6528 initial sequence number: F(4-tuple, secret) + 4-microsecond clock.
     IPv6 addresses (tagged, inet6_addr) enter as their keyed 32-bit fold."""
-    laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
-    f = _h64(secret, b"isn", _PACK_4TUPLE(laddr, raddr, lport, rport)) & 0xFFFFFFFF
+    if raddr > V6MASK or laddr > V6MASK:
+        laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
+    # (_h64 inlined: once per connection, each side)
+    h = _keyed(bytes(secret), b"isn", 8).copy()
+    h.update(_PACK_4TUPLE(laddr, raddr, lport, rport))
+    f = int.from_bytes(h.digest(), "little") & 0xFFFFFFFF
     return (f + int(now * ISN_TICKS_PER_SECOND)) & 0xFFFFFFFF
 
 

@@ -433,9 +433,8 @@ def tcp_simple_retransmit(sk: TcpSock, now: float) -> None:
 def tcp_send_dupack(sk: TcpSock, skb: Skb, now: float) -> None:
     if skb.end_seq != skb.seq and before(skb.seq, sk.rcv_nxt):
         sk.host.mib["DelayedACKLost"] += 1
-        if sk.sack_ok and sk.host.settings.tcp_dsack:
-            end = skb.end_seq if before(skb.end_seq, sk.rcv_nxt) else sk.rcv_nxt
-            sk.dsack = (skb.seq, end)
+        end = skb.end_seq if before(skb.end_seq, sk.rcv_nxt) else sk.rcv_nxt
+        tcp_sack.tcp_dsack_set(sk, skb.seq, end)
         sk.quick = TCP_MAX_QUICKACKS
     tcp_send_ack(sk, now)
 
@@ -779,8 +778,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     if not after(end, rcv_nxt):
         # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
         mib["DelayedACKLost"] += 1
-        if sk.sack_ok and sk.host.settings.tcp_dsack:
-            sk.dsack = (seq, end)
+        tcp_sack.tcp_dsack_set(sk, seq, end)
         sk.quick = TCP_MAX_QUICKACKS
         tcp_send_ack(sk, now)
         return
@@ -790,8 +788,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         return
     if before(seq, rcv_nxt):
         # Partial overlap with what we have: D-SACK the old part, keep the rest.
-        if sk.sack_ok and sk.host.settings.tcp_dsack:
-            sk.dsack = (seq, rcv_nxt)
+        tcp_sack.tcp_dsack_set(sk, seq, rcv_nxt)
         data = data[seq_diff(rcv_nxt, seq):]
         _queue_in_order(sk, data, fin, now, skb.gso_size)
         return
@@ -858,10 +855,16 @@ def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
     ofo = cast("list[list[Any]]", sk.ofo)
     fin = 0
     i = 0
+    # RFC 2883: what the in-order data brought again (below the rcv_nxt it
+    # reached) is D-SACKed, each entry's part up to dsack_high (Linux's
+    # tcp_ofo_queue with its 2025 fix: dsack_high itself does not move).
+    dsack_high = sk.rcv_nxt
     while i < len(ofo):
         seq, end, data, f = ofo[i]
         if after(seq, sk.rcv_nxt):
             break
+        if before(seq, dsack_high):
+            tcp_sack.tcp_dsack_extend(sk, seq, end if before(end, dsack_high) else dsack_high)
         if after(end, sk.rcv_nxt) or (f and end == sk.rcv_nxt):
             skip = seq_diff(sk.rcv_nxt, seq)
             chunk = data[skip:]

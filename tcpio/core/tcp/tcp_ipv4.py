@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,6 +36,7 @@ from ..errors import sock_error
 from ..in_h import AF_INET, AF_INET6, IPPROTO_TCP
 from ..ipv6 import is_multicast6
 from ..protocol import EarlyDemux
+from ..timer import Timer
 from .inet6_addr import IPV6_TCP_EXTRA, V6MASK, V6TAG, route_check, route_mtu4
 from .inet_hashtables import InetHashInfo
 from .secure_seq import secure_tcp_seq, secure_tcp_ts_off
@@ -208,8 +210,10 @@ class TcpProto:
         """route_check and route_mtu in one lookup (the passive open's
         inet_csk_route_req / inet_csk_route_child_sock, which go on with the
         route they found): OSError without a route."""
-        rt = route_check(self.host, raddr)
-        return rt.mtu - IPV6_TCP_EXTRA if raddr > V6MASK else rt.mtu
+        # (route_check inlined: twice per accepted connection)
+        if raddr > V6MASK:
+            return cast("NetHost6", self.host).route6_lookup(raddr & V6MASK).mtu - IPV6_TCP_EXTRA
+        return self.host.route_lookup(raddr).mtu
 
     def advmss_for(self, raddr: int, user_mss: int = 0, mtu: int = 0) -> int:
         """The MSS we advertise to ``raddr``: the route's (dst_metric_advmss),
@@ -366,8 +370,12 @@ class TcpProto:
             self.host.mib["AttemptFails"] += 1
         if sk.state != TCP_CLOSE:
             self.tcp_set_state(sk, TCP_CLOSE)
-        sk.rtx_timer.cancel()
-        sk.delack_timer.cancel()
+        # (an idle timer is not asked: cancel() of one changes nothing, and a
+        # closing connection's usually are, its FIN acked and ACK sent)
+        if sk.rtx_timer.when is not None:
+            sk.rtx_timer.cancel()
+        if sk.delack_timer.when is not None:
+            sk.delack_timer.cancel()
         if sk.ka_timer is not None:
             sk.ka_timer.cancel()
         sk.pending = 0
@@ -450,12 +458,15 @@ class TcpProto:
         self.hashinfo.inet_put_port(sk)
 
     # --- passive open -----------------------------------------------------------------
-    def reqsk_drop(self, req: RequestSock) -> None:
+    def reqsk_drop(self, req: RequestSock, unhash: bool = True) -> None:
+        """The request is over: off the SYN queue, its timer stopped, and
+        (``unhash``) out of ehash; False when its child took its place there."""
         if req.dead:
             return
         req.dead = True
         req.timer.cancel()      # (a cookie's request is born dead and has none)
-        self.hashinfo.ehash_remove(req)
+        if unhash:
+            self.hashinfo.ehash_remove(req)
         req.listener.syn_queue.pop(req, None)
 
     def tcp_v4_conn_request(self, listener: TcpSock, skb: Skb, iph: Any, now: float,
@@ -475,7 +486,8 @@ class TcpProto:
                 return
             mib["TCPReqQFullDoCookies"] += 1
             want_cookie = True
-        if self.acceptq_overflow(listener):
+        if len(listener.accept_queue) > listener.max_ack_backlog \
+                and self.acceptq_overflow(listener):      # (the common case without a call)
             return
         if not want_cookie and not isn and not st.tcp_syncookies:
             # Without cookies the last quarter of tcp_max_syn_backlog is kept
@@ -493,24 +505,31 @@ class TcpProto:
             mib["ListenDrops"] += 1
             return
         opts = skb.opts
-        req = RequestSock(listener, iph.dst, skb.th.dport, iph.src, skb.th.sport, skb.seq)
+        laddr, raddr = iph.dst, iph.src
+        req = RequestSock(listener, laddr, skb.th.dport, raddr, skb.th.sport, skb.seq)
         # tcp_parse_options on a SYN: the peer's MSS, bounded by the listener's
         # TCP_MAXSEG; without the option (or with 0) RFC 9293's default 536, which
         # Linux leaves unclamped.  A SYN cookie encodes this value, not the raw option.
+        user_mss = listener.opts.user_mss
         req.mss = opts.mss or TCP_MSS_DEFAULT
-        if opts.mss and listener.opts.user_mss:
-            req.mss = min(opts.mss, listener.opts.user_mss)
-        req.wscale_ok = bool(st.tcp_window_scaling) and opts.wscale is not None
-        req.snd_wscale = min(opts.wscale, 14) if req.wscale_ok else 0
-        req.rcv_wscale = self._rcv_wscale(listener.rcvbuf) if req.wscale_ok else 0
+        if opts.mss and user_mss:
+            req.mss = min(opts.mss, user_mss)
+        # (advmss_for, _rcv_wscale and _initial_rcv_wnd inlined: the syn_fast
+        # rules they wrap are called directly, once per SYN)
+        req.wscale_ok = wscale_ok = bool(st.tcp_window_scaling) and opts.wscale is not None
+        if wscale_ok:
+            req.snd_wscale = min(opts.wscale, 14)
+            req.rcv_wscale = _syn_fast.tcp_rcv_wscale(True, st.tcp_rmem[2], listener.rcvbuf)
         req.sack_ok = bool(st.tcp_sack) and opts.sack_ok
-        req.tstamp_ok = bool(st.tcp_timestamps) and opts.ts_val is not None
+        req.tstamp_ok = tstamp_ok = bool(st.tcp_timestamps) and opts.ts_val is not None
         req.ts_recent = opts.ts_val or 0
-        advmss = self.advmss_for(req.raddr, listener.opts.user_mss, mtu)
+        advmss = _syn_fast.route_advmss(mtu, user_mss)
         # tcp_openreq_init_rwin: whole segments of the MSS less the timestamp option
-        req.rcv_wnd = self._initial_rcv_wnd(listener.rcvbuf,
-                                            advmss - 12 if req.tstamp_ok else advmss)
-        req.ts_off = secure_tcp_ts_off(host.secret, req.laddr, req.raddr)  # used with timestamps
+        req.rcv_wnd = _syn_fast.initial_rcv_wnd(listener.rcvbuf,
+                                                advmss - 12 if tstamp_ok else advmss)
+        # used with timestamps; IPv4's through the SYN path's keyed state (the same value)
+        req.ts_off = _syn_fast.ts_off_hash(self.syn_path.keys, laddr, raddr) \
+            if raddr <= V6MASK else secure_tcp_ts_off(host.secret, laddr, raddr)
         if want_cookie:
             listener.last_synq_overflow = now    # tcp_synq_overflow: ACKs may bring cookies
             isn, mss = cookie_v4_init_sequence(host.secret, req.laddr, req.lport, req.raddr,
@@ -530,10 +549,11 @@ class TcpProto:
             mib["SyncookiesSent"] += 1
             tcp_send_synack(self, req, now)
             return
-        req.snt_isn = isn or secure_tcp_seq(host.secret, req.laddr, req.lport, req.raddr,
+        req.snt_isn = isn or secure_tcp_seq(host.secret, laddr, req.lport, raddr,
                                             req.rport, now)
-        req.timer = host.timers.timer(reqsk_timer, req)
-        req.timer.arm(now + 1.0)
+        # (host.timers.timer(reqsk_timer, req) without its call: an owned timer)
+        req.timer = timer = Timer(host.timers, reqsk_timer, weakref.ref(req))
+        timer.arm(now + 1.0)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
         tcp_send_synack(self, req, now, advmss)
@@ -607,7 +627,8 @@ class TcpProto:
         """The third ACK: create the child, hash it, queue it for accept().
         None, counted as a listen drop, when the accept queue is full or the
         route back to the peer has gone (inet_csk_route_child_sock)."""
-        if self.acceptq_overflow(listener):
+        if len(listener.accept_queue) > listener.max_ack_backlog \
+                and self.acceptq_overflow(listener):
             return None
         try:
             mtu = self.route_mtu_checked(req.raddr)
@@ -620,9 +641,12 @@ class TcpProto:
         # (the SYN's is unscaled and stale; Linux tcp_create_openreq_child).
         child.snd_wnd = child.max_window = skb.window << child.snd_wscale
         child.snd_wl1 = skb.seq
-        self.reqsk_drop(req)
+        # inet_ehash_nolisten(child, req): the child takes the request's place
+        # in ehash (insert replaces the entry of the same 4-tuple; a cookie's
+        # request was never there)
         self.hashinfo.ehash_insert(child)
         child.hashed = True
+        self.reqsk_drop(req, unhash=False)
         self.hashinfo.inet_inherit_port(listener, child)
         self.tcp_set_state(child, TCP_ESTABLISHED)
         # tcp_check_req / tcp_rcv_state_process (SYN_RECV): the SYN-ACK's RTT
@@ -756,8 +780,12 @@ class TcpProto:
             # find it is the ACK of a cookie SYN-ACK (see cookie_v4_check).
             self._rcv_listen(child, skb, iph, now, req=req)
         elif child is not None:
+            # The child is ESTABLISHED already (tcp_v4_syn_recv_sock): the
+            # third ACK, and any data on it, take an established sock's path,
+            # header prediction first (what it declines is
+            # tcp_rcv_state_process's, the only path before).
             child.segs_in += skb.gso_segs
-            tcp_rcv_state_process(child, skb, now)
+            tcp_rcv_established(child, skb, now)
             if child.trace is not None:
                 child.trace.probe(child, skb, now)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ... import _fast
+from ..qdisc import net_xmit_eval
 from .sock import SS_CONNECTED, TcpSock
 from .tcp_input import tcp_initialize_rcv_mss
 from .tcp_output import (
@@ -41,12 +43,15 @@ if TYPE_CHECKING:
     from .tcp_input import Skb
     from .tcp_ipv4 import TcpProto
 
+_syn_fast = _fast.load("syn_fast")
+
 
 class RequestSock:
     """struct tcp_request_sock: a half-open passive connection."""
 
     __slots__ = (
         "__weakref__",      # its SYN-ACK timer holds it weakly (reqsk_timer)
+        "acked",
         "dead",
         "laddr",
         "listener",
@@ -100,6 +105,9 @@ class RequestSock:
         # Linux's num_timeout).  tcp_synack_rtt_meas uses both.
         self.snt_synack: float | None = None
         self.synack_rtx = 0
+        # Its third ACK came but met a full accept queue (Linux's
+        # inet_rsk(req)->acked): the client is ESTABLISHED already.
+        self.acked = False
         self.dead = False
 
 
@@ -259,9 +267,11 @@ def _in_window(skb: Skb, rcv_nxt: int, rcv_wnd: int) -> bool:
 
 
 # --- request socks ---------------------------------------------------------------
-def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int = 0) -> None:
-    """tcp_v4_send_synack.  ``advmss``: the MSS option, when the caller has
-    just computed it (tcp_conn_request: the same route and TCP_MAXSEG)."""
+def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int = 0) -> int:
+    """tcp_v4_send_synack; 0 when the SYN-ACK went, else the device's refusal
+    (net_xmit_eval of its NET_XMIT_* status: a congestion notification is
+    sent).  ``advmss``: the MSS option, when the caller has just computed it
+    (tcp_conn_request: the same route and TCP_MAXSEG)."""
     if req.snt_synack is None:
         req.snt_synack = now        # tcp_make_synack: the first SYN-ACK's time
     ts = None
@@ -280,9 +290,19 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int =
     ident = host.ip_ids.random_u16() if host.settings.ip_no_pmtu_disc else -1
     # RFC 7323 2.2: a SYN's window is never scaled; req.rcv_wnd is at most
     # 65535 by construction (TcpProto._initial_rcv_wnd).
-    tcp_v4_send(host, req.laddr, req.raddr, req.lport, req.rport, req.snt_isn,
-                (req.rcv_isn + 1) & 0xFFFFFFFF, TCPHDR_SYN | TCPHDR_ACK, req.rcv_wnd, opts,
-                b"", 0, ident)
+    return net_xmit_eval(tcp_v4_send(host, req.laddr, req.raddr, req.lport, req.rport,
+                                     req.snt_isn, (req.rcv_isn + 1) & 0xFFFFFFFF,
+                                     TCPHDR_SYN | TCPHDR_ACK, req.rcv_wnd, opts, b"", 0, ident))
+
+
+def tcp_rtx_synack(proto: TcpProto, req: RequestSock, now: float) -> int:
+    """The SYN-ACK again (tcp_rtx_synack); counted (TCPSynRetrans, Linux's
+    num_retrans) only when the device took it.  0, or the refusal."""
+    err = tcp_send_synack(proto, req, now)
+    if not err:
+        proto.host.mib["TCPSynRetrans"] += 1
+        req.synack_rtx += 1
+    return err
 
 
 def reqsk_timer(req: RequestSock, now: float) -> None:
@@ -301,12 +321,20 @@ def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
     # Also for an acked request (its third ACK met a full accept queue): the
     # client, already ESTABLISHED, answers the old SYN-ACK with a challenge
     # ACK, which is the third ACK again (Linux's syn_ack_recalc: resend = 1).
-    tcp_send_synack(proto, req, now)
-    proto.host.mib["TCPSynRetrans"] += 1
+    # A SYN-ACK the device refuses ends a request that was not acked (Linux:
+    # `!tcp_rtx_synack(...) || acked` else drop), unlike one lost on the way,
+    # which the next timeout sends again; an acked one keeps its timer.
+    if tcp_rtx_synack(proto, req, now) and not req.acked:
+        proto.reqsk_drop(req)
+        return
     req.num_retrans += 1
-    req.synack_rtx += 1
-    req.timer.arm(now + min(TCP_TIMEOUT_INIT * (1 << req.num_retrans),
-                            proto.host.settings.tcp_rto_max))
+    req.timer.arm(now + reqsk_timeout(proto, req))
+
+
+def reqsk_timeout(proto: TcpProto, req: RequestSock) -> float:
+    """The request's SYN-ACK interval after ``num_retrans`` timeouts
+    (Linux's reqsk_timeout: TCP_TIMEOUT_INIT << num_timeout, capped)."""
+    return min(TCP_TIMEOUT_INIT * (1 << req.num_retrans), proto.host.settings.tcp_rto_max)
 
 
 def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None:
@@ -332,10 +360,12 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
                        before(opts.ts_val, req.ts_recent))
     if skb.seq == req.rcv_isn and flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) == TCPHDR_SYN \
             and not paws_reject:
-        # A retransmitted SYN: our SYN-ACK was lost; send it again.
-        tcp_send_synack(proto, req, now)
-        host.mib["TCPSynRetrans"] += 1
-        req.synack_rtx += 1             # (inet_rtx_syn_ack: num_retrans++)
+        # A retransmitted SYN: our SYN-ACK was lost; send it again, and
+        # restart the timer from it (Linux: "Reset timer after retransmitting
+        # SYNACK, similar to the idea of fast retransmit in recovery";
+        # mod_timer_pending, so only a timer still running).
+        if not tcp_rtx_synack(proto, req, now) and req.timer.pending:
+            req.timer.arm(now + reqsk_timeout(proto, req))
         return None
     if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
         # RFC 9293: an unacceptable ACK in SYN-RECEIVED gets a reset; Linux
@@ -368,11 +398,14 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     if not flags & TCPHDR_ACK:
         return None
     child = proto.tcp_v4_syn_recv_sock(req.listener, req, skb, now)
-    if child is None and host.settings.tcp_abort_on_overflow:
+    if child is None:
         # No child (a full accept queue): with tcp_abort_on_overflow = 0 the
         # request stays and the client's retransmitted ACK may get in later.
-        proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
-        proto.reqsk_drop(req)
+        if host.settings.tcp_abort_on_overflow:
+            proto.tcp_v4_send_reset(req.laddr, req.raddr, skb)
+            proto.reqsk_drop(req)
+        else:
+            req.acked = True
     return child
 
 
@@ -407,7 +440,8 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # table value): mss_clamp, which tcp_sync_mss applies (user_mss is not
     # applied a second time there, as in Linux).
     sk.mss_clamp = req.mss
-    sk.advmss = proto.advmss_for(req.raddr, sk.opts.user_mss, mtu)   # tcp_v4_syn_recv_sock
+    # tcp_v4_syn_recv_sock: dst_metric_advmss clamped (TcpProto.advmss_for's rule)
+    sk.advmss = _syn_fast.route_advmss(mtu, sk.opts.user_mss)
     tcp_sync_mss(sk, mtu)
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)

@@ -32,6 +32,24 @@ TCP_NUM_SACKS = 4
 
 
 # --- receiver side ----------------------------------------------------------------
+def tcp_dsack_set(sk: TcpSock, seq: int, end: int) -> None:
+    """RFC 2883: report ``seq..end`` as received twice in the next ACK's first
+    SACK block (Linux's tcp_dsack_set; only with SACK and net.ipv4.tcp_dsack)."""
+    if sk.sack_ok and sk.host.settings.tcp_dsack:
+        sk.dsack = (seq, end)
+
+
+def tcp_dsack_extend(sk: TcpSock, seq: int, end: int) -> None:
+    """Linux's tcp_dsack_extend: start a D-SACK block, or grow the pending one
+    when ``seq..end`` overlaps or touches it (tcp_sack_extend); a range apart
+    from it is not reported (one D-SACK block per ACK)."""
+    d = sk.dsack
+    if d is None:
+        tcp_dsack_set(sk, seq, end)
+    elif not after(seq, d[1]) and not after(d[0], end):
+        sk.dsack = (seq if before(seq, d[0]) else d[0], end if after(end, d[1]) else d[1])
+
+
 def ofo_insert(sk: TcpSock, seq: int, end: int, data: bytes, fin: int) -> bool:
     """Insert into the ofo queue, trimming overlaps; D-SACK any duplicate part.
     Returns False when the segment brought nothing new."""
@@ -41,7 +59,6 @@ def ofo_insert(sk: TcpSock, seq: int, end: int, data: bytes, fin: int) -> bool:
     base = sk.rcv_nxt
     s = seq_diff(seq, base)
     e = seq_diff(end, base)
-    dsack_ok = sk.sack_ok and sk.host.settings.tcp_dsack
     i = bisect_left(ofo, s, key=lambda x: seq_diff(x[1], base) - 1) if ofo else 0
     # i: first entry whose end > s
     while i < len(ofo) and seq_diff(ofo[i][1], base) <= s:
@@ -49,23 +66,24 @@ def ofo_insert(sk: TcpSock, seq: int, end: int, data: bytes, fin: int) -> bool:
     if i < len(ofo) and seq_diff(ofo[i][0], base) <= s:
         oe = seq_diff(ofo[i][1], base)
         if oe >= e and not (fin and not ofo[i][3] and oe == e):
-            if dsack_ok:
-                sk.dsack = (seq, end)
+            tcp_dsack_set(sk, seq, end)
             sk.host.mib["TCPOFOMerge"] += 1
             return False
-        if dsack_ok:
-            sk.dsack = (seq, ofo[i][1])
+        tcp_dsack_set(sk, seq, ofo[i][1])
         data = data[oe - s:]
         s = oe
         seq = ofo[i][1]
         i += 1
+    # Linux's merge_right: the entries the segment covers, then the start of
+    # one it overlaps, are D-SACKed too (tcp_dsack_extend: joined to the block
+    # above when they touch it, else the first one reported).
     j = i
     while j < len(ofo) and seq_diff(ofo[j][1], base) <= e:
-        if dsack_ok and sk.dsack is None:
-            sk.dsack = (ofo[j][0], ofo[j][1])
+        tcp_dsack_extend(sk, ofo[j][0], ofo[j][1])
         sk.ofo_bytes -= len(ofo[j][2])
         j += 1
     if j < len(ofo) and seq_diff(ofo[j][0], base) < e:
+        tcp_dsack_extend(sk, ofo[j][0], end)
         keep = seq_diff(ofo[j][0], base) - s
         data = data[:keep]
         end = ofo[j][0]

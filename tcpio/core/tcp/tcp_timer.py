@@ -197,9 +197,10 @@ def tcp_enter_loss(sk: TcpSock) -> None:
 
 
 def tcp_probe_timer(sk: TcpSock, now: float) -> None:
-    """Persist timer: probe the zero window with exponential backoff."""
-    if sk.packets_out or (sk.write_seq == sk.snd_nxt and not
-                          (sk.fin_queued and sk.snd_nxt == sk.write_seq)):
+    """Persist timer: probe the zero window with exponential backoff.
+    Nothing in flight and something unsent, or nothing to do (Linux:
+    `packets_out || !tcp_send_head(sk)`; a FIN sent and ACKed is nothing)."""
+    if sk.packets_out or not tcp_output.tcp_send_head(sk):
         sk.probes_out = 0
         sk.backoff = 0
         return

@@ -1,0 +1,205 @@
+"""Where a 1-byte echo round trip's time goes on tcpio's side (issue 12's latency target).
+
+    sudo python benchmarks/bench_echo_path.py [--rounds 3000] [--offloads on|off]
+                                              [--profile] [--protocol]
+
+A kernel client in a private namespace sends 1 byte and waits for it back,
+``--rounds`` times (bench_tcp's ``echo`` peer, TCP_NODELAY), to a tcpio echo
+server over a TAP; the server is bench_tap_offload's StreamReader/Writer echo
+(or, with ``--protocol``, a plain asyncio.Protocol that writes back in
+data_received).  Counted per round trip over the timed rounds, which do not
+move with the machine's load the way times do:
+
+- frames tcpio read and wrote on the TAP (one in, one out is the floor: the
+  reply carries the ACK, as Linux's does when the application answers before
+  the delayed-ACK timer);
+- event-loop iterations (selector waits), callbacks the loop ran, timers
+  armed (call_at) and cancelled, add/remove_writer calls;
+- with ``--profile``: Python calls (cProfile) and the functions that make them.
+
+Syscalls per round trip: run this under ``strace -c`` (main thread only, so
+the client is not counted) and divide by the rounds printed; e.g.
+``sudo strace -c -o /tmp/s.txt python benchmarks/bench_echo_path.py``.
+Needs root.  Times: benchmarks/bench_tap_offload.py --only echo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_tcp import CHUNK, PORT, run_peer
+
+WARMUP = 200        # the echo peer's untimed first round trips
+
+
+async def stream_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(CHUNK):
+        writer.write(data)
+    writer.close()
+
+
+class ProtocolEcho(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class Counts:
+    """Loop-level counters: selector waits, callbacks run, timers, writers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.c = {"loop iterations": 0, "callbacks run": 0, "call_soon": 0,
+                  "timers armed": 0, "timers cancelled": 0, "add/remove_writer": 0}
+        self.on = False
+        c = self.c
+        me = self
+        sel = loop._selector          # type: ignore[attr-defined]
+        select = sel.select
+
+        def counting_select(timeout: float | None = None) -> Any:
+            if me.on:
+                c["loop iterations"] += 1
+            return select(timeout)
+        sel.select = counting_select
+        for name, key in (("call_soon", "call_soon"), ("call_at", "timers armed"),
+                          ("add_writer", "add/remove_writer"),
+                          ("remove_writer", "add/remove_writer")):
+            orig = getattr(loop, name)
+
+            def wrapped(*a: Any, _orig: Any = orig, _key: str = key, **kw: Any) -> Any:
+                if me.on:
+                    c[_key] += 1
+                return _orig(*a, **kw)
+            setattr(loop, name, wrapped)
+        run = asyncio.events.Handle._run
+        cancel = asyncio.events.TimerHandle.cancel
+
+        def counting_run(handle: Any) -> None:
+            if me.on:
+                c["callbacks run"] += 1
+            run(handle)
+
+        def counting_cancel(handle: Any) -> None:
+            if me.on and not handle._cancelled:
+                c["timers cancelled"] += 1
+            cancel(handle)
+        asyncio.events.Handle._run = counting_run           # type: ignore[method-assign]
+        asyncio.events.TimerHandle.cancel = counting_cancel  # type: ignore[method-assign]
+
+
+async def measure(rounds: int, offloads: bool, profile: bool, protocol: bool,
+                  dump: str | None = None) -> None:
+    from netns import kernel_peer
+
+    loop = asyncio.get_running_loop()
+    counts = Counts(loop)
+    prof = cProfile.Profile() if profile else None
+    async with kernel_peer(ipv6=False, tap_options={"offloads": offloads}) as peer:
+        tap, stack = peer.tap, peer.stack
+        state: dict[str, Any] = {}
+        arrived = 0
+
+        def stop() -> None:
+            state.update(t1=time.perf_counter(), cpu1=time.process_time(), times1=os.times())
+
+        def start() -> None:
+            # from the first timed round trip on: counters and profile on
+            state.update(rx=tap.stats["rx_packets"], tx=tap.stats["tx_packets"],
+                         mib=dict(stack.mib()), t=time.perf_counter(), cpu=time.process_time(),
+                         times=os.times())
+            counts.on = True
+            if prof is not None:
+                prof.enable()
+
+        if protocol:
+            class Echo(ProtocolEcho):
+                def data_received(self, data: bytes) -> None:
+                    nonlocal arrived
+                    arrived += 1
+                    if arrived == WARMUP + 1:
+                        start()
+                    elif arrived == WARMUP + rounds:
+                        stop()
+                    self.transport.write(data)
+            await stack.create_server(Echo, "0.0.0.0", PORT)
+        else:
+            async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                nonlocal arrived
+                while data := await reader.read(CHUNK):
+                    arrived += 1
+                    if arrived == WARMUP + 1:
+                        start()
+                    elif arrived == WARMUP + rounds:
+                        stop()
+                    writer.write(data)
+                writer.close()
+            await stack.start_server(handler, "0.0.0.0", PORT)
+        out = await run_peer(peer.ns, None, "echo", peer.tcpio_ip, str(PORT), str(rounds))
+        if prof is not None:
+            prof.disable()
+        counts.on = False
+        wall = state["t1"] - state["t"]
+        cpu = state["cpu1"] - state["cpu"]
+        user = state["times1"].user - state["times"].user
+        system = state["times1"].system - state["times"].system
+        rx = tap.stats["rx_packets"] - state["rx"]
+        tx = tap.stats["tx_packets"] - state["tx"]
+        mib = stack.mib()
+        dmib = {k: v - state["mib"].get(k, 0) for k, v in mib.items()
+                if v != state["mib"].get(k, 0)}
+    n = rounds      # the timed ones (the counts take in the close's few frames too)
+    print(f"1-byte echo, {'Protocol' if protocol else 'streams'} server, offloads "
+          f"{'on' if offloads else 'off'}, {n} round trips (after {WARMUP} warm-up), "
+          f"pid {os.getpid()}")
+    print(f"  client median round trip {out['median_us']:.1f} us; tcpio CPU "
+          f"{cpu / (n - 1) * 1e6:.1f} us per round trip (user {user / (n - 1) * 1e6:.1f}, "
+          f"system {system / (n - 1) * 1e6:.1f}; wall {wall / (n - 1) * 1e6:.1f} us)")
+    print(f"  frames per round trip: in {rx / n:.3f}, out {tx / n:.3f}")
+    for k, v in counts.c.items():
+        print(f"  {k} per round trip: {v / n:.3f}")
+    print("  MIB moved per round trip: " + ", ".join(
+        f"{k}={v / n:.3f}" for k, v in sorted(dmib.items()) if abs(v) >= n / 100))
+    if prof is not None:
+        if dump:
+            prof.dump_stats(dump)
+        st = pstats.Stats(prof)
+        calls = sum(v[1] for v in st.stats.values())      # type: ignore[attr-defined]
+        print(f"  Python calls per round trip (cProfile): {calls / n:.1f}")
+        rows = sorted(st.stats.items(), key=lambda kv: -kv[1][1])  # type: ignore[attr-defined]
+        for (fname, line, func), (_cc, nc, tt, ct, _callers) in rows[:45]:
+            print(f"    {nc / n:6.2f}  {tt / n * 1e6:6.2f} us own  "
+                  f"{Path(fname).name}:{line}({func})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3000)
+    ap.add_argument("--offloads", choices=("on", "off"), default="on")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--dump", default=None, help="write the cProfile stats here")
+    ap.add_argument("--protocol", action="store_true",
+                    help="a plain asyncio.Protocol echo instead of streams")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (TAP, namespaces)")
+    asyncio.run(measure(args.rounds, args.offloads == "on", args.profile or bool(args.dump),
+                        args.protocol, args.dump))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""A TAP/TUN fd's read and write loops, compiled.  Same API as ``devio_py``.
+
+A TAP takes one frame per read(2) and per write(2) (issues 11-13), so the
+per-frame Python around the syscall was most of what tcpio paid per frame
+beside the kernel: ``os.read`` (a ``readsize`` bytes object, 64 KiB with
+offloads on, allocated and shrunk per frame), the slice that strips the
+virtio-net header (a second allocation and copy), the loop, the counters;
+``os.writev`` (a tuple and two buffer acquisitions per frame) in a
+try/except.  Here a batch is one call each way (DESIGN principle 3):
+
+- ``FrameIO.read``: up to ``budget`` frames with read(2), each read into a
+  spare ``bytes`` of ``size`` that the loop keeps across reads and calls.
+  A frame of more than half of ``size`` is handed out as that object itself
+  (the header moved out in place, the object shrunk: no copy), a smaller one
+  (an ACK, a SYN, a 1514-byte frame of a 64 KiB-capable device) is copied
+  out into a right-sized ``bytes`` and the spare reused (no 64 KiB
+  allocation per ACK).  A frame whose virtio header has flags or gso_type
+  set goes, header and all, to ``offloaded(raw, frames)`` (the device's
+  ``_rx_offloaded``) in its place in the batch, as before.  EAGAIN ends
+  the loop; another errno ends it too and is left in ``error``; a read
+  shorter than the header is a runt (``runts``), not delivered.
+- ``FrameIO.write``: ``frames[start:]`` one write(2) each (writev(2) with
+  the header in front when ``hlen``: ``plain`` for a ``bytes`` frame,
+  ``tx_hdr(frame, plain)`` for any other, as the device chooses), until one
+  fails: its index is returned and its errno left in ``error``, so the
+  device decides (a full queue holds the rest, other errors drop one frame
+  and it calls again from the next).
+
+The GIL is kept around the syscalls: they are short (a frame), and
+releasing and taking it back per frame costs more than it lets another
+thread do.  EINTR is retried after the signal handlers ran (PEP 475, as
+``os.read``/``os.write``).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.string cimport memmove
+
+from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release
+
+__all__ = ["FrameIO"]
+
+
+cdef extern from "<errno.h>":
+    int EWOULDBLOCK
+
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t c_read "read"(int fd, void* buf, size_t n)
+    ssize_t c_write "write"(int fd, const void* buf, size_t n)
+
+
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void* iov_base
+        size_t iov_len
+    ssize_t c_writev "writev"(int fd, const iovec* iov, int iovcnt)
+
+
+cdef extern from *:
+    """
+    /* A new bytes of n bytes to read into (NULL with MemoryError). */
+    static PyObject* devio_new_bytes(Py_ssize_t n) {
+        return PyBytes_FromStringAndSize(NULL, n);
+    }
+    /* ``o`` (a reference given away, the only one) shrunk to n bytes: a new
+       reference, or NULL with an exception (``o`` is gone then). */
+    static PyObject* devio_shrink(PyObject* o, Py_ssize_t n) {
+        if (_PyBytes_Resize(&o, n) < 0)
+            return NULL;
+        return o;
+    }
+    """
+    PyObject* devio_new_bytes(Py_ssize_t n)
+    object devio_shrink(PyObject* o, Py_ssize_t n)
+
+
+cdef class FrameIO:
+    """The read and write loops of a device whose fd carries one frame per
+    syscall, each behind an ``hlen``-byte virtio-net header (0: none); a
+    read takes at most ``size`` bytes (the header included).
+
+    After each call: ``nbytes`` (frame bytes read or written, headers not
+    counted), ``error`` (the errno that ended it: 0 when it ended at
+    EAGAIN, the budget or the end of the frames), and for ``read``
+    ``runts`` (reads shorter than the header: counted, not delivered)."""
+
+    cdef readonly Py_ssize_t size
+    cdef readonly Py_ssize_t hlen
+    cdef readonly Py_ssize_t nbytes
+    cdef readonly int error
+    cdef readonly Py_ssize_t runts
+    cdef PyObject* spare        # a bytes of ``size`` to read into (owned), or NULL
+
+    def __cinit__(self, Py_ssize_t size, Py_ssize_t hlen = 0):
+        if hlen < 0 or size <= hlen:
+            raise ValueError("FrameIO: size must exceed hlen >= 0")
+        self.size = size
+        self.hlen = hlen
+        self.spare = NULL
+
+    def __dealloc__(self):
+        Py_XDECREF(self.spare)
+        self.spare = NULL
+
+    def read(self, int fd, Py_ssize_t budget, list frames not None, offloaded):
+        """Read up to ``budget`` frames from ``fd`` onto ``frames`` (headers
+        stripped; a flagged header's frame through ``offloaded(raw,
+        frames)``); the number of reads that returned a frame."""
+        cdef Py_ssize_t nread = 0, nbytes = 0, runts = 0
+        cdef Py_ssize_t size = self.size, hlen = self.hlen, n, m
+        cdef ssize_t got
+        cdef unsigned char* p
+        cdef PyObject* raw
+        cdef int e
+        self.error = 0
+        self.nbytes = 0
+        self.runts = 0
+        try:
+            while nread < budget:
+                if self.spare == NULL:
+                    self.spare = devio_new_bytes(size)
+                    if self.spare == NULL:
+                        raise MemoryError()
+                p = <unsigned char*>PyBytes_AS_STRING(<object>self.spare)
+                got = c_read(fd, p, size)
+                if got < 0:
+                    e = errno
+                    if e == EINTR:
+                        PyErr_CheckSignals()
+                        continue
+                    if e != EAGAIN and e != EWOULDBLOCK:
+                        self.error = e
+                    break
+                nread += 1
+                n = got
+                if n < hlen:
+                    runts += 1
+                    continue
+                m = n - hlen
+                nbytes += m
+                if hlen and (p[0] or p[1]):
+                    # flags or gso_type: a partial checksum or a super-frame,
+                    # the raw read (header included) handed over
+                    raw = self.spare
+                    self.spare = NULL
+                    offloaded(devio_shrink(raw, n), frames)
+                elif 2 * m > size:
+                    # large: the spare itself becomes the frame
+                    if hlen:
+                        memmove(p, p + hlen, m)
+                    raw = self.spare
+                    self.spare = NULL
+                    frames.append(devio_shrink(raw, m))
+                else:
+                    frames.append(PyBytes_FromStringAndSize(<char*>p + hlen, m))
+        finally:
+            self.nbytes = nbytes
+            self.runts = runts
+        return nread
+
+    def write(self, int fd, frames, Py_ssize_t start, plain, tx_hdr):
+        """Write ``frames[start:]`` to ``fd``, one frame a write, until one
+        fails: the index of that frame (its errno in ``error``), or
+        ``len(frames)``.  With ``hlen``, each goes behind a header:
+        ``plain`` (bytes) for a ``bytes`` frame, ``tx_hdr(frame, plain)``
+        for any other."""
+        cdef object seq = PySequence_Fast(frames, "frames must be a sequence")
+        cdef Py_ssize_t count = PySequence_Fast_GET_SIZE(seq)
+        cdef Py_ssize_t i = start if start > 0 else 0
+        cdef Py_ssize_t nbytes = 0
+        cdef Py_ssize_t hlen = self.hlen
+        cdef ssize_t r
+        cdef iovec iov[2]
+        cdef rbuf fb, hb
+        cdef int e
+        cdef object frame, hdr, fown, hown
+        self.error = 0
+        self.nbytes = 0
+        try:
+            while i < count:
+                frame = <object>PySequence_Fast_GET_ITEM(seq, i)
+                fb.release = hb.release = False
+                fown = rbuf_get(frame, &fb)
+                try:
+                    if hlen:
+                        hdr = plain if type(frame) is bytes else tx_hdr(frame, plain)
+                        hown = rbuf_get(hdr, &hb)
+                        iov[0].iov_base = <void*>hb.p
+                        iov[0].iov_len = hb.n
+                        iov[1].iov_base = <void*>fb.p
+                        iov[1].iov_len = fb.n
+                    while True:
+                        if hlen:
+                            r = c_writev(fd, iov, 2)
+                        else:
+                            r = c_write(fd, fb.p, fb.n)
+                        if r >= 0:
+                            break
+                        e = errno
+                        if e != EINTR:
+                            self.error = e
+                            return i
+                        PyErr_CheckSignals()
+                    nbytes += fb.n
+                finally:
+                    rbuf_release(&hb)
+                    rbuf_release(&fb)
+                i += 1
+            return count
+        finally:
+            self.nbytes = nbytes

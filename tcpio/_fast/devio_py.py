@@ -1,0 +1,93 @@
+"""A TAP/TUN fd's read and write loops, pure-Python twin of ``devio.pyx``.
+
+``FrameIO(size, hlen)``: ``read`` takes up to ``budget`` frames from an fd,
+one read each, onto a list (the ``hlen``-byte virtio-net header stripped, a
+frame whose header has flags or gso_type set handed to ``offloaded(raw,
+frames)`` whole); ``write`` writes ``frames[start:]`` one write each (the
+header in front with writev) until one fails and returns its index.  After
+each call ``nbytes``, ``error`` (the errno that ended it, 0 for EAGAIN or
+the end) and ``runts`` (reads shorter than the header).  See ``devio.pyx``
+for why the compiled one exists: this is what the device did before it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Sequence
+
+__all__ = ["FrameIO"]
+
+Frame = bytes | bytearray
+
+
+class FrameIO:
+    """The read and write loops of a device fd (see the module doc)."""
+
+    def __init__(self, size: int, hlen: int = 0) -> None:
+        if hlen < 0 or size <= hlen:
+            raise ValueError("FrameIO: size must exceed hlen >= 0")
+        self.size = size
+        self.hlen = hlen
+        self.nbytes = 0
+        self.error = 0
+        self.runts = 0
+
+    def read(self, fd: int, budget: int, frames: list[bytes],
+             offloaded: Callable[[bytes, list[bytes]], None]) -> int:
+        """Read up to ``budget`` frames from ``fd`` onto ``frames``; the
+        number of reads that returned a frame."""
+        read, size, hlen = os.read, self.size, self.hlen
+        nread = nbytes = runts = 0
+        self.error = 0
+        try:
+            for _ in range(budget):
+                try:
+                    frame = read(fd, size)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    self.error = exc.errno or errno.EIO
+                    break
+                nread += 1
+                if hlen:
+                    if len(frame) < hlen:
+                        runts += 1
+                        continue
+                    nbytes += len(frame) - hlen
+                    if frame[0] or frame[1]:
+                        # flags or gso_type: a partial checksum or a super-frame
+                        offloaded(frame, frames)
+                    else:
+                        frames.append(frame[hlen:])
+                else:
+                    frames.append(frame)
+                    nbytes += len(frame)
+        finally:
+            self.nbytes, self.runts = nbytes, runts
+        return nread
+
+    def write(self, fd: int, frames: Sequence[Frame], start: int, plain: bytes,
+              tx_hdr: Callable[[Frame, bytes], bytes]) -> int:
+        """Write ``frames[start:]`` one frame a write until one fails: its
+        index (its errno in ``error``), or ``len(frames)``."""
+        write, writev, hlen = os.write, os.writev, self.hlen
+        nbytes = 0
+        self.error = 0
+        try:
+            for i in range(max(start, 0), len(frames)):
+                frame = frames[i]
+                try:
+                    if not hlen:
+                        write(fd, frame)
+                    elif type(frame) is bytes:
+                        writev(fd, (plain, frame))
+                    else:
+                        writev(fd, (tx_hdr(frame, plain), frame))
+                except OSError as exc:
+                    self.error = exc.errno or errno.EIO
+                    return i
+                nbytes += len(frame)
+            return len(frames)
+        finally:
+            self.nbytes = nbytes
