@@ -82,7 +82,10 @@ class Timer:
             self._queued = when
             heapq.heappush(wheel._prompt_heap if self.prompt else wheel._heap,
                            (when, self._seq, self))
-            wheel._bound_garbage()
+            # Bound the garbage: when stale entries dominate, rebuild the heaps.
+            stale = wheel._stale
+            if stale > 256 and stale * 2 > len(wheel._heap) + len(wheel._prompt_heap):
+                wheel._compact()
 
     def cancel(self) -> None:
         self.when = None
@@ -123,12 +126,8 @@ class TimerWheel:
         cls = PromptTimer if prompt else Timer
         return cls(self, callback, None if owner is None else weakref.ref(owner))
 
-    def _bound_garbage(self) -> None:
-        # When stale entries dominate, rebuild the heaps (in place).
-        if self._stale > 256 and self._stale * 2 > len(self._heap) + len(self._prompt_heap):
-            self._compact()
-
     def _compact(self) -> None:
+        """Drop every stale entry, in place (see __init__)."""
         for heap in (self._heap, self._prompt_heap):
             heap[:] = [e for e in heap if e[2]._queued == e[0]]
             heapq.heapify(heap)
