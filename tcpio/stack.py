@@ -35,7 +35,6 @@ from tcpio.core.addr import ip6_aton, ip_aton, parse_cidr, parse_cidr6
 from tcpio.core.errors import sock_error
 from tcpio.core.host import Host
 from tcpio.core.settings import Settings
-from tcpio.core.tcp.tcp_timer import tcp_delack_timer
 from tcpio.core.tx_coalesce import coalesce
 from tcpio.devices.base import Device
 from tcpio.netdb import HostsTable
@@ -88,11 +87,6 @@ class Stack:
         # softirq after netif_rx: a user call returns before anything it sent
         # to ourselves is processed, so its waiter is in place for the answer.
         self.host.backlog_deferred = True
-        # Timers that run when due even while the others wait for input
-        # (_on_timer): a delayed ACK is not made wrong by an ACK still in a
-        # device's queue, and holding it for as long as the queue takes to
-        # read (a second and more at 1000 flows) made the peer retransmit.
-        self.host.timers.prompt.add(tcp_delack_timer)
         self._backlog_handle: asyncio.Handle | None = None
         self.devices: dict[int, Device] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -327,9 +321,9 @@ class Stack:
             # batch; the timers stay due, looked at again after the loop's
             # other callbacks (a kick in between re-arms if the deadline moves)
             self._timer = self.loop.call_soon(self._on_timer)
-            if self.host.timers.prompt:
-                # the prompt ones (delayed ACKs) do not wait
-                self.host.poll(self.update_time(), _NOTHING_DUE)
+            # the prompt ones (TCP's delayed ACKs) do not wait: a look at
+            # the wheel's prompt heap alone, nothing per timer held back
+            self.host.poll(self.update_time(), _NOTHING_DUE)
             self.kick()
             return
         self._timer_when = None
@@ -521,6 +515,9 @@ class Stack:
         earlier), or has passed anyway; if it has moved later (or gone)
         since, only a timer for it (see ``_rearm``)."""
         self._timer_lazy = False
+        if self._closed:
+            self._timer = None
+            return
         deadline = self.host.next_deadline()
         when = self._timer_when
         if deadline is not None and when is not None and (

@@ -27,10 +27,11 @@ from typing import Any
 
 import pytest
 from stackutil import run_on
+from test_timer import HeapOps
 
+import tcpio.core.timer as timer_mod
 import tcpio.devices.tap as tap_mod
 import tcpio.stack as stack_mod
-from tcpio.core.tcp.tcp_timer import tcp_delack_timer
 from tcpio.devices.base import new_stats
 from tcpio.devices.tap import SynShare, TapDevice
 from tcpio.stack import NET_RX_ROUNDS, NET_RX_USECS, Stack
@@ -355,7 +356,8 @@ def test_a_timer_due_while_others_wait_waits_for_the_input_of_its_own_time(
 
 def test_a_delayed_ack_due_while_the_timers_wait_runs_when_due(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """TCP's delayed ACK is a prompt timer (TimerWheel.prompt): an ACK still
+    """TCP's delayed ACK is a prompt timer (``timer(..., prompt=True)``,
+    test_a_sockets_delayed_ack_timer_alone_is_prompt): an ACK still
     in the queue does not make it wrong, and holding it for the whole wait
     (a second and more at 1000 flows) makes the peer retransmit.  Here with
     the host's real timer wheel: a retransmission-like timer due first
@@ -366,14 +368,9 @@ def test_a_delayed_ack_due_while_the_timers_wait_runs_when_due(
         loop, stack = ring.loop, ring.stack
         host = stack.host
         del host.poll, host.next_deadline       # the real ones again
-        assert tcp_delack_timer in host.timers.prompt
         fired: list[tuple[str, float]] = []
-
-        def delack(now: float) -> None:
-            fired.append(("delack", now))
-        host.timers.prompt.add(delack)
         rto = host.timers.timer(lambda now: fired.append(("rto", now)))
-        ack = host.timers.timer(delack)
+        ack = host.timers.timer(lambda now: fired.append(("delack", now)), prompt=True)
         ring.send(6 * BUDGET)
         t0 = loop.time()
         rto.arm(t0)
@@ -388,3 +385,45 @@ def test_a_delayed_ack_due_while_the_timers_wait_runs_when_due(
     assert fired[0][1] <= t0 + 0.003 + gap
     assert stack.softnet_stat["timers_deferred"] >= 1
     assert stack.softnet_stat["timers_forced"] == 0
+
+
+def test_a_look_while_the_timers_wait_touches_no_held_timer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each loop iteration while the timers wait looks at the prompt timers
+    alone (Host.poll(now, -inf)): with 10 000 timers due and held (1000
+    flows' worth of RTOs and more), the looks together pop the one prompt
+    timer's entry and touch no other (before: every look popped and pushed
+    back every held due entry).  The held ones all fire once the input that
+    waited is read, none forced."""
+    async def main() -> tuple[Stack, list[int], int, list[float], list[Any]]:
+        ring = Ring(monkeypatch, refill=True, ring_len=10 * BUDGET)
+        loop, stack = ring.loop, ring.stack
+        host = stack.host
+        del host.poll, host.next_deadline       # the real ones again
+        t0 = loop.time()
+        held = [host.timers.timer(lambda now: None) for _ in range(10_000)]
+        for k, t in enumerate(held):
+            t.arm(t0 + k * 1e-8)
+        fired: list[float] = []
+        host.timers.timer(fired.append, prompt=True).arm(t0 + 0.003)
+        heap_ops = HeapOps()
+        monkeypatch.setattr(timer_mod, "heapq", heap_ops)
+        looks: list[int] = []           # heap operations of each look
+        poll = host.poll
+
+        def counted_poll(now: float, due: float | None = None) -> None:
+            heap_ops.take()
+            poll(now, due)
+            if due == float("-inf"):
+                looks.append(sum(heap_ops.take().values()))
+        host.poll = counted_poll                # type: ignore[method-assign]
+        ring.send(6 * BUDGET)
+        stack.kick()
+        await ticks_while(lambda: held[-1].pending, loop)
+        ring.close()
+        return stack, looks, stack.softnet_stat["timers_forced"], fired, held
+
+    stack, looks, forced, fired, held = run_on("virtual", main)
+    assert len(looks) >= 3 and stack.softnet_stat["timers_deferred"] == len(looks)
+    assert len(fired) == 1 and sum(looks) == 1           # the prompt timer's pop
+    assert not any(t.pending for t in held) and forced == 0

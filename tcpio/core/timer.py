@@ -1,4 +1,4 @@
-"""One timer heap for the whole host, driven by the caller's clock.
+"""Two timer heaps for the whole host, driven by the caller's clock.
 
 Protocol objects own ``Timer`` handles (one per connection and purpose, never
 one per segment).  The asyncio driver asks ``next_deadline()`` after each
@@ -12,9 +12,21 @@ later than that entry only records the new deadline, and when the early entry
 surfaces it is moved to the real deadline (once per timeout period, not per
 ACK).  Arming it earlier pushes a new entry and leaves the old one stale, and
 cancelling makes the entry stale; stale entries are dropped when they surface
-or when they make up most of the heap.  Each arming takes
-a sequence number, and the heap orders by (deadline, sequence), so timers due
-at the same moment fire in the order they were armed, moved entries included.
+or when they make up most of the heaps (compacted in place: a list a caller
+holds stays the heap).  Each arming takes a sequence number, and the heaps
+order by (deadline, sequence), so timers due at the same moment fire in the
+order they were armed, moved entries included.  Per timer: arm later and
+cancel O(1), arm earlier and fire O(log n), stale entries amortised O(log n)
+each, once.
+
+Prompt timers (``timer(..., prompt=True)``: TCP's delayed ACK) live in a heap
+of their own.  ``run(now, due)`` with ``due`` before ``now`` is the driver
+holding the others back while it reads input that came in before them
+(Stack._on_timer); the prompt ones still fire when due.  Such a run looks at
+the prompt heap alone (O(log n) per prompt timer fired, nothing for the ones
+held back, which stay where they are), and an ordinary run merges the two
+heaps' tops by (deadline, sequence): one order for all timers, as with one
+heap.
 
 A timer that belongs to an object (a socket's retransmit, delayed-ACK and
 keepalive timers) is made with ``timer(callback, owner)``: it calls
@@ -34,11 +46,18 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+_Entry = tuple[float, int, "Timer"]
+
 
 class Timer:
     """A re-armable one-shot timer: ``callback(now)`` runs once at ``when``."""
 
     __slots__ = ("_queued", "_seq", "_wheel", "callback", "owner", "when")
+
+    # Fires when due even while ``run``'s ``due`` holds the others back, its
+    # entries in the wheel's prompt heap: a class attribute (PromptTimer), so
+    # the choice costs no memory per timer and cannot change once made.
+    prompt = False
 
     def __init__(self, wheel: TimerWheel, callback: Callable[..., None],
                  owner: weakref.ref[Any] | None = None) -> None:
@@ -61,7 +80,12 @@ class Timer:
             if queued is not None:
                 wheel._stale += 1
             self._queued = when
-            wheel._push(when, self._seq, self)
+            heapq.heappush(wheel._prompt_heap if self.prompt else wheel._heap,
+                           (when, self._seq, self))
+            # Bound the garbage: when stale entries dominate, rebuild the heaps.
+            stale = wheel._stale
+            if stale > 256 and stale * 2 > len(wheel._heap) + len(wheel._prompt_heap):
+                wheel._compact()
 
     def cancel(self) -> None:
         self.when = None
@@ -75,39 +99,43 @@ class Timer:
         return self.when is not None
 
 
+class PromptTimer(Timer):
+    """A timer that fires when due even while the others wait (TimerWheel.run)."""
+
+    __slots__ = ()
+    prompt = True
+
+
 class TimerWheel:
-    """Heap of (when, seq, timer) with lazy moves and deletion (see above)."""
+    """Two heaps of (when, seq, timer), ordinary and prompt, with lazy moves
+    and deletion (see above)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Timer]] = []
+        # Never replaced (compaction works in place), so a run holding one
+        # cannot push into or pop from a list no longer the heap.
+        self._heap: list[_Entry] = []
+        self._prompt_heap: list[_Entry] = []
         self._seq = itertools.count()
-        self._stale = 0  # entries superseded by an earlier one of the same timer
-        # callbacks whose timers run when due even while ``run``'s ``due``
-        # holds the others back (see run)
-        self.prompt: set[Callable[..., None]] = set()
+        self._stale = 0  # entries superseded or cancelled, in either heap
 
-    def timer(self, callback: Callable[..., None], owner: object = None) -> Timer:
+    def timer(self, callback: Callable[..., None], owner: object = None, *,
+              prompt: bool = False) -> Timer:
         """A timer calling ``callback(now)``, or ``callback(owner, now)`` with
-        ``owner`` held weakly (see the module docstring)."""
-        if owner is None:
-            return Timer(self, callback)
-        return Timer(self, callback, weakref.ref(owner))
-
-    def _push(self, when: float, seq: int, timer: Timer) -> None:
-        heapq.heappush(self._heap, (when, seq, timer))
-        # Bound the garbage: when stale entries dominate, rebuild the heap.
-        if self._stale > 256 and self._stale * 2 > len(self._heap):
-            self._compact()
+        ``owner`` held weakly (see the module docstring); ``prompt``: one
+        that fires when due even while the others wait (see ``run``)."""
+        cls = PromptTimer if prompt else Timer
+        return cls(self, callback, None if owner is None else weakref.ref(owner))
 
     def _compact(self) -> None:
-        self._heap = [e for e in self._heap if e[2]._queued == e[0]]
-        heapq.heapify(self._heap)
+        """Drop every stale entry, in place (see __init__)."""
+        for heap in (self._heap, self._prompt_heap):
+            heap[:] = [e for e in heap if e[2]._queued == e[0]]
+            heapq.heapify(heap)
         self._stale = 0
 
-    def _settle_top(self) -> tuple[float, int, Timer] | None:
-        """Drop stale entries at the top, move postponed ones to
+    def _settle_top(self, heap: list[_Entry]) -> _Entry | None:
+        """Drop stale entries at the top of ``heap``, move postponed ones to
         their deadline; return the top entry once it is a timer really due then."""
-        heap = self._heap
         while heap:
             entry = heap[0]
             when, seq, timer = entry
@@ -128,46 +156,51 @@ class TimerWheel:
         return None
 
     def next_deadline(self) -> float | None:
-        top = self._settle_top()
-        return None if top is None else top[0]
+        top = self._settle_top(self._heap)
+        ptop = self._settle_top(self._prompt_heap)
+        if top is None:
+            return None if ptop is None else ptop[0]
+        return top[0] if ptop is None or top[0] <= ptop[0] else ptop[0]
 
     def run(self, now: float, due: float | None = None) -> int:
         """Fire every timer due at or before ``due`` (default ``now``), each
-        called with ``now``; return how many fired.  A ``due`` before ``now``
-        leaves the timers due since for later (the driver's: input that
-        came in after ``due`` has not been read yet, Stack._on_timer),
-        except those whose callback is in ``prompt``, which fire when due."""
+        called with ``now``, in (deadline, arming) order; return how many
+        fired.  A ``due`` before ``now`` leaves the timers due since for
+        later (the driver's: input that came in after ``due`` has not been
+        read yet, Stack._on_timer), except the prompt ones, which fire when
+        due; the ordinary heap is not even looked at then unless its top
+        entry (at or before its timer's deadline) is due by ``due``."""
         fired = 0
         limit = now if due is None else due
-        prompt = self.prompt
-        # past ``limit`` only for the prompt timers, set aside on the way
-        stop = now if prompt and limit < now else limit
-        held: list[tuple[float, int, Timer]] = []
-        # self._heap, never a local: a callback that arms a timer may compact
-        # it into a new list.  The held entries go back even when a callback
-        # raises (the host catches and goes on): lost, a timer whose entry is
-        # gone keeps _queued set and no later arm() would queue it again.
-        try:
-            while True:
-                top = self._settle_top()
-                if top is None or top[0] > stop:
-                    break
-                if top[0] > limit and top[2].callback not in prompt:
-                    held.append(heapq.heappop(self._heap))   # due, but not yet: back after
-                    continue
-                heapq.heappop(self._heap)
-                timer = top[2]
-                timer._queued = None
-                timer.when = None
-                fired += 1
-                ref = timer.owner
-                if ref is None:
-                    timer.callback(now)
-                else:
-                    owner = ref()
-                    if owner is not None:
-                        timer.callback(owner, now)
-        finally:
-            for entry in held:
-                heapq.heappush(self._heap, entry)
+        # the prompt timers run up to now even when the others stop earlier
+        plimit = max(limit, now)
+        heap = self._heap
+        pheap = self._prompt_heap
+        settle = self._settle_top
+        while True:
+            # An entry's deadline is never after its timer's: a top past the
+            # limit means nothing in that heap is due.
+            top = settle(heap) if heap and heap[0][0] <= limit else None
+            if top is not None and top[0] > limit:
+                top = None
+            ptop = settle(pheap) if pheap and pheap[0][0] <= plimit else None
+            if ptop is not None and ptop[0] <= plimit and (
+                    top is None or ptop[0] < top[0] or (ptop[0] == top[0] and ptop[1] < top[1])):
+                top, from_heap = ptop, pheap
+            elif top is not None:
+                from_heap = heap
+            else:
+                break
+            heapq.heappop(from_heap)
+            timer = top[2]
+            timer._queued = None
+            timer.when = None
+            fired += 1
+            ref = timer.owner
+            if ref is None:
+                timer.callback(now)
+            else:
+                owner = ref()
+                if owner is not None:
+                    timer.callback(owner, now)
         return fired

@@ -27,7 +27,7 @@ from ... import _fast
 from ..errors import sock_error
 from ..in_h import AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY
 from ..ipv6 import V4MAPPED_PREFIX, is_v4mapped
-from ..timer import Timer
+from ..timer import PromptTimer, Timer
 from . import tcp_output, tcp_timer
 from .inet6_addr import V6MASK, V6TAG, untag6
 from .sock_opts import (
@@ -344,7 +344,10 @@ class TcpSock(TcpCb):
         # (TimerWheel.timer's work, without its call: twice per socket)
         me = weakref.ref(self)
         self.rtx_timer = Timer(timers, tcp_timer.tcp_write_timer, me)
-        self.delack_timer = Timer(timers, tcp_timer.tcp_delack_timer, me)
+        # (prompt: it does not wait for input held in a device when timers
+        # fall due, Stack._on_timer; an ACK still queued does not make a
+        # delayed ACK wrong, and holding it made the peer retransmit)
+        self.delack_timer = PromptTimer(timers, tcp_timer.tcp_delack_timer, me)
         # keepalive/sk_timer: made when first armed (tcp_timer.keepalive_timer)
         self.ka_timer: Timer | None = None
         # tracing: off unless the stack traces every connection (tcp_trace)
