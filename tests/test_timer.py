@@ -291,9 +291,12 @@ PROMPT = frozenset({3, 4, 5})
 mixed_ops = st.lists(st.one_of(
     st.tuples(st.just("arm"), st.integers(0, N_MIXED - 1), st.integers(0, 40)),
     st.tuples(st.just("cancel"), st.integers(0, N_MIXED - 1), st.just(0)),
-    # run(now + arg, due): due None, or that far before (or after) now
+    # run(now + arg, due): due None, or that far before now (or at it).  Never
+    # after: the driver's due is the time of an earlier look, and with a due
+    # past now a callback that re-arms its timer at now + 1 is due again at
+    # once, for ever (the model and the wheel alike: the suite hung in it)
     st.tuples(st.just("run"), st.integers(0, 15), st.one_of(
-        st.none(), st.just(float("-inf")), st.integers(-20, 5))),
+        st.none(), st.just(float("-inf")), st.integers(-20, 0))),
     st.tuples(st.just("peek"), st.just(0), st.just(0)),
 ), max_size=80)
 
@@ -325,7 +328,7 @@ class MixedModel(Model):
               st.integers(1, 10)), max_size=3),
     st.integers(0, 300))
 def test_both_heaps_behave_like_the_model(script, effects, junk):
-    """Ordinary and prompt timers, runs with ``due`` before (or after) now,
+    """Ordinary and prompt timers, runs with ``due`` before (or at) now,
     callbacks that arm or cancel other timers (or themselves), and ``junk``
     cancelled entries so that arming from a callback compacts the heaps
     mid-run: the same timers fire at the same times in the same order as in
