@@ -116,14 +116,24 @@ def test_data_dropped_by_a_zero_window_enters_quickack_mode():
     (1_500, 16, 0, 2),          # 0 segments: 2
     (3_000, 16, 0, 1),          # 1 segment stays 1
     (10_000, 16, 9, 9),         # only ever raised
+    (40, 100, 0, 10),           # rcv_mss 2 (as the rule has it, however unlikely)
 ])
 def test_incr_quickack_is_one_rule_for_every_caller(tf, rcv_wnd, cap, quick, want):
     """tcp_incr_quickack(sk, max_quickacks), which tcp_enter_quickack_mode
     (out-of-order, duplicate, out-of-window and zero-window data) and the
     first data share: min(rcv_wnd / (2 rcv_mss) or 2, max), never lowering."""
-    sk = make_cb(tf, quick=quick, rcv_wnd=rcv_wnd, rcv_mss=1000, advmss=1460)
+    sk = make_cb(tf, quick=quick, rcv_wnd=rcv_wnd, rcv_mss=2 if rcv_wnd == 40 else 1000,
+                 advmss=1460)
     tf.incr_quickack(sk, cap)
     assert sk.quick == want
+
+
+@pytest.mark.parametrize("rcv_mss", [0, 1])
+def test_incr_quickack_never_divides_by_zero(tf, rcv_mss):
+    """No peer MSS guess yet (0, or 1): the window counts in bytes."""
+    sk = make_cb(tf, quick=0, rcv_wnd=40, rcv_mss=rcv_mss, advmss=1460)
+    tf.incr_quickack(sk, 100)
+    assert sk.quick == 20
 
 
 def test_out_of_order_data_into_a_small_window_gets_few_quick_acks():
