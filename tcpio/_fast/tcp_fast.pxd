@@ -115,8 +115,9 @@ cpdef long long tcp_select_window(TcpCb sk) except -1
 
 @cython.locals(d=uint32_t, sample=double)
 cpdef double rcv_rtt_update(double rcv_rtt, long long ts_off, uint32_t ts_ecr, double now) noexcept
-@cython.locals(quick=cython.longlong)
 cpdef event_data_recv(TcpCb sk, long long n, long long gso_size=*)
+@cython.locals(quick=cython.longlong)
+cpdef incr_quickack(TcpCb sk, long long max_quickacks)
 cpdef ack_snd_check(TcpCb sk, double now)
 @cython.locals(shifted=cython.longlong, new_ack=bint)
 cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,

@@ -101,7 +101,8 @@ from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
 __all__ = ["RcvQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume",
-           "clean_rtx_queue", "cwnd_quota", "event_data_recv", "ip_select_ident_segs",
+           "clean_rtx_queue", "cwnd_quota", "event_data_recv", "incr_quickack",
+           "ip_select_ident_segs",
            "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
            "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_more",
@@ -889,16 +890,23 @@ def event_data_recv(sk: TcpCb, n: int, gso_size: int = 0) -> None:
         sk.rcv_mss = n if n < sk.advmss else sk.advmss
     if not sk.got_data:
         sk.got_data = True
-        # tcp_incr_quickack: half the window in segments; only a window
-        # under two segments (0) becomes 2, and the count is only raised
-        # (a zero-window drop may already have asked for more).
-        quick = sk.rcv_wnd // (2 * (sk.rcv_mss if sk.rcv_mss > 1 else 1))
-        if quick == 0:
-            quick = 2
-        if quick > _TCP_MAX_QUICKACKS:
-            quick = _TCP_MAX_QUICKACKS
-        if quick > sk.quick:
-            sk.quick = quick
+        incr_quickack(sk, _TCP_MAX_QUICKACKS)
+
+
+def incr_quickack(sk: TcpCb, max_quickacks: int) -> None:
+    """tcp_incr_quickack (tcp_enter_quickack_mode's count, for every caller):
+    half the window in segments, 2 when that is 0 (a window under two
+    segments), at most ``max_quickacks``, and only ever raised (a zero-window
+    drop may already have asked for more)."""
+    if sk is None:
+        raise TypeError("incr_quickack: a TcpCb is required")
+    quick = sk.rcv_wnd // (2 * (sk.rcv_mss if sk.rcv_mss > 1 else 1))
+    if quick == 0:
+        quick = 2
+    if quick > max_quickacks:
+        quick = max_quickacks
+    if quick > sk.quick:
+        sk.quick = quick
 
 
 def ack_snd_check(sk: TcpCb, now: float) -> None:

@@ -255,6 +255,7 @@ _NONE_PROBES = {
     "rcv_established(None, ...)": "m.rcv_established(None, 0, 0, 0, False, 0, 0, b'x', 1.0)",
     "write_xmit(None, ...)": "m.write_xmit(None, 1460, [], 1, None, None, 64, 1.0)",
     "ip_select_ident_segs(None, 1)": "m.ip_select_ident_segs(None, 1)",
+    "incr_quickack(None, 16)": "m.incr_quickack(None, 16)",
     "rq=None then rcv_established": "sk.rq = None\n"
                                     "m.rcv_established(sk, 100, 5, 1000, False, 0, 0, b'x' * 100, 1.0)",
     "rq=None then select_window": "sk.rq = None\nm.select_window(sk)",

@@ -13,6 +13,7 @@ than it was already going to.
 
 from __future__ import annotations
 
+import pytest
 from conftest import twin_fixture
 
 from .fastcb import make_cb
@@ -92,8 +93,9 @@ def test_rcv_mss_grows_to_the_largest_segment_up_to_advmss(tf):
 def test_data_dropped_by_a_zero_window_enters_quickack_mode():
     """Linux tcp_data_queue: data at RCV.NXT with a zero receive window goes
     to out_of_window, tcp_enter_quickack_mode(sk, TCP_MAX_QUICKACKS), and is
-    ACKed at once (RFC 9293 3.10.7.4); that ACK spends one of the 16
-    (tcp_event_ack_sent -> tcp_dec_quickack_mode), 15 remain."""
+    ACKed at once (RFC 9293 3.10.7.4).  The count is tcp_incr_quickack's:
+    rcv_wnd 0 gives 0 segments, so 2 (not TCP_MAX_QUICKACKS, the cap); that
+    ACK spends one (tcp_event_ack_sent -> tcp_dec_quickack_mode), 1 remains."""
     from .helpers import passive_open
 
     c = passive_open()
@@ -105,4 +107,44 @@ def test_data_dropped_by_a_zero_window_enters_quickack_mode():
     c.send(b"x" * 10)
     assert c.host.mib["TCPZeroWindowDrop"] == 1
     assert len(c.recv()) == 1
-    assert c.sk.quick == 15
+    assert c.sk.quick == 1
+
+
+@pytest.mark.parametrize(("rcv_wnd", "cap", "quick", "want"), [
+    (10_000, 16, 0, 5),         # half the window in 1000-byte segments
+    (10_000, 3, 0, 3),          # at most the caller's cap
+    (1_500, 16, 0, 2),          # 0 segments: 2
+    (3_000, 16, 0, 1),          # 1 segment stays 1
+    (10_000, 16, 9, 9),         # only ever raised
+    (40, 100, 0, 10),           # rcv_mss 2 (as the rule has it, however unlikely)
+])
+def test_incr_quickack_is_one_rule_for_every_caller(tf, rcv_wnd, cap, quick, want):
+    """tcp_incr_quickack(sk, max_quickacks), which tcp_enter_quickack_mode
+    (out-of-order, duplicate, out-of-window and zero-window data) and the
+    first data share: min(rcv_wnd / (2 rcv_mss) or 2, max), never lowering."""
+    sk = make_cb(tf, quick=quick, rcv_wnd=rcv_wnd, rcv_mss=2 if rcv_wnd == 40 else 1000,
+                 advmss=1460)
+    tf.incr_quickack(sk, cap)
+    assert sk.quick == want
+
+
+@pytest.mark.parametrize("rcv_mss", [0, 1])
+def test_incr_quickack_never_divides_by_zero(tf, rcv_mss):
+    """No peer MSS guess yet (0, or 1): the window counts in bytes."""
+    sk = make_cb(tf, quick=0, rcv_wnd=40, rcv_mss=rcv_mss, advmss=1460)
+    tf.incr_quickack(sk, 100)
+    assert sk.quick == 20
+
+
+def test_out_of_order_data_into_a_small_window_gets_few_quick_acks():
+    """tcp_data_queue_ofo: tcp_enter_quickack_mode(sk, TCP_MAX_QUICKACKS)
+    with a window of 3 segments gives 1 quick ACK (3 * 536 / (2 * 536)),
+    spent on the ACK of the out-of-order segment itself."""
+    from .helpers import passive_open
+
+    c = passive_open()
+    c.sk.quick = 0
+    c.sk.rcv_wnd = 3 * c.sk.rcv_mss
+    c.send(b"x" * 10, seq=(c.snd + 100) & 0xFFFFFFFF)
+    assert len(c.recv()) == 1                   # the out-of-order segment: ACKed at once
+    assert c.sk.quick == 0

@@ -78,6 +78,10 @@ else:
 rcv_established_fast = _tcp_fast.rcv_established
 rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
+# tcp_enter_quickack_mode(sk, TCP_MAX_QUICKACKS)'s count: tcp_incr_quickack,
+# the first data's rule too (tcp_fast.event_data_recv), so a small window
+# gets fewer quick ACKs than 16 (Linux: rcv_wnd / (2 * rcv_mss), 0 -> 2)
+tcp_incr_quickack = _tcp_fast.incr_quickack
 
 # tcp_ack() flags
 FLAG_DATA = 0x01
@@ -435,7 +439,7 @@ def tcp_send_dupack(sk: TcpSock, skb: Skb, now: float) -> None:
         sk.host.mib["DelayedACKLost"] += 1
         end = skb.end_seq if before(skb.end_seq, sk.rcv_nxt) else sk.rcv_nxt
         tcp_sack.tcp_dsack_set(sk, skb.seq, end)
-        sk.quick = TCP_MAX_QUICKACKS
+        tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
     tcp_send_ack(sk, now)
 
 
@@ -769,7 +773,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     if seq == rcv_nxt:
         if data and not tcp_receive_window(sk):
             mib["TCPZeroWindowDrop"] += 1
-            sk.quick = TCP_MAX_QUICKACKS
+            tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
             tcp_send_ack(sk, now)
             return
         _queue_in_order(sk, data, fin, now, skb.gso_size)
@@ -779,11 +783,11 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
         mib["DelayedACKLost"] += 1
         tcp_sack.tcp_dsack_set(sk, seq, end)
-        sk.quick = TCP_MAX_QUICKACKS
+        tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
         tcp_send_ack(sk, now)
         return
     if not before(seq, (rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF):
-        sk.quick = TCP_MAX_QUICKACKS
+        tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
         tcp_send_ack(sk, now)
         return
     if before(seq, rcv_nxt):
@@ -883,7 +887,7 @@ def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
 
 def tcp_data_queue_ofo(sk: TcpSock, seq: int, data: Any, fin: int, now: float) -> None:
     mib = sk.host.mib
-    sk.quick = TCP_MAX_QUICKACKS
+    tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
     limit = sk.host.settings.tcp_ofo_max_bytes or sk.rcvbuf
     if sk.ofo_bytes + len(data) > limit:
         mib["TCPOFODrop"] += 1
