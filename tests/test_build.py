@@ -11,7 +11,7 @@ import pytest
 import tcpio
 from tcpio import _fast
 
-FAST_MODULES = ["checksum", "wire", "ehash", "rx", "tx", "tcp_fast"]
+FAST_MODULES = ["checksum", "wire", "ehash", "rx", "tx", "tcp_fast", "syn_fast", "devio"]
 
 
 def test_version():

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["FrameIO"]
 
-Frame = bytes | bytearray
+_Frame = bytes | bytearray
 
 
 class FrameIO:
@@ -67,8 +67,8 @@ class FrameIO:
             self.nbytes, self.runts = nbytes, runts
         return nread
 
-    def write(self, fd: int, frames: Sequence[Frame], start: int, plain: bytes,
-              tx_hdr: Callable[[Frame, bytes], bytes]) -> int:
+    def write(self, fd: int, frames: Sequence[_Frame], start: int, plain: bytes,
+              tx_hdr: Callable[[_Frame, bytes], bytes]) -> int:
         """Write ``frames[start:]`` one frame a write until one fails: its
         index (its errno in ``error``), or ``len(frames)``."""
         write, writev, hlen = os.write, os.writev, self.hlen

@@ -20,13 +20,13 @@ set ``txqueuelen`` (default ``DEFAULT_TXQUEUELEN``) when they create or
 attach.  ``kernel_counters()`` reads the kernel's own counters for the
 interface (its ``tx_dropped`` is what it dropped on the way to us).
 
-Sending: written straight away (one write(2) per frame).  A frame the kernel will not take right
-now is never an exception: on EAGAIN/ENOBUFS (the tun socket's sndbuf is
-spent) the device stops its interface's queue (``attach_netif``; the
-frames not written wait in the qdisc, docs/internals.md "Interface state")
-and watches the fd for room, then wakes it; without a queue, and for EIO
-while the link is down (the kernel refuses writes then), it is a counted
-drop.
+Sending: written straight away, one write(2) per frame.  A frame the kernel
+will not take right now is never an exception: on EAGAIN/ENOBUFS (the tun
+socket's sndbuf is spent) the device stops its interface's queue
+(``attach_netif``; the frames not written wait in the qdisc,
+docs/internals.md "Interface state") and watches the fd for room, then
+wakes it; without a queue, and for EIO while the link is down (the kernel
+refuses writes then), it is a counted drop.
 
 A queue for connection requests: the device opens with IFF_MULTI_QUEUE and
 a second fd, and an eBPF steering program (devices/tun_steering.py) makes

@@ -374,7 +374,8 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
         # first tries it as a SYN cookie's ACK (TcpProto._rcv_request).
         return req.listener
     rcv_nxt = (req.rcv_isn + 1) & 0xFFFFFFFF
-    if paws_reject or not _in_window(skb, rcv_nxt, req.rcv_wnd):
+    # (_in_window's first test first: the third ACK starts at rcv_nxt)
+    if paws_reject or (skb.seq != rcv_nxt and not _in_window(skb, rcv_nxt, req.rcv_wnd)):
         # RFC 9293 3.10.7.4: an unacceptable segment gets an ACK (a RST none).
         if not flags & TCPHDR_RST:
             tcp_v4_reqsk_send_ack(proto, req, now)
