@@ -32,6 +32,7 @@ cdef class TcpCb:
     cdef public long long state, ca_state
     cdef public long long rcv_nxt, rcv_wup, rcv_wnd, rcv_mss, rcv_wscale, rcvbuf
     cdef public long long window_clamp, ofo_bytes, advmss, quick
+    cdef public long long pingpong
     cdef public long long snd_una, snd_nxt, snd_wnd, snd_wscale
     cdef public long long ts_recent, ts_off
     cdef public bint tstamp_ok, got_data, ack_pending, dead
@@ -118,6 +119,8 @@ cpdef double rcv_rtt_update(double rcv_rtt, long long ts_off, uint32_t ts_ecr, d
 cpdef event_data_recv(TcpCb sk, long long n, long long gso_size=*)
 @cython.locals(quick=cython.longlong)
 cpdef incr_quickack(TcpCb sk, long long max_quickacks)
+cpdef bint in_pingpong_mode(TcpCb sk) except -1
+cpdef event_data_sent(TcpCb sk, double now)
 cpdef ack_snd_check(TcpCb sk, double now)
 @cython.locals(shifted=cython.longlong, new_ack=bint)
 cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window,

@@ -191,6 +191,10 @@ class TcpCb:
     ofo_bytes: int
     advmss: int
     quick: int
+    # icsk_ack.pingpong: replies sent within the ATO of the last received
+    # data (inet_csk_inc_pingpong_cnt); at net.ipv4.tcp_pingpong_thresh or
+    # more the connection is interactive and quick ACKs are off
+    pingpong: int
     snd_una: int
     snd_nxt: int
     snd_wnd: int
@@ -263,6 +267,7 @@ class TcpCb:
 
     def __init__(self) -> None:
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
+        self.pingpong = 0       # as a C field starts (ack_snd_check reads it)
         self.pushed_seq = 0
         self.push_marks = None
         self.nonagle = 0
@@ -909,15 +914,33 @@ def incr_quickack(sk: TcpCb, max_quickacks: int) -> None:
         sk.quick = quick
 
 
+def in_pingpong_mode(sk: TcpCb) -> bool:
+    """inet_csk_in_pingpong_mode: the count reached net.ipv4.tcp_pingpong_thresh
+    (at least 1, so a count of 0 is never interactive: no settings read)."""
+    return sk.pingpong > 0 and sk.pingpong >= sk.host.settings.tcp_pingpong_thresh
+
+
+def event_data_sent(sk: TcpCb, now: float) -> None:
+    """tcp_event_data_sent's pingpong rule: data sent within the ATO of the
+    last received data is a reply (inet_csk_inc_pingpong_cnt, capped at
+    U8_MAX).  The ATO: 0 until data arrived (tcp_event_data_recv initializes
+    it), then TCP_ATO_MIN, tcpio's delayed-ACK time (tcp_delack_min; tcpio
+    does not inflate the ATO)."""
+    if (sk.got_data and sk.pingpong < 255
+            and now - sk.lrcvtime < sk.host.settings.tcp_delack_min):
+        sk.pingpong += 1
+
+
 def ack_snd_check(sk: TcpCb, now: float) -> None:
     """__tcp_ack_snd_check for both paths: ACK now for two full segments (if
-    the window moved), in quick-ACK mode or with a hole; else delay."""
+    the window moved), in quick-ACK mode (tcp_in_quickack_mode: not while in
+    pingpong mode) or with a hole; else delay."""
     if sk is None:
         raise TypeError("ack_snd_check: a TcpCb is required")
     if not sk.ack_pending or sk.dead:
         return
     if ((seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss and select_window(sk) >= sk.rcv_wnd)
-            or sk.quick or sk.ofo):
+            or (sk.quick and not in_pingpong_mode(sk)) or sk.ofo):
         assert _send_ack is not None
         _send_ack(sk, now)
     else:

@@ -93,6 +93,7 @@ class Settings:
     tcp_rto_max: float = 120.0
     tcp_rto_initial: float = 1.0
     tcp_delack_min: float = 0.04
+    tcp_pingpong_thresh: int = 1           # replies within the ATO before delayed ACKs wait for data (>= 1)
     tcp_init_cwnd: int = 10
     tcp_min_tso_segs: int = 2              # smallest burst tcp_tso_autosize allows
     tcp_pacing_ss_ratio: int = 200         # pacing rate, % of cwnd/srtt, in slow start

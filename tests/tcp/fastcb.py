@@ -35,6 +35,7 @@ class Timer:
 
 class Settings:
     tcp_delack_min = 0.04
+    tcp_pingpong_thresh = 1
 
 
 class Host:

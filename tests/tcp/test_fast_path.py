@@ -308,7 +308,7 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_e
 @pytest.mark.parametrize("classifier", [
     pytest.param("pure", id="rx_py"),
     pytest.param("compiled", id="rx_c", marks=() if SOCK_IS_COMPILED and rx_c is not None
-                 else pytest.mark.skip(reason="the compiled classifier and TcpCb not both in use"))])
+                 else pytest.mark.skip(reason="compiled build only: the compiled classifier and TcpCb not both in use"))])
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_request_response_data_takes_the_classifiers_fast_path(monkeypatch, family,
                                                                classifier):

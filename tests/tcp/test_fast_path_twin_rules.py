@@ -64,6 +64,7 @@ class _Timer:
 
 class _Settings:
     tcp_delack_min = 0.04
+    tcp_pingpong_thresh = 1
 
 
 class _Host:
@@ -77,7 +78,7 @@ class _Host:
 
 _RCV_FIELDS = (
     "state", "ca_state", "rcv_nxt", "rcv_wup", "rcv_wnd", "rcv_mss", "rcv_wscale", "rcvbuf",
-    "window_clamp", "ofo_bytes", "advmss", "quick", "snd_una", "snd_wnd", "snd_wscale",
+    "window_clamp", "ofo_bytes", "advmss", "quick", "pingpong", "snd_una", "snd_wnd", "snd_wscale",
     "ts_recent", "ts_off", "tstamp_ok", "got_data", "ack_pending", "dead", "rcv_tstamp",
     "ts_recent_stamp", "rcv_rtt",
 )
@@ -102,6 +103,7 @@ def _random_cb(mod, rng: random.Random):
     sk.rcv_wnd = rng.choice([0, 1000, 65535, 65535 << 2, rng.randrange(1 << 20)])
     sk.ofo_bytes = rng.choice([0, 0, 100])
     sk.quick = rng.choice([0, 0, 1, 5])
+    sk.pingpong = rng.choice([0, 0, 1])
     sk.snd_una = rng.randrange(1 << 32)
     sk.snd_nxt = sk.snd_una
     sk.snd_wscale = rng.choice([0, 7])
@@ -213,7 +215,7 @@ def _short_send_buffer_cb(mod):
     sk.window_clamp = 65535
     sk.ofo_bytes = 0
     sk.rq = mod.RcvQueue()
-    sk.quick = 0
+    sk.quick = sk.pingpong = 0
     sk.wq_seq = sk.snd_una = sk.snd_nxt = sk.snd_sml = 5000
     sk.wq = bytearray(1000)
     sk.write_seq = 8000
@@ -283,7 +285,7 @@ sk.state = 1
 sk.ca_state = 0
 sk.rcv_nxt = sk.rcv_wup = 100
 sk.rcv_wnd = 65535
-sk.rcv_wscale = sk.snd_wscale = sk.ofo_bytes = sk.quick = 0
+sk.rcv_wscale = sk.snd_wscale = sk.ofo_bytes = sk.quick = sk.pingpong = 0
 sk.rcv_mss = sk.advmss = 1460
 sk.rcvbuf = 1 << 20
 sk.window_clamp = 65535

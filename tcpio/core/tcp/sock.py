@@ -335,6 +335,7 @@ class TcpSock(TcpCb):
         # ACK scheduling (icsk_ack)
         self.ack_pending = False
         self.quick = 0
+        self.pingpong = 0           # icsk_ack.pingpong (a TcpCb field)
         self.rcv_tstamp = 0.0       # last time we heard from the peer (keepalive)
         self.lsndtime: float | None = None  # last time data was sent
         # timers: one per purpose (inet_csk: retransmit, delack, keepalive/sk_timer)

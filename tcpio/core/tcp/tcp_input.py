@@ -434,12 +434,20 @@ def tcp_simple_retransmit(sk: TcpSock, now: float) -> None:
     tcp_xmit_retransmit_queue(sk, now)
 
 
+def tcp_enter_quickack_mode(sk: TcpSock, max_quickacks: int = TCP_MAX_QUICKACKS) -> None:
+    """tcp_enter_quickack_mode: ACK the next segments at once (tcp_incr_quickack's
+    count) and leave pingpong mode (inet_csk_exit_pingpong_mode).  tcpio
+    enters it also for out-of-order data, where Linux ACKs at once without it."""
+    tcp_incr_quickack(sk, max_quickacks)
+    sk.pingpong = 0
+
+
 def tcp_send_dupack(sk: TcpSock, skb: Skb, now: float) -> None:
     if skb.end_seq != skb.seq and before(skb.seq, sk.rcv_nxt):
         sk.host.mib["DelayedACKLost"] += 1
         end = skb.end_seq if before(skb.end_seq, sk.rcv_nxt) else sk.rcv_nxt
         tcp_sack.tcp_dsack_set(sk, skb.seq, end)
-        tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
+        tcp_enter_quickack_mode(sk)
     tcp_send_ack(sk, now)
 
 
@@ -773,7 +781,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     if seq == rcv_nxt:
         if data and not tcp_receive_window(sk):
             mib["TCPZeroWindowDrop"] += 1
-            tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
+            tcp_enter_quickack_mode(sk)
             tcp_send_ack(sk, now)
             return
         _queue_in_order(sk, data, fin, now, skb.gso_size)
@@ -783,11 +791,11 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
         mib["DelayedACKLost"] += 1
         tcp_sack.tcp_dsack_set(sk, seq, end)
-        tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
+        tcp_enter_quickack_mode(sk)
         tcp_send_ack(sk, now)
         return
     if not before(seq, (rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF):
-        tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
+        tcp_enter_quickack_mode(sk)
         tcp_send_ack(sk, now)
         return
     if before(seq, rcv_nxt):
@@ -887,7 +895,7 @@ def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
 
 def tcp_data_queue_ofo(sk: TcpSock, seq: int, data: Any, fin: int, now: float) -> None:
     mib = sk.host.mib
-    tcp_incr_quickack(sk, TCP_MAX_QUICKACKS)
+    tcp_enter_quickack_mode(sk)
     limit = sk.host.settings.tcp_ofo_max_bytes or sk.rcvbuf
     if sk.ofo_bytes + len(data) > limit:
         mib["TCPOFODrop"] += 1
@@ -922,6 +930,7 @@ def tcp_fin(sk: TcpSock, now: float, ack_now: bool = False) -> None:
         # carries it: FIN, FIN-ACK, ACK, as the kernel closes.  (Nothing more
         # arrives in order after a FIN for the lost quick ACKs to matter.)
         if not ack_now:
+            sk.pingpong = sk.host.settings.tcp_pingpong_thresh
             sk.quick = 0
             if not sk.got_data:
                 # No data ever arrived: Linux's icsk_ack.ato is still 0, so

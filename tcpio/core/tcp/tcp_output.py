@@ -284,6 +284,7 @@ def tcp_transmit_skb(sk: TcpSock, seq: int, flags: int, payload: Any, now: float
         tcp_event_ack_sent(sk)
     if payload:
         sk.lsndtime = now
+        tcp_event_data_sent(sk, now)
     if rc > 0:
         tcp_enter_cwr(sk)
         rc = net_xmit_eval(rc)
@@ -313,6 +314,11 @@ def tcp_enter_cwr(sk: TcpSock) -> None:
         tcp_init_cwnd_reduction(sk)
         sk.ca_state = TCP_CA_CWR
         sk.ca_ops.set_state(sk, TCP_CA_CWR)
+
+
+# tcp_event_data_sent's pingpong count, and inet_csk_in_pingpong_mode
+tcp_event_data_sent = _tcp_fast.event_data_sent
+in_pingpong_mode = _tcp_fast.in_pingpong_mode
 
 
 def tcp_event_ack_sent(sk: TcpSock) -> None:
@@ -349,7 +355,10 @@ def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
     # otherwise"): send it now that the app has read.  Without this, after a
     # zero-window episode a reader that keeps up is ACKed only by the 40 ms
     # delayed-ACK timer, once per window.
-    if sk.ack_pending and (sk.quick or seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss):
+    # (Quick-ACK mode stands for ICSK_ACK_PUSHED here, which Linux ignores in
+    # pingpong mode: the reply will carry the ACK.)
+    if sk.ack_pending and ((sk.quick and not in_pingpong_mode(sk))
+                           or seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss):
         tcp_send_ack(sk, now)
         return
     new = __tcp_select_window(sk)
@@ -641,6 +650,7 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     sk.ack_pending = False
     sk.delack_timer.cancel()
     sk.lsndtime = now
+    tcp_event_data_sent(sk, now)
     return True
 
 

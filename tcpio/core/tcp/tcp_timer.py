@@ -244,6 +244,10 @@ def tcp_delack_timer(sk: TcpSock, now: float) -> None:
         return
     if sk.trace is not None:
         sk.trace.timer(sk, "delack", now)
+    # Delayed ACK missed (no reply carried it): leave pingpong mode
+    # (inet_csk_exit_pingpong_mode; tcpio's ATO is fixed, nothing to deflate)
+    if tcp_output.in_pingpong_mode(sk):
+        sk.pingpong = 0
     sk.host.mib["DelayedACKs"] += 1
     tcp_output.tcp_send_ack(sk, now)
 
