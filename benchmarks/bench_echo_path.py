@@ -21,6 +21,15 @@ Syscalls per round trip: run this under ``strace -c`` (main thread only, so
 the client is not counted) and divide by the rounds printed; e.g.
 ``sudo strace -c -o /tmp/s.txt python benchmarks/bench_echo_path.py``.
 Needs root.  Times: benchmarks/bench_tap_offload.py --only echo.
+
+``--memory``: the same exchange between two stacks on a MemoryWire in this
+process (both ends' work, no root): Python calls and CPU per round trip,
+and, run under callgrind at two ``--rounds`` (instructions(N2) -
+instructions(N1)) / (N2 - N1), instructions per round trip, which the
+machine's load does not move::
+
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
+        python benchmarks/bench_echo_path.py --memory --rounds 500
 """
 
 from __future__ import annotations
@@ -186,6 +195,52 @@ async def measure(rounds: int, offloads: bool, profile: bool, protocol: bool,
                   f"{Path(fname).name}:{line}({func})")
 
 
+async def measure_memory(rounds: int, profile: bool) -> None:
+    """The same exchange between two stacks on a MemoryWire in this process
+    (no TAP, no kernel, no second process): both ends' Python work per round
+    trip, deterministic enough for instruction counts (see the docstring)."""
+    import tcpio
+
+    wire = tcpio.MemoryWire(seed=1)
+    a = tcpio.Stack(seed=1, name="client")
+    b = tcpio.Stack(seed=2, name="server")
+    async with a, b:
+        a.add_interface(wire.a, "10.0.0.1/24")
+        b.add_interface(wire.b, "10.0.0.2/24")
+        await b.start_server(stream_echo, "10.0.0.2", PORT)
+        reader, writer = await a.open_connection("10.0.0.2", PORT)
+        for _ in range(WARMUP):
+            writer.write(b"x")
+            await reader.read(1)
+        loop = asyncio.get_running_loop()
+        counts = Counts(loop)
+        counts.on = True
+        prof = cProfile.Profile() if profile else None
+        if prof is not None:
+            prof.enable()
+        cpu = time.process_time()
+        for _ in range(rounds):
+            writer.write(b"x")
+            await reader.read(1)
+        cpu = time.process_time() - cpu
+        if prof is not None:
+            prof.disable()
+        counts.on = False
+        frames = wire.a.stats["tx_packets"], wire.b.stats["tx_packets"]
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)       # the server's handler reads EOF and ends
+    print(f"1-byte echo tcpio <-> tcpio over a MemoryWire, streams both ends, {rounds} "
+          f"round trips: CPU {cpu / rounds * 1e6:.1f} us per round trip (both ends)")
+    for k, v in counts.c.items():
+        print(f"  {k} per round trip: {v / rounds:.3f}")
+    print(f"  frames so far: client {frames[0]}, server {frames[1]}")
+    if prof is not None:
+        st = pstats.Stats(prof)
+        calls = sum(v[1] for v in st.stats.values())      # type: ignore[attr-defined]
+        print(f"  Python calls per round trip (cProfile): {calls / rounds:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3000)
@@ -194,7 +249,12 @@ def main() -> None:
     ap.add_argument("--dump", default=None, help="write the cProfile stats here")
     ap.add_argument("--protocol", action="store_true",
                     help="a plain asyncio.Protocol echo instead of streams")
+    ap.add_argument("--memory", action="store_true",
+                    help="two stacks on a MemoryWire in this process instead (no root)")
     args = ap.parse_args()
+    if args.memory:
+        asyncio.run(measure_memory(args.rounds, args.profile))
+        return
     if os.geteuid() != 0:
         sys.exit("needs root (TAP, namespaces)")
     asyncio.run(measure(args.rounds, args.offloads == "on", args.profile or bool(args.dump),

@@ -515,6 +515,9 @@ class Stack:
         earlier), or has passed anyway; if it has moved later (or gone)
         since, only a timer for it (see ``_rearm``)."""
         self._timer_lazy = False
+        if self._closed:
+            self._timer = None
+            return
         deadline = self.host.next_deadline()
         when = self._timer_when
         if deadline is not None and when is not None and (

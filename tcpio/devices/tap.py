@@ -8,7 +8,9 @@ no ARP).  Both use IFF_NO_PI, so a read returns exactly one frame.
 Receiving: one ``loop.add_reader`` callback reads until EAGAIN (at most
 ``budget`` frames, so one busy device cannot starve the loop) and hands the
 whole batch to ``on_frames``.  Reading one frame per wake-up costs 4x in loop
-overhead (FIELD-NOTES.md).
+overhead (FIELD-NOTES.md).  A TAP gives one frame per read and takes one per
+write, so the reads of a batch, and the writes of one, are each one compiled
+call (``_fast.devio.FrameIO``: no Python per frame around the syscall).
 
 Queue: the kernel queues frames for us on the interface's tx queue (the
 tun driver's ring is ``txqueuelen`` frames long) and drops what does not fit
@@ -18,7 +20,7 @@ set ``txqueuelen`` (default ``DEFAULT_TXQUEUELEN``) when they create or
 attach.  ``kernel_counters()`` reads the kernel's own counters for the
 interface (its ``tx_dropped`` is what it dropped on the way to us).
 
-Sending: ``os.write`` straight away.  A frame the kernel will not take right
+Sending: written straight away (one write(2) per frame).  A frame the kernel will not take right
 now is never an exception: on EAGAIN/ENOBUFS (the tun socket's sndbuf is
 spent) the device stops its interface's queue (``attach_netif``; the
 frames not written wait in the qdisc, docs/internals.md "Interface state")

@@ -305,6 +305,49 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_e
         assert b.mib["InReceives"] < 10 and a.mib["OutRequests"] < 10
 
 
+@pytest.mark.parametrize("classifier", [
+    pytest.param("pure", id="rx_py"),
+    pytest.param("compiled", id="rx_c", marks=() if SOCK_IS_COMPILED and rx_c is not None
+                 else pytest.mark.skip(reason="the compiled classifier and TcpCb not both in use"))])
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_request_response_data_takes_the_classifiers_fast_path(monkeypatch, family,
+                                                               classifier):
+    """Issue 12's 1-byte echo: each request acknowledges the last answer, so
+    every data segment after the first acknowledges new data.  Linux's
+    tcp_rcv_established takes it on its fast path (queue the data, then
+    tcp_ack with FLAG_DATA), and so does the classifier's call (before, it
+    went the layered way: parse, Skb, a second lookup, then the same
+    prediction).  TCP_INFO's segs_in still counts each segment once: during
+    the exchange each side's grows by what the other sent."""
+    fast = _fast.load("tcp_fast")
+    net, _, _, c, s = _counted_connection(monkeypatch, fast, family, seed=5)
+    if classifier == "compiled":
+        monkeypatch.setattr(host_mod, "rx_classify", rx_c.rx_classify)
+    layered: list[int] = []
+    real = tcp_ipv4.tcp_rcv_established
+
+    def counting(sk, skb, now):
+        layered.append(len(skb.data))
+        return real(sk, skb, now)
+
+    monkeypatch.setattr(tcp_ipv4, "tcp_rcv_established", counting)
+    rounds = 50
+    before = c.segs_in, c.segs_out, s.segs_in, s.segs_out
+    for _ in range(rounds):
+        assert c.sendmsg(b"q") == 1
+        assert net.run_until(lambda: s.readable(), 5)
+        assert s.recvmsg(10) == b"q"
+        assert s.sendmsg(b"a") == 1
+        assert net.run_until(lambda: c.readable(), 5)
+        assert c.recvmsg(10) == b"a"
+    assert [n for n in layered if n] == [], layered
+    net.run_for(1)          # the last answer's delayed ACK
+    c_in, c_out, s_in, s_out = (now - then for now, then in zip(
+        (c.segs_in, c.segs_out, s.segs_in, s.segs_out), before))
+    assert (c_in, s_in) == (s_out, c_out)
+    assert s_in >= rounds
+
+
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_window_update_acks_take_the_compiled_slow_path(monkeypatch, family):
     """Issue 11: a receiver that reads irregular pieces at irregular times

@@ -9,6 +9,8 @@ permitted where a test needs SACK), so every ACK out can be checked exactly.
 
 from __future__ import annotations
 
+import pytest
+
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import (
     TCP_CLOSE_WAIT,
@@ -303,6 +305,25 @@ def test_partly_old_segment_delivers_the_new_part_and_dsacks_the_old():
     c.send(b"defghi", seq=s0 + 3)
     assert _acks(c) == [(c.rcv, s0 + 9, ((s0 + 3, s0 + 6),))]
     assert _read_all(c) == b"abcdefghi"
+
+
+@pytest.mark.parametrize(("off", "n", "blocks", "ofo_bytes", "merged"), [
+    (12, 5, ((12, 17), (10, 20)), 10, 1),   # "All the bits are present": dropped
+    (15, 10, ((15, 20), (10, 25)), 15, 0),  # partial overlap: the new part queued
+], ids=["inside-a-queued-one", "over-a-queued-ones-end"])
+def test_out_of_order_segment_repeating_queued_data_dsacks_the_repeat(off, n, blocks,
+                                                                      ofo_bytes, merged):
+    """Linux tcp_data_queue_ofo: the part already queued (10..20) is D-SACKed
+    (tcp_dsack_set(seq, min(end_seq, the queued end))) ahead of the SACK
+    block that now holds it; a segment wholly inside is dropped and counted
+    (TCPOFOMerge)."""
+    c = passive_open(syn_opts=SACK)
+    s0 = c.snd
+    c.send(b"B" * 10, seq=s0 + 10)
+    c.recv()
+    c.send(b"C" * n, seq=s0 + off)
+    assert _acks(c) == [(c.rcv, s0, tuple((s0 + a, s0 + b) for a, b in blocks))]
+    assert c.host.mib["TCPOFOMerge"] == merged and c.sk.ofo_bytes == ofo_bytes
 
 
 def test_partly_old_segment_with_fin_closes():

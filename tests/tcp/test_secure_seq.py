@@ -84,3 +84,16 @@ def test_port_offset_high_bits_spread_over_the_range():
     quarters = [sum(1 for s in starts if q * remaining // 4 <= s < (q + 1) * remaining // 4)
                 for q in range(4)]
     assert all(400 < n < 600 for n in quarters), quarters
+
+
+def test_isn_f_is_the_documented_keyed_hash_of_the_4_tuple():
+    """F as secure_seq documents it, computed here with hashlib alone: BLAKE2s
+    keyed by the secret, personalised b"isn", 8 bytes, of the packed 4-tuple
+    (local, remote addresses, then ports), read little-endian, low 32 bits."""
+    import hashlib
+    import struct
+
+    laddr, lport, raddr, rport = T
+    h = hashlib.blake2s(key=S, person=b"isn", digest_size=8)
+    h.update(struct.pack("!IIHH", laddr, raddr, lport, rport))
+    assert f_part(S, T, 5.0) == int.from_bytes(h.digest(), "little") & 0xFFFFFFFF

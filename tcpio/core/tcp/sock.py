@@ -822,7 +822,9 @@ def _read_only(load: Callable[[TcpSock], Any]) -> SockOpt:
 
 
 def _bool(value: Any) -> bool:
-    return bool(_int(value))
+    # (a plain int without _int's calls: every accepted transport sets
+    # TCP_NODELAY with 1)
+    return value != 0 if value.__class__ is int else bool(_int(value))
 
 
 def _int_in(lo: int, hi: int, *, zero_ok: bool = False) -> Callable[[Any], int]:

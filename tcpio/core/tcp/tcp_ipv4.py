@@ -720,7 +720,14 @@ class TcpProto:
                 tproxy.rcv(skb, iph, payload, now)
                 return
         else:
-            sk = self.hashinfo.lookup(iph.dst, th.dport, iph.src, th.sport)
+            # InetHashInfo.lookup without its call (every segment of a
+            # connection's handshake and close comes here): ehash, then a listener
+            hashinfo = self.hashinfo
+            raddr = iph.src
+            sk = (hashinfo.ehash6 if raddr > V6MASK else hashinfo.ehash).lookup(
+                iph.dst, th.dport, raddr, th.sport)
+            if sk is None:
+                sk = hashinfo.lookup_listener(iph.dst, th.dport)
         if sk is None:
             self.tcp_v4_send_reset(iph.dst, iph.src, skb)
             return

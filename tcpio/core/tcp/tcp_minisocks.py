@@ -493,8 +493,10 @@ def tcp_synack_rtt_meas(child: TcpSock, req: RequestSock, skb: Skb, now: float) 
                 rtt = max(delta, 1) / 1000.0
     if rtt is None:
         return
-    child.rtt_est.sample(rtt)
-    child.rtt_est.reset_backoff()
+    est = child.rtt_est
+    est.sample(rtt)
+    if est.backoff_count:       # (a new child's never has one: no call for nothing)
+        est.reset_backoff()
     if not child.min_rtt or rtt < child.min_rtt:
         child.min_rtt = rtt
 

@@ -649,9 +649,11 @@ def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
     than the RTO the old cwnd is stale (RFC 7661, Linux tcp_cwnd_restart with
     tcp_slow_start_after_idle=1): halve it per RTO idle, not below the initial
     window; and tell the CC module (CUBIC shifts its epoch)."""
-    rto = sk.rto
-    if sk.lsndtime is not None and now - sk.lsndtime > rto:
-        idle = now - sk.lsndtime
+    lsndtime = sk.lsndtime
+    # (the RTO is asked only after a send: an accepted child's first, often
+    # its FIN, has no idle period to measure)
+    if lsndtime is not None and now - lsndtime > (rto := sk.rto):
+        idle = now - lsndtime
         restart = min(sk.host.settings.tcp_init_cwnd, sk.snd_cwnd)
         cwnd = sk.snd_cwnd
         idle -= rto
