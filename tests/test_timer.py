@@ -188,6 +188,21 @@ def test_a_prompt_timer_is_only_as_prompt_as_now() -> None:
     assert wheel.run(4.0, due=float("-inf")) == 1 and calls == ["delack"]
 
 
+@pytest.mark.parametrize("due", [None, float("-inf")], ids=["run", "look"])
+@pytest.mark.parametrize("prompt", [False, True], ids=["ordinary", "prompt"])
+def test_a_postponed_timer_does_not_fire_at_its_old_deadline(prompt, due) -> None:
+    """Its entry stays at the old deadline (moved only when it surfaces):
+    surfacing, it moves; it fires at the new deadline, in either heap."""
+    wheel = TimerWheel()
+    hits: list[float] = []
+    t = wheel.timer(hits.append, prompt=prompt)
+    t.arm(1.0)
+    t.arm(5.0)
+    assert wheel.run(2.0, due) == 0 and t.pending and hits == []
+    assert wheel.next_deadline() == 5.0
+    assert wheel.run(5.0) == 1 and hits == [5.0]
+
+
 @pytest.mark.parametrize("prompt_first", [True, False])
 def test_prompt_and_ordinary_timers_due_together_fire_in_arming_order(prompt_first) -> None:
     """One order for all timers, as with a single heap: (deadline, arming
