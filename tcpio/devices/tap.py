@@ -356,6 +356,7 @@ class _TunTapBase:
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
+    _tx_plain = b""                     # the plain virtio header (_frame_io)
     # SynShare.max_wait: the ring length set now (0: the configured one,
     # untouched), times it changed, the socket (in the TAP's namespace) that
     # sets it, and why it could not (the feature then off)
@@ -614,8 +615,11 @@ class _TunTapBase:
         n = share.budget(t0)
         if share.max_wait is not None:
             # the SYN queue's work, paid from its credit, not a cost per SYN
-            share.credit -= self._syn_ring(share.ring_len(self.rx_ring_len))
-            t0 = _clock()
+            # (a ring change, once per flood: most turns cost nothing here)
+            cost = self._syn_ring(share.ring_len(self.rx_ring_len))
+            if cost:
+                share.credit -= cost
+                t0 = _clock()
         if n <= 0:
             loop.remove_reader(fd)
             self._syn_timer = loop.call_later(share.wait(), self._syn_rearm)
@@ -653,6 +657,17 @@ class _TunTapBase:
         if self._loop is not None and self.syn_fd is not None:
             self._loop.add_reader(self.syn_fd, self._on_syn)
 
+    def _frame_io(self) -> FrameIO:
+        """The fd's read/write loops, made at first use (the header length is
+        known by then), with the plain virtio header every write without
+        offload work carries."""
+        io = self._io
+        if io is None:
+            hlen = self.vnet_hdr_len
+            self._tx_plain = vnet.build_vnet_hdr(size=hlen) if hlen else b""
+            io = self._io = _FrameIO(self._readsize, hlen)
+        return io
+
     def _on_readable(self, fd: int | None = None, budget: int = 0) -> int:
         """Drain the fd (the flows' queue unless ``fd`` names the SYN queue)
         until EAGAIN or the budget, then deliver one batch; frames read.
@@ -663,9 +678,7 @@ class _TunTapBase:
             return 0
         if fd is None:
             fd, budget = self.fd, self.budget
-        io = self._io
-        if io is None:
-            io = self._io = _FrameIO(self._readsize, self.vnet_hdr_len)
+        io = self._frame_io()
         frames: list[bytes] = []
         nread = io.read(fd, budget, frames, self._rx_offloaded)
         if io.error or io.runts:
@@ -812,11 +825,8 @@ class _TunTapBase:
             for frame in frames:
                 netif.requeue(frame)        # NETDEV_TX_BUSY: back to the qdisc
             return
-        io = self._io
-        if io is None:
-            io = self._io = _FrameIO(self._readsize, self.vnet_hdr_len)
-        hlen = self.vnet_hdr_len
-        plain = vnet.build_vnet_hdr(size=hlen) if hlen else b""
+        io = self._frame_io()
+        plain = self._tx_plain
         count = len(frames)
         sent = nbytes = 0
         i = 0
