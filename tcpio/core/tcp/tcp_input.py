@@ -151,7 +151,7 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     has_ts = ts_val is not None
     if not (rcv_established_fast(sk, skb.seq, skb.ack_seq, skb.window, has_ts, ts_val or 0,
                                  opts.ts_ecr or 0, skb.data, now, True, skb.gso_segs,
-                                 skb.gso_size)
+                                 skb.gso_size, counted=True)
             or rcv_window_ack_fast(sk, skb.flags, skb.seq, skb.ack_seq, skb.window, has_ts,
                                    ts_val or 0, opts.ts_ecr or 0, len(skb.data), now, True,
                                    skb.gso_segs)):
