@@ -151,7 +151,7 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     has_ts = ts_val is not None
     if not (rcv_established_fast(sk, skb.seq, skb.ack_seq, skb.window, has_ts, ts_val or 0,
                                  opts.ts_ecr or 0, skb.data, now, True, skb.gso_segs,
-                                 skb.gso_size)
+                                 skb.gso_size, counted=True)
             or rcv_window_ack_fast(sk, skb.flags, skb.seq, skb.ack_seq, skb.window, has_ts,
                                    ts_val or 0, opts.ts_ecr or 0, len(skb.data), now, True,
                                    skb.gso_segs)):
@@ -539,8 +539,8 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         delivered = max(acked - sk.sacked_out, 1)
     if (acked or flag & FLAG_SACKED) and (sk.rack_dsack_seen or sk.rack_reo_wnd_steps != 1):
         tcp_rack_update_reo_wnd(sk, now)    # (nothing to do otherwise: skip the call)
-    if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
-        sk.backoff = 0
+    if prior_packets and sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
+        sk.backoff = 0      # (with nothing in flight before, tcp_ack_probe decides)
     if sk.tlp_high_seq is not None:
         tcp_process_tlp_ack(sk, ack, flag, now)
     is_dupack = not (flag & (FLAG_NOT_DUP | FLAG_SND_UNA_ADVANCED)) and prior_packets > 0
@@ -569,13 +569,34 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             tcp_output.tcp_rearm_rto(sk, now)
         if sk.write_seq != sk.wq_seq or acked:
             sk.host.schedule_wakeup(sk)   # send space freed
-    if sk.pending == 3 and sk.snd_wnd and not before(
-            (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF, sk.snd_nxt):
-        # tcp_ack_probe: the window opened, stop probing
-        sk.rtx_timer.cancel()
-        sk.pending = 0
-        sk.backoff = 0
+    if prior_packets == 0:
+        tcp_ack_probe(sk, now)      # (tcp_ack's no_queue)
     return flag
+
+
+def tcp_ack_probe(sk: TcpSock, now: float) -> None:
+    """tcp_ack_probe, for an ACK that found nothing in flight: with something
+    unsent, probing stops only when the head segment (the one the send loop
+    tries next: at most an MSS, with the FIN if it is the last) fits in the
+    window (``!after(end_seq, tcp_wnd_end)``, tcp_snd_wnd_test's own test);
+    else the persist timer is re-armed from this ACK at tcp_probe0_when, the
+    backoff kept (a window that opened by less than a segment is probed
+    again, backed off, by tcp_write_wakeup)."""
+    if not tcp_output.tcp_send_head(sk):
+        return
+    seq = sk.snd_nxt
+    unsent = seq_diff(sk.write_seq, seq)
+    seglen = min(unsent, max(tcp_output.tcp_current_mss(sk) - tcp_output.tcp_sack_option_len(sk),
+                             48))
+    end = (seq + seglen + (1 if sk.fin_queued and seglen == unsent else 0)) & 0xFFFFFFFF
+    if not after(end, (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF):
+        if sk.pending == tcp_output.ICSK_TIME_PROBE0:
+            sk.rtx_timer.cancel()
+            sk.pending = 0
+        sk.backoff = 0
+    else:
+        sk.pending = tcp_output.ICSK_TIME_PROBE0
+        sk.rtx_timer.arm(now + tcp_output.tcp_probe0_when(sk))
 
 
 def tcp_process_tlp_ack(sk: TcpSock, ack: int, flag: int, now: float) -> None:
