@@ -174,6 +174,11 @@ class Host:
         self.now = 0.0
         self.mib = Mib()
         self.timers = TimerWheel()
+        # next_deadline is the wheel's own (the wheel is never replaced): the
+        # driver asks after every batch and every user call, twice per echo
+        # round trip, with no wrapper frame between.  (The method below is
+        # what a test that set its own and deleted it again gets back.)
+        self.next_deadline = self.timers.next_deadline  # type: ignore[method-assign]
         self.interfaces: dict[int, Interface] = {}
         self._links_down: set[int] = set()         # set_link(ifindex, False)
         self.fib = Fib()
@@ -210,6 +215,8 @@ class Host:
         # set by ip_rcv around the delivery only).
         self.rx_tproxy: Any = None
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
+        # (the driver looks at _output and _wakeups being empty before it
+        # calls take_output/take_wakeups: Stack.kick)
         self._output: list[tuple[int, bytes | bytearray]] = []
         # Each interface's transmit queue (qdisc.py), those whose driver has
         # stopped them, and the frames the queues dropped: a statistic only
@@ -836,7 +843,8 @@ class Host:
                         gro = False
                         self.rx_gso_segs = 1
                         self.rx_gso_size = 0
-            self._run_batch_end(now)
+            if self._batch_end:
+                self._run_batch_end(now)
         finally:
             self._busy = was_busy
             self._batch_end = None

@@ -126,6 +126,10 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# _rx_offloaded's header tests, as globals (a frame the kernel hands with a
+# partial checksum, every echo's, looks at both)
+_NEEDS_CSUM = vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM
+_NOT_GSO_ECN = ~vnet.VIRTIO_NET_HDR_GSO_ECN
 # The fd's read and write loops, compiled (one call per batch each way).
 _FrameIO = _fast.load("devio").FrameIO
 
@@ -706,7 +710,9 @@ class _TunTapBase:
             return 0
         if fd is None:
             fd, budget = self.fd, self.budget
-        io = self._frame_io()
+        io = self._io
+        if io is None:
+            io = self._frame_io()
         frames: list[bytes] = []
         nread = io.read(fd, budget, frames, self._rx_offloaded)
         if io.error or io.runts:
@@ -782,10 +788,10 @@ class _TunTapBase:
         super-frame is cut into its datagrams."""
         frame = _vnet_rx(raw, self.vnet_hdr_len)
         gs = self.gso_stats
-        if raw[0] & vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM:
+        if raw[0] & _NEEDS_CSUM:
             gs["rx_csum_partial"] += 1
         if frame is not None:
-            if raw[1] & ~vnet.VIRTIO_NET_HDR_GSO_ECN:
+            if raw[1] & _NOT_GSO_ECN:
                 gs["rx_gso_frames"] += 1
                 gs["rx_gso_segs"] += getattr(frame, "gso_segs", 1)
             frames.append(frame)
