@@ -1214,16 +1214,19 @@ def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: b
               seq: int, flags: int, ts_val: int, ts_ecr: int, csum_partial: bool,
               addrs6: bytes | None) -> int:
     """Append the frame of ``segs`` segments (``wq[off:off + n]``) to ``out``:
-    a plain frame for one, a GsoFrame for more."""
+    a plain frame for one, a GsoFrame for more, or for one whose checksum
+    the device completes (``csum_partial``: CHECKSUM_PARTIAL on every data
+    segment, as Linux leaves it for a device with NETIF_F_HW_CSUM; its
+    gso_size 0, gso_segs 1)."""
     window = tcp_select_window(sk)
     ident = ip_select_ident_segs(sk, segs)     # one IP ID per segment
-    if segs == 1:
+    if segs == 1 and not csum_partial:
         out.append((ifindex, _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl,
                                          seq, flags, window, ts_val, ts_ecr, addrs6)))
         return 0
     frame = _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl, seq, flags, window,
                         ts_val, ts_ecr, addrs6, csum_partial, True)
-    out.append((ifindex, gso_frame(frame, mss, segs, csum_partial)))
+    out.append((ifindex, gso_frame(frame, mss if segs > 1 else 0, segs, csum_partial)))
     return 0
 
 

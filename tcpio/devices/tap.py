@@ -885,7 +885,11 @@ class _TunTapBase:
         super-frame (``gso_size`` set) gets its segmentation header."""
         gso_size: int = getattr(frame, "gso_size", 0)
         if not gso_size:
-            return plain
+            if not getattr(frame, "csum_partial", False):
+                return plain
+            # one segment, its checksum left to the kernel (NEEDS_CSUM only)
+            hdr = vnet.gso_hdr_for(frame, 0, ether=self.link == "ether")
+            return vnet.build_vnet_hdr(hdr, self.vnet_hdr_len)
         gs = self.gso_stats
         gs["tx_gso_frames"] += 1
         gs["tx_gso_segs"] += getattr(frame, "gso_segs", 1)
