@@ -160,6 +160,8 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
             min_batch=args.syn_min_batch or 32, max_wait=args.syn_max_wait)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
+    if args.syn_budget is not None:
+        tap_options["syn_budget"] = args.syn_budget
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
         if syn_queue and not peer.tap.syn_queue:
             raise SystemExit(f"the kernel refused the SYN queue: {peer.tap.syn_queue_error}")
@@ -313,7 +315,8 @@ def inproc_syn_cost(rounds: int, batches: int = 200, batch: int = 64) -> None:
               f"({min(v):.2f}-{max(v):.2f}), {rounds} rounds of {batches} x {batch} SYNs")
 
 
-async def ring_syn_cost(rounds: int, n: int = 20000, perf_ctl: str | None = None) -> None:
+async def ring_syn_cost(rounds: int, n: int = 20000, perf_ctl: str | None = None,
+                        syn_budget: int | None = None) -> None:
     """CPU µs per cookie SYN through the real SYN queue: ``n`` hping3-like
     SYNs (flood_peer.flood_pool) put in the TAP's SYN ring while tcpio does
     not read it, then read and answered turn by turn (the device's
@@ -336,8 +339,10 @@ async def ring_syn_cost(rounds: int, n: int = 20000, perf_ctl: str | None = None
     from flood_peer import flood_pool
 
     settings = Settings(tcp_syncookies=2)
-    async with kernel_peer(ipv6=False, settings=settings,
-                           tap_options={"syn_queue": True, "txqueuelen": n + 1000}) as peer:
+    tap_options: dict[str, Any] = {"syn_queue": True, "txqueuelen": n + 1000}
+    if syn_budget is not None:
+        tap_options["syn_budget"] = syn_budget
+    async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
         tap, loop = peer.tap, asyncio.get_running_loop()
         if not tap.syn_queue:
             raise SystemExit(f"the kernel refused the SYN queue: {tap.syn_queue_error}")
@@ -366,6 +371,7 @@ async def ring_syn_cost(rounds: int, n: int = 20000, perf_ctl: str | None = None
 
         us: list[float] = []
         mib = peer.stack.mib
+        budget = tap.syn_budget
         for r in range(rounds):
             offered = peer.ns.call(burst, pool[r * n:(r + 1) * n])
             sent0, got = mib().get("SyncookiesSent", 0), 0
@@ -387,7 +393,7 @@ async def ring_syn_cost(rounds: int, n: int = 20000, perf_ctl: str | None = None
     print("build:", _fast.build_info()["syn_fast"], "| cpus:", os.cpu_count(), "(unpinned)",
           "| load:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"  SYN queue, read to SYN-ACK written: {statistics.median(us):.2f} us/SYN "
-          f"({min(us):.2f}-{max(us):.2f}), {rounds} rounds of {n} SYNs")
+          f"({min(us):.2f}-{max(us):.2f}), {rounds} rounds of {n} SYNs, turns of {budget}")
 
 
 def trace_legit(res: dict, d: dict) -> None:
@@ -485,6 +491,9 @@ def main() -> None:
                     help="with --syn-share: SynShare's min_batch (default 32)")
     ap.add_argument("--txqueuelen", type=int, default=None,
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
+    ap.add_argument("--syn-budget", type=int, default=None,
+                    help="the TAP's syn_budget: SYNs a turn of the SYN queue reads at most "
+                         "(default: TapDevice's)")
     ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",
                     help="tcpio's TAP with a second queue for SYNs (default: both runs)")
     ap.add_argument("--rate", type=float, default=0.0,
@@ -514,7 +523,8 @@ def main() -> None:
         return
     if args.ring:
         print("command:", shlex.join([sys.executable, *sys.argv]))
-        asyncio.run(ring_syn_cost(args.rounds, perf_ctl=args.perf_ctl))
+        asyncio.run(ring_syn_cost(args.rounds, perf_ctl=args.perf_ctl,
+                                  syn_budget=args.syn_budget))
         return
     if os.geteuid() != 0:
         sys.exit("bench_flood needs root (namespaces, TAP, hping3's raw socket)")
