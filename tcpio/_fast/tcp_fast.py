@@ -1195,8 +1195,6 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
             run_len = seglen
             run_segs = 1
         run_flags = flags
-        if sk.quick:
-            sk.quick -= 1           # tcp_event_ack_sent, per segment
         sent += 1
         # a frame ends with the burst, with a PSH (the GSO frame gives it to
         # its last segment only) or when no other segment fits in it (a

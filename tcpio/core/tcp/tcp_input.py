@@ -802,8 +802,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     if seq == rcv_nxt:
         if data and not tcp_receive_window(sk):
             mib["TCPZeroWindowDrop"] += 1
-            tcp_enter_quickack_mode(sk)
-            tcp_send_ack(sk, now)
+            _tcp_ack_out_of_window(sk, now)
             return
         _queue_in_order(sk, data, fin, now, skb.gso_size)
         return
@@ -812,12 +811,10 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
         mib["DelayedACKLost"] += 1
         tcp_sack.tcp_dsack_set(sk, seq, end)
-        tcp_enter_quickack_mode(sk)
-        tcp_send_ack(sk, now)
+        _tcp_ack_out_of_window(sk, now)
         return
     if not before(seq, (rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF):
-        tcp_enter_quickack_mode(sk)
-        tcp_send_ack(sk, now)
+        _tcp_ack_out_of_window(sk, now)
         return
     if before(seq, rcv_nxt):
         # Partial overlap with what we have: D-SACK the old part, keep the rest.
@@ -826,6 +823,15 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         _queue_in_order(sk, data, fin, now, skb.gso_size)
         return
     tcp_data_queue_ofo(sk, seq, data, fin, now)
+
+
+def _tcp_ack_out_of_window(sk: TcpSock, now: float) -> None:
+    """tcp_data_queue's out_of_window: quick-ACK mode, the ACK scheduled
+    (inet_csk_schedule_ack: so sending it spends a quick ACK,
+    tcp_dec_quickack_mode) and sent at once."""
+    tcp_enter_quickack_mode(sk)
+    sk.ack_pending = True
+    tcp_send_ack(sk, now)
 
 
 def tcp_check_urg(sk: TcpSock, skb: Skb) -> None:
@@ -917,6 +923,7 @@ def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
 def tcp_data_queue_ofo(sk: TcpSock, seq: int, data: Any, fin: int, now: float) -> None:
     mib = sk.host.mib
     tcp_enter_quickack_mode(sk)
+    sk.ack_pending = True       # inet_csk_schedule_ack: the ACK below spends a quick ACK
     limit = sk.host.settings.tcp_ofo_max_bytes or sk.rcvbuf
     if sk.ofo_bytes + len(data) > limit:
         mib["TCPOFODrop"] += 1
