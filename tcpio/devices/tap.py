@@ -7,8 +7,11 @@ no ARP).  Both use IFF_NO_PI, so a read returns exactly one frame.
 
 Receiving: one ``loop.add_reader`` callback reads until EAGAIN (at most
 ``budget`` frames, so one busy device cannot starve the loop) and hands the
-whole batch to ``on_frames``.  Reading one frame per wake-up costs 4x in loop
-overhead (FIELD-NOTES.md).  A TAP gives one frame per read and takes one per
+whole batch to ``on_frames``; the flows' reader then reads further budgets,
+each its own batch, for as long as the loop's other work took since it last
+read (``RxShare``, at most 50 ms) or until EAGAIN, so the receive side keeps
+about half of a busy loop (issue 11).  Reading one frame per wake-up costs 4x
+in loop overhead (FIELD-NOTES.md).  A TAP gives one frame per read and takes one per
 write, so the reads of a batch, and the writes of one, are each one compiled
 call (``_fast.devio.FrameIO``: no Python per frame around the syscall).
 
