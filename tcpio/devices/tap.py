@@ -122,6 +122,12 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# The flows' reader reads one frame a callback while batches come one frame
+# each, draining to EAGAIN every fourth (and whenever a batch was not one
+# frame): a 1-byte echo's batch made two reads, one to find the queue empty
+# (~1-2 us here), which the loop's next epoll_wait finds out anyway.  A burst
+# that begins then waits at most three loop iterations for its drain.
+_LONE_DRAIN = 3
 # _rx_offloaded's header tests, as globals (a frame the kernel hands with a
 # partial checksum, every echo's, looks at both)
 _NEEDS_CSUM = vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM
@@ -360,6 +366,7 @@ class _TunTapBase:
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
+    _rx_lone = 0            # reader batches in a row of one frame each (_on_readable)
     _tx_plain = b""                     # the plain virtio header (_frame_io)
     # SynShare.max_wait: the ring length set now (0: the configured one,
     # untouched), times it changed, the socket (in the TAP's namespace) that
@@ -682,6 +689,15 @@ class _TunTapBase:
             return 0
         if fd is None:
             fd, budget = self.fd, self.budget
+            lone = self._rx_lone
+            if lone & _LONE_DRAIN:
+                # the last batches were one frame each (a request/response
+                # flow): read one, and leave the read that would find the
+                # queue empty to the loop's next poll of the fd, which reports
+                # it again if more came; every _LONE_DRAIN + 1-th drains
+                budget = 1
+        else:
+            lone = -1
         io = self._io
         if io is None:
             io = self._frame_io()
@@ -698,6 +714,7 @@ class _TunTapBase:
             self.rx_flows_read += nread
             if not more:
                 self.rx_emptied += 1
+            self._rx_lone = lone + 1 if nread == 1 else 0
         if nread:
             if fd == self.syn_fd:
                 self.syn_queue_rx += nread
@@ -730,6 +747,7 @@ class _TunTapBase:
         for _ in range(rounds):
             if self.fd is None:
                 return False
+            self._rx_lone = 0           # each round a full budget (until EAGAIN)
             self._on_flows()
             if not self.rx_more:
                 return False
