@@ -316,8 +316,12 @@ def main() -> None:
     if args.memory:
         if args.virtual:
             from virtual_loop import VirtualClockLoop
-            with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-                runner.run(measure_memory(args.rounds, args.profile, args.bytecodes))
+            loop = VirtualClockLoop()
+            try:
+                loop.run_until_complete(measure_memory(args.rounds, args.profile,
+                                                       args.bytecodes))
+            finally:
+                loop.close()
             return
         asyncio.run(measure_memory(args.rounds, args.profile, args.bytecodes))
         return
