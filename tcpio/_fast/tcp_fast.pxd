@@ -127,12 +127,13 @@ cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t windo
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
                            const unsigned char* data, Py_ssize_t n, double now,
                            bint new_ack_data=*, long long segs=*,
-                           long long gso_size=*, object owner=*, Py_ssize_t off=*) except -1
+                           long long gso_size=*, object owner=*, Py_ssize_t off=*,
+                           bint counted=*) except -1
 @cython.locals(b=rbuf)
 cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
                            uint32_t ts_val, uint32_t ts_ecr, data, double now,
                            bint new_ack_data=*, long long segs=*,
-                           long long gso_size=*) except -1
+                           long long gso_size=*, bint counted=*) except -1
 
 @cython.locals(shifted=cython.longlong)
 cdef int _rcv_window_ack_c(TcpCb sk, long long flags, uint32_t seq, uint32_t ack,

@@ -36,7 +36,11 @@ established flows' frames with its SYNs.  The SYN queue is read at most
 ``syn_budget`` frames per wake-up, and while a flood keeps it backlogged
 only with its share of the loop's time (``SynShare``: established traffic
 first; the SYNs it leaves overflow the kernel's ring, the TAP's
-tx_dropped).  ``syn_queue=None`` (the default) uses it
+tx_dropped).  A SYN sent again (the same request: a client's
+retransmission) is steered to the flows' queue instead, up to a budget
+(tun_steering's ``seen`` map; ``device.syn_retrans``), so a real client
+whose first SYN the flood's ring dropped gets its answer to the second.
+``syn_queue=None`` (the default) uses it
 when tcpio creates the interface (TUNSETIFF with IFF_TUN_EXCL) and attaches
 to an existing one as it was made; ``True`` asks for it on an existing
 interface too, ``False`` never.  A multi-queue interface would let a second
@@ -375,6 +379,10 @@ class _TunTapBase:
     syn_ring_changes = 0
     syn_ring_error: OSError | None = None
     _ring_ctl: socket.socket | None = None
+    # the steering program sends a retransmitted SYN to the flows' queue
+    # (tun_steering's seen map), or why not
+    syn_retrans = False
+    syn_retrans_error: OSError | None = None
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
@@ -501,8 +509,7 @@ class _TunTapBase:
             fcntl.ioctl(qfd, TUNSETIFF, _ifreq(self.name, flags, "H"))
             if self.vnet_hdr_len and self.vnet_hdr_len != vnet.VNET_HDR_LEN:
                 fcntl.ioctl(qfd, vnet.TUNSETVNETHDRSZ, struct.pack("i", self.vnet_hdr_len))
-            prog = tun_steering.load_socket_filter(
-                tun_steering.syn_steering_program(self.link))
+            prog = self._steering_program()
             try:
                 fcntl.ioctl(fd, tun_steering.TUNSETSTEERINGEBPF, struct.pack("i", prog))
             finally:
@@ -516,6 +523,27 @@ class _TunTapBase:
         if self.syn_share.max_wait is not None and self.rx_ring_len > 0:
             # made here: the socket stays in the namespace the TAP is made in
             self._ring_ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def _steering_program(self) -> int:
+        """The steering program's fd: the one that sends a retransmitted SYN
+        to the flows' queue (tun_steering's ``seen`` map), or, where the
+        kernel will not make the map or load it, the plain one
+        (``syn_retrans_error`` says why)."""
+        try:
+            seen = tun_steering.seen_map()
+        except OSError as exc:
+            self.syn_retrans_error = exc
+        else:
+            try:
+                prog = tun_steering.load_socket_filter(
+                    tun_steering.syn_steering_program(self.link, seen=seen))
+                self.syn_retrans = True
+                return prog
+            except OSError as exc:
+                self.syn_retrans_error = exc
+            finally:
+                os.close(seen)      # the program holds its own reference
+        return tun_steering.load_socket_filter(tun_steering.syn_steering_program(self.link))
 
     @staticmethod
     def _kernel_has_vnet_hdr(fd: int) -> bool:
@@ -875,7 +903,11 @@ class _TunTapBase:
         super-frame (``gso_size`` set) gets its segmentation header."""
         gso_size: int = getattr(frame, "gso_size", 0)
         if not gso_size:
-            return plain
+            if not getattr(frame, "csum_partial", False):
+                return plain
+            # one segment, its checksum left to the kernel (NEEDS_CSUM only)
+            hdr = vnet.gso_hdr_for(frame, 0, ether=self.link == "ether")
+            return vnet.build_vnet_hdr(hdr, self.vnet_hdr_len)
         gs = self.gso_stats
         gs["tx_gso_frames"] += 1
         gs["tx_gso_segs"] += getattr(frame, "gso_segs", 1)
