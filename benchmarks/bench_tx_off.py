@@ -96,7 +96,7 @@ def main() -> None:
         if prof is not None:
             st = pstats.Stats(prof)
             calls = sum(v[1] for v in st.stats.values())    # type: ignore[attr-defined]
-            print(f"  Python calls per frame out: {calls / tx:.2f}")
+            print(f"  Python calls per frame out: {calls / tx:.2f}, per ACK in: {calls / rx:.1f}")
             rows = sorted(st.stats.items(), key=lambda kv: -kv[1][1 if args.counts else 2])
             for (fn, line, name), (cc, nc, tt, ct, _) in rows[:args.top]:
                 print(f"    {nc / tx:7.3f}/frame  own {tt / tx * 1e6:6.3f} us  "
