@@ -22,6 +22,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from tcpio.core.tcp import tcp_input
+from tcpio.core.tcp.tcp_output import ICSK_TIME_LOSS_PROBE
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
 
 PORT = 8080
@@ -136,3 +137,29 @@ def test_the_peers_window_still_bounds_a_batchs_send():
     last = acks[-1][TCP].ack
     sent = data_segments(out)
     assert sent and max(seq + n for seq, n in sent) == last + 20 * MSS
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["in_a_batch", "alone"])
+def test_an_ack_with_data_still_out_arms_the_loss_probe(batch):
+    """RFC 8985 7.2 on an ACK of new data (tcp_ack's tcp_set_xmit_timer):
+    SACK negotiated, data still outstanding, nothing new to send: the timer
+    is the probe timeout, PTO = 2 * SRTT + 2 ms (more than one segment in
+    flight), not the RTO."""
+    s = Sender(size=10 * MSS)
+    assert len(s.first) == 10 and s.sk.sack_ok
+    sent_at = s.now
+    seq, n = s.first[4]
+    assert s.sk.rtt_est.has_sample
+    srtt_before = s.sk.rtt_est.srtt
+    s.now += 0.05
+    frame = bytes(Ether(dst=MAC, src=PEER_MAC) / s.ack(seq + n))
+    if batch:
+        s.h.receive_batch(1, [frame], s.now)
+    else:
+        s.h.receive(1, frame, s.now)
+    assert s.sk.packets_out == 5
+    # SRTT: the handshake's sample, then this ACK's (RFC 6298 2.3)
+    srtt = 0.875 * srtt_before + 0.125 * (s.now - sent_at)
+    assert s.sk.pending == ICSK_TIME_LOSS_PROBE
+    assert s.sk.rtx_timer.when == pytest.approx(s.now + 2 * srtt + 0.002)
+    assert 2 * srtt + 0.002 < s.sk.rto
