@@ -218,7 +218,14 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
                     "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0),
                     "legit_syns_read": legit[0],
                     # (getattr: the benchmark also runs against trees before it)
-                    "syn_ring_changes": getattr(peer.tap, "syn_ring_changes", 0)}
+                    "syn_ring_changes": getattr(peer.tap, "syn_ring_changes", 0),
+                    # retransmitted SYNs the kernel steered to the flows' queue,
+                    # and those over the promotion budget (tun_steering)
+                    "syn_retrans_promoted": retrans()[0], "syn_retrans_over": retrans()[1]}
+
+        def retrans() -> tuple[int, int]:
+            counts = getattr(peer.tap, "syn_retrans_counts", None)
+            return counts() if counts is not None else (0, 0)
 
         try:
             res = await run_job(peer.ns, peer.tcpio_ip, args, sample)
@@ -442,6 +449,7 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
               f"retransmission {p['conns_retry']}; client SYN retransmissions "
               f"{p['syn_retrans']})")
     d = res.get("during_flood")
+    flood = ph["flood"]
     if d:
         secs = d["seconds"]
         print(f"  during the flood: tcpio read {d['tcpio_rx_frames'] / secs:,.0f} frames/s, "
@@ -449,7 +457,10 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
               f"SyncookiesSent {d['SyncookiesSent']:,}, TCPSynBudgetDrop "
               f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
-                 if d.get("syn_queue_rx") else ""))
+                 if d.get("syn_queue_rx") else "")
+              + (f"; retransmitted SYNs to the flows' queue {d['syn_retrans_promoted']:,} "
+                 f"({d['syn_retrans_over']:,} over the budget)"
+                 if d.get("syn_retrans_promoted") or d.get("syn_retrans_over") else ""))
         if args.trace_legit:
             trace_legit(res, d)
         if "cpu" in d:
@@ -464,7 +475,9 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
             print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
                   f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
                   f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
-                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)"
+                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame"
+                  + (f", ~{flood['bytes'] / ef / 1024:.0f} KiB of the flows' data each"
+                     if ef else "") + ")"
                   + (f"; the TAP's ring length changed {d['syn_ring_changes']} times"
                      if d.get("syn_ring_changes") else ""))
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "

@@ -53,6 +53,7 @@ from typing import Literal
 
 # <linux/bpf.h>
 BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
 BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
 BPF_MAP_TYPE_ARRAY = 2
@@ -84,6 +85,7 @@ _AND64_IMM, _LSH64_IMM, _RSH64_IMM = 0x57, 0x67, 0x77
 _OR64_REG, _XOR64_REG, _ADD64_IMM = 0x4F, 0xAF, 0x07
 _MUL32_IMM, _RSH32_IMM = 0x24, 0x74
 _LDX_DW, _STX_DW, _STX_W, _ST_W = 0x79, 0x7B, 0x63, 0x62
+_ATOMIC_DW = 0xDB       # with imm BPF_ADD (0): lock *(u64 *)(dst + off) += src
 _JNE_IMM, _JA, _EXIT, _CALL = 0x55, 0x05, 0x95, 0x85
 _JEQ_IMM, _JEQ_REG, _JGE_IMM = 0x15, 0x1D, 0x35
 
@@ -223,23 +225,51 @@ def _seen_check(base: int, seen: int, slots: int, promote_per_ms: int) -> list[_
         ("label", "count"),
         _insn(_MOV64_REG, 2, 1),
         _insn(_AND64_IMM, 2, imm=0xFFFF),
-        ("jge", 2, promote_per_ms, "syn"),              # spent: the SYN queue
+        ("jge", 2, promote_per_ms, "refuse"),           # spent: the SYN queue
         _insn(_ADD64_IMM, 1, imm=1),
         _insn(_STX_DW, 9, 1),
-        ("ja", "flow"),
+        _insn(_MOV64_IMM, 7, imm=FLOW_QUEUE),
+        _insn(_MOV64_IMM, 8, imm=slots + 1),            # counted as promoted
+        ("ja", "tally"),
+        ("label", "refuse"),
+        _insn(_MOV64_IMM, 7, imm=SYN_QUEUE),
+        _insn(_MOV64_IMM, 8, imm=slots + 2),            # counted as over the budget
+        ("label", "tally"),
+        _insn(_STX_W, 10, 8, off=-4),
+        *_map_lookup(seen),
+        _insn(_MOV64_IMM, 1, imm=1),
+        _insn(_ATOMIC_DW, 0, 1),
+        _insn(_MOV64_REG, 0, 7),
+        _insn(_EXIT),
     ]
 
 
 def seen_map(slots: int = SEEN_SLOTS) -> int:
     """bpf(BPF_MAP_CREATE): the array ``syn_steering_program(seen=...)``
-    remembers requests in (``slots`` of 8 bytes, and one for the promotion
-    budget); its fd (the loaded program keeps its own reference: close it
-    then).  OSError when the kernel refuses."""
+    remembers requests in (``slots`` of 8 bytes, then three more: the
+    promotion budget's window, and the counts ``seen_counts`` reads); its
+    fd (a loaded program keeps its own reference).  OSError when the kernel
+    refuses."""
     if slots < 2 or slots & (slots - 1):
         raise ValueError("slots: a power of two >= 2")
     # union bpf_attr, BPF_MAP_CREATE: map_type, key_size, value_size, max_entries
-    attr = struct.pack("<IIII", BPF_MAP_TYPE_ARRAY, 4, 8, slots + 1).ljust(128, b"\0")
+    attr = struct.pack("<IIII", BPF_MAP_TYPE_ARRAY, 4, 8, slots + 3).ljust(128, b"\0")
     return _bpf(BPF_MAP_CREATE, attr)[0]
+
+
+def seen_counts(seen: int, slots: int = SEEN_SLOTS) -> tuple[int, int]:
+    """(retransmitted SYNs sent to the flows' queue, those the promotion
+    budget kept on the SYN queue) so far, from the map ``seen``."""
+    out = []
+    for key in (slots + 1, slots + 2):
+        k = ctypes.c_uint32(key)
+        v = ctypes.c_uint64(0)
+        # union bpf_attr, BPF_MAP_*_ELEM: map_fd, (pad), key, value, flags
+        attr = struct.pack("<IIQQQ", seen, 0, ctypes.addressof(k), ctypes.addressof(v),
+                           0).ljust(128, b"\0")
+        _bpf(BPF_MAP_LOOKUP_ELEM, attr)
+        out.append(int(v.value))
+    return out[0], out[1]
 
 
 # an instruction, ("label", name), ("jne", imm, label) (r0), ("jne9", imm,
@@ -322,9 +352,15 @@ def _prog_load(insns: ctypes.Array[ctypes.c_char], license: ctypes.Array[ctypes.
                       + (f": {why}" if why else "")) from None
 
 
+_libc: ctypes.CDLL | None = None
+
+
 def _bpf(cmd: int, attr: bytes) -> tuple[int, bytes]:
     """bpf(2): its result and the attr as the kernel left it; OSError."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    global _libc
+    libc = _libc
+    if libc is None:
+        libc = _libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(attr, len(attr))
     r = int(libc.syscall(ctypes.c_long(_bpf_syscall_number()), ctypes.c_int(cmd), buf,
                          ctypes.c_uint(len(attr))))
