@@ -107,6 +107,10 @@ def syn_steering_program(link: Literal["ether", "ip"] = "ether", seen: int | Non
     if slots < 2 or slots & (slots - 1) or not 0 <= promote_per_ms < 0xFFFF:
         raise ValueError("slots: a power of two >= 2; promote_per_ms: 0..65534")
     base = 14 if link == "ether" else 0
+    # the seen check's inputs: r7 the IP header's length, r9 the IP version
+    v4: list[_Item] = [_insn(_MOV64_IMM, 9, imm=4)] if seen is not None else []
+    v6: list[_Item] = [_insn(_MOV64_IMM, 7, imm=40),
+                       _insn(_MOV64_IMM, 9, imm=6)] if seen is not None else []
     prog: list[_Item] = [_insn(_MOV64_REG, 6, 1)]        # the packet loads read r6
     if base:        # Ethernet: the family by EtherType
         prog += [_insn(_LD_ABS_H, imm=12), ("jne", 0x0800, "ipv6")]
@@ -123,7 +127,7 @@ def syn_steering_program(link: Literal["ether", "ip"] = "ether", seen: int | Non
         _insn(_AND64_IMM, 0, imm=0x0F),
         _insn(_LSH64_IMM, 0, imm=2),
         _insn(_MOV64_REG, 7, 0),                        # r7 = IP header length
-        _insn(_MOV64_IMM, 9, imm=4),                    # r9 = 4: IPv4
+        *v4,
         _insn(_LD_IND_B, 0, 7, imm=base + 13),          # TCP flags
         ("ja", "flags"),
         ("label", "ipv6"),
@@ -136,8 +140,7 @@ def syn_steering_program(link: Literal["ether", "ip"] = "ether", seen: int | Non
     prog += [
         _insn(_LD_ABS_B, imm=base + 6),                 # next header
         ("jne", _TCP, "flow"),                          # extension headers: queue 0
-        _insn(_MOV64_IMM, 7, imm=40),                   # r7 = IP header length
-        _insn(_MOV64_IMM, 9, imm=6),                    # r9 = 6: IPv6
+        *v6,
         _insn(_LD_ABS_B, imm=base + 40 + 13),           # TCP flags
         ("label", "flags"),
         _insn(_AND64_IMM, 0, imm=_SYN | _ACK | _RST | _FIN),
