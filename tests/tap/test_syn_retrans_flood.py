@@ -65,6 +65,17 @@ def test_the_same_syn_again_goes_to_the_flows_queue(program):
     assert run(p, syn()) == FLOW_QUEUE          # and the next one
 
 
+def test_every_request_of_a_burst_is_remembered(program):
+    """Sixteen clients' SYNs, then each one's retransmission: every slot
+    (either half of a map element) keeps its own."""
+    p = program(promote_per_ms=1000)
+    run = tun_steering.test_run
+    pkts = [syn(src=f"11.0.{i}.{i + 1}", sport=40000 + i, seq=1000 * i) for i in range(16)]
+    assert [run(p, pkt) for pkt in pkts] == [SYN_QUEUE] * 16
+    assert [run(p, pkt) for pkt in pkts] == [FLOW_QUEUE] * 16
+    assert tun_steering.seen_counts(program.seen[p], SLOTS) == (16, 0)
+
+
 def test_a_new_isn_port_or_source_is_a_new_request(program):
     p = program()
     run = tun_steering.test_run
