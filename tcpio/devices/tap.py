@@ -198,7 +198,10 @@ class SynShare:
     benchmarks/bench_flood.py measured best for both the flows and new
     connections (benchmarks/README.md); fewer SYNs a turn cost more each
     (the turn's fixed work), a smaller share leaves the legitimate SYNs
-    fewer free places in the kernel's ring.
+    fewer free places in the kernel's ring.  (Their first SYNs only, since
+    the steering program sends a retransmitted SYN to the flows' queue,
+    tun_steering: a client whose first SYN the ring dropped is answered on
+    its retransmission, whatever the share.)
 
     A SYN the ring takes waits there ring length / read rate: 20 000
     frames read at a starved loop's 5 000 SYN/s is 4 s, past a client's
