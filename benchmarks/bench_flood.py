@@ -110,6 +110,7 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
                                       str(CONN_PORT), str(args.flows), str(args.pre),
                                       str(args.flood), str(args.post)))
     await expect(client, b"ready")
+    sp, tp = (sample() if sample else None), time.monotonic()
     await asyncio.sleep(args.pre)
     s0 = sample() if sample else None
     t0 = time.monotonic()
@@ -145,6 +146,9 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     if s0 is not None and s1 is not None:
         res["during_flood"] = {k: (s1[k] - s0[k]) for k in s1}
         res["during_flood"]["seconds"] = flood_s
+    if sp is not None and s0 is not None:
+        res["before_flood"] = {k: (s0[k] - sp[k]) for k in s0}
+        res["before_flood"]["seconds"] = t0 - tp
     return res
 
 
@@ -475,6 +479,14 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
                              "syn_us": se / sf * 1e6 if sf else 0.0,
                              "est_us": ee / ef * 1e6 if ef else 0.0}
             sh = res["shares"]
+            b = res.get("before_flood")
+            if b and b["est_frames"]:
+                # the same figures before the flood: is a flows' frame dearer under it?
+                bf = b["est_frames"]
+                print(f"  before the flood: tcpio CPU {b['cpu'] / b['seconds']:.0%}; flows' "
+                      f"queue {b['est_time'] / b['seconds']:.0%} ({bf:,} frames, "
+                      f"{b['est_time'] / bf * 1e6:.1f} us/frame, ~"
+                      f"{ph['pre']['bytes'] / bf / 1024:.0f} KiB of the flows' data each)")
             print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
                   f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
                   f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
