@@ -124,6 +124,8 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
         await sender.wait()
         got = json.loads(line)
         sent, how = got["sent"], f"raw sender paced at {args.rate:,.0f}/s"
+        if got.get("replayed"):
+            how += f", {got['replayed']:,} of them SYNs sent before"
         flood_s = got["seconds"]
     else:
         hping = await start(ns.exec_argv("hping3", "--flood", "-S", "--rand-source", "-p",
