@@ -22,7 +22,7 @@
         SECONDS: spoofed random off-link sources, like hping3 --rand-source,
         from a pool of distinct precomputed SYNs (no 4-tuple repeats within
         the pool, so the listener never meets its own request socks, and
-        as large as RATE * SECONDS, at most 2**21: none is sent twice, which
+        as large as RATE * SECONDS, at most 2**20: none is sent twice, which
         would be a retransmission to the TAP's steering).  Prints
         "ready" once the pool is built, starts on a line on stdin, and prints
         one JSON line: SYNs sent (sendto accepted them), the seconds and the
@@ -42,7 +42,7 @@ import time
 SNDBUF = 128 * 1024
 SYN_RTO = 1.0           # Linux's initial SYN retransmission timeout (TCP_TIMEOUT_INIT)
 POOL = 1 << 18          # distinct flood SYNs, sent round robin, at least
-POOL_MAX = 1 << 21      # ... and at most (a flat-out flood's pool)
+POOL_MAX = 1 << 20      # ... and at most (a flat-out flood's pool)
 
 
 def syn_retrans() -> int:
