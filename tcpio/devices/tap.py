@@ -208,7 +208,10 @@ class SynShare:
     benchmarks/bench_flood.py measured best for both the flows and new
     connections (benchmarks/README.md); fewer SYNs a turn cost more each
     (the turn's fixed work), a smaller share leaves the legitimate SYNs
-    fewer free places in the kernel's ring.
+    fewer free places in the kernel's ring.  (Their first SYNs only, since
+    the steering program sends a retransmitted SYN to the flows' queue,
+    tun_steering: a client whose first SYN the ring dropped is answered on
+    its retransmission, whatever the share.)
 
     A SYN the ring takes waits there ring length / read rate: 20 000
     frames read at a starved loop's 5 000 SYN/s is 4 s, past a client's
@@ -383,6 +386,7 @@ class _TunTapBase:
     # (tun_steering's seen map), or why not
     syn_retrans = False
     syn_retrans_error: OSError | None = None
+    _seen_fd: int | None = None         # the steering program's seen map
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
@@ -452,6 +456,8 @@ class _TunTapBase:
                 os.close(self.syn_fd)
             if self._ring_ctl is not None:
                 self._ring_ctl.close()
+            if self._seen_fd is not None:
+                os.close(self._seen_fd)
             raise
         # What we hand the kernel: TCP super-frames of up to 64 KiB, IPv4's
         # (gso_max_size) and IPv6's (gso_max_size6, issue 12: TSO6); the
@@ -517,6 +523,10 @@ class _TunTapBase:
         except OSError as exc:
             os.close(qfd)
             self.syn_queue_error = exc
+            if self._seen_fd is not None:
+                os.close(self._seen_fd)
+                self._seen_fd = None
+                self.syn_retrans = False
             return
         self.syn_fd = qfd
         self.syn_queue = True
@@ -537,13 +547,23 @@ class _TunTapBase:
             try:
                 prog = tun_steering.load_socket_filter(
                     tun_steering.syn_steering_program(self.link, seen=seen))
-                self.syn_retrans = True
-                return prog
             except OSError as exc:
                 self.syn_retrans_error = exc
-            finally:
-                os.close(seen)      # the program holds its own reference
+                os.close(seen)
+            else:
+                self.syn_retrans = True
+                self._seen_fd = seen    # for its counts (syn_retrans_counts)
+                return prog
         return tun_steering.load_socket_filter(tun_steering.syn_steering_program(self.link))
+
+    def syn_retrans_counts(self) -> tuple[int, int]:
+        """(retransmitted SYNs the kernel steered to the flows' queue, those
+        over the promotion budget it left on the SYN queue); (0, 0) without
+        ``syn_retrans``."""
+        fd = self._seen_fd
+        if fd is None:
+            return 0, 0
+        return tun_steering.seen_counts(fd)
 
     @staticmethod
     def _kernel_has_vnet_hdr(fd: int) -> bool:
@@ -938,6 +958,9 @@ class _TunTapBase:
         os.close(fd)
         if syn_fd is not None:
             os.close(syn_fd)
+        seen, self._seen_fd = self._seen_fd, None
+        if seen is not None:
+            os.close(seen)
         ctl, self._ring_ctl = self._ring_ctl, None
         if ctl is not None:
             if self.syn_ring_len:       # a persistent interface keeps its length
