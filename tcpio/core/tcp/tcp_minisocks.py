@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ... import _fast
 from ..qdisc import net_xmit_eval
 from .sock import SS_CONNECTED, TcpSock
-from .tcp_input import tcp_initialize_rcv_mss
+from .tcp_input import tcp_initialize_rcv_mss, tcp_oow_rate_limited
 from .tcp_output import (
     CTL_SOCK_DF,
     TCP_TIMEOUT_INIT,
@@ -55,6 +55,7 @@ class RequestSock:
         "dead",
         "laddr",
         "listener",
+        "last_oow_ack_time",
         "lport",
         "mss",
         "num_retrans",
@@ -109,6 +110,9 @@ class RequestSock:
         # inet_rsk(req)->acked): the client is ESTABLISHED already.
         self.acked = False
         self.dead = False
+        # When it last answered junk (tcp_oow_rate_limited; Linux's
+        # last_oow_ack_time, 0 from tcp_openreq_init: None here)
+        self.last_oow_ack_time: float | None = None
 
 
 class TimeWaitSock:
@@ -348,6 +352,12 @@ def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None
                 df=CTL_SOCK_DF)
 
 
+def _reqsk_oow_rate_limited(host: Any, req: RequestSock, skb: Skb, now: float) -> bool:
+    """tcp_oow_rate_limited(net, skb, LINUX_MIB_TCPACKSKIPPEDSYNRECV,
+    &tcp_rsk(req)->last_oow_ack_time): the request's own clock."""
+    return tcp_oow_rate_limited(host, skb, "TCPACKSkippedSynRecv", req, now)
+
+
 def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> TcpSock | None:
     """The segment for a request sock: a retransmitted SYN, the third ACK,
     or junk.  Returns the new child (already queued), None, or the
@@ -360,11 +370,13 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
                        before(opts.ts_val, req.ts_recent))
     if skb.seq == req.rcv_isn and flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) == TCPHDR_SYN \
             and not paws_reject:
-        # A retransmitted SYN: our SYN-ACK was lost; send it again, and
-        # restart the timer from it (Linux: "Reset timer after retransmitting
-        # SYNACK, similar to the idea of fast retransmit in recovery";
+        # A retransmitted SYN: our SYN-ACK was lost; send it again (at most
+        # once per tcp_invalid_ratelimit, as the ACKs below), and restart the
+        # timer from it (Linux: "Reset timer after retransmitting SYNACK,
+        # similar to the idea of fast retransmit in recovery";
         # mod_timer_pending, so only a timer still running).
-        if not tcp_rtx_synack(proto, req, now) and req.timer.pending:
+        if not _reqsk_oow_rate_limited(host, req, skb, now) and \
+                not tcp_rtx_synack(proto, req, now) and req.timer.pending:
             req.timer.arm(now + reqsk_timeout(proto, req))
         return None
     if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
@@ -376,8 +388,9 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     rcv_nxt = (req.rcv_isn + 1) & 0xFFFFFFFF
     # (_in_window's first test first: the third ACK starts at rcv_nxt)
     if paws_reject or (skb.seq != rcv_nxt and not _in_window(skb, rcv_nxt, req.rcv_wnd)):
-        # RFC 9293 3.10.7.4: an unacceptable segment gets an ACK (a RST none).
-        if not flags & TCPHDR_RST:
+        # RFC 9293 3.10.7.4: an unacceptable segment gets an ACK (a RST
+        # none), rate-limited as Linux's tcp_check_req does
+        if not flags & TCPHDR_RST and not _reqsk_oow_rate_limited(host, req, skb, now):
             tcp_v4_reqsk_send_ack(proto, req, now)
         if paws_reject:
             host.mib["PAWSEstabRejected"] += 1
