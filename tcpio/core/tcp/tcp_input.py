@@ -372,7 +372,7 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
             if flags & TCPHDR_SYN:
                 mib["TCPSYNChallenge"] += 1
                 tcp_send_challenge_ack(sk, now)
-            elif not tcp_oow_rate_limited(sk, skb, now):
+            elif not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedSeq", sk, now):
                 tcp_send_dupack(sk, skb, now)
         return False
     if flags & TCPHDR_RST:
@@ -390,24 +390,25 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     return True
 
 
-def _tcp_oow_rate_limited(sk: TcpSock, now: float, counter: str) -> bool:
+def __tcp_oow_rate_limited(host: Any, counter: str, owner: Any, now: float) -> bool:
     """__tcp_oow_rate_limited: at most one ACK per tcp_invalid_ratelimit (500 ms)
-    for this socket's out-of-window and challenge ACKs; a skipped one is
-    counted in ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge)."""
-    last = sk.last_oow_ack_time
-    if last is not None and 0 <= now - last < sk.host.settings.tcp_invalid_ratelimit:
-        sk.host.mib[counter] += 1
+    for ``owner``'s out-of-window and challenge ACKs (a sock's, or a request
+    sock's: its ``last_oow_ack_time``); a skipped one is counted in
+    ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge, TCPACKSkippedSynRecv)."""
+    last = owner.last_oow_ack_time
+    if last is not None and 0 <= now - last < host.settings.tcp_invalid_ratelimit:
+        host.mib[counter] += 1
         return True
-    sk.last_oow_ack_time = now
+    owner.last_oow_ack_time = now
     return False
 
 
-def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
-    """Rate-limit ACKs for out-of-window pure ACKs (tcp_oow_rate_limited: data
-    without SYN is not part of an ACK loop and is always answered)."""
+def tcp_oow_rate_limited(host: Any, skb: Skb, counter: str, owner: Any, now: float) -> bool:
+    """Rate-limit ACKs for out-of-window segments without data (tcp_oow_rate_limited:
+    data without SYN is not part of an ACK loop and is always answered)."""
     if skb.seq != skb.end_seq and not skb.flags & TCPHDR_SYN:
         return False
-    return _tcp_oow_rate_limited(sk, now, "TCPACKSkippedSeq")
+    return __tcp_oow_rate_limited(host, counter, owner, now)
 
 
 def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
@@ -415,7 +416,7 @@ def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
     (tcp_invalid_ratelimit, TCPACKSkippedChallenge), then by the host-wide
     budget when tcp_challenge_ack_limit is set (off by default since 6.0,
     which closed the CVE-2016-5696 side channel)."""
-    if _tcp_oow_rate_limited(sk, now, "TCPACKSkippedChallenge"):
+    if __tcp_oow_rate_limited(sk.host, "TCPACKSkippedChallenge", sk, now):
         return
     if sk.proto.challenge_ack_allowed(now):
         tcp_send_ack(sk, now)
