@@ -365,6 +365,75 @@ class SynShare:
                 "turns": self.turns, "deferred": self.deferred, "syn_rate": self.rate}
 
 
+class RxShare:
+    """How long the flows' reader reads in one wake-up (issue 11: the drain
+    that keeps up).
+
+    Linux's receive side is never starved by the application's sends: the
+    NET_RX softirq runs at every interrupt (and in ksoftirqd) with its own
+    budget, whatever the processes were doing, and the ACK that stops a
+    peer's RTO goes out from there.  tcpio's reader is one callback among
+    the loop's others; reading one budget per loop iteration, however long
+    the iteration's other work took (the wakeups its batch triggered: app
+    callbacks, their sends), gave the ring a few per cent of the loop at
+    1000 flows and a queue seconds deep.
+
+    The rule: a wake-up reads budget after budget (each delivered as its
+    own batch, so its ACKs go out before the next is read) until a read
+    stops short of its budget (EAGAIN: the ring was seen empty) or it has
+    read for as long as the loop did other work since the reader last
+    ended (``other``, at least ``floor``, at most ``cap`` seconds).  The
+    first budget is always read.  So when the loop's other work grows, the
+    reader's time grows with it and the ring gets at least about half the
+    loop, as a softirq that runs whatever the processes do; an idle loop
+    (the gap is time in select) reads to EAGAIN, which ends the turn at
+    once; ``cap`` bounds how long timers and the SYN queue wait behind one
+    turn (a ring refilled as fast as it is read never ends it otherwise:
+    0.73 s once, see Stack._timers_due).
+
+    Pure arithmetic on the times given (``now``), so tests drive it with a
+    virtual clock; the device feeds it time.perf_counter.  Counters: turns,
+    budgets read beyond the first (``extra``), turns stopped by the time
+    (``timed_out``) and the largest allowance given (``max_allow``).
+    """
+
+    def __init__(self, floor: float = 0.0, cap: float = 0.05) -> None:
+        if floor < 0.0 or cap < floor:
+            raise ValueError("0 <= floor <= cap")
+        self.floor = floor
+        self.cap = cap
+        self.last_end: float | None = None     # when the reader last stopped reading
+        self.turns = self.extra = self.timed_out = 0
+        self.max_allow = 0.0
+
+    def allowance(self, now: float) -> float:
+        """Seconds a turn beginning at ``now`` may read for (``floor`` on the
+        first turn: no other work measured yet)."""
+        last = self.last_end
+        other = 0.0 if last is None else max(0.0, now - last)
+        allow = min(self.cap, max(self.floor, other))
+        self.turns += 1
+        if allow > self.max_allow:
+            self.max_allow = allow
+        return allow
+
+    def more(self, start: float, allow: float, now: float) -> bool:
+        """After a budget that stopped at its limit: read another one?"""
+        if now - start < allow:
+            self.extra += 1
+            return True
+        self.timed_out += 1
+        return False
+
+    def end(self, now: float) -> None:
+        """The reader stopped reading at ``now`` (its turn, or a poll_rx)."""
+        self.last_end = now
+
+    def stats(self) -> dict[str, float]:
+        return {"turns": self.turns, "extra": self.extra, "timed_out": self.timed_out,
+                "max_allow": self.max_allow}
+
+
 class _TunTapBase:
     """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
 
@@ -387,11 +456,14 @@ class _TunTapBase:
     syn_retrans = False
     syn_retrans_error: OSError | None = None
     _seen_fd: int | None = None         # the steering program's seen map
+    # how long the flows' reader reads per wake-up (RxShare)
+    rx_share: RxShare
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None,
+                 rx_share: RxShare | None = None) -> None:
         if budget < 1 or syn_budget < 1:
             raise ValueError("budget and syn_budget must be >= 1")
         if txqueuelen is not None and not 1 <= txqueuelen <= 0x7FFFFFFF:
@@ -419,6 +491,7 @@ class _TunTapBase:
         self.syn_share = syn_share if syn_share is not None else SynShare(
             batch=syn_budget, min_batch=min(32, syn_budget))
         self._syn_timer: asyncio.TimerHandle | None = None
+        self.rx_share = rx_share if rx_share is not None else RxShare()
         self.rx_more = False                # the last read of the flows' queue hit the budget
         self.rx_emptied = 0                 # reads of the flows' queue that ended at EAGAIN
         self.rx_flows_read = 0              # frames read from the flows' queue
@@ -655,12 +728,28 @@ class _TunTapBase:
             loop.add_reader(self.syn_fd, self._on_syn)
 
     def _on_flows(self) -> None:
-        """The flows' queue is readable: one budget, timed for the SYN share."""
+        """The flows' queue is readable: budget after budget for the time the
+        loop's other work took since the last read (RxShare), or to EAGAIN."""
+        rs = self.rx_share
+        start = _clock()
+        allow = rs.allowance(start)
+        while self._read_flows() and rs.more(start, allow, _clock()):
+            pass
+        rs.end(_clock())
+
+    def _read_flows(self) -> bool:
+        """One budget of the flows' queue, timed for the SYN share (its
+        est_done: the flows' cost per frame); True if it stopped at the
+        budget (more is waiting)."""
+        # a lone read (one frame, _rx_lone) leaves the rest to the loop's
+        # next poll of the fd: not read on here either
+        lone = self._rx_lone & _LONE_DRAIN
         t0 = _clock()
         n = self._on_readable()
         if n:
             t1 = _clock()
             self.syn_share.est_done(n, t1 - t0, t1)
+        return self.rx_more and not lone and self.fd is not None
 
     def _on_syn(self) -> None:
         """The SYN queue is readable: a turn as the SYN share allows, or, out
@@ -792,15 +881,19 @@ class _TunTapBase:
         never reads a ring that stays full for long in one callback (0.73 s
         once, issue 11).  An empty queue costs one read that says EAGAIN."""
         deadline = None if seconds is None else _clock() + seconds
-        for _ in range(rounds):
-            if self.fd is None:
-                return False
-            self._rx_lone = 0           # each round a full budget (until EAGAIN)
-            self._on_flows()
-            if not self.rx_more:
-                return False
-            if deadline is not None and _clock() >= deadline:
-                break
+        try:
+            for _ in range(rounds):
+                if self.fd is None:
+                    return False
+                self._rx_lone = 0       # each round a full budget (until EAGAIN)
+                if not self._read_flows():
+                    return False
+                if deadline is not None and _clock() >= deadline:
+                    break
+        finally:
+            # a read of the ring: the reader's next turn counts the loop's
+            # other work from here
+            self.rx_share.end(_clock())
         self.time_squeeze += 1
         return True
 
@@ -993,12 +1086,14 @@ class TapDevice(_TunTapBase):
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
                  budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None,
+                 rx_share: RxShare | None = None) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
         self.mac: bytes | None = mac if mac is not None else random_mac()
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
-                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share)
+                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share,
+                         rx_share=rx_share)
 
 
 class TunDevice(_TunTapBase):
@@ -1011,6 +1106,8 @@ class TunDevice(_TunTapBase):
     def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None,
+                 rx_share: RxShare | None = None) -> None:
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
-                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share)
+                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share,
+                         rx_share=rx_share)
