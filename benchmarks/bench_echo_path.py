@@ -1,7 +1,7 @@
 """Where a 1-byte echo round trip's time goes on tcpio's side (issue 12's latency target).
 
     sudo python benchmarks/bench_echo_path.py [--rounds 3000] [--offloads on|off]
-                                              [--profile] [--protocol]
+                                              [--profile] [--protocol] [--bytecodes]
 
 A kernel client in a private namespace sends 1 byte and waits for it back,
 ``--rounds`` times (bench_tcp's ``echo`` peer, TCP_NODELAY), to a tcpio echo
@@ -15,7 +15,11 @@ move with the machine's load the way times do:
   the delayed-ACK timer);
 - event-loop iterations (selector waits), callbacks the loop ran, timers
   armed (call_at) and cancelled, add/remove_writer calls;
-- with ``--profile``: Python calls (cProfile) and the functions that make them.
+- with ``--profile``: Python calls (cProfile) and the functions that make them;
+- with ``--bytecodes``: Python bytecodes executed (sys.settrace opcode
+  events) per round trip, by function and by file: the interpreter's work,
+  which no load on the machine moves (only a timer that fires in a slow
+  spell adds its own; its functions show in the list).
 
 Syscalls per round trip: run this under ``strace -c`` (main thread only, so
 the client is not counted) and divide by the rounds printed; e.g.
@@ -30,6 +34,10 @@ machine's load does not move::
 
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
         python benchmarks/bench_echo_path.py --memory --rounds 500
+
+With ``--virtual`` the loop's clock stands still while it works (tests'
+VirtualClockLoop), so a run slowed by callgrind or the machine's load fires
+no timer it would not fire at full speed: the instruction counts repeat.
 """
 
 from __future__ import annotations
@@ -111,13 +119,56 @@ class Counts:
         asyncio.events.TimerHandle.cancel = counting_cancel  # type: ignore[method-assign]
 
 
+class Bytecodes:
+    """Bytecodes executed and calls made per Python function while enabled
+    (sys.settrace with f_trace_opcodes): cProfile's enable/disable shape."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+
+    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        key = f"{Path(code.co_filename).name}:{code.co_firstlineno}({code.co_name})"
+        if event == "call":
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+            self.calls[key] = self.calls.get(key, 0) + 1
+        elif event == "opcode":
+            self.ops[key] = self.ops.get(key, 0) + 1
+        return self._trace
+
+    def enable(self) -> None:
+        sys.settrace(self._trace)
+
+    def disable(self) -> None:
+        sys.settrace(None)
+
+    def report(self, n: int, top: int = 40) -> None:
+        total = sum(self.ops.values())
+        print(f"  Python bytecodes per round trip: {total / n:.1f}, Python functions "
+              f"called: {sum(self.calls.values()) / n:.1f}")
+        files: dict[str, list[int]] = {}
+        for key, ops in self.ops.items():
+            f = files.setdefault(key.split(":")[0], [0, 0])
+            f[0] += ops
+            f[1] += self.calls.get(key, 0)
+        print("  by file (bytecodes, calls per round trip):")
+        for name, (ops, calls) in sorted(files.items(), key=lambda kv: -kv[1][0]):
+            if ops >= n:
+                print(f"    {ops / n:7.1f} {calls / n:6.2f}  {name}")
+        print("  by function:")
+        for key, ops in sorted(self.ops.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {ops / n:7.1f} {self.calls.get(key, 0) / n:6.2f}  {key}")
+
+
 async def measure(rounds: int, offloads: bool, profile: bool, protocol: bool,
-                  dump: str | None = None) -> None:
+                  dump: str | None = None, bytecodes: bool = False) -> None:
     from netns import kernel_peer
 
     loop = asyncio.get_running_loop()
     counts = Counts(loop)
-    prof = cProfile.Profile() if profile else None
+    prof: Any = cProfile.Profile() if profile else Bytecodes() if bytecodes else None
     async with kernel_peer(ipv6=False, tap_options={"offloads": offloads}) as peer:
         tap, stack = peer.tap, peer.stack
         state: dict[str, Any] = {}
@@ -183,7 +234,9 @@ async def measure(rounds: int, offloads: bool, profile: bool, protocol: bool,
         print(f"  {k} per round trip: {v / n:.3f}")
     print("  MIB moved per round trip: " + ", ".join(
         f"{k}={v / n:.3f}" for k, v in sorted(dmib.items()) if abs(v) >= n / 100))
-    if prof is not None:
+    if isinstance(prof, Bytecodes):
+        prof.report(n)
+    elif prof is not None:
         if dump:
             prof.dump_stats(dump)
         st = pstats.Stats(prof)
@@ -195,7 +248,7 @@ async def measure(rounds: int, offloads: bool, profile: bool, protocol: bool,
                   f"{Path(fname).name}:{line}({func})")
 
 
-async def measure_memory(rounds: int, profile: bool) -> None:
+async def measure_memory(rounds: int, profile: bool, bytecodes: bool = False) -> None:
     """The same exchange between two stacks on a MemoryWire in this process
     (no TAP, no kernel, no second process): both ends' Python work per round
     trip, deterministic enough for instruction counts (see the docstring)."""
@@ -215,7 +268,7 @@ async def measure_memory(rounds: int, profile: bool) -> None:
         loop = asyncio.get_running_loop()
         counts = Counts(loop)
         counts.on = True
-        prof = cProfile.Profile() if profile else None
+        prof: Any = cProfile.Profile() if profile else Bytecodes() if bytecodes else None
         if prof is not None:
             prof.enable()
         cpu = time.process_time()
@@ -235,7 +288,9 @@ async def measure_memory(rounds: int, profile: bool) -> None:
     for k, v in counts.c.items():
         print(f"  {k} per round trip: {v / rounds:.3f}")
     print(f"  frames so far: client {frames[0]}, server {frames[1]}")
-    if prof is not None:
+    if isinstance(prof, Bytecodes):
+        prof.report(rounds)
+    elif prof is not None:
         st = pstats.Stats(prof)
         calls = sum(v[1] for v in st.stats.values())      # type: ignore[attr-defined]
         print(f"  Python calls per round trip (cProfile): {calls / rounds:.1f}")
@@ -246,19 +301,34 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3000)
     ap.add_argument("--offloads", choices=("on", "off"), default="on")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--bytecodes", action="store_true",
+                    help="Python bytecodes per round trip, by file and function")
     ap.add_argument("--dump", default=None, help="write the cProfile stats here")
     ap.add_argument("--protocol", action="store_true",
                     help="a plain asyncio.Protocol echo instead of streams")
     ap.add_argument("--memory", action="store_true",
                     help="two stacks on a MemoryWire in this process instead (no root)")
+    ap.add_argument("--virtual", action="store_true",
+                    help="with --memory: on tests/virtual_loop's clock, which stands "
+                         "still while the loop works, so no timer fires mid-exchange "
+                         "however slow the run (callgrind): the same work every run")
     args = ap.parse_args()
     if args.memory:
-        asyncio.run(measure_memory(args.rounds, args.profile))
+        if args.virtual:
+            from virtual_loop import VirtualClockLoop
+            loop = VirtualClockLoop()
+            try:
+                loop.run_until_complete(measure_memory(args.rounds, args.profile,
+                                                       args.bytecodes))
+            finally:
+                loop.close()
+            return
+        asyncio.run(measure_memory(args.rounds, args.profile, args.bytecodes))
         return
     if os.geteuid() != 0:
         sys.exit("needs root (TAP, namespaces)")
     asyncio.run(measure(args.rounds, args.offloads == "on", args.profile or bool(args.dump),
-                        args.protocol, args.dump))
+                        args.protocol, args.dump, args.bytecodes))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
                                       str(CONN_PORT), str(args.flows), str(args.pre),
                                       str(args.flood), str(args.post)))
     await expect(client, b"ready")
+    sp, tp = (sample() if sample else None), time.monotonic()
     await asyncio.sleep(args.pre)
     s0 = sample() if sample else None
     t0 = time.monotonic()
@@ -123,6 +124,8 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
         await sender.wait()
         got = json.loads(line)
         sent, how = got["sent"], f"raw sender paced at {args.rate:,.0f}/s"
+        if got.get("replayed"):
+            how += f", {got['replayed']:,} of them SYNs sent before"
         flood_s = got["seconds"]
     else:
         hping = await start(ns.exec_argv("hping3", "--flood", "-S", "--rand-source", "-p",
@@ -145,6 +148,9 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     if s0 is not None and s1 is not None:
         res["during_flood"] = {k: (s1[k] - s0[k]) for k in s1}
         res["during_flood"]["seconds"] = flood_s
+    if sp is not None and s0 is not None:
+        res["before_flood"] = {k: (s0[k] - sp[k]) for k in s0}
+        res["before_flood"]["seconds"] = t0 - tp
     return res
 
 
@@ -160,6 +166,8 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
             min_batch=args.syn_min_batch or 32, max_wait=args.syn_max_wait)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
+    if args.syn_budget is not None:
+        tap_options["syn_budget"] = args.syn_budget
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
         if syn_queue and not peer.tap.syn_queue:
             raise SystemExit(f"the kernel refused the SYN queue: {peer.tap.syn_queue_error}")
@@ -216,7 +224,14 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
                     "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0),
                     "legit_syns_read": legit[0],
                     # (getattr: the benchmark also runs against trees before it)
-                    "syn_ring_changes": getattr(peer.tap, "syn_ring_changes", 0)}
+                    "syn_ring_changes": getattr(peer.tap, "syn_ring_changes", 0),
+                    # retransmitted SYNs the kernel steered to the flows' queue,
+                    # and those over the promotion budget (tun_steering)
+                    "syn_retrans_promoted": retrans()[0], "syn_retrans_over": retrans()[1]}
+
+        def retrans() -> tuple[int, int]:
+            counts = getattr(peer.tap, "syn_retrans_counts", None)
+            return counts() if counts is not None else (0, 0)
 
         try:
             res = await run_job(peer.ns, peer.tcpio_ip, args, sample)
@@ -313,6 +328,90 @@ def inproc_syn_cost(rounds: int, batches: int = 200, batch: int = 64) -> None:
               f"({min(v):.2f}-{max(v):.2f}), {rounds} rounds of {batches} x {batch} SYNs")
 
 
+async def ring_syn_cost(rounds: int, n: int = 20000, perf_ctl: str | None = None,
+                        syn_budget: int | None = None) -> None:
+    """CPU µs per cookie SYN through the real SYN queue: ``n`` hping3-like
+    SYNs (flood_peer.flood_pool) put in the TAP's SYN ring while tcpio does
+    not read it, then read and answered turn by turn (the device's
+    _on_readable at the SYN budget: the read(2)s, Host.receive_batch, the
+    SYN-ACKs' write(2)s with the kernel's receive of each), timed with this
+    process's CPU clock (user + system: the syscalls' kernel work counts,
+    the sender's does not: it ran before).  ``perf_ctl``: a ``perf record
+    --control fifo:CTL,ACK -D -1`` control fifo, profiling only the reads."""
+    import statistics
+
+    def perf(cmd: str) -> None:
+        if perf_ctl is not None:
+            ctl, ack = perf_ctl.split(",")
+            with open(ctl, "w") as f:
+                f.write(cmd + "\n")
+            with open(ack) as f:
+                f.readline()
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from flood_peer import flood_pool
+
+    settings = Settings(tcp_syncookies=2)
+    tap_options: dict[str, Any] = {"syn_queue": True, "txqueuelen": n + 1000}
+    if syn_budget is not None:
+        # every SYN of a turn answered (the cookie budget per receive batch
+        # would drop those past it: cheaper, and not what is measured)
+        tap_options["syn_budget"] = syn_budget
+        settings.tcp_syn_budget = max(settings.tcp_syn_budget, syn_budget)
+    async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
+        tap, loop = peer.tap, asyncio.get_running_loop()
+        if not tap.syn_queue:
+            raise SystemExit(f"the kernel refused the SYN queue: {tap.syn_queue_error}")
+        assert tap.syn_fd is not None
+        peer.stack.add_route("0.0.0.0/0", via=peer.kernel_ip)
+        server = await peer.stack.start_server(lambda r, w: w.close(), "0.0.0.0", CONN_PORT,
+                                               backlog=128)
+        # the kernel resolves our MAC first (it would queue 3 SYNs per
+        # unresolved neighbour and drop the rest)
+        await peer.ns.arun("ping", "-c", "1", "-W", "2", peer.tcpio_ip, check=True)
+        loop.remove_reader(tap.syn_fd)
+        pool = flood_pool(peer.tcpio_ip, CONN_PORT, n * rounds)
+
+        def burst(pkts: list[bytes]) -> int:
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            s.connect((peer.tcpio_ip, 0))
+            sent = 0
+            for p in pkts:
+                try:
+                    sent += s.send(p) > 0
+                except OSError:
+                    pass
+            s.close()
+            return sent
+
+        us: list[float] = []
+        mib = peer.stack.mib
+        budget = tap.syn_budget
+        for r in range(rounds):
+            offered = peer.ns.call(burst, pool[r * n:(r + 1) * n])
+            sent0, got = mib().get("SyncookiesSent", 0), 0
+            perf("enable")
+            t0 = time.process_time()
+            while True:
+                k = tap._on_readable(tap.syn_fd, tap.syn_budget)
+                got += k
+                if k < tap.syn_budget:
+                    break
+            dt = time.process_time() - t0
+            perf("disable")
+            cookies = mib().get("SyncookiesSent", 0) - sent0
+            us.append(dt / max(got, 1) * 1e6)
+            print(f"  round {r + 1}: {offered} SYNs sent, {got} read, {cookies} cookie SYN-ACKs, "
+                  f"{us[-1]:.2f} us/SYN", flush=True)
+        server.close()
+    from tcpio import _fast
+    print("build:", _fast.build_info()["syn_fast"], "| cpus:", os.cpu_count(), "(unpinned)",
+          "| load:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"  SYN queue, read to SYN-ACK written: {statistics.median(us):.2f} us/SYN "
+          f"({min(us):.2f}-{max(us):.2f}), {rounds} rounds of {n} SYNs, turns of {budget}")
+
+
 def trace_legit(res: dict, d: dict) -> None:
     """Where the flood phase's legitimate SYNs went: per connection attempt
     (its source port), the SYNs tcpio read and when, against the client's
@@ -359,6 +458,7 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
               f"retransmission {p['conns_retry']}; client SYN retransmissions "
               f"{p['syn_retrans']})")
     d = res.get("during_flood")
+    flood = ph["flood"]
     if d:
         secs = d["seconds"]
         print(f"  during the flood: tcpio read {d['tcpio_rx_frames'] / secs:,.0f} frames/s, "
@@ -366,7 +466,10 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
               f"SyncookiesSent {d['SyncookiesSent']:,}, TCPSynBudgetDrop "
               f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
-                 if d.get("syn_queue_rx") else ""))
+                 if d.get("syn_queue_rx") else "")
+              + (f"; retransmitted SYNs to the flows' queue {d['syn_retrans_promoted']:,} "
+                 f"({d['syn_retrans_over']:,} over the budget)"
+                 if d.get("syn_retrans_promoted") or d.get("syn_retrans_over") else ""))
         if args.trace_legit:
             trace_legit(res, d)
         if "cpu" in d:
@@ -378,10 +481,20 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
                              "syn_us": se / sf * 1e6 if sf else 0.0,
                              "est_us": ee / ef * 1e6 if ef else 0.0}
             sh = res["shares"]
+            b = res.get("before_flood")
+            if b and b["est_frames"]:
+                # the same figures before the flood: is a flows' frame dearer under it?
+                bf = b["est_frames"]
+                print(f"  before the flood: tcpio CPU {b['cpu'] / b['seconds']:.0%}; flows' "
+                      f"queue {b['est_time'] / b['seconds']:.0%} ({bf:,} frames, "
+                      f"{b['est_time'] / bf * 1e6:.1f} us/frame, ~"
+                      f"{ph['pre']['bytes'] / bf / 1024:.0f} KiB of the flows' data each)")
             print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
                   f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
                   f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
-                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)"
+                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame"
+                  + (f", ~{flood['bytes'] / ef / 1024:.0f} KiB of the flows' data each"
+                     if ef else "") + ")"
                   + (f"; the TAP's ring length changed {d['syn_ring_changes']} times"
                      if d.get("syn_ring_changes") else ""))
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "
@@ -408,6 +521,9 @@ def main() -> None:
                     help="with --syn-share: SynShare's min_batch (default 32)")
     ap.add_argument("--txqueuelen", type=int, default=None,
                     help="the TAP's queue toward tcpio, frames (default: TapDevice's)")
+    ap.add_argument("--syn-budget", type=int, default=None,
+                    help="the TAP's syn_budget: SYNs a turn of the SYN queue reads at most "
+                         "(default: TapDevice's)")
     ap.add_argument("--syn-queue", choices=("off", "on", "both"), default="both",
                     help="tcpio's TAP with a second queue for SYNs (default: both runs)")
     ap.add_argument("--rate", type=float, default=0.0,
@@ -422,11 +538,23 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--inproc", action="store_true",
                     help="the in-process cost of a cookie SYN only (no root, no flood)")
-    ap.add_argument("--rounds", type=int, default=7, help="--inproc: rounds (median, range)")
+    ap.add_argument("--ring", action="store_true",
+                    help="the cost of a cookie SYN through the real SYN queue, syscalls "
+                         "included (root, no flows, no concurrent sender)")
+    ap.add_argument("--rounds", type=int, default=7,
+                    help="--inproc, --ring: rounds (median, range)")
+    ap.add_argument("--perf-ctl", default=None, metavar="CTL,ACK",
+                    help="--ring: perf record's control fifos (--control fifo:CTL,ACK -D -1): "
+                         "profile the SYN queue's reads only")
     args = ap.parse_args()
     if args.inproc:
         print("command:", shlex.join([sys.executable, *sys.argv]))
         inproc_syn_cost(args.rounds)
+        return
+    if args.ring:
+        print("command:", shlex.join([sys.executable, *sys.argv]))
+        asyncio.run(ring_syn_cost(args.rounds, perf_ctl=args.perf_ctl,
+                                  syn_budget=args.syn_budget))
         return
     if os.geteuid() != 0:
         sys.exit("bench_flood needs root (namespaces, TAP, hping3's raw socket)")

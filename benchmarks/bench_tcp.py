@@ -268,12 +268,13 @@ async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None, ipv6: bool = Fa
     return out["rate"]
 
 
-async def wire_pair(mtu: int, ipv6: bool = False) -> tuple[Any, Any]:
+async def wire_pair(mtu: int, ipv6: bool = False, gso: bool = False) -> tuple[Any, Any]:
     """Two Stacks on a MemoryWire: 10.0.0.1 and 10.0.0.2, with ``ipv6``
-    fd00::1 and fd00::2 too."""
+    fd00::1 and fd00::2 too; ``gso``: the wire's offloads (TSO and checksum
+    offload, as a veth pair has them)."""
     import tcpio
 
-    wire = tcpio.MemoryWire(mtu=mtu)
+    wire = tcpio.MemoryWire(mtu=mtu, gso=gso)
     client, server = tcpio.Stack(seed=1, name="client"), tcpio.Stack(seed=2, name="server")
     await client.__aenter__()
     await server.__aenter__()
@@ -343,8 +344,11 @@ async def stream_bulk(client: Any, server: Any, dst: str, nbytes: int,
 
 
 async def wire_bulk(nbytes: int, mtu: int = 65535, dst: str = "10.0.0.2",
-                    cpu: list[float] | None = None) -> float:
-    client, server = await wire_pair(mtu, ":" in dst)
+                    cpu: list[float] | None = None, gso: bool = True) -> float:
+    """tcpio -> tcpio over a MemoryWire, with its offloads unless ``gso`` is
+    False (Python's sockets over lo, the reference, have them too: lo takes
+    64 KiB segments and never sums their checksums)."""
+    client, server = await wire_pair(mtu, ":" in dst, gso)
     try:
         await client.ping(dst, timeout=5)       # ARP / ND out of the timed part
         return await stream_bulk(client, server, dst, nbytes, cpu)

@@ -205,33 +205,29 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
 
     def _on_wakeup(self) -> None:
         """sk.wakeup: the core says this sock changed (level-triggered)."""
-        if self._in_wakeup:
-            return
-        self._in_wakeup = True
-        try:
-            self._handle_events()
-        finally:
-            self._in_wakeup = False
-
-    def _handle_events(self) -> None:
-        """Flush the write buffer, read, then look for errors."""
-        if self._conn_lost or self._sk is None:
+        if self._in_wakeup or self._conn_lost or self._sk is None:
             return
         if not self._protocol_connected:
             # Data can arrive before the loop ran connection_made (it is
             # call_soon'd); the _poll queued right after it reads it then.
             return
-        if self._buffer:
-            self._flush()
-            if self._conn_lost:
-                return
-        if not self._paused and not self._closing:
-            self._read_ready()
-            if self._conn_lost:
-                return
-        exc = pop_error(self._sk)
-        if exc is not None:
-            self._force_close(exc)
+        self._in_wakeup = True
+        try:
+            # flush the write buffer, read, then look for errors
+            if self._buffer:
+                self._flush()
+                if self._conn_lost:
+                    return
+            if not self._paused and not self._closing:
+                self._read_ready()
+                if self._conn_lost:
+                    return
+            if getattr(self._sk, "sk_err", 0):      # (pop_error's own test, first)
+                exc = pop_error(self._sk)
+                if exc is not None:
+                    self._force_close(exc)
+        finally:
+            self._in_wakeup = False
 
     def _read_ready(self) -> None:
         sk = self._sk
@@ -340,7 +336,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
                 self._fatal_error(exc, "Fatal write error on tcpio transport")
                 return
             finally:
-                self._kick()
+                if not self._in_wakeup:     # (_kick, inline)
+                    stack.kick()
             if n == len(data):
                 return
             data = memoryview(data)[n:]

@@ -33,7 +33,7 @@ import tcpio.core.timer as timer_mod
 import tcpio.devices.tap as tap_mod
 import tcpio.stack as stack_mod
 from tcpio.devices.base import new_stats
-from tcpio.devices.tap import SynShare, TapDevice
+from tcpio.devices.tap import RxShare, SynShare, TapDevice
 from tcpio.stack import NET_RX_ROUNDS, NET_RX_USECS, Stack
 
 BUDGET = 8          # frames per device read
@@ -69,6 +69,7 @@ class Ring:
         dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
         dev.rx_flows_read, dev.rx_ring_len = 0, ring_len
         dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None
+        dev.rx_share = RxShare()
         self.dev = dev
         self.stack = stack = Stack(seed=1)
         stack._bind_loop()

@@ -27,7 +27,7 @@ from seqpacket import drain, seqpacket_pair
 
 import tcpio.devices.tap as tap_mod
 from tcpio.devices.base import new_stats
-from tcpio.devices.tap import SynShare, TapDevice
+from tcpio.devices.tap import RxShare, SynShare, TapDevice
 
 HLEN = 10
 MAC = bytes.fromhex("020000000002")
@@ -74,6 +74,7 @@ def make_device(fd: int, hlen: int = 0) -> TapDevice:
     dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
     dev.rx_flows_read, dev.rx_ring_len = 0, 0
     dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None
+    dev.rx_share = RxShare()
     dev._on_frames = None
     return dev
 

@@ -74,13 +74,6 @@ cdef inline bint _mac_is(const unsigned char* p, object mac):
     return len(mac) == 6 and memcmp(p, m, 6) == 0
 
 
-cdef inline bint _count_segs_in(TcpCb sk, long long segs):
-    """tcp_segs_in for a segment rcv_established took with new_ack_data
-    (which leaves the count to its caller); True."""
-    sk.segs_in += segs
-    return True
-
-
 cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_t doff,
                           uint32_t src, uint32_t dst, object ehash, double now,
                           long long segs, long long gso_size, object owner,
@@ -109,11 +102,10 @@ cdef inline bint tcp_fast(const unsigned char* seg, Py_ssize_t seglen, Py_ssize_
     if not isinstance(sk, TcpCb):
         return False
     # new_ack_data: data that also acknowledges new data is taken too (see
-    # rx_py._tcp_fast)
+    # rx_py._tcp_fast); either call counts segs_in for what it takes
     return _rcv_established_c(<TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts,
                              ts_val, ts_ecr, seg + doff, seglen - doff, now, True, segs,
-                             gso_size, owner, off + doff) == 1 and _count_segs_in(
-        <TcpCb>sk, segs) or _rcv_window_ack_c(
+                             gso_size, owner, off + doff) == 1 or _rcv_window_ack_c(
         <TcpCb>sk, seg[13], rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
         ts_ecr, seglen - doff, now, False, segs) == 1
 
@@ -204,8 +196,7 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
             if isinstance(sk, TcpCb) and (_rcv_established_c(
                     <TcpCb>sk, rd32(seg + 4), rd32(seg + 8), rd16(seg + 14), has_ts, ts_val,
                     ts_ecr, seg + doff, plen - doff, now, True, segs, gso_size, owner,
-                    ip + C_IPV6_HLEN + doff) == 1 and _count_segs_in(<TcpCb>sk, segs)
-                    or _rcv_window_ack_c(
+                    ip + C_IPV6_HLEN + doff) == 1 or _rcv_window_ack_c(
                         <TcpCb>sk, seg[13], rd32(seg + 4), rd32(seg + 8), rd16(seg + 14),
                         has_ts, ts_val, ts_ecr, plen - doff, now, False, segs) == 1):
                 return RX_TAKEN6

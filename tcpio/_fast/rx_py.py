@@ -150,13 +150,6 @@ def _predicted(frame: bytes, off: int, doff: int, flags: int) -> tuple[bool, int
     return False, 0, 0
 
 
-def _count_segs_in(sk: Any, segs: int) -> bool:
-    """tcp_segs_in for a segment rcv_established took with new_ack_data
-    (which leaves the count to its caller); True."""
-    sk.segs_in += segs
-    return True
-
-
 def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, ehash: Any,
              now: float, segs: int, gso_size: int) -> bool:
     """The established fast path for a verified segment ``frame[off:end]``."""
@@ -171,10 +164,9 @@ def _tcp_fast(frame: bytes, off: int, end: int, doff: int, src: int, dst: int, e
     # new_ack_data: in-order data that also acknowledges new data (a
     # request/response exchange: each segment acks the last answer) is taken
     # too, as Linux's tcp_rcv_established fast path takes it (tcp_ack with
-    # FLAG_DATA after queueing); the call then leaves segs_in to its caller
+    # FLAG_DATA after queueing); either call counts segs_in for what it takes
     return (_rcv_established(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
                              memoryview(frame)[off + doff:end], now, True, segs, gso_size)
-            and _count_segs_in(sk, segs)
             or _rcv_window_ack(sk, flags, seq, ack, window, has_ts, ts_val, ts_ecr,
                                end - off - doff, now, False, segs))
 
@@ -234,7 +226,7 @@ def _rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: 
         sk = ehash6.lookup(dst, dport, src, sport)
         if isinstance(sk, _TcpCb) and (_rcv_established(
                 sk, seq, ack, window, has_ts, ts_val, ts_ecr, memoryview(frame)[off + doff:end],
-                now, True, segs, gso_size) and _count_segs_in(sk, segs) or _rcv_window_ack(
+                now, True, segs, gso_size) or _rcv_window_ack(
                     sk, flags, seq, ack, window, has_ts, ts_val, ts_ecr, end - off - doff, now,
                     False, segs)):
             return RX_TAKEN6

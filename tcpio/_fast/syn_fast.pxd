@@ -28,6 +28,10 @@ cdef class SynPath:
     cdef public list sc_excl
     cdef public object sc_path, sc_token, sc_fib, sc_pmtu
     cdef public long long scopes
+    cdef public long long s_syncookies, s_rmem_max, s_ttl
+    cdef public bint s_tstamps, s_wscaling, s_sack
+    cdef public long long l_port, l_addr, l_backlog, l_user_mss
+    cdef public object l_sk, l_synq, l_acceptq
 
 
 cdef long long _COOKIEBITS, _COOKIEMASK, _MAX_SYNCOOKIE_AGE, _TSBITS
@@ -67,6 +71,7 @@ cpdef object listener_pick(object socks, long long laddr)
 cpdef object synack_path(SynPath syn, uint32_t src)
 
 @cython.locals(listener=TcpCb, syncookies=cython.longlong, mss=cython.longlong,
+               backlog=cython.longlong,
                user_mss=cython.longlong, tstamp_ok=bint, wscale_ok=bint, sack_ok=bint,
                snd_wscale=cython.longlong, rcv_wscale=cython.longlong, advmss=cython.longlong,
                rcv_wnd=cython.longlong, mssind=cython.longlong, isn=uint32_t,

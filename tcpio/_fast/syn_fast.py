@@ -270,6 +270,25 @@ class SynPath:
     sc_fib: Any
     sc_pmtu: Any
     scopes: int
+    # the batch's settings (batch_begin: nothing changes them inside a batch)
+    s_syncookies: int
+    s_tstamps: bool
+    s_wscaling: bool
+    s_sack: bool
+    s_rmem_max: int
+    s_ttl: int
+    # the batch's last listener lookup (listener_pick for l_port, l_addr:
+    # l_sk, None for none) and what the SYN path reads of that listener that
+    # only a socket call changes (no socket call runs inside a batch): its
+    # backlog, TCP_MAXSEG and its request and accept queues (their lengths
+    # are read per SYN)
+    l_port: int
+    l_addr: int
+    l_sk: Any
+    l_backlog: int
+    l_user_mss: int
+    l_synq: Any
+    l_acceptq: Any
 
     def __init__(self, keys: SynKeys, settings: Any, route: Any,
                  route_scope: Any = None) -> None:
@@ -286,11 +305,27 @@ class SynPath:
         self.sc_excl = []
         self.sc_path = self.sc_token = self.sc_fib = self.sc_pmtu = None
         self.scopes = 0
+        self._batch_state()
+
+    def _batch_state(self) -> None:
+        """What a batch reads once: the settings; no listener looked up yet."""
+        st = self.settings
+        self.s_syncookies = st.tcp_syncookies
+        self.s_tstamps = bool(st.tcp_timestamps)
+        self.s_wscaling = bool(st.tcp_window_scaling)
+        self.s_sack = bool(st.tcp_sack)
+        self.s_rmem_max = st.tcp_rmem[2]
+        self.s_ttl = st.ip_default_ttl
+        self.l_port = -1
+        self.l_addr = 0
+        self.l_sk = self.l_synq = self.l_acceptq = None
+        self.l_backlog = self.l_user_mss = 0
 
     def batch_begin(self, out: list) -> None:
         """A receive batch starts: SYN-ACKs go to ``out`` (the host's output)."""
         self.out = out
         self.sc_state = 0
+        self._batch_state()
 
     def batch_end(self, mib: Any) -> None:
         """A receive batch ended: fold what the compiled path did into ``mib``
@@ -314,6 +349,8 @@ class SynPath:
         self.out = []
         self.sc_state = 0
         self.sc_path = self.sc_token = self.sc_fib = self.sc_pmtu = None
+        self.l_sk = self.l_synq = self.l_acceptq = None     # no listener kept alive
+        self.l_port = -1
 
 
 def synack_path(syn: SynPath, src: int) -> Any:
@@ -333,7 +370,9 @@ def synack_path(syn: SynPath, src: int) -> Any:
     ``syn.route(src)`` as before."""
     state = syn.sc_state
     if state == 1:
-        if syn.sc_fib.entries() is not syn.sc_token:
+        # Fib.entries() is its _entries (None after a change) once made: the
+        # attribute, not the call (a Python frame per SYN)
+        if syn.sc_fib._entries is not syn.sc_token:
             state = 0               # the table changed under the held scope
         else:
             if src & syn.sc_mask != syn.sc_prefix:
@@ -369,16 +408,27 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     """A SYN ``src:sport -> dst:dport`` (options parsed: -1 for an absent MSS,
     window scale or timestamp) that has no entry in the established hash.
     See the module doc; the rules are tcp_v4_conn_request's cookie branch."""
-    listener = listener_pick(syn.by_port[dport], dst)
+    if dport != syn.l_port or dst != syn.l_addr:
+        found = listener_pick(syn.by_port[dport], dst)
+        syn.l_port = dport
+        syn.l_addr = dst
+        syn.l_sk = found
+        if found is not None:
+            syn.l_backlog = found.max_ack_backlog
+            syn.l_user_mss = found.opts.user_mss
+            syn.l_synq = found.syn_queue
+            syn.l_acceptq = found.accept_queue
+    listener = syn.l_sk
     if listener is None or listener.state != _TCP_LISTEN:
         return SYN_DECLINED
-    st = syn.settings
-    syncookies = st.tcp_syncookies
+    syncookies = syn.s_syncookies
     if not syncookies:
         return SYN_DECLINED
-    if syncookies != 2 and not inet_csk_reqsk_queue_is_full(listener):
+    backlog = syn.l_backlog
+    # inet_csk_reqsk_queue_is_full, on the batch's view of the listener
+    if syncookies != 2 and not len(syn.l_synq) > backlog:
         return SYN_DECLINED         # room for a request sock: the layered path's
-    if len(listener.accept_queue) > listener.max_ack_backlog:
+    if len(syn.l_acceptq) > backlog:
         return SYN_DECLINED         # sk_acceptq_is_full: counted there
     if syn.budget <= 0:
         syn.dropped += 1
@@ -388,16 +438,16 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
         return SYN_DECLINED         # no route, or a neighbour to resolve: ip_output's work
     ifindex, dst_mac, src_mac, mtu = path
     syn.budget -= 1
-    user_mss = listener.opts.user_mss
+    user_mss = syn.l_user_mss
     # tcp_parse_options: the peer's MSS bounded by TCP_MAXSEG, 536 without it
     mss = opt_mss if opt_mss > 0 else _TCP_MSS_DEFAULT
     if opt_mss > 0 and user_mss:
         mss = min(opt_mss, user_mss)
-    tstamp_ok = bool(st.tcp_timestamps) and opt_tsval >= 0
-    wscale_ok = tstamp_ok and bool(st.tcp_window_scaling) and opt_wscale >= 0
-    sack_ok = tstamp_ok and bool(st.tcp_sack) and opt_sack
+    tstamp_ok = syn.s_tstamps and opt_tsval >= 0
+    wscale_ok = tstamp_ok and syn.s_wscaling and opt_wscale >= 0
+    sack_ok = tstamp_ok and syn.s_sack and opt_sack
     snd_wscale = min(opt_wscale, 14) if wscale_ok else -1
-    rcv_wscale = tcp_rcv_wscale(st.tcp_window_scaling, st.tcp_rmem[2],
+    rcv_wscale = tcp_rcv_wscale(syn.s_wscaling, syn.s_rmem_max,
                                 listener.rcvbuf) if wscale_ok else -1
     advmss = route_advmss(mtu, user_mss)
     rcv_wnd = initial_rcv_wnd(listener.rcvbuf, advmss - 12 if tstamp_ok else advmss)
@@ -419,7 +469,7 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     ident = 0
     if cython.compiled:
         frame = tcp_synack_frame(dst_mac, src_mac, 14 if dst_mac is not None else 0, dst, src,
-                                 ident, st.ip_default_ttl, dport, sport, isn,
+                                 ident, syn.s_ttl, dport, sport, isn,
                                  (seq + 1) & _M32, rcv_wnd, advmss, rcv_wscale, sack_ok,
                                  ts_val, opt_tsval if tstamp_ok else 0)
     else:
@@ -427,7 +477,7 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
                                 sack_ok=sack_ok, ts_val=ts_val if tstamp_ok else None,
                                 ts_ecr=opt_tsval if tstamp_ok else None)
         frame = _tx.ip_build(dst_mac, src_mac, _IPPROTO_TCP, dst, src, ident,
-                             st.ip_default_ttl, 0, True, False, 0,
+                             syn.s_ttl, 0, True, False, 0,
                              _wire.build_tcp(dst, src, dport, sport, isn, (seq + 1) & _M32,
                                              _TCPHDR_SYN_ACK, rcv_wnd, opts))
     syn.out.append((ifindex, frame))

@@ -81,6 +81,7 @@ cdef bint _ack_bypass
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
 cdef long long _TCPHDR_FIN, _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
+cdef Py_ssize_t _CSUM_OFFLOAD_MIN
 cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
@@ -131,12 +132,13 @@ cdef int _rcv_established_c(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t windo
                            bint has_ts, uint32_t ts_val, uint32_t ts_ecr,
                            const unsigned char* data, Py_ssize_t n, double now,
                            bint new_ack_data=*, long long segs=*,
-                           long long gso_size=*, object owner=*, Py_ssize_t off=*) except -1
+                           long long gso_size=*, object owner=*, Py_ssize_t off=*,
+                           bint counted=*) except -1
 @cython.locals(b=rbuf)
 cpdef bint rcv_established(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, bint has_ts,
                            uint32_t ts_val, uint32_t ts_ecr, data, double now,
                            bint new_ack_data=*, long long segs=*,
-                           long long gso_size=*) except -1
+                           long long gso_size=*, bint counted=*) except -1
 
 @cython.locals(shifted=cython.longlong)
 cdef int _rcv_window_ack_c(TcpCb sk, long long flags, uint32_t seq, uint32_t ack,

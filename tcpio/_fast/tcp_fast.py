@@ -755,7 +755,7 @@ def tcp_select_window(sk: TcpCb) -> int:
 def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
                       ts_ecr: int, data: Any, n: int, now: float,
                       new_ack_data: bool = False, segs: int = 1, gso_size: int = 0,
-                      owner: Any = None, off: int = 0) -> int:
+                      owner: Any = None, off: int = 0, counted: bool = False) -> int:
     """Header prediction and the in-order data path (see the module
     docstring): 1 if the segment was fully processed, 0 if declined.
     ``segs``/``gso_size``: a super-segment (GRO's aggregate, skb_shinfo's
@@ -763,7 +763,9 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     by its segment size.  ``data``: the ``n`` payload bytes (compiled, a
     pointer; interpreted, a bytes-like); ``owner``: the object they are
     ``owner[off:off + n]`` of (the frame, or ``data`` itself), which the
-    receive queue may keep a view of instead of copying (RcvQueue)."""
+    receive queue may keep a view of instead of copying (RcvQueue).
+    ``new_ack_data``: take in-order data that also acknowledges new data;
+    ``counted``: the caller counted segs_in (tcp_segs_in) already."""
     if sk.rq is None:
         raise TypeError("tcp: the receive queue must be a RcvQueue")
     shifted = window
@@ -788,8 +790,8 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         if before(ack, sk.snd_una) or after(ack, sk.snd_nxt):
             return 0
         _store_ts_recent(sk, seq, has_ts, ts_val, now)
-        if not new_ack_data:
-            sk.segs_in += segs      # (the layered path's caller counted it)
+        if not counted:
+            sk.segs_in += segs      # tcp_segs_in: max(1, gso_segs)
         # New data acked, a duplicate ACK while data is out, or the answer to
         # a probe: tcp_ack (it clears probes_out, so a receiver that keeps
         # answering keeps the connection, RFC 1122 4.2.2.17).
@@ -808,7 +810,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         return 0
     # Commit: nothing below declines the segment.
     _store_ts_recent(sk, seq, has_ts, ts_val, now)
-    if not new_ack_data:
+    if not counted:
         sk.segs_in += segs          # tcp_segs_in: max(1, gso_segs)
     if sk.tstamp_ok and ts_ecr:
         sk.rcv_rtt = rcv_rtt_update(sk.rcv_rtt, sk.ts_off, ts_ecr, now)
@@ -978,9 +980,10 @@ def ack_snd_check(sk: TcpCb, now: float) -> None:
 
 def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts_val: int,
                     ts_ecr: int, data: Any, now: float, new_ack_data: bool = False,
-                    segs: int = 1, gso_size: int = 0) -> bool:
+                    segs: int = 1, gso_size: int = 0, counted: bool = False) -> bool:
     """True if the segment took the fast path (then it is fully processed);
-    ``new_ack_data``, ``segs``, ``gso_size``: see _rcv_established_c."""
+    ``new_ack_data``, ``segs``, ``gso_size``, ``counted``: see
+    _rcv_established_c."""
     if sk is None:
         raise TypeError("rcv_established: a TcpCb is required")
     if cython.compiled:
@@ -988,13 +991,14 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
         try:
             return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
                                      b.p, b.n, now, new_ack_data, segs, gso_size, owner,
-                                     0) == 1
+                                     0, counted) == 1
         finally:
             rbuf_release(cython.address(b))
     if type(data) is memoryview and (data.ndim != 1 or data.itemsize != 1):
         data = data.cast("B")
     return _rcv_established_c(sk, seq, ack, window, has_ts, ts_val, ts_ecr,
-                             data, len(data), now, new_ack_data, segs, gso_size, data, 0) == 1
+                             data, len(data), now, new_ack_data, segs, gso_size, data, 0,
+                             counted) == 1
 
 
 # --- the send loop -------------------------------------------------------------------------------
@@ -1218,8 +1222,6 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
             run_len = seglen
             run_segs = 1
         run_flags = flags
-        if sk.quick:
-            sk.quick -= 1           # tcp_event_ack_sent, per segment
         sent += 1
         # a frame ends with the burst, with a PSH (the GSO frame gives it to
         # its last segment only) or when no other segment fits in it (a
@@ -1232,21 +1234,31 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     return sent
 
 
+# a lone segment's checksum is left to the device from this size on (the
+# 64 KiB segments of a MemoryWire or a TAP with a 64 KiB MTU); below it, a
+# sum (~0.1 us per 1500 bytes) is cheaper than the GsoFrame it would need
+_CSUM_OFFLOAD_MIN = 8192
+
+
 def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: bytes | None,
               src_mac: bytes | None, hh: int, ttl: int, off: int, n: int, segs: int, mss: int,
               seq: int, flags: int, ts_val: int, ts_ecr: int, csum_partial: bool,
               addrs6: bytes | None) -> int:
     """Append the frame of ``segs`` segments (``wq[off:off + n]``) to ``out``:
-    a plain frame for one, a GsoFrame for more."""
+    a plain frame for one, a GsoFrame for more, or for one big segment whose
+    checksum the device completes (``csum_partial``, as Linux leaves it
+    CHECKSUM_PARTIAL for a device with NETIF_F_HW_CSUM; its gso_size 0,
+    gso_segs 1).  A segment under _CSUM_OFFLOAD_MIN bytes is summed here:
+    that costs less than carrying a GsoFrame and its device header."""
     window = tcp_select_window(sk)
     ident = ip_select_ident_segs(sk, segs)     # one IP ID per segment
-    if segs == 1:
+    if segs == 1 and (not csum_partial or n < _CSUM_OFFLOAD_MIN):
         out.append((ifindex, _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl,
                                          seq, flags, window, ts_val, ts_ecr, addrs6)))
         return 0
     frame = _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl, seq, flags, window,
                         ts_val, ts_ecr, addrs6, csum_partial, True)
-    out.append((ifindex, gso_frame(frame, mss, segs, csum_partial)))
+    out.append((ifindex, gso_frame(frame, mss if segs > 1 else 0, segs, csum_partial)))
     return 0
 
 

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
-from tcpio._fast.gso import GsoFrame, rx_gso
+from tcpio._fast.gso import GsoFrame, csum_completed, rx_gso
 from tcpio.core import (
     addrconf,
     af_inet,
@@ -122,7 +122,8 @@ class Interface:
                  mtu: int) -> None:
         # What the device takes (Linux's dev->gso_max_size, NETIF_F_TSO and
         # NETIF_F_HW_CSUM): TCP super-frames of up to this many bytes of IP
-        # datagram (0: none), and their TCP checksum left partial;
+        # datagram (0: none), and TCP data frames' checksum left partial
+        # (with or without super-frames);
         # gso_max_size6: the same for IPv6 (NETIF_F_TSO6, issue 12).
         self.gso_max_size = 0
         self.gso_max_size6 = 0
@@ -174,6 +175,11 @@ class Host:
         self.now = 0.0
         self.mib = Mib()
         self.timers = TimerWheel()
+        # next_deadline is the wheel's own (the wheel is never replaced): the
+        # driver asks after every batch and every user call, twice per echo
+        # round trip, with no wrapper frame between.  (The method below is
+        # what a test that set its own and deleted it again gets back.)
+        self.next_deadline = self.timers.next_deadline  # type: ignore[method-assign]
         self.interfaces: dict[int, Interface] = {}
         self._links_down: set[int] = set()         # set_link(ifindex, False)
         self.fib = Fib()
@@ -210,6 +216,8 @@ class Host:
         # set by ip_rcv around the delivery only).
         self.rx_tproxy: Any = None
         self._bcast: set[int] = {INADDR_BROADCAST}  # addresses that mean "everyone here"
+        # (the driver looks at _output and _wakeups being empty before it
+        # calls take_output/take_wakeups: Stack.kick)
         self._output: list[tuple[int, bytes | bytearray]] = []
         # Each interface's transmit queue (qdisc.py), those whose driver has
         # stopped them, and the frames the queues dropped: a statistic only
@@ -262,7 +270,8 @@ class Host:
                       mtu: int = 1500, *, gso_max_size: int = 0,
                       tx_csum_partial: bool = False, gso_max_size6: int = 0) -> int:
         """A new link; ``gso_max_size``/``gso_max_size6``/``tx_csum_partial``:
-        the device's TSO4/TSO6 (see Interface and NetHost.gso_caps)."""
+        the device's TSO4/TSO6 and checksum offload (see Interface and
+        NetHost.gso_caps)."""
         if link not in ("ether", "ip"):
             raise ValueError(f"link must be 'ether' or 'ip', not {link!r}")
         if mtu < 68:
@@ -282,7 +291,7 @@ class Host:
                 raise ValueError("gso_max_size must be above the MTU and at most 65535")
         iface.gso_max_size = gso_max_size
         iface.gso_max_size6 = gso_max_size6
-        iface.tx_csum_partial = tx_csum_partial if gso_max_size or gso_max_size6 else False
+        iface.tx_csum_partial = tx_csum_partial     # (with or without TSO: NETIF_F_HW_CSUM)
         self.interfaces[ifindex] = iface
         self.qdiscs[ifindex] = Qdisc(ifindex)
         if link == "ether":
@@ -808,6 +817,10 @@ class Host:
                         gro = True
                         self.rx_gso_segs, self.rx_gso_size = rx_gso(frame)
                     if rec is None or not self._rx_deliver(rec, frame, now):
+                        if type(frame) is GsoFrame and frame.csum_partial:
+                            # checksum offload on the sender's device (a
+                            # MemoryWire's): the layered path checks sums
+                            frame = csum_completed(frame, mac is not None and not lo)
                         if lo:
                             if frame[0] >> 4 == 6:
                                 ip6_input.ipv6_rcv(self, iface, frame, now, False, True)
@@ -836,7 +849,8 @@ class Host:
                         gro = False
                         self.rx_gso_segs = 1
                         self.rx_gso_size = 0
-            self._run_batch_end(now)
+            if self._batch_end:
+                self._run_batch_end(now)
         finally:
             self._busy = was_busy
             self._batch_end = None
@@ -1083,7 +1097,7 @@ class Host:
         if iface is None:
             return 0, False
         size = iface.gso_max_size6 if v6 else iface.gso_max_size
-        return size, iface.tx_csum_partial if size else False
+        return size, iface.tx_csum_partial
 
     def loopback(self, packet: bytes | bytearray) -> None:
         """loopback_xmit + netif_rx: a datagram to one of our own addresses

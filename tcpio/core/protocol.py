@@ -135,8 +135,9 @@ class NetHost(Protocol):
         route's dev->gso_max_size and NETIF_F_TSO/TSO6/HW_CSUM; ``v6``: for
         IPv6 super-frames, TSO6): super-frames of
         up to the first value's bytes of IP datagram, which it cuts into the
-        segments (0: it does not), and whether their checksum may be left
-        partial.  Frames on the ``ip_tcp_path`` only."""
+        segments (0: it does not), and whether the checksum of a data frame
+        (a super-frame or one segment) may be left partial.  Frames on the
+        ``ip_tcp_path`` only."""
         ...
 
     def defer_loopback(self) -> bool:

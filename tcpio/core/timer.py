@@ -13,7 +13,9 @@ surfaces it is moved to the real deadline (once per timeout period, not per
 ACK).  Arming it earlier pushes a new entry and leaves the old one stale, and
 cancelling makes the entry stale; stale entries are dropped when they surface
 or when they make up most of the heaps (compacted in place: a list a caller
-holds stays the heap).  Each arming takes a sequence number, and the heaps
+holds stays the heap).  A timer knows its live entry by deadline and sequence
+(a cancel and an arming at the same deadline leave two entries that differ
+only in sequence), so the count of stale entries is exact.  Each arming takes a sequence number, and the heaps
 order by (deadline, sequence), so timers due at the same moment fire in the
 order they were armed, moved entries included.  Per timer: arm later and
 cancel O(1), arm earlier and fire O(log n), stale entries amortised O(log n)
@@ -52,7 +54,7 @@ _Entry = tuple[float, int, "Timer"]
 class Timer:
     """A re-armable one-shot timer: ``callback(now)`` runs once at ``when``."""
 
-    __slots__ = ("_queued", "_seq", "_wheel", "callback", "owner", "when")
+    __slots__ = ("_qseq", "_queued", "_seq", "_wheel", "callback", "owner", "when")
 
     # Fires when due even while ``run``'s ``due`` holds the others back, its
     # entries in the wheel's prompt heap: a class attribute (PromptTimer), so
@@ -67,8 +69,11 @@ class Timer:
         self.owner = owner
         self.when: float | None = None
         self._seq = 0
-        # Deadline of this timer's live heap entry (None: no live entry).
+        # Deadline and sequence of this timer's live heap entry (_queued
+        # None: no live entry).  Both: after a cancel, an arming at the same
+        # deadline pushes an entry that only its sequence tells from the stale one.
         self._queued: float | None = None
+        self._qseq = -1
 
     def arm(self, when: float) -> None:
         """Fire at ``when`` (replacing any earlier arming)."""
@@ -80,6 +85,7 @@ class Timer:
             if queued is not None:
                 wheel._stale += 1
             self._queued = when
+            self._qseq = self._seq
             heapq.heappush(wheel._prompt_heap if self.prompt else wheel._heap,
                            (when, self._seq, self))
             # Bound the garbage: when stale entries dominate, rebuild the heaps.
@@ -129,7 +135,7 @@ class TimerWheel:
     def _compact(self) -> None:
         """Drop every stale entry, in place (see __init__)."""
         for heap in (self._heap, self._prompt_heap):
-            heap[:] = [e for e in heap if e[2]._queued == e[0]]
+            heap[:] = [e for e in heap if e[2]._queued == e[0] and e[2]._qseq == e[1]]
             heapq.heapify(heap)
         self._stale = 0
 
@@ -139,9 +145,9 @@ class TimerWheel:
         while heap:
             entry = heap[0]
             when, seq, timer = entry
-            if timer._queued != when:
+            if timer._queued != when or timer._qseq != seq:
                 heapq.heappop(heap)             # cancelled, or superseded
-                self._stale = max(0, self._stale - 1)
+                self._stale -= 1
                 continue
             armed = timer.when
             if armed != when or timer._seq != seq:
@@ -150,6 +156,7 @@ class TimerWheel:
                 # _queued whenever they clear when.
                 assert armed is not None
                 timer._queued = armed
+                timer._qseq = timer._seq
                 heapq.heapreplace(heap, (armed, timer._seq, timer))
                 continue
             return entry

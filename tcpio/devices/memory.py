@@ -9,14 +9,20 @@ frame goes through the timer, so a frame sent from inside a receive callback
 is never delivered re-entrantly into the middle of that callback.
 
 ``MemoryWire(gso=True)`` carries TCP super-frames (issue 12): its ends say
-they take them (``gso_max_size``/``gso_max_size6``, full checksums), so the send loop hands
-over up to 64 KiB per frame, the same path as TSO on a TAP.  A super-frame
-crosses whole, as GRO's aggregate, when the direction only delays (the
-receiving host takes a big segment as the run of segments it is, and
-trusts its checksums: nothing in memory corrupts it); with
-loss, jitter, reordering, duplication, corruption or a rate it is cut into
-its segments first (virtio_net.gso_segment), so each meets the impairment
-model on its own, as it would on a real link.
+they take them (``gso_max_size``/``gso_max_size6``) and, unless
+``csum_offload=False``, partial checksums (``tx_csum_partial``, a TAP's
+TUN_F_CSUM), so the send loop hands over up to 64 KiB per frame and leaves
+the TCP checksum of its data frames to the device (super-frames, and lone
+segments of 8 KiB or more, as at a 64 KiB MTU): the same path as TSO and
+checksum offload on a TAP.  Such a frame crosses whole,
+as GRO's aggregate, when the direction only delays (the receiving host
+takes a big segment as the run of segments it is, and trusts its checksums,
+csum_valid: nothing in memory corrupts it, so no byte of it is summed on
+either side); with loss, jitter, reordering, duplication, corruption or a
+rate it is cut into its segments first, each with its checksum complete
+(virtio_net.gso_segment), so each meets the impairment model on its own, as
+it would on a real link, and a corrupted one fails its checksum.  A capture
+(PcapDevice) records such frames with the checksum completed.
 
 ``MemoryWire(tx_ring=N)`` gives each end a transmit ring of N frames (the
 frames it has put on the line that the other end has not received yet), and
@@ -49,17 +55,26 @@ def _per_segment(imp: Impairment) -> bool:
 
 
 def _cut(frame: bytes | bytearray, gso_size: int) -> list[bytes] | None:
-    """A TCP super-frame's segments (virtio_net.gso_segment), or None for one
-    the cutter does not know (IPv6 with extension headers)."""
+    """A TCP frame the sender left to the device (a super-frame's segments,
+    virtio_net.gso_segment; ``gso_size`` 0: the one frame, its partial
+    checksum completed, as netem's skb_checksum_help before it corrupts),
+    or None for one the cutter does not know (IPv6 with extension headers)."""
     try:
-        return virtio_net.gso_segment(frame, virtio_net.gso_hdr_for(frame, gso_size,
-                                                                    partial=False))
+        hdr = virtio_net.gso_hdr_for(frame, gso_size,
+                                     partial=bool(getattr(frame, "csum_partial", False)))
+        return virtio_net.gso_segment(frame, hdr)
     except ValueError:
         return None
 
 
 class DelayLine:
-    """Frames in flight in one direction, delivered to ``sink`` in due batches."""
+    """Frames in flight in one direction, delivered to ``sink`` in due batches.
+
+    Frames due at once (no delay, jitter, reordering or rate: nothing that
+    holds one back) wait in a plain list behind one ``call_soon`` while
+    nothing is held in the heap, so a bulk transfer's frames skip the heap
+    and the loop's timer heap; they still arrive in a later callback, in
+    order, never re-entrantly."""
 
     def __init__(self, impairment: Impairment | None,
                  sink: Callable[[list[bytes]], None] | None = None) -> None:
@@ -70,9 +85,11 @@ class DelayLine:
         self._seq = itertools.count()   # FIFO among frames due at the same time
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
+        self._ready: list[bytes] = []   # due now, heap empty (the fast path)
+        self._ready_handle: asyncio.Handle | None = None
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._heap) + len(self._ready)
 
     def push(self, frame: bytes | bytearray) -> bool:
         """Put one frame on the line; False if there is no loop to carry it."""
@@ -81,28 +98,46 @@ class DelayLine:
             return False
         now = loop.time()
         imp = self.impairment
-        gso_size = getattr(frame, "gso_size", 0) if type(frame) is not bytes else 0
-        if gso_size and imp is not None and _per_segment(imp):
-            segs = _cut(frame, gso_size)
-            if segs is not None:
-                for seg in segs:
-                    self.push(seg)
-                return True
-            fates = imp.fate(frame, now)    # not one the cutter knows: the model takes it whole
-        elif gso_size:
-            # whole, delayed like any frame (the MTU is the segments'); still a
-            # GsoFrame, so the receiver takes it as the segments it stands for.
-            # The same object crosses (no copy), and nothing on this line can
-            # corrupt it: the receiving end trusts its checksums, as veth
-            # marks a frame from a local stack CHECKSUM_UNNECESSARY
-            # (NETIF_F_RXCSUM), so 64 KiB are not summed again on arrival.
-            whole = frame if isinstance(frame, bytes) else bytes(frame)
-            if type(whole) is GsoFrame:
-                whole.csum_valid = True
-            fates = [(now + (imp.delay if imp is not None else 0.0), whole)]
+        if type(frame) is GsoFrame:
+            if imp is not None and _per_segment(imp):
+                # each segment meets the impairment model on its own, with
+                # its checksum complete (a corrupted bit must show)
+                gso_size = getattr(frame, "gso_size", 0) if getattr(frame, "gso_segs", 1) > 1 \
+                    else 0
+                segs = _cut(frame, gso_size) \
+                    if gso_size or getattr(frame, "csum_partial", False) else None
+                if segs is not None:
+                    for seg in segs:
+                        self.push(seg)
+                    return True
+                # one the cutter does not know, or a plain one: taken whole
+                fates = imp.fate(frame, now)
+            else:
+                # whole, delayed like any frame (the MTU is the segments');
+                # still a GsoFrame, so the receiver takes it as the segments
+                # it stands for.  The same object crosses (no copy), and
+                # nothing on this line can corrupt it: the receiving end
+                # trusts its checksums, a partial one included, as veth
+                # marks a frame from a local stack CHECKSUM_UNNECESSARY
+                # (NETIF_F_RXCSUM), so 64 KiB are neither summed on the way
+                # out nor on arrival.
+                frame.csum_valid = True
+                delay = imp.delay if imp is not None else 0.0
+                if not delay and not self._heap:
+                    self._push_ready(frame)
+                    return True
+                fates = [(now + delay, frame)]
         elif imp is not None:
             fates = imp.fate(frame, now)
+            if not self._heap and not (imp.delay or imp.jitter or imp.reorder or imp.rate):
+                # nothing holds a frame back: each fate is due now
+                for _, data in fates:
+                    self._push_ready(data)
+                return True
         else:
+            if not self._heap:
+                self._push_ready(bytes(frame))
+                return True
             fates = [(now, bytes(frame))]
         heap, seq = self._heap, self._seq
         for when, data in fates:
@@ -110,6 +145,18 @@ class DelayLine:
         if heap:
             self._arm()
         return True
+
+    def _push_ready(self, frame: bytes) -> None:
+        self._ready.append(frame)
+        if self._ready_handle is None:
+            assert self.loop is not None
+            self._ready_handle = self.loop.call_soon(self._fire_ready)
+
+    def _fire_ready(self) -> None:
+        self._ready_handle = None
+        due, self._ready = self._ready, []
+        if due and self.sink is not None:
+            self.sink(due)
 
     def _arm(self) -> None:
         first = self._heap[0][0]
@@ -129,6 +176,9 @@ class DelayLine:
         now = max(self.loop.time(), self._timer_when)
         heap = self._heap
         due = []
+        if self._ready:
+            # frames due at once went before anything in the heap now
+            due, self._ready = self._ready, []
         while heap and heap[0][0] <= now:
             due.append(heapq.heappop(heap)[2])
         if heap:
@@ -141,7 +191,11 @@ class DelayLine:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._ready_handle is not None:
+            self._ready_handle.cancel()
+            self._ready_handle = None
         self._heap.clear()
+        self._ready.clear()
 
 
 class WireEnd(SendEach):
@@ -150,15 +204,17 @@ class WireEnd(SendEach):
     link: Link = "ether"
 
     def __init__(self, name: str, mac: bytes, mtu: int, line_out: DelayLine,
-                 gso: bool = False, tx_ring: int | None = None) -> None:
+                 gso: bool = False, tx_ring: int | None = None,
+                 csum_offload: bool = True) -> None:
         self.name = name
         self.tx_ring = tx_ring          # frames on the line at most (None: unbounded)
         self.netif: NetifQueue | None = None
         self.paused = False
-        # TSO: super-frames of up to 64 KiB, checksum complete (see above)
-        self.gso_max_size = 0xFFFF if gso else 0
+        # TSO: super-frames of up to 64 KiB, and checksum offload (see above)
+        # (at a 64 KiB MTU every segment is that big already: no TSO then)
+        self.gso_max_size = 0xFFFF if gso and mtu < 0xFFFF else 0
         self.gso_max_size6 = self.gso_max_size
-        self.tx_csum_partial = False
+        self.tx_csum_partial = gso and csum_offload
         self.mac: bytes | None = mac
         self.mtu = mtu
         self.stats = new_stats()
@@ -227,6 +283,26 @@ class WireEnd(SendEach):
         if netif is not None and self._ring_full():
             netif.stop()                # netif_stop_queue: no room for another
 
+    def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
+        """``send`` for each frame: the usual case (up, not paused, no ring
+        to fill, its queue running) in one loop, counted once."""
+        netif = self.netif
+        if (self.tx_ring is not None or self.paused or self._on_frames is None
+                or (netif is not None and netif.stopped)):
+            for frame in frames:
+                self.send(frame)
+            return
+        push = self._line_out.push
+        sent = nbytes = 0
+        for frame in frames:
+            if push(frame):
+                sent += 1
+                nbytes += len(frame)
+        st = self.stats
+        st["tx_packets"] += sent
+        st["tx_bytes"] += nbytes
+        st["tx_dropped"] += len(frames) - sent
+
     def tx_done(self) -> None:
         """The other end took frames off the line: room in the ring again
         (the driver's TX completion), so a stopped queue is woken."""
@@ -262,7 +338,9 @@ class MemoryWire:
     independently, with seeds ``seed`` (a->b) and ``seed + 1`` (b->a).  ``mtu``
     is the IP MTU of both ends; the wire carries frames up to mtu + 14 bytes.
     MACs are deterministic: 02:00:00:00:00:01 for ``a`` and ...:02 for ``b``
-    unless ``macs`` is given.  ``gso=True``: TCP super-frames (module docstring).
+    unless ``macs`` is given.  ``gso=True``: TCP super-frames and checksum
+    offload (module docstring); ``csum_offload=False`` keeps the super-frames
+    and has the sender complete every checksum.
     """
 
     def __init__(self, loss: float = 0.0, delay: float = 0.0, jitter: float = 0.0,
@@ -270,7 +348,7 @@ class MemoryWire:
                  rate: float | None = None, mtu: int = 1500, seed: int = 0, *,
                  reorder_delay: float = 0.005, macs: tuple[bytes, bytes] | None = None,
                  names: tuple[str, str] = ("wire.a", "wire.b"), gso: bool = False,
-                 tx_ring: int | None = None) -> None:
+                 tx_ring: int | None = None, csum_offload: bool = True) -> None:
         def impairment(direction_seed: int) -> Impairment:
             return Impairment(loss=loss, delay=delay, jitter=jitter, reorder=reorder,
                               duplicate=duplicate, corrupt=corrupt, rate=rate,
@@ -282,8 +360,8 @@ class MemoryWire:
         self.b_to_a = impairment(seed + 1)
         line_ab = DelayLine(self.a_to_b)
         line_ba = DelayLine(self.b_to_a)
-        self.a = WireEnd(names[0], mac_a, mtu, line_ab, gso, tx_ring)
-        self.b = WireEnd(names[1], mac_b, mtu, line_ba, gso, tx_ring)
+        self.a = WireEnd(names[0], mac_a, mtu, line_ab, gso, tx_ring, csum_offload)
+        self.b = WireEnd(names[1], mac_b, mtu, line_ba, gso, tx_ring, csum_offload)
         self.a.peer, self.b.peer = self.b, self.a
         a, b = self.a, self.b
 

@@ -84,12 +84,13 @@ def loop_wall_clock_ns(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
 
 
 def _as_seen(frame: bytes | bytearray, link: str) -> bytes | bytearray:
-    """A TSO super-frame whose TCP checksum is left partial (the device
-    finishes it) is recorded whole, with the checksum its segments'
-    content gives, so a reader finds it valid; anything else as it is."""
-    gso_size = getattr(frame, "gso_size", 0)
-    if not gso_size or not getattr(frame, "csum_partial", False):
+    """A frame whose TCP checksum is left partial (the device finishes it:
+    a TSO super-frame, or one segment with checksum offload) is recorded
+    whole, with the checksum its content gives, so a reader finds it valid;
+    anything else as it is."""
+    if not getattr(frame, "csum_partial", False):
         return frame
+    gso_size = getattr(frame, "gso_size", 0) if getattr(frame, "gso_segs", 1) > 1 else 0
     hdr = virtio_net.gso_hdr_for(frame, gso_size, ether=link == "ether")
     done = bytearray(frame)
     virtio_net.csum_complete(done, hdr.csum_start, hdr.csum_offset)
@@ -117,12 +118,11 @@ class PcapDevice(DeviceWrapper):
     def start(self, loop: asyncio.AbstractEventLoop, on_frames: OnFrames) -> None:
         if not self._clock_given:
             self._clock = loop_wall_clock_ns(loop)
-        writer = self.writer
 
         def record_and_deliver(frames: list[bytes]) -> None:
-            ts = self._clock()
-            for frame in frames:
-                writer.write_ns(frame, ts)
+            # (a frame from a MemoryWire end with checksum offload may come
+            # with its checksum partial: recorded completed, as sent)
+            self._record(frames, self._clock())
             on_frames(frames)
 
         self.device.start(loop, record_and_deliver)

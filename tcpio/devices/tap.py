@@ -36,7 +36,11 @@ established flows' frames with its SYNs.  The SYN queue is read at most
 ``syn_budget`` frames per wake-up, and while a flood keeps it backlogged
 only with its share of the loop's time (``SynShare``: established traffic
 first; the SYNs it leaves overflow the kernel's ring, the TAP's
-tx_dropped).  ``syn_queue=None`` (the default) uses it
+tx_dropped).  A SYN sent again (the same request: a client's
+retransmission) is steered to the flows' queue instead, up to a budget
+(tun_steering's ``seen`` map; ``device.syn_retrans``), so a real client
+whose first SYN the flood's ring dropped gets its answer to the second.
+``syn_queue=None`` (the default) uses it
 when tcpio creates the interface (TUNSETIFF with IFF_TUN_EXCL) and attaches
 to an existing one as it was made; ``True`` asks for it on an existing
 interface too, ``False`` never.  A multi-queue interface would let a second
@@ -122,6 +126,16 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# The flows' reader reads one frame a callback while batches come one frame
+# each, draining to EAGAIN every fourth (and whenever a batch was not one
+# frame): a 1-byte echo's batch made two reads, one to find the queue empty
+# (~1-2 us here), which the loop's next epoll_wait finds out anyway.  A burst
+# that begins then waits at most three loop iterations for its drain.
+_LONE_DRAIN = 3
+# _rx_offloaded's header tests, as globals (a frame the kernel hands with a
+# partial checksum, every echo's, looks at both)
+_NEEDS_CSUM = vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM
+_NOT_GSO_ECN = ~vnet.VIRTIO_NET_HDR_GSO_ECN
 # The fd's read and write loops, compiled (one call per batch each way).
 _FrameIO = _fast.load("devio").FrameIO
 
@@ -194,7 +208,10 @@ class SynShare:
     benchmarks/bench_flood.py measured best for both the flows and new
     connections (benchmarks/README.md); fewer SYNs a turn cost more each
     (the turn's fixed work), a smaller share leaves the legitimate SYNs
-    fewer free places in the kernel's ring.
+    fewer free places in the kernel's ring.  (Their first SYNs only, since
+    the steering program sends a retransmitted SYN to the flows' queue,
+    tun_steering: a client whose first SYN the ring dropped is answered on
+    its retransmission, whatever the share.)
 
     A SYN the ring takes waits there ring length / read rate: 20 000
     frames read at a starved loop's 5 000 SYN/s is 4 s, past a client's
@@ -348,6 +365,75 @@ class SynShare:
                 "turns": self.turns, "deferred": self.deferred, "syn_rate": self.rate}
 
 
+class RxShare:
+    """How long the flows' reader reads in one wake-up (issue 11: the drain
+    that keeps up).
+
+    Linux's receive side is never starved by the application's sends: the
+    NET_RX softirq runs at every interrupt (and in ksoftirqd) with its own
+    budget, whatever the processes were doing, and the ACK that stops a
+    peer's RTO goes out from there.  tcpio's reader is one callback among
+    the loop's others; reading one budget per loop iteration, however long
+    the iteration's other work took (the wakeups its batch triggered: app
+    callbacks, their sends), gave the ring a few per cent of the loop at
+    1000 flows and a queue seconds deep.
+
+    The rule: a wake-up reads budget after budget (each delivered as its
+    own batch, so its ACKs go out before the next is read) until a read
+    stops short of its budget (EAGAIN: the ring was seen empty) or it has
+    read for as long as the loop did other work since the reader last
+    ended (``other``, at least ``floor``, at most ``cap`` seconds).  The
+    first budget is always read.  So when the loop's other work grows, the
+    reader's time grows with it and the ring gets at least about half the
+    loop, as a softirq that runs whatever the processes do; an idle loop
+    (the gap is time in select) reads to EAGAIN, which ends the turn at
+    once; ``cap`` bounds how long timers and the SYN queue wait behind one
+    turn (a ring refilled as fast as it is read never ends it otherwise:
+    0.73 s once, see Stack._timers_due).
+
+    Pure arithmetic on the times given (``now``), so tests drive it with a
+    virtual clock; the device feeds it time.perf_counter.  Counters: turns,
+    budgets read beyond the first (``extra``), turns stopped by the time
+    (``timed_out``) and the largest allowance given (``max_allow``).
+    """
+
+    def __init__(self, floor: float = 0.0, cap: float = 0.05) -> None:
+        if floor < 0.0 or cap < floor:
+            raise ValueError("0 <= floor <= cap")
+        self.floor = floor
+        self.cap = cap
+        self.last_end: float | None = None     # when the reader last stopped reading
+        self.turns = self.extra = self.timed_out = 0
+        self.max_allow = 0.0
+
+    def allowance(self, now: float) -> float:
+        """Seconds a turn beginning at ``now`` may read for (``floor`` on the
+        first turn: no other work measured yet)."""
+        last = self.last_end
+        other = 0.0 if last is None else max(0.0, now - last)
+        allow = min(self.cap, max(self.floor, other))
+        self.turns += 1
+        if allow > self.max_allow:
+            self.max_allow = allow
+        return allow
+
+    def more(self, start: float, allow: float, now: float) -> bool:
+        """After a budget that stopped at its limit: read another one?"""
+        if now - start < allow:
+            self.extra += 1
+            return True
+        self.timed_out += 1
+        return False
+
+    def end(self, now: float) -> None:
+        """The reader stopped reading at ``now`` (its turn, or a poll_rx)."""
+        self.last_end = now
+
+    def stats(self) -> dict[str, float]:
+        return {"turns": self.turns, "extra": self.extra, "timed_out": self.timed_out,
+                "max_allow": self.max_allow}
+
+
 class _TunTapBase:
     """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
 
@@ -356,6 +442,7 @@ class _TunTapBase:
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
+    _rx_lone = 0            # reader batches in a row of one frame each (_on_readable)
     _tx_plain = b""                     # the plain virtio header (_frame_io)
     # SynShare.max_wait: the ring length set now (0: the configured one,
     # untouched), times it changed, the socket (in the TAP's namespace) that
@@ -364,11 +451,19 @@ class _TunTapBase:
     syn_ring_changes = 0
     syn_ring_error: OSError | None = None
     _ring_ctl: socket.socket | None = None
+    # the steering program sends a retransmitted SYN to the flows' queue
+    # (tun_steering's seen map), or why not
+    syn_retrans = False
+    syn_retrans_error: OSError | None = None
+    _seen_fd: int | None = None         # the steering program's seen map
+    # how long the flows' reader reads per wake-up (RxShare)
+    rx_share: RxShare
 
     def __init__(self, name: str, mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None,
+                 rx_share: RxShare | None = None) -> None:
         if budget < 1 or syn_budget < 1:
             raise ValueError("budget and syn_budget must be >= 1")
         if txqueuelen is not None and not 1 <= txqueuelen <= 0x7FFFFFFF:
@@ -396,6 +491,7 @@ class _TunTapBase:
         self.syn_share = syn_share if syn_share is not None else SynShare(
             batch=syn_budget, min_batch=min(32, syn_budget))
         self._syn_timer: asyncio.TimerHandle | None = None
+        self.rx_share = rx_share if rx_share is not None else RxShare()
         self.rx_more = False                # the last read of the flows' queue hit the budget
         self.rx_emptied = 0                 # reads of the flows' queue that ended at EAGAIN
         self.rx_flows_read = 0              # frames read from the flows' queue
@@ -433,6 +529,8 @@ class _TunTapBase:
                 os.close(self.syn_fd)
             if self._ring_ctl is not None:
                 self._ring_ctl.close()
+            if self._seen_fd is not None:
+                os.close(self._seen_fd)
             raise
         # What we hand the kernel: TCP super-frames of up to 64 KiB, IPv4's
         # (gso_max_size) and IPv6's (gso_max_size6, issue 12: TSO6); the
@@ -490,8 +588,7 @@ class _TunTapBase:
             fcntl.ioctl(qfd, TUNSETIFF, _ifreq(self.name, flags, "H"))
             if self.vnet_hdr_len and self.vnet_hdr_len != vnet.VNET_HDR_LEN:
                 fcntl.ioctl(qfd, vnet.TUNSETVNETHDRSZ, struct.pack("i", self.vnet_hdr_len))
-            prog = tun_steering.load_socket_filter(
-                tun_steering.syn_steering_program(self.link))
+            prog = self._steering_program()
             try:
                 fcntl.ioctl(fd, tun_steering.TUNSETSTEERINGEBPF, struct.pack("i", prog))
             finally:
@@ -499,12 +596,47 @@ class _TunTapBase:
         except OSError as exc:
             os.close(qfd)
             self.syn_queue_error = exc
+            if self._seen_fd is not None:
+                os.close(self._seen_fd)
+                self._seen_fd = None
+                self.syn_retrans = False
             return
         self.syn_fd = qfd
         self.syn_queue = True
         if self.syn_share.max_wait is not None and self.rx_ring_len > 0:
             # made here: the socket stays in the namespace the TAP is made in
             self._ring_ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def _steering_program(self) -> int:
+        """The steering program's fd: the one that sends a retransmitted SYN
+        to the flows' queue (tun_steering's ``seen`` map), or, where the
+        kernel will not make the map or load it, the plain one
+        (``syn_retrans_error`` says why)."""
+        try:
+            seen = tun_steering.seen_map()
+        except OSError as exc:
+            self.syn_retrans_error = exc
+        else:
+            try:
+                prog = tun_steering.load_socket_filter(
+                    tun_steering.syn_steering_program(self.link, seen=seen))
+            except OSError as exc:
+                self.syn_retrans_error = exc
+                os.close(seen)
+            else:
+                self.syn_retrans = True
+                self._seen_fd = seen    # for its counts (syn_retrans_counts)
+                return prog
+        return tun_steering.load_socket_filter(tun_steering.syn_steering_program(self.link))
+
+    def syn_retrans_counts(self) -> tuple[int, int]:
+        """(retransmitted SYNs the kernel steered to the flows' queue, those
+        over the promotion budget it left on the SYN queue); (0, 0) without
+        ``syn_retrans``."""
+        fd = self._seen_fd
+        if fd is None:
+            return 0, 0
+        return tun_steering.seen_counts(fd)
 
     @staticmethod
     def _kernel_has_vnet_hdr(fd: int) -> bool:
@@ -596,12 +728,28 @@ class _TunTapBase:
             loop.add_reader(self.syn_fd, self._on_syn)
 
     def _on_flows(self) -> None:
-        """The flows' queue is readable: one budget, timed for the SYN share."""
+        """The flows' queue is readable: budget after budget for the time the
+        loop's other work took since the last read (RxShare), or to EAGAIN."""
+        rs = self.rx_share
+        start = _clock()
+        allow = rs.allowance(start)
+        while self._read_flows() and rs.more(start, allow, _clock()):
+            pass
+        rs.end(_clock())
+
+    def _read_flows(self) -> bool:
+        """One budget of the flows' queue, timed for the SYN share (its
+        est_done: the flows' cost per frame); True if it stopped at the
+        budget (more is waiting)."""
+        # a lone read (one frame, _rx_lone) leaves the rest to the loop's
+        # next poll of the fd: not read on here either
+        lone = self._rx_lone & _LONE_DRAIN
         t0 = _clock()
         n = self._on_readable()
         if n:
             t1 = _clock()
             self.syn_share.est_done(n, t1 - t0, t1)
+        return self.rx_more and not lone and self.fd is not None
 
     def _on_syn(self) -> None:
         """The SYN queue is readable: a turn as the SYN share allows, or, out
@@ -678,7 +826,18 @@ class _TunTapBase:
             return 0
         if fd is None:
             fd, budget = self.fd, self.budget
-        io = self._frame_io()
+            lone = self._rx_lone
+            if lone & _LONE_DRAIN:
+                # the last batches were one frame each (a request/response
+                # flow): read one, and leave the read that would find the
+                # queue empty to the loop's next poll of the fd, which reports
+                # it again if more came; every _LONE_DRAIN + 1-th drains
+                budget = 1
+        else:
+            lone = -1
+        io = self._io
+        if io is None:
+            io = self._frame_io()
         frames: list[bytes] = []
         nread = io.read(fd, budget, frames, self._rx_offloaded)
         if io.error or io.runts:
@@ -692,6 +851,7 @@ class _TunTapBase:
             self.rx_flows_read += nread
             if not more:
                 self.rx_emptied += 1
+            self._rx_lone = lone + 1 if nread == 1 else 0
         if nread:
             if fd == self.syn_fd:
                 self.syn_queue_rx += nread
@@ -721,14 +881,19 @@ class _TunTapBase:
         never reads a ring that stays full for long in one callback (0.73 s
         once, issue 11).  An empty queue costs one read that says EAGAIN."""
         deadline = None if seconds is None else _clock() + seconds
-        for _ in range(rounds):
-            if self.fd is None:
-                return False
-            self._on_flows()
-            if not self.rx_more:
-                return False
-            if deadline is not None and _clock() >= deadline:
-                break
+        try:
+            for _ in range(rounds):
+                if self.fd is None:
+                    return False
+                self._rx_lone = 0       # each round a full budget (until EAGAIN)
+                if not self._read_flows():
+                    return False
+                if deadline is not None and _clock() >= deadline:
+                    break
+        finally:
+            # a read of the ring: the reader's next turn counts the loop's
+            # other work from here
+            self.rx_share.end(_clock())
         self.time_squeeze += 1
         return True
 
@@ -754,10 +919,10 @@ class _TunTapBase:
         super-frame is cut into its datagrams."""
         frame = _vnet_rx(raw, self.vnet_hdr_len)
         gs = self.gso_stats
-        if raw[0] & vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM:
+        if raw[0] & _NEEDS_CSUM:
             gs["rx_csum_partial"] += 1
         if frame is not None:
-            if raw[1] & ~vnet.VIRTIO_NET_HDR_GSO_ECN:
+            if raw[1] & _NOT_GSO_ECN:
                 gs["rx_gso_frames"] += 1
                 gs["rx_gso_segs"] += getattr(frame, "gso_segs", 1)
             frames.append(frame)
@@ -851,7 +1016,11 @@ class _TunTapBase:
         super-frame (``gso_size`` set) gets its segmentation header."""
         gso_size: int = getattr(frame, "gso_size", 0)
         if not gso_size:
-            return plain
+            if not getattr(frame, "csum_partial", False):
+                return plain
+            # one segment, its checksum left to the kernel (NEEDS_CSUM only)
+            hdr = vnet.gso_hdr_for(frame, 0, ether=self.link == "ether")
+            return vnet.build_vnet_hdr(hdr, self.vnet_hdr_len)
         gs = self.gso_stats
         gs["tx_gso_frames"] += 1
         gs["tx_gso_segs"] += getattr(frame, "gso_segs", 1)
@@ -882,6 +1051,9 @@ class _TunTapBase:
         os.close(fd)
         if syn_fd is not None:
             os.close(syn_fd)
+        seen, self._seen_fd = self._seen_fd, None
+        if seen is not None:
+            os.close(seen)
         ctl, self._ring_ctl = self._ring_ctl, None
         if ctl is not None:
             if self.syn_ring_len:       # a persistent interface keeps its length
@@ -914,12 +1086,14 @@ class TapDevice(_TunTapBase):
     def __init__(self, name: str = "tap%d", mtu: int = 1500, *, mac: bytes | None = None,
                  budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None,
+                 rx_share: RxShare | None = None) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
         self.mac: bytes | None = mac if mac is not None else random_mac()
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
-                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share)
+                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share,
+                         rx_share=rx_share)
 
 
 class TunDevice(_TunTapBase):
@@ -932,6 +1106,8 @@ class TunDevice(_TunTapBase):
     def __init__(self, name: str = "tun%d", mtu: int = 1500, *, budget: int = 256,
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
-                 syn_budget: int = 64, syn_share: SynShare | None = None) -> None:
+                 syn_budget: int = 64, syn_share: SynShare | None = None,
+                 rx_share: RxShare | None = None) -> None:
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
-                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share)
+                         syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share,
+                         rx_share=rx_share)

@@ -235,10 +235,16 @@ def gso_hdr_for(frame: bytes | bytearray | memoryview, gso_size: int, *, ether: 
     """The header the kernel expects with a TCP super-frame we send
     (virtio_net_hdr_from_skb): gso_type TCPV4 or TCPV6 (by the IP version)
     with ``gso_size``, hdr_len the headers, and with ``partial`` NEEDS_CSUM
-    at the TCP checksum."""
+    at the TCP checksum.  ``gso_size`` 0: a frame of one segment, gso_type
+    NONE (with ``partial``, a checksum offload only)."""
     ip = _ETH_HLEN if ether else 0
     l4 = _l4_offset(frame, ip)
-    gso_type = VIRTIO_NET_HDR_GSO_TCPV6 if frame[ip] >> 4 == 6 else VIRTIO_NET_HDR_GSO_TCPV4
+    if not gso_size:
+        gso_type = VIRTIO_NET_HDR_GSO_NONE
+    elif frame[ip] >> 4 == 6:
+        gso_type = VIRTIO_NET_HDR_GSO_TCPV6
+    else:
+        gso_type = VIRTIO_NET_HDR_GSO_TCPV4
     thl = (frame[l4 + 12] >> 4) * 4
     return VirtioNetHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM if partial else 0,
                         gso_type, l4 + thl, gso_size, l4 if partial else 0,

@@ -62,7 +62,7 @@ def _flavours() -> list:
     return out
 
 
-def _no_fast(*_args) -> bool:
+def _no_fast(*_args, **_kw) -> bool:
     return False
 
 

@@ -336,7 +336,7 @@ def test_none_is_a_type_error_not_a_crash(kind, probe):
 
 # --- receive_batch: counters of a frame whose processing raises ------------------------------
 
-def _no_fast(*_args) -> bool:
+def _no_fast(*_args, **_kw) -> bool:
     return False
 
 

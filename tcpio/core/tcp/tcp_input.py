@@ -155,7 +155,7 @@ def tcp_rcv_established(sk: TcpSock, skb: Skb, now: float) -> None:
     has_ts = ts_val is not None
     if not (rcv_established_fast(sk, skb.seq, skb.ack_seq, skb.window, has_ts, ts_val or 0,
                                  opts.ts_ecr or 0, skb.data, now, True, skb.gso_segs,
-                                 skb.gso_size)
+                                 skb.gso_size, counted=True)
             or rcv_window_ack_fast(sk, skb.flags, skb.seq, skb.ack_seq, skb.window, has_ts,
                                    ts_val or 0, opts.ts_ecr or 0, len(skb.data), now, True,
                                    skb.gso_segs)):
@@ -372,7 +372,7 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
             if flags & TCPHDR_SYN:
                 mib["TCPSYNChallenge"] += 1
                 tcp_send_challenge_ack(sk, now)
-            elif not tcp_oow_rate_limited(sk, skb, now):
+            elif not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedSeq", sk, now):
                 tcp_send_dupack(sk, skb, now)
         return False
     if flags & TCPHDR_RST:
@@ -390,24 +390,25 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     return True
 
 
-def _tcp_oow_rate_limited(sk: TcpSock, now: float, counter: str) -> bool:
+def __tcp_oow_rate_limited(host: Any, counter: str, owner: Any, now: float) -> bool:
     """__tcp_oow_rate_limited: at most one ACK per tcp_invalid_ratelimit (500 ms)
-    for this socket's out-of-window and challenge ACKs; a skipped one is
-    counted in ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge)."""
-    last = sk.last_oow_ack_time
-    if last is not None and 0 <= now - last < sk.host.settings.tcp_invalid_ratelimit:
-        sk.host.mib[counter] += 1
+    for ``owner``'s out-of-window and challenge ACKs (a sock's, or a request
+    sock's: its ``last_oow_ack_time``); a skipped one is counted in
+    ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge, TCPACKSkippedSynRecv)."""
+    last = owner.last_oow_ack_time
+    if last is not None and 0 <= now - last < host.settings.tcp_invalid_ratelimit:
+        host.mib[counter] += 1
         return True
-    sk.last_oow_ack_time = now
+    owner.last_oow_ack_time = now
     return False
 
 
-def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
-    """Rate-limit ACKs for out-of-window pure ACKs (tcp_oow_rate_limited: data
-    without SYN is not part of an ACK loop and is always answered)."""
+def tcp_oow_rate_limited(host: Any, skb: Skb, counter: str, owner: Any, now: float) -> bool:
+    """Rate-limit ACKs for out-of-window segments without data (tcp_oow_rate_limited:
+    data without SYN is not part of an ACK loop and is always answered)."""
     if skb.seq != skb.end_seq and not skb.flags & TCPHDR_SYN:
         return False
-    return _tcp_oow_rate_limited(sk, now, "TCPACKSkippedSeq")
+    return __tcp_oow_rate_limited(host, counter, owner, now)
 
 
 def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
@@ -415,7 +416,7 @@ def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
     (tcp_invalid_ratelimit, TCPACKSkippedChallenge), then by the host-wide
     budget when tcp_challenge_ack_limit is set (off by default since 6.0,
     which closed the CVE-2016-5696 side channel)."""
-    if _tcp_oow_rate_limited(sk, now, "TCPACKSkippedChallenge"):
+    if __tcp_oow_rate_limited(sk.host, "TCPACKSkippedChallenge", sk, now):
         return
     if sk.proto.challenge_ack_allowed(now):
         tcp_send_ack(sk, now)
@@ -547,8 +548,8 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         delivered = max(acked - sk.sacked_out, 1)
     if (acked or flag & FLAG_SACKED) and (sk.rack_dsack_seen or sk.rack_reo_wnd_steps != 1):
         tcp_rack_update_reo_wnd(sk, now)    # (nothing to do otherwise: skip the call)
-    if sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
-        sk.backoff = 0
+    if prior_packets and sk.packets_out == 0 and sk.backoff and sk.snd_wnd:
+        sk.backoff = 0      # (with nothing in flight before, tcp_ack_probe decides)
     if sk.tlp_high_seq is not None:
         tcp_process_tlp_ack(sk, ack, flag, now)
     is_dupack = not (flag & (FLAG_NOT_DUP | FLAG_SND_UNA_ADVANCED)) and prior_packets > 0
@@ -577,13 +578,34 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             tcp_output.tcp_rearm_rto(sk, now)
         if sk.write_seq != sk.wq_seq or acked:
             sk.host.schedule_wakeup(sk)   # send space freed
-    if sk.pending == 3 and sk.snd_wnd and not before(
-            (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF, sk.snd_nxt):
-        # tcp_ack_probe: the window opened, stop probing
-        sk.rtx_timer.cancel()
-        sk.pending = 0
-        sk.backoff = 0
+    if prior_packets == 0:
+        tcp_ack_probe(sk, now)      # (tcp_ack's no_queue)
     return flag
+
+
+def tcp_ack_probe(sk: TcpSock, now: float) -> None:
+    """tcp_ack_probe, for an ACK that found nothing in flight: with something
+    unsent, probing stops only when the head segment (the one the send loop
+    tries next: at most an MSS, with the FIN if it is the last) fits in the
+    window (``!after(end_seq, tcp_wnd_end)``, tcp_snd_wnd_test's own test);
+    else the persist timer is re-armed from this ACK at tcp_probe0_when, the
+    backoff kept (a window that opened by less than a segment is probed
+    again, backed off, by tcp_write_wakeup)."""
+    if not tcp_output.tcp_send_head(sk):
+        return
+    seq = sk.snd_nxt
+    unsent = seq_diff(sk.write_seq, seq)
+    seglen = min(unsent, max(tcp_output.tcp_current_mss(sk) - tcp_output.tcp_sack_option_len(sk),
+                             48))
+    end = (seq + seglen + (1 if sk.fin_queued and seglen == unsent else 0)) & 0xFFFFFFFF
+    if not after(end, (sk.snd_una + sk.snd_wnd) & 0xFFFFFFFF):
+        if sk.pending == tcp_output.ICSK_TIME_PROBE0:
+            sk.rtx_timer.cancel()
+            sk.pending = 0
+        sk.backoff = 0
+    else:
+        sk.pending = tcp_output.ICSK_TIME_PROBE0
+        sk.rtx_timer.arm(now + tcp_output.tcp_probe0_when(sk))
 
 
 def tcp_process_tlp_ack(sk: TcpSock, ack: int, flag: int, now: float) -> None:
@@ -774,8 +796,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     if seq == rcv_nxt:
         if data and not tcp_receive_window(sk):
             mib["TCPZeroWindowDrop"] += 1
-            tcp_enter_quickack_mode(sk)
-            tcp_send_ack(sk, now)
+            _tcp_ack_out_of_window(sk, now)
             return
         _queue_in_order(sk, data, fin, now, skb.gso_size)
         return
@@ -784,12 +805,10 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
         mib["DelayedACKLost"] += 1
         tcp_sack.tcp_dsack_set(sk, seq, end)
-        tcp_enter_quickack_mode(sk)
-        tcp_send_ack(sk, now)
+        _tcp_ack_out_of_window(sk, now)
         return
     if not before(seq, (rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF):
-        tcp_enter_quickack_mode(sk)
-        tcp_send_ack(sk, now)
+        _tcp_ack_out_of_window(sk, now)
         return
     if before(seq, rcv_nxt):
         # Partial overlap with what we have: D-SACK the old part, keep the rest.
@@ -798,6 +817,15 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
         _queue_in_order(sk, data, fin, now, skb.gso_size)
         return
     tcp_data_queue_ofo(sk, seq, data, fin, now)
+
+
+def _tcp_ack_out_of_window(sk: TcpSock, now: float) -> None:
+    """tcp_data_queue's out_of_window: quick-ACK mode, the ACK scheduled
+    (inet_csk_schedule_ack: so sending it spends a quick ACK,
+    tcp_dec_quickack_mode) and sent at once."""
+    tcp_enter_quickack_mode(sk)
+    sk.ack_pending = True
+    tcp_send_ack(sk, now)
 
 
 def tcp_check_urg(sk: TcpSock, skb: Skb) -> None:
@@ -889,6 +917,7 @@ def tcp_ofo_queue(sk: TcpSock, now: float) -> int:
 def tcp_data_queue_ofo(sk: TcpSock, seq: int, data: Any, fin: int, now: float) -> None:
     mib = sk.host.mib
     tcp_enter_quickack_mode(sk)
+    sk.ack_pending = True       # inet_csk_schedule_ack: the ACK below spends a quick ACK
     limit = sk.host.settings.tcp_ofo_max_bytes or sk.rcvbuf
     if sk.ofo_bytes + len(data) > limit:
         mib["TCPOFODrop"] += 1

@@ -321,9 +321,21 @@ tcp_event_data_sent = _tcp_fast.event_data_sent
 in_pingpong_mode = _tcp_fast.in_pingpong_mode
 
 
-def tcp_event_ack_sent(sk: TcpSock) -> None:
-    if sk.quick:
+def tcp_dec_quickack_mode(sk: TcpSock) -> None:
+    """tcp_dec_quickack_mode (Linux 6.6 on): an ACK sent while one was
+    scheduled (inet_csk_ack_scheduled: sk.ack_pending) spends one quick ACK;
+    any other segment with ACK set (the rest of a burst, a window update, a
+    probe, an answer to an out-of-window segment) spends none.  (tcpio's ATO
+    is fixed: nothing to deflate on leaving quick-ACK mode.)"""
+    if sk.quick and sk.ack_pending:
         sk.quick -= 1
+
+
+def tcp_event_ack_sent(sk: TcpSock) -> None:
+    """tcp_event_ack_sent, for a segment (or a burst of them) with ACK set:
+    tcp_dec_quickack_mode, then the scheduled ACK and its timer are cleared
+    (inet_csk_clear_xmit_timer(ICSK_TIME_DACK))."""
+    tcp_dec_quickack_mode(sk)
     sk.ack_pending = False
     sk.delack_timer.cancel()
 
@@ -646,9 +658,8 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     mib["Ip6OutRequests" if v6 else "OutRequests"] += frames
     if dst_mac is not None:
         mib["EthOutFrames"] += frames
-    # tcp_event_ack_sent (the per-segment quick-ACK count is done in the loop)
-    sk.ack_pending = False
-    sk.delack_timer.cancel()
+    # tcp_event_ack_sent: the burst's first segment carried the scheduled ACK
+    tcp_event_ack_sent(sk)
     sk.lsndtime = now
     tcp_event_data_sent(sk, now)
     return True

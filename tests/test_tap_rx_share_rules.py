@@ -1,0 +1,146 @@
+"""The flows' reader's share of the loop (TapDevice._on_flows, RxShare; issue 11).
+
+Rule: a wake-up of the flows' reader reads budget after budget, each
+delivered as its own batch, until a read stops short of its budget (EAGAIN)
+or it has read for as long as the loop's other work took since the reader
+last stopped reading (at most ``cap``); the first budget is always read.
+
+The ring is a SOCK_SEQPACKET socketpair (no root); the clock is virtual:
+delivering a batch costs ``COST`` seconds per frame, the loop's other work
+is the clock moved between turns.  Frames are counted, nothing is timed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from seqpacket import seqpacket_pair
+
+import tcpio.devices.tap as tap_mod
+from tcpio.devices.base import new_stats
+from tcpio.devices.tap import RxShare, SynShare, TapDevice
+
+BUDGET = 8
+COST = 0.001                    # seconds of delivery per frame: 8 ms a budget
+
+
+class Ring:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, share: RxShare) -> None:
+        self.now = 0.0
+        monkeypatch.setattr(tap_mod, "_clock", lambda: self.now)
+        ours, self.peer = seqpacket_pair()
+        self._ours = ours
+        dev = TapDevice.__new__(TapDevice)
+        dev.name, dev.mtu, dev.mac = "rx0", 1500, bytes.fromhex("020000000002")
+        dev.fd, dev.syn_fd = ours.fileno(), None
+        dev.budget, dev.vnet_hdr_len, dev._readsize = BUDGET, 0, 2048
+        dev.stats = new_stats()
+        dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
+        dev.rx_flows_read, dev.rx_ring_len = 0, 0
+        dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None
+        dev.rx_share = share
+        self.batches: list[int] = []
+        dev._on_frames = self._deliver
+        self.dev = dev
+        self.sent = 0
+
+    def _deliver(self, frames: list[bytes]) -> None:
+        self.batches.append(len(frames))
+        self.now += COST * len(frames)
+
+    def send(self, n: int) -> None:
+        for _ in range(n):
+            self.peer.send(b"%06d" % self.sent + bytes(10))
+            self.sent += 1
+
+    def turn(self, other_work: float) -> list[int]:
+        """The loop's other work, then one wake-up of the reader: its batches."""
+        self.now += other_work
+        before = len(self.batches)
+        self.dev._on_flows()
+        return self.batches[before:]
+
+    def close(self) -> None:
+        self._ours.close()
+        self.peer.close()
+
+
+@pytest.fixture
+def ring(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ring]:
+    r = Ring(monkeypatch, RxShare(cap=0.05))
+    yield r
+    r.close()
+
+
+def test_the_first_wake_up_reads_one_budget(ring: Ring) -> None:
+    ring.send(20)
+    assert ring.turn(0.0) == [BUDGET]           # nothing measured yet: floor 0
+    assert ring.dev.rx_more
+
+
+def test_a_wake_up_reads_for_as_long_as_the_other_work_took(ring: Ring) -> None:
+    ring.send(60)
+    ring.turn(0.0)
+    timed_out = ring.dev.rx_share.timed_out
+    # 20 ms of other work: budgets begun at 0, 8 and 16 ms; the one that
+    # ends at 24 ms stops the turn (the ring still holds frames)
+    assert ring.turn(0.020) == [BUDGET] * 3
+    assert ring.dev.rx_more and ring.dev.rx_share.timed_out == timed_out + 1
+    # 8 ms of other work: one budget reaches it
+    assert ring.turn(0.008) == [BUDGET]
+    # 9 ms: a second one
+    assert ring.turn(0.009) == [BUDGET] * 2
+    assert ring.dev.rx_share.extra == 2 + 1
+
+
+def test_a_wake_up_stops_at_eagain_however_much_time_it_has(ring: Ring) -> None:
+    ring.send(1)
+    ring.turn(0.0)
+    ring.send(2 * BUDGET + 3)
+    assert ring.turn(0.040) == [BUDGET, BUDGET, 3]
+    assert not ring.dev.rx_more and ring.dev.rx_emptied == 2
+    assert ring.dev.rx_share.timed_out == 0
+    assert ring.turn(0.040) == []               # an empty ring: one read says EAGAIN
+    assert ring.dev.rx_emptied == 3
+
+
+def test_cap_bounds_a_turn_however_long_the_other_work(ring: Ring) -> None:
+    ring.send(80)
+    ring.turn(0.0)
+    # 1 s of other work, cap 50 ms: budgets begun at 0..48 ms, 7 of them
+    assert ring.turn(1.0) == [BUDGET] * 7
+    assert ring.dev.rx_share.max_allow == 0.05
+
+
+def test_the_other_work_counts_from_a_poll_rx_too(ring: Ring) -> None:
+    """poll_rx (the stack's timers) reads the ring: the reader's next turn
+    measures the loop's other work from where that read stopped."""
+    ring.send(60)
+    ring.turn(0.0)
+    ring.now += 0.030
+    assert ring.dev.poll_rx(rounds=2)           # two budgets, the ring not empty
+    assert ring.turn(0.004) == [BUDGET]         # 4 ms since then, not 34 ms
+
+
+def test_each_budget_is_charged_to_the_syn_share(ring: Ring) -> None:
+    ring.send(60)
+    ring.turn(0.0)
+    ring.turn(0.020)
+    sh = ring.dev.syn_share
+    assert sh.est_frames == 4 * BUDGET
+    assert sh.est_time == pytest.approx(4 * BUDGET * COST)
+    assert sh.cost_est == pytest.approx(COST)
+    assert sh.last_est == pytest.approx(ring.now)
+
+
+def test_rx_share_arguments() -> None:
+    with pytest.raises(ValueError):
+        RxShare(floor=-1.0)
+    with pytest.raises(ValueError):
+        RxShare(floor=0.1, cap=0.05)
+    rs = RxShare(floor=0.002, cap=0.05)
+    assert rs.allowance(10.0) == 0.002          # first: the floor
+    rs.end(10.0)
+    assert rs.allowance(10.001) == 0.002        # less other work than the floor
+    assert rs.allowance(10.03) == pytest.approx(0.03)
