@@ -2,6 +2,7 @@
 
     sudo python benchmarks/soak_timeline.py [--flows 1000] [--size 1048576]
                                             [--copy] [--out DIR] [--tag NAME]
+                                            [--rx-cap SECONDS]
 
 Runs the workload of tests/tap/test_tcp_kernel_many_flows.py (N kernel
 clients in a namespace, one tcpio server over TAP, ``size`` bytes each way
@@ -19,8 +20,11 @@ The rows go to DIR/TAG.ns.jsonl and DIR/TAG.tcpio.jsonl; the summary line
 says how many kernel RTOs had fired by 2, 5, 10 and 20 s and at the end,
 when the TAP first dropped, the longest stall in the first 5 s, the largest
 in-flight and median RTT seen, and what tcpio read of the TAP in the first
-2 s.  ``--copy`` makes each server handler copy its bytes as the test did
-before (a 1 MiB ``bytes`` slice per handler as it starts), for A/B runs.
+2 s, and the flows' reader's turns (RxShare: budgets read past the first,
+turns its time stopped; ``--rx-cap 0`` reads one budget a wake-up, the
+reader before RxShare, for A/B in one tree).  ``--copy`` makes each server
+handler copy its bytes as the test did before (a 1 MiB ``bytes`` slice per
+handler as it starts), for A/B runs.
 
 The machine is shared: alternate the variants and report each run.
 """
@@ -79,8 +83,11 @@ while True:
 '''
 
 
-async def run(flows: int, size: int, copy: bool, out: Path, tag: str) -> dict[str, Any]:
+async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
+              rx_cap: float | None = None) -> dict[str, Any]:
     from netns import kernel_peer
+
+    from tcpio.devices.tap import RxShare
     from tap import test_tcp_kernel_many_flows as T
     from tap.test_tcp_kernel_common import kernel_mib
 
@@ -110,7 +117,8 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str) -> dict[st
         writer.close()
 
     out.mkdir(parents=True, exist_ok=True)
-    async with kernel_peer(ipv6=False) as peer:
+    opts = None if rx_cap is None else {"rx_share": RxShare(cap=rx_cap)}
+    async with kernel_peer(ipv6=False, tap_options=opts) as peer:
         await peer.stack.start_server(serve, peer.tcpio_ip, T.PORT, backlog=flows)
         k0 = kernel_mib(peer.ns).get("TCPTimeouts", 0)
         (out / "clients.py").write_text(T.KERNEL_CLIENTS)
@@ -149,11 +157,14 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str) -> dict[st
         await sampler.wait()
         k_rtos = kernel_mib(peer.ns).get("TCPTimeouts", 0) - k0
         tcpio_rtos = peer.stack.mib().get("TCPTimeouts", 0)
+        tap = peer.tap
+        reader = {**tap.rx_share.stats(), "cap": tap.rx_share.cap,
+                  "time_squeeze": tap.time_squeeze}
     return summary(out, tag, tc, {
         "tag": tag, "flows": flows, "size": size, "copy": copy,
         "client": res.stdout.strip()[:100], "server_ok": verdicts.count(True),
         "elapsed": round(elapsed, 1), "MBps_both_ways": round(2 * flows * size / elapsed / 1e6, 1),
-        "tcpio_rtos": tcpio_rtos, "kernel_rtos": k_rtos})
+        "tcpio_rtos": tcpio_rtos, "kernel_rtos": k_rtos, "reader": reader})
 
 
 def summary(out: Path, tag: str, tc: list[dict[str, Any]], head: dict[str, Any]) -> dict[str, Any]:
@@ -187,9 +198,11 @@ def main() -> None:
     ap.add_argument("--copy", action="store_true", help="handlers copy their bytes (the old test)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/soak_timeline"))
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--rx-cap", type=float, default=None,
+                    help="RxShare's cap in seconds (0: one budget per wake-up, the old reader)")
     a = ap.parse_args()
     tag = a.tag or f"{'copy' if a.copy else 'view'}-{a.flows}x{a.size}-{os.getpid()}"
-    print(json.dumps(asyncio.run(run(a.flows, a.size, a.copy, a.out, tag))))
+    print(json.dumps(asyncio.run(run(a.flows, a.size, a.copy, a.out, tag, a.rx_cap))))
 
 
 if __name__ == "__main__":
