@@ -248,7 +248,7 @@ async def measure(rounds: int, offloads: bool, profile: bool, protocol: bool,
                   f"{Path(fname).name}:{line}({func})")
 
 
-async def measure_memory(rounds: int, profile: bool) -> None:
+async def measure_memory(rounds: int, profile: bool, bytecodes: bool = False) -> None:
     """The same exchange between two stacks on a MemoryWire in this process
     (no TAP, no kernel, no second process): both ends' Python work per round
     trip, deterministic enough for instruction counts (see the docstring)."""
@@ -268,7 +268,7 @@ async def measure_memory(rounds: int, profile: bool) -> None:
         loop = asyncio.get_running_loop()
         counts = Counts(loop)
         counts.on = True
-        prof = cProfile.Profile() if profile else None
+        prof: Any = cProfile.Profile() if profile else Bytecodes() if bytecodes else None
         if prof is not None:
             prof.enable()
         cpu = time.process_time()
@@ -288,7 +288,9 @@ async def measure_memory(rounds: int, profile: bool) -> None:
     for k, v in counts.c.items():
         print(f"  {k} per round trip: {v / rounds:.3f}")
     print(f"  frames so far: client {frames[0]}, server {frames[1]}")
-    if prof is not None:
+    if isinstance(prof, Bytecodes):
+        prof.report(rounds)
+    elif prof is not None:
         st = pstats.Stats(prof)
         calls = sum(v[1] for v in st.stats.values())      # type: ignore[attr-defined]
         print(f"  Python calls per round trip (cProfile): {calls / rounds:.1f}")
@@ -314,10 +316,14 @@ def main() -> None:
     if args.memory:
         if args.virtual:
             from virtual_loop import VirtualClockLoop
-            with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-                runner.run(measure_memory(args.rounds, args.profile))
+            loop = VirtualClockLoop()
+            try:
+                loop.run_until_complete(measure_memory(args.rounds, args.profile,
+                                                       args.bytecodes))
+            finally:
+                loop.close()
             return
-        asyncio.run(measure_memory(args.rounds, args.profile))
+        asyncio.run(measure_memory(args.rounds, args.profile, args.bytecodes))
         return
     if os.geteuid() != 0:
         sys.exit("needs root (TAP, namespaces)")

@@ -110,6 +110,7 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
                                       str(CONN_PORT), str(args.flows), str(args.pre),
                                       str(args.flood), str(args.post)))
     await expect(client, b"ready")
+    sp, tp = (sample() if sample else None), time.monotonic()
     await asyncio.sleep(args.pre)
     s0 = sample() if sample else None
     t0 = time.monotonic()
@@ -123,6 +124,8 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
         await sender.wait()
         got = json.loads(line)
         sent, how = got["sent"], f"raw sender paced at {args.rate:,.0f}/s"
+        if got.get("replayed"):
+            how += f", {got['replayed']:,} of them SYNs sent before"
         flood_s = got["seconds"]
     else:
         hping = await start(ns.exec_argv("hping3", "--flood", "-S", "--rand-source", "-p",
@@ -145,6 +148,9 @@ async def run_job(ns: NetNs, target: str, args: argparse.Namespace,
     if s0 is not None and s1 is not None:
         res["during_flood"] = {k: (s1[k] - s0[k]) for k in s1}
         res["during_flood"]["seconds"] = flood_s
+    if sp is not None and s0 is not None:
+        res["before_flood"] = {k: (s0[k] - sp[k]) for k in s0}
+        res["before_flood"]["seconds"] = t0 - tp
     return res
 
 
@@ -218,7 +224,14 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
                     "TCPReqQFullDoCookies": mib.get("TCPReqQFullDoCookies", 0),
                     "legit_syns_read": legit[0],
                     # (getattr: the benchmark also runs against trees before it)
-                    "syn_ring_changes": getattr(peer.tap, "syn_ring_changes", 0)}
+                    "syn_ring_changes": getattr(peer.tap, "syn_ring_changes", 0),
+                    # retransmitted SYNs the kernel steered to the flows' queue,
+                    # and those over the promotion budget (tun_steering)
+                    "syn_retrans_promoted": retrans()[0], "syn_retrans_over": retrans()[1]}
+
+        def retrans() -> tuple[int, int]:
+            counts = getattr(peer.tap, "syn_retrans_counts", None)
+            return counts() if counts is not None else (0, 0)
 
         try:
             res = await run_job(peer.ns, peer.tcpio_ip, args, sample)
@@ -341,7 +354,10 @@ async def ring_syn_cost(rounds: int, n: int = 20000, perf_ctl: str | None = None
     settings = Settings(tcp_syncookies=2)
     tap_options: dict[str, Any] = {"syn_queue": True, "txqueuelen": n + 1000}
     if syn_budget is not None:
+        # every SYN of a turn answered (the cookie budget per receive batch
+        # would drop those past it: cheaper, and not what is measured)
         tap_options["syn_budget"] = syn_budget
+        settings.tcp_syn_budget = max(settings.tcp_syn_budget, syn_budget)
     async with kernel_peer(ipv6=False, settings=settings, tap_options=tap_options) as peer:
         tap, loop = peer.tap, asyncio.get_running_loop()
         if not tap.syn_queue:
@@ -442,6 +458,7 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
               f"retransmission {p['conns_retry']}; client SYN retransmissions "
               f"{p['syn_retrans']})")
     d = res.get("during_flood")
+    flood = ph["flood"]
     if d:
         secs = d["seconds"]
         print(f"  during the flood: tcpio read {d['tcpio_rx_frames'] / secs:,.0f} frames/s, "
@@ -449,7 +466,10 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
               f"SyncookiesSent {d['SyncookiesSent']:,}, TCPSynBudgetDrop "
               f"{d['TCPSynBudgetDrop']:,}, ListenDrops {d['ListenDrops']:,}"
               + (f"; {d['syn_queue_rx']:,} frames from the SYN queue"
-                 if d.get("syn_queue_rx") else ""))
+                 if d.get("syn_queue_rx") else "")
+              + (f"; retransmitted SYNs to the flows' queue {d['syn_retrans_promoted']:,} "
+                 f"({d['syn_retrans_over']:,} over the budget)"
+                 if d.get("syn_retrans_promoted") or d.get("syn_retrans_over") else ""))
         if args.trace_legit:
             trace_legit(res, d)
         if "cpu" in d:
@@ -461,10 +481,20 @@ def report(name: str, res: dict, args: argparse.Namespace) -> dict:
                              "syn_us": se / sf * 1e6 if sf else 0.0,
                              "est_us": ee / ef * 1e6 if ef else 0.0}
             sh = res["shares"]
+            b = res.get("before_flood")
+            if b and b["est_frames"]:
+                # the same figures before the flood: is a flows' frame dearer under it?
+                bf = b["est_frames"]
+                print(f"  before the flood: tcpio CPU {b['cpu'] / b['seconds']:.0%}; flows' "
+                      f"queue {b['est_time'] / b['seconds']:.0%} ({bf:,} frames, "
+                      f"{b['est_time'] / bf * 1e6:.1f} us/frame, ~"
+                      f"{ph['pre']['bytes'] / bf / 1024:.0f} KiB of the flows' data each)")
             print(f"  tcpio CPU {sh['cpu']:.0%} of the flood's wall clock; SYN queue "
                   f"{sh['syn']:.0%} ({sf:,} frames, {sh['syn_us']:.1f} us/frame, "
                   f"{d['syn_deferred']:,} turns put off), flows' queue {sh['est']:.0%} "
-                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame)"
+                  f"({ef:,} frames, {sh['est_us']:.1f} us/frame"
+                  + (f", ~{flood['bytes'] / ef / 1024:.0f} KiB of the flows' data each"
+                     if ef else "") + ")"
                   + (f"; the TAP's ring length changed {d['syn_ring_changes']} times"
                      if d.get("syn_ring_changes") else ""))
     print(f"  flows kept {keep:.0%} of pre-flood throughput (target >= 50%: "

@@ -11,14 +11,18 @@ the reader timing from the first write to EOF) three ways:
   65536, so TCP's MSS is 65483 as on Linux);
 - ``lo own address``: the same Stack, to the address of its wire interface
   (routed through lo, never the wire);
-- ``wire``: two Stacks on a MemoryWire with a 64 KiB MTU (bench_tcp.py's
-  ``bulk tcpio -> tcpio`` figure, by its own function; both use its
-  ``stream_bulk``).
+- ``wire``: two Stacks on a MemoryWire with a 64 KiB MTU and its offloads
+  (checksum offload: ``gso=True``; bench_tcp.py's ``bulk tcpio -> tcpio``
+  figure, by its own function; both use its ``stream_bulk``);
+- ``wire, offloads off``: the same with every checksum summed on both sides;
+- ``kernel``: Python sockets over the kernel's loopback (kernel_ref.py's
+  ``loopback_bulk``: two threads, sendall / recv_into of 256 KiB), issue 12's
+  reference for the wire (target: wire / kernel >= 1.0).
 
-The three alternate within each run, so load on this shared machine hits them
-alike; the output is the median and range over ``--runs`` runs, and the ratio
-of the medians (loopback / wire).  ``--profile lo`` runs one loopback
-transfer under cProfile instead.
+The cases alternate within each run, so load on this shared machine hits them
+alike; the output is the median and range over ``--runs`` runs, and the ratios
+of the medians.  ``--profile lo`` runs one loopback transfer under cProfile
+instead.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))                   # run from a checkout
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import kernel_ref
 from bench_tcp import stream_bulk, wire_bulk  # the same transfer as bench_tcp's
 
 MiB = 1024 * 1024
@@ -54,7 +59,14 @@ CASES: dict[str, Callable[[int], Awaitable[float]]] = {
     "lo 127.0.0.1": lambda n: lo_bulk(n, "127.0.0.1"),
     "lo own address": lambda n: lo_bulk(n, "10.0.0.1"),
     "wire (MemoryWire, MTU 64 KiB)": wire_bulk,
+    "wire, offloads off": lambda n: wire_bulk(n, gso=False),
+    "kernel (Python sockets, lo)": lambda n: _kernel(n),
 }
+WIRE = "wire (MemoryWire, MTU 64 KiB)"
+
+
+async def _kernel(nbytes: int) -> float:
+    return kernel_ref.loopback_bulk(nbytes)     # (its own threads: the loop just waits)
 
 
 async def measure(nbytes: int, runs: int) -> dict[str, list[float]]:
@@ -105,8 +117,13 @@ def main() -> None:
         medians[name] = statistics.median(values)
         print(f"{name:<32} {gbit(medians[name]):>6} Gbit/s "
               f"({gbit(min(values))}-{gbit(max(values))})")
-    wire = medians["wire (MemoryWire, MTU 64 KiB)"]
+    wire = medians[WIRE]
     print(f"loopback 127.0.0.1 / wire: {medians['lo 127.0.0.1'] / wire:.2f}")
+    print(f"wire / wire with offloads off: {wire / medians['wire, offloads off']:.2f}")
+    ratios = [w / k for w, k in zip(rates[WIRE], rates["kernel (Python sockets, lo)"])]
+    print(f"wire / kernel (issue 12's target >= 1.0): "
+          f"{wire / medians['kernel (Python sockets, lo)']:.2f} of the medians; "
+          f"per run {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@
         A raw-socket SYN flood at RATE SYN/s (0: as fast as it can) for
         SECONDS: spoofed random off-link sources, like hping3 --rand-source,
         from a pool of distinct precomputed SYNs (no 4-tuple repeats within
-        the pool, so the listener never meets its own request socks).  Prints
+        the pool, so the listener never meets its own request socks, and
+        as large as RATE * SECONDS, at most 2**20: none is sent twice, which
+        would be a retransmission to the TAP's steering).  Prints
         "ready" once the pool is built, starts on a line on stdin, and prints
         one JSON line: SYNs sent (sendto accepted them), the seconds and the
         rate reached.
@@ -39,7 +41,8 @@ import time
 
 SNDBUF = 128 * 1024
 SYN_RTO = 1.0           # Linux's initial SYN retransmission timeout (TCP_TIMEOUT_INIT)
-POOL = 1 << 18          # distinct flood SYNs, sent round robin
+POOL = 1 << 18          # distinct flood SYNs, sent round robin, at least
+POOL_MAX = 1 << 20      # ... and at most (a flat-out flood's pool)
 
 
 def syn_retrans() -> int:
@@ -193,7 +196,13 @@ def flood(host: str, port: int, rate: float, seconds: float) -> None:
     """SYNs at ``rate`` per second (0: flat out) for ``seconds``, paced by the
     clock: a burst of 256 once a quarter of one is due, a short sleep before
     that (so the offered rate is never above ``rate`` by more than a burst)."""
-    pool = flood_pool(host, port, POOL)
+    # As many distinct SYNs as the flood sends (a flat-out one: the most), so
+    # none repeats: the same SYN again is a retransmission, which the TAP's
+    # steering program sends to the flows' queue (tun_steering), not the
+    # random-source flood measured here.  "replayed" says how many did.
+    want = int(rate * seconds) if rate > 0 else POOL_MAX
+    size = min(POOL_MAX, max(POOL, (want // 256 + 2) * 256))    # a burst past the pace
+    pool = flood_pool(host, port, size)
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     s.connect((host, 0))        # send(), not sendto(): no address to parse per SYN
@@ -201,7 +210,7 @@ def flood(host: str, port: int, rate: float, seconds: float) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     clock = time.perf_counter
-    burst = 256                 # POOL is a multiple of it
+    burst = 256                 # the pool's size is a multiple of it
     t0 = clock()
     end = t0 + seconds
     offered = errors = i = 0
@@ -218,11 +227,11 @@ def flood(host: str, port: int, rate: float, seconds: float) -> None:
             except OSError:
                 errors += 1
         offered += burst
-        i = (i + burst) % POOL
+        i = (i + burst) % size
     dt = clock() - t0
     sent = offered - errors
-    print(json.dumps({"sent": sent, "errors": errors, "seconds": dt, "rate": sent / dt}),
-          flush=True)
+    print(json.dumps({"sent": sent, "errors": errors, "seconds": dt, "rate": sent / dt,
+                      "replayed": max(0, offered - size)}), flush=True)
 
 
 if __name__ == "__main__":

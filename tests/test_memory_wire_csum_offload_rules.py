@@ -1,8 +1,8 @@
 """Checksum offload on a MemoryWire (issue 12): ``MemoryWire(gso=True)``.
 
 Its ends take partial checksums as a TAP with TUN_F_CSUM does, so TCP's send
-loop leaves the checksum of its data frames partial (one segment or a
-super-frame, also at a 64 KiB MTU where there is no TSO), and the receiving
+loop leaves the checksum of its data frames partial (a super-frame, or one
+big segment: also at a 64 KiB MTU where there is no TSO), and the receiving
 end trusts them (csum_valid): nothing sums 64 KiB on either side.  What a
 reader of the wire sees must not change: a capture shows every checksum
 complete (scapy recomputes them; tshark checks them when installed), a bit

@@ -1,7 +1,8 @@
 """MemoryWire(gso=True): tcpio <-> tcpio in 64 KiB units (issue 12).
 
-Its ends offer TSO (full checksums), so the sender's loop hands over
-super-frames; without per-segment impairment they cross whole and the
+Its ends offer TSO (and checksum offload: test_memory_wire_csum_offload_rules),
+so the sender's loop hands over super-frames; without per-segment
+impairment they cross whole and the
 receiver takes each as the run of segments it is (far fewer frames than
 segments, every byte intact); with loss they are cut into segments first,
 so the loss model sees each segment (as many fates as segments) and the

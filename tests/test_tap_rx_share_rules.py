@@ -95,7 +95,7 @@ def test_a_wake_up_reads_for_as_long_as_the_other_work_took(ring: Ring) -> None:
 
 
 def test_a_wake_up_stops_at_eagain_however_much_time_it_has(ring: Ring) -> None:
-    ring.send(1)
+    ring.send(2)                                # (two: not a lone frame, below)
     ring.turn(0.0)
     ring.send(2 * BUDGET + 3)
     assert ring.turn(0.040) == [BUDGET, BUDGET, 3]
@@ -103,6 +103,22 @@ def test_a_wake_up_stops_at_eagain_however_much_time_it_has(ring: Ring) -> None:
     assert ring.dev.rx_share.timed_out == 0
     assert ring.turn(0.040) == []               # an empty ring: one read says EAGAIN
     assert ring.dev.rx_emptied == 3
+
+
+def test_after_a_lone_frame_a_wake_up_reads_one_and_leaves_the_rest_to_the_next_poll(
+        ring: Ring) -> None:
+    """The echo's read (issue 12): after a batch of one frame the reader
+    reads one frame and does not look for more in the same wake-up however
+    much time it has (the loop's next poll of the fd reports what came);
+    every fourth lone batch drains."""
+    ring.send(1)
+    assert ring.turn(0.0) == [1]
+    ring.send(2 * BUDGET + 3)
+    assert ring.turn(0.040) == [1]
+    assert ring.turn(0.040) == [1]
+    assert ring.turn(0.040) == [1]
+    assert ring.turn(0.040) == [BUDGET, BUDGET]   # the fourth: to EAGAIN
+    assert not ring.dev.rx_more
 
 
 def test_cap_bounds_a_turn_however_long_the_other_work(ring: Ring) -> None:

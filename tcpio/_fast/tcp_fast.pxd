@@ -76,13 +76,18 @@ cdef class TxSeg:
     cdef public double tstamp
 
 
-cdef object _send_ack, _data_sent_idle, _ack_predicted
+cdef object _send_ack, _data_sent_idle, _ack_predicted, _data_snd_check, _batch_end
+cdef bint _ack_bypass
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
 cdef long long _TCPHDR_FIN, _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
+cdef Py_ssize_t _CSUM_OFFLOAD_MIN
 cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
+cdef long long _TCP_CA_CWR, _FLAG_WIN_UPDATE
+cdef long long _ICSK_TIME_RETRANS, _ICSK_TIME_PROBE0, _ICSK_TIME_LOSS_PROBE
+cdef double _TCP_TIMEOUT_INIT, _TCP_TIMEOUT_MIN
 
 # sequence space (include/net/tcp.h before/after)
 cpdef uint32_t u32(long long x) noexcept
@@ -190,3 +195,27 @@ cpdef tuple clean_rtx_queue(TcpCb sk, double now=*, long long fack=*)
 @cython.locals(b=rbuf)
 cpdef buf_append(bytearray ba, data)
 cpdef buf_consume(bytearray ba, Py_ssize_t n)
+
+# the ACK of new data (ack_fast and the pieces tcp_input.tcp_ack shares)
+cpdef long long ack_update_window(TcpCb sk, uint32_t seq, uint32_t ack, long long nwin) except -1
+@cython.locals(rtt=double, d=uint32_t, o=object, est=object)
+cpdef double ack_rtt(TcpCb sk, double first_tx, bint retrans_acked, uint32_t ts_ecr,
+                     double now) except? -2
+@cython.locals(o=object)
+cpdef bint cwnd_limited(TcpCb sk) except -1
+@cython.locals(o=object, cap=cython.longlong, want=cython.longlong)
+cpdef sndbuf_expand(TcpCb sk)
+@cython.locals(o=object, rto=double, head=object)
+cpdef double rto_delta(TcpCb sk, double now) except? -1e300
+@cython.locals(o=object, pending=cython.longlong, rto=double)
+cpdef rearm_rto(TcpCb sk, double now)
+@cython.locals(o=object, packets_out=cython.longlong, early=cython.longlong, est=object,
+               timeout=double, srtt=double, extra=double, delta=double, head=object)
+cpdef bint schedule_loss_probe(TcpCb sk, double now, bint advancing_rto) except -1
+@cython.locals(o=object, nwin=cython.longlong, res=tuple, acked=cython.longlong, rtt=double,
+               ca_ops=object)
+cpdef bint ack_fast(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint32_t ts_ecr,
+                    double now) except -1
+cpdef data_snd_check_batched(TcpCb sk, double now)
+cdef int _ack_bare(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint32_t ts_ecr,
+                   double now) except -1

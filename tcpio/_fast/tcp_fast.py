@@ -143,6 +143,14 @@ _U32_MOD = 0x100000000
 _TCPCB_SACKED_ACKED = 1
 _TCPCB_SACKED_RETRANS = 2
 _TCPCB_LOST = 4
+# the ACK path (core.tcp.tcp_input, tcp_output, tcp_states: the same values)
+_TCP_CA_CWR = 2
+_FLAG_WIN_UPDATE = 0x02
+_ICSK_TIME_RETRANS = 1
+_ICSK_TIME_PROBE0 = 3
+_ICSK_TIME_LOSS_PROBE = 5
+_TCP_TIMEOUT_INIT = 1.0
+_TCP_TIMEOUT_MIN = 0.002
 
 # The receive queue (RcvQueue): a payload of at least _RQ_REF_MIN bytes
 # that is at least half of the immutable frame it arrived in is queued by
@@ -157,6 +165,9 @@ _RQ_NO_CHUNKS: Any = ()     # RcvQueue.chunks while nothing is queued
 _send_ack: Callable[..., Any] | None = None
 _data_sent_idle: Callable[..., Any] | None = None
 _ack_predicted: Callable[..., Any] | None = None
+_data_snd_check: Callable[..., Any] | None = None
+_batch_end: Callable[..., Any] | None = None
+_ack_bypass = False     # a bare ACK's tcp_ack compiled whole (_ack_bare)
 
 
 def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
@@ -164,11 +175,25 @@ def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
     """Install the Python side the fast paths call out to: tcp_send_ack(sk, now),
     tcp_event_data_sent_idle(sk, now) and tcp_ack_predicted(sk, seq, ack,
     window, ts_val, ts_ecr, now[, flag]) (tcp_ack for an accepted prediction:
-    a bare ACK, or with flag FLAG_DATA data that acknowledges new data)."""
-    global _send_ack, _data_sent_idle, _ack_predicted
+    a bare ACK, or with flag FLAG_DATA data that acknowledges new data).
+    Until set_snd_check_hooks runs again every accepted ACK goes through
+    ``ack_predicted`` (so a test's recorder sees them all)."""
+    global _send_ack, _data_sent_idle, _ack_predicted, _ack_bypass
     _send_ack = send_ack
     _data_sent_idle = data_sent_idle
     _ack_predicted = ack_predicted
+    _ack_bypass = False
+
+
+def set_snd_check_hooks(data_snd_check: Callable[..., Any] | None,
+                        batch_end: Callable[..., Any] | None) -> None:
+    """Install tcp_data_snd_check(sk, now) and tcp_batch_end(sk, now), which
+    data_snd_check_batched calls (and through it a bare ACK of new data,
+    compiled whole: _ack_bare, from now on).  After set_hooks."""
+    global _data_snd_check, _batch_end, _ack_bypass
+    _data_snd_check = data_snd_check
+    _batch_end = batch_end
+    _ack_bypass = data_snd_check is not None and batch_end is not None
 
 
 class TcpCb:
@@ -770,7 +795,8 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
         # New data acked, a duplicate ACK while data is out, or the answer to
         # a probe: tcp_ack (it clears probes_out, so a receiver that keeps
         # answering keeps the connection, RFC 1122 4.2.2.17).
-        if ack != sk.snd_una or sk.packets_out or sk.probes_out:
+        if (ack != sk.snd_una or sk.packets_out or sk.probes_out) and not _ack_bare(
+                sk, seq, ack, window, ts_ecr if has_ts else 0, now):
             assert _ack_predicted is not None
             if has_ts:
                 _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now)
@@ -853,11 +879,12 @@ def _rcv_window_ack_c(sk: TcpCb, flags: int, seq: int, ack: int, window: int, ha
     _store_ts_recent(sk, seq, has_ts, ts_val, now)
     if not counted:
         sk.segs_in += segs
-    assert _ack_predicted is not None
-    if has_ts:
-        _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now)
-    else:
-        _ack_predicted(sk, seq, ack, window, None, None, now)
+    if not _ack_bare(sk, seq, ack, window, ts_ecr if has_ts else 0, now):
+        assert _ack_predicted is not None
+        if has_ts:
+            _ack_predicted(sk, seq, ack, window, ts_val, ts_ecr, now)
+        else:
+            _ack_predicted(sk, seq, ack, window, None, None, now)
     ack_snd_check(sk, now)
     return 1
 
@@ -1207,18 +1234,25 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     return sent
 
 
+# a lone segment's checksum is left to the device from this size on (the
+# 64 KiB segments of a MemoryWire or a TAP with a 64 KiB MTU); below it, a
+# sum (~0.1 us per 1500 bytes) is cheaper than the GsoFrame it would need
+_CSUM_OFFLOAD_MIN = 8192
+
+
 def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: bytes | None,
               src_mac: bytes | None, hh: int, ttl: int, off: int, n: int, segs: int, mss: int,
               seq: int, flags: int, ts_val: int, ts_ecr: int, csum_partial: bool,
               addrs6: bytes | None) -> int:
     """Append the frame of ``segs`` segments (``wq[off:off + n]``) to ``out``:
-    a plain frame for one, a GsoFrame for more, or for one whose checksum
-    the device completes (``csum_partial``: CHECKSUM_PARTIAL on every data
-    segment, as Linux leaves it for a device with NETIF_F_HW_CSUM; its
-    gso_size 0, gso_segs 1)."""
+    a plain frame for one, a GsoFrame for more, or for one big segment whose
+    checksum the device completes (``csum_partial``, as Linux leaves it
+    CHECKSUM_PARTIAL for a device with NETIF_F_HW_CSUM; its gso_size 0,
+    gso_segs 1).  A segment under _CSUM_OFFLOAD_MIN bytes is summed here:
+    that costs less than carrying a GsoFrame and its device header."""
     window = tcp_select_window(sk)
     ident = ip_select_ident_segs(sk, segs)     # one IP ID per segment
-    if segs == 1 and not csum_partial:
+    if segs == 1 and (not csum_partial or n < _CSUM_OFFLOAD_MIN):
         out.append((ifindex, _data_frame(sk, wq, off, n, dst_mac, src_mac, hh, ident, ttl,
                                          seq, flags, window, ts_val, ts_ecr, addrs6)))
         return 0
@@ -1309,3 +1343,230 @@ def clean_rtx_queue(sk: TcpCb, now: float = -1.0, fack: int = -1) -> tuple[int, 
         buf_consume(sk.wq, freed)
         sk.wq_seq = data_end
     return n, first_tx, retrans_acked
+
+
+# --- the ACK of new data (tcp_ack's common case) ------------------------------------------------
+
+def ack_update_window(sk: TcpCb, seq: int, ack: int, nwin: int) -> int:
+    """tcp_ack_update_window (RFC 9293 3.10.7.4's SND.WL1/WL2 rule): an ACK
+    of new data, a newer segment, or the same one with a larger (or a zero)
+    window takes ``nwin`` (already scaled); FLAG_WIN_UPDATE if it changed.
+    Before snd_una moves to ``ack``."""
+    if sk is None:
+        raise TypeError("ack_update_window: a TcpCb is required")
+    if (after(ack, sk.snd_una) or after(seq, sk.snd_wl1)
+            or (seq == sk.snd_wl1 and (nwin > sk.snd_wnd or not nwin))):
+        sk.snd_wl1 = seq
+        if sk.snd_wnd != nwin:
+            sk.snd_wnd = nwin
+            if nwin > sk.max_window:
+                sk.max_window = nwin
+            return _FLAG_WIN_UPDATE
+    return 0
+
+
+def ack_rtt(sk: TcpCb, first_tx: float, retrans_acked: bool, ts_ecr: int, now: float) -> float:
+    """tcp_clean_rtx_queue's RTT sample for an ACK that moved snd_una: the
+    time since the first segment it acknowledged was sent (``first_tx``; -1:
+    none never retransmitted) unless a retransmission was acknowledged
+    (Karn), else the timestamp echo (RFC 7323 4.1).  The estimator and
+    min_rtt take it; returns it in seconds, -1 for none."""
+    if sk is None:
+        raise TypeError("ack_rtt: a TcpCb is required")
+    rtt = -1.0
+    if first_tx >= 0.0 and not retrans_acked:
+        rtt = now - first_tx
+    elif sk.tstamp_ok and ts_ecr:
+        d = u32(tcp_time_stamp(now) + sk.ts_off - ts_ecr)
+        if d < 0x7FFFFFFF:
+            rtt = d / 1000.0
+    if rtt >= 0.0:              # (never negative: sent before now)
+        o: Any = sk
+        est = o.rtt_est
+        est.sample(rtt)
+        est.reset_backoff()
+        if not sk.min_rtt or rtt < sk.min_rtt:
+            sk.min_rtt = rtt
+    return rtt
+
+
+def cwnd_limited(sk: TcpCb) -> bool:
+    """tcp_is_cwnd_limited: only grow cwnd when it was actually used: the
+    window was cwnd-limited, or (slow start) cwnd < 2 * max_packets_out
+    (tcp_output.tcp_cwnd_validate keeps both per window)."""
+    if sk is None:
+        raise TypeError("cwnd_limited: a TcpCb is required")
+    if sk.is_cwnd_limited:
+        return True
+    o: Any = sk
+    return sk.snd_cwnd < o.snd_ssthresh and sk.snd_cwnd < 2 * o.max_packets_out
+
+
+def sndbuf_expand(sk: TcpCb) -> None:
+    """tcp_sndbuf_expand: room for twice the congestion window, unless locked."""
+    if sk is None:
+        raise TypeError("sndbuf_expand: a TcpCb is required")
+    o: Any = sk
+    if o.opts.sndbuf_locked:
+        return
+    cap: int = sk.host.settings.tcp_wmem[2]
+    want = 2 * sk.snd_cwnd * sk.mss_cache * 2
+    if cap < want:
+        want = cap
+    if want > sk.sndbuf:
+        sk.sndbuf = want
+
+
+def rto_delta(sk: TcpCb, now: float) -> float:
+    """tcp_rto_delta_us: how far in the future the RTO of the oldest
+    outstanding segment is (its last transmission + RTO)."""
+    if sk is None:
+        raise TypeError("rto_delta: a TcpCb is required")
+    o: Any = sk
+    rto: float = o.rtt_est.rto
+    rtx = sk.rtx
+    if not rtx:
+        return rto
+    head: Any = rtx[0]
+    return head.tstamp + rto - now
+
+
+def rearm_rto(sk: TcpCb, now: float) -> None:
+    """Restart the RTO after forward progress (RFC 6298 5.3).  When the timer
+    was standing in for the RTO as a loss probe or RACK's reordering timer,
+    the RTO keeps its original deadline (the head's send time + RTO), as
+    Linux's tcp_rearm_rto does, so probing never postpones it."""
+    if sk is None:
+        raise TypeError("rearm_rto: a TcpCb is required")
+    o: Any = sk
+    pending: int = o.pending
+    if not sk.packets_out:
+        # (sk.pending is read only while the timer is armed: no reset needed;
+        # the loss probe and the reordering timer go with the RTO)
+        if pending == _ICSK_TIME_RETRANS or pending >= _ICSK_TIME_LOSS_PROBE:
+            o.rtx_timer.cancel()
+            o.pending = 0
+        return
+    rto: float
+    if pending >= _ICSK_TIME_LOSS_PROBE:
+        rto = rto_delta(sk, now)
+        if rto < 0.000001:
+            rto = 0.000001
+    else:
+        rto = o.rtt_est.rto
+    o.pending = _ICSK_TIME_RETRANS
+    o.rtx_timer.arm(now + rto)
+
+
+def schedule_loss_probe(sk: TcpCb, now: float, advancing_rto: bool) -> bool:
+    """Arm the loss-probe timer instead of the RTO when RFC 8985 7.2 allows:
+    SACK negotiated, data outstanding, no recovery under way (Open or CWR),
+    net.ipv4.tcp_early_retrans 3 or 4.  PTO = 2*SRTT, plus the peer's
+    worst-case delayed ACK (tcp_rto_min) when one segment is in flight, else
+    plus 2 ms; 1 s without an RTT sample; never later than the RTO would fire
+    (``advancing_rto``: the RTO is being restarted now, a full RTO away)."""
+    if sk is None:
+        raise TypeError("schedule_loss_probe: a TcpCb is required")
+    o: Any = sk
+    packets_out = sk.packets_out
+    if (not packets_out or not o.sack_ok
+            or (sk.ca_state != _TCP_CA_OPEN and sk.ca_state != _TCP_CA_CWR)):
+        return False
+    st = sk.host.settings
+    early: int = st.tcp_early_retrans
+    if early != 3 and early != 4:
+        return False
+    est = o.rtt_est
+    timeout: float
+    if est.has_sample:
+        srtt: float = est.srtt
+        extra: float = st.tcp_rto_min if packets_out == 1 else _TCP_TIMEOUT_MIN
+        timeout = 2 * srtt + extra
+    else:
+        timeout = _TCP_TIMEOUT_INIT
+    delta: float = est.rto
+    if not advancing_rto:
+        rtx = sk.rtx
+        if rtx:
+            head: Any = rtx[0]
+            delta += head.tstamp - now      # tcp_rto_delta
+    if 0 < delta < timeout:
+        timeout = delta
+    o.pending = _ICSK_TIME_LOSS_PROBE
+    o.rtx_timer.arm(now + timeout)
+    return True
+
+
+def ack_fast(sk: TcpCb, seq: int, ack: int, window: int, ts_ecr: int, now: float) -> bool:
+    """tcp_ack, compiled, for the ACK a bulk sender sees all the time: it
+    acknowledges new data (snd_una < ack <= snd_nxt) in the Open state with
+    nothing SACKed, no loss probe, urgent data, zero-window probe or RACK
+    reordering-window adaptation pending, and no SACK blocks (the caller's:
+    header prediction takes none).  Then tcp_ack's steps for it are: the
+    window (ack_update_window), snd_una, the retransmit queue and the RTT
+    sample (clean_rtx_queue, ack_rtt, the CC module's pkts_acked), cwnd
+    growth when cwnd-limited (cong_avoid, sndbuf_expand), the loss probe or
+    the RTO re-armed, the writer woken.  True: done; False: nothing changed,
+    the caller runs core.tcp.tcp_input.tcp_ack (which uses the same pieces)."""
+    if sk is None:
+        raise TypeError("ack_fast: a TcpCb is required")
+    o: Any = sk
+    if (not after(ack, sk.snd_una) or after(ack, sk.snd_nxt) or sk.ca_state != _TCP_CA_OPEN
+            or sk.sacked_out or o.tlp_high_seq is not None or o.snd_up is not None
+            or o.rack_dsack_seen or o.rack_reo_wnd_steps != 1
+            or o.pending == _ICSK_TIME_PROBE0):
+        return False
+    nwin = window
+    nwin <<= sk.snd_wscale
+    ack_update_window(sk, seq, ack, nwin)
+    o.retransmits = 0
+    sk.probes_out = 0
+    sk.snd_una = ack
+    # (nothing SACKed: no highest SACK to find reordering below, fack -1)
+    res = clean_rtx_queue(sk, now, -1)
+    acked: int = res[0]
+    first = res[1]
+    rtt = ack_rtt(sk, -1.0 if first is None else first, res[2], ts_ecr, now)
+    ca_ops = o.ca_ops
+    if acked:
+        ca_ops.pkts_acked(o, acked, None if rtt < 0.0 else rtt, now)
+    if sk.packets_out == 0 and o.backoff and sk.snd_wnd:
+        o.backoff = 0
+    # Open, nothing SACKed before or after: every segment acked is delivered
+    if acked and cwnd_limited(sk):
+        ca_ops.cong_avoid(o, acked, now)
+        sndbuf_expand(sk)
+    if sk.retrans_out == 0:
+        o.retrans_stamp = None
+    if not schedule_loss_probe(sk, now, True):
+        rearm_rto(sk, now)
+    if sk.write_seq != sk.wq_seq or acked:
+        sk.host.schedule_wakeup(o)   # send space freed
+    return True
+
+
+def data_snd_check_batched(sk: TcpCb, now: float) -> None:
+    """tcp_data_snd_check after a segment without data (a bare ACK).  Inside
+    a receive batch what the ACKs allow goes once, at the batch's end
+    (tcp_batch_end), with every ACK of the batch processed: the frames leave
+    together after the batch either way, and a bulk sender reads its ACKs
+    in batches of tens, each of which ran tcp_write_xmit's whole setup
+    (route, MSS, TSO size, timers) for two or three segments (issue 12).
+    cwnd, the window and Nagle decide as before, on the state all those ACKs
+    left.  (A segment with data sends at once: what goes then carries the
+    ACK that __tcp_ack_snd_check would otherwise send alone.)"""
+    if sk is None:
+        raise TypeError("data_snd_check_batched: a TcpCb is required")
+    assert _data_snd_check is not None
+    if _batch_end is None or not sk.host.defer_to_batch_end(_batch_end, sk):
+        _data_snd_check(sk, now)
+
+
+def _ack_bare(sk: TcpCb, seq: int, ack: int, window: int, ts_ecr: int, now: float) -> int:
+    """core.tcp.tcp_input.tcp_ack_predicted for a bare ACK, without its call
+    when ack_fast takes it (1): ack_fast, then data_snd_check_batched.  0:
+    nothing changed (ack_fast declined, or the hooks are not installed)."""
+    if not _ack_bypass or not ack_fast(sk, seq, ack, window, ts_ecr, now):
+        return 0
+    data_snd_check_batched(sk, now)
+    return 1

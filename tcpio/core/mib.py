@@ -331,6 +331,9 @@ DESCRIPTIONS: dict[str, str] = {
                        "synchronized state (RFC 5961 4)",
     "TCPACKSkippedSeq": "TcpExt: TCPACKSkippedSeq - out-of-window ACKs not sent "
                         "(tcp_invalid_ratelimit)",
+    "TCPACKSkippedSynRecv": "TcpExt: TCPACKSkippedSynRecv - ACKs (or SYN-ACKs for a "
+                            "retransmitted SYN) a request sock did not send "
+                            "(tcp_invalid_ratelimit)",
     "OutOfWindowIcmps": "LINUX_MIB_OUTOFWINDOWICMPS (TcpExt: OutOfWindowIcmps) - ICMP errors "
                         "quoting a sequence number outside the window, ignored",
     "PMTUUpdates": "tcpio: path MTU lowered by ICMP fragmentation needed (Linux counts it "

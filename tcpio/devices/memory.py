@@ -12,8 +12,9 @@ is never delivered re-entrantly into the middle of that callback.
 they take them (``gso_max_size``/``gso_max_size6``) and, unless
 ``csum_offload=False``, partial checksums (``tx_csum_partial``, a TAP's
 TUN_F_CSUM), so the send loop hands over up to 64 KiB per frame and leaves
-the TCP checksum of its data frames to the device, one segment or many: the
-same path as TSO and checksum offload on a TAP.  Such a frame crosses whole,
+the TCP checksum of its data frames to the device (super-frames, and lone
+segments of 8 KiB or more, as at a 64 KiB MTU): the same path as TSO and
+checksum offload on a TAP.  Such a frame crosses whole,
 as GRO's aggregate, when the direction only delays (the receiving host
 takes a big segment as the run of segments it is, and trusts its checksums,
 csum_valid: nothing in memory corrupts it, so no byte of it is summed on

@@ -129,6 +129,12 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# The flows' reader reads one frame a callback while batches come one frame
+# each, draining to EAGAIN every fourth (and whenever a batch was not one
+# frame): a 1-byte echo's batch made two reads, one to find the queue empty
+# (~1-2 us here), which the loop's next epoll_wait finds out anyway.  A burst
+# that begins then waits at most three loop iterations for its drain.
+_LONE_DRAIN = 3
 # _rx_offloaded's header tests, as globals (a frame the kernel hands with a
 # partial checksum, every echo's, looks at both)
 _NEEDS_CSUM = vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM
@@ -205,7 +211,10 @@ class SynShare:
     benchmarks/bench_flood.py measured best for both the flows and new
     connections (benchmarks/README.md); fewer SYNs a turn cost more each
     (the turn's fixed work), a smaller share leaves the legitimate SYNs
-    fewer free places in the kernel's ring.
+    fewer free places in the kernel's ring.  (Their first SYNs only, since
+    the steering program sends a retransmitted SYN to the flows' queue,
+    tun_steering: a client whose first SYN the ring dropped is answered on
+    its retransmission, whatever the share.)
 
     A SYN the ring takes waits there ring length / read rate: 20 000
     frames read at a starved loop's 5 000 SYN/s is 4 s, past a client's
@@ -436,6 +445,7 @@ class _TunTapBase:
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
+    _rx_lone = 0            # reader batches in a row of one frame each (_on_readable)
     _tx_plain = b""                     # the plain virtio header (_frame_io)
     # SynShare.max_wait: the ring length set now (0: the configured one,
     # untouched), times it changed, the socket (in the TAP's namespace) that
@@ -448,6 +458,7 @@ class _TunTapBase:
     # (tun_steering's seen map), or why not
     syn_retrans = False
     syn_retrans_error: OSError | None = None
+    _seen_fd: int | None = None         # the steering program's seen map
     # how long the flows' reader reads per wake-up (RxShare)
     rx_share: RxShare
 
@@ -521,6 +532,8 @@ class _TunTapBase:
                 os.close(self.syn_fd)
             if self._ring_ctl is not None:
                 self._ring_ctl.close()
+            if self._seen_fd is not None:
+                os.close(self._seen_fd)
             raise
         # What we hand the kernel: TCP super-frames of up to 64 KiB, IPv4's
         # (gso_max_size) and IPv6's (gso_max_size6, issue 12: TSO6); the
@@ -586,6 +599,10 @@ class _TunTapBase:
         except OSError as exc:
             os.close(qfd)
             self.syn_queue_error = exc
+            if self._seen_fd is not None:
+                os.close(self._seen_fd)
+                self._seen_fd = None
+                self.syn_retrans = False
             return
         self.syn_fd = qfd
         self.syn_queue = True
@@ -606,13 +623,23 @@ class _TunTapBase:
             try:
                 prog = tun_steering.load_socket_filter(
                     tun_steering.syn_steering_program(self.link, seen=seen))
-                self.syn_retrans = True
-                return prog
             except OSError as exc:
                 self.syn_retrans_error = exc
-            finally:
-                os.close(seen)      # the program holds its own reference
+                os.close(seen)
+            else:
+                self.syn_retrans = True
+                self._seen_fd = seen    # for its counts (syn_retrans_counts)
+                return prog
         return tun_steering.load_socket_filter(tun_steering.syn_steering_program(self.link))
+
+    def syn_retrans_counts(self) -> tuple[int, int]:
+        """(retransmitted SYNs the kernel steered to the flows' queue, those
+        over the promotion budget it left on the SYN queue); (0, 0) without
+        ``syn_retrans``."""
+        fd = self._seen_fd
+        if fd is None:
+            return 0, 0
+        return tun_steering.seen_counts(fd)
 
     @staticmethod
     def _kernel_has_vnet_hdr(fd: int) -> bool:
@@ -717,12 +744,15 @@ class _TunTapBase:
         """One budget of the flows' queue, timed for the SYN share (its
         est_done: the flows' cost per frame); True if it stopped at the
         budget (more is waiting)."""
+        # a lone read (one frame, _rx_lone) leaves the rest to the loop's
+        # next poll of the fd: not read on here either
+        lone = self._rx_lone & _LONE_DRAIN
         t0 = _clock()
         n = self._on_readable()
         if n:
             t1 = _clock()
             self.syn_share.est_done(n, t1 - t0, t1)
-        return self.rx_more and self.fd is not None
+        return self.rx_more and not lone and self.fd is not None
 
     def _on_syn(self) -> None:
         """The SYN queue is readable: a turn as the SYN share allows, or, out
@@ -799,6 +829,15 @@ class _TunTapBase:
             return 0
         if fd is None:
             fd, budget = self.fd, self.budget
+            lone = self._rx_lone
+            if lone & _LONE_DRAIN:
+                # the last batches were one frame each (a request/response
+                # flow): read one, and leave the read that would find the
+                # queue empty to the loop's next poll of the fd, which reports
+                # it again if more came; every _LONE_DRAIN + 1-th drains
+                budget = 1
+        else:
+            lone = -1
         io = self._io
         if io is None:
             io = self._frame_io()
@@ -815,6 +854,7 @@ class _TunTapBase:
             self.rx_flows_read += nread
             if not more:
                 self.rx_emptied += 1
+            self._rx_lone = lone + 1 if nread == 1 else 0
         if nread:
             if fd == self.syn_fd:
                 self.syn_queue_rx += nread
@@ -848,6 +888,7 @@ class _TunTapBase:
             for _ in range(rounds):
                 if self.fd is None:
                     return False
+                self._rx_lone = 0       # each round a full budget (until EAGAIN)
                 if not self._read_flows():
                     return False
                 if deadline is not None and _clock() >= deadline:
@@ -1013,6 +1054,9 @@ class _TunTapBase:
         os.close(fd)
         if syn_fd is not None:
             os.close(syn_fd)
+        seen, self._seen_fd = self._seen_fd, None
+        if seen is not None:
+            os.close(seen)
         ctl, self._ring_ctl = self._ring_ctl, None
         if ctl is not None:
             if self.syn_ring_len:       # a persistent interface keeps its length

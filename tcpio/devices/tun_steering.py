@@ -24,24 +24,26 @@ past the frame ends the program with 0: queue 0).
 
 A retransmitted SYN skips the flood (issue 13): given ``seen`` (an array
 map, ``seen_map(slots)``), the program remembers every connection
-request it steers, source address, source port and initial sequence
-number folded into 64 bits in a slot chosen by their hash, before the
-ring can drop it; a SYN that finds itself already there is the same
-request sent again (a client's SYN retransmission: same 4-tuple, same
-ISN, RFC 9293 3.8.1) and goes to the flows' queue, which tcpio reads
-first, instead of the SYN queue, where a flood leaves a new SYN a place
-in the ring only by chance (the ring is full; the kernel drops the
-newcomer) and holds it behind the ring's length.  A flood from random
-spoofed sources never repeats itself (2**-64 a SYN to hit its own slot
-by chance, bounded by the ring's overwrites: ``slots`` decides how long
-a first SYN is remembered under a flood, 2**20 slots about 5 s at
-200 000 SYN/s before half are gone).  A flood that sends every SYN twice
-would have its repeats promoted: at most ``promote_per_ms`` a
-millisecond (a window of 2**20 ns, counted in the map's last slot) go to
-the flows' queue, the rest to the SYN queue as before, so such a flood
-takes the flows at most that many SYNs' work.  Nothing about the SYN is
-judged but that it was sent before: its options, TTL or window play no
-part.
+request it steers, before the ring can drop it: source address, source
+port and initial sequence number folded into 64 bits choose a slot by
+their hash and leave a 32-bit fingerprint there.  A SYN that finds its
+own fingerprint in its slot is the same request sent again (a client's
+SYN retransmission: same source, port and ISN, RFC 9293 3.8.1) and goes
+to the flows' queue, which tcpio reads first, instead of the SYN queue,
+where a flood leaves a new SYN a place in the ring only by chance (the
+ring is full; the kernel drops the newcomer) and holds it behind the
+ring's length.  A flood from random spoofed sources never repeats itself
+(2**-31 a SYN to meet its fingerprint by chance); what it does is
+overwrite the slots: of ``slots`` (2**21 by default, 8 MiB of kernel
+memory), a flood of 200 000 SYN/s has overwritten 9% after 1 s (a
+client's first retransmission), 25% after 3 s, so a client's
+retransmission is recognised ~90% of the time even then.  A flood that
+sends every SYN twice would have its repeats promoted: at most
+``promote_per_ms`` a millisecond (a window of 2**20 ns, counted in the
+map) go to the flows' queue, the rest to the SYN queue as before, so such
+a flood takes the flows at most that many SYNs' work.  Nothing about the
+SYN is judged but that it was sent before: its options, TTL or window
+play no part.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from typing import Literal
 
 # <linux/bpf.h>
 BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
 BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
 BPF_MAP_TYPE_ARRAY = 2
@@ -71,9 +74,9 @@ _NR_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64l
 SYN_QUEUE = 1          # the queue connection requests go to
 FLOW_QUEUE = 0         # everything else
 
-# seen_map: slots remembered (a power of two), and retransmitted SYNs sent to
-# the flows' queue per 2**20 ns at most
-SEEN_SLOTS = 1 << 20
+# seen_map: requests remembered (a power of two: 2**21 fingerprints, 8 MiB),
+# and retransmitted SYNs sent to the flows' queue per 2**20 ns at most
+SEEN_SLOTS = 1 << 21
 PROMOTE_PER_MS = 8
 
 # eBPF opcodes used below (<linux/bpf_common.h>, <linux/bpf.h>)
@@ -83,7 +86,9 @@ _MOV64_REG, _MOV64_IMM = 0xBF, 0xB7
 _AND64_IMM, _LSH64_IMM, _RSH64_IMM = 0x57, 0x67, 0x77
 _OR64_REG, _XOR64_REG, _ADD64_IMM = 0x4F, 0xAF, 0x07
 _MUL32_IMM, _RSH32_IMM = 0x24, 0x74
-_LDX_DW, _STX_DW, _STX_W, _ST_W = 0x79, 0x7B, 0x63, 0x62
+_LDX_DW, _STX_DW, _LDX_W, _STX_W, _ST_W = 0x79, 0x7B, 0x61, 0x63, 0x62
+_ADD32_REG, _OR32_IMM = 0x0C, 0x44
+_ATOMIC_DW = 0xDB       # with imm BPF_ADD (0): lock *(u64 *)(dst + off) += src
 _JNE_IMM, _JA, _EXIT, _CALL = 0x55, 0x05, 0x95, 0x85
 _JEQ_IMM, _JEQ_REG, _JGE_IMM = 0x15, 0x1D, 0x35
 
@@ -102,9 +107,13 @@ def syn_steering_program(link: Literal["ether", "ip"] = "ether", seen: int | Non
     IP datagrams (TUN): returns SYN_QUEUE for a connection request, else
     FLOW_QUEUE.  With ``seen`` (the fd of ``seen_map(slots)``), a
     connection request sent again returns FLOW_QUEUE (see the module doc)."""
-    if slots < 2 or slots & (slots - 1) or not 0 <= promote_per_ms < 0xFFFF:
-        raise ValueError("slots: a power of two >= 2; promote_per_ms: 0..65534")
+    if slots < 4 or slots & (slots - 1) or not 0 <= promote_per_ms < 0xFFFF:
+        raise ValueError("slots: a power of two >= 4; promote_per_ms: 0..65534")
     base = 14 if link == "ether" else 0
+    # the seen check's inputs: r7 the IP header's length, r9 the IP version
+    v4: list[_Item] = [_insn(_MOV64_IMM, 9, imm=4)] if seen is not None else []
+    v6: list[_Item] = [_insn(_MOV64_IMM, 7, imm=40),
+                       _insn(_MOV64_IMM, 9, imm=6)] if seen is not None else []
     prog: list[_Item] = [_insn(_MOV64_REG, 6, 1)]        # the packet loads read r6
     if base:        # Ethernet: the family by EtherType
         prog += [_insn(_LD_ABS_H, imm=12), ("jne", 0x0800, "ipv6")]
@@ -121,7 +130,7 @@ def syn_steering_program(link: Literal["ether", "ip"] = "ether", seen: int | Non
         _insn(_AND64_IMM, 0, imm=0x0F),
         _insn(_LSH64_IMM, 0, imm=2),
         _insn(_MOV64_REG, 7, 0),                        # r7 = IP header length
-        _insn(_MOV64_IMM, 9, imm=4),                    # r9 = 4: IPv4
+        *v4,
         _insn(_LD_IND_B, 0, 7, imm=base + 13),          # TCP flags
         ("ja", "flags"),
         ("label", "ipv6"),
@@ -134,8 +143,7 @@ def syn_steering_program(link: Literal["ether", "ip"] = "ether", seen: int | Non
     prog += [
         _insn(_LD_ABS_B, imm=base + 6),                 # next header
         ("jne", _TCP, "flow"),                          # extension headers: queue 0
-        _insn(_MOV64_IMM, 7, imm=40),                   # r7 = IP header length
-        _insn(_MOV64_IMM, 9, imm=6),                    # r9 = 6: IPv6
+        *v6,
         _insn(_LD_ABS_B, imm=base + 40 + 13),           # TCP flags
         ("label", "flags"),
         _insn(_AND64_IMM, 0, imm=_SYN | _ACK | _RST | _FIN),
@@ -168,11 +176,14 @@ def _map_lookup(map_fd: int) -> list[_Item]:
 
 def _seen_check(base: int, seen: int, slots: int, promote_per_ms: int) -> list[_Item]:
     """A connection request (r7: its IP header length, r9: 4 or 6): the
-    request folded into 64 bits (r8: source address << 32 | ISN ^ source
-    port << 16, IPv6's address as its four words xored), looked up in its
-    slot; there already: "flow" while the promotion budget lasts, else
+    request folded into 64 bits (source address << 32 | ISN ^ source port
+    << 16, IPv6's address as its four words xored), its slot chosen by a
+    hash of those and its 32-bit fingerprint (the two words' sum, low bit
+    set: never an empty slot's 0) looked up there, two slots to a map
+    element; there already: "flow" while the promotion budget lasts, else
     stored there and "syn"."""
     shift = 32 - (slots.bit_length() - 1)
+    half = slots // 2           # the map's elements of two slots; then budget, counts
     return [
         _insn(_LD_IND_W, 0, 7, imm=base + 4),           # ISN
         _insn(_MOV64_REG, 8, 0),
@@ -197,18 +208,30 @@ def _seen_check(base: int, seen: int, slots: int, promote_per_ms: int) -> list[_
         # the slot: (high word ^ low word) * golden ratio, its top bits
         _insn(_MOV64_REG, 1, 8),
         _insn(_RSH64_IMM, 1, imm=32),
+        _insn(_MOV64_REG, 2, 1),
         _insn(_XOR64_REG, 1, 8),
         _insn(_MUL32_IMM, 1, imm=-0x61C88647),          # 0x9E3779B9 as s32
         _insn(_RSH32_IMM, 1, imm=shift),
+        _insn(_ADD32_REG, 8, 2),                        # r8: the fingerprint
+        _insn(_OR32_IMM, 8, imm=1),
+        _insn(_MOV64_REG, 9, 1),
+        _insn(_AND64_IMM, 9, imm=1),                    # r9: which half
+        _insn(_RSH32_IMM, 1, imm=1),                    # the element
         _insn(_STX_W, 10, 1, off=-4),
         *_map_lookup(seen),
-        _insn(_LDX_DW, 1, 0),
+        ("jne9", 0, "odd"),
+        _insn(_LDX_W, 1, 0),
         ("jeq_reg", 1, 8, "again"),
-        _insn(_STX_DW, 0, 8),                           # remembered
+        _insn(_STX_W, 0, 8),                            # remembered
+        ("ja", "syn"),
+        ("label", "odd"),
+        _insn(_LDX_W, 1, 0, off=4),
+        ("jeq_reg", 1, 8, "again"),
+        _insn(_STX_W, 0, 8, off=4),                     # remembered
         ("ja", "syn"),
         ("label", "again"),
-        # the budget: slot ``slots`` holds window << 16 | promoted in it
-        _insn(_ST_W, 10, off=-4, imm=slots),
+        # the budget: element ``half`` holds window << 16 | promoted in it
+        _insn(_ST_W, 10, off=-4, imm=half),
         *_map_lookup(seen),
         _insn(_MOV64_REG, 9, 0),
         _insn(_CALL, imm=_FUNC_KTIME_GET_NS),
@@ -223,23 +246,51 @@ def _seen_check(base: int, seen: int, slots: int, promote_per_ms: int) -> list[_
         ("label", "count"),
         _insn(_MOV64_REG, 2, 1),
         _insn(_AND64_IMM, 2, imm=0xFFFF),
-        ("jge", 2, promote_per_ms, "syn"),              # spent: the SYN queue
+        ("jge", 2, promote_per_ms, "refuse"),           # spent: the SYN queue
         _insn(_ADD64_IMM, 1, imm=1),
         _insn(_STX_DW, 9, 1),
-        ("ja", "flow"),
+        _insn(_MOV64_IMM, 7, imm=FLOW_QUEUE),
+        _insn(_MOV64_IMM, 8, imm=half + 1),             # counted as promoted
+        ("ja", "tally"),
+        ("label", "refuse"),
+        _insn(_MOV64_IMM, 7, imm=SYN_QUEUE),
+        _insn(_MOV64_IMM, 8, imm=half + 2),             # counted as over the budget
+        ("label", "tally"),
+        _insn(_STX_W, 10, 8, off=-4),
+        *_map_lookup(seen),
+        _insn(_MOV64_IMM, 1, imm=1),
+        _insn(_ATOMIC_DW, 0, 1),
+        _insn(_MOV64_REG, 0, 7),
+        _insn(_EXIT),
     ]
 
 
 def seen_map(slots: int = SEEN_SLOTS) -> int:
     """bpf(BPF_MAP_CREATE): the array ``syn_steering_program(seen=...)``
-    remembers requests in (``slots`` of 8 bytes, and one for the promotion
-    budget); its fd (the loaded program keeps its own reference: close it
-    then).  OSError when the kernel refuses."""
-    if slots < 2 or slots & (slots - 1):
-        raise ValueError("slots: a power of two >= 2")
+    remembers requests in (``slots`` 4-byte fingerprints, two to an 8-byte
+    element, then three more elements: the promotion budget's window, and
+    the counts ``seen_counts`` reads); its fd (a loaded program keeps its
+    own reference).  OSError when the kernel refuses."""
+    if slots < 4 or slots & (slots - 1):
+        raise ValueError("slots: a power of two >= 4")
     # union bpf_attr, BPF_MAP_CREATE: map_type, key_size, value_size, max_entries
-    attr = struct.pack("<IIII", BPF_MAP_TYPE_ARRAY, 4, 8, slots + 1).ljust(128, b"\0")
+    attr = struct.pack("<IIII", BPF_MAP_TYPE_ARRAY, 4, 8, slots // 2 + 3).ljust(128, b"\0")
     return _bpf(BPF_MAP_CREATE, attr)[0]
+
+
+def seen_counts(seen: int, slots: int = SEEN_SLOTS) -> tuple[int, int]:
+    """(retransmitted SYNs sent to the flows' queue, those the promotion
+    budget kept on the SYN queue) so far, from the map ``seen``."""
+    out = []
+    for key in (slots // 2 + 1, slots // 2 + 2):
+        k = ctypes.c_uint32(key)
+        v = ctypes.c_uint64(0)
+        # union bpf_attr, BPF_MAP_*_ELEM: map_fd, (pad), key, value, flags
+        attr = struct.pack("<IIQQQ", seen, 0, ctypes.addressof(k), ctypes.addressof(v),
+                           0).ljust(128, b"\0")
+        _bpf(BPF_MAP_LOOKUP_ELEM, attr)
+        out.append(int(v.value))
+    return out[0], out[1]
 
 
 # an instruction, ("label", name), ("jne", imm, label) (r0), ("jne9", imm,
@@ -322,9 +373,15 @@ def _prog_load(insns: ctypes.Array[ctypes.c_char], license: ctypes.Array[ctypes.
                       + (f": {why}" if why else "")) from None
 
 
+_libc: ctypes.CDLL | None = None
+
+
 def _bpf(cmd: int, attr: bytes) -> tuple[int, bytes]:
     """bpf(2): its result and the attr as the kernel left it; OSError."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    global _libc
+    libc = _libc
+    if libc is None:
+        libc = _libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(attr, len(attr))
     r = int(libc.syscall(ctypes.c_long(_bpf_syscall_number()), ctypes.c_int(cmd), buf,
                          ctypes.c_uint(len(attr))))

@@ -624,8 +624,16 @@ class Runner:
             conn.state = SYN_SENT
         segs = [first]
         total = len(first.payload)
-        while total < pkt.payload and not self.cfg.strict_segments:
+        # TSO-style aggregation takes only data that continues the data before
+        # it: a segment without data (a pure ACK) or out of sequence is no
+        # part of a burst, and stays queued for the script's next line, so
+        # the payload check below fails rather than a segment going unchecked.
+        while total and total < pkt.payload and not self.cfg.strict_segments:
             nxt = self._next_live(deadline, ev)
+            prev = segs[-1]
+            if not nxt.payload or nxt.seq != (prev.seq + len(prev.payload)) & 0xFFFFFFFF:
+                self.outq.insert(0, nxt)
+                break
             segs.append(nxt)
             total += len(nxt.payload)
         if total != pkt.payload:

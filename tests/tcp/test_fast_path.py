@@ -88,6 +88,7 @@ def flavour(request, monkeypatch):
         monkeypatch.setattr(host_mod, "rx_classify", rx.rx_classify)
         monkeypatch.setattr(tcp_output, "_tcp_fast", fast)
         monkeypatch.setattr(tcp_input, "clean_rtx_queue_walk", fast.clean_rtx_queue)
+        monkeypatch.setattr(tcp_input, "ack_fast", fast.ack_fast)
     else:
         monkeypatch.setattr(tcp_input, "rcv_established_fast", _no_fast)
         monkeypatch.setattr(tcp_input, "rcv_window_ack_fast", _no_fast)
@@ -234,31 +235,38 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_e
     calls = {"taken": 0, "declined": 0, "acks": 0}
     real = fast.rcv_established
 
+    states = []     # the sender's state for each bare ACK a fast path took
+
     def counting(*args):
+        state = args[0].state
         ok = real(*args)
         if len(args[7]):            # data segments (bare ACKs go this way too)
             calls["taken" if ok else "declined"] += 1
         elif ok:
             calls["acks"] += 1      # bare ACKs the prediction accepted
+            states.append(state)
+        return ok
+
+    real_window_ack = fast.rcv_window_ack
+
+    def window_ack(*args):
+        state = args[0].state
+        ok = real_window_ack(*args)
+        if ok:
+            states.append(state)
         return ok
 
     burst = {"segments": 0}
     monkeypatch.setattr(fast, "write_xmit", _counting(fast.write_xmit, burst, "segments"))
     # Count through the pure classifier so every fast-path attempt is visible.
     monkeypatch.setattr(rx_py, "_rcv_established", counting)
+    monkeypatch.setattr(rx_py, "_rcv_window_ack", window_ack)
     net, a, b, c, s = _counted_connection(monkeypatch, fast, family, seed=3)
     data = bytes(2_000_000)
     sent, got = 0, 0
 
-    states = []
-    real_ack = tcp_input.tcp_ack_predicted
-
-    def seen_state(sk, *args):
-        states.append(sk.state)
-        return real_ack(sk, *args)
-
-    monkeypatch.setattr(tcp_input, "tcp_ack_predicted", seen_state)
-    fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle, seen_state)
+    fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle,
+                   tcp_input.tcp_ack_predicted)
     slow = []
     real_slow = tcp_ipv4.tcp_rcv_state_process
 

@@ -472,6 +472,7 @@ def test_a_refused_answer_to_a_retransmitted_syn_is_not_counted():
     assert r.host.mib["TCPSynRetrans"] == 0
     assert len(r.ls.syn_queue) == 1             # (the timer decides its fate)
     _device_answers(r, NET_XMIT_SUCCESS)
+    r.host.advance(0.5)         # tcp_invalid_ratelimit: one answer per 500 ms
     r.peer.send(SYN, PEER_ISS)
     assert r.peer.recv_one().key() == r.synack.key()
     assert r.host.mib["TCPSynRetrans"] == 1

@@ -78,6 +78,10 @@ else:
 rcv_established_fast = _tcp_fast.rcv_established
 rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
+ack_fast = _tcp_fast.ack_fast
+ack_update_window = _tcp_fast.ack_update_window
+ack_rtt = _tcp_fast.ack_rtt
+_cwnd_limited = _tcp_fast.cwnd_limited
 # tcp_enter_quickack_mode(sk, TCP_MAX_QUICKACKS)'s count: tcp_incr_quickack,
 # the first data's rule too (tcp_fast.event_data_recv), so a small window
 # gets fewer quick ACKs than 16 (Linux: rcv_wnd / (2 * rcv_mss), 0 -> 2)
@@ -163,9 +167,14 @@ def tcp_ack_predicted(sk: TcpSock, seq: int, ack: int, window: int, ts_val: int 
     """An ACK that header prediction accepted (tcp_fast.rcv_established did the
     checks and the timestamp bookkeeping, and queued the data of a segment
     with ``flag`` FLAG_DATA): tcp_ack, then send what it allows."""
-    opts = _NO_OPTIONS if ts_val is None else TcpOptions(ts_val=ts_val, ts_ecr=ts_ecr)
-    tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, flag)
-    tcp_data_snd_check(sk, now)
+    # tcp_ack compiled for the ACK of new data in the Open state (tcp_fast.ack_fast)
+    if not ack_fast(sk, seq, ack, window, ts_ecr or 0, now):
+        opts = _NO_OPTIONS if ts_val is None else TcpOptions(ts_val=ts_val, ts_ecr=ts_ecr)
+        tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, flag)
+    if flag & FLAG_DATA:
+        tcp_data_snd_check(sk, now)
+    else:
+        tcp_data_snd_check_batched(sk, now)
 
 
 # --- the slow path -----------------------------------------------------------------
@@ -226,7 +235,10 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     if state in (TCP_CLOSE_WAIT, TCP_CLOSING, TCP_LAST_ACK):
         # The peer already sent FIN: later data is a protocol error; ignore it.
         if not before(skb.seq, sk.rcv_nxt):
-            tcp_data_snd_check(sk, now)
+            if skb.data or flags & TCPHDR_FIN:
+                tcp_data_snd_check(sk, now)
+            else:
+                tcp_data_snd_check_batched(sk, now)
             __tcp_ack_snd_check(sk, now)
             return
     elif (state in (TCP_FIN_WAIT1, TCP_FIN_WAIT2) and sk.orphan and skb.data
@@ -238,9 +250,11 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
         tcp_check_urg(sk, skb)
     if skb.data or skb.flags & TCPHDR_FIN:
         tcp_data_queue(sk, skb, now)
-    # (A FIN that ended the connection has sent its ACK: both checks below
-    # return at once for a closed or dead sock.)
-    tcp_data_snd_check(sk, now)
+        # (A FIN that ended the connection has sent its ACK: both checks
+        # below return at once for a closed or dead sock.)
+        tcp_data_snd_check(sk, now)
+    else:
+        tcp_data_snd_check_batched(sk, now)
     __tcp_ack_snd_check(sk, now)
     return
 
@@ -358,7 +372,7 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
             if flags & TCPHDR_SYN:
                 mib["TCPSYNChallenge"] += 1
                 tcp_send_challenge_ack(sk, now)
-            elif not tcp_oow_rate_limited(sk, skb, now):
+            elif not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedSeq", sk, now):
                 tcp_send_dupack(sk, skb, now)
         return False
     if flags & TCPHDR_RST:
@@ -376,24 +390,25 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     return True
 
 
-def _tcp_oow_rate_limited(sk: TcpSock, now: float, counter: str) -> bool:
+def __tcp_oow_rate_limited(host: Any, counter: str, owner: Any, now: float) -> bool:
     """__tcp_oow_rate_limited: at most one ACK per tcp_invalid_ratelimit (500 ms)
-    for this socket's out-of-window and challenge ACKs; a skipped one is
-    counted in ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge)."""
-    last = sk.last_oow_ack_time
-    if last is not None and 0 <= now - last < sk.host.settings.tcp_invalid_ratelimit:
-        sk.host.mib[counter] += 1
+    for ``owner``'s out-of-window and challenge ACKs (a sock's, or a request
+    sock's: its ``last_oow_ack_time``); a skipped one is counted in
+    ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge, TCPACKSkippedSynRecv)."""
+    last = owner.last_oow_ack_time
+    if last is not None and 0 <= now - last < host.settings.tcp_invalid_ratelimit:
+        host.mib[counter] += 1
         return True
-    sk.last_oow_ack_time = now
+    owner.last_oow_ack_time = now
     return False
 
 
-def tcp_oow_rate_limited(sk: TcpSock, skb: Skb, now: float) -> bool:
-    """Rate-limit ACKs for out-of-window pure ACKs (tcp_oow_rate_limited: data
-    without SYN is not part of an ACK loop and is always answered)."""
+def tcp_oow_rate_limited(host: Any, skb: Skb, counter: str, owner: Any, now: float) -> bool:
+    """Rate-limit ACKs for out-of-window segments without data (tcp_oow_rate_limited:
+    data without SYN is not part of an ACK loop and is always answered)."""
     if skb.seq != skb.end_seq and not skb.flags & TCPHDR_SYN:
         return False
-    return _tcp_oow_rate_limited(sk, now, "TCPACKSkippedSeq")
+    return __tcp_oow_rate_limited(host, counter, owner, now)
 
 
 def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
@@ -401,7 +416,7 @@ def tcp_send_challenge_ack(sk: TcpSock, now: float) -> None:
     (tcp_invalid_ratelimit, TCPACKSkippedChallenge), then by the host-wide
     budget when tcp_challenge_ack_limit is set (off by default since 6.0,
     which closed the CVE-2016-5696 side channel)."""
-    if _tcp_oow_rate_limited(sk, now, "TCPACKSkippedChallenge"):
+    if __tcp_oow_rate_limited(sk.host, "TCPACKSkippedChallenge", sk, now):
         return
     if sk.proto.challenge_ack_allowed(now):
         tcp_send_ack(sk, now)
@@ -510,13 +525,7 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     # window update (tcp_ack_update_window)
     # RFC 7323 2.2: the window field of a SYN is never scaled
     nwin = skb.window if skb.flags & TCPHDR_SYN else skb.window << sk.snd_wscale
-    if (after(ack, prior_snd_una) or after(skb.seq, sk.snd_wl1) or
-            (skb.seq == sk.snd_wl1 and (nwin > sk.snd_wnd or not nwin))):
-        if sk.snd_wnd != nwin:
-            flag |= FLAG_WIN_UPDATE
-            sk.snd_wnd = nwin
-            sk.max_window = max(sk.max_window, nwin)
-        sk.snd_wl1 = skb.seq
+    flag |= ack_update_window(sk, skb.seq, ack, nwin)
     if after(ack, prior_snd_una):
         flag |= FLAG_SND_UNA_ADVANCED
         sk.retransmits = 0
@@ -626,15 +635,6 @@ def tcp_process_tlp_ack(sk: TcpSock, ack: int, flag: int, now: float) -> None:
         sk.tlp_high_seq = None
 
 
-def _cwnd_limited(sk: TcpSock) -> bool:
-    """tcp_is_cwnd_limited: only grow cwnd when it was actually used: the
-    window was cwnd-limited, or (slow start) cwnd < 2 * max_packets_out
-    (tcp_output.tcp_cwnd_validate keeps both per window)."""
-    if sk.is_cwnd_limited:
-        return True
-    return sk.snd_cwnd < sk.snd_ssthresh and sk.snd_cwnd < 2 * sk.max_packets_out
-
-
 def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int,
                         prior_fack: int = -1) -> int:
     """Drop fully acknowledged segments, take an RTT sample (Karn's rule, or
@@ -655,16 +655,10 @@ def tcp_clean_rtx_queue(sk: TcpSock, skb: Skb, now: float, prior_snd_una: int,
             # is acked too: the ACK may answer the probe, not the originals
             # (Karn; Linux: FLAG_RETRANS_DATA_ACKED from TCPCB_EVER_RETRANS).
             retrans_acked = True
-        if first_tx is not None and not retrans_acked:
-            rtt = now - first_tx
-        elif sk.tstamp_ok and skb.opts.ts_ecr:
-            rtt = (tcp_time_stamp(now) + sk.ts_off - skb.opts.ts_ecr) & 0xFFFFFFFF
-            rtt = rtt / 1000.0 if rtt < 0x7FFFFFFF else None
-        if rtt is not None:            # (never negative: sent before now)
-            sk.rtt_est.sample(rtt)
-            sk.rtt_est.reset_backoff()
-            if not sk.min_rtt or rtt < sk.min_rtt:
-                sk.min_rtt = rtt
+        sample = ack_rtt(sk, -1.0 if first_tx is None else first_tx, retrans_acked,
+                         skb.opts.ts_ecr or 0, now)
+        if sample >= 0.0:
+            rtt = sample
         if n:
             sk.ca_ops.pkts_acked(sk, n, rtt, now)
     return n
@@ -990,6 +984,11 @@ def tcp_data_snd_check(sk: TcpSock, now: float) -> None:
         tcp_write_xmit(sk, now)
 
 
+# tcp_data_snd_check after a bare ACK: inside a receive batch, once at the
+# batch's end (tcp_batch_end); see tcp_fast.data_snd_check_batched
+tcp_data_snd_check_batched = _tcp_fast.data_snd_check_batched
+
+
 __tcp_ack_snd_check = _tcp_fast.ack_snd_check
 
 
@@ -1007,12 +1006,17 @@ def tcp_send_ack_or_coalesce(sk: TcpSock, now: float) -> None:
     unless 64 KiB are already unacknowledged; an ACK with a hole (out-of-order
     data: dupACKs with SACK blocks, which the sender counts) goes at once."""
     if (sk.ofo or seq_diff(sk.rcv_nxt, sk.rcv_wup) >= TCP_ACK_COALESCE_MAX
-            or not sk.host.defer_to_batch_end(_tcp_coalesced_ack, sk)):
+            or not sk.host.defer_to_batch_end(tcp_batch_end, sk)):
         tcp_send_ack(sk, now)
 
 
-def _tcp_coalesced_ack(sk: TcpSock, now: float) -> None:
-    """The batch's end: the one ACK, unless something already carried it."""
+def tcp_batch_end(sk: TcpSock, now: float) -> None:
+    """A receive batch's end for ``sk`` (host.defer_to_batch_end, once per
+    socket however often asked): what the batch's ACKs let it send
+    (tcp_data_snd_check, deferred by tcp_ack_predicted), then the one ACK
+    for the batch's data unless a segment just sent carried it (Linux's
+    order: tcp_data_snd_check, then tcp_ack_snd_check)."""
+    tcp_data_snd_check(sk, now)
     if sk.ack_pending and not sk.dead:
         tcp_send_ack(sk, now)
 
@@ -1023,3 +1027,4 @@ def tcp_init_fast_hooks() -> None:
     module when it is imported.  Idempotent."""
     _tcp_fast.set_hooks(tcp_send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
                         tcp_ack_predicted)
+    _tcp_fast.set_snd_check_hooks(tcp_data_snd_check, tcp_batch_end)

@@ -9,12 +9,14 @@ close (TIME_WAIT, or an orphan's FIN_WAIT2) without the full control block.
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 from ... import _fast
 from ..qdisc import net_xmit_eval
+from .inet6_addr import V6MASK
 from .sock import SS_CONNECTED, TcpSock
-from .tcp_input import tcp_initialize_rcv_mss
+from .tcp_input import tcp_initialize_rcv_mss, tcp_oow_rate_limited
 from .tcp_output import (
     CTL_SOCK_DF,
     TCP_TIMEOUT_INIT,
@@ -55,6 +57,7 @@ class RequestSock:
         "dead",
         "laddr",
         "listener",
+        "last_oow_ack_time",
         "lport",
         "mss",
         "num_retrans",
@@ -109,6 +112,9 @@ class RequestSock:
         # inet_rsk(req)->acked): the client is ESTABLISHED already.
         self.acked = False
         self.dead = False
+        # When it last answered junk (tcp_oow_rate_limited; Linux's
+        # last_oow_ack_time, 0 from tcp_openreq_init: None here)
+        self.last_oow_ack_time: float | None = None
 
 
 class TimeWaitSock:
@@ -270,8 +276,21 @@ def _in_window(skb: Skb, rcv_nxt: int, rcv_wnd: int) -> bool:
 def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int = 0) -> int:
     """tcp_v4_send_synack; 0 when the SYN-ACK went, else the device's refusal
     (net_xmit_eval of its NET_XMIT_* status: a congestion notification is
-    sent).  ``advmss``: the MSS option, when the caller has just computed it
-    (tcp_conn_request: the same route and TCP_MAXSEG)."""
+    sent), or ENETUNREACH without a route: then, as Linux returns before
+    tcp_make_synack, nothing is built, sent or counted in OutSegs (IP's
+    OutNoRoutes, and tcpio's TCPOutNoRoute, say why).  ``advmss``: the MSS
+    option, when the caller has just computed it (tcp_conn_request: the same
+    route, just found, and TCP_MAXSEG)."""
+    host = proto.host
+    if not advmss:
+        # inet_csk_route_req (a retransmission: the route may have gone)
+        try:
+            mtu = proto.route_mtu_checked(req.raddr)
+        except OSError:
+            host.mib["Ip6OutNoRoutes" if req.raddr > V6MASK else "OutNoRoutes"] += 1
+            host.mib["TCPOutNoRoute"] += 1
+            return errno.ENETUNREACH
+        advmss = proto.advmss_for(req.raddr, req.listener.opts.user_mss, mtu)
     if req.snt_synack is None:
         req.snt_synack = now        # tcp_make_synack: the first SYN-ACK's time
     ts = None
@@ -279,14 +298,13 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int =
         ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
     # tcp_make_synack: the route's advmss bounded by the listener's TCP_MAXSEG
     # (tcp_mss_clamp), read now, so a retransmitted SYN-ACK uses the current value.
-    opts = TcpOptions(mss=advmss or proto.advmss_for(req.raddr, req.listener.opts.user_mss),
+    opts = TcpOptions(mss=advmss,
                       wscale=req.rcv_wscale if req.wscale_ok else None,
                       sack_ok=req.sack_ok, ts_val=ts,
                       ts_ecr=req.ts_recent if ts is not None else None)
     # ip_build_and_send_pkt: with DF, IP ID 0 (the request has no connected
     # socket: ip_output.ip_select_ident); without (ip_no_pmtu_disc), a random
     # one rather than the hashed counters.
-    host = proto.host
     ident = host.ip_ids.random_u16() if host.settings.ip_no_pmtu_disc else -1
     # RFC 7323 2.2: a SYN's window is never scaled; req.rcv_wnd is at most
     # 65535 by construction (TcpProto._initial_rcv_wnd).
@@ -296,11 +314,14 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int =
 
 
 def tcp_rtx_synack(proto: TcpProto, req: RequestSock, now: float) -> int:
-    """The SYN-ACK again (tcp_rtx_synack); counted (TCPSynRetrans, Linux's
-    num_retrans) only when the device took it.  0, or the refusal."""
+    """The SYN-ACK again (tcp_rtx_synack); counted (RetransSegs,
+    TCPSynRetrans, Linux's num_retrans) only when it went: a route and the
+    device took it.  0, or the error."""
     err = tcp_send_synack(proto, req, now)
     if not err:
-        proto.host.mib["TCPSynRetrans"] += 1
+        mib = proto.host.mib
+        mib["RetransSegs"] += 1
+        mib["TCPSynRetrans"] += 1
         req.synack_rtx += 1
     return err
 
@@ -348,6 +369,12 @@ def tcp_v4_reqsk_send_ack(proto: TcpProto, req: RequestSock, now: float) -> None
                 df=CTL_SOCK_DF)
 
 
+def _reqsk_oow_rate_limited(host: Any, req: RequestSock, skb: Skb, now: float) -> bool:
+    """tcp_oow_rate_limited(net, skb, LINUX_MIB_TCPACKSKIPPEDSYNRECV,
+    &tcp_rsk(req)->last_oow_ack_time): the request's own clock."""
+    return tcp_oow_rate_limited(host, skb, "TCPACKSkippedSynRecv", req, now)
+
+
 def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> TcpSock | None:
     """The segment for a request sock: a retransmitted SYN, the third ACK,
     or junk.  Returns the new child (already queued), None, or the
@@ -360,11 +387,13 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
                        before(opts.ts_val, req.ts_recent))
     if skb.seq == req.rcv_isn and flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) == TCPHDR_SYN \
             and not paws_reject:
-        # A retransmitted SYN: our SYN-ACK was lost; send it again, and
-        # restart the timer from it (Linux: "Reset timer after retransmitting
-        # SYNACK, similar to the idea of fast retransmit in recovery";
+        # A retransmitted SYN: our SYN-ACK was lost; send it again (at most
+        # once per tcp_invalid_ratelimit, as the ACKs below), and restart the
+        # timer from it (Linux: "Reset timer after retransmitting SYNACK,
+        # similar to the idea of fast retransmit in recovery";
         # mod_timer_pending, so only a timer still running).
-        if not tcp_rtx_synack(proto, req, now) and req.timer.pending:
+        if not _reqsk_oow_rate_limited(host, req, skb, now) and \
+                not tcp_rtx_synack(proto, req, now) and req.timer.pending:
             req.timer.arm(now + reqsk_timeout(proto, req))
         return None
     if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
@@ -376,8 +405,9 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     rcv_nxt = (req.rcv_isn + 1) & 0xFFFFFFFF
     # (_in_window's first test first: the third ACK starts at rcv_nxt)
     if paws_reject or (skb.seq != rcv_nxt and not _in_window(skb, rcv_nxt, req.rcv_wnd)):
-        # RFC 9293 3.10.7.4: an unacceptable segment gets an ACK (a RST none).
-        if not flags & TCPHDR_RST:
+        # RFC 9293 3.10.7.4: an unacceptable segment gets an ACK (a RST
+        # none), rate-limited as Linux's tcp_check_req does
+        if not flags & TCPHDR_RST and not _reqsk_oow_rate_limited(host, req, skb, now):
             tcp_v4_reqsk_send_ack(proto, req, now)
         if paws_reject:
             host.mib["PAWSEstabRejected"] += 1

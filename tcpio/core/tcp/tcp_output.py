@@ -685,65 +685,15 @@ def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
     sk.ca_ops.cwnd_event(sk, CA_EVENT_TX_START, now)
 
 
-def tcp_rearm_rto(sk: TcpSock, now: float) -> None:
-    """Restart the RTO after forward progress (RFC 6298 5.3).  When the timer
-    was standing in for the RTO as a loss probe or RACK's reordering timer,
-    the RTO keeps its original deadline (the head's send time + RTO), as
-    Linux's tcp_rearm_rto does, so probing never postpones it."""
-    pending = sk.pending
-    if not sk.packets_out:
-        # (sk.pending is read only while the timer is armed: no reset needed;
-        # the loss probe and the reordering timer go with the RTO)
-        if pending == ICSK_TIME_RETRANS or pending >= ICSK_TIME_LOSS_PROBE:
-            sk.rtx_timer.cancel()
-            sk.pending = 0
-        return
-    rto = sk.rto
-    if pending >= ICSK_TIME_LOSS_PROBE:
-        rto = max(tcp_rto_delta(sk, now), 0.000001)
-    sk.pending = ICSK_TIME_RETRANS
-    sk.rtx_timer.arm(now + rto)
-
-
-def tcp_rto_delta(sk: TcpSock, now: float) -> float:
-    """tcp_rto_delta_us: how far in the future the RTO of the oldest
-    outstanding segment is (its last transmission + RTO)."""
-    rtx = sk.rtx
-    if not rtx:
-        return sk.rto
-    return rtx[0].tstamp + sk.rto - now
+# The RTO and loss-probe timers, re-armed on every ACK and every send: the
+# rules are tcp_fast's (compiled with the ACK path, tcp_fast.ack_fast).
+tcp_rearm_rto = _tcp_fast.rearm_rto
+tcp_rto_delta = _tcp_fast.rto_delta
 
 
 # --- tail loss probe (RFC 8985 section 7, Linux tcp_schedule_loss_probe) ----------
-def tcp_schedule_loss_probe(sk: TcpSock, now: float, advancing_rto: bool) -> bool:
-    """Arm the loss-probe timer instead of the RTO when RFC 8985 7.2 allows:
-    SACK negotiated, data outstanding, no recovery under way (Open or CWR),
-    net.ipv4.tcp_early_retrans 3 or 4.  PTO = 2*SRTT, plus the peer's
-    worst-case delayed ACK (tcp_rto_min) when one segment is in flight, else
-    plus 2 ms; 1 s without an RTT sample; never later than the RTO would fire
-    (``advancing_rto``: the RTO is being restarted now, a full RTO away)."""
-    # (on every ACK and every send: plain locals, no helper calls)
-    packets_out = sk.packets_out
-    if not packets_out or not sk.sack_ok or sk.ca_state not in _TLP_STATES:
-        return False
-    st = sk.host.settings
-    if st.tcp_early_retrans not in (3, 4):
-        return False
-    est = sk.rtt_est
-    if est.has_sample:
-        timeout = 2 * est.srtt + (st.tcp_rto_min if packets_out == 1 else TCP_TIMEOUT_MIN)
-    else:
-        timeout = TCP_TIMEOUT_INIT
-    rto_delta = est.rto
-    if not advancing_rto:
-        rtx = sk.rtx
-        if rtx:
-            rto_delta += rtx[0].tstamp - now      # tcp_rto_delta
-    if 0 < rto_delta < timeout:
-        timeout = rto_delta
-    sk.pending = ICSK_TIME_LOSS_PROBE
-    sk.rtx_timer.arm(now + timeout)
-    return True
+# tcp_schedule_loss_probe (RFC 8985 7.2): see tcp_fast.schedule_loss_probe
+tcp_schedule_loss_probe = _tcp_fast.schedule_loss_probe
 
 
 _TLP_STATES = (TCP_CA_OPEN, TCP_CA_CWR)
@@ -1086,9 +1036,5 @@ def tcp_send_synack(sk: TcpSock, now: float) -> None:
     tcp_transmit_skb(sk, sk.iss, TCPHDR_SYN | TCPHDR_ACK, b"", now)
 
 
-def sndbuf_expand(sk: TcpSock) -> None:
-    """tcp_sndbuf_expand: room for twice the congestion window, unless locked."""
-    if sk.opts.sndbuf_locked:
-        return
-    want = min(2 * sk.snd_cwnd * sk.mss_cache * 2, sk.host.settings.tcp_wmem[2])
-    sk.sndbuf = max(sk.sndbuf, want)
+# tcp_sndbuf_expand: see tcp_fast.sndbuf_expand (tcp_ack's, on every cwnd growth)
+sndbuf_expand = _tcp_fast.sndbuf_expand

@@ -56,10 +56,18 @@ class RttEstimator:
             self.has_sample = True
         else:
             # RTTVAR first, with the old SRTT (RFC 6298 2.3 order).
-            self._rttvar = (1 - BETA) * self._rttvar + BETA * abs(self._srtt - rtt)
+            err = self._srtt - rtt
+            self._rttvar = (1 - BETA) * self._rttvar + BETA * (err if err >= 0 else -err)
             self._srtt = (1 - ALPHA) * self._srtt + ALPHA * rtt
-        var = max(self.granularity, K * self._rttvar, self.rto_min)
-        self._base_rto = min(self._srtt + var, self.rto_max)
+        # max(G, K * RTTVAR, rto_min) and the rto_max cap, without the
+        # builtins' calls (once per ACK that moves snd_una)
+        var = K * self._rttvar
+        if var < self.granularity:
+            var = self.granularity
+        if var < self.rto_min:
+            var = self.rto_min
+        rto = self._srtt + var
+        self._base_rto = rto if rto < self.rto_max else self.rto_max
 
     @property
     def srtt(self) -> float:
@@ -78,6 +86,8 @@ class RttEstimator:
     @property
     def rto(self) -> float:
         """The current RTO including exponential backoff, capped at rto_max."""
+        if not self.backoff_count:
+            return self._base_rto       # (never above rto_max: sample and reset cap it)
         return min(self._base_rto * (1 << min(self.backoff_count, 40)), self.rto_max)
 
     def backoff(self) -> float:
