@@ -58,7 +58,11 @@ from .tcp_states import (
     before,
     seq_diff,
 )
-from .tcp_timer import tcp_fin_wait2_orphan, tcp_set_keepalive
+from .tcp_timer import (
+    tcp_clamp_probe0_to_user_timeout,
+    tcp_fin_wait2_orphan,
+    tcp_set_keepalive,
+)
 
 if TYPE_CHECKING:
     from .sock import TcpSock
@@ -603,9 +607,11 @@ def tcp_ack_probe(sk: TcpSock, now: float) -> None:
             sk.rtx_timer.cancel()
             sk.pending = 0
         sk.backoff = 0
+        sk.probe_start = 0.0        # (icsk_probes_tstamp: the window opened)
     else:
         sk.pending = tcp_output.ICSK_TIME_PROBE0
-        sk.rtx_timer.arm(now + tcp_output.tcp_probe0_when(sk))
+        sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
+            sk, now, tcp_output.tcp_probe0_when(sk)))
 
 
 def tcp_process_tlp_ack(sk: TcpSock, ack: int, flag: int, now: float) -> None:

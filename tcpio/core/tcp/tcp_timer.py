@@ -203,18 +203,22 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
     if sk.packets_out or not tcp_output.tcp_send_head(sk):
         sk.probes_out = 0
         sk.backoff = 0
+        sk.probe_start = 0.0
+        return
+    # icsk_probes_tstamp: stamped by the first probe of a closed window and
+    # kept until the window opens (tcp_ack_probe) or probing ends; an ACK
+    # answering a probe with the window still zero clears probes_out, not
+    # this, so TCP_USER_TIMEOUT ends a peer that keeps its window shut.
+    if not sk.probe_start:
+        sk.probe_start = now
+    elif sk.opts.user_timeout and now - sk.probe_start >= sk.opts.user_timeout:
+        tcp_write_err(sk)
         return
     st = sk.host.settings
     limit = (st.tcp_orphan_retries or 8) if sk.orphan else st.tcp_retries2
-    if sk.opts.user_timeout and sk.probes_out and sk.probe_start and \
-            now - sk.probe_start >= sk.opts.user_timeout:
-        tcp_write_err(sk)
-        return
     if sk.probes_out >= limit:
         tcp_write_err(sk)
         return
-    if not sk.probes_out:
-        sk.probe_start = now
     # tcp_write_wakeup: data inside the window (it opened a little, or Nagle
     # or a cork held a partial segment back) goes out instead of a probe;
     # then data is in flight and the RTO takes over (tcp_send_probe0).
@@ -226,17 +230,31 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         # next try after TCP_RESOURCE_PROBE_INTERVAL (a probe still counts)
         sk.probes_out += 1
         sk.pending = ICSK_TIME_PROBE0
-        sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
+        sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
+            sk, now, TCP_RESOURCE_PROBE_INTERVAL))
         return
     if woke:
         sk.probes_out = 0
         sk.backoff = 0
+        sk.probe_start = 0.0
         tcp_output.tcp_rearm_rto(sk, now)
         return
     sk.probes_out += 1
     sk.backoff += 1
     sk.pending = ICSK_TIME_PROBE0
-    sk.rtx_timer.arm(now + tcp_output.tcp_probe0_when(sk))
+    sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
+        sk, now, tcp_output.tcp_probe0_when(sk)))
+
+
+def tcp_clamp_probe0_to_user_timeout(sk: TcpSock, now: float, when: float) -> float:
+    """tcp_clamp_probe0_to_user_timeout: a persist timer armed while probing
+    waits at most until the user timeout ends (counted from the first probe,
+    sk.probe_start), and at least TCP_TIMEOUT_MIN."""
+    user_timeout = sk.opts.user_timeout
+    if not user_timeout or not sk.probe_start:
+        return when
+    elapsed = max(now - sk.probe_start, 0.0)
+    return min(max(user_timeout - elapsed, tcp_output.TCP_TIMEOUT_MIN), when)
 
 
 def tcp_delack_timer(sk: TcpSock, now: float) -> None:
