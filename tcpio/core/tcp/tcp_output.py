@@ -764,18 +764,24 @@ def tcp_send_head(sk: TcpSock) -> bool:
 
 
 def tcp_check_probe_timer(sk: TcpSock, now: float) -> None:
-    """Arm the persist timer when data waits on a closed window with nothing in flight."""
+    """Arm the persist timer when data waits on a closed window with nothing
+    in flight: at tcp_probe0_base, whatever the backoff (Linux
+    tcp_check_probe_timer; only the probes back off)."""
     if sk.packets_out or sk.rtx_timer.pending:
         return
     if not tcp_send_head(sk):
         return
-    sk.pending = 3
-    sk.rtx_timer.arm(now + tcp_probe0_when(sk))
+    sk.pending = ICSK_TIME_PROBE0
+    sk.rtx_timer.arm(now + tcp_probe0_base(sk))
+
+
+def tcp_probe0_base(sk: TcpSock) -> float:
+    """tcp_probe0_base: max(RTO, TCP_RTO_MIN)."""
+    return max(sk.rto, sk.host.settings.tcp_rto_min)
 
 
 def tcp_probe0_when(sk: TcpSock) -> float:
-    base = max(sk.rto, sk.host.settings.tcp_rto_min)
-    return min(base * (1 << min(sk.backoff, 30)), sk.host.settings.tcp_rto_max)
+    return min(tcp_probe0_base(sk) * (1 << min(sk.backoff, 30)), sk.host.settings.tcp_rto_max)
 
 
 def tcp_write_wakeup(sk: TcpSock, now: float) -> int:
