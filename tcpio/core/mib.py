@@ -334,6 +334,8 @@ DESCRIPTIONS: dict[str, str] = {
     "TCPACKSkippedSynRecv": "TcpExt: TCPACKSkippedSynRecv - ACKs (or SYN-ACKs for a "
                             "retransmitted SYN) a request sock did not send "
                             "(tcp_invalid_ratelimit)",
+    "TCPACKSkippedTimeWait": "TcpExt: TCPACKSkippedTimeWait - ACKs a TIME-WAIT sock did "
+                             "not send (tcp_invalid_ratelimit)",
     "OutOfWindowIcmps": "LINUX_MIB_OUTOFWINDOWICMPS (TcpExt: OutOfWindowIcmps) - ICMP errors "
                         "quoting a sequence number outside the window, ignored",
     "PMTUUpdates": "tcpio: path MTU lowered by ICMP fragmentation needed (Linux counts it "

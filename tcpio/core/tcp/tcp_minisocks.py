@@ -123,6 +123,7 @@ class TimeWaitSock:
     __slots__ = (
         "dead",
         "laddr",
+        "last_oow_ack_time",
         "lport",
         "proto",
         "raddr",
@@ -156,6 +157,8 @@ class TimeWaitSock:
         self.ts_recent_stamp = sk.ts_recent_stamp
         self.ts_off = sk.ts_off
         self.dead = False
+        # tw_last_oow_ack_time (0 from tcp_time_wait: None here)
+        self.last_oow_ack_time: float | None = None
         self.timer = proto.host.timers.timer(self._expire)
 
     def _expire(self, now: float) -> None:
@@ -217,8 +220,16 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
         # must not keep the old tuple alive (Linux).
         if paws_reject or flags & TCPHDR_ACK:
             tw.timer.arm(now + tw.proto.host.settings.tcp_tw_timeout)
-        return TCP_TW_ACK
+        return _tw_check_oow_rate_limit(tw, skb, "TCPACKSkippedTimeWait", now)
     return TCP_TW_SUCCESS
+
+
+def _tw_check_oow_rate_limit(tw: TimeWaitSock, skb: Skb, counter: str, now: float) -> int:
+    """tcp_timewait_check_oow_rate_limit: the ACK, unless the time-wait sock
+    answered junk less than tcp_invalid_ratelimit ago (then counted)."""
+    if tcp_oow_rate_limited(tw.proto.host, skb, counter, tw, now):
+        return TCP_TW_SUCCESS
+    return TCP_TW_ACK
 
 
 def _tw_fin_wait2_process(tw: TimeWaitSock, skb: Skb, paws_reject: bool, now: float) -> int:
