@@ -21,10 +21,10 @@ says how many kernel RTOs had fired by 2, 5, 10 and 20 s and at the end,
 when the TAP first dropped, the longest stall in the first 5 s, the largest
 in-flight and median RTT seen, and what tcpio read of the TAP in the first
 2 s, and the flows' reader's turns (RxShare: budgets read past the first,
-turns its time stopped; ``--rx-cap 0`` reads one budget a wake-up, the
-reader before RxShare, for A/B in one tree).  ``--copy`` makes each server
-handler copy its bytes as the test did before (a 1 MiB ``bytes`` slice per
-handler as it starts), for A/B runs.
+turns its time stopped; ``--rx-cap 0.05`` turns RxShare on, ``--rx-cap 0``
+is the default reader, one budget a wake-up: A/B in one tree).  ``--copy``
+makes each server handler copy its bytes as the test did before (a 1 MiB
+``bytes`` slice per handler as it starts), for A/B runs.
 
 The machine is shared: alternate the variants and report each run.
 """
@@ -199,7 +199,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/soak_timeline"))
     ap.add_argument("--tag", default=None)
     ap.add_argument("--rx-cap", type=float, default=None,
-                    help="RxShare's cap in seconds (0: one budget per wake-up, the old reader)")
+                    help="RxShare's cap in seconds (0, the default: one budget per wake-up)")
     a = ap.parse_args()
     tag = a.tag or f"{'copy' if a.copy else 'view'}-{a.flows}x{a.size}-{os.getpid()}"
     print(json.dumps(asyncio.run(run(a.flows, a.size, a.copy, a.out, tag, a.rx_cap))))

@@ -160,3 +160,16 @@ def test_rx_share_arguments() -> None:
     rs.end(10.0)
     assert rs.allowance(10.001) == 0.002        # less other work than the floor
     assert rs.allowance(10.03) == pytest.approx(0.03)
+
+
+def test_by_default_a_wake_up_reads_one_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RxShare is off unless given a cap (its doc: the soak did not move,
+    1-flow bulk looked slower): one budget a wake-up, as before it."""
+    r = Ring(monkeypatch, RxShare())
+    try:
+        r.send(40)
+        r.turn(0.0)
+        assert r.turn(1.0) == [BUDGET]
+        assert r.dev.rx_more
+    finally:
+        r.close()

@@ -7,10 +7,10 @@ no ARP).  Both use IFF_NO_PI, so a read returns exactly one frame.
 
 Receiving: one ``loop.add_reader`` callback reads until EAGAIN (at most
 ``budget`` frames, so one busy device cannot starve the loop) and hands the
-whole batch to ``on_frames``; the flows' reader then reads further budgets,
-each its own batch, for as long as the loop's other work took since it last
-read (``RxShare``, at most 50 ms) or until EAGAIN, so the receive side keeps
-about half of a busy loop (issue 11).  Reading one frame per wake-up costs 4x
+whole batch to ``on_frames``; given an ``RxShare`` with a ``cap`` (off by
+default: see its doc), the flows' reader then reads further budgets, each
+its own batch, for as long as the loop's other work took since it last read
+or until EAGAIN (issue 11).  Reading one frame per wake-up costs 4x
 in loop overhead (FIELD-NOTES.md).  A TAP gives one frame per read and takes one per
 write, so the reads of a batch, and the writes of one, are each one compiled
 call (``_fast.devio.FrameIO``: no Python per frame around the syscall).
@@ -394,13 +394,23 @@ class RxShare:
     turn (a ring refilled as fast as it is read never ends it otherwise:
     0.73 s once, see Stack._timers_due).
 
+    Off by default (``cap`` 0: one budget a wake-up, as before): measured
+    (issue 11, load 2-12, benchmarks/soak_timeline.py --rx-cap, alternate
+    runs in one tree) it did not move the 1000-flow soak's kernel RTOs
+    (cap 0: 802, 1019; cap 50 ms: 947, 567; all within the first 2 s, the
+    accept burst, which no read policy reaches: the application's work at
+    accept holds the loop), while 1-flow bulk over the TAP looked slower
+    with it (tcpio -> kernel median 617 vs 747 MB/s, 8 of 9 alternate
+    pairs; kernel -> tcpio 738 vs 969, 5 of 9; wide ranges).  Set ``cap``
+    (``TapDevice(rx_share=RxShare(cap=0.05))``) to use it.
+
     Pure arithmetic on the times given (``now``), so tests drive it with a
     virtual clock; the device feeds it time.perf_counter.  Counters: turns,
     budgets read beyond the first (``extra``), turns stopped by the time
     (``timed_out``) and the largest allowance given (``max_allow``).
     """
 
-    def __init__(self, floor: float = 0.0, cap: float = 0.05) -> None:
+    def __init__(self, floor: float = 0.0, cap: float = 0.0) -> None:
         if floor < 0.0 or cap < floor:
             raise ValueError("0 <= floor <= cap")
         self.floor = floor
