@@ -104,15 +104,14 @@ class Hooks:
 
 def install_hooks(mod: Any) -> Any:
     """A generator for a fixture: recorders in, the real hooks back after."""
-    from tcpio.core.tcp import tcp_input, tcp_output
+    from tcpio.core.tcp import tcp_input
 
     h = Hooks()
     mod.set_hooks(h.send_ack, h.data_sent_idle, h.ack_predicted)
     try:
         yield h
     finally:
-        mod.set_hooks(tcp_input.tcp_send_ack, tcp_output.tcp_event_data_sent_idle,
-                      tcp_input.tcp_ack_predicted)
+        tcp_input.tcp_init_fast_hooks(mod)
 
 
 def hook_fixture(twin_name: str = "tf"):

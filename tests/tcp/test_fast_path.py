@@ -81,8 +81,9 @@ def flavour(request, monkeypatch):
     else:
         fast, rx = None, rx_py
     if fast is not None:
-        fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle,
-                       tcp_input.tcp_ack_predicted)
+        # the hooks production installs (the bare-ACK bypass and the ACK
+        # coalescing on: set_hooks alone leaves them off)
+        tcp_input.tcp_init_fast_hooks(fast)
         monkeypatch.setattr(tcp_input, "rcv_established_fast", fast.rcv_established)
         monkeypatch.setattr(tcp_input, "rcv_window_ack_fast", fast.rcv_window_ack)
         monkeypatch.setattr(host_mod, "rx_classify", rx.rx_classify)
@@ -265,8 +266,6 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_e
     data = bytes(2_000_000)
     sent, got = 0, 0
 
-    fast.set_hooks(tcp_send_ack, tcp_output.tcp_event_data_sent_idle,
-                   tcp_input.tcp_ack_predicted)
     slow = []
     real_slow = tcp_ipv4.tcp_rcv_state_process
 

@@ -34,7 +34,7 @@ from conftest import twin_fixture
 from tcpio._fast import load_compiled, load_pure
 from tcpio.core import host as host_mod
 from tcpio.core.sim import VirtualNetwork
-from tcpio.core.tcp import tcp_input, tcp_output
+from tcpio.core.tcp import tcp_input
 from tcpio.core.tcp.sock import TcpSock
 
 from .helpers import sim_connect
@@ -150,8 +150,7 @@ def _agreement_check(cases: int) -> None:
     finally:
         # the real hooks back, for every test after this one in the process
         for mod in (fast_py, fast_c):
-            mod.set_hooks(tcp_input.tcp_send_ack, tcp_output.tcp_event_data_sent_idle,
-                          tcp_input.tcp_ack_predicted)
+            tcp_input.tcp_init_fast_hooks(mod)
 
 
 def _compare_cases(cases: int, calls: list) -> None:

@@ -1027,10 +1027,15 @@ def tcp_batch_end(sk: TcpSock, now: float) -> None:
         tcp_send_ack(sk, now)
 
 
-def tcp_init_fast_hooks() -> None:
+def tcp_init_fast_hooks(mod: Any = None) -> None:
     """Install the Python side the fast paths call back into (see
     tcpio/_fast/tcp_fast.py, set_hooks): TcpProto does it when it is built, not this
-    module when it is imported.  Idempotent."""
-    _tcp_fast.set_hooks(tcp_send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
-                        tcp_ack_predicted)
-    _tcp_fast.set_snd_check_hooks(tcp_data_snd_check, tcp_batch_end)
+    module when it is imported.  Idempotent.  ``mod``: a twin of tcp_fast
+    other than the one in use (tests that swap hooks put the real ones back
+    with this: set_hooks alone leaves the bare-ACK bypass and the ACK
+    coalescing off)."""
+    if mod is None:
+        mod = _tcp_fast
+    mod.set_hooks(tcp_send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
+                  tcp_ack_predicted)
+    mod.set_snd_check_hooks(tcp_data_snd_check, tcp_batch_end)
