@@ -134,6 +134,7 @@ _vnet_rx = _fast.load("rx").vnet_rx
 # frame): a 1-byte echo's batch made two reads, one to find the queue empty
 # (~1-2 us here), which the loop's next epoll_wait finds out anyway.  A burst
 # that begins then waits at most three loop iterations for its drain.
+# (``lone & _LONE_DRAIN`` is that "every fourth": _LONE_DRAIN is 2**k - 1.)
 _LONE_DRAIN = 3
 # _rx_offloaded's header tests, as globals (a frame the kernel hands with a
 # partial checksum, every echo's, looks at both)

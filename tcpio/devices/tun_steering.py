@@ -391,7 +391,7 @@ def _bpf(cmd: int, attr: bytes) -> tuple[int, bytes]:
     return r, buf.raw
 
 
-def test_run(prog_fd: int, packet: bytes, repeat: int = 1) -> int:
+def prog_test_run(prog_fd: int, packet: bytes, repeat: int = 1) -> int:
     """bpf(BPF_PROG_TEST_RUN): the program's return value for ``packet``
     (an IP datagram: a socket filter's test run starts past the link
     header, so give it the ``"ip"`` program), run ``repeat`` times (the

@@ -59,7 +59,7 @@ def program(tap_required):
 
 def test_the_same_syn_again_goes_to_the_flows_queue(program):
     p = program()
-    run = tun_steering.test_run
+    run = tun_steering.prog_test_run
     assert run(p, syn()) == SYN_QUEUE           # first seen: the SYN queue
     assert run(p, syn()) == FLOW_QUEUE          # the retransmission
     assert run(p, syn()) == FLOW_QUEUE          # and the next one
@@ -69,7 +69,7 @@ def test_every_request_of_a_burst_is_remembered(program):
     """Sixteen clients' SYNs, then each one's retransmission: every slot
     (either half of a map element) keeps its own."""
     p = program(promote_per_ms=1000)
-    run = tun_steering.test_run
+    run = tun_steering.prog_test_run
     pkts = [syn(src=f"11.0.{i}.{i + 1}", sport=40000 + i, seq=1000 * i) for i in range(16)]
     assert [run(p, pkt) for pkt in pkts] == [SYN_QUEUE] * 16
     assert [run(p, pkt) for pkt in pkts] == [FLOW_QUEUE] * 16
@@ -78,7 +78,7 @@ def test_every_request_of_a_burst_is_remembered(program):
 
 def test_a_new_isn_port_or_source_is_a_new_request(program):
     p = program()
-    run = tun_steering.test_run
+    run = tun_steering.prog_test_run
     assert run(p, syn()) == SYN_QUEUE
     assert run(p, syn(seq=1001)) == SYN_QUEUE
     assert run(p, syn(sport=40001)) == SYN_QUEUE
@@ -87,7 +87,7 @@ def test_a_new_isn_port_or_source_is_a_new_request(program):
 
 def test_ipv6_requests_are_remembered_too(program):
     p = program()
-    run = tun_steering.test_run
+    run = tun_steering.prog_test_run
     assert run(p, syn("fd00::7", v6=True)) == SYN_QUEUE
     assert run(p, syn("fd00::7", v6=True)) == FLOW_QUEUE
     assert run(p, syn("fd00::8", v6=True)) == SYN_QUEUE
@@ -95,7 +95,7 @@ def test_ipv6_requests_are_remembered_too(program):
 
 def test_only_connection_requests_are_steered_or_remembered(program):
     p = program()
-    run = tun_steering.test_run
+    run = tun_steering.prog_test_run
     for flags in ("A", "SA", "R", "SR", "SF", "PA"):
         assert run(p, syn(flags=flags)) == FLOW_QUEUE
     assert run(p, syn()) == SYN_QUEUE           # the ACKs left nothing behind
@@ -107,7 +107,7 @@ def test_promotions_stop_at_the_budget_of_the_millisecond_and_are_counted(progra
     SYN queue, both counted.  The kernel runs the repeat 200 times in one
     call (microseconds: one window, or two if it straddles a boundary)."""
     p = program(promote_per_ms=3)
-    run = tun_steering.test_run
+    run = tun_steering.prog_test_run
     assert run(p, syn()) == SYN_QUEUE
     assert tun_steering.seen_counts(program.seen[p], SLOTS) == (0, 0)
     assert run(p, syn(), repeat=200) == SYN_QUEUE      # the last run: over the budget
@@ -118,7 +118,7 @@ def test_promotions_stop_at_the_budget_of_the_millisecond_and_are_counted(progra
 
 def test_a_budget_of_zero_promotes_nothing(program):
     p = program(promote_per_ms=0)
-    run = tun_steering.test_run
+    run = tun_steering.prog_test_run
     assert [run(p, syn()) for _ in range(3)] == [SYN_QUEUE] * 3
 
 

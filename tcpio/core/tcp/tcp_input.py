@@ -594,7 +594,11 @@ def tcp_ack_probe(sk: TcpSock, now: float) -> None:
     window (``!after(end_seq, tcp_wnd_end)``, tcp_snd_wnd_test's own test);
     else the persist timer is re-armed from this ACK at tcp_probe0_when, the
     backoff kept (a window that opened by less than a segment is probed
-    again, backed off, by tcp_write_wakeup)."""
+    again, backed off, by tcp_write_wakeup).  A deliberate difference:
+    Linux tests the head skb's whole end_seq, up to a TSO-sized skb; tcpio's
+    send queue has no skb boundaries, so its head is what the send loop
+    would send next (capped at an MSS): the backoff ends when that fits,
+    possibly earlier than Linux's would."""
     if not tcp_output.tcp_send_head(sk):
         return
     seq = sk.snd_nxt

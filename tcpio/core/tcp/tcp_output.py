@@ -696,7 +696,6 @@ tcp_rto_delta = _tcp_fast.rto_delta
 tcp_schedule_loss_probe = _tcp_fast.schedule_loss_probe
 
 
-_TLP_STATES = (TCP_CA_OPEN, TCP_CA_CWR)
 # tcp_in_cwnd_reduction: PRR counts what is sent (prr_out)
 _CWND_REDUCTION = (TCP_CA_CWR, TCP_CA_RECOVERY)
 
