@@ -163,3 +163,23 @@ def test_an_ack_with_data_still_out_arms_the_loss_probe(batch):
     assert s.sk.pending == ICSK_TIME_LOSS_PROBE
     assert s.sk.rtx_timer.when == pytest.approx(s.now + 2 * srtt + 0.002)
     assert 2 * srtt + 0.002 < s.sk.rto
+
+
+def test_the_batch_end_sends_data_first_and_it_carries_the_ack_of_the_peers_data():
+    """tcp_batch_end's order (Linux's: tcp_data_snd_check, then
+    tcp_ack_snd_check): data that goes at the batch's end carries the ACK the
+    peer's data asked for, so no pure ACK goes out, before it or at all."""
+    s = Sender()
+    ends = [seq + n for seq, n in s.first]
+    # the peer's data acknowledges nothing new (it lets nothing go by itself:
+    # its ACK waits for the batch's end, ACK coalescing), the ACKs after it do
+    data = IP(src=PEER, dst=MY) / TCP(sport=SPORT, dport=PORT, flags="PA", seq=PEER_ISS + 1,
+                                      ack=s.iss + 1, window=s.window) / (b"q" * 100)
+    acks = [IP(src=PEER, dst=MY) / TCP(sport=SPORT, dport=PORT, flags="A",
+                                       seq=PEER_ISS + 101, ack=end, window=s.window)
+            for end in ends[1::2]]
+    out = s.receive([data] + acks, advance=0.05)
+    tcp_out = [f for f in out if TCP in f]
+    assert tcp_out and payload_len(tcp_out[0]) > 0          # data first ...
+    assert tcp_out[0][TCP].ack == PEER_ISS + 101            # ... acking the peer's 100 bytes
+    assert all(payload_len(f) > 0 for f in tcp_out)         # and no pure ACK at all
