@@ -331,6 +331,8 @@ DESCRIPTIONS: dict[str, str] = {
                        "synchronized state (RFC 5961 4)",
     "TCPACKSkippedSeq": "TcpExt: TCPACKSkippedSeq - out-of-window ACKs not sent "
                         "(tcp_invalid_ratelimit)",
+    "TCPACKSkippedPAWS": "TcpExt: TCPACKSkippedPAWS - duplicate ACKs for PAWS-rejected "
+                         "segments not sent (tcp_invalid_ratelimit)",
     "TCPACKSkippedSynRecv": "TcpExt: TCPACKSkippedSynRecv - ACKs (or SYN-ACKs for a "
                             "retransmitted SYN) a request sock did not send "
                             "(tcp_invalid_ratelimit)",
