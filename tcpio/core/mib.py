@@ -336,6 +336,8 @@ DESCRIPTIONS: dict[str, str] = {
     "TCPACKSkippedSynRecv": "TcpExt: TCPACKSkippedSynRecv - ACKs (or SYN-ACKs for a "
                             "retransmitted SYN) a request sock did not send "
                             "(tcp_invalid_ratelimit)",
+    "TCPACKSkippedFinWait2": "TcpExt: TCPACKSkippedFinWait2 - ACKs an orphan's FIN-WAIT-2 "
+                             "time-wait sock did not send (tcp_invalid_ratelimit)",
     "TCPACKSkippedTimeWait": "TcpExt: TCPACKSkippedTimeWait - ACKs a TIME-WAIT sock did "
                              "not send (tcp_invalid_ratelimit)",
     "OutOfWindowIcmps": "LINUX_MIB_OUTOFWINDOWICMPS (TcpExt: OutOfWindowIcmps) - ICMP errors "
