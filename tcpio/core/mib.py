@@ -331,9 +331,13 @@ DESCRIPTIONS: dict[str, str] = {
                        "synchronized state (RFC 5961 4)",
     "TCPACKSkippedSeq": "TcpExt: TCPACKSkippedSeq - out-of-window ACKs not sent "
                         "(tcp_invalid_ratelimit)",
+    "TCPACKSkippedPAWS": "TcpExt: TCPACKSkippedPAWS - duplicate ACKs for PAWS-rejected "
+                         "segments not sent (tcp_invalid_ratelimit)",
     "TCPACKSkippedSynRecv": "TcpExt: TCPACKSkippedSynRecv - ACKs (or SYN-ACKs for a "
                             "retransmitted SYN) a request sock did not send "
                             "(tcp_invalid_ratelimit)",
+    "TCPACKSkippedFinWait2": "TcpExt: TCPACKSkippedFinWait2 - ACKs an orphan's FIN-WAIT-2 "
+                             "time-wait sock did not send (tcp_invalid_ratelimit)",
     "TCPACKSkippedTimeWait": "TcpExt: TCPACKSkippedTimeWait - ACKs a TIME-WAIT sock did "
                              "not send (tcp_invalid_ratelimit)",
     "OutOfWindowIcmps": "LINUX_MIB_OUTOFWINDOWICMPS (TcpExt: OutOfWindowIcmps) - ICMP errors "

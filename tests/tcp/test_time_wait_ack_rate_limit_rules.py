@@ -54,3 +54,21 @@ def test_a_retransmitted_fin_is_answered_whatever_the_rate():
     c.send(b"late", seq=c.snd - 5)              # data: answered too
     assert [s.key() for s in c.recv()] == expect
     assert c.host.mib["TCPACKSkippedTimeWait"] == 0
+
+
+def test_an_orphans_fin_wait2_rate_limits_its_out_of_window_acks_too():
+    """tcp_timewait_state_process, substate FIN_WAIT2: out of window (or
+    PAWS-rejected) -> tcp_timewait_check_oow_rate_limit(..,
+    LINUX_MIB_TCPACKSKIPPEDFINWAIT2)."""
+    c = passive_open()
+    c.sk.close()
+    c.ack_all(c.recv())
+    c.send()                            # our FIN acked: an orphan's FIN-WAIT-2
+    expect = [(ACK, c.rcv, c.snd, b"")]
+    c.host.advance(1.0)
+    c.send(seq=c.snd + 100000)
+    assert [s.key() for s in c.recv()] == expect
+    c.send(seq=c.snd + 100000)
+    assert c.recv() == []
+    assert c.host.mib["TCPACKSkippedFinWait2"] == 1
+    assert c.host.mib["TCPACKSkippedTimeWait"] == 0

@@ -369,7 +369,8 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     flags = skb.flags
     if not flags & TCPHDR_RST and tcp_paws_discard(sk, skb, now):
         mib["PAWSEstabRejected"] += 1
-        tcp_send_dupack(sk, skb, now)
+        if not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedPAWS", sk, now):
+            tcp_send_dupack(sk, skb, now)
         return False
     if not tcp_sequence(sk, skb.seq, skb.end_seq):
         if not flags & TCPHDR_RST:
@@ -397,8 +398,9 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
 def __tcp_oow_rate_limited(host: Any, counter: str, owner: Any, now: float) -> bool:
     """__tcp_oow_rate_limited: at most one ACK per tcp_invalid_ratelimit (500 ms)
     for ``owner``'s out-of-window and challenge ACKs (a sock's, or a request
-    sock's: its ``last_oow_ack_time``); a skipped one is counted in
-    ``counter`` (TCPACKSkippedSeq, TCPACKSkippedChallenge, TCPACKSkippedSynRecv)."""
+    sock's, a time-wait sock's: its ``last_oow_ack_time``); a skipped one is
+    counted in ``counter`` (TCPACKSkippedSeq, TCPACKSkippedPAWS,
+    TCPACKSkippedChallenge, TCPACKSkippedSynRecv, TCPACKSkippedTimeWait)."""
     last = owner.last_oow_ack_time
     if last is not None and 0 <= now - last < host.settings.tcp_invalid_ratelimit:
         host.mib[counter] += 1

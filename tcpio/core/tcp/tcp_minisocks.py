@@ -239,7 +239,9 @@ def _tw_fin_wait2_process(tw: TimeWaitSock, skb: Skb, paws_reject: bool, now: fl
     flags = skb.flags
     if paws_reject or not _in_window(skb, tw.rcv_nxt, tw.rcv_wnd):
         # RFC 9293: never answer a RST (Linux ACKs it here, rate-limited).
-        return TCP_TW_ACK if not flags & TCPHDR_RST else TCP_TW_SUCCESS
+        if flags & TCPHDR_RST:
+            return TCP_TW_SUCCESS
+        return _tw_check_oow_rate_limit(tw, skb, "TCPACKSkippedFinWait2", now)
     if flags & TCPHDR_RST:
         tw.proto.inet_twsk_kill(tw)
         return TCP_TW_SUCCESS
