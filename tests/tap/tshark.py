@@ -41,3 +41,51 @@ def fields(path: str, *names: str, display_filter: str | None = None) -> list[li
 def matching(path: str, display_filter: str) -> list[str]:
     """Summary lines of the frames a display filter selects (empty = none)."""
     return tshark(path, "-Y", display_filter).splitlines()
+
+
+DSACK_MESSAGE = "D-SACK Sequence"
+
+
+def _seq_range(seq: str, nxt: str) -> tuple[int, int]:
+    start = int(seq)
+    return start, int(nxt) if nxt else start
+
+
+def warnings_besides_answered_dsacks(path: str, display_filter: str = "tcp") -> list[str]:
+    """Summary lines of the frames ``display_filter`` selects that carry an
+    expert warning or worse, except a D-SACK that answers a retransmission
+    the capture holds: a pure "D-SACK Sequence" warning whose range lies in
+    a segment seen earlier in the same stream, the other way, marked a
+    retransmission.
+
+    Wireshark flags every D-SACK a warning, but a receiver that gets a
+    segment twice (here: the kernel's tail loss probe, sent because our ACK
+    came after its PTO, and the original both in one read) SHOULD report it
+    (RFC 2883; Linux's tcp_send_dupack / tcp_data_queue do; the sender uses
+    it to undo the probe's cwnd reduction, RFC 8985 7.4.2).  A D-SACK of
+    data never retransmitted, and any other warning, still counts."""
+    warn = f"({display_filter}) && _ws.expert.severity >= {PI_WARN}"
+    rows = fields(path, "frame.number", "_ws.expert.severity", "_ws.expert.message",
+                  "tcp.stream", "tcp.srcport", "tcp.options.sack.dsack_le",
+                  "tcp.options.sack.dsack_re", display_filter=warn)
+    if not rows:
+        return []
+    rtx: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for frame, stream, sport, seq, nxt in fields(
+            path, "frame.number", "tcp.stream", "tcp.srcport", "tcp.seq", "tcp.nxtseq",
+            display_filter="tcp.analysis.retransmission"):
+        rtx.setdefault((stream, sport), []).append((int(frame), *_seq_range(seq, nxt)))
+    unexplained = []
+    for frame, sevs, msgs, stream, sport, le, re_ in rows:
+        severe = [m for s, m in zip(sevs.split(","), msgs.split(","))
+                  if int(s, 0) >= PI_WARN]
+        if le and re_ and set(severe) == {DSACK_MESSAGE}:
+            lo, hi = int(le.split(",")[0]), int(re_.split(",")[0])
+            if any(f < int(frame) and s <= lo and hi <= e
+                   for key, segs in rtx.items() if key[0] == stream and key[1] != sport
+                   for f, s, e in segs):
+                continue
+        unexplained.append(frame)
+    if not unexplained:
+        return []
+    return matching(path, " || ".join(f"frame.number == {f}" for f in unexplained))
