@@ -9,35 +9,23 @@ pass only when the capture holds the retransmission it answers."""
 
 from __future__ import annotations
 
-import ipaddress
-import struct
+from scapy.layers.inet import TCP
+from scapy.layers.inet6 import IPv6
 
 from tcpio.devices.pcap import LINKTYPE_RAW, PcapWriter
 
 from .tshark import PI_WARN, matching, needs_tshark, warnings_besides_answered_dsacks
 
-A, B = ipaddress.IPv6Address("fd00::1").packed, ipaddress.IPv6Address("fd00::2").packed
+A, B = "fd00::1", "fd00::2"
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def tcp6(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
+def tcp6(src: str, dst: str, sport: int, dport: int, seq: int, ack: int,
          payload: bytes = b"", sack: tuple[int, int] | None = None) -> bytes:
-    opts = b"" if sack is None else b"\x01\x01\x05\x0a" + struct.pack("!II", *sack)
-    hlen = 20 + len(opts)
-    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, hlen // 4 << 4,
-                      0x18 if payload else 0x10, 65535, 0, 0) + opts
-    seg = hdr + payload
-    pseudo = src + dst + struct.pack("!IxxxB", len(seg), 6)
-    seg = seg[:16] + struct.pack("!H", _csum(pseudo + seg)) + seg[18:]
-    return struct.pack("!IHBB", 6 << 28, len(seg), 6, 64) + src + dst + seg
+    """One IPv6 TCP segment, built (checksum included) by scapy."""
+    opts = [] if sack is None else [("NOP", None), ("NOP", None), ("SAck", sack)]
+    return bytes(IPv6(src=src, dst=dst, hlim=64)
+                 / TCP(sport=sport, dport=dport, seq=seq, ack=ack, window=65535,
+                       flags="PA" if payload else "A", options=opts) / payload)
 
 
 def capture(path: str, frames: list[bytes]) -> str:
