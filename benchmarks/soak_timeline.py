@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import sys
@@ -86,35 +85,13 @@ while True:
 async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
               rx_cap: float | None = None) -> dict[str, Any]:
     from netns import kernel_peer
-
-    from tcpio.devices.tap import RxShare
     from tap import test_tcp_kernel_many_flows as T
     from tap.test_tcp_kernel_common import kernel_mib
 
-    cbuf, sbuf = T.buffer(T.CLIENT_SEED), T.buffer(T.SERVER_SEED)
+    from tcpio.devices.tap import RxShare
+
     verdicts: list[bool] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        i = int.from_bytes(await reader.readexactly(4), "big")
-
-        async def send() -> None:
-            data = T.window(sbuf, i, size)
-            if copy:
-                data = memoryview(bytes(data))
-            for k in range(0, size, 1 << 16):
-                writer.write(data[k:k + (1 << 16)])
-                await writer.drain()
-            writer.write_eof()
-
-        async def receive() -> bytes:
-            h = hashlib.sha256()
-            while chunk := await reader.read(1 << 18):
-                h.update(chunk)
-            return h.digest()
-
-        _, got = await asyncio.gather(send(), receive())
-        verdicts.append(got == hashlib.sha256(T.window(cbuf, i, size)).digest())
-        writer.close()
+    serve = T.server_handler(size, verdicts, copy)
 
     out.mkdir(parents=True, exist_ok=True)
     opts = None if rx_cap is None else {"rx_share": RxShare(cap=rx_cap)}

@@ -24,6 +24,7 @@ import os
 import random
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 
 import pytest
 from netns import kernel_peer
@@ -92,17 +93,24 @@ KERNEL_CLIENTS = textwrap.dedent("""
 """)
 
 
-async def many_flows(tmp_path, flows: int, size: int) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
-    """Run the flows, check every byte both ways; (tcpio RTOs, kernel RTOs,
-    frames the TAP's queue toward tcpio dropped)."""
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def server_handler(size: int, verdicts: list[bool], copy: bool = False) -> Handler:
+    """The tcpio server's handler: read the connection's index, send its
+    window of the server's buffer while hashing what arrives, then record
+    whether that was the client's window.  ``copy``: send a copy of the
+    window instead of a view (benchmarks/soak_timeline.py --copy: what each
+    handler copying 1 MiB as it starts costs)."""
     cbuf, sbuf = buffer(CLIENT_SEED), buffer(SERVER_SEED)
-    verdicts: list[bool] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         i = int.from_bytes(await reader.readexactly(4), "big")
 
         async def send() -> None:
             data = window(sbuf, i, size)
+            if copy:
+                data = memoryview(bytes(data))
             for k in range(0, size, 1 << 16):
                 writer.write(data[k:k + (1 << 16)])
                 await writer.drain()
@@ -118,6 +126,14 @@ async def many_flows(tmp_path, flows: int, size: int) -> tuple[int, int, int]:  
         verdicts.append(got == hashlib.sha256(window(cbuf, i, size)).digest())
         writer.close()
 
+    return serve
+
+
+async def many_flows(tmp_path, flows: int, size: int) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    """Run the flows, check every byte both ways; (tcpio RTOs, kernel RTOs,
+    frames the TAP's queue toward tcpio dropped)."""
+    verdicts: list[bool] = []
+    serve = server_handler(size, verdicts)
     async with kernel_peer(ipv6=False) as peer:
         await peer.stack.start_server(serve, peer.tcpio_ip, PORT, backlog=flows)
         k_before = kernel_mib(peer.ns).get("TCPTimeouts", 0)
