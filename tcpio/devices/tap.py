@@ -745,6 +745,12 @@ class _TunTapBase:
         """The flows' queue is readable: budget after budget for the time the
         loop's other work took since the last read (RxShare), or to EAGAIN."""
         rs = self.rx_share
+        if not rs.cap:
+            # off (the default): one budget, as before RxShare; none of its
+            # clock reads on every wake-up (an echo's path)
+            rs.turns += 1
+            self._read_flows()
+            return
         start = _clock()
         allow = rs.allowance(start)
         while self._read_flows() and rs.more(start, allow, _clock()):
