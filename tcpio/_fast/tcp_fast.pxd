@@ -197,6 +197,7 @@ cpdef buf_append(bytearray ba, data)
 cpdef buf_consume(bytearray ba, Py_ssize_t n)
 
 # the ACK of new data (ack_fast and the pieces tcp_input.tcp_ack shares)
+cpdef bint may_update_window(TcpCb sk, uint32_t ack, uint32_t seq, long long nwin) except -1
 cpdef long long ack_update_window(TcpCb sk, uint32_t seq, uint32_t ack, long long nwin) except -1
 @cython.locals(rtt=double, d=uint32_t, o=object, est=object)
 cpdef double ack_rtt(TcpCb sk, double first_tx, bint retrans_acked, uint32_t ts_ecr,

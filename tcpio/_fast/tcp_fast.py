@@ -1347,15 +1347,24 @@ def clean_rtx_queue(sk: TcpCb, now: float = -1.0, fack: int = -1) -> tuple[int, 
 
 # --- the ACK of new data (tcp_ack's common case) ------------------------------------------------
 
-def ack_update_window(sk: TcpCb, seq: int, ack: int, nwin: int) -> int:
-    """tcp_ack_update_window (RFC 9293 3.10.7.4's SND.WL1/WL2 rule): an ACK
+def may_update_window(sk: TcpCb, ack: int, seq: int, nwin: int) -> bool:
+    """tcp_may_update_window (RFC 9293 3.10.7.4's SND.WL1/WL2 rule): an ACK
     of new data, a newer segment, or the same one with a larger (or a zero)
-    window takes ``nwin`` (already scaled); FLAG_WIN_UPDATE if it changed.
-    Before snd_una moves to ``ack``."""
+    window (``nwin``, already scaled) may update the send window.  Also
+    PAWS's disordered-ACK exemption (tcp_input.tcp_disordered_ack_check)."""
+    if sk is None:
+        raise TypeError("may_update_window: a TcpCb is required")
+    return (after(ack, sk.snd_una) or after(seq, sk.snd_wl1)
+            or (seq == sk.snd_wl1 and (nwin > sk.snd_wnd or not nwin)))
+
+
+def ack_update_window(sk: TcpCb, seq: int, ack: int, nwin: int) -> int:
+    """tcp_ack_update_window: an ACK that may update the window
+    (may_update_window) takes ``nwin`` (already scaled); FLAG_WIN_UPDATE if
+    it changed.  Before snd_una moves to ``ack``."""
     if sk is None:
         raise TypeError("ack_update_window: a TcpCb is required")
-    if (after(ack, sk.snd_una) or after(seq, sk.snd_wl1)
-            or (seq == sk.snd_wl1 and (nwin > sk.snd_wnd or not nwin))):
+    if may_update_window(sk, ack, seq, nwin):
         sk.snd_wl1 = seq
         if sk.snd_wnd != nwin:
             sk.snd_wnd = nwin
