@@ -26,8 +26,8 @@ import weakref
 from typing import Any
 
 import pytest
-
 from fake_core import both_loops, make_pair
+
 from tcpio import _fast
 
 PORT = 7000
@@ -80,7 +80,7 @@ def _tracked() -> int:
 
 @both_loops
 async def test_an_idle_stream_connection_keeps_few_tracked_objects() -> None:
-    srv, cli, keep, clients = await _pair_with_connections(1)
+    _, cli, keep, clients = await _pair_with_connections(1)
     before = _tracked()
     await _open(cli, keep, clients, BATCH)
     per_connection = (_tracked() - before) / BATCH
@@ -89,7 +89,7 @@ async def test_an_idle_stream_connection_keeps_few_tracked_objects() -> None:
 
 @both_loops
 async def test_opening_idle_stream_connections_leaves_no_garbage_cycles() -> None:
-    srv, cli, keep, clients = await _pair_with_connections(1)
+    _, cli, keep, clients = await _pair_with_connections(1)
     gc.collect()
     gc.disable()
     try:
@@ -105,7 +105,7 @@ async def test_the_per_connection_cost_of_opening_does_not_grow_with_the_number_
     """The Python calls and the tracked objects of opening BATCH connections
     are the same with BATCH already open as with 4 * BATCH open: no
     per-connection list scanned, no table walked per open."""
-    srv, cli, keep, clients = await _pair_with_connections(1)
+    _, cli, keep, clients = await _pair_with_connections(1)
 
     async def batch() -> tuple[int, int]:
         before = _tracked()
