@@ -85,9 +85,10 @@ cdef Py_ssize_t _CSUM_OFFLOAD_MIN
 cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
-cdef long long _TCP_CA_CWR, _FLAG_WIN_UPDATE
+cdef long long _TCP_CA_CWR, _TCP_CA_RECOVERY, _FLAG_WIN_UPDATE
 cdef long long _ICSK_TIME_RETRANS, _ICSK_TIME_PROBE0, _ICSK_TIME_LOSS_PROBE
-cdef double _TCP_TIMEOUT_INIT, _TCP_TIMEOUT_MIN
+cdef double _TCP_TIMEOUT_INIT, _TCP_TIMEOUT_MIN, _SRTT_MIN, _TSO_RATE_MAX
+cdef long long _CA_EVENT_TX_START
 
 # sequence space (include/net/tcp.h before/after)
 cpdef uint32_t u32(long long x) noexcept
@@ -153,6 +154,32 @@ cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, lon
 cpdef bint xmit_more(TcpCb sk, uint32_t seq, long long mss, bint fin_queued) except -1
 @cython.locals(cwnd=cython.longlong, room=cython.longlong, half=cython.longlong)
 cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
+@cython.locals(mss=cython.longlong, mw=cython.longlong, cutoff=cython.longlong)
+cpdef long long current_mss(TcpCb sk) except -1
+@cython.locals(o=object, est=object, srtt=double, size=cython.longlong, cwnd=cython.longlong,
+               ssthresh=cython.longlong, ratio=cython.longlong, segs=cython.longlong,
+               rate=double, n=cython.longlong, r=cython.longlong, least=cython.longlong)
+cpdef long long tso_segs(TcpCb sk, long long mss) except -1
+@cython.locals(o=object, usage=uint32_t, most=cython.longlong)
+cpdef cwnd_validate(TcpCb sk, bint is_cwnd_limited)
+cpdef dec_quickack_mode(TcpCb sk)
+cpdef event_ack_sent(TcpCb sk)
+@cython.locals(o=object, lsndtime=object, rto=double, last=double, idle=double,
+               restart=cython.longlong, cwnd=cython.longlong)
+cpdef data_sent_idle(TcpCb sk, double now)
+@cython.locals(o=object, n=cython.longlong, room=cython.longlong)
+cpdef long long sack_option_len(TcpCb sk) except -1
+@cython.locals(mss=cython.longlong, size=cython.longlong, mw=cython.longlong,
+               cutoff=cython.longlong, segs=cython.longlong)
+cpdef long long xmit_size_goal(TcpCb sk) except -1
+@cython.locals(o=object, opts=object)
+cpdef bint xmit_plain(TcpCb sk) except -1
+@cython.locals(host=object, length=cython.longlong, raddr=object, path=object)
+cpdef object xmit_path(TcpCb sk, long long mss)
+@cython.locals(o=object, mib=object)
+cpdef burst_sent(TcpCb sk, long long n, long long frames, bint v6, bint eth, double now)
+@cython.locals(o=object, limited=bint, pending=cython.longlong)
+cpdef xmit_done(TcpCb sk, bint window_limited, long long prior_packets, double now)
 @cython.locals(pushed=uint32_t)
 cpdef long long push_mark(TcpCb sk, uint32_t seq, uint32_t end) except -1
 @cython.locals(seg=TxSeg)
