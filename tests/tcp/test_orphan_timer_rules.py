@@ -107,3 +107,22 @@ def test_an_orphans_rto_over_the_orphan_limit_drops_it() -> None:
     assert c.sk.state == TCP_CLOSE
     assert c.host.mib["TCPAbortOnMemory"] == 1
     assert [s.flags & RST for s in c.recv()] == [RST]    # it sent within TCP_TIMEWAIT_LEN
+
+
+def test_probes_answered_with_a_shut_window_back_off_no_further_than_tcp_retries2() -> None:
+    """tcp_send_probe0: icsk_backoff grows only while under tcp_retries2, so a
+    peer that answers every probe (resetting probes_out: RFC 1122 4.2.2.17,
+    probe for as long as the receiver answers) is probed every rto << 3 here,
+    not at intervals doubling up to tcp_rto_max."""
+    c = _shut_window(Settings(tcp_retries2=3))
+    rto = c.sk.rto
+    times = []
+    while len(times) < 7:
+        c.host.advance(c.host.now + 0.25)
+        for s in c.recv():
+            if s.flags == ACK and not s.payload:
+                times.append(c.host.now)
+                c.send(window=0)             # the answer: still shut
+    gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
+    assert gaps == [2 * rto, 4 * rto, 8 * rto, 8 * rto, 8 * rto, 8 * rto]
+    assert c.sk.state != TCP_CLOSE

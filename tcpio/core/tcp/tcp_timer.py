@@ -285,7 +285,11 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         tcp_output.tcp_rearm_rto(sk, now)
         return
     sk.probes_out += 1
-    sk.backoff += 1
+    if sk.backoff < st.tcp_retries2:
+        # tcp_send_probe0: a peer that answers every probe with its window
+        # still shut is probed for ever (RFC 1122 4.2.2.17), at an interval
+        # that stops growing at rto << tcp_retries2
+        sk.backoff += 1
     sk.pending = ICSK_TIME_PROBE0
     sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
         sk, now, tcp_output.tcp_probe0_when(sk)))
