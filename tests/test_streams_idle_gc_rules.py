@@ -189,6 +189,9 @@ async def test_get_extra_info_answers_without_entries_in_extra(side: str) -> Non
     assert writer.get_extra_info("socket", "x") is None      # asyncio's: the key is there
     assert writer.get_extra_info("tcp_sock") is transport._tcp_sock
     assert writer.get_extra_info("nonesuch", 5) == 5
+    # the writer's done future (asyncio's _complete_fut) is a done stand-in
+    fut: Any = writer._complete_fut        # type: ignore[attr-defined]
+    assert fut.done() and fut.result() is None and await fut is None
     peer = writer.get_extra_info("peername")
     assert peer[0] == ("10.0.0.1" if side == "client" else "10.0.0.2")
     cwriter.close()
