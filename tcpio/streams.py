@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from tcpio import server as _server
@@ -62,6 +62,12 @@ class _ClosedCleanly:
 
     def result(self) -> None:
         return None
+
+    def __await__(self) -> Generator[Any, None, None]:
+        # awaited, a done future's result at once (nothing of asyncio's
+        # awaits either stand-in; a caller of the private names might)
+        return None
+        yield  # (a generator)
 
 
 _CLOSED_CLEANLY = _ClosedCleanly()

@@ -22,6 +22,7 @@ import asyncio
 import cProfile
 import gc
 import pstats
+import sys
 import weakref
 from typing import Any
 
@@ -107,23 +108,38 @@ async def test_the_per_connection_cost_of_opening_does_not_grow_with_the_number_
     per-connection list scanned, no table walked per open."""
     _, cli, keep, clients = await _pair_with_connections(1)
 
-    async def batch() -> tuple[int, int]:
+    async def batch() -> tuple[int, int, int]:
         before = _tracked()
+        lines = 0
+
+        def count_lines(frame: Any, event: str, arg: Any) -> Any:
+            nonlocal lines
+            if event == "line":
+                lines += 1
+            return count_lines
+
         prof = cProfile.Profile()
         prof.enable()
-        await _open(cli, keep, clients, BATCH)
-        prof.disable()
+        sys.settrace(count_lines)
+        try:
+            await _open(cli, keep, clients, BATCH)
+        finally:
+            sys.settrace(None)
+            prof.disable()
         calls = pstats.Stats(prof).total_calls     # type: ignore[attr-defined]
-        return calls, _tracked() - before
+        return calls, lines, _tracked() - before
 
     first = await batch()
     for _ in range(3):
         await _open(cli, keep, clients, BATCH)
     later = await batch()
     assert len(keep) == 5 * BATCH + 1
-    # (a few calls either way: which loop iteration a frame lands in)
-    assert later[0] <= first[0] * 1.03, (first, later)
-    assert later[1] <= first[1] * 1.03, (first, later)
+    # Python calls and lines run (a loop over the connections open would
+    # grow the lines without a call), tracked objects kept; a few either way:
+    # which loop iteration a frame lands in.  (A scan in C, a list's `in`,
+    # counts neither: bench_scale's idle step times it.)
+    for a, b in zip(first, later):
+        assert b <= a * 1.03, (first, later)
 
 
 @both_loops
@@ -189,6 +205,9 @@ async def test_get_extra_info_answers_without_entries_in_extra(side: str) -> Non
     assert writer.get_extra_info("socket", "x") is None      # asyncio's: the key is there
     assert writer.get_extra_info("tcp_sock") is transport._tcp_sock
     assert writer.get_extra_info("nonesuch", 5) == 5
+    # the writer's done future (asyncio's _complete_fut) is a done stand-in
+    fut: Any = writer._complete_fut        # type: ignore[attr-defined]
+    assert fut.done() and fut.result() is None and await fut is None
     peer = writer.get_extra_info("peername")
     assert peer[0] == ("10.0.0.1" if side == "client" else "10.0.0.2")
     cwriter.close()
