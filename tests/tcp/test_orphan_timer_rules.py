@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import TCP_CLOSE
@@ -123,6 +124,6 @@ def test_probes_answered_with_a_shut_window_back_off_no_further_than_tcp_retries
             if s.flags == ACK and not s.payload:
                 times.append(c.host.now)
                 c.send(window=0)             # the answer: still shut
-    gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
     assert gaps == [2 * rto, 4 * rto, 8 * rto, 8 * rto, 8 * rto, 8 * rto]
     assert c.sk.state != TCP_CLOSE

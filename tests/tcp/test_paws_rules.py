@@ -17,9 +17,11 @@ tcp_tsval_replay; Linux 6.15+ for the old-ACK case).
 
 from __future__ import annotations
 
+from typing import Any
+
 from tcpio.core.tcp.tcp_input import tcp_tsval_replay
 
-from .helpers import ACK, RST, SYN, Conn, TcpOptions, passive_open
+from .helpers import ACK, LPORT, PEER_ISS, RST, SYN, Conn, FakeHost, Peer, TcpOptions, passive_open
 
 MSS = 1460
 
@@ -144,3 +146,34 @@ def test_a_ts_recent_idle_for_more_than_24_days_is_not_trusted() -> None:
     c.send(b"w", opts=_ts(10))
     assert c.sk.recvmsg(10) == b"w"
     assert c.host.mib["PAWSEstabRejected"] == 0
+
+
+def _syn_with_tsval(tsval: int) -> tuple[FakeHost, Peer, Any, Any]:
+    """A listener, and a peer's SYN with timestamps (TSval ``tsval``) to it."""
+    host = FakeHost()
+    peer = Peer(host)
+    ls = host.tcp.socket()
+    ls.bind(0, LPORT)
+    ls.listen(8)
+    peer.send(SYN, PEER_ISS, 0, 65535, opts=TcpOptions(mss=MSS, ts_val=tsval, ts_ecr=0))
+    return host, peer, ls, peer.recv_one()
+
+
+def test_a_handshake_from_a_peer_whose_syn_had_tsval_0_completes() -> None:
+    """tcp_check_req's PAWS (tcp_paws_reject) trusts no TS.Recent of 0: the
+    third ACK's first real TSval, 'negative' against 0 in 32-bit sequence
+    space, still completes the handshake."""
+    host, peer, ls, synack = _syn_with_tsval(0)
+    assert synack.opts.ts_val is not None
+    peer.send(ACK, PEER_ISS + 1, synack.seq + 1, 65535,
+              opts=TcpOptions(ts_val=0x90000000, ts_ecr=synack.opts.ts_val))
+    assert ls.accept() is not None
+    assert host.mib["PAWSEstabRejected"] == 0
+
+
+def test_a_request_rejects_a_third_ack_older_than_its_syns_timestamp() -> None:
+    host, peer, ls, synack = _syn_with_tsval(5000)
+    peer.send(ACK, PEER_ISS + 1, synack.seq + 1, 65535,
+              opts=TcpOptions(ts_val=4999, ts_ecr=synack.opts.ts_val))
+    assert ls.accept() is None
+    assert host.mib["PAWSEstabRejected"] == 1

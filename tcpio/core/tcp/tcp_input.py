@@ -103,6 +103,7 @@ FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE
 TCP_MAX_QUICKACKS = 16
 TCP_PAWS_24DAYS = 24 * 86400
 TCP_PAWS_WINDOW = 1       # ticks of TSval a segment may be older than TS.Recent
+TCP_PAWS_MSL = 60         # seconds: a RST's PAWS is waived past it (tcp_paws_reject)
 DUPTHRESH = 3  # tp->reordering
 
 
@@ -362,14 +363,31 @@ def tcp_sequence(sk: TcpSock, seq: int, end_seq: int) -> bool:
             not after(seq, (sk.rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF))
 
 
-def tcp_paws_check(sk: TcpSock, ts_val: int, paws_win: int, now: float) -> bool:
+def paws_check(ts_recent: int, ts_recent_stamp: float, ts_val: int, paws_win: int,
+               now: float) -> bool:
     """tcp_paws_check (RFC 7323 5.3): ``ts_val`` passes PAWS if it is at most
     ``paws_win`` ticks older than TS.Recent, or TS.Recent is too old to trust
     (24 days idle: the peer's clock may have wrapped), or TS.Recent is 0 (some
     stacks send tsval 0 on the SYN, then real values)."""
-    return (seq_diff(sk.ts_recent, ts_val) <= paws_win
-            or now - sk.ts_recent_stamp > TCP_PAWS_24DAYS
-            or not sk.ts_recent)
+    return (seq_diff(ts_recent, ts_val) <= paws_win
+            or now - ts_recent_stamp > TCP_PAWS_24DAYS
+            or not ts_recent)
+
+
+def tcp_paws_check(sk: TcpSock, ts_val: int, paws_win: int, now: float) -> bool:
+    """paws_check against the connection's TS.Recent."""
+    return paws_check(sk.ts_recent, sk.ts_recent_stamp, ts_val, paws_win, now)
+
+
+def tcp_paws_reject(ts_recent: int, ts_recent_stamp: float, ts_val: int, rst: bool,
+                    now: float) -> bool:
+    """tcp_paws_reject, the mini socks' PAWS (TIME-WAIT, a request): no slack
+    (any TSval older than TS.Recent), except a RST once TS.Recent is
+    TCP_PAWS_MSL (60 s) old: a peer that rebooted with a new clock must
+    still be able to reset a half-open connection."""
+    if paws_check(ts_recent, ts_recent_stamp, ts_val, 0, now):
+        return False
+    return not (rst and now - ts_recent_stamp >= TCP_PAWS_MSL)
 
 
 def tcp_tsval_replay(sk: TcpSock) -> int:
