@@ -79,7 +79,7 @@ cdef class TxSeg:
 cdef object _send_ack, _data_sent_idle, _ack_predicted, _data_snd_check, _batch_end
 cdef bint _ack_bypass
 # C constants, not module objects, in the compiled arithmetic
-cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
+cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_FIN_WAIT2, _RCV_SHUTDOWN, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
 cdef long long _TCPHDR_FIN, _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
 cdef Py_ssize_t _CSUM_OFFLOAD_MIN
 cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
@@ -126,6 +126,9 @@ cpdef event_data_recv(TcpCb sk, long long n, long long gso_size=*)
 @cython.locals(quick=cython.longlong)
 cpdef incr_quickack(TcpCb sk, long long max_quickacks)
 cpdef bint in_pingpong_mode(TcpCb sk) except -1
+@cython.locals(o=object, state=cython.longlong, shutdown=cython.longlong, cur=cython.longlong,
+               new=cython.longlong, least=cython.longlong)
+cpdef bint cleanup_rbuf_ack(TcpCb sk) except -1
 cpdef event_data_sent(TcpCb sk, double now)
 cpdef ack_snd_check(TcpCb sk, double now)
 @cython.locals(shifted=cython.longlong, new_ack=bint)

@@ -101,8 +101,8 @@ from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
 __all__ = ["SRTT_MIN", "RcvQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append",
-           "buf_consume", "burst_sent", "clean_rtx_queue", "current_mss", "cwnd_quota",
-           "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
+           "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
+           "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
            "sack_option_len", "select_window", "set_hooks", "tcp_select_window", "tso_segs",
@@ -119,6 +119,8 @@ _V6MASK = (1 << 128) - 1
 
 _TCP_ESTABLISHED = 1
 _TCP_FIN_WAIT1 = 4
+_TCP_FIN_WAIT2 = 5
+_RCV_SHUTDOWN = 1       # sk_shutdown's bit (core.tcp.tcp_states)
 _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
 _MAX_TCP_WINDOW = 65535
@@ -955,6 +957,35 @@ def in_pingpong_mode(sk: TcpCb) -> bool:
     """inet_csk_in_pingpong_mode: the count reached net.ipv4.tcp_pingpong_thresh
     (at least 1, so a count of 0 is never interactive: no settings read)."""
     return sk.pingpong > 0 and sk.pingpong >= sk.host.settings.tcp_pingpong_thresh
+
+
+def cleanup_rbuf_ack(sk: TcpCb) -> bool:
+    """tcp_cleanup_rbuf's decision after the app read: should an ACK go now?
+    Yes when one is scheduled and either we are in quick-ACK mode, or this
+    is the once-per-two-segments ACK that __tcp_ack_snd_check held back
+    because the unread data kept the window from advancing ("tcp_recvmsg()
+    will send ACK otherwise"): without it, after a zero-window episode a
+    reader that keeps up is ACKed only by the 40 ms delayed-ACK timer, once
+    per window.  (Quick-ACK mode stands for ICSK_ACK_PUSHED here, which
+    Linux ignores in pingpong mode: the reply will carry the ACK.)  Else a
+    window update when the window grew a lot: to at least twice what the
+    peer was last offered, by at least a segment.  Not in a state that
+    receives no more data, unless an ACK is scheduled."""
+    if sk is None:
+        raise TypeError("cleanup_rbuf_ack: a TcpCb is required")
+    o: Any = sk
+    state = sk.state
+    shutdown: int = o.sk_shutdown
+    if ((state != _TCP_ESTABLISHED and state != _TCP_FIN_WAIT1 and state != _TCP_FIN_WAIT2)
+            or shutdown & _RCV_SHUTDOWN) and not sk.ack_pending:
+        return False
+    cur = receive_window(sk)
+    if sk.ack_pending and ((sk.quick and not in_pingpong_mode(sk))
+                           or seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss):
+        return True
+    new = select_window(sk)
+    least = sk.rcv_mss if sk.rcv_mss < sk.advmss else sk.advmss
+    return new != 0 and new >= 2 * cur and new - cur >= least
 
 
 def event_data_sent(sk: TcpCb, now: float) -> None:

@@ -16,7 +16,6 @@ from ..ip_output import IP_ID_NO_SOCK, ip_queue_xmit_tcp
 from ..qdisc import NET_XMIT_SUCCESS, net_xmit_eval
 from .inet6_addr import V6MASK, ip6_xmit_tcp
 from .tcp_states import (
-    RCV_SHUTDOWN,
     TCP_CA_CWR,
     TCP_CA_RECOVERY,
     TCP_CLOSE,
@@ -336,25 +335,9 @@ tcp_select_window = _tcp_fast.tcp_select_window
 
 
 def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
-    """After the app read: send a window update if the window grew a lot."""
-    if (sk.state not in (TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2)
-            or sk.sk_shutdown & RCV_SHUTDOWN) and not sk.ack_pending:
-        return
-    cur = tcp_receive_window(sk)
-    # An ACK is scheduled and either we are in quick-ACK mode, or this is the
-    # once-per-two-segments ACK that __tcp_ack_snd_check held back because the
-    # unread data kept the window from advancing ("tcp_recvmsg() will send ACK
-    # otherwise"): send it now that the app has read.  Without this, after a
-    # zero-window episode a reader that keeps up is ACKed only by the 40 ms
-    # delayed-ACK timer, once per window.
-    # (Quick-ACK mode stands for ICSK_ACK_PUSHED here, which Linux ignores in
-    # pingpong mode: the reply will carry the ACK.)
-    if sk.ack_pending and ((sk.quick and not in_pingpong_mode(sk))
-                           or seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss):
-        tcp_send_ack(sk, now)
-        return
-    new = __tcp_select_window(sk)
-    if new and new >= 2 * cur and new - cur >= min(sk.rcv_mss, sk.advmss):
+    """After the app read: the scheduled ACK, or a window update if the
+    window grew a lot (tcp_fast.cleanup_rbuf_ack decides)."""
+    if _tcp_fast.cleanup_rbuf_ack(sk):
         tcp_send_ack(sk, now)
 
 
