@@ -2,7 +2,9 @@
 
     sudo python benchmarks/soak_timeline.py [--flows 1000] [--size 1048576]
                                             [--copy] [--out DIR] [--tag NAME]
-                                            [--rx-cap SECONDS]
+                                            [--rx-cap SECONDS] [--loop-trace S]
+                                            [--pyspy S] [--capture S]
+                                            [--rx-only] [--gc-off S]
 
 Runs the workload of tests/tap/test_tcp_kernel_many_flows.py (N kernel
 clients in a namespace, one tcpio server over TAP, ``size`` bytes each way
@@ -26,6 +28,22 @@ is the default reader, one budget a wake-up: A/B in one tree).  ``--copy``
 makes each server handler copy its bytes as the test did before (a 1 MiB
 ``bytes`` slice per handler as it starts), for A/B runs.
 
+What tcpio's loop did in the first seconds (issue 11: what keeps the ring
+unread): ``--loop-trace S`` records every loop iteration of the first S
+seconds (time in select; seconds and calls per callback, the receive path,
+kicks, device writes and the collector's pauses among them; frames and
+bytes read and written, children made) to TAG.loop.jsonl and per 0.1 s to
+TAG.loopbins.jsonl; ``--pyspy S`` samples the process's stacks (py-spy,
+TAG.pyspy.txt, folded); ``--capture S`` captures the TAP inside the
+namespace (dumpcap, 96 bytes a frame: a frame toward tcpio is stamped when
+the kernel sent it, before the ring) and the summary's ``first_flights``
+says, per connection, how long the client's first data waited for tcpio's
+ACK of it, how long its handshake took (the client's RTO comes from it),
+when tcpio's first data went, and the clients' retransmissions.
+``--rx-only``: the server only reads (the clients' digests then fail): the
+receive path's capacity alone.  ``--gc-off S``: no collector in the first S
+seconds.  The tracing costs time of its own: compare counts, not elapsed.
+
 The machine is shared: alternate the variants and report each run.
 """
 
@@ -33,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -82,8 +101,159 @@ while True:
 '''
 
 
+class LoopTrace:
+    """tcpio's event loop, iteration by iteration, for the first ``seconds``
+    (``--loop-trace``): time in select, then what the iteration ran, by
+    callback (the TAP's readers, the stack's timer and kicks, transports'
+    callbacks, task steps ...: seconds and calls each), and what it moved:
+    frames and bytes read from the flows' and SYN queues, frames and bytes
+    written, children created (PassiveOpens), segments in and out.  Wraps
+    ``Handle._run`` (every callback, timers too) and the loop selector's
+    ``select`` (the iteration's boundary); ~1 us per callback of overhead."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tap: Any, stack: Any, seconds: float) -> None:
+        self.loop, self.tap, self.mib, self.seconds = loop, tap, stack.host.mib, seconds
+        # inside the callbacks: the receive path, the kicks (wakeups and
+        # output), the device writes (the kernel's receive runs in them)
+        self.parts = [(stack.host, "receive_batch"), (stack, "kick"), (stack, "_transmit")]
+        self.rows: list[dict[str, Any]] = []
+        self._gc_t0 = 0.0
+        self.cur: dict[str, Any] | None = None
+        self.t0 = 0.0
+        self.snap = self._counters()
+
+    def _counters(self) -> tuple[int, ...]:
+        st, mib, tap = self.tap.stats, self.mib, self.tap
+        return (tap.rx_flows_read, tap.syn_queue_rx, st["rx_bytes"], st["tx_packets"],
+                st["tx_bytes"], mib.get("PassiveOpens", 0), mib.get("InSegs", 0),
+                mib.get("OutSegs", 0))
+
+    def install(self) -> None:
+        import asyncio.events as ev
+        clock = time.perf_counter
+        self.t0 = clock()
+        sel = self.loop._selector     # type: ignore[attr-defined]
+        orig_select = sel.select
+        orig_run = ev.Handle._run
+        trace = self
+
+        def select(timeout: float | None = None) -> Any:
+            t0 = clock()
+            res = orig_select(timeout)
+            t1 = clock()
+            trace._close(t0)
+            if t1 - trace.t0 > trace.seconds:
+                sel.select = orig_select
+                ev.Handle._run = orig_run     # type: ignore[method-assign]
+                for obj, attr in trace.parts:
+                    vars(obj).pop(attr, None)
+                gc.callbacks.remove(trace._gc)
+                trace.cur = None
+            else:
+                trace.cur = {"t": round(t1 - trace.t0, 5), "select": round(t1 - t0, 5),
+                             "events": len(res), "cb": {}}
+            return res
+
+        def run(handle: Any) -> None:
+            cur = trace.cur
+            if cur is None:
+                orig_run(handle)
+                return
+            t0 = clock()
+            try:
+                orig_run(handle)
+            finally:
+                dt = clock() - t0
+                cb = handle._callback
+                f = getattr(cb, "__func__", cb)
+                name = getattr(f, "__qualname__", None) or type(cb).__name__
+                slot = cur["cb"].get(name)
+                if slot is None:
+                    cur["cb"][name] = [1, dt]
+                else:
+                    slot[0] += 1
+                    slot[1] += dt
+
+        sel.select = select
+        ev.Handle._run = run      # type: ignore[method-assign]
+        gc.callbacks.append(self._gc)
+        for obj, attr in self.parts:
+            setattr(obj, attr, self._timed(getattr(obj, attr), "+" + attr))
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        """The collector's pauses, as the iteration's ``gc<generation>``."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+            return
+        cur = self.cur
+        if cur is not None:
+            slot = cur["cb"].setdefault(f"gc{info['generation']}", [0, 0.0])
+            slot[0] += 1
+            slot[1] += time.perf_counter() - self._gc_t0
+
+    def _timed(self, fn: Any, name: str) -> Any:
+        """``fn`` with its time added to the iteration's ``name`` (inclusive:
+        a kick's transmit is in both)."""
+        clock = time.perf_counter
+        trace = self
+
+        def timed(*args: Any) -> Any:
+            cur = trace.cur
+            if cur is None:
+                return fn(*args)
+            t0 = clock()
+            try:
+                return fn(*args)
+            finally:
+                slot = cur["cb"].setdefault(name, [0, 0.0])
+                slot[0] += 1
+                slot[1] += clock() - t0
+        return timed
+
+    def _close(self, end: float) -> None:
+        cur = self.cur
+        snap = self._counters()
+        if cur is not None:
+            d = [a - b for a, b in zip(snap, self.snap)]
+            cur.update(dur=round(end - self.t0 - cur["t"], 5), rx=d[0], syn_rx=d[1], rx_bytes=d[2],
+                       tx=d[3], tx_bytes=d[4], opens=d[5], in_segs=d[6], out_segs=d[7])
+            cur["cb"] = {k: [n, round(s, 6)] for k, (n, s) in cur["cb"].items()}
+            self.rows.append(cur)
+        self.snap = snap
+
+    def bins(self, width: float = 0.1) -> list[dict[str, Any]]:
+        """The iterations summed per ``width`` seconds: what the loop did when."""
+        out: dict[int, dict[str, Any]] = {}
+        for r in self.rows:
+            b = out.setdefault(int(r["t"] / width), {
+                "t": round(int(r["t"] / width) * width, 2), "iters": 0, "select": 0.0,
+                "max_iter": 0.0, "rx": 0, "syn_rx": 0, "rx_MB": 0.0, "tx": 0, "tx_MB": 0.0,
+                "opens": 0, "in_segs": 0, "out_segs": 0, "cb": {}})
+            b["iters"] += 1
+            b["select"] += r["select"]
+            b["max_iter"] = max(b["max_iter"], r["dur"])
+            for k in ("rx", "syn_rx", "tx", "opens", "in_segs", "out_segs"):
+                b[k] += r[k]
+            b["rx_MB"] += r["rx_bytes"] / 1e6
+            b["tx_MB"] += r["tx_bytes"] / 1e6
+            for name, (n, s) in r["cb"].items():
+                slot = b["cb"].setdefault(name, [0, 0.0])
+                slot[0] += n
+                slot[1] += s
+        rows = []
+        for b in sorted(out.values(), key=lambda b: b["t"]):
+            b["select"] = round(b["select"], 4)
+            b["rx_MB"], b["tx_MB"] = round(b["rx_MB"], 2), round(b["tx_MB"], 2)
+            b["cb"] = {k: [n, round(s, 4)] for k, (n, s) in
+                       sorted(b["cb"].items(), key=lambda kv: -kv[1][1])[:8]}
+            rows.append(b)
+        return rows
+
+
 async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
-              rx_cap: float | None = None) -> dict[str, Any]:
+              rx_cap: float | None = None, loop_trace: float = 0.0,
+              pyspy: float = 0.0, capture: float = 0.0, rx_only: bool = False,
+              gc_off: float = 0.0) -> dict[str, Any]:
     from netns import kernel_peer
     from tap import test_tcp_kernel_many_flows as T
     from tap.test_tcp_kernel_common import kernel_mib
@@ -92,6 +262,15 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
 
     verdicts: list[bool] = []
     serve = T.server_handler(size, verdicts, copy)
+    if rx_only:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:  # type: ignore[no-redef]
+            # the server only reads (the clients then count a digest
+            # mismatch each): what the receive path alone keeps up with
+            await reader.readexactly(4)
+            while await reader.read(1 << 18):
+                pass
+            verdicts.append(True)
+            writer.close()
 
     out.mkdir(parents=True, exist_ok=True)
     opts = None if rx_cap is None else {"rx_share": RxShare(cap=rx_cap)}
@@ -119,6 +298,32 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
                 last = now
 
         sampling = asyncio.create_task(local())
+        spy = None
+        if pyspy:
+            # sampled stacks of this process (raw: one folded stack a line)
+            spy = await asyncio.create_subprocess_exec(
+                "py-spy", "record", "--pid", str(os.getpid()), "--duration", str(max(1, round(pyspy))),
+                "--rate", "250", "--format", "raw", "--nonblocking",
+                "--output", str(out / f"{tag}.pyspy.txt"),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.sleep(0.5)
+        cap = None
+        if capture:
+            # the TAP seen from the kernel's side: a frame toward tcpio when the
+            # kernel sent it (before the ring), one from tcpio when tcpio wrote it
+            cap = await asyncio.create_subprocess_exec(*peer.ns.exec_argv(
+                "dumpcap", "-q", "-i", peer.ifname, "-s", "96", "-a", f"duration:{capture}",
+                "-B", "64", "-P", "-w", str(out / f"{tag}.pcap")),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.sleep(1.0)
+        trace = None
+        if loop_trace:
+            trace = LoopTrace(asyncio.get_running_loop(), peer.tap, peer.stack, loop_trace)
+            trace.install()
+        if gc_off:
+            # no collector pauses in the first seconds (what they cost)
+            gc.disable()
+            asyncio.get_running_loop().call_later(gc_off, gc.enable)
         t0 = time.monotonic()
         res = await peer.ns.arun(sys.executable, str(out / "clients.py"), peer.tcpio_ip,
                                  str(T.PORT), str(flows), str(size), str(T.CLIENT_SEED),
@@ -130,18 +335,94 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
             await asyncio.sleep(0.05)
         done = True
         await sampling
+        if spy is not None:
+            await spy.wait()
+        if cap is not None:
+            await cap.wait()
+        if trace is not None:
+            (out / f"{tag}.loop.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trace.rows))
+            (out / f"{tag}.loopbins.jsonl").write_text(
+                "".join(json.dumps(r) + "\n" for r in trace.bins()))
         sampler.terminate()
         await sampler.wait()
         k_rtos = kernel_mib(peer.ns).get("TCPTimeouts", 0) - k0
         tcpio_rtos = peer.stack.mib().get("TCPTimeouts", 0)
         tap = peer.tap
         reader = {**tap.rx_share.stats(), "cap": tap.rx_share.cap,
-                  "time_squeeze": tap.time_squeeze}
+                  "time_squeeze": tap.time_squeeze,
+                  "softnet": {k: round(v, 3) for k, v in peer.stack.softnet_stat.items()}}
+    flights = first_flights(out / f"{tag}.pcap", T.PORT) if capture else None
     return summary(out, tag, tc, {
+        "first_flights": flights,
         "tag": tag, "flows": flows, "size": size, "copy": copy,
         "client": res.stdout.strip()[:100], "server_ok": verdicts.count(True),
         "elapsed": round(elapsed, 1), "MBps_both_ways": round(2 * flows * size / elapsed / 1e6, 1),
         "tcpio_rtos": tcpio_rtos, "kernel_rtos": k_rtos, "reader": reader})
+
+
+def first_flights(pcap: Path, port: int) -> dict[str, Any]:
+    """Per connection, from the capture: how long the client's first data
+    waited for tcpio's ACK of it (ring wait + tcpio's work), how long until
+    tcpio's first data (the handler's first send), and the client's
+    retransmissions in the capture; percentiles over the connections."""
+    import subprocess
+    rows = subprocess.run(
+        ["tshark", "-r", str(pcap), "-n", "-T", "fields", "-E", "separator=,",
+         "-e", "frame.time_relative", "-e", "tcp.srcport", "-e", "tcp.dstport",
+         "-e", "tcp.seq_raw", "-e", "tcp.ack_raw", "-e", "tcp.len", "-e", "tcp.flags"],
+        check=False, capture_output=True, text=True).stdout.splitlines()
+    flows: dict[int, dict[str, Any]] = {}
+    for line in rows:
+        f = line.split(",")
+        if len(f) < 7 or not f[5]:
+            continue
+        t, sport, dport, seq, ack, n, flags = (float(f[0]), int(f[1]), int(f[2]), int(f[3]),
+                                               int(f[4] or 0), int(f[5]), int(f[6], 16))
+        if dport == port:       # client -> tcpio
+            fl = flows.setdefault(sport, {"sent": {}, "rtx": 0})
+            if flags & 0x02:
+                fl.setdefault("syn", t)
+                continue
+            if n:
+                end = (seq + n) & 0xFFFFFFFF
+                if end in fl["sent"]:
+                    fl["rtx"] += 1
+                    fl.setdefault("rtx_t", t)
+                else:
+                    fl["sent"][end] = t
+                if "data" not in fl:
+                    fl["data"], fl["data_end"] = t, end
+                elif "acked" not in fl:
+                    fl["data_end"] = end      # the first flight: all sent before its ACK
+        elif sport == port:
+            fl = flows.setdefault(dport, {"sent": {}, "rtx": 0})
+            if flags & 0x02:
+                fl.setdefault("synack", t)
+            if "data_end" in fl and "acked" not in fl and ((ack - fl["data_end"]) & 0xFFFFFFFF) < 1 << 31:
+                fl["acked"] = t
+            if n and "tx" not in fl:
+                fl["tx"] = t
+
+    def pct(xs: list[float]) -> dict[str, float]:
+        xs = sorted(xs)
+        if not xs:
+            return {}
+        return {f"p{q}": round(xs[min(len(xs) - 1, len(xs) * q // 100)] * 1e3, 1)
+                for q in (10, 50, 90, 99)} | {"max": round(xs[-1] * 1e3, 1), "n": len(xs)}
+
+    done = [fl for fl in flows.values() if "data" in fl and "acked" in fl]
+    return {
+        "flows_seen": len(flows),
+        "handshake_ms": pct([fl["synack"] - fl["syn"] for fl in flows.values()
+                             if "syn" in fl and "synack" in fl]),
+        "first_flight_ack_ms": pct([fl["acked"] - fl["data"] for fl in done]),
+        "first_flight_acked_over_200ms": sum(fl["acked"] - fl["data"] > 0.2 for fl in done),
+        "tcpio_first_data_ms": pct([fl["tx"] - fl["data"] for fl in flows.values()
+                                    if "tx" in fl and "data" in fl]),
+        "client_rtx_frames": sum(fl["rtx"] for fl in flows.values()),
+        "client_rtx_flows": sum(1 for fl in flows.values() if fl["rtx"]),
+        "client_first_rtx_s": pct([fl["rtx_t"] for fl in flows.values() if "rtx_t" in fl]),
+    }
 
 
 def summary(out: Path, tag: str, tc: list[dict[str, Any]], head: dict[str, Any]) -> dict[str, Any]:
@@ -177,9 +458,26 @@ def main() -> None:
     ap.add_argument("--tag", default=None)
     ap.add_argument("--rx-cap", type=float, default=None,
                     help="RxShare's cap in seconds (0, the default: one budget per wake-up)")
+    ap.add_argument("--loop-trace", type=float, default=0.0, metavar="SECONDS",
+                    help="trace tcpio's loop for the first SECONDS: DIR/TAG.loop.jsonl (each "
+                         "iteration) and DIR/TAG.loopbins.jsonl (per 0.1 s)")
+    ap.add_argument("--pyspy", type=float, default=0.0, metavar="SECONDS",
+                    help="py-spy record of tcpio's process for the first SECONDS: "
+                         "DIR/TAG.pyspy.txt (folded stacks)")
+    ap.add_argument("--capture", type=float, default=0.0, metavar="SECONDS",
+                    help="capture the TAP in the namespace (96 bytes a frame) for the first "
+                         "SECONDS: per connection, how long its first flight waited for "
+                         "tcpio's ACK (DIR/TAG.pcap)")
+    ap.add_argument("--rx-only", action="store_true",
+                    help="the server only reads (the clients' digests then fail): what the "
+                         "receive path keeps up with when tcpio sends nothing")
+    ap.add_argument("--gc-off", type=float, default=0.0, metavar="SECONDS",
+                    help="the cyclic collector off for the first SECONDS")
     a = ap.parse_args()
     tag = a.tag or f"{'copy' if a.copy else 'view'}-{a.flows}x{a.size}-{os.getpid()}"
-    print(json.dumps(asyncio.run(run(a.flows, a.size, a.copy, a.out, tag, a.rx_cap))))
+    print(json.dumps(asyncio.run(run(a.flows, a.size, a.copy, a.out, tag, a.rx_cap,
+                                        a.loop_trace, a.pyspy, a.capture, a.rx_only,
+                                        a.gc_off))))
 
 
 if __name__ == "__main__":
