@@ -210,9 +210,10 @@ class TcpCb:
     """The hot part of the TCP control block (struct tcp_sock names).
 
     Compiled, these are C fields (tcp_fast.pxd); interpreted, plain
-    attributes.  TcpSock.__init__ sets every one; until then the compiled
-    object fields are None, which the entry points refuse, and probes_out is
-    0 in both builds."""
+    attributes.  TcpSock.__init__ sets every one whose first value is not
+    zero (C fields start at zero; interpreted, _cb_zero sets the rest); until
+    then the compiled object fields are None, which the entry points refuse,
+    and probes_out is 0 in both builds."""
 
     state: int
     ca_state: int

@@ -46,8 +46,11 @@ class Fib:
         self._by_len: dict[int, dict[int, FibEntry]] = {}
         self._lens: list[int] = []          # prefix lengths present, longest first
         self._entries: tuple[FibEntry, ...] | None = ()    # entries(), until a change
-        # rt_genid: bumped by every change (Linux's rt_genid_bump_ipv4), so a
-        # holder of a lookup's result knows when the table moved under it
+        # rt_genid: bumped by every route added or removed (as Linux's
+        # rt_genid_bump_ipv4 is by route changes; address and device events
+        # change the FIB through add/remove here), so a holder of a result
+        # computed from the table (the SYN path's route scope) knows when it
+        # moved under it
         self.rt_genid = 0
 
     def add(self, prefix: int, prefixlen: int, gateway: int | None, ifindex: int,
@@ -101,11 +104,8 @@ class Fib:
         return None
 
     def entries(self) -> tuple[FibEntry, ...]:
-        """Every route, longest prefix first, as one tuple that stays the same
-        object until the table changes: holding it and comparing identity
-        (``fib.entries() is held``) is a cheap "nothing changed since" check
-        for a result computed from the table (the SYN path's route scope,
-        syncookies.synack_route_scope)."""
+        """Every route, longest prefix first, as one tuple made again only
+        after the table changes (``rt_genid`` says when it did)."""
         entries = self._entries
         if entries is None:
             entries = self._entries = tuple(e for plen in self._lens

@@ -358,7 +358,8 @@ class Conn:
 
 
 def passive_open(settings: Settings | None = None, syn_opts: Any = None, window: int = 65535,
-                 backlog: int = 8, setup: Callable[[Any], None] | None = None) -> Conn:
+                 backlog: int = 8, setup: Callable[[Any], None] | None = None,
+                 ack_ts: int | None = None) -> Conn:
     """Listener on LPORT; the peer completes the handshake; return the child.
 
     The handshake takes no virtual time, so the child's SYN-ACK RTT sample
@@ -378,7 +379,9 @@ def passive_open(settings: Settings | None = None, syn_opts: Any = None, window:
     assert synack.flags == SYN | ACK and synack.ack == PEER_ISS + 1
     ack_opts = None
     if syn_opts is not None and syn_opts.ts_val is not None and synack.opts.ts_val is not None:
-        ack_opts = TcpOptions(ts_val=syn_opts.ts_val + 1, ts_ecr=synack.opts.ts_val)
+        # (the third ACK's TSval: the SYN's + 1, or ``ack_ts``)
+        ack_opts = TcpOptions(ts_val=syn_opts.ts_val + 1 if ack_ts is None else ack_ts,
+                              ts_ecr=synack.opts.ts_val)
     peer.send(ACK, PEER_ISS + 1, synack.seq + 1, window, opts=ack_opts)
     sk = ls.accept()
     assert sk is not None

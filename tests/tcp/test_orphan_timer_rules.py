@@ -20,6 +20,7 @@ import itertools
 
 from tcpio.core.settings import Settings
 from tcpio.core.tcp.tcp_states import TCP_CLOSE
+from tcpio.core.tcp.tcp_timer import tcp_out_of_resources
 
 from .helpers import ACK, RST, Conn, passive_open
 
@@ -127,3 +128,52 @@ def test_probes_answered_with_a_shut_window_back_off_no_further_than_tcp_retries
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
     assert gaps == [2 * rto, 4 * rto, 8 * rto, 8 * rto, 8 * rto, 8 * rto]
     assert c.sk.state != TCP_CLOSE
+
+
+# --- tcp_out_of_resources itself: the shifts and the reset ------------------------------------
+
+def _orphan_in_flight(max_orphans: int = 1) -> Conn:
+    """One orphan (the host's only one) with data in flight, window open."""
+    c = passive_open(Settings(tcp_max_orphans=1))
+    c.sk.sendmsg(b"y" * 100)
+    c.sk.close()
+    c.recv()
+    assert c.sk.packets_out and c.sk.snd_wnd and c.sk.proto.orphans == 1
+    c.host.settings.tcp_max_orphans = max_orphans      # (close() checked the old one)
+    return c
+
+
+def _drop(c: Conn, sent_ago: float, do_reset: bool) -> tuple[bool, list[int]]:
+    """tcp_out_of_resources now, the last data sent ``sent_ago`` seconds back:
+    (dropped, the RST flags of what went out)."""
+    c.sk.lsndtime = c.host.now - sent_ago
+    dropped = tcp_out_of_resources(c.sk, c.host.now, do_reset)
+    return dropped, [s.flags & RST for s in c.recv()]
+
+
+def test_one_orphan_at_a_limit_of_one_is_dropped_only_with_a_shift() -> None:
+    assert _drop(_orphan_in_flight(), 10.0, True) == (False, [])
+    c = _orphan_in_flight()
+    assert _drop(c, 10.0, False)[0]                 # no reset to send: counted twice
+    assert c.sk.state == TCP_CLOSE and c.host.mib["TCPAbortOnMemory"] == 1
+
+
+def test_an_orphan_idle_past_twice_tcp_rto_max_counts_twice() -> None:
+    assert not _drop(_orphan_in_flight(), 239.0, True)[0]
+    assert _drop(_orphan_in_flight(), 241.0, True)[0]
+
+
+def test_the_reset_follows_do_reset_a_recent_send_or_a_shut_idle_window() -> None:
+    # do_reset asked for: a RST whatever else
+    assert _drop(_orphan_in_flight(max_orphans=0), 90.0, True) == (True, [RST])
+    # not asked for, data sent within TCP_TIMEWAIT_LEN (60 s): a RST
+    assert _drop(_orphan_in_flight(max_orphans=0), 30.0, False) == (True, [RST])
+    # not asked for, sent long ago, window open with data in flight: silent
+    assert _drop(_orphan_in_flight(max_orphans=0), 90.0, False) == (True, [])
+    # not asked for, sent long ago, but the window is shut with nothing in flight
+    c = _shut_window(Settings(tcp_max_orphans=1))
+    c.sk.close()
+    c.recv()
+    assert not c.sk.packets_out and not c.sk.snd_wnd and c.sk.proto.orphans == 1
+    c.host.settings.tcp_max_orphans = 0
+    assert _drop(c, 90.0, False) == (True, [RST])

@@ -17,6 +17,7 @@ tcp_tsval_replay; Linux 6.15+ for the old-ACK case).
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from tcpio.core.tcp.tcp_input import tcp_tsval_replay
@@ -91,11 +92,11 @@ def test_duplicate_acks_older_than_one_rto_are_rejected_and_retransmit_nothing()
 
 def test_an_old_ack_that_updates_the_window_is_not_exempt() -> None:
     c = _ts_conn()
-    c.send(b"q", opts=_ts(50001), window=30000)    # newer: the window shrinks to 30000
-    c.send(opts=_ts(50001), window=30000)          # snd_wl1 = this seq
-    assert c.sk.snd_wnd == 30000
-    c.sk.sendmsg(bytes(2 * c.sk.mss_cache))
-    c.recv()
+    c.sk.sendmsg(bytes(3 * c.sk.mss_cache))
+    out = c.recv()
+    c.ack_all(out[:1])
+    c.send(opts=_ts(50001), window=30000)   # acks new data: snd_wl1 = this seq
+    assert c.sk.snd_wnd == 30000 and c.sk.snd_wl1 == c.snd
     c.send(opts=_ts(50001 - 10), window=40000)     # a larger window: an update
     assert c.host.mib["PAWSEstabRejected"] == 1
     assert c.sk.snd_wnd == 30000
@@ -126,15 +127,14 @@ def test_a_rst_is_taken_whatever_its_timestamp() -> None:
     c = _ts_conn()
     c.send(flags=RST, opts=_ts(1), seq=c.snd)
     assert c.host.mib["PAWSEstabRejected"] == 0
-    assert c.sk.state != 1 or c.sk.sk_err                  # reset: not ESTABLISHED
-    assert c.sk.sk_err
+    assert c.sk.sk_err == errno.ECONNRESET
 
 
 def test_ts_recent_zero_accepts_any_timestamp() -> None:
     """A peer whose SYN carried tsval 0: TS.Recent 0 is not trusted, so a
     first real TSval that is 'negative' against it still passes."""
-    c = _ts_conn(syn_ts=0, recent=None)
-    c.sk.ts_recent = 0                       # as the handshake left it for such a peer
+    c = passive_open(syn_opts=TcpOptions(mss=MSS, ts_val=0, ts_ecr=0), ack_ts=0)
+    assert c.sk.ts_recent == 0               # the handshake's
     c.send(b"z", opts=_ts(0x90000000))
     assert c.sk.recvmsg(10) == b"z"
     assert c.host.mib["PAWSEstabRejected"] == 0
@@ -177,3 +177,56 @@ def test_a_request_rejects_a_third_ack_older_than_its_syns_timestamp() -> None:
               opts=TcpOptions(ts_val=4999, ts_ecr=synack.opts.ts_val))
     assert ls.accept() is None
     assert host.mib["PAWSEstabRejected"] == 1
+
+
+def test_an_old_pure_ack_from_beyond_rcv_nxt_gets_a_dupack() -> None:
+    """Only an old ACK from *before* rcv_nxt is dropped silently; one from
+    beyond it is a PAWS failure like any other: counted, answered."""
+    c = _ts_conn()
+    c.send(opts=_ts(49000), seq=c.snd + 10)
+    assert (c.host.mib["PAWSEstabRejected"], c.host.mib["PAWSOldAck"]) == (1, 0)
+    assert [(s.flags, s.ack) for s in c.recv()] == [(ACK, c.snd)]
+
+
+def test_an_ack_below_snd_una_is_not_a_disordered_duplicate() -> None:
+    """The exemption is for duplicates of snd_una only: an older ACK (below
+    it), within the replay window, still fails PAWS."""
+    c = _ts_conn()
+    c.sk.sendmsg(bytes(2 * c.sk.mss_cache))
+    out = c.recv()
+    c.ack_all(out[:1])
+    c.send(opts=_ts(50001))                              # snd_una past the first
+    assert c.sk.snd_una == (out[0].seq + len(out[0].payload)) & 0xFFFFFFFF
+    c.send(opts=_ts(50001 - 10), ack=out[0].seq)         # below snd_una
+    assert c.host.mib["PAWSEstabRejected"] == 1
+
+
+def test_the_window_update_test_scales_the_window() -> None:
+    """With window scaling (shift 7) a raw window one unit above the current
+    one is a larger window: an update, so not exempt."""
+    c = passive_open(syn_opts=TcpOptions(mss=MSS, wscale=7, ts_val=100, ts_ecr=0),
+                     window=1000)
+    assert c.sk.snd_wscale == 7
+    c.sk.sendmsg(bytes(3 * c.sk.mss_cache))
+    out = c.recv()
+    c.ack_all(out[:1])
+    c.send(opts=_ts(50001), window=1000)    # acks new data: snd_wl1 = this seq
+    assert c.sk.snd_wnd == 1000 << 7 and c.sk.snd_wl1 == c.snd
+    c.send(opts=_ts(50001 - 10), window=1000)            # the same window: taken
+    assert c.host.mib["PAWSEstabRejected"] == 0
+    c.send(opts=_ts(50001 - 10), window=1001)            # 128 bytes more: an update
+    assert c.host.mib["PAWSEstabRejected"] == 1
+
+
+def test_an_old_ack_does_not_move_ts_recent() -> None:
+    """tcp_ack's old-ACK exit comes before tcp_replace_ts_recent: an ACK
+    below snd_una, even with a newer TSval, leaves TS.Recent alone."""
+    c = _ts_conn()
+    c.sk.sendmsg(bytes(2 * c.sk.mss_cache))
+    out = c.recv()
+    c.ack_all(out)
+    c.send(opts=_ts(50001))                              # everything acked
+    c.send(opts=_ts(50005), ack=out[0].seq)              # an older ACK, a newer TSval
+    assert c.sk.ts_recent == 50001
+    c.send(opts=_ts(50006))                              # a current one moves it
+    assert c.sk.ts_recent == 50006

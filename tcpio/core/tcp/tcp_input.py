@@ -96,6 +96,9 @@ tcp_incr_quickack = _tcp_fast.incr_quickack
 FLAG_DATA = 0x01
 FLAG_WIN_UPDATE = 0x02
 FLAG_SND_UNA_ADVANCED = 0x400
+# tcp_ack's answer for an ACK below snd_una (Linux's old_ack exit, which
+# returns before tcp_replace_ts_recent)
+FLAG_OLD_ACK = 0x100000
 # (Linux's FLAG_DATA_ACKED is left out: segments are acked only when SND.UNA
 # advances, which FLAG_SND_UNA_ADVANCED already says.)
 FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE
@@ -206,18 +209,21 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             sk.proto.tcp_v4_send_reset(sk.laddr, sk.raddr, skb)
             return
         # tcp_ack takes the window: this ACK advances SND.UNA past our SYN.
-        tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0)
+        acked = tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0)
         tcp_finish_connect(sk, now)
         state = sk.state
     else:
-        if tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0) < 0:
+        acked = tcp_ack(sk, skb, now, FLAG_DATA if skb.data else 0)
+        if acked < 0:
             return
         if sk.state == TCP_CLOSE:
             return
-    # tcp_replace_ts_recent: never back to an older TSval (one that passed
-    # PAWS within TCP_PAWS_WINDOW, or a disordered ACK's)
+    # tcp_replace_ts_recent (tcp_ack's FLAG_UPDATE_TS_RECENT, past its old-ACK
+    # exit): never back to an older TSval (one that passed PAWS within
+    # TCP_PAWS_WINDOW, or a disordered ACK's), nor from an old ACK
     ts_val = skb.opts.ts_val
-    if (sk.tstamp_ok and ts_val is not None and not after(skb.seq, sk.rcv_wup)
+    if (sk.tstamp_ok and ts_val is not None and acked != FLAG_OLD_ACK
+            and not after(skb.seq, sk.rcv_wup)
             and tcp_paws_check(sk, ts_val, 0, now)):
         sk.ts_recent = ts_val
         sk.ts_recent_stamp = now
@@ -272,7 +278,10 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
 
 def tcp_finish_connect(sk: TcpSock, now: float) -> None:
     sk.proto.tcp_set_state(sk, TCP_ESTABLISHED)
-    sk.rcv_tstamp = now
+    # (lsndtime from the handshake, as Linux stamps it: the idle clock of
+    # tcp_out_of_resources and TCP_INFO's last_data_sent; the idle restart
+    # it allows at the first send changes nothing at the initial window)
+    sk.rcv_tstamp = sk.lsndtime = now
     sk.ca_ops.init(sk, now)
     if sk.opts.keepalive:
         tcp_set_keepalive(sk, now)
@@ -437,9 +446,7 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
         reason = tcp_disordered_ack_check(sk, skb)
         if reason and not flags & TCPHDR_RST:
             if flags & TCPHDR_SYN:
-                mib["TCPSYNChallenge"] += 1
-                tcp_send_challenge_ack(sk, now)
-                return False
+                return _syn_challenge(sk, now)
             if reason == PAWS_OLD_ACK:
                 mib["PAWSOldAck"] += 1      # common: no dupack for it
                 return False
@@ -450,9 +457,8 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     if not tcp_sequence(sk, skb.seq, skb.end_seq):
         if not flags & TCPHDR_RST:
             if flags & TCPHDR_SYN:
-                mib["TCPSYNChallenge"] += 1
-                tcp_send_challenge_ack(sk, now)
-            elif not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedSeq", sk, now):
+                return _syn_challenge(sk, now)
+            if not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedSeq", sk, now):
                 tcp_send_dupack(sk, skb, now)
         return False
     if flags & TCPHDR_RST:
@@ -464,10 +470,17 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
         return False
     if flags & TCPHDR_SYN and sk.state != TCP_SYN_RECV:
         # RFC 5961 4.2: SYN in a synchronized state -> challenge ACK.
-        mib["TCPSYNChallenge"] += 1
-        tcp_send_challenge_ack(sk, now)
-        return False
+        return _syn_challenge(sk, now)
     return True
+
+
+def _syn_challenge(sk: TcpSock, now: float) -> bool:
+    """tcp_validate_incoming's syn_challenge: a SYN on a synchronized
+    connection (RFC 5961 4.2), wherever it failed, gets a challenge ACK and
+    is dropped (False)."""
+    sk.host.mib["TCPSYNChallenge"] += 1
+    tcp_send_challenge_ack(sk, now)
+    return False
 
 
 def __tcp_oow_rate_limited(host: Any, counter: str, owner: Any, now: float) -> bool:
@@ -575,7 +588,9 @@ def tcp_abort_on_data(sk: TcpSock, skb: Skb) -> None:
 
 def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     """Process the ACK field: window update, SACK, acked segments, recovery,
-    congestion window.  Returns a negative value when the ACK was rejected."""
+    congestion window.  Returns a negative value when the ACK was rejected,
+    FLAG_OLD_ACK for an ACK below snd_una (the segment goes on: its data,
+    but not its timestamp), else the ACK's flags."""
     ack = skb.ack_seq
     prior_snd_una = sk.snd_una
     if before(ack, prior_snd_una):
@@ -592,7 +607,7 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             tcp_fastretrans_alert(sk, 0, False, flag, now)
             if sk.ca_state in (TCP_CA_LOSS, TCP_CA_RECOVERY):
                 tcp_xmit_retransmit_queue(sk, now)
-        return 0
+        return FLAG_OLD_ACK
     if after(ack, sk.snd_nxt):
         # An ACK of data never sent: the segment is dropped (RFC 9293
         # 3.10.7.4), silently in ESTABLISHED as Linux's tcp_rcv_established

@@ -493,6 +493,7 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     tcp_sync_mss(sk, mtu)
     tcp_initialize_rcv_mss(sk)
     sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
+    sk.lsndtime = now
     if listener.trace is not None:
         sk.set_trace(listener.trace.sink)   # (a per-stack sink came with TcpSock())
     if sk.trace is not None:
@@ -501,10 +502,10 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     # so are the RTT sample and tcp_init_transfer: tcp_synack_rtt_meas,
     # tcp_init_transfer_passive.)  The rest of Linux's list is TcpSock's
     # defaults: srtt 0 and RTO TCP_TIMEOUT_INIT, cwnd TCP_INIT_CWND, ssthresh
-    # infinite, nothing in flight.  Not modelled: total_retrans (no such
-    # counter), lsndtime (None = no idle restart before the first send, where
-    # Linux stamps the handshake; a restart then changes nothing at the
-    # initial window), icsk_ack.last_seg_size / lrcvtime (the rcv_mss
+    # infinite, nothing in flight; lsndtime the handshake's time (an idle
+    # restart at the first send changes nothing at the initial window).
+    # Not modelled: total_retrans (no such
+    # counter), icsk_ack.last_seg_size / lrcvtime (the rcv_mss
     # estimate starts from tcp_initialize_rcv_mss), ECN, RACK state, and
     # advmss -= 12 with timestamps (neither side does it).
     return sk

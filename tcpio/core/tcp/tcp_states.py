@@ -85,3 +85,7 @@ after = _tcp_fast.after
 def between(seq: int, lo: int, hi: int) -> bool:
     """lo <= seq <= hi in sequence space (the kernel's between())."""
     return ((hi - lo) & 0xFFFFFFFF) >= ((seq - lo) & 0xFFFFFFFF)
+
+# TCP_TIMEWAIT_LEN (include/net/tcp.h): TIME-WAIT's length (tcpio's default
+# for Settings.tcp_tw_timeout), and tcp_out_of_resources' "sent recently"
+TCP_TIMEWAIT_LEN = 60.0

@@ -28,6 +28,7 @@ from .tcp_states import (
     TCP_LISTEN,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
+    TCP_TIMEWAIT_LEN,
     TCPHDR_SYN,
     after,
 )
@@ -115,10 +116,6 @@ def tcp_orphan_retries(sk: TcpSock, alive: bool) -> int:
     if not retries and alive:
         retries = 8
     return retries
-
-
-# TCP_TIMEWAIT_LEN: an orphan that sent within it is reset, not dropped silently
-TCP_TIMEWAIT_LEN = 60.0
 
 
 def tcp_out_of_resources(sk: TcpSock, now: float, do_reset: bool) -> bool:
@@ -254,7 +251,7 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
     if sk.orphan:
         # an orphan probes while its backed-off interval is under
         # tcp_rto_max (inet_csk_rto_backoff), tcp_orphan_retries once there
-        alive = min(sk.rto * (1 << sk.backoff), st.tcp_rto_max) < st.tcp_rto_max
+        alive = sk.rto * (1 << sk.backoff) < st.tcp_rto_max
         limit = tcp_orphan_retries(sk, alive)
         if not alive and sk.backoff >= limit:
             tcp_write_err(sk)
