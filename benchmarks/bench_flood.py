@@ -161,9 +161,11 @@ async def tcpio_run(args: argparse.Namespace, syn_queue: bool) -> dict:
     tap_options: dict[str, Any] = {"syn_queue": syn_queue}
     if args.syn_share is not None or args.syn_max_wait is not None:
         from tcpio.devices.tap import SynShare
-        tap_options["syn_share"] = SynShare(
-            share=args.syn_share if args.syn_share is not None else 0.3,
-            min_batch=args.syn_min_batch or 32, max_wait=args.syn_max_wait)
+        share_options: dict[str, Any] = {"min_batch": args.syn_min_batch or 32,
+                                         "max_wait": args.syn_max_wait}
+        if args.syn_share is not None:    # else SynShare's default share
+            share_options["share"] = args.syn_share
+        tap_options["syn_share"] = SynShare(**share_options)
     if args.txqueuelen is not None:
         tap_options["txqueuelen"] = args.txqueuelen
     if args.syn_budget is not None:

@@ -35,7 +35,10 @@ whole MIB delta to the JSON.  Then, in one process: the memory per idle
 established connection (bare sockets and asyncio streams; RSS delta, both
 ends counted, per end) and the time to open 5 000 and 20 000 idle
 connections, spread over IDLE_PORTS server ports (as bench_open_idle.py
---ports: one destination's port search is not a per-connection cost).  The targets issue 11 sets are printed with a verdict.
+--ports: one destination's port search is not a per-connection cost), with
+the cycle collector's share of that time, its full collections and the
+objects it tracks per connection.  The targets issue 11 sets are printed
+with a verdict.
 
 The machine is shared and noisy: quote ratios from one run, and several runs.
 """
@@ -406,6 +409,9 @@ async def idle(n: int, streams: bool, ports: int = IDLE_PORTS) -> dict:
             accs = [asyncio.ensure_future(acceptor(PORT + i)) for i in range(ports)]
         await client.ping("10.0.0.2", timeout=5)
         gc.collect()
+        tracked0 = len(gc.get_objects())
+        collector = GcTimer()
+        gc.callbacks.append(collector)
         m0 = rss()
         t0 = time.perf_counter()
         batch = 500
@@ -423,14 +429,39 @@ async def idle(n: int, streams: bool, ports: int = IDLE_PORTS) -> dict:
         while len(keep) < 2 * n:
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - t0
+        gc.callbacks.remove(collector)
         gc.collect()
+        tracked = (len(gc.get_objects()) - tracked0) / n
         m1 = rss()
         established = len(srv.connections())
         if not streams:
             for acc in accs:
                 acc.cancel()
     return {"n": n, "seconds": elapsed, "bytes_per_end": (m1 - m0) / (2 * n),
-            "established_server_side": established, "ports": ports}
+            "established_server_side": established, "ports": ports,
+            "gc_seconds": collector.seconds, "gc_full": collector.counts[2],
+            "gc_tracked_per_connection": tracked}
+
+
+class GcTimer:
+    """A gc.callbacks entry: collections per generation and the seconds spent
+    in the cycle collector while installed.  While the heap is small CPython
+    runs a full collection every ~77 000 net new tracked objects, each one
+    scanning all of them: what grows faster than the number of idle
+    connections opened (issue 11), in proportion to the tracked objects each
+    connection keeps (gc_tracked_per_connection, both ends)."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._t0
+            self.counts[info["generation"]] += 1
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -552,7 +583,11 @@ def report(res: dict, args: argparse.Namespace) -> None:
         for v in rows:
             print(f"  idle {kind}: {v['n']} connections opened in {v['seconds']:.2f} s, "
                   f"{v['bytes_per_end'] / 1024:.2f} KiB per end "
-                  f"(target {'3' if kind == 'bare' else '5'} KiB)")
+                  f"(target {'3' if kind == 'bare' else '5'} KiB)"
+                  + (f"; cycle collector {v['gc_seconds']:.2f} s of it "
+                     f"({v['gc_full']} full collections), "
+                     f"{v['gc_tracked_per_connection']:.1f} tracked objects per connection"
+                     if "gc_seconds" in v else ""))
         if len(rows) >= 2:
             a, b = rows[0], rows[-1]
             cost = (b["seconds"] / b["n"]) / (a["seconds"] / a["n"])

@@ -191,6 +191,37 @@ def main() -> None:
     for key, us in echo.items():
         print(f"  {key}: median {statistics.median(us):6.1f} us  "
               f"range {min(us):.1f}-{max(us):.1f}  (medians of {args.echo} round trips)")
+    report_targets(results, echo)
+
+
+# issue 12's targets: (figure, at least Gbit/s) and the echo ratio at most
+BULK_TARGETS = (("kernel -> tcpio  offloads off", 2.0), ("tcpio -> kernel  offloads off", 2.0),
+                ("kernel -> tcpio  offloads on ", 8.0), ("tcpio -> kernel  offloads on ", 8.0))
+ECHO_RATIO_TARGET = 1.5
+
+
+def report_targets(results: dict[str, list[float]], echo: dict[str, list[float]]) -> None:
+    """Issue 12's targets beside what this invocation reached: each bulk
+    median, and the echo ratio per run (tcpio over TAP / asyncio over kernel
+    loopback, both from the same run), median and range."""
+    lines = []
+    for key, least in BULK_TARGETS:
+        if key in results:
+            got = statistics.median(results[key]) * 8 / 1e9
+            lines.append(f"  {key}: {got:.2f} Gbit/s (target >= {least:g}: "
+                         f"{'met' if got >= least else 'not met'})")
+    kernel = echo.get("1-byte echo, asyncio over kernel loopback")
+    for off in ("on ", "off"):
+        tcpio = echo.get(f"1-byte echo over TAP, offloads {off}")
+        if kernel and tcpio:
+            ratios = [t / k for t, k in zip(tcpio, kernel, strict=True)]
+            got = statistics.median(ratios)
+            lines.append(f"  echo ratio, offloads {off}: median {got:.2f}x  range "
+                         f"{min(ratios):.2f}-{max(ratios):.2f}x per run (target <= "
+                         f"{ECHO_RATIO_TARGET}: {'met' if got <= ECHO_RATIO_TARGET else 'not met'})")
+    if lines:
+        print("issue 12 targets:")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

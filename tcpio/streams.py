@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from tcpio import server as _server
@@ -63,8 +63,23 @@ class _ClosedCleanly:
     def result(self) -> None:
         return None
 
+    def __await__(self) -> Generator[Any, None, None]:
+        # awaited, a done future's result at once (nothing of asyncio's
+        # awaits either stand-in; a caller of the private names might)
+        return None
+        yield  # (a generator)
+
 
 _CLOSED_CLEANLY = _ClosedCleanly()
+
+
+def _trim_writer(writer: asyncio.StreamWriter) -> None:
+    """asyncio's StreamWriter makes a future and sets its result at once
+    (``_complete_fut``), which nothing of asyncio (3.10 to 3.13) reads again:
+    a done stand-in takes its place, so an idle connection keeps no Future
+    for it (issue 11: fewer objects for each full collection to scan)."""
+    if getattr(writer, "_complete_fut", None) is not None:
+        writer._complete_fut = _CLOSED_CLEANLY  # type: ignore[attr-defined]
 
 
 class StreamReaderProtocol(asyncio.StreamReaderProtocol):
@@ -89,6 +104,9 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     """
 
     _closed_fut: asyncio.Future[None] | _ClosedCleanly | None = None
+    # asyncio's private state, which typeshed does not declare
+    _stream_writer: asyncio.StreamWriter | None
+    _task: asyncio.Task[Any] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -109,6 +127,24 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     @_closed.setter
     def _closed(self, fut: asyncio.Future[None]) -> None:
         self._closed_fut = fut
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        writer = self._stream_writer
+        if writer is not None:      # (a server's: asyncio made it)
+            _trim_writer(writer)
+        # asyncio keeps the client_connected_cb task until connection_lost
+        # (a strong reference while it runs); once it is done nothing reads
+        # it, and a handler that returns at once (keeps the streams, or
+        # hands them to other tasks) left a done Task, its coroutine and
+        # context for the connection's life: here dropped when it is done
+        task = getattr(self, "_task", None)
+        if task is not None:
+            task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[Any]) -> None:
+        if self._task is task:
+            self._task = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is None and self._closed_fut is None:
@@ -286,6 +322,7 @@ async def open_connection(stack: Stack, host: str | None = None, port: int | Non
     transport, _ = await _transports.create_connection(stack, lambda: protocol,
                                                        host, port, **kwds)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    _trim_writer(writer)
     return reader, writer
 
 

@@ -84,9 +84,12 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         registry = getattr(stack, "_transports", None)
         if registry is not None:   # Stack.close() ends every transport
             registry.add(self)
-        self._extra["socket"] = None   # no kernel socket to hand out
-        # the core TcpSock, for introspection (state, srtt, rto); not for I/O
-        self._extra["tcp_sock"] = sk
+        # the core TcpSock, for introspection (state, srtt, rto); not for I/O:
+        # get_extra_info("tcp_sock") (and "socket", None: no kernel socket to
+        # hand out) answer without an entry in _extra, which stays empty and
+        # so untracked by the cycle collector (issue 11: every tracked object
+        # of an idle connection is scanned by each full collection)
+        self._tcp_sock = sk
         # "sockname" and "peername" are made when first asked for
         # (get_extra_info): most idle connections never are, and the two
         # strings and tuples were a twentieth of one's memory (issue 11).
@@ -136,9 +139,16 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         extra = self._extra
-        if name in _LAZY_NAMES and name not in extra:
-            extra[name] = _sock_address(extra["tcp_sock"], name)
-        return extra.get(name, default)
+        if name in extra:
+            return extra[name]
+        if name == "tcp_sock":
+            return self._tcp_sock
+        if name == "socket":
+            return None
+        if name in _LAZY_NAMES:
+            value = extra[name] = _sock_address(self._tcp_sock, name)
+            return value
+        return default
 
     # --- protocol ------------------------------------------------------------
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:

@@ -11,7 +11,8 @@ import pytest
 import tcpio
 from tcpio import _fast
 
-FAST_MODULES = ["checksum", "wire", "ehash", "rx", "tx", "tcp_fast", "syn_fast", "devio"]
+FAST_MODULES = ["checksum", "wire", "ehash", "rx", "tx", "tcp_fast", "syn_fast", "devio",
+                "cong_fast"]
 
 
 def test_version():

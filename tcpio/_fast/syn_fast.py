@@ -364,15 +364,13 @@ def synack_path(syn: SynPath, src: int) -> Any:
     that routes ``src`` less any more specific route inside it
     (syncookies.synack_route_scope; an on-link route shares nothing).  Later
     SYNs of the batch inside that scope take the held path while the FIB is
-    the one the scope was computed from (``Fib.entries()`` is the same
-    object: a route added or removed mid-batch makes it compute again) and
+    the one the scope was computed from (the same ``Fib.rt_genid``: a route
+    added or removed mid-batch makes it compute again) and
     no path MTU was learned for the source; those outside it ask
     ``syn.route(src)`` as before."""
     state = syn.sc_state
     if state == 1:
-        # Fib.entries() is its _entries (None after a change) once made: the
-        # attribute, not the call (a Python frame per SYN)
-        if syn.sc_fib._entries is not syn.sc_token:
+        if syn.sc_fib.rt_genid != syn.sc_token:
             state = 0               # the table changed under the held scope
         else:
             if src & syn.sc_mask != syn.sc_prefix:

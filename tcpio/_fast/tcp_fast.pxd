@@ -79,15 +79,16 @@ cdef class TxSeg:
 cdef object _send_ack, _data_sent_idle, _ack_predicted, _data_snd_check, _batch_end
 cdef bint _ack_bypass
 # C constants, not module objects, in the compiled arithmetic
-cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
+cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_FIN_WAIT2, _RCV_SHUTDOWN, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
 cdef long long _TCPHDR_FIN, _TCPHDR_SYN, _TCPHDR_PSH, _TCPHDR_ACK, _FLAG_DATA
 cdef Py_ssize_t _CSUM_OFFLOAD_MIN
 cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
-cdef long long _TCP_CA_CWR, _FLAG_WIN_UPDATE
+cdef long long _TCP_CA_CWR, _TCP_CA_RECOVERY, _FLAG_WIN_UPDATE
 cdef long long _ICSK_TIME_RETRANS, _ICSK_TIME_PROBE0, _ICSK_TIME_LOSS_PROBE
-cdef double _TCP_TIMEOUT_INIT, _TCP_TIMEOUT_MIN
+cdef double _TCP_TIMEOUT_INIT, _TCP_TIMEOUT_MIN, _SRTT_MIN, _TSO_RATE_MAX
+cdef long long _CA_EVENT_TX_START
 
 # sequence space (include/net/tcp.h before/after)
 cpdef uint32_t u32(long long x) noexcept
@@ -125,6 +126,9 @@ cpdef event_data_recv(TcpCb sk, long long n, long long gso_size=*)
 @cython.locals(quick=cython.longlong)
 cpdef incr_quickack(TcpCb sk, long long max_quickacks)
 cpdef bint in_pingpong_mode(TcpCb sk) except -1
+@cython.locals(o=object, state=cython.longlong, shutdown=cython.longlong, cur=cython.longlong,
+               new=cython.longlong, least=cython.longlong)
+cpdef bint cleanup_rbuf_ack(TcpCb sk) except -1
 cpdef event_data_sent(TcpCb sk, double now)
 cpdef ack_snd_check(TcpCb sk, double now)
 @cython.locals(shifted=cython.longlong, new_ack=bint)
@@ -153,6 +157,32 @@ cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, lon
 cpdef bint xmit_more(TcpCb sk, uint32_t seq, long long mss, bint fin_queued) except -1
 @cython.locals(cwnd=cython.longlong, room=cython.longlong, half=cython.longlong)
 cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
+@cython.locals(mss=cython.longlong, mw=cython.longlong, cutoff=cython.longlong)
+cpdef long long current_mss(TcpCb sk) except -1
+@cython.locals(o=object, est=object, srtt=double, size=cython.longlong, cwnd=cython.longlong,
+               ssthresh=cython.longlong, ratio=cython.longlong, segs=cython.longlong,
+               rate=double, n=cython.longlong, r=cython.longlong, least=cython.longlong)
+cpdef long long tso_segs(TcpCb sk, long long mss) except -1
+@cython.locals(o=object, usage=uint32_t, most=cython.longlong)
+cpdef cwnd_validate(TcpCb sk, bint is_cwnd_limited)
+cpdef dec_quickack_mode(TcpCb sk)
+cpdef event_ack_sent(TcpCb sk)
+@cython.locals(o=object, lsndtime=object, rto=double, last=double, idle=double,
+               restart=cython.longlong, cwnd=cython.longlong)
+cpdef data_sent_idle(TcpCb sk, double now)
+@cython.locals(o=object, n=cython.longlong, room=cython.longlong)
+cpdef long long sack_option_len(TcpCb sk) except -1
+@cython.locals(mss=cython.longlong, size=cython.longlong, mw=cython.longlong,
+               cutoff=cython.longlong, segs=cython.longlong)
+cpdef long long xmit_size_goal(TcpCb sk) except -1
+@cython.locals(o=object, opts=object)
+cpdef bint xmit_plain(TcpCb sk) except -1
+@cython.locals(host=object, length=cython.longlong, raddr=object, path=object)
+cpdef object xmit_path(TcpCb sk, long long mss)
+@cython.locals(o=object, mib=object)
+cpdef burst_sent(TcpCb sk, long long n, long long frames, bint v6, bint eth, double now)
+@cython.locals(o=object, limited=bint, pending=cython.longlong)
+cpdef xmit_done(TcpCb sk, bint window_limited, long long prior_packets, double now)
 @cython.locals(pushed=uint32_t)
 cpdef long long push_mark(TcpCb sk, uint32_t seq, uint32_t end) except -1
 @cython.locals(seg=TxSeg)
@@ -197,6 +227,7 @@ cpdef buf_append(bytearray ba, data)
 cpdef buf_consume(bytearray ba, Py_ssize_t n)
 
 # the ACK of new data (ack_fast and the pieces tcp_input.tcp_ack shares)
+cpdef bint may_update_window(TcpCb sk, uint32_t ack, uint32_t seq, long long nwin) except -1
 cpdef long long ack_update_window(TcpCb sk, uint32_t seq, uint32_t ack, long long nwin) except -1
 @cython.locals(rtt=double, d=uint32_t, o=object, est=object)
 cpdef double ack_rtt(TcpCb sk, double first_tx, bint retrans_acked, uint32_t ts_ecr,

@@ -100,12 +100,13 @@ from collections import deque
 from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
-__all__ = ["RcvQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append", "buf_consume",
-           "clean_rtx_queue", "cwnd_quota", "event_data_recv", "incr_quickack",
-           "ip_select_ident_segs",
-           "new_data_sent", "push_mark",
+__all__ = ["SRTT_MIN", "RcvQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append",
+           "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
+           "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
+           "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
-           "select_window", "set_hooks", "tcp_select_window", "write_xmit", "xmit_more",
+           "sack_option_len", "select_window", "set_hooks", "tcp_select_window", "tso_segs",
+           "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
            "xmit_test"]
 
 # The interpreted send loop builds frames with tx.tcp_frame; the compiled one
@@ -118,6 +119,8 @@ _V6MASK = (1 << 128) - 1
 
 _TCP_ESTABLISHED = 1
 _TCP_FIN_WAIT1 = 4
+_TCP_FIN_WAIT2 = 5
+_RCV_SHUTDOWN = 1       # sk_shutdown's bit (core.tcp.tcp_states)
 _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
 _MAX_TCP_WINDOW = 65535
@@ -145,12 +148,19 @@ _TCPCB_SACKED_RETRANS = 2
 _TCPCB_LOST = 4
 # the ACK path (core.tcp.tcp_input, tcp_output, tcp_states: the same values)
 _TCP_CA_CWR = 2
+_TCP_CA_RECOVERY = 3
 _FLAG_WIN_UPDATE = 0x02
 _ICSK_TIME_RETRANS = 1
 _ICSK_TIME_PROBE0 = 3
 _ICSK_TIME_LOSS_PROBE = 5
 _TCP_TIMEOUT_INIT = 1.0
 _TCP_TIMEOUT_MIN = 0.002
+_CA_EVENT_TX_START = 0      # core.tcp.tcp_ca's
+# tso_segs: Linux's srtt_us floor of 1 (in 1/8 us), in seconds; a pacing
+# rate (bytes/s) from which the burst is 64 KB whatever min_rtt adds
+SRTT_MIN = 0.125e-6
+_SRTT_MIN = SRTT_MIN
+_TSO_RATE_MAX = 4.0e18
 
 # The receive queue (RcvQueue): a payload of at least _RQ_REF_MIN bytes
 # that is at least half of the immutable frame it arrived in is queued by
@@ -949,6 +959,35 @@ def in_pingpong_mode(sk: TcpCb) -> bool:
     return sk.pingpong > 0 and sk.pingpong >= sk.host.settings.tcp_pingpong_thresh
 
 
+def cleanup_rbuf_ack(sk: TcpCb) -> bool:
+    """tcp_cleanup_rbuf's decision after the app read: should an ACK go now?
+    Yes when one is scheduled and either we are in quick-ACK mode, or this
+    is the once-per-two-segments ACK that __tcp_ack_snd_check held back
+    because the unread data kept the window from advancing ("tcp_recvmsg()
+    will send ACK otherwise"): without it, after a zero-window episode a
+    reader that keeps up is ACKed only by the 40 ms delayed-ACK timer, once
+    per window.  (Quick-ACK mode stands for ICSK_ACK_PUSHED here, which
+    Linux ignores in pingpong mode: the reply will carry the ACK.)  Else a
+    window update when the window grew a lot: to at least twice what the
+    peer was last offered, by at least a segment.  Not in a state that
+    receives no more data, unless an ACK is scheduled."""
+    if sk is None:
+        raise TypeError("cleanup_rbuf_ack: a TcpCb is required")
+    o: Any = sk
+    state = sk.state
+    shutdown: int = o.sk_shutdown
+    if ((state != _TCP_ESTABLISHED and state != _TCP_FIN_WAIT1 and state != _TCP_FIN_WAIT2)
+            or shutdown & _RCV_SHUTDOWN) and not sk.ack_pending:
+        return False
+    cur = receive_window(sk)
+    if sk.ack_pending and ((sk.quick and not in_pingpong_mode(sk))
+                           or seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss):
+        return True
+    new = select_window(sk)
+    least = sk.rcv_mss if sk.rcv_mss < sk.advmss else sk.advmss
+    return new != 0 and new >= 2 * cur and new - cur >= least
+
+
 def event_data_sent(sk: TcpCb, now: float) -> None:
     """tcp_event_data_sent's pingpong rule: data sent within the ATO of the
     last received data is a reply (inet_csk_inc_pingpong_cnt, capped at
@@ -1055,6 +1094,244 @@ def cwnd_quota(sk: TcpCb, sent: int) -> int:
     room = cwnd + sent - (sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out)
     half = cwnd >> 1 if cwnd > 1 else 1
     return half if half < room else room
+
+
+def current_mss(sk: TcpCb) -> int:
+    """tcp_current_mss's bound: mss_cache, at most half the largest window
+    the peer offered (tcp_bound_to_half_wnd; all of it below 537 bytes), so
+    a tiny peer window still gets full segments; never below 48."""
+    if sk is None:
+        raise TypeError("current_mss: a TcpCb is required")
+    mss = sk.mss_cache
+    mw = sk.max_window
+    if mw:
+        cutoff = mw >> 1 if mw > 536 else mw
+        if cutoff < mss:
+            mss = cutoff if cutoff > 48 else 48
+    return mss
+
+
+def tso_segs(sk: TcpCb, mss: int) -> int:
+    """tcp_tso_autosize: the most segments one burst (Linux's GSO skb) has,
+    about 1 ms at the pacing rate (tcp_update_pacing_rate: 200 % of
+    cwnd * mss / srtt in slow start, 120 % after; unbounded before an RTT
+    sample), plus up to 64 KB when min_rtt is short (tcp_tso_rtt_log 9),
+    and at least tcp_min_tso_segs.  PSH marks the end of each burst.
+    Linux's srtt_us is at least 1 (an eighth of a microsecond: the
+    max(1U, srtt) of tcp_rtt_estimator), so the rate is finite however
+    small a float clock's RTT sample is; a rate past _TSO_RATE_MAX bytes/s
+    is unbounded here too (the burst is 64 KB either way)."""
+    if sk is None:
+        raise TypeError("tso_segs: a TcpCb is required")
+    o: Any = sk
+    st = sk.host.settings
+    est = o.rtt_est
+    srtt: float = est.srtt if est.has_sample else 0.0
+    size = 65536        # sk_gso_max_size
+    if srtt > 0:
+        cwnd = sk.snd_cwnd
+        ssthresh: int = o.snd_ssthresh
+        ratio: int = st.tcp_pacing_ss_ratio if cwnd < ssthresh // 2 else st.tcp_pacing_ca_ratio
+        segs = cwnd if cwnd > sk.packets_out else sk.packets_out
+        rate = mss * ratio / 100.0 * segs / (srtt if srtt > _SRTT_MIN else _SRTT_MIN)
+        if rate < _TSO_RATE_MAX:
+            n = cython.cast(cython.longlong, rate) >> 10        # sk_pacing_shift
+            if sk.min_rtt > 0:
+                r = cython.cast(cython.longlong, sk.min_rtt * 1e6) >> 9
+                if r < 32:
+                    n += size >> r
+            if n < size:
+                size = n
+    least: int = st.tcp_min_tso_segs
+    segs = size // mss
+    return segs if segs > least else least
+
+
+def cwnd_validate(sk: TcpCb, is_cwnd_limited: bool) -> None:
+    """tcp_cwnd_validate's record of how the window is used: once a window
+    of data is acked (snd_una reaches cwnd_usage_seq), or when cwnd limited
+    this send, or the most segments out grew, restart it: cwnd-limited or
+    not, max_packets_out, up to snd_nxt.  tcp_is_cwnd_limited reads it: an
+    application-limited slow start still grows while cwnd < 2 *
+    max_packets_out, and a window that was cwnd-limited stays so until acked."""
+    if sk is None:
+        raise TypeError("cwnd_validate: a TcpCb is required")
+    o: Any = sk
+    usage: int = o.cwnd_usage_seq
+    most: int = o.max_packets_out
+    if (not before(sk.snd_una, usage) or is_cwnd_limited
+            or (not sk.is_cwnd_limited and sk.packets_out > most)):
+        sk.is_cwnd_limited = is_cwnd_limited
+        o.max_packets_out = sk.packets_out
+        o.cwnd_usage_seq = sk.snd_nxt
+
+
+def dec_quickack_mode(sk: TcpCb) -> None:
+    """tcp_dec_quickack_mode (Linux 6.6 on): an ACK sent while one was
+    scheduled (inet_csk_ack_scheduled: sk.ack_pending) spends one quick ACK;
+    any other segment with ACK set (the rest of a burst, a window update, a
+    probe, an answer to an out-of-window segment) spends none.  (tcpio's ATO
+    is fixed: nothing to deflate on leaving quick-ACK mode.)"""
+    if sk is None:
+        raise TypeError("dec_quickack_mode: a TcpCb is required")
+    if sk.quick and sk.ack_pending:
+        sk.quick -= 1
+
+
+def event_ack_sent(sk: TcpCb) -> None:
+    """tcp_event_ack_sent, for a segment (or a burst of them) with ACK set:
+    tcp_dec_quickack_mode, then the scheduled ACK and its timer are cleared
+    (inet_csk_clear_xmit_timer(ICSK_TIME_DACK))."""
+    dec_quickack_mode(sk)
+    sk.ack_pending = False
+    sk.delack_timer.cancel()
+
+
+def data_sent_idle(sk: TcpCb, now: float) -> None:
+    """tcp_event_data_sent's first transmission with nothing in flight:
+    after an idle period longer than the RTO the old cwnd is stale (RFC
+    7661, Linux tcp_cwnd_restart with tcp_slow_start_after_idle=1): halve
+    it per RTO idle, not below the initial window; and tell the CC module
+    (CUBIC shifts its epoch).  (The RTO is asked only after a send: an
+    accepted child's first, often its FIN, has no idle period to measure.)"""
+    if sk is None:
+        raise TypeError("data_sent_idle: a TcpCb is required")
+    o: Any = sk
+    lsndtime = o.lsndtime
+    if lsndtime is not None:
+        rto: float = o.rtt_est.rto
+        last: float = lsndtime
+        idle = now - last
+        if idle > rto:
+            restart: int = sk.host.settings.tcp_init_cwnd
+            cwnd = sk.snd_cwnd
+            if cwnd < restart:
+                restart = cwnd
+            idle -= rto
+            while idle > 0 and cwnd > restart:
+                cwnd >>= 1
+                idle -= rto
+            sk.snd_cwnd = cwnd if cwnd > restart else restart
+    o.ca_ops.cwnd_event(o, _CA_EVENT_TX_START, now)
+
+
+def sack_option_len(sk: TcpCb) -> int:
+    """Bytes the SACK option of our next segment takes (2 NOPs + kind/len +
+    blocks: at most 3 beside a timestamp, else 4), as tcp_current_mss takes
+    them out of the MSS."""
+    if sk is None:
+        raise TypeError("sack_option_len: a TcpCb is required")
+    o: Any = sk
+    if not o.sack_ok:
+        return 0
+    n: int = len(o.sack_blocks)
+    if o.dsack is not None:
+        n += 1
+    if not n:
+        return 0
+    room = 3 if sk.tstamp_ok else 4
+    return 4 + 8 * (n if n < room else room)
+
+
+def xmit_size_goal(sk: TcpCb) -> int:
+    """tcp_send_mss's size_goal: how big tcp_sendmsg lets an skb grow (the
+    sk_gso_max_size of 64 KB bounded to half the peer's largest window,
+    tcp_bound_to_half_wnd) in whole segments, at least one."""
+    mss = current_mss(sk)
+    size = 65536
+    mw = sk.max_window
+    cutoff = mw >> 1 if mw > 536 else mw
+    if cutoff and size > cutoff:
+        size = cutoff
+    segs = size // mss
+    return (segs if segs > 1 else 1) * mss
+
+
+def xmit_plain(sk: TcpCb) -> bool:
+    """May tcp_write_xmit's segments go through the compiled loop
+    (write_xmit) as far as the sock is concerned?  Not with urgent data, a
+    FIN with no data left to carry it (tcp_transmit_skb sends that one),
+    tracing, an IP_TOS or IP_MTU_DISCOVER other than the default (the SACK
+    option and the route are the caller's)."""
+    if sk is None:
+        raise TypeError("xmit_plain: a TcpCb is required")
+    o: Any = sk
+    if (o.fin_queued and sk.snd_nxt == sk.write_seq) or o.snd_up is not None \
+            or sk.trace is not None:
+        return False
+    opts = o.opts
+    return not opts.tos and opts.ip_df is not False
+
+
+def xmit_path(sk: TcpCb, mss: int) -> Any:
+    """Where every segment of up to ``mss`` bytes to the peer can go out as
+    one whole frame now (NetHost.ip_tcp_path, ip6_tcp_path for IPv6: a
+    header 20 bytes longer, the route and ND's neighbour), checked once for
+    a burst; None: the general path.  A stopped queue may refuse a frame
+    (qdisc.py): the compiled loop hands its frames over without hearing
+    that, so each segment goes through tcp_transmit_skb (and xmit) until
+    the device wakes the queue."""
+    if sk is None:
+        raise TypeError("xmit_path: a TcpCb is required")
+    host = sk.host
+    length = 40 + (12 if sk.tstamp_ok else 0) + mss
+    raddr = sk.raddr
+    if raddr > _V6MASK:
+        path = host.ip6_tcp_path(raddr & _V6MASK, length + 20)
+    else:
+        path = host.ip_tcp_path(raddr, length)
+    if path is not None and host.netif_xmit_stopped(path[0]):
+        return None
+    return path
+
+
+def burst_sent(sk: TcpCb, n: int, frames: int, v6: bool, eth: bool, now: float) -> None:
+    """What tcp_transmit_skb and ip_output do per segment, in bulk, after
+    the compiled loop sent ``n`` segments in ``frames`` frames: segments
+    for TCP (tcp_skb_pcount), frames for IP (a TSO super-frame is one
+    datagram of several segments) and Ethernet; tcp_event_ack_sent (the
+    burst's first segment carried the scheduled ACK), lsndtime and
+    tcp_event_data_sent."""
+    if sk is None:
+        raise TypeError("burst_sent: a TcpCb is required")
+    o: Any = sk
+    o.segs_out += n
+    mib = sk.host.mib
+    mib["OutSegs"] += n
+    if v6:
+        mib["Ip6OutRequests"] += frames
+    else:
+        mib["OutRequests"] += frames
+    if eth:
+        mib["EthOutFrames"] += frames
+    event_ack_sent(sk)
+    o.lsndtime = now
+    event_data_sent(sk, now)
+
+
+def xmit_done(sk: TcpCb, window_limited: bool, prior_packets: int, now: float) -> None:
+    """tcp_write_xmit after a loop that sent something: is_cwnd_limited back
+    to what it was for the window (the loop's xmit_test set it if cwnd
+    stopped this call: Linux's local is_cwnd_limited), PRR's count of what
+    went out in a cwnd reduction, tcp_cwnd_validate, and a loss probe if RFC
+    8985 allows (it is never later than the RTO), else
+    tcp_event_new_data_sent's RTO: a running RTO or reordering timer stays.
+    (Linux arms the RTO, then the probe over it; one arming is the same and
+    spares the timer heap.)"""
+    if sk is None:
+        raise TypeError("xmit_done: a TcpCb is required")
+    o: Any = sk
+    limited = sk.is_cwnd_limited
+    sk.is_cwnd_limited = window_limited
+    if sk.ca_state == _TCP_CA_CWR or sk.ca_state == _TCP_CA_RECOVERY:
+        o.prr_out += sk.packets_out - prior_packets
+    cwnd_validate(sk, limited or (sk.packets_out - (sk.sacked_out + sk.lost_out)
+                                  + sk.retrans_out >= sk.snd_cwnd))
+    if not schedule_loss_probe(sk, now, False):
+        pending: int = o.pending
+        if (not o.rtx_timer.pending or pending == _ICSK_TIME_PROBE0
+                or pending == _ICSK_TIME_LOSS_PROBE):
+            rearm_rto(sk, now)
 
 
 def push_mark(sk: TcpCb, seq: int, end: int) -> int:
@@ -1347,15 +1624,24 @@ def clean_rtx_queue(sk: TcpCb, now: float = -1.0, fack: int = -1) -> tuple[int, 
 
 # --- the ACK of new data (tcp_ack's common case) ------------------------------------------------
 
-def ack_update_window(sk: TcpCb, seq: int, ack: int, nwin: int) -> int:
-    """tcp_ack_update_window (RFC 9293 3.10.7.4's SND.WL1/WL2 rule): an ACK
+def may_update_window(sk: TcpCb, ack: int, seq: int, nwin: int) -> bool:
+    """tcp_may_update_window (RFC 9293 3.10.7.4's SND.WL1/WL2 rule): an ACK
     of new data, a newer segment, or the same one with a larger (or a zero)
-    window takes ``nwin`` (already scaled); FLAG_WIN_UPDATE if it changed.
-    Before snd_una moves to ``ack``."""
+    window (``nwin``, already scaled) may update the send window.  Also
+    PAWS's disordered-ACK exemption (tcp_input.tcp_disordered_ack_check)."""
+    if sk is None:
+        raise TypeError("may_update_window: a TcpCb is required")
+    return (after(ack, sk.snd_una) or after(seq, sk.snd_wl1)
+            or (seq == sk.snd_wl1 and (nwin > sk.snd_wnd or not nwin)))
+
+
+def ack_update_window(sk: TcpCb, seq: int, ack: int, nwin: int) -> int:
+    """tcp_ack_update_window: an ACK that may update the window
+    (may_update_window) takes ``nwin`` (already scaled); FLAG_WIN_UPDATE if
+    it changed.  Before snd_una moves to ``ack``."""
     if sk is None:
         raise TypeError("ack_update_window: a TcpCb is required")
-    if (after(ack, sk.snd_una) or after(seq, sk.snd_wl1)
-            or (seq == sk.snd_wl1 and (nwin > sk.snd_wnd or not nwin))):
+    if may_update_window(sk, ack, seq, nwin):
         sk.snd_wl1 = seq
         if sk.snd_wnd != nwin:
             sk.snd_wnd = nwin

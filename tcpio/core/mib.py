@@ -245,6 +245,8 @@ DESCRIPTIONS: dict[str, str] = {
                           "timestamp, RFC 7323)",
     "PAWSEstabRejected": "TcpExt: PAWSEstab - segments of a connection rejected by PAWS "
                          "(timestamp older than the last one seen)",
+    "PAWSOldAck": "TcpExt: PAWSOldAck - old pure ACKs (before rcv_nxt) that failed PAWS, "
+                  "dropped without a duplicate ACK",
     "PAWSTimewait": "TcpExt: PAWSTimewait - segments to a TIME-WAIT socket rejected by PAWS",
     "TWRecycled": "TcpExt: TWRecycled - TIME-WAIT sockets reused for a new outgoing "
                   "connection (tcp_tw_reuse)",

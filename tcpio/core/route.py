@@ -46,6 +46,9 @@ class Fib:
         self._by_len: dict[int, dict[int, FibEntry]] = {}
         self._lens: list[int] = []          # prefix lengths present, longest first
         self._entries: tuple[FibEntry, ...] | None = ()    # entries(), until a change
+        # rt_genid: bumped by every change (Linux's rt_genid_bump_ipv4), so a
+        # holder of a lookup's result knows when the table moved under it
+        self.rt_genid = 0
 
     def add(self, prefix: int, prefixlen: int, gateway: int | None, ifindex: int,
             prefsrc: int | None = None) -> FibEntry:
@@ -58,6 +61,7 @@ class Fib:
         table[prefix] = entry
         self._lens = sorted(self._by_len, reverse=True)
         self._entries = None
+        self.rt_genid += 1
         return entry
 
     def get(self, prefix: int, prefixlen: int) -> FibEntry | None:
@@ -71,6 +75,7 @@ class Fib:
         if not table or table.pop(prefix, None) is None:
             return False
         self._entries = None
+        self.rt_genid += 1
         if not table:
             del self._by_len[prefixlen]
             self._lens = sorted(self._by_len, reverse=True)

@@ -208,14 +208,17 @@ class SynShare:
     to read, and held to the share they waited past the kernel's 1 s SYN
     retransmission: issue 11) is read a whole batch a turn to its end.
 
-    The defaults (a 0.3 share, turns of at least 32 SYNs) are what
-    benchmarks/bench_flood.py measured best for both the flows and new
-    connections (benchmarks/README.md); fewer SYNs a turn cost more each
-    (the turn's fixed work), a smaller share leaves the legitimate SYNs
-    fewer free places in the kernel's ring.  (Their first SYNs only, since
-    the steering program sends a retransmitted SYN to the flows' queue,
-    tun_steering: a client whose first SYN the ring dropped is answered on
-    its retransmission, whatever the share.)
+    The defaults (a 0.15 share, turns of at least 32 SYNs) are what
+    benchmarks/bench_flood.py measured best for the flows with every new
+    connection still made (benchmarks/README.md); fewer SYNs a turn cost
+    more each (the turn's fixed work).  A smaller share leaves the
+    legitimate first SYNs fewer free places in the kernel's ring, but only
+    their first SYNs: the steering program sends a retransmitted SYN to the
+    flows' queue (tun_steering), so a client whose first SYN the ring
+    dropped is answered on its retransmission, 1 s later, whatever the
+    share.  Under hping3's full flood (~170 000 SYN/s) a 0.3 share kept the
+    flows at 47 % of their throughput, 0.15 at 62 %, 0.1 at 64 % with
+    almost no first SYN answered (1 in 50, against 7 in 50 at 0.15).
 
     A SYN the ring takes waits there ring length / read rate: 20 000
     frames read at a starved loop's 5 000 SYN/s is 4 s, past a client's
@@ -237,7 +240,7 @@ class SynShare:
     ``est_frames``/``est_time``), SYN turns taken and put off.
     """
 
-    def __init__(self, share: float = 0.3, batch: int = 64, min_batch: int = 32,
+    def __init__(self, share: float = 0.15, batch: int = 64, min_batch: int = 32,
                  burst: float = 0.002, idle: float = 0.05, grace: float = 0.2,
                  alpha: float = 0.25, overflowed: Callable[[], int] | None = None,
                  max_wait: float | None = None, ring_floor: int = 1000,

@@ -290,6 +290,22 @@ def slow_start_flow():
     return ca, tp
 
 
+def on_round_start(ca, record):
+    """Call ``record(in_css, cwnd)`` for each ACK that starts a HyStart++
+    round (the round's end, window_end, moves), with in_css as it was
+    before the ACK."""
+    orig = ca.pkts_acked
+
+    def spy(tp_, *args):
+        st_ = tp_.ca_priv
+        end = None if st_ is None else st_.window_end
+        in_css = st_ is not None and st_.in_css
+        orig(tp_, *args)
+        if tp_.ca_priv.window_end != end:
+            record(in_css, tp_.snd_cwnd)
+    ca.pkts_acked = spy
+
+
 def test_slow_start_without_delay_increase_keeps_doubling():
     ca, tp = slow_start_flow()
     run(ca, tp, 0.0, 0.05 * 6 - 0.001, lambda now: 0.05)
@@ -320,12 +336,7 @@ def test_css_exit_round_by_round():
     # CSS_ROUNDS more round starts, and cwnd grows by ~1/4 per round in CSS.
     ca, tp = slow_start_flow()
     rounds = []                              # (in_css, cwnd) at each round start
-    orig = ca._hystart_round_start
-
-    def spy(tp_, st_):
-        rounds.append((st_.in_css, tp_.snd_cwnd))
-        orig(tp_, st_)
-    ca._hystart_round_start = spy
+    on_round_start(ca, lambda in_css, cwnd: rounds.append((in_css, cwnd)))
     run(ca, tp, 0.0, 3.0, lambda now: 0.05 if now < 0.2 else 0.08)
     css = [cwnd for in_css, cwnd in rounds if in_css]
     assert len(css) == CSS_ROUNDS
@@ -342,12 +353,7 @@ def test_rtt_back_below_baseline_resumes_slow_start():
     def rtt_of(now):
         return 0.08 if 0.2 <= now < 0.33 else 0.05
     saw_css = []
-    orig = ca._hystart_round_start
-
-    def spy(tp_, st_):
-        saw_css.append(st_.in_css)
-        orig(tp_, st_)
-    ca._hystart_round_start = spy
+    on_round_start(ca, lambda in_css, cwnd: saw_css.append(in_css))
     run(ca, tp, 0.0, 0.8, rtt_of)
     st = tp.ca_priv
     assert any(saw_css)                      # it did enter CSS

@@ -88,4 +88,4 @@ def test_detect_zero_is_hystart_plus_plus():
     _round(ca, tp, [0.2], 0.0, 0.01)
     _next_round(tp)
     _round(ca, tp, [0.3] * 12, 0.3, 0.01)
-    assert not ca._st(tp).found and ca._st(tp).hy_end_seq is None
+    assert not ca._st(tp).found and ca._st(tp).hy_end_seq == -1

@@ -301,9 +301,11 @@ def test_data_acking_new_data_updates_ts_recent():
 
 
 def test_pure_ack_with_an_old_timestamp_is_paws_rejected():
+    """Older than TS.Recent by more than one RTO's replay window (1 s at
+    1200 ticks a second: tcp_disordered_ack_check; tests/tcp/test_paws_rules.py)."""
     c = _ts_conn()
     c.send(opts=TcpOptions(ts_val=5000, ts_ecr=0))
-    c.send(opts=TcpOptions(ts_val=4000, ts_ecr=0))
+    c.send(opts=TcpOptions(ts_val=5000 - 1201, ts_ecr=0))
     assert c.host.mib["PAWSEstabRejected"] == 1
     assert c.sk.ts_recent == 5000
 

@@ -377,8 +377,9 @@ def _ts_conn() -> Conn:
 
 
 def test_paws_drops_an_older_timestamp_and_sends_a_dupack():
+    """Two ticks older than TS.Recent (Linux allows one: TCP_PAWS_WINDOW)."""
     c = _ts_conn()
-    c.send(b"b", opts=TcpOptions(ts_val=1999, ts_ecr=0))
+    c.send(b"b", opts=TcpOptions(ts_val=1998, ts_ecr=0))
     segs = c.recv()
     assert [(s.flags, s.ack) for s in segs] == [(ACK, c.snd - 1)]
     assert c.host.mib["PAWSEstabRejected"] == 1

@@ -596,3 +596,23 @@ def test_reopening_isn_is_never_zero():
     c.peer.send(SYN, c.snd + 1000)
     [synack] = c.recv()
     assert (synack.flags, synack.seq) == (SYN | ACK, 1)
+
+
+def test_time_wait_takes_an_old_timestamp_rst_once_ts_recent_is_an_msl_old():
+    """tcp_paws_reject: a RST is exempt from PAWS once TS.Recent is
+    TCP_PAWS_MSL (60 s) old (a peer that rebooted with a new clock must be
+    able to reset).  An old-TSval ACK at 50 s restarts TIME-WAIT (to 110 s)
+    without touching TS.Recent; at 59 s an old RST is still rejected, at
+    61 s it ends TIME-WAIT (tcp_rfc1337 = 0)."""
+    c = _ts_time_wait()
+    c.host.advance(50.0)
+    c.send(opts=_ts(TS0 + 2))
+    assert c.host.mib["PAWSTimewait"] == 1
+    c.recv()
+    c.host.advance(59.0)
+    c.send(flags=RST, opts=_ts(TS0 + 2))
+    assert _states(c) == ["TIME-WAIT"] and c.host.mib["PAWSTimewait"] == 2
+    c.host.advance(61.0)
+    c.send(flags=RST, opts=_ts(TS0 + 2))
+    assert _states(c) == []
+    assert c.host.mib["PAWSTimewait"] == 2

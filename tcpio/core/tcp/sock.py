@@ -123,8 +123,67 @@ class _NoSynQueue(dict):
     __setitem__ = setdefault = update = _refuse
 
 
+# Compiled, TcpCb's fields are C fields (getset descriptors), zero at birth.
+_CB_IN_C = type(TcpCb.__dict__.get("snd_una")).__name__ == "getset_descriptor"
+
 _NO_ACCEPT_QUEUE: deque[Any] = _NoAcceptQueue()
 _NO_SYN_QUEUE: dict[Any, Any] = _NoSynQueue()
+
+
+def _cb_zero(sk: TcpSock) -> None:
+    """The TcpCb fields whose first value is zero (0, 0.0, False, None), for
+    the interpreted build.  Compiled, they are C fields, which start so
+    (tp_alloc zeroes them; an object field starts as None): storing each
+    again from Python was a third of ``TcpSock.__init__``'s stores, once per
+    socket and per accepted connection (issue 11's passive open).
+    A field that needs another first value is set in ``__init__``."""
+    sk.lport = 0
+    sk.rport = 0
+    sk.dead = False           # tcp_done ran; nothing references it any more
+    sk.iss = 0
+    sk.snd_una = 0
+    sk.snd_nxt = 0
+    sk.snd_wnd = 0
+    sk.snd_wl1 = 0
+    sk.max_window = 0
+    sk.snd_sml = 0            # end of the last small segment (Minshall's Nagle)
+    sk.write_seq = 0          # sequence after the last byte queued
+    sk.pushed_seq = 0         # write_seq at the last tcp_mark_push (a TcpCb field)
+    sk.push_marks = None      # forced_push marks not yet sent (a TcpCb field)
+    sk.wq_seq = 0
+    sk.urg_seq = None         # sequence of the peer's announced urgent byte
+    sk.irs = 0
+    sk.rcv_nxt = 0
+    sk.rcv_wnd = 0
+    sk.rcv_wup = 0
+    sk.ofo_bytes = 0
+    sk.got_data = False
+    sk.rcv_rtt = 0.0          # receiver's RTT estimate from timestamp echoes
+    sk.snd_wscale = 0
+    sk.rcv_wscale = 0
+    sk.tstamp_ok = False
+    sk.ts_recent = 0
+    sk.ts_recent_stamp = 0.0
+    sk.ts_off = 0
+    sk.ca_state = TCP_CA_OPEN
+    sk.is_cwnd_limited = False
+    sk.packets_out = 0
+    sk.sacked_out = 0
+    sk.lost_out = 0
+    sk.retrans_out = 0
+    sk.min_rtt = 0.0
+    sk.rack_rtt = 0.0
+    sk.rack_end_seq = 0
+    sk.rack_advanced = False
+    sk.reord_seen = 0
+    sk.inet_id = 0            # the next segment's IP ID (a TcpCb field; random
+                              # from connect or accept: ip_select_ident_segs)
+    sk.segs_in = 0            # tp->segs_in: segments received (a TcpCb field)
+    sk.probes_out = 0         # zero-window or keepalive probes unanswered
+    sk.ack_pending = False
+    sk.quick = 0
+    sk.pingpong = 0           # icsk_ack.pingpong (a TcpCb field)
+    sk.rcv_tstamp = 0.0       # last time we heard from the peer (keepalive)
 
 
 class TcpSock(TcpCb):
@@ -177,15 +236,14 @@ class TcpSock(TcpCb):
         self.wakeup: Callable[[], None] | None = None
         # identity (the tables read these); addresses as inet6_addr says
         self.laddr = 0
-        self.lport = 0
         self.raddr = 0
-        self.rport = 0
+        if not _CB_IN_C:
+            _cb_zero(self)      # (compiled: C fields start at zero)
         self.state = TCP_CLOSE
         self.sock_state = SS_UNCONNECTED
         self.bound = False          # bind() pinned the port (SOCK_BINDPORT_LOCK)
         self.hashed = False         # in ehash
         self.orphan = False         # closed by the user, still finishing on the wire
-        self.dead = False           # tcp_done ran; nothing references it any more
         self.sk_shutdown = 0
         self.sk_err = 0
         self.sk_err_soft = 0
@@ -223,21 +281,9 @@ class TcpSock(TcpCb):
             self.sndbuf, self.rcvbuf = listener.sndbuf, listener.rcvbuf
             self.ca_ops = listener.ca_ops
         # sequence space: send
-        self.iss = 0
-        self.snd_una = 0
-        self.snd_nxt = 0
-        self.snd_wnd = 0
-        self.snd_wl1 = 0
-        self.max_window = 0
-        self.snd_sml = 0            # end of the last small segment (Minshall's Nagle)
-        self.write_seq = 0          # sequence after the last byte queued
-        self.pushed_seq = 0         # write_seq at the last tcp_mark_push (a TcpCb field)
-        self.push_marks = None      # forced_push marks not yet sent (a TcpCb field)
         self.wq = bytearray()
-        self.wq_seq = 0
         self.fin_queued = False
         self.snd_up: int | None = None   # urgent pointer while in urgent mode
-        self.urg_seq: int | None = None  # sequence of the peer's announced urgent byte
         self.urg_data: int | None = None  # the out-of-band byte, once it arrived
         self.urg_last: int | None = None  # last urgent byte taken (no replays)
         self.rtx: list[TxSeg] = []
@@ -246,22 +292,15 @@ class TcpSock(TcpCb):
         # sequence, never appends: an idle sock shares the empty tuple)
         self.sack_cache: Sequence[tuple[int, int]] = ()
         # sequence space: receive
-        self.irs = 0
-        self.rcv_nxt = 0
-        self.rcv_wnd = 0
-        self.rcv_wup = 0
         self.window_clamp = MAX_TCP_WINDOW << TCP_MAX_WSCALE
         self.rq = RcvQueue()
         # [seq, end_seq, bytes, fin] sorted, disjoint; the shared empty
         # NO_OFO until a segment arrives out of order (tcp_sack.ofo_insert)
         self.ofo: list[list] | tuple[()] = NO_OFO
-        self.ofo_bytes = 0
         # what we report, recent first (replaced whole, never appended: () when none)
         self.sack_blocks: Sequence[tuple[int, int]] = ()
         self.dsack: tuple[int, int] | None = None
         self.rcv_eof = False
-        self.got_data = False
-        self.rcv_rtt = 0.0          # receiver's RTT estimate from timestamp echoes
         self.rcvq_space = 0         # bytes the app read in the last measured RTT
         self.rcvq_seq = 0
         self.rcvq_time = 0.0
@@ -273,13 +312,7 @@ class TcpSock(TcpCb):
         self.mss_clamp = MAX_TCP_WINDOW  # peer's MSS option
         self.rcv_mss = TCP_MSS_DEFAULT
         self.wscale_ok = False
-        self.snd_wscale = 0
-        self.rcv_wscale = 0
         self.sack_ok = False
-        self.tstamp_ok = False
-        self.ts_recent = 0
-        self.ts_recent_stamp = 0.0
-        self.ts_off = 0
         # congestion control (tcp_sock / inet_connection_sock names)
         self.snd_cwnd = st.tcp_init_cwnd
         self.snd_ssthresh = TCP_INFINITE_SSTHRESH
@@ -292,51 +325,32 @@ class TcpSock(TcpCb):
         self.prr_delivered = 0
         self.prr_out = 0
         self.lost = 0
-        self.ca_state = TCP_CA_OPEN
         self.ca_priv: Any = None
         self.high_seq = 0
         self.tlp_high_seq: int | None = None  # snd_nxt when the loss probe went out
         self.tlp_retrans = False    # ... and the probe was a retransmission
-        self.is_cwnd_limited = False
         # tcp_cwnd_validate's record of the window (until snd_una passes
         # cwnd_usage_seq): the most segments out, or cwnd-limited
         self.max_packets_out = 0
         self.cwnd_usage_seq = 0
-        self.packets_out = 0
-        self.sacked_out = 0
-        self.lost_out = 0
-        self.retrans_out = 0
         self.rtt_est = RttEstimator(st.tcp_rto_initial, st.tcp_rto_min, st.tcp_rto_max)
-        self.min_rtt = 0.0
         # RACK (RFC 8985; Linux tp->rack, tp->reordering, tp->reord_seen)
         self.rack_mstamp = -1.0     # send time of the latest segment (S)ACKed (-1: none)
-        self.rack_rtt = 0.0
-        self.rack_end_seq = 0
-        self.rack_advanced = False
         self.rack_reo_wnd_steps = 1
         self.rack_reo_wnd_persist = 0
         self.rack_reo_wnd_stamp = -1e9
         self.rack_dsack_seen = False
-        self.reord_seen = 0
         self.reordering = st.tcp_reordering
         self.highest_sack = 0       # end of the highest SACKed segment (while sacked_out)
         self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
         self.total_retrans = 0      # tp->total_retrans: segments retransmitted, ever
         self.segs_out = 0           # tp->segs_out: segments sent (TCP_INFO)
-        self.inet_id = 0            # the next segment's IP ID (a TcpCb field; random
-                                    # from connect or accept: ip_select_ident_segs)
-        self.segs_in = 0            # tp->segs_in: segments received (a TcpCb field)
         self.lrcvtime = -1.0        # when in-order data last arrived (-1: never; TcpCb's)
         self.retrans_stamp: float | None = None  # when the current retransmission episode began
-        self.probes_out = 0         # zero-window or keepalive probes unanswered
         self.backoff = 0            # icsk_backoff for probe0
         self.probe_start = 0.0
         self.pending = 0            # ICSK_TIME_*
         # ACK scheduling (icsk_ack)
-        self.ack_pending = False
-        self.quick = 0
-        self.pingpong = 0           # icsk_ack.pingpong (a TcpCb field)
-        self.rcv_tstamp = 0.0       # last time we heard from the peer (keepalive)
         self.lsndtime: float | None = None  # last time data was sent
         # timers: one per purpose (inet_csk: retransmit, delack, keepalive/sk_timer)
         timers = host.timers

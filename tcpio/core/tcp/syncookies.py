@@ -133,7 +133,7 @@ def synack_route_scope(host: Any, raddr: int, length: int) -> tuple | None:
     src_mac, route MTU) and every destination ``d`` with ``d & mask ==
     prefix``, outside the ``excluded`` (prefix, mask) pairs and not in
     ``pmtu`` (the host's learned path MTUs), has the same path while
-    ``fib.entries() is token``.  ``token`` None: the path is this
+    ``fib.rt_genid == token``.  ``token`` None: the path is this
     destination's alone; None: no whole-frame path (ip_output's work).
 
     Shared only through a gateway: the FIB entry that routes ``raddr`` (the
@@ -157,16 +157,17 @@ def synack_route_scope(host: Any, raddr: int, length: int) -> tuple | None:
     pmtu = getattr(host, "pmtu", None)
     if fib is None or route.gateway is None or (pmtu and raddr in pmtu):
         return alone
-    token = fib.entries()
+    token = fib.rt_genid
+    entries = fib.entries()
     entry = None
-    for e in token:             # longest prefix first: the first cover is the route
+    for e in entries:             # longest prefix first: the first cover is the route
         if raddr & prefix_mask(e.prefixlen) == e.prefix:
             entry = e
             break
     if entry is None or entry.gateway != route.gateway or entry.ifindex != route.ifindex:
         return alone            # routed by something else than the FIB (lo, broadcast)
     mask = prefix_mask(entry.prefixlen)
-    excluded = [(e.prefix, prefix_mask(e.prefixlen)) for e in token
+    excluded = [(e.prefix, prefix_mask(e.prefixlen)) for e in entries
                 if e.prefixlen > entry.prefixlen and e.prefix & mask == entry.prefix]
     return ((path[0], path[1], path[2], route.mtu), entry.prefix, mask, excluded, token, fib,
             pmtu if pmtu is not None else {})

@@ -8,7 +8,14 @@ there is no import cycle).  See ``tcp_cong``'s docstring for the contract.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ... import _fast
+
+if TYPE_CHECKING:
+    from tcpio._fast import cong_fast as _cong_fast
+else:
+    _cong_fast = _fast.load("cong_fast")
 
 CA_OPEN = 0
 CA_DISORDER = 1
@@ -27,8 +34,13 @@ CA_EVENT_ECN_IS_CE = 5
 TCP_INFINITE_SSTHRESH = 0x7FFFFFFF
 
 
-def tcp_in_slow_start(tp: Any) -> bool:
-    return tp.snd_cwnd < tp.snd_ssthresh
+# tcp_in_slow_start, tcp_slow_start (RFC 5681: cwnd += acked up to ssthresh,
+# returns the acks left over) and tcp_cong_avoid_ai (+1 segment per ``w``
+# acked): one source with CUBIC's arithmetic, compiled or interpreted
+# (tcpio/_fast/cong_fast.py).
+tcp_in_slow_start = _cong_fast.tcp_in_slow_start
+tcp_slow_start = _cong_fast.tcp_slow_start
+tcp_cong_avoid_ai = _cong_fast.tcp_cong_avoid_ai
 
 
 def tcp_packets_in_flight(tp: Any) -> int:
@@ -47,29 +59,6 @@ def tcp_is_cwnd_limited(tp: Any) -> bool:
         return tp.snd_cwnd < 2 * getattr(tp, "max_packets_out", tp.packets_out) \
             or getattr(tp, "is_cwnd_limited", True)
     return getattr(tp, "is_cwnd_limited", True)
-
-
-def tcp_slow_start(tp: Any, acked: int) -> int:
-    """RFC 5681 slow start: cwnd += acked, up to ssthresh; returns the acks left over."""
-    cwnd = min(tp.snd_cwnd + acked, tp.snd_ssthresh)
-    acked -= cwnd - tp.snd_cwnd
-    tp.snd_cwnd = min(cwnd, tp.snd_cwnd_clamp)
-    return acked
-
-
-def tcp_cong_avoid_ai(tp: Any, w: int, acked: int) -> None:
-    """Additive increase: +1 segment per ``w`` segments acked (w = cwnd: +1 per RTT)."""
-    w = max(int(w), 1)
-    # Credits accumulated at a larger w are applied gently now.
-    if tp.snd_cwnd_cnt >= w:
-        tp.snd_cwnd_cnt = 0
-        tp.snd_cwnd += 1
-    tp.snd_cwnd_cnt += acked
-    if tp.snd_cwnd_cnt >= w:
-        delta = tp.snd_cwnd_cnt // w
-        tp.snd_cwnd_cnt -= delta * w
-        tp.snd_cwnd += delta
-    tp.snd_cwnd = min(tp.snd_cwnd, tp.snd_cwnd_clamp)
 
 
 class CongestionOps:

@@ -84,6 +84,7 @@ rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 ack_fast = _tcp_fast.ack_fast
 ack_update_window = _tcp_fast.ack_update_window
+may_update_window = _tcp_fast.may_update_window
 ack_rtt = _tcp_fast.ack_rtt
 _cwnd_limited = _tcp_fast.cwnd_limited
 # tcp_enter_quickack_mode(sk, TCP_MAX_QUICKACKS)'s count: tcp_incr_quickack,
@@ -101,6 +102,8 @@ FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE
 
 TCP_MAX_QUICKACKS = 16
 TCP_PAWS_24DAYS = 24 * 86400
+TCP_PAWS_WINDOW = 1       # ticks of TSval a segment may be older than TS.Recent
+TCP_PAWS_MSL = 60         # seconds: a RST's PAWS is waived past it (tcp_paws_reject)
 DUPTHRESH = 3  # tp->reordering
 
 
@@ -211,8 +214,12 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
             return
         if sk.state == TCP_CLOSE:
             return
-    if sk.tstamp_ok and skb.opts.ts_val is not None and not after(skb.seq, sk.rcv_wup):
-        sk.ts_recent = skb.opts.ts_val
+    # tcp_replace_ts_recent: never back to an older TSval (one that passed
+    # PAWS within TCP_PAWS_WINDOW, or a disordered ACK's)
+    ts_val = skb.opts.ts_val
+    if (sk.tstamp_ok and ts_val is not None and not after(skb.seq, sk.rcv_wup)
+            and tcp_paws_check(sk, ts_val, 0, now)):
+        sk.ts_recent = ts_val
         sk.ts_recent_stamp = now
     fin_acked = sk.fin_queued and sk.snd_una == ((sk.write_seq + 1) & 0xFFFFFFFF)
     if state == TCP_FIN_WAIT1 and fin_acked:
@@ -356,22 +363,90 @@ def tcp_sequence(sk: TcpSock, seq: int, end_seq: int) -> bool:
             not after(seq, (sk.rcv_nxt + tcp_receive_window(sk)) & 0xFFFFFFFF))
 
 
-def tcp_paws_discard(sk: TcpSock, skb: Skb, now: float) -> bool:
-    """RFC 7323 5.3: a timestamp older than ts_recent marks an old duplicate."""
-    ts = skb.opts.ts_val
-    # (a ts_recent older than 24 days is not trusted: accept)
-    return (sk.tstamp_ok and ts is not None and before(ts, sk.ts_recent)
-            and now - sk.ts_recent_stamp <= TCP_PAWS_24DAYS)
+def paws_check(ts_recent: int, ts_recent_stamp: float, ts_val: int, paws_win: int,
+               now: float) -> bool:
+    """tcp_paws_check (RFC 7323 5.3): ``ts_val`` passes PAWS if it is at most
+    ``paws_win`` ticks older than TS.Recent, or TS.Recent is too old to trust
+    (24 days idle: the peer's clock may have wrapped), or TS.Recent is 0 (some
+    stacks send tsval 0 on the SYN, then real values)."""
+    return (seq_diff(ts_recent, ts_val) <= paws_win
+            or now - ts_recent_stamp > TCP_PAWS_24DAYS
+            or not ts_recent)
+
+
+def tcp_paws_check(sk: TcpSock, ts_val: int, paws_win: int, now: float) -> bool:
+    """paws_check against the connection's TS.Recent."""
+    return paws_check(sk.ts_recent, sk.ts_recent_stamp, ts_val, paws_win, now)
+
+
+def tcp_paws_reject(ts_recent: int, ts_recent_stamp: float, ts_val: int, rst: bool,
+                    now: float) -> bool:
+    """tcp_paws_reject, the mini socks' PAWS (TIME-WAIT, a request): no slack
+    (any TSval older than TS.Recent), except a RST once TS.Recent is
+    TCP_PAWS_MSL (60 s) old: a peer that rebooted with a new clock must
+    still be able to reset a half-open connection."""
+    if paws_check(ts_recent, ts_recent_stamp, ts_val, 0, now):
+        return False
+    return not (rst and now - ts_recent_stamp >= TCP_PAWS_MSL)
+
+
+def tcp_tsval_replay(sk: TcpSock) -> int:
+    """tcp_tsval_replay: how far the peer's TSval clock may run in one RTO,
+    the replay window a disordered ACK may sit in.  RFC 7323 asks for a
+    clock of 1 ms to 1 s a tick; some stacks (old Linux among them) tick at
+    1200 Hz, so Linux allows 1200 ticks a second."""
+    return int(sk.rto * 1200)
+
+
+# tcp_disordered_ack_check's verdicts: a PAWS failure to answer with a dupack
+# (SKB_DROP_REASON_TCP_RFC7323_PAWS), or an old pure ACK to drop silently
+# (..._PAWS_ACK); 0: the segment is a disordered ACK, exempt from PAWS.
+PAWS_REJECT = 1
+PAWS_OLD_ACK = 2
+
+
+def tcp_disordered_ack_check(sk: TcpSock, skb: Skb) -> int:
+    """tcp_disordered_ack_check: a segment that failed PAWS is still taken if
+    it is a pure ACK at rcv_nxt that duplicates snd_una, does not update the
+    window and is within one RTO's replay window of TS.Recent (ACKs reordered
+    behind data, e.g. across transmit queues; this only feeds fast
+    retransmit and congestion control, never data).  A pure ACK from before
+    rcv_nxt is an old ACK: dropped without an answer (Linux 6.15+)."""
+    seq = skb.seq
+    if not skb.flags & TCPHDR_ACK or seq != skb.end_seq:
+        return PAWS_REJECT
+    if seq != sk.rcv_nxt:
+        return PAWS_OLD_ACK if before(seq, sk.rcv_nxt) else PAWS_REJECT
+    if skb.ack_seq != sk.snd_una:
+        return PAWS_REJECT
+    if may_update_window(sk, skb.ack_seq, seq, skb.window << sk.snd_wscale):
+        return PAWS_REJECT
+    if seq_diff(sk.ts_recent, skb.opts.ts_val) > tcp_tsval_replay(sk):
+        return PAWS_REJECT
+    return 0
 
 
 def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     mib = sk.host.mib
     flags = skb.flags
-    if not flags & TCPHDR_RST and tcp_paws_discard(sk, skb, now):
-        mib["PAWSEstabRejected"] += 1
-        if not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedPAWS", sk, now):
-            tcp_send_dupack(sk, skb, now)
-        return False
+    ts_val = skb.opts.ts_val
+    # RFC 7323 H1: PAWS first (TCP_PAWS_WINDOW: one tick of slack); a RST
+    # is taken even if it fails, a SYN is challenged
+    if (sk.tstamp_ok and ts_val is not None
+            and not tcp_paws_check(sk, ts_val, TCP_PAWS_WINDOW, now)):
+        reason = tcp_disordered_ack_check(sk, skb)
+        if reason and not flags & TCPHDR_RST:
+            if flags & TCPHDR_SYN:
+                mib["TCPSYNChallenge"] += 1
+                tcp_send_challenge_ack(sk, now)
+                return False
+            if reason == PAWS_OLD_ACK:
+                mib["PAWSOldAck"] += 1      # common: no dupack for it
+                return False
+            mib["PAWSEstabRejected"] += 1
+            if not tcp_oow_rate_limited(sk.host, skb, "TCPACKSkippedPAWS", sk, now):
+                tcp_send_dupack(sk, skb, now)
+            return False
     if not tcp_sequence(sk, skb.seq, skb.end_seq):
         if not flags & TCPHDR_RST:
             if flags & TCPHDR_SYN:

@@ -16,7 +16,7 @@ from ... import _fast
 from ..qdisc import net_xmit_eval
 from .inet6_addr import V6MASK
 from .sock import SS_CONNECTED, TcpSock
-from .tcp_input import tcp_initialize_rcv_mss, tcp_oow_rate_limited
+from .tcp_input import tcp_initialize_rcv_mss, tcp_oow_rate_limited, tcp_paws_reject
 from .tcp_output import (
     CTL_SOCK_DF,
     TCP_TIMEOUT_INIT,
@@ -189,7 +189,8 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
     """RFC 9293 TIME_WAIT rules with Linux's PAWS and FIN_WAIT2 substate."""
     opts = skb.opts
     paws_reject = bool(tw.tstamp_ok and opts.ts_val is not None
-                       and before(opts.ts_val, tw.ts_recent))
+                       and tcp_paws_reject(tw.ts_recent, tw.ts_recent_stamp, opts.ts_val,
+                                           bool(skb.flags & TCPHDR_RST), now))
     if tw.substate == TCP_FIN_WAIT2:
         return _tw_fin_wait2_process(tw, skb, paws_reject, now)
     flags = skb.flags
@@ -396,8 +397,11 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     flags = skb.flags
     opts = skb.opts
     host = proto.host
+    # tcp_check_req keeps no TS.Recent stamp: it takes the request's age as
+    # at most one SYN-ACK timeout
     paws_reject = bool(req.tstamp_ok and opts.ts_val is not None and
-                       before(opts.ts_val, req.ts_recent))
+                       tcp_paws_reject(req.ts_recent, now - reqsk_timeout(proto, req),
+                                       opts.ts_val, bool(flags & TCPHDR_RST), now))
     if skb.seq == req.rcv_isn and flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) == TCPHDR_SYN \
             and not paws_reject:
         # A retransmitted SYN: our SYN-ACK was lost; send it again (at most

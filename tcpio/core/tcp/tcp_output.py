@@ -15,11 +15,8 @@ from ..ip6_output import ip6_queue_xmit_tcp
 from ..ip_output import IP_ID_NO_SOCK, ip_queue_xmit_tcp
 from ..qdisc import NET_XMIT_SUCCESS, net_xmit_eval
 from .inet6_addr import V6MASK, ip6_xmit_tcp
-from .tcp_cong import CA_EVENT_TX_START
 from .tcp_states import (
-    RCV_SHUTDOWN,
     TCP_CA_CWR,
-    TCP_CA_OPEN,
     TCP_CA_RECOVERY,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
@@ -210,14 +207,8 @@ def tcp_syn_options(sk: TcpSock, now: float, ts_ecr: int | None = None) -> Any:
                       ts_val=ts, ts_ecr=(ts_ecr or 0) if ts is not None else None)
 
 
-def tcp_sack_option_len(sk: TcpSock) -> int:
-    """Bytes the SACK option of our next segment takes (2 NOPs + kind/len + blocks)."""
-    if not sk.sack_ok:
-        return 0
-    n = len(sk.sack_blocks) + (sk.dsack is not None)
-    if not n:
-        return 0
-    return 4 + 8 * min(n, 3 if sk.tstamp_ok else 4)
+# Bytes the SACK option of our next segment takes (tcp_fast.sack_option_len)
+tcp_sack_option_len = _tcp_fast.sack_option_len
 
 
 def _established_options(sk: TcpSock, now: float,
@@ -321,23 +312,11 @@ tcp_event_data_sent = _tcp_fast.event_data_sent
 in_pingpong_mode = _tcp_fast.in_pingpong_mode
 
 
-def tcp_dec_quickack_mode(sk: TcpSock) -> None:
-    """tcp_dec_quickack_mode (Linux 6.6 on): an ACK sent while one was
-    scheduled (inet_csk_ack_scheduled: sk.ack_pending) spends one quick ACK;
-    any other segment with ACK set (the rest of a burst, a window update, a
-    probe, an answer to an out-of-window segment) spends none.  (tcpio's ATO
-    is fixed: nothing to deflate on leaving quick-ACK mode.)"""
-    if sk.quick and sk.ack_pending:
-        sk.quick -= 1
-
-
-def tcp_event_ack_sent(sk: TcpSock) -> None:
-    """tcp_event_ack_sent, for a segment (or a burst of them) with ACK set:
-    tcp_dec_quickack_mode, then the scheduled ACK and its timer are cleared
-    (inet_csk_clear_xmit_timer(ICSK_TIME_DACK))."""
-    tcp_dec_quickack_mode(sk)
-    sk.ack_pending = False
-    sk.delack_timer.cancel()
+# tcp_dec_quickack_mode, and tcp_event_ack_sent for a segment (or a burst)
+# with ACK set: compiled with the send loop (tcp_fast.dec_quickack_mode,
+# tcp_fast.event_ack_sent).
+tcp_dec_quickack_mode = _tcp_fast.dec_quickack_mode
+tcp_event_ack_sent = _tcp_fast.event_ack_sent
 
 
 # --- windows -----------------------------------------------------------------
@@ -356,25 +335,9 @@ tcp_select_window = _tcp_fast.tcp_select_window
 
 
 def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
-    """After the app read: send a window update if the window grew a lot."""
-    if (sk.state not in (TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2)
-            or sk.sk_shutdown & RCV_SHUTDOWN) and not sk.ack_pending:
-        return
-    cur = tcp_receive_window(sk)
-    # An ACK is scheduled and either we are in quick-ACK mode, or this is the
-    # once-per-two-segments ACK that __tcp_ack_snd_check held back because the
-    # unread data kept the window from advancing ("tcp_recvmsg() will send ACK
-    # otherwise"): send it now that the app has read.  Without this, after a
-    # zero-window episode a reader that keeps up is ACKed only by the 40 ms
-    # delayed-ACK timer, once per window.
-    # (Quick-ACK mode stands for ICSK_ACK_PUSHED here, which Linux ignores in
-    # pingpong mode: the reply will carry the ACK.)
-    if sk.ack_pending and ((sk.quick and not in_pingpong_mode(sk))
-                           or seq_diff(sk.rcv_nxt, sk.rcv_wup) > sk.rcv_mss):
-        tcp_send_ack(sk, now)
-        return
-    new = __tcp_select_window(sk)
-    if new and new >= 2 * cur and new - cur >= min(sk.rcv_mss, sk.advmss):
+    """After the app read: the scheduled ACK, or a window update if the
+    window grew a lot (tcp_fast.cleanup_rbuf_ack decides)."""
+    if _tcp_fast.cleanup_rbuf_ack(sk):
         tcp_send_ack(sk, now)
 
 
@@ -397,29 +360,14 @@ def tcp_rcv_space_adjust(sk: TcpSock, now: float) -> None:
 
 
 # --- MSS -----------------------------------------------------------------------
-def tcp_current_mss(sk: TcpSock) -> int:
-    """mss_cache bounded by half the largest window the peer offered
-    (tcp_bound_to_half_wnd), so a tiny peer window still gets full segments."""
-    mss = sk.mss_cache
-    mw = sk.max_window
-    if mw:
-        cutoff = mw >> 1 if mw > 536 else mw
-        if cutoff < mss:
-            mss = max(cutoff, 48)
-    return mss
+# mss_cache bounded by half the largest window the peer offered
+# (tcp_bound_to_half_wnd): tcp_fast.current_mss
+tcp_current_mss = _tcp_fast.current_mss
 
 
-def tcp_xmit_size_goal(sk: TcpSock) -> int:
-    """tcp_send_mss's size_goal: how big tcp_sendmsg lets an skb grow (the
-    sk_gso_max_size of 64 KB bounded to half the peer's largest window,
-    tcp_bound_to_half_wnd) in whole segments, at least one."""
-    mss = tcp_current_mss(sk)
-    size = 65536
-    mw = sk.max_window
-    cutoff = mw >> 1 if mw > 536 else mw
-    if cutoff and size > cutoff:
-        size = cutoff
-    return max(size // mss, 1) * mss
+# tcp_send_mss's size_goal, how big tcp_sendmsg lets an skb grow
+# (tcp_fast.xmit_size_goal)
+tcp_xmit_size_goal = _tcp_fast.xmit_size_goal
 
 
 def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
@@ -464,15 +412,12 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     if sk.proto.route_mtu(sk.raddr) != sk.pmtu_cookie:
         tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
     # Like tcp_current_mss: room for the SACK blocks this segment will carry.
-    sack_len = tcp_sack_option_len(sk)
+    fast = _tcp_fast
+    sack_len = fast.sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
-    path = None
     # (a queued FIN rides on the compiled loop's last data segment; a FIN with
     # no data left to carry it goes through tcp_transmit_skb)
-    if (not sack_len and not (sk.fin_queued and sk.snd_nxt == sk.write_seq)
-            and sk.snd_up is None and sk.trace is None and not sk.opts.tos
-            and sk.opts.ip_df is not False):
-        path = _tcp_xmit_path(sk, mss)
+    path = _tcp_xmit_path(sk, mss) if not sack_len and fast.xmit_plain(sk) else None
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog: the loop holds views of sk.wq, which processing
     # their ACK would resize.
@@ -487,67 +432,23 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
             sent = _tcp_write_xmit_fast(sk, mss, path, now)
         else:
             sent = _tcp_write_xmit_loop(sk, mss, now)
-        limited = sk.is_cwnd_limited
-        sk.is_cwnd_limited = window_limited
         if sent:
-            if sk.ca_state in _CWND_REDUCTION:
-                sk.prr_out += sk.packets_out - prior_packets
-            tcp_cwnd_validate(sk, limited or sk.tcp_packets_in_flight >= sk.snd_cwnd)
-            # A loss probe if RFC 8985 allows (it is never later than the
-            # RTO), else tcp_event_new_data_sent's RTO: a running RTO or
-            # reordering timer stays.  (Linux arms the RTO, then the probe
-            # over it; one arming is the same and spares the timer heap.)
-            if not tcp_schedule_loss_probe(sk, now, False) and (
-                    not sk.rtx_timer.pending
-                    or sk.pending in (ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE)):
-                tcp_rearm_rto(sk, now)
+            fast.xmit_done(sk, window_limited, prior_packets, now)
         else:
+            sk.is_cwnd_limited = window_limited
             tcp_check_probe_timer(sk, now)
     finally:
         sk.host.release_loopback(held)
     return sent
 
 
-SRTT_MIN = 0.125e-6     # seconds: Linux's srtt_us floor of 1 (in 1/8 us)
+# tcp_tso_autosize (tcp_fast.tso_segs): the most segments one burst has
+tcp_tso_segs = _tcp_fast.tso_segs
+SRTT_MIN = _tcp_fast.SRTT_MIN       # seconds: Linux's srtt_us floor of 1 (in 1/8 us)
 
 
-def tcp_tso_segs(sk: TcpSock, mss: int) -> int:
-    """tcp_tso_autosize: the most segments one burst (Linux's GSO skb) has,
-    about 1 ms at the pacing rate (tcp_update_pacing_rate: 200 % of
-    cwnd * mss / srtt in slow start, 120 % after; unbounded before an RTT
-    sample), plus up to 64 KB when min_rtt is short (tcp_tso_rtt_log 9),
-    and at least tcp_min_tso_segs.  PSH marks the end of each burst."""
-    st = sk.host.settings
-    srtt = sk.srtt
-    size = 65536        # sk_gso_max_size
-    if srtt > 0:
-        ratio = st.tcp_pacing_ss_ratio if sk.snd_cwnd < sk.snd_ssthresh // 2 \
-            else st.tcp_pacing_ca_ratio
-        # Linux's srtt_us is at least 1 (an eighth of a microsecond: the
-        # max(1U, srtt) of tcp_rtt_estimator), so the rate is finite however
-        # small a float clock's RTT sample is
-        rate = mss * ratio / 100 * max(sk.snd_cwnd, sk.packets_out) / max(srtt, SRTT_MIN)
-        n = int(rate) >> 10        # sk_pacing_shift
-        if sk.min_rtt > 0:
-            r = int(sk.min_rtt * 1e6) >> 9
-            if r < 32:
-                n += size >> r
-        size = min(n, size)
-    return max(size // mss, st.tcp_min_tso_segs)
-
-
-def tcp_cwnd_validate(sk: TcpSock, is_cwnd_limited: bool) -> None:
-    """tcp_cwnd_validate's record of how the window is used: once a window
-    of data is acked (snd_una reaches cwnd_usage_seq), or when cwnd limited
-    this send, or the most segments out grew, restart it: cwnd-limited or
-    not, max_packets_out, up to snd_nxt.  tcp_is_cwnd_limited reads it: an
-    application-limited slow start still grows while cwnd < 2 *
-    max_packets_out, and a window that was cwnd-limited stays so until acked."""
-    if (not before(sk.snd_una, sk.cwnd_usage_seq) or is_cwnd_limited
-            or (not sk.is_cwnd_limited and sk.packets_out > sk.max_packets_out)):
-        sk.is_cwnd_limited = is_cwnd_limited
-        sk.max_packets_out = sk.packets_out
-        sk.cwnd_usage_seq = sk.snd_nxt
+# tcp_cwnd_validate's record of how the window is used (tcp_fast.cwnd_validate)
+tcp_cwnd_validate = _tcp_fast.cwnd_validate
 
 
 def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
@@ -612,77 +513,35 @@ def _unsend(sk: TcpSock, seg: Any, sml: int) -> None:
         sk.high_seq = seg.seq
 
 
-def _tcp_xmit_path(sk: TcpSock, mss: int) -> TcpXmitPath | None:
-    """Where every segment of up to ``mss`` bytes to the peer can go out as one
-    whole frame now (NetHost.ip_tcp_path, checked once for a burst); None:
-    the general path."""
-    length = 40 + (12 if sk.tstamp_ok else 0) + mss
-    host = sk.host
-    if sk.raddr > V6MASK:
-        # IPv6 (issue 17): a header 20 bytes longer, the route and ND's neighbour
-        path = cast("NetHost6", host).ip6_tcp_path(sk.raddr & V6MASK, length + 20)
-    else:
-        path = host.ip_tcp_path(sk.raddr, length)
-    # A stopped queue may refuse a frame (qdisc.py): the compiled loop hands
-    # its frames over without hearing that, so each segment goes through
-    # tcp_transmit_skb (and xmit) until the device wakes the queue.
-    if path is not None and host.netif_xmit_stopped(path[0]):
-        return None
-    return path
+# Where every segment of up to ``mss`` bytes to the peer can go out as one
+# whole frame now (tcp_fast.xmit_path); None: the general path.
+_tcp_xmit_path = _tcp_fast.xmit_path
 
 
 def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -> bool:
     """The send loop compiled (tcp_fast.write_xmit), then what tcp_transmit_skb
-    and ip_output do per segment, in bulk; the timers are tcp_write_xmit's."""
+    and ip_output do per segment, in bulk (tcp_fast.burst_sent); the timers
+    are tcp_write_xmit's."""
     host = sk.host
     ifindex, dst_mac, src_mac, _src = path
     v6 = sk.raddr > V6MASK
-    if v6:
-        # IPv6: the hop limit, and the device's TSO6 (issue 12)
-        ttl = host.settings.ipv6_hop_limit
-    else:
-        ttl = host.settings.ip_default_ttl
+    # IPv6: the hop limit, and the device's TSO6 (issue 12)
+    ttl = host.settings.ipv6_hop_limit if v6 else host.settings.ip_default_ttl
     gso_max, csum_partial = host.gso_caps(ifindex, v6)
     queue = host.tx_queue()
     queued = len(queue)
-    n = _tcp_fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
-                             csum_partial, tcp_tso_segs(sk, mss), sk.fin_queued)
+    fast = _tcp_fast
+    n = fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
+                        csum_partial, tcp_tso_segs(sk, mss), sk.fin_queued)
     if not n:
         return False
-    sk.segs_out += n
-    # segments for TCP (tcp_skb_pcount), frames for IP: a TSO super-frame is
-    # one datagram of several segments
-    frames = len(queue) - queued
-    mib = host.mib
-    mib["OutSegs"] += n
-    mib["Ip6OutRequests" if v6 else "OutRequests"] += frames
-    if dst_mac is not None:
-        mib["EthOutFrames"] += frames
-    # tcp_event_ack_sent: the burst's first segment carried the scheduled ACK
-    tcp_event_ack_sent(sk)
-    sk.lsndtime = now
-    tcp_event_data_sent(sk, now)
+    fast.burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now)
     return True
 
 
-def tcp_event_data_sent_idle(sk: TcpSock, now: float) -> None:
-    """First transmission with nothing in flight: after an idle period longer
-    than the RTO the old cwnd is stale (RFC 7661, Linux tcp_cwnd_restart with
-    tcp_slow_start_after_idle=1): halve it per RTO idle, not below the initial
-    window; and tell the CC module (CUBIC shifts its epoch)."""
-    lsndtime = sk.lsndtime
-    # (the RTO is asked only after a send: an accepted child's first, often
-    # its FIN, has no idle period to measure)
-    if lsndtime is not None and now - lsndtime > (rto := sk.rto):
-        idle = now - lsndtime
-        restart = min(sk.host.settings.tcp_init_cwnd, sk.snd_cwnd)
-        cwnd = sk.snd_cwnd
-        idle -= rto
-        while idle > 0 and cwnd > restart:
-            cwnd >>= 1
-            idle -= rto
-        sk.snd_cwnd = max(cwnd, restart)
-    sk.ca_ops.cwnd_event(sk, CA_EVENT_TX_START, now)
+# The first transmission with nothing in flight: cwnd restart after idle and
+# the CC module's CA_EVENT_TX_START (tcp_fast.data_sent_idle)
+tcp_event_data_sent_idle = _tcp_fast.data_sent_idle
 
 
 # The RTO and loss-probe timers, re-armed on every ACK and every send: the

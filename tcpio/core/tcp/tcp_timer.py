@@ -117,6 +117,36 @@ def tcp_orphan_retries(sk: TcpSock, alive: bool) -> int:
     return retries
 
 
+# TCP_TIMEWAIT_LEN: an orphan that sent within it is reset, not dropped silently
+TCP_TIMEWAIT_LEN = 60.0
+
+
+def tcp_out_of_resources(sk: TcpSock, now: float, do_reset: bool) -> bool:
+    """tcp_out_of_resources: an orphan's retransmission or probe when the
+    host holds more orphans than tcp_max_orphans (tcp_too_many_orphans),
+    counted twice (shifted once) for one idle past 2 x tcp_rto_max or whose
+    reset would not be sent, and again for one that saw an ICMP error: it is
+    dropped (TCPAbortOnMemory), with a RST if it sent recently or the peer's
+    window is shut with nothing in flight.  (Linux also counts tcp_mem
+    pressure here; tcpio keeps no host-wide TCP memory account.)"""
+    st = sk.host.settings
+    lsndtime = sk.lsndtime if sk.lsndtime is not None else now
+    shift = 0
+    if now - lsndtime > 2 * st.tcp_rto_max or not do_reset:
+        shift += 1
+    if sk.sk_err_soft:
+        shift += 1
+    if sk.proto.orphans << shift <= st.tcp_max_orphans:
+        return False
+    if now - lsndtime <= TCP_TIMEWAIT_LEN or (not sk.snd_wnd and not sk.packets_out):
+        do_reset = True
+    if do_reset:
+        tcp_output.tcp_send_active_reset(sk, now)
+    sk.proto.tcp_done(sk)
+    sk.host.mib["TCPAbortOnMemory"] += 1
+    return True
+
+
 def tcp_write_timeout(sk: TcpSock, now: float) -> bool:
     """tcp_write_timeout: give up on the connection?  A SYN (SYN-ACK) after
     syn_retries (synack_retries) attempts, counted; otherwise when the time
@@ -132,7 +162,11 @@ def tcp_write_timeout(sk: TcpSock, now: float) -> bool:
         return retransmits_timed_out(sk, now, limit, sk.opts.user_timeout, base)
     limit = st.tcp_retries2
     if sk.orphan:
-        limit = tcp_orphan_retries(sk, sk.rto < st.tcp_rto_max)
+        alive = sk.rto < st.tcp_rto_max
+        limit = tcp_orphan_retries(sk, alive)
+        do_reset = alive or not retransmits_timed_out(sk, now, limit)
+        if tcp_out_of_resources(sk, now, do_reset):
+            return True
     return retransmits_timed_out(sk, now, limit, sk.opts.user_timeout)
 
 
@@ -141,7 +175,8 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         return
     sk.host.mib["TCPTimeouts"] += 1
     if tcp_write_timeout(sk, now):
-        tcp_write_err(sk)
+        if sk.state != TCP_CLOSE:       # (tcp_out_of_resources closed it already)
+            tcp_write_err(sk)
         return
     head = sk.rtx[0]
     if _log.isEnabledFor(logging.INFO):
@@ -215,7 +250,17 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         tcp_write_err(sk)
         return
     st = sk.host.settings
-    limit = (st.tcp_orphan_retries or 8) if sk.orphan else st.tcp_retries2
+    limit = st.tcp_retries2
+    if sk.orphan:
+        # an orphan probes while its backed-off interval is under
+        # tcp_rto_max (inet_csk_rto_backoff), tcp_orphan_retries once there
+        alive = min(sk.rto * (1 << sk.backoff), st.tcp_rto_max) < st.tcp_rto_max
+        limit = tcp_orphan_retries(sk, alive)
+        if not alive and sk.backoff >= limit:
+            tcp_write_err(sk)
+            return
+        if tcp_out_of_resources(sk, now, True):
+            return
     if sk.probes_out >= limit:
         tcp_write_err(sk)
         return
@@ -240,7 +285,11 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         tcp_output.tcp_rearm_rto(sk, now)
         return
     sk.probes_out += 1
-    sk.backoff += 1
+    if sk.backoff < st.tcp_retries2:
+        # tcp_send_probe0: a peer that answers every probe with its window
+        # still shut is probed for ever (RFC 1122 4.2.2.17), at an interval
+        # that stops growing at rto << tcp_retries2
+        sk.backoff += 1
     sk.pending = ICSK_TIME_PROBE0
     sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
         sk, now, tcp_output.tcp_probe0_when(sk)))
