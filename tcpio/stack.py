@@ -16,6 +16,11 @@ both for it, in three places only:
 - user calls (datagram transports, sockets, streams): ``update_time()``, the
   core call, then ``kick()``.
 
+A kick that is not the receive side's own also reads a device whose last
+read stopped at its budget (``_softirq``: Linux's pending NET_RX run where
+the sender re-enables bottom halves), sending that input's ACKs at once and
+leaving its wakeups to one kick from the loop, at most half the loop's time.
+
 ``kick()`` flushes ``host.take_output()`` to the devices (one ``send_batch``
 per device), delivers ``host.take_wakeups()`` to the socks' glue, and re-arms
 the timer if the deadline moved.  No queue or task per packet anywhere.
@@ -90,6 +95,18 @@ class Stack:
         # to ourselves is processed, so its waiter is in place for the answer.
         self.host.backlog_deferred = True
         self._backlog_handle: asyncio.Handle | None = None
+        # The receive side on the senders' path (_softirq, issue 11): the
+        # devices whose last read stopped at its budget (NET_RX left
+        # pending), whether a poll of them is running now (its batches'
+        # wakeups then wait for _rx_wake's kick), when the next may run
+        # (the loop's clock: the loop's other work gets as long as the last
+        # took) and the counts (polls, frames read by them, polls the share
+        # put off).
+        self._rx_pending: dict[int, Device] = {}
+        self._in_softirq = False
+        self._rx_busy = False
+        self._softirq_at = 0.0
+        self._rx_wake: asyncio.Handle | None = None
         self.devices: dict[int, Device] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # the loop's clock (update_time's, taken at its first call)
@@ -109,7 +126,8 @@ class Stack:
         # waiting and put the timers off, timer runs the cap forced with
         # input still waiting; the longest wait (seconds)
         self.softnet_stat: dict[str, float] = {
-            "timers_deferred": 0, "timers_forced": 0, "timers_waited_max": 0.0}
+            "timers_deferred": 0, "timers_forced": 0, "timers_waited_max": 0.0,
+            "softirq_polls": 0, "softirq_frames": 0, "softirq_deferred": 0}
         self._closed = False
         # frames _transmit joined into the super-frame before them (tx_coalesce)
         self.tx_coalesced = 0
@@ -174,6 +192,10 @@ class Stack:
         if self._backlog_handle is not None:
             self._backlog_handle.cancel()
             self._backlog_handle = None
+        if self._rx_wake is not None:
+            self._rx_wake.cancel()
+            self._rx_wake = None
+        self._rx_pending.clear()
         for dev in self.devices.values():
             dev.stop()
         self._closed = True
@@ -293,57 +315,83 @@ class Stack:
         return now
 
     def _on_frames(self, ifindex: int, frames: list[bytes]) -> None:
-        """A device's batch: each frame processed to completion, then one kick."""
+        """A device's batch: each frame processed to completion, then one kick.
+
+        A batch that stopped at the device's budget leaves the device in
+        ``_rx_pending`` (NET_RX still pending: ``_softirq`` reads it from
+        the next sender's kick).  A batch of ``_softirq``'s own sends its
+        output (the ACKs) at once and leaves the wakeups to ``_rx_wake``."""
         if self._closed:
             return
-        self.host.receive_batch(ifindex, frames, self.update_time())
-        self.kick()
+        host = self.host
+        host.receive_batch(ifindex, frames, self.update_time())
+        dev = self.devices.get(ifindex)
+        if dev is not None and getattr(dev, "rx_more", False):
+            self._rx_pending[ifindex] = dev
+        else:
+            self._rx_pending.pop(ifindex, None)
+        if self._in_softirq:
+            if host._output:
+                out = host.take_output()
+                if out:
+                    self._transmit(out)
+            return
+        was, self._rx_busy = self._rx_busy, True
+        try:
+            self.kick()
+        finally:
+            self._rx_busy = was
 
     def _on_timer(self) -> None:
         """Due timers: ``host.poll(now)`` and a kick, after the input devices
         already hold (``_poll_input``); while that keeps coming, the timers
         wait for it (``_timers_due``), looking again on the next loop
-        iteration."""
+        iteration.  (The receive side's own: its kicks do not ``_softirq``,
+        it has just read within net_rx_action's limits.)"""
         self._timer = None
         if self._closed:
             return
-        # _timer_when stays the deadline while the devices are read: a kick
-        # after a batch re-arms only if the input moved it
+        was, self._rx_busy = self._rx_busy, True
         try:
-            waiting = self._poll_input()
-        except BaseException:
-            # a device's read raised (a pcap wrapper's full disk): the
-            # deadline must not stay claimed by a timer no longer armed, or
-            # no later kick would arm one again
+            # _timer_when stays the deadline while the devices are read: a kick
+            # after a batch re-arms only if the input moved it
+            try:
+                waiting = self._poll_input()
+            except BaseException:
+                # a device's read raised (a pcap wrapper's full disk): the
+                # deadline must not stay claimed by a timer no longer armed, or
+                # no later kick would arm one again
+                self._timer_when = None
+                self._end_squeeze()
+                if not self._closed:
+                    self._rearm()
+                raise
+            if self._closed or self._timer is not None:
+                return          # closed, or re-armed for the deadline the input left
+            when = self._timer_when
+            due = self._timers_due(waiting, when)
+            if due is None:
+                # what the input produced (ACKs, data) has gone out with each
+                # batch; the timers stay due, looked at again after the loop's
+                # other callbacks (a kick in between re-arms if the deadline moves)
+                self._timer = self.loop.call_soon(self._on_timer)
+                # the prompt ones (TCP's delayed ACKs) do not wait: a look at
+                # the wheel's prompt heap alone, nothing per timer held back
+                self.host.poll(self.update_time(), _NOTHING_DUE)
+                self.kick()
+                return
             self._timer_when = None
-            self._end_squeeze()
-            if not self._closed:
-                self._rearm()
-            raise
-        if self._closed or self._timer is not None:
-            return          # closed, or re-armed for the deadline the input left
-        when = self._timer_when
-        due = self._timers_due(waiting, when)
-        if due is None:
-            # what the input produced (ACKs, data) has gone out with each
-            # batch; the timers stay due, looked at again after the loop's
-            # other callbacks (a kick in between re-arms if the deadline moves)
-            self._timer = self.loop.call_soon(self._on_timer)
-            # the prompt ones (TCP's delayed ACKs) do not wait: a look at
-            # the wheel's prompt heap alone, nothing per timer held back
-            self.host.poll(self.update_time(), _NOTHING_DUE)
+            now = self.update_time()
+            if when is not None and now < when:
+                # uvloop's timers have millisecond granularity and can fire a
+                # little early: count the deadline as reached instead of spinning.
+                now = self.host.now = when
+            # the timers due by then (input is read up to then); any due since
+            # re-arm the loop timer at once and wait for their own input
+            self.host.poll(now, due if due < now else None)
             self.kick()
-            return
-        self._timer_when = None
-        now = self.update_time()
-        if when is not None and now < when:
-            # uvloop's timers have millisecond granularity and can fire a
-            # little early: count the deadline as reached instead of spinning.
-            now = self.host.now = when
-        # the timers due by then (input is read up to then); any due since
-        # re-arm the loop timer at once and wait for their own input
-        self.host.poll(now, due if due < now else None)
-        self.kick()
+        finally:
+            self._rx_busy = was
 
     def _poll_input(self) -> list[tuple[int, Any]]:
         """Read what the devices hold (``poll_rx``, within NET_RX_ROUNDS and
@@ -445,9 +493,67 @@ class Stack:
         else:
             # Still busy: finish on the next loop iteration rather than starve it.
             self.loop.call_soon(self.kick)
+        if self._rx_pending and not self._rx_busy:
+            self._softirq()
+            if self._closed:
+                return
         if host._loopback and self._backlog_handle is None:
             self._backlog_handle = self.loop.call_soon(self._on_backlog)
         self._rearm()
+
+    def _softirq(self) -> None:
+        """Input a device left pending, read on the sender's path: Linux runs
+        a pending NET_RX softirq when the sending process re-enables bottom
+        halves (__local_bh_enable_ip -> do_softirq, on every dev_queue_xmit
+        and release_sock), so a process that sends and sends does not keep
+        the peers' segments waiting for their ACKs: the softirq reads the
+        device (net_rx_action: NET_RX_ROUNDS budgets, NET_RX_USECS) and ACKs
+        what arrived before the sender goes on.  Here a kick, after its own
+        work, reads the devices whose last read stopped at their budget
+        (``_rx_pending``): their batches' output (ACKs, what those ACKs let
+        go) goes out at once; their wakeups (the application's callbacks
+        and the sends those make) wait for one kick from the loop
+        (``_on_rx_wake``: the woken process runs later), so no application
+        callback runs inside the caller's write.  Not when the caller is
+        itself reading (the devices' batches, the timers' poll), and, as
+        Linux hands softirq work that keeps coming to ksoftirqd (a thread
+        the scheduler gives a fair share), not again before the loop's
+        other work has had as long as this poll took (issue 11: 1000
+        handlers' first sends held the loop while the kernel peers' first
+        flights waited in the TAP's ring past their RTO)."""
+        clock = self._clock
+        assert clock is not None        # (bound: a device delivered a batch)
+        now = clock()
+        stat = self.softnet_stat
+        if now < self._softirq_at:
+            stat["softirq_deferred"] += 1
+            return
+        seconds = NET_RX_USECS * 1e-6
+        self._rx_busy = self._in_softirq = True
+        nread = 0
+        try:
+            for ifindex, dev in list(self._rx_pending.items()):
+                stats = getattr(dev, "stats", None) or {}
+                before = stats.get("rx_packets", 0)
+                poll = getattr(dev, "poll_rx", None)
+                if poll is None or not poll(NET_RX_ROUNDS, seconds):
+                    self._rx_pending.pop(ifindex, None)
+                nread += stats.get("rx_packets", 0) - before
+                if self._closed:
+                    return
+        finally:
+            self._rx_busy = self._in_softirq = False
+            end = clock()
+            self._softirq_at = end + (end - now)
+        stat["softirq_polls"] += 1
+        stat["softirq_frames"] += nread
+        if self.host._wakeups and self._rx_wake is None:
+            self._rx_wake = self.loop.call_soon(self._on_rx_wake)
+
+    def _on_rx_wake(self) -> None:
+        """The wakeups ``_softirq``'s batches left: one kick from the loop."""
+        self._rx_wake = None
+        self.kick()
 
     def _on_backlog(self) -> None:
         """lo's receive side (the NET_RX softirq's process_backlog): one
