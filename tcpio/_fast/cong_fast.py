@@ -151,7 +151,10 @@ def tcp_slow_start(tp: Any, acked: int) -> int:
 
 
 def tcp_cong_avoid_ai(tp: Any, w: int, acked: int) -> None:
-    """Additive increase: +1 segment per ``w`` segments acked (w = cwnd: +1 per RTT)."""
+    """Additive increase: +1 segment per ``w`` segments acked (w = cwnd: +1 per RTT).
+    A whole number of segments in both builds (compiled, ``w`` is a C
+    integer: a float truncates; interpreted, the same truncation here)."""
+    w = int(w)
     if w < 1:
         w = 1
     cnt: int = tp.snd_cwnd_cnt

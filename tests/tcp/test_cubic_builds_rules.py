@@ -117,3 +117,13 @@ def test_the_formulas_agree_to_the_bit():
         assert COMPILED.cubic_k(w_max, cwnd) == k
         assert COMPILED.w_cubic(t, k, w_max) == PURE.w_cubic(t, k, w_max)
 
+
+
+def test_additive_increase_takes_a_whole_number_of_segments_in_both_builds() -> None:
+    """tcp_cong_avoid_ai's ``w`` is a C integer compiled; interpreted, a
+    float ``w`` is truncated the same way (the window stays an int)."""
+    for mod in (COMPILED, PURE):
+        tp = SimpleNamespace(snd_cwnd=10, snd_cwnd_cnt=0, snd_cwnd_clamp=1000)
+        mod.tcp_cong_avoid_ai(tp, 2.5, 3)
+        assert (tp.snd_cwnd, tp.snd_cwnd_cnt) == (11, 1)
+        assert type(tp.snd_cwnd) is int and type(tp.snd_cwnd_cnt) is int
