@@ -156,6 +156,7 @@ cpdef bint xmit_test(TcpCb sk, uint32_t seq, uint32_t end, long long seglen, lon
 @cython.locals(unsent=cython.longlong, seglen=cython.longlong, fin=bint)
 cpdef bint xmit_more(TcpCb sk, uint32_t seq, long long mss, bint fin_queued) except -1
 @cython.locals(cwnd=cython.longlong, room=cython.longlong, half=cython.longlong)
+cpdef long long packets_in_flight(TcpCb sk) noexcept
 cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
 @cython.locals(mss=cython.longlong, mw=cython.longlong, cutoff=cython.longlong)
 cpdef long long current_mss(TcpCb sk) except -1

@@ -1043,6 +1043,14 @@ def rcv_established(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool, ts
 
 # --- the send loop -------------------------------------------------------------------------------
 
+def packets_in_flight(sk: TcpCb) -> int:
+    """tcp_packets_in_flight: packets_out - left_out + retrans_out, where
+    left_out is what SACK or loss marking says has left the network
+    (sacked_out + lost_out).  The one source of the rule (TcpSock's
+    tcp_packets_in_flight and tcp_output read it here)."""
+    return sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out
+
+
 def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -> bool:
     """May segment [seq, end) (``seglen`` bytes, a FIN if ``fin``) go now?  Both
     send loops' tcp_cwnd_test (no room: is_cwnd_limited; the FIN's segment
@@ -1055,7 +1063,7 @@ def xmit_test(sk: TcpCb, seq: int, end: int, seglen: int, mss: int, fin: bool) -
         raise TypeError("xmit_test: a TcpCb is required")
     # tcp_cwnd_test: "Don't be strict about the congestion window for the
     # final FIN" (a segment of at most one MSS carrying it goes regardless)
-    if not fin and sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out >= sk.snd_cwnd:
+    if not fin and packets_in_flight(sk) >= sk.snd_cwnd:
         sk.is_cwnd_limited = True
         return False
     if after(end, (sk.snd_una + sk.snd_wnd) & _U32_MASK):
@@ -1092,7 +1100,7 @@ def cwnd_quota(sk: TcpCb, sent: int) -> int:
     if sk is None:
         raise TypeError("cwnd_quota: a TcpCb is required")
     cwnd = sk.snd_cwnd
-    room = cwnd + sent - (sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out)
+    room = cwnd + sent - packets_in_flight(sk)
     half = cwnd >> 1 if cwnd > 1 else 1
     return half if half < room else room
 
@@ -1326,8 +1334,7 @@ def xmit_done(sk: TcpCb, window_limited: bool, prior_packets: int, now: float) -
     sk.is_cwnd_limited = window_limited
     if sk.ca_state == _TCP_CA_CWR or sk.ca_state == _TCP_CA_RECOVERY:
         o.prr_out += sk.packets_out - prior_packets
-    cwnd_validate(sk, limited or (sk.packets_out - (sk.sacked_out + sk.lost_out)
-                                  + sk.retrans_out >= sk.snd_cwnd))
+    cwnd_validate(sk, limited or packets_in_flight(sk) >= sk.snd_cwnd)
     if not schedule_loss_probe(sk, now, False):
         pending: int = o.pending
         if (not o.rtx_timer.pending or pending == _ICSK_TIME_PROBE0

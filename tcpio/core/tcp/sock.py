@@ -380,7 +380,7 @@ class TcpSock(TcpCb):
 
     @property
     def tcp_packets_in_flight(self) -> int:
-        return self.packets_out - (self.sacked_out + self.lost_out) + self.retrans_out
+        return _tcp_fast.packets_in_flight(self)
 
     def set_trace(self, sink: TraceSink | None) -> None:
         """Trace this connection's events to ``sink`` (None: stop); a

@@ -793,7 +793,7 @@ def tcp_xmit_retransmit_queue(sk: TcpSock, now: float) -> None:
     if not sk.lost_out or not rtx:
         return
     cwnd = sk.snd_cwnd
-    in_flight = sk.packets_out - (sk.sacked_out + sk.lost_out) + sk.retrans_out
+    in_flight = _tcp_fast.packets_in_flight(sk)
     if in_flight >= cwnd:
         return
     una = sk.snd_una
