@@ -103,6 +103,7 @@ class Stack:
         # took) and the counts (polls, frames read by them, polls the share
         # put off).
         self._rx_pending: dict[int, Device] = {}
+        self._napi: dict[int, Any] = {}     # the devices that can (poll_rx, rx_more)
         self._in_softirq = False
         self._rx_busy = False
         self._softirq_at = 0.0
@@ -220,6 +221,8 @@ class Stack:
             gso_max_size6=getattr(device, "gso_max_size6", 0),
             tx_csum_partial=getattr(device, "tx_csum_partial", False))
         self.devices[ifindex] = device
+        if getattr(device, "poll_rx", None) is not None and hasattr(device, "rx_more"):
+            self._napi[ifindex] = device        # says when a read stopped at its budget
         self.host.attach_netif(ifindex, device, self.kick)     # its queue (core/qdisc.py)
         share = getattr(device, "syn_share", None)
         if share is not None and share.overflowed is None:
@@ -325,11 +328,12 @@ class Stack:
             return
         host = self.host
         host.receive_batch(ifindex, frames, self.update_time())
-        dev = self.devices.get(ifindex)
-        if dev is not None and getattr(dev, "rx_more", False):
-            self._rx_pending[ifindex] = dev
-        else:
-            self._rx_pending.pop(ifindex, None)
+        dev = self._napi.get(ifindex)
+        if dev is not None:
+            if dev.rx_more:
+                self._rx_pending[ifindex] = dev
+            elif self._rx_pending:
+                self._rx_pending.pop(ifindex, None)
         if self._in_softirq:
             if host._output:
                 out = host.take_output()
