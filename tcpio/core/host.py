@@ -1014,7 +1014,9 @@ class Host:
         pending = self._batch_end
         if pending is None:
             return False
-        pending.setdefault(id(owner), (fn, owner))
+        key = id(owner)
+        if key not in pending:      # (no tuple for every later ACK of the batch)
+            pending[key] = (fn, owner)
         return True
 
     def _run_batch_end(self, now: float) -> None:

@@ -96,7 +96,6 @@ class DelayLine:
         loop = self.loop
         if loop is None:
             return False
-        now = loop.time()
         imp = self.impairment
         if type(frame) is GsoFrame:
             if imp is not None and _per_segment(imp):
@@ -111,7 +110,7 @@ class DelayLine:
                         self.push(seg)
                     return True
                 # one the cutter does not know, or a plain one: taken whole
-                fates = imp.fate(frame, now)
+                fates = imp.fate(frame, loop.time())
             else:
                 # whole, delayed like any frame (the MTU is the segments');
                 # still a GsoFrame, so the receiver takes it as the segments
@@ -126,9 +125,9 @@ class DelayLine:
                 if not delay and not self._heap:
                     self._push_ready(frame)
                     return True
-                fates = [(now + delay, frame)]
+                fates = [(loop.time() + delay, frame)]
         elif imp is not None:
-            fates = imp.fate(frame, now)
+            fates = imp.fate(frame, loop.time())
             if not self._heap and not (imp.delay or imp.jitter or imp.reorder or imp.rate):
                 # nothing holds a frame back: each fate is due now
                 for _, data in fates:
@@ -138,7 +137,7 @@ class DelayLine:
             if not self._heap:
                 self._push_ready(bytes(frame))
                 return True
-            fates = [(now, bytes(frame))]
+            fates = [(loop.time(), bytes(frame))]
         heap, seq = self._heap, self._seq
         for when, data in fates:
             heapq.heappush(heap, (when, next(seq), data))

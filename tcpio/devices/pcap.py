@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
-from tcpio.devices import virtio_net
+from tcpio._fast.gso import GsoFrame, csum_completed
 from tcpio.devices.base import Device, DeviceWrapper, Link, OnFrames
 
 LINKTYPE_ETHERNET = 1
@@ -88,13 +88,9 @@ def _as_seen(frame: bytes | bytearray, link: str) -> bytes | bytearray:
     a TSO super-frame, or one segment with checksum offload) is recorded
     whole, with the checksum its content gives, so a reader finds it valid;
     anything else as it is."""
-    if not getattr(frame, "csum_partial", False):
-        return frame
-    gso_size = getattr(frame, "gso_size", 0) if getattr(frame, "gso_segs", 1) > 1 else 0
-    hdr = virtio_net.gso_hdr_for(frame, gso_size, ether=link == "ether")
-    done = bytearray(frame)
-    virtio_net.csum_complete(done, hdr.csum_start, hdr.csum_offset)
-    return done
+    if type(frame) is GsoFrame and frame.csum_partial:
+        return csum_completed(frame, link == "ether")
+    return frame
 
 
 class PcapDevice(DeviceWrapper):

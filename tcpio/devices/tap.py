@@ -915,8 +915,9 @@ class _TunTapBase:
                     break
         finally:
             # a read of the ring: the reader's next turn counts the loop's
-            # other work from here
-            self.rx_share.end(_clock())
+            # other work from here (only a capped RxShare reads it)
+            if self.rx_share.cap:
+                self.rx_share.end(_clock())
         self.time_squeeze += 1
         return True
 
@@ -1038,17 +1039,15 @@ class _TunTapBase:
         """The virtio header for a frame that is not plain ``bytes``: a TCP
         super-frame (``gso_size`` set) gets its segmentation header."""
         gso_size: int = getattr(frame, "gso_size", 0)
-        if not gso_size:
-            if not getattr(frame, "csum_partial", False):
-                return plain
-            # one segment, its checksum left to the kernel (NEEDS_CSUM only)
-            hdr = vnet.gso_hdr_for(frame, 0, ether=self.link == "ether")
-            return vnet.build_vnet_hdr(hdr, self.vnet_hdr_len)
-        gs = self.gso_stats
-        gs["tx_gso_frames"] += 1
-        gs["tx_gso_segs"] += getattr(frame, "gso_segs", 1)
-        hdr = vnet.gso_hdr_for(frame, gso_size, ether=self.link == "ether",
-                               partial=getattr(frame, "csum_partial", False))
+        partial: bool = getattr(frame, "csum_partial", False)
+        if gso_size:
+            gs = self.gso_stats
+            gs["tx_gso_frames"] += 1
+            gs["tx_gso_segs"] += getattr(frame, "gso_segs", 1)
+        elif not partial:
+            return plain
+        # (gso_size 0: one segment, its checksum left to the kernel: NEEDS_CSUM only)
+        hdr = vnet.gso_hdr_for(frame, gso_size, ether=self.link == "ether", partial=partial)
         return vnet.build_vnet_hdr(hdr, self.vnet_hdr_len)
 
     def stop(self) -> None:
