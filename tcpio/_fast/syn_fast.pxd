@@ -64,6 +64,7 @@ cpdef long long initial_rcv_wnd(long long rcvbuf, long long mss)
 @cython.locals(advmss=cython.longlong)
 cpdef long long route_advmss(long long mtu, long long user_mss)
 cpdef bint inet_csk_reqsk_queue_is_full(object listener) except -1
+cpdef bint reqsk_queue_full(object synq, long long backlog) except -1
 cpdef object listener_pick(object socks, long long laddr)
 
 @cython.locals(state=cython.int, pm=tuple, pmtu=object, scope=object, prefix=uint32_t,

@@ -53,7 +53,7 @@ from tcpio._fast import load
 
 __all__ = ["MSSTAB", "SynKeys", "SynPath", "check_tcp_syn_cookie", "cookie_hash",
            "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "listener_pick",
-           "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_path", "tcp_rcv_wscale",
+           "reqsk_queue_full", "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_path", "tcp_rcv_wscale",
            "ts_off_hash"]
 
 # (C constants when compiled, see syn_fast.pxd; the public names below)
@@ -229,7 +229,13 @@ def inet_csk_reqsk_queue_is_full(listener: Any) -> bool:
     sk_max_ack_backlog is zero"), as sk_acceptq_is_full does.  Since
     ef547f2ac16b ("tcp: remove max_qlen_log") tcp_max_syn_backlog plays no
     part here, only in tcp_conn_request's early drop without cookies."""
-    return len(listener.syn_queue) > listener.max_ack_backlog
+    return reqsk_queue_full(listener.syn_queue, listener.max_ack_backlog)
+
+
+def reqsk_queue_full(synq: Any, backlog: int) -> bool:
+    """inet_csk_reqsk_queue_is_full's comparison, on a SYN queue and a
+    backlog (the compiled SYN path holds both per batch)."""
+    return len(synq) > backlog
 
 
 def listener_pick(socks: Any, laddr: int) -> Any:
@@ -424,7 +430,7 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
         return SYN_DECLINED
     backlog = syn.l_backlog
     # inet_csk_reqsk_queue_is_full, on the batch's view of the listener
-    if syncookies != 2 and not len(syn.l_synq) > backlog:
+    if syncookies != 2 and not reqsk_queue_full(syn.l_synq, backlog):
         return SYN_DECLINED         # room for a request sock: the layered path's
     if len(syn.l_acceptq) > backlog:
         return SYN_DECLINED         # sk_acceptq_is_full: counted there

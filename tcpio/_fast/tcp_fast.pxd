@@ -160,6 +160,7 @@ cpdef long long packets_in_flight(TcpCb sk) noexcept
 cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
 @cython.locals(mss=cython.longlong, mw=cython.longlong, cutoff=cython.longlong)
 cpdef long long current_mss(TcpCb sk) except -1
+cpdef long long half_wnd_cutoff(long long max_window) noexcept
 @cython.locals(o=object, est=object, srtt=double, size=cython.longlong, cwnd=cython.longlong,
                ssthresh=cython.longlong, ratio=cython.longlong, segs=cython.longlong,
                rate=double, n=cython.longlong, r=cython.longlong, least=cython.longlong)
@@ -173,8 +174,8 @@ cpdef event_ack_sent(TcpCb sk)
 cpdef data_sent_idle(TcpCb sk, double now)
 @cython.locals(o=object, n=cython.longlong, room=cython.longlong)
 cpdef long long sack_option_len(TcpCb sk) except -1
-@cython.locals(mss=cython.longlong, size=cython.longlong, mw=cython.longlong,
-               cutoff=cython.longlong, segs=cython.longlong)
+@cython.locals(mss=cython.longlong, size=cython.longlong, cutoff=cython.longlong,
+               segs=cython.longlong)
 cpdef long long xmit_size_goal(TcpCb sk) except -1
 @cython.locals(o=object, opts=object)
 cpdef bint xmit_plain(TcpCb sk) except -1

@@ -1114,10 +1114,16 @@ def current_mss(sk: TcpCb) -> int:
     mss = sk.mss_cache
     mw = sk.max_window
     if mw:
-        cutoff = mw >> 1 if mw > 536 else mw
+        cutoff = half_wnd_cutoff(mw)
         if cutoff < mss:
             mss = cutoff if cutoff > 48 else 48
     return mss
+
+
+def half_wnd_cutoff(max_window: int) -> int:
+    """tcp_bound_to_half_wnd's cutoff: half the largest window the peer
+    offered, all of it when that is 536 bytes or less."""
+    return max_window >> 1 if max_window > 536 else max_window
 
 
 def tso_segs(sk: TcpCb, mss: int) -> int:
@@ -1248,8 +1254,7 @@ def xmit_size_goal(sk: TcpCb) -> int:
     tcp_bound_to_half_wnd) in whole segments, at least one."""
     mss = current_mss(sk)
     size = 65536
-    mw = sk.max_window
-    cutoff = mw >> 1 if mw > 536 else mw
+    cutoff = half_wnd_cutoff(sk.max_window)
     if cutoff and size > cutoff:
         size = cutoff
     segs = size // mss
@@ -1678,7 +1683,8 @@ def ack_rtt(sk: TcpCb, first_tx: float, retrans_acked: bool, ts_ecr: int, now: f
         o: Any = sk
         est = o.rtt_est
         est.sample(rtt)
-        est.reset_backoff()
+        if est.backoff_count:   # (rarely: no method call on every ACK for nothing)
+            est.reset_backoff()
         if not sk.min_rtt or rtt < sk.min_rtt:
             sk.min_rtt = rtt
     return rtt

@@ -177,8 +177,10 @@ def tcp_ack_predicted(sk: TcpSock, seq: int, ack: int, window: int, ts_val: int 
     """An ACK that header prediction accepted (tcp_fast.rcv_established did the
     checks and the timestamp bookkeeping, and queued the data of a segment
     with ``flag`` FLAG_DATA): tcp_ack, then send what it allows."""
-    # tcp_ack compiled for the ACK of new data in the Open state (tcp_fast.ack_fast)
-    if not ack_fast(sk, seq, ack, window, ts_ecr or 0, now):
+    # tcp_ack compiled for the ACK of new data in the Open state
+    # (tcp_fast.ack_fast); a bare ACK (no FLAG_DATA) comes here only after
+    # tcp_fast's _ack_bare tried it already
+    if not (flag & FLAG_DATA and ack_fast(sk, seq, ack, window, ts_ecr or 0, now)):
         opts = _NO_OPTIONS if ts_val is None else TcpOptions(ts_val=ts_val, ts_ecr=ts_ecr)
         tcp_ack(sk, Skb.pure_ack(seq, ack, window, opts), now, flag)
     if flag & FLAG_DATA:
@@ -224,7 +226,7 @@ def tcp_rcv_state_process(sk: TcpSock, skb: Skb, now: float) -> None:
     ts_val = skb.opts.ts_val
     if (sk.tstamp_ok and ts_val is not None and acked != FLAG_OLD_ACK
             and not after(skb.seq, sk.rcv_wup)
-            and tcp_paws_check(sk, ts_val, 0, now)):
+            and (not before(ts_val, sk.ts_recent) or tcp_paws_check(sk, ts_val, 0, now))):
         sk.ts_recent = ts_val
         sk.ts_recent_stamp = now
     fin_acked = sk.fin_queued and sk.snd_una == ((sk.write_seq + 1) & 0xFFFFFFFF)
@@ -441,7 +443,7 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
     ts_val = skb.opts.ts_val
     # RFC 7323 H1: PAWS first (TCP_PAWS_WINDOW: one tick of slack); a RST
     # is taken even if it fails, a SYN is challenged
-    if (sk.tstamp_ok and ts_val is not None
+    if (sk.tstamp_ok and ts_val is not None and before(ts_val, sk.ts_recent)
             and not tcp_paws_check(sk, ts_val, TCP_PAWS_WINDOW, now)):
         reason = tcp_disordered_ack_check(sk, skb)
         if reason and not flags & TCPHDR_RST:

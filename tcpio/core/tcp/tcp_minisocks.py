@@ -189,6 +189,7 @@ def tcp_timewait_state_process(tw: TimeWaitSock, skb: Skb, now: float) -> int:
     """RFC 9293 TIME_WAIT rules with Linux's PAWS and FIN_WAIT2 substate."""
     opts = skb.opts
     paws_reject = bool(tw.tstamp_ok and opts.ts_val is not None
+                       and before(opts.ts_val, tw.ts_recent)    # (the usual case: in order)
                        and tcp_paws_reject(tw.ts_recent, tw.ts_recent_stamp, opts.ts_val,
                                            bool(skb.flags & TCPHDR_RST), now))
     if tw.substate == TCP_FIN_WAIT2:
@@ -400,6 +401,7 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     # tcp_check_req keeps no TS.Recent stamp: it takes the request's age as
     # at most one SYN-ACK timeout
     paws_reject = bool(req.tstamp_ok and opts.ts_val is not None and
+                       before(opts.ts_val, req.ts_recent) and
                        tcp_paws_reject(req.ts_recent, now - reqsk_timeout(proto, req),
                                        opts.ts_val, bool(flags & TCPHDR_RST), now))
     if skb.seq == req.rcv_isn and flags & (TCPHDR_SYN | TCPHDR_ACK | TCPHDR_RST) == TCPHDR_SYN \

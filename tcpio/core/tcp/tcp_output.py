@@ -547,7 +547,6 @@ tcp_event_data_sent_idle = _tcp_fast.data_sent_idle
 # The RTO and loss-probe timers, re-armed on every ACK and every send: the
 # rules are tcp_fast's (compiled with the ACK path, tcp_fast.ack_fast).
 tcp_rearm_rto = _tcp_fast.rearm_rto
-tcp_rto_delta = _tcp_fast.rto_delta
 
 
 # --- tail loss probe (RFC 8985 section 7, Linux tcp_schedule_loss_probe) ----------

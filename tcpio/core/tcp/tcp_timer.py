@@ -145,26 +145,34 @@ def tcp_out_of_resources(sk: TcpSock, now: float, do_reset: bool) -> bool:
 
 
 def tcp_write_timeout(sk: TcpSock, now: float) -> bool:
-    """tcp_write_timeout: give up on the connection?  A SYN (SYN-ACK) after
-    syn_retries (synack_retries) attempts, counted; otherwise when the time
-    since the episode's first retransmission reaches tcp_retries2's model
-    time (an orphan's: tcp_orphan_retries'), or TCP_USER_TIMEOUT if set."""
+    """tcp_write_timeout: give up on the connection (tcp_write_err), True
+    if it is over?  A SYN (SYN-ACK) after syn_retries (synack_retries)
+    attempts, counted; otherwise when the time since the episode's first
+    retransmission reaches tcp_retries2's model time (an orphan's:
+    tcp_orphan_retries', after tcp_out_of_resources, which may end it
+    first), or TCP_USER_TIMEOUT if set."""
     st = sk.host.settings
     if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
         limit = st.tcp_syn_retries if sk.state == TCP_SYN_SENT else st.tcp_synack_retries
-        if sk.retransmits >= limit:
-            return True
         # tcp_timeout_init: the SYN's RTO is the model's base
         base = round(sk.rtt_est.rto_initial * 1000)
-        return retransmits_timed_out(sk, now, limit, sk.opts.user_timeout, base)
-    limit = st.tcp_retries2
-    if sk.orphan:
-        alive = sk.rto < st.tcp_rto_max
-        limit = tcp_orphan_retries(sk, alive)
-        do_reset = alive or not retransmits_timed_out(sk, now, limit)
-        if tcp_out_of_resources(sk, now, do_reset):
-            return True
-    return retransmits_timed_out(sk, now, limit, sk.opts.user_timeout)
+        expired = sk.retransmits >= limit or retransmits_timed_out(
+            sk, now, limit, sk.opts.user_timeout, base)
+    else:
+        limit = st.tcp_retries2
+        if sk.orphan:
+            alive = sk.rto < st.tcp_rto_max
+            limit = tcp_orphan_retries(sk, alive)
+            expired = retransmits_timed_out(sk, now, limit)
+            if tcp_out_of_resources(sk, now, alive or not expired):
+                return True
+            if sk.opts.user_timeout:
+                expired = retransmits_timed_out(sk, now, limit, sk.opts.user_timeout)
+        else:
+            expired = retransmits_timed_out(sk, now, limit, sk.opts.user_timeout)
+    if expired:
+        tcp_write_err(sk)
+    return expired
 
 
 def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
@@ -172,8 +180,6 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         return
     sk.host.mib["TCPTimeouts"] += 1
     if tcp_write_timeout(sk, now):
-        if sk.state != TCP_CLOSE:       # (tcp_out_of_resources closed it already)
-            tcp_write_err(sk)
         return
     head = sk.rtx[0]
     if _log.isEnabledFor(logging.INFO):
