@@ -99,6 +99,9 @@ from collections import deque
 
 from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
+# sk.rtx_timer and sk.delack_timer until first armed (one object for both
+# builds: the differential tests run them against one TcpSock)
+from tcpio.core.timer import NO_TIMER
 
 __all__ = ["SRTT_MIN", "RcvQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
@@ -1123,6 +1126,9 @@ def ack_snd_check(sk: TcpCb, now: float) -> None:
     else:
         timer = sk.delack_timer
         if timer.when is None:
+            if timer is NO_TIMER:
+                o: Any = sk
+                timer = o.delack_timer_made()
             timer.arm(now + sk.host.settings.tcp_delack_min)
 
 
@@ -1863,7 +1869,10 @@ def rearm_rto(sk: TcpCb, now: float) -> None:
     else:
         rto = o.rtt_est.rto
     o.pending = _ICSK_TIME_RETRANS
-    o.rtx_timer.arm(now + rto)
+    timer = o.rtx_timer
+    if timer is NO_TIMER:
+        timer = o.rtx_timer_made()
+    timer.arm(now + rto)
 
 
 def schedule_loss_probe(sk: TcpCb, now: float, advancing_rto: bool) -> bool:
@@ -1901,7 +1910,10 @@ def schedule_loss_probe(sk: TcpCb, now: float, advancing_rto: bool) -> bool:
     if 0 < delta < timeout:
         timeout = delta
     o.pending = _ICSK_TIME_LOSS_PROBE
-    o.rtx_timer.arm(now + timeout)
+    timer = o.rtx_timer
+    if timer is NO_TIMER:
+        timer = o.rtx_timer_made()
+    timer.arm(now + timeout)
     return True
 
 

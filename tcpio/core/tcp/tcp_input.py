@@ -708,7 +708,7 @@ def tcp_ack_probe(sk: TcpSock, now: float) -> None:
         sk.probe_start = 0.0        # (icsk_probes_tstamp: the window opened)
     else:
         sk.pending = tcp_output.ICSK_TIME_PROBE0
-        sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
+        sk.rtx_timer_made().arm(now + tcp_clamp_probe0_to_user_timeout(
             sk, now, tcp_output.tcp_probe0_when(sk)))
 
 
@@ -1062,7 +1062,7 @@ def tcp_fin(sk: TcpSock, now: float, ack_now: bool = False) -> None:
                 # No data ever arrived: Linux's icsk_ack.ato is still 0, so
                 # tcp_send_delayed_ack's timer fires at the next tick, not
                 # after TCP_ATO_MIN (the kernel here: 0.4-0.8 ms later).
-                sk.delack_timer.arm(now + TCP_ATO_UNSET_DELAY)
+                sk.delack_timer_made().arm(now + TCP_ATO_UNSET_DELAY)
     elif state == TCP_FIN_WAIT1:
         # simultaneous close: both FINs crossed
         tcp_send_ack(sk, now)
