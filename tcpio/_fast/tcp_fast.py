@@ -99,6 +99,7 @@ from collections import deque
 
 from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
+
 # sk.rtx_timer and sk.delack_timer until first armed (one object for both
 # builds: the differential tests run them against one TcpSock)
 from tcpio.core.timer import NO_TIMER
@@ -391,7 +392,7 @@ class RttEstimator:
         """The current RTO including exponential backoff, capped at rto_max."""
         if not self.backoff_count:
             return self._base_rto       # (never above rto_max: sample and reset cap it)
-        n = self.backoff_count if self.backoff_count < 40 else 40
+        n = min(self.backoff_count, 40)
         rto = self._base_rto * 2.0 ** n     # (exact: a power of two)
         return rto if rto < self.rto_max else self.rto_max
 

@@ -12,6 +12,7 @@ import errno
 from typing import TYPE_CHECKING, Any, cast
 
 from ... import _fast
+from ..timer import NO_TIMER
 from . import tcp_output, tcp_sack
 from .tcp_recovery import (
     tcp_cwnd_reduction,
@@ -288,6 +289,12 @@ def tcp_finish_connect(sk: TcpSock, now: float) -> None:
     if sk.opts.keepalive:
         tcp_set_keepalive(sk, now)
     tcp_output.sndbuf_expand(sk)
+    # The SYN's retransmit timer, cancelled by tcp_ack unless data is in
+    # flight, goes (its stale heap entry drops it): made again when first
+    # armed, so an idle client keeps no timer, as an idle accepted
+    # connection (issue 11: objects for the cycle collector to scan)
+    if not sk.rtx_timer.pending:
+        sk.rtx_timer = NO_TIMER
     # (no wakeup here: the ACK of our SYN freed a segment, so tcp_ack, which
     # both callers ran just before, scheduled it)
 
