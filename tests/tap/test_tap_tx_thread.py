@@ -17,8 +17,8 @@ import socket
 import pytest
 from netns import kernel_peer
 
-from .test_tcp_kernel_bulk import DIRECTIONS, expected_digest
-from .test_tcp_kernel_common import connect_to_kernel, kernel_mib
+from .test_tcp_kernel_bulk import DIRECTIONS, expected_digest, transfer
+from .test_tcp_kernel_common import kernel_mib
 
 pytestmark = pytest.mark.tap
 
@@ -31,13 +31,7 @@ async def test_bulk_through_the_writer_thread_arrives_in_order(tap_required, dir
     nbytes, seed = 16 * MiB, 46
     async with kernel_peer(ipv6=False, tap_options={"tx_thread": True}) as peer:
         k0 = kernel_mib(peer.ns)
-        sock, ksock = await connect_to_kernel(peer, PORT, 30)
-        try:
-            digest = await asyncio.wait_for(DIRECTIONS[direction](sock, ksock, nbytes, seed),
-                                            300)
-        finally:
-            sock.close()
-            ksock.close()
+        digest = await asyncio.wait_for(transfer(peer, direction, nbytes, seed), 300)
         kmib = kernel_mib(peer.ns)
         writer = peer.tap.tx_writer
         assert writer is not None and writer.batches > 0
