@@ -544,6 +544,8 @@ class _TunTapBase:
     link: Link
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
+    tx_thread = False                   # writes from a thread of our own (TxWriter)
+    tx_writer: TxWriter | None = None   # that thread, made at the first send
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
     _rx_lone = 0            # reader batches in a row of one frame each (_on_readable)
     _tx_plain = b""                     # the plain virtio header (_frame_io)
@@ -577,9 +579,7 @@ class _TunTapBase:
         self.mtu = mtu
         self.budget = budget
         self.stats = new_stats()
-        # writes from a thread of the device's own (TxWriter), made at the first send
         self.tx_thread = tx_thread
-        self.tx_writer: TxWriter | None = None
         # Frames that came or went as super-frames (virtio gso_type set) and
         # the segments they stood for.
         self.gso_stats = dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
