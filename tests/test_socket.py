@@ -229,5 +229,5 @@ async def test_cancelled_waits_leave_nothing_behind(kind: str) -> None:
     for _ in range(20):
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(lsock.accept(), 0.0005)
-    assert len(lsock._waker._waiters) <= 1
+    assert lsock._waker.waiting() <= 1
     lsock.close()
