@@ -2,9 +2,10 @@
 """bench_scale's idle step in two trees, alternated (issue 11).
 
     python benchmarks/bench_idle_ab.py OLD_TREE NEW_TREE [--rounds 5] [--counts 5000,20000]
+                                       [--kind streams|bare] [--gc-off]
 
-Each round runs ``bench_scale.py --idle-child N,streams`` (this tree's
-script, the library of the tree under test: PYTHONPATH) for every count,
+Each round runs bench_scale's idle step (``--idle-child N,streams``: this
+tree's script on the tcpio of the tree under test) in a fresh process for every count,
 old tree then new (the order swapped every other round, so neither always
 follows the other on the shared machine).  Reported per tree and count:
 CPU seconds (time.process_time over the opening), seconds in the cycle
@@ -12,6 +13,8 @@ collector, full collections and gen0 collections (each one 700 net tracked
 allocations: how many objects the opening keeps alive at once), as medians
 with their ranges, and the ratio of the largest count's CPU time to the
 smallest's per round (issue 11's target: <= 5x for 4x the connections).
+``--gc-off`` disables the cycle collector in the child: what opening costs
+without it, directly or through the caches its full scans leave cold.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # puts its own tree first on sys.path when imported, so the tree under test
 # goes in front after that, and the child says which tcpio it ran.
 CHILD = """
-import asyncio, json, sys
+import asyncio, gc, json, sys
+if {gc_off}:
+    gc.disable()
 sys.path.insert(0, {here!r})
 import bench_scale
 assert "tcpio" not in sys.modules
@@ -42,8 +47,8 @@ print(json.dumps(res))
 """
 
 
-def run(tree: str, n: int, kind: str) -> dict:
-    code = CHILD.format(here=HERE, tree=tree, n=n, streams=kind == "streams")
+def run(tree: str, n: int, kind: str, gc_off: bool = False) -> dict:
+    code = CHILD.format(here=HERE, tree=tree, n=n, streams=kind == "streams", gc_off=gc_off)
     out = subprocess.run([sys.executable, "-c", code], cwd=tree,
                          env={**os.environ, "PYTHONPATH": tree},
                          capture_output=True, text=True, check=True).stdout
@@ -65,6 +70,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--counts", default="5000,20000")
     ap.add_argument("--kind", default="streams", choices=("streams", "bare"))
+    ap.add_argument("--gc-off", action="store_true",
+                    help="gc.disable() in the child: the cost of opening without the "
+                         "cycle collector, direct or indirect (its cache misses)")
     args = ap.parse_args()
     counts = [int(x) for x in args.counts.split(",")]
     trees = {"old": args.old, "new": args.new}
@@ -73,12 +81,13 @@ def main() -> None:
         order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
         for t in order:
             for n in counts:
-                res[t][n].append(run(trees[t], n, args.kind))
+                res[t][n].append(run(trees[t], n, args.kind, args.gc_off))
         print(f"# round {r + 1}: " + ", ".join(
             f"{t} {res[t][n][-1]['cpu_seconds']:.2f}s@{n}" for t in trees for n in counts),
             flush=True)
+    gc_off = " --gc-off" if args.gc_off else ""
     print(f"# python benchmarks/bench_idle_ab.py {args.old} {args.new} --rounds {args.rounds}"
-          f" --counts {args.counts} --kind {args.kind}; median (range) of {args.rounds}")
+          f" --counts {args.counts} --kind {args.kind}{gc_off}; median (range) of {args.rounds}")
     for t, tree in trees.items():
         for n in counts:
             rs = res[t][n]
