@@ -238,7 +238,7 @@ cpdef buf_append(bytearray ba, data)
 cpdef buf_consume(bytearray ba, Py_ssize_t n)
 cdef Py_ssize_t _SQ_REF_MIN, _SQ_TAIL_MAX
 @cython.locals(n=Py_ssize_t)
-cpdef bint sq_ref_ok(data) except -1
+cpdef bint sq_ref_ok(data, SndQueue q=*) except -1
 @cython.locals(n=Py_ssize_t, tail=bytearray)
 cpdef sq_append(SndQueue q, data, bint ref)
 @cython.locals(chunks=list, head=Py_ssize_t, k=Py_ssize_t, left=Py_ssize_t)

@@ -735,16 +735,25 @@ def buf_consume(ba: bytearray, n: int) -> None:
     del ba[:n]
 
 
-def sq_ref_ok(data: Any) -> bool:
+def sq_ref_ok(data: Any, q: SndQueue | None = None) -> bool:
     """May a write of ``data`` (a flat byte memoryview) be queued by
     reference (SndQueue)?  When it views an immutable ``bytes`` and is at
     least _SQ_REF_MIN bytes and half of that object (so the memory a
-    reference keeps alive stays within twice what is queued)."""
+    reference keeps alive stays within twice what is queued), or the last
+    chunk of ``q`` already views the same object (the rest of a write the
+    queue took in part: nothing more is kept alive)."""
     n = len(data)
     if n < _SQ_REF_MIN:
         return False
     base = data.obj if type(data) is memoryview else data
-    return type(base) is bytes and 2 * n >= len(base)
+    if type(base) is not bytes:
+        return False
+    if 2 * n >= len(base):
+        return True
+    if q is not None and q.tail is None and q.chunks:
+        last = q.chunks[len(q.chunks) - 1]     # (compiled without wraparound)
+        return type(last) is memoryview and last.obj is base
+    return False
 
 
 def sq_append(q: SndQueue, data: Any, ref: bool) -> None:

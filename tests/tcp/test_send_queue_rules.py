@@ -51,6 +51,11 @@ def test_a_reference_is_taken_only_of_a_large_part_of_an_object(tf) -> None:
     big = bytes(100_000)
     assert not tf.sq_ref_ok(memoryview(big)[:40_000])        # under half of it
     assert tf.sq_ref_ok(memoryview(big)[:50_000])
+    q = tf.SndQueue()
+    tf.sq_append(q, memoryview(big)[:50_000], True)
+    assert tf.sq_ref_ok(memoryview(big)[50_000:60_000], q)   # the rest of a write taken
+    tf.sq_append(q, bytes(10), False)
+    assert not tf.sq_ref_ok(memoryview(big)[50_000:60_000], q)  # not behind its start
     assert not tf.sq_ref_ok(b"x" * 4095)                     # small: copied
     assert tf.sq_ref_ok(b"x" * 4096)
     with pytest.raises(ValueError):

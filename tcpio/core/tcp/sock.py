@@ -560,7 +560,7 @@ class TcpSock(TcpCb):
         lowat = self.notsent_limit()
         # immutable bytes are queued by reference (their pieces, each a
         # view of the one object), anything else copied
-        ref = sq_ref_ok(mv[:n])
+        ref = sq_ref_ok(mv[:n], self.wq)
         if unsent + n < lowat and unsent + n <= tcp_output.tcp_xmit_size_goal(self):
             # the write fits in the tail skb: nothing to push before its end
             sq_append(self.wq, mv[:n], ref)
