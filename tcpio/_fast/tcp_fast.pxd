@@ -27,8 +27,9 @@ cdef class RcvQueue:
 
 
 cdef class SndQueue:
-    # the send queue (tcp_fast.SndQueue): chunks, oldest first
-    cdef public list chunks
+    # the send queue (tcp_fast.SndQueue): chunks, oldest first (a list, or
+    # the shared empty tuple)
+    cdef public object chunks
     cdef public Py_ssize_t nbytes, head
     cdef public bytearray tail
 

@@ -105,7 +105,8 @@ __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check"
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
-           "sack_option_len", "select_window", "set_hooks", "sq_append", "sq_consume",
+           "SNDQ_EMPTY", "sack_option_len", "select_window", "set_hooks", "sq_append",
+           "sq_consume",
            "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
            "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
            "xmit_test"]
@@ -177,6 +178,7 @@ _RQ_NO_CHUNKS: Any = ()     # RcvQueue.chunks while nothing is queued
 # block, a new one once the tail holds _SQ_TAIL_MAX bytes.
 _SQ_REF_MIN = 4096
 _SQ_TAIL_MAX = 262144
+_SQ_NO_CHUNKS: Any = ()     # SndQueue.chunks while nothing is queued
 
 # The Python side the fast paths call out to, set by core.tcp (this module
 # sits below it; see set_hooks).
@@ -439,15 +441,21 @@ class SndQueue:
     frame from them directly): a payload byte is copied once on its way to
     the wire, where a contiguous bytearray queue copied it in, slid it to
     the block's front whenever the tail reached the end, and copied it out
-    (issue 12: with 4 MiB queued that slide moved every byte once more)."""
+    (issue 12: with 4 MiB queued that slide moved every byte once more).
 
-    chunks: list        # memoryview (referenced bytes) / bytearray (own block)
+    A sock that has not written holds the shared ``SNDQ_EMPTY`` (sendmsg
+    gives it a queue of its own first: sq_append refuses the shared one),
+    and a queue's list of chunks is the shared empty tuple while nothing is
+    queued: an idle connection adds no object for each full collection to
+    scan (issue 11)."""
+
+    chunks: Any         # list of memoryview (referenced bytes) / bytearray (own block)
     nbytes: int         # bytes queued (len)
     head: int           # bytes of chunks[0] acknowledged already
     tail: bytearray | None  # the last chunk when it is an own block still filling
 
     def __init__(self, data: Any = b"") -> None:
-        self.chunks = []
+        self.chunks = _SQ_NO_CHUNKS
         self.nbytes = 0
         self.head = 0
         self.tail = None
@@ -462,6 +470,10 @@ class SndQueue:
 
     def __repr__(self) -> str:
         return f"SndQueue({self.nbytes} bytes in {len(self.chunks)} chunks)"
+
+
+# sk.wq of a sock that never wrote (SndQueue; never appended to)
+SNDQ_EMPTY = SndQueue()
 
 
 class TxSeg:
@@ -762,14 +774,19 @@ def sq_append(q: SndQueue, data: Any, ref: bool) -> None:
     else copied into the queue's own tail block."""
     if q is None:
         raise TypeError("sq_append: the queue must be a SndQueue")
+    if q is SNDQ_EMPTY:
+        raise ValueError("sq_append: the shared empty queue takes nothing")
     n = len(data)
     if n <= 0:
         return
+    chunks = q.chunks
+    if chunks is _SQ_NO_CHUNKS:
+        chunks = q.chunks = []
     if ref:
         view = memoryview(data)
         if not view.readonly:
             raise ValueError("sq_append: a reference must be read-only")
-        q.chunks.append(view)
+        chunks.append(view)
         q.tail = None
     else:
         tail = q.tail
@@ -783,7 +800,7 @@ def sq_append(q: SndQueue, data: Any, ref: bool) -> None:
             tail = None
         if tail is None:
             tail = bytearray(data)
-            q.chunks.append(tail)
+            chunks.append(tail)
             q.tail = tail
     q.nbytes += n
 
@@ -794,13 +811,13 @@ def sq_consume(q: SndQueue, n: int) -> None:
         raise TypeError("sq_consume: the queue must be a SndQueue")
     if n <= 0:
         return
-    chunks = q.chunks
     if n >= q.nbytes:
-        del chunks[:]
+        q.chunks = _SQ_NO_CHUNKS
         q.nbytes = 0
         q.head = 0
         q.tail = None
         return
+    chunks = q.chunks
     q.nbytes -= n
     head = q.head
     k = 0

@@ -102,6 +102,7 @@ RcvQueue = _tcp_fast.RcvQueue
 # The send queue holds the immutable bytes written by reference and copies of
 # anything else, until they are acknowledged (tcp_fast.SndQueue).
 SndQueue = _tcp_fast.SndQueue
+SNDQ_EMPTY = _tcp_fast.SNDQ_EMPTY
 sq_append = _tcp_fast.sq_append
 sq_ref_ok = _tcp_fast.sq_ref_ok
 
@@ -284,7 +285,7 @@ class TcpSock(TcpCb):
             self.sndbuf, self.rcvbuf = listener.sndbuf, listener.rcvbuf
             self.ca_ops = listener.ca_ops
         # sequence space: send
-        self.wq = SndQueue()
+        self.wq = SNDQ_EMPTY       # (its own queue on the first write)
         self.fin_queued = False
         self.snd_up: int | None = None   # urgent pointer while in urgent mode
         self.urg_data: int | None = None  # the out-of-band byte, once it arrived
@@ -552,6 +553,8 @@ class TcpSock(TcpCb):
         n = min(len(mv), self.sndbuf - len(self.wq))
         if n <= 0:
             return 0
+        if self.wq is SNDQ_EMPTY:
+            self.wq = SndQueue()
         unsent = seq_diff(self.write_seq, self.snd_nxt)
         if not unsent:
             # tcp_skb_entail: a write that starts a new skb (nothing unsent
