@@ -4,7 +4,8 @@
                                             [--copy] [--out DIR] [--tag NAME]
                                             [--rx-cap SECONDS] [--loop-trace S]
                                             [--pyspy S] [--capture S]
-                                            [--rx-only] [--gc-off S]
+                                            [--rx-only] [--gc-off S] [--gc-freeze]
+                                            [--tx-thread]
 
 Runs the workload of tests/tap/test_tcp_kernel_many_flows.py (N kernel
 clients in a namespace, one tcpio server over TAP, ``size`` bytes each way
@@ -42,7 +43,20 @@ ACK of it, how long its handshake took (the client's RTO comes from it),
 when tcpio's first data went, and the clients' retransmissions.
 ``--rx-only``: the server only reads (the clients' digests then fail): the
 receive path's capacity alone.  ``--gc-off S``: no collector in the first S
-seconds.  The tracing costs time of its own: compare counts, not elapsed.
+seconds.  ``--gc-freeze``: ``gc.freeze()`` once the server listens (what an
+application may do after its start-up: the objects it made so far are no
+longer traversed by the collections of the burst).  Every run logs the
+collector's pauses (``gc``: per generation, count and seconds by 2 and 5 s and
+in all, the longest) and the objects it tracks before the clients start and
+after they end.  With ``--pyspy`` the summary's ``pyspy`` says where the
+samples went, by the innermost of a few marker frames (receive, device writes,
+accept, wakeups, the handlers' sends ...); py-spy shows a collection under
+whatever Python line allocated when it began, so a stack's outsized count at
+one allocating line is a pause (compare with ``gc``).
+``--tx-thread``: the TAP writes from a thread of its own
+(``TapDevice(tx_thread=True)``: the kernel's receive of what tcpio sends runs
+beside the loop), for A/B runs in one tree.
+The tracing costs time of its own: compare counts, not elapsed.
 
 The machine is shared: alternate the variants and report each run.
 """
@@ -250,10 +264,100 @@ class LoopTrace:
         return rows
 
 
+class GcLog:
+    """The collector's pauses over the whole run (gc.callbacks): generation,
+    start (seconds since ``t0``) and length of each; ~1 us a collection."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.pauses: list[tuple[int, float, float]] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._start = now
+        else:
+            self.pauses.append((info["generation"], self._start - self.t0, now - self._start))
+
+    def summary(self) -> dict[str, Any]:
+        """Per generation: [count, seconds] of the pauses that began by 2 s,
+        by 5 s and in all; the longest pause and when it began."""
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            ps = [(t, d) for g, t, d in self.pauses if g == gen]
+            out[f"gen{gen}"] = [[sum(1 for t, _ in ps if t <= lim),
+                                 round(sum(d for t, d in ps if t <= lim), 3)]
+                                for lim in (2.0, 5.0, float("inf"))]
+        if self.pauses:
+            g, t, d = max(self.pauses, key=lambda p: p[2])
+            out["longest"] = {"gen": g, "at_s": round(t, 2), "s": round(d, 3)}
+        return out
+
+
+# py-spy's samples by the innermost of these frames on their stack (the first
+# of a stack's frames, from the leaf up, that names one): where tcpio's time goes
+PYSPY_CATEGORIES = (
+    ("tx: device writes", ("_TunTapBase.send_batch",)),
+    ("tx: coalesce", ("coalesce",)),
+    ("tx: other", ("Stack._transmit",)),
+    ("accept: SYN", ("TcpProto._rcv_request", "_TunTapBase._on_syn")),
+    ("accept: child", ("tcp_check_req",)),
+    ("accept: glue", ("TcpTransport._connection_made", "Server._accept_connection")),
+    ("rx: batch end (ACKs, ACK-clocked sends)", ("Host._run_batch_end",)),
+    ("rx: segments", ("Host.receive_batch",)),
+    ("rx: device reads", ("_TunTapBase._read_flows", "_TunTapBase.poll_rx",
+                          "_TunTapBase._on_readable")),
+    ("wakeups: to the streams", ("TcpTransport._on_wakeup", "TcpTransport._read_ready")),
+    ("app: sendmsg", ("TcpSock.sendmsg",)),
+    ("app: transport write", ("TcpTransport.write",)),
+    ("app: handler, streams", ("server_handler.<locals>.serve",
+                               "server_handler.<locals>.serve.<locals>.send",
+                               "server_handler.<locals>.serve.<locals>.receive")),
+    ("kick: other", ("Stack.kick",)),
+    ("timers", ("Stack._on_timer",)),
+    ("tx thread: writes, beside the loop", ("TxWriter._run",)),
+    ("tx thread: waiting for work", ("Condition.wait",)),
+)
+
+
+def pyspy_summary(path: Path) -> dict[str, Any]:
+    """py-spy's folded stacks (``--format raw``) by PYSPY_CATEGORIES: share
+    of the samples each; ``busiest_lines``: the leaf lines with the most
+    samples (a collection shows as one allocating line's outsized count)."""
+    cats: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    names = {name: cat for cat, frames in PYSPY_CATEGORIES for name in frames}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n_s = line.rpartition(" ")
+        if not stack or not n_s.isdigit():
+            continue
+        n = int(n_s)
+        total += n
+        frames = stack.split(";")
+        cat = "other"
+        for frame in reversed(frames):
+            c = names.get(frame.split(" (", 1)[0])
+            if c is not None:
+                cat = c
+                break
+        cats[cat] = cats.get(cat, 0) + n
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
+    if not total:
+        return {}
+    top = sorted(leaves.items(), key=lambda kv: -kv[1])[:6]
+    return {"samples": total,
+            "percent": {c: round(100 * n / total, 1)
+                        for c, n in sorted(cats.items(), key=lambda kv: -kv[1])},
+            "busiest_lines": {k: v for k, v in top}}
+
+
 async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
               rx_cap: float | None = None, loop_trace: float = 0.0,
               pyspy: float = 0.0, capture: float = 0.0, rx_only: bool = False,
-              gc_off: float = 0.0) -> dict[str, Any]:
+              gc_off: float = 0.0, gc_freeze: bool = False,
+              tx_thread: bool = False) -> dict[str, Any]:
     from netns import kernel_peer
     from tap import test_tcp_kernel_many_flows as T
     from tap.test_tcp_kernel_common import kernel_mib
@@ -273,8 +377,12 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
             writer.close()
 
     out.mkdir(parents=True, exist_ok=True)
-    opts = None if rx_cap is None else {"rx_share": RxShare(cap=rx_cap)}
-    async with kernel_peer(ipv6=False, tap_options=opts) as peer:
+    opts: dict[str, Any] = {}
+    if rx_cap is not None:
+        opts["rx_share"] = RxShare(cap=rx_cap)
+    if tx_thread:
+        opts["tx_thread"] = True
+    async with kernel_peer(ipv6=False, tap_options=opts or None) as peer:
         await peer.stack.start_server(serve, peer.tcpio_ip, T.PORT, backlog=flows)
         k0 = kernel_mib(peer.ns).get("TCPTimeouts", 0)
         (out / "clients.py").write_text(T.KERNEL_CLIENTS)
@@ -324,6 +432,12 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
             # no collector pauses in the first seconds (what they cost)
             gc.disable()
             asyncio.get_running_loop().call_later(gc_off, gc.enable)
+        if gc_freeze:
+            # the start-up's objects out of the burst's collections
+            gc.freeze()
+        tracked0 = len(gc.get_objects())
+        gclog = GcLog()
+        gc.callbacks.append(gclog)
         t0 = time.monotonic()
         res = await peer.ns.arun(sys.executable, str(out / "clients.py"), peer.tcpio_ip,
                                  str(T.PORT), str(flows), str(size), str(T.CLIENT_SEED),
@@ -334,6 +448,8 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
                 break
             await asyncio.sleep(0.05)
         done = True
+        gc.callbacks.remove(gclog)
+        tracked1 = len(gc.get_objects())
         await sampling
         if spy is not None:
             await spy.wait()
@@ -348,7 +464,9 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
         k_rtos = kernel_mib(peer.ns).get("TCPTimeouts", 0) - k0
         tcpio_rtos = peer.stack.mib().get("TCPTimeouts", 0)
         tap = peer.tap
-        reader = {**tap.rx_share.stats(), "cap": tap.rx_share.cap,
+        writer = tap.tx_writer
+        tx = None if writer is None else {"batches": writer.batches, "waits": writer.waits}
+        reader = {**tap.rx_share.stats(), "cap": tap.rx_share.cap, "tx_thread": tx,
                   "time_squeeze": tap.time_squeeze,
                   "softnet": {k: round(v, 3) for k, v in peer.stack.softnet_stat.items()}}
     flights = first_flights(out / f"{tag}.pcap", T.PORT) if capture else None
@@ -357,7 +475,10 @@ async def run(flows: int, size: int, copy: bool, out: Path, tag: str,
         "tag": tag, "flows": flows, "size": size, "copy": copy,
         "client": res.stdout.strip()[:100], "server_ok": verdicts.count(True),
         "elapsed": round(elapsed, 1), "MBps_both_ways": round(2 * flows * size / elapsed / 1e6, 1),
-        "tcpio_rtos": tcpio_rtos, "kernel_rtos": k_rtos, "reader": reader})
+        "tcpio_rtos": tcpio_rtos, "kernel_rtos": k_rtos, "reader": reader,
+        "gc": {**gclog.summary(), "freeze": gc_freeze, "frozen": gc.get_freeze_count(),
+               "tracked_before_after": [tracked0, tracked1]},
+        "pyspy": pyspy_summary(out / f"{tag}.pyspy.txt") if pyspy else None})
 
 
 def first_flights(pcap: Path, port: int) -> dict[str, Any]:
@@ -473,11 +594,19 @@ def main() -> None:
                          "receive path keeps up with when tcpio sends nothing")
     ap.add_argument("--gc-off", type=float, default=0.0, metavar="SECONDS",
                     help="the cyclic collector off for the first SECONDS")
+    ap.add_argument("--tx-thread", action="store_true",
+                    help="the TAP writes from a thread of its own (TapDevice(tx_thread=True))")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="gc.freeze() once the server listens, before the clients start")
     a = ap.parse_args()
+    if a.size > (1 << 20):
+        # the test's windows are cut from buffers of 2 MiB: a larger size
+        # would be cut short silently (and the MB/s overstated)
+        ap.error("--size: at most 1 MiB (tests/tap/test_tcp_kernel_many_flows.py's SPAN)")
     tag = a.tag or f"{'copy' if a.copy else 'view'}-{a.flows}x{a.size}-{os.getpid()}"
     print(json.dumps(asyncio.run(run(a.flows, a.size, a.copy, a.out, tag, a.rx_cap,
                                         a.loop_trace, a.pyspy, a.capture, a.rx_only,
-                                        a.gc_off))))
+                                        a.gc_off, a.gc_freeze, a.tx_thread))))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import functools
 import logging
 import socket as _socket
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -133,9 +132,13 @@ class Stack:
         # frames _transmit joined into the super-frame before them (tx_coalesce)
         self.tx_coalesced = 0
         self._endpoints: set[UdpTransport] = set()
-        # TCP transports register here so close() can end them (weak: a
-        # transport that is gone needs no closing).
-        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()
+        # TCP transports register here so close() can end them, from their
+        # creation to their connection_lost, as the server's _clients: a
+        # set (a WeakSet took a weak reference per transport, one more
+        # object per connection for the cycle collector: issue 11).  It
+        # keeps nothing alive longer: until connection_lost the sock holds
+        # its transport anyway (sk.wakeup).
+        self._transports: set[Any] = set()
         # ping(): outstanding echo requests by (ident, seq); one ident per stack.
         self._pings: dict[tuple[int, int], tuple[asyncio.Future[float], bytes]] = {}
         self._ping_ident = self.host.rng.getrandbits(16)

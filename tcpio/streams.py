@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,8 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
     """
 
     _closed_fut: asyncio.Future[None] | _ClosedCleanly | None = None
+    # the reader, held strongly (see _stream_reader_wr)
+    _reader: asyncio.StreamReader | None = None
     # asyncio's private state, which typeshed does not declare
     _stream_writer: asyncio.StreamWriter | None
     _task: asyncio.Task[Any] | None
@@ -116,6 +119,25 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
         fut = self._closed_fut
         if fut is not None and not fut.done():
             self._closed_fut = None     # nobody has seen it: make it when asked
+
+    # asyncio holds the reader by a weak reference (_stream_reader_wr, read
+    # only by the _stream_reader property), one more object the cycle
+    # collector tracks per connection (issue 11); here the reader itself.
+    # Nothing lives longer for it: until connection_lost (which clears it)
+    # the sock holds the transport, the transport this protocol, and a
+    # reader with data arriving is fed either way.
+    @property
+    def _stream_reader_wr(self) -> Any:
+        # (made when asked, which asyncio's code does not do)
+        return None if self._reader is None else weakref.ref(self._reader)
+
+    @_stream_reader_wr.setter
+    def _stream_reader_wr(self, ref: Any) -> None:
+        self._reader = None if ref is None else ref()
+
+    @property
+    def _stream_reader(self) -> asyncio.StreamReader | None:
+        return self._reader
 
     @property
     def _closed(self) -> Any:

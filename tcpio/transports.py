@@ -96,7 +96,7 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self._sk = sk
         registry = getattr(stack, "_transports", None)
         if registry is not None:   # Stack.close() ends every transport
-            registry.add(self)
+            registry.add(self)     # (until connection_lost: _call_connection_lost)
         # the core TcpSock, for introspection (state, srtt, rto); not for I/O:
         # get_extra_info("tcp_sock") (and "socket", None: no kernel socket to
         # hand out) answer without an entry in _extra, which stays empty and
@@ -137,7 +137,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self._server = server
         if server is not None:
             server._attach(self)
-        sk.wakeup = self._on_wakeup
+        # the transport itself, called (__call__ is _on_wakeup): a bound
+        # method would be one more tracked object per connection for every
+        # full collection of the cycle collector to scan (issue 11)
+        sk.wakeup = self
         # Like asyncio: connection_made from the loop, then start reading
         # (data may already be queued), then wake whoever awaits the result.
         # (One callback for the first two: asyncio's are adjacent in the
@@ -253,6 +256,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
                     self._force_close(exc)
         finally:
             self._in_wakeup = False
+
+    __call__ = _on_wakeup
 
     def _read_ready(self) -> None:
         sk = self._sk
@@ -522,6 +527,9 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
                     finally:
                         self._stack.kick()
             self._protocol = None
+            registry = getattr(self._stack, "_transports", None)
+            if registry is not None:
+                registry.discard(self)
             server, self._server = self._server, None
             if server is not None:
                 server._detach(self)

@@ -221,6 +221,49 @@ def test_an_exception_from_tx_hdr_propagates(devio, pair) -> None:
     assert drain(peer) == [ZERO_HDR + b"a" * 60]
 
 
+
+# --- write_all (a writer thread's batch, the GIL released) ---------------------------
+
+def test_write_all_puts_each_frame_behind_its_header_in_order(devio, pair) -> None:
+    fd, peer = pair
+    frames = [b"a" * 60, payload(1514, 3), b"c"]
+    hdrs = [ZERO_HDR, b"H" * HLEN, ZERO_HDR]
+    io = devio.FrameIO(2048, HLEN)
+    assert io.write_all(fd, frames, hdrs, 0) == 3
+    assert io.error == 0 and io.dropped == 0 and io.nbytes == 60 + 1514 + 1
+    assert drain(peer) == [h + f for h, f in zip(hdrs, frames)]
+    plain = devio.FrameIO(2048)
+    assert plain.write_all(fd, frames, None, 0) == 3 and plain.nbytes == 60 + 1514 + 1
+    assert drain(peer) == frames
+    assert plain.write_all(fd, [], None, 0) == 0
+    with pytest.raises(ValueError):
+        io.write_all(fd, frames, hdrs[:2], 0)        # one header a frame
+
+
+def test_write_all_waits_for_room_then_drops_what_still_does_not_fit(devio, pair) -> None:
+    fd, peer = pair
+    frames = [payload(1000, i) for i in range(2000)]       # far more than the socket takes
+    io = devio.FrameIO(2048)
+    sent = io.write_all(fd, frames, None, 3)       # nobody reads: ~3 ms of waiting, then drops
+    assert 0 < sent < len(frames)
+    assert io.dropped == len(frames) - sent and io.error == errno.EAGAIN
+    assert io.nbytes == 1000 * sent
+    assert drain(peer) == frames[:sent]            # the first ones, in order
+
+
+def test_write_all_errors_drop_the_frame_and_go_on(devio) -> None:
+    r, w = os.pipe()
+    try:
+        io = devio.FrameIO(2048)
+        assert io.write_all(r, [b"x" * 10, b"y"], None, 100) == 0      # the read end
+        assert io.dropped == 2 and io.error == errno.EBADF and io.nbytes == 0
+        assert io.write_all(w, [b"x" * 10, b"y"], None, 0) == 2 and io.dropped == 0
+        assert os.read(r, 100) == b"x" * 10 + b"y"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 # --- the twins agree ------------------------------------------------------------------
 
 frame_st = st.tuples(st.sampled_from([ZERO_HDR, CSUM_HDR, GSO_HDR, b"\0\0\x01", b""]),

@@ -21,3 +21,13 @@ def cast(t: Any, value: Any) -> Any:
 
 def address(value: Any) -> Any:
     return value
+
+
+def no_gc(cls: Any) -> Any:
+    """``@cython.no_gc``: a directive for the compiled class only."""
+    return cls
+
+
+def cclass(cls: Any) -> Any:
+    """``@cython.cclass``: a cdef class when compiled (the .pxd says so too)."""
+    return cls

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 from collections.abc import Callable, Sequence
 
 __all__ = ["FrameIO"]
@@ -32,6 +33,7 @@ class FrameIO:
         self.nbytes = 0
         self.error = 0
         self.runts = 0
+        self.dropped = 0
 
     def read(self, fd: int, budget: int, frames: list[bytes],
              offloaded: Callable[[bytes, list[bytes]], None]) -> int:
@@ -91,3 +93,40 @@ class FrameIO:
             return len(frames)
         finally:
             self.nbytes = nbytes
+
+    def write_all(self, fd: int, frames: list[bytes], hdrs: list[bytes] | None,
+                  wait_ms: int) -> int:
+        """Each of ``frames`` with one write (behind ``hdrs[i]`` when
+        ``hlen``); a full queue waited out with poll, ``wait_ms`` in all,
+        then the frame dropped (``dropped``, ``error``); the count written.
+        (os.write and os.writev release the GIL in each call.)"""
+        hlen = self.hlen
+        if hlen and (hdrs is None or len(hdrs) != len(frames)):
+            raise ValueError("write_all: one header a frame")
+        sent = dropped = nbytes = waited = last = 0
+        poller = None
+        for i, frame in enumerate(frames):
+            while True:
+                try:
+                    if hlen:
+                        assert hdrs is not None
+                        os.writev(fd, (hdrs[i], frame))
+                    else:
+                        os.write(fd, frame)
+                except OSError as exc:
+                    e = exc.errno or errno.EIO
+                    if e in (errno.EAGAIN, errno.ENOBUFS) and waited < wait_ms:
+                        if poller is None:
+                            poller = select.poll()
+                            poller.register(fd, select.POLLOUT)
+                        poller.poll(1)
+                        waited += 1
+                        continue
+                    dropped += 1
+                    last = e
+                else:
+                    sent += 1
+                    nbytes += len(frame)
+                break
+        self.nbytes, self.error, self.dropped = nbytes, last, dropped
+        return sent

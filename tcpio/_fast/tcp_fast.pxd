@@ -19,6 +19,13 @@ from tcpio._fast._buf cimport ba_append, ba_consume, rbuf, rbuf_get, rbuf_releas
 from tcpio._fast.tx cimport tcp_data_frame, tcp_data_frame6
 
 
+cdef class RttEstimator:
+    # C fields only: not tracked by the cycle collector (issue 11)
+    cdef public double _base_rto, _rttvar, _srtt, granularity, rto_initial, rto_max, rto_min
+    cdef public long long backoff_count
+    cdef public bint has_sample
+
+
 cdef class RcvQueue:
     # the receive queue (tcp_fast.RcvQueue): chunks, oldest first
     cdef public object chunks

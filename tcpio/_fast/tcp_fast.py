@@ -100,7 +100,12 @@ from collections import deque
 from tcpio._fast import load
 from tcpio._fast.gso import gso_frame
 
-__all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append",
+# sk.rtx_timer and sk.delack_timer until first armed (one object for both
+# builds: the differential tests run them against one TcpSock)
+from tcpio.core.timer import NO_TIMER
+
+__all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of",
+           "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
@@ -324,6 +329,114 @@ class TcpCb:
         self.last_synq_overflow = -1e9
 
 
+class RttEstimator:
+    """sk.rtt_est: the RTO estimator of RFC 6298 with Linux's floor and cap
+    (the rules: tcpio/core/tcp/tcp_rtt.py, which exports this class).
+
+    Here, beside TcpCb, so that compiled it is a cdef class of C fields
+    only: CPython's cycle collector does not track it at all, one object
+    less per connection for every full collection to scan (issue 11: a
+    server with many idle connections pays each of them)."""
+
+    _base_rto: float
+    _rttvar: float
+    _srtt: float
+    backoff_count: int
+    granularity: float
+    has_sample: bool
+    rto_initial: float
+    rto_max: float
+    rto_min: float
+
+    def __init__(self, rto_initial: float = 1.0, rto_min: float = 0.2,
+                 rto_max: float = 120.0, granularity: float = 0.0) -> None:
+        self.rto_initial = rto_initial
+        self.rto_min = rto_min
+        self.rto_max = rto_max
+        self.granularity = granularity  # G: the clock's tick (0 for a float clock)
+        self._srtt = 0.0
+        self._rttvar = 0.0
+        self._base_rto = min(rto_initial, rto_max)
+        self.backoff_count = 0           # icsk_backoff
+        self.has_sample = False
+
+    def sample(self, rtt: float) -> None:
+        """Feed one RTT measurement (seconds) from a segment sent once."""
+        if rtt < 0:
+            return
+        if not self.has_sample:
+            self._srtt = rtt
+            self._rttvar = rtt / 2
+            self.has_sample = True
+        else:
+            # RTTVAR first, with the old SRTT (RFC 6298 2.3 order);
+            # beta = 1/4, alpha = 1/8
+            err = self._srtt - rtt
+            self._rttvar = 0.75 * self._rttvar + 0.25 * (err if err >= 0 else -err)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        # max(G, K * RTTVAR, rto_min) with K = 4, and the rto_max cap,
+        # without the builtins' calls (once per ACK that moves snd_una)
+        var = 4 * self._rttvar
+        if var < self.granularity:
+            var = self.granularity
+        if var < self.rto_min:
+            var = self.rto_min
+        rto = self._srtt + var
+        self._base_rto = rto if rto < self.rto_max else self.rto_max
+
+    @property
+    def srtt(self) -> float:
+        """Smoothed RTT in seconds (0.0 before the first sample)."""
+        return self._srtt
+
+    @property
+    def rttvar(self) -> float:
+        return self._rttvar
+
+    @property
+    def base_rto(self) -> float:
+        """The RTO without backoff."""
+        return self._base_rto
+
+    @property
+    def rto(self) -> float:
+        """The current RTO including exponential backoff, capped at rto_max."""
+        if not self.backoff_count:
+            return self._base_rto       # (never above rto_max: sample and reset cap it)
+        n = min(self.backoff_count, 40)
+        rto = self._base_rto * 2.0 ** n     # (exact: a power of two)
+        return rto if rto < self.rto_max else self.rto_max
+
+    def backoff(self) -> float:
+        """RFC 6298 5.5: double the RTO (after a timeout); returns the new RTO.
+
+        ``backoff_count`` counts every call (like ``icsk_backoff``); the RTO
+        itself stops growing at rto_max.
+        """
+        self.backoff_count += 1
+        return self.rto
+
+    def reset_backoff(self) -> None:
+        """New data was acknowledged: drop the backoff (Linux clears icsk_backoff)."""
+        self.backoff_count = 0
+
+    def reset(self, rto: float | None = None) -> None:
+        """Forget the samples (e.g. RFC 6298 5.7: back to 3 s after a lost SYN)."""
+        self._srtt = self._rttvar = 0.0
+        self.has_sample = False
+        self.backoff_count = 0
+        r = self.rto_initial if rto is None else rto
+        self._base_rto = r if r < self.rto_max else self.rto_max
+
+
+# Compiled, not tracked by the cycle collector (issue 11: one object less
+# per connection for each full collection to scan).  Safe because a
+# RcvQueue cannot be part of a reference cycle: it holds only bytes-like
+# chunks (views of immutable frames, bytearrays, gso.GsoFrame's attributes
+# are ints) in a deque or a tuple.  (The directive works on the class here,
+# with cclass, and is ignored in the .pxd.)
+@cython.no_gc
+@cython.cclass
 class RcvQueue:
     """sk.rq: the in-order bytes the user has not read yet (sk_receive_queue).
 
@@ -1235,6 +1348,9 @@ def ack_snd_check(sk: TcpCb, now: float) -> None:
     else:
         timer = sk.delack_timer
         if timer.when is None:
+            if timer is NO_TIMER:
+                o: Any = sk
+                timer = o.delack_timer_made()
             timer.arm(now + sk.host.settings.tcp_delack_min)
 
 
@@ -1975,7 +2091,10 @@ def rearm_rto(sk: TcpCb, now: float) -> None:
     else:
         rto = o.rtt_est.rto
     o.pending = _ICSK_TIME_RETRANS
-    o.rtx_timer.arm(now + rto)
+    timer = o.rtx_timer
+    if timer is NO_TIMER:
+        timer = o.rtx_timer_made()
+    timer.arm(now + rto)
 
 
 def schedule_loss_probe(sk: TcpCb, now: float, advancing_rto: bool) -> bool:
@@ -2013,7 +2132,10 @@ def schedule_loss_probe(sk: TcpCb, now: float, advancing_rto: bool) -> bool:
     if 0 < delta < timeout:
         timeout = delta
     o.pending = _ICSK_TIME_LOSS_PROBE
-    o.rtx_timer.arm(now + timeout)
+    timer = o.rtx_timer
+    if timer is NO_TIMER:
+        timer = o.rtx_timer_made()
+    timer.arm(now + timeout)
     return True
 
 

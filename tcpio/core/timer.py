@@ -211,3 +211,35 @@ class TimerWheel:
                 if owner is not None:
                     timer.callback(owner, now)
         return fired
+
+
+class NoTimer:
+    """A timer not made yet: ``NO_TIMER``, the one stand-in, never pending,
+    which cancel() leaves so and which refuses to be armed (loudly).
+
+    A socket's retransmit and delayed-ACK timers (TcpSock.rtx_timer and
+    delack_timer) are made when first armed (``TcpSock.rtx_timer_made()``,
+    ``delack_timer_made()``; TCP's fast paths test for ``NO_TIMER``
+    themselves): an idle accepted connection never arms either, an idle
+    client only its retransmit timer (for the SYN), and each timer made,
+    with the socket's weak reference an owned timer holds, was one more
+    object per connection for every full collection of the cycle
+    collector to scan (issue 11)."""
+
+    __slots__ = ()
+    when = None
+    pending = False
+    prompt = False
+
+    def cancel(self) -> None:
+        pass
+
+    def arm(self, when: float) -> None:
+        raise AssertionError("a timer armed before it was made "
+                             "(TcpSock.rtx_timer_made / delack_timer_made)")
+
+    def __repr__(self) -> str:
+        return "NO_TIMER"
+
+
+NO_TIMER = NoTimer()

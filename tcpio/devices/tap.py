@@ -29,7 +29,12 @@ socket's sndbuf is spent) the device stops its interface's queue
 (``attach_netif``; the frames not written wait in the qdisc,
 docs/internals.md "Interface state") and watches the fd for room, then
 wakes it; without a queue, and for EIO while the link is down (the kernel
-refuses writes then), it is a counted drop.
+refuses writes then), it is a counted drop.  ``tx_thread=True`` (off by
+default): the writes go from a thread of the device's own (``TxWriter``,
+the GIL released for each batch), in order, so the kernel's receive of each
+frame, which runs inside its write(2), runs beside the loop instead of in
+it; the loop then waits only when the thread is ``MAX_PENDING`` frames
+behind, and a full queue is waited out in the thread.
 
 A queue for connection requests: the device opens with IFF_MULTI_QUEUE and
 a second fd, and an eBPF steering program (devices/tun_steering.py) makes
@@ -77,6 +82,7 @@ import fcntl
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -451,6 +457,86 @@ class RxShare:
                 "max_allow": self.max_allow}
 
 
+class TxWriter:
+    """A device's writer thread (``TapDevice(tx_thread=True)``, issue 11).
+
+    A TAP takes one frame per write(2), and the kernel's whole receive of
+    that frame (its TCP's ACK processing, the data that ACK lets the peer
+    send, back into our ring) runs inside the write: most of what tcpio's
+    loop paid for sending.  Here the loop only queues its batches; this
+    thread writes them (devio.FrameIO.write_all, the GIL released for each
+    batch), so the kernel's work runs beside the loop's Python on another
+    CPU.  Order is kept (one queue, one thread).  The loop waits (a
+    blocking write's backpressure) while MAX_PENDING frames are queued and
+    not yet written; a full tun queue is waited out in the thread (WAIT_MS
+    for a batch, then what is left is dropped and counted)."""
+
+    MAX_PENDING = 4096
+    WAIT_MS = 1000
+
+    def __init__(self, dev: _TunTapBase, io: FrameIO) -> None:
+        self.dev = dev
+        self.io = io            # the thread's own (a FrameIO keeps per-call state)
+        self.cv = threading.Condition()
+        self.frames: list[bytes] = []
+        self.hdrs: list[bytes] = []
+        self.pending = 0        # frames queued or being written
+        self.stopping = False
+        self.waits = 0          # put()s that waited for the thread (backpressure)
+        self.batches = 0        # write_all calls
+        self.thread = threading.Thread(target=self._run, name=f"tcpio-tx-{dev.name}",
+                                       daemon=True)
+        self.thread.start()
+
+    def put(self, frames: list[bytes], hdrs: list[bytes]) -> None:
+        cv = self.cv
+        with cv:
+            if self.pending >= self.MAX_PENDING:
+                self.waits += 1
+                while self.pending >= self.MAX_PENDING and not self.stopping:
+                    cv.wait(0.05)
+            self.frames += frames
+            self.hdrs += hdrs
+            self.pending += len(frames)
+            cv.notify_all()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Write what is queued, then end the thread (before the fd closes)."""
+        with self.cv:
+            self.stopping = True
+            self.cv.notify_all()
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+
+    def _run(self) -> None:
+        dev, io, cv = self.dev, self.io, self.cv
+        hlen = io.hlen
+        while True:
+            with cv:
+                while not self.frames and not self.stopping:
+                    cv.wait()
+                frames, hdrs = self.frames, self.hdrs
+                if not frames:
+                    return          # stopping, all written
+                self.frames, self.hdrs = [], []
+            fd = dev.fd
+            st = dev.stats
+            if fd is None:
+                st["tx_dropped"] += len(frames)
+            else:
+                sent = io.write_all(fd, frames, hdrs if hlen else None, self.WAIT_MS)
+                self.batches += 1
+                st["tx_packets"] += sent
+                st["tx_bytes"] += io.nbytes
+                if io.dropped:
+                    st["tx_dropped"] += io.dropped
+                    if io.error not in _DROP_ERRNOS and io.error not in _FULL_ERRNOS:
+                        st["tx_errors"] += io.dropped
+            with cv:
+                self.pending -= len(frames)
+                cv.notify_all()
+
+
 class _TunTapBase:
     """Shared fd handling for TAP and TUN; subclasses set the flags and link."""
 
@@ -458,6 +544,8 @@ class _TunTapBase:
     link: Link
     netif: NetifQueue | None = None     # the interface's queue (attach_netif)
     _tx_waiting = False                 # a writer watches the fd for room
+    tx_thread = False                   # writes from a thread of our own (TxWriter)
+    tx_writer: TxWriter | None = None   # that thread, made at the first send
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
     _rx_lone = 0            # reader batches in a row of one frame each (_on_readable)
     _tx_plain = b""                     # the plain virtio header (_frame_io)
@@ -480,7 +568,7 @@ class _TunTapBase:
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
                  syn_budget: int = 64, syn_share: SynShare | None = None,
-                 rx_share: RxShare | None = None) -> None:
+                 rx_share: RxShare | None = None, tx_thread: bool = False) -> None:
         if budget < 1 or syn_budget < 1:
             raise ValueError("budget and syn_budget must be >= 1")
         if txqueuelen is not None and not 1 <= txqueuelen <= 0x7FFFFFFF:
@@ -491,6 +579,7 @@ class _TunTapBase:
         self.mtu = mtu
         self.budget = budget
         self.stats = new_stats()
+        self.tx_thread = tx_thread
         # Frames that came or went as super-frames (virtio gso_type set) and
         # the segments they stood for.
         self.gso_stats = dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
@@ -1016,6 +1105,9 @@ class _TunTapBase:
             return
         io = self._frame_io()
         plain = self._tx_plain
+        if self.tx_thread:
+            self._tx_queue(frames, io.hlen, plain)
+            return
         count = len(frames)
         sent = nbytes = 0
         i = 0
@@ -1035,6 +1127,20 @@ class _TunTapBase:
         st["tx_packets"] += sent
         st["tx_bytes"] += nbytes
 
+    def _tx_queue(self, frames: Sequence[bytes | bytearray], hlen: int, plain: bytes) -> None:
+        """``send_batch`` with ``tx_thread``: the frames (as ``bytes``) and
+        their virtio headers, made here, to the writer thread."""
+        w = self.tx_writer
+        if w is None:
+            w = self.tx_writer = TxWriter(self, _FrameIO(self._readsize, hlen))
+        out = [f if isinstance(f, bytes) else bytes(f) for f in frames]
+        if hlen:
+            tx_hdr = self._tx_hdr
+            hdrs = [plain if type(f) is bytes else tx_hdr(f, plain) for f in frames]
+        else:
+            hdrs = []
+        w.put(out, hdrs)
+
     def _tx_hdr(self, frame: bytes | bytearray, plain: bytes) -> bytes:
         """The virtio header for a frame that is not plain ``bytes``: a TCP
         super-frame (``gso_size`` set) gets its segmentation header."""
@@ -1053,6 +1159,9 @@ class _TunTapBase:
     def stop(self) -> None:
         """Stop reading and close the fd (the kernel interface goes away unless
         it was made persistent).  Idempotent."""
+        w, self.tx_writer = self.tx_writer, None
+        if w is not None:
+            w.stop()        # what is queued goes before the fd closes
         fd, self.fd = self.fd, None
         if fd is None:
             return
@@ -1109,13 +1218,13 @@ class TapDevice(_TunTapBase):
                  budget: int = 256, txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
                  syn_budget: int = 64, syn_share: SynShare | None = None,
-                 rx_share: RxShare | None = None) -> None:
+                 rx_share: RxShare | None = None, tx_thread: bool = False) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError("mac must be 6 bytes")
         self.mac: bytes | None = mac if mac is not None else random_mac()
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
                          syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share,
-                         rx_share=rx_share)
+                         rx_share=rx_share, tx_thread=tx_thread)
 
 
 class TunDevice(_TunTapBase):
@@ -1129,7 +1238,7 @@ class TunDevice(_TunTapBase):
                  txqueuelen: int | None = DEFAULT_TXQUEUELEN,
                  offloads: bool | int = True, syn_queue: bool | None = None,
                  syn_budget: int = 64, syn_share: SynShare | None = None,
-                 rx_share: RxShare | None = None) -> None:
+                 rx_share: RxShare | None = None, tx_thread: bool = False) -> None:
         super().__init__(name, mtu, budget=budget, txqueuelen=txqueuelen, offloads=offloads,
                          syn_queue=syn_queue, syn_budget=syn_budget, syn_share=syn_share,
-                         rx_share=rx_share)
+                         rx_share=rx_share, tx_thread=tx_thread)

@@ -27,7 +27,7 @@ from ... import _fast
 from ..errors import sock_error
 from ..in_h import AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY
 from ..ipv6 import V4MAPPED_PREFIX, is_v4mapped
-from ..timer import PromptTimer, Timer
+from ..timer import NO_TIMER, NoTimer, PromptTimer, Timer
 from . import tcp_output, tcp_timer
 from .inet6_addr import V6MASK, V6TAG, untag6
 from .sock_opts import (
@@ -356,22 +356,39 @@ class TcpSock(TcpCb):
         self.pending = 0            # ICSK_TIME_*
         # ACK scheduling (icsk_ack)
         self.lsndtime: float | None = None  # last time data was sent
-        # timers: one per purpose (inet_csk: retransmit, delack, keepalive/sk_timer)
-        timers = host.timers
-        # (owned timers: they hold the socket weakly, so a closed socket is
-        # freed by reference counting, not left to the cycle collector)
-        # (TimerWheel.timer's work, without its call: twice per socket)
-        me = weakref.ref(self)
-        self.rtx_timer = Timer(timers, tcp_timer.tcp_write_timer, me)
-        # (prompt: it does not wait for input held in a device when timers
-        # fall due, Stack._on_timer; an ACK still queued does not make a
-        # delayed ACK wrong, and holding it made the peer retransmit)
-        self.delack_timer = PromptTimer(timers, tcp_timer.tcp_delack_timer, me)
-        # keepalive/sk_timer: made when first armed (tcp_timer.keepalive_timer)
+        # timers: one per purpose (inet_csk: retransmit, delack, keepalive/sk_timer),
+        # each made when first armed (rtx_timer_made, delack_timer_made,
+        # tcp_timer.keepalive_timer): an idle connection keeps few or none
+        self.rtx_timer: Timer | NoTimer = NO_TIMER
+        self.delack_timer: Timer | NoTimer = NO_TIMER
         self.ka_timer: Timer | None = None
         # tracing: off unless the stack traces every connection (tcp_trace)
         sink = proto.trace_sink
         self.trace = None if sink is None else SockTracer(sink)
+
+    # --- timers made when first armed --------------------------------------
+    # (owned timers: they hold the socket weakly, so a closed socket is freed
+    # by reference counting, not left to the cycle collector; the timer
+    # wheel's work, TimerWheel.timer, without its call)
+    def rtx_timer_made(self) -> Timer:
+        """``rtx_timer``, made now if it was not (NO_TIMER): to arm it."""
+        timer = self.rtx_timer
+        if timer is NO_TIMER:
+            timer = self.rtx_timer = Timer(self.host.timers, tcp_timer.tcp_write_timer,
+                                           weakref.ref(self))
+        return timer  # type: ignore[return-value]
+
+    def delack_timer_made(self) -> Timer:
+        """``delack_timer``, made now if it was not (NO_TIMER): to arm it.
+        Prompt: it does not wait for input held in a device when timers
+        fall due (Stack._on_timer); an ACK still queued does not make a
+        delayed ACK wrong, and holding it made the peer retransmit."""
+        timer = self.delack_timer
+        if timer is NO_TIMER:
+            timer = self.delack_timer = PromptTimer(self.host.timers,
+                                                    tcp_timer.tcp_delack_timer,
+                                                    weakref.ref(self))
+        return timer  # type: ignore[return-value]
 
     # --- derived values --------------------------------------------------
     @property

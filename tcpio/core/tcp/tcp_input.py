@@ -12,6 +12,7 @@ import errno
 from typing import TYPE_CHECKING, Any, cast
 
 from ... import _fast
+from ..timer import NO_TIMER
 from . import tcp_output, tcp_sack
 from .tcp_recovery import (
     tcp_cwnd_reduction,
@@ -288,6 +289,12 @@ def tcp_finish_connect(sk: TcpSock, now: float) -> None:
     if sk.opts.keepalive:
         tcp_set_keepalive(sk, now)
     tcp_output.sndbuf_expand(sk)
+    # The SYN's retransmit timer, cancelled by tcp_ack unless data is in
+    # flight, goes (its stale heap entry drops it): made again when first
+    # armed, so an idle client keeps no timer, as an idle accepted
+    # connection (issue 11: objects for the cycle collector to scan)
+    if not sk.rtx_timer.pending:
+        sk.rtx_timer = NO_TIMER
     # (no wakeup here: the ACK of our SYN freed a segment, so tcp_ack, which
     # both callers ran just before, scheduled it)
 
@@ -708,7 +715,7 @@ def tcp_ack_probe(sk: TcpSock, now: float) -> None:
         sk.probe_start = 0.0        # (icsk_probes_tstamp: the window opened)
     else:
         sk.pending = tcp_output.ICSK_TIME_PROBE0
-        sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
+        sk.rtx_timer_made().arm(now + tcp_clamp_probe0_to_user_timeout(
             sk, now, tcp_output.tcp_probe0_when(sk)))
 
 
@@ -1062,7 +1069,7 @@ def tcp_fin(sk: TcpSock, now: float, ack_now: bool = False) -> None:
                 # No data ever arrived: Linux's icsk_ack.ato is still 0, so
                 # tcp_send_delayed_ack's timer fires at the next tick, not
                 # after TCP_ATO_MIN (the kernel here: 0.4-0.8 ms later).
-                sk.delack_timer.arm(now + TCP_ATO_UNSET_DELAY)
+                sk.delack_timer_made().arm(now + TCP_ATO_UNSET_DELAY)
     elif state == TCP_FIN_WAIT1:
         # simultaneous close: both FINs crossed
         tcp_send_ack(sk, now)

@@ -630,7 +630,7 @@ def tcp_check_probe_timer(sk: TcpSock, now: float) -> None:
     if not tcp_send_head(sk):
         return
     sk.pending = ICSK_TIME_PROBE0
-    sk.rtx_timer.arm(now + tcp_probe0_base(sk))
+    sk.rtx_timer_made().arm(now + tcp_probe0_base(sk))
 
 
 def tcp_probe0_base(sk: TcpSock) -> float:
@@ -893,7 +893,7 @@ def tcp_connect(sk: TcpSock, now: float) -> None:
     sk.snd_nxt = seg.end_seq
     tcp_transmit_skb(sk, sk.iss, TCPHDR_SYN, b"", now)
     sk.pending = 1
-    sk.rtx_timer.arm(now + TCP_TIMEOUT_INIT)
+    sk.rtx_timer_made().arm(now + TCP_TIMEOUT_INIT)
 
 
 def tcp_send_synack(sk: TcpSock, now: float) -> None:

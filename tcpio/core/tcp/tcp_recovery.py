@@ -125,7 +125,7 @@ def tcp_rack_mark_lost(sk: TcpSock, now: float) -> bool:
     if not timeout:
         return False
     sk.pending = tcp_output.ICSK_TIME_REO_TIMEOUT
-    sk.rtx_timer.arm(now + min(timeout + tcp_output.TCP_TIMEOUT_MIN, sk.rto))
+    sk.rtx_timer_made().arm(now + min(timeout + tcp_output.TCP_TIMEOUT_MIN, sk.rto))
     return True
 
 

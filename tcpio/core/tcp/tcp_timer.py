@@ -196,7 +196,7 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         # first one reaches the model time of tcp_retries2 (retrans_stamp is
         # the first attempt's, refused or not), as a lost one would.
         sk.pending = ICSK_TIME_RETRANS
-        sk.rtx_timer.arm(now + TCP_RESOURCE_PROBE_INTERVAL)
+        sk.rtx_timer_made().arm(now + TCP_RESOURCE_PROBE_INTERVAL)
         return
     sk.rtt_est.backoff()
     when = now + sk.rto
@@ -204,7 +204,7 @@ def tcp_retransmit_timer(sk: TcpSock, now: float) -> None:
         # tcp_clamp_rto_to_user_timeout: do not overshoot the user's limit
         when = min(when, max(sk.retrans_stamp + sk.opts.user_timeout, now + 0.001))
     sk.pending = ICSK_TIME_RETRANS
-    sk.rtx_timer.arm(when)
+    sk.rtx_timer_made().arm(when)
 
 
 def tcp_enter_loss(sk: TcpSock) -> None:
@@ -278,7 +278,7 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         # next try after TCP_RESOURCE_PROBE_INTERVAL (a probe still counts)
         sk.probes_out += 1
         sk.pending = ICSK_TIME_PROBE0
-        sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
+        sk.rtx_timer_made().arm(now + tcp_clamp_probe0_to_user_timeout(
             sk, now, TCP_RESOURCE_PROBE_INTERVAL))
         return
     if woke:
@@ -294,7 +294,7 @@ def tcp_probe_timer(sk: TcpSock, now: float) -> None:
         # that stops growing at rto << tcp_retries2
         sk.backoff += 1
     sk.pending = ICSK_TIME_PROBE0
-    sk.rtx_timer.arm(now + tcp_clamp_probe0_to_user_timeout(
+    sk.rtx_timer_made().arm(now + tcp_clamp_probe0_to_user_timeout(
         sk, now, tcp_output.tcp_probe0_when(sk)))
 
 
