@@ -420,8 +420,10 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # no data left to carry it goes through tcp_transmit_skb)
     path = _tcp_xmit_path(sk, mss) if not sack_len and fast.xmit_plain(sk) else None
     # Segments to ourselves (loopback) come back only after this call, like the
-    # kernel's socket backlog: the loop holds views of sk.wq, which processing
-    # their ACK would resize.
+    # kernel's socket backlog (segments for a socket its owner holds wait in
+    # sk_backlog until release_sock): their ACK would otherwise move snd_una,
+    # packets_out and sk.wq's acknowledged chunks under the loop that is
+    # counting them.
     held = sk.host.defer_loopback()
     # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
