@@ -55,7 +55,7 @@ def make_cb(m: Any) -> Any:
     }.items():
         setattr(sk, name, value)
     sk.rq = m.RcvQueue()
-    sk.wq = bytearray()
+    sk.wq = m.SndQueue()
     sk.rtx = []
     sk.ofo = []
     sk.urg_seq = None
@@ -99,7 +99,7 @@ def main() -> None:
     out: list = []
 
     def send_and_ack() -> None:
-        m.buf_append(tx.wq, payload)
+        m.sq_append(tx.wq, payload, False)
         tx.write_seq = (tx.write_seq + len(payload)) & 0xFFFFFFFF
         m.write_xmit(tx, 1460, out, 1, None, None, 64, 1.0)
         out.clear()

@@ -21,6 +21,7 @@ in docs/internals.md) and re-reads the sock's state each time.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket as _socket
 import ssl as _ssl
@@ -45,6 +46,12 @@ MAX_READ = 256 * 1024
 _LAZY_NAMES = frozenset({"sockname", "peername"})
 # The write buffer of a transport with nothing buffered (see TcpTransport._buffer).
 _NO_BUFFER = b""
+# TcpTransport._more while no chunk waits behind _buffer.
+_NO_MORE: tuple[()] = ()
+# A write that finds bytes already waiting is kept by reference from this
+# size on when immutable; smaller ones (and any mutable data) are copied
+# onto the last chunk, so a run of tiny writes makes one chunk, not many.
+_REF_MIN = 4096
 # after this many writes on a lost connection, say so once (asyncio does too)
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
@@ -78,6 +85,12 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     _loop: asyncio.AbstractEventLoop
     _maybe_pause_protocol: Callable[[], None]
     _maybe_resume_protocol: Callable[[], None]
+
+    # What waits behind _buffer, in order (a deque while there is any: made
+    # by the first write that finds bytes waiting, so an idle or unblocked
+    # transport keeps neither attribute of its own), and its size in bytes.
+    _more: Any = _NO_MORE
+    _more_len = 0
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack, sk: Any,
                  protocol: asyncio.BaseProtocol, extra: dict[str, Any] | None = None,
@@ -114,7 +127,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self.set_protocol(protocol)
         # bytes not yet accepted by the core: a view of the caller's bytes
         # (immutable: not copied) or a bytearray while there are any, else
-        # the shared empty bytes (an idle transport holds no buffer)
+        # the shared empty bytes (an idle transport holds no buffer); later
+        # writes wait behind it in _more
         self._buffer: bytearray | bytes | memoryview = _NO_BUFFER
         self._closing = False        # close() or a fatal error happened
         self._conn_lost = 0          # >0 once connection_lost is scheduled
@@ -146,7 +160,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
         return (f"<TcpTransport {state} local={self.get_extra_info('sockname')} "
-                f"peer={self.get_extra_info('peername')} buffered={len(self._buffer)}>")
+                f"peer={self.get_extra_info('peername')} "
+                f"buffered={self.get_write_buffer_size()}>")
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         extra = self._extra
@@ -195,7 +210,7 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         return not self._paused and not self._closing
 
     def get_write_buffer_size(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + self._more_len
 
     def can_write_eof(self) -> bool:
         return True
@@ -371,11 +386,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             if n == len(data):
                 return
             data = memoryview(data)[n:]
-        buf = self._buffer
-        if buf:
-            if type(buf) is not bytearray:
-                buf = self._buffer = bytearray(buf)
-            buf += data
+        if self._buffer:
+            self._queue_more(data)
         elif type(data.obj if isinstance(data, memoryview) else data) is bytes:
             # Immutable: keep a reference, no copy (asyncio keeps one since
             # 3.12).  Anything else the caller may still change: copied.
@@ -383,6 +395,27 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         else:
             self._buffer = bytearray(data)
         self._maybe_pause_protocol()
+
+    def _queue_more(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` behind the bytes already waiting, as its own chunk
+        (immutable and at least _REF_MIN bytes: by reference) or copied onto
+        the last chunk: never joined with what waits (asyncio's selector
+        transport does ``buffer += data``, a copy of every byte written
+        while the core's send buffer is full; issue 12's in-memory bulk
+        made one of each 256 KiB write that found the drain()'s low-water
+        mark not yet empty)."""
+        more = self._more
+        if more is _NO_MORE:
+            more = self._more = collections.deque()
+        n = len(data)
+        if n >= _REF_MIN and type(data.obj if isinstance(data, memoryview)
+                                  else data) is bytes:
+            more.append(data)
+        elif more and type(more[-1]) is bytearray:
+            more[-1] += data
+        else:
+            more.append(bytearray(data))
+        self._more_len += n
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
@@ -392,21 +425,32 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         sk = self._sk
         if sk.send_space() <= 0:
             return
-        try:
-            n = sk.sendmsg(self._buffer)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
-            self._fatal_error(exc, "Fatal write error on tcpio transport")
-            return
-        if n:
+        while True:
             buf = self._buffer
-            if n >= len(buf):
+            try:
+                n = sk.sendmsg(buf)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+                self._fatal_error(exc, "Fatal write error on tcpio transport")
+                return
+            if n < len(buf):
+                if n and type(buf) is bytearray:
+                    del buf[:n]
+                elif n:
+                    self._buffer = memoryview(buf)[n:]
+                break
+            # the chunk went whole: the next one waiting, if the core has room
+            more = self._more
+            if not more:
                 self._buffer = _NO_BUFFER
-            elif type(buf) is bytearray:
-                del buf[:n]
-            else:
-                self._buffer = memoryview(buf)[n:]
+                break
+            self._buffer = more.popleft()
+            self._more_len -= len(self._buffer)
+            if not more:
+                self._more = _NO_MORE
+            if sk.send_space() <= 0:
+                break
         self._maybe_resume_protocol()    # may write, close or abort
         if not self._buffer and not self._conn_lost:
             # (a close() or abort() inside resume_writing has already
@@ -465,6 +509,9 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         if self._conn_lost:
             return
         self._buffer = _NO_BUFFER
+        if self._more:
+            self._more = _NO_MORE
+            self._more_len = 0
         self._closing = True
         self._conn_lost += 1
         # abort() resets.  With an exception the sock is closed later, in

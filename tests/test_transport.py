@@ -874,3 +874,42 @@ async def test_a_mutable_buffer_waiting_alone_is_a_copy(kind: str, make) -> None
     assert bytes(sp.data) == payload
     server.close()
 
+
+
+@both_kinds
+@both_loops
+async def test_writes_behind_waiting_bytes_queue_in_order_unjoined(kind: str) -> None:
+    """Writes that find bytes waiting are queued behind them in order, never
+    joined into one buffer (asyncio's ``buffer += data`` copies every byte
+    written while blocked): large immutable ones by reference, the rest
+    copied onto the last chunk; the buffer size counts them all, and the
+    peer receives exactly what was written, whatever the caller does with
+    its mutable buffers afterwards."""
+    server, cp, sp = await connected_pair(kind, net_kw={"sndbuf": 4096, "rcvbuf": 8192})
+    t = cp.transport
+    t.set_write_buffer_limits(high=1 << 30)
+    big = os.urandom(20_000)
+    small = [os.urandom(10) for _ in range(50)]
+    ba = bytearray(os.urandom(9_000))
+    writes: list[bytes | bytearray | memoryview] = [big, *small, ba, big,
+                                                    memoryview(big)[5:15_005]]
+    sent = b"".join(bytes(w) for w in writes)
+    before = None
+    for w in writes:
+        t.write(w)
+        if before is None:
+            before = t.get_write_buffer_size()
+            assert before > 0                       # everything after waits
+    in_core = cp.transport._sk.bytes_sent if kind == "fake" else None
+    assert t.get_write_buffer_size() == before + len(sent) - len(big)
+    if in_core is not None:
+        assert t.get_write_buffer_size() == len(sent) - in_core
+    kept = [c for c in t._more if isinstance(c, memoryview) or type(c) is bytes]
+    assert any((c.obj if isinstance(c, memoryview) else c) is big for c in kept)
+    assert len(t._more) <= 5                        # the 50 small writes: one chunk
+    ba[:] = bytes(len(ba))
+    t.close()
+    await sp.eof
+    assert bytes(sp.data) == sent
+    assert t.get_write_buffer_size() == 0
+    server.close()

@@ -15,7 +15,7 @@ from cpython.ref cimport Py_DECREF
 from cpython.bytearray cimport PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint32_t
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 
 ctypedef struct rbuf:
@@ -156,15 +156,46 @@ cdef extern from "Python.h":
     ctypedef struct PyBytesObject:
         Py_hash_t ob_shash
     PyObject* PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t nitems) except NULL
+    void PyObject_GC_Track(void* o)
+    bint PyType_IS_GC(PyTypeObject* t)
+    size_t _PyObject_VAR_SIZE(PyTypeObject* t, Py_ssize_t nitems)
+    char* PyBytes_AS_STRING_O "PyBytes_AS_STRING"(PyObject* o)
+
+cdef extern from *:
+    """
+    /* PyObject_GC_NewVar's function, typed for a PyObject*: a GC object of a
+       variable-size type with its header set and its items not zeroed */
+    static inline PyObject* tcpio_gc_newvar(PyTypeObject* t, Py_ssize_t n) {
+        return (PyObject*)_PyObject_GC_NewVar(t, n);
+    }
+    """
+    PyObject* tcpio_gc_newvar(PyTypeObject* t, Py_ssize_t nitems) except NULL
 
 
 cdef inline object bytes_subtype_alloc(object t, Py_ssize_t n):
     """A new object of the bytes subclass ``t`` with ``n`` bytes to write into
-    (nobody else holds it yet): the type's tp_alloc (a heap type's is
-    PyType_GenericAlloc), which zeroes the block once.  ``t(n)`` would make
-    a zeroed bytes first and copy it into a second zeroed block
-    (bytes_subtype_new), and ``t(frame)`` copies a built frame again."""
-    cdef PyObject* o = PyType_GenericAlloc(<PyTypeObject*>t, n)
+    (nobody else holds it yet; the caller writes every one of them).
+
+    Allocated as PyType_GenericAlloc does it (the cycle collector's header,
+    room for ``n + 1`` items, tracked), but without its memset of the whole
+    block: a 64 KiB super-frame was written twice, zeros first (issue 12:
+    memset was 15% of the instructions of an in-memory bulk transfer).  Only
+    what follows the data is zeroed: the terminating NUL and the instance
+    dict pointer a subclass keeps at the end (its negative tp_dictoffset),
+    as GenericAlloc leaves them.  ``t(n)`` would make a zeroed bytes first
+    and copy it into a second zeroed block (bytes_subtype_new), and
+    ``t(frame)`` copies a built frame again."""
+    cdef PyTypeObject* tp = <PyTypeObject*>t
+    cdef PyObject* o
+    cdef char* tail
+    if not PyType_IS_GC(tp):
+        o = PyType_GenericAlloc(tp, n)     # (zeroed: not the GsoFrame case)
+    else:
+        o = tcpio_gc_newvar(tp, n + 1)     # header set, the rest not
+        Py_SET_SIZE(<object>o, n)
+        tail = PyBytes_AS_STRING_O(o) + n
+        memset(tail, 0, <char*>o + _PyObject_VAR_SIZE(tp, n + 1) - tail)
+        PyObject_GC_Track(o)
     (<PyBytesObject*>o).ob_shash = -1      # no hash cached yet
     out = <object>o
     Py_DECREF(out)                          # (the cast took a reference of its own)

@@ -33,6 +33,14 @@ cdef class RcvQueue:
     cdef public bytearray tail
 
 
+cdef class SndQueue:
+    # the send queue (tcp_fast.SndQueue): chunks, oldest first (a list, or
+    # the shared empty tuple)
+    cdef public object chunks
+    cdef public Py_ssize_t nbytes, head
+    cdef public bytearray tail
+
+
 cdef class TcpCb:
     # The fields the established fast path reads and writes (struct tcp_sock
     # names).  Everything else lives on the Python subclass (core.tcp.sock.TcpSock).
@@ -58,7 +66,7 @@ cdef class TcpCb:
     cdef public object push_marks
     cdef public bint nodelay, is_cwnd_limited
     cdef public long long nonagle
-    cdef public bytearray wq
+    cdef public SndQueue wq
     cdef public list rtx
     # RACK (rack_advance, clean_rtx_queue)
     cdef public double min_rtt, rack_mstamp, rack_rtt
@@ -115,8 +123,10 @@ cdef int _rq_push(RcvQueue rq, object data) except -1
 cdef object _rq_chunks(RcvQueue rq)
 cdef int _rq_push_ref(RcvQueue rq, object view, Py_ssize_t n) except -1
 cdef int _rq_push_copy(RcvQueue rq, const unsigned char* data, Py_ssize_t n) except -1
-@cython.locals(b=rbuf, head=Py_ssize_t, pos=Py_ssize_t, k=Py_ssize_t)
 cdef Py_ssize_t _rq_copy(RcvQueue rq, unsigned char* dst, Py_ssize_t n) except -1
+@cython.locals(b=rbuf, done=Py_ssize_t, size=Py_ssize_t, k=Py_ssize_t)
+cdef Py_ssize_t _chunks_copy(object chunks, Py_ssize_t pos, Py_ssize_t n,
+                             unsigned char* dst) except -1
 cdef bytes _rq_join(RcvQueue rq, Py_ssize_t n)
 @cython.locals(w=Py_buffer, size=Py_ssize_t)
 cdef Py_ssize_t _rq_take_into(RcvQueue rq, object buf, Py_ssize_t n, bint consume) except -1
@@ -199,8 +209,8 @@ cpdef TxSeg new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags,
                           double now)
 @cython.locals(ident=cython.longlong)
 cpdef long long ip_select_ident_segs(TcpCb sk, long long segs) except -1
-@cython.locals(base=cython.p_const_uchar)
-cdef object _data_frame(TcpCb sk, bytearray wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
+@cython.locals(base=cython.p_const_uchar, b=rbuf, pos=Py_ssize_t, size=Py_ssize_t)
+cdef object _data_frame(TcpCb sk, SndQueue wq, Py_ssize_t off, Py_ssize_t seglen, dst_mac,
                         src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
                         uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr,
                         bytes addrs6, bint partial=*, bint gso=*)
@@ -211,14 +221,14 @@ cpdef bytes addrs6_of(TcpCb sk)
                hh=Py_ssize_t, sent=cython.int, hdrs=cython.longlong, gso_room=cython.longlong,
                run_segs=cython.longlong, run_seq=uint32_t, run_off=Py_ssize_t,
                run_len=cython.longlong, run_flags=cython.longlong,
-               wq=bytearray, off=Py_ssize_t, burst=cython.longlong, more=bint,
+               wq=SndQueue, off=Py_ssize_t, burst=cython.longlong, more=bint,
                mark=cython.longlong, quota=cython.longlong, last=bint, seg=TxSeg,
                addrs6=bytes, fin=bint)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      double now, long long gso_max=*,
                      bint csum_partial=*, long long max_segs=*, bint fin_queued=*) except -1
 @cython.locals(window=cython.longlong, ident=uint32_t)
-cdef int _xmit_run(TcpCb sk, bytearray wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
+cdef int _xmit_run(TcpCb sk, SndQueue wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
                    uint32_t ttl, Py_ssize_t off, Py_ssize_t n,
                    long long segs, long long mss, uint32_t seq, long long flags,
                    long long ts_val, uint32_t ts_ecr, bint csum_partial,
@@ -234,6 +244,15 @@ cpdef tuple clean_rtx_queue(TcpCb sk, double now=*, long long fack=*)
 @cython.locals(b=rbuf)
 cpdef buf_append(bytearray ba, data)
 cpdef buf_consume(bytearray ba, Py_ssize_t n)
+cdef Py_ssize_t _SQ_REF_MIN, _SQ_TAIL_MAX
+@cython.locals(n=Py_ssize_t)
+cpdef bint sq_ref_ok(data, SndQueue q=*) except -1
+@cython.locals(n=Py_ssize_t, tail=bytearray)
+cpdef sq_append(SndQueue q, data, bint ref)
+@cython.locals(chunks=list, head=Py_ssize_t, k=Py_ssize_t, left=Py_ssize_t)
+cpdef sq_consume(SndQueue q, Py_ssize_t n)
+@cython.locals(pos=Py_ssize_t, size=Py_ssize_t, k=Py_ssize_t, parts=list)
+cpdef sq_view(SndQueue q, Py_ssize_t off, Py_ssize_t n)
 
 # the ACK of new data (ack_fast and the pieces tcp_input.tcp_ack shares)
 cpdef bint may_update_window(TcpCb sk, uint32_t ack, uint32_t seq, long long nwin) except -1

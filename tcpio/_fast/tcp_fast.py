@@ -104,12 +104,15 @@ from tcpio._fast.gso import gso_frame
 # builds: the differential tests run them against one TcpSock)
 from tcpio.core.timer import NO_TIMER
 
-__all__ = ["SRTT_MIN", "RcvQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of", "buf_append",
+__all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of",
+           "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
-           "sack_option_len", "select_window", "set_hooks", "tcp_select_window", "tso_segs",
+           "SNDQ_EMPTY", "sack_option_len", "select_window", "set_hooks", "sq_append",
+           "sq_consume",
+           "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
            "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
            "xmit_test"]
 
@@ -173,6 +176,14 @@ _TSO_RATE_MAX = 4.0e18
 _RQ_REF_MIN = 2048
 _RQ_TAIL_MAX = 65536
 _RQ_NO_CHUNKS: Any = ()     # RcvQueue.chunks while nothing is queued
+
+# The send queue (SndQueue): a write of at least _SQ_REF_MIN bytes of an
+# immutable ``bytes`` (or a view of one), at least half of that object, is
+# queued by reference; anything else is copied into the queue's own tail
+# block, a new one once the tail holds _SQ_TAIL_MAX bytes.
+_SQ_REF_MIN = 4096
+_SQ_TAIL_MAX = 262144
+_SQ_NO_CHUNKS: Any = ()     # SndQueue.chunks while nothing is queued
 
 # The Python side the fast paths call out to, set by core.tcp (this module
 # sits below it; see set_hooks).
@@ -273,7 +284,7 @@ class TcpCb:
     nodelay: bool       # TCP_NODELAY (tp->nonagle's TCP_NAGLE_OFF)
     nonagle: int        # tp->nonagle's TCP_NAGLE_CORK and TCP_NAGLE_PUSH bits
     is_cwnd_limited: bool
-    wq: bytearray
+    wq: SndQueue
     rtx: list[TxSeg]
     # RACK (RFC 8985; Linux tp->rack): the most recently sent segment (S)ACKed
     # so far, its RTT, and whether a new one was seen since loss detection ran
@@ -526,6 +537,58 @@ class RcvQueue:
         self.tail = None
 
 
+class SndQueue:
+    """sk.wq: the bytes [wq_seq, write_seq) of the send queue, sent or not,
+    until they are acknowledged (the data of sk_write_queue and the
+    retransmit queue).
+
+    A FIFO of chunks, oldest first: read-only views of the immutable
+    ``bytes`` the application wrote (queued by reference, as a
+    MSG_ZEROCOPY-like send that needs no completion: the object cannot
+    change, and the queue keeps it alive until it is acknowledged), and
+    bytearray blocks of the queue's own for anything else (copied, since
+    the caller may reuse a mutable buffer as soon as the write returns;
+    coalesced, so small writes make no chunk each).  ``head`` bytes of the
+    first chunk are acknowledged already.  A segment is cut from the chunks
+    when it is sent or resent (sq_view; the compiled send loop builds the
+    frame from them directly): a payload byte is copied once on its way to
+    the wire, where a contiguous bytearray queue copied it in, slid it to
+    the block's front whenever the tail reached the end, and copied it out
+    (issue 12: with 4 MiB queued that slide moved every byte once more).
+
+    A sock that has not written holds the shared ``SNDQ_EMPTY`` (sendmsg
+    gives it a queue of its own first: sq_append refuses the shared one),
+    and a queue's list of chunks is the shared empty tuple while nothing is
+    queued: an idle connection adds no object for each full collection to
+    scan (issue 11)."""
+
+    chunks: Any         # list of memoryview (referenced bytes) / bytearray (own block)
+    nbytes: int         # bytes queued (len)
+    head: int           # bytes of chunks[0] acknowledged already
+    tail: bytearray | None  # the last chunk when it is an own block still filling
+
+    def __init__(self, data: Any = b"") -> None:
+        self.chunks = _SQ_NO_CHUNKS
+        self.nbytes = 0
+        self.head = 0
+        self.tail = None
+        if len(data):
+            sq_append(self, data, False)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __bytes__(self) -> bytes:
+        return bytes(sq_view(self, 0, self.nbytes))
+
+    def __repr__(self) -> str:
+        return f"SndQueue({self.nbytes} bytes in {len(self.chunks)} chunks)"
+
+
+# sk.wq of a sock that never wrote (SndQueue; never appended to)
+SNDQ_EMPTY = SndQueue()
+
+
 class TxSeg:
     """One transmitted, not yet acknowledged segment: [seq, end_seq) + flags.
 
@@ -675,25 +738,39 @@ def _rq_push_copy(rq: RcvQueue, data: Any, n: int) -> int:
 def _rq_copy(rq: RcvQueue, dst: Any, n: int) -> int:
     """Copy the first ``n`` queued bytes (n <= len(rq)) to ``dst``
     (compiled: a pointer; interpreted: a writable byte memoryview)."""
-    head = rq.head
-    pos = 0
-    for ch in rq.chunks:
-        if pos >= n:
+    return _chunks_copy(rq.chunks, rq.head, n, dst)
+
+
+def _chunks_copy(chunks: Any, pos: int, n: int, dst: Any) -> int:
+    """Copy ``n`` bytes of the concatenated ``chunks`` from ``pos`` on to
+    ``dst`` (compiled: a pointer; interpreted: a writable byte memoryview),
+    as far as they go; returns the count (the receive and send queues)."""
+    done = 0
+    for ch in chunks:
+        if done >= n:
             break
         if cython.compiled:
             owner = rbuf_get(ch, cython.address(b))
-            k = b.n - head
-            if k > n - pos:
-                k = n - pos
-            memcpy(dst + pos, b.p + head, k)
+            size = b.n
+            if pos < size:
+                k = size - pos if size - pos < n - done else n - done
+                memcpy(dst + done, b.p + pos, k)
+                done += k
+                pos = 0
+            else:
+                pos -= size
             rbuf_release(cython.address(b))
         else:
-            with memoryview(ch) as v:
-                k = min(len(v) - head, n - pos)
-                dst[pos:pos + k] = v[head:head + k]
-        pos += k
-        head = 0
-    return pos
+            size = len(ch)
+            if pos < size:
+                k = min(size - pos, n - done)
+                with memoryview(ch) as v:
+                    dst[done:done + k] = v[pos:pos + k]
+                done += k
+                pos = 0
+            else:
+                pos -= size
+    return done
 
 
 def _rq_join(rq: RcvQueue, n: int) -> bytes:
@@ -783,35 +860,179 @@ def buf_consume(ba: bytearray, n: int) -> None:
     del ba[:n]
 
 
-def _data_frame(sk: TcpCb, wq: bytearray, off: int, seglen: int, dst_mac: bytes | None,
-               src_mac: bytes | None, hh: int, ident: int, ttl: int, seq: int, flags: int,
-               window: int, ts_val: int, ts_ecr: int, addrs6: bytes | None,
-               partial: bool = False, gso: bool = False) -> bytes:
+def sq_ref_ok(data: Any, q: SndQueue | None = None) -> bool:
+    """May a write of ``data`` (a flat byte memoryview) be queued by
+    reference (SndQueue)?  When it views an immutable ``bytes`` and is at
+    least _SQ_REF_MIN bytes and half of that object (so the memory a
+    reference keeps alive stays within twice what is queued), or the last
+    chunk of ``q`` already views the same object (the rest of a write the
+    queue took in part: nothing more is kept alive)."""
+    n = len(data)
+    if n < _SQ_REF_MIN:
+        return False
+    base = data.obj if type(data) is memoryview else data
+    if type(base) is not bytes:
+        return False
+    if 2 * n >= len(base):
+        return True
+    if q is not None and q.tail is None and q.chunks:
+        last = q.chunks[len(q.chunks) - 1]     # (compiled without wraparound)
+        return type(last) is memoryview and last.obj is base
+    return False
+
+
+def sq_append(q: SndQueue, data: Any, ref: bool) -> None:
+    """Queue ``data`` (bytes-like) at the tail of ``q``: by reference if
+    ``ref`` (the caller asked sq_ref_ok of the whole write it comes from),
+    else copied into the queue's own tail block."""
+    if q is None:
+        raise TypeError("sq_append: the queue must be a SndQueue")
+    if q is SNDQ_EMPTY:
+        raise ValueError("sq_append: the shared empty queue takes nothing")
+    n = len(data)
+    if n <= 0:
+        return
+    chunks = q.chunks
+    if chunks is _SQ_NO_CHUNKS:
+        chunks = q.chunks = []
+    if ref:
+        view = memoryview(data)
+        if not view.readonly:
+            raise ValueError("sq_append: a reference must be read-only")
+        chunks.append(view)
+        q.tail = None
+    else:
+        tail = q.tail
+        if tail is not None and len(tail) < _SQ_TAIL_MAX:
+            try:
+                buf_append(tail, data)
+            except BufferError:
+                # (a view of the tail is out: the send loop's, for one call)
+                tail = None
+        else:
+            tail = None
+        if tail is None:
+            tail = bytearray(data)
+            chunks.append(tail)
+            q.tail = tail
+    q.nbytes += n
+
+
+def sq_consume(q: SndQueue, n: int) -> None:
+    """Drop the first ``n`` bytes of ``q`` (acknowledged), all if fewer."""
+    if q is None:
+        raise TypeError("sq_consume: the queue must be a SndQueue")
+    if n <= 0:
+        return
+    if n >= q.nbytes:
+        q.chunks = _SQ_NO_CHUNKS
+        q.nbytes = 0
+        q.head = 0
+        q.tail = None
+        return
+    chunks = q.chunks
+    q.nbytes -= n
+    head = q.head
+    k = 0
+    while n:
+        left = len(chunks[k]) - head
+        if n < left:
+            head += n
+            break
+        n -= left
+        head = 0
+        k += 1
+    if k:
+        if q.tail is not None and q.tail is chunks[k - 1]:
+            q.tail = None
+        del chunks[:k]
+    q.head = head
+
+
+def sq_view(q: SndQueue, off: int, n: int) -> Any:
+    """Bytes ``[off, off + n)`` of ``q`` (0 <= off, off + n <= len(q)): a
+    memoryview of the one chunk that holds them all (release it before the
+    queue changes), else a new ``bytes`` joining the chunks."""
+    if q is None:
+        raise TypeError("sq_view: the queue must be a SndQueue")
+    if off < 0 or n < 0 or off + n > q.nbytes:
+        raise ValueError("sq_view: out of the queue")
+    pos = off + q.head
+    parts: list[memoryview] = []
+    for ch in q.chunks:
+        size = len(ch)
+        if pos >= size:
+            pos -= size
+            continue
+        k = size - pos if size - pos < n else n
+        if not parts and k == n:
+            return memoryview(ch)[pos:pos + n]
+        parts.append(memoryview(ch)[pos:pos + k])
+        n -= k
+        pos = 0
+        if not n:
+            break
+    out = b"".join(parts)
+    for part in parts:
+        part.release()
+    return out
+
+
+def _data_frame(sk: TcpCb, wq: SndQueue, off: int, seglen: int, dst_mac: bytes | None,
+                src_mac: bytes | None, hh: int, ident: int, ttl: int, seq: int, flags: int,
+                window: int, ts_val: int, ts_ecr: int, addrs6: bytes | None,
+                partial: bool = False, gso: bool = False) -> bytes:
     """The frame of the data segment ``wq[off:off + seglen]`` (tcp_transmit_skb
     -> ip_queue_xmit in one call; ``partial``: CHECKSUM_PARTIAL).  ``addrs6``:
     an IPv6 connection's source and destination address (32 bytes, as the
     IPv6 header carries them; ``ttl`` is then the hop limit), None for IPv4.
     ``gso``: a super-frame's; compiled, it is built as a gso.GsoFrame (no
-    copy into one after), interpreted as plain bytes (gso_frame copies)."""
+    copy into one after), interpreted as plain bytes (gso_frame copies).
+    The payload is copied from the queue's chunk straight into the frame
+    (one that spans chunks is joined first)."""
     if cython.compiled:
-        base = cython.cast(cython.p_const_uchar, PyByteArray_AS_STRING(wq))
-        if addrs6 is not None:
-            return tcp_data_frame6(dst_mac, src_mac, hh, addrs6, ttl, sk.lport, sk.rport, seq,
-                                   sk.rcv_nxt, flags, window, ts_val, ts_ecr, base + off,
-                                   seglen, partial, gso)
-        return tcp_data_frame(dst_mac, src_mac, hh, sk.laddr, sk.raddr, ident, ttl,
-                              sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
-                              ts_ecr, base + off, seglen, partial, gso)
-    with memoryview(wq) as view:
+        base = cython.cast(cython.p_const_uchar, cython.NULL)
+        owner = None
+        joined = None
+        pos = off + wq.head
+        for ch in wq.chunks:
+            size = len(ch)
+            if pos < size:
+                if size - pos >= seglen:
+                    owner = rbuf_get(ch, cython.address(b))
+                    base = b.p + pos
+                break
+            pos -= size
+        if owner is None:
+            joined = PyBytes_FromStringAndSize(cython.NULL, seglen)
+            _chunks_copy(wq.chunks, off + wq.head, seglen,
+                         cython.cast(cython.p_uchar, PyBytes_AS_STRING(joined)))
+            base = cython.cast(cython.p_const_uchar, PyBytes_AS_STRING(joined))
+        try:
+            if addrs6 is not None:
+                return tcp_data_frame6(dst_mac, src_mac, hh, addrs6, ttl, sk.lport, sk.rport,
+                                       seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, base,
+                                       seglen, partial, gso)
+            return tcp_data_frame(dst_mac, src_mac, hh, sk.laddr, sk.raddr, ident, ttl,
+                                  sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
+                                  ts_ecr, base, seglen, partial, gso)
+        finally:
+            if owner is not None:
+                rbuf_release(cython.address(b))
+    payload = sq_view(wq, off, seglen)
+    try:
         if addrs6 is not None:
             frame: bytes = _tcp_frame6(dst_mac, src_mac, sk.laddr & _V6MASK,
                                        sk.raddr & _V6MASK, ttl, sk.lport, sk.rport, seq,
                                        sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
-                                       view[off:off + seglen], 0, partial)
+                                       payload, 0, partial)
         else:
             frame = _tcp_frame(dst_mac, src_mac, sk.laddr, sk.raddr, ident, ttl, sk.lport,
                                sk.rport, seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
-                               view[off:off + seglen], 0, partial)
+                               payload, 0, partial)
+    finally:
+        if type(payload) is memoryview:
+            payload.release()
     return frame
 
 
@@ -1552,7 +1773,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         raise TypeError("write_xmit: a TcpCb is required")
     wq = sk.wq
     if wq is None:
-        raise TypeError("tcp: the send queue must be a bytearray")
+        raise TypeError("tcp: the send queue must be a SndQueue")
     hh = 14 if dst_mac is not None else 0
     if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):  # type: ignore[arg-type]
         raise ValueError("mac addresses must be 6 bytes")
@@ -1645,7 +1866,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
 _CSUM_OFFLOAD_MIN = 8192
 
 
-def _xmit_run(sk: TcpCb, wq: bytearray, out: list[Any], ifindex: Any, dst_mac: bytes | None,
+def _xmit_run(sk: TcpCb, wq: SndQueue, out: list[Any], ifindex: Any, dst_mac: bytes | None,
               src_mac: bytes | None, hh: int, ttl: int, off: int, n: int, segs: int, mss: int,
               seq: int, flags: int, ts_val: int, ts_ecr: int, csum_partial: bool,
               addrs6: bytes | None) -> int:
@@ -1745,7 +1966,7 @@ def clean_rtx_queue(sk: TcpCb, now: float = -1.0, fack: int = -1) -> tuple[int, 
     data_end = sk.write_seq if before(sk.write_seq, ack) else ack
     freed = seq_diff(data_end, sk.wq_seq)
     if freed > 0:
-        buf_consume(sk.wq, freed)
+        sq_consume(sk.wq, freed)
         sk.wq_seq = data_end
     return n, first_tx, retrans_acked
 

@@ -66,7 +66,7 @@ def make_cb(mod: Any, **fields: Any) -> Any:
 
     sk = Cb()
     sk.rq = mod.RcvQueue()
-    sk.wq = bytearray()
+    sk.wq = mod.SndQueue()
     sk.rtx = []
     sk.ofo = []
     sk.urg_seq = None
@@ -80,7 +80,7 @@ def make_cb(mod: Any, **fields: Any) -> Any:
 def queue_data(sk: Any, data: bytes) -> None:
     """Put ``data`` in the send queue after what is there (sendmsg's effect,
     with tcp_mark_push at the end of the write)."""
-    sk.wq += data
+    sk.wq = type(sk.wq)(bytes(sk.wq) + data)
     sk.write_seq = sk.pushed_seq = (sk.write_seq + len(data)) & 0xFFFFFFFF
 
 

@@ -604,7 +604,7 @@ def test_clean_rtx_queue_twins_agree():
                                                           q["retrans_out"])
             sk.wq_seq = q["una"]
             sk.write_seq = q["end"]
-            sk.wq = bytearray(rng.randbytes(min((q["end"] - q["una"]) & 0xFFFFFFFF, 50000)))
+            sk.wq = type(sk.wq)(rng.randbytes(min((q["end"] - q["una"]) & 0xFFFFFFFF, 50000)))
             sk.write_seq = (q["una"] + len(sk.wq)) & 0xFFFFFFFF
             sk.snd_una = (q["una"] + rng.randrange(0, ((q["end"] - q["una"]) & 0xFFFFFFFF) + 1)) \
                 & 0xFFFFFFFF

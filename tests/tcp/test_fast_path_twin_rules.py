@@ -216,7 +216,7 @@ def _short_send_buffer_cb(mod):
     sk.rq = mod.RcvQueue()
     sk.quick = sk.pingpong = 0
     sk.wq_seq = sk.snd_una = sk.snd_nxt = sk.snd_sml = 5000
-    sk.wq = bytearray(1000)
+    sk.wq = mod.SndQueue(bytes(1000))
     sk.write_seq = 8000
     # one segment already in flight, so the idle hook is not called
     sk.packets_out = 1
@@ -292,7 +292,7 @@ sk.snd_una = sk.snd_nxt = sk.wq_seq = sk.snd_sml = 5
 sk.snd_wnd = 1000
 sk.write_seq = 3005
 sk.rq = m.RcvQueue()
-sk.wq = bytearray(3000)
+sk.wq = m.SndQueue(bytes(3000))
 sk.packets_out = 1
 sk.sacked_out = sk.lost_out = sk.retrans_out = 0
 sk.snd_cwnd = 10

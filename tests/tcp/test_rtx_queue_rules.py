@@ -41,7 +41,7 @@ def _queue(tf, una: int, spec: list[tuple[int, int, int, float]], *, write_seq: 
     _recount(sk)
     sk.snd_nxt = seq
     sk.write_seq = seq if write_seq is None else write_seq
-    sk.wq = bytearray(bytes(i % 253 for i in range((sk.write_seq - una) & 0xFFFFFFFF)))
+    sk.wq = tf.SndQueue(bytes(i % 253 for i in range((sk.write_seq - una) & 0xFFFFFFFF)))
     return sk
 
 
@@ -75,7 +75,7 @@ def test_acknowledged_segments_leave_the_queue(tf):
     assert [(s.seq, s.end_seq) for s in sk.rtx] == [(1200, 1300)]
     assert sk.packets_out == 1
     # the acknowledged bytes are freed: the send queue starts at snd_una
-    assert sk.wq_seq == 1200 and len(sk.wq) == 100 and sk.wq[0] == 200 % 253
+    assert sk.wq_seq == 1200 and len(sk.wq) == 100 and bytes(sk.wq)[0] == 200 % 253
 
 
 def test_a_partly_acknowledged_head_is_trimmed(tf):
@@ -196,7 +196,7 @@ def test_the_fin_takes_sequence_space_but_no_bytes(tf):
     sk = _queue(tf, 1000, [(100, 0, 0, 1.0), (1, 0, 0, 1.0)], write_seq=1100)
     sk.rtx[-1].flags = 0x01
     n, _, _ = _ack(tf, sk, 1101)
-    assert n == 2 and sk.rtx == [] and sk.wq == bytearray() and sk.wq_seq == 1100
+    assert n == 2 and sk.rtx == [] and len(sk.wq) == 0 and sk.wq_seq == 1100
 
 
 def test_the_syn_takes_sequence_space_but_no_bytes(tf):
@@ -267,7 +267,7 @@ def test_twins_walk_the_queue_alike():
             if fin:
                 sk.rtx[-1].flags = 0x01
                 sk.write_seq = (sk.snd_nxt - 1) & 0xFFFFFFFF
-                del sk.wq[-1:]
+                sk.wq = mod.SndQueue(bytes(sk.wq)[:-1])
             if rng.random() < 0.2:
                 sk.sacked_out += 1            # a Reno duplicate ACK
             ack = (una + rng.randrange(0, ((sk.snd_nxt - una) & 0xFFFFFFFF) + 1)) & 0xFFFFFFFF

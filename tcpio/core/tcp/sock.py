@@ -99,8 +99,12 @@ TcpCb = _tcp_fast.TcpCb
 # The receive queue holds views of received frames and blocks of its own
 # (tcp_fast.RcvQueue); a read copies each byte once, out of it.
 RcvQueue = _tcp_fast.RcvQueue
-# The send queue is a bytearray FIFO (see tcpio/_fast/_buf.pxd).
-buf_append = _tcp_fast.buf_append
+# The send queue holds the immutable bytes written by reference and copies of
+# anything else, until they are acknowledged (tcp_fast.SndQueue).
+SndQueue = _tcp_fast.SndQueue
+SNDQ_EMPTY = _tcp_fast.SNDQ_EMPTY
+sq_append = _tcp_fast.sq_append
+sq_ref_ok = _tcp_fast.sq_ref_ok
 
 
 _log = logging.getLogger("tcpio.tcp")
@@ -281,7 +285,7 @@ class TcpSock(TcpCb):
             self.sndbuf, self.rcvbuf = listener.sndbuf, listener.rcvbuf
             self.ca_ops = listener.ca_ops
         # sequence space: send
-        self.wq = bytearray()
+        self.wq = SNDQ_EMPTY       # (its own queue on the first write)
         self.fin_queued = False
         self.snd_up: int | None = None   # urgent pointer while in urgent mode
         self.urg_data: int | None = None  # the out-of-band byte, once it arrived
@@ -566,18 +570,23 @@ class TcpSock(TcpCb):
         n = min(len(mv), self.sndbuf - len(self.wq))
         if n <= 0:
             return 0
+        if self.wq is SNDQ_EMPTY:
+            self.wq = SndQueue()
         unsent = seq_diff(self.write_seq, self.snd_nxt)
         if not unsent:
             # tcp_skb_entail: a write that starts a new skb (nothing unsent
             # to append to) ends a TCP_NAGLE_PUSH
             self.nonagle &= ~TCP_NAGLE_PUSH
         lowat = self.notsent_limit()
+        # immutable bytes are queued by reference (their pieces, each a
+        # view of the one object), anything else copied
+        ref = sq_ref_ok(mv[:n], self.wq)
         if unsent + n < lowat and unsent + n <= tcp_output.tcp_xmit_size_goal(self):
             # the write fits in the tail skb: nothing to push before its end
-            buf_append(self.wq, mv[:n])
+            sq_append(self.wq, mv[:n], ref)
             self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
         else:
-            n = self._copy_skbs(mv, n, lowat, bool(flags & _MSG_OOB))
+            n = self._copy_skbs(mv, n, lowat, bool(flags & _MSG_OOB), ref)
             if not n:
                 return 0
         more = flags & _MSG_MORE
@@ -592,7 +601,8 @@ class TcpSock(TcpCb):
         tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_CORK if more else -1)
         return n
 
-    def _copy_skbs(self, mv: memoryview, n: int, lowat: int, oob: bool = False) -> int:
+    def _copy_skbs(self, mv: memoryview, n: int, lowat: int, oob: bool = False,
+                   ref: bool = False) -> int:
         """tcp_sendmsg_locked's copy loop for a write that fills skbs: each is
         filled to the size goal (tcp_xmit_size_goal) and, full with data
         left, pushed: with a PSH mark where it ends when more than half the
@@ -619,7 +629,7 @@ class TcpSock(TcpCb):
                     break
                 room = goal
             copy = min(room, n - copied)
-            buf_append(self.wq, mv[copied:copied + copy])
+            sq_append(self.wq, mv[copied:copied + copy], ref)
             self.write_seq = (self.write_seq + copy) & 0xFFFFFFFF
             copied += copy
             if copied == n or copy < room:

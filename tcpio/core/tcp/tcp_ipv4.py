@@ -404,7 +404,7 @@ class TcpProto:
         if sk.wq:
             # (a new one, not clear(): a memoryview of the old may be out;
             # most socks close with nothing unsent and keep their empty one)
-            sk.wq = bytearray()
+            sk.wq = type(sk.wq)()
         sk.rq.clear()
         sk.ofo = NO_OFO
         sk.ofo_bytes = 0

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 else:
     _tcp_fast = _fast.load("tcp_fast")
 TxSeg = _tcp_fast.TxSeg
+sq_view = _tcp_fast.sq_view
 xmit_test = _tcp_fast.xmit_test
 new_data_sent = _tcp_fast.new_data_sent
 xmit_more = _tcp_fast.xmit_more
@@ -419,8 +420,10 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # no data left to carry it goes through tcp_transmit_skb)
     path = _tcp_xmit_path(sk, mss) if not sack_len and fast.xmit_plain(sk) else None
     # Segments to ourselves (loopback) come back only after this call, like the
-    # kernel's socket backlog: the loop holds views of sk.wq, which processing
-    # their ACK would resize.
+    # kernel's socket backlog (segments for a socket its owner holds wait in
+    # sk_backlog until release_sock): their ACK would otherwise move snd_una,
+    # packets_out and sk.wq's acknowledged chunks under the loop that is
+    # counting them.
     held = sk.host.defer_loopback()
     # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
@@ -473,7 +476,7 @@ def _tcp_write_xmit_loop(sk: TcpSock, mss: int, now: float) -> bool:
         fin = fin_queued and seglen == unsent
         end = (seq + seglen + (1 if fin else 0)) & 0xFFFFFFFF
         off = seq_diff(seq, wq_seq)
-        payload = memoryview(wq)[off:off + seglen] if seglen else b""
+        payload = sq_view(wq, off, seglen) if seglen else b""
         mark = push_mark(sk, seq, end) if seglen else 0
         seg = new_data_sent(sk, seq, end, (TCPHDR_FIN if fin else 0) | mark, seglen < mss, now)
         if not burst:
@@ -669,12 +672,13 @@ def tcp_write_wakeup(sk: TcpSock, now: float) -> int:
     seg = new_data_sent(sk, seq, (data_end + fin) & 0xFFFFFFFF, flags | TCPCB_EOB,
                         seglen < mss, now)
     off = seq_diff(seq, sk.wq_seq)
-    payload = memoryview(sk.wq)[off:off + seglen]
+    payload = sq_view(sk.wq, off, seglen)
     held = sk.host.defer_loopback()
     try:
         ok = tcp_transmit_skb(sk, seq, TCPHDR_ACK | flags, payload, now)
     finally:
-        payload.release()
+        if isinstance(payload, memoryview):
+            payload.release()
         sk.host.release_loopback(held)
     if not ok:
         _unsend(sk, seg, sml)   # (tcp_event_new_data_sent only on success)
@@ -767,7 +771,7 @@ def __tcp_retransmit_skb(sk: TcpSock, seg: Any, now: float, cause: str = "loss",
         start = seg.seq
         dlen = seq_diff(seg.end_seq, start) - (1 if seg.flags & TCPHDR_FIN else 0)
         off = seq_diff(start, sk.wq_seq)
-        payload = bytes(sk.wq[off:off + dlen])
+        payload = bytes(sq_view(sk.wq, off, dlen))
     seg.retrans += 1
     sent_at = seg.tstamp
     seg.tstamp = now
