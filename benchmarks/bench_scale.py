@@ -414,6 +414,7 @@ async def idle(n: int, streams: bool, ports: int = IDLE_PORTS) -> dict:
         gc.callbacks.append(collector)
         m0 = rss()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         batch = 500
         for start in range(0, n, batch):
             k = min(batch, n - start)
@@ -429,6 +430,7 @@ async def idle(n: int, streams: bool, ports: int = IDLE_PORTS) -> dict:
         while len(keep) < 2 * n:
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         gc.callbacks.remove(collector)
         gc.collect()
         tracked = (len(gc.get_objects()) - tracked0) / n
@@ -437,9 +439,10 @@ async def idle(n: int, streams: bool, ports: int = IDLE_PORTS) -> dict:
         if not streams:
             for acc in accs:
                 acc.cancel()
-    return {"n": n, "seconds": elapsed, "bytes_per_end": (m1 - m0) / (2 * n),
+    return {"n": n, "seconds": elapsed, "cpu_seconds": cpu, "bytes_per_end": (m1 - m0) / (2 * n),
             "established_server_side": established, "ports": ports,
             "gc_seconds": collector.seconds, "gc_full": collector.counts[2],
+            "gc_collections": collector.counts,
             "gc_tracked_per_connection": tracked}
 
 

@@ -243,35 +243,59 @@ class Waker:
 
     def __init__(self) -> None:
         # The shared empty tuple while nobody waits (most of an idle
-        # connection's life): a list is made by the first wait() after a
-        # wakeup, not kept by every socket (issue 11: memory per connection).
-        self._waiters: list[asyncio.Future[None]] | tuple[()] = ()
+        # connection's life), the one future while one call waits (a
+        # connect, an accept: the usual case), a list only for several:
+        # each object made per wait is one more for the cycle collector to
+        # count while thousands of connects wait at once (issue 11).
+        self._waiters: asyncio.Future[None] | list[asyncio.Future[None]] | tuple[()] = ()
 
     def __call__(self) -> None:
         waiters = self._waiters
-        if not waiters:
-            return
+        if not isinstance(waiters, list):
+            if isinstance(waiters, tuple):
+                return
+            waiters = [waiters]
         self._waiters = ()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
-    async def wait(self) -> None:
+    def waiting(self) -> int:
+        """How many futures wait (done ones included until the next wakeup)."""
+        waiters = self._waiters
+        return len(waiters) if not isinstance(waiters, asyncio.Future) else 1
+
+    def future(self) -> asyncio.Future[None]:
+        """A future the next wakeup resolves; await it, then ``forget()`` it."""
         fut = asyncio.get_running_loop().create_future()
         waiters = self._waiters
         if isinstance(waiters, list):
             waiters.append(fut)
+        elif isinstance(waiters, tuple):
+            self._waiters = fut
         else:
-            self._waiters = [fut]
+            self._waiters = [waiters, fut]
+        return fut
+
+    def forget(self, fut: asyncio.Future[None]) -> None:
+        """After awaiting ``fut``: if it was cancelled (a wait_for timeout),
+        drop it now, or a polling loop on a quiet socket would pile them up
+        until a wakeup."""
+        if fut.done() and not fut.cancelled():
+            return
+        waiters = self._waiters
+        if waiters is fut:
+            self._waiters = ()
+        elif isinstance(waiters, list):
+            with contextlib.suppress(ValueError):
+                waiters.remove(fut)
+
+    async def wait(self) -> None:
+        fut = self.future()
         try:
             await fut
         finally:
-            # Cancelled (a wait_for timeout): forget the future now, or a
-            # polling loop on a quiet socket would pile them up until a wakeup.
-            waiters = self._waiters
-            if (not fut.done() or fut.cancelled()) and isinstance(waiters, list):
-                with contextlib.suppress(ValueError):
-                    waiters.remove(fut)
+            self.forget(fut)
 
 
 class Socket:
@@ -355,9 +379,15 @@ class Socket:
         """Sleep until the core reports a change on this sock (or the deadline)."""
         # Claim the sock's wakeup only while someone waits: a transport or
         # server may own it otherwise.
-        self._sk.wakeup = self._waker
+        waker = self._sk.wakeup = self._waker
         if deadline is None:
-            await self._waker.wait()
+            # Waker.wait() written out: one coroutine fewer alive per
+            # waiting call (issue 11: thousands of connects wait at once)
+            fut = waker.future()
+            try:
+                await fut
+            finally:
+                waker.forget(fut)
         else:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
@@ -491,7 +521,11 @@ class Socket:
         deadline = self._deadline()
         host, port = await self._stack.resolver.resolve_address((host, port), self._type,
                                                                 self._family)
-        ip, *rest = self._resolve(host, scope)
+        # (a slice of the tuple, not ``ip, *rest``: an empty tuple, where the
+        # starred name is a list kept while the handshake is waited for)
+        resolved = self._resolve(host, scope)
+        ip, rest = resolved[0], resolved[1:]
+        del resolved
         err = self._connect_ex(ip, check_port(port, "connect"), *rest)
         if err == errno.EALREADY and self._timeout is None:
             err = errno.EINPROGRESS     # blocking: wait for the attempt under way

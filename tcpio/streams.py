@@ -164,6 +164,10 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
         if task is not None:
             task.add_done_callback(self._forget_task)
 
+    def _itself(self) -> StreamReaderProtocol:
+        """This protocol: open_connection's protocol factory."""
+        return self
+
     def _forget_task(self, task: asyncio.Task[Any]) -> None:
         if self._task is task:
             self._task = None
@@ -341,7 +345,9 @@ async def open_connection(stack: Stack, host: str | None = None, port: int | Non
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit, loop=loop)
     protocol = StreamReaderProtocol(reader, loop=loop)
-    transport, _ = await _transports.create_connection(stack, lambda: protocol,
+    # the protocol's own bound method as the factory: one object where a
+    # lambda is a function, a cell and a closure tuple (issue 11)
+    transport, _ = await _transports.create_connection(stack, protocol._itself,
                                                        host, port, **kwds)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     _trim_writer(writer)

@@ -56,6 +56,10 @@ _REF_MIN = 4096
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 
+# _connect_each's list of errors when there is one address (never appended to)
+_NO_ERRORS: list[OSError] = []
+
+
 def _set_result_unless_cancelled(fut: asyncio.Future[None], result: None) -> None:
     """asyncio.futures' private helper of the same name: the waiter may be cancelled."""
     if fut.cancelled():
@@ -145,9 +149,13 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         # (data may already be queued), then wake whoever awaits the result.
         # (One callback for the first two: asyncio's are adjacent in the
         # ready queue, so nothing can run between them either.)
-        loop.call_soon(self._connection_made)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        # The waiter rides on the same callback (asyncio queues a third,
+        # adjacent one): a Handle, a copied Context and an arguments tuple
+        # fewer per connection, alive until the loop gets there (issue 11).
+        if waiter is None:
+            loop.call_soon(self._connection_made)
+        else:
+            loop.call_soon(self._connection_made, waiter)
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -176,7 +184,7 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
 
-    def _connection_made(self) -> None:
+    def _connection_made(self, waiter: asyncio.Future[None] | None = None) -> None:
         # Even if closed before the loop got here, asyncio reports both
         # events, in order: connection_lost is call_soon'd after us.
         self._protocol_connected = True
@@ -185,7 +193,14 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         finally:
             # then start reading (asyncio's _add_reader, queued right after
             # connection_made): data or EOF may be queued already
-            self._poll()
+            try:
+                self._poll()
+            finally:
+                # then wake whoever awaits the transport, even if
+                # connection_made raised (asyncio's waiter is a callback of
+                # its own, which the loop runs after logging that error)
+                if waiter is not None:
+                    _set_result_unless_cancelled(waiter, None)
 
     # --- state ---------------------------------------------------------------
     def is_closing(self) -> bool:
@@ -634,19 +649,25 @@ async def _connect_each(stack: Stack, host: str | None, port: int | None,
     # Like asyncio, whose getaddrinfo(host, None) gives port 0 (refused, not a
     # TypeError); a None host is INADDR_ANY, as in resolve_host.
     port = 0 if port is None else port
-    addresses: list[tuple[int, tuple]] = [(family or _socket.AF_INET,
-                                           ("" if host is None else host, port))]
     numeric = _ipaddr_info(host, port, family)
     if numeric is not None:
         # asyncio's _ipaddr_info: a literal address is used as given, so a
         # port past 65535 is connect()'s OverflowError, not getaddrinfo's
         # 16-bit truncation.
         addresses = [numeric]
+        del numeric
     elif host:
         infos = await stack.resolver.getaddrinfo(host, port, family, SOCK_STREAM)
         addresses = [(info[0], info[4]) for info in infos]
-    errors: list[OSError] = []
-    for fam, address in addresses:
+    else:
+        addresses = [(family or _socket.AF_INET, ("" if host is None else host, port))]
+    single = len(addresses) == 1
+    # (one address: its error is raised as it is, nothing collected)
+    errors: list[OSError] = _NO_ERRORS if single else []
+    while addresses:
+        # each taken off the list (no iterator, no entry held while it
+        # connects: issue 11 counts the objects each waiting connect keeps)
+        fam, address = addresses.pop(0)
         sock = Socket(stack, SOCK_STREAM, family=fam)
         try:
             if local_addr is not None:
@@ -655,7 +676,7 @@ async def _connect_each(stack: Stack, host: str | None, port: int | None,
             return sock
         except OSError as exc:
             sock.abort()
-            if len(addresses) == 1:
+            if single:
                 raise
             errors.append(exc)
         except BaseException:

@@ -16,7 +16,7 @@ import pytest
 from fake_core import KINDS, FakeNet, both_loops, make_pair
 
 import tcpio
-from tcpio.socket import Socket
+from tcpio.socket import Socket, Waker
 
 # every test runs on the fake core and on real Stacks over a MemoryWire
 pytestmark = pytest.mark.parametrize("kind", KINDS)
@@ -229,5 +229,30 @@ async def test_cancelled_waits_leave_nothing_behind(kind: str) -> None:
     for _ in range(20):
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(lsock.accept(), 0.0005)
-    assert len(lsock._waker._waiters) <= 1
+    assert lsock._waker.waiting() <= 1
     lsock.close()
+
+
+@both_loops
+async def test_one_wakeup_resolves_every_waiter_and_a_cancelled_wait_is_forgotten(
+        kind: str) -> None:
+    """A Waker holds one waiting future itself and a list for several
+    (issue 11): either way one wakeup resolves them all, and a cancelled
+    wait leaves nothing behind, alone or among others.  (The same Waker
+    serves every ``kind`` of this module's parametrisation.)"""
+    waker = Waker()
+    alone = asyncio.ensure_future(waker.wait())
+    await asyncio.sleep(0)
+    assert waker.waiting() == 1
+    alone.cancel()
+    await asyncio.gather(alone, return_exceptions=True)
+    assert waker.waiting() == 0
+    waits = [asyncio.ensure_future(waker.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert waker.waiting() == 3
+    waits[1].cancel()
+    await asyncio.gather(waits[1], return_exceptions=True)
+    assert waker.waiting() == 2
+    waker()
+    await asyncio.gather(waits[0], waits[2])
+    assert waker.waiting() == 0
