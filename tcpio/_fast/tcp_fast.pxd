@@ -117,6 +117,7 @@ cdef void _store_ts_recent(TcpCb sk, uint32_t seq, bint has_ts, uint32_t ts_val,
                                  double now) noexcept
 cpdef long long receive_window(TcpCb sk) except -1
 cdef Py_ssize_t _RQ_REF_MIN, _RQ_TAIL_MAX
+cdef object _immutable_base(object data, Py_ssize_t n, Py_ssize_t ref_min)
 cdef object _ref_view(object owner, Py_ssize_t off, Py_ssize_t n)
 @cython.locals(b=rbuf, n=Py_ssize_t)
 cdef int _rq_push(RcvQueue rq, object data) except -1
@@ -245,7 +246,6 @@ cpdef tuple clean_rtx_queue(TcpCb sk, double now=*, long long fack=*)
 cpdef buf_append(bytearray ba, data)
 cpdef buf_consume(bytearray ba, Py_ssize_t n)
 cdef Py_ssize_t _SQ_REF_MIN, _SQ_TAIL_MAX
-@cython.locals(n=Py_ssize_t)
 cpdef bint sq_ref_ok(data, SndQueue q=*) except -1
 @cython.locals(n=Py_ssize_t, tail=bytearray)
 cpdef sq_append(SndQueue q, data, bint ref)

@@ -665,22 +665,33 @@ def receive_window(sk: TcpCb) -> int:
 
 # --- the byte-level steps: raw pointers compiled, buffer objects interpreted --------------------
 
+def _immutable_base(data: Any, n: int, ref_min: int) -> Any:
+    """The immutable ``bytes`` that ``data`` (``n`` bytes: a ``bytes``, or a
+    flat byte view of one) is or views, when ``n`` is at least ``ref_min``:
+    what either queue may keep by reference (RcvQueue's frames, SndQueue's
+    writes); None when the bytes must be copied."""
+    if n < ref_min:
+        return None
+    if type(data) is memoryview:
+        base = data.obj
+        if (not isinstance(base, bytes) or data.ndim != 1 or data.itemsize != 1
+                or not data.c_contiguous):
+            return None
+        return base
+    return data if isinstance(data, bytes) else None
+
+
 def _ref_view(owner: Any, off: int, n: int) -> memoryview | None:
     """A view of ``owner[off:off + n]`` to queue by reference (RcvQueue), or
     None to copy: when the bytes are at least _RQ_REF_MIN and half of an
-    immutable frame (``bytes``, or a flat byte view of one)."""
-    if n < _RQ_REF_MIN:
+    immutable frame (_immutable_base)."""
+    base = _immutable_base(owner, n, _RQ_REF_MIN)
+    if base is None or 2 * n < len(base):
         return None
     if type(owner) is memoryview:
-        base = owner.obj
-        if (not isinstance(base, bytes) or owner.ndim != 1 or owner.itemsize != 1
-                or not owner.c_contiguous or 2 * n < len(base)):
-            return None
         # a new view (of the same buffer): the caller may release its own
         return owner[off:off + n]
-    if isinstance(owner, bytes) and 2 * n >= len(owner):
-        return memoryview(owner)[off:off + n]
-    return None
+    return memoryview(owner)[off:off + n]
 
 
 def _rq_push(rq: RcvQueue, data: Any) -> int:
@@ -867,13 +878,10 @@ def sq_ref_ok(data: Any, q: SndQueue | None = None) -> bool:
     reference keeps alive stays within twice what is queued), or the last
     chunk of ``q`` already views the same object (the rest of a write the
     queue took in part: nothing more is kept alive)."""
-    n = len(data)
-    if n < _SQ_REF_MIN:
+    base = _immutable_base(data, len(data), _SQ_REF_MIN)
+    if base is None:
         return False
-    base = data.obj if type(data) is memoryview else data
-    if type(base) is not bytes:
-        return False
-    if 2 * n >= len(base):
+    if 2 * len(data) >= len(base):
         return True
     if q is not None and q.tail is None and q.chunks:
         last = q.chunks[len(q.chunks) - 1]     # (compiled without wraparound)
