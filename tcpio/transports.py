@@ -52,6 +52,15 @@ _NO_MORE: tuple[()] = ()
 # size on when immutable; smaller ones (and any mutable data) are copied
 # onto the last chunk, so a run of tiny writes makes one chunk, not many.
 _REF_MIN = 4096
+
+
+def _immutable(data: bytes | bytearray | memoryview) -> bool:
+    """Is ``data`` a ``bytes``, or a view of one?  Then the transport may keep
+    a reference to it; anything else the caller may still change after
+    write() returns, so it is copied."""
+    return type(data.obj if isinstance(data, memoryview) else data) is bytes
+
+
 # after this many writes on a lost connection, say so once (asyncio does too)
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
@@ -388,9 +397,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             data = memoryview(data)[n:]
         if self._buffer:
             self._queue_more(data)
-        elif type(data.obj if isinstance(data, memoryview) else data) is bytes:
-            # Immutable: keep a reference, no copy (asyncio keeps one since
-            # 3.12).  Anything else the caller may still change: copied.
+        elif _immutable(data):
+            # keep a reference, no copy (asyncio keeps one since 3.12)
             self._buffer = data
         else:
             self._buffer = bytearray(data)
@@ -408,8 +416,7 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         if more is _NO_MORE:
             more = self._more = collections.deque()
         n = len(data)
-        if n >= _REF_MIN and type(data.obj if isinstance(data, memoryview)
-                                  else data) is bytes:
+        if n >= _REF_MIN and _immutable(data):
             more.append(data)
         elif more and type(more[-1]) is bytearray:
             more[-1] += data
