@@ -81,6 +81,12 @@ class Settings:
     # --- TCP data path ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
+    # What the receive windows of all connections receiving at once share
+    # (tcp_fast.RcvPool; 0: no pool).  Not a Linux sysctl: Linux's tcp_mem
+    # clamps windows under memory pressure; tcpio, reading its device on
+    # one thread, bounds what peers may have in flight toward it instead.
+    # Default tcp_rmem[2]'s: one connection alone is never held below it.
+    tcp_rcv_pool: int = 6291456
     # unsent bytes above which a socket is not writable (TCP_NOTSENT_LOWAT's
     # default; 4294967295, UINT_MAX: no limit but the send buffer)
     tcp_notsent_lowat: int = 0xFFFFFFFF
