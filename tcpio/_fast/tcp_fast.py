@@ -1086,9 +1086,10 @@ class RcvPool:
     (benchmarks/soak_timeline.py).  Offering each receiving connection its
     share of a pool bounds the sum whatever their congestion windows are.
 
-    The default pool is tcp_rmem[2]: the most one connection's buffer may
-    grow to, so one connection alone is never held below what it had
-    without a pool; with N receiving at once, each is offered pool / N.
+    The default pool (16 MiB, Settings.tcp_rcv_pool says why) is above
+    tcp_rmem[2], the most one connection's buffer may grow to, so one
+    connection alone is offered what it would be without a pool; with N
+    receiving at once, each is offered pool / N.
 
     Counted: a connection in each epoch it receives in-order data
     (rcv_pool_note), and a new one when its SYN-ACK or SYN takes its first

@@ -11,7 +11,7 @@ Rules, one per test (the unit ones on both twins of tcp_fast):
   count and the last one's, and an epoch with no receivers forgets them;
 - the pool never moves a right edge already offered back (RFC 7323 2.4): it
   only stops the window from growing;
-- a pool of 0 is no pool; with the default pool (tcp_rmem[2]) one connection
+- a pool of 0 is no pool; with the default pool (above tcp_rmem[2]) one connection
   alone is offered exactly what it was without a pool.
 End to end, over a VirtualNetwork: N connections sending to one host at
 once hold at most the pool (or four segments each) in flight, where without
@@ -234,8 +234,10 @@ def test_many_senders_hold_at_most_the_pool_in_flight_and_every_byte_arrives():
 
 
 def test_one_connection_alone_is_offered_what_it_was_without_a_pool():
-    """The default pool is tcp_rmem[2], the most one connection's buffer may
-    grow to: alone, its windows are those of no pool at all, step by step."""
+    """The default pool is above tcp_rmem[2], the most one connection's
+    buffer may grow to: alone, its windows are those of no pool at all,
+    step by step."""
+    assert Settings().tcp_rcv_pool >= Settings().tcp_rmem[2]
     def windows(pool: int) -> list[tuple[float, int]]:
         net, (c,), (s,) = _connected(pool, 1)
         data = memoryview(random.Random(1).randbytes(4 << 20))
