@@ -1065,13 +1065,16 @@ def addrs6_of(sk: TcpCb) -> bytes | None:
 # data, and the share divides by the larger of this epoch's count and the
 # last one's: a connection that receives every RTT keeps counting.
 _POOL_EPOCHS_PER_S = 4.0
+# The wait the pool is sized for: each epoch the pool becomes what the
+# last one received in this long (rate x delay), within [least, most].
+_POOL_DELAY = 0.25
 
 
 class RcvPool:
     """What the receive windows of the connections now receiving share
-    (issue 11): ``size`` bytes (Settings.tcp_rcv_pool), split evenly among
-    them, at least 4 * advmss each, never less than a connection offered
-    already (tcp_select_window keeps the right edge).
+    (issue 11): ``size`` bytes split evenly among them, at least 4 * advmss
+    each, never less than a connection offered already (tcp_select_window
+    keeps the right edge); a connection receiving alone is not held.
 
     Why: a receive window is a promise of memory; what all the peers may
     have in flight is the sum of the windows offered.  Linux keeps that sum
@@ -1086,60 +1089,92 @@ class RcvPool:
     (benchmarks/soak_timeline.py).  Offering each receiving connection its
     share of a pool bounds the sum whatever their congestion windows are.
 
-    The default pool (16 MiB, Settings.tcp_rcv_pool says why) is above
-    tcp_rmem[2], the most one connection's buffer may grow to, so one
-    connection alone is offered what it would be without a pool; with N
-    receiving at once, each is offered pool / N.
+    How large: what tcpio receives in _POOL_DELAY (the last epoch's bytes,
+    scaled), between ``least`` and ``most`` (Settings.tcp_rcv_pool).  A
+    fixed pool was either too small for a fast reader (at 6 MiB, 1000
+    one-way uploads moved half as much: four-segment windows cut every
+    super-frame small) or too large for a loaded one (at 16 MiB, the soak
+    beside other work: RTTs over 1 s and 191-220 RTOs).  Sized by the rate,
+    the wait in the ring settles near _POOL_DELAY when the pool binds: a
+    wait below it lets the rate, and so the pool, grow; above it, shrink.
+    A path whose own RTT exceeds _POOL_DELAY holds the pool at ``least``.
+    The pool starts at ``least`` and returns there after an epoch with
+    nothing received, so a burst of new connections' first flights (their
+    SYN-ACKs' windows: rcv_pool_open) is bounded before any rate is known.
 
     Counted: a connection in each epoch it receives in-order data
     (rcv_pool_note), and a new one when its SYN-ACK or SYN takes its first
-    window (rcv_pool_open), so a burst of new connections is offered its
-    shares in the SYN-ACKs (the peers' first flights)."""
+    window (rcv_pool_open)."""
 
-    size: int       # bytes (0: no pool)
+    size: int       # bytes the receivers share now
+    least: int      # ... at least (the start, and after an idle epoch)
+    most: int       # ... at most (0: no pool)
     epoch: int      # the current epoch, plus one (the count's)
     cur: int        # receivers counted in the current epoch
     prev: int       # ... and in the one before
+    nbytes: int     # in-order bytes received in the current epoch
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, least: int, most: int) -> None:
+        self.least = least if least < most else most
+        self.most = most
+        self.size = self.least
         self.epoch = 0
         self.cur = 0
         self.prev = 0
+        self.nbytes = 0
 
 
 def rcv_pool_share(pool: RcvPool, advmss: int) -> int:
     """The most a receiving connection may offer: its share of the pool,
-    and at least four segments (Linux's floor under memory pressure)."""
+    and at least four segments (Linux's floor under memory pressure); one
+    receiving alone, the most the pool may grow to."""
     if pool is None:
         raise TypeError("rcv_pool_share: a RcvPool is required")
     n = pool.cur if pool.cur > pool.prev else pool.prev
-    share = pool.size // n if n > 1 else pool.size
+    if n <= 1:
+        return pool.most
+    share = pool.size // n
     least = 4 * advmss
     return share if share > least else least
 
 
-def _rcv_pool_count(pool: RcvPool, e: int) -> None:
-    """Count one receiver in epoch ``e`` (plus one), moving the pool on to it."""
-    if e > pool.epoch:
-        pool.prev = pool.cur if e == pool.epoch + 1 else 0
-        pool.cur = 0
-        pool.epoch = e
-    if e == pool.epoch:
-        pool.cur += 1
+def _rcv_pool_enter(pool: RcvPool, e: int) -> None:
+    """Move the pool on to epoch ``e`` (plus one, > pool.epoch), sized by
+    what the epoch before it received."""
+    size = 0
+    if e == pool.epoch + 1:
+        pool.prev = pool.cur
+        size = cython.cast(cython.longlong,
+                           pool.nbytes * (_POOL_DELAY * _POOL_EPOCHS_PER_S))
+    else:
+        pool.prev = 0               # an epoch (or more) with nothing received
+    if size < pool.least:
+        size = pool.least
+    if size > pool.most:
+        size = pool.most
+    pool.size = size
+    pool.cur = 0
+    pool.nbytes = 0
+    pool.epoch = e
 
 
-def rcv_pool_note(sk: TcpCb, now: float) -> None:
-    """In-order data arrived at ``now``: count the connection as a
-    receiver of this epoch, once."""
+def rcv_pool_note(sk: TcpCb, now: float, n: int) -> None:
+    """``n`` in-order bytes arrived at ``now``: count them, and the
+    connection as a receiver of this epoch, once."""
     if sk is None:
         raise TypeError("rcv_pool_note: a TcpCb is required")
-    if sk.rcv_pool is None:
+    pool = sk.rcv_pool
+    if pool is None or pool.most <= 0:
         return
     e = cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1
+    if e > pool.epoch:
+        _rcv_pool_enter(pool, e)
+    elif e < pool.epoch:
+        return                      # a late note from an epoch gone by
+    pool.nbytes += n
     if e != sk.rcv_epoch:
         sk.rcv_epoch = e
-        _rcv_pool_count(sk.rcv_pool, e)
+        pool.cur += 1
 
 
 def rcv_pool_open(pool: RcvPool, now: float, advmss: int, wnd: int) -> int:
@@ -1148,9 +1183,13 @@ def rcv_pool_open(pool: RcvPool, now: float, advmss: int, wnd: int) -> int:
     its share of ``pool`` in whole segments."""
     if pool is None:
         raise TypeError("rcv_pool_open: a RcvPool is required")
-    if pool.size <= 0:
+    if pool.most <= 0:
         return wnd
-    _rcv_pool_count(pool, cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1)
+    e = cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1
+    if e > pool.epoch:
+        _rcv_pool_enter(pool, e)
+    if e == pool.epoch:
+        pool.cur += 1
     share = rcv_pool_share(pool, advmss)
     if wnd > share:
         return share // advmss * advmss if advmss > 0 else share
@@ -1176,7 +1215,7 @@ def select_window(sk: TcpCb) -> int:
         free = 0
     if free > sk.window_clamp:
         free = sk.window_clamp
-    if sk.rcv_pool is not None and sk.rcv_pool.size > 0:
+    if sk.rcv_pool is not None and sk.rcv_pool.most > 0:
         # at most this connection's share of the host's receive pool
         share = rcv_pool_share(sk.rcv_pool, sk.advmss)
         if free > share:
@@ -1284,7 +1323,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     sk.rcv_nxt = u32(seq + n)
     event_data_recv(sk, n, gso_size)
     sk.lrcvtime = now
-    rcv_pool_note(sk, now)
+    rcv_pool_note(sk, now, n)
     sk.ack_pending = True
     sk.host.schedule_wakeup(sk)
     if new_ack:

@@ -181,7 +181,6 @@ async def test_1000_flows_of_1mib_both_ways_every_byte_and_no_rto(tap_required, 
     # to 1-1.2 s, the first flights' RTOs fired (23-134 a run) and later the
     # ring overflowed.  Each receiving connection is now offered its share
     # of the pool (at least four segments, Linux's floor under tcp_mem
-    # pressure).  benchmarks/soak_timeline.py: with the default 16 MiB pool
-    # under 20k segments in flight (RTTs ~1 s, but no jump to fire an RTO);
-    # with 6 MiB under 5k and RTTs under 0.34 s.
+    # pressure), the pool sized by what tcpio receives (a quarter second of
+    # it, 4-32 MiB): the clients' wait in the ring stays near that.
     assert (rtos, k_rtos, dropped) == (0, 0, 0)

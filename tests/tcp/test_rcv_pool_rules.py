@@ -4,22 +4,27 @@ the receive windows of all the connections receiving at once share.
 Rules, one per test (the unit ones on both twins of tcp_fast):
 - a receiving connection is offered at most its share of the pool, the
   pool divided by the receivers counted, and never less than four segments
-  (Linux's floor under memory pressure, tcp_adjust_rcv_ssthresh);
+  (Linux's floor under memory pressure, tcp_adjust_rcv_ssthresh); one
+  receiving alone is not held;
 - receivers are counted per epoch (a quarter second): a connection once in
   each epoch it receives in-order data, a new one when its first window is
   chosen (SYN or SYN-ACK); the share divides by the larger of this epoch's
   count and the last one's, and an epoch with no receivers forgets them;
+- the pool is sized by the rate: entering an epoch it becomes what the last
+  one received in a quarter second (_POOL_DELAY), between ``least`` (where
+  it starts, and returns after an idle epoch) and ``most``;
 - the pool never moves a right edge already offered back (RFC 7323 2.4): it
   only stops the window from growing;
-- a pool of 0 is no pool; with the default pool (above tcp_rmem[2]) one connection
-  alone is offered exactly what it was without a pool.
+- ``most`` 0 is no pool; with the default pool one connection alone is
+  offered exactly what it was without a pool.
 End to end, over a VirtualNetwork: N connections sending to one host at
 once hold at most the pool (or four segments each) in flight, where without
-a pool they hold many times more, and every byte arrives.
+a pool they hold many times more, and every byte arrives; over a link of a
+given rate the pool settles at what that rate brings in a quarter second.
 
 The oracle for why: the 1000-flow soak against the kernel over TAP
 (tests/tap/test_tcp_kernel_many_flows.py, TCPIO_SLOW=1) fires no RTO with the
-pool, where without it 23-134 of the kernel's RTOs fired.
+pool, where without it 4-134 of the kernel's RTOs fired in every run.
 """
 
 from __future__ import annotations
@@ -42,26 +47,33 @@ tf = twin_fixture("tcp_fast", "tf")
 
 MSS = 1460
 EPOCH = 0.25        # tcp_fast._POOL_EPOCHS_PER_S = 4
+MOST = 64 << 20
+
+
+def _pool(tf, size: int, least: int = 1, most: int = MOST):
+    pool = tf.RcvPool(least, most)
+    pool.size = size
+    return pool
 
 
 # --- the share ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size, receivers, expect", [
-    (1 << 20, 0, 1 << 20),          # nobody counted yet: the whole pool
-    (1 << 20, 1, 1 << 20),
-    (1 << 20, 4, 1 << 18),          # split evenly
+    (1 << 20, 0, MOST),             # nobody counted yet, or one alone: not held
+    (1 << 20, 1, MOST),
+    (1 << 20, 2, 1 << 19),          # split evenly
     (1 << 20, 100, 10_485),
     (1 << 20, 1000, 4 * MSS),       # never below four segments
 ])
 def test_the_share_is_the_pool_split_among_receivers_at_least_four_segments(
         tf, size, receivers, expect):
-    pool = tf.RcvPool(size)
+    pool = _pool(tf, size)
     pool.epoch, pool.cur = 1, receivers
     assert tf.rcv_pool_share(pool, MSS) == expect
 
 
 def test_the_share_divides_by_the_larger_of_this_epoch_and_the_last(tf):
-    pool = tf.RcvPool(1 << 20)
+    pool = _pool(tf, 1 << 20)
     pool.epoch, pool.prev, pool.cur = 5, 8, 2
     assert tf.rcv_pool_share(pool, MSS) == (1 << 20) // 8
     pool.cur = 16
@@ -77,40 +89,63 @@ def _receiver(tf, pool, **kw):
 
 
 def test_a_connection_counts_once_per_epoch_it_receives_in(tf):
-    pool = tf.RcvPool(1 << 20)
+    pool = tf.RcvPool(1 << 20, MOST)
     a, b = _receiver(tf, pool), _receiver(tf, pool)
     for now in (10.0, 10.01, 10.2):             # one epoch: [10.0, 10.25)
-        tf.rcv_pool_note(a, now)
-    tf.rcv_pool_note(b, 10.1)
-    assert (pool.cur, pool.prev) == (2, 0)
-    tf.rcv_pool_note(a, 10.3)                   # the next epoch: last one's count kept
-    assert (pool.cur, pool.prev) == (1, 2)
-    assert tf.rcv_pool_share(pool, MSS) == (1 << 20) // 2
+        tf.rcv_pool_note(a, now, 1000)
+    tf.rcv_pool_note(b, 10.1, 1000)
+    assert (pool.cur, pool.prev, pool.nbytes) == (2, 0, 4000)
+    tf.rcv_pool_note(a, 10.3, 1000)             # the next epoch: last one's count kept
+    assert (pool.cur, pool.prev, pool.nbytes) == (1, 2, 1000)
 
 
-def test_an_epoch_without_receivers_forgets_them(tf):
-    pool = tf.RcvPool(1 << 20)
+def test_entering_an_epoch_sizes_the_pool_by_what_the_last_one_received(tf):
+    """A quarter second's worth of the last epoch's rate: its bytes, within
+    [least, most]."""
+    pool = tf.RcvPool(1 << 20, 8 << 20)
+    assert pool.size == 1 << 20                 # it starts at least
+    sk = _receiver(tf, pool)
+    for k in range(50):
+        tf.rcv_pool_note(sk, 20.0 + k * 0.004, 60_000)   # 3 MB in [20.0, 20.25)
+    tf.rcv_pool_note(sk, 20.26, 1)
+    assert pool.size == 3_000_000
+    for k in range(100):
+        tf.rcv_pool_note(sk, 20.26 + k * 0.002, 100_000)  # 10 MB: above most
+    tf.rcv_pool_note(sk, 20.5, 1)
+    assert pool.size == 8 << 20
+    tf.rcv_pool_note(sk, 20.8, 1)               # 1 byte: below least
+    assert pool.size == 1 << 20
+
+
+def test_an_epoch_without_receivers_forgets_them_and_the_rate(tf):
+    pool = tf.RcvPool(1 << 20, MOST)
     socks = [_receiver(tf, pool) for _ in range(8)]
     for sk in socks:
-        tf.rcv_pool_note(sk, 3.0)
-    assert tf.rcv_pool_share(pool, MSS) == (1 << 20) // 8
-    tf.rcv_pool_note(socks[0], 3.0 + 2 * EPOCH)     # an epoch went by with none
-    assert (pool.cur, pool.prev) == (1, 0)
-    assert tf.rcv_pool_share(pool, MSS) == 1 << 20
+        tf.rcv_pool_note(sk, 3.0, 1_000_000)
+    tf.rcv_pool_note(socks[0], 3.0 + EPOCH, 1)
+    assert (pool.size, pool.prev) == (8_000_000, 8)
+    assert tf.rcv_pool_share(pool, MSS) == 1_000_000
+    tf.rcv_pool_note(socks[0], 3.0 + 3 * EPOCH, 1)  # an epoch went by with none
+    assert (pool.cur, pool.prev, pool.size) == (1, 0, 1 << 20)
+    assert tf.rcv_pool_share(pool, MSS) == MOST
 
 
 def test_a_late_note_from_an_older_epoch_is_not_counted(tf):
-    pool = tf.RcvPool(1 << 20)
+    pool = tf.RcvPool(1 << 20, MOST)
     a, b = _receiver(tf, pool), _receiver(tf, pool)
-    tf.rcv_pool_note(a, 7.6)
-    tf.rcv_pool_note(b, 7.4)                    # before the epoch the pool is in
-    assert (pool.cur, pool.prev) == (1, 0)
+    tf.rcv_pool_note(a, 7.6, 10)
+    tf.rcv_pool_note(b, 7.4, 10)                # before the epoch the pool is in
+    assert (pool.cur, pool.prev, pool.nbytes) == (1, 0, 10)
 
 
 def test_no_pool_counts_nothing(tf):
     sk = _receiver(tf, None)
-    tf.rcv_pool_note(sk, 1.0)
+    tf.rcv_pool_note(sk, 1.0, 10)
     assert sk.rcv_epoch == 0
+    off = tf.RcvPool(0, 0)
+    sk = _receiver(tf, off)
+    tf.rcv_pool_note(sk, 1.0, 10)
+    assert (sk.rcv_epoch, off.cur, off.nbytes) == (0, 0, 0)
 
 
 # --- the first window --------------------------------------------------------------------
@@ -118,8 +153,8 @@ def test_no_pool_counts_nothing(tf):
 def test_first_windows_of_a_burst_shrink_with_the_count_in_whole_segments(tf):
     """rcv_pool_open: each new connection is counted, then offered the
     smaller of tcp_select_initial_window's window and its share, in whole
-    segments, at least four."""
-    pool = tf.RcvPool(200_000)
+    segments, at least four; the first alone is not held."""
+    pool = tf.RcvPool(200_000, MOST)
     got = [tf.rcv_pool_open(pool, 1.0, 1448, 65_160) for _ in range(12)]
     expect = [min(65_160, max(200_000 // k, 4 * 1448) // 1448 * 1448) if k > 1 else 65_160
               for k in range(1, 13)]
@@ -127,8 +162,8 @@ def test_first_windows_of_a_burst_shrink_with_the_count_in_whole_segments(tf):
     assert got[-1] == 11 * 1448 and pool.cur == 12
 
 
-def test_a_pool_of_zero_leaves_the_first_window(tf):
-    pool = tf.RcvPool(0)
+def test_no_pool_leaves_the_first_window(tf):
+    pool = tf.RcvPool(0, 0)
     assert [tf.rcv_pool_open(pool, 1.0, 1448, 65_160) for _ in range(3)] == [65_160] * 3
     assert pool.cur == 0
 
@@ -136,7 +171,7 @@ def test_a_pool_of_zero_leaves_the_first_window(tf):
 # --- the offer ---------------------------------------------------------------------------
 
 def test_the_offer_is_held_to_the_share(tf):
-    pool = tf.RcvPool(1 << 20)
+    pool = _pool(tf, 1 << 20)
     pool.epoch, pool.cur = 1, 64                 # 16 KiB each
     sk = _receiver(tf, pool, rcv_wnd=0)
     # 16384 in whole MSS (11 x 1460 = 16060), then whole 128-byte units
@@ -148,7 +183,7 @@ def test_the_offer_is_held_to_the_share(tf):
 def test_the_pool_never_moves_the_right_edge_back(tf):
     """An offer made before the receivers grew stays: what is left of it is
     offered again (tcp_select_window), not the smaller share."""
-    pool = tf.RcvPool(1 << 20)
+    pool = _pool(tf, 1 << 20)
     sk = _receiver(tf, pool, rcv_wnd=200 * 128)
     pool.epoch, pool.cur = 1, 1000              # the share falls to four segments
     assert tf.select_window(sk) == 5_760        # 4 x 1460 in 128-byte units
@@ -158,20 +193,21 @@ def test_the_pool_never_moves_the_right_edge_back(tf):
 
 # --- end to end --------------------------------------------------------------------------
 
-def _net(pool: int):
+def _net(pool: tuple[int, int], rate: float | None = None):
     net = VirtualNetwork(seed=5)
     a = net.host("a")
     b = net.host("b", settings=Settings(tcp_rcv_pool=pool))
     link = net.link(a, b, "10.0.0.1/24", "10.0.0.2/24",
-                    impairment=Impairment(delay=0.005), impairment_ba=Impairment(delay=0.005))
+                    impairment=Impairment(delay=0.005, rate=rate),
+                    impairment_ba=Impairment(delay=0.005))
     link.capture_enabled = False
     return net, a, b
 
 
-def _connected(pool: int, n: int):
+def _connected(pool: tuple[int, int], n: int, rate: float | None = None):
     """``n`` connections from a to a listener on b (whose pool is ``pool``),
     established and accepted: (net, a's sockets, b's sockets)."""
-    net, a, b = _net(pool)
+    net, a, b = _net(pool, rate)
     ls = b.tcp.socket()
     ls.bind(0, 80)
     ls.listen(n)
@@ -186,7 +222,7 @@ def _connected(pool: int, n: int):
     return net, clients, [ls.accept() for _ in range(n)]
 
 
-def _uploads(pool: int, n: int, size: int):
+def _uploads(pool: tuple[int, int], n: int, size: int):
     """``n`` connections from a each send ``size`` seeded bytes to b, which
     reads all it can after every step.  Returns the largest total b had
     offered and not yet received, over the steps once every connection
@@ -224,21 +260,21 @@ def test_many_senders_hold_at_most_the_pool_in_flight_and_every_byte_arrives():
     seg = 1448
     share = max(pool // n, 4 * seg)
     bound = n * (-(-share // 128) * 128)       # each offer in whole scaling units (wscale 7)
-    most, intact = _uploads(pool, n, 1 << 20)
+    most, intact = _uploads((pool, pool), n, 1 << 20)
     assert intact
     assert 0 < most <= bound
     # without a pool the same senders are offered many times more
-    most_off, intact_off = _uploads(0, n, 1 << 20)
+    most_off, intact_off = _uploads((0, 0), n, 1 << 20)
     assert intact_off
     assert most_off > 4 * bound
 
 
 def test_one_connection_alone_is_offered_what_it_was_without_a_pool():
-    """The default pool is above tcp_rmem[2], the most one connection's
-    buffer may grow to: alone, its windows are those of no pool at all,
-    step by step."""
-    assert Settings().tcp_rcv_pool >= Settings().tcp_rmem[2]
-    def windows(pool: int) -> list[tuple[float, int]]:
+    """One connection receiving alone is not held (and the pool's most is
+    above tcp_rmem[2], the most its buffer may grow to): its windows are
+    those of no pool at all, step by step."""
+    assert Settings().tcp_rcv_pool[1] >= Settings().tcp_rmem[2]
+    def windows(pool: tuple[int, int]) -> list[tuple[float, int]]:
         net, (c,), (s,) = _connected(pool, 1)
         data = memoryview(random.Random(1).randbytes(4 << 20))
         sent, got, seen = 0, 0, []
@@ -255,4 +291,28 @@ def test_one_connection_alone_is_offered_what_it_was_without_a_pool():
         assert net.run_until(pump, 120)
         return seen
 
-    assert windows(Settings().tcp_rcv_pool) == windows(0)
+    assert windows(Settings().tcp_rcv_pool) == windows((0, 0))
+
+
+def test_over_a_link_of_a_given_rate_the_pool_settles_at_a_quarter_second_of_it():
+    """Eight senders share a 80 Mbit/s link into b: b receives 10 MB/s, and
+    its pool settles at what a quarter second brings (2.5 MB)."""
+    rate = 80e6
+    net, clients, servers = _connected((64 << 10, 64 << 20), 8, rate)
+    pool = servers[0].rcv_pool
+    data = memoryview(bytes(1 << 16))
+    sizes = []
+
+    def pump() -> bool:
+        for c in clients:
+            c.sendmsg(data)
+        for s in servers:
+            while s.readable():
+                s.recvmsg(1 << 20)
+        sizes.append((net.now, pool.size))
+        return net.now > 6.0
+
+    assert net.run_until(pump, 30)
+    settled = [size for t, size in sizes if t > 3.0]
+    want = rate / 8 * 0.25
+    assert min(settled) > 0.85 * want and max(settled) < 1.15 * want

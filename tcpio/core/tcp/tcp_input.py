@@ -982,7 +982,7 @@ def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float, gso_size: int 
         _rq_append(sk, data)
         tcp_event_data_recv(sk, len(data), gso_size)
         sk.lrcvtime = now
-        rcv_pool_note(sk, now)
+        rcv_pool_note(sk, now, len(data))
     filled = False
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin

@@ -145,7 +145,7 @@ class TcpProto:
                                           self.synack_route, self.synack_route_scope)
         self.syn_path.by_port = self.hashinfo.by_port
         # what the receive windows of the connections receiving at once share
-        self.rcv_pool = _tcp_fast.RcvPool(host.settings.tcp_rcv_pool)
+        self.rcv_pool = _tcp_fast.RcvPool(*host.settings.tcp_rcv_pool)
         self.orphans = 0
         self.tw_count = 0
         self.challenge_second = -1
