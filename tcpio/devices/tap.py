@@ -958,10 +958,17 @@ class _TunTapBase:
             self.stats["rx_errors"] += (io.error != 0) + io.runts
         if fd == self.fd:
             # stopped at the budget: more is waiting (the stack's timers wait
-            # for it: poll_rx); short of it: the queue was seen empty
-            self.rx_more = more = nread == budget
+            # for it: poll_rx; its softirq reads it on the next send); short
+            # of it: the queue was seen empty.  A lone read (budget 1) left
+            # the rest to the loop's next poll of the fd, as NAPI that
+            # completes and re-enables the interrupt: not "more waiting",
+            # or the softirq read it on the reply's send, finding the queue
+            # empty (an echo's client has not answered yet): the read(2)
+            # the lone read saved, back in every other round trip
+            full = nread == budget
+            self.rx_more = full and not lone & _LONE_DRAIN
             self.rx_flows_read += nread
-            if not more:
+            if not full:
                 self.rx_emptied += 1
             self._rx_lone = lone + 1 if nread == 1 else 0
         if nread:
