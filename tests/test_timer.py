@@ -4,8 +4,9 @@ minimum (deadline, arming order) on every step.
 The wheel moves postponed entries lazily and leaves cancelled ones in the heap
 (tcpio/core/timer.py); none of that may be visible: the same timers fire, at
 the same times, in the same order, as in the model; next_deadline() is always
-the model's earliest deadline; and the heap stays bounded however often timers
-are re-armed and cancelled.
+the model's earliest deadline, and deadline_bound() (the driver's, O(1)) never
+after it, equal once next_deadline() has settled the heaps; and the heap stays
+bounded however often timers are re-armed and cancelled.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def test_wheel_behaves_like_the_model(script, rearm):
             wheel.run(now)
         else:
             assert wheel.next_deadline() == model.next_deadline()
+            # settled: the driver's bound is the deadline itself then
+            assert wheel.deadline_bound() == model.next_deadline()
+        # the bound the driver arms its loop timer for: never after the
+        # earliest deadline (early, when stale entries are on top)
+        bound, deadline = wheel.deadline_bound(), model.next_deadline()
+        assert deadline is None or (bound is not None and bound <= deadline)
         assert [t.pending for t in timers] == [i in model.armed for i in range(N_TIMERS)]
         assert [t.when for t in timers] == [model.armed[i][0] if i in model.armed else None
                                             for i in range(N_TIMERS)]
