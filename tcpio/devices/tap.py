@@ -367,7 +367,9 @@ class SynShare:
         if frames:
             self.est_frames += frames
             self.est_time += seconds
-            self.cost_est = self._avg(self.cost_est, seconds / frames)
+            # (_avg inline: once per read of the flows' queue, an echo's every request)
+            cost, old = seconds / frames, self.cost_est
+            self.cost_est = cost if old <= 0.0 else old + self.alpha * (cost - old)
             self.last_est = now
 
     def stats(self) -> dict[str, float]:
@@ -1093,7 +1095,21 @@ class _TunTapBase:
         return True
 
     def send(self, frame: bytes | bytearray) -> None:
-        self.send_batch((frame,))
+        """One frame (an answer, an ACK: what a request/response flow sends
+        per kick): ``send_batch``'s write without its loop, once the fd's
+        writer is made; anything else (no fd, a stopped queue, the writer
+        thread) goes through ``send_batch``."""
+        io, fd, netif = self._io, self.fd, self.netif
+        if io is None or fd is None or self.tx_thread or (netif is not None and netif.stopped):
+            self.send_batch((frame,))
+            return
+        frames = (frame,)
+        st = self.stats
+        if io.write(fd, frames, 0, self._tx_plain, self._tx_hdr):
+            st["tx_packets"] += 1
+            st["tx_bytes"] += io.nbytes
+        elif not (io.error in _FULL_ERRNOS and self._tx_full(frames)):
+            self._tx_drop(io.error)
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         """One write per frame (a TAP takes one frame per write), counted once.
@@ -1127,12 +1143,18 @@ class _TunTapBase:
             err = io.error
             if err in _FULL_ERRNOS and self._tx_full(frames[done:]):
                 break
-            if err not in _DROP_ERRNOS:
-                st["tx_errors"] += 1
-            st["tx_dropped"] += 1
+            self._tx_drop(err)
             i = done + 1
         st["tx_packets"] += sent
         st["tx_bytes"] += nbytes
+
+    def _tx_drop(self, err: int) -> None:
+        """A frame the fd refused (``err``) and nothing queues: a counted
+        drop, an error too unless the link just cannot take it now."""
+        st = self.stats
+        if err not in _DROP_ERRNOS:
+            st["tx_errors"] += 1
+        st["tx_dropped"] += 1
 
     def _tx_queue(self, frames: Sequence[bytes | bytearray], hlen: int, plain: bytes) -> None:
         """``send_batch`` with ``tx_thread``: the frames (as ``bytes``) and
