@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_tcp import CHUNK, PORT, peer_argv, run_peer
+from bench_tcp import CHUNK, PORT, run_peer
 
 WARMUP = 200        # the echo peer's untimed first round trips
 
@@ -258,7 +258,7 @@ async def measure_kernel(rounds: int, bytecodes: bool = False) -> None:
     with the same loop counters (and ``--bytecodes``), so the two servers'
     work per round trip can be set side by side.  Syscalls: run it under
     ``strace -c`` (main thread only), as the TAP figure."""
-    import json
+    from bench_tap_offload import kernel_echo_peer
 
     loop = asyncio.get_running_loop()
     counts = Counts(loop)
@@ -280,17 +280,10 @@ async def measure_kernel(rounds: int, bytecodes: bool = False) -> None:
             writer.write(data)
         writer.close()
 
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        proc = await asyncio.create_subprocess_exec(
-            *peer_argv(None, "echo", "127.0.0.1", str(port), str(rounds)),
-            stdout=asyncio.subprocess.PIPE)
-        stdout, _ = await proc.communicate()
+    out = await kernel_echo_peer(rounds, None, handler)
     if prof is not None:
         prof.disable()
     counts.on = False
-    out = json.loads(stdout.decode().strip().splitlines()[-1])
     n = rounds
     print(f"1-byte echo, asyncio streams server over kernel loopback, {n} round trips "
           f"(after {WARMUP} warm-up), pid {os.getpid()}")
