@@ -26,6 +26,10 @@ the client is not counted) and divide by the rounds printed; e.g.
 ``sudo strace -c -o /tmp/s.txt python benchmarks/bench_echo_path.py``.
 Needs root.  Times: benchmarks/bench_tap_offload.py --only echo.
 
+``--kernel``: the reference instead (issue 12's ratio is against it): the
+same client to asyncio's own stream echo over kernel loopback, with the
+same counters (and ``--bytecodes``), and under ``strace -c`` its syscalls.
+
 ``--memory``: the same exchange between two stacks on a MemoryWire in this
 process (both ends' work, no root): Python calls and CPU per round trip,
 and, run under callgrind at two ``--rounds`` (instructions(N2) -
@@ -248,6 +252,49 @@ async def measure(rounds: int, offloads: bool, profile: bool, protocol: bool,
                   f"{Path(fname).name}:{line}({func})")
 
 
+async def measure_kernel(rounds: int, bytecodes: bool = False) -> None:
+    """The reference of issue 12's echo ratio (bench_tap_offload's): the same
+    kernel client, to asyncio's own stream echo server over kernel loopback,
+    with the same loop counters (and ``--bytecodes``), so the two servers'
+    work per round trip can be set side by side.  Syscalls: run it under
+    ``strace -c`` (main thread only), as the TAP figure."""
+    from bench_tap_offload import kernel_echo_peer
+
+    loop = asyncio.get_running_loop()
+    counts = Counts(loop)
+    prof: Any = Bytecodes() if bytecodes else None
+    state: dict[str, Any] = {}
+    arrived = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal arrived
+        while data := await reader.read(CHUNK):
+            arrived += 1
+            if arrived == WARMUP + 1:
+                state.update(cpu=time.process_time())
+                counts.on = True
+                if prof is not None:
+                    prof.enable()
+            elif arrived == WARMUP + rounds:
+                state.update(cpu1=time.process_time())
+            writer.write(data)
+        writer.close()
+
+    out = await kernel_echo_peer(rounds, None, handler)
+    if prof is not None:
+        prof.disable()
+    counts.on = False
+    n = rounds
+    print(f"1-byte echo, asyncio streams server over kernel loopback, {n} round trips "
+          f"(after {WARMUP} warm-up), pid {os.getpid()}")
+    print(f"  client median round trip {out['median_us']:.1f} us; server CPU "
+          f"{(state['cpu1'] - state['cpu']) / (n - 1) * 1e6:.1f} us per round trip")
+    for k, v in counts.c.items():
+        print(f"  {k} per round trip: {v / n:.3f}")
+    if prof is not None:
+        prof.report(n)
+
+
 async def measure_memory(rounds: int, profile: bool, bytecodes: bool = False) -> None:
     """The same exchange between two stacks on a MemoryWire in this process
     (no TAP, no kernel, no second process): both ends' Python work per round
@@ -308,6 +355,9 @@ def main() -> None:
                     help="a plain asyncio.Protocol echo instead of streams")
     ap.add_argument("--memory", action="store_true",
                     help="two stacks on a MemoryWire in this process instead (no root)")
+    ap.add_argument("--kernel", action="store_true",
+                    help="the reference instead: asyncio's echo over kernel loopback, "
+                         "the same client and counters (no root)")
     ap.add_argument("--virtual", action="store_true",
                     help="with --memory: on tests/virtual_loop's clock, which stands "
                          "still while the loop works, so no timer fires mid-exchange "
@@ -324,6 +374,9 @@ def main() -> None:
                 loop.close()
             return
         asyncio.run(measure_memory(args.rounds, args.profile, args.bytecodes))
+        return
+    if args.kernel:
+        asyncio.run(measure_kernel(args.rounds, args.bytecodes))
         return
     if os.geteuid() != 0:
         sys.exit("needs root (TAP, namespaces)")

@@ -121,14 +121,21 @@ async def echo_tcpio(rounds: int, offloads: bool, peer_cpu: int | None) -> float
 
 async def echo_kernel(rounds: int, peer_cpu: int | None) -> float:
     """The reference: the same client to an asyncio echo server over kernel loopback."""
-    server = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
+    return float((await kernel_echo_peer(rounds, peer_cpu, echo_handler))["median_us"])
+
+
+async def kernel_echo_peer(rounds: int, peer_cpu: int | None, handler: Any) -> dict[str, Any]:
+    """The echo client's output, run against asyncio's ``start_server(handler)``
+    on 127.0.0.1 (bench_echo_path --kernel counts what that server does)."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
         proc = await asyncio.create_subprocess_exec(
             *peer_argv(peer_cpu, "echo", "127.0.0.1", str(port), str(rounds)),
             stdout=asyncio.subprocess.PIPE)
         stdout, _ = await proc.communicate()
-    return float(json.loads(stdout.decode().strip().splitlines()[-1])["median_us"])
+    out: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return out
 
 
 def summary(rates: list[float]) -> str:

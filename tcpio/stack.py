@@ -9,7 +9,8 @@ both for it, in three places only:
 
 - a device callback (one per batch of received frames): ``host.receive`` for
   each frame, to completion, then ``kick()``;
-- the one loop timer, armed for ``host.next_deadline()``: ``host.poll(now)``,
+- the one loop timer, armed for ``host.next_deadline()`` (or a moment before
+  it: ``host.deadline_bound()``, see ``_rearm``): ``host.poll(now)``,
   then ``kick()``; input a device already holds is read first, and while it
   keeps coming the due timers wait for it, a loop iteration at a time
   (``_on_timer``: Linux's net_rx_action with its budget and time limit);
@@ -616,8 +617,14 @@ class Stack:
         timers the same way (inet_csk_clear_xmit_timer without
         INET_CSK_CLEAR_TIMERS does not stop the delayed-ACK or
         retransmission timer: it fires and finds nothing pending).  An
-        earlier deadline still re-arms at once."""
-        deadline = self.host.next_deadline()
+        earlier deadline still re-arms at once.
+
+        The deadline asked for is the wheel's O(1) bound
+        (``host.deadline_bound``: its heaps' tops as they are, which the
+        cancels of each round trip leave stale, so it may be early, never
+        late); ``_on_loop_timer`` asks for the exact one when the loop
+        timer fires, and that settles the heaps."""
+        deadline = self.host.deadline_bound()
         when = self._timer_when
         if deadline == when:
             return

@@ -137,6 +137,35 @@ def test_an_error_that_is_not_the_links_counts_in_tx_errors_for_each_frame(pair)
     assert st["tx_errors"] == 3 and st["tx_dropped"] == 3 and st["tx_packets"] == 0
 
 
+def test_one_frame_sent_alone_goes_as_in_a_batch_of_one(pair) -> None:
+    """``send`` (one frame, an echo's answer: no batch loop) writes, counts,
+    hands back to a stopped or full queue and drops as ``send_batch`` does."""
+    fd, peer = pair
+    dev = make_device(fd)
+    loop, netif = FakeLoop(), FakeNetif()
+    dev._loop, dev.netif = loop, netif      # type: ignore[assignment]
+    one = frames(1)[0]
+    dev.send(one)                            # first: the fd's writer made on the way
+    dev.send(one)
+    assert drain(peer) == [one, one]
+    st = dev.stats
+    assert st["tx_packets"] == 2 and st["tx_bytes"] == 2 * len(one)
+    many = frames(5000)
+    sent = 0
+    while not netif.stopped:                 # until the fd is full: the refused one queued
+        dev.send(many[sent])
+        sent += 1
+    assert netif.requeued == [many[sent - 1]] and fd in loop.writers
+    assert st["tx_packets"] == 2 + sent - 1 and st["tx_dropped"] == 0
+    dev.send(one)                            # stopped: straight back to the queue
+    assert netif.requeued[-1] is one and st["tx_dropped"] == 0
+    drain(peer)
+    dev.netif = None
+    peer.close()                             # EPIPE: not the link's, an error
+    dev.send(one)
+    assert st["tx_errors"] == 1 and st["tx_dropped"] == 1
+
+
 def test_send_batch_with_the_header_puts_it_in_front_of_every_frame(pair) -> None:
     fd, peer = pair
     dev = make_device(fd, HLEN)

@@ -4,8 +4,9 @@ minimum (deadline, arming order) on every step.
 The wheel moves postponed entries lazily and leaves cancelled ones in the heap
 (tcpio/core/timer.py); none of that may be visible: the same timers fire, at
 the same times, in the same order, as in the model; next_deadline() is always
-the model's earliest deadline; and the heap stays bounded however often timers
-are re-armed and cancelled.
+the model's earliest deadline, and deadline_bound() (the driver's, O(1)) never
+after it, equal once next_deadline() has settled the heaps; and the heap stays
+bounded however often timers are re-armed and cancelled.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def test_wheel_behaves_like_the_model(script, rearm):
             wheel.run(now)
         else:
             assert wheel.next_deadline() == model.next_deadline()
+            # settled: the driver's bound is the deadline itself then
+            assert wheel.deadline_bound() == model.next_deadline()
+        # the bound the driver arms its loop timer for: never after the
+        # earliest deadline (early, when stale entries are on top)
+        bound, deadline = wheel.deadline_bound(), model.next_deadline()
+        assert deadline is None or (bound is not None and bound <= deadline)
         assert [t.pending for t in timers] == [i in model.armed for i in range(N_TIMERS)]
         assert [t.when for t in timers] == [model.armed[i][0] if i in model.armed else None
                                             for i in range(N_TIMERS)]
@@ -439,7 +446,8 @@ def heap_ops(monkeypatch: pytest.MonkeyPatch) -> HeapOps:
 def _held_rtos(wheel: TimerWheel, n: int) -> list[Timer]:
     """``n`` RTOs due at 1.0.., each pushed later on an ACK (its entry early,
     to be moved when it surfaces), every other one cancelled and re-armed
-    (a stale entry besides its live one): what 1000 busy flows leave."""
+    (its parked entry taken back, early too: no push): what 1000 busy
+    flows leave."""
     rtos = [wheel.timer(lambda now: None) for _ in range(n)]
     for k, t in enumerate(rtos):
         t.arm(1.0 + k * 1e-4)
@@ -500,7 +508,8 @@ def test_firing_one_timer_among_many_pops_its_entry_alone(heap_ops) -> None:
     assert wheel.run(0.9) == 1 and hits == [0.9]
     assert heap_ops.take() == {"heappop": 1}
     assert wheel.next_deadline() == 1.2 + 1e-4
-    # the 500 stale entries dropped, the 500 early ones moved to 1.5..
-    assert heap_ops.take() == {"heappop": 500, "heapreplace": 500}
+    # the 1000 early entries moved to 1.2.. and 1.5.. (the cancelled and
+    # re-armed ones took their parked entries back: none stale)
+    assert heap_ops.take() == {"heapreplace": 1000}
     assert wheel.next_deadline() == 1.2 + 1e-4 and wheel.run(1.2) == 0
     assert heap_ops.take() == {}

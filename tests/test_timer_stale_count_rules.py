@@ -1,8 +1,9 @@
 """TimerWheel's stale-entry count is exact (tcpio/core/timer.py).
 
-Every timer has at most one live heap entry (``_queued`` is its deadline,
-None: none); every other entry in the two heaps is stale, and ``_stale``
-counts exactly those, whatever the order of arming, cancelling, running and
+Every timer has at most one heap entry of its own (``_queued`` is its
+deadline, None: none), live while the timer is armed, parked while it is
+cancelled (kept for a re-arm at or after it); every other entry in the two
+heaps is stale, and ``_stale`` counts exactly those and the parked ones, whatever the order of arming, cancelling, running and
 compacting.  The count decides when the heaps are compacted, so a stale entry
 that is not counted (or counted and kept) is garbage that compaction never
 removes: a timer cancelled and re-armed at the same deadline over and over (a
@@ -19,24 +20,38 @@ from tcpio.core.timer import Timer, TimerWheel
 
 def _real_stale(wheel: TimerWheel, timers: list[Timer]) -> int:
     entries = len(wheel._heap) + len(wheel._prompt_heap)
-    return entries - sum(t._queued is not None for t in timers)
+    return entries - sum(t._queued is not None and t.when is not None for t in timers)
 
 
-def test_cancel_then_rearm_at_the_same_deadline_counts_one_stale_entry():
+def test_cancel_then_rearm_at_the_same_deadline_takes_the_parked_entry_back():
     wheel = TimerWheel()
     t = wheel.timer(lambda now: None)
     t.arm(5.0)
     t.cancel()
+    assert wheel._stale == _real_stale(wheel, [t]) == 1       # parked
     t.arm(5.0)
-    assert wheel._stale == _real_stale(wheel, [t]) == 1
-    assert wheel.next_deadline() == 5.0
+    assert wheel._stale == _real_stale(wheel, [t]) == 0
+    assert len(wheel._heap) == 1 and wheel.next_deadline() == 5.0
     assert wheel._stale == _real_stale(wheel, [t])
-    wheel._compact()                    # drops the stale entry, keeps the live one
-    assert wheel._stale == 0 and len(wheel._heap) == 1
-    assert wheel._stale == _real_stale(wheel, [t])
+    t.cancel()
+    wheel._compact()                    # drops the parked entry: the timer has none
+    assert wheel._stale == 0 and wheel._heap == [] and t._queued is None
+    t.arm(5.0)
     assert wheel.run(5.0) == 1
     assert wheel._stale == _real_stale(wheel, [t]) == 0
     assert wheel._heap == []
+
+
+def test_cancel_then_rearm_earlier_leaves_one_stale_entry():
+    wheel = TimerWheel()
+    t = wheel.timer(lambda now: None)
+    t.arm(5.0)
+    t.cancel()
+    t.arm(4.0)
+    assert wheel._stale == _real_stale(wheel, [t]) == 1
+    wheel._compact()                    # drops the stale entry, keeps the live one
+    assert wheel._stale == 0 and len(wheel._heap) == 1
+    assert wheel.run(5.0) == 1 and wheel._heap == []
 
 
 def test_cancel_and_rearm_at_the_same_deadline_is_bounded():

@@ -180,6 +180,9 @@ class Host:
         # round trip, with no wrapper frame between.  (The method below is
         # what a test that set its own and deleted it again gets back.)
         self.next_deadline = self.timers.next_deadline  # type: ignore[method-assign]
+        # ... and the bound the driver arms its loop timer for (early, never
+        # late: TimerWheel.deadline_bound), the wheel's own too
+        self.deadline_bound = self.timers.deadline_bound  # type: ignore[method-assign]
         self.interfaces: dict[int, Interface] = {}
         self._links_down: set[int] = set()         # set_link(ifindex, False)
         self.fib = Fib()
@@ -942,6 +945,9 @@ class Host:
 
     def next_deadline(self) -> float | None:
         return self.timers.next_deadline()
+
+    def deadline_bound(self) -> float | None:
+        return self.timers.deadline_bound()
 
     def take_output(self) -> list[tuple[int, bytes | bytearray]]:
         out = self._output

@@ -367,7 +367,9 @@ class SynShare:
         if frames:
             self.est_frames += frames
             self.est_time += seconds
-            self.cost_est = self._avg(self.cost_est, seconds / frames)
+            # (_avg inline: once per read of the flows' queue, an echo's every request)
+            cost, old = seconds / frames, self.cost_est
+            self.cost_est = cost if old <= 0.0 else old + self.alpha * (cost - old)
             self.last_est = now
 
     def stats(self) -> dict[str, float]:
@@ -958,10 +960,17 @@ class _TunTapBase:
             self.stats["rx_errors"] += (io.error != 0) + io.runts
         if fd == self.fd:
             # stopped at the budget: more is waiting (the stack's timers wait
-            # for it: poll_rx); short of it: the queue was seen empty
-            self.rx_more = more = nread == budget
+            # for it: poll_rx; its softirq reads it on the next send); short
+            # of it: the queue was seen empty.  A lone read (budget 1) left
+            # the rest to the loop's next poll of the fd, as NAPI that
+            # completes and re-enables the interrupt: not "more waiting",
+            # or the softirq read it on the reply's send, finding the queue
+            # empty (an echo's client has not answered yet): the read(2)
+            # the lone read saved, back in every other round trip
+            full = nread == budget
+            self.rx_more = full and not lone & _LONE_DRAIN
             self.rx_flows_read += nread
-            if not more:
+            if not full:
                 self.rx_emptied += 1
             self._rx_lone = lone + 1 if nread == 1 else 0
         if nread:
@@ -1086,7 +1095,21 @@ class _TunTapBase:
         return True
 
     def send(self, frame: bytes | bytearray) -> None:
-        self.send_batch((frame,))
+        """One frame (an answer, an ACK: what a request/response flow sends
+        per kick): ``send_batch``'s write without its loop, once the fd's
+        writer is made; anything else (no fd, a stopped queue, the writer
+        thread) goes through ``send_batch``."""
+        io, fd, netif = self._io, self.fd, self.netif
+        if io is None or fd is None or self.tx_thread or (netif is not None and netif.stopped):
+            self.send_batch((frame,))
+            return
+        frames = (frame,)
+        st = self.stats
+        if io.write(fd, frames, 0, self._tx_plain, self._tx_hdr):
+            st["tx_packets"] += 1
+            st["tx_bytes"] += io.nbytes
+        elif not (io.error in _FULL_ERRNOS and self._tx_full(frames)):
+            self._tx_drop(io.error)
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         """One write per frame (a TAP takes one frame per write), counted once.
@@ -1120,12 +1143,18 @@ class _TunTapBase:
             err = io.error
             if err in _FULL_ERRNOS and self._tx_full(frames[done:]):
                 break
-            if err not in _DROP_ERRNOS:
-                st["tx_errors"] += 1
-            st["tx_dropped"] += 1
+            self._tx_drop(err)
             i = done + 1
         st["tx_packets"] += sent
         st["tx_bytes"] += nbytes
+
+    def _tx_drop(self, err: int) -> None:
+        """A frame the fd refused (``err``) and nothing queues: a counted
+        drop, an error too unless the link just cannot take it now."""
+        st = self.stats
+        if err not in _DROP_ERRNOS:
+            st["tx_errors"] += 1
+        st["tx_dropped"] += 1
 
     def _tx_queue(self, frames: Sequence[bytes | bytearray], hlen: int, plain: bytes) -> None:
         """``send_batch`` with ``tx_thread``: the frames (as ``bytes``) and
