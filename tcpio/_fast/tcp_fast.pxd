@@ -41,6 +41,10 @@ cdef class SndQueue:
     cdef public bytearray tail
 
 
+cdef class RcvPool:
+    cdef public long long size, epoch, cur, prev
+
+
 cdef class TcpCb:
     # The fields the established fast path reads and writes (struct tcp_sock
     # names).  Everything else lives on the Python subclass (core.tcp.sock.TcpSock).
@@ -87,6 +91,10 @@ cdef class TcpCb:
     # Not read by the fast paths: C fields so that an idle connection keeps
     # no int object per value (issue 11: memory per idle socket)
     cdef public long long iss, irs, snd_wl1, max_window, sndbuf, mss_cache, mss_clamp
+    # the receive pool (RcvPool; None: none) and the epoch this connection
+    # was last counted a receiver in, plus one (0: never)
+    cdef public RcvPool rcv_pool
+    cdef public long long rcv_epoch
 
 
 cdef class TxSeg:
@@ -136,8 +144,16 @@ cdef bytes _rq_join(RcvQueue rq, Py_ssize_t n)
 @cython.locals(w=Py_buffer, size=Py_ssize_t)
 cdef Py_ssize_t _rq_take_into(RcvQueue rq, object buf, Py_ssize_t n, bint consume) except -1
 
+@cython.locals(n=cython.longlong, share=cython.longlong, least=cython.longlong)
+cpdef long long rcv_pool_share(RcvPool pool, long long advmss) except -1
+cdef void _rcv_pool_count(RcvPool pool, long long e) noexcept
+@cython.locals(e=cython.longlong)
+cpdef rcv_pool_note(TcpCb sk, double now)
+@cython.locals(share=cython.longlong)
+cpdef long long rcv_pool_open(RcvPool pool, double now, long long advmss, long long wnd) except -1
 @cython.locals(mss=cython.longlong, full=cython.longlong, free=cython.longlong,
-               window=cython.longlong, gran=cython.longlong, unit=cython.longlong)
+               window=cython.longlong, gran=cython.longlong, unit=cython.longlong,
+               share=cython.longlong)
 cpdef long long select_window(TcpCb sk) except -1
 @cython.locals(cur=cython.longlong, new=cython.longlong, gran=cython.longlong)
 cpdef long long tcp_select_window(TcpCb sk) except -1

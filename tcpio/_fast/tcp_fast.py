@@ -109,7 +109,8 @@ __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check"
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
-           "rack_advance", "rcv_established", "rcv_rtt_update", "rcv_window_ack", "receive_window",
+           "rack_advance", "RcvPool", "rcv_established", "rcv_pool_note", "rcv_pool_open",
+           "rcv_pool_share", "rcv_rtt_update", "rcv_window_ack", "receive_window",
            "SNDQ_EMPTY", "sack_option_len", "select_window", "set_hooks", "sq_append",
            "sq_consume",
            "sk_gso_max_size", "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
@@ -321,8 +322,14 @@ class TcpCb:
     sndbuf: int
     mss_cache: int
     mss_clamp: int
+    # the host's receive pool (RcvPool, None: none; TcpSock sets it) and the
+    # epoch this connection last counted as a receiver in, plus one (0: never)
+    rcv_pool: RcvPool | None
+    rcv_epoch: int
 
     def __init__(self) -> None:
+        self.rcv_pool = None        # as an object field starts compiled
+        self.rcv_epoch = 0
         self.probes_out = 0     # as a C field starts (the bare-ACK rule reads it)
         self.pingpong = 0       # as a C field starts (ack_snd_check reads it)
         self.pushed_seq = 0
@@ -1091,6 +1098,104 @@ def addrs6_of(sk: TcpCb) -> bytes | None:
     return None
 
 
+# --- the receive pool ----------------------------------------------------------------------------
+
+# A receiver counts in the epoch (a quarter second) it received in-order
+# data, and the share divides by the larger of this epoch's count and the
+# last one's: a connection that receives every RTT keeps counting.
+_POOL_EPOCHS_PER_S = 4.0
+
+
+class RcvPool:
+    """What the receive windows of the connections now receiving share
+    (issue 11): ``size`` bytes (Settings.tcp_rcv_pool), split evenly among
+    them, at least 4 * advmss each, never less than a connection offered
+    already (tcp_select_window keeps the right edge).
+
+    Why: a receive window is a promise of memory; what all the peers may
+    have in flight is the sum of the windows offered.  Linux keeps that sum
+    in check with tcp_mem: under memory pressure __tcp_select_window clamps
+    each socket's rcv_ssthresh to 4 * advmss (tcp_adjust_rcv_ssthresh) and
+    tcp_grow_window stops growing it.  Linux reads its device faster than
+    peers fill it; tcpio reads on one thread, so what they have in flight
+    waits in the device's ring, and the ring's wait is the peers' RTT.  At
+    1000 kernel clients each with its congestion window of 10-26 segments,
+    25-37k segments (37-53 MB) waited in the TAP's ring, RTTs reached
+    1-1.2 s, the first flights' RTOs fired and the ring overflowed
+    (benchmarks/soak_timeline.py).  Offering each receiving connection its
+    share of a pool bounds the sum whatever their congestion windows are.
+
+    The default pool (16 MiB, Settings.tcp_rcv_pool says why) is above
+    tcp_rmem[2], the most one connection's buffer may grow to, so one
+    connection alone is offered what it would be without a pool; with N
+    receiving at once, each is offered pool / N.
+
+    Counted: a connection in each epoch it receives in-order data
+    (rcv_pool_note), and a new one when its SYN-ACK or SYN takes its first
+    window (rcv_pool_open), so a burst of new connections is offered its
+    shares in the SYN-ACKs (the peers' first flights)."""
+
+    size: int       # bytes (0: no pool)
+    epoch: int      # the current epoch, plus one (the count's)
+    cur: int        # receivers counted in the current epoch
+    prev: int       # ... and in the one before
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.epoch = 0
+        self.cur = 0
+        self.prev = 0
+
+
+def rcv_pool_share(pool: RcvPool, advmss: int) -> int:
+    """The most a receiving connection may offer: its share of the pool,
+    and at least four segments (Linux's floor under memory pressure)."""
+    if pool is None:
+        raise TypeError("rcv_pool_share: a RcvPool is required")
+    n = pool.cur if pool.cur > pool.prev else pool.prev
+    share = pool.size // n if n > 1 else pool.size
+    least = 4 * advmss
+    return share if share > least else least
+
+
+def _rcv_pool_count(pool: RcvPool, e: int) -> None:
+    """Count one receiver in epoch ``e`` (plus one), moving the pool on to it."""
+    if e > pool.epoch:
+        pool.prev = pool.cur if e == pool.epoch + 1 else 0
+        pool.cur = 0
+        pool.epoch = e
+    if e == pool.epoch:
+        pool.cur += 1
+
+
+def rcv_pool_note(sk: TcpCb, now: float) -> None:
+    """In-order data arrived at ``now``: count the connection as a
+    receiver of this epoch, once."""
+    if sk is None:
+        raise TypeError("rcv_pool_note: a TcpCb is required")
+    if sk.rcv_pool is None:
+        return
+    e = cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1
+    if e != sk.rcv_epoch:
+        sk.rcv_epoch = e
+        _rcv_pool_count(sk.rcv_pool, e)
+
+
+def rcv_pool_open(pool: RcvPool, now: float, advmss: int, wnd: int) -> int:
+    """A connection's first window ``wnd`` (tcp_select_initial_window's,
+    whole segments of ``advmss``), counted as a new receiver and held to
+    its share of ``pool`` in whole segments."""
+    if pool is None:
+        raise TypeError("rcv_pool_open: a RcvPool is required")
+    if pool.size <= 0:
+        return wnd
+    _rcv_pool_count(pool, cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1)
+    share = rcv_pool_share(pool, advmss)
+    if wnd > share:
+        return share // advmss * advmss if advmss > 0 else share
+    return wnd
+
+
 # --- the receive window --------------------------------------------------------------------------
 
 def select_window(sk: TcpCb) -> int:
@@ -1110,6 +1215,11 @@ def select_window(sk: TcpCb) -> int:
         free = 0
     if free > sk.window_clamp:
         free = sk.window_clamp
+    if sk.rcv_pool is not None and sk.rcv_pool.size > 0:
+        # at most this connection's share of the host's receive pool
+        share = rcv_pool_share(sk.rcv_pool, sk.advmss)
+        if free > share:
+            free = share
     if free < (full >> 1) and free < mss:
         return 0
     if sk.rcv_wscale:
@@ -1213,6 +1323,7 @@ def _rcv_established_c(sk: TcpCb, seq: int, ack: int, window: int, has_ts: bool,
     sk.rcv_nxt = u32(seq + n)
     event_data_recv(sk, n, gso_size)
     sk.lrcvtime = now
+    rcv_pool_note(sk, now)
     sk.ack_pending = True
     sk.host.schedule_wakeup(sk)
     if new_ack:

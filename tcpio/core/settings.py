@@ -81,6 +81,16 @@ class Settings:
     # --- TCP data path ---
     tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
     tcp_wmem: tuple[int, int, int] = (4096, 16384, 4194304)
+    # What the receive windows of all connections receiving at once share
+    # (tcp_fast.RcvPool; 0: no pool).  Not a Linux sysctl: Linux's tcp_mem
+    # clamps windows under memory pressure; tcpio, reading its device on
+    # one thread, bounds what peers may have in flight toward it instead.
+    # 16 MiB: under 11 600 full segments, inside the TAP's 20 000-frame ring
+    # even at one segment a frame, and 11 segments a connection at 1000
+    # (smaller windows cut the peers' super-frames small: at 6 MiB, 1000
+    # uploads moved half as much); above tcp_rmem[2], so one connection
+    # alone is offered what it would be without a pool.
+    tcp_rcv_pool: int = 16 << 20
     # unsent bytes above which a socket is not writable (TCP_NOTSENT_LOWAT's
     # default; 4294967295, UINT_MAX: no limit but the send buffer)
     tcp_notsent_lowat: int = 0xFFFFFFFF

@@ -161,6 +161,7 @@ def _cb_zero(sk: TcpSock) -> None:
     sk.rcv_nxt = 0
     sk.rcv_wnd = 0
     sk.rcv_wup = 0
+    sk.rcv_epoch = 0
     sk.ofo_bytes = 0
     sk.got_data = False
     sk.rcv_rtt = 0.0          # receiver's RTT estimate from timestamp echoes
@@ -299,6 +300,7 @@ class TcpSock(TcpCb):
         # sequence space: receive
         self.window_clamp = MAX_TCP_WINDOW << TCP_MAX_WSCALE
         self.rq = RcvQueue()
+        self.rcv_pool = proto.rcv_pool      # the host's (tcp_fast.RcvPool)
         # [seq, end_seq, bytes, fin] sorted, disjoint; the shared empty
         # NO_OFO until a segment arrives out of order (tcp_sack.ofo_insert)
         self.ofo: list[list] | tuple[()] = NO_OFO

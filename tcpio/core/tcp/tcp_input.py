@@ -85,6 +85,7 @@ rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 ack_fast = _tcp_fast.ack_fast
 ack_update_window = _tcp_fast.ack_update_window
+rcv_pool_note = _tcp_fast.rcv_pool_note
 may_update_window = _tcp_fast.may_update_window
 ack_rtt = _tcp_fast.ack_rtt
 _cwnd_limited = _tcp_fast.cwnd_limited
@@ -981,6 +982,7 @@ def _queue_in_order(sk: TcpSock, data: Any, fin: int, now: float, gso_size: int 
         _rq_append(sk, data)
         tcp_event_data_recv(sk, len(data), gso_size)
         sk.lrcvtime = now
+        rcv_pool_note(sk, now)
     filled = False
     if sk.ofo:
         fin = tcp_ofo_queue(sk, now) or fin

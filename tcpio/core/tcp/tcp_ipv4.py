@@ -118,6 +118,7 @@ if TYPE_CHECKING:
 
 wire = _fast.load("wire")
 _syn_fast = _fast.load("syn_fast")
+_tcp_fast = _fast.load("tcp_fast")
 checksum = _fast.load("checksum")
 parse_tcp = wire.parse_tcp
 ParseError = wire.ParseError
@@ -143,6 +144,8 @@ class TcpProto:
         self.syn_path = _syn_fast.SynPath(syn_keys(host.secret), host.settings,
                                           self.synack_route, self.synack_route_scope)
         self.syn_path.by_port = self.hashinfo.by_port
+        # what the receive windows of the connections receiving at once share
+        self.rcv_pool = _tcp_fast.RcvPool(host.settings.tcp_rcv_pool)
         self.orphans = 0
         self.tw_count = 0
         self.challenge_second = -1
@@ -326,7 +329,8 @@ class TcpProto:
         # a SYN-ACK without the option leaves it so.
         sk.mss_clamp = sk.opts.user_mss or TCP_MSS_DEFAULT
         tcp_sync_mss(sk, mtu)
-        sk.rcv_wnd = self._initial_rcv_wnd(sk.rcvbuf, sk.advmss)
+        sk.rcv_wnd = _tcp_fast.rcv_pool_open(self.rcv_pool, now, sk.advmss,
+                                             self._initial_rcv_wnd(sk.rcvbuf, sk.advmss))
         tcp_initialize_rcv_mss(sk)
         if not sk.iss:
             sk.iss = secure_tcp_seq(host.secret, sk.laddr, sk.lport, addr, port, now)
@@ -525,8 +529,10 @@ class TcpProto:
         req.ts_recent = opts.ts_val or 0
         advmss = _syn_fast.route_advmss(mtu, user_mss)
         # tcp_openreq_init_rwin: whole segments of the MSS less the timestamp option
-        req.rcv_wnd = _syn_fast.initial_rcv_wnd(listener.rcvbuf,
-                                                advmss - 12 if tstamp_ok else advmss)
+        # (held to its share of the receive pool: the peer's first flight)
+        seg = advmss - 12 if tstamp_ok else advmss
+        req.rcv_wnd = _tcp_fast.rcv_pool_open(self.rcv_pool, now, seg,
+                                              _syn_fast.initial_rcv_wnd(listener.rcvbuf, seg))
         # used with timestamps; IPv4's through the SYN path's keyed state (the same value)
         req.ts_off = _syn_fast.ts_off_hash(self.syn_path.keys, laddr, raddr) \
             if raddr <= V6MASK else secure_tcp_ts_off(host.secret, laddr, raddr)

@@ -477,6 +477,10 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
     sk.segs_in = 1      # the SYN, as Linux's child counts it (not the SYN-ACK in segs_out)
     sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
     sk.rcv_wnd = req.rcv_wnd
+    if sk.rcv_pool is not None:
+        # counted as a receiver of this epoch already, when its SYN-ACK's
+        # window was chosen (rcv_pool_open)
+        sk.rcv_epoch = sk.rcv_pool.epoch
     sk.wscale_ok = req.wscale_ok
     sk.snd_wscale = req.snd_wscale      # both 0 unless wscale_ok
     sk.rcv_wscale = req.rcv_wscale
