@@ -2,7 +2,7 @@
 
     sudo python benchmarks/bench_tcp.py [--quick] [--repeat N] [--family 4,6]
         [--only tap|wire] [--compiled-only] [--no-ref] [--pin TCPIO_CPU,PEER_CPU]
-        [--json FILE] [--profile FIGURE]
+        [--json FILE] [--profile FIGURE] [--big-tcp BYTES]
 
 What is measured (each figure ``--repeat`` times; the median and range):
 
@@ -35,7 +35,9 @@ output says so (waking a process on the other vCPU costs ~30 us here, so
 two-process figures move with placement).  ``--quick`` runs in a few
 minutes.  ``--profile bulk_to_tcpio6`` (any figure, ``6`` for IPv6) runs one
 figure in this process under pyinstrument.  Needs root for the TAP and veth
-figures (the rest runs without).
+figures (the rest runs without).  ``--big-tcp 262144`` gives the MemoryWire
+bulk figure BIG TCP (super-frames of up to that many bytes of IP datagram;
+Python's sockets over lo keep the kernel's default 64 KiB).
 """
 
 from __future__ import annotations
@@ -268,13 +270,20 @@ async def tap_bulk_from_tcpio(nbytes: int, peer_cpu: int | None, ipv6: bool = Fa
     return out["rate"]
 
 
-async def wire_pair(mtu: int, ipv6: bool = False, gso: bool = False) -> tuple[Any, Any]:
+# --big-tcp: the MemoryWire's gso_max_size for the bulk figure (BIG TCP,
+# super-frames past 64 KiB); 0: the wire's default, 64 KiB as the kernel's lo
+BIG_TCP = 0
+
+
+async def wire_pair(mtu: int, ipv6: bool = False, gso: bool = False,
+                    gso_max_size: int = 0) -> tuple[Any, Any]:
     """Two Stacks on a MemoryWire: 10.0.0.1 and 10.0.0.2, with ``ipv6``
     fd00::1 and fd00::2 too; ``gso``: the wire's offloads (TSO and checksum
-    offload, as a veth pair has them)."""
+    offload, as a veth pair has them), ``gso_max_size`` past 64 KiB: BIG TCP."""
     import tcpio
 
-    wire = tcpio.MemoryWire(mtu=mtu, gso=gso)
+    wire = (tcpio.MemoryWire(mtu=mtu, gso=gso, gso_max_size=gso_max_size) if gso_max_size
+            else tcpio.MemoryWire(mtu=mtu, gso=gso))
     client, server = tcpio.Stack(seed=1, name="client"), tcpio.Stack(seed=2, name="server")
     await client.__aenter__()
     await server.__aenter__()
@@ -348,7 +357,7 @@ async def wire_bulk(nbytes: int, mtu: int = 65535, dst: str = "10.0.0.2",
     """tcpio -> tcpio over a MemoryWire, with its offloads unless ``gso`` is
     False (Python's sockets over lo, the reference, have them too: lo takes
     64 KiB segments and never sums their checksums)."""
-    client, server = await wire_pair(mtu, ":" in dst, gso)
+    client, server = await wire_pair(mtu, ":" in dst, gso, BIG_TCP)
     try:
         await client.ping(dst, timeout=5)       # ARP / ND out of the timed part
         return await stream_bulk(client, server, dst, nbytes, cpu)
@@ -423,6 +432,8 @@ def run_child(args: argparse.Namespace, pure: bool, tcpio_cpu: int | None,
         argv += ["--repeat", str(args.repeat)]
     if args.only:
         argv += ["--only", args.only]
+    if args.big_tcp:
+        argv += ["--big-tcp", str(args.big_tcp)]
     if peer_cpu is not None:
         argv += ["--peer-cpu", str(peer_cpu)]
     if tcpio_cpu is not None:
@@ -528,9 +539,14 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--profile", choices=list(PROFILES),
                     help="run one tcpio figure in this process under pyinstrument instead")
+    ap.add_argument("--big-tcp", type=int, default=0, metavar="BYTES",
+                    help="MemoryWire bulk with BIG TCP: super-frames of up to BYTES "
+                         "(e.g. 262144; the kernel's lo reference stays at 64 KiB)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--peer-cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global BIG_TCP
+    BIG_TCP = args.big_tcp
     sizes = QUICK if args.quick else FULL
     if args.repeat:
         sizes.repeat = args.repeat
@@ -561,6 +577,9 @@ def main() -> None:
     print("# tcpio TCP benchmarks")
     print(f"# reproduce: sudo {command}   (from the repository root)")
     print(f"# CPUs: {pinning}; load average {os.getloadavg()[0]:.2f}")
+    if args.big_tcp:
+        print(f"# MemoryWire bulk with BIG TCP: gso_max_size {args.big_tcp} "
+              "(Python sockets over lo: the kernel's default 64 KiB)")
     print(f"# {platform.python_implementation()} {platform.python_version()}, "
           f"kernel {platform.release()}, mode {'quick' if args.quick else 'full'}, "
           f"{sizes.repeat} runs per figure and family (median and range), "

@@ -1,8 +1,8 @@
 """A TCP super-frame, on its way to a device that segments it (TSO/GSO) or
 from one that merged it (GRO: the kernel's TSO frame read from a TAP).
 
-``GsoFrame`` is the frame itself (``bytes``: one IP datagram of up to 64 KiB
-behind its link header, so anything that only looks at bytes, a capture
+``GsoFrame`` is the frame itself (``bytes``: one IP datagram of up to 64 KiB,
+or up to GSO_MAX_SIZE on a device that takes BIG TCP, behind its link header, so anything that only looks at bytes, a capture
 included, sees the super-frame as it crosses the device), plus what Linux
 keeps beside an skb (skb_shinfo and ip_summed): ``gso_size`` (the MSS every
 segment but the last carries), ``gso_segs`` (how many segments it stands
@@ -19,6 +19,17 @@ and measures one as its ``gso_segs`` segments of ``gso_size``
 from __future__ import annotations
 
 from typing import Any
+
+# BIG TCP (Linux 5.19 for IPv6, 6.3 for IPv4): a device may take TCP
+# super-frames above the 64 KiB an IP length field can say, up to
+# include/linux/netdevice.h's GSO_MAX_SIZE (8 * GSO_MAX_SEGS: gso_segs is 16
+# bits and TCP's smallest GSO size 8 bytes); the default stays
+# GSO_LEGACY_MAX_SIZE, as the kernel's does for every device.  Such a frame
+# says 0 in its length field (IPv4 tot_len, IPv6 payload length) and its
+# length is the buffer's, which only a receiver that knows it is a TCP
+# super-frame may take (iph_totlen / ipv6_payload_len): ``big_ip_len``.
+GSO_LEGACY_MAX_SIZE = 65536
+GSO_MAX_SIZE = 8 * 65535
 
 
 class GsoFrame(bytes):
@@ -68,3 +79,4 @@ def csum_completed(frame: GsoFrame, ether: bool = True) -> GsoFrame:
     out.gso_segs = getattr(frame, "gso_segs", 1)
     out.csum_valid = True
     return out
+

@@ -163,6 +163,8 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
     if n < C_IPV6_HLEN + 20 or p[0] >> 4 != 6 or p[6] != C_TCP:
         return None
     plen = rd16(p + 4)
+    if plen == 0 and gso_size:
+        plen = n - C_IPV6_HLEN      # BIG TCP: a TCP super-frame's length is its buffer's
     if plen < 20 or C_IPV6_HLEN + plen > n:
         return None
     if p[8] == 0xFF or p[24] == 0xFF or _is_loopback6(p + 8) or _is_loopback6(p + 24):
@@ -247,6 +249,8 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
             ip = 0
         p += ip
         tot_len = rd16(p + 2)
+        if tot_len == 0 and gso_size and p[9] == C_TCP:
+            tot_len = n - ip        # BIG TCP (iph_totlen): the super-frame's buffer
         if p[0] != 0x45 or tot_len < 20 or tot_len > n - ip or rd16(p + 6) & 0x3FFF:
             return None
         proto = p[9]

@@ -197,6 +197,8 @@ def _rx_tcp6(frame: bytes, ip: int, v6: tuple, now: float, segs: int, gso_size: 
     if n < _IPV6_HLEN + 20 or frame[ip] >> 4 != 6:
         return None
     plen, nexthdr = _IP6.unpack_from(frame, ip)
+    if plen == 0 and gso_size:
+        plen = n - _IPV6_HLEN       # BIG TCP: a TCP super-frame's length is its buffer's
     if nexthdr != IPPROTO_TCP or plen < 20 or _IPV6_HLEN + plen > n:
         return None
     src = int.from_bytes(frame[ip + 8:ip + 24], "big")
@@ -272,6 +274,8 @@ def rx_classify(frame: bytes | bytearray | memoryview, mac: bytes | None, local:
             return _classify6(frame, 0, v6, now)
         ip = 0
     vihl, tot_len, frag, proto, src, dst = _IP.unpack_from(frame, ip)
+    if tot_len == 0 and proto == IPPROTO_TCP and _rx_gso(frame)[1]:
+        tot_len = n - ip            # BIG TCP (iph_totlen): the super-frame's buffer
     if vihl != 0x45 or tot_len < 20 or tot_len > n - ip or frag & 0x3FFF:
         return None
     if proto != IPPROTO_UDP and proto != IPPROTO_TCP:

@@ -85,6 +85,9 @@ cdef class TcpCb:
     cdef public double last_synq_overflow
     # the IP ID of the connection's next segment (inet_id)
     cdef public long long inet_id
+    # sk_gso_max_size: the datagram size the route's device takes (BIG TCP
+    # above 64 KiB; 0: the legacy 64 KiB), as the send loop last saw it
+    cdef public long long gso_max_size
     # Not read by the fast paths: C fields so that an idle connection keeps
     # no int object per value (issue 11: memory per idle socket)
     cdef public long long iss, irs, snd_wl1, max_window, sndbuf, mss_cache, mss_clamp
@@ -108,6 +111,7 @@ cdef Py_ssize_t _CSUM_OFFLOAD_MIN
 cdef long long _TCP_NAGLE_CORK, _TCP_NAGLE_PUSH, _TCPCB_EOB
 cdef long long _TCPCB_SACKED_ACKED, _TCPCB_SACKED_RETRANS, _TCPCB_LOST
 cdef long long _U32_MASK, _U32_HALF, _U32_MOD
+cdef long long _GSO_LEGACY_MAX_SIZE
 cdef long long _TCP_CA_CWR, _TCP_CA_RECOVERY, _FLAG_WIN_UPDATE
 cdef long long _ICSK_TIME_RETRANS, _ICSK_TIME_PROBE0, _ICSK_TIME_LOSS_PROBE
 cdef double _TCP_TIMEOUT_INIT, _TCP_TIMEOUT_MIN, _SRTT_MIN, _TSO_RATE_MAX
@@ -196,6 +200,7 @@ cpdef long long cwnd_quota(TcpCb sk, long long sent) except -1
 @cython.locals(mss=cython.longlong, mw=cython.longlong, cutoff=cython.longlong)
 cpdef long long current_mss(TcpCb sk) except -1
 cpdef long long half_wnd_cutoff(long long max_window) noexcept
+cpdef long long sk_gso_max_size(TcpCb sk) noexcept
 @cython.locals(o=object, est=object, srtt=double, size=cython.longlong, cwnd=cython.longlong,
                ssthresh=cython.longlong, ratio=cython.longlong, segs=cython.longlong,
                rate=double, n=cython.longlong, r=cython.longlong, least=cython.longlong)
@@ -232,6 +237,11 @@ cdef object _data_frame(TcpCb sk, SndQueue wq, Py_ssize_t off, Py_ssize_t seglen
                         src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl, uint32_t seq,
                         uint32_t flags, uint32_t window, long long ts_val, uint32_t ts_ecr,
                         bytes addrs6, bint partial=*, bint gso=*)
+@cython.locals(at=Py_ssize_t)
+cdef object _data_frame_spread(TcpCb sk, SndQueue wq, Py_ssize_t off, Py_ssize_t seglen,
+                               dst_mac, src_mac, Py_ssize_t hh, uint32_t ident, uint32_t ttl,
+                               uint32_t seq, uint32_t flags, uint32_t window, long long ts_val,
+                               uint32_t ts_ecr, bytes addrs6, bint gso)
 cpdef bytes addrs6_of(TcpCb sk)
 @cython.locals(wq_seq=uint32_t, write_seq=uint32_t, seq=uint32_t,
                end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,

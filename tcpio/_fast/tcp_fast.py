@@ -98,7 +98,7 @@ else:
 from collections import deque
 
 from tcpio._fast import load
-from tcpio._fast.gso import gso_frame
+from tcpio._fast.gso import GSO_LEGACY_MAX_SIZE, gso_frame
 
 # sk.rtx_timer and sk.delack_timer until first armed (one object for both
 # builds: the differential tests run them against one TcpSock)
@@ -113,7 +113,7 @@ __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check"
            "rcv_pool_share", "rcv_rtt_update", "rcv_window_ack", "receive_window",
            "SNDQ_EMPTY", "sack_option_len", "select_window", "set_hooks", "sq_append",
            "sq_consume",
-           "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
+           "sk_gso_max_size", "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
            "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
            "xmit_test"]
 
@@ -176,6 +176,7 @@ _TSO_RATE_MAX = 4.0e18
 # own tail block, a new one once the tail holds _RQ_TAIL_MAX bytes.
 _RQ_REF_MIN = 2048
 _RQ_TAIL_MAX = 65536
+_GSO_LEGACY_MAX_SIZE = GSO_LEGACY_MAX_SIZE
 _RQ_NO_CHUNKS: Any = ()     # RcvQueue.chunks while nothing is queued
 
 # The send queue (SndQueue): a write of at least _SQ_REF_MIN bytes of an
@@ -306,6 +307,11 @@ class TcpCb:
     last_synq_overflow: float
     # the IP ID of the connection's next segment (inet_id; ip_select_ident_segs)
     inet_id: int
+    # sk_gso_max_size (sk_setup_caps): the datagram size the route's device
+    # takes TCP super-frames of, above 64 KiB for BIG TCP (0: the legacy
+    # GSO_LEGACY_MAX_SIZE); the compiled send path sets it from the device
+    # it sends on (gso_caps), tso_segs and xmit_size_goal read it
+    gso_max_size: int
     # Not read by the fast paths: compiled, C fields, so that an idle
     # connection keeps no int object per value (issue 11: memory per idle
     # socket).  TcpSock sets them.
@@ -330,6 +336,7 @@ class TcpCb:
         self.push_marks = None
         self.nonagle = 0
         self.inet_id = 0
+        self.gso_max_size = 0
         self.trace = None
         self.segs_in = 0
         self.lrcvtime = -1.0
@@ -1019,6 +1026,12 @@ def _data_frame(sk: TcpCb, wq: SndQueue, off: int, seglen: int, dst_mac: bytes |
                 break
             pos -= size
         if owner is None:
+            if partial:
+                # the device sums it: the pieces go straight into the frame
+                # (a BIG TCP super-frame spans the writes it carries: one
+                # copy of 256 KiB, not a join and a copy)
+                return _data_frame_spread(sk, wq, off, seglen, dst_mac, src_mac, hh, ident,
+                                          ttl, seq, flags, window, ts_val, ts_ecr, addrs6, gso)
             joined = PyBytes_FromStringAndSize(cython.NULL, seglen)
             _chunks_copy(wq.chunks, off + wq.head, seglen,
                          cython.cast(cython.p_uchar, PyBytes_AS_STRING(joined)))
@@ -1040,15 +1053,41 @@ def _data_frame(sk: TcpCb, wq: SndQueue, off: int, seglen: int, dst_mac: bytes |
             frame: bytes = _tcp_frame6(dst_mac, src_mac, sk.laddr & _V6MASK,
                                        sk.raddr & _V6MASK, ttl, sk.lport, sk.rport, seq,
                                        sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
-                                       payload, 0, partial)
+                                       payload, 0, partial, gso)
         else:
             frame = _tcp_frame(dst_mac, src_mac, sk.laddr, sk.raddr, ident, ttl, sk.lport,
                                sk.rport, seq, sk.rcv_nxt, flags, window, ts_val, ts_ecr, (),
-                               payload, 0, partial)
+                               payload, 0, partial, gso)
     finally:
         if type(payload) is memoryview:
             payload.release()
     return frame
+
+
+def _data_frame_spread(sk: TcpCb, wq: SndQueue, off: int, seglen: int,
+                       dst_mac: bytes | None, src_mac: bytes | None, hh: int, ident: int,
+                       ttl: int, seq: int, flags: int, window: int, ts_val: int, ts_ecr: int,
+                       addrs6: bytes | None, gso: bool) -> bytes:
+    """_data_frame's compiled case for a payload that spans the queue's
+    chunks, its checksum partial: the frame is built with room for the
+    payload (tx's NULL data), which is copied into its last ``seglen``
+    bytes chunk by chunk."""
+    if cython.compiled:
+        if addrs6 is not None:
+            frame = tcp_data_frame6(dst_mac, src_mac, hh, addrs6, ttl, sk.lport, sk.rport, seq,
+                                    sk.rcv_nxt, flags, window, ts_val, ts_ecr,
+                                    cython.cast(cython.p_const_uchar, cython.NULL), seglen,
+                                    True, gso)
+        else:
+            frame = tcp_data_frame(dst_mac, src_mac, hh, sk.laddr, sk.raddr, ident, ttl,
+                                   sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
+                                   ts_ecr, cython.cast(cython.p_const_uchar, cython.NULL),
+                                   seglen, True, gso)
+        at = hh + (40 if addrs6 is not None else 20) + (32 if ts_val != -1 else 20)
+        _chunks_copy(wq.chunks, off + wq.head, seglen,
+                     cython.cast(cython.p_uchar, PyBytes_AS_STRING(frame)) + at)
+        return frame
+    raise RuntimeError("_data_frame_spread: compiled only")
 
 
 def addrs6_of(sk: TcpCb) -> bytes | None:
@@ -1636,7 +1675,7 @@ def tso_segs(sk: TcpCb, mss: int) -> int:
     st = sk.host.settings
     est = o.rtt_est
     srtt: float = est.srtt if est.has_sample else 0.0
-    size = 65536        # sk_gso_max_size
+    size = sk_gso_max_size(sk)
     if srtt > 0:
         cwnd = sk.snd_cwnd
         ssthresh: int = o.snd_ssthresh
@@ -1742,12 +1781,20 @@ def sack_option_len(sk: TcpCb) -> int:
     return 4 + 8 * (n if n < room else room)
 
 
+def sk_gso_max_size(sk: TcpCb) -> int:
+    """The super-frame size the socket's device takes: GSO_LEGACY_MAX_SIZE
+    unless it takes more (BIG TCP, gso_max_size)."""
+    size = sk.gso_max_size
+    return size if size > _GSO_LEGACY_MAX_SIZE else _GSO_LEGACY_MAX_SIZE
+
+
 def xmit_size_goal(sk: TcpCb) -> int:
     """tcp_send_mss's size_goal: how big tcp_sendmsg lets an skb grow (the
-    sk_gso_max_size of 64 KB bounded to half the peer's largest window,
-    tcp_bound_to_half_wnd) in whole segments, at least one."""
+    sk_gso_max_size, 64 KB or a BIG TCP device's more, bounded to half the
+    peer's largest window, tcp_bound_to_half_wnd) in whole segments, at
+    least one."""
     mss = current_mss(sk)
-    size = 65536
+    size = sk_gso_max_size(sk)
     cutoff = half_wnd_cutoff(sk.max_window)
     if cutoff and size > cutoff:
         size = cutoff

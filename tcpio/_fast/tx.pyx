@@ -14,7 +14,7 @@ from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
 from tcpio._fast._tcphdr cimport (tcp_header_write, tcp_sack_write, tcp_syn_options_write,
                                   tcp_ts_write)
 
-from tcpio._fast.gso import GsoFrame
+from tcpio._fast.gso import GSO_MAX_SIZE, GsoFrame
 
 __all__ = ["ETH_ZLEN", "ip_build", "tcp_frame", "tcp_frame6"]
 
@@ -26,6 +26,9 @@ cdef enum:
     MAX_TCP_OPTION_SPACE = 40
     IPPROTO_TCP = 6
     C_IPV6_HLEN = 40
+
+# a super-frame's datagram may be this long (BIG TCP, gso.GSO_MAX_SIZE)
+cdef Py_ssize_t _gso_max = GSO_MAX_SIZE
 
 
 cdef int _ipv4_fields_check(long long src, long long dst, long long ident,
@@ -56,7 +59,11 @@ cdef object _new_frame(dst_mac, src_mac, Py_ssize_t hh, Py_ssize_t total, unsign
     cdef Py_ssize_t flen = hh + total
     cdef const unsigned char* dm
     cdef const unsigned char* sm
-    if v6:
+    if gso and total > 0xFFFF:
+        # BIG TCP: the length field says 0 (the writer's), the buffer the rest
+        if total > _gso_max:
+            raise ValueError("gso: super-frame longer than GSO_MAX_SIZE")
+    elif v6:
         if total - C_IPV6_HLEN > 0xFFFF:
             raise ValueError("ipv6: payload longer than 65535 bytes")
     elif total > 0xFFFF:
@@ -116,17 +123,22 @@ cdef object _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, lon
     cdef unsigned char* seg
     cdef Py_ssize_t seglen = thlen + n
     cdef uint32_t pseudo
+    if data == NULL and not partial:
+        raise ValueError("tcp: a payload left to the caller needs a partial checksum")
     frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip, False, gso)
     seg = ip + 20
     memcpy(seg, th, thlen)
-    memcpy(seg + thlen, data, n)
+    if data != NULL:        # (NULL: the caller fills the payload, _payload_at)
+        memcpy(seg + thlen, data, n)
     pseudo = pseudo_sum(<uint32_t>src, <uint32_t>dst, IPPROTO_TCP, <uint64_t>seglen)
     if partial:
         wr16(seg + 16, pseudo)
     else:
         wr16(seg + 16, ~csum_net(seg, seglen, pseudo) & 0xFFFF)
     # DF: TCP does path-MTU discovery (ip_tcp_path sends nothing here when it is off)
-    ipv4_header(ip, 20, 4, 0, 20 + seglen, ident, True, False, 0, ttl, IPPROTO_TCP, src, dst)
+    # (a BIG TCP super-frame's tot_len is 0: _new_frame let only a GsoFrame be longer)
+    ipv4_header(ip, 20, 4, 0, 20 + seglen if 20 + seglen <= 0xFFFF else 0, ident, True, False,
+                0, ttl, IPPROTO_TCP, src, dst)
     return frame
 
 
@@ -143,10 +155,13 @@ cdef object _tcp_frame_write6(dst_mac, src_mac, Py_ssize_t hh, const unsigned ch
     cdef unsigned char* seg
     cdef Py_ssize_t seglen = thlen + n
     cdef uint32_t pseudo
+    if data == NULL and not partial:
+        raise ValueError("tcp: a payload left to the caller needs a partial checksum")
     frame = _new_frame(dst_mac, src_mac, hh, C_IPV6_HLEN + seglen, &ip, True, gso)
     seg = ip + C_IPV6_HLEN
     memcpy(seg, th, thlen)
-    memcpy(seg + thlen, data, n)
+    if data != NULL:        # (NULL: the caller fills the payload)
+        memcpy(seg + thlen, data, n)
     pseudo = csum_net(addrs, 32, <uint64_t>seglen + IPPROTO_TCP)
     if partial:
         wr16(seg + 16, pseudo)
@@ -156,7 +171,7 @@ cdef object _tcp_frame_write6(dst_mac, src_mac, Py_ssize_t hh, const unsigned ch
     ip[1] = 0
     ip[2] = 0
     ip[3] = 0
-    wr16(ip + 4, <uint32_t>seglen)
+    wr16(ip + 4, <uint32_t>seglen if seglen <= 0xFFFF else 0)     # 0: BIG TCP's
     ip[6] = IPPROTO_TCP
     ip[7] = <unsigned char>hlim
     memcpy(ip + 8, addrs, 32)
@@ -185,7 +200,11 @@ cdef object tcp_data_frame(dst_mac, src_mac, Py_ssize_t hh, uint32_t src, uint32
                           Py_ssize_t n, bint partial=False, bint gso=False):
     """``tcp_frame`` for compiled callers (tcp_fast's send loop): no SACK
     blocks, no urgent pointer, fields already in range, ``hh`` from the MACs;
-    ``gso``: the frame as a GsoFrame (the caller sets its attributes)."""
+    ``gso``: the frame as a GsoFrame (the caller sets its attributes).
+    ``data`` NULL with ``partial``: the payload's ``n`` bytes are left for
+    the caller to write, the frame's last ``n`` (a payload spread over
+    several buffers is copied once, straight into the frame; with a full
+    checksum the sum needs the payload first, so the caller joins it)."""
     cdef unsigned char th[32]
     cdef Py_ssize_t thlen = 20
     if ts_val != -1:
@@ -231,8 +250,9 @@ cdef Py_ssize_t _established_th(unsigned char* th, long long sport, long long dp
 def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
               long long ttl, long long sport, long long dport, long long seq, long long ack,
               long long flags, long long window, long long ts_val, long long ts_ecr,
-              sack_blocks, payload, long long urg_ptr, bint partial=False):
-    """Ethernet (optional) + IPv4 + TCP (+ established options) + ``payload`` (see ``tx_py``)."""
+              sack_blocks, payload, long long urg_ptr, bint partial=False, bint gso=False):
+    """Ethernet (optional) + IPv4 + TCP (+ established options) + ``payload`` (see ``tx_py``;
+    ``gso``: built as a GsoFrame)."""
     cdef unsigned char th[60]     # TCP header + options, copied into the frame
     cdef rbuf b
     cdef Py_ssize_t hh, thlen
@@ -243,7 +263,7 @@ def tcp_frame(dst_mac, src_mac, long long src, long long dst, long long ident,
     owner = rbuf_get(payload, &b)
     try:
         return _tcp_frame_write(dst_mac, src_mac, hh, src, dst, ident, ttl, th, thlen, b.p, b.n,
-                                partial)
+                                partial, gso)
     finally:
         rbuf_release(&b)
 
@@ -259,7 +279,7 @@ cdef bytes _addrs6 = None
 def tcp_frame6(dst_mac, src_mac, src, dst, long long hlim, long long sport, long long dport,
                long long seq, long long ack, long long flags, long long window,
                long long ts_val, long long ts_ecr, sack_blocks, payload, long long urg_ptr,
-               bint partial=False):
+               bint partial=False, bint gso=False):
     """``tcp_frame`` over IPv6: Ethernet (optional) + IPv6 + TCP (see ``tx_py``)."""
     cdef unsigned char th[60]
     cdef rbuf b
@@ -280,6 +300,6 @@ def tcp_frame6(dst_mac, src_mac, src, dst, long long hlim, long long sport, long
     owner = rbuf_get(payload, &b)
     try:
         return _tcp_frame_write6(dst_mac, src_mac, hh, addrs, hlim, th, thlen, b.p, b.n,
-                                 partial)
+                                 partial, gso)
     finally:
         rbuf_release(&b)

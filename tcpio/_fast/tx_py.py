@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 
 from tcpio._fast import load
+from tcpio._fast.gso import GSO_MAX_SIZE
 
 __all__ = ["ETH_ZLEN", "ip_build", "tcp_frame", "tcp_frame6"]
 
@@ -62,6 +63,17 @@ def _ipv4_header(proto: int, src: int, dst: int, ident: int, ttl: int, tos: int,
         raise ValueError(str(exc)) from None
     check = ~_csum_partial(hdr) & 0xFFFF
     return hdr[:10] + check.to_bytes(2, "big") + hdr[12:]
+
+
+def _big_len(length: int, total: int, gso: bool) -> int:
+    """An IP length field's value: ``length``, or 0 for a super-frame
+    (``gso``) too long for the field (BIG TCP) whose datagram (``total``
+    bytes) is at most GSO_MAX_SIZE."""
+    if gso and length > 0xFFFF:
+        if total > GSO_MAX_SIZE:
+            raise ValueError("gso: super-frame longer than GSO_MAX_SIZE")
+        return 0
+    return length
 
 
 def _flat(payload: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
@@ -133,7 +145,7 @@ def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, 
               ttl: int, sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
               ts_val: int, ts_ecr: int, sack_blocks: tuple[tuple[int, int], ...],
               payload: bytes | bytearray | memoryview, urg_ptr: int,
-              partial: bool = False) -> bytes:
+              partial: bool = False, gso: bool = False) -> bytes:
     """Ethernet (optional) + IPv4 + TCP header with options + ``payload``, checksummed.
 
     The IPv4 header is the one ``ip_output`` gives a TCP segment: TOS 0, no
@@ -147,14 +159,17 @@ def tcp_frame(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int, 
     ValueError when a field is out of range, the options exceed 40 bytes or
     the datagram 65535 bytes.  ``partial``: the TCP checksum field holds only
     the pseudo-header sum (CHECKSUM_PARTIAL, for a device that finishes it:
-    a TSO super-frame).
+    a TSO super-frame).  ``gso``: a super-frame, which may be longer than
+    65535 bytes (BIG TCP, up to gso.GSO_MAX_SIZE: its tot_len is then 0);
+    the compiled twin builds it as a GsoFrame, this one as bytes.
     """
     th = _established_th(sport, dport, seq, ack, flags, window, ts_val, ts_ecr, sack_blocks,
                          urg_ptr)
     payload = _flat(payload)
     seglen = len(th) + len(payload)
     # DF: TCP does path-MTU discovery (ip_tcp_path sends nothing here when it is off)
-    iph = _ipv4_header(_IPPROTO_TCP, src, dst, ident, ttl, 0, True, False, 0, 20 + seglen)
+    iph = _ipv4_header(_IPPROTO_TCP, src, dst, ident, ttl, 0, True, False, 0,
+                       _big_len(20 + seglen, 20 + seglen, gso))
     th = _with_check(th, payload, _pseudo_header_sum(src, dst, _IPPROTO_TCP, seglen), partial)
     return _frame(dst_mac, src_mac, (iph, th, payload))
 
@@ -163,7 +178,7 @@ def tcp_frame6(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int,
                sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
                ts_val: int, ts_ecr: int, sack_blocks: tuple[tuple[int, int], ...],
                payload: bytes | bytearray | memoryview, urg_ptr: int,
-               partial: bool = False) -> bytes:
+               partial: bool = False, gso: bool = False) -> bytes:
     """``tcp_frame`` over IPv6 (issue 17): Ethernet (optional, type 0x86DD) +
     the fixed IPv6 header ip6_output gives a TCP segment (traffic class and
     flow label 0, ``hlim``, next header TCP, no extension headers) + the same
@@ -182,8 +197,9 @@ def tcp_frame6(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int,
                          urg_ptr)
     payload = _flat(payload)
     seglen = len(th) + len(payload)
-    if seglen > 0xFFFF:
+    plen = _big_len(seglen, _IPV6_HLEN + seglen, gso)
+    if plen > 0xFFFF:
         raise ValueError("ipv6: payload longer than 65535 bytes")
-    ip6h = b"\x60\0\0\0" + bytes((seglen >> 8, seglen & 0xFF, _IPPROTO_TCP, hlim)) + addrs
+    ip6h = b"\x60\0\0\0" + bytes((plen >> 8, plen & 0xFF, _IPPROTO_TCP, hlim)) + addrs
     th = _with_check(th, payload, _pseudo_header_sum6(src, dst, _IPPROTO_TCP, seglen), partial)
     return _frame(dst_mac, src_mac, (ip6h, th, payload), _ETH_P_IPV6)

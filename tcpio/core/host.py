@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
-from tcpio._fast.gso import GsoFrame, csum_completed, rx_gso
+from tcpio._fast.gso import GSO_MAX_SIZE, GsoFrame, csum_completed, rx_gso
 from tcpio.core import (
     addrconf,
     af_inet,
@@ -124,7 +124,9 @@ class Interface:
         # NETIF_F_HW_CSUM): TCP super-frames of up to this many bytes of IP
         # datagram (0: none), and TCP data frames' checksum left partial
         # (with or without super-frames);
-        # gso_max_size6: the same for IPv6 (NETIF_F_TSO6, issue 12).
+        # gso_max_size6: the same for IPv6 (NETIF_F_TSO6, issue 12).  Above
+        # 64 KiB (BIG TCP: Linux's gso_ipv4_max_size and gso_max_size raised
+        # on lo or veth) a super-frame's IP length field says 0.
         self.gso_max_size = 0
         self.gso_max_size6 = 0
         self.tx_csum_partial = False
@@ -290,8 +292,10 @@ class Host:
         ifindex = max(self.interfaces, default=0) + 1
         iface = Interface(ifindex, name, link, bytes(mac) if mac else None, mtu)
         for size in (gso_max_size, gso_max_size6):
-            if size and not mtu < size <= 0xFFFF:
-                raise ValueError("gso_max_size must be above the MTU and at most 65535")
+            # above 64 KiB: BIG TCP (the device takes super-frames whose IP
+            # length field says 0), up to the kernel's GSO_MAX_SIZE
+            if size and not mtu < size <= GSO_MAX_SIZE:
+                raise ValueError(f"gso_max_size must be above the MTU and at most {GSO_MAX_SIZE}")
         iface.gso_max_size = gso_max_size
         iface.gso_max_size6 = gso_max_size6
         iface.tx_csum_partial = tx_csum_partial     # (with or without TSO: NETIF_F_HW_CSUM)

@@ -93,6 +93,10 @@ def ipv6_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryvie
         mib["Ip6InHdrErrors"] += 1
         return
     plen = ip6h.plen
+    if plen == 0 and host.rx_gso_size and ip6h.nexthdr == IPPROTO_TCP:
+        # ipv6_payload_len: a TCP super-frame past 64 KiB (BIG TCP) says 0
+        # and is as long as its buffer
+        plen = n - IPV6_HLEN
     if plen == 0 and ip6h.nexthdr == IPPROTO_HOPOPTS:
         mib["Ip6InHdrErrors"] += 1          # a jumbogram (RFC 2675): not on our links
         return

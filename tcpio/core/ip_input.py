@@ -96,6 +96,10 @@ def ip_rcv(host: Host, iface: Interface, packet: bytes | bytearray | memoryview,
         mib["InHdrErrors"] += 1
         return
     tot_len = (packet[2] << 8) | packet[3]
+    if not tot_len and host.rx_gso_size and packet[9] == IPPROTO_TCP:
+        # iph_totlen: a TCP super-frame past 64 KiB (BIG TCP) says 0 and is
+        # as long as its buffer; any other datagram saying 0 is malformed
+        tot_len = n
     if n < tot_len:
         mib["InTruncatedPkts"] += 1
         return

@@ -24,6 +24,24 @@ rate it is cut into its segments first, each with its checksum complete
 it would on a real link, and a corrupted one fails its checksum.  A capture
 (PcapDevice) records such frames with the checksum completed.
 
+``MemoryWire(gso=True, gso_max_size=N)`` with N above 64 KiB is BIG TCP
+(Linux 5.19 for IPv6, 6.3 for IPv4, where an admin raises a loopback's or
+veth's gso_max_size/gso_ipv4_max_size): super-frames of up to N bytes of IP
+datagram, so a bulk transfer pays its per-frame cost (send loop, wire,
+receive, ACK) once per N bytes.  Off by default, as the kernel keeps every
+device at 64 KiB unless told: a frame past 65535 bytes says 0 in its IP
+length field (IPv4 tot_len, as Linux's; IPv6's payload length too, with
+no RFC 2675 hop-by-hop jumbo option: Linux's IPv6 BIG TCP keeps that option
+only inside the stack, where GRO adds it and the driver or software GSO
+strips it, so it never reaches a wire, and one rule for both families keeps
+the cutter and the receive paths' fixed-header parse as they are), and a
+receiver takes the length from the buffer only for a TCP super-frame
+(iph_totlen, ipv6_payload_len).  A capture (PcapDevice) records an IPv6 one
+with the jumbo option inserted, which tcpdump and Wireshark read (payload
+length 0 without it is a malformed packet to them); an IPv4 one as it is,
+which both read as a TSO frame.  A TAP never gets one (the kernel's tun takes
+64 KiB at most).
+
 ``MemoryWire(tx_ring=N)`` gives each end a transmit ring of N frames (the
 frames it has put on the line that the other end has not received yet), and
 flow control as a NIC driver does it: the end stops its interface's queue
@@ -41,7 +59,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Sequence
 
-from tcpio._fast.gso import GsoFrame
+from tcpio._fast.gso import GSO_MAX_SIZE, GsoFrame
 from tcpio.core.qdisc import NetifQueue
 from tcpio.devices import virtio_net
 from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, SendEach, new_stats
@@ -204,14 +222,15 @@ class WireEnd(SendEach):
 
     def __init__(self, name: str, mac: bytes, mtu: int, line_out: DelayLine,
                  gso: bool = False, tx_ring: int | None = None,
-                 csum_offload: bool = True) -> None:
+                 csum_offload: bool = True, gso_max_size: int = 0xFFFF) -> None:
         self.name = name
         self.tx_ring = tx_ring          # frames on the line at most (None: unbounded)
         self.netif: NetifQueue | None = None
         self.paused = False
-        # TSO: super-frames of up to 64 KiB, and checksum offload (see above)
-        # (at a 64 KiB MTU every segment is that big already: no TSO then)
-        self.gso_max_size = 0xFFFF if gso and mtu < 0xFFFF else 0
+        # TSO: super-frames of up to 64 KiB (BIG TCP: ``gso_max_size``), and
+        # checksum offload (see above) (at a 64 KiB MTU every segment is that
+        # big already: no TSO then, unless BIG TCP allows more)
+        self.gso_max_size = gso_max_size if gso and mtu < gso_max_size else 0
         self.gso_max_size6 = self.gso_max_size
         self.tx_csum_partial = gso and csum_offload
         self.mac: bytes | None = mac
@@ -339,7 +358,11 @@ class MemoryWire:
     MACs are deterministic: 02:00:00:00:00:01 for ``a`` and ...:02 for ``b``
     unless ``macs`` is given.  ``gso=True``: TCP super-frames and checksum
     offload (module docstring); ``csum_offload=False`` keeps the super-frames
-    and has the sender complete every checksum.
+    and has the sender complete every checksum.  ``gso_max_size`` (with
+    ``gso``): the largest super-frame's IP datagram, 64 KiB by default as
+    Linux's for every device; above that BIG TCP (module docstring), up to
+    GSO_MAX_SIZE (512 KiB less 8 bytes), as ``ip link set lo gso_max_size N
+    gso_ipv4_max_size N`` allows on the kernel's loopback.
     """
 
     def __init__(self, loss: float = 0.0, delay: float = 0.0, jitter: float = 0.0,
@@ -347,7 +370,8 @@ class MemoryWire:
                  rate: float | None = None, mtu: int = 1500, seed: int = 0, *,
                  reorder_delay: float = 0.005, macs: tuple[bytes, bytes] | None = None,
                  names: tuple[str, str] = ("wire.a", "wire.b"), gso: bool = False,
-                 tx_ring: int | None = None, csum_offload: bool = True) -> None:
+                 tx_ring: int | None = None, csum_offload: bool = True,
+                 gso_max_size: int = 0xFFFF) -> None:
         def impairment(direction_seed: int) -> Impairment:
             return Impairment(loss=loss, delay=delay, jitter=jitter, reorder=reorder,
                               duplicate=duplicate, corrupt=corrupt, rate=rate,
@@ -359,8 +383,12 @@ class MemoryWire:
         self.b_to_a = impairment(seed + 1)
         line_ab = DelayLine(self.a_to_b)
         line_ba = DelayLine(self.b_to_a)
-        self.a = WireEnd(names[0], mac_a, mtu, line_ab, gso, tx_ring, csum_offload)
-        self.b = WireEnd(names[1], mac_b, mtu, line_ba, gso, tx_ring, csum_offload)
+        if not 0 < gso_max_size <= GSO_MAX_SIZE:
+            raise ValueError(f"gso_max_size must be in 1..{GSO_MAX_SIZE}")
+        self.a = WireEnd(names[0], mac_a, mtu, line_ab, gso, tx_ring, csum_offload,
+                         gso_max_size)
+        self.b = WireEnd(names[1], mac_b, mtu, line_ba, gso, tx_ring, csum_offload,
+                         gso_max_size)
         self.a.peer, self.b.peer = self.b, self.a
         a, b = self.a, self.b
 

@@ -87,10 +87,30 @@ def _as_seen(frame: bytes | bytearray, link: str) -> bytes | bytearray:
     """A frame whose TCP checksum is left partial (the device finishes it:
     a TSO super-frame, or one segment with checksum offload) is recorded
     whole, with the checksum its content gives, so a reader finds it valid;
-    anything else as it is."""
-    if type(frame) is GsoFrame and frame.csum_partial:
-        return csum_completed(frame, link == "ether")
+    an IPv6 BIG TCP super-frame with the jumbo option (_jumbo6); anything
+    else as it is."""
+    if type(frame) is GsoFrame:
+        ether = link == "ether"
+        if frame.csum_partial:
+            frame = csum_completed(frame, ether)
+        return _jumbo6(frame, 14 if ether else 0)
     return frame
+
+
+def _jumbo6(frame: bytes | bytearray, ip: int) -> bytes | bytearray:
+    """An IPv6 TCP super-frame past 64 KiB (BIG TCP: payload length 0, the
+    length the buffer's) as Linux's IPv6 BIG TCP showed it to tcpdump (5.19
+    on): with a hop-by-hop header carrying the RFC 2675 Jumbo Payload option
+    (8 bytes: next header TCP, length 0, option type 0xC2, option length 4,
+    the 32-bit payload length, which counts the hop-by-hop header).  Without
+    it tcpdump and Wireshark take payload length 0 as a malformed packet;
+    IPv4's tot_len 0 they read as a TSO frame, as it is.  Anything else is
+    returned as it is."""
+    if (len(frame) <= ip + 40 + 0xFFFF or frame[ip] >> 4 != 6 or frame[ip + 4]
+            or frame[ip + 5] or frame[ip + 6] != 6):
+        return frame
+    hbh = bytes((6, 0, 0xC2, 4)) + (len(frame) - ip - 40 + 8).to_bytes(4, "big")
+    return b"".join((frame[:ip + 6], b"\0", frame[ip + 7:ip + 40], hbh, frame[ip + 40:]))
 
 
 class PcapDevice(DeviceWrapper):

@@ -149,7 +149,8 @@ def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
     """Cut a TCP (gso_type TCPV4 over IPv4, TCPV6 over IPv6) or UDP (UDP_L4)
     super-frame into the frames it stands for, each with a complete checksum
     (IPv6's over its pseudo-header), as the kernel's software GSO does:
-    every segment but the last carries ``gso_size`` bytes; IPv4 IDs count up
+    every segment but the last carries ``gso_size`` bytes (a TCP super-frame
+    whose IP length field says 0 is BIG TCP's, as long as its buffer); IPv4 IDs count up
     from the super-frame's, each IPv6 payload length is its segment's; TCP
     sequence numbers advance;
     FIN and PSH only on the last TCP segment, CWR only on the first; UDP
@@ -186,6 +187,10 @@ def gso_segment(frame: bytes | bytearray | memoryview, hdr: VirtioNetHdr, *,
         ip_end = ip + (data[ip + 2] << 8 | data[ip + 3])
         src = int.from_bytes(data[ip + 12:ip + 16], "big")
         dst = int.from_bytes(data[ip + 16:ip + 20], "big")
+    if ip_end == (l4 if v6 else ip) and proto == _IPPROTO_TCP:
+        # BIG TCP: a TCP super-frame past 64 KiB says 0 and is as long as
+        # its buffer (iph_totlen, ipv6_payload_len); its segments say theirs
+        ip_end = len(data)
     if ip_end > len(data) or payload_at > ip_end:
         raise ValueError("gso: IP total length does not fit the frame")
     head = data[:payload_at]

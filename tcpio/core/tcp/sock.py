@@ -155,6 +155,7 @@ def _cb_zero(sk: TcpSock) -> None:
     sk.pushed_seq = 0         # write_seq at the last tcp_mark_push (a TcpCb field)
     sk.push_marks = None      # forced_push marks not yet sent (a TcpCb field)
     sk.wq_seq = 0
+    sk.gso_max_size = 0       # sk_gso_max_size: the legacy 64 KiB until a send sees BIG TCP
     sk.urg_seq = None         # sequence of the peer's announced urgent byte
     sk.irs = 0
     sk.rcv_nxt = 0

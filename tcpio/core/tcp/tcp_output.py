@@ -531,6 +531,9 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     # IPv6: the hop limit, and the device's TSO6 (issue 12)
     ttl = host.settings.ipv6_hop_limit if v6 else host.settings.ip_default_ttl
     gso_max, csum_partial = host.gso_caps(ifindex, v6)
+    # sk_setup_caps' sk_gso_max_size, from the device this burst goes out
+    # on: the size goal and TSO autosizing grow past 64 KiB with BIG TCP
+    sk.gso_max_size = gso_max
     queue = host.tx_queue()
     queued = len(queue)
     fast = _tcp_fast
