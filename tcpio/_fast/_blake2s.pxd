@@ -11,7 +11,8 @@ the parameter block and the key block (keylen 0..32, person 8 bytes, zero
 padded), computed once per secret, in h[0..7], and the bytes hashed so far
 in h[8].  ``b2s_short(h, msg, n, out, outlen)``:
 the digest of one message of 1..64 bytes from that state; ``b2s_cookie`` and
-``b2s_tsoff`` pack syncookies' and secure_tcp_ts_off's messages and read
+``b2s_tsoff`` and ``b2s_isn`` pack syncookies', secure_tcp_ts_off's and
+secure_tcp_seq's messages and read
 their digests as those do.
 """
 
@@ -118,6 +119,17 @@ cdef extern from *:
         tcpio_b2s_short(hk, msg, 8, out, 8);
         return tcpio_b2s_ld32(out);
     }
+    /* struct.pack("!IIHH", laddr, raddr, lport, rport): the digest's first 4 bytes,
+       little-endian (secure_tcp_seq's F) */
+    static inline uint32_t tcpio_b2s_isn(const uint32_t* hk, uint32_t laddr, uint32_t lport,
+                                  uint32_t raddr, uint32_t rport) {
+        uint8_t msg[12], out[8];
+        tcpio_b2s_st32(msg, laddr);
+        tcpio_b2s_st32(msg + 4, raddr);
+        tcpio_b2s_st32(msg + 8, ((lport & 0xFFFF) << 16) | (rport & 0xFFFF));
+        tcpio_b2s_short(hk, msg, 12, out, 8);
+        return tcpio_b2s_ld32(out);
+    }
     """
     void b2s_key_state "tcpio_b2s_key_state" (uint32_t* h, const uint8_t* key, size_t keylen,
                                               const uint8_t* person, size_t outlen) nogil
@@ -127,3 +139,5 @@ cdef extern from *:
                                             uint32_t raddr, uint32_t rport, uint32_t count) nogil
     uint32_t b2s_tsoff "tcpio_b2s_tsoff" (const uint32_t* hk, uint32_t laddr,
                                           uint32_t raddr) nogil
+    uint32_t b2s_isn "tcpio_b2s_isn" (const uint32_t* hk, uint32_t laddr, uint32_t lport,
+                                      uint32_t raddr, uint32_t rport) nogil

@@ -5,7 +5,7 @@
 cimport cython
 from libc.stdint cimport uint32_t
 
-from tcpio._fast._blake2s cimport b2s_cookie, b2s_key_state, b2s_tsoff
+from tcpio._fast._blake2s cimport b2s_cookie, b2s_isn, b2s_key_state, b2s_tsoff
 from tcpio._fast.tcp_fast cimport TcpCb, tcp_time_stamp
 from tcpio._fast.tx cimport tcp_synack_frame
 
@@ -15,6 +15,7 @@ cdef class SynKeys:
     cdef uint32_t k0[9]
     cdef uint32_t k1[9]
     cdef uint32_t kts[9]
+    cdef uint32_t kisn[9]
     cdef object _h
 
 
@@ -44,6 +45,8 @@ cdef double _TCP_SYNCOOKIE_PERIOD
 cpdef uint32_t cookie_hash(SynKeys keys, uint32_t laddr, uint32_t lport, uint32_t raddr,
                            uint32_t rport, long long count, int c)
 cpdef uint32_t ts_off_hash(SynKeys keys, uint32_t laddr, uint32_t raddr)
+cpdef uint32_t isn_hash(SynKeys keys, uint32_t laddr, uint32_t lport, uint32_t raddr,
+                        uint32_t rport)
 cpdef long long tcp_cookie_time(double now) noexcept
 @cython.locals(count=cython.longlong)
 cpdef uint32_t secure_tcp_syn_cookie(SynKeys keys, uint32_t laddr, uint32_t lport,

@@ -52,7 +52,8 @@ else:
 from tcpio._fast import load
 
 __all__ = ["MSSTAB", "SynKeys", "SynPath", "check_tcp_syn_cookie", "cookie_hash",
-           "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "listener_pick",
+           "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "isn_hash",
+           "listener_pick",
            "reqsk_queue_full", "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_path", "tcp_rcv_wscale",
            "ts_off_hash"]
 
@@ -88,6 +89,7 @@ _TCPHDR_SYN_ACK = 0x12
 _IPPROTO_TCP = 6
 _PACK_COOKIE = struct.Struct("!IIHHI").pack
 _PACK_ADDRS = struct.Struct("!II").pack
+_PACK_4TUPLE = struct.Struct("!IIHH").pack
 
 # The interpreted path builds the frame with wire.build_tcp + tx.ip_build; the
 # compiled one calls tx.pyx's tcp_synack_frame (cimported in syn_fast.pxd).
@@ -98,8 +100,9 @@ _tcp_fast = load("tcp_fast")
 
 class SynKeys:
     """The host's secret as the SYN path hashes with it: keyed BLAKE2s states
-    for the cookie's H0/H1 (person ``cookie0``/``cookie1``, 4 bytes) and the
-    timestamp offset (``tsoff``, 8 bytes), as core.tcp.secure_seq.keyed_digest."""
+    for the cookie's H0/H1 (person ``cookie0``/``cookie1``, 4 bytes), the
+    timestamp offset (``tsoff``, 8 bytes) and the ISN's F (``isn``, 8 bytes),
+    as core.tcp.secure_seq.keyed_digest."""
 
     secret: bytes
 
@@ -112,14 +115,16 @@ class SynKeys:
             b2s_key_state(self.k0, kp, len(key), b"cookie0\x00", 4)
             b2s_key_state(self.k1, kp, len(key), b"cookie1\x00", 4)
             b2s_key_state(self.kts, kp, len(key), b"tsoff\x00\x00\x00", 8)
+            b2s_key_state(self.kisn, kp, len(key), b"isn\x00\x00\x00\x00\x00", 8)
         else:
             self._h = (hashlib.blake2s(key=key, person=b"cookie0", digest_size=4),
                        hashlib.blake2s(key=key, person=b"cookie1", digest_size=4),
-                       hashlib.blake2s(key=key, person=b"tsoff", digest_size=8))
+                       hashlib.blake2s(key=key, person=b"tsoff", digest_size=8),
+                       hashlib.blake2s(key=key, person=b"isn", digest_size=8))
 
 
 def _digest(keys: SynKeys, which: int, msg: bytes) -> bytes:
-    """Interpreted: the keyed digest of ``msg`` (0, 1: cookie H0/H1; 2: tsoff)."""
+    """Interpreted: the keyed digest of ``msg`` (0, 1: cookie H0/H1; 2: tsoff; 3: isn)."""
     h = keys._h[which].copy()
     h.update(msg)
     return h.digest()
@@ -144,6 +149,16 @@ def ts_off_hash(keys: SynKeys, laddr: int, raddr: int) -> int:
         return b2s_tsoff(keys.kts, laddr, raddr)
     else:
         return int.from_bytes(_digest(keys, 2, _PACK_ADDRS(laddr, raddr)), "little") & _M32
+
+
+def isn_hash(keys: SynKeys, laddr: int, lport: int, raddr: int, rport: int) -> int:
+    """core.tcp.secure_seq.secure_tcp_seq's keyed F(4-tuple), IPv4, with these
+    keys: the passive open's ISN without hashlib's objects (once per SYN)."""
+    if cython.compiled:
+        return b2s_isn(keys.kisn, laddr, lport, raddr, rport)
+    else:
+        return int.from_bytes(_digest(keys, 3, _PACK_4TUPLE(laddr, raddr, lport, rport)),
+                              "little") & _M32
 
 
 def tcp_cookie_time(now: float) -> int:

@@ -222,7 +222,8 @@ cpdef bint xmit_plain(TcpCb sk) except -1
 @cython.locals(host=object, length=cython.longlong, raddr=object, path=object)
 cpdef object xmit_path(TcpCb sk, long long mss)
 @cython.locals(o=object, mib=object)
-cpdef burst_sent(TcpCb sk, long long n, long long frames, bint v6, bint eth, double now)
+cpdef burst_sent(TcpCb sk, long long n, long long frames, bint v6, bint eth, double now,
+                 bint data=*)
 @cython.locals(o=object, limited=bint, pending=cython.longlong)
 cpdef xmit_done(TcpCb sk, bint window_limited, long long prior_packets, double now)
 @cython.locals(pushed=uint32_t)

@@ -1804,15 +1804,15 @@ def xmit_size_goal(sk: TcpCb) -> int:
 
 def xmit_plain(sk: TcpCb) -> bool:
     """May tcp_write_xmit's segments go through the compiled loop
-    (write_xmit) as far as the sock is concerned?  Not with urgent data, a
-    FIN with no data left to carry it (tcp_transmit_skb sends that one),
+    (write_xmit) as far as the sock is concerned?  Not with urgent data,
     tracing, an IP_TOS or IP_MTU_DISCOVER other than the default (the SACK
-    option and the route are the caller's)."""
+    option and the route are the caller's).  A FIN with no data left to
+    carry it goes too (a server's close after its last reply: once per
+    connection, issue 11)."""
     if sk is None:
         raise TypeError("xmit_plain: a TcpCb is required")
     o: Any = sk
-    if (o.fin_queued and sk.snd_nxt == sk.write_seq) or o.snd_up is not None \
-            or sk.trace is not None:
+    if o.snd_up is not None or sk.trace is not None:
         return False
     opts = o.opts
     return not opts.tos and opts.ip_df is not False
@@ -1840,13 +1840,16 @@ def xmit_path(sk: TcpCb, mss: int) -> Any:
     return path
 
 
-def burst_sent(sk: TcpCb, n: int, frames: int, v6: bool, eth: bool, now: float) -> None:
+def burst_sent(sk: TcpCb, n: int, frames: int, v6: bool, eth: bool, now: float,
+               data: bool = True) -> None:
     """What tcp_transmit_skb and ip_output do per segment, in bulk, after
     the compiled loop sent ``n`` segments in ``frames`` frames: segments
     for TCP (tcp_skb_pcount), frames for IP (a TSO super-frame is one
     datagram of several segments) and Ethernet; tcp_event_ack_sent (the
-    burst's first segment carried the scheduled ACK), lsndtime and
-    tcp_event_data_sent."""
+    burst's first segment carried the scheduled ACK), then, if the burst
+    carried data (not ``data``: a FIN alone), lsndtime and
+    tcp_event_data_sent (__tcp_transmit_skb calls it only for a segment
+    longer than its header)."""
     if sk is None:
         raise TypeError("burst_sent: a TcpCb is required")
     o: Any = sk
@@ -1860,8 +1863,9 @@ def burst_sent(sk: TcpCb, n: int, frames: int, v6: bool, eth: bool, now: float) 
     if eth:
         mib["EthOutFrames"] += frames
     event_ack_sent(sk)
-    o.lsndtime = now
-    event_data_sent(sk, now)
+    if data:
+        o.lsndtime = now
+        event_data_sent(sk, now)
 
 
 def xmit_done(sk: TcpCb, window_limited: bool, prior_packets: int, now: float) -> None:
@@ -1957,7 +1961,8 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     write queue's tail skb: the segment that ends at write_seq goes with FIN
     (its sequence space one more, its TxSeg flags FIN), past the cwnd test
     as tcp_cwnd_test lets the final FIN go.  A FIN with no data left to ride
-    on is tcp_transmit_skb's (the caller's: ValueError here).
+    on goes alone, as tcp_send_fin's own skb: no payload, no PSH (the caller
+    tells burst_sent it carried no data).
 
     PSH where Linux's wire has it: where a write ended (push_mark), and on
     the last segment of each burst of several, a burst being what Linux
@@ -1986,8 +1991,6 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         raise ValueError("tcp: mss must be positive and ttl at most 255")
     wq_seq = sk.wq_seq
     write_seq = sk.write_seq
-    if fin_queued and sk.snd_nxt == write_seq:
-        raise ValueError("write_xmit: a FIN alone is tcp_transmit_skb's")
     # IPv6 (issue 17): the addresses once for the whole loop, and an IP
     # header 20 bytes longer
     addrs6 = addrs6_of(sk)
@@ -2017,14 +2020,15 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
         seq = sk.snd_nxt
         unsent = seq_diff(write_seq, seq)
         seglen = mss if mss < unsent else unsent
-        # (seglen > 0: the FIN goes with the last data, so it is never alone here)
+        # (seglen 0 only for a FIN alone: the FIN goes with the last data
+        # when there is any)
         fin = fin_queued and seglen == unsent
         end = u32(seq + seglen + 1) if fin else u32(seq + seglen)
         # wq holds [wq_seq, write_seq): checked before anything changes
         off = u32(seq - wq_seq)
         if off + seglen > len(wq):
             raise RuntimeError("tcp: send buffer shorter than write_seq says")
-        mark = push_mark(sk, seq, end)
+        mark = push_mark(sk, seq, end) if seglen else 0
         seg = new_data_sent(sk, seq, end, mark | _TCPHDR_FIN if fin else mark, seglen < mss,
                             now)
         if not burst:

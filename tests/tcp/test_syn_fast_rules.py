@@ -147,6 +147,33 @@ def test_cookie_hash_is_keyed_blake2s_on_random_inputs(module: object) -> None:
             assert module.ts_off_hash(keys, laddr, raddr) == _hashlib_ts_off(secret, laddr, raddr)
 
 
+def _hashlib_isn_f(secret: bytes, laddr: int, lport: int, raddr: int, rport: int) -> int:
+    key = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
+    h = hashlib.blake2s(struct.pack("!IIHH", laddr, raddr, lport, rport), key=key,
+                        person=b"isn", digest_size=8)
+    return int.from_bytes(h.digest(), "little") & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("module", [pytest.param(COMPILED, id="compiled", marks=pytest.mark.skipif(
+    COMPILED is None, reason="not built")), pytest.param(PURE, id="pure")])
+def test_isn_hash_is_secure_tcp_seqs_keyed_blake2s_on_random_inputs(module: object) -> None:
+    """The passive open takes its ISN's F from the SYN path's keys
+    (tcp_v4_conn_request): the same keyed BLAKE2s as secure_tcp_seq, so the
+    ISN a SYN-ACK carries does not depend on which build computed it."""
+    from tcpio.core.tcp.secure_seq import secure_tcp_seq
+    rng = random.Random(17)
+    for secret in (b"", b"k", bytes(range(16)), rng.randbytes(32), rng.randbytes(33)):
+        keys = module.SynKeys(secret)
+        for _ in range(2000):
+            laddr, raddr = rng.getrandbits(32), rng.getrandbits(32)
+            lport, rport = rng.getrandbits(16), rng.getrandbits(16)
+            f = module.isn_hash(keys, laddr, lport, raddr, rport)
+            assert f == _hashlib_isn_f(secret, laddr, lport, raddr, rport)
+            now = rng.random() * 1e5
+            assert secure_tcp_seq(secret, laddr, lport, raddr, rport, now, f) == \
+                secure_tcp_seq(secret, laddr, lport, raddr, rport, now)
+
+
 # --- the SYN-ACK: byte for byte the layered path's ---------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)

@@ -210,6 +210,51 @@ def test_lossy_transfer_with_the_fin_queued_behind_the_data(rec, close):
     assert sum(with_fin) > 50, with_fin
 
 
+@pytest.mark.parametrize("reply", [b"", b"a reply"])
+def test_a_fin_alone_goes_through_the_compiled_loop(rec, reply):
+    """A server's close once its last reply is acknowledged, or with no reply
+    at all (accept, the peer's FIN, close: issue 11's connections/s), sends a
+    FIN with no data to ride on.  The compiled loop takes it and puts the
+    same frames on the wire at the same times, with the same counters, as
+    tcp_transmit_skb does; and like Linux's tcp_send_fin skb (no payload:
+    __tcp_transmit_skb skips tcp_event_data_sent) it is not data sent:
+    lsndtime and the pingpong count stay as they were."""
+    def scenario():
+        net, a, b, _ = two_hosts(11)
+        c, s = sim_connect(net, a, b, "10.0.0.2")
+        c.sendmsg(b"a request")
+        net.run_for(0.5)
+        assert s.recvmsg(100) == b"a request"
+        if reply:
+            s.sendmsg(reply)
+            net.run_for(0.5)
+            assert c.recvmsg(100) == reply
+        c.shutdown(socket.SHUT_WR)
+        net.run_for(0.5)
+        before = (s.lsndtime, s.pingpong)
+        s.close()
+        net.run_for(0.2)
+        after = (s.lsndtime, s.pingpong)
+        c.close()
+        net.run_for(130)
+        return outcome(net), before, after
+
+    alone = []
+    real = tcp_output._tcp_fast.write_xmit
+
+    def counting(*args):
+        sk = args[0]
+        if args[-1] and sk.snd_nxt == sk.write_seq:
+            alone.append(sk)
+        return real(*args)
+
+    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_xmit", counting)
+    _, before, after = rec.compare(scenario)
+    # both FINs (the client's shutdown, the server's close), in the run with the loop on
+    assert len(alone) == 2
+    assert after == before
+
+
 @needs_tshark
 def test_wireshark_checks_the_one_call_frames(rec, tmp_path):
     """Wireshark's dissector, with checksum validation on, finds every TCP

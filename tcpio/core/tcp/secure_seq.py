@@ -43,15 +43,18 @@ def _h64(secret: bytes, person: bytes, msg: bytes) -> int:
 
 
 def secure_tcp_seq(secret: bytes, laddr: int, lport: int, raddr: int, rport: int,
-                   now: float) -> int:
+                   now: float, f: int | None = None) -> int:
     """RFC 6528 initial sequence number: F(4-tuple, secret) + 4-microsecond clock.
-    IPv6 addresses (tagged, inet6_addr) enter as their keyed 32-bit fold."""
-    if raddr > V6MASK or laddr > V6MASK:
-        laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
-    # (_h64 inlined: once per connection, each side)
-    h = _keyed(bytes(secret), b"isn", 8).copy()
-    h.update(_PACK_4TUPLE(laddr, raddr, lport, rport))
-    f = int.from_bytes(h.digest(), "little") & 0xFFFFFFFF
+    IPv6 addresses (tagged, inet6_addr) enter as their keyed 32-bit fold.
+    ``f``: F already computed by the caller (the SYN path's keys, compiled:
+    syn_fast.isn_hash, the same value)."""
+    if f is None:
+        if raddr > V6MASK or laddr > V6MASK:
+            laddr, raddr = addr_key(secret, laddr), addr_key(secret, raddr)
+        # (_h64 inlined: once per connection, each side)
+        h = _keyed(bytes(secret), b"isn", 8).copy()
+        h.update(_PACK_4TUPLE(laddr, raddr, lport, rport))
+        f = int.from_bytes(h.digest(), "little") & 0xFFFFFFFF
     return (f + int(now * ISN_TICKS_PER_SECOND)) & 0xFFFFFFFF
 
 

@@ -555,8 +555,12 @@ class TcpProto:
             mib["SyncookiesSent"] += 1
             tcp_send_synack(self, req, now)
             return
-        req.snt_isn = isn or secure_tcp_seq(host.secret, laddr, req.lport, raddr,
-                                            req.rport, now)
+        # F of the ISN as the timestamp offset above: IPv4's through the SYN
+        # path's keys (compiled: no hashlib objects per SYN), the same value
+        req.snt_isn = isn or secure_tcp_seq(
+            host.secret, laddr, req.lport, raddr, req.rport, now,
+            _syn_fast.isn_hash(self.syn_path.keys, laddr, req.lport, raddr, req.rport)
+            if raddr <= V6MASK else None)
         # (host.timers.timer(reqsk_timer, req) without its call: an owned timer)
         req.timer = timer = Timer(host.timers, reqsk_timer, weakref.ref(req))
         timer.arm(now + 1.0)

@@ -416,8 +416,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     fast = _tcp_fast
     sack_len = fast.sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
-    # (a queued FIN rides on the compiled loop's last data segment; a FIN with
-    # no data left to carry it goes through tcp_transmit_skb)
+    # (a queued FIN rides on the compiled loop's last data segment, or goes
+    # alone through it when no data is left to carry it)
     path = _tcp_xmit_path(sk, mss) if not sack_len and fast.xmit_plain(sk) else None
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog (segments for a socket its owner holds wait in
@@ -537,11 +537,14 @@ def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -
     queue = host.tx_queue()
     queued = len(queue)
     fast = _tcp_fast
+    # nothing unsent but a queued FIN: it goes alone (no data: no
+    # tcp_event_data_sent for it, as tcp_transmit_skb's "if payload")
+    data = sk.snd_nxt != sk.write_seq
     n = fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
                         csum_partial, tcp_tso_segs(sk, mss), sk.fin_queued)
     if not n:
         return False
-    fast.burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now)
+    fast.burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now, data)
     return True
 
 
