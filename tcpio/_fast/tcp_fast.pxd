@@ -148,9 +148,11 @@ cdef Py_ssize_t _rq_take_into(RcvQueue rq, object buf, Py_ssize_t n, bint consum
 cpdef long long rcv_pool_share(RcvPool pool, long long advmss) except -1
 @cython.locals(size=cython.longlong)
 cdef void _rcv_pool_enter(RcvPool pool, long long e) noexcept
+@cython.locals(e=cython.longlong)
+cdef long long _rcv_pool_epoch(RcvPool pool, double now) noexcept
 @cython.locals(e=cython.longlong, pool=RcvPool)
 cpdef rcv_pool_note(TcpCb sk, double now, long long n)
-@cython.locals(share=cython.longlong, e=cython.longlong)
+@cython.locals(share=cython.longlong)
 cpdef long long rcv_pool_open(RcvPool pool, double now, long long advmss, long long wnd) except -1
 @cython.locals(mss=cython.longlong, full=cython.longlong, free=cython.longlong,
                window=cython.longlong, gran=cython.longlong, unit=cython.longlong,

@@ -1083,7 +1083,9 @@ def _data_frame_spread(sk: TcpCb, wq: SndQueue, off: int, seglen: int,
                                    sk.lport, sk.rport, seq, sk.rcv_nxt, flags, window, ts_val,
                                    ts_ecr, cython.cast(cython.p_const_uchar, cython.NULL),
                                    seglen, True, gso)
-        at = hh + (40 if addrs6 is not None else 20) + (32 if ts_val != -1 else 20)
+        # the payload is the frame's last seglen bytes (the builders' own
+        # header arithmetic, not repeated here)
+        at = len(frame) - seglen
         _chunks_copy(wq.chunks, off + wq.head, seglen,
                      cython.cast(cython.p_uchar, PyBytes_AS_STRING(frame)) + at)
         return frame
@@ -1197,6 +1199,15 @@ def _rcv_pool_enter(pool: RcvPool, e: int) -> None:
     pool.epoch = e
 
 
+def _rcv_pool_epoch(pool: RcvPool, now: float) -> int:
+    """The epoch (plus one) ``now`` falls in, the pool moved on to it
+    first when it is a later one than the pool's."""
+    e = cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1
+    if e > pool.epoch:
+        _rcv_pool_enter(pool, e)
+    return e
+
+
 def rcv_pool_note(sk: TcpCb, now: float, n: int) -> None:
     """``n`` in-order bytes arrived at ``now``: count them, and the
     connection as a receiver of this epoch, once."""
@@ -1205,10 +1216,8 @@ def rcv_pool_note(sk: TcpCb, now: float, n: int) -> None:
     pool = sk.rcv_pool
     if pool is None or pool.most <= 0:
         return
-    e = cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1
-    if e > pool.epoch:
-        _rcv_pool_enter(pool, e)
-    elif e < pool.epoch:
+    e = _rcv_pool_epoch(pool, now)
+    if e < pool.epoch:
         return                      # a late note from an epoch gone by
     pool.nbytes += n
     if e != sk.rcv_epoch:
@@ -1224,10 +1233,7 @@ def rcv_pool_open(pool: RcvPool, now: float, advmss: int, wnd: int) -> int:
         raise TypeError("rcv_pool_open: a RcvPool is required")
     if pool.most <= 0:
         return wnd
-    e = cython.cast(cython.longlong, now * _POOL_EPOCHS_PER_S) + 1
-    if e > pool.epoch:
-        _rcv_pool_enter(pool, e)
-    if e == pool.epoch:
+    if _rcv_pool_epoch(pool, now) == pool.epoch:
         pool.cur += 1
     share = rcv_pool_share(pool, advmss)
     if wnd > share:
