@@ -2,10 +2,11 @@
 from one that merged it (GRO: the kernel's TSO frame read from a TAP).
 
 ``GsoFrame`` is the frame itself (``bytes``: one IP datagram of up to 64 KiB,
-or up to GSO_MAX_SIZE on a device that takes BIG TCP, behind its link header, so anything that only looks at bytes, a capture
-included, sees the super-frame as it crosses the device), plus what Linux
-keeps beside an skb (skb_shinfo and ip_summed): ``gso_size`` (the MSS every
-segment but the last carries), ``gso_segs`` (how many segments it stands
+or up to GSO_MAX_SIZE on a device that takes BIG TCP, behind its link
+header, so anything that only looks at bytes, a capture included, sees the
+super-frame as it crosses the device), plus what Linux keeps beside an skb
+(skb_shinfo and ip_summed): ``gso_size`` (the MSS every segment but the
+last carries), ``gso_segs`` (how many segments it stands
 for), ``csum_partial`` (out: the TCP checksum field holds only the
 pseudo-header sum, CHECKSUM_PARTIAL) and ``csum_valid`` (in: the device
 checked or completed every checksum in it, CHECKSUM_UNNECESSARY, so the
@@ -27,7 +28,8 @@ from typing import Any
 # GSO_LEGACY_MAX_SIZE, as the kernel's does for every device.  Such a frame
 # says 0 in its length field (IPv4 tot_len, IPv6 payload length) and its
 # length is the buffer's, which only a receiver that knows it is a TCP
-# super-frame may take (iph_totlen / ipv6_payload_len): ``big_ip_len``.
+# super-frame may take (iph_totlen / ipv6_payload_len: rx_classify, ip_rcv,
+# ipv6_rcv and virtio_net.gso_segment each apply it where they read the field).
 GSO_LEGACY_MAX_SIZE = 65536
 GSO_MAX_SIZE = 8 * 65535
 
@@ -79,4 +81,3 @@ def csum_completed(frame: GsoFrame, ether: bool = True) -> GsoFrame:
     out.gso_segs = getattr(frame, "gso_segs", 1)
     out.csum_valid = True
     return out
-

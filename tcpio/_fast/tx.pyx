@@ -128,7 +128,7 @@ cdef object _tcp_frame_write(dst_mac, src_mac, Py_ssize_t hh, long long src, lon
     frame = _new_frame(dst_mac, src_mac, hh, 20 + seglen, &ip, False, gso)
     seg = ip + 20
     memcpy(seg, th, thlen)
-    if data != NULL:        # (NULL: the caller fills the payload, _payload_at)
+    if data != NULL:        # (NULL: the caller fills the payload: the frame's last n bytes)
         memcpy(seg + thlen, data, n)
     pseudo = pseudo_sum(<uint32_t>src, <uint32_t>dst, IPPROTO_TCP, <uint64_t>seglen)
     if partial:
