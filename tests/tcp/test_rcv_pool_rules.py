@@ -14,8 +14,9 @@ Rules, one per test (the unit ones on both twins of tcp_fast):
   one received in a quarter second (_POOL_DELAY), between ``least`` (where
   it starts, and returns after an idle epoch) and ``most``;
 - within an epoch, the pool grows to what the epoch received so far once
-  that is more, when the segments wait little (the receiver's RTT below a
-  quarter of _POOL_DELAY): the pool, not the reader, binds;
+  that is more, when the segments wait little (every receiver RTT noted in
+  this epoch and the last below a quarter of _POOL_DELAY): the pool, not
+  the reader, binds;
 - the pool never moves a right edge already offered back (RFC 7323 2.4): it
   only stops the window from growing;
 - ``most`` 0 is no pool; with the default pool one connection alone is
@@ -142,6 +143,22 @@ def test_a_pool_turned_over_quickly_grows_within_the_epoch(tf, rcv_rtt, grows):
     assert pool.size == (8 << 20 if grows else 1 << 20)    # never above most
     tf.rcv_pool_note(sk, 30.25, 1)  # the next epoch: sized by the last, as before
     assert pool.size == 8 << 20
+
+
+def test_one_receiver_that_waited_stops_the_growth_for_this_epoch_and_the_next(tf):
+    pool = tf.RcvPool(1 << 20, 8 << 20)
+    quick, slow = _receiver(tf, pool), _receiver(tf, pool)
+    quick.rcv_rtt, slow.rcv_rtt = 0.005, 0.150
+    tf.rcv_pool_note(slow, 40.0, 1000)
+    for k in range(10):
+        tf.rcv_pool_note(quick, 40.01 + k * 0.001, 200_000)
+    assert pool.size == 1 << 20                 # this epoch: held
+    for k in range(10):
+        tf.rcv_pool_note(quick, 40.25 + k * 0.001, 500_000)
+    assert pool.size == 2_001_000               # the next: sized by the last, held
+    for k in range(10):
+        tf.rcv_pool_note(quick, 40.5 + k * 0.001, 600_000)
+    assert pool.size == 6_000_000               # the one after: free to grow again
 
 
 def test_an_epoch_without_receivers_forgets_them_and_the_rate(tf):
