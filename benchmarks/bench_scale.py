@@ -149,6 +149,10 @@ def drops(peer: Any) -> dict[str, int]:
     soft = getattr(peer.stack, "softnet_stat", {})
     return {"kernel_tx_dropped": k.get("tx_dropped", 0),
             "tcpio_tx_dropped": peer.tap.stats["tx_dropped"],
+            # frames tcpio read and wrote: their bytes per frame say how far
+            # the kernel's super-frames (toward tcpio) and tcpio's ACKs go
+            **{f"tcpio_{k}": peer.tap.stats[k]
+               for k in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")},
             "timers_deferred": soft.get("timers_deferred", 0),
             "timers_forced": soft.get("timers_forced", 0),
             "rtos": mib.get("TCPTimeouts", 0),
@@ -544,6 +548,9 @@ def report(res: dict, args: argparse.Namespace) -> None:
                 if key != "conns_tap":
                     extra.append(f"{key}: {r['kernel_tx_dropped']},{r['tcpio_tx_dropped']}, "
                                  f"RTO {r['rtos']}")
+                    if r.get("tcpio_rx_packets"):
+                        extra.append(f"{key}: {r['tcpio_rx_bytes'] / r['tcpio_rx_packets']:.0f}"
+                                     f" B per frame read")
                 # resets and the kernel's retransmissions, when there were any
                 noted = [f"tcpio RSTs {r['OutRsts']}"] if r.get("OutRsts") else []
                 noted += [f"kernel {name} {r[f'kernel_{name}']}" for name in KERNEL_MIB

@@ -43,6 +43,7 @@ cdef class SndQueue:
 
 cdef class RcvPool:
     cdef public long long size, least, most, epoch, cur, prev, nbytes
+    cdef public double wait, wait_prev
 
 
 cdef class TcpCb:

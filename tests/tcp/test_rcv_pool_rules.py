@@ -13,6 +13,10 @@ Rules, one per test (the unit ones on both twins of tcp_fast):
 - the pool is sized by the rate: entering an epoch it becomes what the last
   one received in a quarter second (_POOL_DELAY), between ``least`` (where
   it starts, and returns after an idle epoch) and ``most``;
+- within an epoch, the pool grows to what the epoch received so far once
+  that is more, when the segments wait little (every receiver RTT noted in
+  this epoch and the last below a quarter of _POOL_DELAY): the pool, not
+  the reader, binds;
 - the pool never moves a right edge already offered back (RFC 7323 2.4): it
   only stops the window from growing;
 - ``most`` 0 is no pool; with the default pool one connection alone is
@@ -115,6 +119,46 @@ def test_entering_an_epoch_sizes_the_pool_by_what_the_last_one_received(tf):
     assert pool.size == 8 << 20
     tf.rcv_pool_note(sk, 20.8, 1)               # 1 byte: below least
     assert pool.size == 1 << 20
+
+
+QUICK_WAIT = 0.25 / 4      # tcp_fast._POOL_QUICK_WAIT
+
+
+@pytest.mark.parametrize("rcv_rtt, grows", [
+    (0.010, True),                  # segments hardly queue
+    (QUICK_WAIT * 0.99, True),
+    (QUICK_WAIT, False),            # they queue: the epoch rule decides
+    (0.200, False),
+    (0.0, False),                   # no receiver RTT (no timestamps): no sign
+])
+def test_a_pool_turned_over_quickly_grows_within_the_epoch(tf, rcv_rtt, grows):
+    pool = tf.RcvPool(1 << 20, 8 << 20)
+    sk = _receiver(tf, pool)
+    sk.rcv_rtt = rcv_rtt
+    for k in range(10):
+        tf.rcv_pool_note(sk, 30.0 + k * 0.001, 200_000)    # 2 MB in 10 ms
+    assert pool.size == (2_000_000 if grows else 1 << 20)
+    for k in range(100):
+        tf.rcv_pool_note(sk, 30.01 + k * 0.001, 100_000)   # 10 MB more
+    assert pool.size == (8 << 20 if grows else 1 << 20)    # never above most
+    tf.rcv_pool_note(sk, 30.25, 1)  # the next epoch: sized by the last, as before
+    assert pool.size == 8 << 20
+
+
+def test_one_receiver_that_waited_stops_the_growth_for_this_epoch_and_the_next(tf):
+    pool = tf.RcvPool(1 << 20, 8 << 20)
+    quick, slow = _receiver(tf, pool), _receiver(tf, pool)
+    quick.rcv_rtt, slow.rcv_rtt = 0.005, 0.150
+    tf.rcv_pool_note(slow, 40.0, 1000)
+    for k in range(10):
+        tf.rcv_pool_note(quick, 40.01 + k * 0.001, 200_000)
+    assert pool.size == 1 << 20                 # this epoch: held
+    for k in range(10):
+        tf.rcv_pool_note(quick, 40.25 + k * 0.001, 500_000)
+    assert pool.size == 2_001_000               # the next: sized by the last, held
+    for k in range(10):
+        tf.rcv_pool_note(quick, 40.5 + k * 0.001, 600_000)
+    assert pool.size == 6_000_000               # the one after: free to grow again
 
 
 def test_an_epoch_without_receivers_forgets_them_and_the_rate(tf):
@@ -255,6 +299,16 @@ def _uploads(pool: tuple[int, int], n: int, size: int):
     return most, intact
 
 
+def _send_and_read(clients, servers, data) -> None:
+    """One step of endless uploads: each client writes what it can of
+    ``data``, each server reads all it has."""
+    for c in clients:
+        c.sendmsg(data)
+    for s in servers:
+        while s.readable():
+            s.recvmsg(1 << 20)
+
+
 def test_many_senders_hold_at_most_the_pool_in_flight_and_every_byte_arrives():
     n, pool = 16, 96 * 1024
     seg = 1448
@@ -304,11 +358,7 @@ def test_over_a_link_of_a_given_rate_the_pool_settles_at_a_quarter_second_of_it(
     sizes = []
 
     def pump() -> bool:
-        for c in clients:
-            c.sendmsg(data)
-        for s in servers:
-            while s.readable():
-                s.recvmsg(1 << 20)
+        _send_and_read(clients, servers, data)
         sizes.append((net.now, pool.size))
         return net.now > 6.0
 
@@ -316,3 +366,31 @@ def test_over_a_link_of_a_given_rate_the_pool_settles_at_a_quarter_second_of_it(
     settled = [size for t, size in sizes if t > 3.0]
     want = rate / 8 * 0.25
     assert min(settled) > 0.85 * want and max(settled) < 1.15 * want
+
+
+def test_where_nothing_queues_the_pool_grows_before_its_first_epoch_ends():
+    """Sixteen uploads over a 10 ms path into a pool that starts small
+    (64 KiB, four segments each): their segments wait little, so the pool
+    grows as soon as the epoch has received more than it, in the epoch the
+    data started, where the epoch rule alone would hold it a quarter
+    second; the windows offered then grow past the floor."""
+    least = 64 << 10
+    net, clients, servers = _connected((least, 64 << 20), 16)
+    pool = servers[0].rcv_pool
+    data = memoryview(bytes(1 << 16))
+    first: list[int] = []           # the epoch the data started in
+    grown: list[int] = []           # ... and the one the pool first grew in
+
+    def pump() -> bool:
+        _send_and_read(clients, servers, data)
+        if pool.nbytes and not first:
+            first.append(pool.epoch)
+        if pool.size > least and not grown:
+            grown.append(pool.epoch)
+            until.append(net.now + 0.05)
+        return bool(until) and net.now > until[0]
+
+    until: list[float] = []
+    assert net.run_until(pump, 30)
+    assert grown == first
+    assert sum(s.rcv_wnd for s in servers) > 2 * 16 * 4 * 1448
