@@ -913,3 +913,29 @@ async def test_writes_behind_waiting_bytes_queue_in_order_unjoined(kind: str) ->
     assert bytes(sp.data) == sent
     assert t.get_write_buffer_size() == 0
     server.close()
+
+
+@both_loops
+async def test_buffered_writes_go_to_the_core_only_when_it_is_writeable() -> None:
+    """The transport hands its buffer to the core when the sock is writeable
+    as tcp_poll's EPOLLOUT says (sk_stream_is_writeable: free space at
+    least half of what is queued), which is when asyncio's own transport
+    over a kernel socket hears the fd writable; not on every byte of room
+    an ACK frees (issue 12: that woke a bulk writer once per write)."""
+    server, cp, sp = await connected_pair(net_kw={"sndbuf": 4096, "rcvbuf": 4096})
+    t = cp.transport
+    sp.transport.pause_reading()
+    t.write(b"w" * 20000)
+    await asyncio.sleep(0.01)
+    sk = t._sk
+    assert len(sk.sndq) == 4096                    # the peer's window is shut
+    buffered = t.get_write_buffer_size()
+    assert buffered == 20000 - 4096 - 4096
+    del sk.sndq[:1000]                             # 1000 acknowledged: free 1000 < 3096 / 2
+    t._on_wakeup()
+    assert t.get_write_buffer_size() == buffered
+    del sk.sndq[:1000]                             # free 2000 >= 2096 / 2: writeable
+    t._on_wakeup()
+    assert t.get_write_buffer_size() == buffered - 2000
+    server.close()
+    t.abort()
