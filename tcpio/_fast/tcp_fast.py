@@ -104,7 +104,8 @@ from tcpio._fast.gso import GSO_LEGACY_MAX_SIZE, gso_frame
 # builds: the differential tests run them against one TcpSock)
 from tcpio.core.timer import NO_TIMER
 
-__all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of",
+__all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "ack_xmit",
+           "addrs6_of",
            "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
@@ -2073,6 +2074,40 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
                       addrs6)
             run_segs = 0
     return sent
+
+
+def ack_xmit(sk: TcpCb, out: list[Any], ifindex: Any, dst_mac: bytes | None,
+             src_mac: bytes | None, ttl: int, now: float) -> None:
+    """tcp_send_ack's bare ACK, <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> with the
+    established options, as one whole frame appended to ``out``, for a
+    connection whose segments xmit_path says go whole and that has no SACK
+    block to send (sack_option_len 0) and nothing xmit_plain declines: the
+    frame tcp_transmit_skb -> ip_queue_xmit_tcp builds for it (the same
+    timestamp, window and IP ID, in that order), in one call; the caller
+    counts it as the send loop's frames are counted (burst_sent, with no
+    data).  A receiver ACKs each super-frame its reader frees room for
+    (tcp_cleanup_rbuf): issue 12's in-memory bulk sends one per write."""
+    if sk is None:
+        raise TypeError("ack_xmit: a TcpCb is required")
+    wq = sk.wq
+    if wq is None:
+        raise TypeError("tcp: the send queue must be a SndQueue")
+    hh = 14 if dst_mac is not None else 0
+    if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):  # type: ignore[arg-type]
+        raise ValueError("mac addresses must be 6 bytes")
+    if not 0 <= ttl <= 0xFF:
+        raise ValueError("tcp: ttl at most 255")
+    addrs6 = addrs6_of(sk)
+    if sk.tstamp_ok:
+        ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
+        ts_ecr = sk.ts_recent
+    else:
+        ts_val = -1
+        ts_ecr = 0
+    window = tcp_select_window(sk)
+    ident = ip_select_ident_segs(sk, 1)
+    out.append((ifindex, _data_frame(sk, wq, 0, 0, dst_mac, src_mac, hh, ident, ttl,
+                                     sk.snd_nxt, _TCPHDR_ACK, window, ts_val, ts_ecr, addrs6)))
 
 
 # a lone segment's checksum is left to the device from this size on (the
