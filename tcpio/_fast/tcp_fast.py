@@ -1958,6 +1958,23 @@ def ip_select_ident_segs(sk: TcpCb, segs: int) -> int:
     return ident
 
 
+def _frame_hh(dst_mac: bytes | None, src_mac: bytes | None) -> int:
+    """The Ethernet header's length for frames to ``dst_mac`` from
+    ``src_mac`` (0 on an "ip" link: no MACs); ValueError for a MAC that is
+    not 6 bytes."""
+    if dst_mac is None:
+        return 0
+    if src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6:
+        raise ValueError("mac addresses must be 6 bytes")
+    return 14
+
+
+def _ts_val(sk: TcpCb, now: float) -> int:
+    """The TSval of a segment sent now, -1 without timestamps (no option:
+    the frame builders then ignore ts_ecr)."""
+    return u32(tcp_time_stamp(now) + sk.ts_off) if sk.tstamp_ok else -1
+
+
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                src_mac: bytes | None, ttl: int, now: float, gso_max: int = 0,
                csum_partial: bool = False, max_segs: int = 0, fin_queued: bool = False) -> int:
@@ -1991,9 +2008,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     wq = sk.wq
     if wq is None:
         raise TypeError("tcp: the send queue must be a SndQueue")
-    hh = 14 if dst_mac is not None else 0
-    if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):  # type: ignore[arg-type]
-        raise ValueError("mac addresses must be 6 bytes")
+    hh = _frame_hh(dst_mac, src_mac)
     if mss <= 0 or not 0 <= ttl <= 0xFF:
         raise ValueError("tcp: mss must be positive and ttl at most 255")
     wq_seq = sk.wq_seq
@@ -2001,15 +2016,9 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     # IPv6 (issue 17): the addresses once for the whole loop, and an IP
     # header 20 bytes longer
     addrs6 = addrs6_of(sk)
-    # ts_val -1: no timestamp option (the frame builder then ignores ts_ecr)
-    if sk.tstamp_ok:
-        ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
-        ts_ecr = sk.ts_recent
-        hdrs = 20 + 20 + 12
-    else:
-        ts_val = -1
-        ts_ecr = 0
-        hdrs = 20 + 20
+    ts_val = _ts_val(sk, now)
+    ts_ecr = sk.ts_recent if sk.tstamp_ok else 0
+    hdrs = 20 + 20 + 12 if sk.tstamp_ok else 20 + 20
     if addrs6 is not None:
         hdrs += 20
     # payload bytes a super-frame may carry (0: one frame per segment)
@@ -2092,18 +2101,12 @@ def ack_xmit(sk: TcpCb, out: list[Any], ifindex: Any, dst_mac: bytes | None,
     wq = sk.wq
     if wq is None:
         raise TypeError("tcp: the send queue must be a SndQueue")
-    hh = 14 if dst_mac is not None else 0
-    if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):  # type: ignore[arg-type]
-        raise ValueError("mac addresses must be 6 bytes")
+    hh = _frame_hh(dst_mac, src_mac)
     if not 0 <= ttl <= 0xFF:
         raise ValueError("tcp: ttl at most 255")
     addrs6 = addrs6_of(sk)
-    if sk.tstamp_ok:
-        ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
-        ts_ecr = sk.ts_recent
-    else:
-        ts_val = -1
-        ts_ecr = 0
+    ts_val = _ts_val(sk, now)
+    ts_ecr = sk.ts_recent if sk.tstamp_ok else 0
     window = tcp_select_window(sk)
     ident = ip_select_ident_segs(sk, 1)
     out.append((ifindex, _data_frame(sk, wq, 0, 0, dst_mac, src_mac, hh, ident, ttl,
