@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tcpio.core.tcp import tcp_output
+
 from .helpers import ACK, TcpOptions, passive_open
 
 
