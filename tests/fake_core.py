@@ -129,6 +129,12 @@ class FakeTcpSock:
     def send_space(self) -> int:
         return max(0, self.sndbuf - len(self.sndq))
 
+    def stream_writeable(self) -> bool:
+        """TcpSock's EPOLLOUT rule (sk_stream_is_writeable): the free space
+        at least half of what is queued (the fake has no TCP_NOTSENT_LOWAT)."""
+        free = self.sndbuf - len(self.sndq)
+        return free > 0 and free >= len(self.sndq) >> 1
+
     def recvmsg(self, maxlen: int) -> bytes:
         data = bytes(self.rcvq[:maxlen])
         self._consume(len(data))

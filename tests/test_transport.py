@@ -913,3 +913,56 @@ async def test_writes_behind_waiting_bytes_queue_in_order_unjoined(kind: str) ->
     assert bytes(sp.data) == sent
     assert t.get_write_buffer_size() == 0
     server.close()
+
+
+@both_loops
+async def test_buffered_writes_go_to_the_core_only_when_it_is_writeable() -> None:
+    """The transport hands its buffer to the core when the sock is writeable
+    as tcp_poll's EPOLLOUT says (sk_stream_is_writeable: free space at
+    least half of what is queued), which is when asyncio's own transport
+    over a kernel socket hears the fd writable; not on every byte of room
+    an ACK frees (issue 12: that woke a bulk writer once per write)."""
+    server, cp, sp = await connected_pair(net_kw={"sndbuf": 4096, "rcvbuf": 4096})
+    t = cp.transport
+    sp.transport.pause_reading()
+    t.write(b"w" * 20000)
+    await asyncio.sleep(0.01)
+    sk = t._sk
+    assert len(sk.sndq) == 4096                    # the peer's window is shut
+    buffered = t.get_write_buffer_size()
+    assert buffered == 20000 - 4096 - 4096
+    del sk.sndq[:1000]                             # 1000 acknowledged: free 1000 < 3096 / 2
+    t._on_wakeup()
+    assert t.get_write_buffer_size() == buffered
+    del sk.sndq[:1000]                             # free 2000 >= 2096 / 2: writeable
+    t._on_wakeup()
+    assert t.get_write_buffer_size() == buffered - 2000
+    server.close()
+    t.abort()
+
+
+@both_kinds
+@both_loops
+async def test_a_buffered_bytearray_arrives_as_it_was_at_write(kind: str) -> None:
+    """What write() accepted is what the peer reads, as with a kernel socket:
+    a bytearray (or a view of one) that waits in the transport's buffer,
+    which now waits for the sock to be writeable, is the transport's copy,
+    so the caller reusing it at once changes nothing on the wire."""
+    server, cp, sp = await connected_pair(kind, net_kw={"sndbuf": 4096, "rcvbuf": 4096})
+    t = cp.transport
+    sp.transport.pause_reading()
+    first = bytes(range(256)) * 40                  # 10 240 bytes: past both buffers
+    buf = bytearray(first)
+    t.write(buf)
+    view_src = bytearray(b"v" * 3000)
+    t.write(memoryview(view_src))
+    await asyncio.sleep(0.01)
+    assert t.get_write_buffer_size() > 0            # some of each waits in the transport
+    buf[:] = bytes(len(buf))                        # the caller reuses its buffers
+    view_src[:] = b"x" * 3000
+    sp.transport.resume_reading()
+    while len(sp.data) < len(first) + 3000:
+        await asyncio.sleep(0.005)
+    assert bytes(sp.data) == first + b"v" * 3000
+    server.close()
+    t.close()

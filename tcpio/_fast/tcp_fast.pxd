@@ -247,6 +247,8 @@ cdef object _data_frame_spread(TcpCb sk, SndQueue wq, Py_ssize_t off, Py_ssize_t
                                uint32_t seq, uint32_t flags, uint32_t window, long long ts_val,
                                uint32_t ts_ecr, bytes addrs6, bint gso)
 cpdef bytes addrs6_of(TcpCb sk)
+cdef Py_ssize_t _frame_hh(dst_mac, src_mac) except -1
+cdef long long _ts_val(TcpCb sk, double now) except? -2
 @cython.locals(wq_seq=uint32_t, write_seq=uint32_t, seq=uint32_t,
                end=uint32_t, ident=uint32_t, unsent=cython.longlong, seglen=cython.longlong,
                ts_val=cython.longlong, ts_ecr=uint32_t, flags=cython.longlong,
@@ -259,6 +261,9 @@ cpdef bytes addrs6_of(TcpCb sk)
 cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_mac, uint32_t ttl,
                      double now, long long gso_max=*,
                      bint csum_partial=*, long long max_segs=*, bint fin_queued=*) except -1
+@cython.locals(wq=SndQueue, hh=Py_ssize_t, addrs6=bytes, ts_val=cython.longlong,
+               ts_ecr=uint32_t, window=cython.longlong, ident=uint32_t)
+cpdef ack_xmit(TcpCb sk, list out, ifindex, dst_mac, src_mac, uint32_t ttl, double now)
 @cython.locals(window=cython.longlong, ident=uint32_t)
 cdef int _xmit_run(TcpCb sk, SndQueue wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
                    uint32_t ttl, Py_ssize_t off, Py_ssize_t n,

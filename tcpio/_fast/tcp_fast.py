@@ -104,7 +104,8 @@ from tcpio._fast.gso import GSO_LEGACY_MAX_SIZE, gso_frame
 # builds: the differential tests run them against one TcpSock)
 from tcpio.core.timer import NO_TIMER
 
-__all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "addrs6_of",
+__all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "ack_xmit",
+           "addrs6_of",
            "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
@@ -1989,6 +1990,23 @@ def ip_select_ident_segs(sk: TcpCb, segs: int) -> int:
     return ident
 
 
+def _frame_hh(dst_mac: bytes | None, src_mac: bytes | None) -> int:
+    """The Ethernet header's length for frames to ``dst_mac`` from
+    ``src_mac`` (0 on an "ip" link: no MACs); ValueError for a MAC that is
+    not 6 bytes."""
+    if dst_mac is None:
+        return 0
+    if src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6:
+        raise ValueError("mac addresses must be 6 bytes")
+    return 14
+
+
+def _ts_val(sk: TcpCb, now: float) -> int:
+    """The TSval of a segment sent now, -1 without timestamps (no option:
+    the frame builders then ignore ts_ecr)."""
+    return u32(tcp_time_stamp(now) + sk.ts_off) if sk.tstamp_ok else -1
+
+
 def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                src_mac: bytes | None, ttl: int, now: float, gso_max: int = 0,
                csum_partial: bool = False, max_segs: int = 0, fin_queued: bool = False) -> int:
@@ -2022,9 +2040,7 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     wq = sk.wq
     if wq is None:
         raise TypeError("tcp: the send queue must be a SndQueue")
-    hh = 14 if dst_mac is not None else 0
-    if hh and (src_mac is None or len(dst_mac) != 6 or len(src_mac) != 6):  # type: ignore[arg-type]
-        raise ValueError("mac addresses must be 6 bytes")
+    hh = _frame_hh(dst_mac, src_mac)
     if mss <= 0 or not 0 <= ttl <= 0xFF:
         raise ValueError("tcp: mss must be positive and ttl at most 255")
     wq_seq = sk.wq_seq
@@ -2032,15 +2048,9 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
     # IPv6 (issue 17): the addresses once for the whole loop, and an IP
     # header 20 bytes longer
     addrs6 = addrs6_of(sk)
-    # ts_val -1: no timestamp option (the frame builder then ignores ts_ecr)
-    if sk.tstamp_ok:
-        ts_val = u32(tcp_time_stamp(now) + sk.ts_off)
-        ts_ecr = sk.ts_recent
-        hdrs = 20 + 20 + 12
-    else:
-        ts_val = -1
-        ts_ecr = 0
-        hdrs = 20 + 20
+    ts_val = _ts_val(sk, now)
+    ts_ecr = sk.ts_recent if sk.tstamp_ok else 0
+    hdrs = 20 + 20 + 12 if sk.tstamp_ok else 20 + 20
     if addrs6 is not None:
         hdrs += 20
     # payload bytes a super-frame may carry (0: one frame per segment)
@@ -2105,6 +2115,34 @@ def write_xmit(sk: TcpCb, mss: int, out: list[Any], ifindex: Any, dst_mac: bytes
                       addrs6)
             run_segs = 0
     return sent
+
+
+def ack_xmit(sk: TcpCb, out: list[Any], ifindex: Any, dst_mac: bytes | None,
+             src_mac: bytes | None, ttl: int, now: float) -> None:
+    """tcp_send_ack's bare ACK, <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> with the
+    established options, as one whole frame appended to ``out``, for a
+    connection whose segments xmit_path says go whole and that has no SACK
+    block to send (sack_option_len 0) and nothing xmit_plain declines: the
+    frame tcp_transmit_skb -> ip_queue_xmit_tcp builds for it (the same
+    timestamp, window and IP ID, in that order), in one call; the caller
+    counts it as the send loop's frames are counted (burst_sent, with no
+    data).  A receiver ACKs each super-frame its reader frees room for
+    (tcp_cleanup_rbuf): issue 12's in-memory bulk sends one per write."""
+    if sk is None:
+        raise TypeError("ack_xmit: a TcpCb is required")
+    wq = sk.wq
+    if wq is None:
+        raise TypeError("tcp: the send queue must be a SndQueue")
+    hh = _frame_hh(dst_mac, src_mac)
+    if not 0 <= ttl <= 0xFF:
+        raise ValueError("tcp: ttl at most 255")
+    addrs6 = addrs6_of(sk)
+    ts_val = _ts_val(sk, now)
+    ts_ecr = sk.ts_recent if sk.tstamp_ok else 0
+    window = tcp_select_window(sk)
+    ident = ip_select_ident_segs(sk, 1)
+    out.append((ifindex, _data_frame(sk, wq, 0, 0, dst_mac, src_mac, hh, ident, ttl,
+                                     sk.snd_nxt, _TCPHDR_ACK, window, ts_val, ts_ecr, addrs6)))
 
 
 # a lone segment's checksum is left to the device from this size on (the

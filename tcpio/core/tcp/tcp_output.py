@@ -416,6 +416,20 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     fast = _tcp_fast
     sack_len = fast.sack_option_len(sk)
     mss = max(tcp_current_mss(sk) - sack_len, 48)
+    # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
+    # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
+    window_limited = sk.is_cwnd_limited
+    sk.is_cwnd_limited = False
+    if not fast.xmit_more(sk, sk.snd_nxt, mss, sk.fin_queued):
+        # Nothing may go (the peer's window, cwnd, Nagle, a cork): both
+        # loops stop at this same first test, so the route, the neighbour
+        # and the device are not asked.  A bulk writer whose peer's window
+        # is full pushes on every write (tcp_sendmsg's tcp_push) and every
+        # flush of its transport's buffer: three times per 256 KiB write in
+        # issue 12's in-memory bulk, ~15 Python calls each.
+        sk.is_cwnd_limited = window_limited
+        tcp_check_probe_timer(sk, now)
+        return False
     # (a queued FIN rides on the compiled loop's last data segment, or goes
     # alone through it when no data is left to carry it)
     path = _tcp_xmit_path(sk, mss) if not sack_len and fast.xmit_plain(sk) else None
@@ -425,10 +439,6 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # packets_out and sk.wq's acknowledged chunks under the loop that is
     # counting them.
     held = sk.host.defer_loopback()
-    # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
-    # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
-    window_limited = sk.is_cwnd_limited
-    sk.is_cwnd_limited = False
     prior_packets = sk.packets_out
     try:
         if path is not None:
@@ -853,6 +863,22 @@ def _lost_run(rtx: list[Any], i: int, room: int) -> int:
 def tcp_send_ack(sk: TcpSock, now: float) -> None:
     if sk.state == TCP_CLOSE:
         return
+    fast = _tcp_fast
+    if not fast.sack_option_len(sk) and fast.xmit_plain(sk):
+        # Where the send loop's frames go whole (the route, a resolved
+        # neighbour, the queue running), the ACK goes as they do: built in
+        # one compiled call (tcp_fast.ack_xmit) and counted as they are
+        # (burst_sent, no data), the frame and the counters of
+        # tcp_transmit_skb's path below for the same segment.
+        path = _tcp_xmit_path(sk, 0)
+        if path is not None:
+            host = sk.host
+            ifindex, dst_mac, src_mac, _src = path
+            v6 = sk.raddr > V6MASK
+            ttl = host.settings.ipv6_hop_limit if v6 else host.settings.ip_default_ttl
+            fast.ack_xmit(sk, host.tx_queue(), ifindex, dst_mac, src_mac, ttl, now)
+            fast.burst_sent(sk, 1, 1, v6, dst_mac is not None, now, False)
+            return
     tcp_transmit_skb(sk, sk.snd_nxt, TCPHDR_ACK, b"", now)
 
 
