@@ -74,6 +74,11 @@ cpdef object listener_pick(object socks, long long laddr)
                mask=uint32_t, pprefix=uint32_t, pmask=uint32_t)
 cpdef object synack_path(SynPath syn, uint32_t src)
 
+cpdef bytes synack_frame(object dst_mac, object src_mac, uint32_t src, uint32_t dst,
+                         uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
+                         uint32_t seq, uint32_t ack, uint32_t window, uint32_t mss,
+                         long long wscale, bint sack_ok, long long ts_val, uint32_t ts_ecr)
+
 @cython.locals(listener=TcpCb, syncookies=cython.longlong, mss=cython.longlong,
                backlog=cython.longlong,
                user_mss=cython.longlong, tstamp_ok=bint, wscale_ok=bint, sack_ok=bint,
