@@ -135,6 +135,11 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# The flagged frames (no GSO) small enough that vnet_rx hands them up as
+# plain bytes: the read loop completes their checksums itself (FrameIO.read's
+# ``small``), no _rx_offloaded call per frame (every frame of a handshake
+# and close from the kernel's own stack has a partial checksum).
+_RX_SMALL = _fast.load("rx").RX_FLAGGED_MIN
 # The flows' reader reads one frame a callback while batches come one frame
 # each, draining to EAGAIN every fourth (and whenever a batch was not one
 # frame): a 1-byte echo's batch made two reads, one to find the queue empty
@@ -953,7 +958,10 @@ class _TunTapBase:
         if io is None:
             io = self._frame_io()
         frames: list[bytes] = []
-        nread = io.read(fd, budget, frames, self._rx_offloaded)
+        nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL)
+        if io.csum_done:
+            # what _rx_offloaded counts for each of them
+            self.gso_stats["rx_csum_partial"] += io.csum_done
         if io.error or io.runts:
             # e.g. EBADFD while the interface is being torn down; a read
             # shorter than the virtio header
