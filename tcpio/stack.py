@@ -317,7 +317,9 @@ class Stack:
             # the loop's, once bound (here, or by TcpioEventLoop setting _loop)
             loop = self._loop if self._loop is not None else self.loop
             clock = self._clock = _loop_clock(loop)
-        now = max(clock(), host.now)
+        now = clock()
+        if now < host.now:      # (not max(): a call, several times a connection)
+            return host.now
         host.now = now
         return now
 
