@@ -30,7 +30,7 @@ cdef class SynPath:
     cdef public object sc_path, sc_token, sc_fib, sc_pmtu
     cdef public long long scopes
     cdef public long long s_syncookies, s_rmem_max, s_ttl
-    cdef public bint s_tstamps, s_wscaling, s_sack
+    cdef public bint s_tstamps, s_wscaling, s_sack, s_read
     cdef public long long l_port, l_addr, l_backlog, l_user_mss
     cdef public object l_sk, l_synq, l_acceptq
 

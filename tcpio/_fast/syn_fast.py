@@ -299,6 +299,7 @@ class SynPath:
     s_sack: bool
     s_rmem_max: int
     s_ttl: int
+    s_read: bool        # the s_ fields hold this batch's (read by its first SYN)
     # the batch's last listener lookup (listener_pick for l_port, l_addr:
     # l_sk, None for none) and what the SYN path reads of that listener that
     # only a socket call changes (no socket call runs inside a batch): its
@@ -331,6 +332,7 @@ class SynPath:
 
     def _batch_state(self) -> None:
         """What a batch reads once: the settings; no listener looked up yet."""
+        self.s_read = True
         st = self.settings
         self.s_syncookies = st.tcp_syncookies
         self.s_tstamps = bool(st.tcp_timestamps)
@@ -344,10 +346,12 @@ class SynPath:
         self.l_backlog = self.l_user_mss = 0
 
     def batch_begin(self, out: list) -> None:
-        """A receive batch starts: SYN-ACKs go to ``out`` (the host's output)."""
+        """A receive batch starts: SYN-ACKs go to ``out`` (the host's output).
+        Its settings are read by its first SYN (syn_cookie), not here: most
+        batches have none (every batch of a connection's data and ACKs)."""
         self.out = out
         self.sc_state = 0
-        self._batch_state()
+        self.s_read = False
 
     def batch_end(self, mib: Any) -> None:
         """A receive batch ended: fold what the compiled path did into ``mib``
@@ -428,6 +432,8 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     """A SYN ``src:sport -> dst:dport`` (options parsed: -1 for an absent MSS,
     window scale or timestamp) that has no entry in the established hash.
     See the module doc; the rules are tcp_v4_conn_request's cookie branch."""
+    if not syn.s_read:
+        syn._batch_state()      # the batch's first SYN
     if dport != syn.l_port or dst != syn.l_addr:
         found = listener_pick(syn.by_port[dport], dst)
         syn.l_port = dport
