@@ -333,7 +333,13 @@ class Stack:
         if self._closed:
             return
         host = self.host
-        host.receive_batch(ifindex, frames, self.update_time())
+        # update_time without its call (every batch): the loop's clock,
+        # never behind the host's
+        clock = self._clock
+        now = clock() if clock is not None else self.update_time()
+        if now < host.now:
+            now = host.now
+        host.receive_batch(ifindex, frames, now)
         dev = self._napi.get(ifindex)
         if dev is not None:
             if dev.rx_more:
@@ -509,7 +515,8 @@ class Stack:
                 return
         if host._loopback and self._backlog_handle is None:
             self._backlog_handle = self.loop.call_soon(self._on_backlog)
-        self._rearm()
+        if host.deadline_bound() != self._timer_when:
+            self._rearm()       # (most kicks leave the deadline as it was: no call)
 
     def _softirq(self) -> None:
         """Input a device left pending, read on the sender's path: Linux runs
