@@ -317,7 +317,9 @@ class Stack:
             # the loop's, once bound (here, or by TcpioEventLoop setting _loop)
             loop = self._loop if self._loop is not None else self.loop
             clock = self._clock = _loop_clock(loop)
-        now = max(clock(), host.now)
+        now = clock()
+        if now < host.now:      # (not max(): a call, several times a connection)
+            return host.now
         host.now = now
         return now
 
@@ -331,7 +333,13 @@ class Stack:
         if self._closed:
             return
         host = self.host
-        host.receive_batch(ifindex, frames, self.update_time())
+        # update_time without its call (every batch): the loop's clock,
+        # never behind the host's
+        clock = self._clock
+        now = clock() if clock is not None else self.update_time()
+        if now < host.now:
+            now = host.now
+        host.receive_batch(ifindex, frames, now)
         dev = self._napi.get(ifindex)
         if dev is not None:
             if dev.rx_more:
@@ -507,7 +515,8 @@ class Stack:
                 return
         if host._loopback and self._backlog_handle is None:
             self._backlog_handle = self.loop.call_soon(self._on_backlog)
-        self._rearm()
+        if host.deadline_bound() != self._timer_when:
+            self._rearm()       # (most kicks leave the deadline as it was: no call)
 
     def _softirq(self) -> None:
         """Input a device left pending, read on the sender's path: Linux runs

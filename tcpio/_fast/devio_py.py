@@ -15,7 +15,12 @@ from __future__ import annotations
 import errno
 import os
 import select
+import sys
 from collections.abc import Callable, Sequence
+
+from tcpio._fast import load
+
+_csum = load("checksum").csum_partial
 
 __all__ = ["FrameIO"]
 
@@ -34,14 +39,18 @@ class FrameIO:
         self.error = 0
         self.runts = 0
         self.dropped = 0
+        self.csum_done = 0
 
     def read(self, fd: int, budget: int, frames: list[bytes],
-             offloaded: Callable[[bytes, list[bytes]], None]) -> int:
+             offloaded: Callable[[bytes, list[bytes]], None], small: int = 0) -> int:
         """Read up to ``budget`` frames from ``fd`` onto ``frames``; the
-        number of reads that returned a frame."""
+        number of reads that returned a frame.  ``small``: flagged frames
+        up to that size without GSO taken here (see devio.pyx)."""
         read, size, hlen = os.read, self.size, self.hlen
-        nread = nbytes = runts = 0
+        nread = nbytes = runts = done = 0
         self.error = 0
+        if hlen < 10:
+            small = 0
         try:
             for _ in range(budget):
                 try:
@@ -58,6 +67,21 @@ class FrameIO:
                         continue
                     nbytes += len(frame) - hlen
                     if frame[0] or frame[1]:
+                        if (len(frame) - hlen <= small and frame[1] == 0
+                                and not frame[0] & ~3):
+                            if not frame[0] & 1:
+                                frames.append(frame[hlen:])
+                                continue
+                            start = int.from_bytes(frame[6:8], sys.byteorder)
+                            where = start + int.from_bytes(frame[8:10], sys.byteorder)
+                            if where + 2 <= len(frame) - hlen:
+                                data = bytearray(frame[hlen:])
+                                # skb_checksum_help: the field holds the pseudo-header sum
+                                data[where:where + 2] = (
+                                    (~_csum(bytes(data[start:])) & 0xFFFF).to_bytes(2, "big"))
+                                frames.append(bytes(data))
+                                done += 1
+                                continue
                         # flags or gso_type: a partial checksum or a super-frame
                         offloaded(frame, frames)
                     else:
@@ -66,7 +90,7 @@ class FrameIO:
                     frames.append(frame)
                     nbytes += len(frame)
         finally:
-            self.nbytes, self.runts = nbytes, runts
+            self.nbytes, self.runts, self.csum_done = nbytes, runts, done
         return nread
 
     def write(self, fd: int, frames: Sequence[_Frame], start: int, plain: bytes,

@@ -30,7 +30,7 @@ cdef class SynPath:
     cdef public object sc_path, sc_token, sc_fib, sc_pmtu
     cdef public long long scopes
     cdef public long long s_syncookies, s_rmem_max, s_ttl
-    cdef public bint s_tstamps, s_wscaling, s_sack
+    cdef public bint s_tstamps, s_wscaling, s_sack, s_read
     cdef public long long l_port, l_addr, l_backlog, l_user_mss
     cdef public object l_sk, l_synq, l_acceptq
 
@@ -73,6 +73,11 @@ cpdef object listener_pick(object socks, long long laddr)
 @cython.locals(state=cython.int, pm=tuple, pmtu=object, scope=object, prefix=uint32_t,
                mask=uint32_t, pprefix=uint32_t, pmask=uint32_t)
 cpdef object synack_path(SynPath syn, uint32_t src)
+
+cpdef bytes synack_frame(object dst_mac, object src_mac, uint32_t src, uint32_t dst,
+                         uint32_t ident, uint32_t ttl, uint32_t sport, uint32_t dport,
+                         uint32_t seq, uint32_t ack, uint32_t window, uint32_t mss,
+                         long long wscale, bint sack_ok, long long ts_val, uint32_t ts_ecr)
 
 @cython.locals(listener=TcpCb, syncookies=cython.longlong, mss=cython.longlong,
                backlog=cython.longlong,

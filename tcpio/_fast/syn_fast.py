@@ -54,7 +54,8 @@ from tcpio._fast import load
 __all__ = ["MSSTAB", "SynKeys", "SynPath", "check_tcp_syn_cookie", "cookie_hash",
            "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "isn_hash",
            "listener_pick",
-           "reqsk_queue_full", "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_path", "tcp_rcv_wscale",
+           "reqsk_queue_full", "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_frame", "synack_path",
+           "tcp_rcv_wscale",
            "ts_off_hash"]
 
 # (C constants when compiled, see syn_fast.pxd; the public names below)
@@ -298,6 +299,7 @@ class SynPath:
     s_sack: bool
     s_rmem_max: int
     s_ttl: int
+    s_read: bool        # the s_ fields hold this batch's (read by its first SYN)
     # the batch's last listener lookup (listener_pick for l_port, l_addr:
     # l_sk, None for none) and what the SYN path reads of that listener that
     # only a socket call changes (no socket call runs inside a batch): its
@@ -330,6 +332,7 @@ class SynPath:
 
     def _batch_state(self) -> None:
         """What a batch reads once: the settings; no listener looked up yet."""
+        self.s_read = True
         st = self.settings
         self.s_syncookies = st.tcp_syncookies
         self.s_tstamps = bool(st.tcp_timestamps)
@@ -343,10 +346,12 @@ class SynPath:
         self.l_backlog = self.l_user_mss = 0
 
     def batch_begin(self, out: list) -> None:
-        """A receive batch starts: SYN-ACKs go to ``out`` (the host's output)."""
+        """A receive batch starts: SYN-ACKs go to ``out`` (the host's output).
+        Its settings are read by its first SYN (syn_cookie), not here: most
+        batches have none (every batch of a connection's data and ACKs)."""
         self.out = out
         self.sc_state = 0
-        self._batch_state()
+        self.s_read = False
 
     def batch_end(self, mib: Any) -> None:
         """A receive batch ended: fold what the compiled path did into ``mib``
@@ -427,6 +432,8 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     """A SYN ``src:sport -> dst:dport`` (options parsed: -1 for an absent MSS,
     window scale or timestamp) that has no entry in the established hash.
     See the module doc; the rules are tcp_v4_conn_request's cookie branch."""
+    if not syn.s_read:
+        syn._batch_state()      # the batch's first SYN
     if dport != syn.l_port or dst != syn.l_addr:
         found = listener_pick(syn.by_port[dport], dst)
         syn.l_port = dport
@@ -486,21 +493,32 @@ def syn_cookie(syn: SynPath, src: int, dst: int, sport: int, dport: int, seq: in
     # ip_build_and_send_pkt: a SYN-ACK with DF (a whole frame always has it)
     # is no connected socket's datagram: IP ID 0 (ip_output.ip_select_ident)
     ident = 0
-    if cython.compiled:
-        frame = tcp_synack_frame(dst_mac, src_mac, 14 if dst_mac is not None else 0, dst, src,
-                                 ident, syn.s_ttl, dport, sport, isn,
-                                 (seq + 1) & _M32, rcv_wnd, advmss, rcv_wscale, sack_ok,
-                                 ts_val, opt_tsval if tstamp_ok else 0)
-    else:
-        opts = _wire.TcpOptions(mss=advmss, wscale=rcv_wscale if wscale_ok else None,
-                                sack_ok=sack_ok, ts_val=ts_val if tstamp_ok else None,
-                                ts_ecr=opt_tsval if tstamp_ok else None)
-        frame = _tx.ip_build(dst_mac, src_mac, _IPPROTO_TCP, dst, src, ident,
-                             syn.s_ttl, 0, True, False, 0,
-                             _wire.build_tcp(dst, src, dport, sport, isn, (seq + 1) & _M32,
-                                             _TCPHDR_SYN_ACK, rcv_wnd, opts))
+    frame = synack_frame(dst_mac, src_mac, dst, src, ident, syn.s_ttl, dport, sport, isn,
+                         (seq + 1) & _M32, rcv_wnd, advmss, rcv_wscale, sack_ok, ts_val,
+                         opt_tsval if tstamp_ok else 0)
     syn.out.append((ifindex, frame))
     syn.sent += 1
     if dst_mac is not None:
         syn.eth_sent += 1
     return SYN_COOKIE_SENT
+
+
+def synack_frame(dst_mac: Any, src_mac: Any, src: int, dst: int, ident: int, ttl: int,
+                 sport: int, dport: int, seq: int, ack: int, window: int, mss: int,
+                 wscale: int, sack_ok: bool, ts_val: int, ts_ecr: int) -> bytes:
+    """A SYN-ACK as one whole frame (Ethernet when ``dst_mac`` is set, else
+    bare IPv4; DF set, TOS 0): the bytes ip_build + wire.build_tcp give for
+    ``TcpOptions(mss, wscale, sack_ok, ts_val, ts_ecr)`` (``wscale``,
+    ``ts_val`` -1: absent).  The cookie path's (syn_cookie) and a request
+    sock's (tcp_send_synack, when ip_tcp_path says the frame may leave
+    whole): compiled, one C call and no options record."""
+    if cython.compiled:
+        return tcp_synack_frame(dst_mac, src_mac, 14 if dst_mac is not None else 0, src, dst,
+                                ident, ttl, sport, dport, seq, ack, window, mss, wscale,
+                                sack_ok, ts_val, ts_ecr)
+    opts = _wire.TcpOptions(mss=mss, wscale=wscale if wscale >= 0 else None,
+                            sack_ok=sack_ok, ts_val=ts_val if ts_val >= 0 else None,
+                            ts_ecr=ts_ecr if ts_val >= 0 else None)
+    return _tx.ip_build(dst_mac, src_mac, _IPPROTO_TCP, src, dst, ident, ttl, 0, True, False,
+                        0, _wire.build_tcp(src, dst, sport, dport, seq, ack, _TCPHDR_SYN_ACK,
+                                           window, opts))

@@ -823,6 +823,15 @@ class Host:
                     if type(frame) is GsoFrame:
                         gro = True
                         self.rx_gso_segs, self.rx_gso_size = rx_gso(frame)
+                    if demux is not None and rec is not None and rec[0] == IPPROTO_TCP \
+                            and rec[5] is not None:
+                        # _rx_deliver's IPv4 TCP case without its call (a
+                        # handshake's and a close's every segment)
+                        mib = self.mib
+                        mib["InReceives"] += 1
+                        mib["InDelivers"] += 1
+                        demux.rcv_verified(rec[5], memoryview(frame)[rec[6]:rec[7]], now)
+                        continue
                     if rec is None or not self._rx_deliver(rec, frame, now):
                         if type(frame) is GsoFrame and frame.csum_partial:
                             # checksum offload on the sender's device (a

@@ -135,6 +135,11 @@ _GSO_FRAME_MAX = 0xFFFF + 14 + 4
 
 # The frame behind a virtio-net header, compiled (one call per offloaded frame).
 _vnet_rx = _fast.load("rx").vnet_rx
+# The flagged frames (no GSO) small enough that vnet_rx hands them up as
+# plain bytes: the read loop completes their checksums itself (FrameIO.read's
+# ``small``), no _rx_offloaded call per frame (every frame of a handshake
+# and close from the kernel's own stack has a partial checksum).
+_RX_SMALL = _fast.load("rx").RX_FLAGGED_MIN
 # The flows' reader reads one frame a callback while batches come one frame
 # each, draining to EAGAIN every fourth (and whenever a batch was not one
 # frame): a 1-byte echo's batch made two reads, one to find the queue empty
@@ -300,19 +305,19 @@ class SynShare:
                 self.overflow_at = now
         return now - self.overflow_at < self.grace
 
-    def _earn(self, now: float) -> None:
-        if self.last is not None and now > self.last:
-            self.credit = min(self.burst, self.credit + (now - self.last) * self.share)
-        if self.last is None or now > self.last:
-            self.last = now
-
     def flows_busy(self, now: float) -> bool:
         """The flows' queue had frames in the last ``idle`` seconds."""
         return now - self.last_est < self.idle
 
     def budget(self, now: float) -> int:
         """SYNs a turn at ``now`` may read: 0 puts the turn off (see wait)."""
-        self._earn(now)
+        # the credit earned since the last turn (once per SYN turn: inline)
+        last = self.last
+        if last is None:
+            self.last = now
+        elif now > last:
+            self.credit = min(self.burst, self.credit + (now - last) * self.share)
+            self.last = now
         flood = self.flooding(now)      # every turn: when the count grew is then known
         since = self.backlog_since
         self.held = since is not None and now - since >= self.grace and flood
@@ -330,9 +335,6 @@ class SynShare:
         a real handshake's, gets a turn of one with a full bucket); 0: now."""
         need = min(self.min_batch * self.cost_syn, self.burst) - self.credit
         return need / self.share if need > 0 else 0.0
-
-    def _avg(self, old: float, new: float) -> float:
-        return new if old <= 0.0 else old + self.alpha * (new - old)
 
     def syn_done(self, frames: int, seconds: float, more: bool, now: float) -> None:
         """A SYN turn that began at ``now`` read ``frames`` and took
@@ -352,7 +354,9 @@ class SynShare:
         if frames:
             self.syn_frames += frames
             self.syn_time += seconds
-            self.cost_syn = self._avg(self.cost_syn, seconds / frames)
+            # (a moving average, as est_done's: inline, once per SYN turn)
+            cost, old = seconds / frames, self.cost_syn
+            self.cost_syn = cost if old <= 0.0 else old + self.alpha * (cost - old)
 
     def ring_len(self, full: int) -> int:
         """The ring length for the TAP now (see the class doc): ``full`` (the
@@ -367,7 +371,7 @@ class SynShare:
         if frames:
             self.est_frames += frames
             self.est_time += seconds
-            # (_avg inline: once per read of the flows' queue, an echo's every request)
+            # (a moving average: once per read of the flows' queue, an echo's every request)
             cost, old = seconds / frames, self.cost_est
             self.cost_est = cost if old <= 0.0 else old + self.alpha * (cost - old)
             self.last_est = now
@@ -953,7 +957,10 @@ class _TunTapBase:
         if io is None:
             io = self._frame_io()
         frames: list[bytes] = []
-        nread = io.read(fd, budget, frames, self._rx_offloaded)
+        nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL)
+        if io.csum_done:
+            # what _rx_offloaded counts for each of them
+            self.gso_stats["rx_csum_partial"] += io.csum_done
         if io.error or io.runts:
             # e.g. EBADFD while the interface is being torn down; a read
             # shorter than the virtio header

@@ -416,7 +416,14 @@ def _device_answers(r, status: int) -> None:
         if status != NET_XMIT_DROP:
             type(host).ip_output(host, *args, **kw)
         return status
+
+    def xmit(*args, **kw):
+        # (a whole frame: a SYN-ACK IP would send as one, tcp_send_synack)
+        if status != NET_XMIT_DROP:
+            type(host).xmit(host, *args, **kw)
+        return status
     host.ip_output = ip_output
+    host.xmit = xmit
 
 
 def test_a_refused_synack_retransmission_ends_the_request():

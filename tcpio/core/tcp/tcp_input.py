@@ -642,6 +642,18 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
     prior_sacked = sk.sacked_out
     if skb.opts.sack_blocks and sk.sack_ok:
         flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una, now)
+    elif not prior_packets and ack == prior_snd_una and not sk.rtx and not sk.sacked_out \
+            and sk.ca_state == TCP_CA_OPEN and not flag & (FLAG_SACKED | FLAG_SND_UNA_ADVANCED):
+        # Linux's no_queue (``if (!prior_packets) goto no_queue``): nothing
+        # was in flight and nothing is newly acked (a peer's FIN, a window
+        # update, a keepalive's answer), so there is nothing to take off the
+        # queue, no RTT sample, no recovery or congestion step: what follows
+        # would test each and do none.  The loss-probe episode and the
+        # zero-window probe are still looked at, in that order.
+        if sk.tlp_high_seq is not None:
+            tcp_process_tlp_ack(sk, ack, flag, now)
+        tcp_ack_probe(sk, now)
+        return flag
     tagged = sk.sacked_out
     acked = tcp_clean_rtx_queue(sk, skb, now, prior_snd_una, prior_fack)
     # what cwnd grows by (tcp_cong_control's acked_sacked, tp->delivered):

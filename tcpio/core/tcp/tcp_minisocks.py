@@ -311,6 +311,29 @@ def tcp_send_synack(proto: TcpProto, req: RequestSock, now: float, advmss: int =
     ts = None
     if req.tstamp_ok:
         ts = (tcp_time_stamp(now) + req.ts_off) & 0xFFFFFFFF
+    raddr = req.raddr
+    if raddr <= V6MASK and not host.settings.ip_no_pmtu_disc and req.laddr >> 24 != 127:
+        # The common case: the whole frame in one compiled call, as the
+        # cookie path builds it (syn_fast.synack_frame), when IP would send
+        # it as one (ip_tcp_path: a route, a resolved neighbour, no
+        # fragmentation, DF, so IP ID 0: ip_select_ident); the counters
+        # are those tcp_v4_send + ip_output move for it.  Its length: the
+        # MSS option, then timestamps (with SACK-permitted in their NOPs)
+        # or NOP NOP SACK-permitted, then NOP window scale.
+        path = host.ip_tcp_path(raddr, 44 + (12 if ts is not None else 4 if req.sack_ok else 0)
+                                + (4 if req.wscale_ok else 0))
+        if path is not None:
+            ifindex, dst_mac, src_mac, _src = path
+            mib = host.mib
+            mib["OutSegs"] += 1
+            mib["OutRequests"] += 1
+            if dst_mac is not None:
+                mib["EthOutFrames"] += 1
+            return net_xmit_eval(host.xmit(ifindex, _syn_fast.synack_frame(
+                dst_mac, src_mac, req.laddr, raddr, 0, host.settings.ip_default_ttl,
+                req.lport, req.rport, req.snt_isn, (req.rcv_isn + 1) & 0xFFFFFFFF,
+                req.rcv_wnd, advmss, req.rcv_wscale if req.wscale_ok else -1, req.sack_ok,
+                -1 if ts is None else ts, req.ts_recent if ts is not None else 0)))
     # tcp_make_synack: the route's advmss bounded by the listener's TCP_MAXSEG
     # (tcp_mss_clamp), read now, so a retransmitted SYN-ACK uses the current value.
     opts = TcpOptions(mss=advmss,
