@@ -27,7 +27,7 @@ from tcpio._fast.gso import GsoFrame
 from tcpio.devices import virtio_net as vnet
 
 pytestmark = pytest.mark.skipif(not _fast.is_compiled(_fast.load("rx")),
-                                reason="the compiled allocation only")
+                                reason="compiled build only: the allocation of the compiled rx")
 
 # where a bytes object's data starts (ob_sval), as CPython lays it out
 _SVAL = sys.getsizeof(b"") - 1
