@@ -207,17 +207,9 @@ def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
     """
     if host.settings.ip_no_pmtu_disc:
         return None         # whole TCP frames carry DF: without PMTU discovery, ip_output
-    # (once per TCP frame: Host.route_lookup, is_local_address, is_broadcast
-    # and is_multicast without their calls, the route from the cache when
-    # no path MTU was learned, the lookup itself otherwise)
-    route = None if host.pmtu else host._rt_cache.get(dst)
+    route = host.unicast_route(dst)
     if route is None:
-        try:
-            route = host.route_lookup(dst)
-        except OSError:
-            return None     # ip_output counts OutNoRoutes and raises ENETUNREACH
-    if dst in host._local or dst >> 24 == 127 or dst in host._bcast or dst >> 28 == 0xE:
-        return None
+        return None         # ours, broadcast, multicast or no route: ip_output's path
     if length > route.mtu or length > IP_MAX_LEN or route.mtu_locked:
         return None         # fragmentation, or EMSGSIZE; a locked MTU: DF as the socket wants
     iface = host.interfaces[route.ifindex]
