@@ -1203,10 +1203,12 @@ def _rcv_pool_enter(pool: RcvPool, e: int) -> None:
     size = 0
     if e == pool.epoch + 1:
         pool.prev = pool.cur
+        pool.wait_prev = pool.wait
         size = cython.cast(cython.longlong,
                            pool.nbytes * (_POOL_DELAY * _POOL_EPOCHS_PER_S))
     else:
         pool.prev = 0               # an epoch (or more) with nothing received
+        pool.wait_prev = 0.0
     if size < pool.least:
         size = pool.least
     if size > pool.most:
@@ -1214,7 +1216,6 @@ def _rcv_pool_enter(pool: RcvPool, e: int) -> None:
     pool.size = size
     pool.cur = 0
     pool.nbytes = 0
-    pool.wait_prev = pool.wait if e == pool.epoch + 1 else 0.0
     pool.wait = 0.0
     pool.epoch = e
 
