@@ -54,6 +54,16 @@ def gaierror(code: int, detail: str | None = None) -> _socket.gaierror:
 def inet_aton(text: str) -> str | None:
     """glibc's ``inet_aton`` forms (a, a.b, a.b.c, a.b.c.d; decimal, 0octal,
     0xhex parts) as a dotted quad, or None.  getaddrinfo accepts all of them."""
+    # The usual form first, in C: inet_pton takes exactly four decimal parts
+    # of 0-255 without leading zeros (a leading zero is octal to inet_aton),
+    # which is already the dotted quad inet_aton's reading gives back.  Every
+    # connect and resolve by number comes here (issue 11: the parse below was
+    # ~3 % of a connection opened with open_connection("10.0.0.2", ...)).
+    try:
+        _socket.inet_pton(AF_INET, text)
+        return text
+    except (OSError, ValueError, TypeError):
+        pass
     parts = text.split(".")
     if not 1 <= len(parts) <= 4:
         return None

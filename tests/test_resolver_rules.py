@@ -660,7 +660,10 @@ def test_getnameinfo_arguments_as_the_socket_module(sockaddr: Any, flags: int) -
 
 
 @pytest.mark.parametrize("text", ["10.0.0.1", "127.1", "0x7f.0.0.1", "4294967295", "1.2.3",
-                                  "0x", "1.2.3.4.5", "256.0.0.1", "08.0.0.1", "1..2", ""])
+                                  "0x", "1.2.3.4.5", "256.0.0.1", "08.0.0.1", "1..2", "",
+                                  # four parts that are not all plain decimal
+                                  "010.0.0.1", "10.0.0.010", "1.2.3.0x4", "0.0.0.0",
+                                  "255.255.255.255", "1.2.3.256", "\u0661.2.3.4"])
 def test_inet_aton_reads_what_glibc_reads(text: str) -> None:
     try:
         expected: str | None = socket.inet_ntoa(socket.inet_aton(text))
