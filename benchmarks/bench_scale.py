@@ -20,6 +20,9 @@ For each step N (concurrent connections):
   kernel asyncio server on loopback; both warmed up, then measured
   alternately ``--conns-rounds`` times (default 3): the ratio's median and
   range, and the verdict from the median.
+- ``--rounds R``: the throughput steps R times in turn (1, 1000, 1, 1000,
+  ...); each mode's median rate per step (the median round's counters with
+  it), the target's ratio from the medians, each round's ratio beside it.
 
 Before each TAP measurement the kernel and tcpio resolve each other (one
 ping), as the loopback baseline needs no neighbour resolution.
@@ -489,27 +492,34 @@ async def run(args: argparse.Namespace) -> dict:
     steps = [int(x) for x in args.steps.split(",")]
     modes = args.modes.split(",")
     total = args.total * MiB
-    results: dict[str, Any] = {"steps": {}, "idle": {}}
+    results: dict[str, Any] = {"steps": {}, "idle": {}, "rounds": []}
     root = os.geteuid() == 0 and os.path.exists("/dev/net/tun")
-    for n in steps:
-        nbytes = max(1, total // n)
-        row: dict[str, Any] = {"bytes_per_flow": nbytes}
-        if root and ("tap_in" in modes or "tap_out" in modes):
-            async with kernel_peer(ipv6=False, tap_options=tap_options(args)) as peer:
-                if "tap_in" in modes:
-                    row["tap_in"] = await tap_in(peer, n, nbytes)
-                if "tap_out" in modes:
-                    row["tap_out"] = await tap_out(peer, n, nbytes)
-        if root and "conns" in modes:
-            row.update(await conns_rounds(min(n, 1000), max(args.conns, n), args.conns_rounds))
-        if "wire" in modes:
-            row["wire"] = await wire(n, nbytes)
-        if root and "kernel" in modes:
-            with NetNs() as ns:
-                ns.ip("link", "set", "lo", "up")
-                row["kernel"] = await kernel_bulk(ns, n, nbytes)
-        results["steps"][n] = row
-        print(json.dumps({n: row}), flush=True)
+    # --rounds: every step again, in turn (1, 1000, 1, 1000, ...), so the
+    # steps a ratio compares ran in the same phases of a shared machine
+    for rnd in range(args.rounds):
+        rows: dict[int, dict[str, Any]] = {}
+        for n in steps:
+            nbytes = max(1, total // n)
+            row: dict[str, Any] = {"bytes_per_flow": nbytes}
+            if root and ("tap_in" in modes or "tap_out" in modes):
+                async with kernel_peer(ipv6=False, tap_options=tap_options(args)) as peer:
+                    if "tap_in" in modes:
+                        row["tap_in"] = await tap_in(peer, n, nbytes)
+                    if "tap_out" in modes:
+                        row["tap_out"] = await tap_out(peer, n, nbytes)
+            if root and "conns" in modes and rnd == 0:
+                row.update(await conns_rounds(min(n, 1000), max(args.conns, n),
+                                              args.conns_rounds))
+            if "wire" in modes:
+                row["wire"] = await wire(n, nbytes)
+            if root and "kernel" in modes:
+                with NetNs() as ns:
+                    ns.ip("link", "set", "lo", "up")
+                    row["kernel"] = await kernel_bulk(ns, n, nbytes)
+            rows[n] = row
+            print(json.dumps({n: row}), flush=True)
+        results["rounds"].append(rows)
+    results["steps"] = median_rows(results["rounds"])
     for n in idle_counts(args.idle):
         for kind in ("bare", "streams"):
             # a fresh process each: RSS grows only by what these connections take
@@ -519,6 +529,26 @@ async def run(args: argparse.Namespace) -> dict:
             results["idle"][f"{n}_{kind}"] = await peer_json(proc)
             print(json.dumps({f"{n}_{kind}": results["idle"][f"{n}_{kind}"]}), flush=True)
     return results
+
+
+THROUGHPUT_MODES = ("tap_in", "tap_out", "wire", "kernel")
+
+
+def median_rows(rounds: list[dict[int, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+    """One row per step from several rounds: for each mode the round with the
+    median rate (its drops and counters with it), and ``rates``, every
+    round's rate in order."""
+    steps: dict[int, dict[str, Any]] = {}
+    for n in rounds[0]:
+        row = dict(rounds[0][n])
+        for key in THROUGHPUT_MODES:
+            runs = [r[n][key] for r in rounds if key in r[n]]
+            if runs:
+                ordered = sorted(runs, key=lambda v: v["rate"])
+                row[key] = {**ordered[(len(ordered) - 1) // 2],
+                            "rates": [v["rate"] for v in runs]}
+        steps[n] = row
+    return steps
 
 
 def rate_text(r: dict | None) -> str:
@@ -576,8 +606,12 @@ def report(res: dict, args: argparse.Namespace) -> None:
     for key in ("tap_in", "tap_out", "wire"):
         if big is not None and key in steps[first] and key in steps[big]:
             ratio = steps[big][key]["rate"] / steps[first][key]["rate"]
+            each = [b / a for a, b in zip(steps[first][key].get("rates", []),
+                                          steps[big][key].get("rates", []))]
+            spread = (f", median of {len(each)} rounds; each round {min(each):.0%}-"
+                      f"{max(each):.0%}" if len(each) > 1 else "")
             print(f"  {key}: 1000 flows at {ratio:.0%} of {first} flow(s)  (>= 70%: "
-                  f"{'met' if ratio >= 0.7 else 'NOT met'})")
+                  f"{'met' if ratio >= 0.7 else 'NOT met'}{spread})")
     for n in ns:
         ct, ck = steps[n].get("conns_tap"), steps[n].get("conns_kernel")
         if ct and ck:
@@ -615,6 +649,9 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=3000, help="connections per conn/s figure")
     ap.add_argument("--conns-rounds", type=int, default=3,
                     help="alternating tcpio/kernel rounds per conn/s figure (median, range)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="throughput steps measured this many times in turn: each mode's "
+                         "median rate per step, the targets' ratio from the medians")
     ap.add_argument("--idle", default="5000,20000", help="idle-connection counts ('' or 0 skips)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--txqueuelen", type=int, default=None,
