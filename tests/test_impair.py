@@ -90,6 +90,21 @@ def test_mtu_drops_oversized_frames_only():
     assert imp.stats["mtu_drops"] == 1
 
 
+def test_pass_mtu_is_fate_for_a_link_with_only_an_mtu():
+    # DelayLine's shortcut for every MemoryWire (its MTU the only knob):
+    # the same frames delivered now, the same dropped, the same counts
+    sizes = [0, 1, 59, 60, 61, 60, 1500, 60]
+    by_fate, by_pass = Impairment(mtu=60), Impairment(mtu=60)
+    for n in sizes:
+        for frame in (b"x" * n, bytearray(b"y" * n)):
+            fates = by_fate.fate(frame, 1.0)
+            got = by_pass.pass_mtu(frame)
+            assert [data for _, data in fates] == ([] if got is None else [got])
+            assert got is None or type(got) is bytes
+    assert by_pass.stats == by_fate.stats
+    assert by_pass.stats["mtu_drops"] == 4 and by_pass.dropped == 4   # 61 and 1500, twice
+
+
 def test_rate_serialises_back_to_back_frames():
     # 1000-byte frames at 8 Mbit/s take 1 ms each; ten sent at once leave 1 ms apart.
     imp = Impairment(rate=8e6)

@@ -66,6 +66,22 @@ class Impairment:
         return not (self.loss or self.delay or self.jitter or self.reorder or self.duplicate
                     or self.corrupt or self.rate or self.mtu)
 
+    def pass_mtu(self, frame: bytes | bytearray) -> bytes | None:
+        """``fate`` for a link whose only knob is the MTU (every MemoryWire
+        has one; the caller checks the others are off): the frame as
+        delivered now, or None when it is over the MTU; the same counts,
+        without fate's list of (time, frame) pairs (issue 11: once per
+        frame of every in-memory flow)."""
+        stats = self.stats
+        stats["frames"] += 1
+        n = len(frame)
+        if self.mtu is not None and n > self.mtu:
+            stats["mtu_drops"] += 1
+            return None
+        stats["delivered"] += 1
+        stats["bytes"] += n
+        return frame if type(frame) is bytes else bytes(frame)
+
     def fate(self, frame: bytes | bytearray, now: float) -> list[tuple[float, bytes]]:
         """(delivery_time, frame) pairs for one frame sent at ``now``; [] if dropped."""
         stats = self.stats

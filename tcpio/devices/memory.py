@@ -145,6 +145,13 @@ class DelayLine:
                     return True
                 fates = [(loop.time() + delay, frame)]
         elif imp is not None:
+            if not (self._heap or imp.loss or imp.delay or imp.jitter or imp.reorder
+                    or imp.duplicate or imp.corrupt or imp.rate):
+                # the MTU alone (every MemoryWire has one): due now or dropped
+                data = imp.pass_mtu(frame)
+                if data is not None:
+                    self._push_ready(data)
+                return True
             fates = imp.fate(frame, loop.time())
             if not self._heap and not (imp.delay or imp.jitter or imp.reorder or imp.rate):
                 # nothing holds a frame back: each fate is due now
