@@ -77,9 +77,11 @@ _NO_OPTIONS = TcpOptions()
 # mypy reads the one source (tcpio/_fast/tcp_fast.py); at run time _fast.load
 # picks its compiled module or the same file run interpreted.
 if TYPE_CHECKING:
+    from tcpio._fast import syn_fast as _syn_fast
     from tcpio._fast import tcp_fast as _tcp_fast
 else:
     _tcp_fast = _fast.load("tcp_fast")
+    _syn_fast = _fast.load("syn_fast")
 rcv_established_fast = _tcp_fast.rcv_established
 rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
@@ -888,11 +890,9 @@ def tcp_end_recovery(sk: TcpSock, now: float) -> None:
         sk.ca_ops.set_state(sk, TCP_CA_DISORDER)
 
 
-def tcp_initialize_rcv_mss(sk: TcpSock) -> None:
-    """Our guess of the peer's segment size starts small, like Linux (536),
-    and grows with what arrives (tcp_event_data_recv)."""
-    hint = min(sk.advmss, sk.mss_cache, sk.rcv_wnd // 2, 536)
-    sk.rcv_mss = max(hint, 88)
+# Our guess of the peer's segment size starts small, like Linux (536), and
+# grows with what arrives (tcp_event_data_recv): syn_fast.initialize_rcv_mss
+tcp_initialize_rcv_mss = _syn_fast.initialize_rcv_mss
 
 
 # --- data queueing (tcp_data_queue) --------------------------------------------------------
