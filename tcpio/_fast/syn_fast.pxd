@@ -99,4 +99,11 @@ cpdef long long sync_mss(TcpCb sk, long long pmtu) except? -1
 cpdef initialize_rcv_mss(TcpCb sk)
 @cython.locals(snt_isn=cython.longlong, rcv_isn=cython.longlong, isn1=cython.longlong,
                tstamp_ok=bint)
-cpdef openreq_child(TcpCb sk, object req, double now, long long mtu, long long user_mss)
+cpdef openreq_child(TcpCb sk, object req, long long seq, long long window, double now,
+                    long long mtu, long long user_mss)
+
+cdef long long _TCP_ESTABLISHED, _TCP_CLOSE_WAIT
+@cython.locals(old=cython.longlong)
+cpdef long long set_state(TcpCb sk, long long state, object mib) except? -1
+cpdef done_clear(TcpCb sk)
+cpdef release_queues(TcpCb sk, object no_ofo)

@@ -51,12 +51,33 @@ else:
 
 from tcpio._fast import load
 
-__all__ = ["MSSTAB", "SynKeys", "SynPath", "check_tcp_syn_cookie", "cookie_hash",
-           "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "initialize_rcv_mss",
-           "isn_hash", "listener_pick", "openreq_child",
-           "reqsk_queue_full", "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_frame", "synack_path",
-           "sock_init", "sync_mss", "tcp_rcv_wscale",
-           "ts_off_hash"]
+__all__ = [
+    "MSSTAB",
+    "SynKeys",
+    "SynPath",
+    "check_tcp_syn_cookie",
+    "cookie_hash",
+    "cookie_init_timestamp",
+    "cookie_mss_index",
+    "done_clear",
+    "initial_rcv_wnd",
+    "initialize_rcv_mss",
+    "isn_hash",
+    "listener_pick",
+    "openreq_child",
+    "release_queues",
+    "reqsk_queue_full",
+    "route_advmss",
+    "secure_tcp_syn_cookie",
+    "set_state",
+    "sock_init",
+    "syn_cookie",
+    "synack_frame",
+    "synack_path",
+    "sync_mss",
+    "tcp_rcv_wscale",
+    "ts_off_hash",
+]
 
 # (C constants when compiled, see syn_fast.pxd; the public names below)
 _COOKIEBITS = 24
@@ -574,12 +595,10 @@ def sync_mss(sk: Any, pmtu: int) -> int:
     an MSS option leaves 536 unclamped); less 12 with timestamps."""
     o: Any = sk
     o.pmtu_cookie = pmtu
-    mss = pmtu - 40
-    if mss > sk.mss_clamp:
-        mss = sk.mss_clamp
+    mss = min(pmtu - 40, sk.mss_clamp)
     if sk.tstamp_ok:
         mss -= 12
-    sk.mss_cache = mss if mss > 48 else 48
+    sk.mss_cache = max(mss, 48)
     return sk.mss_cache
 
 
@@ -587,15 +606,17 @@ def initialize_rcv_mss(sk: Any) -> None:
     """tcp_initialize_rcv_mss: our guess of the peer's segment size starts
     small, like Linux (536), and grows with what arrives (tcp_event_data_recv)."""
     hint = min(sk.advmss, sk.mss_cache, sk.rcv_wnd // 2, 536)
-    sk.rcv_mss = hint if hint > 88 else 88
+    sk.rcv_mss = max(hint, 88)
 
 
-def openreq_child(sk: Any, req: Any, now: float, mtu: int, user_mss: int) -> None:
+def openreq_child(sk: Any, req: Any, seq: int, window: int, now: float, mtu: int,
+                  user_mss: int) -> None:
     """tcp_create_openreq_child's TcpCb fields of a new child ``sk`` from
-    its request sock ``req``: the 4-tuple, both sequence spaces from the
-    handshake's ISNs, the negotiated window scale and timestamps, the MSS
-    (``mtu``: the route's, ``user_mss``: the listener's TCP_MAXSEG), the
-    receive pool's epoch; SYN_RECV, which the caller moves on."""
+    its request sock ``req`` and the third ACK (``seq``, its unscaled
+    ``window``): the 4-tuple, both sequence spaces from the handshake's
+    ISNs, the send window, the negotiated window scale and timestamps, the
+    MSS (``mtu``: the route's, ``user_mss``: the listener's TCP_MAXSEG),
+    the receive pool's epoch; SYN_RECV, which the caller moves on."""
     r: Any = req
     sk.laddr = r.laddr
     sk.lport = r.lport
@@ -622,6 +643,11 @@ def openreq_child(sk: Any, req: Any, now: float, mtu: int, user_mss: int) -> Non
         sk.rcv_epoch = sk.rcv_pool.epoch
     sk.snd_wscale = r.snd_wscale        # both 0 unless wscale_ok
     sk.rcv_wscale = r.rcv_wscale
+    # The third ACK's window, scaled, is the first SND.WND and MAX.SND.WND
+    # (the SYN's is unscaled and stale)
+    sk.snd_wnd = window << sk.snd_wscale
+    sk.max_window = sk.snd_wnd
+    sk.snd_wl1 = seq
     sk.window_clamp = 65535 << sk.rcv_wscale
     tstamp_ok: bool = r.tstamp_ok
     sk.tstamp_ok = tstamp_ok
@@ -637,3 +663,44 @@ def openreq_child(sk: Any, req: Any, now: float, mtu: int, user_mss: int) -> Non
     sync_mss(sk, mtu)
     initialize_rcv_mss(sk)
     sk.state = _TCP_SYN_RECV
+
+
+# --- a connection's state changes and end (tcp_set_state, tcp_done, sk_release) ---
+_TCP_ESTABLISHED = 1
+_TCP_CLOSE_WAIT = 8
+
+
+def set_state(sk: Any, state: int, mib: Any) -> int:
+    """tcp_set_state's store and its CurrEstab count (the connections in
+    ESTABLISHED or CLOSE_WAIT, as Linux counts TCP_MIB_CURRESTAB); returns
+    the old state (the caller traces and logs the change)."""
+    old = sk.state
+    if state == _TCP_ESTABLISHED and old != _TCP_ESTABLISHED:
+        mib["CurrEstab"] += 1
+    elif (old == _TCP_ESTABLISHED and state != _TCP_CLOSE_WAIT) or \
+            (old == _TCP_CLOSE_WAIT and state != _TCP_CLOSE_WAIT):
+        mib["CurrEstab"] -= 1
+    sk.state = state
+    return old
+
+
+def done_clear(sk: Any) -> None:
+    """tcp_done's TcpCb work: no ACK owed, the retransmit queue and its
+    counts emptied (tcp_write_queue_purge)."""
+    sk.ack_pending = False
+    sk.rtx.clear()
+    sk.packets_out = 0
+    sk.sacked_out = 0
+    sk.lost_out = 0
+    sk.retrans_out = 0
+
+
+def release_queues(sk: Any, no_ofo: Any) -> None:
+    """sk_release's TcpCb work: the queues' memory given back.  The send
+    queue is replaced, not cleared (a memoryview of the old may be out;
+    most socks close with nothing unsent and keep their shared empty one)."""
+    if sk.wq:
+        sk.wq = type(sk.wq)()
+    sk.rq.clear()
+    sk.ofo = no_ofo
+    sk.ofo_bytes = 0

@@ -38,14 +38,13 @@ from .sock_opts import (
     default_opts,
 )
 from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control, shared_congestion_control
-from .tcp_output import TxSeg
 from .tcp_info import tcp_get_info, tcp_info_pack
 from .tcp_rtt import RttEstimator
 from .tcp_sack import NO_OFO
-from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 from .tcp_states import (
     RCV_SHUTDOWN,
     SEND_SHUTDOWN,
+    STATE_NAMES,
     TCP_CA_OPEN,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
@@ -59,10 +58,10 @@ from .tcp_states import (
     TCP_NAGLE_PUSH,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
-    STATE_NAMES,
     after,
     seq_diff,
 )
+from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 
 if TYPE_CHECKING:
     from ..protocol import NetHost6

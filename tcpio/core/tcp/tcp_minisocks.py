@@ -482,20 +482,22 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     return child
 
 
-def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock,
+def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock, skb: Skb,
                              now: float, mtu: int = 0) -> TcpSock:
-    """A full sock from a request sock, in SYN_RECV about to become ESTABLISHED.
-    ``mtu``: the route MTU to the peer, when the caller has just looked it up."""
+    """A full sock from a request sock and its third ACK ``skb``, in SYN_RECV
+    about to become ESTABLISHED.  ``mtu``: the route MTU to the peer, when
+    the caller has just looked it up."""
     if not mtu:
         mtu = proto.route_mtu(req.raddr)
     # inherits the listener's user options, buffer sizes, family and
     # congestion control (sk_clone_lock): TcpSock copies them
     sk = TcpSock(proto, listener)
     # the TcpCb fields, one compiled call: the 4-tuple, sequence spaces,
-    # window scale, timestamps, MSS (advmss: dst_metric_advmss clamped by
+    # the send window (the third ACK's, scaled: the SYN's is unscaled and
+    # stale), window scale, timestamps, MSS (advmss: dst_metric_advmss clamped by
     # TCP_MAXSEG, tcp_v4_syn_recv_sock's; tcp_sync_mss,
     # tcp_initialize_rcv_mss), SYN_RECV (the caller moves it to ESTABLISHED)
-    _openreq_child(sk, req, now, mtu, sk.opts.user_mss)
+    _openreq_child(sk, req, skb.seq, skb.window, now, mtu, sk.opts.user_mss)
     sk.sock_state = SS_CONNECTED
     sk.passive = True
     sk.wscale_ok = req.wscale_ok
@@ -505,8 +507,8 @@ def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSoc
         sk.set_trace(listener.trace.sink)   # (a per-stack sink came with TcpSock())
     if sk.trace is not None:
         sk.trace.set_state(sk, TCP_CLOSE, TCP_SYN_RECV, now)
-    # (snd_wl1, and rcv_tstamp when the third ACK is processed, are the caller's;
-    # so are the RTT sample and tcp_init_transfer: tcp_synack_rtt_meas,
+    # (rcv_tstamp, when the third ACK is processed, is the caller's; so are
+    # the RTT sample and tcp_init_transfer: tcp_synack_rtt_meas,
     # tcp_init_transfer_passive.)  The rest of Linux's list is TcpSock's
     # defaults: srtt 0 and RTO TCP_TIMEOUT_INIT, cwnd TCP_INIT_CWND, ssthresh
     # infinite, nothing in flight; lsndtime the handshake's time (an idle
