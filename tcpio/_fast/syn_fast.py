@@ -670,10 +670,11 @@ _TCP_ESTABLISHED = 1
 _TCP_CLOSE_WAIT = 8
 
 
-def set_state(sk: Any, state: int, mib: Any) -> int:
-    """tcp_set_state's store and its CurrEstab count (the connections in
-    ESTABLISHED or CLOSE_WAIT, as Linux counts TCP_MIB_CURRESTAB); returns
-    the old state (the caller traces and logs the change)."""
+def set_state(sk: Any, state: int, mib: Any, host: Any) -> int:
+    """tcp_set_state's store, its CurrEstab count (the connections in
+    ESTABLISHED or CLOSE_WAIT, as Linux counts TCP_MIB_CURRESTAB) and the
+    connection's trace (at ``host.now``); returns the old state (the caller
+    logs the change)."""
     old = sk.state
     if state == _TCP_ESTABLISHED and old != _TCP_ESTABLISHED:
         mib["CurrEstab"] += 1
@@ -681,6 +682,8 @@ def set_state(sk: Any, state: int, mib: Any) -> int:
             (old == _TCP_CLOSE_WAIT and state != _TCP_CLOSE_WAIT):
         mib["CurrEstab"] -= 1
     sk.state = state
+    if sk.trace is not None:
+        sk.trace.set_state(sk, old, state, host.now)
     return old
 
 

@@ -755,20 +755,22 @@ class TcpSock(TcpCb):
         """tcp_close: FIN (or RST with unread data / SO_LINGER 0), then orphan."""
         if self.orphan or self.dead:
             return
-        now = self.host.now
         proto = self.proto
+        host = proto.host       # (not self.host: a TcpCb field, a slower read)
+        now = host.now
         self.sk_shutdown = RCV_SHUTDOWN | SEND_SHUTDOWN
         self.wakeup = None
-        if self.state == TCP_LISTEN:
+        state = self.state
+        if state == TCP_LISTEN:
             proto.listen_stop(self, now)
             return
-        if self.state == TCP_CLOSE:
+        if state == TCP_CLOSE:
             proto.sk_release(self)
             return
         # From here the sock belongs to the stack until the wire is done with it.
         self.orphan = True
         proto.orphans += 1
-        mib = self.host.mib
+        mib = host.mib
         if self.rq:
             # RFC 2525 2.17: unread data is lost, tell the peer with a RST.
             mib["TCPAbortOnClose"] += 1
@@ -778,12 +780,12 @@ class TcpSock(TcpCb):
             mib["TCPAbortOnLinger"] += 1
             tcp_output.tcp_abort_with_reset(self, now, 0)
             return
-        if self.state == TCP_SYN_SENT:
+        if state == TCP_SYN_SENT:
             proto.tcp_done(self)
             return
         if tcp_close_state(self):
             tcp_output.tcp_send_fin(self, now)
-        if proto.orphans > self.host.settings.tcp_max_orphans:
+        if proto.orphans > host.settings.tcp_max_orphans:
             mib["TCPAbortOnMemory"] += 1
             tcp_output.tcp_abort_with_reset(self, now, 0)
             return
@@ -1147,7 +1149,8 @@ _CLOSE_NEXT = {
 
 
 def tcp_close_state(sk: TcpSock) -> bool:
-    nxt, send_fin = _CLOSE_NEXT.get(sk.state, (sk.state, False))
+    state = sk.state
+    nxt, send_fin = _CLOSE_NEXT.get(state, (state, False))
     if send_fin and sk.fin_queued:
         return False
     sk.proto.tcp_set_state(sk, nxt)

@@ -448,7 +448,6 @@ def tcp_disordered_ack_check(sk: TcpSock, skb: Skb) -> int:
 
 
 def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
-    mib = sk.host.mib
     flags = skb.flags
     ts_val = skb.opts.ts_val
     # RFC 7323 H1: PAWS first (TCP_PAWS_WINDOW: one tick of slack); a RST
@@ -459,6 +458,7 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
         if reason and not flags & TCPHDR_RST:
             if flags & TCPHDR_SYN:
                 return _syn_challenge(sk, now)
+            mib = sk.host.mib
             if reason == PAWS_OLD_ACK:
                 mib["PAWSOldAck"] += 1      # common: no dupack for it
                 return False
@@ -914,12 +914,11 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     if not data and not fin:
         return
     rcv_nxt = sk.rcv_nxt
-    mib = sk.host.mib
     if sk.tstamp_ok and data:
         tcp_rcv_rtt_measure_ts(sk, skb, now)
     if seq == rcv_nxt:
         if data and not tcp_receive_window(sk):
-            mib["TCPZeroWindowDrop"] += 1
+            sk.host.mib["TCPZeroWindowDrop"] += 1
             _tcp_ack_out_of_window(sk, now)
             return
         _queue_in_order(sk, data, fin, now, skb.gso_size)
@@ -927,7 +926,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     end = skb.end_seq
     if not after(end, rcv_nxt):
         # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
-        mib["DelayedACKLost"] += 1
+        sk.host.mib["DelayedACKLost"] += 1
         tcp_sack.tcp_dsack_set(sk, seq, end)
         _tcp_ack_out_of_window(sk, now)
         return

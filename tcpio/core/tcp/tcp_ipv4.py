@@ -276,10 +276,9 @@ class TcpProto:
         return True
 
     def tcp_set_state(self, sk: TcpSock, state: int) -> None:
-        # the store and CurrEstab's count: syn_fast.set_state
-        old = _set_state(sk, state, self.host.mib)
-        if sk.trace is not None:
-            sk.trace.set_state(sk, old, state, self.host.now)
+        # the store, CurrEstab's count and the trace: syn_fast.set_state
+        host = self.host
+        old = _set_state(sk, state, host.mib, host)
         if (_LOG_ENABLED[_INFO] if _INFO in _LOG_ENABLED else _log.isEnabledFor(_INFO)) \
                 and not _log.disabled:
             tcp_log_state(sk, old, state)
@@ -691,7 +690,8 @@ class TcpProto:
         calls this for segments rx_classify already verified (CHECKSUM_UNNECESSARY)."""
         host = self.host
         mib = host.mib
-        if host.rx_link_bcast or host.is_broadcast(iph.dst):
+        daddr = iph.dst
+        if host.rx_link_bcast or host.is_broadcast(daddr):
             # tcp_v4_rcv drops what is not PACKET_HOST; RFC 1122 4.2.3.10: a SYN
             # to a broadcast address MUST be silently discarded (and answering
             # anything from a broadcast source address would be worse).
@@ -705,6 +705,7 @@ class TcpProto:
             return
         mib["InSegs"] += 1      # per datagram, as Linux counts a GRO aggregate
         skb = Skb(th, payload[th.doff << 2:], host.rx_gso_segs, host.rx_gso_size)
+        dport = th.dport
         tproxy = host.rx_tproxy
         if tproxy is not None:
             # A non-local destination ip_rcv took for the interface's
@@ -721,11 +722,11 @@ class TcpProto:
             hashinfo = self.hashinfo
             raddr = iph.src
             sk = (hashinfo.ehash6 if raddr > V6MASK else hashinfo.ehash).lookup(
-                iph.dst, th.dport, raddr, th.sport)
+                daddr, dport, raddr, th.sport)
             if sk is None:
-                sk = hashinfo.lookup_listener(iph.dst, th.dport)
+                sk = hashinfo.lookup_listener(daddr, dport)
         if sk is None:
-            self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+            self.tcp_v4_send_reset(daddr, iph.src, skb)
             return
         state = sk.state
         if state == TCP_ESTABLISHED:
