@@ -629,7 +629,9 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             tcp_send_challenge_ack(sk, now)
         return -1
     prior_packets = sk.packets_out
-    prior_fack = tcp_highest_sack_seq(sk) if sk.sacked_out else -1
+    # (the window update below leaves sacked_out as it is: read once)
+    prior_sacked = sk.sacked_out
+    prior_fack = tcp_highest_sack_seq(sk) if prior_sacked else -1
     # window update (tcp_ack_update_window)
     # RFC 7323 2.2: the window field of a SYN is never scaled
     nwin = skb.window if skb.flags & TCPHDR_SYN else skb.window << sk.snd_wscale
@@ -641,10 +643,9 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             sk.snd_up = None         # the urgent data is acknowledged: urgent mode ends
     sk.probes_out = 0
     sk.snd_una = ack
-    prior_sacked = sk.sacked_out
     if skb.opts.sack_blocks and sk.sack_ok:
         flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una, now)
-    elif not prior_packets and ack == prior_snd_una and not sk.rtx and not sk.sacked_out \
+    elif not prior_packets and ack == prior_snd_una and not sk.rtx and not prior_sacked \
             and sk.ca_state == TCP_CA_OPEN and not flag & (FLAG_SACKED | FLAG_SND_UNA_ADVANCED):
         # Linux's no_queue (``if (!prior_packets) goto no_queue``): nothing
         # was in flight and nothing is newly acked (a peer's FIN, a window
