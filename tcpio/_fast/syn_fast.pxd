@@ -89,3 +89,21 @@ cpdef bytes synack_frame(object dst_mac, object src_mac, uint32_t src, uint32_t 
 cpdef int syn_cookie(SynPath syn, uint32_t src, uint32_t dst, uint32_t sport, uint32_t dport,
                      uint32_t seq, long long opt_mss, long long opt_wscale, bint opt_sack,
                      long long opt_tsval, double now) except -1
+
+cdef long long _TCP_SYN_RECV, _TCP_CLOSE, _MAX_TCP_WINDOW, _TCP_MAX_WSCALE
+cpdef sock_init(TcpCb sk, object host, object rcv_pool, object listener, long long init_cwnd,
+                object no_ofo, object no_timer)
+@cython.locals(mss=cython.longlong)
+cpdef long long sync_mss(TcpCb sk, long long pmtu) except? -1
+@cython.locals(hint=cython.longlong)
+cpdef initialize_rcv_mss(TcpCb sk)
+@cython.locals(snt_isn=cython.longlong, rcv_isn=cython.longlong, isn1=cython.longlong,
+               tstamp_ok=bint)
+cpdef openreq_child(TcpCb sk, object req, long long seq, long long window, double now,
+                    long long mtu, long long user_mss)
+
+cdef long long _TCP_ESTABLISHED, _TCP_CLOSE_WAIT
+@cython.locals(old=cython.longlong)
+cpdef long long set_state(TcpCb sk, long long state, object mib, object host) except? -1
+cpdef done_clear(TcpCb sk)
+cpdef release_queues(TcpCb sk, object no_ofo)

@@ -51,12 +51,33 @@ else:
 
 from tcpio._fast import load
 
-__all__ = ["MSSTAB", "SynKeys", "SynPath", "check_tcp_syn_cookie", "cookie_hash",
-           "cookie_init_timestamp", "cookie_mss_index", "initial_rcv_wnd", "isn_hash",
-           "listener_pick",
-           "reqsk_queue_full", "route_advmss", "secure_tcp_syn_cookie", "syn_cookie", "synack_frame", "synack_path",
-           "tcp_rcv_wscale",
-           "ts_off_hash"]
+__all__ = [
+    "MSSTAB",
+    "SynKeys",
+    "SynPath",
+    "check_tcp_syn_cookie",
+    "cookie_hash",
+    "cookie_init_timestamp",
+    "cookie_mss_index",
+    "done_clear",
+    "initial_rcv_wnd",
+    "initialize_rcv_mss",
+    "isn_hash",
+    "listener_pick",
+    "openreq_child",
+    "release_queues",
+    "reqsk_queue_full",
+    "route_advmss",
+    "secure_tcp_syn_cookie",
+    "set_state",
+    "sock_init",
+    "syn_cookie",
+    "synack_frame",
+    "synack_path",
+    "sync_mss",
+    "tcp_rcv_wscale",
+    "ts_off_hash",
+]
 
 # (C constants when compiled, see syn_fast.pxd; the public names below)
 _COOKIEBITS = 24
@@ -522,3 +543,167 @@ def synack_frame(dst_mac: Any, src_mac: Any, src: int, dst: int, ident: int, ttl
     return _tx.ip_build(dst_mac, src_mac, _IPPROTO_TCP, src, dst, ident, ttl, 0, True, False,
                         0, _wire.build_tcp(src, dst, sport, dport, seq, ack, _TCPHDR_SYN_ACK,
                                            window, opts))
+
+
+# --- the sock and the accepted child (TcpSock.__init__, tcp_create_openreq_child) ---
+# A TcpCb field set from Python is a generic attribute store (a getset
+# descriptor, which CPython 3.11 does not specialize); set here, compiled,
+# each is one C store.  An accepted connection sets some sixty of them
+# (issue 11: CPU per accepted connection).
+_TCP_SYN_RECV = 3
+_TCP_CLOSE = 7
+_MAX_TCP_WINDOW = 65535
+_TCP_MAX_WSCALE = 14
+
+
+def sock_init(sk: Any, host: Any, rcv_pool: Any, listener: Any, init_cwnd: int,
+              no_ofo: Any, no_timer: Any) -> None:
+    """TcpSock.__init__'s TcpCb fields whose first value is not zero (the
+    rest start at zero compiled; interpreted, sock._cb_zero sets them), and
+    the user options and buffer sizes a child of ``listener`` takes from it
+    (sk_clone_lock; ``listener`` None: TcpSock sets the settings' own)."""
+    sk.host = host
+    sk.laddr = 0
+    sk.raddr = 0
+    sk.state = _TCP_CLOSE
+    sk.wq = _tcp_fast.SNDQ_EMPTY       # (its own queue on the first write)
+    sk.rtx = []
+    sk.window_clamp = _MAX_TCP_WINDOW << _TCP_MAX_WSCALE
+    sk.rq = _tcp_fast.RcvQueue()
+    sk.rcv_pool = rcv_pool              # the host's (tcp_fast.RcvPool)
+    sk.ofo = no_ofo
+    sk.advmss = 1460
+    sk.mss_cache = _TCP_MSS_DEFAULT
+    sk.mss_clamp = _MAX_TCP_WINDOW      # the peer's MSS option
+    sk.rcv_mss = _TCP_MSS_DEFAULT
+    sk.snd_cwnd = init_cwnd
+    sk.rack_mstamp = -1.0               # send time of the latest segment (S)ACKed (-1: none)
+    sk.lrcvtime = -1.0                  # when in-order data last arrived (-1: never)
+    sk.last_synq_overflow = -1e9
+    sk.delack_timer = no_timer          # made when first armed (TcpSock.delack_timer_made)
+    if listener is not None:
+        lcb: Any = listener
+        sk.nodelay = lcb.nodelay
+        sk.nonagle = lcb.nonagle
+        sk.sndbuf = lcb.sndbuf
+        sk.rcvbuf = lcb.rcvbuf
+
+
+def sync_mss(sk: Any, pmtu: int) -> int:
+    """tcp_sync_mss: the effective MSS from the path MTU, the peer's MSS
+    option and TCP_MAXSEG (already in mss_clamp, as in Linux: a SYN without
+    an MSS option leaves 536 unclamped); less 12 with timestamps."""
+    o: Any = sk
+    o.pmtu_cookie = pmtu
+    mss = min(pmtu - 40, sk.mss_clamp)
+    if sk.tstamp_ok:
+        mss -= 12
+    sk.mss_cache = max(mss, 48)
+    return sk.mss_cache
+
+
+def initialize_rcv_mss(sk: Any) -> None:
+    """tcp_initialize_rcv_mss: our guess of the peer's segment size starts
+    small, like Linux (536), and grows with what arrives (tcp_event_data_recv)."""
+    hint = min(sk.advmss, sk.mss_cache, sk.rcv_wnd // 2, 536)
+    sk.rcv_mss = max(hint, 88)
+
+
+def openreq_child(sk: Any, req: Any, seq: int, window: int, now: float, mtu: int,
+                  user_mss: int) -> None:
+    """tcp_create_openreq_child's TcpCb fields of a new child ``sk`` from
+    its request sock ``req`` and the third ACK (``seq``, its unscaled
+    ``window``): the 4-tuple, both sequence spaces from the handshake's
+    ISNs, the send window, the negotiated window scale and timestamps, the
+    MSS (``mtu``: the route's, ``user_mss``: the listener's TCP_MAXSEG),
+    the receive pool's epoch; SYN_RECV, which the caller moves on."""
+    r: Any = req
+    sk.laddr = r.laddr
+    sk.lport = r.lport
+    sk.raddr = r.raddr
+    sk.rport = r.rport
+    snt_isn = r.snt_isn
+    rcv_isn = r.rcv_isn
+    isn1 = (snt_isn + 1) & _M32
+    sk.snd_una = isn1
+    sk.snd_nxt = isn1
+    sk.write_seq = isn1
+    sk.wq_seq = isn1
+    sk.snd_sml = isn1
+    sk.pushed_seq = isn1
+    sk.iss = snt_isn
+    sk.irs = rcv_isn
+    sk.segs_in = 1      # the SYN, as Linux's child counts it (not the SYN-ACK in segs_out)
+    sk.rcv_nxt = (rcv_isn + 1) & _M32
+    sk.rcv_wup = sk.rcv_nxt
+    sk.rcv_wnd = r.rcv_wnd
+    if sk.rcv_pool is not None:
+        # counted as a receiver of this epoch already, when its SYN-ACK's
+        # window was chosen (rcv_pool_open)
+        sk.rcv_epoch = sk.rcv_pool.epoch
+    sk.snd_wscale = r.snd_wscale        # both 0 unless wscale_ok
+    sk.rcv_wscale = r.rcv_wscale
+    # The third ACK's window, scaled, is the first SND.WND and MAX.SND.WND
+    # (the SYN's is unscaled and stale)
+    sk.snd_wnd = window << sk.snd_wscale
+    sk.max_window = sk.snd_wnd
+    sk.snd_wl1 = seq
+    sk.window_clamp = 65535 << sk.rcv_wscale
+    tstamp_ok: bool = r.tstamp_ok
+    sk.tstamp_ok = tstamp_ok
+    sk.ts_recent = r.ts_recent
+    sk.ts_recent_stamp = now if tstamp_ok else 0.0
+    sk.ts_off = r.ts_off
+    # req.mss is the peer's MSS already bounded by our TCP_MAXSEG (or a
+    # cookie's table value): mss_clamp, which tcp_sync_mss applies (user_mss
+    # is not applied a second time there, as in Linux)
+    sk.mss_clamp = r.mss
+    # tcp_v4_syn_recv_sock: dst_metric_advmss clamped (TcpProto.advmss_for's rule)
+    sk.advmss = route_advmss(mtu, user_mss)
+    sync_mss(sk, mtu)
+    initialize_rcv_mss(sk)
+    sk.state = _TCP_SYN_RECV
+
+
+# --- a connection's state changes and end (tcp_set_state, tcp_done, sk_release) ---
+_TCP_ESTABLISHED = 1
+_TCP_CLOSE_WAIT = 8
+
+
+def set_state(sk: Any, state: int, mib: Any, host: Any) -> int:
+    """tcp_set_state's store, its CurrEstab count (the connections in
+    ESTABLISHED or CLOSE_WAIT, as Linux counts TCP_MIB_CURRESTAB) and the
+    connection's trace (at ``host.now``); returns the old state (the caller
+    logs the change)."""
+    old = sk.state
+    if state == _TCP_ESTABLISHED and old != _TCP_ESTABLISHED:
+        mib["CurrEstab"] += 1
+    elif (old == _TCP_ESTABLISHED and state != _TCP_CLOSE_WAIT) or \
+            (old == _TCP_CLOSE_WAIT and state != _TCP_CLOSE_WAIT):
+        mib["CurrEstab"] -= 1
+    sk.state = state
+    if sk.trace is not None:
+        sk.trace.set_state(sk, old, state, host.now)
+    return old
+
+
+def done_clear(sk: Any) -> None:
+    """tcp_done's TcpCb work: no ACK owed, the retransmit queue and its
+    counts emptied (tcp_write_queue_purge)."""
+    sk.ack_pending = False
+    sk.rtx.clear()
+    sk.packets_out = 0
+    sk.sacked_out = 0
+    sk.lost_out = 0
+    sk.retrans_out = 0
+
+
+def release_queues(sk: Any, no_ofo: Any) -> None:
+    """sk_release's TcpCb work: the queues' memory given back.  The send
+    queue is replaced, not cleared (a memoryview of the old may be out;
+    most socks close with nothing unsent and keep their shared empty one)."""
+    if sk.wq:
+        sk.wq = type(sk.wq)()
+    sk.rq.clear()
+    sk.ofo = no_ofo
+    sk.ofo_bytes = 0

@@ -38,14 +38,13 @@ from .sock_opts import (
     default_opts,
 )
 from .tcp_cong import TCP_INFINITE_SSTHRESH, get_congestion_control, shared_congestion_control
-from .tcp_output import MAX_TCP_WINDOW, TxSeg
 from .tcp_info import tcp_get_info, tcp_info_pack
 from .tcp_rtt import RttEstimator
 from .tcp_sack import NO_OFO
-from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 from .tcp_states import (
     RCV_SHUTDOWN,
     SEND_SHUTDOWN,
+    STATE_NAMES,
     TCP_CA_OPEN,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
@@ -59,10 +58,10 @@ from .tcp_states import (
     TCP_NAGLE_PUSH,
     TCP_SYN_RECV,
     TCP_SYN_SENT,
-    STATE_NAMES,
     after,
     seq_diff,
 )
+from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 
 if TYPE_CHECKING:
     from ..protocol import NetHost6
@@ -92,9 +91,12 @@ _MSG_MORE = int(socket.MSG_MORE)
 # mypy reads the one source (tcpio/_fast/tcp_fast.py); at run time _fast.load
 # picks its compiled module or the same file run interpreted.
 if TYPE_CHECKING:
+    from tcpio._fast import syn_fast as _syn_fast
     from tcpio._fast import tcp_fast as _tcp_fast
 else:
     _tcp_fast = _fast.load("tcp_fast")
+    _syn_fast = _fast.load("syn_fast")
+_sock_init = _syn_fast.sock_init
 TcpCb = _tcp_fast.TcpCb
 # The receive queue holds views of received frames and blocks of its own
 # (tcp_fast.RcvQueue); a read copies each byte once, out of it.
@@ -190,6 +192,9 @@ def _cb_zero(sk: TcpSock) -> None:
     sk.quick = 0
     sk.pingpong = 0           # icsk_ack.pingpong (a TcpCb field)
     sk.rcv_tstamp = 0.0       # last time we heard from the peer (keepalive)
+    sk.trace = None           # a SockTracer while the connection is traced
+    sk.nodelay = False
+    sk.nonagle = 0            # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
 
 
 class TcpSock(TcpCb):
@@ -238,14 +243,13 @@ class TcpSock(TcpCb):
         host = proto.host
         st = host.settings
         self.proto = proto
-        self.host = host
         self.wakeup: Callable[[], None] | None = None
-        # identity (the tables read these); addresses as inet6_addr says
-        self.laddr = 0
-        self.raddr = 0
         if not _CB_IN_C:
             _cb_zero(self)      # (compiled: C fields start at zero)
-        self.state = TCP_CLOSE
+        # the TcpCb fields (the identity the tables read, the queues, MSS,
+        # cwnd, ...; a child's user options and buffer sizes, copied from
+        # the listener), in one compiled call: syn_fast.sock_init
+        _sock_init(self, host, proto.rcv_pool, listener, st.tcp_init_cwnd, NO_OFO, NO_TIMER)
         self.sock_state = SS_UNCONNECTED
         self.bound = False          # bind() pinned the port (SOCK_BINDPORT_LOCK)
         self.hashed = False         # in ehash
@@ -260,18 +264,16 @@ class TcpSock(TcpCb):
         # ~0.6 KiB, most of a socket's memory otherwise)
         self.accept_queue: deque[TcpSock] = _NO_ACCEPT_QUEUE
         self.syn_queue: dict = _NO_SYN_QUEUE   # request socks (NEW_SYN_RECV) of this listener
-        self.last_synq_overflow = -1e9
         self.parent: TcpSock | None = None  # listener of a child waiting in accept queue
         self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
         # options set by the user: TCP_NODELAY/TCP_CORK are TcpCb fields the
-        # send loop reads; the rest share the host's defaults until set
+        # send loop reads (nodelay, nonagle: False and 0, or the listener's);
+        # the rest share the host's defaults until set
         if listener is None:
             self.family = AF_INET   # AF_INET6: socket(AF_INET6) (tcp_ipv6, issue 17)
             self.v6only = False     # IPV6_V6ONLY
             self.scope_id = 0       # sin6_scope_id of a link-local peer
             self.reuseaddr = False
-            self.nodelay = False
-            self.nonagle = 0        # TCP_CORK's bit and TCP_NAGLE_PUSH (tp->nonagle)
             self.opts = default_opts(st)
             self.sndbuf = st.tcp_wmem[1]
             self.rcvbuf = st.tcp_rmem[1]
@@ -282,28 +284,19 @@ class TcpSock(TcpCb):
             self.family, self.v6only, self.scope_id = (listener.family, listener.v6only,
                                                        listener.scope_id)
             self.reuseaddr = listener.reuseaddr
-            self.nodelay, self.nonagle = listener.nodelay, listener.nonagle
             self.opts = listener.opts
-            self.sndbuf, self.rcvbuf = listener.sndbuf, listener.rcvbuf
             self.ca_ops = listener.ca_ops
-        # sequence space: send
-        self.wq = SNDQ_EMPTY       # (its own queue on the first write)
+        # sequence space: send (wq, rtx: sock_init's)
         self.fin_queued = False
         self.snd_up: int | None = None   # urgent pointer while in urgent mode
         self.urg_data: int | None = None  # the out-of-band byte, once it arrived
         self.urg_last: int | None = None  # last urgent byte taken (no replays)
-        self.rtx: list[TxSeg] = []
         self.retransmit_hint: int | None = None  # where lost segments may start
         # SACK blocks of the previous ACK (tcp_sack replaces the whole
         # sequence, never appends: an idle sock shares the empty tuple)
         self.sack_cache: Sequence[tuple[int, int]] = ()
-        # sequence space: receive
-        self.window_clamp = MAX_TCP_WINDOW << TCP_MAX_WSCALE
-        self.rq = RcvQueue()
-        self.rcv_pool = proto.rcv_pool      # the host's (tcp_fast.RcvPool)
-        # [seq, end_seq, bytes, fin] sorted, disjoint; the shared empty
-        # NO_OFO until a segment arrives out of order (tcp_sack.ofo_insert)
-        self.ofo: list[list] | tuple[()] = NO_OFO
+        # sequence space: receive (rq, rcv_pool, window_clamp and ofo, the
+        # shared empty NO_OFO until a segment arrives out of order: sock_init's)
         # what we report, recent first (replaced whole, never appended: () when none)
         self.sack_blocks: Sequence[tuple[int, int]] = ()
         self.dsack: tuple[int, int] | None = None
@@ -312,16 +305,12 @@ class TcpSock(TcpCb):
         self.rcvq_seq = 0
         self.rcvq_time = 0.0
         self.last_oow_ack_time: float | None = None
-        # negotiated options
-        self.advmss = 1460
-        self.mss_cache = TCP_MSS_DEFAULT
+        # negotiated options (advmss, mss_cache, mss_clamp, rcv_mss: sock_init's)
         self.pmtu_cookie = 0            # the path MTU mss_cache was last synced to
-        self.mss_clamp = MAX_TCP_WINDOW  # peer's MSS option
-        self.rcv_mss = TCP_MSS_DEFAULT
         self.wscale_ok = False
         self.sack_ok = False
-        # congestion control (tcp_sock / inet_connection_sock names)
-        self.snd_cwnd = st.tcp_init_cwnd
+        # congestion control (tcp_sock / inet_connection_sock names; snd_cwnd:
+        # sock_init's)
         self.snd_ssthresh = TCP_INFINITE_SSTHRESH
         self.snd_cwnd_cnt = 0
         self.snd_cwnd_clamp = 0xFFFFFFFF
@@ -341,8 +330,8 @@ class TcpSock(TcpCb):
         self.max_packets_out = 0
         self.cwnd_usage_seq = 0
         self.rtt_est = RttEstimator(st.tcp_rto_initial, st.tcp_rto_min, st.tcp_rto_max)
-        # RACK (RFC 8985; Linux tp->rack, tp->reordering, tp->reord_seen)
-        self.rack_mstamp = -1.0     # send time of the latest segment (S)ACKed (-1: none)
+        # RACK (RFC 8985; Linux tp->rack, tp->reordering, tp->reord_seen;
+        # rack_mstamp: sock_init's)
         self.rack_reo_wnd_steps = 1
         self.rack_reo_wnd_persist = 0
         self.rack_reo_wnd_stamp = -1e9
@@ -352,7 +341,6 @@ class TcpSock(TcpCb):
         self.retransmits = 0        # icsk_retransmits: RTO expiries in a row
         self.total_retrans = 0      # tp->total_retrans: segments retransmitted, ever
         self.segs_out = 0           # tp->segs_out: segments sent (TCP_INFO)
-        self.lrcvtime = -1.0        # when in-order data last arrived (-1: never; TcpCb's)
         self.retrans_stamp: float | None = None  # when the current retransmission episode began
         self.backoff = 0            # icsk_backoff for probe0
         self.probe_start = 0.0
@@ -363,11 +351,11 @@ class TcpSock(TcpCb):
         # each made when first armed (rtx_timer_made, delack_timer_made,
         # tcp_timer.keepalive_timer): an idle connection keeps few or none
         self.rtx_timer: Timer | NoTimer = NO_TIMER
-        self.delack_timer: Timer | NoTimer = NO_TIMER
         self.ka_timer: Timer | None = None
-        # tracing: off unless the stack traces every connection (tcp_trace)
+        # tracing: off (None) unless the stack traces every connection (tcp_trace)
         sink = proto.trace_sink
-        self.trace = None if sink is None else SockTracer(sink)
+        if sink is not None:
+            self.trace = SockTracer(sink)
 
     # --- timers made when first armed --------------------------------------
     # (owned timers: they hold the socket weakly, so a closed socket is freed
@@ -391,7 +379,7 @@ class TcpSock(TcpCb):
             timer = self.delack_timer = PromptTimer(self.host.timers,
                                                     tcp_timer.tcp_delack_timer,
                                                     weakref.ref(self))
-        return timer  # type: ignore[return-value]
+        return timer
 
     # --- derived values --------------------------------------------------
     @property
@@ -767,20 +755,22 @@ class TcpSock(TcpCb):
         """tcp_close: FIN (or RST with unread data / SO_LINGER 0), then orphan."""
         if self.orphan or self.dead:
             return
-        now = self.host.now
         proto = self.proto
+        host = proto.host       # (not self.host: a TcpCb field, a slower read)
+        now = host.now
         self.sk_shutdown = RCV_SHUTDOWN | SEND_SHUTDOWN
         self.wakeup = None
-        if self.state == TCP_LISTEN:
+        state = self.state
+        if state == TCP_LISTEN:
             proto.listen_stop(self, now)
             return
-        if self.state == TCP_CLOSE:
+        if state == TCP_CLOSE:
             proto.sk_release(self)
             return
         # From here the sock belongs to the stack until the wire is done with it.
         self.orphan = True
         proto.orphans += 1
-        mib = self.host.mib
+        mib = host.mib
         if self.rq:
             # RFC 2525 2.17: unread data is lost, tell the peer with a RST.
             mib["TCPAbortOnClose"] += 1
@@ -790,12 +780,12 @@ class TcpSock(TcpCb):
             mib["TCPAbortOnLinger"] += 1
             tcp_output.tcp_abort_with_reset(self, now, 0)
             return
-        if self.state == TCP_SYN_SENT:
+        if state == TCP_SYN_SENT:
             proto.tcp_done(self)
             return
         if tcp_close_state(self):
             tcp_output.tcp_send_fin(self, now)
-        if proto.orphans > self.host.settings.tcp_max_orphans:
+        if proto.orphans > host.settings.tcp_max_orphans:
             mib["TCPAbortOnMemory"] += 1
             tcp_output.tcp_abort_with_reset(self, now, 0)
             return
@@ -1159,7 +1149,8 @@ _CLOSE_NEXT = {
 
 
 def tcp_close_state(sk: TcpSock) -> bool:
-    nxt, send_fin = _CLOSE_NEXT.get(sk.state, (sk.state, False))
+    state = sk.state
+    nxt, send_fin = _CLOSE_NEXT.get(state, (state, False))
     if send_fin and sk.fin_queued:
         return False
     sk.proto.tcp_set_state(sk, nxt)

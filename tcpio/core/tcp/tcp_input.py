@@ -77,9 +77,11 @@ _NO_OPTIONS = TcpOptions()
 # mypy reads the one source (tcpio/_fast/tcp_fast.py); at run time _fast.load
 # picks its compiled module or the same file run interpreted.
 if TYPE_CHECKING:
+    from tcpio._fast import syn_fast as _syn_fast
     from tcpio._fast import tcp_fast as _tcp_fast
 else:
     _tcp_fast = _fast.load("tcp_fast")
+    _syn_fast = _fast.load("syn_fast")
 rcv_established_fast = _tcp_fast.rcv_established
 rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
@@ -446,7 +448,6 @@ def tcp_disordered_ack_check(sk: TcpSock, skb: Skb) -> int:
 
 
 def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
-    mib = sk.host.mib
     flags = skb.flags
     ts_val = skb.opts.ts_val
     # RFC 7323 H1: PAWS first (TCP_PAWS_WINDOW: one tick of slack); a RST
@@ -457,6 +458,7 @@ def tcp_validate_incoming(sk: TcpSock, skb: Skb, now: float) -> bool:
         if reason and not flags & TCPHDR_RST:
             if flags & TCPHDR_SYN:
                 return _syn_challenge(sk, now)
+            mib = sk.host.mib
             if reason == PAWS_OLD_ACK:
                 mib["PAWSOldAck"] += 1      # common: no dupack for it
                 return False
@@ -627,7 +629,9 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             tcp_send_challenge_ack(sk, now)
         return -1
     prior_packets = sk.packets_out
-    prior_fack = tcp_highest_sack_seq(sk) if sk.sacked_out else -1
+    # (the window update below leaves sacked_out as it is: read once)
+    prior_sacked = sk.sacked_out
+    prior_fack = tcp_highest_sack_seq(sk) if prior_sacked else -1
     # window update (tcp_ack_update_window)
     # RFC 7323 2.2: the window field of a SYN is never scaled
     nwin = skb.window if skb.flags & TCPHDR_SYN else skb.window << sk.snd_wscale
@@ -639,10 +643,9 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
             sk.snd_up = None         # the urgent data is acknowledged: urgent mode ends
     sk.probes_out = 0
     sk.snd_una = ack
-    prior_sacked = sk.sacked_out
     if skb.opts.sack_blocks and sk.sack_ok:
         flag |= tcp_sack.tcp_sacktag_write_queue(sk, skb.opts.sack_blocks, prior_snd_una, now)
-    elif not prior_packets and ack == prior_snd_una and not sk.rtx and not sk.sacked_out \
+    elif not prior_packets and ack == prior_snd_una and not sk.rtx and not prior_sacked \
             and sk.ca_state == TCP_CA_OPEN and not flag & (FLAG_SACKED | FLAG_SND_UNA_ADVANCED):
         # Linux's no_queue (``if (!prior_packets) goto no_queue``): nothing
         # was in flight and nothing is newly acked (a peer's FIN, a window
@@ -888,11 +891,9 @@ def tcp_end_recovery(sk: TcpSock, now: float) -> None:
         sk.ca_ops.set_state(sk, TCP_CA_DISORDER)
 
 
-def tcp_initialize_rcv_mss(sk: TcpSock) -> None:
-    """Our guess of the peer's segment size starts small, like Linux (536),
-    and grows with what arrives (tcp_event_data_recv)."""
-    hint = min(sk.advmss, sk.mss_cache, sk.rcv_wnd // 2, 536)
-    sk.rcv_mss = max(hint, 88)
+# Our guess of the peer's segment size starts small, like Linux (536), and
+# grows with what arrives (tcp_event_data_recv): syn_fast.initialize_rcv_mss
+tcp_initialize_rcv_mss = _syn_fast.initialize_rcv_mss
 
 
 # --- data queueing (tcp_data_queue) --------------------------------------------------------
@@ -914,12 +915,11 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     if not data and not fin:
         return
     rcv_nxt = sk.rcv_nxt
-    mib = sk.host.mib
     if sk.tstamp_ok and data:
         tcp_rcv_rtt_measure_ts(sk, skb, now)
     if seq == rcv_nxt:
         if data and not tcp_receive_window(sk):
-            mib["TCPZeroWindowDrop"] += 1
+            sk.host.mib["TCPZeroWindowDrop"] += 1
             _tcp_ack_out_of_window(sk, now)
             return
         _queue_in_order(sk, data, fin, now, skb.gso_size)
@@ -927,7 +927,7 @@ def tcp_data_queue(sk: TcpSock, skb: Skb, now: float) -> None:
     end = skb.end_seq
     if not after(end, rcv_nxt):
         # A complete duplicate: D-SACK it (RFC 2883) and ACK at once.
-        mib["DelayedACKLost"] += 1
+        sk.host.mib["DelayedACKLost"] += 1
         tcp_sack.tcp_dsack_set(sk, seq, end)
         _tcp_ack_out_of_window(sk, now)
         return

@@ -88,7 +88,6 @@ from .tcp_states import (
     SHUTDOWN_MASK,
     STATE_NAMES,
     TCP_CLOSE,
-    TCP_CLOSE_WAIT,
     TCP_ESTABLISHED,
     TCP_LISTEN,
     TCP_NEW_SYN_RECV,
@@ -120,6 +119,9 @@ wire = _fast.load("wire")
 _syn_fast = _fast.load("syn_fast")
 _tcp_fast = _fast.load("tcp_fast")
 checksum = _fast.load("checksum")
+_set_state = _syn_fast.set_state
+_done_clear = _syn_fast.done_clear
+_release_queues = _syn_fast.release_queues
 parse_tcp = wire.parse_tcp
 ParseError = wire.ParseError
 tcpudp_checksum = checksum.tcpudp_checksum
@@ -274,16 +276,9 @@ class TcpProto:
         return True
 
     def tcp_set_state(self, sk: TcpSock, state: int) -> None:
-        old = sk.state
-        mib = self.host.mib
-        if state == TCP_ESTABLISHED and old != TCP_ESTABLISHED:
-            mib["CurrEstab"] += 1
-        elif (old == TCP_ESTABLISHED and state != TCP_CLOSE_WAIT) or \
-                (old == TCP_CLOSE_WAIT and state != TCP_CLOSE_WAIT):
-            mib["CurrEstab"] -= 1
-        sk.state = state
-        if sk.trace is not None:
-            sk.trace.set_state(sk, old, state, self.host.now)
+        # the store, CurrEstab's count and the trace: syn_fast.set_state
+        host = self.host
+        old = _set_state(sk, state, host.mib, host)
         if (_LOG_ENABLED[_INFO] if _INFO in _LOG_ENABLED else _log.isEnabledFor(_INFO)) \
                 and not _log.disabled:
             tcp_log_state(sk, old, state)
@@ -370,9 +365,10 @@ class TcpProto:
         """The connection is over (tcp_done): CLOSE, unhash, stop the timers."""
         if sk.dead:
             return
-        if sk.state in (TCP_SYN_SENT, TCP_SYN_RECV):
+        state = sk.state
+        if state in (TCP_SYN_SENT, TCP_SYN_RECV):
             self.host.mib["AttemptFails"] += 1
-        if sk.state != TCP_CLOSE:
+        if state != TCP_CLOSE:
             self.tcp_set_state(sk, TCP_CLOSE)
         # (an idle timer is not asked: cancel() of one changes nothing, and a
         # closing connection's usually are, its FIN acked and ACK sent)
@@ -383,13 +379,12 @@ class TcpProto:
         if sk.ka_timer is not None:
             sk.ka_timer.cancel()
         sk.pending = 0
-        sk.ack_pending = False
         if sk.hashed:
             self.hashinfo.ehash_remove(sk)
             sk.hashed = False
         sk.sk_shutdown = SHUTDOWN_MASK
-        sk.rtx.clear()
-        sk.packets_out = sk.sacked_out = sk.lost_out = sk.retrans_out = 0
+        # no ACK owed, the retransmit queue and its counts emptied
+        _done_clear(sk)
         if sk.orphan:
             self.sk_release(sk)     # (which puts the port: once per connection)
         else:
@@ -405,13 +400,7 @@ class TcpProto:
             self.orphans -= 1
         sk.dead = True
         self.hashinfo.inet_put_port(sk)
-        if sk.wq:
-            # (a new one, not clear(): a memoryview of the old may be out;
-            # most socks close with nothing unsent and keep their empty one)
-            sk.wq = type(sk.wq)()
-        sk.rq.clear()
-        sk.ofo = NO_OFO
-        sk.ofo_bytes = 0
+        _release_queues(sk, NO_OFO)
 
     def tcp_time_wait(self, sk: TcpSock, substate: int, now: float,
                       timeo: float | None = None) -> None:
@@ -645,12 +634,8 @@ class TcpProto:
         except OSError:
             self.host.mib["ListenDrops"] += 1
             return None
-        child = tcp_create_openreq_child(self, listener, req, now, mtu)
+        child = tcp_create_openreq_child(self, listener, req, skb, now, mtu)
         child.inet_id = self.host.ip_ids.random_u16()
-        # The third ACK's window, scaled, is the first SND.WND and MAX.SND.WND
-        # (the SYN's is unscaled and stale; Linux tcp_create_openreq_child).
-        child.snd_wnd = child.max_window = skb.window << child.snd_wscale
-        child.snd_wl1 = skb.seq
         # inet_ehash_nolisten(child, req): the child takes the request's place
         # in ehash (insert replaces the entry of the same 4-tuple; a cookie's
         # request was never there)
@@ -705,7 +690,8 @@ class TcpProto:
         calls this for segments rx_classify already verified (CHECKSUM_UNNECESSARY)."""
         host = self.host
         mib = host.mib
-        if host.rx_link_bcast or host.is_broadcast(iph.dst):
+        daddr = iph.dst
+        if host.rx_link_bcast or host.is_broadcast(daddr):
             # tcp_v4_rcv drops what is not PACKET_HOST; RFC 1122 4.2.3.10: a SYN
             # to a broadcast address MUST be silently discarded (and answering
             # anything from a broadcast source address would be worse).
@@ -719,6 +705,7 @@ class TcpProto:
             return
         mib["InSegs"] += 1      # per datagram, as Linux counts a GRO aggregate
         skb = Skb(th, payload[th.doff << 2:], host.rx_gso_segs, host.rx_gso_size)
+        dport = th.dport
         tproxy = host.rx_tproxy
         if tproxy is not None:
             # A non-local destination ip_rcv took for the interface's
@@ -735,11 +722,11 @@ class TcpProto:
             hashinfo = self.hashinfo
             raddr = iph.src
             sk = (hashinfo.ehash6 if raddr > V6MASK else hashinfo.ehash).lookup(
-                iph.dst, th.dport, raddr, th.sport)
+                daddr, dport, raddr, th.sport)
             if sk is None:
-                sk = hashinfo.lookup_listener(iph.dst, th.dport)
+                sk = hashinfo.lookup_listener(daddr, dport)
         if sk is None:
-            self.tcp_v4_send_reset(iph.dst, iph.src, skb)
+            self.tcp_v4_send_reset(daddr, iph.src, skb)
             return
         state = sk.state
         if state == TCP_ESTABLISHED:

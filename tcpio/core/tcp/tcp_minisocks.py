@@ -16,13 +16,12 @@ from ... import _fast
 from ..qdisc import net_xmit_eval
 from .inet6_addr import V6MASK
 from .sock import SS_CONNECTED, TcpSock
-from .tcp_input import tcp_initialize_rcv_mss, tcp_oow_rate_limited, tcp_paws_reject
+from .tcp_input import tcp_oow_rate_limited, tcp_paws_reject
 from .tcp_output import (
     CTL_SOCK_DF,
     TCP_TIMEOUT_INIT,
     TcpOptions,
     sndbuf_expand,
-    tcp_sync_mss,
     tcp_time_stamp,
     tcp_v4_send,
 )
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from .tcp_ipv4 import TcpProto
 
 _syn_fast = _fast.load("syn_fast")
+_openreq_child = _syn_fast.openreq_child
 
 
 class RequestSock:
@@ -482,53 +482,33 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
     return child
 
 
-def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock,
+def tcp_create_openreq_child(proto: TcpProto, listener: TcpSock, req: RequestSock, skb: Skb,
                              now: float, mtu: int = 0) -> TcpSock:
-    """A full sock from a request sock, in SYN_RECV about to become ESTABLISHED.
-    ``mtu``: the route MTU to the peer, when the caller has just looked it up."""
+    """A full sock from a request sock and its third ACK ``skb``, in SYN_RECV
+    about to become ESTABLISHED.  ``mtu``: the route MTU to the peer, when
+    the caller has just looked it up."""
     if not mtu:
         mtu = proto.route_mtu(req.raddr)
     # inherits the listener's user options, buffer sizes, family and
     # congestion control (sk_clone_lock): TcpSock copies them
     sk = TcpSock(proto, listener)
-    sk.laddr, sk.lport, sk.raddr, sk.rport = req.laddr, req.lport, req.raddr, req.rport
+    # the TcpCb fields, one compiled call: the 4-tuple, sequence spaces,
+    # the send window (the third ACK's, scaled: the SYN's is unscaled and
+    # stale), window scale, timestamps, MSS (advmss: dst_metric_advmss clamped by
+    # TCP_MAXSEG, tcp_v4_syn_recv_sock's; tcp_sync_mss,
+    # tcp_initialize_rcv_mss), SYN_RECV (the caller moves it to ESTABLISHED)
+    _openreq_child(sk, req, skb.seq, skb.window, now, mtu, sk.opts.user_mss)
     sk.sock_state = SS_CONNECTED
-    isn1 = (req.snt_isn + 1) & 0xFFFFFFFF
-    sk.snd_una = sk.snd_nxt = sk.write_seq = sk.wq_seq = sk.snd_sml = sk.pushed_seq = isn1
-    sk.iss, sk.irs = req.snt_isn, req.rcv_isn
     sk.passive = True
-    sk.segs_in = 1      # the SYN, as Linux's child counts it (not the SYN-ACK in segs_out)
-    sk.rcv_nxt = sk.rcv_wup = (req.rcv_isn + 1) & 0xFFFFFFFF
-    sk.rcv_wnd = req.rcv_wnd
-    if sk.rcv_pool is not None:
-        # counted as a receiver of this epoch already, when its SYN-ACK's
-        # window was chosen (rcv_pool_open)
-        sk.rcv_epoch = sk.rcv_pool.epoch
     sk.wscale_ok = req.wscale_ok
-    sk.snd_wscale = req.snd_wscale      # both 0 unless wscale_ok
-    sk.rcv_wscale = req.rcv_wscale
-    sk.window_clamp = 65535 << sk.rcv_wscale
     sk.sack_ok = req.sack_ok
-    sk.tstamp_ok = req.tstamp_ok
-    sk.ts_recent = req.ts_recent
-    sk.ts_recent_stamp = now if req.tstamp_ok else 0.0
-    sk.ts_off = req.ts_off
-    # req.mss is the peer's MSS already bounded by our TCP_MAXSEG (or a cookie's
-    # table value): mss_clamp, which tcp_sync_mss applies (user_mss is not
-    # applied a second time there, as in Linux).
-    sk.mss_clamp = req.mss
-    # tcp_v4_syn_recv_sock: dst_metric_advmss clamped (TcpProto.advmss_for's rule)
-    sk.advmss = _syn_fast.route_advmss(mtu, sk.opts.user_mss)
-    tcp_sync_mss(sk, mtu)
-    tcp_initialize_rcv_mss(sk)
-    sk.state = TCP_SYN_RECV   # the caller moves it to ESTABLISHED (tcp_set_state)
     sk.lsndtime = now
     if listener.trace is not None:
         sk.set_trace(listener.trace.sink)   # (a per-stack sink came with TcpSock())
     if sk.trace is not None:
         sk.trace.set_state(sk, TCP_CLOSE, TCP_SYN_RECV, now)
-    # (snd_wl1, and rcv_tstamp when the third ACK is processed, are the caller's;
-    # so are the RTT sample and tcp_init_transfer: tcp_synack_rtt_meas,
+    # (rcv_tstamp, when the third ACK is processed, is the caller's; so are
+    # the RTT sample and tcp_init_transfer: tcp_synack_rtt_meas,
     # tcp_init_transfer_passive.)  The rest of Linux's list is TcpSock's
     # defaults: srtt 0 and RTO TCP_TIMEOUT_INIT, cwnd TCP_INIT_CWND, ssthresh
     # infinite, nothing in flight; lsndtime the handshake's time (an idle

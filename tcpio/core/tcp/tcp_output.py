@@ -64,9 +64,11 @@ ICSK_TIME_REO_TIMEOUT = 6
 # mypy reads the one source (tcpio/_fast/tcp_fast.py); at run time _fast.load
 # picks its compiled module or the same file run interpreted.
 if TYPE_CHECKING:
+    from tcpio._fast import syn_fast as _syn_fast
     from tcpio._fast import tcp_fast as _tcp_fast
 else:
     _tcp_fast = _fast.load("tcp_fast")
+    _syn_fast = _fast.load("syn_fast")
 TxSeg = _tcp_fast.TxSeg
 sq_view = _tcp_fast.sq_view
 xmit_test = _tcp_fast.xmit_test
@@ -371,17 +373,9 @@ tcp_current_mss = _tcp_fast.current_mss
 tcp_xmit_size_goal = _tcp_fast.xmit_size_goal
 
 
-def tcp_sync_mss(sk: TcpSock, pmtu: int) -> int:
-    """Effective MSS from the path MTU, the peer's MSS option and TCP_MAXSEG."""
-    sk.pmtu_cookie = pmtu
-    mss = pmtu - 40
-    # TCP_MAXSEG is already in mss_clamp (tcp_connect_init, tcp_parse_options),
-    # as in Linux: a SYN without an MSS option leaves 536 unclamped.
-    mss = min(mss, sk.mss_clamp)
-    if sk.tstamp_ok:
-        mss -= 12
-    sk.mss_cache = max(mss, 48)
-    return sk.mss_cache
+# tcp_sync_mss: the effective MSS from the path MTU, the peer's MSS option
+# and TCP_MAXSEG (syn_fast.sync_mss, compiled: the accepted child's too)
+tcp_sync_mss = _syn_fast.sync_mss
 
 
 # --- data output -----------------------------------------------------------------
