@@ -796,23 +796,28 @@ class Host:
             entry = self._early_demux.get(IPPROTO_TCP)
             self._tcp_demux = entry[1] if entry is not None and entry[0] is tcp else None
         demux = self._tcp_demux
-        classify = rx_classify
         mac, local, bcast = iface.mac, self._local, self._bcast
-        verify = demux is not None
-        ehash = demux.ehash if demux is not None else None
         lo = iface is self.lo
         # a raw sock for TCP or UDP must see every segment: no fast path then
         fast = not self.raw.tcpudp
-        # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
-        syn = demux.syn if demux is not None and not lo else None
-        # IPv6 segments of established connections (_rx_tcp6), when the IPv6
-        # TCP handler is this TCP's; lo's go layered
-        v6 = None
-        if demux is not None and demux.ehash6 is not None and not lo and getattr(
-                self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
-            v6 = (self.local6, demux.ehash6, iface.ifindex)
+        # (one test of demux for the four things that follow from it: every
+        # batch asks)
+        if demux is None:
+            verify = False
+            ehash = syn = v6 = None
+        else:
+            verify = True
+            ehash = demux.ehash
+            # TCP's stateless SYN path, for a device's frames (lo's SYNs go
+            # layered); IPv6 segments of established connections (_rx_tcp6),
+            # when the IPv6 TCP handler is this TCP's (lo's go layered)
+            syn = v6 = None
+            if not lo:
+                syn = demux.syn
+                if demux.ehash6 is not None and getattr(
+                        self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
+                    v6 = (self.local6, demux.ehash6, iface.ifindex)
         taken6 = 0      # the IPv6 ones
-        ip_rcv = ip_input.ip_rcv
         taken = 0       # segments the TCP fast path took whole
         gro = False     # rx_gso_* set for the frame in hand
         was_busy = self._busy
@@ -824,13 +829,13 @@ class Host:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
-                    if not fast:
+                    if fast and not lo:
+                        rec = rx_classify(frame, mac, local, bcast, verify, ehash, now, False,
+                                          syn, v6)
+                    elif not fast:
                         rec = None
-                    elif lo:
-                        rec = classify(frame, None, local, bcast, verify, ehash, now, True)
                     else:
-                        rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn,
-                                       v6)
+                        rec = rx_classify(frame, None, local, bcast, verify, ehash, now, True)
                     if rec is True:
                         taken += 1
                         continue
@@ -858,7 +863,7 @@ class Host:
                             if frame[0] >> 4 == 6:
                                 ip6_input.ipv6_rcv(self, iface, frame, now, False, True)
                             else:
-                                ip_rcv(self, iface, frame, now, False, True)
+                                ip_input.ip_rcv(self, iface, frame, now, False, True)
                         else:
                             self._rx_slow(iface, frame, now)
                 except Exception:
