@@ -2146,6 +2146,26 @@ def ack_xmit(sk: TcpCb, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                                      sk.snd_nxt, _TCPHDR_ACK, window, ts_val, ts_ecr, addrs6)))
 
 
+def ack_whole(sk: TcpCb, path: Any, now: float) -> None:
+    """tcp_send_ack's bare ACK where the send loop's frames go whole
+    (``path``, xmit_path's: the route, a resolved neighbour, the queue
+    running) and nothing asks for more than a plain ACK (no SACK block,
+    xmit_plain; the caller checked): ack_xmit's frame with the IPv6 hop
+    limit or the IPv4 TTL, counted as the send loop's frames are
+    (burst_sent, no data).  One compiled call for what tcp_output's Python
+    did in a dozen steps: a receiver sends one per super-frame its reader
+    frees room for (issue 12's in-memory bulk, one per write)."""
+    if sk is None:
+        raise TypeError("ack_whole: a TcpCb is required")
+    host = sk.host
+    ifindex, dst_mac, src_mac, _src = path
+    v6 = sk.raddr > _V6MASK
+    settings = host.settings
+    ttl = settings.ipv6_hop_limit if v6 else settings.ip_default_ttl
+    ack_xmit(sk, host.tx_queue(), ifindex, dst_mac, src_mac, ttl, now)
+    burst_sent(sk, 1, 1, v6, dst_mac is not None, now, False)
+
+
 # a lone segment's checksum is left to the device from this size on (the
 # 64 KiB segments of a MemoryWire or a TAP with a 64 KiB MTU); below it, a
 # sum (~0.1 us per 1500 bytes) is cheaper than the GsoFrame it would need

@@ -65,7 +65,7 @@ class Recorder:
             return rc
 
         fast_mod = tcp_output._tcp_fast
-        real_ack = fast_mod.ack_xmit
+        real_ack = fast_mod.ack_whole
 
         def counting_ack(*args) -> None:
             # a bare ACK built whole by tcp_send_ack's compiled call (the
@@ -77,7 +77,7 @@ class Recorder:
             m.setattr(ip_output, "tcp_frame", self.tx.tcp_frame)
             m.setattr(tcp_output, "ip_queue_xmit_tcp",
                       counting if fast else (lambda *args: None))
-            m.setattr(fast_mod, "ack_xmit", counting_ack)
+            m.setattr(fast_mod, "ack_whole", counting_ack)
             if not fast and hasattr(tcp_output, "_tcp_xmit_path"):
                 # the burst send loop for plain data (tcp_fast.write_xmit) too
                 m.setattr(tcp_output, "_tcp_xmit_path", lambda *args: None)

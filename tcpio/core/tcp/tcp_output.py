@@ -867,17 +867,12 @@ def tcp_send_ack(sk: TcpSock, now: float) -> None:
     if not fast.sack_option_len(sk) and fast.xmit_plain(sk):
         # Where the send loop's frames go whole (the route, a resolved
         # neighbour, the queue running), the ACK goes as they do: built in
-        # one compiled call (tcp_fast.ack_xmit) and counted as they are
+        # one compiled call (tcp_fast.ack_whole: ack_xmit) and counted as they are
         # (burst_sent, no data), the frame and the counters of
         # tcp_transmit_skb's path below for the same segment.
         path = _tcp_xmit_path(sk, 0)
         if path is not None:
-            host = sk.host
-            ifindex, dst_mac, src_mac, _src = path
-            v6 = sk.raddr > V6MASK
-            ttl = host.settings.ipv6_hop_limit if v6 else host.settings.ip_default_ttl
-            fast.ack_xmit(sk, host.tx_queue(), ifindex, dst_mac, src_mac, ttl, now)
-            fast.burst_sent(sk, 1, 1, v6, dst_mac is not None, now, False)
+            fast.ack_whole(sk, path, now)
             return
     tcp_transmit_skb(sk, sk.snd_nxt, TCPHDR_ACK, b"", now)
 
