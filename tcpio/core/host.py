@@ -91,7 +91,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tcpio.host")
 
 # One compiled call per frame classifies the common case (see tcpio/_fast/rx_py.py).
-rx_classify = _fast.load("rx").rx_classify
+_rx = _fast.load("rx")
+rx_classify = _rx.rx_classify
+rx_taken = _rx.rx_taken
 wire = _fast.load("wire")
 LOOPBACK = 0x7F000001           # INADDR_LOOPBACK
 LOOPBACK_IFINDEX = 0
@@ -894,18 +896,11 @@ class Host:
             self._batch_end = None
             if syn is not None:
                 syn.batch_end(self.mib)     # its counters, and the next batch's budget
-            if taken:
-                # What the layered path counts for each of them (see _rx_deliver).
-                mib = self.mib
-                mib["InReceives"] += taken
-                mib["InDelivers"] += taken
-                mib["InSegs"] += taken
-            if taken6:
-                # ipv6_rcv's, ip6_input_finish's and TCP's counts
-                mib = self.mib
-                mib["Ip6InReceives"] += taken6
-                mib["Ip6InDelivers"] += taken6
-                mib["InSegs"] += taken6
+            if taken or taken6:
+                # What the layered path counts for each of them (see
+                # _rx_deliver; for IPv6 ipv6_rcv's, ip6_input_finish's and
+                # TCP's), in one compiled call
+                rx_taken(self.mib, taken, taken6)
 
     def _rx_deliver(self, rec: tuple, frame: bytes | bytearray | memoryview,
                     now: float) -> bool:
