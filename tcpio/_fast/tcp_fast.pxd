@@ -264,7 +264,12 @@ cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_ma
 @cython.locals(wq=SndQueue, hh=Py_ssize_t, addrs6=bytes, ts_val=cython.longlong,
                ts_ecr=uint32_t, window=cython.longlong, ident=uint32_t)
 cpdef ack_xmit(TcpCb sk, list out, ifindex, dst_mac, src_mac, uint32_t ttl, double now)
-@cython.locals(host=object, settings=object, v6=bint, ttl=uint32_t)
+@cython.locals(settings=object)
+cdef object _hop_limit(host, bint v6)
+@cython.locals(host=object, v6=bint, ttl=uint32_t, gso_max=cython.longlong,
+               queue=list, queued=Py_ssize_t, data=bint, n=cython.int)
+cpdef int write_burst(TcpCb sk, long long mss, tuple path, double now, bint fin_queued) except -1
+@cython.locals(host=object, v6=bint)
 cpdef ack_whole(TcpCb sk, tuple path, double now)
 @cython.locals(window=cython.longlong, ident=uint32_t)
 cdef int _xmit_run(TcpCb sk, SndQueue wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,

@@ -205,7 +205,7 @@ def test_lossy_transfer_with_the_fin_queued_behind_the_data(rec, close):
         return outcome(net)
 
     with_fin = []
-    real = tcp_output._tcp_fast.write_xmit
+    real = tcp_output._tcp_fast.write_burst
 
     def counting(*args):
         n = real(*args)
@@ -213,7 +213,7 @@ def test_lossy_transfer_with_the_fin_queued_behind_the_data(rec, close):
             with_fin.append(n)
         return n
 
-    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_xmit", counting)
+    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_burst", counting)
     rec.compare(scenario)
     assert rec.taken > 100 and rec.declined == 0
     # the compiled loop did send segments with the FIN queued
@@ -250,7 +250,7 @@ def test_a_fin_alone_goes_through_the_compiled_loop(rec, reply):
         return outcome(net), before, after
 
     alone = []
-    real = tcp_output._tcp_fast.write_xmit
+    real = tcp_output._tcp_fast.write_burst
 
     def counting(*args):
         sk = args[0]
@@ -258,7 +258,7 @@ def test_a_fin_alone_goes_through_the_compiled_loop(rec, reply):
             alone.append(sk)
         return real(*args)
 
-    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_xmit", counting)
+    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_burst", counting)
     _, before, after = rec.compare(scenario)
     # both FINs (the client's shutdown, the server's close), in the run with the loop on
     assert len(alone) == 2

@@ -40,7 +40,7 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
-    from ..protocol import NetHost, NetHost6, TcpXmitPath
+    from ..protocol import NetHost, NetHost6
     from .sock import TcpSock
 
 wire = _fast.load("wire")
@@ -442,7 +442,10 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     prior_packets = sk.packets_out
     try:
         if path is not None:
-            sent = _tcp_write_xmit_fast(sk, mss, path, now)
+            # the compiled loop with the device's TSO limits and the TTL,
+            # then what tcp_transmit_skb and ip_output do per segment, in
+            # bulk: one call (tcp_fast.write_burst: write_xmit, burst_sent)
+            sent = _tcp_fast.write_burst(sk, mss, path, now, sk.fin_queued) > 0
         else:
             sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
@@ -529,33 +532,6 @@ def _unsend(sk: TcpSock, seg: Any, sml: int) -> None:
 # Where every segment of up to ``mss`` bytes to the peer can go out as one
 # whole frame now (tcp_fast.xmit_path); None: the general path.
 _tcp_xmit_path = _tcp_fast.xmit_path
-
-
-def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -> bool:
-    """The send loop compiled (tcp_fast.write_xmit), then what tcp_transmit_skb
-    and ip_output do per segment, in bulk (tcp_fast.burst_sent); the timers
-    are tcp_write_xmit's."""
-    host = sk.host
-    ifindex, dst_mac, src_mac, _src = path
-    v6 = sk.raddr > V6MASK
-    # IPv6: the hop limit, and the device's TSO6 (issue 12)
-    ttl = host.settings.ipv6_hop_limit if v6 else host.settings.ip_default_ttl
-    gso_max, csum_partial = host.gso_caps(ifindex, v6)
-    # sk_setup_caps' sk_gso_max_size, from the device this burst goes out
-    # on: the size goal and TSO autosizing grow past 64 KiB with BIG TCP
-    sk.gso_max_size = gso_max
-    queue = host.tx_queue()
-    queued = len(queue)
-    fast = _tcp_fast
-    # nothing unsent but a queued FIN: it goes alone (no data: no
-    # tcp_event_data_sent for it, as tcp_transmit_skb's "if payload")
-    data = sk.snd_nxt != sk.write_seq
-    n = fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
-                        csum_partial, tcp_tso_segs(sk, mss), sk.fin_queued)
-    if not n:
-        return False
-    fast.burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now, data)
-    return True
 
 
 # The first transmission with nothing in flight: cwnd restart after idle and
