@@ -264,6 +264,8 @@ cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_ma
 @cython.locals(wq=SndQueue, hh=Py_ssize_t, addrs6=bytes, ts_val=cython.longlong,
                ts_ecr=uint32_t, window=cython.longlong, ident=uint32_t)
 cpdef ack_xmit(TcpCb sk, list out, ifindex, dst_mac, src_mac, uint32_t ttl, double now)
+@cython.locals(mss=cython.longlong, window_limited=bint)
+cpdef long long xmit_begin(TcpCb sk, bint fin_queued) except -1
 @cython.locals(settings=object)
 cdef object _hop_limit(host, bint v6)
 @cython.locals(host=object, v6=bint, ttl=uint32_t, gso_max=cython.longlong,

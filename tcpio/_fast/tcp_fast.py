@@ -2146,6 +2146,28 @@ def ack_xmit(sk: TcpCb, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                                      sk.snd_nxt, _TCPHDR_ACK, window, ts_val, ts_ecr, addrs6)))
 
 
+def xmit_begin(sk: TcpCb, fin_queued: bool) -> int:
+    """tcp_write_xmit's first test, in one call: the MSS of this call's
+    segments (tcp_current_mss less the room for the SACK blocks each will
+    carry, 48 at least), or 0 when nothing may go (xmit_more: the peer's
+    window, cwnd, Nagle, a cork), the same first test both send loops
+    make.  is_cwnd_limited starts the call False (xmit_test sets it when
+    cwnd stops the loop, Linux's local is_cwnd_limited) and is left as it
+    was when nothing may go.  A bulk writer whose peer's window is full
+    pushes on every write and every flush of its transport's buffer."""
+    if sk is None:
+        raise TypeError("xmit_begin: a TcpCb is required")
+    mss = current_mss(sk) - sack_option_len(sk)
+    if mss < 48:
+        mss = 48
+    window_limited = sk.is_cwnd_limited
+    sk.is_cwnd_limited = False
+    if not xmit_more(sk, sk.snd_nxt, mss, fin_queued):
+        sk.is_cwnd_limited = window_limited
+        return 0
+    return mss
+
+
 def _hop_limit(host: Any, v6: bool) -> int:
     """The TTL of the host's IPv4 datagrams, or its IPv6 hop limit."""
     settings = host.settings

@@ -412,27 +412,25 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # interface's, or a learned path MTU that came or expired) syncs it again.
     if sk.proto.route_mtu(sk.raddr) != sk.pmtu_cookie:
         tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
-    # Like tcp_current_mss: room for the SACK blocks this segment will carry.
     fast = _tcp_fast
-    sack_len = fast.sack_option_len(sk)
-    mss = max(tcp_current_mss(sk) - sack_len, 48)
     # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
     window_limited = sk.is_cwnd_limited
-    sk.is_cwnd_limited = False
-    if not fast.xmit_more(sk, sk.snd_nxt, mss, sk.fin_queued):
-        # Nothing may go (the peer's window, cwnd, Nagle, a cork): both
-        # loops stop at this same first test, so the route, the neighbour
-        # and the device are not asked.  A bulk writer whose peer's window
-        # is full pushes on every write (tcp_sendmsg's tcp_push) and every
-        # flush of its transport's buffer: three times per 256 KiB write in
-        # issue 12's in-memory bulk, ~15 Python calls each.
-        sk.is_cwnd_limited = window_limited
+    # Like tcp_current_mss: room for the SACK blocks this segment will
+    # carry; then whether anything may go (tcp_fast.xmit_begin: 0 if the
+    # peer's window, cwnd, Nagle or a cork stops it, the same first test
+    # both loops make, so the route, the neighbour and the device are not
+    # asked).  A bulk writer whose peer's window is full pushes on every
+    # write (tcp_sendmsg's tcp_push) and every flush of its transport's
+    # buffer: three times per 256 KiB write in issue 12's in-memory bulk.
+    mss = fast.xmit_begin(sk, sk.fin_queued)
+    if not mss:
         tcp_check_probe_timer(sk, now)
         return False
     # (a queued FIN rides on the compiled loop's last data segment, or goes
     # alone through it when no data is left to carry it)
-    path = _tcp_xmit_path(sk, mss) if not sack_len and fast.xmit_plain(sk) else None
+    path = _tcp_xmit_path(sk, mss) \
+        if not fast.sack_option_len(sk) and fast.xmit_plain(sk) else None
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog (segments for a socket its owner holds wait in
     # sk_backlog until release_sock): their ACK would otherwise move snd_una,
