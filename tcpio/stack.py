@@ -488,7 +488,14 @@ class Stack:
         while True:
             if host._output:
                 out = host.take_output()
-                if out:
+                if len(out) == 1:
+                    # _transmit's one-frame case without its call: a bulk
+                    # transfer's every frame (a super-frame, or its ACK)
+                    ifindex, frame = out[0]
+                    dev = self.devices.get(ifindex)
+                    if dev is not None:
+                        dev.send(frame)
+                elif out:
                     self._transmit(out)
             if not host._wakeups:
                 if self._closed:
