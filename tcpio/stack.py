@@ -482,11 +482,20 @@ class Stack:
             return
         host = self.host
         # (the host's output list and wakeup set are looked at before the
-        # calls that take them: most kicks find one of the two empty)
-        for _ in range(_KICK_ROUNDS):
+        # calls that take them: most kicks find one of the two empty; rounds
+        # counted down, not a range() per kick: most kicks take one round)
+        rounds = _KICK_ROUNDS
+        while True:
             if host._output:
                 out = host.take_output()
-                if out:
+                if len(out) == 1:
+                    # _transmit's one-frame case without its call: a bulk
+                    # transfer's every frame (a super-frame, or its ACK)
+                    ifindex, frame = out[0]
+                    dev = self.devices.get(ifindex)
+                    if dev is not None:
+                        dev.send(frame)
+                elif out:
                     self._transmit(out)
             if not host._wakeups:
                 if self._closed:
@@ -506,9 +515,11 @@ class Stack:
                             "exception": exc, "socket": sk})
             if self._closed:
                 return          # a callback closed the stack: arm nothing
-        else:
-            # Still busy: finish on the next loop iteration rather than starve it.
-            self.loop.call_soon(self.kick)
+            rounds -= 1
+            if not rounds:
+                # Still busy: finish on the next loop iteration rather than starve it.
+                self.loop.call_soon(self.kick)
+                break
         if self._rx_pending and not self._rx_busy:
             self._softirq()
             if self._closed:

@@ -603,3 +603,23 @@ def test_lo_still_sends_broadcast_copies_and_bad_checksums_the_slow_way(rx):
     assert rx.rx_classify(bcast, None, LOCAL, BCASTS, True, None, 0.0, True) is None
     bad = corrupt(bytes(udp(b"x", src="127.0.0.1", dst="127.0.0.1")), 27)
     assert rx.rx_classify(bad, None, LOCAL, BCASTS, True, None, 0.0, True) is None
+
+
+def test_rx_taken_moves_the_layered_paths_counters_and_no_other(rx):
+    """A batch's segments taken whole by the TCP fast path are counted as
+    ip_rcv -> ip_local_deliver -> tcp_v4_rcv (ipv6_rcv -> ip6_input_finish
+    for IPv6) count each: In/Ip6InReceives, In/Ip6InDelivers, InSegs; a
+    family with none taken moves nothing, and a batch with none at all
+    leaves the MIB without a key it did not have (snapshot() unchanged)."""
+    from tcpio.core.mib import Mib
+    mib = Mib()
+    rx.rx_taken(mib, 0, 0)
+    assert mib.snapshot() == Mib().snapshot()
+    rx.rx_taken(mib, 3, 0)
+    assert (mib["InReceives"], mib["InDelivers"], mib["InSegs"]) == (3, 3, 3)
+    assert "Ip6InReceives" not in mib and "Ip6InDelivers" not in mib
+    rx.rx_taken(mib, 0, 2)
+    rx.rx_taken(mib, 1, 1)
+    assert (mib["InReceives"], mib["InDelivers"]) == (4, 4)
+    assert (mib["Ip6InReceives"], mib["Ip6InDelivers"]) == (3, 3)
+    assert mib["InSegs"] == 7

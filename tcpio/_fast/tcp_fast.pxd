@@ -264,6 +264,15 @@ cpdef int write_xmit(TcpCb sk, long long mss, list out, ifindex, dst_mac, src_ma
 @cython.locals(wq=SndQueue, hh=Py_ssize_t, addrs6=bytes, ts_val=cython.longlong,
                ts_ecr=uint32_t, window=cython.longlong, ident=uint32_t)
 cpdef ack_xmit(TcpCb sk, list out, ifindex, dst_mac, src_mac, uint32_t ttl, double now)
+@cython.locals(mss=cython.longlong, window_limited=bint)
+cpdef long long xmit_begin(TcpCb sk, bint fin_queued) except -1
+@cython.locals(settings=object)
+cdef object _hop_limit(host, bint v6)
+@cython.locals(host=object, v6=bint, ttl=uint32_t, gso_max=cython.longlong,
+               queue=list, queued=Py_ssize_t, data=bint, n=cython.int)
+cpdef int write_burst(TcpCb sk, long long mss, tuple path, double now, bint fin_queued) except -1
+@cython.locals(host=object, v6=bint)
+cpdef ack_whole(TcpCb sk, tuple path, double now)
 @cython.locals(window=cython.longlong, ident=uint32_t)
 cdef int _xmit_run(TcpCb sk, SndQueue wq, list out, ifindex, dst_mac, src_mac, Py_ssize_t hh,
                    uint32_t ttl, Py_ssize_t off, Py_ssize_t n,

@@ -2146,6 +2146,81 @@ def ack_xmit(sk: TcpCb, out: list[Any], ifindex: Any, dst_mac: bytes | None,
                                      sk.snd_nxt, _TCPHDR_ACK, window, ts_val, ts_ecr, addrs6)))
 
 
+def xmit_begin(sk: TcpCb, fin_queued: bool) -> int:
+    """tcp_write_xmit's first test, in one call: the MSS of this call's
+    segments (tcp_current_mss less the room for the SACK blocks each will
+    carry, 48 at least), or 0 when nothing may go (xmit_more: the peer's
+    window, cwnd, Nagle, a cork), the same first test both send loops
+    make.  is_cwnd_limited starts the call False (xmit_test sets it when
+    cwnd stops the loop, Linux's local is_cwnd_limited) and is left as it
+    was when nothing may go.  A bulk writer whose peer's window is full
+    pushes on every write and every flush of its transport's buffer."""
+    if sk is None:
+        raise TypeError("xmit_begin: a TcpCb is required")
+    mss = current_mss(sk) - sack_option_len(sk)
+    if mss < 48:
+        mss = 48
+    window_limited = sk.is_cwnd_limited
+    sk.is_cwnd_limited = False
+    if not xmit_more(sk, sk.snd_nxt, mss, fin_queued):
+        sk.is_cwnd_limited = window_limited
+        return 0
+    return mss
+
+
+def _hop_limit(host: Any, v6: bool) -> int:
+    """The TTL of the host's IPv4 datagrams, or its IPv6 hop limit."""
+    settings = host.settings
+    return settings.ipv6_hop_limit if v6 else settings.ip_default_ttl
+
+
+def write_burst(sk: TcpCb, mss: int, path: Any, now: float, fin_queued: bool) -> int:
+    """tcp_write_xmit's burst where every segment goes whole (``path``,
+    xmit_path's): the send loop (write_xmit) with the device's TSO limits
+    (NetHost.gso_caps, recorded as sk_setup_caps' sk_gso_max_size: the size
+    goal and TSO autosizing grow past 64 KiB with BIG TCP) and the IPv6 hop
+    limit or the IPv4 TTL, then what tcp_transmit_skb and ip_output do per
+    segment, in bulk (burst_sent).  The segments sent (0: none).  One
+    compiled call for what tcp_output's Python did in ~90 bytecodes: one
+    burst per ACK of a bulk transfer."""
+    if sk is None:
+        raise TypeError("write_burst: a TcpCb is required")
+    host = sk.host
+    ifindex, dst_mac, src_mac, _src = path
+    v6 = sk.raddr > _V6MASK
+    ttl = _hop_limit(host, v6)
+    gso_max, csum_partial = host.gso_caps(ifindex, v6)
+    sk.gso_max_size = gso_max
+    queue = host.tx_queue()
+    queued = len(queue)
+    # nothing unsent but a queued FIN: it goes alone (no data: no
+    # tcp_event_data_sent for it, as tcp_transmit_skb's "if payload")
+    data = sk.snd_nxt != sk.write_seq
+    n = write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
+                   csum_partial, tso_segs(sk, mss), fin_queued)
+    if n:
+        burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now, data)
+    return n
+
+
+def ack_whole(sk: TcpCb, path: Any, now: float) -> None:
+    """tcp_send_ack's bare ACK where the send loop's frames go whole
+    (``path``, xmit_path's: the route, a resolved neighbour, the queue
+    running) and nothing asks for more than a plain ACK (no SACK block,
+    xmit_plain; the caller checked): ack_xmit's frame with the IPv6 hop
+    limit or the IPv4 TTL, counted as the send loop's frames are
+    (burst_sent, no data).  One compiled call for what tcp_output's Python
+    did in a dozen steps: a receiver sends one per super-frame its reader
+    frees room for (issue 12's in-memory bulk, one per write)."""
+    if sk is None:
+        raise TypeError("ack_whole: a TcpCb is required")
+    host = sk.host
+    ifindex, dst_mac, src_mac, _src = path
+    v6 = sk.raddr > _V6MASK
+    ack_xmit(sk, host.tx_queue(), ifindex, dst_mac, src_mac, _hop_limit(host, v6), now)
+    burst_sent(sk, 1, 1, v6, dst_mac is not None, now, False)
+
+
 # a lone segment's checksum is left to the device from this size on (the
 # 64 KiB segments of a MemoryWire or a TAP with a 64 KiB MTU); below it, a
 # sum (~0.1 us per 1500 bytes) is cheaper than the GsoFrame it would need

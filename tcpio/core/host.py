@@ -91,7 +91,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tcpio.host")
 
 # One compiled call per frame classifies the common case (see tcpio/_fast/rx_py.py).
-rx_classify = _fast.load("rx").rx_classify
+_rx = _fast.load("rx")
+rx_classify = _rx.rx_classify
+rx_taken = _rx.rx_taken
 wire = _fast.load("wire")
 LOOPBACK = 0x7F000001           # INADDR_LOOPBACK
 LOOPBACK_IFINDEX = 0
@@ -796,23 +798,28 @@ class Host:
             entry = self._early_demux.get(IPPROTO_TCP)
             self._tcp_demux = entry[1] if entry is not None and entry[0] is tcp else None
         demux = self._tcp_demux
-        classify = rx_classify
         mac, local, bcast = iface.mac, self._local, self._bcast
-        verify = demux is not None
-        ehash = demux.ehash if demux is not None else None
         lo = iface is self.lo
         # a raw sock for TCP or UDP must see every segment: no fast path then
         fast = not self.raw.tcpudp
-        # TCP's stateless SYN path, for a device's frames (lo's SYNs go layered)
-        syn = demux.syn if demux is not None and not lo else None
-        # IPv6 segments of established connections (_rx_tcp6), when the IPv6
-        # TCP handler is this TCP's; lo's go layered
-        v6 = None
-        if demux is not None and demux.ehash6 is not None and not lo and getattr(
-                self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
-            v6 = (self.local6, demux.ehash6, iface.ifindex)
+        # (one test of demux for the four things that follow from it: every
+        # batch asks)
+        if demux is None:
+            verify = False
+            ehash = syn = v6 = None
+        else:
+            verify = True
+            ehash = demux.ehash
+            # TCP's stateless SYN path, for a device's frames (lo's SYNs go
+            # layered); IPv6 segments of established connections (_rx_tcp6),
+            # when the IPv6 TCP handler is this TCP's (lo's go layered)
+            syn = v6 = None
+            if not lo:
+                syn = demux.syn
+                if demux.ehash6 is not None and getattr(
+                        self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
+                    v6 = (self.local6, demux.ehash6, iface.ifindex)
         taken6 = 0      # the IPv6 ones
-        ip_rcv = ip_input.ip_rcv
         taken = 0       # segments the TCP fast path took whole
         gro = False     # rx_gso_* set for the frame in hand
         was_busy = self._busy
@@ -824,13 +831,13 @@ class Host:
             for frame in frames:
                 rec: Any = False        # until classify returns: the TCP fast path may run
                 try:
-                    if not fast:
+                    if fast and not lo:
+                        rec = rx_classify(frame, mac, local, bcast, verify, ehash, now, False,
+                                          syn, v6)
+                    elif not fast:
                         rec = None
-                    elif lo:
-                        rec = classify(frame, None, local, bcast, verify, ehash, now, True)
                     else:
-                        rec = classify(frame, mac, local, bcast, verify, ehash, now, False, syn,
-                                       v6)
+                        rec = rx_classify(frame, None, local, bcast, verify, ehash, now, True)
                     if rec is True:
                         taken += 1
                         continue
@@ -858,7 +865,7 @@ class Host:
                             if frame[0] >> 4 == 6:
                                 ip6_input.ipv6_rcv(self, iface, frame, now, False, True)
                             else:
-                                ip_rcv(self, iface, frame, now, False, True)
+                                ip_input.ip_rcv(self, iface, frame, now, False, True)
                         else:
                             self._rx_slow(iface, frame, now)
                 except Exception:
@@ -889,18 +896,11 @@ class Host:
             self._batch_end = None
             if syn is not None:
                 syn.batch_end(self.mib)     # its counters, and the next batch's budget
-            if taken:
-                # What the layered path counts for each of them (see _rx_deliver).
-                mib = self.mib
-                mib["InReceives"] += taken
-                mib["InDelivers"] += taken
-                mib["InSegs"] += taken
-            if taken6:
-                # ipv6_rcv's, ip6_input_finish's and TCP's counts
-                mib = self.mib
-                mib["Ip6InReceives"] += taken6
-                mib["Ip6InDelivers"] += taken6
-                mib["InSegs"] += taken6
+            if taken or taken6:
+                # What the layered path counts for each of them (see
+                # _rx_deliver; for IPv6 ipv6_rcv's, ip6_input_finish's and
+                # TCP's), in one compiled call
+                rx_taken(self.mib, taken, taken6)
 
     def _rx_deliver(self, rec: tuple, frame: bytes | bytearray | memoryview,
                     now: float) -> bool:

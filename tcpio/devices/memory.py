@@ -66,12 +66,6 @@ from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, 
 from tcpio.devices.impair import Impairment
 
 
-def _per_segment(imp: Impairment) -> bool:
-    """Does this impairment act on each segment (not only delay them all)?"""
-    return bool(imp.loss or imp.jitter or imp.reorder or imp.duplicate or imp.corrupt
-                or imp.rate)
-
-
 def _cut(frame: bytes | bytearray, gso_size: int) -> list[bytes] | None:
     """A TCP frame the sender left to the device (a super-frame's segments,
     virtio_net.gso_segment; ``gso_size`` 0: the one frame, its partial
@@ -116,7 +110,9 @@ class DelayLine:
             return False
         imp = self.impairment
         if type(frame) is GsoFrame:
-            if imp is not None and _per_segment(imp):
+            # an impairment that acts on each segment (not only delays them all)
+            if imp is not None and (imp.loss or imp.jitter or imp.reorder or imp.duplicate
+                                    or imp.corrupt or imp.rate):
                 # each segment meets the impairment model on its own, with
                 # its checksum complete (a corrupted bit must show)
                 gso_size = getattr(frame, "gso_size", 0) if getattr(frame, "gso_segs", 1) > 1 \
@@ -141,7 +137,10 @@ class DelayLine:
                 frame.csum_valid = True
                 delay = imp.delay if imp is not None else 0.0
                 if not delay and not self._heap:
-                    self._push_ready(frame)
+                    # _push_ready without its call
+                    self._ready.append(frame)
+                    if self._ready_handle is None:
+                        self._ready_handle = loop.call_soon(self._fire_ready)
                     return True
                 fates = [(loop.time() + delay, frame)]
         elif imp is not None:
@@ -287,7 +286,9 @@ class WireEnd(SendEach):
     def send(self, frame: bytes | bytearray) -> None:
         st = self.stats
         netif = self.netif
-        if netif is not None and netif.stopped:
+        # (the qdisc's flag read directly: NetifQueue.stopped is a property,
+        # a Python call per frame sent)
+        if netif is not None and netif.qdisc.stopped:
             netif.requeue(frame)        # NETDEV_TX_BUSY: back to the qdisc
             return
         if self._on_frames is None:
@@ -305,7 +306,9 @@ class WireEnd(SendEach):
             return
         st["tx_packets"] += 1
         st["tx_bytes"] += len(frame)
-        if netif is not None and self._ring_full():
+        # _ring_full without its call (not paused: that returned above)
+        ring = self.tx_ring
+        if ring is not None and netif is not None and len(self._line_out) >= ring:
             netif.stop()                # netif_stop_queue: no room for another
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
@@ -399,13 +402,19 @@ class MemoryWire:
         self.a.peer, self.b.peer = self.b, self.a
         a, b = self.a, self.b
 
+        # (the sender's tx_done only when its queue is stopped: it does
+        # nothing otherwise, and this runs for every frame delivered)
         def a_to_b(frames: list[bytes]) -> None:
             b._deliver(frames)
-            a.tx_done()
+            netif = a.netif
+            if netif is not None and netif.qdisc.stopped:
+                a.tx_done()
 
         def b_to_a(frames: list[bytes]) -> None:
             a._deliver(frames)
-            b.tx_done()
+            netif = b.netif
+            if netif is not None and netif.qdisc.stopped:
+                b.tx_done()
 
         line_ab.sink = a_to_b
         line_ba.sink = b_to_a

@@ -1,9 +1,10 @@
 """A bare ACK built in one compiled call is the ACK tcp_transmit_skb builds.
 
 tcp_send_ack hands a bare ACK (no SACK block pending, nothing xmit_plain
-declines) to ``tcp_fast.ack_xmit`` where the send loop's frames go whole
-(``xmit_path``): one call builds the frame (the same timestamp, window and
-IP ID, taken in tcp_transmit_skb's order) and ``burst_sent`` counts it.
+declines) to ``tcp_fast.ack_whole`` where the send loop's frames go whole
+(``xmit_path``): one call builds the frame (ack_xmit: the same timestamp,
+window and IP ID, taken in tcp_transmit_skb's order) and counts it
+(burst_sent).
 The oracle is tcp_transmit_skb -> ip_queue_xmit_tcp's path for the same
 segment (``_tcp_xmit_path`` off): the same bytes and the same counters.
 A pending SACK block still takes the general path, which carries it.
@@ -45,8 +46,8 @@ def _ack_after_data(monkeypatch: pytest.MonkeyPatch, whole: bool, ooo: bool = Fa
 def test_a_bare_ack_built_whole_is_the_layered_paths_ack(monkeypatch: pytest.MonkeyPatch,
                                                          ooo: bool) -> None:
     calls: list[Any] = []
-    real = tcp_output._tcp_fast.ack_xmit
-    monkeypatch.setattr(tcp_output._tcp_fast, "ack_xmit",
+    real = tcp_output._tcp_fast.ack_whole
+    monkeypatch.setattr(tcp_output._tcp_fast, "ack_whole",
                         lambda *args: calls.append(args) or real(*args))
     whole = _ack_after_data(monkeypatch, whole=True, ooo=ooo, calls=calls)
     assert len(calls) == (0 if ooo else 1)     # a SACK block: the general path

@@ -258,7 +258,8 @@ def test_fast_path_takes_the_bulk_of_a_clean_transfer(monkeypatch, family, fin_e
         return ok
 
     burst = {"segments": 0}
-    monkeypatch.setattr(fast, "write_xmit", _counting(fast.write_xmit, burst, "segments"))
+    # (write_burst: the send loop, write_xmit, with its TTL and TSO limits)
+    monkeypatch.setattr(fast, "write_burst", _counting(fast.write_burst, burst, "segments"))
     # Count through the pure classifier so every fast-path attempt is visible.
     monkeypatch.setattr(rx_py, "_rcv_established", counting)
     monkeypatch.setattr(rx_py, "_rcv_window_ack", window_ack)

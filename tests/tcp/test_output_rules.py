@@ -1045,8 +1045,8 @@ def test_full_size_data_segments_take_the_burst_path(monkeypatch, timestamps):
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def write_xmit(self, *args):
-            n = real.write_xmit(*args)
+        def write_burst(self, *args):
+            n = real.write_burst(*args)
             burst[0] += n
             return n
 

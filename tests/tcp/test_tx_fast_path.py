@@ -65,7 +65,7 @@ class Recorder:
             return rc
 
         fast_mod = tcp_output._tcp_fast
-        real_ack = fast_mod.ack_xmit
+        real_ack = fast_mod.ack_whole
 
         def counting_ack(*args) -> None:
             # a bare ACK built whole by tcp_send_ack's compiled call (the
@@ -77,7 +77,7 @@ class Recorder:
             m.setattr(ip_output, "tcp_frame", self.tx.tcp_frame)
             m.setattr(tcp_output, "ip_queue_xmit_tcp",
                       counting if fast else (lambda *args: None))
-            m.setattr(fast_mod, "ack_xmit", counting_ack)
+            m.setattr(fast_mod, "ack_whole", counting_ack)
             if not fast and hasattr(tcp_output, "_tcp_xmit_path"):
                 # the burst send loop for plain data (tcp_fast.write_xmit) too
                 m.setattr(tcp_output, "_tcp_xmit_path", lambda *args: None)
@@ -205,7 +205,7 @@ def test_lossy_transfer_with_the_fin_queued_behind_the_data(rec, close):
         return outcome(net)
 
     with_fin = []
-    real = tcp_output._tcp_fast.write_xmit
+    real = tcp_output._tcp_fast.write_burst
 
     def counting(*args):
         n = real(*args)
@@ -213,7 +213,7 @@ def test_lossy_transfer_with_the_fin_queued_behind_the_data(rec, close):
             with_fin.append(n)
         return n
 
-    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_xmit", counting)
+    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_burst", counting)
     rec.compare(scenario)
     assert rec.taken > 100 and rec.declined == 0
     # the compiled loop did send segments with the FIN queued
@@ -250,7 +250,7 @@ def test_a_fin_alone_goes_through_the_compiled_loop(rec, reply):
         return outcome(net), before, after
 
     alone = []
-    real = tcp_output._tcp_fast.write_xmit
+    real = tcp_output._tcp_fast.write_burst
 
     def counting(*args):
         sk = args[0]
@@ -258,7 +258,7 @@ def test_a_fin_alone_goes_through_the_compiled_loop(rec, reply):
             alone.append(sk)
         return real(*args)
 
-    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_xmit", counting)
+    rec.monkeypatch.setattr(tcp_output._tcp_fast, "write_burst", counting)
     _, before, after = rec.compare(scenario)
     # both FINs (the client's shutdown, the server's close), in the run with the loop on
     assert len(alone) == 2

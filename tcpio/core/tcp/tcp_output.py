@@ -40,7 +40,7 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
-    from ..protocol import NetHost, NetHost6, TcpXmitPath
+    from ..protocol import NetHost, NetHost6
     from .sock import TcpSock
 
 wire = _fast.load("wire")
@@ -406,27 +406,25 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # interface's, or a learned path MTU that came or expired) syncs it again.
     if sk.proto.route_mtu(sk.raddr) != sk.pmtu_cookie:
         tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
-    # Like tcp_current_mss: room for the SACK blocks this segment will carry.
     fast = _tcp_fast
-    sack_len = fast.sack_option_len(sk)
-    mss = max(tcp_current_mss(sk) - sack_len, 48)
     # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
     window_limited = sk.is_cwnd_limited
-    sk.is_cwnd_limited = False
-    if not fast.xmit_more(sk, sk.snd_nxt, mss, sk.fin_queued):
-        # Nothing may go (the peer's window, cwnd, Nagle, a cork): both
-        # loops stop at this same first test, so the route, the neighbour
-        # and the device are not asked.  A bulk writer whose peer's window
-        # is full pushes on every write (tcp_sendmsg's tcp_push) and every
-        # flush of its transport's buffer: three times per 256 KiB write in
-        # issue 12's in-memory bulk, ~15 Python calls each.
-        sk.is_cwnd_limited = window_limited
+    # Like tcp_current_mss: room for the SACK blocks this segment will
+    # carry; then whether anything may go (tcp_fast.xmit_begin: 0 if the
+    # peer's window, cwnd, Nagle or a cork stops it, the same first test
+    # both loops make, so the route, the neighbour and the device are not
+    # asked).  A bulk writer whose peer's window is full pushes on every
+    # write (tcp_sendmsg's tcp_push) and every flush of its transport's
+    # buffer: three times per 256 KiB write in issue 12's in-memory bulk.
+    mss = fast.xmit_begin(sk, sk.fin_queued)
+    if not mss:
         tcp_check_probe_timer(sk, now)
         return False
     # (a queued FIN rides on the compiled loop's last data segment, or goes
     # alone through it when no data is left to carry it)
-    path = _tcp_xmit_path(sk, mss) if not sack_len and fast.xmit_plain(sk) else None
+    path = _tcp_xmit_path(sk, mss) \
+        if not fast.sack_option_len(sk) and fast.xmit_plain(sk) else None
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog (segments for a socket its owner holds wait in
     # sk_backlog until release_sock): their ACK would otherwise move snd_una,
@@ -436,7 +434,10 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     prior_packets = sk.packets_out
     try:
         if path is not None:
-            sent = _tcp_write_xmit_fast(sk, mss, path, now)
+            # the compiled loop with the device's TSO limits and the TTL,
+            # then what tcp_transmit_skb and ip_output do per segment, in
+            # bulk: one call (tcp_fast.write_burst: write_xmit, burst_sent)
+            sent = _tcp_fast.write_burst(sk, mss, path, now, sk.fin_queued) > 0
         else:
             sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
@@ -523,33 +524,6 @@ def _unsend(sk: TcpSock, seg: Any, sml: int) -> None:
 # Where every segment of up to ``mss`` bytes to the peer can go out as one
 # whole frame now (tcp_fast.xmit_path); None: the general path.
 _tcp_xmit_path = _tcp_fast.xmit_path
-
-
-def _tcp_write_xmit_fast(sk: TcpSock, mss: int, path: TcpXmitPath, now: float) -> bool:
-    """The send loop compiled (tcp_fast.write_xmit), then what tcp_transmit_skb
-    and ip_output do per segment, in bulk (tcp_fast.burst_sent); the timers
-    are tcp_write_xmit's."""
-    host = sk.host
-    ifindex, dst_mac, src_mac, _src = path
-    v6 = sk.raddr > V6MASK
-    # IPv6: the hop limit, and the device's TSO6 (issue 12)
-    ttl = host.settings.ipv6_hop_limit if v6 else host.settings.ip_default_ttl
-    gso_max, csum_partial = host.gso_caps(ifindex, v6)
-    # sk_setup_caps' sk_gso_max_size, from the device this burst goes out
-    # on: the size goal and TSO autosizing grow past 64 KiB with BIG TCP
-    sk.gso_max_size = gso_max
-    queue = host.tx_queue()
-    queued = len(queue)
-    fast = _tcp_fast
-    # nothing unsent but a queued FIN: it goes alone (no data: no
-    # tcp_event_data_sent for it, as tcp_transmit_skb's "if payload")
-    data = sk.snd_nxt != sk.write_seq
-    n = fast.write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
-                        csum_partial, tcp_tso_segs(sk, mss), sk.fin_queued)
-    if not n:
-        return False
-    fast.burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now, data)
-    return True
 
 
 # The first transmission with nothing in flight: cwnd restart after idle and
@@ -861,17 +835,12 @@ def tcp_send_ack(sk: TcpSock, now: float) -> None:
     if not fast.sack_option_len(sk) and fast.xmit_plain(sk):
         # Where the send loop's frames go whole (the route, a resolved
         # neighbour, the queue running), the ACK goes as they do: built in
-        # one compiled call (tcp_fast.ack_xmit) and counted as they are
+        # one compiled call (tcp_fast.ack_whole: ack_xmit) and counted as they are
         # (burst_sent, no data), the frame and the counters of
         # tcp_transmit_skb's path below for the same segment.
         path = _tcp_xmit_path(sk, 0)
         if path is not None:
-            host = sk.host
-            ifindex, dst_mac, src_mac, _src = path
-            v6 = sk.raddr > V6MASK
-            ttl = host.settings.ipv6_hop_limit if v6 else host.settings.ip_default_ttl
-            fast.ack_xmit(sk, host.tx_queue(), ifindex, dst_mac, src_mac, ttl, now)
-            fast.burst_sent(sk, 1, 1, v6, dst_mac is not None, now, False)
+            fast.ack_whole(sk, path, now)
             return
     tcp_transmit_skb(sk, sk.snd_nxt, TCPHDR_ACK, b"", now)
 
