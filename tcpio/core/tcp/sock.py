@@ -364,12 +364,14 @@ class TcpSock(TcpCb):
     # --- timers made when first armed --------------------------------------
     # (owned timers: they hold the socket weakly, so a closed socket is freed
     # by reference counting, not left to the cycle collector; the timer
-    # wheel's work, TimerWheel.timer, without its call)
+    # wheel's work, TimerWheel.timer, without its call; the wheel found
+    # through proto, a slot, not host, a TcpCb field: a getset read from
+    # Python that CPython 3.11 does not specialize)
     def rtx_timer_made(self) -> Timer:
         """``rtx_timer``, made now if it was not (NO_TIMER): to arm it."""
         timer = self.rtx_timer
         if timer is NO_TIMER:
-            timer = self.rtx_timer = Timer(self.host.timers, tcp_timer.tcp_write_timer,
+            timer = self.rtx_timer = Timer(self.proto.host.timers, tcp_timer.tcp_write_timer,
                                            weakref.ref(self))
         return timer  # type: ignore[return-value]
 
@@ -380,7 +382,7 @@ class TcpSock(TcpCb):
         delayed ACK wrong, and holding it made the peer retransmit."""
         timer = self.delack_timer
         if timer is NO_TIMER:
-            timer = self.delack_timer = PromptTimer(self.host.timers,
+            timer = self.delack_timer = PromptTimer(self.proto.host.timers,
                                                     tcp_timer.tcp_delack_timer,
                                                     weakref.ref(self))
         return timer
