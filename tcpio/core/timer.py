@@ -71,31 +71,34 @@ class Timer:
         self.callback = callback
         self.owner = owner
         self.when: float | None = None
-        self._seq = 0
         # Deadline and sequence of this timer's live heap entry (_queued
         # None: no live entry).  Both: after a cancel, an arming at the same
         # deadline pushes an entry that only its sequence tells from the stale one.
+        # (_seq, the arming's sequence, and _qseq are set by the first arm:
+        # nothing reads them before, and a timer made per connection is
+        # made on the accept path, issue 11.)
         self._queued: float | None = None
-        self._qseq = -1
 
     def arm(self, when: float) -> None:
         """Fire at ``when`` (replacing any earlier arming)."""
-        wheel = self._wheel
-        parked = self.when is None      # (with _queued set: a cancelled timer's entry)
-        self.when = when
-        self._seq = next(wheel._seq)
         queued = self._queued
-        if queued is not None:
-            if when >= queued:
-                if parked:
-                    wheel._stale -= 1       # the parked entry is this arming's again
-                return
-            if not parked:
-                wheel._stale += 1           # the entry left behind is stale now
-        self._queued = when
-        self._qseq = self._seq
-        heapq.heappush(wheel._prompt_heap if self.prompt else wheel._heap,
-                       (when, self._seq, self))
+        if queued is not None and when >= queued:
+            # The common re-arm: later than the live entry (tcp_rearm_rto on
+            # an ACK), or after a cancel at or after the parked entry (the
+            # next request's delayed ACK): the entry stays, moved when it
+            # surfaces (_settle_top).
+            wheel = self._wheel
+            if self.when is None:
+                wheel._stale -= 1       # the parked entry is this arming's again
+            self.when = when
+            self._seq = next(wheel._seq)
+            return
+        wheel = self._wheel
+        if queued is not None and self.when is not None:
+            wheel._stale += 1           # armed earlier: the entry left behind is stale now
+        self.when = self._queued = when
+        self._seq = self._qseq = seq = next(wheel._seq)
+        heapq.heappush(wheel._prompt_heap if self.prompt else wheel._heap, (when, seq, self))
         # Bound the garbage: when stale entries dominate, rebuild the heaps.
         stale = wheel._stale
         if stale > 256 and stale * 2 > len(wheel._heap) + len(wheel._prompt_heap):

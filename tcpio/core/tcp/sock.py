@@ -66,6 +66,7 @@ from .tcp_trace import SockTracer, TraceSink, tcp_log_state
 if TYPE_CHECKING:
     from ..protocol import NetHost6
     from .tcp_ipv4 import TcpProto
+    from .tcp_minisocks import SynQueueTimer
 
 # inet_stream_connect's socket states (sock->state).
 SS_UNCONNECTED = 1
@@ -214,7 +215,7 @@ class TcpSock(TcpCb):
         "opts",
         # listener (sk_max_ack_backlog, icsk_accept_queue; any other sock holds
         # the shared empty stand-ins)
-        "max_ack_backlog", "accept_queue", "syn_queue",
+        "max_ack_backlog", "accept_queue", "syn_queue", "synq_timer",
         # send side (iss, snd_wl1, max_window, sndbuf: TcpCb's)
         "fin_queued", "snd_up", "retransmit_hint",
         "sack_cache", "lsndtime", "segs_out", "total_retrans",
@@ -264,6 +265,9 @@ class TcpSock(TcpCb):
         # ~0.6 KiB, most of a socket's memory otherwise)
         self.accept_queue: deque[TcpSock] = _NO_ACCEPT_QUEUE
         self.syn_queue: dict = _NO_SYN_QUEUE   # request socks (NEW_SYN_RECV) of this listener
+        # its requests' first SYN-ACK timeouts, made at the first SYN
+        # (tcp_minisocks.SynQueueTimer)
+        self.synq_timer: SynQueueTimer | None = None
         self.parent: TcpSock | None = None  # listener of a child waiting in accept queue
         self.passive = False        # made by a listener (TCP_INFO's bytes_acked base)
         # options set by the user: TCP_NODELAY/TCP_CORK are TcpCb fields the
@@ -360,12 +364,14 @@ class TcpSock(TcpCb):
     # --- timers made when first armed --------------------------------------
     # (owned timers: they hold the socket weakly, so a closed socket is freed
     # by reference counting, not left to the cycle collector; the timer
-    # wheel's work, TimerWheel.timer, without its call)
+    # wheel's work, TimerWheel.timer, without its call; the wheel found
+    # through proto, a slot, not host, a TcpCb field: a getset read from
+    # Python that CPython 3.11 does not specialize)
     def rtx_timer_made(self) -> Timer:
         """``rtx_timer``, made now if it was not (NO_TIMER): to arm it."""
         timer = self.rtx_timer
         if timer is NO_TIMER:
-            timer = self.rtx_timer = Timer(self.host.timers, tcp_timer.tcp_write_timer,
+            timer = self.rtx_timer = Timer(self.proto.host.timers, tcp_timer.tcp_write_timer,
                                            weakref.ref(self))
         return timer  # type: ignore[return-value]
 
@@ -376,7 +382,7 @@ class TcpSock(TcpCb):
         delayed ACK wrong, and holding it made the peer retransmit."""
         timer = self.delack_timer
         if timer is NO_TIMER:
-            timer = self.delack_timer = PromptTimer(self.host.timers,
+            timer = self.delack_timer = PromptTimer(self.proto.host.timers,
                                                     tcp_timer.tcp_delack_timer,
                                                     weakref.ref(self))
         return timer

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, cast
 
@@ -36,7 +35,6 @@ from ..errors import sock_error
 from ..in_h import AF_INET, AF_INET6, IPPROTO_TCP
 from ..ipv6 import is_multicast6
 from ..protocol import EarlyDemux
-from ..timer import Timer
 from .inet6_addr import IPV6_TCP_EXTRA, V6MASK, V6TAG, route_check, route_mtu4
 from .inet_hashtables import InetHashInfo
 from .secure_seq import secure_tcp_seq, secure_tcp_ts_off
@@ -64,8 +62,9 @@ from .tcp_minisocks import (
     TCP_TW_RST,
     TCP_TW_SUCCESS,
     RequestSock,
+    SynQueueTimer,
     TimeWaitSock,
-    reqsk_timer,
+    reqsk_timer_when,
     tcp_check_req,
     tcp_create_openreq_child,
     tcp_init_transfer_passive,
@@ -77,6 +76,7 @@ from .tcp_minisocks import (
 from .tcp_output import (
     CTL_SOCK_DF,
     ICSK_TIME_PROBE0,
+    TCP_TIMEOUT_INIT,
     tcp_abort_with_reset,
     tcp_connect,
     tcp_sync_mss,
@@ -457,7 +457,13 @@ class TcpProto:
         if req.dead:
             return
         req.dead = True
-        req.timer.cancel()      # (a cookie's request is born dead and has none)
+        # its SYN-ACK timer stopped: out of the listener's first timeouts, or
+        # its own (a cookie's request is born dead and has none)
+        timer = req.timer
+        if isinstance(timer, SynQueueTimer):
+            del timer.fresh[req]
+        else:
+            timer.cancel()
         if unhash:
             self.hashinfo.ehash_remove(req)
         req.listener.syn_queue.pop(req, None)
@@ -550,9 +556,17 @@ class TcpProto:
             host.secret, laddr, req.lport, raddr, req.rport, now,
             _syn_fast.isn_hash(self.syn_path.keys, laddr, req.lport, raddr, req.rport)
             if raddr <= V6MASK else None)
-        # (host.timers.timer(reqsk_timer, req) without its call: an owned timer)
-        req.timer = timer = Timer(host.timers, reqsk_timer, weakref.ref(req))
-        timer.arm(now + 1.0)
+        # its SYN-ACK timer, the first timeout kept with the listener's others
+        # (SynQueueTimer: no Timer of its own unless it runs out)
+        # (in the order of their deadlines: the clock does not go back)
+        q = listener.synq_timer
+        if q is None:
+            q = listener.synq_timer = SynQueueTimer(listener)
+        req.timer = q
+        req.expires = expires = now + TCP_TIMEOUT_INIT
+        q.fresh[req] = None
+        if q.timer.when is None:
+            q.timer.arm(expires)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
         tcp_send_synack(self, req, now, advmss)
@@ -914,7 +928,8 @@ class TcpProto:
                 rq = sq = 0
             elif isinstance(sk, RequestSock):
                 name = STATE_NAMES[TCP_NEW_SYN_RECV]
-                timer = _timer_str("on", sk.timer, now)
+                when = reqsk_timer_when(sk)
+                timer = "" if when is None else f"on({max(when - now, 0.0):.3f}s)"
                 rq = sq = 0
             else:
                 name = STATE_NAMES.get(sk.state, str(sk.state))

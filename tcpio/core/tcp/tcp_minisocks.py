@@ -10,9 +10,11 @@ close (TIME_WAIT, or an orphan's FIN_WAIT2) without the full control block.
 from __future__ import annotations
 
 import errno
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ... import _fast
+from ..timer import Timer
 from ..qdisc import net_xmit_eval
 from .inet6_addr import V6MASK
 from .sock import SS_CONNECTED, TcpSock
@@ -40,7 +42,6 @@ from .tcp_states import (
 )
 
 if TYPE_CHECKING:
-    from ..timer import Timer
     from .tcp_input import Skb
     from .tcp_ipv4 import TcpProto
 
@@ -55,6 +56,7 @@ class RequestSock:
         "__weakref__",      # its SYN-ACK timer holds it weakly (reqsk_timer)
         "acked",
         "dead",
+        "expires",
         "laddr",
         "listener",
         "last_oow_ack_time",
@@ -84,7 +86,11 @@ class RequestSock:
     rcv_wnd: int
     ts_recent: int
     ts_off: int
-    timer: Timer
+    # Its SYN-ACK timer (Linux's rsk_timer): the listener's SynQueueTimer
+    # while in its first timeout (``expires``), its own Timer after
+    # (reqsk_timer_made).
+    timer: Timer | SynQueueTimer
+    expires: float
 
     def __init__(self, listener: TcpSock, laddr: int, lport: int, raddr: int,
                  rport: int, rcv_isn: int) -> None:
@@ -364,6 +370,69 @@ def tcp_rtx_synack(proto: TcpProto, req: RequestSock, now: float) -> int:
     return err
 
 
+class SynQueueTimer:
+    """The SYN-ACK timers of a listener's requests in their first timeout,
+    kept as one: ``fresh``, those requests in the order they came, which
+    is the order of their deadlines (each ``expires`` TCP_TIMEOUT_INIT
+    after its SYN), and one owned timer armed for the oldest.
+
+    Linux arms each request's rsk_timer at its SYN and deletes it at the
+    third ACK; almost every request is answered within that first second,
+    and a Timer per request (made, pushed into the heap, parked at the
+    third ACK and dropped later) was a third of the timer work per
+    accepted connection (issue 11).  A request joins ``fresh`` and leaves
+    it in O(1) (dict order); when the timer fires, the due ones get their
+    own timer (reqsk_timer_made) and reqsk_timer_handler runs for each,
+    at its deadline as before, so retransmission, backoff and drop follow
+    Linux's rules unchanged."""
+
+    __slots__ = ("fresh", "timer")
+    # As ``req.timer``: a fresh request's timer is running (tcp_check_req's
+    # mod_timer_pending)
+    pending = True
+
+    def __init__(self, listener: TcpSock) -> None:
+        self.fresh: dict[RequestSock, None] = {}
+        self.timer = Timer(listener.host.timers, reqsk_queue_timer, weakref.ref(listener))
+
+
+def reqsk_queue_timer(listener: TcpSock, now: float) -> None:
+    """The listener's SynQueueTimer: the first timeout of each request due
+    by now, oldest first; armed again for the next one."""
+    q = listener.synq_timer
+    assert q is not None
+    due = []
+    for req in q.fresh:
+        if req.expires > now:
+            q.timer.arm(req.expires)
+            break
+        due.append(req)
+    proto = listener.proto
+    for req in due:
+        # (one handled before may have dropped it: a listener gone with it)
+        if req.timer is q and not req.dead:
+            reqsk_timer_made(req)
+            reqsk_timer_handler(proto, req, now)
+
+
+def reqsk_timer_made(req: RequestSock) -> Timer:
+    """``req.timer`` as a timer of its own (rsk_timer), made now for a
+    request in its first timeout, which then leaves the listener's
+    SynQueueTimer; unarmed, for the caller to arm."""
+    timer = req.timer
+    if isinstance(timer, Timer):
+        return timer
+    del timer.fresh[req]
+    own = req.timer = Timer(timer.timer._wheel, reqsk_timer, weakref.ref(req))
+    return own
+
+
+def reqsk_timer_when(req: RequestSock) -> float | None:
+    """When ``req``'s SYN-ACK timer fires (None: it is not armed)."""
+    timer = req.timer
+    return timer.when if isinstance(timer, Timer) else req.expires
+
+
 def reqsk_timer(req: RequestSock, now: float) -> None:
     """A request's SYN-ACK timer (an owned timer: it holds the request
     weakly, so a request dropped from the SYN queue, its handshake done, is
@@ -387,7 +456,7 @@ def reqsk_timer_handler(proto: TcpProto, req: RequestSock, now: float) -> None:
         proto.reqsk_drop(req)
         return
     req.num_retrans += 1
-    req.timer.arm(now + reqsk_timeout(proto, req))
+    reqsk_timer_made(req).arm(now + reqsk_timeout(proto, req))
 
 
 def reqsk_timeout(proto: TcpProto, req: RequestSock) -> float:
@@ -436,7 +505,7 @@ def tcp_check_req(proto: TcpProto, req: RequestSock, skb: Skb, now: float) -> Tc
         # mod_timer_pending, so only a timer still running).
         if not _reqsk_oow_rate_limited(host, req, skb, now) and \
                 not tcp_rtx_synack(proto, req, now) and req.timer.pending:
-            req.timer.arm(now + reqsk_timeout(proto, req))
+            reqsk_timer_made(req).arm(now + reqsk_timeout(proto, req))
         return None
     if flags & TCPHDR_ACK and skb.ack_seq != ((req.snt_isn + 1) & 0xFFFFFFFF):
         # RFC 9293: an unacceptable ACK in SYN-RECEIVED gets a reset; Linux
