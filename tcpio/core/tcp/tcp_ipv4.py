@@ -62,8 +62,9 @@ from .tcp_minisocks import (
     TCP_TW_RST,
     TCP_TW_SUCCESS,
     RequestSock,
-    SynQueueTimer,
     TimeWaitSock,
+    reqsk_timer_start,
+    reqsk_timer_stop,
     reqsk_timer_when,
     tcp_check_req,
     tcp_create_openreq_child,
@@ -76,7 +77,6 @@ from .tcp_minisocks import (
 from .tcp_output import (
     CTL_SOCK_DF,
     ICSK_TIME_PROBE0,
-    TCP_TIMEOUT_INIT,
     tcp_abort_with_reset,
     tcp_connect,
     tcp_sync_mss,
@@ -457,13 +457,7 @@ class TcpProto:
         if req.dead:
             return
         req.dead = True
-        # its SYN-ACK timer stopped: out of the listener's first timeouts, or
-        # its own (a cookie's request is born dead and has none)
-        timer = req.timer
-        if isinstance(timer, SynQueueTimer):
-            del timer.fresh[req]
-        else:
-            timer.cancel()
+        reqsk_timer_stop(req)   # (a cookie's request is born dead and has none)
         if unhash:
             self.hashinfo.ehash_remove(req)
         req.listener.syn_queue.pop(req, None)
@@ -558,15 +552,7 @@ class TcpProto:
             if raddr <= V6MASK else None)
         # its SYN-ACK timer, the first timeout kept with the listener's others
         # (SynQueueTimer: no Timer of its own unless it runs out)
-        # (in the order of their deadlines: the clock does not go back)
-        q = listener.synq_timer
-        if q is None:
-            q = listener.synq_timer = SynQueueTimer(listener)
-        req.timer = q
-        req.expires = expires = now + TCP_TIMEOUT_INIT
-        q.fresh[req] = None
-        if q.timer.when is None:
-            q.timer.arm(expires)
+        reqsk_timer_start(listener, req, now)
         self.hashinfo.ehash_insert(req)
         listener.syn_queue[req] = None
         tcp_send_synack(self, req, now, advmss)

@@ -415,6 +415,30 @@ def reqsk_queue_timer(listener: TcpSock, now: float) -> None:
             reqsk_timer_handler(proto, req, now)
 
 
+def reqsk_timer_start(listener: TcpSock, req: RequestSock, now: float) -> None:
+    """``req``'s SYN-ACK timer started at its SYN (reqsk_queue_hash_req's
+    mod_timer): its first timeout, TCP_TIMEOUT_INIT, kept with the
+    listener's others (its SynQueueTimer, made at the first SYN)."""
+    q = listener.synq_timer
+    if q is None:
+        q = listener.synq_timer = SynQueueTimer(listener)
+    req.timer = q
+    req.expires = expires = now + TCP_TIMEOUT_INIT
+    q.fresh[req] = None         # (in deadline order: the clock does not go back)
+    if q.timer.when is None:
+        q.timer.arm(expires)
+
+
+def reqsk_timer_stop(req: RequestSock) -> None:
+    """``req``'s SYN-ACK timer stopped (reqsk_queue_unlink's del_timer): out
+    of the listener's first timeouts, or its own timer cancelled."""
+    timer = req.timer
+    if isinstance(timer, SynQueueTimer):
+        del timer.fresh[req]
+    else:
+        timer.cancel()
+
+
 def reqsk_timer_made(req: RequestSock) -> Timer:
     """``req.timer`` as a timer of its own (rsk_timer), made now for a
     request in its first timeout, which then leaves the listener's
