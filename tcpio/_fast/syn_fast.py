@@ -648,7 +648,7 @@ def openreq_child(sk: Any, req: Any, seq: int, window: int, now: float, mtu: int
     sk.snd_wnd = window << sk.snd_wscale
     sk.max_window = sk.snd_wnd
     sk.snd_wl1 = seq
-    sk.window_clamp = 65535 << sk.rcv_wscale
+    sk.window_clamp = _MAX_TCP_WINDOW << sk.rcv_wscale
     tstamp_ok: bool = r.tstamp_ok
     sk.tstamp_ok = tstamp_ok
     sk.ts_recent = r.ts_recent

@@ -437,7 +437,7 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
             # the compiled loop with the device's TSO limits and the TTL,
             # then what tcp_transmit_skb and ip_output do per segment, in
             # bulk: one call (tcp_fast.write_burst: write_xmit, burst_sent)
-            sent = _tcp_fast.write_burst(sk, mss, path, now, sk.fin_queued) > 0
+            sent = fast.write_burst(sk, mss, path, now, sk.fin_queued) > 0
         else:
             sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
