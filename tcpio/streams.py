@@ -291,7 +291,7 @@ class StreamReader(asyncio.StreamReader):
             return await super().read(n)    # its exception, b'', or read(limit) until EOF
         buf = self._buf
         if not buf and not self._chunks and not self._eof:
-            await self._wait_for_data('read')  # type: ignore[attr-defined]
+            await self._wait_for_data('read')
         chunks = self._chunks
         if not buf and len(chunks) == 1 and not self._head and self._chunked <= n:
             # the one chunk that came, whole (a request, an echo): as it is
@@ -306,6 +306,33 @@ class StreamReader(asyncio.StreamReader):
         if self._paused:
             self._maybe_resume_transport()
         return data
+
+    async def _wait_for_data(self, func_name: str) -> None:
+        """asyncio's (the same errors, and a paused transport resumed), but
+        first what our transport's sock already holds is taken now
+        (``TcpTransport._pull``, a recv() of what is queued) and, if that
+        fed data or EOF, no waiting: a bulk reader whose transport pauses
+        at every 256 KiB chunk (over ``2 * limit``) read a chunk per two
+        loop iterations, its task woken through a future by the transport's
+        look from the loop (issue 12)."""
+        if self._waiter is not None:
+            raise RuntimeError(f'{func_name}() called while another coroutine is '
+                               f'already waiting for incoming data')
+        assert not self._eof, '_wait_for_data after EOF'
+        transport = self._transport
+        if self._paused:
+            # waiting while paused would deadlock (readexactly(n) past the limit)
+            self._paused = False
+            transport.resume_reading()
+        pull = getattr(transport, "_pull", None)
+        if pull is not None and pull(self) and (self._chunks or self._buf or self._eof
+                                                or self._exception is not None):
+            return
+        self._waiter = self._loop.create_future()  # type: ignore[attr-defined]
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def _take(self, n: int) -> bytes:
         """The first ``n`` bytes or fewer of the bytearray and the chunks."""

@@ -100,6 +100,9 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     # transport keeps neither attribute of its own), and its size in bytes.
     _more: Any = _NO_MORE
     _more_len = 0
+    # resume_reading's _poll_resumed is queued (an attribute of its own only
+    # while one is)
+    _poll_queued = False
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack, sk: Any,
                  protocol: asyncio.BaseProtocol, extra: dict[str, Any] | None = None,
@@ -235,8 +238,45 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         if self._closing or not self._paused:
             return
         self._paused = False
-        # Data or EOF may have arrived while paused with no wakeup to come.
-        self._loop.call_soon(self._poll)
+        # Data or EOF may have arrived while paused with no wakeup to come:
+        # a look from the loop, one at a time (a reader that pauses and
+        # resumes per chunk, pulling in between, resumes several times
+        # before the loop gets there: issue 12)
+        if not self._poll_queued:
+            self._poll_queued = True
+            self._loop.call_soon(self._poll_resumed)
+
+    def _poll_resumed(self) -> None:
+        """resume_reading's look from the loop."""
+        self._poll_queued = False
+        self._poll()
+
+    def _pull(self, reader: Any) -> bool:
+        """Read what the sock holds now, for ``reader``, our StreamReader
+        about to wait for data (``StreamReader._wait_for_data``), as a
+        recv() on a kernel socket takes what is queued instead of waiting
+        for the next wakeup: data_received (and eof_received) called from
+        the reader's own read, before its waiter exists.  Only when this
+        transport's protocol is the reader's own StreamReaderProtocol (not
+        a TLS layer's, nor anybody else's, which expect data_received from
+        the loop).  False, having done nothing, when there is nothing to
+        read or the transport is not reading (paused, closing, lost, not
+        yet connected, or inside a wakeup)."""
+        sk = self._sk
+        if (sk is None or self._paused or self._closing or self._in_wakeup or self._conn_lost
+                or not self._protocol_connected
+                or getattr(self._protocol, "_reader", None) is not reader
+                or not (sk.readable() or (sk.rcv_eof and not self._read_eof))):
+            return False
+        stack = self._stack
+        stack.update_time()
+        self._in_wakeup = True      # (a kick's wakeup of this sock reads nothing twice)
+        try:
+            self._read_ready()
+        finally:
+            self._in_wakeup = False
+            stack.kick()            # the window update the read may send
+        return True
 
     def _kick(self) -> None:
         """After a core call: let the driver send what it produced.
