@@ -201,6 +201,9 @@ class Host:
         # learned path MTUs: dst -> (mtu, expiry, locked) (update_pmtu)
         self.pmtu: dict[int, tuple[int, float, bool]] = {}
         self._rt_cache: dict[int, Route] = {}
+        # ip_output.ip_tcp_path's per-destination part (_tcp_route), cleared
+        # with the route cache (invalidate_routes)
+        self._tcp_paths: dict[int, tuple] = {}
         self._rt6_cache: dict[int | tuple[int, int], Route] = {}
         # Set True in tests so that a bug surfaces as an exception instead of a counter.
         self.debug = False
@@ -698,6 +701,7 @@ class Host:
         """Forget cached lookups after any change of addresses, routes or MTUs."""
         self._rt_cache.clear()
         self._rt6_cache.clear()
+        self._tcp_paths.clear()
 
     def _route_slow(self, dst: int) -> Route:
         lo = self.lo

@@ -31,6 +31,7 @@ from tcpio.core.errors import sock_error
 from tcpio.core.ether import ETH_P_IP, multicast_mac
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
+from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
@@ -207,19 +208,52 @@ def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
     """
     if host.settings.ip_no_pmtu_disc:
         return None         # whole TCP frames carry DF: without PMTU discovery, ip_output
+    # What the route gives (the socket's cached dst in Linux, sk_dst_cache),
+    # kept per destination until addresses, routes, MTUs or links change
+    # (Host.invalidate_routes clears it with the route cache: Linux's
+    # rt_genid) while no path MTU is learned; the neighbour is looked up for
+    # every call, as ip_finish_output2 does per packet (issue 12: twice per
+    # 256 KiB write).
+    hit = None if host.pmtu else host._tcp_paths.get(dst)
+    if hit is None:
+        hit = _tcp_route(host, dst)
+        if hit is None:
+            return None     # ours, broadcast, multicast or no route: ip_output's path
+    if length > hit[0]:
+        return None         # fragmentation, or EMSGSIZE; a locked MTU: DF as the socket wants
+    key = hit[1]
+    if key is None:
+        return hit[2]       # an "ip" link: no neighbour
+    # neigh_hh_output's case (NeighTable.hh_lookup, inline): a connected neighbour
+    n = host.arp.table.get(key)
+    if n is None or not n.state & HH_STATES:
+        return None         # not resolved (or stale): arp.output queues / probes
+    n.used = host.now
+    return key[0], n.mac, hit[2], hit[3]
+
+
+def _tcp_route(host: Host, dst: int) -> tuple | None:
+    """ip_tcp_path's per-destination part: ``(largest datagram, neighbour
+    key, then for an "ip" link its whole path, else the interface's MAC and
+    the source address)``, kept in ``host._tcp_paths`` unless a learned path
+    MTU may change the route on any call; None for a destination ip_output's
+    general path takes."""
     route = host.unicast_route(dst)
     if route is None:
-        return None         # ours, broadcast, multicast or no route: ip_output's path
-    if length > route.mtu or length > IP_MAX_LEN or route.mtu_locked:
-        return None         # fragmentation, or EMSGSIZE; a locked MTU: DF as the socket wants
+        return None
+    limit = -1 if route.mtu_locked else min(route.mtu, IP_MAX_LEN)
     iface = host.interfaces[route.ifindex]
     if iface.link != "ether":
-        return iface.ifindex, None, None, route.src
-    dst_mac = host.arp.hh_lookup(iface.ifindex,
-                                 route.gateway if route.gateway is not None else dst)
-    if dst_mac is None:
-        return None         # not resolved (or stale): arp.output queues / probes
-    return iface.ifindex, dst_mac, iface.mac, route.src
+        hit: tuple = (limit, None, (iface.ifindex, None, None, route.src))
+    else:
+        hit = (limit, (iface.ifindex, route.gateway if route.gateway is not None else dst),
+               iface.mac, route.src)
+    if not host.pmtu:
+        paths = host._tcp_paths
+        if len(paths) >= 4096:
+            paths.clear()       # bounded as the route cache is
+        paths[dst] = hit
+    return hit
 
 
 def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int, seq: int,
