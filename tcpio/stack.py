@@ -601,14 +601,20 @@ class Stack:
             if dev is not None:
                 dev.send(frame)
             return
-        # One send_batch per device, frames in their original order.
-        batches: dict[int, list[bytes | bytearray]] = {}
-        for ifindex, frame in out:
-            batch = batches.get(ifindex)
-            if batch is None:
-                batches[ifindex] = [frame]
-            else:
-                batch.append(frame)
+        # One send_batch per device, frames in their original order (most
+        # kicks have frames for one device only: its list in one pass)
+        first = out[0][0]
+        frames = [frame for ifindex, frame in out if ifindex == first]
+        if len(frames) == len(out):
+            batches = {first: frames}
+        else:
+            batches = {}
+            for ifindex, frame in out:
+                batch = batches.get(ifindex)
+                if batch is None:
+                    batches[ifindex] = [frame]
+                else:
+                    batch.append(frame)
         interfaces = self.host.interfaces
         for ifindex, frames in batches.items():
             dev = devices.get(ifindex)

@@ -194,6 +194,8 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
                 base_del()
 
     async def _drain_helper(self) -> None:
+        if not self._paused and not self._connection_lost:  # type: ignore[attr-defined]
+            return      # asyncio's own first answer, without its coroutine (each drain())
         if getattr(self, "_drain_waiters", None) is _NO_DRAIN_WAITERS:
             self._drain_waiters = collections.deque()
         await super()._drain_helper()  # type: ignore[misc]

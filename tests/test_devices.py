@@ -197,6 +197,32 @@ def test_mtu_drops_oversized_frames():
     assert wire.a_to_b.stats["mtu_drops"] == 1
 
 
+def test_a_batch_meets_the_mtu_as_the_model_says():
+    """send_batch's frames on a line whose only knob is the MTU: those the
+    model (Impairment.fate) delivers arrive now, in order, as bytes, one
+    batch; its counts are the model's."""
+    sizes = [1514, 1515, 60, 9000, 1514, 0]
+    sent = [frame(i, n) if i % 2 else bytearray(frame(i, n)) for i, n in enumerate(sizes)]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wire = MemoryWire(mtu=1500)
+        rx = Recorder(loop)
+        wire.a.start(loop, lambda frames: None)
+        wire.b.start(loop, rx)
+        wire.a.send_batch(sent)
+        await asyncio.sleep(0)
+        return rx, wire
+
+    rx, wire = run_virtual(main)
+    oracle = Impairment(mtu=1514)
+    fates = [f for s in sent for f in oracle.fate(s, 0.0)]
+    assert rx.frames == [data for _, data in fates]
+    assert all(type(f) is bytes for f in rx.frames) and len(rx.batches) == 1
+    assert wire.a_to_b.stats == oracle.stats
+    assert wire.a.stats["tx_packets"] == len(sent)
+
+
 def test_stopped_end_drops_and_counts():
     async def main():
         loop = asyncio.get_running_loop()

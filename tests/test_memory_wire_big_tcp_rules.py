@@ -43,13 +43,18 @@ def record_frames(wire: tcpio.MemoryWire) -> list[int]:
     """The lengths of the frames end ``a`` puts on the line (before any cut)."""
     sizes: list[int] = []
     line = wire.a._line_out
-    push = line.push
+    push, push_batch = line.push, line.push_batch
 
     def recording_push(frame: Any) -> bool:
         sizes.append(len(frame))
         return push(frame)
 
+    def recording_push_batch(frames: Any) -> int:
+        sizes.extend(map(len, frames))
+        return push_batch(frames)
+
     line.push = recording_push          # type: ignore[method-assign]
+    line.push_batch = recording_push_batch  # type: ignore[method-assign]
     return sizes
 
 

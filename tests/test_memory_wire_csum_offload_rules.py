@@ -67,13 +67,19 @@ async def bulk(wire: tcpio.MemoryWire, nbytes: int = NBYTES, pcap_a: io.BytesIO 
 def _spy(wire: tcpio.MemoryWire) -> list:
     """Every frame end a hands to its line."""
     sent: list = []
-    push = wire.a._line_out.push
+    line = wire.a._line_out
+    push, push_batch = line.push, line.push_batch
 
     def spy(frame):
         sent.append(frame)
         return push(frame)
 
-    wire.a._line_out.push = spy     # type: ignore[method-assign]
+    def spy_batch(frames):
+        sent.extend(frames)
+        return push_batch(frames)
+
+    line.push = spy     # type: ignore[method-assign]
+    line.push_batch = spy_batch     # type: ignore[method-assign]
     return sent
 
 

@@ -106,14 +106,18 @@ def coalesce(frames: Sequence[bytes | bytearray], ip: int, limit: int
     joined = False
     nxt = None              # what the next frame must be to join: (key, seq, id, mss)
     size = 0
+    # a frame this long joins nothing and nothing joins it (a super-frame of
+    # the most a datagram may be, or BIG TCP's, past it: issue 12)
+    whole = ip + limit
     for frame in frames:
-        if nxt is None and type(frame) is not GsoFrame:
+        if (nxt is None and type(frame) is not GsoFrame) or len(frame) >= whole:
             # no run open, and a plain frame cannot start one (a run starts
             # at a super-frame): the ACKs and lone segments of a batch go
             # through unparsed
             if run:
                 out.append(_join(run, ip))
                 run = []
+            nxt = None
             out.append(frame)
             continue
         d = _parse(frame, ip)
