@@ -43,6 +43,15 @@ class Recorder:
         return [f for _, batch in self.batches for f in batch]
 
 
+def wire_to_b(loop: asyncio.AbstractEventLoop, **knobs) -> tuple[MemoryWire, Recorder]:
+    """A started MemoryWire and what reaches its end b."""
+    wire = MemoryWire(**knobs)
+    rx = Recorder(loop)
+    wire.a.start(loop, lambda frames: None)
+    wire.b.start(loop, rx)
+    return wire, rx
+
+
 def run_virtual(coro_fn):
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
         return runner.run(coro_fn())
@@ -131,10 +140,7 @@ def test_batches_follow_delivery_times():
     """Frames sent at once with a fixed delay come out together at t0 + delay."""
     async def main():
         loop = asyncio.get_running_loop()
-        wire = MemoryWire(delay=0.25)
-        rx = Recorder(loop)
-        wire.a.start(loop, lambda frames: None)
-        wire.b.start(loop, rx)
+        wire, rx = wire_to_b(loop, delay=0.25)
         t0 = loop.time()
         wire.a.send_batch([frame(i) for i in range(10)])
         await asyncio.sleep(0.1)
@@ -182,11 +188,7 @@ def test_one_loop_timer_per_direction(jitter):
 
 def test_mtu_drops_oversized_frames():
     async def main():
-        loop = asyncio.get_running_loop()
-        wire = MemoryWire(mtu=1500)
-        rx = Recorder(loop)
-        wire.a.start(loop, lambda frames: None)
-        wire.b.start(loop, rx)
+        wire, rx = wire_to_b(asyncio.get_running_loop(), mtu=1500)
         wire.a.send(frame(1, 1514))
         wire.a.send(frame(2, 1516))
         await asyncio.sleep(0.01)
@@ -205,11 +207,7 @@ def test_a_batch_meets_the_mtu_as_the_model_says():
     sent = [frame(i, n) if i % 2 else bytearray(frame(i, n)) for i, n in enumerate(sizes)]
 
     async def main():
-        loop = asyncio.get_running_loop()
-        wire = MemoryWire(mtu=1500)
-        rx = Recorder(loop)
-        wire.a.start(loop, lambda frames: None)
-        wire.b.start(loop, rx)
+        wire, rx = wire_to_b(asyncio.get_running_loop(), mtu=1500)
         wire.a.send_batch(sent)
         await asyncio.sleep(0)
         return rx, wire
