@@ -17,7 +17,11 @@ to compare.  Issue 12 (2026-12-07): main at 0e89be8 6384 bytecodes / 228
 calls per 256 KiB write with ``--big-tcp 262144`` and 7372 / 243 without;
 the branch mem 5084 / 176 and 6086 / 192; main at 687d1d2 4920 / 164 and
 5925 / 178, the branch mem3 4573 / 151 and 5596 / 164 (medians of three,
-alternated).  The figure moves by ~±3 % from run to run with the timers
+alternated); main at 405b438 4665 / 155 and 5946 / 180 (one run each),
+the branch mem4 (the stream reader takes what its sock holds before it
+waits, the route's part of ip_tcp_path kept per destination, a device
+batch on the MemoryWire's line in one call) 2743 / 83 and 4054 / 121
+(medians of three).  The figure moves by ~±3 % from run to run with the timers
 (under the tracer a write takes ~50 times as long, so whether the delayed
 ACK and the RTO are re-armed per write differs between runs): compare
 medians of alternated runs.
