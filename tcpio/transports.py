@@ -100,8 +100,8 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     # transport keeps neither attribute of its own), and its size in bytes.
     _more: Any = _NO_MORE
     _more_len = 0
-    # resume_reading's _poll_resumed is queued (an attribute of its own only
-    # while one is)
+    # resume_reading's _poll_resumed is queued (the class's False until a
+    # transport first resumes: most connections never pause)
     _poll_queued = False
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack, sk: Any,
