@@ -34,7 +34,13 @@ async def bulk(wire: tcpio.MemoryWire) -> tuple[str, tcpio.Stack, tcpio.Stack]:
 
     async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         received = await reader.read()
-        # the sender's FIN is in: it has sent all it will until our FIN
+        # the sender's FIN is in: it has sent all it will until our FIN, but
+        # for a loss probe a slow loop iteration may have drawn (the reader
+        # takes what its sock holds without waiting for the loop: the FIN
+        # can be read while such a probe is still on the wire), so both ends
+        # are read with nothing in flight
+        while wire.in_flight:
+            await asyncio.sleep(0)
         ends["receiver"] = writer.get_extra_info("tcp_sock").tcp_info()
         ends["sender"] = sender[0].tcp_info()
         got.set_result(received)
