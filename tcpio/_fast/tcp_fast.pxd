@@ -96,6 +96,8 @@ cdef class TcpCb:
     # was last counted a receiver in, plus one (0: never)
     cdef public RcvPool rcv_pool
     cdef public long long rcv_epoch
+    # SOCK_NOSPACE: a writer found the send buffer full (check_space)
+    cdef public bint nospace
 
 
 cdef class TxSeg:
@@ -320,6 +322,8 @@ cpdef bint schedule_loss_probe(TcpCb sk, double now, bint advancing_rto) except 
                ca_ops=object)
 cpdef bint ack_fast(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint32_t ts_ecr,
                     double now) except -1
+@cython.locals(queued=cython.longlong, free=cython.longlong)
+cpdef check_space(TcpCb sk)
 cpdef data_snd_check_batched(TcpCb sk, double now)
 cdef int _ack_bare(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint32_t ts_ecr,
                    double now) except -1

@@ -105,7 +105,7 @@ from tcpio._fast.gso import GSO_LEGACY_MAX_SIZE, gso_frame
 from tcpio.core.timer import NO_TIMER
 
 __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "ack_xmit",
-           "addrs6_of",
+           "addrs6_of", "check_space",
            "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
@@ -327,6 +327,11 @@ class TcpCb:
     # epoch this connection last counted as a receiver in, plus one (0: never)
     rcv_pool: RcvPool | None
     rcv_epoch: int
+    # SOCK_NOSPACE (struct socket's flag): a writer found no room (a short
+    # sendmsg, or send_space / stream_writeable said no, as tcp_poll sets
+    # it), so an ACK that frees space wakes it (check_space); clear, nobody
+    # waits for space and an ACK wakes nobody.
+    nospace: bool
 
     def __init__(self) -> None:
         self.rcv_pool = None        # as an object field starts compiled
@@ -2543,9 +2548,30 @@ def ack_fast(sk: TcpCb, seq: int, ack: int, window: int, ts_ecr: int, now: float
         o.retrans_stamp = None
     if not schedule_loss_probe(sk, now, True):
         rearm_rto(sk, now)
-    if sk.write_seq != sk.wq_seq or acked:
-        sk.host.schedule_wakeup(o)   # send space freed
+    check_space(sk)             # send space freed: a writer waiting for it?
     return True
+
+
+def check_space(sk: TcpCb) -> None:
+    """tcp_check_space after an ACK freed send space, in ESTABLISHED or
+    CLOSE_WAIT: wake the writer only if one found the buffer full
+    (SOCK_NOSPACE) and the buffer is writeable again
+    (sk_stream_write_space: free space at least half of what is queued,
+    __sk_stream_is_writeable's memory test), clearing the flag.  Linux
+    tests TCP_NOTSENT_LOWAT's half too, after tcp_data_snd_check's push;
+    here the glue, woken after the batch's push, asks stream_writeable()
+    itself, which sets the flag again if the unsent bytes still say no.
+    Woken on every ACK instead, a sender of 1000 small flows ran its
+    transport for nothing 7 times in 8 (issue 11, bench_flows_path.py)."""
+    if sk is None:
+        raise TypeError("check_space: a TcpCb is required")
+    if not sk.nospace:
+        return
+    queued = sk.wq.nbytes
+    free = sk.sndbuf - queued
+    if free > 0 and free >= queued >> 1:
+        sk.nospace = False
+        sk.host.schedule_wakeup(sk)
 
 
 def data_snd_check_batched(sk: TcpCb, now: float) -> None:

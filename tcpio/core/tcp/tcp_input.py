@@ -86,6 +86,7 @@ rcv_established_fast = _tcp_fast.rcv_established
 rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 ack_fast = _tcp_fast.ack_fast
+tcp_check_space = _tcp_fast.check_space
 ack_update_window = _tcp_fast.ack_update_window
 rcv_pool_note = _tcp_fast.rcv_pool_note
 may_update_window = _tcp_fast.may_update_window
@@ -697,8 +698,12 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         # tcp_set_xmit_timer: a loss probe if RFC 8985 7.2 allows, else the RTO
         if not reo_armed and not tcp_output.tcp_schedule_loss_probe(sk, now, True):
             tcp_output.tcp_rearm_rto(sk, now)
-        if sk.write_seq != sk.wq_seq or acked:
-            sk.host.schedule_wakeup(sk)   # send space freed
+        if sk.state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+            tcp_check_space(sk)       # a writer waiting for the space freed
+        elif sk.write_seq != sk.wq_seq or acked:
+            # the handshake's or the FIN's ACK: the state change it makes
+            # wakes the glue (sk_state_change), here as the space freed
+            sk.host.schedule_wakeup(sk)
     if prior_packets == 0:
         tcp_ack_probe(sk, now)      # (tcp_ack's no_queue)
     return flag
