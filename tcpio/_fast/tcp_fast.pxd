@@ -106,6 +106,8 @@ cdef class TxSeg:
 
 
 cdef object _send_ack, _data_sent_idle, _ack_predicted, _data_snd_check, _batch_end
+cdef object _write_xmit, _send_ack_now, _batch_end_obj
+cdef long long _TCP_TIME_WAIT, _TCP_CLOSE
 cdef bint _ack_bypass
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_FIN_WAIT2, _RCV_SHUTDOWN, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
@@ -324,6 +326,10 @@ cpdef bint ack_fast(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint3
                     double now) except -1
 @cython.locals(queued=cython.longlong, free=cython.longlong)
 cpdef check_space(TcpCb sk)
+@cython.locals(o=object)
+cpdef data_snd_check(TcpCb sk, double now)
+cpdef batch_end(TcpCb sk, double now)
+cpdef send_ack_or_coalesce(TcpCb sk, double now)
 cpdef data_snd_check_batched(TcpCb sk, double now)
 cdef int _ack_bare(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint32_t ts_ecr,
                    double now) except -1

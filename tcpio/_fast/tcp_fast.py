@@ -105,14 +105,15 @@ from tcpio._fast.gso import GSO_LEGACY_MAX_SIZE, gso_frame
 from tcpio.core.timer import NO_TIMER
 
 __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "ack_xmit",
-           "addrs6_of", "check_space",
+           "addrs6_of", "batch_end", "check_space", "data_snd_check",
            "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "RcvPool", "rcv_established", "rcv_pool_note", "rcv_pool_open",
            "rcv_pool_share", "rcv_rtt_update", "rcv_window_ack", "receive_window",
-           "SNDQ_EMPTY", "sack_option_len", "select_window", "set_hooks", "sq_append",
+           "SNDQ_EMPTY", "sack_option_len", "select_window", "send_ack_or_coalesce", "set_hooks",
+           "set_xmit_hooks", "sq_append",
            "sq_consume",
            "sk_gso_max_size", "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
            "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
@@ -129,6 +130,8 @@ _V6MASK = (1 << 128) - 1
 _TCP_ESTABLISHED = 1
 _TCP_FIN_WAIT1 = 4
 _TCP_FIN_WAIT2 = 5
+_TCP_TIME_WAIT = 6
+_TCP_CLOSE = 7
 _RCV_SHUTDOWN = 1       # sk_shutdown's bit (core.tcp.tcp_states)
 _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
@@ -196,6 +199,10 @@ _ack_predicted: Callable[..., Any] | None = None
 _data_snd_check: Callable[..., Any] | None = None
 _batch_end: Callable[..., Any] | None = None
 _ack_bypass = False     # a bare ACK's tcp_ack compiled whole (_ack_bare)
+# tcp_output's tcp_write_xmit and tcp_send_ack, which data_snd_check,
+# batch_end and send_ack_or_coalesce call (set_xmit_hooks)
+_write_xmit: Callable[..., Any] | None = None
+_send_ack_now: Callable[..., Any] | None = None
 
 
 def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
@@ -211,6 +218,14 @@ def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
     _data_sent_idle = data_sent_idle
     _ack_predicted = ack_predicted
     _ack_bypass = False
+
+
+def set_xmit_hooks(write_xmit: Callable[..., Any], send_ack: Callable[..., Any]) -> None:
+    """Install tcp_write_xmit(sk, now) and tcp_send_ack(sk, now), which
+    data_snd_check, batch_end and send_ack_or_coalesce call."""
+    global _write_xmit, _send_ack_now
+    _write_xmit = write_xmit
+    _send_ack_now = send_ack
 
 
 def set_snd_check_hooks(data_snd_check: Callable[..., Any] | None,
@@ -2572,6 +2587,63 @@ def check_space(sk: TcpCb) -> None:
     if free > 0 and free >= queued >> 1:
         sk.nospace = False
         sk.host.schedule_wakeup(sk)
+
+
+def data_snd_check(sk: TcpCb, now: float) -> None:
+    """tcp_data_snd_check: send what the ACKs just processed allow, if
+    anything (data or a FIN) is unsent.  Compiled with batch_end and
+    send_ack_or_coalesce: at 1000 small flows each ACK a sender reads ends a
+    batch of its own, and these three were ~1500 Python calls and ~4500
+    field reads of this cdef class per MiB from Python (issue 11)."""
+    if sk is None:
+        raise TypeError("data_snd_check: a TcpCb is required")
+    o: Any = sk
+    if sk.state == _TCP_CLOSE or sk.state == _TCP_TIME_WAIT or sk.dead:
+        return
+    if sk.write_seq != sk.snd_nxt or o.fin_queued:
+        assert _write_xmit is not None
+        _write_xmit(sk, now)
+
+
+def batch_end(sk: TcpCb, now: float) -> None:
+    """A receive batch's end for ``sk`` (host.defer_to_batch_end, once per
+    socket however often asked): what the batch's ACKs let it send
+    (data_snd_check, deferred by data_snd_check_batched), then the one ACK
+    for the batch's data unless a segment just sent carried it (Linux's
+    order: tcp_data_snd_check, then tcp_ack_snd_check)."""
+    if sk is None:
+        raise TypeError("batch_end: a TcpCb is required")
+    data_snd_check(sk, now)
+    if sk.ack_pending and not sk.dead:
+        assert _send_ack_now is not None
+        _send_ack_now(sk, now)
+
+
+# ACK coalescing: at most this much newly received data waits for the end of
+# a receive batch before its ACK goes (GRO's largest aggregate, 64 KiB).
+ACK_COALESCE_MAX = 65536
+
+
+def send_ack_or_coalesce(sk: TcpCb, now: float) -> None:
+    """__tcp_ack_snd_check decided to ACK now (two full segments unacked, or
+    quick-ACK mode, or out-of-order data).  Linux makes that decision once
+    per GRO aggregate, not per segment: in-order segments of one flow
+    arriving together get one ACK for all of them.  So inside a receive
+    batch the ACK for in-order data waits for the batch's end
+    (``host.defer_to_batch_end``: batch_end), unless 64 KiB are already
+    unacknowledged; an ACK with a hole (out-of-order data: dupACKs with SACK
+    blocks, which the sender counts) goes at once."""
+    if sk is None:
+        raise TypeError("send_ack_or_coalesce: a TcpCb is required")
+    if (sk.ofo or seq_diff(sk.rcv_nxt, sk.rcv_wup) >= ACK_COALESCE_MAX
+            or not sk.host.defer_to_batch_end(_batch_end_obj, sk)):
+        assert _send_ack_now is not None
+        _send_ack_now(sk, now)
+
+
+# batch_end as the object host.defer_to_batch_end keeps (one, not a new
+# bound wrapper per call)
+_batch_end_obj: Any = batch_end
 
 
 def data_snd_check_batched(sk: TcpCb, now: float) -> None:
