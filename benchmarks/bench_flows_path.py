@@ -12,7 +12,7 @@ several times faster), per MiB moved.  Issue 11: at 1000 flows each flow
 moves ~134 KB, its whole life in slow start with small windows, and the
 cost per MiB was ~6.7x the 1-flow figure in Python calls.
 
-Printed besides, per MiB (deterministic: the same on a loaded machine):
+Printed besides, per MiB:
 
 - wakeups: the transports' ``sk.wakeup`` calls (TcpTransport._on_wakeup),
   the sender's and the receiver's apart, and how many of them found
@@ -23,6 +23,12 @@ Printed besides, per MiB (deterministic: the same on a loaded machine):
 - segments out per stack (MIB OutSegs: the server sends only its SYN-ACKs,
   FINs and ACKs), the server's delayed and quick ACKs;
 - the cycle collector's collections per generation over the step.
+
+Counts, not times, but the Stacks' timers run on the loop's wall clock: a
+traced run is ~50 times slower, and on a loaded machine the RTO (200 ms at
+least) fires where it would not untraced; the first line prints the RTOs
+(and TLPs show per MiB): compare runs with RTOs 0.  From run to run on a
+quiet machine the calls per MiB move by ~1 %.
 
 ``--no-trace`` runs the step untraced (for callgrind: ``valgrind
 --tool=callgrind python benchmarks/bench_flows_path.py --no-trace``).

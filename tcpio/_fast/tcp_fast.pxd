@@ -175,6 +175,11 @@ cpdef bint in_pingpong_mode(TcpCb sk) except -1
 @cython.locals(o=object, state=cython.longlong, shutdown=cython.longlong, cur=cython.longlong,
                new=cython.longlong, least=cython.longlong)
 cpdef bint cleanup_rbuf_ack(TcpCb sk) except -1
+@cython.locals(o=object, est=object, rtt=double, rcvq_time=double, copied_seq=uint32_t,
+               copied=cython.longlong, want=cython.longlong, cap=cython.longlong)
+cpdef rcv_space_adjust(TcpCb sk, double now)
+@cython.locals(o=object)
+cpdef recv_done(TcpCb sk, double now)
 cpdef event_data_sent(TcpCb sk, double now)
 cpdef ack_snd_check(TcpCb sk, double now)
 @cython.locals(shifted=cython.longlong, new_ack=bint)

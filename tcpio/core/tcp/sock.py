@@ -108,6 +108,9 @@ SndQueue = _tcp_fast.SndQueue
 SNDQ_EMPTY = _tcp_fast.SNDQ_EMPTY
 sq_append = _tcp_fast.sq_append
 sq_ref_ok = _tcp_fast.sq_ref_ok
+# the end of a read: autotuning and the ACK it may owe (tcp_rcv_space_adjust,
+# tcp_cleanup_rbuf), compiled
+_recv_done = _tcp_fast.recv_done
 
 
 _log = logging.getLogger("tcpio.tcp")
@@ -738,10 +741,7 @@ class TcpSock(TcpCb):
         """After bytes were read: the receive buffer's autotuning
         (tcp_rcv_space_adjust) and the window update it may owe
         (tcp_cleanup_rbuf)."""
-        now = self.host.now
-        if not self.opts.rcvbuf_locked:
-            tcp_output.tcp_rcv_space_adjust(self, now)
-        tcp_output.tcp_cleanup_rbuf(self, now)
+        _recv_done(self, self.host.now)       # (compiled: tcp_fast.recv_done)
 
     def sock_error(self) -> OSError:
         """Pop the pending error (sock_error()); an OSError with errno 0 if none."""
