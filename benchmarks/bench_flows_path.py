@@ -28,7 +28,7 @@ Counts, not times, but the Stacks' timers run on the loop's wall clock: a
 traced run is ~50 times slower, and on a loaded machine the RTO (200 ms at
 least) fires where it would not untraced; the first line prints the RTOs
 (and TLPs show per MiB): compare runs with RTOs 0.  From run to run on a
-quiet machine the calls per MiB move by ~1 %.
+quiet machine the calls per MiB move by ~3 %.
 
 ``--no-trace`` runs the step untraced (for callgrind: ``valgrind
 --tool=callgrind python benchmarks/bench_flows_path.py --no-trace``).
