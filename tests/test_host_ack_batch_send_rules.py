@@ -16,6 +16,8 @@ call the same hook).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hostutil import MAC, MY, PEER, PEER_MAC, make_host
 from scapy.layers.inet import IP, TCP
@@ -97,7 +99,7 @@ def test_acks_of_one_batch_send_what_the_same_acks_send_one_batch_each(every):
 
 
 @pytest.fixture
-def send_loops(monkeypatch) -> list[int]:
+def send_loops(monkeypatch) -> Iterator[list[int]]:
     """snd_una at each tcp_write_xmit that tcp_data_snd_check runs."""
     calls: list[int] = []
     real = tcp_input.tcp_write_xmit
@@ -107,7 +109,10 @@ def send_loops(monkeypatch) -> list[int]:
         return real(sk, now)
 
     monkeypatch.setattr(tcp_input, "tcp_write_xmit", counting)
-    return calls
+    tcp_input.tcp_init_fast_hooks()     # (the compiled tcp_data_snd_check calls the hook)
+    yield calls
+    monkeypatch.undo()
+    tcp_input.tcp_init_fast_hooks()
 
 
 def test_a_batch_of_acks_runs_the_send_loop_once(send_loops):

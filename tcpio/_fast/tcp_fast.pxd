@@ -96,6 +96,8 @@ cdef class TcpCb:
     # was last counted a receiver in, plus one (0: never)
     cdef public RcvPool rcv_pool
     cdef public long long rcv_epoch
+    # SOCK_NOSPACE: a writer found the send buffer full (check_space)
+    cdef public bint nospace
 
 
 cdef class TxSeg:
@@ -104,6 +106,8 @@ cdef class TxSeg:
 
 
 cdef object _send_ack, _data_sent_idle, _ack_predicted, _data_snd_check, _batch_end
+cdef object _write_xmit, _send_ack_now, _batch_end_obj
+cdef long long _TCP_TIME_WAIT, _TCP_CLOSE
 cdef bint _ack_bypass
 # C constants, not module objects, in the compiled arithmetic
 cdef long long _TCP_ESTABLISHED, _TCP_FIN_WAIT1, _TCP_FIN_WAIT2, _RCV_SHUTDOWN, _TCP_CA_OPEN, _TCP_MAX_QUICKACKS, _MAX_TCP_WINDOW
@@ -171,6 +175,11 @@ cpdef bint in_pingpong_mode(TcpCb sk) except -1
 @cython.locals(o=object, state=cython.longlong, shutdown=cython.longlong, cur=cython.longlong,
                new=cython.longlong, least=cython.longlong)
 cpdef bint cleanup_rbuf_ack(TcpCb sk) except -1
+@cython.locals(o=object, est=object, rtt=double, rcvq_time=double, copied_seq=uint32_t,
+               copied=cython.longlong, want=cython.longlong, cap=cython.longlong)
+cpdef rcv_space_adjust(TcpCb sk, double now)
+@cython.locals(o=object)
+cpdef recv_done(TcpCb sk, double now)
 cpdef event_data_sent(TcpCb sk, double now)
 cpdef ack_snd_check(TcpCb sk, double now)
 @cython.locals(shifted=cython.longlong, new_ack=bint)
@@ -320,6 +329,12 @@ cpdef bint schedule_loss_probe(TcpCb sk, double now, bint advancing_rto) except 
                ca_ops=object)
 cpdef bint ack_fast(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint32_t ts_ecr,
                     double now) except -1
+@cython.locals(queued=cython.longlong, free=cython.longlong)
+cpdef check_space(TcpCb sk)
+@cython.locals(o=object)
+cpdef data_snd_check(TcpCb sk, double now)
+cpdef batch_end(TcpCb sk, double now)
+cpdef send_ack_or_coalesce(TcpCb sk, double now)
 cpdef data_snd_check_batched(TcpCb sk, double now)
 cdef int _ack_bare(TcpCb sk, uint32_t seq, uint32_t ack, uint32_t window, uint32_t ts_ecr,
                    double now) except -1

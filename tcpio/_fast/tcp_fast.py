@@ -105,14 +105,15 @@ from tcpio._fast.gso import GSO_LEGACY_MAX_SIZE, gso_frame
 from tcpio.core.timer import NO_TIMER
 
 __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "ack_xmit",
-           "addrs6_of",
+           "addrs6_of", "batch_end", "check_space", "data_snd_check",
            "buf_append",
            "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "RcvPool", "rcv_established", "rcv_pool_note", "rcv_pool_open",
-           "rcv_pool_share", "rcv_rtt_update", "rcv_window_ack", "receive_window",
-           "SNDQ_EMPTY", "sack_option_len", "select_window", "set_hooks", "sq_append",
+           "rcv_pool_share", "rcv_rtt_update", "rcv_space_adjust", "recv_done", "rcv_window_ack", "receive_window",
+           "SNDQ_EMPTY", "sack_option_len", "select_window", "send_ack_or_coalesce", "set_hooks",
+           "set_xmit_hooks", "sq_append",
            "sq_consume",
            "sk_gso_max_size", "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
            "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
@@ -129,6 +130,8 @@ _V6MASK = (1 << 128) - 1
 _TCP_ESTABLISHED = 1
 _TCP_FIN_WAIT1 = 4
 _TCP_FIN_WAIT2 = 5
+_TCP_TIME_WAIT = 6
+_TCP_CLOSE = 7
 _RCV_SHUTDOWN = 1       # sk_shutdown's bit (core.tcp.tcp_states)
 _TCP_CA_OPEN = 0
 _TCP_MAX_QUICKACKS = 16
@@ -196,6 +199,10 @@ _ack_predicted: Callable[..., Any] | None = None
 _data_snd_check: Callable[..., Any] | None = None
 _batch_end: Callable[..., Any] | None = None
 _ack_bypass = False     # a bare ACK's tcp_ack compiled whole (_ack_bare)
+# tcp_output's tcp_write_xmit and tcp_send_ack, which data_snd_check,
+# batch_end and send_ack_or_coalesce call (set_xmit_hooks)
+_write_xmit: Callable[..., Any] | None = None
+_send_ack_now: Callable[..., Any] | None = None
 
 
 def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
@@ -211,6 +218,14 @@ def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
     _data_sent_idle = data_sent_idle
     _ack_predicted = ack_predicted
     _ack_bypass = False
+
+
+def set_xmit_hooks(write_xmit: Callable[..., Any], send_ack: Callable[..., Any]) -> None:
+    """Install tcp_write_xmit(sk, now) and tcp_send_ack(sk, now), which
+    data_snd_check, batch_end and send_ack_or_coalesce call."""
+    global _write_xmit, _send_ack_now
+    _write_xmit = write_xmit
+    _send_ack_now = send_ack
 
 
 def set_snd_check_hooks(data_snd_check: Callable[..., Any] | None,
@@ -327,6 +342,11 @@ class TcpCb:
     # epoch this connection last counted as a receiver in, plus one (0: never)
     rcv_pool: RcvPool | None
     rcv_epoch: int
+    # SOCK_NOSPACE (struct socket's flag): a writer found no room (a short
+    # sendmsg, or send_space / stream_writeable said no, as tcp_poll sets
+    # it), so an ACK that frees space wakes it (check_space); clear, nobody
+    # waits for space and an ACK wakes nobody.
+    nospace: bool
 
     def __init__(self) -> None:
         self.rcv_pool = None        # as an object field starts compiled
@@ -1559,6 +1579,51 @@ def cleanup_rbuf_ack(sk: TcpCb) -> bool:
     return new != 0 and new >= 2 * cur and new - cur >= least
 
 
+def rcv_space_adjust(sk: TcpCb, now: float) -> None:
+    """Receive buffer autotuning (dynamic right-sizing, like Linux's
+    tcp_rcv_space_adjust): once per RTT, if the app read more than the last
+    round, let the buffer hold twice that, so the sender is never
+    window-limited by a reader that keeps up."""
+    if sk is None:
+        raise TypeError("rcv_space_adjust: a TcpCb is required")
+    o: Any = sk
+    rtt = sk.rcv_rtt
+    if not rtt:
+        est = o.rtt_est                 # (TcpSock.srtt)
+        rtt = est.srtt if est.has_sample else 0.0
+    rcvq_time: float = o.rcvq_time
+    if not rtt or now - rcvq_time < rtt:
+        return
+    copied_seq = u32(sk.rcv_nxt - sk.rq.nbytes)
+    copied = seq_diff(copied_seq, o.rcvq_seq)
+    if rcvq_time and copied > o.rcvq_space:
+        want = 4 * copied + 16 * sk.advmss
+        cap: int = sk.host.settings.tcp_rmem[2]
+        if want > cap:
+            want = cap
+        if want > sk.rcvbuf:
+            sk.rcvbuf = want
+        o.rcvq_space = copied
+    o.rcvq_seq = copied_seq
+    o.rcvq_time = now
+
+
+def recv_done(sk: TcpCb, now: float) -> None:
+    """After the app read bytes (tcp_recvmsg's end): the receive buffer's
+    autotuning (rcv_space_adjust, unless SO_RCVBUF locked it) and the ACK or
+    window update the read may owe (tcp_cleanup_rbuf: cleanup_rbuf_ack).
+    Compiled: a reader of 1000 small flows reads a few segments at a time,
+    ~200 reads per MiB, and these were four Python calls per read."""
+    if sk is None:
+        raise TypeError("recv_done: a TcpCb is required")
+    o: Any = sk
+    if not o.opts.rcvbuf_locked:
+        rcv_space_adjust(sk, now)
+    if cleanup_rbuf_ack(sk):
+        assert _send_ack_now is not None
+        _send_ack_now(sk, now)
+
+
 def event_data_sent(sk: TcpCb, now: float) -> None:
     """tcp_event_data_sent's pingpong rule: data sent within the ATO of the
     last received data is a reply (inet_csk_inc_pingpong_cnt, capped at
@@ -2543,9 +2608,87 @@ def ack_fast(sk: TcpCb, seq: int, ack: int, window: int, ts_ecr: int, now: float
         o.retrans_stamp = None
     if not schedule_loss_probe(sk, now, True):
         rearm_rto(sk, now)
-    if sk.write_seq != sk.wq_seq or acked:
-        sk.host.schedule_wakeup(o)   # send space freed
+    check_space(sk)             # send space freed: a writer waiting for it?
     return True
+
+
+def check_space(sk: TcpCb) -> None:
+    """tcp_check_space after an ACK freed send space, in ESTABLISHED or
+    CLOSE_WAIT: wake the writer only if one found the buffer full
+    (SOCK_NOSPACE) and the buffer is writeable again
+    (sk_stream_write_space: free space at least half of what is queued,
+    __sk_stream_is_writeable's memory test), clearing the flag.  Linux
+    tests TCP_NOTSENT_LOWAT's half too, after tcp_data_snd_check's push;
+    here the glue, woken after the batch's push, asks stream_writeable()
+    itself, which sets the flag again if the unsent bytes still say no.
+    Woken on every ACK instead, a sender of 1000 small flows ran its
+    transport for nothing 7 times in 8 (issue 11, bench_flows_path.py)."""
+    if sk is None:
+        raise TypeError("check_space: a TcpCb is required")
+    if not sk.nospace:
+        return
+    queued = sk.wq.nbytes
+    free = sk.sndbuf - queued
+    if free > 0 and free >= queued >> 1:
+        sk.nospace = False
+        sk.host.schedule_wakeup(sk)
+
+
+def data_snd_check(sk: TcpCb, now: float) -> None:
+    """tcp_data_snd_check: send what the ACKs just processed allow, if
+    anything (data or a FIN) is unsent.  Compiled with batch_end and
+    send_ack_or_coalesce: at 1000 small flows each ACK a sender reads ends a
+    batch of its own, and these three were ~1500 Python calls and ~4500
+    field reads of this cdef class per MiB from Python (issue 11)."""
+    if sk is None:
+        raise TypeError("data_snd_check: a TcpCb is required")
+    o: Any = sk
+    if sk.state == _TCP_CLOSE or sk.state == _TCP_TIME_WAIT or sk.dead:
+        return
+    if sk.write_seq != sk.snd_nxt or o.fin_queued:
+        assert _write_xmit is not None
+        _write_xmit(sk, now)
+
+
+def batch_end(sk: TcpCb, now: float) -> None:
+    """A receive batch's end for ``sk`` (host.defer_to_batch_end, once per
+    socket however often asked): what the batch's ACKs let it send
+    (data_snd_check, deferred by data_snd_check_batched), then the one ACK
+    for the batch's data unless a segment just sent carried it (Linux's
+    order: tcp_data_snd_check, then tcp_ack_snd_check)."""
+    if sk is None:
+        raise TypeError("batch_end: a TcpCb is required")
+    data_snd_check(sk, now)
+    if sk.ack_pending and not sk.dead:
+        assert _send_ack_now is not None
+        _send_ack_now(sk, now)
+
+
+# ACK coalescing: at most this much newly received data waits for the end of
+# a receive batch before its ACK goes (GRO's largest aggregate, 64 KiB).
+ACK_COALESCE_MAX = 65536
+
+
+def send_ack_or_coalesce(sk: TcpCb, now: float) -> None:
+    """__tcp_ack_snd_check decided to ACK now (two full segments unacked, or
+    quick-ACK mode, or out-of-order data).  Linux makes that decision once
+    per GRO aggregate, not per segment: in-order segments of one flow
+    arriving together get one ACK for all of them.  So inside a receive
+    batch the ACK for in-order data waits for the batch's end
+    (``host.defer_to_batch_end``: batch_end), unless 64 KiB are already
+    unacknowledged; an ACK with a hole (out-of-order data: dupACKs with SACK
+    blocks, which the sender counts) goes at once."""
+    if sk is None:
+        raise TypeError("send_ack_or_coalesce: a TcpCb is required")
+    if (sk.ofo or seq_diff(sk.rcv_nxt, sk.rcv_wup) >= ACK_COALESCE_MAX
+            or not sk.host.defer_to_batch_end(_batch_end_obj, sk)):
+        assert _send_ack_now is not None
+        _send_ack_now(sk, now)
+
+
+# batch_end as the object host.defer_to_batch_end keeps (one, not a new
+# bound wrapper per call)
+_batch_end_obj: Any = batch_end
 
 
 def data_snd_check_batched(sk: TcpCb, now: float) -> None:

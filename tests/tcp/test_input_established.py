@@ -157,10 +157,67 @@ def test_ack_of_everything_stops_the_retransmission_timer():
     assert c.recv() == []
 
 
+def _full(c: Conn) -> list:
+    """Fill the send buffer (a write larger than it: short, so the writer
+    now waits for space, SOCK_NOSPACE); return the segments that went out."""
+    big = 1 << 20
+    assert c.sk.sendmsg(b"w" * big) < big
+    out = c.recv()
+    c.host.woken.clear()
+    return out
+
+
 def test_ack_of_new_data_wakes_the_writer():
+    """Linux tcp_check_space / sk_stream_write_space: a writer that found
+    the send buffer full is woken by the ACK that makes it writeable."""
+    c = passive_open()
+    c.ack_all(_full(c))
+    c.send()
+    assert c.host.woken == [c.sk]
+
+
+def test_ack_wakes_no_writer_when_none_waits_for_space():
+    """tcp_check_space tests SOCK_NOSPACE first: with every write taken
+    whole, nobody waits for space and an ACK wakes nobody."""
     c = passive_open()
     c.ack_all(_sent(c, 100))
     c.host.woken.clear()
+    c.send()
+    assert c.host.woken == []
+
+
+def test_writer_sleeps_until_the_free_space_is_half_of_what_is_queued():
+    """sk_stream_write_space wakes only when __sk_stream_is_writeable: free
+    space >= half the bytes queued (sk_stream_min_wspace); an ACK freeing
+    less leaves the writer waiting (SOCK_NOSPACE stays set), the first one
+    leaving enough wakes it, once."""
+    c = passive_open()
+    out = _full(c)
+    woke = []
+    for _ in range(20):
+        for seg in out:                   # one ACK per segment, in order
+            c.send(ack=seg.seq + len(seg.payload))
+            queued = len(c.sk.wq)
+            writeable = c.sk.sndbuf - queued >= queued // 2
+            if c.host.woken:
+                woke.append(writeable)
+                c.host.woken.clear()
+            elif not woke:
+                assert not writeable      # writeable, and the writer still asleep
+        out = c.recv()
+        if not out:
+            break
+    assert woke == [True]                 # once, when writeable
+
+
+def test_writer_that_polled_no_space_is_woken():
+    """tcp_poll sets SOCK_NOSPACE when it finds the sock not writeable: a
+    writer that asked (stream_writeable, send_space) and waits is woken."""
+    c = passive_open()
+    out = _full(c)
+    c.sk.nospace = False              # the short write's flag, taken away
+    assert not c.sk.stream_writeable() and c.sk.send_space() == 0
+    c.ack_all(out)
     c.send()
     assert c.host.woken == [c.sk]
 
@@ -495,12 +552,14 @@ def test_send_buffer_grows_with_cwnd():
 
 
 def test_ack_of_part_of_a_segment_wakes_the_writer():
-    """Send space is freed by any advance of SND.UNA, even inside a segment."""
+    """Send space is freed by any advance of SND.UNA, even inside a segment:
+    a waiting writer is woken once it is writeable."""
     c = passive_open()
-    out = _sent(c, 300)
-    c.host.woken.clear()
-    c.send(ack=out[0].seq + 100)
-    assert c.sk.snd_una == out[0].seq + 100
+    out = _full(c)
+    part = out[0].seq + len(out[0].payload) * (len(out) - 1) + 100    # inside the last
+    c.send(ack=part)
+    assert c.sk.snd_una == part
+    assert c.sk.sndbuf - len(c.sk.wq) >= len(c.sk.wq) // 2
     assert c.host.woken == [c.sk]
 
 

@@ -108,6 +108,9 @@ SndQueue = _tcp_fast.SndQueue
 SNDQ_EMPTY = _tcp_fast.SNDQ_EMPTY
 sq_append = _tcp_fast.sq_append
 sq_ref_ok = _tcp_fast.sq_ref_ok
+# the end of a read: autotuning and the ACK it may owe (tcp_rcv_space_adjust,
+# tcp_cleanup_rbuf), compiled
+_recv_done = _tcp_fast.recv_done
 
 
 _log = logging.getLogger("tcpio.tcp")
@@ -165,6 +168,7 @@ def _cb_zero(sk: TcpSock) -> None:
     sk.rcv_wnd = 0
     sk.rcv_wup = 0
     sk.rcv_epoch = 0
+    sk.nospace = False        # SOCK_NOSPACE (a TcpCb field)
     sk.ofo_bytes = 0
     sk.got_data = False
     sk.rcv_rtt = 0.0          # receiver's RTT estimate from timestamp echoes
@@ -524,9 +528,15 @@ class TcpSock(TcpCb):
 
     # --- data --------------------------------------------------------------
     def send_space(self) -> int:
+        """The bytes sendmsg would take now; none sets SOCK_NOSPACE (the
+        caller waits for space: the ACK that frees it wakes it)."""
         if self.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT) or self.sk_shutdown & SEND_SHUTDOWN:
             return 0
-        return max(0, self.sndbuf - len(self.wq))
+        space = self.sndbuf - len(self.wq)
+        if space <= 0:
+            self.nospace = True
+            return 0
+        return space
 
     def notsent_limit(self) -> int:
         """tcp_notsent_lowat: TCP_NOTSENT_LOWAT, else the sysctl's."""
@@ -539,8 +549,11 @@ class TcpSock(TcpCb):
         wake 1: a writer woken has room to write)."""
         queued = len(self.wq)
         free = self.sndbuf - queued
-        return (free > 0 and free >= queued >> 1
-                and seq_diff(self.write_seq, self.snd_nxt) << 1 < self.notsent_limit())
+        if (free > 0 and free >= queued >> 1
+                and seq_diff(self.write_seq, self.snd_nxt) << 1 < self.notsent_limit()):
+            return True
+        self.nospace = True         # tcp_poll: the writer will wait for space
+        return False
 
     def sendmsg(self, data: Any, flags: int = 0) -> int:
         """tcp_sendmsg: copy what fits into the send buffer and push.
@@ -565,6 +578,10 @@ class TcpSock(TcpCb):
             mv = mv.cast("B")
         # Bytes, not items: an array of shorts counts two per element.
         n = min(len(mv), self.sndbuf - len(self.wq))
+        if n < len(mv):
+            # tcp_sendmsg's wait_for_space: what does not fit waits for an
+            # ACK to free space (SOCK_NOSPACE: tcp_check_space wakes us)
+            self.nospace = True
         if n <= 0:
             return 0
         if self.wq is SNDQ_EMPTY:
@@ -584,6 +601,8 @@ class TcpSock(TcpCb):
             self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
         else:
             n = self._copy_skbs(mv, n, lowat, bool(flags & _MSG_OOB), ref)
+            if n < len(mv):
+                self.nospace = True     # (TCP_NOTSENT_LOWAT stopped the copy)
             if not n:
                 return 0
         more = flags & _MSG_MORE
@@ -722,10 +741,7 @@ class TcpSock(TcpCb):
         """After bytes were read: the receive buffer's autotuning
         (tcp_rcv_space_adjust) and the window update it may owe
         (tcp_cleanup_rbuf)."""
-        now = self.host.now
-        if not self.opts.rcvbuf_locked:
-            tcp_output.tcp_rcv_space_adjust(self, now)
-        tcp_output.tcp_cleanup_rbuf(self, now)
+        _recv_done(self, self.host.now)       # (compiled: tcp_fast.recv_done)
 
     def sock_error(self) -> OSError:
         """Pop the pending error (sock_error()); an OSError with errno 0 if none."""

@@ -86,6 +86,7 @@ rcv_established_fast = _tcp_fast.rcv_established
 rcv_window_ack_fast = _tcp_fast.rcv_window_ack
 clean_rtx_queue_walk = _tcp_fast.clean_rtx_queue
 ack_fast = _tcp_fast.ack_fast
+tcp_check_space = _tcp_fast.check_space
 ack_update_window = _tcp_fast.ack_update_window
 rcv_pool_note = _tcp_fast.rcv_pool_note
 may_update_window = _tcp_fast.may_update_window
@@ -697,8 +698,12 @@ def tcp_ack(sk: TcpSock, skb: Skb, now: float, flag: int) -> int:
         # tcp_set_xmit_timer: a loss probe if RFC 8985 7.2 allows, else the RTO
         if not reo_armed and not tcp_output.tcp_schedule_loss_probe(sk, now, True):
             tcp_output.tcp_rearm_rto(sk, now)
-        if sk.write_seq != sk.wq_seq or acked:
-            sk.host.schedule_wakeup(sk)   # send space freed
+        if sk.state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+            tcp_check_space(sk)       # a writer waiting for the space freed
+        elif sk.write_seq != sk.wq_seq or acked:
+            # the handshake's or the FIN's ACK: the state change it makes
+            # wakes the glue (sk_state_change), here as the space freed
+            sk.host.schedule_wakeup(sk)
     if prior_packets == 0:
         tcp_ack_probe(sk, now)      # (tcp_ack's no_queue)
     return flag
@@ -1102,11 +1107,8 @@ def tcp_fin(sk: TcpSock, now: float, ack_now: bool = False) -> None:
 
 
 # --- output triggers ------------------------------------------------------------------
-def tcp_data_snd_check(sk: TcpSock, now: float) -> None:
-    if sk.state in (TCP_CLOSE, TCP_TIME_WAIT) or sk.dead:
-        return
-    if sk.write_seq != sk.snd_nxt or sk.fin_queued:
-        tcp_write_xmit(sk, now)
+# tcp_data_snd_check: send what the ACKs allow (compiled: tcp_fast.data_snd_check)
+tcp_data_snd_check = _tcp_fast.data_snd_check
 
 
 # tcp_data_snd_check after a bare ACK: inside a receive batch, once at the
@@ -1117,33 +1119,11 @@ tcp_data_snd_check_batched = _tcp_fast.data_snd_check_batched
 __tcp_ack_snd_check = _tcp_fast.ack_snd_check
 
 
-# ACK coalescing: at most this much newly received data waits for the end of
-# a receive batch before its ACK goes (GRO's largest aggregate, 64 KiB).
-TCP_ACK_COALESCE_MAX = 65536
-
-
-def tcp_send_ack_or_coalesce(sk: TcpSock, now: float) -> None:
-    """__tcp_ack_snd_check decided to ACK now (two full segments unacked, or
-    quick-ACK mode, or out-of-order data).  Linux makes that decision once per
-    GRO aggregate, not per segment: in-order segments of one flow arriving
-    together get one ACK for all of them.  So inside a receive batch the ACK
-    for in-order data waits for the batch's end (``host.defer_to_batch_end``),
-    unless 64 KiB are already unacknowledged; an ACK with a hole (out-of-order
-    data: dupACKs with SACK blocks, which the sender counts) goes at once."""
-    if (sk.ofo or seq_diff(sk.rcv_nxt, sk.rcv_wup) >= TCP_ACK_COALESCE_MAX
-            or not sk.host.defer_to_batch_end(tcp_batch_end, sk)):
-        tcp_send_ack(sk, now)
-
-
-def tcp_batch_end(sk: TcpSock, now: float) -> None:
-    """A receive batch's end for ``sk`` (host.defer_to_batch_end, once per
-    socket however often asked): what the batch's ACKs let it send
-    (tcp_data_snd_check, deferred by tcp_ack_predicted), then the one ACK
-    for the batch's data unless a segment just sent carried it (Linux's
-    order: tcp_data_snd_check, then tcp_ack_snd_check)."""
-    tcp_data_snd_check(sk, now)
-    if sk.ack_pending and not sk.dead:
-        tcp_send_ack(sk, now)
+# ACK coalescing per receive batch (tcp_fast.send_ack_or_coalesce: at most
+# TCP_ACK_COALESCE_MAX bytes wait for the batch's end, tcp_fast.batch_end)
+TCP_ACK_COALESCE_MAX = _tcp_fast.ACK_COALESCE_MAX
+tcp_send_ack_or_coalesce = _tcp_fast.send_ack_or_coalesce
+tcp_batch_end = _tcp_fast.batch_end
 
 
 def tcp_init_fast_hooks(mod: Any = None) -> None:
@@ -1155,6 +1135,7 @@ def tcp_init_fast_hooks(mod: Any = None) -> None:
     coalescing off)."""
     if mod is None:
         mod = _tcp_fast
-    mod.set_hooks(tcp_send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
+    mod.set_hooks(mod.send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
                   tcp_ack_predicted)
-    mod.set_snd_check_hooks(tcp_data_snd_check, tcp_batch_end)
+    mod.set_xmit_hooks(tcp_write_xmit, tcp_send_ack)
+    mod.set_snd_check_hooks(mod.data_snd_check, mod.batch_end)

@@ -344,22 +344,10 @@ def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
         tcp_send_ack(sk, now)
 
 
-def tcp_rcv_space_adjust(sk: TcpSock, now: float) -> None:
-    """Receive buffer autotuning (dynamic right-sizing, like Linux's
-    tcp_rcv_space_adjust): once per RTT, if the app read more than the last
-    round, let the buffer hold twice that, so the sender is never window-limited
-    by a reader that keeps up."""
-    rtt = sk.rcv_rtt or sk.srtt
-    if not rtt or now - sk.rcvq_time < rtt:
-        return
-    copied_seq = (sk.rcv_nxt - len(sk.rq)) & 0xFFFFFFFF
-    copied = seq_diff(copied_seq, sk.rcvq_seq)
-    if sk.rcvq_time and copied > sk.rcvq_space:
-        want = min(4 * copied + 16 * sk.advmss, sk.host.settings.tcp_rmem[2])
-        sk.rcvbuf = max(sk.rcvbuf, want)
-        sk.rcvq_space = copied
-    sk.rcvq_seq = copied_seq
-    sk.rcvq_time = now
+# Receive buffer autotuning (tcp_rcv_space_adjust, dynamic right-sizing):
+# tcp_fast.rcv_space_adjust, compiled with the rest of a read's end
+# (tcp_fast.recv_done)
+tcp_rcv_space_adjust = _tcp_fast.rcv_space_adjust
 
 
 # --- MSS -----------------------------------------------------------------------
