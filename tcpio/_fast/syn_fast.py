@@ -70,13 +70,13 @@ __all__ = [
     "route_advmss",
     "secure_tcp_syn_cookie",
     "set_state",
-    "tcp_set_state",
     "sock_init",
     "syn_cookie",
     "synack_frame",
     "synack_path",
     "sync_mss",
     "tcp_rcv_wscale",
+    "tcp_set_state",
     "ts_off_hash",
 ]
 
