@@ -700,10 +700,8 @@ def tcp_set_state(log: tuple, sk: Any, state: int) -> None:
     cache: dict = log[0]
     logger = log[1]
     level = log[2]
-    on = cache.get(level)
-    if on is None:
-        on = logger.isEnabledFor(level)
-    if on and not logger.disabled:
+    if (cache[level] if level in cache else logger.isEnabledFor(level)) \
+            and not logger.disabled:
         log[3](sk, old, state)
 
 

@@ -25,4 +25,5 @@ cdef class TimerWheel:
     cdef public list _heap, _prompt_heap
     cdef public object _seq
     cdef public long long _stale
+    @cython.locals(timer=Timer)
     cpdef object _settle_top(self, list heap)

@@ -165,13 +165,16 @@ class TimerWheel:
         cls = PromptTimer if prompt else Timer
         return cls(self, callback, None if owner is None else weakref.ref(owner))
 
+    # (compiled: ``timer`` a Timer, its C fields read directly; _settle_top's
+    # in timer_fast.pxd)
+    @cython.locals(timer=Timer)
     def _compact(self) -> None:
         """Drop every stale entry and every parked one (their timers then
         have none), in place (see __init__)."""
         for heap in (self._heap, self._prompt_heap):
             keep = []
             for e in heap:
-                timer = cython.cast(Timer, e[2])     # (compiled: its C fields read directly)
+                timer = e[2]
                 if timer._queued == e[0] and timer._qseq == e[1]:
                     if timer.when is None:
                         timer._queued = None        # parked: gone
@@ -186,8 +189,7 @@ class TimerWheel:
         their deadline; return the top entry once it is a timer really due then."""
         while heap:
             entry = heap[0]
-            when, seq, t = entry
-            timer = cython.cast(Timer, t)       # (compiled: its C fields read directly)
+            when, seq, timer = entry
             if timer._queued != when or timer._qseq != seq:
                 heapq.heappop(heap)             # superseded
                 self._stale -= 1
@@ -233,6 +235,7 @@ class TimerWheel:
             return None if ptop is None else ptop[0]
         return top[0] if ptop is None or top[0] <= ptop[0] else ptop[0]
 
+    @cython.locals(timer=Timer)
     def run(self, now: float, due: float | None = None) -> int:
         """Fire every timer due at or before ``due`` (default ``now``), each
         called with ``now``, in (deadline, arming) order; return how many
@@ -262,7 +265,7 @@ class TimerWheel:
             else:
                 break
             heapq.heappop(from_heap)
-            timer = cython.cast(Timer, top[2])
+            timer = top[2]
             timer._queued = None
             timer.when = None
             fired += 1
