@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket as _socket
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -80,8 +81,9 @@ class Server(asyncio.AbstractServer):
         self._serving = True
         for sock in self._sockets:
             sk = sock.core
-            # sk.wakeup runs inside the driver's kick(), which flushes after.
-            sk.wakeup = lambda sk=sk: self._accept_ready(sk)
+            # sk.wakeup runs inside the driver's kick(), which flushes after
+            # (a partial, not a lambda: no Python frame of its own per wakeup)
+            sk.wakeup = partial(self._accept_ready, sk)
             sock.listen(self._backlog)
             # connections may be queued already (listen() before start_serving)
             self._loop.call_soon(self._accept_ready, sk, True)

@@ -417,8 +417,9 @@ def assert_every_armed_timer_is_queued(wheel: TimerWheel, timers: list[Timer]) -
 # --- cost: heap operations, not time -----------------------------------------
 
 class HeapOps:
-    """tcpio.core.timer's heapq, counting each call (a heap push or pop is
-    one sift: O(log n) entries touched; heapify touches them all)."""
+    """The timer wheel's heapq (tcpio.core.timer.impl's), counting each
+    call (a heap push or pop is one sift: O(log n) entries touched; heapify
+    touches them all)."""
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
@@ -439,7 +440,7 @@ class HeapOps:
 @pytest.fixture
 def heap_ops(monkeypatch: pytest.MonkeyPatch) -> HeapOps:
     ops = HeapOps()
-    monkeypatch.setattr(timer_mod, "heapq", ops)
+    monkeypatch.setattr(timer_mod.impl, "heapq", ops)  # (the wheel's module, compiled or not)
     return ops
 
 

@@ -5,7 +5,7 @@ Two kinds of source live here:
 - a ``.pyx`` with a pure-Python twin ``<name>_py.py`` (checksum, wire, ehash,
   rx, tx): byte-level code, written twice;
 - one pure-Python-mode source ``<name>.py`` with an augmenting ``<name>.pxd``
-  (``PURE_MODE``: tcp_fast, syn_fast, cong_fast): setup.py compiles it into ``tcpio._fast.<name>``
+  (``PURE_MODE``: tcp_fast, syn_fast, cong_fast, timer_fast): setup.py compiles it into ``tcpio._fast.<name>``
   and the same file runs interpreted as ``tcpio._fast.<name>_py``.  Python
   imports an extension module before a ``.py`` of the same name in one
   directory, so the interpreted form is loaded from the file under the
@@ -32,7 +32,7 @@ from types import ModuleType
 NO_EXTENSIONS = os.environ.get("TCPIO_NO_EXTENSIONS") == "1"
 
 # Modules whose one .py source is both compiled and run interpreted.
-PURE_MODE = frozenset({"tcp_fast", "syn_fast", "cong_fast"})
+PURE_MODE = frozenset({"tcp_fast", "syn_fast", "cong_fast", "timer_fast"})
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -91,7 +91,7 @@ def build_info() -> dict[str, str]:
     the reason (TCPIO_NO_EXTENSIONS=1, or the compiled module's import error)."""
     out = {}
     for name in ("checksum", "wire", "ehash", "rx", "tx", "devio", "tcp_fast", "syn_fast",
-                 "cong_fast"):
+                 "cong_fast", "timer_fast"):
         if NO_EXTENSIONS:
             out[name] = "pure (TCPIO_NO_EXTENSIONS=1)"
         elif load_compiled(name) is not None:

@@ -23,6 +23,11 @@ def address(value: Any) -> Any:
     return value
 
 
+def locals(**_types: Any) -> Any:
+    """``@cython.locals(name=type)``: C types for the compiled function only."""
+    return lambda func: func
+
+
 def no_gc(cls: Any) -> Any:
     """``@cython.no_gc``: a directive for the compiled class only."""
     return cls

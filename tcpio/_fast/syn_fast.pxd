@@ -105,5 +105,6 @@ cpdef openreq_child(TcpCb sk, object req, long long seq, long long window, doubl
 cdef long long _TCP_ESTABLISHED, _TCP_CLOSE_WAIT
 @cython.locals(old=cython.longlong)
 cpdef long long set_state(TcpCb sk, long long state, object mib, object host) except? -1
+cpdef tcp_set_state(tuple log, TcpCb sk, long long state)
 cpdef done_clear(TcpCb sk)
 cpdef release_queues(TcpCb sk, object no_ofo)

@@ -76,6 +76,7 @@ __all__ = [
     "synack_path",
     "sync_mss",
     "tcp_rcv_wscale",
+    "tcp_set_state",
     "ts_off_hash",
 ]
 
@@ -685,6 +686,23 @@ def set_state(sk: Any, state: int, mib: Any, host: Any) -> int:
     if sk.trace is not None:
         sk.trace.set_state(sk, old, state, host.now)
     return old
+
+
+def tcp_set_state(log: tuple, sk: Any, state: int) -> None:
+    """TcpProto.tcp_set_state whole, in one compiled call (a Python method
+    and this module's set_state under it were two calls, four times per
+    connection, issue 11): set_state at ``sk.host``, then the change on the
+    log when it is on.  ``log``: (the logger's own cache of isEnabledFor's
+    answers, the logger, the level, ``log_state(sk, old, new)``); the cache
+    is read without a call, a level not in it asked the usual way."""
+    host = sk.host
+    old = set_state(sk, state, host.mib, host)
+    cache: dict = log[0]
+    logger = log[1]
+    level = log[2]
+    if (cache[level] if level in cache else logger.isEnabledFor(level)) \
+            and not logger.disabled:
+        log[3](sk, old, state)
 
 
 def done_clear(sk: Any) -> None:

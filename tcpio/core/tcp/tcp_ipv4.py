@@ -18,6 +18,8 @@ from __future__ import annotations
 import errno
 import logging
 from collections import namedtuple
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from tcpio.core.icmp_h import (
@@ -111,6 +113,8 @@ _log = logging.getLogger("tcpio.tcp")
 # empty dict of our own if this Python's Logger keeps no such cache.)
 _LOG_ENABLED: dict[int, bool] = getattr(_log, "_cache", {})
 _INFO = logging.INFO
+# what tcp_set_state logs a change with (syn_fast.tcp_set_state)
+_STATE_LOG = (_LOG_ENABLED, _log, _INFO, tcp_log_state)
 
 if TYPE_CHECKING:
     from ..protocol import NetHost, NetHost6
@@ -119,7 +123,6 @@ wire = _fast.load("wire")
 _syn_fast = _fast.load("syn_fast")
 _tcp_fast = _fast.load("tcp_fast")
 checksum = _fast.load("checksum")
-_set_state = _syn_fast.set_state
 _done_clear = _syn_fast.done_clear
 _release_queues = _syn_fast.release_queues
 parse_tcp = wire.parse_tcp
@@ -154,6 +157,10 @@ class TcpProto:
         self.challenge_count = 0
         # the per-stack trace sink: every connection reports to it (set_trace)
         self.trace_sink: TraceSink | None = None
+        # tcp_set_state(sk, state): the store, CurrEstab's count, the trace
+        # and the log (syn_fast.tcp_set_state), with no Python frame of its own
+        self.tcp_set_state: Callable[[TcpSock, int], None] = partial(
+            _syn_fast.tcp_set_state, _STATE_LOG)
 
     def set_trace(self, sink: TraceSink | None) -> None:
         """Trace every TCP connection of the host to ``sink`` (None: stop),
@@ -274,14 +281,6 @@ class TcpProto:
         mib["ListenOverflows"] += 1
         mib["ListenDrops"] += 1
         return True
-
-    def tcp_set_state(self, sk: TcpSock, state: int) -> None:
-        # the store, CurrEstab's count and the trace: syn_fast.set_state
-        host = self.host
-        old = _set_state(sk, state, host.mib, host)
-        if (_LOG_ENABLED[_INFO] if _INFO in _LOG_ENABLED else _log.isEnabledFor(_INFO)) \
-                and not _log.disabled:
-            tcp_log_state(sk, old, state)
 
     # --- active open (tcp_v4_connect) ------------------------------------------------
     def tcp_v4_connect(self, sk: TcpSock, addr: int, port: int) -> None:
