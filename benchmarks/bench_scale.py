@@ -72,7 +72,6 @@ PEER = str(ROOT / "benchmarks" / "scale_peer.py")
 PORT = 5001
 IDLE_PORTS = 4         # server ports the idle step spreads over (idle())
 MiB = 1024 * 1024
-CHUNK = 64 * 1024
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -103,10 +102,10 @@ async def wait_listening(proc: asyncio.subprocess.Process) -> None:
 async def sink_handler(counts: list[int], bad: list[int], n: int,
                        done: asyncio.Future[None]) -> Any:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        data = await reader.read()
-        if not scale_peer.check(data):
+        chk = await scale_peer.read_checked(reader)
+        if not chk.ok:
             bad.append(1)
-        counts.append(len(data))
+        counts.append(chk.received)
         writer.close()
         if len(counts) == n and not done.done():
             done.set_result(None)
@@ -117,9 +116,8 @@ async def tcpio_send(stack: Any, host: str, n: int, nbytes: int) -> float:
     """n concurrent flows of nbytes from ``stack`` to host:PORT; elapsed to the last EOF."""
     async def flow(i: int) -> None:
         reader, writer = await stack.open_connection(host, PORT)
-        data = memoryview(scale_peer.pattern(i, nbytes))
-        for off in range(0, nbytes, CHUNK):
-            writer.write(data[off:off + CHUNK])
+        for piece in scale_peer.pattern_chunks(i, nbytes):
+            writer.write(piece)
             await writer.drain()
         writer.write_eof()
         await reader.read()
