@@ -106,7 +106,7 @@ cdef class TxSeg:
 
 
 cdef object _send_ack, _data_sent_idle, _ack_predicted, _data_snd_check, _batch_end
-cdef object _write_xmit, _send_ack_now, _batch_end_obj
+cdef object _write_xmit, _send_ack_now, _batch_end_obj, _push
 cdef long long _TCP_TIME_WAIT, _TCP_CLOSE
 cdef bint _ack_bypass
 # C constants, not module objects, in the compiled arithmetic
@@ -240,6 +240,11 @@ cpdef burst_sent(TcpCb sk, long long n, long long frames, bint v6, bint eth, dou
 cpdef xmit_done(TcpCb sk, bint window_limited, long long prior_packets, double now)
 @cython.locals(pushed=uint32_t)
 cpdef long long push_mark(TcpCb sk, uint32_t seq, uint32_t end) except -1
+@cython.locals(goal=cython.longlong, marks=object, una=uint32_t, copied=cython.longlong,
+               unsent=cython.longlong, room=cython.longlong, copy=cython.longlong,
+               forced=bint)
+cpdef long long copy_skbs(TcpCb sk, data, long long n, long long lowat, bint oob,
+                          bint ref) except -1
 @cython.locals(seg=TxSeg)
 cpdef TxSeg new_data_sent(TcpCb sk, uint32_t seq, uint32_t end, long long flags, bint small,
                           double now)

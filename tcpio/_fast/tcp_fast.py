@@ -107,7 +107,8 @@ from tcpio.core.timer import NO_TIMER
 __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check", "ack_xmit",
            "addrs6_of", "batch_end", "check_space", "data_snd_check",
            "buf_append",
-           "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "current_mss",
+           "buf_consume", "burst_sent", "clean_rtx_queue", "cleanup_rbuf_ack", "copy_skbs",
+           "current_mss",
            "cwnd_quota", "cwnd_validate", "data_sent_idle", "dec_quickack_mode", "event_ack_sent",
            "event_data_recv", "incr_quickack", "ip_select_ident_segs", "new_data_sent", "push_mark",
            "rack_advance", "RcvPool", "rcv_established", "rcv_pool_note", "rcv_pool_open",
@@ -203,6 +204,8 @@ _ack_bypass = False     # a bare ACK's tcp_ack compiled whole (_ack_bare)
 # batch_end and send_ack_or_coalesce call (set_xmit_hooks)
 _write_xmit: Callable[..., Any] | None = None
 _send_ack_now: Callable[..., Any] | None = None
+# tcp_output's tcp_push, which copy_skbs calls at a full skb's push point
+_push: Callable[..., Any] | None = None
 
 
 def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
@@ -220,12 +223,17 @@ def set_hooks(send_ack: Callable[..., Any], data_sent_idle: Callable[..., Any],
     _ack_bypass = False
 
 
-def set_xmit_hooks(write_xmit: Callable[..., Any], send_ack: Callable[..., Any]) -> None:
+def set_xmit_hooks(write_xmit: Callable[..., Any], send_ack: Callable[..., Any],
+                   push: Callable[..., Any] | None = None) -> None:
     """Install tcp_write_xmit(sk, now) and tcp_send_ack(sk, now), which
-    data_snd_check, batch_end and send_ack_or_coalesce call."""
-    global _write_xmit, _send_ack_now
+    data_snd_check, batch_end and send_ack_or_coalesce call, and
+    tcp_push(sk, now, nonagle), which copy_skbs calls (None: left as it
+    was)."""
+    global _write_xmit, _send_ack_now, _push
     _write_xmit = write_xmit
     _send_ack_now = send_ack
+    if push is not None:
+        _push = push
 
 
 def set_snd_check_hooks(data_snd_check: Callable[..., Any] | None,
@@ -2014,6 +2022,59 @@ def push_mark(sk: TcpCb, seq: int, end: int) -> int:
             if before(seq, u32(mark)) and not after(u32(mark), end):
                 return _TCPHDR_PSH
     return 0
+
+
+def copy_skbs(sk: TcpCb, data: Any, n: int, lowat: int, oob: bool, ref: bool) -> int:
+    """tcp_sendmsg_locked's copy loop for a write that fills skbs (the first
+    ``n`` bytes of ``data``, a flat byte memoryview; ``ref``: sq_ref_ok's
+    answer for them): each is filled to the size goal (tcp_xmit_size_goal)
+    and, full with data left, pushed: with a PSH mark where it ends when
+    more than half the peer's largest window went unpushed (forced_push,
+    tcp_mark_push, __tcp_push_pending_frames), else alone if it is the send
+    head (tcp_push_one); an MSG_OOB write (``oob``) pushes only at its end.
+    sk_stream_memory_free is asked only before a new skb, so with
+    TCP_NOTSENT_LOWAT (``lowat``) a write stops once lowat or more bytes are
+    unsent at an skb boundary, and may have filled the unsent tail skb (the
+    remainder of one a push split) past it.  tcpio keeps no skbs: the
+    unsent ones are taken to start at snd_nxt, size_goal apart.  The bytes
+    copied.  Each push is core.tcp.tcp_output.tcp_push with TCP_NAGLE_PUSH
+    (the set_xmit_hooks hook) at the host's time then.  Compiled: a 256 KiB
+    write's loop was ~350 bytecodes and a dozen TcpCb field accesses from
+    Python per skb (issues 11 and 12)."""
+    if sk is None:
+        raise TypeError("copy_skbs: a TcpCb is required")
+    goal = xmit_size_goal(sk)
+    marks = sk.push_marks
+    if marks:
+        # marks already sent live on in their segments' flags
+        una = u32(sk.snd_una)
+        marks[:] = [m for m in marks if after(m, una)]
+    copied = 0
+    while copied < n:
+        unsent = seq_diff(sk.write_seq, sk.snd_nxt)
+        room = goal - ((unsent - 1) % goal + 1) if unsent > 0 else 0
+        if not room:
+            if unsent >= lowat:
+                break
+            room = goal
+        copy = min(room, n - copied)
+        sq_append(sk.wq, data[copied:copied + copy], ref)
+        sk.write_seq = u32(sk.write_seq + copy)
+        copied += copy
+        if copied == n or copy < room:
+            break
+        if oob:
+            continue
+        forced = after(sk.write_seq, u32(sk.pushed_seq + (sk.max_window >> 1)))
+        if forced:
+            sk.pushed_seq = sk.write_seq
+            if sk.push_marks is None:
+                sk.push_marks = []
+            sk.push_marks.append(sk.write_seq)
+        if forced or seq_diff(sk.write_seq, sk.snd_nxt) <= goal:
+            assert _push is not None
+            _push(sk, sk.host.now, _TCP_NAGLE_PUSH)
+    return copied
 
 
 def new_data_sent(sk: TcpCb, seq: int, end: int, flags: int, small: bool,

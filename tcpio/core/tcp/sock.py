@@ -111,6 +111,7 @@ sq_ref_ok = _tcp_fast.sq_ref_ok
 # the end of a read: autotuning and the ACK it may owe (tcp_rcv_space_adjust,
 # tcp_cleanup_rbuf), compiled
 _recv_done = _tcp_fast.recv_done
+_copy_skbs = _tcp_fast.copy_skbs
 
 
 _log = logging.getLogger("tcpio.tcp")
@@ -600,7 +601,10 @@ class TcpSock(TcpCb):
             sq_append(self.wq, mv[:n], ref)
             self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
         else:
-            n = self._copy_skbs(mv, n, lowat, bool(flags & _MSG_OOB), ref)
+            # tcp_sendmsg_locked's copy loop: skbs of the size goal, each
+            # full one pushed when it is the send head or forced (compiled:
+            # tcp_fast.copy_skbs)
+            n = _copy_skbs(self, mv, n, lowat, bool(flags & _MSG_OOB), ref)
             if n < len(mv):
                 self.nospace = True     # (TCP_NOTSENT_LOWAT stopped the copy)
             if not n:
@@ -616,52 +620,6 @@ class TcpSock(TcpCb):
             self.snd_up = self.write_seq
         tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_CORK if more else -1)
         return n
-
-    def _copy_skbs(self, mv: memoryview, n: int, lowat: int, oob: bool = False,
-                   ref: bool = False) -> int:
-        """tcp_sendmsg_locked's copy loop for a write that fills skbs: each is
-        filled to the size goal (tcp_xmit_size_goal) and, full with data
-        left, pushed: with a PSH mark where it ends when more than half the
-        peer's largest window went unpushed (forced_push, tcp_mark_push,
-        __tcp_push_pending_frames), else alone if it is the send head
-        (tcp_push_one); an MSG_OOB write pushes only at its end.
-        sk_stream_memory_free is asked only before a new
-        skb, so with TCP_NOTSENT_LOWAT a write stops once lowat or more
-        bytes are unsent at an skb boundary, and may have filled the unsent
-        tail skb (the remainder of one a push split) past it.  tcpio keeps
-        no skbs: the unsent ones are taken to start at snd_nxt, size_goal
-        apart."""
-        goal = tcp_output.tcp_xmit_size_goal(self)
-        marks = self.push_marks
-        if marks:
-            # marks already sent live on in their segments' flags
-            marks[:] = [m for m in marks if after(m, self.snd_una)]
-        copied = 0
-        while copied < n:
-            unsent = seq_diff(self.write_seq, self.snd_nxt)
-            room = goal - ((unsent - 1) % goal + 1) if unsent > 0 else 0
-            if not room:
-                if unsent >= lowat:
-                    break
-                room = goal
-            copy = min(room, n - copied)
-            sq_append(self.wq, mv[copied:copied + copy], ref)
-            self.write_seq = (self.write_seq + copy) & 0xFFFFFFFF
-            copied += copy
-            if copied == n or copy < room:
-                break
-            if oob:
-                continue
-            forced = after(self.write_seq,
-                           (self.pushed_seq + (self.max_window >> 1)) & 0xFFFFFFFF)
-            if forced:
-                self.pushed_seq = self.write_seq
-                if self.push_marks is None:
-                    self.push_marks = []
-                self.push_marks.append(self.write_seq)
-            if forced or seq_diff(self.write_seq, self.snd_nxt) <= goal:
-                tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_PUSH)
-        return copied
 
     def readable(self) -> int:
         return len(self.rq)

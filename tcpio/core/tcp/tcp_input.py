@@ -1137,5 +1137,5 @@ def tcp_init_fast_hooks(mod: Any = None) -> None:
         mod = _tcp_fast
     mod.set_hooks(mod.send_ack_or_coalesce, tcp_output.tcp_event_data_sent_idle,
                   tcp_ack_predicted)
-    mod.set_xmit_hooks(tcp_write_xmit, tcp_send_ack)
+    mod.set_xmit_hooks(tcp_write_xmit, tcp_send_ack, tcp_output.tcp_push)
     mod.set_snd_check_hooks(mod.data_snd_check, mod.batch_end)
