@@ -31,7 +31,6 @@ from tcpio.core.errors import sock_error
 from tcpio.core.ether import ETH_P_IP, multicast_mac
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
-from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
@@ -224,12 +223,10 @@ def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
     key = hit[1]
     if key is None:
         return hit[2]       # an "ip" link: no neighbour
-    # neigh_hh_output's case (NeighTable.hh_lookup, inline): a connected neighbour
-    n = host.arp.table.get(key)
-    if n is None or not n.state & HH_STATES:
+    dst_mac = host.arp.hh_lookup(*key)      # neigh_hh_output's case
+    if dst_mac is None:
         return None         # not resolved (or stale): arp.output queues / probes
-    n.used = host.now
-    return key[0], n.mac, hit[2], hit[3]
+    return key[0], dst_mac, hit[2], hit[3]
 
 
 def _tcp_route(host: Host, dst: int) -> tuple | None:
