@@ -337,7 +337,17 @@ __tcp_select_window = _tcp_fast.select_window
 tcp_select_window = _tcp_fast.tcp_select_window
 
 
-# tcp_cleanup_rbuf and tcp_rcv_space_adjust (a read's end): tcp_fast.recv_done
+def tcp_cleanup_rbuf(sk: TcpSock, now: float) -> None:
+    """After the app read: the scheduled ACK, or a window update if the
+    window grew a lot (tcp_fast.cleanup_rbuf_ack decides)."""
+    if _tcp_fast.cleanup_rbuf_ack(sk):
+        tcp_send_ack(sk, now)
+
+
+# Receive buffer autotuning (tcp_rcv_space_adjust, dynamic right-sizing):
+# tcp_fast.rcv_space_adjust, compiled with the rest of a read's end
+# (tcp_fast.recv_done)
+tcp_rcv_space_adjust = _tcp_fast.rcv_space_adjust
 
 
 # --- MSS -----------------------------------------------------------------------
