@@ -33,6 +33,7 @@ import asyncio
 import errno
 import functools
 import logging
+import operator
 import socket as _socket
 import time
 from collections.abc import Callable, Iterable
@@ -82,6 +83,9 @@ NET_RX_ROUNDS = 4
 NET_RX_USECS = 2000
 TIMER_DEFER_MAX = 5.0
 _NOTHING_DUE = float("-inf")        # host.poll's due: only the prompt timers
+# the parts of a host output's (ifindex, frame) item (_transmit)
+_IFINDEX = operator.itemgetter(0)
+_FRAME = operator.itemgetter(1)
 
 
 class Stack:
@@ -603,10 +607,10 @@ class Stack:
             return
         # One send_batch per device, frames in their original order (most
         # kicks have frames for one device only: its list in one pass)
-        first = out[0][0]
-        frames = [frame for ifindex, frame in out if ifindex == first]
-        if len(frames) == len(out):
-            batches = {first: frames}
+        # (the one-device test and the frames' list by C iterators: no
+        # bytecode per frame, a 1000-flow kick sends hundreds)
+        if len(set(map(_IFINDEX, out))) == 1:
+            batches = {out[0][0]: list(map(_FRAME, out))}
         else:
             batches = {}
             for ifindex, frame in out:
