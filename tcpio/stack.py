@@ -501,11 +501,15 @@ class Stack:
                         dev.send(frame)
                 elif out:
                     self._transmit(out)
-            if not host._wakeups:
+            pending = host._wakeups
+            if not pending:
                 if self._closed:
                     return
                 break
-            wakeups = host.take_wakeups()
+            # host.take_wakeups without its call: the marked socks in the
+            # order first marked, and the set emptied for the next ones
+            wakeups = list(pending)
+            pending.clear()
             for sk in wakeups:
                 wakeup = getattr(sk, "wakeup", None)
                 if wakeup is not None:

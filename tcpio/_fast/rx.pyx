@@ -32,8 +32,8 @@ from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c, _rcv_window_ack_c
 from tcpio._fast import load as _load
 from tcpio._fast.gso import GsoFrame
 
-__all__ = ["BatchEnd", "ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "RxRun",
-           "rx_classify", "rx_run", "vnet_rx"]
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "BatchEnd",
+           "RxRun", "rx_classify", "rx_run", "vnet_rx"]
 
 # The same header record type as the rest of the core uses.
 _parse_ipv4 = _load("wire").parse_ipv4
@@ -370,8 +370,8 @@ cdef class BatchEnd:
         cdef dict pending = self.pending
         cdef tuple entry
         while pending:
-            for key, entry in list(pending.items()):
-                del pending[key]
+            for key in list(pending):
+                entry = pending.pop(key)
                 fn, owner = entry
                 try:
                     fn(owner, now)

@@ -115,6 +115,9 @@ BACKLOG_BUDGET = 300
 # net.core.netdev_max_backlog: the backlog queue's bound; netif_rx drops
 # beyond it (LoopbackDrops).
 NETDEV_MAX_BACKLOG = 1000
+# Host._tcp_handler before a batch has looked at the table (None is a
+# handler too: no TCP registered)
+_UNKNOWN: Any = object()
 
 
 class Interface:
@@ -246,7 +249,7 @@ class Host:
         # in the order first marked, as ``_wakeups[sk] = None`` (take_wakeups
         # clears this dict, never replaces it), with no Python frame: ~800
         # calls per MiB at 1000 flows (issue 11), from compiled TCP mostly
-        self.schedule_wakeup = self._wakeups.setdefault  # type: ignore[method-assign]
+        self.schedule_wakeup = self._wakeups.setdefault  # type: ignore[method-assign, assignment]
         # The backlog (softnet_data.input_pkt_queue): datagrams to ourselves,
         # waiting for process_backlog.
         self._loopback: deque[bytes | bytearray] = deque()
@@ -263,8 +266,11 @@ class Host:
         self.defer_to_batch_end = self._rx_end.defer  # type: ignore[method-assign]
         # The TCP handler the fast path serves this batch, and its early demux
         # (None: none, every segment takes rcv).
-        self._tcp_handler: Any = None
+        self._tcp_handler: Any = _UNKNOWN
         self._tcp_demux: EarlyDemux | None = None
+        # (demux, verify, ehash, syn, ehash6) for that handler (_rx_tcp_setup)
+        self._rx_tcp: tuple[EarlyDemux | None, bool, Any, Any, Any] = (None, False, None, None,
+                                                                       None)
         # raw sockets (SOCK_RAW): copies of delivered datagrams by protocol
         self.raw = RawTable(self)
         # inet_init: the transports register themselves (af_inet.py).
@@ -491,7 +497,7 @@ class Host:
         fast path (docs/internals.md: rcv_verified is optional; the
         classifier's established-hash search is only for an explicit one)."""
         self.protocols[proto] = handler
-        self._tcp_handler = None        # the next batch looks the demux up again
+        self._tcp_handler = _UNKNOWN    # the next batch looks the demux up again
         if early_demux is None:
             verified = getattr(handler, "rcv_verified", None)
             if verified is not None:
@@ -629,6 +635,7 @@ class Host:
         """inet6_add_protocol: ``handler.rcv(skb, payload, now)`` gets every
         IPv6 datagram for ``proto``, ``handler.err(...)`` its ICMPv6 errors."""
         self.protocols6[proto] = handler
+        self._tcp_handler = _UNKNOWN    # the next batch looks at its TCP again
 
     def ip6_output(self, proto: int, src: int | None, dst: int,
                    payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
@@ -806,34 +813,19 @@ class Host:
         ip_rcv with those checks off)."""
         tcp = self.protocols.get(IPPROTO_TCP)
         if tcp is not self._tcp_handler:
-            # The TCP early demux, if the handler now in the table registered
-            # one: with it rx verifies the TCP checksum (CHECKSUM_UNNECESSARY)
-            # and may search its established hash; without, TCP checks its own.
-            self._tcp_handler = tcp
-            entry = self._early_demux.get(IPPROTO_TCP)
-            self._tcp_demux = entry[1] if entry is not None and entry[0] is tcp else None
-        demux = self._tcp_demux
+            self._rx_tcp_setup(tcp)
+        # (what follows from the TCP handler, worked out once per handler:
+        # every batch asks)
+        demux, verify, ehash, syn, ehash6 = self._rx_tcp
         mac, local, bcast = iface.mac, self._local, self._bcast
         lo = iface is self.lo
         # a raw sock for TCP or UDP must see every segment: no fast path then
         fast = not self.raw.tcpudp
-        # (one test of demux for the four things that follow from it: every
-        # batch asks)
-        if demux is None:
-            verify = False
-            ehash = syn = v6 = None
-        else:
-            verify = True
-            ehash = demux.ehash
-            # TCP's stateless SYN path, for a device's frames (lo's SYNs go
-            # layered); IPv6 segments of established connections (_rx_tcp6),
-            # when the IPv6 TCP handler is this TCP's (lo's go layered)
+        if lo:
+            # lo's SYNs and IPv6 segments go layered
             syn = v6 = None
-            if not lo:
-                syn = demux.syn
-                if demux.ehash6 is not None and getattr(
-                        self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
-                    v6 = (self.local6, demux.ehash6, iface.ifindex)
+        else:
+            v6 = (self.local6, ehash6, iface.ifindex) if ehash6 is not None else None
         # where the compiled loop is, and what the TCP fast path took whole
         run = RxRun()
         n = len(frames)
@@ -920,6 +912,27 @@ class Host:
                 # _rx_deliver; for IPv6 ipv6_rcv's, ip6_input_finish's and
                 # TCP's), in one compiled call
                 rx_taken(self.mib, run.taken, run.taken6)
+
+    def _rx_tcp_setup(self, tcp: Any) -> None:
+        """What a receive batch takes from the TCP handler now in the table
+        (``_rx_tcp``): its early demux, if it registered one (with it rx
+        verifies the TCP checksum, CHECKSUM_UNNECESSARY, and may search its
+        established hash; without, TCP checks its own), whether to verify,
+        the established hash, TCP's stateless SYN path (a device's frames
+        only), and the IPv6 established hash when the IPv6 TCP handler is
+        this TCP's (_rx_tcp6).  Again when either table changes
+        (register_protocol, register_protocol6 forget the handler)."""
+        self._tcp_handler = tcp
+        entry = self._early_demux.get(IPPROTO_TCP)
+        demux = self._tcp_demux = entry[1] if entry is not None and entry[0] is tcp else None
+        if demux is None:
+            self._rx_tcp = (None, False, None, None, None)
+            return
+        ehash6 = demux.ehash6
+        if ehash6 is not None and getattr(self.protocols6.get(IPPROTO_TCP), "tcp", None) \
+                is not tcp:
+            ehash6 = None
+        self._rx_tcp = (demux, True, demux.ehash, demux.syn, ehash6)
 
     def _rx_deliver(self, rec: tuple, frame: bytes | bytearray | memoryview,
                     now: float) -> bool:
