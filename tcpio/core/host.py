@@ -825,10 +825,9 @@ class Host:
             # lo's SYNs and IPv6 segments go layered
             syn = v6 = None
         else:
-            v6 = (self.local6, ehash6, iface.ifindex) if ehash6 is not None else None
+            v6 = None if ehash6 is None else (self.local6, ehash6, iface.ifindex)
         # where the compiled loop is, and what the TCP fast path took whole
         run = RxRun()
-        n = len(frames)
         gro = False     # rx_gso_* set for the frame in hand
         was_busy = self._busy
         self._busy = True
@@ -847,7 +846,7 @@ class Host:
                                      ehash, now, lo, syn, v6)
                         if rec is False:
                             break
-                    elif run.pos < n:
+                    elif run.pos < len(frames):
                         rec = None
                     else:
                         break
