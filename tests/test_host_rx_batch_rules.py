@@ -15,67 +15,20 @@ Both builds run these (the CI's interpreted subset takes tests/test_host_*).
 from __future__ import annotations
 
 import pytest
-from hostutil import MAC, MY, PEER, PEER_MAC, make_host
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
+from hostutil import MY, PEER
+from scapy.layers.inet import IP, UDP
+from test_host_ack_coalescing_rules import MSS, Flow
+from test_host_ack_coalescing_rules import acks as pure_acks
 
 from tcpio.core import host as host_mod
-from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
-
-PORT = 8080
-SPORT = 40000
-PEER_ISS = 1000
-MSS = 1000
 
 
-class Flow:
-    """A peer connected to a listener on the host (test_host_ack_coalescing_rules'
-    shape): its segments as frames, the host's answers dissected."""
-
-    def __init__(self) -> None:
-        self.h = make_host()
-        lst = self.h.tcp.socket()
-        lst.bind(0, PORT)
-        lst.listen(8)
-        self.now = 1.0
-        syn = TCP(sport=SPORT, dport=PORT, flags="S", seq=PEER_ISS, window=65535,
-                  options=[("MSS", MSS), ("SAckOK", b"")])
-        (synack,) = self.receive([IP(src=PEER, dst=MY) / syn])
-        self.our_iss = synack[TCP].seq
-        self.seq = PEER_ISS + 1
-        self.receive([self.pkt(b"")])
-        self.sk = lst.accept()
-        assert self.sk is not None and self.sk.state == TCP_ESTABLISHED
-        # past quick-ACK mode: from here on two full segments ask for an ACK
-        self.receive(self.data(1), advance=0.5)
-        self.h.poll(self.now + 1.0)
-        self.now += 1.0
-        self.h.take_output()
-        self.sk.recvmsg(1 << 20)
-        self.sk.quick = 0
-
-    def pkt(self, data: bytes) -> IP:
-        return (IP(src=PEER, dst=MY)
-                / TCP(sport=SPORT, dport=PORT, flags="A", seq=self.seq, ack=self.our_iss + 1,
-                      window=65535) / data)
-
-    def data(self, n: int) -> list[IP]:
-        out = []
-        for _ in range(n):
-            out.append(self.pkt(b"d" * MSS))
-            self.seq += MSS
-        return out
-
-    def receive(self, pkts: list[IP], advance: float = 0.0) -> list[Ether]:
-        self.now += advance
-        frames = [bytes(Ether(dst=MAC, src=PEER_MAC) / p) for p in pkts]
-        self.h.receive_batch(1, frames, self.now)
-        return [Ether(f) for _, f in self.h.take_output()]
-
-
-def pure_acks(frames: list[Ether]) -> list[int]:
-    return [f[TCP].ack for f in frames
-            if TCP in f and f[IP].len - f[IP].ihl * 4 - f[TCP].dataofs * 4 == 0]
+def fresh_flow() -> Flow:
+    """A connected peer past quick-ACK mode: from here on two full segments
+    ask for an ACK, which waits for the batch's end."""
+    f = Flow()
+    f.past_quick_ack()
+    return f
 
 
 def moved(before: dict, after: dict, *names: str) -> dict:
@@ -84,7 +37,7 @@ def moved(before: dict, after: dict, *names: str) -> dict:
 
 @pytest.mark.allow_core_exceptions("a wakeup made to raise once, to check the batch goes on")
 def test_a_frame_that_raises_mid_batch_is_counted_and_the_batch_goes_on():
-    f = Flow()
+    f = fresh_flow()
     h = f.h
     h.debug = False
     real = h.schedule_wakeup
@@ -117,7 +70,7 @@ def test_frames_after_one_the_host_delivers_itself_still_take_the_fast_path():
         saved = host_mod.rx_classify
         host_mod.rx_classify = classify
         try:
-            f = Flow()
+            f = fresh_flow()
             before = f.h.mib.snapshot()
             d1, d2 = f.data(2)
             udp = IP(src=PEER, dst=MY) / UDP(sport=5000, dport=9) / b"x"
@@ -138,7 +91,7 @@ def test_frames_after_one_the_host_delivers_itself_still_take_the_fast_path():
 def test_wakeups_of_a_batch_are_taken_once_after_its_end():
     """Three segments for one sock: one wakeup, which the driver takes after
     the batch (its ACK already out), in the order first marked."""
-    f = Flow()
+    f = fresh_flow()
     h = f.h
     h.take_wakeups()
     out = f.receive(f.data(3), advance=0.5)
