@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from tcpio._fast import load as _load
 from tcpio.core.addr import ip6_aton, ip_aton, parse_cidr, parse_cidr6
 from tcpio.core.errors import sock_error
 from tcpio.core.host import Host
@@ -83,6 +84,8 @@ NET_RX_ROUNDS = 4
 NET_RX_USECS = 2000
 TIMER_DEFER_MAX = 5.0
 _NOTHING_DUE = float("-inf")        # host.poll's due: only the prompt timers
+# kick's delivery of the socks' wakeups (rx_py.wake_socks)
+wake_socks = _load("rx").wake_socks
 # the parts of a host output's (ifindex, frame) item (_transmit)
 _IFINDEX = operator.itemgetter(0)
 _FRAME = operator.itemgetter(1)
@@ -510,17 +513,10 @@ class Stack:
             # order first marked, and the set emptied for the next ones
             wakeups = list(pending)
             pending.clear()
-            for sk in wakeups:
-                wakeup = getattr(sk, "wakeup", None)
-                if wakeup is not None:
-                    try:
-                        wakeup()
-                    except Exception as exc:  # noqa: BLE001 - application code
-                        # A failing protocol callback must not leave the other
-                        # socks unwoken or the timer unarmed: report and go on.
-                        self.loop.call_exception_handler({
-                            "message": "exception in a tcpio socket wakeup",
-                            "exception": exc, "socket": sk})
+            # each sk.wakeup(), compiled (no bytecode per sock); a failing
+            # protocol callback must not leave the other socks unwoken or
+            # the timer unarmed: reported, and the others woken
+            wake_socks(wakeups, self._wakeup_error)
             if self._closed:
                 return          # a callback closed the stack: arm nothing
             rounds -= 1
@@ -536,6 +532,11 @@ class Stack:
             self._backlog_handle = self.loop.call_soon(self._on_backlog)
         if host.deadline_bound() != self._timer_when:
             self._rearm()       # (most kicks leave the deadline as it was: no call)
+
+    def _wakeup_error(self, sk: Any, exc: Exception) -> None:
+        """A sock's wakeup raised (application code): to the loop's handler."""
+        self.loop.call_exception_handler({
+            "message": "exception in a tcpio socket wakeup", "exception": exc, "socket": sk})
 
     def _softirq(self) -> None:
         """Input a device left pending, read on the sender's path: Linux runs

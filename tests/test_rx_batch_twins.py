@@ -173,3 +173,25 @@ def test_line_ready_is_pass_mtu_for_each_plain_frame(wire):
     st = ref.stats
     assert (count, over, nbytes) == (st["frames"], st["mtu_drops"], st["bytes"])
     assert wire.line_ready([b"x" * 9000], ready, None) == (1, 0, 9000)   # no MTU: no limit
+
+
+def test_wake_socks_wakes_each_in_order_and_goes_on_past_a_failing_one(rx):
+    log = []
+    errors = []
+
+    class Sk:
+        def __init__(self, name, fail=False):
+            self.name, self.fail = name, fail
+
+        def wakeup(self):
+            log.append(self.name)
+            if self.fail:
+                raise RuntimeError(self.name)
+
+    class NoGlue:           # a sock nobody attached a wakeup to
+        wakeup = None
+
+    socks = [Sk("a"), NoGlue(), Sk("b", fail=True), object(), Sk("c")]
+    rx.wake_socks(socks, lambda sk, exc: errors.append((sk.name, str(exc))))
+    assert log == ["a", "b", "c"]
+    assert errors == [("b", "b")]

@@ -33,7 +33,7 @@ from tcpio._fast import load as _load
 from tcpio._fast.gso import GsoFrame
 
 __all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "BatchEnd",
-           "RxRun", "rx_classify", "rx_run", "vnet_rx"]
+           "RxRun", "rx_classify", "rx_run", "vnet_rx", "wake_socks"]
 
 # The same header record type as the rest of the core uses.
 _parse_ipv4 = _load("wire").parse_ipv4
@@ -378,6 +378,17 @@ cdef class BatchEnd:
                 except Exception as exc:
                     if on_error(exc):
                         raise
+
+
+def wake_socks(socks, on_error):
+    """Each sock's ``wakeup()`` in turn (see rx_py.wake_socks)."""
+    for sk in socks:
+        wakeup = getattr(sk, "wakeup", None)
+        if wakeup is not None:
+            try:
+                wakeup()
+            except Exception as exc:
+                on_error(sk, exc)
 
 
 def rx_taken(mib, Py_ssize_t taken, Py_ssize_t taken6):

@@ -75,14 +75,14 @@ in at the batch's end).  Anything else it declines takes the tuple.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tcpio._fast import load
 from tcpio._fast.gso import GsoFrame, rx_gso as _rx_gso
 
 __all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "BatchEnd",
-           "RxRun", "rx_classify", "rx_run", "vnet_rx"]
+           "RxRun", "rx_classify", "rx_run", "vnet_rx", "wake_socks"]
 
 # The same checksum and header records as the rest of the core uses.
 _csum = load("checksum")
@@ -420,6 +420,21 @@ class BatchEnd:
                 except Exception as exc:
                     if on_error(exc):
                         raise
+
+
+def wake_socks(socks: Iterable[Any], on_error: Callable[[Any, Exception], None]) -> None:
+    """The driver's end of a batch (Stack.kick): each sock's ``wakeup()``
+    (the glue's callback; a sock without one is skipped), in order; an
+    exception goes to ``on_error(sk, exc)`` and the next sock is woken all
+    the same.  Compiled: no Python frame per sock (issue 11: ~290 wakeups
+    per MiB at 1000 flows)."""
+    for sk in socks:
+        wakeup = getattr(sk, "wakeup", None)
+        if wakeup is not None:
+            try:
+                wakeup()
+            except Exception as exc:  # noqa: BLE001 - application code
+                on_error(sk, exc)
 
 
 def rx_taken(mib: Any, taken: int, taken6: int) -> None:
