@@ -32,8 +32,8 @@ from tcpio._fast.tcp_fast cimport TcpCb, _rcv_established_c, _rcv_window_ack_c
 from tcpio._fast import load as _load
 from tcpio._fast.gso import GsoFrame
 
-__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "rx_classify",
-           "vnet_rx"]
+__all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "BatchEnd",
+           "RxRun", "rx_classify", "rx_run", "vnet_rx", "wake_socks"]
 
 # The same header record type as the rest of the core uses.
 _parse_ipv4 = _load("wire").parse_ipv4
@@ -209,6 +209,42 @@ cdef object _rx_tcp6(const unsigned char* p, Py_ssize_t n, Py_ssize_t ip, tuple 
 def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
                 double now=0.0, bint lo=False, SynPath syn=None, tuple v6=None):
     """Classify one frame (Ethernet when ``mac`` is given, bare IP when None)."""
+    return _classify(frame, mac, local, bcast, verify_tcp, ehash, now, lo, syn, v6)
+
+
+cdef class RxRun:
+    """Where ``rx_run`` is in a receive batch (see rx_py.RxRun)."""
+    cdef public Py_ssize_t pos, taken, taken6
+
+
+def rx_run(RxRun run not None, classify, frames, mac, local, bcast, bint verify_tcp, ehash,
+           double now, bint lo, syn, tuple v6):
+    """``classify`` for ``frames[run.pos:]`` until one needs the host (see
+    rx_py.rx_run); this module's rx_classify without a Python call."""
+    cdef Py_ssize_t i = run.pos, n = len(frames)
+    cdef bint own = classify is rx_classify
+    cdef SynPath sp = None
+    if own and syn is not None:
+        sp = <SynPath?>syn
+    while i < n:
+        run.pos = i
+        if own:
+            rec = _classify(frames[i], mac, local, bcast, verify_tcp, ehash, now, lo, sp, v6)
+        else:
+            rec = classify(frames[i], mac, local, bcast, verify_tcp, ehash, now, lo, syn, v6)
+        if rec is True:
+            run.taken += 1
+        elif type(rec) is int:          # RX_TAKEN6
+            run.taken6 += 1
+        else:
+            return rec
+        i += 1
+    run.pos = n
+    return False
+
+
+cdef object _classify(frame, mac, local, bcast, bint verify_tcp, ehash, double now,
+                      bint lo, SynPath syn, tuple v6):
     cdef rbuf b
     cdef const unsigned char* p
     cdef const unsigned char* seg
@@ -315,6 +351,44 @@ def rx_classify(frame, mac, local, bcast, bint verify_tcp=True, ehash=None,
                 _parse_ipv4(owner, ip), off, end)
     finally:
         rbuf_release(&b)
+
+
+cdef class BatchEnd:
+    """What a receive batch's frames defer to its end (see rx_py.BatchEnd)."""
+    cdef public dict pending
+
+    def defer(self, fn, owner):
+        cdef dict pending = self.pending
+        if pending is None:
+            return False
+        key = id(owner)
+        if key not in pending:
+            pending[key] = (fn, owner)
+        return True
+
+    def run(self, double now, on_error):
+        cdef dict pending = self.pending
+        cdef tuple entry
+        while pending:
+            for key in list(pending):
+                entry = pending.pop(key)
+                fn, owner = entry
+                try:
+                    fn(owner, now)
+                except Exception as exc:
+                    if on_error(exc):
+                        raise
+
+
+def wake_socks(socks, on_error):
+    """Each sock's ``wakeup()`` in turn (see rx_py.wake_socks)."""
+    for sk in socks:
+        wakeup = getattr(sk, "wakeup", None)
+        if wakeup is not None:
+            try:
+                wakeup()
+            except Exception as exc:
+                on_error(sk, exc)
 
 
 def rx_taken(mib, Py_ssize_t taken, Py_ssize_t taken6):

@@ -22,6 +22,8 @@ from tcpio._fast._csum cimport csum_net, ipv4_header, pseudo_sum
 from tcpio._fast._tcphdr cimport (tcp_header_write, tcp_opts, tcp_parse_options,
                                   tcp_sack_write, tcp_ts_ws_write)
 
+from tcpio._fast.gso import GsoFrame as _GsoFrame
+
 __all__ = [
     "ACK", "ARPHRD_ETHER", "ARPOP_REPLY", "ARPOP_REQUEST", "ARP_PLEN", "CWR", "ECE",
     "ETH_ALEN", "ETH_HLEN", "ETH_P_ARP", "ETH_P_IP", "ETH_P_IPV6", "FIN", "ICMP_HLEN",
@@ -30,8 +32,8 @@ __all__ = [
     "TCPOPT_TIMESTAMP", "TCPOPT_WINDOW", "TCP_HLEN", "UDP_HLEN", "URG", "ArpPacket",
     "EthHeader", "IPv4Header", "IcmpHeader", "ParseError", "TcpHeader", "TcpOptions",
     "UdpHeader", "build_arp", "build_eth", "build_icmp", "build_ipv4", "build_tcp",
-    "build_udp", "parse_arp", "parse_eth", "parse_icmp", "parse_ipv4", "parse_tcp",
-    "parse_udp",
+    "build_udp", "line_ready", "parse_arp", "parse_eth", "parse_icmp", "parse_ipv4",
+    "parse_tcp", "parse_udp",
 ]
 
 # --- constants (Linux names; the same values as wire_py) -------------------------
@@ -646,3 +648,26 @@ def build_tcp(src, dst, long long sport, long long dport, long long seq, long lo
         rbuf_release(&pb)
     wr16(p + 16, ~csum_net(p, total, pseudo_sum(s, d, 6, <uint64_t>total)) & 0xFFFF)
     return out
+
+
+# --- a MemoryWire line's batch (devices/memory.py DelayLine.push_batch) -----------
+
+def line_ready(frames, list ready, mtu):
+    """Put ``frames`` on a line that only has an MTU (see wire_py.line_ready):
+    ``(count, over, nbytes)`` of the plain frames."""
+    cdef Py_ssize_t count = 0, over = 0, nbytes = 0, n, limit = -1
+    if mtu is not None:
+        limit = mtu
+    for frame in frames:
+        if type(frame) is _GsoFrame:
+            frame.csum_valid = True
+            ready.append(frame)
+            continue
+        n = len(frame)
+        count += 1
+        if limit >= 0 and n > limit:
+            over += 1
+            continue
+        nbytes += n
+        ready.append(frame if type(frame) is bytes else bytes(frame))
+    return count, over, nbytes

@@ -20,8 +20,10 @@ Addresses are host-order ints; MAC addresses are 6-byte ``bytes``.
 from __future__ import annotations
 
 import struct as _struct
+from collections.abc import Iterable
 
 from . import checksum_py as _csum
+from .gso import GsoFrame
 
 __all__ = [
     "ACK",
@@ -70,6 +72,7 @@ __all__ = [
     "build_ipv4",
     "build_tcp",
     "build_udp",
+    "line_ready",
     "parse_arp",
     "parse_eth",
     "parse_icmp",
@@ -546,3 +549,31 @@ def build_tcp(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, fl
     seg += payload
     _H.pack_into(seg, 16, _udp_tcp_csum(src, dst, IPPROTO_TCP, seg))
     return bytes(seg)
+
+
+# --- a MemoryWire line's batch (devices/memory.py DelayLine.push_batch) -----------
+
+def line_ready(frames: Iterable[bytes | bytearray], ready: list, mtu: int | None
+               ) -> tuple[int, int, int]:
+    """Append ``frames`` to ``ready`` as a line that only has an MTU carries
+    them (nothing held, nothing impaired): a super-frame (gso.GsoFrame)
+    whole, marked ``csum_valid`` (nothing in memory corrupts it), any other
+    as ``bytes`` unless it is longer than ``mtu`` (None: no limit), which
+    drops it.  Returns ``(count, over, nbytes)`` of the plain frames (how
+    many, how many dropped, the bytes of the rest: Impairment.stats'
+    frames, mtu_drops, bytes).  Compiled: one call per batch instead of a
+    Python loop per frame (issue 11: ~5 per frame a 1000-flow batch)."""
+    count = over = nbytes = 0
+    for frame in frames:
+        if type(frame) is GsoFrame:
+            frame.csum_valid = True
+            ready.append(frame)
+            continue
+        n = len(frame)
+        count += 1
+        if mtu is not None and n > mtu:
+            over += 1
+            continue
+        nbytes += n
+        ready.append(frame if type(frame) is bytes else bytes(frame))
+    return count, over, nbytes

@@ -93,6 +93,9 @@ log = logging.getLogger("tcpio.host")
 # One compiled call per frame classifies the common case (see tcpio/_fast/rx_py.py).
 _rx = _fast.load("rx")
 rx_classify = _rx.rx_classify
+rx_run = _rx.rx_run
+RxRun = _rx.RxRun
+BatchEnd = _rx.BatchEnd
 rx_taken = _rx.rx_taken
 wire = _fast.load("wire")
 LOOPBACK = 0x7F000001           # INADDR_LOOPBACK
@@ -112,6 +115,9 @@ BACKLOG_BUDGET = 300
 # net.core.netdev_max_backlog: the backlog queue's bound; netif_rx drops
 # beyond it (LoopbackDrops).
 NETDEV_MAX_BACKLOG = 1000
+# Host._tcp_handler before a batch has looked at the table (None is a
+# handler too: no TCP registered)
+_UNKNOWN: Any = object()
 
 
 class Interface:
@@ -239,6 +245,11 @@ class Host:
         self._stop_marks: dict[int, int] = {}
         self.qdisc_drops = 0
         self._wakeups: dict[Any, None] = {}
+        # schedule_wakeup(sk) is the dict's own setdefault(sk): marked once,
+        # in the order first marked, as ``_wakeups[sk] = None`` (take_wakeups
+        # clears this dict, never replaces it), with no Python frame: ~800
+        # calls per MiB at 1000 flows (issue 11), from compiled TCP mostly
+        self.schedule_wakeup = self._wakeups.setdefault  # type: ignore[method-assign, assignment]
         # The backlog (softnet_data.input_pkt_queue): datagrams to ourselves,
         # waiting for process_backlog.
         self._loopback: deque[bytes | bytearray] = deque()
@@ -248,12 +259,18 @@ class Host:
         self.backlog_deferred = False
         self._busy = False
         # Inside receive_batch: what runs once the batch's frames are all
-        # processed (defer_to_batch_end), by owner; None outside a batch.
-        self._batch_end: dict[int, tuple[Callable[[Any, float], None], Any]] | None = None
+        # processed (defer_to_batch_end), by owner: rx.BatchEnd, whose
+        # ``pending`` is None outside a batch.  defer_to_batch_end is its
+        # ``defer`` (compiled: TCP's ACK coalescing asks with no Python frame).
+        self._rx_end = BatchEnd()
+        self.defer_to_batch_end = self._rx_end.defer  # type: ignore[method-assign]
         # The TCP handler the fast path serves this batch, and its early demux
         # (None: none, every segment takes rcv).
-        self._tcp_handler: Any = None
+        self._tcp_handler: Any = _UNKNOWN
         self._tcp_demux: EarlyDemux | None = None
+        # (demux, verify, ehash, syn, ehash6) for that handler (_rx_tcp_setup)
+        self._rx_tcp: tuple[EarlyDemux | None, bool, Any, Any, Any] = (None, False, None, None,
+                                                                       None)
         # raw sockets (SOCK_RAW): copies of delivered datagrams by protocol
         self.raw = RawTable(self)
         # inet_init: the transports register themselves (af_inet.py).
@@ -480,7 +497,7 @@ class Host:
         fast path (docs/internals.md: rcv_verified is optional; the
         classifier's established-hash search is only for an explicit one)."""
         self.protocols[proto] = handler
-        self._tcp_handler = None        # the next batch looks the demux up again
+        self._tcp_handler = _UNKNOWN    # the next batch looks the demux up again
         if early_demux is None:
             verified = getattr(handler, "rcv_verified", None)
             if verified is not None:
@@ -618,6 +635,7 @@ class Host:
         """inet6_add_protocol: ``handler.rcv(skb, payload, now)`` gets every
         IPv6 datagram for ``proto``, ``handler.err(...)`` its ICMPv6 errors."""
         self.protocols6[proto] = handler
+        self._tcp_handler = _UNKNOWN    # the next batch looks at its TCP again
 
     def ip6_output(self, proto: int, src: int | None, dst: int,
                    payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
@@ -795,59 +813,45 @@ class Host:
         ip_rcv with those checks off)."""
         tcp = self.protocols.get(IPPROTO_TCP)
         if tcp is not self._tcp_handler:
-            # The TCP early demux, if the handler now in the table registered
-            # one: with it rx verifies the TCP checksum (CHECKSUM_UNNECESSARY)
-            # and may search its established hash; without, TCP checks its own.
-            self._tcp_handler = tcp
-            entry = self._early_demux.get(IPPROTO_TCP)
-            self._tcp_demux = entry[1] if entry is not None and entry[0] is tcp else None
-        demux = self._tcp_demux
+            self._rx_tcp_setup(tcp)
+        # (what follows from the TCP handler, worked out once per handler:
+        # every batch asks)
+        demux, verify, ehash, syn, ehash6 = self._rx_tcp
         mac, local, bcast = iface.mac, self._local, self._bcast
         lo = iface is self.lo
         # a raw sock for TCP or UDP must see every segment: no fast path then
         fast = not self.raw.tcpudp
-        # (one test of demux for the four things that follow from it: every
-        # batch asks)
-        if demux is None:
-            verify = False
-            ehash = syn = v6 = None
-        else:
-            verify = True
-            ehash = demux.ehash
-            # TCP's stateless SYN path, for a device's frames (lo's SYNs go
-            # layered); IPv6 segments of established connections (_rx_tcp6),
-            # when the IPv6 TCP handler is this TCP's (lo's go layered)
+        if lo:
+            # lo's SYNs and IPv6 segments go layered
             syn = v6 = None
-            if not lo:
-                syn = demux.syn
-                if demux.ehash6 is not None and getattr(
-                        self.protocols6.get(IPPROTO_TCP), "tcp", None) is tcp:
-                    v6 = (self.local6, demux.ehash6, iface.ifindex)
-        taken6 = 0      # the IPv6 ones
-        taken = 0       # segments the TCP fast path took whole
+        else:
+            v6 = None if ehash6 is None else (self.local6, ehash6, iface.ifindex)
+        # where the compiled loop is, and what the TCP fast path took whole
+        run = RxRun()
         gro = False     # rx_gso_* set for the frame in hand
         was_busy = self._busy
         self._busy = True
-        self._batch_end = {}
+        end = self._rx_end
+        end.pending = {}
         if syn is not None:
             syn.batch_begin(self._output)
         try:
-            for frame in frames:
-                rec: Any = False        # until classify returns: the TCP fast path may run
+            while True:
+                rec: Any = False        # until rx_run returns: the TCP fast path may run
                 try:
-                    if fast and not lo:
-                        rec = rx_classify(frame, mac, local, bcast, verify, ehash, now, False,
-                                          syn, v6)
-                    elif not fast:
+                    if fast:
+                        # every frame the fast path takes whole, in one call,
+                        # up to one the host delivers (or the batch's end)
+                        rec = rx_run(run, rx_classify, frames, mac, local, bcast, verify,
+                                     ehash, now, lo, syn, v6)
+                        if rec is False:
+                            break
+                    elif run.pos < len(frames):
                         rec = None
                     else:
-                        rec = rx_classify(frame, None, local, bcast, verify, ehash, now, True)
-                    if rec is True:
-                        taken += 1
-                        continue
-                    if type(rec) is int:        # RX_TAKEN6
-                        taken6 += 1
-                        continue
+                        break
+                    frame = frames[run.pos]
+                    run.pos += 1
                     if type(frame) is GsoFrame:
                         gro = True
                         self.rx_gso_segs, self.rx_gso_size = rx_gso(frame)
@@ -864,7 +868,7 @@ class Host:
                         if type(frame) is GsoFrame and frame.csum_partial:
                             # checksum offload on the sender's device (a
                             # MemoryWire's): the layered path checks sums
-                            frame = csum_completed(frame, mac is not None and not lo)
+                            frame = csum_completed(frame, mac is not None)
                         if lo:
                             if frame[0] >> 4 == 6:
                                 ip6_input.ipv6_rcv(self, iface, frame, now, False, True)
@@ -874,13 +878,15 @@ class Host:
                             self._rx_slow(iface, frame, now)
                 except Exception:
                     if rec is False:
-                        # Raised inside rx_classify: only the TCP fast path runs
-                        # protocol code there, after it took the segment, which the
-                        # layered path would have counted before failing too.
-                        if _is_ipv6(frame, mac):
-                            taken6 += 1
+                        # Raised inside rx_run, at frames[run.pos]: only the TCP
+                        # fast path runs protocol code there, after it took the
+                        # segment, which the layered path would have counted
+                        # before failing too.
+                        if _is_ipv6(frames[run.pos], mac):
+                            run.taken6 += 1
                         else:
-                            taken += 1
+                            run.taken += 1
+                        run.pos += 1
                     if self.debug:
                         raise
                     # A bug must not kill the stack: count it, log it, drop the frame.
@@ -893,18 +899,39 @@ class Host:
                         gro = False
                         self.rx_gso_segs = 1
                         self.rx_gso_size = 0
-            if self._batch_end:
+            if end.pending:
                 self._run_batch_end(now)
         finally:
             self._busy = was_busy
-            self._batch_end = None
+            end.pending = None
             if syn is not None:
                 syn.batch_end(self.mib)     # its counters, and the next batch's budget
-            if taken or taken6:
+            if run.taken or run.taken6:
                 # What the layered path counts for each of them (see
                 # _rx_deliver; for IPv6 ipv6_rcv's, ip6_input_finish's and
                 # TCP's), in one compiled call
-                rx_taken(self.mib, taken, taken6)
+                rx_taken(self.mib, run.taken, run.taken6)
+
+    def _rx_tcp_setup(self, tcp: Any) -> None:
+        """What a receive batch takes from the TCP handler now in the table
+        (``_rx_tcp``): its early demux, if it registered one (with it rx
+        verifies the TCP checksum, CHECKSUM_UNNECESSARY, and may search its
+        established hash; without, TCP checks its own), whether to verify,
+        the established hash, TCP's stateless SYN path (a device's frames
+        only), and the IPv6 established hash when the IPv6 TCP handler is
+        this TCP's (_rx_tcp6).  Again when either table changes
+        (register_protocol, register_protocol6 forget the handler)."""
+        self._tcp_handler = tcp
+        entry = self._early_demux.get(IPPROTO_TCP)
+        demux = self._tcp_demux = entry[1] if entry is not None and entry[0] is tcp else None
+        if demux is None:
+            self._rx_tcp = (None, False, None, None, None)
+            return
+        ehash6 = demux.ehash6
+        if ehash6 is not None and getattr(self.protocols6.get(IPPROTO_TCP), "tcp", None) \
+                is not tcp:
+            ehash6 = None
+        self._rx_tcp = (demux, True, demux.ehash, demux.syn, ehash6)
 
     def _rx_deliver(self, rec: tuple, frame: bytes | bytearray | memoryview,
                     now: float) -> bool:
@@ -1018,6 +1045,7 @@ class Host:
         return self._output
 
     def schedule_wakeup(self, sk: Any) -> None:
+        # (each Host's is its _wakeups.setdefault, set in __init__)
         self._wakeups[sk] = None
 
     def take_wakeups(self) -> list[Any]:
@@ -1050,29 +1078,23 @@ class Host:
 
     def defer_to_batch_end(self, fn: Callable[[Any, float], None], owner: Any) -> bool:
         """Run ``fn(owner, now)`` once after this receive batch (see NetHost);
-        False outside a batch."""
-        pending = self._batch_end
-        if pending is None:
-            return False
-        key = id(owner)
-        if key not in pending:      # (no tuple for every later ACK of the batch)
-            pending[key] = (fn, owner)
-        return True
+        False outside a batch.  (Each Host's is its BatchEnd's ``defer``,
+        set in __init__: this is what a test that deleted it gets back.)"""
+        return self._rx_end.defer(fn, owner)
 
     def _run_batch_end(self, now: float) -> None:
         """What the batch's frames deferred, in the order first asked; what
-        that in turn defers runs too (the dict is re-read until empty)."""
-        pending = self._batch_end
-        while pending:
-            key = next(iter(pending))
-            fn, owner = pending.pop(key)
-            try:
-                fn(owner, now)
-            except Exception:
-                if self.debug:
-                    raise
-                self.mib["CoreExceptions"] += 1
-                log.exception("%s: exception at the end of a receive batch", self.name)
+        that in turn defers runs too (BatchEnd.run)."""
+        self._rx_end.run(now, self._batch_end_error)
+
+    def _batch_end_error(self, exc: Exception) -> bool:
+        """An exception in the batch's deferred work: raised again when
+        ``debug``, else counted and logged (the rest of the work goes on)."""
+        if self.debug:
+            return True
+        self.mib["CoreExceptions"] += 1
+        log.error("%s: exception at the end of a receive batch", self.name, exc_info=exc)
+        return False
 
     def defer_loopback(self) -> bool:
         """Hold deliveries to our own addresses until ``release_loopback``.

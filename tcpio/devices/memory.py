@@ -59,11 +59,15 @@ import heapq
 import itertools
 from collections.abc import Callable, Sequence
 
+from tcpio._fast import load as _load
 from tcpio._fast.gso import GSO_MAX_SIZE, GsoFrame
 from tcpio.core.qdisc import NetifQueue
 from tcpio.devices import virtio_net
 from tcpio.devices.base import ETH_HLEN, Device, DeviceWrapper, Link, OnFrames, SendEach, new_stats
 from tcpio.devices.impair import Impairment
+
+# push_batch's loop over a batch's frames, compiled (wire_py.line_ready)
+line_ready = _load("wire").line_ready
 
 
 def _cut(frame: bytes | bytearray, gso_size: int) -> list[bytes] | None:
@@ -184,28 +188,16 @@ class DelayLine:
                 or imp.corrupt or imp.rate))):
             push = self.push
             return sum(1 for frame in frames if push(frame))
-        ready = self._ready
-        mtu = imp.mtu if imp is not None else None
-        count = over = nbytes = 0       # pass_mtu's counts, for the plain frames
-        for frame in frames:
-            if type(frame) is GsoFrame:
-                frame.csum_valid = True
-                ready.append(frame)
-                continue
-            n = len(frame)
-            count += 1
-            if mtu is not None and n > mtu:
-                over += 1
-                continue
-            nbytes += n
-            ready.append(frame if type(frame) is bytes else bytes(frame))
+        # (the loop over the frames compiled: wire.line_ready)
+        count, over, nbytes = line_ready(frames, self._ready,
+                                         imp.mtu if imp is not None else None)
         if imp is not None and count:
             stats = imp.stats
             stats["frames"] += count
             stats["mtu_drops"] += over
             stats["delivered"] += count - over
             stats["bytes"] += nbytes
-        if ready and self._ready_handle is None:
+        if self._ready and self._ready_handle is None:
             self._ready_handle = loop.call_soon(self._fire_ready)
         return len(frames)
 
