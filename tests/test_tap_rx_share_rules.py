@@ -19,7 +19,7 @@ from seqpacket import seqpacket_pair
 
 import tcpio.devices.tap as tap_mod
 from tcpio.devices.base import new_stats
-from tcpio.devices.tap import RxShare, SynShare, TapDevice
+from tcpio.devices.tap import RxShare, SynShare, TapDevice, new_gso_stats
 
 BUDGET = 8
 COST = 0.001                    # seconds of delivery per frame: 8 ms a budget
@@ -36,6 +36,7 @@ class Ring:
         dev.fd, dev.syn_fd = ours.fileno(), None
         dev.budget, dev.vnet_hdr_len, dev._readsize = BUDGET, 0, 2048
         dev.stats = new_stats()
+        dev.gso_stats = new_gso_stats()
         dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
         dev.rx_flows_read, dev.rx_ring_len = 0, 0
         dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None
@@ -139,15 +140,36 @@ def test_the_other_work_counts_from_a_poll_rx_too(ring: Ring) -> None:
     assert ring.turn(0.004) == [BUDGET]         # 4 ms since then, not 34 ms
 
 
-def test_each_budget_is_charged_to_the_syn_share(ring: Ring) -> None:
+def test_while_the_syn_queue_is_backlogged_each_budget_is_charged_to_the_syn_share(
+        ring: Ring) -> None:
+    sh = ring.dev.syn_share
+    sh.syn_done(sh.batch, 0.001, True, 0.0)     # a SYN turn that stopped at its budget
     ring.send(60)
     ring.turn(0.0)
     ring.turn(0.020)
-    sh = ring.dev.syn_share
     assert sh.est_frames == 4 * BUDGET
     assert sh.est_time == pytest.approx(4 * BUDGET * COST)
     assert sh.cost_est == pytest.approx(COST)
     assert sh.last_est == pytest.approx(ring.now)
+
+
+def test_without_a_syn_backlog_the_flows_reads_are_not_timed(
+        ring: Ring, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SynShare.budget looks at the flows (flows_busy) only on a turn held
+    to the share, after ``grace`` (>= ``idle``) seconds of backlog: before
+    that no read of the flows' queue reads the clock for it (an echo's
+    every request), in either reader mode."""
+    sh = ring.dev.syn_share
+    sh.syn_done(3, 0.001, False, 0.0)           # a SYN turn that emptied its queue
+    ring.send(60)
+    ring.turn(0.0)
+    ring.turn(0.020)
+    assert sh.est_frames == 0 and sh.last_est == float("-inf")
+    monkeypatch.setattr(tap_mod, "_clock", lambda: pytest.fail("clock read"))
+    ring.dev.rx_share = RxShare()               # the default reader: one budget a wake-up
+    ring.dev._rx_lone = 1                       # (lone: one frame, no drain to EAGAIN)
+    ring.turn(0.0)
+    assert ring.batches[-1] == 1 and sh.est_frames == 0
 
 
 def test_rx_share_arguments() -> None:

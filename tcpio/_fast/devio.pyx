@@ -99,6 +99,22 @@ cdef extern from *:
     object devio_shrink(PyObject* o, Py_ssize_t n)
 
 
+cdef inline void _bump(dict d, str key, Py_ssize_t n) except *:
+    """``d[key] += n`` (a device's counter)."""
+    d[key] = d[key] + n
+
+
+cdef inline void _count_rx(dict stats, Py_ssize_t nread, Py_ssize_t nbytes,
+                           Py_ssize_t runts, int error) except *:
+    """A read's counts, as the device kept them: frames (runts are not),
+    their bytes, and errors (the errno that ended it, each runt)."""
+    if nread > runts:
+        _bump(stats, "rx_packets", nread - runts)
+        _bump(stats, "rx_bytes", nbytes)
+    if error or runts:
+        _bump(stats, "rx_errors", (error != 0) + runts)
+
+
 cdef class FrameIO:
     """The read and write loops of a device whose fd carries one frame per
     syscall, each behind an ``hlen``-byte virtio-net header (0: none); a
@@ -131,10 +147,15 @@ cdef class FrameIO:
         self.spare = NULL
 
     def read(self, int fd, Py_ssize_t budget, list frames not None, offloaded,
-             Py_ssize_t small=0):
+             Py_ssize_t small=0, dict stats=None, dict gso_stats=None):
         """Read up to ``budget`` frames from ``fd`` onto ``frames`` (headers
         stripped; a flagged header's frame through ``offloaded(raw,
         frames)``); the number of reads that returned a frame.
+
+        ``stats`` (a device's counters, devices.base.new_stats): the call
+        counts what it read there (``_count_rx``) and ``gso_stats``'s
+        ``rx_csum_partial`` the checksums it completed, so the device's
+        reader does no counting of its own per batch.
 
         ``small``: a flagged frame of at most that many bytes whose header
         says no more than NEEDS_CSUM or DATA_VALID (no GSO) is taken here
@@ -216,7 +237,54 @@ cdef class FrameIO:
             self.nbytes = nbytes
             self.runts = runts
             self.csum_done = done
+        if stats is not None:
+            _count_rx(stats, nread, nbytes, runts, self.error)
+            if done and gso_stats is not None:
+                _bump(gso_stats, "rx_csum_partial", done)
         return nread
+
+    def send(self, int fd, frame, plain, tx_hdr, dict stats not None):
+        """``write(fd, (frame,), 0, plain, tx_hdr)`` for the one frame a
+        request/response flow sends per kick, without the tuple, counted
+        in ``stats`` (tx_packets, tx_bytes) when it went: 0, or the errno
+        of the write that failed (nothing counted; the device decides)."""
+        cdef Py_ssize_t hlen = self.hlen
+        cdef ssize_t r
+        cdef iovec iov[2]
+        cdef rbuf fb, hb
+        cdef int e = 0
+        cdef object fown, hown, hdr
+        self.error = 0
+        self.nbytes = 0
+        fb.release = hb.release = False
+        fown = rbuf_get(frame, &fb)
+        try:
+            if hlen:
+                hdr = plain if type(frame) is bytes else tx_hdr(frame, plain)
+                hown = rbuf_get(hdr, &hb)
+                iov[0].iov_base = <void*>hb.p
+                iov[0].iov_len = hb.n
+                iov[1].iov_base = <void*>fb.p
+                iov[1].iov_len = fb.n
+            while True:
+                if hlen:
+                    r = c_writev(fd, iov, 2)
+                else:
+                    r = c_write(fd, fb.p, fb.n)
+                if r >= 0:
+                    break
+                e = errno
+                if e != EINTR:
+                    self.error = e
+                    return e
+                PyErr_CheckSignals()
+            self.nbytes = fb.n
+            _bump(stats, "tx_packets", 1)
+            _bump(stats, "tx_bytes", fb.n)
+            return 0
+        finally:
+            rbuf_release(&hb)
+            rbuf_release(&fb)
 
     def write(self, int fd, frames, Py_ssize_t start, plain, tx_hdr):
         """Write ``frames[start:]`` to ``fd``, one frame a write, until one

@@ -42,10 +42,13 @@ class FrameIO:
         self.csum_done = 0
 
     def read(self, fd: int, budget: int, frames: list[bytes],
-             offloaded: Callable[[bytes, list[bytes]], None], small: int = 0) -> int:
+             offloaded: Callable[[bytes, list[bytes]], None], small: int = 0,
+             stats: dict[str, int] | None = None,
+             gso_stats: dict[str, int] | None = None) -> int:
         """Read up to ``budget`` frames from ``fd`` onto ``frames``; the
         number of reads that returned a frame.  ``small``: flagged frames
-        up to that size without GSO taken here (see devio.pyx)."""
+        up to that size without GSO taken here; ``stats``, ``gso_stats``:
+        the device's counters, counted here (see devio.pyx)."""
         read, size, hlen = os.read, self.size, self.hlen
         nread = nbytes = runts = done = 0
         self.error = 0
@@ -91,7 +94,26 @@ class FrameIO:
                     nbytes += len(frame)
         finally:
             self.nbytes, self.runts, self.csum_done = nbytes, runts, done
+        if stats is not None:
+            if nread > runts:
+                stats["rx_packets"] += nread - runts
+                stats["rx_bytes"] += nbytes
+            if self.error or runts:
+                stats["rx_errors"] += (self.error != 0) + runts
+            if done and gso_stats is not None:
+                gso_stats["rx_csum_partial"] += done
         return nread
+
+    def send(self, fd: int, frame: _Frame, plain: bytes,
+             tx_hdr: Callable[[_Frame, bytes], bytes], stats: dict[str, int]) -> int:
+        """One frame as ``write`` writes it, counted in ``stats`` when it
+        went: 0, or the errno of the write that failed (see devio.pyx)."""
+        self.nbytes = 0
+        if not self.write(fd, (frame,), 0, plain, tx_hdr):
+            return self.error
+        stats["tx_packets"] += 1
+        stats["tx_bytes"] += self.nbytes
+        return 0
 
     def write(self, fd: int, frames: Sequence[_Frame], start: int, plain: bytes,
               tx_hdr: Callable[[_Frame, bytes], bytes]) -> int:

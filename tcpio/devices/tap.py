@@ -185,6 +185,14 @@ def read_proc_net_dev(ifname: str, path: str = "/proc/thread-self/net/dev") -> d
     return None
 
 
+def new_gso_stats() -> dict[str, int]:
+    """A TAP/TUN device's offload counters (``gso_stats``), all zero: frames
+    that came or went as super-frames and the segments they stood for, and
+    the partial checksums completed on receive."""
+    return dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
+                          "tx_gso_frames", "tx_gso_segs"), 0)
+
+
 class SynShare:
     """The SYN queue's share of the device's read loop (issue 13).
 
@@ -248,7 +256,9 @@ class SynShare:
     clock, ``seconds``: what a turn took), so tests drive them with a
     virtual clock; the device feeds them from time.perf_counter.  Counters:
     frames and seconds per queue (``syn_frames``/``syn_time``,
-    ``est_frames``/``est_time``), SYN turns taken and put off.
+    ``est_frames``/``est_time``: the flows' queue's only while the device
+    times it, ``times_flows``, i.e. while the SYN queue is backlogged),
+    SYN turns taken and put off.
     """
 
     def __init__(self, share: float = 0.15, batch: int = 64, min_batch: int = 32,
@@ -291,6 +301,20 @@ class SynShare:
         self.overflowed = overflowed
         self.overflow_seen: int | None = None
         self.overflow_at = float("-inf")
+        # the device times the flows' reads for est_done only while this
+        # says so (_update_times_flows): the clock reads stay off an echo's path
+        self.times_flows = False
+        self._update_times_flows()
+
+    def _update_times_flows(self) -> None:
+        """``times_flows``: must the flows' reads be timed (est_done) now?
+        ``budget`` looks at them (``flows_busy``: the last ``idle`` seconds)
+        only on a turn held to the share, which needs a SYN queue backlogged
+        for ``grace`` seconds: while it is backlogged, then, unless
+        ``grace`` < ``idle`` (a held turn looks back past the backlog's
+        start: always).  Kept by ``syn_done``; after changing ``grace`` or
+        ``idle`` call this.  The est_* counters count those reads only."""
+        self.times_flows = self.backlog_since is not None or self.grace < self.idle
 
     def flooding(self, now: float) -> bool:
         """The listeners overflowed within the last ``grace`` seconds (always
@@ -342,9 +366,12 @@ class SynShare:
         still had SYNs)."""
         self.turns += 1
         if not more:
-            self.backlog_since = None
+            if self.backlog_since is not None:
+                self.backlog_since = None
+                self._update_times_flows()
         elif self.backlog_since is None:
             self.backlog_since = now
+            self.times_flows = True
         self.credit -= seconds
         if self._rate_at is None:
             self._rate_at, self._rate_frames = now, self.syn_frames
@@ -588,8 +615,7 @@ class _TunTapBase:
         self.tx_thread = tx_thread
         # Frames that came or went as super-frames (virtio gso_type set) and
         # the segments they stood for.
-        self.gso_stats = dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
-                                        "tx_gso_frames", "tx_gso_segs"), 0)
+        self.gso_stats = new_gso_stats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frames: OnFrames | None = None
         self.vnet_hdr_len = 0       # bytes of virtio_net_hdr before each frame on the fd
@@ -840,34 +866,40 @@ class _TunTapBase:
             loop.add_reader(self.syn_fd, self._on_syn)
 
     def _on_flows(self) -> None:
-        """The flows' queue is readable: budget after budget for the time the
-        loop's other work took since the last read (RxShare), or to EAGAIN."""
+        """The flows' queue is readable: one budget (a lone frame: one read,
+        see ``_on_readable``), or, with a capped RxShare, budget after budget
+        for the time the loop's other work took since the last read, or to
+        EAGAIN.  While the SYN queue is backlogged each budget is timed for
+        the SYN share (``_read_flows``, ``SynShare.times_flows``); otherwise
+        nothing here reads the clock: an echo's every request comes this way."""
         rs = self.rx_share
-        if not rs.cap:
-            # off (the default): one budget, as before RxShare; none of its
-            # clock reads on every wake-up (an echo's path)
-            rs.turns += 1
+        if rs.cap:
+            start = _clock()
+            allow = rs.allowance(start)
+            while self._read_flows() and rs.more(start, allow, _clock()):
+                pass
+            rs.end(_clock())
+        elif self.syn_share.times_flows:
             self._read_flows()
-            return
-        start = _clock()
-        allow = rs.allowance(start)
-        while self._read_flows() and rs.more(start, allow, _clock()):
-            pass
-        rs.end(_clock())
+        else:
+            self._on_readable()
 
     def _read_flows(self) -> bool:
-        """One budget of the flows' queue, timed for the SYN share (its
-        est_done: the flows' cost per frame); True if it stopped at the
-        budget (more is waiting)."""
-        # a lone read (one frame, _rx_lone) leaves the rest to the loop's
-        # next poll of the fd: not read on here either
-        lone = self._rx_lone & _LONE_DRAIN
-        t0 = _clock()
-        n = self._on_readable()
-        if n:
-            t1 = _clock()
-            self.syn_share.est_done(n, t1 - t0, t1)
-        return self.rx_more and not lone and self.fd is not None
+        """One budget of the flows' queue; True if it stopped at the budget
+        (more is waiting).  Timed for the SYN share (its est_done: the flows'
+        cost per frame, and when they last had frames) when it asks for
+        that (``SynShare.times_flows``: while the SYN queue is backlogged,
+        the only time its rule looks at the flows)."""
+        share = self.syn_share
+        if not share.times_flows:
+            self._on_readable()
+        else:
+            t0 = _clock()
+            n = self._on_readable()
+            if n:
+                t1 = _clock()
+                share.est_done(n, t1 - t0, t1)
+        return self.rx_more and self.fd is not None
 
     def _on_syn(self) -> None:
         """The SYN queue is readable: a turn as the SYN share allows, or, out
@@ -937,57 +969,47 @@ class _TunTapBase:
     def _on_readable(self, fd: int | None = None, budget: int = 0) -> int:
         """Drain the fd (the flows' queue unless ``fd`` names the SYN queue)
         until EAGAIN or the budget, then deliver one batch; frames read.
-        The reads are one compiled call (devio.FrameIO.read: the header
-        stripped without a second copy, a flagged one's frame through
-        ``_rx_offloaded`` in its place)."""
-        if self.fd is None:
+        The reads and their counting are one compiled call (devio.FrameIO.read:
+        the header stripped without a second copy, a flagged one's frame
+        through ``_rx_offloaded`` in its place, the device's counters kept).
+
+        The flows' queue: a lone read (budget 1) while the last batches were
+        one frame each (a request/response flow) leaves the read that would
+        find the queue empty to the loop's next poll of the fd, which reports
+        it again if more came; every ``_LONE_DRAIN + 1``-th drains.  Stopped
+        at the budget: more is waiting (``rx_more``: the stack's timers wait
+        for it, poll_rx; its softirq reads it on the next send); short of it:
+        the queue was seen empty (``rx_emptied``).  A lone read is not "more
+        waiting", as NAPI that completes and re-enables the interrupt, or the
+        softirq would read it on the reply's send, finding the queue empty
+        (an echo's client has not answered yet): the read(2) the lone read
+        saved, back in every other round trip."""
+        own = self.fd
+        if own is None:
             return 0
-        if fd is None:
-            fd, budget = self.fd, self.budget
-            lone = self._rx_lone
-            if lone & _LONE_DRAIN:
-                # the last batches were one frame each (a request/response
-                # flow): read one, and leave the read that would find the
-                # queue empty to the loop's next poll of the fd, which reports
-                # it again if more came; every _LONE_DRAIN + 1-th drains
-                budget = 1
-        else:
-            lone = -1
         io = self._io
         if io is None:
             io = self._frame_io()
         frames: list[bytes] = []
-        nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL)
-        if io.csum_done:
-            # what _rx_offloaded counts for each of them
-            self.gso_stats["rx_csum_partial"] += io.csum_done
-        if io.error or io.runts:
-            # e.g. EBADFD while the interface is being torn down; a read
-            # shorter than the virtio header
-            self.stats["rx_errors"] += (io.error != 0) + io.runts
-        if fd == self.fd:
-            # stopped at the budget: more is waiting (the stack's timers wait
-            # for it: poll_rx; its softirq reads it on the next send); short
-            # of it: the queue was seen empty.  A lone read (budget 1) left
-            # the rest to the loop's next poll of the fd, as NAPI that
-            # completes and re-enables the interrupt: not "more waiting",
-            # or the softirq read it on the reply's send, finding the queue
-            # empty (an echo's client has not answered yet): the read(2)
-            # the lone read saved, back in every other round trip
+        if fd is None:
+            lone = self._rx_lone
+            budget = 1 if lone & _LONE_DRAIN else self.budget
+            nread = io.read(own, budget, frames, self._rx_offloaded, _RX_SMALL,
+                            self.stats, self.gso_stats)
             full = nread == budget
             self.rx_more = full and not lone & _LONE_DRAIN
             self.rx_flows_read += nread
             if not full:
                 self.rx_emptied += 1
             self._rx_lone = lone + 1 if nread == 1 else 0
-        if nread:
-            if fd == self.syn_fd:
+        else:
+            nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL,
+                            self.stats, self.gso_stats)
+            if nread:
                 self.syn_queue_rx += nread
-            st = self.stats
-            st["rx_packets"] += nread - io.runts
-            st["rx_bytes"] += io.nbytes
+        if frames:
             on_frames = self._on_frames
-            if frames and on_frames is not None:
+            if on_frames is not None:
                 on_frames(frames)
         return nread
 
@@ -1103,20 +1125,18 @@ class _TunTapBase:
 
     def send(self, frame: bytes | bytearray) -> None:
         """One frame (an answer, an ACK: what a request/response flow sends
-        per kick): ``send_batch``'s write without its loop, once the fd's
-        writer is made; anything else (no fd, a stopped queue, the writer
-        thread) goes through ``send_batch``."""
-        io, fd, netif = self._io, self.fd, self.netif
-        if io is None or fd is None or self.tx_thread or (netif is not None and netif.stopped):
+        per kick): ``send_batch``'s write without its loop, written and
+        counted in one compiled call (FrameIO.send), once the fd's writer is
+        made; anything else (no fd, the writer thread, a queue we stopped and
+        wait to wake: ``_tx_waiting``, the one way its queue stops) goes
+        through ``send_batch``, which looks at the queue itself."""
+        io = self._io
+        if io is None or self._tx_waiting or self.tx_thread or self.fd is None:
             self.send_batch((frame,))
             return
-        frames = (frame,)
-        st = self.stats
-        if io.write(fd, frames, 0, self._tx_plain, self._tx_hdr):
-            st["tx_packets"] += 1
-            st["tx_bytes"] += io.nbytes
-        elif not (io.error in _FULL_ERRNOS and self._tx_full(frames)):
-            self._tx_drop(io.error)
+        err = io.send(self.fd, frame, self._tx_plain, self._tx_hdr, self.stats)
+        if err and not (err in _FULL_ERRNOS and self._tx_full((frame,))):
+            self._tx_drop(err)
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         """One write per frame (a TAP takes one frame per write), counted once.
