@@ -861,44 +861,31 @@ class _TunTapBase:
             raise RuntimeError(f"{self.name}: already started")
         self._loop = loop
         self._on_frames = on_frames
-        loop.add_reader(self.fd, self._on_flows)
+        # the reader: one budget a wake-up, _on_readable itself (no call in
+        # between: an echo's every request) unless RxShare is capped
+        loop.add_reader(self.fd, self._on_flows if self.rx_share.cap else self._on_readable)
         if self.syn_fd is not None:
             loop.add_reader(self.syn_fd, self._on_syn)
 
     def _on_flows(self) -> None:
-        """The flows' queue is readable: one budget (a lone frame: one read,
-        see ``_on_readable``), or, with a capped RxShare, budget after budget
-        for the time the loop's other work took since the last read, or to
-        EAGAIN.  While the SYN queue is backlogged each budget is timed for
-        the SYN share (``_read_flows``, ``SynShare.times_flows``); otherwise
-        nothing here reads the clock: an echo's every request comes this way."""
+        """The flows' queue is readable: one budget (``_on_readable``, which
+        ``start`` makes the loop's reader itself unless RxShare is capped),
+        or, with a capped RxShare, budget after budget for the time the
+        loop's other work took since the last read, or to EAGAIN."""
         rs = self.rx_share
-        if rs.cap:
-            start = _clock()
-            allow = rs.allowance(start)
-            while self._read_flows() and rs.more(start, allow, _clock()):
-                pass
-            rs.end(_clock())
-        elif self.syn_share.times_flows:
-            self._read_flows()
-        else:
+        if not rs.cap:
             self._on_readable()
+            return
+        start = _clock()
+        allow = rs.allowance(start)
+        while self._read_flows() and rs.more(start, allow, _clock()):
+            pass
+        rs.end(_clock())
 
     def _read_flows(self) -> bool:
         """One budget of the flows' queue; True if it stopped at the budget
-        (more is waiting).  Timed for the SYN share (its est_done: the flows'
-        cost per frame, and when they last had frames) when it asks for
-        that (``SynShare.times_flows``: while the SYN queue is backlogged,
-        the only time its rule looks at the flows)."""
-        share = self.syn_share
-        if not share.times_flows:
-            self._on_readable()
-        else:
-            t0 = _clock()
-            n = self._on_readable()
-            if n:
-                t1 = _clock()
-                share.est_done(n, t1 - t0, t1)
+        (more is waiting)."""
+        self._on_readable()
         return self.rx_more and self.fd is not None
 
     def _on_syn(self) -> None:
@@ -983,7 +970,12 @@ class _TunTapBase:
         waiting", as NAPI that completes and re-enables the interrupt, or the
         softirq would read it on the reply's send, finding the queue empty
         (an echo's client has not answered yet): the read(2) the lone read
-        saved, back in every other round trip."""
+        saved, back in every other round trip.
+
+        Timed for the SYN share (its est_done: the flows' cost per frame, and
+        when they last had frames) only when it asks for that
+        (``SynShare.times_flows``: while the SYN queue is backlogged, the
+        only time its rule looks at the flows); otherwise no clock is read."""
         own = self.fd
         if own is None:
             return 0
@@ -991,26 +983,35 @@ class _TunTapBase:
         if io is None:
             io = self._frame_io()
         frames: list[bytes] = []
-        if fd is None:
-            lone = self._rx_lone
-            budget = 1 if lone & _LONE_DRAIN else self.budget
-            nread = io.read(own, budget, frames, self._rx_offloaded, _RX_SMALL,
-                            self.stats, self.gso_stats)
-            full = nread == budget
-            self.rx_more = full and not lone & _LONE_DRAIN
-            self.rx_flows_read += nread
-            if not full:
-                self.rx_emptied += 1
-            self._rx_lone = lone + 1 if nread == 1 else 0
-        else:
+        if fd is not None:
             nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL,
                             self.stats, self.gso_stats)
             if nread:
                 self.syn_queue_rx += nread
+            if frames and self._on_frames is not None:
+                self._on_frames(frames)
+            return nread
+        share = self.syn_share
+        timed = share.times_flows
+        if timed:
+            t0 = _clock()
+        lone = self._rx_lone
+        budget = 1 if lone & _LONE_DRAIN else self.budget
+        nread = io.read(own, budget, frames, self._rx_offloaded, _RX_SMALL,
+                        self.stats, self.gso_stats)
+        full = nread == budget
+        self.rx_more = full and not lone & _LONE_DRAIN
+        self.rx_flows_read += nread
+        if not full:
+            self.rx_emptied += 1
+        self._rx_lone = lone + 1 if nread == 1 else 0
         if frames:
             on_frames = self._on_frames
             if on_frames is not None:
                 on_frames(frames)
+        if timed and nread:
+            t1 = _clock()
+            share.est_done(nread, t1 - t0, t1)
         return nread
 
     def poll_rx(self, rounds: int = POLL_RX_ROUNDS, seconds: float | None = None) -> bool:
