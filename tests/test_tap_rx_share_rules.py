@@ -195,3 +195,39 @@ def test_by_default_a_wake_up_reads_one_budget(monkeypatch: pytest.MonkeyPatch) 
         assert r.dev.rx_more
     finally:
         r.close()
+
+
+class _ReaderLoop:
+    """What TapDevice.start asks of the loop: the fd's reader, kept."""
+
+    def __init__(self) -> None:
+        self.readers: dict[int, object] = {}
+
+    def add_reader(self, fd: int, cb: object) -> None:
+        self.readers[fd] = cb
+
+
+def test_the_loops_reader_reads_a_budget_and_times_it_only_for_a_backlogged_syn_queue(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncapped, the reader ``start`` gives the loop is the compiled turn
+    (FrameIO.read_flows): a budget a wake-up, delivered as one batch, no
+    clock read; while the SYN queue is backlogged it hands each turn to the
+    device, which charges it to the SYN share."""
+    r = Ring(monkeypatch, RxShare())
+    try:
+        loop = _ReaderLoop()
+        r.dev.start(loop, r._deliver)               # type: ignore[arg-type]
+        reader = loop.readers[r.dev.fd]
+        assert callable(reader)
+        sh = r.dev.syn_share
+        r.send(3)
+        reader()
+        assert r.batches == [3] and r.dev.rx_flows_read == 3 and not r.dev.rx_more
+        assert sh.est_frames == 0
+        sh.syn_done(sh.batch, 0.001, True, r.now)  # a SYN turn that stopped at its budget
+        r.send(2 * BUDGET)
+        reader()
+        assert r.batches[-1] == BUDGET and r.dev.rx_more
+        assert sh.est_frames == BUDGET and sh.est_time == pytest.approx(BUDGET * COST)
+    finally:
+        r.close()

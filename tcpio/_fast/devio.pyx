@@ -53,7 +53,15 @@ from libc.string cimport memcpy, memmove
 from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, wr16
 from tcpio._fast._csum cimport csum_net
 
-__all__ = ["FrameIO"]
+__all__ = ["FrameIO", "LONE_DRAIN"]
+
+# FrameIO.read_flows: while batches come one frame each, the flows' reader
+# reads one frame a callback, draining to EAGAIN every fourth (and whenever
+# a batch was not one frame): a 1-byte echo's batch made two reads, one to
+# find the queue empty (~1-2 us here), which the loop's next epoll_wait finds
+# out anyway.  A burst that begins then waits at most three loop iterations
+# for its drain.  (``lone & LONE_DRAIN`` is that "every fourth": 2**k - 1.)
+LONE_DRAIN = 3
 
 
 cdef extern from "<errno.h>":
@@ -163,6 +171,10 @@ cdef class FrameIO:
         read buffer: the partial checksum completed (counted in
         ``csum_done``), plain ``bytes``.  A handshake's or an ACK's frame
         from the kernel's own stack needs no call into Python then."""
+        return self._read(fd, budget, frames, offloaded, small, stats, gso_stats)
+
+    cdef Py_ssize_t _read(self, int fd, Py_ssize_t budget, list frames, offloaded,
+                          Py_ssize_t small, dict stats, dict gso_stats) except -1:
         cdef Py_ssize_t nread = 0, nbytes = 0, runts = 0, done = 0
         cdef Py_ssize_t size = self.size, hlen = self.hlen, n, m, start, where
         cdef ssize_t got
@@ -241,6 +253,51 @@ cdef class FrameIO:
             _count_rx(stats, nread, nbytes, runts, self.error)
             if done and gso_stats is not None:
                 _bump(gso_stats, "rx_csum_partial", done)
+        return nread
+
+    def read_flows(self, dev, Py_ssize_t small=0, bint timed=False):
+        """One turn of a TAP/TUN device's flows' queue (``dev``: its fd, its
+        budget and reader state, its counters and ``_on_frames``), the lone
+        read rule with it, in one compiled call: the loop's reader itself
+        (TapDevice.start), so a request/response flow's frame goes from
+        read(2) to the host with no Python of the device's between.  The
+        frames read; ``small`` as for ``read``.
+
+        The rule (``LONE_DRAIN``): while the last batches were one frame
+        each (``dev._rx_lone``), read one frame and leave the read that
+        would find the queue empty to the loop's next poll of the fd (which
+        reports it again if more came); every ``LONE_DRAIN + 1``-th drains.
+        Stopped at the budget: more is waiting (``dev.rx_more``); short of
+        it: the queue was seen empty (``dev.rx_emptied``).  A lone read is
+        not "more waiting" (NAPI that completes and re-enables the
+        interrupt).  ``dev.rx_flows_read`` counts the frames.
+
+        Unless ``timed`` (the caller times it), a device whose SYN share
+        asks for the flows' reads to be timed (``syn_share.times_flows``)
+        is handed to its own ``_on_readable``, which does and comes back."""
+        cdef Py_ssize_t budget, nread, lone
+        cdef bint full
+        cdef list frames
+        fd = dev.fd
+        if fd is None:
+            return 0
+        if not timed and dev.syn_share.times_flows:
+            return dev._on_readable()
+        lone = dev._rx_lone
+        budget = 1 if lone & LONE_DRAIN else dev.budget
+        frames = []
+        nread = self._read(fd, budget, frames, dev._rx_offloaded, small, dev.stats,
+                           dev.gso_stats)
+        full = nread == budget
+        dev.rx_more = full and not lone & LONE_DRAIN
+        dev.rx_flows_read = dev.rx_flows_read + nread
+        if not full:
+            dev.rx_emptied = dev.rx_emptied + 1
+        dev._rx_lone = lone + 1 if nread == 1 else 0
+        if frames:
+            on_frames = dev._on_frames
+            if on_frames is not None:
+                on_frames(frames)
         return nread
 
     def send(self, int fd, frame, plain, tx_hdr, dict stats not None):

@@ -17,12 +17,16 @@ import os
 import select
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from tcpio._fast import load
 
 _csum = load("checksum").csum_partial
 
-__all__ = ["FrameIO"]
+__all__ = ["FrameIO", "LONE_DRAIN"]
+
+# The flows' reader's lone reads drain every LONE_DRAIN + 1-th (devio.pyx).
+LONE_DRAIN = 3
 
 _Frame = bytes | bytearray
 
@@ -102,6 +106,31 @@ class FrameIO:
                 stats["rx_errors"] += (self.error != 0) + runts
             if done and gso_stats is not None:
                 gso_stats["rx_csum_partial"] += done
+        return nread
+
+    def read_flows(self, dev: Any, small: int = 0, timed: bool = False) -> int:
+        """One turn of a device's flows' queue, the lone read rule with it
+        (see devio.pyx)."""
+        fd = dev.fd
+        if fd is None:
+            return 0
+        if not timed and dev.syn_share.times_flows:
+            return int(dev._on_readable())
+        lone = dev._rx_lone
+        budget = 1 if lone & LONE_DRAIN else dev.budget
+        frames: list[bytes] = []
+        nread = self.read(fd, budget, frames, dev._rx_offloaded, small, dev.stats,
+                          dev.gso_stats)
+        full = nread == budget
+        dev.rx_more = full and not lone & LONE_DRAIN
+        dev.rx_flows_read += nread
+        if not full:
+            dev.rx_emptied += 1
+        dev._rx_lone = lone + 1 if nread == 1 else 0
+        if frames:
+            on_frames = dev._on_frames
+            if on_frames is not None:
+                on_frames(frames)
         return nread
 
     def send(self, fd: int, frame: _Frame, plain: bytes,

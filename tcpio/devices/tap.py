@@ -79,6 +79,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import os
 import socket
 import struct
@@ -140,13 +141,6 @@ _vnet_rx = _fast.load("rx").vnet_rx
 # ``small``), no _rx_offloaded call per frame (every frame of a handshake
 # and close from the kernel's own stack has a partial checksum).
 _RX_SMALL = _fast.load("rx").RX_FLAGGED_MIN
-# The flows' reader reads one frame a callback while batches come one frame
-# each, draining to EAGAIN every fourth (and whenever a batch was not one
-# frame): a 1-byte echo's batch made two reads, one to find the queue empty
-# (~1-2 us here), which the loop's next epoll_wait finds out anyway.  A burst
-# that begins then waits at most three loop iterations for its drain.
-# (``lone & _LONE_DRAIN`` is that "every fourth": _LONE_DRAIN is 2**k - 1.)
-_LONE_DRAIN = 3
 # _rx_offloaded's header tests, as globals (a frame the kernel hands with a
 # partial checksum, every echo's, looks at both)
 _NEEDS_CSUM = vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM
@@ -580,7 +574,7 @@ class _TunTapBase:
     tx_thread = False                   # writes from a thread of our own (TxWriter)
     tx_writer: TxWriter | None = None   # that thread, made at the first send
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
-    _rx_lone = 0            # reader batches in a row of one frame each (_on_readable)
+    _rx_lone = 0            # reader batches in a row of one frame each (FrameIO.read_flows)
     _tx_plain = b""                     # the plain virtio header (_frame_io)
     # SynShare.max_wait: the ring length set now (0: the configured one,
     # untouched), times it changed, the socket (in the TAP's namespace) that
@@ -861,9 +855,13 @@ class _TunTapBase:
             raise RuntimeError(f"{self.name}: already started")
         self._loop = loop
         self._on_frames = on_frames
-        # the reader: one budget a wake-up, _on_readable itself (no call in
-        # between: an echo's every request) unless RxShare is capped
-        loop.add_reader(self.fd, self._on_flows if self.rx_share.cap else self._on_readable)
+        # the reader: one budget a wake-up, FrameIO.read_flows itself (no
+        # Python of the device's: an echo's every request) unless RxShare is
+        # capped; it hands a turn the SYN share times to _on_readable
+        reader: Callable[[], object] = self._on_flows
+        if not self.rx_share.cap:
+            reader = functools.partial(self._frame_io().read_flows, self, _RX_SMALL)
+        loop.add_reader(self.fd, reader)
         if self.syn_fd is not None:
             loop.add_reader(self.syn_fd, self._on_syn)
 
@@ -958,32 +956,22 @@ class _TunTapBase:
         until EAGAIN or the budget, then deliver one batch; frames read.
         The reads and their counting are one compiled call (devio.FrameIO.read:
         the header stripped without a second copy, a flagged one's frame
-        through ``_rx_offloaded`` in its place, the device's counters kept).
-
-        The flows' queue: a lone read (budget 1) while the last batches were
-        one frame each (a request/response flow) leaves the read that would
-        find the queue empty to the loop's next poll of the fd, which reports
-        it again if more came; every ``_LONE_DRAIN + 1``-th drains.  Stopped
-        at the budget: more is waiting (``rx_more``: the stack's timers wait
-        for it, poll_rx; its softirq reads it on the next send); short of it:
-        the queue was seen empty (``rx_emptied``).  A lone read is not "more
-        waiting", as NAPI that completes and re-enables the interrupt, or the
-        softirq would read it on the reply's send, finding the queue empty
-        (an echo's client has not answered yet): the read(2) the lone read
-        saved, back in every other round trip.
+        through ``_rx_offloaded`` in its place, the device's counters kept);
+        the flows' queue's turn, its lone-read rule and reader state
+        (``rx_more``, ``rx_emptied``, ``rx_flows_read``) with it, is
+        FrameIO.read_flows, which ``start`` makes the loop's reader itself.
 
         Timed for the SYN share (its est_done: the flows' cost per frame, and
         when they last had frames) only when it asks for that
         (``SynShare.times_flows``: while the SYN queue is backlogged, the
         only time its rule looks at the flows); otherwise no clock is read."""
-        own = self.fd
-        if own is None:
+        if self.fd is None:
             return 0
         io = self._io
         if io is None:
             io = self._frame_io()
-        frames: list[bytes] = []
         if fd is not None:
+            frames: list[bytes] = []
             nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL,
                             self.stats, self.gso_stats)
             if nread:
@@ -992,24 +980,11 @@ class _TunTapBase:
                 self._on_frames(frames)
             return nread
         share = self.syn_share
-        timed = share.times_flows
-        if timed:
-            t0 = _clock()
-        lone = self._rx_lone
-        budget = 1 if lone & _LONE_DRAIN else self.budget
-        nread = io.read(own, budget, frames, self._rx_offloaded, _RX_SMALL,
-                        self.stats, self.gso_stats)
-        full = nread == budget
-        self.rx_more = full and not lone & _LONE_DRAIN
-        self.rx_flows_read += nread
-        if not full:
-            self.rx_emptied += 1
-        self._rx_lone = lone + 1 if nread == 1 else 0
-        if frames:
-            on_frames = self._on_frames
-            if on_frames is not None:
-                on_frames(frames)
-        if timed and nread:
+        if not share.times_flows:
+            return io.read_flows(self, _RX_SMALL, True)
+        t0 = _clock()
+        nread = io.read_flows(self, _RX_SMALL, True)
+        if nread:
             t1 = _clock()
             share.est_done(nread, t1 - t0, t1)
         return nread
