@@ -442,9 +442,11 @@ class RxShare:
     (``TapDevice(rx_share=RxShare(cap=0.05))``) to use it.
 
     Pure arithmetic on the times given (``now``), so tests drive it with a
-    virtual clock; the device feeds it time.perf_counter.  Counters: turns,
-    budgets read beyond the first (``extra``), turns stopped by the time
-    (``timed_out``) and the largest allowance given (``max_allow``).
+    virtual clock; the device feeds it time.perf_counter.  Counters (kept
+    only while capped: off, the reader is FrameIO.read_flows and nothing
+    here is asked): turns, budgets read beyond the first (``extra``), turns
+    stopped by the time (``timed_out``) and the largest allowance given
+    (``max_allow``).
     """
 
     def __init__(self, floor: float = 0.0, cap: float = 0.0) -> None:
