@@ -21,9 +21,11 @@ move with the machine's load the way times do:
   which no load on the machine moves (only a timer that fires in a slow
   spell adds its own; its functions show in the list).
 
-Syscalls per round trip: run this under ``strace -c`` (main thread only, so
-the client is not counted) and divide by the rounds printed; e.g.
-``sudo strace -c -o /tmp/s.txt python benchmarks/bench_echo_path.py``.
+Syscalls per round trip: ``--syscalls`` runs this script twice under
+``strace -c`` (this process's main thread only, so the client is not
+counted), at ``--rounds`` and three times as many, and prints the
+difference per round trip by syscall (errors apart: a read that found the
+queue empty is one): the setup, the warm-up and the close cancel out.
 Needs root.  Times: benchmarks/bench_tap_offload.py --only echo.
 
 ``--kernel``: the reference instead (issue 12's ratio is against it): the
@@ -343,6 +345,45 @@ async def measure_memory(rounds: int, profile: bool, bytecodes: bool = False) ->
         print(f"  Python calls per round trip (cProfile): {calls / rounds:.1f}")
 
 
+def _strace_counts(path: str) -> dict[str, tuple[int, int]]:
+    """``strace -c``'s table: syscall -> (calls, errors)."""
+    counts: dict[str, tuple[int, int]] = {}
+    with open(path) as f:
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 5 and cols[0][0].isdigit() and cols[-1] != "total":
+                errors = int(cols[4]) if len(cols) == 6 else 0
+                counts[cols[-1]] = (int(cols[3]), errors)
+    return counts
+
+
+def count_syscalls(argv: list[str], rounds: int) -> None:
+    """``--syscalls``: this script under ``strace -c`` at ``rounds`` and
+    ``3 * rounds`` round trips; the difference per round trip."""
+    import subprocess
+    import tempfile
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (rounds, 3 * rounds):
+            out = os.path.join(tmp, f"strace.{n}")
+            subprocess.run(["strace", "-c", "-o", out, sys.executable, __file__, *argv,
+                            "--rounds", str(n)], check=True, stdout=subprocess.DEVNULL)
+            runs.append(_strace_counts(out))
+    a, b = runs
+    per = 2 * rounds
+    print(f"syscalls per round trip ({' '.join(argv) or 'defaults'}; strace -c at {rounds} "
+          f"and {3 * rounds} round trips, the difference):")
+    total = 0.0
+    for name in sorted(set(a) | set(b)):
+        calls = (b.get(name, (0, 0))[0] - a.get(name, (0, 0))[0]) / per
+        errors = (b.get(name, (0, 0))[1] - a.get(name, (0, 0))[1]) / per
+        if abs(calls) >= 0.005:
+            total += calls
+            print(f"  {name:16s} {calls:6.3f}" + (f"  ({errors:.3f} failed)" if errors else ""))
+    print(f"  {'total':16s} {total:6.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3000)
@@ -362,7 +403,18 @@ def main() -> None:
                     help="with --memory: on tests/virtual_loop's clock, which stands "
                          "still while the loop works, so no timer fires mid-exchange "
                          "however slow the run (callgrind): the same work every run")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="syscalls per round trip: this script twice under strace -c "
+                         "(--rounds and 3x), the difference")
     args = ap.parse_args()
+    if args.syscalls:
+        argv = [a for a in sys.argv[1:] if a != "--syscalls"]
+        if "--rounds" in argv:
+            i = argv.index("--rounds")
+            del argv[i:i + 2]
+        argv = [a for a in argv if not a.startswith("--rounds=")]
+        count_syscalls(argv, args.rounds)
+        return
     if args.memory:
         if args.virtual:
             from virtual_loop import VirtualClockLoop

@@ -156,6 +156,39 @@ def test_an_exception_in_the_offload_path_propagates(devio, pair) -> None:
         devio.FrameIO(2048, HLEN).read(fd, 8, [], offloaded)
 
 
+def test_read_counts_what_it_read_in_the_devices_counters(devio, pair) -> None:
+    """Given the device's counters, a read keeps them (one compiled call per
+    batch, no counting by the device): frames and their bytes (headers not
+    counted), runts and a read error as rx_errors, and a small partial
+    checksum completed in the copy as rx_csum_partial."""
+    from tcpio.devices.base import new_stats
+    from tcpio.devices.tap import new_gso_stats
+
+    fd, peer = pair
+    a = payload(60, 1)
+    # NEEDS_CSUM, csum_start 0, csum_offset 4 (host order): small, no GSO
+    csum_hdr = bytes([1, 0, 0, 0, 0, 0]) + (0).to_bytes(2, "little") + (4).to_bytes(2, "little")
+    b = bytes(40)
+    for f in (ZERO_HDR + a, b"\1\2", csum_hdr + b):
+        peer.send(f)
+    stats, gso = new_stats(), new_gso_stats()
+    io = devio.FrameIO(HLEN + 2048, HLEN)
+    got: list[bytes] = []
+    assert io.read(fd, 8, got, no_offload, 1500, stats, gso) == 3
+    assert got[0] == a and len(got[1]) == len(b)
+    assert (stats["rx_packets"], stats["rx_bytes"], stats["rx_errors"]) == (2, 100, 1)
+    assert gso["rx_csum_partial"] == 1
+    assert io.read(fd, 8, got, no_offload, 1500, stats, gso) == 0     # EAGAIN: no error
+    assert (stats["rx_packets"], stats["rx_errors"]) == (2, 1)
+    r, w = os.pipe()
+    try:
+        assert io.read(w, 8, got, no_offload, 1500, stats, gso) == 0   # EBADF
+        assert (stats["rx_packets"], stats["rx_bytes"], stats["rx_errors"]) == (2, 100, 2)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_frameio_refuses_a_size_not_above_the_header(devio) -> None:
     with pytest.raises(ValueError):
         devio.FrameIO(10, 10)
@@ -182,6 +215,36 @@ def test_write_puts_one_frame_per_write_with_the_header_first(devio, pair) -> No
     assert plain.write(fd, tuple(frames), 1, b"", tx_hdr) == 3     # from ``start``, no header
     assert drain(peer) == [b"b" * 70, b"c" * 1514] and plain.nbytes == 70 + 1514
     assert len(calls) == 1
+
+
+def test_send_writes_one_frame_as_write_does_and_counts_it(devio, pair) -> None:
+    """``send``: one frame behind its header (``plain`` for bytes,
+    ``tx_hdr`` for anything else), counted as sent in the device's
+    counters; a write that fails returns its errno and counts nothing."""
+    from tcpio.devices.base import new_stats
+
+    fd, peer = pair
+
+    def tx_hdr(frame: bytes | bytearray, plain: bytes) -> bytes:
+        return b"H" * HLEN
+    stats = new_stats()
+    io = devio.FrameIO(2048, HLEN)
+    assert io.send(fd, b"a" * 60, ZERO_HDR, tx_hdr, stats) == 0
+    assert io.send(fd, bytearray(b"b" * 70), ZERO_HDR, tx_hdr, stats) == 0
+    assert drain(peer) == [ZERO_HDR + b"a" * 60, b"H" * HLEN + b"b" * 70]
+    assert (stats["tx_packets"], stats["tx_bytes"]) == (2, 130)
+    sent = 0
+    while (err := io.send(fd, payload(1000, sent), ZERO_HDR, tx_hdr, stats)) == 0:
+        sent += 1                                   # until the socket is full
+    assert err == errno.EAGAIN == io.error
+    assert stats["tx_packets"] == 2 + sent and len(drain(peer)) == sent
+    r, w = os.pipe()
+    try:
+        assert devio.FrameIO(2048).send(r, b"x", b"", no_offload, stats) == errno.EBADF
+        assert stats["tx_packets"] == 2 + sent and stats["tx_errors"] == 0
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_write_stops_at_eagain_with_the_index_of_the_refused_frame(devio, pair) -> None:

@@ -33,7 +33,7 @@ import tcpio.core.timer as timer_mod
 import tcpio.devices.tap as tap_mod
 import tcpio.stack as stack_mod
 from tcpio.devices.base import new_stats
-from tcpio.devices.tap import RxShare, SynShare, TapDevice
+from tcpio.devices.tap import RxShare, SynShare, TapDevice, new_gso_stats
 from tcpio.stack import NET_RX_ROUNDS, NET_RX_USECS, Stack
 
 BUDGET = 8          # frames per device read
@@ -66,6 +66,7 @@ class Ring:
         dev.fd, dev.syn_fd = rd.detach(), None       # the device closes it (stop)
         dev.budget, dev.vnet_hdr_len, dev._readsize = BUDGET, 0, 2048
         dev.stats = new_stats()
+        dev.gso_stats = new_gso_stats()
         dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
         dev.rx_flows_read, dev.rx_ring_len = 0, ring_len
         dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None

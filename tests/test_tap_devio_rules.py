@@ -27,7 +27,7 @@ from seqpacket import drain, seqpacket_pair
 
 import tcpio.devices.tap as tap_mod
 from tcpio.devices.base import new_stats
-from tcpio.devices.tap import RxShare, SynShare, TapDevice
+from tcpio.devices.tap import RxShare, SynShare, TapDevice, new_gso_stats
 
 HLEN = 10
 MAC = bytes.fromhex("020000000002")
@@ -69,8 +69,7 @@ def make_device(fd: int, hlen: int = 0) -> TapDevice:
     dev.fd, dev.syn_fd = fd, None
     dev.budget, dev.vnet_hdr_len, dev._readsize = 8, hlen, hlen + 2048
     dev.stats = new_stats()
-    dev.gso_stats = dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
-                                   "tx_gso_frames", "tx_gso_segs"), 0)
+    dev.gso_stats = new_gso_stats()
     dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
     dev.rx_flows_read, dev.rx_ring_len = 0, 0
     dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None

@@ -19,7 +19,7 @@ from seqpacket import seqpacket_pair
 
 import tcpio.devices.tap as tap_mod
 from tcpio.devices.base import new_stats
-from tcpio.devices.tap import RxShare, SynShare, TapDevice
+from tcpio.devices.tap import RxShare, SynShare, TapDevice, new_gso_stats
 
 BUDGET = 8
 COST = 0.001                    # seconds of delivery per frame: 8 ms a budget
@@ -36,6 +36,7 @@ class Ring:
         dev.fd, dev.syn_fd = ours.fileno(), None
         dev.budget, dev.vnet_hdr_len, dev._readsize = BUDGET, 0, 2048
         dev.stats = new_stats()
+        dev.gso_stats = new_gso_stats()
         dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
         dev.rx_flows_read, dev.rx_ring_len = 0, 0
         dev.syn_share, dev._syn_timer, dev._loop = SynShare(), None, None
@@ -139,15 +140,36 @@ def test_the_other_work_counts_from_a_poll_rx_too(ring: Ring) -> None:
     assert ring.turn(0.004) == [BUDGET]         # 4 ms since then, not 34 ms
 
 
-def test_each_budget_is_charged_to_the_syn_share(ring: Ring) -> None:
+def test_while_the_syn_queue_is_backlogged_each_budget_is_charged_to_the_syn_share(
+        ring: Ring) -> None:
+    sh = ring.dev.syn_share
+    sh.syn_done(sh.batch, 0.001, True, 0.0)     # a SYN turn that stopped at its budget
     ring.send(60)
     ring.turn(0.0)
     ring.turn(0.020)
-    sh = ring.dev.syn_share
     assert sh.est_frames == 4 * BUDGET
     assert sh.est_time == pytest.approx(4 * BUDGET * COST)
     assert sh.cost_est == pytest.approx(COST)
     assert sh.last_est == pytest.approx(ring.now)
+
+
+def test_without_a_syn_backlog_the_flows_reads_are_not_timed(
+        ring: Ring, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SynShare.budget looks at the flows (flows_busy) only on a turn held
+    to the share, after ``grace`` (>= ``idle``) seconds of backlog: before
+    that no read of the flows' queue reads the clock for it (an echo's
+    every request), in either reader mode."""
+    sh = ring.dev.syn_share
+    sh.syn_done(3, 0.001, False, 0.0)           # a SYN turn that emptied its queue
+    ring.send(60)
+    ring.turn(0.0)
+    ring.turn(0.020)
+    assert sh.est_frames == 0 and sh.last_est == float("-inf")
+    monkeypatch.setattr(tap_mod, "_clock", lambda: pytest.fail("clock read"))
+    ring.dev.rx_share = RxShare()               # the default reader: one budget a wake-up
+    ring.dev._rx_lone = 1                       # (lone: one frame, no drain to EAGAIN)
+    ring.turn(0.0)
+    assert ring.batches[-1] == 1 and sh.est_frames == 0
 
 
 def test_rx_share_arguments() -> None:
@@ -171,5 +193,41 @@ def test_by_default_a_wake_up_reads_one_budget(monkeypatch: pytest.MonkeyPatch) 
         r.turn(0.0)
         assert r.turn(1.0) == [BUDGET]
         assert r.dev.rx_more
+    finally:
+        r.close()
+
+
+class _ReaderLoop:
+    """What TapDevice.start asks of the loop: the fd's reader, kept."""
+
+    def __init__(self) -> None:
+        self.readers: dict[int, object] = {}
+
+    def add_reader(self, fd: int, cb: object) -> None:
+        self.readers[fd] = cb
+
+
+def test_the_loops_reader_reads_a_budget_and_times_it_only_for_a_backlogged_syn_queue(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncapped, the reader ``start`` gives the loop is the compiled turn
+    (FrameIO.read_flows): a budget a wake-up, delivered as one batch, no
+    clock read; while the SYN queue is backlogged it hands each turn to the
+    device, which charges it to the SYN share."""
+    r = Ring(monkeypatch, RxShare())
+    try:
+        loop = _ReaderLoop()
+        r.dev.start(loop, r._deliver)               # type: ignore[arg-type]
+        reader = loop.readers[r.dev.fd]
+        assert callable(reader)
+        sh = r.dev.syn_share
+        r.send(3)
+        reader()
+        assert r.batches == [3] and r.dev.rx_flows_read == 3 and not r.dev.rx_more
+        assert sh.est_frames == 0
+        sh.syn_done(sh.batch, 0.001, True, r.now)  # a SYN turn that stopped at its budget
+        r.send(2 * BUDGET)
+        reader()
+        assert r.batches[-1] == BUDGET and r.dev.rx_more
+        assert sh.est_frames == BUDGET and sh.est_time == pytest.approx(BUDGET * COST)
     finally:
         r.close()

@@ -20,7 +20,7 @@ import pytest
 
 import tcpio.devices.tap as tap_mod
 from tcpio.devices.base import new_stats
-from tcpio.devices.tap import RxShare, SynShare, TapDevice
+from tcpio.devices.tap import RxShare, SynShare, TapDevice, new_gso_stats
 
 
 class Clock:
@@ -172,6 +172,7 @@ def device(monkeypatch: pytest.MonkeyPatch) -> Any:
     dev.fd, dev.syn_fd = flows_r.fileno(), syn_r.fileno()
     dev.budget, dev.vnet_hdr_len, dev._readsize = 256, 0, 2048
     dev.stats = new_stats()
+    dev.gso_stats = new_gso_stats()
     dev.rx_more, dev.rx_emptied, dev.time_squeeze, dev.syn_queue_rx = False, 0, 0, 0
     dev.rx_flows_read, dev.rx_ring_len = 0, 0
     dev.syn_share = SynShare(share=0.2, batch=16, min_batch=4, burst=0.001, grace=0.0)

@@ -53,7 +53,15 @@ from libc.string cimport memcpy, memmove
 from tcpio._fast._buf cimport rbuf, rbuf_get, rbuf_release, wr16
 from tcpio._fast._csum cimport csum_net
 
-__all__ = ["FrameIO"]
+__all__ = ["FrameIO", "LONE_DRAIN"]
+
+# FrameIO.read_flows: while batches come one frame each, the flows' reader
+# reads one frame a callback, draining to EAGAIN every fourth (and whenever
+# a batch was not one frame): a 1-byte echo's batch made two reads, one to
+# find the queue empty (~1-2 us here), which the loop's next epoll_wait finds
+# out anyway.  A burst that begins then waits at most three loop iterations
+# for its drain.  (``lone & LONE_DRAIN`` is that "every fourth": 2**k - 1.)
+LONE_DRAIN = 3
 
 
 cdef extern from "<errno.h>":
@@ -99,6 +107,22 @@ cdef extern from *:
     object devio_shrink(PyObject* o, Py_ssize_t n)
 
 
+cdef inline void _bump(dict d, str key, Py_ssize_t n) except *:
+    """``d[key] += n`` (a device's counter)."""
+    d[key] = d[key] + n
+
+
+cdef inline void _count_rx(dict stats, Py_ssize_t nread, Py_ssize_t nbytes,
+                           Py_ssize_t runts, int error) except *:
+    """A read's counts, as the device kept them: frames (runts are not),
+    their bytes, and errors (the errno that ended it, each runt)."""
+    if nread > runts:
+        _bump(stats, "rx_packets", nread - runts)
+        _bump(stats, "rx_bytes", nbytes)
+    if error or runts:
+        _bump(stats, "rx_errors", (error != 0) + runts)
+
+
 cdef class FrameIO:
     """The read and write loops of a device whose fd carries one frame per
     syscall, each behind an ``hlen``-byte virtio-net header (0: none); a
@@ -131,10 +155,15 @@ cdef class FrameIO:
         self.spare = NULL
 
     def read(self, int fd, Py_ssize_t budget, list frames not None, offloaded,
-             Py_ssize_t small=0):
+             Py_ssize_t small=0, dict stats=None, dict gso_stats=None):
         """Read up to ``budget`` frames from ``fd`` onto ``frames`` (headers
         stripped; a flagged header's frame through ``offloaded(raw,
         frames)``); the number of reads that returned a frame.
+
+        ``stats`` (a device's counters, devices.base.new_stats): the call
+        counts what it read there (``_count_rx``) and ``gso_stats``'s
+        ``rx_csum_partial`` the checksums it completed, so the device's
+        reader does no counting of its own per batch.
 
         ``small``: a flagged frame of at most that many bytes whose header
         says no more than NEEDS_CSUM or DATA_VALID (no GSO) is taken here
@@ -142,6 +171,10 @@ cdef class FrameIO:
         read buffer: the partial checksum completed (counted in
         ``csum_done``), plain ``bytes``.  A handshake's or an ACK's frame
         from the kernel's own stack needs no call into Python then."""
+        return self._read(fd, budget, frames, offloaded, small, stats, gso_stats)
+
+    cdef Py_ssize_t _read(self, int fd, Py_ssize_t budget, list frames, offloaded,
+                          Py_ssize_t small, dict stats, dict gso_stats) except -1:
         cdef Py_ssize_t nread = 0, nbytes = 0, runts = 0, done = 0
         cdef Py_ssize_t size = self.size, hlen = self.hlen, n, m, start, where
         cdef ssize_t got
@@ -216,7 +249,99 @@ cdef class FrameIO:
             self.nbytes = nbytes
             self.runts = runts
             self.csum_done = done
+        if stats is not None:
+            _count_rx(stats, nread, nbytes, runts, self.error)
+            if done and gso_stats is not None:
+                _bump(gso_stats, "rx_csum_partial", done)
         return nread
+
+    def read_flows(self, dev, Py_ssize_t small=0, bint timed=False):
+        """One turn of a TAP/TUN device's flows' queue (``dev``: its fd, its
+        budget and reader state, its counters and ``_on_frames``), the lone
+        read rule with it, in one compiled call: the loop's reader itself
+        (TapDevice.start), so a request/response flow's frame goes from
+        read(2) to the host with no Python of the device's between.  The
+        frames read; ``small`` as for ``read``.
+
+        The rule (``LONE_DRAIN``): while the last batches were one frame
+        each (``dev._rx_lone``), read one frame and leave the read that
+        would find the queue empty to the loop's next poll of the fd (which
+        reports it again if more came); every ``LONE_DRAIN + 1``-th drains.
+        Stopped at the budget: more is waiting (``dev.rx_more``); short of
+        it: the queue was seen empty (``dev.rx_emptied``).  A lone read is
+        not "more waiting" (NAPI that completes and re-enables the
+        interrupt).  ``dev.rx_flows_read`` counts the frames.
+
+        Unless ``timed`` (the caller times it), a device whose SYN share
+        asks for the flows' reads to be timed (``syn_share.times_flows``)
+        is handed to its own ``_on_readable``, which does and comes back."""
+        cdef Py_ssize_t budget, nread, lone
+        cdef bint full
+        cdef list frames
+        fd = dev.fd
+        if fd is None:
+            return 0
+        if not timed and dev.syn_share.times_flows:
+            return dev._on_readable()
+        lone = dev._rx_lone
+        budget = 1 if lone & LONE_DRAIN else dev.budget
+        frames = []
+        nread = self._read(fd, budget, frames, dev._rx_offloaded, small, dev.stats,
+                           dev.gso_stats)
+        full = nread == budget
+        dev.rx_more = full and not lone & LONE_DRAIN
+        dev.rx_flows_read = dev.rx_flows_read + nread
+        if not full:
+            dev.rx_emptied = dev.rx_emptied + 1
+        dev._rx_lone = lone + 1 if nread == 1 else 0
+        if frames:
+            on_frames = dev._on_frames
+            if on_frames is not None:
+                on_frames(frames)
+        return nread
+
+    def send(self, int fd, frame, plain, tx_hdr, dict stats not None):
+        """``write(fd, (frame,), 0, plain, tx_hdr)`` for the one frame a
+        request/response flow sends per kick, without the tuple, counted
+        in ``stats`` (tx_packets, tx_bytes) when it went: 0, or the errno
+        of the write that failed (nothing counted; the device decides)."""
+        cdef Py_ssize_t hlen = self.hlen
+        cdef ssize_t r
+        cdef iovec iov[2]
+        cdef rbuf fb, hb
+        cdef int e = 0
+        cdef object fown, hown, hdr
+        self.error = 0
+        self.nbytes = 0
+        fb.release = hb.release = False
+        fown = rbuf_get(frame, &fb)
+        try:
+            if hlen:
+                hdr = plain if type(frame) is bytes else tx_hdr(frame, plain)
+                hown = rbuf_get(hdr, &hb)
+                iov[0].iov_base = <void*>hb.p
+                iov[0].iov_len = hb.n
+                iov[1].iov_base = <void*>fb.p
+                iov[1].iov_len = fb.n
+            while True:
+                if hlen:
+                    r = c_writev(fd, iov, 2)
+                else:
+                    r = c_write(fd, fb.p, fb.n)
+                if r >= 0:
+                    break
+                e = errno
+                if e != EINTR:
+                    self.error = e
+                    return e
+                PyErr_CheckSignals()
+            self.nbytes = fb.n
+            _bump(stats, "tx_packets", 1)
+            _bump(stats, "tx_bytes", fb.n)
+            return 0
+        finally:
+            rbuf_release(&hb)
+            rbuf_release(&fb)
 
     def write(self, int fd, frames, Py_ssize_t start, plain, tx_hdr):
         """Write ``frames[start:]`` to ``fd``, one frame a write, until one

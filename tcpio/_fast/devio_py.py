@@ -17,12 +17,16 @@ import os
 import select
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from tcpio._fast import load
 
 _csum = load("checksum").csum_partial
 
-__all__ = ["FrameIO"]
+__all__ = ["FrameIO", "LONE_DRAIN"]
+
+# The flows' reader's lone reads drain every LONE_DRAIN + 1-th (devio.pyx).
+LONE_DRAIN = 3
 
 _Frame = bytes | bytearray
 
@@ -42,10 +46,13 @@ class FrameIO:
         self.csum_done = 0
 
     def read(self, fd: int, budget: int, frames: list[bytes],
-             offloaded: Callable[[bytes, list[bytes]], None], small: int = 0) -> int:
+             offloaded: Callable[[bytes, list[bytes]], None], small: int = 0,
+             stats: dict[str, int] | None = None,
+             gso_stats: dict[str, int] | None = None) -> int:
         """Read up to ``budget`` frames from ``fd`` onto ``frames``; the
         number of reads that returned a frame.  ``small``: flagged frames
-        up to that size without GSO taken here (see devio.pyx)."""
+        up to that size without GSO taken here; ``stats``, ``gso_stats``:
+        the device's counters, counted here (see devio.pyx)."""
         read, size, hlen = os.read, self.size, self.hlen
         nread = nbytes = runts = done = 0
         self.error = 0
@@ -91,7 +98,51 @@ class FrameIO:
                     nbytes += len(frame)
         finally:
             self.nbytes, self.runts, self.csum_done = nbytes, runts, done
+        if stats is not None:
+            if nread > runts:
+                stats["rx_packets"] += nread - runts
+                stats["rx_bytes"] += nbytes
+            if self.error or runts:
+                stats["rx_errors"] += (self.error != 0) + runts
+            if done and gso_stats is not None:
+                gso_stats["rx_csum_partial"] += done
         return nread
+
+    def read_flows(self, dev: Any, small: int = 0, timed: bool = False) -> int:
+        """One turn of a device's flows' queue, the lone read rule with it
+        (see devio.pyx)."""
+        fd = dev.fd
+        if fd is None:
+            return 0
+        if not timed and dev.syn_share.times_flows:
+            return int(dev._on_readable())
+        lone = dev._rx_lone
+        budget = 1 if lone & LONE_DRAIN else dev.budget
+        frames: list[bytes] = []
+        nread = self.read(fd, budget, frames, dev._rx_offloaded, small, dev.stats,
+                          dev.gso_stats)
+        full = nread == budget
+        dev.rx_more = full and not lone & LONE_DRAIN
+        dev.rx_flows_read += nread
+        if not full:
+            dev.rx_emptied += 1
+        dev._rx_lone = lone + 1 if nread == 1 else 0
+        if frames:
+            on_frames = dev._on_frames
+            if on_frames is not None:
+                on_frames(frames)
+        return nread
+
+    def send(self, fd: int, frame: _Frame, plain: bytes,
+             tx_hdr: Callable[[_Frame, bytes], bytes], stats: dict[str, int]) -> int:
+        """One frame as ``write`` writes it, counted in ``stats`` when it
+        went: 0, or the errno of the write that failed (see devio.pyx)."""
+        self.nbytes = 0
+        if not self.write(fd, (frame,), 0, plain, tx_hdr):
+            return self.error
+        stats["tx_packets"] += 1
+        stats["tx_bytes"] += self.nbytes
+        return 0
 
     def write(self, fd: int, frames: Sequence[_Frame], start: int, plain: bytes,
               tx_hdr: Callable[[_Frame, bytes], bytes]) -> int:

@@ -79,6 +79,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import os
 import socket
 import struct
@@ -140,13 +141,6 @@ _vnet_rx = _fast.load("rx").vnet_rx
 # ``small``), no _rx_offloaded call per frame (every frame of a handshake
 # and close from the kernel's own stack has a partial checksum).
 _RX_SMALL = _fast.load("rx").RX_FLAGGED_MIN
-# The flows' reader reads one frame a callback while batches come one frame
-# each, draining to EAGAIN every fourth (and whenever a batch was not one
-# frame): a 1-byte echo's batch made two reads, one to find the queue empty
-# (~1-2 us here), which the loop's next epoll_wait finds out anyway.  A burst
-# that begins then waits at most three loop iterations for its drain.
-# (``lone & _LONE_DRAIN`` is that "every fourth": _LONE_DRAIN is 2**k - 1.)
-_LONE_DRAIN = 3
 # _rx_offloaded's header tests, as globals (a frame the kernel hands with a
 # partial checksum, every echo's, looks at both)
 _NEEDS_CSUM = vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM
@@ -183,6 +177,14 @@ def read_proc_net_dev(ifname: str, path: str = "/proc/thread-self/net/dev") -> d
             if sep and name.strip() == ifname:
                 return dict(zip(_PROC_NET_DEV_FIELDS, map(int, rest.split())))
     return None
+
+
+def new_gso_stats() -> dict[str, int]:
+    """A TAP/TUN device's offload counters (``gso_stats``), all zero: frames
+    that came or went as super-frames and the segments they stood for, and
+    the partial checksums completed on receive."""
+    return dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
+                          "tx_gso_frames", "tx_gso_segs"), 0)
 
 
 class SynShare:
@@ -248,7 +250,9 @@ class SynShare:
     clock, ``seconds``: what a turn took), so tests drive them with a
     virtual clock; the device feeds them from time.perf_counter.  Counters:
     frames and seconds per queue (``syn_frames``/``syn_time``,
-    ``est_frames``/``est_time``), SYN turns taken and put off.
+    ``est_frames``/``est_time``: the flows' queue's only while the device
+    times it, ``times_flows``, i.e. while the SYN queue is backlogged),
+    SYN turns taken and put off.
     """
 
     def __init__(self, share: float = 0.15, batch: int = 64, min_batch: int = 32,
@@ -291,6 +295,20 @@ class SynShare:
         self.overflowed = overflowed
         self.overflow_seen: int | None = None
         self.overflow_at = float("-inf")
+        # the device times the flows' reads for est_done only while this
+        # says so (_update_times_flows): the clock reads stay off an echo's path
+        self.times_flows = False
+        self._update_times_flows()
+
+    def _update_times_flows(self) -> None:
+        """``times_flows``: must the flows' reads be timed (est_done) now?
+        ``budget`` looks at them (``flows_busy``: the last ``idle`` seconds)
+        only on a turn held to the share, which needs a SYN queue backlogged
+        for ``grace`` seconds: while it is backlogged, then, unless
+        ``grace`` < ``idle`` (a held turn looks back past the backlog's
+        start: always).  Kept by ``syn_done``; after changing ``grace`` or
+        ``idle`` call this.  The est_* counters count those reads only."""
+        self.times_flows = self.backlog_since is not None or self.grace < self.idle
 
     def flooding(self, now: float) -> bool:
         """The listeners overflowed within the last ``grace`` seconds (always
@@ -342,9 +360,12 @@ class SynShare:
         still had SYNs)."""
         self.turns += 1
         if not more:
-            self.backlog_since = None
+            if self.backlog_since is not None:
+                self.backlog_since = None
+                self._update_times_flows()
         elif self.backlog_since is None:
             self.backlog_since = now
+            self.times_flows = True
         self.credit -= seconds
         if self._rate_at is None:
             self._rate_at, self._rate_frames = now, self.syn_frames
@@ -421,9 +442,11 @@ class RxShare:
     (``TapDevice(rx_share=RxShare(cap=0.05))``) to use it.
 
     Pure arithmetic on the times given (``now``), so tests drive it with a
-    virtual clock; the device feeds it time.perf_counter.  Counters: turns,
-    budgets read beyond the first (``extra``), turns stopped by the time
-    (``timed_out``) and the largest allowance given (``max_allow``).
+    virtual clock; the device feeds it time.perf_counter.  Counters (kept
+    only while capped: off, the reader is FrameIO.read_flows and nothing
+    here is asked): turns, budgets read beyond the first (``extra``), turns
+    stopped by the time (``timed_out``) and the largest allowance given
+    (``max_allow``).
     """
 
     def __init__(self, floor: float = 0.0, cap: float = 0.0) -> None:
@@ -553,7 +576,7 @@ class _TunTapBase:
     tx_thread = False                   # writes from a thread of our own (TxWriter)
     tx_writer: TxWriter | None = None   # that thread, made at the first send
     _io: FrameIO | None = None          # the fd's read/write loops (devio), made at first use
-    _rx_lone = 0            # reader batches in a row of one frame each (_on_readable)
+    _rx_lone = 0            # reader batches in a row of one frame each (FrameIO.read_flows)
     _tx_plain = b""                     # the plain virtio header (_frame_io)
     # SynShare.max_wait: the ring length set now (0: the configured one,
     # untouched), times it changed, the socket (in the TAP's namespace) that
@@ -588,8 +611,7 @@ class _TunTapBase:
         self.tx_thread = tx_thread
         # Frames that came or went as super-frames (virtio gso_type set) and
         # the segments they stood for.
-        self.gso_stats = dict.fromkeys(("rx_gso_frames", "rx_gso_segs", "rx_csum_partial",
-                                        "tx_gso_frames", "tx_gso_segs"), 0)
+        self.gso_stats = new_gso_stats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frames: OnFrames | None = None
         self.vnet_hdr_len = 0       # bytes of virtio_net_hdr before each frame on the fd
@@ -835,19 +857,24 @@ class _TunTapBase:
             raise RuntimeError(f"{self.name}: already started")
         self._loop = loop
         self._on_frames = on_frames
-        loop.add_reader(self.fd, self._on_flows)
+        # the reader: one budget a wake-up, FrameIO.read_flows itself (no
+        # Python of the device's: an echo's every request) unless RxShare is
+        # capped; it hands a turn the SYN share times to _on_readable
+        reader: Callable[[], object] = self._on_flows
+        if not self.rx_share.cap:
+            reader = functools.partial(self._frame_io().read_flows, self, _RX_SMALL)
+        loop.add_reader(self.fd, reader)
         if self.syn_fd is not None:
             loop.add_reader(self.syn_fd, self._on_syn)
 
     def _on_flows(self) -> None:
-        """The flows' queue is readable: budget after budget for the time the
-        loop's other work took since the last read (RxShare), or to EAGAIN."""
+        """The flows' queue is readable: one budget (``_on_readable``, which
+        ``start`` makes the loop's reader itself unless RxShare is capped),
+        or, with a capped RxShare, budget after budget for the time the
+        loop's other work took since the last read, or to EAGAIN."""
         rs = self.rx_share
         if not rs.cap:
-            # off (the default): one budget, as before RxShare; none of its
-            # clock reads on every wake-up (an echo's path)
-            rs.turns += 1
-            self._read_flows()
+            self._on_readable()
             return
         start = _clock()
         allow = rs.allowance(start)
@@ -856,18 +883,10 @@ class _TunTapBase:
         rs.end(_clock())
 
     def _read_flows(self) -> bool:
-        """One budget of the flows' queue, timed for the SYN share (its
-        est_done: the flows' cost per frame); True if it stopped at the
-        budget (more is waiting)."""
-        # a lone read (one frame, _rx_lone) leaves the rest to the loop's
-        # next poll of the fd: not read on here either
-        lone = self._rx_lone & _LONE_DRAIN
-        t0 = _clock()
-        n = self._on_readable()
-        if n:
-            t1 = _clock()
-            self.syn_share.est_done(n, t1 - t0, t1)
-        return self.rx_more and not lone and self.fd is not None
+        """One budget of the flows' queue; True if it stopped at the budget
+        (more is waiting)."""
+        self._on_readable()
+        return self.rx_more and self.fd is not None
 
     def _on_syn(self) -> None:
         """The SYN queue is readable: a turn as the SYN share allows, or, out
@@ -937,58 +956,39 @@ class _TunTapBase:
     def _on_readable(self, fd: int | None = None, budget: int = 0) -> int:
         """Drain the fd (the flows' queue unless ``fd`` names the SYN queue)
         until EAGAIN or the budget, then deliver one batch; frames read.
-        The reads are one compiled call (devio.FrameIO.read: the header
-        stripped without a second copy, a flagged one's frame through
-        ``_rx_offloaded`` in its place)."""
+        The reads and their counting are one compiled call (devio.FrameIO.read:
+        the header stripped without a second copy, a flagged one's frame
+        through ``_rx_offloaded`` in its place, the device's counters kept);
+        the flows' queue's turn, its lone-read rule and reader state
+        (``rx_more``, ``rx_emptied``, ``rx_flows_read``) with it, is
+        FrameIO.read_flows, which ``start`` makes the loop's reader itself.
+
+        Timed for the SYN share (its est_done: the flows' cost per frame, and
+        when they last had frames) only when it asks for that
+        (``SynShare.times_flows``: while the SYN queue is backlogged, the
+        only time its rule looks at the flows); otherwise no clock is read."""
         if self.fd is None:
             return 0
-        if fd is None:
-            fd, budget = self.fd, self.budget
-            lone = self._rx_lone
-            if lone & _LONE_DRAIN:
-                # the last batches were one frame each (a request/response
-                # flow): read one, and leave the read that would find the
-                # queue empty to the loop's next poll of the fd, which reports
-                # it again if more came; every _LONE_DRAIN + 1-th drains
-                budget = 1
-        else:
-            lone = -1
         io = self._io
         if io is None:
             io = self._frame_io()
-        frames: list[bytes] = []
-        nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL)
-        if io.csum_done:
-            # what _rx_offloaded counts for each of them
-            self.gso_stats["rx_csum_partial"] += io.csum_done
-        if io.error or io.runts:
-            # e.g. EBADFD while the interface is being torn down; a read
-            # shorter than the virtio header
-            self.stats["rx_errors"] += (io.error != 0) + io.runts
-        if fd == self.fd:
-            # stopped at the budget: more is waiting (the stack's timers wait
-            # for it: poll_rx; its softirq reads it on the next send); short
-            # of it: the queue was seen empty.  A lone read (budget 1) left
-            # the rest to the loop's next poll of the fd, as NAPI that
-            # completes and re-enables the interrupt: not "more waiting",
-            # or the softirq read it on the reply's send, finding the queue
-            # empty (an echo's client has not answered yet): the read(2)
-            # the lone read saved, back in every other round trip
-            full = nread == budget
-            self.rx_more = full and not lone & _LONE_DRAIN
-            self.rx_flows_read += nread
-            if not full:
-                self.rx_emptied += 1
-            self._rx_lone = lone + 1 if nread == 1 else 0
-        if nread:
-            if fd == self.syn_fd:
+        if fd is not None:
+            frames: list[bytes] = []
+            nread = io.read(fd, budget, frames, self._rx_offloaded, _RX_SMALL,
+                            self.stats, self.gso_stats)
+            if nread:
                 self.syn_queue_rx += nread
-            st = self.stats
-            st["rx_packets"] += nread - io.runts
-            st["rx_bytes"] += io.nbytes
-            on_frames = self._on_frames
-            if frames and on_frames is not None:
-                on_frames(frames)
+            if frames and self._on_frames is not None:
+                self._on_frames(frames)
+            return nread
+        share = self.syn_share
+        if not share.times_flows:
+            return io.read_flows(self, _RX_SMALL, True)
+        t0 = _clock()
+        nread = io.read_flows(self, _RX_SMALL, True)
+        if nread:
+            t1 = _clock()
+            share.est_done(nread, t1 - t0, t1)
         return nread
 
     def poll_rx(self, rounds: int = POLL_RX_ROUNDS, seconds: float | None = None) -> bool:
@@ -1103,20 +1103,18 @@ class _TunTapBase:
 
     def send(self, frame: bytes | bytearray) -> None:
         """One frame (an answer, an ACK: what a request/response flow sends
-        per kick): ``send_batch``'s write without its loop, once the fd's
-        writer is made; anything else (no fd, a stopped queue, the writer
-        thread) goes through ``send_batch``."""
-        io, fd, netif = self._io, self.fd, self.netif
-        if io is None or fd is None or self.tx_thread or (netif is not None and netif.stopped):
+        per kick): ``send_batch``'s write without its loop, written and
+        counted in one compiled call (FrameIO.send), once the fd's writer is
+        made; anything else (no fd, the writer thread, a queue we stopped and
+        wait to wake: ``_tx_waiting``, the one way its queue stops) goes
+        through ``send_batch``, which looks at the queue itself."""
+        io = self._io
+        if io is None or self._tx_waiting or self.tx_thread or self.fd is None:
             self.send_batch((frame,))
             return
-        frames = (frame,)
-        st = self.stats
-        if io.write(fd, frames, 0, self._tx_plain, self._tx_hdr):
-            st["tx_packets"] += 1
-            st["tx_bytes"] += io.nbytes
-        elif not (io.error in _FULL_ERRNOS and self._tx_full(frames)):
-            self._tx_drop(io.error)
+        err = io.send(self.fd, frame, self._tx_plain, self._tx_hdr, self.stats)
+        if err and not (err in _FULL_ERRNOS and self._tx_full((frame,))):
+            self._tx_drop(err)
 
     def send_batch(self, frames: Sequence[bytes | bytearray]) -> None:
         """One write per frame (a TAP takes one frame per write), counted once.
