@@ -283,13 +283,19 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
                 or not self._protocol_connected
                 or getattr(self._protocol, "_reader", None) is not reader):
             return False
-        # a wakeup of our own, from here: it reads (and flushes and looks
-        # for errors, as any wakeup does); the kick after it sends the
-        # window update the read may owe
         stack = self._stack
         stack.update_time()
-        self._on_wakeup()
-        stack.kick()
+        self._in_wakeup = True      # (a kick's wakeup of this sock reads nothing twice)
+        try:
+            self._read_ready(sk)
+        finally:
+            self._in_wakeup = False
+        if self._rewake:
+            # a wakeup came while reading (a subclass's feed_data ran the
+            # driver): the whole of it now, as _on_wakeup would have
+            self._rewake = False
+            self._on_wakeup()
+        stack.kick()                # the window update the read may send
         return True
 
     def _kick(self) -> None:

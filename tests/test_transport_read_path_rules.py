@@ -112,3 +112,25 @@ async def test_set_protocol_from_stream_reader_protocol_to_another() -> None:
     sk.wakeup()
     assert bytes(got) == b"after"
     assert not reader._chunks and not reader._buf      # type: ignore[attr-defined]
+
+
+@both_loops
+async def test_wakeup_delivered_inside_a_reads_own_pull_is_not_lost() -> None:
+    """A read that finds its buffer empty takes what the sock holds
+    (TcpTransport._pull); a wakeup delivered while it feeds the reader (a
+    StreamReader subclass whose feed_data runs the driver) is looked at
+    before the read goes on: the bytes it announced are the read's too."""
+    stack, sk = established_sock()
+
+    class Nested(StreamReader):
+        def feed_data(self, data: bytes) -> None:
+            super().feed_data(data)
+            if data == b"first":
+                sk.rcvq += b"second"
+                sk.wakeup()             # the nested kick's delivery
+
+    reader = Nested()
+    TcpTransport(asyncio.get_running_loop(), stack, sk, StreamReaderProtocol(reader))
+    await loop_turns()
+    sk.rcvq += b"first"                 # queued, its wakeup not yet delivered
+    assert await reader.read(100) == b"firstsecond"
