@@ -276,9 +276,12 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         read or the transport is not reading (paused, closing, lost, not
         yet connected, or inside a wakeup)."""
         sk = self._sk
+        if sk is None:
+            return False
         # (nothing to read first: the usual answer, a reader that has read
         # all that came and waits for more)
-        if (sk is None or not (sk.readable() or (sk.rcv_eof and not self._read_eof))
+        avail = sk.readable()
+        if ((not avail and not (sk.rcv_eof and not self._read_eof))
                 or self._paused or self._closing or self._in_wakeup or self._conn_lost
                 or not self._protocol_connected
                 or getattr(self._protocol, "_reader", None) is not reader):
@@ -287,7 +290,7 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         stack.update_time()
         self._in_wakeup = True      # (a kick's wakeup of this sock reads nothing twice)
         try:
-            self._read_ready(sk)
+            self._read_ready(sk, avail)
         finally:
             self._in_wakeup = False
         if self._rewake:
@@ -340,7 +343,7 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
                     if self._conn_lost:
                         return
                 if not self._paused and not self._closing:
-                    self._read_ready(sk)
+                    self._read_ready(sk, sk.readable())
                     if self._conn_lost:
                         return
                 if getattr(sk, "sk_err", 0):      # (pop_error's own test, first)
@@ -356,10 +359,11 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
 
     __call__ = _on_wakeup
 
-    def _read_ready(self, sk: Any) -> None:
+    def _read_ready(self, sk: Any, avail: int) -> None:
         """Read while the sock holds bytes and the protocol takes them (not
-        paused, not closing); then EOF, once all is read.  From _on_wakeup."""
-        if not sk.readable():
+        paused, not closing); then EOF, once all is read.  ``avail``: what
+        ``sk.readable()`` has just said.  From _on_wakeup and _pull."""
+        if not avail:
             pass
         elif self._buffered_protocol:
             while self._read_into_buffer(sk):
