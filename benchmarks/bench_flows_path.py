@@ -18,7 +18,8 @@ Printed besides, per MiB:
   the sender's and the receiver's apart, and how many of them found
   nothing to do (no buffered write the sock could take, nothing to read,
   no EOF or error: a wakeup nobody waited for);
-- application reads: StreamReaderProtocol.data_received calls (server);
+- application reads: StreamReader.feed_data calls (server; the transport
+  feeds the reader without StreamReaderProtocol.data_received since `reads`);
 - tcp_write_xmit calls (both stacks: the data and the FINs);
 - segments out per stack (MIB OutSegs: the server sends only its SYN-ACKs,
   FINs and ACKs), the server's delayed and quick ACKs;
@@ -55,7 +56,7 @@ import bench_scale
 MiB = 1024 * 1024
 
 WAKEUP = "transports.py:_on_wakeup"
-READ = "streams.py:data_received"
+READ = "streams.py:feed_data"
 XMIT = "tcp_output.py:tcp_write_xmit"
 SERVER_MIB = ("OutSegs", "DelayedACKs", "TCPQuickAck", "TCPTimeouts")   # (absent: 0)
 CLIENT_MIB = ("OutSegs", "InSegs", "TCPTimeouts", "TCPLossProbes")

@@ -42,6 +42,7 @@ _NO_DRAIN_WAITERS: tuple[()] = ()
 
 # Stands in for a StreamReader's deque of received chunks while it is empty.
 _NO_CHUNKS: tuple[()] = ()
+_deque = collections.deque
 
 
 class _ClosedCleanly:
@@ -177,6 +178,18 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
             self._closed_fut = _CLOSED_CLEANLY      # (asyncio sees it done)
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        # asyncio's, reading the reader itself (its _stream_reader is a
+        # property here: one Python call fewer per application read)
+        reader = self._reader
+        if reader is not None:
+            reader.feed_data(data)
+
+    # TcpTransport feeds the reader itself, without calling data_received,
+    # while the protocol's class has this data_received (a subclass that
+    # overrides it has its own called: TcpTransport.set_protocol)
+    _reader_data_received = data_received
+
     def _get_close_waiter(self, stream: Any) -> asyncio.Future[None]:
         if self._closed_fut is _CLOSED_CLEANLY:
             fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[attr-defined]
@@ -268,19 +281,21 @@ class StreamReader(asyncio.StreamReader):
             return
         # a bytearray or memoryview may change under us: copy it, as asyncio did
         chunk = data if type(data) is bytes else bytes(data)
-        if self._chunks is _NO_CHUNKS:
-            self._chunks = collections.deque()
-        self._chunks.append(chunk)
-        self._chunked += len(chunk)
+        chunks = self._chunks
+        if chunks is _NO_CHUNKS:
+            chunks = self._chunks = _deque()
+        chunks.append(chunk)
+        chunked = self._chunked = self._chunked + len(chunk)
         # asyncio's _wakeup_waiter, inline (a frame fewer per chunk received)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.cancelled():
                 waiter.set_result(None)
-        transport = self._transport
-        if (transport is not None and not self._paused
-                and len(self._buf) + self._chunked > 2 * self._limit):
+        # (the size first: it is the test that usually fails)
+        if (chunked + len(self._buf) > 2 * self._limit and not self._paused
+                and self._transport is not None):
+            transport = self._transport
             try:
                 transport.pause_reading()
             except NotImplementedError:
@@ -293,7 +308,14 @@ class StreamReader(asyncio.StreamReader):
             return await super().read(n)    # its exception, b'', or read(limit) until EOF
         buf = self._buf
         if not buf and not self._chunks and not self._eof:
-            await self._wait_for_data('read')
+            # _wait_for_data without its coroutine (a frame made, and
+            # resumed, fewer per read that waits)
+            waiter = self._waiter_unless_pulled('read')
+            if waiter is not None:
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
         chunks = self._chunks
         if not buf and len(chunks) == 1 and not self._head and self._chunked <= n:
             # the one chunk that came, whole (a request, an echo): as it is
@@ -312,6 +334,19 @@ class StreamReader(asyncio.StreamReader):
     async def _wait_for_data(self, func_name: str) -> None:
         """asyncio's (the same errors, and a paused transport resumed), but
         first what our transport's sock already holds is taken now
+        (``_waiter_unless_pulled``)."""
+        waiter = self._waiter_unless_pulled(func_name)
+        if waiter is not None:
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _waiter_unless_pulled(self, func_name: str) -> asyncio.Future[None] | None:
+        """_wait_for_data's steps before it waits: the future to await
+        (``_waiter``), or None when there is no need to.
+
+        What our transport's sock already holds is taken now
         (``TcpTransport._pull``, a recv() of what is queued) and, if that
         fed data or EOF, no waiting: a bulk reader whose transport pauses
         at every 256 KiB chunk (over ``2 * limit``) read a chunk per two
@@ -329,12 +364,9 @@ class StreamReader(asyncio.StreamReader):
         pull = getattr(transport, "_pull", None)
         if pull is not None and pull(self) and (self._chunks or self._buf or self._eof
                                                 or self._exception is not None):
-            return
-        self._waiter = self._loop.create_future()  # type: ignore[attr-defined]
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+            return None
+        waiter = self._waiter = self._loop.create_future()  # type: ignore[attr-defined]
+        return waiter
 
     def _take(self, n: int) -> bytes:
         """The first ``n`` bytes or fewer of the bytearray and the chunks."""

@@ -103,6 +103,10 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     # resume_reading's _poll_resumed is queued (the class's False until a
     # transport first resumes: most connections never pause)
     _poll_queued = False
+    # the protocol is tcpio.streams' StreamReaderProtocol (set_protocol)
+    _feeds_reader = False
+    # a wakeup came while this transport was inside one (_on_wakeup)
+    _rewake = False
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stack: Stack, sk: Any,
                  protocol: asyncio.BaseProtocol, extra: dict[str, Any] | None = None,
@@ -192,6 +196,15 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
         self._buffered_protocol = isinstance(protocol, asyncio.BufferedProtocol)
+        # tcpio.streams' StreamReaderProtocol, its data_received its own
+        # (only feeding its reader): the reader is fed without that hop
+        # (a Python call per application read; a subclass that overrides
+        # data_received gets it called)
+        cls = type(protocol)
+        direct = getattr(cls, "_reader_data_received", None)
+        feeds = direct is not None and direct is getattr(cls, "data_received", None)
+        if feeds or self._feeds_reader:     # (the class's False until then)
+            self._feeds_reader = feeds
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -263,19 +276,29 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         read or the transport is not reading (paused, closing, lost, not
         yet connected, or inside a wakeup)."""
         sk = self._sk
-        if (sk is None or self._paused or self._closing or self._in_wakeup or self._conn_lost
+        if sk is None:
+            return False
+        # (nothing to read first: the usual answer, a reader that has read
+        # all that came and waits for more)
+        avail = sk.readable()
+        if ((not avail and not (sk.rcv_eof and not self._read_eof))
+                or self._paused or self._closing or self._in_wakeup or self._conn_lost
                 or not self._protocol_connected
-                or getattr(self._protocol, "_reader", None) is not reader
-                or not (sk.readable() or (sk.rcv_eof and not self._read_eof))):
+                or getattr(self._protocol, "_reader", None) is not reader):
             return False
         stack = self._stack
         stack.update_time()
         self._in_wakeup = True      # (a kick's wakeup of this sock reads nothing twice)
         try:
-            self._read_ready()
+            self._read_ready(sk, avail)
         finally:
             self._in_wakeup = False
-            stack.kick()            # the window update the read may send
+        if self._rewake:
+            # a wakeup came while reading (a subclass's feed_data ran the
+            # driver): the whole of it now, as _on_wakeup would have
+            self._rewake = False
+            self._on_wakeup()
+        stack.kick()                # the window update the read may send
         return True
 
     def _kick(self) -> None:
@@ -296,8 +319,17 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
         self._stack.kick()
 
     def _on_wakeup(self) -> None:
-        """sk.wakeup: the core says this sock changed (level-triggered)."""
-        if self._in_wakeup or self._conn_lost or self._sk is None:
+        """sk.wakeup: the core says this sock changed (level-triggered).
+
+        Flush the write buffer, read, then look for errors.  A wakeup that
+        comes while one runs (a kick inside a protocol callback, which
+        delivered this sock's wakeup) is not lost: the sock is looked at
+        again when the callback returns (``_rewake``)."""
+        if self._in_wakeup:
+            self._rewake = True
+            return
+        sk = self._sk
+        if sk is None or self._conn_lost:
             return
         if not self._protocol_connected:
             # Data can arrive before the loop ran connection_made (it is
@@ -305,45 +337,66 @@ class TcpTransport(transports._FlowControlMixin, asyncio.Transport):
             return
         self._in_wakeup = True
         try:
-            # flush the write buffer, read, then look for errors
-            if self._buffer:
-                self._flush()
-                if self._conn_lost:
+            while True:
+                if self._buffer:
+                    self._flush()
+                    if self._conn_lost:
+                        return
+                if not self._paused and not self._closing:
+                    self._read_ready(sk, sk.readable())
+                    if self._conn_lost:
+                        return
+                if getattr(sk, "sk_err", 0):      # (pop_error's own test, first)
+                    exc = pop_error(sk)
+                    if exc is not None:
+                        self._force_close(exc)
+                        return
+                if not self._rewake:
                     return
-            if not self._paused and not self._closing:
-                self._read_ready()
-                if self._conn_lost:
-                    return
-            if getattr(self._sk, "sk_err", 0):      # (pop_error's own test, first)
-                exc = pop_error(self._sk)
-                if exc is not None:
-                    self._force_close(exc)
+                self._rewake = False
         finally:
             self._in_wakeup = False
 
     __call__ = _on_wakeup
 
-    def _read_ready(self) -> None:
-        sk = self._sk
-        while sk.readable() and not self._paused and not self._closing:
-            if self._buffered_protocol:
-                if not self._read_into_buffer(sk):
+    def _read_ready(self, sk: Any, avail: int) -> None:
+        """Read while the sock holds bytes and the protocol takes them (not
+        paused, not closing); then EOF, once all is read.  ``avail``: what
+        ``sk.readable()`` has just said.  From _on_wakeup and _pull."""
+        if not avail:
+            pass
+        elif self._buffered_protocol:
+            while self._read_into_buffer(sk):
+                if self._paused or self._closing or not sk.readable():
+                    break
+            else:
+                return                  # (a fatal error)
+        else:
+            while True:
+                try:
+                    data = sk.recvmsg(MAX_READ)
+                except OSError as exc:
+                    self._fatal_error(exc, "Fatal read error on tcpio transport")
                     return
-                continue
-            try:
-                data = sk.recvmsg(MAX_READ)
-            except OSError as exc:
-                self._fatal_error(exc, "Fatal read error on tcpio transport")
-                return
-            if not data:
-                break
-            try:
-                self._protocol.data_received(data)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
-                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-                return
+                try:
+                    if self._feeds_reader:
+                        # StreamReaderProtocol.data_received without its call
+                        reader = self._protocol._reader
+                        if reader is not None:
+                            reader.feed_data(data)
+                    else:
+                        self._protocol.data_received(data)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - asyncio's rule: report, close, go on
+                    self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                    return
+                # a read shorter than MAX_READ took all there was (what
+                # came during data_received woke this sock: a wakeup inside
+                # ours is looked at when ours ends, _rewake)
+                if (len(data) < MAX_READ or self._paused or self._closing
+                        or not sk.readable()):
+                    break
         if (sk.rcv_eof and not self._read_eof and not self._paused and not self._closing
                 and not sk.readable()):
             self._read_eof = True

@@ -540,7 +540,8 @@ class TcpSock(TcpCb):
         return space
 
     def notsent_limit(self) -> int:
-        """tcp_notsent_lowat: TCP_NOTSENT_LOWAT, else the sysctl's."""
+        """tcp_notsent_lowat: TCP_NOTSENT_LOWAT, else the sysctl's (sendmsg
+        has this inline)."""
         return (self.opts.notsent_lowat or self.host.settings.tcp_notsent_lowat) & 0xFFFFFFFF
 
     def stream_writeable(self) -> bool:
@@ -568,18 +569,26 @@ class TcpSock(TcpCb):
             raise self.sock_error()
         if self.sk_shutdown & SEND_SHUTDOWN:
             raise sock_error(errno.EPIPE)
-        if self.state in (TCP_SYN_SENT, TCP_SYN_RECV):
-            return 0
-        if self.state not in (TCP_ESTABLISHED, TCP_CLOSE_WAIT):
+        state = self.state
+        if state != TCP_ESTABLISHED and state != TCP_CLOSE_WAIT:
+            if state == TCP_SYN_SENT or state == TCP_SYN_RECV:
+                return 0
             # sk_stream_wait_connect: any state but SYN_SENT/SYN_RECV is EPIPE,
             # a socket that never connected (or a listener) included.
             raise sock_error(errno.EPIPE)
-        mv = memoryview(data)
-        if mv.itemsize != 1 or mv.ndim != 1:
-            mv = mv.cast("B")
+        # bytes as they are (a write taken whole is queued without a view
+        # made of it: the usual small write); anything else as a flat view
+        mv: Any = data
+        if type(data) is not bytes:
+            mv = memoryview(data)
+            if mv.itemsize != 1 or mv.ndim != 1:
+                mv = mv.cast("B")
         # Bytes, not items: an array of shorts counts two per element.
-        n = min(len(mv), self.sndbuf - len(self.wq))
-        if n < len(mv):
+        size = len(mv)
+        n = self.sndbuf - len(self.wq)
+        if n >= size:
+            n = size
+        else:
             # tcp_sendmsg's wait_for_space: what does not fit waits for an
             # ACK to free space (SOCK_NOSPACE: tcp_check_space wakes us)
             self.nospace = True
@@ -592,33 +601,43 @@ class TcpSock(TcpCb):
             # tcp_skb_entail: a write that starts a new skb (nothing unsent
             # to append to) ends a TCP_NAGLE_PUSH
             self.nonagle &= ~TCP_NAGLE_PUSH
-        lowat = self.notsent_limit()
+        # notsent_limit, inline (a Python call fewer per write)
+        lowat = (self.opts.notsent_lowat or self.host.settings.tcp_notsent_lowat) & 0xFFFFFFFF
         # immutable bytes are queued by reference (their pieces, each a
         # view of the one object), anything else copied
-        ref = sq_ref_ok(mv[:n], self.wq)
+        part = mv if n == size else memoryview(mv)[:n]
+        ref = sq_ref_ok(part, self.wq)
         if unsent + n < lowat and unsent + n <= tcp_output.tcp_xmit_size_goal(self):
             # the write fits in the tail skb: nothing to push before its end
-            sq_append(self.wq, mv[:n], ref)
+            sq_append(self.wq, part, ref)
             self.write_seq = (self.write_seq + n) & 0xFFFFFFFF
         else:
             # tcp_sendmsg_locked's copy loop: skbs of the size goal, each
             # full one pushed when it is the send head or forced (compiled:
-            # tcp_fast.copy_skbs)
+            # tcp_fast.copy_skbs, which slices a view)
+            if type(mv) is bytes:
+                mv = memoryview(mv)
             n = _copy_skbs(self, mv, n, lowat, bool(flags & _MSG_OOB), ref)
-            if n < len(mv):
+            if n < size:
                 self.nospace = True     # (TCP_NOTSENT_LOWAT stopped the copy)
             if not n:
                 return 0
-        more = flags & _MSG_MORE
-        # tcp_push's tcp_mark_push: PSH where this write ends, unless more
-        # is coming and less than half the peer's largest window is unpushed
-        # (forced_push)
-        if not more or after(self.write_seq,
-                             (self.pushed_seq + (self.max_window >> 1)) & 0xFFFFFFFF):
+        nagle = -1
+        if not flags:
+            # tcp_push's tcp_mark_push: PSH where this write ends
             self.pushed_seq = self.write_seq
-        if flags & _MSG_OOB:
-            self.snd_up = self.write_seq
-        tcp_output.tcp_push(self, self.host.now, TCP_NAGLE_CORK if more else -1)
+        else:
+            # ... unless more is coming (MSG_MORE) and less than half the
+            # peer's largest window is unpushed (forced_push)
+            more = flags & _MSG_MORE
+            if not more or after(self.write_seq,
+                                 (self.pushed_seq + (self.max_window >> 1)) & 0xFFFFFFFF):
+                self.pushed_seq = self.write_seq
+            if flags & _MSG_OOB:
+                self.snd_up = self.write_seq
+            if more:
+                nagle = TCP_NAGLE_CORK
+        tcp_output.tcp_push(self, self.host.now, nagle)
         return n
 
     def readable(self) -> int:
@@ -638,6 +657,14 @@ class TcpSock(TcpCb):
         MSG_OOB returns the urgent byte (EINVAL if there is none, EAGAIN if it
         was announced but has not arrived yet), like tcp_recv_urg.
         """
+        rq = self.rq
+        if rq and not flags and maxlen >= 0:
+            # the usual read (issue 11: ~200 a MiB at 1000 flows): bytes
+            # queued, no flags, so none of the checks below can refuse it;
+            # _recv_ready and _recv_done inline (two Python calls a read)
+            data = rq.take(maxlen)
+            _recv_done(self, self.host.now)
+            return data
         if maxlen < 0:
             raise sock_error(errno.EINVAL)
         if flags & _MSG_OOB:
