@@ -114,7 +114,7 @@ __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check"
            "rack_advance", "RcvPool", "rcv_established", "rcv_pool_note", "rcv_pool_open",
            "rcv_pool_share", "rcv_rtt_update", "rcv_space_adjust", "recv_done", "rcv_window_ack", "receive_window",
            "SNDQ_EMPTY", "sack_option_len", "select_window", "send_ack_or_coalesce", "set_hooks",
-           "set_xmit_hooks", "sq_append",
+           "set_xmit_hooks", "sk_dst_check", "dst_mtu", "sq_append",
            "sq_consume",
            "sk_gso_max_size", "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
            "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
@@ -355,6 +355,11 @@ class TcpCb:
     # it), so an ACK that frees space wakes it (check_space); clear, nobody
     # waits for space and an ACK wakes nobody.
     nospace: bool
+    # sk_dst_cache: the route the connection's whole frames take (tx.TcpDst,
+    # the host's for the destination), checked against the host's route
+    # generation on each use (sk_dst_check); None until the first send, or
+    # while there is none to cache (an IPv6 peer, an unresolved neighbour)
+    dst_cache: Any
 
     def __init__(self) -> None:
         self.rcv_pool = None        # as an object field starts compiled
@@ -370,6 +375,11 @@ class TcpCb:
         self.segs_in = 0
         self.lrcvtime = -1.0
         self.last_synq_overflow = -1e9
+
+
+if not cython.compiled:
+    # (compiled: an object field, None at birth; TcpSock sets no first value)
+    TcpCb.dst_cache = None
 
 
 class RttEstimator:
@@ -1931,18 +1941,61 @@ def xmit_plain(sk: TcpCb) -> bool:
     return not opts.tos and opts.ip_df is not False
 
 
+def sk_dst_check(sk: TcpCb, now: float) -> Any:
+    """__sk_dst_check for TCP's whole frames: the socket's cached TcpDst
+    (tx.TcpDst) while the host's route generation has not moved and no path
+    MTU it carries has expired, else the host's current one for the peer
+    (NetHost.ip_tcp_dst), cached on the socket; None when there is none (an
+    IPv6 peer: ip6_tcp_path is asked per call; no route, or a neighbour
+    being resolved)."""
+    if sk is None:
+        raise TypeError("sk_dst_check: a TcpCb is required")
+    d = sk.dst_cache
+    if d is not None and d.genid == d.gen.genid and now < d.expires:
+        return d
+    raddr = sk.raddr
+    d = None if raddr > _V6MASK else sk.host.ip_tcp_dst(raddr)
+    sk.dst_cache = d
+    return d
+
+
+def dst_mtu(sk: TcpCb, now: float) -> int:
+    """The route's MTU that tcp_write_xmit keeps the MSS synced to (dst_mtu
+    of the socket's dst in tcp_current_mss): the cached TcpDst's, else
+    TcpProto.route_mtu's (576 without a route)."""
+    d = sk_dst_check(sk, now)
+    if d is not None:
+        return d.mtu
+    o: Any = sk
+    return int(o.proto.route_mtu(sk.raddr))
+
+
 def xmit_path(sk: TcpCb, mss: int) -> Any:
     """Where every segment of up to ``mss`` bytes to the peer can go out as
-    one whole frame now (NetHost.ip_tcp_path, ip6_tcp_path for IPv6: a
-    header 20 bytes longer, the route and ND's neighbour), checked once for
-    a burst; None: the general path.  A stopped queue may refuse a frame
-    (qdisc.py): the compiled loop hands its frames over without hearing
-    that, so each segment goes through tcp_transmit_skb (and xmit) until
-    the device wakes the queue."""
+    one whole frame now (the socket's TcpDst, sk_dst_check: the route, the
+    neighbour's header; else NetHost.ip_tcp_path, ip6_tcp_path for IPv6: a
+    header 20 bytes longer), checked once for a burst; None: the general
+    path.  A stopped queue may refuse a frame (qdisc.py): the compiled loop
+    hands its frames over without hearing that, so each segment goes
+    through tcp_transmit_skb (and xmit) until the device wakes the queue."""
     if sk is None:
         raise TypeError("xmit_path: a TcpCb is required")
     host = sk.host
     length = 40 + (12 if sk.tstamp_ok else 0) + mss
+    now = host.now
+    d = sk_dst_check(sk, now)
+    if d is not None:
+        # ip_tcp_path's tests on the cached dst, in C: a datagram that fits,
+        # DF wanted (PMTU discovery), a queue that runs; the neighbour's
+        # ``used`` stamped as hh_lookup does
+        path = d.path
+        if (path is None or length > d.limit or host.settings.ip_no_pmtu_disc
+                or (d.stopped and d.ifindex in d.stopped)):
+            return None
+        neigh = d.neigh
+        if neigh is not None:
+            neigh.used = now
+        return path
     raddr = sk.raddr
     if raddr > _V6MASK:
         path = host.ip6_tcp_path(raddr & _V6MASK, length + 20)
@@ -2315,7 +2368,14 @@ def write_burst(sk: TcpCb, mss: int, path: Any, now: float, fin_queued: bool) ->
     ifindex, dst_mac, src_mac, _src = path
     v6 = sk.raddr > _V6MASK
     ttl = _hop_limit(host, v6)
-    gso_max, csum_partial = host.gso_caps(ifindex, v6)
+    d = sk.dst_cache
+    if d is not None and d.path is path:
+        # (the socket's dst, just checked by xmit_path: its caps, as
+        # sk_setup_caps recorded them when the dst was set)
+        gso_max = d.gso_max_size
+        csum_partial = d.csum_partial
+    else:
+        gso_max, csum_partial = host.gso_caps(ifindex, v6)
     sk.gso_max_size = gso_max
     queue = host.tx_queue()
     queued = len(queue)

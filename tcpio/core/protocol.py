@@ -113,6 +113,13 @@ class NetHost(Protocol):
         None: they need ``ip_output``'s general path."""
         ...
 
+    def ip_tcp_dst(self, dst: int) -> Any:
+        """The route TCP's sockets cache for ``dst`` (sk_dst_cache: a
+        tx.TcpDst, valid while its generation is the host's; tcp_fast's
+        sk_dst_check keeps it), or None: nothing to cache, ask
+        ``route_lookup`` and ``ip_tcp_path`` per call."""
+        ...
+
     def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
         """The host's transmit queue, (ifindex, frame) in order: whole frames on
         an ``ip_tcp_path`` are appended here (the compiled send loop appends

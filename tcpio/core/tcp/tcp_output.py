@@ -390,11 +390,14 @@ def tcp_push(sk: TcpSock, now: float, nonagle: int = -1) -> None:
 def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     """Send new segments while the peer's window, cwnd and Nagle allow.
     Returns True if anything was sent."""
-    # tcp_current_mss: a route MTU that changed since the MSS was synced (the
-    # interface's, or a learned path MTU that came or expired) syncs it again.
-    if sk.proto.route_mtu(sk.raddr) != sk.pmtu_cookie:
-        tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
     fast = _tcp_fast
+    # tcp_current_mss: a route MTU that changed since the MSS was synced (the
+    # interface's, or a learned path MTU that came or expired) syncs it again
+    # (the socket's cached dst's, tcp_fast.dst_mtu: no lookup while the
+    # host's route generation stands still)
+    mtu = fast.dst_mtu(sk, now)
+    if mtu != sk.pmtu_cookie:
+        tcp_sync_mss(sk, mtu)
     # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
     window_limited = sk.is_cwnd_limited
@@ -417,8 +420,9 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     # kernel's socket backlog (segments for a socket its owner holds wait in
     # sk_backlog until release_sock): their ACK would otherwise move snd_una,
     # packets_out and sk.wq's acknowledged chunks under the loop that is
-    # counting them.
-    held = sk.host.defer_loopback()
+    # counting them.  Whole frames (``path``) all leave through a device:
+    # nothing comes back meanwhile, no hold.
+    held = False if path is not None else sk.host.defer_loopback()
     prior_packets = sk.packets_out
     try:
         if path is not None:
@@ -434,7 +438,8 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
             sk.is_cwnd_limited = window_limited
             tcp_check_probe_timer(sk, now)
     finally:
-        sk.host.release_loopback(held)
+        if held:
+            sk.host.release_loopback(held)
     return sent
 
 
