@@ -291,8 +291,9 @@ cpdef long long xmit_begin(TcpCb sk, bint fin_queued) except -1
 cdef object _hop_limit(host, bint v6)
 @cython.locals(host=object, v6=bint, ttl=uint32_t, gso_max=cython.longlong,
                queue=list, queued=Py_ssize_t, data=bint, n=cython.int, d=TcpDst,
-               csum_partial=bint)
-cpdef int write_burst(TcpCb sk, long long mss, tuple path, double now, bint fin_queued) except -1
+               csum_partial=bint, prior_packets=cython.longlong)
+cpdef int write_burst(TcpCb sk, long long mss, tuple path, double now, bint window_limited,
+                      bint fin_queued) except -1
 @cython.locals(host=object, v6=bint)
 cpdef ack_whole(TcpCb sk, tuple path, double now)
 @cython.locals(window=cython.longlong, ident=uint32_t)

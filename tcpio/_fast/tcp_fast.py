@@ -1974,12 +1974,16 @@ def xmit_path(sk: TcpCb, mss: int) -> Any:
     """Where every segment of up to ``mss`` bytes to the peer can go out as
     one whole frame now (the socket's TcpDst, sk_dst_check: the route, the
     neighbour's header; else NetHost.ip_tcp_path, ip6_tcp_path for IPv6: a
-    header 20 bytes longer), checked once for a burst; None: the general
-    path.  A stopped queue may refuse a frame (qdisc.py): the compiled loop
-    hands its frames over without hearing that, so each segment goes
-    through tcp_transmit_skb (and xmit) until the device wakes the queue."""
+    header 20 bytes longer), checked once for a burst, for a sock whose
+    segments are plain (no SACK block to send, xmit_plain); None: the
+    general path.  A stopped queue may refuse a frame (qdisc.py): the
+    compiled loop hands its frames over without hearing that, so each
+    segment goes through tcp_transmit_skb (and xmit) until the device wakes
+    the queue."""
     if sk is None:
         raise TypeError("xmit_path: a TcpCb is required")
+    if sack_option_len(sk) or not xmit_plain(sk):
+        return None
     host = sk.host
     length = 40 + (12 if sk.tstamp_ok else 0) + mss
     now = host.now
@@ -2353,13 +2357,16 @@ def _hop_limit(host: Any, v6: bool) -> int:
     return settings.ipv6_hop_limit if v6 else settings.ip_default_ttl
 
 
-def write_burst(sk: TcpCb, mss: int, path: Any, now: float, fin_queued: bool) -> int:
+def write_burst(sk: TcpCb, mss: int, path: Any, now: float, window_limited: bool,
+                fin_queued: bool) -> int:
     """tcp_write_xmit's burst where every segment goes whole (``path``,
     xmit_path's): the send loop (write_xmit) with the device's TSO limits
     (NetHost.gso_caps, recorded as sk_setup_caps' sk_gso_max_size: the size
     goal and TSO autosizing grow past 64 KiB with BIG TCP) and the IPv6 hop
     limit or the IPv4 TTL, then what tcp_transmit_skb and ip_output do per
-    segment, in bulk (burst_sent).  The segments sent (0: none).  One
+    segment, in bulk (burst_sent), and tcp_write_xmit's end: xmit_done
+    (``window_limited``: is_cwnd_limited before xmit_begin), or with nothing
+    sent is_cwnd_limited as it was.  The segments sent (0: none).  One
     compiled call for what tcp_output's Python did in ~90 bytecodes: one
     burst per ACK of a bulk transfer."""
     if sk is None:
@@ -2382,10 +2389,14 @@ def write_burst(sk: TcpCb, mss: int, path: Any, now: float, fin_queued: bool) ->
     # nothing unsent but a queued FIN: it goes alone (no data: no
     # tcp_event_data_sent for it, as tcp_transmit_skb's "if payload")
     data = sk.snd_nxt != sk.write_seq
+    prior_packets = sk.packets_out
     n = write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
                    csum_partial, tso_segs(sk, mss), fin_queued)
     if n:
         burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now, data)
+        xmit_done(sk, window_limited, prior_packets, now)
+    else:
+        sk.is_cwnd_limited = window_limited
     return n
 
 

@@ -414,32 +414,33 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         return False
     # (a queued FIN rides on the compiled loop's last data segment, or goes
     # alone through it when no data is left to carry it)
-    path = _tcp_xmit_path(sk, mss) \
-        if not fast.sack_option_len(sk) and fast.xmit_plain(sk) else None
+    path = _tcp_xmit_path(sk, mss)
+    if path is not None:
+        # the compiled loop with the device's TSO limits and the TTL, then
+        # what tcp_transmit_skb and ip_output do per segment, in bulk, and
+        # the end of the call (tcp_fast.write_burst: write_xmit, burst_sent,
+        # xmit_done).  Its frames all leave through a device: nothing comes
+        # back to us meanwhile (no loopback hold, below).
+        if fast.write_burst(sk, mss, path, now, window_limited, sk.fin_queued):
+            return True
+        tcp_check_probe_timer(sk, now)
+        return False
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog (segments for a socket its owner holds wait in
     # sk_backlog until release_sock): their ACK would otherwise move snd_una,
     # packets_out and sk.wq's acknowledged chunks under the loop that is
-    # counting them.  Whole frames (``path``) all leave through a device:
-    # nothing comes back meanwhile, no hold.
-    held = False if path is not None else sk.host.defer_loopback()
+    # counting them.
+    held = sk.host.defer_loopback()
     prior_packets = sk.packets_out
     try:
-        if path is not None:
-            # the compiled loop with the device's TSO limits and the TTL,
-            # then what tcp_transmit_skb and ip_output do per segment, in
-            # bulk: one call (tcp_fast.write_burst: write_xmit, burst_sent)
-            sent = fast.write_burst(sk, mss, path, now, sk.fin_queued) > 0
-        else:
-            sent = _tcp_write_xmit_loop(sk, mss, now)
+        sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
             fast.xmit_done(sk, window_limited, prior_packets, now)
         else:
             sk.is_cwnd_limited = window_limited
             tcp_check_probe_timer(sk, now)
     finally:
-        if held:
-            sk.host.release_loopback(held)
+        sk.host.release_loopback(held)
     return sent
 
 
@@ -515,7 +516,8 @@ def _unsend(sk: TcpSock, seg: Any, sml: int) -> None:
 
 
 # Where every segment of up to ``mss`` bytes to the peer can go out as one
-# whole frame now (tcp_fast.xmit_path); None: the general path.
+# whole frame now, for a sock whose segments are plain (tcp_fast.xmit_path);
+# None: the general path.
 _tcp_xmit_path = _tcp_fast.xmit_path
 
 
@@ -824,17 +826,16 @@ def _lost_run(rtx: list[Any], i: int, room: int) -> int:
 def tcp_send_ack(sk: TcpSock, now: float) -> None:
     if sk.state == TCP_CLOSE:
         return
-    fast = _tcp_fast
-    if not fast.sack_option_len(sk) and fast.xmit_plain(sk):
-        # Where the send loop's frames go whole (the route, a resolved
-        # neighbour, the queue running), the ACK goes as they do: built in
-        # one compiled call (tcp_fast.ack_whole: ack_xmit) and counted as they are
-        # (burst_sent, no data), the frame and the counters of
-        # tcp_transmit_skb's path below for the same segment.
-        path = _tcp_xmit_path(sk, 0)
-        if path is not None:
-            fast.ack_whole(sk, path, now)
-            return
+    # Where the send loop's frames go whole (the route, a resolved
+    # neighbour, the queue running, no SACK block, nothing xmit_plain
+    # declines), the ACK goes as they do: built in one compiled call
+    # (tcp_fast.ack_whole: ack_xmit) and counted as they are (burst_sent, no
+    # data), the frame and the counters of tcp_transmit_skb's path below for
+    # the same segment.
+    path = _tcp_xmit_path(sk, 0)
+    if path is not None:
+        _tcp_fast.ack_whole(sk, path, now)
+        return
     tcp_transmit_skb(sk, sk.snd_nxt, TCPHDR_ACK, b"", now)
 
 
