@@ -35,10 +35,10 @@ from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
+    from tcpio._fast.tx_py import TcpDst
     from tcpio.core.host import Host, Interface
     from tcpio.core.protocol import NetHost, TcpXmitPath
     from tcpio.core.route import Route
-    from tcpio._fast.tx_py import TcpDst
 
 _tx = _fast.load("tx")
 ip_build = _tx.ip_build

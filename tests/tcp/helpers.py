@@ -91,7 +91,6 @@ class FakeHost:
 
     def ip_tcp_dst(self, dst: int) -> None:
         """No route for sockets to cache: route_lookup and ip_tcp_path per call."""
-        return None
 
     def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
         return self._txq
