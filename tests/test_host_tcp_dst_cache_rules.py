@@ -24,7 +24,8 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
-from tcpio.core.addr import ip_aton
+from tcpio.core.addr import ip6_aton, ip_aton
+from tcpio.core.in_h import AF_INET6
 from tcpio.core.settings import Settings
 from tcpio.core.sim import Link, VirtualNetwork
 from tcpio.core.tcp.tcp_states import TCP_ESTABLISHED
@@ -34,24 +35,32 @@ A_MAC = bytes.fromhex("020000000101")          # VirtualNetwork's MACs for link 
 B_MAC = bytes.fromhex("020000000102")
 GW, GW_MAC = "10.0.0.9", bytes.fromhex("020000000009")
 NEW_MAC = bytes.fromhex("02000000abcd")
+A6, B6 = "fd00::1", "fd00::2"
 
 
 class Conn:
     """A connection a -> b over one link, established, its route cached
     (a warm-up transfer went through)."""
 
-    def __init__(self, seed: int = 11) -> None:
+    def __init__(self, seed: int = 11, v6: bool = False) -> None:
         self.net = net = VirtualNetwork(seed=seed)
-        # (IPv4 only: no address events of IPv6's own in the background)
-        self.a = net.host("a", settings=Settings(disable_ipv6=1))
-        self.b = net.host("b", settings=Settings(disable_ipv6=1))
+        # (IPv4 only unless ``v6``: no address events of IPv6's own in the
+        # background; with it, addresses without DAD)
+        settings = {"dad_transmits": 0} if v6 else {"disable_ipv6": 1}
+        self.a = net.host("a", settings=Settings(**settings))
+        self.b = net.host("b", settings=Settings(**settings))
         self.link: Link = net.link(self.a, self.b, f"{A}/24", f"{B}/24")
-        listener = self.b.tcp.socket()
+        family = 0
+        if v6:
+            self.a.add_address6(1, ip6_aton(A6), 64, nodad=True)
+            self.b.add_address6(1, ip6_aton(B6), 64, nodad=True)
+            family = AF_INET6
+        listener = self.b.tcp.socket(family) if v6 else self.b.tcp.socket()
         listener.bind(0, 80)
         listener.listen(4)
-        self.c = self.a.tcp.socket()
+        self.c = self.a.tcp.socket(family) if v6 else self.a.tcp.socket()
         with pytest.raises(BlockingIOError):
-            self.c.connect(ip_aton(B), 80)
+            self.c.connect(ip6_aton(B6) if v6 else ip_aton(B), 80)
         net.run_until(lambda: self.c.state == TCP_ESTABLISHED)
         net.run_for(0.1)
         self.child = listener.accept()
@@ -249,3 +258,38 @@ def test_a_stale_neighbour_is_probed_and_a_failed_one_resolved_before_any_frame_
     conn.link.drop = None                           # b answers again: the transfer ends
     conn.transfer(0)
     assert len(conn.got) == 64 * 1024 + 2 * 4096
+
+
+def test_an_ipv6_connection_asks_the_host_nothing_and_follows_a_learned_path_mtu(monkeypatch):
+    conn = Conn(v6=True)
+    a = conn.a
+    counts = count_calls(monkeypatch, a, ("route6_lookup", "ip6_tcp_path", "ip6_tcp_dst",
+                                          "gso_caps", "netif_xmit_stopped"))
+    counts.update(count_calls(monkeypatch, a.ndisc, ("hh_lookup", "lookup", "output")))
+    segs, retrans = a.mib["OutSegs"], a.mib["RetransSegs"]
+    conn.transfer(512 * 1024)
+    assert a.mib["OutSegs"] - segs > 300
+    assert counts["ip6_tcp_path"] <= a.mib["RetransSegs"] - retrans
+    del counts["ip6_tcp_path"]
+    assert counts == {}
+    monkeypatch.undo()
+    # a Packet Too Big's MTU (update_pmtu6) sizes the very next datagrams
+    a.update_pmtu6(ip6_aton(B6), 1280)
+    mark = conn.mark()
+    conn.transfer(64 * 1024)
+    sizes = {len(f) - 14 for f in conn.link.frames_from(a)[mark:] if len(f) > 1000}
+    assert max(sizes) == 1280
+
+
+def test_an_ipv6_neighbour_advertising_a_new_mac_gets_the_next_frame_there():
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    conn = Conn(v6=True)
+    a = conn.a
+    na = (Ether(dst=A_MAC, src=NEW_MAC) / IPv6(src=B6, dst=A6, hlim=255)
+          / ICMPv6ND_NA(tgt=B6, R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=NEW_MAC))
+    a.receive(1, bytes(na), conn.net.now)           # RFC 4861 7.2.5: override
+    assert a.ndisc.lookup(1, ip6_aton(B6)).mac == NEW_MAC
+    mark = conn.mark()
+    conn.send(4096, run=0.01)
+    sent = conn.tcp_frames(mark)
+    assert sent and {f.dst for f in sent} == {"02:00:00:00:ab:cd"}

@@ -1945,27 +1945,30 @@ def sk_dst_check(sk: TcpCb, now: float) -> Any:
     """__sk_dst_check for TCP's whole frames: the socket's cached TcpDst
     (tx.TcpDst) while the host's route generation has not moved and no path
     MTU it carries has expired, else the host's current one for the peer
-    (NetHost.ip_tcp_dst), cached on the socket; None when there is none (an
-    IPv6 peer: ip6_tcp_path is asked per call; no route, or a neighbour
-    being resolved)."""
+    (NetHost.ip_tcp_dst, NetHost6.ip6_tcp_dst), cached on the socket; None
+    when there is none (no route, or a neighbour being resolved)."""
     if sk is None:
         raise TypeError("sk_dst_check: a TcpCb is required")
     d = sk.dst_cache
     if d is not None and d.genid == d.gen.genid and now < d.expires:
         return d
     raddr = sk.raddr
-    d = None if raddr > _V6MASK else sk.host.ip_tcp_dst(raddr)
+    if raddr > _V6MASK:
+        d = sk.host.ip6_tcp_dst(raddr & _V6MASK)
+    else:
+        d = sk.host.ip_tcp_dst(raddr)
     sk.dst_cache = d
     return d
 
 
 def dst_mtu(sk: TcpCb, now: float) -> int:
     """The route's MTU that tcp_write_xmit keeps the MSS synced to (dst_mtu
-    of the socket's dst in tcp_current_mss): the cached TcpDst's, else
-    TcpProto.route_mtu's (576 without a route)."""
+    of the socket's dst in tcp_current_mss): the cached TcpDst's (an IPv6
+    route's less 20, as TcpProto.route_mtu gives it: TCP's arithmetic takes
+    IPv4's header size), else TcpProto.route_mtu's (576 without a route)."""
     d = sk_dst_check(sk, now)
     if d is not None:
-        return d.mtu
+        return d.mtu - 20 if sk.raddr > _V6MASK else d.mtu
     o: Any = sk
     return int(o.proto.route_mtu(sk.raddr))
 
@@ -1986,6 +1989,9 @@ def xmit_path(sk: TcpCb, mss: int) -> Any:
         return None
     host = sk.host
     length = 40 + (12 if sk.tstamp_ok else 0) + mss
+    raddr = sk.raddr
+    if raddr > _V6MASK:
+        length += 20        # IPv6's header
     now = host.now
     d = sk_dst_check(sk, now)
     if d is not None:
@@ -2000,9 +2006,8 @@ def xmit_path(sk: TcpCb, mss: int) -> Any:
         if neigh is not None:
             neigh.used = now
         return path
-    raddr = sk.raddr
     if raddr > _V6MASK:
-        path = host.ip6_tcp_path(raddr & _V6MASK, length + 20)
+        path = host.ip6_tcp_path(raddr & _V6MASK, length)
     else:
         path = host.ip_tcp_path(raddr, length)
     if path is not None and host.netif_xmit_stopped(path[0]):

@@ -68,6 +68,7 @@ from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
 from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP
+from tcpio.core.ip6_output import ip6_tcp_dst as _ip6_tcp_dst
 from tcpio.core.ip6_output import ip6_tcp_path as _ip6_tcp_path
 from tcpio.core.ip_fragment import Reassembler
 from tcpio.core.ip_output import ip_tcp_dst as _ip_tcp_dst
@@ -617,6 +618,7 @@ class Host:
         if len(self.pmtu6) > 4096:
             self.pmtu6.clear()
         self.pmtu6[dst] = (mtu, self.now + self.settings.ip_rt_mtu_expires)
+        self.dst_gen.genid += 1         # cached TcpDsts carry the old MTU
         self.mib["Ip6PmtuUpdates"] += 1
 
     def register_protocol6(self, proto: int, handler: Any) -> None:
@@ -1122,6 +1124,8 @@ class Host:
     ip_tcp_dst = _ip_tcp_dst
     # NetHost6.ip6_tcp_path(dst, length): the same for IPv6 (ip6_output's)
     ip6_tcp_path = _ip6_tcp_path
+    # NetHost6.ip6_tcp_dst(dst): the route TCP's IPv6 sockets cache
+    ip6_tcp_dst = _ip6_tcp_dst
 
     def ether_xmit(self, iface: Interface, dst_mac: bytes, ethertype: int,
                    payload: bytes | bytearray) -> int:

@@ -187,6 +187,11 @@ class NetHost6(NetHost, Protocol):
         bytes to ``dst`` (128-bit) can leave as one whole frame each."""
         ...
 
+    def ip6_tcp_dst(self, dst: int) -> Any:
+        """``ip_tcp_dst`` for IPv6 (``dst`` 128-bit): the route TCP's IPv6
+        sockets cache, or None."""
+        ...
+
     def ip6_output(self, proto: int, src: int | None, dst: int,
                    payload: bytes | bytearray | memoryview, *, hlim: int | None = None,
                    tclass: int = 0, dontfrag: bool = False,
