@@ -293,3 +293,18 @@ def test_an_ipv6_neighbour_advertising_a_new_mac_gets_the_next_frame_there():
     conn.send(4096, run=0.01)
     sent = conn.tcp_frames(mark)
     assert sent and {f.dst for f in sent} == {"02:00:00:00:ab:cd"}
+
+
+def test_a_dst_cached_for_another_peer_is_not_the_connection_s():
+    """A socket connected again elsewhere must not keep its old peer's dst
+    (Linux resets sk_dst_cache on connect and disconnect): the check
+    compares the destination too."""
+    conn = Conn()
+    a = conn.a
+    a.add_static_arp(ip_aton("10.0.0.5"), NEW_MAC)
+    elsewhere = a.ip_tcp_dst(ip_aton("10.0.0.5"))
+    assert elsewhere is not None and elsewhere.path[1] == NEW_MAC
+    conn.c.dst_cache = elsewhere
+    mark = conn.mark()
+    conn.transfer(16 * 1024)
+    assert {f.dst for f in conn.tcp_frames(mark)} == {"02:00:00:00:01:02"}

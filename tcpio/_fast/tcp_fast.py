@@ -1946,13 +1946,15 @@ def sk_dst_check(sk: TcpCb, now: float) -> Any:
     (tx.TcpDst) while the host's route generation has not moved and no path
     MTU it carries has expired, else the host's current one for the peer
     (NetHost.ip_tcp_dst, NetHost6.ip6_tcp_dst), cached on the socket; None
-    when there is none (no route, or a neighbour being resolved)."""
+    when there is none (no route, or a neighbour being resolved).  A dst
+    for another peer (a socket connected again elsewhere) is not this one's
+    (Linux resets sk_dst_cache on connect and disconnect)."""
     if sk is None:
         raise TypeError("sk_dst_check: a TcpCb is required")
     d = sk.dst_cache
-    if d is not None and d.genid == d.gen.genid and now < d.expires:
-        return d
     raddr = sk.raddr
+    if d is not None and d.genid == d.gen.genid and now < d.expires and d.daddr == raddr:
+        return d
     if raddr > _V6MASK:
         d = sk.host.ip6_tcp_dst(raddr & _V6MASK)
     else:
@@ -1996,10 +1998,11 @@ def xmit_path(sk: TcpCb, mss: int) -> Any:
     d = sk_dst_check(sk, now)
     if d is not None:
         # ip_tcp_path's tests on the cached dst, in C: a datagram that fits,
-        # DF wanted (PMTU discovery), a queue that runs; the neighbour's
-        # ``used`` stamped as hh_lookup does
+        # DF wanted (IPv4's PMTU discovery), a queue that runs; the
+        # neighbour's ``used`` stamped as hh_lookup does
         path = d.path
-        if (path is None or length > d.limit or host.settings.ip_no_pmtu_disc
+        if (path is None or length > d.limit
+                or (host.settings.ip_no_pmtu_disc and raddr <= _V6MASK)
                 or (d.stopped and d.ifindex in d.stopped)):
             return None
         neigh = d.neigh

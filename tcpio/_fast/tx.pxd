@@ -33,4 +33,4 @@ cdef class TcpDst:
     cdef public double expires
     cdef public bint csum_partial
     cdef public tuple path
-    cdef public object neigh, stopped
+    cdef public object daddr, neigh, stopped

@@ -226,7 +226,8 @@ class TcpDst:
     entry as a socket caches it, sk_dst_cache, with the neighbour's cached
     hardware header, neigh_hh_output): ``path`` (ifindex, dst_mac, src_mac,
     src) or None when they never go whole (a local, broadcast or multicast
-    destination: ip_output's general path), ``mtu`` the route's MTU (a
+    destination: ip_output's general path), ``daddr`` the destination as TCP
+    tags it (an IPv6 one above bit 128), ``mtu`` the route's MTU (a
     learned path MTU included), ``limit`` the largest datagram that leaves
     whole (-1: none, a locked MTU), the device's TSO size and checksum
     offload as sk_setup_caps records them, the neighbour (its ``used``
@@ -235,13 +236,14 @@ class TcpDst:
     ``expires`` (dst_check; ipv4_mtu's expiry test); ip_output.ip_tcp_dst
     makes them."""
 
-    __slots__ = ("csum_partial", "expires", "gen", "genid", "gso_max_size", "ifindex", "limit",
-                 "mtu", "neigh", "path", "stopped")
+    __slots__ = ("csum_partial", "daddr", "expires", "gen", "genid", "gso_max_size", "ifindex",
+                 "limit", "mtu", "neigh", "path", "stopped")
 
-    def __init__(self, gen: DstGen, mtu: int, limit: int,
+    def __init__(self, gen: DstGen, daddr: int, mtu: int, limit: int,
                  path: tuple[int, bytes | None, bytes | None, int] | None, neigh: Any,
                  stopped: Any, gso_max_size: int, csum_partial: bool, expires: float) -> None:
         self.gen = gen
+        self.daddr = daddr
         self.genid = gen.genid
         self.mtu = mtu
         self.limit = limit

@@ -667,23 +667,6 @@ class Host:
         """Limited broadcast or the directed broadcast of one of our subnets."""
         return ip in self._bcast
 
-    def unicast_route(self, dst: int) -> Route | None:
-        """route_lookup for a datagram that may leave whole as unicast: None
-        for a local or loopback destination, a broadcast, a multicast one
-        (is_local_address, is_broadcast, is_multicast) or no route, which
-        ip_output's general path handles and counts.  In one call, and the
-        route straight from the cache when no path MTU was learned: TCP asks
-        once per frame it sends whole (ip_tcp_path)."""
-        if dst in self._local or dst >> 24 == 127 or dst in self._bcast or dst >> 28 == 0xE:
-            return None
-        route = None if self.pmtu else self._rt_cache.get(dst)
-        if route is None:
-            try:
-                route = self.route_lookup(dst)
-            except OSError:
-                return None
-        return route
-
     def route_lookup(self, dst: int) -> Route:
         """fib_lookup + source selection (cached per destination); raises ENETUNREACH."""
         cache = self._rt_cache

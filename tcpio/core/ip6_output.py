@@ -199,7 +199,7 @@ def _tcp_dst6_new(host: Host, dst: int) -> TcpDst | None:
     learned = host.pmtu6.get(dst)
     expires = learned[1] if learned is not None else _NEVER
     if route.ifindex == 0 or is_multicast6(dst) or not route.src:
-        return _TcpDst(gen, route.mtu, -1, None, None, None, 0, False, expires)
+        return _TcpDst(gen, dst | V6_KEY, route.mtu, -1, None, None, None, 0, False, expires)
     iface = host.interfaces[route.ifindex]
     neigh = None
     if iface.link == "ether":
@@ -212,8 +212,8 @@ def _tcp_dst6_new(host: Host, dst: int) -> TcpDst | None:
     else:
         path = (iface.ifindex, None, None, route.src)
     gso_max, csum_partial = host.gso_caps(iface.ifindex, True)
-    return _TcpDst(gen, route.mtu, min(route.mtu, IPV6_MAXPLEN + IPV6_HLEN), path, neigh,
-                   host._tx_stopped, gso_max, csum_partial, expires)
+    return _TcpDst(gen, dst | V6_KEY, route.mtu, min(route.mtu, IPV6_MAXPLEN + IPV6_HLEN), path,
+                   neigh, host._tx_stopped, gso_max, csum_partial, expires)
 
 
 def ip6_queue_xmit_tcp(host: NetHost6, src: int, dst: int, sport: int, dport: int, seq: int,

@@ -257,7 +257,7 @@ def _tcp_dst_new(host: Host, dst: int) -> TcpDst | None:
     if route.ifindex == host.lo.ifindex or host.is_broadcast(dst) or is_multicast(dst):
         # ours, a broadcast or a multicast: never whole (ip_output's loopback
         # and link-layer copies)
-        return _tx.TcpDst(gen, route.mtu, -1, None, None, None, 0, False, expires)
+        return _tx.TcpDst(gen, dst, route.mtu, -1, None, None, None, 0, False, expires)
     iface = host.interfaces[route.ifindex]
     neigh = None
     if iface.link == "ether":
@@ -270,7 +270,8 @@ def _tcp_dst_new(host: Host, dst: int) -> TcpDst | None:
     else:
         path = (iface.ifindex, None, None, route.src)
     gso_max, csum_partial = host.gso_caps(iface.ifindex)
-    return _tx.TcpDst(gen, route.mtu, -1 if route.mtu_locked else min(route.mtu, IP_MAX_LEN),
+    return _tx.TcpDst(gen, dst, route.mtu,
+                      -1 if route.mtu_locked else min(route.mtu, IP_MAX_LEN),
                       path, neigh, host._tx_stopped, gso_max, csum_partial, expires)
 
 
