@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 
 from tcpio._fast._buf cimport ba_append, ba_consume, rbuf, rbuf_get, rbuf_release
-from tcpio._fast.tx cimport tcp_data_frame, tcp_data_frame6
+from tcpio._fast.tx cimport DstGen, TcpDst, tcp_data_frame, tcp_data_frame6
 
 
 cdef class RttEstimator:
@@ -98,6 +98,8 @@ cdef class TcpCb:
     cdef public long long rcv_epoch
     # SOCK_NOSPACE: a writer found the send buffer full (check_space)
     cdef public bint nospace
+    # sk_dst_cache (tx.TcpDst; sk_dst_check)
+    cdef public TcpDst dst_cache
 
 
 cdef class TxSeg:
@@ -231,7 +233,12 @@ cpdef long long sack_option_len(TcpCb sk) except -1
 cpdef long long xmit_size_goal(TcpCb sk) except -1
 @cython.locals(o=object, opts=object)
 cpdef bint xmit_plain(TcpCb sk) except -1
-@cython.locals(host=object, length=cython.longlong, raddr=object, path=object)
+@cython.locals(d=TcpDst, raddr=object)
+cpdef TcpDst sk_dst_check(TcpCb sk, double now)
+@cython.locals(d=TcpDst, o=object)
+cpdef long long dst_mtu(TcpCb sk, double now) except? -1
+@cython.locals(host=object, length=cython.longlong, raddr=object, path=object, d=TcpDst,
+               now=double, neigh=object)
 cpdef object xmit_path(TcpCb sk, long long mss)
 @cython.locals(o=object, mib=object)
 cpdef burst_sent(TcpCb sk, long long n, long long frames, bint v6, bint eth, double now,
@@ -283,8 +290,10 @@ cpdef long long xmit_begin(TcpCb sk, bint fin_queued) except -1
 @cython.locals(settings=object)
 cdef object _hop_limit(host, bint v6)
 @cython.locals(host=object, v6=bint, ttl=uint32_t, gso_max=cython.longlong,
-               queue=list, queued=Py_ssize_t, data=bint, n=cython.int)
-cpdef int write_burst(TcpCb sk, long long mss, tuple path, double now, bint fin_queued) except -1
+               queue=list, queued=Py_ssize_t, data=bint, n=cython.int, d=TcpDst,
+               csum_partial=bint, prior_packets=cython.longlong)
+cpdef int write_burst(TcpCb sk, long long mss, tuple path, double now, bint window_limited,
+                      bint fin_queued) except -1
 @cython.locals(host=object, v6=bint)
 cpdef ack_whole(TcpCb sk, tuple path, double now)
 @cython.locals(window=cython.longlong, ident=uint32_t)

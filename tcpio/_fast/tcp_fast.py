@@ -114,7 +114,7 @@ __all__ = ["SRTT_MIN", "RcvQueue", "SndQueue", "TcpCb", "TxSeg", "ack_snd_check"
            "rack_advance", "RcvPool", "rcv_established", "rcv_pool_note", "rcv_pool_open",
            "rcv_pool_share", "rcv_rtt_update", "rcv_space_adjust", "recv_done", "rcv_window_ack", "receive_window",
            "SNDQ_EMPTY", "sack_option_len", "select_window", "send_ack_or_coalesce", "set_hooks",
-           "set_xmit_hooks", "sq_append",
+           "set_xmit_hooks", "sk_dst_check", "dst_mtu", "sq_append",
            "sq_consume",
            "sk_gso_max_size", "sq_ref_ok", "sq_view", "tcp_select_window", "tso_segs",
            "write_xmit", "xmit_done", "xmit_more", "xmit_path", "xmit_plain", "xmit_size_goal",
@@ -355,6 +355,11 @@ class TcpCb:
     # it), so an ACK that frees space wakes it (check_space); clear, nobody
     # waits for space and an ACK wakes nobody.
     nospace: bool
+    # sk_dst_cache: the route the connection's whole frames take (tx.TcpDst,
+    # the host's for the destination), checked against the host's route
+    # generation on each use (sk_dst_check); None until the first send, or
+    # while there is none to cache (an IPv6 peer, an unresolved neighbour)
+    dst_cache: Any
 
     def __init__(self) -> None:
         self.rcv_pool = None        # as an object field starts compiled
@@ -370,6 +375,11 @@ class TcpCb:
         self.segs_in = 0
         self.lrcvtime = -1.0
         self.last_synq_overflow = -1e9
+
+
+if not cython.compiled:
+    # (compiled: an object field, None at birth; TcpSock sets no first value)
+    TcpCb.dst_cache = None
 
 
 class RttEstimator:
@@ -1931,21 +1941,76 @@ def xmit_plain(sk: TcpCb) -> bool:
     return not opts.tos and opts.ip_df is not False
 
 
+def sk_dst_check(sk: TcpCb, now: float) -> Any:
+    """__sk_dst_check for TCP's whole frames: the socket's cached TcpDst
+    (tx.TcpDst) while the host's route generation has not moved and no path
+    MTU it carries has expired, else the host's current one for the peer
+    (NetHost.ip_tcp_dst, NetHost6.ip6_tcp_dst), cached on the socket; None
+    when there is none (no route, or a neighbour being resolved).  A dst
+    for another peer (a socket connected again elsewhere) is not this one's
+    (Linux resets sk_dst_cache on connect and disconnect)."""
+    if sk is None:
+        raise TypeError("sk_dst_check: a TcpCb is required")
+    d = sk.dst_cache
+    raddr = sk.raddr
+    if d is not None and d.genid == d.gen.genid and now < d.expires and d.daddr == raddr:
+        return d
+    if raddr > _V6MASK:
+        d = sk.host.ip6_tcp_dst(raddr & _V6MASK)
+    else:
+        d = sk.host.ip_tcp_dst(raddr)
+    sk.dst_cache = d
+    return d
+
+
+def dst_mtu(sk: TcpCb, now: float) -> int:
+    """The route's MTU that tcp_write_xmit keeps the MSS synced to (dst_mtu
+    of the socket's dst in tcp_current_mss): the cached TcpDst's (an IPv6
+    route's less 20, as TcpProto.route_mtu gives it: TCP's arithmetic takes
+    IPv4's header size), else TcpProto.route_mtu's (576 without a route)."""
+    d = sk_dst_check(sk, now)
+    if d is not None:
+        return d.mtu - 20 if sk.raddr > _V6MASK else d.mtu
+    o: Any = sk
+    return int(o.proto.route_mtu(sk.raddr))
+
+
 def xmit_path(sk: TcpCb, mss: int) -> Any:
     """Where every segment of up to ``mss`` bytes to the peer can go out as
-    one whole frame now (NetHost.ip_tcp_path, ip6_tcp_path for IPv6: a
-    header 20 bytes longer, the route and ND's neighbour), checked once for
-    a burst; None: the general path.  A stopped queue may refuse a frame
-    (qdisc.py): the compiled loop hands its frames over without hearing
-    that, so each segment goes through tcp_transmit_skb (and xmit) until
-    the device wakes the queue."""
+    one whole frame now (the socket's TcpDst, sk_dst_check: the route, the
+    neighbour's header; else NetHost.ip_tcp_path, ip6_tcp_path for IPv6: a
+    header 20 bytes longer), checked once for a burst, for a sock whose
+    segments are plain (no SACK block to send, xmit_plain); None: the
+    general path.  A stopped queue may refuse a frame (qdisc.py): the
+    compiled loop hands its frames over without hearing that, so each
+    segment goes through tcp_transmit_skb (and xmit) until the device wakes
+    the queue."""
     if sk is None:
         raise TypeError("xmit_path: a TcpCb is required")
+    if sack_option_len(sk) or not xmit_plain(sk):
+        return None
     host = sk.host
     length = 40 + (12 if sk.tstamp_ok else 0) + mss
     raddr = sk.raddr
     if raddr > _V6MASK:
-        path = host.ip6_tcp_path(raddr & _V6MASK, length + 20)
+        length += 20        # IPv6's header
+    now = host.now
+    d = sk_dst_check(sk, now)
+    if d is not None:
+        # ip_tcp_path's tests on the cached dst, in C: a datagram that fits,
+        # DF wanted (IPv4's PMTU discovery), a queue that runs; the
+        # neighbour's ``used`` stamped as hh_lookup does
+        path = d.path
+        if (path is None or length > d.limit
+                or (host.settings.ip_no_pmtu_disc and raddr <= _V6MASK)
+                or (d.stopped and d.ifindex in d.stopped)):
+            return None
+        neigh = d.neigh
+        if neigh is not None:
+            neigh.used = now
+        return path
+    if raddr > _V6MASK:
+        path = host.ip6_tcp_path(raddr & _V6MASK, length)
     else:
         path = host.ip_tcp_path(raddr, length)
     if path is not None and host.netif_xmit_stopped(path[0]):
@@ -2300,13 +2365,16 @@ def _hop_limit(host: Any, v6: bool) -> int:
     return settings.ipv6_hop_limit if v6 else settings.ip_default_ttl
 
 
-def write_burst(sk: TcpCb, mss: int, path: Any, now: float, fin_queued: bool) -> int:
+def write_burst(sk: TcpCb, mss: int, path: Any, now: float, window_limited: bool,
+                fin_queued: bool) -> int:
     """tcp_write_xmit's burst where every segment goes whole (``path``,
     xmit_path's): the send loop (write_xmit) with the device's TSO limits
     (NetHost.gso_caps, recorded as sk_setup_caps' sk_gso_max_size: the size
     goal and TSO autosizing grow past 64 KiB with BIG TCP) and the IPv6 hop
     limit or the IPv4 TTL, then what tcp_transmit_skb and ip_output do per
-    segment, in bulk (burst_sent).  The segments sent (0: none).  One
+    segment, in bulk (burst_sent), and tcp_write_xmit's end: xmit_done
+    (``window_limited``: is_cwnd_limited before xmit_begin), or with nothing
+    sent is_cwnd_limited as it was.  The segments sent (0: none).  One
     compiled call for what tcp_output's Python did in ~90 bytecodes: one
     burst per ACK of a bulk transfer."""
     if sk is None:
@@ -2315,17 +2383,28 @@ def write_burst(sk: TcpCb, mss: int, path: Any, now: float, fin_queued: bool) ->
     ifindex, dst_mac, src_mac, _src = path
     v6 = sk.raddr > _V6MASK
     ttl = _hop_limit(host, v6)
-    gso_max, csum_partial = host.gso_caps(ifindex, v6)
+    d = sk.dst_cache
+    if d is not None and d.path is path:
+        # (the socket's dst, just checked by xmit_path: its caps, as
+        # sk_setup_caps recorded them when the dst was set)
+        gso_max = d.gso_max_size
+        csum_partial = d.csum_partial
+    else:
+        gso_max, csum_partial = host.gso_caps(ifindex, v6)
     sk.gso_max_size = gso_max
     queue = host.tx_queue()
     queued = len(queue)
     # nothing unsent but a queued FIN: it goes alone (no data: no
     # tcp_event_data_sent for it, as tcp_transmit_skb's "if payload")
     data = sk.snd_nxt != sk.write_seq
+    prior_packets = sk.packets_out
     n = write_xmit(sk, mss, queue, ifindex, dst_mac, src_mac, ttl, now, gso_max,
                    csum_partial, tso_segs(sk, mss), fin_queued)
     if n:
         burst_sent(sk, n, len(queue) - queued, v6, dst_mac is not None, now, data)
+        xmit_done(sk, window_limited, prior_packets, now)
+    else:
+        sk.is_cwnd_limited = window_limited
     return n
 
 

@@ -19,3 +19,18 @@ cdef object tcp_data_frame6(dst_mac, src_mac, Py_ssize_t hh, const unsigned char
                             uint32_t ack, uint32_t flags, uint32_t window, long long ts_val,
                             uint32_t ts_ecr, const unsigned char* data, Py_ssize_t n,
                             bint partial=*, bint gso=*)
+
+
+# The host's generation of what a cached transmit path depends on, and one
+# such path (tx.pyx: DstGen, TcpDst), read in C by tcp_fast's send paths.
+cdef class DstGen:
+    cdef public long long genid
+
+
+cdef class TcpDst:
+    cdef public DstGen gen
+    cdef public long long genid, mtu, limit, ifindex, gso_max_size
+    cdef public double expires
+    cdef public bint csum_partial
+    cdef public tuple path
+    cdef public object daddr, neigh, stopped

@@ -16,7 +16,7 @@ from tcpio._fast._tcphdr cimport (tcp_header_write, tcp_sack_write, tcp_syn_opti
 
 from tcpio._fast.gso import GSO_MAX_SIZE, GsoFrame
 
-__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame", "tcp_frame6"]
+__all__ = ["ETH_ZLEN", "DstGen", "TcpDst", "ip_build", "tcp_frame", "tcp_frame6"]
 
 ETH_ZLEN = 60
 
@@ -303,3 +303,47 @@ def tcp_frame6(dst_mac, src_mac, src, dst, long long hlim, long long sport, long
                                  partial, gso)
     finally:
         rbuf_release(&b)
+
+
+cdef class DstGen:
+    """The host's route generation (Linux's rt_genid, with the neighbour's
+    hh updates folded in): ``genid`` moves on with every change a cached
+    transmit path depends on (addresses, routes, MTUs, a learned path MTU,
+    links, a neighbour that leaves the connected states, changes its MAC or
+    goes away), so a ``TcpDst`` taken before is stale.  One object per host
+    (``Host.dst_gen``), which every TcpDst holds: the check is two integer
+    reads, in C from the compiled send paths."""
+
+    def __init__(self):
+        self.genid = 0
+
+
+cdef class TcpDst:
+    """Where TCP's whole frames to one destination go (the kernel's dst
+    entry as a socket caches it, sk_dst_cache, with the neighbour's cached
+    hardware header, neigh_hh_output): ``path`` (ifindex, dst_mac, src_mac,
+    src) or None when they never go whole (a local, broadcast or multicast
+    destination: ip_output's general path), ``daddr`` the destination as TCP
+    tags it (an IPv6 one above bit 128), ``mtu`` the route's MTU (a
+    learned path MTU included), ``limit`` the largest datagram that leaves
+    whole (-1: none, a locked MTU), the device's TSO size and checksum
+    offload as sk_setup_caps records them, the neighbour (its ``used``
+    stamp) and the host's set of stopped transmit queues.  Valid while
+    ``genid`` is ``gen.genid`` and, with a learned path MTU, before it
+    ``expires`` (dst_check; ipv4_mtu's expiry test); ip_output.ip_tcp_dst
+    makes them."""
+
+    def __init__(self, gen, daddr, mtu, limit, path, neigh, stopped, gso_max_size,
+                 csum_partial, expires):
+        self.gen = gen
+        self.daddr = daddr
+        self.genid = gen.genid
+        self.mtu = mtu
+        self.limit = limit
+        self.path = path
+        self.ifindex = path[0] if path is not None else -1
+        self.neigh = neigh
+        self.stopped = stopped
+        self.gso_max_size = gso_max_size
+        self.csum_partial = csum_partial
+        self.expires = expires

@@ -22,11 +22,12 @@ what this saves.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from tcpio._fast import load
 from tcpio._fast.gso import GSO_MAX_SIZE
 
-__all__ = ["ETH_ZLEN", "ip_build", "tcp_frame", "tcp_frame6"]
+__all__ = ["ETH_ZLEN", "DstGen", "TcpDst", "ip_build", "tcp_frame", "tcp_frame6"]
 
 _checksum = load("checksum")
 _csum_partial = _checksum.csum_partial
@@ -203,3 +204,53 @@ def tcp_frame6(dst_mac: bytes | None, src_mac: bytes | None, src: int, dst: int,
     ip6h = b"\x60\0\0\0" + bytes((plen >> 8, plen & 0xFF, _IPPROTO_TCP, hlim)) + addrs
     th = _with_check(th, payload, _pseudo_header_sum6(src, dst, _IPPROTO_TCP, seglen), partial)
     return _frame(dst_mac, src_mac, (ip6h, th, payload), _ETH_P_IPV6)
+
+
+class DstGen:
+    """The host's route generation (Linux's rt_genid, with the neighbour's
+    hh updates folded in): ``genid`` moves on with every change a cached
+    transmit path depends on (addresses, routes, MTUs, a learned path MTU,
+    links, a neighbour that leaves the connected states, changes its MAC or
+    goes away), so a ``TcpDst`` taken before is stale.  One object per host
+    (``Host.dst_gen``), which every TcpDst holds: the check is two integer
+    reads, in C from the compiled send paths."""
+
+    __slots__ = ("genid",)
+
+    def __init__(self) -> None:
+        self.genid = 0
+
+
+class TcpDst:
+    """Where TCP's whole frames to one destination go (the kernel's dst
+    entry as a socket caches it, sk_dst_cache, with the neighbour's cached
+    hardware header, neigh_hh_output): ``path`` (ifindex, dst_mac, src_mac,
+    src) or None when they never go whole (a local, broadcast or multicast
+    destination: ip_output's general path), ``daddr`` the destination as TCP
+    tags it (an IPv6 one above bit 128), ``mtu`` the route's MTU (a
+    learned path MTU included), ``limit`` the largest datagram that leaves
+    whole (-1: none, a locked MTU), the device's TSO size and checksum
+    offload as sk_setup_caps records them, the neighbour (its ``used``
+    stamp) and the host's set of stopped transmit queues.  Valid while
+    ``genid`` is ``gen.genid`` and, with a learned path MTU, before it
+    ``expires`` (dst_check; ipv4_mtu's expiry test); ip_output.ip_tcp_dst
+    makes them."""
+
+    __slots__ = ("csum_partial", "daddr", "expires", "gen", "genid", "gso_max_size", "ifindex",
+                 "limit", "mtu", "neigh", "path", "stopped")
+
+    def __init__(self, gen: DstGen, daddr: int, mtu: int, limit: int,
+                 path: tuple[int, bytes | None, bytes | None, int] | None, neigh: Any,
+                 stopped: Any, gso_max_size: int, csum_partial: bool, expires: float) -> None:
+        self.gen = gen
+        self.daddr = daddr
+        self.genid = gen.genid
+        self.mtu = mtu
+        self.limit = limit
+        self.path = path
+        self.ifindex = path[0] if path is not None else -1
+        self.neigh = neigh
+        self.stopped = stopped
+        self.gso_max_size = gso_max_size
+        self.csum_partial = csum_partial
+        self.expires = expires

@@ -68,8 +68,10 @@ from tcpio.core.addr import INADDR_BROADCAST, prefix_mask
 from tcpio.core.arp import Arp
 from tcpio.core.errors import sock_error
 from tcpio.core.in_h import IPPROTO_TCP
+from tcpio.core.ip6_output import ip6_tcp_dst as _ip6_tcp_dst
 from tcpio.core.ip6_output import ip6_tcp_path as _ip6_tcp_path
 from tcpio.core.ip_fragment import Reassembler
+from tcpio.core.ip_output import ip_tcp_dst as _ip_tcp_dst
 from tcpio.core.ip_output import ip_tcp_path as _ip_tcp_path
 from tcpio.core.ipv6 import IPV6_MIN_MTU, addr_scope, is_linklocal6, is_multicast6
 from tcpio.core.mib import Mib
@@ -207,9 +209,13 @@ class Host:
         # learned path MTUs: dst -> (mtu, expiry, locked) (update_pmtu)
         self.pmtu: dict[int, tuple[int, float, bool]] = {}
         self._rt_cache: dict[int, Route] = {}
-        # ip_output.ip_tcp_path's per-destination part (_tcp_route), cleared
-        # with the route cache (invalidate_routes)
-        self._tcp_paths: dict[int, tuple] = {}
+        # TCP's whole-frame paths per destination (ip_output.ip_tcp_dst:
+        # tx.TcpDst, what sockets cache), valid while their generation is
+        # dst_gen's: every change of addresses, routes, MTUs, learned path
+        # MTUs, links and connected neighbours moves it (Linux's rt_genid
+        # and hh updates)
+        self._tcp_paths: dict[int, Any] = {}
+        self.dst_gen = ip_output.DstGen()
         self._rt6_cache: dict[int | tuple[int, int], Route] = {}
         # Set True in tests so that a bug surfaces as an exception instead of a counter.
         self.debug = False
@@ -629,6 +635,7 @@ class Host:
         if len(self.pmtu6) > 4096:
             self.pmtu6.clear()
         self.pmtu6[dst] = (mtu, self.now + self.settings.ip_rt_mtu_expires)
+        self.dst_gen.genid += 1         # cached TcpDsts carry the old MTU
         self.mib["Ip6PmtuUpdates"] += 1
 
     def register_protocol6(self, proto: int, handler: Any) -> None:
@@ -678,23 +685,6 @@ class Host:
         """Limited broadcast or the directed broadcast of one of our subnets."""
         return ip in self._bcast
 
-    def unicast_route(self, dst: int) -> Route | None:
-        """route_lookup for a datagram that may leave whole as unicast: None
-        for a local or loopback destination, a broadcast, a multicast one
-        (is_local_address, is_broadcast, is_multicast) or no route, which
-        ip_output's general path handles and counts.  In one call, and the
-        route straight from the cache when no path MTU was learned: TCP asks
-        once per frame it sends whole (ip_tcp_path)."""
-        if dst in self._local or dst >> 24 == 127 or dst in self._bcast or dst >> 28 == 0xE:
-            return None
-        route = None if self.pmtu else self._rt_cache.get(dst)
-        if route is None:
-            try:
-                route = self.route_lookup(dst)
-            except OSError:
-                return None
-        return route
-
     def route_lookup(self, dst: int) -> Route:
         """fib_lookup + source selection (cached per destination); raises ENETUNREACH."""
         cache = self._rt_cache
@@ -720,6 +710,7 @@ class Host:
         self._rt_cache.clear()
         self._rt6_cache.clear()
         self._tcp_paths.clear()
+        self.dst_gen.genid += 1         # rt_genid_bump: the sockets' cached paths too
 
     def _route_slow(self, dst: int) -> Route:
         lo = self.lo
@@ -780,6 +771,7 @@ class Host:
         if len(self.pmtu) >= 4096:
             self.pmtu.clear()          # bounded; forgetting only costs a new ICMP
         self.pmtu[dst] = (mtu, self.now + s.ip_rt_mtu_expires, locked)
+        self.dst_gen.genid += 1         # cached TcpDsts carry the old MTU
         self.mib["PMTUUpdates"] += 1
 
     def source_for(self, iface: Interface, target: int) -> int:
@@ -1133,8 +1125,12 @@ class Host:
     # NetHost.ip_tcp_path(dst, length): ip_output's function itself as the
     # method (no extra call per segment; its first parameter is the host).
     ip_tcp_path = _ip_tcp_path
+    # NetHost.ip_tcp_dst(dst): the route TCP's sockets cache (ip_output's)
+    ip_tcp_dst = _ip_tcp_dst
     # NetHost6.ip6_tcp_path(dst, length): the same for IPv6 (ip6_output's)
     ip6_tcp_path = _ip6_tcp_path
+    # NetHost6.ip6_tcp_dst(dst): the route TCP's IPv6 sockets cache
+    ip6_tcp_dst = _ip6_tcp_dst
 
     def ether_xmit(self, iface: Interface, dst_mac: bytes, ethertype: int,
                    payload: bytes | bytearray) -> int:

@@ -41,14 +41,20 @@ from tcpio.core.ipv6 import (
     is_multicast6,
     multicast_mac6,
 )
+from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
+    from tcpio._fast.tx_py import TcpDst
     from tcpio.core.host import Host, Interface
     from tcpio.core.protocol import NetHost6, TcpXmitPath
     from tcpio.core.route import Route
 
 tcp_frame6 = _fast.load("tx").tcp_frame6
+_TcpDst = _fast.load("tx").TcpDst
+# ip6_tcp_dst's key in Host._tcp_paths: above any IPv4 one (TCP's V6TAG)
+V6_KEY = 1 << 128
+_NEVER = float("inf")
 
 IP6_IDENTS_SZ = 2048
 
@@ -156,23 +162,58 @@ def ip6_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
     nothing, when ip6_output's general path is needed: no route or no
     source, to ourselves (lo), multicast, above the path MTU (the source
     fragments), or a neighbour ND has not confirmed (ndisc.output queues or
-    probes)."""
+    probes).  From the destination's TcpDst (ip6_tcp_dst)."""
+    d = ip6_tcp_dst(host, dst)
+    if d is None or length > d.limit:
+        return None
+    if d.neigh is not None:
+        d.neigh.used = host.now     # as NeighTable.hh_lookup stamps it
+    return d.path
+
+
+def ip6_tcp_dst(host: Host, dst: int) -> TcpDst | None:
+    """ip_output.ip_tcp_dst for IPv6 (``dst`` the 128-bit address): the
+    destination's TcpDst, kept in ``host._tcp_paths`` under ``dst |
+    V6_KEY`` and valid while the host's route generation stands still and a
+    learned path MTU (pmtu6) has not expired; None with no route or a
+    neighbour ND has not confirmed."""
+    key = dst | V6_KEY
+    d = host._tcp_paths.get(key)
+    if d is not None and d.genid == d.gen.genid and host.now < d.expires:
+        return d
+    d = _tcp_dst6_new(host, dst)
+    if d is not None:
+        paths = host._tcp_paths
+        if len(paths) >= 4096:
+            paths.clear()
+        paths[key] = d
+    return d
+
+
+def _tcp_dst6_new(host: Host, dst: int) -> TcpDst | None:
+    gen = host.dst_gen
     try:
         route = host.route6_lookup(dst)
     except OSError:
         return None         # ip6_output counts Ip6OutNoRoutes
+    learned = host.pmtu6.get(dst)
+    expires = learned[1] if learned is not None else _NEVER
     if route.ifindex == 0 or is_multicast6(dst) or not route.src:
-        return None
-    if length > route.mtu or length - IPV6_HLEN > IPV6_MAXPLEN:
-        return None
+        return _TcpDst(gen, dst | V6_KEY, route.mtu, -1, None, None, None, 0, False, expires)
     iface = host.interfaces[route.ifindex]
-    if iface.link != "ether":
-        return iface.ifindex, None, None, route.src
-    dst_mac = host.ndisc.hh_lookup(iface.ifindex,
-                                   route.gateway if route.gateway is not None else dst)
-    if dst_mac is None:
-        return None
-    return iface.ifindex, dst_mac, iface.mac, route.src
+    neigh = None
+    if iface.link == "ether":
+        neigh = host.ndisc.lookup(iface.ifindex,
+                                  route.gateway if route.gateway is not None else dst)
+        if neigh is None or not neigh.state & HH_STATES:
+            return None
+        neigh.used = host.now
+        path: TcpXmitPath = (iface.ifindex, neigh.mac, iface.mac, route.src)
+    else:
+        path = (iface.ifindex, None, None, route.src)
+    gso_max, csum_partial = host.gso_caps(iface.ifindex, True)
+    return _TcpDst(gen, dst | V6_KEY, route.mtu, min(route.mtu, IPV6_MAXPLEN + IPV6_HLEN), path,
+                   neigh, host._tx_stopped, gso_max, csum_partial, expires)
 
 
 def ip6_queue_xmit_tcp(host: NetHost6, src: int, dst: int, sport: int, dport: int, seq: int,

@@ -31,9 +31,11 @@ from tcpio.core.errors import sock_error
 from tcpio.core.ether import ETH_P_IP, multicast_mac
 from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
+from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
+    from tcpio._fast.tx_py import TcpDst
     from tcpio.core.host import Host, Interface
     from tcpio.core.protocol import NetHost, TcpXmitPath
     from tcpio.core.route import Route
@@ -41,6 +43,10 @@ if TYPE_CHECKING:
 _tx = _fast.load("tx")
 ip_build = _tx.ip_build
 tcp_frame = _tx.tcp_frame
+# the host's route generation (Host.dst_gen)
+DstGen = _tx.DstGen
+# a TcpDst with no learned path MTU does not expire
+_NEVER = float("inf")
 
 IP_IDENTS_SZ = 2048
 # ``ident`` for a datagram no connected socket sends (ip_select_ident_segs
@@ -203,54 +209,70 @@ def ip_tcp_path(host: Host, dst: int, length: int) -> TcpXmitPath | None:
     neighbour or on an "ip" link.  None, having changed nothing, when the
     datagram needs ip_output's general path (no route, loopback, broadcast or
     multicast, fragmentation, ARP resolution), which does all of that and
-    counts it.
+    counts it.  The answer comes from the destination's ``TcpDst``
+    (ip_tcp_dst), looked up again only when the host's generation moved.
     """
     if host.settings.ip_no_pmtu_disc:
         return None         # whole TCP frames carry DF: without PMTU discovery, ip_output
-    # What the route gives (the socket's cached dst in Linux, sk_dst_cache),
-    # kept per destination until addresses, routes, MTUs or links change
-    # (Host.invalidate_routes clears it with the route cache: Linux's
-    # rt_genid) while no path MTU is learned; the neighbour is looked up for
-    # every call, as ip_finish_output2 does per packet (issue 12: twice per
-    # 256 KiB write).
-    hit = None if host.pmtu else host._tcp_paths.get(dst)
-    if hit is None:
-        hit = _tcp_route(host, dst)
-        if hit is None:
-            return None     # ours, broadcast, multicast or no route: ip_output's path
-    if length > hit[0]:
+    d = ip_tcp_dst(host, dst)
+    if d is None or length > d.limit:
         return None         # fragmentation, or EMSGSIZE; a locked MTU: DF as the socket wants
-    key = hit[1]
-    if key is None:
-        return hit[2]       # an "ip" link: no neighbour
-    dst_mac = host.arp.hh_lookup(*key)      # neigh_hh_output's case
-    if dst_mac is None:
-        return None         # not resolved (or stale): arp.output queues / probes
-    return key[0], dst_mac, hit[2], hit[3]
+    if d.neigh is not None:
+        d.neigh.used = host.now     # as NeighTable.hh_lookup stamps it
+    return d.path
 
 
-def _tcp_route(host: Host, dst: int) -> tuple | None:
-    """ip_tcp_path's per-destination part: ``(largest datagram, neighbour
-    key, then for an "ip" link its whole path, else the interface's MAC and
-    the source address)``, kept in ``host._tcp_paths`` unless a learned path
-    MTU may change the route on any call; None for a destination ip_output's
-    general path takes."""
-    route = host.unicast_route(dst)
-    if route is None:
-        return None
-    limit = -1 if route.mtu_locked else min(route.mtu, IP_MAX_LEN)
-    iface = host.interfaces[route.ifindex]
-    if iface.link != "ether":
-        hit: tuple = (limit, None, (iface.ifindex, None, None, route.src))
-    else:
-        hit = (limit, (iface.ifindex, route.gateway if route.gateway is not None else dst),
-               iface.mac, route.src)
-    if not host.pmtu:
+def ip_tcp_dst(host: Host, dst: int) -> TcpDst | None:
+    """The ``TcpDst`` of TCP datagrams to ``dst`` (tx.TcpDst: the route's
+    MTU, where whole frames go, the device's TSO caps), as a socket caches it
+    (sk_dst_cache: tcp_fast.sk_dst_check keeps it until ``Host.dst_gen``
+    moves); one per destination in ``host._tcp_paths``.  None when nothing
+    may be cached: no route (TCP's route_mtu then says 576 and ip_output
+    counts OutNoRoutes) or a neighbour not in a connected state (ip_output
+    resolves it: a TcpDst is made once it is)."""
+    d = host._tcp_paths.get(dst)
+    if d is not None and d.genid == d.gen.genid and host.now < d.expires:
+        return d
+    d = _tcp_dst_new(host, dst)
+    if d is not None:
         paths = host._tcp_paths
         if len(paths) >= 4096:
-            paths.clear()       # bounded as the route cache is
-        paths[dst] = hit
-    return hit
+            paths.clear()       # bounded as the route cache is (sockets keep theirs)
+        paths[dst] = d
+    return d
+
+
+def _tcp_dst_new(host: Host, dst: int) -> TcpDst | None:
+    """ip_tcp_dst's lookup: the route, its interface and neighbour now."""
+    gen = host.dst_gen
+    try:
+        route = host.route_lookup(dst)
+    except OSError:
+        return None
+    expires = _NEVER
+    if host.pmtu:
+        learned = host.pmtu.get(dst)    # (route_lookup dropped it if it had expired)
+        if learned is not None:
+            expires = learned[1]        # the route's MTU grows back then
+    if route.ifindex == host.lo.ifindex or host.is_broadcast(dst) or is_multicast(dst):
+        # ours, a broadcast or a multicast: never whole (ip_output's loopback
+        # and link-layer copies)
+        return _tx.TcpDst(gen, dst, route.mtu, -1, None, None, None, 0, False, expires)
+    iface = host.interfaces[route.ifindex]
+    neigh = None
+    if iface.link == "ether":
+        neigh = host.arp.lookup(iface.ifindex,
+                                route.gateway if route.gateway is not None else dst)
+        if neigh is None or not neigh.state & HH_STATES:
+            return None         # neigh_output's slow case: arp.output queues or probes
+        neigh.used = host.now
+        path: TcpXmitPath = (iface.ifindex, neigh.mac, iface.mac, route.src)
+    else:
+        path = (iface.ifindex, None, None, route.src)
+    gso_max, csum_partial = host.gso_caps(iface.ifindex)
+    return _tx.TcpDst(gen, dst, route.mtu,
+                      -1 if route.mtu_locked else min(route.mtu, IP_MAX_LEN),
+                      path, neigh, host._tx_stopped, gso_max, csum_partial, expires)
 
 
 def ip_queue_xmit_tcp(host: NetHost, src: int, dst: int, sport: int, dport: int, seq: int,

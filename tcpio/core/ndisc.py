@@ -326,6 +326,8 @@ class Ndisc(NeighTable):
             return
         if lladdr is not None:
             n.mac = lladdr
+            if changed:
+                self.hh_update()        # (set_reachable keeps the entry connected)
         if solicited:
             self.set_reachable(n, now)
         elif changed:

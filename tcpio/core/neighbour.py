@@ -153,6 +153,7 @@ class NeighTable(ABC):
         n.timer.cancel()
         n.mac = mac = bytes(mac)
         n.state = NUD_PERMANENT
+        self.hh_update()
         self._flush_queue(n, mac)
 
     def lookup(self, ifindex: int, ip: int) -> Neighbour | None:
@@ -267,6 +268,7 @@ class NeighTable(ABC):
     def _delete(self, n: Neighbour) -> None:
         n.timer.cancel()
         self.table.pop((n.ifindex, n.ip), None)
+        self.hh_update()
 
     # ----- timers: neigh_timer_handler --------------------------------------------
 
@@ -293,6 +295,7 @@ class NeighTable(ABC):
                 self.unreachable(packet)
         elif n.state == NUD_REACHABLE:
             n.state = NUD_STALE
+            self.hh_update()
             n.timer.arm(max(now, n.used) + s.arp_gc_stale_time)
         elif n.state == NUD_STALE:
             if now - n.used >= s.arp_gc_stale_time:
@@ -324,6 +327,8 @@ class NeighTable(ABC):
             return
         changed = n.mac != mac
         n.mac = mac
+        if changed:
+            self.hh_update()
         if reachable:
             self.set_reachable(n, now)
         elif n.state == NUD_INCOMPLETE or changed:
@@ -340,8 +345,19 @@ class NeighTable(ABC):
 
     def set_stale(self, n: Neighbour, now: float) -> None:
         n.state = NUD_STALE
+        self.hh_update()
         n.probes = 0
         n.timer.arm(max(now, n.used) + self.host.settings.arp_gc_stale_time)
+
+    def hh_update(self) -> None:
+        """A neighbour left the connected states, changed its MAC or went
+        away: no frame may take the header cached for it any more.  Linux
+        rewrites each dst's cached header in place (neigh_update_hhs) or
+        sends the next packet through neigh_resolve_output (neigh_suspect);
+        here the host's route generation moves on, so every cached
+        ``TcpDst`` is looked up again (ip_output.ip_tcp_dst): a rare event,
+        one per neighbour per reachable time at most."""
+        self.host.dst_gen.genid += 1
 
     def _flush_queue(self, n: Neighbour, mac: bytes) -> None:
         """Send the packets that waited for ``n`` to resolve, to ``mac`` (just learned)."""

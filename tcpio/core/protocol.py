@@ -113,6 +113,13 @@ class NetHost(Protocol):
         None: they need ``ip_output``'s general path."""
         ...
 
+    def ip_tcp_dst(self, dst: int) -> Any:
+        """The route TCP's sockets cache for ``dst`` (sk_dst_cache: a
+        tx.TcpDst, valid while its generation is the host's; tcp_fast's
+        sk_dst_check keeps it), or None: nothing to cache, ask
+        ``route_lookup`` and ``ip_tcp_path`` per call."""
+        ...
+
     def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
         """The host's transmit queue, (ifindex, frame) in order: whole frames on
         an ``ip_tcp_path`` are appended here (the compiled send loop appends
@@ -178,6 +185,11 @@ class NetHost6(NetHost, Protocol):
     def ip6_tcp_path(self, dst: int, length: int) -> TcpXmitPath | None:
         """``ip_tcp_path`` for IPv6: where TCP datagrams of up to ``length``
         bytes to ``dst`` (128-bit) can leave as one whole frame each."""
+        ...
+
+    def ip6_tcp_dst(self, dst: int) -> Any:
+        """``ip_tcp_dst`` for IPv6 (``dst`` 128-bit): the route TCP's IPv6
+        sockets cache, or None."""
         ...
 
     def ip6_output(self, proto: int, src: int | None, dst: int,

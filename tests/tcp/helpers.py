@@ -89,6 +89,9 @@ class FakeHost:
             return None
         return 1, None, None, self.addr
 
+    def ip_tcp_dst(self, dst: int) -> None:
+        """No route for sockets to cache: route_lookup and ip_tcp_path per call."""
+
     def tx_queue(self) -> list[tuple[int, bytes | bytearray]]:
         return self._txq
 

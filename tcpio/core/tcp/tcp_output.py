@@ -390,11 +390,14 @@ def tcp_push(sk: TcpSock, now: float, nonagle: int = -1) -> None:
 def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     """Send new segments while the peer's window, cwnd and Nagle allow.
     Returns True if anything was sent."""
-    # tcp_current_mss: a route MTU that changed since the MSS was synced (the
-    # interface's, or a learned path MTU that came or expired) syncs it again.
-    if sk.proto.route_mtu(sk.raddr) != sk.pmtu_cookie:
-        tcp_sync_mss(sk, sk.proto.route_mtu(sk.raddr))
     fast = _tcp_fast
+    # tcp_current_mss: a route MTU that changed since the MSS was synced (the
+    # interface's, or a learned path MTU that came or expired) syncs it again
+    # (the socket's cached dst's, tcp_fast.dst_mtu: no lookup while the
+    # host's route generation stands still)
+    mtu = fast.dst_mtu(sk, now)
+    if mtu != sk.pmtu_cookie:
+        tcp_sync_mss(sk, mtu)
     # xmit_test sets is_cwnd_limited when cwnd stops this call (Linux's
     # local is_cwnd_limited); tcp_cwnd_validate keeps it per window
     window_limited = sk.is_cwnd_limited
@@ -411,8 +414,17 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
         return False
     # (a queued FIN rides on the compiled loop's last data segment, or goes
     # alone through it when no data is left to carry it)
-    path = _tcp_xmit_path(sk, mss) \
-        if not fast.sack_option_len(sk) and fast.xmit_plain(sk) else None
+    path = _tcp_xmit_path(sk, mss)
+    if path is not None:
+        # the compiled loop with the device's TSO limits and the TTL, then
+        # what tcp_transmit_skb and ip_output do per segment, in bulk, and
+        # the end of the call (tcp_fast.write_burst: write_xmit, burst_sent,
+        # xmit_done).  Its frames all leave through a device: nothing comes
+        # back to us meanwhile (no loopback hold, below).
+        if fast.write_burst(sk, mss, path, now, window_limited, sk.fin_queued):
+            return True
+        tcp_check_probe_timer(sk, now)
+        return False
     # Segments to ourselves (loopback) come back only after this call, like the
     # kernel's socket backlog (segments for a socket its owner holds wait in
     # sk_backlog until release_sock): their ACK would otherwise move snd_una,
@@ -421,13 +433,7 @@ def tcp_write_xmit(sk: TcpSock, now: float) -> bool:
     held = sk.host.defer_loopback()
     prior_packets = sk.packets_out
     try:
-        if path is not None:
-            # the compiled loop with the device's TSO limits and the TTL,
-            # then what tcp_transmit_skb and ip_output do per segment, in
-            # bulk: one call (tcp_fast.write_burst: write_xmit, burst_sent)
-            sent = fast.write_burst(sk, mss, path, now, sk.fin_queued) > 0
-        else:
-            sent = _tcp_write_xmit_loop(sk, mss, now)
+        sent = _tcp_write_xmit_loop(sk, mss, now)
         if sent:
             fast.xmit_done(sk, window_limited, prior_packets, now)
         else:
@@ -510,7 +516,8 @@ def _unsend(sk: TcpSock, seg: Any, sml: int) -> None:
 
 
 # Where every segment of up to ``mss`` bytes to the peer can go out as one
-# whole frame now (tcp_fast.xmit_path); None: the general path.
+# whole frame now, for a sock whose segments are plain (tcp_fast.xmit_path);
+# None: the general path.
 _tcp_xmit_path = _tcp_fast.xmit_path
 
 
@@ -819,17 +826,16 @@ def _lost_run(rtx: list[Any], i: int, room: int) -> int:
 def tcp_send_ack(sk: TcpSock, now: float) -> None:
     if sk.state == TCP_CLOSE:
         return
-    fast = _tcp_fast
-    if not fast.sack_option_len(sk) and fast.xmit_plain(sk):
-        # Where the send loop's frames go whole (the route, a resolved
-        # neighbour, the queue running), the ACK goes as they do: built in
-        # one compiled call (tcp_fast.ack_whole: ack_xmit) and counted as they are
-        # (burst_sent, no data), the frame and the counters of
-        # tcp_transmit_skb's path below for the same segment.
-        path = _tcp_xmit_path(sk, 0)
-        if path is not None:
-            fast.ack_whole(sk, path, now)
-            return
+    # Where the send loop's frames go whole (the route, a resolved
+    # neighbour, the queue running, no SACK block, nothing xmit_plain
+    # declines), the ACK goes as they do: built in one compiled call
+    # (tcp_fast.ack_whole: ack_xmit) and counted as they are (burst_sent, no
+    # data), the frame and the counters of tcp_transmit_skb's path below for
+    # the same segment.
+    path = _tcp_xmit_path(sk, 0)
+    if path is not None:
+        _tcp_fast.ack_whole(sk, path, now)
+        return
     tcp_transmit_skb(sk, sk.snd_nxt, TCPHDR_ACK, b"", now)
 
 
