@@ -84,8 +84,12 @@ NET_RX_ROUNDS = 4
 NET_RX_USECS = 2000
 TIMER_DEFER_MAX = 5.0
 _NOTHING_DUE = float("-inf")        # host.poll's due: only the prompt timers
-# kick's delivery of the socks' wakeups (rx_py.wake_socks)
-wake_socks = _load("rx").wake_socks
+# the driver's per-batch, per-kick and per-call work, compiled (rx_py's
+# stack_kick, stack_on_frames, stack_time)
+_rx = _load("rx")
+stack_kick = _rx.stack_kick
+stack_on_frames = _rx.stack_on_frames
+stack_time = _rx.stack_time
 # the parts of a host output's (ifindex, frame) item (_transmit)
 _IFINDEX = operator.itemgetter(0)
 _FRAME = operator.itemgetter(1)
@@ -97,6 +101,14 @@ class Stack:
     def __init__(self, settings: Settings | None = None, seed: int | None = None, *,
                  name: str = "tcpio") -> None:
         self.host = Host(name=name, seed=seed, settings=settings or Settings())
+        # kick (after every receive batch, every write, every timer) and
+        # update_time (before every user call into the core) run compiled
+        # with no Python frame of ours (rx.stack_kick, rx.stack_time; the
+        # methods are what a test that deleted these attributes gets back)
+        self.kick = functools.partial(  # type: ignore[method-assign]
+            stack_kick, self, _KICK_ROUNDS)
+        self.update_time = functools.partial(  # type: ignore[method-assign]
+            stack_time, self)
         # lo's backlog runs from the loop (_on_backlog), like the NET_RX
         # softirq after netif_rx: a user call returns before anything it sent
         # to ourselves is processed, so its waiter is in place for the answer.
@@ -240,8 +252,9 @@ class Stack:
             # the SYN queue's share holds a flood, not a burst the listeners take
             mib = self.host.mib
             share.overflowed = lambda: mib.get("ListenDrops", 0) + mib.get("TCPReqQFullDoCookies", 0)
-        # (a partial: the device's batch reaches _on_frames with no frame between)
-        device.start(self.loop, functools.partial(self._on_frames, ifindex))
+        # (a partial: the device's batch reaches the stack's receive work,
+        # compiled, with no Python frame between: rx.stack_on_frames)
+        device.start(self.loop, functools.partial(stack_on_frames, self, ifindex))
         if address is not None:
             self.add_address(ifindex, address)
         _host_log.info("%s: interface %d %s up (%s, mtu %d)%s", self.host.name, ifindex,
@@ -317,53 +330,22 @@ class Stack:
 
         Never backwards: after an early uvloop timer (see ``_on_timer``) the
         host may already be a fraction of a millisecond ahead of the loop.
+        (rx.stack_time: each Stack's ``update_time`` is that function bound
+        to it, set in __init__; this is what a test that deleted it gets back.)
         """
-        host = self.host
-        clock = self._clock
-        if clock is None:
-            # the loop's, once bound (here, or by TcpioEventLoop setting _loop)
-            loop = self._loop if self._loop is not None else self.loop
-            clock = self._clock = _loop_clock(loop)
-        now = clock()
-        if now < host.now:      # (not max(): a call, several times a connection)
-            return host.now
-        host.now = now
-        return now
+        return stack_time(self)
+
+    def _bind_clock(self) -> Callable[[], float]:
+        """The loop's clock, once bound (here, or by TcpioEventLoop setting
+        _loop): update_time's from its first call on."""
+        loop = self._loop if self._loop is not None else self.loop
+        return _loop_clock(loop)
 
     def _on_frames(self, ifindex: int, frames: list[bytes]) -> None:
-        """A device's batch: each frame processed to completion, then one kick.
-
-        A batch that stopped at the device's budget leaves the device in
-        ``_rx_pending`` (NET_RX still pending: ``_softirq`` reads it from
-        the next sender's kick).  A batch of ``_softirq``'s own sends its
-        output (the ACKs) at once and leaves the wakeups to ``_rx_wake``."""
-        if self._closed:
-            return
-        host = self.host
-        # update_time without its call (every batch): the loop's clock,
-        # never behind the host's
-        clock = self._clock
-        now = clock() if clock is not None else self.update_time()
-        if now < host.now:
-            now = host.now
-        host.receive_batch(ifindex, frames, now)
-        dev = self._napi.get(ifindex)
-        if dev is not None:
-            if dev.rx_more:
-                self._rx_pending[ifindex] = dev
-            elif self._rx_pending:
-                self._rx_pending.pop(ifindex, None)
-        if self._in_softirq:
-            if host._output:
-                out = host.take_output()
-                if out:
-                    self._transmit(out)
-            return
-        was, self._rx_busy = self._rx_busy, True
-        try:
-            self.kick()
-        finally:
-            self._rx_busy = was
+        """A device's batch: each frame processed to completion, then one kick
+        (rx.stack_on_frames: the device's callback is that function bound to
+        the stack and the interface)."""
+        stack_on_frames(self, ifindex, frames)
 
     def _on_timer(self) -> None:
         """Due timers: ``host.poll(now)`` and a kick, after the input devices
@@ -484,54 +466,10 @@ class Stack:
         self._rx_marks.clear()
 
     def kick(self) -> None:
-        """Flush output to devices, deliver sock wakeups, re-arm the timer."""
-        if self._closed:
-            return
-        host = self.host
-        # (the host's output list and wakeup set are looked at before the
-        # calls that take them: most kicks find one of the two empty; rounds
-        # counted down, not a range() per kick: most kicks take one round)
-        rounds = _KICK_ROUNDS
-        while True:
-            if host._output:
-                out = host.take_output()
-                if len(out) == 1:
-                    # _transmit's one-frame case without its call: a bulk
-                    # transfer's every frame (a super-frame, or its ACK)
-                    ifindex, frame = out[0]
-                    dev = self.devices.get(ifindex)
-                    if dev is not None:
-                        dev.send(frame)
-                elif out:
-                    self._transmit(out)
-            pending = host._wakeups
-            if not pending:
-                if self._closed:
-                    return
-                break
-            # host.take_wakeups without its call: the marked socks in the
-            # order first marked, and the set emptied for the next ones
-            wakeups = list(pending)
-            pending.clear()
-            # each sk.wakeup(), compiled (no bytecode per sock); a failing
-            # protocol callback must not leave the other socks unwoken or
-            # the timer unarmed: reported, and the others woken
-            wake_socks(wakeups, self._wakeup_error)
-            if self._closed:
-                return          # a callback closed the stack: arm nothing
-            rounds -= 1
-            if not rounds:
-                # Still busy: finish on the next loop iteration rather than starve it.
-                self.loop.call_soon(self.kick)
-                break
-        if self._rx_pending and not self._rx_busy:
-            self._softirq()
-            if self._closed:
-                return
-        if host._loopback and self._backlog_handle is None:
-            self._backlog_handle = self.loop.call_soon(self._on_backlog)
-        if host.deadline_bound() != self._timer_when:
-            self._rearm()       # (most kicks leave the deadline as it was: no call)
+        """Flush output to devices, deliver sock wakeups, re-arm the timer
+        (rx.stack_kick: each Stack's ``kick`` is that function bound to it,
+        set in __init__; this is what a test that deleted it gets back)."""
+        stack_kick(self, _KICK_ROUNDS)
 
     def _wakeup_error(self, sk: Any, exc: Exception) -> None:
         """A sock's wakeup raised (application code): to the loop's handler."""

@@ -98,3 +98,70 @@ def test_wakeups_of_a_batch_are_taken_once_after_its_end():
     assert pure_acks(out) == [f.seq]
     assert h.take_wakeups() == [f.sk]
     assert h.take_wakeups() == []
+
+
+def host_rx_calls(f: Flow, pkts: list, advance: float = 0.5) -> list[str]:
+    """The host's receive-path Python functions ``f.receive(pkts)`` entered
+    (the batch's loop itself is rx.rx_batch: compiled, or rx_py's twin)."""
+    import sys
+
+    names = {"receive_batch", "_rx_batch", "_rx_one", "_rx_fault", "_rx_deliver", "_rx_slow"}
+    seen: list[str] = []
+
+    def profile(frame, event, arg):
+        code = frame.f_code
+        if event == "call" and code.co_filename == host_mod.__file__ \
+                and code.co_name in names:
+            seen.append(code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        f.receive(pkts, advance=advance)
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+def test_a_batch_the_fast_path_takes_whole_comes_back_to_no_host_code():
+    """Three in-order data segments: rx_classify's TCP fast path takes each
+    whole, so the host's own delivery (_rx_one and the layered path behind
+    it) never runs; a UDP datagram to a closed port in the middle is the
+    one frame handed back to it (issue 12: a lone echo frame's way in runs
+    no Python frame of the host's)."""
+    f = fresh_flow()
+    assert host_rx_calls(f, f.data(3)) == []
+    d1, d2 = f.data(2)
+    udp = IP(src=PEER, dst=MY) / UDP(sport=5000, dport=9) / b"x"
+    assert host_rx_calls(f, [d1, udp, d2]) == ["_rx_one", "_rx_deliver"]
+    assert f.sk.recvmsg(1 << 20) == b"d" * (5 * MSS)
+
+
+def test_an_exception_raised_out_of_a_batch_leaves_the_host_outside_it():
+    """With ``debug`` a failure inside the fast path is raised out of the
+    batch; the batch's state is undone all the same (the host no longer
+    busy, nothing more deferred to a batch's end, the segment that failed
+    counted as received, as the layered path counts it before failing), and
+    the next batch is read and ACKed as usual."""
+    f = fresh_flow()
+    h = f.h
+    h.debug = True
+    real = h.schedule_wakeup
+
+    def failing(sk):
+        raise RuntimeError("injected")
+
+    h.schedule_wakeup = failing                 # type: ignore[method-assign]
+    before = h.mib.snapshot()
+    with pytest.raises(RuntimeError, match="injected"):
+        f.receive(f.data(2), advance=0.5)
+    assert moved(before, h.mib.snapshot(), "InReceives", "InSegs") == {"InReceives": 1,
+                                                                      "InSegs": 1}
+    assert not h._busy
+    assert h.defer_to_batch_end(lambda owner, now: None, f) is False
+    h.schedule_wakeup = real                    # type: ignore[method-assign]
+    h.take_output()
+    h.take_wakeups()
+    f.seq = f.sk.rcv_nxt                        # (the second segment was never read)
+    out = f.receive(f.data(2), advance=0.5)
+    assert pure_acks(out) == [f.seq]
+    assert h.take_wakeups() == [f.sk]

@@ -33,7 +33,9 @@ from tcpio._fast import load as _load
 from tcpio._fast.gso import GsoFrame
 
 __all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "BatchEnd",
-           "RxRun", "rx_classify", "rx_run", "vnet_rx", "wake_socks"]
+           "RxRun", "host_defer_loopback", "host_release_loopback", "rx_batch", "rx_classify",
+           "rx_receive", "rx_run", "stack_kick", "stack_on_frames", "stack_time", "vnet_rx",
+           "wake_socks"]
 
 # The same header record type as the rest of the core uses.
 _parse_ipv4 = _load("wire").parse_ipv4
@@ -221,6 +223,11 @@ def rx_run(RxRun run not None, classify, frames, mac, local, bcast, bint verify_
            double now, bint lo, syn, tuple v6):
     """``classify`` for ``frames[run.pos:]`` until one needs the host (see
     rx_py.rx_run); this module's rx_classify without a Python call."""
+    return _rx_run(run, classify, frames, mac, local, bcast, verify_tcp, ehash, now, lo, syn, v6)
+
+
+cdef object _rx_run(RxRun run, classify, frames, mac, local, bcast, bint verify_tcp, ehash,
+                    double now, bint lo, syn, tuple v6):
     cdef Py_ssize_t i = run.pos, n = len(frames)
     cdef bint own = classify is rx_classify
     cdef SynPath sp = None
@@ -241,6 +248,73 @@ def rx_run(RxRun run not None, classify, frames, mac, local, bcast, bint verify_
         i += 1
     run.pos = n
     return False
+
+
+def rx_receive(host, classifier, ifindex, frames, double now):
+    """Host.receive_batch (see rx_py.rx_receive)."""
+    host.now = now
+    iface = host.interfaces.get(ifindex)
+    if iface is None or not iface.up:
+        host.mib["InNoInterface"] += len(frames)
+        return
+    rx_batch(host, iface, frames, now, classifier["rx_classify"])
+    if host._loopback and not host.backlog_deferred:
+        host._run_loopback()
+
+
+def rx_batch(host, iface, frames, double now, classify):
+    """Host._rx_batch (see rx_py.rx_batch)."""
+    cdef RxRun run
+    cdef bint fast, lo, was_busy
+    cdef tuple v6 = None
+    tcp = host.protocols.get(C_TCP)
+    if tcp is not host._tcp_handler:
+        host._rx_tcp_setup(tcp)
+    _demux, verify, ehash, syn, ehash6 = host._rx_tcp
+    mac = iface.mac
+    local = host._local
+    bcast = host._bcast
+    lo = iface is host.lo
+    fast = not host.raw.tcpudp
+    if lo:
+        syn = None
+    elif ehash6 is not None:
+        v6 = (host.local6, ehash6, iface.ifindex)
+    run = RxRun()
+    was_busy = host._busy
+    host._busy = True
+    end = host._rx_end
+    end.pending = {}
+    if syn is not None:
+        syn.batch_begin(host._output)
+    try:
+        while True:
+            if fast:
+                try:
+                    rec = _rx_run(run, classify, frames, mac, local, bcast, verify, ehash, now,
+                                  lo, syn, v6)
+                except Exception as exc:
+                    if host._rx_fault(iface, run, frames, exc):
+                        raise
+                    continue
+                if rec is False:
+                    break
+            elif run.pos < len(frames):
+                rec = None
+            else:
+                break
+            frame = frames[run.pos]
+            run.pos += 1
+            host._rx_one(iface, frame, rec, now)
+        if end.pending:
+            end.run(now, host._batch_end_error)
+    finally:
+        host._busy = was_busy
+        end.pending = None
+        if syn is not None:
+            syn.batch_end(host.mib)
+        if run.taken or run.taken6:
+            rx_taken(host.mib, run.taken, run.taken6)
 
 
 cdef object _classify(frame, mac, local, bcast, bint verify_tcp, ehash, double now,
@@ -389,6 +463,103 @@ def wake_socks(socks, on_error):
                 wakeup()
             except Exception as exc:
                 on_error(sk, exc)
+
+
+def host_defer_loopback(host):
+    """Host.defer_loopback, compiled (see rx_py.host_defer_loopback)."""
+    if host._busy:
+        return False
+    host._busy = True
+    return True
+
+
+def host_release_loopback(host, held):
+    """Host.release_loopback, compiled (see rx_py.host_release_loopback)."""
+    if held:
+        host._busy = False
+        if host._loopback and not host.backlog_deferred:
+            host._run_loopback()
+
+
+def stack_time(stack):
+    """Stack.update_time, compiled (see rx_py.stack_time)."""
+    host = stack.host
+    clock = stack._clock
+    if clock is None:
+        clock = stack._clock = stack._bind_clock()
+    now = clock()
+    if now < host.now:
+        return host.now
+    host.now = now
+    return now
+
+
+def stack_on_frames(stack, ifindex, frames):
+    """Stack._on_frames, compiled (see rx_py.stack_on_frames)."""
+    if stack._closed:
+        return
+    host = stack.host
+    host.receive_batch(ifindex, frames, stack_time(stack))
+    dev = stack._napi.get(ifindex)
+    if dev is not None:
+        if dev.rx_more:
+            stack._rx_pending[ifindex] = dev
+        elif stack._rx_pending:
+            stack._rx_pending.pop(ifindex, None)
+    if stack._in_softirq:
+        if host._output:
+            out = host.take_output()
+            if out:
+                stack._transmit(out)
+        return
+    was = stack._rx_busy
+    stack._rx_busy = True
+    try:
+        stack.kick()
+    finally:
+        stack._rx_busy = was
+
+
+def stack_kick(stack, Py_ssize_t rounds):
+    """Stack.kick, compiled (see rx_py.stack_kick)."""
+    if stack._closed:
+        return
+    host = stack.host
+    while True:
+        if host._output:
+            out = host._output
+            host._output = []
+            if host._tx_stopped:
+                out = host._hold_stopped(out)
+            if len(out) == 1:
+                ifindex, frame = out[0]
+                dev = stack.devices.get(ifindex)
+                if dev is not None:
+                    dev.send(frame)
+            elif out:
+                stack._transmit(out)
+        pending = host._wakeups
+        if not pending:
+            if stack._closed:
+                return
+            break
+        wakeups = list(pending)
+        pending.clear()
+        wake_socks(wakeups, stack._wakeup_error)
+        if stack._closed:
+            return
+        rounds -= 1
+        if not rounds:
+            stack.loop.call_soon(stack.kick)
+            break
+    if stack._rx_pending and not stack._rx_busy:
+        stack._softirq()
+        if stack._closed:
+            return
+    if host._loopback and stack._backlog_handle is None:
+        stack._backlog_handle = stack.loop.call_soon(stack._on_backlog)
+    if host.deadline_bound() != stack._timer_when:
+        stack._rearm()
 
 
 def rx_taken(mib, Py_ssize_t taken, Py_ssize_t taken6):

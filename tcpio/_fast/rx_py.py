@@ -82,7 +82,9 @@ from tcpio._fast import load
 from tcpio._fast.gso import GsoFrame, rx_gso as _rx_gso
 
 __all__ = ["ETH_HLEN", "IPPROTO_TCP", "IPPROTO_UDP", "RX_FLAGGED_MIN", "RX_TAKEN6", "BatchEnd",
-           "RxRun", "rx_classify", "rx_run", "vnet_rx", "wake_socks"]
+           "RxRun", "host_defer_loopback", "host_release_loopback", "rx_batch", "rx_classify",
+           "rx_receive", "rx_run", "stack_kick", "stack_on_frames", "stack_time", "vnet_rx",
+           "wake_socks"]
 
 # The same checksum and header records as the rest of the core uses.
 _csum = load("checksum")
@@ -376,6 +378,103 @@ def rx_run(run: RxRun, classify: Callable[..., Any], frames: Any, mac: bytes | N
     return False
 
 
+def rx_receive(host: Any, classifier: dict[str, Any], ifindex: int, frames: Any,
+               now: float) -> None:
+    """Host.receive_batch: ``frames`` from the interface ``ifindex``, in
+    arrival order, each processed to completion (``rx_batch``), then the
+    loopback backlog they filled (unless the driver drains it).  The host's
+    own ``receive_batch`` is this function bound to the host and its
+    module's globals (``classifier``: ``rx_classify`` is looked up there at
+    every batch, so a test that puts another classifier in its place is
+    honoured), so a device's batch reaches the receive loop with no Python
+    frame of the host's (issue 12: a lone echo frame's way in)."""
+    host.now = now
+    iface = host.interfaces.get(ifindex)
+    if iface is None or not iface.up:
+        host.mib["InNoInterface"] += len(frames)
+        return
+    rx_batch(host, iface, frames, now, classifier["rx_classify"])
+    if host._loopback and not host.backlog_deferred:
+        host._run_loopback()
+
+
+def rx_batch(host: Any, iface: Any, frames: Any, now: float,
+             classify: Callable[..., Any]) -> None:
+    """Host._rx_batch: netif_receive_skb for each of ``frames`` (from
+    ``iface``, or lo's backlog), then what the batch deferred
+    (``host.defer_to_batch_end``).
+
+    The batch's setup and end are here, compiled: the TCP handler's fast
+    path (``host._rx_tcp``), the host busy (a send from inside the batch
+    does not deliver to ourselves mid-segment), the batch-end dict, TCP's
+    stateless SYN path's batch (its output list, its counters at the end),
+    and the counters of the segments the fast path took whole (``rx_taken``).
+    ``classify`` (``rx_run``) takes every frame it can whole; one it
+    declines goes to ``host._rx_one`` (the host's delivery or the layered
+    path, with its own exception handling), one whose classification
+    raised to ``host._rx_fault`` (counted and skipped, or raised again
+    when it says so).  A batch whose every frame the fast path takes runs
+    no Python of the host's (issue 12: ~145 bytecodes a batch before).
+
+    lo's frames: the wire's martian checks off (127/8 and our own source
+    addresses are what lo carries), its SYNs and IPv6 segments layered.  A
+    raw sock for TCP or UDP must see every segment: no fast path then."""
+    tcp = host.protocols.get(IPPROTO_TCP)
+    if tcp is not host._tcp_handler:
+        host._rx_tcp_setup(tcp)
+    # (what follows from the TCP handler, worked out once per handler:
+    # every batch asks)
+    _demux, verify, ehash, syn, ehash6 = host._rx_tcp
+    mac = iface.mac
+    local = host._local
+    bcast = host._bcast
+    lo = iface is host.lo
+    fast = not host.raw.tcpudp
+    v6 = None
+    if lo:
+        syn = None
+    elif ehash6 is not None:
+        v6 = (host.local6, ehash6, iface.ifindex)
+    run = RxRun()
+    was_busy = host._busy
+    host._busy = True
+    end = host._rx_end
+    end.pending = {}
+    if syn is not None:
+        syn.batch_begin(host._output)
+    try:
+        while True:
+            if fast:
+                try:
+                    # every frame the fast path takes whole, in one call,
+                    # up to one the host delivers (or the batch's end)
+                    rec = rx_run(run, classify, frames, mac, local, bcast, verify, ehash, now,
+                                 lo, syn, v6)
+                except Exception as exc:
+                    if host._rx_fault(iface, run, frames, exc):
+                        raise
+                    continue
+                if rec is False:
+                    break
+            elif run.pos < len(frames):
+                rec = None
+            else:
+                break
+            frame = frames[run.pos]
+            run.pos += 1
+            host._rx_one(iface, frame, rec, now)
+        if end.pending:
+            end.run(now, host._batch_end_error)
+    finally:
+        host._busy = was_busy
+        end.pending = None
+        if syn is not None:
+            syn.batch_end(host.mib)     # its counters, and the next batch's budget
+        if run.taken or run.taken6:
+            # What the layered path counts for each of them, in one call
+            rx_taken(host.mib, run.taken, run.taken6)
+
+
 class BatchEnd:
     """What a receive batch's frames defer to its end (Host.defer_to_batch_end,
     the NetHost contract): ``pending`` maps id(owner) to (fn, owner) in the
@@ -435,6 +534,140 @@ def wake_socks(socks: Iterable[Any], on_error: Callable[[Any, Exception], None])
                 wakeup()
             except Exception as exc:  # noqa: BLE001 - application code
                 on_error(sk, exc)
+
+
+def host_defer_loopback(host: Any) -> bool:
+    """Host.defer_loopback: hold deliveries to our own addresses (the host
+    busy) until ``host_release_loopback``; whether this call took the hold
+    (False inside packet or timer processing, which delivers afterwards
+    anyway).  Each Host's ``defer_loopback`` is this function bound to it:
+    TCP's send loop asks around every send, with no Python frame."""
+    if host._busy:
+        return False
+    host._busy = True
+    return True
+
+
+def host_release_loopback(host: Any, held: bool) -> None:
+    """Host.release_loopback: end a hold ``host_defer_loopback`` took and
+    deliver what it held (unless the driver drains the backlog itself)."""
+    if held:
+        host._busy = False
+        if host._loopback and not host.backlog_deferred:
+            host._run_loopback()
+
+
+def stack_time(stack: Any) -> float:
+    """Stack.update_time: set ``host.now`` from the loop's clock (before any
+    user call into the core) and return it.  Never backwards: after an
+    early uvloop timer (see Stack._on_timer) the host may already be a
+    fraction of a millisecond ahead of the loop.  Each Stack's
+    ``update_time`` is this function bound to it: no Python frame per write
+    (issue 12: transports.write asks before every sendmsg)."""
+    host = stack.host
+    clock = stack._clock
+    if clock is None:
+        # the loop's, once bound (Stack._bind_clock)
+        clock = stack._clock = stack._bind_clock()
+    now = clock()
+    if now < host.now:      # (not max(): a call, several times a connection)
+        return host.now
+    host.now = now
+    return now
+
+
+def stack_on_frames(stack: Any, ifindex: int, frames: Any) -> None:
+    """Stack._on_frames: a device's batch, each frame processed to
+    completion (the host's ``receive_batch``, at the loop's clock), then one
+    kick.  The device's partial is this function bound to the stack and
+    the interface, so a lone frame's way from the device to the socks'
+    wakeups runs no Python frame of the driver's or the host's when the
+    fast path takes it whole (issue 12's echo).
+
+    A batch that stopped at the device's budget leaves the device in
+    ``_rx_pending`` (NET_RX still pending: ``_softirq`` reads it from the
+    next sender's kick).  A batch of ``_softirq``'s own sends its output
+    (the ACKs) at once and leaves the wakeups to ``_rx_wake``."""
+    if stack._closed:
+        return
+    host = stack.host
+    host.receive_batch(ifindex, frames, stack_time(stack))
+    dev = stack._napi.get(ifindex)
+    if dev is not None:
+        if dev.rx_more:
+            stack._rx_pending[ifindex] = dev
+        elif stack._rx_pending:
+            stack._rx_pending.pop(ifindex, None)
+    if stack._in_softirq:
+        if host._output:
+            out = host.take_output()
+            if out:
+                stack._transmit(out)
+        return
+    was = stack._rx_busy
+    stack._rx_busy = True
+    try:
+        stack.kick()
+    finally:
+        stack._rx_busy = was
+
+
+def stack_kick(stack: Any, rounds: int) -> None:
+    """Stack.kick: flush the host's output to the devices, deliver the
+    socks' wakeups, re-arm the timer; up to ``rounds`` rounds of output and
+    wakeups (a wakeup's callback sends, and that may wake again), then the
+    rest on the next loop iteration rather than starve it.  Each Stack's
+    ``kick`` is this function bound to it: a kick (one after every receive
+    batch, one after every write) runs no Python frame of the driver's
+    (issue 12: ~70 bytecodes a kick before).  See Stack.kick."""
+    if stack._closed:
+        return
+    host = stack.host
+    # (the host's output list and wakeup set are looked at before they are
+    # taken: most kicks find one of the two empty)
+    while True:
+        if host._output:
+            # host.take_output without its call
+            out = host._output
+            host._output = []
+            if host._tx_stopped:
+                out = host._hold_stopped(out)
+            if len(out) == 1:
+                # _transmit's one-frame case without its call: a bulk
+                # transfer's every frame (a super-frame, or its ACK)
+                ifindex, frame = out[0]
+                dev = stack.devices.get(ifindex)
+                if dev is not None:
+                    dev.send(frame)
+            elif out:
+                stack._transmit(out)
+        pending = host._wakeups
+        if not pending:
+            if stack._closed:
+                return
+            break
+        # host.take_wakeups without its call: the marked socks in the
+        # order first marked, and the set emptied for the next ones
+        wakeups = list(pending)
+        pending.clear()
+        # a failing protocol callback must not leave the other socks
+        # unwoken or the timer unarmed: reported, and the others woken
+        wake_socks(wakeups, stack._wakeup_error)
+        if stack._closed:
+            return          # a callback closed the stack: arm nothing
+        rounds -= 1
+        if not rounds:
+            # Still busy: finish on the next loop iteration rather than starve it.
+            stack.loop.call_soon(stack.kick)
+            break
+    if stack._rx_pending and not stack._rx_busy:
+        stack._softirq()
+        if stack._closed:
+            return
+    if host._loopback and stack._backlog_handle is None:
+        stack._backlog_handle = stack.loop.call_soon(stack._on_backlog)
+    if host.deadline_bound() != stack._timer_when:
+        stack._rearm()       # (most kicks leave the deadline as it was)
 
 
 def rx_taken(mib: Any, taken: int, taken6: int) -> None:

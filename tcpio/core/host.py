@@ -49,6 +49,7 @@ import os
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tcpio import _fast
@@ -95,10 +96,9 @@ log = logging.getLogger("tcpio.host")
 # One compiled call per frame classifies the common case (see tcpio/_fast/rx_py.py).
 _rx = _fast.load("rx")
 rx_classify = _rx.rx_classify
-rx_run = _rx.rx_run
-RxRun = _rx.RxRun
 BatchEnd = _rx.BatchEnd
 rx_taken = _rx.rx_taken
+rx_batch = _rx.rx_batch
 wire = _fast.load("wire")
 LOOPBACK = 0x7F000001           # INADDR_LOOPBACK
 LOOPBACK_IFINDEX = 0
@@ -270,6 +270,19 @@ class Host:
         # ``defer`` (compiled: TCP's ACK coalescing asks with no Python frame).
         self._rx_end = BatchEnd()
         self.defer_to_batch_end = self._rx_end.defer  # type: ignore[method-assign]
+        # A device's batch goes straight into the compiled receive loop
+        # (rx.rx_receive: no Python frame of the host's for a batch the fast
+        # path takes whole); this module's globals go with it, so the
+        # classifier a test puts in place of rx_classify is the one used.
+        self.receive_batch = partial(_rx.rx_receive, self,  # type: ignore[method-assign]
+                                     globals())
+        # TCP's send loop holds our own deliveries around every send: the
+        # hold and its release compiled too (the methods are what a test
+        # that deleted these gets back)
+        self.defer_loopback = partial(  # type: ignore[method-assign]
+            _rx.host_defer_loopback, self)
+        self.release_loopback = partial(  # type: ignore[method-assign]
+            _rx.host_release_loopback, self)
         # The TCP handler the fast path serves this batch, and its early demux
         # (None: none, every segment takes rcv).
         self._tcp_handler: Any = _UNKNOWN
@@ -785,124 +798,83 @@ class Host:
 
     def receive_batch(self, ifindex: int, frames: Any, now: float) -> None:
         """Frames from one link, in arrival order, each processed to completion
-        (``receive`` for each, with the per-call setup done once per batch)."""
-        self.now = now
-        iface = self.interfaces.get(ifindex)
-        if iface is None or not iface.up:
-            self.mib["InNoInterface"] += len(frames)
-            return
-        self._rx_batch(iface, frames, now)
-        if self._loopback and not self.backlog_deferred:
-            self._run_loopback()
+        (``receive`` for each, with the per-call setup done once per batch).
+        (Each Host's is rx.rx_receive bound to it, set in __init__: a
+        device's batch runs no Python of the host's when the fast path takes
+        every frame; this is what a test that deleted it gets back.)"""
+        _rx.rx_receive(self, globals(), ifindex, frames, now)
 
     def _rx_batch(self, iface: Interface, frames: Any, now: float) -> None:
         """netif_receive_skb for each of ``frames`` (from ``iface``, or lo's
-        backlog), then what the batch deferred (``defer_to_batch_end``).
+        backlog), then what the batch deferred (``defer_to_batch_end``):
+        rx.rx_batch, with this module's classifier (a test may replace it).
 
         Each takes the compiled classifier first (a datagram from lo with
         the wire's martian checks off: 127/8 and our own source addresses are
-        what lo carries), then, if it declines, the layered path (for lo,
-        ip_rcv with those checks off)."""
-        tcp = self.protocols.get(IPPROTO_TCP)
-        if tcp is not self._tcp_handler:
-            self._rx_tcp_setup(tcp)
-        # (what follows from the TCP handler, worked out once per handler:
-        # every batch asks)
-        demux, verify, ehash, syn, ehash6 = self._rx_tcp
-        mac, local, bcast = iface.mac, self._local, self._bcast
-        lo = iface is self.lo
-        # a raw sock for TCP or UDP must see every segment: no fast path then
-        fast = not self.raw.tcpudp
-        if lo:
-            # lo's SYNs and IPv6 segments go layered
-            syn = v6 = None
-        else:
-            v6 = None if ehash6 is None else (self.local6, ehash6, iface.ifindex)
-        # where the compiled loop is, and what the TCP fast path took whole
-        run = RxRun()
-        gro = False     # rx_gso_* set for the frame in hand
-        was_busy = self._busy
-        self._busy = True
-        end = self._rx_end
-        end.pending = {}
-        if syn is not None:
-            syn.batch_begin(self._output)
+        what lo carries), then, if it declines, ``_rx_one``."""
+        rx_batch(self, iface, frames, now, rx_classify)
+
+    def _rx_one(self, iface: Interface, frame: Any, rec: tuple | None, now: float) -> None:
+        """One frame of a receive batch the fast path declined: delivered
+        from rx_classify's tuple ``rec``, or (None, or no handler for the
+        protocol) the layered path.  A bug must not kill the stack: an
+        exception is counted and logged, the frame dropped (raised again
+        when ``debug``)."""
+        gro = type(frame) is GsoFrame   # rx_gso_* set for the frame in hand
         try:
-            while True:
-                rec: Any = False        # until rx_run returns: the TCP fast path may run
-                try:
-                    if fast:
-                        # every frame the fast path takes whole, in one call,
-                        # up to one the host delivers (or the batch's end)
-                        rec = rx_run(run, rx_classify, frames, mac, local, bcast, verify,
-                                     ehash, now, lo, syn, v6)
-                        if rec is False:
-                            break
-                    elif run.pos < len(frames):
-                        rec = None
+            if gro:
+                self.rx_gso_segs, self.rx_gso_size = rx_gso(frame)
+            demux = self._tcp_demux
+            if demux is not None and rec is not None and rec[0] == IPPROTO_TCP \
+                    and rec[5] is not None:
+                # _rx_deliver's IPv4 TCP case without its call (a
+                # handshake's and a close's every segment)
+                mib = self.mib
+                mib["InReceives"] += 1
+                mib["InDelivers"] += 1
+                demux.rcv_verified(rec[5], memoryview(frame)[rec[6]:rec[7]], now)
+                return
+            if rec is None or not self._rx_deliver(rec, frame, now):
+                if gro and frame.csum_partial:
+                    # checksum offload on the sender's device (a
+                    # MemoryWire's): the layered path checks sums
+                    frame = csum_completed(frame, iface.mac is not None)
+                if iface is self.lo:
+                    if frame[0] >> 4 == 6:
+                        ip6_input.ipv6_rcv(self, iface, frame, now, False, True)
                     else:
-                        break
-                    frame = frames[run.pos]
-                    run.pos += 1
-                    if type(frame) is GsoFrame:
-                        gro = True
-                        self.rx_gso_segs, self.rx_gso_size = rx_gso(frame)
-                    if demux is not None and rec is not None and rec[0] == IPPROTO_TCP \
-                            and rec[5] is not None:
-                        # _rx_deliver's IPv4 TCP case without its call (a
-                        # handshake's and a close's every segment)
-                        mib = self.mib
-                        mib["InReceives"] += 1
-                        mib["InDelivers"] += 1
-                        demux.rcv_verified(rec[5], memoryview(frame)[rec[6]:rec[7]], now)
-                        continue
-                    if rec is None or not self._rx_deliver(rec, frame, now):
-                        if type(frame) is GsoFrame and frame.csum_partial:
-                            # checksum offload on the sender's device (a
-                            # MemoryWire's): the layered path checks sums
-                            frame = csum_completed(frame, mac is not None)
-                        if lo:
-                            if frame[0] >> 4 == 6:
-                                ip6_input.ipv6_rcv(self, iface, frame, now, False, True)
-                            else:
-                                ip_input.ip_rcv(self, iface, frame, now, False, True)
-                        else:
-                            self._rx_slow(iface, frame, now)
-                except Exception:
-                    if rec is False:
-                        # Raised inside rx_run, at frames[run.pos]: only the TCP
-                        # fast path runs protocol code there, after it took the
-                        # segment, which the layered path would have counted
-                        # before failing too.
-                        if _is_ipv6(frames[run.pos], mac):
-                            run.taken6 += 1
-                        else:
-                            run.taken += 1
-                        run.pos += 1
-                    if self.debug:
-                        raise
-                    # A bug must not kill the stack: count it, log it, drop the frame.
-                    self.mib["CoreExceptions"] += 1
-                    log.exception("%s: exception while processing a frame", self.name)
-                finally:
-                    # Only meaningful inside receive (ip_rcv sets it per datagram).
-                    self.rx_link_bcast = False
-                    if gro:
-                        gro = False
-                        self.rx_gso_segs = 1
-                        self.rx_gso_size = 0
-            if end.pending:
-                self._run_batch_end(now)
+                        ip_input.ip_rcv(self, iface, frame, now, False, True)
+                else:
+                    self._rx_slow(iface, frame, now)
+        except Exception:
+            if self.debug:
+                raise
+            self.mib["CoreExceptions"] += 1
+            log.exception("%s: exception while processing a frame", self.name)
         finally:
-            self._busy = was_busy
-            end.pending = None
-            if syn is not None:
-                syn.batch_end(self.mib)     # its counters, and the next batch's budget
-            if run.taken or run.taken6:
-                # What the layered path counts for each of them (see
-                # _rx_deliver; for IPv6 ipv6_rcv's, ip6_input_finish's and
-                # TCP's), in one compiled call
-                rx_taken(self.mib, run.taken, run.taken6)
+            # Only meaningful inside receive (ip_rcv sets it per datagram).
+            self.rx_link_bcast = False
+            if gro:
+                self.rx_gso_segs = 1
+                self.rx_gso_size = 0
+
+    def _rx_fault(self, iface: Interface, run: Any, frames: Any, exc: Exception) -> bool:
+        """rx_run raised at ``frames[run.pos]``: only the TCP fast path runs
+        protocol code there, after it took the segment, which the layered
+        path would have counted before failing too.  The frame is counted
+        and skipped; True: raise the exception again (``debug``), else it is
+        counted and logged."""
+        if _is_ipv6(frames[run.pos], iface.mac):
+            run.taken6 += 1
+        else:
+            run.taken += 1
+        run.pos += 1
+        self.rx_link_bcast = False
+        if self.debug:
+            return True
+        self.mib["CoreExceptions"] += 1
+        log.error("%s: exception while processing a frame", self.name, exc_info=exc)
+        return False
 
     def _rx_tcp_setup(self, tcp: Any) -> None:
         """What a receive batch takes from the TCP handler now in the table
@@ -1095,18 +1067,14 @@ class Host:
         protocol that sends to itself from a user call (TCP over 127.0.0.1)
         must not have the reply processed in the middle of its own send loop.
         Returns whether this call took the hold (False inside packet or timer
-        processing, which delivers afterwards anyway)."""
-        if self._busy:
-            return False
-        self._busy = True
-        return True
+        processing, which delivers afterwards anyway).  (Each Host's is
+        rx.host_defer_loopback bound to it, set in __init__.)"""
+        return _rx.host_defer_loopback(self)
 
     def release_loopback(self, held: bool) -> None:
-        """End a ``defer_loopback`` hold and deliver what it held."""
-        if held:
-            self._busy = False
-            if self._loopback and not self.backlog_deferred:
-                self._run_loopback()
+        """End a ``defer_loopback`` hold and deliver what it held
+        (rx.host_release_loopback, bound in __init__ likewise)."""
+        _rx.host_release_loopback(self, held)
 
     def icmp_send(self, iph: Any, payload: bytes | bytearray | memoryview, type: int,
                   code: int, info: int = 0) -> None:
