@@ -300,19 +300,17 @@ cdef class FrameIO:
                 on_frames(frames)
         return nread
 
-    def send(self, int fd, frame, plain, tx_hdr, dict stats not None):
-        """``write(fd, (frame,), 0, plain, tx_hdr)`` for the one frame a
-        request/response flow sends per kick, without the tuple, counted
-        in ``stats`` (tx_packets, tx_bytes) when it went: 0, or the errno
-        of the write that failed (nothing counted; the device decides)."""
+    cdef int _write_one(self, int fd, frame, plain, tx_hdr) except -1:
+        """One frame with one write(2) (writev(2) behind its header when
+        ``hlen``: ``plain`` for a ``bytes`` frame, ``tx_hdr(frame, plain)``
+        for any other), EINTR retried: 0 with the frame's length in
+        ``nbytes``, or the errno of the write that failed (in ``error``)."""
         cdef Py_ssize_t hlen = self.hlen
         cdef ssize_t r
         cdef iovec iov[2]
         cdef rbuf fb, hb
-        cdef int e = 0
+        cdef int e
         cdef object fown, hown, hdr
-        self.error = 0
-        self.nbytes = 0
         fb.release = hb.release = False
         fown = rbuf_get(frame, &fb)
         try:
@@ -329,19 +327,31 @@ cdef class FrameIO:
                 else:
                     r = c_write(fd, fb.p, fb.n)
                 if r >= 0:
-                    break
+                    self.nbytes = fb.n
+                    return 0
                 e = errno
                 if e != EINTR:
                     self.error = e
                     return e
                 PyErr_CheckSignals()
-            self.nbytes = fb.n
-            _bump(stats, "tx_packets", 1)
-            _bump(stats, "tx_bytes", fb.n)
-            return 0
         finally:
             rbuf_release(&hb)
             rbuf_release(&fb)
+
+    def send(self, int fd, frame, plain, tx_hdr, dict stats not None):
+        """``write(fd, (frame,), 0, plain, tx_hdr)`` for the one frame a
+        request/response flow sends per kick, without the tuple, counted
+        in ``stats`` (tx_packets, tx_bytes) when it went: 0, or the errno
+        of the write that failed (nothing counted; the device decides)."""
+        cdef int e
+        self.error = 0
+        self.nbytes = 0
+        e = self._write_one(fd, frame, plain, tx_hdr)
+        if e:
+            return e
+        _bump(stats, "tx_packets", 1)
+        _bump(stats, "tx_bytes", self.nbytes)
+        return 0
 
     def write(self, int fd, frames, Py_ssize_t start, plain, tx_hdr):
         """Write ``frames[start:]`` to ``fd``, one frame a write, until one
@@ -353,43 +363,13 @@ cdef class FrameIO:
         cdef Py_ssize_t count = PySequence_Fast_GET_SIZE(seq)
         cdef Py_ssize_t i = start if start > 0 else 0
         cdef Py_ssize_t nbytes = 0
-        cdef Py_ssize_t hlen = self.hlen
-        cdef ssize_t r
-        cdef iovec iov[2]
-        cdef rbuf fb, hb
-        cdef int e
-        cdef object frame, hdr, fown, hown
         self.error = 0
         self.nbytes = 0
         try:
             while i < count:
-                frame = <object>PySequence_Fast_GET_ITEM(seq, i)
-                fb.release = hb.release = False
-                fown = rbuf_get(frame, &fb)
-                try:
-                    if hlen:
-                        hdr = plain if type(frame) is bytes else tx_hdr(frame, plain)
-                        hown = rbuf_get(hdr, &hb)
-                        iov[0].iov_base = <void*>hb.p
-                        iov[0].iov_len = hb.n
-                        iov[1].iov_base = <void*>fb.p
-                        iov[1].iov_len = fb.n
-                    while True:
-                        if hlen:
-                            r = c_writev(fd, iov, 2)
-                        else:
-                            r = c_write(fd, fb.p, fb.n)
-                        if r >= 0:
-                            break
-                        e = errno
-                        if e != EINTR:
-                            self.error = e
-                            return i
-                        PyErr_CheckSignals()
-                    nbytes += fb.n
-                finally:
-                    rbuf_release(&hb)
-                    rbuf_release(&fb)
+                if self._write_one(fd, <object>PySequence_Fast_GET_ITEM(seq, i), plain, tx_hdr):
+                    return i
+                nbytes += self.nbytes
                 i += 1
             return count
         finally:
