@@ -177,17 +177,9 @@ def ip6_tcp_dst(host: Host, dst: int) -> TcpDst | None:
     V6_KEY`` and valid while the host's route generation stands still and a
     learned path MTU (pmtu6) has not expired; None with no route or a
     neighbour ND has not confirmed."""
-    key = dst | V6_KEY
-    d = host._tcp_paths.get(key)
-    if d is not None and d.genid == d.gen.genid and host.now < d.expires:
-        return d
-    d = _tcp_dst6_new(host, dst)
-    if d is not None:
-        paths = host._tcp_paths
-        if len(paths) >= 4096:
-            paths.clear()
-        paths[key] = d
-    return d
+    # (imported here: ip_output -> ether -> ip6_input -> ip6_forward imports this module)
+    from tcpio.core.ip_output import tcp_dst_cached
+    return tcp_dst_cached(host, dst | V6_KEY, dst, _tcp_dst6_new)
 
 
 def _tcp_dst6_new(host: Host, dst: int) -> TcpDst | None:

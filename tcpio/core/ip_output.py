@@ -35,6 +35,8 @@ from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tcpio._fast.tx_py import TcpDst
     from tcpio.core.host import Host, Interface
     from tcpio.core.protocol import NetHost, TcpXmitPath
@@ -230,15 +232,24 @@ def ip_tcp_dst(host: Host, dst: int) -> TcpDst | None:
     may be cached: no route (TCP's route_mtu then says 576 and ip_output
     counts OutNoRoutes) or a neighbour not in a connected state (ip_output
     resolves it: a TcpDst is made once it is)."""
-    d = host._tcp_paths.get(dst)
+    return tcp_dst_cached(host, dst, dst, _tcp_dst_new)
+
+
+def tcp_dst_cached(host: Host, key: int, dst: int,
+                   make: Callable[[Host, int], TcpDst | None]) -> TcpDst | None:
+    """The TcpDst kept under ``key`` in ``host._tcp_paths`` while valid
+    (the route generation stands still, a learned path MTU has not
+    expired), else ``make(host, dst)``'s, kept: ip_tcp_dst's and
+    ip6_output.ip6_tcp_dst's cache."""
+    paths = host._tcp_paths
+    d = paths.get(key)
     if d is not None and d.genid == d.gen.genid and host.now < d.expires:
         return d
-    d = _tcp_dst_new(host, dst)
+    d = make(host, dst)
     if d is not None:
-        paths = host._tcp_paths
         if len(paths) >= 4096:
             paths.clear()       # bounded as the route cache is (sockets keep theirs)
-        paths[dst] = d
+        paths[key] = d
     return d
 
 
