@@ -219,16 +219,21 @@ def _arp_reply(mac: bytes, now: float) -> tuple[bytes, float]:
     return frame, now
 
 
+def assert_next_tcp_frames_go_to(conn: Conn, mac: str) -> None:
+    """The next data the connection sends leaves in frames to ``mac`` only."""
+    mark = conn.mark()
+    conn.send(4096, run=0.01)
+    sent = conn.tcp_frames(mark)
+    assert sent and {f.dst for f in sent} == {mac}
+
+
 def test_a_neighbour_that_changes_its_mac_gets_the_next_frame_at_the_new_one():
     conn = Conn()
     a = conn.a
     frame, now = _arp_reply(NEW_MAC, conn.net.now)
     a.receive(1, frame, now)                        # b's address moved to another card
     assert a.arp.lookup(1, ip_aton(B)).mac == NEW_MAC
-    mark = conn.mark()
-    conn.send(4096, run=0.01)
-    sent = conn.tcp_frames(mark)
-    assert sent and {f.dst for f in sent} == {"02:00:00:00:ab:cd"}
+    assert_next_tcp_frames_go_to(conn, "02:00:00:00:ab:cd")
 
 
 def test_a_stale_neighbour_is_probed_and_a_failed_one_resolved_before_any_frame_leaves():
@@ -289,10 +294,7 @@ def test_an_ipv6_neighbour_advertising_a_new_mac_gets_the_next_frame_there():
           / ICMPv6ND_NA(tgt=B6, R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=NEW_MAC))
     a.receive(1, bytes(na), conn.net.now)           # RFC 4861 7.2.5: override
     assert a.ndisc.lookup(1, ip6_aton(B6)).mac == NEW_MAC
-    mark = conn.mark()
-    conn.send(4096, run=0.01)
-    sent = conn.tcp_frames(mark)
-    assert sent and {f.dst for f in sent} == {"02:00:00:00:ab:cd"}
+    assert_next_tcp_frames_go_to(conn, "02:00:00:00:ab:cd")
 
 
 def test_a_dst_cached_for_another_peer_is_not_the_connection_s():
