@@ -43,6 +43,7 @@ from tcpio.core.ipv6 import (
 )
 from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
+from tcpio.core.route import tcp_dst_cached
 
 if TYPE_CHECKING:
     from tcpio._fast.tx_py import TcpDst
@@ -177,8 +178,6 @@ def ip6_tcp_dst(host: Host, dst: int) -> TcpDst | None:
     V6_KEY`` and valid while the host's route generation stands still and a
     learned path MTU (pmtu6) has not expired; None with no route or a
     neighbour ND has not confirmed."""
-    # (imported here: ip_output -> ether -> ip6_input -> ip6_forward imports this module)
-    from tcpio.core.ip_output import tcp_dst_cached
     return tcp_dst_cached(host, dst | V6_KEY, dst, _tcp_dst6_new)
 
 

@@ -33,10 +33,9 @@ from tcpio.core.in_h import IPPROTO_TCP
 from tcpio.core.ip_input import IP_HLEN, IP_MAX_LEN
 from tcpio.core.neighbour import HH_STATES
 from tcpio.core.qdisc import NET_XMIT_SUCCESS
+from tcpio.core.route import tcp_dst_cached
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from tcpio._fast.tx_py import TcpDst
     from tcpio.core.host import Host, Interface
     from tcpio.core.protocol import NetHost, TcpXmitPath
@@ -233,24 +232,6 @@ def ip_tcp_dst(host: Host, dst: int) -> TcpDst | None:
     counts OutNoRoutes) or a neighbour not in a connected state (ip_output
     resolves it: a TcpDst is made once it is)."""
     return tcp_dst_cached(host, dst, dst, _tcp_dst_new)
-
-
-def tcp_dst_cached(host: Host, key: int, dst: int,
-                   make: Callable[[Host, int], TcpDst | None]) -> TcpDst | None:
-    """The TcpDst kept under ``key`` in ``host._tcp_paths`` while valid
-    (the route generation stands still, a learned path MTU has not
-    expired), else ``make(host, dst)``'s, kept: ip_tcp_dst's and
-    ip6_output.ip6_tcp_dst's cache."""
-    paths = host._tcp_paths
-    d = paths.get(key)
-    if d is not None and d.genid == d.gen.genid and host.now < d.expires:
-        return d
-    d = make(host, dst)
-    if d is not None:
-        if len(paths) >= 4096:
-            paths.clear()       # bounded as the route cache is (sockets keep theirs)
-        paths[key] = d
-    return d
 
 
 def _tcp_dst_new(host: Host, dst: int) -> TcpDst | None:

@@ -8,9 +8,15 @@ prefix length, searched from /32 down, so a lookup is at most 33 dict probes
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tcpio.core.addr import prefix_mask, prefix_mask6
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tcpio._fast.tx_py import TcpDst
+    from tcpio.core.host import Host
 
 
 class Route(NamedTuple):
@@ -134,3 +140,22 @@ def select_source(addrs: list[tuple[int, int]], target: int, prefsrc: int | None
     if addrs:
         return addrs[0][0]
     return fallback
+
+
+def tcp_dst_cached(host: Host, key: int, dst: int,
+                   make: Callable[[Host, int], TcpDst | None]) -> TcpDst | None:
+    """The TcpDst kept under ``key`` in ``host._tcp_paths`` while valid
+    (the route generation stands still, a learned path MTU has not
+    expired), else ``make(host, dst)``'s, kept: ip_output.ip_tcp_dst's
+    and ip6_output.ip6_tcp_dst's cache (what sockets cache, per
+    destination)."""
+    paths = host._tcp_paths
+    d = paths.get(key)
+    if d is not None and d.genid == d.gen.genid and host.now < d.expires:
+        return d
+    d = make(host, dst)
+    if d is not None:
+        if len(paths) >= 4096:
+            paths.clear()       # bounded as the route cache is (sockets keep theirs)
+        paths[key] = d
+    return d
